@@ -1,0 +1,61 @@
+"""Posting validation and the sync/async decision: pure, given the request and the accounts it names."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from cell.ledger.models import AMOUNT_MAX, Account, EntryRequest, Rejection
+
+PostingMode = str  # "hybrid" | "sync"
+
+
+def validate_posting(ledger_id: str, entries: list[EntryRequest], accounts: dict[str, Account],
+                     entries_max: int) -> Rejection | None:
+    """Every rule a posting must meet before anything is written. Returns the first rejection."""
+    if not entries:
+        return Rejection("entries_required", "a ledger transaction needs at least two entries")
+    if len(entries) > entries_max:
+        return Rejection("too_many_entries", f"at most {entries_max} entries per transaction")
+    if len(entries) < 2:
+        return Rejection("entries_required", "a ledger transaction needs at least two entries")
+    debits: dict[str, int] = defaultdict(int)
+    credits: dict[str, int] = defaultdict(int)
+    for i, entry in enumerate(entries):
+        if not 0 < entry.amount <= AMOUNT_MAX:
+            return Rejection("invalid_amount", f"ledger_entries[{i}].amount must be between 1 and {AMOUNT_MAX}")
+        account = accounts.get(entry.ledger_account_id)
+        if account is None:
+            return Rejection("ledger_account_not_found",
+                             f"ledger_entries[{i}].ledger_account_id {entry.ledger_account_id} does not exist")
+        if account.ledger_id != ledger_id:
+            return Rejection("ledger_account_in_other_ledger",
+                             f"ledger_entries[{i}]: account {account.id} belongs to another ledger")
+        side = debits if entry.direction == "debit" else credits
+        side[account.currency] += entry.amount
+    for currency in sorted(set(debits) | set(credits)):
+        if debits[currency] != credits[currency]:
+            return Rejection("entries_must_balance",
+                             f"{currency}: debits {debits[currency]} != credits {credits[currency]}")
+    return None
+
+
+def entry_needs_lock(entry: EntryRequest) -> bool:
+    """An entry whose caller needs an exact answer now: a balance lock, a lock_version, resulting balances."""
+    return not entry.condition.is_empty() or entry.show_resulting_balances
+
+
+def accounts_to_apply(entries: list[EntryRequest], mode: PostingMode) -> list[str]:
+    """Accounts whose effects the posting applies in its own transaction (sorted: the lock order).
+
+    Accounts marked sync-only are added by the store, which owns that mutable flag.
+    """
+    if mode == "sync":
+        return sorted({e.ledger_account_id for e in entries})
+    return sorted({e.ledger_account_id for e in entries if entry_needs_lock(e)})
+
+
+def reversal_entries(entries: list[EntryRequest]) -> list[EntryRequest]:
+    """A reversal flips every direction; it carries no conditions."""
+    return [EntryRequest(e.ledger_account_id, "credit" if e.direction == "debit" else "debit", e.amount)
+            for e in entries]
+

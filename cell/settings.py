@@ -1,0 +1,54 @@
+"""The cell's typed settings, read from the environment once at start-up (CELL_ and LEDGER_ prefixes)."""
+
+from __future__ import annotations
+
+import os
+from typing import Literal
+
+import msgspec
+
+
+class CellSettings(msgspec.Struct, frozen=True, kw_only=True):
+    name: str = "cell-1"
+    database_url: str = ""
+    host: str = "127.0.0.1"
+    port: int = 8101
+    db_pool_min: int = 2
+    db_pool_max: int = 12
+    posting_mode: Literal["hybrid", "sync"] = "sync"
+    # Limits (TigerBeetle style: everything bounded, qualifier last).
+    entries_per_transaction_max: int = 500
+    per_page_max: int = 100
+    per_page_default: int = 25
+    body_bytes_max: int = 1_048_576
+    metadata_keys_max: int = 64
+    metadata_key_length_max: int = 128
+    metadata_value_length_max: int = 1024
+    string_length_max: int = 1024
+    idempotency_key_length_max: int = 255
+    api_key_cache_ttl_s: float = 5.0
+    account_cache_size_max: int = 100_000
+    # The async path (issue 3) reads these; sync mode ignores them.
+    sqs_endpoint_url: str = ""
+    sqs_queue_url: str = ""
+    sqs_region: str = "us-east-1"
+    sqs_send_buffer_ms_max: int = 5
+
+
+def _env(name: str, prefixes: tuple[str, ...]) -> str | None:
+    for prefix in prefixes:
+        value = os.environ.get(prefix + name.upper())
+        if value is not None:
+            return value
+    return None
+
+
+def load_settings(environ_prefixes: tuple[str, ...] = ("CELL_", "LEDGER_"), **overrides) -> CellSettings:
+    """Read CELL_<FIELD> (then LEDGER_<FIELD>) for every field; explicit overrides win."""
+    values: dict[str, object] = {}
+    for field in msgspec.structs.fields(CellSettings):
+        raw = _env(field.name, environ_prefixes)
+        if raw is not None:
+            values[field.name] = raw
+    values.update(overrides)
+    return msgspec.convert(values, CellSettings, strict=False)

