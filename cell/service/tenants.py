@@ -1,0 +1,80 @@
+"""Tenants and API keys of one cell. Keys are random 32-byte secrets; only their SHA-256 is stored."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+import uuid
+
+import asyncpg
+
+from cell.store.queries import Q
+
+TENANT_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+KEY_PREFIX = "lk_"
+
+
+class TenantError(Exception):
+    """An operator error: bad tenant id, unknown tenant or key."""
+
+
+def hash_secret(secret: str) -> bytes:
+    return hashlib.sha256(secret.encode()).digest()
+
+
+def new_secret() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+async def create_tenant(conn: asyncpg.Connection, tenant_id: str, name: str = "") -> dict:
+    """Create the tenant row in this cell; idempotent (returns the existing row)."""
+    if not TENANT_ID_PATTERN.match(tenant_id):
+        raise TenantError("a tenant id is 1-63 characters of letters, digits, '_', '.', '-'")
+    row = await conn.fetchrow(Q["insert_tenant"], tenant_id, name)
+    if row is None:
+        row = await conn.fetchrow(Q["fetch_tenant"], tenant_id)
+    return dict(row)
+
+
+async def get_tenant(conn: asyncpg.Connection, tenant_id: str) -> dict | None:
+    row = await conn.fetchrow(Q["fetch_tenant"], tenant_id)
+    return dict(row) if row else None
+
+
+async def set_tenant_state(conn: asyncpg.Connection, tenant_id: str, state: str) -> dict:
+    row = await conn.fetchrow(Q["set_tenant_state"], tenant_id, state)
+    if row is None:
+        raise TenantError(f"unknown tenant {tenant_id}")
+    return dict(row)
+
+
+async def create_api_key(conn: asyncpg.Connection, tenant_id: str,
+                         scopes: tuple[str, ...] = ("read", "write")) -> tuple[dict, str]:
+    """Returns (the key's row, the secret). The secret is shown once and never stored."""
+    if await get_tenant(conn, tenant_id) is None:
+        raise TenantError(f"unknown tenant {tenant_id}")
+    secret = new_secret()
+    row = await conn.fetchrow(Q["insert_api_key"], uuid.uuid4(), tenant_id, hash_secret(secret), list(scopes))
+    return dict(row), secret
+
+
+async def list_api_keys(conn: asyncpg.Connection, tenant_id: str) -> list[dict]:
+    return [dict(r) for r in await conn.fetch(Q["list_api_keys"], tenant_id)]
+
+
+async def revoke_api_key(conn: asyncpg.Connection, tenant_id: str, key_id: uuid.UUID | str) -> dict:
+    try:
+        key_uuid = uuid.UUID(str(key_id))
+    except ValueError as exc:
+        raise TenantError(f"{key_id} is not a key id") from exc
+    row = await conn.fetchrow(Q["revoke_api_key"], tenant_id, key_uuid)
+    if row is None:
+        raise TenantError(f"no key {key_id} for tenant {tenant_id}")
+    return dict(row)
+
+
+async def authenticate(conn: asyncpg.Connection, tenant_id: str, secret: str) -> bool:
+    """True when `secret` is a live key of `tenant_id`. Reveals nothing else."""
+    row = await conn.fetchrow(Q["find_api_key"], hash_secret(secret))
+    return row is not None and secrets.compare_digest(row["tenant_id"], tenant_id)

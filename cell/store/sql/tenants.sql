@@ -1,0 +1,26 @@
+-- name: insert_tenant
+INSERT INTO tenants (id, name) VALUES ($1, $2)
+ON CONFLICT (id) DO NOTHING
+RETURNING id, name, state, created_at
+
+-- name: fetch_tenant
+SELECT id, name, state, created_at FROM tenants WHERE id = $1
+
+-- name: set_tenant_state
+UPDATE tenants SET state = $2 WHERE id = $1 RETURNING id, name, state, created_at
+
+-- name: insert_api_key
+INSERT INTO api_keys (id, tenant_id, secret_hash, scopes) VALUES ($1, $2, $3, $4)
+RETURNING id, tenant_id, scopes, created_at, revoked_at
+
+-- name: list_api_keys
+SELECT id, tenant_id, scopes, created_at, revoked_at FROM api_keys WHERE tenant_id = $1 ORDER BY created_at, id
+
+-- name: revoke_api_key
+UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE tenant_id = $1 AND id = $2
+RETURNING id, tenant_id, scopes, created_at, revoked_at
+
+-- name: find_api_key
+SELECT k.tenant_id, k.id, k.scopes, t.state
+FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
+WHERE k.secret_hash = $1 AND k.revoked_at IS NULL
