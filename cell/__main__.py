@@ -1,0 +1,23 @@
+"""`python -m cell`: serve one cell's API (uvicorn + uvloop + httptools), settings from the environment."""
+
+from __future__ import annotations
+
+import logging
+
+import uvicorn
+
+from cell.api.app import create_app
+from cell.settings import load_settings
+
+
+def main() -> None:
+    settings = load_settings()
+    if not settings.database_url:
+        raise SystemExit("CELL_DATABASE_URL (or LEDGER_DATABASE_URL) is required; `make run` starts one for you")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, loop="uvloop", http="httptools",
+                access_log=False, log_level="warning", lifespan="on")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,61 @@
+"""/api/ledger_accounts: create, read (current, effective-time, lock-version balances), update, list."""
+
+from __future__ import annotations
+
+from litestar import Request, Response, get, patch, post
+from litestar.params import FromPath
+
+from cell.api import http
+from cell.api.params import AMOUNT_VERSION_MAX, balance_filters
+from cell.api.schemas import AccountCreate, AccountUpdate
+from cell.service import accounts
+from cell.service.accounts import BalanceQuery
+from cell.service.common import decode_cursor, parse_uuid
+
+
+@post("/api/ledger_accounts", status_code=201)
+async def create_account(request: Request) -> Response:
+    raw, req = await http.body_of(request, AccountCreate)
+    status, body = await accounts.create_account(http.context(request), http.tenant(request), req,
+                                                 http.idem_of(request, raw))
+    return http.json(body, status)
+
+
+@get("/api/ledger_accounts/{account_id:str}")
+async def get_account(request: Request, account_id: FromPath[str]) -> Response:
+    q = http.query(request)
+    bq = BalanceQuery(
+        effective_at=q.take_time("balances[effective_at]"),
+        lower=q.take_time("balances[effective_at_lower_bound]"),
+        upper=q.take_time("balances[effective_at_upper_bound]"),
+        as_of_lock_version=q.take_int("balances[as_of_lock_version]", 0, AMOUNT_VERSION_MAX),
+        include_unapplied=q.take_bool("balances[include_unapplied]"),
+    )
+    q.done()
+    return http.json(await accounts.get_account(http.context(request), http.tenant(request),
+                                                parse_uuid(account_id, "ledger account"), bq))
+
+
+@patch("/api/ledger_accounts/{account_id:str}")
+async def update_account(request: Request, account_id: FromPath[str]) -> Response:
+    _, req = await http.body_of(request, AccountUpdate)
+    return http.json(await accounts.update_account(http.context(request), http.tenant(request),
+                                                   parse_uuid(account_id, "ledger account"), req))
+
+
+@get("/api/ledger_accounts")
+async def list_accounts(request: Request) -> Response:
+    q = http.query(request)
+    per_page, cursor = http.paging(request, q)
+    ledger_id = q.take_uuid("ledger_id")
+    currency = q.take("currency")
+    metadata = q.take_bracketed("metadata")
+    filters = balance_filters(q)
+    q.done()
+    after = decode_cursor(cursor, 1)
+    return http.page(await accounts.list_accounts(
+        http.context(request), http.tenant(request), after_seq=int(after[0]) if after else 0, per_page=per_page,
+        ledger_id=ledger_id, currency=currency, metadata=metadata, balance_filters=filters))
+
+
+routes = [create_account, get_account, update_account, list_accounts]

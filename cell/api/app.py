@@ -1,0 +1,100 @@
+"""All wiring of the cell's HTTP API in one place: routes, auth, problems, metrics, health, lifespan."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+import msgspec
+from litestar import Litestar, Request, Response, get
+from litestar.exceptions import HTTPException
+from litestar.openapi import OpenAPIConfig
+from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+
+from cell.api import accounts, entries, ledgers, problems, transactions
+from cell.api.auth import AuthMiddleware, KeyCache
+from cell.service.context import AccountCache, CellContext, NullNudger
+from cell.service.errors import LedgerError
+from cell.settings import CellSettings
+from cell.store.db import create_pool
+from cell.store.migrate import migrate, pending_migrations
+
+log = logging.getLogger("cell")
+
+
+def _make_nudger(settings: CellSettings):
+    try:
+        from cell.service.nudge import make_nudger
+    except ImportError:  # the async path is not installed: effects wait for a sweeper
+        return NullNudger()
+    return make_nudger(settings)
+
+
+@get("/healthz", include_in_schema=False)
+async def healthz() -> dict:
+    return {"status": "ok"}
+
+
+@get("/readyz", include_in_schema=False)
+async def readyz(request: Request) -> Response:
+    ctx: CellContext = request.app.state.ctx
+    try:
+        async with ctx.pool.acquire(timeout=2) as conn:
+            pending = await pending_migrations(conn)
+    except Exception as exc:  # readiness reports any failure as not ready
+        return problems.problem(503, "not_ready", f"database unreachable: {exc.__class__.__name__}")
+    if pending:
+        return problems.problem(503, "not_ready", f"migrations pending: {', '.join(pending)}")
+    return Response({"status": "ready", "cell": ctx.settings.name})
+
+
+class CellMetrics(PrometheusController):
+    path = "/metrics"
+
+    @get(path="/", include_in_schema=False)
+    async def get(self, request: Request) -> Response:  # type: ignore[override]
+        ctx: CellContext = request.app.state.ctx
+        with contextlib.suppress(ImportError):
+            from cell.service.nudge import queue_gauges
+
+            async with ctx.pool.acquire() as conn:
+                await queue_gauges(conn)
+        return await super().render_metrics(request)
+
+
+def create_app(settings: CellSettings, *, run_migrations: bool = True) -> Litestar:
+    async def startup(app: Litestar) -> None:
+        pool = await create_pool(settings.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max)
+        if run_migrations:
+            async with pool.acquire() as conn:
+                applied = await migrate(conn)
+                if applied:
+                    log.info("applied migrations: %s", ", ".join(applied))
+        app.state.ctx = CellContext(settings=settings, pool=pool, cache=AccountCache(settings.account_cache_size_max),
+                                    keys=KeyCache(settings.api_key_cache_ttl_s), nudger=_make_nudger(settings))
+
+    async def shutdown(app: Litestar) -> None:
+        ctx: CellContext | None = getattr(app.state, "ctx", None)
+        if ctx is None:
+            return
+        await ctx.nudger.close()
+        await ctx.pool.close()
+
+    prometheus = PrometheusConfig(app_name="cell", prefix="ledger", group_path=True,
+                                  exclude=["/metrics", "/healthz", "/readyz"], labels={"cell": settings.name})
+    return Litestar(
+        route_handlers=[*ledgers.routes, *accounts.routes, *transactions.routes, *entries.routes,
+                        healthz, readyz, CellMetrics],
+        on_startup=[startup],
+        on_shutdown=[shutdown],
+        middleware=[AuthMiddleware, prometheus.middleware],
+        exception_handlers={
+            LedgerError: problems.ledger_error_handler,
+            msgspec.MsgspecError: problems.decode_error_handler,
+            HTTPException: problems.http_error_handler,
+            Exception: problems.internal_error_handler,
+        },
+        request_max_body_size=settings.body_bytes_max,
+        openapi_config=OpenAPIConfig(title="Cell ledger API", version="0.1.0", path="/schema"),
+        logging_config=None,
+    )

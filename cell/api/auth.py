@@ -1,0 +1,88 @@
+"""HTTP Basic auth: username = tenant id, password = API key; verified keys cached in-process briefly."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import time
+
+import msgspec
+
+from cell.store.queries import Q
+
+_UNAUTHORIZED = msgspec.json.encode({
+    "type": "https://ledger.dev/problems/unauthorized", "title": "unauthorized", "status": 401,
+    "code": "unauthorized", "detail": "missing or invalid credentials (HTTP Basic: tenant id and API key)"})
+_MOVED = msgspec.json.encode({
+    "type": "https://ledger.dev/problems/tenant_moved", "title": "tenant moved", "status": 421,
+    "code": "tenant_moved", "detail": "this cell does not serve the tenant"})
+CREDENTIALS_LENGTH_MAX = 512
+
+
+def parse_basic(header: bytes | None) -> tuple[str, str] | None:
+    if not header or len(header) > CREDENTIALS_LENGTH_MAX or not header[:6].lower() == b"basic ":
+        return None
+    try:
+        decoded = base64.b64decode(header[6:].strip(), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    user, sep, password = decoded.partition(":")
+    if not sep or not user or not password:
+        return None
+    return user, password
+
+
+class KeyCache:
+    """secret hash -> (tenant id, tenant state, expiry). A revoked key stops working within `ttl_s`."""
+
+    def __init__(self, ttl_s: float, size_max: int = 10_000) -> None:
+        self.ttl_s = ttl_s
+        self.size_max = size_max
+        self._items: dict[bytes, tuple[str, str, float]] = {}
+
+    async def lookup(self, pool, secret: str) -> tuple[str, str] | None:
+        digest = hashlib.sha256(secret.encode()).digest()
+        now = time.monotonic()
+        hit = self._items.get(digest)
+        if hit is not None and hit[2] > now:
+            return hit[0], hit[1]
+        row = await pool.fetchrow(Q["find_api_key"], digest)
+        if row is None:
+            self._items.pop(digest, None)
+            return None
+        if len(self._items) >= self.size_max:
+            self._items.clear()
+        self._items[digest] = (row["tenant_id"], row["state"], now + self.ttl_s)
+        return row["tenant_id"], row["state"]
+
+
+class AuthMiddleware:
+    """ASGI middleware guarding /api/: sets scope['state']['tenant_id'] or answers 401 / 421 itself."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith("/api/"):
+            await self.app(scope, receive, send)
+            return
+        header = next((v for k, v in scope["headers"] if k == b"authorization"), None)
+        creds = parse_basic(header)
+        ctx = scope["app"].state.ctx
+        found = await ctx.keys.lookup(ctx.pool, creds[1]) if creds else None
+        if found is None or found[0] != creds[0]:
+            await _send(send, 401, _UNAUTHORIZED, [(b"www-authenticate", b'Basic realm="ledger"')])
+            return
+        if found[1] == "moved_out":
+            await _send(send, 421, _MOVED, [])
+            return
+        scope.setdefault("state", {})["tenant_id"] = found[0]
+        await self.app(scope, receive, send)
+
+
+async def _send(send, status: int, body: bytes, headers: list) -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/problem+json"),
+                            (b"content-length", str(len(body)).encode()), *headers]})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,57 @@
+"""/api/ledger_entries: read one, list by account / transaction / lock version, ordered."""
+
+from __future__ import annotations
+
+from litestar import Request, Response, get
+from litestar.params import FromPath
+
+from cell.api import http
+from cell.api.params import AMOUNT_VERSION_MAX
+from cell.service import entries
+from cell.service.common import decode_cursor, parse_uuid
+from cell.service.errors import InvalidRequest
+
+
+@get("/api/ledger_entries/{entry_id:str}")
+async def get_entry(request: Request, entry_id: FromPath[str]) -> Response:
+    q = http.query(request)
+    show = q.take_bool("show_balances")
+    q.done()
+    return http.json(await entries.get_entry(http.context(request), http.tenant(request),
+                                             parse_uuid(entry_id, "ledger entry"), show))
+
+
+@get("/api/ledger_entries")
+async def list_entries(request: Request) -> Response:
+    q = http.query(request)
+    per_page, cursor = http.paging(request, q)
+    account_id = q.take_uuid("ledger_account_id")
+    as_of = q.take_int("as_of_lock_version", 0, AMOUNT_VERSION_MAX)
+    if as_of is not None and account_id is None:
+        raise InvalidRequest("as_of_lock_version needs ledger_account_id", "invalid_parameter")
+    order = q.take_bracketed("order_by")
+    if len(order) > 1 or any(k not in ("created_at", "effective_at") or v not in ("asc", "desc")
+                             for k, v in order.items()):
+        raise InvalidRequest("order_by[created_at] or order_by[effective_at] = asc | desc", "invalid_parameter")
+    order_by, direction = next(iter(order.items()), ("created_at", "asc"))
+    filters = {
+        "ledger_account_id": account_id,
+        "ledger_transaction_id": q.take_uuid("ledger_transaction_id"),
+        "as_of_lock_version": as_of,
+        "direction": q.take_choice("direction", {"credit", "debit"}),
+        "status": q.take_choice("status", {"pending", "posted", "archived"}),
+    }
+    show = q.take_bool("show_balances")
+    q.done()
+    after = decode_cursor(cursor, 2 if order_by == "effective_at" else 1)
+    if after is not None and order_by == "effective_at" and not (isinstance(after[0], str) and isinstance(after[1], int)):
+        raise InvalidRequest("after_cursor is not a cursor this API issued", "invalid_cursor")
+    try:
+        return http.page(await entries.list_entries(
+            http.context(request), http.tenant(request), per_page=per_page, order_by=order_by,
+            descending=direction == "desc", after=after, show_balances=show, **filters))
+    except ValueError as exc:
+        raise InvalidRequest("after_cursor is not a cursor this API issued", "invalid_cursor") from exc
+
+
+routes = [get_entry, list_entries]

@@ -1,0 +1,47 @@
+"""/api/ledgers: create, read, update, list."""
+
+from __future__ import annotations
+
+from litestar import Request, Response, get, patch, post
+from litestar.params import FromPath
+
+from cell.api import http
+from cell.api.schemas import LedgerCreate, LedgerUpdate
+from cell.service import ledgers
+from cell.service.common import decode_cursor, parse_uuid
+
+
+@post("/api/ledgers", status_code=201)
+async def create_ledger(request: Request) -> Response:
+    raw, req = await http.body_of(request, LedgerCreate)
+    status, body = await ledgers.create_ledger(http.context(request), http.tenant(request), req,
+                                               http.idem_of(request, raw))
+    return http.json(body, status)
+
+
+@get("/api/ledgers/{ledger_id:str}")
+async def get_ledger(request: Request, ledger_id: FromPath[str]) -> Response:
+    return http.json(await ledgers.get_ledger(http.context(request), http.tenant(request),
+                                              parse_uuid(ledger_id, "ledger")))
+
+
+@patch("/api/ledgers/{ledger_id:str}")
+async def update_ledger(request: Request, ledger_id: FromPath[str]) -> Response:
+    _, req = await http.body_of(request, LedgerUpdate)
+    return http.json(await ledgers.update_ledger(http.context(request), http.tenant(request),
+                                                 parse_uuid(ledger_id, "ledger"), req))
+
+
+@get("/api/ledgers")
+async def list_ledgers(request: Request) -> Response:
+    q = http.query(request)
+    per_page, cursor = http.paging(request, q)
+    metadata = q.take_bracketed("metadata")
+    q.done()
+    after = decode_cursor(cursor, 1)
+    return http.page(await ledgers.list_ledgers(http.context(request), http.tenant(request),
+                                                after_seq=int(after[0]) if after else 0, per_page=per_page,
+                                                metadata=metadata))
+
+
+routes = [create_ledger, get_ledger, update_ledger, list_ledgers]

@@ -1,0 +1,112 @@
+"""Query-string parsing for lists and balance reads: known names only, bounded, typed; 400 otherwise."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import datetime
+
+from cell.service.errors import InvalidRequest
+
+_BRACKET = re.compile(r"^([a-z_]+)\[([^\]]{1,128})\]$")
+OPERATORS = {"gt", "gte", "lt", "lte", "eq"}
+BALANCE_FIELDS = {"pending_balance_amount", "posted_balance_amount", "available_balance_amount"}
+QUERY_PARAMS_MAX = 64
+AMOUNT_VERSION_MAX = 2**63 - 1
+
+
+class Query:
+    """A request's query string, consumed name by name; whatever is left over is an unknown parameter."""
+
+    def __init__(self, items: list[tuple[str, str]]) -> None:
+        if len(items) > QUERY_PARAMS_MAX:
+            raise InvalidRequest(f"at most {QUERY_PARAMS_MAX} query parameters", "too_many_parameters")
+        self._items: dict[str, str] = {}
+        for key, value in items:
+            if key in self._items:
+                raise InvalidRequest(f"query parameter {key} given twice", "duplicate_parameter")
+            self._items[key] = value
+
+    def take(self, name: str) -> str | None:
+        return self._items.pop(name, None)
+
+    def take_int(self, name: str, lo: int, hi: int, default: int | None = None) -> int | None:
+        raw = self.take(name)
+        if raw is None:
+            return default
+        if not re.fullmatch(r"-?\d{1,40}", raw):
+            raise InvalidRequest(f"{name} must be an integer", "invalid_parameter")
+        value = int(raw)
+        if not lo <= value <= hi:
+            raise InvalidRequest(f"{name} must be between {lo} and {hi}", "invalid_parameter")
+        return value
+
+    def take_bool(self, name: str) -> bool:
+        raw = self.take(name)
+        if raw is None:
+            return False
+        if raw.lower() not in ("true", "false", "1", "0"):
+            raise InvalidRequest(f"{name} must be true or false", "invalid_parameter")
+        return raw.lower() in ("true", "1")
+
+    def take_uuid(self, name: str) -> uuid.UUID | None:
+        raw = self.take(name)
+        if raw is None:
+            return None
+        try:
+            return uuid.UUID(raw)
+        except ValueError as exc:
+            raise InvalidRequest(f"{name} must be an id", "invalid_parameter") from exc
+
+    def take_time(self, name: str) -> datetime | None:
+        raw = self.take(name)
+        return None if raw is None else parse_time(name, raw)
+
+    def take_choice(self, name: str, choices: set[str]) -> str | None:
+        raw = self.take(name)
+        if raw is not None and raw not in choices:
+            raise InvalidRequest(f"{name} must be one of {', '.join(sorted(choices))}", "invalid_parameter")
+        return raw
+
+    def take_bracketed(self, prefix: str) -> dict[str, str]:
+        """All `prefix[key]=value` parameters, e.g. metadata[color]=blue."""
+        found = {}
+        for key in list(self._items):
+            m = _BRACKET.match(key)
+            if m and m.group(1) == prefix:
+                found[m.group(2)] = self._items.pop(key)
+        return found
+
+    def done(self) -> None:
+        if self._items:
+            raise InvalidRequest(f"unknown query parameter(s): {', '.join(sorted(self._items))}", "unknown_parameter")
+
+
+def parse_time(name: str, raw: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(raw.replace(" ", "+"))
+    except ValueError as exc:
+        raise InvalidRequest(f"{name} must be an ISO 8601 timestamp", "invalid_parameter") from exc
+    if value.tzinfo is None:
+        raise InvalidRequest(f"{name} must carry a time zone (e.g. Z)", "invalid_parameter")
+    return value
+
+
+def balance_filters(q: Query) -> list[tuple[str, str, int]]:
+    filters = []
+    for field in sorted(BALANCE_FIELDS):
+        for op, raw in q.take_bracketed(field).items():
+            if op not in OPERATORS or not re.fullmatch(r"-?\d{1,40}", raw):
+                raise InvalidRequest(f"{field}[{op}] needs an operator of gt/gte/lt/lte/eq and an integer",
+                                     "invalid_parameter")
+            filters.append((field, op, int(raw)))
+    return filters
+
+
+def time_filters(q: Query, name: str) -> list[tuple[str, datetime]]:
+    out = []
+    for op, raw in q.take_bracketed(name).items():
+        if op not in OPERATORS:
+            raise InvalidRequest(f"{name}[{op}]: operator must be gt/gte/lt/lte/eq", "invalid_parameter")
+        out.append((op, parse_time(f"{name}[{op}]", raw)))
+    return out

@@ -1,0 +1,71 @@
+"""The only table that maps an error to an HTTP status: RFC 9457 problem+json with a stable `code`."""
+
+from __future__ import annotations
+
+import logging
+
+import msgspec
+from litestar import Request, Response
+from litestar.exceptions import HTTPException
+
+from cell.service.errors import (
+    Conflict,
+    IdempotencyInFlight,
+    IdempotencyKeyReused,
+    InvalidRequest,
+    LedgerError,
+    NotFound,
+    PostingRejected,
+    RetryableConflict,
+    TenantFrozen,
+    TenantMoved,
+)
+
+log = logging.getLogger("cell.api")
+PROBLEM_JSON = "application/problem+json"
+
+STATUS: dict[type[LedgerError], int] = {
+    InvalidRequest: 400,
+    NotFound: 404,
+    Conflict: 409,
+    IdempotencyInFlight: 409,
+    RetryableConflict: 409,
+    TenantMoved: 421,
+    PostingRejected: 422,
+    IdempotencyKeyReused: 422,
+    TenantFrozen: 503,
+}
+
+HTTP_CODES = {400: "invalid_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed",
+              413: "body_too_large", 415: "unsupported_media_type", 429: "rate_limited"}
+
+_encoder = msgspec.json.Encoder()
+
+
+def problem(status: int, code: str, detail: str, headers: dict | None = None, **extra) -> Response:
+    body = {"type": f"https://ledger.dev/problems/{code}", "title": code.replace("_", " "), "status": status,
+            "code": code, "detail": detail, **extra}
+    return Response(_encoder.encode(body), status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def ledger_error_handler(_: Request, exc: LedgerError) -> Response:
+    status = next((s for cls, s in STATUS.items() if isinstance(exc, cls)), 422)
+    headers = {"Retry-After": "1"} if status == 503 else None
+    extra = {"errors": exc.extra} if exc.extra else {}
+    return problem(status, exc.code, exc.detail, headers, **extra)
+
+
+def decode_error_handler(_: Request, exc: msgspec.MsgspecError) -> Response:
+    if isinstance(exc, msgspec.ValidationError):
+        return problem(400, "invalid_request", f"invalid request body: {exc}")
+    return problem(400, "malformed_json", f"the body is not valid JSON: {exc}")
+
+
+def http_error_handler(_: Request, exc: HTTPException) -> Response:
+    status = exc.status_code
+    return problem(status, HTTP_CODES.get(status, "http_error"), str(exc.detail), exc.headers or None)
+
+
+def internal_error_handler(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return problem(500, "internal_error", "an internal error occurred; nothing was half-applied")

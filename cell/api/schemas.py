@@ -1,0 +1,113 @@
+"""Request bodies, decoded strictly at the edge: no floats or strings for amounts, bounded everything."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import UNSET, Meta, Struct, UnsetType
+
+from cell.ledger.models import AMOUNT_MAX
+
+# Absolute caps baked into the schema; the tighter, tunable limits live in CellSettings (*_max).
+ENTRIES_SCHEMA_MAX = 10_000
+METADATA_KEYS_MAX = 64
+
+Name = Annotated[str, Meta(min_length=1, max_length=255)]
+Text = Annotated[str, Meta(max_length=1024)]
+ExternalId = Annotated[str, Meta(min_length=1, max_length=255)]
+Currency = Annotated[str, Meta(pattern=r"^[A-Z][A-Z0-9]{2,9}$")]
+Exponent = Annotated[int, Meta(ge=0, le=18)]
+Amount = Annotated[int, Meta(ge=1, le=AMOUNT_MAX)]
+Bound = Annotated[int, Meta(ge=-(2**63), le=2**63 - 1)]
+Version = Annotated[int, Meta(ge=0, le=AMOUNT_MAX)]
+Timestamp = Annotated[datetime, Meta(tz=True)]
+MetadataKey = Annotated[str, Meta(min_length=1, max_length=128)]
+Metadata = Annotated[dict[MetadataKey, Annotated[str, Meta(max_length=1024)]], Meta(max_length=METADATA_KEYS_MAX)]
+
+
+class Strict(Struct, forbid_unknown_fields=True, kw_only=True):
+    pass
+
+
+class LedgerCreate(Strict):
+    name: Name
+    description: Text | None = None
+    metadata: Metadata = {}
+
+
+class LedgerUpdate(Strict):
+    name: Name | UnsetType = UNSET
+    description: Text | None | UnsetType = UNSET
+    metadata: Metadata | UnsetType = UNSET
+
+
+class AccountCreate(Strict):
+    name: Name
+    ledger_id: uuid.UUID
+    normal_balance: Literal["credit", "debit"]
+    currency: Currency
+    currency_exponent: Exponent | None = None
+    description: Text | None = None
+    metadata: Metadata = {}
+    sync_only: bool = False
+
+
+class AccountUpdate(Strict):
+    name: Name | UnsetType = UNSET
+    description: Text | None | UnsetType = UNSET
+    metadata: Metadata | UnsetType = UNSET
+    sync_only: bool | UnsetType = UNSET
+
+
+class BalanceLock(Strict):
+    gt: Bound | None = None
+    gte: Bound | None = None
+    lt: Bound | None = None
+    lte: Bound | None = None
+    eq: Bound | None = None
+
+    def as_dict(self) -> dict[str, int]:
+        return {op: v for op in ("gt", "gte", "lt", "lte", "eq") if (v := getattr(self, op)) is not None}
+
+
+class EntryCreate(Strict):
+    ledger_account_id: uuid.UUID
+    direction: Literal["credit", "debit"]
+    amount: Amount
+    pending_balance_amount: BalanceLock | None = None
+    posted_balance_amount: BalanceLock | None = None
+    available_balance_amount: BalanceLock | None = None
+    lock_version: Version | None = None
+    show_resulting_ledger_account_balances: bool = False
+
+
+class TransactionCreate(Strict):
+    ledger_id: uuid.UUID
+    ledger_entries: Annotated[list[EntryCreate], Meta(min_length=1, max_length=ENTRIES_SCHEMA_MAX)]
+    description: Text | None = None
+    status: Literal["pending", "posted"] = "pending"
+    effective_at: Timestamp | None = None
+    external_id: ExternalId | None = None
+    metadata: Metadata = {}
+
+
+class TransactionUpdate(Strict):
+    status: Literal["pending", "posted", "archived"] | UnsetType = UNSET
+    description: Text | None | UnsetType = UNSET
+    metadata: Metadata | UnsetType = UNSET
+
+
+class ReversalCreate(Strict):
+    description: Text | None = None
+    status: Literal["pending", "posted"] = "posted"
+    effective_at: Timestamp | None = None
+    external_id: ExternalId | None = None
+    metadata: Metadata = {}
+
+
+def decode(body: bytes, type_: type):
+    """Strict JSON decoding; raises msgspec.ValidationError / DecodeError (mapped to 400 by problems.py)."""
+    return msgspec.json.decode(body or b"{}", type=type_, strict=True)

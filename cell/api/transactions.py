@@ -1,0 +1,72 @@
+"""/api/ledger_transactions: post, read, list, update (pending -> posted | archived), reverse, versions."""
+
+from __future__ import annotations
+
+from litestar import Request, Response, get, patch, post
+from litestar.params import FromPath
+
+from cell.api import http
+from cell.api.params import time_filters
+from cell.api.schemas import ReversalCreate, TransactionCreate, TransactionUpdate
+from cell.service import transactions
+from cell.service.common import decode_cursor, encode, parse_uuid
+
+
+@post("/api/ledger_transactions", status_code=201)
+async def create_transaction(request: Request) -> Response:
+    raw, req = await http.body_of(request, TransactionCreate)
+    status, body = await transactions.create_transaction(http.context(request), http.tenant(request), req,
+                                                         http.idem_of(request, raw))
+    return http.json(body, status)
+
+
+@get("/api/ledger_transactions/{txn_id:str}")
+async def get_transaction(request: Request, txn_id: FromPath[str]) -> Response:
+    return http.json(await transactions.get_transaction(http.context(request), http.tenant(request),
+                                                        parse_uuid(txn_id, "ledger transaction")))
+
+
+@patch("/api/ledger_transactions/{txn_id:str}")
+async def update_transaction(request: Request, txn_id: FromPath[str]) -> Response:
+    _, req = await http.body_of(request, TransactionUpdate)
+    return http.json(await transactions.update_transaction(http.context(request), http.tenant(request),
+                                                           parse_uuid(txn_id, "ledger transaction"), req))
+
+
+@post("/api/ledger_transactions/{txn_id:str}/reversal", status_code=201)
+async def reverse_transaction(request: Request, txn_id: FromPath[str]) -> Response:
+    raw, req = await http.body_of(request, ReversalCreate)
+    status, body = await transactions.reverse_transaction(
+        http.context(request), http.tenant(request), parse_uuid(txn_id, "ledger transaction"), req,
+        http.idem_of(request, raw))
+    return http.json(body, status)
+
+
+@get("/api/ledger_transactions/{txn_id:str}/versions")
+async def list_versions(request: Request, txn_id: FromPath[str]) -> Response:
+    versions = await transactions.list_versions(http.context(request), http.tenant(request),
+                                                parse_uuid(txn_id, "ledger transaction"))
+    return http.json(encode(versions))
+
+
+@get("/api/ledger_transactions")
+async def list_transactions(request: Request) -> Response:
+    q = http.query(request)
+    per_page, cursor = http.paging(request, q)
+    filters = {
+        "ledger_id": q.take_uuid("ledger_id"),
+        "status": q.take_choice("status", {"pending", "posted", "archived"}),
+        "external_id": q.take("external_id"),
+        "ledger_account_id": q.take_uuid("ledger_account_id"),
+        "metadata": q.take_bracketed("metadata"),
+        "effective_at": time_filters(q, "effective_at"),
+    }
+    q.done()
+    after = decode_cursor(cursor, 1)
+    return http.page(await transactions.list_transactions(
+        http.context(request), http.tenant(request), after_seq=int(after[0]) if after else 0,
+        per_page=per_page, **filters))
+
+
+routes = [create_transaction, get_transaction, update_transaction, reverse_transaction, list_versions,
+          list_transactions]

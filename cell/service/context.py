@@ -1,0 +1,104 @@
+"""What every use case needs: the pool, the settings, the account-facts cache, the async nudger."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable, TypeVar
+
+import asyncpg
+
+from cell.ledger.models import Account
+from cell.service.errors import RetryableConflict
+from cell.settings import CellSettings
+from cell.store.errors import translate
+from cell.store.queries import Q
+
+T = TypeVar("T")
+RETRIES_MAX = 5
+
+
+class AccountCache:
+    """Accounts' ledger, currency, exponent and normal balance never change: cache them per tenant."""
+
+    def __init__(self, size_max: int) -> None:
+        self.size_max = size_max
+        self._items: OrderedDict[tuple[str, str], Account] = OrderedDict()
+        self._ledgers: OrderedDict[tuple[str, str], bool] = OrderedDict()
+
+    async def accounts(self, conn: asyncpg.Connection | asyncpg.Pool, tenant_id: str,
+                       ids: list[str]) -> dict[str, Account]:
+        found: dict[str, Account] = {}
+        missing: list[str] = []
+        for account_id in ids:
+            hit = self._items.get((tenant_id, account_id))
+            if hit is None:
+                missing.append(account_id)
+            else:
+                found[account_id] = hit
+        if missing:
+            rows = await conn.fetch(Q["fetch_account_facts"], tenant_id, missing)
+            for r in rows:
+                acc = Account(str(r["id"]), str(r["ledger_id"]), r["currency"], r["currency_exponent"],
+                              r["normal_balance"])
+                self.remember(tenant_id, acc)
+                found[acc.id] = acc
+        return found
+
+    def remember(self, tenant_id: str, acc: Account) -> None:
+        self._items[(tenant_id, acc.id)] = acc
+        if len(self._items) > self.size_max:
+            self._items.popitem(last=False)
+
+    async def ledger_exists(self, conn, tenant_id: str, ledger_id: str) -> bool:
+        if (tenant_id, ledger_id) in self._ledgers:
+            return True
+        if await conn.fetchval(Q["fetch_ledger_exists"], tenant_id, ledger_id) is None:
+            return False
+        self._ledgers[(tenant_id, ledger_id)] = True
+        if len(self._ledgers) > self.size_max:
+            self._ledgers.popitem(last=False)
+        return True
+
+
+class NullNudger:
+    """No queue: async effects wait for the sweeper (or the sync mode leaves none)."""
+
+    async def nudge(self, tenant_id: str, account_ids: list[str]) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+@dataclass
+class CellContext:
+    settings: CellSettings
+    pool: asyncpg.Pool
+    cache: AccountCache
+    keys: Any = None
+    nudger: Any = field(default_factory=NullNudger)
+    background: set[asyncio.Task] = field(default_factory=set)
+
+    async def run(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        """Run one use case on a pooled connection; driver errors become domain errors; retryable ones retry."""
+        for attempt in range(RETRIES_MAX):
+            try:
+                async with self.pool.acquire() as conn:
+                    return await fn(conn)
+            except asyncpg.PostgresError as exc:
+                error = translate(exc)
+                if error is None:
+                    raise
+                if isinstance(error, RetryableConflict) and attempt + 1 < RETRIES_MAX:
+                    await asyncio.sleep(0.002 * (attempt + 1))
+                    continue
+                raise error from exc
+        raise AssertionError("unreachable")
+
+    def spawn(self, coro: Awaitable[Any]) -> None:
+        """Fire-and-forget work after a commit (storing an idempotent response, a nudge); keep a reference."""
+        task = asyncio.ensure_future(coro)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)

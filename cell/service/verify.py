@@ -1,0 +1,64 @@
+"""The invariants of DESIGN.md section 8, recomputed from entries: used by tests, ledgerctl and the worker."""
+
+from __future__ import annotations
+
+import hashlib
+
+import asyncpg
+
+from cell.store.queries import Q
+
+
+async def audit_chain_head(conn: asyncpg.Connection, tenant_id: str) -> str:
+    """One hash over every version hash in (transaction, version) order: equal on both sides of a move."""
+    digest = hashlib.sha256()
+    for r in await conn.fetch(Q["verify_versions"], tenant_id):
+        digest.update(bytes(r["hash"]))
+    return digest.hexdigest()
+
+
+async def verify(conn: asyncpg.Connection, tenant_id: str | None = None,
+                 unapplied_age_max_s: float | None = None) -> list[str]:
+    """Every violation found (empty: all invariants hold). Read-only; safe on a live cell."""
+    problems: list[str] = []
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        for r in await conn.fetch(Q["verify_unbalanced_transactions"], tenant_id):
+            problems.append(f"transaction {r['transaction_id']} does not balance in {r['currency']}: "
+                            f"debits {r['debits']} != credits {r['credits']}")
+        for r in await conn.fetch(Q["verify_ledger_sums"], tenant_id):
+            problems.append(f"ledger {r['ledger_id']} {r['currency']}: debits != credits "
+                            f"(pending {r['pending_debits']}/{r['pending_credits']}, "
+                            f"posted {r['posted_debits']}/{r['posted_credits']})")
+        for r in await conn.fetch(Q["verify_totals_from_entries"], tenant_id):
+            problems.append(f"account {r['account_id']}: cached balance differs from entries "
+                            f"(cache {r['pending_debits']}/{r['pending_credits']}/{r['posted_debits']}/"
+                            f"{r['posted_credits']} v{r['lock_version']}; entries {r['e_pd']}/{r['e_pc']}/"
+                            f"{r['e_od']}/{r['e_oc']}; effects {r['f_pd']}/{r['f_pc']}/{r['f_od']}/{r['f_oc']}, "
+                            f"{r['applied']} applied, max version {r['max_version']})")
+        for r in await conn.fetch(Q["verify_resulting_balances"], tenant_id):
+            problems.append(f"account {r['account_id']}: resulting balance at lock_version {r['lock_version']} "
+                            "is not the running sum")
+        for r in await conn.fetch(Q["verify_effective_buckets"], tenant_id):
+            problems.append(f"account {r['account_id']}: effective-time cache of {r['day']} differs from effects")
+        for r in await conn.fetch(Q["verify_entry_effects"], tenant_id):
+            problems.append(f"entry {r['id']} ({r['status']}): effects created={r['created']} posted={r['posted']} "
+                            f"archived={r['archived']}")
+        for r in await conn.fetch(Q["verify_transaction_versions_present"], tenant_id):
+            problems.append(f"transaction {r['id']} is at version {r['version']} but has {r['versions']} versions")
+        if unapplied_age_max_s is not None:
+            r = await conn.fetchrow(Q["verify_stale_unapplied"], tenant_id, float(unapplied_age_max_s))
+            if r["n"]:
+                problems.append(f"{r['n']} balance effects unapplied for more than {unapplied_age_max_s}s "
+                                f"(oldest from {r['oldest']})")
+        prev_txn, prev_hash = None, None
+        for r in await conn.fetch(Q["verify_versions"], tenant_id):
+            expected_prev = prev_hash if r["transaction_id"] == prev_txn else None
+            stored_prev = bytes(r["prev_hash"]) if r["prev_hash"] is not None else None
+            if stored_prev != expected_prev:
+                problems.append(f"transaction {r['transaction_id']} version {r['version']}: broken audit link")
+            prev_txn, prev_hash = r["transaction_id"], bytes(r["hash"])
+        for r in await conn.fetch(Q["verify_version_hashes"], tenant_id):
+            problems.append(f"transaction {r['transaction_id']} version {r['version']}: hash does not verify")
+        if await conn.fetchval(Q["verify_insert_only_triggers"]) != 2:
+            problems.append("insert-only triggers on entries/versions are missing or disabled")
+    return problems

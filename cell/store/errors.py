@@ -1,0 +1,72 @@
+"""The one boundary where driver errors become domain errors (SQLSTATE class LG is ours, see 0002)."""
+
+from __future__ import annotations
+
+import asyncpg
+import msgspec
+
+from cell.service.errors import (
+    Conflict,
+    IdempotencyInFlight,
+    LedgerError,
+    NotFound,
+    PostingRejected,
+    RetryableConflict,
+    TenantFrozen,
+    TenantMoved,
+)
+
+
+def _extra(exc: asyncpg.PostgresError) -> dict:
+    detail = getattr(exc, "detail", None)
+    if not detail:
+        return {}
+    try:
+        value = msgspec.json.decode(detail)
+    except msgspec.DecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def translate(exc: asyncpg.PostgresError) -> LedgerError | None:
+    """The domain error for a driver error, or None when it is a programmer error (stays loud)."""
+    state = getattr(exc, "sqlstate", None)
+    if state == "LG001":
+        extra = _extra(exc)
+        return PostingRejected(
+            f"balance lock failed on ledger account {extra.get('ledger_account_id')}: "
+            f"{extra.get('balance')} would be {extra.get('resulting_amount')}, "
+            f"which is not {extra.get('operator')} {extra.get('value')}",
+            "balance_lock_failed", extra)
+    if state == "LG002":
+        extra = _extra(exc)
+        return PostingRejected(
+            f"ledger account {extra.get('ledger_account_id')} is at lock_version {extra.get('actual')}, "
+            f"not {extra.get('expected')}", "lock_version_mismatch", extra)
+    if state == "LG003":
+        return TenantFrozen("the tenant is being moved between cells; retry shortly")
+    if state == "LG004":
+        return IdempotencyInFlight("a request with this Idempotency-Key is still in flight")
+    if state == "LG005":
+        return NotFound(str(exc))
+    if state == "LG006":
+        return PostingRejected(str(exc), "invalid_status_transition")
+    if state == "LG007":
+        return PostingRejected("this ledger transaction has already been reversed", "already_reversed")
+    if state == "LG008":
+        return RetryableConflict(str(exc))
+    if state in ("LG011", "LG012"):
+        return TenantMoved("this cell does not serve the tenant")
+    if state in ("40001", "40P01"):
+        return RetryableConflict("concurrent update; retry")
+    if state == "23505":
+        constraint = getattr(exc, "constraint_name", "") or ""
+        if constraint == "ledger_transactions_external_id":
+            return Conflict("a pending or posted ledger transaction with this external_id exists in the ledger",
+                            "external_id_taken")
+        if constraint == "idempotency_keys_pkey":
+            return IdempotencyInFlight("a request with this Idempotency-Key is still in flight")
+        return Conflict(f"duplicate: {constraint}", "duplicate")
+    if state == "22003":
+        return PostingRejected("a number is out of range", "number_out_of_range")
+    return None

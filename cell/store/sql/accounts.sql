@@ -1,0 +1,46 @@
+-- name: insert_account
+WITH a AS (
+    INSERT INTO ledger_accounts (id, tenant_id, ledger_id, name, description, normal_balance, currency,
+                                 currency_exponent, metadata, sync_only)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+    RETURNING *
+), b AS (
+    INSERT INTO account_balances (account_id, tenant_id) SELECT id, tenant_id FROM a RETURNING *
+)
+SELECT a.seq, a.id, a.ledger_id, a.name, a.description, a.normal_balance, a.currency, a.currency_exponent,
+       a.metadata, a.sync_only, a.created_at, a.updated_at,
+       b.pending_debits, b.pending_credits, b.posted_debits, b.posted_credits, b.lock_version
+FROM a, b
+
+-- name: fetch_account
+SELECT a.seq, a.id, a.ledger_id, a.name, a.description, a.normal_balance, a.currency, a.currency_exponent,
+       a.metadata, a.sync_only, a.created_at, a.updated_at,
+       b.pending_debits, b.pending_credits, b.posted_debits, b.posted_credits, b.lock_version
+FROM ledger_accounts a JOIN account_balances b ON b.account_id = a.id
+WHERE a.tenant_id = $1 AND a.id = $2
+
+-- name: fetch_account_facts
+SELECT id, ledger_id, currency, currency_exponent, normal_balance FROM ledger_accounts
+WHERE tenant_id = $1 AND id = ANY($2::uuid[])
+
+-- name: update_account
+UPDATE ledger_accounts SET name = coalesce($3, name),
+    description = CASE WHEN $4 THEN $5 ELSE description END,
+    metadata = coalesce($6, metadata), sync_only = coalesce($7, sync_only), updated_at = now()
+WHERE tenant_id = $1 AND id = $2
+RETURNING id
+
+-- name: balances_at_lock_version
+SELECT pending_debits, pending_credits, posted_debits, posted_credits, lock_version
+FROM balance_effects WHERE account_id = $1 AND lock_version = $2
+
+-- name: balances_at_effective_time
+SELECT pending_debits, pending_credits, posted_debits, posted_credits FROM ledger_balance_at($1, $2, $3)
+
+-- name: unapplied_deltas
+SELECT coalesce(sum(d_pending_debits), 0) AS pending_debits, coalesce(sum(d_pending_credits), 0) AS pending_credits,
+       coalesce(sum(d_posted_debits), 0) AS posted_debits, coalesce(sum(d_posted_credits), 0) AS posted_credits
+FROM balance_effects WHERE account_id = $1 AND applied_at IS NULL
+
+-- name: fetch_ledger_exists
+SELECT 1 FROM ledgers WHERE tenant_id = $1 AND id = $2

@@ -1,0 +1,133 @@
+-- name: verify_unbalanced_transactions
+SELECT e.transaction_id, a.currency,
+       sum(CASE WHEN e.direction = 'debit' THEN e.amount ELSE 0 END) AS debits,
+       sum(CASE WHEN e.direction = 'credit' THEN e.amount ELSE 0 END) AS credits
+FROM ledger_entries e JOIN ledger_accounts a ON a.id = e.ledger_account_id
+WHERE $1::text IS NULL OR e.tenant_id = $1
+GROUP BY e.transaction_id, a.currency
+HAVING sum(CASE WHEN e.direction = 'debit' THEN e.amount ELSE -e.amount END) <> 0
+LIMIT 20
+
+-- name: verify_ledger_sums
+-- Per ledger and currency, debits equal credits, cache plus still-queued effects.
+WITH q AS (
+    SELECT account_id, sum(d_pending_debits) pd, sum(d_pending_credits) pc, sum(d_posted_debits) od,
+           sum(d_posted_credits) oc
+    FROM balance_effects WHERE applied_at IS NULL AND ($1::text IS NULL OR tenant_id = $1) GROUP BY account_id
+)
+SELECT a.ledger_id, a.currency,
+       sum(b.pending_debits + coalesce(q.pd, 0)) AS pending_debits, sum(b.pending_credits + coalesce(q.pc, 0)) AS pending_credits,
+       sum(b.posted_debits + coalesce(q.od, 0)) AS posted_debits, sum(b.posted_credits + coalesce(q.oc, 0)) AS posted_credits
+FROM ledger_accounts a JOIN account_balances b ON b.account_id = a.id LEFT JOIN q ON q.account_id = a.id
+WHERE $1::text IS NULL OR a.tenant_id = $1
+GROUP BY a.ledger_id, a.currency
+HAVING sum(b.pending_debits + coalesce(q.pd, 0)) <> sum(b.pending_credits + coalesce(q.pc, 0))
+    OR sum(b.posted_debits + coalesce(q.od, 0)) <> sum(b.posted_credits + coalesce(q.oc, 0))
+LIMIT 20
+
+-- name: verify_totals_from_entries
+-- The total cache plus queued effects equals the sums recomputed from entries and transaction status;
+-- the applied part equals the applied effects, and lock_version counts them.
+WITH from_entries AS (
+    SELECT e.ledger_account_id AS account_id,
+           sum(CASE WHEN e.direction = 'debit' AND t.status <> 'archived' THEN e.amount ELSE 0 END) AS pd,
+           sum(CASE WHEN e.direction = 'credit' AND t.status <> 'archived' THEN e.amount ELSE 0 END) AS pc,
+           sum(CASE WHEN e.direction = 'debit' AND t.status = 'posted' THEN e.amount ELSE 0 END) AS od,
+           sum(CASE WHEN e.direction = 'credit' AND t.status = 'posted' THEN e.amount ELSE 0 END) AS oc
+    FROM ledger_entries e JOIN ledger_transactions t ON t.id = e.transaction_id
+    WHERE $1::text IS NULL OR e.tenant_id = $1
+    GROUP BY e.ledger_account_id
+), effects AS (
+    SELECT account_id,
+           sum(d_pending_debits) AS pd, sum(d_pending_credits) AS pc, sum(d_posted_debits) AS od, sum(d_posted_credits) AS oc,
+           sum(d_pending_debits) FILTER (WHERE applied_at IS NOT NULL) AS apd,
+           sum(d_pending_credits) FILTER (WHERE applied_at IS NOT NULL) AS apc,
+           sum(d_posted_debits) FILTER (WHERE applied_at IS NOT NULL) AS aod,
+           sum(d_posted_credits) FILTER (WHERE applied_at IS NOT NULL) AS aoc,
+           count(*) FILTER (WHERE applied_at IS NOT NULL) AS applied,
+           max(lock_version) AS max_version
+    FROM balance_effects WHERE $1::text IS NULL OR tenant_id = $1
+    GROUP BY account_id
+)
+SELECT b.account_id, b.pending_debits, b.pending_credits, b.posted_debits, b.posted_credits, b.lock_version,
+       coalesce(x.pd, 0) AS e_pd, coalesce(x.pc, 0) AS e_pc, coalesce(x.od, 0) AS e_od, coalesce(x.oc, 0) AS e_oc,
+       coalesce(f.pd, 0) AS f_pd, coalesce(f.pc, 0) AS f_pc, coalesce(f.od, 0) AS f_od, coalesce(f.oc, 0) AS f_oc,
+       coalesce(f.applied, 0) AS applied, f.max_version
+FROM account_balances b
+LEFT JOIN from_entries x ON x.account_id = b.account_id
+LEFT JOIN effects f ON f.account_id = b.account_id
+WHERE ($1::text IS NULL OR b.tenant_id = $1) AND (
+    coalesce(x.pd, 0) <> coalesce(f.pd, 0) OR coalesce(x.pc, 0) <> coalesce(f.pc, 0)
+    OR coalesce(x.od, 0) <> coalesce(f.od, 0) OR coalesce(x.oc, 0) <> coalesce(f.oc, 0)
+    OR b.pending_debits <> coalesce(f.apd, 0) OR b.pending_credits <> coalesce(f.apc, 0)
+    OR b.posted_debits <> coalesce(f.aod, 0) OR b.posted_credits <> coalesce(f.aoc, 0)
+    OR b.lock_version <> coalesce(f.applied, 0) OR b.lock_version <> coalesce(f.max_version, 0))
+LIMIT 20
+
+-- name: verify_resulting_balances
+-- Each applied effect's resulting balances are the running sums in lock-version order.
+SELECT account_id, lock_version FROM (
+    SELECT account_id, lock_version, pending_debits, pending_credits, posted_debits, posted_credits,
+           row_number() OVER w AS rn,
+           sum(d_pending_debits) OVER w AS rpd, sum(d_pending_credits) OVER w AS rpc,
+           sum(d_posted_debits) OVER w AS rod, sum(d_posted_credits) OVER w AS roc
+    FROM balance_effects
+    WHERE applied_at IS NOT NULL AND ($1::text IS NULL OR tenant_id = $1)
+    WINDOW w AS (PARTITION BY account_id ORDER BY lock_version ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+) s
+WHERE lock_version <> rn OR pending_debits <> rpd OR pending_credits <> rpc OR posted_debits <> rod OR posted_credits <> roc
+LIMIT 20
+
+-- name: verify_effective_buckets
+WITH expected AS (
+    SELECT account_id, (effective_at AT TIME ZONE 'UTC')::date AS day,
+           sum(d_pending_debits) pd, sum(d_pending_credits) pc, sum(d_posted_debits) od, sum(d_posted_credits) oc
+    FROM balance_effects WHERE applied_at IS NOT NULL AND ($1::text IS NULL OR tenant_id = $1)
+    GROUP BY 1, 2
+), actual AS (
+    SELECT k.* FROM effective_balance_buckets k JOIN account_balances b ON b.account_id = k.account_id
+    WHERE $1::text IS NULL OR b.tenant_id = $1
+)
+SELECT coalesce(e.account_id, a.account_id) AS account_id, coalesce(e.day, a.day) AS day
+FROM expected e FULL JOIN actual a ON a.account_id = e.account_id AND a.day = e.day
+WHERE coalesce(e.pd, 0) <> coalesce(a.pending_debits, 0) OR coalesce(e.pc, 0) <> coalesce(a.pending_credits, 0)
+   OR coalesce(e.od, 0) <> coalesce(a.posted_debits, 0) OR coalesce(e.oc, 0) <> coalesce(a.posted_credits, 0)
+LIMIT 20
+
+-- name: verify_entry_effects
+-- Every entry has exactly its creation effect, and a post/archive effect exactly when its transaction moved.
+SELECT e.id, t.status, count(f.*) FILTER (WHERE f.kind = 'entry') AS created,
+       count(f.*) FILTER (WHERE f.kind = 'post') AS posted, count(f.*) FILTER (WHERE f.kind = 'archive') AS archived
+FROM ledger_entries e JOIN ledger_transactions t ON t.id = e.transaction_id
+LEFT JOIN balance_effects f ON f.entry_id = e.id
+WHERE $1::text IS NULL OR e.tenant_id = $1
+GROUP BY e.id, t.status, t.posted_at, t.created_at
+HAVING count(f.*) FILTER (WHERE f.kind = 'entry') <> 1
+    OR count(f.*) FILTER (WHERE f.kind = 'archive') <> (CASE WHEN t.status = 'archived' THEN 1 ELSE 0 END)
+    OR count(f.*) FILTER (WHERE f.kind = 'post') > 1
+LIMIT 20
+
+-- name: verify_stale_unapplied
+SELECT count(*) AS n, min(created_at) AS oldest FROM balance_effects
+WHERE applied_at IS NULL AND created_at < now() - make_interval(secs => $2) AND ($1::text IS NULL OR tenant_id = $1)
+
+-- name: verify_versions
+SELECT transaction_id, version, snapshot, prev_hash, hash FROM ledger_transaction_versions
+WHERE $1::text IS NULL OR tenant_id = $1
+ORDER BY transaction_id, version
+
+-- name: verify_transaction_versions_present
+SELECT t.id, t.version, count(v.*) AS versions FROM ledger_transactions t
+LEFT JOIN ledger_transaction_versions v ON v.transaction_id = t.id
+WHERE $1::text IS NULL OR t.tenant_id = $1
+GROUP BY t.id, t.version HAVING count(v.*) <> t.version
+LIMIT 20
+
+-- name: verify_insert_only_triggers
+SELECT count(*) FROM pg_trigger
+WHERE tgname IN ('ledger_entries_insert_only', 'ledger_transaction_versions_insert_only') AND tgenabled <> 'D'
+
+-- name: verify_version_hashes
+SELECT transaction_id, version FROM ledger_transaction_versions
+WHERE ($1::text IS NULL OR tenant_id = $1) AND hash <> ledger_version_hash(prev_hash, snapshot)
+LIMIT 20

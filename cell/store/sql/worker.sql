@@ -1,0 +1,26 @@
+-- name: worker_apply
+-- One group of accounts in one transaction: fold their unapplied effects; report skipped accounts and lags.
+SELECT applied, skipped, lags_ms FROM ledger_apply_report($1::uuid[], $2::boolean)
+
+-- name: worker_stale_accounts
+-- Accounts with an effect unapplied for longer than $1 seconds (the sweeper's work), oldest first.
+SELECT account_id FROM (
+    SELECT account_id, min(created_at) AS oldest FROM balance_effects
+    WHERE applied_at IS NULL AND created_at < clock_timestamp() - make_interval(secs => $1::double precision)
+    GROUP BY account_id
+) s ORDER BY oldest LIMIT $2
+
+-- name: worker_lock_timeout
+-- The sweeper waits for locks (it must make progress) but never forever.
+SELECT set_config('lock_timeout', $1::text, true)
+
+-- name: worker_queue_gauges
+-- The async queue: unapplied effects and the age of the oldest, in seconds (0 when empty).
+SELECT count(*) AS unapplied_effects,
+       coalesce(extract(epoch FROM clock_timestamp() - min(created_at)), 0)::double precision AS oldest_unapplied_age_s
+FROM balance_effects WHERE applied_at IS NULL
+
+-- name: worker_unapplied_older_than
+-- Effects unapplied for longer than $1 seconds: each one is a violation of the sweeper's bound.
+SELECT count(*) FROM balance_effects
+WHERE applied_at IS NULL AND created_at < clock_timestamp() - make_interval(secs => $1::double precision)

@@ -1,0 +1,109 @@
+"""Integration fixtures: one cell app on the session's PostgreSQL; each test gets fresh tenants, and the
+invariants of DESIGN.md section 8 are verified for them after the test."""
+
+from __future__ import annotations
+
+import uuid
+
+import asyncpg
+import pytest
+import pytest_asyncio
+from litestar.testing import AsyncTestClient
+
+from cell.api.app import create_app
+from cell.service.tenants import create_api_key, create_tenant
+from cell.service.verify import verify
+from cell.settings import load_settings
+
+
+class Api:
+    """An HTTP client bound to one tenant's credentials."""
+
+    def __init__(self, client: AsyncTestClient, tenant_id: str, api_key: str) -> None:
+        self.client = client
+        self.tenant_id = tenant_id
+        self.api_key = api_key
+        self.auth = (tenant_id, api_key)
+
+    async def request(self, method: str, path: str, **kw):
+        kw.setdefault("auth", self.auth)
+        return await self.client.request(method, path, **kw)
+
+    async def get(self, path: str, **kw):
+        return await self.request("GET", path, **kw)
+
+    async def post(self, path: str, json=None, **kw):
+        return await self.request("POST", path, json=json, **kw)
+
+    async def patch(self, path: str, json=None, **kw):
+        return await self.request("PATCH", path, json=json, **kw)
+
+    # Shortcuts used across tests.
+    async def ledger(self, name: str = "main") -> dict:
+        r = await self.post("/api/ledgers", {"name": name})
+        assert r.status_code == 201, r.text
+        return r.json()
+
+    async def account(self, ledger_id: str, normal_balance: str = "credit", currency: str = "USD", **extra) -> dict:
+        r = await self.post("/api/ledger_accounts", {"name": f"acct-{uuid.uuid4().hex[:6]}", "ledger_id": ledger_id,
+                                                     "normal_balance": normal_balance, "currency": currency, **extra})
+        assert r.status_code == 201, r.text
+        return r.json()
+
+    async def transfer(self, ledger_id: str, debit: str, credit: str, amount: int, status: str = "posted",
+                       **extra):
+        return await self.post("/api/ledger_transactions", {
+            "ledger_id": ledger_id, "status": status, "ledger_entries": [
+                {"ledger_account_id": debit, "direction": "debit", "amount": amount},
+                {"ledger_account_id": credit, "direction": "credit", "amount": amount}], **extra})
+
+    async def balances(self, account_id: str, **params) -> dict:
+        r = await self.get(f"/api/ledger_accounts/{account_id}", params=params)
+        assert r.status_code == 200, r.text
+        return r.json()["balances"]
+
+
+def cell_settings(database_url: str, **overrides):
+    return load_settings(("CELL_TEST_UNUSED_",), database_url=database_url, db_pool_min=2, db_pool_max=16,
+                         api_key_cache_ttl_s=0.5, **overrides)
+
+
+@pytest_asyncio.fixture(scope="session")
+async def cell_client(cell_database_url):
+    app = create_app(cell_settings(cell_database_url))
+    async with AsyncTestClient(app) as client:
+        yield client
+
+
+@pytest_asyncio.fixture(scope="session")
+async def admin_conn(cell_database_url):
+    conn = await asyncpg.connect(cell_database_url)
+    yield conn
+    await conn.close()
+
+
+@pytest.fixture
+def tenants_created():
+    return []
+
+
+@pytest_asyncio.fixture
+async def new_tenant(cell_client, admin_conn, tenants_created):
+    """Factory: a fresh tenant with an API key, as an Api client."""
+
+    async def make(client=None) -> Api:
+        tenant_id = f"t-{uuid.uuid4().hex[:12]}"
+        await create_tenant(admin_conn, tenant_id, "test")
+        _, secret = await create_api_key(admin_conn, tenant_id)
+        tenants_created.append(tenant_id)
+        return Api(client or cell_client, tenant_id, secret)
+
+    yield make
+    for tenant_id in tenants_created:
+        problems = await verify(admin_conn, tenant_id)
+        assert problems == [], f"invariants violated for {tenant_id}: {problems}"
+
+
+@pytest_asyncio.fixture
+async def api(new_tenant) -> Api:
+    return await new_tenant()
