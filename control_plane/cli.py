@@ -1,0 +1,333 @@
+"""ledgerctl, the operator CLI: cells, tenants, API keys, rate limits, verification, the audit log."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import functools
+import sys
+import uuid
+from pathlib import Path
+
+import click
+import msgspec
+
+from cell.store.migrate import pending_migrations
+from control_plane import catalog, operations
+from control_plane.errors import EXIT_ERROR, LedgerctlError
+from control_plane.settings import ControlPlaneSettings, load_settings
+
+FORMATS = click.Choice(["pretty", "json"])
+
+
+class Context(msgspec.Struct):
+    settings: ControlPlaneSettings
+    format: str
+
+
+def _format_option(fn):
+    """--format on every command too, so that `ledgerctl tenants list --format json` works."""
+    @click.option("--format", "format_", type=FORMATS, default=None, help="Output format (default: pretty).")
+    @functools.wraps(fn)
+    def wrapper(*args, format_: str | None, **kwargs):
+        ctx = click.get_current_context()
+        if format_ is not None:
+            ctx.find_object(Context).format = format_
+        return fn(*args, **kwargs)
+    return wrapper
+
+
+def _plain(value):
+    if isinstance(value, (datetime.datetime, uuid.UUID)):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        return ",".join(_plain(v) for v in value) if value else "-"
+    if isinstance(value, dict):
+        return msgspec.json.encode(value).decode()
+    return "-" if value is None else str(value)
+
+
+def _table(rows: list[dict], columns: list[str]) -> str:
+    cells = [[_plain(row.get(c)) for c in columns] for row in rows]
+    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)) for r in cells]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _emit(ctx: Context, data, columns: list[str] | None = None) -> None:
+    if ctx.format == "json":
+        click.echo(msgspec.json.format(msgspec.json.encode(data), indent=2).decode())
+    elif isinstance(data, list):
+        click.echo(_table(data, columns or (list(data[0]) if data else [])) if data else "(none)")
+    else:
+        width = max(len(k) for k in data) if data else 0
+        for key, value in data.items():
+            click.echo(f"{key.ljust(width)}  {_plain(value)}")
+
+
+def _fail(ctx: Context, error: LedgerctlError) -> None:
+    if ctx.format == "json":
+        click.echo(msgspec.json.encode(error.as_problem()).decode(), err=True)
+    else:
+        click.echo(f"error: {error.message} [{error.code}]", err=True)
+        if isinstance(error.details, dict) and error.details.get("violations"):
+            for violation in error.details["violations"]:
+                click.echo(f"  - {violation}", err=True)
+    sys.exit(error.exit_code)
+
+
+def _run(work, *, migrated: bool = True):
+    """Open the control-plane database, run `work(conn, settings)`, turn LedgerctlError into an exit code."""
+    ctx = click.get_current_context().find_object(Context)
+
+    async def go():
+        conn = await catalog.connect(ctx.settings.database_url)
+        try:
+            if migrated and await pending_migrations(conn, catalog.MIGRATIONS_DIR):
+                raise LedgerctlError("catalog_not_migrated", "the control-plane database is not migrated: "
+                                     "run `ledgerctl migrate`")
+            return await work(conn, ctx.settings)
+        finally:
+            await conn.close()
+
+    try:
+        return asyncio.run(go())
+    except LedgerctlError as error:
+        _fail(ctx, error)
+
+
+def _confirm(ctx: Context, plan: list[str], expected: str, yes: bool) -> None:
+    """Show the plan; unless --yes, the operator types `expected` back (patronictl's way)."""
+    click.echo("Plan:", err=True)
+    for step in plan:
+        click.echo(f"  - {step}", err=True)
+    if yes:
+        return
+    typed = click.prompt(f"Type {expected!r} to go ahead", default="", show_default=False, err=True)
+    if typed.strip() != expected:
+        _fail(ctx, LedgerctlError("not_confirmed", "not confirmed; nothing changed"))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--database-url", envvar="CONTROL_PLANE_DATABASE_URL", default=None,
+              help="Control-plane database URL [env CONTROL_PLANE_DATABASE_URL].")
+@click.option("--redis-url", envvar="CONTROL_PLANE_REDIS_URL", default=None,
+              help="Redis URL route changes are published on [env CONTROL_PLANE_REDIS_URL].")
+@click.option("--format", "format_", type=FORMATS, default="pretty", help="Output format.")
+@click.pass_context
+def cli(ctx: click.Context, database_url: str | None, redis_url: str | None, format_: str) -> None:
+    """Operate the ledger's cells and tenants."""
+    ctx.obj = Context(settings=load_settings(database_url=database_url, redis_url=redis_url), format=format_)
+
+
+@cli.command()
+@_format_option
+def migrate() -> None:
+    """Create or upgrade the control-plane schema."""
+    ctx = click.get_current_context().find_object(Context)
+    applied = _run(lambda conn, s: catalog.migrate_catalog(conn), migrated=False)
+    _emit(ctx, {"applied": applied})
+
+
+# ---- cells -------------------------------------------------------------------------------------------------
+
+CELL_COLUMNS = ["name", "state", "tenants", "api_url", "queue_url"]
+
+
+@cli.group()
+def cells() -> None:
+    """Cells: each one an API, a PostgreSQL database and a queue."""
+
+
+@cells.command("add")
+@click.argument("name")
+@click.option("--api-url", required=True, help="Base URL of the cell's API.")
+@click.option("--database-url", "cell_database_url", required=True, help="The cell's PostgreSQL URL.")
+@click.option("--queue-url", default="", help="The cell's SQS queue URL.")
+@click.option("--no-check", is_flag=True, help="Do not require the cell's API to answer /healthz.")
+@_format_option
+def cells_add(name: str, api_url: str, cell_database_url: str, queue_url: str, no_check: bool) -> None:
+    """Add a cell: run its migrations, check it answers, register it."""
+    ctx = click.get_current_context().find_object(Context)
+    cell = _run(lambda conn, s: operations.add_cell(conn, s, name, api_url, cell_database_url, queue_url,
+                                                     check_api=not no_check))
+    _emit(ctx, _public_cell(cell))
+
+
+def _public_cell(cell: dict) -> dict:
+    # The database URL may carry a password: never print it.
+    return {k: v for k, v in cell.items() if k != "database_url"}
+
+
+@cells.command("list")
+@_format_option
+def cells_list() -> None:
+    """List the cells and how many tenants each holds."""
+    ctx = click.get_current_context().find_object(Context)
+    rows = _run(lambda conn, s: catalog.list_cells(conn))
+    _emit(ctx, [_public_cell(r) for r in rows], CELL_COLUMNS)
+
+
+@cells.command("show")
+@click.argument("name")
+@_format_option
+def cells_show(name: str) -> None:
+    """Show a cell, with a live check of its API."""
+    ctx = click.get_current_context().find_object(Context)
+    _emit(ctx, _public_cell(_run(lambda conn, s: operations.show_cell(conn, s, name))))
+
+
+# ---- tenants -----------------------------------------------------------------------------------------------
+
+TENANT_COLUMNS = ["id", "name", "cell", "state", "epoch", "rate_limit_per_s", "rate_burst"]
+
+
+@cli.group()
+def tenants() -> None:
+    """Tenants: each lives in exactly one cell."""
+
+
+@tenants.command("create")
+@click.argument("tenant_id")
+@click.option("--name", default="", help="A display name.")
+@click.option("--cell", "cell_name", default=None, help="Place it on this cell (default: the least loaded).")
+@_format_option
+def tenants_create(tenant_id: str, name: str, cell_name: str | None) -> None:
+    """Create a tenant on a cell and route it."""
+    ctx = click.get_current_context().find_object(Context)
+    tenant = _run(lambda conn, s: operations.create_tenant(conn, s, tenant_id, name, cell_name))
+    _warn_unpublished(tenant)
+    _emit(ctx, tenant)
+
+
+def _warn_unpublished(tenant: dict) -> None:
+    if not tenant.get("published"):
+        click.echo("warning: the route change was not published on Redis; routers pick it up at their next "
+                   "periodic reload", err=True)
+
+
+@tenants.command("list")
+@click.option("--cell", "cell_name", default=None, help="Only the tenants of this cell.")
+@click.option("--after", default="", help="Start after this tenant id (pagination).")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, None))
+@_format_option
+def tenants_list(cell_name: str | None, after: str, limit: int) -> None:
+    """List tenants in id order."""
+    ctx = click.get_current_context().find_object(Context)
+
+    async def work(conn, settings):
+        if cell_name is not None:
+            await catalog.fetch_cell(conn, cell_name)
+        return await catalog.list_tenants(conn, cell_name, after, min(limit, settings.tenants_per_page_max))
+
+    _emit(ctx, _run(work), TENANT_COLUMNS)
+
+
+@tenants.command("show")
+@click.argument("tenant_id")
+@_format_option
+def tenants_show(tenant_id: str) -> None:
+    """Show a tenant: its route, its state in its cell, its live keys."""
+    ctx = click.get_current_context().find_object(Context)
+    _emit(ctx, _run(lambda conn, s: operations.show_tenant(conn, tenant_id)))
+
+
+@tenants.command("rate-limit")
+@click.argument("tenant_id")
+@click.option("--per-s", type=int, default=None, help="Requests per second the router lets through.")
+@click.option("--burst", type=int, default=None, help="Bucket size (default: the rate).")
+@click.option("--default", "use_default", is_flag=True, help="Go back to the router's default limit.")
+@_format_option
+def tenants_rate_limit(tenant_id: str, per_s: int | None, burst: int | None, use_default: bool) -> None:
+    """Set a tenant's request rate limit (enforced by the routers)."""
+    ctx = click.get_current_context().find_object(Context)
+    if (per_s is None) == (not use_default):
+        _fail(ctx, LedgerctlError("invalid_rate_limit", "give either --per-s N or --default"))
+    tenant = _run(lambda conn, s: operations.set_rate_limit(conn, s, tenant_id, per_s, burst))
+    _warn_unpublished(tenant)
+    _emit(ctx, tenant)
+
+
+# ---- keys --------------------------------------------------------------------------------------------------
+
+KEY_COLUMNS = ["id", "tenant_id", "scopes", "created_at", "revoked_at"]
+
+
+@cli.group()
+def keys() -> None:
+    """API keys: stored only as hashes, in the tenant's cell."""
+
+
+@keys.command("create")
+@click.argument("tenant_id")
+@_format_option
+def keys_create(tenant_id: str) -> None:
+    """Create an API key. The secret is shown once, now."""
+    ctx = click.get_current_context().find_object(Context)
+    row, secret = _run(lambda conn, s: operations.create_key(conn, s, tenant_id))
+    _emit(ctx, {**row, "secret": secret})
+    if ctx.format == "pretty":
+        click.echo("Store the secret now: it cannot be shown again.", err=True)
+
+
+@keys.command("list")
+@click.argument("tenant_id")
+@_format_option
+def keys_list(tenant_id: str) -> None:
+    """List a tenant's keys (never their secrets)."""
+    ctx = click.get_current_context().find_object(Context)
+    _emit(ctx, _run(lambda conn, s: operations.list_keys(conn, tenant_id)), KEY_COLUMNS)
+
+
+@keys.command("revoke")
+@click.argument("tenant_id")
+@click.argument("key_id")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@_format_option
+def keys_revoke(tenant_id: str, key_id: str, yes: bool) -> None:
+    """Revoke an API key: requests with it fail within seconds."""
+    ctx = click.get_current_context().find_object(Context)
+    key = _run(lambda conn, s: operations.find_key(conn, tenant_id, key_id))
+    if key["revoked_at"] is not None:
+        _emit(ctx, key)
+        return
+    _confirm(ctx, [f"revoke key {key_id} of tenant {tenant_id} (created {key['created_at']})",
+                   "clients using it get 401 once the cells' key caches expire (seconds)"], tenant_id, yes)
+    _emit(ctx, _run(lambda conn, s: operations.revoke_key(conn, s, tenant_id, key_id)))
+
+
+# ---- verify, audit -----------------------------------------------------------------------------------------
+
+@cli.command()
+@click.option("--tenant", "tenant_id", default=None, help="Check one tenant.")
+@click.option("--cell", "cell_name", default=None, help="Check a whole cell.")
+@_format_option
+def verify(tenant_id: str | None, cell_name: str | None) -> None:
+    """Run the invariant checks; exits 3 when any is violated."""
+    ctx = click.get_current_context().find_object(Context)
+    if (tenant_id is None) == (cell_name is None):
+        _fail(ctx, LedgerctlError("invalid_arguments", "give exactly one of --tenant or --cell"))
+    _emit(ctx, _run(lambda conn, s: operations.verify(conn, tenant_id, cell_name)))
+
+
+@cli.command()
+@click.option("--subject", default=None, help="e.g. tenant:acme or cell:cell-1.")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000))
+@_format_option
+def audit(subject: str | None, limit: int) -> None:
+    """The operator audit log, newest first."""
+    ctx = click.get_current_context().find_object(Context)
+    _emit(ctx, _run(lambda conn, s: catalog.list_audit(conn, subject, limit)),
+          ["id", "at", "actor", "action", "subject", "details"])
+
+
+def main() -> None:
+    try:
+        cli(prog_name=Path(sys.argv[0]).name or "ledgerctl")
+    except KeyboardInterrupt:
+        sys.exit(EXIT_ERROR)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,223 @@
+"""Operator use cases: each one checks, writes the catalog and the cell, audits, and publishes route changes."""
+
+from __future__ import annotations
+
+import re
+from contextlib import asynccontextmanager
+
+import asyncpg
+import httpx
+import msgspec
+
+from cell.service import tenants as cell_tenants
+from cell.store.migrate import migrate as migrate_cell
+from control_plane import catalog
+from control_plane.catalog import Q
+from control_plane.errors import EXIT_UNAVAILABLE, EXIT_VIOLATIONS, LedgerctlError
+from control_plane.settings import ControlPlaneSettings
+
+CELL_NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+rate_limit_per_s_max = 1_000_000
+
+
+@asynccontextmanager
+async def cell_connection(cell: dict):
+    conn = await catalog.connect(cell["database_url"], what=f"the database of cell {cell['name']}")
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+async def check_cell_api(api_url: str, timeout_s: float) -> str | None:
+    """None when the cell answers GET /healthz with 200; otherwise why not."""
+    try:
+        async with httpx.AsyncClient(timeout=timeout_s) as client:
+            response = await client.get(api_url.rstrip("/") + "/healthz")
+    except httpx.HTTPError as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None if response.status_code == 200 else f"GET /healthz answered {response.status_code}"
+
+
+async def publish_route(settings: ControlPlaneSettings, tenant: dict) -> bool:
+    """Tell the routers that a tenant's route changed. False when Redis is unreachable: the routers'
+    periodic reload still picks the change up, only later."""
+    if not settings.redis_url:
+        return False
+    import redis.asyncio as redis
+
+    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=2)
+    message = msgspec.json.encode({"tenant_id": tenant["id"], "cell": tenant["cell"], "epoch": tenant["epoch"]})
+    try:
+        await client.publish(settings.routes_channel, message)
+        return True
+    except (redis.RedisError, OSError):
+        return False
+    finally:
+        await client.aclose()
+
+
+async def add_cell(conn: asyncpg.Connection, settings: ControlPlaneSettings, name: str, api_url: str,
+                   database_url: str, queue_url: str = "", *, check_api: bool = True) -> dict:
+    """Register a cell: migrate its database, check that its API answers, then write the catalog."""
+    if not CELL_NAME_PATTERN.match(name):
+        raise LedgerctlError("invalid_cell_name", "a cell name is 1-63 characters of a-z, 0-9 and '-'")
+    if await conn.fetchrow(Q["fetch_cell"], name) is not None:
+        raise LedgerctlError("duplicate_cell", f"cell {name} already exists")
+    applied = await _migrate_cell_database(name, database_url)
+    if check_api:
+        problem = await check_cell_api(api_url, settings.cell_check_timeout_s)
+        if problem is not None:
+            raise LedgerctlError("cell_unreachable", f"cell {name} at {api_url} is not reachable: {problem}",
+                                 EXIT_UNAVAILABLE)
+    async with conn.transaction():
+        row = await conn.fetchrow(Q["insert_cell"], name, api_url, database_url, queue_url)
+        if row is None:
+            raise LedgerctlError("duplicate_cell", f"cell {name} already exists")
+        await catalog.audit(conn, settings.actor, "cells.add", f"cell:{name}",
+                            {"api_url": api_url, "queue_url": queue_url, "migrations": applied})
+    return await catalog.fetch_cell(conn, name)
+
+
+async def ensure_cell(conn: asyncpg.Connection, settings: ControlPlaneSettings, name: str, api_url: str,
+                      database_url: str, queue_url: str = "") -> dict:
+    """Add the cell, or bring its URLs up to date (`make run` restarts servers on new ports)."""
+    existing = await conn.fetchrow(Q["fetch_cell"], name)
+    if existing is None:
+        return await add_cell(conn, settings, name, api_url, database_url, queue_url, check_api=False)
+    if (existing["api_url"], existing["database_url"], existing["queue_url"]) != (api_url, database_url, queue_url):
+        await _migrate_cell_database(name, database_url)
+        async with conn.transaction():
+            await conn.fetchrow(Q["update_cell_urls"], name, api_url, database_url, queue_url)
+            await catalog.audit(conn, settings.actor, "cells.update", f"cell:{name}",
+                                {"api_url": api_url, "queue_url": queue_url})
+    return await catalog.fetch_cell(conn, name)
+
+
+async def _migrate_cell_database(name: str, database_url: str) -> list[str]:
+    async with cell_connection({"name": name, "database_url": database_url}) as cell_conn:
+        return await migrate_cell(cell_conn)
+
+
+async def show_cell(conn: asyncpg.Connection, settings: ControlPlaneSettings, name: str) -> dict:
+    cell = await catalog.fetch_cell(conn, name)
+    problem = await check_cell_api(cell["api_url"], settings.cell_check_timeout_s)
+    cell["api"] = "ok" if problem is None else problem
+    return cell
+
+
+async def create_tenant(conn: asyncpg.Connection, settings: ControlPlaneSettings, tenant_id: str,
+                        name: str = "", cell_name: str | None = None) -> dict:
+    """Place a tenant on a cell (least-loaded active cell unless named), create it there, then route it."""
+    if not cell_tenants.TENANT_ID_PATTERN.match(tenant_id):
+        raise LedgerctlError("invalid_tenant_id", "a tenant id is 1-63 characters of letters, digits, '_', '.', '-'")
+    if await conn.fetchrow(Q["fetch_tenant"], tenant_id) is not None:
+        raise LedgerctlError("duplicate_tenant", f"tenant {tenant_id} already exists")
+    if cell_name is None:
+        cell_name = await conn.fetchval(Q["least_loaded_cell"])
+        if cell_name is None:
+            raise LedgerctlError("no_active_cell", "there is no active cell to place the tenant on")
+    cell = await catalog.fetch_cell(conn, cell_name)
+    if cell["state"] != "active":
+        raise LedgerctlError("cell_not_active", f"cell {cell_name} is {cell['state']}: it takes no new tenants")
+    # The cell row first: creating it is idempotent, and a tenant is only routed once its cell knows it.
+    async with cell_connection(cell) as cell_conn:
+        await cell_tenants.create_tenant(cell_conn, tenant_id, name)
+    async with conn.transaction():
+        row = await conn.fetchrow(Q["insert_tenant"], tenant_id, name, cell_name)
+        if row is None:
+            raise LedgerctlError("duplicate_tenant", f"tenant {tenant_id} already exists")
+        await catalog.audit(conn, settings.actor, "tenants.create", f"tenant:{tenant_id}", {"cell": cell_name})
+    tenant = dict(row)
+    tenant["published"] = await publish_route(settings, tenant)
+    return tenant
+
+
+async def show_tenant(conn: asyncpg.Connection, tenant_id: str) -> dict:
+    tenant = await catalog.fetch_tenant(conn, tenant_id)
+    cell = await catalog.fetch_cell(conn, tenant["cell"])
+    async with cell_connection(cell) as cell_conn:
+        in_cell = await cell_tenants.get_tenant(cell_conn, tenant_id)
+        keys = await cell_tenants.list_api_keys(cell_conn, tenant_id)
+    tenant["state_in_cell"] = in_cell["state"] if in_cell else None
+    tenant["api_keys_live"] = sum(1 for k in keys if k["revoked_at"] is None)
+    return tenant
+
+
+async def set_rate_limit(conn: asyncpg.Connection, settings: ControlPlaneSettings, tenant_id: str,
+                         per_s: int | None, burst: int | None) -> dict:
+    """Set (or, with per_s None, clear back to the router's default) a tenant's request rate limit."""
+    if per_s is not None and not 0 < per_s <= rate_limit_per_s_max:
+        raise LedgerctlError("invalid_rate_limit", f"the rate limit is 1..{rate_limit_per_s_max} requests/s")
+    if burst is not None and (per_s is None or not 0 < burst <= rate_limit_per_s_max):
+        raise LedgerctlError("invalid_rate_limit", f"a burst needs a rate and is 1..{rate_limit_per_s_max}")
+    if per_s is not None and burst is None:
+        burst = per_s
+    await catalog.fetch_tenant(conn, tenant_id)
+    async with conn.transaction():
+        row = await conn.fetchrow(Q["set_tenant_rate_limit"], tenant_id, per_s, burst)
+        await catalog.audit(conn, settings.actor, "tenants.rate_limit", f"tenant:{tenant_id}",
+                            {"per_s": per_s, "burst": burst})
+    tenant = dict(row)
+    tenant["published"] = await publish_route(settings, tenant)
+    return tenant
+
+
+async def _tenant_cell(conn: asyncpg.Connection, tenant_id: str) -> dict:
+    tenant = await catalog.fetch_tenant(conn, tenant_id)
+    return await catalog.fetch_cell(conn, tenant["cell"])
+
+
+async def create_key(conn: asyncpg.Connection, settings: ControlPlaneSettings, tenant_id: str) -> tuple[dict, str]:
+    cell = await _tenant_cell(conn, tenant_id)
+    async with cell_connection(cell) as cell_conn:
+        try:
+            row, secret = await cell_tenants.create_api_key(cell_conn, tenant_id)
+        except cell_tenants.TenantError as exc:
+            raise LedgerctlError("unknown_tenant", str(exc)) from exc
+    await catalog.audit(conn, settings.actor, "keys.create", f"tenant:{tenant_id}", {"key_id": str(row["id"])})
+    return row, secret
+
+
+async def list_keys(conn: asyncpg.Connection, tenant_id: str) -> list[dict]:
+    cell = await _tenant_cell(conn, tenant_id)
+    async with cell_connection(cell) as cell_conn:
+        return await cell_tenants.list_api_keys(cell_conn, tenant_id)
+
+
+async def find_key(conn: asyncpg.Connection, tenant_id: str, key_id: str) -> dict:
+    for key in await list_keys(conn, tenant_id):
+        if str(key["id"]) == key_id:
+            return key
+    raise LedgerctlError("unknown_key", f"no key {key_id} for tenant {tenant_id}")
+
+
+async def revoke_key(conn: asyncpg.Connection, settings: ControlPlaneSettings, tenant_id: str, key_id: str) -> dict:
+    cell = await _tenant_cell(conn, tenant_id)
+    async with cell_connection(cell) as cell_conn:
+        try:
+            row = await cell_tenants.revoke_api_key(cell_conn, tenant_id, key_id)
+        except cell_tenants.TenantError as exc:
+            raise LedgerctlError("unknown_key", str(exc)) from exc
+    await catalog.audit(conn, settings.actor, "keys.revoke", f"tenant:{tenant_id}", {"key_id": key_id})
+    return row
+
+
+async def verify(conn: asyncpg.Connection, tenant_id: str | None = None, cell_name: str | None = None) -> dict:
+    """Run the cell's invariant checks; {cell: [violations]}. Raises with EXIT_VIOLATIONS when any."""
+    try:
+        from cell.service.verify import verify as verify_cell
+    except ImportError as exc:
+        raise LedgerctlError("verify_unavailable", "this build has no invariant checker (cell.service.verify)",
+                             EXIT_UNAVAILABLE) from exc
+    if tenant_id is not None:
+        cell = await _tenant_cell(conn, tenant_id)
+    else:
+        cell = await catalog.fetch_cell(conn, cell_name)
+    async with cell_connection(cell) as cell_conn:
+        violations = await verify_cell(cell_conn, tenant_id)
+    report = {"cell": cell["name"], "tenant": tenant_id, "violations": list(violations)}
+    if violations:
+        raise LedgerctlError("invariants_violated", f"{len(violations)} invariant violation(s) in cell {cell['name']}",
+                             EXIT_VIOLATIONS, details=report)
+    return report

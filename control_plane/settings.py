@@ -1,0 +1,32 @@
+"""The control plane's typed settings, read from the environment once (CONTROL_PLANE_ prefix)."""
+
+from __future__ import annotations
+
+import os
+
+import msgspec
+
+
+class ControlPlaneSettings(msgspec.Struct, frozen=True, kw_only=True):
+    database_url: str = ""
+    # Route changes are published here; empty means "do not publish" (routers still reload periodically).
+    redis_url: str = ""
+    routes_channel: str = "ledger:routes"
+    # Who the operator audit log names as the actor.
+    actor: str = ""
+    tenants_per_page_max: int = 1000
+    cell_check_timeout_s: float = 5.0
+
+
+def load_settings(environ: dict[str, str] | None = None, **overrides) -> ControlPlaneSettings:
+    """Read CONTROL_PLANE_<FIELD> for every field; explicit (non-None) overrides win."""
+    env = os.environ if environ is None else environ
+    values: dict[str, object] = {}
+    for field in msgspec.structs.fields(ControlPlaneSettings):
+        raw = env.get("CONTROL_PLANE_" + field.name.upper())
+        if raw is not None:
+            values[field.name] = raw
+    if "actor" not in values:
+        values["actor"] = env.get("USER") or env.get("LOGNAME") or "unknown"
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return msgspec.convert(values, ControlPlaneSettings, strict=False)

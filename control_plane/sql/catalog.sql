@@ -1,0 +1,50 @@
+-- name: insert_cell
+INSERT INTO cells (name, api_url, database_url, queue_url) VALUES ($1, $2, $3, $4)
+ON CONFLICT (name) DO NOTHING
+RETURNING name, api_url, database_url, queue_url, state, created_at
+
+-- name: update_cell_urls
+UPDATE cells SET api_url = $2, database_url = $3, queue_url = $4, updated_at = now() WHERE name = $1
+RETURNING name, api_url, database_url, queue_url, state, created_at
+
+-- name: fetch_cell
+SELECT c.name, c.api_url, c.database_url, c.queue_url, c.state, c.created_at,
+       (SELECT count(*) FROM tenants t WHERE t.cell = c.name) AS tenants
+FROM cells c WHERE c.name = $1
+
+-- name: list_cells
+SELECT c.name, c.api_url, c.database_url, c.queue_url, c.state, c.created_at,
+       (SELECT count(*) FROM tenants t WHERE t.cell = c.name) AS tenants
+FROM cells c ORDER BY c.name
+
+-- name: least_loaded_cell
+SELECT c.name FROM cells c LEFT JOIN tenants t ON t.cell = c.name
+WHERE c.state = 'active'
+GROUP BY c.name ORDER BY count(t.id), c.name LIMIT 1
+
+-- name: insert_tenant
+INSERT INTO tenants (id, name, cell) VALUES ($1, $2, $3)
+ON CONFLICT (id) DO NOTHING
+RETURNING id, name, cell, state, epoch, rate_limit_per_s, rate_burst, created_at
+
+-- name: fetch_tenant
+SELECT id, name, cell, state, epoch, rate_limit_per_s, rate_burst, created_at FROM tenants WHERE id = $1
+
+-- name: list_tenants
+SELECT id, name, cell, state, epoch, rate_limit_per_s, rate_burst, created_at FROM tenants
+WHERE ($1::text IS NULL OR cell = $1) AND id > $2 ORDER BY id LIMIT $3
+
+-- name: set_tenant_rate_limit
+UPDATE tenants SET rate_limit_per_s = $2, rate_burst = $3, updated_at = now() WHERE id = $1
+RETURNING id, name, cell, state, epoch, rate_limit_per_s, rate_burst, created_at
+
+-- name: set_tenant_route
+UPDATE tenants SET cell = $2, epoch = epoch + 1, updated_at = now() WHERE id = $1
+RETURNING id, name, cell, state, epoch, rate_limit_per_s, rate_burst, created_at
+
+-- name: insert_audit
+INSERT INTO operator_audit (actor, action, subject, details) VALUES ($1, $2, $3, $4)
+
+-- name: list_audit
+SELECT id, at, actor, action, subject, details FROM operator_audit
+WHERE ($1::text IS NULL OR subject = $1) ORDER BY id DESC LIMIT $2

@@ -1,0 +1,346 @@
+"""The router's ASGI app: Basic-auth username -> tenant -> cell, rate limit, forward, answer unchanged."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import logging
+import time
+from pathlib import Path
+
+import msgspec
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from router.routes import RateLimiter, Route, RoutingTable, build_table
+from router.settings import RouterSettings
+from router.upstream import ConnectFailed, ResponseFailed, UpstreamPool, UpstreamTimeout
+
+log = logging.getLogger("router")
+
+# Hop-by-hop headers (RFC 9110 7.6.1) are the connection's, not the message's; the router sets its own
+# host and content-length.
+_HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"te",
+                         b"trailer", b"upgrade", b"proxy-authorization", b"proxy-authenticate", b"host",
+                         b"content-length"})
+_RESPONSE_DROP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"te",
+                            b"trailer", b"upgrade"})
+_LOCAL_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+_PROBLEM = [(b"content-type", b"application/problem+json")]
+
+
+def _load_queries() -> dict[str, str]:
+    # The router imports no ledger code, so it carries its own three-line copy of the named-block loader.
+    text = (Path(__file__).parent / "sql" / "routes.sql").read_text()
+    blocks = text.split("-- name: ")[1:]
+    return {b.split("\n", 1)[0].strip(): b.split("\n", 1)[1].strip() for b in blocks}
+
+
+Q = _load_queries()
+
+
+def problem(status: int, code: str, title: str, detail: str | None = None) -> bytes:
+    body = {"type": f"urn:ledger:problem:{code}", "title": title, "status": status, "code": code}
+    if detail:
+        body["detail"] = detail
+    return msgspec.json.encode(body)
+
+
+# The same answer as a cell's for a bad key: an unknown tenant must look exactly like a wrong password.
+UNAUTHORIZED_BODY = problem(401, "unauthorized", "Unauthorized", "Invalid or missing credentials.")
+UNAUTHORIZED_HEADERS = [(b"content-type", b"application/problem+json"),
+                        (b"www-authenticate", b'Basic realm="ledger"')]
+
+
+def tenant_from_authorization(value: bytes | None) -> str | None:
+    """The Basic-auth username, or None. The password is the cell's business."""
+    if not value or value[:6].lower() != b"basic ":
+        return None
+    try:
+        decoded = base64.b64decode(value[6:].strip(), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    user, sep, _ = decoded.partition(b":")
+    if not sep or not user:
+        return None
+    try:
+        return user.decode()
+    except UnicodeDecodeError:
+        return None
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("router_requests", "Requests forwarded, by cell and status",
+                                ["cell", "status"], registry=self.registry)
+        self.latency = Histogram("router_request_duration_seconds", "Time from request to answer, by cell and status",
+                                 ["cell", "status"], registry=self.registry,
+                                 buckets=(.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10))
+        self.tenant_requests = Counter("router_tenant_requests", "Requests by tenant", ["tenant"],
+                                       registry=self.registry)
+        self.rejected = Counter("router_rejected", "Requests answered by the router itself, by reason",
+                                ["reason"], registry=self.registry)
+        self.routes = Gauge("router_routes", "Tenants in the routing table", registry=self.registry)
+        self.reloads = Counter("router_route_reloads", "Routing table reloads, by trigger", ["trigger"],
+                               registry=self.registry)
+        # labels() costs a lock and a dict lookup: keep the children.
+        self._children: dict[tuple[str, int], tuple] = {}
+        self._tenants: dict[str, object] = {}
+
+    def observe(self, cell: str, status: int, tenant: str, seconds: float) -> None:
+        children = self._children.get((cell, status))
+        if children is None:
+            children = self._children[(cell, status)] = (
+                self.requests.labels(cell, str(status)), self.latency.labels(cell, str(status)))
+        children[0].inc()
+        children[1].observe(seconds)
+        counter = self._tenants.get(tenant)
+        if counter is None:
+            counter = self._tenants[tenant] = self.tenant_requests.labels(tenant)
+        counter.inc()
+
+
+class Router:
+    def __init__(self, settings: RouterSettings) -> None:
+        self.settings = settings
+        self.table = RoutingTable({})
+        self.loaded = False
+        self.pools: dict[str, UpstreamPool] = {}
+        self.limiter = RateLimiter(settings.tenants_tracked_max)
+        self.metrics = Metrics()
+        self._db = None
+        self._tasks: list[asyncio.Task] = []
+        self._reload_lock = asyncio.Lock()
+        self._reload_requested = 0
+        self._reload_done = 0
+        self.redis_connected = False
+
+    # ---- ASGI ----------------------------------------------------------------------------------------------
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http":
+            await self.handle(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive, send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.start()
+                except Exception as exc:  # noqa: BLE001 - the server must hear why it cannot start
+                    await send({"type": "lifespan.startup.failed", "message": repr(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.stop()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def handle(self, scope, receive, send) -> None:
+        if scope["path"] in _LOCAL_PATHS:
+            await self._local(scope["path"], send)
+            return
+        started = time.perf_counter()
+        authorization = None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                authorization = value
+                break
+        tenant_id = tenant_from_authorization(authorization)
+        route = self.table.get(tenant_id) if tenant_id is not None else None
+        if route is None:
+            self.metrics.rejected.labels("unauthorized").inc()
+            await _respond(send, 401, UNAUTHORIZED_HEADERS, UNAUTHORIZED_BODY)
+            return
+        wait_s = self.limiter.wait_s(tenant_id, route.rate_per_s, route.burst, time.monotonic())
+        if wait_s:
+            self.metrics.rejected.labels("rate_limited").inc()
+            retry_after = str(max(1, int(wait_s + 0.999))).encode()
+            await _respond(send, 429, _PROBLEM + [(b"retry-after", retry_after)],
+                           problem(429, "rate_limited", "Too Many Requests",
+                                   "This tenant's request rate limit is exceeded."))
+            return
+        body = await self._read_body(receive)
+        if body is None:
+            self.metrics.rejected.labels("body_too_large").inc()
+            await _respond(send, 413, _PROBLEM, problem(413, "body_too_large", "Content Too Large",
+                                                        f"The body exceeds {self.settings.body_bytes_max} bytes."))
+            return
+        method = scope["method"].encode()
+        target = scope.get("raw_path") or scope["path"].encode()
+        if scope["query_string"]:
+            target += b"?" + scope["query_string"]
+        headers = [(n, v) for n, v in scope["headers"] if n not in _HOP_BY_HOP]
+        client = scope.get("client")
+        if client:
+            headers.append((b"x-forwarded-for", client[0].encode()))
+
+        status, response_headers, response_body = await self._forward(route, method, target, headers, body)
+        if status == 421:
+            # The cell no longer owns this tenant: our map is stale. Refresh it and try once more.
+            try:
+                await self.reload("misdirected")
+            except Exception as exc:  # noqa: BLE001 - the control plane is down: answer the cell's 421 as is
+                log.warning("reload after a 421 failed: %r", exc)
+            newer = self.table.get(tenant_id)
+            if newer is not None:
+                route = newer
+                status, response_headers, response_body = await self._forward(route, method, target, headers, body)
+        await _respond(send, status, response_headers, response_body)
+        self.metrics.observe(route.cell, status, tenant_id, time.perf_counter() - started)
+
+    async def _forward(self, route: Route, method: bytes, target: bytes, headers, body: bytes):
+        pool = self.pools.get(route.api_url)
+        if pool is None:
+            s = self.settings
+            pool = self.pools[route.api_url] = UpstreamPool(
+                route.api_url, connections_max=s.connections_per_cell_max, connect_timeout_s=s.connect_timeout_s,
+                timeout_s=s.upstream_timeout_s, idle_s_max=s.idle_connection_s_max,
+                body_bytes_max=s.response_bytes_max)
+        retry_after = [(b"retry-after", str(self.settings.retry_after_s).encode())]
+        try:
+            response = await pool.request(method, target, headers, body)
+        except ConnectFailed:
+            return 503, _PROBLEM + retry_after, problem(
+                503, "cell_unavailable", "Service Unavailable", "The tenant's cell cannot be reached; retry later.")
+        except UpstreamTimeout:
+            return 504, _PROBLEM + retry_after, problem(
+                504, "cell_timeout", "Gateway Timeout", "The tenant's cell did not answer in time.")
+        except ResponseFailed:
+            return 502, _PROBLEM + retry_after, problem(
+                502, "cell_failed", "Bad Gateway", "The tenant's cell failed to answer; the request may or "
+                "may not have been applied (retry with the same Idempotency-Key).")
+        headers_out = [(n, v) for n, v in response.headers if n not in _RESPONSE_DROP]
+        if method != b"HEAD" and not any(n == b"content-length" for n, _ in headers_out):
+            headers_out.append((b"content-length", str(len(response.body)).encode()))
+        return response.status, headers_out, response.body
+
+    async def _read_body(self, receive) -> bytes | None:
+        message = await receive()
+        body = message.get("body", b"")
+        if not message.get("more_body"):
+            return body if len(body) <= self.settings.body_bytes_max else None
+        chunks = [body]
+        size = len(body)
+        while message.get("more_body"):
+            message = await receive()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.settings.body_bytes_max:
+                return None
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def _local(self, path: str, send) -> None:
+        json = [(b"content-type", b"application/json")]
+        if path == "/healthz":
+            await _respond(send, 200, json, b'{"status":"ok"}')
+        elif path == "/readyz":
+            body = msgspec.json.encode({"ready": self.loaded, "routes": len(self.table.routes),
+                                        "pubsub": self.redis_connected})
+            await _respond(send, 200 if self.loaded else 503, json, body)
+        else:
+            self.metrics.routes.set(len(self.table.routes))
+            await _respond(send, 200, [(b"content-type", CONTENT_TYPE_LATEST.encode())],
+                           generate_latest(self.metrics.registry))
+
+    # ---- the routing table ---------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if not self.settings.control_plane_database_url:
+            raise RuntimeError("ROUTER_CONTROL_PLANE_DATABASE_URL is not set")
+        try:
+            await self.reload("start")
+        except Exception as exc:  # noqa: BLE001 - not fatal: /readyz says 503 and the reload loop retries
+            log.warning("routing table not loaded at start: %r", exc)
+        self._tasks.append(asyncio.create_task(self._reload_loop()))
+        if self.settings.redis_url:
+            self._tasks.append(asyncio.create_task(self._subscribe_loop()))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        for pool in self.pools.values():
+            pool.close()
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
+
+    async def reload(self, trigger: str) -> None:
+        """Load the whole map; concurrent callers share one load that started after they asked."""
+        self._reload_requested += 1
+        ticket = self._reload_requested
+        async with self._reload_lock:
+            if self._reload_done >= ticket:
+                return
+            covers = self._reload_requested
+            rows = await self._fetch_routes()
+            fresh = build_table(rows, self.settings.rate_limit_per_s_default, self.settings.rate_burst_default)
+            self.table = self.table.merged_with(fresh)
+            self.loaded = True
+            self._reload_done = covers
+            self.metrics.reloads.labels(trigger).inc()
+
+    async def _fetch_routes(self):
+        import asyncpg
+
+        if self._db is None:
+            self._db = await asyncpg.create_pool(self.settings.control_plane_database_url, min_size=1, max_size=2,
+                                                 timeout=self.settings.connect_timeout_s,
+                                                 server_settings={"application_name": "ledger-router"})
+        return await self._db.fetch(Q["load_routes"], timeout=10)
+
+    async def _reload_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.reload_interval_s)
+            try:
+                await self.reload("periodic")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - keep serving the cached map; try again next period
+                log.warning("routing table reload failed: %r", exc)
+
+    async def _subscribe_loop(self) -> None:
+        import redis.asyncio as redis
+
+        backoff_s = 0.2
+        while True:
+            client = redis.Redis.from_url(self.settings.redis_url, socket_connect_timeout=2,
+                                          health_check_interval=10)
+            pubsub = client.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self.settings.routes_channel)
+                self.redis_connected = True
+                backoff_s = 0.2
+                # Messages published while we were not listening are lost: catch up with a full load.
+                await self.reload("resubscribe")
+                async for message in pubsub.listen():
+                    if message["type"] == "message":
+                        await self.reload("pubsub")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - Redis down: the cached map and the periodic reload carry on
+                log.info("route pub/sub interrupted: %r", exc)
+            finally:
+                self.redis_connected = False
+                try:
+                    await pubsub.aclose()
+                    await client.aclose()
+                except Exception:  # noqa: BLE001
+                    pass
+            await asyncio.sleep(backoff_s)
+            backoff_s = min(backoff_s * 2, 5.0)
+
+
+async def _respond(send, status: int, headers, body: bytes) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def create_app(settings: RouterSettings) -> Router:
+    return Router(settings)

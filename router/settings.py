@@ -1,0 +1,42 @@
+"""The router's typed settings, read from the environment once at start-up (ROUTER_ prefix)."""
+
+from __future__ import annotations
+
+import os
+
+import msgspec
+
+
+class RouterSettings(msgspec.Struct, frozen=True, kw_only=True):
+    host: str = "127.0.0.1"
+    port: int = 8000
+    control_plane_database_url: str = ""
+    # Empty: no pub/sub, the periodic reload alone keeps the map fresh.
+    redis_url: str = ""
+    routes_channel: str = "ledger:routes"
+    # The bound on how stale the map can get when a pub/sub message is lost.
+    reload_interval_s: float = 5.0
+    # A tenant without its own limit gets this one (0: unlimited).
+    rate_limit_per_s_default: int = 1000
+    rate_burst_default: int = 2000
+    retry_after_s: int = 1
+    body_bytes_max: int = 1_048_576
+    response_bytes_max: int = 16_777_216
+    connections_per_cell_max: int = 64
+    connect_timeout_s: float = 2.0
+    upstream_timeout_s: float = 30.0
+    # Below the cells' keep-alive timeout (uvicorn: 5 s), so the router drops an idle connection first.
+    idle_connection_s_max: float = 4.0
+    tenants_tracked_max: int = 100_000
+
+
+def load_settings(environ: dict[str, str] | None = None, **overrides) -> RouterSettings:
+    """Read ROUTER_<FIELD> for every field; explicit overrides win."""
+    env = os.environ if environ is None else environ
+    values: dict[str, object] = {}
+    for field in msgspec.structs.fields(RouterSettings):
+        raw = env.get("ROUTER_" + field.name.upper())
+        if raw is not None:
+            values[field.name] = raw
+    values.update(overrides)
+    return msgspec.convert(values, RouterSettings, strict=False)

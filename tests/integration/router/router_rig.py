@@ -1,0 +1,147 @@
+"""Router test rig (helpers; fixtures are in conftest.py): real ASGI stand-in cells on real ports, routers
+served by uvicorn inside the test loop, and direct edits of the control-plane database."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import uuid
+
+import asyncpg
+import msgspec
+import uvicorn
+
+from control_plane.devstack import free_port
+from control_plane.operations import publish_route
+from control_plane.settings import ControlPlaneSettings
+from router.app import create_app
+from router.settings import RouterSettings
+
+
+def basic(tenant: str, key: str = "secret") -> dict[str, str]:
+    return {"authorization": "Basic " + base64.b64encode(f"{tenant}:{key}".encode()).decode()}
+
+
+def new_tenant_id(prefix: str = "t") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+class Served:
+    """An ASGI app on 127.0.0.1:port, served by uvicorn in the running loop."""
+
+    def __init__(self, app, port: int | None = None) -> None:
+        self.app = app
+        self.port = port or free_port()
+        self.server: uvicorn.Server | None = None
+        self.task: asyncio.Task | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> "Served":
+        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, lifespan="on", log_level="warning",
+                                access_log=False, server_header=False, date_header=False)
+        self.server = uvicorn.Server(config)
+        # _serve, not serve: serve() would take over the test process's SIGINT and SIGTERM.
+        self.task = asyncio.create_task(self.server._serve())
+        for _ in range(200):
+            if self.server.started:
+                return self
+            if self.task.done():
+                self.task.result()
+            await asyncio.sleep(0.02)
+        raise TimeoutError(f"server on {self.port} did not start")
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.should_exit = True
+            await self.task
+
+
+class EchoCell:
+    """A stand-in cell: answers who it is and what it received; 421 for tenants it no longer owns."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.moved_out: set[str] = set()
+        self.seen: list[str] = []
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "lifespan":
+            while (message := await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        headers = {k.decode(): v.decode() for k, v in scope["headers"]}
+        tenant = None
+        if "authorization" in headers:
+            tenant = base64.b64decode(headers["authorization"][6:]).decode().split(":", 1)[0]
+        self.seen.append(tenant)
+        if tenant in self.moved_out:
+            status, payload = 421, {"code": "tenant_moved", "status": 421}
+        else:
+            status = 201 if scope["method"] == "POST" else 200
+            payload = {"cell": self.name, "tenant": tenant, "method": scope["method"], "path": scope["path"],
+                       "raw_path": scope["raw_path"].decode(), "query": scope["query_string"].decode(),
+                       "body": body.decode(), "headers": headers}
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json"), (b"x-cell", self.name.encode())]})
+        await send({"type": "http.response.body", "body": msgspec.json.encode(payload)})
+
+
+class Platform:
+    """The control-plane database with two echo cells registered in it."""
+
+    def __init__(self, database_url: str, redis_url: str, cells: dict[str, Served]) -> None:
+        self.database_url = database_url
+        self.redis_url = redis_url
+        self.cells = cells
+        self.settings = ControlPlaneSettings(database_url=database_url, redis_url=redis_url, actor="tests")
+
+    def echo(self, cell: str) -> EchoCell:
+        return self.cells[cell].app
+
+    async def sql(self, query: str, *args):
+        conn = await asyncpg.connect(self.database_url)
+        try:
+            return await conn.fetch(query, *args)
+        finally:
+            await conn.close()
+
+    async def add_tenant(self, tenant_id: str, cell: str, rate: int | None = None, burst: int | None = None) -> None:
+        await self.sql("INSERT INTO tenants (id, cell, rate_limit_per_s, rate_burst) VALUES ($1, $2, $3, $4)",
+                       tenant_id, cell, rate, burst)
+
+    async def move(self, tenant_id: str, cell: str, publish: bool) -> None:
+        """A route change done directly in the control-plane database (what a move's flip step does)."""
+        [row] = await self.sql("UPDATE tenants SET cell = $2, epoch = epoch + 1 WHERE id = $1 "
+                               "RETURNING id, cell, epoch", tenant_id, cell)
+        if publish:
+            assert await publish_route(self.settings, dict(row))
+
+    def router_settings(self, **overrides) -> RouterSettings:
+        values = {"control_plane_database_url": self.database_url, "redis_url": self.redis_url,
+                  "reload_interval_s": 60.0, "port": free_port()}
+        values.update(overrides)
+        return RouterSettings(**values)
+
+    async def router(self, **overrides) -> Served:
+        settings = self.router_settings(**overrides)
+        return await Served(create_app(settings), settings.port).start()
+
+
+async def eventually(check, timeout_s: float, interval_s: float = 0.05):
+    """Poll `check()` until it returns a truthy value; the last value otherwise."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        value = await check()
+        if value or asyncio.get_running_loop().time() > deadline:
+            return value
+        await asyncio.sleep(interval_s)

@@ -1,0 +1,108 @@
+"""The router's own answers: unknown tenant, cell down, rate limits, bounds, health and metrics."""
+
+from __future__ import annotations
+
+import httpx
+
+from router.app import UNAUTHORIZED_BODY
+
+from router_rig import basic, new_tenant_id
+
+
+async def test_unknown_tenant_is_401_like_a_bad_key(platform):
+    known = new_tenant_id()
+    await platform.add_tenant(known, "cell-a")
+    router = await platform.router(redis_url="")
+    try:
+        async with httpx.AsyncClient(base_url=router.url) as client:
+            unknown = await client.get("/api/ledgers", headers=basic(new_tenant_id()))
+            missing = await client.get("/api/ledgers")
+            garbage = await client.get("/api/ledgers", headers={"authorization": "Basic !!!"})
+            bearer = await client.get("/api/ledgers", headers={"authorization": "Bearer x"})
+    finally:
+        await router.stop()
+    for response in (unknown, missing, garbage, bearer):
+        assert response.status_code == 401
+        assert response.content == UNAUTHORIZED_BODY
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.headers["www-authenticate"].startswith("Basic")
+    assert unknown.headers == missing.headers
+
+
+async def test_cell_down_is_503_with_retry_after(platform):
+    tenant = new_tenant_id()
+    await platform.add_tenant(tenant, "cell-down")
+    router = await platform.router(redis_url="")
+    try:
+        async with httpx.AsyncClient(base_url=router.url) as client:
+            response = await client.post("/api/ledgers", headers=basic(tenant), content=b"{}")
+    finally:
+        await router.stop()
+    assert response.status_code == 503
+    assert response.headers["content-type"] == "application/problem+json"
+    assert int(response.headers["retry-after"]) >= 1
+    assert response.json()["code"] == "cell_unavailable"
+
+
+async def test_rate_limit_is_per_tenant(platform):
+    limited, other = new_tenant_id("flood"), new_tenant_id("calm")
+    await platform.add_tenant(limited, "cell-a", rate=1, burst=3)
+    await platform.add_tenant(other, "cell-a")
+    router = await platform.router(redis_url="")
+    try:
+        async with httpx.AsyncClient(base_url=router.url) as client:
+            statuses = [(await client.get("/api/x", headers=basic(limited))).status_code for _ in range(6)]
+            rejected = await client.get("/api/x", headers=basic(limited))
+            calm = await client.get("/api/x", headers=basic(other))
+    finally:
+        await router.stop()
+    assert statuses[:3] == [200, 200, 200]
+    assert 429 in statuses[3:]
+    assert rejected.status_code == 429
+    assert rejected.json()["code"] == "rate_limited"
+    assert int(rejected.headers["retry-after"]) >= 1
+    assert calm.status_code == 200  # one tenant's flood does not touch another's budget
+
+
+async def test_body_over_the_bound_is_413(platform):
+    tenant = new_tenant_id()
+    await platform.add_tenant(tenant, "cell-a")
+    router = await platform.router(redis_url="", body_bytes_max=1000)
+    try:
+        async with httpx.AsyncClient(base_url=router.url) as client:
+            too_big = await client.post("/api/x", headers=basic(tenant), content=b"x" * 1001)
+            fits = await client.post("/api/x", headers=basic(tenant), content=b"x" * 1000)
+    finally:
+        await router.stop()
+    assert too_big.status_code == 413
+    assert fits.status_code == 201
+
+
+async def test_health_readiness_and_metrics(platform):
+    tenant = new_tenant_id()
+    await platform.add_tenant(tenant, "cell-b")
+    router = await platform.router(redis_url="")
+    try:
+        async with httpx.AsyncClient(base_url=router.url) as client:
+            assert (await client.get("/healthz")).status_code == 200
+            ready = await client.get("/readyz")
+            await client.get("/api/x", headers=basic(tenant))
+            await client.get("/api/x", headers=basic(tenant))
+            metrics = (await client.get("/metrics")).text
+    finally:
+        await router.stop()
+    assert ready.status_code == 200 and ready.json()["ready"] is True
+    assert 'router_requests_total{cell="cell-b",status="200"} 2.0' in metrics
+    assert f'router_tenant_requests_total{{tenant="{tenant}"}} 2.0' in metrics
+    assert 'router_request_duration_seconds_count{cell="cell-b",status="200"} 2.0' in metrics
+
+
+async def test_not_ready_until_the_map_is_loaded(platform):
+    router = await platform.router(control_plane_database_url="postgresql://nobody@127.0.0.1:1/none",
+                                   redis_url="", connect_timeout_s=0.5)
+    try:
+        async with httpx.AsyncClient(base_url=router.url) as client:
+            assert (await client.get("/healthz")).status_code == 200
+            assert (await client.get("/readyz")).status_code == 503
+    finally:
+        await router.stop()

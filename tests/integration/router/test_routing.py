@@ -1,0 +1,154 @@
+"""Routing through a real router to real (stand-in) cells: placement, forwarding, route changes, Redis outages."""
+
+from __future__ import annotations
+
+import httpx
+
+from control_plane.devstack import EmbeddedValkey
+
+from router_rig import basic, eventually, new_tenant_id
+
+
+async def test_tenants_on_different_cells_reach_their_own_cell(platform):
+    a, b = new_tenant_id("a"), new_tenant_id("b")
+    await platform.add_tenant(a, "cell-a")
+    await platform.add_tenant(b, "cell-b")
+    router = await platform.router()
+    try:
+        async with httpx.AsyncClient(base_url=router.url) as client:
+            for _ in range(3):  # also over reused keep-alive connections
+                ra = await client.get("/api/ledgers", headers=basic(a))
+                rb = await client.get("/api/ledgers", headers=basic(b))
+                assert (ra.status_code, ra.json()["cell"], ra.json()["tenant"]) == (200, "cell-a", a)
+                assert (rb.status_code, rb.json()["cell"], rb.json()["tenant"]) == (200, "cell-b", b)
+    finally:
+        await router.stop()
+
+
+async def test_request_and_answer_pass_through_unchanged(platform):
+    tenant = new_tenant_id()
+    await platform.add_tenant(tenant, "cell-a")
+    router = await platform.router()
+    try:
+        async with httpx.AsyncClient(base_url=router.url) as client:
+            response = await client.post(
+                "/api/ledger_transactions/a%2Fb?per_page=5&after_cursor=x%20y", content=b'{"amount": 100}',
+                headers={**basic(tenant, "the-key"), "idempotency-key": "idem-1", "content-type": "application/json"})
+    finally:
+        await router.stop()
+    assert response.status_code == 201
+    assert response.headers["x-cell"] == "cell-a"
+    assert "server" not in response.headers  # nothing of the router's own is added
+    seen = response.json()
+    assert seen["method"] == "POST"
+    assert seen["raw_path"] == "/api/ledger_transactions/a%2Fb"
+    assert seen["query"] == "per_page=5&after_cursor=x%20y"
+    assert seen["body"] == '{"amount": 100}'
+    assert seen["headers"]["idempotency-key"] == "idem-1"
+    assert seen["headers"]["authorization"] == basic(tenant, "the-key")["authorization"]
+    assert seen["headers"]["content-length"] == "15"
+
+
+async def test_route_change_published_is_followed_at_once(platform):
+    tenant = new_tenant_id()
+    await platform.add_tenant(tenant, "cell-a")
+    router = await platform.router(reload_interval_s=600.0)  # only pub/sub can explain a quick change
+    try:
+        async with httpx.AsyncClient(base_url=router.url) as client:
+            assert (await client.get("/api/x", headers=basic(tenant))).json()["cell"] == "cell-a"
+            assert await eventually(lambda: _pubsub_ready(client), 5)
+            await platform.move(tenant, "cell-b", publish=True)
+
+            async def on_b():
+                return (await client.get("/api/x", headers=basic(tenant))).json()["cell"] == "cell-b"
+
+            assert await eventually(on_b, 3)
+    finally:
+        await router.stop()
+
+
+async def _pubsub_ready(client: httpx.AsyncClient) -> bool:
+    return (await client.get("/readyz")).json()["pubsub"]
+
+
+async def test_route_change_without_publish_is_followed_within_the_reload_bound(platform):
+    tenant = new_tenant_id()
+    await platform.add_tenant(tenant, "cell-a")
+    router = await platform.router(redis_url="", reload_interval_s=0.3)
+    try:
+        async with httpx.AsyncClient(base_url=router.url) as client:
+            assert (await client.get("/api/x", headers=basic(tenant))).json()["cell"] == "cell-a"
+            await platform.move(tenant, "cell-b", publish=False)
+
+            async def on_b():
+                return (await client.get("/api/x", headers=basic(tenant))).json()["cell"] == "cell-b"
+
+            # The bound is the reload interval (plus a reload's own time): well within 3 s.
+            assert await eventually(on_b, 3)
+    finally:
+        await router.stop()
+
+
+async def test_redis_outage_does_not_stop_routing(platform, tmp_path):
+    valkey = EmbeddedValkey(tmp_path / "valkey").start()
+    tenant = new_tenant_id()
+    await platform.add_tenant(tenant, "cell-a")
+    router = await platform.router(redis_url=valkey.url, reload_interval_s=0.3)
+    try:
+        async with httpx.AsyncClient(base_url=router.url) as client:
+            assert await eventually(lambda: _pubsub_ready(client), 5)
+            valkey.stop()
+            assert await eventually(lambda: _not(client), 5)  # the router noticed the outage
+            for _ in range(5):
+                response = await client.get("/api/x", headers=basic(tenant))
+                assert (response.status_code, response.json()["cell"]) == (200, "cell-a")
+            assert (await client.get("/readyz")).status_code == 200
+            # Route changes still arrive, through the periodic reload.
+            await platform.move(tenant, "cell-b", publish=False)
+
+            async def on_b():
+                return (await client.get("/api/x", headers=basic(tenant))).json()["cell"] == "cell-b"
+
+            assert await eventually(on_b, 3)
+    finally:
+        await router.stop()
+        valkey.stop()
+
+
+async def _not(client: httpx.AsyncClient) -> bool:
+    return not (await client.get("/readyz")).json()["pubsub"]
+
+
+async def test_a_cell_answering_421_makes_the_router_refresh_and_retry_once(platform):
+    tenant = new_tenant_id()
+    await platform.add_tenant(tenant, "cell-a")
+    router = await platform.router(redis_url="", reload_interval_s=600.0)
+    try:
+        async with httpx.AsyncClient(base_url=router.url) as client:
+            assert (await client.get("/api/x", headers=basic(tenant))).json()["cell"] == "cell-a"
+            # The tenant moved, but this router heard nothing: its map is stale.
+            await platform.move(tenant, "cell-b", publish=False)
+            platform.echo("cell-a").moved_out.add(tenant)
+            seen_a = platform.echo("cell-a").seen.count(tenant)
+            response = await client.post("/api/x", headers=basic(tenant), content=b"{}")
+            assert (response.status_code, response.json()["cell"]) == (201, "cell-b")
+            assert platform.echo("cell-a").seen.count(tenant) == seen_a + 1
+            # Refreshed: the next request goes straight to cell-b.
+            await client.get("/api/x", headers=basic(tenant))
+            assert platform.echo("cell-a").seen.count(tenant) == seen_a + 1
+    finally:
+        await router.stop()
+
+
+async def test_421_from_both_cells_is_returned_after_one_retry(platform):
+    tenant = new_tenant_id()
+    await platform.add_tenant(tenant, "cell-a")
+    platform.echo("cell-a").moved_out.add(tenant)
+    router = await platform.router(redis_url="")
+    try:
+        async with httpx.AsyncClient(base_url=router.url) as client:
+            response = await client.get("/api/x", headers=basic(tenant))
+    finally:
+        await router.stop()
+    assert response.status_code == 421
+    assert platform.echo("cell-a").seen.count(tenant) == 2  # the first try and exactly one retry
