@@ -9,7 +9,8 @@ import msgspec
 from litestar import Litestar, Request, Response, get
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
-from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+from litestar.plugins.prometheus import PrometheusConfig
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from cell.api import accounts, entries, ledgers, problems, transactions
 from cell.api.auth import AuthMiddleware, KeyCache
@@ -48,18 +49,15 @@ async def readyz(request: Request) -> Response:
     return Response({"status": "ready", "cell": ctx.settings.name})
 
 
-class CellMetrics(PrometheusController):
-    path = "/metrics"
+@get("/metrics", include_in_schema=False)
+async def metrics(request: Request) -> Response:
+    ctx: CellContext = request.app.state.ctx
+    with contextlib.suppress(ImportError):
+        from cell.service.nudge import queue_gauges  # the async path's gauges, read at scrape time
 
-    @get(path="/", include_in_schema=False)
-    async def get(self, request: Request) -> Response:  # type: ignore[override]
-        ctx: CellContext = request.app.state.ctx
-        with contextlib.suppress(ImportError):
-            from cell.service.nudge import queue_gauges
-
-            async with ctx.pool.acquire() as conn:
-                await queue_gauges(conn)
-        return await super().render_metrics(request)
+        async with ctx.pool.acquire() as conn:
+            await queue_gauges(conn)
+    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
 
 def create_app(settings: CellSettings, *, run_migrations: bool = True) -> Litestar:
@@ -84,7 +82,7 @@ def create_app(settings: CellSettings, *, run_migrations: bool = True) -> Litest
                                   exclude=["/metrics", "/healthz", "/readyz"], labels={"cell": settings.name})
     return Litestar(
         route_handlers=[*ledgers.routes, *accounts.routes, *transactions.routes, *entries.routes,
-                        healthz, readyz, CellMetrics],
+                        healthz, readyz, metrics],
         on_startup=[startup],
         on_shutdown=[shutdown],
         middleware=[AuthMiddleware, prometheus.middleware],

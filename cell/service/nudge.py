@@ -8,7 +8,7 @@ from typing import Protocol
 
 import asyncpg
 import msgspec
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 from cell.settings import CellSettings
 from cell.store.queries import Q
@@ -27,6 +27,8 @@ NUDGE_FAILURES = Counter(
     "ledger_nudge_send_failures_total",
     "SQS nudge messages that could not be sent (their effects wait for the sweeper)",
 )
+UNAPPLIED_EFFECTS = Gauge("ledger_unapplied_effects", "Balance effects waiting to be applied (the async queue)")
+OLDEST_UNAPPLIED_AGE = Gauge("ledger_oldest_unapplied_age_seconds", "Age of the oldest unapplied balance effect")
 
 
 class Nudger(Protocol):
@@ -159,7 +161,10 @@ def make_nudger(settings: CellSettings) -> Nudger:
 
 
 async def queue_gauges(conn: asyncpg.Connection) -> dict:
-    """The async queue for /metrics: unapplied effects, and the age in seconds of the oldest (0 if none)."""
+    """The async queue for /metrics: unapplied effects, and the age in seconds of the oldest (0 if none).
+    Also sets the ledger_unapplied_effects / ledger_oldest_unapplied_age_seconds gauges (default registry)."""
     row = await conn.fetchrow(Q["worker_queue_gauges"])
+    UNAPPLIED_EFFECTS.set(row["unapplied_effects"])
+    OLDEST_UNAPPLIED_AGE.set(row["oldest_unapplied_age_s"])
     return {"unapplied_effects": int(row["unapplied_effects"]),
             "oldest_unapplied_age_s": float(row["oldest_unapplied_age_s"])}

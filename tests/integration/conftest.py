@@ -107,3 +107,48 @@ async def new_tenant(cell_client, admin_conn, tenants_created):
 @pytest_asyncio.fixture
 async def api(new_tenant) -> Api:
     return await new_tenant()
+
+
+@pytest.fixture(scope="session")
+def live_cell_url(cell_database_url):
+    """A real cell server process (uvicorn), for tests that need true concurrency over HTTP."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    from control_plane.devstack import free_port
+
+    port = free_port()
+    env = {**os.environ, "CELL_DATABASE_URL": cell_database_url, "CELL_PORT": str(port), "CELL_NAME": "live-test",
+           "CELL_DB_POOL_MAX": "16", "CELL_API_KEY_CACHE_TTL_S": "0.5"}
+    proc = subprocess.Popen([sys.executable, "-m", "cell"], env=env, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(url + "/readyz", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError("the live cell did not start")
+        time.sleep(0.1)
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest_asyncio.fixture
+async def live_api(live_cell_url, new_tenant):
+    import httpx
+
+    async with httpx.AsyncClient(base_url=live_cell_url, timeout=30,
+                                 limits=httpx.Limits(max_connections=100)) as client:
+        yield await new_tenant(client)

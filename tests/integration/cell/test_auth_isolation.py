@@ -1,0 +1,77 @@
+"""Credentials and tenancy: a bad key reveals nothing; another tenant's ids are 404, never data."""
+
+import asyncio
+
+import pytest
+
+from cell.service.tenants import list_api_keys, revoke_api_key
+
+
+async def test_missing_or_wrong_credentials_are_401(api, cell_client):
+    for auth in (None, (api.tenant_id, "lk_wrong"), ("someone-else", api.api_key), (api.tenant_id, "")):
+        r = await cell_client.get("/api/ledgers", auth=auth) if auth else await cell_client.get("/api/ledgers")
+        assert r.status_code == 401, auth
+        assert r.json()["code"] == "unauthorized"
+        assert "www-authenticate" in r.headers
+    r = await cell_client.get("/api/ledgers", headers={"authorization": "Basic %%%"})
+    assert r.status_code == 401
+
+
+async def test_revoked_key_stops_working_within_the_cache_ttl(api, admin_conn):
+    assert (await api.get("/api/ledgers")).status_code == 200
+    (key,) = await list_api_keys(admin_conn, api.tenant_id)
+    await revoke_api_key(admin_conn, api.tenant_id, key["id"])
+    await asyncio.sleep(0.6)  # the test cell caches verified keys for 0.5 s
+    assert (await api.get("/api/ledgers")).status_code == 401
+
+
+@pytest.fixture
+async def two_tenants(new_tenant):
+    a, b = await new_tenant(), await new_tenant()
+    ledger = await b.ledger()
+    x = await b.account(ledger["id"], "debit")
+    y = await b.account(ledger["id"], "credit")
+    txn = (await b.transfer(ledger["id"], x["id"], y["id"], 700, status="pending")).json()
+    return a, b, ledger, x, y, txn
+
+
+async def test_another_tenants_ids_are_404_on_every_endpoint(two_tenants):
+    a, b, ledger, x, y, txn = two_tenants
+    entry = txn["ledger_entries"][0]["id"]
+    for method, path, body in [
+        ("GET", f"/api/ledgers/{ledger['id']}", None),
+        ("PATCH", f"/api/ledgers/{ledger['id']}", {"name": "mine now"}),
+        ("GET", f"/api/ledger_accounts/{x['id']}", None),
+        ("PATCH", f"/api/ledger_accounts/{x['id']}", {"name": "mine now"}),
+        ("GET", f"/api/ledger_transactions/{txn['id']}", None),
+        ("PATCH", f"/api/ledger_transactions/{txn['id']}", {"status": "archived"}),
+        ("POST", f"/api/ledger_transactions/{txn['id']}/reversal", {}),
+        ("GET", f"/api/ledger_transactions/{txn['id']}/versions", None),
+        ("GET", f"/api/ledger_entries/{entry}", None),
+    ]:
+        r = await a.request(method, path, json=body)
+        assert r.status_code == 404, (method, path, r.text)
+        assert r.json()["code"] == "not_found"
+    # Lists filtered by another tenant's ids are simply empty.
+    for path, params in [("/api/ledger_accounts", {"ledger_id": ledger["id"]}),
+                         ("/api/ledger_transactions", {"ledger_account_id": x["id"]}),
+                         ("/api/ledger_entries", {"ledger_transaction_id": txn["id"]})]:
+        r = await a.get(path, params=params)
+        assert r.status_code == 200 and r.json() == [], path
+    # And tenant B's data is untouched.
+    assert (await b.get(f"/api/ledger_transactions/{txn['id']}")).json()["status"] == "pending"
+    assert (await b.get(f"/api/ledgers/{ledger['id']}")).json()["name"] == "main"
+
+
+async def test_a_body_naming_another_tenants_ledger_or_account_is_refused(two_tenants):
+    a, b, ledger, x, y, _ = two_tenants
+    r = await a.transfer(ledger["id"], x["id"], y["id"], 5)
+    assert r.status_code == 422 and r.json()["code"] in ("ledger_not_found", "ledger_account_not_found")
+    own = await a.ledger()
+    mine = await a.account(own["id"], "debit")
+    r = await a.transfer(own["id"], mine["id"], y["id"], 5)
+    assert r.status_code == 422 and r.json()["code"] == "ledger_account_not_found"
+    r = await a.post("/api/ledger_accounts", {"ledger_id": ledger["id"], "name": "n", "normal_balance": "credit",
+                                              "currency": "USD"})
+    assert r.status_code == 422 and r.json()["code"] == "ledger_not_found"
+    assert (await b.balances(y["id"]))["pending_balance"]["amount"] == 700

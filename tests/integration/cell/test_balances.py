@@ -1,0 +1,132 @@
+"""Historical balances: effective time (with backdating), ranges, lock versions, resulting balances,
+statements from entries, and balance filters on lists."""
+
+import pytest
+
+T0 = "2026-03-01T00:00:00Z"
+
+
+@pytest.fixture
+async def books(api):
+    ledger = await api.ledger()
+    return ledger, await api.account(ledger["id"], "debit"), await api.account(ledger["id"], "credit")
+
+
+async def post_at(api, ledger, debit, credit, amount, at, status="posted"):
+    r = await api.transfer(ledger["id"], debit["id"], credit["id"], amount, status=status, effective_at=at)
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+async def test_effective_time_balances_include_backdated_entries(api, books):
+    ledger, cash, rev = books
+    await post_at(api, ledger, cash, rev, 100, "2026-03-01T10:00:00Z")
+    await post_at(api, ledger, cash, rev, 200, "2026-03-03T10:00:00Z")
+    await post_at(api, ledger, cash, rev, 50, "2026-03-02T09:00:00Z")  # backdated, posted last
+
+    async def at(ts):
+        return (await api.balances(rev["id"], **{"balances[effective_at]": ts}))["posted_balance"]["amount"]
+
+    assert await at("2026-02-28T00:00:00Z") == 0
+    assert await at("2026-03-01T10:00:00Z") == 100  # inclusive
+    assert await at("2026-03-01T09:59:59Z") == 0
+    assert await at("2026-03-02T12:00:00Z") == 150
+    assert await at("2026-03-02T09:00:00+00:00") == 150
+    assert await at("2026-03-05T00:00:00Z") == 350
+    assert (await api.balances(rev["id"]))["posted_balance"]["amount"] == 350
+
+
+async def test_effective_time_range_is_lower_inclusive_upper_exclusive(api, books):
+    ledger, cash, rev = books
+    for amount, at in ((1, "2026-03-01T00:00:00Z"), (10, "2026-03-02T00:00:00Z"), (100, "2026-03-03T00:00:00Z")):
+        await post_at(api, ledger, cash, rev, amount, at)
+    b = await api.balances(rev["id"], **{"balances[effective_at_lower_bound]": "2026-03-01T00:00:00Z",
+                                         "balances[effective_at_upper_bound]": "2026-03-03T00:00:00Z"})
+    assert b["posted_balance"]["amount"] == 11
+    b = await api.balances(rev["id"], **{"balances[effective_at_lower_bound]": "2026-03-02T00:00:00Z"})
+    assert b["posted_balance"]["amount"] == 110
+    r = await api.get(f"/api/ledger_accounts/{rev['id']}", params={
+        "balances[effective_at_lower_bound]": "2026-03-03T00:00:00Z",
+        "balances[effective_at_upper_bound]": "2026-03-01T00:00:00Z"})
+    assert r.status_code == 400 and r.json()["code"] == "invalid_range"
+
+
+async def test_as_of_lock_version_returns_the_balance_right_after_that_version(api, books):
+    ledger, cash, rev = books
+    for amount in (5, 7, 11):
+        await api.transfer(ledger["id"], cash["id"], rev["id"], amount)
+    amounts = [(await api.balances(rev["id"], **{"balances[as_of_lock_version]": v}))["posted_balance"]["amount"]
+               for v in range(0, 4)]
+    assert amounts == [0, 5, 12, 23]
+    r = await api.get(f"/api/ledger_accounts/{rev['id']}", params={"balances[as_of_lock_version]": 9})
+    assert r.status_code == 400 and r.json()["code"] == "lock_version_not_found"
+
+
+async def test_resulting_balances_on_request_and_in_statements(api, books):
+    ledger, cash, rev = books
+    r = await api.post("/api/ledger_transactions", {"ledger_id": ledger["id"], "status": "posted", "ledger_entries": [
+        {"ledger_account_id": cash["id"], "direction": "debit", "amount": 40},
+        {"ledger_account_id": rev["id"], "direction": "credit", "amount": 40,
+         "show_resulting_ledger_account_balances": True}]})
+    entries = {e["ledger_account_id"]: e for e in r.json()["ledger_entries"]}
+    assert entries[cash["id"]]["resulting_ledger_account_balances"] is None
+    assert entries[rev["id"]]["resulting_ledger_account_balances"]["posted_balance"]["amount"] == 40
+    await api.transfer(ledger["id"], cash["id"], rev["id"], 2, status="pending")
+    await api.transfer(ledger["id"], rev["id"], cash["id"], 10)
+    statement = (await api.get("/api/ledger_entries", params={"ledger_account_id": rev["id"],
+                                                              "show_balances": "true"})).json()
+    assert [(e["ledger_account_lock_version"], e["direction"], e["amount"],
+             e["resulting_ledger_account_balances"]["pending_balance"]["amount"],
+             e["resulting_ledger_account_balances"]["posted_balance"]["amount"]) for e in statement] == [
+        (1, "credit", 40, 40, 40), (2, "credit", 2, 42, 40), (3, "debit", 10, 32, 30)]
+    older = (await api.get("/api/ledger_entries", params={"ledger_account_id": rev["id"], "as_of_lock_version": 2})).json()
+    assert [e["ledger_account_lock_version"] for e in older] == [1, 2]
+    one = (await api.get(f"/api/ledger_entries/{statement[2]['id']}", params={"show_balances": "true"})).json()
+    assert one == statement[2]
+
+
+async def test_entries_can_be_ordered_by_effective_time_and_paged(api, books):
+    ledger, cash, rev = books
+    for at in ("2026-03-03T00:00:00Z", "2026-03-01T00:00:00Z", "2026-03-02T00:00:00Z"):
+        await post_at(api, ledger, cash, rev, 1, at)
+    seen = []
+    cursor = None
+    while True:
+        params = {"ledger_account_id": rev["id"], "order_by[effective_at]": "desc", "per_page": 2}
+        if cursor:
+            params["after_cursor"] = cursor
+        r = await api.get("/api/ledger_entries", params=params)
+        seen += [e["effective_at"] for e in r.json()]
+        cursor = r.headers.get("x-after-cursor")
+        if not cursor:
+            break
+    assert seen == ["2026-03-03T00:00:00Z", "2026-03-02T00:00:00Z", "2026-03-01T00:00:00Z"]
+
+
+async def test_accounts_can_be_filtered_by_balance_and_metadata(api):
+    ledger = await api.ledger()
+    funding = await api.account(ledger["id"], "debit")
+    rich = await api.account(ledger["id"], "credit", metadata={"tier": "gold"})
+    poor = await api.account(ledger["id"], "credit", metadata={"tier": "basic"})
+    await api.transfer(ledger["id"], funding["id"], rich["id"], 500)
+    await api.transfer(ledger["id"], poor["id"], funding["id"], 20)  # poor is overdrawn
+    ids = lambda r: {a["id"] for a in r.json()}  # noqa: E731
+    r = await api.get("/api/ledger_accounts", params={"ledger_id": ledger["id"], "available_balance_amount[lt]": "0"})
+    assert ids(r) == {poor["id"]}  # funding (debit-normal) is at +480
+    r = await api.get("/api/ledger_accounts", params={"ledger_id": ledger["id"],
+                                                      "posted_balance_amount[gte]": "500", "metadata[tier]": "gold"})
+    assert ids(r) == {rich["id"]}
+    listed = {a["id"]: a for a in (await api.get("/api/ledger_accounts", params={"ledger_id": ledger["id"]})).json()}
+    assert listed[rich["id"]]["balances"]["posted_balance"]["amount"] == 500
+
+
+async def test_account_update_keeps_what_is_not_named(api):
+    ledger = await api.ledger()
+    acct = await api.account(ledger["id"], "credit", metadata={"a": "1"}, description="d")
+    r = await api.patch(f"/api/ledger_accounts/{acct['id']}", {"name": "renamed", "metadata": {"b": "2"}})
+    assert r.status_code == 200
+    body = r.json()
+    assert (body["name"], body["description"], body["metadata"], body["currency"]) == ("renamed", "d",
+                                                                                       {"a": "1", "b": "2"}, "USD")
+    r = await api.patch(f"/api/ledger_accounts/{acct['id']}", {"currency": "EUR"})
+    assert r.status_code == 400

@@ -1,0 +1,101 @@
+"""Idempotency-Key: same key + same body replays the first answer; another body is 422; in flight is 409."""
+
+import asyncio
+
+import pytest
+
+
+@pytest.fixture
+async def books(api):
+    ledger = await api.ledger()
+    return ledger, await api.account(ledger["id"], "debit"), await api.account(ledger["id"], "credit")
+
+
+def body(ledger, a, b, amount=250):
+    return {"ledger_id": ledger["id"], "status": "posted", "ledger_entries": [
+        {"ledger_account_id": a["id"], "direction": "debit", "amount": amount},
+        {"ledger_account_id": b["id"], "direction": "credit", "amount": amount}]}
+
+
+async def count_transactions(api, ledger):
+    return len((await api.get("/api/ledger_transactions", params={"ledger_id": ledger["id"], "per_page": 100})).json())
+
+
+async def test_same_key_same_body_replays_the_first_response(api, books):
+    ledger, a, b = books
+    first = await api.post("/api/ledger_transactions", body(ledger, a, b), headers={"Idempotency-Key": "k1"})
+    again = await api.post("/api/ledger_transactions", body(ledger, a, b), headers={"Idempotency-Key": "k1"})
+    assert first.status_code == again.status_code == 201
+    assert first.content == again.content
+    assert await count_transactions(api, ledger) == 1
+    assert (await api.balances(a["id"]))["posted_balance"]["amount"] == 250
+
+
+async def test_same_key_other_body_is_422_and_writes_nothing(api, books):
+    ledger, a, b = books
+    await api.post("/api/ledger_transactions", body(ledger, a, b), headers={"Idempotency-Key": "k2"})
+    r = await api.post("/api/ledger_transactions", body(ledger, a, b, 999), headers={"Idempotency-Key": "k2"})
+    assert r.status_code == 422 and r.json()["code"] == "idempotency_key_reused"
+    r = await api.post("/api/ledger_accounts", {"ledger_id": ledger["id"], "name": "x", "normal_balance": "debit",
+                                                "currency": "USD"}, headers={"Idempotency-Key": "k2"})
+    assert r.status_code == 422 and r.json()["code"] == "idempotency_key_reused"
+    assert await count_transactions(api, ledger) == 1
+
+
+async def test_a_failed_posting_does_not_burn_the_key(api, books):
+    ledger, a, b = books
+    locked = body(ledger, a, b)
+    locked["ledger_entries"][1]["available_balance_amount"] = {"gte": 10_000}
+    r = await api.post("/api/ledger_transactions", locked, headers={"Idempotency-Key": "k3"})
+    assert r.status_code == 422 and r.json()["code"] == "balance_lock_failed"
+    r = await api.post("/api/ledger_transactions", body(ledger, a, b), headers={"Idempotency-Key": "k3"})
+    assert r.status_code == 201
+
+
+async def test_sixteen_concurrent_retries_make_one_posting(live_api):
+    api = live_api
+    ledger = await api.ledger()
+    a, b = await api.account(ledger["id"], "debit"), await api.account(ledger["id"], "credit")
+    responses = await asyncio.gather(*[
+        api.post("/api/ledger_transactions", body(ledger, a, b), headers={"Idempotency-Key": "k-concurrent"})
+        for _ in range(16)])
+    statuses = sorted(r.status_code for r in responses)
+    assert set(statuses) <= {201, 409}, statuses
+    assert statuses.count(201) >= 1
+    created = {r.json()["id"] for r in responses if r.status_code == 201}
+    assert len(created) == 1
+    for r in responses:
+        if r.status_code == 409:
+            assert r.json()["code"] == "idempotency_key_in_flight"
+    assert await count_transactions(api, ledger) == 1
+    assert (await api.balances(a["id"]))["posted_balance"]["amount"] == 250
+
+
+async def test_the_same_key_under_another_tenant_is_unrelated(new_tenant):
+    results = []
+    for _ in range(2):
+        t = await new_tenant()
+        ledger = await t.ledger()
+        a, b = await t.account(ledger["id"], "debit"), await t.account(ledger["id"], "credit")
+        r = await t.post("/api/ledger_transactions", body(ledger, a, b), headers={"Idempotency-Key": "shared"})
+        assert r.status_code == 201
+        results.append(r.json()["id"])
+    assert results[0] != results[1]
+
+
+async def test_ledgers_accounts_and_reversals_are_idempotent_too(api, books):
+    ledger, a, b = books
+    r1 = await api.post("/api/ledgers", {"name": "L"}, headers={"Idempotency-Key": "L1"})
+    r2 = await api.post("/api/ledgers", {"name": "L"}, headers={"Idempotency-Key": "L1"})
+    assert r1.status_code == r2.status_code == 201 and r1.content == r2.content
+    txn = (await api.post("/api/ledger_transactions", body(ledger, a, b))).json()
+    rv1 = await api.post(f"/api/ledger_transactions/{txn['id']}/reversal", {}, headers={"Idempotency-Key": "R1"})
+    rv2 = await api.post(f"/api/ledger_transactions/{txn['id']}/reversal", {}, headers={"Idempotency-Key": "R1"})
+    assert rv1.status_code == rv2.status_code == 201 and rv1.content == rv2.content
+    assert (await api.balances(a["id"]))["posted_balance"]["amount"] == 0
+
+
+async def test_bad_idempotency_keys_are_400(api, books):
+    ledger, a, b = books
+    r = await api.post("/api/ledger_transactions", body(ledger, a, b), headers={"Idempotency-Key": "x" * 300})
+    assert r.status_code == 400 and r.json()["code"] == "invalid_idempotency_key"

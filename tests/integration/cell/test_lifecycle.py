@@ -1,0 +1,151 @@
+"""pending -> posted | archived, reversals, versions with the audit chain, external ids, metadata."""
+
+import hashlib
+import json
+
+import pytest
+
+
+@pytest.fixture
+async def books(api):
+    ledger = await api.ledger()
+    return ledger, await api.account(ledger["id"], "debit"), await api.account(ledger["id"], "credit")
+
+
+async def test_pending_then_posted(api, books):
+    ledger, cash, rev = books
+    txn = (await api.transfer(ledger["id"], cash["id"], rev["id"], 300, status="pending")).json()
+    assert txn["status"] == "pending" and txn["posted_at"] is None
+    b = await api.balances(rev["id"])
+    assert (b["pending_balance"]["amount"], b["posted_balance"]["amount"], b["available_balance"]["amount"]) == (300, 0, 0)
+    b = await api.balances(cash["id"])
+    # Debit-normal: available = posted debits - pending credits.
+    assert (b["pending_balance"]["amount"], b["posted_balance"]["amount"], b["available_balance"]["amount"]) == (300, 0, 0)
+    r = await api.patch(f"/api/ledger_transactions/{txn['id']}", {"status": "posted"})
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "posted" and r.json()["posted_at"] and r.json()["version"] == 2
+    b = await api.balances(rev["id"])
+    assert (b["pending_balance"]["amount"], b["posted_balance"]["amount"], b["available_balance"]["amount"]) == (300, 300, 300)
+    assert (await api.get(f"/api/ledger_accounts/{rev['id']}")).json()["lock_version"] == 2
+
+
+async def test_available_balance_counts_pending_debits_against_a_credit_account(api, books):
+    ledger, cash, wallet = books
+    await api.transfer(ledger["id"], cash["id"], wallet["id"], 1000)
+    await api.transfer(ledger["id"], wallet["id"], cash["id"], 400, status="pending")
+    b = await api.balances(wallet["id"])
+    assert b["posted_balance"]["amount"] == 1000
+    assert b["pending_balance"]["amount"] == 600
+    assert b["available_balance"] == {"credits": 1000, "debits": 400, "amount": 600, "currency": "USD",
+                                      "currency_exponent": 2}
+
+
+async def test_archived_pending_transaction_drops_out_of_balances(api, books):
+    ledger, cash, rev = books
+    txn = (await api.transfer(ledger["id"], cash["id"], rev["id"], 300, status="pending")).json()
+    r = await api.patch(f"/api/ledger_transactions/{txn['id']}", {"status": "archived"})
+    assert r.status_code == 200 and r.json()["status"] == "archived"
+    b = await api.balances(rev["id"])
+    assert b["pending_balance"]["amount"] == 0 and b["posted_balance"]["amount"] == 0
+    entries = (await api.get("/api/ledger_entries", params={"ledger_transaction_id": txn["id"]})).json()
+    assert {e["status"] for e in entries} == {"archived"}
+
+
+@pytest.mark.parametrize("first, then", [("posted", "archived"), ("posted", "pending"), ("archived", "posted"),
+                                         ("archived", "pending")])
+async def test_posted_and_archived_are_final(api, books, first, then):
+    ledger, cash, rev = books
+    txn = (await api.transfer(ledger["id"], cash["id"], rev["id"], 50, status="pending")).json()
+    assert (await api.patch(f"/api/ledger_transactions/{txn['id']}", {"status": first})).status_code == 200
+    before = await api.balances(rev["id"])
+    r = await api.patch(f"/api/ledger_transactions/{txn['id']}", {"status": then})
+    assert r.status_code == 422 and r.json()["code"] == "invalid_status_transition"
+    assert await api.balances(rev["id"]) == before
+
+
+async def test_metadata_and_description_stay_editable(api, books):
+    ledger, cash, rev = books
+    txn = (await api.transfer(ledger["id"], cash["id"], rev["id"], 50, metadata={"a": "1", "b": "2"})).json()
+    r = await api.patch(f"/api/ledger_transactions/{txn['id']}", {"metadata": {"b": "", "c": "3"},
+                                                                  "description": "edited"})
+    assert r.status_code == 200
+    assert r.json()["metadata"] == {"a": "1", "c": "3"} and r.json()["description"] == "edited"
+    found = (await api.get("/api/ledger_transactions", params={"metadata[c]": "3"})).json()
+    assert [t["id"] for t in found] == [txn["id"]]
+
+
+async def test_reversal_flips_every_entry_and_links_both_ways(api, books):
+    ledger, cash, rev = books
+    txn = (await api.transfer(ledger["id"], cash["id"], rev["id"], 800)).json()
+    r = await api.post(f"/api/ledger_transactions/{txn['id']}/reversal", {"metadata": {"reason": "refund"}})
+    assert r.status_code == 201, r.text
+    reversal = r.json()
+    assert reversal["status"] == "posted"
+    assert reversal["reverses_ledger_transaction_id"] == txn["id"]
+    assert sorted((e["ledger_account_id"], e["direction"], e["amount"]) for e in reversal["ledger_entries"]) == \
+        sorted((cash["id"], "credit", 800) if e["ledger_account_id"] == cash["id"] else (rev["id"], "debit", 800)
+               for e in txn["ledger_entries"])
+    original = (await api.get(f"/api/ledger_transactions/{txn['id']}")).json()
+    assert original["reversed_by_ledger_transaction_id"] == reversal["id"]
+    assert (await api.balances(cash["id"]))["posted_balance"]["amount"] == 0
+    r = await api.post(f"/api/ledger_transactions/{txn['id']}/reversal", {})
+    assert r.status_code == 422 and r.json()["code"] == "already_reversed"
+
+
+async def test_only_posted_transactions_can_be_reversed(api, books):
+    ledger, cash, rev = books
+    txn = (await api.transfer(ledger["id"], cash["id"], rev["id"], 80, status="pending")).json()
+    r = await api.post(f"/api/ledger_transactions/{txn['id']}/reversal", {})
+    assert r.status_code == 422 and r.json()["code"] == "invalid_status_transition"
+
+
+async def test_versions_record_every_change_in_a_verifiable_chain(api, books):
+    ledger, cash, rev = books
+    txn = (await api.transfer(ledger["id"], cash["id"], rev["id"], 80, status="pending")).json()
+    await api.patch(f"/api/ledger_transactions/{txn['id']}", {"metadata": {"k": "v"}})
+    await api.patch(f"/api/ledger_transactions/{txn['id']}", {"status": "posted"})
+    versions = (await api.get(f"/api/ledger_transactions/{txn['id']}/versions")).json()
+    assert [(v["version"], v["status"], v["metadata"]) for v in versions] == [
+        (1, "pending", {}), (2, "pending", {"k": "v"}), (3, "posted", {"k": "v"})]
+    assert all(v["ledger_transaction_id"] == txn["id"] and len(v["ledger_entries"]) == 2 for v in versions)
+    assert len({v["hash"] for v in versions}) == 3
+
+
+async def test_entries_and_versions_cannot_be_changed_in_the_database(api, books, admin_conn):
+    import asyncpg
+
+    ledger, cash, rev = books
+    txn = (await api.transfer(ledger["id"], cash["id"], rev["id"], 80)).json()
+    for sql in ("UPDATE ledger_entries SET amount = 1 WHERE transaction_id = $1",
+                "DELETE FROM ledger_entries WHERE transaction_id = $1",
+                "UPDATE ledger_transaction_versions SET snapshot = '{}' WHERE transaction_id = $1",
+                "DELETE FROM ledger_transaction_versions WHERE transaction_id = $1"):
+        with pytest.raises(asyncpg.PostgresError, match="insert-only"):
+            await admin_conn.execute(sql, __import__("uuid").UUID(txn["id"]))
+
+
+async def test_external_id_is_unique_per_ledger_among_live_transactions(api, books):
+    ledger, cash, rev = books
+    first = await api.transfer(ledger["id"], cash["id"], rev["id"], 5, status="pending", external_id="ext-1")
+    assert first.status_code == 201
+    r = await api.transfer(ledger["id"], cash["id"], rev["id"], 5, external_id="ext-1")
+    assert r.status_code == 409 and r.json()["code"] == "external_id_taken"
+    await api.patch(f"/api/ledger_transactions/{first.json()['id']}", {"status": "archived"})
+    assert (await api.transfer(ledger["id"], cash["id"], rev["id"], 5, external_id="ext-1")).status_code == 201
+    found = (await api.get("/api/ledger_transactions", params={"external_id": "ext-1", "status": "posted"})).json()
+    assert len(found) == 1
+
+
+async def test_ledger_read_update_and_list(api):
+    ledger = (await api.post("/api/ledgers", {"name": "Ops", "description": "d", "metadata": {"env": "prod"}})).json()
+    assert ledger["object"] == "ledger" and ledger["metadata"] == {"env": "prod"}
+    r = await api.patch(f"/api/ledgers/{ledger['id']}", {"name": "Ops 2", "description": None})
+    assert r.json()["name"] == "Ops 2" and r.json()["description"] is None
+    assert (await api.get(f"/api/ledgers/{ledger['id']}")).json()["name"] == "Ops 2"
+    await api.ledger("second")
+    assert [x["id"] for x in (await api.get("/api/ledgers", params={"metadata[env]": "prod"})).json()] == [ledger["id"]]
+    page1 = await api.get("/api/ledgers", params={"per_page": 1})
+    assert len(page1.json()) == 1 and page1.headers["x-after-cursor"]
+    page2 = await api.get("/api/ledgers", params={"per_page": 1, "after_cursor": page1.headers["x-after-cursor"]})
+    assert len(page2.json()) == 1 and "x-after-cursor" not in page2.headers
+    assert page1.json()[0]["id"] != page2.json()[0]["id"]

@@ -1,0 +1,17 @@
+"""What operators and tooling read: health, readiness, metrics, the OpenAPI schema."""
+
+
+async def test_health_readiness_metrics_and_schema(api, cell_client):
+    assert (await cell_client.get("/healthz")).json() == {"status": "ok"}
+    ready = await cell_client.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["status"] == "ready"
+    ledger = await api.ledger()
+    a, b = await api.account(ledger["id"], "debit"), await api.account(ledger["id"], "credit")
+    await api.transfer(ledger["id"], a["id"], b["id"], 1)
+    await api.transfer(ledger["id"], a["id"], b["id"], 0)
+    metrics = (await cell_client.get("/metrics")).text
+    assert "ledger_postings_total" in metrics and 'outcome="posted_sync"' in metrics
+    assert 'outcome="invalid_request"' not in metrics  # rejected at the edge, before the posting path
+    assert "ledger_request_duration_seconds" in metrics and "/api/ledger_transactions" in metrics
+    schema = (await cell_client.get("/schema/openapi.json")).json()
+    assert "/api/ledger_transactions" in schema["paths"] and "/api/ledger_accounts/{account_id}" in schema["paths"]

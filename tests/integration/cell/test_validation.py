@@ -1,0 +1,146 @@
+"""Bad input is a 4xx problem+json with a stable code, and writes nothing. No input produces a 5xx."""
+
+import json
+
+import pytest
+
+
+@pytest.fixture
+async def books(api):
+    ledger = await api.ledger()
+    a = await api.account(ledger["id"], "debit")
+    b = await api.account(ledger["id"], "credit")
+    return ledger, a, b
+
+
+def entries(a, b, amount_a=100, amount_b=100):
+    return [{"ledger_account_id": a["id"], "direction": "debit", "amount": amount_a},
+            {"ledger_account_id": b["id"], "direction": "credit", "amount": amount_b}]
+
+
+async def assert_nothing_written(api, ledger):
+    r = await api.get("/api/ledger_transactions", params={"ledger_id": ledger["id"]})
+    assert r.status_code == 200
+    assert r.json() == []
+
+
+@pytest.mark.parametrize("amount", [10.0, 10.5, "100", -5, 0, 2**63, 10**30, None, True, [1]])
+async def test_bad_amounts_are_refused(api, books, amount):
+    ledger, a, b = books
+    raw = json.dumps({"ledger_id": ledger["id"], "status": "posted",
+                      "ledger_entries": entries(a, b, amount, amount)})
+    r = await api.post("/api/ledger_transactions", content=raw, headers={"content-type": "application/json"})
+    assert r.status_code == 400, r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+    assert r.json()["code"] == "invalid_request"
+    await assert_nothing_written(api, ledger)
+
+
+@pytest.mark.parametrize("mutate, status, code", [
+    (lambda body, other: body["ledger_entries"].__setitem__(1, {**body["ledger_entries"][1], "amount": 99}),
+     422, "entries_must_balance"),
+    (lambda body, other: body["ledger_entries"].__setitem__(0, {**body["ledger_entries"][0],
+                                                                 "ledger_account_id": "00000000-0000-4000-8000-000000000000"}),
+     422, "ledger_account_not_found"),
+    (lambda body, other: body["ledger_entries"].__setitem__(0, {**body["ledger_entries"][0],
+                                                                 "ledger_account_id": other["id"]}),
+     422, "ledger_account_in_other_ledger"),
+    (lambda body, other: body["ledger_entries"].pop(), 422, "entries_required"),
+    (lambda body, other: body.__setitem__("ledger_entries", []), 400, "invalid_request"),
+    (lambda body, other: body.__setitem__("ledger_entries", body["ledger_entries"] * 300), 422, "too_many_entries"),
+    (lambda body, other: body.__setitem__("ledger_id", "00000000-0000-4000-8000-000000000000"), 422, "ledger_not_found"),
+    (lambda body, other: body.__setitem__("ledger_id", "not-a-uuid"), 400, "invalid_request"),
+    (lambda body, other: body.__setitem__("status", "archived"), 400, "invalid_request"),
+    (lambda body, other: body.__setitem__("surprise", 1), 400, "invalid_request"),
+    (lambda body, other: body.__setitem__("effective_at", "2026-01-01T00:00:00"), 400, "invalid_request"),
+    (lambda body, other: body.__setitem__("metadata", {"k": 1}), 400, "invalid_request"),
+    (lambda body, other: body.__setitem__("metadata", {f"k{i}": "v" for i in range(65)}), 400, "invalid_request"),
+    (lambda body, other: body["ledger_entries"][0].__setitem__("direction", "up"), 400, "invalid_request"),
+    (lambda body, other: body["ledger_entries"][0].__setitem__("available_balance_amount", {"gte": 1.5}),
+     400, "invalid_request"),
+    (lambda body, other: body["ledger_entries"][0].__setitem__("available_balance_amount", {"above": 0}),
+     400, "invalid_request"),
+])
+async def test_invalid_postings_are_refused_with_a_code(api, books, mutate, status, code):
+    ledger, a, b = books
+    other_ledger = await api.ledger("other")
+    other = await api.account(other_ledger["id"], "credit")
+    body = {"ledger_id": ledger["id"], "status": "posted", "ledger_entries": entries(a, b)}
+    mutate(body, other)
+    r = await api.post("/api/ledger_transactions", body)
+    assert r.status_code == status, r.text
+    problem = r.json()
+    assert problem["code"] == code
+    assert problem["status"] == status and problem["detail"]
+    await assert_nothing_written(api, ledger)
+    assert (await api.balances(a["id"]))["pending_balance"]["amount"] == 0
+
+
+async def test_currencies_must_balance_each_on_its_own(api):
+    ledger = await api.ledger()
+    usd = await api.account(ledger["id"], "debit", "USD")
+    eur = await api.account(ledger["id"], "credit", "EUR")
+    r = await api.transfer(ledger["id"], usd["id"], eur["id"], 100)
+    assert r.status_code == 422 and r.json()["code"] == "entries_must_balance"
+
+
+@pytest.mark.parametrize("raw", [b"{bad", b"", b"[]", b"null", b'{"ledger_id": "x"', "\u00e9".encode("latin-1")])
+async def test_malformed_bodies_are_400(api, raw):
+    r = await api.post("/api/ledger_transactions", content=raw, headers={"content-type": "application/json"})
+    assert r.status_code == 400, r.text
+    assert r.json()["code"] in ("malformed_json", "invalid_request")
+
+
+async def test_oversized_body_is_413(api, books):
+    ledger, a, b = books
+    raw = json.dumps({"ledger_id": ledger["id"], "description": "x" * 2_000_000, "ledger_entries": entries(a, b)})
+    r = await api.post("/api/ledger_transactions", content=raw, headers={"content-type": "application/json"})
+    assert r.status_code == 413
+    assert r.json()["code"] == "body_too_large"
+    await assert_nothing_written(api, ledger)
+
+
+@pytest.mark.parametrize("body, code", [
+    ({"name": "a", "normal_balance": "sideways", "currency": "USD"}, "invalid_request"),
+    ({"name": "a", "normal_balance": "credit", "currency": "usd"}, "invalid_request"),
+    ({"name": "a", "normal_balance": "credit", "currency": "ZZZ"}, "currency_exponent_required"),
+    ({"name": "a", "normal_balance": "credit", "currency": "USD", "currency_exponent": 40}, "invalid_request"),
+    ({"name": "", "normal_balance": "credit", "currency": "USD"}, "invalid_request"),
+])
+async def test_invalid_accounts_are_refused(api, body, code):
+    ledger = await api.ledger()
+    r = await api.post("/api/ledger_accounts", {"ledger_id": ledger["id"], **body})
+    assert r.status_code == 400, r.text
+    assert r.json()["code"] == code
+    r = await api.get("/api/ledger_accounts", params={"ledger_id": ledger["id"]})
+    assert r.json() == []
+
+
+async def test_account_in_unknown_ledger_is_refused(api):
+    r = await api.post("/api/ledger_accounts", {"ledger_id": "00000000-0000-4000-8000-000000000000", "name": "a",
+                                                "normal_balance": "credit", "currency": "USD"})
+    assert r.status_code == 422 and r.json()["code"] == "ledger_not_found"
+
+
+@pytest.mark.parametrize("params, code", [
+    ({"per_page": "0"}, "invalid_parameter"),
+    ({"per_page": "1000"}, "invalid_parameter"),
+    ({"per_page": "ten"}, "invalid_parameter"),
+    ({"after_cursor": "garbage!"}, "invalid_cursor"),
+    ({"colour": "red"}, "unknown_parameter"),
+    ({"available_balance_amount[between]": "1"}, "invalid_parameter"),
+    ({"available_balance_amount[gte]": "1.5"}, "invalid_parameter"),
+])
+async def test_bad_list_parameters_are_400(api, params, code):
+    r = await api.get("/api/ledger_accounts", params=params)
+    assert r.status_code == 400, r.text
+    assert r.json()["code"] == code
+
+
+async def test_unknown_ids_are_404_including_malformed_ones(api):
+    for path in ("/api/ledgers/00000000-0000-4000-8000-000000000000", "/api/ledgers/nope",
+                 "/api/ledger_accounts/xyz", "/api/ledger_transactions/123", "/api/ledger_entries/abc",
+                 "/api/ledger_transactions/00000000-0000-4000-8000-000000000000/versions"):
+        r = await api.get(path)
+        assert r.status_code == 404, (path, r.text)
+        assert r.json()["code"] == "not_found"
