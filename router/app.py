@@ -40,14 +40,18 @@ Q = _load_queries()
 
 
 def problem(status: int, code: str, title: str, detail: str | None = None) -> bytes:
-    body = {"type": f"urn:ledger:problem:{code}", "title": title, "status": status, "code": code}
+    # The cells' problem type URIs, so that a client sees one vocabulary.
+    body = {"type": f"https://ledger.dev/problems/{code}", "title": title, "status": status, "code": code}
     if detail:
         body["detail"] = detail
     return msgspec.json.encode(body)
 
 
-# The same answer as a cell's for a bad key: an unknown tenant must look exactly like a wrong password.
-UNAUTHORIZED_BODY = problem(401, "unauthorized", "Unauthorized", "Invalid or missing credentials.")
+# Byte for byte the cell's answer to a bad key (cell/api/auth.py; a test compares them): an unknown tenant
+# must look exactly like a wrong password.
+UNAUTHORIZED_BODY = msgspec.json.encode({
+    "type": "https://ledger.dev/problems/unauthorized", "title": "unauthorized", "status": 401,
+    "code": "unauthorized", "detail": "missing or invalid credentials (HTTP Basic: tenant id and API key)"})
 UNAUTHORIZED_HEADERS = [(b"content-type", b"application/problem+json"),
                         (b"www-authenticate", b'Basic realm="ledger"')]
 
@@ -153,20 +157,20 @@ class Router:
         route = self.table.get(tenant_id) if tenant_id is not None else None
         if route is None:
             self.metrics.rejected.labels("unauthorized").inc()
-            await _respond(send, 401, UNAUTHORIZED_HEADERS, UNAUTHORIZED_BODY)
+            await _answer(send, 401, UNAUTHORIZED_HEADERS, UNAUTHORIZED_BODY)
             return
         wait_s = self.limiter.wait_s(tenant_id, route.rate_per_s, route.burst, time.monotonic())
         if wait_s:
             self.metrics.rejected.labels("rate_limited").inc()
             retry_after = str(max(1, int(wait_s + 0.999))).encode()
-            await _respond(send, 429, _PROBLEM + [(b"retry-after", retry_after)],
+            await _answer(send, 429, _PROBLEM + [(b"retry-after", retry_after)],
                            problem(429, "rate_limited", "Too Many Requests",
                                    "This tenant's request rate limit is exceeded."))
             return
         body = await self._read_body(receive)
         if body is None:
             self.metrics.rejected.labels("body_too_large").inc()
-            await _respond(send, 413, _PROBLEM, problem(413, "body_too_large", "Content Too Large",
+            await _answer(send, 413, _PROBLEM, problem(413, "body_too_large", "Content Too Large",
                                                         f"The body exceeds {self.settings.body_bytes_max} bytes."))
             return
         method = scope["method"].encode()
@@ -200,23 +204,26 @@ class Router:
                 route.api_url, connections_max=s.connections_per_cell_max, connect_timeout_s=s.connect_timeout_s,
                 timeout_s=s.upstream_timeout_s, idle_s_max=s.idle_connection_s_max,
                 body_bytes_max=s.response_bytes_max)
-        retry_after = [(b"retry-after", str(self.settings.retry_after_s).encode())]
         try:
             response = await pool.request(method, target, headers, body)
         except ConnectFailed:
-            return 503, _PROBLEM + retry_after, problem(
-                503, "cell_unavailable", "Service Unavailable", "The tenant's cell cannot be reached; retry later.")
+            return self._unavailable(503, "cell_unavailable", "Service Unavailable",
+                                     "The tenant's cell cannot be reached; retry later.")
         except UpstreamTimeout:
-            return 504, _PROBLEM + retry_after, problem(
-                504, "cell_timeout", "Gateway Timeout", "The tenant's cell did not answer in time.")
+            return self._unavailable(504, "cell_timeout", "Gateway Timeout", "The tenant's cell did not answer in time.")
         except ResponseFailed:
-            return 502, _PROBLEM + retry_after, problem(
-                502, "cell_failed", "Bad Gateway", "The tenant's cell failed to answer; the request may or "
-                "may not have been applied (retry with the same Idempotency-Key).")
+            return self._unavailable(502, "cell_failed", "Bad Gateway",
+                                     "The tenant's cell failed to answer; the request may or may not have been "
+                                     "applied (retry with the same Idempotency-Key).")
         headers_out = [(n, v) for n, v in response.headers if n not in _RESPONSE_DROP]
         if method != b"HEAD" and not any(n == b"content-length" for n, _ in headers_out):
             headers_out.append((b"content-length", str(len(response.body)).encode()))
         return response.status, headers_out, response.body
+
+    def _unavailable(self, status: int, code: str, title: str, detail: str):
+        body = problem(status, code, title, detail)
+        return status, _PROBLEM + [(b"retry-after", str(self.settings.retry_after_s).encode()),
+                                   (b"content-length", str(len(body)).encode())], body
 
     async def _read_body(self, receive) -> bytes | None:
         message = await receive()
@@ -237,14 +244,14 @@ class Router:
     async def _local(self, path: str, send) -> None:
         json = [(b"content-type", b"application/json")]
         if path == "/healthz":
-            await _respond(send, 200, json, b'{"status":"ok"}')
+            await _answer(send, 200, json, b'{"status":"ok"}')
         elif path == "/readyz":
             body = msgspec.json.encode({"ready": self.loaded, "routes": len(self.table.routes),
                                         "pubsub": self.redis_connected})
-            await _respond(send, 200 if self.loaded else 503, json, body)
+            await _answer(send, 200 if self.loaded else 503, json, body)
         else:
             self.metrics.routes.set(len(self.table.routes))
-            await _respond(send, 200, [(b"content-type", CONTENT_TYPE_LATEST.encode())],
+            await _answer(send, 200, [(b"content-type", CONTENT_TYPE_LATEST.encode())],
                            generate_latest(self.metrics.registry))
 
     # ---- the routing table ---------------------------------------------------------------------------------
@@ -340,6 +347,11 @@ class Router:
 async def _respond(send, status: int, headers, body: bytes) -> None:
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+async def _answer(send, status: int, headers, body: bytes) -> None:
+    """An answer of the router's own."""
+    await _respond(send, status, headers + [(b"content-length", str(len(body)).encode())], body)
 
 
 def create_app(settings: RouterSettings) -> Router:

@@ -145,3 +145,34 @@ async def eventually(check, timeout_s: float, interval_s: float = 0.05):
         if value or asyncio.get_running_loop().time() > deadline:
             return value
         await asyncio.sleep(interval_s)
+
+
+class RealPlatform:
+    """Real cells behind a real router; tenants and keys made by the control plane's operations."""
+
+    def __init__(self, conn, settings: ControlPlaneSettings) -> None:
+        self.conn = conn
+        self.settings = settings
+        self.router: Served | None = None
+
+    async def start_router(self) -> Served:
+        settings = RouterSettings(control_plane_database_url=self.settings.database_url,
+                                  redis_url=self.settings.redis_url, reload_interval_s=0.5, port=free_port())
+        return await Served(create_app(settings), settings.port).start()
+
+    async def tenant(self, cell: str, prefix: str = "t") -> tuple[str, str]:
+        """A new tenant on `cell`, with an API key: (tenant id, secret)."""
+        from control_plane import operations
+
+        tenant_id = new_tenant_id(prefix)
+        await operations.create_tenant(self.conn, self.settings, tenant_id, "test", cell)
+        _, secret = await operations.create_key(self.conn, self.settings, tenant_id)
+        # The router learns of the tenant by pub/sub (or its reload): wait until it routes it.
+        assert await eventually(lambda: self._routed(tenant_id, secret), 5)
+        return tenant_id, secret
+
+    async def _routed(self, tenant_id: str, secret: str) -> bool:
+        import httpx
+
+        async with httpx.AsyncClient(base_url=self.router.url) as client:
+            return (await client.get("/api/ledgers", auth=(tenant_id, secret))).status_code == 200
