@@ -1,0 +1,138 @@
+"""Helpers of the worker tests: fresh tenants with accounts, postings through `ledger_post`, balances, the
+invariants, and `python -m worker` as a subprocess."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import asyncpg
+import msgspec
+
+from worker.settings import WorkerSettings
+from worker.sqs import SqsQueue
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+@dataclass
+class Book:
+    """One tenant's ledger: accounts by name, and the model of what their balances must be."""
+
+    tenant: str
+    ledger: uuid.UUID
+    accounts: dict[str, uuid.UUID] = field(default_factory=dict)
+    normal: dict[str, str] = field(default_factory=dict)
+
+    def id(self, name: str) -> uuid.UUID:
+        return self.accounts[name]
+
+
+async def new_book(conn: asyncpg.Connection, names: dict[str, str], *, sync_only: tuple[str, ...] = ()) -> Book:
+    """A fresh tenant and ledger with accounts {name: normal_balance}, each with its balance row."""
+    tenant = "t" + uuid.uuid4().hex[:12]
+    book = Book(tenant, uuid.uuid4())
+    await conn.execute("INSERT INTO tenants (id) VALUES ($1)", tenant)
+    await conn.execute("INSERT INTO ledgers (id, tenant_id, name) VALUES ($1, $2, 'l')", book.ledger, tenant)
+    for name, normal in names.items():
+        account = uuid.uuid4()
+        await conn.execute(
+            "INSERT INTO ledger_accounts (id, tenant_id, ledger_id, name, normal_balance, currency, currency_exponent,"
+            " sync_only) VALUES ($1, $2, $3, $4, $5, 'USD', 2, $6)",
+            account, tenant, book.ledger, name, normal, name in sync_only)
+        await conn.execute("INSERT INTO account_balances (account_id, tenant_id) VALUES ($1, $2)", account, tenant)
+        book.accounts[name] = account
+        book.normal[name] = normal
+    return book
+
+
+async def post(conn: asyncpg.Connection, book: Book, entries: list[tuple[str, str, int]], *,
+               sync: tuple[str, ...] = (), checks: list[dict] | None = None, status: str = "posted",
+               effective_at: datetime | None = None) -> dict:
+    """One posting through ledger_post: entries are (account name, direction, amount); `sync` names the
+    accounts applied inside the posting (the sync path); the others are left unapplied (the async path)."""
+    ids = [uuid.uuid4() for _ in entries]
+    return await conn.fetchval(
+        "SELECT ledger_post($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18)",
+        book.tenant, None, None, uuid.uuid4(), book.ledger, "t", status,
+        effective_at or datetime.now(timezone.utc), None, {}, None,
+        ids, [book.id(n) for n, _, _ in entries], [d for _, d, _ in entries], [a for _, _, a in entries],
+        [book.id(n) for n in sync], checks or [], {"entries": len(entries)},
+    )
+
+
+async def totals(conn: asyncpg.Connection, book: Book, name: str) -> dict:
+    row = await conn.fetchrow("SELECT pending_debits, pending_credits, posted_debits, posted_credits, lock_version"
+                              " FROM account_balances WHERE account_id = $1", book.id(name))
+    return dict(row)
+
+
+async def unapplied(conn: asyncpg.Connection, book: Book) -> dict[uuid.UUID, int]:
+    rows = await conn.fetch("SELECT account_id, count(*) AS n FROM balance_effects"
+                            " WHERE tenant_id = $1 AND applied_at IS NULL GROUP BY account_id", book.tenant)
+    return {r["account_id"]: r["n"] for r in rows}
+
+
+async def assert_invariants(conn: asyncpg.Connection, book: Book, *, all_applied: bool = True) -> None:
+    """DESIGN.md section 8 for this tenant (cell.service.verify), and, when asked, an empty queue."""
+    from cell.service.verify import verify
+
+    assert await verify(conn, book.tenant) == []
+    if all_applied:
+        assert await unapplied(conn, book) == {}
+
+
+def worker_settings(queue: SqsQueue, **overrides) -> WorkerSettings:
+    return msgspec.structs.replace(queue.settings, **overrides)
+
+
+async def wait_until(predicate, timeout_s: float = 20.0, every_s: float = 0.1, what: str = "condition"):
+    """Poll an async predicate; a bound on waiting, not a speed assertion."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = await predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+        await asyncio.sleep(every_s)
+
+
+class WorkerProcess:
+    """`python -m worker` in its own process group (SIGKILL takes its embedded beat with it)."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.env = env
+        self.log_path = log_path
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "WorkerProcess":
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "worker"], cwd=REPO, env=self.env,
+                                     stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+        return self
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self._log.close()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")

@@ -1,0 +1,53 @@
+"""`python -m worker`: one cell's Celery worker with an embedded beat, configured from WORKER_/LEDGER_ env."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+
+import msgspec
+
+from worker.app import create_celery
+from worker.settings import load_settings
+from worker.sqs import SqsQueue
+
+log = logging.getLogger("worker")
+QUEUE_WAIT_S_MAX = 30  # the embedded SQS endpoint may still be starting
+
+
+def main(argv: list[str] | None = None) -> None:
+    settings = load_settings()
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not settings.database_url:
+        sys.exit("WORKER_DATABASE_URL (or LEDGER_DATABASE_URL) is required")
+    queue = SqsQueue(settings)
+    deadline = time.monotonic() + QUEUE_WAIT_S_MAX
+    while True:
+        try:
+            queue.ensure()
+            break
+        except Exception as exc:  # noqa: BLE001 - retried until the deadline, then fatal
+            if time.monotonic() > deadline:
+                raise
+            log.warning("SQS queue not reachable yet (%s); retrying", exc)
+            time.sleep(1)
+    settings = msgspec.structs.replace(settings, sqs_queue_url=queue.url)
+    queue.settings = settings
+    if settings.metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(settings.metrics_port, addr="127.0.0.1")
+    app = create_celery(settings, queue)
+    args = ["worker", "--pool", "threads", "--concurrency", str(settings.concurrency),
+            "--queues", settings.celery_queue, "--loglevel", settings.log_level,
+            "--hostname", f"{settings.cell_name}@%h", "--without-gossip", "--without-mingle", "--without-heartbeat"]
+    if settings.beat:
+        args.append("--beat")
+    log.info("worker for %s: queue %s, database %s", settings.cell_name, queue.url,
+             settings.database_url.rsplit("@", 1)[-1])
+    app.worker_main(args + list(argv if argv is not None else sys.argv[1:]))
+
+
+if __name__ == "__main__":
+    main()

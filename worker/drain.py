@@ -1,0 +1,186 @@
+"""The async half of posting: drain the cell's SQS queue in batches and apply, sweep stale effects, verify."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections import defaultdict
+
+import asyncpg
+import msgspec
+
+from cell.store.queries import Q
+from worker import metrics
+from worker.batching import Received, batch_accounts, deletable, encode_nudges, group_accounts
+from worker.settings import WorkerSettings
+from worker.sqs import SqsQueue
+
+log = logging.getLogger(__name__)
+
+
+class ApplyOutcome(msgspec.Struct):
+    applied: int = 0
+    skipped: list[uuid.UUID] = []  # held by another transaction: re-nudged, or left to the sweeper
+    failed: list[uuid.UUID] = []  # their group's transaction failed: nothing of it was applied
+    lags_ms: list[float] = []
+
+
+class DrainOutcome(msgspec.Struct):
+    messages: int = 0
+    accounts: int = 0
+    applied: int = 0
+    skipped: int = 0
+    deleted: int = 0
+
+
+async def apply_accounts(pool: asyncpg.Pool, accounts: list[uuid.UUID], *, group_size_max: int,
+                         concurrency_max: int, skip_locked: bool, lock_timeout_ms: int = 0,
+                         pause_before_commit_s: float = 0.0, by: str = "drain") -> ApplyOutcome:
+    """Apply the accounts' unapplied effects: sorted groups, one database transaction each."""
+    outcome = ApplyOutcome()
+    semaphore = asyncio.Semaphore(concurrency_max)
+
+    async def one(group: list[uuid.UUID]) -> None:
+        async with semaphore, pool.acquire() as conn:
+            try:
+                async with conn.transaction():
+                    if lock_timeout_ms:
+                        await conn.execute(Q["worker_lock_timeout"], f"{lock_timeout_ms}ms")
+                    row = await conn.fetchrow(Q["worker_apply"], group, skip_locked)
+                    if pause_before_commit_s:
+                        await asyncio.sleep(pause_before_commit_s)
+            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+                # The transaction rolled back: nothing of this group was applied; its messages stay queued.
+                log.warning("apply of %d accounts failed (%s): left for redelivery or the sweeper", len(group), exc)
+                metrics.ERRORS.labels(by).inc()
+                outcome.failed.extend(group)
+                return
+        outcome.applied += row["applied"]
+        outcome.skipped.extend(row["skipped"])
+        outcome.lags_ms.extend(row["lags_ms"])
+
+    await asyncio.gather(*(one(g) for g in group_accounts(accounts, group_size_max)))
+    for lag_ms in outcome.lags_ms:
+        metrics.APPLY_LAG.observe(lag_ms / 1000)
+    metrics.EFFECTS_APPLIED.labels(by).inc(outcome.applied)
+    metrics.ACCOUNTS_SKIPPED.inc(len(outcome.skipped))
+    return outcome
+
+
+async def gather_batch(queue: SqsQueue, settings: WorkerSettings, wait_first_s: int) -> list[Received]:
+    """Long-poll for a first message, then gather more until batch_size_max or batch_wait_ms_max."""
+    batch = await asyncio.to_thread(queue.receive, settings.batch_size_max, wait_first_s)
+    if not batch:
+        return []
+    deadline = time.monotonic() + settings.batch_wait_ms_max / 1000
+    while len(batch) < settings.batch_size_max:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        more = await asyncio.to_thread(queue.receive, settings.batch_size_max - len(batch), 0)
+        if more:
+            batch.extend(more)
+        else:
+            await asyncio.sleep(min(remaining, 0.005))
+    return batch
+
+
+async def drain_batch(pool: asyncpg.Pool, queue: SqsQueue, settings: WorkerSettings,
+                      wait_first_s: int | None = None) -> DrainOutcome:
+    """One batch: gather, dedupe, apply (skip-locked), re-nudge skipped accounts, then delete the messages
+    whose accounts are all handled. Deleting only after commit is what makes a crash lose nothing."""
+    wait = settings.long_poll_s_max if wait_first_s is None else wait_first_s
+    batch = await gather_batch(queue, settings, wait)
+    if not batch:
+        return DrainOutcome()
+    accounts = batch_accounts(batch)
+    undecodable = sum(1 for m in batch if m.accounts is None)
+    if undecodable:
+        log.warning("%d SQS messages were not nudges; deleting them", undecodable)
+        metrics.MESSAGES_UNDECODABLE.inc(undecodable)
+    metrics.BATCH_MESSAGES.observe(len(batch))
+    metrics.BATCH_ACCOUNTS.observe(len(accounts))
+
+    outcome = await apply_accounts(
+        pool, accounts, group_size_max=settings.group_size_max, concurrency_max=settings.apply_concurrency_max,
+        skip_locked=True, pause_before_commit_s=settings.fault_pause_before_commit_s,
+    )
+    handled = set(accounts) - set(outcome.failed)
+    if outcome.skipped:
+        try:
+            await asyncio.to_thread(queue.send, _renudge_bodies(batch, outcome.skipped))
+        except Exception as exc:  # noqa: BLE001 - SQS down: the messages stay, redelivery or the sweeper
+            log.warning("re-nudge of %d skipped accounts failed: %s", len(outcome.skipped), exc)
+            handled -= set(outcome.skipped)
+
+    if settings.fault_pause_before_delete_s:
+        await asyncio.sleep(settings.fault_pause_before_delete_s)
+    to_delete = deletable(batch, handled)
+    failed = await asyncio.to_thread(queue.delete, to_delete) if to_delete else 0
+    metrics.MESSAGES_DELETED.inc(len(to_delete) - failed)
+    return DrainOutcome(messages=len(batch), accounts=len(accounts), applied=outcome.applied,
+                        skipped=len(outcome.skipped), deleted=len(to_delete) - failed)
+
+
+def _renudge_bodies(batch: list[Received], skipped: list[uuid.UUID]) -> list[str]:
+    skipped_set = set(skipped)
+    by_tenant: dict[str, set[str]] = defaultdict(set)
+    for m in batch:
+        for a in m.accounts or ():
+            if a in skipped_set:
+                by_tenant[m.tenant_id or ""].add(str(a))
+    return [body for tenant, accounts in sorted(by_tenant.items()) for body in encode_nudges(tenant, accounts)]
+
+
+async def drain_for(pool: asyncpg.Pool, queue: SqsQueue, settings: WorkerSettings, run_s: float) -> DrainOutcome:
+    """Drain batch after batch for about run_s seconds (one Celery task's life)."""
+    total = DrainOutcome()
+    deadline = time.monotonic() + run_s
+    while (remaining := deadline - time.monotonic()) > 0:
+        try:
+            one = await drain_batch(pool, queue, settings, min(settings.long_poll_s_max, int(remaining)))
+        except Exception:  # noqa: BLE001 - SQS or the database unreachable: back off, the sweeper covers
+            log.exception("drain batch failed")
+            metrics.ERRORS.labels("drain").inc()
+            await asyncio.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+            continue
+        total = DrainOutcome(*(a + b for a, b in zip(msgspec.structs.astuple(total), msgspec.structs.astuple(one))))
+    return total
+
+
+async def sweep(pool: asyncpg.Pool, settings: WorkerSettings) -> int:
+    """Apply every account with an effect unapplied longer than sweep_after_s: lost or delayed messages,
+    SQS down at posting time, accounts skipped and never re-nudged. Waits for locks (bounded): it must
+    make progress where the skip-locked drain may not."""
+    async with pool.acquire() as conn:
+        rows = await conn.fetch(Q["worker_stale_accounts"], settings.sweep_after_s, settings.sweep_accounts_max)
+    if not rows:
+        return 0
+    outcome = await apply_accounts(
+        pool, [r["account_id"] for r in rows], group_size_max=settings.group_size_max,
+        concurrency_max=settings.apply_concurrency_max, skip_locked=False,
+        lock_timeout_ms=settings.sweep_lock_timeout_ms, by="sweep",
+    )
+    if outcome.applied:
+        log.info("sweeper applied %d effects of %d accounts", outcome.applied, len(rows))
+    return outcome.applied
+
+
+async def verify(pool: asyncpg.Pool, settings: WorkerSettings) -> list[str]:
+    """The periodic verifier: every invariant (cell.service.verify), including the sweeper's bound."""
+    try:
+        from cell.service.verify import verify as verify_cell  # the invariants of DESIGN.md section 8
+    except ImportError:
+        verify_cell = None
+    async with pool.acquire() as conn:
+        if verify_cell is not None:
+            violations = await verify_cell(conn, None, unapplied_age_max_s=settings.unapplied_age_max_s)
+        else:
+            late = await conn.fetchval(Q["worker_unapplied_older_than"], settings.unapplied_age_max_s)
+            violations = [f"{late} balance effects unapplied for more than {settings.unapplied_age_max_s}s"] if late else []
+    metrics.VERIFY_VIOLATIONS.set(len(violations))
+    for v in violations:
+        log.error("invariant violated: %s", v)
+    return violations

@@ -1,0 +1,94 @@
+"""The worker's typed settings, read from the environment once at start-up (WORKER_, then LEDGER_ prefixes)."""
+
+from __future__ import annotations
+
+import os
+from urllib.parse import urlparse
+
+import msgspec
+
+
+class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
+    cell_name: str = "cell-1"
+    database_url: str = ""
+    broker_url: str = "redis://127.0.0.1:6379/0"
+    # Empty endpoint: real SQS through boto3's usual credential chain. Set: an SQS-compatible endpoint
+    # (moto in server mode for `make run` and tests), where the worker creates the queue when missing.
+    sqs_endpoint_url: str = ""
+    sqs_queue_url: str = ""
+    sqs_region: str = "us-east-1"
+    sqs_timeout_s: float = 5.0
+    # Draining: a batch ends at batch_size_max messages or batch_wait_ms_max after its first message.
+    batch_size_max: int = 100
+    batch_wait_ms_max: int = 50
+    long_poll_s_max: int = 5  # SQS allows 0-20 s
+    visibility_timeout_s: int = 30  # a message a crashed worker held comes back after this
+    group_size_max: int = 256  # accounts per apply transaction: bounds lock hold time and statement size
+    apply_concurrency_max: int = 2  # groups of one batch applied at once (distinct accounts, no deadlock)
+    drain_run_s: float = 10.0  # one drain task's length; beat starts `drainers` of them every drain_run_s
+    drainers: int = 1
+    # Sweeping: nothing stays unapplied longer than sweep_after_s + sweep_every_s (+ one sweep's run).
+    sweep_after_s: float = 5.0
+    sweep_every_s: float = 2.0
+    sweep_accounts_max: int = 10_000  # per sweep run; the next run continues
+    sweep_lock_timeout_ms: int = 2_000
+    verify_every_s: float = 300.0  # 0 disables the periodic verifier
+    concurrency: int = 3  # Celery threads: drain(s) + sweeper + verifier
+    db_pool_max: int = 4  # per Celery thread
+    metrics_port: int = 0  # 0: no Prometheus endpoint
+    log_level: str = "INFO"
+    beat: bool = True  # exactly one worker per cell runs the beat schedule
+    # Fault injection for the crash tests (SIGKILL inside these windows); 0 in every real deployment.
+    fault_pause_before_commit_s: float = 0.0
+    fault_pause_before_delete_s: float = 0.0
+
+    @property
+    def queue_name(self) -> str:
+        """The SQS queue's name: the last segment of its URL, else one per cell."""
+        if self.sqs_queue_url:
+            return urlparse(self.sqs_queue_url).path.rstrip("/").rsplit("/", 1)[-1]
+        return f"ledger-{self.cell_name}"
+
+    @property
+    def celery_queue(self) -> str:
+        # Cells may share one Redis: each cell's tasks go to its own queue, never to another cell's worker.
+        return f"worker.{self.cell_name}.{self.queue_name}"
+
+    @property
+    def unapplied_age_max_s(self) -> float:
+        """The sweeper's bound as the verifier checks it (one sweep run of slack)."""
+        return self.sweep_after_s + 2 * self.sweep_every_s
+
+
+def _env(environ: dict[str, str], name: str, prefixes: tuple[str, ...]) -> str | None:
+    for prefix in prefixes:
+        value = environ.get(prefix + name.upper())
+        if value is not None:
+            return value
+    return None
+
+
+def load_settings(environ: dict[str, str] | None = None, prefixes: tuple[str, ...] = ("WORKER_", "LEDGER_"),
+                  **overrides) -> WorkerSettings:
+    """Read WORKER_<FIELD> (then LEDGER_<FIELD>) for every field; explicit overrides win."""
+    environ = dict(os.environ) if environ is None else environ
+    values: dict[str, object] = {}
+    for field in msgspec.structs.fields(WorkerSettings):
+        raw = _env(environ, field.name, prefixes)
+        if raw is not None:
+            values[field.name] = raw
+    values.update(overrides)
+    settings = msgspec.convert(values, WorkerSettings, strict=False)
+    _check(settings)
+    return settings
+
+
+def _check(s: WorkerSettings) -> None:
+    if not 1 <= s.batch_size_max <= 10_000:
+        raise ValueError("batch_size_max must be 1..10000")
+    if not 0 <= s.long_poll_s_max <= 20:
+        raise ValueError("long_poll_s_max must be 0..20 (the SQS limit)")
+    if s.group_size_max < 1 or s.apply_concurrency_max < 1 or s.drainers < 0 or s.concurrency < 1:
+        raise ValueError("group_size_max, apply_concurrency_max and concurrency must be >= 1")
+    if s.sweep_after_s <= 0 or s.sweep_every_s <= 0:
+        raise ValueError("sweep_after_s and sweep_every_s must be > 0")
