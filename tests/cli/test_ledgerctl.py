@@ -1,0 +1,292 @@
+"""Every ledgerctl command through its click entry point, against real databases and real cells."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import asyncpg
+import httpx
+import redis
+
+from control_plane.devstack import free_port
+
+
+def new_id(prefix: str = "t") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def run_sql(url: str, query: str, *args):
+    import asyncio
+
+    async def go():
+        conn = await asyncpg.connect(url)
+        try:
+            return await conn.fetch(query, *args)
+        finally:
+            await conn.close()
+
+    return asyncio.run(go())
+
+
+# ---- migrate, cells ----------------------------------------------------------------------------------------
+
+def test_migrate_is_idempotent(ctl):
+    assert ctl.json("migrate") == {"applied": []}
+
+
+def test_commands_refuse_an_unmigrated_catalog(stack):
+    from cli_rig import Ledgerctl
+
+    fresh = Ledgerctl({**stack["env"], "CONTROL_PLANE_DATABASE_URL": stack["make_database"](
+        f"cp_empty_{uuid.uuid4().hex[:6]}", migrate_cell=False)})
+    assert fresh.json("cells", "list", expect=1)["code"] == "catalog_not_migrated"
+    assert fresh.json("migrate")["applied"] == ["0001_catalog"]
+    assert fresh.json("cells", "list") == []
+
+
+def test_no_database_url_is_a_clear_error(stack):
+    from cli_rig import Ledgerctl
+
+    ctl = Ledgerctl({"CONTROL_PLANE_DATABASE_URL": None})
+    result = ctl("cells", "list", expect=1)
+    assert "CONTROL_PLANE_DATABASE_URL" in result.stderr
+
+
+def test_cells_list_and_show(ctl, stack):
+    cells = {c["name"]: c for c in ctl.json("cells", "list")}
+    assert set(stack["cells"]) <= set(cells)
+    assert all("database_url" not in c for c in cells.values())  # it may carry a password
+    shown = ctl.json("cells", "show", "cli-1")
+    assert (shown["name"], shown["api_url"], shown["api"], shown["state"]) == (
+        "cli-1", stack["cells"]["cli-1"].url, "ok", "active")
+    pretty = ctl("cells", "list").stdout
+    assert pretty.splitlines()[0].split()[:3] == ["NAME", "STATE", "TENANTS"]
+    assert "cli-2" in pretty
+
+
+def test_cells_add_errors(ctl, stack):
+    cell = stack["cells"]["cli-1"]
+    duplicate = ctl.json("cells", "add", "cli-1", "--api-url", cell.url, "--database-url", cell.database_url,
+                         expect=1)
+    assert duplicate["code"] == "duplicate_cell"
+    unreachable = ctl.json("cells", "add", "cli-nowhere", "--api-url", f"http://127.0.0.1:{free_port()}",
+                           "--database-url", cell.database_url, expect=4)
+    assert unreachable["code"] == "cell_unreachable"
+    bad_db = ctl.json("cells", "add", "cli-bad-db", "--api-url", cell.url, "--database-url",
+                      f"postgresql://postgres@127.0.0.1:{free_port()}/none", expect=4)
+    assert bad_db["code"] == "database_unreachable"
+    assert ctl.json("cells", "add", "Not_A_Name", "--api-url", cell.url, "--database-url", cell.database_url,
+                    expect=1)["code"] == "invalid_cell_name"
+    assert ctl.json("cells", "show", "no-such-cell", expect=1)["code"] == "unknown_cell"
+    assert "no-such-cell" in ctl("cells", "show", "no-such-cell", expect=1).stderr
+    names = [c["name"] for c in ctl.json("cells", "list")]
+    assert "cli-nowhere" not in names and "cli-bad-db" not in names
+
+
+def test_cells_add_migrates_the_cell_database(ctl, stack):
+    """--no-check registers a cell whose API is not up yet; its database is migrated all the same."""
+    db_url = stack["make_database"](f"cli_cell_new_{uuid.uuid4().hex[:6]}", migrate_cell=False)
+    name = f"cli-new-{uuid.uuid4().hex[:4]}"
+    added = ctl.json("cells", "add", name, "--api-url", "http://127.0.0.1:1", "--database-url", db_url,
+                     "--no-check")
+    assert (added["name"], added["tenants"]) == (name, 0)
+    assert run_sql(db_url, "SELECT count(*) AS n FROM schema_migrations")[0]["n"] >= 1
+    # Keep it out of the least-loaded placement of the other tests: nothing serves it.
+    run_sql(stack["cp_url"], "UPDATE cells SET state = 'disabled' WHERE name = $1", name)
+
+
+# ---- tenants -----------------------------------------------------------------------------------------------
+
+def test_tenants_create_places_on_the_least_loaded_cell(ctl):
+    def load() -> dict[str, int]:
+        return {c["name"]: c["tenants"] for c in ctl.json("cells", "list") if c["state"] == "active"}
+
+    before = load()
+    tenant = ctl.json("tenants", "create", new_id(), "--name", "Acme")
+    emptiest = min(before, key=lambda name: (before[name], name))
+    assert tenant["cell"] == emptiest
+    assert (tenant["state"], tenant["epoch"], tenant["published"]) == ("active", 1, True)
+    after = load()
+    assert after[emptiest] == before[emptiest] + 1
+
+
+def test_tenants_create_on_a_named_cell_show_and_list(ctl, stack):
+    tenant_id = new_id()
+    created = ctl.json("tenants", "create", tenant_id, "--cell", "cli-2", "--name", "Named")
+    assert created["cell"] == "cli-2"
+    shown = ctl.json("tenants", "show", tenant_id)
+    assert (shown["id"], shown["name"], shown["cell"], shown["state_in_cell"], shown["api_keys_live"]) == (
+        tenant_id, "Named", "cli-2", "active", 0)
+    listed = [t["id"] for t in ctl.json("tenants", "list", "--cell", "cli-2", "--limit", "1000")]
+    assert tenant_id in listed
+    assert tenant_id not in [t["id"] for t in ctl.json("tenants", "list", "--cell", "cli-1", "--limit", "1000")]
+    page = ctl.json("tenants", "list", "--after", tenant_id, "--limit", "1000")
+    assert all(t["id"] > tenant_id for t in page)
+    # The tenant exists in its cell: the cell itself says so.
+    rows = run_sql(stack["cells"]["cli-2"].database_url, "SELECT state FROM tenants WHERE id = $1", tenant_id)
+    assert [r["state"] for r in rows] == ["active"]
+    assert tenant_id in ctl("tenants", "show", tenant_id).stdout
+
+
+def test_tenants_create_errors(ctl):
+    tenant_id = new_id()
+    ctl("tenants", "create", tenant_id)
+    assert ctl.json("tenants", "create", tenant_id, expect=1)["code"] == "duplicate_tenant"
+    assert "already exists" in ctl("tenants", "create", tenant_id, expect=1).stderr
+    assert ctl.json("tenants", "create", new_id(), "--cell", "no-such-cell", expect=1)["code"] == "unknown_cell"
+    assert ctl.json("tenants", "create", "bad id!", expect=1)["code"] == "invalid_tenant_id"
+    assert ctl.json("tenants", "show", "no-such-tenant", expect=1)["code"] == "unknown_tenant"
+    assert ctl.json("tenants", "list", "--cell", "no-such-cell", expect=1)["code"] == "unknown_cell"
+
+
+def test_tenants_create_publishes_the_route(ctl, stack):
+    client = redis.Redis.from_url(stack["redis_url"])
+    pubsub = client.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe("ledger:routes")
+    try:
+        tenant_id = new_id()
+        created = ctl.json("tenants", "create", tenant_id)
+        message = None
+        deadline = time.monotonic() + 5
+        while message is None and time.monotonic() < deadline:
+            message = pubsub.get_message(timeout=0.5)
+        assert message is not None
+        assert json.loads(message["data"]) == {"tenant_id": tenant_id, "cell": created["cell"], "epoch": 1}
+    finally:
+        pubsub.close()
+        client.close()
+
+
+def test_rate_limit(ctl):
+    tenant_id = new_id()
+    ctl("tenants", "create", tenant_id)
+    limited = ctl.json("tenants", "rate-limit", tenant_id, "--per-s", "5", "--burst", "10")
+    assert (limited["rate_limit_per_s"], limited["rate_burst"]) == (5, 10)
+    assert ctl.json("tenants", "show", tenant_id)["rate_limit_per_s"] == 5
+    assert ctl.json("tenants", "rate-limit", tenant_id, "--per-s", "7")["rate_burst"] == 7
+    cleared = ctl.json("tenants", "rate-limit", tenant_id, "--default")
+    assert (cleared["rate_limit_per_s"], cleared["rate_burst"]) == (None, None)
+    assert ctl.json("tenants", "rate-limit", tenant_id, "--per-s", "0", expect=1)["code"] == "invalid_rate_limit"
+    assert ctl.json("tenants", "rate-limit", tenant_id, expect=1)["code"] == "invalid_rate_limit"
+    assert ctl.json("tenants", "rate-limit", "no-such-tenant", "--per-s", "3", expect=1)["code"] == "unknown_tenant"
+
+
+# ---- keys --------------------------------------------------------------------------------------------------
+
+def _status(cell_url: str, tenant_id: str, secret: str) -> int:
+    return httpx.get(cell_url + "/api/ledgers", auth=(tenant_id, secret), timeout=5).status_code
+
+
+def test_keys_create_list_revoke(ctl, stack):
+    tenant_id = new_id()
+    cell = stack["cells"][ctl.json("tenants", "create", tenant_id)["cell"]]
+    created = ctl.json("keys", "create", tenant_id)
+    secret, key_id = created["secret"], created["id"]
+    assert _status(cell.url, tenant_id, secret) == 200
+    pretty = ctl("keys", "create", tenant_id)
+    assert "secret" in pretty.stdout and "cannot be shown again" in pretty.stderr
+
+    listed = ctl.json("keys", "list", tenant_id)
+    assert key_id in [k["id"] for k in listed]
+    assert secret not in json.dumps(listed)  # a secret is shown once, at creation, never again
+    assert all(k["revoked_at"] is None for k in listed)
+    assert ctl.json("tenants", "show", tenant_id)["api_keys_live"] == 2
+
+    # Destructive: the plan is shown and the tenant id must be typed back.
+    refused = ctl("keys", "revoke", tenant_id, key_id, input="not-it\n", expect=1)
+    assert "Plan:" in refused.stderr and key_id in refused.stderr and "not_confirmed" in refused.stderr
+    assert _status(cell.url, tenant_id, secret) == 200
+    revoked = ctl.json("keys", "revoke", tenant_id, key_id, input=tenant_id + "\n")
+    assert revoked["revoked_at"] is not None
+
+    deadline = time.monotonic() + 10  # the cell caches keys for CELL_API_KEY_CACHE_TTL_S (0.5 s here)
+    while _status(cell.url, tenant_id, secret) != 401:
+        assert time.monotonic() < deadline, "a revoked key still works"
+        time.sleep(0.2)
+    other = next(k for k in ctl.json("keys", "list", tenant_id) if k["id"] != key_id)
+    assert ctl.json("keys", "revoke", tenant_id, other["id"], "--yes")["revoked_at"] is not None
+    assert ctl.json("tenants", "show", tenant_id)["api_keys_live"] == 0
+
+
+def test_keys_errors(ctl):
+    tenant_id = new_id()
+    ctl("tenants", "create", tenant_id)
+    assert ctl.json("keys", "create", "no-such-tenant", expect=1)["code"] == "unknown_tenant"
+    assert ctl.json("keys", "list", "no-such-tenant", expect=1)["code"] == "unknown_tenant"
+    assert ctl.json("keys", "revoke", tenant_id, str(uuid.uuid4()), "--yes", expect=1)["code"] == "unknown_key"
+    assert ctl.json("keys", "revoke", tenant_id, "not-a-uuid", "--yes", expect=1)["code"] == "unknown_key"
+    # Another tenant's key id is unknown here.
+    other = new_id()
+    ctl("tenants", "create", other)
+    other_key = ctl.json("keys", "create", other)["id"]
+    assert ctl.json("keys", "revoke", tenant_id, other_key, "--yes", expect=1)["code"] == "unknown_key"
+
+
+# ---- verify, audit -----------------------------------------------------------------------------------------
+
+def test_verify_passes_then_fails_on_a_corrupted_balance(ctl, stack):
+    tenant_id = new_id()
+    cell = stack["cells"][ctl.json("tenants", "create", tenant_id)["cell"]]
+    secret = ctl.json("keys", "create", tenant_id)["secret"]
+    with httpx.Client(base_url=cell.url, auth=(tenant_id, secret)) as http:
+        ledger = http.post("/api/ledgers", json={"name": "main"}).json()
+        accounts = [http.post("/api/ledger_accounts", json={"name": n, "ledger_id": ledger["id"], "currency": "USD",
+                                                             "normal_balance": n}).json() for n in ("debit", "credit")]
+        posted = http.post("/api/ledger_transactions", json={"ledger_id": ledger["id"], "status": "posted",
+                                                             "ledger_entries": [
+            {"ledger_account_id": accounts[0]["id"], "direction": "debit", "amount": 250},
+            {"ledger_account_id": accounts[1]["id"], "direction": "credit", "amount": 250}]})
+        assert posted.status_code == 201, posted.text
+    report = ctl.json("verify", "--tenant", tenant_id)
+    assert (report["cell"], report["tenant"], report["violations"]) == (cell.name, tenant_id, [])
+    assert ctl.json("verify", "--cell", cell.name)["violations"] == []
+
+    run_sql(cell.database_url, "UPDATE account_balances SET posted_debits = posted_debits + 1 WHERE account_id = $1",
+            uuid.UUID(accounts[0]["id"]))
+    failed = ctl.json("verify", "--tenant", tenant_id, expect=3)
+    assert failed["code"] == "invariants_violated" and failed["details"]["violations"]
+    pretty = ctl("verify", "--tenant", tenant_id, expect=3)
+    assert "invariant violation" in pretty.stderr
+    run_sql(cell.database_url, "UPDATE account_balances SET posted_debits = posted_debits - 1 WHERE account_id = $1",
+            uuid.UUID(accounts[0]["id"]))
+    assert ctl.json("verify", "--tenant", tenant_id)["violations"] == []
+
+
+def test_verify_errors(ctl):
+    assert ctl.json("verify", expect=1)["code"] == "invalid_arguments"
+    assert ctl.json("verify", "--tenant", "x", "--cell", "y", expect=1)["code"] == "invalid_arguments"
+    assert ctl.json("verify", "--tenant", "no-such-tenant", expect=1)["code"] == "unknown_tenant"
+    assert ctl.json("verify", "--cell", "no-such-cell", expect=1)["code"] == "unknown_cell"
+
+
+def test_audit_log_records_operator_actions(ctl):
+    tenant_id = new_id()
+    ctl("tenants", "create", tenant_id)
+    key_id = ctl.json("keys", "create", tenant_id)["id"]
+    ctl("keys", "revoke", tenant_id, key_id, "--yes")
+    entries = ctl.json("audit", "--subject", f"tenant:{tenant_id}")
+    assert [e["action"] for e in entries] == ["keys.revoke", "keys.create", "tenants.create"]
+    assert {e["actor"] for e in entries} == {"cli-tests"}
+    assert entries[0]["details"] == {"key_id": key_id}
+
+
+# ---- the installed console script ----------------------------------------------------------------------------
+
+def test_console_script(stack):
+    script = [str(Path(sys.executable).parent / "ledgerctl")]  # the console script pyproject declares
+    env = {**stack["env"], "PATH": "/usr/bin:/bin"}
+    listed = subprocess.run([*script, "--format", "json", "cells", "list"], env=env, capture_output=True,
+                            text=True, timeout=60)
+    assert listed.returncode == 0, listed.stderr
+    assert "cli-1" in [c["name"] for c in json.loads(listed.stdout)]
+    unknown = subprocess.run([*script, "cells", "show", "no-such-cell"], env=env, capture_output=True, text=True,
+                             timeout=60)
+    assert unknown.returncode == 1
+    assert "error: no cell named no-such-cell [unknown_cell]" in unknown.stderr
+    usage = subprocess.run([*script, "tenants", "create"], env=env, capture_output=True, text=True, timeout=60)
+    assert usage.returncode == 2
