@@ -1,0 +1,212 @@
+"""`make bench`: the cell under load next to its direct-SQL floor, measured side by side in one run.
+
+Prints writes/s and p50/p99 for the HTTP API (uvicorn and granian), the same posting written straight to
+PostgreSQL by pgbench (the floor), a 1:3 write:read mix, and the ratios between them. Then runs the
+hot-account (hybrid vs sync) and router-overhead benchmarks when those modules are present.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import asyncpg
+import httpx
+
+from cell.service.tenants import create_api_key, create_tenant
+from cell.store.migrate import migrate
+from control_plane.devstack import EmbeddedPostgres, _pg_bin, free_port, remove_tree
+from loadtests.httpload import run_load
+
+TENANT = "bench"
+
+
+def account_uuid(i: int) -> str:
+    return f"00000000-0000-4000-8000-{i:012d}"
+
+
+async def setup_books(url: str, accounts: int) -> tuple[str, str]:
+    """A tenant, its key, one ledger and `accounts` accounts with predictable ids (for pgbench)."""
+    conn = await asyncpg.connect(url)
+    try:
+        await migrate(conn)
+        await create_tenant(conn, TENANT, "benchmark")
+        _, secret = await create_api_key(conn, TENANT)
+        ledger_id = str(uuid.uuid4())
+        await conn.execute("INSERT INTO ledgers (id, tenant_id, name) VALUES ($1, $2, 'bench')", uuid.UUID(ledger_id),
+                           TENANT)
+        rows = [(uuid.UUID(account_uuid(i)), TENANT, uuid.UUID(ledger_id), f"acct {i}",
+                 "credit" if i % 2 else "debit") for i in range(1, accounts + 1)]
+        await conn.copy_records_to_table(
+            "ledger_accounts", records=[(*r, "USD", 2) for r in rows],
+            columns=["id", "tenant_id", "ledger_id", "name", "normal_balance", "currency", "currency_exponent"])
+        await conn.copy_records_to_table("account_balances", records=[(r[0], TENANT) for r in rows],
+                                         columns=["account_id", "tenant_id"])
+        await conn.execute("ANALYZE")
+        return ledger_id, secret
+    finally:
+        await conn.close()
+
+
+def pgbench_floor(pg: EmbeddedPostgres, dbname: str, ledger_id: str, accounts: int, clients: int,
+                  duration_s: float, workdir: Path) -> dict:
+    """The same posting (2 entries, both accounts applied, posted) as one SQL call per transaction."""
+    script = workdir / "posting.sql"
+    acct = "('00000000-0000-4000-8000-' || lpad(:{v}::text, 12, '0'))::uuid"
+    script.write_text(
+        f"\\set a random(1, {accounts})\n\\set b random(1, {accounts})\n"
+        f"SELECT ledger_post('{TENANT}', NULL, NULL, gen_random_uuid(), '{ledger_id}'::uuid, 'bench', 'posted', "
+        f"now(), NULL, '{{}}'::jsonb, NULL, ARRAY[gen_random_uuid(), gen_random_uuid()], "
+        f"ARRAY[{acct.format(v='a')}, {acct.format(v='b')}], ARRAY['debit', 'credit'], ARRAY[100, 100]::bigint[], "
+        f"ARRAY[{acct.format(v='a')}, {acct.format(v='b')}], '[]'::jsonb, '{{}}'::jsonb);\n")
+    out = subprocess.run([_pg_bin("pgbench"), "-h", "127.0.0.1", "-p", str(pg.port), "-U", "postgres", "-n",
+                          "-c", str(clients), "-j", "2", "-T", str(int(duration_s)), "-f", str(script), dbname],
+                         capture_output=True, text=True, check=True).stdout
+    tps = float(re.search(r"tps = ([\d.]+)", out).group(1))
+    latency = re.search(r"latency average = ([\d.]+) ms", out)
+    return {"per_s": tps, "avg_ms": float(latency.group(1)) if latency else float("nan")}
+
+
+class CellProcess:
+    """One cell server process under the chosen ASGI server."""
+
+    def __init__(self, server: str, database_url: str, mode: str = "sync") -> None:
+        self.port = free_port()
+        env = {**os.environ, "CELL_DATABASE_URL": database_url, "CELL_PORT": str(self.port),
+               "CELL_POSTING_MODE": mode, "CELL_DB_POOL_MAX": "12", "CELL_NAME": f"bench-{server}"}
+        if server == "uvicorn":
+            cmd = [sys.executable, "-m", "cell"]
+        else:
+            cmd = [sys.executable, "-m", "granian", "--interface", "asgi", "--loop", "uvloop", "--host", "127.0.0.1",
+                   "--port", str(self.port), "--no-ws", "--log-level", "warning", "cell.asgi:app"]
+        self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     start_new_session=True)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.port}/readyz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"the cell under {server} did not start")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def requests_for(ledger_id: str, accounts: int) -> dict:
+    def write():
+        a, b = random.sample(range(1, accounts + 1), 2)
+        body = json.dumps({"ledger_id": ledger_id, "status": "posted", "ledger_entries": [
+            {"ledger_account_id": account_uuid(a), "direction": "debit", "amount": 100},
+            {"ledger_account_id": account_uuid(b), "direction": "credit", "amount": 100}]}).encode()
+        return "POST", "/api/ledger_transactions", body
+
+    def read():
+        return "GET", f"/api/ledger_accounts/{account_uuid(random.randint(1, accounts))}", b""
+
+    return {"write": write, "read": read}
+
+
+def fmt(row: dict) -> str:
+    return (f"{row['per_s']:9.0f}/s  p50 {row.get('p50_ms', float('nan')):6.1f} ms  "
+            f"p99 {row.get('p99_ms', float('nan')):6.1f} ms  statuses {row.get('statuses', '-')}")
+
+
+async def cell_benchmark(args) -> dict:
+    workdir = Path(tempfile.mkdtemp(prefix="ledger-bench-"))
+    pg = EmbeddedPostgres(workdir / "pg").start()  # fsync on: commits cost what they cost in production
+    results: dict = {}
+    try:
+        url = pg.create_database("bench")
+        ledger_id, secret = await setup_books(url, args.accounts)
+        print(f"# cell benchmark: {args.duration:.0f}s per phase, {args.concurrency} connections, "
+              f"{args.accounts} accounts, PostgreSQL {pg.port}, fsync on")
+        results["floor"] = pgbench_floor(pg, "bench", ledger_id, args.accounts, args.concurrency, args.duration,
+                                         workdir)
+        print(f"floor  pgbench ledger_post()      {results['floor']['per_s']:9.0f}/s  "
+              f"avg {results['floor']['avg_ms']:.1f} ms")
+        make = requests_for(ledger_id, args.accounts)
+        for server in args.servers:
+            cell = CellProcess(server, url)
+            try:
+                writes = await run_load("127.0.0.1", cell.port, (TENANT, secret), duration_s=args.duration,
+                                        workers=[("write", args.concurrency)], make_request=make)
+                w = writes["write"].summary(args.duration)
+                mixed = await run_load("127.0.0.1", cell.port, (TENANT, secret), duration_s=args.duration,
+                                       workers=[("write", max(1, args.concurrency // 4)),
+                                                ("read", args.concurrency - max(1, args.concurrency // 4))],
+                                       make_request=make)
+                mw, mr = mixed["write"].summary(args.duration), mixed["read"].summary(args.duration)
+            finally:
+                cell.stop()
+            results[server] = {"writes": w, "mixed_writes": mw, "mixed_reads": mr}
+            print(f"{server:8s} POST ledger_transactions {fmt(w)}")
+            print(f"{server:8s} mix 1:3  writes           {fmt(mw)}")
+            print(f"{server:8s} mix 1:3  balance reads    {fmt(mr)}")
+        print("\n# ratios (same run)")
+        for server in args.servers:
+            print(f"{server}: API writes / pgbench floor = {results[server]['writes']['per_s'] / results['floor']['per_s']:.2f}")
+        if len(args.servers) == 2:
+            a, b = args.servers
+            print(f"{b} / {a} writes = {results[b]['writes']['per_s'] / results[a]['writes']['per_s']:.2f}, "
+                  f"mixed reads = {results[b]['mixed_reads']['per_s'] / results[a]['mixed_reads']['per_s']:.2f}")
+    finally:
+        pg.stop()
+        remove_tree(workdir)
+    return results
+
+
+async def optional(module: str, args) -> dict | None:
+    """Benchmarks owned by other parts of the platform, run when present."""
+    try:
+        mod = importlib.import_module(module)
+    except ImportError:
+        return None
+    print(f"\n# {module}")
+    return await mod.run(duration_s=args.duration, concurrency=args.concurrency)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per measured phase")
+    parser.add_argument("--concurrency", type=int, default=16, help="connections per phase")
+    parser.add_argument("--accounts", type=int, default=1000)
+    parser.add_argument("--servers", default="uvicorn,granian", help="ASGI servers to compare")
+    parser.add_argument("--only", default="cell,hot_account,router", help="which benchmarks to run")
+    args = parser.parse_args()
+    args.servers = [s for s in args.servers.split(",") if s]
+    only = set(args.only.split(","))
+    results = {}
+    if "cell" in only:
+        results["cell"] = await cell_benchmark(args)
+    if "hot_account" in only:
+        results["hot_account"] = await optional("loadtests.hot_account", args)
+    if "router" in only:
+        results["router"] = await optional("loadtests.router_overhead", args)
+    out = Path(".ledger") / "bench.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(results, indent=2, default=str))
+    print(f"\nfull results: {out}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
