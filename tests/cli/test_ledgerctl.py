@@ -106,9 +106,13 @@ def test_tenants_create_places_on_the_least_loaded_cell(ctl):
     def load() -> dict[str, int]:
         return {c["name"]: c["tenants"] for c in ctl.json("cells", "list") if c["state"] == "active"}
 
+    # Make the loads unequal first, so that only one cell is the least loaded.
+    fullest = max(load().items(), key=lambda item: (item[1], item[0]))[0]
+    ctl("tenants", "create", new_id(), "--cell", fullest)
     before = load()
-    tenant = ctl.json("tenants", "create", new_id(), "--name", "Acme")
     emptiest = min(before, key=lambda name: (before[name], name))
+    assert before[emptiest] < before[fullest]
+    tenant = ctl.json("tenants", "create", new_id(), "--name", "Acme")
     assert tenant["cell"] == emptiest
     assert (tenant["state"], tenant["epoch"], tenant["published"]) == ("active", 1, True)
     after = load()
