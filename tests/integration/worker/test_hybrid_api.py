@@ -1,0 +1,122 @@
+"""The async path as a client sees it, through the cell's HTTP API in hybrid mode: 201 at once with a null
+lock version, read-your-writes on demand, the worker's drain assigning versions that as_of_lock_version reads,
+and a posting that still succeeds while the SQS endpoint is down."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from litestar.testing import AsyncTestClient
+
+from cell.api.app import create_app
+from cell.service.tenants import create_api_key, create_tenant
+from cell.service.verify import verify
+from cell.settings import load_settings
+from control_plane.devstack import free_port
+from worker import drain
+from worker_helpers import worker_settings
+
+
+@pytest.fixture(scope="module")
+def hybrid_database_url(make_database):
+    return make_database("worker_hybrid_api")
+
+
+async def _client(database_url: str, sqs_endpoint_url: str, queue_url: str):
+    settings = load_settings(("CELL_TEST_UNUSED_",), database_url=database_url, posting_mode="hybrid",
+                             sqs_endpoint_url=sqs_endpoint_url, sqs_queue_url=queue_url, sqs_send_buffer_ms_max=1,
+                             db_pool_min=1, db_pool_max=4)
+    return AsyncTestClient(create_app(settings))
+
+
+async def _tenant(client, pool) -> tuple[tuple[str, str], dict]:
+    async with pool.acquire() as conn:
+        tenant = f"t-{uuid.uuid4().hex[:12]}"
+        await create_tenant(conn, tenant)
+        _, secret = await create_api_key(conn, tenant)
+    auth = (tenant, secret)
+    ledger = (await client.post("/api/ledgers", json={"name": "cards"}, auth=auth)).json()
+    accounts = {}
+    for name, normal in (("settlement", "credit"), ("card", "debit")):
+        r = await client.post("/api/ledger_accounts", auth=auth, json={
+            "name": name, "ledger_id": ledger["id"], "normal_balance": normal, "currency": "USD"})
+        assert r.status_code == 201, r.text
+        accounts[name] = r.json()["id"]
+    return auth, {"ledger": ledger["id"], **accounts}
+
+
+def _payment(ids: dict, amount: int, **card_extra) -> dict:
+    return {"ledger_id": ids["ledger"], "status": "posted", "ledger_entries": [
+        {"ledger_account_id": ids["card"], "direction": "debit", "amount": amount, **card_extra},
+        {"ledger_account_id": ids["settlement"], "direction": "credit", "amount": amount}]}
+
+
+async def _balance(client, auth, account_id: str, **params) -> dict:
+    r = await client.get(f"/api/ledger_accounts/{account_id}", auth=auth, params=params)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+@pytest.fixture
+async def hybrid_pool(hybrid_database_url):
+    from cell.store.db import create_pool
+
+    pool = await create_pool(hybrid_database_url, min_size=1, max_size=4)
+    yield pool
+    await pool.close()
+
+
+async def test_async_entries_201_then_the_drain_assigns_versions(hybrid_database_url, hybrid_pool, sqs_queue,
+                                                               sqs_endpoint_url):
+    async with await _client(hybrid_database_url, sqs_endpoint_url, sqs_queue.url) as client:
+        auth, ids = await _tenant(client, hybrid_pool)
+        r = await client.post("/api/ledger_transactions", json=_payment(ids, 700), auth=auth)
+        assert r.status_code == 201, r.text
+        assert [e["ledger_account_lock_version"] for e in r.json()["ledger_entries"]] == [None, None]
+
+        # A balance condition makes the card entry sync; the settlement entry stays async.
+        r = await client.post("/api/ledger_transactions", auth=auth, json=_payment(
+            ids, 300, pending_balance_amount={"gte": 0}))
+        assert r.status_code == 201, r.text
+        card_entry, settlement_entry = r.json()["ledger_entries"]
+        assert card_entry["ledger_account_lock_version"] == 2  # it folded the queued 700 first
+        assert settlement_entry["ledger_account_lock_version"] is None
+
+        settlement = await _balance(client, auth, ids["settlement"])
+        assert (settlement["lock_version"], settlement["balances"]["posted_balance"]["amount"]) == (0, 0)
+        fresh = await _balance(client, auth, ids["settlement"], **{"balances[include_unapplied]": "true"})
+        assert fresh["balances"]["posted_balance"]["amount"] == 1000
+
+        settings = worker_settings(sqs_queue)
+        applied = 0
+        for _ in range(10):
+            applied += (await drain.drain_batch(hybrid_pool, sqs_queue, settings, wait_first_s=1)).applied
+            if applied >= 2:
+                break
+        assert applied == 2  # the two settlement effects; the card was applied in its posting
+
+        settlement = await _balance(client, auth, ids["settlement"])
+        assert (settlement["lock_version"], settlement["balances"]["posted_balance"]["amount"]) == (2, 1000)
+        first = await _balance(client, auth, ids["settlement"], **{"balances[as_of_lock_version]": "1"})
+        assert first["balances"]["posted_balance"]["amount"] == 700
+        r = await client.get("/api/ledger_entries", auth=auth, params={"ledger_account_id": ids["settlement"]})
+        assert sorted(e["ledger_account_lock_version"] for e in r.json()) == [1, 2]
+
+    async with hybrid_pool.acquire() as conn:
+        assert await verify(conn, auth[0]) == []
+
+
+async def test_a_posting_succeeds_while_sqs_is_down_and_the_sweeper_applies_it(hybrid_database_url, hybrid_pool,
+                                                                             sqs_queue):
+    dead = f"http://127.0.0.1:{free_port()}"
+    async with await _client(hybrid_database_url, dead, f"{dead}/123456789012/nowhere") as client:
+        auth, ids = await _tenant(client, hybrid_pool)
+        r = await client.post("/api/ledger_transactions", json=_payment(ids, 450), auth=auth)
+        assert r.status_code == 201, r.text
+        assert (await _balance(client, auth, ids["card"]))["lock_version"] == 0
+        await drain.sweep(hybrid_pool, worker_settings(sqs_queue, sweep_after_s=0.000001))
+        card = await _balance(client, auth, ids["card"])
+        assert (card["lock_version"], card["balances"]["posted_balance"]["amount"]) == (1, 450)
+    async with hybrid_pool.acquire() as conn:
+        assert await verify(conn, auth[0]) == []
