@@ -6,6 +6,7 @@ from litestar import Request, Response, get, patch, post
 from litestar.params import FromPath
 
 from cell.api import http
+from cell.api.openapi import body_operation
 from cell.api.params import AMOUNT_VERSION_MAX, balance_filters
 from cell.api.schemas import AccountCreate, AccountUpdate
 from cell.service import accounts
@@ -13,7 +14,7 @@ from cell.service.accounts import BalanceQuery
 from cell.service.common import decode_cursor, parse_uuid
 
 
-@post("/api/ledger_accounts", status_code=201)
+@post("/api/ledger_accounts", status_code=201, operation_class=body_operation(AccountCreate))
 async def create_account(request: Request) -> Response:
     raw, req = await http.body_of(request, AccountCreate)
     status, body = await accounts.create_account(http.context(request), http.tenant(request), req,
@@ -36,7 +37,7 @@ async def get_account(request: Request, account_id: FromPath[str]) -> Response:
                                                 parse_uuid(account_id, "ledger account"), bq))
 
 
-@patch("/api/ledger_accounts/{account_id:str}")
+@patch("/api/ledger_accounts/{account_id:str}", operation_class=body_operation(AccountUpdate))
 async def update_account(request: Request, account_id: FromPath[str]) -> Response:
     _, req = await http.body_of(request, AccountUpdate)
     return http.json(await accounts.update_account(http.context(request), http.tenant(request),

@@ -6,12 +6,13 @@ from litestar import Request, Response, get, patch, post
 from litestar.params import FromPath
 
 from cell.api import http
+from cell.api.openapi import body_operation
 from cell.api.schemas import LedgerCreate, LedgerUpdate
 from cell.service import ledgers
 from cell.service.common import decode_cursor, parse_uuid
 
 
-@post("/api/ledgers", status_code=201)
+@post("/api/ledgers", status_code=201, operation_class=body_operation(LedgerCreate))
 async def create_ledger(request: Request) -> Response:
     raw, req = await http.body_of(request, LedgerCreate)
     status, body = await ledgers.create_ledger(http.context(request), http.tenant(request), req,
@@ -25,7 +26,7 @@ async def get_ledger(request: Request, ledger_id: FromPath[str]) -> Response:
                                               parse_uuid(ledger_id, "ledger")))
 
 
-@patch("/api/ledgers/{ledger_id:str}")
+@patch("/api/ledgers/{ledger_id:str}", operation_class=body_operation(LedgerUpdate))
 async def update_ledger(request: Request, ledger_id: FromPath[str]) -> Response:
     _, req = await http.body_of(request, LedgerUpdate)
     return http.json(await ledgers.update_ledger(http.context(request), http.tenant(request),

@@ -6,13 +6,14 @@ from litestar import Request, Response, get, patch, post
 from litestar.params import FromPath
 
 from cell.api import http
+from cell.api.openapi import body_operation
 from cell.api.params import time_filters
 from cell.api.schemas import ReversalCreate, TransactionCreate, TransactionUpdate
 from cell.service import transactions
 from cell.service.common import decode_cursor, encode, parse_uuid
 
 
-@post("/api/ledger_transactions", status_code=201)
+@post("/api/ledger_transactions", status_code=201, operation_class=body_operation(TransactionCreate))
 async def create_transaction(request: Request) -> Response:
     raw, req = await http.body_of(request, TransactionCreate)
     status, body = await transactions.create_transaction(http.context(request), http.tenant(request), req,
@@ -26,14 +27,14 @@ async def get_transaction(request: Request, txn_id: FromPath[str]) -> Response:
                                                         parse_uuid(txn_id, "ledger transaction")))
 
 
-@patch("/api/ledger_transactions/{txn_id:str}")
+@patch("/api/ledger_transactions/{txn_id:str}", operation_class=body_operation(TransactionUpdate))
 async def update_transaction(request: Request, txn_id: FromPath[str]) -> Response:
     _, req = await http.body_of(request, TransactionUpdate)
     return http.json(await transactions.update_transaction(http.context(request), http.tenant(request),
                                                            parse_uuid(txn_id, "ledger transaction"), req))
 
 
-@post("/api/ledger_transactions/{txn_id:str}/reversal", status_code=201)
+@post("/api/ledger_transactions/{txn_id:str}/reversal", status_code=201, operation_class=body_operation(ReversalCreate))
 async def reverse_transaction(request: Request, txn_id: FromPath[str]) -> Response:
     raw, req = await http.body_of(request, ReversalCreate)
     status, body = await transactions.reverse_transaction(

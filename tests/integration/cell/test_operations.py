@@ -15,3 +15,12 @@ async def test_health_readiness_metrics_and_schema(api, cell_client):
     assert "ledger_request_duration_seconds" in metrics and "/api/ledger_transactions" in metrics
     schema = (await cell_client.get("/schema/openapi.json")).json()
     assert "/api/ledger_transactions" in schema["paths"] and "/api/ledger_accounts/{account_id}" in schema["paths"]
+
+
+async def test_openapi_documents_the_strict_request_bodies(cell_client):
+    schema = (await cell_client.get("/schema/openapi.json")).json()
+    body = schema["paths"]["/api/ledger_transactions"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    entry = body["properties"]["ledger_entries"]["items"]
+    assert entry["properties"]["amount"] == {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}
+    assert set(body["required"]) == {"ledger_id", "ledger_entries"}
+    assert "requestBody" in schema["paths"]["/api/ledger_accounts/{account_id}"]["patch"]
