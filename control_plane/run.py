@@ -1,0 +1,296 @@
+"""`make run`: the whole platform on one machine, in the foreground. Embedded PostgreSQL, Valkey and SQS
+(unless LEDGER_DATABASE_URL / LEDGER_REDIS_URL / LEDGER_SQS_ENDPOINT_URL name real ones), the control-plane
+database, two cells with their workers, the router on :8000, and a demo tenant. Ctrl-C stops it all."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import asyncpg
+
+from control_plane import catalog, operations
+from control_plane.devstack import EmbeddedPostgres, EmbeddedSQS, EmbeddedValkey, wait_for_port
+from control_plane.errors import LedgerctlError
+from control_plane.settings import ControlPlaneSettings
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / ".ledger"
+HOST = "127.0.0.1"
+ROUTER_PORT = 8000
+CELLS = (("cell-1", 8101), ("cell-2", 8102))
+CONTROL_PLANE_DATABASE = "ledger_control_plane"
+DEMO_TENANT = "demo"
+start_timeout_s_max = 90.0
+stop_timeout_s_max = 15.0
+
+
+def say(message: str) -> None:
+    print(f"[run] {message}", flush=True)
+
+
+def _die_with_parent() -> None:
+    # Linux: a child gets SIGTERM when this process dies, even by SIGKILL: no orphans holding our ports.
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+class Processes:
+    """The child processes, started in order and stopped in reverse."""
+
+    def __init__(self) -> None:
+        self.children: list[tuple[str, subprocess.Popen, Path]] = []
+        self.servers: list = []
+        (DATA / "logs").mkdir(parents=True, exist_ok=True)
+
+    def spawn(self, name: str, module: str, env: dict[str, str], cwd: Path = ROOT) -> subprocess.Popen:
+        log_path = DATA / "logs" / f"{name}.log"
+        log = open(log_path, "ab")
+        cwd.mkdir(parents=True, exist_ok=True)
+        proc = subprocess.Popen([sys.executable, "-m", module], env={**os.environ, **env}, cwd=cwd, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_parent)
+        log.close()
+        self.children.append((name, proc, log_path))
+        return proc
+
+    def exited(self) -> tuple[str, int, Path] | None:
+        for name, proc, log_path in self.children:
+            if proc.poll() is not None:
+                return name, proc.returncode, log_path
+        return None
+
+    def stop(self) -> None:
+        for name, proc, _ in reversed(self.children):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + stop_timeout_s_max
+        for name, proc, _ in reversed(self.children):
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                say(f"{name} did not stop in time: killing it")
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        for server in reversed(self.servers):
+            server.stop()
+
+
+def tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def wait_http(url: str, proc: subprocess.Popen, log_path: Path, what: str, auth: tuple[str, str] | None = None) -> None:
+    """Until GET url answers 200; fail fast when the process dies."""
+    request = urllib.request.Request(url)
+    if auth is not None:
+        import base64
+
+        request.add_header("Authorization", "Basic " + base64.b64encode(":".join(auth).encode()).decode())
+    deadline = time.monotonic() + start_timeout_s_max
+    while True:
+        if proc.poll() is not None:
+            raise SystemExit(f"{what} exited with code {proc.returncode}; its log ({log_path}):\n{tail(log_path)}")
+        try:
+            with urllib.request.urlopen(request, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{what} is not ready after {start_timeout_s_max:.0f}s; its log ({log_path}):\n"
+                             f"{tail(log_path)}")
+        time.sleep(0.2)
+
+
+def port_free(port: int) -> bool:
+    try:
+        wait_for_port(HOST, port, 0.05)
+        return False
+    except TimeoutError:
+        return True
+
+
+async def ensure_database(server_url: str, name: str) -> str:
+    conn = await asyncpg.connect(server_url)
+    try:
+        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+            await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return server_url.rsplit("/", 1)[0] + "/" + name
+
+
+def ensure_queue(endpoint_url: str, name: str) -> str:
+    from cell.service.nudge import make_sqs_client
+
+    return make_sqs_client(endpoint_url, "us-east-1", 5.0).create_queue(QueueName=name)["QueueUrl"]
+
+
+async def prepare_catalog(settings: ControlPlaneSettings, cells: list[dict]) -> None:
+    conn = await catalog.connect(settings.database_url)
+    try:
+        await catalog.migrate_catalog(conn)
+        for cell in cells:
+            await operations.ensure_cell(conn, settings, cell["name"], cell["api_url"], cell["database_url"],
+                                         cell["queue_url"])
+    finally:
+        await conn.close()
+
+
+async def ensure_demo_tenant(settings: ControlPlaneSettings) -> tuple[str, str]:
+    """The demo tenant and its key. The secret is kept in .ledger/ (the cell stores only its hash), so a
+    second run prints the same credentials; a key that no longer works (data wiped, revoked) is replaced."""
+    from cell.service.tenants import authenticate
+
+    secret_path = DATA / "demo-credentials.json"
+    conn = await catalog.connect(settings.database_url)
+    try:
+        if await conn.fetchrow(catalog.Q["fetch_tenant"], DEMO_TENANT) is None:
+            await operations.create_tenant(conn, settings, DEMO_TENANT, "Demo tenant")
+            say(f"created tenant {DEMO_TENANT!r} through the control plane")
+        saved = json.loads(secret_path.read_text()) if secret_path.exists() else {}
+        secret = saved.get("api_key") if saved.get("tenant_id") == DEMO_TENANT else None
+        if secret:
+            tenant = await catalog.fetch_tenant(conn, DEMO_TENANT)
+            cell = await catalog.fetch_cell(conn, tenant["cell"])
+            async with operations.cell_connection(cell) as cell_conn:
+                if not await authenticate(cell_conn, DEMO_TENANT, secret):
+                    secret = None
+        if not secret:
+            _, secret = await operations.create_key(conn, settings, DEMO_TENANT)
+            secret_path.write_text(json.dumps({"tenant_id": DEMO_TENANT, "api_key": secret}))
+            secret_path.chmod(0o600)
+            say(f"created an API key for {DEMO_TENANT!r}")
+        return DEMO_TENANT, secret
+    finally:
+        await conn.close()
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def main() -> None:
+    # SIGTERM ends us like Ctrl-C does, through the same clean-up.
+    signal.signal(signal.SIGTERM, _interrupt)
+    DATA.mkdir(exist_ok=True)
+    (DATA / "dev.json").unlink(missing_ok=True)  # written again only once this run is ready
+    procs = Processes()
+    try:
+        run(procs)
+    except KeyboardInterrupt:
+        print(flush=True)
+        say("stopping")
+    finally:
+        procs.stop()
+        (DATA / "dev.json").unlink(missing_ok=True)
+        say("stopped")
+
+
+def run(procs: Processes) -> None:
+    for port in [ROUTER_PORT, *(p for _, p in CELLS)]:
+        if not port_free(port):
+            raise SystemExit(f"port {port} is in use: is another `make run` still running?")
+
+    server_url = os.environ.get("LEDGER_DATABASE_URL")
+    if not server_url:
+        say("starting PostgreSQL (data in .ledger/pg)")
+        pg = EmbeddedPostgres(DATA / "pg").start()
+        procs.servers.append(pg)
+        server_url = pg.url
+    redis_url = os.environ.get("LEDGER_REDIS_URL")
+    if not redis_url:
+        valkey = EmbeddedValkey(DATA / "valkey").start()
+        procs.servers.append(valkey)
+        redis_url = valkey.url
+    sqs_url = os.environ.get("LEDGER_SQS_ENDPOINT_URL")
+    if not sqs_url:
+        say("starting the SQS endpoint")
+        sqs = EmbeddedSQS().start()
+        procs.servers.append(sqs)
+        sqs_url = sqs.url
+
+    settings = ControlPlaneSettings(database_url=asyncio.run(ensure_database(server_url, CONTROL_PLANE_DATABASE)),
+                                    redis_url=redis_url, actor="make-run")
+    with_worker = (ROOT / "worker" / "__main__.py").exists()
+    cells = []
+    for index, (name, port) in enumerate(CELLS, start=1):
+        database_url = asyncio.run(ensure_database(server_url, f"ledger_{name.replace('-', '_')}"))
+        queue_url = ensure_queue(sqs_url, f"ledger-{name}")
+        cells.append({"name": name, "port": port, "api_url": f"http://{HOST}:{port}", "database_url": database_url,
+                      "queue_url": queue_url, "broker_url": redis_url.rsplit("/", 1)[0] + f"/{index}"})
+    for cell in cells:
+        procs.spawn(cell["name"], "cell", {
+            "CELL_NAME": cell["name"], "CELL_HOST": HOST, "CELL_PORT": str(cell["port"]),
+            "CELL_DATABASE_URL": cell["database_url"], "CELL_SQS_ENDPOINT_URL": sqs_url,
+            "CELL_SQS_QUEUE_URL": cell["queue_url"], "CELL_POSTING_MODE": "hybrid" if with_worker else "sync"})
+    for (name, proc, log_path), cell in zip(list(procs.children), cells):
+        wait_http(cell["api_url"] + "/readyz", proc, log_path, f"cell {name}")
+        say(f"cell {name} ready on {cell['api_url']}")
+    asyncio.run(prepare_catalog(settings, cells))
+    if with_worker:
+        for cell in cells:
+            # Each worker in its own directory: Celery beat keeps its schedule file in the working directory.
+            procs.spawn(f"worker-{cell['name']}", "worker", {
+                "WORKER_CELL_NAME": cell["name"], "WORKER_DATABASE_URL": cell["database_url"],
+                "WORKER_BROKER_URL": cell["broker_url"], "WORKER_SQS_ENDPOINT_URL": sqs_url,
+                "WORKER_SQS_QUEUE_URL": cell["queue_url"]}, cwd=DATA / f"worker-{cell['name']}")
+        say("workers started (logs in .ledger/logs/)")
+    else:
+        say("no worker package yet: cells run in sync posting mode")
+
+    router = procs.spawn("router", "router", {
+        "ROUTER_HOST": HOST, "ROUTER_PORT": str(ROUTER_PORT),
+        "ROUTER_CONTROL_PLANE_DATABASE_URL": settings.database_url, "ROUTER_REDIS_URL": redis_url})
+    try:
+        tenant_id, api_key = asyncio.run(ensure_demo_tenant(settings))
+    except LedgerctlError as error:
+        raise SystemExit(f"could not set up the demo tenant: {error.message}") from error
+    base_url = f"http://{HOST}:{ROUTER_PORT}"
+    router_log = DATA / "logs" / "router.log"
+    wait_http(base_url + "/readyz", router, router_log, "the router")
+    # Ready means a real request goes through the router to the tenant's cell and back.
+    wait_http(base_url + "/api/ledgers", router, router_log, "the router", auth=(tenant_id, api_key))
+
+    (DATA / "dev.json").write_text(json.dumps({"base_url": base_url, "tenant_id": tenant_id, "api_key": api_key},
+                                              indent=2) + "\n")
+    print(f"""
+Ledger is running: router {base_url} -> cells {', '.join(c['api_url'] for c in cells)}
+
+  base URL   {base_url}
+  tenant id  {tenant_id}
+  API key    {api_key}
+
+  curl -u {tenant_id}:{api_key} {base_url}/api/ledgers
+  curl -u {tenant_id}:{api_key} -H 'content-type: application/json' -d '{{"name": "main"}}' {base_url}/api/ledgers
+
+  ledgerctl:  export CONTROL_PLANE_DATABASE_URL={settings.database_url} CONTROL_PLANE_REDIS_URL={redis_url}
+              ledgerctl cells list; ledgerctl tenants list; ledgerctl keys create {tenant_id}
+
+Credentials are in .ledger/dev.json; logs in .ledger/logs/. Ctrl-C stops everything.
+""", flush=True)
+    while True:
+        time.sleep(0.5)
+        gone = procs.exited()
+        if gone is not None:
+            name, code, log_path = gone
+            raise SystemExit(f"{name} exited with code {code}; its log ({log_path}):\n{tail(log_path)}")
+
+
+if __name__ == "__main__":
+    main()
