@@ -1,0 +1,167 @@
+"""The router's cost: requests/s and p50/p99 through the router against the same cell directly, in one run.
+
+One cell (`python -m cell`, sync mode) and one router (`python -m router`) on an embedded PostgreSQL; the same
+keep-alive load (reads: one account with its balances; writes: a two-entry posting) is sent to the cell's
+port, then to the router's, and the ratios are printed.
+
+    python -m loadtests.router_overhead --duration 10 --concurrency 16
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import httpx
+
+from control_plane import catalog, operations
+from control_plane.devstack import EmbeddedPostgres, free_port, remove_tree
+from control_plane.settings import ControlPlaneSettings
+from loadtests.httpload import run_load
+
+TENANT = "router-bench"
+ACCOUNTS = 50
+WARMUP_S = 1.0
+START_WAIT_S_MAX = 60
+
+
+def _spawn(module: str, env: dict[str, str], log: Path) -> subprocess.Popen:
+    with open(log, "wb") as out:
+        return subprocess.Popen([sys.executable, "-m", module], env={**os.environ, **env}, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _wait_ready(url: str, proc: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + START_WAIT_S_MAX
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{url} exited: {log.read_text()[-2000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(f"{url} not ready")
+
+
+def _cpu_s(proc: subprocess.Popen) -> float:
+    """User + system CPU seconds the process has used (Linux /proc): less noisy than req/s on shared cores."""
+    fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _stop(proc: subprocess.Popen | None) -> None:
+    if proc is not None and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+async def _setup(cp_url: str, cell_url: str, cell_db_url: str) -> tuple[str, list[str], str]:
+    settings = ControlPlaneSettings(database_url=cp_url, actor="bench")
+    conn = await catalog.connect(cp_url)
+    try:
+        await catalog.migrate_catalog(conn)
+        await operations.add_cell(conn, settings, "bench-cell", cell_url, cell_db_url)
+        await operations.create_tenant(conn, settings, TENANT, "router benchmark", "bench-cell")
+        # No limit: the benchmark measures the proxy, not the rate limiter's rejections.
+        await operations.set_rate_limit(conn, settings, TENANT, 1_000_000, 1_000_000)
+        _, secret = await operations.create_key(conn, settings, TENANT)
+    finally:
+        await conn.close()
+    async with httpx.AsyncClient(base_url=cell_url, auth=(TENANT, secret)) as http:
+        ledger = (await http.post("/api/ledgers", json={"name": "bench"})).json()["id"]
+        accounts = []
+        for i in range(ACCOUNTS):
+            response = await http.post("/api/ledger_accounts", json={
+                "name": f"a{i}", "ledger_id": ledger, "currency": "USD",
+                "normal_balance": "debit" if i % 2 else "credit"})
+            accounts.append(response.json()["id"])
+    return ledger, accounts, secret
+
+
+async def _measure(port: int, auth, duration_s: float, concurrency: int, kind: str, make) -> dict:
+    await run_load("127.0.0.1", port, auth, duration_s=WARMUP_S, workers=[(kind, concurrency)],
+                   make_request={kind: make})
+    stats = await run_load("127.0.0.1", port, auth, duration_s=duration_s, workers=[(kind, concurrency)],
+                           make_request={kind: make})
+    return stats[kind].summary(duration_s)
+
+
+async def run(duration_s: float = 10.0, concurrency: int = 16) -> dict:
+    workdir = Path(tempfile.mkdtemp(prefix="ledger-router-bench-"))
+    pg = EmbeddedPostgres(workdir / "pg").start()
+    cell = router = None
+    try:
+        cp_url, cell_db_url = pg.create_database("control_plane"), pg.create_database("cell")
+        cell_port, router_port = free_port(), free_port()
+        cell_url = f"http://127.0.0.1:{cell_port}"
+        cell = _spawn("cell", {"CELL_DATABASE_URL": cell_db_url, "CELL_PORT": str(cell_port), "CELL_NAME": "bench-cell",
+                               "CELL_POSTING_MODE": "sync"}, workdir / "cell.log")
+        _wait_ready(cell_url + "/readyz", cell, workdir / "cell.log")
+        ledger, accounts, secret = await _setup(cp_url, cell_url, cell_db_url)
+        router = _spawn("router", {"ROUTER_PORT": str(router_port), "ROUTER_CONTROL_PLANE_DATABASE_URL": cp_url,
+                                   "ROUTER_REDIS_URL": ""}, workdir / "router.log")
+        _wait_ready(f"http://127.0.0.1:{router_port}/readyz", router, workdir / "router.log")
+        auth = (TENANT, secret)
+
+        def read():
+            return "GET", f"/api/ledger_accounts/{random.choice(accounts)}", b""
+
+        def write():
+            debit, credit = random.sample(accounts, 2)
+            body = json.dumps({"ledger_id": ledger, "status": "posted", "ledger_entries": [
+                {"ledger_account_id": debit, "direction": "debit", "amount": 100},
+                {"ledger_account_id": credit, "direction": "credit", "amount": 100}]}).encode()
+            return "POST", "/api/ledger_transactions", body
+
+        results: dict = {"duration_s": duration_s, "concurrency": concurrency}
+        for kind, make in (("reads", read), ("writes", write)):
+            direct = await _measure(cell_port, auth, duration_s, concurrency, kind, make)
+            cpu_before = _cpu_s(router)
+            routed = await _measure(router_port, auth, duration_s, concurrency, kind, make)
+            # Includes the warm-up's requests, which _measure does not count: an upper bound per request.
+            routed["router_cpu_us_per_request"] = (_cpu_s(router) - cpu_before) * 1e6 / max(1, routed["requests"])
+            results[kind] = {
+                "direct": direct, "router": routed,
+                "throughput_ratio": routed["per_s"] / direct["per_s"] if direct["per_s"] else float("nan"),
+                "p50_added_ms": routed["p50_ms"] - direct["p50_ms"],
+                "p99_added_ms": routed["p99_ms"] - direct["p99_ms"]}
+            for path, r in (("direct", direct), ("router", routed)):
+                print(f"{kind:6} {path:6} {r['per_s']:8.0f} req/s  p50 {r['p50_ms']:6.2f} ms  "
+                      f"p99 {r['p99_ms']:6.2f} ms  statuses {r['statuses']}")
+            ratio = results[kind]
+            print(f"{kind:6} router/direct throughput = {ratio['throughput_ratio']:.2f}, "
+                  f"p50 +{ratio['p50_added_ms']:.2f} ms, p99 +{ratio['p99_added_ms']:.2f} ms, "
+                  f"router CPU <= {routed['router_cpu_us_per_request']:.0f} us/request")
+        return results
+    finally:
+        _stop(router)
+        _stop(cell)
+        pg.stop()
+        remove_tree(workdir)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per measured phase")
+    parser.add_argument("--concurrency", type=int, default=16, help="keep-alive connections")
+    args = parser.parse_args()
+    asyncio.run(run(args.duration, args.concurrency))
+
+
+if __name__ == "__main__":
+    main()
