@@ -16,7 +16,9 @@ def main() -> None:
     # No server/date headers of our own: the cell's answer goes back unchanged.
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, loop="uvloop", http="httptools",
                 lifespan="on", access_log=False, server_header=False, date_header=False,
-                timeout_keep_alive=5, log_level="warning")
+                timeout_keep_alive=5, log_level="warning",
+                # X-Forwarded-For is set from the socket peer by the router itself; uvicorn's rewrite costs ~15 us.
+                proxy_headers=False)
 
 
 if __name__ == "__main__":

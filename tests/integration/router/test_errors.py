@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
 
 from router.app import UNAUTHORIZED_BODY
@@ -51,14 +53,18 @@ async def test_rate_limit_is_per_tenant(platform):
     router = await platform.router(redis_url="")
     try:
         async with httpx.AsyncClient(base_url=router.url) as client:
-            statuses = [(await client.get("/api/x", headers=basic(limited))).status_code for _ in range(6)]
-            rejected = await client.get("/api/x", headers=basic(limited))
+            started = time.monotonic()
+            responses = [await client.get("/api/x", headers=basic(limited)) for _ in range(10)]
+            elapsed_s = time.monotonic() - started
             calm = await client.get("/api/x", headers=basic(other))
     finally:
         await router.stop()
-    assert statuses[:3] == [200, 200, 200]
-    assert 429 in statuses[3:]
-    assert rejected.status_code == 429
+    statuses = [r.status_code for r in responses]
+    assert statuses[:3] == [200, 200, 200]  # the burst
+    # Beyond the burst, one more per elapsed second at most (however slow this machine is today).
+    assert statuses.count(200) <= 3 + int(elapsed_s) + 1
+    assert set(statuses) == {200, 429}
+    rejected = next(r for r in responses if r.status_code == 429)
     assert rejected.json()["code"] == "rate_limited"
     assert int(rejected.headers["retry-after"]) >= 1
     assert calm.status_code == 200  # one tenant's flood does not touch another's budget
