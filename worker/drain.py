@@ -13,7 +13,7 @@ import msgspec
 
 from cell.store.queries import Q
 from worker import metrics
-from worker.batching import Received, batch_accounts, deletable, encode_nudges, group_accounts
+from worker.batching import SQS_BATCH_MAX, Received, batch_accounts, deletable, encode_nudges, group_accounts
 from worker.settings import WorkerSettings
 from worker.sqs import SqsQueue
 
@@ -70,20 +70,19 @@ async def apply_accounts(pool: asyncpg.Pool, accounts: list[uuid.UUID], *, group
 
 
 async def gather_batch(queue: SqsQueue, settings: WorkerSettings, wait_first_s: int) -> list[Received]:
-    """Long-poll for a first message, then gather more until batch_size_max or batch_wait_ms_max."""
+    """Long-poll for a first message; unless it came back full, wait out batch_wait_ms_max once; then read
+    while reads come back full, up to batch_size_max. About three calls a batch: each one costs the SQS
+    endpoint CPU (and real SQS bills per call)."""
     batch = await asyncio.to_thread(queue.receive, settings.batch_size_max, wait_first_s)
     if not batch:
         return []
-    deadline = time.monotonic() + settings.batch_wait_ms_max / 1000
+    if len(batch) < SQS_BATCH_MAX and settings.batch_wait_ms_max > 0:
+        await asyncio.sleep(settings.batch_wait_ms_max / 1000)
     while len(batch) < settings.batch_size_max:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            break
         more = await asyncio.to_thread(queue.receive, settings.batch_size_max - len(batch), 0)
-        if more:
-            batch.extend(more)
-        else:
-            await asyncio.sleep(min(remaining, 0.005))
+        batch.extend(more)
+        if len(more) < SQS_BATCH_MAX:
+            break
     return batch
 
 

@@ -19,8 +19,7 @@ log = logging.getLogger(__name__)
 NUDGE_VERSION = 1
 ACCOUNTS_PER_MESSAGE_MAX = 500  # ~20 KB a message: ten fit SendMessageBatch's 256 KB total
 SQS_BATCH_MAX = 10  # entries per SendMessageBatch (an SQS limit)
-SENDS_IN_FLIGHT_MAX = 4  # concurrent SendMessageBatch calls (threads); more wait their turn
-FLUSHES_QUEUED_MAX = 64  # flushes waiting for a send slot; beyond it (SQS down) nudges are dropped, swept later
+PENDING_ACCOUNTS_MAX = 100_000  # accounts buffered while a send is slow; beyond it nudges drop (swept later)
 
 NUDGES_SENT = Counter("ledger_nudge_messages_sent_total", "SQS nudge messages sent")
 NUDGE_FAILURES = Counter(
@@ -60,64 +59,65 @@ def encode_nudges(tenant_id: str, account_ids, accounts_per_message_max: int = A
 
 
 class SqsNudger:
-    """Buffers nudges for up to buffer_ms_max, coalesces their accounts per tenant, sends them with
-    SendMessageBatch in a thread (boto3 is blocking). Never raises into the posting path: the effects are
-    already committed, so a failed send only delays their application until the sweeper runs."""
+    """Coalesces nudges per tenant and sends them with SendMessageBatch from one sender task: it waits up to
+    buffer_ms_max for more postings, sends everything pending in a thread (boto3 is blocking), and whatever
+    arrives meanwhile goes in the next call, so the call rate stays bounded however fast postings come.
+    Never raises into the posting path: the effects are already committed, so a failed send only delays
+    their application until the sweeper runs."""
 
     def __init__(self, client, queue_url: str, buffer_ms_max: int, *,
-                 pending_accounts_max: int = ACCOUNTS_PER_MESSAGE_MAX * SQS_BATCH_MAX) -> None:
+                 pending_accounts_max: int = PENDING_ACCOUNTS_MAX) -> None:
         self._client = client
         self._queue_url = queue_url
         self._buffer_s = max(0, buffer_ms_max) / 1000
         self._pending_accounts_max = pending_accounts_max
         self._pending: dict[str, set[str]] = {}
         self._pending_count = 0
-        self._timer: asyncio.TimerHandle | None = None
-        self._in_flight: set[asyncio.Task] = set()
-        self._sends = asyncio.Semaphore(SENDS_IN_FLIGHT_MAX)
+        self._wakeup: asyncio.Event | None = None
+        self._sender: asyncio.Task | None = None
         self._closed = False
 
     async def nudge(self, tenant_id: str, account_ids: list[str]) -> None:
-        if not account_ids:
+        if not account_ids or self._closed:
+            return
+        if self._pending_count >= self._pending_accounts_max:
+            # SQS slow or down and the buffer full: holding more would only grow memory; the sweeper applies.
+            NUDGE_FAILURES.inc()
             return
         accounts = self._pending.setdefault(tenant_id, set())
         before = len(accounts)
         accounts.update(str(a) for a in account_ids)
         self._pending_count += len(accounts) - before
-        if self._closed or self._buffer_s == 0 or self._pending_count >= self._pending_accounts_max:
-            self._flush()
-        elif self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(self._buffer_s, self._flush)
+        if self._sender is None:
+            self._wakeup = asyncio.Event()
+            self._sender = asyncio.get_running_loop().create_task(self._run())
+        self._wakeup.set()
 
-    def _flush(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if not self._pending:
-            return
-        pending, self._pending, self._pending_count = self._pending, {}, 0
-        bodies = [b for tenant, accounts in pending.items() for b in encode_nudges(tenant, accounts)]
-        if len(self._in_flight) >= FLUSHES_QUEUED_MAX:
-            # SQS is slow or down: holding more would only grow memory; the sweeper applies these.
-            NUDGE_FAILURES.inc(len(bodies))
-            return
-        task = asyncio.get_running_loop().create_task(self._send(bodies))
-        self._in_flight.add(task)
-        task.add_done_callback(self._in_flight.discard)
+    async def _run(self) -> None:
+        assert self._wakeup is not None
+        while True:
+            await self._wakeup.wait()
+            if self._buffer_s and not self._closed:
+                await asyncio.sleep(self._buffer_s)  # let concurrent postings join this call
+            self._wakeup.clear()
+            pending, self._pending, self._pending_count = self._pending, {}, 0
+            if pending:
+                await self._send([b for tenant, accounts in pending.items() for b in encode_nudges(tenant, accounts)])
+            if self._closed and not self._pending:
+                return
 
     async def _send(self, bodies: list[str]) -> None:
-        async with self._sends:
-            for i in range(0, len(bodies), SQS_BATCH_MAX):
-                chunk = bodies[i:i + SQS_BATCH_MAX]
-                try:
-                    failed = await asyncio.to_thread(self._send_batch, chunk)
-                except Exception as exc:  # noqa: BLE001 - SQS down: the sweeper applies these effects later
-                    log.warning("SQS nudge of %d messages failed: %s", len(chunk), exc)
-                    NUDGE_FAILURES.inc(len(chunk))
-                    continue
-                NUDGES_SENT.inc(len(chunk) - failed)
-                if failed:
-                    NUDGE_FAILURES.inc(failed)
+        for i in range(0, len(bodies), SQS_BATCH_MAX):
+            chunk = bodies[i:i + SQS_BATCH_MAX]
+            try:
+                failed = await asyncio.to_thread(self._send_batch, chunk)
+            except Exception as exc:  # noqa: BLE001 - SQS down: the sweeper applies these effects later
+                log.warning("SQS nudge of %d messages failed: %s", len(chunk), exc)
+                NUDGE_FAILURES.inc(len(chunk))
+                continue
+            NUDGES_SENT.inc(len(chunk) - failed)
+            if failed:
+                NUDGE_FAILURES.inc(failed)
 
     def _send_batch(self, bodies: list[str]) -> int:
         response = self._client.send_message_batch(
@@ -125,15 +125,12 @@ class SqsNudger:
         )
         return len(response.get("Failed", []))
 
-    async def flush(self) -> None:
-        """Send everything buffered and wait for every send in flight."""
-        self._flush()
-        if self._in_flight:
-            await asyncio.gather(*list(self._in_flight), return_exceptions=True)
-
     async def close(self) -> None:
+        """Send everything pending and stop (bounded by the client's timeouts)."""
         self._closed = True
-        await self.flush()
+        if self._sender is not None:
+            self._wakeup.set()
+            await asyncio.gather(self._sender, return_exceptions=True)
 
 
 def make_sqs_client(endpoint_url: str, region: str, timeout_s: float = 2.0):

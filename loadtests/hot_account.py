@@ -1,0 +1,252 @@
+"""The hot-account benchmark: card payments that all credit one settlement account, sync vs hybrid in one run.
+
+Each posting debits one of many card accounts and credits the one shared settlement account, through the
+cell's HTTP API. In `sync` mode every posting updates the settlement balance row under its lock; in `hybrid`
+mode the postings only queue balance effects and the worker (`python -m worker`, Celery + embedded SQS)
+folds them in batches. Prints, per mode, transactions/s and p50/p99 write latency; for hybrid the apply
+lag (posting to applied) p50/p90/p99, measured from the database; then the ratios.
+
+    python -m loadtests.hot_account --duration 10 --concurrency 16
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import asyncpg
+import httpx
+
+from cell.service.tenants import create_api_key, create_tenant
+from cell.service.verify import verify
+from cell.store.migrate import migrate
+from control_plane.devstack import EmbeddedPostgres, EmbeddedSQS, EmbeddedValkey, free_port, remove_tree
+from loadtests.httpload import run_load
+
+TENANT = "hot"
+SETTLEMENT = uuid.UUID("00000000-0000-4000-8000-000000000000")
+DRAIN_WAIT_S_MAX = 60  # after the load, the backlog must be applied within this (else reported, not hidden)
+START_WAIT_S_MAX = 30
+# Every SQS call costs CPU in the cell (botocore), in the endpoint and in the worker; on shared cores fewer,
+# fuller calls win. Both stay well inside the 1 s apply-lag target.
+SEND_BUFFER_MS = 50
+BATCH_WAIT_MS = 50
+
+
+def card_id(i: int) -> uuid.UUID:
+    return uuid.UUID(f"00000000-0000-4000-8000-{i:012d}")
+
+
+async def setup_books(url: str, cards: int) -> tuple[str, str]:
+    """A tenant and key, a ledger, `cards` debit-normal card accounts and the credit-normal settlement."""
+    conn = await asyncpg.connect(url)
+    try:
+        await migrate(conn)
+        await create_tenant(conn, TENANT, "hot-account benchmark")
+        _, secret = await create_api_key(conn, TENANT)
+        ledger_id = uuid.uuid4()
+        await conn.execute("INSERT INTO ledgers (id, tenant_id, name) VALUES ($1, $2, 'cards')", ledger_id, TENANT)
+        rows = [(SETTLEMENT, "settlement", "credit")] + [(card_id(i), f"card {i}", "debit") for i in range(1, cards + 1)]
+        await conn.copy_records_to_table(
+            "ledger_accounts", records=[(a, TENANT, ledger_id, name, nb, "USD", 2) for a, name, nb in rows],
+            columns=["id", "tenant_id", "ledger_id", "name", "normal_balance", "currency", "currency_exponent"])
+        await conn.copy_records_to_table("account_balances", records=[(a, TENANT) for a, _, _ in rows],
+                                         columns=["account_id", "tenant_id"])
+        await conn.execute("ANALYZE")
+        return str(ledger_id), secret
+    finally:
+        await conn.close()
+
+
+def payment_request(ledger_id: str, cards: int):
+    def write():
+        amount = random.randint(1, 50_000)
+        body = json.dumps({"ledger_id": ledger_id, "status": "posted", "ledger_entries": [
+            {"ledger_account_id": str(card_id(random.randint(1, cards))), "direction": "debit", "amount": amount},
+            {"ledger_account_id": str(SETTLEMENT), "direction": "credit", "amount": amount}]}).encode()
+        return "POST", "/api/ledger_transactions", body
+
+    return {"write": write}
+
+
+class Process:
+    """A child process in its own session, stopped by its pid."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
+        self._log = open(log, "ab")
+        self.proc = subprocess.Popen(args, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._log.close()
+
+
+def start_cell(database_url: str, mode: str, workdir: Path, sqs_endpoint: str = "", queue_url: str = "",
+               send_buffer_ms: int = 5) -> tuple[Process, int]:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CELL_", "LEDGER_", "WORKER_"))}
+    env.update({"CELL_DATABASE_URL": database_url, "CELL_PORT": str(port), "CELL_POSTING_MODE": mode,
+                "CELL_DB_POOL_MAX": "12", "CELL_NAME": f"hot-{mode}", "CELL_SQS_ENDPOINT_URL": sqs_endpoint,
+                "CELL_SQS_QUEUE_URL": queue_url, "CELL_SQS_SEND_BUFFER_MS_MAX": str(send_buffer_ms)})
+    cell = Process([sys.executable, "-m", "cell"], env, workdir / f"cell-{mode}.log")
+    deadline = time.monotonic() + START_WAIT_S_MAX
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                return cell, port
+        except httpx.HTTPError:
+            pass
+        if cell.proc.poll() is not None or time.monotonic() > deadline:
+            cell.stop()
+            raise RuntimeError(f"the {mode} cell did not start; see {workdir}/cell-{mode}.log")
+        time.sleep(0.1)
+
+
+def start_worker(database_url: str, broker_url: str, sqs_endpoint: str, queue_url: str, workdir: Path,
+                 **settings) -> Process:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CELL_", "LEDGER_", "WORKER_"))}
+    env.update({"WORKER_CELL_NAME": "hot", "WORKER_DATABASE_URL": database_url, "WORKER_BROKER_URL": broker_url,
+                "WORKER_SQS_ENDPOINT_URL": sqs_endpoint, "WORKER_SQS_QUEUE_URL": queue_url,
+                "WORKER_LOG_LEVEL": "WARNING", "WORKER_VERIFY_EVERY_S": "0"})
+    env.update({"WORKER_" + k.upper(): str(v) for k, v in settings.items()})
+    return Process([sys.executable, "-m", "worker"], env, workdir / "worker.log")
+
+
+async def wait_applied(conn: asyncpg.Connection, timeout_s: float) -> float | None:
+    """Seconds until no effect is left unapplied, or None if some still are after timeout_s."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout_s:
+        if await conn.fetchval("SELECT count(*) FROM balance_effects WHERE applied_at IS NULL") == 0:
+            return time.monotonic() - started
+        await asyncio.sleep(0.05)
+    return None
+
+
+async def measure(port: int, secret: str, ledger_id: str, cards: int, duration_s: float, concurrency: int) -> dict:
+    stats = await run_load("127.0.0.1", port, (TENANT, secret), duration_s=duration_s,
+                           workers=[("write", concurrency)], make_request=payment_request(ledger_id, cards))
+    return stats["write"].summary(duration_s)
+
+
+async def run(duration_s: float = 10.0, concurrency: int = 16, cards: int = 1000, warmup_s: float = 1.0,
+              send_buffer_ms: int = SEND_BUFFER_MS, batch_wait_ms: int = BATCH_WAIT_MS, **_ignored) -> dict:
+    workdir = Path(tempfile.mkdtemp(prefix="ledger-hot-"))
+    pg = EmbeddedPostgres(workdir / "pg").start()  # fsync on: commits cost what they cost in production
+    valkey = EmbeddedValkey(workdir / "valkey").start()
+    sqs = EmbeddedSQS().start()
+    results: dict = {"duration_s": duration_s, "concurrency": concurrency, "cards": cards,
+                     "send_buffer_ms": send_buffer_ms, "batch_wait_ms": batch_wait_ms}
+    try:
+        print(f"# hot account: {cards} card accounts -> 1 settlement account, {duration_s:.0f}s per mode, "
+              f"{concurrency} connections, fsync on")
+        # sync: every posting locks and updates the settlement row.
+        url = pg.create_database("hot_sync")
+        ledger_id, secret = await setup_books(url, cards)
+        cell, port = start_cell(url, "sync", workdir)
+        try:
+            await measure(port, secret, ledger_id, cards, warmup_s, concurrency)
+            results["sync"] = await measure(port, secret, ledger_id, cards, duration_s, concurrency)
+        finally:
+            cell.stop()
+        print(f"sync    {_fmt(results['sync'])}")
+
+        # hybrid: postings queue effects; the worker applies them in batches.
+        url = pg.create_database("hot_hybrid")
+        ledger_id, secret = await setup_books(url, cards)
+        from worker.settings import load_settings
+        from worker.sqs import SqsQueue
+
+        queue = SqsQueue(load_settings({}, sqs_endpoint_url=sqs.url, cell_name="hot"))
+        queue_url = queue.ensure()
+        worker = start_worker(url, valkey.url, sqs.url, queue_url, workdir, batch_wait_ms_max=batch_wait_ms)
+        cell, port = start_cell(url, "hybrid", workdir, sqs.url, queue_url, send_buffer_ms)
+        conn = await asyncpg.connect(url)
+        try:
+            await measure(port, secret, ledger_id, cards, warmup_s, concurrency)
+            if await wait_applied(conn, START_WAIT_S_MAX) is None:
+                raise RuntimeError(f"the worker applies nothing; see {workdir}/worker.log")
+            phase_start = await conn.fetchval("SELECT clock_timestamp()")
+            results["hybrid"] = await measure(port, secret, ledger_id, cards, duration_s, concurrency)
+            backlog = await conn.fetchval("SELECT count(*) FROM balance_effects WHERE applied_at IS NULL")
+            drained_s = await wait_applied(conn, DRAIN_WAIT_S_MAX)
+            lag = await conn.fetchrow(
+                "SELECT count(*) AS n, percentile_cont(ARRAY[0.5, 0.9, 0.99]) WITHIN GROUP"
+                " (ORDER BY extract(epoch FROM applied_at - created_at)) AS q,"
+                " max(extract(epoch FROM applied_at - created_at)) AS worst"
+                " FROM balance_effects WHERE created_at >= $1 AND applied_at IS NOT NULL", phase_start)
+            settlement_applies = await conn.fetchval(
+                "SELECT count(*) FROM (SELECT DISTINCT date_trunc('milliseconds', applied_at) FROM balance_effects"
+                " WHERE account_id = $1 AND created_at >= $2) s", SETTLEMENT, phase_start)
+            q = lag["q"] or [float("nan")] * 3
+            results["hybrid"].update({
+                "apply_lag_p50_ms": q[0] * 1000, "apply_lag_p90_ms": q[1] * 1000, "apply_lag_p99_ms": q[2] * 1000,
+                "apply_lag_max_ms": (lag["worst"] or 0) * 1000, "effects": lag["n"],
+                "backlog_at_end": backlog, "backlog_drained_s": drained_s,
+                "settlement_applies": settlement_applies,
+            })
+            results["violations"] = await verify(conn, TENANT)
+        finally:
+            await conn.close()
+            cell.stop()
+            worker.stop()
+        h = results["hybrid"]
+        print(f"hybrid  {_fmt(h)}")
+        print(f"hybrid  apply lag p50 {h['apply_lag_p50_ms']:.0f} ms  p90 {h['apply_lag_p90_ms']:.0f} ms  "
+              f"p99 {h['apply_lag_p99_ms']:.0f} ms  max {h['apply_lag_max_ms']:.0f} ms  ({h['effects']} effects; "
+              f"settlement row updated ~{h['settlement_applies']} times; backlog {h['backlog_at_end']} at the end, "
+              f"applied in {_s(h['backlog_drained_s'])})")
+        s = results["sync"]
+        results["ratios"] = {"throughput_hybrid_over_sync": h["per_s"] / s["per_s"],
+                             "p50_sync_over_hybrid": s["p50_ms"] / h["p50_ms"],
+                             "p99_sync_over_hybrid": s["p99_ms"] / h["p99_ms"]}
+        r = results["ratios"]
+        print(f"# ratios (same run): hybrid/sync throughput {r['throughput_hybrid_over_sync']:.2f}x, "
+              f"p50 latency sync/hybrid {r['p50_sync_over_hybrid']:.2f}x, p99 {r['p99_sync_over_hybrid']:.2f}x; "
+              f"invariants: {'hold' if not results['violations'] else results['violations']}")
+    finally:
+        sqs.stop()
+        valkey.stop()
+        pg.stop()
+        remove_tree(workdir)
+    return results
+
+
+def _fmt(row: dict) -> str:
+    return (f"{row['per_s']:8.0f} tx/s  p50 {row['p50_ms']:6.1f} ms  p99 {row['p99_ms']:6.1f} ms  "
+            f"statuses {row['statuses']}")
+
+
+def _s(value: float | None) -> str:
+    return "NOT within %ds" % DRAIN_WAIT_S_MAX if value is None else f"{value:.1f}s"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds measured per mode")
+    parser.add_argument("--concurrency", type=int, default=16, help="client connections")
+    parser.add_argument("--cards", type=int, default=1000, help="card accounts")
+    parser.add_argument("--send-buffer-ms", type=int, default=SEND_BUFFER_MS, help="the cell's nudge buffer")
+    parser.add_argument("--batch-wait-ms", type=int, default=BATCH_WAIT_MS, help="the worker's batch window")
+    args = parser.parse_args()
+    asyncio.run(run(duration_s=args.duration, concurrency=args.concurrency, cards=args.cards,
+                    send_buffer_ms=args.send_buffer_ms, batch_wait_ms=args.batch_wait_ms))
+
+
+if __name__ == "__main__":
+    main()
