@@ -16,7 +16,7 @@ def main() -> None:
         raise SystemExit("CELL_DATABASE_URL (or LEDGER_DATABASE_URL) is required; `make run` starts one for you")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, loop="uvloop", http="httptools",
-                access_log=False, log_level="warning", lifespan="on")
+                access_log=False, log_level="warning", lifespan="on", server_header=False)
 
 
 if __name__ == "__main__":
