@@ -19,6 +19,9 @@ QUEUE_WAIT_S_MAX = 30  # the embedded SQS endpoint may still be starting
 def main(argv: list[str] | None = None) -> None:
     settings = load_settings()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # A line per task received/succeeded/scheduled (several a second) would drown what matters.
+    for chatty in ("celery.app.trace", "celery.worker.strategy", "celery.beat"):
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLevelName(settings.log_level)))
     if not settings.database_url:
         sys.exit("WORKER_DATABASE_URL (or LEDGER_DATABASE_URL) is required")
     queue = SqsQueue(settings)

@@ -25,7 +25,8 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
     visibility_timeout_s: int = 30  # a message a crashed worker held comes back after this
     group_size_max: int = 256  # accounts per apply transaction: bounds lock hold time and statement size
     apply_concurrency_max: int = 2  # groups of one batch applied at once (distinct accounts, no deadlock)
-    drain_run_s: float = 10.0  # one drain task's length; beat starts `drainers` of them every drain_run_s
+    drain_run_s: float = 5.0  # one drain task's length (a warm shutdown waits for it); beat starts
+    # `drainers` of them every drain_run_s
     drainers: int = 1
     # Sweeping: nothing stays unapplied longer than sweep_after_s + sweep_every_s (+ one sweep's run).
     sweep_after_s: float = 5.0

@@ -245,3 +245,17 @@ async def test_undecodable_messages_are_dropped_without_harm(pool, sqs_queue):
     outcome = await drain.drain_batch(pool, sqs_queue, worker_settings(sqs_queue), wait_first_s=0)
     assert (outcome.messages, outcome.applied, outcome.skipped, outcome.deleted) == (2, 0, 0, 2)
     assert sqs_queue.depth() == 0
+
+
+async def test_the_worker_creates_its_queue_on_an_sqs_compatible_endpoint(sqs_endpoint_url):
+    from worker.settings import load_settings
+    from worker.sqs import SqsQueue
+
+    name = "made-" + random.randbytes(6).hex()
+    url = f"{sqs_endpoint_url}/123456789012/{name}"
+    queue = SqsQueue(load_settings({}, sqs_endpoint_url=sqs_endpoint_url, sqs_queue_url=url))
+    assert queue.ensure() == url
+    assert queue.ensure() == url  # found the second time
+    queue.send(encode_nudges("t1", ["00000000-0000-0000-0000-000000000001"]))
+    assert len(queue.receive(10, 0)) == 1
+    queue.client.delete_queue(QueueUrl=url)
