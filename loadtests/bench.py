@@ -59,23 +59,38 @@ async def setup_books(url: str, accounts: int) -> tuple[str, str]:
         await conn.close()
 
 
-def pgbench_floor(pg: EmbeddedPostgres, dbname: str, ledger_id: str, accounts: int, clients: int,
-                  duration_s: float, workdir: Path) -> dict:
-    """The same posting (2 entries, both accounts applied, posted) as one SQL call per transaction."""
-    script = workdir / "posting.sql"
-    acct = "('00000000-0000-4000-8000-' || lpad(:{v}::text, 12, '0'))::uuid"
-    script.write_text(
-        f"\\set a random(1, {accounts})\n\\set b random(1, {accounts})\n"
-        f"SELECT ledger_post('{TENANT}', NULL, NULL, gen_random_uuid(), '{ledger_id}'::uuid, 'bench', 'posted', "
-        f"now(), NULL, '{{}}'::jsonb, NULL, ARRAY[gen_random_uuid(), gen_random_uuid()], "
-        f"ARRAY[{acct.format(v='a')}, {acct.format(v='b')}], ARRAY['debit', 'credit'], ARRAY[100, 100]::bigint[], "
-        f"ARRAY[{acct.format(v='a')}, {acct.format(v='b')}], '[]'::jsonb, '{{}}'::jsonb);\n")
+def pgbench_run(pg: EmbeddedPostgres, dbname: str, script_text: str, clients: int, duration_s: float,
+                workdir: Path) -> dict:
+    """Run one pgbench script for duration_s; transactions/s and average latency."""
+    script = workdir / f"script-{uuid.uuid4().hex[:8]}.sql"
+    script.write_text(script_text)
     out = subprocess.run([_pg_bin("pgbench"), "-h", "127.0.0.1", "-p", str(pg.port), "-U", "postgres", "-n",
                           "-c", str(clients), "-j", "2", "-T", str(int(duration_s)), "-f", str(script), dbname],
                          capture_output=True, text=True, check=True).stdout
     tps = float(re.search(r"tps = ([\d.]+)", out).group(1))
     latency = re.search(r"latency average = ([\d.]+) ms", out)
     return {"per_s": tps, "avg_ms": float(latency.group(1)) if latency else float("nan")}
+
+
+def posting_sql(ledger_id: str, debit: str, credit: str, apply: str, tenant: str = TENANT) -> str:
+    """One ledger_post call of a 2-entry posted transaction; `apply` is the SQL array of accounts applied now."""
+    return (f"SELECT ledger_post('{tenant}', NULL, NULL, gen_random_uuid(), '{ledger_id}'::uuid, 'bench', 'posted', "
+            f"now(), NULL, '{{}}'::jsonb, NULL, ARRAY[gen_random_uuid(), gen_random_uuid()], "
+            f"ARRAY[{debit}, {credit}], ARRAY['debit', 'credit'], ARRAY[100, 100]::bigint[], "
+            f"{apply}, '[]'::jsonb, '{{}}'::jsonb);\n")
+
+
+def pgbench_account(var: str) -> str:
+    return f"('00000000-0000-4000-8000-' || lpad(:{var}::text, 12, '0'))::uuid"
+
+
+def pgbench_floor(pg: EmbeddedPostgres, dbname: str, ledger_id: str, accounts: int, clients: int,
+                  duration_s: float, workdir: Path) -> dict:
+    """The same posting (2 entries, both accounts applied, posted) as one SQL call per transaction."""
+    a, b = pgbench_account("a"), pgbench_account("b")
+    script = (f"\\set a random(1, {accounts})\n\\set b random(1, {accounts})\n"
+              + posting_sql(ledger_id, a, b, f"ARRAY[{a}, {b}]"))
+    return pgbench_run(pg, dbname, script, clients, duration_s, workdir)
 
 
 class CellProcess:

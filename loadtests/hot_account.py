@@ -30,6 +30,7 @@ from cell.service.tenants import create_api_key, create_tenant
 from cell.service.verify import verify
 from cell.store.migrate import migrate
 from control_plane.devstack import EmbeddedPostgres, EmbeddedSQS, EmbeddedValkey, free_port, remove_tree
+from loadtests.bench import pgbench_account, pgbench_run, posting_sql
 from loadtests.httpload import run_load
 
 TENANT = "hot"
@@ -144,6 +145,52 @@ async def measure(port: int, secret: str, ledger_id: str, cards: int, duration_s
     return stats["write"].summary(duration_s)
 
 
+async def database_tier(pg: EmbeddedPostgres, ledger_ids: dict[str, str], cards: int, duration_s: float,
+                        concurrency: int, workdir: Path) -> dict:
+    """The same workload written straight to PostgreSQL (pgbench, one ledger_post call per posting): what the
+    database tier allows once the HTTP tier is not the limit. In hybrid, an applier folds the queue in batches
+    concurrently (as the worker does), so applying costs CPU in the same measurement."""
+    card = pgbench_account("c")
+    settlement = f"'{SETTLEMENT}'::uuid"
+    out: dict = {}
+    for mode in ("sync", "hybrid"):
+        apply = f"ARRAY[{card}, {settlement}]" if mode == "sync" else "'{}'::uuid[]"
+        script = f"\\set c random(1, {cards})\n" + posting_sql(ledger_ids[mode], card, settlement, apply, TENANT)
+        dbname = f"hot_{mode}"
+        conn = await asyncpg.connect(pg.database_url(dbname))
+        stop = asyncio.Event()
+
+        async def applier() -> None:
+            own = await asyncpg.connect(pg.database_url(dbname))
+            try:
+                while not stop.is_set():
+                    accounts = await own.fetchval("SELECT coalesce(array_agg(DISTINCT account_id), '{}') "
+                                                  "FROM balance_effects WHERE applied_at IS NULL")
+                    if accounts:
+                        await own.fetchrow("SELECT * FROM ledger_apply_report($1::uuid[], true)", accounts)
+                    else:
+                        await asyncio.sleep(0.02)
+            finally:
+                await own.close()
+
+        task = asyncio.create_task(applier()) if mode == "hybrid" else None
+        try:
+            out[mode] = await asyncio.to_thread(pgbench_run, pg, dbname, script, concurrency, duration_s, workdir)
+            if task is not None:
+                started = time.monotonic()
+                while await conn.fetchval("SELECT count(*) FROM balance_effects WHERE applied_at IS NULL"):
+                    await asyncio.sleep(0.05)
+                out[mode]["backlog_drained_s"] = time.monotonic() - started
+        finally:
+            stop.set()
+            if task is not None:
+                await task
+            out[mode]["violations"] = await verify(conn, TENANT)
+            await conn.close()
+    out["ratio"] = out["hybrid"]["per_s"] / out["sync"]["per_s"]
+    return out
+
+
 async def run(duration_s: float = 10.0, concurrency: int = 16, cards: int = 1000, warmup_s: float = 1.0,
               send_buffer_ms: int = SEND_BUFFER_MS, batch_wait_ms: int = BATCH_WAIT_MS, **_ignored) -> dict:
     workdir = Path(tempfile.mkdtemp(prefix="ledger-hot-"))
@@ -158,6 +205,7 @@ async def run(duration_s: float = 10.0, concurrency: int = 16, cards: int = 1000
         # sync: every posting locks and updates the settlement row.
         url = pg.create_database("hot_sync")
         ledger_id, secret = await setup_books(url, cards)
+        ledger_ids = {"sync": ledger_id}
         cell, port = start_cell(url, "sync", workdir)
         try:
             await measure(port, secret, ledger_id, cards, warmup_s, concurrency)
@@ -169,6 +217,7 @@ async def run(duration_s: float = 10.0, concurrency: int = 16, cards: int = 1000
         # hybrid: postings queue effects; the worker applies them in batches.
         url = pg.create_database("hot_hybrid")
         ledger_id, secret = await setup_books(url, cards)
+        ledger_ids["hybrid"] = ledger_id
         from worker.settings import load_settings
         from worker.sqs import SqsQueue
 
@@ -219,6 +268,11 @@ async def run(duration_s: float = 10.0, concurrency: int = 16, cards: int = 1000
         print(f"# ratios (same run): hybrid/sync throughput {r['throughput_hybrid_over_sync']:.2f}x, "
               f"p50 latency sync/hybrid {r['p50_sync_over_hybrid']:.2f}x, p99 {r['p99_sync_over_hybrid']:.2f}x; "
               f"invariants: {'hold' if not results['violations'] else results['violations']}")
+        db = results["database_tier"] = await database_tier(pg, ledger_ids, cards, duration_s, concurrency, workdir)
+        print(f"database tier (pgbench ledger_post, {concurrency} clients): sync {db['sync']['per_s']:.0f} tx/s, "
+              f"hybrid {db['hybrid']['per_s']:.0f} tx/s (queue drained {db['hybrid']['backlog_drained_s']:.1f}s "
+              f"after) -> hybrid/sync {db['ratio']:.2f}x; invariants: "
+              f"{'hold' if not (db['sync']['violations'] or db['hybrid']['violations']) else 'VIOLATED'}")
     finally:
         sqs.stop()
         valkey.stop()
