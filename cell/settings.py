@@ -15,7 +15,9 @@ class CellSettings(msgspec.Struct, frozen=True, kw_only=True):
     port: int = 8101
     db_pool_min: int = 2
     db_pool_max: int = 12
-    posting_mode: Literal["hybrid", "sync"] = "sync"
+    # hybrid: entries without a lock are queued and applied by the cell's workers; sync: every entry is
+    # applied in its posting (the baseline the async path is measured against).
+    posting_mode: Literal["hybrid", "sync"] = "hybrid"
     # Limits (TigerBeetle style: everything bounded, qualifier last).
     entries_per_transaction_max: int = 500
     per_page_max: int = 100
@@ -28,11 +30,12 @@ class CellSettings(msgspec.Struct, frozen=True, kw_only=True):
     idempotency_key_length_max: int = 255
     api_key_cache_ttl_s: float = 5.0
     account_cache_size_max: int = 100_000
-    # The async path (issue 3) reads these; sync mode ignores them.
+    # The async path's queue; sync mode ignores them.
     sqs_endpoint_url: str = ""
     sqs_queue_url: str = ""
     sqs_region: str = "us-east-1"
-    sqs_send_buffer_ms_max: int = 5
+    # Fewer, fuller SQS calls cost less CPU than they add in apply lag (measured in the hot-account benchmark).
+    sqs_send_buffer_ms_max: int = 25
 
 
 def _env(name: str, prefixes: tuple[str, ...]) -> str | None:

@@ -68,6 +68,8 @@ def create_app(settings: CellSettings, *, run_migrations: bool = True) -> Litest
                 applied = await migrate(conn)
                 if applied:
                     log.info("applied migrations: %s", ", ".join(applied))
+        if settings.posting_mode == "hybrid" and not settings.sqs_queue_url:
+            log.warning("hybrid posting mode without CELL_SQS_QUEUE_URL: queued effects wait for a worker's sweeper")
         app.state.ctx = CellContext(settings=settings, pool=pool, cache=AccountCache(settings.account_cache_size_max),
                                     keys=KeyCache(settings.api_key_cache_ttl_s), nudger=_make_nudger(settings))
 

@@ -36,7 +36,8 @@ class CellProcess:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "CELL_DATABASE_URL": database_url, "CELL_PORT": str(self.port), "CELL_NAME": name,
-               "CELL_API_KEY_CACHE_TTL_S": "0.5", "CELL_DB_POOL_MIN": "1", "CELL_DB_POOL_MAX": "4"}
+               "CELL_API_KEY_CACHE_TTL_S": "0.5", "CELL_DB_POOL_MIN": "1", "CELL_DB_POOL_MAX": "4",
+               "CELL_POSTING_MODE": "sync"}
         self.proc = subprocess.Popen([sys.executable, "-m", "cell"], env=env, start_new_session=True,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 

@@ -64,6 +64,9 @@ class Api:
 
 
 def cell_settings(database_url: str, **overrides):
+    # The cell API's own tests run in sync mode (every balance exact at once); tests/integration/worker
+    # covers hybrid mode with real workers.
+    overrides.setdefault("posting_mode", "sync")
     return load_settings(("CELL_TEST_UNUSED_",), database_url=database_url, db_pool_min=2, db_pool_max=16,
                          api_key_cache_ttl_s=0.5, **overrides)
 
@@ -123,7 +126,7 @@ def live_cell_url(cell_database_url):
 
     port = free_port()
     env = {**os.environ, "CELL_DATABASE_URL": cell_database_url, "CELL_PORT": str(port), "CELL_NAME": "live-test",
-           "CELL_DB_POOL_MAX": "16", "CELL_API_KEY_CACHE_TTL_S": "0.5"}
+           "CELL_DB_POOL_MAX": "16", "CELL_API_KEY_CACHE_TTL_S": "0.5", "CELL_POSTING_MODE": "sync"}
     proc = subprocess.Popen([sys.executable, "-m", "cell"], env=env, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30

@@ -50,8 +50,8 @@ async def cells_platform(make_database, redis_url):
         await migrate_catalog(conn)
         for name in ("cell-1", "cell-2"):
             db_url = make_database(f"{name.replace('-', '_')}_{suffix}")
-            cell_settings = load_settings(("UNUSED_PREFIX_",), name=name, database_url=db_url, db_pool_min=1,
-                                          db_pool_max=4, api_key_cache_ttl_s=0.5)
+            cell_settings = load_settings(("UNUSED_PREFIX_",), name=name, database_url=db_url, posting_mode="sync",
+                                          db_pool_min=1, db_pool_max=4, api_key_cache_ttl_s=0.5)
             cell = await Served(create_app(cell_settings)).start()
             served.append(cell)
             await operations.add_cell(conn, settings, name, cell.url, db_url)
