@@ -5,3 +5,6 @@ from prometheus_client import Counter, Histogram
 POSTINGS = Counter("ledger_postings_total", "Postings and transitions by outcome", ["outcome"])
 POSTING_SECONDS = Histogram("ledger_posting_seconds", "Time to post a ledger transaction, validation to commit",
                             buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5))
+SYNC_LOCK_WAIT_SECONDS = Histogram(
+    "ledger_sync_lock_wait_seconds", "Time a sync posting or transition waited for its accounts' balance-row locks",
+    buckets=(0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2))

@@ -17,7 +17,7 @@ from cell.service.common import Page, encode, encode_cursor, merge_metadata
 from cell.service.context import CellContext
 from cell.service.errors import NotFound, PostingRejected, RetryableConflict
 from cell.service.idempotency import IdemKey, replay, store_response
-from cell.service.metrics import POSTING_SECONDS, POSTINGS
+from cell.service.metrics import POSTING_SECONDS, POSTINGS, SYNC_LOCK_WAIT_SECONDS
 from cell.store import listing
 from cell.store.queries import Q
 
@@ -98,6 +98,8 @@ async def _post(ctx: CellContext, tenant_id: str, *, ledger_id: uuid.UUID, entri
         return await ctx.run(lambda conn: replay(
             conn, tenant_id, idem, lambda c, rid: _render_bytes(c, tenant_id, rid)))
 
+    if apply:
+        SYNC_LOCK_WAIT_SECONDS.observe(result.get("lock_wait_s", 0.0))
     results = {r["id"]: r for r in result["entries"]}
     created_at = result["created_at"]
     out_entries = []
@@ -176,7 +178,7 @@ async def update_transaction(ctx: CellContext, tenant_id: str, txn_id: uuid.UUID
         if req.description is not UNSET:
             nxt["description"] = description
         try:
-            await ctx.run(lambda conn: conn.fetchval(
+            result = await ctx.run(lambda conn: conn.fetchval(
                 Q["transition_transaction"], tenant_id, txn_id, current["version"], status, description, metadata,
                 ctx.settings.posting_mode == "sync", _snapshot(nxt)))
         except RetryableConflict:
@@ -185,6 +187,8 @@ async def update_transaction(ctx: CellContext, tenant_id: str, txn_id: uuid.UUID
             continue
         if status is not None:
             POSTINGS.labels(status).inc()
+            if result.get("lock_wait_s"):
+                SYNC_LOCK_WAIT_SECONDS.observe(result["lock_wait_s"])
             if ctx.settings.posting_mode != "sync":
                 await ctx.nudger.nudge(tenant_id, sorted({e["ledger_account_id"] for e in current["ledger_entries"]}))
         return await get_transaction(ctx, tenant_id, txn_id)

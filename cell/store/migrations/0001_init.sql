@@ -20,7 +20,7 @@ CREATE TABLE api_keys (
 CREATE INDEX api_keys_tenant ON api_keys (tenant_id);
 
 CREATE TABLE ledgers (
-    seq          bigint GENERATED ALWAYS AS IDENTITY UNIQUE,
+    seq          bigint GENERATED ALWAYS AS IDENTITY,
     id           uuid PRIMARY KEY,
     tenant_id    text NOT NULL,
     name         text NOT NULL,
@@ -32,7 +32,7 @@ CREATE TABLE ledgers (
 CREATE INDEX ledgers_tenant_seq ON ledgers (tenant_id, seq);
 
 CREATE TABLE ledger_accounts (
-    seq                bigint GENERATED ALWAYS AS IDENTITY UNIQUE,
+    seq                bigint GENERATED ALWAYS AS IDENTITY,
     id                 uuid PRIMARY KEY,
     tenant_id          text NOT NULL,
     ledger_id          uuid NOT NULL REFERENCES ledgers(id),
@@ -60,10 +60,10 @@ CREATE TABLE account_balances (
     posted_credits   numeric(39, 0) NOT NULL DEFAULT 0,
     lock_version     bigint NOT NULL DEFAULT 0,
     updated_at       timestamptz NOT NULL DEFAULT now()
-) WITH (fillfactor = 50);
+) WITH (fillfactor = 50, autovacuum_vacuum_scale_factor = 0.0, autovacuum_vacuum_threshold = 2000);
 
 CREATE TABLE ledger_transactions (
-    seq              bigint GENERATED ALWAYS AS IDENTITY UNIQUE,
+    seq              bigint GENERATED ALWAYS AS IDENTITY,
     id               uuid PRIMARY KEY,
     tenant_id        text NOT NULL,
     ledger_id        uuid NOT NULL,
@@ -88,7 +88,7 @@ CREATE UNIQUE INDEX ledger_transactions_external_id ON ledger_transactions (tena
 
 -- One immutable row per version; hash = sha256(previous version's hash || snapshot), the audit chain.
 CREATE TABLE ledger_transaction_versions (
-    seq             bigint GENERATED ALWAYS AS IDENTITY UNIQUE,
+    seq             bigint GENERATED ALWAYS AS IDENTITY,
     transaction_id  uuid NOT NULL,
     version         integer NOT NULL,
     tenant_id       text NOT NULL,
@@ -101,7 +101,7 @@ CREATE TABLE ledger_transaction_versions (
 CREATE INDEX ledger_transaction_versions_tenant ON ledger_transaction_versions (tenant_id, seq);
 
 CREATE TABLE ledger_entries (
-    seq                bigint GENERATED ALWAYS AS IDENTITY UNIQUE,
+    seq                bigint GENERATED ALWAYS AS IDENTITY,
     id                 uuid PRIMARY KEY,
     tenant_id          text NOT NULL,
     transaction_id     uuid NOT NULL,
@@ -137,9 +137,10 @@ CREATE TABLE balance_effects (
     posted_debits     numeric(39, 0),
     posted_credits    numeric(39, 0),
     UNIQUE (entry_id, kind)
-);
-CREATE INDEX balance_effects_unapplied ON balance_effects (account_id, seq) WHERE applied_at IS NULL;
-CREATE INDEX balance_effects_unapplied_age ON balance_effects (created_at) WHERE applied_at IS NULL;
+) WITH (autovacuum_vacuum_scale_factor = 0.02, autovacuum_vacuum_insert_scale_factor = 0.05);
+-- The queue, by account (what apply reads); the sweeper reads created_at from it too.
+CREATE INDEX balance_effects_unapplied ON balance_effects (account_id, seq) INCLUDE (created_at)
+    WHERE applied_at IS NULL;
 CREATE UNIQUE INDEX balance_effects_version ON balance_effects (account_id, lock_version);
 CREATE INDEX balance_effects_account_effective ON balance_effects (account_id, effective_at)
     WHERE applied_at IS NOT NULL;
@@ -153,7 +154,7 @@ CREATE TABLE effective_balance_buckets (
     posted_debits    numeric(39, 0) NOT NULL DEFAULT 0,
     posted_credits   numeric(39, 0) NOT NULL DEFAULT 0,
     PRIMARY KEY (account_id, day)
-);
+) WITH (autovacuum_vacuum_scale_factor = 0.0, autovacuum_vacuum_threshold = 2000);
 
 CREATE TABLE idempotency_keys (
     tenant_id     text NOT NULL,

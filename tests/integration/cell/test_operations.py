@@ -13,6 +13,7 @@ async def test_health_readiness_metrics_and_schema(api, cell_client):
     assert "ledger_postings_total" in metrics and 'outcome="posted_sync"' in metrics
     assert 'outcome="invalid_request"' not in metrics  # rejected at the edge, before the posting path
     assert "ledger_request_duration_seconds" in metrics and "/api/ledger_transactions" in metrics
+    assert "ledger_sync_lock_wait_seconds_count" in metrics
     schema = (await cell_client.get("/schema/openapi.json")).json()
     assert "/api/ledger_transactions" in schema["paths"] and "/api/ledger_accounts/{account_id}" in schema["paths"]
 
