@@ -27,6 +27,7 @@ DATA = ROOT / ".ledger"
 HOST = "127.0.0.1"
 ROUTER_PORT = 8000
 CELLS = (("cell-1", 8101), ("cell-2", 8102))
+WORKER_METRICS_PORT_BASE = 9200  # worker of cell N exports its metrics on 9200 + N
 CONTROL_PLANE_DATABASE = "ledger_control_plane"
 DEMO_TENANT = "demo"
 start_timeout_s_max = 90.0
@@ -233,7 +234,8 @@ def run(procs: Processes) -> None:
         database_url = asyncio.run(ensure_database(server_url, f"ledger_{name.replace('-', '_')}"))
         queue_url = ensure_queue(sqs_url, f"ledger-{name}")
         cells.append({"name": name, "port": port, "api_url": f"http://{HOST}:{port}", "database_url": database_url,
-                      "queue_url": queue_url, "broker_url": redis_url.rsplit("/", 1)[0] + f"/{index}"})
+                      "queue_url": queue_url, "broker_url": redis_url.rsplit("/", 1)[0] + f"/{index}",
+                      "metrics_port": WORKER_METRICS_PORT_BASE + index})
     for cell in cells:
         procs.spawn(cell["name"], "cell", {
             "CELL_NAME": cell["name"], "CELL_HOST": HOST, "CELL_PORT": str(cell["port"]),
@@ -249,8 +251,10 @@ def run(procs: Processes) -> None:
             procs.spawn(f"worker-{cell['name']}", "worker", {
                 "WORKER_CELL_NAME": cell["name"], "WORKER_DATABASE_URL": cell["database_url"],
                 "WORKER_BROKER_URL": cell["broker_url"], "WORKER_SQS_ENDPOINT_URL": sqs_url,
-                "WORKER_SQS_QUEUE_URL": cell["queue_url"]}, cwd=DATA / f"worker-{cell['name']}")
-        say("workers started (logs in .ledger/logs/)")
+                "WORKER_SQS_QUEUE_URL": cell["queue_url"], "WORKER_METRICS_PORT": str(cell["metrics_port"])},
+                cwd=DATA / f"worker-{cell['name']}")
+        say("workers started (metrics on " + ", ".join(f"http://{HOST}:{c['metrics_port']}/metrics" for c in cells)
+            + "; logs in .ledger/logs/)")
     else:
         say("no worker package yet: cells run in sync posting mode")
 
