@@ -8,6 +8,7 @@ from datetime import datetime
 
 from cell.service.errors import InvalidRequest
 
+_STORABLE = re.compile(r"^[^\x00\ud800-\udfff]*\Z")
 _BRACKET = re.compile(r"^([a-z_]+)\[([^\]]{1,128})\]$")
 OPERATORS = {"gt", "gte", "lt", "lte", "eq"}
 BALANCE_FIELDS = {"pending_balance_amount", "posted_balance_amount", "available_balance_amount"}
@@ -23,6 +24,8 @@ class Query:
             raise InvalidRequest(f"at most {QUERY_PARAMS_MAX} query parameters", "too_many_parameters")
         self._items: dict[str, str] = {}
         for key, value in items:
+            if not _STORABLE.match(key) or not _STORABLE.match(value):
+                raise InvalidRequest("query parameters may not contain NUL or unpaired surrogates", "invalid_parameter")
             if key in self._items:
                 raise InvalidRequest(f"query parameter {key} given twice", "duplicate_parameter")
             self._items[key] = value

@@ -15,17 +15,19 @@ from cell.ledger.models import AMOUNT_MAX
 ENTRIES_SCHEMA_MAX = 10_000
 METADATA_KEYS_MAX = 64
 
-Name = Annotated[str, Meta(min_length=1, max_length=255)]
-Text = Annotated[str, Meta(max_length=1024)]
-ExternalId = Annotated[str, Meta(min_length=1, max_length=255)]
+# PostgreSQL text cannot hold NUL, and a lone surrogate is not UTF-8: both are refused here, at the edge.
+STORABLE = r"^[^\x00\ud800-\udfff]*$"
+Name = Annotated[str, Meta(min_length=1, max_length=255, pattern=STORABLE)]
+Text = Annotated[str, Meta(max_length=1024, pattern=STORABLE)]
+ExternalId = Annotated[str, Meta(min_length=1, max_length=255, pattern=STORABLE)]
 Currency = Annotated[str, Meta(pattern=r"^[A-Z][A-Z0-9]{2,9}$")]
 Exponent = Annotated[int, Meta(ge=0, le=18)]
 Amount = Annotated[int, Meta(ge=1, le=AMOUNT_MAX)]
 Bound = Annotated[int, Meta(ge=-(2**63), le=2**63 - 1)]
 Version = Annotated[int, Meta(ge=0, le=AMOUNT_MAX)]
 Timestamp = Annotated[datetime, Meta(tz=True)]
-MetadataKey = Annotated[str, Meta(min_length=1, max_length=128)]
-Metadata = Annotated[dict[MetadataKey, Annotated[str, Meta(max_length=1024)]], Meta(max_length=METADATA_KEYS_MAX)]
+MetadataKey = Annotated[str, Meta(min_length=1, max_length=128, pattern=STORABLE)]
+Metadata = Annotated[dict[MetadataKey, Text], Meta(max_length=METADATA_KEYS_MAX)]
 
 
 class Strict(Struct, forbid_unknown_fields=True, kw_only=True):

@@ -8,6 +8,7 @@ import msgspec
 from cell.service.errors import (
     Conflict,
     IdempotencyInFlight,
+    InvalidRequest,
     LedgerError,
     NotFound,
     PostingRejected,
@@ -67,6 +68,8 @@ def translate(exc: asyncpg.PostgresError) -> LedgerError | None:
         if constraint == "idempotency_keys_pkey":
             return IdempotencyInFlight("a request with this Idempotency-Key is still in flight")
         return Conflict(f"duplicate: {constraint}", "duplicate")
+    if state in ("22021", "22P05"):
+        return InvalidRequest("a string holds a character PostgreSQL cannot store", "invalid_request")
     if state == "22003":
         return PostingRejected("a number is out of range", "number_out_of_range")
     return None
