@@ -1,4 +1,8 @@
-"""Balance arithmetic, Modern Treasury's definitions: pending, posted and available balances from totals."""
+"""Balance arithmetic, Modern Treasury's definitions: pending, posted and available balances from totals.
+
+`entry_created/posted/archived` are the reference for the balance effects that `ledger_effects_of` (SQL,
+0002_posting.sql) writes inside the posting transaction; the two must agree (tests/unit, tests/property).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,10 @@
-"""Balance conditions (balance locks): evaluated on an account's balances after a transaction applies."""
+"""Balance conditions (balance locks): evaluated on an account's balances after a transaction applies.
+
+This module is the reference semantics. The posting path evaluates the same rules inside the posting's own
+database transaction (`ledger_check` in cell/store/migrations/0002_posting.sql), so that a lock is checked
+under the row lock in one round trip; tests/unit pins this module, tests/property pins the SQL against an
+independent model. Change both together.
+"""
 
 from __future__ import annotations
 
