@@ -15,8 +15,13 @@ def main() -> None:
     if not settings.database_url:
         raise SystemExit("CELL_DATABASE_URL (or LEDGER_DATABASE_URL) is required; `make run` starts one for you")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, loop="uvloop", http="httptools",
-                access_log=False, log_level="warning", lifespan="on", server_header=False)
+    options = dict(host=settings.host, port=settings.port, loop="uvloop", http="httptools", access_log=False,
+                   log_level="warning", lifespan="on", server_header=False)
+    if settings.processes > 1:
+        # Each process imports the app itself (settings from the same environment).
+        uvicorn.run("cell.asgi:app", workers=settings.processes, **options)
+    else:
+        uvicorn.run(create_app(settings), **options)
 
 
 if __name__ == "__main__":

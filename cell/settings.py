@@ -13,6 +13,7 @@ class CellSettings(msgspec.Struct, frozen=True, kw_only=True):
     database_url: str = ""
     host: str = "127.0.0.1"
     port: int = 8101
+    processes: int = 1  # server processes sharing the port (each with its own pool of db_pool_max)
     db_pool_min: int = 2
     db_pool_max: int = 12
     # hybrid: entries without a lock are queued and applied by the cell's workers; sync: every entry is

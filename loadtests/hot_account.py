@@ -104,7 +104,8 @@ def start_cell(database_url: str, mode: str, workdir: Path, sqs_endpoint: str = 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CELL_", "LEDGER_", "WORKER_"))}
     env.update({"CELL_DATABASE_URL": database_url, "CELL_PORT": str(port), "CELL_POSTING_MODE": mode,
                 "CELL_DB_POOL_MAX": "12", "CELL_NAME": f"hot-{mode}", "CELL_SQS_ENDPOINT_URL": sqs_endpoint,
-                "CELL_SQS_QUEUE_URL": queue_url, "CELL_SQS_SEND_BUFFER_MS_MAX": str(send_buffer_ms)})
+                "CELL_SQS_QUEUE_URL": queue_url, "CELL_SQS_SEND_BUFFER_MS_MAX": str(send_buffer_ms),
+                "CELL_PROCESSES": os.environ.get("HOT_CELL_PROCESSES", "1")})
     cell = Process([sys.executable, "-m", "cell"], env, workdir / f"cell-{mode}.log")
     deadline = time.monotonic() + START_WAIT_S_MAX
     while True:

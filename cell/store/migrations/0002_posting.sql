@@ -45,8 +45,8 @@ BEGIN
     RETURN false;
 END $$;
 
--- A balance effect a posting or transition is about to write, handed to ledger_apply (applied now) or to
--- ledger_queue_effects (left for the workers).
+-- A balance effect a posting or transition is about to write, handed to ledger_apply (applied now) or
+-- inserted unapplied (left for the workers).
 CREATE TYPE ledger_new_effect AS (
     account_id        uuid,
     entry_id          uuid,
@@ -292,17 +292,6 @@ RETURNS SETOF ledger_new_effect LANGUAGE sql IMMUTABLE AS $$
     ORDER BY e.n
 $$;
 
-CREATE FUNCTION ledger_queue_effects(p_tenant text, p_effects ledger_new_effect[]) RETURNS void
-LANGUAGE sql AS $$
-    INSERT INTO balance_effects (tenant_id, account_id, entry_id, kind, d_pending_debits, d_pending_credits,
-                                 d_posted_debits, d_posted_credits, effective_at)
-    SELECT p_tenant, n.account_id, n.entry_id, n.kind, n.d_pending_debits, n.d_pending_credits,
-           n.d_posted_debits, n.d_posted_credits, n.effective_at
-    FROM unnest(p_effects) WITH ORDINALITY AS n(account_id, entry_id, kind, d_pending_debits, d_pending_credits,
-                                                d_posted_debits, d_posted_credits, effective_at, ord)
-    ORDER BY n.ord
-$$;
-
 CREATE FUNCTION ledger_post(
     p_tenant text, p_idem_key text, p_idem_hash bytea,
     p_txn_id uuid, p_ledger_id uuid, p_description text, p_status text, p_effective_at timestamptz,
@@ -355,15 +344,18 @@ BEGIN
             UNION SELECT id FROM ledger_accounts WHERE id = ANY(p_accounts) AND sync_only) s;
     END IF;
 
-    SELECT array_agg(f) INTO v_effects
+    -- Queued: the effects of entries whose account is not applied now.
+    INSERT INTO balance_effects (tenant_id, account_id, entry_id, kind, d_pending_debits, d_pending_credits,
+                                 d_posted_debits, d_posted_credits, effective_at)
+    SELECT p_tenant, f.account_id, f.entry_id, f.kind, f.d_pending_debits, f.d_pending_credits,
+           f.d_posted_debits, f.d_posted_credits, f.effective_at
     FROM ledger_effects_of(p_entry_ids, p_accounts, p_directions, p_amounts, 'entry', p_status = 'posted',
                            array_fill(p_effective_at, ARRAY[cardinality(p_entry_ids)])) f
     WHERE f.account_id <> ALL(v_apply);
-    IF v_effects IS NOT NULL THEN
-        PERFORM ledger_queue_effects(p_tenant, v_effects);
-    END IF;
 
-    IF cardinality(v_apply) > 0 THEN
+    IF cardinality(v_apply) = 0 THEN
+        RETURN jsonb_build_object('created_at', v_now, 'entries', '[]'::jsonb, 'lock_wait_s', 0);
+    ELSE
         SELECT array_agg(f) INTO v_effects
         FROM ledger_effects_of(p_entry_ids, p_accounts, p_directions, p_amounts, 'entry', p_status = 'posted',
                                array_fill(p_effective_at, ARRAY[cardinality(p_entry_ids)])) f
@@ -432,12 +424,12 @@ BEGIN
         SELECT coalesce(array_agg(DISTINCT a.id), '{}') INTO v_apply
         FROM ledger_accounts a WHERE a.id = ANY(v_accounts) AND (p_apply_all OR a.sync_only);
 
-        SELECT array_agg(f) INTO v_effects
+        INSERT INTO balance_effects (tenant_id, account_id, entry_id, kind, d_pending_debits, d_pending_credits,
+                                     d_posted_debits, d_posted_credits, effective_at)
+        SELECT p_tenant, f.account_id, f.entry_id, f.kind, f.d_pending_debits, f.d_pending_credits,
+               f.d_posted_debits, f.d_posted_credits, f.effective_at
         FROM ledger_effects_of(v_ids, v_accounts, v_directions, v_amounts, v_kind, false, v_times) f
         WHERE f.account_id <> ALL(v_apply);
-        IF v_effects IS NOT NULL THEN
-            PERFORM ledger_queue_effects(p_tenant, v_effects);
-        END IF;
         IF cardinality(v_apply) > 0 THEN
             SELECT array_agg(f) INTO v_effects
             FROM ledger_effects_of(v_ids, v_accounts, v_directions, v_amounts, v_kind, false, v_times) f
