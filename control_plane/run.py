@@ -23,11 +23,13 @@ from control_plane.errors import LedgerctlError
 from control_plane.settings import ControlPlaneSettings
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT / ".ledger"
+# Defaults a new user sees; the environment may move them (a test runs a second stack beside a developer's).
+DATA = Path(os.environ.get("LEDGER_DATA_DIR", ROOT / ".ledger")).resolve()
 HOST = "127.0.0.1"
-ROUTER_PORT = 8000
-CELLS = (("cell-1", 8101), ("cell-2", 8102))
-WORKER_METRICS_PORT_BASE = 9200  # worker of cell N exports its metrics on 9200 + N
+ROUTER_PORT = int(os.environ.get("LEDGER_ROUTER_PORT", "8000"))
+CELL_PORT_BASE = int(os.environ.get("LEDGER_CELL_PORT_BASE", "8100"))  # cell N listens on base + N
+CELLS = (("cell-1", CELL_PORT_BASE + 1), ("cell-2", CELL_PORT_BASE + 2))
+WORKER_METRICS_PORT_BASE = int(os.environ.get("LEDGER_WORKER_METRICS_PORT_BASE", "9200"))  # worker N: base + N
 CONTROL_PLANE_DATABASE = "ledger_control_plane"
 DEMO_TENANT = "demo"
 start_timeout_s_max = 90.0
@@ -189,7 +191,7 @@ def _interrupt(signum, frame) -> None:
 def main() -> None:
     # SIGTERM ends us like Ctrl-C does, through the same clean-up.
     signal.signal(signal.SIGTERM, _interrupt)
-    DATA.mkdir(exist_ok=True)
+    DATA.mkdir(parents=True, exist_ok=True)
     (DATA / "dev.json").unlink(missing_ok=True)  # written again only once this run is ready
     procs = Processes()
     try:
@@ -204,13 +206,14 @@ def main() -> None:
 
 
 def run(procs: Processes) -> None:
-    for port in [ROUTER_PORT, *(p for _, p in CELLS)]:
+    metrics_ports = [WORKER_METRICS_PORT_BASE + i for i in range(1, len(CELLS) + 1)]
+    for port in [ROUTER_PORT, *(p for _, p in CELLS), *metrics_ports]:
         if not port_free(port):
             raise SystemExit(f"port {port} is in use: is another `make run` still running?")
 
     server_url = os.environ.get("LEDGER_DATABASE_URL")
     if not server_url:
-        say("starting PostgreSQL (data in .ledger/pg)")
+        say(f"starting PostgreSQL (data in {DATA / 'pg'})")
         pg = EmbeddedPostgres(DATA / "pg").start()
         procs.servers.append(pg)
         server_url = pg.url
