@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 
 import msgspec
@@ -14,21 +13,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from cell.api import accounts, entries, ledgers, problems, transactions
 from cell.api.auth import AuthMiddleware, KeyCache
-from cell.service.context import AccountCache, CellContext, NullNudger
+from cell.service.context import AccountCache, CellContext
 from cell.service.errors import LedgerError
+from cell.service.nudge import make_nudger, queue_gauges
 from cell.settings import CellSettings
 from cell.store.db import create_pool
 from cell.store.migrate import migrate, pending_migrations
 
 log = logging.getLogger("cell")
-
-
-def _make_nudger(settings: CellSettings):
-    try:
-        from cell.service.nudge import make_nudger
-    except ImportError:  # the async path is not installed: effects wait for a sweeper
-        return NullNudger()
-    return make_nudger(settings)
 
 
 @get("/healthz", include_in_schema=False)
@@ -52,11 +44,8 @@ async def readyz(request: Request) -> Response:
 @get("/metrics", include_in_schema=False)
 async def metrics(request: Request) -> Response:
     ctx: CellContext = request.app.state.ctx
-    with contextlib.suppress(ImportError):
-        from cell.service.nudge import queue_gauges  # the async path's gauges, read at scrape time
-
-        async with ctx.pool.acquire() as conn:
-            await queue_gauges(conn)
+    async with ctx.pool.acquire() as conn:
+        await queue_gauges(conn)  # the queue's depth and age, read at scrape time
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
 
@@ -71,7 +60,7 @@ def create_app(settings: CellSettings, *, run_migrations: bool = True) -> Litest
         if settings.posting_mode == "hybrid" and not settings.sqs_queue_url:
             log.warning("hybrid posting mode without CELL_SQS_QUEUE_URL: queued effects wait for a worker's sweeper")
         app.state.ctx = CellContext(settings=settings, pool=pool, cache=AccountCache(settings.account_cache_size_max),
-                                    keys=KeyCache(settings.api_key_cache_ttl_s), nudger=_make_nudger(settings))
+                                    keys=KeyCache(settings.api_key_cache_ttl_s), nudger=make_nudger(settings))
 
     async def shutdown(app: Litestar) -> None:
         ctx: CellContext | None = getattr(app.state, "ctx", None)

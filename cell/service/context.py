@@ -1,4 +1,4 @@
-"""What every use case needs: the pool, the settings, the account-facts cache, the async nudger."""
+"""What every use case needs: the pool, the settings, the account-facts cache, the key cache, the nudger."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import asyncpg
 
 from cell.ledger.models import Account
 from cell.service.errors import RetryableConflict
+from cell.service.nudge import Nudger, NullNudger
 from cell.settings import CellSettings
 from cell.store.errors import translate
 from cell.store.queries import Q
@@ -62,24 +63,13 @@ class AccountCache:
         return True
 
 
-class NullNudger:
-    """No queue: async effects wait for the sweeper (or the sync mode leaves none)."""
-
-    async def nudge(self, tenant_id: str, account_ids: list[str]) -> None:
-        return None
-
-    async def close(self) -> None:
-        return None
-
-
 @dataclass
 class CellContext:
     settings: CellSettings
     pool: asyncpg.Pool
     cache: AccountCache
     keys: Any = None
-    nudger: Any = field(default_factory=NullNudger)
-    background: set[asyncio.Task] = field(default_factory=set)
+    nudger: Nudger = field(default_factory=NullNudger)
 
     async def run(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         """Run one use case on a pooled connection; driver errors become domain errors; retryable ones retry."""
@@ -96,9 +86,3 @@ class CellContext:
                     continue
                 raise error from exc
         raise AssertionError("unreachable")
-
-    def spawn(self, coro: Awaitable[Any]) -> None:
-        """Fire-and-forget work after a commit (storing an idempotent response, a nudge); keep a reference."""
-        task = asyncio.ensure_future(coro)
-        self.background.add(task)
-        task.add_done_callback(self.background.discard)

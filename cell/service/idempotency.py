@@ -8,7 +8,11 @@ from typing import Awaitable, Callable
 import asyncpg
 import msgspec
 
-from cell.service.errors import IdempotencyInFlight, IdempotencyKeyReused, InvalidRequest
+from cell.service.errors import (
+    IdempotencyInFlight,
+    IdempotencyKeyReused,
+    InvalidRequest,
+)
 from cell.store.queries import Q
 
 

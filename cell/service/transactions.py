@@ -146,6 +146,7 @@ async def reverse_transaction(ctx: CellContext, tenant_id: str, txn_id: uuid.UUI
     if original["status"] != "posted":
         raise PostingRejected(f"only a posted transaction can be reversed (this one is {original['status']})",
                               "invalid_status_transition")
+    # With an Idempotency-Key, a retry of the reversal that succeeded must reach the replay in ledger_post.
     if original["reversed_by_ledger_transaction_id"] and idem is None:
         raise PostingRejected("this ledger transaction has already been reversed", "already_reversed")
     entries = reversal_entries([EntryRequest(e["ledger_account_id"], e["direction"], e["amount"])

@@ -3,7 +3,6 @@ cursor pagination neither repeats nor skips while rows are being inserted."""
 
 import asyncio
 
-import pytest
 
 
 async def test_fifty_concurrent_locked_debits_on_an_account_funded_for_twenty(live_api):

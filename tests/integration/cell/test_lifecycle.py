@@ -1,7 +1,5 @@
 """pending -> posted | archived, reversals, versions with the audit chain, external ids, metadata."""
 
-import hashlib
-import json
 
 import pytest
 
