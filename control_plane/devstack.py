@@ -6,6 +6,7 @@ Used by `make run` and by the test session; production points every URL at a rea
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -20,10 +21,23 @@ PG_SUPERUSER = "postgres"
 PG_SYSTEM_USER = "embedded_postgres"
 
 
+# Below Linux's ephemeral range (32768 and up): only explicit binds land here, so no outgoing connection can
+# take a port between our check and the server's bind.
+_PORT_LOW, _PORT_HIGH = 20000, 32000
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
+    """A port free now, drawn at random below the ephemeral range."""
+    rng = random.Random()
+    for _ in range(500):
+        port = rng.randrange(_PORT_LOW, _PORT_HIGH)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port between {_PORT_LOW} and {_PORT_HIGH}")
 
 
 def wait_for_port(host: str, port: int, timeout_s: float) -> None:

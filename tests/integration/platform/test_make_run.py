@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -15,8 +16,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from control_plane.devstack import free_port
-
 ROOT = Path(__file__).resolve().parents[3]
 
 
@@ -25,18 +24,24 @@ def port_free(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) != 0
 
 
-def free_base(count: int) -> int:
-    """A base port whose next `count` ports are all free."""
-    for _ in range(50):
-        base = free_port() // 10 * 10
-        if base + count < 65000 and all(port_free(base + i) for i in range(1, count + 1)):
+def free_base(count: int, taken: set[int]) -> int:
+    """A base port whose next `count` ports are free, below the kernel's ephemeral range (32768 and up on
+    Linux): there only explicit binds land, so no outgoing connection can take a port before the stack binds it."""
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(20000, 32000, 10)
+        ports = {base + i for i in range(1, count + 1)}
+        if not ports & taken and all(port_free(p) for p in ports):
+            taken.update(ports)
             return base
     raise RuntimeError("no free port range")
 
 
 @pytest.fixture
 def platform(tmp_path):
-    router_port, cell_base, metrics_base = free_port(), free_base(2), free_base(2)
+    taken: set[int] = set()
+    cell_base, metrics_base, router_base = free_base(2, taken), free_base(2, taken), free_base(1, taken)
+    router_port = router_base + 1
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("LEDGER_", "CELL_", "WORKER_", "ROUTER_", "CONTROL_PLANE_"))}
     env.update({"LEDGER_DATA_DIR": str(tmp_path / "ledger"), "LEDGER_ROUTER_PORT": str(router_port),
