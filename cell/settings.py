@@ -16,6 +16,8 @@ class CellSettings(msgspec.Struct, frozen=True, kw_only=True):
     processes: int = 1  # server processes sharing the port (each with its own pool of db_pool_max)
     db_pool_min: int = 2
     db_pool_max: int = 12
+    # The role pooled connections run as (0003_app_role.sql); "" when the login role is already restricted.
+    db_role: str = "ledger_app"
     # hybrid: entries without a lock are queued and applied by the cell's workers; sync: every entry is
     # applied in its posting (the baseline the async path is measured against).
     posting_mode: Literal["hybrid", "sync"] = "hybrid"

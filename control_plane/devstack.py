@@ -26,16 +26,23 @@ PG_SYSTEM_USER = "embedded_postgres"
 _PORT_LOW, _PORT_HIGH = 20000, 32000
 
 
+_handed_out: set[int] = set()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A port free now, drawn at random below the ephemeral range."""
+    """A port free now, drawn at random below the ephemeral range, never the same twice in a process (a port
+    handed out may not be bound yet)."""
     rng = random.Random()
     for _ in range(500):
         port = rng.randrange(_PORT_LOW, _PORT_HIGH)
+        if port in _handed_out:
+            continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             try:
                 sock.bind((host, port))
             except OSError:
                 continue
+            _handed_out.add(port)
             return port
     raise RuntimeError(f"no free port between {_PORT_LOW} and {_PORT_HIGH}")
 

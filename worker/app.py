@@ -32,7 +32,7 @@ class _Runtime:
         async def go():
             if self.pool is None:
                 self.pool = await create_pool(self.settings.database_url, min_size=1,
-                                              max_size=self.settings.db_pool_max)
+                                              max_size=self.settings.db_pool_max, role=self.settings.db_role)
             return await fn(self.pool)
 
         return self.loop.run_until_complete(go())

@@ -11,6 +11,7 @@ import msgspec
 class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
     cell_name: str = "cell-1"
     database_url: str = ""
+    db_role: str = "ledger_app"  # as the cell's pool (cell/store/migrations/0003_app_role.sql)
     broker_url: str = "redis://127.0.0.1:6379/0"
     # Empty endpoint: real SQS through boto3's usual credential chain. Set: an SQS-compatible endpoint
     # (moto in server mode for `make run` and tests), where the worker creates the queue when missing.

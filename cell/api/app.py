@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import asyncpg
 import msgspec
 from litestar import Litestar, Request, Response, get
 from litestar.exceptions import HTTPException
@@ -51,12 +52,17 @@ async def metrics(request: Request) -> Response:
 
 def create_app(settings: CellSettings, *, run_migrations: bool = True) -> Litestar:
     async def startup(app: Litestar) -> None:
-        pool = await create_pool(settings.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max)
         if run_migrations:
-            async with pool.acquire() as conn:
+            # As the login role (it owns the schema); the pool then runs as the restricted role.
+            conn = await asyncpg.connect(settings.database_url)
+            try:
                 applied = await migrate(conn)
-                if applied:
-                    log.info("applied migrations: %s", ", ".join(applied))
+            finally:
+                await conn.close()
+            if applied:
+                log.info("applied migrations: %s", ", ".join(applied))
+        pool = await create_pool(settings.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max,
+                                 role=settings.db_role)
         if settings.posting_mode == "hybrid" and not settings.sqs_queue_url:
             log.warning("hybrid posting mode without CELL_SQS_QUEUE_URL: queued effects wait for a worker's sweeper")
         app.state.ctx = CellContext(settings=settings, pool=pool, cache=AccountCache(settings.account_cache_size_max),

@@ -13,13 +13,25 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
                               decoder=msgspec.json.decode, schema="pg_catalog", format="text")
 
 
+def quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
 async def _no_reset(conn: asyncpg.Connection) -> None:
     # asyncpg's default reset costs a round trip per release (+35% end to end when skipped, PERFORMANCE.md).
     return None
 
 
-async def create_pool(url: str, *, min_size: int, max_size: int) -> asyncpg.Pool:
+async def create_pool(url: str, *, min_size: int, max_size: int, role: str = "") -> asyncpg.Pool:
+    """`role`: run every pooled connection as that role (SET ROLE; migration 0003 grants `ledger_app` exactly
+    what the cell needs, and no UPDATE or DELETE on entries or versions). Empty: the login role as it is."""
+
+    async def init(conn: asyncpg.Connection) -> None:
+        if role:
+            await conn.execute(f"SET ROLE {quote_ident(role)}")
+        await _init_connection(conn)
+
     return await asyncpg.create_pool(
-        url, min_size=min_size, max_size=max_size, init=_init_connection, reset=_no_reset,
+        url, min_size=min_size, max_size=max_size, init=init, reset=_no_reset,
         server_settings={"application_name": "cellledger", "jit": "off"},
     )

@@ -147,3 +147,27 @@ async def test_ledger_read_update_and_list(api):
     page2 = await api.get("/api/ledgers", params={"per_page": 1, "after_cursor": page1.headers["x-after-cursor"]})
     assert len(page2.json()) == 1 and "x-after-cursor" not in page2.headers
     assert page1.json()[0]["id"] != page2.json()[0]["id"]
+
+
+async def test_the_cell_runs_as_a_role_that_cannot_change_entries_or_versions(api, books, cell_database_url):
+    import uuid
+
+    import asyncpg
+
+    from cell.settings import load_settings
+    from cell.store.db import create_pool
+
+    ledger, cash, rev = books
+    txn = (await api.transfer(ledger["id"], cash["id"], rev["id"], 80)).json()
+    role = load_settings(("CELL_TEST_UNUSED_",)).db_role  # what a cell's pool runs as by default
+    pool = await create_pool(cell_database_url, min_size=1, max_size=1, role=role)
+    try:
+        assert await pool.fetchval("SELECT current_user") == "ledger_app"
+        for sql in ("UPDATE ledger_entries SET amount = 1 WHERE transaction_id = $1",
+                    "DELETE FROM ledger_transaction_versions WHERE transaction_id = $1"):
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await pool.execute(sql, uuid.UUID(txn["id"]))
+        assert await pool.fetchval("SELECT count(*) FROM ledger_entries WHERE transaction_id = $1",
+                                   uuid.UUID(txn["id"])) == 2
+    finally:
+        await pool.close()

@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import urllib.request
 
+import asyncpg
+
 from cell.service.nudge import SqsNudger
 from control_plane.devstack import free_port
 from worker_helpers import assert_invariants, new_book, post, totals, unapplied, wait_until
@@ -31,11 +33,15 @@ async def _all_applied(pool, book):
         return await unapplied(conn, book) == {}
 
 
-async def _idle_in_transaction(pool, database: str) -> bool:
-    async with pool.acquire() as conn:
+async def _idle_in_transaction(url: str, database: str) -> bool:
+    # An admin connection: the app role's pool cannot see other sessions' state in pg_stat_activity.
+    conn = await asyncpg.connect(url)
+    try:
         return bool(await conn.fetchval(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND state = 'idle in transaction'"
             " AND pid <> pg_backend_pid()", database))
+    finally:
+        await conn.close()
 
 
 async def test_the_worker_process_applies_nudged_effects_and_sweeps_lost_ones(pool, sqs_queue, worker_process):
@@ -62,10 +68,10 @@ async def test_sigkill_before_commit_loses_nothing(pool, sqs_queue, worker_proce
     book = await _post_card_payments(pool, 4)
     await _nudge(sqs_queue, book)
     # The worker has run its apply and sits inside the open transaction: kill it there.
-    await wait_until(lambda: _idle_in_transaction(pool, database), what="the worker inside its transaction\n"
+    await wait_until(lambda: _idle_in_transaction(worker_database_url, database), what="the worker inside its transaction\n"
                      + worker.log())
     worker.kill()
-    await wait_until(lambda: _not(pool, database),
+    await wait_until(lambda: _not(worker_database_url, database),
                      what="the killed worker's backend gone")
     async with pool.acquire() as conn:
         assert sum((await unapplied(conn, book)).values()) == 8  # rolled back: nothing applied
@@ -97,8 +103,8 @@ async def test_sigkill_after_commit_before_the_sqs_delete_doubles_nothing(pool, 
         await assert_invariants(conn, book)
 
 
-async def _not(pool, database):
-    return not await _idle_in_transaction(pool, database)
+async def _not(url, database):
+    return not await _idle_in_transaction(url, database)
 
 
 async def _queue_empty(queue) -> bool:
