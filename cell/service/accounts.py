@@ -70,17 +70,13 @@ async def _totals_for(conn: asyncpg.Connection, row, q: BalanceQuery) -> Totals:
             return hi_totals
         lo = await conn.fetchrow(Q["balances_at_effective_time"], row["id"], q.lower, False)
         return hi_totals.minus(render.totals_of(lo, 0))
-    if q.include_unapplied:
-        r = await conn.fetchrow(Q["unapplied_deltas"], row["id"])
-        d = render.totals_of(r, 0)
-        return Totals(current.pending_debits + d.pending_debits, current.pending_credits + d.pending_credits,
-                      current.posted_debits + d.posted_debits, current.posted_credits + d.posted_credits,
-                      current.lock_version)
     return current
 
 
 async def _render_account(conn: asyncpg.Connection, tenant_id: str, account_id, q: BalanceQuery | None = None) -> bytes:
-    row = await conn.fetchrow(Q["fetch_account"], tenant_id, account_id)
+    including = q is not None and q.include_unapplied
+    row = await conn.fetchrow(Q["fetch_account_including_unapplied" if including else "fetch_account"], tenant_id,
+                              account_id)
     if row is None:
         raise NotFound(f"ledger account {account_id} not found")
     totals = await _totals_for(conn, row, q) if q is not None else None

@@ -37,10 +37,20 @@ FROM balance_effects WHERE account_id = $1 AND lock_version = $2
 -- name: balances_at_effective_time
 SELECT pending_debits, pending_credits, posted_debits, posted_credits FROM ledger_balance_at($1, $2, $3)
 
--- name: unapplied_deltas
-SELECT coalesce(sum(d_pending_debits), 0) AS pending_debits, coalesce(sum(d_pending_credits), 0) AS pending_credits,
-       coalesce(sum(d_posted_debits), 0) AS posted_debits, coalesce(sum(d_posted_credits), 0) AS posted_credits
-FROM balance_effects WHERE account_id = $1 AND applied_at IS NULL
+-- name: fetch_account_including_unapplied
+-- Applied totals plus still-queued effects in ONE statement (one snapshot): a worker committing an apply
+-- between two separate reads would otherwise hide its effects from both.
+SELECT a.seq, a.id, a.ledger_id, a.name, a.description, a.normal_balance, a.currency, a.currency_exponent,
+       a.metadata, a.sync_only, a.created_at, a.updated_at,
+       b.pending_debits + u.pd AS pending_debits, b.pending_credits + u.pc AS pending_credits,
+       b.posted_debits + u.od AS posted_debits, b.posted_credits + u.oc AS posted_credits, b.lock_version
+FROM ledger_accounts a JOIN account_balances b ON b.account_id = a.id
+CROSS JOIN LATERAL (
+    SELECT coalesce(sum(d_pending_debits), 0) AS pd, coalesce(sum(d_pending_credits), 0) AS pc,
+           coalesce(sum(d_posted_debits), 0) AS od, coalesce(sum(d_posted_credits), 0) AS oc
+    FROM balance_effects e WHERE e.account_id = a.id AND e.applied_at IS NULL
+) u
+WHERE a.tenant_id = $1 AND a.id = $2
 
 -- name: fetch_ledger_exists
 SELECT 1 FROM ledgers WHERE tenant_id = $1 AND id = $2

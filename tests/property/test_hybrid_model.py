@@ -1,0 +1,581 @@
+"""Hybrid posting mode against a model: queued effects, sync entries, worker steps, read-your-writes.
+
+A hypothesis RuleBasedStateMachine drives a cell app in posting_mode="hybrid" with no SQS queue (a NullNudger:
+nothing queued is applied until this test applies it). The model keeps, per account, every committed balance
+effect in commit order (an entry written, a pending transaction posted or archived) and how many of them are
+applied. Sequential requests commit in order and `apply` folds an account's queued effects in sequence order,
+before any effect of the posting that applies them, so the account's lock version v is the v-th committed
+effect and its balances are the sum of the first v effects.
+
+What the model predicts (DESIGN.md section 4):
+- an entry is applied inside its posting when its account is sync-only or some entry of the posting on that
+  account carries a balance lock, a lock_version or show_resulting_ledger_account_balances; the apply folds
+  every queued effect of the account first; everything else is queued (lock version null in the response);
+- a PATCH pending -> posted/archived and a reversal queue their effects unless the account is sync-only;
+- a balance lock is checked on the account's balances with every committed effect counted, a lock_version
+  against the number of committed effects; a failing lock answers 422 and changes nothing;
+- a worker step (`ledger_apply_report(accounts, false)`, called on a separate connection, as a worker does)
+  folds every queued effect of the accounts it names.
+
+Checked: `balances[include_unapplied]=true` equals the model's full balances, and the plain read its applied
+prefix (so never more than committed, and exact after a worker step), after every step; the response's lock
+versions and resulting balances; per account, `balances[as_of_lock_version]=v` for v in 1..lock_version (one
+known effect per version, in commit order), and each applied entry's resulting balances; at the end, after
+applying everything, every balance and `verify()`.
+
+Balances are recomputed here from first principles (Modern Treasury's definitions), never with cell code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+from hypothesis import HealthCheck, event, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+from litestar.testing import TestClient
+
+from cell.api.app import create_app
+from cell.service.tenants import create_api_key, create_tenant
+from cell.service.verify import verify
+from cell.settings import load_settings
+
+OPS = {"gt": lambda a, b: a > b, "gte": lambda a, b: a >= b, "lt": lambda a, b: a < b,
+       "lte": lambda a, b: a <= b, "eq": lambda a, b: a == b}
+LOCK_FIELDS = ("pending_balance_amount", "posted_balance_amount", "available_balance_amount")
+# Two ledgers; ledger 0 holds USD and EUR accounts, ledger 1 USD only.
+LAYOUT = [(0, "USD"), (0, "USD"), (0, "USD"), (0, "EUR"), (0, "EUR"), (1, "USD"), (1, "USD")]
+PER_PAGE = 100
+AMOUNT_MAX = 2**63 - 1
+INT64 = (-(2**63), 2**63 - 1)
+
+EXAMPLES = 15
+STEPS = 25
+
+
+# -- the app under test: hybrid mode, no queue ----------------------------------------------------------------
+
+
+@dataclass
+class HybridCell:
+    client: TestClient
+    loop: asyncio.AbstractEventLoop
+    admin: asyncpg.Connection
+
+    def run(self, coro):
+        return self.loop.run_until_complete(coro)
+
+    def new_tenant(self) -> tuple[str, tuple[str, str]]:
+        tenant_id = f"h-{uuid.uuid4().hex[:12]}"
+        self.run(create_tenant(self.admin, tenant_id, "property-hybrid"))
+        _, secret = self.run(create_api_key(self.admin, tenant_id))
+        return tenant_id, (tenant_id, secret)
+
+    def apply(self, account_ids: list[str]) -> int:
+        """A worker step: fold every queued effect of these accounts (on a connection of its own)."""
+        row = self.run(self.admin.fetchrow("SELECT * FROM ledger_apply_report($1::uuid[], false)",
+                                           [uuid.UUID(a) for a in account_ids]))
+        assert row["skipped"] == [], f"accounts skipped without skip_locked: {row['skipped']}"
+        return row["applied"]
+
+    def verify(self, tenant_id: str) -> list[str]:
+        return self.run(verify(self.admin, tenant_id))
+
+
+@pytest.fixture(scope="module")
+def hybrid_cell(cell_database_url):
+    # Hybrid mode without a queue URL: a NullNudger, and no CELL_/LEDGER_ environment read.
+    cfg = load_settings(("CELL_HYBRID_PROPERTY_TEST_UNUSED_",), database_url=cell_database_url,
+                        posting_mode="hybrid", sqs_queue_url="", db_pool_min=1, db_pool_max=4,
+                        api_key_cache_ttl_s=60.0)
+    assert cfg.posting_mode == "hybrid" and not cfg.sqs_queue_url
+    loop = asyncio.new_event_loop()  # private, never the thread's current loop
+    admin = loop.run_until_complete(asyncpg.connect(cell_database_url))
+    try:
+        with TestClient(create_app(cfg)) as client:
+            yield HybridCell(client, loop, admin)
+    finally:
+        loop.run_until_complete(admin.close())
+        loop.close()
+
+
+# -- the model ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Sums:
+    pending_debits: int = 0
+    pending_credits: int = 0
+    posted_debits: int = 0
+    posted_credits: int = 0
+
+    def __add__(self, o: Sums) -> Sums:
+        return Sums(self.pending_debits + o.pending_debits, self.pending_credits + o.pending_credits,
+                    self.posted_debits + o.posted_debits, self.posted_credits + o.posted_credits)
+
+
+def delta(direction: str, amount: int, kind: str, posted: bool = False) -> Sums:
+    """A balance effect: an entry written (pending, and posted too when written posted), posted, archived."""
+    if kind == "entry":
+        p, o = amount, amount if posted else 0
+    elif kind == "post":
+        p, o = 0, amount
+    else:  # archive: a pending entry stops counting
+        p, o = -amount, 0
+    return Sums(p, 0, o, 0) if direction == "debit" else Sums(0, p, 0, o)
+
+
+@dataclass
+class MAccount:
+    id: str
+    ledger: int
+    currency: str
+    exponent: int
+    normal: str
+    sync_only: bool
+    # Every committed effect, in commit (= apply) order: (kind, entry, delta); running[v - 1] is the account
+    # after its first v effects, i.e. at lock_version v once applied.
+    effects: list = field(default_factory=list, repr=False)
+    running: list = field(default_factory=list, repr=False)
+    applied: int = 0
+
+    def __repr__(self) -> str:
+        return (f"<{self.currency} {self.normal}-normal{' sync-only' if self.sync_only else ''} account "
+                f"{self.id[:8]} in ledger {self.ledger}>")
+
+    def _repr_pretty_(self, p, cycle) -> None:
+        p.text(repr(self))
+
+    def add(self, kind: str, entry, d: Sums) -> int:
+        """Record a committed effect; returns its index (its lock version minus one, once applied)."""
+        self.effects.append((kind, entry, d))
+        self.running.append((self.running[-1] if self.running else Sums()) + d)
+        return len(self.effects) - 1
+
+    def at(self, v: int) -> Sums:
+        return Sums() if v == 0 else self.running[v - 1]
+
+    def total(self) -> Sums:
+        return self.at(len(self.effects))
+
+    @property
+    def queued(self) -> int:
+        return len(self.effects) - self.applied
+
+    def apply_all(self) -> None:
+        self.applied = len(self.effects)
+
+
+@dataclass
+class MTxn:
+    id: str
+    ledger: int
+    status: str
+    entries: list = field(default_factory=list, repr=False)
+    reversed_by: str | None = None
+
+    def __repr__(self) -> str:
+        return f"<{self.status} txn {self.id[:8]}>"
+
+
+@dataclass
+class MEntry:
+    id: str
+    txn: MTxn
+    account: MAccount
+    direction: str
+    amount: int
+    index: int = -1  # of its 'entry' effect in account.effects
+
+    @property
+    def lock_version(self) -> int | None:
+        return self.index + 1 if self.index < self.account.applied else None
+
+
+def amounts(s: Sums, normal: str) -> dict[str, int]:
+    if normal == "credit":
+        return {"pending_balance_amount": s.pending_credits - s.pending_debits,
+                "posted_balance_amount": s.posted_credits - s.posted_debits,
+                "available_balance_amount": s.posted_credits - s.pending_debits}
+    return {"pending_balance_amount": s.pending_debits - s.pending_credits,
+            "posted_balance_amount": s.posted_debits - s.posted_credits,
+            "available_balance_amount": s.posted_debits - s.pending_credits}
+
+
+def view(s: Sums, a: MAccount) -> dict:
+    """The `balances` object a user should see for these sums."""
+    if a.normal == "credit":
+        avail_credits, avail_debits = s.posted_credits, s.pending_debits
+    else:
+        avail_credits, avail_debits = s.pending_credits, s.posted_debits
+    amount = amounts(s, a.normal)
+
+    def one(credits, debits, name):
+        return {"credits": credits, "debits": debits, "amount": amount[name], "currency": a.currency,
+                "currency_exponent": a.exponent}
+
+    return {"pending_balance": one(s.pending_credits, s.pending_debits, "pending_balance_amount"),
+            "posted_balance": one(s.posted_credits, s.posted_debits, "posted_balance_amount"),
+            "available_balance": one(avail_credits, avail_debits, "available_balance_amount")}
+
+
+def flip(direction: str) -> str:
+    return "credit" if direction == "debit" else "debit"
+
+
+def rfc3339(t: datetime) -> str:
+    return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def unique(accounts) -> list[MAccount]:
+    return list({id(a): a for a in accounts}.values())
+
+
+# -- the machine ----------------------------------------------------------------------------------------------
+
+
+def make_machine(cell: HybridCell):
+    class HybridMachine(RuleBasedStateMachine):
+        def __init__(self) -> None:
+            super().__init__()
+            self.tenant, self.auth = cell.new_tenant()
+            self.ledger_ids: list[str] = []
+            self.accounts: list[MAccount] = []
+            self.txns: list[MTxn] = []
+            self.base = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+        # -- HTTP ----------------------------------------------------------------------------------------------
+
+        def call(self, method: str, path: str, json=None, params=None):
+            r = cell.client.request(method, path, json=json, params=params, auth=self.auth)
+            assert r.status_code < 500, f"{method} {path}: {r.status_code} {r.text}"
+            return r
+
+        def read_account(self, a: MAccount, params=None) -> dict:
+            r = self.call("GET", f"/api/ledger_accounts/{a.id}", params=params)
+            assert r.status_code == 200, r.text
+            return r.json()
+
+        def check(self, a: MAccount) -> None:
+            """Properties 1 and 3: read-your-writes equals every committed effect, the plain read the applied ones."""
+            full = self.read_account(a, {"balances[include_unapplied]": "true"})
+            assert full["balances"] == view(a.total(), a), \
+                f"include_unapplied balances of {a} ({a.queued} queued of {len(a.effects)})"
+            plain = self.read_account(a)
+            assert plain["lock_version"] == a.applied, f"applied lock_version of {a}"
+            assert plain["balances"] == view(a.at(a.applied), a), \
+                f"applied balances of {a} ({a.applied} of {len(a.effects)} applied)"
+            assert full["lock_version"] == a.applied
+            assert plain["sync_only"] == a.sync_only
+
+        def check_entries_of(self, got_entries: list[dict], m: MTxn) -> None:
+            """The transaction's entries as rendered: lock version of the entry's own effect when applied."""
+            assert [g["id"] for g in got_entries] == [e.id for e in m.entries]
+            for g, e in zip(got_entries, m.entries):
+                assert g["ledger_account_lock_version"] == e.lock_version, \
+                    f"lock version of entry {e.id[:8]} on {e.account}"
+                assert g["status"] == m.status
+
+        def times(self):
+            return st.one_of(st.none(), st.integers(-3 * 24, 3 * 24).map(lambda h: self.base + timedelta(hours=h)))
+
+        # -- rules ---------------------------------------------------------------------------------------------
+
+        @initialize(normals=st.lists(st.sampled_from(["credit", "debit"]), min_size=len(LAYOUT),
+                                     max_size=len(LAYOUT)),
+                    sync=st.lists(st.sampled_from([False, False, False, True]), min_size=len(LAYOUT),
+                                  max_size=len(LAYOUT)))
+        def open_books(self, normals, sync):
+            for i in range(2):
+                r = self.call("POST", "/api/ledgers", {"name": f"ledger-{i}"})
+                assert r.status_code == 201, r.text
+                self.ledger_ids.append(r.json()["id"])
+            for (ledger, currency), normal, sync_only in zip(LAYOUT, normals, sync):
+                body = {"name": f"{currency}-{normal}", "ledger_id": self.ledger_ids[ledger],
+                        "normal_balance": normal, "currency": currency}
+                if sync_only:
+                    body["sync_only"] = True
+                r = self.call("POST", "/api/ledger_accounts", body)
+                assert r.status_code == 201, r.text
+                got = r.json()
+                a = MAccount(got["id"], ledger, currency, got["currency_exponent"], normal, sync_only)
+                assert got["balances"] == view(Sums(), a) and got["lock_version"] == 0
+                assert got["sync_only"] == sync_only
+                self.accounts.append(a)
+
+        @rule(data=st.data())
+        def post(self, data):
+            for _ in range(data.draw(st.integers(1, 2), label="postings")):
+                self.post_one(data.draw)
+
+        def post_one(self, draw):
+            ledger = draw(st.sampled_from([0, 1]), label="ledger")
+            by_currency: dict[str, list[MAccount]] = {}
+            for a in self.accounts:
+                if a.ledger == ledger:
+                    by_currency.setdefault(a.currency, []).append(a)
+            currencies = draw(st.lists(st.sampled_from(sorted(by_currency)), min_size=1, max_size=2, unique=True))
+            legs: list[tuple[MAccount, str, int]] = []
+            for currency in currencies:
+                pool = st.sampled_from(by_currency[currency])
+                debits = draw(st.lists(st.integers(1, 500), min_size=1, max_size=2) | st.just([AMOUNT_MAX]))
+                total = sum(debits)
+                cut = draw(st.integers(1, total - 1)) if total > 1 and draw(st.booleans()) else None
+                credits = [total] if cut is None else [cut, total - cut]
+                legs += [(draw(pool), "debit", x) for x in debits] + [(draw(pool), "credit", x) for x in credits]
+            legs = draw(st.permutations(legs), label="legs")
+            status = draw(st.sampled_from(["pending", "posted"]), label="status")
+            effective_at = draw(self.times(), label="effective_at")
+            # Most postings plain (queued unless sync-only); some with locks, lock versions, resulting balances.
+            mode = draw(st.sampled_from([None, None, None, "balance", "lock_version", "show", "mixed"]),
+                        label="locks")
+
+            # Property 2: a lock is checked on every committed effect of the account plus this posting's.
+            # Targets are drawn around that result and around the stale one (applied effects only), so a lock
+            # checked on a stale balance answers differently whenever the account has effects queued.
+            projected, stale = {}, {}
+            for a in unique(a for a, _, _ in legs):
+                mine = Sums()
+                for b, d, x in legs:
+                    if b is a:
+                        mine = mine + delta(d, x, "entry", status == "posted")
+                projected[a.id] = amounts(a.total() + mine, a.normal)
+                stale[a.id] = amounts(a.at(a.applied) + mine, a.normal)
+
+            entries_body, expected_code, applied_now = [], None, {a.id for a, _, _ in legs if a.sync_only}
+            for a, direction, amount in legs:
+                e = {"ledger_account_id": a.id, "direction": direction, "amount": amount}
+                kind = mode if mode != "mixed" else draw(st.sampled_from(["balance", "lock_version", "show"]))
+                kind = draw(st.sampled_from([None, kind])) if kind else None
+                failing = None
+                if kind == "lock_version":
+                    version = max(0, len(a.effects) + draw(st.sampled_from([0, 0, 0, -1, 1])))
+                    e["lock_version"] = version
+                    if version != len(a.effects):
+                        failing = "lock_version_mismatch"
+                elif kind == "balance":
+                    name = draw(st.sampled_from(LOCK_FIELDS))
+                    op = draw(st.sampled_from(sorted(OPS)))
+                    result = projected[a.id][name]
+                    base = draw(st.sampled_from([result, stale[a.id][name]]))
+                    if a.queued:
+                        event("balance lock on an account with effects queued")
+                    target = base + draw(st.one_of(st.sampled_from([-1, 0, 0, 1]), st.integers(-1000, 1000)))
+                    target = max(INT64[0], min(INT64[1], target))
+                    e[name] = {op: target}
+                    if not OPS[op](result, target):
+                        failing = "balance_lock_failed"
+                show = kind == "show" or (kind is not None and draw(st.booleans()))
+                if show:
+                    e["show_resulting_ledger_account_balances"] = True
+                if kind is not None:
+                    applied_now.add(a.id)
+                expected_code = expected_code or failing
+                entries_body.append(e)
+
+            body = {"ledger_id": self.ledger_ids[ledger], "status": status, "ledger_entries": entries_body}
+            if effective_at is not None:
+                body["effective_at"] = rfc3339(effective_at)
+            before = {a.id: (len(a.effects), a.applied) for a, _, _ in legs}
+            r = self.call("POST", "/api/ledger_transactions", body)
+            event(f"post: {expected_code or ('some sync' if applied_now else 'all queued')}")
+            touched = unique(a for a, _, _ in legs)
+            if expected_code is not None:
+                assert r.status_code == 422, r.text
+                assert r.json()["code"] == expected_code, r.text
+                for a in touched:  # refused: nothing written, nothing applied (not even the queued effects)
+                    assert (len(a.effects), a.applied) == before[a.id]
+                    self.check(a)
+                return
+            assert r.status_code == 201, r.text
+            self.record(r.json(), legs, status, [bool(e.get("show_resulting_ledger_account_balances"))
+                                                 for e in entries_body], applied_now)
+
+        def record(self, got: dict, legs, status: str, shown: list[bool], applied_now: set[str]) -> MTxn:
+            """An accepted posting: its effects are committed; the applied accounts fold everything queued."""
+            assert got["status"] == status
+            m = MTxn(got["id"], legs[0][0].ledger, status)
+            for (a, direction, amount), g in zip(legs, got["ledger_entries"]):
+                e = MEntry(g["id"], m, a, direction, amount)
+                e.index = a.add("entry", e, delta(direction, amount, "entry", status == "posted"))
+                m.entries.append(e)
+                assert (g["ledger_account_id"], g["direction"], g["amount"]) == (a.id, direction, amount)
+            for a in unique(a for a, _, _ in legs):
+                if a.id in applied_now:
+                    a.apply_all()
+            assert len(got["ledger_entries"]) == len(legs)
+            for e, g, show in zip(m.entries, got["ledger_entries"], shown):
+                a = e.account
+                assert g["ledger_account_lock_version"] == e.lock_version, \
+                    f"lock version of an entry on {a} ({'applied now' if a.id in applied_now else 'queued'})"
+                expected = view(a.at(e.lock_version), a) if show else None
+                assert g["resulting_ledger_account_balances"] == expected, f"resulting balances on {a}"
+            self.txns.append(m)
+            for a in unique(a for a, _, _ in legs):
+                self.check(a)
+            return m
+
+        @precondition(lambda self: bool(self.txns))
+        @rule(data=st.data())
+        def settle(self, data):
+            """PATCH pending -> posted | archived: queued, except on sync-only accounts; final states are final."""
+            pending = [t for t in self.txns if t.status == "pending"]
+            txn = data.draw(st.sampled_from(pending) if pending and data.draw(st.integers(0, 4)) else
+                            st.sampled_from(self.txns), label="txn")
+            to = data.draw(st.sampled_from(["posted", "archived"] if txn.status == "pending" else
+                                           sorted({"pending", "posted", "archived"} - {txn.status})), label="to")
+            r = self.call("PATCH", f"/api/ledger_transactions/{txn.id}", {"status": to})
+            event(f"settle: {txn.status} -> {to}")
+            accounts = unique(e.account for e in txn.entries)
+            if txn.status != "pending":
+                assert r.status_code == 422 and r.json()["code"] == "invalid_status_transition", r.text
+            else:
+                assert r.status_code == 200, r.text
+                txn.status = to
+                kind = "post" if to == "posted" else "archive"
+                for e in txn.entries:  # one effect per entry, in entry order
+                    e.account.add(kind, e, delta(e.direction, e.amount, kind))
+                for a in accounts:
+                    if a.sync_only:
+                        a.apply_all()
+                got = r.json()
+                assert got["status"] == to
+                self.check_entries_of(got["ledger_entries"], txn)
+            for a in accounts:
+                self.check(a)
+
+        @precondition(lambda self: bool(self.txns))
+        @rule(data=st.data())
+        def reverse(self, data):
+            open_ = [t for t in self.txns if t.status == "posted" and t.reversed_by is None]
+            txn = data.draw(st.sampled_from(open_) if open_ and data.draw(st.integers(0, 3)) else
+                            st.sampled_from(self.txns), label="txn to reverse")
+            status = data.draw(st.sampled_from(["posted", "posted", "pending"]), label="reversal status")
+            r = self.call("POST", f"/api/ledger_transactions/{txn.id}/reversal", {"status": status})
+            event(f"reverse: {r.status_code}")
+            if txn.status != "posted":
+                assert r.status_code == 422 and r.json()["code"] == "invalid_status_transition", r.text
+                return
+            if txn.reversed_by is not None:
+                assert r.status_code == 422 and r.json()["code"] == "already_reversed", r.text
+                return
+            assert r.status_code == 201, r.text
+            got = r.json()
+            assert got["reverses_ledger_transaction_id"] == txn.id
+            legs = [(e.account, flip(e.direction), e.amount) for e in txn.entries]
+            # A reversal carries no conditions: queued, except on sync-only accounts.
+            m = self.record(got, legs, status, [False] * len(legs), {a.id for a, _, _ in legs if a.sync_only})
+            txn.reversed_by = m.id
+
+        @rule(data=st.data())
+        def worker_step(self, data):
+            """A worker applies a random subset of accounts: every queued effect of each, in sequence order."""
+            queued = [a for a in self.accounts if a.queued]
+            pool = queued if queued and data.draw(st.integers(0, 2)) else self.accounts
+            subset = data.draw(st.lists(st.sampled_from(pool), min_size=1, max_size=3, unique_by=id),
+                               label="accounts applied")
+            expected = sum(a.queued for a in subset)
+            applied = cell.apply([a.id for a in subset])
+            event(f"worker step: {'nothing' if not expected else 'some'} to apply")
+            assert applied == expected, f"ledger_apply_report applied {applied}, queued {expected}"
+            for a in subset:
+                a.apply_all()
+                self.check(a)  # property 3: exact once applied
+
+        @rule(data=st.data())
+        def toggle_sync_only(self, data):
+            """Flip an account's sync_only flag: from then on its postings and transitions apply it (and fold
+            whatever it has queued)."""
+            a = data.draw(st.sampled_from(self.accounts), label="account")
+            r = self.call("PATCH", f"/api/ledger_accounts/{a.id}", {"sync_only": not a.sync_only})
+            assert r.status_code == 200, r.text
+            a.sync_only = not a.sync_only
+            assert r.json()["sync_only"] == a.sync_only
+            self.check(a)  # the flag alone applies nothing
+
+        @rule(data=st.data())
+        def read(self, data):
+            """Every account's reads, and a few of its applied lock versions."""
+            for a in self.accounts:
+                self.check(a)
+            a = data.draw(st.sampled_from(self.accounts), label="account")
+            for v in data.draw(st.lists(st.integers(0, a.applied), max_size=3), label="versions"):
+                got = self.read_account(a, {"balances[as_of_lock_version]": str(v)})
+                assert got["lock_version"] == v
+                assert got["balances"] == view(a.at(v), a), f"balances of {a} as of lock_version {v}"
+
+        def teardown(self):
+            try:
+                if self.accounts:
+                    for a in self.accounts:
+                        self.audit_versions(a)  # with effects still queued
+                    expected = sum(a.queued for a in self.accounts)
+                    assert cell.apply([a.id for a in self.accounts]) == expected
+                    for a in self.accounts:  # property 5: everything applied, every read exact
+                        a.apply_all()
+                        self.check(a)
+                        self.audit_versions(a)
+            finally:
+                problems = cell.verify(self.tenant)
+            assert problems == [], f"invariants violated for {self.tenant}: {problems}"
+
+        # -- audits --------------------------------------------------------------------------------------------
+
+        def audit_versions(self, a: MAccount):
+            """Property 4: applied versions are 1..n, version v is the first v committed effects (so each one
+            adds exactly the model's v-th effect), and each applied entry's resulting balances match."""
+            for v in range(1, a.applied + 1):
+                got = self.read_account(a, {"balances[as_of_lock_version]": str(v)})
+                assert got["lock_version"] == v
+                kind, entry, _ = a.effects[v - 1]
+                assert got["balances"] == view(a.at(v), a), \
+                    f"{a} as of lock_version {v} (a {kind} effect of entry {entry.id[:8]})"
+            r = self.call("GET", f"/api/ledger_accounts/{a.id}",
+                          params={"balances[as_of_lock_version]": str(a.applied + 1)})
+            assert r.status_code == 400 and r.json()["code"] == "lock_version_not_found", r.text
+
+            listed, cursor = [], None
+            while True:
+                params = {"ledger_account_id": a.id, "show_balances": "true", "per_page": str(PER_PAGE)}
+                if cursor:
+                    params["after_cursor"] = cursor
+                r = self.call("GET", "/api/ledger_entries", params=params)
+                assert r.status_code == 200, r.text
+                listed += r.json()
+                cursor = r.headers.get("x-after-cursor")
+                if not cursor:
+                    break
+            entries = [e for kind, e, _ in a.effects if kind == "entry"]
+            assert sorted(x["id"] for x in listed) == sorted(e.id for e in entries), f"entries of {a}"
+            by_id = {e.id: e for e in entries}
+            applied = sorted((x for x in listed if x["ledger_account_lock_version"] is not None),
+                             key=lambda x: x["ledger_account_lock_version"])
+            assert [x["ledger_account_lock_version"] for x in applied] == \
+                sorted(e.lock_version for e in entries if e.lock_version is not None), f"entry versions of {a}"
+            for x in listed:
+                e = by_id[x["id"]]
+                assert x["ledger_account_lock_version"] == e.lock_version, f"entry {e.id[:8]} on {a}"
+                assert (x["direction"], x["amount"], x["status"]) == (e.direction, e.amount, e.txn.status)
+                expected = None if e.lock_version is None else view(a.at(e.lock_version), a)
+                assert x["resulting_ledger_account_balances"] == expected, \
+                    f"resulting balances of entry {e.id[:8]} on {a} at lock_version {e.lock_version}"
+
+    return HybridMachine
+
+
+@pytest.mark.timeout(900)
+def test_hybrid_mode_agrees_with_the_model(hybrid_cell):
+    run_state_machine_as_test(make_machine(hybrid_cell), settings=settings(
+        max_examples=EXAMPLES, stateful_step_count=STEPS, deadline=None, report_multiple_bugs=False,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]))
