@@ -63,13 +63,8 @@ async def _totals_for(conn: asyncpg.Connection, row, q: BalanceQuery) -> Totals:
         r = await conn.fetchrow(Q["balances_at_effective_time"], row["id"], q.effective_at, True)
         return render.totals_of(r, current.lock_version)
     if q.lower is not None or q.upper is not None:
-        # [lower, upper): everything before upper (or everything), minus everything before lower.
-        hi = row if q.upper is None else await conn.fetchrow(Q["balances_at_effective_time"], row["id"], q.upper, False)
-        hi_totals = render.totals_of(hi, current.lock_version)
-        if q.lower is None:
-            return hi_totals
-        lo = await conn.fetchrow(Q["balances_at_effective_time"], row["id"], q.lower, False)
-        return hi_totals.minus(render.totals_of(lo, 0))
+        r = await conn.fetchrow(Q["balances_in_effective_range"], row["id"], q.lower, q.upper)
+        return render.totals_of(r, current.lock_version)
     return current
 
 

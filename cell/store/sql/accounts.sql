@@ -37,6 +37,13 @@ FROM balance_effects WHERE account_id = $1 AND lock_version = $2
 -- name: balances_at_effective_time
 SELECT pending_debits, pending_credits, posted_debits, posted_credits FROM ledger_balance_at($1, $2, $3)
 
+-- name: balances_in_effective_range
+-- [lower, upper): everything before upper minus everything before lower, in one statement (one snapshot).
+SELECT hi.pending_debits - lo.pending_debits AS pending_debits, hi.pending_credits - lo.pending_credits AS pending_credits,
+       hi.posted_debits - lo.posted_debits AS posted_debits, hi.posted_credits - lo.posted_credits AS posted_credits
+FROM ledger_balance_at($1, coalesce($3::timestamptz, 'infinity'), false) hi,
+     ledger_balance_at($1, coalesce($2::timestamptz, '-infinity'), false) lo
+
 -- name: fetch_account_including_unapplied
 -- Applied totals plus still-queued effects in ONE statement (one snapshot): a worker committing an apply
 -- between two separate reads would otherwise hide its effects from both.
