@@ -28,13 +28,11 @@ Balances are recomputed here from first principles (Modern Treasury's definition
 
 from __future__ import annotations
 
-import asyncio
-import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-import asyncpg
 import pytest
+from harness import Cell, open_cell
 from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -44,12 +42,7 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
-from litestar.testing import TestClient
-
-from cell.api.app import create_app
-from cell.service.tenants import create_api_key, create_tenant
-from cell.service.verify import verify
-from cell.settings import load_settings
+from property_model import Sums, amounts, flip, rfc3339, view
 
 OPS = {"gt": lambda a, b: a > b, "gte": lambda a, b: a >= b, "lt": lambda a, b: a < b,
        "lte": lambda a, b: a <= b, "eq": lambda a, b: a == b}
@@ -67,62 +60,14 @@ STEPS = 25
 # -- the app under test: hybrid mode, no queue ----------------------------------------------------------------
 
 
-@dataclass
-class HybridCell:
-    client: TestClient
-    loop: asyncio.AbstractEventLoop
-    admin: asyncpg.Connection
-
-    def run(self, coro):
-        return self.loop.run_until_complete(coro)
-
-    def new_tenant(self) -> tuple[str, tuple[str, str]]:
-        tenant_id = f"h-{uuid.uuid4().hex[:12]}"
-        self.run(create_tenant(self.admin, tenant_id, "property-hybrid"))
-        _, secret = self.run(create_api_key(self.admin, tenant_id))
-        return tenant_id, (tenant_id, secret)
-
-    def apply(self, account_ids: list[str]) -> int:
-        """A worker step: fold every queued effect of these accounts (on a connection of its own)."""
-        row = self.run(self.admin.fetchrow("SELECT * FROM ledger_apply_report($1::uuid[], false)",
-                                           [uuid.UUID(a) for a in account_ids]))
-        assert row["skipped"] == [], f"accounts skipped without skip_locked: {row['skipped']}"
-        return row["applied"]
-
-    def verify(self, tenant_id: str) -> list[str]:
-        return self.run(verify(self.admin, tenant_id))
-
-
 @pytest.fixture(scope="module")
 def hybrid_cell(cell_database_url):
-    # Hybrid mode without a queue URL: a NullNudger, and no CELL_/LEDGER_ environment read.
-    cfg = load_settings(("CELL_HYBRID_PROPERTY_TEST_UNUSED_",), database_url=cell_database_url,
-                        posting_mode="hybrid", sqs_queue_url="", db_pool_min=1, db_pool_max=4,
-                        api_key_cache_ttl_s=60.0)
-    assert cfg.posting_mode == "hybrid" and not cfg.sqs_queue_url
-    loop = asyncio.new_event_loop()  # private, never the thread's current loop
-    admin = loop.run_until_complete(asyncpg.connect(cell_database_url))
-    try:
-        with TestClient(create_app(cfg)) as client:
-            yield HybridCell(client, loop, admin)
-    finally:
-        loop.run_until_complete(admin.close())
-        loop.close()
+    # Hybrid mode without a queue URL: a NullNudger, so nothing queued is applied until `apply` says so.
+    with open_cell(cell_database_url, posting_mode="hybrid", tenant_prefix="h") as cell:
+        yield cell
 
 
 # -- the model ------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Sums:
-    pending_debits: int = 0
-    pending_credits: int = 0
-    posted_debits: int = 0
-    posted_credits: int = 0
-
-    def __add__(self, o: Sums) -> Sums:
-        return Sums(self.pending_debits + o.pending_debits, self.pending_credits + o.pending_credits,
-                    self.posted_debits + o.posted_debits, self.posted_credits + o.posted_credits)
 
 
 def delta(direction: str, amount: int, kind: str, posted: bool = False) -> Sums:
@@ -203,41 +148,6 @@ class MEntry:
         return self.index + 1 if self.index < self.account.applied else None
 
 
-def amounts(s: Sums, normal: str) -> dict[str, int]:
-    if normal == "credit":
-        return {"pending_balance_amount": s.pending_credits - s.pending_debits,
-                "posted_balance_amount": s.posted_credits - s.posted_debits,
-                "available_balance_amount": s.posted_credits - s.pending_debits}
-    return {"pending_balance_amount": s.pending_debits - s.pending_credits,
-            "posted_balance_amount": s.posted_debits - s.posted_credits,
-            "available_balance_amount": s.posted_debits - s.pending_credits}
-
-
-def view(s: Sums, a: MAccount) -> dict:
-    """The `balances` object a user should see for these sums."""
-    if a.normal == "credit":
-        avail_credits, avail_debits = s.posted_credits, s.pending_debits
-    else:
-        avail_credits, avail_debits = s.pending_credits, s.posted_debits
-    amount = amounts(s, a.normal)
-
-    def one(credits, debits, name):
-        return {"credits": credits, "debits": debits, "amount": amount[name], "currency": a.currency,
-                "currency_exponent": a.exponent}
-
-    return {"pending_balance": one(s.pending_credits, s.pending_debits, "pending_balance_amount"),
-            "posted_balance": one(s.posted_credits, s.posted_debits, "posted_balance_amount"),
-            "available_balance": one(avail_credits, avail_debits, "available_balance_amount")}
-
-
-def flip(direction: str) -> str:
-    return "credit" if direction == "debit" else "debit"
-
-
-def rfc3339(t: datetime) -> str:
-    return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
 def unique(accounts) -> list[MAccount]:
     return list({id(a): a for a in accounts}.values())
 
@@ -245,7 +155,7 @@ def unique(accounts) -> list[MAccount]:
 # -- the machine ----------------------------------------------------------------------------------------------
 
 
-def make_machine(cell: HybridCell):
+def make_machine(cell: Cell):
     class HybridMachine(RuleBasedStateMachine):
         def __init__(self) -> None:
             super().__init__()

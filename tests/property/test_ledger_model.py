@@ -21,7 +21,14 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule, run_state_machine_as_test
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+from property_model import Sums, amounts, flip, rfc3339, view
 
 UTC = timezone.utc
 OPS = {"gt": lambda a, b: a > b, "gte": lambda a, b: a >= b, "lt": lambda a, b: a < b,
@@ -39,14 +46,6 @@ STEPS = 25
 
 
 # -- the model ------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Sums:
-    pending_debits: int = 0
-    pending_credits: int = 0
-    posted_debits: int = 0
-    posted_credits: int = 0
 
 
 def sums(pairs) -> Sums:
@@ -129,37 +128,6 @@ class MEntry:
     lock_version: int = 0
 
 
-def amounts(s: Sums, normal: str) -> dict[str, int]:
-    if normal == "credit":
-        return {"pending_balance_amount": s.pending_credits - s.pending_debits,
-                "posted_balance_amount": s.posted_credits - s.posted_debits,
-                "available_balance_amount": s.posted_credits - s.pending_debits}
-    return {"pending_balance_amount": s.pending_debits - s.pending_credits,
-            "posted_balance_amount": s.posted_debits - s.posted_credits,
-            "available_balance_amount": s.posted_debits - s.pending_credits}
-
-
-def view(s: Sums, a: MAccount) -> dict:
-    """The `balances` object a user should see for these sums."""
-    if a.normal == "credit":
-        avail_credits, avail_debits = s.posted_credits, s.pending_debits
-    else:
-        avail_credits, avail_debits = s.pending_credits, s.posted_debits
-    amount = amounts(s, a.normal)
-
-    def one(credits, debits, name):
-        return {"credits": credits, "debits": debits, "amount": amount[name], "currency": a.currency,
-                "currency_exponent": a.exponent}
-
-    return {"pending_balance": one(s.pending_credits, s.pending_debits, "pending_balance_amount"),
-            "posted_balance": one(s.posted_credits, s.posted_debits, "posted_balance_amount"),
-            "available_balance": one(avail_credits, avail_debits, "available_balance_amount")}
-
-
-def rfc3339(t: datetime, offset: timedelta = timedelta(0)) -> str:
-    return t.astimezone(timezone(offset)).isoformat().replace("+00:00", "Z")
-
-
 def parse(s: str) -> datetime:
     return datetime.fromisoformat(s.replace("Z", "+00:00"))
 
@@ -170,10 +138,6 @@ def spread(items: list, n: int) -> list:
         return items
     step = (len(items) - 1) / (n - 1)
     return [items[round(i * step)] for i in range(n)]
-
-
-def flip(direction: str) -> str:
-    return "credit" if direction == "debit" else "debit"
 
 
 # -- the machine ----------------------------------------------------------------------------------------------

@@ -1,0 +1,64 @@
+"""The property tests' harness: a cell app driven through litestar's sync TestClient, plus an admin connection
+on a private event loop (no pytest-asyncio loop involved: hypothesis runs the examples synchronously)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import asyncpg
+from litestar.testing import TestClient
+
+from cell.api.app import create_app
+from cell.service.tenants import create_api_key, create_tenant
+from cell.service.verify import verify
+from cell.settings import load_settings
+
+
+@dataclass
+class Cell:
+    """The app under test and a way to run admin coroutines (tenants, verify) against its database."""
+
+    client: TestClient
+    loop: asyncio.AbstractEventLoop
+    admin: asyncpg.Connection
+    tenant_prefix: str = "p"
+
+    def run(self, coro):
+        return self.loop.run_until_complete(coro)
+
+    def new_tenant(self) -> tuple[str, tuple[str, str]]:
+        """A fresh tenant with an API key: (tenant_id, basic-auth pair). Each example gets its own books."""
+        tenant_id = f"{self.tenant_prefix}-{uuid.uuid4().hex[:12]}"
+        self.run(create_tenant(self.admin, tenant_id, "property"))
+        _, secret = self.run(create_api_key(self.admin, tenant_id))
+        return tenant_id, (tenant_id, secret)
+
+    def verify(self, tenant_id: str) -> list[str]:
+        return self.run(verify(self.admin, tenant_id))
+
+    def apply(self, account_ids: list[str]) -> int:
+        """A worker step: fold every queued effect of these accounts (on a connection of its own)."""
+        row = self.run(self.admin.fetchrow("SELECT * FROM ledger_apply_report($1::uuid[], false)",
+                                           [uuid.UUID(a) for a in account_ids]))
+        assert row["skipped"] == [], f"accounts skipped without skip_locked: {row['skipped']}"
+        return row["applied"]
+
+
+@contextmanager
+def open_cell(database_url: str, *, posting_mode: str, tenant_prefix: str = "p"):
+    """The app in `posting_mode` (no queue: nothing queued is applied but by `Cell.apply`), reading no
+    CELL_/LEDGER_ environment that could change it."""
+    settings = load_settings(("CELL_PROPERTY_TEST_UNUSED_",), database_url=database_url, posting_mode=posting_mode,
+                             sqs_queue_url="", db_pool_min=1, db_pool_max=4, api_key_cache_ttl_s=60.0)
+    # A private loop, never installed as the thread's current loop, so pytest-asyncio's session loop is untouched.
+    loop = asyncio.new_event_loop()
+    admin = loop.run_until_complete(asyncpg.connect(database_url))
+    try:
+        with TestClient(create_app(settings)) as client:
+            yield Cell(client, loop, admin, tenant_prefix)
+    finally:
+        loop.run_until_complete(admin.close())
+        loop.close()
