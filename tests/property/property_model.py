@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
+from hypothesis import strategies as st
+
 
 @dataclass(frozen=True)
 class Sums:
@@ -53,3 +55,27 @@ def flip(direction: str) -> str:
 
 def rfc3339(t: datetime, offset: timedelta = timedelta(0)) -> str:
     return t.astimezone(timezone(offset)).isoformat().replace("+00:00", "Z")
+
+
+AMOUNT_MAX = 2**63 - 1
+
+
+def draw_legs(draw, accounts: list) -> tuple[int, list[tuple]]:
+    """A balanced posting's legs: a ledger, then per currency (one or two) debits and credits of equal sums
+    on that ledger's accounts of the currency, in any order. Returns (ledger, [(account, direction, amount)])."""
+    ledger = draw(st.sampled_from([0, 1]), label="ledger")
+    by_currency: dict[str, list] = {}
+    for a in accounts:
+        if a.ledger == ledger:
+            by_currency.setdefault(a.currency, []).append(a)
+    currencies = draw(st.lists(st.sampled_from(sorted(by_currency)), min_size=1, max_size=2, unique=True))
+    legs: list[tuple] = []
+    for currency in currencies:
+        pool = st.sampled_from(by_currency[currency])
+        # Now and then the largest amount: balances then pass the signed 64-bit range.
+        debits = draw(st.lists(st.integers(1, 500), min_size=1, max_size=2) | st.just([AMOUNT_MAX]))
+        total = sum(debits)
+        cut = draw(st.integers(1, total - 1)) if total > 1 and draw(st.booleans()) else None
+        credits = [total] if cut is None else [cut, total - cut]
+        legs += [(draw(pool), "debit", x) for x in debits] + [(draw(pool), "credit", x) for x in credits]
+    return ledger, draw(st.permutations(legs), label="legs")

@@ -28,7 +28,7 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
-from property_model import Sums, amounts, flip, rfc3339, view
+from property_model import Sums, amounts, draw_legs, flip, rfc3339, view
 
 UTC = timezone.utc
 OPS = {"gt": lambda a, b: a > b, "gte": lambda a, b: a >= b, "lt": lambda a, b: a < b,
@@ -37,7 +37,6 @@ LOCK_FIELDS = ("pending_balance_amount", "posted_balance_amount", "available_bal
 # Two ledgers; ledger 0 holds USD and EUR accounts, ledger 1 USD only (same currency, separate books).
 LAYOUT = [(0, "USD"), (0, "USD"), (0, "USD"), (0, "EUR"), (0, "EUR"), (1, "USD"), (1, "USD")]
 PER_PAGE = 100
-AMOUNT_MAX = 2**63 - 1
 # Time zones instants are written in (the API must compare instants, not local wall-clock times).
 ZONES = [timedelta(0), timedelta(hours=5, minutes=30), timedelta(hours=-8)]
 
@@ -214,22 +213,7 @@ def make_machine(cell):
                 self.post_one(data.draw)
 
         def post_one(self, draw):
-            ledger = draw(st.sampled_from([0, 1]), label="ledger")
-            by_currency: dict[str, list[MAccount]] = {}
-            for a in self.accounts:
-                if a.ledger == ledger:
-                    by_currency.setdefault(a.currency, []).append(a)
-            currencies = draw(st.lists(st.sampled_from(sorted(by_currency)), min_size=1, max_size=2, unique=True))
-            legs: list[tuple[MAccount, str, int]] = []
-            for currency in currencies:
-                pool = st.sampled_from(by_currency[currency])
-                # Now and then the largest amount: balances then pass the signed 64-bit range.
-                debits = draw(st.lists(st.integers(1, 500), min_size=1, max_size=2) | st.just([AMOUNT_MAX]))
-                total = sum(debits)
-                cut = draw(st.integers(1, total - 1)) if total > 1 and draw(st.booleans()) else None
-                credits = [total] if cut is None else [cut, total - cut]
-                legs += [(draw(pool), "debit", x) for x in debits] + [(draw(pool), "credit", x) for x in credits]
-            legs = draw(st.permutations(legs), label="legs")
+            ledger, legs = draw_legs(draw, self.accounts)
             status = draw(st.sampled_from(["pending", "posted"]), label="status")
             effective_at = draw(self.times(), label="effective_at")
             locks = draw(st.sampled_from([None, None, "balance", "lock_version", "both"]), label="locks")
