@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import asyncpg
+from hypothesis.stateful import RuleBasedStateMachine
 from litestar.testing import TestClient
 
 from cell.api.app import create_app
@@ -62,3 +63,38 @@ def open_cell(database_url: str, *, posting_mode: str, tenant_prefix: str = "p")
     finally:
         loop.run_until_complete(admin.close())
         loop.close()
+
+
+class ApiMachine(RuleBasedStateMachine):
+    """What every model machine does over HTTP: requests as one tenant (never a 5xx), account reads, and an
+    account's whole entry list with resulting balances, page by page."""
+
+    per_page = 100
+
+    def __init__(self, cell: Cell) -> None:
+        super().__init__()
+        self.cell = cell
+        self.tenant, self.auth = cell.new_tenant()
+
+    def call(self, method: str, path: str, json=None, params=None):
+        r = self.cell.client.request(method, path, json=json, params=params, auth=self.auth)
+        assert r.status_code < 500, f"{method} {path}: {r.status_code} {r.text}"
+        return r
+
+    def read_account(self, a, params=None) -> dict:
+        r = self.call("GET", f"/api/ledger_accounts/{a.id}", params=params)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    def list_entries(self, a) -> list[dict]:
+        listed, cursor = [], None
+        while True:
+            params = {"ledger_account_id": a.id, "show_balances": "true", "per_page": str(self.per_page)}
+            if cursor:
+                params["after_cursor"] = cursor
+            r = self.call("GET", "/api/ledger_entries", params=params)
+            assert r.status_code == 200, r.text
+            listed += r.json()
+            cursor = r.headers.get("x-after-cursor")
+            if not cursor:
+                return listed

@@ -32,11 +32,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from harness import Cell, open_cell
+from harness import ApiMachine, Cell, open_cell
 from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
-    RuleBasedStateMachine,
     initialize,
     precondition,
     rule,
@@ -49,7 +48,6 @@ OPS = {"gt": lambda a, b: a > b, "gte": lambda a, b: a >= b, "lt": lambda a, b: 
 LOCK_FIELDS = ("pending_balance_amount", "posted_balance_amount", "available_balance_amount")
 # Two ledgers; ledger 0 holds USD and EUR accounts, ledger 1 USD only.
 LAYOUT = [(0, "USD"), (0, "USD"), (0, "USD"), (0, "EUR"), (0, "EUR"), (1, "USD"), (1, "USD")]
-PER_PAGE = 100
 INT64 = (-(2**63), 2**63 - 1)
 
 EXAMPLES = 15
@@ -155,26 +153,15 @@ def unique(accounts) -> list[MAccount]:
 
 
 def make_machine(cell: Cell):
-    class HybridMachine(RuleBasedStateMachine):
+    class HybridMachine(ApiMachine):
         def __init__(self) -> None:
-            super().__init__()
-            self.tenant, self.auth = cell.new_tenant()
+            super().__init__(cell)
             self.ledger_ids: list[str] = []
             self.accounts: list[MAccount] = []
             self.txns: list[MTxn] = []
             self.base = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
-        # -- HTTP ----------------------------------------------------------------------------------------------
-
-        def call(self, method: str, path: str, json=None, params=None):
-            r = cell.client.request(method, path, json=json, params=params, auth=self.auth)
-            assert r.status_code < 500, f"{method} {path}: {r.status_code} {r.text}"
-            return r
-
-        def read_account(self, a: MAccount, params=None) -> dict:
-            r = self.call("GET", f"/api/ledger_accounts/{a.id}", params=params)
-            assert r.status_code == 200, r.text
-            return r.json()
+        # -- reads checked against the model ---------------------------------------------------------------------
 
         def check(self, a: MAccount) -> None:
             """Properties 1 and 3: read-your-writes equals every committed effect, the plain read the applied ones."""
@@ -440,17 +427,7 @@ def make_machine(cell: Cell):
                           params={"balances[as_of_lock_version]": str(a.applied + 1)})
             assert r.status_code == 400 and r.json()["code"] == "lock_version_not_found", r.text
 
-            listed, cursor = [], None
-            while True:
-                params = {"ledger_account_id": a.id, "show_balances": "true", "per_page": str(PER_PAGE)}
-                if cursor:
-                    params["after_cursor"] = cursor
-                r = self.call("GET", "/api/ledger_entries", params=params)
-                assert r.status_code == 200, r.text
-                listed += r.json()
-                cursor = r.headers.get("x-after-cursor")
-                if not cursor:
-                    break
+            listed = self.list_entries(a)
             entries = [e for kind, e, _ in a.effects if kind == "entry"]
             assert sorted(x["id"] for x in listed) == sorted(e.id for e in entries), f"entries of {a}"
             by_id = {e.id: e for e in entries}

@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from harness import ApiMachine
 from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
-    RuleBasedStateMachine,
     initialize,
     precondition,
     rule,
@@ -36,7 +36,6 @@ OPS = {"gt": lambda a, b: a > b, "gte": lambda a, b: a >= b, "lt": lambda a, b: 
 LOCK_FIELDS = ("pending_balance_amount", "posted_balance_amount", "available_balance_amount")
 # Two ledgers; ledger 0 holds USD and EUR accounts, ledger 1 USD only (same currency, separate books).
 LAYOUT = [(0, "USD"), (0, "USD"), (0, "USD"), (0, "EUR"), (0, "EUR"), (1, "USD"), (1, "USD")]
-PER_PAGE = 100
 # Time zones instants are written in (the API must compare instants, not local wall-clock times).
 ZONES = [timedelta(0), timedelta(hours=5, minutes=30), timedelta(hours=-8)]
 
@@ -143,27 +142,16 @@ def spread(items: list, n: int) -> list:
 
 
 def make_machine(cell):
-    class LedgerMachine(RuleBasedStateMachine):
+    class LedgerMachine(ApiMachine):
         def __init__(self) -> None:
-            super().__init__()
-            self.tenant, self.auth = cell.new_tenant()
+            super().__init__(cell)
             self.ledger_ids: list[str] = []
             self.accounts: list[MAccount] = []
             self.txns: list[MTxn] = []
             # Midnight UTC today: offsets of 0 and -1 µs straddle a day boundary of the effective-time cache.
             self.base = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
-        # -- HTTP ----------------------------------------------------------------------------------------------
-
-        def call(self, method: str, path: str, json=None, params=None):
-            r = cell.client.request(method, path, json=json, params=params, auth=self.auth)
-            assert r.status_code < 500, f"{method} {path}: {r.status_code} {r.text}"
-            return r
-
-        def read_account(self, a: MAccount, params=None) -> dict:
-            r = self.call("GET", f"/api/ledger_accounts/{a.id}", params=params)
-            assert r.status_code == 200, r.text
-            return r.json()
+        # -- reads checked against the model ---------------------------------------------------------------------
 
         def check_current(self, a: MAccount) -> dict:
             body = self.read_account(a)
@@ -384,17 +372,7 @@ def make_machine(cell):
                 assert got["balances"] == view(a.at_version(v), a), f"balances as of lock_version {v}"
 
         def audit_entries(self, a: MAccount):
-            listed, cursor = [], None
-            while True:
-                params = {"ledger_account_id": a.id, "show_balances": "true", "per_page": str(PER_PAGE)}
-                if cursor:
-                    params["after_cursor"] = cursor
-                r = self.call("GET", "/api/ledger_entries", params=params)
-                assert r.status_code == 200, r.text
-                listed += r.json()
-                cursor = r.headers.get("x-after-cursor")
-                if not cursor:
-                    break
+            listed = self.list_entries(a)
             by_id = {e.id: e for e in a.entries}
             assert [x["id"] for x in listed] == [e.id for e in a.entries], "entries of the account, in order"
             for got in listed:
