@@ -1,24 +1,22 @@
-"""`python -m router`: the router on uvicorn (uvloop, httptools), configured from ROUTER_* variables."""
+"""`python -m router`: the router on its own HTTP server (router/server.py) and uvloop, configured from
+ROUTER_* variables; stops gracefully on SIGTERM or SIGINT."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
-import uvicorn
+import uvloop
 
-from router.app import create_app
+from router.server import RouterServer
 from router.settings import load_settings
 
 
 def main() -> None:
     settings = load_settings()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s router %(levelname)s %(message)s")
-    # No server/date headers of our own: the cell's answer goes back unchanged.
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, loop="uvloop", http="httptools",
-                lifespan="on", access_log=False, server_header=False, date_header=False,
-                timeout_keep_alive=5, log_level="warning",
-                # X-Forwarded-For is set from the socket peer by the router itself; uvicorn's rewrite costs ~15 us.
-                proxy_headers=False)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(RouterServer(settings).serve_until_signalled())
 
 
 if __name__ == "__main__":

@@ -20,9 +20,10 @@ log = logging.getLogger("router")
 
 # Hop-by-hop headers (RFC 9110 7.6.1) are the connection's, not the message's; the router sets its own
 # host and content-length.
+# expect: the router has the whole body before it forwards, so a cell never needs to say 100 Continue.
 _HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"te",
                          b"trailer", b"upgrade", b"proxy-authorization", b"proxy-authenticate", b"host",
-                         b"content-length"})
+                         b"content-length", b"expect"})
 _RESPONSE_DROP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"te",
                             b"trailer", b"upgrade"})
 _LOCAL_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
@@ -144,12 +145,29 @@ class Router:
                 return
 
     async def handle(self, scope, receive, send) -> None:
-        if scope["path"] in _LOCAL_PATHS:
-            await self._local(scope["path"], send)
-            return
+        body = await self._read_body(receive)
+        method = scope["method"].encode()
+        target = scope.get("raw_path") or scope["path"].encode()
+        if scope["query_string"]:
+            target += b"?" + scope["query_string"]
+        client = scope.get("client")
+        status, headers, body = await self.dispatch(method, scope["path"], target, scope["headers"], body,
+                                                    client[0] if client else None)
+        await _respond(send, status, headers, body)
+
+    async def dispatch(self, method: bytes, path: str, target: bytes, request_headers, body: bytes | None,
+                       client_host: str | None) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        """One request, whatever serves it (router/server.py, or any ASGI server through `handle`).
+
+        `path` decides what the router answers itself; `target` (path and query, as sent) is forwarded;
+        `body` is None when it was over `body_bytes_max`. Returns the answer: status, headers (with a
+        content-length) and body.
+        """
+        if path in _LOCAL_PATHS:
+            return self._local(path)
         started = time.perf_counter()
         authorization = None
-        for name, value in scope["headers"]:
+        for name, value in request_headers:
             if name == b"authorization":
                 authorization = value
                 break
@@ -157,30 +175,21 @@ class Router:
         route = self.table.get(tenant_id) if tenant_id is not None else None
         if route is None:
             self.metrics.rejected.labels("unauthorized").inc()
-            await _answer(send, 401, UNAUTHORIZED_HEADERS, UNAUTHORIZED_BODY)
-            return
+            return _own(401, UNAUTHORIZED_HEADERS, UNAUTHORIZED_BODY)
         wait_s = self.limiter.wait_s(tenant_id, route.rate_per_s, route.burst, time.monotonic())
         if wait_s:
             self.metrics.rejected.labels("rate_limited").inc()
             retry_after = str(max(1, int(wait_s + 0.999))).encode()
-            await _answer(send, 429, _PROBLEM + [(b"retry-after", retry_after)],
-                           problem(429, "rate_limited", "Too Many Requests",
-                                   "This tenant's request rate limit is exceeded."))
-            return
-        body = await self._read_body(receive)
+            return _own(429, _PROBLEM + [(b"retry-after", retry_after)],
+                        problem(429, "rate_limited", "Too Many Requests",
+                                "This tenant's request rate limit is exceeded."))
         if body is None:
             self.metrics.rejected.labels("body_too_large").inc()
-            await _answer(send, 413, _PROBLEM, problem(413, "body_too_large", "Content Too Large",
-                                                        f"The body exceeds {self.settings.body_bytes_max} bytes."))
-            return
-        method = scope["method"].encode()
-        target = scope.get("raw_path") or scope["path"].encode()
-        if scope["query_string"]:
-            target += b"?" + scope["query_string"]
-        headers = [(n, v) for n, v in scope["headers"] if n not in _HOP_BY_HOP]
-        client = scope.get("client")
-        if client:
-            headers.append((b"x-forwarded-for", client[0].encode()))
+            return _own(413, _PROBLEM, problem(413, "body_too_large", "Content Too Large",
+                                               f"The body exceeds {self.settings.body_bytes_max} bytes."))
+        headers = [(n, v) for n, v in request_headers if n not in _HOP_BY_HOP]
+        if client_host:
+            headers.append((b"x-forwarded-for", client_host.encode()))
 
         status, response_headers, response_body = await self._forward(route, method, target, headers, body)
         if status == 421:
@@ -193,8 +202,8 @@ class Router:
             if newer is not None:
                 route = newer
                 status, response_headers, response_body = await self._forward(route, method, target, headers, body)
-        await _respond(send, status, response_headers, response_body)
         self.metrics.observe(route.cell, status, tenant_id, time.perf_counter() - started)
+        return status, response_headers, response_body
 
     async def _forward(self, route: Route, method: bytes, target: bytes, headers, body: bytes):
         pool = self.pools.get(route.api_url)
@@ -241,18 +250,16 @@ class Router:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    async def _local(self, path: str, send) -> None:
+    def _local(self, path: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         json = [(b"content-type", b"application/json")]
         if path == "/healthz":
-            await _answer(send, 200, json, b'{"status":"ok"}')
-        elif path == "/readyz":
+            return _own(200, json, b'{"status":"ok"}')
+        if path == "/readyz":
             body = msgspec.json.encode({"ready": self.loaded, "routes": len(self.table.routes),
                                         "pubsub": self.redis_connected})
-            await _answer(send, 200 if self.loaded else 503, json, body)
-        else:
-            self.metrics.routes.set(len(self.table.routes))
-            await _answer(send, 200, [(b"content-type", CONTENT_TYPE_LATEST.encode())],
-                           generate_latest(self.metrics.registry))
+            return _own(200 if self.loaded else 503, json, body)
+        self.metrics.routes.set(len(self.table.routes))
+        return _own(200, [(b"content-type", CONTENT_TYPE_LATEST.encode())], generate_latest(self.metrics.registry))
 
     # ---- the routing table ---------------------------------------------------------------------------------
 
@@ -349,9 +356,9 @@ async def _respond(send, status: int, headers, body: bytes) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-async def _answer(send, status: int, headers, body: bytes) -> None:
+def _own(status: int, headers, body: bytes) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
     """An answer of the router's own."""
-    await _respond(send, status, headers + [(b"content-length", str(len(body)).encode())], body)
+    return status, headers + [(b"content-length", str(len(body)).encode())], body
 
 
 def create_app(settings: RouterSettings) -> Router:

@@ -90,7 +90,7 @@ class _Connection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self.status = self.parser.get_status_code()
-        if self.head:
+        if self.head and self.status >= 200:
             # httptools cannot be told that a HEAD answer has no body: answer now, never reuse.
             self._done(reusable=False)
 
@@ -103,6 +103,12 @@ class _Connection(asyncio.Protocol):
         self.body.append(body)
 
     def on_message_complete(self) -> None:
+        if 100 <= self.status < 200:
+            # An interim answer (100 Continue, 103 Early Hints): the real one follows on this connection.
+            head = self.head
+            self._reset()
+            self.head = head
+            return
         self._done(reusable=self.parser.should_keep_alive())
 
     # -- internals

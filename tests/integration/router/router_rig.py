@@ -1,5 +1,6 @@
-"""Router test rig (helpers; fixtures are in conftest.py): real ASGI stand-in cells on real ports, routers
-served by uvicorn inside the test loop, and direct edits of the control-plane database."""
+"""Router test rig (helpers; fixtures are in conftest.py): real ASGI stand-in cells on real ports (uvicorn),
+routers on their own server (router/server.py, what `python -m router` runs) inside the test loop, and
+direct edits of the control-plane database."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import uvicorn
 from control_plane.devstack import free_port
 from control_plane.operations import publish_route
 from control_plane.settings import ControlPlaneSettings
-from router.app import create_app
+from router.server import RouterServer
 from router.settings import RouterSettings
 
 
@@ -59,6 +60,28 @@ class Served:
             await self.task
 
 
+class ServedRouter:
+    """A router on 127.0.0.1:port, on its own server in the running loop."""
+
+    def __init__(self, settings: RouterSettings) -> None:
+        self.server = RouterServer(settings)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.port}"
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    async def start(self) -> "ServedRouter":
+        await self.server.start()
+        return self
+
+    async def stop(self) -> None:
+        await self.server.stop()
+
+
 class EchoCell:
     """A stand-in cell: answers who it is and what it received; 421 for tenants it no longer owns."""
 
@@ -84,6 +107,9 @@ class EchoCell:
         if "authorization" in headers:
             tenant = base64.b64decode(headers["authorization"][6:]).decode().split(":", 1)[0]
         self.seen.append(tenant)
+        if "sleep=" in scope["query_string"].decode():
+            # A slow answer, for requests in flight when the router stops.
+            await asyncio.sleep(float(scope["query_string"].decode().split("sleep=", 1)[1].split("&")[0]))
         if tenant in self.moved_out:
             status, payload = 421, {"code": "tenant_moved", "status": 421}
         else:
@@ -132,9 +158,8 @@ class Platform:
         values.update(overrides)
         return RouterSettings(**values)
 
-    async def router(self, **overrides) -> Served:
-        settings = self.router_settings(**overrides)
-        return await Served(create_app(settings), settings.port).start()
+    async def router(self, **overrides) -> ServedRouter:
+        return await ServedRouter(self.router_settings(**overrides)).start()
 
 
 async def eventually(check, timeout_s: float, interval_s: float = 0.05):
@@ -153,12 +178,12 @@ class RealPlatform:
     def __init__(self, conn, settings: ControlPlaneSettings) -> None:
         self.conn = conn
         self.settings = settings
-        self.router: Served | None = None
+        self.router: ServedRouter | None = None
 
-    async def start_router(self) -> Served:
+    async def start_router(self) -> ServedRouter:
         settings = RouterSettings(control_plane_database_url=self.settings.database_url,
                                   redis_url=self.settings.redis_url, reload_interval_s=0.5, port=free_port())
-        return await Served(create_app(settings), settings.port).start()
+        return await ServedRouter(settings).start()
 
     async def tenant(self, cell: str, prefix: str = "t") -> tuple[str, str]:
         """A new tenant on `cell`, with an API key: (tenant id, secret)."""

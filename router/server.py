@@ -1,0 +1,320 @@
+"""The router's own HTTP/1.1 server: asyncio protocols and httptools, no ASGI in between.
+
+Every request of every tenant crosses the router, so its cost is paid on the whole platform's traffic.
+Under uvicorn, the ASGI layer (a scope dict, receive/send coroutines, message dicts, header checks) was
+most of the router's ~140 us of CPU per request. Here a connection parses with httptools, hands the whole
+request to `Router.dispatch`, and writes the answer in one buffer.
+
+What it does, and deliberately not more (the router is the only client of it):
+- keep-alive and pipelining (requests on one connection are answered in order, one at a time; reading
+  pauses while too many wait), `Connection: close` and HTTP/1.0;
+- bounded input: a request head over `head_bytes_max` is 431, a body over `body_bytes_max` is 413 (its
+  bytes are read and dropped, not stored), a malformed request is 400; all problem+json, then close;
+- `Expect: 100-continue`; an `Upgrade` offer is declined (answered as HTTP/1.1, then the connection closes);
+- time bounds: an idle keep-alive connection closes after `keep_alive_s`, a request whose head and body
+  have not all arrived `request_read_s` after its first byte is dropped (a slow client holds nothing);
+- graceful stop: stop accepting, let the requests in flight finish, then close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import signal
+from http import HTTPStatus
+
+import httptools
+import msgspec
+
+from router.app import Router
+from router.settings import RouterSettings
+
+log = logging.getLogger("router")
+
+_REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
+# The answer's framing is ours: the cell's framing headers describe its connection to us, not ours to the
+# client (content-length stays: the body is passed unchanged).
+_DROP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"te", b"trailer",
+                   b"upgrade"})
+_PIPELINE_MAX = 16
+
+
+class _Refused(Exception):
+    """Raised from a parser callback (httptools wraps it): the request crossed a bound; its answer is in
+    `request.error`."""
+
+
+def _problem(status: int, code: str, detail: str) -> bytes:
+    return msgspec.json.encode({"type": f"https://ledger.dev/problems/{code}", "title": HTTPStatus(status).phrase,
+                                "status": status, "code": code, "detail": detail})
+
+
+class _Request:
+    __slots__ = ("method", "url", "headers", "body", "keep_alive", "error")
+
+    def __init__(self) -> None:
+        self.method = b""
+        self.url = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.body: list[bytes] | None = []
+        self.keep_alive = True
+        # (status, code, detail) of an answer the server gives itself, then closes.
+        self.error: tuple[int, str, str] | None = None
+
+
+class Connection(asyncio.Protocol):
+    """One client connection."""
+
+    def __init__(self, server: "RouterServer") -> None:
+        self.server = server
+        self.router = server.router
+        self.settings = server.settings
+        self.loop = server.loop
+        self.transport: asyncio.Transport | None = None
+        self.client_host: str | None = None
+        self.parser = httptools.HttpRequestParser(self)
+        self.request: _Request | None = None  # the one being parsed
+        self.head_bytes = 0
+        self.body_bytes = 0
+        self.queue: collections.deque[_Request] = collections.deque()
+        self.task: asyncio.Task | None = None
+        self.paused = False
+        self.closing = False
+        self.refused = False
+        self.timer: asyncio.TimerHandle | None = None
+
+    # -- asyncio.Protocol ------------------------------------------------------------------------------------
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.client_host = peer[0] if isinstance(peer, tuple) else None
+        self.server.connections.add(self)
+        self._arm(self.settings.keep_alive_s)
+
+    def connection_lost(self, exc) -> None:
+        self.closing = True
+        self.server.connections.discard(self)
+        self._disarm()
+        if self.task is not None and not self.task.done():
+            # The client is gone: whatever the cell answers has nobody to go to. A POST that reached the cell
+            # stays applied (the client retries with its Idempotency-Key).
+            self.task.cancel()
+
+    def data_received(self, data: bytes) -> None:
+        if self.closing or self.refused:
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            if self.request is None and self.queue:
+                # An offer to upgrade (RFC 9110 7.8) on a complete request: declined by answering it as plain
+                # HTTP/1.1. The parser reads nothing after an upgrade, so the connection closes after the answer.
+                self.queue[-1].keep_alive = False
+                self.refused = True
+                self.transport.pause_reading()
+            else:
+                self._reject(400, "bad_request", "Protocol upgrades (and CONNECT) are not supported.")
+        except httptools.HttpParserCallbackError:
+            # Raised around an exception of our callbacks: a bound crossed (its answer is on the request)
+            # or a bug of ours.
+            if self.request is not None and self.request.error is not None:
+                self._reject(*self.request.error)
+            else:
+                log.exception("request parsing failed in the router")
+                self._reject(500, "internal_error", "The router failed to read the request.")
+        except httptools.HttpParserError:
+            self._reject(400, "bad_request", "The request is not valid HTTP/1.1.")
+
+    # -- httptools callbacks ---------------------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self.request = _Request()
+        self.head_bytes = 0
+        self.body_bytes = 0
+        self._arm(self.settings.request_read_s)
+
+    def on_url(self, url: bytes) -> None:
+        self.request.url += url
+        self._count_head(len(url))
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.request.headers.append((name.lower(), value))
+        self._count_head(len(name) + len(value) + 4)
+
+    def on_headers_complete(self) -> None:
+        request = self.request
+        request.method = self.parser.get_method()
+        request.keep_alive = self.parser.should_keep_alive()
+        if not request.url.startswith(b"/"):
+            request.error = (400, "bad_request", "The request target must be a path (origin-form).")
+            raise _Refused()
+        for name, value in request.headers:
+            if name == b"expect" and value.lower() == b"100-continue" and not self.queue and self.task is None:
+                self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def on_body(self, body: bytes) -> None:
+        self.body_bytes += len(body)
+        request = self.request
+        if request.body is not None:
+            if self.body_bytes > self.settings.body_bytes_max:
+                request.body = None  # over the bound: read on, keep nothing; the router answers 413
+            else:
+                request.body.append(body)
+
+    def on_message_complete(self) -> None:
+        request, self.request = self.request, None
+        self.queue.append(request)
+        if len(self.queue) >= _PIPELINE_MAX and not self.paused:
+            self.paused = True
+            self.transport.pause_reading()
+        self._disarm()
+        if self.task is None:
+            self.task = self.loop.create_task(self._serve())
+
+    # -- internals -------------------------------------------------------------------------------------------
+
+    def _count_head(self, size: int) -> None:
+        self.head_bytes += size
+        if self.head_bytes > self.settings.head_bytes_max:
+            self.request.error = (431, "headers_too_large",
+                                  f"The request line and headers exceed {self.settings.head_bytes_max} bytes.")
+            raise _Refused()
+
+    async def _serve(self) -> None:
+        try:
+            while self.queue and not self.closing:
+                request = self.queue.popleft()
+                if self.paused and not self.refused and len(self.queue) < _PIPELINE_MAX // 2:
+                    self.paused = False
+                    self.transport.resume_reading()
+                if request.error is not None:
+                    payload = _problem(*request.error)
+                    self._write(request.error[0], [(b"content-type", b"application/problem+json"),
+                                                   (b"content-length", str(len(payload)).encode())],
+                                payload, False, False)
+                    self._close()
+                    return
+                url = request.url
+                path = url.split(b"?", 1)[0].decode("latin-1")
+                body = b"".join(request.body) if request.body is not None else None
+                try:
+                    status, headers, payload = await self.router.dispatch(
+                        request.method, path, url, request.headers, body, self.client_host)
+                except Exception:  # noqa: BLE001 - a bug of ours must not hang the client: 500, and log it
+                    log.exception("request failed in the router")
+                    payload = _problem(500, "internal_error", "The router failed to handle the request.")
+                    status, headers = 500, [(b"content-type", b"application/problem+json"),
+                                            (b"content-length", str(len(payload)).encode())]
+                self._write(status, headers, payload, request.method == b"HEAD", request.keep_alive)
+                if not request.keep_alive:
+                    self._close()
+                    return
+        except asyncio.CancelledError:
+            return
+        finally:
+            self.task = None
+        if not self.closing:
+            # Idle now, or the next request's head is still arriving (its own bound, restarted).
+            self._arm(self.settings.keep_alive_s if self.request is None else self.settings.request_read_s)
+            if self.server.stopping:
+                self._close()
+
+    def _write(self, status: int, headers, body: bytes, head: bool, keep_alive: bool) -> None:
+        parts = [b"HTTP/1.1 ", str(status).encode(), b" ", _REASONS.get(status, b"Unknown"), b"\r\n"]
+        for name, value in headers:
+            if name not in _DROP:
+                parts += (name, b": ", value, b"\r\n")
+        if not keep_alive:
+            parts.append(b"connection: close\r\n")
+        parts.append(b"\r\n")
+        if not head:
+            parts.append(body)
+        self.transport.write(b"".join(parts))
+
+    def _reject(self, status: int, code: str, detail: str) -> None:
+        """An answer of the server's own to a request it cannot take, after the answers to the requests before
+        it; then the connection closes. Nothing more is read from it."""
+        self.refused = True
+        self.request = None
+        self.transport.pause_reading()
+        self.router.metrics.rejected.labels(code).inc()
+        refusal = _Request()
+        refusal.error = (status, code, detail)
+        refusal.keep_alive = False
+        self.queue.append(refusal)
+        if self.task is None:
+            self.task = self.loop.create_task(self._serve())
+
+    def _arm(self, seconds: float) -> None:
+        self._disarm()
+        self.timer = self.loop.call_later(seconds, self._expired)
+
+    def _disarm(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def _expired(self) -> None:
+        # Idle past the keep-alive bound, or a request that did not arrive in time: close (nothing in flight).
+        self.timer = None
+        if self.task is None:
+            self._close()
+
+    def _close(self) -> None:
+        self.closing = True
+        self._disarm()
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+
+    def shutdown(self) -> None:
+        """Graceful stop: an idle connection closes now; a busy one after its current answer."""
+        if self.task is None:
+            self._close()
+
+
+class RouterServer:
+    """The router (routing table, rate limits, upstream pools) behind its own HTTP server."""
+
+    def __init__(self, settings: RouterSettings, router: Router | None = None) -> None:
+        self.settings = settings
+        self.router = router or Router(settings)
+        self.connections: set[Connection] = set()
+        self.stopping = False
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._server: asyncio.base_events.Server | None = None
+
+    @property
+    def port(self) -> int:
+        return self._server.sockets[0].getsockname()[1]
+
+    async def start(self) -> "RouterServer":
+        self.loop = asyncio.get_running_loop()
+        await self.router.start()
+        self._server = await self.loop.create_server(lambda: Connection(self), self.settings.host,
+                                                     self.settings.port, backlog=2048, reuse_address=True)
+        return self
+
+    async def stop(self) -> None:
+        """Stop accepting, let the answers in flight go out (up to `shutdown_s`), then close everything."""
+        self.stopping = True
+        if self._server is not None:
+            self._server.close()
+        for conn in list(self.connections):
+            conn.shutdown()
+        deadline = self.loop.time() + self.settings.shutdown_s
+        while any(conn.task is not None for conn in self.connections) and self.loop.time() < deadline:
+            await asyncio.sleep(0.02)
+        for conn in list(self.connections):
+            conn._close()
+        await self.router.stop()
+
+    async def serve_until_signalled(self) -> None:
+        await self.start()
+        log.info("router listening on %s:%s", self.settings.host, self.port)
+        stop = asyncio.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self.loop.add_signal_handler(signum, stop.set)
+        await stop.wait()
+        await self.stop()

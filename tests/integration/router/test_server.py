@@ -1,0 +1,221 @@
+"""The router's own HTTP/1.1 server, over raw sockets: keep-alive, pipelining, chunked bodies, 100-continue,
+bounds, malformed input, time bounds, clients that vanish, and a graceful stop."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+
+import httpx
+import msgspec
+
+from router_rig import new_tenant_id
+
+READ_S = 5
+
+
+def request(tenant: str, path: str = "/api/x", method: str = "GET", body: bytes = b"", extra: str = "",
+            version: str = "1.1") -> bytes:
+    auth = base64.b64encode(f"{tenant}:secret".encode()).decode()
+    head = f"{method} {path} HTTP/{version}\r\nhost: router\r\nauthorization: Basic {auth}\r\n{extra}"
+    if body:
+        head += f"content-length: {len(body)}\r\n"
+    return head.encode() + b"\r\n" + body
+
+
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), READ_S)
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ")[1])
+    headers = {}
+    for line in lines[1:]:
+        if line:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+    body = await asyncio.wait_for(reader.readexactly(int(headers.get("content-length", "0"))), READ_S)
+    return status, headers, body
+
+
+async def closed_by_peer(reader: asyncio.StreamReader) -> bool:
+    return await asyncio.wait_for(reader.read(1), READ_S) == b""
+
+
+async def connect(router):
+    return await asyncio.open_connection("127.0.0.1", router.port)
+
+
+async def test_keep_alive_and_pipelined_requests_are_answered_in_order(platform):
+    tenant = new_tenant_id()
+    await platform.add_tenant(tenant, "cell-a")
+    router = await platform.router(redis_url="")
+    try:
+        reader, writer = await connect(router)
+        writer.write(request(tenant, "/api/one"))
+        first = await read_response(reader)
+        # Three requests in one write: three answers, in the order asked.
+        writer.write(b"".join(request(tenant, f"/api/p{i}?sleep=0.0{3 - i}") for i in range(3)))
+        pipelined = [await read_response(reader) for _ in range(3)]
+        writer.close()
+    finally:
+        await router.stop()
+    assert first[0] == 200 and msgspec.json.decode(first[2])["path"] == "/api/one"
+    assert [msgspec.json.decode(body)["path"] for _, _, body in pipelined] == ["/api/p0", "/api/p1", "/api/p2"]
+    assert all(headers.get("connection") != "close" for _, headers, _ in pipelined)
+
+
+async def test_chunked_body_and_expect_100_continue_reach_the_cell_whole(platform):
+    tenant = new_tenant_id()
+    await platform.add_tenant(tenant, "cell-a")
+    router = await platform.router(redis_url="")
+    try:
+        reader, writer = await connect(router)
+        writer.write(request(tenant, method="POST", extra="transfer-encoding: chunked\r\n")
+                     + b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
+        chunked = await read_response(reader)
+        writer.write(request(tenant, method="POST", extra="expect: 100-continue\r\ncontent-length: 4\r\n"))
+        interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), READ_S)
+        writer.write(b"body")
+        continued = await read_response(reader)
+        writer.close()
+    finally:
+        await router.stop()
+    assert chunked[0] == 201
+    echoed = msgspec.json.decode(chunked[2])
+    assert echoed["body"] == "hello world"
+    # The cell got a plain, length-framed request: framing is per connection.
+    assert "transfer-encoding" not in echoed["headers"] and echoed["headers"]["content-length"] == "11"
+    assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+    assert continued[0] == 201 and msgspec.json.decode(continued[2])["body"] == "body"
+
+
+async def test_connection_close_and_http_1_0_close_after_the_answer(platform):
+    tenant = new_tenant_id()
+    await platform.add_tenant(tenant, "cell-a")
+    router = await platform.router(redis_url="")
+    try:
+        reader, writer = await connect(router)
+        writer.write(request(tenant, extra="connection: close\r\n"))
+        asked_close = await read_response(reader)
+        asked_close_closed = await closed_by_peer(reader)
+        reader, writer = await connect(router)
+        writer.write(request(tenant, version="1.0"))
+        old = await read_response(reader)
+        old_closed = await closed_by_peer(reader)
+    finally:
+        await router.stop()
+    assert asked_close[0] == 200 and asked_close[1]["connection"] == "close" and asked_close_closed
+    assert old[0] == 200 and old_closed
+
+
+async def test_oversized_head_and_malformed_requests_are_refused_then_closed(platform):
+    tenant = new_tenant_id()
+    await platform.add_tenant(tenant, "cell-a")
+    router = await platform.router(redis_url="", head_bytes_max=2048)
+    answers = []
+    try:
+        for raw in (request(tenant, extra=f"x-big: {'a' * 4096}\r\n"),
+                    b"GARBAGE\x00\x01 nonsense\r\n\r\n",
+                    request(tenant, path="http://elsewhere/api/x"),
+                    b"CONNECT elsewhere:443 HTTP/1.1\r\nhost: elsewhere:443\r\n\r\n"):
+            reader, writer = await connect(router)
+            writer.write(raw)
+            answers.append((*await read_response(reader), await closed_by_peer(reader)))
+        # The router still serves.
+        async with httpx.AsyncClient(base_url=router.url, auth=(tenant, "secret")) as client:
+            after = await client.get("/api/x")
+    finally:
+        await router.stop()
+    assert [status for status, *_ in answers] == [431, 400, 400, 400]
+    for status, headers, body, closed in answers:
+        assert headers["content-type"] == "application/problem+json"
+        problem = msgspec.json.decode(body)
+        assert problem["status"] == status and problem["code"] in ("headers_too_large", "bad_request")
+        assert closed
+    assert after.status_code == 200
+
+
+async def test_a_bad_request_behind_good_ones_is_refused_after_their_answers(platform):
+    tenant = new_tenant_id()
+    await platform.add_tenant(tenant, "cell-a")
+    router = await platform.router(redis_url="")
+    try:
+        reader, writer = await connect(router)
+        writer.write(request(tenant, "/api/first?sleep=0.1") + request(tenant, "/api/second") + b"BAD\x00\r\n\r\n")
+        answers = [await read_response(reader) for _ in range(3)]
+        closed = await closed_by_peer(reader)
+    finally:
+        await router.stop()
+    assert [status for status, _, _ in answers] == [200, 200, 400]
+    assert [msgspec.json.decode(body)["path"] for _, _, body in answers[:2]] == ["/api/first", "/api/second"]
+    assert answers[2][1]["connection"] == "close" and closed
+
+
+async def test_an_upgrade_offer_is_declined_with_a_plain_answer(platform):
+    tenant = new_tenant_id()
+    await platform.add_tenant(tenant, "cell-a")
+    router = await platform.router(redis_url="")
+    try:
+        reader, writer = await connect(router)
+        writer.write(request(tenant, extra="connection: upgrade\r\nupgrade: websocket\r\n"))
+        status, headers, body = await read_response(reader)
+        closed = await closed_by_peer(reader)
+    finally:
+        await router.stop()
+    assert status == 200 and headers["connection"] == "close" and closed
+    # The offer is the connection's business: the cell never sees it.
+    assert "upgrade" not in msgspec.json.decode(body)["headers"]
+
+
+async def test_idle_and_slow_clients_are_dropped_within_their_bounds(platform):
+    tenant = new_tenant_id()
+    await platform.add_tenant(tenant, "cell-a")
+    router = await platform.router(redis_url="", keep_alive_s=0.3, request_read_s=0.5)
+    try:
+        reader, writer = await connect(router)
+        writer.write(request(tenant))
+        await read_response(reader)
+        idle_closed = await closed_by_peer(reader)  # after keep_alive_s of silence
+        reader, writer = await connect(router)
+        writer.write(request(tenant)[:20])  # half a request head, then nothing
+        slow_closed = await closed_by_peer(reader)
+    finally:
+        await router.stop()
+    assert idle_closed and slow_closed
+
+
+async def test_a_client_that_vanishes_mid_request_harms_nobody(platform):
+    tenant = new_tenant_id()
+    await platform.add_tenant(tenant, "cell-a")
+    router = await platform.router(redis_url="")
+    try:
+        for _ in range(5):
+            reader, writer = await connect(router)
+            writer.write(request(tenant, "/api/x?sleep=0.2"))
+            await asyncio.sleep(0.05)
+            writer.transport.abort()
+        async with httpx.AsyncClient(base_url=router.url, auth=(tenant, "secret")) as client:
+            answers = await asyncio.gather(*(client.get(f"/api/after{i}") for i in range(10)))
+    finally:
+        await router.stop()
+    assert [a.status_code for a in answers] == [200] * 10
+
+
+async def test_stop_lets_answers_in_flight_go_out_and_takes_no_new_connections(platform):
+    tenant = new_tenant_id()
+    await platform.add_tenant(tenant, "cell-a")
+    router = await platform.router(redis_url="")
+    port = router.port
+    reader, writer = await connect(router)
+    writer.write(request(tenant, "/api/slow?sleep=0.5"))
+    await asyncio.sleep(0.1)
+    stopping = asyncio.create_task(router.stop())
+    await asyncio.sleep(0.1)
+    try:
+        await asyncio.open_connection("127.0.0.1", port)
+        refused = False
+    except OSError:
+        refused = True
+    status, _, body = await read_response(reader)
+    await stopping
+    assert refused
+    assert status == 200 and msgspec.json.decode(body)["path"] == "/api/slow"
