@@ -8,8 +8,9 @@ request to `Router.dispatch`, and writes the answer in one buffer.
 What it does, and deliberately not more (the router is the only client of it):
 - keep-alive and pipelining (requests on one connection are answered in order, one at a time; reading
   pauses while too many wait), `Connection: close` and HTTP/1.0;
-- bounded input: a request head over `head_bytes_max` is 431, a body over `body_bytes_max` is 413 (its
-  bytes are read and dropped, not stored), a malformed request is 400; all problem+json, then close;
+- bounded input: a request head over `head_bytes_max` is 431 and a malformed request 400, then close; a
+  body over `body_bytes_max` is 413 (its bytes are read and dropped, not stored; one that goes on past
+  four times the bound, or says it will, is answered at once and the connection closed); problem+json;
 - `Expect: 100-continue`; an `Upgrade` offer is declined (answered as HTTP/1.1, then the connection closes);
 - time bounds: an idle keep-alive connection closes after `keep_alive_s`, a request whose head and body
   have not all arrived `request_read_s` after its first byte is dropped (a slow client holds nothing);
@@ -151,6 +152,8 @@ class Connection(asyncio.Protocol):
             request.error = (400, "bad_request", "The request target must be a path (origin-form).")
             raise _Refused()
         for name, value in request.headers:
+            if name == b"content-length" and value.isdigit() and int(value) > self._discard_bytes_max():
+                self._too_large()
             if name == b"expect" and value.lower() == b"100-continue" and not self.queue and self.task is None:
                 self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
@@ -159,9 +162,20 @@ class Connection(asyncio.Protocol):
         request = self.request
         if request.body is not None:
             if self.body_bytes > self.settings.body_bytes_max:
-                request.body = None  # over the bound: read on, keep nothing; the router answers 413
+                # Over the bound: read on and keep nothing, so that the client hears the router's 413 (after
+                # the tenant checks) on a connection that stays usable...
+                request.body = None
             else:
                 request.body.append(body)
+        elif self.body_bytes > self._discard_bytes_max():
+            self._too_large()  # ... unless the body goes on far beyond it: then answer now and close.
+
+    def _discard_bytes_max(self) -> int:
+        return 4 * self.settings.body_bytes_max
+
+    def _too_large(self) -> None:
+        self.request.error = (413, "body_too_large", f"The body exceeds {self.settings.body_bytes_max} bytes.")
+        raise _Refused()
 
     def on_message_complete(self) -> None:
         request, self.request = self.request, None

@@ -219,3 +219,25 @@ async def test_stop_lets_answers_in_flight_go_out_and_takes_no_new_connections(p
     await stopping
     assert refused
     assert status == 200 and msgspec.json.decode(body)["path"] == "/api/slow"
+
+
+async def test_a_body_far_over_the_bound_is_refused_before_it_is_read(platform):
+    tenant = new_tenant_id()
+    await platform.add_tenant(tenant, "cell-a")
+    router = await platform.router(redis_url="", body_bytes_max=1000)
+    try:
+        reader, writer = await connect(router)
+        # Says 10 MB, sends 10 bytes: answered from the head alone.
+        writer.write(request(tenant, method="POST", extra="content-length: 10000000\r\n") + b"0123456789")
+        declared = await read_response(reader)
+        declared_closed = await closed_by_peer(reader)
+        reader, writer = await connect(router)
+        writer.write(request(tenant, method="POST", extra="transfer-encoding: chunked\r\n")
+                     + b"".join(b"3e8\r\n" + b"x" * 1000 + b"\r\n" for _ in range(5)))
+        streamed = await read_response(reader)
+        streamed_closed = await closed_by_peer(reader)
+    finally:
+        await router.stop()
+    for status, headers, body in (declared, streamed):
+        assert status == 413 and msgspec.json.decode(body)["code"] == "body_too_large"
+    assert declared_closed and streamed_closed
