@@ -74,8 +74,14 @@ def tenant_from_authorization(value: bytes | None) -> str | None:
         return None
 
 
+OTHER_TENANTS = "_other"
+
+
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, tenants_labelled_max: int = 1000) -> None:
+        # One time series per tenant is fine for hundreds, not for a hundred thousand: past the bound, the
+        # tenants seen later are counted together under OTHER_TENANTS (the cells' logs name them).
+        self.tenants_labelled_max = tenants_labelled_max
         self.registry = CollectorRegistry()
         self.requests = Counter("router_requests", "Requests forwarded, by cell and status",
                                 ["cell", "status"], registry=self.registry)
@@ -102,7 +108,11 @@ class Metrics:
         children[1].observe(seconds)
         counter = self._tenants.get(tenant)
         if counter is None:
-            counter = self._tenants[tenant] = self.tenant_requests.labels(tenant)
+            if len(self._tenants) >= self.tenants_labelled_max:
+                tenant = OTHER_TENANTS
+                counter = self._tenants.get(tenant)
+            if counter is None:
+                counter = self._tenants[tenant] = self.tenant_requests.labels(tenant)
         counter.inc()
 
 
@@ -113,7 +123,7 @@ class Router:
         self.loaded = False
         self.pools: dict[str, UpstreamPool] = {}
         self.limiter = RateLimiter(settings.tenants_tracked_max)
-        self.metrics = Metrics()
+        self.metrics = Metrics(settings.metrics_tenants_max)
         self._db = None
         self._tasks: list[asyncio.Task] = []
         self._reload_lock = asyncio.Lock()

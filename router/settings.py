@@ -28,6 +28,8 @@ class RouterSettings(msgspec.Struct, frozen=True, kw_only=True):
     # Below the cells' keep-alive timeout (uvicorn: 5 s), so the router drops an idle connection first.
     idle_connection_s_max: float = 4.0
     tenants_tracked_max: int = 100_000
+    # Tenants with a time series of their own in /metrics; later ones are counted together as "_other".
+    metrics_tenants_max: int = 1000
     # The router's own HTTP server (router/server.py).
     keep_alive_s: float = 5.0  # an idle client connection closes after this
     request_read_s: float = 30.0  # a request's head and body must all arrive within this of its first byte

@@ -103,6 +103,24 @@ async def test_health_readiness_and_metrics(platform):
     assert 'router_request_duration_seconds_count{cell="cell-b",status="200"} 2.0' in metrics
 
 
+async def test_per_tenant_metrics_are_bounded(platform):
+    tenants = [new_tenant_id("m") for _ in range(4)]
+    for tenant in tenants:
+        await platform.add_tenant(tenant, "cell-a")
+    router = await platform.router(redis_url="", metrics_tenants_max=2)
+    try:
+        async with httpx.AsyncClient(base_url=router.url) as client:
+            for tenant in tenants:
+                await client.get("/api/x", headers=basic(tenant))
+            metrics = (await client.get("/metrics")).text
+    finally:
+        await router.stop()
+    assert f'router_tenant_requests_total{{tenant="{tenants[0]}"}} 1.0' in metrics
+    assert f'router_tenant_requests_total{{tenant="{tenants[1]}"}} 1.0' in metrics
+    assert tenants[2] not in metrics and tenants[3] not in metrics
+    assert 'router_tenant_requests_total{tenant="_other"} 2.0' in metrics
+
+
 async def test_not_ready_until_the_map_is_loaded(platform):
     router = await platform.router(control_plane_database_url="postgresql://nobody@127.0.0.1:1/none",
                                    redis_url="", connect_timeout_s=0.5)
