@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import uuid
 
 import asyncpg
@@ -160,6 +161,17 @@ class Platform:
 
     async def router(self, **overrides) -> ServedRouter:
         return await ServedRouter(self.router_settings(**overrides)).start()
+
+    @contextlib.asynccontextmanager
+    async def routed(self, cell: str = "cell-a", **overrides):
+        """A new tenant on `cell` and a router (no pub/sub unless asked) that routes it: (tenant id, router)."""
+        tenant = new_tenant_id()
+        await self.add_tenant(tenant, cell)
+        router = await self.router(**{"redis_url": "", **overrides})
+        try:
+            yield tenant, router
+        finally:
+            await router.stop()
 
 
 async def eventually(check, timeout_s: float, interval_s: float = 0.05):

@@ -32,14 +32,9 @@ async def test_unknown_tenant_is_401_like_a_bad_key(platform):
 
 
 async def test_cell_down_is_503_with_retry_after(platform):
-    tenant = new_tenant_id()
-    await platform.add_tenant(tenant, "cell-down")
-    router = await platform.router(redis_url="")
-    try:
+    async with platform.routed("cell-down") as (tenant, router):
         async with httpx.AsyncClient(base_url=router.url) as client:
             response = await client.post("/api/ledgers", headers=basic(tenant), content=b"{}")
-    finally:
-        await router.stop()
     assert response.status_code == 503
     assert response.headers["content-type"] == "application/problem+json"
     assert int(response.headers["retry-after"]) >= 1
@@ -71,32 +66,22 @@ async def test_rate_limit_is_per_tenant(platform):
 
 
 async def test_body_over_the_bound_is_413(platform):
-    tenant = new_tenant_id()
-    await platform.add_tenant(tenant, "cell-a")
-    router = await platform.router(redis_url="", body_bytes_max=1000)
-    try:
+    async with platform.routed(body_bytes_max=1000) as (tenant, router):
         async with httpx.AsyncClient(base_url=router.url) as client:
             too_big = await client.post("/api/x", headers=basic(tenant), content=b"x" * 1001)
             fits = await client.post("/api/x", headers=basic(tenant), content=b"x" * 1000)
-    finally:
-        await router.stop()
     assert too_big.status_code == 413
     assert fits.status_code == 201
 
 
 async def test_health_readiness_and_metrics(platform):
-    tenant = new_tenant_id()
-    await platform.add_tenant(tenant, "cell-b")
-    router = await platform.router(redis_url="")
-    try:
+    async with platform.routed("cell-b") as (tenant, router):
         async with httpx.AsyncClient(base_url=router.url) as client:
             assert (await client.get("/healthz")).status_code == 200
             ready = await client.get("/readyz")
             await client.get("/api/x", headers=basic(tenant))
             await client.get("/api/x", headers=basic(tenant))
             metrics = (await client.get("/metrics")).text
-    finally:
-        await router.stop()
     assert ready.status_code == 200 and ready.json()["ready"] is True
     assert 'router_requests_total{cell="cell-b",status="200"} 2.0' in metrics
     assert f'router_tenant_requests_total{{tenant="{tenant}"}} 2.0' in metrics

@@ -72,10 +72,7 @@ async def _pubsub_ready(client: httpx.AsyncClient) -> bool:
 
 
 async def test_route_change_without_publish_is_followed_within_the_reload_bound(platform):
-    tenant = new_tenant_id()
-    await platform.add_tenant(tenant, "cell-a")
-    router = await platform.router(redis_url="", reload_interval_s=0.3)
-    try:
+    async with platform.routed(reload_interval_s=0.3) as (tenant, router):
         async with httpx.AsyncClient(base_url=router.url) as client:
             assert (await client.get("/api/x", headers=basic(tenant))).json()["cell"] == "cell-a"
             await platform.move(tenant, "cell-b", publish=False)
@@ -85,8 +82,6 @@ async def test_route_change_without_publish_is_followed_within_the_reload_bound(
 
             # The bound is the reload interval (plus a reload's own time): well within 3 s.
             assert await eventually(on_b, 3)
-    finally:
-        await router.stop()
 
 
 async def test_redis_outage_does_not_stop_routing(platform, tmp_path):
@@ -120,10 +115,7 @@ async def _not(client: httpx.AsyncClient) -> bool:
 
 
 async def test_a_cell_answering_421_makes_the_router_refresh_and_retry_once(platform):
-    tenant = new_tenant_id()
-    await platform.add_tenant(tenant, "cell-a")
-    router = await platform.router(redis_url="", reload_interval_s=600.0)
-    try:
+    async with platform.routed(reload_interval_s=600.0) as (tenant, router):
         async with httpx.AsyncClient(base_url=router.url) as client:
             assert (await client.get("/api/x", headers=basic(tenant))).json()["cell"] == "cell-a"
             # The tenant moved, but this router heard nothing: its map is stale.
@@ -136,8 +128,6 @@ async def test_a_cell_answering_421_makes_the_router_refresh_and_retry_once(plat
             # Refreshed: the next request goes straight to cell-b.
             await client.get("/api/x", headers=basic(tenant))
             assert platform.echo("cell-a").seen.count(tenant) == seen_a + 1
-    finally:
-        await router.stop()
 
 
 async def test_421_from_both_cells_is_returned_after_one_retry(platform):

@@ -45,10 +45,7 @@ async def connect(router):
 
 
 async def test_keep_alive_and_pipelined_requests_are_answered_in_order(platform):
-    tenant = new_tenant_id()
-    await platform.add_tenant(tenant, "cell-a")
-    router = await platform.router(redis_url="")
-    try:
+    async with platform.routed() as (tenant, router):
         reader, writer = await connect(router)
         writer.write(request(tenant, "/api/one"))
         first = await read_response(reader)
@@ -56,18 +53,13 @@ async def test_keep_alive_and_pipelined_requests_are_answered_in_order(platform)
         writer.write(b"".join(request(tenant, f"/api/p{i}?sleep=0.0{3 - i}") for i in range(3)))
         pipelined = [await read_response(reader) for _ in range(3)]
         writer.close()
-    finally:
-        await router.stop()
     assert first[0] == 200 and msgspec.json.decode(first[2])["path"] == "/api/one"
     assert [msgspec.json.decode(body)["path"] for _, _, body in pipelined] == ["/api/p0", "/api/p1", "/api/p2"]
     assert all(headers.get("connection") != "close" for _, headers, _ in pipelined)
 
 
 async def test_chunked_body_and_expect_100_continue_reach_the_cell_whole(platform):
-    tenant = new_tenant_id()
-    await platform.add_tenant(tenant, "cell-a")
-    router = await platform.router(redis_url="")
-    try:
+    async with platform.routed() as (tenant, router):
         reader, writer = await connect(router)
         writer.write(request(tenant, method="POST", extra="transfer-encoding: chunked\r\n")
                      + b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
@@ -77,8 +69,6 @@ async def test_chunked_body_and_expect_100_continue_reach_the_cell_whole(platfor
         writer.write(b"body")
         continued = await read_response(reader)
         writer.close()
-    finally:
-        await router.stop()
     assert chunked[0] == 201
     echoed = msgspec.json.decode(chunked[2])
     assert echoed["body"] == "hello world"
@@ -89,10 +79,7 @@ async def test_chunked_body_and_expect_100_continue_reach_the_cell_whole(platfor
 
 
 async def test_connection_close_and_http_1_0_close_after_the_answer(platform):
-    tenant = new_tenant_id()
-    await platform.add_tenant(tenant, "cell-a")
-    router = await platform.router(redis_url="")
-    try:
+    async with platform.routed() as (tenant, router):
         reader, writer = await connect(router)
         writer.write(request(tenant, extra="connection: close\r\n"))
         asked_close = await read_response(reader)
@@ -101,18 +88,13 @@ async def test_connection_close_and_http_1_0_close_after_the_answer(platform):
         writer.write(request(tenant, version="1.0"))
         old = await read_response(reader)
         old_closed = await closed_by_peer(reader)
-    finally:
-        await router.stop()
     assert asked_close[0] == 200 and asked_close[1]["connection"] == "close" and asked_close_closed
     assert old[0] == 200 and old_closed
 
 
 async def test_oversized_head_and_malformed_requests_are_refused_then_closed(platform):
-    tenant = new_tenant_id()
-    await platform.add_tenant(tenant, "cell-a")
-    router = await platform.router(redis_url="", head_bytes_max=2048)
     answers = []
-    try:
+    async with platform.routed(head_bytes_max=2048) as (tenant, router):
         for raw in (request(tenant, extra=f"x-big: {'a' * 4096}\r\n"),
                     b"GARBAGE\x00\x01 nonsense\r\n\r\n",
                     request(tenant, path="http://elsewhere/api/x"),
@@ -123,8 +105,6 @@ async def test_oversized_head_and_malformed_requests_are_refused_then_closed(pla
         # The router still serves.
         async with httpx.AsyncClient(base_url=router.url, auth=(tenant, "secret")) as client:
             after = await client.get("/api/x")
-    finally:
-        await router.stop()
     assert [status for status, *_ in answers] == [431, 400, 400, 400]
     for status, headers, body, closed in answers:
         assert headers["content-type"] == "application/problem+json"
@@ -135,42 +115,29 @@ async def test_oversized_head_and_malformed_requests_are_refused_then_closed(pla
 
 
 async def test_a_bad_request_behind_good_ones_is_refused_after_their_answers(platform):
-    tenant = new_tenant_id()
-    await platform.add_tenant(tenant, "cell-a")
-    router = await platform.router(redis_url="")
-    try:
+    async with platform.routed() as (tenant, router):
         reader, writer = await connect(router)
         writer.write(request(tenant, "/api/first?sleep=0.1") + request(tenant, "/api/second") + b"BAD\x00\r\n\r\n")
         answers = [await read_response(reader) for _ in range(3)]
         closed = await closed_by_peer(reader)
-    finally:
-        await router.stop()
     assert [status for status, _, _ in answers] == [200, 200, 400]
     assert [msgspec.json.decode(body)["path"] for _, _, body in answers[:2]] == ["/api/first", "/api/second"]
     assert answers[2][1]["connection"] == "close" and closed
 
 
 async def test_an_upgrade_offer_is_declined_with_a_plain_answer(platform):
-    tenant = new_tenant_id()
-    await platform.add_tenant(tenant, "cell-a")
-    router = await platform.router(redis_url="")
-    try:
+    async with platform.routed() as (tenant, router):
         reader, writer = await connect(router)
         writer.write(request(tenant, extra="connection: upgrade\r\nupgrade: websocket\r\n"))
         status, headers, body = await read_response(reader)
         closed = await closed_by_peer(reader)
-    finally:
-        await router.stop()
     assert status == 200 and headers["connection"] == "close" and closed
     # The offer is the connection's business: the cell never sees it.
     assert "upgrade" not in msgspec.json.decode(body)["headers"]
 
 
 async def test_idle_and_slow_clients_are_dropped_within_their_bounds(platform):
-    tenant = new_tenant_id()
-    await platform.add_tenant(tenant, "cell-a")
-    router = await platform.router(redis_url="", keep_alive_s=0.3, request_read_s=0.5)
-    try:
+    async with platform.routed(keep_alive_s=0.3, request_read_s=0.5) as (tenant, router):
         reader, writer = await connect(router)
         writer.write(request(tenant))
         await read_response(reader)
@@ -178,16 +145,11 @@ async def test_idle_and_slow_clients_are_dropped_within_their_bounds(platform):
         reader, writer = await connect(router)
         writer.write(request(tenant)[:20])  # half a request head, then nothing
         slow_closed = await closed_by_peer(reader)
-    finally:
-        await router.stop()
     assert idle_closed and slow_closed
 
 
 async def test_a_client_that_vanishes_mid_request_harms_nobody(platform):
-    tenant = new_tenant_id()
-    await platform.add_tenant(tenant, "cell-a")
-    router = await platform.router(redis_url="")
-    try:
+    async with platform.routed() as (tenant, router):
         for _ in range(5):
             reader, writer = await connect(router)
             writer.write(request(tenant, "/api/x?sleep=0.2"))
@@ -195,8 +157,6 @@ async def test_a_client_that_vanishes_mid_request_harms_nobody(platform):
             writer.transport.abort()
         async with httpx.AsyncClient(base_url=router.url, auth=(tenant, "secret")) as client:
             answers = await asyncio.gather(*(client.get(f"/api/after{i}") for i in range(10)))
-    finally:
-        await router.stop()
     assert [a.status_code for a in answers] == [200] * 10
 
 
@@ -222,10 +182,7 @@ async def test_stop_lets_answers_in_flight_go_out_and_takes_no_new_connections(p
 
 
 async def test_a_body_far_over_the_bound_is_refused_before_it_is_read(platform):
-    tenant = new_tenant_id()
-    await platform.add_tenant(tenant, "cell-a")
-    router = await platform.router(redis_url="", body_bytes_max=1000)
-    try:
+    async with platform.routed(body_bytes_max=1000) as (tenant, router):
         reader, writer = await connect(router)
         # Says 10 MB, sends 10 bytes: answered from the head alone.
         writer.write(request(tenant, method="POST", extra="content-length: 10000000\r\n") + b"0123456789")
@@ -236,8 +193,6 @@ async def test_a_body_far_over_the_bound_is_refused_before_it_is_read(platform):
                      + b"".join(b"3e8\r\n" + b"x" * 1000 + b"\r\n" for _ in range(5)))
         streamed = await read_response(reader)
         streamed_closed = await closed_by_peer(reader)
-    finally:
-        await router.stop()
     for status, headers, body in (declared, streamed):
         assert status == 413 and msgspec.json.decode(body)["code"] == "body_too_large"
     assert declared_closed and streamed_closed
