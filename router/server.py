@@ -83,7 +83,9 @@ class Connection(asyncio.Protocol):
         self.paused = False
         self.closing = False
         self.refused = False
-        self.timer: asyncio.TimerHandle | None = None
+        # When the connection may be closed if it is still idle (no answer in flight); inf: never. The
+        # server's reaper looks every so often: no timer is made and cancelled per request.
+        self.deadline = float("inf")
 
     # -- asyncio.Protocol ------------------------------------------------------------------------------------
 
@@ -262,18 +264,14 @@ class Connection(asyncio.Protocol):
             self.task = self.loop.create_task(self._serve())
 
     def _arm(self, seconds: float) -> None:
-        self._disarm()
-        self.timer = self.loop.call_later(seconds, self._expired)
+        self.deadline = self.loop.time() + seconds
 
     def _disarm(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        self.deadline = float("inf")
 
-    def _expired(self) -> None:
+    def reap(self, now: float) -> None:
         # Idle past the keep-alive bound, or a request that did not arrive in time: close (nothing in flight).
-        self.timer = None
-        if self.task is None:
+        if now >= self.deadline and self.task is None:
             self._close()
 
     def _close(self) -> None:
@@ -298,6 +296,7 @@ class RouterServer:
         self.stopping = False
         self.loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.base_events.Server | None = None
+        self._reaper: asyncio.Task | None = None
 
     @property
     def port(self) -> int:
@@ -308,13 +307,26 @@ class RouterServer:
         await self.router.start()
         self._server = await self.loop.create_server(lambda: Connection(self), self.settings.host,
                                                      self.settings.port, backlog=2048, reuse_address=True)
+        self._reaper = self.loop.create_task(self._reap())
         return self
+
+    async def _reap(self) -> None:
+        # A connection outlives its bound by at most one period.
+        period_s = min(1.0, max(0.05, min(self.settings.keep_alive_s, self.settings.request_read_s) / 4))
+        while True:
+            await asyncio.sleep(period_s)
+            now = self.loop.time()
+            for conn in list(self.connections):
+                conn.reap(now)
 
     async def stop(self) -> None:
         """Stop accepting, let the answers in flight go out (up to `shutdown_s`), then close everything."""
         self.stopping = True
         if self._server is not None:
             self._server.close()
+        if self._reaper is not None:
+            self._reaper.cancel()
+            self._reaper = None
         for conn in list(self.connections):
             conn.shutdown()
         deadline = self.loop.time() + self.settings.shutdown_s
