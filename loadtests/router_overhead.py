@@ -139,13 +139,17 @@ async def run(duration_s: float = 10.0, concurrency: int = 16, rounds: int = 3) 
 
         results: dict = {"duration_s": duration_s, "concurrency": concurrency, "rounds": rounds}
         slice_s = duration_s / rounds
-        for kind, make in (("reads", read), ("writes", write)):
+        # Saturated (`concurrency` connections: the two cores are shared by the load, the router, the cell and
+        # PostgreSQL, so the router's CPU shows up as lost throughput), then one request at a time (nothing
+        # saturated: the added p50 is the router's own latency, hop included).
+        phases = (("reads", read, concurrency), ("writes", write, concurrency), ("reads_one_at_a_time", read, 1))
+        for kind, make, connections in phases:
             # Direct and routed phases alternate, so that a neighbour's burst on the shared cores hits both
             # sides alike; the ratio is the median of the rounds' ratios.
             rows = []
             for _ in range(rounds):
-                direct = await _measure(cell_port, auth, slice_s, concurrency, kind, make)
-                routed = await _measure(router_port, auth, slice_s, concurrency, kind, make, serving=router)
+                direct = await _measure(cell_port, auth, slice_s, connections, kind, make)
+                routed = await _measure(router_port, auth, slice_s, connections, kind, make, serving=router)
                 rows.append((direct, routed))
             ratios = [r["per_s"] / d["per_s"] for d, r in rows if d["per_s"]]
             summary = {
