@@ -28,6 +28,7 @@ Balances are recomputed here from first principles (Modern Treasury's definition
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -50,8 +51,9 @@ LOCK_FIELDS = ("pending_balance_amount", "posted_balance_amount", "available_bal
 LAYOUT = [(0, "USD"), (0, "USD"), (0, "USD"), (0, "EUR"), (0, "EUR"), (1, "USD"), (1, "USD")]
 INT64 = (-(2**63), 2**63 - 1)
 
-EXAMPLES = 15
-STEPS = 25
+# PROPERTY_EXAMPLES / PROPERTY_STEPS: a longer soak than make test can afford.
+EXAMPLES = int(os.environ.get("PROPERTY_EXAMPLES", "15"))
+STEPS = int(os.environ.get("PROPERTY_STEPS", "25"))
 
 
 # -- the app under test: hybrid mode, no queue ----------------------------------------------------------------

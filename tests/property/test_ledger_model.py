@@ -15,6 +15,7 @@ unshrunk sequence at once.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
@@ -39,8 +40,9 @@ LAYOUT = [(0, "USD"), (0, "USD"), (0, "USD"), (0, "EUR"), (0, "EUR"), (1, "USD")
 # Time zones instants are written in (the API must compare instants, not local wall-clock times).
 ZONES = [timedelta(0), timedelta(hours=5, minutes=30), timedelta(hours=-8)]
 
-EXAMPLES = 20
-STEPS = 25
+# PROPERTY_EXAMPLES / PROPERTY_STEPS: a longer soak than make test can afford.
+EXAMPLES = int(os.environ.get("PROPERTY_EXAMPLES", "20"))
+STEPS = int(os.environ.get("PROPERTY_STEPS", "25"))
 
 
 # -- the model ------------------------------------------------------------------------------------------------
