@@ -51,9 +51,10 @@ LOCK_FIELDS = ("pending_balance_amount", "posted_balance_amount", "available_bal
 LAYOUT = [(0, "USD"), (0, "USD"), (0, "USD"), (0, "EUR"), (0, "EUR"), (1, "USD"), (1, "USD")]
 INT64 = (-(2**63), 2**63 - 1)
 
-# PROPERTY_EXAMPLES / PROPERTY_STEPS: a longer soak than make test can afford.
+# PROPERTY_EXAMPLES / PROPERTY_STEPS (and PROPERTY_TIMEOUT_S): a longer soak than make test can afford.
 EXAMPLES = int(os.environ.get("PROPERTY_EXAMPLES", "15"))
 STEPS = int(os.environ.get("PROPERTY_STEPS", "25"))
+TIMEOUT_S = int(os.environ.get("PROPERTY_TIMEOUT_S", "900"))
 
 
 # -- the app under test: hybrid mode, no queue ----------------------------------------------------------------
@@ -448,7 +449,7 @@ def make_machine(cell: Cell):
     return HybridMachine
 
 
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(TIMEOUT_S)
 def test_hybrid_mode_agrees_with_the_model(hybrid_cell):
     run_state_machine_as_test(make_machine(hybrid_cell), settings=settings(
         max_examples=EXAMPLES, stateful_step_count=STEPS, deadline=None, report_multiple_bugs=False,

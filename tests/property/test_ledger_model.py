@@ -40,9 +40,10 @@ LAYOUT = [(0, "USD"), (0, "USD"), (0, "USD"), (0, "EUR"), (0, "EUR"), (1, "USD")
 # Time zones instants are written in (the API must compare instants, not local wall-clock times).
 ZONES = [timedelta(0), timedelta(hours=5, minutes=30), timedelta(hours=-8)]
 
-# PROPERTY_EXAMPLES / PROPERTY_STEPS: a longer soak than make test can afford.
+# PROPERTY_EXAMPLES / PROPERTY_STEPS (and PROPERTY_TIMEOUT_S): a longer soak than make test can afford.
 EXAMPLES = int(os.environ.get("PROPERTY_EXAMPLES", "20"))
 STEPS = int(os.environ.get("PROPERTY_STEPS", "25"))
+TIMEOUT_S = int(os.environ.get("PROPERTY_TIMEOUT_S", "900"))
 
 
 # -- the model ------------------------------------------------------------------------------------------------
@@ -418,7 +419,7 @@ def make_machine(cell):
 
 
 # A failure is shrunk for up to ~5 minutes (hypothesis' own bound): let that finish and report.
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(TIMEOUT_S)
 def test_the_api_agrees_with_the_model(ledger_cell):
     run_state_machine_as_test(make_machine(ledger_cell), settings=settings(
         max_examples=EXAMPLES, stateful_step_count=STEPS, deadline=None, report_multiple_bugs=False,
