@@ -7,6 +7,7 @@ import base64
 import binascii
 import logging
 import time
+from http import HTTPStatus
 from pathlib import Path
 
 import msgspec
@@ -369,6 +370,11 @@ async def _respond(send, status: int, headers, body: bytes) -> None:
 def _own(status: int, headers, body: bytes) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
     """An answer of the router's own."""
     return status, headers + [(b"content-length", str(len(body)).encode())], body
+
+
+def problem_answer(status: int, code: str, detail: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """An answer of the router's own, as problem+json titled with the status' reason phrase."""
+    return _own(status, _PROBLEM, problem(status, code, HTTPStatus(status).phrase, detail))
 
 
 def create_app(settings: RouterSettings) -> Router:

@@ -26,29 +26,19 @@ import signal
 from http import HTTPStatus
 
 import httptools
-import msgspec
 
-from router.app import Router
+from router.app import Router, problem_answer
 from router.settings import RouterSettings
 
 log = logging.getLogger("router")
 
 _REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
-# The answer's framing is ours: the cell's framing headers describe its connection to us, not ours to the
-# client (content-length stays: the body is passed unchanged).
-_DROP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"te", b"trailer",
-                   b"upgrade"})
 _PIPELINE_MAX = 16
 
 
 class _Refused(Exception):
     """Raised from a parser callback (httptools wraps it): the request crossed a bound; its answer is in
     `request.error`."""
-
-
-def _problem(status: int, code: str, detail: str) -> bytes:
-    return msgspec.json.encode({"type": f"https://ledger.dev/problems/{code}", "title": HTTPStatus(status).phrase,
-                                "status": status, "code": code, "detail": detail})
 
 
 class _Request:
@@ -206,10 +196,7 @@ class Connection(asyncio.Protocol):
                     self.paused = False
                     self.transport.resume_reading()
                 if request.error is not None:
-                    payload = _problem(*request.error)
-                    self._write(request.error[0], [(b"content-type", b"application/problem+json"),
-                                                   (b"content-length", str(len(payload)).encode())],
-                                payload, False, False)
+                    self._write(*problem_answer(*request.error), False, False)
                     self._close()
                     return
                 url = request.url
@@ -220,9 +207,8 @@ class Connection(asyncio.Protocol):
                         request.method, path, url, request.headers, body, self.client_host)
                 except Exception:  # noqa: BLE001 - a bug of ours must not hang the client: 500, and log it
                     log.exception("request failed in the router")
-                    payload = _problem(500, "internal_error", "The router failed to handle the request.")
-                    status, headers = 500, [(b"content-type", b"application/problem+json"),
-                                            (b"content-length", str(len(payload)).encode())]
+                    status, headers, payload = problem_answer(500, "internal_error",
+                                                              "The router failed to handle the request.")
                 self._write(status, headers, payload, request.method == b"HEAD", request.keep_alive)
                 if not request.keep_alive:
                     self._close()
@@ -239,9 +225,9 @@ class Connection(asyncio.Protocol):
 
     def _write(self, status: int, headers, body: bytes, head: bool, keep_alive: bool) -> None:
         parts = [b"HTTP/1.1 ", str(status).encode(), b" ", _REASONS.get(status, b"Unknown"), b"\r\n"]
+        # The cell's framing headers were dropped by Router._forward: the framing is this connection's.
         for name, value in headers:
-            if name not in _DROP:
-                parts += (name, b": ", value, b"\r\n")
+            parts += (name, b": ", value, b"\r\n")
         if not keep_alive:
             parts.append(b"connection: close\r\n")
         parts.append(b"\r\n")

@@ -58,6 +58,7 @@ class _Connection(asyncio.Protocol):
         self.closed = False
         self.last_used = 0.0
         self.timer: asyncio.TimerHandle | None = None
+        self.head = False  # set per exchange
         self._reset()
 
     def _reset(self) -> None:
@@ -65,7 +66,6 @@ class _Connection(asyncio.Protocol):
         self.body: list[bytes] = []
         self.body_size = 0
         self.received = False
-        self.head = False
         self.status = 0
 
     # -- asyncio.Protocol
@@ -105,9 +105,7 @@ class _Connection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         if 100 <= self.status < 200:
             # An interim answer (100 Continue, 103 Early Hints): the real one follows on this connection.
-            head = self.head
             self._reset()
-            self.head = head
             return
         self._done(reusable=self.parser.should_keep_alive())
 
