@@ -76,6 +76,7 @@ def tenant_from_authorization(value: bytes | None) -> str | None:
 
 
 OTHER_TENANTS = "_other"
+STOP_TASKS_S_MAX = 5.0  # how long stop() insists on the background loops ending
 
 
 class Metrics:
@@ -131,6 +132,7 @@ class Router:
         self._reload_requested = 0
         self._reload_done = 0
         self.redis_connected = False
+        self._stopping = False
 
     # ---- ASGI ----------------------------------------------------------------------------------------------
 
@@ -277,6 +279,7 @@ class Router:
     async def start(self) -> None:
         if not self.settings.control_plane_database_url:
             raise RuntimeError("ROUTER_CONTROL_PLANE_DATABASE_URL is not set")
+        self._stopping = False
         try:
             await self.reload("start")
         except Exception as exc:  # noqa: BLE001 - not fatal: /readyz says 503 and the reload loop retries
@@ -286,9 +289,18 @@ class Router:
             self._tasks.append(asyncio.create_task(self._subscribe_loop()))
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        # A cancel is not always honoured: a library may swallow it (redis-py's pub/sub read could, and then
+        # waited for the next message for ever). So the loops also watch `_stopping` and wake up every
+        # second, and the cancel is repeated, within a bound, until they are gone.
+        self._stopping = True
+        pending = set(self._tasks)
+        deadline = asyncio.get_running_loop().time() + STOP_TASKS_S_MAX
+        while pending and asyncio.get_running_loop().time() < deadline:
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=0.5)
+        if pending:
+            log.warning("router background tasks still running after %.0f s: %r", STOP_TASKS_S_MAX, pending)
         self._tasks.clear()
         for pool in self.pools.values():
             pool.close()
@@ -321,7 +333,7 @@ class Router:
         return await self._db.fetch(Q["load_routes"], timeout=10)
 
     async def _reload_loop(self) -> None:
-        while True:
+        while not self._stopping:
             await asyncio.sleep(self.settings.reload_interval_s)
             try:
                 await self.reload("periodic")
@@ -334,7 +346,7 @@ class Router:
         import redis.asyncio as redis
 
         backoff_s = 0.2
-        while True:
+        while not self._stopping:
             client = redis.Redis.from_url(self.settings.redis_url, socket_connect_timeout=2,
                                           health_check_interval=10)
             pubsub = client.pubsub(ignore_subscribe_messages=True)
@@ -344,8 +356,11 @@ class Router:
                 backoff_s = 0.2
                 # Messages published while we were not listening are lost: catch up with a full load.
                 await self.reload("resubscribe")
-                async for message in pubsub.listen():
-                    if message["type"] == "message":
+                while not self._stopping:
+                    # A bounded wait, not listen(): the loop sees `_stopping` within a second even if a
+                    # cancel was lost inside the read.
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                    if message is not None and message["type"] == "message":
                         await self.reload("pubsub")
             except asyncio.CancelledError:
                 raise

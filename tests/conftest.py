@@ -116,3 +116,41 @@ def sqs_server():
 @pytest.fixture(scope="session")
 def sqs_endpoint_url(sqs_server):
     return os.environ.get("TEST_SQS_ENDPOINT_URL") or sqs_server.url
+
+
+# ---- diagnostics: what every asyncio task was waiting on, when a test is about to time out -------------------
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """pytest-timeout shows the threads' stacks, which for a hung async test is only the loop's select. Shortly
+    before the timeout, print every pending asyncio task's stack as well (captured with the test's output)."""
+    import threading
+
+    marker = item.get_closest_marker("timeout")
+    option = item.config.getoption("timeout", None)  # --timeout, else the ini's
+    timeout_s = float(marker.args[0] if marker and marker.args else option or item.config.getini("timeout") or 0)
+    timer = None
+    if timeout_s > 20:
+        timer = threading.Timer(timeout_s - 10, _dump_tasks, args=(item.nodeid,))
+        timer.daemon = True
+        timer.start()
+    try:
+        yield
+    finally:
+        if timer is not None:
+            timer.cancel()
+
+
+def _dump_tasks(nodeid: str) -> None:
+    import asyncio
+    import sys
+
+    print(f"\n~~~~ asyncio tasks still pending, 10 s before {nodeid} times out ~~~~", file=sys.stderr)
+    try:
+        tasks = list(asyncio.tasks._all_tasks)  # every task of every loop (3.11); read-only use, for diagnosis
+    except Exception as exc:  # noqa: BLE001
+        print(f"(tasks not readable: {exc!r})", file=sys.stderr)
+        return
+    for task in tasks:
+        if not task.done():
+            task.print_stack(limit=30, file=sys.stderr)
