@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 
 from control_plane.devstack import EmbeddedValkey
@@ -142,3 +144,26 @@ async def test_421_from_both_cells_is_returned_after_one_retry(platform):
         await router.stop()
     assert response.status_code == 421
     assert platform.echo("cell-a").seen.count(tenant) == 2  # the first try and exactly one retry
+
+
+async def test_stop_ends_even_a_loop_that_swallowed_its_cancel(platform):
+    """redis-py's pub/sub read once swallowed the router's cancel and waited for a message for ever, and
+    stop() with it (CI hung 300 s). stop() now repeats the cancel, within a bound."""
+    tenant = new_tenant_id()
+    await platform.add_tenant(tenant, "cell-a")
+    router = await platform.router()
+
+    async def stubborn():
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            pass  # swallowed, as that read did
+        await asyncio.sleep(3600)
+
+    task = asyncio.create_task(stubborn())
+    router.server.router._tasks.append(task)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await asyncio.wait_for(router.stop(), 10)
+    assert task.cancelled()
+    assert loop.time() - started < 5
