@@ -146,12 +146,16 @@ class Platform:
         await self.sql("INSERT INTO tenants (id, cell, rate_limit_per_s, rate_burst) VALUES ($1, $2, $3, $4)",
                        tenant_id, cell, rate, burst)
 
-    async def move(self, tenant_id: str, cell: str, publish: bool) -> None:
-        """A route change done directly in the control-plane database (what a move's flip step does)."""
+    async def move(self, tenant_id: str, cell: str, publish: bool, redis_url: str | None = None) -> None:
+        """A route change done directly in the control-plane database (what a move's flip step does), published
+        on the session's Redis or on `redis_url`."""
         [row] = await self.sql("UPDATE tenants SET cell = $2, epoch = epoch + 1 WHERE id = $1 "
                                "RETURNING id, cell, epoch", tenant_id, cell)
         if publish:
-            assert await publish_route(self.settings, dict(row))
+            settings = self.settings
+            if redis_url is not None:
+                settings = ControlPlaneSettings(database_url=self.database_url, redis_url=redis_url, actor="tests")
+            assert await publish_route(settings, dict(row))
 
     def router_settings(self, **overrides) -> RouterSettings:
         values = {"control_plane_database_url": self.database_url, "redis_url": self.redis_url,

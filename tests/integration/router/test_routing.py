@@ -116,6 +116,30 @@ async def _not(client: httpx.AsyncClient) -> bool:
     return not (await client.get("/readyz")).json()["pubsub"]
 
 
+async def test_pubsub_resumes_after_a_redis_outage(platform, tmp_path):
+    valkey = EmbeddedValkey(tmp_path / "valkey").start()
+    tenant = new_tenant_id()
+    await platform.add_tenant(tenant, "cell-a")
+    router = await platform.router(redis_url=valkey.url, reload_interval_s=600.0)  # only pub/sub can explain it
+    try:
+        async with httpx.AsyncClient(base_url=router.url) as client:
+            assert await eventually(lambda: _pubsub_ready(client), 5)
+            valkey.stop()
+            assert await eventually(lambda: _not(client), 5)
+            valkey.start()  # the same port
+            # Reconnect backoff is capped at 5 s.
+            assert await eventually(lambda: _pubsub_ready(client), 15)
+            await platform.move(tenant, "cell-b", publish=True, redis_url=valkey.url)
+
+            async def on_b():
+                return (await client.get("/api/x", headers=basic(tenant))).json()["cell"] == "cell-b"
+
+            assert await eventually(on_b, 3)
+    finally:
+        await router.stop()
+        valkey.stop()
+
+
 async def test_a_cell_answering_421_makes_the_router_refresh_and_retry_once(platform):
     async with platform.routed(reload_interval_s=600.0) as (tenant, router):
         async with httpx.AsyncClient(base_url=router.url) as client:
