@@ -6,15 +6,16 @@ from litestar import Request, Response, get, patch, post
 from litestar.params import FromPath
 
 from cell.api import http
-from cell.api.openapi import body_operation
+from cell.api.openapi import documented
 from cell.api.params import AMOUNT_VERSION_MAX, balance_filters
+from cell.api.responses import LedgerAccount
 from cell.api.schemas import AccountCreate, AccountUpdate
 from cell.service import accounts
 from cell.service.accounts import BalanceQuery
 from cell.service.common import decode_cursor, parse_uuid
 
 
-@post("/api/ledger_accounts", status_code=201, operation_class=body_operation(AccountCreate))
+@post("/api/ledger_accounts", status_code=201, operation_class=documented(AccountCreate, LedgerAccount, 201))
 async def create_account(request: Request) -> Response:
     raw, req = await http.body_of(request, AccountCreate)
     status, body = await accounts.create_account(http.context(request), http.tenant(request), req,
@@ -22,7 +23,7 @@ async def create_account(request: Request) -> Response:
     return http.json(body, status)
 
 
-@get("/api/ledger_accounts/{account_id:str}")
+@get("/api/ledger_accounts/{account_id:str}", operation_class=documented(response=LedgerAccount))
 async def get_account(request: Request, account_id: FromPath[str]) -> Response:
     q = http.query(request)
     bq = BalanceQuery(
@@ -37,14 +38,14 @@ async def get_account(request: Request, account_id: FromPath[str]) -> Response:
                                                 parse_uuid(account_id, "ledger account"), bq))
 
 
-@patch("/api/ledger_accounts/{account_id:str}", operation_class=body_operation(AccountUpdate))
+@patch("/api/ledger_accounts/{account_id:str}", operation_class=documented(AccountUpdate, LedgerAccount))
 async def update_account(request: Request, account_id: FromPath[str]) -> Response:
     _, req = await http.body_of(request, AccountUpdate)
     return http.json(await accounts.update_account(http.context(request), http.tenant(request),
                                                    parse_uuid(account_id, "ledger account"), req))
 
 
-@get("/api/ledger_accounts")
+@get("/api/ledger_accounts", operation_class=documented(response=LedgerAccount, many=True))
 async def list_accounts(request: Request) -> Response:
     q = http.query(request)
     per_page, cursor = http.paging(request, q)

@@ -6,13 +6,15 @@ from litestar import Request, Response, get
 from litestar.params import FromPath
 
 from cell.api import http
+from cell.api.openapi import documented
 from cell.api.params import AMOUNT_VERSION_MAX
+from cell.api.responses import LedgerEntry
 from cell.service import entries
 from cell.service.common import decode_cursor, parse_uuid
 from cell.service.errors import InvalidRequest
 
 
-@get("/api/ledger_entries/{entry_id:str}")
+@get("/api/ledger_entries/{entry_id:str}", operation_class=documented(response=LedgerEntry))
 async def get_entry(request: Request, entry_id: FromPath[str]) -> Response:
     q = http.query(request)
     show = q.take_bool("show_balances")
@@ -21,7 +23,7 @@ async def get_entry(request: Request, entry_id: FromPath[str]) -> Response:
                                              parse_uuid(entry_id, "ledger entry"), show))
 
 
-@get("/api/ledger_entries")
+@get("/api/ledger_entries", operation_class=documented(response=LedgerEntry, many=True))
 async def list_entries(request: Request) -> Response:
     q = http.query(request)
     per_page, cursor = http.paging(request, q)

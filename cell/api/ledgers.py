@@ -6,13 +6,14 @@ from litestar import Request, Response, get, patch, post
 from litestar.params import FromPath
 
 from cell.api import http
-from cell.api.openapi import body_operation
+from cell.api.openapi import documented
+from cell.api.responses import Ledger
 from cell.api.schemas import LedgerCreate, LedgerUpdate
 from cell.service import ledgers
 from cell.service.common import decode_cursor, parse_uuid
 
 
-@post("/api/ledgers", status_code=201, operation_class=body_operation(LedgerCreate))
+@post("/api/ledgers", status_code=201, operation_class=documented(LedgerCreate, Ledger, 201))
 async def create_ledger(request: Request) -> Response:
     raw, req = await http.body_of(request, LedgerCreate)
     status, body = await ledgers.create_ledger(http.context(request), http.tenant(request), req,
@@ -20,20 +21,20 @@ async def create_ledger(request: Request) -> Response:
     return http.json(body, status)
 
 
-@get("/api/ledgers/{ledger_id:str}")
+@get("/api/ledgers/{ledger_id:str}", operation_class=documented(response=Ledger))
 async def get_ledger(request: Request, ledger_id: FromPath[str]) -> Response:
     return http.json(await ledgers.get_ledger(http.context(request), http.tenant(request),
                                               parse_uuid(ledger_id, "ledger")))
 
 
-@patch("/api/ledgers/{ledger_id:str}", operation_class=body_operation(LedgerUpdate))
+@patch("/api/ledgers/{ledger_id:str}", operation_class=documented(LedgerUpdate, Ledger))
 async def update_ledger(request: Request, ledger_id: FromPath[str]) -> Response:
     _, req = await http.body_of(request, LedgerUpdate)
     return http.json(await ledgers.update_ledger(http.context(request), http.tenant(request),
                                                  parse_uuid(ledger_id, "ledger"), req))
 
 
-@get("/api/ledgers")
+@get("/api/ledgers", operation_class=documented(response=Ledger, many=True))
 async def list_ledgers(request: Request) -> Response:
     q = http.query(request)
     per_page, cursor = http.paging(request, q)

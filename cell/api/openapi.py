@@ -1,5 +1,6 @@
-"""Request-body schemas in the OpenAPI document for handlers that decode their bodies strictly themselves
-(Litestar's own decoding would coerce "100" and 100.0 into 100, which a money API must refuse)."""
+"""Request and response schemas in the OpenAPI document. The handlers decode their bodies strictly themselves
+(Litestar's own decoding would coerce "100" and 100.0 into 100, which a money API must refuse) and answer
+with bytes they encoded once, so Litestar cannot see either shape: the operation classes here say them."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from typing import Any
 
 import msgspec
 from litestar.openapi.spec import Operation
+
+from cell.api.responses import Problem
 
 
 def inline_schema(type_: type) -> dict[str, Any]:
@@ -28,15 +31,35 @@ def inline_schema(type_: type) -> dict[str, Any]:
     return resolve(schema)
 
 
-def body_operation(type_: type) -> type[Operation]:
-    """An Operation class whose document carries `type_` as the JSON request body."""
-    body = {"required": True, "content": {"application/json": {"schema": inline_schema(type_)}}}
+def documented(request: type | None = None, response: type | None = None, status: int = 200,
+               many: bool = False) -> type[Operation]:
+    """An Operation class whose document carries `request` as the JSON request body, `response` (a list of
+    them when `many`, paged by X-After-Cursor) as the answer for `status`, and problem+json for errors."""
+    body = None
+    if request is not None:
+        body = {"required": True, "content": {"application/json": {"schema": inline_schema(request)}}}
+    answer = None
+    if response is not None:
+        schema = inline_schema(response)
+        answer = {"description": "OK" if status == 200 else "Created",
+                  "content": {"application/json": {"schema": {"type": "array", "items": schema} if many else schema}}}
+        if many:
+            answer["headers"] = {"X-After-Cursor": {
+                "description": "Present when there is a next page: pass it as `after_cursor`.",
+                "schema": {"type": "string"}}}
+    problem = {"description": "A problem (RFC 9457) with a stable `code`",
+               "content": {"application/problem+json": {"schema": inline_schema(Problem)}}}
 
     @dataclass
-    class WithBody(Operation):
+    class Documented(Operation):
         def to_schema(self) -> dict[str, Any]:
             document = super().to_schema()
-            document["requestBody"] = body
+            if body is not None:
+                document["requestBody"] = body
+            responses = document.setdefault("responses", {})
+            if answer is not None:
+                responses[str(status)] = answer
+            responses["default"] = problem
             return document
 
-    return WithBody
+    return Documented

@@ -6,14 +6,16 @@ from litestar import Request, Response, get, patch, post
 from litestar.params import FromPath
 
 from cell.api import http
-from cell.api.openapi import body_operation
+from cell.api.openapi import documented
 from cell.api.params import time_filters
+from cell.api.responses import LedgerTransaction, LedgerTransactionVersion
 from cell.api.schemas import ReversalCreate, TransactionCreate, TransactionUpdate
 from cell.service import transactions
 from cell.service.common import decode_cursor, encode, parse_uuid
 
 
-@post("/api/ledger_transactions", status_code=201, operation_class=body_operation(TransactionCreate))
+@post("/api/ledger_transactions", status_code=201,
+      operation_class=documented(TransactionCreate, LedgerTransaction, 201))
 async def create_transaction(request: Request) -> Response:
     raw, req = await http.body_of(request, TransactionCreate)
     status, body = await transactions.create_transaction(http.context(request), http.tenant(request), req,
@@ -21,20 +23,21 @@ async def create_transaction(request: Request) -> Response:
     return http.json(body, status)
 
 
-@get("/api/ledger_transactions/{txn_id:str}")
+@get("/api/ledger_transactions/{txn_id:str}", operation_class=documented(response=LedgerTransaction))
 async def get_transaction(request: Request, txn_id: FromPath[str]) -> Response:
     return http.json(await transactions.get_transaction(http.context(request), http.tenant(request),
                                                         parse_uuid(txn_id, "ledger transaction")))
 
 
-@patch("/api/ledger_transactions/{txn_id:str}", operation_class=body_operation(TransactionUpdate))
+@patch("/api/ledger_transactions/{txn_id:str}", operation_class=documented(TransactionUpdate, LedgerTransaction))
 async def update_transaction(request: Request, txn_id: FromPath[str]) -> Response:
     _, req = await http.body_of(request, TransactionUpdate)
     return http.json(await transactions.update_transaction(http.context(request), http.tenant(request),
                                                            parse_uuid(txn_id, "ledger transaction"), req))
 
 
-@post("/api/ledger_transactions/{txn_id:str}/reversal", status_code=201, operation_class=body_operation(ReversalCreate))
+@post("/api/ledger_transactions/{txn_id:str}/reversal", status_code=201,
+      operation_class=documented(ReversalCreate, LedgerTransaction, 201))
 async def reverse_transaction(request: Request, txn_id: FromPath[str]) -> Response:
     raw, req = await http.body_of(request, ReversalCreate)
     status, body = await transactions.reverse_transaction(
@@ -43,14 +46,15 @@ async def reverse_transaction(request: Request, txn_id: FromPath[str]) -> Respon
     return http.json(body, status)
 
 
-@get("/api/ledger_transactions/{txn_id:str}/versions")
+@get("/api/ledger_transactions/{txn_id:str}/versions",
+     operation_class=documented(response=LedgerTransactionVersion, many=True))
 async def list_versions(request: Request, txn_id: FromPath[str]) -> Response:
     versions = await transactions.list_versions(http.context(request), http.tenant(request),
                                                 parse_uuid(txn_id, "ledger transaction"))
     return http.json(encode(versions))
 
 
-@get("/api/ledger_transactions")
+@get("/api/ledger_transactions", operation_class=documented(response=LedgerTransaction, many=True))
 async def list_transactions(request: Request) -> Response:
     q = http.query(request)
     per_page, cursor = http.paging(request, q)

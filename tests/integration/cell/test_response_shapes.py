@@ -1,0 +1,85 @@
+"""What the OpenAPI document says the API answers is what it answers: real answers decode into the documented
+types (cell/api/responses.py) with unknown fields forbidden, and every operation documents its answer."""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+
+from cell.api import responses as shapes
+
+
+def decode(response, status: int, type_):
+    assert response.status_code == status, response.text
+    return msgspec.json.decode(response.content, type=type_)
+
+
+async def test_every_answer_has_its_documented_shape(api):
+    ledger = decode(await api.post("/api/ledgers", {"name": "books", "metadata": {"k": "v"}}), 201, shapes.Ledger)
+    lid = str(ledger.id)
+    decode(await api.get(f"/api/ledgers/{lid}"), 200, shapes.Ledger)
+    decode(await api.patch(f"/api/ledgers/{lid}", {"description": "d"}), 200, shapes.Ledger)
+    decode(await api.get("/api/ledgers"), 200, list[shapes.Ledger])
+
+    cash = decode(await api.post("/api/ledger_accounts", {"name": "cash", "ledger_id": lid, "normal_balance": "debit",
+                                                          "currency": "USD"}), 201, shapes.LedgerAccount)
+    fees = await api.account(lid, "credit")
+    decode(await api.get(f"/api/ledger_accounts/{cash.id}"), 200, shapes.LedgerAccount)
+    decode(await api.get(f"/api/ledger_accounts/{cash.id}", params={"balances[effective_at]": "2030-01-01T00:00:00Z"}),
+           200, shapes.LedgerAccount)
+    decode(await api.patch(f"/api/ledger_accounts/{cash.id}", {"metadata": {"a": "b"}}), 200, shapes.LedgerAccount)
+    decode(await api.get("/api/ledger_accounts", params={"ledger_id": lid}), 200, list[shapes.LedgerAccount])
+
+    posted = decode(await api.post("/api/ledger_transactions", {
+        "ledger_id": lid, "status": "posted", "external_id": "x-1", "ledger_entries": [
+            {"ledger_account_id": str(cash.id), "direction": "debit", "amount": 500,
+             "show_resulting_ledger_account_balances": True},
+            {"ledger_account_id": fees["id"], "direction": "credit", "amount": 500}]}), 201, shapes.LedgerTransaction)
+    assert posted.ledger_entries[0].resulting_ledger_account_balances is not None
+    pending = decode(await api.transfer(lid, str(cash.id), fees["id"], 7, status="pending"), 201,
+                     shapes.LedgerTransaction)
+    assert pending.posted_at is None
+    archived = decode(await api.patch(f"/api/ledger_transactions/{pending.id}", {"status": "archived"}), 200,
+                      shapes.LedgerTransaction)
+    assert archived.archived_at is not None
+    reversal = decode(await api.post(f"/api/ledger_transactions/{posted.id}/reversal", {}), 201,
+                      shapes.LedgerTransaction)
+    assert reversal.reverses_ledger_transaction_id == posted.id
+    decode(await api.get(f"/api/ledger_transactions/{posted.id}"), 200, shapes.LedgerTransaction)
+    decode(await api.get("/api/ledger_transactions", params={"ledger_id": lid}), 200, list[shapes.LedgerTransaction])
+    versions = decode(await api.get(f"/api/ledger_transactions/{pending.id}/versions"), 200,
+                      list[shapes.LedgerTransactionVersion])
+    assert [v.version for v in versions] == [1, 2]
+
+    entry = posted.ledger_entries[0]
+    decode(await api.get(f"/api/ledger_entries/{entry.id}"), 200, shapes.LedgerEntry)
+    listed = decode(await api.get("/api/ledger_entries", params={"ledger_account_id": str(cash.id),
+                                                                 "show_balances": "true"}), 200,
+                    list[shapes.LedgerEntry])
+    assert all(e.resulting_ledger_account_balances is not None for e in listed)
+
+    problem = await api.transfer(lid, str(cash.id), fees["id"], 0)
+    assert problem.headers["content-type"].startswith("application/problem+json")
+    assert decode(problem, 400, shapes.Problem).code == "invalid_request"
+
+
+async def test_every_operation_documents_its_answer_and_its_problems(cell_client):
+    schema = (await cell_client.get("/schema/openapi.json")).json()
+    operations = [(path, method, op) for path, item in schema["paths"].items() if path.startswith("/api/")
+                  for method, op in item.items()]
+    assert len(operations) == 16
+    for path, method, op in operations:
+        answers = {code: r for code, r in op["responses"].items() if code.startswith("2")}
+        assert len(answers) == 1, (path, method)
+        [answer] = answers.values()
+        assert "properties" in str(answer["content"]["application/json"]["schema"]), (path, method)
+        assert "application/problem+json" in op["responses"]["default"]["content"], (path, method)
+    entry = schema["paths"]["/api/ledger_entries"]["get"]["responses"]["200"]
+    assert "X-After-Cursor" in entry["headers"]
+
+
+@pytest.mark.parametrize("shape", [shapes.Ledger, shapes.LedgerAccount, shapes.LedgerEntry, shapes.LedgerTransaction])
+def test_the_shapes_refuse_a_field_they_do_not_describe(shape):
+    # The contract test above relies on this: an undocumented field in an answer fails it.
+    with pytest.raises(msgspec.ValidationError, match="unknown field"):
+        msgspec.json.decode(b'{"surprise": 1}', type=shape)
