@@ -8,12 +8,13 @@ import asyncpg
 import msgspec
 from litestar import Litestar, Request, Response, get
 from litestar.exceptions import HTTPException
+from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
-from litestar.plugins.prometheus import PrometheusConfig
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from cell.api import accounts, entries, ledgers, problems, transactions
 from cell.api.auth import AuthMiddleware, KeyCache
+from cell.api.metrics import RequestMetrics
 from cell.service.context import AccountCache, CellContext
 from cell.service.errors import LedgerError
 from cell.service.nudge import make_nudger, queue_gauges
@@ -75,14 +76,12 @@ def create_app(settings: CellSettings, *, run_migrations: bool = True) -> Litest
         await ctx.nudger.close()
         await ctx.pool.close()
 
-    prometheus = PrometheusConfig(app_name="cell", prefix="ledger", group_path=True,
-                                  exclude=["/metrics", "/healthz", "/readyz"], labels={"cell": settings.name})
     return Litestar(
         route_handlers=[*ledgers.routes, *accounts.routes, *transactions.routes, *entries.routes,
                         healthz, readyz, metrics],
         on_startup=[startup],
         on_shutdown=[shutdown],
-        middleware=[AuthMiddleware, prometheus.middleware],
+        middleware=[AuthMiddleware, DefineMiddleware(RequestMetrics, cell=settings.name)],
         exception_handlers={
             LedgerError: problems.ledger_error_handler,
             msgspec.MsgspecError: problems.decode_error_handler,
