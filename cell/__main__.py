@@ -16,7 +16,8 @@ def main() -> None:
         raise SystemExit("CELL_DATABASE_URL (or LEDGER_DATABASE_URL) is required; `make run` starts one for you")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     options = dict(host=settings.host, port=settings.port, loop="uvloop", http="httptools", access_log=False,
-                   log_level="warning", lifespan="on", server_header=False)
+                   log_level="warning", lifespan="on", server_header=False,
+                   proxy_headers=False)  # nothing reads the client address: skip uvicorn's X-Forwarded-* middleware
     if settings.processes > 1:
         # Each process imports the app itself (settings from the same environment).
         uvicorn.run("cell.asgi:app", workers=settings.processes, **options)
