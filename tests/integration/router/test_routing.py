@@ -61,12 +61,13 @@ async def test_route_change_published_is_followed_at_once(platform):
             assert await eventually(lambda: _pubsub_ready(client), 5)
             await platform.move(tenant, "cell-b", publish=True)
 
-            async def on_b():
-                return (await client.get("/api/x", headers=basic(tenant))).json()["cell"] == "cell-b"
-
-            assert await eventually(on_b, 3)
+            assert await eventually(lambda: _routed_to(client, tenant, "cell-b"), 3)
     finally:
         await router.stop()
+
+
+async def _routed_to(client: httpx.AsyncClient, tenant: str, cell: str) -> bool:
+    return (await client.get("/api/x", headers=basic(tenant))).json()["cell"] == cell
 
 
 async def _pubsub_ready(client: httpx.AsyncClient) -> bool:
@@ -78,12 +79,8 @@ async def test_route_change_without_publish_is_followed_within_the_reload_bound(
         async with httpx.AsyncClient(base_url=router.url) as client:
             assert (await client.get("/api/x", headers=basic(tenant))).json()["cell"] == "cell-a"
             await platform.move(tenant, "cell-b", publish=False)
-
-            async def on_b():
-                return (await client.get("/api/x", headers=basic(tenant))).json()["cell"] == "cell-b"
-
             # The bound is the reload interval (plus a reload's own time): well within 3 s.
-            assert await eventually(on_b, 3)
+            assert await eventually(lambda: _routed_to(client, tenant, "cell-b"), 3)
 
 
 async def test_redis_outage_does_not_stop_routing(platform, tmp_path):
@@ -103,10 +100,7 @@ async def test_redis_outage_does_not_stop_routing(platform, tmp_path):
             # Route changes still arrive, through the periodic reload.
             await platform.move(tenant, "cell-b", publish=False)
 
-            async def on_b():
-                return (await client.get("/api/x", headers=basic(tenant))).json()["cell"] == "cell-b"
-
-            assert await eventually(on_b, 3)
+            assert await eventually(lambda: _routed_to(client, tenant, "cell-b"), 3)
     finally:
         await router.stop()
         valkey.stop()
@@ -131,10 +125,7 @@ async def test_pubsub_resumes_after_a_redis_outage(platform, tmp_path):
             assert await eventually(lambda: _pubsub_ready(client), 15)
             await platform.move(tenant, "cell-b", publish=True, redis_url=valkey.url)
 
-            async def on_b():
-                return (await client.get("/api/x", headers=basic(tenant))).json()["cell"] == "cell-b"
-
-            assert await eventually(on_b, 3)
+            assert await eventually(lambda: _routed_to(client, tenant, "cell-b"), 3)
     finally:
         await router.stop()
         valkey.stop()
