@@ -79,3 +79,34 @@ def draw_legs(draw, accounts: list) -> tuple[int, list[tuple]]:
         credits = [total] if cut is None else [cut, total - cut]
         legs += [(draw(pool), "debit", x) for x in debits] + [(draw(pool), "credit", x) for x in credits]
     return ledger, draw(st.permutations(legs), label="legs")
+
+
+# -- the status rules both machines check (the same API contract, against either model) -----------------------
+
+def draw_transition(draw, txns: list, pending_weight: int) -> tuple:
+    """A settle's (transaction, target status): a pending one `pending_weight` times in `pending_weight + 1`,
+    else any, whose final states then draw a transition that must be refused."""
+    pending = [t for t in txns if t.status == "pending"]
+    txn = draw(st.sampled_from(pending) if pending and draw(st.integers(0, pending_weight)) else
+               st.sampled_from(txns), label="txn")
+    to = draw(st.sampled_from(["posted", "archived"] if txn.status == "pending" else
+                              sorted({"pending", "posted", "archived"} - {txn.status})), label="to")
+    return txn, to
+
+
+def refused(response, code: str) -> None:
+    assert response.status_code == 422 and response.json()["code"] == code, response.text
+
+
+def reversal_refused(response, txn) -> bool:
+    """Whether the reversal of `txn` had to be refused (checked either way): only an unreversed posted
+    transaction can be reversed, and the reversal then links back to it."""
+    if txn.status != "posted":
+        refused(response, "invalid_status_transition")
+        return True
+    if txn.reversed_by is not None:
+        refused(response, "already_reversed")
+        return True
+    assert response.status_code == 201, response.text
+    assert response.json()["reverses_ledger_transaction_id"] == txn.id
+    return False
