@@ -1,8 +1,10 @@
-"""Numbered plain-SQL migrations: applied in order, each once, under an advisory lock (safe at start-up)."""
+"""Schema and routines: numbered plain-SQL migrations, each applied once, then the routines (CREATE OR REPLACE
+code), each re-applied when its text changes; all under one advisory lock (safe at start-up)."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import sys
 from pathlib import Path
 
@@ -11,13 +13,38 @@ import asyncpg
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _LOCK_KEY = 7_311_900_001
 
+# The routines of routines/ (a store's routines live beside its migrations), in the order they are created.
+# plpgsql bodies are bound when they first run, but a LANGUAGE sql body is checked when it is created: a
+# routine comes after everything its SQL body names.
+ROUTINES = (
+    "version_hash", "effects_of", "entry_results", "balance_at",
+    "fence", "claim_key", "lock", "check", "apply", "apply_report", "post", "transition",
+)
+
 
 def migration_files(directory: Path = MIGRATIONS_DIR) -> list[tuple[str, Path]]:
     return sorted((path.stem, path) for path in directory.glob("[0-9][0-9][0-9][0-9]_*.sql"))
 
 
+def routine_files(migrations: Path = MIGRATIONS_DIR) -> list[tuple[str, str, str]]:
+    """(name, text, sha-256 of the text) of each routine beside `migrations`, in ROUTINES order; none when the
+    store has no routines/ (the control plane's catalog)."""
+    directory = migrations.parent / "routines"
+    if not directory.is_dir():
+        return []
+    unlisted = {path.stem for path in directory.glob("*.sql")} - set(ROUTINES)
+    if unlisted:
+        raise RuntimeError(f"routines not in migrate.ROUTINES (their order is not known): {sorted(unlisted)}")
+    found = []
+    for name in ROUTINES:
+        text = (directory / f"{name}.sql").read_text()
+        found.append((f"routine:{name}", text, hashlib.sha256(text.encode()).hexdigest()))
+    return found
+
+
 async def migrate(conn: asyncpg.Connection, directory: Path = MIGRATIONS_DIR) -> list[str]:
-    """Apply every migration not yet applied; return the names applied now."""
+    """Apply every migration not yet applied, then every routine new or changed; return the names applied now
+    (routines as `routine:<name>`)."""
     applied_now: list[str] = []
     await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_KEY)
     try:
@@ -32,15 +59,39 @@ async def migrate(conn: asyncpg.Connection, directory: Path = MIGRATIONS_DIR) ->
                 await conn.execute(path.read_text())
                 await conn.execute("INSERT INTO schema_migrations (name) VALUES ($1)", name)
             applied_now.append(name)
+        routines = routine_files(directory)
+        if routines:
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_routines (name text PRIMARY KEY, checksum text NOT NULL,"
+                " applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            current = {r["name"]: r["checksum"] for r in await conn.fetch("SELECT name, checksum FROM schema_routines")}
+            for name, text, checksum in routines:
+                if current.get(name) == checksum:
+                    continue
+                async with conn.transaction():
+                    await conn.execute(text)
+                    await conn.execute(
+                        "INSERT INTO schema_routines (name, checksum) VALUES ($1, $2) ON CONFLICT (name)"
+                        " DO UPDATE SET checksum = excluded.checksum, applied_at = now()", name, checksum)
+                applied_now.append(name)
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)
     return applied_now
 
 
 async def pending_migrations(conn: asyncpg.Connection, directory: Path = MIGRATIONS_DIR) -> list[str]:
+    """Migrations not applied, and routines missing or whose text changed since they were applied."""
     exists = await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL")
     done = {r["name"] for r in await conn.fetch("SELECT name FROM schema_migrations")} if exists else set()
-    return [name for name, _ in migration_files(directory) if name not in done]
+    pending = [name for name, _ in migration_files(directory) if name not in done]
+    routines = routine_files(directory)
+    if routines:
+        exists = await conn.fetchval("SELECT to_regclass('schema_routines') IS NOT NULL")
+        current = ({r["name"]: r["checksum"] for r in await conn.fetch("SELECT name, checksum FROM schema_routines")}
+                   if exists else {})
+        pending += [name for name, _, checksum in routines if current.get(name) != checksum]
+    return pending
 
 
 async def _main(url: str) -> None:

@@ -1,0 +1,39 @@
+-- The async path's apply: `ledger_apply` wrapped so that one call (one round trip, the locks never held
+-- across a client round trip) also reports the accounts it skipped and the apply lag of every effect it
+-- folded in (for the worker's metrics).
+CREATE OR REPLACE FUNCTION ledger_apply_report(p_accounts uuid[], p_skip_locked boolean)
+RETURNS TABLE (applied integer, skipped uuid[], lags_ms double precision[]) LANGUAGE plpgsql AS $$
+DECLARE
+    v_held uuid[];
+    v_versions bigint[];
+BEGIN
+    -- Lock first (sorted, like ledger_apply) to learn the lock versions before the fold: the effects this
+    -- call applies are exactly those above them. ledger_apply then re-locks rows this transaction holds.
+    IF p_skip_locked THEN
+        SELECT array_agg(s.account_id ORDER BY s.account_id), array_agg(s.lock_version ORDER BY s.account_id)
+        INTO v_held, v_versions FROM (
+            SELECT account_id, lock_version FROM account_balances WHERE account_id = ANY(p_accounts)
+            ORDER BY account_id FOR UPDATE SKIP LOCKED) s;
+    ELSE
+        SELECT array_agg(s.account_id ORDER BY s.account_id), array_agg(s.lock_version ORDER BY s.account_id)
+        INTO v_held, v_versions FROM (
+            SELECT account_id, lock_version FROM account_balances WHERE account_id = ANY(p_accounts)
+            ORDER BY account_id FOR UPDATE) s;
+    END IF;
+    v_held := coalesce(v_held, '{}');
+    -- Accounts without a balance row (a bogus id in a message) are neither applied nor skipped.
+    skipped := ARRAY(SELECT account_id FROM account_balances
+                     WHERE account_id = ANY(p_accounts) AND account_id <> ALL(v_held) ORDER BY account_id);
+    IF cardinality(v_held) = 0 THEN
+        applied := 0;
+        lags_ms := '{}';
+        RETURN NEXT;
+        RETURN;
+    END IF;
+    applied := ledger_apply(v_held, false);
+    SELECT coalesce(array_agg(extract(epoch FROM be.applied_at - be.created_at) * 1000), '{}')
+    INTO lags_ms
+    FROM unnest(v_held, v_versions) AS h(account_id, lock_version)
+    JOIN balance_effects be ON be.account_id = h.account_id AND be.lock_version > h.lock_version;
+    RETURN NEXT;
+END $$;

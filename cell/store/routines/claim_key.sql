@@ -1,0 +1,16 @@
+-- Claim an idempotency key inside the caller's transaction. Returns true when the key was already used
+-- (the caller replays or rejects); raises LG004 when another request holding the key is still in flight.
+CREATE OR REPLACE FUNCTION ledger_claim_key(p_tenant text, p_key text, p_hash bytea, p_type text, p_resource uuid)
+RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+    IF NOT pg_try_advisory_xact_lock(hashtextextended('idem:' || p_tenant || ':' || p_key, 0)) THEN
+        RAISE EXCEPTION 'a request with this idempotency key is in flight' USING ERRCODE = 'LG004';
+    END IF;
+    PERFORM 1 FROM idempotency_keys WHERE tenant_id = p_tenant AND key = p_key;
+    IF FOUND THEN
+        RETURN true;
+    END IF;
+    INSERT INTO idempotency_keys (tenant_id, key, request_hash, resource_type, resource_id)
+    VALUES (p_tenant, p_key, p_hash, p_type, p_resource);
+    RETURN false;
+END $$;

@@ -1,0 +1,81 @@
+-- A new ledger transaction in one call: fence, idempotency key, reversal bookkeeping, rows, first version;
+-- the effects of accounts applied now go through ledger_apply and the balance locks (ledger_check), the
+-- others are queued for the workers. Returns the resulting balances of the entries applied now.
+CREATE OR REPLACE FUNCTION ledger_post(
+    p_tenant text, p_idem_key text, p_idem_hash bytea,
+    p_txn_id uuid, p_ledger_id uuid, p_description text, p_status text, p_effective_at timestamptz,
+    p_external_id text, p_metadata jsonb, p_reverses_id uuid,
+    p_entry_ids uuid[], p_accounts uuid[], p_directions text[], p_amounts bigint[],
+    p_apply_accounts uuid[], p_checks jsonb, p_snapshot jsonb
+) RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+    v_now timestamptz := now();
+    v_original record;
+    v_apply uuid[];
+    v_effects ledger_new_effect[];
+    v_lock_wait double precision := 0;
+BEGIN
+    PERFORM ledger_fence(p_tenant);
+    IF p_idem_key IS NOT NULL AND ledger_claim_key(p_tenant, p_idem_key, p_idem_hash, 'ledger_transaction', p_txn_id) THEN
+        RETURN jsonb_build_object('replay', true);
+    END IF;
+
+    IF p_reverses_id IS NOT NULL THEN
+        SELECT status, reversed_by_id INTO v_original FROM ledger_transactions
+        WHERE id = p_reverses_id AND tenant_id = p_tenant FOR UPDATE;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'ledger transaction not found' USING ERRCODE = 'LG005';
+        ELSIF v_original.reversed_by_id IS NOT NULL THEN
+            RAISE EXCEPTION 'already reversed' USING ERRCODE = 'LG007';
+        ELSIF v_original.status <> 'posted' THEN
+            RAISE EXCEPTION 'only a posted transaction can be reversed' USING ERRCODE = 'LG006';
+        END IF;
+        UPDATE ledger_transactions SET reversed_by_id = p_txn_id, updated_at = v_now WHERE id = p_reverses_id;
+    END IF;
+
+    INSERT INTO ledger_transactions (id, tenant_id, ledger_id, description, status, effective_at, external_id,
+                                     metadata, reverses_id, posted_at, created_at, updated_at)
+    VALUES (p_txn_id, p_tenant, p_ledger_id, p_description, p_status, p_effective_at, p_external_id,
+            p_metadata, p_reverses_id, CASE WHEN p_status = 'posted' THEN v_now END, v_now, v_now);
+
+    INSERT INTO ledger_entries (id, tenant_id, transaction_id, ledger_account_id, direction, amount, effective_at, created_at)
+    SELECT e.id, p_tenant, p_txn_id, e.account, e.direction, e.amount, p_effective_at, v_now
+    FROM unnest(p_entry_ids, p_accounts, p_directions, p_amounts) AS e(id, account, direction, amount);
+
+    INSERT INTO ledger_transaction_versions (transaction_id, version, tenant_id, snapshot, prev_hash, hash, created_at)
+    VALUES (p_txn_id, 1, p_tenant, p_snapshot, NULL, ledger_version_hash(NULL, p_snapshot), v_now);
+
+    -- Accounts applied now: those the caller needs an exact answer on, and accounts marked sync-only.
+    v_apply := coalesce(p_apply_accounts, '{}');
+    IF EXISTS (SELECT 1 FROM ledger_accounts WHERE id = ANY(p_accounts) AND sync_only AND id <> ALL(v_apply)) THEN
+        SELECT array_agg(DISTINCT a) INTO v_apply FROM (
+            SELECT unnest(p_apply_accounts) AS a
+            UNION SELECT id FROM ledger_accounts WHERE id = ANY(p_accounts) AND sync_only) s;
+    END IF;
+
+    -- Queued: the effects of entries whose account is not applied now.
+    INSERT INTO balance_effects (tenant_id, account_id, entry_id, kind, d_pending_debits, d_pending_credits,
+                                 d_posted_debits, d_posted_credits, effective_at)
+    SELECT p_tenant, f.account_id, f.entry_id, f.kind, f.d_pending_debits, f.d_pending_credits,
+           f.d_posted_debits, f.d_posted_credits, f.effective_at
+    FROM ledger_effects_of(p_entry_ids, p_accounts, p_directions, p_amounts, 'entry', p_status = 'posted',
+                           array_fill(p_effective_at, ARRAY[cardinality(p_entry_ids)])) f
+    WHERE f.account_id <> ALL(v_apply);
+
+    IF cardinality(v_apply) = 0 THEN
+        RETURN jsonb_build_object('created_at', v_now, 'entries', '[]'::jsonb, 'lock_wait_s', 0);
+    ELSE
+        SELECT array_agg(f) INTO v_effects
+        FROM ledger_effects_of(p_entry_ids, p_accounts, p_directions, p_amounts, 'entry', p_status = 'posted',
+                               array_fill(p_effective_at, ARRAY[cardinality(p_entry_ids)])) f
+        WHERE f.account_id = ANY(v_apply);
+        v_lock_wait := ledger_lock(v_apply);
+        PERFORM ledger_apply(v_apply, false, p_tenant, v_effects);
+        IF jsonb_array_length(p_checks) > 0 THEN
+            PERFORM ledger_check(p_checks, p_entry_ids);
+        END IF;
+    END IF;
+
+    RETURN jsonb_build_object('created_at', v_now, 'entries', ledger_entry_results(p_entry_ids),
+                              'lock_wait_s', v_lock_wait);
+END $$;
