@@ -1,23 +1,19 @@
 -- Lock the accounts' total-balance rows in sorted order (never a deadlock); fold every queued effect of
 -- those accounts in sequence order, then p_new (the caller's own effects, in the order given), into the
--- total, effective-time and resulting caches. With p_skip_locked, accounts locked by someone else are left
--- for them (p_new must then be empty). Returns the number of effects applied.
-CREATE OR REPLACE FUNCTION ledger_apply(p_accounts uuid[], p_skip_locked boolean DEFAULT false,
-                             p_tenant text DEFAULT NULL, p_new ledger_new_effect[] DEFAULT '{}')
+-- total, effective-time and resulting caches. Returns the number of effects applied. (Skipping accounts
+-- locked by someone else is ledger_apply_report's, which locks first.)
+-- The signature lost its p_skip_locked: CREATE OR REPLACE cannot change one, so the old one goes first.
+DROP FUNCTION IF EXISTS ledger_apply(uuid[], boolean, text, ledger_new_effect[]);
+CREATE OR REPLACE FUNCTION ledger_apply(p_accounts uuid[], p_tenant text DEFAULT NULL,
+                                        p_new ledger_new_effect[] DEFAULT '{}')
 RETURNS integer LANGUAGE plpgsql AS $$
 DECLARE
     v_locked uuid[];
     v_applied integer;
 BEGIN
-    IF p_skip_locked THEN
-        SELECT array_agg(account_id) INTO v_locked FROM (
-            SELECT account_id FROM account_balances WHERE account_id = ANY(p_accounts)
-            ORDER BY account_id FOR UPDATE SKIP LOCKED) s;
-    ELSE
-        SELECT array_agg(account_id) INTO v_locked FROM (
-            SELECT account_id FROM account_balances WHERE account_id = ANY(p_accounts)
-            ORDER BY account_id FOR UPDATE) s;
-    END IF;
+    SELECT array_agg(account_id) INTO v_locked FROM (
+        SELECT account_id FROM account_balances WHERE account_id = ANY(p_accounts)
+        ORDER BY account_id FOR UPDATE) s;
     IF cardinality(p_new) > 0 AND EXISTS (
             SELECT 1 FROM unnest(p_new) n WHERE v_locked IS NULL OR n.account_id <> ALL(v_locked)) THEN
         RAISE EXCEPTION 'ledger_apply: a new effect names an account that is not locked';

@@ -30,7 +30,7 @@ BEGIN
         RETURN NEXT;
         RETURN;
     END IF;
-    applied := ledger_apply(v_held, false);
+    applied := ledger_apply(v_held);
     SELECT coalesce(array_agg(extract(epoch FROM be.applied_at - be.created_at) * 1000), '{}')
     INTO lags_ms
     FROM unnest(v_held, v_versions) AS h(account_id, lock_version)

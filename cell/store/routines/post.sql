@@ -70,7 +70,7 @@ BEGIN
                                array_fill(p_effective_at, ARRAY[cardinality(p_entry_ids)])) f
         WHERE f.account_id = ANY(v_apply);
         v_lock_wait := ledger_lock(v_apply);
-        PERFORM ledger_apply(v_apply, false, p_tenant, v_effects);
+        PERFORM ledger_apply(v_apply, p_tenant, v_effects);
         IF jsonb_array_length(p_checks) > 0 THEN
             PERFORM ledger_check(p_checks, p_entry_ids);
         END IF;

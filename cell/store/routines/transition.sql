@@ -65,7 +65,7 @@ BEGIN
             FROM ledger_effects_of(v_ids, v_accounts, v_directions, v_amounts, v_kind, false, v_times) f
             WHERE f.account_id = ANY(v_apply);
             v_lock_wait := ledger_lock(v_apply);
-            PERFORM ledger_apply(v_apply, false, p_tenant, v_effects);
+            PERFORM ledger_apply(v_apply, p_tenant, v_effects);
         END IF;
     END IF;
     RETURN jsonb_build_object('updated_at', v_now, 'lock_wait_s', v_lock_wait);
