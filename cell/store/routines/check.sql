@@ -1,5 +1,7 @@
 -- Check balance locks on accounts just applied. p_checks: [{account_id, lock_version?,
 -- pending_balance_amount?: {gte: n, ...}, posted_balance_amount?, available_balance_amount?}].
+-- A stale lock_version (the account's version right before p_entry_ids) raises LG002, a balance that fails an
+-- operator LG001, each with a JSON detail; the amounts are ledger_balances', the one home of the formulas.
 CREATE OR REPLACE FUNCTION ledger_check(p_checks jsonb, p_entry_ids uuid[]) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     c jsonb;
@@ -14,8 +16,10 @@ DECLARE
 BEGIN
     FOR c IN SELECT value FROM jsonb_array_elements(p_checks) LOOP
         v_account := (c->>'account_id')::uuid;
-        SELECT ab.*, la.normal_balance INTO b
+        SELECT lb.pending_amount, lb.posted_amount, lb.available_amount INTO b
         FROM account_balances ab JOIN ledger_accounts la ON la.id = ab.account_id
+        CROSS JOIN LATERAL ledger_balances(la.normal_balance, ab.pending_debits, ab.pending_credits,
+                                           ab.posted_debits, ab.posted_credits) lb
         WHERE ab.account_id = v_account;
         IF c ? 'lock_version' THEN
             SELECT min(lock_version) - 1 INTO v_pre FROM balance_effects
@@ -28,13 +32,10 @@ BEGIN
         END IF;
         FOREACH v_field IN ARRAY ARRAY['pending_balance_amount', 'posted_balance_amount', 'available_balance_amount'] LOOP
             CONTINUE WHEN NOT c ? v_field;
-            v_amount := CASE
-                WHEN v_field = 'pending_balance_amount' AND b.normal_balance = 'credit' THEN b.pending_credits - b.pending_debits
-                WHEN v_field = 'pending_balance_amount' THEN b.pending_debits - b.pending_credits
-                WHEN v_field = 'posted_balance_amount' AND b.normal_balance = 'credit' THEN b.posted_credits - b.posted_debits
-                WHEN v_field = 'posted_balance_amount' THEN b.posted_debits - b.posted_credits
-                WHEN b.normal_balance = 'credit' THEN b.posted_credits - b.pending_debits
-                ELSE b.posted_debits - b.pending_credits
+            v_amount := CASE v_field
+                WHEN 'pending_balance_amount' THEN b.pending_amount
+                WHEN 'posted_balance_amount' THEN b.posted_amount
+                ELSE b.available_amount
             END;
             FOR v_op, v_target IN SELECT key, value::text::numeric FROM jsonb_each(c->v_field) LOOP
                 v_ok := CASE v_op
