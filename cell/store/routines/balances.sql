@@ -1,6 +1,6 @@
 -- The balance formulas (Modern Treasury's definitions), their one home in SQL: pending and posted amounts
 -- are credits - debits for a credit-normal account (debits - credits for debit-normal); available is posted
--- money in minus everything, pending or posted, already promised out. One SELECT, so the planner can inline it.
+-- money in minus everything, pending or posted, already promised out. One SELECT of plain expressions.
 CREATE OR REPLACE FUNCTION ledger_balances(p_normal text, p_pending_debits numeric, p_pending_credits numeric,
     p_posted_debits numeric, p_posted_credits numeric,
     OUT pending_amount numeric, OUT posted_amount numeric,
