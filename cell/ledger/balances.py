@@ -1,12 +1,8 @@
-"""Balance arithmetic, Modern Treasury's definitions: pending, posted and available balances from totals.
-
-`entry_created/posted/archived` are the reference for the balance effects that `ledger_effects_of` (SQL,
-0002_posting.sql) writes inside the posting transaction; the two must agree (tests/unit, tests/property).
-"""
+"""Balance arithmetic, Modern Treasury's definitions: pending, posted and available balances from totals."""
 
 from __future__ import annotations
 
-from cell.ledger.models import Delta, Direction, NormalBalance, Status, Totals
+from cell.ledger.models import NormalBalance, Totals
 
 
 def signed(normal_balance: NormalBalance, debits: int, credits: int) -> int:
@@ -53,23 +49,3 @@ def balances_view(t: Totals, normal_balance: NormalBalance, currency: str, expon
         "available_balance": one(avail_debits, avail_credits, available_amount(t, normal_balance)),
     }
 
-
-def _side(direction: Direction, amount: int) -> tuple[int, int]:
-    return (amount, 0) if direction == "debit" else (0, amount)
-
-
-def entry_created(direction: Direction, amount: int, status: Status) -> Delta:
-    debit, credit = _side(direction, amount)
-    if status == "posted":
-        return Delta(debit, credit, debit, credit)
-    return Delta(debit, credit, 0, 0)
-
-
-def entry_posted(direction: Direction, amount: int) -> Delta:
-    debit, credit = _side(direction, amount)
-    return Delta(0, 0, debit, credit)
-
-
-def entry_archived(direction: Direction, amount: int) -> Delta:
-    debit, credit = _side(direction, amount)
-    return Delta(-debit, -credit, 0, 0)
