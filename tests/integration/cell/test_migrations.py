@@ -1,4 +1,5 @@
-"""Migrations of cells whose databases share one PostgreSQL server (make run, this test session).
+"""Migrations of cells whose databases share one PostgreSQL server (make run, this test session), and the
+routines applied after them.
 
 The migration lock is per database but a role is cluster-wide: two cells starting together used to race
 on ``CREATE ROLE ledger_app`` and one of them died at start-up with a unique violation.
@@ -7,11 +8,20 @@ on ``CREATE ROLE ledger_app`` and one of them died at start-up with a unique vio
 from __future__ import annotations
 
 import asyncio
+import shutil
 import uuid
 
 import asyncpg
+import pytest
 
-from cell.store.migrate import MIGRATIONS_DIR, migrate, migration_files
+from cell.store.migrate import (
+    MIGRATIONS_DIR,
+    ROUTINES,
+    migrate,
+    migration_files,
+    pending_migrations,
+    routine_files,
+)
 
 
 async def test_cells_sharing_a_server_migrate_at_the_same_moment(make_database, tmp_path):
@@ -55,3 +65,126 @@ async def test_cells_sharing_a_server_migrate_at_the_same_moment(make_database, 
                 await db.close()
     finally:
         await conn.close()
+
+
+# ---- routines: code, re-applied when their text changes --------------------------------------------------------
+
+ROUTINE_NAMES = [f"routine:{name}" for name in ROUTINES]
+
+
+async def _connect(url: str) -> asyncpg.Connection:
+    return await asyncpg.connect(url)
+
+
+def _copy_store(tmp_path) -> tuple:
+    """The cell's migrations and routines copied side by side, to be changed by a test."""
+    migrations, routines = tmp_path / "migrations", tmp_path / "routines"
+    shutil.copytree(MIGRATIONS_DIR, migrations)
+    shutil.copytree(MIGRATIONS_DIR.parent / "routines", routines)
+    return migrations, routines
+
+
+async def test_a_fresh_database_gets_the_migrations_then_every_routine_in_order(make_database):
+    conn = await _connect(make_database(f"routines_fresh_{uuid.uuid4().hex[:8]}", migrate_cell=False))
+    try:
+        assert await pending_migrations(conn) == [name for name, _ in migration_files()] + ROUTINE_NAMES
+        assert await migrate(conn) == [name for name, _ in migration_files()] + ROUTINE_NAMES
+        assert await pending_migrations(conn) == []
+        checksums = {r["name"]: r["checksum"] for r in await conn.fetch("SELECT name, checksum FROM schema_routines")}
+        assert checksums == {name: checksum for name, _, checksum in routine_files()}
+        # /readyz asks as the cell's role.
+        assert await conn.fetchval("SELECT has_table_privilege('ledger_app', 'schema_routines', 'SELECT')")
+        assert await conn.fetchval("SELECT has_function_privilege('ledger_app', 'ledger_post(text, text, bytea, uuid,"
+                                   " uuid, text, text, timestamptz, text, jsonb, uuid, uuid[], uuid[], text[], bigint[],"
+                                   " uuid[], jsonb, jsonb)', 'EXECUTE')")
+    finally:
+        await conn.close()
+
+
+async def test_unchanged_routines_are_not_created_again(make_database):
+    conn = await _connect(make_database(f"routines_same_{uuid.uuid4().hex[:8]}"))
+    try:
+        def snapshot():
+            return conn.fetch("SELECT p.proname, p.xmin::text AS row_version, r.applied_at FROM pg_proc p"
+                              " JOIN schema_routines r ON r.name = 'routine:' || substr(p.proname, 8)"
+                              " WHERE p.proname LIKE 'ledger\\_%' ORDER BY 1")
+        before = [tuple(r) for r in await snapshot()]
+        assert len(before) == len(ROUTINES)
+        assert await migrate(conn) == []
+        assert [tuple(r) for r in await snapshot()] == before
+    finally:
+        await conn.close()
+
+
+async def test_a_changed_routine_is_applied_again_and_reported_pending_until_then(make_database, tmp_path):
+    migrations, routines = _copy_store(tmp_path)
+    conn = await _connect(make_database(f"routines_changed_{uuid.uuid4().hex[:8]}", migrate_cell=False))
+    try:
+        assert await migrate(conn, migrations) == [name for name, _ in migration_files()] + ROUTINE_NAMES
+        path = routines / "version_hash.sql"
+        path.write_text(path.read_text().replace("sha256(", "sha512("))
+        assert await pending_migrations(conn, migrations) == ["routine:version_hash"]
+        assert await migrate(conn, migrations) == ["routine:version_hash"]
+        assert await pending_migrations(conn, migrations) == []
+        assert len(await conn.fetchval("SELECT ledger_version_hash(NULL, '{}')")) == 64
+        assert await migrate(conn, migrations) == []
+    finally:
+        await conn.close()
+
+
+async def test_a_routine_missing_from_the_order_is_a_loud_error(tmp_path):
+    migrations, routines = _copy_store(tmp_path)
+    (routines / "stray.sql").write_text("SELECT 1;")
+    with pytest.raises(RuntimeError, match="stray"):
+        routine_files(migrations)
+
+
+async def test_a_database_whose_0002_created_the_routines_gets_the_new_ones(make_database):
+    """Before routines were files, 0002 created them, ledger_apply with a p_skip_locked; such a database has
+    0002 recorded and no schema_routines. Its routines are replaced, the old ledger_apply signature dropped."""
+    conn = await _connect(make_database(f"routines_old_{uuid.uuid4().hex[:8]}"))
+    try:
+        await conn.execute("""
+            DROP TABLE schema_routines;
+            DROP FUNCTION ledger_apply(uuid[], text, ledger_new_effect[]);
+            DROP FUNCTION ledger_balances(text, numeric, numeric, numeric, numeric);
+            CREATE FUNCTION ledger_apply(p_accounts uuid[], p_skip_locked boolean DEFAULT false,
+                                         p_tenant text DEFAULT NULL, p_new ledger_new_effect[] DEFAULT '{}')
+            RETURNS integer LANGUAGE plpgsql AS $$ BEGIN RETURN -1; END $$;
+            CREATE OR REPLACE FUNCTION ledger_apply_report(p_accounts uuid[], p_skip_locked boolean)
+            RETURNS TABLE (applied integer, skipped uuid[], lags_ms double precision[]) LANGUAGE plpgsql AS $$
+            BEGIN applied := ledger_apply(p_accounts, false); skipped := '{}'; lags_ms := '{}'; RETURN NEXT; END $$;
+        """)
+        assert await pending_migrations(conn) == ROUTINE_NAMES
+        assert await migrate(conn) == ROUTINE_NAMES
+        assert await pending_migrations(conn) == []
+        assert [r["args"] for r in await conn.fetch(
+            "SELECT pg_get_function_identity_arguments(oid) AS args FROM pg_proc WHERE proname = 'ledger_apply'")] == [
+            "p_accounts uuid[], p_tenant text, p_new ledger_new_effect[]"]
+        assert await conn.fetchval("SELECT applied FROM ledger_apply_report($1::uuid[], false)", [uuid.uuid4()]) == 0
+        assert await conn.fetchval("SELECT available_amount FROM ledger_balances('credit', 30, 0, 0, 100)") == 70
+    finally:
+        await conn.close()
+
+
+async def test_several_databases_and_several_cells_on_one_database_migrate_at_once(make_database):
+    urls = [make_database(f"routines_race_{uuid.uuid4().hex[:8]}", migrate_cell=False) for _ in range(4)]
+
+    async def migrate_one(url: str) -> list[str]:
+        conn = await _connect(url)
+        try:
+            return await migrate(conn)
+        finally:
+            await conn.close()
+
+    # Two cells start on each database: under the lock, one applies everything, the other nothing.
+    applied = await asyncio.gather(*(migrate_one(url) for url in urls for _ in range(2)))
+    everything = [name for name, _ in migration_files()] + ROUTINE_NAMES
+    for first, second in zip(applied[::2], applied[1::2]):
+        assert sorted([first, second]) == [[], everything]
+    for url in urls:
+        conn = await _connect(url)
+        try:
+            assert await pending_migrations(conn) == []
+        finally:
+            await conn.close()
