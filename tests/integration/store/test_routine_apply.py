@@ -5,14 +5,13 @@ With ledger_effects_of it makes the lifecycle of an entry's balances (pending, p
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
+from conftest import new_account, raised
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import new_account, raised
-
-AT = datetime(2026, 3, 1, 12, tzinfo=timezone.utc)
+AT = datetime(2026, 3, 1, 12, tzinfo=UTC)
 APPLY_NEW = ("SELECT ledger_apply($1::uuid[], $2, ARRAY(SELECT f FROM ledger_effects_of($3, $4, $5, $6, $7, $8, $9) f))")
 TOTALS = ("SELECT pending_debits, pending_credits, posted_debits, posted_credits, lock_version"
           " FROM account_balances WHERE account_id = $1")

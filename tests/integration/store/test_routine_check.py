@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
+from conftest import new_account, raised
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from conftest import new_account, raised
 
 OPS = ("gt", "gte", "lt", "lte", "eq")
 FIELDS = ("pending_balance_amount", "posted_balance_amount", "available_balance_amount")
@@ -31,7 +30,7 @@ async def account_after(conn, normal="credit", *, totals=(300, 1000, 300, 1000),
         " d_posted_debits, d_posted_credits, effective_at, applied_at, lock_version, pending_debits,"
         " pending_credits, posted_debits, posted_credits)"
         " VALUES ($1, $2, $3, 'entry', 0, 0, 0, 0, $4, now(), $5, $6, $7, $8, $9)",
-        account.tenant, account.id, entry, datetime.now(timezone.utc), lock_version_before + 1, pd, pc, od, oc)
+        account.tenant, account.id, entry, datetime.now(UTC), lock_version_before + 1, pd, pc, od, oc)
     return account.id, entry
 
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 EFFECTS = ("SELECT account_id, entry_id, kind, d_pending_debits, d_pending_credits, d_posted_debits,"
            " d_posted_credits, effective_at FROM ledger_effects_of($1, $2, $3, $4, $5, $6, $7)")
-AT = datetime(2026, 3, 1, 12, tzinfo=timezone.utc)
+AT = datetime(2026, 3, 1, 12, tzinfo=UTC)
 
 
 async def deltas(db, direction: str, amount: int, kind: str, posted: bool = False) -> tuple[int, int, int, int]:

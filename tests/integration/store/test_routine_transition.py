@@ -5,10 +5,9 @@ LG008, an unknown transaction LG005, any other status change LG006."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
-
 from conftest import new_account, new_ledger, raised
 
 TRANSITION = "SELECT ledger_transition($1, $2, $3, $4, $5, $6, $7, $8)"
@@ -24,7 +23,7 @@ async def pending_transfer(db, amount: int = 25, *, sync_only: bool = False, sta
     txn = uuid.uuid4()
     await db.fetchval(
         "SELECT ledger_post($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18)",
-        tenant, None, None, txn, ledger, "t", status, datetime.now(timezone.utc), None, {}, None,
+        tenant, None, None, txn, ledger, "t", status, datetime.now(UTC), None, {}, None,
         [uuid.uuid4(), uuid.uuid4()], [cash.id, wallet.id], ["debit", "credit"], [amount, amount],
         [cash.id, wallet.id], [], {"version": 1})
     return tenant, txn, cash, wallet
