@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from typing import Literal
 
 import msgspec
+
+from ledger_common.settings import load_from_env
 
 
 class CellSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -41,20 +42,6 @@ class CellSettings(msgspec.Struct, frozen=True, kw_only=True):
     sqs_send_buffer_ms_max: int = 25
 
 
-def _env(name: str, prefixes: tuple[str, ...]) -> str | None:
-    for prefix in prefixes:
-        value = os.environ.get(prefix + name.upper())
-        if value is not None:
-            return value
-    return None
-
-
 def load_settings(environ_prefixes: tuple[str, ...] = ("CELL_", "LEDGER_"), **overrides) -> CellSettings:
     """Read CELL_<FIELD> (then LEDGER_<FIELD>) for every field; explicit overrides win."""
-    values: dict[str, object] = {}
-    for field in msgspec.structs.fields(CellSettings):
-        raw = _env(field.name, environ_prefixes)
-        if raw is not None:
-            values[field.name] = raw
-    values.update(overrides)
-    return msgspec.convert(values, CellSettings, strict=False)
+    return load_from_env(CellSettings, environ_prefixes, **overrides)
