@@ -28,9 +28,6 @@ class CellSettings(msgspec.Struct, frozen=True, kw_only=True):
     per_page_default: int = 25
     body_bytes_max: int = 1_048_576
     metadata_keys_max: int = 64
-    metadata_key_length_max: int = 128
-    metadata_value_length_max: int = 1024
-    string_length_max: int = 1024
     idempotency_key_length_max: int = 255
     api_key_cache_ttl_s: float = 5.0
     account_cache_size_max: int = 100_000
