@@ -13,6 +13,7 @@ from pathlib import Path
 import msgspec
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from ledger_common.sql import load_queries
 from router.routes import RateLimiter, Route, RoutingTable, build_table
 from router.settings import RouterSettings
 from router.upstream import ConnectFailed, ResponseFailed, UpstreamPool, UpstreamTimeout
@@ -31,14 +32,7 @@ _LOCAL_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 _PROBLEM = [(b"content-type", b"application/problem+json")]
 
 
-def _load_queries() -> dict[str, str]:
-    # The router imports no ledger code, so it carries its own three-line copy of the named-block loader.
-    text = (Path(__file__).parent / "sql" / "routes.sql").read_text()
-    blocks = text.split("-- name: ")[1:]
-    return {b.split("\n", 1)[0].strip(): b.split("\n", 1)[1].strip() for b in blocks}
-
-
-Q = _load_queries()
+Q = load_queries(Path(__file__).parent / "sql")
 
 
 def problem(status: int, code: str, title: str, detail: str | None = None) -> bytes:
