@@ -21,6 +21,7 @@ from control_plane import catalog, operations
 from control_plane.devstack import EmbeddedPostgres, EmbeddedSQS, EmbeddedValkey, wait_for_port
 from control_plane.errors import LedgerctlError
 from control_plane.settings import ControlPlaneSettings
+from ledger_common.sqs import make_sqs_client
 
 ROOT = Path(__file__).resolve().parents[1]
 # Defaults a new user sees; the environment may move them (a test runs a second stack beside a developer's).
@@ -139,8 +140,6 @@ async def ensure_database(server_url: str, name: str) -> str:
 
 
 def ensure_queue(endpoint_url: str, name: str) -> str:
-    from cell.service.nudge import make_sqs_client
-
     return make_sqs_client(endpoint_url, "us-east-1", 5.0).create_queue(QueueName=name)["QueueUrl"]
 
 

@@ -12,8 +12,10 @@ import asyncpg
 import msgspec
 
 from cell.store.queries import Q
+from ledger_common.nudge import encode_nudges
+from ledger_common.sqs import SQS_BATCH_MAX
 from worker import metrics
-from worker.batching import SQS_BATCH_MAX, Received, batch_accounts, deletable, encode_nudges, group_accounts
+from worker.batching import Received, batch_accounts, deletable, group_accounts
 from worker.settings import WorkerSettings
 from worker.sqs import SqsQueue
 
