@@ -1,4 +1,4 @@
-"""The router's ASGI app: Basic-auth username -> tenant -> cell, rate limit, forward, answer unchanged."""
+"""The router: Basic-auth username -> tenant -> cell, rate limit, forward, answer unchanged (served by server.py)."""
 
 from __future__ import annotations
 
@@ -103,43 +103,9 @@ class Router:
         self.redis_connected = False
         self._stopping = False
 
-    # ---- ASGI ----------------------------------------------------------------------------------------------
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] == "http":
-            await self.handle(scope, receive, send)
-        elif scope["type"] == "lifespan":
-            await self._lifespan(receive, send)
-
-    async def _lifespan(self, receive, send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                try:
-                    await self.start()
-                except Exception as exc:  # noqa: BLE001 - the server must hear why it cannot start
-                    await send({"type": "lifespan.startup.failed", "message": repr(exc)})
-                    return
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await self.stop()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
-
-    async def handle(self, scope, receive, send) -> None:
-        body = await self._read_body(receive)
-        method = scope["method"].encode()
-        target = scope.get("raw_path") or scope["path"].encode()
-        if scope["query_string"]:
-            target += b"?" + scope["query_string"]
-        client = scope.get("client")
-        status, headers, body = await self.dispatch(method, scope["path"], target, scope["headers"], body,
-                                                    client[0] if client else None)
-        await _respond(send, status, headers, body)
-
     async def dispatch(self, method: bytes, path: str, target: bytes, request_headers, body: bytes | None,
                        client_host: str | None) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-        """One request, whatever serves it (router/server.py, or any ASGI server through `handle`).
+        """One request, as router/server.py read it.
 
         `path` decides what the router answers itself; `target` (path and query, as sent) is forwarded;
         `body` is None when it was over `body_bytes_max`. Returns the answer: status, headers (with a
@@ -216,22 +182,6 @@ class Router:
         body = problem_body(status, code, detail, title=title)
         return status, _PROBLEM + [(b"retry-after", str(self.settings.retry_after_s).encode()),
                                    (b"content-length", str(len(body)).encode())], body
-
-    async def _read_body(self, receive) -> bytes | None:
-        message = await receive()
-        body = message.get("body", b"")
-        if not message.get("more_body"):
-            return body if len(body) <= self.settings.body_bytes_max else None
-        chunks = [body]
-        size = len(body)
-        while message.get("more_body"):
-            message = await receive()
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.settings.body_bytes_max:
-                return None
-            chunks.append(chunk)
-        return b"".join(chunks)
 
     def _local(self, path: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         json = [(b"content-type", b"application/json")]
@@ -347,11 +297,6 @@ class Router:
             backoff_s = min(backoff_s * 2, 5.0)
 
 
-async def _respond(send, status: int, headers, body: bytes) -> None:
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
 def _own(status: int, headers, body: bytes) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
     """An answer of the router's own."""
     return status, headers + [(b"content-length", str(len(body)).encode())], body
@@ -360,7 +305,3 @@ def _own(status: int, headers, body: bytes) -> tuple[int, list[tuple[bytes, byte
 def problem_answer(status: int, code: str, detail: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
     """An answer of the router's own, as problem+json titled with the status' reason phrase."""
     return _own(status, _PROBLEM, problem_body(status, code, detail, title=HTTPStatus(status).phrase))
-
-
-def create_app(settings: RouterSettings) -> Router:
-    return Router(settings)
