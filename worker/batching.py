@@ -42,12 +42,3 @@ def deletable(messages: Iterable[Received], handled: set[uuid.UUID]) -> list[Rec
     was handled (applied in a committed transaction, or re-nudged). The others come back after their
     visibility timeout, and the sweeper covers them even if they never do."""
     return [m for m in messages if m.accounts is None or all(a in handled for a in m.accounts)]
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100) of values; 0.0 for no values."""
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    rank = max(1, min(len(ordered), int(-(-q * len(ordered) // 100))))
-    return float(ordered[rank - 1])

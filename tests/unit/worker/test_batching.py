@@ -1,4 +1,4 @@
-"""The drain's pure helpers: wire format, dedupe, grouping, which messages may be deleted, percentiles."""
+"""The drain's pure helpers: wire format, dedupe, grouping, which messages may be deleted."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import msgspec
 import pytest
 
 from ledger_common.nudge import NUDGE_VERSION, decode_nudge, encode_nudges
-from worker.batching import Received, batch_accounts, chunks, deletable, group_accounts, percentile
+from worker.batching import Received, batch_accounts, chunks, deletable, group_accounts
 from worker.settings import load_settings
 
 
@@ -61,16 +61,6 @@ def test_a_message_is_deleted_only_when_all_its_accounts_are_handled():
                          Received("3", "r3", None, None))
     assert deletable([done, partly, bad], {a, c}) == [done, bad]
     assert deletable([done, partly], {a, b}) == [done, partly]
-
-
-def test_percentile_nearest_rank():
-    values = list(range(1, 101))
-    assert percentile(values, 50) == 50
-    assert percentile(values, 90) == 90
-    assert percentile(values, 99) == 99
-    assert percentile(values, 100) == 100
-    assert percentile([], 50) == 0.0
-    assert percentile([7.0], 99) == 7.0
 
 
 def test_settings_read_worker_then_ledger_prefix_once():
