@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from typing import Literal
 
 import msgspec
+
+from ledger_common.settings import load_from_env
 
 
 class CellSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -27,9 +28,6 @@ class CellSettings(msgspec.Struct, frozen=True, kw_only=True):
     per_page_default: int = 25
     body_bytes_max: int = 1_048_576
     metadata_keys_max: int = 64
-    metadata_key_length_max: int = 128
-    metadata_value_length_max: int = 1024
-    string_length_max: int = 1024
     idempotency_key_length_max: int = 255
     api_key_cache_ttl_s: float = 5.0
     account_cache_size_max: int = 100_000
@@ -41,20 +39,6 @@ class CellSettings(msgspec.Struct, frozen=True, kw_only=True):
     sqs_send_buffer_ms_max: int = 25
 
 
-def _env(name: str, prefixes: tuple[str, ...]) -> str | None:
-    for prefix in prefixes:
-        value = os.environ.get(prefix + name.upper())
-        if value is not None:
-            return value
-    return None
-
-
 def load_settings(environ_prefixes: tuple[str, ...] = ("CELL_", "LEDGER_"), **overrides) -> CellSettings:
     """Read CELL_<FIELD> (then LEDGER_<FIELD>) for every field; explicit overrides win."""
-    values: dict[str, object] = {}
-    for field in msgspec.structs.fields(CellSettings):
-        raw = _env(field.name, environ_prefixes)
-        if raw is not None:
-            values[field.name] = raw
-    values.update(overrides)
-    return msgspec.convert(values, CellSettings, strict=False)
+    return load_from_env(CellSettings, environ_prefixes, **overrides)

@@ -8,7 +8,7 @@ import asyncpg
 import msgspec
 
 from cell.store.migrate import migrate
-from cell.store.queries import load_queries
+from ledger_common.sql import load_queries
 from control_plane.errors import EXIT_UNAVAILABLE, LedgerctlError
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"

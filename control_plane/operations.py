@@ -10,6 +10,7 @@ import httpx
 import msgspec
 
 from cell.service import tenants as cell_tenants
+from cell.service.verify import verify as verify_cell
 from cell.store.migrate import migrate as migrate_cell
 from control_plane import catalog
 from control_plane.catalog import Q
@@ -205,11 +206,6 @@ async def revoke_key(conn: asyncpg.Connection, settings: ControlPlaneSettings, t
 
 async def verify(conn: asyncpg.Connection, tenant_id: str | None = None, cell_name: str | None = None) -> dict:
     """Run the cell's invariant checks; {cell: [violations]}. Raises with EXIT_VIOLATIONS when any."""
-    try:
-        from cell.service.verify import verify as verify_cell
-    except ImportError as exc:
-        raise LedgerctlError("verify_unavailable", "this build has no invariant checker (cell.service.verify)",
-                             EXIT_UNAVAILABLE) from exc
     if tenant_id is not None:
         cell = await _tenant_cell(conn, tenant_id)
     else:

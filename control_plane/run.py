@@ -21,6 +21,7 @@ from control_plane import catalog, operations
 from control_plane.devstack import EmbeddedPostgres, EmbeddedSQS, EmbeddedValkey, wait_for_port
 from control_plane.errors import LedgerctlError
 from control_plane.settings import ControlPlaneSettings
+from ledger_common.sqs import make_sqs_client
 
 ROOT = Path(__file__).resolve().parents[1]
 # Defaults a new user sees; the environment may move them (a test runs a second stack beside a developer's).
@@ -139,8 +140,6 @@ async def ensure_database(server_url: str, name: str) -> str:
 
 
 def ensure_queue(endpoint_url: str, name: str) -> str:
-    from cell.service.nudge import make_sqs_client
-
     return make_sqs_client(endpoint_url, "us-east-1", 5.0).create_queue(QueueName=name)["QueueUrl"]
 
 
@@ -231,7 +230,6 @@ def run(procs: Processes) -> None:
 
     settings = ControlPlaneSettings(database_url=asyncio.run(ensure_database(server_url, CONTROL_PLANE_DATABASE)),
                                     redis_url=redis_url, actor="make-run")
-    with_worker = (ROOT / "worker" / "__main__.py").exists()
     cells = []
     for index, (name, port) in enumerate(CELLS, start=1):
         database_url = asyncio.run(ensure_database(server_url, f"ledger_{name.replace('-', '_')}"))
@@ -243,23 +241,20 @@ def run(procs: Processes) -> None:
         procs.spawn(cell["name"], "cell", {
             "CELL_NAME": cell["name"], "CELL_HOST": HOST, "CELL_PORT": str(cell["port"]),
             "CELL_DATABASE_URL": cell["database_url"], "CELL_SQS_ENDPOINT_URL": sqs_url,
-            "CELL_SQS_QUEUE_URL": cell["queue_url"], "CELL_POSTING_MODE": "hybrid" if with_worker else "sync"})
+            "CELL_SQS_QUEUE_URL": cell["queue_url"], "CELL_POSTING_MODE": "hybrid"})
     for (name, proc, log_path), cell in zip(list(procs.children), cells):
         wait_http(cell["api_url"] + "/readyz", proc, log_path, f"cell {name}")
         say(f"cell {name} ready on {cell['api_url']}")
     asyncio.run(prepare_catalog(settings, cells))
-    if with_worker:
-        for cell in cells:
-            # Each worker in its own directory: Celery beat keeps its schedule file in the working directory.
-            procs.spawn(f"worker-{cell['name']}", "worker", {
-                "WORKER_CELL_NAME": cell["name"], "WORKER_DATABASE_URL": cell["database_url"],
-                "WORKER_BROKER_URL": cell["broker_url"], "WORKER_SQS_ENDPOINT_URL": sqs_url,
-                "WORKER_SQS_QUEUE_URL": cell["queue_url"], "WORKER_METRICS_PORT": str(cell["metrics_port"])},
-                cwd=DATA / f"worker-{cell['name']}")
-        say("workers started (metrics on " + ", ".join(f"http://{HOST}:{c['metrics_port']}/metrics" for c in cells)
-            + "; logs in .ledger/logs/)")
-    else:
-        say("no worker package yet: cells run in sync posting mode")
+    for cell in cells:
+        # Each worker in its own directory: Celery beat keeps its schedule file in the working directory.
+        procs.spawn(f"worker-{cell['name']}", "worker", {
+            "WORKER_CELL_NAME": cell["name"], "WORKER_DATABASE_URL": cell["database_url"],
+            "WORKER_BROKER_URL": cell["broker_url"], "WORKER_SQS_ENDPOINT_URL": sqs_url,
+            "WORKER_SQS_QUEUE_URL": cell["queue_url"], "WORKER_METRICS_PORT": str(cell["metrics_port"])},
+            cwd=DATA / f"worker-{cell['name']}")
+    say("workers started (metrics on " + ", ".join(f"http://{HOST}:{c['metrics_port']}/metrics" for c in cells)
+        + "; logs in .ledger/logs/)")
 
     router = procs.spawn("router", "router", {
         "ROUTER_HOST": HOST, "ROUTER_PORT": str(ROUTER_PORT),

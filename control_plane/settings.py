@@ -6,6 +6,8 @@ import os
 
 import msgspec
 
+from ledger_common.settings import load_from_env
+
 
 class ControlPlaneSettings(msgspec.Struct, frozen=True, kw_only=True):
     database_url: str = ""
@@ -21,12 +23,6 @@ class ControlPlaneSettings(msgspec.Struct, frozen=True, kw_only=True):
 def load_settings(environ: dict[str, str] | None = None, **overrides) -> ControlPlaneSettings:
     """Read CONTROL_PLANE_<FIELD> for every field; explicit (non-None) overrides win."""
     env = os.environ if environ is None else environ
-    values: dict[str, object] = {}
-    for field in msgspec.structs.fields(ControlPlaneSettings):
-        raw = env.get("CONTROL_PLANE_" + field.name.upper())
-        if raw is not None:
-            values[field.name] = raw
-    if "actor" not in values:
-        values["actor"] = env.get("USER") or env.get("LOGNAME") or "unknown"
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    return msgspec.convert(values, ControlPlaneSettings, strict=False)
+    actor = env.get("USER") or env.get("LOGNAME") or "unknown"
+    return load_from_env(ControlPlaneSettings, ("CONTROL_PLANE_",), env, defaults={"actor": actor},
+                         **{k: v for k, v in overrides.items() if v is not None})

@@ -1,10 +1,8 @@
-"""The router's ASGI app: Basic-auth username -> tenant -> cell, rate limit, forward, answer unchanged."""
+"""The router: Basic-auth username -> tenant -> cell, rate limit, forward, answer unchanged (served by server.py)."""
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import logging
 import time
 from http import HTTPStatus
@@ -13,6 +11,9 @@ from pathlib import Path
 import msgspec
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from ledger_common.basic_auth import UNAUTHORIZED_BODY, WWW_AUTHENTICATE, parse_basic
+from ledger_common.problems import PROBLEM_JSON, problem_body
+from ledger_common.sql import load_queries
 from router.routes import RateLimiter, Route, RoutingTable, build_table
 from router.settings import RouterSettings
 from router.upstream import ConnectFailed, ResponseFailed, UpstreamPool, UpstreamTimeout
@@ -28,51 +29,19 @@ _HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"tr
 _RESPONSE_DROP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"te",
                             b"trailer", b"upgrade"})
 _LOCAL_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
-_PROBLEM = [(b"content-type", b"application/problem+json")]
+_PROBLEM = [(b"content-type", PROBLEM_JSON.encode())]
 
 
-def _load_queries() -> dict[str, str]:
-    # The router imports no ledger code, so it carries its own three-line copy of the named-block loader.
-    text = (Path(__file__).parent / "sql" / "routes.sql").read_text()
-    blocks = text.split("-- name: ")[1:]
-    return {b.split("\n", 1)[0].strip(): b.split("\n", 1)[1].strip() for b in blocks}
+Q = load_queries(Path(__file__).parent / "sql")
 
 
-Q = _load_queries()
-
-
-def problem(status: int, code: str, title: str, detail: str | None = None) -> bytes:
-    # The cells' problem type URIs, so that a client sees one vocabulary.
-    body = {"type": f"https://ledger.dev/problems/{code}", "title": title, "status": status, "code": code}
-    if detail:
-        body["detail"] = detail
-    return msgspec.json.encode(body)
-
-
-# Byte for byte the cell's answer to a bad key (cell/api/auth.py; a test compares them): an unknown tenant
-# must look exactly like a wrong password.
-UNAUTHORIZED_BODY = msgspec.json.encode({
-    "type": "https://ledger.dev/problems/unauthorized", "title": "unauthorized", "status": 401,
-    "code": "unauthorized", "detail": "missing or invalid credentials (HTTP Basic: tenant id and API key)"})
-UNAUTHORIZED_HEADERS = [(b"content-type", b"application/problem+json"),
-                        (b"www-authenticate", b'Basic realm="ledger"')]
+UNAUTHORIZED_HEADERS = [(b"content-type", PROBLEM_JSON.encode()), (b"www-authenticate", WWW_AUTHENTICATE)]
 
 
 def tenant_from_authorization(value: bytes | None) -> str | None:
-    """The Basic-auth username, or None. The password is the cell's business."""
-    if not value or value[:6].lower() != b"basic ":
-        return None
-    try:
-        decoded = base64.b64decode(value[6:].strip(), validate=True)
-    except (binascii.Error, ValueError):
-        return None
-    user, sep, _ = decoded.partition(b":")
-    if not sep or not user:
-        return None
-    try:
-        return user.decode()
-    except UnicodeDecodeError:
-        return None
+    """The Basic-auth username, or None. The key is checked by the cell."""
+    credentials = parse_basic(value)
+    return credentials[0] if credentials is not None else None
 
 
 OTHER_TENANTS = "_other"
@@ -134,43 +103,9 @@ class Router:
         self.redis_connected = False
         self._stopping = False
 
-    # ---- ASGI ----------------------------------------------------------------------------------------------
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] == "http":
-            await self.handle(scope, receive, send)
-        elif scope["type"] == "lifespan":
-            await self._lifespan(receive, send)
-
-    async def _lifespan(self, receive, send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                try:
-                    await self.start()
-                except Exception as exc:  # noqa: BLE001 - the server must hear why it cannot start
-                    await send({"type": "lifespan.startup.failed", "message": repr(exc)})
-                    return
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await self.stop()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
-
-    async def handle(self, scope, receive, send) -> None:
-        body = await self._read_body(receive)
-        method = scope["method"].encode()
-        target = scope.get("raw_path") or scope["path"].encode()
-        if scope["query_string"]:
-            target += b"?" + scope["query_string"]
-        client = scope.get("client")
-        status, headers, body = await self.dispatch(method, scope["path"], target, scope["headers"], body,
-                                                    client[0] if client else None)
-        await _respond(send, status, headers, body)
-
     async def dispatch(self, method: bytes, path: str, target: bytes, request_headers, body: bytes | None,
                        client_host: str | None) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-        """One request, whatever serves it (router/server.py, or any ASGI server through `handle`).
+        """One request, as router/server.py read it.
 
         `path` decides what the router answers itself; `target` (path and query, as sent) is forwarded;
         `body` is None when it was over `body_bytes_max`. Returns the answer: status, headers (with a
@@ -194,12 +129,13 @@ class Router:
             self.metrics.rejected.labels("rate_limited").inc()
             retry_after = str(max(1, int(wait_s + 0.999))).encode()
             return _own(429, _PROBLEM + [(b"retry-after", retry_after)],
-                        problem(429, "rate_limited", "Too Many Requests",
-                                "This tenant's request rate limit is exceeded."))
+                        problem_body(429, "rate_limited", "This tenant's request rate limit is exceeded.",
+                                     title="Too Many Requests"))
         if body is None:
             self.metrics.rejected.labels("body_too_large").inc()
-            return _own(413, _PROBLEM, problem(413, "body_too_large", "Content Too Large",
-                                               f"The body exceeds {self.settings.body_bytes_max} bytes."))
+            return _own(413, _PROBLEM, problem_body(413, "body_too_large",
+                                                    f"The body exceeds {self.settings.body_bytes_max} bytes.",
+                                                    title="Content Too Large"))
         headers = [(n, v) for n, v in request_headers if n not in _HOP_BY_HOP]
         if client_host:
             headers.append((b"x-forwarded-for", client_host.encode()))
@@ -243,25 +179,9 @@ class Router:
         return response.status, headers_out, response.body
 
     def _unavailable(self, status: int, code: str, title: str, detail: str):
-        body = problem(status, code, title, detail)
+        body = problem_body(status, code, detail, title=title)
         return status, _PROBLEM + [(b"retry-after", str(self.settings.retry_after_s).encode()),
                                    (b"content-length", str(len(body)).encode())], body
-
-    async def _read_body(self, receive) -> bytes | None:
-        message = await receive()
-        body = message.get("body", b"")
-        if not message.get("more_body"):
-            return body if len(body) <= self.settings.body_bytes_max else None
-        chunks = [body]
-        size = len(body)
-        while message.get("more_body"):
-            message = await receive()
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.settings.body_bytes_max:
-                return None
-            chunks.append(chunk)
-        return b"".join(chunks)
 
     def _local(self, path: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         json = [(b"content-type", b"application/json")]
@@ -377,11 +297,6 @@ class Router:
             backoff_s = min(backoff_s * 2, 5.0)
 
 
-async def _respond(send, status: int, headers, body: bytes) -> None:
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
 def _own(status: int, headers, body: bytes) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
     """An answer of the router's own."""
     return status, headers + [(b"content-length", str(len(body)).encode())], body
@@ -389,8 +304,4 @@ def _own(status: int, headers, body: bytes) -> tuple[int, list[tuple[bytes, byte
 
 def problem_answer(status: int, code: str, detail: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
     """An answer of the router's own, as problem+json titled with the status' reason phrase."""
-    return _own(status, _PROBLEM, problem(status, code, HTTPStatus(status).phrase, detail))
-
-
-def create_app(settings: RouterSettings) -> Router:
-    return Router(settings)
+    return _own(status, _PROBLEM, problem_body(status, code, detail, title=HTTPStatus(status).phrase))

@@ -17,11 +17,10 @@ class Route(msgspec.Struct, frozen=True):
 class RoutingTable:
     """An immutable snapshot; the router swaps in a new one on every reload (a reference swap is atomic)."""
 
-    __slots__ = ("routes", "cells")
+    __slots__ = ("routes",)
 
     def __init__(self, routes: dict[str, Route]) -> None:
         self.routes = routes
-        self.cells = {r.cell: r.api_url for r in routes.values()}
 
     def get(self, tenant_id: str) -> Route | None:
         return self.routes.get(tenant_id)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import os
-
 import msgspec
+
+from ledger_common.settings import load_from_env
 
 
 class RouterSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -39,11 +39,4 @@ class RouterSettings(msgspec.Struct, frozen=True, kw_only=True):
 
 def load_settings(environ: dict[str, str] | None = None, **overrides) -> RouterSettings:
     """Read ROUTER_<FIELD> for every field; explicit overrides win."""
-    env = os.environ if environ is None else environ
-    values: dict[str, object] = {}
-    for field in msgspec.structs.fields(RouterSettings):
-        raw = env.get("ROUTER_" + field.name.upper())
-        if raw is not None:
-            values[field.name] = raw
-    values.update(overrides)
-    return msgspec.convert(values, RouterSettings, strict=False)
+    return load_from_env(RouterSettings, ("ROUTER_",), environ, **overrides)

@@ -1,4 +1,4 @@
-"""Pure batching helpers of the drain: the nudge wire format, account dedupe and grouping, deletable messages."""
+"""Pure batching helpers of the drain: account dedupe and grouping, deletable messages."""
 
 from __future__ import annotations
 
@@ -6,18 +6,6 @@ import uuid
 from collections.abc import Iterable, Sequence
 
 import msgspec
-
-# The wire format is also written by cell/service/nudge.py (cell code does not import the worker); a unit
-# test round-trips one into the other. `v` lets a future format coexist with workers still draining this one.
-NUDGE_VERSION = 1
-ACCOUNTS_PER_MESSAGE_MAX = 500  # ~20 KB a message: ten of them fit SendMessageBatch's 256 KB total
-SQS_BATCH_MAX = 10  # SendMessageBatch / DeleteMessageBatch entries per call (an SQS limit)
-
-
-class Nudge(msgspec.Struct, frozen=True):
-    v: int
-    t: str  # tenant id
-    a: list[str]  # account ids
 
 
 class Received(msgspec.Struct, frozen=True):
@@ -27,28 +15,6 @@ class Received(msgspec.Struct, frozen=True):
     receipt: str
     tenant_id: str | None
     accounts: tuple[uuid.UUID, ...] | None
-
-
-_decoder = msgspec.json.Decoder(Nudge)
-
-
-def encode_nudges(tenant_id: str, account_ids: Iterable[str],
-                  accounts_per_message_max: int = ACCOUNTS_PER_MESSAGE_MAX) -> list[str]:
-    """Message bodies naming `account_ids` (deduped, sorted), at most accounts_per_message_max each."""
-    accounts = sorted(set(account_ids))
-    return [msgspec.json.encode(Nudge(NUDGE_VERSION, tenant_id, chunk)).decode()
-            for chunk in chunks(accounts, accounts_per_message_max)]
-
-
-def decode_nudge(body: str) -> tuple[str, tuple[uuid.UUID, ...]] | None:
-    """(tenant id, accounts) of a message body; None for anything that is not a nudge we understand."""
-    try:
-        nudge = _decoder.decode(body)
-        if nudge.v != NUDGE_VERSION:
-            return None
-        return nudge.t, tuple(uuid.UUID(a) for a in nudge.a)
-    except (msgspec.DecodeError, msgspec.ValidationError, ValueError, TypeError):
-        return None
 
 
 def chunks(items: Sequence, size_max: int) -> list[list]:
@@ -76,12 +42,3 @@ def deletable(messages: Iterable[Received], handled: set[uuid.UUID]) -> list[Rec
     was handled (applied in a committed transaction, or re-nudged). The others come back after their
     visibility timeout, and the sweeper covers them even if they never do."""
     return [m for m in messages if m.accounts is None or all(a in handled for a in m.accounts)]
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100) of values; 0.0 for no values."""
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    rank = max(1, min(len(ordered), int(-(-q * len(ordered) // 100))))
-    return float(ordered[rank - 1])

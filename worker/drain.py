@@ -11,9 +11,12 @@ from collections import defaultdict
 import asyncpg
 import msgspec
 
+from cell.service.verify import verify as verify_cell  # the invariants of DESIGN.md section 8
 from cell.store.queries import Q
+from ledger_common.nudge import encode_nudges
+from ledger_common.sqs import SQS_BATCH_MAX
 from worker import metrics
-from worker.batching import SQS_BATCH_MAX, Received, batch_accounts, deletable, encode_nudges, group_accounts
+from worker.batching import Received, batch_accounts, deletable, group_accounts
 from worker.settings import WorkerSettings
 from worker.sqs import SqsQueue
 
@@ -169,16 +172,8 @@ async def sweep(pool: asyncpg.Pool, settings: WorkerSettings) -> int:
 
 async def verify(pool: asyncpg.Pool, settings: WorkerSettings) -> list[str]:
     """The periodic verifier: every invariant (cell.service.verify), including the sweeper's bound."""
-    try:
-        from cell.service.verify import verify as verify_cell  # the invariants of DESIGN.md section 8
-    except ImportError:
-        verify_cell = None
     async with pool.acquire() as conn:
-        if verify_cell is not None:
-            violations = await verify_cell(conn, None, unapplied_age_max_s=settings.unapplied_age_max_s)
-        else:
-            late = await conn.fetchval(Q["worker_unapplied_older_than"], settings.unapplied_age_max_s)
-            violations = [f"{late} balance effects unapplied for more than {settings.unapplied_age_max_s}s"] if late else []
+        violations = await verify_cell(conn, None, unapplied_age_max_s=settings.unapplied_age_max_s)
     metrics.VERIFY_VIOLATIONS.set(len(violations))
     for v in violations:
         log.error("invariant violated: %s", v)

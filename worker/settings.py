@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from urllib.parse import urlparse
 
 import msgspec
+
+from ledger_common.settings import load_from_env
 
 
 class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -62,25 +63,10 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
         return self.sweep_after_s + 2 * self.sweep_every_s
 
 
-def _env(environ: dict[str, str], name: str, prefixes: tuple[str, ...]) -> str | None:
-    for prefix in prefixes:
-        value = environ.get(prefix + name.upper())
-        if value is not None:
-            return value
-    return None
-
-
 def load_settings(environ: dict[str, str] | None = None, prefixes: tuple[str, ...] = ("WORKER_", "LEDGER_"),
                   **overrides) -> WorkerSettings:
     """Read WORKER_<FIELD> (then LEDGER_<FIELD>) for every field; explicit overrides win."""
-    environ = dict(os.environ) if environ is None else environ
-    values: dict[str, object] = {}
-    for field in msgspec.structs.fields(WorkerSettings):
-        raw = _env(environ, field.name, prefixes)
-        if raw is not None:
-            values[field.name] = raw
-    values.update(overrides)
-    settings = msgspec.convert(values, WorkerSettings, strict=False)
+    settings = load_from_env(WorkerSettings, prefixes, environ, **overrides)
     _check(settings)
     return settings
 

@@ -4,31 +4,17 @@ from __future__ import annotations
 
 import logging
 
-import boto3
-import botocore.config
 import botocore.exceptions
 
-from worker.batching import SQS_BATCH_MAX, Received, chunks, decode_nudge
+from ledger_common.nudge import decode_nudge
+from ledger_common.sqs import SQS_BATCH_MAX, make_sqs_client
+from worker.batching import Received, chunks
 from worker.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
 
-# An SQS-compatible endpoint (moto) accepts any credentials; real SQS uses boto3's usual chain.
 _MISSING_QUEUE_CODES = ("AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist")
-_ENDPOINT_CREDENTIALS = {"aws_access_key_id": "ledger", "aws_secret_access_key": "ledger"}
-
-
-def make_client(endpoint_url: str, region: str, timeout_s: float):
-    config = botocore.config.Config(
-        connect_timeout=timeout_s, read_timeout=timeout_s + 20,  # + the longest long poll
-        retries={"max_attempts": 2, "mode": "standard"}, max_pool_connections=16,
-    )
-    kwargs: dict = {"region_name": region, "config": config}
-    if endpoint_url:
-        kwargs["endpoint_url"] = endpoint_url
-        if boto3.session.Session().get_credentials() is None:
-            kwargs.update(_ENDPOINT_CREDENTIALS)
-    return boto3.session.Session().client("sqs", **kwargs)
+LONG_POLL_S_MAX = 20  # the longest receive SQS allows: a read may wait that long on top of the timeout
 
 
 class SqsQueue:
@@ -36,7 +22,8 @@ class SqsQueue:
 
     def __init__(self, settings: WorkerSettings, client=None) -> None:
         self.settings = settings
-        self.client = client or make_client(settings.sqs_endpoint_url, settings.sqs_region, settings.sqs_timeout_s)
+        self.client = client or make_sqs_client(settings.sqs_endpoint_url, settings.sqs_region, settings.sqs_timeout_s,
+                                                long_poll_s_max=LONG_POLL_S_MAX, connections_max=16)
         self.url = settings.sqs_queue_url
 
     def ensure(self) -> str:

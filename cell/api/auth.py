@@ -2,35 +2,14 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import time
 
-import msgspec
-
 from cell.store.queries import Q
+from ledger_common.basic_auth import UNAUTHORIZED_BODY, WWW_AUTHENTICATE, parse_basic
+from ledger_common.problems import problem_body
 
-_UNAUTHORIZED = msgspec.json.encode({
-    "type": "https://ledger.dev/problems/unauthorized", "title": "unauthorized", "status": 401,
-    "code": "unauthorized", "detail": "missing or invalid credentials (HTTP Basic: tenant id and API key)"})
-_MOVED = msgspec.json.encode({
-    "type": "https://ledger.dev/problems/tenant_moved", "title": "tenant moved", "status": 421,
-    "code": "tenant_moved", "detail": "this cell does not serve the tenant"})
-CREDENTIALS_LENGTH_MAX = 512
-
-
-def parse_basic(header: bytes | None) -> tuple[str, str] | None:
-    if not header or len(header) > CREDENTIALS_LENGTH_MAX or not header[:6].lower() == b"basic ":
-        return None
-    try:
-        decoded = base64.b64decode(header[6:].strip(), validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError):
-        return None
-    user, sep, password = decoded.partition(":")
-    if not sep or not user or not password:
-        return None
-    return user, password
+_MOVED = problem_body(421, "tenant_moved", "this cell does not serve the tenant")
 
 
 class KeyCache:
@@ -72,7 +51,7 @@ class AuthMiddleware:
         ctx = scope["app"].state.ctx
         found = await ctx.keys.lookup(ctx.pool, creds[1]) if creds else None
         if found is None or found[0] != creds[0]:
-            await _send(send, 401, _UNAUTHORIZED, [(b"www-authenticate", b'Basic realm="ledger"')])
+            await _send(send, 401, UNAUTHORIZED_BODY, [(b"www-authenticate", WWW_AUTHENTICATE)])
             return
         if found[1] == "moved_out":
             await _send(send, 421, _MOVED, [])

@@ -20,9 +20,9 @@ from cell.service.errors import (
     TenantFrozen,
     TenantMoved,
 )
+from ledger_common.problems import PROBLEM_JSON, problem_body
 
 log = logging.getLogger("cell.api")
-PROBLEM_JSON = "application/problem+json"
 
 STATUS: dict[type[LedgerError], int] = {
     InvalidRequest: 400,
@@ -39,13 +39,10 @@ STATUS: dict[type[LedgerError], int] = {
 HTTP_CODES = {400: "invalid_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed",
               413: "body_too_large", 415: "unsupported_media_type", 429: "rate_limited"}
 
-_encoder = msgspec.json.Encoder()
-
 
 def problem(status: int, code: str, detail: str, headers: dict | None = None, **extra) -> Response:
-    body = {"type": f"https://ledger.dev/problems/{code}", "title": code.replace("_", " "), "status": status,
-            "code": code, "detail": detail, **extra}
-    return Response(_encoder.encode(body), status_code=status, media_type=PROBLEM_JSON, headers=headers)
+    return Response(problem_body(status, code, detail, **extra), status_code=status, media_type=PROBLEM_JSON,
+                    headers=headers)
 
 
 def ledger_error_handler(_: Request, exc: LedgerError) -> Response:

@@ -7,18 +7,15 @@ import logging
 from typing import Protocol
 
 import asyncpg
-import msgspec
 from prometheus_client import Counter, Gauge
 
 from cell.settings import CellSettings
 from cell.store.queries import Q
+from ledger_common.nudge import encode_nudges
+from ledger_common.sqs import SQS_BATCH_MAX, make_sqs_client
 
 log = logging.getLogger(__name__)
 
-# The wire format read by worker/batching.py (a unit test round-trips one into the other).
-NUDGE_VERSION = 1
-ACCOUNTS_PER_MESSAGE_MAX = 500  # ~20 KB a message: ten fit SendMessageBatch's 256 KB total
-SQS_BATCH_MAX = 10  # entries per SendMessageBatch (an SQS limit)
 PENDING_ACCOUNTS_MAX = 100_000  # accounts buffered while a send is slow; beyond it nudges drop (swept later)
 
 NUDGES_SENT = Counter("ledger_nudge_messages_sent_total", "SQS nudge messages sent")
@@ -44,18 +41,6 @@ class NullNudger:
 
     async def close(self) -> None:
         return None
-
-
-class _Nudge(msgspec.Struct, frozen=True):
-    v: int
-    t: str
-    a: list[str]
-
-
-def encode_nudges(tenant_id: str, account_ids, accounts_per_message_max: int = ACCOUNTS_PER_MESSAGE_MAX) -> list[str]:
-    accounts = sorted(set(account_ids))
-    return [msgspec.json.encode(_Nudge(NUDGE_VERSION, tenant_id, accounts[i:i + accounts_per_message_max])).decode()
-            for i in range(0, len(accounts), accounts_per_message_max)]
 
 
 class SqsNudger:
@@ -131,22 +116,6 @@ class SqsNudger:
         if self._sender is not None:
             self._wakeup.set()
             await asyncio.gather(self._sender, return_exceptions=True)
-
-
-def make_sqs_client(endpoint_url: str, region: str, timeout_s: float = 2.0):
-    import boto3
-    import botocore.config
-
-    # Short timeouts and one retry: a send runs off the request path, but close() waits for it.
-    config = botocore.config.Config(connect_timeout=timeout_s, read_timeout=timeout_s,
-                                    retries={"max_attempts": 2, "mode": "standard"}, max_pool_connections=8)
-    kwargs: dict = {"region_name": region, "config": config}
-    if endpoint_url:
-        kwargs["endpoint_url"] = endpoint_url
-        if boto3.session.Session().get_credentials() is None:
-            # An SQS-compatible endpoint (moto) accepts any credentials.
-            kwargs.update(aws_access_key_id="ledger", aws_secret_access_key="ledger")
-    return boto3.session.Session().client("sqs", **kwargs)
 
 
 def make_nudger(settings: CellSettings) -> Nudger:

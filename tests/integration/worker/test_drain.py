@@ -10,10 +10,11 @@ from datetime import datetime, timedelta, timezone
 import asyncpg
 import pytest
 
-from cell.service.nudge import NUDGE_FAILURES, SqsNudger, make_sqs_client, queue_gauges
+from cell.service.nudge import NUDGE_FAILURES, SqsNudger, queue_gauges
 from control_plane.devstack import free_port
+from ledger_common.nudge import decode_nudge, encode_nudges
+from ledger_common.sqs import make_sqs_client
 from worker import drain
-from worker.batching import decode_nudge, encode_nudges
 
 from worker_helpers import assert_invariants, new_book, post, totals, unapplied, worker_settings
 
