@@ -8,8 +8,8 @@ import asyncpg
 import msgspec
 
 from cell.store.migrate import migrate
-from ledger_common.sql import load_queries
 from control_plane.errors import EXIT_UNAVAILABLE, LedgerctlError
+from ledger_common.sql import load_queries
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 Q = load_queries(Path(__file__).parent / "sql")

@@ -10,8 +10,8 @@ import httpx
 import msgspec
 
 from cell.service import tenants as cell_tenants
-from cell.service.verify import verify as verify_cell
 from cell.store.migrate import migrate as migrate_cell
+from cell.store.verify import verify as verify_cell
 from control_plane import catalog
 from control_plane.catalog import Q
 from control_plane.errors import EXIT_UNAVAILABLE, EXIT_VIOLATIONS, LedgerctlError

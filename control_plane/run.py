@@ -18,7 +18,12 @@ from pathlib import Path
 import asyncpg
 
 from control_plane import catalog, operations
-from control_plane.devstack import EmbeddedPostgres, EmbeddedSQS, EmbeddedValkey, wait_for_port
+from control_plane.devstack import (
+    EmbeddedPostgres,
+    EmbeddedSQS,
+    EmbeddedValkey,
+    wait_for_port,
+)
 from control_plane.errors import LedgerctlError
 from control_plane.settings import ControlPlaneSettings
 from ledger_common.sqs import make_sqs_client

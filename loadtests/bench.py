@@ -26,6 +26,7 @@ import httpx
 
 from cell.service.tenants import create_api_key, create_tenant
 from cell.store.migrate import migrate
+from cell.store.transactions import pgbench_post_sql
 from control_plane.devstack import EmbeddedPostgres, _pg_bin, free_port, remove_tree
 from loadtests.httpload import run_load
 
@@ -74,10 +75,7 @@ def pgbench_run(pg: EmbeddedPostgres, dbname: str, script_text: str, clients: in
 
 def posting_sql(ledger_id: str, debit: str, credit: str, apply: str, tenant: str = TENANT) -> str:
     """One ledger_post call of a 2-entry posted transaction; `apply` is the SQL array of accounts applied now."""
-    return (f"SELECT ledger_post('{tenant}', NULL, NULL, gen_random_uuid(), '{ledger_id}'::uuid, 'bench', 'posted', "
-            f"now(), NULL, '{{}}'::jsonb, NULL, ARRAY[gen_random_uuid(), gen_random_uuid()], "
-            f"ARRAY[{debit}, {credit}], ARRAY['debit', 'credit'], ARRAY[100, 100]::bigint[], "
-            f"{apply}, '[]'::jsonb, '{{}}'::jsonb);\n")
+    return pgbench_post_sql(tenant, ledger_id, debit, credit, apply)
 
 
 def pgbench_account(var: str) -> str:

@@ -27,9 +27,15 @@ import asyncpg
 import httpx
 
 from cell.service.tenants import create_api_key, create_tenant
-from cell.service.verify import verify
 from cell.store.migrate import migrate
-from control_plane.devstack import EmbeddedPostgres, EmbeddedSQS, EmbeddedValkey, free_port, remove_tree
+from cell.store.verify import verify
+from control_plane.devstack import (
+    EmbeddedPostgres,
+    EmbeddedSQS,
+    EmbeddedValkey,
+    free_port,
+    remove_tree,
+)
 from loadtests.bench import pgbench_account, pgbench_run, posting_sql
 from loadtests.httpload import run_load
 

@@ -9,7 +9,14 @@ from http import HTTPStatus
 from pathlib import Path
 
 import msgspec
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 
 from ledger_common.basic_auth import UNAUTHORIZED_BODY, WWW_AUTHENTICATE, parse_basic
 from ledger_common.problems import PROBLEM_JSON, problem_body

@@ -11,8 +11,10 @@ from collections import defaultdict
 import asyncpg
 import msgspec
 
-from cell.service.verify import verify as verify_cell  # the invariants of DESIGN.md section 8
 from cell.store.queries import Q
+from cell.store.verify import (
+    verify as verify_cell,  # the invariants of DESIGN.md section 8
+)
 from ledger_common.nudge import encode_nudges
 from ledger_common.sqs import SQS_BATCH_MAX
 from worker import metrics
@@ -171,7 +173,7 @@ async def sweep(pool: asyncpg.Pool, settings: WorkerSettings) -> int:
 
 
 async def verify(pool: asyncpg.Pool, settings: WorkerSettings) -> list[str]:
-    """The periodic verifier: every invariant (cell.service.verify), including the sweeper's bound."""
+    """The periodic verifier: every invariant (cell.store.verify), including the sweeper's bound."""
     async with pool.acquire() as conn:
         violations = await verify_cell(conn, None, unapplied_age_max_s=settings.unapplied_age_max_s)
     metrics.VERIFY_VIOLATIONS.set(len(violations))

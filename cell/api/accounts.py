@@ -8,19 +8,18 @@ from litestar.params import FromPath
 from cell.api import http
 from cell.api.openapi import documented
 from cell.api.params import AMOUNT_VERSION_MAX, balance_filters
-from cell.api.responses import LedgerAccount
-from cell.api.schemas import AccountCreate, AccountUpdate
+from cell.ledger.commands import AccountCreate, AccountUpdate
 from cell.service import accounts
 from cell.service.accounts import BalanceQuery
 from cell.service.common import decode_cursor, parse_uuid
+from cell.service.views import LedgerAccount
 
 
 @post("/api/ledger_accounts", status_code=201, operation_class=documented(AccountCreate, LedgerAccount, 201))
 async def create_account(request: Request) -> Response:
     raw, req = await http.body_of(request, AccountCreate)
-    status, body = await accounts.create_account(http.context(request), http.tenant(request), req,
-                                                 http.idem_of(request, raw))
-    return http.json(body, status)
+    return http.created(await accounts.create_account(http.context(request), http.tenant(request), req,
+                                                 http.idem_of(request, raw)))
 
 
 @get("/api/ledger_accounts/{account_id:str}", operation_class=documented(response=LedgerAccount))

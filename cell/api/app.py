@@ -13,11 +13,12 @@ from litestar.openapi import OpenAPIConfig
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from cell.api import accounts, entries, ledgers, problems, transactions
-from cell.api.auth import AuthMiddleware, KeyCache
+from cell.api.auth import AuthMiddleware
 from cell.api.metrics import RequestMetrics
+from cell.ledger.errors import LedgerError
 from cell.service.context import AccountCache, CellContext
-from cell.service.errors import LedgerError
 from cell.service.nudge import make_nudger, queue_gauges
+from cell.service.tenants import KeyCache
 from cell.settings import CellSettings
 from cell.store.db import create_pool
 from cell.store.migrate import migrate, pending_migrations

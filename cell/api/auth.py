@@ -1,39 +1,11 @@
-"""HTTP Basic auth: username = tenant id, password = API key; verified keys cached in-process briefly."""
+"""HTTP Basic auth: username = tenant id, password = API key (verified through the key cache of cell.service)."""
 
 from __future__ import annotations
 
-import hashlib
-import time
-
-from cell.store.queries import Q
 from ledger_common.basic_auth import UNAUTHORIZED_BODY, WWW_AUTHENTICATE, parse_basic
 from ledger_common.problems import problem_body
 
 _MOVED = problem_body(421, "tenant_moved", "this cell does not serve the tenant")
-
-
-class KeyCache:
-    """secret hash -> (tenant id, tenant state, expiry). A revoked key stops working within `ttl_s`."""
-
-    def __init__(self, ttl_s: float, size_max: int = 10_000) -> None:
-        self.ttl_s = ttl_s
-        self.size_max = size_max
-        self._items: dict[bytes, tuple[str, str, float]] = {}
-
-    async def lookup(self, pool, secret: str) -> tuple[str, str] | None:
-        digest = hashlib.sha256(secret.encode()).digest()
-        now = time.monotonic()
-        hit = self._items.get(digest)
-        if hit is not None and hit[2] > now:
-            return hit[0], hit[1]
-        row = await pool.fetchrow(Q["find_api_key"], digest)
-        if row is None:
-            self._items.pop(digest, None)
-            return None
-        if len(self._items) >= self.size_max:
-            self._items.clear()
-        self._items[digest] = (row["tenant_id"], row["state"], now + self.ttl_s)
-        return row["tenant_id"], row["state"]
 
 
 class AuthMiddleware:

@@ -8,10 +8,10 @@ from litestar.params import FromPath
 from cell.api import http
 from cell.api.openapi import documented
 from cell.api.params import AMOUNT_VERSION_MAX
-from cell.api.responses import LedgerEntry
+from cell.ledger.errors import InvalidRequest
 from cell.service import entries
 from cell.service.common import decode_cursor, parse_uuid
-from cell.service.errors import InvalidRequest
+from cell.service.views import LedgerEntry
 
 
 @get("/api/ledger_entries/{entry_id:str}", operation_class=documented(response=LedgerEntry))

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import msgspec
 from litestar import Request, Response
 
 from cell.api.params import Query
-from cell.api.schemas import decode
-from cell.service.common import Page, encode
+from cell.ledger.models import IdemKey
+from cell.service.common import Page
 from cell.service.context import CellContext
-from cell.service.idempotency import IdemKey, idempotency_key
+from cell.service.idempotency import idempotency_key
 
 JSON = "application/json"
+_encoder = msgspec.json.Encoder()
 
 
 def context(request: Request) -> CellContext:
@@ -25,6 +27,11 @@ def query(request: Request) -> Query:
     return Query(list(request.query_params.multi_items()))
 
 
+def decode(body: bytes, type_: type):
+    """Strict JSON decoding; raises msgspec.ValidationError / DecodeError (mapped to 400 by problems.py)."""
+    return msgspec.json.decode(body or b"{}", type=type_, strict=True)
+
+
 async def body_of(request: Request, type_):
     raw = await request.body()
     return raw, decode(raw, type_)
@@ -36,13 +43,17 @@ def idem_of(request: Request, raw: bytes) -> IdemKey | None:
                            ctx.settings.idempotency_key_length_max)
 
 
-def json(body: bytes, status: int = 200) -> Response:
-    return Response(body, status_code=status, media_type=JSON)
+def json(answer, status: int = 200) -> Response:
+    return Response(_encoder.encode(answer), status_code=status, media_type=JSON)
+
+
+def created(answer) -> Response:
+    return json(answer, 201)
 
 
 def page(p: Page) -> Response:
     headers = {"X-After-Cursor": p.next_cursor} if p.next_cursor else {}
-    return Response(encode(p.items), media_type=JSON, headers=headers)
+    return Response(_encoder.encode(p.items), media_type=JSON, headers=headers)
 
 
 def paging(request: Request, q: Query) -> tuple[int, str | None]:

@@ -7,18 +7,17 @@ from litestar.params import FromPath
 
 from cell.api import http
 from cell.api.openapi import documented
-from cell.api.responses import Ledger
-from cell.api.schemas import LedgerCreate, LedgerUpdate
+from cell.ledger.commands import LedgerCreate, LedgerUpdate
 from cell.service import ledgers
 from cell.service.common import decode_cursor, parse_uuid
+from cell.service.views import Ledger
 
 
 @post("/api/ledgers", status_code=201, operation_class=documented(LedgerCreate, Ledger, 201))
 async def create_ledger(request: Request) -> Response:
     raw, req = await http.body_of(request, LedgerCreate)
-    status, body = await ledgers.create_ledger(http.context(request), http.tenant(request), req,
-                                               http.idem_of(request, raw))
-    return http.json(body, status)
+    return http.created(await ledgers.create_ledger(http.context(request), http.tenant(request), req,
+                                               http.idem_of(request, raw)))
 
 
 @get("/api/ledgers/{ledger_id:str}", operation_class=documented(response=Ledger))

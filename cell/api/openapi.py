@@ -9,8 +9,7 @@ from typing import Any
 
 import msgspec
 from litestar.openapi.spec import Operation
-
-from cell.api.responses import Problem
+from msgspec import Struct
 
 
 def inline_schema(type_: type) -> dict[str, Any]:
@@ -63,3 +62,13 @@ def documented(request: type | None = None, response: type | None = None, status
             return document
 
     return Documented
+
+
+class Problem(Struct, kw_only=True):
+    """RFC 9457 problem+json; `code` is stable and names the rejection (see the README's table)."""
+
+    type: str
+    title: str
+    status: int
+    code: str
+    detail: str

@@ -6,7 +6,7 @@ import re
 import uuid
 from datetime import datetime
 
-from cell.service.errors import InvalidRequest
+from cell.ledger.errors import InvalidRequest
 
 _STORABLE = re.compile(r"^[^\x00\ud800-\udfff]*\Z")
 _BRACKET = re.compile(r"^([a-z_]+)\[([^\]]{1,128})\]$")

@@ -8,7 +8,7 @@ import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException
 
-from cell.service.errors import (
+from cell.ledger.errors import (
     Conflict,
     IdempotencyInFlight,
     IdempotencyKeyReused,

@@ -8,19 +8,18 @@ from litestar.params import FromPath
 from cell.api import http
 from cell.api.openapi import documented
 from cell.api.params import time_filters
-from cell.api.responses import LedgerTransaction, LedgerTransactionVersion
-from cell.api.schemas import ReversalCreate, TransactionCreate, TransactionUpdate
+from cell.ledger.commands import ReversalCreate, TransactionCreate, TransactionUpdate
 from cell.service import transactions
-from cell.service.common import decode_cursor, encode, parse_uuid
+from cell.service.common import decode_cursor, parse_uuid
+from cell.service.views import LedgerTransaction, LedgerTransactionVersion
 
 
 @post("/api/ledger_transactions", status_code=201,
       operation_class=documented(TransactionCreate, LedgerTransaction, 201))
 async def create_transaction(request: Request) -> Response:
     raw, req = await http.body_of(request, TransactionCreate)
-    status, body = await transactions.create_transaction(http.context(request), http.tenant(request), req,
-                                                         http.idem_of(request, raw))
-    return http.json(body, status)
+    return http.created(await transactions.create_transaction(http.context(request), http.tenant(request), req,
+                                                         http.idem_of(request, raw)))
 
 
 @get("/api/ledger_transactions/{txn_id:str}", operation_class=documented(response=LedgerTransaction))
@@ -40,10 +39,9 @@ async def update_transaction(request: Request, txn_id: FromPath[str]) -> Respons
       operation_class=documented(ReversalCreate, LedgerTransaction, 201))
 async def reverse_transaction(request: Request, txn_id: FromPath[str]) -> Response:
     raw, req = await http.body_of(request, ReversalCreate)
-    status, body = await transactions.reverse_transaction(
+    return http.created(await transactions.reverse_transaction(
         http.context(request), http.tenant(request), parse_uuid(txn_id, "ledger transaction"), req,
-        http.idem_of(request, raw))
-    return http.json(body, status)
+        http.idem_of(request, raw)))
 
 
 @get("/api/ledger_transactions/{txn_id:str}/versions",
@@ -51,7 +49,7 @@ async def reverse_transaction(request: Request, txn_id: FromPath[str]) -> Respon
 async def list_versions(request: Request, txn_id: FromPath[str]) -> Response:
     versions = await transactions.list_versions(http.context(request), http.tenant(request),
                                                 parse_uuid(txn_id, "ledger transaction"))
-    return http.json(encode(versions))
+    return http.json(versions)
 
 
 @get("/api/ledger_transactions", operation_class=documented(response=LedgerTransaction, many=True))

@@ -1,7 +1,10 @@
-"""Domain values of the ledger: accounts as the posting sees them, entries, balance totals, rejections."""
+"""Domain values of the ledger: accounts as the posting sees them, entry requests, a posting about to be written,
+a transaction as it stands (what a version records), rejections."""
 
 from __future__ import annotations
 
+import uuid
+from datetime import datetime
 from typing import Literal
 
 import msgspec
@@ -43,45 +46,47 @@ class EntryRequest(msgspec.Struct, frozen=True):
     show_resulting_balances: bool = False
 
 
-class Totals(msgspec.Struct, frozen=True):
-    """An account's four running sums and its lock version: what every balance is computed from."""
-
-    pending_debits: int = 0
-    pending_credits: int = 0
-    posted_debits: int = 0
-    posted_credits: int = 0
-    lock_version: int = 0
-
-    def plus(self, delta: "Delta") -> "Totals":
-        return Totals(
-            self.pending_debits + delta.pending_debits,
-            self.pending_credits + delta.pending_credits,
-            self.posted_debits + delta.posted_debits,
-            self.posted_credits + delta.posted_credits,
-            self.lock_version + 1,
-        )
-
-    def minus(self, other: "Totals") -> "Totals":
-        return Totals(
-            self.pending_debits - other.pending_debits,
-            self.pending_credits - other.pending_credits,
-            self.posted_debits - other.posted_debits,
-            self.posted_credits - other.posted_credits,
-            self.lock_version,
-        )
-
-
-class Delta(msgspec.Struct, frozen=True):
-    """One balance effect: what an entry written, posted or archived does to its account."""
-
-    pending_debits: int = 0
-    pending_credits: int = 0
-    posted_debits: int = 0
-    posted_credits: int = 0
-
-
 class Rejection(msgspec.Struct, frozen=True):
     """An expected refusal, as a value with a stable code (never an exception thrown from the domain)."""
 
     code: str
     detail: str
+
+
+class IdemKey(msgspec.Struct, frozen=True):
+    """An Idempotency-Key and the hash of the request it came with."""
+
+    key: str
+    request_hash: bytes
+
+
+class VersionEntry(msgspec.Struct, frozen=True):
+    id: uuid.UUID
+    ledger_account_id: uuid.UUID
+    direction: Direction
+    amount: int
+
+
+class TransactionState(msgspec.Struct, frozen=True, kw_only=True):
+    """A ledger transaction as one of its versions records it (and the audit chain hashes it): no volatile
+    fields. Its JSON is the version's snapshot; `effective_at` is in UTC."""
+
+    id: uuid.UUID
+    ledger_id: uuid.UUID
+    description: str | None
+    status: Status
+    effective_at: datetime
+    external_id: str | None
+    metadata: dict[str, str]
+    reverses_ledger_transaction_id: uuid.UUID | None
+    ledger_entries: list[VersionEntry]
+
+
+class Posting(msgspec.Struct, frozen=True, kw_only=True):
+    """A validated ledger transaction about to be written, its ids chosen: what `ledger_post` takes."""
+
+    tenant_id: str
+    state: TransactionState
+    entries: list[EntryRequest]  # in the order of state.ledger_entries
+    apply_accounts: list[str]  # applied in the posting itself (sorted: the lock order)
+    idempotency: IdemKey | None = None

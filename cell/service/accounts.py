@@ -9,16 +9,16 @@ from datetime import datetime
 import asyncpg
 from msgspec import UNSET
 
-from cell.api.schemas import AccountCreate, AccountUpdate
-from cell.ledger.models import Account, Totals
-from cell.service import render
-from cell.service.common import Page, encode, encode_cursor, merge_metadata
+from cell.ledger.commands import AccountCreate, AccountUpdate
+from cell.ledger.errors import InvalidRequest, NotFound, PostingRejected
+from cell.ledger.models import Account, IdemKey
+from cell.service import views
+from cell.service.common import Page, encode_cursor, merge_metadata, page_of
 from cell.service.context import CellContext
-from cell.service.errors import InvalidRequest, NotFound, PostingRejected
-from cell.service.idempotency import IdemKey
 from cell.service.ledgers import create_idempotently
-from cell.store import listing
-from cell.store.queries import Q
+from cell.store import accounts as store
+from cell.store import ledgers as store_ledgers
+from cell.store import tenants as store_tenants
 
 # ISO 4217 minor units of common currencies; any other currency must say its exponent.
 KNOWN_EXPONENTS = {"USD": 2, "EUR": 2, "GBP": 2, "CAD": 2, "AUD": 2, "CHF": 2, "CNY": 2, "INR": 2, "MXN": 2,
@@ -49,80 +49,74 @@ class BalanceQuery:
         self.include_unapplied = include_unapplied
 
 
-async def _totals_for(conn: asyncpg.Connection, row, q: BalanceQuery) -> Totals:
-    current = render.totals_of(row)
-    if q.as_of_lock_version is not None:
-        if q.as_of_lock_version == 0:
-            return Totals()
-        r = await conn.fetchrow(Q["balances_at_lock_version"], row["id"], q.as_of_lock_version)
-        if r is None:
-            raise InvalidRequest(f"the account has no lock_version {q.as_of_lock_version} (current: "
-                                 f"{current.lock_version})", "lock_version_not_found")
-        return render.totals_of(r)
-    if q.effective_at is not None:
-        r = await conn.fetchrow(Q["balances_at_effective_time"], row["id"], q.effective_at, True)
-        return render.totals_of(r, current.lock_version)
-    if q.lower is not None or q.upper is not None:
-        r = await conn.fetchrow(Q["balances_in_effective_range"], row["id"], q.lower, q.upper)
-        return render.totals_of(r, current.lock_version)
-    return current
+CURRENT = BalanceQuery()
 
 
-async def _render_account(conn: asyncpg.Connection, tenant_id: str, account_id, q: BalanceQuery | None = None) -> bytes:
-    including = q is not None and q.include_unapplied
-    row = await conn.fetchrow(Q["fetch_account_including_unapplied" if including else "fetch_account"], tenant_id,
-                              account_id)
+async def _account(conn: asyncpg.Connection, tenant_id: str, account_id, q: BalanceQuery = CURRENT
+                   ) -> views.LedgerAccount:
+    row = await store.fetch(conn, tenant_id, account_id, including_unapplied=q.include_unapplied)
     if row is None:
         raise NotFound(f"ledger account {account_id} not found")
-    totals = await _totals_for(conn, row, q) if q is not None else None
-    return encode(render.account(row, totals))
+    if q.as_of_lock_version is not None:
+        sums = await store.balances_at_lock_version(conn, row, q.as_of_lock_version)
+        if sums is None:
+            raise InvalidRequest(f"the account has no lock_version {q.as_of_lock_version} (current: "
+                                 f"{row['lock_version']})", "lock_version_not_found")
+        return views.account(row, sums, sums["lock_version"])
+    if q.effective_at is not None:
+        return views.account(row, await store.balances_at_effective_time(conn, row, q.effective_at))
+    if q.lower is not None or q.upper is not None:
+        return views.account(row, await store.balances_in_effective_range(conn, row, q.lower, q.upper))
+    return views.account(row)
 
 
-async def create_account(ctx: CellContext, tenant_id: str, req: AccountCreate, idem: IdemKey | None) -> tuple[int, bytes]:
-    exponent = req.currency_exponent if req.currency_exponent is not None else KNOWN_EXPONENTS.get(req.currency)
+async def create_account(ctx: CellContext, tenant_id: str, cmd: AccountCreate,
+                         idem: IdemKey | None) -> views.LedgerAccount:
+    exponent = cmd.currency_exponent if cmd.currency_exponent is not None else KNOWN_EXPONENTS.get(cmd.currency)
     if exponent is None:
-        raise InvalidRequest(f"currency_exponent is required for currency {req.currency}", "currency_exponent_required")
+        raise InvalidRequest(f"currency_exponent is required for currency {cmd.currency}", "currency_exponent_required")
 
-    async def insert(conn: asyncpg.Connection, new_id: uuid.UUID):
-        if await conn.fetchval(Q["fetch_ledger_exists"], tenant_id, req.ledger_id) is None:
-            raise PostingRejected(f"ledger {req.ledger_id} not found", "ledger_not_found")
-        return await conn.fetchrow(Q["insert_account"], new_id, tenant_id, req.ledger_id, req.name, req.description,
-                                   req.normal_balance, req.currency, exponent, req.metadata, req.sync_only)
-
-    def render_row(row) -> dict:
+    async def insert(conn: asyncpg.Connection, new_id: uuid.UUID) -> views.LedgerAccount:
+        if not await store_ledgers.exists(conn, tenant_id, cmd.ledger_id):
+            raise PostingRejected(f"ledger {cmd.ledger_id} not found", "ledger_not_found")
+        row = await store.insert(conn, new_id, tenant_id, ledger_id=cmd.ledger_id, name=cmd.name,
+                                 description=cmd.description, normal_balance=cmd.normal_balance,
+                                 currency=cmd.currency, currency_exponent=exponent, metadata=cmd.metadata,
+                                 sync_only=cmd.sync_only)
         ctx.cache.remember(tenant_id, Account(str(row["id"]), str(row["ledger_id"]), row["currency"],
                                               row["currency_exponent"], row["normal_balance"]))
-        return render.account(row)
+        return views.account(row)
 
-    return await create_idempotently(ctx, tenant_id, idem, "ledger_account", insert, render_row,
-                                     lambda conn, rid: _render_account(conn, tenant_id, rid))
-
-
-async def get_account(ctx: CellContext, tenant_id: str, account_id: uuid.UUID, q: BalanceQuery) -> bytes:
-    return await ctx.run(lambda conn: _render_account(conn, tenant_id, account_id, q))
+    return await create_idempotently(ctx, tenant_id, idem, "ledger_account", views.LedgerAccount, insert,
+                                     lambda conn, rid: _account(conn, tenant_id, rid))
 
 
-async def update_account(ctx: CellContext, tenant_id: str, account_id: uuid.UUID, req: AccountUpdate) -> bytes:
-    async def work(conn: asyncpg.Connection):
+async def get_account(ctx: CellContext, tenant_id: str, account_id: uuid.UUID,
+                      q: BalanceQuery) -> views.LedgerAccount:
+    return await ctx.run(lambda conn: _account(conn, tenant_id, account_id, q))
+
+
+async def update_account(ctx: CellContext, tenant_id: str, account_id: uuid.UUID,
+                         cmd: AccountUpdate) -> views.LedgerAccount:
+    async def work(conn: asyncpg.Connection) -> views.LedgerAccount:
         async with conn.transaction():
-            await conn.execute(Q["fence_tenant"], tenant_id)
-            current = await conn.fetchrow(Q["fetch_account"], tenant_id, account_id)
+            await store_tenants.fence(conn, tenant_id)
+            current = await store.fetch(conn, tenant_id, account_id)
             if current is None:
                 raise NotFound(f"ledger account {account_id} not found")
-            metadata = None if req.metadata is UNSET else merge_metadata(
-                current["metadata"], req.metadata, ctx.settings.metadata_keys_max)
-            await conn.execute(
-                Q["update_account"], tenant_id, account_id, None if req.name is UNSET else req.name,
-                req.description is not UNSET, None if req.description is UNSET else req.description, metadata,
-                None if req.sync_only is UNSET else req.sync_only)
-        return await _render_account(conn, tenant_id, account_id)
+            metadata = None if cmd.metadata is UNSET else merge_metadata(
+                current["metadata"], cmd.metadata, ctx.settings.metadata_keys_max)
+            await store.update(conn, tenant_id, account_id, name=None if cmd.name is UNSET else cmd.name,
+                               description_set=cmd.description is not UNSET,
+                               description=None if cmd.description is UNSET else cmd.description,
+                               metadata=metadata, sync_only=None if cmd.sync_only is UNSET else cmd.sync_only)
+        return await _account(conn, tenant_id, account_id)
 
     return await ctx.run(work)
 
 
-async def list_accounts(ctx: CellContext, tenant_id: str, *, after_seq: int, per_page: int, **filters) -> Page:
-    rows = await ctx.run(lambda conn: listing.list_accounts(conn, tenant_id, after_seq=after_seq,
-                                                            limit=per_page + 1, **filters))
-    more = len(rows) > per_page
-    rows = rows[:per_page]
-    return Page([render.account(r) for r in rows], encode_cursor(rows[-1]["seq"]) if more else None)
+async def list_accounts(ctx: CellContext, tenant_id: str, *, after_seq: int, per_page: int,
+                        **filters) -> Page[views.LedgerAccount]:
+    rows = await ctx.run(lambda conn: store.list_page(conn, tenant_id, after_seq=after_seq, limit=per_page + 1,
+                                                      **filters))
+    return page_of(rows, per_page, views.account, lambda r: encode_cursor(r["seq"]))

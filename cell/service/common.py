@@ -1,19 +1,17 @@
-"""Helpers shared by the use cases: JSON bodies, cursors, metadata merging, UUID parsing."""
+"""Helpers shared by the use cases: pages, cursors, metadata merging, UUID parsing."""
 
 from __future__ import annotations
 
 import base64
 import uuid
+from typing import Generic, TypeVar
 
 import msgspec
 
-from cell.service.errors import InvalidRequest, NotFound
+from cell.ledger.errors import InvalidRequest, NotFound
 
+T = TypeVar("T")
 _encoder = msgspec.json.Encoder()
-
-
-def encode(value) -> bytes:
-    return _encoder.encode(value)
 
 
 def encode_cursor(*values) -> str:
@@ -54,6 +52,13 @@ def merge_metadata(current: dict, changes: dict, keys_max: int) -> dict:
     return merged
 
 
-class Page(msgspec.Struct):
-    items: list
+class Page(msgspec.Struct, Generic[T]):
+    items: list[T]
     next_cursor: str | None
+
+
+def page_of(rows: list, per_page: int, render, cursor_of) -> Page:
+    """A page from up to per_page + 1 rows (the extra one says there is a next page)."""
+    more = len(rows) > per_page
+    rows = rows[:per_page]
+    return Page([render(r) for r in rows], cursor_of(rows[-1]) if more else None)

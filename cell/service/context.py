@@ -9,12 +9,13 @@ from typing import Any, Awaitable, Callable, TypeVar
 
 import asyncpg
 
+from cell.ledger.errors import RetryableConflict
 from cell.ledger.models import Account
-from cell.service.errors import RetryableConflict
 from cell.service.nudge import Nudger, NullNudger
 from cell.settings import CellSettings
+from cell.store import accounts as store_accounts
+from cell.store import ledgers as store_ledgers
 from cell.store.errors import translate
-from cell.store.queries import Q
 
 T = TypeVar("T")
 RETRIES_MAX = 5
@@ -39,10 +40,7 @@ class AccountCache:
             else:
                 found[account_id] = hit
         if missing:
-            rows = await conn.fetch(Q["fetch_account_facts"], tenant_id, missing)
-            for r in rows:
-                acc = Account(str(r["id"]), str(r["ledger_id"]), r["currency"], r["currency_exponent"],
-                              r["normal_balance"])
+            for acc in await store_accounts.facts(conn, tenant_id, missing):
                 self.remember(tenant_id, acc)
                 found[acc.id] = acc
         return found
@@ -55,7 +53,7 @@ class AccountCache:
     async def ledger_exists(self, conn, tenant_id: str, ledger_id: str) -> bool:
         if (tenant_id, ledger_id) in self._ledgers:
             return True
-        if await conn.fetchval(Q["fetch_ledger_exists"], tenant_id, ledger_id) is None:
+        if not await store_ledgers.exists(conn, tenant_id, ledger_id):
             return False
         self._ledgers[(tenant_id, ledger_id)] = True
         if len(self._ledgers) > self.size_max:
@@ -72,7 +70,9 @@ class CellContext:
     nudger: Nudger = field(default_factory=NullNudger)
 
     async def run(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
-        """Run one use case on a pooled connection; driver errors become domain errors; retryable ones retry."""
+        """Run one use case on a pooled connection; driver errors become domain errors. A retryable conflict
+        (serialization failure, deadlock, a version changed under us) runs `fn` again from the start, so it
+        re-reads what it depends on: the one place the cell retries."""
         for attempt in range(RETRIES_MAX):
             try:
                 async with self.pool.acquire() as conn:

@@ -1,24 +1,20 @@
-"""Idempotency-Key: claimed in the use case's own transaction; the first answer is replayed byte for byte."""
+"""Idempotency-Key: claimed in the use case's own transaction; the first answer is replayed as it was."""
 
 from __future__ import annotations
 
 import hashlib
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, TypeVar
 
 import asyncpg
 import msgspec
 
-from cell.service.errors import (
-    IdempotencyInFlight,
-    IdempotencyKeyReused,
-    InvalidRequest,
-)
-from cell.store.queries import Q
+from cell.ledger.errors import IdempotencyInFlight, IdempotencyKeyReused, InvalidRequest
+from cell.ledger.models import IdemKey
+from cell.store import idempotency as store
 
-
-class IdemKey(msgspec.Struct, frozen=True):
-    key: str
-    request_hash: bytes
+T = TypeVar("T")
+CREATED = 201
+_encoder = msgspec.json.Encoder()
 
 
 def idempotency_key(header: str | None, method: str, path: str, body: bytes, length_max: int) -> IdemKey | None:
@@ -30,20 +26,20 @@ def idempotency_key(header: str | None, method: str, path: str, body: bytes, len
     return IdemKey(header, digest)
 
 
-async def replay(conn: asyncpg.Connection, tenant_id: str, idem: IdemKey,
-                 render: Callable[[asyncpg.Connection, object], Awaitable[bytes]]) -> tuple[int, bytes]:
-    """The answer to a repeated key: the stored response, or the resource re-rendered if none was stored."""
-    row = await conn.fetchrow(Q["fetch_idempotency_key"], tenant_id, idem.key)
+async def replay(conn: asyncpg.Connection, tenant_id: str, idem: IdemKey, type_: type[T],
+                 render: Callable[[asyncpg.Connection, object], Awaitable[T]]) -> T:
+    """The answer to a repeated key: the stored answer, or the resource rendered anew if none was stored."""
+    row = await store.fetch(conn, tenant_id, idem.key)
     if row is None:
         raise IdempotencyInFlight("a request with this Idempotency-Key is still in flight")
     if row["request_hash"] != idem.request_hash:
         raise IdempotencyKeyReused("this Idempotency-Key was used with a different request")
     if row["response"] is not None:
-        return row["status_code"], bytes(row["response"])
-    return 201, await render(conn, row["resource_id"])
+        return msgspec.json.decode(bytes(row["response"]), type=type_)
+    return await render(conn, row["resource_id"])
 
 
-async def store_response(pool: asyncpg.Pool, tenant_id: str, idem: IdemKey | None, status: int, body: bytes) -> None:
-    """After the commit: the key and the resource are already durable together; this only caches the body."""
+async def store_response(pool: asyncpg.Pool, tenant_id: str, idem: IdemKey | None, answer: msgspec.Struct) -> None:
+    """After the commit: the key and the resource are already durable together; this only keeps the answer."""
     if idem is not None:
-        await pool.execute(Q["store_idempotent_response"], tenant_id, idem.key, status, body)
+        await store.store_response(pool, tenant_id, idem.key, CREATED, _encoder.encode(answer))

@@ -3,83 +3,85 @@
 from __future__ import annotations
 
 import uuid
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, TypeVar
 
 import asyncpg
 from msgspec import UNSET
 
-from cell.api.schemas import LedgerCreate, LedgerUpdate
-from cell.service import render
-from cell.service.common import Page, encode, encode_cursor, merge_metadata
+from cell.ledger.commands import LedgerCreate, LedgerUpdate
+from cell.ledger.errors import NotFound
+from cell.ledger.models import IdemKey
+from cell.service import views
+from cell.service.common import Page, encode_cursor, merge_metadata, page_of
 from cell.service.context import CellContext
-from cell.service.errors import NotFound
-from cell.service.idempotency import IdemKey, replay, store_response
-from cell.store.queries import Q
+from cell.service.idempotency import replay, store_response
+from cell.store import idempotency as store_idempotency
+from cell.store import ledgers as store
+from cell.store import tenants as store_tenants
+
+T = TypeVar("T")
 
 
 async def create_idempotently(ctx: CellContext, tenant_id: str, idem: IdemKey | None, resource_type: str,
-                              insert: Callable[[asyncpg.Connection, uuid.UUID], Awaitable[object]],
-                              render_row: Callable[[object], dict],
-                              render_id: Callable[[asyncpg.Connection, object], Awaitable[bytes]]) -> tuple[int, bytes]:
+                              type_: type[T], insert: Callable[[asyncpg.Connection, uuid.UUID], Awaitable[T]],
+                              render_id: Callable[[asyncpg.Connection, object], Awaitable[T]]) -> T:
     """Create one resource in one transaction with the tenant fence and the idempotency key claimed."""
     new_id = uuid.uuid4()
 
-    async def work(conn: asyncpg.Connection):
+    async def work(conn: asyncpg.Connection) -> T | None:
         async with conn.transaction():
-            await conn.execute(Q["fence_tenant"], tenant_id)
-            if idem is not None and await conn.fetchval(
-                    Q["claim_idempotency_key"], tenant_id, idem.key, idem.request_hash, resource_type, new_id):
+            await store_tenants.fence(conn, tenant_id)
+            if idem is not None and await store_idempotency.claim(conn, tenant_id, idem, resource_type, new_id):
                 return None
             return await insert(conn, new_id)
 
-    row = await ctx.run(work)
-    if row is None:
-        return await ctx.run(lambda conn: replay(conn, tenant_id, idem, render_id))
-    body = encode(render_row(row))
-    await store_response(ctx.pool, tenant_id, idem, 201, body)
-    return 201, body
+    created = await ctx.run(work)
+    if created is None:
+        return await ctx.run(lambda conn: replay(conn, tenant_id, idem, type_, render_id))
+    await store_response(ctx.pool, tenant_id, idem, created)
+    return created
 
 
-async def _render_ledger(conn: asyncpg.Connection, tenant_id: str, ledger_id) -> bytes:
-    row = await conn.fetchrow(Q["fetch_ledger"], tenant_id, ledger_id)
+async def _ledger(conn: asyncpg.Connection, tenant_id: str, ledger_id) -> views.Ledger:
+    row = await store.fetch(conn, tenant_id, ledger_id)
     if row is None:
         raise NotFound(f"ledger {ledger_id} not found")
-    return encode(render.ledger(row))
+    return views.ledger(row)
 
 
-async def create_ledger(ctx: CellContext, tenant_id: str, req: LedgerCreate, idem: IdemKey | None) -> tuple[int, bytes]:
-    async def insert(conn, new_id):
-        return await conn.fetchrow(Q["insert_ledger"], new_id, tenant_id, req.name, req.description, req.metadata)
+async def create_ledger(ctx: CellContext, tenant_id: str, cmd: LedgerCreate, idem: IdemKey | None) -> views.Ledger:
+    async def insert(conn: asyncpg.Connection, new_id: uuid.UUID) -> views.Ledger:
+        return views.ledger(await store.insert(conn, new_id, tenant_id, name=cmd.name, description=cmd.description,
+                                               metadata=cmd.metadata))
 
-    return await create_idempotently(ctx, tenant_id, idem, "ledger", insert, render.ledger,
-                                     lambda conn, rid: _render_ledger(conn, tenant_id, rid))
-
-
-async def get_ledger(ctx: CellContext, tenant_id: str, ledger_id: uuid.UUID) -> bytes:
-    return await ctx.run(lambda conn: _render_ledger(conn, tenant_id, ledger_id))
+    return await create_idempotently(ctx, tenant_id, idem, "ledger", views.Ledger, insert,
+                                     lambda conn, rid: _ledger(conn, tenant_id, rid))
 
 
-async def update_ledger(ctx: CellContext, tenant_id: str, ledger_id: uuid.UUID, req: LedgerUpdate) -> bytes:
-    async def work(conn: asyncpg.Connection):
+async def get_ledger(ctx: CellContext, tenant_id: str, ledger_id: uuid.UUID) -> views.Ledger:
+    return await ctx.run(lambda conn: _ledger(conn, tenant_id, ledger_id))
+
+
+async def update_ledger(ctx: CellContext, tenant_id: str, ledger_id: uuid.UUID, cmd: LedgerUpdate) -> views.Ledger:
+    async def work(conn: asyncpg.Connection) -> views.Ledger:
         async with conn.transaction():
-            await conn.execute(Q["fence_tenant"], tenant_id)
-            current = await conn.fetchrow(Q["fetch_ledger"], tenant_id, ledger_id)
+            await store_tenants.fence(conn, tenant_id)
+            current = await store.fetch(conn, tenant_id, ledger_id)
             if current is None:
                 raise NotFound(f"ledger {ledger_id} not found")
-            metadata = None if req.metadata is UNSET else merge_metadata(
-                current["metadata"], req.metadata, ctx.settings.metadata_keys_max)
-            row = await conn.fetchrow(
-                Q["update_ledger"], tenant_id, ledger_id, None if req.name is UNSET else req.name,
-                req.description is not UNSET, None if req.description is UNSET else req.description, metadata)
-        return encode(render.ledger(row))
+            metadata = None if cmd.metadata is UNSET else merge_metadata(
+                current["metadata"], cmd.metadata, ctx.settings.metadata_keys_max)
+            row = await store.update(
+                conn, tenant_id, ledger_id, name=None if cmd.name is UNSET else cmd.name,
+                description_set=cmd.description is not UNSET,
+                description=None if cmd.description is UNSET else cmd.description, metadata=metadata)
+        return views.ledger(row)
 
     return await ctx.run(work)
 
 
 async def list_ledgers(ctx: CellContext, tenant_id: str, *, after_seq: int, per_page: int,
-                       metadata: dict | None) -> Page:
-    rows = await ctx.run(lambda conn: conn.fetch(Q["list_ledgers"], tenant_id, after_seq, metadata or None,
-                                                 per_page + 1))
-    more = len(rows) > per_page
-    rows = rows[:per_page]
-    return Page([render.ledger(r) for r in rows], encode_cursor(rows[-1]["seq"]) if more else None)
+                       metadata: dict | None) -> Page[views.Ledger]:
+    rows = await ctx.run(lambda conn: store.list_page(conn, tenant_id, after_seq=after_seq, limit=per_page + 1,
+                                                      metadata=metadata))
+    return page_of(rows, per_page, views.ledger, lambda r: encode_cursor(r["seq"]))

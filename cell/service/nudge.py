@@ -10,7 +10,7 @@ import asyncpg
 from prometheus_client import Counter, Gauge
 
 from cell.settings import CellSettings
-from cell.store.queries import Q
+from cell.store import queue
 from ledger_common.nudge import encode_nudges
 from ledger_common.sqs import SQS_BATCH_MAX, make_sqs_client
 
@@ -129,8 +129,7 @@ def make_nudger(settings: CellSettings) -> Nudger:
 async def queue_gauges(conn: asyncpg.Connection) -> dict:
     """The async queue for /metrics: unapplied effects, and the age in seconds of the oldest (0 if none).
     Also sets the ledger_unapplied_effects / ledger_oldest_unapplied_age_seconds gauges (default registry)."""
-    row = await conn.fetchrow(Q["worker_queue_gauges"])
-    UNAPPLIED_EFFECTS.set(row["unapplied_effects"])
-    OLDEST_UNAPPLIED_AGE.set(row["oldest_unapplied_age_s"])
-    return {"unapplied_effects": int(row["unapplied_effects"]),
-            "oldest_unapplied_age_s": float(row["oldest_unapplied_age_s"])}
+    depth, age = await queue.depth_and_age(conn)
+    UNAPPLIED_EFFECTS.set(depth)
+    OLDEST_UNAPPLIED_AGE.set(age)
+    return {"unapplied_effects": depth, "oldest_unapplied_age_s": age}

@@ -1,15 +1,17 @@
-"""Tenants and API keys of one cell. Keys are random 32-byte secrets; only their SHA-256 is stored."""
+"""Tenants and API keys of one cell, and the verified-key cache. Keys are random 32-byte secrets; only their
+SHA-256 is stored."""
 
 from __future__ import annotations
 
 import hashlib
 import re
 import secrets
+import time
 import uuid
 
 import asyncpg
 
-from cell.store.queries import Q
+from cell.store import tenants as store
 
 TENANT_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 KEY_PREFIX = "lk_"
@@ -31,19 +33,19 @@ async def create_tenant(conn: asyncpg.Connection, tenant_id: str, name: str = ""
     """Create the tenant row in this cell; idempotent (returns the existing row)."""
     if not TENANT_ID_PATTERN.match(tenant_id):
         raise TenantError("a tenant id is 1-63 characters of letters, digits, '_', '.', '-'")
-    row = await conn.fetchrow(Q["insert_tenant"], tenant_id, name)
+    row = await store.insert(conn, tenant_id, name)
     if row is None:
-        row = await conn.fetchrow(Q["fetch_tenant"], tenant_id)
+        row = await store.fetch(conn, tenant_id)
     return dict(row)
 
 
 async def get_tenant(conn: asyncpg.Connection, tenant_id: str) -> dict | None:
-    row = await conn.fetchrow(Q["fetch_tenant"], tenant_id)
+    row = await store.fetch(conn, tenant_id)
     return dict(row) if row else None
 
 
 async def set_tenant_state(conn: asyncpg.Connection, tenant_id: str, state: str) -> dict:
-    row = await conn.fetchrow(Q["set_tenant_state"], tenant_id, state)
+    row = await store.set_state(conn, tenant_id, state)
     if row is None:
         raise TenantError(f"unknown tenant {tenant_id}")
     return dict(row)
@@ -55,12 +57,12 @@ async def create_api_key(conn: asyncpg.Connection, tenant_id: str,
     if await get_tenant(conn, tenant_id) is None:
         raise TenantError(f"unknown tenant {tenant_id}")
     secret = new_secret()
-    row = await conn.fetchrow(Q["insert_api_key"], uuid.uuid4(), tenant_id, hash_secret(secret), list(scopes))
+    row = await store.insert_key(conn, tenant_id, hash_secret(secret), list(scopes))
     return dict(row), secret
 
 
 async def list_api_keys(conn: asyncpg.Connection, tenant_id: str) -> list[dict]:
-    return [dict(r) for r in await conn.fetch(Q["list_api_keys"], tenant_id)]
+    return [dict(r) for r in await store.list_keys(conn, tenant_id)]
 
 
 async def revoke_api_key(conn: asyncpg.Connection, tenant_id: str, key_id: uuid.UUID | str) -> dict:
@@ -68,7 +70,7 @@ async def revoke_api_key(conn: asyncpg.Connection, tenant_id: str, key_id: uuid.
         key_uuid = uuid.UUID(str(key_id))
     except ValueError as exc:
         raise TenantError(f"{key_id} is not a key id") from exc
-    row = await conn.fetchrow(Q["revoke_api_key"], tenant_id, key_uuid)
+    row = await store.revoke_key(conn, tenant_id, key_uuid)
     if row is None:
         raise TenantError(f"no key {key_id} for tenant {tenant_id}")
     return dict(row)
@@ -76,5 +78,30 @@ async def revoke_api_key(conn: asyncpg.Connection, tenant_id: str, key_id: uuid.
 
 async def authenticate(conn: asyncpg.Connection, tenant_id: str, secret: str) -> bool:
     """True when `secret` is a live key of `tenant_id`. Reveals nothing else."""
-    row = await conn.fetchrow(Q["find_api_key"], hash_secret(secret))
+    row = await store.find_key(conn, hash_secret(secret))
     return row is not None and secrets.compare_digest(row["tenant_id"], tenant_id)
+
+
+class KeyCache:
+    """secret hash -> (tenant id, tenant state, expiry). A revoked key stops working within `ttl_s`."""
+
+    def __init__(self, ttl_s: float, size_max: int = 10_000) -> None:
+        self.ttl_s = ttl_s
+        self.size_max = size_max
+        self._items: dict[bytes, tuple[str, str, float]] = {}
+
+    async def lookup(self, pool: asyncpg.Pool, secret: str) -> tuple[str, str] | None:
+        """(tenant id, tenant state) of a live key, or None."""
+        digest = hash_secret(secret)
+        now = time.monotonic()
+        hit = self._items.get(digest)
+        if hit is not None and hit[2] > now:
+            return hit[0], hit[1]
+        row = await store.find_key(pool, digest)
+        if row is None:
+            self._items.pop(digest, None)
+            return None
+        if len(self._items) >= self.size_max:
+            self._items.clear()
+        self._items[digest] = (row["tenant_id"], row["state"], now + self.ttl_s)
+        return row["tenant_id"], row["state"]

@@ -1,11 +1,11 @@
-"""The one boundary where driver errors become domain errors (SQLSTATE class LG is ours, see 0002)."""
+"""The one boundary where driver errors become domain errors (SQLSTATE class LG is ours, see routines/README.md)."""
 
 from __future__ import annotations
 
 import asyncpg
 import msgspec
 
-from cell.service.errors import (
+from cell.ledger.errors import (
     Conflict,
     IdempotencyInFlight,
     InvalidRequest,

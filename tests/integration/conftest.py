@@ -12,7 +12,7 @@ from litestar.testing import AsyncTestClient
 
 from cell.api.app import create_app
 from cell.service.tenants import create_api_key, create_tenant
-from cell.service.verify import verify
+from cell.store.verify import verify
 from cell.settings import load_settings
 
 

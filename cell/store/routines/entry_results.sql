@@ -1,8 +1,16 @@
--- Resulting balances of a transaction's entries, for the response.
+-- Resulting balances of a transaction's entries applied in the posting, for the response: running sums and
+-- lock version right after each entry, and the amounts ledger_balances computes from them.
 CREATE OR REPLACE FUNCTION ledger_entry_results(p_entry_ids uuid[]) RETURNS jsonb LANGUAGE sql STABLE AS $$
     SELECT coalesce(jsonb_agg(jsonb_build_object(
-        'id', entry_id, 'lock_version', lock_version,
-        'pending_debits', pending_debits, 'pending_credits', pending_credits,
-        'posted_debits', posted_debits, 'posted_credits', posted_credits)), '[]'::jsonb)
-    FROM balance_effects WHERE entry_id = ANY(p_entry_ids) AND kind = 'entry' AND applied_at IS NOT NULL
+        'id', f.entry_id, 'lock_version', f.lock_version,
+        'pending_debits', f.pending_debits, 'pending_credits', f.pending_credits,
+        'posted_debits', f.posted_debits, 'posted_credits', f.posted_credits,
+        'pending_amount', lb.pending_amount, 'posted_amount', lb.posted_amount,
+        'available_debits', lb.available_debits, 'available_credits', lb.available_credits,
+        'available_amount', lb.available_amount)), '[]'::jsonb)
+    FROM balance_effects f
+    JOIN ledger_accounts a ON a.id = f.account_id
+    CROSS JOIN LATERAL ledger_balances(a.normal_balance, f.pending_debits, f.pending_credits, f.posted_debits,
+                                       f.posted_credits) lb
+    WHERE f.entry_id = ANY(p_entry_ids) AND f.kind = 'entry' AND f.applied_at IS NOT NULL
 $$;

@@ -1,3 +1,6 @@
+-- Every read of balances returns the four running sums, the lock version and the amounts computed by
+-- ledger_balances (routines/): the balance formulas live there and nowhere else.
+
 -- name: insert_account
 WITH a AS (
     INSERT INTO ledger_accounts (id, tenant_id, ledger_id, name, description, normal_balance, currency,
@@ -9,14 +12,17 @@ WITH a AS (
 )
 SELECT a.seq, a.id, a.ledger_id, a.name, a.description, a.normal_balance, a.currency, a.currency_exponent,
        a.metadata, a.sync_only, a.created_at, a.updated_at,
-       b.pending_debits, b.pending_credits, b.posted_debits, b.posted_credits, b.lock_version
-FROM a, b
+       b.pending_debits, b.pending_credits, b.posted_debits, b.posted_credits, b.lock_version, lb.*
+FROM a, b, ledger_balances(a.normal_balance, b.pending_debits, b.pending_credits, b.posted_debits,
+                           b.posted_credits) lb
 
 -- name: fetch_account
 SELECT a.seq, a.id, a.ledger_id, a.name, a.description, a.normal_balance, a.currency, a.currency_exponent,
        a.metadata, a.sync_only, a.created_at, a.updated_at,
-       b.pending_debits, b.pending_credits, b.posted_debits, b.posted_credits, b.lock_version
+       b.pending_debits, b.pending_credits, b.posted_debits, b.posted_credits, b.lock_version, lb.*
 FROM ledger_accounts a JOIN account_balances b ON b.account_id = a.id
+CROSS JOIN LATERAL ledger_balances(a.normal_balance, b.pending_debits, b.pending_credits, b.posted_debits,
+                                   b.posted_credits) lb
 WHERE a.tenant_id = $1 AND a.id = $2
 
 -- name: fetch_account_facts
@@ -31,33 +37,44 @@ WHERE tenant_id = $1 AND id = $2
 RETURNING id
 
 -- name: balances_at_lock_version
-SELECT pending_debits, pending_credits, posted_debits, posted_credits, lock_version
-FROM balance_effects WHERE account_id = $1 AND lock_version = $2
+-- $2 = 0 is the account before its first effect: every sum zero.
+SELECT s.pending_debits, s.pending_credits, s.posted_debits, s.posted_credits, s.lock_version, lb.*
+FROM (SELECT pending_debits, pending_credits, posted_debits, posted_credits, lock_version
+      FROM balance_effects WHERE account_id = $1 AND lock_version = $2
+      UNION ALL
+      SELECT 0, 0, 0, 0, 0 WHERE $2 = 0) s
+CROSS JOIN LATERAL ledger_balances($3, s.pending_debits, s.pending_credits, s.posted_debits, s.posted_credits) lb
 
 -- name: balances_at_effective_time
-SELECT pending_debits, pending_credits, posted_debits, posted_credits FROM ledger_balance_at($1, $2, $3)
+SELECT s.pending_debits, s.pending_credits, s.posted_debits, s.posted_credits, lb.*
+FROM ledger_balance_at($1, $2, true) s
+CROSS JOIN LATERAL ledger_balances($3, s.pending_debits, s.pending_credits, s.posted_debits, s.posted_credits) lb
 
 -- name: balances_in_effective_range
 -- [lower, upper): everything before upper minus everything before lower, in one statement (one snapshot).
-SELECT hi.pending_debits - lo.pending_debits AS pending_debits, hi.pending_credits - lo.pending_credits AS pending_credits,
-       hi.posted_debits - lo.posted_debits AS posted_debits, hi.posted_credits - lo.posted_credits AS posted_credits
-FROM ledger_balance_at($1, coalesce($3::timestamptz, 'infinity'), false) hi,
-     ledger_balance_at($1, coalesce($2::timestamptz, '-infinity'), false) lo
+SELECT s.pending_debits, s.pending_credits, s.posted_debits, s.posted_credits, lb.*
+FROM (SELECT hi.pending_debits - lo.pending_debits AS pending_debits,
+             hi.pending_credits - lo.pending_credits AS pending_credits,
+             hi.posted_debits - lo.posted_debits AS posted_debits,
+             hi.posted_credits - lo.posted_credits AS posted_credits
+      FROM ledger_balance_at($1, coalesce($3::timestamptz, 'infinity'), false) hi,
+           ledger_balance_at($1, coalesce($2::timestamptz, '-infinity'), false) lo) s
+CROSS JOIN LATERAL ledger_balances($4, s.pending_debits, s.pending_credits, s.posted_debits, s.posted_credits) lb
 
 -- name: fetch_account_including_unapplied
 -- Applied totals plus still-queued effects in ONE statement (one snapshot): a worker committing an apply
 -- between two separate reads would otherwise hide its effects from both.
-SELECT a.seq, a.id, a.ledger_id, a.name, a.description, a.normal_balance, a.currency, a.currency_exponent,
-       a.metadata, a.sync_only, a.created_at, a.updated_at,
-       b.pending_debits + u.pd AS pending_debits, b.pending_credits + u.pc AS pending_credits,
-       b.posted_debits + u.od AS posted_debits, b.posted_credits + u.oc AS posted_credits, b.lock_version
-FROM ledger_accounts a JOIN account_balances b ON b.account_id = a.id
-CROSS JOIN LATERAL (
-    SELECT coalesce(sum(d_pending_debits), 0) AS pd, coalesce(sum(d_pending_credits), 0) AS pc,
-           coalesce(sum(d_posted_debits), 0) AS od, coalesce(sum(d_posted_credits), 0) AS oc
-    FROM balance_effects e WHERE e.account_id = a.id AND e.applied_at IS NULL
-) u
-WHERE a.tenant_id = $1 AND a.id = $2
-
--- name: fetch_ledger_exists
-SELECT 1 FROM ledgers WHERE tenant_id = $1 AND id = $2
+SELECT s.*, lb.*
+FROM (SELECT a.seq, a.id, a.ledger_id, a.name, a.description, a.normal_balance, a.currency, a.currency_exponent,
+             a.metadata, a.sync_only, a.created_at, a.updated_at,
+             b.pending_debits + u.pd AS pending_debits, b.pending_credits + u.pc AS pending_credits,
+             b.posted_debits + u.od AS posted_debits, b.posted_credits + u.oc AS posted_credits, b.lock_version
+      FROM ledger_accounts a JOIN account_balances b ON b.account_id = a.id
+      CROSS JOIN LATERAL (
+          SELECT coalesce(sum(d_pending_debits), 0) AS pd, coalesce(sum(d_pending_credits), 0) AS pc,
+                 coalesce(sum(d_posted_debits), 0) AS od, coalesce(sum(d_posted_credits), 0) AS oc
+          FROM balance_effects e WHERE e.account_id = a.id AND e.applied_at IS NULL
+      ) u
+      WHERE a.tenant_id = $1 AND a.id = $2) s
+CROSS JOIN LATERAL ledger_balances(s.normal_balance, s.pending_debits, s.pending_credits, s.posted_debits,
+                                   s.posted_credits) lb

@@ -15,3 +15,6 @@ RETURNING seq, id, name, description, metadata, created_at, updated_at
 SELECT seq, id, name, description, metadata, created_at, updated_at FROM ledgers
 WHERE tenant_id = $1 AND seq > $2 AND ($3::jsonb IS NULL OR metadata @> $3)
 ORDER BY seq LIMIT $4
+
+-- name: fetch_ledger_exists
+SELECT 1 FROM ledgers WHERE tenant_id = $1 AND id = $2

@@ -1,12 +1,13 @@
 """What the OpenAPI document says the API answers is what it answers: real answers decode into the documented
-types (cell/api/responses.py) with unknown fields forbidden, and every operation documents its answer."""
+types (cell/service/views.py) with unknown fields forbidden, and every operation documents its answer."""
 
 from __future__ import annotations
 
 import msgspec
 import pytest
 
-from cell.api import responses as shapes
+from cell.api.openapi import Problem
+from cell.service import views as shapes
 
 
 def decode(response, status: int, type_):
@@ -60,7 +61,7 @@ async def test_every_answer_has_its_documented_shape(api):
 
     problem = await api.transfer(lid, str(cash.id), fees["id"], 0)
     assert problem.headers["content-type"].startswith("application/problem+json")
-    assert decode(problem, 400, shapes.Problem).code == "invalid_request"
+    assert decode(problem, 400, Problem).code == "invalid_request"
 
 
 async def test_every_operation_documents_its_answer_and_its_problems(cell_client):

@@ -83,3 +83,37 @@ def test_every_amount_is_its_credits_and_debits_in_the_normal_direction(sync_db,
     assert b["posted_amount"] == signed(od, oc)
     assert b["available_amount"] == signed(b["available_debits"], b["available_credits"])
     assert b["available_amount"] == (oc - pd if normal == "credit" else od - pc)
+
+
+amounts = st.integers(1, 2**63 - 1)
+entry_lives = st.lists(st.tuples(st.sampled_from(["debit", "credit"]), amounts,
+                                 st.sampled_from(["pending", "posted", "pending->posted", "pending->archived"])),
+                       max_size=12)
+
+
+def fold(lives) -> tuple[int, int, int, int]:
+    """The account after every entry's life (created, then maybe posted or archived): pending holds the entries
+    pending or posted at the end, posted the posted ones."""
+
+    def total(direction, statuses):
+        return sum(a for d, a, life in lives if d == direction and life.split("->")[-1] in statuses)
+
+    return (total("debit", {"pending", "posted"}), total("credit", {"pending", "posted"}),
+            total("debit", {"posted"}), total("credit", {"posted"}))
+
+
+@settings(max_examples=60, deadline=None)
+@given(entry_lives, st.sampled_from(["credit", "debit"]))
+def test_available_never_exceeds_pending_or_posted(sync_db, lives, normal):
+    b = sync_db.fetchrow(BALANCES, normal, *fold(lives))
+    assert b["available_amount"] <= b["pending_amount"]
+    assert b["available_amount"] <= b["posted_amount"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(entry_lives)
+def test_the_two_normal_balances_are_negatives_for_pending_and_posted(sync_db, lives):
+    credit = sync_db.fetchrow(BALANCES, "credit", *fold(lives))
+    debit = sync_db.fetchrow(BALANCES, "debit", *fold(lives))
+    assert credit["pending_amount"] == -debit["pending_amount"]
+    assert credit["posted_amount"] == -debit["posted_amount"]

@@ -8,11 +8,11 @@ import uuid
 
 import msgspec
 import pytest
+from worker_helpers import WorkerProcess
 
 from cell.store.db import create_pool
 from worker.settings import load_settings
 from worker.sqs import SqsQueue
-from worker_helpers import WorkerProcess
 
 
 @pytest.fixture(scope="session")

@@ -9,14 +9,20 @@ from datetime import datetime, timedelta, timezone
 
 import asyncpg
 import pytest
+from worker_helpers import (
+    assert_invariants,
+    new_book,
+    post,
+    totals,
+    unapplied,
+    worker_settings,
+)
 
 from cell.service.nudge import NUDGE_FAILURES, SqsNudger, queue_gauges
 from control_plane.devstack import free_port
 from ledger_common.nudge import decode_nudge, encode_nudges
 from ledger_common.sqs import make_sqs_client
 from worker import drain
-
-from worker_helpers import assert_invariants, new_book, post, totals, unapplied, worker_settings
 
 CARD = "debit"  # card accounts: debit-normal receivables; the settlement account is credit-normal
 
@@ -105,7 +111,7 @@ async def test_sqs_down_at_posting_time_loses_nothing_and_the_sweeper_applies(po
         book = await new_book(conn, {"settlement": "credit", "card": CARD})
         for _ in range(3):
             result = await post(conn, book, [("card", "debit", 100), ("settlement", "credit", 100)])
-            assert result["entries"] == []  # committed, nothing applied yet
+            assert result.entries == []  # committed, nothing applied yet
             await nudger.nudge(book.tenant, [str(a) for a in book.accounts.values()])
         await nudger.close()  # waits for the failed sends; never raises
         assert NUDGE_FAILURES._value.get() > failures_before
@@ -140,14 +146,14 @@ async def test_a_locked_debit_sees_every_queued_credit(pool, sqs_queue):
         assert (await totals(conn, book, "wallet"))["lock_version"] == 0  # all queued, none applied
 
         # Spending exactly the queued credits passes the condition: the apply under the lock folded them in.
-        check = [{"account_id": str(book.id("wallet")), "available_balance_amount": {"gte": 0}}]
+        check = {"wallet": {"available_balance_amount": {"gte": 0}}}
         result = await post(conn, book, [("wallet", "debit", 1000), ("merchant", "credit", 1000)],
-                            sync=("wallet",), checks=check)
-        [wallet_entry] = [e for e in result["entries"]]
-        assert wallet_entry["lock_version"] == 11 and wallet_entry["posted_credits"] == 1000
+                            sync=("wallet",), locks=check)
+        [wallet_entry] = [e for e in result.entries]
+        assert wallet_entry.lock_version == 11 and wallet_entry.posted_credits == 1000
         with pytest.raises(asyncpg.PostgresError) as failed:
             await post(conn, book, [("wallet", "debit", 1), ("merchant", "credit", 1)],
-                       sync=("wallet",), checks=check)
+                       sync=("wallet",), locks=check)
         assert failed.value.sqlstate == "LG001"
         await drain.sweep(pool, worker_settings(sqs_queue, sweep_after_s=0.000001))
         await assert_invariants(conn, book)
@@ -157,7 +163,7 @@ async def test_concurrent_sync_debits_and_async_credits_never_overdraw(pool, sqs
     settings = worker_settings(sqs_queue, batch_size_max=20)
     async with pool.acquire() as conn:
         book = await new_book(conn, {"funding": "debit", "wallet": "credit", "merchant": "credit"})
-    check = [{"account_id": str(book.id("wallet")), "available_balance_amount": {"gte": 0}}]
+    check = {"wallet": {"available_balance_amount": {"gte": 0}}}
     wallet = str(book.id("wallet"))
     outcomes = {"credits": 0, "debits": 0, "refused": 0}
 
@@ -173,7 +179,7 @@ async def test_concurrent_sync_debits_and_async_credits_never_overdraw(pool, sqs
             try:
                 async with pool.acquire() as conn:
                     await post(conn, book, [("wallet", "debit", 15), ("merchant", "credit", 15)],
-                               sync=("wallet",), checks=check)
+                               sync=("wallet",), locks=check)
                 outcomes["debits"] += 1
             except asyncpg.PostgresError as exc:
                 assert exc.sqlstate == "LG001"

@@ -8,14 +8,14 @@ import uuid
 
 import pytest
 from litestar.testing import AsyncTestClient
+from worker_helpers import worker_settings
 
 from cell.api.app import create_app
 from cell.service.tenants import create_api_key, create_tenant
-from cell.service.verify import verify
 from cell.settings import load_settings
+from cell.store.verify import verify
 from control_plane.devstack import free_port
 from worker import drain
-from worker_helpers import worker_settings
 
 
 @pytest.fixture(scope="module")

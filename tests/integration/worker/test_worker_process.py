@@ -8,10 +8,17 @@ import asyncio
 import urllib.request
 
 import asyncpg
+from worker_helpers import (
+    assert_invariants,
+    new_book,
+    post,
+    totals,
+    unapplied,
+    wait_until,
+)
 
 from cell.service.nudge import SqsNudger
 from control_plane.devstack import free_port
-from worker_helpers import assert_invariants, new_book, post, totals, unapplied, wait_until
 
 
 async def _post_card_payments(pool, count: int, amount: int = 250):

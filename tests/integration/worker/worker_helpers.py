@@ -17,6 +17,15 @@ from pathlib import Path
 import asyncpg
 import msgspec
 
+from cell.ledger.models import (
+    Condition,
+    EntryRequest,
+    Posting,
+    TransactionState,
+    VersionEntry,
+)
+from cell.store import transactions
+from cell.store.transactions import PostResult
 from worker.settings import WorkerSettings
 from worker.sqs import SqsQueue
 
@@ -55,18 +64,20 @@ async def new_book(conn: asyncpg.Connection, names: dict[str, str], *, sync_only
 
 
 async def post(conn: asyncpg.Connection, book: Book, entries: list[tuple[str, str, int]], *,
-               sync: tuple[str, ...] = (), checks: list[dict] | None = None, status: str = "posted",
-               effective_at: datetime | None = None) -> dict:
-    """One posting through ledger_post: entries are (account name, direction, amount); `sync` names the
-    accounts applied inside the posting (the sync path); the others are left unapplied (the async path)."""
-    ids = [uuid.uuid4() for _ in entries]
-    return await conn.fetchval(
-        "SELECT ledger_post($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18)",
-        book.tenant, None, None, uuid.uuid4(), book.ledger, "t", status,
-        effective_at or datetime.now(timezone.utc), None, {}, None,
-        ids, [book.id(n) for n, _, _ in entries], [d for _, d, _ in entries], [a for _, _, a in entries],
-        [book.id(n) for n in sync], checks or [], {"entries": len(entries)},
-    )
+               sync: tuple[str, ...] = (), locks: dict[str, dict] | None = None, status: str = "posted",
+               effective_at: datetime | None = None) -> PostResult:
+    """One posting through the store (ledger_post), as the cell writes it: entries are (account name, direction,
+    amount); `sync` names the accounts applied inside the posting (the sync path), the others are left unapplied
+    (the async path); `locks` maps an account name to its balance locks ({"available_balance_amount": {"gte": 0}})."""
+    locks = locks or {}
+    requests = [EntryRequest(str(book.id(n)), d, a, Condition(locks.get(n, {}))) for n, d, a in entries]
+    state = TransactionState(
+        id=uuid.uuid4(), ledger_id=book.ledger, description="t", status=status,
+        effective_at=effective_at or datetime.now(timezone.utc), external_id=None, metadata={},
+        reverses_ledger_transaction_id=None,
+        ledger_entries=[VersionEntry(uuid.uuid4(), book.id(n), d, a) for n, d, a in entries])
+    return await transactions.post(conn, Posting(tenant_id=book.tenant, state=state, entries=requests,
+                                                 apply_accounts=sorted(str(book.id(n)) for n in sync)))
 
 
 async def totals(conn: asyncpg.Connection, book: Book, name: str) -> dict:
@@ -82,8 +93,8 @@ async def unapplied(conn: asyncpg.Connection, book: Book) -> dict[uuid.UUID, int
 
 
 async def assert_invariants(conn: asyncpg.Connection, book: Book, *, all_applied: bool = True) -> None:
-    """DESIGN.md section 8 for this tenant (cell.service.verify), and, when asked, an empty queue."""
-    from cell.service.verify import verify
+    """DESIGN.md section 8 for this tenant (cell.store.verify), and, when asked, an empty queue."""
+    from cell.store.verify import verify
 
     assert await verify(conn, book.tenant) == []
     if all_applied:

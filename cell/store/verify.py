@@ -1,4 +1,4 @@
-"""The invariants of DESIGN.md section 8, recomputed from entries: used by tests, ledgerctl and the worker."""
+"""The invariants of DESIGN.md section 8, recomputed from entries: used by tests, ledgerctl and the worker (read-only)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Request bodies, decoded strictly at the edge: no floats or strings for amounts, bounded everything."""
+"""The commands the API takes (its request bodies), decoded strictly at the edge: no floats or strings for
+amounts, bounded everything."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
-import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
 
 from cell.ledger.models import AMOUNT_MAX
@@ -108,8 +108,3 @@ class ReversalCreate(Strict):
     effective_at: Timestamp | None = None
     external_id: ExternalId | None = None
     metadata: Metadata = {}
-
-
-def decode(body: bytes, type_: type):
-    """Strict JSON decoding; raises msgspec.ValidationError / DecodeError (mapped to 400 by problems.py)."""
-    return msgspec.json.decode(body or b"{}", type=type_, strict=True)

@@ -1,0 +1,203 @@
+"""The API's answers (Modern Treasury's field names) as typed values, and how each is built from the store's rows.
+
+The services return these; the API encodes them once. They are also the OpenAPI document's response types:
+tests/integration/cell/test_response_shapes.py decodes real answers into them with unknown fields forbidden.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime, timezone
+from typing import Literal
+
+import msgspec
+from msgspec import Struct
+
+from cell.ledger.commands import Timestamp  # an RFC 3339 date-time with its offset
+
+Direction = Literal["debit", "credit"]
+TxnStatus = Literal["pending", "posted", "archived"]
+
+
+class Shape(Struct, forbid_unknown_fields=True, kw_only=True):
+    pass
+
+
+class Balance(Shape):
+    credits: int
+    debits: int
+    amount: int
+    currency: str
+    currency_exponent: int
+
+
+class Balances(Shape):
+    pending_balance: Balance
+    posted_balance: Balance
+    available_balance: Balance
+
+
+class Ledger(Shape):
+    id: uuid.UUID
+    object: Literal["ledger"]
+    live_mode: bool
+    name: str
+    description: str | None
+    metadata: dict[str, str]
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+class LedgerAccount(Shape):
+    id: uuid.UUID
+    object: Literal["ledger_account"]
+    live_mode: bool
+    name: str
+    description: str | None
+    ledger_id: uuid.UUID
+    normal_balance: Direction
+    currency: str
+    currency_exponent: int
+    metadata: dict[str, str]
+    sync_only: bool
+    lock_version: int
+    balances: Balances
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+class LedgerEntry(Shape):
+    id: uuid.UUID
+    object: Literal["ledger_entry"]
+    live_mode: bool
+    amount: int
+    direction: Direction
+    status: TxnStatus
+    ledger_account_id: uuid.UUID
+    # null until an async entry is applied to its account's balance
+    ledger_account_lock_version: int | None
+    ledger_account_currency: str
+    ledger_account_currency_exponent: int
+    ledger_transaction_id: uuid.UUID
+    effective_at: Timestamp
+    # present when asked for (show_resulting_ledger_account_balances, show_balances) and applied
+    resulting_ledger_account_balances: Balances | None
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+class LedgerTransaction(Shape):
+    id: uuid.UUID
+    object: Literal["ledger_transaction"]
+    live_mode: bool
+    ledger_id: uuid.UUID
+    description: str | None
+    status: TxnStatus
+    effective_at: Timestamp
+    effective_date: date
+    external_id: str | None
+    metadata: dict[str, str]
+    ledger_entries: list[LedgerEntry]
+    posted_at: Timestamp | None
+    archived_at: Timestamp | None
+    reverses_ledger_transaction_id: uuid.UUID | None
+    reversed_by_ledger_transaction_id: uuid.UUID | None
+    version: int
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+class VersionEntry(Shape):
+    id: uuid.UUID
+    ledger_account_id: uuid.UUID
+    direction: Direction
+    amount: int
+
+
+class LedgerTransactionVersion(Shape):
+    """The transaction as it was at `version`; `hash` chains each version to the one before (SHA-256)."""
+
+    id: uuid.UUID
+    object: Literal["ledger_transaction_version"]
+    ledger_transaction_id: uuid.UUID
+    version: int
+    hash: str
+    ledger_id: uuid.UUID
+    description: str | None
+    status: TxnStatus
+    effective_at: Timestamp
+    external_id: str | None
+    metadata: dict[str, str]
+    reverses_ledger_transaction_id: uuid.UUID | None
+    ledger_entries: list[VersionEntry]
+    created_at: Timestamp
+
+
+def utc(value: datetime) -> datetime:
+    return value.astimezone(timezone.utc)
+
+
+def _utc_or_none(value: datetime | None) -> datetime | None:
+    return None if value is None else value.astimezone(timezone.utc)
+
+
+def balances(row, currency: str, exponent: int) -> Balances:
+    """Running sums and the amounts `ledger_balances` computed from them (columns of one row)."""
+    return Balances(
+        pending_balance=Balance(credits=row["pending_credits"], debits=row["pending_debits"],
+                                amount=row["pending_amount"], currency=currency, currency_exponent=exponent),
+        posted_balance=Balance(credits=row["posted_credits"], debits=row["posted_debits"],
+                               amount=row["posted_amount"], currency=currency, currency_exponent=exponent),
+        available_balance=Balance(credits=row["available_credits"], debits=row["available_debits"],
+                                  amount=row["available_amount"], currency=currency, currency_exponent=exponent))
+
+
+def ledger(row) -> Ledger:
+    return Ledger(id=row["id"], object="ledger", live_mode=True, name=row["name"], description=row["description"],
+                  metadata=row["metadata"], created_at=utc(row["created_at"]), updated_at=utc(row["updated_at"]))
+
+
+def account(row, sums=None, lock_version: int | None = None) -> LedgerAccount:
+    """An account row; `sums` (a row of running sums and amounts) and `lock_version` when the balances asked for
+    are not the current ones."""
+    return LedgerAccount(
+        id=row["id"], object="ledger_account", live_mode=True, name=row["name"], description=row["description"],
+        ledger_id=row["ledger_id"], normal_balance=row["normal_balance"], currency=row["currency"],
+        currency_exponent=row["currency_exponent"], metadata=row["metadata"], sync_only=row["sync_only"],
+        lock_version=row["lock_version"] if lock_version is None else lock_version,
+        balances=balances(row if sums is None else sums, row["currency"], row["currency_exponent"]),
+        created_at=utc(row["created_at"]), updated_at=utc(row["updated_at"]))
+
+
+def entry(row, show_balances: bool) -> LedgerEntry:
+    resulting = None
+    if show_balances and row["lock_version"] is not None:
+        resulting = balances(row, row["currency"], row["currency_exponent"])
+    return LedgerEntry(
+        id=row["id"], object="ledger_entry", live_mode=True, amount=row["amount"], direction=row["direction"],
+        status=row["status"], ledger_account_id=row["ledger_account_id"],
+        ledger_account_lock_version=row["lock_version"], ledger_account_currency=row["currency"],
+        ledger_account_currency_exponent=row["currency_exponent"], ledger_transaction_id=row["transaction_id"],
+        effective_at=utc(row["effective_at"]), resulting_ledger_account_balances=resulting,
+        created_at=utc(row["created_at"]), updated_at=utc(row["created_at"]))
+
+
+def transaction(row, entries: list[LedgerEntry]) -> LedgerTransaction:
+    effective_at = utc(row["effective_at"])
+    return LedgerTransaction(
+        id=row["id"], object="ledger_transaction", live_mode=True, ledger_id=row["ledger_id"],
+        description=row["description"], status=row["status"], effective_at=effective_at,
+        effective_date=effective_at.date(), external_id=row["external_id"], metadata=row["metadata"],
+        ledger_entries=entries, posted_at=_utc_or_none(row["posted_at"]),
+        archived_at=_utc_or_none(row["archived_at"]), reverses_ledger_transaction_id=row["reverses_id"],
+        reversed_by_ledger_transaction_id=row["reversed_by_id"], version=row["version"],
+        created_at=utc(row["created_at"]), updated_at=utc(row["updated_at"]))
+
+
+def version(row) -> LedgerTransactionVersion:
+    """A stored version: its snapshot (TransactionState's JSON) and where it stands in the audit chain."""
+    return msgspec.convert({**row["snapshot"], "id": str(uuid.uuid5(row["transaction_id"], str(row["version"]))),
+                            "object": "ledger_transaction_version",
+                            "ledger_transaction_id": str(row["transaction_id"]), "version": row["version"],
+                            "hash": row["hash"].hex(), "created_at": utc(row["created_at"])},
+                           LedgerTransactionVersion)

@@ -1,0 +1,78 @@
+"""Ledger accounts' SQL, wrapped once: insert with the balance row, facts, balance reads, update, list."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+import asyncpg
+
+from cell.ledger.models import Account
+from cell.store.filters import OPERATORS_SQL, Where
+from cell.store.queries import Q
+
+# The amounts ledger_balances computes (columns of lb), by the name the API filters on.
+_AMOUNT_COLUMN = {"pending_balance_amount": "lb.pending_amount", "posted_balance_amount": "lb.posted_amount",
+                  "available_balance_amount": "lb.available_amount"}
+
+
+async def insert(conn: asyncpg.Connection, account_id: uuid.UUID, tenant_id: str, *, ledger_id: uuid.UUID, name: str,
+                 description: str | None, normal_balance: str, currency: str, currency_exponent: int,
+                 metadata: dict, sync_only: bool) -> asyncpg.Record:
+    return await conn.fetchrow(Q["insert_account"], account_id, tenant_id, ledger_id, name, description,
+                               normal_balance, currency, currency_exponent, metadata, sync_only)
+
+
+async def fetch(conn: asyncpg.Connection, tenant_id: str, account_id, *,
+                including_unapplied: bool = False) -> asyncpg.Record | None:
+    query = Q["fetch_account_including_unapplied" if including_unapplied else "fetch_account"]
+    return await conn.fetchrow(query, tenant_id, account_id)
+
+
+async def facts(conn: asyncpg.Connection | asyncpg.Pool, tenant_id: str, ids: list[str]) -> list[Account]:
+    return [Account(str(r["id"]), str(r["ledger_id"]), r["currency"], r["currency_exponent"], r["normal_balance"])
+            for r in await conn.fetch(Q["fetch_account_facts"], tenant_id, ids)]
+
+
+async def balances_at_lock_version(conn: asyncpg.Connection, account: asyncpg.Record,
+                                   version: int) -> asyncpg.Record | None:
+    return await conn.fetchrow(Q["balances_at_lock_version"], account["id"], version, account["normal_balance"])
+
+
+async def balances_at_effective_time(conn: asyncpg.Connection, account: asyncpg.Record,
+                                     at: datetime) -> asyncpg.Record:
+    return await conn.fetchrow(Q["balances_at_effective_time"], account["id"], at, account["normal_balance"])
+
+
+async def balances_in_effective_range(conn: asyncpg.Connection, account: asyncpg.Record, lower: datetime | None,
+                                      upper: datetime | None) -> asyncpg.Record:
+    return await conn.fetchrow(Q["balances_in_effective_range"], account["id"], lower, upper,
+                               account["normal_balance"])
+
+
+async def update(conn: asyncpg.Connection, tenant_id: str, account_id, *, name: str | None, description_set: bool,
+                 description: str | None, metadata: dict | None, sync_only: bool | None) -> None:
+    await conn.execute(Q["update_account"], tenant_id, account_id, name, description_set, description, metadata,
+                       sync_only)
+
+
+async def list_page(conn: asyncpg.Connection, tenant_id: str, *, after_seq: int, limit: int, ledger_id=None,
+                    currency=None, metadata=None, balance_filters: list[tuple[str, str, int]] = ()) -> list:
+    w = Where(tenant_id)
+    w.add("a.seq > {}", after_seq)
+    if ledger_id is not None:
+        w.add("a.ledger_id = {}", ledger_id)
+    if currency is not None:
+        w.add("a.currency = {}", currency)
+    if metadata:
+        w.add("a.metadata @> {}::jsonb", metadata)
+    for field, op, value in balance_filters:
+        w.add(f"{_AMOUNT_COLUMN[field]} {OPERATORS_SQL[op]} {{}}::numeric", value)
+    limit_ref = w.bind(limit)
+    return await conn.fetch(
+        "SELECT a.seq, a.id, a.ledger_id, a.name, a.description, a.normal_balance, a.currency, a.currency_exponent, "
+        "a.metadata, a.sync_only, a.created_at, a.updated_at, b.pending_debits, b.pending_credits, b.posted_debits, "
+        "b.posted_credits, b.lock_version, lb.* "
+        "FROM ledger_accounts a JOIN account_balances b ON b.account_id = a.id "
+        "CROSS JOIN LATERAL ledger_balances(a.normal_balance, b.pending_debits, b.pending_credits, b.posted_debits, "
+        f"b.posted_credits) lb WHERE a.tenant_id = $1{w.sql()} ORDER BY a.seq LIMIT {limit_ref}", *w.args)

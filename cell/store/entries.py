@@ -1,0 +1,55 @@
+"""Ledger entries' reads: one entry, a transaction's entries, and lists by account, transaction or lock version."""
+
+from __future__ import annotations
+
+import asyncpg
+
+from cell.store.filters import Where
+
+_SELECT = """SELECT e.seq, e.id, e.transaction_id, e.ledger_account_id, e.direction, e.amount, e.effective_at,
+       e.created_at, t.status, a.currency, a.currency_exponent, a.normal_balance,
+       f.lock_version, f.pending_debits, f.pending_credits, f.posted_debits, f.posted_credits, lb.*
+FROM ledger_entries e
+JOIN ledger_transactions t ON t.id = e.transaction_id
+JOIN ledger_accounts a ON a.id = e.ledger_account_id
+LEFT JOIN balance_effects f ON f.entry_id = e.id AND f.kind = 'entry'
+CROSS JOIN LATERAL ledger_balances(a.normal_balance, f.pending_debits, f.pending_credits, f.posted_debits,
+                                   f.posted_credits) lb
+WHERE e.tenant_id = $1"""
+
+
+async def fetch(conn: asyncpg.Connection, tenant_id: str, entry_id) -> asyncpg.Record | None:
+    return await conn.fetchrow(f"{_SELECT} AND e.id = $2", tenant_id, entry_id)
+
+
+async def of_transactions(conn: asyncpg.Connection, tenant_id: str, txn_ids: list) -> list:
+    """The entries of these transactions, in the order they were written."""
+    return await conn.fetch(f"{_SELECT} AND e.transaction_id = ANY($2::uuid[]) ORDER BY e.seq", tenant_id, txn_ids)
+
+
+async def list_page(conn: asyncpg.Connection, tenant_id: str, *, limit: int, order_by: str, descending: bool,
+                    after: tuple | None, ledger_account_id=None, ledger_transaction_id=None,
+                    as_of_lock_version=None, direction=None, status=None) -> list:
+    w = Where(tenant_id)
+    if ledger_account_id is not None:
+        w.add("e.ledger_account_id = {}", ledger_account_id)
+    if ledger_transaction_id is not None:
+        w.add("e.transaction_id = {}", ledger_transaction_id)
+    if as_of_lock_version is not None:
+        w.add("f.lock_version <= {}", as_of_lock_version)
+    if direction is not None:
+        w.add("e.direction = {}", direction)
+    if status is not None:
+        w.add("t.status = {}", status)
+    cmp = "<" if descending else ">"
+    order = "DESC" if descending else "ASC"
+    if order_by == "effective_at":
+        if after is not None:
+            w.clauses.append(f"(e.effective_at, e.seq) {cmp} ({w.bind(after[0])}::timestamptz, {w.bind(after[1])})")
+        order_sql = f"e.effective_at {order}, e.seq {order}"
+    else:
+        if after is not None:
+            w.add(f"e.seq {cmp} {{}}", after[0])
+        order_sql = f"e.seq {order}"
+    limit_ref = w.bind(limit)
+    return await conn.fetch(f"{_SELECT}{w.sql()} ORDER BY {order_sql} LIMIT {limit_ref}", *w.args)

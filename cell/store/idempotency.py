@@ -1,0 +1,25 @@
+"""Idempotency keys' SQL: claimed inside the use case's transaction; the first answer stored after the commit."""
+
+from __future__ import annotations
+
+import uuid
+
+import asyncpg
+
+from cell.ledger.models import IdemKey
+from cell.store.queries import Q
+
+
+async def claim(conn: asyncpg.Connection, tenant_id: str, idem: IdemKey, resource_type: str,
+                resource_id: uuid.UUID) -> bool:
+    """True when the key was used before (replay or reject); raises IdempotencyInFlight while it is in flight."""
+    return await conn.fetchval(Q["claim_idempotency_key"], tenant_id, idem.key, idem.request_hash, resource_type,
+                               resource_id)
+
+
+async def fetch(conn: asyncpg.Connection, tenant_id: str, key: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(Q["fetch_idempotency_key"], tenant_id, key)
+
+
+async def store_response(pool: asyncpg.Pool, tenant_id: str, key: str, status: int, body: bytes) -> None:
+    await pool.execute(Q["store_idempotent_response"], tenant_id, key, status, body)

@@ -1,0 +1,44 @@
+"""Tenants' and API keys' SQL, and the tenant write fence every writing transaction takes first."""
+
+from __future__ import annotations
+
+import uuid
+
+import asyncpg
+
+from cell.store.queries import Q
+
+
+async def fence(conn: asyncpg.Connection, tenant_id: str) -> None:
+    """The shared advisory lock a tenant move waits out; raises TenantFrozen / TenantMoved (via translate)."""
+    await conn.execute(Q["fence_tenant"], tenant_id)
+
+
+async def insert(conn: asyncpg.Connection, tenant_id: str, name: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(Q["insert_tenant"], tenant_id, name)
+
+
+async def fetch(conn: asyncpg.Connection, tenant_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(Q["fetch_tenant"], tenant_id)
+
+
+async def set_state(conn: asyncpg.Connection, tenant_id: str, state: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(Q["set_tenant_state"], tenant_id, state)
+
+
+async def insert_key(conn: asyncpg.Connection, tenant_id: str, secret_hash: bytes,
+                     scopes: list[str]) -> asyncpg.Record:
+    return await conn.fetchrow(Q["insert_api_key"], uuid.uuid4(), tenant_id, secret_hash, scopes)
+
+
+async def list_keys(conn: asyncpg.Connection, tenant_id: str) -> list:
+    return await conn.fetch(Q["list_api_keys"], tenant_id)
+
+
+async def revoke_key(conn: asyncpg.Connection, tenant_id: str, key_id: uuid.UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow(Q["revoke_api_key"], tenant_id, key_id)
+
+
+async def find_key(conn: asyncpg.Connection | asyncpg.Pool, secret_hash: bytes) -> asyncpg.Record | None:
+    """The live key with this secret hash, with its tenant's state."""
+    return await conn.fetchrow(Q["find_api_key"], secret_hash)

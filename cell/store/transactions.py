@@ -1,0 +1,123 @@
+"""Ledger transactions' SQL, wrapped once: `post` and `transition` are the one place that knows the arguments of
+`ledger_post` and `ledger_transition` (routines/); fetch, versions, list."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import msgspec
+
+from cell.ledger.models import Posting, TransactionState
+from cell.store.filters import OPERATORS_SQL, Where
+from cell.store.queries import Q
+
+
+class EntryResult(msgspec.Struct, frozen=True):
+    """An entry applied in its posting: its account's lock version and running sums right after it."""
+
+    id: uuid.UUID
+    lock_version: int
+    pending_debits: int
+    pending_credits: int
+    posted_debits: int
+    posted_credits: int
+    pending_amount: int
+    posted_amount: int
+    available_debits: int
+    available_credits: int
+    available_amount: int
+
+
+class PostResult(msgspec.Struct, frozen=True):
+    """What `ledger_post` answers: a replayed Idempotency-Key, or the commit time and the entries applied now."""
+
+    replay: bool = False
+    created_at: datetime | None = None
+    entries: list[EntryResult] = []
+    lock_wait_s: float = 0.0
+
+
+class TransitionResult(msgspec.Struct, frozen=True):
+    updated_at: datetime
+    lock_wait_s: float = 0.0
+
+
+_post_result = msgspec.json.Decoder(PostResult)
+_transition_result = msgspec.json.Decoder(TransitionResult)
+
+
+def _checks(posting: Posting) -> list[dict[str, Any]]:
+    """The balance locks in the form `ledger_check` reads."""
+    checks = []
+    for e in posting.entries:
+        if not e.condition.is_empty():
+            check: dict[str, Any] = {"account_id": e.ledger_account_id, **e.condition.balances}
+            if e.condition.lock_version is not None:
+                check["lock_version"] = e.condition.lock_version
+            checks.append(check)
+    return checks
+
+
+async def post(conn: asyncpg.Connection, posting: Posting) -> PostResult:
+    """Write a posting in one call of `ledger_post` (one round trip, one database transaction)."""
+    s, idem = posting.state, posting.idempotency
+    raw = await conn.fetchval(
+        Q["post_transaction"], posting.tenant_id, idem.key if idem else None, idem.request_hash if idem else None,
+        s.id, s.ledger_id, s.description, s.status, s.effective_at, s.external_id, s.metadata,
+        s.reverses_ledger_transaction_id, [e.id for e in s.ledger_entries],
+        [e.ledger_account_id for e in s.ledger_entries], [e.direction for e in s.ledger_entries],
+        [e.amount for e in s.ledger_entries], posting.apply_accounts, _checks(posting), s)
+    return _post_result.decode(raw)
+
+
+def pgbench_post_sql(tenant_id: str, ledger_id: str, debit: str, credit: str, apply: str) -> str:
+    """The posting `post` writes, as one SQL statement for pgbench (the benchmarks' floor): a 2-entry posted
+    transaction of 100 from `debit` to `credit` (SQL uuid expressions); `apply` is the SQL array applied now."""
+    return (f"SELECT ledger_post('{tenant_id}', NULL, NULL, gen_random_uuid(), '{ledger_id}'::uuid, 'bench', "
+            f"'posted', now(), NULL, '{{}}'::jsonb, NULL, ARRAY[gen_random_uuid(), gen_random_uuid()], "
+            f"ARRAY[{debit}, {credit}], ARRAY['debit', 'credit'], ARRAY[100, 100]::bigint[], "
+            f"{apply}, '[]'::jsonb, '{{}}'::jsonb);\n")
+
+
+async def transition(conn: asyncpg.Connection, tenant_id: str, *, expected_version: int, status: str | None,
+                     description: str | None, metadata: dict | None, apply_all: bool,
+                     state: TransactionState) -> TransitionResult:
+    """Move a pending transaction to posted or archived and/or edit it, as version `expected_version` + 1."""
+    raw = await conn.fetchval(Q["transition_transaction"], tenant_id, state.id, expected_version, status, description,
+                              metadata, apply_all, state)
+    return _transition_result.decode(raw)
+
+
+async def fetch(conn: asyncpg.Connection, tenant_id: str, txn_id) -> asyncpg.Record | None:
+    return await conn.fetchrow(Q["fetch_transaction"], tenant_id, txn_id)
+
+
+async def fetch_versions(conn: asyncpg.Connection, tenant_id: str, txn_id) -> list:
+    return await conn.fetch(Q["fetch_versions"], tenant_id, txn_id)
+
+
+async def list_page(conn: asyncpg.Connection, tenant_id: str, *, after_seq: int, limit: int, ledger_id=None,
+                    status=None, external_id=None, metadata=None, ledger_account_id=None,
+                    effective_at: list[tuple[str, Any]] = ()) -> list:
+    w = Where(tenant_id)
+    w.add("t.seq > {}", after_seq)
+    if ledger_id is not None:
+        w.add("t.ledger_id = {}", ledger_id)
+    if status is not None:
+        w.add("t.status = {}", status)
+    if external_id is not None:
+        w.add("t.external_id = {}", external_id)
+    if metadata:
+        w.add("t.metadata @> {}::jsonb", metadata)
+    if ledger_account_id is not None:
+        w.add("t.id IN (SELECT transaction_id FROM ledger_entries WHERE ledger_account_id = {})", ledger_account_id)
+    for op, value in effective_at:
+        w.add(f"t.effective_at {OPERATORS_SQL[op]} {{}}", value)
+    limit_ref = w.bind(limit)
+    return await conn.fetch(
+        "SELECT t.seq, t.id, t.ledger_id, t.description, t.status, t.effective_at, t.external_id, t.metadata, "
+        "t.version, t.reverses_id, t.reversed_by_id, t.posted_at, t.archived_at, t.created_at, t.updated_at "
+        f"FROM ledger_transactions t WHERE t.tenant_id = $1{w.sql()} ORDER BY t.seq LIMIT {limit_ref}", *w.args)
