@@ -7,7 +7,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-from conftest import new_account, raised
+from routine_helpers import new_account, raised
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

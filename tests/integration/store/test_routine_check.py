@@ -8,7 +8,7 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
-from conftest import new_account, raised
+from routine_helpers import new_account, raised
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from conftest import new_ledger, raised
+from routine_helpers import new_ledger, raised
 
 FENCE = "SELECT ledger_fence($1)"
 

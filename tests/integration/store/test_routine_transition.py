@@ -8,7 +8,7 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
-from conftest import new_account, new_ledger, raised
+from routine_helpers import new_account, new_ledger, raised
 
 TRANSITION = "SELECT ledger_transition($1, $2, $3, $4, $5, $6, $7, $8)"
 TOTALS = ("SELECT pending_debits, pending_credits, posted_debits, posted_credits, lock_version"
