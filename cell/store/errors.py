@@ -44,6 +44,12 @@ def translate(exc: asyncpg.PostgresError) -> LedgerError | None:
         return PostingRejected(
             f"ledger account {extra.get('ledger_account_id')} is at lock_version {extra.get('actual')}, "
             f"not {extra.get('expected')}", "lock_version_mismatch", extra)
+    if state == "LG013":
+        extra = _extra(exc)
+        return PostingRejected(
+            f"ledger account {extra.get('ledger_account_id')}: a balance would leave the signed 64-bit range "
+            f"(pending debits {extra.get('pending_debits')}, credits {extra.get('pending_credits')})",
+            "balance_overflow", extra)
     if state == "LG003":
         return TenantFrozen("the tenant is being moved between cells; retry shortly")
     if state == "LG004":

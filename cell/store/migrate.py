@@ -18,7 +18,7 @@ _LOCK_KEY = 7_311_900_001
 # routine comes after everything its SQL body names.
 ROUTINES = (
     "balances", "version_hash", "effects_of", "entry_results", "balance_at",
-    "fence", "claim_key", "lock", "check", "apply", "apply_report", "post", "transition",
+    "fence", "claim_key", "lock", "check", "headroom", "apply", "apply_report", "post", "transition",
 )
 
 

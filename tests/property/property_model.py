@@ -72,7 +72,7 @@ def draw_legs(draw, accounts: list) -> tuple[int, list[tuple]]:
     legs: list[tuple] = []
     for currency in currencies:
         pool = st.sampled_from(by_currency[currency])
-        # Now and then the largest amount: balances then pass the signed 64-bit range.
+        # Now and then the largest amount: balances then reach the end of the signed 64-bit range.
         debits = draw(st.lists(st.integers(1, 500), min_size=1, max_size=2) | st.just([AMOUNT_MAX]))
         total = sum(debits)
         cut = draw(st.integers(1, total - 1)) if total > 1 and draw(st.booleans()) else None
@@ -98,14 +98,24 @@ def refused(response, code: str) -> None:
     assert response.status_code == 422 and response.json()["code"] == code, response.text
 
 
-def reversal_refused(response, txn) -> bool:
+def overflows(after: Sums) -> bool:
+    """Whether an account's balances after a posting leave the signed 64-bit range: the posting is refused
+    (balance_overflow). Pending counts pending and posted entries, so it bounds the posted sums too."""
+    return max(after.pending_debits, after.pending_credits) > AMOUNT_MAX
+
+
+def reversal_refused(response, txn, overflow: bool) -> bool:
     """Whether the reversal of `txn` had to be refused (checked either way): only an unreversed posted
-    transaction can be reversed, and the reversal then links back to it."""
+    transaction can be reversed, and only when no balance leaves the signed 64-bit range; the reversal then
+    links back to it."""
     if txn.status != "posted":
         refused(response, "invalid_status_transition")
         return True
     if txn.reversed_by is not None:
         refused(response, "already_reversed")
+        return True
+    if overflow:
+        refused(response, "balance_overflow")
         return True
     assert response.status_code == 201, response.text
     assert response.json()["reverses_ledger_transaction_id"] == txn.id

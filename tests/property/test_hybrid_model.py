@@ -49,6 +49,7 @@ from property_model import (
     draw_transition,
     flip,
     refused,
+    overflows,
     reversal_refused,
     rfc3339,
     view,
@@ -241,10 +242,7 @@ def make_machine(cell: Cell):
             # checked on a stale balance answers differently whenever the account has effects queued.
             projected, stale = {}, {}
             for a in unique(a for a, _, _ in legs):
-                mine = Sums()
-                for b, d, x in legs:
-                    if b is a:
-                        mine = mine + delta(d, x, "entry", status == "posted")
+                mine = self.mine(a, legs, status)
                 projected[a.id] = amounts(a.total() + mine, a.normal)
                 stale[a.id] = amounts(a.at(a.applied) + mine, a.normal)
 
@@ -279,6 +277,8 @@ def make_machine(cell: Cell):
                 expected_code = expected_code or failing
                 entries_body.append(e)
 
+            if self.overflow(legs, status):
+                expected_code = "balance_overflow"  # checked before any balance lock
             body = {"ledger_id": self.ledger_ids[ledger], "status": status, "ledger_entries": entries_body}
             if effective_at is not None:
                 body["effective_at"] = rfc3339(effective_at)
@@ -296,6 +296,19 @@ def make_machine(cell: Cell):
             assert r.status_code == 201, r.text
             self.record(r.json(), legs, status, [bool(e.get("show_resulting_ledger_account_balances"))
                                                  for e in entries_body], applied_now)
+
+        @staticmethod
+        def mine(a, legs, status: str) -> Sums:
+            """What this posting's legs on account `a` add to it."""
+            total = Sums()
+            for b, d, x in legs:
+                if b is a:
+                    total = total + delta(d, x, "entry", status == "posted")
+            return total
+
+        def overflow(self, legs, status: str) -> bool:
+            """Counted on every effect of the account, queued ones too."""
+            return any(overflows(a.total() + self.mine(a, legs, status)) for a in unique(a for a, _, _ in legs))
 
         def record(self, got: dict, legs, status: str, shown: list[bool], applied_now: set[str]) -> MTxn:
             """An accepted posting: its effects are committed; the applied accounts fold everything queued."""
@@ -355,10 +368,10 @@ def make_machine(cell: Cell):
             status = data.draw(st.sampled_from(["posted", "posted", "pending"]), label="reversal status")
             r = self.call("POST", f"/api/ledger_transactions/{txn.id}/reversal", {"status": status})
             event(f"reverse: {r.status_code}")
-            if reversal_refused(r, txn):
+            legs = [(e.account, flip(e.direction), e.amount) for e in txn.entries]
+            if reversal_refused(r, txn, self.overflow(legs, status)):
                 return
             got = r.json()
-            legs = [(e.account, flip(e.direction), e.amount) for e in txn.entries]
             # A reversal carries no conditions: queued, except on sync-only accounts.
             m = self.record(got, legs, status, [False] * len(legs), {a.id for a, _, _ in legs if a.sync_only})
             txn.reversed_by = m.id

@@ -36,6 +36,7 @@ from property_model import (
     draw_transition,
     flip,
     refused,
+    overflows,
     reversal_refused,
     rfc3339,
     view,
@@ -220,10 +221,8 @@ def make_machine(cell):
             locks = draw(st.sampled_from([None, None, "balance", "lock_version", "both"]), label="locks")
 
             # What each touched account would hold after this posting: the basis of the drawn balance locks.
-            projected = {}
-            for a in {id(a): a for a, _, _ in legs}.values():
-                new = [(MEntry("new", None, a, d, x, None), status) for b, d, x in legs if b is a]
-                projected[a.id] = amounts(sums([*a.seen.values(), *new]), a.normal)
+            projected = {a.id: amounts(self.after(a, legs, status), a.normal)
+                         for a in {id(a): a for a, _, _ in legs}.values()}
 
             entries_body, expected_code = [], None
             for a, direction, amount in legs:
@@ -249,6 +248,8 @@ def make_machine(cell):
                 expected_code = expected_code or failing
                 entries_body.append(e)
 
+            if self.overflow(legs, status):
+                expected_code = "balance_overflow"  # checked before any balance lock
             body = {"ledger_id": self.ledger_ids[ledger], "status": status, "ledger_entries": entries_body}
             if effective_at is not None:
                 body["effective_at"] = rfc3339(effective_at, draw(st.sampled_from(ZONES)))
@@ -263,6 +264,14 @@ def make_machine(cell):
             assert r.status_code == 201, r.text
             self.record(r.json(), legs, status, effective_at,
                         [bool(e.get("show_resulting_ledger_account_balances")) for e in entries_body])
+
+        def after(self, a, legs, status: str) -> Sums:
+            """Account `a`'s sums once this posting's legs on it are written."""
+            new = [(MEntry("new", None, a, d, x, None), status) for b, d, x in legs if b is a]
+            return sums([*a.seen.values(), *new])
+
+        def overflow(self, legs, status: str) -> bool:
+            return any(overflows(self.after(a, legs, status)) for a in {id(a): a for a, _, _ in legs}.values())
 
         def record(self, txn: dict, legs, status: str, effective_at: datetime | None, shown: list[bool]) -> MTxn:
             """Apply an accepted posting to the model and check its response."""
@@ -319,10 +328,10 @@ def make_machine(cell):
                 body["effective_at"] = rfc3339(effective_at, data.draw(st.sampled_from(ZONES)))
             r = self.call("POST", f"/api/ledger_transactions/{txn.id}/reversal", body)
             event(f"reverse: {r.status_code}")
-            if reversal_refused(r, txn):
+            legs = [(e.account, flip(e.direction), e.amount) for e in txn.entries]
+            if reversal_refused(r, txn, self.overflow(legs, status)):
                 return
             got = r.json()
-            legs = [(e.account, flip(e.direction), e.amount) for e in txn.entries]
             m = self.record(got, legs, status, effective_at, [False] * len(legs))
             txn.reversed_by = m.id
             r = self.call("GET", f"/api/ledger_transactions/{txn.id}")

@@ -77,6 +77,12 @@ BEGIN
             posted_debits = b.posted_debits + t.od, posted_credits = b.posted_credits + t.oc,
             lock_version = b.lock_version + t.n, updated_at = clock_timestamp()
         FROM totals t WHERE b.account_id = t.account_id
+        RETURNING b.account_id, b.pending_debits, b.pending_credits
+    ), headroom AS (
+        -- Past 2^62: the account's postings now take ledger_headroom's exact check.
+        UPDATE ledger_accounts a SET headroom_low = true
+        FROM balances WHERE a.id = balances.account_id AND NOT a.headroom_low
+          AND (balances.pending_debits > 4611686018427387904 OR balances.pending_credits > 4611686018427387904)
         RETURNING 1
     ), days AS (
         INSERT INTO effective_balance_buckets AS k

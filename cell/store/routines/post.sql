@@ -14,6 +14,8 @@ DECLARE
     v_apply uuid[];
     v_effects ledger_new_effect[];
     v_lock_wait double precision := 0;
+    v_sync_only uuid[];
+    v_headroom_low boolean;
 BEGIN
     PERFORM ledger_fence(p_tenant);
     IF p_idem_key IS NOT NULL AND ledger_claim_key(p_tenant, p_idem_key, p_idem_hash, 'ledger_transaction', p_txn_id) THEN
@@ -45,12 +47,17 @@ BEGIN
     INSERT INTO ledger_transaction_versions (transaction_id, version, tenant_id, snapshot, prev_hash, hash, created_at)
     VALUES (p_txn_id, 1, p_tenant, p_snapshot, NULL, ledger_version_hash(NULL, p_snapshot), v_now);
 
+    SELECT coalesce(array_agg(id) FILTER (WHERE sync_only), '{}'), coalesce(bool_or(headroom_low), false)
+    INTO v_sync_only, v_headroom_low FROM ledger_accounts WHERE id = ANY(p_accounts);
+    -- No balance past the signed 64-bit range (before this posting's own effects are queued).
+    IF v_headroom_low OR EXISTS (SELECT 1 FROM unnest(p_amounts) AS a WHERE a > 1099511627776) THEN
+        PERFORM ledger_headroom(p_accounts, p_directions, p_amounts);
+    END IF;
+
     -- Accounts applied now: those the caller needs an exact answer on, and accounts marked sync-only.
     v_apply := coalesce(p_apply_accounts, '{}');
-    IF EXISTS (SELECT 1 FROM ledger_accounts WHERE id = ANY(p_accounts) AND sync_only AND id <> ALL(v_apply)) THEN
-        SELECT array_agg(DISTINCT a) INTO v_apply FROM (
-            SELECT unnest(p_apply_accounts) AS a
-            UNION SELECT id FROM ledger_accounts WHERE id = ANY(p_accounts) AND sync_only) s;
+    IF EXISTS (SELECT 1 FROM unnest(v_sync_only) AS s WHERE s <> ALL(v_apply)) THEN
+        SELECT array_agg(DISTINCT a) INTO v_apply FROM (SELECT unnest(v_apply) UNION SELECT unnest(v_sync_only)) s(a);
     END IF;
 
     -- Queued: the effects of entries whose account is not applied now.

@@ -130,3 +130,26 @@ async def test_account_update_keeps_what_is_not_named(api):
                                                                                        {"a": "1", "b": "2"}, "USD")
     r = await api.patch(f"/api/ledger_accounts/{acct['id']}", {"currency": "EUR"})
     assert r.status_code == 400
+
+
+async def test_a_posting_that_would_take_a_balance_past_64_bits_is_refused(api, books):
+    """Three postings of 2^63 - 1: the second would take both accounts' pending sums past the signed 64-bit
+    range (their first posting still queued or not), so it is refused whole and the balances stay readable."""
+    ledger, debit, credit = books
+    top = 2**63 - 1
+    r = await api.transfer(ledger["id"], debit["id"], credit["id"], top)
+    assert r.status_code == 201, r.text
+    for sync in (False, True):
+        extra = {"show_resulting_ledger_account_balances": True} if sync else {}
+        r = await api.post("/api/ledger_transactions", {
+            "ledger_id": ledger["id"], "status": "posted", "ledger_entries": [
+                {"ledger_account_id": debit["id"], "direction": "debit", "amount": top, **extra},
+                {"ledger_account_id": credit["id"], "direction": "credit", "amount": top}]})
+        assert r.status_code == 422 and r.json()["code"] == "balance_overflow", r.text
+        assert r.headers["content-type"].startswith("application/problem+json")
+    # The other direction still has room: a transfer back is fine, and balances are exactly what was posted.
+    r = await api.transfer(ledger["id"], credit["id"], debit["id"], top)
+    assert r.status_code == 201, r.text
+    b = (await api.get(f"/api/ledger_accounts/{debit['id']}", params={"balances[include_unapplied]": "true"})).json()
+    assert b["balances"]["pending_balance"] == {"credits": top, "debits": top, "amount": 0, "currency": "USD",
+                                               "currency_exponent": 2}
