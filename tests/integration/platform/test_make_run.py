@@ -162,6 +162,13 @@ def post(http: httpx.Client, cash: str, alice: str, amount: int = 2500) -> httpx
         {"ledger_account_id": alice, "direction": "credit", "amount": amount}]})
 
 
+def serves(http: httpx.Client) -> bool:
+    try:
+        return http.get("/api/ledgers").status_code == 200
+    except httpx.TransportError:
+        return False
+
+
 def applied(http: httpx.Client, account: str, lock_version: int) -> bool:
     """Whether a worker applied the queued entries up to `lock_version` to the account's balances."""
     r = http.get(f"/api/ledger_accounts/{account}")
@@ -210,11 +217,8 @@ def test_a_killed_cell_api_is_restarted_and_the_other_cell_sees_nothing(platform
             r = two.get(f"/api/ledger_accounts/{alice2}")
             assert r.status_code == 200, f"cell-2's tenant during cell-1's outage: {r.status_code} {r.text}"
             answered += 1
-            try:
-                if one.get("/api/ledgers").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
+            if serves(one):
+                break
             assert time.monotonic() < deadline, f"cell-1 is not back within {RECOVERY_S_MAX}s"
             time.sleep(0.1)
         assert answered >= 1
@@ -265,6 +269,23 @@ def test_a_killed_embedded_server_is_restarted_on_its_port(platform, server, mar
         assert r.status_code == 201, r.text
         wait_until(lambda: applied(http, alice, 1), f"a worker applies a posting after the {server} restart")
     assert restarted.is_running()
+
+
+def test_a_killed_postgresql_is_restarted_on_its_data_directory(platform):
+    postmaster = platform.postmaster()
+    assert postmaster is not None
+    postmaster.send_signal(signal.SIGKILL)
+    wait_until(lambda: gone(postmaster), "PostgreSQL dies")
+    wait_until(lambda: (p := platform.postmaster()) and p.pid != postmaster.pid and not gone(p),
+               "PostgreSQL is restarted")
+    assert "[run] postgres (postmaster pid" in platform.log()
+    # The cells, the router and the workers reconnect (or are restarted): a posting is served and applied.
+    for cell in ("cell-1", "cell-2"):
+        with platform.client(cell) as http:
+            wait_until(lambda h=http: serves(h), f"{cell} serves again after the PostgreSQL restart")
+            cash, alice = make_accounts(http)
+            assert post(http, cash, alice).status_code == 201
+            wait_until(lambda h=http, a=alice: applied(h, a, 1), f"{cell}'s worker applies a posting after it")
 
 
 def test_stopping_make_run_leaves_nothing_behind(platform):
