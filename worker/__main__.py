@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import sys
 import time
 
@@ -14,6 +16,21 @@ from worker.sqs import SqsQueue
 
 log = logging.getLogger("worker")
 QUEUE_WAIT_S_MAX = 30  # the embedded SQS endpoint may still be starting
+_worker_pid = os.getpid()  # this module runs in the worker process (`python -m worker`)
+
+
+def _die_with_the_worker(sender=None, **kwargs) -> None:
+    """In the beat child, which the worker forks for --beat: die with the worker, even a SIGKILLed one, rather
+    than live on as an orphan that keeps sending tasks (beside the beat of the worker started in its place).
+    SIGKILL: the schedule is in memory (worker/app.py), there is nothing to save."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != _worker_pid:  # the worker died before the prctl
+        os._exit(1)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -46,6 +63,9 @@ def main(argv: list[str] | None = None) -> None:
             "--queues", settings.celery_queue, "--loglevel", settings.log_level,
             "--hostname", f"{settings.cell_name}@%h", "--without-gossip", "--without-mingle", "--without-heartbeat"]
     if settings.beat:
+        from celery.signals import beat_embedded_init
+
+        beat_embedded_init.connect(_die_with_the_worker, weak=False)
         args.append("--beat")
     log.info("worker for %s: queue %s, database %s", settings.cell_name, queue.url,
              settings.database_url.rsplit("@", 1)[-1])

@@ -1,5 +1,7 @@
-"""`make run` as a new user meets it: the whole platform starts, writes .ledger/dev.json when ready, serves a
-posting through the router (queued, then applied by a worker), and stops cleanly with nothing left behind."""
+"""`make run` as a new user meets it, started once for the module: the whole platform starts, writes
+.ledger/dev.json when ready, serves a posting through the router (queued, then applied by a worker); it
+supervises like a small init (a process or embedded server that dies is restarted, and a cell's failure stays
+in that cell); and it stops cleanly with nothing left behind. The tests run in file order on the one stack."""
 
 from __future__ import annotations
 
@@ -11,12 +13,16 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
+import psutil
 import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
+RECOVERY_S_MAX = 90  # a restart is due within 0.5 s; the rest is the process starting on a 2-core machine
 
 
 def port_free(port: int) -> bool:
@@ -38,8 +44,72 @@ def free_base(count: int, taken: set[int]) -> int:
     raise RuntimeError("no free port range")
 
 
-@pytest.fixture
-def platform(tmp_path):
+def wait_until(condition, what: str, timeout_s: float = RECOVERY_S_MAX, interval_s: float = 0.2):
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = condition()
+        if result:
+            return result
+        assert time.monotonic() < deadline, f"{what}: not within {timeout_s}s"
+        time.sleep(interval_s)
+
+
+class Platform:
+    def __init__(self, proc: subprocess.Popen, dev: dict, ports: list[int], tmp_path: Path) -> None:
+        self.proc, self.dev, self.ports, self.tmp_path = proc, dev, ports, tmp_path
+        self.seen: dict[int, psutil.Process] = {}  # every process of the stack met, for the final check
+        self.tenants: dict[str, tuple[str, str]] = {}  # cell name -> (tenant id, API key)
+
+    def log(self) -> str:
+        return (self.tmp_path / "run.log").read_text(errors="replace")
+
+    def tree(self) -> list[psutil.Process]:
+        found = psutil.Process(self.proc.pid).children(recursive=True)
+        self.seen.update({p.pid: p for p in found})
+        return found
+
+    def child(self, module: str, **env: str) -> psutil.Process | None:
+        """The running child of make run that is `python -m module` (or the binary `module`) and whose
+        environment has `env`. Direct children only: a forked grandchild (the worker's beat) looks the same."""
+        self.tree()
+        for p in psutil.Process(self.proc.pid).children():
+            try:
+                cmd = p.cmdline()
+                if (cmd[1:3] == ["-m", module] or module in Path(cmd[0]).name) and \
+                        all(p.environ().get(k) == v for k, v in env.items()) and p.status() != psutil.STATUS_ZOMBIE:
+                    return p
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess, IndexError):
+                continue
+        return None
+
+    def postmaster(self) -> psutil.Process | None:
+        try:
+            return psutil.Process(int((self.tmp_path / "ledger" / "pg" / "postmaster.pid").read_text().split()[0]))
+        except (OSError, ValueError, IndexError, psutil.NoSuchProcess):
+            return None
+
+    def ledgerctl(self, *args: str) -> dict:
+        env = {**os.environ, "CONTROL_PLANE_DATABASE_URL": self.dev["control_plane_database_url"],
+               "CONTROL_PLANE_REDIS_URL": self.dev["redis_url"]}
+        out = subprocess.run([sys.executable, "-m", "control_plane.cli", *args, "--format", "json"], cwd=ROOT,
+                             env=env, capture_output=True, text=True, timeout=60, check=False)
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout)
+
+    def client(self, cell: str) -> httpx.Client:
+        return httpx.Client(base_url=self.dev["base_url"], auth=self.tenants[cell], timeout=10)
+
+
+def gone(p: psutil.Process) -> bool:
+    try:
+        return not p.is_running() or p.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("make-run")
     taken: set[int] = set()
     cell_base, metrics_base, router_base = free_base(2, taken), free_base(2, taken), free_base(1, taken)
     router_port = router_base + 1
@@ -57,33 +127,178 @@ def platform(tmp_path):
             proc.kill()
             raise AssertionError("make run did not get ready:\n" + (tmp_path / "run.log").read_text()[-3000:])
         time.sleep(0.2)
-    yield proc, json.loads(dev.read_text()), [router_port, cell_base + 1, cell_base + 2], tmp_path
-    if proc.poll() is None:
+    ports = [router_port, cell_base + 1, cell_base + 2, metrics_base + 1, metrics_base + 2]
+    platform = Platform(proc, json.loads(dev.read_text()), ports, tmp_path)
+    platform.tree()
+    yield platform
+    if proc.poll() is None:  # a test failed before the stop: leave nothing behind
+        leftovers = platform.tree()
         os.killpg(proc.pid, signal.SIGKILL)
+        for p in leftovers:
+            try:
+                p.kill()
+            except psutil.NoSuchProcess:
+                pass
+        proc.wait()
+        postmaster = platform.postmaster()  # daemonized: not in the process tree
+        if postmaster is not None:
+            postmaster.send_signal(signal.SIGQUIT)  # immediate shutdown, backends included
+    log.close()
 
 
-def test_make_run_serves_the_api_through_the_router_and_stops_cleanly(platform):
-    proc, dev, ports, tmp_path = platform
+def make_accounts(http: httpx.Client) -> tuple[str, str]:
+    ledger = http.post("/api/ledgers", json={"name": f"l-{uuid.uuid4().hex[:8]}"})
+    assert ledger.status_code == 201, ledger.text
+    cash, alice = (http.post("/api/ledger_accounts", json={
+        "name": name, "ledger_id": ledger.json()["id"], "normal_balance": nb, "currency": "USD"}).json()["id"]
+        for name, nb in (("cash", "debit"), ("alice", "credit")))
+    return cash, alice
+
+
+def post(http: httpx.Client, cash: str, alice: str, amount: int = 2500) -> httpx.Response:
+    ledger_id = http.get(f"/api/ledger_accounts/{cash}").json()["ledger_id"]
+    return http.post("/api/ledger_transactions", json={"ledger_id": ledger_id, "status": "posted", "ledger_entries": [
+        {"ledger_account_id": cash, "direction": "debit", "amount": amount},
+        {"ledger_account_id": alice, "direction": "credit", "amount": amount}]})
+
+
+def serves(http: httpx.Client) -> bool:
+    try:
+        return http.get("/api/ledgers").status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def applied(http: httpx.Client, account: str, lock_version: int) -> bool:
+    """Whether a worker applied the queued entries up to `lock_version` to the account's balances."""
+    r = http.get(f"/api/ledger_accounts/{account}")
+    return r.status_code == 200 and r.json()["lock_version"] >= lock_version
+
+
+def test_make_run_serves_the_api_through_the_router(platform):
+    dev, ports = platform.dev, platform.ports
     assert dev["base_url"] == f"http://127.0.0.1:{ports[0]}" and dev["tenant_id"] == "demo"
     with httpx.Client(base_url=dev["base_url"], auth=(dev["tenant_id"], dev["api_key"]), timeout=10) as http:
-        ledger = http.post("/api/ledgers", json={"name": "smoke"}).json()
-        cash, alice = (http.post("/api/ledger_accounts", json={
-            "name": name, "ledger_id": ledger["id"], "normal_balance": nb, "currency": "USD"}).json()["id"]
-            for name, nb in (("cash", "debit"), ("alice", "credit")))
-        r = http.post("/api/ledger_transactions", json={"ledger_id": ledger["id"], "status": "posted", "ledger_entries": [
-            {"ledger_account_id": cash, "direction": "debit", "amount": 2500},
-            {"ledger_account_id": alice, "direction": "credit", "amount": 2500}]})
+        cash, alice = make_accounts(http)
+        r = post(http, cash, alice)
         assert r.status_code == 201, r.text
         unapplied = http.get(f"/api/ledger_accounts/{alice}", params={"balances[include_unapplied]": "true"}).json()
         assert unapplied["balances"]["posted_balance"]["amount"] == 2500
-        deadline = time.monotonic() + 15  # the cell's worker applies the queued entries
-        while http.get(f"/api/ledger_accounts/{alice}").json()["lock_version"] != 1:
-            assert time.monotonic() < deadline, "the worker did not apply the queued entries"
-            time.sleep(0.2)
+        wait_until(lambda: applied(http, alice, 1), "the worker applies the queued entries", 15)
         assert http.get(f"/api/ledger_accounts/{alice}").json()["balances"]["posted_balance"]["amount"] == 2500
         assert httpx.get(dev["base_url"] + "/api/ledgers", auth=("demo", "wrong")).status_code == 401
 
-    proc.send_signal(signal.SIGTERM)  # what Ctrl-C does
-    assert proc.wait(60) == 0
-    assert not (tmp_path / "ledger" / "dev.json").exists()
-    assert all(port_free(p) for p in ports), "a server still listens after the stop"
+
+def test_a_tenant_on_each_cell(platform):
+    """Set-up for the fault tests: one tenant per cell, created with ledgerctl, served through the router."""
+    for cell in ("cell-1", "cell-2"):
+        tenant_id = f"t-{cell}-{uuid.uuid4().hex[:6]}"
+        assert platform.ledgerctl("tenants", "create", tenant_id, "--cell", cell)["cell"] == cell
+        platform.tenants[cell] = (tenant_id, platform.ledgerctl("keys", "create", tenant_id)["secret"])
+        with platform.client(cell) as http:  # the route reaches the router by pub/sub (or its periodic reload)
+            wait_until(lambda: http.get("/api/ledgers").status_code == 200, f"the router serves {tenant_id}", 30)
+
+
+def test_a_killed_cell_api_is_restarted_and_the_other_cell_sees_nothing(platform):
+    with platform.client("cell-1") as one, platform.client("cell-2") as two:
+        cash1, alice1 = make_accounts(one)
+        cash2, alice2 = make_accounts(two)
+        api = platform.child("cell", CELL_NAME="cell-1")
+        other_api = platform.child("cell", CELL_NAME="cell-2")
+        router = platform.child("router")
+        api.send_signal(signal.SIGKILL)
+        wait_until(lambda: gone(api), "cell-1's API dies")
+
+        # Until cell-1 serves again, cell-2's tenant is served through the router: every request answered 2xx.
+        answered, deadline = 0, time.monotonic() + RECOVERY_S_MAX
+        while True:
+            r = post(two, cash2, alice2, 1)
+            assert r.status_code == 201, f"cell-2's tenant during cell-1's outage: {r.status_code} {r.text}"
+            r = two.get(f"/api/ledger_accounts/{alice2}")
+            assert r.status_code == 200, f"cell-2's tenant during cell-1's outage: {r.status_code} {r.text}"
+            answered += 1
+            if serves(one):
+                break
+            assert time.monotonic() < deadline, f"cell-1 is not back within {RECOVERY_S_MAX}s"
+            time.sleep(0.1)
+        assert answered >= 1
+        r = post(one, cash1, alice1)
+        assert r.status_code == 201, r.text  # a posting for cell-1's tenant succeeds through the router again
+
+        restarted = platform.child("cell", CELL_NAME="cell-1")
+        assert restarted is not None and restarted.pid != api.pid
+        assert other_api.is_running() and router.is_running(), "the other cell or the router was restarted"
+        assert "[run] cell-1 api exited with -9; restarting in 0.5s" in platform.log()
+        assert platform.proc.poll() is None
+
+
+def test_a_killed_worker_takes_its_beat_child_along_and_is_restarted(platform):
+    worker = wait_until(lambda: platform.child("worker", WORKER_CELL_NAME="cell-1"), "cell-1's worker runs")
+    beat = wait_until(lambda: [p for p in worker.children() if p.status() != psutil.STATUS_ZOMBIE],
+                      "cell-1's worker has started its beat child")[0]
+    platform.tree()
+    worker.send_signal(signal.SIGKILL)
+    wait_until(lambda: gone(beat), "the beat child dies with its worker (no orphan)", 10)
+    restarted = wait_until(lambda: (p := platform.child("worker", WORKER_CELL_NAME="cell-1")) and p.pid != worker.pid
+                           and p, "cell-1's worker is restarted")
+    wait_until(lambda: [p for p in restarted.children() if p.status() != psutil.STATUS_ZOMBIE],
+               "the restarted worker has its beat child")
+    assert "[run] cell-1 worker exited with -9; restarting in 0.5s" in platform.log()
+    with platform.client("cell-1") as http:  # the new worker (and beat) apply postings
+        cash, alice = make_accounts(http)
+        assert post(http, cash, alice).status_code == 201
+        wait_until(lambda: applied(http, alice, 1), "the restarted worker applies a posting")
+
+
+@pytest.mark.parametrize("server, marker", [("sqs endpoint", "moto.server"), ("valkey", "valkey")])
+def test_a_killed_embedded_server_is_restarted_on_its_port(platform, server, marker):
+    url = platform.dev["sqs_endpoint_url" if server == "sqs endpoint" else "redis_url"]
+    port = urlsplit(url).port
+    proc = platform.child(marker)
+    assert proc is not None, f"no {server} process under make run"
+    proc.send_signal(signal.SIGKILL)
+    wait_until(lambda: gone(proc), f"the {server} dies")
+    restarted = wait_until(lambda: (p := platform.child(marker)) and p.pid != proc.pid and p,
+                           f"the {server} is restarted")
+    wait_until(lambda: not port_free(port), f"the {server} listens on its port {port} again")
+    assert f"[run] {server} exited with -9; restarting in 0.5s" in platform.log()
+    # Clients reconnect: a posting is queued and a worker applies it (through the broker and the queue).
+    with platform.client("cell-2") as http:
+        cash, alice = make_accounts(http)
+        r = post(http, cash, alice)
+        assert r.status_code == 201, r.text
+        wait_until(lambda: applied(http, alice, 1), f"a worker applies a posting after the {server} restart")
+    assert restarted.is_running()
+
+
+def test_a_killed_postgresql_is_restarted_on_its_data_directory(platform):
+    postmaster = platform.postmaster()
+    assert postmaster is not None
+    postmaster.send_signal(signal.SIGKILL)
+    wait_until(lambda: gone(postmaster), "PostgreSQL dies")
+    wait_until(lambda: (p := platform.postmaster()) and p.pid != postmaster.pid and not gone(p),
+               "PostgreSQL is restarted")
+    assert "[run] postgres (postmaster pid" in platform.log()
+    # The cells, the router and the workers reconnect (or are restarted): a posting is served and applied.
+    for cell in ("cell-1", "cell-2"):
+        with platform.client(cell) as http:
+            wait_until(lambda h=http: serves(h), f"{cell} serves again after the PostgreSQL restart")
+            cash, alice = make_accounts(http)
+            assert post(http, cash, alice).status_code == 201
+            wait_until(lambda h=http, a=alice: applied(h, a, 1), f"{cell}'s worker applies a posting after it")
+
+
+def test_stopping_make_run_leaves_nothing_behind(platform):
+    platform.tree()
+    pg_port = urlsplit(platform.dev["control_plane_database_url"]).port
+    server_ports = [pg_port, urlsplit(platform.dev["redis_url"]).port, urlsplit(platform.dev["sqs_endpoint_url"]).port]
+    postmaster = platform.postmaster()  # daemonized: not in the tree
+    assert postmaster is not None
+    assert len(platform.seen) >= 8, f"too few processes seen: {platform.seen}"
+
+    platform.proc.send_signal(signal.SIGTERM)  # what Ctrl-C does
+    assert platform.proc.wait(60) == 0, platform.log()[-3000:]
+    assert not (platform.tmp_path / "ledger" / "dev.json").exists()
+    alive = [p for p in [*platform.seen.values(), postmaster] if not gone(p)]
+    assert not alive, f"processes of the stack still run after the stop: {alive}"
+    assert all(port_free(p) for p in platform.ports + server_ports), "a server still listens after the stop"
