@@ -196,3 +196,12 @@ async def test_time_filters_outside_the_range_are_400(api, books, effective_at):
         assert r.status_code == 400, (name, r.text)
         assert r.json()["code"] == "timestamp_out_of_range", name
 
+
+async def test_one_currency_with_two_exponents_is_refused(api, books):
+    ledger, usd2, _ = books
+    usd3 = await api.account(ledger["id"], "credit", currency="USD", currency_exponent=3)
+    r = await api.transfer(ledger["id"], usd2["id"], usd3["id"], 100)
+    assert r.status_code == 422, r.text
+    assert r.json()["code"] == "currency_exponent_mismatch"
+    await assert_nothing_written(api, ledger)
+    assert (await api.balances(usd3["id"]))["posted_balance"]["amount"] == 0
