@@ -28,7 +28,7 @@ from cell.ledger.models import (
 )
 from cell.ledger.posting import accounts_to_apply, reversal_entries, validate_posting
 from cell.service import views
-from cell.service.common import Page, encode_cursor, merge_metadata, page_of
+from cell.service.common import Page, SeqPosition, cursors, merge_metadata, page_of
 from cell.service.context import CellContext
 from cell.service.idempotency import replay, store_response
 from cell.service.metrics import POSTING_SECONDS, POSTINGS, SYNC_LOCK_WAIT_SECONDS
@@ -202,8 +202,11 @@ async def list_versions(ctx: CellContext, tenant_id: str, txn_id: uuid.UUID) -> 
     return [views.version(r) for r in rows]
 
 
-async def list_transactions(ctx: CellContext, tenant_id: str, *, after_seq: int, per_page: int,
+async def list_transactions(ctx: CellContext, tenant_id: str, *, after_cursor: str | None, per_page: int,
                             **filters) -> Page[views.LedgerTransaction]:
+    box = cursors(ctx.settings, tenant_id, "ledger_transactions")
+    after_seq, = box.open(after_cursor, SeqPosition) or (0,)
+
     async def work(conn: asyncpg.Connection) -> Page[views.LedgerTransaction]:
         rows = await store.list_page(conn, tenant_id, after_seq=after_seq, limit=per_page + 1, **filters)
         shown = rows[:per_page]
@@ -212,6 +215,6 @@ async def list_transactions(ctx: CellContext, tenant_id: str, *, after_seq: int,
         for e in entries:
             by_txn.setdefault(e["transaction_id"], []).append(views.entry(e, False))
         return page_of(rows, per_page, lambda r: views.transaction(r, by_txn.get(r["id"], [])),
-                       lambda r: encode_cursor(r["seq"]))
+                       lambda r: box.seal((r["seq"],)))
 
     return await ctx.run(work)
