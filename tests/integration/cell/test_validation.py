@@ -205,3 +205,51 @@ async def test_one_currency_with_two_exponents_is_refused(api, books):
     assert r.json()["code"] == "currency_exponent_mismatch"
     await assert_nothing_written(api, ledger)
     assert (await api.balances(usd3["id"]))["posted_balance"]["amount"] == 0
+
+
+async def test_a_body_that_is_not_utf8_is_400(api, books):
+    ledger, a, b = books
+    txn = (await api.transfer(ledger["id"], a["id"], b["id"], 5)).json()
+    name, description = b'{"name":"latin1 \xe9"}', b'{"description":"latin1 \xe9"}'
+    for method, path, body in (("POST", "/api/ledgers", name), ("PATCH", f"/api/ledgers/{ledger['id']}", name),
+                               ("POST", "/api/ledger_accounts", name),
+                               ("POST", "/api/ledger_transactions", description),
+                               ("PATCH", f"/api/ledger_transactions/{txn['id']}", description),
+                               ("POST", f"/api/ledger_transactions/{txn['id']}/reversal", description)):
+        r = await api.request(method, path, content=body, headers={"content-type": "application/json"})
+        assert r.status_code == 400, (path, r.text)
+        assert r.headers["content-type"].startswith("application/problem+json")
+        assert r.json()["code"] == "malformed_json"
+    assert [x["name"] for x in (await api.get("/api/ledgers")).json()] == [ledger["name"]]
+
+
+@pytest.mark.parametrize("content_type", [None, "application/xml", "text/xml", "text/plain", "text/json",
+                                          "application/x-www-form-urlencoded", "multipart/form-data; boundary=x",
+                                          "application/json-patch+json", "application/json; charset=latin-1", ""])
+async def test_a_body_not_declared_as_json_is_415(api, books, content_type):
+    ledger, _, _ = books
+    headers = {} if content_type is None else {"content-type": content_type}
+    for method, path in (("POST", "/api/ledgers"), ("PATCH", f"/api/ledgers/{ledger['id']}")):
+        r = await api.request(method, path, content=b'{"name": "sneaky"}', headers=headers)
+        assert r.status_code == 415, (content_type, path, r.text)
+        assert r.headers["content-type"].startswith("application/problem+json")
+        assert r.json()["code"] == "unsupported_media_type"
+    assert [x["name"] for x in (await api.get("/api/ledgers")).json()] == [ledger["name"]]
+
+
+async def test_forms_and_multipart_bodies_are_415(api):
+    for kw in ({"data": {"name": "form"}}, {"files": {"name": ("n.json", b'{"name": "multipart"}')}}):
+        r = await api.request("POST", "/api/ledgers", **kw)
+        assert r.status_code == 415, r.text
+        assert r.json()["code"] == "unsupported_media_type"
+    assert (await api.get("/api/ledgers")).json() == []
+
+
+async def test_json_with_parameters_and_an_empty_body_without_a_type_are_accepted(api, books):
+    ledger, a, b = books
+    r = await api.post("/api/ledgers", content=b'{"name": "typed"}',
+                       headers={"content-type": "Application/JSON; charset=UTF-8"})
+    assert r.status_code == 201, r.text
+    txn = (await api.transfer(ledger["id"], a["id"], b["id"], 5)).json()
+    r = await api.request("POST", f"/api/ledger_transactions/{txn['id']}/reversal")  # no body: the defaults
+    assert r.status_code == 201, r.text
