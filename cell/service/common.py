@@ -97,6 +97,11 @@ def merge_metadata(current: dict, changes: dict, keys_max: int) -> dict:
     return merged
 
 
+def unchanged(current, **given) -> bool:
+    """Whether every field a PATCH gives (UNSET: not given) already holds that value in `current` (a row)."""
+    return all(value is msgspec.UNSET or current[field] == value for field, value in given.items())
+
+
 class Page(msgspec.Struct, Generic[T]):
     items: list[T]
     next_cursor: str | None

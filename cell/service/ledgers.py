@@ -12,7 +12,7 @@ from cell.ledger.commands import LedgerCreate, LedgerUpdate
 from cell.ledger.errors import NotFound
 from cell.ledger.models import IdemKey
 from cell.service import views
-from cell.service.common import Page, SeqPosition, cursors, merge_metadata, page_of
+from cell.service.common import Page, SeqPosition, cursors, merge_metadata, page_of, unchanged
 from cell.service.context import CellContext
 from cell.service.idempotency import replay, store_response
 from cell.store import idempotency as store_idempotency
@@ -71,6 +71,9 @@ async def update_ledger(ctx: CellContext, tenant_id: str, ledger_id: uuid.UUID, 
                 raise NotFound(f"ledger {ledger_id} not found")
             metadata = None if cmd.metadata is UNSET else merge_metadata(
                 current["metadata"], cmd.metadata, ctx.settings.metadata_keys_max)
+            if unchanged(current, name=cmd.name, description=cmd.description,
+                         metadata=UNSET if metadata is None else metadata):
+                return views.ledger(current)  # a no-op PATCH writes nothing (updated_at kept)
             row = await store.update(
                 conn, tenant_id, ledger_id, name=None if cmd.name is UNSET else cmd.name,
                 description_set=cmd.description is not UNSET,

@@ -165,21 +165,27 @@ async def get_transaction(ctx: CellContext, tenant_id: str, txn_id: uuid.UUID) -
 async def update_transaction(ctx: CellContext, tenant_id: str, txn_id: uuid.UUID,
                              cmd: TransactionUpdate) -> views.LedgerTransaction:
     """Status (pending -> posted | archived, checked by `ledger_transition`), description, metadata. A concurrent
-    change is a version conflict: ctx.run runs `work` again, which re-reads the transaction."""
+    change is a version conflict: ctx.run runs `work` again, which re-reads the transaction. A PATCH that changes
+    nothing writes nothing (no version, updated_at kept): so identical PATCHes racing make one version, not many."""
 
     async def work(conn: asyncpg.Connection) -> tuple[TransactionState, str | None]:
         current, version = await _state(conn, tenant_id, txn_id)
         status = None if cmd.status is UNSET or cmd.status == current.status else cmd.status
         metadata = None if cmd.metadata is UNSET else merge_metadata(
             current.metadata, cmd.metadata, ctx.settings.metadata_keys_max)
-        description = None if cmd.description is UNSET else cmd.description
+        if metadata == current.metadata:
+            metadata = None
+        description_changed = cmd.description is not UNSET and cmd.description != current.description
+        description = cmd.description if description_changed else None
         changes: dict = {}
         if status is not None:
             changes["status"] = status
         if metadata is not None:
             changes["metadata"] = metadata
-        if cmd.description is not UNSET:
+        if description_changed:
             changes["description"] = description
+        if not changes:
+            return current, None
         result = await store.transition(
             conn, tenant_id, expected_version=version, status=status, description=description, metadata=metadata,
             apply_all=ctx.settings.posting_mode == "sync", state=msgspec.structs.replace(current, **changes))
