@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
+import secrets
 
+import msgspec
 import uvicorn
 
 from cell.api.app import create_app
@@ -14,6 +17,11 @@ def main() -> None:
     settings = load_settings()
     if not settings.database_url:
         raise SystemExit("CELL_DATABASE_URL (or LEDGER_DATABASE_URL) is required; `make run` starts one for you")
+    if not settings.cursor_secret:
+        # In the environment before uvicorn starts its worker processes, which read their settings from it: every
+        # process of this cell then seals and opens the same cursors.
+        os.environ["CELL_CURSOR_SECRET"] = secrets.token_urlsafe(32)
+        settings = msgspec.structs.replace(settings, cursor_secret=os.environ["CELL_CURSOR_SECRET"])
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     options = dict(host=settings.host, port=settings.port, loop="uvloop", http="httptools", access_log=False,
                    log_level="warning", lifespan="on", server_header=False,

@@ -29,8 +29,13 @@ class CellSettings(msgspec.Struct, frozen=True, kw_only=True):
     body_bytes_max: int = 1_048_576
     metadata_keys_max: int = 64
     idempotency_key_length_max: int = 255
-    api_key_cache_ttl_s: float = 5.0
+    # A revoked key works at most this long in a process that verified it just before (one indexed query per key
+    # per process per TTL).
+    api_key_cache_ttl_s: float = 0.5
     account_cache_size_max: int = 100_000
+    # Seals list cursors (AES-GCM). Every process of a cell must share it: `python -m cell` makes one up at start
+    # when unset; set it when processes are started otherwise, or to keep cursors valid across restarts.
+    cursor_secret: str = ""
     # The async path's queue; sync mode ignores them.
     sqs_endpoint_url: str = ""
     sqs_queue_url: str = ""

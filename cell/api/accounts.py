@@ -11,7 +11,7 @@ from cell.api.params import AMOUNT_VERSION_MAX, balance_filters
 from cell.ledger.commands import AccountCreate, AccountUpdate
 from cell.service import accounts
 from cell.service.accounts import BalanceQuery
-from cell.service.common import decode_cursor, parse_uuid
+from cell.service.common import parse_uuid
 from cell.service.views import LedgerAccount
 
 
@@ -53,9 +53,8 @@ async def list_accounts(request: Request) -> Response:
     metadata = q.take_bracketed("metadata")
     filters = balance_filters(q)
     q.done()
-    after = decode_cursor(cursor, 1)
     return http.page(await accounts.list_accounts(
-        http.context(request), http.tenant(request), after_seq=int(after[0]) if after else 0, per_page=per_page,
+        http.context(request), http.tenant(request), after_cursor=cursor, per_page=per_page,
         ledger_id=ledger_id, currency=currency, metadata=metadata, balance_filters=filters))
 
 

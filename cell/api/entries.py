@@ -10,7 +10,7 @@ from cell.api.openapi import documented
 from cell.api.params import AMOUNT_VERSION_MAX
 from cell.ledger.errors import InvalidRequest
 from cell.service import entries
-from cell.service.common import decode_cursor, parse_uuid
+from cell.service.common import parse_uuid
 from cell.service.views import LedgerEntry
 
 
@@ -45,15 +45,8 @@ async def list_entries(request: Request) -> Response:
     }
     show = q.take_bool("show_balances")
     q.done()
-    after = decode_cursor(cursor, 2 if order_by == "effective_at" else 1)
-    if after is not None and order_by == "effective_at" and not (isinstance(after[0], str) and isinstance(after[1], int)):
-        raise InvalidRequest("after_cursor is not a cursor this API issued", "invalid_cursor")
-    try:
-        return http.page(await entries.list_entries(
-            http.context(request), http.tenant(request), per_page=per_page, order_by=order_by,
-            descending=direction == "desc", after=after, show_balances=show, **filters))
-    except ValueError as exc:
-        raise InvalidRequest("after_cursor is not a cursor this API issued", "invalid_cursor") from exc
-
+    return http.page(await entries.list_entries(
+        http.context(request), http.tenant(request), per_page=per_page, order_by=order_by,
+        descending=direction == "desc", after_cursor=cursor, show_balances=show, **filters))
 
 routes = [get_entry, list_entries]

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import msgspec
 from litestar import Request, Response
+from litestar.exceptions import HTTPException
 
 from cell.api.params import Query
+from cell.ledger.errors import InvalidRequest
 from cell.ledger.models import IdemKey
 from cell.service.common import Page
 from cell.service.context import CellContext
@@ -29,11 +31,28 @@ def query(request: Request) -> Query:
 
 def decode(body: bytes, type_: type):
     """Strict JSON decoding; raises msgspec.ValidationError / DecodeError (mapped to 400 by problems.py)."""
-    return msgspec.json.decode(body or b"{}", type=type_, strict=True)
+    try:
+        return msgspec.json.decode(body or b"{}", type=type_, strict=True)
+    except UnicodeDecodeError as exc:  # JSON is UTF-8 (RFC 8259); msgspec raises this one outside its own errors
+        raise InvalidRequest(f"the body is not UTF-8: {exc}", "malformed_json") from exc
+
+
+def require_json(content_type: str | None, body: bytes) -> None:
+    """A body must be declared `application/json` (parameters allowed, a charset only utf-8); no body needs no
+    Content-Type. Anything else is 415, before the body is looked at."""
+    if content_type is None and not body:
+        return
+    media_type, _, params = (content_type or "").partition(";")
+    charset = next((v.strip().strip('"').lower() for k, _, v in (p.partition("=") for p in params.split(";"))
+                    if k.strip().lower() == "charset"), "utf-8")
+    if media_type.strip().lower() != JSON or charset not in ("utf-8", "utf8"):
+        raise HTTPException(status_code=415,
+                            detail=f"the body must be {JSON} (UTF-8), not {content_type or 'undeclared'}")
 
 
 async def body_of(request: Request, type_):
     raw = await request.body()
+    require_json(request.headers.get("content-type"), raw)
     return raw, decode(raw, type_)
 
 

@@ -9,7 +9,7 @@ from cell.api import http
 from cell.api.openapi import documented
 from cell.ledger.commands import LedgerCreate, LedgerUpdate
 from cell.service import ledgers
-from cell.service.common import decode_cursor, parse_uuid
+from cell.service.common import parse_uuid
 from cell.service.views import Ledger
 
 
@@ -39,9 +39,8 @@ async def list_ledgers(request: Request) -> Response:
     per_page, cursor = http.paging(request, q)
     metadata = q.take_bracketed("metadata")
     q.done()
-    after = decode_cursor(cursor, 1)
     return http.page(await ledgers.list_ledgers(http.context(request), http.tenant(request),
-                                                after_seq=int(after[0]) if after else 0, per_page=per_page,
+                                                after_cursor=cursor, per_page=per_page,
                                                 metadata=metadata))
 
 

@@ -6,6 +6,7 @@ import re
 import uuid
 from datetime import datetime
 
+from cell.ledger.commands import check_timestamp
 from cell.ledger.errors import InvalidRequest
 
 _STORABLE = re.compile(r"^[^\x00\ud800-\udfff]*\Z")
@@ -92,6 +93,7 @@ def parse_time(name: str, raw: str) -> datetime:
         raise InvalidRequest(f"{name} must be an ISO 8601 timestamp", "invalid_parameter") from exc
     if value.tzinfo is None:
         raise InvalidRequest(f"{name} must carry a time zone (e.g. Z)", "invalid_parameter")
+    check_timestamp(name, value)
     return value
 
 

@@ -10,7 +10,7 @@ from cell.api.openapi import documented
 from cell.api.params import time_filters
 from cell.ledger.commands import ReversalCreate, TransactionCreate, TransactionUpdate
 from cell.service import transactions
-from cell.service.common import decode_cursor, parse_uuid
+from cell.service.common import parse_uuid
 from cell.service.views import LedgerTransaction, LedgerTransactionVersion
 
 
@@ -65,9 +65,8 @@ async def list_transactions(request: Request) -> Response:
         "effective_at": time_filters(q, "effective_at"),
     }
     q.done()
-    after = decode_cursor(cursor, 1)
     return http.page(await transactions.list_transactions(
-        http.context(request), http.tenant(request), after_seq=int(after[0]) if after else 0,
+        http.context(request), http.tenant(request), after_cursor=cursor,
         per_page=per_page, **filters))
 
 

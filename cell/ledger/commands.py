@@ -9,7 +9,8 @@ from typing import Annotated, Literal
 
 from msgspec import UNSET, Meta, Struct, UnsetType
 
-from cell.ledger.models import AMOUNT_MAX
+from cell.ledger.errors import InvalidRequest
+from cell.ledger.models import AMOUNT_MAX, TIMESTAMP_END, TIMESTAMP_MIN, timestamp_in_range
 
 # Absolute caps baked into the schema; the tighter, tunable limits live in CellSettings (*_max).
 ENTRIES_SCHEMA_MAX = 10_000
@@ -32,6 +33,14 @@ Metadata = Annotated[dict[MetadataKey, Text], Meta(max_length=METADATA_KEYS_MAX)
 
 class Strict(Struct, forbid_unknown_fields=True, kw_only=True):
     pass
+
+
+def check_timestamp(name: str, value: datetime | None) -> None:
+    """A time outside the documented range is refused here, before it can reach the database or a UTC
+    conversion."""
+    if value is not None and not timestamp_in_range(value):
+        raise InvalidRequest(f"{name} must be at or after {TIMESTAMP_MIN.isoformat()} and before "
+                             f"{TIMESTAMP_END.isoformat()}", "timestamp_out_of_range")
 
 
 class LedgerCreate(Strict):
@@ -95,6 +104,9 @@ class TransactionCreate(Strict):
     external_id: ExternalId | None = None
     metadata: Metadata = {}
 
+    def __post_init__(self) -> None:
+        check_timestamp("effective_at", self.effective_at)
+
 
 class TransactionUpdate(Strict):
     status: Literal["pending", "posted", "archived"] | UnsetType = UNSET
@@ -108,3 +120,6 @@ class ReversalCreate(Strict):
     effective_at: Timestamp | None = None
     external_id: ExternalId | None = None
     metadata: Metadata = {}
+
+    def __post_init__(self) -> None:
+        check_timestamp("effective_at", self.effective_at)

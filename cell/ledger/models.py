@@ -4,7 +4,7 @@ a transaction as it stands (what a version records), rejections."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Literal
 
 import msgspec
@@ -16,6 +16,16 @@ Operator = Literal["gt", "gte", "lt", "lte", "eq"]
 BalanceName = Literal["pending_balance_amount", "posted_balance_amount", "available_balance_amount"]
 
 AMOUNT_MAX = 2**63 - 1  # amounts are signed 64-bit integers of minor units; balances never overflow (numeric)
+
+# Every time the API accepts (effective_at in bodies and filters) lies in [TIMESTAMP_MIN, TIMESTAMP_END): far from
+# the ends of Python's datetime (years 1 and 9999), whose UTC conversion overflows, and from PostgreSQL's.
+TIMESTAMP_MIN = datetime(1900, 1, 1, tzinfo=timezone.utc)
+TIMESTAMP_END = datetime(9000, 1, 1, tzinfo=timezone.utc)
+
+
+def timestamp_in_range(value: datetime) -> bool:
+    """Compared as instants (no UTC conversion, which could overflow); `value` must carry a time zone."""
+    return TIMESTAMP_MIN <= value < TIMESTAMP_END
 
 
 class Account(msgspec.Struct, frozen=True):

@@ -20,6 +20,9 @@ def validate_posting(ledger_id: str, entries: list[EntryRequest], accounts: dict
         return Rejection("entries_required", "a ledger transaction needs at least two entries")
     debits: dict[str, int] = defaultdict(int)
     credits: dict[str, int] = defaultdict(int)
+    # 100 at exponent 2 ($1.00) and 100 at exponent 3 ($0.100) are different amounts: a currency code may appear
+    # with one exponent only, so that sums per code are sums of like units.
+    exponents: dict[str, int] = {}
     for i, entry in enumerate(entries):
         if not 0 < entry.amount <= AMOUNT_MAX:
             return Rejection("invalid_amount", f"ledger_entries[{i}].amount must be between 1 and {AMOUNT_MAX}")
@@ -30,6 +33,11 @@ def validate_posting(ledger_id: str, entries: list[EntryRequest], accounts: dict
         if account.ledger_id != ledger_id:
             return Rejection("ledger_account_in_other_ledger",
                              f"ledger_entries[{i}]: account {account.id} belongs to another ledger")
+        exponent = exponents.setdefault(account.currency, account.currency_exponent)
+        if exponent != account.currency_exponent:
+            return Rejection("currency_exponent_mismatch",
+                             f"ledger_entries[{i}]: {account.currency} with exponent {account.currency_exponent}, "
+                             f"another entry has {account.currency} with exponent {exponent}")
         side = debits if entry.direction == "debit" else credits
         side[account.currency] += entry.amount
     for currency in sorted(set(debits) | set(credits)):

@@ -13,7 +13,7 @@ from cell.ledger.commands import AccountCreate, AccountUpdate
 from cell.ledger.errors import InvalidRequest, NotFound, PostingRejected
 from cell.ledger.models import Account, IdemKey
 from cell.service import views
-from cell.service.common import Page, encode_cursor, merge_metadata, page_of
+from cell.service.common import Page, SeqPosition, cursors, merge_metadata, page_of, unchanged
 from cell.service.context import CellContext
 from cell.service.ledgers import create_idempotently
 from cell.store import accounts as store
@@ -106,6 +106,9 @@ async def update_account(ctx: CellContext, tenant_id: str, account_id: uuid.UUID
                 raise NotFound(f"ledger account {account_id} not found")
             metadata = None if cmd.metadata is UNSET else merge_metadata(
                 current["metadata"], cmd.metadata, ctx.settings.metadata_keys_max)
+            if unchanged(current, name=cmd.name, description=cmd.description, sync_only=cmd.sync_only,
+                         metadata=UNSET if metadata is None else metadata):
+                return views.account(current)  # a no-op PATCH writes nothing (updated_at kept)
             await store.update(conn, tenant_id, account_id, name=None if cmd.name is UNSET else cmd.name,
                                description_set=cmd.description is not UNSET,
                                description=None if cmd.description is UNSET else cmd.description,
@@ -115,8 +118,10 @@ async def update_account(ctx: CellContext, tenant_id: str, account_id: uuid.UUID
     return await ctx.run(work)
 
 
-async def list_accounts(ctx: CellContext, tenant_id: str, *, after_seq: int, per_page: int,
+async def list_accounts(ctx: CellContext, tenant_id: str, *, after_cursor: str | None, per_page: int,
                         **filters) -> Page[views.LedgerAccount]:
+    box = cursors(ctx.settings, tenant_id, "ledger_accounts")
+    after_seq, = box.open(after_cursor, SeqPosition) or (0,)
     rows = await ctx.run(lambda conn: store.list_page(conn, tenant_id, after_seq=after_seq, limit=per_page + 1,
                                                       **filters))
-    return page_of(rows, per_page, views.account, lambda r: encode_cursor(r["seq"]))
+    return page_of(rows, per_page, views.account, lambda r: box.seal((r["seq"],)))

@@ -1,34 +1,79 @@
-"""Helpers shared by the use cases: pages, cursors, metadata merging, UUID parsing."""
+"""Helpers shared by the use cases: pages, sealed cursors, metadata merging, UUID parsing."""
 
 from __future__ import annotations
 
 import base64
+import functools
+import hashlib
+import os
+import re
+import secrets
 import uuid
-from typing import Generic, TypeVar
+from datetime import datetime
+from typing import Annotated, Generic, TypeVar
 
 import msgspec
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from cell.ledger.errors import InvalidRequest, NotFound
+from cell.settings import CellSettings
 
 T = TypeVar("T")
+P = TypeVar("P")
 _encoder = msgspec.json.Encoder()
 
+CURSOR_LENGTH_MAX = 512
+_NONCE_BYTES = 12
+_TAG_BYTES = 16
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]+")
+# Without a configured secret (a single process: tests, a bare create_app) cursors hold within this process;
+# `python -m cell` always configures one, shared by its server processes.
+_PROCESS_SECRET = secrets.token_urlsafe(32)
 
-def encode_cursor(*values) -> str:
-    return base64.urlsafe_b64encode(_encoder.encode(list(values))).decode().rstrip("=")
+Seq = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+SeqPosition = tuple[Seq]  # lists ordered by row number
+EffectivePosition = tuple[datetime, Seq]  # entries ordered by effective time, then row number
 
 
-def decode_cursor(cursor: str | None, arity: int) -> tuple | None:
-    if cursor is None:
-        return None
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        values = msgspec.json.decode(raw)
-    except (ValueError, msgspec.DecodeError) as exc:
-        raise InvalidRequest("after_cursor is not a cursor this API issued", "invalid_cursor") from exc
-    if not isinstance(values, list) or len(values) != arity:
-        raise InvalidRequest("after_cursor is not a cursor this API issued", "invalid_cursor")
-    return tuple(values)
+class Cursors:
+    """Opaque, tamper-proof cursors of one list of one tenant: the position (row numbers, which would tell how much
+    the whole cell writes) sealed with AES-GCM under the cell's secret, the tenant and the list's name as associated
+    data, so a forged or altered cursor, or one of another tenant or list, does not open."""
+
+    def __init__(self, secret: str, tenant_id: str, list_name: str) -> None:
+        self._aead = _aead(secret or _PROCESS_SECRET)
+        self._aad = _encoder.encode([tenant_id, list_name])
+
+    def seal(self, position: tuple) -> str:
+        nonce = os.urandom(_NONCE_BYTES)
+        sealed = self._aead.encrypt(nonce, _encoder.encode(position), self._aad)
+        return base64.urlsafe_b64encode(nonce + sealed).decode().rstrip("=")
+
+    def open(self, cursor: str | None, type_: type[P]) -> P | None:
+        """The position a cursor of this list holds, or None for the first page; 400 invalid_cursor otherwise."""
+        if cursor is None:
+            return None
+        try:
+            if len(cursor) > CURSOR_LENGTH_MAX or not _BASE64URL.fullmatch(cursor):
+                raise ValueError("not a cursor")
+            raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+            if len(raw) < _NONCE_BYTES + _TAG_BYTES:
+                raise ValueError("too short")
+            plain = self._aead.decrypt(raw[:_NONCE_BYTES], raw[_NONCE_BYTES:], self._aad)
+            return msgspec.json.decode(plain, type=type_, strict=True)
+        except (ValueError, InvalidTag, msgspec.DecodeError) as exc:
+            raise InvalidRequest("after_cursor is not a cursor this API issued for this list",
+                                 "invalid_cursor") from exc
+
+
+@functools.lru_cache(maxsize=4)
+def _aead(secret: str) -> AESGCM:
+    return AESGCM(hashlib.sha256(b"cellledger cursor v1\x00" + secret.encode()).digest())
+
+
+def cursors(settings: CellSettings, tenant_id: str, list_name: str) -> Cursors:
+    return Cursors(settings.cursor_secret, tenant_id, list_name)
 
 
 def parse_uuid(value: str, what: str) -> uuid.UUID:
@@ -50,6 +95,11 @@ def merge_metadata(current: dict, changes: dict, keys_max: int) -> dict:
     if len(merged) > keys_max:
         raise InvalidRequest(f"metadata holds at most {keys_max} keys", "too_many_metadata_keys")
     return merged
+
+
+def unchanged(current, **given) -> bool:
+    """Whether every field a PATCH gives (UNSET: not given) already holds that value in `current` (a row)."""
+    return all(value is msgspec.UNSET or current[field] == value for field, value in given.items())
 
 
 class Page(msgspec.Struct, Generic[T]):

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 
 from cell.ledger.errors import NotFound
 from cell.service import views
-from cell.service.common import Page, encode_cursor, page_of
+from cell.service.common import EffectivePosition, Page, SeqPosition, cursors, page_of
 from cell.service.context import CellContext
 from cell.store import entries as store
 
@@ -20,12 +19,13 @@ async def get_entry(ctx: CellContext, tenant_id: str, entry_id: uuid.UUID, show_
 
 
 async def list_entries(ctx: CellContext, tenant_id: str, *, per_page: int, order_by: str, descending: bool,
-                       after: tuple | None, show_balances: bool, **filters) -> Page[views.LedgerEntry]:
+                       after_cursor: str | None, show_balances: bool, **filters) -> Page[views.LedgerEntry]:
+    # The ordering is part of the list's name: a cursor of one ordering does not open in another.
+    box = cursors(ctx.settings, tenant_id, f"ledger_entries order_by[{order_by}]={'desc' if descending else 'asc'}")
     by_effective_at = order_by == "effective_at"
-    if after is not None and by_effective_at:
-        after = (datetime.fromisoformat(after[0]), after[1])
+    after = box.open(after_cursor, EffectivePosition if by_effective_at else SeqPosition)
     rows = await ctx.run(lambda conn: store.list_page(
         conn, tenant_id, limit=per_page + 1, order_by=order_by, descending=descending, after=after, **filters))
     return page_of(rows, per_page, lambda r: views.entry(r, show_balances),
-                   (lambda r: encode_cursor(r["effective_at"].isoformat(), r["seq"])) if by_effective_at
-                   else (lambda r: encode_cursor(r["seq"])))
+                   (lambda r: box.seal((r["effective_at"], r["seq"]))) if by_effective_at
+                   else (lambda r: box.seal((r["seq"],))))

@@ -12,7 +12,7 @@ from cell.ledger.commands import LedgerCreate, LedgerUpdate
 from cell.ledger.errors import NotFound
 from cell.ledger.models import IdemKey
 from cell.service import views
-from cell.service.common import Page, encode_cursor, merge_metadata, page_of
+from cell.service.common import Page, SeqPosition, cursors, merge_metadata, page_of, unchanged
 from cell.service.context import CellContext
 from cell.service.idempotency import replay, store_response
 from cell.store import idempotency as store_idempotency
@@ -71,6 +71,9 @@ async def update_ledger(ctx: CellContext, tenant_id: str, ledger_id: uuid.UUID, 
                 raise NotFound(f"ledger {ledger_id} not found")
             metadata = None if cmd.metadata is UNSET else merge_metadata(
                 current["metadata"], cmd.metadata, ctx.settings.metadata_keys_max)
+            if unchanged(current, name=cmd.name, description=cmd.description,
+                         metadata=UNSET if metadata is None else metadata):
+                return views.ledger(current)  # a no-op PATCH writes nothing (updated_at kept)
             row = await store.update(
                 conn, tenant_id, ledger_id, name=None if cmd.name is UNSET else cmd.name,
                 description_set=cmd.description is not UNSET,
@@ -80,8 +83,10 @@ async def update_ledger(ctx: CellContext, tenant_id: str, ledger_id: uuid.UUID, 
     return await ctx.run(work)
 
 
-async def list_ledgers(ctx: CellContext, tenant_id: str, *, after_seq: int, per_page: int,
+async def list_ledgers(ctx: CellContext, tenant_id: str, *, after_cursor: str | None, per_page: int,
                        metadata: dict | None) -> Page[views.Ledger]:
+    box = cursors(ctx.settings, tenant_id, "ledgers")
+    after_seq, = box.open(after_cursor, SeqPosition) or (0,)
     rows = await ctx.run(lambda conn: store.list_page(conn, tenant_id, after_seq=after_seq, limit=per_page + 1,
                                                       metadata=metadata))
-    return page_of(rows, per_page, views.ledger, lambda r: encode_cursor(r["seq"]))
+    return page_of(rows, per_page, views.ledger, lambda r: box.seal((r["seq"],)))

@@ -83,7 +83,8 @@ async def authenticate(conn: asyncpg.Connection, tenant_id: str, secret: str) ->
 
 
 class KeyCache:
-    """secret hash -> (tenant id, tenant state, expiry). A revoked key stops working within `ttl_s`."""
+    """secret hash -> (tenant id, tenant state, expiry). A revoked key stops working within `ttl_s` (0.5 s by
+    default, CellSettings.api_key_cache_ttl_s)."""
 
     def __init__(self, ttl_s: float, size_max: int = 10_000) -> None:
         self.ttl_s = ttl_s

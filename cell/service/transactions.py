@@ -28,7 +28,7 @@ from cell.ledger.models import (
 )
 from cell.ledger.posting import accounts_to_apply, reversal_entries, validate_posting
 from cell.service import views
-from cell.service.common import Page, encode_cursor, merge_metadata, page_of
+from cell.service.common import Page, SeqPosition, cursors, merge_metadata, page_of
 from cell.service.context import CellContext
 from cell.service.idempotency import replay, store_response
 from cell.service.metrics import POSTING_SECONDS, POSTINGS, SYNC_LOCK_WAIT_SECONDS
@@ -165,21 +165,27 @@ async def get_transaction(ctx: CellContext, tenant_id: str, txn_id: uuid.UUID) -
 async def update_transaction(ctx: CellContext, tenant_id: str, txn_id: uuid.UUID,
                              cmd: TransactionUpdate) -> views.LedgerTransaction:
     """Status (pending -> posted | archived, checked by `ledger_transition`), description, metadata. A concurrent
-    change is a version conflict: ctx.run runs `work` again, which re-reads the transaction."""
+    change is a version conflict: ctx.run runs `work` again, which re-reads the transaction. A PATCH that changes
+    nothing writes nothing (no version, updated_at kept): so identical PATCHes racing make one version, not many."""
 
     async def work(conn: asyncpg.Connection) -> tuple[TransactionState, str | None]:
         current, version = await _state(conn, tenant_id, txn_id)
         status = None if cmd.status is UNSET or cmd.status == current.status else cmd.status
         metadata = None if cmd.metadata is UNSET else merge_metadata(
             current.metadata, cmd.metadata, ctx.settings.metadata_keys_max)
-        description = None if cmd.description is UNSET else cmd.description
+        if metadata == current.metadata:
+            metadata = None
+        description_changed = cmd.description is not UNSET and cmd.description != current.description
+        description = cmd.description if description_changed else None
         changes: dict = {}
         if status is not None:
             changes["status"] = status
         if metadata is not None:
             changes["metadata"] = metadata
-        if cmd.description is not UNSET:
+        if description_changed:
             changes["description"] = description
+        if not changes:
+            return current, None
         result = await store.transition(
             conn, tenant_id, expected_version=version, status=status, description=description, metadata=metadata,
             apply_all=ctx.settings.posting_mode == "sync", state=msgspec.structs.replace(current, **changes))
@@ -202,8 +208,11 @@ async def list_versions(ctx: CellContext, tenant_id: str, txn_id: uuid.UUID) -> 
     return [views.version(r) for r in rows]
 
 
-async def list_transactions(ctx: CellContext, tenant_id: str, *, after_seq: int, per_page: int,
+async def list_transactions(ctx: CellContext, tenant_id: str, *, after_cursor: str | None, per_page: int,
                             **filters) -> Page[views.LedgerTransaction]:
+    box = cursors(ctx.settings, tenant_id, "ledger_transactions")
+    after_seq, = box.open(after_cursor, SeqPosition) or (0,)
+
     async def work(conn: asyncpg.Connection) -> Page[views.LedgerTransaction]:
         rows = await store.list_page(conn, tenant_id, after_seq=after_seq, limit=per_page + 1, **filters)
         shown = rows[:per_page]
@@ -212,6 +221,6 @@ async def list_transactions(ctx: CellContext, tenant_id: str, *, after_seq: int,
         for e in entries:
             by_txn.setdefault(e["transaction_id"], []).append(views.entry(e, False))
         return page_of(rows, per_page, lambda r: views.transaction(r, by_txn.get(r["id"], [])),
-                       lambda r: encode_cursor(r["seq"]))
+                       lambda r: box.seal((r["seq"],)))
 
     return await ctx.run(work)

@@ -98,3 +98,16 @@ async def test_pagination_has_no_duplicates_or_gaps_under_concurrent_inserts(liv
     await task
     assert len(seen) == len(set(seen)), "a transaction was listed twice"
     assert set(before) <= set(seen), "a transaction that existed before paging was skipped"
+
+
+async def test_identical_concurrent_patches_make_one_version(live_api):
+    api = live_api
+    ledger = await api.ledger()
+    a, b = await api.account(ledger["id"], "debit"), await api.account(ledger["id"], "credit")
+    txn = (await api.transfer(ledger["id"], a["id"], b["id"], 10, status="pending")).json()
+    path = f"/api/ledger_transactions/{txn['id']}"
+    responses = await asyncio.gather(*[api.patch(path, {"metadata": {"k": "v"}}) for _ in range(32)])
+    assert [r.status_code for r in responses] == [200] * 32, [r.text for r in responses if r.status_code != 200]
+    versions = (await api.get(f"{path}/versions")).json()
+    assert [(v["version"], v["metadata"]) for v in versions] == [(1, {}), (2, {"k": "v"})]
+    assert {r.json()["version"] for r in responses} == {2}

@@ -171,3 +171,34 @@ async def test_the_cell_runs_as_a_role_that_cannot_change_entries_or_versions(ap
                                    uuid.UUID(txn["id"])) == 2
     finally:
         await pool.close()
+
+
+async def test_a_patch_that_changes_nothing_writes_nothing(api, books):
+    ledger, cash, rev = books
+    txn = (await api.transfer(ledger["id"], cash["id"], rev["id"], 80, status="pending", description="d",
+                              metadata={"k": "v"})).json()
+    path = f"/api/ledger_transactions/{txn['id']}"
+    for body in ({}, {"status": "pending"}, {"description": "d"}, {"metadata": {"k": "v"}}, {"metadata": {}},
+                 {"metadata": {"absent": ""}}, {"status": "pending", "description": "d", "metadata": {"k": "v"}}):
+        r = await api.patch(path, body)
+        assert r.status_code == 200, r.text
+        got = r.json()
+        assert (got["version"], got["updated_at"], got["status"], got["description"], got["metadata"]) == (
+            1, txn["updated_at"], "pending", "d", {"k": "v"}), body
+    assert len((await api.get(f"{path}/versions")).json()) == 1
+    r = await api.patch(path, {"metadata": {"k": "w"}})  # a real change still writes
+    assert r.json()["version"] == 2 and r.json()["updated_at"] != txn["updated_at"]
+
+    for kind, obj in (("ledgers", ledger), ("ledger_accounts", cash)):
+        path = f"/api/{kind}/{obj['id']}"
+        current = (await api.get(path)).json()
+        bodies = [{}, {"name": current["name"]}, {"description": current["description"]}, {"metadata": {}},
+                  {"metadata": {"absent": ""}}, {"name": current["name"], "metadata": current["metadata"]}]
+        if kind == "ledger_accounts":
+            bodies.append({"sync_only": current.get("sync_only", False)})
+        for body in bodies:
+            r = await api.patch(path, body)
+            assert r.status_code == 200, r.text
+            assert r.json()["updated_at"] == current["updated_at"], (kind, body)
+        r = await api.patch(path, {"description": "changed"})
+        assert r.status_code == 200 and r.json()["updated_at"] != current["updated_at"]

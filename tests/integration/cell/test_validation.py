@@ -144,3 +144,112 @@ async def test_unknown_ids_are_404_including_malformed_ones(api):
         r = await api.get(path)
         assert r.status_code == 404, (path, r.text)
         assert r.json()["code"] == "not_found"
+
+
+OUT_OF_RANGE_TIMES = ["0001-01-01T00:00:00Z", "0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00",
+                      "9999-12-31T23:59:59Z", "1899-12-31T23:59:59Z", "1900-01-01T00:00:00+00:01",
+                      "9000-01-01T00:00:00Z"]
+
+
+@pytest.mark.parametrize("effective_at", OUT_OF_RANGE_TIMES)
+async def test_effective_at_outside_the_range_is_400_and_writes_nothing(api, books, effective_at):
+    ledger, a, b = books
+    r = await api.post("/api/ledger_transactions", {"ledger_id": ledger["id"], "status": "posted",
+                                                    "effective_at": effective_at, "ledger_entries": entries(a, b)})
+    assert r.status_code == 400, r.text
+    assert r.json()["code"] == "timestamp_out_of_range"
+    await assert_nothing_written(api, ledger)
+
+
+async def test_times_at_the_ends_of_the_range_are_accepted_and_readable(api, books):
+    ledger, a, b = books
+    for effective_at in ("1900-01-01T00:00:00Z", "8999-12-31T23:59:59.999999Z", "8999-12-31T23:59:59-00:00"):
+        r = await api.transfer(ledger["id"], a["id"], b["id"], 10, effective_at=effective_at)
+        assert r.status_code == 201, r.text
+        txn = r.json()
+        assert (await api.get(f"/api/ledger_transactions/{txn['id']}")).status_code == 200
+        assert (await api.get("/api/ledger_entries", params={"ledger_transaction_id": txn["id"]})).status_code == 200
+        r = await api.post(f"/api/ledger_transactions/{txn['id']}/reversal", {"effective_at": effective_at})
+        assert r.status_code == 201, r.text
+    assert len((await api.get("/api/ledger_transactions", params={"ledger_id": ledger["id"]})).json()) == 6
+
+
+@pytest.mark.parametrize("effective_at", OUT_OF_RANGE_TIMES)
+async def test_reversal_effective_at_outside_the_range_is_400(api, books, effective_at):
+    ledger, a, b = books
+    txn = (await api.transfer(ledger["id"], a["id"], b["id"], 10)).json()
+    r = await api.post(f"/api/ledger_transactions/{txn['id']}/reversal", {"effective_at": effective_at})
+    assert r.status_code == 400, r.text
+    assert r.json()["code"] == "timestamp_out_of_range"
+    assert (await api.get(f"/api/ledger_transactions/{txn['id']}")).json()["reversed_by_ledger_transaction_id"] is None
+
+
+@pytest.mark.parametrize("effective_at", OUT_OF_RANGE_TIMES)
+async def test_time_filters_outside_the_range_are_400(api, books, effective_at):
+    _, a, _ = books
+    for path, name in ((f"/api/ledger_accounts/{a['id']}", "balances[effective_at]"),
+                       (f"/api/ledger_accounts/{a['id']}", "balances[effective_at_lower_bound]"),
+                       (f"/api/ledger_accounts/{a['id']}", "balances[effective_at_upper_bound]"),
+                       ("/api/ledger_transactions", "effective_at[gte]"),
+                       ("/api/ledger_transactions", "effective_at[lt]")):
+        r = await api.get(path, params={name: effective_at})
+        assert r.status_code == 400, (name, r.text)
+        assert r.json()["code"] == "timestamp_out_of_range", name
+
+
+async def test_one_currency_with_two_exponents_is_refused(api, books):
+    ledger, usd2, _ = books
+    usd3 = await api.account(ledger["id"], "credit", currency="USD", currency_exponent=3)
+    r = await api.transfer(ledger["id"], usd2["id"], usd3["id"], 100)
+    assert r.status_code == 422, r.text
+    assert r.json()["code"] == "currency_exponent_mismatch"
+    await assert_nothing_written(api, ledger)
+    assert (await api.balances(usd3["id"]))["posted_balance"]["amount"] == 0
+
+
+async def test_a_body_that_is_not_utf8_is_400(api, books):
+    ledger, a, b = books
+    txn = (await api.transfer(ledger["id"], a["id"], b["id"], 5)).json()
+    name, description = b'{"name":"latin1 \xe9"}', b'{"description":"latin1 \xe9"}'
+    for method, path, body in (("POST", "/api/ledgers", name), ("PATCH", f"/api/ledgers/{ledger['id']}", name),
+                               ("POST", "/api/ledger_accounts", name),
+                               ("POST", "/api/ledger_transactions", description),
+                               ("PATCH", f"/api/ledger_transactions/{txn['id']}", description),
+                               ("POST", f"/api/ledger_transactions/{txn['id']}/reversal", description)):
+        r = await api.request(method, path, content=body, headers={"content-type": "application/json"})
+        assert r.status_code == 400, (path, r.text)
+        assert r.headers["content-type"].startswith("application/problem+json")
+        assert r.json()["code"] == "malformed_json"
+    assert [x["name"] for x in (await api.get("/api/ledgers")).json()] == [ledger["name"]]
+
+
+@pytest.mark.parametrize("content_type", [None, "application/xml", "text/xml", "text/plain", "text/json",
+                                          "application/x-www-form-urlencoded", "multipart/form-data; boundary=x",
+                                          "application/json-patch+json", "application/json; charset=latin-1", ""])
+async def test_a_body_not_declared_as_json_is_415(api, books, content_type):
+    ledger, _, _ = books
+    headers = {} if content_type is None else {"content-type": content_type}
+    for method, path in (("POST", "/api/ledgers"), ("PATCH", f"/api/ledgers/{ledger['id']}")):
+        r = await api.request(method, path, content=b'{"name": "sneaky"}', headers=headers)
+        assert r.status_code == 415, (content_type, path, r.text)
+        assert r.headers["content-type"].startswith("application/problem+json")
+        assert r.json()["code"] == "unsupported_media_type"
+    assert [x["name"] for x in (await api.get("/api/ledgers")).json()] == [ledger["name"]]
+
+
+async def test_forms_and_multipart_bodies_are_415(api):
+    for kw in ({"data": {"name": "form"}}, {"files": {"name": ("n.json", b'{"name": "multipart"}')}}):
+        r = await api.request("POST", "/api/ledgers", **kw)
+        assert r.status_code == 415, r.text
+        assert r.json()["code"] == "unsupported_media_type"
+    assert (await api.get("/api/ledgers")).json() == []
+
+
+async def test_json_with_parameters_and_an_empty_body_without_a_type_are_accepted(api, books):
+    ledger, a, b = books
+    r = await api.post("/api/ledgers", content=b'{"name": "typed"}',
+                       headers={"content-type": "Application/JSON; charset=UTF-8"})
+    assert r.status_code == 201, r.text
+    txn = (await api.transfer(ledger["id"], a["id"], b["id"], 5)).json()
+    r = await api.request("POST", f"/api/ledger_transactions/{txn['id']}/reversal")  # no body: the defaults
+    assert r.status_code == 201, r.text

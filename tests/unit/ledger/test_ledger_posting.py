@@ -118,6 +118,20 @@ def test_multi_currency_posting_balanced_per_currency_is_accepted():
     assert code_of(entries) is None
 
 
+def test_one_currency_code_with_two_exponents_is_currency_exponent_mismatch():
+    # 100 at exponent 2 is $1.00, 100 at exponent 3 is $0.100: equal numbers, unequal amounts.
+    accounts = {**ACCOUNTS, "usd3-a": Account("usd3-a", LEDGER, "USD", 3, "credit"),
+                "usd3-b": Account("usd3-b", LEDGER, "USD", 3, "debit")}
+    for entries in ([debit("usd-a", 100), credit("usd3-a", 100)],
+                    [debit("usd3-b", 100), credit("usd3-a", 100), debit("usd-a", 5), credit("usd-b", 5)],
+                    [debit("eur-a", 5), credit("eur-b", 5), debit("usd-a", 100), credit("usd3-a", 100)]):
+        rejection = validate_posting(LEDGER, entries, accounts, ENTRIES_MAX)
+        assert rejection is not None and rejection.code == "currency_exponent_mismatch", entries
+        assert "USD" in rejection.detail
+    # One exponent per code is fine, whichever it is.
+    assert validate_posting(LEDGER, [debit("usd3-b", 100), credit("usd3-a", 100)], accounts, ENTRIES_MAX) is None
+
+
 def test_multi_currency_posting_must_balance_in_each_currency_not_in_total():
     # 100 USD out, 100 EUR in: equal sums overall, but neither currency balances.
     entries = [debit("usd-a", 100), credit("eur-a", 100)]
