@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from http import HTTPStatus
@@ -21,7 +22,7 @@ from prometheus_client import (
 from ledger_common.basic_auth import UNAUTHORIZED_BODY, WWW_AUTHENTICATE, parse_basic
 from ledger_common.problems import PROBLEM_JSON, problem_body
 from ledger_common.sql import load_queries
-from router.routes import RateLimiter, Route, RoutingTable, build_table
+from router.routes import KnownCredentials, RateLimiter, Route, RoutingTable, build_table
 from router.settings import RouterSettings
 from router.upstream import ConnectFailed, ResponseFailed, UpstreamPool, UpstreamTimeout
 
@@ -101,6 +102,8 @@ class Router:
         self.loaded = False
         self.pools: dict[str, UpstreamPool] = {}
         self.limiter = RateLimiter(settings.tenants_tracked_max)
+        self.auth_failures = RateLimiter(settings.auth_failure_addresses_max)
+        self.credentials = KnownCredentials(settings.credentials_known_max, settings.credentials_known_ttl_s)
         self.metrics = Metrics(settings.metrics_tenants_max)
         self._db = None
         self._tasks: list[asyncio.Task] = []
@@ -128,16 +131,28 @@ class Router:
                 break
         tenant_id = tenant_from_authorization(authorization)
         route = self.table.get(tenant_id) if tenant_id is not None else None
+        now = time.monotonic()
+        address = client_host or ""
         if route is None:
+            if wait_s := self._auth_failures_wait_s(address, now):
+                return self._too_many_failures(wait_s)
+            self._auth_failed(address, now)
             self.metrics.rejected.labels("unauthorized").inc()
             return _own(401, UNAUTHORIZED_HEADERS, UNAUTHORIZED_BODY)
-        wait_s = self.limiter.wait_s(tenant_id, route.rate_per_s, route.burst, time.monotonic())
-        if wait_s:
-            self.metrics.rejected.labels("rate_limited").inc()
-            retry_after = str(max(1, int(wait_s + 0.999))).encode()
-            return _own(429, _PROBLEM + [(b"retry-after", retry_after)],
-                        problem_body(429, "rate_limited", "This tenant's request rate limit is exceeded.",
-                                     title="Too Many Requests"))
+        # Only credentials the cell has accepted spend the tenant's budget: anybody can name a tenant. Others
+        # pass while their client address has failed attempts left (a 401 spends one), and become known when
+        # the cell accepts them.
+        digest = hashlib.sha256(authorization).digest()
+        known = self.credentials.tenant(digest, now) == tenant_id
+        if known:
+            if wait_s := self.limiter.wait_s(tenant_id, route.rate_per_s, route.burst, now):
+                self.metrics.rejected.labels("rate_limited").inc()
+                retry_after = str(max(1, int(wait_s + 0.999))).encode()
+                return _own(429, _PROBLEM + [(b"retry-after", retry_after)],
+                            problem_body(429, "rate_limited", "This tenant's request rate limit is exceeded.",
+                                         title="Too Many Requests"))
+        elif wait_s := self._auth_failures_wait_s(address, now):
+            return self._too_many_failures(wait_s)
         if body is None:
             self.metrics.rejected.labels("body_too_large").inc()
             return _own(413, _PROBLEM, problem_body(413, "body_too_large",
@@ -158,8 +173,35 @@ class Router:
             if newer is not None:
                 route = newer
                 status, response_headers, response_body = await self._forward(route, method, target, headers, body)
+        if status == 401:
+            self.credentials.forget(digest)
+            self._auth_failed(address, time.monotonic())
+        elif not known and status < 500 and status != 421:
+            # An answer of the cell's own, past its key check (not a 5xx: the router's 503 when the cell is
+            # down; nor a 421, which checked nothing): the credentials are good. The tenant pays for this one.
+            now = time.monotonic()
+            self.credentials.remember(digest, tenant_id, now)
+            self.limiter.charge(tenant_id, route.rate_per_s, route.burst, now)
         self.metrics.observe(route.cell, status, tenant_id, time.perf_counter() - started)
         return status, response_headers, response_body
+
+    def _auth_failures_wait_s(self, address: str, now: float) -> float:
+        """0 while the address has failed attempts left (none is spent); else the seconds until one is back."""
+        s = self.settings
+        return self.auth_failures.wait_s(address, s.auth_failures_per_s_max, s.auth_failure_burst_max, now,
+                                         take=False)
+
+    def _auth_failed(self, address: str, now: float) -> None:
+        s = self.settings
+        self.auth_failures.charge(address, s.auth_failures_per_s_max, s.auth_failure_burst_max, now)
+
+    def _too_many_failures(self, wait_s: float):
+        self.metrics.rejected.labels("auth_failures").inc()
+        retry_after = str(max(1, int(wait_s + 0.999))).encode()
+        return _own(429, _PROBLEM + [(b"retry-after", retry_after)],
+                    problem_body(429, "auth_failures_rate_limited",
+                                 "Too many requests with credentials that were not accepted from this address.",
+                                 title="Too Many Requests"))
 
     async def _forward(self, route: Route, method: bytes, target: bytes, headers, body: bytes):
         pool = self.pools.get(route.api_url)

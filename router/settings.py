@@ -20,6 +20,16 @@ class RouterSettings(msgspec.Struct, frozen=True, kw_only=True):
     rate_limit_per_s_default: int = 1000
     rate_burst_default: int = 2000
     retry_after_s: int = 1
+    # Failed authentication is limited per client address, never charged to the tenant it names (a wrong
+    # key must not spend the real client's budget). Credentials the cell has not accepted yet are forwarded
+    # while their address's bucket has a token, else 429; each 401 spends one.
+    auth_failures_per_s_max: float = 5.0
+    auth_failure_burst_max: int = 20
+    auth_failure_addresses_max: int = 100_000
+    # Credentials the cell accepted (SHA-256 of the Authorization value -> tenant): only their requests are
+    # charged to the tenant's bucket. A 401 from the cell forgets them; so does this TTL.
+    credentials_known_max: int = 100_000
+    credentials_known_ttl_s: float = 60.0
     body_bytes_max: int = 1_048_576
     response_bytes_max: int = 16_777_216
     connections_per_cell_max: int = 64

@@ -196,9 +196,10 @@ class RealPlatform:
         self.settings = settings
         self.router: ServedRouter | None = None
 
-    async def start_router(self) -> ServedRouter:
-        settings = RouterSettings(control_plane_database_url=self.settings.database_url,
-                                  redis_url=self.settings.redis_url, reload_interval_s=0.5, port=free_port())
+    async def start_router(self, **overrides) -> ServedRouter:
+        values = {"control_plane_database_url": self.settings.database_url, "redis_url": self.settings.redis_url,
+                  "reload_interval_s": 0.5, "port": free_port()}
+        settings = RouterSettings(**{**values, **overrides})
         return await ServedRouter(settings).start()
 
     async def tenant(self, cell: str, prefix: str = "t") -> tuple[str, str]:
