@@ -240,6 +240,13 @@ class Router:
             body = msgspec.json.encode({"ready": self.loaded, "routes": len(self.table.routes),
                                         "pubsub": self.redis_connected})
             return _own(200 if self.loaded else 503, json, body)
+        # /metrics names every tenant: it is served on the metrics listener only (metrics_answer).
+        return problem_answer(404, "not_found", "No such resource.")
+
+    def metrics_answer(self, path: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        """The metrics listener's only resource."""
+        if path != "/metrics":
+            return problem_answer(404, "not_found", "No such resource.")
         self.metrics.routes.set(len(self.table.routes))
         return _own(200, [(b"content-type", CONTENT_TYPE_LATEST.encode())], generate_latest(self.metrics.registry))
 

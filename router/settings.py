@@ -40,6 +40,9 @@ class RouterSettings(msgspec.Struct, frozen=True, kw_only=True):
     tenants_tracked_max: int = 100_000
     # Tenants with a time series of their own in /metrics; later ones are counted together as "_other".
     metrics_tenants_max: int = 1000
+    # /metrics is served on its own listener, never on the public port (it names tenants). Port 0: off.
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 9180
     # The router's own HTTP server (router/server.py).
     keep_alive_s: float = 5.0  # an idle client connection closes after this
     request_read_s: float = 30.0  # a request's head and body must all arrive within this of its first byte

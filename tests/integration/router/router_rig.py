@@ -75,6 +75,10 @@ class ServedRouter:
     def port(self) -> int:
         return self.server.port
 
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.server.metrics_port}/metrics"
+
     async def start(self) -> "ServedRouter":
         await self.server.start()
         return self
@@ -159,7 +163,7 @@ class Platform:
 
     def router_settings(self, **overrides) -> RouterSettings:
         values = {"control_plane_database_url": self.database_url, "redis_url": self.redis_url,
-                  "reload_interval_s": 60.0, "port": free_port()}
+                  "reload_interval_s": 60.0, "port": free_port(), "metrics_port": free_port()}
         values.update(overrides)
         return RouterSettings(**values)
 
@@ -198,7 +202,7 @@ class RealPlatform:
 
     async def start_router(self, **overrides) -> ServedRouter:
         values = {"control_plane_database_url": self.settings.database_url, "redis_url": self.settings.redis_url,
-                  "reload_interval_s": 0.5, "port": free_port()}
+                  "reload_interval_s": 0.5, "port": free_port(), "metrics_port": free_port()}
         settings = RouterSettings(**{**values, **overrides})
         return await ServedRouter(settings).start()
 
