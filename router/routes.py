@@ -17,10 +17,12 @@ class Route(msgspec.Struct, frozen=True):
 class RoutingTable:
     """An immutable snapshot; the router swaps in a new one on every reload (a reference swap is atomic)."""
 
-    __slots__ = ("routes",)
+    __slots__ = ("cells", "routes")
 
     def __init__(self, routes: dict[str, Route]) -> None:
         self.routes = routes
+        # The cells that have tenants, with their API URL: the ones readiness depends on.
+        self.cells = {route.cell: route.api_url for route in routes.values()}
 
     def get(self, tenant_id: str) -> Route | None:
         return self.routes.get(tenant_id)

@@ -43,6 +43,12 @@ class RouterSettings(msgspec.Struct, frozen=True, kw_only=True):
     # /metrics is served on its own listener, never on the public port (it names tenants). Port 0: off.
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 9180
+    # /readyz is 200 only with a routing table and, for every cell that has tenants, a successful check of
+    # the cell's `cell_health_path` within `cell_health_ttl_s`; checked in the background, never per request.
+    cell_health_path: str = "/readyz"
+    cell_health_interval_s: float = 1.0
+    cell_health_timeout_s: float = 2.0
+    cell_health_ttl_s: float = 5.0
     # The router's own HTTP server (router/server.py).
     keep_alive_s: float = 5.0  # an idle client connection closes after this
     request_read_s: float = 30.0  # a request's head and body must all arrive within this of its first byte

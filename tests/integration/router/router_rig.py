@@ -172,14 +172,18 @@ class Platform:
 
     @contextlib.asynccontextmanager
     async def routed(self, cell: str = "cell-a", **overrides):
-        """A new tenant on `cell` and a router (no pub/sub unless asked) that routes it: (tenant id, router)."""
+        """A new tenant on `cell` and a router (no pub/sub unless asked) that routes it: (tenant id, router).
+        The tenant is deleted afterwards: a tenant left on a cell that is down would make later routers unready."""
         tenant = new_tenant_id()
         await self.add_tenant(tenant, cell)
-        router = await self.router(**{"redis_url": "", **overrides})
         try:
-            yield tenant, router
+            router = await self.router(**{"redis_url": "", **overrides})
+            try:
+                yield tenant, router
+            finally:
+                await router.stop()
         finally:
-            await router.stop()
+            await self.sql("DELETE FROM tenants WHERE id = $1", tenant)
 
 
 async def eventually(check, timeout_s: float, interval_s: float = 0.05):
