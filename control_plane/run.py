@@ -36,6 +36,7 @@ ROUTER_PORT = int(os.environ.get("LEDGER_ROUTER_PORT", "8000"))
 CELL_PORT_BASE = int(os.environ.get("LEDGER_CELL_PORT_BASE", "8100"))  # cell N listens on base + N
 CELLS = (("cell-1", CELL_PORT_BASE + 1), ("cell-2", CELL_PORT_BASE + 2))
 WORKER_METRICS_PORT_BASE = int(os.environ.get("LEDGER_WORKER_METRICS_PORT_BASE", "9200"))  # worker N: base + N
+ROUTER_METRICS_PORT = WORKER_METRICS_PORT_BASE  # base + 0: the router's metrics, never on its public port
 CONTROL_PLANE_DATABASE = "ledger_control_plane"
 DEMO_TENANT = "demo"
 start_timeout_s_max = 90.0
@@ -336,7 +337,7 @@ def main() -> None:
 
 def run(procs: Supervisor) -> None:
     metrics_ports = [WORKER_METRICS_PORT_BASE + i for i in range(1, len(CELLS) + 1)]
-    for port in [ROUTER_PORT, *(p for _, p in CELLS), *metrics_ports]:
+    for port in [ROUTER_PORT, ROUTER_METRICS_PORT, *(p for _, p in CELLS), *metrics_ports]:
         if not port_free(port):
             raise SystemExit(f"port {port} is in use: is another `make run` still running?")
 
@@ -390,7 +391,7 @@ def run(procs: Supervisor) -> None:
         + "; logs in .ledger/logs/)")
 
     router = procs.spawn("router", "router", "router", {
-        "ROUTER_HOST": HOST, "ROUTER_PORT": str(ROUTER_PORT),
+        "ROUTER_HOST": HOST, "ROUTER_PORT": str(ROUTER_PORT), "ROUTER_METRICS_PORT": str(ROUTER_METRICS_PORT),
         "ROUTER_CONTROL_PLANE_DATABASE_URL": settings.database_url, "ROUTER_REDIS_URL": redis_url})
     try:
         tenant_id, api_key = asyncio.run(ensure_demo_tenant(settings))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from http import HTTPStatus
@@ -21,9 +22,9 @@ from prometheus_client import (
 from ledger_common.basic_auth import UNAUTHORIZED_BODY, WWW_AUTHENTICATE, parse_basic
 from ledger_common.problems import PROBLEM_JSON, problem_body
 from ledger_common.sql import load_queries
-from router.routes import RateLimiter, Route, RoutingTable, build_table
+from router.routes import KnownCredentials, RateLimiter, Route, RoutingTable, build_table
 from router.settings import RouterSettings
-from router.upstream import ConnectFailed, ResponseFailed, UpstreamPool, UpstreamTimeout
+from router.upstream import ConnectFailed, ResponseFailed, UpstreamError, UpstreamPool, UpstreamTimeout
 
 log = logging.getLogger("router")
 
@@ -37,6 +38,7 @@ _RESPONSE_DROP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b
                             b"trailer", b"upgrade"})
 _LOCAL_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 _PROBLEM = [(b"content-type", PROBLEM_JSON.encode())]
+_JSON = [(b"content-type", b"application/json")]
 
 
 Q = load_queries(Path(__file__).parent / "sql")
@@ -101,6 +103,8 @@ class Router:
         self.loaded = False
         self.pools: dict[str, UpstreamPool] = {}
         self.limiter = RateLimiter(settings.tenants_tracked_max)
+        self.auth_failures = RateLimiter(settings.auth_failure_addresses_max)
+        self.credentials = KnownCredentials(settings.credentials_known_max, settings.credentials_known_ttl_s)
         self.metrics = Metrics(settings.metrics_tenants_max)
         self._db = None
         self._tasks: list[asyncio.Task] = []
@@ -109,6 +113,8 @@ class Router:
         self._reload_done = 0
         self.redis_connected = False
         self._stopping = False
+        # cell -> (last check succeeded, monotonic time of the last success)
+        self.cell_health: dict[str, tuple[bool, float]] = {}
 
     async def dispatch(self, method: bytes, path: str, target: bytes, request_headers, body: bytes | None,
                        client_host: str | None) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
@@ -128,16 +134,28 @@ class Router:
                 break
         tenant_id = tenant_from_authorization(authorization)
         route = self.table.get(tenant_id) if tenant_id is not None else None
+        now = time.monotonic()
+        address = client_host or ""
         if route is None:
+            if wait_s := self._auth_failures_wait_s(address, now):
+                return self._too_many_failures(wait_s)
+            self._auth_failed(address, now)
             self.metrics.rejected.labels("unauthorized").inc()
             return _own(401, UNAUTHORIZED_HEADERS, UNAUTHORIZED_BODY)
-        wait_s = self.limiter.wait_s(tenant_id, route.rate_per_s, route.burst, time.monotonic())
-        if wait_s:
-            self.metrics.rejected.labels("rate_limited").inc()
-            retry_after = str(max(1, int(wait_s + 0.999))).encode()
-            return _own(429, _PROBLEM + [(b"retry-after", retry_after)],
-                        problem_body(429, "rate_limited", "This tenant's request rate limit is exceeded.",
-                                     title="Too Many Requests"))
+        # Only credentials the cell has accepted spend the tenant's budget: anybody can name a tenant. Others
+        # pass while their client address has failed attempts left (a 401 spends one), and become known when
+        # the cell accepts them.
+        digest = hashlib.sha256(authorization).digest()
+        known = self.credentials.tenant(digest, now) == tenant_id
+        if known:
+            if wait_s := self.limiter.wait_s(tenant_id, route.rate_per_s, route.burst, now):
+                self.metrics.rejected.labels("rate_limited").inc()
+                retry_after = str(max(1, int(wait_s + 0.999))).encode()
+                return _own(429, _PROBLEM + [(b"retry-after", retry_after)],
+                            problem_body(429, "rate_limited", "This tenant's request rate limit is exceeded.",
+                                         title="Too Many Requests"))
+        elif wait_s := self._auth_failures_wait_s(address, now):
+            return self._too_many_failures(wait_s)
         if body is None:
             self.metrics.rejected.labels("body_too_large").inc()
             return _own(413, _PROBLEM, problem_body(413, "body_too_large",
@@ -158,19 +176,49 @@ class Router:
             if newer is not None:
                 route = newer
                 status, response_headers, response_body = await self._forward(route, method, target, headers, body)
+        if status == 401:
+            self.credentials.forget(digest)
+            self._auth_failed(address, time.monotonic())
+        elif not known and status < 500 and status != 421:
+            # An answer of the cell's own, past its key check (not a 5xx: the router's 503 when the cell is
+            # down; nor a 421, which checked nothing): the credentials are good. The tenant pays for this one.
+            now = time.monotonic()
+            self.credentials.remember(digest, tenant_id, now)
+            self.limiter.charge(tenant_id, route.rate_per_s, route.burst, now)
         self.metrics.observe(route.cell, status, tenant_id, time.perf_counter() - started)
         return status, response_headers, response_body
 
-    async def _forward(self, route: Route, method: bytes, target: bytes, headers, body: bytes):
-        pool = self.pools.get(route.api_url)
+    def _auth_failures_wait_s(self, address: str, now: float) -> float:
+        """0 while the address has failed attempts left (none is spent); else the seconds until one is back."""
+        s = self.settings
+        return self.auth_failures.wait_s(address, s.auth_failures_per_s_max, s.auth_failure_burst_max, now,
+                                         take=False)
+
+    def _auth_failed(self, address: str, now: float) -> None:
+        s = self.settings
+        self.auth_failures.charge(address, s.auth_failures_per_s_max, s.auth_failure_burst_max, now)
+
+    def _too_many_failures(self, wait_s: float):
+        self.metrics.rejected.labels("auth_failures").inc()
+        retry_after = str(max(1, int(wait_s + 0.999))).encode()
+        return _own(429, _PROBLEM + [(b"retry-after", retry_after)],
+                    problem_body(429, "auth_failures_rate_limited",
+                                 "Too many requests with credentials that were not accepted from this address.",
+                                 title="Too Many Requests"))
+
+    def _pool(self, api_url: str) -> UpstreamPool:
+        pool = self.pools.get(api_url)
         if pool is None:
             s = self.settings
-            pool = self.pools[route.api_url] = UpstreamPool(
-                route.api_url, connections_max=s.connections_per_cell_max, connect_timeout_s=s.connect_timeout_s,
+            pool = self.pools[api_url] = UpstreamPool(
+                api_url, connections_max=s.connections_per_cell_max, connect_timeout_s=s.connect_timeout_s,
                 timeout_s=s.upstream_timeout_s, idle_s_max=s.idle_connection_s_max,
                 body_bytes_max=s.response_bytes_max)
+        return pool
+
+    async def _forward(self, route: Route, method: bytes, target: bytes, headers, body: bytes):
         try:
-            response = await pool.request(method, target, headers, body)
+            response = await self._pool(route.api_url).request(method, target, headers, body)
         except ConnectFailed:
             return self._unavailable(503, "cell_unavailable", "Service Unavailable",
                                      "The tenant's cell cannot be reached; retry later.")
@@ -191,15 +239,74 @@ class Router:
                                    (b"content-length", str(len(body)).encode())], body
 
     def _local(self, path: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-        json = [(b"content-type", b"application/json")]
         if path == "/healthz":
-            return _own(200, json, b'{"status":"ok"}')
+            return _own(200, _JSON, b'{"status":"ok"}')
         if path == "/readyz":
-            body = msgspec.json.encode({"ready": self.loaded, "routes": len(self.table.routes),
-                                        "pubsub": self.redis_connected})
-            return _own(200 if self.loaded else 503, json, body)
+            return self._readiness()
+        # /metrics names every tenant: it is served on the metrics listener only (metrics_answer).
+        return problem_answer(404, "not_found", "No such resource.")
+
+    def metrics_answer(self, path: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        """The metrics listener's only resource."""
+        if path != "/metrics":
+            return problem_answer(404, "not_found", "No such resource.")
         self.metrics.routes.set(len(self.table.routes))
         return _own(200, [(b"content-type", CONTENT_TYPE_LATEST.encode())], generate_latest(self.metrics.registry))
+
+    def _readiness(self) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        if not self.loaded:
+            return _own(503, _PROBLEM, problem_body(503, "not_ready", "The routing table is not loaded yet.",
+                                                    title="Service Unavailable", pubsub=self.redis_connected))
+        now = time.monotonic()
+        ttl_s = self.settings.cell_health_ttl_s
+        cells = {}
+        for cell in self.table.cells:
+            health = self.cell_health.get(cell)
+            cells[cell] = health is not None and health[0] and now - health[1] <= ttl_s
+        unhealthy = sorted(cell for cell, ok in cells.items() if not ok)
+        if unhealthy:
+            body = problem_body(503, "not_ready", "Cells without a recent successful health check: "
+                                + ", ".join(unhealthy) + ".", title="Service Unavailable", unhealthy_cells=unhealthy,
+                                pubsub=self.redis_connected)
+            return _own(503, _PROBLEM, body)
+        body = msgspec.json.encode({"ready": True, "routes": len(self.table.routes), "cells": cells,
+                                    "pubsub": self.redis_connected})
+        return _own(200, _JSON, body)
+
+    # ---- the cells' health --------------------------------------------------------------------------------
+
+    async def check_cells(self) -> None:
+        """One round of health checks of every cell that has tenants, all at once; bounded in time."""
+        cells = dict(self.table.cells)
+        results = await asyncio.gather(*(self._check_cell(url) for url in cells.values()))
+        now = time.monotonic()
+        for cell, ok in zip(cells, results):
+            previous = self.cell_health.get(cell)
+            if previous is not None and previous[0] != ok:
+                log.warning("cell %s is %s", cell, "healthy again" if ok else "unhealthy")
+            # A failure keeps the time of the last success: readiness looks at how recent that was.
+            self.cell_health[cell] = (True, now) if ok else (False, previous[1] if previous else 0.0)
+        for cell in set(self.cell_health) - set(cells):
+            del self.cell_health[cell]
+
+    async def _check_cell(self, api_url: str) -> bool:
+        try:
+            response = await asyncio.wait_for(
+                self._pool(api_url).request(b"GET", self.settings.cell_health_path.encode(), [], b""),
+                self.settings.cell_health_timeout_s)
+        except (UpstreamError, TimeoutError, OSError):
+            return False
+        return response.status == 200
+
+    async def _health_loop(self) -> None:
+        while not self._stopping:
+            await asyncio.sleep(self.settings.cell_health_interval_s)
+            try:
+                await self.check_cells()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - a bug here must not stop the checks: readiness goes stale, says 503
+                log.exception("cell health checks failed")
 
     # ---- the routing table ---------------------------------------------------------------------------------
 
@@ -211,7 +318,9 @@ class Router:
             await self.reload("start")
         except Exception as exc:  # noqa: BLE001 - not fatal: /readyz says 503 and the reload loop retries
             log.warning("routing table not loaded at start: %r", exc)
+        await self.check_cells()  # so that a router whose cells are up is ready as soon as it listens
         self._tasks.append(asyncio.create_task(self._reload_loop()))
+        self._tasks.append(asyncio.create_task(self._health_loop()))
         if self.settings.redis_url:
             self._tasks.append(asyncio.create_task(self._subscribe_loop()))
 

@@ -1,4 +1,4 @@
-"""The pure part of the router: the tenant -> cell map and the per-tenant token buckets. No IO."""
+"""The pure part of the router: the tenant -> cell map, the token buckets, the accepted credentials. No IO."""
 
 from __future__ import annotations
 
@@ -17,10 +17,12 @@ class Route(msgspec.Struct, frozen=True):
 class RoutingTable:
     """An immutable snapshot; the router swaps in a new one on every reload (a reference swap is atomic)."""
 
-    __slots__ = ("routes",)
+    __slots__ = ("cells", "routes")
 
     def __init__(self, routes: dict[str, Route]) -> None:
         self.routes = routes
+        # The cells that have tenants, with their API URL: the ones readiness depends on.
+        self.cells = {route.cell: route.api_url for route in routes.values()}
 
     def get(self, tenant_id: str) -> Route | None:
         return self.routes.get(tenant_id)
@@ -55,33 +57,81 @@ class TokenBucket:
         self.tokens = burst
         self.updated_at = now
 
-    def take(self, now: float, rate: float, burst: float) -> float:
-        """0 when a request may pass; otherwise the seconds until one token is back."""
+    def take(self, now: float, rate: float, burst: float, take: bool = True) -> float:
+        """0 when a request may pass (and, with `take`, one token is spent); otherwise the seconds until one
+        token is back."""
+        self._refill(now, rate, burst)
+        if self.tokens >= 1.0:
+            if take:
+                self.tokens -= 1.0
+            return 0.0
+        return (1.0 - self.tokens) / rate
+
+    def charge(self, now: float, rate: float, burst: float) -> None:
+        """Spend one token after the fact, into debt if need be (down to -burst): what was charged late is
+        still paid for."""
+        self._refill(now, rate, burst)
+        self.tokens = max(-burst, self.tokens - 1.0)
+
+    def _refill(self, now: float, rate: float, burst: float) -> None:
         if rate != self.rate or burst != self.burst:
             self.rate, self.burst = rate, burst
             self.tokens = min(self.tokens, burst)
         self.tokens = min(burst, self.tokens + (now - self.updated_at) * rate)
         self.updated_at = now
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
-            return 0.0
-        return (1.0 - self.tokens) / rate
 
 
 class RateLimiter:
-    """One bucket per tenant; rate 0 means unlimited. Buckets are bounded: the least recently created
-    ones are dropped first when the bound is hit (a dropped bucket restarts full, which only forgives)."""
+    """One bucket per key (a tenant, a client address); rate 0 means unlimited. Buckets are bounded: the least
+    recently created ones are dropped first when the bound is hit (a dropped bucket restarts full, which only
+    forgives)."""
 
     def __init__(self, buckets_max: int) -> None:
         self.buckets: dict[str, TokenBucket] = {}
         self.buckets_max = buckets_max
 
-    def wait_s(self, tenant_id: str, rate: float, burst: float, now: float) -> float:
+    def wait_s(self, key: str, rate: float, burst: float, now: float, take: bool = True) -> float:
+        """0 when a request may pass (spending a token unless `take` is false); else the seconds to wait."""
         if rate <= 0:
             return 0.0
-        bucket = self.buckets.get(tenant_id)
+        return self._bucket(key, rate, burst, now).take(now, rate, burst, take)
+
+    def charge(self, key: str, rate: float, burst: float, now: float) -> None:
+        if rate > 0:
+            self._bucket(key, rate, burst, now).charge(now, rate, burst)
+
+    def _bucket(self, key: str, rate: float, burst: float, now: float) -> TokenBucket:
+        bucket = self.buckets.get(key)
         if bucket is None:
             if len(self.buckets) >= self.buckets_max:
                 self.buckets.pop(next(iter(self.buckets)))
-            bucket = self.buckets[tenant_id] = TokenBucket(rate, burst, now)
-        return bucket.take(now, rate, burst)
+            bucket = self.buckets[key] = TokenBucket(rate, burst, now)
+        return bucket
+
+
+class KnownCredentials:
+    """Credentials a cell accepted: a digest of the Authorization value -> tenant id, for `ttl_s` at most.
+    Bounded: the oldest entries go first (a forgotten entry only costs one re-check by the cell)."""
+
+    def __init__(self, entries_max: int, ttl_s: float) -> None:
+        self.entries: dict[bytes, tuple[str, float]] = {}
+        self.entries_max = entries_max
+        self.ttl_s = ttl_s
+
+    def tenant(self, digest: bytes, now: float) -> str | None:
+        entry = self.entries.get(digest)
+        if entry is None:
+            return None
+        if entry[1] <= now:
+            del self.entries[digest]
+            return None
+        return entry[0]
+
+    def remember(self, digest: bytes, tenant_id: str, now: float) -> None:
+        self.entries.pop(digest, None)
+        if len(self.entries) >= self.entries_max:
+            self.entries.pop(next(iter(self.entries)))
+        self.entries[digest] = (tenant_id, now + self.ttl_s)
+
+    def forget(self, digest: bytes) -> None:
+        self.entries.pop(digest, None)

@@ -57,9 +57,11 @@ class _Request:
 class Connection(asyncio.Protocol):
     """One client connection."""
 
-    def __init__(self, server: "RouterServer") -> None:
+    def __init__(self, server: "RouterServer", public: bool = True) -> None:
         self.server = server
         self.router = server.router
+        # The public port routes; the metrics listener serves /metrics and nothing else.
+        self.dispatch = server.router.dispatch if public else server.metrics_dispatch
         self.settings = server.settings
         self.loop = server.loop
         self.transport: asyncio.Transport | None = None
@@ -203,7 +205,7 @@ class Connection(asyncio.Protocol):
                 path = url.split(b"?", 1)[0].decode("latin-1")
                 body = b"".join(request.body) if request.body is not None else None
                 try:
-                    status, headers, payload = await self.router.dispatch(
+                    status, headers, payload = await self.dispatch(
                         request.method, path, url, request.headers, body, self.client_host)
                 except Exception:  # noqa: BLE001 - a bug of ours must not hang the client: 500, and log it
                     log.exception("request failed in the router")
@@ -282,17 +284,35 @@ class RouterServer:
         self.stopping = False
         self.loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.base_events.Server | None = None
+        self._metrics_server: asyncio.base_events.Server | None = None
         self._reaper: asyncio.Task | None = None
 
     @property
     def port(self) -> int:
         return self._server.sockets[0].getsockname()[1]
 
+    @property
+    def metrics_port(self) -> int | None:
+        return self._metrics_server.sockets[0].getsockname()[1] if self._metrics_server is not None else None
+
+    async def metrics_dispatch(self, method: bytes, path: str, target: bytes, request_headers, body, client_host):
+        return self.router.metrics_answer(path)
+
     async def start(self) -> "RouterServer":
         self.loop = asyncio.get_running_loop()
         await self.router.start()
-        self._server = await self.loop.create_server(lambda: Connection(self), self.settings.host,
-                                                     self.settings.port, backlog=2048, reuse_address=True)
+        try:
+            if self.settings.metrics_port:
+                self._metrics_server = await self.loop.create_server(
+                    lambda: Connection(self, public=False), self.settings.metrics_host, self.settings.metrics_port,
+                    reuse_address=True)
+            self._server = await self.loop.create_server(lambda: Connection(self), self.settings.host,
+                                                         self.settings.port, backlog=2048, reuse_address=True)
+        except BaseException:
+            if self._metrics_server is not None:
+                self._metrics_server.close()
+            await self.router.stop()
+            raise
         self._reaper = self.loop.create_task(self._reap())
         return self
 
@@ -308,8 +328,9 @@ class RouterServer:
     async def stop(self) -> None:
         """Stop accepting, let the answers in flight go out (up to `shutdown_s`), then close everything."""
         self.stopping = True
-        if self._server is not None:
-            self._server.close()
+        for server in (self._server, self._metrics_server):
+            if server is not None:
+                server.close()
         if self._reaper is not None:
             self._reaper.cancel()
             self._reaper = None
@@ -325,6 +346,8 @@ class RouterServer:
     async def serve_until_signalled(self) -> None:
         await self.start()
         log.info("router listening on %s:%s", self.settings.host, self.port)
+        if self.metrics_port is not None:
+            log.info("router metrics on http://%s:%s/metrics", self.settings.metrics_host, self.metrics_port)
         stop = asyncio.Event()
         for signum in (signal.SIGINT, signal.SIGTERM):
             self.loop.add_signal_handler(signum, stop.set)

@@ -75,6 +75,10 @@ class ServedRouter:
     def port(self) -> int:
         return self.server.port
 
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.server.metrics_port}/metrics"
+
     async def start(self) -> "ServedRouter":
         await self.server.start()
         return self
@@ -159,7 +163,7 @@ class Platform:
 
     def router_settings(self, **overrides) -> RouterSettings:
         values = {"control_plane_database_url": self.database_url, "redis_url": self.redis_url,
-                  "reload_interval_s": 60.0, "port": free_port()}
+                  "reload_interval_s": 60.0, "port": free_port(), "metrics_port": free_port()}
         values.update(overrides)
         return RouterSettings(**values)
 
@@ -168,14 +172,18 @@ class Platform:
 
     @contextlib.asynccontextmanager
     async def routed(self, cell: str = "cell-a", **overrides):
-        """A new tenant on `cell` and a router (no pub/sub unless asked) that routes it: (tenant id, router)."""
+        """A new tenant on `cell` and a router (no pub/sub unless asked) that routes it: (tenant id, router).
+        The tenant is deleted afterwards: a tenant left on a cell that is down would make later routers unready."""
         tenant = new_tenant_id()
         await self.add_tenant(tenant, cell)
-        router = await self.router(**{"redis_url": "", **overrides})
         try:
-            yield tenant, router
+            router = await self.router(**{"redis_url": "", **overrides})
+            try:
+                yield tenant, router
+            finally:
+                await router.stop()
         finally:
-            await router.stop()
+            await self.sql("DELETE FROM tenants WHERE id = $1", tenant)
 
 
 async def eventually(check, timeout_s: float, interval_s: float = 0.05):
@@ -196,9 +204,10 @@ class RealPlatform:
         self.settings = settings
         self.router: ServedRouter | None = None
 
-    async def start_router(self) -> ServedRouter:
-        settings = RouterSettings(control_plane_database_url=self.settings.database_url,
-                                  redis_url=self.settings.redis_url, reload_interval_s=0.5, port=free_port())
+    async def start_router(self, **overrides) -> ServedRouter:
+        values = {"control_plane_database_url": self.settings.database_url, "redis_url": self.settings.redis_url,
+                  "reload_interval_s": 0.5, "port": free_port(), "metrics_port": free_port()}
+        settings = RouterSettings(**{**values, **overrides})
         return await ServedRouter(settings).start()
 
     async def tenant(self, cell: str, prefix: str = "t") -> tuple[str, str]:

@@ -81,7 +81,7 @@ async def test_health_readiness_and_metrics(platform):
             ready = await client.get("/readyz")
             await client.get("/api/x", headers=basic(tenant))
             await client.get("/api/x", headers=basic(tenant))
-            metrics = (await client.get("/metrics")).text
+            metrics = (await client.get(router.metrics_url)).text
     assert ready.status_code == 200 and ready.json()["ready"] is True
     assert 'router_requests_total{cell="cell-b",status="200"} 2.0' in metrics
     assert f'router_tenant_requests_total{{tenant="{tenant}"}} 2.0' in metrics
@@ -97,7 +97,7 @@ async def test_per_tenant_metrics_are_bounded(platform):
         async with httpx.AsyncClient(base_url=router.url) as client:
             for tenant in tenants:
                 await client.get("/api/x", headers=basic(tenant))
-            metrics = (await client.get("/metrics")).text
+            metrics = (await client.get(router.metrics_url)).text
     finally:
         await router.stop()
     assert f'router_tenant_requests_total{{tenant="{tenants[0]}"}} 1.0' in metrics
@@ -115,3 +115,30 @@ async def test_not_ready_until_the_map_is_loaded(platform):
             assert (await client.get("/readyz")).status_code == 503
     finally:
         await router.stop()
+
+
+async def test_metrics_are_served_on_their_own_listener_only(platform):
+    async with platform.routed() as (tenant, router):
+        async with httpx.AsyncClient(base_url=router.url) as client:
+            await client.get("/api/x", headers=basic(tenant))
+            public = await client.get("/metrics")
+            # Not forwarded to the tenant's cell either.
+            public_with_auth = await client.get("/metrics", headers=basic(tenant))
+            private = await client.get(router.metrics_url)
+            private_other = await client.get(router.metrics_url.replace("/metrics", "/api/x"), headers=basic(tenant))
+    for response in (public, public_with_auth):
+        assert response.status_code == 404
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.json()["code"] == "not_found"
+        assert tenant not in response.text
+    assert private.status_code == 200
+    assert f'router_tenant_requests_total{{tenant="{tenant}"}} 1.0' in private.text
+    assert private_other.status_code == 404  # the metrics listener routes nothing
+
+
+async def test_metrics_port_0_is_no_metrics_listener(platform):
+    async with platform.routed(metrics_port=0) as (tenant, router):
+        assert router.server.metrics_port is None
+        async with httpx.AsyncClient(base_url=router.url) as client:
+            assert (await client.get("/metrics")).status_code == 404
+            assert (await client.get("/api/x", headers=basic(tenant))).status_code == 200
