@@ -6,6 +6,7 @@ from typing import Literal
 
 import msgspec
 
+from cell.store.sweep import SWEEP_ACCOUNTS_MAX_DEFAULT, SWEEP_AFTER_S_DEFAULT, SWEEP_INTERVAL_S_DEFAULT
 from ledger_common.settings import load_from_env
 
 
@@ -37,6 +38,11 @@ class CellSettings(msgspec.Struct, frozen=True, kw_only=True):
     sqs_region: str = "us-east-1"
     # Fewer, fuller SQS calls cost less CPU than they add in apply lag (measured in the hot-account benchmark).
     sqs_send_buffer_ms_max: int = 25
+    # Every API process also sweeps (as every worker process does): effects unapplied longer than sweep_after_s
+    # are applied every sweep_interval_s even with no worker, Redis or SQS up. 0: this process does not sweep.
+    sweep_interval_s: float = SWEEP_INTERVAL_S_DEFAULT
+    sweep_after_s: float = SWEEP_AFTER_S_DEFAULT
+    sweep_accounts_max: int = SWEEP_ACCOUNTS_MAX_DEFAULT
 
 
 def load_settings(environ_prefixes: tuple[str, ...] = ("CELL_", "LEDGER_"), **overrides) -> CellSettings:

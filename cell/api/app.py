@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import asyncpg
@@ -16,6 +17,7 @@ from cell.api import accounts, entries, ledgers, problems, transactions
 from cell.api.auth import AuthMiddleware
 from cell.api.metrics import RequestMetrics
 from cell.ledger.errors import LedgerError
+from cell.service import sweeper
 from cell.service.context import AccountCache, CellContext
 from cell.service.nudge import make_nudger, queue_gauges
 from cell.service.tenants import KeyCache
@@ -69,11 +71,18 @@ def create_app(settings: CellSettings, *, run_migrations: bool = True) -> Litest
             log.warning("hybrid posting mode without CELL_SQS_QUEUE_URL: queued effects wait for a worker's sweeper")
         app.state.ctx = CellContext(settings=settings, pool=pool, cache=AccountCache(settings.account_cache_size_max),
                                     keys=KeyCache(settings.api_key_cache_ttl_s), nudger=make_nudger(settings))
+        app.state.sweeper = None
+        if settings.sweep_interval_s > 0:
+            app.state.sweeper = asyncio.get_running_loop().create_task(sweeper.run(pool, settings))
 
     async def shutdown(app: Litestar) -> None:
         ctx: CellContext | None = getattr(app.state, "ctx", None)
         if ctx is None:
             return
+        task: asyncio.Task | None = getattr(app.state, "sweeper", None)
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
         await ctx.nudger.close()
         await ctx.pool.close()
 
