@@ -6,7 +6,7 @@ from typing import Literal
 
 import msgspec
 
-from cell.store.sweep import SWEEP_ACCOUNTS_MAX_DEFAULT, SWEEP_AFTER_S_DEFAULT, SWEEP_INTERVAL_S_DEFAULT
+from cell.store.sweep import SWEEP_ACCOUNTS_MAX_DEFAULT, SWEEP_AFTER_S_DEFAULT, SWEEP_INTERVAL_S_DEFAULT, unapplied_age_max_s
 from ledger_common.settings import load_from_env
 
 
@@ -43,6 +43,11 @@ class CellSettings(msgspec.Struct, frozen=True, kw_only=True):
     sweep_interval_s: float = SWEEP_INTERVAL_S_DEFAULT
     sweep_after_s: float = SWEEP_AFTER_S_DEFAULT
     sweep_accounts_max: int = SWEEP_ACCOUNTS_MAX_DEFAULT
+
+    @property
+    def unapplied_age_max_s(self) -> float:
+        """The sweeper's bound, as the metrics, /readyz and `ledgerctl verify` check it."""
+        return unapplied_age_max_s(self.sweep_after_s, self.sweep_interval_s or SWEEP_INTERVAL_S_DEFAULT)
 
 
 def load_settings(environ_prefixes: tuple[str, ...] = ("CELL_", "LEDGER_"), **overrides) -> CellSettings:

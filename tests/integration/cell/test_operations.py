@@ -5,6 +5,7 @@ async def test_health_readiness_metrics_and_schema(api, cell_client):
     assert (await cell_client.get("/healthz")).json() == {"status": "ok"}
     ready = await cell_client.get("/readyz")
     assert ready.status_code == 200 and ready.json()["status"] == "ready"
+    assert ready.json()["unapplied_age_breach"] is False and ready.json()["unapplied_age_max_s"] == 9.0
     ledger = await api.ledger()
     a, b = await api.account(ledger["id"], "debit"), await api.account(ledger["id"], "credit")
     await api.transfer(ledger["id"], a["id"], b["id"], 1)
@@ -14,6 +15,7 @@ async def test_health_readiness_metrics_and_schema(api, cell_client):
     assert 'outcome="invalid_request"' not in metrics  # rejected at the edge, before the posting path
     assert "ledger_request_duration_seconds" in metrics and "/api/ledger_transactions" in metrics
     assert "ledger_sync_lock_wait_seconds_count" in metrics
+    assert "ledger_unapplied_age_bound_seconds 9.0" in metrics and "ledger_unapplied_age_breach 0.0" in metrics
     schema = (await cell_client.get("/schema/openapi.json")).json()
     assert "/api/ledger_transactions" in schema["paths"] and "/api/ledger_accounts/{account_id}" in schema["paths"]
 
