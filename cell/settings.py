@@ -20,6 +20,14 @@ class CellSettings(msgspec.Struct, frozen=True, kw_only=True):
     db_pool_max: int = 12
     # The role pooled connections run as (0003_app_role.sql); "" when the login role is already restricted.
     db_role: str = "ledger_app"
+    # Bounds on the database (seconds / ms, 0 = off): a request that gets no connection within db_acquire_s_max
+    # is 503 database_unavailable; a balance-row lock waited for longer than lock_wait_ms_max is 503
+    # lock_timeout; a statement runs at most statement_ms_max; a session idle inside a transaction (a stalled
+    # process) is ended by the server after idle_in_transaction_ms_max, releasing its locks.
+    db_acquire_s_max: float = 5.0
+    lock_wait_ms_max: int = 2_000
+    statement_ms_max: int = 30_000
+    idle_in_transaction_ms_max: int = 5_000
     # hybrid: entries without a lock are queued and applied by the cell's workers; sync: every entry is
     # applied in its posting (the baseline the async path is measured against).
     posting_mode: Literal["hybrid", "sync"] = "hybrid"

@@ -22,7 +22,7 @@ from cell.service.context import AccountCache, CellContext
 from cell.service.nudge import make_nudger, queue_gauges
 from cell.service.tenants import KeyCache
 from cell.settings import CellSettings
-from cell.store.db import create_pool
+from cell.store.db import create_pool, session_bounds
 from cell.store.migrate import migrate, pending_migrations
 
 log = logging.getLogger("cell")
@@ -72,8 +72,12 @@ def create_app(settings: CellSettings, *, run_migrations: bool = True) -> Litest
                 await conn.close()
             if applied:
                 log.info("applied migrations: %s", ", ".join(applied))
-        pool = await create_pool(settings.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max,
-                                 role=settings.db_role)
+        pool = await create_pool(
+            settings.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max, role=settings.db_role,
+            connect_timeout_s=settings.db_acquire_s_max,
+            server_settings=session_bounds(idle_in_transaction_ms_max=settings.idle_in_transaction_ms_max,
+                                           statement_ms_max=settings.statement_ms_max,
+                                           lock_wait_ms_max=settings.lock_wait_ms_max))
         if settings.posting_mode == "hybrid" and not settings.sqs_queue_url:
             log.warning("hybrid posting mode without CELL_SQS_QUEUE_URL: queued effects wait for a worker's sweeper")
         app.state.ctx = CellContext(settings=settings, pool=pool, cache=AccountCache(settings.account_cache_size_max),

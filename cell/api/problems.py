@@ -10,10 +10,12 @@ from litestar.exceptions import HTTPException
 
 from cell.ledger.errors import (
     Conflict,
+    DatabaseUnavailable,
     IdempotencyInFlight,
     IdempotencyKeyReused,
     InvalidRequest,
     LedgerError,
+    LockTimeout,
     NotFound,
     PostingRejected,
     RetryableConflict,
@@ -34,6 +36,8 @@ STATUS: dict[type[LedgerError], int] = {
     PostingRejected: 422,
     IdempotencyKeyReused: 422,
     TenantFrozen: 503,
+    DatabaseUnavailable: 503,
+    LockTimeout: 503,
 }
 
 HTTP_CODES = {400: "invalid_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed",

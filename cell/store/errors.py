@@ -7,9 +7,11 @@ import msgspec
 
 from cell.ledger.errors import (
     Conflict,
+    DatabaseUnavailable,
     IdempotencyInFlight,
     InvalidRequest,
     LedgerError,
+    LockTimeout,
     NotFound,
     PostingRejected,
     RetryableConflict,
@@ -58,6 +60,12 @@ def translate(exc: asyncpg.PostgresError) -> LedgerError | None:
         return RetryableConflict(str(exc))
     if state in ("LG011", "LG012"):
         return TenantMoved("this cell does not serve the tenant")
+    if state == "55P03":
+        return LockTimeout("a balance this request needs stayed locked past the lock-wait bound; "
+                           "nothing was written, retry shortly")
+    if state == "57014":
+        return DatabaseUnavailable("the database did not answer within the statement bound; nothing was written, "
+                                   "retry shortly", "statement_timeout")
     if state in ("40001", "40P01"):
         return RetryableConflict("concurrent update; retry")
     if state == "23505":
