@@ -107,6 +107,11 @@ def create_app(settings: CellSettings, *, run_migrations: bool = True) -> Litest
             LedgerError: problems.ledger_error_handler,
             msgspec.MsgspecError: problems.decode_error_handler,
             HTTPException: problems.http_error_handler,
+            # Driver errors that escaped CellContext.run: 503 when the database is gone, else 500.
+            asyncpg.PostgresError: problems.database_error_handler,
+            asyncpg.InterfaceError: problems.database_error_handler,
+            OSError: problems.database_error_handler,
+            TimeoutError: problems.database_error_handler,
             Exception: problems.internal_error_handler,
         },
         request_max_body_size=settings.body_bytes_max,

@@ -67,3 +67,9 @@ class LockTimeout(LedgerError):
 
     code = "lock_timeout"
 
+
+class OutcomeUnknown(LedgerError):
+    """The connection was lost while the request's statements or commit were in flight: it may or may not
+    have committed. Retrying with the same Idempotency-Key is safe and tells which (503)."""
+
+    code = "outcome_unknown"
