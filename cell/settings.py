@@ -16,6 +16,10 @@ class CellSettings(msgspec.Struct, frozen=True, kw_only=True):
     host: str = "127.0.0.1"
     port: int = 8101
     processes: int = 1  # server processes sharing the port (each with its own pool of db_pool_max)
+    # Prometheus /metrics on its own listener, never on the public port (0: none). Loopback by default: scrape
+    # it from the host, or set metrics_host to the pod's address.
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 0
     db_pool_min: int = 2
     db_pool_max: int = 12
     # The role pooled connections run as (0003_app_role.sql); "" when the login role is already restricted.

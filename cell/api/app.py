@@ -1,4 +1,5 @@
-"""All wiring of the cell's HTTP API in one place: routes, auth, problems, metrics, health, lifespan."""
+"""All wiring of the cell's HTTP API in one place: routes, auth, problems, health, lifespan (with the metrics
+listener on its own port and the sweeper)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,8 @@ from litestar import Litestar, Request, Response, get
 from litestar.exceptions import HTTPException
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
-from cell.api import accounts, entries, ledgers, problems, transactions
+from cell.api import accounts, entries, ledgers, metrics_server, problems, transactions
 from cell.api.auth import AuthMiddleware
 from cell.api.metrics import RequestMetrics
 from cell.ledger.errors import LedgerError
@@ -53,14 +53,6 @@ async def readyz(request: Request) -> Response:
                      "unapplied_age_breach": gauges["unapplied_age_breach"]})
 
 
-@get("/metrics", include_in_schema=False)
-async def metrics(request: Request) -> Response:
-    ctx: CellContext = request.app.state.ctx
-    async with ctx.pool.acquire() as conn:
-        await queue_gauges(conn, ctx.settings.unapplied_age_max_s)  # the queue's depth and age, read at scrape time
-    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
-
-
 def create_app(settings: CellSettings, *, run_migrations: bool = True) -> Litestar:
     async def startup(app: Litestar) -> None:
         if run_migrations:
@@ -82,6 +74,7 @@ def create_app(settings: CellSettings, *, run_migrations: bool = True) -> Litest
             log.warning("hybrid posting mode without CELL_SQS_QUEUE_URL: queued effects wait for a worker's sweeper")
         app.state.ctx = CellContext(settings=settings, pool=pool, cache=AccountCache(settings.account_cache_size_max),
                                     keys=KeyCache(settings.api_key_cache_ttl_s), nudger=make_nudger(settings))
+        app.state.metrics_server = await metrics_server.start(settings, pool)
         app.state.sweeper = None
         if settings.sweep_interval_s > 0:
             app.state.sweeper = asyncio.get_running_loop().create_task(sweeper.run(pool, settings))
@@ -94,12 +87,15 @@ def create_app(settings: CellSettings, *, run_migrations: bool = True) -> Litest
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+        server: asyncio.Server | None = getattr(app.state, "metrics_server", None)
+        if server is not None:
+            server.close()
         await ctx.nudger.close()
         await ctx.pool.close()
 
     return Litestar(
         route_handlers=[*ledgers.routes, *accounts.routes, *transactions.routes, *entries.routes,
-                        healthz, readyz, metrics],
+                        healthz, readyz],
         on_startup=[startup],
         on_shutdown=[shutdown],
         middleware=[AuthMiddleware, DefineMiddleware(RequestMetrics, cell=settings.name)],

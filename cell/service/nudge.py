@@ -23,12 +23,17 @@ NUDGE_FAILURES = Counter(
     "ledger_nudge_send_failures_total",
     "SQS nudge messages that could not be sent (their effects wait for the sweeper)",
 )
-UNAPPLIED_EFFECTS = Gauge("ledger_unapplied_effects", "Balance effects waiting to be applied (the async queue)")
-OLDEST_UNAPPLIED_AGE = Gauge("ledger_oldest_unapplied_age_seconds", "Age of the oldest unapplied balance effect")
+# Read from the database at scrape time: with several API processes, the most recent reading is the cell's.
+UNAPPLIED_EFFECTS = Gauge("ledger_unapplied_effects", "Balance effects waiting to be applied (the async queue)",
+                          multiprocess_mode="mostrecent")
+OLDEST_UNAPPLIED_AGE = Gauge("ledger_oldest_unapplied_age_seconds", "Age of the oldest unapplied balance effect",
+                             multiprocess_mode="mostrecent")
 UNAPPLIED_AGE_BOUND = Gauge("ledger_unapplied_age_bound_seconds",
-                            "The sweeper's bound: no balance effect may stay unapplied longer")
+                            "The sweeper's bound: no balance effect may stay unapplied longer",
+                            multiprocess_mode="mostrecent")
 UNAPPLIED_AGE_BREACH = Gauge("ledger_unapplied_age_breach",
-                             "1 when the oldest unapplied balance effect is older than the sweeper's bound")
+                             "1 when the oldest unapplied balance effect is older than the sweeper's bound",
+                             multiprocess_mode="mostrecent")
 
 
 class Nudger(Protocol):
