@@ -11,6 +11,7 @@ from collections import defaultdict
 import asyncpg
 import msgspec
 
+from cell.store.queries import Q
 from cell.store.sweep import ApplyOutcome, apply_groups
 from cell.store.sweep import sweep as store_sweep
 from cell.store.verify import (
@@ -151,7 +152,12 @@ async def sweep(pool: asyncpg.Pool, settings: WorkerSettings) -> int:
 async def verify(pool: asyncpg.Pool, settings: WorkerSettings) -> list[str]:
     """The periodic verifier: every invariant (cell.store.verify), including the sweeper's bound."""
     async with pool.acquire() as conn:
-        violations = await verify_cell(conn, None, unapplied_age_max_s=settings.unapplied_age_max_s)
+        # It recomputes every cache of the cell: the one reader allowed past statement_ms_max (it takes no locks).
+        await conn.execute(Q["worker_statement_timeout"], "0")
+        try:
+            violations = await verify_cell(conn, None, unapplied_age_max_s=settings.unapplied_age_max_s)
+        finally:
+            await conn.execute(Q["worker_statement_timeout"], f"{settings.statement_ms_max}ms")
     metrics.VERIFY_VIOLATIONS.set(len(violations))
     for v in violations:
         log.error("invariant violated: %s", v)
