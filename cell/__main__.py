@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import shutil
+import tempfile
 
 import msgspec
 import uvicorn
@@ -27,8 +29,18 @@ def main() -> None:
                    log_level="warning", lifespan="on", server_header=False,
                    proxy_headers=False)  # nothing reads the client address: skip uvicorn's X-Forwarded-* middleware
     if settings.processes > 1:
-        # Each process imports the app itself (settings from the same environment).
-        uvicorn.run("cell.asgi:app", workers=settings.processes, **options)
+        # Each process imports the app itself (settings from the same environment). Their metrics meet in one
+        # prometheus_client multiprocess directory (set before the processes import prometheus_client), which
+        # the metrics listener of whichever process a scrape reaches aggregates.
+        multiproc_dir = None
+        if settings.metrics_port and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+            multiproc_dir = tempfile.mkdtemp(prefix=f"cell-{settings.name}-metrics-")
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = multiproc_dir
+        try:
+            uvicorn.run("cell.asgi:app", workers=settings.processes, **options)
+        finally:
+            if multiproc_dir:
+                shutil.rmtree(multiproc_dir, ignore_errors=True)
     else:
         uvicorn.run(create_app(settings), **options)
 

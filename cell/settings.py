@@ -6,6 +6,7 @@ from typing import Literal
 
 import msgspec
 
+from cell.store.sweep import SWEEP_ACCOUNTS_MAX_DEFAULT, SWEEP_AFTER_S_DEFAULT, SWEEP_INTERVAL_S_DEFAULT, unapplied_age_max_s
 from ledger_common.settings import load_from_env
 
 
@@ -15,10 +16,22 @@ class CellSettings(msgspec.Struct, frozen=True, kw_only=True):
     host: str = "127.0.0.1"
     port: int = 8101
     processes: int = 1  # server processes sharing the port (each with its own pool of db_pool_max)
+    # Prometheus /metrics on its own listener, never on the public port (0: none). Loopback by default: scrape
+    # it from the host, or set metrics_host to the pod's address.
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 0
     db_pool_min: int = 2
     db_pool_max: int = 12
     # The role pooled connections run as (0003_app_role.sql); "" when the login role is already restricted.
     db_role: str = "ledger_app"
+    # Bounds on the database (seconds / ms, 0 = off): a request that gets no connection within db_acquire_s_max
+    # is 503 database_unavailable; a balance-row lock waited for longer than lock_wait_ms_max is 503
+    # lock_timeout; a statement runs at most statement_ms_max; a session idle inside a transaction (a stalled
+    # process) is ended by the server after idle_in_transaction_ms_max, releasing its locks.
+    db_acquire_s_max: float = 5.0
+    lock_wait_ms_max: int = 2_000
+    statement_ms_max: int = 30_000
+    idle_in_transaction_ms_max: int = 5_000
     # hybrid: entries without a lock are queued and applied by the cell's workers; sync: every entry is
     # applied in its posting (the baseline the async path is measured against).
     posting_mode: Literal["hybrid", "sync"] = "hybrid"
@@ -42,6 +55,16 @@ class CellSettings(msgspec.Struct, frozen=True, kw_only=True):
     sqs_region: str = "us-east-1"
     # Fewer, fuller SQS calls cost less CPU than they add in apply lag (measured in the hot-account benchmark).
     sqs_send_buffer_ms_max: int = 25
+    # Every API process also sweeps (as every worker process does): effects unapplied longer than sweep_after_s
+    # are applied every sweep_interval_s even with no worker, Redis or SQS up. 0: this process does not sweep.
+    sweep_interval_s: float = SWEEP_INTERVAL_S_DEFAULT
+    sweep_after_s: float = SWEEP_AFTER_S_DEFAULT
+    sweep_accounts_max: int = SWEEP_ACCOUNTS_MAX_DEFAULT
+
+    @property
+    def unapplied_age_max_s(self) -> float:
+        """The sweeper's bound, as the metrics, /readyz and `ledgerctl verify` check it."""
+        return unapplied_age_max_s(self.sweep_after_s, self.sweep_interval_s or SWEEP_INTERVAL_S_DEFAULT)
 
 
 def load_settings(environ_prefixes: tuple[str, ...] = ("CELL_", "LEDGER_"), **overrides) -> CellSettings:

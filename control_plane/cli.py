@@ -302,13 +302,18 @@ def keys_revoke(tenant_id: str, key_id: str, yes: bool) -> None:
 @cli.command()
 @click.option("--tenant", "tenant_id", default=None, help="Check one tenant.")
 @click.option("--cell", "cell_name", default=None, help="Check a whole cell.")
+@click.option("--unapplied-age-max-s", type=click.FloatRange(min=0), default=None,
+              help="Fail when a balance effect stayed unapplied longer (default: the sweeper's bound, "
+                   "CONTROL_PLANE_UNAPPLIED_AGE_MAX_S; 0 skips the check).")
 @_format_option
-def verify(tenant_id: str | None, cell_name: str | None) -> None:
-    """Run the invariant checks; exits 3 when any is violated."""
+def verify(tenant_id: str | None, cell_name: str | None, unapplied_age_max_s: float | None) -> None:
+    """Run the invariant checks, the sweeper's bound included; exits 3 when any is violated."""
     ctx = click.get_current_context().find_object(Context)
     if (tenant_id is None) == (cell_name is None):
         _fail(ctx, LedgerctlError("invalid_arguments", "give exactly one of --tenant or --cell"))
-    _emit(ctx, _run(lambda conn, s: operations.verify(conn, tenant_id, cell_name)))
+    _emit(ctx, _run(lambda conn, s: operations.verify(
+        conn, tenant_id, cell_name,
+        s.unapplied_age_max_s if unapplied_age_max_s is None else unapplied_age_max_s)))
 
 
 @cli.command()

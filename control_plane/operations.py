@@ -204,14 +204,16 @@ async def revoke_key(conn: asyncpg.Connection, settings: ControlPlaneSettings, t
     return row
 
 
-async def verify(conn: asyncpg.Connection, tenant_id: str | None = None, cell_name: str | None = None) -> dict:
-    """Run the cell's invariant checks; {cell: [violations]}. Raises with EXIT_VIOLATIONS when any."""
+async def verify(conn: asyncpg.Connection, tenant_id: str | None = None, cell_name: str | None = None,
+                 unapplied_age_max_s: float | None = None) -> dict:
+    """Run the cell's invariant checks, the sweeper's bound included unless unapplied_age_max_s is None or 0;
+    {cell: [violations]}. Raises with EXIT_VIOLATIONS when any."""
     if tenant_id is not None:
         cell = await _tenant_cell(conn, tenant_id)
     else:
         cell = await catalog.fetch_cell(conn, cell_name)
     async with cell_connection(cell) as cell_conn:
-        violations = await verify_cell(cell_conn, tenant_id)
+        violations = await verify_cell(cell_conn, tenant_id, unapplied_age_max_s=unapplied_age_max_s or None)
     report = {"cell": cell["name"], "tenant": tenant_id, "violations": list(violations)}
     if violations:
         raise LedgerctlError("invariants_violated", f"{len(violations)} invariant violation(s) in cell {cell['name']}",

@@ -35,6 +35,7 @@ HOST = "127.0.0.1"
 ROUTER_PORT = int(os.environ.get("LEDGER_ROUTER_PORT", "8000"))
 CELL_PORT_BASE = int(os.environ.get("LEDGER_CELL_PORT_BASE", "8100"))  # cell N listens on base + N
 CELLS = (("cell-1", CELL_PORT_BASE + 1), ("cell-2", CELL_PORT_BASE + 2))
+CELL_METRICS_PORT_BASE = int(os.environ.get("LEDGER_CELL_METRICS_PORT_BASE", "9100"))  # cell N's /metrics: base + N
 WORKER_METRICS_PORT_BASE = int(os.environ.get("LEDGER_WORKER_METRICS_PORT_BASE", "9200"))  # worker N: base + N
 ROUTER_METRICS_PORT = WORKER_METRICS_PORT_BASE  # base + 0: the router's metrics, never on its public port
 CONTROL_PLANE_DATABASE = "ledger_control_plane"
@@ -336,7 +337,8 @@ def main() -> None:
 
 
 def run(procs: Supervisor) -> None:
-    metrics_ports = [WORKER_METRICS_PORT_BASE + i for i in range(1, len(CELLS) + 1)]
+    metrics_ports = [base + i for i in range(1, len(CELLS) + 1)
+                     for base in (CELL_METRICS_PORT_BASE, WORKER_METRICS_PORT_BASE)]
     for port in [ROUTER_PORT, ROUTER_METRICS_PORT, *(p for _, p in CELLS), *metrics_ports]:
         if not port_free(port):
             raise SystemExit(f"port {port} is in use: is another `make run` still running?")
@@ -369,16 +371,18 @@ def run(procs: Supervisor) -> None:
         queue_url = ensure_queue(sqs_url, f"ledger-{name}")
         cells.append({"name": name, "port": port, "api_url": f"http://{HOST}:{port}", "database_url": database_url,
                       "queue_url": queue_url, "broker_url": redis_url.rsplit("/", 1)[0] + f"/{index}",
-                      "metrics_port": WORKER_METRICS_PORT_BASE + index})
+                      "metrics_port": WORKER_METRICS_PORT_BASE + index,
+                      "cell_metrics_port": CELL_METRICS_PORT_BASE + index})
     apis = []
     for cell in cells:
         apis.append(procs.spawn(f"{cell['name']} api", cell["name"], "cell", {
             "CELL_NAME": cell["name"], "CELL_HOST": HOST, "CELL_PORT": str(cell["port"]),
             "CELL_DATABASE_URL": cell["database_url"], "CELL_SQS_ENDPOINT_URL": sqs_url,
-            "CELL_SQS_QUEUE_URL": cell["queue_url"], "CELL_POSTING_MODE": "hybrid"}))
+            "CELL_SQS_QUEUE_URL": cell["queue_url"], "CELL_POSTING_MODE": "hybrid",
+            "CELL_METRICS_PORT": str(cell["cell_metrics_port"])}))
     for api, cell in zip(apis, cells):
         wait_http(cell["api_url"] + "/readyz", api, f"cell {cell['name']}")
-        say(f"cell {cell['name']} ready on {cell['api_url']}")
+        say(f"cell {cell['name']} ready on {cell['api_url']} (metrics on http://{HOST}:{cell['cell_metrics_port']}/metrics)")
     asyncio.run(prepare_catalog(settings, cells))
     for cell in cells:
         # Each worker in its own directory: Celery beat keeps its schedule file in the working directory.

@@ -6,6 +6,7 @@ import os
 
 import msgspec
 
+from cell.store.sweep import UNAPPLIED_AGE_MAX_S_DEFAULT
 from ledger_common.settings import load_from_env
 
 
@@ -18,6 +19,9 @@ class ControlPlaneSettings(msgspec.Struct, frozen=True, kw_only=True):
     actor: str = ""
     tenants_per_page_max: int = 1000
     cell_check_timeout_s: float = 5.0
+    # `ledgerctl verify` fails when an effect stayed unapplied longer than this: the cells' sweeper bound
+    # (CELL_/WORKER_SWEEP_AFTER_S + 2 * the sweep interval, defaults 5 + 2 * 2). 0 skips the check.
+    unapplied_age_max_s: float = UNAPPLIED_AGE_MAX_S_DEFAULT
 
 
 def load_settings(environ: dict[str, str] | None = None, **overrides) -> ControlPlaneSettings:

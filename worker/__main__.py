@@ -10,12 +10,12 @@ import time
 
 import msgspec
 
-from worker.app import create_celery
+from worker.app import create_celery, start_sweeper
 from worker.settings import load_settings
 from worker.sqs import SqsQueue
 
 log = logging.getLogger("worker")
-QUEUE_WAIT_S_MAX = 30  # the embedded SQS endpoint may still be starting
+QUEUE_WAIT_S_MAX = 30  # the embedded SQS endpoint may still be starting; later, failures log as errors
 _worker_pid = os.getpid()  # this module runs in the worker process (`python -m worker`)
 
 
@@ -41,23 +41,24 @@ def main(argv: list[str] | None = None) -> None:
         logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLevelName(settings.log_level)))
     if not settings.database_url:
         sys.exit("WORKER_DATABASE_URL (or LEDGER_DATABASE_URL) is required")
+    if settings.metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(settings.metrics_port, addr="127.0.0.1")  # loopback: never on a public interface
+    # First the sweeper: it needs only PostgreSQL, so effects are applied even while SQS or Redis is down.
+    start_sweeper(settings)
     queue = SqsQueue(settings)
-    deadline = time.monotonic() + QUEUE_WAIT_S_MAX
+    started = time.monotonic()
     while True:
         try:
             queue.ensure()
             break
-        except Exception as exc:  # noqa: BLE001 - retried until the deadline, then fatal
-            if time.monotonic() > deadline:
-                raise
-            log.warning("SQS queue not reachable yet (%s); retrying", exc)
+        except Exception as exc:  # noqa: BLE001 - retried forever: exiting would stop the sweeper too
+            level = logging.ERROR if time.monotonic() - started > QUEUE_WAIT_S_MAX else logging.WARNING
+            log.log(level, "SQS queue not reachable (%s); retrying (the sweeper applies meanwhile)", exc)
             time.sleep(1)
     settings = msgspec.structs.replace(settings, sqs_queue_url=queue.url)
     queue.settings = settings
-    if settings.metrics_port:
-        from prometheus_client import start_http_server
-
-        start_http_server(settings.metrics_port, addr="127.0.0.1")
     app = create_celery(settings, queue)
     args = ["worker", "--pool", "threads", "--concurrency", str(settings.concurrency),
             "--queues", settings.celery_queue, "--loglevel", settings.log_level,

@@ -5,19 +5,58 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 import asyncpg
 from celery import Celery
 from celery.signals import worker_ready
+from celery.worker.consumer import Consumer
 
-from cell.store.db import create_pool
+from cell.store.db import create_pool, session_bounds
 from worker import drain, metrics
 from worker.settings import WorkerSettings
 from worker.sqs import SqsQueue
 
 log = logging.getLogger(__name__)
+CONNECT_TIMEOUT_S = 5.0
+
+
+class BoundedRetryConsumer(Consumer):
+    """Celery's consumer reconnects to the broker 2, 4, 6 ... 30 s apart, whatever the transport options say:
+    here the intervals stop growing at broker_retry_s_max, so a Valkey that comes back is used within ~2 s."""
+
+    def ensure_connected(self, conn):
+        retry_s_max = self.app.conf.get("ledger_broker_retry_s_max", 2.0)
+        plain = conn.ensure_connection
+
+        def bounded(*args, **kwargs):
+            kwargs.update(interval_start=0, interval_step=retry_s_max / 4, interval_max=retry_s_max)
+            return plain(*args, **kwargs)
+
+        conn.ensure_connection = bounded
+        return super().ensure_connected(conn)
+
+
+def start_sweeper(settings: WorkerSettings) -> threading.Thread:
+    """The sweeper must not share fate with what it backs up: this thread sweeps every sweep_every_s with a
+    pool of its own, needing only PostgreSQL (no broker, no beat, no SQS). Started before Celery, so a broker
+    that is down at start-up does not stop it either."""
+
+    def loop() -> None:
+        runtime = _Runtime(settings)
+        while True:
+            try:
+                runtime.run(lambda pool: drain.sweep(pool, settings))
+            except Exception as exc:  # noqa: BLE001 - the database is down: try again next interval
+                log.warning("sweep failed: %s", exc)
+                metrics.ERRORS.labels("sweep").inc()
+            time.sleep(settings.sweep_every_s)
+
+    thread = threading.Thread(target=loop, name="ledger-sweeper", daemon=True)
+    thread.start()
+    return thread
 
 
 class _Runtime:
@@ -31,8 +70,12 @@ class _Runtime:
     def run(self, fn: Callable[[asyncpg.Pool], Awaitable]):
         async def go():
             if self.pool is None:
-                self.pool = await create_pool(self.settings.database_url, min_size=1,
-                                              max_size=self.settings.db_pool_max, role=self.settings.db_role)
+                self.pool = await create_pool(
+                    self.settings.database_url, min_size=1, max_size=self.settings.db_pool_max,
+                    role=self.settings.db_role, connect_timeout_s=CONNECT_TIMEOUT_S,
+                    server_settings=session_bounds(idle_in_transaction_ms_max=self.settings.idle_in_transaction_ms_max,
+                                                   statement_ms_max=self.settings.statement_ms_max,
+                                                   lock_wait_ms_max=self.settings.lock_wait_ms_max))
             return await fn(self.pool)
 
         return self.loop.run_until_complete(go())
@@ -58,6 +101,21 @@ def create_celery(settings: WorkerSettings, queue: SqsQueue | None = None) -> Ce
         task_acks_late=False,
         worker_prefetch_multiplier=1,
         broker_connection_retry_on_startup=True,
+        broker_connection_retry=True,
+        broker_connection_max_retries=None,  # forever: giving up would end the process and its sweeper thread
+        broker_connection_timeout=settings.broker_retry_s_max,
+        broker_transport_options={
+            # redis-py: a dead or half-open socket is noticed within seconds (socket_timeout stays above
+            # kombu's 1 s BRPOP), and publishes retry at most broker_retry_s_max apart.
+            "socket_connect_timeout": settings.broker_retry_s_max,
+            "socket_timeout": 5,
+            "socket_keepalive": True,
+            "health_check_interval": 5,
+            "retry_policy": {"interval_start": 0, "interval_step": settings.broker_retry_s_max / 4,
+                             "interval_max": settings.broker_retry_s_max, "max_retries": 3},
+        },
+        worker_consumer="worker.app:BoundedRetryConsumer",
+        ledger_broker_retry_s_max=settings.broker_retry_s_max,
         worker_hijack_root_logger=False,
         timezone="UTC",
         beat_scheduler="celery.beat:Scheduler",  # in memory: nothing to persist, the schedule is fixed

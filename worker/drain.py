@@ -12,24 +12,19 @@ import asyncpg
 import msgspec
 
 from cell.store.queries import Q
+from cell.store.sweep import ApplyOutcome, apply_groups
+from cell.store.sweep import sweep as store_sweep
 from cell.store.verify import (
     verify as verify_cell,  # the invariants of DESIGN.md section 8
 )
 from ledger_common.nudge import encode_nudges
 from ledger_common.sqs import SQS_BATCH_MAX
 from worker import metrics
-from worker.batching import Received, batch_accounts, deletable, group_accounts
+from worker.batching import Received, batch_accounts, deletable
 from worker.settings import WorkerSettings
 from worker.sqs import SqsQueue
 
 log = logging.getLogger(__name__)
-
-
-class ApplyOutcome(msgspec.Struct):
-    applied: int = 0
-    skipped: list[uuid.UUID] = []  # held by another transaction: re-nudged, or left to the sweeper
-    failed: list[uuid.UUID] = []  # their group's transaction failed: nothing of it was applied
-    lags_ms: list[float] = []
 
 
 class DrainOutcome(msgspec.Struct):
@@ -43,35 +38,21 @@ class DrainOutcome(msgspec.Struct):
 async def apply_accounts(pool: asyncpg.Pool, accounts: list[uuid.UUID], *, group_size_max: int,
                          concurrency_max: int, skip_locked: bool, lock_timeout_ms: int = 0,
                          pause_before_commit_s: float = 0.0, by: str = "drain") -> ApplyOutcome:
-    """Apply the accounts' unapplied effects: sorted groups, one database transaction each."""
-    outcome = ApplyOutcome()
-    semaphore = asyncio.Semaphore(concurrency_max)
+    """Apply the accounts' unapplied effects (cell.store.sweep.apply_groups) and record the worker's metrics."""
+    outcome = await apply_groups(pool, accounts, group_size_max=group_size_max, concurrency_max=concurrency_max,
+                                 skip_locked=skip_locked, lock_timeout_ms=lock_timeout_ms,
+                                 pause_before_commit_s=pause_before_commit_s)
+    _record(outcome, by)
+    return outcome
 
-    async def one(group: list[uuid.UUID]) -> None:
-        async with semaphore, pool.acquire() as conn:
-            try:
-                async with conn.transaction():
-                    if lock_timeout_ms:
-                        await conn.execute(Q["worker_lock_timeout"], f"{lock_timeout_ms}ms")
-                    row = await conn.fetchrow(Q["worker_apply"], group, skip_locked)
-                    if pause_before_commit_s:
-                        await asyncio.sleep(pause_before_commit_s)
-            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
-                # The transaction rolled back: nothing of this group was applied; its messages stay queued.
-                log.warning("apply of %d accounts failed (%s): left for redelivery or the sweeper", len(group), exc)
-                metrics.ERRORS.labels(by).inc()
-                outcome.failed.extend(group)
-                return
-        outcome.applied += row["applied"]
-        outcome.skipped.extend(row["skipped"])
-        outcome.lags_ms.extend(row["lags_ms"])
 
-    await asyncio.gather(*(one(g) for g in group_accounts(accounts, group_size_max)))
+def _record(outcome: ApplyOutcome, by: str) -> None:
+    if outcome.failed_groups:
+        metrics.ERRORS.labels(by).inc(outcome.failed_groups)
     for lag_ms in outcome.lags_ms:
         metrics.APPLY_LAG.observe(lag_ms / 1000)
     metrics.EFFECTS_APPLIED.labels(by).inc(outcome.applied)
     metrics.ACCOUNTS_SKIPPED.inc(len(outcome.skipped))
-    return outcome
 
 
 async def gather_batch(queue: SqsQueue, settings: WorkerSettings, wait_first_s: int) -> list[Received]:
@@ -155,27 +136,28 @@ async def drain_for(pool: asyncpg.Pool, queue: SqsQueue, settings: WorkerSetting
 
 
 async def sweep(pool: asyncpg.Pool, settings: WorkerSettings) -> int:
-    """Apply every account with an effect unapplied longer than sweep_after_s: lost or delayed messages,
-    SQS down at posting time, accounts skipped and never re-nudged. Waits for locks (bounded): it must
-    make progress where the skip-locked drain may not."""
-    async with pool.acquire() as conn:
-        rows = await conn.fetch(Q["worker_stale_accounts"], settings.sweep_after_s, settings.sweep_accounts_max)
-    if not rows:
-        return 0
-    outcome = await apply_accounts(
-        pool, [r["account_id"] for r in rows], group_size_max=settings.group_size_max,
-        concurrency_max=settings.apply_concurrency_max, skip_locked=False,
-        lock_timeout_ms=settings.sweep_lock_timeout_ms, by="sweep",
-    )
+    """Apply every account with an effect unapplied longer than sweep_after_s (cell.store.sweep.sweep, the
+    function the cell's API processes run too). Run by the beat task and by every worker process's sweeper
+    thread, which needs neither Redis nor SQS."""
+    outcome = await store_sweep(pool, after_s=settings.sweep_after_s, accounts_max=settings.sweep_accounts_max,
+                                group_size_max=settings.group_size_max,
+                                concurrency_max=settings.apply_concurrency_max,
+                                lock_timeout_ms=settings.sweep_lock_timeout_ms)
+    _record(outcome, "sweep")
     if outcome.applied:
-        log.info("sweeper applied %d effects of %d accounts", outcome.applied, len(rows))
+        log.info("sweeper applied %d effects", outcome.applied)
     return outcome.applied
 
 
 async def verify(pool: asyncpg.Pool, settings: WorkerSettings) -> list[str]:
     """The periodic verifier: every invariant (cell.store.verify), including the sweeper's bound."""
     async with pool.acquire() as conn:
-        violations = await verify_cell(conn, None, unapplied_age_max_s=settings.unapplied_age_max_s)
+        # It recomputes every cache of the cell: the one reader allowed past statement_ms_max (it takes no locks).
+        await conn.execute(Q["worker_statement_timeout"], "0")
+        try:
+            violations = await verify_cell(conn, None, unapplied_age_max_s=settings.unapplied_age_max_s)
+        finally:
+            await conn.execute(Q["worker_statement_timeout"], f"{settings.statement_ms_max}ms")
     metrics.VERIFY_VIOLATIONS.set(len(violations))
     for v in violations:
         log.error("invariant violated: %s", v)

@@ -6,6 +6,14 @@ from urllib.parse import urlparse
 
 import msgspec
 
+from cell.store.sweep import (
+    GROUP_SIZE_MAX_DEFAULT,
+    SWEEP_ACCOUNTS_MAX_DEFAULT,
+    SWEEP_AFTER_S_DEFAULT,
+    SWEEP_INTERVAL_S_DEFAULT,
+    SWEEP_LOCK_TIMEOUT_MS_DEFAULT,
+    unapplied_age_max_s,
+)
 from ledger_common.settings import load_from_env
 
 
@@ -25,16 +33,25 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
     batch_wait_ms_max: int = 50
     long_poll_s_max: int = 5  # SQS allows 0-20 s
     visibility_timeout_s: int = 30  # a message a crashed worker held comes back after this
-    group_size_max: int = 256  # accounts per apply transaction: bounds lock hold time and statement size
+    group_size_max: int = GROUP_SIZE_MAX_DEFAULT  # accounts per apply transaction: bounds lock hold time and statement size
     apply_concurrency_max: int = 2  # groups of one batch applied at once (distinct accounts, no deadlock)
     drain_run_s: float = 5.0  # one drain task's length (a warm shutdown waits for it); beat starts
     # `drainers` of them every drain_run_s
     drainers: int = 1
-    # Sweeping: nothing stays unapplied longer than sweep_after_s + sweep_every_s (+ one sweep's run).
-    sweep_after_s: float = 5.0
-    sweep_every_s: float = 2.0
-    sweep_accounts_max: int = 10_000  # per sweep run; the next run continues
-    sweep_lock_timeout_ms: int = 2_000
+    # Sweeping: nothing stays unapplied longer than sweep_after_s + 2 * sweep_every_s. Every worker process
+    # sweeps in a thread of its own every sweep_every_s (no Redis, SQS or beat needed), besides beat's task.
+    sweep_after_s: float = SWEEP_AFTER_S_DEFAULT
+    sweep_every_s: float = SWEEP_INTERVAL_S_DEFAULT
+    sweep_accounts_max: int = SWEEP_ACCOUNTS_MAX_DEFAULT  # per sweep run; the next run continues
+    sweep_lock_timeout_ms: int = SWEEP_LOCK_TIMEOUT_MS_DEFAULT
+    # Bounds on every session of the worker (server settings of its connections): a worker stopped inside
+    # its apply transaction (SIGSTOP, a GC pause, a hung host) loses its balance-row locks after
+    # idle_in_transaction_ms_max; a statement runs at most statement_ms_max; a lock wait at most lock_wait_ms_max.
+    idle_in_transaction_ms_max: int = 5_000
+    statement_ms_max: int = 60_000
+    lock_wait_ms_max: int = 2_000
+    # Broker (Redis) reconnection: retried forever, never more than broker_retry_s_max apart.
+    broker_retry_s_max: float = 2.0
     verify_every_s: float = 300.0  # 0 disables the periodic verifier
     concurrency: int = 3  # Celery threads: drain(s) + sweeper + verifier
     db_pool_max: int = 4  # per Celery thread
@@ -60,7 +77,7 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def unapplied_age_max_s(self) -> float:
         """The sweeper's bound as the verifier checks it (one sweep run of slack)."""
-        return self.sweep_after_s + 2 * self.sweep_every_s
+        return unapplied_age_max_s(self.sweep_after_s, self.sweep_every_s)
 
 
 def load_settings(environ: dict[str, str] | None = None, prefixes: tuple[str, ...] = ("WORKER_", "LEDGER_"),

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncpg
+
 from ledger_common.basic_auth import UNAUTHORIZED_BODY, WWW_AUTHENTICATE, parse_basic
 from ledger_common.problems import problem_body
 
 _MOVED = problem_body(421, "tenant_moved", "this cell does not serve the tenant")
+_UNAVAILABLE = problem_body(503, "database_unavailable", "the database is unreachable; retry shortly")
 
 
 class AuthMiddleware:
@@ -21,7 +24,12 @@ class AuthMiddleware:
         header = next((v for k, v in scope["headers"] if k == b"authorization"), None)
         creds = parse_basic(header)
         ctx = scope["app"].state.ctx
-        found = await ctx.keys.lookup(ctx.pool, creds[1]) if creds else None
+        try:
+            found = await ctx.keys.lookup(ctx.pool, creds[1]) if creds else None
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            # A key not in the cache and no database to check it against: not a 500, nor a 401.
+            await _send(send, 503, _UNAVAILABLE, [(b"retry-after", b"1")])
+            return
         if found is None or found[0] != creds[0]:
             await _send(send, 401, UNAUTHORIZED_BODY, [(b"www-authenticate", WWW_AUTHENTICATE)])
             return

@@ -10,16 +10,21 @@ from litestar.exceptions import HTTPException
 
 from cell.ledger.errors import (
     Conflict,
+    DatabaseUnavailable,
     IdempotencyInFlight,
     IdempotencyKeyReused,
     InvalidRequest,
     LedgerError,
+    LockTimeout,
     NotFound,
+    OutcomeUnknown,
     PostingRejected,
     RetryableConflict,
     TenantFrozen,
     TenantMoved,
 )
+from cell.service.context import database_unavailable, outcome_unknown
+from cell.store.errors import connect_refused, session_lost
 from ledger_common.problems import PROBLEM_JSON, problem_body
 
 log = logging.getLogger("cell.api")
@@ -34,6 +39,9 @@ STATUS: dict[type[LedgerError], int] = {
     PostingRejected: 422,
     IdempotencyKeyReused: 422,
     TenantFrozen: 503,
+    DatabaseUnavailable: 503,
+    LockTimeout: 503,
+    OutcomeUnknown: 503,
 }
 
 HTTP_CODES = {400: "invalid_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed",
@@ -61,6 +69,17 @@ def decode_error_handler(_: Request, exc: msgspec.MsgspecError) -> Response:
 def http_error_handler(_: Request, exc: HTTPException) -> Response:
     status = exc.status_code
     return problem(status, HTTP_CODES.get(status, "http_error"), str(exc.detail), exc.headers or None)
+
+
+def database_error_handler(request: Request, exc: Exception) -> Response:
+    """A driver error that escaped CellContext.run (a service step on the pool directly, e.g. the account cache's
+    read or the stored idempotent answer): a refused connection is database_unavailable; a connection lost under
+    a write is outcome_unknown; anything else is a programmer error and stays a loud 500."""
+    if connect_refused(exc) or (session_lost(exc) and request.method in ("GET", "HEAD")):
+        return ledger_error_handler(request, database_unavailable(exc))
+    if session_lost(exc):
+        return ledger_error_handler(request, outcome_unknown(exc))
+    return internal_error_handler(request, exc)
 
 
 def internal_error_handler(request: Request, exc: Exception) -> Response:

@@ -54,3 +54,22 @@ class RetryableConflict(LedgerError):
     """Serialization failure, deadlock or a concurrent version change: the whole use case may be retried."""
 
     code = "retryable_conflict"
+
+
+class DatabaseUnavailable(LedgerError):
+    """No database connection could be had within the bound: nothing was written; retry later (503)."""
+
+    code = "database_unavailable"
+
+
+class LockTimeout(LedgerError):
+    """A balance row (or another lock) stayed held past the lock-wait bound: nothing was written (503)."""
+
+    code = "lock_timeout"
+
+
+class OutcomeUnknown(LedgerError):
+    """The connection was lost while the request's statements or commit were in flight: it may or may not
+    have committed. Retrying with the same Idempotency-Key is safe and tells which (503)."""
+
+    code = "outcome_unknown"

@@ -9,13 +9,13 @@ from typing import Any, Awaitable, Callable, TypeVar
 
 import asyncpg
 
-from cell.ledger.errors import RetryableConflict
+from cell.ledger.errors import DatabaseUnavailable, OutcomeUnknown, RetryableConflict
 from cell.ledger.models import Account
 from cell.service.nudge import Nudger, NullNudger
 from cell.settings import CellSettings
 from cell.store import accounts as store_accounts
 from cell.store import ledgers as store_ledgers
-from cell.store.errors import translate
+from cell.store.errors import session_lost, translate
 
 T = TypeVar("T")
 RETRIES_MAX = 5
@@ -72,12 +72,19 @@ class CellContext:
     async def run(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         """Run one use case on a pooled connection; driver errors become domain errors. A retryable conflict
         (serialization failure, deadlock, a version changed under us) runs `fn` again from the start, so it
-        re-reads what it depends on: the one place the cell retries."""
+        re-reads what it depends on: the one place the cell retries.
+        No connection within db_acquire_s_max is DatabaseUnavailable (nothing was sent); a connection lost while
+        `fn` ran is OutcomeUnknown (its COMMIT may have landed: the client retries with its Idempotency-Key)."""
         for attempt in range(RETRIES_MAX):
             try:
-                async with self.pool.acquire() as conn:
-                    return await fn(conn)
+                conn = await self.pool.acquire(timeout=self.settings.db_acquire_s_max)
+            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                raise database_unavailable(exc) from exc
+            try:
+                return await fn(conn)
             except asyncpg.PostgresError as exc:
+                if session_lost(exc):
+                    raise outcome_unknown(exc) from exc
                 error = translate(exc)
                 if error is None:
                     raise
@@ -85,4 +92,21 @@ class CellContext:
                     await asyncio.sleep(0.002 * (attempt + 1))
                     continue
                 raise error from exc
+            except (OSError, asyncpg.InterfaceError) as exc:
+                if session_lost(exc) or conn.is_closed():
+                    raise outcome_unknown(exc) from exc
+                raise
+            finally:
+                await self.pool.release(conn)
         raise AssertionError("unreachable")
+
+
+def database_unavailable(exc: BaseException) -> DatabaseUnavailable:
+    # No claim that nothing was written: an earlier step of the same request may have committed.
+    return DatabaseUnavailable(f"the database is unreachable ({type(exc).__name__}); retry shortly, with the same "
+                               "Idempotency-Key")
+
+
+def outcome_unknown(exc: BaseException) -> OutcomeUnknown:
+    return OutcomeUnknown(f"the database connection was lost while the request was in flight ({type(exc).__name__}): "
+                          "it may or may not have taken effect; retry with the same Idempotency-Key")

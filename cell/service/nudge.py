@@ -23,8 +23,17 @@ NUDGE_FAILURES = Counter(
     "ledger_nudge_send_failures_total",
     "SQS nudge messages that could not be sent (their effects wait for the sweeper)",
 )
-UNAPPLIED_EFFECTS = Gauge("ledger_unapplied_effects", "Balance effects waiting to be applied (the async queue)")
-OLDEST_UNAPPLIED_AGE = Gauge("ledger_oldest_unapplied_age_seconds", "Age of the oldest unapplied balance effect")
+# Read from the database at scrape time: with several API processes, the most recent reading is the cell's.
+UNAPPLIED_EFFECTS = Gauge("ledger_unapplied_effects", "Balance effects waiting to be applied (the async queue)",
+                          multiprocess_mode="mostrecent")
+OLDEST_UNAPPLIED_AGE = Gauge("ledger_oldest_unapplied_age_seconds", "Age of the oldest unapplied balance effect",
+                             multiprocess_mode="mostrecent")
+UNAPPLIED_AGE_BOUND = Gauge("ledger_unapplied_age_bound_seconds",
+                            "The sweeper's bound: no balance effect may stay unapplied longer",
+                            multiprocess_mode="mostrecent")
+UNAPPLIED_AGE_BREACH = Gauge("ledger_unapplied_age_breach",
+                             "1 when the oldest unapplied balance effect is older than the sweeper's bound",
+                             multiprocess_mode="mostrecent")
 
 
 class Nudger(Protocol):
@@ -126,10 +135,17 @@ def make_nudger(settings: CellSettings) -> Nudger:
     return SqsNudger(client, settings.sqs_queue_url, settings.sqs_send_buffer_ms_max)
 
 
-async def queue_gauges(conn: asyncpg.Connection) -> dict:
-    """The async queue for /metrics: unapplied effects, and the age in seconds of the oldest (0 if none).
-    Also sets the ledger_unapplied_effects / ledger_oldest_unapplied_age_seconds gauges (default registry)."""
+async def queue_gauges(conn: asyncpg.Connection, unapplied_age_max_s: float | None = None) -> dict:
+    """The async queue for /metrics and /readyz: unapplied effects, the age in seconds of the oldest (0 if none)
+    and, given the sweeper's bound, whether that age breaches it. Also sets the ledger_unapplied_effects,
+    ledger_oldest_unapplied_age_seconds (and ledger_unapplied_age_bound_seconds / _breach) gauges."""
     depth, age = await queue.depth_and_age(conn)
     UNAPPLIED_EFFECTS.set(depth)
     OLDEST_UNAPPLIED_AGE.set(age)
-    return {"unapplied_effects": depth, "oldest_unapplied_age_s": age}
+    gauges = {"unapplied_effects": depth, "oldest_unapplied_age_s": age}
+    if unapplied_age_max_s is not None:
+        breach = age > unapplied_age_max_s
+        UNAPPLIED_AGE_BOUND.set(unapplied_age_max_s)
+        UNAPPLIED_AGE_BREACH.set(int(breach))
+        gauges.update(unapplied_age_max_s=unapplied_age_max_s, unapplied_age_breach=breach)
+    return gauges

@@ -22,9 +22,20 @@ async def _no_reset(conn: asyncpg.Connection) -> None:
     return None
 
 
-async def create_pool(url: str, *, min_size: int, max_size: int, role: str = "") -> asyncpg.Pool:
+def session_bounds(*, idle_in_transaction_ms_max: int = 0, statement_ms_max: int = 0,
+                   lock_wait_ms_max: int = 0) -> dict[str, str]:
+    """Server settings that bound what one session can hold: a client stopped inside a transaction (SIGSTOP,
+    a hung host) is disconnected after idle_in_transaction_ms_max, releasing its row locks; 0 leaves a bound off."""
+    bounds = {"idle_in_transaction_session_timeout": idle_in_transaction_ms_max,
+              "statement_timeout": statement_ms_max, "lock_timeout": lock_wait_ms_max}
+    return {name: str(int(ms)) for name, ms in bounds.items() if ms}
+
+
+async def create_pool(url: str, *, min_size: int, max_size: int, role: str = "",
+                      server_settings: dict[str, str] | None = None, connect_timeout_s: float = 60.0) -> asyncpg.Pool:
     """`role`: run every pooled connection as that role (SET ROLE; migration 0003 grants `ledger_app` exactly
-    what the cell needs, and no UPDATE or DELETE on entries or versions). Empty: the login role as it is."""
+    what the cell needs, and no UPDATE or DELETE on entries or versions). Empty: the login role as it is.
+    `server_settings`: extra session settings (session_bounds)."""
 
     async def init(conn: asyncpg.Connection) -> None:
         if role:
@@ -33,5 +44,6 @@ async def create_pool(url: str, *, min_size: int, max_size: int, role: str = "")
 
     return await asyncpg.create_pool(
         url, min_size=min_size, max_size=max_size, init=init, reset=_no_reset,
-        server_settings={"application_name": "cellledger", "jit": "off"},
+        server_settings={"application_name": "cellledger", "jit": "off", **(server_settings or {})},
+        timeout=connect_timeout_s,
     )

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import socket
+
 import asyncpg
 import msgspec
 
 from cell.ledger.errors import (
     Conflict,
+    DatabaseUnavailable,
     IdempotencyInFlight,
     InvalidRequest,
     LedgerError,
+    LockTimeout,
     NotFound,
     PostingRejected,
     RetryableConflict,
@@ -27,6 +31,35 @@ def _extra(exc: asyncpg.PostgresError) -> dict:
     except msgspec.DecodeError:
         return {}
     return value if isinstance(value, dict) else {}
+
+
+# Errors that mean the session is gone: whatever was in flight (a statement, a COMMIT) may or may not have
+# committed. Class 08 (connection exception), an administrator's or a crash's termination, the server's
+# idle-in-transaction timeout; OSError and a closed connection's InterfaceError are caught by the caller.
+_SESSION_LOST_STATES = ("57P01", "57P02", "25P03")
+
+
+def session_lost(exc: BaseException) -> bool:
+    """True when the error means the connection died mid-request (the outcome of what was in flight is unknown)."""
+    if isinstance(exc, (OSError, asyncpg.PostgresConnectionError)):
+        return True
+    state = getattr(exc, "sqlstate", None) or ""
+    return isinstance(exc, asyncpg.PostgresError) and (state.startswith("08") or state in _SESSION_LOST_STATES)
+
+
+# Refusals of a new connection: the server starting or stopping, too many connections, the database gone.
+_CONNECT_REFUSED_STATES = ("57P03", "53300", "3D000")
+
+
+def connect_refused(exc: BaseException) -> bool:
+    """True when the error is a refused or timed-out connection attempt: nothing was sent on it."""
+    if isinstance(exc, (ConnectionRefusedError, TimeoutError, socket.gaierror)):
+        return True
+    if not isinstance(exc, asyncpg.PostgresError):
+        return False
+    state = getattr(exc, "sqlstate", None) or ""
+    return (state in _CONNECT_REFUSED_STATES or state.startswith("28")
+            or (state == "55000" and "accepting connections" in str(exc)))  # ALLOW_CONNECTIONS false
 
 
 def translate(exc: asyncpg.PostgresError) -> LedgerError | None:
@@ -64,6 +97,12 @@ def translate(exc: asyncpg.PostgresError) -> LedgerError | None:
         return RetryableConflict(str(exc))
     if state in ("LG011", "LG012"):
         return TenantMoved("this cell does not serve the tenant")
+    if state == "55P03":
+        return LockTimeout("a balance this request needs stayed locked past the lock-wait bound; "
+                           "nothing was written, retry shortly")
+    if state == "57014":
+        return DatabaseUnavailable("the database did not answer within the statement bound; nothing was written, "
+                                   "retry shortly", "statement_timeout")
     if state in ("40001", "40P01"):
         return RetryableConflict("concurrent update; retry")
     if state == "23505":

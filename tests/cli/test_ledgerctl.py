@@ -261,6 +261,37 @@ def test_verify_passes_then_fails_on_a_corrupted_balance(ctl, stack):
     assert ctl.json("verify", "--tenant", tenant_id)["violations"] == []
 
 
+def test_verify_fails_while_effects_stay_unapplied_past_the_sweepers_bound(ctl, stack):
+    from cli_rig import queue_payment
+
+    tenant_id = new_id()
+    cell = stack["cells"][ctl.json("tenants", "create", tenant_id)["cell"]]
+    secret = ctl.json("keys", "create", tenant_id)["secret"]
+    with httpx.Client(base_url=cell.url, auth=(tenant_id, secret)) as http:
+        ledger = http.post("/api/ledgers", json={"name": "main"}).json()
+        accounts = [http.post("/api/ledger_accounts", json={"name": n, "ledger_id": ledger["id"], "currency": "USD",
+                                                             "normal_balance": n}).json() for n in ("debit", "credit")]
+    queue_payment(cell.database_url, tenant_id, ledger["id"], accounts[0]["id"], accounts[1]["id"], 300)
+    assert ctl.json("verify", "--tenant", tenant_id)["violations"] == []  # queued a moment ago: within the bound
+
+    # Stuck for an hour (these cells run no sweeper): verify fails by default, with no option given.
+    run_sql(cell.database_url, "UPDATE balance_effects SET created_at = created_at - interval '1 hour'"
+            " WHERE tenant_id = $1 AND applied_at IS NULL", tenant_id)
+    failed = ctl.json("verify", "--tenant", tenant_id, expect=3)
+    assert failed["code"] == "invariants_violated"
+    assert any("unapplied for more than" in v for v in failed["details"]["violations"]), failed
+    assert ctl.json("verify", "--cell", cell.name, expect=3)["code"] == "invariants_violated"
+    assert ctl.json("verify", "--tenant", tenant_id, "--unapplied-age-max-s", "0")["violations"] == []
+    ready = httpx.get(cell.url + "/readyz")
+    assert ready.status_code == 200 and ready.json()["unapplied_age_breach"] is True
+    assert ready.json()["unapplied_age_s"] > 3600 > ready.json()["unapplied_age_max_s"]
+
+    run_sql(cell.database_url, "SELECT applied FROM ledger_apply_report($1::uuid[], false)",
+            sorted(uuid.UUID(a["id"]) for a in accounts))
+    assert ctl.json("verify", "--tenant", tenant_id)["violations"] == []
+    assert httpx.get(cell.url + "/readyz").json()["unapplied_age_breach"] is False
+
+
 def test_verify_errors(ctl):
     assert ctl.json("verify", expect=1)["code"] == "invalid_arguments"
     assert ctl.json("verify", "--tenant", "x", "--cell", "y", expect=1)["code"] == "invalid_arguments"

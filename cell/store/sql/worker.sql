@@ -24,3 +24,7 @@ FROM balance_effects WHERE applied_at IS NULL
 -- Effects unapplied for longer than $1 seconds: each one is a violation of the sweeper's bound.
 SELECT count(*) FROM balance_effects
 WHERE applied_at IS NULL AND created_at < clock_timestamp() - make_interval(secs => $1::double precision)
+
+-- name: worker_statement_timeout
+-- Session-wide (false): the verifier lifts the statement bound for its own run and restores it after.
+SELECT set_config('statement_timeout', $1::text, false)

@@ -112,11 +112,13 @@ def platform(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("make-run")
     taken: set[int] = set()
     cell_base, metrics_base, router_base = free_base(2, taken), free_base(2, taken), free_base(1, taken)
+    cell_metrics_base = free_base(2, taken)
     router_port = router_base + 1
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("LEDGER_", "CELL_", "WORKER_", "ROUTER_", "CONTROL_PLANE_"))}
     env.update({"LEDGER_DATA_DIR": str(tmp_path / "ledger"), "LEDGER_ROUTER_PORT": str(router_port),
-                "LEDGER_CELL_PORT_BASE": str(cell_base), "LEDGER_WORKER_METRICS_PORT_BASE": str(metrics_base)})
+                "LEDGER_CELL_PORT_BASE": str(cell_base), "LEDGER_WORKER_METRICS_PORT_BASE": str(metrics_base),
+                "LEDGER_CELL_METRICS_PORT_BASE": str(cell_metrics_base)})
     log = open(tmp_path / "run.log", "wb")
     proc = subprocess.Popen([sys.executable, "-m", "control_plane.run"], cwd=ROOT, env=env, stdout=log,
                             stderr=subprocess.STDOUT, start_new_session=True)

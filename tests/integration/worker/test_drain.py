@@ -19,6 +19,7 @@ from worker_helpers import (
 )
 
 from cell.service.nudge import NUDGE_FAILURES, SqsNudger, queue_gauges
+from cell.store.db import create_pool
 from control_plane.devstack import free_port
 from ledger_common.nudge import decode_nudge, encode_nudges
 from ledger_common.sqs import make_sqs_client
@@ -266,3 +267,17 @@ async def test_the_worker_creates_its_queue_on_an_sqs_compatible_endpoint(sqs_en
     queue.send(encode_nudges("t1", ["00000000-0000-0000-0000-000000000001"]))
     assert len(queue.receive(10, 0)) == 1
     queue.client.delete_queue(QueueUrl=url)
+
+
+async def test_the_verifier_is_not_cut_short_by_the_statement_bound(worker_database_url, sqs_queue):
+    """Every worker session carries statement_ms_max; the verifier recomputes the whole cell, so it alone lifts it
+    (and puts it back on its pooled connection)."""
+    one = await create_pool(worker_database_url, min_size=1, max_size=1, role="ledger_app")
+    try:
+        async with one.acquire() as conn:
+            await conn.execute("SET statement_timeout = '1ms'")  # a bound no full verification fits in
+        assert isinstance(await drain.verify(one, worker_settings(sqs_queue, statement_ms_max=1)), list)
+        async with one.acquire() as conn:
+            assert await conn.fetchval("SHOW statement_timeout") == "1ms"
+    finally:
+        await one.close()

@@ -1,0 +1,137 @@
+"""Faults a client must get a truthful, prompt answer through: a stalled session holding a balance row (a
+SIGSTOPped worker, as PostgreSQL sees it), the connection lost while a posting is in flight, a database that
+cannot be reached. Each is a 503 with Retry-After and a stable code, never a hang and never a 500."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import asyncpg
+import httpx
+from litestar.testing import AsyncTestClient
+
+from cell.api.app import create_app
+from cell.service.tenants import create_api_key, create_tenant
+from cell.settings import load_settings
+from cell.store.db import session_bounds
+
+LOCK_WAIT_S_MAX = 2.0  # CellSettings.lock_wait_ms_max's default, the cell these tests talk to
+SLACK_S = 3.0  # a loaded 2-core machine: generous, a bound on waiting and not a speed assertion
+
+
+async def _poll(predicate, timeout_s: float, what: str):
+    deadline = time.monotonic() + timeout_s
+    while not (value := await predicate()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+        await asyncio.sleep(0.05)
+    return value
+
+
+def _payment(ledger_id: str, debit: str, credit: str, amount: int) -> dict:
+    return {"ledger_id": ledger_id, "status": "posted", "ledger_entries": [
+        {"ledger_account_id": debit, "direction": "debit", "amount": amount},
+        {"ledger_account_id": credit, "direction": "credit", "amount": amount}]}
+
+
+async def _book(api) -> tuple[str, str, str]:
+    ledger = await api.ledger()
+    a, b = await api.account(ledger["id"], "debit"), await api.account(ledger["id"], "credit")
+    return ledger["id"], a["id"], b["id"]
+
+
+async def test_a_posting_behind_a_stalled_lock_holder_is_answered_then_succeeds_once_the_server_ends_it(
+        api, cell_database_url):
+    ledger, a, b = await _book(api)
+    # A session that took a balance-row lock and went silent (a SIGSTOPped worker inside its apply), with the
+    # idle-in-transaction bound the workers' and cells' sessions carry (here 4 s, above the 2 s lock wait).
+    stalled = await asyncpg.connect(cell_database_url, server_settings=session_bounds(idle_in_transaction_ms_max=4000))
+    try:
+        await stalled.execute("BEGIN")
+        await stalled.execute("SELECT 1 FROM account_balances WHERE account_id = $1 FOR UPDATE", uuid.UUID(a))
+        started = time.monotonic()
+        blocked = await api.post("/api/ledger_transactions", _payment(ledger, a, b, 100))
+        assert blocked.status_code == 503, blocked.text
+        assert blocked.json()["code"] == "lock_timeout" and blocked.headers["retry-after"]
+        assert time.monotonic() - started < LOCK_WAIT_S_MAX + SLACK_S
+
+        # The server ends the stalled session after its bound; its locks go with it.
+        await _poll(lambda: _closed(stalled), 4 + SLACK_S + 5, "the stalled session ended by the server")
+    finally:
+        await stalled.close()
+    posted = await api.post("/api/ledger_transactions", _payment(ledger, a, b, 100))
+    assert posted.status_code == 201, posted.text
+    assert (await api.balances(a))["posted_balance"]["debits"] == 100
+
+
+async def _closed(conn: asyncpg.Connection) -> bool:
+    return conn.is_closed()
+
+
+async def test_a_connection_lost_while_the_posting_is_in_flight_is_503_outcome_unknown(api, admin_conn,
+                                                                                       cell_database_url, live_cell_url):
+    ledger, a, b = await _book(api)
+    holder = await asyncpg.connect(cell_database_url)
+    key = {"Idempotency-Key": uuid.uuid4().hex}
+    # A real cell process (the in-process test client runs a request to its end before anything else runs).
+    live = httpx.AsyncClient(base_url=live_cell_url, auth=api.auth, timeout=30)
+    try:
+        await holder.execute("BEGIN")
+        await holder.execute("SELECT 1 FROM account_balances WHERE account_id = $1 FOR UPDATE", uuid.UUID(a))
+        posting = asyncio.create_task(live.post("/api/ledger_transactions", json=_payment(ledger, a, b, 70), headers=key))
+        # The posting's backend waits on our lock: terminate it there (deterministic, unlike a crash mid-commit).
+        pid = await _poll(lambda: admin_conn.fetchval(
+            "SELECT pid FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))", holder.get_server_pid()),
+            LOCK_WAIT_S_MAX, "the posting waiting on the lock")
+        assert await admin_conn.fetchval("SELECT pg_terminate_backend($1)", pid)
+        lost = await posting
+    finally:
+        await holder.close()
+        await live.aclose()
+    assert lost.status_code == 503, lost.text
+    assert lost.json()["code"] == "outcome_unknown" and lost.headers["retry-after"]
+    assert "Idempotency-Key" in lost.json()["detail"]
+
+    retried = await api.post("/api/ledger_transactions", _payment(ledger, a, b, 70), headers=key)
+    assert retried.status_code == 201, retried.text
+    again = await api.post("/api/ledger_transactions", _payment(ledger, a, b, 70), headers=key)
+    assert again.status_code == 201 and again.json()["id"] == retried.json()["id"]
+    assert (await api.balances(a))["posted_balance"]["debits"] == 70  # exactly once
+
+
+async def test_a_cell_whose_database_is_unreachable_answers_503_quickly(make_database, admin_conn):
+    name = f"cell_down_{uuid.uuid4().hex[:6]}"
+    url = make_database(name)
+    setup = await asyncpg.connect(url)
+    try:
+        tenant = f"t-{uuid.uuid4().hex[:12]}"
+        await create_tenant(setup, tenant, "down")
+        _, secret = await create_api_key(setup, tenant)
+    finally:
+        await setup.close()
+    app = create_app(load_settings(("CELL_TEST_UNUSED_",), database_url=url, posting_mode="sync", sweep_interval_s=0,
+                                   db_pool_min=1, db_pool_max=2, api_key_cache_ttl_s=0.5))
+    try:
+        async with AsyncTestClient(app) as client:
+            auth = (tenant, secret)
+            ledger = (await client.post("/api/ledgers", json={"name": "main"}, auth=auth)).json()
+            # The database goes away: no new connection is accepted and every session of it is ended.
+            await admin_conn.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+            await admin_conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name)
+            await _poll(lambda: _no_sessions(admin_conn, name), 10, "every session of the database ended")
+            for _ in range(2):
+                started = time.monotonic()
+                r = await client.post("/api/ledger_transactions", auth=auth, json=_payment(
+                    ledger["id"], str(uuid.uuid4()), str(uuid.uuid4()), 1))
+                assert r.status_code == 503, r.text
+                assert r.json()["code"] == "database_unavailable" and r.headers["retry-after"]
+                assert time.monotonic() - started < SLACK_S
+            assert (await client.get("/readyz")).status_code == 503
+    finally:
+        await admin_conn.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+
+
+async def _no_sessions(admin_conn, name: str) -> bool:
+    return not await admin_conn.fetchval("SELECT count(*) FROM pg_stat_activity WHERE datname = $1", name)

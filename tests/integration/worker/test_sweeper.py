@@ -1,0 +1,91 @@
+"""The sweeper does not share fate with what it backs up: with the worker's broker unreachable (no beat, no
+Celery task ever runs) its in-process sweeper thread applies stale effects, and so does a cell API process
+with no worker at all; a broker that returns is used again within seconds."""
+
+from __future__ import annotations
+
+import re
+
+from litestar.testing import AsyncTestClient
+from worker_helpers import assert_invariants, new_book, post, unapplied, wait_until
+
+from cell.api.app import create_app
+from cell.service.nudge import SqsNudger
+from cell.settings import load_settings
+from control_plane.devstack import EmbeddedValkey, free_port
+
+
+async def _queued_payments(pool, count: int):
+    """Effects posted through the store and never nudged: only a sweeper can apply them."""
+    async with pool.acquire() as conn:
+        book = await new_book(conn, {"settlement": "credit", "card": "debit"})
+        for _ in range(count):
+            await post(conn, book, [("card", "debit", 100), ("settlement", "credit", 100)])
+        assert sum((await unapplied(conn, book)).values()) == 2 * count
+    return book
+
+
+async def _all_applied(pool, book) -> bool:
+    async with pool.acquire() as conn:
+        return await unapplied(conn, book) == {}
+
+
+async def test_a_worker_whose_broker_is_unreachable_still_sweeps(pool, sqs_queue, worker_process):
+    dead_broker = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens: Celery never connects, beat never ticks
+    worker = worker_process(sqs_queue, broker_url=dead_broker, sweep_after_s=1, sweep_every_s=0.5)
+    book = await _queued_payments(pool, 3)
+    # Bound: process start-up (imports, a few seconds on a loaded machine) + sweep_after_s + 2 * sweep_every_s.
+    await wait_until(lambda: _all_applied(pool, book), timeout_s=20, what="swept by the worker's thread\n" + worker.log())
+    assert worker.proc.poll() is None, "the worker gave up on its broker and exited"
+    async with pool.acquire() as conn:
+        await assert_invariants(conn, book)
+
+
+async def test_the_cell_api_sweeps_with_no_worker_at_all(pool, worker_database_url):
+    settings = load_settings(("CELL_TEST_UNUSED_",), database_url=worker_database_url, posting_mode="hybrid",
+                             db_pool_min=1, db_pool_max=4, sweep_interval_s=0.2, sweep_after_s=0.5)
+    async with AsyncTestClient(create_app(settings)):
+        book = await _queued_payments(pool, 3)
+        await wait_until(lambda: _all_applied(pool, book), timeout_s=10, what="swept by the API process")
+    async with pool.acquire() as conn:
+        await assert_invariants(conn, book)
+
+
+RETRY = re.compile(r"Trying again (?:in ([\d.]+) seconds?|now)\.\.\. \((\d+)/")
+
+
+async def test_the_worker_reconnects_to_a_returning_broker_within_seconds(pool, sqs_queue, worker_process, tmp_path):
+    valkey = EmbeddedValkey(tmp_path / "valkey").start()
+    try:
+        # The sweeper far away: only the Celery drain (beat -> Redis -> worker) applies nudged effects here.
+        worker = worker_process(sqs_queue, broker_url=valkey.url, drain_run_s=1, sweep_after_s=60)
+        first = await _queued_payments(pool, 2)
+        await _nudge(sqs_queue, first)
+        await wait_until(lambda: _all_applied(pool, first), what="applied through Celery\n" + worker.log())
+
+        valkey._proc.kill()  # SIGKILL: it comes back empty, as a Valkey without persistence does
+        valkey._proc.wait(10)
+        # Celery's own back-off is 2, 4, 6 ... 30 s; bounded, its retries stay at most 2 s apart.
+        await wait_until(lambda: _retries_logged(worker, 3), timeout_s=15, what="three reconnection attempts\n"
+                         + worker.log())
+        waits = [float(m.group(1) or 0) for m in RETRY.finditer(worker.log())]
+        assert waits and max(waits) <= 2.0, waits
+        valkey = EmbeddedValkey(tmp_path / "valkey", port=valkey.port).start()
+
+        second = await _queued_payments(pool, 2)
+        await _nudge(sqs_queue, second)
+        # Bound: one reconnection interval (2 s) + one beat tick (drain_run_s) + a loaded machine's slack.
+        await wait_until(lambda: _all_applied(pool, second), timeout_s=10,
+                         what="applied through Celery after the broker returned\n" + worker.log())
+    finally:
+        valkey.stop()
+
+
+async def _retries_logged(worker, count: int) -> bool:
+    return len(RETRY.findall(worker.log())) >= count
+
+
+async def _nudge(queue, book) -> None:
+    nudger = SqsNudger(queue.client, queue.url, buffer_ms_max=1)
+    await nudger.nudge(book.tenant, [str(a) for a in book.accounts.values()])
+    await nudger.close()
