@@ -15,6 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from cell.api import accounts, entries, ledgers, problems, transactions
 from cell.api.auth import AuthMiddleware
 from cell.api.metrics import RequestMetrics
+from cell.api.options import options_for
 from cell.ledger.errors import LedgerError
 from cell.service.context import AccountCache, CellContext
 from cell.service.nudge import make_nudger, queue_gauges
@@ -77,8 +78,9 @@ def create_app(settings: CellSettings, *, run_migrations: bool = True) -> Litest
         await ctx.nudger.close()
         await ctx.pool.close()
 
+    api_routes = [*ledgers.routes, *accounts.routes, *transactions.routes, *entries.routes]
     return Litestar(
-        route_handlers=[*ledgers.routes, *accounts.routes, *transactions.routes, *entries.routes,
+        route_handlers=[options_for(sorted({path for h in api_routes for path in h.paths})), *api_routes,
                         healthz, readyz, metrics],
         on_startup=[startup],
         on_shutdown=[shutdown],
