@@ -6,6 +6,7 @@ from typing import Literal
 
 import msgspec
 
+from cell.ledger.commands import ENTRIES_PER_TRANSACTION_MAX, PER_PAGE_MAX
 from cell.store.sweep import SWEEP_ACCOUNTS_MAX_DEFAULT, SWEEP_AFTER_S_DEFAULT, SWEEP_INTERVAL_S_DEFAULT, unapplied_age_max_s
 from ledger_common.settings import load_from_env
 
@@ -36,8 +37,8 @@ class CellSettings(msgspec.Struct, frozen=True, kw_only=True):
     # applied in its posting (the baseline the async path is measured against).
     posting_mode: Literal["hybrid", "sync"] = "hybrid"
     # Limits (TigerBeetle style: everything bounded, qualifier last).
-    entries_per_transaction_max: int = 500
-    per_page_max: int = 100
+    entries_per_transaction_max: int = ENTRIES_PER_TRANSACTION_MAX
+    per_page_max: int = PER_PAGE_MAX
     per_page_default: int = 25
     body_bytes_max: int = 1_048_576
     metadata_keys_max: int = 64

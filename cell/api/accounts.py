@@ -6,23 +6,34 @@ from litestar import Request, Response, get, patch, post
 from litestar.params import FromPath
 
 from cell.api import http
-from cell.api.openapi import documented
+from cell.api.openapi import BALANCE_FILTERS, METADATA, TIME, UUID, documented, query
 from cell.api.params import AMOUNT_VERSION_MAX, balance_filters
-from cell.ledger.commands import AccountCreate, AccountUpdate
+from cell.ledger.commands import KNOWN_EXPONENTS, AccountCreate, AccountUpdate
 from cell.service import accounts
 from cell.service.accounts import BalanceQuery
 from cell.service.common import parse_uuid
 from cell.service.views import LedgerAccount
 
+# currency_exponent may be left out only for a currency whose exponent the ledger knows (ISO 4217 and a few).
+CURRENCY_EXPONENT_RULE = {"anyOf": [
+    {"required": ["currency_exponent"], "properties": {"currency_exponent": {"type": "integer"}}},
+    {"properties": {"currency": {"enum": sorted(KNOWN_EXPONENTS)}}}]}
+BALANCES = query("balances", {"type": "object", "additionalProperties": False, "properties": {
+    "effective_at": TIME, "effective_at_lower_bound": TIME, "effective_at_upper_bound": TIME,
+    "as_of_lock_version": {"type": "integer", "minimum": 0}, "include_unapplied": {"type": "boolean"}}},
+    "Which balances: at an effective time, in a range [lower, upper), as of a lock version, or current with "
+    "queued entries counted (one kind at a time).", nested=True)
 
-@post("/api/ledger_accounts", status_code=201, operation_class=documented(AccountCreate, LedgerAccount, 201))
+
+@post("/api/ledger_accounts", status_code=201,
+      operation_class=documented(AccountCreate, LedgerAccount, 201, body_rules=CURRENCY_EXPONENT_RULE))
 async def create_account(request: Request) -> Response:
     raw, req = await http.body_of(request, AccountCreate)
     return http.created(await accounts.create_account(http.context(request), http.tenant(request), req,
                                                  http.idem_of(request, raw)))
 
 
-@get("/api/ledger_accounts/{account_id:str}", operation_class=documented(response=LedgerAccount))
+@get("/api/ledger_accounts/{account_id:str}", operation_class=documented(response=LedgerAccount, parameters=[BALANCES]))
 async def get_account(request: Request, account_id: FromPath[str]) -> Response:
     q = http.query(request)
     bq = BalanceQuery(
@@ -44,7 +55,10 @@ async def update_account(request: Request, account_id: FromPath[str]) -> Respons
                                                    parse_uuid(account_id, "ledger account"), req))
 
 
-@get("/api/ledger_accounts", operation_class=documented(response=LedgerAccount, many=True))
+@get("/api/ledger_accounts", operation_class=documented(response=LedgerAccount, many=True, parameters=[
+    query("ledger_id", UUID, "Accounts of this ledger."),
+    query("currency", {"type": "string"}, "Accounts in this currency."),
+    METADATA, *BALANCE_FILTERS]))
 async def list_accounts(request: Request) -> Response:
     q = http.query(request)
     per_page, cursor = http.paging(request, q)

@@ -16,6 +16,7 @@ from litestar.openapi import OpenAPIConfig
 from cell.api import accounts, entries, ledgers, metrics_server, problems, transactions
 from cell.api.auth import AuthMiddleware
 from cell.api.metrics import RequestMetrics
+from cell.api.options import options_for
 from cell.ledger.errors import LedgerError
 from cell.service import sweeper
 from cell.service.context import AccountCache, CellContext
@@ -93,8 +94,9 @@ def create_app(settings: CellSettings, *, run_migrations: bool = True) -> Litest
         await ctx.nudger.close()
         await ctx.pool.close()
 
+    api_routes = [*ledgers.routes, *accounts.routes, *transactions.routes, *entries.routes]
     return Litestar(
-        route_handlers=[*ledgers.routes, *accounts.routes, *transactions.routes, *entries.routes,
+        route_handlers=[options_for(sorted({path for h in api_routes for path in h.paths})), *api_routes,
                         healthz, readyz],
         on_startup=[startup],
         on_shutdown=[shutdown],

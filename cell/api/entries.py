@@ -6,15 +6,17 @@ from litestar import Request, Response, get
 from litestar.params import FromPath
 
 from cell.api import http
-from cell.api.openapi import documented
+from cell.api.openapi import STATUS, UUID, documented, query
 from cell.api.params import AMOUNT_VERSION_MAX
 from cell.ledger.errors import InvalidRequest
 from cell.service import entries
 from cell.service.common import parse_uuid
 from cell.service.views import LedgerEntry
 
+SHOW_BALANCES = query("show_balances", {"type": "boolean"}, "Add each entry's resulting account balances.")
 
-@get("/api/ledger_entries/{entry_id:str}", operation_class=documented(response=LedgerEntry))
+
+@get("/api/ledger_entries/{entry_id:str}", operation_class=documented(response=LedgerEntry, parameters=[SHOW_BALANCES]))
 async def get_entry(request: Request, entry_id: FromPath[str]) -> Response:
     q = http.query(request)
     show = q.take_bool("show_balances")
@@ -23,7 +25,17 @@ async def get_entry(request: Request, entry_id: FromPath[str]) -> Response:
                                              parse_uuid(entry_id, "ledger entry"), show))
 
 
-@get("/api/ledger_entries", operation_class=documented(response=LedgerEntry, many=True))
+@get("/api/ledger_entries", operation_class=documented(response=LedgerEntry, many=True, parameters=[
+    query("ledger_account_id", UUID, "Entries of this account."),
+    query("ledger_transaction_id", UUID, "Entries of this transaction."),
+    query("as_of_lock_version", {"type": "integer", "minimum": 0},
+          "With ledger_account_id: entries up to this lock version."),
+    query("direction", {"type": "string", "enum": ["credit", "debit"]}, "By direction."),
+    query("status", STATUS, "By their transaction's status."),
+    query("order_by", {"type": "object", "maxProperties": 1, "additionalProperties": False, "properties": {
+        k: {"type": "string", "enum": ["asc", "desc"]} for k in ("created_at", "effective_at")}},
+        "order_by[created_at] or order_by[effective_at] = asc | desc.", nested=True),
+    SHOW_BALANCES]))
 async def list_entries(request: Request) -> Response:
     q = http.query(request)
     per_page, cursor = http.paging(request, q)

@@ -6,7 +6,7 @@ from litestar import Request, Response, get, patch, post
 from litestar.params import FromPath
 
 from cell.api import http
-from cell.api.openapi import documented
+from cell.api.openapi import METADATA, documented
 from cell.ledger.commands import LedgerCreate, LedgerUpdate
 from cell.service import ledgers
 from cell.service.common import parse_uuid
@@ -33,7 +33,7 @@ async def update_ledger(request: Request, ledger_id: FromPath[str]) -> Response:
                                                  parse_uuid(ledger_id, "ledger"), req))
 
 
-@get("/api/ledgers", operation_class=documented(response=Ledger, many=True))
+@get("/api/ledgers", operation_class=documented(response=Ledger, many=True, parameters=[METADATA]))
 async def list_ledgers(request: Request) -> Response:
     q = http.query(request)
     per_page, cursor = http.paging(request, q)

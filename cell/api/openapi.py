@@ -11,6 +11,8 @@ import msgspec
 from litestar.openapi.spec import Operation
 from msgspec import Struct
 
+from cell.ledger.commands import PER_PAGE_MAX
+
 
 def inline_schema(type_: type) -> dict[str, Any]:
     """msgspec's JSON schema with its $refs inlined (our request types are not recursive)."""
@@ -30,13 +32,52 @@ def inline_schema(type_: type) -> dict[str, Any]:
     return resolve(schema)
 
 
+def _merged(schema: dict, rules: dict) -> dict:
+    out = dict(schema)
+    for key, value in rules.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def query(name: str, schema: dict, description: str, *, nested: bool = False) -> dict[str, Any]:
+    """A query parameter; `nested` ones are written name[key]=value (OpenAPI's deepObject style)."""
+    parameter = {"name": name, "in": "query", "required": False, "description": description, "schema": schema}
+    if nested:
+        parameter.update(style="deepObject", explode=True)
+    return parameter
+
+
+def operators(value: dict) -> dict:
+    return {"type": "object", "properties": {op: value for op in ("gt", "gte", "lt", "lte", "eq")},
+            "additionalProperties": False}
+
+
+UUID = {"type": "string", "format": "uuid"}
+TIME = {"type": "string", "format": "date-time"}
+INT64 = {"type": "integer", "minimum": -(2**63), "maximum": 2**63 - 1}
+PAGING = [query("per_page", {"type": "integer", "minimum": 1, "maximum": PER_PAGE_MAX},
+                f"Items per page (default 25, at most {PER_PAGE_MAX})."),
+          query("after_cursor", {"type": "string", "maxLength": 1024},
+                "The X-After-Cursor of the previous page (opaque).")]
+METADATA = query("metadata", {"type": "object", "additionalProperties": {"type": "string"}},
+                 "metadata[key]=value: only objects whose metadata holds every pair given.", nested=True)
+BALANCE_FILTERS = [query(name, operators(INT64), f"{name}[gte]=0 and the like: accounts by current balance.",
+                         nested=True)
+                   for name in ("pending_balance_amount", "posted_balance_amount", "available_balance_amount")]
+STATUS = {"type": "string", "enum": ["pending", "posted", "archived"]}
+
+
 def documented(request: type | None = None, response: type | None = None, status: int = 200,
-               many: bool = False) -> type[Operation]:
-    """An Operation class whose document carries `request` as the JSON request body, `response` (a list of
-    them when `many`, paged by X-After-Cursor) as the answer for `status`, and problem+json for errors."""
+               many: bool = False, parameters: list[dict] = (), body_rules: dict | None = None) -> type[Operation]:
+    """An Operation class whose document carries `request` as the JSON request body (with `body_rules`, JSON
+    Schema keywords msgspec cannot say, added), `parameters` as its query parameters, `response` (a list of
+    them when `many`, paged by X-After-Cursor and PAGING) as the answer for `status`, and problem+json for
+    errors (a 400 too: Litestar's own would describe another shape)."""
     body = None
     if request is not None:
-        body = {"required": True, "content": {"application/json": {"schema": inline_schema(request)}}}
+        body = {"required": True,
+                "content": {"application/json": {"schema": _merged(inline_schema(request), body_rules or {})}}}
+    parameters = [*(PAGING if many else ()), *parameters]
     answer = None
     if response is not None:
         schema = inline_schema(response)
@@ -58,7 +99,10 @@ def documented(request: type | None = None, response: type | None = None, status
             responses = document.setdefault("responses", {})
             if answer is not None:
                 responses[str(status)] = answer
+            responses.pop("400", None)
             responses["default"] = problem
+            if parameters:
+                document["parameters"] = [*document.get("parameters", []), *parameters]
             return document
 
     return Documented

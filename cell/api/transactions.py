@@ -6,16 +6,17 @@ from litestar import Request, Response, get, patch, post
 from litestar.params import FromPath
 
 from cell.api import http
-from cell.api.openapi import documented
+from cell.api.openapi import METADATA, STATUS, TIME, UUID, documented, operators, query
 from cell.api.params import time_filters
-from cell.ledger.commands import ReversalCreate, TransactionCreate, TransactionUpdate
+from cell.ledger.commands import ENTRIES_PER_TRANSACTION_MAX, ReversalCreate, TransactionCreate, TransactionUpdate
 from cell.service import transactions
 from cell.service.common import parse_uuid
 from cell.service.views import LedgerTransaction, LedgerTransactionVersion
 
 
 @post("/api/ledger_transactions", status_code=201,
-      operation_class=documented(TransactionCreate, LedgerTransaction, 201))
+      operation_class=documented(TransactionCreate, LedgerTransaction, 201, body_rules={
+          "properties": {"ledger_entries": {"maxItems": ENTRIES_PER_TRANSACTION_MAX}}}))
 async def create_transaction(request: Request) -> Response:
     raw, req = await http.body_of(request, TransactionCreate)
     return http.created(await transactions.create_transaction(http.context(request), http.tenant(request), req,
@@ -52,7 +53,11 @@ async def list_versions(request: Request, txn_id: FromPath[str]) -> Response:
     return http.json(versions)
 
 
-@get("/api/ledger_transactions", operation_class=documented(response=LedgerTransaction, many=True))
+@get("/api/ledger_transactions", operation_class=documented(response=LedgerTransaction, many=True, parameters=[
+    query("ledger_id", UUID, "Transactions of this ledger."), query("status", STATUS, "By status."),
+    query("external_id", {"type": "string"}, "The transaction with this external_id."),
+    query("ledger_account_id", UUID, "Transactions with an entry on this account."), METADATA,
+    query("effective_at", operators(TIME), "effective_at[gte]=... and the like.", nested=True)]))
 async def list_transactions(request: Request) -> Response:
     q = http.query(request)
     per_page, cursor = http.paging(request, q)

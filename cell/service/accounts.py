@@ -9,7 +9,7 @@ from datetime import datetime
 import asyncpg
 from msgspec import UNSET
 
-from cell.ledger.commands import AccountCreate, AccountUpdate
+from cell.ledger.commands import KNOWN_EXPONENTS, AccountCreate, AccountUpdate
 from cell.ledger.errors import InvalidRequest, NotFound, PostingRejected
 from cell.ledger.models import Account, IdemKey
 from cell.service import views
@@ -19,12 +19,6 @@ from cell.service.ledgers import create_idempotently
 from cell.store import accounts as store
 from cell.store import ledgers as store_ledgers
 from cell.store import tenants as store_tenants
-
-# ISO 4217 minor units of common currencies; any other currency must say its exponent.
-KNOWN_EXPONENTS = {"USD": 2, "EUR": 2, "GBP": 2, "CAD": 2, "AUD": 2, "CHF": 2, "CNY": 2, "INR": 2, "MXN": 2,
-                   "BRL": 2, "SEK": 2, "NOK": 2, "DKK": 2, "SGD": 2, "HKD": 2, "NZD": 2, "ZAR": 2, "PLN": 2,
-                   "JPY": 0, "KRW": 0, "CLP": 0, "VND": 0, "ISK": 0, "BHD": 3, "KWD": 3, "JOD": 3, "OMR": 3,
-                   "TND": 3, "BTC": 8, "ETH": 18, "USDC": 6}
 
 
 class BalanceQuery:

@@ -1,6 +1,7 @@
 """Bad input is a 4xx problem+json with a stable code, and writes nothing. No input produces a 5xx."""
 
 import json
+import uuid
 
 import pytest
 
@@ -253,3 +254,17 @@ async def test_json_with_parameters_and_an_empty_body_without_a_type_are_accepte
     txn = (await api.transfer(ledger["id"], a["id"], b["id"], 5)).json()
     r = await api.request("POST", f"/api/ledger_transactions/{txn['id']}/reversal")  # no body: the defaults
     assert r.status_code == 201, r.text
+
+
+@pytest.mark.parametrize("path, methods", [
+    ("/api/ledgers", {"GET", "POST", "OPTIONS"}),
+    ("/api/ledgers/{id}", {"GET", "PATCH", "OPTIONS"}),
+    ("/api/ledger_accounts", {"GET", "POST", "OPTIONS"}),
+    ("/api/ledger_transactions/{id}", {"GET", "PATCH", "OPTIONS"}),
+    ("/api/ledger_transactions/{id}/reversal", {"POST", "OPTIONS"}),
+    ("/api/ledger_entries", {"GET", "OPTIONS"}),
+])
+async def test_options_lists_every_method_of_the_path(api, path, methods):
+    r = await api.request("OPTIONS", path.replace("{id}", str(uuid.uuid4())))
+    assert r.status_code in (200, 204), r.text
+    assert {m.strip() for m in r.headers["allow"].split(",")} == methods
