@@ -233,19 +233,27 @@ def test_keys_errors(ctl):
 
 # ---- verify, audit -----------------------------------------------------------------------------------------
 
-def test_verify_passes_then_fails_on_a_corrupted_balance(ctl, stack):
+def _tenant_with_books(ctl, stack):
+    """A new tenant with a key, a ledger and a debit-normal and a credit-normal account, through ledgerctl and
+    the cell's API: (tenant id, cell, HTTP client of the tenant, ledger, [debit account, credit account])."""
     tenant_id = new_id()
     cell = stack["cells"][ctl.json("tenants", "create", tenant_id)["cell"]]
     secret = ctl.json("keys", "create", tenant_id)["secret"]
-    with httpx.Client(base_url=cell.url, auth=(tenant_id, secret)) as http:
-        ledger = http.post("/api/ledgers", json={"name": "main"}).json()
-        accounts = [http.post("/api/ledger_accounts", json={"name": n, "ledger_id": ledger["id"], "currency": "USD",
-                                                             "normal_balance": n}).json() for n in ("debit", "credit")]
-        posted = http.post("/api/ledger_transactions", json={"ledger_id": ledger["id"], "status": "posted",
-                                                             "ledger_entries": [
-            {"ledger_account_id": accounts[0]["id"], "direction": "debit", "amount": 250},
-            {"ledger_account_id": accounts[1]["id"], "direction": "credit", "amount": 250}]})
-        assert posted.status_code == 201, posted.text
+    http = httpx.Client(base_url=cell.url, auth=(tenant_id, secret))
+    ledger = http.post("/api/ledgers", json={"name": "main"}).json()
+    accounts = [http.post("/api/ledger_accounts", json={"name": n, "ledger_id": ledger["id"], "currency": "USD",
+                                                         "normal_balance": n}).json() for n in ("debit", "credit")]
+    return tenant_id, cell, http, ledger, accounts
+
+
+def test_verify_passes_then_fails_on_a_corrupted_balance(ctl, stack):
+    tenant_id, cell, http, ledger, accounts = _tenant_with_books(ctl, stack)
+    posted = http.post("/api/ledger_transactions", json={"ledger_id": ledger["id"], "status": "posted",
+                                                         "ledger_entries": [
+        {"ledger_account_id": accounts[0]["id"], "direction": "debit", "amount": 250},
+        {"ledger_account_id": accounts[1]["id"], "direction": "credit", "amount": 250}]})
+    assert posted.status_code == 201, posted.text
+    http.close()
     report = ctl.json("verify", "--tenant", tenant_id)
     assert (report["cell"], report["tenant"], report["violations"]) == (cell.name, tenant_id, [])
     assert ctl.json("verify", "--cell", cell.name)["violations"] == []
@@ -264,13 +272,8 @@ def test_verify_passes_then_fails_on_a_corrupted_balance(ctl, stack):
 def test_verify_fails_while_effects_stay_unapplied_past_the_sweepers_bound(ctl, stack):
     from cli_rig import queue_payment
 
-    tenant_id = new_id()
-    cell = stack["cells"][ctl.json("tenants", "create", tenant_id)["cell"]]
-    secret = ctl.json("keys", "create", tenant_id)["secret"]
-    with httpx.Client(base_url=cell.url, auth=(tenant_id, secret)) as http:
-        ledger = http.post("/api/ledgers", json={"name": "main"}).json()
-        accounts = [http.post("/api/ledger_accounts", json={"name": n, "ledger_id": ledger["id"], "currency": "USD",
-                                                             "normal_balance": n}).json() for n in ("debit", "credit")]
+    tenant_id, cell, http, ledger, accounts = _tenant_with_books(ctl, stack)
+    http.close()
     queue_payment(cell.database_url, tenant_id, ledger["id"], accounts[0]["id"], accounts[1]["id"], 300)
     assert ctl.json("verify", "--tenant", tenant_id)["violations"] == []  # queued a moment ago: within the bound
 
