@@ -204,6 +204,8 @@ def _check_record(bank: Bank, listed: dict[str, list[str]], balances: dict[str, 
     refusals = {p.code for p in bank.postings.values() if p.outcome == "refused"}
     assert refusals <= {"balance_lock_failed"}, f"{bank.name}: refused for {refusals}"
     assert balances == bank.expected_balances(), f"{bank.name}: balances drifted from the acknowledged postings"
+    internal = [a for a in bank.attempts if a.status is not None and a.status >= 500 and a.status not in (503, 504)]
+    assert not internal, f"{bank.name}: a fault answered as a server error, not 503/504: {internal[:3]}"
     no_retry_after = [a for a in bank.attempts if a.status == 503 and not a.retry_after]
     assert not no_retry_after, f"{bank.name}: 503 without Retry-After: {no_retry_after[:3]}"
 
