@@ -45,3 +45,12 @@ def test_a_broken_driver_state_is_outcome_unknown_and_the_connection_is_dropped(
     with pytest.raises(OutcomeUnknown):
         asyncio.run(ctx.run(fn))
     assert conn.terminated and pool.released == [conn]
+
+
+def test_a_broken_driver_state_outside_the_context_is_session_lost():
+    """The same error from a pool call after the posting committed (storing the idempotent answer) is handled by
+    the API's database_error_handler: session_lost, so outcome_unknown for a write (a 503, not a 500 that claims
+    nothing was half-applied)."""
+    from cell.store.errors import session_lost
+
+    assert session_lost(asyncpg.InternalClientError("cannot switch to state 12; another operation is in progress"))
