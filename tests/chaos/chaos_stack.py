@@ -108,10 +108,9 @@ def start_stack(tmp_path: Path) -> Stack:
     env.update({"LEDGER_DATA_DIR": str(tmp_path / "ledger"), "LEDGER_ROUTER_PORT": str(router_base + 1),
                 "LEDGER_CELL_PORT_BASE": str(cell_base), "LEDGER_WORKER_METRICS_PORT_BASE": str(metrics_base),
                 "LEDGER_CELL_METRICS_PORT_BASE": str(cell_metrics_base)})
-    log = open(tmp_path / "run.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "control_plane.run"], cwd=ROOT, env=env, stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
-    log.close()  # the child holds its own descriptor
+    with open(tmp_path / "run.log", "wb") as log:  # the child keeps its own descriptor
+        proc = subprocess.Popen([sys.executable, "-m", "control_plane.run"], cwd=ROOT, env=env, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
     dev = tmp_path / "ledger" / "dev.json"
     deadline = time.monotonic() + 180
     while not dev.exists():

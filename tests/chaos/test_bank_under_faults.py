@@ -15,15 +15,24 @@ import signal
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 from urllib.parse import urlsplit
 
 import psutil
 import pytest
-from chaos_bank import Bank, RETRY_S_MAX
-from chaos_stack import Stack, admin_connect, gone, port_free, queue_depth, start_stack, stop_stack, wait_until
+from chaos_bank import RETRY_S_MAX, Bank
+from chaos_stack import (
+    Stack,
+    admin_connect,
+    gone,
+    port_free,
+    queue_depth,
+    start_stack,
+    stop_stack,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(900)]
 
