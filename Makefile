@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-fast bench migrate lock clean
+.PHONY: help install run test test-fast chaos bench migrate lock clean
 
 help: ## Show the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -22,11 +22,14 @@ install: $(STAMP) ## Create .venv and install the pinned dependencies
 run: $(STAMP) ## Start the whole stack on embedded servers (Ctrl-C stops it)
 	$(BIN)/python -m control_plane.run
 
-test: $(STAMP) ## Run every test (starts its own PostgreSQL, Valkey and SQS endpoint)
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+test: $(STAMP) ## Run every test but the chaos suite (starts its own PostgreSQL, Valkey and SQS endpoint)
+	$(BIN)/python -m pytest -q --ignore=tests/chaos $(PYTEST_ARGS)
 
 test-fast: $(STAMP) ## Unit and property tests only
 	$(BIN)/python -m pytest -q tests/unit tests/property $(PYTEST_ARGS)
+
+chaos: $(STAMP) ## The bank test under real faults (kills, stops, restarts) against a `make run` stack
+	$(BIN)/python -m pytest -q tests/chaos $(PYTEST_ARGS)
 
 bench: $(STAMP) ## Benchmarks: ratios measured side by side in one run
 	$(BIN)/python -m loadtests.bench $(BENCH_ARGS)

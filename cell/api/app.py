@@ -108,6 +108,7 @@ def create_app(settings: CellSettings, *, run_migrations: bool = True) -> Litest
             # Driver errors that escaped CellContext.run: 503 when the database is gone, else 500.
             asyncpg.PostgresError: problems.database_error_handler,
             asyncpg.InterfaceError: problems.database_error_handler,
+            asyncpg.InternalClientError: problems.database_error_handler,
             OSError: problems.database_error_handler,
             TimeoutError: problems.database_error_handler,
             Exception: problems.internal_error_handler,

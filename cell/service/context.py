@@ -96,6 +96,12 @@ class CellContext:
                 if session_lost(exc) or conn.is_closed():
                     raise outcome_unknown(exc) from exc
                 raise
+            except asyncpg.InternalClientError as exc:
+                # The driver's protocol state is broken (seen when PostgreSQL crashes under load: "cannot switch
+                # to state 12; another operation is in progress"): the connection is unusable and what was in
+                # flight on it unknown. Drop it (never back into the pool) and answer 503, not a 500.
+                conn.terminate()
+                raise outcome_unknown(exc) from exc
             finally:
                 await self.pool.release(conn)
         raise AssertionError("unreachable")

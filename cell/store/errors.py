@@ -43,6 +43,8 @@ def session_lost(exc: BaseException) -> bool:
     """True when the error means the connection died mid-request (the outcome of what was in flight is unknown)."""
     if isinstance(exc, (OSError, asyncpg.PostgresConnectionError)):
         return True
+    if isinstance(exc, asyncpg.InternalClientError):  # the driver's protocol state broke (PostgreSQL crashing)
+        return True
     state = getattr(exc, "sqlstate", None) or ""
     return isinstance(exc, asyncpg.PostgresError) and (state.startswith("08") or state in _SESSION_LOST_STATES)
 
