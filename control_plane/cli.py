@@ -6,6 +6,7 @@ import asyncio
 import datetime
 import functools
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import click
 import msgspec
 
 from cell.store.migrate import pending_migrations
-from control_plane import catalog, operations
+from control_plane import catalog, moves, operations
 from control_plane.errors import EXIT_ERROR, LedgerctlError
 from control_plane.settings import ControlPlaneSettings, load_settings
 
@@ -247,6 +248,153 @@ def tenants_rate_limit(tenant_id: str, per_s: int | None, burst: int | None, use
     tenant = _run(lambda conn, s: operations.set_rate_limit(conn, s, tenant_id, per_s, burst))
     _warn_unpublished(tenant)
     _emit(ctx, tenant)
+
+
+@tenants.command("move")
+@click.argument("tenant_id")
+@click.option("--to", "target_cell", required=True, help="The cell to move the tenant to.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--dry-run", is_flag=True, help="Print the plan only.")
+@_format_option
+def tenants_move(tenant_id: str, target_cell: str, yes: bool, dry_run: bool) -> None:
+    """Move a tenant to another cell online (resumable: `ledgerctl moves resume ID`)."""
+    ctx = click.get_current_context().find_object(Context)
+    plan = _run(lambda conn, s: moves.plan_move(conn, s, tenant_id, target_cell))
+    if dry_run:
+        _emit(ctx, plan)
+        return
+    lines = [f"move tenant {tenant_id} from cell {plan['source']} to cell {plan['target']}",
+             f"copy {plan['rows_total']} rows (" + ", ".join(f"{t} {n}" for t, n in plan["rows"].items() if n)
+             + f"), about {plan['estimate_s']} s, while the tenant keeps writing",
+             "freeze its writes for a moment (the router holds them), verify, switch its route"]
+    _confirm(ctx, lines, tenant_id, yes)
+
+    async def work(conn, settings):
+        fresh = await moves.plan_move(conn, settings, tenant_id, target_cell)
+        move = await moves.start_move(conn, settings, fresh)
+        if ctx.format == "pretty":
+            click.echo(f"move {move['id']} started (resume it with `ledgerctl moves resume {move['id']}`)", err=True)
+        return await moves.run_move(conn, settings, move["id"], _progress(ctx))
+
+    _emit_move(ctx, _run(work))
+
+
+def _progress(ctx: Context):
+    """A progress line on stderr per step, and per batch at most twice a second (pretty output only)."""
+    last = [0.0]
+
+    def show(event: dict) -> None:
+        if ctx.format != "pretty":
+            return
+        now = time.monotonic()
+        if event["event"] == "batch":
+            if now - last[0] < 0.5:
+                return
+            rate = f", {event['rows_per_s']} rows/s" if event.get("rows_per_s") else ""
+            frozen = f", frozen {event['freeze_ms']} ms" if event.get("freeze_ms") is not None else ""
+            click.echo(f"  {event['step']}: {event['table']} {event['table_rows']} rows, "
+                       f"{event['round_rows']} this round{rate}{frozen}", err=True)
+        elif event["event"] == "step":
+            click.echo(f"step {event['step']}", err=True)
+        else:
+            click.echo(f"  {event['event']} (freeze {event.get('freeze_ms')} ms)", err=True)
+        last[0] = now
+
+    return show
+
+
+def _emit_move(ctx: Context, result: dict) -> None:
+    if ctx.format == "json":
+        _emit(ctx, result)
+        return
+    click.echo(f"move {result['id']}: tenant {result['tenant']} {result['source']} -> {result['target']}: "
+               f"{result['state']} (step {result['step']})")
+    for step in result["steps"]:
+        click.echo(f"  {step['step']:<17} {step['ms']:>10} ms")
+    copied = result["rows_copied"]
+    click.echo(f"rows copied: {sum(copied.values())} (" + ", ".join(f"{t} {n}" for t, n in copied.items() if n) + ")")
+    click.echo(f"catch-up rounds: {result['rounds']}, rows in the final catch-up: {result['final_catch_up_rows']}")
+    click.echo(f"freeze window: {result['freeze_ms']} ms")
+    v = result["verification"]
+    if v is not None:
+        click.echo(f"verification: {'ok' if v['ok'] else 'FAILED'} ({sum(v['rows'].values())} rows, "
+                   f"{v['accounts']} accounts, audit-chain head {v['audit_chain_head'][:16]})")
+        for problem in v["problems"]:
+            click.echo(f"  - {problem}")
+    if result.get("purged"):
+        click.echo(f"purged on the source: {result['purged']}")
+    if result.get("deleted_on_target"):
+        click.echo(f"deleted on the target: {result['deleted_on_target']}")
+
+
+# ---- moves -------------------------------------------------------------------------------------------------
+
+MOVE_COLUMNS = ["id", "tenant", "source", "target", "state", "step", "freeze_ms", "created_at"]
+
+
+@cli.group("moves")
+def moves_group() -> None:
+    """Tenant moves: a persisted, resumable state machine each."""
+
+
+@moves_group.command("list")
+@click.option("--state", type=click.Choice(["running", "done", "aborted", "failed"]), default=None)
+@click.option("--tenant", "tenant_id", default=None)
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000))
+@_format_option
+def moves_list(state: str | None, tenant_id: str | None, limit: int) -> None:
+    """List moves, newest first."""
+    ctx = click.get_current_context().find_object(Context)
+    _emit(ctx, _run(lambda conn, s: moves.list_moves(conn, state, tenant_id, limit)), MOVE_COLUMNS)
+
+
+@moves_group.command("show")
+@click.argument("move_id")
+@_format_option
+def moves_show(move_id: str) -> None:
+    """Show a move: its step, step durations, rows copied, freeze window, verification."""
+    ctx = click.get_current_context().find_object(Context)
+
+    async def work(conn, settings):
+        return moves.report(await moves.fetch_move(conn, move_id))
+
+    _emit_move(ctx, _run(work))
+
+
+@moves_group.command("resume")
+@click.argument("move_id")
+@_format_option
+def moves_resume(move_id: str) -> None:
+    """Resume a running move whose mover stopped (killed, crashed) from its last saved step."""
+    ctx = click.get_current_context().find_object(Context)
+    _emit_move(ctx, _run(lambda conn, s: moves.run_move(conn, s, move_id, _progress(ctx))))
+
+
+@moves_group.command("abort")
+@click.argument("move_id")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@_format_option
+def moves_abort(move_id: str, yes: bool) -> None:
+    """Abort a move before its flip: the tenant stays on (or returns to) its source, active; the target's
+    partial copy is deleted."""
+    ctx = click.get_current_context().find_object(Context)
+    move = _run(lambda conn, s: moves.fetch_move(conn, move_id))
+    _confirm(ctx, [f"abort move {move_id} of tenant {move['tenant_id']} at step {move['step']}",
+                   f"delete its partial copy on cell {move['target_cell']}"], move["tenant_id"], yes)
+    _emit_move(ctx, _run(lambda conn, s: moves.abort_move(conn, s, move_id)))
+
+
+@moves_group.command("purge")
+@click.argument("move_id")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@_format_option
+def moves_purge(move_id: str, yes: bool) -> None:
+    """Delete a finished move's source copy, in batches (the tenant row and key hashes stay, moved_out)."""
+    ctx = click.get_current_context().find_object(Context)
+    move = _run(lambda conn, s: moves.fetch_move(conn, move_id))
+    _confirm(ctx, [f"delete tenant {move['tenant_id']}'s rows from cell {move['source_cell']} "
+                   f"(it lives on {move['target_cell']} since move {move_id})"], move["tenant_id"], yes)
+    _emit_move(ctx, _run(lambda conn, s: moves.purge_move(conn, s, move_id)))
 
 
 # ---- keys --------------------------------------------------------------------------------------------------

@@ -36,6 +36,8 @@ _HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"tr
                          b"content-length", b"expect"})
 _RESPONSE_DROP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"te",
                             b"trailer", b"upgrade"})
+# The cell's problem code for a write refused because the tenant is frozen for a move.
+_FROZEN_CODE = b'"tenant_frozen"'
 _LOCAL_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 _PROBLEM = [(b"content-type", PROBLEM_JSON.encode())]
 _JSON = [(b"content-type", b"application/json")]
@@ -166,16 +168,35 @@ class Router:
             headers.append((b"x-forwarded-for", client_host.encode()))
 
         status, response_headers, response_body = await self._forward(route, method, target, headers, body)
-        if status == 421:
-            # The cell no longer owns this tenant: our map is stale. Refresh it and try once more.
-            try:
-                await self.reload("misdirected")
-            except Exception as exc:  # noqa: BLE001 - the control plane is down: answer the cell's 421 as is
-                log.warning("reload after a 421 failed: %r", exc)
-            newer = self.table.get(tenant_id)
-            if newer is not None:
+        retried_421 = False
+        hold_until = None
+        delay_s = 0.01
+        while True:
+            if status == 421 and not retried_421:
+                # The cell no longer owns this tenant: our map is stale. Refresh it and try once more.
+                retried_421 = True
+                try:
+                    await self.reload("misdirected")
+                except Exception as exc:  # noqa: BLE001 - the control plane is down: answer the cell's 421 as is
+                    log.warning("reload after a 421 failed: %r", exc)
+                newer = self.table.get(tenant_id)
+                if newer is None:
+                    break
                 route = newer
-                status, response_headers, response_body = await self._forward(route, method, target, headers, body)
+            elif status == 503 and _FROZEN_CODE in response_body:
+                # The tenant is frozen for a move (the cell refused before writing anything): hold the request
+                # and retry, on the newest route, for a bounded time; past it the cell's 503 (Retry-After) goes out.
+                now = time.monotonic()
+                if hold_until is None:
+                    hold_until = now + self.settings.frozen_hold_s
+                if now >= hold_until:
+                    break
+                await asyncio.sleep(min(delay_s, hold_until - now))
+                delay_s = min(delay_s * 2, 0.1)
+                route = self.table.get(tenant_id) or route
+            else:
+                break
+            status, response_headers, response_body = await self._forward(route, method, target, headers, body)
         if status == 401:
             self.credentials.forget(digest)
             self._auth_failed(address, time.monotonic())

@@ -20,6 +20,9 @@ class RouterSettings(msgspec.Struct, frozen=True, kw_only=True):
     rate_limit_per_s_default: int = 1000
     rate_burst_default: int = 2000
     retry_after_s: int = 1
+    # A write refused because its tenant is frozen for a move is held and retried for up to this long (the
+    # freeze lasts well under a second); past it the client gets the cell's 503 with Retry-After.
+    frozen_hold_s: float = 2.0
     # Failed authentication is limited per client address, never charged to the tenant it names (a wrong
     # key must not spend the real client's budget). Credentials the cell has not accepted yet are forwarded
     # while their address's bucket has a token, else 429; each 401 spends one.

@@ -1,12 +1,22 @@
 -- The async path's apply: `ledger_apply` wrapped so that one call (one round trip, the locks never held
 -- across a client round trip) also reports the accounts it skipped and the apply lag of every effect it
--- folded in (for the worker's metrics).
+-- folded in (for the worker's metrics). It takes the tenant fence like every write: the shared advisory lock
+-- of each tenant of the accounts, in tenant order and before any row lock (a move's exclusive lock waits for
+-- this apply, never the other way round); accounts of a frozen or moved-out tenant are left alone (neither
+-- applied nor skipped: their effects move with the tenant and the target's workers apply them).
 CREATE OR REPLACE FUNCTION ledger_apply_report(p_accounts uuid[], p_skip_locked boolean)
 RETURNS TABLE (applied integer, skipped uuid[], lags_ms double precision[]) LANGUAGE plpgsql AS $$
 DECLARE
     v_held uuid[];
     v_versions bigint[];
+    v_tenant text;
 BEGIN
+    FOR v_tenant IN SELECT DISTINCT tenant_id FROM account_balances WHERE account_id = ANY(p_accounts)
+                    ORDER BY tenant_id LOOP
+        PERFORM pg_advisory_xact_lock_shared(hashtextextended('tenant:' || v_tenant, 0));
+    END LOOP;
+    p_accounts := ARRAY(SELECT b.account_id FROM account_balances b JOIN tenants t ON t.id = b.tenant_id
+                        WHERE b.account_id = ANY(p_accounts) AND t.state = 'active');
     -- Lock first (sorted, like ledger_apply) to learn the lock versions before the fold: the effects this
     -- call applies are exactly those above them. ledger_apply then re-locks rows this transaction holds.
     IF p_skip_locked THEN

@@ -1,0 +1,663 @@
+"""Tenant moves between cells (DESIGN.md section 7): a plan, and a persisted, resumable state machine.
+
+The move's row in the control plane (`moves`) holds its step and, in `watermarks`, everything a resumed mover
+needs: the catch-up horizon, each table's keyset cursor, the time the freeze began, step durations, rows.
+Every step is idempotent: a mover killed anywhere is resumed by `ledgerctl moves resume` and ends the same.
+
+Steps: copy -> catch_up -> freeze -> final_catch_up -> verify -> flip -> source_moved_out -> unfreeze -> done.
+
+Copying. The tables and columns are discovered in the cell's catalog at run time; TENANT_TABLES below is the
+one list of what a tenant owns, and a cell table the mover does not know makes a move refuse to start.
+Rows are copied with COPY (binary) in bounded keyset batches and upserted on the target on a natural key
+(identity columns such as `seq` are not copied: the target numbers rows itself, in the source's order).
+What changed after a round read it is found by transaction id, not by insertion order: every row version
+written since the round began has an `xmin` at or after the round's snapshot xmin, so the next round copies
+exactly the rows whose xmin is not older than that horizon (new rows and updated ones: balance caches,
+statuses, applied flags, idempotency answers). Insert-only tables (ledger_forbid_change) upsert DO NOTHING.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Callable
+
+import asyncpg
+
+from cell.store.verify import audit_chain_head, verify as verify_cell
+from control_plane import catalog
+from control_plane.catalog import Q
+from control_plane.errors import EXIT_VIOLATIONS, LedgerctlError
+from control_plane.settings import ControlPlaneSettings
+
+# What a tenant owns in a cell, in copy order (parents first; a purge deletes in the reverse order), and how
+# its rows are found: None means by the table's tenant_id column; otherwise a condition on `r` with $1 the
+# tenant. A new table with a tenant_id column must be added here, or moves refuse to start.
+TENANT_TABLES: dict[str, str | None] = {
+    "tenants": "r.id = $1",
+    "api_keys": None,
+    "ledgers": None,
+    "ledger_accounts": None,
+    "account_balances": None,
+    "ledger_transactions": None,
+    "ledger_transaction_versions": None,
+    "ledger_entries": None,
+    "balance_effects": None,
+    "effective_balance_buckets": "r.account_id IN (SELECT b.account_id FROM account_balances b "
+                                 "WHERE b.tenant_id = $1)",
+    "idempotency_keys": None,
+}
+# Cell tables that hold nobody's rows.
+CELL_TABLES = frozenset({"schema_migrations", "schema_routines"})
+# The tenant row arrives frozen on the target, and its state is never copied over: the move sets it.
+OVERRIDES = {"tenants": {"state": "'frozen'"}}
+
+# What a purge of a moved-out tenant's source copy leaves behind.
+PURGE_KEEPS = frozenset({"tenants", "api_keys"})
+
+STEPS = ("copy", "catch_up", "freeze", "final_catch_up", "verify", "flip", "source_moved_out", "unfreeze", "done")
+ABORTABLE = frozenset({"planned", "copy", "catch_up", "freeze", "final_catch_up", "verify", "flip"})
+
+
+@dataclass
+class Table:
+    name: str
+    columns: list[str]
+    types: dict[str, str]
+    identity: str | None
+    key: list[str]
+    insert_only: bool
+    scope: str
+
+    @property
+    def order(self) -> list[str]:
+        return [self.identity] if self.identity else self.key
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+async def discover(conn: asyncpg.Connection) -> dict[str, Table]:
+    """The cell's tables as the mover sees them; refuses when one is unknown (it might hold a tenant's rows)."""
+    rows = await conn.fetch("""
+        SELECT c.relname AS table, a.attname AS column, format_type(a.atttypid, a.atttypmod) AS type,
+               a.attidentity <> '' AS identity
+        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+        WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') ORDER BY c.relname, a.attnum""")
+    columns: dict[str, list[tuple[str, str, bool]]] = {}
+    for r in rows:
+        columns.setdefault(r["table"], []).append((r["column"], r["type"], r["identity"]))
+    unknown = sorted(t for t in columns if t not in TENANT_TABLES and t not in CELL_TABLES)
+    if unknown:
+        owning = [t for t in unknown if any(c == "tenant_id" for c, _, _ in columns[t])]
+        raise LedgerctlError("unknown_tables", "the cell has tables the mover does not know "
+                             f"({', '.join(unknown)}{'; with a tenant_id: ' + ', '.join(owning) if owning else ''}): "
+                             "add them to control_plane/moves.py TENANT_TABLES (or CELL_TABLES); nothing changed")
+    missing = sorted(t for t in TENANT_TABLES if t not in columns)
+    if missing:
+        raise LedgerctlError("cell_not_migrated", f"the cell lacks tables {', '.join(missing)}: migrate it first")
+    keys = await conn.fetch("""
+        SELECT c.relname AS table, i.indisprimary AS primary,
+               array_agg(a.attname ORDER BY k.ord) AS columns, bool_or(a.attidentity <> '') AS has_identity
+        FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+        CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+        JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum
+        WHERE n.nspname = 'public' AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL
+        GROUP BY c.relname, i.indexrelid, i.indisprimary ORDER BY c.relname, i.indisprimary DESC, i.indexrelid""")
+    insert_only = {r["table"] for r in await conn.fetch("""
+        SELECT DISTINCT c.relname AS table FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+        JOIN pg_proc p ON p.oid = t.tgfoid WHERE p.proname = 'ledger_forbid_change' AND NOT t.tgisinternal""")}
+    tables: dict[str, Table] = {}
+    for name, scope in TENANT_TABLES.items():
+        cols = columns[name]
+        key = next((list(k["columns"]) for k in keys if k["table"] == name and not k["has_identity"]), None)
+        if key is None:
+            raise LedgerctlError("no_natural_key", f"table {name} has no unique key without an identity column")
+        identities = [c for c, _, ident in cols if ident]
+        if scope is None and not any(c == "tenant_id" for c, _, _ in cols):
+            raise LedgerctlError("no_tenant_column", f"table {name} has no tenant_id: give it a scope in TENANT_TABLES")
+        tables[name] = Table(name, [c for c, _, _ in cols], {c: t for c, t, _ in cols},
+                             identities[0] if identities else None, key, name in insert_only,
+                             scope or "r.tenant_id = $1")
+    return tables
+
+
+def _same_schema(source: dict[str, Table], target: dict[str, Table]) -> list[str]:
+    return [f"{name}: {source[name].types} != {target[name].types}" for name in source
+            if source[name].types != target[name].types]
+
+
+# ---- copying -----------------------------------------------------------------------------------------------
+
+async def snapshot_xmin(conn: asyncpg.Connection) -> int:
+    return await conn.fetchval("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+
+
+def _select(t: Table, last: list | None, since: int | None, limit: int) -> tuple[str, list]:
+    args: list = []
+    where = [t.scope]
+    if last is not None:
+        params = []
+        for col, value in zip(t.order, last):
+            args.append(str(value))
+            params.append(f"${len(args) + 1}::text::{t.types[col]}")
+        where.append(f"ROW({', '.join('r.' + _q(c) for c in t.order)}) > ROW({', '.join(params)})")
+    if since is not None:
+        # Row versions written by a transaction at or after the horizon: 32-bit xids compared by age, which is
+        # exact within 2^31 transactions (frozen rows are the oldest of all).
+        args.append(since % 4294967296)
+        where.append(f"age(r.xmin) <= age((${len(args) + 1}::bigint)::text::xid)")
+    cols = ", ".join("r." + _q(c) for c in t.columns)
+    order = ", ".join("r." + _q(c) for c in t.order)
+    return f"SELECT {cols} FROM {_q(t.name)} r WHERE {' AND '.join(where)} ORDER BY {order} LIMIT {int(limit)}", args
+
+
+async def copy_batch(src: asyncpg.Connection, dst: asyncpg.Connection, tenant_id: str, t: Table,
+                     last: list | None, since: int | None, limit: int) -> tuple[int, list | None]:
+    """One batch from source to target: (rows, the batch's last key, or None when there were no rows)."""
+    query, args = _select(t, last, since, limit)
+    buffer = io.BytesIO()
+    status = await src.copy_from_query(query, tenant_id, *args, output=buffer, format="binary")
+    rows = int(status.split()[-1])
+    if rows == 0:
+        return 0, None
+    buffer.seek(0)
+    temp = _q(f"move_{t.name}")
+    overrides = OVERRIDES.get(t.name, {})
+    insert_cols = [c for c in t.columns if c != t.identity]
+    values = ", ".join(overrides.get(c, _q(c)) for c in insert_cols)
+    update = [c for c in insert_cols if c not in t.key and c not in overrides]
+    if t.insert_only or not update:
+        conflict = "DO NOTHING"
+    else:
+        conflict = "DO UPDATE SET " + ", ".join(f"{_q(c)} = EXCLUDED.{_q(c)}" for c in update)
+    async with dst.transaction():
+        await dst.execute(f"CREATE TEMP TABLE IF NOT EXISTS {temp} (LIKE {_q(t.name)}) ON COMMIT DELETE ROWS")
+        await dst.copy_to_table(f"move_{t.name}", source=buffer, columns=t.columns, format="binary")
+        await dst.execute(
+            f"INSERT INTO {_q(t.name)} ({', '.join(map(_q, insert_cols))}) SELECT {values} FROM {temp} "
+            f"ORDER BY {', '.join(map(_q, t.order))} ON CONFLICT ({', '.join(map(_q, t.key))}) {conflict}")
+        tail = await dst.fetchrow(f"SELECT {', '.join(map(_q, t.order))} FROM {temp} "
+                                  f"ORDER BY {', '.join(_q(c) + ' DESC' for c in t.order)} LIMIT 1")
+    return rows, [_jsonable(v) for v in tail.values()]
+
+
+def _jsonable(value):
+    return value if isinstance(value, (int, str)) else str(value)
+
+
+async def count_rows(conn: asyncpg.Connection, tables: dict[str, Table], tenant_id: str) -> dict[str, int]:
+    return {name: await conn.fetchval(f"SELECT count(*) FROM {_q(name)} r WHERE {t.scope}", tenant_id)
+            for name, t in tables.items()}
+
+
+async def purge_tenant(conn: asyncpg.Connection, tables: dict[str, Table], tenant_id: str, batch_rows: int,
+                       pause_s: float = 0.0, keep: frozenset[str] = frozenset()) -> dict[str, int]:
+    """Delete a tenant's rows from one cell in batches, children first, but for the tables in `keep`. Only
+    for a tenant that is not active there (the insert-only trigger enforces it for entries and versions;
+    checked here for every table)."""
+    deleted: dict[str, int] = {}
+    for name in reversed(list(tables)):
+        if name in keep:
+            continue
+        t = tables[name]
+        deleted[name] = 0
+        while True:
+            async with conn.transaction():
+                state = await conn.fetchval("SELECT state FROM tenants WHERE id = $1 FOR UPDATE", tenant_id)
+                if state == "active":
+                    raise LedgerctlError("tenant_active", f"tenant {tenant_id} is active in this cell: not purged")
+                await conn.execute("SELECT set_config('ledger.purge_tenant', $1, true)", tenant_id)
+                status = await conn.execute(
+                    f"DELETE FROM {_q(name)} WHERE ctid = ANY(ARRAY(SELECT r.ctid FROM {_q(name)} r "
+                    f"WHERE {t.scope} LIMIT {int(batch_rows)}))", tenant_id)
+            n = int(status.split()[-1])
+            deleted[name] += n
+            if n < batch_rows:
+                break
+            if pause_s:
+                await asyncio.sleep(pause_s)
+    return deleted
+
+
+# ---- verification ------------------------------------------------------------------------------------------
+
+SOURCE_TOTALS = """
+SELECT b.account_id, b.pending_debits + coalesce(q.pd, 0) AS pd, b.pending_credits + coalesce(q.pc, 0) AS pc,
+       b.posted_debits + coalesce(q.od, 0) AS od, b.posted_credits + coalesce(q.oc, 0) AS oc
+FROM account_balances b LEFT JOIN (
+    SELECT account_id, sum(d_pending_debits) pd, sum(d_pending_credits) pc, sum(d_posted_debits) od,
+           sum(d_posted_credits) oc
+    FROM balance_effects WHERE tenant_id = $1 AND applied_at IS NULL GROUP BY account_id) q
+    ON q.account_id = b.account_id
+WHERE b.tenant_id = $1"""
+
+TARGET_FROM_ENTRIES = """
+SELECT a.id AS account_id,
+       coalesce(sum(e.amount) FILTER (WHERE e.direction = 'debit' AND t.status <> 'archived'), 0) AS pd,
+       coalesce(sum(e.amount) FILTER (WHERE e.direction = 'credit' AND t.status <> 'archived'), 0) AS pc,
+       coalesce(sum(e.amount) FILTER (WHERE e.direction = 'debit' AND t.status = 'posted'), 0) AS od,
+       coalesce(sum(e.amount) FILTER (WHERE e.direction = 'credit' AND t.status = 'posted'), 0) AS oc
+FROM ledger_accounts a
+LEFT JOIN ledger_entries e ON e.ledger_account_id = a.id
+LEFT JOIN ledger_transactions t ON t.id = e.transaction_id
+WHERE a.tenant_id = $1 GROUP BY a.id"""
+
+
+async def verify_copy(src: asyncpg.Connection, dst: asyncpg.Connection, tables: dict[str, Table],
+                      tenant_id: str) -> dict:
+    """Row counts per table, every account's balances recomputed from entries on the target against the
+    source's caches (plus its queued effects), the audit-chain head, and the target's own invariants."""
+    problems: list[str] = []
+    source_counts = await count_rows(src, tables, tenant_id)
+    target_counts = await count_rows(dst, tables, tenant_id)
+    for name in tables:
+        if source_counts[name] != target_counts[name]:
+            problems.append(f"{name}: {source_counts[name]} rows on the source, {target_counts[name]} on the target")
+
+    def totals(rows):
+        return {r["account_id"]: (int(r["pd"]), int(r["pc"]), int(r["od"]), int(r["oc"])) for r in rows}
+
+    source_balances = totals(await src.fetch(SOURCE_TOTALS, tenant_id))
+    target_balances = totals(await dst.fetch(TARGET_FROM_ENTRIES, tenant_id))
+    for account in sorted(set(source_balances) | set(target_balances), key=str):
+        if source_balances.get(account) != target_balances.get(account):
+            problems.append(f"account {account}: source {source_balances.get(account)} != target recomputed "
+                            f"{target_balances.get(account)}")
+            if len(problems) > 50:
+                break
+    source_head = await audit_chain_head(src, tenant_id)
+    target_head = await audit_chain_head(dst, tenant_id)
+    if source_head != target_head:
+        problems.append(f"audit-chain head differs: source {source_head}, target {target_head}")
+    problems += [f"target: {p}" for p in await verify_cell(dst, tenant_id)]
+    return {"ok": not problems, "rows": source_counts, "accounts": len(source_balances),
+            "audit_chain_head": source_head, "problems": problems}
+
+
+# ---- the state machine -------------------------------------------------------------------------------------
+
+Progress = Callable[[dict], None]
+
+
+@dataclass
+class Mover:
+    conn: asyncpg.Connection          # the control plane
+    settings: ControlPlaneSettings
+    move: dict
+    progress: Progress = field(default=lambda event: None)
+
+    def __post_init__(self) -> None:
+        self.w: dict = dict(self.move["watermarks"] or {})
+        self.w.setdefault("steps_ms", {})
+        self.w.setdefault("copied", {})
+        self.tenant_id: str = self.move["tenant_id"]
+
+    async def save(self, step: str) -> None:
+        if await self.conn.fetchval(Q["save_move"], self.move["id"], step, self.w) is None:
+            raise _Stopped()
+        self.move["step"] = step
+
+    def emit(self, **event) -> None:
+        self.progress({"move": str(self.move["id"]), "tenant": self.tenant_id, **event})
+
+    async def run(self) -> dict:
+        source = await catalog.fetch_cell(self.conn, self.move["source_cell"])
+        target = await catalog.fetch_cell(self.conn, self.move["target_cell"])
+        self.src = await catalog.connect(source["database_url"], what=f"the database of cell {source['name']}")
+        self.dst = await catalog.connect(target["database_url"], what=f"the database of cell {target['name']}")
+        try:
+            self.tables = await discover(self.src)
+            mismatch = _same_schema(self.tables, await discover(self.dst))
+            if mismatch:
+                raise LedgerctlError("schema_mismatch", "source and target cells differ: " + "; ".join(mismatch))
+            step = self.move["step"]
+            if step == "planned":
+                step = "copy"
+            while step != "done":
+                started = time.monotonic()
+                self.emit(step=step, event="step")
+                following = await getattr(self, f"step_{step}")()
+                self.w["steps_ms"][step] = round(self.w["steps_ms"].get(step, 0) +
+                                                 (time.monotonic() - started) * 1000, 1)
+                await self.save(following)
+                step = following
+            await self.finish()
+            return report(self.move | {"watermarks": self.w, "state": "done"})
+        except _Stopped:
+            fresh = await fetch_move(self.conn, self.move["id"])
+            raise LedgerctlError("move_stopped", f"move {self.move['id']} is {fresh['state']}: the mover stopped",
+                                 details=report(fresh)) from None
+        finally:
+            await self.src.close()
+            await self.dst.close()
+
+    # -- copying rounds --
+
+    async def _round(self, step: str, since: int | None) -> int:
+        """One pass over every table (resumable: each table's keyset cursor is saved after each batch)."""
+        rnd = self.w.setdefault("round", {})
+        if rnd.get("step") != step or rnd.get("since") != since:
+            # A new round: its horizon is the snapshot xmin before its first read.
+            rnd.clear()
+            rnd.update({"step": step, "since": since, "next_since": await snapshot_xmin(self.src),
+                        "cursors": {}, "rows": 0})
+        s = self.settings
+        started = time.monotonic()
+        for name, t in self.tables.items():
+            cursor = rnd["cursors"].get(name, [])
+            if cursor == "done":
+                continue
+            while True:
+                await self._check_running()
+                n, last = await copy_batch(self.src, self.dst, self.tenant_id, t, cursor or None, since,
+                                           s.move_batch_rows)
+                rnd["rows"] += n
+                self.w["copied"][name] = self.w["copied"].get(name, 0) + n
+                if last is not None:
+                    cursor = last
+                done = n < s.move_batch_rows
+                rnd["cursors"][name] = "done" if done else cursor
+                await self.save(step)
+                elapsed = time.monotonic() - started
+                self.emit(step=step, event="batch", table=name, rows=n, table_rows=self.w["copied"][name],
+                          round_rows=rnd["rows"], rows_per_s=round(rnd["rows"] / elapsed) if elapsed else None,
+                          freeze_ms=self._freeze_ms())
+                if done:
+                    break
+                if s.move_batch_pause_s:
+                    await asyncio.sleep(s.move_batch_pause_s)
+        return rnd["rows"]
+
+    async def _check_running(self) -> None:
+        if await self.conn.fetchval("SELECT state FROM moves WHERE id = $1", self.move["id"]) != "running":
+            raise _Stopped()
+
+    def _freeze_ms(self) -> float | None:
+        if "frozen_at" not in self.w:
+            return None
+        end = self.w.get("unfrozen_at") or time.time()
+        return round((end - self.w["frozen_at"]) * 1000, 1)
+
+    async def step_copy(self) -> str:
+        # The tenant row first, frozen: the target refuses its writes until the move ends.
+        await self._round("copy", None)
+        self.w["since"] = self.w["round"]["next_since"]
+        self.w["rounds"] = 1
+        return "catch_up"
+
+    async def step_catch_up(self) -> str:
+        s = self.settings
+        while True:
+            since = self.w["since"]
+            rows = await self._round(f"catch_up", since)
+            self.w["since"] = self.w["round"]["next_since"]
+            self.w["round"] = {}
+            self.w["rounds"] = self.w.get("rounds", 1) + 1
+            self.w["last_round_rows"] = rows
+            await self.save("catch_up")
+            if rows <= s.move_catch_up_rows_max or self.w["rounds"] > s.move_catch_up_rounds_max:
+                return "freeze"
+
+    async def step_freeze(self) -> str:
+        if "frozen_at" not in self.w:
+            self.w["frozen_at"] = time.time()
+            await self.save("freeze")
+        # The exclusive form of the tenant's fence: waits out every write in flight; every later write (the
+        # workers' apply included) finds the tenant frozen and is refused (the router holds and retries it).
+        async with self.src.transaction():
+            await self.src.execute("SELECT set_config('lock_timeout', $1, true)",
+                                   f"{int(self.settings.move_freeze_lock_timeout_s * 1000)}ms")
+            await self.src.execute("SELECT pg_advisory_xact_lock(hashtextextended('tenant:' || $1, 0))",
+                                   self.tenant_id)
+            state = await self.src.fetchval("UPDATE tenants SET state = 'frozen' WHERE id = $1 AND state IN "
+                                            "('active', 'frozen') RETURNING state", self.tenant_id)
+            if state is None:
+                raise LedgerctlError("tenant_not_active", f"tenant {self.tenant_id} is not active on the source")
+        self.emit(step="freeze", event="frozen", freeze_ms=self._freeze_ms())
+        return "final_catch_up"
+
+    async def step_final_catch_up(self) -> str:
+        self.w["final_rows"] = await self._round("final_catch_up", self.w["since"])
+        self.w["round"] = {}
+        return "verify"
+
+    async def step_verify(self) -> str:
+        result = await verify_copy(self.src, self.dst, self.tables, self.tenant_id)
+        self.w["verification"] = result
+        if not result["ok"]:
+            await self.save("verify")
+            # Never leave the tenant frozen: it goes back to active on its source; `moves abort` removes the copy.
+            await self.src.execute("UPDATE tenants SET state = 'active' WHERE id = $1 AND state = 'frozen'",
+                                   self.tenant_id)
+            self.w["unfrozen_at"] = time.time()
+            async with self.conn.transaction():
+                await self.conn.execute(Q["finish_move"], self.move["id"], "failed", "verification failed", self.w,
+                                        ["running"])
+                await self.conn.execute(Q["set_tenant_state"], self.tenant_id, "active")
+                await catalog.audit(self.conn, self.settings.actor, "moves.failed", f"tenant:{self.tenant_id}",
+                                    {"move": str(self.move["id"]), "problems": result["problems"][:20]})
+            raise LedgerctlError("move_verification_failed",
+                                 f"move {self.move['id']}: the copy does not verify; the tenant stays on "
+                                 f"{self.move['source_cell']} (run `ledgerctl moves abort {self.move['id']}`)",
+                                 EXIT_VIOLATIONS, details={"violations": result["problems"]})
+        return "flip"
+
+    async def step_flip(self) -> str:
+        async with self.conn.transaction():
+            tenant = await catalog.fetch_tenant(self.conn, self.tenant_id)
+            if tenant["cell"] != self.move["target_cell"]:
+                await self.conn.fetchrow(Q["set_tenant_route"], self.tenant_id, self.move["target_cell"])
+                await catalog.audit(self.conn, self.settings.actor, "tenants.move", f"tenant:{self.tenant_id}",
+                                    {"move": str(self.move["id"]), "from": self.move["source_cell"],
+                                     "to": self.move["target_cell"]})
+            # In the same transaction as the route: an abort either came first (this fails) or is refused.
+            await self.save("source_moved_out")
+        await self._publish()
+        return "source_moved_out"
+
+    async def _publish(self) -> None:
+        from control_plane.operations import publish_route
+
+        tenant = await catalog.fetch_tenant(self.conn, self.tenant_id)
+        self.w["published"] = await publish_route(self.settings, tenant)
+        self.w["epoch"] = tenant["epoch"]
+
+    async def step_source_moved_out(self) -> str:
+        if "published" not in self.w:
+            await self._publish()
+        await self.src.execute("UPDATE tenants SET state = 'moved_out' WHERE id = $1", self.tenant_id)
+        return "unfreeze"
+
+    async def step_unfreeze(self) -> str:
+        await self.dst.execute("UPDATE tenants SET state = 'active' WHERE id = $1 AND state = 'frozen'",
+                               self.tenant_id)
+        if "unfrozen_at" not in self.w:
+            self.w["unfrozen_at"] = time.time()
+        self.w["freeze_ms"] = self._freeze_ms()
+        self.emit(step="unfreeze", event="unfrozen", freeze_ms=self.w["freeze_ms"])
+        return "done"
+
+    async def finish(self) -> None:
+        async with self.conn.transaction():
+            if await self.conn.fetchval(Q["finish_move"], self.move["id"], "done", None, self.w, ["running"]) is None:
+                raise _Stopped()
+            await self.conn.execute(Q["set_tenant_state"], self.tenant_id, "active")
+            await catalog.audit(self.conn, self.settings.actor, "moves.done", f"tenant:{self.tenant_id}",
+                                {"move": str(self.move["id"]), "freeze_ms": self.w.get("freeze_ms")})
+
+
+class _Stopped(Exception):
+    """The move was aborted (or finished) by someone else while this mover ran."""
+
+
+# ---- use cases ---------------------------------------------------------------------------------------------
+
+async def fetch_move(conn: asyncpg.Connection, move_id) -> dict:
+    try:
+        move_uuid = uuid.UUID(str(move_id))
+    except ValueError:
+        raise LedgerctlError("unknown_move", f"no move {move_id}") from None
+    row = await conn.fetchrow(Q["fetch_move"], move_uuid)
+    if row is None:
+        raise LedgerctlError("unknown_move", f"no move {move_id}")
+    return dict(row)
+
+
+def report(move: dict) -> dict:
+    """A move as the operator sees it: steps with their durations, rows copied, the freeze window, verification."""
+    w = move.get("watermarks") or {}
+    verification = w.get("verification")
+    return {
+        "id": str(move["id"]), "tenant": move["tenant_id"], "source": move["source_cell"],
+        "target": move["target_cell"], "state": move["state"], "step": move["step"], "error": move.get("error"),
+        "steps": [{"step": s, "ms": w.get("steps_ms", {}).get(s)} for s in STEPS[:-1] if s in w.get("steps_ms", {})],
+        "rows_copied": w.get("copied", {}), "rounds": w.get("rounds"), "final_catch_up_rows": w.get("final_rows"),
+        "freeze_ms": w.get("freeze_ms"),
+        "verification": None if verification is None else {
+            "ok": verification["ok"], "rows": verification["rows"], "accounts": verification["accounts"],
+            "audit_chain_head": verification["audit_chain_head"], "problems": verification["problems"]},
+        "epoch": w.get("epoch"), "purged": w.get("purged"),
+        "created_at": str(move["created_at"]) if move.get("created_at") else None,
+    }
+
+
+async def plan_move(conn: asyncpg.Connection, settings: ControlPlaneSettings, tenant_id: str,
+                    target_cell: str) -> dict:
+    """Check that the move can start and say what it will do. Changes nothing."""
+    tenant = await catalog.fetch_tenant(conn, tenant_id)
+    target = await catalog.fetch_cell(conn, target_cell)
+    source = await catalog.fetch_cell(conn, tenant["cell"])
+    if target["name"] == source["name"]:
+        raise LedgerctlError("same_cell", f"tenant {tenant_id} already lives on cell {target_cell}")
+    if target["state"] != "active":
+        raise LedgerctlError("cell_not_active", f"cell {target_cell} is {target['state']}: it takes no tenants")
+    running = await conn.fetchval(Q["running_move_of_tenant"], tenant_id)
+    if running is not None:
+        raise LedgerctlError("already_moving", f"tenant {tenant_id} is already moving (move {running})")
+    async with _cell(source) as src, _cell(target) as dst:
+        tables = await discover(src)
+        mismatch = _same_schema(tables, await discover(dst))
+        if mismatch:
+            raise LedgerctlError("schema_mismatch", "source and target cells differ (migrate both): "
+                                 + "; ".join(mismatch))
+        state = await src.fetchval("SELECT state FROM tenants WHERE id = $1", tenant_id)
+        if state != "active":
+            raise LedgerctlError("tenant_not_active", f"tenant {tenant_id} is {state} on cell {source['name']}")
+        on_target = await dst.fetchval("SELECT state FROM tenants WHERE id = $1", tenant_id)
+        if on_target is not None:
+            raise LedgerctlError("tenant_on_target", f"cell {target_cell} already holds rows of tenant {tenant_id} "
+                                 f"(state {on_target}): purge them first")
+        rows = await count_rows(src, tables, tenant_id)
+    total = sum(rows.values())
+    return {"tenant": tenant_id, "source": source["name"], "target": target["name"], "rows": rows,
+            "rows_total": total, "estimate_s": round(total / settings.move_rows_per_s_estimate, 1),
+            "steps": list(STEPS[:-1])}
+
+
+class _cell:
+    def __init__(self, cell: dict) -> None:
+        self.cell = cell
+
+    async def __aenter__(self) -> asyncpg.Connection:
+        self.conn = await catalog.connect(self.cell["database_url"], what=f"the database of cell {self.cell['name']}")
+        return self.conn
+
+    async def __aexit__(self, *exc) -> None:
+        await self.conn.close()
+
+
+async def start_move(conn: asyncpg.Connection, settings: ControlPlaneSettings, plan: dict) -> dict:
+    move_id = uuid.uuid4()
+    async with conn.transaction():
+        try:
+            row = await conn.fetchrow(Q["insert_move"], move_id, plan["tenant"], plan["source"], plan["target"],
+                                      {"planned_rows": plan["rows"]})
+        except asyncpg.UniqueViolationError:
+            raise LedgerctlError("already_moving", f"tenant {plan['tenant']} is already moving") from None
+        await conn.execute(Q["set_tenant_state"], plan["tenant"], "moving")
+        await catalog.audit(conn, settings.actor, "moves.start", f"tenant:{plan['tenant']}",
+                            {"move": str(move_id), "from": plan["source"], "to": plan["target"]})
+    return dict(row)
+
+
+async def run_move(conn: asyncpg.Connection, settings: ControlPlaneSettings, move_id,
+                   progress: Progress | None = None) -> dict:
+    """Run (or resume) a move to its end. One mover per move: a second one is refused."""
+    move = await fetch_move(conn, move_id)
+    if move["state"] != "running":
+        raise LedgerctlError("move_not_running", f"move {move_id} is {move['state']}", details=report(move))
+    if not await conn.fetchval(Q["lock_move"], str(move["id"])):
+        raise LedgerctlError("move_busy", f"move {move_id} is being run by another mover")
+    try:
+        return await Mover(conn, settings, move, progress or (lambda event: None)).run()
+    finally:
+        await conn.fetchval(Q["unlock_move"], str(move["id"]))
+
+
+async def abort_move(conn: asyncpg.Connection, settings: ControlPlaneSettings, move_id) -> dict:
+    """Before the flip: the tenant back to active on its source, the target's partial copy removed.
+    Idempotent (an aborted or failed move can be aborted again to finish its clean-up)."""
+    move = await fetch_move(conn, move_id)
+    if move["state"] == "done" or move["step"] not in ABORTABLE:
+        raise LedgerctlError("move_past_flip", f"move {move_id} has flipped the route ({move['step']}): "
+                             "move the tenant back instead")
+    if move["state"] == "running":
+        if await conn.fetchval(Q["finish_move"], move["id"], "aborted", "aborted by the operator", None,
+                               ["running"]) is None:
+            move = await fetch_move(conn, move_id)
+            if move["state"] == "done" or move["step"] not in ABORTABLE:
+                raise LedgerctlError("move_past_flip", f"move {move_id} flipped meanwhile")
+    elif move["state"] == "failed":
+        await conn.execute(Q["finish_move"], move["id"], "aborted", move["error"], None, ["failed"])
+    source = await catalog.fetch_cell(conn, move["source_cell"])
+    target = await catalog.fetch_cell(conn, move["target_cell"])
+    tenant = await catalog.fetch_tenant(conn, move["tenant_id"])
+    if tenant["cell"] != source["name"]:
+        raise LedgerctlError("move_past_flip", f"tenant {move['tenant_id']} is routed to {tenant['cell']}")
+    async with _cell(source) as src, _cell(target) as dst:
+        await src.execute("UPDATE tenants SET state = 'active' WHERE id = $1 AND state = 'frozen'", move["tenant_id"])
+        tables = await discover(dst)
+        deleted = await purge_tenant(dst, tables, move["tenant_id"], settings.move_batch_rows)
+    async with conn.transaction():
+        await conn.execute(Q["set_tenant_state"], move["tenant_id"], "active")
+        await catalog.audit(conn, settings.actor, "moves.abort", f"tenant:{move['tenant_id']}",
+                            {"move": str(move["id"]), "deleted_on_target": deleted})
+    result = report(await fetch_move(conn, move["id"]))
+    result["deleted_on_target"] = deleted
+    return result
+
+
+async def purge_move(conn: asyncpg.Connection, settings: ControlPlaneSettings, move_id) -> dict:
+    """A finished move's source copy, deleted in batches (the tenant is moved_out there)."""
+    move = await fetch_move(conn, move_id)
+    if move["state"] != "done":
+        raise LedgerctlError("move_not_done", f"move {move_id} is {move['state']}: only a finished move is purged")
+    tenant = await catalog.fetch_tenant(conn, move["tenant_id"])
+    if tenant["cell"] == move["source_cell"]:
+        raise LedgerctlError("tenant_on_source", f"tenant {move['tenant_id']} lives on {move['source_cell']} again")
+    source = await catalog.fetch_cell(conn, move["source_cell"])
+    async with _cell(source) as src:
+        state = await src.fetchval("SELECT state FROM tenants WHERE id = $1", move["tenant_id"])
+        if state not in (None, "moved_out"):
+            raise LedgerctlError("tenant_active", f"tenant {move['tenant_id']} is {state} on {source['name']}")
+        # The tenant row (moved_out) and its key hashes stay: a client or router that still calls this cell
+        # gets 421 (and the router follows the new route), never 401.
+        deleted = await purge_tenant(src, await discover(src), move["tenant_id"], settings.move_batch_rows,
+                                     settings.move_batch_pause_s, keep=PURGE_KEEPS)
+    w = dict(move["watermarks"] or {})
+    w["purged"] = deleted
+    async with conn.transaction():
+        await conn.execute("UPDATE moves SET watermarks = $2, updated_at = now() WHERE id = $1", move["id"], w)
+        await catalog.audit(conn, settings.actor, "moves.purge", f"tenant:{move['tenant_id']}",
+                            {"move": str(move["id"]), "deleted": deleted})
+    return report(await fetch_move(conn, move["id"]))
+
+
+async def list_moves(conn: asyncpg.Connection, state: str | None, tenant_id: str | None, limit: int) -> list[dict]:
+    return [report(dict(r)) for r in await conn.fetch(Q["list_moves"], state, tenant_id, limit)]

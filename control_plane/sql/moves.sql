@@ -1,0 +1,34 @@
+-- name: insert_move
+INSERT INTO moves (id, tenant_id, source_cell, target_cell, step, watermarks) VALUES ($1, $2, $3, $4, 'planned', $5)
+RETURNING id, tenant_id, source_cell, target_cell, step, state, watermarks, error, created_at, updated_at
+
+-- name: fetch_move
+SELECT id, tenant_id, source_cell, target_cell, step, state, watermarks, error, created_at, updated_at
+FROM moves WHERE id = $1
+
+-- name: list_moves
+SELECT id, tenant_id, source_cell, target_cell, step, state, watermarks, error, created_at, updated_at
+FROM moves WHERE ($1::text IS NULL OR state = $1) AND ($2::text IS NULL OR tenant_id = $2)
+ORDER BY created_at DESC LIMIT $3
+
+-- name: running_move_of_tenant
+SELECT id FROM moves WHERE tenant_id = $1 AND state = 'running'
+
+-- name: save_move
+-- A step's progress, only while the move runs: an abort in between makes it a no-op (the mover then stops).
+UPDATE moves SET step = $2, watermarks = $3, updated_at = now() WHERE id = $1 AND state = 'running'
+RETURNING id
+
+-- name: finish_move
+UPDATE moves SET state = $2, error = $3, watermarks = coalesce($4, watermarks), updated_at = now()
+WHERE id = $1 AND state = ANY($5::text[])
+RETURNING id
+
+-- name: set_tenant_state
+UPDATE tenants SET state = $2, updated_at = now() WHERE id = $1
+
+-- name: lock_move
+SELECT pg_try_advisory_lock(hashtextextended('move:' || $1::text, 0))
+
+-- name: unlock_move
+SELECT pg_advisory_unlock(hashtextextended('move:' || $1::text, 0))

@@ -1,0 +1,209 @@
+"""ledgerctl tenants move / moves list|show|resume|abort|purge against two real cells (`python -m cell`)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import httpx
+
+from cli_rig import queue_payment
+from test_ledgerctl import new_id, run_sql
+
+
+def _world(ctl, stack, cell: str = "cli-1", postings: int = 6) -> dict:
+    """A tenant on `cell` with a key, a ledger, two accounts, `postings` posted transfers with idempotency keys,
+    a pending one and two queued (unapplied) effects' worth of async postings."""
+    tenant = new_id("mv")
+    ctl.json("tenants", "create", tenant, "--cell", cell)
+    secret = ctl.json("keys", "create", tenant)["secret"]
+    http = httpx.Client(base_url=stack["cells"][cell].url, auth=(tenant, secret), timeout=10)
+    ledger = http.post("/api/ledgers", json={"name": "main"}).json()["id"]
+    accounts = [http.post("/api/ledger_accounts", json={"name": n, "ledger_id": ledger, "normal_balance": nb,
+                                                        "currency": "USD"}).json()["id"]
+                for n, nb in (("cash", "debit"), ("revenue", "credit"))]
+    answers = {}
+    for i in range(postings):
+        key = f"k-{i}"
+        r = http.post("/api/ledger_transactions", headers={"Idempotency-Key": key}, json=_transfer(ledger, accounts, i + 1))
+        assert r.status_code == 201, r.text
+        answers[key] = r.json()
+    pending = http.post("/api/ledger_transactions", json=_transfer(ledger, accounts, 1000, "pending"))
+    assert pending.status_code == 201
+    queue_payment(stack["cells"][cell].database_url, tenant, ledger, accounts[0], accounts[1], 77)
+    return {"tenant": tenant, "secret": secret, "ledger": ledger, "accounts": accounts, "answers": answers,
+            "pending": pending.json()["id"], "http": http}
+
+
+def _transfer(ledger: str, accounts: list[str], amount: int, status: str = "posted") -> dict:
+    return {"ledger_id": ledger, "status": status, "ledger_entries": [
+        {"ledger_account_id": accounts[0], "direction": "debit", "amount": amount},
+        {"ledger_account_id": accounts[1], "direction": "credit", "amount": amount}]}
+
+
+def _rows(url: str, tenant: str) -> dict[str, int]:
+    tables = ["api_keys", "ledgers", "ledger_accounts", "account_balances", "ledger_transactions",
+              "ledger_transaction_versions", "ledger_entries", "balance_effects", "idempotency_keys"]
+    return {t: run_sql(url, f"SELECT count(*) FROM {t} WHERE tenant_id = $1", tenant)[0][0] for t in tables}
+
+
+def _state_in(url: str, tenant: str):
+    rows = run_sql(url, "SELECT state FROM tenants WHERE id = $1", tenant)
+    return rows[0][0] if rows else None
+
+
+def test_move_refusals_change_nothing(ctl, stack):
+    w = _world(ctl, stack, postings=1)
+    tenant = w["tenant"]
+    assert ctl.json("tenants", "move", tenant, "--to", "cli-1", "--yes", expect=1)["code"] == "same_cell"
+    assert ctl.json("tenants", "move", tenant, "--to", "cli-nowhere", "--yes", expect=1)["code"] == "unknown_cell"
+    assert ctl.json("tenants", "move", "nobody", "--to", "cli-2", "--yes", expect=1)["code"] == "unknown_tenant"
+    cell = stack["cells"]["cli-2"]
+    run_sql(stack["cp_url"], "INSERT INTO cells (name, api_url, database_url, state) VALUES ('cli-off', $1, $2, "
+            "'disabled') ON CONFLICT DO NOTHING", cell.url, cell.database_url)
+    assert ctl.json("tenants", "move", tenant, "--to", "cli-off", "--yes", expect=1)["code"] == "cell_not_active"
+    # A table the mover does not know, with a tenant_id: the move refuses to start.
+    source_url = stack["cells"]["cli-1"].database_url
+    run_sql(source_url, "CREATE TABLE IF NOT EXISTS mystery_rows (tenant_id text NOT NULL, x int)")
+    try:
+        refused = ctl.json("tenants", "move", tenant, "--to", "cli-2", "--yes", expect=1)
+        assert refused["code"] == "unknown_tables" and "mystery_rows" in refused["title"]
+    finally:
+        run_sql(source_url, "DROP TABLE mystery_rows")
+    # A tenant already moving.
+    move_id = uuid.uuid4()
+    run_sql(stack["cp_url"], "INSERT INTO moves (id, tenant_id, source_cell, target_cell) VALUES ($1, $2, 'cli-1', "
+            "'cli-2')", move_id, tenant)
+    try:
+        assert ctl.json("tenants", "move", tenant, "--to", "cli-2", "--yes", expect=1)["code"] == "already_moving"
+    finally:
+        run_sql(stack["cp_url"], "DELETE FROM moves WHERE id = $1", move_id)
+    # Not confirmed.
+    result = ctl("tenants", "move", tenant, "--to", "cli-2", input="wrong\n", expect=1)
+    assert "not confirmed" in result.stderr
+    assert ctl.json("tenants", "show", tenant)["cell"] == "cli-1"
+    assert _state_in(source_url, tenant) == "active" and _state_in(cell.database_url, tenant) is None
+    assert ctl.json("moves", "list", "--tenant", tenant) == []
+
+
+def test_dry_run_prints_the_plan(ctl, stack):
+    w = _world(ctl, stack, postings=2)
+    plan = ctl.json("tenants", "move", w["tenant"], "--to", "cli-2", "--dry-run")
+    assert (plan["source"], plan["target"]) == ("cli-1", "cli-2")
+    assert plan["rows"]["ledger_entries"] == 2 * 2 + 2 + 2 and plan["rows"]["tenants"] == 1
+    assert ctl.json("moves", "list", "--tenant", w["tenant"]) == []
+
+
+def test_move_show_list_purge(ctl, stack):
+    w = _world(ctl, stack)
+    tenant, source, target = w["tenant"], stack["cells"]["cli-1"], stack["cells"]["cli-2"]
+    before = _rows(source.database_url, tenant)
+    balances = {a: w["http"].get(f"/api/ledger_accounts/{a}").json()["balances"] for a in w["accounts"]}
+    result = ctl.json("tenants", "move", tenant, "--to", "cli-2", "--yes")
+    assert result["state"] == "done" and result["verification"]["ok"], result
+    assert result["freeze_ms"] is not None and result["freeze_ms"] >= 0
+    assert [s["step"] for s in result["steps"]] == ["copy", "catch_up", "freeze", "final_catch_up", "verify",
+                                                    "flip", "source_moved_out", "unfreeze"]
+    assert _rows(target.database_url, tenant) == before
+    assert ctl.json("tenants", "show", tenant)["cell"] == "cli-2"
+    assert (_state_in(source.database_url, tenant), _state_in(target.database_url, tenant)) == ("moved_out", "active")
+    # The source answers 421 for the tenant; the target serves it, with its balances and idempotency answers.
+    old = w["http"]
+    new = httpx.Client(base_url=target.url, auth=(tenant, w["secret"]), timeout=10)
+    deadline = time.monotonic() + 10
+    while old.post("/api/ledger_transactions", json=_transfer(w["ledger"], w["accounts"], 1)).status_code != 421:
+        assert time.monotonic() < deadline
+    for account, balance in balances.items():
+        assert new.get(f"/api/ledger_accounts/{account}").json()["balances"]["posted_balance"] == \
+            balance["posted_balance"]
+    for key, answer in w["answers"].items():
+        replay = new.post("/api/ledger_transactions", headers={"Idempotency-Key": key},
+                          json=_transfer(w["ledger"], w["accounts"], int(key[2:]) + 1))
+        assert replay.status_code == 201 and replay.json()["id"] == answer["id"]
+    posted = new.patch(f"/api/ledger_transactions/{w['pending']}", json={"status": "posted"})
+    assert posted.status_code == 200, posted.text
+    assert ctl.json("verify", "--tenant", tenant, "--unapplied-age-max-s", "0")["violations"] == []
+    # list / show
+    listed = ctl.json("moves", "list", "--tenant", tenant)
+    assert [(m["id"], m["state"]) for m in listed] == [(result["id"], "done")]
+    assert ctl.json("moves", "show", result["id"])["freeze_ms"] == result["freeze_ms"]
+    pretty = ctl("moves", "show", result["id"]).stdout
+    assert "freeze window:" in pretty and "verification: ok" in pretty
+    assert ctl.json("moves", "resume", result["id"], expect=1)["code"] == "move_not_running"
+    assert ctl.json("moves", "abort", result["id"], "--yes", expect=1)["code"] == "move_past_flip"
+    # purge: the source keeps only the moved-out tenant row and its key hashes.
+    purged = ctl.json("moves", "purge", result["id"], "--yes")
+    assert purged["purged"]["ledger_entries"] == before["ledger_entries"]
+    left = _rows(source.database_url, tenant)
+    assert left == {**{t: 0 for t in left}, "api_keys": before["api_keys"]}
+    assert _state_in(source.database_url, tenant) == "moved_out"
+    assert _rows(target.database_url, tenant)["ledger_entries"] == before["ledger_entries"]
+
+
+def _spawn_mover(stack, *args: str) -> subprocess.Popen:
+    env = {**os.environ, **stack["env"], "CONTROL_PLANE_MOVE_BATCH_ROWS": "3",
+           "CONTROL_PLANE_MOVE_BATCH_PAUSE_S": "0.2"}
+    return subprocess.Popen([sys.executable, "-c", "from control_plane.cli import main; main()", "--format", "json",
+                             *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+
+
+def _wait_for_copy(stack, tenant: str, proc: subprocess.Popen) -> str:
+    """The move's id once its mover has copied some rows, mid-copy."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stderr.read()
+        rows = run_sql(stack["cp_url"], "SELECT id, step, watermarks FROM moves WHERE tenant_id = $1", tenant)
+        if rows and rows[0]["step"] == "copy" and sum(__import__("json").loads(rows[0]["watermarks"])
+                                                      .get("copied", {}).values()) >= 6:
+            return str(rows[0]["id"])
+        time.sleep(0.05)
+    raise AssertionError("the mover did not start copying")
+
+
+def test_a_killed_mover_is_resumed_to_the_same_result(ctl, stack):
+    w = _world(ctl, stack, postings=8)
+    tenant, source, target = w["tenant"], stack["cells"]["cli-1"], stack["cells"]["cli-2"]
+    before = _rows(source.database_url, tenant)
+    proc = _spawn_mover(stack, "tenants", "move", tenant, "--to", "cli-2", "--yes")
+    move_id = _wait_for_copy(stack, tenant, proc)
+    # The tenant keeps writing on the source while it is copied.
+    extra = w["http"].post("/api/ledger_transactions", json=_transfer(w["ledger"], w["accounts"], 5))
+    assert extra.status_code == 201
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert ctl.json("moves", "show", move_id)["state"] == "running"
+    assert ctl.json("tenants", "show", tenant)["cell"] == "cli-1"
+    result = ctl.json("moves", "resume", move_id)
+    assert result["state"] == "done" and result["verification"]["ok"], result
+    after = _rows(target.database_url, tenant)
+    assert after == {**before, "ledger_transactions": before["ledger_transactions"] + 1,
+                     "ledger_transaction_versions": before["ledger_transaction_versions"] + 1,
+                     "ledger_entries": before["ledger_entries"] + 2, "balance_effects": before["balance_effects"] + 2}
+    assert after == _rows(source.database_url, tenant)
+    assert ctl.json("tenants", "show", tenant)["cell"] == "cli-2"
+    assert ctl.json("verify", "--tenant", tenant, "--unapplied-age-max-s", "0")["violations"] == []
+
+
+def test_abort_mid_copy_returns_the_tenant_to_its_source(ctl, stack):
+    w = _world(ctl, stack, postings=8)
+    tenant, source, target = w["tenant"], stack["cells"]["cli-1"], stack["cells"]["cli-2"]
+    proc = _spawn_mover(stack, "tenants", "move", tenant, "--to", "cli-2", "--yes")
+    move_id = _wait_for_copy(stack, tenant, proc)
+    aborted = ctl.json("moves", "abort", move_id, "--yes")
+    assert aborted["state"] == "aborted" and aborted["deleted_on_target"]["ledger_entries"] >= 0
+    # The mover sees the abort at its next batch and stops (exit 1, move_stopped).
+    assert proc.wait(30) == 1
+    ctl.json("moves", "abort", move_id, "--yes")  # idempotent: removes whatever the mover wrote meanwhile
+    assert _state_in(target.database_url, tenant) is None
+    assert sum(_rows(target.database_url, tenant).values()) == 0
+    assert _state_in(source.database_url, tenant) == "active"
+    assert ctl.json("tenants", "show", tenant)["cell"] == "cli-1"
+    r = w["http"].post("/api/ledger_transactions", json=_transfer(w["ledger"], w["accounts"], 5))
+    assert r.status_code == 201
+    # And it can be moved again.
+    assert ctl.json("tenants", "move", tenant, "--to", "cli-2", "--yes")["state"] == "done"

@@ -1,0 +1,211 @@
+"""A tenant moved between two real cells while a client keeps posting to it through a real router: nothing is
+lost or doubled, the freeze is short and held by the router, another tenant of the source cell never notices."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+import uuid
+
+import asyncpg
+import httpx
+import pytest
+
+from control_plane import operations
+from control_plane.catalog import connect, migrate_catalog
+from control_plane.devstack import free_port
+from control_plane.settings import ControlPlaneSettings
+from router.server import RouterServer
+from router.settings import RouterSettings
+
+
+class Served:
+    def __init__(self, app) -> None:
+        import uvicorn
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, lifespan="on",
+                                                    log_level="warning", access_log=False))
+
+    async def start(self) -> "Served":
+        self.task = asyncio.create_task(self.server._serve())
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            assert time.monotonic() < deadline and not self.task.done(), "cell did not start"
+            await asyncio.sleep(0.02)
+        return self
+
+    async def stop(self) -> None:
+        self.server.should_exit = True
+        await self.task
+
+
+@pytest.fixture(scope="module")
+async def world(make_database, redis_url):
+    from cell.api.app import create_app
+    from cell.settings import load_settings
+
+    suffix = uuid.uuid4().hex[:6]
+    cp_url = make_database(f"cp_moves_{suffix}", migrate_cell=False)
+    settings = ControlPlaneSettings(database_url=cp_url, redis_url=redis_url, actor="tests")
+    conn = await connect(cp_url)
+    served, cells = [], {}
+    try:
+        await migrate_catalog(conn)
+        for name in ("mv-1", "mv-2"):
+            db_url = make_database(f"{name.replace('-', '_')}_{suffix}")
+            cell = await Served(create_app(load_settings(
+                ("UNUSED_PREFIX_",), name=name, database_url=db_url, posting_mode="sync", db_pool_min=1,
+                db_pool_max=6, api_key_cache_ttl_s=0.5))).start()
+            served.append(cell)
+            cells[name] = db_url
+            await operations.add_cell(conn, settings, name, cell.url, db_url)
+        router = RouterServer(RouterSettings(control_plane_database_url=cp_url, redis_url=redis_url,
+                                             reload_interval_s=0.5, port=free_port(), metrics_port=free_port()))
+        await router.start()
+        yield {"conn": conn, "settings": settings, "cells": cells, "router": f"http://127.0.0.1:{router.port}",
+               "env": {"CONTROL_PLANE_DATABASE_URL": cp_url, "CONTROL_PLANE_REDIS_URL": redis_url}}
+        await router.stop()
+    finally:
+        for cell in served:
+            await cell.stop()
+        await conn.close()
+
+
+async def _tenant(world, cell: str) -> tuple[httpx.AsyncClient, str, str, list[str]]:
+    tenant_id = f"ld-{uuid.uuid4().hex[:8]}"
+    await operations.create_tenant(world["conn"], world["settings"], tenant_id, "load", cell)
+    _, secret = await operations.create_key(world["conn"], world["settings"], tenant_id)
+    http = httpx.AsyncClient(base_url=world["router"], auth=(tenant_id, secret), timeout=10)
+    deadline = time.monotonic() + 10
+    while (await http.get("/api/ledgers")).status_code != 200:
+        assert time.monotonic() < deadline, "the router does not route the new tenant"
+        await asyncio.sleep(0.05)
+    ledger = (await http.post("/api/ledgers", json={"name": "main"})).json()["id"]
+    accounts = []
+    for name, normal in (("cash", "debit"), ("revenue", "credit")):
+        r = await http.post("/api/ledger_accounts", json={"name": name, "ledger_id": ledger,
+                                                           "normal_balance": normal, "currency": "USD"})
+        accounts.append(r.json()["id"])
+    return http, tenant_id, ledger, accounts
+
+
+class Writer:
+    """Posts transfers one after the other with an Idempotency-Key each, retrying a key until it is answered 201
+    (503, 421, 5xx and timeouts are retried with the same key). Records every acknowledged posting."""
+
+    def __init__(self, http: httpx.AsyncClient, ledger: str, accounts: list[str]) -> None:
+        self.http, self.ledger, self.accounts = http, ledger, accounts
+        self.acked: dict[str, tuple[str, int]] = {}   # key -> (transaction id, amount)
+        self.retries: dict[int, int] = {}
+        self.latencies: list[float] = []
+        self.ack_times: list[float] = []
+        self.stop = False
+
+    async def run(self) -> None:
+        n = 0
+        while not self.stop:
+            n += 1
+            key, amount = f"w-{n}", n % 97 + 1
+            body = {"ledger_id": self.ledger, "status": "posted", "ledger_entries": [
+                {"ledger_account_id": self.accounts[0], "direction": "debit", "amount": amount},
+                {"ledger_account_id": self.accounts[1], "direction": "credit", "amount": amount}]}
+            deadline = time.monotonic() + 30
+            while True:
+                started = time.monotonic()
+                try:
+                    r = await self.http.post("/api/ledger_transactions", json=body, headers={"Idempotency-Key": key})
+                    status = r.status_code
+                except httpx.TransportError:
+                    status = 0
+                if status == 201:
+                    self.latencies.append(time.monotonic() - started)
+                    self.ack_times.append(time.monotonic())
+                    self.acked[key] = (r.json()["id"], amount)
+                    break
+                assert status in (0, 409, 421, 502, 503, 504), (status, r.text)
+                self.retries[status] = self.retries.get(status, 0) + 1
+                assert time.monotonic() < deadline, f"posting {key} never acknowledged"
+                await asyncio.sleep(0.01)
+
+    def largest_gap_s(self, since: float) -> float:
+        times = [t for t in self.ack_times if t >= since]
+        return max((b - a for a, b in zip(times, times[1:])), default=0.0)
+
+
+async def _db(url: str, query: str, *args):
+    conn = await asyncpg.connect(url)
+    try:
+        return await conn.fetch(query, *args)
+    finally:
+        await conn.close()
+
+
+async def test_move_under_load_loses_and_doubles_nothing(world):
+    http, tenant, ledger, accounts = await _tenant(world, "mv-1")
+    other_http, other, other_ledger, other_accounts = await _tenant(world, "mv-1")
+    moving, neighbour = Writer(http, ledger, accounts), Writer(other_http, other_ledger, other_accounts)
+    tasks = [asyncio.create_task(moving.run()), asyncio.create_task(neighbour.run())]
+    try:
+        # Some history first, then the move while both keep writing.
+        deadline = time.monotonic() + 30
+        while len(moving.acked) < 150:
+            assert time.monotonic() < deadline and not any(t.done() for t in tasks)
+            await asyncio.sleep(0.05)
+        started = time.monotonic()
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", "from control_plane.cli import main; main()", "--format", "json",
+            "tenants", "move", tenant, "--to", "mv-2", "--yes",
+            env={**os.environ, **world["env"], "CONTROL_PLANE_MOVE_BATCH_ROWS": "100"},
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(proc.communicate(), 120)
+        assert proc.returncode == 0, err.decode()
+        result = json.loads(out)
+        moved_at = time.monotonic()
+        # Keep writing after the move until 30 more postings are acknowledged (on the target).
+        after = len(moving.acked)
+        while len(moving.acked) < after + 30:
+            assert time.monotonic() < moved_at + 30 and not any(t.done() for t in tasks)
+            await asyncio.sleep(0.05)
+    finally:
+        moving.stop = neighbour.stop = True
+        await asyncio.gather(*tasks)
+    assert result["state"] == "done" and result["verification"]["ok"], result
+    entries = result["verification"]["rows"]["ledger_entries"]
+    print(f"\nmove of {entries} entries: freeze window {result['freeze_ms']} ms, steps "
+          f"{[(s['step'], s['ms']) for s in result['steps']]}, client retries {moving.retries}, largest gap between "
+          f"acknowledged writes {moving.largest_gap_s(started) * 1000:.0f} ms, neighbour's slowest write "
+          f"{max(neighbour.latencies) * 1000:.0f} ms")
+    assert result["freeze_ms"] < 5000
+    target, source = world["cells"]["mv-2"], world["cells"]["mv-1"]
+    # Every acknowledged posting exists exactly once on the target; nothing else does.
+    rows = await _db(target, "SELECT id, (SELECT sum(amount) FROM ledger_entries e WHERE e.transaction_id = t.id "
+                             "AND e.direction = 'debit') AS amount FROM ledger_transactions t WHERE tenant_id = $1",
+                     tenant)
+    on_target = {r["id"]: r["amount"] for r in rows}
+    assert len(on_target) == len(rows) == len(moving.acked)
+    assert {str(i): a for i, a in on_target.items()} == {i: a for i, a in moving.acked.values()}
+    # The balances are the model's, through the router (now on the target).
+    model = sum(a for _, a in moving.acked.values())
+    cash = (await http.get(f"/api/ledger_accounts/{accounts[0]}")).json()["balances"]
+    assert cash["posted_balance"]["debits"] == model
+    # Both cells verify; the source says moved_out, the target active.
+    for cell in ("mv-1", "mv-2"):
+        assert await operations.verify(world["conn"], cell_name=cell) is not None
+    assert (await _db(source, "SELECT state FROM tenants WHERE id = $1", tenant))[0]["state"] == "moved_out"
+    assert (await _db(target, "SELECT state FROM tenants WHERE id = $1", tenant))[0]["state"] == "active"
+    # The neighbour never saw the freeze: not one retry.
+    assert neighbour.retries == {} and len(neighbour.acked) > 0
+    # A retry of a pre-move request with its key replays the first answer on the target.
+    first_key = "w-1"
+    replay = await http.post("/api/ledger_transactions", headers={"Idempotency-Key": first_key}, json={
+        "ledger_id": ledger, "status": "posted", "ledger_entries": [
+            {"ledger_account_id": accounts[0], "direction": "debit", "amount": 2},
+            {"ledger_account_id": accounts[1], "direction": "credit", "amount": 2}]})
+    assert replay.status_code == 201 and replay.json()["id"] == moving.acked[first_key][0]
+    await http.aclose()
+    await other_http.aclose()
