@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> None:
     if settings.metrics_port:
         from prometheus_client import start_http_server
 
-        start_http_server(settings.metrics_port, addr="127.0.0.1")  # loopback: never on a public interface
+        start_http_server(settings.metrics_port, addr=settings.metrics_host)
     # First the sweeper: it needs only PostgreSQL, so effects are applied even while SQS or Redis is down.
     start_sweeper(settings)
     queue = SqsQueue(settings)

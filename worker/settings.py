@@ -56,6 +56,8 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
     concurrency: int = 3  # Celery threads: drain(s) + sweeper + verifier
     db_pool_max: int = 4  # per Celery thread
     metrics_port: int = 0  # 0: no Prometheus endpoint
+    # Loopback by default: never on a public interface; a pod sets its own address (or 0.0.0.0) to be scraped.
+    metrics_host: str = "127.0.0.1"
     log_level: str = "INFO"
     beat: bool = True  # exactly one worker per cell runs the beat schedule
     # Fault injection for the crash tests (SIGKILL inside these windows); 0 in every real deployment.
