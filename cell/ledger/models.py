@@ -54,6 +54,7 @@ class EntryRequest(msgspec.Struct, frozen=True):
     amount: int
     condition: Condition = Condition()
     show_resulting_balances: bool = False
+    metadata: dict[str, str] = {}
 
 
 class Rejection(msgspec.Struct, frozen=True):
@@ -90,6 +91,8 @@ class TransactionState(msgspec.Struct, frozen=True, kw_only=True):
     metadata: dict[str, str]
     reverses_ledger_transaction_id: uuid.UUID | None
     ledger_entries: list[VersionEntry]
+    ledgerable_type: str | None = None
+    ledgerable_id: str | None = None
 
 
 class Posting(msgspec.Struct, frozen=True, kw_only=True):

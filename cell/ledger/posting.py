@@ -47,6 +47,24 @@ def validate_posting(ledger_id: str, entries: list[EntryRequest], accounts: dict
     return None
 
 
+def derive_ledger(entries: list[EntryRequest], accounts: dict[str, Account]) -> str | Rejection:
+    """The ledger of a transaction created without `ledger_id`: its entries' accounts' one ledger."""
+    ledgers = []
+    for i, entry in enumerate(entries):
+        account = accounts.get(entry.ledger_account_id)
+        if account is None:
+            return Rejection("ledger_account_not_found",
+                             f"ledger_entries[{i}].ledger_account_id {entry.ledger_account_id} does not exist")
+        if account.ledger_id not in ledgers:
+            ledgers.append(account.ledger_id)
+    if not ledgers:
+        return Rejection("entries_required", "a ledger transaction needs at least two entries")
+    if len(ledgers) > 1:
+        return Rejection("entries_in_multiple_ledgers",
+                         f"the entries' accounts belong to {len(ledgers)} ledgers; a transaction is in one")
+    return ledgers[0]
+
+
 def entry_needs_lock(entry: EntryRequest) -> bool:
     """An entry whose caller needs an exact answer now: a balance lock, a lock_version, resulting balances."""
     return not entry.condition.is_empty() or entry.show_resulting_balances

@@ -1,12 +1,16 @@
 -- A new ledger transaction in one call: fence, idempotency key, reversal bookkeeping, rows, first version;
 -- the effects of accounts applied now go through ledger_apply and the balance locks (ledger_check), the
 -- others are queued for the workers. Returns the resulting balances of the entries applied now.
+-- The signature gained the SDK's fields (defaults keep 18-argument calls working): the old one goes first.
+DROP FUNCTION IF EXISTS ledger_post(text, text, bytea, uuid, uuid, text, text, timestamptz, text, jsonb, uuid,
+                                    uuid[], uuid[], text[], bigint[], uuid[], jsonb, jsonb);
 CREATE OR REPLACE FUNCTION ledger_post(
     p_tenant text, p_idem_key text, p_idem_hash bytea,
     p_txn_id uuid, p_ledger_id uuid, p_description text, p_status text, p_effective_at timestamptz,
     p_external_id text, p_metadata jsonb, p_reverses_id uuid,
     p_entry_ids uuid[], p_accounts uuid[], p_directions text[], p_amounts bigint[],
-    p_apply_accounts uuid[], p_checks jsonb, p_snapshot jsonb
+    p_apply_accounts uuid[], p_checks jsonb, p_snapshot jsonb,
+    p_ledgerable_type text DEFAULT NULL, p_ledgerable_id text DEFAULT NULL, p_entry_metadata jsonb DEFAULT NULL
 ) RETURNS jsonb LANGUAGE plpgsql AS $$
 DECLARE
     v_now timestamptz := now();
@@ -36,13 +40,18 @@ BEGIN
     END IF;
 
     INSERT INTO ledger_transactions (id, tenant_id, ledger_id, description, status, effective_at, external_id,
-                                     metadata, reverses_id, posted_at, created_at, updated_at)
+                                     metadata, reverses_id, posted_at, created_at, updated_at, ledgerable_type,
+                                     ledgerable_id)
     VALUES (p_txn_id, p_tenant, p_ledger_id, p_description, p_status, p_effective_at, p_external_id,
-            p_metadata, p_reverses_id, CASE WHEN p_status = 'posted' THEN v_now END, v_now, v_now);
+            p_metadata, p_reverses_id, CASE WHEN p_status = 'posted' THEN v_now END, v_now, v_now,
+            p_ledgerable_type, p_ledgerable_id);
 
-    INSERT INTO ledger_entries (id, tenant_id, transaction_id, ledger_account_id, direction, amount, effective_at, created_at)
-    SELECT e.id, p_tenant, p_txn_id, e.account, e.direction, e.amount, p_effective_at, v_now
-    FROM unnest(p_entry_ids, p_accounts, p_directions, p_amounts) AS e(id, account, direction, amount);
+    -- p_entry_metadata: a JSON array of objects in the order of p_entry_ids (NULL: none).
+    INSERT INTO ledger_entries (id, tenant_id, transaction_id, ledger_account_id, direction, amount, effective_at,
+                                created_at, metadata)
+    SELECT e.id, p_tenant, p_txn_id, e.account, e.direction, e.amount, p_effective_at, v_now,
+           coalesce(p_entry_metadata -> (e.ord::int - 1), '{}'::jsonb)
+    FROM unnest(p_entry_ids, p_accounts, p_directions, p_amounts) WITH ORDINALITY AS e(id, account, direction, amount, ord);
 
     INSERT INTO ledger_transaction_versions (transaction_id, version, tenant_id, snapshot, prev_hash, hash, created_at)
     VALUES (p_txn_id, 1, p_tenant, p_snapshot, NULL, ledger_version_hash(NULL, p_snapshot), v_now);
