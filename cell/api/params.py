@@ -143,3 +143,13 @@ def order_of(q: Query) -> tuple[str, bool]:
         raise InvalidRequest("order_by[created_at] or order_by[effective_at] = asc | desc", "invalid_parameter")
     field, direction = next(iter(order.items()), ("created_at", "asc"))
     return field, direction == "desc"
+
+
+def int_filters(q: Query, name: str, lo: int, hi: int) -> list[tuple[str, int]]:
+    out = []
+    for op, raw in q.take_bracketed(name).items():
+        if op not in OPERATORS or not re.fullmatch(r"-?\d{1,20}", raw) or not lo <= int(raw) <= hi:
+            raise InvalidRequest(f"{name}[{op}] needs an operator of gt/gte/lt/lte/eq and an integer in "
+                                 f"[{lo}, {hi}]", "invalid_parameter")
+        out.append((op, int(raw)))
+    return out

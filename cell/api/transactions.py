@@ -7,7 +7,7 @@ from litestar.params import FromPath
 
 from cell.api import http
 from cell.api.openapi import METADATA, ORDER_BY, STATUS, TIME, UUID, documented, operators, query
-from cell.api.params import date_filters, order_of, time_filters
+from cell.api.params import date_filters, int_filters, order_of, time_filters
 from cell.ledger.commands import (
     ENTRIES_PER_TRANSACTION_MAX,
     LEDGERABLE_TYPES,
@@ -60,6 +60,22 @@ async def list_versions(request: Request, txn_id: FromPath[str]) -> Response:
     return http.json(versions)
 
 
+@get("/api/ledger_transaction_versions", operation_class=documented(
+    response=LedgerTransactionVersion, many=True, parameters=[
+        query("ledger_transaction_id", UUID, "The versions of this transaction."),
+        query("version", operators({"type": "integer", "minimum": 1, "maximum": 2**31 - 1}),
+              "version[gte]=2 and the like.", nested=True),
+        query("created_at", operators(TIME), "created_at[gte]=... and the like.", nested=True)]))
+async def list_all_versions(request: Request) -> Response:
+    q = http.query(request)
+    per_page, cursor = http.paging(request, q)
+    filters = {"ledger_transaction_id": q.take_uuid("ledger_transaction_id"),
+               "version": int_filters(q, "version", 1, 2**31 - 1), "created_at": time_filters(q, "created_at")}
+    q.done()
+    return http.page(await transactions.list_all_versions(
+        http.context(request), http.tenant(request), after_cursor=cursor, per_page=per_page, **filters))
+
+
 @get("/api/ledger_transactions", operation_class=documented(response=LedgerTransaction, many=True, parameters=[
     query("ledger_id", UUID, "Transactions of this ledger."), query("status", STATUS, "By status."),
     query("external_id", {"type": "string"}, "The transaction with this external_id."),
@@ -98,4 +114,4 @@ async def list_transactions(request: Request) -> Response:
 
 
 routes = [create_transaction, get_transaction, update_transaction, reverse_transaction, list_versions,
-          list_transactions]
+          list_all_versions, list_transactions]

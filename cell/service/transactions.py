@@ -221,6 +221,16 @@ async def list_versions(ctx: CellContext, tenant_id: str, txn_id: uuid.UUID) -> 
     return [views.version(r) for r in rows]
 
 
+async def list_all_versions(ctx: CellContext, tenant_id: str, *, after_cursor: str | None, per_page: int,
+                            **filters) -> Page[views.LedgerTransactionVersion]:
+    """Every version of the tenant's transactions (GET /api/ledger_transaction_versions), oldest first."""
+    box = cursors(ctx.settings, tenant_id, "ledger_transaction_versions")
+    after_seq, = box.open(after_cursor, SeqPosition) or (0,)
+    rows = await ctx.run(lambda conn: store.list_versions_page(conn, tenant_id, after_seq=after_seq,
+                                                               limit=per_page + 1, **filters))
+    return page_of(rows, per_page, views.version, lambda r: box.seal((r["seq"],)))
+
+
 async def list_transactions(ctx: CellContext, tenant_id: str, *, after_cursor: str | None, per_page: int,
                             order_by: str = "created_at", descending: bool = False,
                             **filters) -> Page[views.LedgerTransaction]:

@@ -126,6 +126,7 @@ class LedgerTransactionVersion(Shape):
 
     id: uuid.UUID
     object: Literal["ledger_transaction_version"]
+    live_mode: bool
     ledger_transaction_id: uuid.UUID
     version: int
     hash: str
@@ -133,6 +134,7 @@ class LedgerTransactionVersion(Shape):
     description: str | None
     status: TxnStatus
     effective_at: Timestamp
+    effective_date: date
     external_id: str | None
     metadata: dict[str, str]
     reverses_ledger_transaction_id: uuid.UUID | None
@@ -211,7 +213,8 @@ def transaction(row, entries: list[LedgerEntry]) -> LedgerTransaction:
 def version(row) -> LedgerTransactionVersion:
     """A stored version: its snapshot (TransactionState's JSON) and where it stands in the audit chain."""
     return msgspec.convert({**row["snapshot"], "id": str(uuid.uuid5(row["transaction_id"], str(row["version"]))),
-                            "object": "ledger_transaction_version",
+                            "object": "ledger_transaction_version", "live_mode": True,
+                            "effective_date": utc(datetime.fromisoformat(row["snapshot"]["effective_at"])).date(),
                             "ledger_transaction_id": str(row["transaction_id"]), "version": row["version"],
                             "hash": row["hash"].hex(), "created_at": utc(row["created_at"])},
                            LedgerTransactionVersion)

@@ -100,6 +100,22 @@ async def fetch_versions(conn: asyncpg.Connection, tenant_id: str, txn_id) -> li
     return await conn.fetch(Q["fetch_versions"], tenant_id, txn_id)
 
 
+async def list_versions_page(conn: asyncpg.Connection, tenant_id: str, *, after_seq: int, limit: int,
+                             ledger_transaction_id=None, version: list[tuple[str, int]] = (),
+                             created_at: list[tuple[str, Any]] = ()) -> list:
+    w = Where(tenant_id)
+    w.add("v.seq > {}", after_seq)
+    if ledger_transaction_id is not None:
+        w.add("v.transaction_id = {}", ledger_transaction_id)
+    for column, bounds in (("version", version), ("created_at", created_at)):
+        for op, value in bounds:
+            w.add(f"v.{column} {OPERATORS_SQL[op]} {{}}", value)
+    limit_ref = w.bind(limit)
+    return await conn.fetch(
+        "SELECT v.seq, v.transaction_id, v.version, v.snapshot, v.hash, v.created_at FROM ledger_transaction_versions v "
+        f"WHERE v.tenant_id = $1{w.sql()} ORDER BY v.seq LIMIT {limit_ref}", *w.args)
+
+
 async def list_page(conn: asyncpg.Connection, tenant_id: str, *, after: tuple | None, limit: int,
                     order_by: str = "created_at", descending: bool = False, ledger_id=None, status=None,
                     external_id=None, metadata=None, ledger_account_id=None, ledgerable_type=None,

@@ -169,3 +169,30 @@ async def test_transaction_list_filters_the_sdk_sends(mt):
     assert await ids(effective_at={"lt": "2024-03-10T00:00:00Z"}) == [early.id]
     assert set(await ids(posted_at={"gte": early.posted_at.isoformat()})) == {early.id, middle.id, reversal.id}
     assert set(await ids(updated_at={"gte": reversal.updated_at.isoformat()})) == {early.id, reversal.id}
+
+
+async def test_versions_list_with_its_filters(mt):
+    client = await mt()
+    _, cash, wallet = await _ledger_with_accounts(client)
+    legs = [{"ledger_account_id": cash.id, "direction": "debit", "amount": 4},
+            {"ledger_account_id": wallet.id, "direction": "credit", "amount": 4}]
+    first = await client.ledger_transactions.create(ledger_entries=legs, effective_date=date(2024, 1, 2))
+    other = await client.ledger_transactions.create(ledger_entries=legs)
+    await client.ledger_transactions.update(first.id, metadata={"step": "1"})
+    await client.ledger_transactions.update(first.id, status="posted")
+
+    versions = [v async for v in client.ledger_transactions.versions.list(ledger_transaction_id=first.id,
+                                                                          per_page=1)]
+    assert [(v.version, v.status, v.metadata) for v in versions] == [
+        (1, "pending", {}), (2, "pending", {"step": "1"}), (3, "posted", {"step": "1"})]
+    assert {v.ledger_transaction_id for v in versions} == {first.id}
+    assert versions[0].effective_date == date(2024, 1, 2)
+    assert [v.version async for v in client.ledger_transactions.versions.list(
+        ledger_transaction_id=first.id, version={"gte": 2})] == [2, 3]
+    everything = [(v.ledger_transaction_id, v.version) async for v in client.ledger_transactions.versions.list()]
+    assert everything == [(first.id, 1), (other.id, 1), (first.id, 2), (first.id, 3)]
+    since = [(v.ledger_transaction_id, v.version) async for v in client.ledger_transactions.versions.list(
+        created_at={"gt": versions[1].created_at.isoformat()})]
+    assert since == [(first.id, 3)]
+    with pytest.raises(modern_treasury.BadRequestError):
+        await client.ledger_transactions.versions.list(version={"gte": 0})
