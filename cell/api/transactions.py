@@ -11,6 +11,7 @@ from cell.api.params import date_filters, int_filters, order_of, time_filters
 from cell.ledger.commands import (
     ENTRIES_PER_TRANSACTION_MAX,
     LEDGERABLE_TYPES,
+    PartialPostCreate,
     ReversalCreate,
     TransactionCreate,
     TransactionUpdate,
@@ -48,6 +49,17 @@ async def update_transaction(request: Request, txn_id: FromPath[str]) -> Respons
 async def reverse_transaction(request: Request, txn_id: FromPath[str]) -> Response:
     raw, req = await http.body_of(request, ReversalCreate)
     return http.created(await transactions.reverse_transaction(
+        http.context(request), http.tenant(request), parse_uuid(txn_id, "ledger transaction"), req,
+        http.idem_of(request, raw)))
+
+
+@post("/api/ledger_transactions/{txn_id:str}/partial_post", status_code=201,
+      operation_class=documented(PartialPostCreate, LedgerTransaction, 201, body_rules={
+          "properties": {"posted_ledger_entries": {"maxItems": ENTRIES_PER_TRANSACTION_MAX, "items": {
+              "anyOf": [{"required": ["amount"]}, {"required": ["amount_string"]}]}}}}))
+async def partial_post(request: Request, txn_id: FromPath[str]) -> Response:
+    raw, req = await http.body_of(request, PartialPostCreate)
+    return http.created(await transactions.partial_post(
         http.context(request), http.tenant(request), parse_uuid(txn_id, "ledger transaction"), req,
         http.idem_of(request, raw)))
 
@@ -113,5 +125,5 @@ async def list_transactions(request: Request) -> Response:
         descending=descending, **filters))
 
 
-routes = [create_transaction, get_transaction, update_transaction, reverse_transaction, list_versions,
+routes = [create_transaction, get_transaction, update_transaction, reverse_transaction, partial_post, list_versions,
           list_all_versions, list_transactions]

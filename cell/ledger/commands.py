@@ -189,3 +189,19 @@ class ReversalCreate(Strict):
         check_timestamp("effective_at", self.effective_at)
         if (self.ledgerable_type is None) != (self.ledgerable_id is None):
             raise InvalidRequest("ledgerable_type and ledgerable_id go together", "invalid_request")
+
+
+class PartialPostCreate(Strict):
+    """POST /api/ledger_transactions/{id}/partial_post: a posted transaction of these entries (one per entry of the
+    pending transaction, same account and direction, an amount no larger) replaces the pending one, archived."""
+
+    posted_ledger_entries: Annotated[list[EntryCreate], Meta(min_length=1, max_length=ENTRIES_SCHEMA_MAX)]
+    description: Text | None = None
+    effective_at: Timestamp | None = None
+    metadata: Metadata = {}
+
+    def __post_init__(self) -> None:
+        check_timestamp("effective_at", self.effective_at)
+        if any(e.effective_at is not None and e.effective_at != self.effective_at for e in self.posted_ledger_entries):
+            raise InvalidRequest("every posted_ledger_entries[].effective_at must be the transaction's effective_at",
+                                 "entry_effective_at_mismatch")

@@ -95,6 +95,16 @@ class TransactionState(msgspec.Struct, frozen=True, kw_only=True):
     ledgerable_id: str | None = None
 
 
+class PartialPost(msgspec.Struct, frozen=True, kw_only=True):
+    """The pending transaction a posting partially posts: archived, as version expected_version + 1, in the
+    posting's own database transaction."""
+
+    id: uuid.UUID
+    expected_version: int
+    snapshot: TransactionState  # the pending transaction as archived
+    apply_all: bool
+
+
 class Posting(msgspec.Struct, frozen=True, kw_only=True):
     """A validated ledger transaction about to be written, its ids chosen: what `ledger_post` takes."""
 
@@ -103,3 +113,4 @@ class Posting(msgspec.Struct, frozen=True, kw_only=True):
     entries: list[EntryRequest]  # in the order of state.ledger_entries
     apply_accounts: list[str]  # applied in the posting itself (sorted: the lock order)
     idempotency: IdemKey | None = None
+    partially_posts: PartialPost | None = None

@@ -12,6 +12,7 @@ from msgspec import UNSET
 
 from cell.ledger.commands import (
     EntryCreate,
+    PartialPostCreate,
     ReversalCreate,
     TransactionCreate,
     TransactionUpdate,
@@ -22,12 +23,19 @@ from cell.ledger.models import (
     Condition,
     EntryRequest,
     IdemKey,
+    PartialPost,
     Posting,
     Rejection,
     TransactionState,
     VersionEntry,
 )
-from cell.ledger.posting import accounts_to_apply, derive_ledger, reversal_entries, validate_posting
+from cell.ledger.posting import (
+    accounts_to_apply,
+    derive_ledger,
+    reversal_entries,
+    validate_partial_post,
+    validate_posting,
+)
 from cell.service import views
 from cell.service.common import EffectivePosition, Page, SeqPosition, cursors, merge_metadata, page_of
 from cell.service.context import CellContext
@@ -96,13 +104,15 @@ def _posted(posting: Posting, accounts: dict[str, Account], result: PostResult) 
         "reverses_id": s.reverses_ledger_transaction_id, "reversed_by_id": None,
         "posted_at": created if s.status == "posted" else None, "archived_at": None, "created_at": created,
         "updated_at": created, "ledgerable_type": s.ledgerable_type, "ledgerable_id": s.ledgerable_id,
-        "archived_reason": None, "partially_posts_id": None}, entries)
+        "archived_reason": None,
+        "partially_posts_id": posting.partially_posts.id if posting.partially_posts else None}, entries)
 
 
 async def _post(ctx: CellContext, tenant_id: str, *, ledger_id: uuid.UUID | None, entries: list[EntryRequest],
                 description: str | None, status: str, effective_at: datetime | None, external_id: str | None,
                 metadata: dict, reverses_id: uuid.UUID | None, idem: IdemKey | None,
-                ledgerable_type: str | None = None, ledgerable_id: str | None = None) -> views.LedgerTransaction:
+                ledgerable_type: str | None = None, ledgerable_id: str | None = None,
+                partially_posts: tuple[TransactionState, int] | None = None) -> views.LedgerTransaction:
     started = time.perf_counter()
     accounts = await ctx.cache.accounts(ctx.pool, tenant_id, sorted({e.ledger_account_id for e in entries}))
     if ledger_id is None:
@@ -124,7 +134,12 @@ async def _post(ctx: CellContext, tenant_id: str, *, ledger_id: uuid.UUID | None
         metadata=metadata, reverses_ledger_transaction_id=reverses_id,
         ledger_entries=[VersionEntry(uuid.uuid4(), uuid.UUID(e.ledger_account_id), e.direction, e.amount)
                         for e in entries], ledgerable_type=ledgerable_type, ledgerable_id=ledgerable_id)
-    posting = Posting(tenant_id=tenant_id, state=state, entries=entries, idempotency=idem,
+    partial = None
+    if partially_posts is not None:
+        pending, version = partially_posts
+        partial = PartialPost(id=pending.id, expected_version=version, apply_all=ctx.settings.posting_mode == "sync",
+                              snapshot=msgspec.structs.replace(pending, status="archived"))
+    posting = Posting(tenant_id=tenant_id, state=state, entries=entries, idempotency=idem, partially_posts=partial,
                       apply_accounts=accounts_to_apply(entries, ctx.settings.posting_mode))
     try:
         result = await ctx.run(lambda conn: store.post(conn, posting))
@@ -142,6 +157,8 @@ async def _post(ctx: CellContext, tenant_id: str, *, ledger_id: uuid.UUID | None
     await store_response(ctx.pool, tenant_id, idem, answer)
     applied = {r.id for r in result.entries}
     unapplied = sorted({str(e.ledger_account_id) for e in state.ledger_entries if e.id not in applied})
+    if partial is not None and ctx.settings.posting_mode != "sync":  # the archived entries' effects are queued
+        unapplied = sorted(set(unapplied) | {str(e.ledger_account_id) for e in partial.snapshot.ledger_entries})
     if unapplied:
         await ctx.nudger.nudge(tenant_id, unapplied)
     POSTINGS.labels("posted_sync" if not unapplied else "posted_async").inc()
@@ -169,6 +186,26 @@ async def reverse_transaction(ctx: CellContext, tenant_id: str, txn_id: uuid.UUI
                        status=cmd.status, effective_at=cmd.effective_at, external_id=cmd.external_id,
                        metadata=cmd.metadata, reverses_id=txn_id, idem=idem, ledgerable_type=cmd.ledgerable_type,
                        ledgerable_id=cmd.ledgerable_id)
+
+
+async def partial_post(ctx: CellContext, tenant_id: str, txn_id: uuid.UUID, cmd: PartialPostCreate,
+                       idem: IdemKey | None) -> views.LedgerTransaction:
+    """A posted transaction of (no larger) parts of a pending one's entries; the pending one is archived in the same
+    database transaction. Whether it is still pending is `ledger_post`'s to say, under the row lock (a replayed
+    Idempotency-Key is answered before that check)."""
+    pending, version = await ctx.run(lambda conn: _state(conn, tenant_id, txn_id))
+    entries = [_entry_request(e) for e in cmd.posted_ledger_entries]
+    rejection = validate_partial_post(
+        [EntryRequest(str(e.ledger_account_id), e.direction, e.amount) for e in pending.ledger_entries], entries)
+    if rejection is not None:
+        POSTINGS.labels(rejection.code).inc()
+        raise PostingRejected(rejection.detail, rejection.code)
+    return await _post(ctx, tenant_id, ledger_id=pending.ledger_id, entries=entries,
+                       description=cmd.description if cmd.description is not None else pending.description,
+                       status="posted", effective_at=cmd.effective_at or pending.effective_at, external_id=None,
+                       metadata=cmd.metadata or pending.metadata, reverses_id=None, idem=idem,
+                       ledgerable_type=pending.ledgerable_type, ledgerable_id=pending.ledgerable_id,
+                       partially_posts=(pending, version))
 
 
 async def get_transaction(ctx: CellContext, tenant_id: str, txn_id: uuid.UUID) -> views.LedgerTransaction:

@@ -70,7 +70,7 @@ async def post(conn: asyncpg.Connection, posting: Posting) -> PostResult:
         s.reverses_ledger_transaction_id, [e.id for e in s.ledger_entries],
         [e.ledger_account_id for e in s.ledger_entries], [e.direction for e in s.ledger_entries],
         [e.amount for e in s.ledger_entries], posting.apply_accounts, _checks(posting), s, s.ledgerable_type,
-        s.ledgerable_id, [e.metadata for e in posting.entries])
+        s.ledgerable_id, [e.metadata for e in posting.entries], posting.partially_posts)
     return _post_result.decode(raw)
 
 

@@ -196,3 +196,54 @@ async def test_versions_list_with_its_filters(mt):
     assert since == [(first.id, 3)]
     with pytest.raises(modern_treasury.BadRequestError):
         await client.ledger_transactions.versions.list(version={"gte": 0})
+
+
+async def test_a_partial_post_posts_part_and_archives_the_pending_transaction(mt):
+    client = await mt()
+    _, cash, wallet = await _ledger_with_accounts(client)
+    pending = await client.ledger_transactions.create(metadata={"hold": "h1"}, ledger_entries=[
+        {"ledger_account_id": cash.id, "direction": "debit", "amount": 100},
+        {"ledger_account_id": wallet.id, "direction": "credit", "amount": 100}])
+    assert (await client.ledger_accounts.retrieve(wallet.id)).balances.pending_balance.amount == 100
+    with pytest.raises(modern_treasury.UnprocessableEntityError) as caught:  # more than was held
+        await client.ledger_transactions.create_partial_post(pending.id, posted_ledger_entries=[
+            {"ledger_account_id": cash.id, "direction": "debit", "amount": 101},
+            {"ledger_account_id": wallet.id, "direction": "credit", "amount": 101}])
+    assert caught.value.body["code"] == "partial_post_entries_mismatch"
+
+    posted = await client.ledger_transactions.create_partial_post(pending.id, description="captured", posted_ledger_entries=[
+        {"ledger_account_id": cash.id, "direction": "debit", "amount": 60},
+        {"ledger_account_id": wallet.id, "direction": "credit", "amount_string": "60",
+         "show_resulting_ledger_account_balances": True}])
+    assert posted.status == "posted" and posted.partially_posts_ledger_transaction_id == pending.id
+    assert posted.description == "captured" and posted.metadata == {"hold": "h1"}
+    assert posted.effective_at == pending.effective_at
+    wallet_leg = next(e for e in posted.ledger_entries if e.ledger_account_id == wallet.id)
+    assert wallet_leg.resulting_ledger_account_balances.pending_balance.amount == 60
+    archived = await client.ledger_transactions.retrieve(pending.id)
+    assert archived.status == "archived" and archived.archived_at is not None
+    balances = (await client.ledger_accounts.retrieve(wallet.id)).balances
+    assert (balances.pending_balance.amount, balances.posted_balance.amount) == (60, 60)
+    assert [t.id async for t in client.ledger_transactions.list(
+        partially_posts_ledger_transaction_id=pending.id)] == [posted.id]
+    with pytest.raises(modern_treasury.UnprocessableEntityError) as caught:  # no longer pending
+        await client.ledger_transactions.create_partial_post(pending.id, posted_ledger_entries=[
+            {"ledger_account_id": cash.id, "direction": "debit", "amount": 1},
+            {"ledger_account_id": wallet.id, "direction": "credit", "amount": 1}])
+    assert caught.value.body["code"] == "invalid_status_transition"
+
+
+async def test_a_retried_partial_post_answers_the_same_transaction(mt):
+    client = await mt()
+    _, cash, wallet = await _ledger_with_accounts(client)
+    pending = await client.ledger_transactions.create(ledger_entries=[
+        {"ledger_account_id": cash.id, "direction": "debit", "amount": 10},
+        {"ledger_account_id": wallet.id, "direction": "credit", "amount": 10}])
+    legs = [{"ledger_account_id": cash.id, "direction": "debit", "amount": 10},
+            {"ledger_account_id": wallet.id, "direction": "credit", "amount": 10}]
+    first = await client.ledger_transactions.create_partial_post(pending.id, posted_ledger_entries=legs,
+                                                                 idempotency_key="capture-1")
+    again = await client.ledger_transactions.create_partial_post(pending.id, posted_ledger_entries=legs,
+                                                                 idempotency_key="capture-1")
+    assert again.id == first.id
+    assert (await client.ledger_accounts.retrieve(wallet.id)).balances.posted_balance.amount == 10

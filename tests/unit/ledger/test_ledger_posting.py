@@ -12,6 +12,7 @@ from cell.ledger.posting import (
     derive_ledger,
     entry_needs_lock,
     reversal_entries,
+    validate_partial_post,
     validate_posting,
 )
 
@@ -287,3 +288,13 @@ def test_entries_in_two_ledgers_or_on_unknown_accounts_have_no_ledger():
     assert isinstance(two, Rejection) and two.code == "entries_in_multiple_ledgers"
     unknown = derive_ledger([debit("usd-b", 5), credit("nope", 5)], ACCOUNTS)
     assert isinstance(unknown, Rejection) and unknown.code == "ledger_account_not_found"
+
+
+def test_a_partial_post_has_one_no_larger_entry_per_pending_entry():
+    pending = [debit("usd-b", 10), credit("usd-a", 7), credit("usd-a", 3)]
+    assert validate_partial_post(pending, [debit("usd-b", 9), credit("usd-a", 3), credit("usd-a", 6)]) is None
+    assert validate_partial_post(pending, [debit("usd-b", 9), credit("usd-a", 8), credit("usd-a", 1)]).code \
+        == "partial_post_entries_mismatch"
+    assert validate_partial_post(pending, [debit("usd-b", 9), credit("usd-a", 9)]).code \
+        == "partial_post_entries_mismatch"
+    assert validate_partial_post(pending, [credit("usd-b", 9), credit("usd-a", 3), credit("usd-a", 6)]) is not None
