@@ -6,8 +6,8 @@ from litestar import Request, Response, get
 from litestar.params import FromPath
 
 from cell.api import http
-from cell.api.openapi import STATUS, UUID, documented, query
-from cell.api.params import AMOUNT_VERSION_MAX
+from cell.api.openapi import ORDER_BY, STATUS, UUID, documented, query
+from cell.api.params import AMOUNT_VERSION_MAX, order_of
 from cell.ledger.errors import InvalidRequest
 from cell.service import entries
 from cell.service.common import parse_uuid
@@ -32,9 +32,7 @@ async def get_entry(request: Request, entry_id: FromPath[str]) -> Response:
           "With ledger_account_id: entries up to this lock version."),
     query("direction", {"type": "string", "enum": ["credit", "debit"]}, "By direction."),
     query("status", STATUS, "By their transaction's status."),
-    query("order_by", {"type": "object", "maxProperties": 1, "additionalProperties": False, "properties": {
-        k: {"type": "string", "enum": ["asc", "desc"]} for k in ("created_at", "effective_at")}},
-        "order_by[created_at] or order_by[effective_at] = asc | desc.", nested=True),
+    ORDER_BY,
     SHOW_BALANCES]))
 async def list_entries(request: Request) -> Response:
     q = http.query(request)
@@ -43,11 +41,7 @@ async def list_entries(request: Request) -> Response:
     as_of = q.take_int("as_of_lock_version", 0, AMOUNT_VERSION_MAX)
     if as_of is not None and account_id is None:
         raise InvalidRequest("as_of_lock_version needs ledger_account_id", "invalid_parameter")
-    order = q.take_bracketed("order_by")
-    if len(order) > 1 or any(k not in ("created_at", "effective_at") or v not in ("asc", "desc")
-                             for k, v in order.items()):
-        raise InvalidRequest("order_by[created_at] or order_by[effective_at] = asc | desc", "invalid_parameter")
-    order_by, direction = next(iter(order.items()), ("created_at", "asc"))
+    order_by, descending = order_of(q)
     filters = {
         "ledger_account_id": account_id,
         "ledger_transaction_id": q.take_uuid("ledger_transaction_id"),
@@ -59,6 +53,6 @@ async def list_entries(request: Request) -> Response:
     q.done()
     return http.page(await entries.list_entries(
         http.context(request), http.tenant(request), per_page=per_page, order_by=order_by,
-        descending=direction == "desc", after_cursor=cursor, show_balances=show, **filters))
+        descending=descending, after_cursor=cursor, show_balances=show, **filters))
 
 routes = [get_entry, list_entries]

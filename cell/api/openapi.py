@@ -65,6 +65,9 @@ BALANCE_FILTERS = [query(name, operators(INT64), f"{name}[gte]=0 and the like: a
                          nested=True)
                    for name in ("pending_balance_amount", "posted_balance_amount", "available_balance_amount")]
 STATUS = {"type": "string", "enum": ["pending", "posted", "archived"]}
+ORDER_BY = query("order_by", {"type": "object", "maxProperties": 1, "additionalProperties": False, "properties": {
+    k: {"type": "string", "enum": ["asc", "desc"]} for k in ("created_at", "effective_at")}},
+    "order_by[created_at] or order_by[effective_at] = asc | desc.", nested=True)
 
 
 def documented(request: type | None = None, response: type | None = None, status: int = 200,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import datetime
+from datetime import date, datetime, time, timedelta, timezone
 
 from cell.ledger.commands import check_timestamp
 from cell.ledger.errors import InvalidRequest
@@ -114,4 +114,42 @@ def time_filters(q: Query, name: str) -> list[tuple[str, datetime]]:
         if op not in OPERATORS:
             raise InvalidRequest(f"{name}[{op}]: operator must be gt/gte/lt/lte/eq", "invalid_parameter")
         out.append((op, parse_time(f"{name}[{op}]", raw)))
+    return out
+
+
+def date_filters(q: Query, name: str) -> list[tuple[str, datetime]]:
+    """`effective_date[op]=YYYY-MM-DD` as bounds on the instant (UTC days): gt a day is gte the next midnight."""
+    out = []
+    for op, raw in q.take_bracketed(name).items():
+        if op not in OPERATORS:
+            raise InvalidRequest(f"{name}[{op}]: operator must be gt/gte/lt/lte/eq", "invalid_parameter")
+        try:
+            day = date.fromisoformat(raw)
+        except ValueError as exc:
+            raise InvalidRequest(f"{name}[{op}] must be a date (YYYY-MM-DD)", "invalid_parameter") from exc
+        start = datetime.combine(day, time(0), tzinfo=timezone.utc)
+        check_timestamp(f"{name}[{op}]", start)
+        end = start + timedelta(days=1)
+        out += {"gt": [("gte", end)], "gte": [("gte", start)], "lt": [("lt", start)], "lte": [("lt", end)],
+                "eq": [("gte", start), ("lt", end)]}[op]
+    return out
+
+
+def order_of(q: Query) -> tuple[str, bool]:
+    """order_by[created_at] or order_by[effective_at] = asc | desc (one at a time): (field, descending)."""
+    order = q.take_bracketed("order_by")
+    if len(order) > 1 or any(k not in ("created_at", "effective_at") or v not in ("asc", "desc")
+                             for k, v in order.items()):
+        raise InvalidRequest("order_by[created_at] or order_by[effective_at] = asc | desc", "invalid_parameter")
+    field, direction = next(iter(order.items()), ("created_at", "asc"))
+    return field, direction == "desc"
+
+
+def int_filters(q: Query, name: str, lo: int, hi: int) -> list[tuple[str, int]]:
+    out = []
+    for op, raw in q.take_bracketed(name).items():
+        if op not in OPERATORS or not re.fullmatch(r"-?\d{1,20}", raw) or not lo <= int(raw) <= hi:
+            raise InvalidRequest(f"{name}[{op}] needs an operator of gt/gte/lt/lte/eq and an integer in "
+                                 f"[{lo}, {hi}]", "invalid_parameter")
+        out.append((op, int(raw)))
     return out

@@ -4,7 +4,7 @@ amounts, bounded everything."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime, time, timezone
 from typing import Annotated, Literal
 
 from msgspec import UNSET, Meta, Struct, UnsetType
@@ -33,6 +33,10 @@ ExternalId = Annotated[str, Meta(min_length=1, max_length=255, pattern=STORABLE)
 Currency = Annotated[str, Meta(pattern=r"^[A-Z][A-Z0-9]{2,9}$")]
 Exponent = Annotated[int, Meta(ge=0, le=18)]
 Amount = Annotated[int, Meta(ge=1, le=AMOUNT_MAX)]
+# The SDK's full-precision amount: digits only (the range is checked after decoding, as for `amount`).
+AmountString = Annotated[str, Meta(min_length=1, max_length=40, pattern=r"^[0-9]+$")]
+LedgerableType = Literal["expected_payment", "incoming_payment_detail", "payment_order", "return", "reversal"]
+LEDGERABLE_TYPES = LedgerableType.__args__
 Bound = Annotated[int, Meta(ge=-(2**63), le=2**63 - 1)]
 Version = Annotated[int, Meta(ge=0, le=AMOUNT_MAX)]
 Timestamp = Annotated[datetime, Meta(tz=True)]
@@ -94,27 +98,76 @@ class BalanceLock(Strict):
 
 
 class EntryCreate(Strict):
+    """One entry of a new transaction. `amount` or `amount_string` (the SDK's full-precision form; both: equal);
+    after decoding `amount` always holds the value. An entry's `effective_at` is its transaction's: one given
+    here must agree with the transaction's (entries of one transaction are effective at one instant)."""
+
     ledger_account_id: uuid.UUID
     direction: Literal["credit", "debit"]
-    amount: Amount
+    amount: Amount | UnsetType = UNSET  # absent, never null
+    amount_string: AmountString | UnsetType = UNSET
+    effective_at: Timestamp | None = None
+    metadata: Metadata = {}
     pending_balance_amount: BalanceLock | None = None
     posted_balance_amount: BalanceLock | None = None
     available_balance_amount: BalanceLock | None = None
     lock_version: Version | None = None
-    show_resulting_ledger_account_balances: bool = False
+    show_resulting_ledger_account_balances: bool | None = False
+
+    def __post_init__(self) -> None:
+        check_timestamp("ledger_entries[].effective_at", self.effective_at)
+        if self.amount_string is not UNSET:
+            value = int(self.amount_string)
+            if not 1 <= value <= AMOUNT_MAX:
+                raise InvalidRequest(f"ledger_entries[].amount_string must be between 1 and {AMOUNT_MAX}",
+                                     "invalid_amount")
+            if self.amount is not UNSET and self.amount != value:
+                raise InvalidRequest("ledger_entries[]: amount and amount_string differ", "amount_mismatch")
+            self.amount = value
+        if self.amount is UNSET:
+            raise InvalidRequest("ledger_entries[] needs amount or amount_string", "amount_required")
+        if self.show_resulting_ledger_account_balances is None:
+            self.show_resulting_ledger_account_balances = False
+
+
+def midnight_utc(day: date) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=timezone.utc)
 
 
 class TransactionCreate(Strict):
-    ledger_id: uuid.UUID
+    """A new ledger transaction. Without `ledger_id` the ledger is the entries' accounts' (Modern Treasury's SDK
+    never sends one). `effective_date` (midnight UTC) may stand for `effective_at`; both given must agree; so
+    must the entries' own `effective_at`, which also stand for it when the transaction gives none."""
+
     ledger_entries: Annotated[list[EntryCreate], Meta(min_length=1, max_length=ENTRIES_SCHEMA_MAX)]
+    ledger_id: uuid.UUID | None = None
     description: Text | None = None
     status: Literal["pending", "posted"] = "pending"
     effective_at: Timestamp | None = None
+    effective_date: date | None = None
     external_id: ExternalId | None = None
+    ledgerable_type: LedgerableType | None = None
+    ledgerable_id: ExternalId | None = None
     metadata: Metadata = {}
 
     def __post_init__(self) -> None:
         check_timestamp("effective_at", self.effective_at)
+        if self.effective_date is not None:
+            day = midnight_utc(self.effective_date)
+            check_timestamp("effective_date", day)
+            if self.effective_at is None:
+                self.effective_at = day
+            elif self.effective_at.astimezone(timezone.utc).date() != self.effective_date:
+                raise InvalidRequest("effective_date must be the (UTC) date of effective_at",
+                                     "effective_date_mismatch")
+        given = {e.effective_at for e in self.ledger_entries if e.effective_at is not None}
+        if self.effective_at is None and len(given) == 1:
+            self.effective_at = given.pop()
+        if any(at != self.effective_at for at in given):
+            raise InvalidRequest("every ledger_entries[].effective_at must be the transaction's effective_at",
+                                 "entry_effective_at_mismatch")
+        if (self.ledgerable_type is None) != (self.ledgerable_id is None):
+            raise InvalidRequest("ledgerable_type and ledgerable_id go together", "invalid_request")
 
 
 class TransactionUpdate(Strict):
@@ -128,7 +181,27 @@ class ReversalCreate(Strict):
     status: Literal["pending", "posted"] = "posted"
     effective_at: Timestamp | None = None
     external_id: ExternalId | None = None
+    ledgerable_type: LedgerableType | None = None
+    ledgerable_id: ExternalId | None = None
     metadata: Metadata = {}
 
     def __post_init__(self) -> None:
         check_timestamp("effective_at", self.effective_at)
+        if (self.ledgerable_type is None) != (self.ledgerable_id is None):
+            raise InvalidRequest("ledgerable_type and ledgerable_id go together", "invalid_request")
+
+
+class PartialPostCreate(Strict):
+    """POST /api/ledger_transactions/{id}/partial_post: a posted transaction of these entries (one per entry of the
+    pending transaction, same account and direction, an amount no larger) replaces the pending one, archived."""
+
+    posted_ledger_entries: Annotated[list[EntryCreate], Meta(min_length=1, max_length=ENTRIES_SCHEMA_MAX)]
+    description: Text | None = None
+    effective_at: Timestamp | None = None
+    metadata: Metadata = {}
+
+    def __post_init__(self) -> None:
+        check_timestamp("effective_at", self.effective_at)
+        if any(e.effective_at is not None and e.effective_at != self.effective_at for e in self.posted_ledger_entries):
+            raise InvalidRequest("every posted_ledger_entries[].effective_at must be the transaction's effective_at",
+                                 "entry_effective_at_mismatch")

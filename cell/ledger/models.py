@@ -54,6 +54,7 @@ class EntryRequest(msgspec.Struct, frozen=True):
     amount: int
     condition: Condition = Condition()
     show_resulting_balances: bool = False
+    metadata: dict[str, str] = {}
 
 
 class Rejection(msgspec.Struct, frozen=True):
@@ -90,6 +91,18 @@ class TransactionState(msgspec.Struct, frozen=True, kw_only=True):
     metadata: dict[str, str]
     reverses_ledger_transaction_id: uuid.UUID | None
     ledger_entries: list[VersionEntry]
+    ledgerable_type: str | None = None
+    ledgerable_id: str | None = None
+
+
+class PartialPost(msgspec.Struct, frozen=True, kw_only=True):
+    """The pending transaction a posting partially posts: archived, as version expected_version + 1, in the
+    posting's own database transaction."""
+
+    id: uuid.UUID
+    expected_version: int
+    snapshot: TransactionState  # the pending transaction as archived
+    apply_all: bool
 
 
 class Posting(msgspec.Struct, frozen=True, kw_only=True):
@@ -100,3 +113,4 @@ class Posting(msgspec.Struct, frozen=True, kw_only=True):
     entries: list[EntryRequest]  # in the order of state.ledger_entries
     apply_accounts: list[str]  # applied in the posting itself (sorted: the lock order)
     idempotency: IdemKey | None = None
+    partially_posts: PartialPost | None = None

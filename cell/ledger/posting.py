@@ -47,6 +47,44 @@ def validate_posting(ledger_id: str, entries: list[EntryRequest], accounts: dict
     return None
 
 
+def derive_ledger(entries: list[EntryRequest], accounts: dict[str, Account]) -> str | Rejection:
+    """The ledger of a transaction created without `ledger_id`: its entries' accounts' one ledger."""
+    ledgers = []
+    for i, entry in enumerate(entries):
+        account = accounts.get(entry.ledger_account_id)
+        if account is None:
+            return Rejection("ledger_account_not_found",
+                             f"ledger_entries[{i}].ledger_account_id {entry.ledger_account_id} does not exist")
+        if account.ledger_id not in ledgers:
+            ledgers.append(account.ledger_id)
+    if not ledgers:
+        return Rejection("entries_required", "a ledger transaction needs at least two entries")
+    if len(ledgers) > 1:
+        return Rejection("entries_in_multiple_ledgers",
+                         f"the entries' accounts belong to {len(ledgers)} ledgers; a transaction is in one")
+    return ledgers[0]
+
+
+def validate_partial_post(pending: list[EntryRequest], posted: list[EntryRequest]) -> Rejection | None:
+    """One posted entry per pending entry, on the same account and direction, with an amount no larger (the
+    amounts' balance is validate_posting's)."""
+    if len(posted) != len(pending):
+        return Rejection("partial_post_entries_mismatch",
+                         f"{len(posted)} posted_ledger_entries for a transaction of {len(pending)} entries: one each")
+    remaining = sorted(pending, key=lambda e: e.amount)
+    # Smallest posted amount first, each to the smallest pending entry that fits: a matching exists iff this finds it.
+    for i, entry in sorted(enumerate(posted), key=lambda p: p[1].amount):
+        match = next((p for p in remaining if p.ledger_account_id == entry.ledger_account_id
+                      and p.direction == entry.direction and entry.amount <= p.amount), None)
+        if match is None:
+            return Rejection("partial_post_entries_mismatch",
+                             f"posted_ledger_entries[{i}] matches no remaining entry of the pending transaction on "
+                             f"account {entry.ledger_account_id} ({entry.direction}) with an amount of at least "
+                             f"{entry.amount}")
+        remaining.remove(match)
+    return None
+
+
 def entry_needs_lock(entry: EntryRequest) -> bool:
     """An entry whose caller needs an exact answer now: a balance lock, a lock_version, resulting balances."""
     return not entry.condition.is_empty() or entry.show_resulting_balances

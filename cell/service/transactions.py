@@ -12,6 +12,7 @@ from msgspec import UNSET
 
 from cell.ledger.commands import (
     EntryCreate,
+    PartialPostCreate,
     ReversalCreate,
     TransactionCreate,
     TransactionUpdate,
@@ -22,13 +23,21 @@ from cell.ledger.models import (
     Condition,
     EntryRequest,
     IdemKey,
+    PartialPost,
     Posting,
+    Rejection,
     TransactionState,
     VersionEntry,
 )
-from cell.ledger.posting import accounts_to_apply, reversal_entries, validate_posting
+from cell.ledger.posting import (
+    accounts_to_apply,
+    derive_ledger,
+    reversal_entries,
+    validate_partial_post,
+    validate_posting,
+)
 from cell.service import views
-from cell.service.common import Page, SeqPosition, cursors, merge_metadata, page_of
+from cell.service.common import EffectivePosition, Page, SeqPosition, cursors, merge_metadata, page_of
 from cell.service.context import CellContext
 from cell.service.idempotency import replay, store_response
 from cell.service.metrics import POSTING_SECONDS, POSTINGS, SYNC_LOCK_WAIT_SECONDS
@@ -46,7 +55,8 @@ def _entry_request(e: EntryCreate) -> EntryRequest:
         if lock is not None and lock.as_dict():
             balances[field] = lock.as_dict()
     return EntryRequest(str(e.ledger_account_id), e.direction, e.amount,
-                        Condition(balances, e.lock_version), e.show_resulting_ledger_account_balances)
+                        Condition(balances, e.lock_version), bool(e.show_resulting_ledger_account_balances),
+                        e.metadata)
 
 
 async def _rows(conn: asyncpg.Connection, tenant_id: str, txn_id) -> tuple[asyncpg.Record, list]:
@@ -68,7 +78,8 @@ async def _state(conn: asyncpg.Connection, tenant_id: str, txn_id) -> tuple[Tran
         id=row["id"], ledger_id=row["ledger_id"], description=row["description"], status=row["status"],
         effective_at=views.utc(row["effective_at"]), external_id=row["external_id"], metadata=row["metadata"],
         reverses_ledger_transaction_id=row["reverses_id"],
-        ledger_entries=[VersionEntry(e["id"], e["ledger_account_id"], e["direction"], e["amount"]) for e in entries])
+        ledger_entries=[VersionEntry(e["id"], e["ledger_account_id"], e["direction"], e["amount"]) for e in entries],
+        ledgerable_type=row["ledgerable_type"], ledgerable_id=row["ledgerable_id"])
     return state, row["version"]
 
 
@@ -84,7 +95,7 @@ def _posted(posting: Posting, accounts: dict[str, Account], result: PostResult) 
         row = {"id": new.id, "transaction_id": s.id, "ledger_account_id": new.ledger_account_id,
                "direction": e.direction, "amount": e.amount, "effective_at": s.effective_at, "status": s.status,
                "currency": acc.currency, "currency_exponent": acc.currency_exponent,
-               "lock_version": r.lock_version if r else None, "created_at": created,
+               "lock_version": r.lock_version if r else None, "created_at": created, "metadata": e.metadata,
                **(msgspec.structs.asdict(r) if r else {})}
         entries.append(views.entry(row, e.show_resulting_balances))
     return views.transaction({
@@ -92,14 +103,24 @@ def _posted(posting: Posting, accounts: dict[str, Account], result: PostResult) 
         "effective_at": s.effective_at, "external_id": s.external_id, "metadata": s.metadata, "version": 1,
         "reverses_id": s.reverses_ledger_transaction_id, "reversed_by_id": None,
         "posted_at": created if s.status == "posted" else None, "archived_at": None, "created_at": created,
-        "updated_at": created}, entries)
+        "updated_at": created, "ledgerable_type": s.ledgerable_type, "ledgerable_id": s.ledgerable_id,
+        "archived_reason": None,
+        "partially_posts_id": posting.partially_posts.id if posting.partially_posts else None}, entries)
 
 
-async def _post(ctx: CellContext, tenant_id: str, *, ledger_id: uuid.UUID, entries: list[EntryRequest],
+async def _post(ctx: CellContext, tenant_id: str, *, ledger_id: uuid.UUID | None, entries: list[EntryRequest],
                 description: str | None, status: str, effective_at: datetime | None, external_id: str | None,
-                metadata: dict, reverses_id: uuid.UUID | None, idem: IdemKey | None) -> views.LedgerTransaction:
+                metadata: dict, reverses_id: uuid.UUID | None, idem: IdemKey | None,
+                ledgerable_type: str | None = None, ledgerable_id: str | None = None,
+                partially_posts: tuple[TransactionState, int] | None = None) -> views.LedgerTransaction:
     started = time.perf_counter()
     accounts = await ctx.cache.accounts(ctx.pool, tenant_id, sorted({e.ledger_account_id for e in entries}))
+    if ledger_id is None:
+        derived = derive_ledger(entries, accounts)
+        if isinstance(derived, Rejection):
+            POSTINGS.labels(derived.code).inc()
+            raise PostingRejected(derived.detail, derived.code)
+        ledger_id = uuid.UUID(derived)
     if not await ctx.cache.ledger_exists(ctx.pool, tenant_id, str(ledger_id)):
         raise PostingRejected(f"ledger {ledger_id} not found", "ledger_not_found")
     rejection = validate_posting(str(ledger_id), entries, accounts, ctx.settings.entries_per_transaction_max)
@@ -112,8 +133,13 @@ async def _post(ctx: CellContext, tenant_id: str, *, ledger_id: uuid.UUID, entri
         effective_at=views.utc(effective_at or datetime.now(timezone.utc)), external_id=external_id,
         metadata=metadata, reverses_ledger_transaction_id=reverses_id,
         ledger_entries=[VersionEntry(uuid.uuid4(), uuid.UUID(e.ledger_account_id), e.direction, e.amount)
-                        for e in entries])
-    posting = Posting(tenant_id=tenant_id, state=state, entries=entries, idempotency=idem,
+                        for e in entries], ledgerable_type=ledgerable_type, ledgerable_id=ledgerable_id)
+    partial = None
+    if partially_posts is not None:
+        pending, version = partially_posts
+        partial = PartialPost(id=pending.id, expected_version=version, apply_all=ctx.settings.posting_mode == "sync",
+                              snapshot=msgspec.structs.replace(pending, status="archived"))
+    posting = Posting(tenant_id=tenant_id, state=state, entries=entries, idempotency=idem, partially_posts=partial,
                       apply_accounts=accounts_to_apply(entries, ctx.settings.posting_mode))
     try:
         result = await ctx.run(lambda conn: store.post(conn, posting))
@@ -131,6 +157,8 @@ async def _post(ctx: CellContext, tenant_id: str, *, ledger_id: uuid.UUID, entri
     await store_response(ctx.pool, tenant_id, idem, answer)
     applied = {r.id for r in result.entries}
     unapplied = sorted({str(e.ledger_account_id) for e in state.ledger_entries if e.id not in applied})
+    if partial is not None and ctx.settings.posting_mode != "sync":  # the archived entries' effects are queued
+        unapplied = sorted(set(unapplied) | {str(e.ledger_account_id) for e in partial.snapshot.ledger_entries})
     if unapplied:
         await ctx.nudger.nudge(tenant_id, unapplied)
     POSTINGS.labels("posted_sync" if not unapplied else "posted_async").inc()
@@ -142,7 +170,8 @@ async def create_transaction(ctx: CellContext, tenant_id: str, cmd: TransactionC
                              idem: IdemKey | None) -> views.LedgerTransaction:
     return await _post(ctx, tenant_id, ledger_id=cmd.ledger_id, entries=[_entry_request(e) for e in cmd.ledger_entries],
                        description=cmd.description, status=cmd.status, effective_at=cmd.effective_at,
-                       external_id=cmd.external_id, metadata=cmd.metadata, reverses_id=None, idem=idem)
+                       external_id=cmd.external_id, metadata=cmd.metadata, reverses_id=None, idem=idem,
+                       ledgerable_type=cmd.ledgerable_type, ledgerable_id=cmd.ledgerable_id)
 
 
 async def reverse_transaction(ctx: CellContext, tenant_id: str, txn_id: uuid.UUID, cmd: ReversalCreate,
@@ -155,7 +184,28 @@ async def reverse_transaction(ctx: CellContext, tenant_id: str, txn_id: uuid.UUI
     description = cmd.description if cmd.description is not None else f"Reversal of {txn_id}"
     return await _post(ctx, tenant_id, ledger_id=original.ledger_id, entries=entries, description=description,
                        status=cmd.status, effective_at=cmd.effective_at, external_id=cmd.external_id,
-                       metadata=cmd.metadata, reverses_id=txn_id, idem=idem)
+                       metadata=cmd.metadata, reverses_id=txn_id, idem=idem, ledgerable_type=cmd.ledgerable_type,
+                       ledgerable_id=cmd.ledgerable_id)
+
+
+async def partial_post(ctx: CellContext, tenant_id: str, txn_id: uuid.UUID, cmd: PartialPostCreate,
+                       idem: IdemKey | None) -> views.LedgerTransaction:
+    """A posted transaction of (no larger) parts of a pending one's entries; the pending one is archived in the same
+    database transaction. Whether it is still pending is `ledger_post`'s to say, under the row lock (a replayed
+    Idempotency-Key is answered before that check)."""
+    pending, version = await ctx.run(lambda conn: _state(conn, tenant_id, txn_id))
+    entries = [_entry_request(e) for e in cmd.posted_ledger_entries]
+    rejection = validate_partial_post(
+        [EntryRequest(str(e.ledger_account_id), e.direction, e.amount) for e in pending.ledger_entries], entries)
+    if rejection is not None:
+        POSTINGS.labels(rejection.code).inc()
+        raise PostingRejected(rejection.detail, rejection.code)
+    return await _post(ctx, tenant_id, ledger_id=pending.ledger_id, entries=entries,
+                       description=cmd.description if cmd.description is not None else pending.description,
+                       status="posted", effective_at=cmd.effective_at or pending.effective_at, external_id=None,
+                       metadata=cmd.metadata or pending.metadata, reverses_id=None, idem=idem,
+                       ledgerable_type=pending.ledgerable_type, ledgerable_id=pending.ledgerable_id,
+                       partially_posts=(pending, version))
 
 
 async def get_transaction(ctx: CellContext, tenant_id: str, txn_id: uuid.UUID) -> views.LedgerTransaction:
@@ -208,19 +258,36 @@ async def list_versions(ctx: CellContext, tenant_id: str, txn_id: uuid.UUID) -> 
     return [views.version(r) for r in rows]
 
 
-async def list_transactions(ctx: CellContext, tenant_id: str, *, after_cursor: str | None, per_page: int,
-                            **filters) -> Page[views.LedgerTransaction]:
-    box = cursors(ctx.settings, tenant_id, "ledger_transactions")
+async def list_all_versions(ctx: CellContext, tenant_id: str, *, after_cursor: str | None, per_page: int,
+                            **filters) -> Page[views.LedgerTransactionVersion]:
+    """Every version of the tenant's transactions (GET /api/ledger_transaction_versions), oldest first."""
+    box = cursors(ctx.settings, tenant_id, "ledger_transaction_versions")
     after_seq, = box.open(after_cursor, SeqPosition) or (0,)
+    rows = await ctx.run(lambda conn: store.list_versions_page(conn, tenant_id, after_seq=after_seq,
+                                                               limit=per_page + 1, **filters))
+    return page_of(rows, per_page, views.version, lambda r: box.seal((r["seq"],)))
+
+
+async def list_transactions(ctx: CellContext, tenant_id: str, *, after_cursor: str | None, per_page: int,
+                            order_by: str = "created_at", descending: bool = False,
+                            **filters) -> Page[views.LedgerTransaction]:
+    # The ordering is part of the list's name: a cursor of one ordering does not open in another.
+    name = "ledger_transactions" if (order_by, descending) == ("created_at", False) else \
+        f"ledger_transactions order_by[{order_by}]={'desc' if descending else 'asc'}"
+    box = cursors(ctx.settings, tenant_id, name)
+    by_effective_at = order_by == "effective_at"
+    after = box.open(after_cursor, EffectivePosition if by_effective_at else SeqPosition)
 
     async def work(conn: asyncpg.Connection) -> Page[views.LedgerTransaction]:
-        rows = await store.list_page(conn, tenant_id, after_seq=after_seq, limit=per_page + 1, **filters)
+        rows = await store.list_page(conn, tenant_id, after=after, limit=per_page + 1, order_by=order_by,
+                                     descending=descending, **filters)
         shown = rows[:per_page]
         entries = await store_entries.of_transactions(conn, tenant_id, [r["id"] for r in shown]) if shown else []
         by_txn: dict = {}
         for e in entries:
             by_txn.setdefault(e["transaction_id"], []).append(views.entry(e, False))
         return page_of(rows, per_page, lambda r: views.transaction(r, by_txn.get(r["id"], [])),
-                       lambda r: box.seal((r["seq"],)))
+                       (lambda r: box.seal((r["effective_at"], r["seq"]))) if by_effective_at
+                       else (lambda r: box.seal((r["seq"],))))
 
     return await ctx.run(work)

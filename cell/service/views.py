@@ -71,6 +71,7 @@ class LedgerEntry(Shape):
     object: Literal["ledger_entry"]
     live_mode: bool
     amount: int
+    amount_string: str  # `amount` in full precision (the SDK's field for amounts past 2^53)
     direction: Direction
     status: TxnStatus
     ledger_account_id: uuid.UUID
@@ -80,6 +81,8 @@ class LedgerEntry(Shape):
     ledger_account_currency_exponent: int
     ledger_transaction_id: uuid.UUID
     effective_at: Timestamp
+    metadata: dict[str, str]
+    discarded_at: Timestamp | None
     # present when asked for (show_resulting_ledger_account_balances, show_balances) and applied
     resulting_ledger_account_balances: Balances | None
     created_at: Timestamp
@@ -100,6 +103,10 @@ class LedgerTransaction(Shape):
     ledger_entries: list[LedgerEntry]
     posted_at: Timestamp | None
     archived_at: Timestamp | None
+    archived_reason: str | None
+    ledgerable_type: str | None
+    ledgerable_id: str | None
+    partially_posts_ledger_transaction_id: uuid.UUID | None
     reverses_ledger_transaction_id: uuid.UUID | None
     reversed_by_ledger_transaction_id: uuid.UUID | None
     version: int
@@ -119,6 +126,7 @@ class LedgerTransactionVersion(Shape):
 
     id: uuid.UUID
     object: Literal["ledger_transaction_version"]
+    live_mode: bool
     ledger_transaction_id: uuid.UUID
     version: int
     hash: str
@@ -126,11 +134,15 @@ class LedgerTransactionVersion(Shape):
     description: str | None
     status: TxnStatus
     effective_at: Timestamp
+    effective_date: date
     external_id: str | None
     metadata: dict[str, str]
     reverses_ledger_transaction_id: uuid.UUID | None
     ledger_entries: list[VersionEntry]
     created_at: Timestamp
+    # absent from the snapshots of versions written before these fields existed
+    ledgerable_type: str | None = None
+    ledgerable_id: str | None = None
 
 
 def utc(value: datetime) -> datetime:
@@ -174,7 +186,8 @@ def entry(row, show_balances: bool) -> LedgerEntry:
     if show_balances and row["lock_version"] is not None:
         resulting = balances(row, row["currency"], row["currency_exponent"])
     return LedgerEntry(
-        id=row["id"], object="ledger_entry", live_mode=True, amount=row["amount"], direction=row["direction"],
+        id=row["id"], object="ledger_entry", live_mode=True, amount=row["amount"], amount_string=str(row["amount"]),
+        direction=row["direction"], metadata=row["metadata"], discarded_at=None,
         status=row["status"], ledger_account_id=row["ledger_account_id"],
         ledger_account_lock_version=row["lock_version"], ledger_account_currency=row["currency"],
         ledger_account_currency_exponent=row["currency_exponent"], ledger_transaction_id=row["transaction_id"],
@@ -189,7 +202,10 @@ def transaction(row, entries: list[LedgerEntry]) -> LedgerTransaction:
         description=row["description"], status=row["status"], effective_at=effective_at,
         effective_date=effective_at.date(), external_id=row["external_id"], metadata=row["metadata"],
         ledger_entries=entries, posted_at=_utc_or_none(row["posted_at"]),
-        archived_at=_utc_or_none(row["archived_at"]), reverses_ledger_transaction_id=row["reverses_id"],
+        archived_at=_utc_or_none(row["archived_at"]), archived_reason=row["archived_reason"],
+        ledgerable_type=row["ledgerable_type"], ledgerable_id=row["ledgerable_id"],
+        partially_posts_ledger_transaction_id=row["partially_posts_id"],
+        reverses_ledger_transaction_id=row["reverses_id"],
         reversed_by_ledger_transaction_id=row["reversed_by_id"], version=row["version"],
         created_at=utc(row["created_at"]), updated_at=utc(row["updated_at"]))
 
@@ -197,7 +213,8 @@ def transaction(row, entries: list[LedgerEntry]) -> LedgerTransaction:
 def version(row) -> LedgerTransactionVersion:
     """A stored version: its snapshot (TransactionState's JSON) and where it stands in the audit chain."""
     return msgspec.convert({**row["snapshot"], "id": str(uuid.uuid5(row["transaction_id"], str(row["version"]))),
-                            "object": "ledger_transaction_version",
+                            "object": "ledger_transaction_version", "live_mode": True,
+                            "effective_date": utc(datetime.fromisoformat(row["snapshot"]["effective_at"])).date(),
                             "ledger_transaction_id": str(row["transaction_id"]), "version": row["version"],
                             "hash": row["hash"].hex(), "created_at": utc(row["created_at"])},
                            LedgerTransactionVersion)

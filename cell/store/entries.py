@@ -7,7 +7,7 @@ import asyncpg
 from cell.store.filters import Where
 
 _SELECT = """SELECT e.seq, e.id, e.transaction_id, e.ledger_account_id, e.direction, e.amount, e.effective_at,
-       e.created_at, t.status, a.currency, a.currency_exponent, a.normal_balance,
+       e.created_at, e.metadata, t.status, a.currency, a.currency_exponent, a.normal_balance,
        f.lock_version, f.pending_debits, f.pending_credits, f.posted_debits, f.posted_credits, lb.*
 FROM ledger_entries e
 JOIN ledger_transactions t ON t.id = e.transaction_id

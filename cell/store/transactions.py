@@ -69,7 +69,8 @@ async def post(conn: asyncpg.Connection, posting: Posting) -> PostResult:
         s.id, s.ledger_id, s.description, s.status, s.effective_at, s.external_id, s.metadata,
         s.reverses_ledger_transaction_id, [e.id for e in s.ledger_entries],
         [e.ledger_account_id for e in s.ledger_entries], [e.direction for e in s.ledger_entries],
-        [e.amount for e in s.ledger_entries], posting.apply_accounts, _checks(posting), s)
+        [e.amount for e in s.ledger_entries], posting.apply_accounts, _checks(posting), s, s.ledgerable_type,
+        s.ledgerable_id, [e.metadata for e in posting.entries], posting.partially_posts)
     return _post_result.decode(raw)
 
 
@@ -99,25 +100,55 @@ async def fetch_versions(conn: asyncpg.Connection, tenant_id: str, txn_id) -> li
     return await conn.fetch(Q["fetch_versions"], tenant_id, txn_id)
 
 
-async def list_page(conn: asyncpg.Connection, tenant_id: str, *, after_seq: int, limit: int, ledger_id=None,
-                    status=None, external_id=None, metadata=None, ledger_account_id=None,
-                    effective_at: list[tuple[str, Any]] = ()) -> list:
+async def list_versions_page(conn: asyncpg.Connection, tenant_id: str, *, after_seq: int, limit: int,
+                             ledger_transaction_id=None, version: list[tuple[str, int]] = (),
+                             created_at: list[tuple[str, Any]] = ()) -> list:
     w = Where(tenant_id)
-    w.add("t.seq > {}", after_seq)
-    if ledger_id is not None:
-        w.add("t.ledger_id = {}", ledger_id)
-    if status is not None:
-        w.add("t.status = {}", status)
-    if external_id is not None:
-        w.add("t.external_id = {}", external_id)
+    w.add("v.seq > {}", after_seq)
+    if ledger_transaction_id is not None:
+        w.add("v.transaction_id = {}", ledger_transaction_id)
+    for column, bounds in (("version", version), ("created_at", created_at)):
+        for op, value in bounds:
+            w.add(f"v.{column} {OPERATORS_SQL[op]} {{}}", value)
+    limit_ref = w.bind(limit)
+    return await conn.fetch(
+        "SELECT v.seq, v.transaction_id, v.version, v.snapshot, v.hash, v.created_at FROM ledger_transaction_versions v "
+        f"WHERE v.tenant_id = $1{w.sql()} ORDER BY v.seq LIMIT {limit_ref}", *w.args)
+
+
+async def list_page(conn: asyncpg.Connection, tenant_id: str, *, after: tuple | None, limit: int,
+                    order_by: str = "created_at", descending: bool = False, ledger_id=None, status=None,
+                    external_id=None, metadata=None, ledger_account_id=None, ledgerable_type=None,
+                    ledgerable_id=None, reverses_id=None, partially_posts_id=None,
+                    effective_at: list[tuple[str, Any]] = (), posted_at: list[tuple[str, Any]] = (),
+                    updated_at: list[tuple[str, Any]] = ()) -> list:
+    """A page ordered by row number (created_at) or by (effective_at, row number); `after` is the last row's
+    position in that order."""
+    w = Where(tenant_id)
+    for column, value in (("ledger_id", ledger_id), ("status", status), ("external_id", external_id),
+                          ("ledgerable_type", ledgerable_type), ("ledgerable_id", ledgerable_id),
+                          ("reverses_id", reverses_id), ("partially_posts_id", partially_posts_id)):
+        if value is not None:
+            w.add(f"t.{column} = {{}}", value)
     if metadata:
         w.add("t.metadata @> {}::jsonb", metadata)
     if ledger_account_id is not None:
         w.add("t.id IN (SELECT transaction_id FROM ledger_entries WHERE ledger_account_id = {})", ledger_account_id)
-    for op, value in effective_at:
-        w.add(f"t.effective_at {OPERATORS_SQL[op]} {{}}", value)
+    for column, bounds in (("effective_at", effective_at), ("posted_at", posted_at), ("updated_at", updated_at)):
+        for op, value in bounds:
+            w.add(f"t.{column} {OPERATORS_SQL[op]} {{}}", value)
+    cmp, order = ("<", "DESC") if descending else (">", "ASC")
+    if order_by == "effective_at":
+        if after is not None:
+            w.clauses.append(f"(t.effective_at, t.seq) {cmp} ({w.bind(after[0])}::timestamptz, {w.bind(after[1])})")
+        order_sql = f"t.effective_at {order}, t.seq {order}"
+    else:
+        if after is not None:
+            w.add(f"t.seq {cmp} {{}}", after[0])
+        order_sql = f"t.seq {order}"
     limit_ref = w.bind(limit)
     return await conn.fetch(
         "SELECT t.seq, t.id, t.ledger_id, t.description, t.status, t.effective_at, t.external_id, t.metadata, "
-        "t.version, t.reverses_id, t.reversed_by_id, t.posted_at, t.archived_at, t.created_at, t.updated_at "
-        f"FROM ledger_transactions t WHERE t.tenant_id = $1{w.sql()} ORDER BY t.seq LIMIT {limit_ref}", *w.args)
+        "t.version, t.reverses_id, t.reversed_by_id, t.posted_at, t.archived_at, t.created_at, t.updated_at, "
+        "t.ledgerable_type, t.ledgerable_id, t.archived_reason, t.partially_posts_id "
+        f"FROM ledger_transactions t WHERE t.tenant_id = $1{w.sql()} ORDER BY {order_sql} LIMIT {limit_ref}", *w.args)

@@ -1,16 +1,24 @@
 -- A new ledger transaction in one call: fence, idempotency key, reversal bookkeeping, rows, first version;
 -- the effects of accounts applied now go through ledger_apply and the balance locks (ledger_check), the
 -- others are queued for the workers. Returns the resulting balances of the entries applied now.
+-- The signature gained the SDK's fields (defaults keep 18-argument calls working): the old ones go first.
+DROP FUNCTION IF EXISTS ledger_post(text, text, bytea, uuid, uuid, text, text, timestamptz, text, jsonb, uuid,
+                                    uuid[], uuid[], text[], bigint[], uuid[], jsonb, jsonb);
+DROP FUNCTION IF EXISTS ledger_post(text, text, bytea, uuid, uuid, text, text, timestamptz, text, jsonb, uuid,
+                                    uuid[], uuid[], text[], bigint[], uuid[], jsonb, jsonb, text, text, jsonb);
 CREATE OR REPLACE FUNCTION ledger_post(
     p_tenant text, p_idem_key text, p_idem_hash bytea,
     p_txn_id uuid, p_ledger_id uuid, p_description text, p_status text, p_effective_at timestamptz,
     p_external_id text, p_metadata jsonb, p_reverses_id uuid,
     p_entry_ids uuid[], p_accounts uuid[], p_directions text[], p_amounts bigint[],
-    p_apply_accounts uuid[], p_checks jsonb, p_snapshot jsonb
+    p_apply_accounts uuid[], p_checks jsonb, p_snapshot jsonb,
+    p_ledgerable_type text DEFAULT NULL, p_ledgerable_id text DEFAULT NULL, p_entry_metadata jsonb DEFAULT NULL,
+    p_partial jsonb DEFAULT NULL
 ) RETURNS jsonb LANGUAGE plpgsql AS $$
 DECLARE
     v_now timestamptz := now();
     v_original record;
+    v_partial_id uuid := (p_partial ->> 'id')::uuid;
     v_apply uuid[];
     v_effects ledger_new_effect[];
     v_lock_wait double precision := 0;
@@ -35,14 +43,33 @@ BEGIN
         UPDATE ledger_transactions SET reversed_by_id = p_txn_id, updated_at = v_now WHERE id = p_reverses_id;
     END IF;
 
-    INSERT INTO ledger_transactions (id, tenant_id, ledger_id, description, status, effective_at, external_id,
-                                     metadata, reverses_id, posted_at, created_at, updated_at)
-    VALUES (p_txn_id, p_tenant, p_ledger_id, p_description, p_status, p_effective_at, p_external_id,
-            p_metadata, p_reverses_id, CASE WHEN p_status = 'posted' THEN v_now END, v_now, v_now);
+    -- A partial post: the pending transaction ({id, expected_version, snapshot, apply_all}) is archived here,
+    -- its effects undone, before this posting's own effects are written and its balance locks checked.
+    IF v_partial_id IS NOT NULL THEN
+        SELECT status INTO v_original FROM ledger_transactions
+        WHERE id = v_partial_id AND tenant_id = p_tenant FOR UPDATE;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'ledger transaction not found' USING ERRCODE = 'LG005';
+        ELSIF v_original.status <> 'pending' THEN
+            RAISE EXCEPTION 'only a pending transaction can be partially posted' USING ERRCODE = 'LG006';
+        END IF;
+        PERFORM ledger_transition(p_tenant, v_partial_id, (p_partial ->> 'expected_version')::integer, 'archived',
+                                  NULL, NULL, (p_partial ->> 'apply_all')::boolean, p_partial -> 'snapshot');
+    END IF;
 
-    INSERT INTO ledger_entries (id, tenant_id, transaction_id, ledger_account_id, direction, amount, effective_at, created_at)
-    SELECT e.id, p_tenant, p_txn_id, e.account, e.direction, e.amount, p_effective_at, v_now
-    FROM unnest(p_entry_ids, p_accounts, p_directions, p_amounts) AS e(id, account, direction, amount);
+    INSERT INTO ledger_transactions (id, tenant_id, ledger_id, description, status, effective_at, external_id,
+                                     metadata, reverses_id, posted_at, created_at, updated_at, ledgerable_type,
+                                     ledgerable_id, partially_posts_id)
+    VALUES (p_txn_id, p_tenant, p_ledger_id, p_description, p_status, p_effective_at, p_external_id,
+            p_metadata, p_reverses_id, CASE WHEN p_status = 'posted' THEN v_now END, v_now, v_now,
+            p_ledgerable_type, p_ledgerable_id, v_partial_id);
+
+    -- p_entry_metadata: a JSON array of objects in the order of p_entry_ids (NULL: none).
+    INSERT INTO ledger_entries (id, tenant_id, transaction_id, ledger_account_id, direction, amount, effective_at,
+                                created_at, metadata)
+    SELECT e.id, p_tenant, p_txn_id, e.account, e.direction, e.amount, p_effective_at, v_now,
+           coalesce(p_entry_metadata -> (e.ord::int - 1), '{}'::jsonb)
+    FROM unnest(p_entry_ids, p_accounts, p_directions, p_amounts) WITH ORDINALITY AS e(id, account, direction, amount, ord);
 
     INSERT INTO ledger_transaction_versions (transaction_id, version, tenant_id, snapshot, prev_hash, hash, created_at)
     VALUES (p_txn_id, 1, p_tenant, p_snapshot, NULL, ledger_version_hash(NULL, p_snapshot), v_now);

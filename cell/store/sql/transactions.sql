@@ -1,12 +1,14 @@
 -- name: post_transaction
-SELECT ledger_post($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)::text
+SELECT ledger_post($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20,
+                   $21, $22)::text
 
 -- name: transition_transaction
 SELECT ledger_transition($1, $2, $3, $4, $5, $6, $7, $8)::text
 
 -- name: fetch_transaction
 SELECT seq, id, ledger_id, description, status, effective_at, external_id, metadata, version, reverses_id,
-       reversed_by_id, posted_at, archived_at, created_at, updated_at
+       reversed_by_id, posted_at, archived_at, created_at, updated_at, ledgerable_type, ledgerable_id,
+       archived_reason, partially_posts_id
 FROM ledger_transactions WHERE tenant_id = $1 AND id = $2
 
 -- name: fetch_versions

@@ -41,5 +41,6 @@ async def test_openapi_documents_the_strict_request_bodies(cell_client):
     body = schema["paths"]["/api/ledger_transactions"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     entry = body["properties"]["ledger_entries"]["items"]
     assert entry["properties"]["amount"] == {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}
-    assert set(body["required"]) == {"ledger_id", "ledger_entries"}
+    assert set(body["required"]) == {"ledger_entries"}  # the ledger is the entries' accounts' (as the SDK sends it)
+    assert entry["anyOf"] == [{"required": ["amount"]}, {"required": ["amount_string"]}]
     assert "requestBody" in schema["paths"]["/api/ledger_accounts/{account_id}"]["patch"]

@@ -51,6 +51,9 @@ async def test_every_answer_has_its_documented_shape(api):
     versions = decode(await api.get(f"/api/ledger_transactions/{pending.id}/versions"), 200,
                       list[shapes.LedgerTransactionVersion])
     assert [v.version for v in versions] == [1, 2]
+    every = decode(await api.get("/api/ledger_transaction_versions", params={"ledger_transaction_id": str(pending.id)}),
+                   200, list[shapes.LedgerTransactionVersion])
+    assert every == versions
 
     entry = posted.ledger_entries[0]
     decode(await api.get(f"/api/ledger_entries/{entry.id}"), 200, shapes.LedgerEntry)
@@ -68,7 +71,7 @@ async def test_every_operation_documents_its_answer_and_its_problems(cell_client
     schema = (await cell_client.get("/schema/openapi.json")).json()
     operations = [(path, method, op) for path, item in schema["paths"].items() if path.startswith("/api/")
                   for method, op in item.items()]
-    assert len(operations) == 16
+    assert len(operations) == 18
     for path, method, op in operations:
         answers = {code: r for code, r in op["responses"].items() if code.startswith("2")}
         assert len(answers) == 1, (path, method)

@@ -268,3 +268,41 @@ async def test_options_lists_every_method_of_the_path(api, path, methods):
     r = await api.request("OPTIONS", path.replace("{id}", str(uuid.uuid4())))
     assert r.status_code in (200, 204), r.text
     assert {m.strip() for m in r.headers["allow"].split(",")} == methods
+
+
+@pytest.mark.parametrize("entry, code", [
+    ({}, "amount_required"), ({"amount_string": "0"}, "invalid_amount"),
+    ({"amount_string": str(2**63)}, "invalid_amount"), ({"amount": 5, "amount_string": "6"}, "amount_mismatch"),
+    ({"amount_string": "1e3"}, "invalid_request"), ({"amount_string": 100}, "invalid_request")])
+async def test_amount_string_is_an_exact_integer_agreeing_with_amount(api, books, entry, code):
+    ledger, a, b = books
+    r = await api.post("/api/ledger_transactions", {"status": "posted", "ledger_entries": [
+        {"ledger_account_id": a["id"], "direction": "debit", **entry},
+        {"ledger_account_id": b["id"], "direction": "credit", "amount": 100}]})
+    assert r.status_code == 400 and r.json()["code"] == code, r.text
+    await assert_nothing_written(api, ledger)
+
+
+@pytest.mark.parametrize("extra, code", [
+    ({"effective_date": "2024-01-02", "effective_at": "2024-01-01T23:00:00Z"}, "effective_date_mismatch"),
+    ({"ledgerable_type": "payment_order"}, "invalid_request"),
+    ({"ledgerable_type": "invoice", "ledgerable_id": "x"}, "invalid_request")])
+async def test_inconsistent_sdk_fields_are_refused(api, books, extra, code):
+    ledger, a, b = books
+    r = await api.post("/api/ledger_transactions", {"ledger_entries": entries(a, b), **extra})
+    assert r.status_code == 400 and r.json()["code"] == code, r.text
+    await assert_nothing_written(api, ledger)
+
+
+async def test_an_entry_is_effective_when_its_transaction_is(api, books):
+    ledger, a, b = books
+    at = "2024-02-03T04:05:06Z"
+    r = await api.post("/api/ledger_transactions", {"ledger_entries": [
+        {"ledger_account_id": a["id"], "direction": "debit", "amount": 1, "effective_at": "2024-02-03T05:05:06+01:00"},
+        {"ledger_account_id": b["id"], "direction": "credit", "amount": 1, "effective_at": at}]})
+    assert r.status_code == 201, r.text
+    assert r.json()["effective_at"] == at and {e["effective_at"] for e in r.json()["ledger_entries"]} == {at}
+    r = await api.post("/api/ledger_transactions", {"effective_at": at, "ledger_entries": [
+        {"ledger_account_id": a["id"], "direction": "debit", "amount": 1, "effective_at": "2024-02-03T04:05:07Z"},
+        {"ledger_account_id": b["id"], "direction": "credit", "amount": 1}]})
+    assert r.status_code == 400 and r.json()["code"] == "entry_effective_at_mismatch", r.text

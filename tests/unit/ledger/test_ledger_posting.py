@@ -6,7 +6,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cell.ledger.models import AMOUNT_MAX, Account, Condition, EntryRequest
-from cell.ledger.posting import accounts_to_apply, entry_needs_lock, reversal_entries, validate_posting
+from cell.ledger.models import Rejection
+from cell.ledger.posting import (
+    accounts_to_apply,
+    derive_ledger,
+    entry_needs_lock,
+    reversal_entries,
+    validate_partial_post,
+    validate_posting,
+)
 
 LEDGER = "ledger-1"
 OTHER_LEDGER = "ledger-2"
@@ -269,3 +277,24 @@ def test_accounts_to_apply_is_sorted_unique_and_covers_every_locked_entry(spec, 
         assert set(applied) == {e.ledger_account_id for e in entries}
     else:
         assert set(applied) == {e.ledger_account_id for e in entries if entry_needs_lock(e)}
+
+
+def test_a_transaction_without_ledger_id_is_in_its_accounts_ledger():
+    assert derive_ledger([debit("usd-b", 5), credit("usd-a", 5)], ACCOUNTS) == LEDGER
+
+
+def test_entries_in_two_ledgers_or_on_unknown_accounts_have_no_ledger():
+    two = derive_ledger([debit("usd-b", 5), credit("usd-elsewhere", 5)], ACCOUNTS)
+    assert isinstance(two, Rejection) and two.code == "entries_in_multiple_ledgers"
+    unknown = derive_ledger([debit("usd-b", 5), credit("nope", 5)], ACCOUNTS)
+    assert isinstance(unknown, Rejection) and unknown.code == "ledger_account_not_found"
+
+
+def test_a_partial_post_has_one_no_larger_entry_per_pending_entry():
+    pending = [debit("usd-b", 10), credit("usd-a", 7), credit("usd-a", 3)]
+    assert validate_partial_post(pending, [debit("usd-b", 9), credit("usd-a", 3), credit("usd-a", 6)]) is None
+    assert validate_partial_post(pending, [debit("usd-b", 9), credit("usd-a", 8), credit("usd-a", 1)]).code \
+        == "partial_post_entries_mismatch"
+    assert validate_partial_post(pending, [debit("usd-b", 9), credit("usd-a", 9)]).code \
+        == "partial_post_entries_mismatch"
+    assert validate_partial_post(pending, [credit("usd-b", 9), credit("usd-a", 3), credit("usd-a", 6)]) is not None
