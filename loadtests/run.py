@@ -4,8 +4,8 @@
 
 Without --host/--tenant/--api-key (or LOADTEST_HOST / LOADTEST_TENANT_ID / LOADTEST_API_KEY) the credentials
 are .ledger/dev.json's (what `make run` writes; --dev-json for another). Every other option goes to Locust,
-after the defaults (-u 16 -r 4 -t 60s), so `-u 64 -t 5m` overrides them; with LOADTEST_SHAPE set the shape
-drives users and duration. The reports go to loadtests/reports/<UTC timestamp>/ (--reports for another
+after the defaults (-u 16 -r 4 -t 60s), so `-u 64 -t 5m` overrides them; with LOADTEST_SHAPE set there are
+no defaults: the shape drives users and duration. The reports go to loadtests/reports/<UTC timestamp>/ (--reports for another
 parent): Locust's report.html and CSV files (stats, full history, failures, exceptions), run.json,
 thresholds.json and report.md.
 """
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
            "LOADTEST_REPORT_DIR": str(run_dir)}
     command = [sys.executable, "-m", "locust", "-f", str(HERE / "locustfile.py"), "--headless", "--host", host,
                "--csv", str(run_dir / report.PREFIX), "--csv-full-history", "--html", str(run_dir / "report.html"),
-               *DEFAULT_LOCUST_ARGS, *locust_args]
+               *([] if os.environ.get("LOADTEST_SHAPE") else DEFAULT_LOCUST_ARGS), *locust_args]
     print(f"[loadtest] {host} as {tenant}; reports in {run_dir}", flush=True)
     code = subprocess.run(command, env=env, check=False).returncode
     if (run_dir / f"{report.PREFIX}_stats.csv").exists():
