@@ -57,6 +57,14 @@ def read_history(run_dir: Path) -> dict[str, list[dict]]:
     return series
 
 
+def read_monitor(run_dir: Path) -> list[dict]:
+    path = run_dir / "monitor.csv"
+    if not path.exists():
+        return []
+    with path.open(newline="") as f:
+        return [{k: _num(v) for k, v in r.items()} for r in csv.DictReader(f)]
+
+
 def _fmt(x: float, digits: int = 0) -> str:
     return "-" if math.isnan(x) else f"{x:,.{digits}f}"
 
@@ -149,6 +157,54 @@ def plot(run_dir: Path, history: dict[str, list[dict]]) -> list[tuple[str, str]]
     return written
 
 
+def plot_monitor(run_dir: Path, samples: list[dict]) -> list[tuple[str, str]]:
+    if not samples:
+        return []
+    plt = _matplotlib()
+    ext = "png" if plt else "svg"
+    out = []
+    for name, title, ylabel, series in (
+            ("queue", "Async queue: unapplied balance effects", "effects",
+             {"unapplied effects": "unapplied_effects"}),
+            ("apply-lag", "Apply lag (posting to applied), per sample interval", "seconds",
+             {"p50": "apply_lag_p50_s", "p90": "apply_lag_p90_s", "p99": "apply_lag_p99_s",
+              "oldest unapplied age": "oldest_unapplied_age_s"})):
+        lines = {label: [(r["t"], r[col]) for r in samples if not math.isnan(r.get(col, math.nan))]
+                 for label, col in series.items()}
+        file = f"{name}.{ext}"
+        if plt:
+            fig, ax = plt.subplots(figsize=(9, 3.5))
+            for label, pts in lines.items():
+                ax.plot([x for x, _ in pts], [y for _, y in pts], label=label)
+            ax.set_title(title)
+            ax.set_xlabel("seconds")
+            ax.set_ylabel(ylabel)
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7, loc="upper left")
+            fig.tight_layout()
+            fig.savefig(run_dir / file, dpi=100)
+            plt.close(fig)
+        else:
+            _svg(run_dir / file, title, ylabel, lines)
+        out.append((title, file))
+    return out
+
+
+def cpu_table(cpu: dict, requests: float) -> list[str]:
+    total = sum(cpu["cpu_s"].values())
+    lines = [(f"CPU time of each process of the stack over {cpu['seconds']:g} s (from /proc), per request served "
+             f"({requests:,.0f} requests)."), "",
+             "| Component | CPU s | ms per request | share |", "|---|---:|---:|---:|"]
+    for name, seconds in sorted(cpu["cpu_s"].items(), key=lambda kv: -kv[1]):
+        per = 1000 * seconds / requests if requests else math.nan
+        lines.append(f"| {name} | {seconds:.2f} | {_fmt(per, 2)} | {100 * seconds / total if total else 0:.0f}% |")
+    stack = {k: v for k, v in cpu["cpu_s"].items() if k != "load generator"}
+    if requests and stack:
+        lines.append(f"| **stack (all but the load generator)** | {sum(stack.values()):.2f} | "
+                     f"**{1000 * sum(stack.values()) / requests:.2f}** | |")
+    return lines
+
+
 # ---- the report ----------------------------------------------------------------------------------------------
 
 def _change(before: dict, now: dict, key: str, higher_is_worse: bool, digits: int, flags: list[str]) -> str:
@@ -218,6 +274,19 @@ def generate(run_dir: Path, previous: Path | None = None) -> Path:
         if plots[0][1].endswith(".svg"):
             md += ["(SVG: matplotlib is not installed; with it the plots are PNG.)", ""]
         md += [f"### {title}\n\n![{title}]({file})\n" for title, file in plots]
+
+    samples = read_monitor(run_dir)
+    if samples:
+        lags = [r["apply_lag_p90_s"] for r in samples if not math.isnan(r["apply_lag_p90_s"])]
+        md += ["## The stack during the run", "",
+               (f"Largest async queue: {_fmt(max(r['unapplied_effects'] for r in samples))} effects; "
+               f"apply lag p90 (per {_fmt(samples[0]['t'], 1)} s sample): worst "
+               f"{_fmt(max(lags), 3) if lags else '-'} s."), ""]
+        md += [f"### {title}\n\n![{title}]({file})\n" for title, file in plot_monitor(run_dir, samples)]
+    cpu = _json(run_dir / "cpu.json")
+    if cpu and cpu["cpu_s"]:
+        total_requests = next((r["requests"] for r in stats if r["name"] == "Aggregated"), 0.0)
+        md += ["### CPU by component", ""] + cpu_table(cpu, total_requests) + [""]
 
     if previous is not None:
         md += [f"## Regression against {Path(previous).name}", "",
