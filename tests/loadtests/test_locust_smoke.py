@@ -11,6 +11,7 @@ import os
 import sys
 import uuid
 from pathlib import Path
+from xml.etree import ElementTree
 
 import asyncpg
 import pytest
@@ -64,7 +65,7 @@ async def test_a_short_locust_run_has_no_failure_and_writes_its_reports(cell, tm
 
     [run_dir] = list((tmp_path / "first").iterdir())
     for name in ("report.html", "locust_stats.csv", "locust_stats_history.csv", "locust_failures.csv",
-                 "run.json", "thresholds.json", "report.md"):
+                 "run.json", "thresholds.json", "report.md", "monitor.csv", "cpu.json"):
         assert (run_dir / name).is_file(), f"{name} missing: {sorted(p.name for p in run_dir.iterdir())}\n{out}"
     stats = {r["Name"]: r for r in csv.DictReader((run_dir / "locust_stats.csv").open())}
     assert stats["Aggregated"]["Failure Count"] == "0", (run_dir / "locust_failures.csv").read_text()
@@ -73,9 +74,15 @@ async def test_a_short_locust_run_has_no_failure_and_writes_its_reports(cell, tm
     assert json.loads((run_dir / "thresholds.json").read_text())["broken"] == []
     users = [float(r["User Count"]) for r in csv.DictReader((run_dir / "locust_stats_history.csv").open())]
     assert max(users) == 8, "the shape's spike was not reached"
+    cpu = json.loads((run_dir / "cpu.json").read_text())["cpu_s"]  # the cell here is the test process
+    assert cpu["load generator"] > 0 and cpu["server"] > 0, cpu
+    assert (run_dir / "monitor.csv").read_text().startswith("t,unapplied_effects,")
     md = (run_dir / "report.md").read_text()
+    assert "### CPU by component" in md
     assert "## Throughput and latency per request type" in md and "**Passed.**" in md
     assert REQUESTS["card_authorize"] in md and "![Throughput" in md
+    [plot] = run_dir.glob("throughput.*")  # PNG with matplotlib, else SVG (then well-formed)
+    assert plot.suffix == ".png" or ElementTree.parse(plot).getroot().tag.endswith("svg")
 
     # A second report of the same run against itself: the regression table, nothing flagged.
     md = report.generate(run_dir, previous=run_dir).read_text()
