@@ -41,7 +41,8 @@ def read_stats(run_dir: Path) -> list[dict]:
 
 
 def read_history(run_dir: Path) -> dict[str, list[dict]]:
-    """Name -> time series {t (s from start), users, rps, p50, p90, p99}."""
+    """Name -> time series {t (s from start), users, total, rps, p50, p90, p99}; the percentiles are Locust's
+    over its last 10 s."""
     path = run_dir / f"{PREFIX}_stats_history.csv"
     series: dict[str, list[dict]] = {}
     if not path.exists():
@@ -52,8 +53,12 @@ def read_history(run_dir: Path) -> dict[str, list[dict]]:
             ts = _num(r["Timestamp"])
             t0 = ts if t0 is None else t0
             series.setdefault(r["Name"], []).append({
-                "t": ts - t0, "users": _num(r["User Count"]), "rps": _num(r["Requests/s"]),
+                "t": ts - t0, "users": _num(r["User Count"]), "total": _num(r["Total Request Count"]),
                 "p50": _num(r["50%"]), "p90": _num(r["90%"]), "p99": _num(r["99%"])})
+    for points in series.values():  # throughput per interval (Locust's own Requests/s is a 10 s moving window)
+        for before, point in zip([None, *points], points):
+            dt = point["t"] - before["t"] if before else 0
+            point["rps"] = (point["total"] - before["total"]) / dt if before and dt > 0 else math.nan
     return series
 
 
