@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-fast chaos bench migrate lock clean
+.PHONY: help install run test test-fast chaos bench loadtest migrate lock clean
 
 help: ## Show the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -33,6 +33,9 @@ chaos: $(STAMP) ## Only the bank test under real faults (kills, stops, restarts)
 
 bench: $(STAMP) ## Benchmarks: ratios measured side by side in one run
 	$(BIN)/python -m loadtests.bench $(BENCH_ARGS)
+
+loadtest: $(STAMP) ## Locust headless against `make run` (or LOADTEST_HOST...); LOADTEST_ARGS go to Locust
+	$(BIN)/python -m loadtests.run $(LOADTEST_ARGS)
 
 migrate: $(STAMP) ## Apply migrations to LEDGER_DATABASE_URL
 	$(BIN)/python -m cell.store.migrate "$$LEDGER_DATABASE_URL"

@@ -1,0 +1,84 @@
+"""The suite's configuration and its pure parts, without Locust (importing Locust monkey-patches the process
+with gevent): request types, user class weights, thresholds and the load shape, all from the environment."""
+
+from __future__ import annotations
+
+import os
+
+# Request type key -> the name Locust reports it under (thresholds and the report use the keys).
+REQUESTS = {
+    "invest_write": "POST /api/ledger_transactions [investing]",
+    "invest_read": "GET /api/ledger_accounts/{id} [investing]",
+    "card_authorize": "POST /api/ledger_transactions [card authorization]",
+    "statement_page": "GET /api/ledger_entries?show_balances [statement]",
+    "backdated_write": "POST /api/ledger_transactions [backdated]",
+}
+DEFAULT_WEIGHTS = {"investing": 6, "card": 2, "statement": 1, "backdated": 1}
+
+
+def parse_pairs(text: str, default_key: str | None = None) -> dict[str, str]:
+    """ "a=1,b=2" -> {"a": "1", "b": "2"}; a bare value is `default_key`'s."""
+    out = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = item.partition("=")
+        if sep:
+            out[key.strip()] = value.strip()
+        elif default_key is not None:
+            out[default_key] = key
+        else:
+            raise ValueError(f"expected key=value, got {item!r}")
+    return out
+
+
+def weights() -> dict[str, int]:
+    given = {k: int(v) for k, v in parse_pairs(os.environ.get("LOADTEST_WEIGHTS", "")).items()}
+    unknown = set(given) - set(DEFAULT_WEIGHTS)
+    if unknown:
+        raise ValueError(f"LOADTEST_WEIGHTS: unknown user classes {sorted(unknown)}; known: {sorted(DEFAULT_WEIGHTS)}")
+    return {**DEFAULT_WEIGHTS, **given}
+
+
+def thresholds() -> tuple[dict[str, float], float]:
+    """p90 limits in ms by request key ("default" for the rest), and the largest error rate allowed."""
+    p90 = {k: float(v) for k, v in parse_pairs(os.environ.get("LOADTEST_P90_MS", "1000"), "default").items()}
+    unknown = set(p90) - set(REQUESTS) - {"default"}
+    if unknown:
+        raise ValueError(f"LOADTEST_P90_MS: unknown request types {sorted(unknown)}; known: {sorted(REQUESTS)}")
+    return p90, float(os.environ.get("LOADTEST_MAX_ERROR_RATE", "0.01"))
+
+
+def evaluate(rows: list[dict], p90_ms: dict[str, float], max_error_rate: float) -> list[str]:
+    """The broken thresholds, as sentences. rows: {key, requests, failures, p90_ms} per request type seen."""
+    broken = []
+    total = sum(r["requests"] for r in rows)
+    failures = sum(r["failures"] for r in rows)
+    if total == 0:
+        return ["no request was made"]
+    if failures / total > max_error_rate:
+        broken.append(f"error rate {failures / total:.4f} > {max_error_rate}")
+    for r in rows:
+        limit = p90_ms.get(r["key"], p90_ms.get("default"))
+        if limit is not None and r["requests"] and r["p90_ms"] > limit:
+            broken.append(f"{r['key']}: p90 {r['p90_ms']:.0f} ms > {limit:.0f} ms")
+    return broken
+
+
+SHAPE_DEFAULTS = {"users": 32, "spike_users": 96, "ramp": 30, "steady": 120, "spike": 30, "steady2": 60,
+                  "rate": 0}  # rate 0: ramp to `users` over exactly `ramp` seconds; the spike comes at once
+
+
+def shape_stages(spec: str) -> list[tuple[float, int, float]]:
+    """(end second, users, spawn rate) per stage, from "users=32,spike_users=96,ramp=30,steady=120,...". """
+    given = {k: float(v) for k, v in parse_pairs(spec if spec not in ("1", "true", "yes") else "").items()}
+    unknown = set(given) - set(SHAPE_DEFAULTS)
+    if unknown:
+        raise ValueError(f"LOADTEST_SHAPE: unknown keys {sorted(unknown)}; known: {sorted(SHAPE_DEFAULTS)}")
+    c = {**SHAPE_DEFAULTS, **given}
+    users, spike = int(c["users"]), int(c["spike_users"])
+    ramp_rate = c["rate"] or users / max(c["ramp"], 1)
+    stages, t = [], 0.0
+    for length, count, rate in ((c["ramp"], users, ramp_rate), (c["steady"], users, ramp_rate),
+                                (c["spike"], spike, max(spike, 1)), (c["steady2"], users, max(spike, 1))):
+        t += length
+        stages.append((t, count, rate))
+    return stages

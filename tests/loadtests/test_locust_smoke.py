@@ -1,0 +1,134 @@
+"""The Locust suite's smoke run: `python -m loadtests.run` (what `make loadtest` runs) against a real cell app
+(uvicorn, on the session's PostgreSQL, sync mode) for a few seconds, every user class and the load shape on:
+zero failures, exit code 0, and the reports written. Plus the pure parts: thresholds, shape, report."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+import os
+import sys
+import uuid
+from pathlib import Path
+from xml.etree import ElementTree
+
+import asyncpg
+import pytest
+import uvicorn
+
+from cell.api.app import create_app
+from cell.service.tenants import create_api_key, create_tenant
+from cell.settings import load_settings
+from control_plane.devstack import free_port
+from loadtests import report
+from loadtests.mix import REQUESTS, evaluate, shape_stages
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+async def cell(make_database):
+    url = make_database(f"loadtest_{uuid.uuid4().hex[:6]}")
+    conn = await asyncpg.connect(url)
+    try:
+        tenant = f"lt-{uuid.uuid4().hex[:8]}"
+        await create_tenant(conn, tenant, "load test smoke")
+        _, secret = await create_api_key(conn, tenant)
+    finally:
+        await conn.close()
+    settings = load_settings(("LOADTEST_UNUSED_",), name="cell-lt", database_url=url, posting_mode="sync",
+                             db_pool_min=1, db_pool_max=8)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, lifespan="on",
+                                           log_level="warning", access_log=False))
+    task = asyncio.create_task(server._serve())  # not serve(): it would take the test process's signals
+    for _ in range(500):
+        if server.started:
+            break
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.02)
+    yield f"http://127.0.0.1:{port}", tenant, secret
+    server.should_exit = True
+    await task
+
+
+@pytest.mark.timeout(90)
+async def test_a_short_locust_run_has_no_failure_and_writes_its_reports(cell, tmp_path):
+    env = {**os.environ, "LOADTEST_WEIGHTS": "investing=3,card=1,statement=1,backdated=1",
+           "LOADTEST_SHAPE": "users=4,spike_users=8,ramp=2,steady=2,spike=2,steady2=2",
+           "LOADTEST_INVESTORS": "10", "LOADTEST_CARDS": "5", "LOADTEST_STATEMENT_PER_PAGE": "2",
+           "LOADTEST_WAIT_MAX_S": "0.05", "LOADTEST_P90_MS": "5000", "LOADTEST_MAX_ERROR_RATE": "0"}
+    code, out = await loadtest(cell, tmp_path / "first", env)
+    assert code == 0, out[-4000:]
+
+    [run_dir] = list((tmp_path / "first").iterdir())
+    for name in ("report.html", "locust_stats.csv", "locust_stats_history.csv", "locust_failures.csv",
+                 "run.json", "thresholds.json", "report.md", "monitor.csv", "cpu.json"):
+        assert (run_dir / name).is_file(), f"{name} missing: {sorted(p.name for p in run_dir.iterdir())}\n{out}"
+    stats = {r["Name"]: r for r in csv.DictReader((run_dir / "locust_stats.csv").open())}
+    assert stats["Aggregated"]["Failure Count"] == "0", (run_dir / "locust_failures.csv").read_text()
+    for key, name in REQUESTS.items():  # every user class ran
+        assert int(stats[name]["Request Count"]) > 0, f"no {key} request"
+    assert json.loads((run_dir / "thresholds.json").read_text())["broken"] == []
+    users = [float(r["User Count"]) for r in csv.DictReader((run_dir / "locust_stats_history.csv").open())]
+    assert max(users) == 8, "the shape's spike was not reached"
+    cpu = json.loads((run_dir / "cpu.json").read_text())["cpu_s"]  # the cell here is the test process
+    assert cpu["load generator"] > 0 and cpu["server"] > 0, cpu
+    assert (run_dir / "monitor.csv").read_text().startswith("t,unapplied_effects,")
+    md = (run_dir / "report.md").read_text()
+    assert "### CPU by component" in md
+    assert "## Throughput and latency per request type" in md and "**Passed.**" in md
+    assert REQUESTS["card_authorize"] in md and "![Throughput" in md
+    [plot] = run_dir.glob("throughput.*")  # PNG with matplotlib, else SVG (then well-formed)
+    assert plot.suffix == ".png" or ElementTree.parse(plot).getroot().tag.endswith("svg")
+
+    # A second report of the same run against itself: the regression table, nothing flagged.
+    md = report.generate(run_dir, previous=run_dir).read_text()
+    assert "## Regression against" in md and "**regression" not in md
+
+    # A run that breaks its p90 threshold exits non-zero, and says why; compared with the first run.
+    env = {**env, "LOADTEST_SHAPE": "", "LOADTEST_P90_MS": "default=0.001", "LOADTEST_WEIGHTS": "statement=0,backdated=0"}
+    code, out = await loadtest(cell, tmp_path / "second", env, "--previous", str(run_dir), "-u", "2", "-r", "2",
+                               "-t", "2s")
+    assert code == 1, out[-4000:]
+    [second] = list((tmp_path / "second").iterdir())
+    broken = json.loads((second / "thresholds.json").read_text())["broken"]
+    assert any(b.startswith("invest_read: p90") for b in broken), broken
+    md = (second / "report.md").read_text()
+    assert "**Failed:**" in md and f"## Regression against {run_dir.name}" in md
+
+
+async def loadtest(cell, reports: Path, env: dict, *args: str) -> tuple[int, str]:
+    """`python -m loadtests.run` (what `make loadtest` runs) against the cell: its exit code and output."""
+    host, tenant, key = cell
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "loadtests.run", "--host", host, "--tenant", tenant, "--api-key", key,
+        "--reports", str(reports), "--loglevel", "WARNING", "--only-summary", *args,
+        cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    out = (await asyncio.wait_for(proc.communicate(), 60))[0].decode(errors="replace")
+    return proc.returncode, out
+
+
+def test_thresholds_break_on_p90_per_request_type_and_on_the_error_rate():
+    rows = [{"key": "invest_write", "requests": 100, "failures": 0, "p90_ms": 250.0},
+            {"key": "invest_read", "requests": 300, "failures": 2, "p90_ms": 40.0}]
+    assert evaluate(rows, {"default": 1000}, 0.01) == []
+    assert evaluate(rows, {"default": 1000, "invest_read": 30}, 0.01) == ["invest_read: p90 40 ms > 30 ms"]
+    assert evaluate(rows, {"default": 200}, 0.001) == ["error rate 0.0050 > 0.001", "invest_write: p90 250 ms > 200 ms"]
+    assert evaluate([], {"default": 1000}, 0.01) == ["no request was made"]
+
+
+def test_the_shape_ramps_holds_spikes_and_holds():
+    assert shape_stages("users=10,spike_users=30,ramp=10,steady=20,spike=5,steady2=15") == [
+        (10, 10, 1.0), (30, 10, 1.0), (35, 30, 30), (50, 10, 30)]
+
+
+def test_the_regression_table_flags_slower_percentiles_and_lower_throughput():
+    base = {"type": "GET", "requests": 10, "failures": 0, "avg": 1, "max": 1}
+    before = [{**base, "name": "a", "rps": 100.0, "p50": 10.0, "p90": 20.0, "p99": 30.0}]
+    now = [{**base, "name": "a", "rps": 80.0, "p50": 10.0, "p90": 25.0, "p99": 30.0},
+           {**base, "name": "b", "rps": 5.0, "p50": 1.0, "p90": 2.0, "p99": 3.0}]
+    table = "\n".join(report.regression_table(now, before))
+    assert "**regression: rps, p90**" in table and "| b | new: 5.0" in table
