@@ -179,6 +179,36 @@ def cells_show(name: str) -> None:
     _emit(ctx, _public_cell(_run(lambda conn, s: operations.show_cell(conn, s, name))))
 
 
+@cells.command("drain")
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@_format_option
+def cells_drain(name: str, yes: bool) -> None:
+    """Mark a cell draining (no new tenants) and move its tenants off, one at a time, to the least-loaded
+    active cells. Resumable: run it again to go on after a stop."""
+    ctx = click.get_current_context().find_object(Context)
+    plan = _run(lambda conn, s: moves.plan_drain(conn, name))
+    lines = [f"mark cell {name} draining: no new tenant is placed on it"]
+    lines += [f"{'resume move ' + m['resume'] + ' of' if m['resume'] else 'move'} tenant {m['tenant']} "
+              f"to cell {m['target']}" for m in plan["moves"]]
+    lines.append("one move at a time, each with its own short write freeze; targets are re-picked (least "
+                 "loaded) as each move starts")
+    _confirm(ctx, lines, name, yes)
+
+    def announce(event: dict) -> None:
+        if ctx.format == "pretty":
+            verb = "resuming move" if event["resumed"] else "move"
+            click.echo(f"{verb} {event['move']}: tenant {event['tenant']} -> {event['target']}", err=True)
+
+    result = _run(lambda conn, s: moves.drain_cell(conn, s, name, _progress(ctx), announce))
+    if ctx.format == "json":
+        _emit(ctx, result)
+        return
+    for move in result["moves"]:
+        _emit_move(ctx, move)
+    click.echo(f"cell {name}: draining, {len(result['moves'])} tenant(s) moved off, none left")
+
+
 # ---- tenants -----------------------------------------------------------------------------------------------
 
 TENANT_COLUMNS = ["id", "name", "cell", "state", "epoch", "rate_limit_per_s", "rate_burst"]

@@ -661,3 +661,70 @@ async def purge_move(conn: asyncpg.Connection, settings: ControlPlaneSettings, m
 
 async def list_moves(conn: asyncpg.Connection, state: str | None, tenant_id: str | None, limit: int) -> list[dict]:
     return [report(dict(r)) for r in await conn.fetch(Q["list_moves"], state, tenant_id, limit)]
+
+
+# ---- draining a cell ---------------------------------------------------------------------------------------
+
+async def plan_drain(conn: asyncpg.Connection, cell_name: str) -> dict:
+    """What `cells drain` will do: the moves still running off the cell (resumed first, to their target), then
+    each of its tenants to the least-loaded active cell, counted as the drain goes. Changes nothing."""
+    cell = await catalog.fetch_cell(conn, cell_name)
+    if cell["state"] == "disabled":
+        raise LedgerctlError("cell_disabled", f"cell {cell_name} is disabled: nothing to drain through it")
+    loads = {r["name"]: r["tenants"] for r in await conn.fetch(Q["active_cell_loads"], cell_name)}
+    running = [dict(r) for r in await conn.fetch(Q["running_moves_from_cell"], cell_name)]
+    resumed = {r["tenant_id"] for r in running}
+    tenants = [r["id"] for r in await conn.fetch(Q["tenants_of_cell"], cell_name) if r["id"] not in resumed]
+    if tenants and not loads:
+        raise LedgerctlError("no_active_cell", f"there is no other active cell to move the tenants of {cell_name} to")
+    planned = [{"tenant": r["tenant_id"], "target": r["target_cell"], "resume": str(r["id"])} for r in running]
+    for r in running:
+        if r["target_cell"] in loads:
+            loads[r["target_cell"]] += 1
+    for tenant in tenants:
+        target = min(loads, key=lambda name: (loads[name], name))
+        loads[target] += 1
+        planned.append({"tenant": tenant, "target": target, "resume": None})
+    return {"cell": cell_name, "state": cell["state"], "moves": planned}
+
+
+async def drain_cell(conn: asyncpg.Connection, settings: ControlPlaneSettings, cell_name: str,
+                     progress: Progress | None = None, announce: Callable[[dict], None] | None = None) -> dict:
+    """Mark the cell draining (placement skips it from now on), then move its tenants off one at a time: the
+    moves already running off it are resumed first, then each tenant goes to the least-loaded active cell at
+    the time its move starts. Resumable: run it again and it goes on. The first move that fails stops it."""
+    cell = await catalog.fetch_cell(conn, cell_name)
+    if cell["state"] == "disabled":
+        raise LedgerctlError("cell_disabled", f"cell {cell_name} is disabled: nothing to drain through it")
+    if cell["state"] != "draining":
+        async with conn.transaction():
+            await conn.fetchval(Q["set_cell_draining"], cell_name)
+            await catalog.audit(conn, settings.actor, "cells.drain", f"cell:{cell_name}", {})
+    done: list[dict] = []
+    while True:
+        running = await conn.fetchrow(Q["running_moves_from_cell"], cell_name)
+        tenant = None if running else next(iter(await conn.fetch(Q["tenants_of_cell"], cell_name)), None)
+        if running is None and tenant is None:
+            break
+        try:
+            if running is not None:
+                move_id = running["id"]
+                if announce:
+                    announce({"tenant": running["tenant_id"], "target": running["target_cell"], "move": str(move_id),
+                              "resumed": True})
+            else:
+                target = await conn.fetchval(Q["active_cell_loads"], cell_name)
+                if target is None:
+                    raise LedgerctlError("no_active_cell", f"there is no other active cell to move the tenants of "
+                                         f"{cell_name} to")
+                plan = await plan_move(conn, settings, tenant["id"], target)
+                move = await start_move(conn, settings, plan)
+                move_id = move["id"]
+                if announce:
+                    announce({"tenant": tenant["id"], "target": target, "move": str(move_id), "resumed": False})
+            done.append(await run_move(conn, settings, move_id, progress))
+        except LedgerctlError as error:
+            details = error.details if isinstance(error.details, dict) else {}
+            raise LedgerctlError(error.code, f"the drain of cell {cell_name} stopped: {error.message}",
+                                 error.exit_code, details={**details, "moves_done": done}) from error
+    return {"cell": cell_name, "state": "draining", "tenants_left": 0, "moves": done}

@@ -32,3 +32,20 @@ SELECT pg_try_advisory_lock(hashtextextended('move:' || $1::text, 0))
 
 -- name: unlock_move
 SELECT pg_advisory_unlock(hashtextextended('move:' || $1::text, 0))
+
+-- name: set_cell_draining
+-- Idempotent; a disabled cell stays disabled (the caller refuses it first).
+UPDATE cells SET state = 'draining', updated_at = now() WHERE name = $1 AND state IN ('active', 'draining')
+RETURNING name
+
+-- name: tenants_of_cell
+SELECT id, state FROM tenants WHERE cell = $1 ORDER BY id
+
+-- name: running_moves_from_cell
+SELECT id, tenant_id, target_cell FROM moves WHERE source_cell = $1 AND state = 'running' ORDER BY created_at
+
+-- name: active_cell_loads
+-- Tenants per active cell but one, the least loaded first (the order placement uses: tenants, then name).
+SELECT c.name, count(t.id) AS tenants FROM cells c LEFT JOIN tenants t ON t.cell = c.name
+WHERE c.state = 'active' AND c.name <> $1
+GROUP BY c.name ORDER BY count(t.id), c.name

@@ -1,0 +1,106 @@
+"""ledgerctl cells drain: a third real cell with three tenants, drained onto the two others."""
+
+from __future__ import annotations
+
+import os
+import signal
+import uuid
+
+import pytest
+
+from cli_rig import CellProcess
+from test_ledgerctl import new_id, run_sql
+from test_moves import _rows, _spawn_mover, _state_in, _wait_for_copy, _world
+
+
+@pytest.fixture
+def third_cell(ctl, stack):
+    name = f"cli-d{uuid.uuid4().hex[:4]}"
+    cell = CellProcess(name, stack["make_database"](f"cli_cell_drain_{uuid.uuid4().hex[:6]}", migrate_cell=False))
+    try:
+        cell.wait_ready()
+        ctl("cells", "add", name, "--api-url", cell.url, "--database-url", cell.database_url)
+        stack["cells"][name] = cell
+        yield cell
+    finally:
+        stack["cells"].pop(name, None)
+        cell.stop()
+
+
+def _loads(ctl) -> dict[str, int]:
+    return {c["name"]: c["tenants"] for c in ctl.json("cells", "list") if c["state"] == "active"}
+
+
+def test_drain_moves_every_tenant_off_and_is_resumable(ctl, stack, third_cell):
+    name = third_cell.name
+    worlds = [_world(ctl, stack, cell=name, postings=3) for _ in range(3)]
+    tenants = sorted(w["tenant"] for w in worlds)
+    before = {t: _rows(third_cell.database_url, t) for t in tenants}
+
+    # Not confirmed: nothing changes, the cell stays active.
+    refused = ctl("cells", "drain", name, input="nope\n", expect=1)
+    assert "not confirmed" in refused.stderr and f"move tenant {tenants[0]}" in refused.stderr
+    assert {c["name"]: c["state"] for c in ctl.json("cells", "list")}[name] == "active"
+
+    # A mover killed mid-copy leaves a running move off the cell: the drain resumes it first.
+    proc = _spawn_mover(stack, "tenants", "move", tenants[1], "--to", "cli-2", "--yes")
+    killed = _wait_for_copy(stack, tenants[1], proc)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+    # A move that cannot start (a table the mover does not know) stops the drain, exit 1; the cell is draining.
+    run_sql(third_cell.database_url, "CREATE TABLE mystery_rows (tenant_id text NOT NULL)")
+    try:
+        stopped = ctl.json("cells", "drain", name, "--yes", expect=1)
+        assert stopped["code"] == "unknown_tables" and "drain of cell" in stopped["title"]
+        assert [m["state"] for m in stopped["details"]["moves_done"]] == []
+    finally:
+        run_sql(third_cell.database_url, "DROP TABLE mystery_rows")
+    assert {c["name"]: c["state"] for c in ctl.json("cells", "list")}[name] == "draining"
+    # Draining: no new tenant is placed on it, though it is now the least loaded of all.
+    placed = ctl.json("tenants", "create", new_id())
+    assert placed["cell"] != name
+
+    # Run again: the killed move is resumed, then the other two move to the least-loaded active cells.
+    loads = _loads(ctl)
+    loads["cli-2"] += 1  # the resumed move lands there first
+    expected = {tenants[1]: "cli-2"}
+    for tenant in (tenants[0], tenants[2]):
+        target = min(loads, key=lambda c: (loads[c], c))
+        loads[target] += 1
+        expected[tenant] = target
+    plan = ctl("cells", "drain", name, input="nope\n", expect=1).stderr
+    assert f"resume move {killed} of tenant {tenants[1]} to cell cli-2" in plan
+    for tenant in (tenants[0], tenants[2]):
+        assert f"move tenant {tenant} to cell {expected[tenant]}" in plan
+    result = ctl.json("cells", "drain", name, "--yes")
+    assert result["tenants_left"] == 0 and result["state"] == "draining"
+    assert [m["tenant"] for m in result["moves"]] == [tenants[1], tenants[0], tenants[2]]
+    assert result["moves"][0]["id"] == killed
+    for move in result["moves"]:
+        assert move["state"] == "done" and move["verification"]["ok"] and move["freeze_ms"] is not None
+        assert move["target"] == expected[move["tenant"]]
+    for tenant in tenants:
+        target = stack["cells"][expected[tenant]]
+        assert ctl.json("tenants", "show", tenant)["cell"] == expected[tenant]
+        assert _rows(target.database_url, tenant) == before[tenant]
+        assert (_state_in(third_cell.database_url, tenant), _state_in(target.database_url, tenant)) == \
+            ("moved_out", "active")
+        assert ctl.json("verify", "--tenant", tenant, "--unapplied-age-max-s", "0")["violations"] == []
+    assert {c["name"]: c["tenants"] for c in ctl.json("cells", "list")}[name] == 0
+    # The effects the worlds queued (these cells run no sweeper) applied now, on their new cells: a stale
+    # unapplied effect would breach the other tests' readiness checks.
+    for world in worlds:
+        run_sql(stack["cells"][expected[world["tenant"]]].database_url,
+                "SELECT applied FROM ledger_apply_report($1::uuid[], false)",
+                sorted(uuid.UUID(a) for a in world["accounts"]))
+    # Nothing left: a further run is a no-op; the pretty output says so.
+    assert ctl("cells", "drain", name, "--yes").stdout.strip().endswith("0 tenant(s) moved off, none left")
+
+
+def test_drain_refusals(ctl, stack):
+    assert ctl.json("cells", "drain", "cli-nowhere", "--yes", expect=1)["code"] == "unknown_cell"
+    cell = stack["cells"]["cli-2"]
+    run_sql(stack["cp_url"], "INSERT INTO cells (name, api_url, database_url, state) VALUES ('cli-off', $1, $2, "
+            "'disabled') ON CONFLICT DO NOTHING", cell.url, cell.database_url)
+    assert ctl.json("cells", "drain", "cli-off", "--yes", expect=1)["code"] == "cell_disabled"
