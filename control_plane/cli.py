@@ -347,8 +347,14 @@ def _emit_move(ctx: Context, result: dict) -> None:
     click.echo(f"freeze window: {result['freeze_ms']} ms")
     v = result["verification"]
     if v is not None:
-        click.echo(f"verification: {'ok' if v['ok'] else 'FAILED'} ({sum(v['rows'].values())} rows, "
-                   f"{v['accounts']} accounts, audit-chain head {v['audit_chain_head'][:16]})")
+        if v.get("delta"):
+            click.echo(f"verification: {'ok' if v['ok'] else 'FAILED'} ({sum(v['rows'].values())} rows, "
+                       f"{v['accounts']} accounts before the freeze, {v['pre_verify_differences']} difference(s) "
+                       f"left to it; in the freeze {v['accounts_checked']} account(s) and "
+                       f"{v['transactions_checked']} transaction(s) touched since, rechecked)")
+        else:
+            click.echo(f"verification: {'ok' if v['ok'] else 'FAILED'} ({sum(v['rows'].values())} rows, "
+                       f"{v['accounts']} accounts, audit-chain head {v['audit_chain_head'][:16]})")
         for problem in v["problems"]:
             click.echo(f"  - {problem}")
     if result.get("purged"):

@@ -4,7 +4,8 @@ The move's row in the control plane (`moves`) holds its step and, in `watermarks
 needs: the catch-up horizon, each table's keyset cursor, the time the freeze began, step durations, rows.
 Every step is idempotent: a mover killed anywhere is resumed by `ledgerctl moves resume` and ends the same.
 
-Steps: copy -> catch_up -> freeze -> final_catch_up -> verify -> flip -> source_moved_out -> unfreeze -> done.
+Steps: copy -> catch_up -> pre_verify -> catch_up -> freeze -> final_catch_up -> verify -> flip -> source_moved_out
+-> unfreeze -> done.
 
 Copying. The tables and columns are discovered in the cell's catalog at run time; TENANT_TABLES below is the
 one list of what a tenant owns, and a cell table the mover does not know makes a move refuse to start.
@@ -14,12 +15,25 @@ What changed after a round read it is found by transaction id, not by insertion 
 written since the round began has an `xmin` at or after the round's snapshot xmin, so the next round copies
 exactly the rows whose xmin is not older than that horizon (new rows and updated ones: balance caches,
 statuses, applied flags, idempotency answers). Insert-only tables (ledger_forbid_change) upsert DO NOTHING.
+
+Verifying without a long freeze. The whole-tenant verification (counts, every account recomputed from entries,
+the audit chain, the target's invariants) runs in `pre_verify`, before the freeze, while the tenant writes:
+what differs there is remembered, not failed, since the source moved on since the last round. More catch-up
+rounds follow (what was written during the pre-verification must not wait for the freeze), then the final
+one: together they copy every row changed since the horizon of the round before the pre-verification (which
+precedes it), and record what those rows touch (accounts, transactions). Inside the freeze, `verify` checks
+only that delta: row counts per table, the balances of the accounts touched since (or off in the
+pre-verification), recomputed from entries on the target against the source's caches, the versions of the
+transactions touched (equal on both sides, links and hashes verifying on the target), the ledgers' sums, and
+the pre-verification's target problems, each of which must concern something touched (otherwise it is a real
+difference: it fails). An account neither side changed since the pre-verification matched then and still does.
 """
 
 from __future__ import annotations
 
 import asyncio
 import io
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -27,6 +41,7 @@ from typing import Callable
 
 import asyncpg
 
+from cell.store.queries import Q as cell_queries
 from cell.store.verify import audit_chain_head, verify as verify_cell
 from control_plane import catalog
 from control_plane.catalog import Q
@@ -58,8 +73,20 @@ OVERRIDES = {"tenants": {"state": "'frozen'"}}
 # What a purge of a moved-out tenant's source copy leaves behind.
 PURGE_KEEPS = frozenset({"tenants", "api_keys"})
 
-STEPS = ("copy", "catch_up", "freeze", "final_catch_up", "verify", "flip", "source_moved_out", "unfreeze", "done")
-ABORTABLE = frozenset({"planned", "copy", "catch_up", "freeze", "final_catch_up", "verify", "flip"})
+STEPS = ("copy", "catch_up", "pre_verify", "freeze", "final_catch_up", "verify", "flip", "source_moved_out",
+         "unfreeze", "done")
+ABORTABLE = frozenset({"planned", "copy", "catch_up", "pre_verify", "freeze", "final_catch_up", "verify", "flip"})
+
+# What the rows of each table touch (kind, column), recorded by the catch-up rounds after the pre-verification.
+TOUCHES: dict[str, list[tuple[str, str]]] = {
+    "ledger_accounts": [("accounts", "id")],
+    "account_balances": [("accounts", "account_id")],
+    "ledger_transactions": [("transactions", "id")],
+    "ledger_transaction_versions": [("transactions", "transaction_id")],
+    "ledger_entries": [("accounts", "ledger_account_id"), ("transactions", "transaction_id")],
+    "balance_effects": [("accounts", "account_id"), ("transactions", "transaction_id")],
+    "effective_balance_buckets": [("accounts", "account_id")],
+}
 
 
 @dataclass
@@ -158,8 +185,10 @@ def _select(t: Table, last: list | None, since: int | None, limit: int) -> tuple
 
 
 async def copy_batch(src: asyncpg.Connection, dst: asyncpg.Connection, tenant_id: str, t: Table,
-                     last: list | None, since: int | None, limit: int) -> tuple[int, list | None]:
-    """One batch from source to target: (rows, the batch's last key, or None when there were no rows)."""
+                     last: list | None, since: int | None, limit: int,
+                     touched: dict[str, list[str]] | None = None) -> tuple[int, list | None]:
+    """One batch from source to target: (rows, the batch's last key, or None when there were no rows). With
+    `touched`, the accounts and transactions the batch's rows concern are added to it."""
     query, args = _select(t, last, since, limit)
     buffer = io.BytesIO()
     status = await src.copy_from_query(query, tenant_id, *args, output=buffer, format="binary")
@@ -184,6 +213,14 @@ async def copy_batch(src: asyncpg.Connection, dst: asyncpg.Connection, tenant_id
             f"ORDER BY {', '.join(map(_q, t.order))} ON CONFLICT ({', '.join(map(_q, t.key))}) {conflict}")
         tail = await dst.fetchrow(f"SELECT {', '.join(map(_q, t.order))} FROM {temp} "
                                   f"ORDER BY {', '.join(_q(c) + ' DESC' for c in t.order)} LIMIT 1")
+        if touched is not None:
+            for kind, column in TOUCHES.get(t.name, []):
+                if column not in t.columns:
+                    continue
+                ids = await dst.fetchval(f"SELECT array_agg(DISTINCT {_q(column)}::text) FROM {temp} "
+                                         f"WHERE {_q(column)} IS NOT NULL")
+                known = set(touched.setdefault(kind, []))
+                touched[kind] += [i for i in ids or [] if i not in known]
     return rows, [_jsonable(v) for v in tail.values()]
 
 
@@ -233,9 +270,10 @@ SELECT b.account_id, b.pending_debits + coalesce(q.pd, 0) AS pd, b.pending_credi
 FROM account_balances b LEFT JOIN (
     SELECT account_id, sum(d_pending_debits) pd, sum(d_pending_credits) pc, sum(d_posted_debits) od,
            sum(d_posted_credits) oc
-    FROM balance_effects WHERE tenant_id = $1 AND applied_at IS NULL GROUP BY account_id) q
+    FROM balance_effects WHERE tenant_id = $1 AND applied_at IS NULL
+      AND ($2::uuid[] IS NULL OR account_id = ANY($2::uuid[])) GROUP BY account_id) q
     ON q.account_id = b.account_id
-WHERE b.tenant_id = $1"""
+WHERE b.tenant_id = $1 AND ($2::uuid[] IS NULL OR b.account_id = ANY($2::uuid[]))"""
 
 TARGET_FROM_ENTRIES = """
 SELECT a.id AS account_id,
@@ -246,7 +284,7 @@ SELECT a.id AS account_id,
 FROM ledger_accounts a
 LEFT JOIN ledger_entries e ON e.ledger_account_id = a.id
 LEFT JOIN ledger_transactions t ON t.id = e.transaction_id
-WHERE a.tenant_id = $1 GROUP BY a.id"""
+WHERE a.tenant_id = $1 AND ($2::uuid[] IS NULL OR a.id = ANY($2::uuid[])) GROUP BY a.id"""
 
 
 async def verify_copy(src: asyncpg.Connection, dst: asyncpg.Connection, tables: dict[str, Table],
@@ -263,21 +301,122 @@ async def verify_copy(src: asyncpg.Connection, dst: asyncpg.Connection, tables: 
     def totals(rows):
         return {r["account_id"]: (int(r["pd"]), int(r["pc"]), int(r["od"]), int(r["oc"])) for r in rows}
 
-    source_balances = totals(await src.fetch(SOURCE_TOTALS, tenant_id))
-    target_balances = totals(await dst.fetch(TARGET_FROM_ENTRIES, tenant_id))
-    for account in sorted(set(source_balances) | set(target_balances), key=str):
-        if source_balances.get(account) != target_balances.get(account):
-            problems.append(f"account {account}: source {source_balances.get(account)} != target recomputed "
-                            f"{target_balances.get(account)}")
-            if len(problems) > 50:
-                break
+    source_balances = totals(await src.fetch(SOURCE_TOTALS, tenant_id, None))
+    target_balances = totals(await dst.fetch(TARGET_FROM_ENTRIES, tenant_id, None))
+    accounts_off = _balance_problems(source_balances, target_balances, problems)
     source_head = await audit_chain_head(src, tenant_id)
     target_head = await audit_chain_head(dst, tenant_id)
     if source_head != target_head:
         problems.append(f"audit-chain head differs: source {source_head}, target {target_head}")
-    problems += [f"target: {p}" for p in await verify_cell(dst, tenant_id)]
+    target_problems = await verify_cell(dst, tenant_id)
+    problems += [f"target: {p}" for p in target_problems]
     return {"ok": not problems, "rows": source_counts, "accounts": len(source_balances),
-            "audit_chain_head": source_head, "problems": problems}
+            "audit_chain_head": source_head, "problems": problems, "accounts_off": sorted(accounts_off),
+            "target_problems": target_problems, "rows_target": target_counts, "audit_chain_head_target": target_head}
+
+
+def _balance_problems(source: dict, target: dict, problems: list[str]) -> list[str]:
+    off = []
+    for account in sorted(set(source) | set(target), key=str):
+        if source.get(account) != target.get(account):
+            off.append(str(account))
+            if len(problems) <= 50:
+                problems.append(f"account {account}: source {source.get(account)} != target recomputed "
+                                f"{target.get(account)}")
+    return off
+
+
+# The subjects a target problem from cell/store/verify.py names: "account X...", "transaction X...", "entry X".
+_SUBJECT = re.compile(r"^(account|transaction|entry|ledger) ([0-9a-f-]{36})")
+
+VERSIONS_OF = """
+SELECT transaction_id, version, encode(prev_hash, 'hex') AS prev_hash, encode(hash, 'hex') AS hash,
+       hash = ledger_version_hash(prev_hash, snapshot) AS hash_ok
+FROM ledger_transaction_versions WHERE tenant_id = $1 AND transaction_id = ANY($2::uuid[])
+ORDER BY transaction_id, version"""
+
+UNBALANCED_OF = """
+SELECT e.transaction_id FROM ledger_entries e JOIN ledger_accounts a ON a.id = e.ledger_account_id
+WHERE e.tenant_id = $1 AND e.transaction_id = ANY($2::uuid[])
+GROUP BY e.transaction_id, a.currency
+HAVING sum(CASE WHEN e.direction = 'debit' THEN e.amount ELSE -e.amount END) <> 0"""
+
+
+async def verify_delta(src: asyncpg.Connection, dst: asyncpg.Connection, tables: dict[str, Table], tenant_id: str,
+                       pre: dict, touched: dict[str, list[str]]) -> dict:
+    """Inside the freeze, after the final catch-up: what changed since the pre-verification (module docstring).
+    Bounded by the rows of the last round and the accounts they touch, not by the tenant's size (but for the
+    row counts, an index-only count per table)."""
+    problems: list[str] = []
+    source_counts = await count_rows(src, tables, tenant_id)
+    target_counts = await count_rows(dst, tables, tenant_id)
+    for name in tables:
+        if source_counts[name] != target_counts[name]:
+            problems.append(f"{name}: {source_counts[name]} rows on the source, {target_counts[name]} on the target")
+    transactions = set(touched.get("transactions", []))
+    accounts = set(touched.get("accounts", [])) | set(pre["accounts_off"])
+    entries: set[str] = set()
+    for p in pre["target_problems"]:
+        m = _SUBJECT.match(p)
+        if m is None:
+            problems.append(f"target (before the freeze): {p}")
+        elif m.group(1) == "account":
+            accounts.add(m.group(2))
+        elif m.group(1) == "transaction":
+            transactions.add(m.group(2))
+        elif m.group(1) == "entry":
+            entries.add(m.group(2))
+    # Target problems about ledgers and entries: their checks are cheap per tenant (accounts) or are re-run
+    # for the transactions touched; an entry named must belong to one.
+    if entries:
+        owners = await dst.fetch("SELECT id::text, transaction_id::text FROM ledger_entries "
+                                 "WHERE tenant_id = $1 AND id = ANY($2::uuid[])", tenant_id, list(entries))
+        for r in owners:
+            if r["transaction_id"] not in transactions:
+                problems.append(f"target (before the freeze): entry {r['id']} of an untouched transaction")
+    if transactions:
+        accounts |= {r[0] for r in await dst.fetch(
+            "SELECT DISTINCT ledger_account_id::text FROM ledger_entries WHERE transaction_id = ANY($1::uuid[])",
+            list(transactions))}
+
+    def totals(rows):
+        return {str(r["account_id"]): (int(r["pd"]), int(r["pc"]), int(r["od"]), int(r["oc"])) for r in rows}
+
+    account_list = sorted(accounts)
+    source_balances = totals(await src.fetch(SOURCE_TOTALS, tenant_id, account_list))
+    target_caches = totals(await dst.fetch(SOURCE_TOTALS, tenant_id, account_list))
+    target_balances = totals(await dst.fetch(TARGET_FROM_ENTRIES, tenant_id, account_list))
+    _balance_problems(source_balances, target_balances, problems)
+    for account in account_list:
+        if target_caches.get(account) != target_balances.get(account):
+            problems.append(f"account {account}: the target's cache and queued effects "
+                            f"{target_caches.get(account)} != recomputed {target_balances.get(account)}")
+    tx_list = sorted(transactions)
+    source_versions = [dict(r) for r in await src.fetch(VERSIONS_OF, tenant_id, tx_list)]
+    target_versions = [dict(r) for r in await dst.fetch(VERSIONS_OF, tenant_id, tx_list)]
+    if [(str(r["transaction_id"]), r["version"], r["hash"]) for r in source_versions] != \
+            [(str(r["transaction_id"]), r["version"], r["hash"]) for r in target_versions]:
+        problems.append(f"the versions of the {len(tx_list)} transactions touched differ between source and target")
+    previous = (None, None)
+    for r in target_versions:
+        expected = previous[1] if previous[0] == r["transaction_id"] else None
+        if r["prev_hash"] != expected or not r["hash_ok"]:
+            problems.append(f"target: transaction {r['transaction_id']} version {r['version']}: audit link or "
+                            "hash does not verify")
+        previous = (r["transaction_id"], r["hash"])
+    for r in await dst.fetch(UNBALANCED_OF, tenant_id, tx_list):
+        problems.append(f"target: transaction {r['transaction_id']} does not balance")
+    for r in await dst.fetch(cell_queries["verify_ledger_sums"], tenant_id):
+        problems.append(f"target: ledger {r['ledger_id']} {r['currency']}: debits != credits")
+    heads_equal = pre["audit_chain_head"] == pre["audit_chain_head_target"]
+    if not heads_equal and not tx_list:
+        problems.append(f"audit-chain head differs (source {pre['audit_chain_head']}, target "
+                        f"{pre['audit_chain_head_target']}) and no version was written since")
+    head = pre["audit_chain_head"] if heads_equal and not tx_list else \
+        f"{len(source_versions)} versions since the pre-verification, equal"
+    return {"ok": not problems, "rows": source_counts, "accounts": pre["accounts"],
+            "accounts_checked": len(account_list), "transactions_checked": len(tx_list),
+            "audit_chain_head": head, "problems": problems, "delta": True}
 
 
 # ---- the state machine -------------------------------------------------------------------------------------
@@ -355,8 +494,9 @@ class Mover:
                 continue
             while True:
                 await self._check_running()
+                touched = self.w["touched"] if "pre_verify" in self.w and "touched" in self.w else None
                 n, last = await copy_batch(self.src, self.dst, self.tenant_id, t, cursor or None, since,
-                                           s.move_batch_rows)
+                                           s.move_batch_rows, touched)
                 rnd["rows"] += n
                 self.w["copied"][name] = self.w["copied"].get(name, 0) + n
                 if last is not None:
@@ -402,7 +542,19 @@ class Mover:
             self.w["last_round_rows"] = rows
             await self.save("catch_up")
             if rows <= s.move_catch_up_rows_max or self.w["rounds"] > s.move_catch_up_rounds_max:
-                return "freeze"
+                # Once before the pre-verification, and again after it (what was written while it ran must
+                # not wait for the freeze), recording what the rounds touch from then on.
+                return "freeze" if "pre_verify" in self.w else "pre_verify"
+
+    async def step_pre_verify(self) -> str:
+        # The whole tenant, while it still writes (the source has moved on since the last round: differences
+        # are remembered and checked again inside the freeze, never failed here).
+        result = await verify_copy(self.src, self.dst, self.tables, self.tenant_id)
+        self.w["pre_verify"] = {k: result[k] for k in ("accounts", "accounts_off", "target_problems",
+                                                       "audit_chain_head", "audit_chain_head_target")}
+        self.w["pre_verify"]["differences"] = len(result["problems"])
+        self.w["touched"] = {}
+        return "catch_up"
 
     async def step_freeze(self) -> str:
         if "frozen_at" not in self.w:
@@ -428,7 +580,11 @@ class Mover:
         return "verify"
 
     async def step_verify(self) -> str:
-        result = await verify_copy(self.src, self.dst, self.tables, self.tenant_id)
+        if "pre_verify" in self.w and "touched" in self.w:
+            result = await verify_delta(self.src, self.dst, self.tables, self.tenant_id, self.w["pre_verify"],
+                                        self.w["touched"])
+        else:  # a move started before pre_verify existed
+            result = await verify_copy(self.src, self.dst, self.tables, self.tenant_id)
         self.w["verification"] = result
         if not result["ok"]:
             await self.save("verify")
@@ -521,7 +677,10 @@ def report(move: dict) -> dict:
         "freeze_ms": w.get("freeze_ms"),
         "verification": None if verification is None else {
             "ok": verification["ok"], "rows": verification["rows"], "accounts": verification["accounts"],
-            "audit_chain_head": verification["audit_chain_head"], "problems": verification["problems"]},
+            "audit_chain_head": verification["audit_chain_head"], "problems": verification["problems"],
+            "delta": verification.get("delta", False), "accounts_checked": verification.get("accounts_checked"),
+            "transactions_checked": verification.get("transactions_checked"),
+            "pre_verify_differences": (w.get("pre_verify") or {}).get("differences")},
         "epoch": w.get("epoch"), "purged": w.get("purged"),
         "created_at": str(move["created_at"]) if move.get("created_at") else None,
     }

@@ -106,8 +106,8 @@ def test_move_show_list_purge(ctl, stack):
     result = ctl.json("tenants", "move", tenant, "--to", "cli-2", "--yes")
     assert result["state"] == "done" and result["verification"]["ok"], result
     assert result["freeze_ms"] is not None and result["freeze_ms"] >= 0
-    assert [s["step"] for s in result["steps"]] == ["copy", "catch_up", "freeze", "final_catch_up", "verify",
-                                                    "flip", "source_moved_out", "unfreeze"]
+    assert [s["step"] for s in result["steps"]] == ["copy", "catch_up", "pre_verify", "freeze", "final_catch_up",
+                                                    "verify", "flip", "source_moved_out", "unfreeze"]
     assert _rows(target.database_url, tenant) == before
     assert ctl.json("tenants", "show", tenant)["cell"] == "cli-2"
     assert (_state_in(source.database_url, tenant), _state_in(target.database_url, tenant)) == ("moved_out", "active")
