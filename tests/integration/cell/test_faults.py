@@ -121,13 +121,19 @@ async def test_a_cell_whose_database_is_unreachable_answers_503_quickly(make_dat
             await admin_conn.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
             await admin_conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name)
             await _poll(lambda: _no_sessions(admin_conn, name), 10, "every session of the database ended")
-            for _ in range(2):
+            codes = []
+            for _ in range(3):
                 started = time.monotonic()
                 r = await client.post("/api/ledger_transactions", auth=auth, json=_payment(
                     ledger["id"], str(uuid.uuid4()), str(uuid.uuid4()), 1))
-                assert r.status_code == 503, r.text
-                assert r.json()["code"] == "database_unavailable" and r.headers["retry-after"]
+                assert r.status_code == 503 and r.headers["retry-after"], r.text
+                codes.append(r.json()["code"])
                 assert time.monotonic() - started < SLACK_S
+            # A pooled connection (at most db_pool_max = 2) whose end the client has not read yet may die under a
+            # request on a loaded machine: that one's outcome is honestly unknown. Once the pool knows, nothing is
+            # sent and the answer says so.
+            assert set(codes) <= {"database_unavailable", "outcome_unknown"}, codes
+            assert codes[-1] == "database_unavailable", codes
             assert (await client.get("/readyz")).status_code == 503
     finally:
         await admin_conn.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
