@@ -149,6 +149,7 @@ class TransactionCreate(Strict):
     ledgerable_type: LedgerableType | None = None
     ledgerable_id: ExternalId | None = None
     metadata: Metadata = {}
+    archive_on_balance_lock_failure: bool = False
 
     def __post_init__(self) -> None:
         check_timestamp("effective_at", self.effective_at)

@@ -38,6 +38,7 @@ class PostResult(msgspec.Struct, frozen=True):
     created_at: datetime | None = None
     entries: list[EntryResult] = []
     lock_wait_s: float = 0.0
+    archived_reason: str | None = None  # 'balance_lock_failure': archived instead of refused
 
 
 class TransitionResult(msgspec.Struct, frozen=True):
@@ -70,7 +71,8 @@ async def post(conn: asyncpg.Connection, posting: Posting) -> PostResult:
         s.reverses_ledger_transaction_id, [e.id for e in s.ledger_entries],
         [e.ledger_account_id for e in s.ledger_entries], [e.direction for e in s.ledger_entries],
         [e.amount for e in s.ledger_entries], posting.apply_accounts, _checks(posting), s, s.ledgerable_type,
-        s.ledgerable_id, [e.metadata for e in posting.entries], posting.partially_posts)
+        s.ledgerable_id, [e.metadata for e in posting.entries], posting.partially_posts,
+        posting.archive_on_lock_failure)
     return _post_result.decode(raw)
 
 

@@ -82,6 +82,23 @@ async def test_a_violated_balance_lock_is_an_unprocessable_entity_error(mt):
     assert caught.value.body["code"] == "balance_lock_failed"
 
 
+async def test_archive_on_balance_lock_failure_creates_it_archived(mt):
+    """The SDK (1.80) has no parameter for it: a customer sends it with extra_body."""
+    client = await mt()
+    _, cash, wallet = await _ledger_with_accounts(client)
+    txn = await client.ledger_transactions.create(status="posted", ledger_entries=[
+        {"ledger_account_id": wallet.id, "direction": "debit", "amount": 5, "available_balance_amount": {"gte": 0}},
+        {"ledger_account_id": cash.id, "direction": "credit", "amount": 5}],
+        extra_body={"archive_on_balance_lock_failure": True})
+    assert (txn.status, txn.archived_reason) == ("archived", "balance_lock_failure")
+    assert (await client.ledger_transactions.retrieve(txn.id)).archived_reason == "balance_lock_failure"
+    for account in (cash, wallet):
+        balances = (await client.ledger_accounts.retrieve(account.id)).balances
+        assert balances.posted_balance.amount == balances.pending_balance.amount == 0
+    archived = [t.id async for t in client.ledger_transactions.list(status="archived")]
+    assert archived == [txn.id]
+
+
 async def test_another_tenants_objects_are_not_found(mt):
     alice, mallory = await mt(), await mt()
     ledger, cash, wallet = await _ledger_with_accounts(alice)
