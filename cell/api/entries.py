@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from litestar import Request, Response, get
+from litestar import Request, Response, get, patch
 from litestar.params import FromPath
 
 from cell.api import http
 from cell.api.openapi import ORDER_BY, STATUS, UUID, documented, query
 from cell.api.params import AMOUNT_VERSION_MAX, order_of
+from cell.ledger.commands import EntryUpdate
 from cell.ledger.errors import InvalidRequest
 from cell.service import entries
 from cell.service.common import parse_uuid
@@ -23,6 +24,13 @@ async def get_entry(request: Request, entry_id: FromPath[str]) -> Response:
     q.done()
     return http.json(await entries.get_entry(http.context(request), http.tenant(request),
                                              parse_uuid(entry_id, "ledger entry"), show))
+
+
+@patch("/api/ledger_entries/{entry_id:str}", operation_class=documented(EntryUpdate, LedgerEntry))
+async def update_entry(request: Request, entry_id: FromPath[str]) -> Response:
+    _, req = await http.body_of(request, EntryUpdate)
+    return http.json(await entries.update_entry(http.context(request), http.tenant(request),
+                                                parse_uuid(entry_id, "ledger entry"), req))
 
 
 @get("/api/ledger_entries", operation_class=documented(response=LedgerEntry, many=True, parameters=[
@@ -55,4 +63,4 @@ async def list_entries(request: Request) -> Response:
         http.context(request), http.tenant(request), per_page=per_page, order_by=order_by,
         descending=descending, after_cursor=cursor, show_balances=show, **filters))
 
-routes = [get_entry, list_entries]
+routes = [get_entry, update_entry, list_entries]

@@ -177,6 +177,12 @@ class TransactionUpdate(Strict):
     metadata: Metadata | UnsetType = UNSET
 
 
+class EntryUpdate(Strict):
+    """An entry's metadata is all a PATCH may change: its amount, direction and account are immutable."""
+
+    metadata: Metadata | UnsetType = UNSET
+
+
 class ReversalCreate(Strict):
     description: Text | None = None
     status: Literal["pending", "posted"] = "posted"

@@ -7,12 +7,14 @@ import asyncpg
 from cell.store.filters import Where
 
 _SELECT = """SELECT e.seq, e.id, e.transaction_id, e.ledger_account_id, e.direction, e.amount, e.effective_at,
-       e.created_at, e.metadata, t.status, a.currency, a.currency_exponent, a.normal_balance,
+       e.created_at, coalesce(m.metadata, e.metadata) AS metadata, coalesce(m.updated_at, e.created_at) AS updated_at,
+       t.status, a.currency, a.currency_exponent, a.normal_balance,
        f.lock_version, f.pending_debits, f.pending_credits, f.posted_debits, f.posted_credits, lb.*
 FROM ledger_entries e
 JOIN ledger_transactions t ON t.id = e.transaction_id
 JOIN ledger_accounts a ON a.id = e.ledger_account_id
 LEFT JOIN balance_effects f ON f.entry_id = e.id AND f.kind = 'entry'
+LEFT JOIN ledger_entry_metadata m ON m.entry_id = e.id
 CROSS JOIN LATERAL ledger_balances(a.normal_balance, f.pending_debits, f.pending_credits, f.posted_debits,
                                    f.posted_credits) lb
 WHERE e.tenant_id = $1"""
@@ -20,6 +22,14 @@ WHERE e.tenant_id = $1"""
 
 async def fetch(conn: asyncpg.Connection, tenant_id: str, entry_id) -> asyncpg.Record | None:
     return await conn.fetchrow(f"{_SELECT} AND e.id = $2", tenant_id, entry_id)
+
+
+async def set_metadata(conn: asyncpg.Connection, tenant_id: str, entry_id, metadata: dict) -> None:
+    """The entry's metadata from now on (ledger_entry_metadata; the entry row itself is never updated)."""
+    await conn.execute(
+        "INSERT INTO ledger_entry_metadata (entry_id, tenant_id, metadata, updated_at) VALUES ($2, $1, $3, now()) "
+        "ON CONFLICT (entry_id) DO UPDATE SET metadata = excluded.metadata, updated_at = excluded.updated_at",
+        tenant_id, entry_id, metadata)
 
 
 async def of_transactions(conn: asyncpg.Connection, tenant_id: str, txn_ids: list) -> list:

@@ -99,6 +99,18 @@ async def test_archive_on_balance_lock_failure_creates_it_archived(mt):
     assert archived == [txn.id]
 
 
+async def test_an_entrys_metadata_is_updated_through_the_sdk(mt):
+    client = await mt()
+    _, cash, wallet = await _ledger_with_accounts(client)
+    txn = await client.ledger_transactions.create(status="posted", ledger_entries=[
+        {"ledger_account_id": cash.id, "direction": "debit", "amount": 3, "metadata": {"leg": "in"}},
+        {"ledger_account_id": wallet.id, "direction": "credit", "amount": 3}])
+    entry = next(e for e in txn.ledger_entries if e.ledger_account_id == cash.id)
+    updated = await client.ledger_entries.update(entry.id, metadata={"reconciled": "yes"})
+    assert updated.metadata == {"leg": "in", "reconciled": "yes"} and updated.amount == 3
+    assert (await client.ledger_entries.retrieve(entry.id)).metadata == updated.metadata
+
+
 async def test_another_tenants_objects_are_not_found(mt):
     alice, mallory = await mt(), await mt()
     ledger, cash, wallet = await _ledger_with_accounts(alice)
