@@ -6,8 +6,8 @@ from litestar import Request, Response, get, patch
 from litestar.params import FromPath
 
 from cell.api import http
-from cell.api.openapi import ORDER_BY, STATUS, UUID, documented, query
-from cell.api.params import AMOUNT_VERSION_MAX, order_of
+from cell.api.openapi import ORDER_BY, STATUS, TIME, UUID, array_query, documented, operators, query
+from cell.api.params import AMOUNT_VERSION_MAX, date_filters, int_filters, order_of, time_filters
 from cell.ledger.commands import EntryUpdate
 from cell.ledger.errors import InvalidRequest
 from cell.service import entries
@@ -40,6 +40,14 @@ async def update_entry(request: Request, entry_id: FromPath[str]) -> Response:
           "With ledger_account_id: entries up to this lock version."),
     query("direction", {"type": "string", "enum": ["credit", "debit"]}, "By direction."),
     query("status", STATUS, "By their transaction's status."),
+    array_query("id", UUID, "Only these entries."),
+    *(query(name, operators(TIME), f"{name}[gte]=... and the like.", nested=True)
+      for name in ("effective_at", "updated_at")),
+    query("effective_date", operators({"type": "string", "format": "date"}),
+          "effective_date[gte]=2024-01-01 and the like (UTC dates).", nested=True),
+    query("ledger_account_lock_version", operators({"type": "integer", "minimum": 0, "maximum": AMOUNT_VERSION_MAX}),
+          "ledger_account_lock_version[lte]=n and the like: entries by their account's lock version after them "
+          "(entries not applied yet have none and match no bound).", nested=True),
     ORDER_BY,
     SHOW_BALANCES]))
 async def list_entries(request: Request) -> Response:
@@ -56,6 +64,10 @@ async def list_entries(request: Request) -> Response:
         "as_of_lock_version": as_of,
         "direction": q.take_choice("direction", {"credit", "debit"}),
         "status": q.take_choice("status", {"pending", "posted", "archived"}),
+        "ids": q.take_uuids("id"),
+        "effective_at": time_filters(q, "effective_at") + date_filters(q, "effective_date"),
+        "updated_at": time_filters(q, "updated_at"),
+        "lock_version": int_filters(q, "ledger_account_lock_version", 0, AMOUNT_VERSION_MAX),
     }
     show = q.take_bool("show_balances")
     q.done()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from cell.store.filters import Where
+from cell.store.filters import OPERATORS_SQL, Where
 
 _SELECT = """SELECT e.seq, e.id, e.transaction_id, e.ledger_account_id, e.direction, e.amount, e.effective_at,
        e.created_at, coalesce(m.metadata, e.metadata) AS metadata, coalesce(m.updated_at, e.created_at) AS updated_at,
@@ -39,8 +39,15 @@ async def of_transactions(conn: asyncpg.Connection, tenant_id: str, txn_ids: lis
 
 async def list_page(conn: asyncpg.Connection, tenant_id: str, *, limit: int, order_by: str, descending: bool,
                     after: tuple | None, ledger_account_id=None, ledger_transaction_id=None,
-                    as_of_lock_version=None, direction=None, status=None) -> list:
+                    as_of_lock_version=None, direction=None, status=None, ids=(), effective_at=(), updated_at=(),
+                    lock_version=()) -> list:
     w = Where(tenant_id)
+    if ids:
+        w.add("e.id = ANY({}::uuid[])", list(ids))
+    for column, bounds in (("e.effective_at", effective_at), ("coalesce(m.updated_at, e.created_at)", updated_at),
+                           ("f.lock_version", lock_version)):
+        for op, value in bounds:
+            w.add(f"{column} {OPERATORS_SQL[op]} {{}}", value)
     if ledger_account_id is not None:
         w.add("e.ledger_account_id = {}", ledger_account_id)
     if ledger_transaction_id is not None:

@@ -200,6 +200,37 @@ async def test_transaction_list_filters_the_sdk_sends(mt):
     assert set(await ids(updated_at={"gte": reversal.updated_at.isoformat()})) == {early.id, reversal.id}
 
 
+async def test_status_and_id_lists_and_entry_filters_the_sdk_sends(mt):
+    client = await mt()
+    _, cash, wallet = await _ledger_with_accounts(client)
+
+    async def transfer(status: str, day: int, amount: int):
+        return await client.ledger_transactions.create(
+            status=status, effective_at=datetime(2024, 4, day, 12, tzinfo=timezone.utc), ledger_entries=[
+                {"ledger_account_id": cash.id, "direction": "debit", "amount": amount},
+                {"ledger_account_id": wallet.id, "direction": "credit", "amount": amount}])
+
+    pending, posted, later = await transfer("pending", 1, 1), await transfer("posted", 2, 2), await transfer("posted", 3, 3)
+    both = [t.id async for t in client.ledger_transactions.list(status=["pending", "posted"])]
+    assert both == [pending.id, posted.id, later.id]
+    assert [t.id async for t in client.ledger_transactions.list(status=["pending"])] == [pending.id]
+    assert [t.id async for t in client.ledger_transactions.list(id=[later.id, pending.id])] == [pending.id, later.id]
+
+    entries = [e async for e in client.ledger_entries.list(ledger_account_id=cash.id)]
+    assert [e.amount async for e in client.ledger_entries.list(id=[entries[1].id, entries[2].id])] == [2, 3]
+    assert [e.amount async for e in client.ledger_entries.list(
+        ledger_account_id=cash.id, effective_date={"gte": date(2024, 4, 2), "lt": date(2024, 4, 3)})] == [2]
+    assert [e.amount async for e in client.ledger_entries.list(
+        ledger_account_id=cash.id, effective_at={"gt": datetime(2024, 4, 2, 12, tzinfo=timezone.utc)})] == [3]
+    versions = sorted(e.ledger_account_lock_version for e in entries)
+    assert [e.ledger_account_lock_version async for e in client.ledger_entries.list(
+        ledger_account_id=cash.id, ledger_account_lock_version={"gte": versions[1]})] == versions[1:]
+    await client.ledger_entries.update(entries[0].id, metadata={"seen": "1"})
+    touched = (await client.ledger_entries.retrieve(entries[0].id)).updated_at
+    assert [e.id async for e in client.ledger_entries.list(
+        ledger_account_id=cash.id, updated_at={"gte": touched})] == [entries[0].id]
+
+
 async def test_versions_list_with_its_filters(mt):
     client = await mt()
     _, cash, wallet = await _ledger_with_accounts(client)
