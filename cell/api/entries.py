@@ -6,7 +6,7 @@ from litestar import Request, Response, get, patch
 from litestar.params import FromPath
 
 from cell.api import http
-from cell.api.openapi import ORDER_BY, STATUS, TIME, UUID, array_query, documented, operators, query
+from cell.api.openapi import METADATA, ORDER_BY, STATUS, TIME, UUID, array_query, documented, operators, query
 from cell.api.params import AMOUNT_VERSION_MAX, date_filters, int_filters, order_of, time_filters
 from cell.ledger.commands import EntryUpdate
 from cell.ledger.errors import InvalidRequest
@@ -48,6 +48,10 @@ async def update_entry(request: Request, entry_id: FromPath[str]) -> Response:
     query("ledger_account_lock_version", operators({"type": "integer", "minimum": 0, "maximum": AMOUNT_VERSION_MAX}),
           "ledger_account_lock_version[lte]=n and the like: entries by their account's lock version after them "
           "(entries not applied yet have none and match no bound).", nested=True),
+    query("amount", operators({"type": "integer", "minimum": 0, "maximum": AMOUNT_VERSION_MAX}),
+          "amount[gte]=n and the like.", nested=True),
+    METADATA,
+    query("show_deleted", {"type": "boolean"}, "Accepted for the SDK; no entry is ever deleted here."),
     ORDER_BY,
     SHOW_BALANCES]))
 async def list_entries(request: Request) -> Response:
@@ -68,7 +72,10 @@ async def list_entries(request: Request) -> Response:
         "effective_at": time_filters(q, "effective_at") + date_filters(q, "effective_date"),
         "updated_at": time_filters(q, "updated_at"),
         "lock_version": int_filters(q, "ledger_account_lock_version", 0, AMOUNT_VERSION_MAX),
+        "amount": int_filters(q, "amount", 0, AMOUNT_VERSION_MAX),
+        "metadata": q.take_bracketed("metadata"),
     }
+    q.take_bool("show_deleted")  # entries are insert-only: there are no deleted ones to show
     show = q.take_bool("show_balances")
     q.done()
     return http.page(await entries.list_entries(

@@ -40,12 +40,14 @@ async def of_transactions(conn: asyncpg.Connection, tenant_id: str, txn_ids: lis
 async def list_page(conn: asyncpg.Connection, tenant_id: str, *, limit: int, order_by: str, descending: bool,
                     after: tuple | None, ledger_account_id=None, ledger_transaction_id=None,
                     as_of_lock_version=None, direction=None, status=None, ids=(), effective_at=(), updated_at=(),
-                    lock_version=()) -> list:
+                    lock_version=(), amount=(), metadata=None) -> list:
     w = Where(tenant_id)
+    if metadata:
+        w.add("coalesce(m.metadata, e.metadata) @> {}::jsonb", metadata)
     if ids:
         w.add("e.id = ANY({}::uuid[])", list(ids))
     for column, bounds in (("e.effective_at", effective_at), ("coalesce(m.updated_at, e.created_at)", updated_at),
-                           ("f.lock_version", lock_version)):
+                           ("f.lock_version", lock_version), ("e.amount", amount)):
         for op, value in bounds:
             w.add(f"{column} {OPERATORS_SQL[op]} {{}}", value)
     if ledger_account_id is not None:

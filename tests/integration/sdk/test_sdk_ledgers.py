@@ -225,7 +225,10 @@ async def test_status_and_id_lists_and_entry_filters_the_sdk_sends(mt):
     versions = sorted(e.ledger_account_lock_version for e in entries)
     assert [e.ledger_account_lock_version async for e in client.ledger_entries.list(
         ledger_account_id=cash.id, ledger_account_lock_version={"gte": versions[1]})] == versions[1:]
+    assert [e.amount async for e in client.ledger_entries.list(
+        ledger_account_id=cash.id, amount={"gte": 2}, show_deleted=True)] == [2, 3]
     await client.ledger_entries.update(entries[0].id, metadata={"seen": "1"})
+    assert [e.id async for e in client.ledger_entries.list(metadata={"seen": "1"})] == [entries[0].id]
     touched = (await client.ledger_entries.retrieve(entries[0].id)).updated_at
     assert [e.id async for e in client.ledger_entries.list(
         ledger_account_id=cash.id, updated_at={"gte": touched})] == [entries[0].id]
