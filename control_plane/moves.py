@@ -62,6 +62,7 @@ TENANT_TABLES: dict[str, str | None] = {
     "ledger_transactions": None,
     "ledger_transaction_versions": None,
     "ledger_entries": None,
+    "ledger_entry_metadata": None,
     "balance_effects": None,
     "effective_balance_buckets": "r.account_id IN (SELECT b.account_id FROM account_balances b "
                                  "WHERE b.tenant_id = $1)",

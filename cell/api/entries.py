@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from litestar import Request, Response, get
+from litestar import Request, Response, get, patch
 from litestar.params import FromPath
 
 from cell.api import http
-from cell.api.openapi import ORDER_BY, STATUS, UUID, documented, query
-from cell.api.params import AMOUNT_VERSION_MAX, order_of
+from cell.api.openapi import METADATA, ORDER_BY, STATUS, TIME, UUID, array_query, documented, operators, query
+from cell.api.params import AMOUNT_VERSION_MAX, date_filters, int_filters, order_of, time_filters
+from cell.ledger.commands import EntryUpdate
 from cell.ledger.errors import InvalidRequest
 from cell.service import entries
 from cell.service.common import parse_uuid
@@ -25,6 +26,13 @@ async def get_entry(request: Request, entry_id: FromPath[str]) -> Response:
                                              parse_uuid(entry_id, "ledger entry"), show))
 
 
+@patch("/api/ledger_entries/{entry_id:str}", operation_class=documented(EntryUpdate, LedgerEntry))
+async def update_entry(request: Request, entry_id: FromPath[str]) -> Response:
+    _, req = await http.body_of(request, EntryUpdate)
+    return http.json(await entries.update_entry(http.context(request), http.tenant(request),
+                                                parse_uuid(entry_id, "ledger entry"), req))
+
+
 @get("/api/ledger_entries", operation_class=documented(response=LedgerEntry, many=True, parameters=[
     query("ledger_account_id", UUID, "Entries of this account."),
     query("ledger_transaction_id", UUID, "Entries of this transaction."),
@@ -32,6 +40,18 @@ async def get_entry(request: Request, entry_id: FromPath[str]) -> Response:
           "With ledger_account_id: entries up to this lock version."),
     query("direction", {"type": "string", "enum": ["credit", "debit"]}, "By direction."),
     query("status", STATUS, "By their transaction's status."),
+    array_query("id", UUID, "Only these entries."),
+    *(query(name, operators(TIME), f"{name}[gte]=... and the like.", nested=True)
+      for name in ("effective_at", "updated_at")),
+    query("effective_date", operators({"type": "string", "format": "date"}),
+          "effective_date[gte]=2024-01-01 and the like (UTC dates).", nested=True),
+    query("ledger_account_lock_version", operators({"type": "integer", "minimum": 0, "maximum": AMOUNT_VERSION_MAX}),
+          "ledger_account_lock_version[lte]=n and the like: entries by their account's lock version after them "
+          "(entries not applied yet have none and match no bound).", nested=True),
+    query("amount", operators({"type": "integer", "minimum": 0, "maximum": AMOUNT_VERSION_MAX}),
+          "amount[gte]=n and the like.", nested=True),
+    METADATA,
+    query("show_deleted", {"type": "boolean"}, "Accepted for the SDK; no entry is ever deleted here."),
     ORDER_BY,
     SHOW_BALANCES]))
 async def list_entries(request: Request) -> Response:
@@ -48,11 +68,18 @@ async def list_entries(request: Request) -> Response:
         "as_of_lock_version": as_of,
         "direction": q.take_choice("direction", {"credit", "debit"}),
         "status": q.take_choice("status", {"pending", "posted", "archived"}),
+        "ids": q.take_uuids("id"),
+        "effective_at": time_filters(q, "effective_at") + date_filters(q, "effective_date"),
+        "updated_at": time_filters(q, "updated_at"),
+        "lock_version": int_filters(q, "ledger_account_lock_version", 0, AMOUNT_VERSION_MAX),
+        "amount": int_filters(q, "amount", 0, AMOUNT_VERSION_MAX),
+        "metadata": q.take_bracketed("metadata"),
     }
+    q.take_bool("show_deleted")  # entries are insert-only: there are no deleted ones to show
     show = q.take_bool("show_balances")
     q.done()
     return http.page(await entries.list_entries(
         http.context(request), http.tenant(request), per_page=per_page, order_by=order_by,
         descending=descending, after_cursor=cursor, show_balances=show, **filters))
 
-routes = [get_entry, list_entries]
+routes = [get_entry, update_entry, list_entries]

@@ -47,6 +47,12 @@ def query(name: str, schema: dict, description: str, *, nested: bool = False) ->
     return parameter
 
 
+def array_query(name: str, items: dict, description: str) -> dict[str, Any]:
+    """A list parameter written name[]=a&name[]=b (the SDK's brackets array format)."""
+    return {"name": f"{name}[]", "in": "query", "required": False, "description": description,
+            "schema": {"type": "array", "items": items, "maxItems": 32}, "style": "form", "explode": True}
+
+
 def operators(value: dict) -> dict:
     return {"type": "object", "properties": {op: value for op in ("gt", "gte", "lt", "lte", "eq")},
             "additionalProperties": False}

@@ -24,9 +24,13 @@ class Query:
         if len(items) > QUERY_PARAMS_MAX:
             raise InvalidRequest(f"at most {QUERY_PARAMS_MAX} query parameters", "too_many_parameters")
         self._items: dict[str, str] = {}
+        self._lists: dict[str, list[str]] = {}  # name[]=a&name[]=b (the SDK's brackets array format)
         for key, value in items:
             if not _STORABLE.match(key) or not _STORABLE.match(value):
                 raise InvalidRequest("query parameters may not contain NUL or unpaired surrogates", "invalid_parameter")
+            if key.endswith("[]") and len(key) > 2:
+                self._lists.setdefault(key[:-2], []).append(value)
+                continue
             if key in self._items:
                 raise InvalidRequest(f"query parameter {key} given twice", "duplicate_parameter")
             self._items[key] = value
@@ -72,6 +76,25 @@ class Query:
             raise InvalidRequest(f"{name} must be one of {', '.join(sorted(choices))}", "invalid_parameter")
         return raw
 
+    def take_list(self, name: str) -> list[str]:
+        """Every `name[]=value`, in order (none: [])."""
+        return self._lists.pop(name, [])
+
+    def take_uuids(self, name: str) -> list[uuid.UUID]:
+        """`name[]=id` repeated: the ids (none: [])."""
+        try:
+            return [uuid.UUID(raw) for raw in self.take_list(name)]
+        except ValueError as exc:
+            raise InvalidRequest(f"{name}[] must be ids", "invalid_parameter") from exc
+
+    def take_choices(self, name: str, choices: set[str]) -> list[str]:
+        """`name=value` or `name[]=value` repeated, each one of `choices`: all given (none: [])."""
+        single = self.take(name)
+        values = ([single] if single is not None else []) + self.take_list(name)
+        if any(v not in choices for v in values):
+            raise InvalidRequest(f"{name} must be one of {', '.join(sorted(choices))}", "invalid_parameter")
+        return values
+
     def take_bracketed(self, prefix: str) -> dict[str, str]:
         """All `prefix[key]=value` parameters, e.g. metadata[color]=blue."""
         found = {}
@@ -82,8 +105,9 @@ class Query:
         return found
 
     def done(self) -> None:
-        if self._items:
-            raise InvalidRequest(f"unknown query parameter(s): {', '.join(sorted(self._items))}", "unknown_parameter")
+        left = sorted([*self._items, *(f"{name}[]" for name in self._lists)])
+        if left:
+            raise InvalidRequest(f"unknown query parameter(s): {', '.join(left)}", "unknown_parameter")
 
 
 def parse_time(name: str, raw: str) -> datetime:

@@ -6,7 +6,7 @@ from litestar import Request, Response, get, patch, post
 from litestar.params import FromPath
 
 from cell.api import http
-from cell.api.openapi import METADATA, ORDER_BY, STATUS, TIME, UUID, documented, operators, query
+from cell.api.openapi import METADATA, ORDER_BY, STATUS, TIME, UUID, array_query, documented, operators, query
 from cell.api.params import date_filters, int_filters, order_of, time_filters
 from cell.ledger.commands import (
     ENTRIES_PER_TRANSACTION_MAX,
@@ -90,6 +90,7 @@ async def list_all_versions(request: Request) -> Response:
 
 @get("/api/ledger_transactions", operation_class=documented(response=LedgerTransaction, many=True, parameters=[
     query("ledger_id", UUID, "Transactions of this ledger."), query("status", STATUS, "By status."),
+    array_query("status", STATUS, "Any of these statuses."), array_query("id", UUID, "Only these transactions."),
     query("external_id", {"type": "string"}, "The transaction with this external_id."),
     query("ledger_account_id", UUID, "Transactions with an entry on this account."), METADATA,
     query("ledgerable_type", {"type": "string", "enum": list(LEDGERABLE_TYPES)}, "By what they reconcile to."),
@@ -107,7 +108,8 @@ async def list_transactions(request: Request) -> Response:
     order_by, descending = order_of(q)
     filters = {
         "ledger_id": q.take_uuid("ledger_id"),
-        "status": q.take_choice("status", {"pending", "posted", "archived"}),
+        "status": q.take_choices("status", {"pending", "posted", "archived"}),
+        "ids": q.take_uuids("id"),
         "external_id": q.take("external_id"),
         "ledger_account_id": q.take_uuid("ledger_account_id"),
         "metadata": q.take_bracketed("metadata"),

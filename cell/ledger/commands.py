@@ -149,6 +149,7 @@ class TransactionCreate(Strict):
     ledgerable_type: LedgerableType | None = None
     ledgerable_id: ExternalId | None = None
     metadata: Metadata = {}
+    archive_on_balance_lock_failure: bool = False
 
     def __post_init__(self) -> None:
         check_timestamp("effective_at", self.effective_at)
@@ -173,6 +174,12 @@ class TransactionCreate(Strict):
 class TransactionUpdate(Strict):
     status: Literal["pending", "posted", "archived"] | UnsetType = UNSET
     description: Text | None | UnsetType = UNSET
+    metadata: Metadata | UnsetType = UNSET
+
+
+class EntryUpdate(Strict):
+    """An entry's metadata is all a PATCH may change: its amount, direction and account are immutable."""
+
     metadata: Metadata | UnsetType = UNSET
 
 

@@ -114,3 +114,4 @@ class Posting(msgspec.Struct, frozen=True, kw_only=True):
     apply_accounts: list[str]  # applied in the posting itself (sorted: the lock order)
     idempotency: IdemKey | None = None
     partially_posts: PartialPost | None = None
+    archive_on_lock_failure: bool = False  # a violated balance lock: written archived, not refused

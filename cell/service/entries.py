@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import uuid
 
+import asyncpg
+from msgspec import UNSET
+
+from cell.ledger.commands import EntryUpdate
 from cell.ledger.errors import NotFound
 from cell.service import views
-from cell.service.common import EffectivePosition, Page, SeqPosition, cursors, page_of
+from cell.service.common import EffectivePosition, Page, SeqPosition, cursors, merge_metadata, page_of
 from cell.service.context import CellContext
 from cell.store import entries as store
+from cell.store import tenants as store_tenants
 
 
 async def get_entry(ctx: CellContext, tenant_id: str, entry_id: uuid.UUID, show_balances: bool) -> views.LedgerEntry:
@@ -16,6 +21,26 @@ async def get_entry(ctx: CellContext, tenant_id: str, entry_id: uuid.UUID, show_
     if row is None:
         raise NotFound(f"ledger entry {entry_id} not found")
     return views.entry(row, show_balances)
+
+
+async def update_entry(ctx: CellContext, tenant_id: str, entry_id: uuid.UUID, cmd: EntryUpdate) -> views.LedgerEntry:
+    """Metadata only (PATCH semantics: a key set to "" is removed); a PATCH that changes nothing writes nothing."""
+
+    async def work(conn: asyncpg.Connection) -> views.LedgerEntry:
+        async with conn.transaction():
+            await store_tenants.fence(conn, tenant_id)
+            current = await store.fetch(conn, tenant_id, entry_id)
+            if current is None:
+                raise NotFound(f"ledger entry {entry_id} not found")
+            if cmd.metadata is UNSET:
+                return views.entry(current, False)
+            metadata = merge_metadata(current["metadata"], cmd.metadata, ctx.settings.metadata_keys_max)
+            if metadata == current["metadata"]:
+                return views.entry(current, False)
+            await store.set_metadata(conn, tenant_id, entry_id, metadata)
+            return views.entry(await store.fetch(conn, tenant_id, entry_id), False)
+
+    return await ctx.run(work)
 
 
 async def list_entries(ctx: CellContext, tenant_id: str, *, per_page: int, order_by: str, descending: bool,

@@ -88,23 +88,26 @@ def _posted(posting: Posting, accounts: dict[str, Account], result: PostResult) 
     s = posting.state
     applied = {r.id: r for r in result.entries}
     created = result.created_at
+    # Archived on a violated balance lock (archive_on_balance_lock_failure): written so, nothing counted.
+    status = "archived" if result.archived_reason else s.status
     entries = []
     for new, e in zip(s.ledger_entries, posting.entries):
         acc = accounts[e.ledger_account_id]
         r = applied.get(new.id)
         row = {"id": new.id, "transaction_id": s.id, "ledger_account_id": new.ledger_account_id,
-               "direction": e.direction, "amount": e.amount, "effective_at": s.effective_at, "status": s.status,
+               "direction": e.direction, "amount": e.amount, "effective_at": s.effective_at, "status": status,
                "currency": acc.currency, "currency_exponent": acc.currency_exponent,
                "lock_version": r.lock_version if r else None, "created_at": created, "metadata": e.metadata,
                **(msgspec.structs.asdict(r) if r else {})}
         entries.append(views.entry(row, e.show_resulting_balances))
     return views.transaction({
-        "id": s.id, "ledger_id": s.ledger_id, "description": s.description, "status": s.status,
+        "id": s.id, "ledger_id": s.ledger_id, "description": s.description, "status": status,
         "effective_at": s.effective_at, "external_id": s.external_id, "metadata": s.metadata, "version": 1,
         "reverses_id": s.reverses_ledger_transaction_id, "reversed_by_id": None,
-        "posted_at": created if s.status == "posted" else None, "archived_at": None, "created_at": created,
+        "posted_at": created if status == "posted" else None,
+        "archived_at": created if status == "archived" else None, "created_at": created,
         "updated_at": created, "ledgerable_type": s.ledgerable_type, "ledgerable_id": s.ledgerable_id,
-        "archived_reason": None,
+        "archived_reason": result.archived_reason,
         "partially_posts_id": posting.partially_posts.id if posting.partially_posts else None}, entries)
 
 
@@ -112,7 +115,8 @@ async def _post(ctx: CellContext, tenant_id: str, *, ledger_id: uuid.UUID | None
                 description: str | None, status: str, effective_at: datetime | None, external_id: str | None,
                 metadata: dict, reverses_id: uuid.UUID | None, idem: IdemKey | None,
                 ledgerable_type: str | None = None, ledgerable_id: str | None = None,
-                partially_posts: tuple[TransactionState, int] | None = None) -> views.LedgerTransaction:
+                partially_posts: tuple[TransactionState, int] | None = None,
+                archive_on_lock_failure: bool = False) -> views.LedgerTransaction:
     started = time.perf_counter()
     accounts = await ctx.cache.accounts(ctx.pool, tenant_id, sorted({e.ledger_account_id for e in entries}))
     if ledger_id is None:
@@ -140,7 +144,8 @@ async def _post(ctx: CellContext, tenant_id: str, *, ledger_id: uuid.UUID | None
         partial = PartialPost(id=pending.id, expected_version=version, apply_all=ctx.settings.posting_mode == "sync",
                               snapshot=msgspec.structs.replace(pending, status="archived"))
     posting = Posting(tenant_id=tenant_id, state=state, entries=entries, idempotency=idem, partially_posts=partial,
-                      apply_accounts=accounts_to_apply(entries, ctx.settings.posting_mode))
+                      apply_accounts=accounts_to_apply(entries, ctx.settings.posting_mode),
+                      archive_on_lock_failure=archive_on_lock_failure)
     try:
         result = await ctx.run(lambda conn: store.post(conn, posting))
     except PostingRejected as exc:
@@ -155,6 +160,10 @@ async def _post(ctx: CellContext, tenant_id: str, *, ledger_id: uuid.UUID | None
         SYNC_LOCK_WAIT_SECONDS.observe(result.lock_wait_s)
     answer = _posted(posting, accounts, result)
     await store_response(ctx.pool, tenant_id, idem, answer)
+    if result.archived_reason is not None:  # nothing written to any balance: nothing to nudge
+        POSTINGS.labels("archived_" + result.archived_reason).inc()
+        POSTING_SECONDS.observe(time.perf_counter() - started)
+        return answer
     applied = {r.id for r in result.entries}
     unapplied = sorted({str(e.ledger_account_id) for e in state.ledger_entries if e.id not in applied})
     if partial is not None and ctx.settings.posting_mode != "sync":  # the archived entries' effects are queued
@@ -171,7 +180,8 @@ async def create_transaction(ctx: CellContext, tenant_id: str, cmd: TransactionC
     return await _post(ctx, tenant_id, ledger_id=cmd.ledger_id, entries=[_entry_request(e) for e in cmd.ledger_entries],
                        description=cmd.description, status=cmd.status, effective_at=cmd.effective_at,
                        external_id=cmd.external_id, metadata=cmd.metadata, reverses_id=None, idem=idem,
-                       ledgerable_type=cmd.ledgerable_type, ledgerable_id=cmd.ledgerable_id)
+                       ledgerable_type=cmd.ledgerable_type, ledgerable_id=cmd.ledgerable_id,
+                       archive_on_lock_failure=cmd.archive_on_balance_lock_failure)
 
 
 async def reverse_transaction(ctx: CellContext, tenant_id: str, txn_id: uuid.UUID, cmd: ReversalCreate,

@@ -192,7 +192,7 @@ def entry(row, show_balances: bool) -> LedgerEntry:
         ledger_account_lock_version=row["lock_version"], ledger_account_currency=row["currency"],
         ledger_account_currency_exponent=row["currency_exponent"], ledger_transaction_id=row["transaction_id"],
         effective_at=utc(row["effective_at"]), resulting_ledger_account_balances=resulting,
-        created_at=utc(row["created_at"]), updated_at=utc(row["created_at"]))
+        created_at=utc(row["created_at"]), updated_at=utc(row.get("updated_at") or row["created_at"]))
 
 
 def transaction(row, entries: list[LedgerEntry]) -> LedgerTransaction:

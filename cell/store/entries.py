@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import asyncpg
 
-from cell.store.filters import Where
+from cell.store.filters import OPERATORS_SQL, Where
 
 _SELECT = """SELECT e.seq, e.id, e.transaction_id, e.ledger_account_id, e.direction, e.amount, e.effective_at,
-       e.created_at, e.metadata, t.status, a.currency, a.currency_exponent, a.normal_balance,
+       e.created_at, coalesce(m.metadata, e.metadata) AS metadata, coalesce(m.updated_at, e.created_at) AS updated_at,
+       t.status, a.currency, a.currency_exponent, a.normal_balance,
        f.lock_version, f.pending_debits, f.pending_credits, f.posted_debits, f.posted_credits, lb.*
 FROM ledger_entries e
 JOIN ledger_transactions t ON t.id = e.transaction_id
 JOIN ledger_accounts a ON a.id = e.ledger_account_id
 LEFT JOIN balance_effects f ON f.entry_id = e.id AND f.kind = 'entry'
+LEFT JOIN ledger_entry_metadata m ON m.entry_id = e.id
 CROSS JOIN LATERAL ledger_balances(a.normal_balance, f.pending_debits, f.pending_credits, f.posted_debits,
                                    f.posted_credits) lb
 WHERE e.tenant_id = $1"""
@@ -22,6 +24,14 @@ async def fetch(conn: asyncpg.Connection, tenant_id: str, entry_id) -> asyncpg.R
     return await conn.fetchrow(f"{_SELECT} AND e.id = $2", tenant_id, entry_id)
 
 
+async def set_metadata(conn: asyncpg.Connection, tenant_id: str, entry_id, metadata: dict) -> None:
+    """The entry's metadata from now on (ledger_entry_metadata; the entry row itself is never updated)."""
+    await conn.execute(
+        "INSERT INTO ledger_entry_metadata (entry_id, tenant_id, metadata, updated_at) VALUES ($2, $1, $3, now()) "
+        "ON CONFLICT (entry_id) DO UPDATE SET metadata = excluded.metadata, updated_at = excluded.updated_at",
+        tenant_id, entry_id, metadata)
+
+
 async def of_transactions(conn: asyncpg.Connection, tenant_id: str, txn_ids: list) -> list:
     """The entries of these transactions, in the order they were written."""
     return await conn.fetch(f"{_SELECT} AND e.transaction_id = ANY($2::uuid[]) ORDER BY e.seq", tenant_id, txn_ids)
@@ -29,8 +39,17 @@ async def of_transactions(conn: asyncpg.Connection, tenant_id: str, txn_ids: lis
 
 async def list_page(conn: asyncpg.Connection, tenant_id: str, *, limit: int, order_by: str, descending: bool,
                     after: tuple | None, ledger_account_id=None, ledger_transaction_id=None,
-                    as_of_lock_version=None, direction=None, status=None) -> list:
+                    as_of_lock_version=None, direction=None, status=None, ids=(), effective_at=(), updated_at=(),
+                    lock_version=(), amount=(), metadata=None) -> list:
     w = Where(tenant_id)
+    if metadata:
+        w.add("coalesce(m.metadata, e.metadata) @> {}::jsonb", metadata)
+    if ids:
+        w.add("e.id = ANY({}::uuid[])", list(ids))
+    for column, bounds in (("e.effective_at", effective_at), ("coalesce(m.updated_at, e.created_at)", updated_at),
+                           ("f.lock_version", lock_version), ("e.amount", amount)):
+        for op, value in bounds:
+            w.add(f"{column} {OPERATORS_SQL[op]} {{}}", value)
     if ledger_account_id is not None:
         w.add("e.ledger_account_id = {}", ledger_account_id)
     if ledger_transaction_id is not None:

@@ -38,6 +38,7 @@ class PostResult(msgspec.Struct, frozen=True):
     created_at: datetime | None = None
     entries: list[EntryResult] = []
     lock_wait_s: float = 0.0
+    archived_reason: str | None = None  # 'balance_lock_failure': archived instead of refused
 
 
 class TransitionResult(msgspec.Struct, frozen=True):
@@ -70,7 +71,8 @@ async def post(conn: asyncpg.Connection, posting: Posting) -> PostResult:
         s.reverses_ledger_transaction_id, [e.id for e in s.ledger_entries],
         [e.ledger_account_id for e in s.ledger_entries], [e.direction for e in s.ledger_entries],
         [e.amount for e in s.ledger_entries], posting.apply_accounts, _checks(posting), s, s.ledgerable_type,
-        s.ledgerable_id, [e.metadata for e in posting.entries], posting.partially_posts)
+        s.ledgerable_id, [e.metadata for e in posting.entries], posting.partially_posts,
+        posting.archive_on_lock_failure)
     return _post_result.decode(raw)
 
 
@@ -117,7 +119,7 @@ async def list_versions_page(conn: asyncpg.Connection, tenant_id: str, *, after_
 
 
 async def list_page(conn: asyncpg.Connection, tenant_id: str, *, after: tuple | None, limit: int,
-                    order_by: str = "created_at", descending: bool = False, ledger_id=None, status=None,
+                    order_by: str = "created_at", descending: bool = False, ledger_id=None, status=(), ids=(),
                     external_id=None, metadata=None, ledger_account_id=None, ledgerable_type=None,
                     ledgerable_id=None, reverses_id=None, partially_posts_id=None,
                     effective_at: list[tuple[str, Any]] = (), posted_at: list[tuple[str, Any]] = (),
@@ -125,7 +127,11 @@ async def list_page(conn: asyncpg.Connection, tenant_id: str, *, after: tuple | 
     """A page ordered by row number (created_at) or by (effective_at, row number); `after` is the last row's
     position in that order."""
     w = Where(tenant_id)
-    for column, value in (("ledger_id", ledger_id), ("status", status), ("external_id", external_id),
+    if status:
+        w.add("t.status = ANY({}::text[])", list(status))
+    if ids:
+        w.add("t.id = ANY({}::uuid[])", list(ids))
+    for column, value in (("ledger_id", ledger_id), ("external_id", external_id),
                           ("ledgerable_type", ledgerable_type), ("ledgerable_id", ledgerable_id),
                           ("reverses_id", reverses_id), ("partially_posts_id", partially_posts_id)):
         if value is not None:

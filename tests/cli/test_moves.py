@@ -34,9 +34,12 @@ def _world(ctl, stack, cell: str = "cli-1", postings: int = 6) -> dict:
         answers[key] = r.json()
     pending = http.post("/api/ledger_transactions", json=_transfer(ledger, accounts, 1000, "pending"))
     assert pending.status_code == 201
+    # One entry's metadata edited (a ledger_entry_metadata row): moved with the rest.
+    edited = answers["k-0"]["ledger_entries"][0]["id"]
+    assert http.patch(f"/api/ledger_entries/{edited}", json={"metadata": {"moved": "yes"}}).status_code == 200
     queue_payment(stack["cells"][cell].database_url, tenant, ledger, accounts[0], accounts[1], 77)
     return {"tenant": tenant, "secret": secret, "ledger": ledger, "accounts": accounts, "answers": answers,
-            "pending": pending.json()["id"], "http": http}
+            "pending": pending.json()["id"], "http": http, "edited_entry": edited}
 
 
 def _transfer(ledger: str, accounts: list[str], amount: int, status: str = "posted") -> dict:
@@ -47,7 +50,7 @@ def _transfer(ledger: str, accounts: list[str], amount: int, status: str = "post
 
 def _rows(url: str, tenant: str) -> dict[str, int]:
     tables = ["api_keys", "ledgers", "ledger_accounts", "account_balances", "ledger_transactions",
-              "ledger_transaction_versions", "ledger_entries", "balance_effects", "idempotency_keys"]
+              "ledger_transaction_versions", "ledger_entries", "ledger_entry_metadata", "balance_effects", "idempotency_keys"]
     return {t: run_sql(url, f"SELECT count(*) FROM {t} WHERE tenant_id = $1", tenant)[0][0] for t in tables}
 
 
@@ -126,6 +129,7 @@ def test_move_show_list_purge(ctl, stack):
         assert replay.status_code == 201 and replay.json()["id"] == answer["id"]
     posted = new.patch(f"/api/ledger_transactions/{w['pending']}", json={"status": "posted"})
     assert posted.status_code == 200, posted.text
+    assert new.get(f"/api/ledger_entries/{w['edited_entry']}").json()["metadata"] == {"moved": "yes"}
     assert ctl.json("verify", "--tenant", tenant, "--unapplied-age-max-s", "0")["violations"] == []
     # list / show
     listed = ctl.json("moves", "list", "--tenant", tenant)

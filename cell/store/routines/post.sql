@@ -2,10 +2,15 @@
 -- the effects of accounts applied now go through ledger_apply and the balance locks (ledger_check), the
 -- others are queued for the workers. Returns the resulting balances of the entries applied now.
 -- The signature gained the SDK's fields (defaults keep 18-argument calls working): the old ones go first.
+-- p_archive_on_lock_failure (the SDK's archive_on_balance_lock_failure): a violated balance lock (LG001, LG002)
+-- undoes the apply (a subtransaction around ledger_apply + ledger_check, entered only then) and the transaction
+-- is written archived, archived_reason 'balance_lock_failure', with no balance effect at all: nothing counts.
 DROP FUNCTION IF EXISTS ledger_post(text, text, bytea, uuid, uuid, text, text, timestamptz, text, jsonb, uuid,
                                     uuid[], uuid[], text[], bigint[], uuid[], jsonb, jsonb);
 DROP FUNCTION IF EXISTS ledger_post(text, text, bytea, uuid, uuid, text, text, timestamptz, text, jsonb, uuid,
                                     uuid[], uuid[], text[], bigint[], uuid[], jsonb, jsonb, text, text, jsonb);
+DROP FUNCTION IF EXISTS ledger_post(text, text, bytea, uuid, uuid, text, text, timestamptz, text, jsonb, uuid,
+                                    uuid[], uuid[], text[], bigint[], uuid[], jsonb, jsonb, text, text, jsonb, jsonb);
 CREATE OR REPLACE FUNCTION ledger_post(
     p_tenant text, p_idem_key text, p_idem_hash bytea,
     p_txn_id uuid, p_ledger_id uuid, p_description text, p_status text, p_effective_at timestamptz,
@@ -13,7 +18,7 @@ CREATE OR REPLACE FUNCTION ledger_post(
     p_entry_ids uuid[], p_accounts uuid[], p_directions text[], p_amounts bigint[],
     p_apply_accounts uuid[], p_checks jsonb, p_snapshot jsonb,
     p_ledgerable_type text DEFAULT NULL, p_ledgerable_id text DEFAULT NULL, p_entry_metadata jsonb DEFAULT NULL,
-    p_partial jsonb DEFAULT NULL
+    p_partial jsonb DEFAULT NULL, p_archive_on_lock_failure boolean DEFAULT false
 ) RETURNS jsonb LANGUAGE plpgsql AS $$
 DECLARE
     v_now timestamptz := now();
@@ -24,6 +29,7 @@ DECLARE
     v_lock_wait double precision := 0;
     v_sync_only uuid[];
     v_headroom_low boolean;
+    v_failed boolean := false;
 BEGIN
     PERFORM ledger_fence(p_tenant);
     IF p_idem_key IS NOT NULL AND ledger_claim_key(p_tenant, p_idem_key, p_idem_hash, 'ledger_transaction', p_txn_id) THEN
@@ -71,9 +77,6 @@ BEGIN
            coalesce(p_entry_metadata -> (e.ord::int - 1), '{}'::jsonb)
     FROM unnest(p_entry_ids, p_accounts, p_directions, p_amounts) WITH ORDINALITY AS e(id, account, direction, amount, ord);
 
-    INSERT INTO ledger_transaction_versions (transaction_id, version, tenant_id, snapshot, prev_hash, hash, created_at)
-    VALUES (p_txn_id, 1, p_tenant, p_snapshot, NULL, ledger_version_hash(NULL, p_snapshot), v_now);
-
     SELECT coalesce(array_agg(id) FILTER (WHERE sync_only), '{}'), coalesce(bool_or(headroom_low), false)
     INTO v_sync_only, v_headroom_low FROM ledger_accounts WHERE id = ANY(p_accounts);
     -- No balance past the signed 64-bit range (before this posting's own effects are queued).
@@ -87,7 +90,44 @@ BEGIN
         SELECT array_agg(DISTINCT a) INTO v_apply FROM (SELECT unnest(v_apply) UNION SELECT unnest(v_sync_only)) s(a);
     END IF;
 
-    -- Queued: the effects of entries whose account is not applied now.
+    IF cardinality(v_apply) > 0 THEN
+        SELECT array_agg(f) INTO v_effects
+        FROM ledger_effects_of(p_entry_ids, p_accounts, p_directions, p_amounts, 'entry', p_status = 'posted',
+                               array_fill(p_effective_at, ARRAY[cardinality(p_entry_ids)])) f
+        WHERE f.account_id = ANY(v_apply);
+        v_lock_wait := ledger_lock(v_apply);
+        IF p_archive_on_lock_failure AND jsonb_array_length(p_checks) > 0 THEN
+            BEGIN
+                PERFORM ledger_apply(v_apply, p_tenant, v_effects);
+                PERFORM ledger_check(p_checks, p_entry_ids);
+            EXCEPTION WHEN SQLSTATE 'LG001' OR SQLSTATE 'LG002' THEN
+                v_failed := true;
+            END;
+        ELSE
+            PERFORM ledger_apply(v_apply, p_tenant, v_effects);
+            IF jsonb_array_length(p_checks) > 0 THEN
+                PERFORM ledger_check(p_checks, p_entry_ids);
+            END IF;
+        END IF;
+    END IF;
+
+    IF v_failed THEN
+        -- Nothing queued, nothing applied: the entries stay, as an archived transaction's, without effects.
+        UPDATE ledger_transactions SET status = 'archived', posted_at = NULL, archived_at = v_now,
+                                       archived_reason = 'balance_lock_failure'
+        WHERE id = p_txn_id;
+        INSERT INTO ledger_transaction_versions (transaction_id, version, tenant_id, snapshot, prev_hash, hash,
+                                                 created_at)
+        VALUES (p_txn_id, 1, p_tenant, jsonb_set(p_snapshot, '{status}', '"archived"'), NULL,
+                ledger_version_hash(NULL, jsonb_set(p_snapshot, '{status}', '"archived"')), v_now);
+        RETURN jsonb_build_object('created_at', v_now, 'entries', '[]'::jsonb, 'lock_wait_s', v_lock_wait,
+                                  'archived_reason', 'balance_lock_failure');
+    END IF;
+
+    INSERT INTO ledger_transaction_versions (transaction_id, version, tenant_id, snapshot, prev_hash, hash, created_at)
+    VALUES (p_txn_id, 1, p_tenant, p_snapshot, NULL, ledger_version_hash(NULL, p_snapshot), v_now);
+
+    -- Queued: the effects of entries whose account is not applied now (after the apply: other accounts).
     INSERT INTO balance_effects (tenant_id, account_id, entry_id, kind, d_pending_debits, d_pending_credits,
                                  d_posted_debits, d_posted_credits, effective_at)
     SELECT p_tenant, f.account_id, f.entry_id, f.kind, f.d_pending_debits, f.d_pending_credits,
@@ -96,20 +136,8 @@ BEGIN
                            array_fill(p_effective_at, ARRAY[cardinality(p_entry_ids)])) f
     WHERE f.account_id <> ALL(v_apply);
 
-    IF cardinality(v_apply) = 0 THEN
-        RETURN jsonb_build_object('created_at', v_now, 'entries', '[]'::jsonb, 'lock_wait_s', 0);
-    ELSE
-        SELECT array_agg(f) INTO v_effects
-        FROM ledger_effects_of(p_entry_ids, p_accounts, p_directions, p_amounts, 'entry', p_status = 'posted',
-                               array_fill(p_effective_at, ARRAY[cardinality(p_entry_ids)])) f
-        WHERE f.account_id = ANY(v_apply);
-        v_lock_wait := ledger_lock(v_apply);
-        PERFORM ledger_apply(v_apply, p_tenant, v_effects);
-        IF jsonb_array_length(p_checks) > 0 THEN
-            PERFORM ledger_check(p_checks, p_entry_ids);
-        END IF;
-    END IF;
-
-    RETURN jsonb_build_object('created_at', v_now, 'entries', ledger_entry_results(p_entry_ids),
+    RETURN jsonb_build_object('created_at', v_now,
+                              'entries', CASE WHEN cardinality(v_apply) = 0 THEN '[]'::jsonb
+                                              ELSE ledger_entry_results(p_entry_ids) END,
                               'lock_wait_s', v_lock_wait);
 END $$;

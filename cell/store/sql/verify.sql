@@ -95,16 +95,18 @@ WHERE coalesce(e.pd, 0) <> coalesce(a.pending_debits, 0) OR coalesce(e.pc, 0) <>
 LIMIT 20
 
 -- name: verify_entry_effects
--- Every entry has exactly its creation effect, and a post/archive effect exactly when its transaction moved.
+-- Every entry has exactly its creation effect, and a post/archive effect exactly when its transaction moved;
+-- the entries of a transaction archived on a balance lock failure have none at all (nothing of it counted).
 SELECT e.id, t.status, count(f.*) FILTER (WHERE f.kind = 'entry') AS created,
        count(f.*) FILTER (WHERE f.kind = 'post') AS posted, count(f.*) FILTER (WHERE f.kind = 'archive') AS archived
 FROM ledger_entries e JOIN ledger_transactions t ON t.id = e.transaction_id
 LEFT JOIN balance_effects f ON f.entry_id = e.id
 WHERE $1::text IS NULL OR e.tenant_id = $1
-GROUP BY e.id, t.status, t.posted_at, t.created_at
-HAVING count(f.*) FILTER (WHERE f.kind = 'entry') <> 1
-    OR count(f.*) FILTER (WHERE f.kind = 'archive') <> (CASE WHEN t.status = 'archived' THEN 1 ELSE 0 END)
-    OR count(f.*) FILTER (WHERE f.kind = 'post') > 1
+GROUP BY e.id, t.status, t.posted_at, t.created_at, t.archived_reason
+HAVING CASE WHEN t.archived_reason = 'balance_lock_failure' THEN count(f.*) <> 0
+       ELSE count(f.*) FILTER (WHERE f.kind = 'entry') <> 1
+         OR count(f.*) FILTER (WHERE f.kind = 'archive') <> (CASE WHEN t.status = 'archived' THEN 1 ELSE 0 END)
+         OR count(f.*) FILTER (WHERE f.kind = 'post') > 1 END
 LIMIT 20
 
 -- name: verify_stale_unapplied

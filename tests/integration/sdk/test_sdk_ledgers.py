@@ -82,6 +82,35 @@ async def test_a_violated_balance_lock_is_an_unprocessable_entity_error(mt):
     assert caught.value.body["code"] == "balance_lock_failed"
 
 
+async def test_archive_on_balance_lock_failure_creates_it_archived(mt):
+    """The SDK (1.80) has no parameter for it: a customer sends it with extra_body."""
+    client = await mt()
+    _, cash, wallet = await _ledger_with_accounts(client)
+    txn = await client.ledger_transactions.create(status="posted", ledger_entries=[
+        {"ledger_account_id": wallet.id, "direction": "debit", "amount": 5, "available_balance_amount": {"gte": 0}},
+        {"ledger_account_id": cash.id, "direction": "credit", "amount": 5}],
+        extra_body={"archive_on_balance_lock_failure": True})
+    assert (txn.status, txn.archived_reason) == ("archived", "balance_lock_failure")
+    assert (await client.ledger_transactions.retrieve(txn.id)).archived_reason == "balance_lock_failure"
+    for account in (cash, wallet):
+        balances = (await client.ledger_accounts.retrieve(account.id)).balances
+        assert balances.posted_balance.amount == balances.pending_balance.amount == 0
+    archived = [t.id async for t in client.ledger_transactions.list(status="archived")]
+    assert archived == [txn.id]
+
+
+async def test_an_entrys_metadata_is_updated_through_the_sdk(mt):
+    client = await mt()
+    _, cash, wallet = await _ledger_with_accounts(client)
+    txn = await client.ledger_transactions.create(status="posted", ledger_entries=[
+        {"ledger_account_id": cash.id, "direction": "debit", "amount": 3, "metadata": {"leg": "in"}},
+        {"ledger_account_id": wallet.id, "direction": "credit", "amount": 3}])
+    entry = next(e for e in txn.ledger_entries if e.ledger_account_id == cash.id)
+    updated = await client.ledger_entries.update(entry.id, metadata={"reconciled": "yes"})
+    assert updated.metadata == {"leg": "in", "reconciled": "yes"} and updated.amount == 3
+    assert (await client.ledger_entries.retrieve(entry.id)).metadata == updated.metadata
+
+
 async def test_another_tenants_objects_are_not_found(mt):
     alice, mallory = await mt(), await mt()
     ledger, cash, wallet = await _ledger_with_accounts(alice)
@@ -169,6 +198,40 @@ async def test_transaction_list_filters_the_sdk_sends(mt):
     assert await ids(effective_at={"lt": "2024-03-10T00:00:00Z"}) == [early.id]
     assert set(await ids(posted_at={"gte": early.posted_at.isoformat()})) == {early.id, middle.id, reversal.id}
     assert set(await ids(updated_at={"gte": reversal.updated_at.isoformat()})) == {early.id, reversal.id}
+
+
+async def test_status_and_id_lists_and_entry_filters_the_sdk_sends(mt):
+    client = await mt()
+    _, cash, wallet = await _ledger_with_accounts(client)
+
+    async def transfer(status: str, day: int, amount: int):
+        return await client.ledger_transactions.create(
+            status=status, effective_at=datetime(2024, 4, day, 12, tzinfo=timezone.utc), ledger_entries=[
+                {"ledger_account_id": cash.id, "direction": "debit", "amount": amount},
+                {"ledger_account_id": wallet.id, "direction": "credit", "amount": amount}])
+
+    pending, posted, later = await transfer("pending", 1, 1), await transfer("posted", 2, 2), await transfer("posted", 3, 3)
+    both = [t.id async for t in client.ledger_transactions.list(status=["pending", "posted"])]
+    assert both == [pending.id, posted.id, later.id]
+    assert [t.id async for t in client.ledger_transactions.list(status=["pending"])] == [pending.id]
+    assert [t.id async for t in client.ledger_transactions.list(id=[later.id, pending.id])] == [pending.id, later.id]
+
+    entries = [e async for e in client.ledger_entries.list(ledger_account_id=cash.id)]
+    assert [e.amount async for e in client.ledger_entries.list(id=[entries[1].id, entries[2].id])] == [2, 3]
+    assert [e.amount async for e in client.ledger_entries.list(
+        ledger_account_id=cash.id, effective_date={"gte": date(2024, 4, 2), "lt": date(2024, 4, 3)})] == [2]
+    assert [e.amount async for e in client.ledger_entries.list(
+        ledger_account_id=cash.id, effective_at={"gt": datetime(2024, 4, 2, 12, tzinfo=timezone.utc)})] == [3]
+    versions = sorted(e.ledger_account_lock_version for e in entries)
+    assert [e.ledger_account_lock_version async for e in client.ledger_entries.list(
+        ledger_account_id=cash.id, ledger_account_lock_version={"gte": versions[1]})] == versions[1:]
+    assert [e.amount async for e in client.ledger_entries.list(
+        ledger_account_id=cash.id, amount={"gte": 2}, show_deleted=True)] == [2, 3]
+    await client.ledger_entries.update(entries[0].id, metadata={"seen": "1"})
+    assert [e.id async for e in client.ledger_entries.list(metadata={"seen": "1"})] == [entries[0].id]
+    touched = (await client.ledger_entries.retrieve(entries[0].id)).updated_at
+    assert [e.id async for e in client.ledger_entries.list(
+        ledger_account_id=cash.id, updated_at={"gte": touched})] == [entries[0].id]
 
 
 async def test_versions_list_with_its_filters(mt):
