@@ -13,6 +13,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from abc import ABC, abstractmethod
 from pathlib import Path
 
 import asyncpg
@@ -71,7 +72,7 @@ def _killpg(pgid: int, sig: int) -> None:
         pass
 
 
-class Unit:
+class Unit(ABC):
     """One thing `make run` keeps alive: started again, with back-off, whenever it dies."""
 
     def __init__(self, name: str) -> None:
@@ -80,18 +81,18 @@ class Unit:
         self.delay_s = RESTART_DELAY_S_MIN
         self.restart_at: float | None = None  # set while it is down, waiting for its restart
 
-    def start(self) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def start(self) -> None: ...
 
+    @abstractmethod
     def exit_status(self) -> str | None:
         """None while it runs, else how it ended ("exited with -9")."""
-        raise NotImplementedError
 
     def clean_up(self) -> None:
         """Remove what is left of it after a death (its other processes), so a restart finds its port free."""
 
-    def stop(self) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def stop(self) -> None: ...
 
 
 class Child(Unit):

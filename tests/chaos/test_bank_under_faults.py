@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 import psutil
 import pytest
 from chaos_bank import RETRY_S_MAX, Bank
-from chaos_stack import (
+from make_run_rig import (
     Stack,
     admin_connect,
     gone,

@@ -5,147 +5,36 @@ in that cell); and it stops cleanly with nothing left behind. The tests run in f
 
 from __future__ import annotations
 
-import json
 import os
-import random
 import signal
-import socket
-import subprocess
-import sys
 import time
 import uuid
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
 import psutil
 import pytest
+from make_run_rig import gone, port_free, start_stack, wait_until
 
-ROOT = Path(__file__).resolve().parents[3]
 RECOVERY_S_MAX = 90  # a restart is due within 0.5 s; the rest is the process starting on a 2-core machine
-
-
-def port_free(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) != 0
-
-
-def free_base(count: int, taken: set[int]) -> int:
-    """A base port whose next `count` ports are free, below the kernel's ephemeral range (32768 and up on
-    Linux), where no outgoing connection can take a port before the stack binds it; and below the range that
-    devstack.free_port draws from (20000-32000), where the stack under test picks its own servers' ports."""
-    rng = random.Random()
-    for _ in range(200):
-        base = rng.randrange(10000, 19990, 10)
-        ports = {base + i for i in range(1, count + 1)}
-        if not ports & taken and all(port_free(p) for p in ports):
-            taken.update(ports)
-            return base
-    raise RuntimeError("no free port range")
-
-
-def wait_until(condition, what: str, timeout_s: float = RECOVERY_S_MAX, interval_s: float = 0.2):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = condition()
-        if result:
-            return result
-        assert time.monotonic() < deadline, f"{what}: not within {timeout_s}s"
-        time.sleep(interval_s)
-
-
-class Platform:
-    def __init__(self, proc: subprocess.Popen, dev: dict, ports: list[int], tmp_path: Path) -> None:
-        self.proc, self.dev, self.ports, self.tmp_path = proc, dev, ports, tmp_path
-        self.seen: dict[int, psutil.Process] = {}  # every process of the stack met, for the final check
-        self.tenants: dict[str, tuple[str, str]] = {}  # cell name -> (tenant id, API key)
-
-    def log(self) -> str:
-        return (self.tmp_path / "run.log").read_text(errors="replace")
-
-    def tree(self) -> list[psutil.Process]:
-        found = psutil.Process(self.proc.pid).children(recursive=True)
-        self.seen.update({p.pid: p for p in found})
-        return found
-
-    def child(self, module: str, **env: str) -> psutil.Process | None:
-        """The running child of make run that is `python -m module` (or the binary `module`) and whose
-        environment has `env`. Direct children only: a forked grandchild (the worker's beat) looks the same."""
-        self.tree()
-        for p in psutil.Process(self.proc.pid).children():
-            try:
-                cmd = p.cmdline()
-                if (cmd[1:3] == ["-m", module] or module in Path(cmd[0]).name) and \
-                        all(p.environ().get(k) == v for k, v in env.items()) and p.status() != psutil.STATUS_ZOMBIE:
-                    return p
-            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess, IndexError):
-                continue
-        return None
-
-    def postmaster(self) -> psutil.Process | None:
-        try:
-            return psutil.Process(int((self.tmp_path / "ledger" / "pg" / "postmaster.pid").read_text().split()[0]))
-        except (OSError, ValueError, IndexError, psutil.NoSuchProcess):
-            return None
-
-    def ledgerctl(self, *args: str) -> dict:
-        env = {**os.environ, "CONTROL_PLANE_DATABASE_URL": self.dev["control_plane_database_url"],
-               "CONTROL_PLANE_REDIS_URL": self.dev["redis_url"]}
-        out = subprocess.run([sys.executable, "-m", "control_plane.cli", *args, "--format", "json"], cwd=ROOT,
-                             env=env, capture_output=True, text=True, timeout=60, check=False)
-        assert out.returncode == 0, out.stderr
-        return json.loads(out.stdout)
-
-    def client(self, cell: str) -> httpx.Client:
-        return httpx.Client(base_url=self.dev["base_url"], auth=self.tenants[cell], timeout=10)
-
-
-def gone(p: psutil.Process) -> bool:
-    try:
-        return not p.is_running() or p.status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
 
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory):
-    tmp_path = tmp_path_factory.mktemp("make-run")
-    taken: set[int] = set()
-    cell_base, metrics_base, router_base = free_base(2, taken), free_base(2, taken), free_base(1, taken)
-    cell_metrics_base = free_base(2, taken)
-    router_port = router_base + 1
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("LEDGER_", "CELL_", "WORKER_", "ROUTER_", "CONTROL_PLANE_"))}
-    env.update({"LEDGER_DATA_DIR": str(tmp_path / "ledger"), "LEDGER_ROUTER_PORT": str(router_port),
-                "LEDGER_CELL_PORT_BASE": str(cell_base), "LEDGER_WORKER_METRICS_PORT_BASE": str(metrics_base),
-                "LEDGER_CELL_METRICS_PORT_BASE": str(cell_metrics_base)})
-    log = open(tmp_path / "run.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "control_plane.run"], cwd=ROOT, env=env, stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
-    dev = tmp_path / "ledger" / "dev.json"
-    deadline = time.monotonic() + 120
-    while not dev.exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise AssertionError("make run did not get ready:\n" + (tmp_path / "run.log").read_text()[-3000:])
-        time.sleep(0.2)
-    ports = [router_port, cell_base + 1, cell_base + 2, metrics_base + 1, metrics_base + 2]
-    platform = Platform(proc, json.loads(dev.read_text()), ports, tmp_path)
-    platform.tree()
-    yield platform
-    if proc.poll() is None:  # a test failed before the stop: leave nothing behind
-        leftovers = platform.tree()
-        os.killpg(proc.pid, signal.SIGKILL)
+    stack = start_stack(tmp_path_factory.mktemp("make-run"), ready_s_max=120)
+    yield stack
+    if stack.proc.poll() is None:  # a test failed before the stop: leave nothing behind
+        leftovers = stack.tree()
+        os.killpg(stack.proc.pid, signal.SIGKILL)
         for p in leftovers:
             try:
                 p.kill()
             except psutil.NoSuchProcess:
                 pass
-        proc.wait()
-        postmaster = platform.postmaster()  # daemonized: not in the process tree
+        stack.proc.wait()
+        postmaster = stack.postmaster()  # daemonized: not in the process tree
         if postmaster is not None:
             postmaster.send_signal(signal.SIGQUIT)  # immediate shutdown, backends included
-    log.close()
 
 
 def make_accounts(http: httpx.Client) -> tuple[str, str]:
@@ -195,8 +84,8 @@ def test_a_tenant_on_each_cell(platform):
     """Set-up for the fault tests: one tenant per cell, created with ledgerctl, served through the router."""
     for cell in ("cell-1", "cell-2"):
         tenant_id = f"t-{cell}-{uuid.uuid4().hex[:6]}"
-        assert platform.ledgerctl("tenants", "create", tenant_id, "--cell", cell)["cell"] == cell
-        platform.tenants[cell] = (tenant_id, platform.ledgerctl("keys", "create", tenant_id)["secret"])
+        assert platform.ledgerctl_json("tenants", "create", tenant_id, "--cell", cell)["cell"] == cell
+        platform.tenants[cell] = (tenant_id, platform.ledgerctl_json("keys", "create", tenant_id)["secret"])
         with platform.client(cell) as http:  # the route reaches the router by pub/sub (or its periodic reload)
             wait_until(lambda: http.get("/api/ledgers").status_code == 200, f"the router serves {tenant_id}", 30)
 

@@ -1,6 +1,6 @@
-"""The whole platform under `make run` (control_plane/run.py) on free ports and a temporary data directory, as
-tests/integration/platform/test_make_run.py starts it, with what the fault tests need to find and hurt its
-processes: the API, worker (and its beat child), embedded servers, the postmaster, and admin SQL."""
+"""The whole platform under `make run` (control_plane/run.py) on free ports and a temporary data directory, for
+the platform tests (tests/integration/platform) and the fault tests (tests/chaos): start and stop it, find and
+hurt its processes (the APIs, workers and their beat children, embedded servers, the postmaster), ledgerctl."""
 
 from __future__ import annotations
 
@@ -15,9 +15,10 @@ import time
 from pathlib import Path
 
 import asyncpg
+import httpx
 import psutil
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 RECOVERY_S_MAX = 120  # a restart is due within 0.5 s (10 s at most with back-off); the rest is a loaded 2-core machine
 
 
@@ -57,15 +58,26 @@ def gone(p: psutil.Process) -> bool:
 
 
 class Stack:
-    def __init__(self, proc: subprocess.Popen, dev: dict, tmp_path: Path) -> None:
-        self.proc, self.dev, self.tmp_path = proc, dev, tmp_path
+    def __init__(self, proc: subprocess.Popen, dev: dict, ports: list[int], tmp_path: Path) -> None:
+        self.proc, self.dev, self.ports, self.tmp_path = proc, dev, ports, tmp_path
+        self.seen: dict[int, psutil.Process] = {}  # every process of the stack met (tree()), for a final check
         self.tenants: dict[str, tuple[str, str]] = {}  # cell name -> (tenant id, API key)
+
+    def tree(self) -> list[psutil.Process]:
+        found = psutil.Process(self.proc.pid).children(recursive=True)
+        self.seen.update({p.pid: p for p in found})
+        return found
+
+    def client(self, cell: str) -> httpx.Client:
+        return httpx.Client(base_url=self.dev["base_url"], auth=self.tenants[cell], timeout=10)
 
     def log(self) -> str:
         return (self.tmp_path / "run.log").read_text(errors="replace")
 
     def child(self, module: str, **env: str) -> psutil.Process | None:
-        """The running direct child of make run that is `python -m module` (or the binary `module`) with `env`."""
+        """The running child of make run that is `python -m module` (or the binary `module`) and whose
+        environment has `env`. Direct children only: a forked grandchild (the worker's beat) looks the same."""
+        self.tree()
         for p in psutil.Process(self.proc.pid).children():
             try:
                 cmd = p.cmdline()
@@ -98,8 +110,13 @@ class Stack:
         return subprocess.run([sys.executable, "-m", "control_plane.cli", *args, "--format", "json"], cwd=ROOT,
                               env=env, capture_output=True, text=True, timeout=120, check=False)
 
+    def ledgerctl_json(self, *args: str) -> dict:
+        out = self.ledgerctl(*args)
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout)
 
-def start_stack(tmp_path: Path) -> Stack:
+
+def start_stack(tmp_path: Path, ready_s_max: float = 180) -> Stack:
     taken: set[int] = set()
     cell_base, metrics_base, router_base = free_base(2, taken), free_base(2, taken), free_base(1, taken)
     cell_metrics_base = free_base(2, taken)
@@ -112,13 +129,16 @@ def start_stack(tmp_path: Path) -> Stack:
         proc = subprocess.Popen([sys.executable, "-m", "control_plane.run"], cwd=ROOT, env=env, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)
     dev = tmp_path / "ledger" / "dev.json"
-    deadline = time.monotonic() + 180
+    deadline = time.monotonic() + ready_s_max
     while not dev.exists():
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
             raise AssertionError("make run did not get ready:\n" + (tmp_path / "run.log").read_text()[-3000:])
         time.sleep(0.2)
-    return Stack(proc, json.loads(dev.read_text()), tmp_path)
+    ports = [router_base + 1, cell_base + 1, cell_base + 2, metrics_base + 1, metrics_base + 2]
+    stack = Stack(proc, json.loads(dev.read_text()), ports, tmp_path)
+    stack.tree()
+    return stack
 
 
 def stop_stack(stack: Stack) -> None:
