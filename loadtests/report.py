@@ -122,6 +122,26 @@ def _esc(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def _chart(plt, run_dir: Path, file: str, title: str, ylabel: str,
+           lines: dict[str, list[tuple[float, float]]]) -> str:
+    """One line chart over seconds: a PNG through matplotlib when it is importable (`plt`), else an SVG."""
+    if plt:
+        fig, ax = plt.subplots(figsize=(9, 3.5))
+        for label, pts in lines.items():
+            ax.plot([x for x, _ in pts], [y for _, y in pts], label=label)
+        ax.set_title(title)
+        ax.set_xlabel("seconds")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="upper left")
+        fig.tight_layout()
+        fig.savefig(run_dir / file, dpi=100)
+        plt.close(fig)
+    else:
+        _svg(run_dir / file, title, ylabel, lines)
+    return file
+
+
 def plot(run_dir: Path, history: dict[str, list[dict]]) -> list[tuple[str, str]]:
     """(title, file name) of every plot written."""
     if not history:
@@ -130,22 +150,7 @@ def plot(run_dir: Path, history: dict[str, list[dict]]) -> list[tuple[str, str]]
     ext = "png" if plt else "svg"
 
     def chart(name: str, title: str, ylabel: str, lines: dict[str, list[tuple[float, float]]]) -> str:
-        file = f"{name}.{ext}"
-        if plt:
-            fig, ax = plt.subplots(figsize=(9, 3.5))
-            for label, pts in lines.items():
-                ax.plot([x for x, _ in pts], [y for _, y in pts], label=label)
-            ax.set_title(title)
-            ax.set_xlabel("seconds")
-            ax.set_ylabel(ylabel)
-            ax.grid(alpha=0.3)
-            ax.legend(fontsize=7, loc="upper left")
-            fig.tight_layout()
-            fig.savefig(run_dir / file, dpi=100)
-            plt.close(fig)
-        else:
-            _svg(run_dir / file, title, ylabel, lines)
-        return file
+        return _chart(plt, run_dir, f"{name}.{ext}", title, ylabel, lines)
 
     written = []
     names = sorted(n for n in history if n != "Aggregated")
@@ -176,22 +181,7 @@ def plot_monitor(run_dir: Path, samples: list[dict]) -> list[tuple[str, str]]:
               "oldest unapplied age": "oldest_unapplied_age_s"})):
         lines = {label: [(r["t"], r[col]) for r in samples if not math.isnan(r.get(col, math.nan))]
                  for label, col in series.items()}
-        file = f"{name}.{ext}"
-        if plt:
-            fig, ax = plt.subplots(figsize=(9, 3.5))
-            for label, pts in lines.items():
-                ax.plot([x for x, _ in pts], [y for _, y in pts], label=label)
-            ax.set_title(title)
-            ax.set_xlabel("seconds")
-            ax.set_ylabel(ylabel)
-            ax.grid(alpha=0.3)
-            ax.legend(fontsize=7, loc="upper left")
-            fig.tight_layout()
-            fig.savefig(run_dir / file, dpi=100)
-            plt.close(fig)
-        else:
-            _svg(run_dir / file, title, ylabel, lines)
-        out.append((title, file))
+        out.append((title, _chart(plt, run_dir, f"{name}.{ext}", title, ylabel, lines)))
     return out
 
 
