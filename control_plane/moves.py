@@ -290,16 +290,21 @@ LEFT JOIN ledger_transactions t ON t.id = e.transaction_id
 WHERE a.tenant_id = $1 AND ($2::uuid[] IS NULL OR a.id = ANY($2::uuid[])) GROUP BY a.id"""
 
 
+async def compare_counts(src: asyncpg.Connection, dst: asyncpg.Connection, tables: dict[str, Table],
+                         tenant_id: str) -> tuple[list[str], dict, dict]:
+    """(a problem per table whose tenant row count differs, the source's counts, the target's counts)."""
+    source_counts = await count_rows(src, tables, tenant_id)
+    target_counts = await count_rows(dst, tables, tenant_id)
+    problems = [f"{name}: {source_counts[name]} rows on the source, {target_counts[name]} on the target"
+                for name in tables if source_counts[name] != target_counts[name]]
+    return problems, source_counts, target_counts
+
+
 async def verify_copy(src: asyncpg.Connection, dst: asyncpg.Connection, tables: dict[str, Table],
                       tenant_id: str) -> dict:
     """Row counts per table, every account's balances recomputed from entries on the target against the
     source's caches (plus its queued effects), the audit-chain head, and the target's own invariants."""
-    problems: list[str] = []
-    source_counts = await count_rows(src, tables, tenant_id)
-    target_counts = await count_rows(dst, tables, tenant_id)
-    for name in tables:
-        if source_counts[name] != target_counts[name]:
-            problems.append(f"{name}: {source_counts[name]} rows on the source, {target_counts[name]} on the target")
+    problems, source_counts, target_counts = await compare_counts(src, dst, tables, tenant_id)
 
     def totals(rows):
         return {r["account_id"]: (int(r["pd"]), int(r["pc"]), int(r["od"]), int(r["oc"])) for r in rows}
@@ -350,12 +355,7 @@ async def verify_delta(src: asyncpg.Connection, dst: asyncpg.Connection, tables:
     """Inside the freeze, after the final catch-up: what changed since the pre-verification (module docstring).
     Bounded by the rows of the last round and the accounts they touch, not by the tenant's size (but for the
     row counts, an index-only count per table)."""
-    problems: list[str] = []
-    source_counts = await count_rows(src, tables, tenant_id)
-    target_counts = await count_rows(dst, tables, tenant_id)
-    for name in tables:
-        if source_counts[name] != target_counts[name]:
-            problems.append(f"{name}: {source_counts[name]} rows on the source, {target_counts[name]} on the target")
+    problems, source_counts, target_counts = await compare_counts(src, dst, tables, tenant_id)
     transactions = set(touched.get("transactions", []))
     accounts = set(touched.get("accounts", [])) | set(pre["accounts_off"])
     full_check = False
