@@ -67,6 +67,7 @@ TENANT_TABLES: dict[str, str | None] = {
     "effective_balance_buckets": "r.account_id IN (SELECT b.account_id FROM account_balances b "
                                  "WHERE b.tenant_id = $1)",
     "idempotency_keys": None,
+    "events": None,
 }
 # Cell tables that hold nobody's rows.
 CELL_TABLES = frozenset({"schema_migrations", "schema_routines"})
