@@ -188,6 +188,14 @@ async def cell_benchmark(args) -> dict:
     return results
 
 
+# The benchmarks beside the cell's own: name -> module with `async def run(duration_s, concurrency) -> dict`.
+# One line each; `--only` picks by name.
+BENCHMARKS = {
+    "hot_account": "loadtests.hot_account",
+    "router": "loadtests.router_overhead",
+}
+
+
 async def optional(module: str, args) -> dict | None:
     """Benchmarks owned by other parts of the platform, run when present."""
     try:
@@ -204,17 +212,16 @@ async def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16, help="connections per phase")
     parser.add_argument("--accounts", type=int, default=1000)
     parser.add_argument("--servers", default="uvicorn,granian", help="ASGI servers to compare")
-    parser.add_argument("--only", default="cell,hot_account,router", help="which benchmarks to run")
+    parser.add_argument("--only", default=",".join(["cell", *BENCHMARKS]), help="which benchmarks to run")
     args = parser.parse_args()
     args.servers = [s for s in args.servers.split(",") if s]
     only = set(args.only.split(","))
     results = {}
     if "cell" in only:
         results["cell"] = await cell_benchmark(args)
-    if "hot_account" in only:
-        results["hot_account"] = await optional("loadtests.hot_account", args)
-    if "router" in only:
-        results["router"] = await optional("loadtests.router_overhead", args)
+    for name, module in BENCHMARKS.items():
+        if name in only:
+            results[name] = await optional(module, args)
     out = Path(".ledger") / "bench.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(results, indent=2, default=str))
