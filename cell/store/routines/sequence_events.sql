@@ -1,0 +1,27 @@
+-- The events sequencer (see 0040_events.sql): gives the next per-tenant positions to events whose writing
+-- transaction ended before the oldest one still running (the horizon), in (txid, seq) order, at most p_limit
+-- a call. One sequencer at a time (a transaction-scoped advisory lock; a second caller returns 0 at once).
+-- Returns how many events it positioned. Never called by a posting.
+CREATE OR REPLACE FUNCTION ledger_sequence_events(p_limit integer DEFAULT 10000)
+RETURNS integer LANGUAGE plpgsql AS $$
+DECLARE
+    v_horizon xid8 := pg_snapshot_xmin(pg_current_snapshot());
+    v_count integer;
+BEGIN
+    IF NOT pg_try_advisory_xact_lock(7311900002) THEN
+        RETURN 0;
+    END IF;
+    WITH batch AS (
+        SELECT id, seq, tenant_id, txid FROM events
+        WHERE position IS NULL AND txid < v_horizon
+        ORDER BY txid, seq LIMIT p_limit
+    ), numbered AS (
+        SELECT b.id,
+               coalesce((SELECT max(e.position) FROM events e WHERE e.tenant_id = b.tenant_id), 0)
+               + row_number() OVER (PARTITION BY b.tenant_id ORDER BY b.txid, b.seq) AS position
+        FROM batch b
+    )
+    UPDATE events e SET position = n.position FROM numbered n WHERE e.id = n.id;
+    GET DIAGNOSTICS v_count = ROW_COUNT;
+    RETURN v_count;
+END $$;
