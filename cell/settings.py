@@ -61,6 +61,11 @@ class CellSettings(msgspec.Struct, frozen=True, kw_only=True):
     sweep_interval_s: float = SWEEP_INTERVAL_S_DEFAULT
     sweep_after_s: float = SWEEP_AFTER_S_DEFAULT
     sweep_accounts_max: int = SWEEP_ACCOUNTS_MAX_DEFAULT
+    # Events (GET /api/events): this process also positions due events every events_sequence_interval_s (as the
+    # workers do; one sequencer runs at a time), so they are listed within about that; 0: it does not.
+    events_sequence_interval_s: float = 0.2
+    # Off only to measure what events cost (loadtests/bench_events.py): no event is written at all.
+    events_enabled: bool = True
 
     @property
     def unapplied_age_max_s(self) -> float:

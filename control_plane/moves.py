@@ -43,6 +43,7 @@ from typing import Callable
 
 import asyncpg
 
+from cell.store import events as cell_events
 from cell.store.queries import Q as cell_queries
 from cell.store.verify import audit_chain_head, verify as verify_cell
 from control_plane import catalog
@@ -59,6 +60,7 @@ TENANT_TABLES: dict[str, str | None] = {
     "ledgers": None,
     "ledger_accounts": None,
     "account_balances": None,
+    "ledger_account_balance_monitors": None,
     "ledger_transactions": None,
     "ledger_transaction_versions": None,
     "ledger_entries": None,
@@ -571,6 +573,9 @@ class Mover:
                                             "('active', 'frozen') RETURNING state", self.tenant_id)
             if state is None:
                 raise LedgerctlError("tenant_not_active", f"tenant {self.tenant_id} is not active on the source")
+            # Events: every writer of the tenant has ended, so all its events take their positions now, in the
+            # source's order; the final catch-up copies them positioned (txids mean nothing on the target).
+            await cell_events.sequence_tenant(self.src, self.tenant_id)
         self.emit(step="freeze", event="frozen", freeze_ms=self._freeze_ms())
         return "final_catch_up"
 

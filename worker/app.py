@@ -14,6 +14,7 @@ from celery import Celery
 from celery.signals import worker_ready
 from celery.worker.consumer import Consumer
 
+from cell.store import events as store_events
 from cell.store.db import create_pool, session_bounds
 from worker import drain, metrics
 from worker.settings import WorkerSettings
@@ -55,6 +56,26 @@ def start_sweeper(settings: WorkerSettings) -> threading.Thread:
             time.sleep(settings.sweep_every_s)
 
     thread = threading.Thread(target=loop, name="ledger-sweeper", daemon=True)
+    thread.start()
+    return thread
+
+
+def start_sequencer(settings: WorkerSettings) -> threading.Thread:
+    """The events sequencer (cell.store.events.sequence_due), every events_sequence_interval_s in a thread with a
+    pool of its own, like the sweeper: events are listed within about that interval, whatever Redis, SQS or beat
+    do. One sequencer runs at a time in the cell (an advisory lock): the others' calls return at once."""
+
+    def loop() -> None:
+        runtime = _Runtime(settings)
+        while True:
+            try:
+                runtime.run(store_events.sequence_due)
+            except Exception as exc:  # noqa: BLE001 - the database is down: try again next interval
+                log.warning("events sequencer failed: %s", exc)
+                metrics.ERRORS.labels("sequence_events").inc()
+            time.sleep(settings.events_sequence_interval_s)
+
+    thread = threading.Thread(target=loop, name="ledger-events-sequencer", daemon=True)
     thread.start()
     return thread
 

@@ -52,6 +52,7 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
     lock_wait_ms_max: int = 2_000
     # Broker (Redis) reconnection: retried forever, never more than broker_retry_s_max apart.
     broker_retry_s_max: float = 2.0
+    events_sequence_interval_s: float = 0.2  # the events sequencer's period (worker.app.start_sequencer)
     verify_every_s: float = 300.0  # 0 disables the periodic verifier
     concurrency: int = 3  # Celery threads: drain(s) + sweeper + verifier
     db_pool_max: int = 4  # per Celery thread
@@ -99,3 +100,5 @@ def _check(s: WorkerSettings) -> None:
         raise ValueError("group_size_max, apply_concurrency_max and concurrency must be >= 1")
     if s.sweep_after_s <= 0 or s.sweep_every_s <= 0:
         raise ValueError("sweep_after_s and sweep_every_s must be > 0")
+    if s.events_sequence_interval_s <= 0:
+        raise ValueError("events_sequence_interval_s must be > 0")

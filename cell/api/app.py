@@ -13,12 +13,13 @@ from litestar.exceptions import HTTPException
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 
-from cell.api import accounts, entries, ledgers, metrics_server, problems, transactions
+from cell.api import accounts, entries, events, ledgers, metrics_server, monitors, problems, transactions
 from cell.api.auth import AuthMiddleware
 from cell.api.metrics import RequestMetrics
 from cell.api.options import options_for
 from cell.ledger.errors import LedgerError
 from cell.service import sweeper
+from cell.service.events import run_sequencer
 from cell.service.context import AccountCache, CellContext
 from cell.service.nudge import make_nudger, queue_gauges
 from cell.service.tenants import KeyCache
@@ -79,22 +80,27 @@ def create_app(settings: CellSettings, *, run_migrations: bool = True) -> Litest
         app.state.sweeper = None
         if settings.sweep_interval_s > 0:
             app.state.sweeper = asyncio.get_running_loop().create_task(sweeper.run(pool, settings))
+        app.state.sequencer = None
+        if settings.events_sequence_interval_s > 0:
+            app.state.sequencer = asyncio.get_running_loop().create_task(run_sequencer(pool, settings))
 
     async def shutdown(app: Litestar) -> None:
         ctx: CellContext | None = getattr(app.state, "ctx", None)
         if ctx is None:
             return
-        task: asyncio.Task | None = getattr(app.state, "sweeper", None)
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        for name in ("sweeper", "sequencer"):
+            task: asyncio.Task | None = getattr(app.state, name, None)
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         server: asyncio.Server | None = getattr(app.state, "metrics_server", None)
         if server is not None:
             server.close()
         await ctx.nudger.close()
         await ctx.pool.close()
 
-    api_routes = [*ledgers.routes, *accounts.routes, *transactions.routes, *entries.routes]
+    api_routes = [*ledgers.routes, *accounts.routes, *transactions.routes, *entries.routes, *events.routes,
+                  *monitors.routes]
     return Litestar(
         route_handlers=[options_for(sorted({path for h in api_routes for path in h.paths})), *api_routes,
                         healthz, readyz],

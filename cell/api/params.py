@@ -49,6 +49,12 @@ class Query:
             raise InvalidRequest(f"{name} must be between {lo} and {hi}", "invalid_parameter")
         return value
 
+    def take_text(self, name: str, length_max: int) -> str | None:
+        raw = self.take(name)
+        if raw is not None and len(raw) > length_max:
+            raise InvalidRequest(f"{name} is longer than {length_max} characters", "invalid_parameter")
+        return raw
+
     def take_bool(self, name: str) -> bool:
         raw = self.take(name)
         if raw is None:

@@ -86,6 +86,27 @@ class AccountUpdate(Strict):
     sync_only: bool | UnsetType = UNSET
 
 
+class AlertCondition(Strict):
+    """A balance monitor's condition: `field` compared with `value` by `operator` (fixed once created)."""
+
+    field: Literal["available_balance_amount", "pending_balance_amount", "posted_balance_amount",
+                   "ledger_account_lock_version"]
+    operator: Literal["less_than", "less_than_or_equals", "equals", "greater_than_or_equals", "greater_than"]
+    value: Bound
+
+
+class MonitorCreate(Strict):
+    ledger_account_id: uuid.UUID
+    alert_condition: AlertCondition
+    description: Text | None = None
+    metadata: Metadata = {}
+
+
+class MonitorUpdate(Strict):
+    description: Text | None | UnsetType = UNSET
+    metadata: Metadata | UnsetType = UNSET
+
+
 class BalanceLock(Strict):
     gt: Bound | None = None
     gte: Bound | None = None

@@ -12,7 +12,7 @@ from msgspec import UNSET
 from cell.ledger.commands import KNOWN_EXPONENTS, AccountCreate, AccountUpdate
 from cell.ledger.errors import InvalidRequest, NotFound, PostingRejected
 from cell.ledger.models import Account, IdemKey
-from cell.service import views
+from cell.service import events, views
 from cell.service.common import Page, SeqPosition, cursors, merge_metadata, page_of, unchanged
 from cell.service.context import CellContext
 from cell.service.ledgers import create_idempotently
@@ -79,7 +79,9 @@ async def create_account(ctx: CellContext, tenant_id: str, cmd: AccountCreate,
                                  sync_only=cmd.sync_only)
         ctx.cache.remember(tenant_id, Account(str(row["id"]), str(row["ledger_id"]), row["currency"],
                                               row["currency_exponent"], row["normal_balance"]))
-        return views.account(row)
+        view = views.account(row)
+        await events.emit(ctx, conn, tenant_id, "ledger_account", "ledger_account.created", view)
+        return view
 
     return await create_idempotently(ctx, tenant_id, idem, "ledger_account", views.LedgerAccount, insert,
                                      lambda conn, rid: _account(conn, tenant_id, rid))
@@ -107,7 +109,9 @@ async def update_account(ctx: CellContext, tenant_id: str, account_id: uuid.UUID
                                description_set=cmd.description is not UNSET,
                                description=None if cmd.description is UNSET else cmd.description,
                                metadata=metadata, sync_only=None if cmd.sync_only is UNSET else cmd.sync_only)
-        return await _account(conn, tenant_id, account_id)
+            view = await _account(conn, tenant_id, account_id)
+            await events.emit(ctx, conn, tenant_id, "ledger_account", "ledger_account.updated", view)
+        return view
 
     return await ctx.run(work)
 

@@ -36,7 +36,7 @@ from cell.ledger.posting import (
     validate_partial_post,
     validate_posting,
 )
-from cell.service import views
+from cell.service import events, views
 from cell.service.common import EffectivePosition, Page, SeqPosition, cursors, merge_metadata, page_of
 from cell.service.context import CellContext
 from cell.service.idempotency import replay, store_response
@@ -73,49 +73,74 @@ async def _transaction(conn: asyncpg.Connection, tenant_id: str, txn_id) -> view
 
 async def _state(conn: asyncpg.Connection, tenant_id: str, txn_id) -> tuple[TransactionState, int]:
     """The transaction as its latest version records it, and that version's number."""
+    state, version, _ = await _state_and_view(conn, tenant_id, txn_id)
+    return state, version
+
+
+async def _state_and_view(conn: asyncpg.Connection, tenant_id: str,
+                          txn_id) -> tuple[TransactionState, int, views.LedgerTransaction]:
+    """`_state`, and the transaction as the API renders it now."""
     row, entries = await _rows(conn, tenant_id, txn_id)
+    view = views.transaction(row, [views.entry(e, False) for e in entries])
     state = TransactionState(
         id=row["id"], ledger_id=row["ledger_id"], description=row["description"], status=row["status"],
         effective_at=views.utc(row["effective_at"]), external_id=row["external_id"], metadata=row["metadata"],
         reverses_ledger_transaction_id=row["reverses_id"],
         ledger_entries=[VersionEntry(e["id"], e["ledger_account_id"], e["direction"], e["amount"]) for e in entries],
         ledgerable_type=row["ledgerable_type"], ledgerable_id=row["ledgerable_id"])
-    return state, row["version"]
+    return state, row["version"], view
 
 
-def _posted(posting: Posting, accounts: dict[str, Account], result: PostResult) -> views.LedgerTransaction:
-    """The answer to a posting, from what was written and what `ledger_post` reported."""
+def _unstamped(posting: Posting, accounts: dict[str, Account]) -> views.LedgerTransaction:
+    """The transaction a posting writes, rendered before the call: what the database stamps (the commit time, the
+    entries applied now, an archive on a failed balance lock) is views.stamp_post's, for the answer and the event."""
     s = posting.state
-    applied = {r.id: r for r in result.entries}
-    created = result.created_at
-    # Archived on a violated balance lock (archive_on_balance_lock_failure): written so, nothing counted.
-    status = "archived" if result.archived_reason else s.status
+    before = datetime.now(timezone.utc)  # replaced by the commit time
     entries = []
     for new, e in zip(s.ledger_entries, posting.entries):
         acc = accounts[e.ledger_account_id]
-        r = applied.get(new.id)
         row = {"id": new.id, "transaction_id": s.id, "ledger_account_id": new.ledger_account_id,
-               "direction": e.direction, "amount": e.amount, "effective_at": s.effective_at, "status": status,
-               "currency": acc.currency, "currency_exponent": acc.currency_exponent,
-               "lock_version": r.lock_version if r else None, "created_at": created, "metadata": e.metadata,
-               **(msgspec.structs.asdict(r) if r else {})}
-        entries.append(views.entry(row, e.show_resulting_balances))
+               "direction": e.direction, "amount": e.amount, "effective_at": s.effective_at, "status": s.status,
+               "currency": acc.currency, "currency_exponent": acc.currency_exponent, "lock_version": None,
+               "created_at": before, "metadata": e.metadata}
+        entries.append(views.entry(row, False))
     return views.transaction({
-        "id": s.id, "ledger_id": s.ledger_id, "description": s.description, "status": status,
+        "id": s.id, "ledger_id": s.ledger_id, "description": s.description, "status": s.status,
         "effective_at": s.effective_at, "external_id": s.external_id, "metadata": s.metadata, "version": 1,
-        "reverses_id": s.reverses_ledger_transaction_id, "reversed_by_id": None,
-        "posted_at": created if status == "posted" else None,
-        "archived_at": created if status == "archived" else None, "created_at": created,
-        "updated_at": created, "ledgerable_type": s.ledgerable_type, "ledgerable_id": s.ledgerable_id,
-        "archived_reason": result.archived_reason,
+        "reverses_id": s.reverses_ledger_transaction_id, "reversed_by_id": None, "posted_at": None,
+        "archived_at": None, "created_at": before, "updated_at": before, "ledgerable_type": s.ledgerable_type,
+        "ledgerable_id": s.ledgerable_id, "archived_reason": None,
         "partially_posts_id": posting.partially_posts.id if posting.partially_posts else None}, entries)
+
+
+def _posted(posting: Posting, unstamped: views.LedgerTransaction, result: PostResult) -> views.LedgerTransaction:
+    """The answer to a posting, from what was written and what `ledger_post` reported."""
+    show = frozenset(new.id for new, e in zip(posting.state.ledger_entries, posting.entries)
+                     if e.show_resulting_balances)
+    return views.stamp_post(unstamped, result.created_at,
+                            {str(r.id): msgspec.structs.asdict(r) for r in result.entries}, result.archived_reason,
+                            show)
+
+
+def _changed(view: views.LedgerTransaction, **changes) -> views.LedgerTransaction:
+    """A transaction rendered with a change, before the routine writes it (the next version; views.stamp_update
+    stamps its time)."""
+    status = changes.get("status", view.status)
+    entries = [msgspec.structs.replace(e, status=status) for e in view.ledger_entries]
+    return msgspec.structs.replace(view, **changes, ledger_entries=entries, version=view.version + 1)
+
+
+def _status_event(status: str | None) -> str:
+    return {"posted": "ledger_transaction.posted", "archived": "ledger_transaction.archived"}.get(
+        status or "", "ledger_transaction.updated")
 
 
 async def _post(ctx: CellContext, tenant_id: str, *, ledger_id: uuid.UUID | None, entries: list[EntryRequest],
                 description: str | None, status: str, effective_at: datetime | None, external_id: str | None,
                 metadata: dict, reverses_id: uuid.UUID | None, idem: IdemKey | None,
                 ledgerable_type: str | None = None, ledgerable_id: str | None = None,
-                partially_posts: tuple[TransactionState, int] | None = None,
+                partially_posts: tuple[TransactionState, int, views.LedgerTransaction] | None = None,
+                reverses: views.LedgerTransaction | None = None,
                 archive_on_lock_failure: bool = False) -> views.LedgerTransaction:
     started = time.perf_counter()
     accounts = await ctx.cache.accounts(ctx.pool, tenant_id, sorted({e.ledger_account_id for e in entries}))
@@ -140,14 +165,24 @@ async def _post(ctx: CellContext, tenant_id: str, *, ledger_id: uuid.UUID | None
                         for e in entries], ledgerable_type=ledgerable_type, ledgerable_id=ledgerable_id)
     partial = None
     if partially_posts is not None:
-        pending, version = partially_posts
+        pending, version, _ = partially_posts
         partial = PartialPost(id=pending.id, expected_version=version, apply_all=ctx.settings.posting_mode == "sync",
                               snapshot=msgspec.structs.replace(pending, status="archived"))
     posting = Posting(tenant_id=tenant_id, state=state, entries=entries, idempotency=idem, partially_posts=partial,
                       apply_accounts=accounts_to_apply(entries, ctx.settings.posting_mode),
                       archive_on_lock_failure=archive_on_lock_failure)
+    unstamped = _unstamped(posting, accounts)
+    drafts = None
+    if ctx.settings.events_enabled:  # rendered now, written by ledger_post in the posting's transaction
+        drafts = [events.transaction_event(events.TRANSACTION_CREATED, unstamped)]
+        if reverses is not None:
+            drafts.append(events.transaction_event("ledger_transaction.reversed", msgspec.structs.replace(
+                reverses, reversed_by_ledger_transaction_id=state.id)))
+        if partially_posts is not None:
+            drafts.append(events.transaction_event("ledger_transaction.archived",
+                                                   _changed(partially_posts[2], status="archived")))
     try:
-        result = await ctx.run(lambda conn: store.post(conn, posting))
+        result = await ctx.run(lambda conn: store.post(conn, posting, drafts))
     except PostingRejected as exc:
         POSTINGS.labels(exc.code).inc()
         raise
@@ -158,7 +193,7 @@ async def _post(ctx: CellContext, tenant_id: str, *, ledger_id: uuid.UUID | None
 
     if posting.apply_accounts:
         SYNC_LOCK_WAIT_SECONDS.observe(result.lock_wait_s)
-    answer = _posted(posting, accounts, result)
+    answer = _posted(posting, unstamped, result)
     await store_response(ctx.pool, tenant_id, idem, answer)
     if result.archived_reason is not None:  # nothing written to any balance: nothing to nudge
         POSTINGS.labels("archived_" + result.archived_reason).inc()
@@ -188,14 +223,14 @@ async def reverse_transaction(ctx: CellContext, tenant_id: str, txn_id: uuid.UUI
                               idem: IdemKey | None) -> views.LedgerTransaction:
     """Whether it may be reversed (posted, not reversed yet) is `ledger_post`'s to say, under the row lock; an
     Idempotency-Key of a reversal that succeeded is replayed there before that check."""
-    original, _ = await ctx.run(lambda conn: _state(conn, tenant_id, txn_id))
+    original, _, original_view = await ctx.run(lambda conn: _state_and_view(conn, tenant_id, txn_id))
     entries = reversal_entries([EntryRequest(str(e.ledger_account_id), e.direction, e.amount)
                                 for e in original.ledger_entries])
     description = cmd.description if cmd.description is not None else f"Reversal of {txn_id}"
     return await _post(ctx, tenant_id, ledger_id=original.ledger_id, entries=entries, description=description,
                        status=cmd.status, effective_at=cmd.effective_at, external_id=cmd.external_id,
                        metadata=cmd.metadata, reverses_id=txn_id, idem=idem, ledgerable_type=cmd.ledgerable_type,
-                       ledgerable_id=cmd.ledgerable_id)
+                       ledgerable_id=cmd.ledgerable_id, reverses=original_view)
 
 
 async def partial_post(ctx: CellContext, tenant_id: str, txn_id: uuid.UUID, cmd: PartialPostCreate,
@@ -203,7 +238,7 @@ async def partial_post(ctx: CellContext, tenant_id: str, txn_id: uuid.UUID, cmd:
     """A posted transaction of (no larger) parts of a pending one's entries; the pending one is archived in the same
     database transaction. Whether it is still pending is `ledger_post`'s to say, under the row lock (a replayed
     Idempotency-Key is answered before that check)."""
-    pending, version = await ctx.run(lambda conn: _state(conn, tenant_id, txn_id))
+    pending, version, pending_view = await ctx.run(lambda conn: _state_and_view(conn, tenant_id, txn_id))
     entries = [_entry_request(e) for e in cmd.posted_ledger_entries]
     rejection = validate_partial_post(
         [EntryRequest(str(e.ledger_account_id), e.direction, e.amount) for e in pending.ledger_entries], entries)
@@ -215,7 +250,7 @@ async def partial_post(ctx: CellContext, tenant_id: str, txn_id: uuid.UUID, cmd:
                        status="posted", effective_at=cmd.effective_at or pending.effective_at, external_id=None,
                        metadata=cmd.metadata or pending.metadata, reverses_id=None, idem=idem,
                        ledgerable_type=pending.ledgerable_type, ledgerable_id=pending.ledgerable_id,
-                       partially_posts=(pending, version))
+                       partially_posts=(pending, version, pending_view))
 
 
 async def get_transaction(ctx: CellContext, tenant_id: str, txn_id: uuid.UUID) -> views.LedgerTransaction:
@@ -229,7 +264,7 @@ async def update_transaction(ctx: CellContext, tenant_id: str, txn_id: uuid.UUID
     nothing writes nothing (no version, updated_at kept): so identical PATCHes racing make one version, not many."""
 
     async def work(conn: asyncpg.Connection) -> tuple[TransactionState, str | None]:
-        current, version = await _state(conn, tenant_id, txn_id)
+        current, version, view = await _state_and_view(conn, tenant_id, txn_id)
         status = None if cmd.status is UNSET or cmd.status == current.status else cmd.status
         metadata = None if cmd.metadata is UNSET else merge_metadata(
             current.metadata, cmd.metadata, ctx.settings.metadata_keys_max)
@@ -246,9 +281,13 @@ async def update_transaction(ctx: CellContext, tenant_id: str, txn_id: uuid.UUID
             changes["description"] = description
         if not changes:
             return current, None
+        drafts = None
+        if ctx.settings.events_enabled:  # rendered now, written by ledger_transition in its transaction
+            drafts = [events.transaction_event(_status_event(status), _changed(view, **changes))]
         result = await store.transition(
             conn, tenant_id, expected_version=version, status=status, description=description, metadata=metadata,
-            apply_all=ctx.settings.posting_mode == "sync", state=msgspec.structs.replace(current, **changes))
+            apply_all=ctx.settings.posting_mode == "sync", state=msgspec.structs.replace(current, **changes),
+            events=drafts)
         if status is not None and result.lock_wait_s:
             SYNC_LOCK_WAIT_SECONDS.observe(result.lock_wait_s)
         return current, status

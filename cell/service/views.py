@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime, timezone
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 from msgspec import Struct
@@ -145,6 +145,48 @@ class LedgerTransactionVersion(Shape):
     ledgerable_id: str | None = None
 
 
+class AlertCondition(Shape):
+    field: Literal["available_balance_amount", "pending_balance_amount", "posted_balance_amount",
+                   "ledger_account_lock_version"]
+    operator: Literal["less_than", "less_than_or_equals", "equals", "greater_than_or_equals", "greater_than"]
+    value: int
+
+
+class BalanceState(Shape):
+    balances: Balances
+    ledger_account_lock_version: int
+    triggered: bool
+
+
+class LedgerAccountBalanceMonitor(Shape):
+    id: uuid.UUID
+    object: Literal["ledger_account_balance_monitor"]
+    live_mode: bool
+    ledger_account_id: uuid.UUID
+    description: str | None
+    alert_condition: AlertCondition
+    current_ledger_account_balance_state: BalanceState
+    metadata: dict[str, str]
+    discarded_at: Timestamp | None
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+class Event(Shape):
+    """One change of a ledger object, `data` the object as this API renders it (at the change)."""
+
+    id: uuid.UUID
+    object: Literal["event"]
+    live_mode: bool
+    resource: str
+    event_name: str
+    entity_id: uuid.UUID
+    data: dict[str, Any]  # a LedgerTransaction, LedgerAccount or LedgerAccountBalanceMonitor, by `resource`
+    event_time: Timestamp
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
 def utc(value: datetime) -> datetime:
     return value.astimezone(timezone.utc)
 
@@ -218,3 +260,50 @@ def version(row) -> LedgerTransactionVersion:
                             "ledger_transaction_id": str(row["transaction_id"]), "version": row["version"],
                             "hash": row["hash"].hex(), "created_at": utc(row["created_at"])},
                            LedgerTransactionVersion)
+
+
+def balance_monitor(row, state) -> LedgerAccountBalanceMonitor:
+    """A monitor row; `state`: the account's running sums and amounts (the columns `balances` reads), currency,
+    currency_exponent, lock_version, and the monitor's `triggered` there."""
+    return LedgerAccountBalanceMonitor(
+        id=row["id"], object="ledger_account_balance_monitor", live_mode=True,
+        ledger_account_id=row["ledger_account_id"], description=row["description"],
+        alert_condition=AlertCondition(field=row["alert_field"], operator=row["alert_operator"],
+                                       value=row["alert_value"]),
+        current_ledger_account_balance_state=BalanceState(
+            balances=balances(state, state["currency"], state["currency_exponent"]),
+            ledger_account_lock_version=state["lock_version"], triggered=state["triggered"]),
+        metadata=row["metadata"], discarded_at=_utc_or_none(row["discarded_at"]),
+        created_at=utc(row["created_at"]), updated_at=utc(row["updated_at"]))
+
+
+def stamp_post(view: LedgerTransaction, at: datetime, applied: dict[str, dict], archived_reason: str | None,
+               show: frozenset = frozenset()) -> LedgerTransaction:
+    """A transaction rendered before its posting (`view`), as `ledger_post` wrote it: created at `at` (the commit
+    time), its entries applied now with their lock versions (`applied`: results by entry id, resulting balances
+    shown for the entry ids in `show`), archived instead when a balance lock failed (`archived_reason`)."""
+    at = utc(at)
+    status = "archived" if archived_reason else view.status
+    entries = []
+    for e in view.ledger_entries:
+        r = applied.get(str(e.id))
+        entries.append(msgspec.structs.replace(
+            e, status=status, created_at=at, updated_at=at,
+            ledger_account_lock_version=r["lock_version"] if r else None,
+            resulting_ledger_account_balances=(balances(r, e.ledger_account_currency,
+                                                        e.ledger_account_currency_exponent)
+                                               if r and e.id in show else None)))
+    return msgspec.structs.replace(
+        view, status=status, ledger_entries=entries, created_at=at, updated_at=at,
+        posted_at=at if status == "posted" else None, archived_at=at if status == "archived" else None,
+        archived_reason=archived_reason)
+
+
+def stamp_update(view: LedgerTransaction, at: datetime) -> LedgerTransaction:
+    """A transaction rendered before a change (`view`, with the change) as the change wrote it at `at`: updated then,
+    and posted or archived then if that is what the change did."""
+    at = utc(at)
+    return msgspec.structs.replace(
+        view, updated_at=at,
+        posted_at=view.posted_at or (at if view.status == "posted" else None),
+        archived_at=view.archived_at or (at if view.status == "archived" else None))

@@ -62,8 +62,9 @@ def _checks(posting: Posting) -> list[dict[str, Any]]:
     return checks
 
 
-async def post(conn: asyncpg.Connection, posting: Posting) -> PostResult:
-    """Write a posting in one call of `ledger_post` (one round trip, one database transaction)."""
+async def post(conn: asyncpg.Connection, posting: Posting, events: list | None = None) -> PostResult:
+    """Write a posting in one call of `ledger_post` (one round trip, one database transaction); `events`, rendered
+    by the service, are written with it (routines/events.sql)."""
     s, idem = posting.state, posting.idempotency
     raw = await conn.fetchval(
         Q["post_transaction"], posting.tenant_id, idem.key if idem else None, idem.request_hash if idem else None,
@@ -72,7 +73,7 @@ async def post(conn: asyncpg.Connection, posting: Posting) -> PostResult:
         [e.ledger_account_id for e in s.ledger_entries], [e.direction for e in s.ledger_entries],
         [e.amount for e in s.ledger_entries], posting.apply_accounts, _checks(posting), s, s.ledgerable_type,
         s.ledgerable_id, [e.metadata for e in posting.entries], posting.partially_posts,
-        posting.archive_on_lock_failure)
+        posting.archive_on_lock_failure, events)
     return _post_result.decode(raw)
 
 
@@ -87,10 +88,10 @@ def pgbench_post_sql(tenant_id: str, ledger_id: str, debit: str, credit: str, ap
 
 async def transition(conn: asyncpg.Connection, tenant_id: str, *, expected_version: int, status: str | None,
                      description: str | None, metadata: dict | None, apply_all: bool,
-                     state: TransactionState) -> TransitionResult:
+                     state: TransactionState, events: list | None = None) -> TransitionResult:
     """Move a pending transaction to posted or archived and/or edit it, as version `expected_version` + 1."""
     raw = await conn.fetchval(Q["transition_transaction"], tenant_id, state.id, expected_version, status, description,
-                              metadata, apply_all, state)
+                              metadata, apply_all, state, events)
     return _transition_result.decode(raw)
 
 

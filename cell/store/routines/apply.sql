@@ -10,6 +10,7 @@ RETURNS integer LANGUAGE plpgsql AS $$
 DECLARE
     v_locked uuid[];
     v_applied integer;
+    v_monitored boolean;
 BEGIN
     SELECT array_agg(account_id) INTO v_locked FROM (
         SELECT account_id FROM account_balances WHERE account_id = ANY(p_accounts)
@@ -77,7 +78,7 @@ BEGIN
             posted_debits = b.posted_debits + t.od, posted_credits = b.posted_credits + t.oc,
             lock_version = b.lock_version + t.n, updated_at = clock_timestamp()
         FROM totals t WHERE b.account_id = t.account_id
-        RETURNING b.account_id, b.pending_debits, b.pending_credits
+        RETURNING b.account_id, b.pending_debits, b.pending_credits, b.monitored
     ), headroom AS (
         -- Past 2^62: the account's postings now take ledger_headroom's exact check.
         UPDATE ledger_accounts a SET headroom_low = true
@@ -97,6 +98,11 @@ BEGIN
             posted_credits = k.posted_credits + excluded.posted_credits
         RETURNING 1
     )
-    SELECT (SELECT count(*) FROM marked) + (SELECT count(*) FROM inserted) INTO v_applied;
+    SELECT (SELECT count(*) FROM marked) + (SELECT count(*) FROM inserted),
+           coalesce((SELECT bool_or(monitored) FROM balances), false)
+    INTO v_applied, v_monitored;
+    IF v_monitored THEN  -- balance monitors (0042): only accounts that have one, under the row locks held here
+        PERFORM ledger_monitor(v_locked);
+    END IF;
     RETURN v_applied;
 END $$;

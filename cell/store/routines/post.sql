@@ -5,12 +5,16 @@
 -- p_archive_on_lock_failure (the SDK's archive_on_balance_lock_failure): a violated balance lock (LG001, LG002)
 -- undoes the apply (a subtransaction around ledger_apply + ledger_check, entered only then) and the transaction
 -- is written archived, archived_reason 'balance_lock_failure', with no balance effect at all: nothing counts.
+-- p_events: the events of this change, rendered by the service (ledger_events), written with this call's answer.
 DROP FUNCTION IF EXISTS ledger_post(text, text, bytea, uuid, uuid, text, text, timestamptz, text, jsonb, uuid,
                                     uuid[], uuid[], text[], bigint[], uuid[], jsonb, jsonb);
 DROP FUNCTION IF EXISTS ledger_post(text, text, bytea, uuid, uuid, text, text, timestamptz, text, jsonb, uuid,
                                     uuid[], uuid[], text[], bigint[], uuid[], jsonb, jsonb, text, text, jsonb);
 DROP FUNCTION IF EXISTS ledger_post(text, text, bytea, uuid, uuid, text, text, timestamptz, text, jsonb, uuid,
                                     uuid[], uuid[], text[], bigint[], uuid[], jsonb, jsonb, text, text, jsonb, jsonb);
+DROP FUNCTION IF EXISTS ledger_post(text, text, bytea, uuid, uuid, text, text, timestamptz, text, jsonb, uuid,
+                                    uuid[], uuid[], text[], bigint[], uuid[], jsonb, jsonb, text, text, jsonb, jsonb,
+                                    boolean);
 CREATE OR REPLACE FUNCTION ledger_post(
     p_tenant text, p_idem_key text, p_idem_hash bytea,
     p_txn_id uuid, p_ledger_id uuid, p_description text, p_status text, p_effective_at timestamptz,
@@ -18,7 +22,8 @@ CREATE OR REPLACE FUNCTION ledger_post(
     p_entry_ids uuid[], p_accounts uuid[], p_directions text[], p_amounts bigint[],
     p_apply_accounts uuid[], p_checks jsonb, p_snapshot jsonb,
     p_ledgerable_type text DEFAULT NULL, p_ledgerable_id text DEFAULT NULL, p_entry_metadata jsonb DEFAULT NULL,
-    p_partial jsonb DEFAULT NULL, p_archive_on_lock_failure boolean DEFAULT false
+    p_partial jsonb DEFAULT NULL, p_archive_on_lock_failure boolean DEFAULT false,
+    p_events jsonb DEFAULT NULL
 ) RETURNS jsonb LANGUAGE plpgsql AS $$
 DECLARE
     v_now timestamptz := now();
@@ -30,6 +35,7 @@ DECLARE
     v_sync_only uuid[];
     v_headroom_low boolean;
     v_failed boolean := false;
+    v_result jsonb;
 BEGIN
     PERFORM ledger_fence(p_tenant);
     IF p_idem_key IS NOT NULL AND ledger_claim_key(p_tenant, p_idem_key, p_idem_hash, 'ledger_transaction', p_txn_id) THEN
@@ -120,8 +126,10 @@ BEGIN
                                                  created_at)
         VALUES (p_txn_id, 1, p_tenant, jsonb_set(p_snapshot, '{status}', '"archived"'), NULL,
                 ledger_version_hash(NULL, jsonb_set(p_snapshot, '{status}', '"archived"')), v_now);
-        RETURN jsonb_build_object('created_at', v_now, 'entries', '[]'::jsonb, 'lock_wait_s', v_lock_wait,
-                                  'archived_reason', 'balance_lock_failure');
+        v_result := jsonb_build_object('created_at', v_now, 'entries', '[]'::jsonb, 'lock_wait_s', v_lock_wait,
+                                       'archived_reason', 'balance_lock_failure');
+        PERFORM ledger_events(p_tenant, p_events, v_now, v_result);  -- events (0041): one row per event
+        RETURN v_result;
     END IF;
 
     INSERT INTO ledger_transaction_versions (transaction_id, version, tenant_id, snapshot, prev_hash, hash, created_at)
@@ -136,8 +144,10 @@ BEGIN
                            array_fill(p_effective_at, ARRAY[cardinality(p_entry_ids)])) f
     WHERE f.account_id <> ALL(v_apply);
 
-    RETURN jsonb_build_object('created_at', v_now,
-                              'entries', CASE WHEN cardinality(v_apply) = 0 THEN '[]'::jsonb
-                                              ELSE ledger_entry_results(p_entry_ids) END,
-                              'lock_wait_s', v_lock_wait);
+    v_result := jsonb_build_object('created_at', v_now,
+                                   'entries', CASE WHEN cardinality(v_apply) = 0 THEN '[]'::jsonb
+                                                   ELSE ledger_entry_results(p_entry_ids) END,
+                                   'lock_wait_s', v_lock_wait);
+    PERFORM ledger_events(p_tenant, p_events, v_now, v_result);  -- events (0041): one row per event
+    RETURN v_result;
 END $$;

@@ -1,6 +1,7 @@
 -- The events sequencer (see 0040_events.sql): gives the next per-tenant positions to events whose writing
 -- transaction ended before the oldest one still running (the horizon), in (txid, seq) order, at most p_limit
--- a call. One sequencer at a time (a transaction-scoped advisory lock; a second caller returns 0 at once).
+-- a call, skipping tenants that are not active (a move's). One sequencer at a time (a transaction-scoped
+-- advisory lock; a second caller returns 0 at once).
 -- Returns how many events it positioned. Never called by a posting.
 CREATE OR REPLACE FUNCTION ledger_sequence_events(p_limit integer DEFAULT 10000)
 RETURNS integer LANGUAGE plpgsql AS $$
@@ -14,6 +15,9 @@ BEGIN
     WITH batch AS (
         SELECT id, seq, tenant_id, txid FROM events
         WHERE position IS NULL AND txid < v_horizon
+          -- A tenant being moved is left to the move (ledger_sequence_tenant_events, in the freeze): its copy
+          -- on the target arrives frozen, with the source's txids, and must not be numbered there.
+          AND NOT EXISTS (SELECT 1 FROM tenants t WHERE t.id = events.tenant_id AND t.state <> 'active')
         ORDER BY txid, seq LIMIT p_limit
     ), numbered AS (
         SELECT b.id,

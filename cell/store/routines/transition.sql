@@ -1,9 +1,10 @@
 -- An update of a ledger transaction in one call: fence, optimistic version check (LG008), new version, and
 -- for pending -> posted/archived (else LG006) the entries' post/archive effects, applied now on
--- p_apply_all or sync-only accounts, queued otherwise.
+-- p_apply_all or sync-only accounts, queued otherwise. p_events: the change's events (ledger_events).
+DROP FUNCTION IF EXISTS ledger_transition(text, uuid, integer, text, text, jsonb, boolean, jsonb);
 CREATE OR REPLACE FUNCTION ledger_transition(
     p_tenant text, p_txn_id uuid, p_expected_version integer, p_status text, p_description text,
-    p_metadata jsonb, p_apply_all boolean, p_snapshot jsonb
+    p_metadata jsonb, p_apply_all boolean, p_snapshot jsonb, p_events jsonb DEFAULT NULL
 ) RETURNS jsonb LANGUAGE plpgsql AS $$
 DECLARE
     v_now timestamptz := now();
@@ -68,5 +69,6 @@ BEGIN
             PERFORM ledger_apply(v_apply, p_tenant, v_effects);
         END IF;
     END IF;
+    PERFORM ledger_events(p_tenant, p_events, v_now, '{}'::jsonb);  -- events (0041): one row per event
     RETURN jsonb_build_object('updated_at', v_now, 'lock_wait_s', v_lock_wait);
 END $$;

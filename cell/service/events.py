@@ -1,0 +1,119 @@
+"""Events (Modern Treasury's): writing one beside a change made here, rendering a stored one (its `data` as the
+API renders the object, finished from the facts a routine stored: 0041_event_facts.sql), reading and listing
+the stream in position order, and the API process's sequencer loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import msgspec
+
+from cell.ledger.errors import NotFound
+from cell.service import views
+from cell.service.common import Page, SeqPosition, cursors
+from cell.service.context import CellContext
+from cell.settings import CellSettings
+from cell.store import events as store
+
+log = logging.getLogger(__name__)
+
+TRANSACTION_CREATED = "ledger_transaction.created"
+
+
+class Draft(msgspec.Struct, frozen=True):
+    """An event rendered before the routine that makes its change runs (`ledger_events`)."""
+
+    resource: str
+    event_name: str
+    entity_id: uuid.UUID
+    data: Any
+
+
+def transaction_event(event_name: str, view: views.LedgerTransaction) -> Draft:
+    return Draft("ledger_transaction", event_name, view.id, view)
+
+
+async def emit(ctx: CellContext, conn: asyncpg.Connection, tenant_id: str, resource: str, event_name: str,
+               view) -> None:
+    """The event of a change made by this transaction, `view` the object as the API answers it (final data)."""
+    if ctx.settings.events_enabled:
+        await store.insert(conn, tenant_id, resource, event_name, view.id, view)
+
+
+class _MonitorRow(msgspec.Struct):
+    """A monitor's row as ledger_monitor stores it in an event (to_jsonb)."""
+
+    id: uuid.UUID
+    ledger_account_id: uuid.UUID
+    description: str | None
+    alert_field: str
+    alert_operator: str
+    alert_value: int
+    metadata: dict[str, str]
+    discarded_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+def data_of(resource: str, event_name: str, data, facts, event_time: datetime) -> dict:
+    """An event's `data` as the API renders the object: stored final, or finished here from the routine's facts."""
+    if facts is None:
+        return data
+    if resource == "ledger_transaction":
+        view = msgspec.convert(data, views.LedgerTransaction)
+        if event_name == TRANSACTION_CREATED:
+            view = views.stamp_post(view, event_time, {r["id"]: r for r in facts.get("entries", [])},
+                                    facts.get("archived_reason"))
+        else:
+            view = views.stamp_update(view, event_time)
+        return msgspec.to_builtins(view)
+    if resource == "ledger_account_balance_monitor":
+        row = msgspec.structs.asdict(msgspec.convert(data, _MonitorRow, strict=False))
+        return msgspec.to_builtins(views.balance_monitor(row, facts))
+    raise ValueError(f"no rendering of stored facts for resource {resource}")
+
+
+def render(row) -> views.Event:
+    """A stored, positioned event as the API (and a webhook) shows it."""
+    at = views.utc(row["event_time"])
+    return views.Event(id=row["id"], object="event", live_mode=True, resource=row["resource"],
+                       event_name=row["event_name"], entity_id=row["entity_id"],
+                       data=data_of(row["resource"], row["event_name"], row["data"], row["facts"], at),
+                       event_time=at, created_at=at, updated_at=at)
+
+
+async def get_event(ctx: CellContext, tenant_id: str, event_id: uuid.UUID) -> views.Event:
+    row = await ctx.run(lambda conn: store.fetch(conn, tenant_id, event_id))
+    if row is None:
+        raise NotFound(f"event {event_id} not found")
+    return render(row)
+
+
+async def list_events(ctx: CellContext, tenant_id: str, *, after_cursor: str | None, per_page: int,
+                      **filters) -> Page[views.Event]:
+    """The stream in position order. Unlike other lists, a page that shows events always carries the cursor of the
+    last one, the last page too: a consumer keeps following it and sees each later event once, in order (an empty
+    page carries none: keep the cursor you have)."""
+    box = cursors(ctx.settings, tenant_id, "events")
+    after, = box.open(after_cursor, SeqPosition) or (0,)
+    rows = await ctx.run(lambda conn: store.list_page(conn, tenant_id, after_position=after, limit=per_page,
+                                                      **filters))
+    return Page([render(r) for r in rows], box.seal((rows[-1]["position"],)) if rows else None)
+
+
+async def run_sequencer(pool: asyncpg.Pool, settings: CellSettings) -> None:
+    """Position due events every events_sequence_interval_s until cancelled (beside the workers' sequencers: one
+    runs at a time, the others return at once)."""
+    while True:
+        try:
+            await store.sequence_due(pool)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the database is down: the next interval tries again
+            log.warning("events sequencer failed: %s", exc)
+        await asyncio.sleep(settings.events_sequence_interval_s)

@@ -1,0 +1,61 @@
+"""Events' SQL, wrapped once: write one (a change made in Python), read and list the positioned ones, and run
+the sequencer that positions them (0040_events.sql, routines/sequence_events.sql)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+import asyncpg
+
+from cell.store.filters import Where
+from cell.store.queries import Q
+
+SEQUENCE_BATCH_MAX = 10_000  # events positioned per sequencer call (the next call continues)
+
+
+async def insert(conn: asyncpg.Connection, tenant_id: str, resource: str, event_name: str, entity_id: uuid.UUID,
+                 data) -> None:
+    """An event whose `data` is final, in the caller's transaction (which made the change)."""
+    await conn.execute(Q["insert_event"], tenant_id, resource, event_name, entity_id, data)
+
+
+async def fetch(conn: asyncpg.Connection, tenant_id: str, event_id) -> asyncpg.Record | None:
+    return await conn.fetchrow(Q["fetch_event"], tenant_id, event_id)
+
+
+async def list_page(conn: asyncpg.Connection, tenant_id: str, *, after_position: int, limit: int,
+                    entity_id: uuid.UUID | None = None, event_name: str | None = None, resource: str | None = None,
+                    event_time_start: datetime | None = None, event_time_end: datetime | None = None) -> list:
+    """Positioned events after `after_position`, in position order (the stream's order)."""
+    w = Where(tenant_id)
+    w.add("position > {}", after_position)
+    for column, op, value in (("entity_id", "=", entity_id), ("event_name", "=", event_name),
+                              ("resource", "=", resource), ("event_time", ">=", event_time_start),
+                              ("event_time", "<=", event_time_end)):
+        if value is not None:
+            w.add(f"{column} {op} {{}}", value)
+    limit_ref = w.bind(limit)
+    return await conn.fetch(
+        "SELECT id, resource, event_name, entity_id, data, facts, event_time, position FROM events "
+        f"WHERE tenant_id = $1{w.sql()} ORDER BY position LIMIT {limit_ref}", *w.args)
+
+
+async def sequence(conn: asyncpg.Connection | asyncpg.Pool, limit: int = SEQUENCE_BATCH_MAX) -> int:
+    """Position up to `limit` events below the horizon; 0 when another sequencer is running or nothing is due."""
+    return await conn.fetchval(Q["sequence_events"], limit)
+
+
+async def sequence_due(pool: asyncpg.Pool) -> int:
+    """Position every event due now, batch after batch (the sequencers' loops, in the workers and the API)."""
+    total = 0
+    while True:
+        positioned = await sequence(pool)
+        total += positioned
+        if positioned < SEQUENCE_BATCH_MAX:
+            return total
+
+
+async def sequence_tenant(conn: asyncpg.Connection, tenant_id: str) -> int:
+    """Position every event of a tenant whose writes are fenced off (a move's freeze holds the exclusive lock)."""
+    return await conn.fetchval(Q["sequence_tenant_events"], tenant_id)

@@ -1,0 +1,19 @@
+-- A moving tenant's events, all positioned at once (control_plane/moves.py, inside the freeze): the caller holds
+-- the tenant's exclusive fence, so every transaction that wrote one of its events has ended and no horizon is
+-- needed; they take the next positions in (txid, seq) order, after those the sequencer gave (all of which
+-- are below every txid left: see 0040_events.sql). Transaction ids mean nothing on another cell: after this,
+-- the copy carries no unpositioned event. Serialised with ledger_sequence_events by its advisory lock.
+CREATE OR REPLACE FUNCTION ledger_sequence_tenant_events(p_tenant text) RETURNS integer LANGUAGE plpgsql AS $$
+DECLARE
+    v_count integer;
+BEGIN
+    PERFORM pg_advisory_xact_lock(7311900002);
+    WITH numbered AS (
+        SELECT id, coalesce((SELECT max(position) FROM events WHERE tenant_id = p_tenant), 0)
+                   + row_number() OVER (ORDER BY txid, seq) AS position
+        FROM events WHERE tenant_id = p_tenant AND position IS NULL
+    )
+    UPDATE events e SET position = n.position FROM numbered n WHERE e.id = n.id;
+    GET DIAGNOSTICS v_count = ROW_COUNT;
+    RETURN v_count;
+END $$;

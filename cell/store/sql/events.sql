@@ -1,0 +1,12 @@
+-- name: insert_event
+SELECT ledger_event($1, $2, $3, $4, $5)
+
+-- name: fetch_event
+SELECT id, resource, event_name, entity_id, data, facts, event_time, position FROM events
+WHERE tenant_id = $1 AND id = $2 AND position IS NOT NULL
+
+-- name: sequence_events
+SELECT ledger_sequence_events($1)
+
+-- name: sequence_tenant_events
+SELECT ledger_sequence_tenant_events($1)
