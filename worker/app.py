@@ -16,6 +16,7 @@ from celery.worker.consumer import Consumer
 
 from cell.store.db import create_pool, session_bounds
 from worker import drain, metrics
+from worker.sealer import Sealer
 from worker.settings import WorkerSettings
 from worker.sqs import SqsQueue
 
@@ -55,6 +56,28 @@ def start_sweeper(settings: WorkerSettings) -> threading.Thread:
             time.sleep(settings.sweep_every_s)
 
     thread = threading.Thread(target=loop, name="ledger-sweeper", daemon=True)
+    thread.start()
+    return thread
+
+
+def start_sealer(settings: WorkerSettings) -> threading.Thread | None:
+    """The audit sealer: a thread of its own like the sweeper (PostgreSQL is all it needs), every
+    audit_seal_every_s; None when sealing is off."""
+    if settings.audit_seal_every_s <= 0:
+        return None
+    sealer = Sealer(settings)
+
+    def loop() -> None:
+        runtime = _Runtime(settings)
+        while True:
+            try:
+                runtime.run(sealer.run)
+            except Exception as exc:  # noqa: BLE001 - the database or the anchor store is down: next interval
+                log.warning("audit sealing failed: %s", exc)
+                metrics.ERRORS.labels("seal").inc()
+            time.sleep(settings.audit_seal_every_s)
+
+    thread = threading.Thread(target=loop, name="ledger-sealer", daemon=True)
     thread.start()
     return thread
 

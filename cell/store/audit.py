@@ -239,7 +239,9 @@ async def verify_chain(conn: asyncpg.Connection, tenant_id: str, anchors: Iterab
     content against its link (accounts: the last link of each), every row below the sealer's watermark
     covered, and every anchor on the chain. Read-only, one snapshot."""
     found = _Findings()
-    anchored = {a.seal_seq: a for a in anchors}
+    anchored: dict[int, list[Anchor]] = {}
+    for anchor in anchors:
+        anchored.setdefault(anchor.seal_seq, []).append(anchor)
     at_anchor: dict[int, bytes] = {}
     latest_account: dict[uuid.UUID, tuple[int, bytes]] = {}
     async with conn.transaction(isolation="repeatable_read", readonly=True):
@@ -276,15 +278,16 @@ async def verify_chain(conn: asyncpg.Connection, tenant_id: str, anchors: Iterab
         for r in await conn.fetch(Q["audit_unlinked_entries"], tenant_id, done):
             found.add(f"entry {r['id']} is covered by no link (its transaction's first version is not sealed)",
                       None, f"transaction {r['transaction_id']}")
-        for seq, anchor in sorted(anchored.items()):
-            if seq not in at_anchor:
-                found.add(f"anchored in {anchor.where} with hash {anchor.hash.hex()[:16]}, but the cell's chain "
-                          f"ends at link {after} (its tail was removed or the chain replaced)", seq)
-            elif at_anchor[seq] != anchor.hash:
-                found.add(f"differs from its anchor in {anchor.where} (the chain was rewritten)", seq)
+        for seq, published in sorted(anchored.items()):
+            for anchor in published:
+                if seq not in at_anchor:
+                    found.add(f"anchored in {anchor.where} with hash {anchor.hash.hex()[:16]}, but the cell's chain "
+                              f"ends at link {after} (its tail was removed or the chain replaced)", seq)
+                elif at_anchor[seq] != anchor.hash:
+                    found.add(f"differs from its anchor in {anchor.where} (the chain was rewritten)", seq)
         unsealed = await conn.fetchval(Q["audit_unsealed_count"], tenant_id, done)
     return ChainReport(tenant=tenant_id, links=checked, head_seq=after, head_hash=prev.hex(),
-                       anchors_checked=len(anchored), unsealed=unsealed, findings=found.items,
+                       anchors_checked=sum(map(len, anchored.values())), unsealed=unsealed, findings=found.items,
                        findings_total=found.total)
 
 

@@ -104,3 +104,7 @@ SELECT coalesce(extract(epoch FROM now() - min(v.created_at)), 0)::float8 FROM l
 WHERE v.audit_txid >= (SELECT done_txid FROM audit_sealer)
   AND NOT EXISTS (SELECT 1 FROM audit_links l
                   WHERE l.kind = 'version' AND l.ref_id = v.transaction_id AND l.ref_version = v.version)
+
+-- name: audit_tenants
+-- The tenants whose history this cell holds (a moved-out tenant's leftover copy is the target's to verify).
+SELECT id FROM tenants WHERE state <> 'moved_out' ORDER BY id
