@@ -74,7 +74,12 @@ async def _version_contents(conn: asyncpg.Connection, keys: list[tuple[uuid.UUID
     """{(transaction id, version): content} of the versions that exist among `keys`."""
     if not keys:
         return {}
-    versions = await conn.fetch(Q["audit_version_rows"], [k[0] for k in keys], [k[1] for k in keys])
+    return await _contents_of(conn, await conn.fetch(Q["audit_version_rows"], [k[0] for k in keys],
+                                                     [k[1] for k in keys]))
+
+
+async def _contents_of(conn: asyncpg.Connection, versions: list) -> dict:
+    """{(transaction id, version): content} of these version rows (their entries loaded for version 1)."""
     firsts = [v["transaction_id"] for v in versions if v["version"] == 1]
     entries: dict[uuid.UUID, list] = {}
     for e in await conn.fetch(Q["audit_entry_rows"], firsts) if firsts else []:
@@ -103,7 +108,7 @@ async def _link(conn: asyncpg.Connection, versions: list, accounts: list) -> int
                    [(r["txid"], 1, r["seq"], "account", r) for r in accounts], key=lambda i: i[:3])
     if not items:
         return 0
-    contents = await _version_contents(conn, [(r["transaction_id"], r["version"]) for r in versions])
+    contents = await _contents_of(conn, versions)
     account_ids = [r["id"] for r in accounts]
     contents.update(await _account_contents(conn, account_ids))
     latest = {r["ref_id"]: bytes(r["content_hash"])

@@ -9,12 +9,28 @@ import uuid
 
 import asyncpg
 import httpx
+import pytest
 
 from cell.store.db import create_pool
 from cli_rig import Ledgerctl
+from control_plane.moves import TENANT_TABLES
 from test_ledgerctl import new_id, run_sql
 from worker.sealer import Sealer
 from worker.settings import load_settings
+
+
+TAMPERED = "cli-1"
+
+
+@pytest.fixture
+def tampered(stack):
+    """Tenants a test tampers with: their rows are removed from the cell afterwards (the other tests verify it)."""
+    tenants: list[str] = []
+    yield tenants
+    for tenant in tenants:
+        as_privileged(stack["cells"][TAMPERED].database_url, *[
+            (f"DELETE FROM {table} r WHERE {scope or 'r.tenant_id = $1'}", tenant)
+            for table, scope in reversed(list(TENANT_TABLES.items())) if table != "tenants"])
 
 
 def seal_and_anchor(stack, cell: str, anchor_dir) -> int:
@@ -32,7 +48,7 @@ def seal_and_anchor(stack, cell: str, anchor_dir) -> int:
     return asyncio.run(go())
 
 
-def tenant_world(ctl, stack, cell: str = "cli-1", postings: int = 3) -> dict:
+def tenant_world(ctl, stack, cell: str = TAMPERED, postings: int = 3) -> dict:
     tenant = new_id("au")
     ctl.json("tenants", "create", tenant, "--cell", cell)
     secret = ctl.json("keys", "create", tenant)["secret"]
@@ -73,9 +89,10 @@ def ledgerctl_with_anchors(stack, anchor_dir) -> Ledgerctl:
     return Ledgerctl({**stack["env"], "CONTROL_PLANE_AUDIT_ANCHOR_DIR": str(anchor_dir)})
 
 
-def test_a_sealed_anchored_chain_verifies_and_an_edited_entry_is_found(ctl, stack, tmp_path):
+def test_a_sealed_anchored_chain_verifies_and_an_edited_entry_is_found(ctl, stack, tmp_path, tampered):
     w = tenant_world(ctl, stack)
-    seal_and_anchor(stack, "cli-1", tmp_path)
+    tampered.append(w["tenant"])
+    seal_and_anchor(stack, TAMPERED, tmp_path)
     audit_ctl = ledgerctl_with_anchors(stack, tmp_path)
     (report,) = audit_ctl.json("audit", "verify", "--tenant", w["tenant"])["tenants"]
     assert report["findings"] == [] and report["head_seq"] == 5 and report["unsealed"] == 0  # 3 versions, 2 accounts
@@ -85,7 +102,7 @@ def test_a_sealed_anchored_chain_verifies_and_an_edited_entry_is_found(ctl, stac
     # the operator audit log still answers as before
     assert isinstance(ctl.json("audit", "--limit", "5"), list)
 
-    as_privileged(stack["cells"]["cli-1"].database_url,
+    as_privileged(stack["cells"][TAMPERED].database_url,
                   ("UPDATE ledger_entries SET amount = amount + 100 WHERE transaction_id = $1",
                    uuid.UUID(w["transactions"][1])))
     problem = audit_ctl.json("audit", "verify", "--tenant", w["tenant"], expect=3)
@@ -93,22 +110,23 @@ def test_a_sealed_anchored_chain_verifies_and_an_edited_entry_is_found(ctl, stac
     (report,) = problem["details"]["tenants"]
     assert report["first_broken_link"].startswith(f"link 4 (transaction {w['transactions'][1]} version 1)")
     assert any("cached balance differs" in f for f in report["findings"])  # the caches, recomputed
-    failed = audit_ctl("audit", "verify", "--cell", "cli-1", expect=3)
+    failed = audit_ctl("audit", "verify", "--cell", TAMPERED, expect=3)
     assert w["tenant"] in failed.stderr
 
 
-def test_a_chain_forged_whole_in_the_cell_is_caught_by_its_anchor(ctl, stack, tmp_path):
+def test_a_chain_forged_whole_in_the_cell_is_caught_by_its_anchor(ctl, stack, tmp_path, tampered):
     w = tenant_world(ctl, stack)
-    seal_and_anchor(stack, "cli-1", tmp_path)
+    tampered.append(w["tenant"])
+    seal_and_anchor(stack, TAMPERED, tmp_path)
     # The forger renames an account behind the triggers, deletes the tenant's links and has them sealed again:
     # the chain in the cell is whole and consistent, the caches untouched.
-    as_privileged(stack["cells"]["cli-1"].database_url,
+    as_privileged(stack["cells"][TAMPERED].database_url,
                   ("UPDATE ledger_accounts SET name = 'forged' WHERE id = $1", uuid.UUID(w["accounts"][0])),
                   ("DELETE FROM audit_links WHERE tenant_id = $1", w["tenant"]),
                   ("UPDATE ledger_transaction_versions SET audit_txid = pg_current_xact_id() WHERE tenant_id = $1",
                    w["tenant"]),
                   ("UPDATE ledger_accounts SET audit_txid = pg_current_xact_id() WHERE tenant_id = $1", w["tenant"]))
-    seal_and_anchor(stack, "cli-1", tmp_path / "forger")  # its anchors: the catalog keeps the first, write-once
+    seal_and_anchor(stack, TAMPERED, tmp_path / "forger")  # its anchors: the catalog keeps the first, write-once
     assert ledgerctl_with_anchors(stack, tmp_path / "forger").json(
         "audit", "verify", "--tenant", w["tenant"], expect=3)["details"]["tenants"][0]["findings"]
     problem = ledgerctl_with_anchors(stack, tmp_path).json("audit", "verify", "--tenant", w["tenant"], expect=3)
@@ -120,7 +138,7 @@ def test_a_chain_forged_whole_in_the_cell_is_caught_by_its_anchor(ctl, stack, tm
 
 def test_a_moved_tenant_verifies_on_its_new_cell_without_sealing_its_copied_rows_again(ctl, stack, tmp_path):
     w = tenant_world(ctl, stack, postings=4)
-    seal_and_anchor(stack, "cli-1", tmp_path)
+    seal_and_anchor(stack, TAMPERED, tmp_path)
     late = post(w["http"], w["ledger"], w["accounts"], 50)  # not sealed yet when the move starts
     ctl.json("tenants", "move", w["tenant"], "--to", "cli-2", "--yes")
     target = stack["cells"]["cli-2"].database_url

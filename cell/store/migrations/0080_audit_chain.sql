@@ -35,8 +35,9 @@ CREATE TABLE audit_links (
     sealed_at     timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (tenant_id, seal_seq)
 );
-CREATE INDEX audit_links_ref ON audit_links (ref_id, seal_seq);
+-- A version is linked once; an account's last link is what its current content is compared with.
 CREATE UNIQUE INDEX audit_links_version ON audit_links (ref_id, ref_version) WHERE kind = 'version';
+CREATE INDEX audit_links_account ON audit_links (ref_id, seal_seq) WHERE kind = 'account';
 CREATE TRIGGER audit_links_insert_only BEFORE UPDATE OR DELETE ON audit_links
     FOR EACH ROW EXECUTE FUNCTION ledger_forbid_change();
 CREATE TRIGGER audit_links_no_truncate BEFORE TRUNCATE ON audit_links

@@ -17,8 +17,10 @@ SELECT done_txid::text::bigint FROM audit_sealer
 UPDATE audit_sealer SET done_txid = $1::bigint::text::xid8
 
 -- name: audit_unsealed_versions
--- Versions written by transactions in [$1, $2) not linked yet ($3: one tenant, or all), in commit order.
-SELECT v.audit_txid::text::bigint AS txid, v.seq, v.tenant_id, v.transaction_id, v.version
+-- Versions written by transactions in [$1, $2) not linked yet ($3: one tenant, or all), in commit order, with
+-- what a link covers of them (audit_version_rows' columns).
+SELECT v.audit_txid::text::bigint AS txid, v.seq, v.tenant_id, v.transaction_id, v.version,
+       v.snapshot::text AS snapshot, v.prev_hash, v.hash, v.created_at
 FROM ledger_transaction_versions v
 WHERE v.audit_txid >= $1::bigint::text::xid8 AND v.audit_txid < $2::bigint::text::xid8
   AND ($3::text IS NULL OR v.tenant_id = $3)
