@@ -500,15 +500,52 @@ def verify(tenant_id: str | None, cell_name: str | None, unapplied_age_max_s: fl
         s.unapplied_age_max_s if unapplied_age_max_s is None else unapplied_age_max_s)))
 
 
-@cli.command()
+@cli.group(invoke_without_command=True)
 @click.option("--subject", default=None, help="e.g. tenant:acme or cell:cell-1.")
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000))
 @_format_option
-def audit(subject: str | None, limit: int) -> None:
-    """The operator audit log, newest first."""
-    ctx = click.get_current_context().find_object(Context)
+@click.pass_context
+def audit(click_ctx: click.Context, subject: str | None, limit: int) -> None:
+    """The operator audit log, newest first; `audit verify` checks the tenants' audit chains."""
+    if click_ctx.invoked_subcommand is not None:
+        return
+    ctx = click_ctx.find_object(Context)
     _emit(ctx, _run(lambda conn, s: catalog.list_audit(conn, subject, limit)),
           ["id", "at", "actor", "action", "subject", "details"])
+
+
+@audit.command("verify")
+@click.option("--tenant", "tenant_id", default=None, help="Check one tenant (default: every tenant).")
+@click.option("--cell", "cell_name", default=None, help="Check every tenant of one cell.")
+@_format_option
+def audit_verify(tenant_id: str | None, cell_name: str | None) -> None:
+    """Recompute each tenant's audit chain from its rows, check it against its anchors outside the cell, and
+    recompute every balance cache from entries; report the first broken link; exits 3 on any finding."""
+    ctx = click.get_current_context().find_object(Context)
+    if tenant_id is not None and cell_name is not None:
+        _fail(ctx, LedgerctlError("invalid_arguments", "give at most one of --tenant or --cell"))
+    report = _run(lambda conn, s: operations.audit_verify(conn, s, tenant_id, cell_name, _audit_progress(ctx)))
+    if ctx.format == "json":
+        _emit(ctx, report)
+        return
+    for t in report["tenants"]:
+        click.echo(f"{t['tenant']} ({t['cell']}): {t['links']} links verified, head {t['head_seq']} "
+                   f"{t['head_hash'][:16]}, {t['anchors_checked']} anchors (latest {t['latest_anchor'] or '-'}), "
+                   f"{t['unsealed']} rows not sealed yet, balance caches recomputed: ok")
+    click.echo(f"{len(report['tenants'])} tenant(s) verified, no findings")
+
+
+def _audit_progress(ctx: Context):
+    """A progress line on stderr at most twice a second, for chains that take a while (pretty output only)."""
+    last = [time.monotonic()]
+
+    def show(tenant: str, checked: int, total: int) -> None:
+        now = time.monotonic()
+        if ctx.format == "pretty" and now - last[0] >= 0.5:
+            click.echo(f"  {tenant}: {checked}/{total} links", err=True)
+            last[0] = now
+
+    return show
 
 
 def main() -> None:

@@ -43,6 +43,7 @@ from typing import Callable
 
 import asyncpg
 
+from cell.store import audit
 from cell.store import events as cell_events
 from cell.store.queries import Q as cell_queries
 from cell.store.verify import audit_chain_head, verify as verify_cell
@@ -70,11 +71,15 @@ TENANT_TABLES: dict[str, str | None] = {
                                  "WHERE b.tenant_id = $1)",
     "idempotency_keys": None,
     "events": None,
+    "audit_links": None,
 }
 # Cell tables that hold nobody's rows.
-CELL_TABLES = frozenset({"schema_migrations", "schema_routines"})
+CELL_TABLES = frozenset({"schema_migrations", "schema_routines", "audit_sealer"})
 # The tenant row arrives frozen on the target, and its state is never copied over: the move sets it.
-OVERRIDES = {"tenants": {"state": "'frozen'"}}
+# Copied covered rows are sealed already (their links come along): audit_txid 0 keeps the target's sealer
+# off them (cell/store/migrations/0080_audit_chain.sql).
+OVERRIDES = {"tenants": {"state": "'frozen'"}, "ledger_transaction_versions": {"audit_txid": "'0'::xid8"},
+             "ledger_accounts": {"audit_txid": "'0'::xid8"}}
 
 # What a purge of a moved-out tenant's source copy leaves behind.
 PURGE_KEEPS = frozenset({"tenants", "api_keys"})
@@ -573,9 +578,11 @@ class Mover:
                                             "('active', 'frozen') RETURNING state", self.tenant_id)
             if state is None:
                 raise LedgerctlError("tenant_not_active", f"tenant {self.tenant_id} is not active on the source")
-            # Events: every writer of the tenant has ended, so all its events take their positions now, in the
-            # source's order; the final catch-up copies them positioned (txids mean nothing on the target).
+            # Every writer of the tenant has ended: its events take their positions now, in the source's order,
+            # and the rest of its history is linked; the final catch-up copies both (txids mean nothing on the
+            # target).
             await cell_events.sequence_tenant(self.src, self.tenant_id)
+            await audit.seal_tenant(self.src, self.tenant_id)
         self.emit(step="freeze", event="frozen", freeze_ms=self._freeze_ms())
         return "final_catch_up"
 

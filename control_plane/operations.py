@@ -10,8 +10,10 @@ import httpx
 import msgspec
 
 from cell.service import tenants as cell_tenants
+from cell.store import audit
 from cell.store.migrate import migrate as migrate_cell
 from cell.store.verify import verify as verify_cell
+from control_plane import anchors as anchor_store
 from control_plane import catalog
 from control_plane.catalog import Q
 from control_plane.errors import EXIT_UNAVAILABLE, EXIT_VIOLATIONS, LedgerctlError
@@ -218,4 +220,47 @@ async def verify(conn: asyncpg.Connection, tenant_id: str | None = None, cell_na
     if violations:
         raise LedgerctlError("invariants_violated", f"{len(violations)} invariant violation(s) in cell {cell['name']}",
                              EXIT_VIOLATIONS, details=report)
+    return report
+
+
+def _describe(finding) -> str:
+    where = f"link {finding.link}" if finding.link is not None else "unlinked"
+    return f"{where}{f' ({finding.covers})' if finding.covers else ''}: {finding.problem}"
+
+
+async def audit_verify(conn: asyncpg.Connection, settings: ControlPlaneSettings, tenant_id: str | None,
+                       cell_name: str | None, progress=None) -> dict:
+    """Recompute each tenant's audit chain from its rows, check it against its anchors, and recompute its balance
+    caches from entries (one tenant, one cell's, or every cell's). `progress(tenant, checked, total)`. Raises
+    with EXIT_VIOLATIONS when anything is found; the report names each tenant's first broken link."""
+    if tenant_id is not None:
+        plan = [(await _tenant_cell(conn, tenant_id), [tenant_id])]
+    else:
+        cells = [await catalog.fetch_cell(conn, cell_name)] if cell_name else await catalog.list_cells(conn)
+        plan = [(cell, None) for cell in cells]
+    tenants, violations = [], []
+    for cell, names in plan:
+        async with cell_connection(cell) as cell_conn:
+            if names is None:
+                names = [r["id"] for r in await cell_conn.fetch(audit.Q["audit_tenants"])]
+            for name in names:
+                anchors = await anchor_store.read(name, conn, settings.audit_anchor_dir)
+                chain = await audit.verify_chain(cell_conn, name, anchors,
+                                                 progress and (lambda n, total, t=name: progress(t, n, total)))
+                caches = await verify_cell(cell_conn, name)
+                found = [_describe(f) for f in chain.findings] + caches
+                first = chain.first_broken_link
+                tenants.append({"tenant": name, "cell": cell["name"], "links": chain.links,
+                                "head_seq": chain.head_seq, "head_hash": chain.head_hash,
+                                "anchors_checked": len(anchors),
+                                "latest_anchor": max((a.seal_seq for a in anchors), default=None),
+                                "unsealed": chain.unsealed,
+                                "first_broken_link": _describe(first) if first else None,
+                                "findings_total": chain.findings_total + len(caches), "findings": found})
+                violations += [f"{name}: {line}" for line in found]
+    report = {"tenants": tenants, "findings": sum(t["findings_total"] for t in tenants)}
+    if violations:
+        raise LedgerctlError("audit_findings", f"{report['findings']} audit finding(s) in "
+                             f"{sum(1 for t in tenants if t['findings'])} tenant(s)", EXIT_VIOLATIONS,
+                             details={**report, "violations": violations})
     return report

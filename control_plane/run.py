@@ -390,7 +390,8 @@ def run(procs: Supervisor) -> None:
         procs.spawn(f"{cell['name']} worker", f"worker-{cell['name']}", "worker", {
             "WORKER_CELL_NAME": cell["name"], "WORKER_DATABASE_URL": cell["database_url"],
             "WORKER_BROKER_URL": cell["broker_url"], "WORKER_SQS_ENDPOINT_URL": sqs_url,
-            "WORKER_SQS_QUEUE_URL": cell["queue_url"], "WORKER_METRICS_PORT": str(cell["metrics_port"])},
+            "WORKER_SQS_QUEUE_URL": cell["queue_url"], "WORKER_METRICS_PORT": str(cell["metrics_port"]),
+            "WORKER_AUDIT_ANCHOR_DATABASE_URL": settings.database_url},
             cwd=DATA / f"worker-{cell['name']}")
     say("workers started (metrics on " + ", ".join(f"http://{HOST}:{c['metrics_port']}/metrics" for c in cells)
         + "; logs in .ledger/logs/)")

@@ -31,6 +31,9 @@ class ControlPlaneSettings(msgspec.Struct, frozen=True, kw_only=True):
     move_catch_up_rounds_max: int = 20
     move_freeze_lock_timeout_s: float = 5.0
     move_rows_per_s_estimate: float = 20000.0
+    # `ledgerctl audit verify` checks each tenant's audit chain against the anchors in the catalog and, when set,
+    # in this write-once directory (the cells' workers publish there: WORKER_AUDIT_ANCHOR_DIR).
+    audit_anchor_dir: str = ""
 
 
 def load_settings(environ: dict[str, str] | None = None, **overrides) -> ControlPlaneSettings:

@@ -10,7 +10,7 @@ import time
 
 import msgspec
 
-from worker.app import create_celery, start_sequencer, start_sweeper
+from worker.app import create_celery, start_sealer, start_sequencer, start_sweeper
 from worker.settings import load_settings
 from worker.sqs import SqsQueue
 
@@ -48,6 +48,7 @@ def main(argv: list[str] | None = None) -> None:
     # First the sweeper: it needs only PostgreSQL, so effects are applied even while SQS or Redis is down.
     start_sweeper(settings)
     start_sequencer(settings)
+    start_sealer(settings)
     queue = SqsQueue(settings)
     started = time.monotonic()
     while True:

@@ -17,6 +17,7 @@ from celery.worker.consumer import Consumer
 from cell.store import events as store_events
 from cell.store.db import create_pool, session_bounds
 from worker import drain, metrics
+from worker.sealer import Sealer
 from worker.settings import WorkerSettings
 from worker.sqs import SqsQueue
 
@@ -40,44 +41,46 @@ class BoundedRetryConsumer(Consumer):
         return super().ensure_connected(conn)
 
 
-def start_sweeper(settings: WorkerSettings) -> threading.Thread:
-    """The sweeper must not share fate with what it backs up: this thread sweeps every sweep_every_s with a
-    pool of its own, needing only PostgreSQL (no broker, no beat, no SQS). Started before Celery, so a broker
-    that is down at start-up does not stop it either."""
+def _periodic(settings: WorkerSettings, name: str, every_s: float,
+              job: Callable[[asyncpg.Pool], Awaitable]) -> threading.Thread:
+    """`job` every `every_s` in a thread with an event loop and a pool of its own, needing only PostgreSQL (no
+    broker, no beat, no SQS); a failure (the database down) is logged and counted, and the next round tries
+    again."""
 
     def loop() -> None:
         runtime = _Runtime(settings)
         while True:
             try:
-                runtime.run(lambda pool: drain.sweep(pool, settings))
+                runtime.run(job)
             except Exception as exc:  # noqa: BLE001 - the database is down: try again next interval
-                log.warning("sweep failed: %s", exc)
-                metrics.ERRORS.labels("sweep").inc()
-            time.sleep(settings.sweep_every_s)
+                log.warning("%s failed: %s", name, exc)
+                metrics.ERRORS.labels(name).inc()
+            time.sleep(every_s)
 
-    thread = threading.Thread(target=loop, name="ledger-sweeper", daemon=True)
+    thread = threading.Thread(target=loop, name=f"ledger-{name}", daemon=True)
     thread.start()
     return thread
+
+
+def start_sweeper(settings: WorkerSettings) -> threading.Thread:
+    """The sweeper must not share fate with what it backs up: its own thread every sweep_every_s. Started before
+    Celery, so a broker that is down at start-up does not stop it either."""
+    return _periodic(settings, "sweep", settings.sweep_every_s, lambda pool: drain.sweep(pool, settings))
 
 
 def start_sequencer(settings: WorkerSettings) -> threading.Thread:
-    """The events sequencer (cell.store.events.sequence_due), every events_sequence_interval_s in a thread with a
-    pool of its own, like the sweeper: events are listed within about that interval, whatever Redis, SQS or beat
-    do. One sequencer runs at a time in the cell (an advisory lock): the others' calls return at once."""
+    """The events sequencer (cell.store.events.sequence_due), every events_sequence_interval_s: events are listed
+    within about that interval, whatever Redis, SQS or beat do. One sequencer runs at a time in the cell (an
+    advisory lock): the others' calls return at once."""
+    return _periodic(settings, "sequence_events", settings.events_sequence_interval_s, store_events.sequence_due)
 
-    def loop() -> None:
-        runtime = _Runtime(settings)
-        while True:
-            try:
-                runtime.run(store_events.sequence_due)
-            except Exception as exc:  # noqa: BLE001 - the database is down: try again next interval
-                log.warning("events sequencer failed: %s", exc)
-                metrics.ERRORS.labels("sequence_events").inc()
-            time.sleep(settings.events_sequence_interval_s)
 
-    thread = threading.Thread(target=loop, name="ledger-events-sequencer", daemon=True)
-    thread.start()
-    return thread
+def start_sealer(settings: WorkerSettings) -> threading.Thread | None:
+    """The audit sealer every audit_seal_every_s (the database or the anchor store down: next interval); None
+    when sealing is off."""
+    if settings.audit_seal_every_s <= 0:
+        return None
+    return _periodic(settings, "seal", settings.audit_seal_every_s, Sealer(settings).run)
 
 
 class _Runtime:

@@ -54,6 +54,19 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
     broker_retry_s_max: float = 2.0
     events_sequence_interval_s: float = 0.2  # the events sequencer's period (worker.app.start_sequencer)
     verify_every_s: float = 300.0  # 0 disables the periodic verifier
+    # The audit chain (cell/store/audit.py): every worker process runs a sealer thread every audit_seal_every_s
+    # (one seals at a time; 0: no sealing, the benchmark's baseline), at most audit_seal_batch_max rows per
+    # transaction. Every audit_anchor_every_s each tenant's chain head is published outside the cell: to the
+    # control plane's database (audit_anchor_database_url: the catalog's URL) and/or a write-once directory
+    # (audit_anchor_dir: one file per anchor, never replaced; on one machine a local directory). Production:
+    # an S3 bucket with Object Lock (compliance mode, retention at least the audit period) mounted there with
+    # Mountpoint for Amazon S3, which only creates new objects, as anchors are written; or anchors in the catalog
+    # only, whose role grants the workers INSERT on audit_anchors and nothing else.
+    audit_seal_every_s: float = 1.0
+    audit_seal_batch_max: int = 5000
+    audit_anchor_every_s: float = 10.0
+    audit_anchor_database_url: str = ""
+    audit_anchor_dir: str = ""
     concurrency: int = 3  # Celery threads: drain(s) + sweeper + verifier
     db_pool_max: int = 4  # per Celery thread
     metrics_port: int = 0  # 0: no Prometheus endpoint
@@ -98,6 +111,8 @@ def _check(s: WorkerSettings) -> None:
         raise ValueError("long_poll_s_max must be 0..20 (the SQS limit)")
     if s.group_size_max < 1 or s.apply_concurrency_max < 1 or s.drainers < 0 or s.concurrency < 1:
         raise ValueError("group_size_max, apply_concurrency_max and concurrency must be >= 1")
+    if s.audit_seal_every_s < 0 or s.audit_anchor_every_s <= 0 or not 1 <= s.audit_seal_batch_max <= 100_000:
+        raise ValueError("audit_seal_every_s must be >= 0, audit_anchor_every_s > 0, audit_seal_batch_max 1..100000")
     if s.sweep_after_s <= 0 or s.sweep_every_s <= 0:
         raise ValueError("sweep_after_s and sweep_every_s must be > 0")
     if s.events_sequence_interval_s <= 0:

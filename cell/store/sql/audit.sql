@@ -1,0 +1,112 @@
+-- The audit chain's queries (cell/store/audit.py). Transaction ids travel as bigint (xid8 has no asyncpg
+-- codec); jsonb travels as text, decoded by audit.py itself, whatever codec the connection has.
+
+-- name: audit_lock_try
+SELECT pg_try_advisory_xact_lock(7311900014)
+
+-- name: audit_lock
+SELECT pg_advisory_xact_lock(7311900014)
+
+-- name: audit_horizon
+SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint
+
+-- name: audit_done_txid
+SELECT done_txid::text::bigint FROM audit_sealer
+
+-- name: audit_set_done_txid
+UPDATE audit_sealer SET done_txid = $1::bigint::text::xid8
+
+-- name: audit_unsealed_versions
+-- Versions written by transactions in [$1, $2) not linked yet ($3: one tenant, or all), in commit order, with
+-- what a link covers of them (audit_version_rows' columns).
+SELECT v.audit_txid::text::bigint AS txid, v.seq, v.tenant_id, v.transaction_id, v.version,
+       v.snapshot::text AS snapshot, v.prev_hash, v.hash, v.created_at
+FROM ledger_transaction_versions v
+WHERE v.audit_txid >= $1::bigint::text::xid8 AND v.audit_txid < $2::bigint::text::xid8
+  AND ($3::text IS NULL OR v.tenant_id = $3)
+  AND NOT EXISTS (SELECT 1 FROM audit_links l
+                  WHERE l.kind = 'version' AND l.ref_id = v.transaction_id AND l.ref_version = v.version)
+ORDER BY v.audit_txid, v.seq
+LIMIT $4
+
+-- name: audit_changed_accounts
+-- Accounts written by transactions in [$1, $2) ($3: one tenant, or every active one: a frozen tenant's
+-- accounts are sealed by the move that froze it, and a tenant moving in has its links from its source).
+SELECT a.audit_txid::text::bigint AS txid, a.seq, a.tenant_id, a.id
+FROM ledger_accounts a LEFT JOIN tenants t ON t.id = a.tenant_id
+WHERE a.audit_txid >= $1::bigint::text::xid8 AND a.audit_txid < $2::bigint::text::xid8
+  AND CASE WHEN $3::text IS NULL THEN coalesce(t.state, 'active') = 'active' ELSE a.tenant_id = $3 END
+
+-- name: audit_version_rows
+-- The covered content of versions ($1 transaction ids, $2 versions, pairwise).
+SELECT v.tenant_id, v.transaction_id, v.version, v.snapshot::text AS snapshot, v.prev_hash, v.hash, v.created_at
+FROM unnest($1::uuid[], $2::int[]) AS k(transaction_id, version)
+JOIN ledger_transaction_versions v ON v.transaction_id = k.transaction_id AND v.version = k.version
+
+-- name: audit_entry_rows
+SELECT e.transaction_id, e.id, e.tenant_id, e.ledger_account_id, e.direction, e.amount, e.effective_at,
+       e.created_at, e.metadata::text AS metadata
+FROM ledger_entries e WHERE e.transaction_id = ANY($1::uuid[])
+
+-- name: audit_account_rows
+SELECT a.id, a.tenant_id, a.ledger_id, a.name, a.description, a.normal_balance, a.currency,
+       a.currency_exponent, a.metadata::text AS metadata, a.sync_only, a.created_at, a.updated_at,
+       a.audit_txid::text::bigint AS txid
+FROM ledger_accounts a WHERE a.id = ANY($1::uuid[])
+
+-- name: audit_latest_account_links
+SELECT DISTINCT ON (ref_id) ref_id, content_hash FROM audit_links
+WHERE kind = 'account' AND ref_id = ANY($1::uuid[])
+ORDER BY ref_id, seal_seq DESC
+
+-- name: audit_heads
+-- Each tenant's chain head ($1: these tenants; NULL: every tenant of the cell).
+SELECT l.tenant_id, l.seal_seq, l.hash
+FROM (SELECT id FROM tenants WHERE $1::text[] IS NULL UNION SELECT unnest($1::text[])) t
+CROSS JOIN LATERAL (SELECT tenant_id, seal_seq, hash FROM audit_links
+                    WHERE tenant_id = t.id ORDER BY seal_seq DESC LIMIT 1) l
+
+-- name: audit_links_page
+SELECT seal_seq, kind, ref_id, ref_version, content_hash, hash, sealed_at FROM audit_links
+WHERE tenant_id = $1 AND seal_seq > $2 ORDER BY seal_seq LIMIT $3
+
+-- name: audit_link_count
+SELECT count(*) FROM audit_links WHERE tenant_id = $1
+
+-- name: audit_unlinked_versions
+-- Versions below the watermark that no link covers: written behind the chain, or their link removed.
+SELECT v.transaction_id, v.version FROM ledger_transaction_versions v
+WHERE v.tenant_id = $1 AND v.audit_txid < $2::bigint::text::xid8
+  AND NOT EXISTS (SELECT 1 FROM audit_links l
+                  WHERE l.kind = 'version' AND l.ref_id = v.transaction_id AND l.ref_version = v.version)
+ORDER BY v.seq LIMIT 20
+
+-- name: audit_unlinked_entries
+-- Entries whose transaction's first version is not sealed (absent, or no link covers it), but for the
+-- unsealed tail (a first version at or above the watermark).
+SELECT e.id, e.transaction_id FROM ledger_entries e
+WHERE e.tenant_id = $1
+  AND NOT EXISTS (SELECT 1 FROM audit_links l WHERE l.kind = 'version' AND l.ref_id = e.transaction_id
+                                               AND l.ref_version = 1)
+  AND NOT EXISTS (SELECT 1 FROM ledger_transaction_versions v WHERE v.transaction_id = e.transaction_id
+                     AND v.version = 1 AND v.audit_txid >= $2::bigint::text::xid8)
+ORDER BY e.seq LIMIT 20
+
+-- name: audit_tenant_accounts
+SELECT a.id, a.audit_txid::text::bigint AS txid FROM ledger_accounts a WHERE a.tenant_id = $1
+
+-- name: audit_unsealed_count
+SELECT (SELECT count(*) FROM ledger_transaction_versions v WHERE v.tenant_id = $1
+          AND v.audit_txid >= $2::bigint::text::xid8)
+     + (SELECT count(*) FROM ledger_accounts a WHERE a.tenant_id = $1 AND a.audit_txid >= $2::bigint::text::xid8)
+
+-- name: audit_unsealed_age
+-- The oldest covered row not sealed yet, cell-wide (the benchmark's unsealed tail), in seconds.
+SELECT coalesce(extract(epoch FROM now() - min(v.created_at)), 0)::float8 FROM ledger_transaction_versions v
+WHERE v.audit_txid >= (SELECT done_txid FROM audit_sealer)
+  AND NOT EXISTS (SELECT 1 FROM audit_links l
+                  WHERE l.kind = 'version' AND l.ref_id = v.transaction_id AND l.ref_version = v.version)
+
+-- name: audit_tenants
+-- The tenants whose history this cell holds (a moved-out tenant's leftover copy is the target's to verify).
+SELECT id FROM tenants WHERE state <> 'moved_out' ORDER BY id

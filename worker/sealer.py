@@ -1,0 +1,48 @@
+"""The audit sealer of one cell, worker side: seals the chain in batches (cell/store/audit.py) and publishes each
+tenant's head as an anchor outside the cell (the control plane's catalog, a write-once directory)."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import asyncpg
+
+from cell.store import audit
+from control_plane import anchors, catalog
+from worker.settings import WorkerSettings
+
+log = logging.getLogger(__name__)
+
+
+class Sealer:
+    """One per worker process (any number of them: one seals at a time, the others find the lock taken)."""
+
+    def __init__(self, settings: WorkerSettings) -> None:
+        self.settings = settings
+        self.published: dict[str, int] = {}  # tenant -> the head last anchored from here
+        self.anchored_at = float("-inf")
+
+    async def run(self, pool: asyncpg.Pool) -> int:
+        """Seal what is below the horizon; anchor the heads when audit_anchor_every_s passed. Links written."""
+        async with pool.acquire() as conn:
+            sealed = await audit.seal_until_caught_up(conn, self.settings.audit_seal_batch_max)
+            if time.monotonic() - self.anchored_at >= self.settings.audit_anchor_every_s:
+                await self.anchor(conn)
+        return sealed
+
+    async def anchor(self, conn: asyncpg.Connection) -> int:
+        """Publish every head that moved since this process last published it; returns how many."""
+        s = self.settings
+        fresh = [h for h in await audit.heads(conn) if self.published.get(h["tenant_id"]) != h["seal_seq"]]
+        if fresh and s.audit_anchor_database_url:
+            catalog_conn = await catalog.connect(s.audit_anchor_database_url, what="the control plane (anchors)")
+            try:
+                await anchors.publish_to_catalog(catalog_conn, s.cell_name, fresh)
+            finally:
+                await catalog_conn.close()
+        if fresh and s.audit_anchor_dir:
+            anchors.publish_to_directory(s.audit_anchor_dir, s.cell_name, fresh)
+        self.published.update({h["tenant_id"]: h["seal_seq"] for h in fresh})
+        self.anchored_at = time.monotonic()
+        return len(fresh)
