@@ -75,6 +75,8 @@ async def list_versions(request: Request, txn_id: FromPath[str]) -> Response:
 @get("/api/ledger_transaction_versions", operation_class=documented(
     response=LedgerTransactionVersion, many=True, parameters=[
         query("ledger_transaction_id", UUID, "The versions of this transaction."),
+        query("ledger_account_statement_id", UUID,
+              "The versions of the transactions with entries in this statement, up to its creation."),
         query("version", operators({"type": "integer", "minimum": 1, "maximum": 2**31 - 1}),
               "version[gte]=2 and the like.", nested=True),
         query("created_at", operators(TIME), "created_at[gte]=... and the like.", nested=True)]))
@@ -82,6 +84,7 @@ async def list_all_versions(request: Request) -> Response:
     q = http.query(request)
     per_page, cursor = http.paging(request, q)
     filters = {"ledger_transaction_id": q.take_uuid("ledger_transaction_id"),
+               "statement_id": q.take_uuid("ledger_account_statement_id"),
                "version": int_filters(q, "version", 1, 2**31 - 1), "created_at": time_filters(q, "created_at")}
     q.done()
     return http.page(await transactions.list_all_versions(

@@ -212,3 +212,19 @@ class PartialPostCreate(Strict):
         if any(e.effective_at is not None and e.effective_at != self.effective_at for e in self.posted_ledger_entries):
             raise InvalidRequest("every posted_ledger_entries[].effective_at must be the transaction's effective_at",
                                  "entry_effective_at_mismatch")
+
+
+class StatementCreate(Strict):
+    """POST /api/ledger_account_statements: the account's balances at both ends of [lower, upper)."""
+
+    ledger_account_id: uuid.UUID
+    effective_at_lower_bound: Timestamp
+    effective_at_upper_bound: Timestamp
+    description: Text | None = None
+    metadata: Metadata = {}
+
+    def __post_init__(self) -> None:
+        check_timestamp("effective_at_lower_bound", self.effective_at_lower_bound)
+        check_timestamp("effective_at_upper_bound", self.effective_at_upper_bound)
+        if self.effective_at_lower_bound > self.effective_at_upper_bound:
+            raise InvalidRequest("effective_at_lower_bound is after effective_at_upper_bound", "invalid_range")

@@ -145,6 +145,27 @@ class LedgerTransactionVersion(Shape):
     ledgerable_id: str | None = None
 
 
+class LedgerAccountStatement(Shape):
+    """An account's balances at both ends of [effective_at_lower_bound, effective_at_upper_bound), as of
+    ledger_account_lock_version: immutable."""
+
+    id: uuid.UUID
+    object: Literal["ledger_account_statement"]
+    live_mode: bool
+    ledger_id: uuid.UUID
+    ledger_account_id: uuid.UUID
+    ledger_account_lock_version: int
+    ledger_account_normal_balance: Direction
+    description: str | None
+    metadata: dict[str, str]
+    effective_at_lower_bound: Timestamp
+    effective_at_upper_bound: Timestamp
+    starting_balance: Balances
+    ending_balance: Balances
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
 def utc(value: datetime) -> datetime:
     return value.astimezone(timezone.utc)
 
@@ -208,6 +229,23 @@ def transaction(row, entries: list[LedgerEntry]) -> LedgerTransaction:
         reverses_ledger_transaction_id=row["reverses_id"],
         reversed_by_ledger_transaction_id=row["reversed_by_id"], version=row["version"],
         created_at=utc(row["created_at"]), updated_at=utc(row["updated_at"]))
+
+
+def statement(row) -> LedgerAccountStatement:
+    """A statement row with its starting_* and ending_* sums and amounts."""
+
+    def at(prefix: str) -> Balances:
+        sums = {key[len(prefix):]: row[key] for key in row.keys() if key.startswith(prefix)}
+        return balances(sums, row["currency"], row["currency_exponent"])
+
+    created = utc(row["created_at"])
+    return LedgerAccountStatement(
+        id=row["id"], object="ledger_account_statement", live_mode=True, ledger_id=row["ledger_id"],
+        ledger_account_id=row["ledger_account_id"], ledger_account_lock_version=row["ledger_account_lock_version"],
+        ledger_account_normal_balance=row["normal_balance"], description=row["description"],
+        metadata=row["metadata"], effective_at_lower_bound=utc(row["effective_at_lower_bound"]),
+        effective_at_upper_bound=utc(row["effective_at_upper_bound"]), starting_balance=at("starting_"),
+        ending_balance=at("ending_"), created_at=created, updated_at=created)
 
 
 def version(row) -> LedgerTransactionVersion:

@@ -19,7 +19,7 @@ _LOCK_KEY = 7_311_900_001
 ROUTINES = (
     "balances", "event", "version_hash", "effects_of", "entry_results", "balance_at",
     "fence", "claim_key", "lock", "check", "headroom", "apply", "apply_report", "post", "transition",
-    "sequence_events",
+    "sequence_events", "statement_entries",
 )
 
 

@@ -104,9 +104,15 @@ async def fetch_versions(conn: asyncpg.Connection, tenant_id: str, txn_id) -> li
 
 async def list_versions_page(conn: asyncpg.Connection, tenant_id: str, *, after_seq: int, limit: int,
                              ledger_transaction_id=None, version: list[tuple[str, int]] = (),
-                             created_at: list[tuple[str, Any]] = ()) -> list:
+                             created_at: list[tuple[str, Any]] = (), statement_id=None) -> list:
     w = Where(tenant_id)
     w.add("v.seq > {}", after_seq)
+    if statement_id is not None:
+        # The versions of the statement's entries' transactions as they stood when it was created.
+        ref = w.bind(statement_id)
+        w.clauses.append(f"v.transaction_id IN (SELECT transaction_id FROM ledger_statement_entries($1, {ref})) "
+                         f"AND v.created_at <= (SELECT s.created_at FROM ledger_account_statements s "
+                         f"WHERE s.tenant_id = $1 AND s.id = {ref})")
     if ledger_transaction_id is not None:
         w.add("v.transaction_id = {}", ledger_transaction_id)
     for column, bounds in (("version", version), ("created_at", created_at)):

@@ -45,6 +45,8 @@ async def verify(conn: asyncpg.Connection, tenant_id: str | None = None,
                             f"archived={r['archived']}")
         for r in await conn.fetch(Q["verify_transaction_versions_present"], tenant_id):
             problems.append(f"transaction {r['id']} is at version {r['version']} but has {r['versions']} versions")
+        for r in await conn.fetch(Q["verify_statements"], tenant_id):
+            problems.append(f"ledger account statement {r['id']}: balances differ from the effects at its lock version")
         if unapplied_age_max_s is not None:
             r = await conn.fetchrow(Q["verify_stale_unapplied"], tenant_id, float(unapplied_age_max_s))
             if r["n"]:

@@ -133,3 +133,25 @@ WHERE tgname IN ('ledger_entries_insert_only', 'ledger_transaction_versions_inse
 SELECT transaction_id, version FROM ledger_transaction_versions
 WHERE ($1::text IS NULL OR tenant_id = $1) AND hash <> ledger_version_hash(prev_hash, snapshot)
 LIMIT 20
+
+-- name: verify_statements
+-- A statement's balances are recomputed from its account's balance effects applied by its lock version,
+-- effective before each bound.
+SELECT s.id FROM ledger_account_statements s
+CROSS JOIN LATERAL (
+    SELECT coalesce(sum(f.d_pending_debits) FILTER (WHERE f.effective_at < s.effective_at_lower_bound), 0) AS lpd,
+           coalesce(sum(f.d_pending_credits) FILTER (WHERE f.effective_at < s.effective_at_lower_bound), 0) AS lpc,
+           coalesce(sum(f.d_posted_debits) FILTER (WHERE f.effective_at < s.effective_at_lower_bound), 0) AS lod,
+           coalesce(sum(f.d_posted_credits) FILTER (WHERE f.effective_at < s.effective_at_lower_bound), 0) AS loc,
+           coalesce(sum(f.d_pending_debits) FILTER (WHERE f.effective_at < s.effective_at_upper_bound), 0) AS hpd,
+           coalesce(sum(f.d_pending_credits) FILTER (WHERE f.effective_at < s.effective_at_upper_bound), 0) AS hpc,
+           coalesce(sum(f.d_posted_debits) FILTER (WHERE f.effective_at < s.effective_at_upper_bound), 0) AS hod,
+           coalesce(sum(f.d_posted_credits) FILTER (WHERE f.effective_at < s.effective_at_upper_bound), 0) AS hoc
+    FROM balance_effects f
+    WHERE f.account_id = s.ledger_account_id AND f.lock_version <= s.ledger_account_lock_version
+) r
+WHERE ($1::text IS NULL OR s.tenant_id = $1)
+  AND (s.starting_pending_debits, s.starting_pending_credits, s.starting_posted_debits, s.starting_posted_credits,
+       s.ending_pending_debits, s.ending_pending_credits, s.ending_posted_debits, s.ending_posted_credits)
+      IS DISTINCT FROM (r.lpd, r.lpc, r.lod, r.loc, r.hpd, r.hpc, r.hod, r.hoc)
+LIMIT 20

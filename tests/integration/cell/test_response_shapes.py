@@ -71,7 +71,7 @@ async def test_every_operation_documents_its_answer_and_its_problems(cell_client
     schema = (await cell_client.get("/schema/openapi.json")).json()
     operations = [(path, method, op) for path, item in schema["paths"].items() if path.startswith("/api/")
                   for method, op in item.items()]
-    assert len(operations) == 19
+    assert len(operations) == 21
     for path, method, op in operations:
         answers = {code: r for code, r in op["responses"].items() if code.startswith("2")}
         assert len(answers) == 1, (path, method)
@@ -80,6 +80,17 @@ async def test_every_operation_documents_its_answer_and_its_problems(cell_client
         assert "application/problem+json" in op["responses"]["default"]["content"], (path, method)
     entry = schema["paths"]["/api/ledger_entries"]["get"]["responses"]["200"]
     assert "X-After-Cursor" in entry["headers"]
+
+async def test_statement_answers_have_their_documented_shape(api):
+    lid = (await api.ledger())["id"]
+    cash, fees = (await api.account(lid, "debit"))["id"], (await api.account(lid, "credit"))["id"]
+    assert (await api.transfer(lid, cash, fees, 5)).status_code == 201
+    statement = decode(await api.post("/api/ledger_account_statements", {
+        "ledger_account_id": fees, "effective_at_lower_bound": "2000-01-01T00:00:00Z",
+        "effective_at_upper_bound": "2100-01-01T00:00:00Z"}), 201, shapes.LedgerAccountStatement)
+    assert statement.ending_balance.posted_balance.amount == 5
+    assert decode(await api.get(f"/api/ledger_account_statements/{statement.id}"), 200,
+                  shapes.LedgerAccountStatement) == statement
 
 
 @pytest.mark.parametrize("shape", [shapes.Ledger, shapes.LedgerAccount, shapes.LedgerEntry, shapes.LedgerTransaction])
