@@ -100,6 +100,7 @@ async def list_all_versions(request: Request) -> Response:
     query("ledgerable_id", {"type": "string"}, "Transactions reconciled to this object."),
     query("reverses_ledger_transaction_id", UUID, "The reversal of this transaction."),
     query("partially_posts_ledger_transaction_id", UUID, "The partial posts of this pending transaction."),
+    query("ledger_account_settlement_id", UUID, "The transactions of the entries this settlement settles."),
     *(query(name, operators(TIME), f"{name}[gte]=... and the like.", nested=True)
       for name in ("effective_at", "posted_at", "updated_at")),
     query("effective_date", operators({"type": "string", "format": "date"}),
@@ -120,6 +121,7 @@ async def list_transactions(request: Request) -> Response:
         "ledgerable_id": q.take("ledgerable_id"),
         "reverses_id": q.take_uuid("reverses_ledger_transaction_id"),
         "partially_posts_id": q.take_uuid("partially_posts_ledger_transaction_id"),
+        "settlement_id": q.take_uuid("ledger_account_settlement_id"),
         "effective_at": time_filters(q, "effective_at") + date_filters(q, "effective_date"),
         "posted_at": time_filters(q, "posted_at"),
         "updated_at": time_filters(q, "updated_at"),

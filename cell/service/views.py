@@ -166,6 +166,29 @@ class LedgerAccountStatement(Shape):
     updated_at: Timestamp
 
 
+class LedgerAccountSettlement(Shape):
+    """A settlement of the settled account's entries against the contra account, by one ledger transaction."""
+
+    id: uuid.UUID
+    object: Literal["ledger_account_settlement"]
+    live_mode: bool
+    ledger_id: uuid.UUID
+    settled_ledger_account_id: uuid.UUID
+    contra_ledger_account_id: uuid.UUID
+    status: Literal["drafting", "pending", "posted", "archived"]
+    amount: int | None
+    currency: str
+    currency_exponent: int
+    settlement_entry_direction: Direction | None
+    effective_at_upper_bound: Timestamp
+    ledger_transaction_id: uuid.UUID | None
+    allow_either_direction: bool
+    description: str | None
+    metadata: dict[str, str]
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
 def utc(value: datetime) -> datetime:
     return value.astimezone(timezone.utc)
 
@@ -246,6 +269,19 @@ def statement(row) -> LedgerAccountStatement:
         metadata=row["metadata"], effective_at_lower_bound=utc(row["effective_at_lower_bound"]),
         effective_at_upper_bound=utc(row["effective_at_upper_bound"]), starting_balance=at("starting_"),
         ending_balance=at("ending_"), created_at=created, updated_at=created)
+
+
+def settlement(row) -> LedgerAccountSettlement:
+    return LedgerAccountSettlement(
+        id=row["id"], object="ledger_account_settlement", live_mode=True, ledger_id=row["ledger_id"],
+        settled_ledger_account_id=row["settled_ledger_account_id"],
+        contra_ledger_account_id=row["contra_ledger_account_id"], status=row["status"], amount=row["amount"],
+        currency=row["currency"], currency_exponent=row["currency_exponent"],
+        settlement_entry_direction=row["settlement_entry_direction"],
+        effective_at_upper_bound=utc(row["effective_at_upper_bound"]),
+        ledger_transaction_id=row["ledger_transaction_id"], allow_either_direction=row["allow_either_direction"],
+        description=row["description"], metadata=row["metadata"], created_at=utc(row["created_at"]),
+        updated_at=utc(row["updated_at"]))
 
 
 def version(row) -> LedgerTransactionVersion:

@@ -129,10 +129,14 @@ async def list_page(conn: asyncpg.Connection, tenant_id: str, *, after: tuple | 
                     external_id=None, metadata=None, ledger_account_id=None, ledgerable_type=None,
                     ledgerable_id=None, reverses_id=None, partially_posts_id=None,
                     effective_at: list[tuple[str, Any]] = (), posted_at: list[tuple[str, Any]] = (),
-                    updated_at: list[tuple[str, Any]] = ()) -> list:
+                    updated_at: list[tuple[str, Any]] = (), settlement_id=None) -> list:
     """A page ordered by row number (created_at) or by (effective_at, row number); `after` is the last row's
-    position in that order."""
+    position in that order. `settlement_id`: the transactions of the entries that settlement settles."""
     w = Where(tenant_id)
+    if settlement_id is not None:
+        w.add("t.id IN (SELECT e.transaction_id FROM ledger_account_settlement_entries c "
+              "JOIN ledger_entries e ON e.id = c.entry_id WHERE c.tenant_id = $1 AND c.settlement_id = {} "
+              "AND c.role = 'settled')", settlement_id)
     if status:
         w.add("t.status = ANY({}::text[])", list(status))
     if ids:
