@@ -7,7 +7,7 @@ from litestar.params import FromPath
 
 from cell.api import http
 from cell.api.openapi import METADATA, ORDER_BY, STATUS, TIME, UUID, array_query, documented, operators, query
-from cell.api.params import date_filters, int_filters, order_of, time_filters
+from cell.api.params import AMOUNT_VERSION_MAX, date_filters, int_filters, order_of, time_filters
 from cell.ledger.commands import (
     ENTRIES_PER_TRANSACTION_MAX,
     LEDGERABLE_TYPES,
@@ -101,6 +101,8 @@ async def list_all_versions(request: Request) -> Response:
     query("reverses_ledger_transaction_id", UUID, "The reversal of this transaction."),
     query("partially_posts_ledger_transaction_id", UUID, "The partial posts of this pending transaction."),
     query("ledger_account_settlement_id", UUID, "The transactions of the entries this settlement settles."),
+    query("amount", operators({"type": "integer", "minimum": 0, "maximum": AMOUNT_VERSION_MAX}),
+          "amount[gte]=n and the like: by what a transaction moves (the sum of its debit entries).", nested=True),
     *(query(name, operators(TIME), f"{name}[gte]=... and the like.", nested=True)
       for name in ("effective_at", "posted_at", "updated_at")),
     query("effective_date", operators({"type": "string", "format": "date"}),
@@ -125,6 +127,7 @@ async def list_transactions(request: Request) -> Response:
         "effective_at": time_filters(q, "effective_at") + date_filters(q, "effective_date"),
         "posted_at": time_filters(q, "posted_at"),
         "updated_at": time_filters(q, "updated_at"),
+        "amount": int_filters(q, "amount", 0, AMOUNT_VERSION_MAX),
     }
     q.done()
     return http.page(await transactions.list_transactions(

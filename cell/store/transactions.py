@@ -129,9 +129,11 @@ async def list_page(conn: asyncpg.Connection, tenant_id: str, *, after: tuple | 
                     external_id=None, metadata=None, ledger_account_id=None, ledgerable_type=None,
                     ledgerable_id=None, reverses_id=None, partially_posts_id=None,
                     effective_at: list[tuple[str, Any]] = (), posted_at: list[tuple[str, Any]] = (),
-                    updated_at: list[tuple[str, Any]] = (), settlement_id=None) -> list:
+                    updated_at: list[tuple[str, Any]] = (), settlement_id=None,
+                    amount: list[tuple[str, int]] = ()) -> list:
     """A page ordered by row number (created_at) or by (effective_at, row number); `after` is the last row's
-    position in that order. `settlement_id`: the transactions of the entries that settlement settles."""
+    position in that order. `settlement_id`: the transactions of the entries that settlement settles. `amount`:
+    bounds on what a transaction moves, the sum of its debit entries (equal to its credits')."""
     w = Where(tenant_id)
     if settlement_id is not None:
         w.add("t.id IN (SELECT e.transaction_id FROM ledger_account_settlement_entries c "
@@ -153,6 +155,9 @@ async def list_page(conn: asyncpg.Connection, tenant_id: str, *, after: tuple | 
     for column, bounds in (("effective_at", effective_at), ("posted_at", posted_at), ("updated_at", updated_at)):
         for op, value in bounds:
             w.add(f"t.{column} {OPERATORS_SQL[op]} {{}}", value)
+    for op, value in amount:
+        w.add("(SELECT sum(e.amount) FROM ledger_entries e WHERE e.transaction_id = t.id AND e.direction = 'debit') "
+              f"{OPERATORS_SQL[op]} {{}}::numeric", value)
     cmp, order = ("<", "DESC") if descending else (">", "ASC")
     if order_by == "effective_at":
         if after is not None:

@@ -145,3 +145,24 @@ async def test_another_tenants_statements_and_settlements_are_not_found(mt):
             await call
     assert [s async for s in mallory.ledger_account_settlements.list()] == []
     assert (await alice.ledger_account_settlements.retrieve(settlement.id)).status == "pending"
+
+
+async def test_the_transaction_list_amount_filter_the_sdk_sends(mt):
+    """A transaction's amount is what it moves: the sum of its debit entries (equal to its credits')."""
+    client = await mt()
+    ledger, wallet, cash, payouts = await _books(client)
+    small, large = await _pay(client, cash, wallet, 5, _at(1, 2)), await _pay(client, cash, wallet, 50, _at(1, 3))
+    split = await client.ledger_transactions.create(status="posted", ledger_entries=[
+        {"ledger_account_id": cash.id, "direction": "debit", "amount": 30},
+        {"ledger_account_id": payouts.id, "direction": "debit", "amount": 20},
+        {"ledger_account_id": wallet.id, "direction": "credit", "amount": 50}])
+
+    async def ids(**amount) -> list[str]:
+        return [t.id async for t in client.ledger_transactions.list(ledger_id=ledger.id, amount=amount, per_page=1)]
+
+    assert await ids(gte=50) == [large.id, split.id]
+    assert await ids(eq=50) == [large.id, split.id]
+    assert await ids(lt=50) == [small.id]
+    assert await ids(gt=5, lte=50) == [large.id, split.id]
+    with pytest.raises(modern_treasury.BadRequestError):
+        await client.ledger_transactions.list(amount={"gte": -1})
