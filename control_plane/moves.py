@@ -72,6 +72,9 @@ TENANT_TABLES: dict[str, str | None] = {
     "idempotency_keys": None,
     "events": None,
     "audit_links": None,
+    "ledger_account_statements": None,
+    "ledger_account_settlements": None,
+    "ledger_account_settlement_entries": None,
 }
 # Cell tables that hold nobody's rows.
 CELL_TABLES = frozenset({"schema_migrations", "schema_routines", "audit_sealer"})

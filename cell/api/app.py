@@ -13,7 +13,18 @@ from litestar.exceptions import HTTPException
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 
-from cell.api import accounts, entries, events, ledgers, metrics_server, monitors, problems, transactions
+from cell.api import (
+    accounts,
+    entries,
+    events,
+    ledgers,
+    metrics_server,
+    monitors,
+    problems,
+    settlements,
+    statements,
+    transactions,
+)
 from cell.api.auth import AuthMiddleware
 from cell.api.metrics import RequestMetrics
 from cell.api.options import options_for
@@ -100,7 +111,7 @@ def create_app(settings: CellSettings, *, run_migrations: bool = True) -> Litest
         await ctx.pool.close()
 
     api_routes = [*ledgers.routes, *accounts.routes, *transactions.routes, *entries.routes, *events.routes,
-                  *monitors.routes]
+                  *monitors.routes, *statements.routes, *settlements.routes]
     return Litestar(
         route_handlers=[options_for(sorted({path for h in api_routes for path in h.paths})), *api_routes,
                         healthz, readyz],

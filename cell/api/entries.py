@@ -36,6 +36,8 @@ async def update_entry(request: Request, entry_id: FromPath[str]) -> Response:
 @get("/api/ledger_entries", operation_class=documented(response=LedgerEntry, many=True, parameters=[
     query("ledger_account_id", UUID, "Entries of this account."),
     query("ledger_transaction_id", UUID, "Entries of this transaction."),
+    query("ledger_account_statement_id", UUID, "Exactly the entries of this ledger account statement."),
+    query("ledger_account_settlement_id", UUID, "The entries this ledger account settlement settles."),
     query("as_of_lock_version", {"type": "integer", "minimum": 0},
           "With ledger_account_id: entries up to this lock version."),
     query("direction", {"type": "string", "enum": ["credit", "debit"]}, "By direction."),
@@ -74,6 +76,8 @@ async def list_entries(request: Request) -> Response:
         "lock_version": int_filters(q, "ledger_account_lock_version", 0, AMOUNT_VERSION_MAX),
         "amount": int_filters(q, "amount", 0, AMOUNT_VERSION_MAX),
         "metadata": q.take_bracketed("metadata"),
+        "statement_id": q.take_uuid("ledger_account_statement_id"),
+        "settlement_id": q.take_uuid("ledger_account_settlement_id"),
     }
     q.take_bool("show_deleted")  # entries are insert-only: there are no deleted ones to show
     show = q.take_bool("show_balances")

@@ -7,7 +7,7 @@ from litestar.params import FromPath
 
 from cell.api import http
 from cell.api.openapi import METADATA, ORDER_BY, STATUS, TIME, UUID, array_query, documented, operators, query
-from cell.api.params import date_filters, int_filters, order_of, time_filters
+from cell.api.params import AMOUNT_VERSION_MAX, date_filters, int_filters, order_of, time_filters
 from cell.ledger.commands import (
     ENTRIES_PER_TRANSACTION_MAX,
     LEDGERABLE_TYPES,
@@ -75,6 +75,8 @@ async def list_versions(request: Request, txn_id: FromPath[str]) -> Response:
 @get("/api/ledger_transaction_versions", operation_class=documented(
     response=LedgerTransactionVersion, many=True, parameters=[
         query("ledger_transaction_id", UUID, "The versions of this transaction."),
+        query("ledger_account_statement_id", UUID,
+              "The versions of the transactions with entries in this statement, up to its creation."),
         query("version", operators({"type": "integer", "minimum": 1, "maximum": 2**31 - 1}),
               "version[gte]=2 and the like.", nested=True),
         query("created_at", operators(TIME), "created_at[gte]=... and the like.", nested=True)]))
@@ -82,6 +84,7 @@ async def list_all_versions(request: Request) -> Response:
     q = http.query(request)
     per_page, cursor = http.paging(request, q)
     filters = {"ledger_transaction_id": q.take_uuid("ledger_transaction_id"),
+               "statement_id": q.take_uuid("ledger_account_statement_id"),
                "version": int_filters(q, "version", 1, 2**31 - 1), "created_at": time_filters(q, "created_at")}
     q.done()
     return http.page(await transactions.list_all_versions(
@@ -97,6 +100,9 @@ async def list_all_versions(request: Request) -> Response:
     query("ledgerable_id", {"type": "string"}, "Transactions reconciled to this object."),
     query("reverses_ledger_transaction_id", UUID, "The reversal of this transaction."),
     query("partially_posts_ledger_transaction_id", UUID, "The partial posts of this pending transaction."),
+    query("ledger_account_settlement_id", UUID, "The transactions of the entries this settlement settles."),
+    query("amount", operators({"type": "integer", "minimum": 0, "maximum": AMOUNT_VERSION_MAX}),
+          "amount[gte]=n and the like: by what a transaction moves (the sum of its debit entries).", nested=True),
     *(query(name, operators(TIME), f"{name}[gte]=... and the like.", nested=True)
       for name in ("effective_at", "posted_at", "updated_at")),
     query("effective_date", operators({"type": "string", "format": "date"}),
@@ -117,9 +123,11 @@ async def list_transactions(request: Request) -> Response:
         "ledgerable_id": q.take("ledgerable_id"),
         "reverses_id": q.take_uuid("reverses_ledger_transaction_id"),
         "partially_posts_id": q.take_uuid("partially_posts_ledger_transaction_id"),
+        "settlement_id": q.take_uuid("ledger_account_settlement_id"),
         "effective_at": time_filters(q, "effective_at") + date_filters(q, "effective_date"),
         "posted_at": time_filters(q, "posted_at"),
         "updated_at": time_filters(q, "updated_at"),
+        "amount": int_filters(q, "amount", 0, AMOUNT_VERSION_MAX),
     }
     q.done()
     return http.page(await transactions.list_transactions(

@@ -233,3 +233,70 @@ class PartialPostCreate(Strict):
         if any(e.effective_at is not None and e.effective_at != self.effective_at for e in self.posted_ledger_entries):
             raise InvalidRequest("every posted_ledger_entries[].effective_at must be the transaction's effective_at",
                                  "entry_effective_at_mismatch")
+
+
+class StatementCreate(Strict):
+    """POST /api/ledger_account_statements: the account's balances at both ends of [lower, upper)."""
+
+    ledger_account_id: uuid.UUID
+    effective_at_lower_bound: Timestamp
+    effective_at_upper_bound: Timestamp
+    description: Text | None = None
+    metadata: Metadata = {}
+
+    def __post_init__(self) -> None:
+        check_timestamp("effective_at_lower_bound", self.effective_at_lower_bound)
+        check_timestamp("effective_at_upper_bound", self.effective_at_upper_bound)
+        if self.effective_at_lower_bound > self.effective_at_upper_bound:
+            raise InvalidRequest("effective_at_lower_bound is after effective_at_upper_bound", "invalid_range")
+
+
+SETTLEMENT_ENTRY_IDS_MAX = 500  # Modern Treasury's bound on ledger_entry_ids per request
+
+
+class SettlementCreate(Strict):
+    """POST /api/ledger_account_settlements. `pending` (the default) or `posted`: the settlement gathers the settled
+    account's posted entries effective before effective_at_upper_bound (default: now) that no settlement holds, and
+    posts its transaction; `drafting`: entries are attached by hand first."""
+
+    settled_ledger_account_id: uuid.UUID
+    contra_ledger_account_id: uuid.UUID
+    allow_either_direction: bool | None = False
+    description: Text | None = None
+    effective_at_upper_bound: Timestamp | None = None
+    metadata: Metadata = {}
+    skip_settlement_ledger_transaction: bool | None = None
+    status: Literal["pending", "posted", "drafting"] | None = "pending"
+
+    def __post_init__(self) -> None:
+        check_timestamp("effective_at_upper_bound", self.effective_at_upper_bound)
+        if self.skip_settlement_ledger_transaction:
+            raise InvalidRequest("skip_settlement_ledger_transaction (migrating settlements) is not supported",
+                                 "unsupported_parameter")
+        if self.settled_ledger_account_id == self.contra_ledger_account_id:
+            raise InvalidRequest("the settled and the contra ledger account must differ", "same_ledger_account")
+        if self.status is None:
+            self.status = "pending"
+        if self.allow_either_direction is None:
+            self.allow_either_direction = False
+
+
+class SettlementUpdate(Strict):
+    """PATCH /api/ledger_account_settlements/{id}: finish a draft (pending, posted), post or archive a pending one."""
+
+    status: Literal["pending", "posted", "archived"] | UnsetType = UNSET
+    description: Text | None | UnsetType = UNSET
+    metadata: Metadata | UnsetType = UNSET
+    skip_settlement_ledger_transaction: bool | None = None
+
+    def __post_init__(self) -> None:
+        if self.skip_settlement_ledger_transaction:
+            raise InvalidRequest("skip_settlement_ledger_transaction (migrating settlements) is not supported",
+                                 "unsupported_parameter")
+
+
+class SettlementEntries(Strict):
+    """PATCH / DELETE /api/ledger_account_settlements/{id}/ledger_entries: entries to attach to or detach from a
+    drafting settlement."""
+
+    ledger_entry_ids: Annotated[list[uuid.UUID], Meta(min_length=1, max_length=SETTLEMENT_ENTRY_IDS_MAX)]

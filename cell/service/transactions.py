@@ -42,6 +42,7 @@ from cell.service.context import CellContext
 from cell.service.idempotency import replay, store_response
 from cell.service.metrics import POSTING_SECONDS, POSTINGS, SYNC_LOCK_WAIT_SECONDS
 from cell.store import entries as store_entries
+from cell.store import settlements as store_settlements
 from cell.store import transactions as store
 from cell.store.transactions import PostResult
 
@@ -91,6 +92,30 @@ async def _state_and_view(conn: asyncpg.Connection, tenant_id: str,
     return state, row["version"], view
 
 
+async def _refuse_settlement_transaction(conn: asyncpg.Connection, tenant_id: str, txn_id) -> None:
+    """A settlement's transaction moves with its settlement (PATCH /api/ledger_account_settlements/{id}), never alone:
+    its status and the entries the settlement holds would part ways."""
+    settlement_id = await store_settlements.of_transaction(conn, tenant_id, txn_id)
+    if settlement_id is not None:
+        raise PostingRejected(f"ledger transaction {txn_id} is ledger account settlement {settlement_id}'s: change "
+                              "the settlement's status instead", "settlement_transaction")
+
+
+async def transition_status(ctx: CellContext, conn: asyncpg.Connection, tenant_id: str, txn_id, status: str) -> None:
+    """Inside the caller's database transaction: a pending transaction posted or archived (a settlement's, moved with
+    it). The caller nudges the accounts after the commit."""
+    current, version, view = await _state_and_view(conn, tenant_id, txn_id)
+    drafts = None
+    if ctx.settings.events_enabled:
+        drafts = [events.transaction_event(_status_event(status), _changed(view, status=status))]
+    result = await store.transition(conn, tenant_id, expected_version=version, status=status, description=None,
+                                    metadata=None, apply_all=ctx.settings.posting_mode == "sync",
+                                    state=msgspec.structs.replace(current, status=status), events=drafts)
+    if result.lock_wait_s:
+        SYNC_LOCK_WAIT_SECONDS.observe(result.lock_wait_s)
+    POSTINGS.labels(status).inc()
+
+
 def _unstamped(posting: Posting, accounts: dict[str, Account]) -> views.LedgerTransaction:
     """The transaction a posting writes, rendered before the call: what the database stamps (the commit time, the
     entries applied now, an archive on a failed balance lock) is views.stamp_post's, for the answer and the event."""
@@ -135,14 +160,15 @@ def _status_event(status: str | None) -> str:
         status or "", "ledger_transaction.updated")
 
 
-async def _post(ctx: CellContext, tenant_id: str, *, ledger_id: uuid.UUID | None, entries: list[EntryRequest],
-                description: str | None, status: str, effective_at: datetime | None, external_id: str | None,
-                metadata: dict, reverses_id: uuid.UUID | None, idem: IdemKey | None,
-                ledgerable_type: str | None = None, ledgerable_id: str | None = None,
-                partially_posts: tuple[TransactionState, int, views.LedgerTransaction] | None = None,
-                reverses: views.LedgerTransaction | None = None,
-                archive_on_lock_failure: bool = False) -> views.LedgerTransaction:
-    started = time.perf_counter()
+async def prepare_posting(ctx: CellContext, tenant_id: str, *, ledger_id: uuid.UUID | None,
+                          entries: list[EntryRequest], description: str | None, status: str,
+                          effective_at: datetime | None, external_id: str | None, metadata: dict,
+                          reverses_id: uuid.UUID | None, idem: IdemKey | None, ledgerable_type: str | None = None,
+                          ledgerable_id: str | None = None,
+                          partially_posts: tuple[TransactionState, int, views.LedgerTransaction] | None = None,
+                          archive_on_lock_failure: bool = False) -> tuple[Posting, dict[str, Account]]:
+    """A validated posting, its ids chosen, ready for `store.post` (the one way a ledger transaction is written; a
+    use case that writes one inside its own database transaction, a settlement, calls this and store.post)."""
     accounts = await ctx.cache.accounts(ctx.pool, tenant_id, sorted({e.ledger_account_id for e in entries}))
     if ledger_id is None:
         derived = derive_ledger(entries, accounts)
@@ -171,16 +197,53 @@ async def _post(ctx: CellContext, tenant_id: str, *, ledger_id: uuid.UUID | None
     posting = Posting(tenant_id=tenant_id, state=state, entries=entries, idempotency=idem, partially_posts=partial,
                       apply_accounts=accounts_to_apply(entries, ctx.settings.posting_mode),
                       archive_on_lock_failure=archive_on_lock_failure)
+    return posting, accounts
+
+
+async def finish_posting(ctx: CellContext, posting: Posting, result: PostResult, started: float) -> None:
+    """After the posting committed: its metrics, and the nudge for the accounts whose effects were queued."""
+    if posting.apply_accounts:
+        SYNC_LOCK_WAIT_SECONDS.observe(result.lock_wait_s)
+    if result.archived_reason is not None:  # nothing written to any balance: nothing to nudge
+        POSTINGS.labels("archived_" + result.archived_reason).inc()
+        POSTING_SECONDS.observe(time.perf_counter() - started)
+        return
+    state, partial = posting.state, posting.partially_posts
+    applied = {r.id for r in result.entries}
+    unapplied = sorted({str(e.ledger_account_id) for e in state.ledger_entries if e.id not in applied})
+    if partial is not None and ctx.settings.posting_mode != "sync":  # the archived entries' effects are queued
+        unapplied = sorted(set(unapplied) | {str(e.ledger_account_id) for e in partial.snapshot.ledger_entries})
+    if unapplied:
+        await ctx.nudger.nudge(posting.tenant_id, unapplied)
+    POSTINGS.labels("posted_sync" if not unapplied else "posted_async").inc()
+    POSTING_SECONDS.observe(time.perf_counter() - started)
+
+
+def render_posting(ctx: CellContext, posting: Posting, accounts: dict[str, Account],
+                   reverses: views.LedgerTransaction | None = None,
+                   partially_posts: views.LedgerTransaction | None = None,
+                   ) -> tuple[views.LedgerTransaction, list | None]:
+    """The transaction a posting writes, rendered before the call, and the events `ledger_post` writes in the
+    posting's transaction (None when events are off): created, and the reversed or partially posted original's."""
     unstamped = _unstamped(posting, accounts)
-    drafts = None
-    if ctx.settings.events_enabled:  # rendered now, written by ledger_post in the posting's transaction
-        drafts = [events.transaction_event(events.TRANSACTION_CREATED, unstamped)]
-        if reverses is not None:
-            drafts.append(events.transaction_event("ledger_transaction.reversed", msgspec.structs.replace(
-                reverses, reversed_by_ledger_transaction_id=state.id)))
-        if partially_posts is not None:
-            drafts.append(events.transaction_event("ledger_transaction.archived",
-                                                   _changed(partially_posts[2], status="archived")))
+    if not ctx.settings.events_enabled:
+        return unstamped, None
+    drafts = [events.transaction_event(events.TRANSACTION_CREATED, unstamped)]
+    if reverses is not None:
+        drafts.append(events.transaction_event("ledger_transaction.reversed", msgspec.structs.replace(
+            reverses, reversed_by_ledger_transaction_id=posting.state.id)))
+    if partially_posts is not None:
+        drafts.append(events.transaction_event("ledger_transaction.archived",
+                                               _changed(partially_posts, status="archived")))
+    return unstamped, drafts
+
+
+async def _post(ctx: CellContext, tenant_id: str, *, idem: IdemKey | None,
+                reverses: views.LedgerTransaction | None = None, **fields) -> views.LedgerTransaction:
+    started = time.perf_counter()
+    posting, accounts = await prepare_posting(ctx, tenant_id, idem=idem, **fields)
+    partial = fields.get("partially_posts")
+    unstamped, drafts = render_posting(ctx, posting, accounts, reverses, partial[2] if partial else None)
     try:
         result = await ctx.run(lambda conn: store.post(conn, posting, drafts))
     except PostingRejected as exc:
@@ -190,23 +253,9 @@ async def _post(ctx: CellContext, tenant_id: str, *, ledger_id: uuid.UUID | None
         POSTINGS.labels("replayed").inc()
         return await ctx.run(lambda conn: replay(conn, tenant_id, idem, views.LedgerTransaction,
                                                  lambda c, rid: _transaction(c, tenant_id, rid)))
-
-    if posting.apply_accounts:
-        SYNC_LOCK_WAIT_SECONDS.observe(result.lock_wait_s)
     answer = _posted(posting, unstamped, result)
     await store_response(ctx.pool, tenant_id, idem, answer)
-    if result.archived_reason is not None:  # nothing written to any balance: nothing to nudge
-        POSTINGS.labels("archived_" + result.archived_reason).inc()
-        POSTING_SECONDS.observe(time.perf_counter() - started)
-        return answer
-    applied = {r.id for r in result.entries}
-    unapplied = sorted({str(e.ledger_account_id) for e in state.ledger_entries if e.id not in applied})
-    if partial is not None and ctx.settings.posting_mode != "sync":  # the archived entries' effects are queued
-        unapplied = sorted(set(unapplied) | {str(e.ledger_account_id) for e in partial.snapshot.ledger_entries})
-    if unapplied:
-        await ctx.nudger.nudge(tenant_id, unapplied)
-    POSTINGS.labels("posted_sync" if not unapplied else "posted_async").inc()
-    POSTING_SECONDS.observe(time.perf_counter() - started)
+    await finish_posting(ctx, posting, result, started)
     return answer
 
 
@@ -238,7 +287,11 @@ async def partial_post(ctx: CellContext, tenant_id: str, txn_id: uuid.UUID, cmd:
     """A posted transaction of (no larger) parts of a pending one's entries; the pending one is archived in the same
     database transaction. Whether it is still pending is `ledger_post`'s to say, under the row lock (a replayed
     Idempotency-Key is answered before that check)."""
-    pending, version, pending_view = await ctx.run(lambda conn: _state_and_view(conn, tenant_id, txn_id))
+    async def pending_state(conn: asyncpg.Connection) -> tuple[TransactionState, int, views.LedgerTransaction]:
+        await _refuse_settlement_transaction(conn, tenant_id, txn_id)
+        return await _state_and_view(conn, tenant_id, txn_id)
+
+    pending, version, pending_view = await ctx.run(pending_state)
     entries = [_entry_request(e) for e in cmd.posted_ledger_entries]
     rejection = validate_partial_post(
         [EntryRequest(str(e.ledger_account_id), e.direction, e.amount) for e in pending.ledger_entries], entries)
@@ -281,6 +334,8 @@ async def update_transaction(ctx: CellContext, tenant_id: str, txn_id: uuid.UUID
             changes["description"] = description
         if not changes:
             return current, None
+        if status is not None:
+            await _refuse_settlement_transaction(conn, tenant_id, txn_id)
         drafts = None
         if ctx.settings.events_enabled:  # rendered now, written by ledger_transition in its transaction
             drafts = [events.transaction_event(_status_event(status), _changed(view, **changes))]

@@ -172,6 +172,27 @@ class LedgerAccountBalanceMonitor(Shape):
     updated_at: Timestamp
 
 
+class LedgerAccountStatement(Shape):
+    """An account's balances at both ends of [effective_at_lower_bound, effective_at_upper_bound), as of
+    ledger_account_lock_version: immutable."""
+
+    id: uuid.UUID
+    object: Literal["ledger_account_statement"]
+    live_mode: bool
+    ledger_id: uuid.UUID
+    ledger_account_id: uuid.UUID
+    ledger_account_lock_version: int
+    ledger_account_normal_balance: Direction
+    description: str | None
+    metadata: dict[str, str]
+    effective_at_lower_bound: Timestamp
+    effective_at_upper_bound: Timestamp
+    starting_balance: Balances
+    ending_balance: Balances
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
 class Event(Shape):
     """One change of a ledger object, `data` the object as this API renders it (at the change)."""
 
@@ -183,6 +204,29 @@ class Event(Shape):
     entity_id: uuid.UUID
     data: dict[str, Any]  # a LedgerTransaction, LedgerAccount or LedgerAccountBalanceMonitor, by `resource`
     event_time: Timestamp
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+class LedgerAccountSettlement(Shape):
+    """A settlement of the settled account's entries against the contra account, by one ledger transaction."""
+
+    id: uuid.UUID
+    object: Literal["ledger_account_settlement"]
+    live_mode: bool
+    ledger_id: uuid.UUID
+    settled_ledger_account_id: uuid.UUID
+    contra_ledger_account_id: uuid.UUID
+    status: Literal["drafting", "pending", "posted", "archived"]
+    amount: int | None
+    currency: str
+    currency_exponent: int
+    settlement_entry_direction: Direction | None
+    effective_at_upper_bound: Timestamp
+    ledger_transaction_id: uuid.UUID | None
+    allow_either_direction: bool
+    description: str | None
+    metadata: dict[str, str]
     created_at: Timestamp
     updated_at: Timestamp
 
@@ -250,6 +294,36 @@ def transaction(row, entries: list[LedgerEntry]) -> LedgerTransaction:
         reverses_ledger_transaction_id=row["reverses_id"],
         reversed_by_ledger_transaction_id=row["reversed_by_id"], version=row["version"],
         created_at=utc(row["created_at"]), updated_at=utc(row["updated_at"]))
+
+
+def statement(row) -> LedgerAccountStatement:
+    """A statement row with its starting_* and ending_* sums and amounts."""
+
+    def at(prefix: str) -> Balances:
+        sums = {key[len(prefix):]: row[key] for key in row.keys() if key.startswith(prefix)}
+        return balances(sums, row["currency"], row["currency_exponent"])
+
+    created = utc(row["created_at"])
+    return LedgerAccountStatement(
+        id=row["id"], object="ledger_account_statement", live_mode=True, ledger_id=row["ledger_id"],
+        ledger_account_id=row["ledger_account_id"], ledger_account_lock_version=row["ledger_account_lock_version"],
+        ledger_account_normal_balance=row["normal_balance"], description=row["description"],
+        metadata=row["metadata"], effective_at_lower_bound=utc(row["effective_at_lower_bound"]),
+        effective_at_upper_bound=utc(row["effective_at_upper_bound"]), starting_balance=at("starting_"),
+        ending_balance=at("ending_"), created_at=created, updated_at=created)
+
+
+def settlement(row) -> LedgerAccountSettlement:
+    return LedgerAccountSettlement(
+        id=row["id"], object="ledger_account_settlement", live_mode=True, ledger_id=row["ledger_id"],
+        settled_ledger_account_id=row["settled_ledger_account_id"],
+        contra_ledger_account_id=row["contra_ledger_account_id"], status=row["status"], amount=row["amount"],
+        currency=row["currency"], currency_exponent=row["currency_exponent"],
+        settlement_entry_direction=row["settlement_entry_direction"],
+        effective_at_upper_bound=utc(row["effective_at_upper_bound"]),
+        ledger_transaction_id=row["ledger_transaction_id"], allow_either_direction=row["allow_either_direction"],
+        description=row["description"], metadata=row["metadata"], created_at=utc(row["created_at"]),
+        updated_at=utc(row["updated_at"]))
 
 
 def version(row) -> LedgerTransactionVersion:

@@ -40,8 +40,13 @@ async def of_transactions(conn: asyncpg.Connection, tenant_id: str, txn_ids: lis
 async def list_page(conn: asyncpg.Connection, tenant_id: str, *, limit: int, order_by: str, descending: bool,
                     after: tuple | None, ledger_account_id=None, ledger_transaction_id=None,
                     as_of_lock_version=None, direction=None, status=None, ids=(), effective_at=(), updated_at=(),
-                    lock_version=(), amount=(), metadata=None) -> list:
+                    lock_version=(), amount=(), metadata=None, statement_id=None, settlement_id=None) -> list:
     w = Where(tenant_id)
+    if settlement_id is not None:
+        w.add("e.id IN (SELECT entry_id FROM ledger_account_settlement_entries WHERE tenant_id = $1 "
+              "AND settlement_id = {} AND role = 'settled')", settlement_id)
+    if statement_id is not None:
+        w.add("e.id IN (SELECT entry_id FROM ledger_statement_entries($1, {}))", statement_id)
     if metadata:
         w.add("coalesce(m.metadata, e.metadata) @> {}::jsonb", metadata)
     if ids:

@@ -105,9 +105,15 @@ async def fetch_versions(conn: asyncpg.Connection, tenant_id: str, txn_id) -> li
 
 async def list_versions_page(conn: asyncpg.Connection, tenant_id: str, *, after_seq: int, limit: int,
                              ledger_transaction_id=None, version: list[tuple[str, int]] = (),
-                             created_at: list[tuple[str, Any]] = ()) -> list:
+                             created_at: list[tuple[str, Any]] = (), statement_id=None) -> list:
     w = Where(tenant_id)
     w.add("v.seq > {}", after_seq)
+    if statement_id is not None:
+        # The versions of the statement's entries' transactions as they stood when it was created.
+        ref = w.bind(statement_id)
+        w.clauses.append(f"v.transaction_id IN (SELECT transaction_id FROM ledger_statement_entries($1, {ref})) "
+                         f"AND v.created_at <= (SELECT s.created_at FROM ledger_account_statements s "
+                         f"WHERE s.tenant_id = $1 AND s.id = {ref})")
     if ledger_transaction_id is not None:
         w.add("v.transaction_id = {}", ledger_transaction_id)
     for column, bounds in (("version", version), ("created_at", created_at)):
@@ -124,10 +130,16 @@ async def list_page(conn: asyncpg.Connection, tenant_id: str, *, after: tuple | 
                     external_id=None, metadata=None, ledger_account_id=None, ledgerable_type=None,
                     ledgerable_id=None, reverses_id=None, partially_posts_id=None,
                     effective_at: list[tuple[str, Any]] = (), posted_at: list[tuple[str, Any]] = (),
-                    updated_at: list[tuple[str, Any]] = ()) -> list:
+                    updated_at: list[tuple[str, Any]] = (), settlement_id=None,
+                    amount: list[tuple[str, int]] = ()) -> list:
     """A page ordered by row number (created_at) or by (effective_at, row number); `after` is the last row's
-    position in that order."""
+    position in that order. `settlement_id`: the transactions of the entries that settlement settles. `amount`:
+    bounds on what a transaction moves, the sum of its debit entries (equal to its credits')."""
     w = Where(tenant_id)
+    if settlement_id is not None:
+        w.add("t.id IN (SELECT e.transaction_id FROM ledger_account_settlement_entries c "
+              "JOIN ledger_entries e ON e.id = c.entry_id WHERE c.tenant_id = $1 AND c.settlement_id = {} "
+              "AND c.role = 'settled')", settlement_id)
     if status:
         w.add("t.status = ANY({}::text[])", list(status))
     if ids:
@@ -144,6 +156,9 @@ async def list_page(conn: asyncpg.Connection, tenant_id: str, *, after: tuple | 
     for column, bounds in (("effective_at", effective_at), ("posted_at", posted_at), ("updated_at", updated_at)):
         for op, value in bounds:
             w.add(f"t.{column} {OPERATORS_SQL[op]} {{}}", value)
+    for op, value in amount:
+        w.add("(SELECT sum(e.amount) FROM ledger_entries e WHERE e.transaction_id = t.id AND e.direction = 'debit') "
+              f"{OPERATORS_SQL[op]} {{}}::numeric", value)
     cmp, order = ("<", "DESC") if descending else (">", "ASC")
     if order_by == "effective_at":
         if after is not None:

@@ -45,6 +45,12 @@ async def verify(conn: asyncpg.Connection, tenant_id: str | None = None,
                             f"archived={r['archived']}")
         for r in await conn.fetch(Q["verify_transaction_versions_present"], tenant_id):
             problems.append(f"transaction {r['id']} is at version {r['version']} but has {r['versions']} versions")
+        for r in await conn.fetch(Q["verify_statements"], tenant_id):
+            problems.append(f"ledger account statement {r['id']}: balances differ from the effects at its lock version")
+        for r in await conn.fetch(Q["verify_settlements"], tenant_id):
+            problems.append(f"ledger account settlement {r['id']} ({r['status']}, amount {r['amount']}): its entries "
+                            f"(net {r['net']}, all settleable: {r['fit']}) or its transaction (entry "
+                            f"{r['leg_amount']}, {r['leg_status']}) do not match it")
         if unapplied_age_max_s is not None:
             r = await conn.fetchrow(Q["verify_stale_unapplied"], tenant_id, float(unapplied_age_max_s))
             if r["n"]:

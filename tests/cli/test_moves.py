@@ -37,8 +37,16 @@ def _world(ctl, stack, cell: str = "cli-1", postings: int = 6) -> dict:
     # One entry's metadata edited (a ledger_entry_metadata row): moved with the rest.
     edited = answers["k-0"]["ledger_entries"][0]["id"]
     assert http.patch(f"/api/ledger_entries/{edited}", json={"metadata": {"moved": "yes"}}).status_code == 200
+    # A statement and a settlement (its transaction, the entries it holds): moved with the rest.
+    statement = http.post("/api/ledger_account_statements", json={
+        "ledger_account_id": accounts[1], "effective_at_lower_bound": "2000-01-01T00:00:00Z",
+        "effective_at_upper_bound": "2100-01-01T00:00:00Z"})
+    assert statement.status_code == 201, statement.text
+    settlement = http.post("/api/ledger_account_settlements", json={
+        "settled_ledger_account_id": accounts[1], "contra_ledger_account_id": accounts[0]})
+    assert settlement.status_code == 201, settlement.text
     queue_payment(stack["cells"][cell].database_url, tenant, ledger, accounts[0], accounts[1], 77)
-    return {"tenant": tenant, "secret": secret, "ledger": ledger, "accounts": accounts, "answers": answers,
+    return {"statement": statement.json(), "settlement": settlement.json(), "tenant": tenant, "secret": secret, "ledger": ledger, "accounts": accounts, "answers": answers,
             "pending": pending.json()["id"], "http": http, "edited_entry": edited}
 
 
@@ -50,7 +58,8 @@ def _transfer(ledger: str, accounts: list[str], amount: int, status: str = "post
 
 def _rows(url: str, tenant: str) -> dict[str, int]:
     tables = ["api_keys", "ledgers", "ledger_accounts", "account_balances", "ledger_transactions",
-              "ledger_transaction_versions", "ledger_entries", "ledger_entry_metadata", "balance_effects", "idempotency_keys"]
+              "ledger_transaction_versions", "ledger_entries", "ledger_entry_metadata", "balance_effects", "idempotency_keys",
+              "ledger_account_statements", "ledger_account_settlements", "ledger_account_settlement_entries"]
     return {t: run_sql(url, f"SELECT count(*) FROM {t} WHERE tenant_id = $1", tenant)[0][0] for t in tables}
 
 
@@ -97,7 +106,8 @@ def test_dry_run_prints_the_plan(ctl, stack):
     w = _world(ctl, stack, postings=2)
     plan = ctl.json("tenants", "move", w["tenant"], "--to", "cli-2", "--dry-run")
     assert (plan["source"], plan["target"]) == ("cli-1", "cli-2")
-    assert plan["rows"]["ledger_entries"] == 2 * 2 + 2 + 2 and plan["rows"]["tenants"] == 1
+    # 2 postings, the pending one, the settlement's transaction, the queued payment: two entries each
+    assert plan["rows"]["ledger_entries"] == 2 * 2 + 2 + 2 + 2 and plan["rows"]["tenants"] == 1
     assert ctl.json("moves", "list", "--tenant", w["tenant"]) == []
 
 
@@ -130,6 +140,9 @@ def test_move_show_list_purge(ctl, stack):
     posted = new.patch(f"/api/ledger_transactions/{w['pending']}", json={"status": "posted"})
     assert posted.status_code == 200, posted.text
     assert new.get(f"/api/ledger_entries/{w['edited_entry']}").json()["metadata"] == {"moved": "yes"}
+    assert new.get(f"/api/ledger_account_statements/{w['statement']['id']}").json() == w["statement"]
+    settlement = new.patch(f"/api/ledger_account_settlements/{w['settlement']['id']}", json={"status": "posted"})
+    assert settlement.status_code == 200 and settlement.json()["amount"] == w["settlement"]["amount"] > 0
     assert ctl.json("verify", "--tenant", tenant, "--unapplied-age-max-s", "0")["violations"] == []
     # list / show
     listed = ctl.json("moves", "list", "--tenant", tenant)

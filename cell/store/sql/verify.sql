@@ -133,3 +133,67 @@ WHERE tgname IN ('ledger_entries_insert_only', 'ledger_transaction_versions_inse
 SELECT transaction_id, version FROM ledger_transaction_versions
 WHERE ($1::text IS NULL OR tenant_id = $1) AND hash <> ledger_version_hash(prev_hash, snapshot)
 LIMIT 20
+
+-- name: verify_statements
+-- A statement's balances are recomputed from its account's balance effects applied by its lock version,
+-- effective before each bound.
+SELECT s.id FROM ledger_account_statements s
+CROSS JOIN LATERAL (
+    SELECT coalesce(sum(f.d_pending_debits) FILTER (WHERE f.effective_at < s.effective_at_lower_bound), 0) AS lpd,
+           coalesce(sum(f.d_pending_credits) FILTER (WHERE f.effective_at < s.effective_at_lower_bound), 0) AS lpc,
+           coalesce(sum(f.d_posted_debits) FILTER (WHERE f.effective_at < s.effective_at_lower_bound), 0) AS lod,
+           coalesce(sum(f.d_posted_credits) FILTER (WHERE f.effective_at < s.effective_at_lower_bound), 0) AS loc,
+           coalesce(sum(f.d_pending_debits) FILTER (WHERE f.effective_at < s.effective_at_upper_bound), 0) AS hpd,
+           coalesce(sum(f.d_pending_credits) FILTER (WHERE f.effective_at < s.effective_at_upper_bound), 0) AS hpc,
+           coalesce(sum(f.d_posted_debits) FILTER (WHERE f.effective_at < s.effective_at_upper_bound), 0) AS hod,
+           coalesce(sum(f.d_posted_credits) FILTER (WHERE f.effective_at < s.effective_at_upper_bound), 0) AS hoc
+    FROM balance_effects f
+    WHERE f.account_id = s.ledger_account_id AND f.lock_version <= s.ledger_account_lock_version
+) r
+WHERE ($1::text IS NULL OR s.tenant_id = $1)
+  AND (s.starting_pending_debits, s.starting_pending_credits, s.starting_posted_debits, s.starting_posted_credits,
+       s.ending_pending_debits, s.ending_pending_credits, s.ending_posted_debits, s.ending_posted_credits)
+      IS DISTINCT FROM (r.lpd, r.lpc, r.lod, r.loc, r.hpd, r.hpc, r.hod, r.hoc)
+LIMIT 20
+
+-- name: verify_settlements
+-- An entry a settlement holds is a posted entry of its settled account effective before its upper bound, and an
+-- archived settlement holds none (each entry is held once: the primary key of ledger_account_settlement_entries).
+-- A settlement's amount is the net of the entries it holds (in its settled account's normal direction), and a
+-- pending or posted one with an amount has its transaction: the settled account's entry of that amount in
+-- settlement_entry_direction (against the net), with the settlement's status.
+WITH held AS (
+    SELECT c.settlement_id, sum(CASE WHEN e.direction = a.normal_balance THEN e.amount ELSE -e.amount END) AS net,
+           bool_and(e.ledger_account_id = s.settled_ledger_account_id AND t.status = 'posted'
+                    AND e.effective_at < s.effective_at_upper_bound AND e.tenant_id = s.tenant_id) AS fit
+    FROM ledger_account_settlement_entries c
+    JOIN ledger_account_settlements s ON s.id = c.settlement_id
+    JOIN ledger_accounts a ON a.id = s.settled_ledger_account_id
+    JOIN ledger_entries e ON e.id = c.entry_id JOIN ledger_transactions t ON t.id = e.transaction_id
+    WHERE c.role = 'settled' AND ($1::text IS NULL OR c.tenant_id = $1)
+    GROUP BY c.settlement_id
+), leg AS (
+    SELECT c.settlement_id, e.amount, e.direction, e.ledger_account_id, e.transaction_id, t.status
+    FROM ledger_account_settlement_entries c
+    JOIN ledger_entries e ON e.id = c.entry_id JOIN ledger_transactions t ON t.id = e.transaction_id
+    WHERE c.role = 'offset' AND ($1::text IS NULL OR c.tenant_id = $1)
+)
+SELECT s.id, s.status, s.amount, h.net, h.fit, l.amount AS leg_amount, l.status AS leg_status
+FROM ledger_account_settlements s
+JOIN ledger_accounts a ON a.id = s.settled_ledger_account_id
+LEFT JOIN held h ON h.settlement_id = s.id
+LEFT JOIN leg l ON l.settlement_id = s.id
+WHERE ($1::text IS NULL OR s.tenant_id = $1) AND (
+    NOT coalesce(h.fit, true)
+    OR (s.status = 'archived' AND (h.settlement_id IS NOT NULL OR l.status <> 'archived'))
+    OR (s.status <> 'archived' AND s.amount IS DISTINCT FROM abs(coalesce(h.net, 0))
+        AND NOT (s.status = 'drafting' AND s.amount IS NULL))
+    OR (s.status IN ('pending', 'posted') AND (
+        (coalesce(s.amount, 0) > 0) <> (l.settlement_id IS NOT NULL)
+        OR (s.amount > 0 AND (l.amount <> s.amount OR l.ledger_account_id <> s.settled_ledger_account_id
+            OR l.transaction_id IS DISTINCT FROM s.ledger_transaction_id OR l.status <> s.status
+            OR l.direction IS DISTINCT FROM s.settlement_entry_direction
+            OR s.settlement_entry_direction <> CASE WHEN (h.net > 0) = (a.normal_balance = 'credit')
+                                                    THEN 'debit' ELSE 'credit' END))))
+)
+LIMIT 20

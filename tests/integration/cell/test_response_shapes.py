@@ -71,7 +71,7 @@ async def test_every_operation_documents_its_answer_and_its_problems(cell_client
     schema = (await cell_client.get("/schema/openapi.json")).json()
     operations = [(path, method, op) for path, item in schema["paths"].items() if path.startswith("/api/")
                   for method, op in item.items()]
-    assert len(operations) == 26  # + events (2) and balance monitors (5)
+    assert len(operations) == 34  # + events (2), balance monitors (5), statements and settlements (8)
     for path, method, op in operations:
         answers = {code: r for code, r in op["responses"].items() if code.startswith("2")}
         assert len(answers) == 1, (path, method)
@@ -80,6 +80,36 @@ async def test_every_operation_documents_its_answer_and_its_problems(cell_client
         assert "application/problem+json" in op["responses"]["default"]["content"], (path, method)
     entry = schema["paths"]["/api/ledger_entries"]["get"]["responses"]["200"]
     assert "X-After-Cursor" in entry["headers"]
+
+async def test_settlement_answers_have_their_documented_shape(api):
+    lid = (await api.ledger())["id"]
+    cash, fees = (await api.account(lid, "debit"))["id"], (await api.account(lid, "credit"))["id"]
+    payouts = (await api.account(lid, "debit"))["id"]
+    txn = (await api.transfer(lid, cash, fees, 5)).json()
+    body = {"settled_ledger_account_id": fees, "contra_ledger_account_id": payouts}
+    settled = decode(await api.post("/api/ledger_account_settlements", body), 201, shapes.LedgerAccountSettlement)
+    assert settled.amount == 5
+    draft = decode(await api.post("/api/ledger_account_settlements", {**body, "status": "drafting"}), 201,
+                   shapes.LedgerAccountSettlement)
+    path = f"/api/ledger_account_settlements/{draft.id}"
+    entry = {"ledger_entry_ids": [e["id"] for e in txn["ledger_entries"] if e["ledger_account_id"] == fees]}
+    decode(await api.request("DELETE", f"{path}/ledger_entries", json=entry), 200, shapes.LedgerAccountSettlement)
+    decode(await api.patch(f"{path}/ledger_entries", entry), 422, Problem)
+    decode(await api.patch(path, {"status": "archived"}), 200, shapes.LedgerAccountSettlement)
+    decode(await api.get(path), 200, shapes.LedgerAccountSettlement)
+    decode(await api.get("/api/ledger_account_settlements"), 200, list[shapes.LedgerAccountSettlement])
+
+
+async def test_statement_answers_have_their_documented_shape(api):
+    lid = (await api.ledger())["id"]
+    cash, fees = (await api.account(lid, "debit"))["id"], (await api.account(lid, "credit"))["id"]
+    assert (await api.transfer(lid, cash, fees, 5)).status_code == 201
+    statement = decode(await api.post("/api/ledger_account_statements", {
+        "ledger_account_id": fees, "effective_at_lower_bound": "2000-01-01T00:00:00Z",
+        "effective_at_upper_bound": "2100-01-01T00:00:00Z"}), 201, shapes.LedgerAccountStatement)
+    assert statement.ending_balance.posted_balance.amount == 5
+    assert decode(await api.get(f"/api/ledger_account_statements/{statement.id}"), 200,
+                  shapes.LedgerAccountStatement) == statement
 
 
 @pytest.mark.parametrize("shape", [shapes.Ledger, shapes.LedgerAccount, shapes.LedgerEntry, shapes.LedgerTransaction])

@@ -1,5 +1,6 @@
-"""Modern Treasury's official Python SDK (`modern-treasury`, pinned in requirements.lock) drives a real cell
-unchanged: the calls a customer's code makes, its error classes and its auto-paging lists."""
+"""Modern Treasury's official Python SDK (`modern-treasury`, pinned in requirements.lock) drives a real cell through
+the router, unchanged (the `mt` fixture, conftest.py): the calls a customer's code makes, its error classes and its
+auto-paging lists."""
 
 from __future__ import annotations
 
@@ -9,18 +10,6 @@ from datetime import date, datetime, timezone
 import modern_treasury
 import pytest
 from modern_treasury import AsyncModernTreasury
-
-
-@pytest.fixture
-async def mt(new_tenant, cell_client):
-    """The SDK's async client on one tenant's credentials, talking HTTP to the cell app (in process)."""
-
-    async def make() -> AsyncModernTreasury:
-        api = await new_tenant()
-        return AsyncModernTreasury(organization_id=api.tenant_id, api_key=api.api_key,
-                                   base_url=str(cell_client.base_url), http_client=cell_client, max_retries=0)
-
-    return make
 
 
 async def _ledger_with_accounts(client: AsyncModernTreasury, currency: str = "USD"):
