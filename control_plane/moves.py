@@ -68,6 +68,10 @@ TENANT_TABLES: dict[str, str | None] = {
                                  "WHERE b.tenant_id = $1)",
     "idempotency_keys": None,
     "events": None,
+    "ledger_account_categories": None,
+    "ledger_account_category_members": None,
+    "ledger_account_category_edges": None,
+    "ledger_account_category_closure": None,
 }
 # Cell tables that hold nobody's rows.
 CELL_TABLES = frozenset({"schema_migrations", "schema_routines"})

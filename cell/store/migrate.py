@@ -17,9 +17,9 @@ _LOCK_KEY = 7_311_900_001
 # plpgsql bodies are bound when they first run, but a LANGUAGE sql body is checked when it is created: a
 # routine comes after everything its SQL body names.
 ROUTINES = (
-    "balances", "event", "version_hash", "effects_of", "entry_results", "balance_at",
+    "balances", "event", "version_hash", "effects_of", "entry_results", "balances_at", "balance_at",
     "fence", "claim_key", "lock", "check", "headroom", "apply", "apply_report", "post", "transition",
-    "sequence_events",
+    "sequence_events", "category_sums", "category_refresh",
 )
 
 
