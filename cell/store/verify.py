@@ -50,7 +50,7 @@ async def verify(conn: asyncpg.Connection, tenant_id: str | None = None,
             if r["n"]:
                 problems.append(f"{r['n']} balance effects unapplied for more than {unapplied_age_max_s}s "
                                 f"(oldest from {r['oldest']})")
-        problems += await _category_problems(conn, tenant_id)
+        problems += await category_problems(conn, tenant_id)
         prev_txn, prev_hash = None, None
         for r in await conn.fetch(Q["verify_versions"], tenant_id):
             expected_prev = prev_hash if r["transaction_id"] == prev_txn else None
@@ -65,9 +65,10 @@ async def verify(conn: asyncpg.Connection, tenant_id: str | None = None,
     return problems
 
 
-async def _category_problems(conn: asyncpg.Connection, tenant_id: str | None) -> list[str]:
+async def category_problems(conn: asyncpg.Connection, tenant_id: str | None) -> list[str]:
     """Each category's stored closure is its graph's (and the graph has no cycle), reaches only accounts of its
-    ledger and currency, and its balances equal the sums of those accounts' entries."""
+    ledger and currency, and its balances equal the sums of those accounts' balances (which `verify` checks
+    against their entries). Work bounded by the categories' graph, not by the entries (a move's freeze runs it)."""
     problems = []
     for r in await conn.fetch(Q["verify_category_closure"], tenant_id):
         if r["cycle"]:
@@ -80,5 +81,5 @@ async def _category_problems(conn: asyncpg.Connection, tenant_id: str | None) ->
                         f"{r['account_id']} ({r['account_ledger_id']}, {r['account_currency']})")
     for r in await conn.fetch(Q["verify_category_balances"], tenant_id):
         problems.append(f"category {r['category_id']}: balances {r['pd']}/{r['pc']}/{r['od']}/{r['oc']} differ from "
-                        f"its accounts' entries {r['e_pd']}/{r['e_pc']}/{r['e_od']}/{r['e_oc']}")
+                        f"the sums of its accounts' {r['e_pd']}/{r['e_pc']}/{r['e_od']}/{r['e_oc']}")
     return problems

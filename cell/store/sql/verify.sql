@@ -168,8 +168,9 @@ WHERE r.reachable AND ($1::text IS NULL OR r.tenant_id = $1) AND (a.ledger_id <>
 LIMIT 20
 
 -- name: verify_category_balances
--- A category's balances as reads compute them (ledger_category_sums, plus what is still queued for its
--- accounts) equal the sums recomputed from the entries of every account its graph reaches.
+-- A category's balances as reads compute them (ledger_category_sums) equal the sums of the balances of every
+-- account its graph reaches (each account's cache equals its entries: verify_totals_from_entries); queued
+-- effects are added on both sides. Bounded by the graph, not by the history: a move rechecks it in its freeze.
 WITH RECURSIVE down(root, id) AS (
     SELECT id, id FROM ledger_account_categories WHERE ($1::text IS NULL OR tenant_id = $1) AND discarded_at IS NULL
     UNION
@@ -178,20 +179,24 @@ WITH RECURSIVE down(root, id) AS (
 ), expected AS (
     SELECT DISTINCT d.root AS category_id, m.account_id FROM down d
     JOIN ledger_account_category_members m ON m.category_id = d.id AND m.removed_at IS NULL
-), from_entries AS (
-    SELECT x.category_id,
-           sum(CASE WHEN e.direction = 'debit' AND t.status <> 'archived' THEN e.amount ELSE 0 END) AS pd,
-           sum(CASE WHEN e.direction = 'credit' AND t.status <> 'archived' THEN e.amount ELSE 0 END) AS pc,
-           sum(CASE WHEN e.direction = 'debit' AND t.status = 'posted' THEN e.amount ELSE 0 END) AS od,
-           sum(CASE WHEN e.direction = 'credit' AND t.status = 'posted' THEN e.amount ELSE 0 END) AS oc
-    FROM expected x JOIN ledger_entries e ON e.ledger_account_id = x.account_id
-    JOIN ledger_transactions t ON t.id = e.transaction_id
+), queued_by_account AS (
+    SELECT f.account_id, sum(f.d_pending_debits) AS pd, sum(f.d_pending_credits) AS pc,
+           sum(f.d_posted_debits) AS od, sum(f.d_posted_credits) AS oc
+    FROM balance_effects f
+    WHERE f.applied_at IS NULL AND f.account_id IN (SELECT account_id FROM expected UNION
+                                                   SELECT account_id FROM ledger_account_category_closure
+                                                   WHERE reachable AND ($1::text IS NULL OR tenant_id = $1))
+    GROUP BY f.account_id
+), from_accounts AS (
+    SELECT x.category_id, sum(b.pending_debits + coalesce(q.pd, 0)) AS pd,
+           sum(b.pending_credits + coalesce(q.pc, 0)) AS pc, sum(b.posted_debits + coalesce(q.od, 0)) AS od,
+           sum(b.posted_credits + coalesce(q.oc, 0)) AS oc
+    FROM expected x JOIN account_balances b ON b.account_id = x.account_id
+    LEFT JOIN queued_by_account q ON q.account_id = x.account_id
     GROUP BY x.category_id
 ), queued AS (
-    SELECT r.category_id, sum(f.d_pending_debits) AS pd, sum(f.d_pending_credits) AS pc,
-           sum(f.d_posted_debits) AS od, sum(f.d_posted_credits) AS oc
-    FROM ledger_account_category_closure r
-    JOIN balance_effects f ON f.account_id = r.account_id AND f.applied_at IS NULL
+    SELECT r.category_id, sum(q.pd) AS pd, sum(q.pc) AS pc, sum(q.od) AS od, sum(q.oc) AS oc
+    FROM ledger_account_category_closure r JOIN queued_by_account q ON q.account_id = r.account_id
     WHERE r.reachable AND ($1::text IS NULL OR r.tenant_id = $1)
     GROUP BY r.category_id
 )
@@ -200,7 +205,7 @@ SELECT c.id AS category_id,
        s.posted_debits + coalesce(q.od, 0) AS od, s.posted_credits + coalesce(q.oc, 0) AS oc,
        coalesce(x.pd, 0) AS e_pd, coalesce(x.pc, 0) AS e_pc, coalesce(x.od, 0) AS e_od, coalesce(x.oc, 0) AS e_oc
 FROM ledger_account_categories c CROSS JOIN LATERAL ledger_category_sums(c.id) s
-LEFT JOIN from_entries x ON x.category_id = c.id LEFT JOIN queued q ON q.category_id = c.id
+LEFT JOIN from_accounts x ON x.category_id = c.id LEFT JOIN queued q ON q.category_id = c.id
 WHERE ($1::text IS NULL OR c.tenant_id = $1) AND c.discarded_at IS NULL
   AND (s.pending_debits + coalesce(q.pd, 0) <> coalesce(x.pd, 0) OR s.pending_credits + coalesce(q.pc, 0) <> coalesce(x.pc, 0)
     OR s.posted_debits + coalesce(q.od, 0) <> coalesce(x.od, 0) OR s.posted_credits + coalesce(q.oc, 0) <> coalesce(x.oc, 0))

@@ -247,26 +247,22 @@ async def test_another_tenants_category_is_not_found(new_tenant):
     assert await _ids_of(mallory) == {my_cat["id"]}
 
 
-async def test_verify_finds_a_closure_that_differs_from_the_graph(cell_client, admin_conn):
-    # A tenant of its own, left out of the fixtures' after-test verification: its closure is broken on purpose.
-    from conftest import Api
-
-    from cell.service.tenants import create_api_key, create_tenant
+async def test_verify_finds_a_closure_that_differs_from_the_graph(api, admin_conn):
     from cell.store.verify import verify
 
-    tenant_id = f"t-{uuid.uuid4().hex[:12]}"
-    await create_tenant(admin_conn, tenant_id, "test")
-    _, secret = await create_api_key(admin_conn, tenant_id)
-    api = Api(cell_client, tenant_id, secret)
     ledger = await api.ledger()
     cash, alice = await api.account(ledger["id"], "debit"), await api.account(ledger["id"])
     cat = await _category(api, ledger["id"])
     await _put(api, cat["id"], "ledger_accounts", alice["id"])
     await api.transfer(ledger["id"], cash["id"], alice["id"], 10)
-    assert await verify(admin_conn, tenant_id) == []
+    assert await verify(admin_conn, api.tenant_id) == []
 
-    await admin_conn.execute("UPDATE ledger_account_category_closure SET reachable = false WHERE category_id = $1",
-                             uuid.UUID(cat["id"]))
-    problems = await verify(admin_conn, tenant_id)
+    # Broken on purpose, then mended (the fixture verifies the tenant after the test).
+    broken = "UPDATE ledger_account_category_closure SET reachable = $2 WHERE category_id = $1"
+    await admin_conn.execute(broken, uuid.UUID(cat["id"]), False)
+    try:
+        problems = await verify(admin_conn, api.tenant_id)
+    finally:
+        await admin_conn.execute(broken, uuid.UUID(cat["id"]), True)
     assert any(f"category {cat['id']}: closure lacks account {alice['id']}" in p for p in problems), problems
     assert any(f"category {cat['id']}: balances" in p for p in problems), problems

@@ -11,18 +11,6 @@ import pytest
 from modern_treasury import AsyncModernTreasury
 
 
-@pytest.fixture
-async def mt(new_tenant, cell_client):
-    """The SDK's async client on one tenant's credentials, talking HTTP to the cell app (in process)."""
-
-    async def make() -> AsyncModernTreasury:
-        api = await new_tenant()
-        return AsyncModernTreasury(organization_id=api.tenant_id, api_key=api.api_key,
-                                   base_url=str(cell_client.base_url), http_client=cell_client, max_retries=0)
-
-    return make
-
-
 async def _ledger_with_accounts(client: AsyncModernTreasury, currency: str = "USD"):
     ledger = await client.ledgers.create(name="sdk", description="through the SDK", metadata={"env": "test"})
     cash = await client.ledger_accounts.create(name="cash", ledger_id=ledger.id, normal_balance="debit",
