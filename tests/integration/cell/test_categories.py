@@ -266,3 +266,18 @@ async def test_verify_finds_a_closure_that_differs_from_the_graph(api, admin_con
         await admin_conn.execute(broken, uuid.UUID(cat["id"]), True)
     assert any(f"category {cat['id']}: closure lacks account {alice['id']}" in p for p in problems), problems
     assert any(f"category {cat['id']}: balances" in p for p in problems), problems
+
+
+async def test_concurrent_changes_to_the_graph_leave_the_closure_equal_to_it(api):
+    import asyncio
+
+    ledger = await api.ledger()
+    top, left, right = [await _category(api, ledger["id"]) for _ in range(3)]
+    accounts = [await api.account(ledger["id"]) for _ in range(20)]
+    calls = [_put(api, (left if i % 2 else right)["id"], "ledger_accounts", a["id"]) for i, a in enumerate(accounts)]
+    calls += [_put(api, top["id"], "ledger_account_categories", left["id"]),
+              _put(api, top["id"], "ledger_account_categories", right["id"])]
+    await asyncio.gather(*calls)
+    listed = await api.get("/api/ledger_accounts", params={"ledger_account_category_id": top["id"], "per_page": "100"})
+    assert {a["id"] for a in listed.json()} == {a["id"] for a in accounts}
+    # The fixture's verification then finds every closure equal to its graph.
