@@ -62,7 +62,8 @@ async def _locked(conn: asyncpg.Connection, tenant_id: str, ids: list[uuid.UUID]
     missing = [i for i in ids if i not in found]
     if missing:
         if referenced:
-            raise PostingRejected(f"ledger account category {missing[0]} not found", "ledger_account_category_not_found")
+            raise PostingRejected(f"ledger account category {missing[0]} not found",
+                                  "ledger_account_category_not_found")
         raise _not_found(missing[0])
     return found
 

@@ -13,7 +13,8 @@ from cell.store.queries import Q
 
 _COLUMNS = ("c.seq, c.id, c.ledger_id, c.name, c.description, c.external_id, c.normal_balance, c.currency, "
             "c.currency_exponent, c.metadata, c.created_at, c.updated_at, c.discarded_at")
-_CLOSURE = "ARRAY(SELECT r.account_id FROM ledger_account_category_closure r WHERE r.category_id = c.id AND r.reachable)"
+_CLOSURE = ("ARRAY(SELECT r.account_id FROM ledger_account_category_closure r "
+            "WHERE r.category_id = c.id AND r.reachable)")
 
 
 def _select(w: Where, at: datetime | None, inclusive: bool) -> str:

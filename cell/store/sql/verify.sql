@@ -164,7 +164,8 @@ SELECT r.category_id, r.account_id, c.ledger_id, c.currency, a.ledger_id AS acco
        a.currency AS account_currency
 FROM ledger_account_category_closure r JOIN ledger_account_categories c ON c.id = r.category_id
 JOIN ledger_accounts a ON a.id = r.account_id
-WHERE r.reachable AND ($1::text IS NULL OR r.tenant_id = $1) AND (a.ledger_id <> c.ledger_id OR a.currency <> c.currency)
+WHERE r.reachable AND ($1::text IS NULL OR r.tenant_id = $1)
+  AND (a.ledger_id <> c.ledger_id OR a.currency <> c.currency)
 LIMIT 20
 
 -- name: verify_category_balances
@@ -207,6 +208,8 @@ SELECT c.id AS category_id,
 FROM ledger_account_categories c CROSS JOIN LATERAL ledger_category_sums(c.id) s
 LEFT JOIN from_accounts x ON x.category_id = c.id LEFT JOIN queued q ON q.category_id = c.id
 WHERE ($1::text IS NULL OR c.tenant_id = $1) AND c.discarded_at IS NULL
-  AND (s.pending_debits + coalesce(q.pd, 0) <> coalesce(x.pd, 0) OR s.pending_credits + coalesce(q.pc, 0) <> coalesce(x.pc, 0)
-    OR s.posted_debits + coalesce(q.od, 0) <> coalesce(x.od, 0) OR s.posted_credits + coalesce(q.oc, 0) <> coalesce(x.oc, 0))
+  AND (s.pending_debits + coalesce(q.pd, 0) <> coalesce(x.pd, 0)
+    OR s.pending_credits + coalesce(q.pc, 0) <> coalesce(x.pc, 0)
+    OR s.posted_debits + coalesce(q.od, 0) <> coalesce(x.od, 0)
+    OR s.posted_credits + coalesce(q.oc, 0) <> coalesce(x.oc, 0))
 LIMIT 20
