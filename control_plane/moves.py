@@ -26,7 +26,8 @@ only that delta: row counts per table, the balances of the accounts touched sinc
 pre-verification), recomputed from entries on the target against the source's caches, the versions of the
 transactions touched (equal on both sides, links and hashes verifying on the target), the ledgers' sums. The
 pre-verification's target problems are rechecked there when the delta covers them (an account's balance, a
-transaction's balance or versions, a ledger's sums); any other makes the freeze check the target's invariants
+transaction's balance or versions, a ledger's sums; the categories' closures and balances, checked whole: that
+work is bounded by the category graph, not the history); any other makes the freeze check the target's invariants
 whole (rare: a round that ended mid-apply). An account neither side changed since the pre-verification
 matched then and still does.
 """
@@ -46,7 +47,7 @@ import asyncpg
 from cell.store import audit
 from cell.store import events as cell_events
 from cell.store.queries import Q as cell_queries
-from cell.store.verify import audit_chain_head, verify as verify_cell
+from cell.store.verify import audit_chain_head, category_problems, verify as verify_cell
 from control_plane import catalog
 from control_plane.catalog import Q
 from control_plane.errors import EXIT_VIOLATIONS, LedgerctlError
@@ -75,6 +76,10 @@ TENANT_TABLES: dict[str, str | None] = {
     "ledger_account_statements": None,
     "ledger_account_settlements": None,
     "ledger_account_settlement_entries": None,
+    "ledger_account_categories": None,
+    "ledger_account_category_members": None,
+    "ledger_account_category_edges": None,
+    "ledger_account_category_closure": None,
 }
 # Cell tables that hold nobody's rows.
 CELL_TABLES = frozenset({"schema_migrations", "schema_routines", "audit_sealer"})
@@ -346,7 +351,7 @@ def _balance_problems(source: dict, target: dict, problems: list[str]) -> list[s
 
 
 # The subjects a target problem from cell/store/verify.py names: "account X...", "transaction X...", "entry X".
-_SUBJECT = re.compile(r"^(account|transaction|entry|ledger) ([0-9a-f-]{36})")
+_SUBJECT = re.compile(r"^(account|transaction|entry|ledger|category) ([0-9a-f-]{36})")
 
 VERSIONS_OF = """
 SELECT transaction_id, version, encode(prev_hash, 'hex') AS prev_hash, encode(hash, 'hex') AS hash,
@@ -369,7 +374,7 @@ async def verify_delta(src: asyncpg.Connection, dst: asyncpg.Connection, tables:
     problems, source_counts, target_counts = await compare_counts(src, dst, tables, tenant_id)
     transactions = set(touched.get("transactions", []))
     accounts = set(touched.get("accounts", [])) | set(pre["accounts_off"])
-    full_check = False
+    full_check = categories = False
     for p in pre["target_problems"]:
         m = _SUBJECT.match(p)
         if m is None:
@@ -378,12 +383,16 @@ async def verify_delta(src: asyncpg.Connection, dst: asyncpg.Connection, tables:
             accounts.add(m.group(2))  # rechecked below
         elif m.group(1) == "transaction" and ("does not balance" in p or " version " in p):
             transactions.add(m.group(2))  # rechecked below
+        elif m.group(1) == "category":
+            categories = True  # a graph or closure copied mid-change: rechecked below, bounded by the graph
         elif m.group(1) != "ledger":  # the ledgers' sums are rechecked below
             # Not rechecked by the delta (effective-time buckets, running balances, entry effects): the
             # target's invariants are checked whole, in the freeze. Rare: a round that ended mid-apply.
             full_check = True
     if full_check:
         problems += [f"target: {p}" for p in await verify_cell(dst, tenant_id)]
+    elif categories:
+        problems += [f"target: {p}" for p in await category_problems(dst, tenant_id)]
     if transactions:
         accounts |= {r[0] for r in await dst.fetch(
             "SELECT DISTINCT ledger_account_id::text FROM ledger_entries WHERE transaction_id = ANY($1::uuid[])",

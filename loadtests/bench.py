@@ -194,6 +194,7 @@ BENCHMARKS = {
     "hot_account": "loadtests.hot_account",
     "router": "loadtests.router_overhead",
     "audit": "loadtests.bench_audit",
+    "categories": "loadtests.bench_categories",
 }
 
 

@@ -6,18 +6,14 @@ from litestar import Request, Response, get, patch, post
 from litestar.params import FromPath
 
 from cell.api import http
-from cell.api.openapi import BALANCE_FILTERS, METADATA, TIME, UUID, documented, query
+from cell.api.openapi import BALANCE_FILTERS, CURRENCY_EXPONENT_RULE, METADATA, TIME, UUID, documented, query
 from cell.api.params import AMOUNT_VERSION_MAX, balance_filters
-from cell.ledger.commands import KNOWN_EXPONENTS, AccountCreate, AccountUpdate
+from cell.ledger.commands import AccountCreate, AccountUpdate
 from cell.service import accounts
 from cell.service.accounts import BalanceQuery
 from cell.service.common import parse_uuid
 from cell.service.views import LedgerAccount
 
-# currency_exponent may be left out only for a currency whose exponent the ledger knows (ISO 4217 and a few).
-CURRENCY_EXPONENT_RULE = {"anyOf": [
-    {"required": ["currency_exponent"], "properties": {"currency_exponent": {"type": "integer"}}},
-    {"properties": {"currency": {"enum": sorted(KNOWN_EXPONENTS)}}}]}
 BALANCES = query("balances", {"type": "object", "additionalProperties": False, "properties": {
     "effective_at": TIME, "effective_at_lower_bound": TIME, "effective_at_upper_bound": TIME,
     "as_of_lock_version": {"type": "integer", "minimum": 0}, "include_unapplied": {"type": "boolean"}}},
@@ -58,18 +54,20 @@ async def update_account(request: Request, account_id: FromPath[str]) -> Respons
 @get("/api/ledger_accounts", operation_class=documented(response=LedgerAccount, many=True, parameters=[
     query("ledger_id", UUID, "Accounts of this ledger."),
     query("currency", {"type": "string"}, "Accounts in this currency."),
+    query("ledger_account_category_id", UUID, "Accounts in this category, directly or through nested ones."),
     METADATA, *BALANCE_FILTERS]))
 async def list_accounts(request: Request) -> Response:
     q = http.query(request)
     per_page, cursor = http.paging(request, q)
     ledger_id = q.take_uuid("ledger_id")
     currency = q.take("currency")
+    category_id = q.take_uuid("ledger_account_category_id")
     metadata = q.take_bracketed("metadata")
     filters = balance_filters(q)
     q.done()
     return http.page(await accounts.list_accounts(
         http.context(request), http.tenant(request), after_cursor=cursor, per_page=per_page,
-        ledger_id=ledger_id, currency=currency, metadata=metadata, balance_filters=filters))
+        ledger_id=ledger_id, currency=currency, category_id=category_id, metadata=metadata, balance_filters=filters))
 
 
 routes = [create_account, get_account, update_account, list_accounts]

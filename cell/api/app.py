@@ -15,6 +15,7 @@ from litestar.openapi import OpenAPIConfig
 
 from cell.api import (
     accounts,
+    categories,
     entries,
     events,
     ledgers,
@@ -110,7 +111,7 @@ def create_app(settings: CellSettings, *, run_migrations: bool = True) -> Litest
         await ctx.nudger.close()
         await ctx.pool.close()
 
-    api_routes = [*ledgers.routes, *accounts.routes, *transactions.routes, *entries.routes, *events.routes,
+    api_routes = [*ledgers.routes, *accounts.routes, *categories.routes, *transactions.routes, *entries.routes, *events.routes,
                   *monitors.routes, *statements.routes, *settlements.routes]
     return Litestar(
         route_handlers=[options_for(sorted({path for h in api_routes for path in h.paths})), *api_routes,

@@ -35,6 +35,7 @@ async def update_entry(request: Request, entry_id: FromPath[str]) -> Response:
 
 @get("/api/ledger_entries", operation_class=documented(response=LedgerEntry, many=True, parameters=[
     query("ledger_account_id", UUID, "Entries of this account."),
+    query("ledger_account_category_id", UUID, "Entries on the accounts of this category."),
     query("ledger_transaction_id", UUID, "Entries of this transaction."),
     query("ledger_account_statement_id", UUID, "Exactly the entries of this ledger account statement."),
     query("ledger_account_settlement_id", UUID, "The entries this ledger account settlement settles."),
@@ -66,6 +67,7 @@ async def list_entries(request: Request) -> Response:
     order_by, descending = order_of(q)
     filters = {
         "ledger_account_id": account_id,
+        "category_id": q.take_uuid("ledger_account_category_id"),
         "ledger_transaction_id": q.take_uuid("ledger_transaction_id"),
         "as_of_lock_version": as_of,
         "direction": q.take_choice("direction", {"credit", "debit"}),

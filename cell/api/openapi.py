@@ -11,7 +11,7 @@ import msgspec
 from litestar.openapi.spec import Operation
 from msgspec import Struct
 
-from cell.ledger.commands import PER_PAGE_MAX
+from cell.ledger.commands import KNOWN_EXPONENTS, PER_PAGE_MAX
 
 
 def inline_schema(type_: type) -> dict[str, Any]:
@@ -70,6 +70,10 @@ METADATA = query("metadata", {"type": "object", "additionalProperties": {"type":
 BALANCE_FILTERS = [query(name, operators(INT64), f"{name}[gte]=0 and the like: accounts by current balance.",
                          nested=True)
                    for name in ("pending_balance_amount", "posted_balance_amount", "available_balance_amount")]
+# currency_exponent may be left out only for a currency whose exponent the ledger knows (ISO 4217 and a few).
+CURRENCY_EXPONENT_RULE = {"anyOf": [
+    {"required": ["currency_exponent"], "properties": {"currency_exponent": {"type": "integer"}}},
+    {"properties": {"currency": {"enum": sorted(KNOWN_EXPONENTS)}}}]}
 STATUS = {"type": "string", "enum": ["pending", "posted", "archived"]}
 ORDER_BY = query("order_by", {"type": "object", "maxProperties": 1, "additionalProperties": False, "properties": {
     k: {"type": "string", "enum": ["asc", "desc"]} for k in ("created_at", "effective_at")}},

@@ -165,6 +165,20 @@ def date_filters(q: Query, name: str) -> list[tuple[str, datetime]]:
     return out
 
 
+def end_of_date(q: Query, name: str) -> datetime | None:
+    """`name=YYYY-MM-DD`: the first instant after that UTC day (balances "as of a date" count the whole day)."""
+    raw = q.take(name)
+    if raw is None:
+        return None
+    try:
+        day = date.fromisoformat(raw)
+    except ValueError as exc:
+        raise InvalidRequest(f"{name} must be a date (YYYY-MM-DD)", "invalid_parameter") from exc
+    end = datetime.combine(day, time(0), tzinfo=timezone.utc) + timedelta(days=1)
+    check_timestamp(name, end)
+    return end
+
+
 def order_of(q: Query) -> tuple[str, bool]:
     """order_by[created_at] or order_by[effective_at] = asc | desc (one at a time): (field, descending)."""
     order = q.take_bracketed("order_by")

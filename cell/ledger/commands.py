@@ -40,6 +40,8 @@ LEDGERABLE_TYPES = LedgerableType.__args__
 Bound = Annotated[int, Meta(ge=-(2**63), le=2**63 - 1)]
 Version = Annotated[int, Meta(ge=0, le=AMOUNT_MAX)]
 Timestamp = Annotated[datetime, Meta(tz=True)]
+CATEGORIES_PER_REQUEST_MAX = 32
+CategoryIds = Annotated[list[uuid.UUID], Meta(max_length=CATEGORIES_PER_REQUEST_MAX)]
 MetadataKey = Annotated[str, Meta(min_length=1, max_length=128, pattern=STORABLE)]
 Metadata = Annotated[dict[MetadataKey, Text], Meta(max_length=METADATA_KEYS_MAX)]
 
@@ -68,6 +70,14 @@ class LedgerUpdate(Strict):
     metadata: Metadata | UnsetType = UNSET
 
 
+def currency_exponent(currency: str, given: int | None) -> int:
+    """The exponent given, or the one the ledger knows for the currency; neither is a 400."""
+    exponent = given if given is not None else KNOWN_EXPONENTS.get(currency)
+    if exponent is None:
+        raise InvalidRequest(f"currency_exponent is required for currency {currency}", "currency_exponent_required")
+    return exponent
+
+
 class AccountCreate(Strict):
     name: Name
     ledger_id: uuid.UUID
@@ -77,6 +87,8 @@ class AccountCreate(Strict):
     description: Text | None = None
     metadata: Metadata = {}
     sync_only: bool = False
+    # The categories the new account joins (Modern Treasury's field name).
+    ledger_account_category_ids: CategoryIds = []
 
 
 class AccountUpdate(Strict):
@@ -104,6 +116,27 @@ class MonitorCreate(Strict):
 
 class MonitorUpdate(Strict):
     description: Text | None | UnsetType = UNSET
+    metadata: Metadata | UnsetType = UNSET
+
+
+class CategoryCreate(Strict):
+    """A new ledger account category; `ledger_account_category_ids` are the categories it is nested in."""
+
+    name: Name
+    ledger_id: uuid.UUID
+    normal_balance: Literal["credit", "debit"]
+    currency: Currency
+    currency_exponent: Exponent | None = None
+    description: Text | None = None
+    external_id: ExternalId | None = None
+    metadata: Metadata = {}
+    ledger_account_category_ids: CategoryIds = []
+
+
+class CategoryUpdate(Strict):
+    name: Name | UnsetType = UNSET
+    description: Text | None | UnsetType = UNSET
+    external_id: ExternalId | None | UnsetType = UNSET
     metadata: Metadata | UnsetType = UNSET
 
 

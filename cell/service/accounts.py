@@ -9,10 +9,10 @@ from datetime import datetime
 import asyncpg
 from msgspec import UNSET
 
-from cell.ledger.commands import KNOWN_EXPONENTS, AccountCreate, AccountUpdate
+from cell.ledger.commands import AccountCreate, AccountUpdate, currency_exponent
 from cell.ledger.errors import InvalidRequest, NotFound, PostingRejected
 from cell.ledger.models import Account, IdemKey
-from cell.service import events, views
+from cell.service import categories, events, views
 from cell.service.common import Page, SeqPosition, cursors, merge_metadata, page_of, unchanged
 from cell.service.context import CellContext
 from cell.service.ledgers import create_idempotently
@@ -66,9 +66,7 @@ async def _account(conn: asyncpg.Connection, tenant_id: str, account_id, q: Bala
 
 async def create_account(ctx: CellContext, tenant_id: str, cmd: AccountCreate,
                          idem: IdemKey | None) -> views.LedgerAccount:
-    exponent = cmd.currency_exponent if cmd.currency_exponent is not None else KNOWN_EXPONENTS.get(cmd.currency)
-    if exponent is None:
-        raise InvalidRequest(f"currency_exponent is required for currency {cmd.currency}", "currency_exponent_required")
+    exponent = currency_exponent(cmd.currency, cmd.currency_exponent)
 
     async def insert(conn: asyncpg.Connection, new_id: uuid.UUID) -> views.LedgerAccount:
         if not await store_ledgers.exists(conn, tenant_id, cmd.ledger_id):
@@ -77,8 +75,10 @@ async def create_account(ctx: CellContext, tenant_id: str, cmd: AccountCreate,
                                  description=cmd.description, normal_balance=cmd.normal_balance,
                                  currency=cmd.currency, currency_exponent=exponent, metadata=cmd.metadata,
                                  sync_only=cmd.sync_only)
-        ctx.cache.remember(tenant_id, Account(str(row["id"]), str(row["ledger_id"]), row["currency"],
-                                              row["currency_exponent"], row["normal_balance"]))
+        account = Account(str(row["id"]), str(row["ledger_id"]), row["currency"], row["currency_exponent"],
+                          row["normal_balance"])
+        await categories.join_categories(conn, tenant_id, account, cmd.ledger_account_category_ids)
+        ctx.cache.remember(tenant_id, account)
         view = views.account(row)
         await events.emit(ctx, conn, tenant_id, "ledger_account", "ledger_account.created", view)
         return view

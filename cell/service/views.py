@@ -66,6 +66,24 @@ class LedgerAccount(Shape):
     updated_at: Timestamp
 
 
+class LedgerAccountCategory(Shape):
+    """A category; its balances are the sums over every account it reaches, under its own normal balance."""
+
+    id: uuid.UUID
+    object: Literal["ledger_account_category"]
+    live_mode: bool
+    name: str
+    description: str | None
+    external_id: str | None
+    ledger_id: uuid.UUID
+    normal_balance: Direction
+    metadata: dict[str, str]
+    balances: Balances
+    discarded_at: Timestamp | None
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
 class LedgerEntry(Shape):
     id: uuid.UUID
     object: Literal["ledger_entry"]
@@ -265,6 +283,17 @@ def account(row, sums=None, lock_version: int | None = None) -> LedgerAccount:
         lock_version=row["lock_version"] if lock_version is None else lock_version,
         balances=balances(row if sums is None else sums, row["currency"], row["currency_exponent"]),
         created_at=utc(row["created_at"]), updated_at=utc(row["updated_at"]))
+
+
+def category(row) -> LedgerAccountCategory:
+    """A category row with its running sums and amounts (store.categories)."""
+    return LedgerAccountCategory(
+        id=row["id"], object="ledger_account_category", live_mode=True, name=row["name"],
+        description=row["description"], external_id=row["external_id"], ledger_id=row["ledger_id"],
+        normal_balance=row["normal_balance"], metadata=row["metadata"],
+        balances=balances(row, row["currency"], row["currency_exponent"]),
+        discarded_at=_utc_or_none(row["discarded_at"]), created_at=utc(row["created_at"]),
+        updated_at=utc(row["updated_at"]))
 
 
 def entry(row, show_balances: bool) -> LedgerEntry:

@@ -8,6 +8,7 @@ from datetime import datetime
 import asyncpg
 
 from cell.ledger.models import Account
+from cell.store.categories import IN_CATEGORY
 from cell.store.filters import OPERATORS_SQL, Where
 from cell.store.queries import Q
 
@@ -57,13 +58,15 @@ async def update(conn: asyncpg.Connection, tenant_id: str, account_id, *, name: 
 
 
 async def list_page(conn: asyncpg.Connection, tenant_id: str, *, after_seq: int, limit: int, ledger_id=None,
-                    currency=None, metadata=None, balance_filters: list[tuple[str, str, int]] = ()) -> list:
+                    currency=None, category_id=None, metadata=None, balance_filters: list[tuple[str, str, int]] = ()) -> list:
     w = Where(tenant_id)
     w.add("a.seq > {}", after_seq)
     if ledger_id is not None:
         w.add("a.ledger_id = {}", ledger_id)
     if currency is not None:
         w.add("a.currency = {}", currency)
+    if category_id is not None:
+        w.add("a.id " + IN_CATEGORY, category_id)
     if metadata:
         w.add("a.metadata @> {}::jsonb", metadata)
     for field, op, value in balance_filters:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncpg
 
+from cell.store.categories import IN_CATEGORY
 from cell.store.filters import OPERATORS_SQL, Where
 
 _SELECT = """SELECT e.seq, e.id, e.transaction_id, e.ledger_account_id, e.direction, e.amount, e.effective_at,
@@ -38,7 +39,7 @@ async def of_transactions(conn: asyncpg.Connection, tenant_id: str, txn_ids: lis
 
 
 async def list_page(conn: asyncpg.Connection, tenant_id: str, *, limit: int, order_by: str, descending: bool,
-                    after: tuple | None, ledger_account_id=None, ledger_transaction_id=None,
+                    after: tuple | None, ledger_account_id=None, category_id=None, ledger_transaction_id=None,
                     as_of_lock_version=None, direction=None, status=None, ids=(), effective_at=(), updated_at=(),
                     lock_version=(), amount=(), metadata=None, statement_id=None, settlement_id=None) -> list:
     w = Where(tenant_id)
@@ -57,6 +58,8 @@ async def list_page(conn: asyncpg.Connection, tenant_id: str, *, limit: int, ord
             w.add(f"{column} {OPERATORS_SQL[op]} {{}}", value)
     if ledger_account_id is not None:
         w.add("e.ledger_account_id = {}", ledger_account_id)
+    if category_id is not None:
+        w.add("e.ledger_account_id " + IN_CATEGORY, category_id)
     if ledger_transaction_id is not None:
         w.add("e.transaction_id = {}", ledger_transaction_id)
     if as_of_lock_version is not None:

@@ -11,6 +11,7 @@ import asyncpg
 import msgspec
 
 from cell.ledger.models import Posting, TransactionState
+from cell.store.categories import IN_CATEGORY
 from cell.store.filters import OPERATORS_SQL, Where
 from cell.store.queries import Q
 
@@ -127,7 +128,7 @@ async def list_versions_page(conn: asyncpg.Connection, tenant_id: str, *, after_
 
 async def list_page(conn: asyncpg.Connection, tenant_id: str, *, after: tuple | None, limit: int,
                     order_by: str = "created_at", descending: bool = False, ledger_id=None, status=(), ids=(),
-                    external_id=None, metadata=None, ledger_account_id=None, ledgerable_type=None,
+                    external_id=None, metadata=None, ledger_account_id=None, category_id=None, ledgerable_type=None,
                     ledgerable_id=None, reverses_id=None, partially_posts_id=None,
                     effective_at: list[tuple[str, Any]] = (), posted_at: list[tuple[str, Any]] = (),
                     updated_at: list[tuple[str, Any]] = (), settlement_id=None,
@@ -153,6 +154,9 @@ async def list_page(conn: asyncpg.Connection, tenant_id: str, *, after: tuple | 
         w.add("t.metadata @> {}::jsonb", metadata)
     if ledger_account_id is not None:
         w.add("t.id IN (SELECT transaction_id FROM ledger_entries WHERE ledger_account_id = {})", ledger_account_id)
+    if category_id is not None:
+        w.add(f"t.id IN (SELECT transaction_id FROM ledger_entries WHERE ledger_account_id {IN_CATEGORY})",
+              category_id)
     for column, bounds in (("effective_at", effective_at), ("posted_at", posted_at), ("updated_at", updated_at)):
         for op, value in bounds:
             w.add(f"t.{column} {OPERATORS_SQL[op]} {{}}", value)

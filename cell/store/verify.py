@@ -56,6 +56,7 @@ async def verify(conn: asyncpg.Connection, tenant_id: str | None = None,
             if r["n"]:
                 problems.append(f"{r['n']} balance effects unapplied for more than {unapplied_age_max_s}s "
                                 f"(oldest from {r['oldest']})")
+        problems += await category_problems(conn, tenant_id)
         prev_txn, prev_hash = None, None
         for r in await conn.fetch(Q["verify_versions"], tenant_id):
             expected_prev = prev_hash if r["transaction_id"] == prev_txn else None
@@ -67,4 +68,24 @@ async def verify(conn: asyncpg.Connection, tenant_id: str | None = None,
             problems.append(f"transaction {r['transaction_id']} version {r['version']}: hash does not verify")
         if await conn.fetchval(Q["verify_insert_only_triggers"]) != 2:
             problems.append("insert-only triggers on entries/versions are missing or disabled")
+    return problems
+
+
+async def category_problems(conn: asyncpg.Connection, tenant_id: str | None) -> list[str]:
+    """Each category's stored closure is its graph's (and the graph has no cycle), reaches only accounts of its
+    ledger and currency, and its balances equal the sums of those accounts' balances (which `verify` checks
+    against their entries). Work bounded by the categories' graph, not by the entries (a move's freeze runs it)."""
+    problems = []
+    for r in await conn.fetch(Q["verify_category_closure"], tenant_id):
+        if r["cycle"]:
+            problems.append(f"category {r['category_id']} reaches itself (a cycle)")
+        else:
+            problems.append(f"category {r['category_id']}: closure {'lacks' if r['reachable'] else 'has'} account "
+                            f"{r['account_id']}, which the graph {'reaches' if r['reachable'] else 'does not reach'}")
+    for r in await conn.fetch(Q["verify_category_books"], tenant_id):
+        problems.append(f"category {r['category_id']} ({r['ledger_id']}, {r['currency']}) reaches account "
+                        f"{r['account_id']} ({r['account_ledger_id']}, {r['account_currency']})")
+    for r in await conn.fetch(Q["verify_category_balances"], tenant_id):
+        problems.append(f"category {r['category_id']}: balances {r['pd']}/{r['pc']}/{r['od']}/{r['oc']} differ from "
+                        f"the sums of its accounts' {r['e_pd']}/{r['e_pc']}/{r['e_od']}/{r['e_oc']}")
     return problems

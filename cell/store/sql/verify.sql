@@ -196,4 +196,82 @@ WHERE ($1::text IS NULL OR s.tenant_id = $1) AND (
             OR s.settlement_entry_direction <> CASE WHEN (h.net > 0) = (a.normal_balance = 'credit')
                                                     THEN 'debit' ELSE 'credit' END))))
 )
+-- name: verify_category_closure
+-- Each category's stored closure is what its graph reaches (live edges down, then live memberships), pair by
+-- pair; and no category reaches itself (a cycle).
+WITH RECURSIVE down(root, id) AS (
+    SELECT id, id FROM ledger_account_categories WHERE $1::text IS NULL OR tenant_id = $1
+    UNION
+    SELECT d.root, e.child_id FROM down d
+    JOIN ledger_account_category_edges e ON e.parent_id = d.id AND e.removed_at IS NULL
+), expected AS (
+    SELECT DISTINCT d.root AS category_id, m.account_id FROM down d
+    JOIN ledger_account_category_members m ON m.category_id = d.id AND m.removed_at IS NULL
+), stored AS (
+    SELECT category_id, account_id FROM ledger_account_category_closure
+    WHERE reachable AND ($1::text IS NULL OR tenant_id = $1)
+)
+SELECT coalesce(x.category_id, s.category_id) AS category_id, coalesce(x.account_id, s.account_id) AS account_id,
+       x.category_id IS NOT NULL AS reachable, s.category_id IS NOT NULL AS stored, false AS cycle
+FROM expected x FULL JOIN stored s ON s.category_id = x.category_id AND s.account_id = x.account_id
+WHERE x.category_id IS NULL OR s.category_id IS NULL
+UNION ALL
+SELECT DISTINCT d.root, NULL::uuid, NULL::boolean, NULL::boolean, true FROM down d
+JOIN ledger_account_category_edges e ON e.parent_id = d.id AND e.child_id = d.root AND e.removed_at IS NULL
+LIMIT 20
+
+-- name: verify_category_books
+-- Every account a category reaches is of the category's ledger and currency.
+SELECT r.category_id, r.account_id, c.ledger_id, c.currency, a.ledger_id AS account_ledger_id,
+       a.currency AS account_currency
+FROM ledger_account_category_closure r JOIN ledger_account_categories c ON c.id = r.category_id
+JOIN ledger_accounts a ON a.id = r.account_id
+WHERE r.reachable AND ($1::text IS NULL OR r.tenant_id = $1)
+  AND (a.ledger_id <> c.ledger_id OR a.currency <> c.currency)
+LIMIT 20
+
+-- name: verify_category_balances
+-- A category's balances as reads compute them (ledger_category_sums) equal the sums of the balances of every
+-- account its graph reaches (each account's cache equals its entries: verify_totals_from_entries); queued
+-- effects are added on both sides. Bounded by the graph, not by the history: a move rechecks it in its freeze.
+WITH RECURSIVE down(root, id) AS (
+    SELECT id, id FROM ledger_account_categories WHERE ($1::text IS NULL OR tenant_id = $1) AND discarded_at IS NULL
+    UNION
+    SELECT d.root, e.child_id FROM down d
+    JOIN ledger_account_category_edges e ON e.parent_id = d.id AND e.removed_at IS NULL
+), expected AS (
+    SELECT DISTINCT d.root AS category_id, m.account_id FROM down d
+    JOIN ledger_account_category_members m ON m.category_id = d.id AND m.removed_at IS NULL
+), queued_by_account AS (
+    SELECT f.account_id, sum(f.d_pending_debits) AS pd, sum(f.d_pending_credits) AS pc,
+           sum(f.d_posted_debits) AS od, sum(f.d_posted_credits) AS oc
+    FROM balance_effects f
+    WHERE f.applied_at IS NULL AND f.account_id IN (SELECT account_id FROM expected UNION
+                                                   SELECT account_id FROM ledger_account_category_closure
+                                                   WHERE reachable AND ($1::text IS NULL OR tenant_id = $1))
+    GROUP BY f.account_id
+), from_accounts AS (
+    SELECT x.category_id, sum(b.pending_debits + coalesce(q.pd, 0)) AS pd,
+           sum(b.pending_credits + coalesce(q.pc, 0)) AS pc, sum(b.posted_debits + coalesce(q.od, 0)) AS od,
+           sum(b.posted_credits + coalesce(q.oc, 0)) AS oc
+    FROM expected x JOIN account_balances b ON b.account_id = x.account_id
+    LEFT JOIN queued_by_account q ON q.account_id = x.account_id
+    GROUP BY x.category_id
+), queued AS (
+    SELECT r.category_id, sum(q.pd) AS pd, sum(q.pc) AS pc, sum(q.od) AS od, sum(q.oc) AS oc
+    FROM ledger_account_category_closure r JOIN queued_by_account q ON q.account_id = r.account_id
+    WHERE r.reachable AND ($1::text IS NULL OR r.tenant_id = $1)
+    GROUP BY r.category_id
+)
+SELECT c.id AS category_id,
+       s.pending_debits + coalesce(q.pd, 0) AS pd, s.pending_credits + coalesce(q.pc, 0) AS pc,
+       s.posted_debits + coalesce(q.od, 0) AS od, s.posted_credits + coalesce(q.oc, 0) AS oc,
+       coalesce(x.pd, 0) AS e_pd, coalesce(x.pc, 0) AS e_pc, coalesce(x.od, 0) AS e_od, coalesce(x.oc, 0) AS e_oc
+FROM ledger_account_categories c CROSS JOIN LATERAL ledger_category_sums(c.id) s
+LEFT JOIN from_accounts x ON x.category_id = c.id LEFT JOIN queued q ON q.category_id = c.id
+WHERE ($1::text IS NULL OR c.tenant_id = $1) AND c.discarded_at IS NULL
+  AND (s.pending_debits + coalesce(q.pd, 0) <> coalesce(x.pd, 0)
+    OR s.pending_credits + coalesce(q.pc, 0) <> coalesce(x.pc, 0)
+    OR s.posted_debits + coalesce(q.od, 0) <> coalesce(x.od, 0)
+    OR s.posted_credits + coalesce(q.oc, 0) <> coalesce(x.oc, 0))
 LIMIT 20

@@ -62,6 +62,18 @@ async def test_every_answer_has_its_documented_shape(api):
                     list[shapes.LedgerEntry])
     assert all(e.resulting_ledger_account_balances is not None for e in listed)
 
+    category = decode(await api.post("/api/ledger_account_categories", {
+        "name": "all", "ledger_id": lid, "normal_balance": "credit", "currency": "USD"}), 201,
+        shapes.LedgerAccountCategory)
+    path = f"/api/ledger_account_categories/{category.id}"
+    assert (await api.request("PUT", f"{path}/ledger_accounts/{cash.id}")).status_code == 204
+    decode(await api.get(path), 200, shapes.LedgerAccountCategory)
+    decode(await api.get(path, params={"balances[effective_at]": "2030-01-01T00:00:00Z"}), 200,
+           shapes.LedgerAccountCategory)
+    decode(await api.patch(path, {"metadata": {"a": "b"}}), 200, shapes.LedgerAccountCategory)
+    decode(await api.get("/api/ledger_account_categories"), 200, list[shapes.LedgerAccountCategory])
+    decode(await api.request("DELETE", path), 200, shapes.LedgerAccountCategory)
+
     problem = await api.transfer(lid, str(cash.id), fees["id"], 0)
     assert problem.headers["content-type"].startswith("application/problem+json")
     assert decode(problem, 400, Problem).code == "invalid_request"
@@ -71,12 +83,15 @@ async def test_every_operation_documents_its_answer_and_its_problems(cell_client
     schema = (await cell_client.get("/schema/openapi.json")).json()
     operations = [(path, method, op) for path, item in schema["paths"].items() if path.startswith("/api/")
                   for method, op in item.items()]
-    assert len(operations) == 34  # + events (2), balance monitors (5), statements and settlements (8)
+    assert len(operations) == 43  # + events (2), balance monitors (5), statements and settlements (8), categories (9)
     for path, method, op in operations:
         answers = {code: r for code, r in op["responses"].items() if code.startswith("2")}
         assert len(answers) == 1, (path, method)
-        [answer] = answers.values()
-        assert "properties" in str(answer["content"]["application/json"]["schema"]), (path, method)
+        [(code, answer)] = answers.items()
+        if code == "204":  # nothing follows
+            assert "content" not in answer, (path, method)
+        else:
+            assert "properties" in str(answer["content"]["application/json"]["schema"]), (path, method)
         assert "application/problem+json" in op["responses"]["default"]["content"], (path, method)
     entry = schema["paths"]["/api/ledger_entries"]["get"]["responses"]["200"]
     assert "X-After-Cursor" in entry["headers"]
@@ -112,7 +127,8 @@ async def test_statement_answers_have_their_documented_shape(api):
                   shapes.LedgerAccountStatement) == statement
 
 
-@pytest.mark.parametrize("shape", [shapes.Ledger, shapes.LedgerAccount, shapes.LedgerEntry, shapes.LedgerTransaction])
+@pytest.mark.parametrize("shape", [shapes.Ledger, shapes.LedgerAccount, shapes.LedgerEntry, shapes.LedgerTransaction,
+                                   shapes.LedgerAccountCategory])
 def test_the_shapes_refuse_a_field_they_do_not_describe(shape):
     # The contract test above relies on this: an undocumented field in an answer fails it.
     with pytest.raises(msgspec.ValidationError, match="unknown field"):

@@ -145,9 +145,30 @@ async def _db(url: str, query: str, *args):
         await conn.close()
 
 
+async def _categories(http: httpx.AsyncClient, ledger: str, accounts: list[str]) -> str:
+    """A category with the first account directly and the second through a nested category (added, removed
+    and added again: a removed membership is a row too)."""
+    ids = []
+    for name in ("books", "income"):
+        r = await http.post("/api/ledger_account_categories", json={
+            "name": name, "ledger_id": ledger, "normal_balance": "debit", "currency": "USD"})
+        assert r.status_code == 201, r.text
+        ids.append(r.json()["id"])
+    books, income = ids
+    for method, path in (("PUT", f"{books}/ledger_accounts/{accounts[0]}"),
+                         ("PUT", f"{books}/ledger_account_categories/{income}"),
+                         ("PUT", f"{income}/ledger_accounts/{accounts[1]}"),
+                         ("DELETE", f"{income}/ledger_accounts/{accounts[1]}"),
+                         ("PUT", f"{income}/ledger_accounts/{accounts[1]}")):
+        r = await http.request(method, f"/api/ledger_account_categories/{path}")
+        assert r.status_code == 204, r.text
+    return books
+
+
 async def test_move_under_load_loses_and_doubles_nothing(world):
     http, tenant, ledger, accounts = await _tenant(world, "mv-1")
     other_http, other, other_ledger, other_accounts = await _tenant(world, "mv-1")
+    category = await _categories(http, ledger, accounts)
     moving, neighbour = Writer(http, ledger, accounts), Writer(other_http, other_ledger, other_accounts)
     tasks = [asyncio.create_task(moving.run()), asyncio.create_task(neighbour.run())]
     try:
@@ -193,6 +214,9 @@ async def test_move_under_load_loses_and_doubles_nothing(world):
     model = sum(a for _, a in moving.acked.values())
     cash = (await http.get(f"/api/ledger_accounts/{accounts[0]}")).json()["balances"]
     assert cash["posted_balance"]["debits"] == model
+    # A category holding both accounts (one through a nested category) moved with its closure.
+    books = (await http.get(f"/api/ledger_account_categories/{category}")).json()["balances"]["posted_balance"]
+    assert (books["debits"], books["credits"]) == (model, model)
     # Both cells verify; the source says moved_out, the target active.
     for cell in ("mv-1", "mv-2"):
         assert await operations.verify(world["conn"], cell_name=cell) is not None
