@@ -8,7 +8,7 @@ import time
 import modern_treasury
 import pytest
 
-from tests.integration.sdk.test_sdk_ledgers import _ledger_with_accounts, mt  # noqa: F401 - the SDK fixture
+from tests.integration.sdk.test_sdk_ledgers import _ledger_with_accounts
 
 
 async def _events(client, count: int, **filters) -> list:
