@@ -68,6 +68,10 @@ TENANT_TABLES: dict[str, str | None] = {
                                  "WHERE b.tenant_id = $1)",
     "idempotency_keys": None,
     "events": None,
+    "webhook_endpoints": None,
+    "webhook_deliveries": None,
+    "bulk_requests": None,
+    "bulk_results": None,
 }
 # Cell tables that hold nobody's rows.
 CELL_TABLES = frozenset({"schema_migrations", "schema_routines"})

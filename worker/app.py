@@ -15,7 +15,7 @@ from celery.signals import worker_ready
 from celery.worker.consumer import Consumer
 
 from cell.store.db import create_pool, session_bounds
-from worker import drain, metrics
+from worker import drain, metrics, webhooks
 from worker.settings import WorkerSettings
 from worker.sqs import SqsQueue
 
@@ -143,14 +143,26 @@ def create_celery(settings: WorkerSettings, queue: SqsQueue | None = None) -> Ce
             metrics.ERRORS.labels("verify").inc()
             raise
 
+    @app.task(name="ledger.worker.webhooks")
+    def webhooks_task() -> dict:
+        try:
+            outcome = runtime().run(lambda pool: webhooks.deliver_for(pool, settings, settings.webhook_run_s))
+        except Exception:
+            metrics.ERRORS.labels("webhooks").inc()
+            raise
+        return {"fanned_out": outcome.fanned_out, "succeeded": outcome.succeeded,
+                "failed_attempts": outcome.failed_attempts}
+
     @worker_ready.connect(weak=False)
     def _start_draining(**_kwargs) -> None:
         # Beat's first tick is one interval away: start draining now.
         for _ in range(settings.drainers):
             drain_task.apply_async(expires=drain_expires_s)
         sweep_task.apply_async(expires=settings.sweep_every_s)
+        webhooks_task.apply_async(expires=settings.webhook_run_s)
 
-    app.ledger_tasks = {"drain": drain_task, "sweep": sweep_task, "verify": verify_task}  # type: ignore[attr-defined]
+    app.ledger_tasks = {"drain": drain_task, "sweep": sweep_task, "verify": verify_task,
+                        "webhooks": webhooks_task}  # type: ignore[attr-defined]
     return app
 
 
@@ -162,6 +174,8 @@ def _schedule(settings: WorkerSettings, drain_expires_s: float) -> dict:
     }
     schedule["sweep"] = {"task": "ledger.worker.sweep", "schedule": timedelta(seconds=settings.sweep_every_s),
                          "options": {"expires": settings.sweep_every_s}}
+    schedule["webhooks"] = {"task": "ledger.worker.webhooks", "schedule": timedelta(seconds=settings.webhook_run_s),
+                            "options": {"expires": settings.webhook_run_s}}
     if settings.verify_every_s > 0:
         schedule["verify"] = {"task": "ledger.worker.verify", "schedule": timedelta(seconds=settings.verify_every_s),
                               "options": {"expires": settings.verify_every_s}}

@@ -212,3 +212,31 @@ class PartialPostCreate(Strict):
         if any(e.effective_at is not None and e.effective_at != self.effective_at for e in self.posted_ledger_entries):
             raise InvalidRequest("every posted_ledger_entries[].effective_at must be the transaction's effective_at",
                                  "entry_effective_at_mismatch")
+
+
+# ---- webhook endpoints ---------------------------------------------------------------------------------------
+
+EventName = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[a-z0-9_.]+$")]
+WebhookUrl = Annotated[str, Meta(min_length=1, max_length=2048, pattern=STORABLE)]
+
+
+class WebhookEndpointCreate(Strict):
+    """A tenant's webhook endpoint: its URL (https, a public address) and the event names it wants (none: all)."""
+
+    url: WebhookUrl
+    event_names: Annotated[list[EventName], Meta(max_length=64)] = []
+    description: Text | None = None
+    metadata: Metadata = {}
+
+
+class WebhookEndpointUpdate(Strict):
+    url: WebhookUrl | UnsetType = UNSET
+    event_names: Annotated[list[EventName], Meta(max_length=64)] | UnsetType = UNSET
+    description: Text | None | UnsetType = UNSET
+    metadata: Metadata | UnsetType = UNSET
+    active: bool | UnsetType = UNSET
+
+
+# ---- bulk requests -------------------------------------------------------------------------------------------
+
+BULK_RESOURCES_MAX = 1000  # resources per bulk request (CellSettings.bulk_resources_max may lower it)

@@ -218,3 +218,56 @@ def version(row) -> LedgerTransactionVersion:
                             "ledger_transaction_id": str(row["transaction_id"]), "version": row["version"],
                             "hash": row["hash"].hex(), "created_at": utc(row["created_at"])},
                            LedgerTransactionVersion)
+
+
+class WebhookEndpoint(Shape):
+    """A tenant's webhook endpoint. `webhook_key` (the X-Signature HMAC key) only in the answers that make it
+    (create, rotate_key): it is shown once."""
+
+    id: uuid.UUID
+    object: Literal["webhook_endpoint"]
+    live_mode: bool
+    url: str
+    event_names: list[str]
+    description: str | None
+    metadata: dict[str, str]
+    active: bool
+    created_at: Timestamp
+    updated_at: Timestamp
+    webhook_key: str | None = None
+
+
+class WebhookDelivery(Shape):
+    """One event's delivery to one endpoint; `id` is the X-Webhook-ID of its every attempt."""
+
+    id: uuid.UUID
+    object: Literal["webhook_delivery"]
+    endpoint_id: uuid.UUID
+    url: str
+    event_id: uuid.UUID
+    event_name: str
+    entity_id: uuid.UUID
+    status: Literal["pending", "succeeded", "failed"]
+    attempts: int
+    next_attempt_at: Timestamp | None
+    last_attempt_at: Timestamp | None
+    last_status_code: int | None
+    last_error: str | None
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+def webhook_endpoint(row, key: str | None = None) -> WebhookEndpoint:
+    return WebhookEndpoint(id=row["id"], object="webhook_endpoint", live_mode=True, url=row["url"],
+                           event_names=list(row["event_names"]), description=row["description"],
+                           metadata=row["metadata"], active=row["active"], created_at=utc(row["created_at"]),
+                           updated_at=utc(row["updated_at"]), webhook_key=key)
+
+
+def webhook_delivery(row) -> WebhookDelivery:
+    return WebhookDelivery(
+        id=row["id"], object="webhook_delivery", endpoint_id=row["endpoint_id"], url=row["url"],
+        event_id=row["event_id"], event_name=row["event_name"], entity_id=row["entity_id"], status=row["status"],
+        attempts=row["attempts"], next_attempt_at=utc(row["next_attempt_at"]) if row["status"] == "pending" else None,
+        last_attempt_at=_utc_or_none(row["last_attempt_at"]), last_status_code=row["last_status_code"],
+        last_error=row["last_error"], created_at=utc(row["created_at"]), updated_at=utc(row["updated_at"]))
