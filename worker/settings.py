@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Literal
 from urllib.parse import urlparse
 
 import msgspec
@@ -78,9 +79,19 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
     webhook_retry_window_s: float = WEBHOOK_RETRY_WINDOW_S_DEFAULT
     webhook_allow_http_loopback: bool = False
     webhook_allow_private_addresses: bool = False
+    # Bulk requests (worker/bulk.py): one task processes open requests for bulk_run_s (beat starts one that
+    # often), new transactions bulk_chunk_size to a database transaction; a request's claim lasts bulk_lease_s
+    # past its last chunk (a worker killed mid-request leaves it to another after that). posting_mode must be
+    # the cell's (LEDGER_POSTING_MODE sets both).
+    posting_mode: Literal["hybrid", "sync"] = "hybrid"
+    bulk_run_s: float = 5.0
+    bulk_poll_s: float = 0.25
+    bulk_chunk_size: int = 100
+    bulk_lease_s: float = 30.0
     # Fault injection for the crash tests (SIGKILL inside these windows); 0 in every real deployment.
     fault_pause_before_commit_s: float = 0.0
     fault_pause_before_delete_s: float = 0.0
+    fault_pause_between_bulk_chunks_s: float = 0.0
 
     @property
     def queue_name(self) -> str:

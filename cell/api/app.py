@@ -13,7 +13,7 @@ from litestar.exceptions import HTTPException
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 
-from cell.api import accounts, entries, ledgers, metrics_server, problems, transactions, webhooks
+from cell.api import accounts, bulk, entries, ledgers, metrics_server, problems, transactions, webhooks
 from cell.api.auth import AuthMiddleware
 from cell.api.metrics import RequestMetrics
 from cell.api.options import options_for
@@ -94,7 +94,8 @@ def create_app(settings: CellSettings, *, run_migrations: bool = True) -> Litest
         await ctx.nudger.close()
         await ctx.pool.close()
 
-    api_routes = [*ledgers.routes, *accounts.routes, *transactions.routes, *entries.routes, *webhooks.routes]
+    api_routes = [*ledgers.routes, *accounts.routes, *transactions.routes, *entries.routes, *webhooks.routes,
+                  *bulk.routes]
     return Litestar(
         route_handlers=[options_for(sorted({path for h in api_routes for path in h.paths})), *api_routes,
                         healthz, readyz],

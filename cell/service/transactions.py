@@ -111,13 +111,14 @@ def _posted(posting: Posting, accounts: dict[str, Account], result: PostResult) 
         "partially_posts_id": posting.partially_posts.id if posting.partially_posts else None}, entries)
 
 
-async def _post(ctx: CellContext, tenant_id: str, *, ledger_id: uuid.UUID | None, entries: list[EntryRequest],
-                description: str | None, status: str, effective_at: datetime | None, external_id: str | None,
-                metadata: dict, reverses_id: uuid.UUID | None, idem: IdemKey | None,
-                ledgerable_type: str | None = None, ledgerable_id: str | None = None,
-                partially_posts: tuple[TransactionState, int] | None = None,
-                archive_on_lock_failure: bool = False) -> views.LedgerTransaction:
-    started = time.perf_counter()
+async def _prepare(ctx: CellContext, tenant_id: str, *, ledger_id: uuid.UUID | None, entries: list[EntryRequest],
+                   description: str | None, status: str, effective_at: datetime | None, external_id: str | None,
+                   metadata: dict, reverses_id: uuid.UUID | None, idem: IdemKey | None,
+                   ledgerable_type: str | None = None, ledgerable_id: str | None = None,
+                   partially_posts: tuple[TransactionState, int] | None = None,
+                   archive_on_lock_failure: bool = False) -> tuple[Posting, dict[str, Account]]:
+    """Everything before the database: the accounts (cached), the ledger, the posting's rules (PostingRejected),
+    the new transaction's state; the posting `store.post` writes, with its accounts."""
     accounts = await ctx.cache.accounts(ctx.pool, tenant_id, sorted({e.ledger_account_id for e in entries}))
     if ledger_id is None:
         derived = derive_ledger(entries, accounts)
@@ -146,6 +147,13 @@ async def _post(ctx: CellContext, tenant_id: str, *, ledger_id: uuid.UUID | None
     posting = Posting(tenant_id=tenant_id, state=state, entries=entries, idempotency=idem, partially_posts=partial,
                       apply_accounts=accounts_to_apply(entries, ctx.settings.posting_mode),
                       archive_on_lock_failure=archive_on_lock_failure)
+    return posting, accounts
+
+
+async def _post(ctx: CellContext, tenant_id: str, **request) -> views.LedgerTransaction:
+    started = time.perf_counter()
+    posting, accounts = await _prepare(ctx, tenant_id, **request)
+    state, idem, partial = posting.state, posting.idempotency, posting.partially_posts
     try:
         result = await ctx.run(lambda conn: store.post(conn, posting))
     except PostingRejected as exc:
@@ -175,13 +183,35 @@ async def _post(ctx: CellContext, tenant_id: str, *, ledger_id: uuid.UUID | None
     return answer
 
 
+def _create_request(cmd: TransactionCreate) -> dict:
+    return dict(ledger_id=cmd.ledger_id, entries=[_entry_request(e) for e in cmd.ledger_entries],
+                description=cmd.description, status=cmd.status, effective_at=cmd.effective_at,
+                external_id=cmd.external_id, metadata=cmd.metadata, reverses_id=None,
+                ledgerable_type=cmd.ledgerable_type, ledgerable_id=cmd.ledgerable_id,
+                archive_on_lock_failure=cmd.archive_on_balance_lock_failure)
+
+
 async def create_transaction(ctx: CellContext, tenant_id: str, cmd: TransactionCreate,
                              idem: IdemKey | None) -> views.LedgerTransaction:
-    return await _post(ctx, tenant_id, ledger_id=cmd.ledger_id, entries=[_entry_request(e) for e in cmd.ledger_entries],
-                       description=cmd.description, status=cmd.status, effective_at=cmd.effective_at,
-                       external_id=cmd.external_id, metadata=cmd.metadata, reverses_id=None, idem=idem,
-                       ledgerable_type=cmd.ledgerable_type, ledgerable_id=cmd.ledgerable_id,
-                       archive_on_lock_failure=cmd.archive_on_balance_lock_failure)
+    return await _post(ctx, tenant_id, **_create_request(cmd), idem=idem)
+
+
+async def prepare_create(ctx: CellContext, tenant_id: str, cmd: TransactionCreate,
+                         idem: IdemKey | None) -> tuple[Posting, dict[str, Account]]:
+    """A new transaction checked and made ready as create_transaction would post it (the bulk path writes many in
+    one database transaction, with store.post_many)."""
+    return await _prepare(ctx, tenant_id, **_create_request(cmd), idem=idem)
+
+
+async def transactions_by_id(conn: asyncpg.Connection, tenant_id: str,
+                             ids: list[uuid.UUID]) -> dict[uuid.UUID, views.LedgerTransaction]:
+    """Many transactions as GET renders them, in two queries."""
+    rows = await store.list_page(conn, tenant_id, after=None, limit=len(ids), ids=ids) if ids else []
+    entries = await store_entries.of_transactions(conn, tenant_id, [r["id"] for r in rows]) if rows else []
+    by_txn: dict = {}
+    for e in entries:
+        by_txn.setdefault(e["transaction_id"], []).append(views.entry(e, False))
+    return {r["id"]: views.transaction(r, by_txn.get(r["id"], [])) for r in rows}
 
 
 async def reverse_transaction(ctx: CellContext, tenant_id: str, txn_id: uuid.UUID, cmd: ReversalCreate,

@@ -271,3 +271,69 @@ def webhook_delivery(row) -> WebhookDelivery:
         attempts=row["attempts"], next_attempt_at=utc(row["next_attempt_at"]) if row["status"] == "pending" else None,
         last_attempt_at=_utc_or_none(row["last_attempt_at"]), last_status_code=row["last_status_code"],
         last_error=row["last_error"], created_at=utc(row["created_at"]), updated_at=utc(row["updated_at"]))
+
+
+class BulkRequest(Shape):
+    id: uuid.UUID
+    object: Literal["bulk_request"]
+    live_mode: bool
+    action_type: Literal["create", "update"]
+    resource_type: Literal["ledger_transaction", "ledger_account"]
+    status: Literal["pending", "processing", "completed"]
+    metadata: dict[str, str]
+    total_resource_count: int
+    success_result_count: int
+    failed_result_count: int
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+class BulkRequestError(Shape):
+    code: str | None
+    message: str | None
+    parameter: str | None
+
+
+class BulkError(Shape):
+    """A resource's failure: the errors its request would have had alone."""
+
+    id: uuid.UUID
+    object: Literal["bulk_error"]
+    live_mode: bool
+    request_errors: list[BulkRequestError]
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+class BulkResult(Shape):
+    """One resource's outcome: `entity` is the ledger transaction or account made or changed (as GET renders it),
+    or a bulk_error."""
+
+    id: uuid.UUID
+    object: Literal["bulk_result"]
+    live_mode: bool
+    request_id: uuid.UUID
+    request_type: Literal["bulk_request"]
+    request_params: dict | None
+    entity_type: Literal["ledger_transaction", "ledger_account", "bulk_error"]
+    entity_id: uuid.UUID
+    entity: dict
+    status: Literal["successful", "failed"]
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+def bulk_request(row) -> BulkRequest:
+    return BulkRequest(id=row["id"], object="bulk_request", live_mode=True, action_type=row["action_type"],
+                       resource_type=row["resource_type"], status=row["status"], metadata=row["metadata"],
+                       total_resource_count=row["total_resource_count"],
+                       success_result_count=row["success_result_count"],
+                       failed_result_count=row["failed_result_count"], created_at=utc(row["created_at"]),
+                       updated_at=utc(row["updated_at"]))
+
+
+def bulk_result(row) -> BulkResult:
+    return BulkResult(id=row["id"], object="bulk_result", live_mode=True, request_id=row["request_id"],
+                      request_type="bulk_request", request_params=row["request_params"],
+                      entity_type=row["entity_type"], entity_id=row["entity_id"], entity=row["entity"],
+                      status=row["status"], created_at=utc(row["created_at"]), updated_at=utc(row["updated_at"]))

@@ -62,18 +62,27 @@ def _checks(posting: Posting) -> list[dict[str, Any]]:
     return checks
 
 
+def _post_args(posting: Posting) -> tuple:
+    s, idem = posting.state, posting.idempotency
+    return (posting.tenant_id, idem.key if idem else None, idem.request_hash if idem else None,
+            s.id, s.ledger_id, s.description, s.status, s.effective_at, s.external_id, s.metadata,
+            s.reverses_ledger_transaction_id, [e.id for e in s.ledger_entries],
+            [e.ledger_account_id for e in s.ledger_entries], [e.direction for e in s.ledger_entries],
+            [e.amount for e in s.ledger_entries], posting.apply_accounts, _checks(posting), s, s.ledgerable_type,
+            s.ledgerable_id, [e.metadata for e in posting.entries], posting.partially_posts,
+            posting.archive_on_lock_failure)
+
+
 async def post(conn: asyncpg.Connection, posting: Posting) -> PostResult:
     """Write a posting in one call of `ledger_post` (one round trip, one database transaction)."""
-    s, idem = posting.state, posting.idempotency
-    raw = await conn.fetchval(
-        Q["post_transaction"], posting.tenant_id, idem.key if idem else None, idem.request_hash if idem else None,
-        s.id, s.ledger_id, s.description, s.status, s.effective_at, s.external_id, s.metadata,
-        s.reverses_ledger_transaction_id, [e.id for e in s.ledger_entries],
-        [e.ledger_account_id for e in s.ledger_entries], [e.direction for e in s.ledger_entries],
-        [e.amount for e in s.ledger_entries], posting.apply_accounts, _checks(posting), s, s.ledgerable_type,
-        s.ledgerable_id, [e.metadata for e in posting.entries], posting.partially_posts,
-        posting.archive_on_lock_failure)
-    return _post_result.decode(raw)
+    return _post_result.decode(await conn.fetchval(Q["post_transaction"], *_post_args(posting)))
+
+
+async def post_many(conn: asyncpg.Connection, postings: list[Posting]) -> None:
+    """Many postings through the same `ledger_post`, pipelined (asyncpg's executemany: one network round trip
+    for all, atomic). For postings whose answer needs nothing `ledger_post` reports (no balance lock, no
+    resulting balances, no idempotency replay expected): the bulk path, which reads what it wrote back."""
+    await conn.executemany(Q["post_transaction"], [_post_args(p) for p in postings])
 
 
 def pgbench_post_sql(tenant_id: str, ledger_id: str, debit: str, credit: str, apply: str) -> str:
