@@ -57,7 +57,7 @@ async def process_for(pool: asyncpg.Pool, settings: WorkerSettings, duration_s: 
             await asyncio.sleep(settings.bulk_poll_s)
             continue
         done = await bulk_service.process(ctx, request, chunk_size=settings.bulk_chunk_size,
-                                          lease_s=settings.bulk_lease_s,
+                                          chunks_at_once=settings.bulk_chunks_at_once, lease_s=settings.bulk_lease_s,
                                           pause_between_chunks_s=settings.fault_pause_between_bulk_chunks_s)
         if done is not None:
             completed += 1

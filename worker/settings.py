@@ -81,12 +81,13 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
     webhook_allow_private_addresses: bool = False
     # Bulk requests (worker/bulk.py): one task processes open requests for bulk_run_s (beat starts one that
     # often), new transactions bulk_chunk_size to a database transaction; a request's claim lasts bulk_lease_s
-    # past its last chunk (a worker killed mid-request leaves it to another after that). posting_mode must be
+    # past its last wave of chunks (a worker killed mid-request leaves it to another after that). posting_mode must be
     # the cell's (LEDGER_POSTING_MODE sets both).
     posting_mode: Literal["hybrid", "sync"] = "hybrid"
     bulk_run_s: float = 5.0
     bulk_poll_s: float = 0.25
     bulk_chunk_size: int = 100
+    bulk_chunks_at_once: int = 3  # written in parallel, each on its own connection (db_pool_max bounds it)
     bulk_lease_s: float = 30.0
     # Fault injection for the crash tests (SIGKILL inside these windows); 0 in every real deployment.
     fault_pause_before_commit_s: float = 0.0

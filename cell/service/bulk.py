@@ -137,28 +137,28 @@ def _success(index: int, resource: dict, resource_type: str, entity) -> tuple:
     return index, resource_type, entity.id, msgspec.to_builtins(entity), "successful", resource
 
 
-async def _write(ctx: CellContext, request, indexes: list[int], lease_s: float, work) -> bool:
-    """One database transaction that writes results: the tenant fenced, the request held (lease renewed), the
-    indexes already done left out; work(conn, todo) returns the result rows. False when nothing was left to do."""
+async def _write(ctx: CellContext, request, indexes: list[int], work) -> bool:
+    """One database transaction that writes results: the tenant fenced, the request held under this worker's
+    claim, the indexes already done left out; work(conn, todo) returns the result rows. False when nothing was
+    left to do (or the claim is lost)."""
     tenant_id, request_id = request["tenant_id"], request["id"]
 
     async def run(conn: asyncpg.Connection) -> bool:
         async with conn.transaction():
             await store_tenants.fence(conn, tenant_id)
-            if not await store.lock_request(conn, request_id, lease_s):
+            if not await store.hold_request(conn, request_id, request["lease_token"]):
                 return False
             done = await store.done_indexes(conn, request_id, indexes)
             todo = [i for i in indexes if i not in done]
             if not todo:
                 return False
             await store.insert_results(conn, tenant_id, request_id, await work(conn, todo))
-            await store.count_results(conn, request_id)
             return True
 
     return await ctx.run(run)
 
 
-async def _one_at_a_time(ctx: CellContext, request, index: int, lease_s: float, apply) -> None:
+async def _one_at_a_time(ctx: CellContext, request, index: int, apply) -> None:
     """One resource through its use case, then its result (the use case's idempotency, or a PATCH's sameness,
     makes a repeat after a crash harmless); a refusal is its bulk_error."""
     resource = request["resources"][index]
@@ -173,13 +173,13 @@ async def _one_at_a_time(ctx: CellContext, request, index: int, lease_s: float, 
     async def work(conn, todo):
         return [row]
 
-    await _write(ctx, request, [index], lease_s, work)
+    await _write(ctx, request, [index], work)
 
 
-async def _create_transactions(ctx: CellContext, request, indexes: list[int], lease_s: float) -> None:
+async def _create_transactions(ctx: CellContext, request, indexes: list[int]) -> list[Posting]:
     """A chunk of new transactions: checked one by one (a refusal is its bulk_error), written together in one
     database transaction with their results; if the database refuses one of them (a duplicate external_id),
-    the chunk rolls back and each goes alone."""
+    the chunk rolls back and each goes alone. Returns the postings written together (their accounts to apply)."""
     tenant_id, request_id, resources = request["tenant_id"], request["id"], request["resources"]
     prepared: dict[int, Posting] = {}
     failures: dict[int, tuple] = {}
@@ -205,14 +205,14 @@ async def _create_transactions(ctx: CellContext, request, indexes: list[int], le
                 else failures[i] for i in todo]
 
     try:
-        await _write(ctx, request, indexes, lease_s, work)
+        await _write(ctx, request, indexes, work)
     except TRANSIENT:
         raise
     except LedgerError:
         for i in indexes:
-            await _one_at_a_time(ctx, request, i, lease_s, _create_transaction_alone(ctx, request))
-        return
-    await _nudge(ctx, tenant_id, prepared.values())
+            await _one_at_a_time(ctx, request, i, _create_transaction_alone(ctx, request))
+        return []
+    return list(prepared.values())
 
 
 def _create_transaction_alone(ctx: CellContext, request):
@@ -258,21 +258,29 @@ def _single_use_case(ctx: CellContext, request):
     return apply
 
 
-async def process(ctx: CellContext, request, *, chunk_size: int, lease_s: float,
+async def process(ctx: CellContext, request, *, chunk_size: int, chunks_at_once: int, lease_s: float,
                   pause_between_chunks_s: float = 0.0) -> views.BulkRequest | None:
-    """Process a claimed request to its end: the resources without a result, in chunks; then complete it (with
-    its event). Returns the completed request, or None when another worker completed it."""
+    """Process a claimed request to its end: the resources without a result, in chunks (`chunks_at_once` written
+    in parallel, the lease renewed after each such wave); then complete it (with its event). Returns the
+    completed request, or None when the claim was lost or another worker completed it."""
     done = await ctx.run(lambda conn: store.done_indexes(conn, request["id"]))
     todo = [i for i in range(request["total_resource_count"]) if i not in done]
+    chunks = [todo[start:start + chunk_size] for start in range(0, len(todo), chunk_size)]
     chunked = (request["action_type"], request["resource_type"]) == ("create", "ledger_transaction")
-    for start in range(0, len(todo), chunk_size):
-        chunk = todo[start:start + chunk_size]
+    apply = _single_use_case(ctx, request)
+
+    async def one_chunk(chunk: list[int]) -> list[Posting]:
         if chunked:
-            await _create_transactions(ctx, request, chunk, lease_s)
-        else:
-            apply = _single_use_case(ctx, request)
-            for i in chunk:
-                await _one_at_a_time(ctx, request, i, lease_s, apply)
+            return await _create_transactions(ctx, request, chunk)
+        for i in chunk:
+            await _one_at_a_time(ctx, request, i, apply)
+        return []
+
+    for start in range(0, len(chunks), chunks_at_once):
+        written = await asyncio.gather(*(one_chunk(c) for c in chunks[start:start + chunks_at_once]))
+        await _nudge(ctx, request["tenant_id"], [p for postings in written for p in postings])
+        if not await ctx.run(lambda conn: store.renew_lease(conn, request["id"], request["lease_token"], lease_s)):
+            return None
         if pause_between_chunks_s:
             await asyncio.sleep(pause_between_chunks_s)
     return await ctx.run(lambda conn: _complete(conn, request))
@@ -281,7 +289,6 @@ async def process(ctx: CellContext, request, *, chunk_size: int, lease_s: float,
 async def _complete(conn: asyncpg.Connection, request) -> views.BulkRequest | None:
     async with conn.transaction():
         await store_tenants.fence(conn, request["tenant_id"])
-        await store.count_results(conn, request["id"])
         row = await store.complete(conn, request["id"])
         if row is None:
             return None

@@ -206,7 +206,7 @@ async def prepare_create(ctx: CellContext, tenant_id: str, cmd: TransactionCreat
 async def transactions_by_id(conn: asyncpg.Connection, tenant_id: str,
                              ids: list[uuid.UUID]) -> dict[uuid.UUID, views.LedgerTransaction]:
     """Many transactions as GET renders them, in two queries."""
-    rows = await store.list_page(conn, tenant_id, after=None, limit=len(ids), ids=ids) if ids else []
+    rows = await store.fetch_many(conn, tenant_id, ids) if ids else []
     entries = await store_entries.of_transactions(conn, tenant_id, [r["id"] for r in rows]) if rows else []
     by_txn: dict = {}
     for e in entries:

@@ -324,11 +324,14 @@ class BulkResult(Shape):
 
 
 def bulk_request(row) -> BulkRequest:
+    """A request's row; an open one's counts so far are `successes` / `failures` when the read counted them."""
+    done = row["status"] == "completed" or row.get("successes") is None
     return BulkRequest(id=row["id"], object="bulk_request", live_mode=True, action_type=row["action_type"],
                        resource_type=row["resource_type"], status=row["status"], metadata=row["metadata"],
                        total_resource_count=row["total_resource_count"],
-                       success_result_count=row["success_result_count"],
-                       failed_result_count=row["failed_result_count"], created_at=utc(row["created_at"]),
+                       success_result_count=row["success_result_count"] if done else row["successes"],
+                       failed_result_count=row["failed_result_count"] if done else row["failures"],
+                       created_at=utc(row["created_at"]),
                        updated_at=utc(row["updated_at"]))
 
 

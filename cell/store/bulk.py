@@ -29,10 +29,14 @@ async def claim_request(conn, lease_s: float) -> asyncpg.Record | None:
     return await conn.fetchrow(Q["claim_bulk_request"], float(lease_s))
 
 
-async def lock_request(conn, request_id: uuid.UUID, lease_s: float) -> bool:
-    """Inside a transaction: hold the request (one result writer at a time) and renew the lease; False when it
-    is completed already."""
-    return await conn.fetchval(Q["lock_bulk_request"], request_id, float(lease_s)) is not None
+async def hold_request(conn, request_id: uuid.UUID, lease_token: uuid.UUID) -> bool:
+    """Inside a transaction that writes results: the request held (FOR SHARE) while the claim is still this
+    token's; False when another worker took it over or it is completed."""
+    return await conn.fetchval(Q["hold_bulk_request"], request_id, lease_token) is not None
+
+
+async def renew_lease(conn, request_id: uuid.UUID, lease_token: uuid.UUID, lease_s: float) -> bool:
+    return await conn.fetchval(Q["renew_bulk_lease"], request_id, lease_token, float(lease_s)) is not None
 
 
 async def done_indexes(conn, request_id: uuid.UUID, indexes: list[int] | None = None) -> set[int]:
@@ -46,10 +50,6 @@ async def insert_results(conn, tenant_id: str, request_id: uuid.UUID, results: l
     await conn.executemany(Q["insert_bulk_result"], [
         (uuid.uuid4(), tenant_id, request_id, index, entity_type, entity_id, entity, status, params)
         for index, entity_type, entity_id, entity, status, params in results])
-
-
-async def count_results(conn, request_id: uuid.UUID) -> asyncpg.Record:
-    return await conn.fetchrow(Q["count_bulk_results"], request_id)
 
 
 async def complete(conn, request_id: uuid.UUID) -> asyncpg.Record | None:

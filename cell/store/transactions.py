@@ -107,6 +107,10 @@ async def fetch(conn: asyncpg.Connection, tenant_id: str, txn_id) -> asyncpg.Rec
     return await conn.fetchrow(Q["fetch_transaction"], tenant_id, txn_id)
 
 
+async def fetch_many(conn: asyncpg.Connection, tenant_id: str, txn_ids: list) -> list:
+    return await conn.fetch(Q["fetch_transactions"], tenant_id, txn_ids)
+
+
 async def fetch_versions(conn: asyncpg.Connection, tenant_id: str, txn_id) -> list:
     return await conn.fetch(Q["fetch_versions"], tenant_id, txn_id)
 

@@ -1,8 +1,11 @@
 -- Bulk requests (Modern Treasury's): a batch of create or update requests of ledger transactions or accounts,
 -- taken by the API (pending), processed by the cell's workers (processing), done when every resource has its
--- result (completed). `resources` holds the items as sent until then. `lease_until` is the processing claim:
--- a worker that dies mid-request leaves it to another once the lease is over; nothing is processed twice,
--- since a resource's result row is written in the same database transaction as its effect.
+-- result (completed). `resources` holds the items as sent until then. `lease_token` / `lease_until` are the
+-- processing claim: a worker that dies mid-request leaves it to another once the lease is over (a new token);
+-- each transaction that writes results holds the request row FOR SHARE with its token checked (the chunks of
+-- one worker write in parallel, a claim waits for them); nothing is processed twice, since a resource's result
+-- row is written in the same database transaction as its effect. The counts are kept when it completes (until
+-- then the reads count the results).
 CREATE TABLE bulk_requests (
     seq                   bigint GENERATED ALWAYS AS IDENTITY,
     id                    uuid PRIMARY KEY,
@@ -15,6 +18,7 @@ CREATE TABLE bulk_requests (
     total_resource_count  integer NOT NULL,
     success_result_count  integer NOT NULL DEFAULT 0,
     failed_result_count   integer NOT NULL DEFAULT 0,
+    lease_token           uuid,
     lease_until           timestamptz,
     created_at            timestamptz NOT NULL DEFAULT now(),
     updated_at            timestamptz NOT NULL DEFAULT now()
