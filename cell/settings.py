@@ -6,8 +6,10 @@ from typing import Literal
 
 import msgspec
 
-from cell.ledger.commands import ENTRIES_PER_TRANSACTION_MAX, PER_PAGE_MAX
+from cell.ledger.commands import BULK_RESOURCES_MAX, ENTRIES_PER_TRANSACTION_MAX, PER_PAGE_MAX
+from cell.ledger.webhooks import WEBHOOK_RETRY_WINDOW_S_DEFAULT
 from cell.store.sweep import SWEEP_ACCOUNTS_MAX_DEFAULT, SWEEP_AFTER_S_DEFAULT, SWEEP_INTERVAL_S_DEFAULT, unapplied_age_max_s
+from ledger_common.outbound import OutboundPolicy
 from ledger_common.settings import load_from_env
 
 
@@ -66,6 +68,19 @@ class CellSettings(msgspec.Struct, frozen=True, kw_only=True):
     events_sequence_interval_s: float = 0.2
     # Off only to measure what events cost (loadtests/bench_events.py): no event is written at all.
     events_enabled: bool = True
+    # Webhook endpoints (ledger_common/outbound.py): https to public addresses only, unless these allow http to
+    # loopback (development) or private addresses (set LEDGER_WEBHOOK_* to give the worker and ledgerctl the same).
+    webhook_allow_http_loopback: bool = False
+    webhook_allow_private_addresses: bool = False
+    webhook_retry_window_s: float = WEBHOOK_RETRY_WINDOW_S_DEFAULT
+    webhook_endpoints_max: int = 32  # per tenant
+    # Bulk requests: resources per request (the body bound, body_bytes_max, applies too).
+    bulk_resources_max: int = BULK_RESOURCES_MAX
+
+    @property
+    def outbound(self) -> OutboundPolicy:
+        return OutboundPolicy(allow_http_loopback=self.webhook_allow_http_loopback,
+                              allow_private_addresses=self.webhook_allow_private_addresses)
 
     @property
     def unapplied_age_max_s(self) -> float:

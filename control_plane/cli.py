@@ -15,6 +15,7 @@ import msgspec
 
 from cell.store.migrate import pending_migrations
 from control_plane import catalog, moves, operations
+from control_plane import webhooks as cp_webhooks
 from control_plane.errors import EXIT_ERROR, LedgerctlError
 from control_plane.settings import ControlPlaneSettings, load_settings
 
@@ -479,6 +480,91 @@ def keys_revoke(tenant_id: str, key_id: str, yes: bool) -> None:
     _confirm(ctx, [f"revoke key {key_id} of tenant {tenant_id} (created {key['created_at']})",
                    "clients using it get 401 once the cells' key caches expire (seconds)"], tenant_id, yes)
     _emit(ctx, _run(lambda conn, s: operations.revoke_key(conn, s, tenant_id, key_id)))
+
+
+# ---- webhooks ----------------------------------------------------------------------------------------------
+
+ENDPOINT_COLUMNS = ["id", "url", "event_names", "active", "description", "created_at"]
+DELIVERY_COLUMNS = ["id", "event_name", "entity_id", "status", "attempts", "last_status_code", "last_error",
+                    "next_attempt_at", "url"]
+
+
+@cli.group()
+def webhooks() -> None:
+    """A tenant's webhook endpoints and the deliveries of its events to them."""
+
+
+@webhooks.command("add")
+@click.argument("tenant_id")
+@click.argument("url")
+@click.option("--event", "event_names", multiple=True, help="An event name it wants (repeat; none: every event).")
+@click.option("--description", default=None)
+@_format_option
+def webhooks_add(tenant_id: str, url: str, event_names: tuple[str, ...], description: str | None) -> None:
+    """Register an endpoint (https, a public address). Its signing key is shown once, now."""
+    ctx = click.get_current_context().find_object(Context)
+    _emit(ctx, _run(lambda conn, s: cp_webhooks.add(conn, s, tenant_id, url, list(event_names), description)))
+    if ctx.format == "pretty":
+        click.echo("Store the webhook_key now (receivers check X-Signature with it): it cannot be shown again.",
+                   err=True)
+
+
+@webhooks.command("list")
+@click.argument("tenant_id")
+@_format_option
+def webhooks_list(tenant_id: str) -> None:
+    """A tenant's endpoints (never their keys)."""
+    ctx = click.get_current_context().find_object(Context)
+    _emit(ctx, _run(lambda conn, s: cp_webhooks.list_endpoints(conn, tenant_id)), ENDPOINT_COLUMNS)
+
+
+@webhooks.command("remove")
+@click.argument("tenant_id")
+@click.argument("endpoint_id")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@_format_option
+def webhooks_remove(tenant_id: str, endpoint_id: str, yes: bool) -> None:
+    """Remove an endpoint and its deliveries (pending ones are not attempted any more)."""
+    ctx = click.get_current_context().find_object(Context)
+    _confirm(ctx, [f"remove webhook endpoint {endpoint_id} of tenant {tenant_id} and its deliveries"], tenant_id, yes)
+    _emit(ctx, _run(lambda conn, s: cp_webhooks.remove(conn, s, tenant_id, endpoint_id)))
+
+
+@webhooks.command("rotate-key")
+@click.argument("tenant_id")
+@click.argument("endpoint_id")
+@_format_option
+def webhooks_rotate_key(tenant_id: str, endpoint_id: str) -> None:
+    """A new signing key, shown once; every attempt from now on is signed with it."""
+    ctx = click.get_current_context().find_object(Context)
+    _emit(ctx, _run(lambda conn, s: cp_webhooks.rotate_key(conn, s, tenant_id, endpoint_id)))
+
+
+@webhooks.command("deliveries")
+@click.argument("tenant_id")
+@click.option("--status", type=click.Choice(["pending", "succeeded", "failed"]), default=None)
+@click.option("--endpoint", "endpoint_id", default=None)
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 10_000))
+@_format_option
+def webhooks_deliveries(tenant_id: str, status: str | None, endpoint_id: str | None, limit: int) -> None:
+    """A tenant's deliveries, oldest first: status, attempts, the last answer or error."""
+    ctx = click.get_current_context().find_object(Context)
+    _emit(ctx, _run(lambda conn, s: cp_webhooks.deliveries(conn, tenant_id, status, endpoint_id, limit)),
+          DELIVERY_COLUMNS)
+
+
+@webhooks.command("redeliver")
+@click.argument("tenant_id")
+@click.argument("delivery_id", required=False)
+@click.option("--failed", "all_failed", is_flag=True, help="Every failed delivery of the tenant.")
+@click.option("--endpoint", "endpoint_id", default=None, help="With --failed: of this endpoint only.")
+@_format_option
+def webhooks_redeliver(tenant_id: str, delivery_id: str | None, all_failed: bool, endpoint_id: str | None) -> None:
+    """Attempt a delivery again now (same X-Webhook-ID, a fresh retry window), or every failed one (--failed)."""
+    ctx = click.get_current_context().find_object(Context)
+    if (delivery_id is None) != all_failed:
+        _fail(ctx, LedgerctlError("invalid_arguments", "give a DELIVERY_ID or --failed"))
+    _emit(ctx, _run(lambda conn, s: cp_webhooks.redeliver(conn, s, tenant_id, delivery_id, endpoint_id)))
 
 
 # ---- verify, audit -----------------------------------------------------------------------------------------

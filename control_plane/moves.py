@@ -80,6 +80,10 @@ TENANT_TABLES: dict[str, str | None] = {
     "ledger_account_category_members": None,
     "ledger_account_category_edges": None,
     "ledger_account_category_closure": None,
+    "webhook_endpoints": None,
+    "webhook_deliveries": None,
+    "bulk_requests": None,
+    "bulk_results": None,
 }
 # Cell tables that hold nobody's rows.
 CELL_TABLES = frozenset({"schema_migrations", "schema_routines", "audit_sealer"})

@@ -7,6 +7,8 @@ import os
 import msgspec
 
 from cell.store.sweep import UNAPPLIED_AGE_MAX_S_DEFAULT
+from cell.ledger.webhooks import WEBHOOK_RETRY_WINDOW_S_DEFAULT
+from ledger_common.outbound import OutboundPolicy
 from ledger_common.settings import load_from_env
 
 
@@ -34,6 +36,17 @@ class ControlPlaneSettings(msgspec.Struct, frozen=True, kw_only=True):
     # `ledgerctl audit verify` checks each tenant's audit chain against the anchors in the catalog and, when set,
     # in this write-once directory (the cells' workers publish there: WORKER_AUDIT_ANCHOR_DIR).
     audit_anchor_dir: str = ""
+    # `ledgerctl webhooks add` refuses the URLs the cells' API and workers refuse (ledger_common/outbound.py);
+    # these relax it as CELL_/WORKER_WEBHOOK_ALLOW_* do (a development stack, a private network).
+    webhook_allow_http_loopback: bool = False
+    webhook_allow_private_addresses: bool = False
+    webhook_retry_window_s: float = WEBHOOK_RETRY_WINDOW_S_DEFAULT
+    webhook_endpoints_max: int = 32
+
+    @property
+    def outbound(self) -> OutboundPolicy:
+        return OutboundPolicy(allow_http_loopback=self.webhook_allow_http_loopback,
+                              allow_private_addresses=self.webhook_allow_private_addresses)
 
 
 def load_settings(environ: dict[str, str] | None = None, **overrides) -> ControlPlaneSettings:

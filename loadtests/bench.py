@@ -195,6 +195,7 @@ BENCHMARKS = {
     "router": "loadtests.router_overhead",
     "audit": "loadtests.bench_audit",
     "categories": "loadtests.bench_categories",
+    "bulk": "loadtests.bench_bulk",
 }
 
 

@@ -16,7 +16,7 @@ from celery.worker.consumer import Consumer
 
 from cell.store import events as store_events
 from cell.store.db import create_pool, session_bounds
-from worker import drain, metrics
+from worker import bulk, drain, metrics, webhooks
 from worker.sealer import Sealer
 from worker.settings import WorkerSettings
 from worker.sqs import SqsQueue
@@ -167,14 +167,35 @@ def create_celery(settings: WorkerSettings, queue: SqsQueue | None = None) -> Ce
             metrics.ERRORS.labels("verify").inc()
             raise
 
+    @app.task(name="ledger.worker.webhooks")
+    def webhooks_task() -> dict:
+        try:
+            outcome = runtime().run(lambda pool: webhooks.deliver_for(pool, settings, settings.webhook_run_s))
+        except Exception:
+            metrics.ERRORS.labels("webhooks").inc()
+            raise
+        return {"fanned_out": outcome.fanned_out, "succeeded": outcome.succeeded,
+                "failed_attempts": outcome.failed_attempts}
+
+    @app.task(name="ledger.worker.bulk")
+    def bulk_task() -> int:
+        try:
+            return runtime().run(lambda pool: bulk.process_for(pool, settings, settings.bulk_run_s))
+        except Exception:
+            metrics.ERRORS.labels("bulk").inc()
+            raise
+
     @worker_ready.connect(weak=False)
     def _start_draining(**_kwargs) -> None:
         # Beat's first tick is one interval away: start draining now.
         for _ in range(settings.drainers):
             drain_task.apply_async(expires=drain_expires_s)
         sweep_task.apply_async(expires=settings.sweep_every_s)
+        webhooks_task.apply_async(expires=settings.webhook_run_s)
+        bulk_task.apply_async(expires=settings.bulk_run_s)
 
-    app.ledger_tasks = {"drain": drain_task, "sweep": sweep_task, "verify": verify_task}  # type: ignore[attr-defined]
+    app.ledger_tasks = {"drain": drain_task, "sweep": sweep_task, "verify": verify_task,
+                        "webhooks": webhooks_task, "bulk": bulk_task}  # type: ignore[attr-defined]
     return app
 
 
@@ -186,6 +207,10 @@ def _schedule(settings: WorkerSettings, drain_expires_s: float) -> dict:
     }
     schedule["sweep"] = {"task": "ledger.worker.sweep", "schedule": timedelta(seconds=settings.sweep_every_s),
                          "options": {"expires": settings.sweep_every_s}}
+    schedule["webhooks"] = {"task": "ledger.worker.webhooks", "schedule": timedelta(seconds=settings.webhook_run_s),
+                            "options": {"expires": settings.webhook_run_s}}
+    schedule["bulk"] = {"task": "ledger.worker.bulk", "schedule": timedelta(seconds=settings.bulk_run_s),
+                        "options": {"expires": settings.bulk_run_s}}
     if settings.verify_every_s > 0:
         schedule["verify"] = {"task": "ledger.worker.verify", "schedule": timedelta(seconds=settings.verify_every_s),
                               "options": {"expires": settings.verify_every_s}}

@@ -23,3 +23,6 @@ MESSAGES_DELETED = Counter("ledger_drain_messages_deleted_total", "SQS messages 
 MESSAGES_UNDECODABLE = Counter("ledger_drain_messages_undecodable_total", "SQS messages that were not nudges")
 ERRORS = Counter("ledger_worker_errors_total", "Failures inside worker tasks (the task retries later)", ["task"])
 VERIFY_VIOLATIONS = Gauge("ledger_verify_violations", "Invariant violations found by the last verifier run")
+WEBHOOK_ATTEMPTS = Counter("ledger_webhook_attempts_total", "Webhook delivery attempts by outcome "
+                           "(succeeded, retrying, failed: retries exhausted)", ["outcome"])
+BULK_RESOURCES = Counter("ledger_bulk_resources_total", "Bulk request resources processed by result", ["status"])

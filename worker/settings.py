@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Literal
 from urllib.parse import urlparse
 
 import msgspec
@@ -14,6 +15,7 @@ from cell.store.sweep import (
     SWEEP_LOCK_TIMEOUT_MS_DEFAULT,
     unapplied_age_max_s,
 )
+from cell.ledger.webhooks import WEBHOOK_RETRY_WINDOW_S_DEFAULT
 from ledger_common.settings import load_from_env
 
 
@@ -67,16 +69,44 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
     audit_anchor_every_s: float = 10.0
     audit_anchor_database_url: str = ""
     audit_anchor_dir: str = ""
-    concurrency: int = 3  # Celery threads: drain(s) + sweeper + verifier
+    concurrency: int = 5  # Celery threads: drain(s) + webhooks + bulk + sweeper + verifier
     db_pool_max: int = 4  # per Celery thread
     metrics_port: int = 0  # 0: no Prometheus endpoint
     # Loopback by default: never on a public interface; a pod sets its own address (or 0.0.0.0) to be scraped.
     metrics_host: str = "127.0.0.1"
     log_level: str = "INFO"
     beat: bool = True  # exactly one worker per cell runs the beat schedule
+    # Webhooks (worker/webhooks.py): one task fans events out and delivers for webhook_run_s, started by beat
+    # that often. An attempt is a success on a 2xx within webhook_timeout_s; failures are retried after
+    # base * 2^(n-1) (at most cap, jittered down to half) until webhook_retry_window_s after the event, then
+    # failed. URLs as ledger_common/outbound.py allows (LEDGER_WEBHOOK_ALLOW_* shared with the cell API).
+    webhook_run_s: float = 5.0
+    webhook_poll_s: float = 0.5
+    webhook_timeout_s: float = 5.0
+    webhook_response_bytes_max: int = 65_536
+    webhook_batch_max: int = 50
+    webhook_concurrency_max: int = 16
+    webhook_lease_s: float = 30.0
+    webhook_fan_out_events_max: int = 1000
+    webhook_backoff_base_s: float = 10.0
+    webhook_backoff_cap_s: float = 3600.0
+    webhook_retry_window_s: float = WEBHOOK_RETRY_WINDOW_S_DEFAULT
+    webhook_allow_http_loopback: bool = False
+    webhook_allow_private_addresses: bool = False
+    # Bulk requests (worker/bulk.py): one task processes open requests for bulk_run_s (beat starts one that
+    # often), new transactions bulk_chunk_size to a database transaction; a request's claim lasts bulk_lease_s
+    # past its last wave of chunks (a worker killed mid-request leaves it to another after that). posting_mode must be
+    # the cell's (LEDGER_POSTING_MODE sets both).
+    posting_mode: Literal["hybrid", "sync"] = "hybrid"
+    bulk_run_s: float = 5.0
+    bulk_poll_s: float = 0.25
+    bulk_chunk_size: int = 100
+    bulk_chunks_at_once: int = 3  # written in parallel, each on its own connection (db_pool_max bounds it)
+    bulk_lease_s: float = 30.0
     # Fault injection for the crash tests (SIGKILL inside these windows); 0 in every real deployment.
     fault_pause_before_commit_s: float = 0.0
     fault_pause_before_delete_s: float = 0.0
+    fault_pause_between_bulk_chunks_s: float = 0.0
 
     @property
     def queue_name(self) -> str:
@@ -113,6 +143,8 @@ def _check(s: WorkerSettings) -> None:
         raise ValueError("group_size_max, apply_concurrency_max and concurrency must be >= 1")
     if s.audit_seal_every_s < 0 or s.audit_anchor_every_s <= 0 or not 1 <= s.audit_seal_batch_max <= 100_000:
         raise ValueError("audit_seal_every_s must be >= 0, audit_anchor_every_s > 0, audit_seal_batch_max 1..100000")
+    if s.webhook_timeout_s <= 0 or s.webhook_lease_s <= s.webhook_timeout_s:
+        raise ValueError("webhook_timeout_s must be > 0 and webhook_lease_s longer than it")
     if s.sweep_after_s <= 0 or s.sweep_every_s <= 0:
         raise ValueError("sweep_after_s and sweep_every_s must be > 0")
     if s.events_sequence_interval_s <= 0:

@@ -15,6 +15,7 @@ from litestar.openapi import OpenAPIConfig
 
 from cell.api import (
     accounts,
+    bulk,
     categories,
     entries,
     events,
@@ -25,6 +26,7 @@ from cell.api import (
     settlements,
     statements,
     transactions,
+    webhooks,
 )
 from cell.api.auth import AuthMiddleware
 from cell.api.metrics import RequestMetrics
@@ -111,8 +113,9 @@ def create_app(settings: CellSettings, *, run_migrations: bool = True) -> Litest
         await ctx.nudger.close()
         await ctx.pool.close()
 
-    api_routes = [*ledgers.routes, *accounts.routes, *categories.routes, *transactions.routes, *entries.routes, *events.routes,
-                  *monitors.routes, *statements.routes, *settlements.routes]
+    api_routes = [*ledgers.routes, *accounts.routes, *categories.routes, *transactions.routes, *entries.routes,
+                  *events.routes, *monitors.routes, *statements.routes, *settlements.routes, *webhooks.routes,
+                  *bulk.routes]
     return Litestar(
         route_handlers=[options_for(sorted({path for h in api_routes for path in h.paths})), *api_routes,
                         healthz, readyz],

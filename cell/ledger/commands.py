@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 
 from msgspec import UNSET, Meta, Struct, UnsetType
 
-from cell.ledger.errors import InvalidRequest
+from cell.ledger.errors import InvalidRequest, PostingRejected
 from cell.ledger.models import AMOUNT_MAX, TIMESTAMP_END, TIMESTAMP_MIN, timestamp_in_range
 
 # Absolute caps baked into the schema; the tighter, tunable limits live in CellSettings (*_max).
@@ -333,3 +333,60 @@ class SettlementEntries(Strict):
     drafting settlement."""
 
     ledger_entry_ids: Annotated[list[uuid.UUID], Meta(min_length=1, max_length=SETTLEMENT_ENTRY_IDS_MAX)]
+
+
+# ---- webhook endpoints ---------------------------------------------------------------------------------------
+
+EventName = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[a-z0-9_.]+$")]
+WebhookUrl = Annotated[str, Meta(min_length=1, max_length=2048, pattern=STORABLE)]
+
+
+class WebhookEndpointCreate(Strict):
+    """A tenant's webhook endpoint: its URL (https, a public address) and the event names it wants (none: all)."""
+
+    url: WebhookUrl
+    event_names: Annotated[list[EventName], Meta(max_length=64)] = []
+    description: Text | None = None
+    metadata: Metadata = {}
+
+
+class WebhookEndpointUpdate(Strict):
+    url: WebhookUrl | UnsetType = UNSET
+    event_names: Annotated[list[EventName], Meta(max_length=64)] | UnsetType = UNSET
+    description: Text | None | UnsetType = UNSET
+    metadata: Metadata | UnsetType = UNSET
+    active: bool | UnsetType = UNSET
+
+
+# ---- bulk requests -------------------------------------------------------------------------------------------
+
+BULK_RESOURCES_MAX = 1000  # resources per bulk request (CellSettings.bulk_resources_max may lower it)
+BULK_FORBIDDEN_ENTRY_FIELDS = ("pending_balance_amount", "posted_balance_amount", "available_balance_amount",
+                               "lock_version", "show_resulting_ledger_account_balances")
+
+
+class BulkRequestCreate(Strict):
+    """Modern Treasury's bulk request, of ledger transactions or accounts. Each resource is the body of one create
+    (POST) or update (PATCH, with its `id`) and is checked when it is processed: an invalid one gets a bulk_error
+    result, the others go on."""
+
+    action_type: Literal["create", "update"]
+    resource_type: Literal["ledger_transaction", "ledger_account"]
+    resources: Annotated[list[dict], Meta(min_length=1, max_length=BULK_RESOURCES_MAX)]
+    metadata: Metadata = {}
+
+    def __post_init__(self) -> None:
+        # As in Modern Treasury, bulk transactions may not use balance locks, lock_version or resulting balances
+        # (they are applied in batches, never checked one by one): the whole request is refused.
+        if self.resource_type != "ledger_transaction":
+            return
+        for i, resource in enumerate(self.resources):
+            entries = resource.get("ledger_entries")
+            for j, entry in enumerate(entries if isinstance(entries, list) else []):
+                if not isinstance(entry, dict):
+                    continue
+                used = [f for f in BULK_FORBIDDEN_ENTRY_FIELDS if entry.get(f) not in (None, False, {})]
+                if used:
+                    raise PostingRejected(f"resources[{i}].ledger_entries[{j}] uses {', '.join(used)}: bulk "
+                                           "transactions may not use balance locks, lock_version or resulting "
+                                           "balances", "bulk_balance_locks_not_allowed")

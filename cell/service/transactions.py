@@ -259,13 +259,36 @@ async def _post(ctx: CellContext, tenant_id: str, *, idem: IdemKey | None,
     return answer
 
 
+def _create_request(cmd: TransactionCreate) -> dict:
+    return dict(ledger_id=cmd.ledger_id, entries=[_entry_request(e) for e in cmd.ledger_entries],
+                description=cmd.description, status=cmd.status, effective_at=cmd.effective_at,
+                external_id=cmd.external_id, metadata=cmd.metadata, reverses_id=None,
+                ledgerable_type=cmd.ledgerable_type, ledgerable_id=cmd.ledgerable_id,
+                archive_on_lock_failure=cmd.archive_on_balance_lock_failure)
+
+
 async def create_transaction(ctx: CellContext, tenant_id: str, cmd: TransactionCreate,
                              idem: IdemKey | None) -> views.LedgerTransaction:
-    return await _post(ctx, tenant_id, ledger_id=cmd.ledger_id, entries=[_entry_request(e) for e in cmd.ledger_entries],
-                       description=cmd.description, status=cmd.status, effective_at=cmd.effective_at,
-                       external_id=cmd.external_id, metadata=cmd.metadata, reverses_id=None, idem=idem,
-                       ledgerable_type=cmd.ledgerable_type, ledgerable_id=cmd.ledgerable_id,
-                       archive_on_lock_failure=cmd.archive_on_balance_lock_failure)
+    return await _post(ctx, tenant_id, **_create_request(cmd), idem=idem)
+
+
+async def prepare_create(ctx: CellContext, tenant_id: str, cmd: TransactionCreate,
+                         idem: IdemKey | None) -> tuple[Posting, list | None]:
+    """A new transaction checked and made ready as create_transaction would post it, with the events written with
+    it (the bulk path writes many in one database transaction, with store.post_many)."""
+    posting, accounts = await prepare_posting(ctx, tenant_id, **_create_request(cmd), idem=idem)
+    return posting, render_posting(ctx, posting, accounts)[1]
+
+
+async def transactions_by_id(conn: asyncpg.Connection, tenant_id: str,
+                             ids: list[uuid.UUID]) -> dict[uuid.UUID, views.LedgerTransaction]:
+    """Many transactions as GET renders them, in two queries."""
+    rows = await store.fetch_many(conn, tenant_id, ids) if ids else []
+    entries = await store_entries.of_transactions(conn, tenant_id, [r["id"] for r in rows]) if rows else []
+    by_txn: dict = {}
+    for e in entries:
+        by_txn.setdefault(e["transaction_id"], []).append(views.entry(e, False))
+    return {r["id"]: views.transaction(r, by_txn.get(r["id"], [])) for r in rows}
 
 
 async def reverse_transaction(ctx: CellContext, tenant_id: str, txn_id: uuid.UUID, cmd: ReversalCreate,

@@ -410,3 +410,125 @@ def stamp_update(view: LedgerTransaction, at: datetime) -> LedgerTransaction:
         view, updated_at=at,
         posted_at=view.posted_at or (at if view.status == "posted" else None),
         archived_at=view.archived_at or (at if view.status == "archived" else None))
+
+
+class WebhookEndpoint(Shape):
+    """A tenant's webhook endpoint. `webhook_key` (the X-Signature HMAC key) only in the answers that make it
+    (create, rotate_key): it is shown once."""
+
+    id: uuid.UUID
+    object: Literal["webhook_endpoint"]
+    live_mode: bool
+    url: str
+    event_names: list[str]
+    description: str | None
+    metadata: dict[str, str]
+    active: bool
+    created_at: Timestamp
+    updated_at: Timestamp
+    webhook_key: str | None = None
+
+
+class WebhookDelivery(Shape):
+    """One event's delivery to one endpoint; `id` is the X-Webhook-ID of its every attempt."""
+
+    id: uuid.UUID
+    object: Literal["webhook_delivery"]
+    endpoint_id: uuid.UUID
+    url: str
+    event_id: uuid.UUID
+    event_name: str
+    entity_id: uuid.UUID
+    status: Literal["pending", "succeeded", "failed"]
+    attempts: int
+    next_attempt_at: Timestamp | None
+    last_attempt_at: Timestamp | None
+    last_status_code: int | None
+    last_error: str | None
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+def webhook_endpoint(row, key: str | None = None) -> WebhookEndpoint:
+    return WebhookEndpoint(id=row["id"], object="webhook_endpoint", live_mode=True, url=row["url"],
+                           event_names=list(row["event_names"]), description=row["description"],
+                           metadata=row["metadata"], active=row["active"], created_at=utc(row["created_at"]),
+                           updated_at=utc(row["updated_at"]), webhook_key=key)
+
+
+def webhook_delivery(row) -> WebhookDelivery:
+    return WebhookDelivery(
+        id=row["id"], object="webhook_delivery", endpoint_id=row["endpoint_id"], url=row["url"],
+        event_id=row["event_id"], event_name=row["event_name"], entity_id=row["entity_id"], status=row["status"],
+        attempts=row["attempts"], next_attempt_at=utc(row["next_attempt_at"]) if row["status"] == "pending" else None,
+        last_attempt_at=_utc_or_none(row["last_attempt_at"]), last_status_code=row["last_status_code"],
+        last_error=row["last_error"], created_at=utc(row["created_at"]), updated_at=utc(row["updated_at"]))
+
+
+class BulkRequest(Shape):
+    id: uuid.UUID
+    object: Literal["bulk_request"]
+    live_mode: bool
+    action_type: Literal["create", "update"]
+    resource_type: Literal["ledger_transaction", "ledger_account"]
+    status: Literal["pending", "processing", "completed"]
+    metadata: dict[str, str]
+    total_resource_count: int
+    success_result_count: int
+    failed_result_count: int
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+class BulkRequestError(Shape):
+    code: str | None
+    message: str | None
+    parameter: str | None
+
+
+class BulkError(Shape):
+    """A resource's failure: the errors its request would have had alone."""
+
+    id: uuid.UUID
+    object: Literal["bulk_error"]
+    live_mode: bool
+    request_errors: list[BulkRequestError]
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+class BulkResult(Shape):
+    """One resource's outcome: `entity` is the ledger transaction or account made or changed (as GET renders it),
+    or a bulk_error."""
+
+    id: uuid.UUID
+    object: Literal["bulk_result"]
+    live_mode: bool
+    request_id: uuid.UUID
+    request_type: Literal["bulk_request"]
+    request_params: dict | None
+    entity_type: Literal["ledger_transaction", "ledger_account", "bulk_error"]
+    entity_id: uuid.UUID
+    entity: dict
+    status: Literal["successful", "failed"]
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+def bulk_request(row) -> BulkRequest:
+    """A request's row; an open one's counts so far are `successes` / `failures` when the read counted them."""
+    done = row["status"] == "completed" or row.get("successes") is None
+    return BulkRequest(id=row["id"], object="bulk_request", live_mode=True, action_type=row["action_type"],
+                       resource_type=row["resource_type"], status=row["status"], metadata=row["metadata"],
+                       total_resource_count=row["total_resource_count"],
+                       success_result_count=row["success_result_count"] if done else row["successes"],
+                       failed_result_count=row["failed_result_count"] if done else row["failures"],
+                       created_at=utc(row["created_at"]),
+                       updated_at=utc(row["updated_at"]))
+
+
+def bulk_result(row) -> BulkResult:
+    return BulkResult(id=row["id"], object="bulk_result", live_mode=True, request_id=row["request_id"],
+                      request_type="bulk_request", request_params=row["request_params"],
+                      entity_type=row["entity_type"], entity_id=row["entity_id"], entity=row["entity"],
+                      status=row["status"], created_at=utc(row["created_at"]), updated_at=utc(row["updated_at"]))

@@ -63,19 +63,28 @@ def _checks(posting: Posting) -> list[dict[str, Any]]:
     return checks
 
 
+def _post_args(posting: Posting, events: list | None) -> tuple:
+    s, idem = posting.state, posting.idempotency
+    return (posting.tenant_id, idem.key if idem else None, idem.request_hash if idem else None,
+            s.id, s.ledger_id, s.description, s.status, s.effective_at, s.external_id, s.metadata,
+            s.reverses_ledger_transaction_id, [e.id for e in s.ledger_entries],
+            [e.ledger_account_id for e in s.ledger_entries], [e.direction for e in s.ledger_entries],
+            [e.amount for e in s.ledger_entries], posting.apply_accounts, _checks(posting), s, s.ledgerable_type,
+            s.ledgerable_id, [e.metadata for e in posting.entries], posting.partially_posts,
+            posting.archive_on_lock_failure, events)
+
+
 async def post(conn: asyncpg.Connection, posting: Posting, events: list | None = None) -> PostResult:
     """Write a posting in one call of `ledger_post` (one round trip, one database transaction); `events`, rendered
     by the service, are written with it (routines/events.sql)."""
-    s, idem = posting.state, posting.idempotency
-    raw = await conn.fetchval(
-        Q["post_transaction"], posting.tenant_id, idem.key if idem else None, idem.request_hash if idem else None,
-        s.id, s.ledger_id, s.description, s.status, s.effective_at, s.external_id, s.metadata,
-        s.reverses_ledger_transaction_id, [e.id for e in s.ledger_entries],
-        [e.ledger_account_id for e in s.ledger_entries], [e.direction for e in s.ledger_entries],
-        [e.amount for e in s.ledger_entries], posting.apply_accounts, _checks(posting), s, s.ledgerable_type,
-        s.ledgerable_id, [e.metadata for e in posting.entries], posting.partially_posts,
-        posting.archive_on_lock_failure, events)
-    return _post_result.decode(raw)
+    return _post_result.decode(await conn.fetchval(Q["post_transaction"], *_post_args(posting, events)))
+
+
+async def post_many(conn: asyncpg.Connection, postings: list[tuple[Posting, list | None]]) -> None:
+    """Many postings (each with its events) through the same `ledger_post`, pipelined (asyncpg's executemany: one
+    network round trip for all, atomic). For postings whose answer needs nothing `ledger_post` reports (no balance
+    lock, no resulting balances, no idempotency replay expected): the bulk path, which reads what it wrote back."""
+    await conn.executemany(Q["post_transaction"], [_post_args(p, events) for p, events in postings])
 
 
 def pgbench_post_sql(tenant_id: str, ledger_id: str, debit: str, credit: str, apply: str) -> str:
@@ -98,6 +107,10 @@ async def transition(conn: asyncpg.Connection, tenant_id: str, *, expected_versi
 
 async def fetch(conn: asyncpg.Connection, tenant_id: str, txn_id) -> asyncpg.Record | None:
     return await conn.fetchrow(Q["fetch_transaction"], tenant_id, txn_id)
+
+
+async def fetch_many(conn: asyncpg.Connection, tenant_id: str, txn_ids: list) -> list:
+    return await conn.fetch(Q["fetch_transactions"], tenant_id, txn_ids)
 
 
 async def fetch_versions(conn: asyncpg.Connection, tenant_id: str, txn_id) -> list:

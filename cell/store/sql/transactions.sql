@@ -11,6 +11,12 @@ SELECT seq, id, ledger_id, description, status, effective_at, external_id, metad
        archived_reason, partially_posts_id
 FROM ledger_transactions WHERE tenant_id = $1 AND id = $2
 
+-- name: fetch_transactions
+SELECT seq, id, ledger_id, description, status, effective_at, external_id, metadata, version, reverses_id,
+       reversed_by_id, posted_at, archived_at, created_at, updated_at, ledgerable_type, ledgerable_id,
+       archived_reason, partially_posts_id
+FROM ledger_transactions WHERE tenant_id = $1 AND id = ANY ($2::uuid[])
+
 -- name: fetch_versions
 SELECT transaction_id, version, snapshot, hash, created_at FROM ledger_transaction_versions
 WHERE tenant_id = $1 AND transaction_id = $2 ORDER BY version

@@ -1,0 +1,298 @@
+"""Use cases of bulk requests: take one (pending), read them and their results, and process one as the workers
+do: every resource through the cell's own create / update use cases, new transactions many to a database
+transaction (store.post_many), each resource's result written in the same transaction as its effect, so a retried
+or resumed request never makes anything twice; completed with a `bulk_request.completed` event."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+import uuid
+from datetime import datetime, timezone
+
+import asyncpg
+import msgspec
+
+from cell.ledger.commands import (
+    AccountCreate,
+    AccountUpdate,
+    BulkRequestCreate,
+    TransactionCreate,
+    TransactionUpdate,
+)
+from cell.ledger.errors import (
+    DatabaseUnavailable,
+    IdempotencyInFlight,
+    InvalidRequest,
+    LedgerError,
+    LockTimeout,
+    NotFound,
+    OutcomeUnknown,
+    PostingRejected,
+    RetryableConflict,
+    TenantFrozen,
+    TenantMoved,
+)
+from cell.ledger.models import IdemKey, Posting
+from cell.service import accounts, transactions, views
+from cell.service.common import Page, SeqPosition, cursors, page_of, parse_uuid
+from cell.service.context import CellContext
+from cell.service.ledgers import create_idempotently
+from cell.store import bulk as store
+from cell.store import tenants as store_tenants
+from cell.store import transactions as store_transactions
+from cell.store.queries import Q
+
+# Not the resource's fault: the request stops here and is resumed later (its lease runs out), never a bulk_error.
+TRANSIENT = (DatabaseUnavailable, OutcomeUnknown, TenantFrozen, TenantMoved, LockTimeout, RetryableConflict,
+             IdempotencyInFlight)
+_encoder = msgspec.json.Encoder()
+_AT = re.compile(r" - at `\$\.?([^`]*)`$")
+
+
+# ---- taking and reading -------------------------------------------------------------------------------------
+
+async def create_request(ctx: CellContext, tenant_id: str, cmd: BulkRequestCreate,
+                         idem: IdemKey | None) -> views.BulkRequest:
+    if len(cmd.resources) > ctx.settings.bulk_resources_max:
+        raise PostingRejected(f"a bulk request holds at most {ctx.settings.bulk_resources_max} resources",
+                              "too_many_resources")
+
+    async def insert(conn: asyncpg.Connection, new_id: uuid.UUID) -> views.BulkRequest:
+        return views.bulk_request(await store.insert_request(
+            conn, new_id, tenant_id, action_type=cmd.action_type, resource_type=cmd.resource_type,
+            metadata=cmd.metadata, resources=cmd.resources))
+
+    return await create_idempotently(ctx, tenant_id, idem, "bulk_request", views.BulkRequest, insert,
+                                     lambda conn, rid: _request(conn, tenant_id, rid))
+
+
+async def _request(conn: asyncpg.Connection, tenant_id: str, request_id) -> views.BulkRequest:
+    row = await store.fetch_request(conn, tenant_id, request_id)
+    if row is None:
+        raise NotFound(f"bulk request {request_id} not found")
+    return views.bulk_request(row)
+
+
+async def get_request(ctx: CellContext, tenant_id: str, request_id: uuid.UUID) -> views.BulkRequest:
+    return await ctx.run(lambda conn: _request(conn, tenant_id, request_id))
+
+
+async def requests_page(ctx: CellContext, tenant_id: str, *, after_cursor: str | None, per_page: int,
+                        **filters) -> Page[views.BulkRequest]:
+    box = cursors(ctx.settings, tenant_id, "bulk_requests")
+    after_seq, = box.open(after_cursor, SeqPosition) or (0,)
+    rows = await ctx.run(lambda conn: store.list_requests(conn, tenant_id, after_seq=after_seq, limit=per_page + 1,
+                                                          **filters))
+    return page_of(rows, per_page, views.bulk_request, lambda r: box.seal((r["seq"],)))
+
+
+async def get_result(ctx: CellContext, tenant_id: str, result_id: uuid.UUID) -> views.BulkResult:
+    row = await ctx.run(lambda conn: store.fetch_result(conn, tenant_id, result_id))
+    if row is None:
+        raise NotFound(f"bulk result {result_id} not found")
+    return views.bulk_result(row)
+
+
+async def results_page(ctx: CellContext, tenant_id: str, *, after_cursor: str | None, per_page: int,
+                       **filters) -> Page[views.BulkResult]:
+    box = cursors(ctx.settings, tenant_id, "bulk_results")
+    after_seq, = box.open(after_cursor, SeqPosition) or (0,)
+    rows = await ctx.run(lambda conn: store.list_results(conn, tenant_id, after_seq=after_seq, limit=per_page + 1,
+                                                         **filters))
+    return page_of(rows, per_page, views.bulk_result, lambda r: box.seal((r["seq"],)))
+
+
+# ---- processing (the workers) -------------------------------------------------------------------------------
+
+def resource_idempotency(request_id: uuid.UUID, index: int, resource: dict) -> IdemKey:
+    """Each resource's own Idempotency-Key: a create retried after a crash replays, never makes a second one."""
+    return IdemKey(f"bulk:{request_id}:{index}", hashlib.sha256(_encoder.encode(resource)).digest())
+
+
+def _decode(resource: dict, type_: type):
+    """A resource decoded as strictly as the same body sent alone."""
+    return msgspec.json.decode(_encoder.encode(resource), type=type_, strict=True)
+
+
+def _request_errors(exc: Exception) -> list[dict]:
+    if isinstance(exc, msgspec.ValidationError):
+        message = str(exc)
+        at = _AT.search(message)
+        return [{"code": "invalid_request", "message": message, "parameter": at.group(1) if at else None}]
+    if isinstance(exc, LedgerError):
+        return [{"code": exc.code, "message": exc.detail, "parameter": None}]
+    raise exc
+
+
+def _failure(index: int, resource: dict, exc: Exception) -> tuple:
+    now = datetime.now(timezone.utc)
+    error = views.BulkError(id=uuid.uuid4(), object="bulk_error", live_mode=True, created_at=now, updated_at=now,
+                            request_errors=[views.BulkRequestError(**e) for e in _request_errors(exc)])
+    return index, "bulk_error", error.id, msgspec.to_builtins(error), "failed", resource
+
+
+def _success(index: int, resource: dict, resource_type: str, entity) -> tuple:
+    return index, resource_type, entity.id, msgspec.to_builtins(entity), "successful", resource
+
+
+async def _write(ctx: CellContext, request, indexes: list[int], work) -> bool:
+    """One database transaction that writes results: the tenant fenced, the request held under this worker's
+    claim, the indexes already done left out; work(conn, todo) returns the result rows. False when nothing was
+    left to do (or the claim is lost)."""
+    tenant_id, request_id = request["tenant_id"], request["id"]
+
+    async def run(conn: asyncpg.Connection) -> bool:
+        async with conn.transaction():
+            await store_tenants.fence(conn, tenant_id)
+            if not await store.hold_request(conn, request_id, request["lease_token"]):
+                return False
+            done = await store.done_indexes(conn, request_id, indexes)
+            todo = [i for i in indexes if i not in done]
+            if not todo:
+                return False
+            await store.insert_results(conn, tenant_id, request_id, await work(conn, todo))
+            return True
+
+    return await ctx.run(run)
+
+
+async def _one_at_a_time(ctx: CellContext, request, index: int, apply) -> None:
+    """One resource through its use case, then its result (the use case's idempotency, or a PATCH's sameness,
+    makes a repeat after a crash harmless); a refusal is its bulk_error."""
+    resource = request["resources"][index]
+    try:
+        entity = await apply(resource, index)
+        row = _success(index, resource, request["resource_type"], entity)
+    except TRANSIENT:
+        raise
+    except (LedgerError, msgspec.ValidationError) as exc:
+        row = _failure(index, resource, exc)
+
+    async def work(conn, todo):
+        return [row]
+
+    await _write(ctx, request, [index], work)
+
+
+async def _create_transactions(ctx: CellContext, request, indexes: list[int]) -> list[Posting]:
+    """A chunk of new transactions: checked one by one (a refusal is its bulk_error), written together in one
+    database transaction with their results; if the database refuses one of them (a duplicate external_id),
+    the chunk rolls back and each goes alone. Returns the postings written together (their accounts to apply)."""
+    tenant_id, request_id, resources = request["tenant_id"], request["id"], request["resources"]
+    prepared: dict[int, Posting] = {}
+    drafts: dict[int, list | None] = {}
+    failures: dict[int, tuple] = {}
+    for i in indexes:
+        try:
+            cmd = _decode(resources[i], TransactionCreate)
+            prepared[i], drafts[i] = await transactions.prepare_create(
+                ctx, tenant_id, cmd, resource_idempotency(request_id, i, resources[i]))
+        except TRANSIENT:
+            raise
+        except (LedgerError, msgspec.ValidationError) as exc:
+            failures[i] = _failure(i, resources[i], exc)
+
+    async def work(conn: asyncpg.Connection, todo: list[int]) -> list[tuple]:
+        await store_transactions.post_many(conn, [(prepared[i], drafts[i]) for i in todo if i in prepared])
+        # A resource posted alone before a crash (the fallback below) is replayed by its key, not written again.
+        keyed = await store.resources_of_keys(conn, tenant_id, [prepared[i].idempotency.key for i in todo
+                                                                 if i in prepared])
+        made = {i: keyed.get(prepared[i].idempotency.key, prepared[i].state.id) for i in todo if i in prepared}
+        rendered = await transactions.transactions_by_id(conn, tenant_id, list(made.values()))
+        return [_success(i, resources[i], "ledger_transaction", rendered[made[i]]) if i in made
+                else failures[i] for i in todo]
+
+    try:
+        await _write(ctx, request, indexes, work)
+    except TRANSIENT:
+        raise
+    except LedgerError:
+        for i in indexes:
+            await _one_at_a_time(ctx, request, i, _create_transaction_alone(ctx, request))
+        return []
+    return list(prepared.values())
+
+
+def _create_transaction_alone(ctx: CellContext, request):
+    async def apply(resource: dict, index: int):
+        return await transactions.create_transaction(ctx, request["tenant_id"], _decode(resource, TransactionCreate),
+                                                     resource_idempotency(request["id"], index, resource))
+    return apply
+
+
+async def _nudge(ctx: CellContext, tenant_id: str, postings) -> None:
+    if ctx.settings.posting_mode == "sync":
+        return
+    touched = sorted({str(e.ledger_account_id) for p in postings for e in p.state.ledger_entries})
+    if touched:
+        await ctx.nudger.nudge(tenant_id, touched)
+
+
+def _with_id(resource: dict, what: str) -> tuple[uuid.UUID, dict]:
+    rest = dict(resource)
+    raw = rest.pop("id", None)
+    if not isinstance(raw, str):
+        raise InvalidRequest(f"an update names the {what} by its id", "id_required")
+    return parse_uuid(raw, what), rest
+
+
+def _single_use_case(ctx: CellContext, request):
+    """How one resource of this request is applied alone (every kind but new transactions in chunks)."""
+    tenant_id, request_id = request["tenant_id"], request["id"]
+    kind = (request["action_type"], request["resource_type"])
+
+    async def apply(resource: dict, index: int):
+        if kind == ("create", "ledger_transaction"):
+            return await _create_transaction_alone(ctx, request)(resource, index)
+        if kind == ("create", "ledger_account"):
+            return await accounts.create_account(ctx, tenant_id, _decode(resource, AccountCreate),
+                                                 resource_idempotency(request_id, index, resource))
+        if kind == ("update", "ledger_account"):
+            account_id, rest = _with_id(resource, "ledger account")
+            return await accounts.update_account(ctx, tenant_id, account_id, _decode(rest, AccountUpdate))
+        txn_id, rest = _with_id(resource, "ledger transaction")
+        return await transactions.update_transaction(ctx, tenant_id, txn_id, _decode(rest, TransactionUpdate))
+
+    return apply
+
+
+async def process(ctx: CellContext, request, *, chunk_size: int, chunks_at_once: int, lease_s: float,
+                  pause_between_chunks_s: float = 0.0) -> views.BulkRequest | None:
+    """Process a claimed request to its end: the resources without a result, in chunks (`chunks_at_once` written
+    in parallel, the lease renewed after each such wave); then complete it (with its event). Returns the
+    completed request, or None when the claim was lost or another worker completed it."""
+    done = await ctx.run(lambda conn: store.done_indexes(conn, request["id"]))
+    todo = [i for i in range(request["total_resource_count"]) if i not in done]
+    chunks = [todo[start:start + chunk_size] for start in range(0, len(todo), chunk_size)]
+    chunked = (request["action_type"], request["resource_type"]) == ("create", "ledger_transaction")
+    apply = _single_use_case(ctx, request)
+
+    async def one_chunk(chunk: list[int]) -> list[Posting]:
+        if chunked:
+            return await _create_transactions(ctx, request, chunk)
+        for i in chunk:
+            await _one_at_a_time(ctx, request, i, apply)
+        return []
+
+    for start in range(0, len(chunks), chunks_at_once):
+        written = await asyncio.gather(*(one_chunk(c) for c in chunks[start:start + chunks_at_once]))
+        await _nudge(ctx, request["tenant_id"], [p for postings in written for p in postings])
+        if not await ctx.run(lambda conn: store.renew_lease(conn, request["id"], request["lease_token"], lease_s)):
+            return None
+        if pause_between_chunks_s:
+            await asyncio.sleep(pause_between_chunks_s)
+    return await ctx.run(lambda conn: _complete(conn, request))
+
+
+async def _complete(conn: asyncpg.Connection, request) -> views.BulkRequest | None:
+    async with conn.transaction():
+        await store_tenants.fence(conn, request["tenant_id"])
+        row = await store.complete(conn, request["id"])
+        if row is None:
+            return None
+        view = views.bulk_request(row)
+        await conn.execute(Q["emit_event"], request["tenant_id"], "bulk_request", "bulk_request.completed", row["id"],
+                           msgspec.to_builtins(view))
+    return view

@@ -1,0 +1,143 @@
+"""Use cases of webhook endpoints (register with a key shown once, read, change, rotate the key, remove) and of
+their deliveries (list, redeliver). Each takes a connection first, so that the API (through CellContext.run) and
+ledgerctl (on the cell's database) share them."""
+
+from __future__ import annotations
+
+import uuid
+
+import asyncpg
+from msgspec import UNSET
+
+from cell.ledger.commands import WebhookEndpointCreate, WebhookEndpointUpdate
+from cell.ledger.errors import NotFound, PostingRejected
+from cell.ledger.webhooks import new_key
+from cell.service import views
+from cell.service.common import Page, SeqPosition, cursors, merge_metadata, page_of
+from cell.service.context import CellContext
+from cell.store import tenants as store_tenants
+from cell.store import webhooks as store
+from ledger_common.outbound import OutboundPolicy, RefusedUrl, check_url
+
+DELIVERY_STATUSES = ("pending", "succeeded", "failed")
+
+
+async def check_endpoint_url(url: str, policy: OutboundPolicy) -> None:
+    """A URL the worker will not call is refused when it is registered: 422 webhook_url_refused, with why."""
+    try:
+        await check_url(url, policy)
+    except RefusedUrl as exc:
+        raise PostingRejected(f"webhook URL refused: {exc}", "webhook_url_refused") from exc
+
+
+async def create_endpoint(conn: asyncpg.Connection, tenant_id: str, cmd: WebhookEndpointCreate, *,
+                          policy: OutboundPolicy, endpoints_max: int) -> views.WebhookEndpoint:
+    await check_endpoint_url(cmd.url, policy)
+    async with conn.transaction():
+        await store_tenants.fence(conn, tenant_id)
+        count = await conn.fetchval("SELECT count(*) FROM webhook_endpoints WHERE tenant_id = $1", tenant_id)
+        if count >= endpoints_max:
+            raise PostingRejected(f"a tenant has at most {endpoints_max} webhook endpoints", "too_many_endpoints")
+        key = new_key()
+        row = await store.insert_endpoint(conn, uuid.uuid4(), tenant_id, url=cmd.url,
+                                          event_names=sorted(set(cmd.event_names)), description=cmd.description,
+                                          metadata=cmd.metadata, key=key)
+    return views.webhook_endpoint(row, key)
+
+
+async def _row(conn: asyncpg.Connection, tenant_id: str, endpoint_id: uuid.UUID):
+    row = await store.fetch_endpoint(conn, tenant_id, endpoint_id)
+    if row is None:
+        raise NotFound(f"webhook endpoint {endpoint_id} not found")
+    return row
+
+
+async def get_endpoint(conn: asyncpg.Connection, tenant_id: str, endpoint_id: uuid.UUID) -> views.WebhookEndpoint:
+    return views.webhook_endpoint(await _row(conn, tenant_id, endpoint_id))
+
+
+async def list_endpoints(conn: asyncpg.Connection, tenant_id: str, *, after_seq: int = 0,
+                         limit: int = 1000) -> list[asyncpg.Record]:
+    """Rows (with `seq` for the next page); render with views.webhook_endpoint."""
+    return await store.list_endpoints(conn, tenant_id, after_seq, limit)
+
+
+async def update_endpoint(conn: asyncpg.Connection, tenant_id: str, endpoint_id: uuid.UUID,
+                          cmd: WebhookEndpointUpdate, *, policy: OutboundPolicy,
+                          metadata_keys_max: int) -> views.WebhookEndpoint:
+    if cmd.url is not UNSET:
+        await check_endpoint_url(cmd.url, policy)
+    async with conn.transaction():
+        await store_tenants.fence(conn, tenant_id)
+        current = await _row(conn, tenant_id, endpoint_id)
+        metadata = None if cmd.metadata is UNSET else merge_metadata(current["metadata"], cmd.metadata,
+                                                                      metadata_keys_max)
+        row = await store.update_endpoint(
+            conn, tenant_id, endpoint_id, url=None if cmd.url is UNSET else cmd.url,
+            event_names=None if cmd.event_names is UNSET else sorted(set(cmd.event_names)),
+            description_set=cmd.description is not UNSET,
+            description=None if cmd.description is UNSET else cmd.description, metadata=metadata,
+            active=None if cmd.active is UNSET else cmd.active)
+    return views.webhook_endpoint(row)
+
+
+async def rotate_key(conn: asyncpg.Connection, tenant_id: str, endpoint_id: uuid.UUID) -> views.WebhookEndpoint:
+    """A new key, shown once; every attempt from now on (retries included) is signed with it."""
+    key = new_key()
+    async with conn.transaction():
+        await store_tenants.fence(conn, tenant_id)
+        row = await store.rotate_key(conn, tenant_id, endpoint_id, key)
+    if row is None:
+        raise NotFound(f"webhook endpoint {endpoint_id} not found")
+    return views.webhook_endpoint(row, key)
+
+
+async def delete_endpoint(conn: asyncpg.Connection, tenant_id: str, endpoint_id: uuid.UUID) -> None:
+    """The endpoint and its deliveries (pending ones are not attempted any more)."""
+    async with conn.transaction():
+        await store_tenants.fence(conn, tenant_id)
+        deleted = await store.delete_endpoint(conn, tenant_id, endpoint_id)
+    if not deleted:
+        raise NotFound(f"webhook endpoint {endpoint_id} not found")
+
+
+async def list_deliveries(conn: asyncpg.Connection, tenant_id: str, *, endpoint_id: uuid.UUID | None = None,
+                          status: str | None = None, after_seq: int = 0,
+                          limit: int = 100) -> list[asyncpg.Record]:
+    """Rows (with `seq`), oldest first; render with views.webhook_delivery."""
+    return await store.list_deliveries(conn, tenant_id, endpoint_id=endpoint_id, status=status,
+                                       after_seq=after_seq, limit=limit)
+
+
+async def redeliver(conn: asyncpg.Connection, tenant_id: str, delivery_id: uuid.UUID, *,
+                    retry_window_s: float) -> views.WebhookDelivery:
+    """One delivery pending again now (same X-Webhook-ID), with a fresh retry window."""
+    row = await store.redeliver(conn, tenant_id, delivery_id, retry_window_s)
+    if row is None:
+        raise NotFound(f"webhook delivery {delivery_id} not found")
+    rows = await store.list_deliveries(conn, tenant_id, endpoint_id=row["endpoint_id"], status=None,
+                                       after_seq=row["seq"] - 1, limit=1)
+    return views.webhook_delivery(rows[0])
+
+
+async def redeliver_failed(conn: asyncpg.Connection, tenant_id: str, *, endpoint_id: uuid.UUID | None = None,
+                           retry_window_s: float) -> int:
+    """Every failed delivery of the tenant (of one endpoint) pending again now; how many."""
+    return await store.redeliver_failed(conn, tenant_id, endpoint_id, retry_window_s)
+
+
+async def endpoints_page(ctx: CellContext, tenant_id: str, *, after_cursor: str | None,
+                         per_page: int) -> Page[views.WebhookEndpoint]:
+    box = cursors(ctx.settings, tenant_id, "webhook_endpoints")
+    after_seq, = box.open(after_cursor, SeqPosition) or (0,)
+    rows = await ctx.run(lambda conn: list_endpoints(conn, tenant_id, after_seq=after_seq, limit=per_page + 1))
+    return page_of(rows, per_page, views.webhook_endpoint, lambda r: box.seal((r["seq"],)))
+
+
+async def deliveries_page(ctx: CellContext, tenant_id: str, *, after_cursor: str | None, per_page: int,
+                          endpoint_id: uuid.UUID | None, status: str | None) -> Page[views.WebhookDelivery]:
+    box = cursors(ctx.settings, tenant_id, "webhook_deliveries")
+    after_seq, = box.open(after_cursor, SeqPosition) or (0,)
+    rows = await ctx.run(lambda conn: list_deliveries(conn, tenant_id, endpoint_id=endpoint_id, status=status,
+                                                      after_seq=after_seq, limit=per_page + 1))
+    return page_of(rows, per_page, views.webhook_delivery, lambda r: box.seal((r["seq"],)))

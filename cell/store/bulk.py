@@ -1,0 +1,72 @@
+"""Bulk requests' and results' SQL (sql/bulk.sql): taken, claimed by a worker, results written, completed."""
+
+from __future__ import annotations
+
+import uuid
+
+import asyncpg
+
+from cell.store.queries import Q
+
+
+async def insert_request(conn, request_id: uuid.UUID, tenant_id: str, *, action_type: str, resource_type: str,
+                         metadata: dict, resources: list[dict]) -> asyncpg.Record:
+    return await conn.fetchrow(Q["insert_bulk_request"], request_id, tenant_id, action_type, resource_type, metadata,
+                               resources, len(resources))
+
+
+async def fetch_request(conn, tenant_id: str, request_id: uuid.UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow(Q["fetch_bulk_request"], tenant_id, request_id)
+
+
+async def list_requests(conn, tenant_id: str, *, after_seq: int, limit: int, status: str | None,
+                        action_type: str | None, resource_type: str | None, metadata: dict | None) -> list:
+    return await conn.fetch(Q["list_bulk_requests"], tenant_id, after_seq, status, action_type, resource_type,
+                            metadata, limit)
+
+
+async def claim_request(conn, lease_s: float) -> asyncpg.Record | None:
+    return await conn.fetchrow(Q["claim_bulk_request"], float(lease_s))
+
+
+async def hold_request(conn, request_id: uuid.UUID, lease_token: uuid.UUID) -> bool:
+    """Inside a transaction that writes results: the request held (FOR SHARE) while the claim is still this
+    token's; False when another worker took it over or it is completed."""
+    return await conn.fetchval(Q["hold_bulk_request"], request_id, lease_token) is not None
+
+
+async def renew_lease(conn, request_id: uuid.UUID, lease_token: uuid.UUID, lease_s: float) -> bool:
+    return await conn.fetchval(Q["renew_bulk_lease"], request_id, lease_token, float(lease_s)) is not None
+
+
+async def done_indexes(conn, request_id: uuid.UUID, indexes: list[int] | None = None) -> set[int]:
+    if indexes is None:
+        return {r["resource_index"] for r in await conn.fetch(Q["all_bulk_result_indexes"], request_id)}
+    return {r["resource_index"] for r in await conn.fetch(Q["bulk_result_indexes"], request_id, indexes)}
+
+
+async def insert_results(conn, tenant_id: str, request_id: uuid.UUID, results: list[tuple]) -> None:
+    """results: (resource_index, entity_type, entity_id, entity, status, request_params)."""
+    await conn.executemany(Q["insert_bulk_result"], [
+        (uuid.uuid4(), tenant_id, request_id, index, entity_type, entity_id, entity, status, params)
+        for index, entity_type, entity_id, entity, status, params in results])
+
+
+async def complete(conn, request_id: uuid.UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow(Q["complete_bulk_request"], request_id)
+
+
+async def fetch_result(conn, tenant_id: str, result_id: uuid.UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow(Q["fetch_bulk_result"], tenant_id, result_id)
+
+
+async def list_results(conn, tenant_id: str, *, after_seq: int, limit: int, request_id: uuid.UUID | None,
+                       entity_type: str | None, status: str | None, entity_id: uuid.UUID | None) -> list:
+    return await conn.fetch(Q["list_bulk_results"], tenant_id, after_seq, request_id, entity_type, status, entity_id,
+                            limit)
+
+
+async def resources_of_keys(conn, tenant_id: str, keys: list[str]) -> dict[str, uuid.UUID]:
+    """The resource each (claimed) idempotency key names."""
+    return {r["key"]: r["resource_id"] for r in await conn.fetch(Q["resources_of_keys"], tenant_id, keys)} if keys \
+        else {}

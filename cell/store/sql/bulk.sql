@@ -1,0 +1,78 @@
+-- name: insert_bulk_request
+INSERT INTO bulk_requests (id, tenant_id, action_type, resource_type, metadata, resources, total_resource_count)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+RETURNING *;
+
+-- name: fetch_bulk_request
+-- An open request's counts so far are its results counted (they are kept on the row when it completes).
+SELECT r.*, c.successes, c.failures FROM bulk_requests r
+CROSS JOIN LATERAL (SELECT count(*) FILTER (WHERE b.status = 'successful') AS successes,
+                           count(*) FILTER (WHERE b.status = 'failed') AS failures
+                    FROM bulk_results b WHERE b.request_id = r.id AND r.status <> 'completed') c
+WHERE r.tenant_id = $1 AND r.id = $2;
+
+-- name: list_bulk_requests
+SELECT r.*, c.successes, c.failures FROM bulk_requests r
+CROSS JOIN LATERAL (SELECT count(*) FILTER (WHERE b.status = 'successful') AS successes,
+                           count(*) FILTER (WHERE b.status = 'failed') AS failures
+                    FROM bulk_results b WHERE b.request_id = r.id AND r.status <> 'completed') c
+WHERE r.tenant_id = $1 AND r.seq > $2 AND ($3::text IS NULL OR r.status = $3)
+  AND ($4::text IS NULL OR r.action_type = $4) AND ($5::text IS NULL OR r.resource_type = $5)
+  AND ($6::jsonb IS NULL OR r.metadata @> $6)
+ORDER BY r.seq LIMIT $7;
+
+-- name: claim_bulk_request
+-- The oldest open request no live worker holds: processing, leased to the caller for $1 s.
+UPDATE bulk_requests SET status = 'processing', lease_token = gen_random_uuid(),
+       lease_until = now() + make_interval(secs => $1), updated_at = now()
+WHERE id = (SELECT id FROM bulk_requests
+            WHERE status <> 'completed' AND (lease_until IS NULL OR lease_until < now())
+              AND tenant_id IN (SELECT id FROM tenants WHERE state = 'active')
+            ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED)
+RETURNING *;
+
+-- name: hold_bulk_request
+-- Taken by every transaction that writes results: the claim still the caller's ($2 its token).
+SELECT id FROM bulk_requests WHERE id = $1 AND lease_token = $2 AND status <> 'completed' FOR SHARE;
+
+-- name: renew_bulk_lease
+UPDATE bulk_requests SET lease_until = now() + make_interval(secs => $3)
+WHERE id = $1 AND lease_token = $2 AND status <> 'completed'
+RETURNING id;
+
+-- name: bulk_result_indexes
+SELECT resource_index FROM bulk_results WHERE request_id = $1 AND resource_index = ANY ($2::int[]);
+
+-- name: all_bulk_result_indexes
+SELECT resource_index FROM bulk_results WHERE request_id = $1;
+
+-- name: insert_bulk_result
+INSERT INTO bulk_results (id, tenant_id, request_id, resource_index, entity_type, entity_id, entity, status,
+                          request_params)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9);
+
+-- name: complete_bulk_request
+-- Completed once every resource has its result: the counts kept, the resources dropped.
+UPDATE bulk_requests r SET status = 'completed', lease_token = NULL, lease_until = NULL, resources = '[]'::jsonb,
+       success_result_count = c.successful, failed_result_count = c.failed, updated_at = now()
+FROM (SELECT count(*) FILTER (WHERE status = 'successful') AS successful,
+             count(*) FILTER (WHERE status = 'failed') AS failed
+      FROM bulk_results WHERE request_id = $1) c
+WHERE r.id = $1 AND r.status <> 'completed' AND c.successful + c.failed = r.total_resource_count
+RETURNING r.*;
+
+-- name: fetch_bulk_result
+SELECT * FROM bulk_results WHERE tenant_id = $1 AND id = $2;
+
+-- name: list_bulk_results
+SELECT * FROM bulk_results
+WHERE tenant_id = $1 AND seq > $2 AND ($3::uuid IS NULL OR request_id = $3)
+  AND ($4::text IS NULL OR entity_type = $4) AND ($5::text IS NULL OR status = $5)
+  AND ($6::uuid IS NULL OR entity_id = $6)
+ORDER BY seq LIMIT $7;
+
+-- name: emit_event
+SELECT ledger_event($1, $2, $3, $4, $5);
+
+-- name: resources_of_keys
+SELECT key, resource_id FROM idempotency_keys WHERE tenant_id = $1 AND key = ANY ($2::text[]);

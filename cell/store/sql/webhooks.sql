@@ -1,0 +1,113 @@
+-- name: insert_webhook_endpoint
+-- The watermark starts at the tenant's last positioned event: an endpoint gets the events after it was made.
+INSERT INTO webhook_endpoints (id, tenant_id, url, event_names, description, metadata, key, after_position)
+VALUES ($1, $2, $3, $4, $5, $6, $7,
+        coalesce((SELECT max(position) FROM events WHERE tenant_id = $2), 0))
+RETURNING *;
+
+-- name: fetch_webhook_endpoint
+SELECT * FROM webhook_endpoints WHERE tenant_id = $1 AND id = $2;
+
+-- name: list_webhook_endpoints
+SELECT * FROM webhook_endpoints WHERE tenant_id = $1 AND seq > $2 ORDER BY seq LIMIT $3;
+
+-- name: update_webhook_endpoint
+UPDATE webhook_endpoints SET url = coalesce($3, url), event_names = coalesce($4, event_names),
+       description = CASE WHEN $5 THEN $6 ELSE description END, metadata = coalesce($7, metadata),
+       active = coalesce($8, active), updated_at = now()
+WHERE tenant_id = $1 AND id = $2
+RETURNING *;
+
+-- name: rotate_webhook_key
+UPDATE webhook_endpoints SET key = $3, updated_at = now() WHERE tenant_id = $1 AND id = $2 RETURNING *;
+
+-- name: delete_webhook_endpoint
+DELETE FROM webhook_endpoints WHERE tenant_id = $1 AND id = $2 RETURNING id;
+
+-- name: webhook_fan_out
+-- One endpoint's next events (positioned ones after its watermark, at most $2): a delivery for each it wants,
+-- and the watermark moved past all of them. The endpoint row is locked (SKIP LOCKED: another worker fanning it
+-- out now is left to it). Returns the deliveries made.
+WITH endpoint AS (
+    SELECT id, tenant_id, event_names, after_position FROM webhook_endpoints
+    WHERE id = $1 AND active FOR UPDATE SKIP LOCKED
+), batch AS (
+    SELECT e.id, e.position, e.entity_id, e.event_name, ep.id AS endpoint_id, ep.tenant_id, ep.event_names
+    FROM endpoint ep JOIN LATERAL (
+        SELECT id, position, entity_id, event_name FROM events
+        WHERE tenant_id = ep.tenant_id AND position > ep.after_position ORDER BY position LIMIT $2) e ON true
+), made AS (
+    INSERT INTO webhook_deliveries (id, tenant_id, endpoint_id, event_id, event_position, entity_id, event_name,
+                                    give_up_at)
+    SELECT gen_random_uuid(), b.tenant_id, b.endpoint_id, b.id, b.position, b.entity_id, b.event_name,
+           now() + make_interval(secs => $3)
+    FROM batch b WHERE cardinality(b.event_names) = 0 OR b.event_name = ANY (b.event_names)
+    ON CONFLICT (endpoint_id, event_id) DO NOTHING
+    RETURNING 1
+), moved AS (
+    UPDATE webhook_endpoints w SET after_position = (SELECT max(position) FROM batch)
+    WHERE w.id = $1 AND EXISTS (SELECT 1 FROM batch)
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM made) AS made, (SELECT count(*) FROM batch) AS considered;
+
+-- name: webhook_endpoints_behind
+-- Active endpoints with positioned events after their watermark.
+SELECT w.id FROM webhook_endpoints w
+WHERE w.active AND EXISTS (SELECT 1 FROM tenants t WHERE t.id = w.tenant_id AND t.state = 'active')
+  AND EXISTS (SELECT 1 FROM events e WHERE e.tenant_id = w.tenant_id AND e.position > w.after_position)
+LIMIT $1;
+
+-- name: claim_webhook_deliveries
+-- Due deliveries, each the oldest pending one of its entity at its endpoint (event order per entity: a later
+-- event waits until the earlier one succeeded or failed for good). The lease ($2 s) keeps other workers off
+-- while this one attempts it.
+WITH due AS (
+    SELECT d.id FROM webhook_deliveries d
+    WHERE d.status = 'pending' AND d.next_attempt_at <= now()
+      AND NOT EXISTS (SELECT 1 FROM webhook_deliveries p
+                      WHERE p.endpoint_id = d.endpoint_id AND p.entity_id = d.entity_id AND p.status = 'pending'
+                        AND p.event_position < d.event_position)
+      AND EXISTS (SELECT 1 FROM webhook_endpoints a WHERE a.id = d.endpoint_id AND a.active)
+      AND EXISTS (SELECT 1 FROM tenants t WHERE t.id = d.tenant_id AND t.state = 'active')
+    ORDER BY d.next_attempt_at LIMIT $1
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE webhook_deliveries d SET next_attempt_at = now() + make_interval(secs => $2)
+FROM due, webhook_endpoints w, events e
+WHERE d.id = due.id AND w.id = d.endpoint_id AND e.id = d.event_id
+RETURNING d.id AS delivery_id, d.attempts, w.url, w.key, e.id, e.resource, e.event_name,
+          e.event_time, e.entity_id, e.data;
+
+-- name: webhook_delivered
+UPDATE webhook_deliveries SET status = 'succeeded', attempts = attempts + 1, last_attempt_at = now(),
+       last_status_code = $2, last_error = NULL, updated_at = now()
+WHERE id = $1 AND status = 'pending';
+
+-- name: webhook_attempt_failed
+-- A failed attempt: retried at now() + $4 s unless that is past the delivery's give-up time (then failed).
+UPDATE webhook_deliveries SET attempts = attempts + 1, last_attempt_at = now(), last_status_code = $2,
+       last_error = $3, updated_at = now(),
+       status = CASE WHEN now() + make_interval(secs => $4) > give_up_at THEN 'failed' ELSE 'pending' END,
+       next_attempt_at = now() + make_interval(secs => $4)
+WHERE id = $1 AND status = 'pending'
+RETURNING status;
+
+-- name: list_webhook_deliveries
+SELECT d.*, w.url FROM webhook_deliveries d JOIN webhook_endpoints w ON w.id = d.endpoint_id
+WHERE d.tenant_id = $1 AND ($2::uuid IS NULL OR d.endpoint_id = $2) AND ($3::text IS NULL OR d.status = $3)
+  AND d.seq > $4
+ORDER BY d.seq LIMIT $5;
+
+-- name: redeliver_webhook
+-- A delivery (failed, or succeeded and wanted again) pending again now, with a fresh retry window.
+UPDATE webhook_deliveries SET status = 'pending', attempts = 0, next_attempt_at = now(),
+       give_up_at = now() + make_interval(secs => $3), updated_at = now()
+WHERE tenant_id = $1 AND id = $2
+RETURNING *;
+
+-- name: redeliver_failed_webhooks
+UPDATE webhook_deliveries SET status = 'pending', attempts = 0, next_attempt_at = now(),
+       give_up_at = now() + make_interval(secs => $3), updated_at = now()
+WHERE tenant_id = $1 AND status = 'failed' AND ($2::uuid IS NULL OR endpoint_id = $2)
+RETURNING id;

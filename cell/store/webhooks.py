@@ -1,0 +1,74 @@
+"""Webhook endpoints' and deliveries' SQL (sql/webhooks.sql): registration, fan-out of events, claims, outcomes."""
+
+from __future__ import annotations
+
+import uuid
+
+import asyncpg
+
+from cell.store.queries import Q
+
+
+async def insert_endpoint(conn, endpoint_id: uuid.UUID, tenant_id: str, *, url: str, event_names: list[str],
+                          description: str | None, metadata: dict, key: str) -> asyncpg.Record:
+    return await conn.fetchrow(Q["insert_webhook_endpoint"], endpoint_id, tenant_id, url, event_names, description,
+                               metadata, key)
+
+
+async def fetch_endpoint(conn, tenant_id: str, endpoint_id: uuid.UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow(Q["fetch_webhook_endpoint"], tenant_id, endpoint_id)
+
+
+async def list_endpoints(conn, tenant_id: str, after_seq: int, limit: int) -> list[asyncpg.Record]:
+    return await conn.fetch(Q["list_webhook_endpoints"], tenant_id, after_seq, limit)
+
+
+async def update_endpoint(conn, tenant_id: str, endpoint_id: uuid.UUID, *, url: str | None,
+                          event_names: list[str] | None, description_set: bool, description: str | None,
+                          metadata: dict | None, active: bool | None) -> asyncpg.Record | None:
+    return await conn.fetchrow(Q["update_webhook_endpoint"], tenant_id, endpoint_id, url, event_names,
+                               description_set, description, metadata, active)
+
+
+async def rotate_key(conn, tenant_id: str, endpoint_id: uuid.UUID, key: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(Q["rotate_webhook_key"], tenant_id, endpoint_id, key)
+
+
+async def delete_endpoint(conn, tenant_id: str, endpoint_id: uuid.UUID) -> bool:
+    return await conn.fetchval(Q["delete_webhook_endpoint"], tenant_id, endpoint_id) is not None
+
+
+async def endpoints_behind(conn, limit: int) -> list[uuid.UUID]:
+    return [r["id"] for r in await conn.fetch(Q["webhook_endpoints_behind"], limit)]
+
+
+async def fan_out(conn, endpoint_id: uuid.UUID, events_max: int, retry_window_s: float) -> tuple[int, int]:
+    """(deliveries made, events considered) for one endpoint's next events."""
+    row = await conn.fetchrow(Q["webhook_fan_out"], endpoint_id, events_max, float(retry_window_s))
+    return row["made"], row["considered"]
+
+
+async def claim(conn, limit: int, lease_s: float) -> list[asyncpg.Record]:
+    return await conn.fetch(Q["claim_webhook_deliveries"], limit, float(lease_s))
+
+
+async def delivered(conn, delivery_id: uuid.UUID, status_code: int) -> None:
+    await conn.execute(Q["webhook_delivered"], delivery_id, status_code)
+
+
+async def attempt_failed(conn, delivery_id: uuid.UUID, status_code: int | None, error: str,
+                         retry_in_s: float) -> str | None:
+    return await conn.fetchval(Q["webhook_attempt_failed"], delivery_id, status_code, error, float(retry_in_s))
+
+
+async def list_deliveries(conn, tenant_id: str, *, endpoint_id: uuid.UUID | None, status: str | None,
+                          after_seq: int, limit: int) -> list[asyncpg.Record]:
+    return await conn.fetch(Q["list_webhook_deliveries"], tenant_id, endpoint_id, status, after_seq, limit)
+
+
+async def redeliver(conn, tenant_id: str, delivery_id: uuid.UUID, retry_window_s: float) -> asyncpg.Record | None:
+    return await conn.fetchrow(Q["redeliver_webhook"], tenant_id, delivery_id, float(retry_window_s))
+
+
+async def redeliver_failed(conn, tenant_id: str, endpoint_id: uuid.UUID | None, retry_window_s: float) -> int:
+    return len(await conn.fetch(Q["redeliver_failed_webhooks"], tenant_id, endpoint_id, float(retry_window_s)))

@@ -1,0 +1,89 @@
+"""Outbound safety of customer-given URLs (webhook endpoints): which URLs and addresses the ledger may call."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from urllib.parse import urlsplit
+
+import msgspec
+
+URL_LENGTH_MAX = 2048
+
+
+class OutboundPolicy(msgspec.Struct, frozen=True, kw_only=True):
+    """https only, to public addresses; `allow_http_loopback` (development) lets http://127.0.0.1 / localhost
+    through, `allow_private_addresses` private, link-local and loopback addresses (a private network)."""
+
+    allow_http_loopback: bool = False
+    allow_private_addresses: bool = False
+
+
+class RefusedUrl(Exception):
+    """A URL the policy refuses, with why (shown to the customer as is)."""
+
+
+def _is_loopback_host(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_shape(url: str, policy: OutboundPolicy) -> tuple[str, int]:
+    """The URL's own rules (no DNS): absolute http(s), no credentials, https unless http to loopback is allowed.
+    Returns (host, port)."""
+    if not url or len(url) > URL_LENGTH_MAX or not url.isprintable() or any(c.isspace() for c in url):
+        raise RefusedUrl(f"the URL must be 1-{URL_LENGTH_MAX} printable characters without spaces")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise RefusedUrl(f"the URL is not valid: {exc}") from exc
+    host = (parts.hostname or "").rstrip(".").lower()
+    if parts.scheme not in ("https", "http") or not host:
+        raise RefusedUrl("the URL must be absolute: https://host/path")
+    if parts.username is not None or parts.password is not None:
+        raise RefusedUrl("the URL must not carry credentials")
+    if parts.fragment:
+        raise RefusedUrl("the URL must not carry a fragment")
+    if parts.scheme == "http" and not (policy.allow_http_loopback and _is_loopback_host(host)):
+        raise RefusedUrl("the URL must be https (http only to loopback, when the development setting allows it)")
+    return host, port or (443 if parts.scheme == "https" else 80)
+
+
+def address_refused(address: str, host: str, policy: OutboundPolicy) -> str | None:
+    """Why this resolved address may not be called, or None."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if ip.is_loopback and policy.allow_http_loopback and _is_loopback_host(host):
+        return None
+    if policy.allow_private_addresses:
+        return None if not (ip.is_multicast or ip.is_unspecified) else f"{ip} is not a unicast address"
+    if not ip.is_global or ip.is_multicast or ip.is_unspecified:
+        return f"{host} resolves to {ip}, a private, loopback, link-local or reserved address"
+    return None
+
+
+async def resolve(host: str, port: int, timeout_s: float = 5.0) -> list[str]:
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await asyncio.wait_for(loop.getaddrinfo(host, port, type=socket.SOCK_STREAM), timeout_s)
+    except (OSError, asyncio.TimeoutError) as exc:
+        raise RefusedUrl(f"{host} does not resolve: {exc.__class__.__name__}") from exc
+    return sorted({info[4][0] for info in infos})
+
+
+async def check_url(url: str, policy: OutboundPolicy) -> None:
+    """Raises RefusedUrl unless the URL may be called now: its shape, then every address its host resolves to
+    (all must be allowed: the connection may take any of them). Checked at registration and again before each
+    delivery (a name's addresses change)."""
+    host, port = check_shape(url, policy)
+    for address in await resolve(host, port):
+        why = address_refused(address, host, policy)
+        if why is not None:
+            raise RefusedUrl(why)

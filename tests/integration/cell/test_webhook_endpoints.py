@@ -1,0 +1,65 @@
+"""/api/webhook_endpoints as a tenant uses it: register (the key shown once), read, change, rotate the key,
+remove; a URL the worker would refuse to call is a clear 422 at registration (production settings here)."""
+
+from __future__ import annotations
+
+import pytest
+
+PUBLIC = "https://93.184.216.34/hooks"  # a public address, no DNS needed
+
+
+async def test_an_endpoint_is_registered_with_its_key_shown_once_then_changed_rotated_and_removed(api):
+    r = await api.post("/api/webhook_endpoints", {"url": PUBLIC, "event_names": ["ledger_transaction.posted"],
+                                                  "description": "payments", "metadata": {"team": "ops"}})
+    assert r.status_code == 201, r.text
+    made = r.json()
+    assert made["object"] == "webhook_endpoint" and made["url"] == PUBLIC and made["active"] is True
+    assert made["event_names"] == ["ledger_transaction.posted"] and made["webhook_key"].startswith("whk_")
+    shown = (await api.get(f"/api/webhook_endpoints/{made['id']}")).json()
+    assert shown["webhook_key"] is None and shown["metadata"] == {"team": "ops"}
+    listed = (await api.get("/api/webhook_endpoints")).json()
+    assert [e["id"] for e in listed] == [made["id"]] and listed[0]["webhook_key"] is None
+
+    r = await api.patch(f"/api/webhook_endpoints/{made['id']}", {"event_names": [], "active": False})
+    assert r.status_code == 200 and r.json()["event_names"] == [] and r.json()["active"] is False
+    rotated = (await api.post(f"/api/webhook_endpoints/{made['id']}/rotate_key")).json()
+    assert rotated["webhook_key"].startswith("whk_") and rotated["webhook_key"] != made["webhook_key"]
+
+    r = await api.request("DELETE", f"/api/webhook_endpoints/{made['id']}")
+    assert r.status_code == 200 and r.json()["id"] == made["id"]
+    assert (await api.get(f"/api/webhook_endpoints/{made['id']}")).status_code == 404
+    assert (await api.get("/api/webhook_deliveries")).json() == []
+
+
+@pytest.mark.parametrize("url, why", [
+    ("http://127.0.0.1:8080/hooks", "https"),  # http in production mode, even to loopback
+    ("http://93.184.216.34/hooks", "https"),
+    ("https://127.0.0.1/hooks", "private"),
+    ("https://10.1.2.3/hooks", "private"),
+    ("https://192.168.0.10/hooks", "private"),
+    ("https://169.254.169.254/latest/meta-data", "private"),  # cloud metadata (link-local)
+    ("https://[::1]/hooks", "private"),
+    ("https://[::ffff:10.0.0.1]/hooks", "private"),
+    ("https://localhost/hooks", "private"),
+    ("https://user:pw@93.184.216.34/hooks", "credentials"),
+    ("ftp://93.184.216.34/hooks", "https"),
+    ("/hooks", "absolute"),
+])
+async def test_a_url_the_worker_would_not_call_is_refused_at_registration_with_why(api, url, why):
+    r = await api.post("/api/webhook_endpoints", {"url": url})
+    assert r.status_code == 422, r.text
+    body = r.json()
+    assert body["code"] == "webhook_url_refused" and why in body["detail"]
+    assert r.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_a_change_to_a_refused_url_is_refused_and_another_tenant_sees_nothing(api, new_tenant):
+    made = (await api.post("/api/webhook_endpoints", {"url": PUBLIC})).json()
+    r = await api.patch(f"/api/webhook_endpoints/{made['id']}", {"url": "https://10.0.0.1/x"})
+    assert r.status_code == 422 and r.json()["code"] == "webhook_url_refused"
+    other = await new_tenant()
+    assert (await other.get(f"/api/webhook_endpoints/{made['id']}")).status_code == 404
+    assert (await other.post(f"/api/webhook_endpoints/{made['id']}/rotate_key")).status_code == 404
+    assert (await other.get("/api/webhook_endpoints")).json() == []
+    bad = await api.post("/api/webhook_endpoints", {"url": PUBLIC, "event_names": ["Not An Event"]})
+    assert bad.status_code == 400

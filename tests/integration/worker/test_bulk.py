@@ -1,0 +1,189 @@
+"""Bulk requests through the cell's HTTP API, processed by real worker processes: mixed valid and invalid
+resources (one result each), a worker killed mid-request and another taking over (every resource processed
+exactly once), a retried request (its Idempotency-Key answers the same request), the completion event."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from litestar.testing import AsyncTestClient
+from worker_helpers import wait_until
+
+from cell.api.app import create_app
+from cell.service.tenants import create_api_key, create_tenant
+from cell.settings import load_settings
+from cell.store.verify import verify
+
+FAST = {"bulk_poll_s": "0.1", "bulk_run_s": "3", "concurrency": "4", "bulk_lease_s": "3"}
+
+
+@pytest.fixture
+async def client(worker_database_url):
+    settings = load_settings(("CELL_TEST_UNUSED_",), database_url=worker_database_url, posting_mode="hybrid",
+                             db_pool_min=1, db_pool_max=4, sweep_interval_s=0)
+    async with AsyncTestClient(create_app(settings)) as c:
+        yield c
+
+
+async def _tenant(client, pool) -> tuple[tuple[str, str], dict]:
+    async with pool.acquire() as conn:
+        tenant = f"t-{uuid.uuid4().hex[:12]}"
+        await create_tenant(conn, tenant)
+        _, secret = await create_api_key(conn, tenant)
+    auth = (tenant, secret)
+    ledger = (await client.post("/api/ledgers", json={"name": "bulk"}, auth=auth)).json()
+    ids = {"ledger": ledger["id"]}
+    for name, normal in (("cash", "debit"), ("wallet", "credit")):
+        r = await client.post("/api/ledger_accounts", auth=auth, json={
+            "name": name, "ledger_id": ledger["id"], "normal_balance": normal, "currency": "USD"})
+        ids[name] = r.json()["id"]
+    return auth, ids
+
+
+def _txn(ids: dict, amount: int, **extra) -> dict:
+    return {"status": "posted", "ledger_entries": [
+        {"ledger_account_id": ids["cash"], "direction": "debit", "amount": amount},
+        {"ledger_account_id": ids["wallet"], "direction": "credit", "amount": amount}], **extra}
+
+
+async def _completed(client, auth, request_id: str):
+    body = (await client.get(f"/api/bulk_requests/{request_id}", auth=auth)).json()
+    return body if body["status"] == "completed" else None
+
+
+async def _results(client, auth, request_id: str, **params) -> list[dict]:
+    found, cursor = [], None
+    while True:
+        query = {"request_id": request_id, "per_page": 100, **params, **({"after_cursor": cursor} if cursor else {})}
+        r = await client.get("/api/bulk_results", auth=auth, params=query)
+        assert r.status_code == 200, r.text
+        found += r.json()
+        cursor = r.headers.get("x-after-cursor")
+        if not cursor:
+            return found
+
+
+async def test_mixed_valid_and_invalid_resources_get_one_result_each(client, pool, sqs_queue, worker_process):
+    auth, ids = await _tenant(client, pool)
+    resources = [_txn(ids, 10, external_id="ok-1"), _txn(ids, 0), {"ledger_entries": "nope"},
+                 _txn(ids, 20, description="unbalanced") | {"ledger_entries": [
+                     {"ledger_account_id": ids["cash"], "direction": "debit", "amount": 20}]},
+                 _txn(ids, 30, external_id="ok-1"),  # the external_id is taken (by resource 0): refused alone
+                 _txn(ids, 40, metadata={"n": "5"})]
+    r = await client.post("/api/bulk_requests", auth=auth, json={
+        "action_type": "create", "resource_type": "ledger_transaction", "resources": resources,
+        "metadata": {"batch": "1"}})
+    assert r.status_code == 201, r.text
+    request = r.json()
+    assert request["status"] == "pending" and request["total_resource_count"] == 6
+    assert request["object"] == "bulk_request" and request["metadata"] == {"batch": "1"}
+    worker_process(sqs_queue, **FAST)
+    done = await wait_until(lambda: _completed(client, auth, request["id"]), 60, what="the bulk request completed")
+    assert (done["success_result_count"], done["failed_result_count"]) == (2, 4)
+
+    results = await _results(client, auth, request["id"])
+    assert len(results) == 6
+    by_params = {r["request_params"].get("external_id"): r for r in results if r["status"] == "successful"}
+    assert by_params["ok-1"]["entity_type"] == "ledger_transaction"
+    assert by_params["ok-1"]["entity"]["id"] == by_params["ok-1"]["entity_id"]
+    failed = await _results(client, auth, request["id"], status="failed")
+    assert len(failed) == 4 and all(f["entity_type"] == "bulk_error" for f in failed)
+    codes = sorted(f["entity"]["request_errors"][0]["code"] for f in failed)
+    assert codes == ["entries_required", "external_id_taken", "invalid_request", "invalid_request"], codes
+    shape = next(f for f in failed if f["request_params"] == {"ledger_entries": "nope"})
+    assert shape["entity"]["request_errors"][0]["parameter"] == "ledger_entries"
+    assert len(await _results(client, auth, request["id"], entity_type="bulk_error")) == 4
+    one = (await client.get(f"/api/bulk_results/{failed[0]['id']}", auth=auth)).json()
+    assert one["entity"]["object"] == "bulk_error" and one["request_type"] == "bulk_request"
+
+    # The successful transactions exist, as GET renders them, and their balances are applied by the worker.
+    txn = (await client.get(f"/api/ledger_transactions/{by_params['ok-1']['entity_id']}", auth=auth)).json()
+    assert txn == by_params["ok-1"]["entity"] | {"ledger_entries": txn["ledger_entries"],
+                                                 "updated_at": txn["updated_at"]}
+
+    async def applied():
+        body = (await client.get(f"/api/ledger_accounts/{ids['wallet']}", auth=auth)).json()
+        return body["balances"]["posted_balance"]["amount"] == 50
+
+    await wait_until(applied, 30, what="the bulk transactions applied")
+    event = await pool.fetchrow("SELECT event_name, resource, data FROM events WHERE tenant_id = $1 AND entity_id = $2",
+                                auth[0], uuid.UUID(request["id"]))
+    assert event["event_name"] == "bulk_request.completed" and event["resource"] == "bulk_request"
+    assert event["data"]["status"] == "completed" and event["data"]["failed_result_count"] == 4
+    async with pool.acquire() as conn:
+        assert await verify(conn, auth[0]) == []
+
+
+async def test_balance_locks_refuse_the_request_and_a_retried_request_is_the_same_request(client, pool):
+    auth, ids = await _tenant(client, pool)
+    locked = _txn(ids, 5)
+    locked["ledger_entries"][0]["available_balance_amount"] = {"gte": 0}
+    for bad in (locked, _txn(ids, 5) | {"ledger_entries": [
+            {"ledger_account_id": ids["cash"], "direction": "debit", "amount": 5, "lock_version": 1},
+            {"ledger_account_id": ids["wallet"], "direction": "credit", "amount": 5,
+             "show_resulting_ledger_account_balances": True}]}):
+        r = await client.post("/api/bulk_requests", auth=auth, json={
+            "action_type": "create", "resource_type": "ledger_transaction", "resources": [_txn(ids, 1), bad]})
+        assert r.status_code == 422 and r.json()["code"] == "bulk_balance_locks_not_allowed", r.text
+        assert "resources[1]" in r.json()["detail"]
+    body = {"action_type": "create", "resource_type": "ledger_transaction", "resources": [_txn(ids, 1)]}
+    first = await client.post("/api/bulk_requests", auth=auth, json=body, headers={"Idempotency-Key": "batch-7"})
+    again = await client.post("/api/bulk_requests", auth=auth, json=body, headers={"Idempotency-Key": "batch-7"})
+    assert first.status_code == again.status_code == 201 and first.json()["id"] == again.json()["id"]
+    listed = (await client.get("/api/bulk_requests", auth=auth)).json()
+    assert [b["id"] for b in listed] == [first.json()["id"]]
+    too_many = await client.post("/api/bulk_requests", auth=auth, json=body | {"resources": [_txn(ids, 1)] * 1001})
+    assert too_many.status_code == 400
+    assert (await client.post("/api/bulk_requests", auth=auth, json=body | {"action_type": "delete"})).status_code == 400
+
+
+async def test_a_worker_killed_mid_request_leaves_every_resource_processed_exactly_once(client, pool, sqs_queue,
+                                                                                      worker_process):
+    auth, ids = await _tenant(client, pool)
+    total = 120
+    r = await client.post("/api/bulk_requests", auth=auth, json={
+        "action_type": "create", "resource_type": "ledger_transaction",
+        "resources": [_txn(ids, 1, external_id=f"k-{i}") for i in range(total)]})
+    request = r.json()
+    slow = worker_process(sqs_queue, **FAST, bulk_chunk_size="10", fault_pause_between_bulk_chunks_s="0.5")
+
+    async def some_results():
+        n = await pool.fetchval("SELECT count(*) FROM bulk_results WHERE request_id = $1", uuid.UUID(request["id"]))
+        return 20 <= n < total and n
+
+    await wait_until(some_results, 60, what="part of the request processed")
+    slow.kill()
+    worker_process(sqs_queue, **FAST)
+    done = await wait_until(lambda: _completed(client, auth, request["id"]), 60, what="completed by another worker")
+    assert (done["success_result_count"], done["failed_result_count"]) == (total, 0)
+    results = await _results(client, auth, request["id"])
+    assert len(results) == total
+    assert sorted(r["request_params"]["external_id"] for r in results) == sorted(f"k-{i}" for i in range(total))
+    made = await pool.fetchval("SELECT count(*) FROM ledger_transactions WHERE tenant_id = $1", auth[0])
+    assert made == total  # never twice
+    assert len({r["entity_id"] for r in results}) == total
+
+
+async def test_bulk_accounts_created_then_updated(client, pool, sqs_queue, worker_process):
+    auth, ids = await _tenant(client, pool)
+    worker_process(sqs_queue, **FAST)
+    r = await client.post("/api/bulk_requests", auth=auth, json={
+        "action_type": "create", "resource_type": "ledger_account", "resources": [
+            {"name": f"a{i}", "ledger_id": ids["ledger"], "normal_balance": "credit", "currency": "USD"}
+            for i in range(3)] + [{"name": "no-ledger", "normal_balance": "credit", "currency": "USD"}]})
+    created = await wait_until(lambda: _completed(client, auth, r.json()["id"]), 60, what="accounts created")
+    assert (created["success_result_count"], created["failed_result_count"]) == (3, 1)
+    accounts = [x["entity"] for x in await _results(client, auth, created["id"], entity_type="ledger_account")]
+    r = await client.post("/api/bulk_requests", auth=auth, json={
+        "action_type": "update", "resource_type": "ledger_account",
+        "resources": [{"id": a["id"], "description": "renamed", "metadata": {"k": "v"}} for a in accounts]
+        + [{"description": "no id"}, {"id": str(uuid.uuid4()), "description": "unknown"}]})
+    updated = await wait_until(lambda: _completed(client, auth, r.json()["id"]), 60, what="accounts updated")
+    assert (updated["success_result_count"], updated["failed_result_count"]) == (3, 2)
+    for a in accounts:
+        shown = (await client.get(f"/api/ledger_accounts/{a['id']}", auth=auth)).json()
+        assert shown["description"] == "renamed" and shown["metadata"] == {"k": "v"}
+    codes = {x["entity"]["request_errors"][0]["code"] for x in await _results(client, auth, updated["id"],
+                                                                              status="failed")}
+    assert codes == {"id_required", "not_found"}

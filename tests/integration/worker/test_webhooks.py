@@ -1,0 +1,155 @@
+"""Webhooks delivered by real worker processes to a receiver the test runs (the customer's server): signed as the
+official SDK checks, at least once through a receiver that is down then up, the same X-Webhook-ID on every
+attempt, in event order per entity, failed for good after the retry window and then redelivered."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+from webhook_receiver import Receiver
+from worker_helpers import new_book, wait_until
+
+from cell.ledger.commands import WebhookEndpointCreate
+from cell.service import webhooks
+from control_plane.devstack import free_port
+from ledger_common.outbound import OutboundPolicy
+
+DEV = OutboundPolicy(allow_http_loopback=True)
+FAST_RETRIES = {"webhook_allow_http_loopback": "true", "webhook_backoff_base_s": "0.2", "webhook_backoff_cap_s": "1",
+                "webhook_poll_s": "0.1", "webhook_run_s": "3", "concurrency": "4"}
+
+
+async def _endpoint(pool, tenant: str, url: str, event_names: list[str] = ()):
+    async with pool.acquire() as conn:
+        return await webhooks.create_endpoint(conn, tenant, WebhookEndpointCreate(url=url, event_names=list(event_names)),
+                                              policy=DEV, endpoints_max=32)
+
+
+async def _events(pool, tenant: str, events: list[tuple[uuid.UUID, str]]) -> None:
+    """Events as a write path emits them (ledger_event, one transaction each), then positioned by the sequencer."""
+    async with pool.acquire() as conn:
+        for entity, name in events:
+            await conn.execute("SELECT ledger_event($1, 'ledger_transaction', $2, $3, $4::jsonb)", tenant, name,
+                               entity, json.dumps({"id": str(entity), "object": "ledger_transaction"}))
+        while await conn.fetchval("SELECT ledger_sequence_events()"):
+            pass
+
+
+async def _event_ids(pool, tenant: str) -> list[str]:
+    rows = await pool.fetch("SELECT id FROM events WHERE tenant_id = $1 ORDER BY position", tenant)
+    return [str(r["id"]) for r in rows]
+
+
+async def _deliveries(pool, tenant: str) -> dict[str, dict]:
+    async with pool.acquire() as conn:
+        rows = await webhooks.list_deliveries(conn, tenant, limit=1000)
+    return {str(r["event_id"]): dict(r) for r in rows}
+
+
+@pytest.fixture
+async def book(pool):
+    async with pool.acquire() as conn:
+        return await new_book(conn, {"cash": "debit"})
+
+
+async def test_a_receiver_down_then_up_gets_every_event_signed_in_order_per_entity(pool, book, sqs_queue,
+                                                                                  worker_process):
+    receiver = Receiver(port=free_port())  # not listening yet: the customer's server is down
+    endpoint = await _endpoint(pool, book.tenant, receiver.url)
+    receiver.key = endpoint.webhook_key
+    entities = [uuid.uuid4() for _ in range(3)]
+    await _events(pool, book.tenant, [(e, name) for name in ("ledger_transaction.created", "ledger_transaction.posted")
+                                      for e in entities])
+    ids = await _event_ids(pool, book.tenant)
+    worker_process(sqs_queue, **FAST_RETRIES)
+
+    async def failed_attempts():
+        return [d for d in (await _deliveries(pool, book.tenant)).values() if d["attempts"] >= 1]
+
+    await wait_until(failed_attempts, 60, what="attempts against the receiver while it is down")
+    receiver.start()
+    try:
+        await wait_until(lambda: _all_succeeded(pool, book.tenant, ids), 60, what="every delivery succeeded")
+        got = receiver.delivered()
+        assert set(got) == set(ids)
+        assert all(r.signed for r in receiver.snapshot())
+        deliveries = await _deliveries(pool, book.tenant)
+        assert {e: r.webhook_id for e, r in got.items()} == {e: str(d["id"]) for e, d in deliveries.items()}
+        body = got[ids[0]].event
+        assert body["object"] == "event" and body["live_mode"] is True and body["resource"] == "ledger_transaction"
+        assert set(body) >= {"id", "object", "live_mode", "resource", "event_name", "event_time", "entity_id", "data"}
+        # In event order per entity: an entity's `posted` never arrives before its `created` was delivered.
+        for entity in map(str, entities):
+            mine = [r for r in receiver.snapshot() if r.event["entity_id"] == entity]
+            names = [r.event["event_name"] for r in mine]
+            assert names.index("ledger_transaction.posted") > names.index("ledger_transaction.created")
+    finally:
+        receiver.stop()
+
+
+async def _all_succeeded(pool, tenant: str, ids: list[str]) -> bool:
+    deliveries = await _deliveries(pool, tenant)
+    return set(deliveries) == set(ids) and all(d["status"] == "succeeded" for d in deliveries.values())
+
+
+async def test_a_retried_delivery_carries_the_same_webhook_id_and_waits_for_the_entitys_earlier_event(
+        pool, book, sqs_queue, worker_process):
+    receiver = Receiver().start()
+    attempts: dict[str, int] = {}
+
+    def answer(event: dict) -> int:
+        # The first two attempts of every `created` fail (as a receiver that processed it but crashed before
+        # answering): those events arrive more than once.
+        attempts[event["id"]] = attempts.get(event["id"], 0) + 1
+        return 500 if event["event_name"].endswith("created") and attempts[event["id"]] <= 2 else 200
+
+    receiver.answer = answer
+    try:
+        endpoint = await _endpoint(pool, book.tenant, receiver.url)
+        receiver.key = endpoint.webhook_key
+        entity = uuid.uuid4()
+        await _events(pool, book.tenant, [(entity, "ledger_transaction.created"),
+                                          (entity, "ledger_transaction.posted")])
+        ids = await _event_ids(pool, book.tenant)
+        worker_process(sqs_queue, **FAST_RETRIES)
+        await wait_until(lambda: _all_succeeded(pool, book.tenant, ids), 60, what="both deliveries succeeded")
+        seen = receiver.snapshot()
+        created = [r for r in seen if r.event["id"] == ids[0]]
+        assert len(created) == 3 and len({r.webhook_id for r in created}) == 1
+        assert [r.answered for r in created] == [500, 500, 200]
+        posted = [r for r in seen if r.event["id"] == ids[1]]
+        assert posted[0].at >= created[-1].at  # not delivered before the earlier event of its entity succeeded
+        assert all(r.signed for r in seen)
+    finally:
+        receiver.stop()
+
+
+async def test_only_the_wanted_events_and_failed_for_good_after_the_window_then_redelivered(pool, book, sqs_queue,
+                                                                                           worker_process):
+    receiver = Receiver().start()
+    receiver.answer = lambda event: 503
+    try:
+        endpoint = await _endpoint(pool, book.tenant, receiver.url, ["ledger_transaction.posted"])
+        receiver.key = endpoint.webhook_key
+        await _events(pool, book.tenant, [(uuid.uuid4(), "ledger_transaction.created"),
+                                          (uuid.uuid4(), "ledger_transaction.posted")])
+        worker_process(sqs_queue, **FAST_RETRIES, webhook_retry_window_s="2")
+
+        async def failed():
+            ds = await _deliveries(pool, book.tenant)
+            return len(ds) == 1 and all(d["status"] == "failed" for d in ds.values()) and ds
+
+        deliveries = await wait_until(failed, 60, what="the delivery failed for good")
+        (event_id, delivery), = deliveries.items()
+        assert delivery["event_name"] == "ledger_transaction.posted" and delivery["attempts"] >= 2
+        assert delivery["last_status_code"] == 503 and "503" in delivery["last_error"]
+        receiver.answer = lambda event: 200
+        async with pool.acquire() as conn:
+            again = await webhooks.redeliver(conn, book.tenant, delivery["id"], retry_window_s=3600)
+        assert again.status == "pending" and again.id == delivery["id"]
+        await wait_until(lambda: _all_succeeded(pool, book.tenant, [event_id]), 60, what="the redelivery")
+        assert {r.webhook_id for r in receiver.snapshot()} == {str(delivery["id"])}
+    finally:
+        receiver.stop()

@@ -1,0 +1,88 @@
+"""A customer's webhook receiver, as a test double (the one thing outside the system): a plain local HTTP server
+in a thread that records every request it gets and answers as the test tells it, checking each signature with
+the official SDK's `webhooks.validate_signature`."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from modern_treasury import ModernTreasury
+
+_SDK = ModernTreasury(api_key="unused", organization_id="unused", base_url="http://127.0.0.1:9")
+
+
+@dataclass
+class Received:
+    webhook_id: str
+    event: dict
+    signed: bool  # the SDK accepted X-Signature with the key the test gave
+    answered: int
+    at: float
+    headers: dict = field(default_factory=dict)
+
+
+class Receiver:
+    """Start on a port (given, or any free one); `answer(event) -> status` decides each reply (default 200);
+    `key` is the endpoint's webhook_key (set once it is known)."""
+
+    def __init__(self, port: int = 0, key: str | None = None) -> None:
+        self.port = port
+        self.key = key
+        self.received: list[Received] = []
+        self.answer = lambda event: 200
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hooks"
+
+    def start(self) -> "Receiver":
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                headers = dict(self.headers.items())
+                payload = raw.decode()
+                signed = receiver.key is not None and _SDK.webhooks.validate_signature(payload, headers,
+                                                                                       key=receiver.key)
+                event = json.loads(payload)
+                status = receiver.answer(event)
+                with receiver._lock:
+                    receiver.received.append(Received(headers.get("X-Webhook-ID", ""), event, signed, status,
+                                                      time.monotonic(), headers))
+                self.send_response(status)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.port = self._server.server_address[1]
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def snapshot(self) -> list[Received]:
+        with self._lock:
+            return list(self.received)
+
+    def delivered(self) -> dict[str, Received]:
+        """The first 2xx receipt of each event, by event id."""
+        firsts: dict[str, Received] = {}
+        for r in self.snapshot():
+            if 200 <= r.answered < 300:
+                firsts.setdefault(r.event["id"], r)
+        return firsts

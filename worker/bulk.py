@@ -1,0 +1,66 @@
+"""Bulk requests, as the worker runs them: claim the oldest open request, process it with the cell's own use
+cases (cell.service.bulk), and apply the balances its new transactions queued right after each chunk."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import asyncpg
+
+from cell.service import bulk as bulk_service
+from cell.service.context import AccountCache, CellContext
+from cell.settings import CellSettings
+from cell.store import bulk as store
+from worker import drain, metrics
+from worker.settings import WorkerSettings
+
+ACCOUNT_CACHE_SIZE_MAX = 10_000
+
+
+class ApplyingNudger:
+    """The posting path's nudge, inside a worker: the worker is an applier itself, so it applies the accounts a
+    chunk left unapplied at once instead of queueing a message for itself."""
+
+    def __init__(self, pool: asyncpg.Pool, settings: WorkerSettings) -> None:
+        self.pool = pool
+        self.settings = settings
+
+    async def nudge(self, tenant_id: str, account_ids: list[str]) -> None:
+        await drain.apply_accounts(self.pool, [uuid.UUID(a) for a in account_ids],
+                                   group_size_max=self.settings.group_size_max,
+                                   concurrency_max=self.settings.apply_concurrency_max, skip_locked=False,
+                                   lock_timeout_ms=self.settings.sweep_lock_timeout_ms, by="bulk")
+
+    async def close(self) -> None:
+        return None
+
+
+def cell_context(pool: asyncpg.Pool, settings: WorkerSettings) -> CellContext:
+    """The cell's use cases as a worker runs them: its pool, the cell's posting mode."""
+    cell = CellSettings(name=settings.cell_name, database_url=settings.database_url,
+                        posting_mode=settings.posting_mode, db_acquire_s_max=30.0)
+    return CellContext(settings=cell, pool=pool, cache=AccountCache(ACCOUNT_CACHE_SIZE_MAX),
+                       nudger=ApplyingNudger(pool, settings))
+
+
+async def process_for(pool: asyncpg.Pool, settings: WorkerSettings, duration_s: float) -> int:
+    """Process open requests for about duration_s (a request under way is finished first); how many completed."""
+    ctx = cell_context(pool, settings)
+    completed = 0
+    deadline = time.monotonic() + duration_s
+    while time.monotonic() < deadline:
+        async with pool.acquire() as conn:
+            request = await store.claim_request(conn, settings.bulk_lease_s)
+        if request is None:
+            await asyncio.sleep(settings.bulk_poll_s)
+            continue
+        done = await bulk_service.process(ctx, request, chunk_size=settings.bulk_chunk_size,
+                                          chunks_at_once=settings.bulk_chunks_at_once, lease_s=settings.bulk_lease_s,
+                                          pause_between_chunks_s=settings.fault_pause_between_bulk_chunks_s)
+        if done is not None:
+            completed += 1
+            metrics.BULK_RESOURCES.labels("successful").inc(done.success_result_count)
+            metrics.BULK_RESOURCES.labels("failed").inc(done.failed_result_count)
+    return completed
