@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 import asyncpg
 import httpx
 import msgspec
+import redis.asyncio as redis
 
 from cell.service import tenants as cell_tenants
 from cell.store import audit
@@ -47,8 +48,6 @@ async def publish_route(settings: ControlPlaneSettings, tenant: dict) -> bool:
     periodic reload still picks the change up, only later."""
     if not settings.redis_url:
         return False
-    import redis.asyncio as redis
-
     client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=2)
     message = msgspec.json.encode({"tenant_id": tenant["id"], "cell": tenant["cell"], "epoch": tenant["epoch"]})
     try:

@@ -196,6 +196,7 @@ BENCHMARKS = {
     "audit": "loadtests.bench_audit",
     "categories": "loadtests.bench_categories",
     "bulk": "loadtests.bench_bulk",
+    "moves": "loadtests.bench_moves",
 }
 
 

@@ -102,10 +102,14 @@ def test_the_in_freeze_check_catches_a_difference_in_what_was_touched(ctl, stack
             # A target problem of the pre-verification about nothing touched fails the move.
             result = await verify_delta(src, dst, tables, tenant, {**pre, "target_problems": ["something else"]}, {})
             assert not result["ok"]
-            # A pre-verification problem the delta does not recheck: the target's invariants are checked whole.
-            clean = await verify_delta(src, dst, tables, tenant, {**pre, "target_problems": [
-                f"account {account}: effective-time cache of 2026-01-01 differs from effects"]}, {})
+            # A pre-verification problem of the target about an account touched since is a delta, rechecked
+            # (clean here); about one untouched since, it is real.
+            stale = [f"account {account}: effective-time cache of 2026-01-01 differs from effects"]
+            clean = await verify_delta(src, dst, tables, tenant, {**pre, "target_problems": stale},
+                                       {"accounts": [account]})
             assert clean["ok"], clean
+            result = await verify_delta(src, dst, tables, tenant, {**pre, "target_problems": stale}, {})
+            assert not result["ok"] and "nothing touched since" in result["problems"][0], result
             # An extra row on the target is counted.
             await dst.execute("INSERT INTO ledgers (id, tenant_id, name) VALUES ($1, $2, 'extra')", uuid.uuid4(),
                               tenant)

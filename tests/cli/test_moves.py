@@ -117,10 +117,11 @@ def test_move_show_list_purge(ctl, stack):
     before = _rows(source.database_url, tenant)
     balances = {a: w["http"].get(f"/api/ledger_accounts/{a}").json()["balances"] for a in w["accounts"]}
     result = ctl.json("tenants", "move", tenant, "--to", "cli-2", "--yes")
-    assert result["state"] == "done" and result["verification"]["ok"], result
+    assert result["state"] == "done" and result["verification"]["ok"] and result["post_verify"]["ok"], result
     assert result["freeze_ms"] is not None and result["freeze_ms"] >= 0
     assert [s["step"] for s in result["steps"]] == ["copy", "catch_up", "pre_verify", "freeze", "final_catch_up",
-                                                    "verify", "flip", "source_moved_out", "unfreeze"]
+                                                    "verify", "flip", "source_moved_out", "unfreeze",
+                                                    "post_verify"]
     assert _rows(target.database_url, tenant) == before
     assert ctl.json("tenants", "show", tenant)["cell"] == "cli-2"
     assert (_state_in(source.database_url, tenant), _state_in(target.database_url, tenant)) == ("moved_out", "active")
