@@ -118,6 +118,8 @@ async def window(stack: Stack, urls: list[str], port: int, auth, duration_s: flo
     requests = served(w) + served(r)
     sqs_calls = metric_sum(metrics_after, SQS_CALLS_METRIC) - metric_sum(metrics_before, SQS_CALLS_METRIC)
     lag_before, lag_after = merged(metrics_before), merged(metrics_after)
+    by_operation = {k[len(SQS_CALLS_METRIC) + 12:-2]: round((v - lag_before.get(k, 0.0)) / max(1, served(w)), 3)
+                    for k, v in sorted(lag_after.items()) if k.startswith(SQS_CALLS_METRIC + '{operation="')}
     return {
         "writes": w, "reads": r, "requests": requests, "seconds": elapsed,
         "cpu_ms_per_request": {k: v * 1000 / max(1, requests) for k, v in sorted(cpu.items())},
@@ -125,6 +127,7 @@ async def window(stack: Stack, urls: list[str], port: int, auth, duration_s: flo
         "cores_busy": sum(cpu.values()) / elapsed,
         "load_generator_ms_per_request": generator_s * 1000 / max(1, requests),  # not part of the stack
         "sqs_calls_per_posting": sqs_calls / max(1, served(w)),
+        "sqs_calls_per_posting_by_operation": by_operation,
         "apply_lag_p90_s": lag_quantile(lag_before, lag_after, 0.9),
     }
 
@@ -135,7 +138,7 @@ def _print(i: int, row: dict) -> None:
     print(f"round {i}: {w['per_s']:.0f} writes/s (p90 {w['p90_ms']:.1f} ms) + {r['per_s']:.0f} reads/s "
           f"(p90 {r['p90_ms']:.1f} ms), statuses {w['statuses']} {r['statuses']}; stack CPU "
           f"{row['stack_cpu_ms_per_request']:.3f} ms/request ({row['cores_busy']:.2f} cores): {parts}; "
-          f"SQS calls/posting {row['sqs_calls_per_posting']:.3f}; apply lag p90 <= {row['apply_lag_p90_s']} s",
+          f"SQS calls/posting {row['sqs_calls_per_posting']:.3f} {row['sqs_calls_per_posting_by_operation']}; apply lag p90 <= {row['apply_lag_p90_s']} s",
           flush=True)
 
 
