@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from prometheus_client import Counter
+
+SQS_CALLS = Counter("ledger_sqs_calls_total", "SQS API calls made, by operation: each costs CPU here and in the "
+                    "endpoint, and AWS bills per call", ["operation"])
+
 SQS_BATCH_MAX = 10  # entries per SendMessageBatch / DeleteMessageBatch / ReceiveMessage (an SQS limit)
 
 
@@ -21,4 +26,10 @@ def make_sqs_client(endpoint_url: str, region: str, timeout_s: float = 2.0, *, l
         if boto3.session.Session().get_credentials() is None:
             # An SQS-compatible endpoint (moto) accepts any credentials; real SQS uses boto3's usual chain.
             kwargs.update(aws_access_key_id="ledger", aws_secret_access_key="ledger")
-    return boto3.session.Session().client("sqs", **kwargs)
+    client = boto3.session.Session().client("sqs", **kwargs)
+    client.meta.events.register("after-call.sqs", _count_call)
+    return client
+
+
+def _count_call(model, **_kwargs) -> None:
+    SQS_CALLS.labels(model.name).inc()

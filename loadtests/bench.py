@@ -197,6 +197,7 @@ BENCHMARKS = {
     "categories": "loadtests.bench_categories",
     "bulk": "loadtests.bench_bulk",
     "moves": "loadtests.bench_moves",
+    "stack_cpu": "loadtests.stack_cpu",
 }
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
+from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -66,18 +67,20 @@ class Stats:
 
 async def run_load(host: str, port: int, auth, *, duration_s: float, workers: list[tuple[str, int]],
                    make_request: dict[str, Callable[[], tuple[str, str, bytes]]]) -> dict[str, Stats]:
-    """`workers`: (kind, count) pairs; each worker loops on one keep-alive connection until the deadline."""
-    stats = {kind: Stats() for kind, _ in workers}
+    """`workers`: (kind, count) pairs; each worker loops on one keep-alive connection until the deadline.
+    make_request[kind]() gives (method, path, body), optionally followed by extra header lines and the name to
+    count the request under (default: kind), so one connection may mix request types."""
+    stats: dict[str, Stats] = defaultdict(Stats)
     deadline = time.perf_counter() + duration_s
 
     async def worker(kind: str) -> None:
         conn = await Connection(host, port, auth).open()
         try:
             while time.perf_counter() < deadline:
-                method, path, body = make_request[kind]()
+                method, path, body, *extra = make_request[kind]()
                 t0 = time.perf_counter()
-                status, _ = await conn.request(method, path, body)
-                stats[kind].add(status, time.perf_counter() - t0)
+                status, _ = await conn.request(method, path, body, *extra[:1])
+                stats[extra[1] if len(extra) > 1 else kind].add(status, time.perf_counter() - t0)
         finally:
             conn.close()
 

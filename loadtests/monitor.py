@@ -85,6 +85,18 @@ class Stack:
                 found[p.pid] = ("postgresql", p)
         return found
 
+    def cpu_seconds(self) -> dict[int, tuple[str, float]]:
+        """User + system CPU seconds of every process of the stack, found afresh: pid -> (component, seconds)."""
+        self._cache = None
+        out = {}
+        for pid, (name, p) in self.processes().items():
+            try:
+                t = p.cpu_times()
+                out[pid] = (name, t.user + t.system)
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                continue
+        return out
+
     def metrics_urls(self) -> list[str]:
         urls = []
         for _, p in self.processes().values():

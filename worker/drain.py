@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 import uuid
 from collections import defaultdict
@@ -57,18 +58,20 @@ def _record(outcome: ApplyOutcome, by: str) -> None:
 
 async def gather_batch(queue: SqsQueue, settings: WorkerSettings, wait_first_s: int) -> list[Received]:
     """Long-poll for a first message; unless it came back full, wait out batch_wait_ms_max once; then read
-    while reads come back full, up to batch_size_max. About three calls a batch: each one costs the SQS
-    endpoint CPU (and real SQS bills per call)."""
+    while there may be more (after that wait, or while reads come back full), up to batch_size_max. One
+    receive a batch when nudges come one at a time (batch_wait_ms_max 0: the cells coalesce), about two
+    otherwise: each call costs the SQS endpoint CPU (and real SQS bills per call)."""
     batch = await asyncio.to_thread(queue.receive, settings.batch_size_max, wait_first_s)
     if not batch:
         return []
-    if len(batch) < SQS_BATCH_MAX and settings.batch_wait_ms_max > 0:
+    more_may_wait = len(batch) >= SQS_BATCH_MAX
+    if not more_may_wait and settings.batch_wait_ms_max > 0:
         await asyncio.sleep(settings.batch_wait_ms_max / 1000)
-    while len(batch) < settings.batch_size_max:
+        more_may_wait = True
+    while more_may_wait and len(batch) < settings.batch_size_max:
         more = await asyncio.to_thread(queue.receive, settings.batch_size_max - len(batch), 0)
         batch.extend(more)
-        if len(more) < SQS_BATCH_MAX:
-            break
+        more_may_wait = len(more) >= SQS_BATCH_MAX
     return batch
 
 
@@ -125,7 +128,10 @@ async def drain_for(pool: asyncpg.Pool, queue: SqsQueue, settings: WorkerSetting
     deadline = time.monotonic() + run_s
     while (remaining := deadline - time.monotonic()) > 0:
         try:
-            one = await drain_batch(pool, queue, settings, min(settings.long_poll_s_max, int(remaining)))
+            # Rounded up: the last second of a task long-polls too, instead of spinning on empty short polls
+            # (with long_poll_s_max 0, polls are short by choice).
+            wait_s = min(settings.long_poll_s_max, math.ceil(remaining))
+            one = await drain_batch(pool, queue, settings, wait_s)
         except Exception:  # noqa: BLE001 - SQS or the database unreachable: back off, the sweeper covers
             log.exception("drain batch failed")
             metrics.ERRORS.labels("drain").inc()

@@ -30,9 +30,11 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
     sqs_queue_url: str = ""
     sqs_region: str = "us-east-1"
     sqs_timeout_s: float = 5.0
-    # Draining: a batch ends at batch_size_max messages or batch_wait_ms_max after its first message.
+    # Draining: a batch ends at batch_size_max messages or batch_wait_ms_max after its first message. 0: the
+    # batch is what one receive returns (the cells already coalesce nudges over sqs_send_buffer_ms_max, and
+    # what arrives while a batch is applied waits for the next receive): the fewest SQS calls.
     batch_size_max: int = 100
-    batch_wait_ms_max: int = 50
+    batch_wait_ms_max: int = 0
     long_poll_s_max: int = 5  # SQS allows 0-20 s
     visibility_timeout_s: int = 30  # a message a crashed worker held comes back after this
     group_size_max: int = GROUP_SIZE_MAX_DEFAULT  # accounts per apply transaction: bounds lock hold time and statement size
