@@ -11,7 +11,6 @@ import msgspec
 import pytest
 from modern_treasury.types import BulkRequest, BulkResult, LedgerAccount, LedgerTransaction
 from modern_treasury.types.bulk_result import EntityBulkError
-from test_sdk_ledgers import mt  # noqa: F401 - the SDK client fixture
 
 from cell.ledger.webhooks import event_body, signature
 from cell.store.db import create_pool
@@ -20,8 +19,9 @@ from worker.settings import load_settings as worker_settings
 
 
 @pytest.fixture
-async def process_bulk(cell_database_url):
-    """The workers' bulk processing (worker.bulk.process_for), run in the test on the cell's database."""
+async def process_bulk(sdk_platform):
+    """The workers' bulk processing (worker.bulk.process_for), run in the test on the SDK cell's database."""
+    cell_database_url = sdk_platform.cell_database_url
     pool = await create_pool(cell_database_url, min_size=1, max_size=4, role="ledger_app")
     settings = worker_settings({}, database_url=cell_database_url, posting_mode="sync", bulk_poll_s=0.05)
 
@@ -41,7 +41,7 @@ async def _accounts(client):
     return ledger, cash, wallet
 
 
-async def test_a_bulk_request_and_its_results_through_the_sdk(mt, process_bulk):  # noqa: F811
+async def test_a_bulk_request_and_its_results_through_the_sdk(mt, process_bulk):
     client = await mt()
     ledger, cash, wallet = await _accounts(client)
     resources = [{"status": "posted", "external_id": f"sdk-{i}", "ledger_entries": [
@@ -71,7 +71,7 @@ async def test_a_bulk_request_and_its_results_through_the_sdk(mt, process_bulk):
     assert account.balances.posted_balance.amount == 303
 
 
-async def test_bulk_ledger_accounts_through_the_sdk(mt, process_bulk):  # noqa: F811
+async def test_bulk_ledger_accounts_through_the_sdk(mt, process_bulk):
     client = await mt()
     ledger, _, _ = await _accounts(client)
     made = await client.bulk_requests.create(action_type="create", resource_type="ledger_account", resources=[
