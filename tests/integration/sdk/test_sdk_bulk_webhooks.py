@@ -7,6 +7,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timezone
 
+import httpx
 import msgspec
 import pytest
 from modern_treasury.types import BulkRequest, BulkResult, LedgerAccount, LedgerTransaction
@@ -85,10 +86,11 @@ async def test_bulk_ledger_accounts_through_the_sdk(mt, process_bulk):
     assert all(LedgerAccount.construct(**r.entity.to_dict()).normal_balance == "credit" for r in results)
 
 
-async def test_the_sdk_validates_the_signature_the_ledger_sends(mt, cell_client):  # noqa: F811
+async def test_the_sdk_validates_the_signature_the_ledger_sends(mt, sdk_platform):
     client = await mt()
-    r = await cell_client.post("/api/webhook_endpoints", json={"url": "https://93.184.216.34/hooks"},
-                               auth=(client.organization_id, client.api_key))
+    async with httpx.AsyncClient(base_url=sdk_platform.router.url) as http:
+        r = await http.post("/api/webhook_endpoints", json={"url": "https://93.184.216.34/hooks"},
+                            auth=(client.organization_id, client.api_key))
     key = r.json()["webhook_key"]
     body = event_body({"id": uuid.uuid4(), "resource": "ledger_transaction", "event_name": "ledger_transaction.posted",
                        "event_time": datetime.now(timezone.utc), "entity_id": uuid.uuid4(),
