@@ -8,6 +8,8 @@ import asyncio
 
 import pytest
 
+from cell.store.verify import verify
+
 
 def _at(day: str) -> str:
     return f"2024-{day}T12:00:00Z"
@@ -114,8 +116,6 @@ async def test_drafts_racing_for_the_same_entries_one_gets_them(books):
 
 
 async def test_verify_finds_a_settlement_that_disagrees_with_its_entries(books, admin_conn):
-    from cell.store.verify import verify
-
     await books.pay(10, "01-02")
     s = await books.settled()
     await admin_conn.execute("UPDATE ledger_account_settlements SET amount = 11 WHERE id = $1", s["id"])

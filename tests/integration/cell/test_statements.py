@@ -4,6 +4,11 @@ GET /api/ledger_transaction_versions?ledger_account_statement_id= their transact
 
 from __future__ import annotations
 
+import asyncpg
+import pytest
+
+from cell.store.verify import verify
+
 
 def _at(day: str) -> str:
     return f"2024-{day}T12:00:00Z"
@@ -128,11 +133,6 @@ async def test_refusals_are_problems_with_stable_codes(api, new_tenant):
 
 
 async def test_statements_are_immutable_and_verify_recomputes_them(api, admin_conn):
-    import asyncpg
-    import pytest
-
-    from cell.store.verify import verify
-
     _, wallet, _, pay = await _setup(api)
     await pay(5, "01-15")
     s = (await _statement(api, wallet, _at("01-01"), _at("02-01"))).json()
