@@ -193,6 +193,7 @@ async def cell_benchmark(args) -> dict:
 BENCHMARKS = {
     "hot_account": "loadtests.hot_account",
     "router": "loadtests.router_overhead",
+    "settlements": "loadtests.settlements",
 }
 
 
