@@ -1,9 +1,10 @@
 """Statements and settlements as an account's history grows, in one run: the time to create a statement and a
 settlement over an account holding few and many unsettled posted entries, and the ratios between them.
 
-A statement reads two balances from the effective-time cache: bounded work whatever the account's history (the
-ratio should stay near 1). A settlement claims every entry it settles, one row each: work in proportion to them
-(the ratio per entry is what to watch). In-process cell (sync mode) on an embedded PostgreSQL, fsync on.
+A statement reads two balances from the effective-time cache (ledger_balance_at): whole UTC days from their
+buckets, plus the effects of the bound's own day one by one. Every entry here is effective today, the worst case:
+the statement's cost grows with the entries of that one day, never with the account's older history. A settlement
+claims every entry it settles, one row each: work in proportion to them (the cost per entry is what to watch). In-process cell (sync mode) on an embedded PostgreSQL, fsync on.
 
     python -m loadtests.settlements --entries 100,5000 --repeat 3
 """
