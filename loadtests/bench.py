@@ -198,6 +198,7 @@ BENCHMARKS = {
     "bulk": "loadtests.bench_bulk",
     "moves": "loadtests.bench_moves",
     "stack_cpu": "loadtests.stack_cpu",
+    "settlements": "loadtests.settlements",
 }
 
 

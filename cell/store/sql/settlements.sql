@@ -26,6 +26,7 @@ FROM ledger_entries e JOIN ledger_transactions t ON t.id = e.transaction_id
 WHERE e.ledger_account_id = $3 AND e.effective_at < $4 AND e.tenant_id = $1 AND t.status = 'posted'
   AND NOT EXISTS (SELECT 1 FROM ledger_account_settlement_entries x WHERE x.entry_id = e.id
                   AND x.settlement_id IS NOT NULL)
+ORDER BY e.id  -- every claim takes entries' rows in id order: racing settlements wait, never deadlock
 ON CONFLICT (entry_id) DO UPDATE SET settlement_id = excluded.settlement_id, updated_at = now()
 WHERE c.settlement_id IS NULL AND c.role = 'settled'
 
@@ -38,7 +39,7 @@ WHERE e.tenant_id = $1 AND e.id = ANY($2::uuid[]) AND e.ledger_account_id = $3 A
 -- name: claim_entries
 -- Returns the entries this settlement holds now (taken, or held already); the others are held elsewhere.
 INSERT INTO ledger_account_settlement_entries AS c (entry_id, tenant_id, settlement_id, role)
-SELECT id, $1, $2, 'settled' FROM unnest($3::uuid[]) AS id
+SELECT id, $1, $2, 'settled' FROM unnest($3::uuid[]) AS id ORDER BY id
 ON CONFLICT (entry_id) DO UPDATE SET settlement_id = excluded.settlement_id, updated_at = now()
 WHERE c.role = 'settled' AND (c.settlement_id IS NULL OR c.settlement_id = excluded.settlement_id)
 RETURNING entry_id

@@ -8,6 +8,8 @@ import asyncio
 
 import pytest
 
+from cell.store.verify import verify
+
 
 def _at(day: str) -> str:
     return f"2024-{day}T12:00:00Z"
@@ -100,9 +102,20 @@ async def test_an_entry_is_never_settled_twice_even_by_racing_settlements(books)
     assert (await books.settled())["amount"] == 0
 
 
-async def test_verify_finds_a_settlement_that_disagrees_with_its_entries(books, admin_conn):
-    from cell.store.verify import verify
+async def test_drafts_racing_for_the_same_entries_one_gets_them(books):
+    legs = [books.leg(await books.pay(day, f"01-{day:02d}")) for day in range(1, 9)]
+    drafts = [await books.settled(status="drafting") for _ in range(2)]
+    answers = await asyncio.gather(*(
+        books.api.patch(f"/api/ledger_account_settlements/{d['id']}/ledger_entries",
+                        {"ledger_entry_ids": legs if i == 0 else legs[::-1]}) for i, d in enumerate(drafts)))
+    codes = sorted(r.status_code for r in answers)
+    assert codes == [200, 422], [r.text for r in answers]
+    loser = next(r for r in answers if r.status_code == 422)
+    assert loser.json()["code"] == "ledger_entry_already_settled"
+    assert sorted([await books.entries_of(d) for d in drafts], key=len) == [[], sorted(legs)]
 
+
+async def test_verify_finds_a_settlement_that_disagrees_with_its_entries(books, admin_conn):
     await books.pay(10, "01-02")
     s = await books.settled()
     await admin_conn.execute("UPDATE ledger_account_settlements SET amount = 11 WHERE id = $1", s["id"])

@@ -4,6 +4,11 @@ GET /api/ledger_transaction_versions?ledger_account_statement_id= their transact
 
 from __future__ import annotations
 
+import asyncpg
+import pytest
+
+from cell.store.verify import verify
+
 
 def _at(day: str) -> str:
     return f"2024-{day}T12:00:00Z"
@@ -125,3 +130,20 @@ async def test_refusals_are_problems_with_stable_codes(api, new_tenant):
     assert (await _statement(other, wallet, _at("01-01"), _at("02-01"))).status_code == 422
     assert await _entry_ids(other, s["id"]) == []
     assert (await api.get("/api/ledger_account_statements/not-an-id")).status_code == 404
+
+
+async def test_statements_are_immutable_and_verify_recomputes_them(api, admin_conn):
+    _, wallet, _, pay = await _setup(api)
+    await pay(5, "01-15")
+    s = (await _statement(api, wallet, _at("01-01"), _at("02-01"))).json()
+    with pytest.raises(asyncpg.PostgresError, match="insert-only"):
+        await admin_conn.execute("UPDATE ledger_account_statements SET description = 'x' WHERE id = $1", s["id"])
+    await admin_conn.execute("ALTER TABLE ledger_account_statements DISABLE TRIGGER ledger_account_statements_insert_only")
+    try:
+        await admin_conn.execute("UPDATE ledger_account_statements SET ending_posted_credits = 6 WHERE id = $1", s["id"])
+        problems = await verify(admin_conn, api.tenant_id)
+        assert any(s["id"] in p for p in problems), problems
+        await admin_conn.execute("UPDATE ledger_account_statements SET ending_posted_credits = 5 WHERE id = $1", s["id"])
+    finally:
+        await admin_conn.execute("ALTER TABLE ledger_account_statements ENABLE TRIGGER ledger_account_statements_insert_only")
+    assert await verify(admin_conn, api.tenant_id) == []
