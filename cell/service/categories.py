@@ -68,24 +68,28 @@ async def _locked(conn: asyncpg.Connection, tenant_id: str, ids: list[uuid.UUID]
     return found
 
 
-def _check_same_books(category: asyncpg.Record, ledger_id, currency: str, what: str) -> None:
+def _check_same_books(category: asyncpg.Record, ledger_id, currency: str, exponent: int, what: str) -> None:
+    """A category holds what is in its ledger and currency (at its exponent: its sums are in one minor unit)."""
     if category["ledger_id"] != uuid.UUID(str(ledger_id)):
         raise PostingRejected(f"{what} is in ledger {ledger_id}, the category {category['id']} in ledger "
                               f"{category['ledger_id']}", "category_ledger_mismatch")
-    if category["currency"] != currency:
-        raise PostingRejected(f"{what} is in {currency}, the category {category['id']} in {category['currency']}",
+    if (category["currency"], category["currency_exponent"]) != (currency, exponent):
+        raise PostingRejected(f"{what} is in {currency} (exponent {exponent}), the category {category['id']} in "
+                              f"{category['currency']} (exponent {category['currency_exponent']})",
                               "category_currency_mismatch")
 
 
 async def _attach_account(conn: asyncpg.Connection, tenant_id: str, category: asyncpg.Record,
                           account: Account) -> None:
-    _check_same_books(category, account.ledger_id, account.currency, f"ledger account {account.id}")
+    _check_same_books(category, account.ledger_id, account.currency, account.currency_exponent,
+                      f"ledger account {account.id}")
     if await store.add_member(conn, tenant_id, category["id"], uuid.UUID(account.id)):
         await store.refresh(conn, tenant_id, await store.ancestors(conn, category["id"]), [uuid.UUID(account.id)])
 
 
 async def _nest(conn: asyncpg.Connection, tenant_id: str, parent: asyncpg.Record, child: asyncpg.Record) -> None:
-    _check_same_books(parent, child["ledger_id"], child["currency"], f"ledger account category {child['id']}")
+    _check_same_books(parent, child["ledger_id"], child["currency"], child["currency_exponent"],
+                      f"ledger account category {child['id']}")
     above = await store.ancestors(conn, parent["id"])
     if child["id"] in above:
         raise PostingRejected(f"nesting category {child['id']} in {parent['id']} would make a cycle",

@@ -221,13 +221,13 @@ JOIN ledger_account_category_edges e ON e.parent_id = d.id AND e.child_id = d.ro
 LIMIT 20
 
 -- name: verify_category_books
--- Every account a category reaches is of the category's ledger and currency.
+-- Every account a category reaches is of the category's ledger and currency (at its exponent).
 SELECT r.category_id, r.account_id, c.ledger_id, c.currency, a.ledger_id AS account_ledger_id,
        a.currency AS account_currency
 FROM ledger_account_category_closure r JOIN ledger_account_categories c ON c.id = r.category_id
 JOIN ledger_accounts a ON a.id = r.account_id
 WHERE r.reachable AND ($1::text IS NULL OR r.tenant_id = $1)
-  AND (a.ledger_id <> c.ledger_id OR a.currency <> c.currency)
+  AND (a.ledger_id <> c.ledger_id OR a.currency <> c.currency OR a.currency_exponent <> c.currency_exponent)
 LIMIT 20
 
 -- name: verify_category_balances

@@ -121,6 +121,9 @@ async def test_the_graph_keeps_one_ledger_one_currency_and_no_cycle(api):
     assert r.json()["code"] == "category_currency_mismatch"
     r = await _put(api, usd["id"], "ledger_accounts", foreign["id"], 422)
     assert r.json()["code"] == "category_ledger_mismatch"
+    mills = await api.account(ledger["id"], currency="USD", currency_exponent=3)
+    r = await _put(api, usd["id"], "ledger_accounts", mills["id"], 422)
+    assert r.json()["code"] == "category_currency_mismatch"
 
     a = await _category(api, ledger["id"])
     b = await _category(api, ledger["id"], ledger_account_category_ids=[a["id"]])
