@@ -1,0 +1,90 @@
+"""What events cost a posting: POST /api/ledger_transactions with events on and off, side by side in one run.
+
+Events off (CELL_EVENTS_ENABLED=false, a setting that exists for this measurement only) writes no event row;
+on, every posting writes one (`ledger_transaction.created`, its data rendered by the service and sent with the
+posting, one round trip still) and the API process positions them every 0.2 s. Measured in sync mode (every
+balance applied in the posting) and hybrid mode (effects queued: the cheapest posting, where an extra row
+weighs most), each in the order off, on, on, off so that a drifting machine favours neither. Goal: on / off
+at least 0.90.
+
+    python -m loadtests.bench_events --duration 10 --concurrency 16
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+from pathlib import Path
+
+import asyncpg
+
+from control_plane.devstack import EmbeddedPostgres, remove_tree
+from loadtests.bench import TENANT, CellProcess, fmt, requests_for, setup_books
+from loadtests.httpload import run_load
+
+ACCOUNTS = 1000
+RATIO_GOAL = 0.90
+
+
+async def _phase(url: str, mode: str, events: bool, secret: str, ledger_id: str, duration_s: float,
+                 concurrency: int) -> dict:
+    cell = CellProcess("uvicorn", url, mode, env={"CELL_EVENTS_ENABLED": "true" if events else "false"})
+    try:
+        make = requests_for(ledger_id, ACCOUNTS)
+        await run_load("127.0.0.1", cell.port, (TENANT, secret), duration_s=1.0, workers=[("write", concurrency)],
+                       make_request=make)  # warm-up: connections, caches
+        stats = await run_load("127.0.0.1", cell.port, (TENANT, secret), duration_s=duration_s,
+                               workers=[("write", concurrency)], make_request=make)
+        return stats["write"].summary(duration_s)
+    finally:
+        cell.stop()
+
+
+def _mean(rows: list[dict]) -> dict:
+    return {"per_s": sum(r["per_s"] for r in rows) / len(rows),
+            "p50_ms": sum(r["p50_ms"] for r in rows) / len(rows), "p99_ms": sum(r["p99_ms"] for r in rows) / len(rows),
+            "statuses": rows[0]["statuses"]}
+
+
+async def run(duration_s: float = 10.0, concurrency: int = 16, **_ignored) -> dict:
+    workdir = Path(tempfile.mkdtemp(prefix="ledger-bench-events-"))
+    pg = EmbeddedPostgres(workdir / "pg").start()  # fsync on: commits cost what they cost in production
+    results: dict = {"duration_s": duration_s, "concurrency": concurrency}
+    try:
+        print(f"# events: POST ledger_transactions with events off and on, {duration_s:.0f}s per phase (x4 per "
+              f"mode), {concurrency} connections, fsync on")
+        for mode in ("sync", "hybrid"):
+            url = pg.create_database(f"events_{mode}")
+            ledger_id, secret = await setup_books(url, ACCOUNTS)
+            phases: dict[bool, list[dict]] = {False: [], True: []}
+            for events in (False, True, True, False):
+                phases[events].append(await _phase(url, mode, events, secret, ledger_id, duration_s / 2,
+                                                   concurrency))
+            off, on = _mean(phases[False]), _mean(phases[True])
+            conn = await asyncpg.connect(url)
+            try:
+                written = await conn.fetchval("SELECT count(*) FROM events")
+            finally:
+                await conn.close()
+            ratio = on["per_s"] / off["per_s"]
+            results[mode] = {"off": off, "on": on, "ratio": ratio, "events_written": written}
+            print(f"{mode:6s} events off  {fmt(off)}")
+            print(f"{mode:6s} events on   {fmt(on)}  ({written} events written)")
+        print("\n# ratios (same run)")
+        for mode in ("sync", "hybrid"):
+            ratio = results[mode]["ratio"]
+            print(f"{mode}: writes/s events on / off = {ratio:.3f} (goal >= {RATIO_GOAL}: "
+                  f"{'met' if ratio >= RATIO_GOAL else 'NOT met'})")
+    finally:
+        pg.stop()
+        remove_tree(workdir)
+    return results
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per mode and setting (two halves)")
+    parser.add_argument("--concurrency", type=int, default=16)
+    args = parser.parse_args()
+    asyncio.run(run(args.duration, args.concurrency))
