@@ -4,12 +4,12 @@ Events off (CELL_EVENTS_ENABLED=false, a setting that exists for this measuremen
 on, every posting writes one (`ledger_transaction.created`, its data rendered by the service and sent with the
 posting, one round trip still) and the API process positions them every 0.2 s. Measured in sync mode (every
 balance applied in the posting) and hybrid mode (effects queued: the cheapest posting, where an extra row
-weighs most), each in the order off, on, on, off so that a drifting machine favours neither. Goal: on / off
-at least 0.90. On shared cores throughput swings with the neighbours' load, so each phase also reports the CPU
-the cell process and PostgreSQL spent per posting (from /proc): off / on of that is the throughput ratio the
-same machine would show without neighbours.
+weighs most), alternating off, on, on, off twice (short phases, medians) so that a drifting machine favours
+neither. Goal: on / off at least 0.90. On shared cores throughput swings with the neighbours' load, so each
+phase also reports the CPU the cell process and PostgreSQL spent per posting (from /proc): off / on of that is
+the throughput ratio the same machine would show without neighbours.
 
-    python -m loadtests.bench_events --duration 10 --concurrency 16
+    python -m loadtests.bench_events --duration 20 --concurrency 16
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import statistics
 import tempfile
 from pathlib import Path
 
@@ -67,10 +68,9 @@ async def _phase(url: str, pg_pid: int, mode: str, events: bool, secret: str, le
         cell.stop()
 
 
-def _mean(rows: list[dict]) -> dict:
-    return {"per_s": sum(r["per_s"] for r in rows) / len(rows),
-            "p50_ms": sum(r["p50_ms"] for r in rows) / len(rows), "p99_ms": sum(r["p99_ms"] for r in rows) / len(rows),
-            "cpu_us": sum(r["cpu_us"] for r in rows) / len(rows), "statuses": rows[0]["statuses"]}
+def _median(rows: list[dict]) -> dict:
+    return {**{k: statistics.median(r[k] for r in rows) for k in ("per_s", "p50_ms", "p99_ms", "cpu_us")},
+            "statuses": rows[0]["statuses"]}
 
 
 async def run(duration_s: float = 10.0, concurrency: int = 16, **_ignored) -> dict:
@@ -78,16 +78,16 @@ async def run(duration_s: float = 10.0, concurrency: int = 16, **_ignored) -> di
     pg = EmbeddedPostgres(workdir / "pg").start()  # fsync on: commits cost what they cost in production
     results: dict = {"duration_s": duration_s, "concurrency": concurrency}
     try:
-        print(f"# events: POST ledger_transactions with events off and on, {duration_s:.0f}s per phase (x4 per "
-              f"mode), {concurrency} connections, fsync on")
+        print(f"# events: POST ledger_transactions with events off and on, {duration_s:.0f}s per phase (8 phases "
+              f"of a quarter of that per mode), {concurrency} connections, fsync on")
         for mode in ("sync", "hybrid"):
             url = pg.create_database(f"events_{mode}")
             ledger_id, secret = await setup_books(url, ACCOUNTS)
             phases: dict[bool, list[dict]] = {False: [], True: []}
-            for events in (False, True, True, False):
-                phases[events].append(await _phase(url, pg.pid, mode, events, secret, ledger_id, duration_s / 2,
+            for events in (False, True, True, False) * 2:
+                phases[events].append(await _phase(url, pg.pid, mode, events, secret, ledger_id, duration_s / 4,
                                                    concurrency))
-            off, on = _mean(phases[False]), _mean(phases[True])
+            off, on = _median(phases[False]), _median(phases[True])
             conn = await asyncpg.connect(url)
             try:
                 written = await conn.fetchval("SELECT count(*) FROM events")

@@ -18,8 +18,8 @@ _LOCK_KEY = 7_311_900_001
 # routine comes after everything its SQL body names.
 ROUTINES = (
     "balances", "event", "events", "version_hash", "effects_of", "entry_results", "balance_at",
-    "fence", "claim_key", "lock", "check", "headroom", "monitor_holds", "monitor", "apply", "apply_report", "post", "transition",
-    "sequence_events", "sequence_tenant_events",
+    "fence", "claim_key", "lock", "check", "headroom", "monitor_holds", "monitor", "apply", "apply_report", "post",
+    "transition", "sequence_events", "sequence_tenant_events",
 )
 
 
