@@ -94,10 +94,10 @@ def pgbench_floor(pg: EmbeddedPostgres, dbname: str, ledger_id: str, accounts: i
 class CellProcess:
     """One cell server process under the chosen ASGI server."""
 
-    def __init__(self, server: str, database_url: str, mode: str = "sync") -> None:
+    def __init__(self, server: str, database_url: str, mode: str = "sync", env: dict | None = None) -> None:
         self.port = free_port()
         env = {**os.environ, "CELL_DATABASE_URL": database_url, "CELL_PORT": str(self.port),
-               "CELL_POSTING_MODE": mode, "CELL_DB_POOL_MAX": "12", "CELL_NAME": f"bench-{server}"}
+               "CELL_POSTING_MODE": mode, "CELL_DB_POOL_MAX": "12", "CELL_NAME": f"bench-{server}", **(env or {})}
         if server == "uvicorn":
             cmd = [sys.executable, "-m", "cell"]
         else:
@@ -199,6 +199,7 @@ BENCHMARKS = {
     "moves": "loadtests.bench_moves",
     "stack_cpu": "loadtests.stack_cpu",
     "settlements": "loadtests.settlements",
+    "events": "loadtests.bench_events",
 }
 
 

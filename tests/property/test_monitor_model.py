@@ -128,8 +128,9 @@ def test_monitor_events_are_exactly_the_transitions_of_the_balance(monitor_cell,
                 state = now
         listed, cursor = [], None
         while True:
-            r = call("GET", "/api/events", params={"entity_id": monitor_id, "resource": "ledger_account_balance_monitor",
-                                                   "per_page": "100", **({"after_cursor": cursor} if cursor else {})})
+            r = call("GET", "/api/events", params={
+                "entity_id": monitor_id, "resource": "ledger_account_balance_monitor", "per_page": "100",
+                **({"after_cursor": cursor} if cursor else {})})
             if not r.json():
                 break
             listed += r.json()
@@ -139,7 +140,8 @@ def test_monitor_events_are_exactly_the_transitions_of_the_balance(monitor_cell,
                for e in listed if e["event_name"] != "balance_monitor.created"]
         assert got == expected, (condition, created_at_version)
         event(f"a monitor with {min(len(expected), 3)}{'+' if len(expected) > 3 else ''} transitions")
-        assert all(e["data"]["current_ledger_account_balance_state"]["triggered"] == (e["event_name"].endswith("triggered"))
+        assert all(e["data"]["current_ledger_account_balance_state"]["triggered"]
+                   == e["event_name"].endswith("triggered")
                    for e in listed if e["event_name"] != "balance_monitor.created")
         current = call("GET", f"/api/ledger_account_balance_monitors/{monitor_id}").json()
         assert current["current_ledger_account_balance_state"]["triggered"] == state

@@ -19,11 +19,14 @@ BEGIN
           -- on the target arrives frozen, with the source's txids, and must not be numbered there.
           AND NOT EXISTS (SELECT 1 FROM tenants t WHERE t.id = events.tenant_id AND t.state <> 'active')
         ORDER BY txid, seq LIMIT p_limit
-    ), numbered AS (
-        SELECT b.id,
-               coalesce((SELECT max(e.position) FROM events e WHERE e.tenant_id = b.tenant_id), 0)
-               + row_number() OVER (PARTITION BY b.tenant_id ORDER BY b.txid, b.seq) AS position
-        FROM batch b
+    ), bases AS MATERIALIZED (  -- each tenant's last position, once, before any row is updated (an index
+        -- lookup interleaved with the update would step over every row this statement already numbered)
+        SELECT t.tenant_id, coalesce((SELECT max(e.position) FROM events e
+                                      WHERE e.tenant_id = t.tenant_id AND e.position IS NOT NULL), 0) AS base
+        FROM (SELECT DISTINCT tenant_id FROM batch) t
+    ), numbered AS MATERIALIZED (
+        SELECT b.id, s.base + row_number() OVER (PARTITION BY b.tenant_id ORDER BY b.txid, b.seq) AS position
+        FROM batch b JOIN bases s ON s.tenant_id = b.tenant_id
     )
     UPDATE events e SET position = n.position FROM numbered n WHERE e.id = n.id;
     GET DIAGNOSTICS v_count = ROW_COUNT;

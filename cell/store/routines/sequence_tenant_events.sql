@@ -8,10 +8,11 @@ DECLARE
     v_count integer;
 BEGIN
     PERFORM pg_advisory_xact_lock(7311900002);
-    WITH numbered AS (
-        SELECT id, coalesce((SELECT max(position) FROM events WHERE tenant_id = p_tenant), 0)
-                   + row_number() OVER (ORDER BY txid, seq) AS position
-        FROM events WHERE tenant_id = p_tenant AND position IS NULL
+    WITH base AS MATERIALIZED (  -- before any row is updated (see ledger_sequence_events)
+        SELECT coalesce(max(position), 0) AS position FROM events WHERE tenant_id = p_tenant AND position IS NOT NULL
+    ), numbered AS MATERIALIZED (
+        SELECT e.id, base.position + row_number() OVER (ORDER BY e.txid, e.seq) AS position
+        FROM events e, base WHERE e.tenant_id = p_tenant AND e.position IS NULL
     )
     UPDATE events e SET position = n.position FROM numbered n WHERE e.id = n.id;
     GET DIAGNOSTICS v_count = ROW_COUNT;

@@ -148,3 +148,25 @@ async def test_a_consumer_following_the_cursor_sees_every_event_once_in_order(li
             names = [e["event_name"] for e in consumed if e["entity_id"] == txn]
             assert names in (["ledger_transaction.created"],
                              ["ledger_transaction.created", "ledger_transaction.posted"])
+
+
+async def test_a_partial_post_is_the_new_transaction_created_and_the_pending_one_archived(api):
+    ledger = await api.ledger()
+    cash = await api.account(ledger["id"], "debit")
+    wallet = await api.account(ledger["id"], "credit")
+    r = await api.transfer(ledger["id"], cash["id"], wallet["id"], 100, status="pending")
+    pending = r.json()
+    r = await api.post(f"/api/ledger_transactions/{pending['id']}/partial_post", {"posted_ledger_entries": [
+        {"ledger_account_id": cash["id"], "direction": "debit", "amount": 60},
+        {"ledger_account_id": wallet["id"], "direction": "credit", "amount": 60}]})
+    assert r.status_code == 201, r.text
+    partial = r.json()
+    r = await api.patch(f"/api/ledger_transactions/{partial['id']}", {"description": "captured"})
+    updated = r.json()
+    archived = (await api.get(f"/api/ledger_transactions/{pending['id']}")).json()
+    seen = await events_until(api, 4, resource="ledger_transaction")
+    assert [(e["event_name"], e["entity_id"], e["data"]) for e in seen] == [
+        ("ledger_transaction.created", pending["id"], pending),
+        ("ledger_transaction.created", partial["id"], partial),
+        ("ledger_transaction.archived", pending["id"], archived),
+        ("ledger_transaction.updated", partial["id"], updated)]

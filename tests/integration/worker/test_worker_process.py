@@ -116,3 +116,22 @@ async def _not(url, database):
 
 async def _queue_empty(queue) -> bool:
     return await asyncio.to_thread(queue.depth) == 0
+
+
+async def test_the_worker_process_positions_events(pool, sqs_queue, worker_process):
+    """No API process here: the worker's sequencer thread alone gives events their positions, within about
+    events_sequence_interval_s, in the order their transactions wrote them."""
+    worker = worker_process(sqs_queue)
+    book = await _post_card_payments(pool, 1)
+    async with pool.acquire() as conn:
+        for name in ("first", "second", "third"):
+            await conn.execute("SELECT ledger_event($1, 'ledger_account', $2, $3, '{}'::jsonb)", book.tenant, name,
+                               book.id("settlement"))
+
+    async def positioned() -> bool:
+        async with pool.acquire() as conn:
+            rows = await conn.fetch("SELECT event_name, position FROM events WHERE tenant_id = $1 ORDER BY seq",
+                                    book.tenant)
+        return [(r["event_name"], r["position"]) for r in rows] == [("first", 1), ("second", 2), ("third", 3)]
+
+    await wait_until(positioned, what="events positioned by the worker\n" + worker.log())

@@ -1,0 +1,91 @@
+"""Balance monitors under concurrency: postings (sync and queued) racing the workers' batched apply on one monitored
+account give exactly one event per transition of its balance, alternating, none twice."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+
+import asyncpg
+import pytest_asyncio
+from litestar.testing import AsyncTestClient
+
+from cell.api.app import create_app
+from tests.integration.conftest import Api, cell_settings
+
+
+@pytest_asyncio.fixture
+async def hybrid_api(cell_database_url, new_tenant):
+    # Hybrid mode without a queue: what is queued waits for the batches this test runs (ledger_apply_report).
+    app = create_app(cell_settings(cell_database_url, posting_mode="hybrid", sqs_queue_url=""))
+    async with AsyncTestClient(app) as client:
+        yield await new_tenant(client)
+
+
+async def test_racing_postings_and_batches_give_one_event_per_transition(hybrid_api: Api, cell_database_url):
+    api = hybrid_api
+    ledger = await api.ledger()
+    hot = await api.account(ledger["id"], "credit")
+    other = await api.account(ledger["id"], "debit")
+    r = await api.post("/api/ledger_account_balance_monitors", {
+        "ledger_account_id": hot["id"], "alert_condition": {"field": "posted_balance_amount", "operator": "less_than",
+                                                            "value": 0}})
+    assert r.status_code == 201, r.text
+    monitor = r.json()
+    assert monitor["current_ledger_account_balance_state"]["triggered"] is False
+    rng = random.Random(7)
+    stop = asyncio.Event()
+
+    async def post(n: int) -> None:
+        for _ in range(n):
+            direction, amount = rng.choice(["credit", "debit"]), rng.randint(1, 3)
+            r = await api.post("/api/ledger_transactions", {"ledger_id": ledger["id"], "status": "posted",
+                                                            "ledger_entries": [
+                {"ledger_account_id": hot["id"], "direction": direction, "amount": amount,
+                 "show_resulting_ledger_account_balances": rng.random() < 0.3},  # sync on the hot account
+                {"ledger_account_id": other["id"], "direction": "debit" if direction == "credit" else "credit",
+                 "amount": amount}]})
+            assert r.status_code == 201, r.text
+
+    async def batches() -> None:
+        conn = await asyncpg.connect(cell_database_url)
+        try:
+            while not stop.is_set():
+                await conn.fetchrow("SELECT * FROM ledger_apply_report($1::uuid[], true)", [uuid.UUID(hot["id"])])
+                await asyncio.sleep(0)
+        finally:
+            await conn.close()
+
+    appliers = [asyncio.create_task(batches()) for _ in range(2)]
+    await asyncio.gather(*(post(25) for _ in range(6)))
+    stop.set()
+    await asyncio.gather(*appliers)
+    conn = await asyncpg.connect(cell_database_url)
+    try:
+        await conn.fetchrow("SELECT * FROM ledger_apply_report($1::uuid[], false)", [uuid.UUID(hot["id"])])
+        while await conn.fetchval("SELECT count(*) FROM events WHERE tenant_id = $1 AND position IS NULL",
+                                  api.tenant_id):
+            await conn.fetchval("SELECT ledger_sequence_events()")
+    finally:
+        await conn.close()
+
+    entries, cursor = [], None
+    while True:
+        r = await api.get("/api/ledger_entries", params={"ledger_account_id": hot["id"], "per_page": 100,
+                                                         **({"after_cursor": cursor} if cursor else {})})
+        entries += r.json()
+        if not (cursor := r.headers.get("x-after-cursor")):
+            break
+    posted, state, expected = 0, False, []
+    for e in sorted(entries, key=lambda e: e["ledger_account_lock_version"]):
+        posted += e["amount"] if e["direction"] == "credit" else -e["amount"]
+        if (posted < 0) != state:
+            state = posted < 0
+            expected.append(("balance_monitor.triggered" if state else "balance_monitor.resolved",
+                             e["ledger_account_lock_version"]))
+    r = await api.get("/api/events", params={"entity_id": monitor["id"], "per_page": 100})
+    got = [(e["event_name"], e["data"]["current_ledger_account_balance_state"]["ledger_account_lock_version"])
+           for e in r.json() if e["event_name"] != "balance_monitor.created"]
+    assert len(expected) >= 2, "the walk should cross zero"
+    assert got == expected
