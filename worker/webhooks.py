@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import asyncpg
 import httpx
 
-from cell.ledger.webhooks import event_body, retry_delay_s, signature
+from cell.ledger.webhooks import retry_delay_s, signature
+from cell.service.events import webhook_body
 from cell.store import webhooks as store
 from ledger_common.outbound import OutboundPolicy, RefusedUrl, check_url
 from worker import metrics
@@ -67,7 +68,7 @@ async def fan_out(pool: asyncpg.Pool, settings: WorkerSettings) -> int:
 async def attempt(client: httpx.AsyncClient, delivery, settings: WorkerSettings) -> Attempt:
     """One POST of the event to the endpoint: 2xx within webhook_timeout_s is success; the body read back is
     bounded (webhook_response_bytes_max) and discarded."""
-    body = event_body(delivery)
+    body = webhook_body(delivery)
     headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT,
                "X-Signature": signature(body, delivery["key"]), "X-Webhook-ID": str(delivery["delivery_id"]),
                "X-Event-Name": delivery["event_name"]}

@@ -7,15 +7,12 @@ import hashlib
 import hmac
 import random
 import secrets
-from datetime import datetime, timezone
 
-import msgspec
 
 KEY_PREFIX = "whk_"
 EVENT_NAMES_MAX = 64
 EVENT_NAME_LENGTH_MAX = 128
 WEBHOOK_RETRY_WINDOW_S_DEFAULT = 86_400.0  # retried for about a day, then failed (redeliver brings it back)
-_encoder = msgspec.json.Encoder()
 
 
 def new_key() -> str:
@@ -38,12 +35,3 @@ def retry_delay_s(attempts: int, base_s: float, cap_s: float, rng: random.Random
     cap, then a uniform draw in [half, full] of it (so receivers coming back are not hit by every retry at once)."""
     full = min(cap_s, base_s * (2 ** min(max(attempts - 1, 0), 40)))
     return (rng or random).uniform(full / 2, full)
-
-
-def event_body(event: dict) -> bytes:
-    """The JSON Modern Treasury posts to a webhook: the event object as GET /api/events/{id} renders it."""
-    at = event["event_time"].astimezone(timezone.utc)
-    return _encoder.encode({
-        "id": str(event["id"]), "object": "event", "live_mode": True, "resource": event["resource"],
-        "event_name": event["event_name"], "event_time": at, "entity_id": str(event["entity_id"]),
-        "data": event["data"], "created_at": at, "updated_at": at})

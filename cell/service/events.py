@@ -87,6 +87,11 @@ def render(row) -> views.Event:
                        event_time=at, created_at=at, updated_at=at)
 
 
+def webhook_body(row) -> bytes:
+    """The JSON Modern Treasury posts to a webhook: the event object exactly as GET /api/events/{id} renders it."""
+    return msgspec.json.encode(render(row))
+
+
 async def get_event(ctx: CellContext, tenant_id: str, event_id: uuid.UUID) -> views.Event:
     row = await ctx.run(lambda conn: store.fetch(conn, tenant_id, event_id))
     if row is None:

@@ -77,7 +77,7 @@ UPDATE webhook_deliveries d SET next_attempt_at = now() + make_interval(secs => 
 FROM due, webhook_endpoints w, events e
 WHERE d.id = due.id AND w.id = d.endpoint_id AND e.id = d.event_id
 RETURNING d.id AS delivery_id, d.attempts, w.url, w.key, e.id, e.resource, e.event_name,
-          e.event_time, e.entity_id, e.data;
+          e.event_time, e.entity_id, e.data, e.facts;
 
 -- name: webhook_delivered
 UPDATE webhook_deliveries SET status = 'succeeded', attempts = attempts + 1, last_attempt_at = now(),

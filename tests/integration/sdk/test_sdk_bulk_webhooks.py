@@ -13,7 +13,8 @@ import pytest
 from modern_treasury.types import BulkRequest, BulkResult, LedgerAccount, LedgerTransaction
 from modern_treasury.types.bulk_result import EntityBulkError
 
-from cell.ledger.webhooks import event_body, signature
+from cell.ledger.webhooks import signature
+from cell.service.events import webhook_body
 from cell.store.db import create_pool
 from worker import bulk as worker_bulk
 from worker.settings import load_settings as worker_settings
@@ -92,9 +93,9 @@ async def test_the_sdk_validates_the_signature_the_ledger_sends(mt, sdk_platform
         r = await http.post("/api/webhook_endpoints", json={"url": "https://93.184.216.34/hooks"},
                             auth=(client.organization_id, client.api_key))
     key = r.json()["webhook_key"]
-    body = event_body({"id": uuid.uuid4(), "resource": "ledger_transaction", "event_name": "ledger_transaction.posted",
-                       "event_time": datetime.now(timezone.utc), "entity_id": uuid.uuid4(),
-                       "data": {"object": "ledger_transaction", "amount": "100 €"}})
+    body = webhook_body({"id": uuid.uuid4(), "resource": "ledger_account", "event_name": "ledger_account.updated",
+                         "event_time": datetime.now(timezone.utc), "entity_id": uuid.uuid4(),
+                         "data": {"object": "ledger_account", "name": "100 €"}, "facts": None})
     headers = {"X-Signature": signature(body, key), "X-Webhook-ID": str(uuid.uuid4())}
     assert client.webhooks.validate_signature(body.decode(), headers, key=key)
     assert not client.webhooks.validate_signature(body.decode().replace("100", "900"), headers, key=key)
