@@ -1,5 +1,5 @@
-"""Webhooks' pure rules: the signature Modern Treasury's SDK checks, the retry schedule, which events an endpoint
-wants, and the body of a delivery."""
+"""Webhooks' pure rules: the signature Modern Treasury's SDK checks, the retry schedule and which events an
+endpoint wants (a delivery's body is the event as the API renders it: cell.service.events.webhook_body)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import hashlib
 import hmac
 import random
 import secrets
-
 
 KEY_PREFIX = "whk_"
 EVENT_NAMES_MAX = 64
