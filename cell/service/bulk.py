@@ -42,7 +42,6 @@ from cell.service.ledgers import create_idempotently
 from cell.store import bulk as store
 from cell.store import tenants as store_tenants
 from cell.store import transactions as store_transactions
-from cell.store.queries import Q
 
 # Not the resource's fault: the request stops here and is resumed later (its lease runs out), never a bulk_error.
 TRANSIENT = (DatabaseUnavailable, OutcomeUnknown, TenantFrozen, TenantMoved, LockTimeout, RetryableConflict,
@@ -293,6 +292,5 @@ async def _complete(conn: asyncpg.Connection, request) -> views.BulkRequest | No
         if row is None:
             return None
         view = views.bulk_request(row)
-        await conn.execute(Q["emit_event"], request["tenant_id"], "bulk_request", "bulk_request.completed", row["id"],
-                           msgspec.to_builtins(view))
+        await store.completed_event(conn, request["tenant_id"], row["id"], msgspec.to_builtins(view))
     return view

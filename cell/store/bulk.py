@@ -70,3 +70,8 @@ async def resources_of_keys(conn, tenant_id: str, keys: list[str]) -> dict[str, 
     """The resource each (claimed) idempotency key names."""
     return {r["key"]: r["resource_id"] for r in await conn.fetch(Q["resources_of_keys"], tenant_id, keys)} if keys \
         else {}
+
+
+async def completed_event(conn, tenant_id: str, request_id: uuid.UUID, data: dict) -> None:
+    """The `bulk_request.completed` event (the outbox, 0040), in the transaction that completes the request."""
+    await conn.execute(Q["emit_event"], tenant_id, "bulk_request", "bulk_request.completed", request_id, data)
