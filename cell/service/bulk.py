@@ -259,9 +259,9 @@ def _single_use_case(ctx: CellContext, request):
 
 async def process(ctx: CellContext, request, *, chunk_size: int, chunks_at_once: int, lease_s: float,
                   pause_between_chunks_s: float = 0.0) -> views.BulkRequest | None:
-    """Process a claimed request to its end: the resources without a result, in chunks (`chunks_at_once` written
-    in parallel, the lease renewed after each such wave); then complete it (with its event). Returns the
-    completed request, or None when the claim was lost or another worker completed it."""
+    """Process a claimed request to its end: the resources without a result, in chunks (new transactions
+    `chunks_at_once` at a time, the lease renewed after each such wave); then complete it (with its event).
+    Returns the completed request, or None when the claim was lost or another worker completed it."""
     done = await ctx.run(lambda conn: store.done_indexes(conn, request["id"]))
     todo = [i for i in range(request["total_resource_count"]) if i not in done]
     chunks = [todo[start:start + chunk_size] for start in range(0, len(todo), chunk_size)]
@@ -275,8 +275,11 @@ async def process(ctx: CellContext, request, *, chunk_size: int, chunks_at_once:
             await _one_at_a_time(ctx, request, i, apply)
         return []
 
-    for start in range(0, len(chunks), chunks_at_once):
-        written = await asyncio.gather(*(one_chunk(c) for c in chunks[start:start + chunks_at_once]))
+    # Updates go one by one, in the request's order (two of one entity apply as listed); new transactions are
+    # independent of each other, so their chunks may be written in parallel.
+    at_once = chunks_at_once if chunked else 1
+    for start in range(0, len(chunks), at_once):
+        written = await asyncio.gather(*(one_chunk(c) for c in chunks[start:start + at_once]))
         await _nudge(ctx, request["tenant_id"], [p for postings in written for p in postings])
         if not await ctx.run(lambda conn: store.renew_lease(conn, request["id"], request["lease_token"], lease_s)):
             return None

@@ -187,3 +187,27 @@ async def test_bulk_accounts_created_then_updated(client, pool, sqs_queue, worke
     codes = {x["entity"]["request_errors"][0]["code"] for x in await _results(client, auth, updated["id"],
                                                                               status="failed")}
     assert codes == {"id_required", "not_found"}
+
+
+async def test_bulk_transaction_updates_post_pending_ones_and_refuse_what_a_patch_refuses(client, pool, sqs_queue,
+                                                                                        worker_process):
+    auth, ids = await _tenant(client, pool)
+    pending = []
+    for amount in (5, 6):
+        r = await client.post("/api/ledger_transactions", auth=auth, json=_txn(ids, amount) | {"status": "pending"})
+        pending.append(r.json()["id"])
+    worker_process(sqs_queue, **FAST)
+    r = await client.post("/api/bulk_requests", auth=auth, json={
+        "action_type": "update", "resource_type": "ledger_transaction", "resources": [
+            {"id": pending[0], "status": "posted", "metadata": {"via": "bulk"}},
+            {"id": pending[1], "status": "archived"},
+            {"id": pending[1], "status": "posted"},  # archived by the resource before: not any more pending
+            {"id": pending[0], "ledger_entries": []}]})  # entries are not a PATCH's to change
+    done = await wait_until(lambda: _completed(client, auth, r.json()["id"]), 60, what="updates processed")
+    assert (done["success_result_count"], done["failed_result_count"]) == (2, 2)
+    first = (await client.get(f"/api/ledger_transactions/{pending[0]}", auth=auth)).json()
+    assert first["status"] == "posted" and first["metadata"] == {"via": "bulk"}
+    assert (await client.get(f"/api/ledger_transactions/{pending[1]}", auth=auth)).json()["status"] == "archived"
+    codes = sorted(x["entity"]["request_errors"][0]["code"] for x in await _results(client, auth, done["id"],
+                                                                                   status="failed"))
+    assert codes == ["invalid_request", "invalid_status_transition"]
