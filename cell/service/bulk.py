@@ -177,31 +177,48 @@ async def _one_at_a_time(ctx: CellContext, request, index: int, apply) -> None:
 
 async def _create_transactions(ctx: CellContext, request, indexes: list[int]) -> list[Posting]:
     """A chunk of new transactions: checked one by one (a refusal is its bulk_error), written together in one
-    database transaction with their results; if the database refuses one of them (a duplicate external_id),
-    the chunk rolls back and each goes alone. Returns the postings written together (their accounts to apply)."""
+    database transaction with their results and their resource keys (a key claimed already, by this resource
+    posted alone before a crash, is answered with what it made); if the database refuses one of them (a
+    duplicate external_id), the chunk rolls back and each goes alone. Returns the postings written together."""
     tenant_id, request_id, resources = request["tenant_id"], request["id"], request["resources"]
-    prepared: dict[int, Posting] = {}
+    prepared: dict[int, tuple[Posting, dict]] = {}
     failures: dict[int, tuple] = {}
     for i in indexes:
         try:
             cmd = _decode(resources[i], TransactionCreate)
-            prepared[i], _ = await transactions.prepare_create(
+            prepared[i] = await transactions.prepare_create(
                 ctx, tenant_id, cmd, resource_idempotency(request_id, i, resources[i]))
         except TRANSIENT:
             raise
         except (LedgerError, msgspec.ValidationError) as exc:
             failures[i] = _failure(i, resources[i], exc)
+    written: list[Posting] = []
 
     async def work(conn: asyncpg.Connection, todo: list[int]) -> list[tuple]:
-        postings = [prepared[i] for i in todo if i in prepared]
-        await store_transactions.post_many(conn, postings)
-        # A resource posted alone before a crash (the fallback below) is replayed by its key, not written again.
-        keyed = await store.resources_of_keys(conn, tenant_id, [prepared[i].idempotency.key for i in todo
-                                                                 if i in prepared])
-        made = {i: keyed.get(prepared[i].idempotency.key, prepared[i].state.id) for i in todo if i in prepared}
-        rendered = await transactions.transactions_by_id(conn, tenant_id, list(made.values()))
-        return [_success(i, resources[i], "ledger_transaction", rendered[made[i]]) if i in made
-                else failures[i] for i in todo]
+        mine = [i for i in todo if i in prepared]
+        replayed = await store.resources_of_keys(conn, tenant_id, [prepared[i][0].idempotency.key for i in mine])
+        fresh = [i for i in mine if prepared[i][0].idempotency.key not in replayed]
+        postings = [prepared[i][0] for i in fresh]
+        # The keys claimed in one statement; each posting then written as ledger_post writes it, without its own
+        # claim (this transaction holds the request: no other writer of these keys is in flight).
+        await store.claim_keys(conn, tenant_id, [(p.idempotency.key, p.idempotency.request_hash, p.state.id)
+                                                 for p in postings])
+        await store_transactions.post_many(conn, [msgspec.structs.replace(p, idempotency=None) for p in postings])
+        written[:] = postings
+        unapplied = {i for i in fresh if not prepared[i][0].apply_accounts}
+        read_back = [prepared[i][0].state.id for i in fresh if i not in unapplied]
+        read_back += [replayed[prepared[i][0].idempotency.key] for i in mine if i not in fresh]
+        rendered = await transactions.transactions_by_id(conn, tenant_id, read_back)
+        now = await store.transaction_time(conn) if unapplied else None
+
+        def entity(i: int):
+            posting, accounts = prepared[i]
+            if i in unapplied:
+                return transactions.posted_unapplied(posting, accounts, now)
+            return rendered[replayed.get(posting.idempotency.key, posting.state.id)]
+
+        return [_success(i, resources[i], "ledger_transaction", entity(i)) if i in prepared else failures[i]
+                for i in todo]
 
     try:
         await _write(ctx, request, indexes, work)
@@ -211,7 +228,7 @@ async def _create_transactions(ctx: CellContext, request, indexes: list[int]) ->
         for i in indexes:
             await _one_at_a_time(ctx, request, i, _create_transaction_alone(ctx, request))
         return []
-    return list(prepared.values())
+    return written
 
 
 def _create_transaction_alone(ctx: CellContext, request):

@@ -203,6 +203,12 @@ async def prepare_create(ctx: CellContext, tenant_id: str, cmd: TransactionCreat
     return await _prepare(ctx, tenant_id, **_create_request(cmd), idem=idem)
 
 
+def posted_unapplied(posting: Posting, accounts: dict[str, Account], created_at: datetime) -> views.LedgerTransaction:
+    """The answer to a posting written with nothing applied in it (async entries only, no balance lock): what
+    create_transaction answers, without a read back."""
+    return _posted(posting, accounts, PostResult(created_at=created_at))
+
+
 async def transactions_by_id(conn: asyncpg.Connection, tenant_id: str,
                              ids: list[uuid.UUID]) -> dict[uuid.UUID, views.LedgerTransaction]:
     """Many transactions as GET renders them, in two queries."""
