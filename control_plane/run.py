@@ -380,7 +380,9 @@ def run(procs: Supervisor) -> None:
             "CELL_NAME": cell["name"], "CELL_HOST": HOST, "CELL_PORT": str(cell["port"]),
             "CELL_DATABASE_URL": cell["database_url"], "CELL_SQS_ENDPOINT_URL": sqs_url,
             "CELL_SQS_QUEUE_URL": cell["queue_url"], "CELL_POSTING_MODE": "hybrid",
-            "CELL_METRICS_PORT": str(cell["cell_metrics_port"])}))
+            "CELL_METRICS_PORT": str(cell["cell_metrics_port"]),
+            # A development stack: webhook endpoints may be a local receiver (http://127.0.0.1:...).
+            "CELL_WEBHOOK_ALLOW_HTTP_LOOPBACK": "true"}))
     for api, cell in zip(apis, cells):
         wait_http(cell["api_url"] + "/readyz", api, f"cell {cell['name']}")
         say(f"cell {cell['name']} ready on {cell['api_url']} (metrics on http://{HOST}:{cell['cell_metrics_port']}/metrics)")
@@ -391,7 +393,8 @@ def run(procs: Supervisor) -> None:
             "WORKER_CELL_NAME": cell["name"], "WORKER_DATABASE_URL": cell["database_url"],
             "WORKER_BROKER_URL": cell["broker_url"], "WORKER_SQS_ENDPOINT_URL": sqs_url,
             "WORKER_SQS_QUEUE_URL": cell["queue_url"], "WORKER_METRICS_PORT": str(cell["metrics_port"]),
-            "WORKER_AUDIT_ANCHOR_DATABASE_URL": settings.database_url},
+            "WORKER_AUDIT_ANCHOR_DATABASE_URL": settings.database_url,
+            "WORKER_WEBHOOK_ALLOW_HTTP_LOOPBACK": "true"},
             cwd=DATA / f"worker-{cell['name']}")
     say("workers started (metrics on " + ", ".join(f"http://{HOST}:{c['metrics_port']}/metrics" for c in cells)
         + "; logs in .ledger/logs/)")

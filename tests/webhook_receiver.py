@@ -26,14 +26,16 @@ class Received:
 
 
 class Receiver:
-    """Start on a port (given, or any free one); `answer(event) -> status` decides each reply (default 200);
-    `key` is the endpoint's webhook_key (set once it is known)."""
+    """Start on a port (given, or any free one); `answer(event) -> status` decides each reply (default 200), or
+    `(status, headers, body)`; `key` is the endpoint's webhook_key (set once it is known). GETs (a followed
+    redirect would be one) are recorded in `gets`."""
 
     def __init__(self, port: int = 0, key: str | None = None) -> None:
         self.port = port
         self.key = key
         self.received: list[Received] = []
         self.answer = lambda event: 200
+        self.gets: list[str] = []
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
 
@@ -52,14 +54,26 @@ class Receiver:
                 signed = receiver.key is not None and _SDK.webhooks.validate_signature(payload, headers,
                                                                                        key=receiver.key)
                 event = json.loads(payload)
-                status = receiver.answer(event)
+                answer = receiver.answer(event)
+                status, extra, body = answer if isinstance(answer, tuple) else (answer, {}, b"ok")
                 with receiver._lock:
                     receiver.received.append(Received(headers.get("X-Webhook-ID", ""), event, signed, status,
                                                       time.monotonic(), headers))
                 self.send_response(status)
-                self.send_header("Content-Length", "2")
+                for name, value in extra.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(b"ok")
+                try:
+                    self.wfile.write(body)
+                except OSError:
+                    pass  # the sender stopped reading (it reads a bounded prefix)
+
+            def do_GET(self) -> None:  # noqa: N802
+                receiver.gets.append(self.path)
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
 
             def log_message(self, *args) -> None:
                 pass

@@ -42,7 +42,6 @@ from cell.service.ledgers import create_idempotently
 from cell.store import bulk as store
 from cell.store import tenants as store_tenants
 from cell.store import transactions as store_transactions
-from cell.store.queries import Q
 
 # Not the resource's fault: the request stops here and is resumed later (its lease runs out), never a bulk_error.
 TRANSIENT = (DatabaseUnavailable, OutcomeUnknown, TenantFrozen, TenantMoved, LockTimeout, RetryableConflict,
@@ -178,31 +177,49 @@ async def _one_at_a_time(ctx: CellContext, request, index: int, apply) -> None:
 
 async def _create_transactions(ctx: CellContext, request, indexes: list[int]) -> list[Posting]:
     """A chunk of new transactions: checked one by one (a refusal is its bulk_error), written together in one
-    database transaction with their results; if the database refuses one of them (a duplicate external_id),
-    the chunk rolls back and each goes alone. Returns the postings written together (their accounts to apply)."""
+    database transaction with their results and their resource keys (a key claimed already, by this resource
+    posted alone before a crash, is answered with what it made); if the database refuses one of them (a
+    duplicate external_id), the chunk rolls back and each goes alone. Returns the postings written together."""
     tenant_id, request_id, resources = request["tenant_id"], request["id"], request["resources"]
-    prepared: dict[int, Posting] = {}
-    drafts: dict[int, list | None] = {}
+    prepared: dict[int, tuple[Posting, views.LedgerTransaction, list | None]] = {}
     failures: dict[int, tuple] = {}
     for i in indexes:
         try:
             cmd = _decode(resources[i], TransactionCreate)
-            prepared[i], drafts[i] = await transactions.prepare_create(
+            prepared[i] = await transactions.prepare_create(
                 ctx, tenant_id, cmd, resource_idempotency(request_id, i, resources[i]))
         except TRANSIENT:
             raise
         except (LedgerError, msgspec.ValidationError) as exc:
             failures[i] = _failure(i, resources[i], exc)
+    written: list[Posting] = []
 
     async def work(conn: asyncpg.Connection, todo: list[int]) -> list[tuple]:
-        await store_transactions.post_many(conn, [(prepared[i], drafts[i]) for i in todo if i in prepared])
-        # A resource posted alone before a crash (the fallback below) is replayed by its key, not written again.
-        keyed = await store.resources_of_keys(conn, tenant_id, [prepared[i].idempotency.key for i in todo
-                                                                 if i in prepared])
-        made = {i: keyed.get(prepared[i].idempotency.key, prepared[i].state.id) for i in todo if i in prepared}
-        rendered = await transactions.transactions_by_id(conn, tenant_id, list(made.values()))
-        return [_success(i, resources[i], "ledger_transaction", rendered[made[i]]) if i in made
-                else failures[i] for i in todo]
+        mine = [i for i in todo if i in prepared]
+        replayed = await store.resources_of_keys(conn, tenant_id, [prepared[i][0].idempotency.key for i in mine])
+        fresh = [i for i in mine if prepared[i][0].idempotency.key not in replayed]
+        postings = [prepared[i][0] for i in fresh]
+        # The keys claimed in one statement; each posting then written as ledger_post writes it, without its own
+        # claim (this transaction holds the request: no other writer of these keys is in flight).
+        await store.claim_keys(conn, tenant_id, [(p.idempotency.key, p.idempotency.request_hash, p.state.id)
+                                                 for p in postings])
+        await store_transactions.post_many(conn, [(msgspec.structs.replace(prepared[i][0], idempotency=None),
+                                                   prepared[i][2]) for i in fresh])
+        written[:] = postings
+        unapplied = {i for i in fresh if not prepared[i][0].apply_accounts}
+        read_back = [prepared[i][0].state.id for i in fresh if i not in unapplied]
+        read_back += [replayed[prepared[i][0].idempotency.key] for i in mine if i not in fresh]
+        rendered = await transactions.transactions_by_id(conn, tenant_id, read_back)
+        now = await store.transaction_time(conn) if unapplied else None
+
+        def entity(i: int):
+            posting, unstamped, _ = prepared[i]
+            if i in unapplied:
+                return transactions.posted_unapplied(unstamped, now)
+            return rendered[replayed.get(posting.idempotency.key, posting.state.id)]
+
+        return [_success(i, resources[i], "ledger_transaction", entity(i)) if i in prepared else failures[i]
+                for i in todo]
 
     try:
         await _write(ctx, request, indexes, work)
@@ -212,7 +229,7 @@ async def _create_transactions(ctx: CellContext, request, indexes: list[int]) ->
         for i in indexes:
             await _one_at_a_time(ctx, request, i, _create_transaction_alone(ctx, request))
         return []
-    return list(prepared.values())
+    return written
 
 
 def _create_transaction_alone(ctx: CellContext, request):
@@ -260,9 +277,9 @@ def _single_use_case(ctx: CellContext, request):
 
 async def process(ctx: CellContext, request, *, chunk_size: int, chunks_at_once: int, lease_s: float,
                   pause_between_chunks_s: float = 0.0) -> views.BulkRequest | None:
-    """Process a claimed request to its end: the resources without a result, in chunks (`chunks_at_once` written
-    in parallel, the lease renewed after each such wave); then complete it (with its event). Returns the
-    completed request, or None when the claim was lost or another worker completed it."""
+    """Process a claimed request to its end: the resources without a result, in chunks (new transactions
+    `chunks_at_once` at a time, the lease renewed after each such wave); then complete it (with its event).
+    Returns the completed request, or None when the claim was lost or another worker completed it."""
     done = await ctx.run(lambda conn: store.done_indexes(conn, request["id"]))
     todo = [i for i in range(request["total_resource_count"]) if i not in done]
     chunks = [todo[start:start + chunk_size] for start in range(0, len(todo), chunk_size)]
@@ -276,8 +293,11 @@ async def process(ctx: CellContext, request, *, chunk_size: int, chunks_at_once:
             await _one_at_a_time(ctx, request, i, apply)
         return []
 
-    for start in range(0, len(chunks), chunks_at_once):
-        written = await asyncio.gather(*(one_chunk(c) for c in chunks[start:start + chunks_at_once]))
+    # Updates go one by one, in the request's order (two of one entity apply as listed); new transactions are
+    # independent of each other, so their chunks may be written in parallel.
+    at_once = chunks_at_once if chunked else 1
+    for start in range(0, len(chunks), at_once):
+        written = await asyncio.gather(*(one_chunk(c) for c in chunks[start:start + at_once]))
         await _nudge(ctx, request["tenant_id"], [p for postings in written for p in postings])
         if not await ctx.run(lambda conn: store.renew_lease(conn, request["id"], request["lease_token"], lease_s)):
             return None
@@ -293,6 +313,5 @@ async def _complete(conn: asyncpg.Connection, request) -> views.BulkRequest | No
         if row is None:
             return None
         view = views.bulk_request(row)
-        await conn.execute(Q["emit_event"], request["tenant_id"], "bulk_request", "bulk_request.completed", row["id"],
-                           msgspec.to_builtins(view))
+        await store.completed_event(conn, request["tenant_id"], row["id"], msgspec.to_builtins(view))
     return view

@@ -273,11 +273,18 @@ async def create_transaction(ctx: CellContext, tenant_id: str, cmd: TransactionC
 
 
 async def prepare_create(ctx: CellContext, tenant_id: str, cmd: TransactionCreate,
-                         idem: IdemKey | None) -> tuple[Posting, list | None]:
-    """A new transaction checked and made ready as create_transaction would post it, with the events written with
-    it (the bulk path writes many in one database transaction, with store.post_many)."""
+                         idem: IdemKey | None) -> tuple[Posting, views.LedgerTransaction, list | None]:
+    """A new transaction checked and made ready as create_transaction would post it: the posting, the transaction
+    rendered before the call and the events written with it (render_posting; the bulk path writes many in one
+    database transaction, with store.post_many)."""
     posting, accounts = await prepare_posting(ctx, tenant_id, **_create_request(cmd), idem=idem)
-    return posting, render_posting(ctx, posting, accounts)[1]
+    return posting, *render_posting(ctx, posting, accounts)
+
+
+def posted_unapplied(unstamped: views.LedgerTransaction, created_at: datetime) -> views.LedgerTransaction:
+    """The answer to a posting written with nothing applied in it (async entries only, no balance lock): what
+    create_transaction answers, without a read back."""
+    return views.stamp_post(unstamped, created_at, {}, None)
 
 
 async def transactions_by_id(conn: asyncpg.Connection, tenant_id: str,

@@ -70,3 +70,20 @@ async def resources_of_keys(conn, tenant_id: str, keys: list[str]) -> dict[str, 
     """The resource each (claimed) idempotency key names."""
     return {r["key"]: r["resource_id"] for r in await conn.fetch(Q["resources_of_keys"], tenant_id, keys)} if keys \
         else {}
+
+
+async def completed_event(conn, tenant_id: str, request_id: uuid.UUID, data: dict) -> None:
+    """The `bulk_request.completed` event (the outbox, 0040), in the transaction that completes the request."""
+    await conn.execute(Q["emit_event"], tenant_id, "bulk_request", "bulk_request.completed", request_id, data)
+
+
+async def claim_keys(conn, tenant_id: str, keys: list[tuple[str, bytes, uuid.UUID]]) -> None:
+    """(key, request hash, resource id) of postings written without their own claim."""
+    if keys:
+        await conn.execute(Q["claim_bulk_keys"], tenant_id, [k for k, _, _ in keys], [h for _, h, _ in keys],
+                           [r for _, _, r in keys])
+
+
+async def transaction_time(conn) -> object:
+    """now(): the time the rows of this database transaction carry (ledger_post's created_at)."""
+    return await conn.fetchval(Q["transaction_time"])

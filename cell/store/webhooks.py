@@ -15,6 +15,10 @@ async def insert_endpoint(conn, endpoint_id: uuid.UUID, tenant_id: str, *, url: 
                                metadata, key)
 
 
+async def count_endpoints(conn, tenant_id: str) -> int:
+    return await conn.fetchval(Q["count_webhook_endpoints"], tenant_id)
+
+
 async def fetch_endpoint(conn, tenant_id: str, endpoint_id: uuid.UUID) -> asyncpg.Record | None:
     return await conn.fetchrow(Q["fetch_webhook_endpoint"], tenant_id, endpoint_id)
 

@@ -76,3 +76,14 @@ SELECT ledger_event($1, $2, $3, $4, $5);
 
 -- name: resources_of_keys
 SELECT key, resource_id FROM idempotency_keys WHERE tenant_id = $1 AND key = ANY ($2::text[]);
+
+-- name: claim_bulk_keys
+-- Bulk resources' idempotency keys, claimed together (ledger_claim_key's rows, for postings written without
+-- their own claim); a key claimed already is left as it is.
+INSERT INTO idempotency_keys (tenant_id, key, request_hash, resource_type, resource_id)
+SELECT $1, k.key, k.hash, 'ledger_transaction', k.resource
+FROM unnest($2::text[], $3::bytea[], $4::uuid[]) AS k (key, hash, resource)
+ON CONFLICT (tenant_id, key) DO NOTHING;
+
+-- name: transaction_time
+SELECT now();

@@ -5,6 +5,9 @@ VALUES ($1, $2, $3, $4, $5, $6, $7,
         coalesce((SELECT max(position) FROM events WHERE tenant_id = $2), 0))
 RETURNING *;
 
+-- name: count_webhook_endpoints
+SELECT count(*) FROM webhook_endpoints WHERE tenant_id = $1;
+
 -- name: fetch_webhook_endpoint
 SELECT * FROM webhook_endpoints WHERE tenant_id = $1 AND id = $2;
 

@@ -187,3 +187,53 @@ async def test_bulk_accounts_created_then_updated(client, pool, sqs_queue, worke
     codes = {x["entity"]["request_errors"][0]["code"] for x in await _results(client, auth, updated["id"],
                                                                               status="failed")}
     assert codes == {"id_required", "not_found"}
+
+
+async def test_bulk_transaction_updates_post_pending_ones_and_refuse_what_a_patch_refuses(client, pool, sqs_queue,
+                                                                                        worker_process):
+    auth, ids = await _tenant(client, pool)
+    pending = []
+    for amount in (5, 6):
+        r = await client.post("/api/ledger_transactions", auth=auth, json=_txn(ids, amount) | {"status": "pending"})
+        pending.append(r.json()["id"])
+    worker_process(sqs_queue, **FAST)
+    r = await client.post("/api/bulk_requests", auth=auth, json={
+        "action_type": "update", "resource_type": "ledger_transaction", "resources": [
+            {"id": pending[0], "status": "posted", "metadata": {"via": "bulk"}},
+            {"id": pending[1], "status": "archived"},
+            {"id": pending[1], "status": "posted"},  # archived by the resource before: not any more pending
+            {"id": pending[0], "ledger_entries": []}]})  # entries are not a PATCH's to change
+    done = await wait_until(lambda: _completed(client, auth, r.json()["id"]), 60, what="updates processed")
+    assert (done["success_result_count"], done["failed_result_count"]) == (2, 2)
+    first = (await client.get(f"/api/ledger_transactions/{pending[0]}", auth=auth)).json()
+    assert first["status"] == "posted" and first["metadata"] == {"via": "bulk"}
+    assert (await client.get(f"/api/ledger_transactions/{pending[1]}", auth=auth)).json()["status"] == "archived"
+    codes = sorted(x["entity"]["request_errors"][0]["code"] for x in await _results(client, auth, done["id"],
+                                                                                   status="failed"))
+    assert codes == ["invalid_request", "invalid_status_transition"]
+
+
+async def test_a_resource_posted_alone_before_a_crash_is_answered_not_posted_again(client, pool, worker_database_url):
+    """The fallback posts a resource alone (its key claimed) and may die before writing its result: the resumed
+    request finds the key and answers with what it made."""
+    from cell.ledger.commands import TransactionCreate
+    from cell.service import bulk as bulk_service
+    from cell.service import transactions
+    from worker import bulk as worker_bulk
+    from worker.settings import load_settings as load_worker_settings
+
+    auth, ids = await _tenant(client, pool)
+    resources = [_txn(ids, 7, external_id=f"alone-{i}") for i in range(3)]
+    request = (await client.post("/api/bulk_requests", auth=auth, json={
+        "action_type": "create", "resource_type": "ledger_transaction", "resources": resources})).json()
+    settings = load_worker_settings({}, database_url=worker_database_url, posting_mode="hybrid", bulk_poll_s=0.05)
+    ctx = worker_bulk.cell_context(pool, settings)
+    alone = await transactions.create_transaction(
+        ctx, auth[0], bulk_service._decode(resources[1], TransactionCreate),
+        bulk_service.resource_idempotency(uuid.UUID(request["id"]), 1, resources[1]))
+    await worker_bulk.process_for(pool, settings, 0.5)
+    done = await _completed(client, auth, request["id"])
+    assert done is not None and done["success_result_count"] == 3
+    results = {r["request_params"]["external_id"]: r for r in await _results(client, auth, request["id"])}
+    assert results["alone-1"]["entity_id"] == str(alone.id)
+    assert await pool.fetchval("SELECT count(*) FROM ledger_transactions WHERE tenant_id = $1", auth[0]) == 3

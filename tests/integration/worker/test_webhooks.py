@@ -153,3 +153,50 @@ async def test_only_the_wanted_events_and_failed_for_good_after_the_window_then_
         assert {r.webhook_id for r in receiver.snapshot()} == {str(delivery["id"])}
     finally:
         receiver.stop()
+
+
+async def test_redirects_are_not_followed_and_a_huge_answer_is_read_only_in_part(pool, book, sqs_queue,
+                                                                               worker_process):
+    receiver = Receiver().start()
+    huge = b"x" * (8 * 1024 * 1024)
+    receiver.answer = lambda event: ((302, {"Location": receiver.url + "/elsewhere"}, b"")
+                                     if event["event_name"].endswith("created") else (200, {}, huge))
+    try:
+        endpoint = await _endpoint(pool, book.tenant, receiver.url)
+        receiver.key = endpoint.webhook_key
+        await _events(pool, book.tenant, [(uuid.uuid4(), "ledger_transaction.created"),
+                                          (uuid.uuid4(), "ledger_transaction.posted")])
+        ids = await _event_ids(pool, book.tenant)
+        worker_process(sqs_queue, **FAST_RETRIES)
+
+        async def settled():
+            ds = await _deliveries(pool, book.tenant)
+            return (len(ds) == 2 and ds[ids[1]]["status"] == "succeeded" and ds[ids[0]]["attempts"] >= 2) and ds
+
+        deliveries = await wait_until(settled, 60, what="a redirect retried and a huge answer taken")
+        redirected = deliveries[ids[0]]
+        assert redirected["status"] == "pending" and redirected["last_status_code"] == 302
+        assert "redirect" in redirected["last_error"]
+        assert receiver.gets == []  # the Location was never requested
+    finally:
+        receiver.stop()
+
+
+async def test_an_address_refused_at_delivery_is_a_failed_attempt_not_a_call(pool, book, sqs_queue, worker_process):
+    """Registered while http to loopback was allowed, delivered by a worker that does not allow it: refused."""
+    receiver = Receiver().start()
+    try:
+        endpoint = await _endpoint(pool, book.tenant, receiver.url)
+        receiver.key = endpoint.webhook_key
+        await _events(pool, book.tenant, [(uuid.uuid4(), "ledger_account.created")])
+        worker_process(sqs_queue, **(FAST_RETRIES | {"webhook_allow_http_loopback": "false"}))
+
+        async def refused():
+            ds = list((await _deliveries(pool, book.tenant)).values())
+            return ds and ds[0]["attempts"] >= 1 and ds[0]
+
+        delivery = await wait_until(refused, 60, what="an attempt")
+        assert delivery["last_error"].startswith("refused: ") and "https" in delivery["last_error"]
+        assert receiver.snapshot() == []
+    finally:
+        receiver.stop()
