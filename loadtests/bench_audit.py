@@ -157,7 +157,8 @@ async def run(duration_s: float = 10.0, concurrency: int = 16, rounds: int = 2, 
                              "off": (pgbench("audit_db", ledger_id), False),
                              "on": (pgbench("audit_db", ledger_id), True)}, rounds, url)
         for variant in ("none", "off", "on"):
-            print(f"database tier  {variant:4s} {db[variant]['per_s']:8.0f} postings/s  avg {db[variant]['avg_ms']:.1f} ms")
+            print(f"database tier  {variant:4s} {db[variant]['per_s']:8.0f} postings/s  avg {db[variant]['avg_ms']:.1f} ms"
+                  f"  (rounds {_rounds(db[variant])})")
         results["database_tier"] = db
 
         url, ledger_id, secret = await books(pg, "audit_api", audited=True)
@@ -175,7 +176,7 @@ async def run(duration_s: float = 10.0, concurrency: int = 16, rounds: int = 2, 
             cell.stop()
         for variant in ("off", "on"):
             print(f"HTTP API       {variant:4s} {api[variant]['per_s']:8.0f} postings/s  p50 {api[variant]['p50_ms']:.1f} ms"
-                  f"  p99 {api[variant]['p99_ms']:.1f} ms")
+                  f"  p99 {api[variant]['p99_ms']:.1f} ms  (rounds {_rounds(api[variant])})")
         results["api"] = api
         results["ratios"] = {"db_on_over_off": db["on"]["per_s"] / db["off"]["per_s"],
                              "db_off_over_none": db["off"]["per_s"] / db["none"]["per_s"],
@@ -191,6 +192,10 @@ async def run(duration_s: float = 10.0, concurrency: int = 16, rounds: int = 2, 
         pg.stop()
         remove_tree(workdir)
     return results
+
+
+def _rounds(row: dict) -> str:
+    return ", ".join(f"{p['per_s']:.0f}" for p in row["rounds"])
 
 
 def main() -> None:

@@ -1,4 +1,5 @@
-"""The worker's Prometheus metrics: apply lag (commit -> applied), batch sizes, applied/swept/skipped counts."""
+"""The worker's Prometheus metrics: apply lag (commit -> applied), batch sizes, applied/swept/skipped counts, audit
+sealing (links written, anchors published)."""
 
 from __future__ import annotations
 
@@ -23,3 +24,5 @@ MESSAGES_DELETED = Counter("ledger_drain_messages_deleted_total", "SQS messages 
 MESSAGES_UNDECODABLE = Counter("ledger_drain_messages_undecodable_total", "SQS messages that were not nudges")
 ERRORS = Counter("ledger_worker_errors_total", "Failures inside worker tasks (the task retries later)", ["task"])
 VERIFY_VIOLATIONS = Gauge("ledger_verify_violations", "Invariant violations found by the last verifier run")
+AUDIT_LINKS = Counter("ledger_audit_links_total", "Audit-chain links written by this worker's sealer")
+AUDIT_ANCHORS = Counter("ledger_audit_anchors_total", "Chain heads this worker published as anchors")
