@@ -785,6 +785,11 @@ class Mover:
                                         self.w["touched"])
         else:  # a move started before pre_verify existed
             result = await verify_copy(self.src, self.dst, self.tables, self.tenant_id)
+        # The sealed audit chain, sealed whole inside the freeze and copied by the final round, ends alike.
+        source_head, target_head = [await audit.heads(c, [self.tenant_id]) for c in (self.src, self.dst)]
+        if source_head != target_head:
+            result["problems"].append(f"sealed audit chain head differs: source {source_head}, target {target_head}")
+            result["ok"] = False
         self.w["verification"] = result
         if not result["ok"]:
             await self.save("verify")

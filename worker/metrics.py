@@ -1,4 +1,5 @@
-"""The worker's Prometheus metrics: apply lag (commit -> applied), batch sizes, applied/swept/skipped counts."""
+"""The worker's Prometheus metrics: apply lag (commit -> applied), batch sizes, applied/swept/skipped counts, audit
+sealing (links written, anchors published)."""
 
 from __future__ import annotations
 
@@ -26,3 +27,5 @@ VERIFY_VIOLATIONS = Gauge("ledger_verify_violations", "Invariant violations foun
 WEBHOOK_ATTEMPTS = Counter("ledger_webhook_attempts_total", "Webhook delivery attempts by outcome "
                            "(succeeded, retrying, failed: retries exhausted)", ["outcome"])
 BULK_RESOURCES = Counter("ledger_bulk_resources_total", "Bulk request resources processed by result", ["status"])
+AUDIT_LINKS = Counter("ledger_audit_links_total", "Audit-chain links written by this worker's sealer")
+AUDIT_ANCHORS = Counter("ledger_audit_anchors_total", "Chain heads this worker published as anchors")

@@ -10,6 +10,7 @@ import asyncpg
 
 from cell.store import audit
 from control_plane import anchors, catalog
+from worker import metrics
 from worker.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
@@ -27,6 +28,7 @@ class Sealer:
         """Seal what is below the horizon; anchor the heads when audit_anchor_every_s passed. Links written."""
         async with pool.acquire() as conn:
             sealed = await audit.seal_until_caught_up(conn, self.settings.audit_seal_batch_max)
+            metrics.AUDIT_LINKS.inc(sealed)
             if time.monotonic() - self.anchored_at >= self.settings.audit_anchor_every_s:
                 await self.anchor(conn)
         return sealed
@@ -44,5 +46,6 @@ class Sealer:
         if fresh and s.audit_anchor_dir:
             anchors.publish_to_directory(s.audit_anchor_dir, s.cell_name, fresh)
         self.published.update({h["tenant_id"]: h["seal_seq"] for h in fresh})
+        metrics.AUDIT_ANCHORS.inc(len(fresh))
         self.anchored_at = time.monotonic()
         return len(fresh)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Callable, Iterable
-from datetime import datetime
 
 import asyncpg
 import msgspec
@@ -26,6 +25,8 @@ Progress = Callable[[int, int], None]  # (links checked, links in the chain)
 # ---- what a link covers, and its hash ---------------------------------------------------------------------
 
 def _canonical(value) -> bytes:
+    """Sorted-key JSON; msgspec writes UUIDs as text, datetimes as RFC 3339 (UTC, microseconds) and bytes as
+    base64, all in C: sealing costs microseconds per row."""
     return msgspec.json.encode(value, order="sorted")
 
 
@@ -33,34 +34,26 @@ def _json(text: str | None):
     return None if text is None else msgspec.json.decode(text)
 
 
-def _time(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat()
-
-
-def _hex(value: bytes | None) -> str | None:
-    return None if value is None else bytes(value).hex()
-
-
 def version_content(v, entries: Iterable) -> bytes:
     """A transaction version as sealed: the stored version (snapshot and per-transaction hashes included) and,
     for version 1, every entry its transaction wrote with it (entries are written with version 1, only)."""
-    rows = sorted([str(e["id"]), e["tenant_id"], str(e["ledger_account_id"]), e["direction"], e["amount"],
-                   _time(e["effective_at"]), _time(e["created_at"]), _json(e["metadata"])] for e in entries)
-    return _canonical(["version", v["tenant_id"], str(v["transaction_id"]), v["version"], _json(v["snapshot"]),
-                       _hex(v["prev_hash"]), _hex(v["hash"]), _time(v["created_at"]), rows])
+    rows = [[e["id"], e["tenant_id"], e["ledger_account_id"], e["direction"], e["amount"], e["effective_at"],
+             e["created_at"], _json(e["metadata"])] for e in sorted(entries, key=lambda e: e["id"])]
+    return _canonical(["version", v["tenant_id"], v["transaction_id"], v["version"], _json(v["snapshot"]),
+                       v["prev_hash"], v["hash"], v["created_at"], rows])
 
 
 def account_content(a) -> bytes:
     """An account as sealed: every field that says what it is (its balances are caches: recomputed instead)."""
-    return _canonical(["account", a["tenant_id"], str(a["id"]), str(a["ledger_id"]), a["name"], a["description"],
+    return _canonical(["account", a["tenant_id"], a["id"], a["ledger_id"], a["name"], a["description"],
                        a["normal_balance"], a["currency"], a["currency_exponent"], _json(a["metadata"]),
-                       a["sync_only"], _time(a["created_at"]), _time(a["updated_at"])])
+                       a["sync_only"], a["created_at"], a["updated_at"]])
 
 
 def link_hash(prev: bytes, tenant_id: str, seal_seq: int, kind: str, ref_id: uuid.UUID, ref_version: int | None,
               content_hash: bytes) -> bytes:
     """sha256(previous link's hash || the link's canonical JSON): no transaction id, no time."""
-    link = [tenant_id, seal_seq, kind, str(ref_id), ref_version, content_hash.hex()]
+    link = [tenant_id, seal_seq, kind, ref_id, ref_version, content_hash]
     return hashlib.sha256(bytes(prev) + _canonical(link)).digest()
 
 

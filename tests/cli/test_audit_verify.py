@@ -10,14 +10,13 @@ import uuid
 import asyncpg
 import httpx
 import pytest
+from cli_rig import Ledgerctl
+from test_ledgerctl import new_id, run_sql
 
 from cell.store.db import create_pool
-from cli_rig import Ledgerctl
 from control_plane.moves import TENANT_TABLES
-from test_ledgerctl import new_id, run_sql
 from worker.sealer import Sealer
 from worker.settings import load_settings
-
 
 TAMPERED = "cli-1"
 

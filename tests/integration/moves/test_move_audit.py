@@ -7,13 +7,16 @@ import asyncio
 import contextlib
 import time
 
-from test_move_under_load import Writer, _tenant, world  # noqa: F401 - world is the fixture
+import test_move_under_load
+from test_move_under_load import Writer, _tenant
 
 from cell.store.db import create_pool
 from control_plane import operations
 from control_plane.moves import plan_move, run_move, start_move
 from worker.sealer import Sealer
 from worker.settings import load_settings
+
+world = test_move_under_load.world  # the two cells, the router and the control plane of the move tests
 
 
 @contextlib.asynccontextmanager

@@ -140,14 +140,14 @@ TAMPERING = {
         ("DELETE FROM ledger_transaction_versions WHERE transaction_id = $1", _u(m["transactions"][1])),
         ("DELETE FROM ledger_transactions WHERE id = $1", _u(m["transactions"][1]))],
     "entry inserted": lambda m: [(
-        "INSERT INTO ledger_entries (id, tenant_id, transaction_id, ledger_account_id, direction, amount, "
-        "effective_at) SELECT gen_random_uuid(), tenant_id, transaction_id, ledger_account_id, direction, 5, "
-        "effective_at FROM ledger_entries WHERE transaction_id = $1 LIMIT 1", _u(m["transactions"][2]))],
+        ("INSERT INTO ledger_entries (id, tenant_id, transaction_id, ledger_account_id, direction, amount, "
+         "effective_at) SELECT gen_random_uuid(), tenant_id, transaction_id, ledger_account_id, direction, 5, "
+         "effective_at FROM ledger_entries WHERE transaction_id = $1 LIMIT 1"), _u(m["transactions"][2]))],
     "balance cache edited": lambda m: [(
         "UPDATE account_balances SET posted_debits = posted_debits + 1000 WHERE account_id = $1", _u(m["cash"]))],
     "version snapshot altered": lambda m: [(
-        "UPDATE ledger_transaction_versions SET snapshot = jsonb_set(snapshot, '{description}', '\"edited\"') "
-        "WHERE transaction_id = $1 AND version = 1", _u(m["transactions"][0]))],
+        ("UPDATE ledger_transaction_versions SET snapshot = jsonb_set(snapshot, '{description}', '\"edited\"') "
+         "WHERE transaction_id = $1 AND version = 1"), _u(m["transactions"][0]))],
     "account edited": lambda m: [(
         "UPDATE ledger_accounts SET normal_balance = 'credit' WHERE id = $1", _u(m["cash"]))],
 }
@@ -197,8 +197,8 @@ async def test_a_chain_replaced_consistently_verifies_alone_but_not_against_its_
     # The forger edits an amount (and the caches that show it), deletes the links and has them all sealed again.
     await as_privileged(owner, *TAMPERING["entry amount updated"](made),
                         ("DELETE FROM audit_links WHERE tenant_id = $1", api.tenant_id),
-                        ("UPDATE ledger_transaction_versions SET audit_txid = pg_current_xact_id() "
-                         "WHERE tenant_id = $1", api.tenant_id),
+                        (("UPDATE ledger_transaction_versions SET audit_txid = pg_current_xact_id() "
+                          "WHERE tenant_id = $1"), api.tenant_id),
                         ("UPDATE ledger_accounts SET audit_txid = pg_current_xact_id() WHERE tenant_id = $1",
                          api.tenant_id))
     await seal_all(owner)
