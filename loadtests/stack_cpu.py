@@ -147,7 +147,7 @@ async def run(duration_s: float = 10.0, concurrency: int = 64, rounds: int = 3) 
     # The code under test is this checkout's, in every process (a worker runs in its own directory).
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     workdir = Path(tempfile.mkdtemp(prefix="ledger-stack-cpu-"))
-    stack_proc = await asyncio.to_thread(rig.start_stack, workdir)
+    stack_proc = rig.start_stack(workdir)  # blocking on purpose: a cancellation cannot orphan a half-started stack
     try:
         dev = stack_proc.dev
         auth = (dev["tenant_id"], dev["api_key"])
@@ -187,7 +187,7 @@ async def run(duration_s: float = 10.0, concurrency: int = 64, rounds: int = 3) 
               f"SQS calls/posting {summary['median_sqs_calls_per_posting']:.3f}")
         return summary
     finally:
-        await asyncio.to_thread(rig.stop_stack, stack_proc)
+        rig.stop_stack(stack_proc)
         remove_tree(workdir)
 
 

@@ -159,7 +159,7 @@ async def _post(ctx: CellContext, tenant_id: str, *, ledger_id: uuid.UUID | None
     if posting.apply_accounts:
         SYNC_LOCK_WAIT_SECONDS.observe(result.lock_wait_s)
     answer = _posted(posting, accounts, result)
-    await store_response(ctx.pool, tenant_id, idem, answer)
+    await store_response(ctx.responses, tenant_id, idem, answer)
     if result.archived_reason is not None:  # nothing written to any balance: nothing to nudge
         POSTINGS.labels("archived_" + result.archived_reason).inc()
         POSTING_SECONDS.observe(time.perf_counter() - started)
