@@ -194,6 +194,7 @@ BENCHMARKS = {
     "hot_account": "loadtests.hot_account",
     "router": "loadtests.router_overhead",
     "stack_cpu": "loadtests.stack_cpu",
+    "idempotent_writes": "loadtests.idempotent_writes",
 }
 
 
