@@ -200,6 +200,7 @@ BENCHMARKS = {
     "stack_cpu": "loadtests.stack_cpu",
     "settlements": "loadtests.settlements",
     "events": "loadtests.bench_events",
+    "idempotent_writes": "loadtests.idempotent_writes",
 }
 
 

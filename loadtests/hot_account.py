@@ -27,6 +27,7 @@ import asyncpg
 import httpx
 
 from cell.service.tenants import create_api_key, create_tenant
+from cell.settings import CellSettings
 from cell.store.migrate import migrate
 from cell.store.verify import verify
 from control_plane.devstack import (
@@ -38,15 +39,15 @@ from control_plane.devstack import (
 )
 from loadtests.bench import pgbench_account, pgbench_run, posting_sql
 from loadtests.httpload import run_load
+from worker.settings import WorkerSettings
 
 TENANT = "hot"
 SETTLEMENT = uuid.UUID("00000000-0000-4000-8000-000000000000")
 DRAIN_WAIT_S_MAX = 60  # after the load, the backlog must be applied within this (else reported, not hidden)
 START_WAIT_S_MAX = 30
-# Every SQS call costs CPU in the cell (botocore), in the endpoint and in the worker; on shared cores fewer,
-# fuller calls win. Both stay well inside the 1 s apply-lag target.
-SEND_BUFFER_MS = 50
-BATCH_WAIT_MS = 50
+# What ships: the cell's nudge window and the worker's batch wait (fewer, fuller SQS calls; see their settings).
+SEND_BUFFER_MS = CellSettings().sqs_send_buffer_ms_max
+BATCH_WAIT_MS = WorkerSettings().batch_wait_ms_max
 
 
 def card_id(i: int) -> uuid.UUID:

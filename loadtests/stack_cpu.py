@@ -8,7 +8,7 @@ takes the CPU time of every process of the stack from /proc (loadtests.monitor.S
 requests served; prints it per component, the SQS calls per posting (ledger_sqs_calls_total) and the apply
 lag (the workers' histogram). CPU per request is the robust figure on shared cores; requests/s is not.
 
-    python -m loadtests.stack_cpu --duration 10 --concurrency 64 --rounds 3
+    python -m loadtests.stack_cpu --duration 10 --concurrency 64 --rounds 3 [--against ../an-earlier-worktree]
 """
 
 from __future__ import annotations
@@ -132,62 +132,114 @@ async def window(stack: Stack, urls: list[str], port: int, auth, duration_s: flo
     }
 
 
-def _print(i: int, row: dict) -> None:
+def _print(label: str, row: dict) -> None:
     w, r = row["writes"], row["reads"]
     parts = "  ".join(f"{k} {v:.3f}" for k, v in row["cpu_ms_per_request"].items())
-    print(f"round {i}: {w['per_s']:.0f} writes/s (p90 {w['p90_ms']:.1f} ms) + {r['per_s']:.0f} reads/s "
+    print(f"{label}: {w['per_s']:.0f} writes/s (p90 {w['p90_ms']:.1f} ms) + {r['per_s']:.0f} reads/s "
           f"(p90 {r['p90_ms']:.1f} ms), statuses {w['statuses']} {r['statuses']}; stack CPU "
           f"{row['stack_cpu_ms_per_request']:.3f} ms/request ({row['cores_busy']:.2f} cores): {parts}; "
-          f"SQS calls/posting {row['sqs_calls_per_posting']:.3f} {row['sqs_calls_per_posting_by_operation']}; apply lag p90 <= {row['apply_lag_p90_s']} s",
-          flush=True)
+          f"SQS calls/posting {row['sqs_calls_per_posting']:.3f} {row['sqs_calls_per_posting_by_operation']}; "
+          f"apply lag p90 <= {row['apply_lag_p90_s']} s", flush=True)
 
 
-async def run(duration_s: float = 10.0, concurrency: int = 64, rounds: int = 3) -> dict:
-    rig = _rig()
-    # The code under test is this checkout's, in every process (a worker runs in its own directory).
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    workdir = Path(tempfile.mkdtemp(prefix="ledger-stack-cpu-"))
-    stack_proc = await asyncio.to_thread(rig.start_stack, workdir)
-    try:
-        dev = stack_proc.dev
-        auth = (dev["tenant_id"], dev["api_key"])
-        limited = await asyncio.to_thread(stack_proc.ledgerctl, "tenants", "rate-limit", dev["tenant_id"],
-                                          "--per-s", str(RATE_LIMIT_PER_S))
+def summarize(rows: list[dict]) -> dict:
+    components = sorted({k for row in rows for k in row["cpu_ms_per_request"]})
+    return {
+        "rounds": rows,
+        "median_cpu_ms_per_request": {k: statistics.median(row["cpu_ms_per_request"].get(k, 0.0) for row in rows)
+                                      for k in components},
+        "median_stack_cpu_ms_per_request": statistics.median(r["stack_cpu_ms_per_request"] for r in rows),
+        "median_writes_per_s": statistics.median(r["writes"]["per_s"] for r in rows),
+        "median_reads_per_s": statistics.median(r["reads"]["per_s"] for r in rows),
+        "median_write_p90_ms": statistics.median(r["writes"]["p90_ms"] for r in rows),
+        "median_read_p90_ms": statistics.median(r["reads"]["p90_ms"] for r in rows),
+        "median_sqs_calls_per_posting": statistics.median(r["sqs_calls_per_posting"] for r in rows),
+    }
+
+
+def _print_summary(name: str, summary: dict) -> None:
+    median = summary["median_cpu_ms_per_request"]
+    print(f"{name}: median CPU ms/request by component: " + ", ".join(f"{k} {v:.3f}" for k, v in median.items()))
+    print(f"{name}: median stack CPU {summary['median_stack_cpu_ms_per_request']:.3f} ms/request; "
+          f"{summary['median_writes_per_s']:.0f} writes/s + {summary['median_reads_per_s']:.0f} reads/s; "
+          f"p90 write {summary['median_write_p90_ms']:.1f} ms, read {summary['median_read_p90_ms']:.1f} ms; "
+          f"SQS calls/posting {summary['median_sqs_calls_per_posting']:.3f}", flush=True)
+
+
+class MixedStack:
+    """One `make run` stack of a checkout (its code in every process), its books and its processes."""
+
+    def __init__(self, rig, root: Path, workdir: Path) -> None:
+        self.rig, self.root = rig, root
+        self._use()
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.proc = rig.start_stack(workdir)  # blocking on purpose: a cancellation cannot orphan a half-started one
+
+    def _use(self) -> None:
+        # The code under test is the checkout's, in every process (a worker runs in its own directory), and the
+        # rig starts `python -m control_plane.run` (and ledgerctl) in its ROOT.
+        os.environ["PYTHONPATH"] = str(self.root)
+        self.rig.ROOT = self.root
+
+    def prepare(self) -> None:
+        self._use()
+        dev = self.proc.dev
+        self.auth = (dev["tenant_id"], dev["api_key"])
+        limited = self.proc.ledgerctl("tenants", "rate-limit", dev["tenant_id"], "--per-s", str(RATE_LIMIT_PER_S))
         if limited.returncode:
             raise RuntimeError(f"ledgerctl tenants rate-limit: {limited.stderr}")
-        ledger, omnibus, investors = await asyncio.to_thread(make_books, dev["base_url"], auth)
-        make = mix_requests(ledger, omnibus, investors)
-        stack = Stack(dev["base_url"], dev["control_plane_database_url"])
-        urls = stack.metrics_urls()
-        port = stack.port
+        self.make = mix_requests(*make_books(dev["base_url"], self.auth))
+        self.stack = Stack(dev["base_url"], dev["control_plane_database_url"])
+        self.urls = self.stack.metrics_urls()
+
+    async def window(self, duration_s: float, concurrency: int) -> dict:
+        return await window(self.stack, self.urls, self.stack.port, self.auth, duration_s, concurrency, self.make)
+
+    def stop(self) -> None:
+        self.rig.stop_stack(self.proc)
+
+
+async def run(duration_s: float = 10.0, concurrency: int = 64, rounds: int = 3, against: str | None = None) -> dict:
+    """With `against` (another checkout, e.g. a git worktree of an earlier commit), both stacks run at once and
+    their windows alternate (ABBA), so that a neighbour's load on the shared cores hits both alike."""
+    rig = _rig()
+    roots = {"this": ROOT, **({"against": Path(against).resolve()} if against else {})}
+    workdir = Path(tempfile.mkdtemp(prefix="ledger-stack-cpu-"))
+    path_before = os.environ.get("PYTHONPATH")
+    stacks: dict[str, MixedStack] = {}
+    try:
+        for name, root in roots.items():
+            stacks[name] = MixedStack(rig, root, workdir / name)
+        for s in stacks.values():
+            await asyncio.to_thread(s.prepare)
         print(f"# whole-stack CPU per request: make run topology, {concurrency} connections (1 write : 3 reads), "
-              f"{rounds} windows of {duration_s:.0f}s; metrics {len(urls)} endpoints")
-        await run_load("127.0.0.1", port, auth, duration_s=WARMUP_S, workers=[("mix", concurrency)],
-                       make_request=make)
-        rows = []
+              f"{rounds} windows of {duration_s:.0f}s per stack; " + ", ".join(f"{n} = {r}" for n, r in roots.items()))
+        for s in stacks.values():
+            await run_load("127.0.0.1", s.stack.port, s.auth, duration_s=WARMUP_S, workers=[("mix", concurrency)],
+                           make_request=s.make)
+        rows: dict[str, list[dict]] = {name: [] for name in stacks}
         for i in range(1, rounds + 1):
-            rows.append(await window(stack, urls, port, auth, duration_s, concurrency, make))
-            _print(i, rows[-1])
-        components = sorted({k for row in rows for k in row["cpu_ms_per_request"]})
-        median = {k: statistics.median(row["cpu_ms_per_request"].get(k, 0.0) for row in rows) for k in components}
-        summary = {
-            "rounds": rows,
-            "median_cpu_ms_per_request": median,
-            "median_stack_cpu_ms_per_request": statistics.median(r["stack_cpu_ms_per_request"] for r in rows),
-            "median_writes_per_s": statistics.median(r["writes"]["per_s"] for r in rows),
-            "median_reads_per_s": statistics.median(r["reads"]["per_s"] for r in rows),
-            "median_write_p90_ms": statistics.median(r["writes"]["p90_ms"] for r in rows),
-            "median_read_p90_ms": statistics.median(r["reads"]["p90_ms"] for r in rows),
-            "median_sqs_calls_per_posting": statistics.median(r["sqs_calls_per_posting"] for r in rows),
-        }
-        print("median CPU ms/request by component: " + ", ".join(f"{k} {v:.3f}" for k, v in median.items()))
-        print(f"median stack CPU {summary['median_stack_cpu_ms_per_request']:.3f} ms/request; "
-              f"{summary['median_writes_per_s']:.0f} writes/s + {summary['median_reads_per_s']:.0f} reads/s; "
-              f"p90 write {summary['median_write_p90_ms']:.1f} ms, read {summary['median_read_p90_ms']:.1f} ms; "
-              f"SQS calls/posting {summary['median_sqs_calls_per_posting']:.3f}")
-        return summary
+            for name in (list(stacks) if i % 2 else list(reversed(stacks))):
+                rows[name].append(await stacks[name].window(duration_s, concurrency))
+                _print(f"{name} round {i}", rows[name][-1])
+        summaries = {name: summarize(r) for name, r in rows.items()}
+        for name, summary in summaries.items():
+            _print_summary(name, summary)
+        if against:
+            this, other = summaries["this"], summaries["against"]
+            print(f"# this / against: stack CPU per request "
+                  f"{this['median_stack_cpu_ms_per_request'] / other['median_stack_cpu_ms_per_request']:.2f}, SQS "
+                  f"calls per posting {this['median_sqs_calls_per_posting'] / max(1e-9, other['median_sqs_calls_per_posting']):.2f}")
+            return summaries
+        return summaries["this"]
     finally:
-        await asyncio.to_thread(rig.stop_stack, stack_proc)
+        for s in stacks.values():
+            s.stop()
+        if path_before is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = path_before
+        rig.ROOT = ROOT
         remove_tree(workdir)
 
 
@@ -195,9 +247,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per measured window")
     parser.add_argument("--concurrency", type=int, default=64, help="keep-alive connections")
-    parser.add_argument("--rounds", type=int, default=3, help="measured windows (the medians are printed)")
+    parser.add_argument("--rounds", type=int, default=3, help="measured windows per stack (medians are printed)")
+    parser.add_argument("--against", help="another checkout (e.g. a git worktree of an earlier commit) run beside "
+                                          "this one, windows alternating: the before/after in one run")
     args = parser.parse_args()
-    asyncio.run(run(args.duration, args.concurrency, args.rounds))
+    asyncio.run(run(args.duration, args.concurrency, args.rounds, args.against))
 
 
 if __name__ == "__main__":

@@ -75,10 +75,45 @@ async def gather_batch(queue: SqsQueue, settings: WorkerSettings, wait_first_s: 
     return batch
 
 
+DELETE_DEFER_S_MAX = 1.0
+
+
+class DeferredDeletes:
+    """Messages whose accounts are applied (committed), deleted together: one DeleteMessageBatch for up to
+    SQS_BATCH_MAX of them, or once the oldest has waited hold_s (DELETE_DEFER_S_MAX, and a quarter of the
+    visibility timeout at most, so nothing comes back meanwhile). A crash before the delete only brings them
+    back for a no-op re-apply."""
+
+    def __init__(self, queue: SqsQueue, hold_s: float = 0.0) -> None:
+        self.queue = queue
+        self.hold_s = hold_s
+        self.messages: list[Received] = []
+        self.since = 0.0
+
+    def add(self, messages: list[Received]) -> None:
+        if messages and not self.messages:
+            self.since = time.monotonic()
+        self.messages.extend(messages)
+
+    def due(self) -> bool:
+        return len(self.messages) >= SQS_BATCH_MAX or (
+            bool(self.messages) and time.monotonic() - self.since >= self.hold_s)
+
+    async def flush(self) -> int:
+        """Delete what is held; returns how many SQS deleted."""
+        messages, self.messages = self.messages, []
+        if not messages:
+            return 0
+        failed = await asyncio.to_thread(self.queue.delete, messages)
+        metrics.MESSAGES_DELETED.inc(len(messages) - failed)
+        return len(messages) - failed
+
+
 async def drain_batch(pool: asyncpg.Pool, queue: SqsQueue, settings: WorkerSettings,
-                      wait_first_s: int | None = None) -> DrainOutcome:
+                      wait_first_s: int | None = None, deletes: DeferredDeletes | None = None) -> DrainOutcome:
     """One batch: gather, dedupe, apply (skip-locked), re-nudge skipped accounts, then delete the messages
-    whose accounts are all handled. Deleting only after commit is what makes a crash lose nothing."""
+    whose accounts are all handled (now, or with `deletes` when it is due). Deleting only after commit is what
+    makes a crash lose nothing."""
     wait = settings.long_poll_s_max if wait_first_s is None else wait_first_s
     batch = await gather_batch(queue, settings, wait)
     if not batch:
@@ -105,11 +140,12 @@ async def drain_batch(pool: asyncpg.Pool, queue: SqsQueue, settings: WorkerSetti
 
     if settings.fault_pause_before_delete_s:
         await asyncio.sleep(settings.fault_pause_before_delete_s)
-    to_delete = deletable(batch, handled)
-    failed = await asyncio.to_thread(queue.delete, to_delete) if to_delete else 0
-    metrics.MESSAGES_DELETED.inc(len(to_delete) - failed)
+    own = deletes is None
+    deletes = DeferredDeletes(queue) if own else deletes
+    deletes.add(deletable(batch, handled))
+    deleted = await deletes.flush() if own or deletes.due() else 0
     return DrainOutcome(messages=len(batch), accounts=len(accounts), applied=outcome.applied,
-                        skipped=len(outcome.skipped), deleted=len(to_delete) - failed)
+                        skipped=len(outcome.skipped), deleted=deleted)
 
 
 def _renudge_bodies(batch: list[Received], skipped: list[uuid.UUID]) -> list[str]:
@@ -123,21 +159,35 @@ def _renudge_bodies(batch: list[Received], skipped: list[uuid.UUID]) -> list[str
 
 
 async def drain_for(pool: asyncpg.Pool, queue: SqsQueue, settings: WorkerSettings, run_s: float) -> DrainOutcome:
-    """Drain batch after batch for about run_s seconds (one Celery task's life)."""
+    """Drain batch after batch for about run_s seconds (one Celery task's life); the handled messages are
+    deleted together (DeferredDeletes), the last of them when the task ends."""
     total = DrainOutcome()
+    deletes = DeferredDeletes(queue, min(DELETE_DEFER_S_MAX, settings.visibility_timeout_s / 4))
     deadline = time.monotonic() + run_s
-    while (remaining := deadline - time.monotonic()) > 0:
+    try:
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                if deletes.due():
+                    total = msgspec.structs.replace(total, deleted=total.deleted + await deletes.flush())
+                # Rounded up: the last second of a task long-polls too, instead of spinning on empty short polls
+                # (with long_poll_s_max 0, polls are short by choice).
+                wait_s = min(settings.long_poll_s_max, math.ceil(remaining))
+                if deletes.messages:
+                    wait_s = min(wait_s, 1)  # idle now: back within a second to delete what is held
+                one = await drain_batch(pool, queue, settings, wait_s, deletes)
+            except Exception:  # noqa: BLE001 - SQS or the database unreachable: back off, the sweeper covers
+                log.exception("drain batch failed")
+                metrics.ERRORS.labels("drain").inc()
+                await asyncio.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+                continue
+            total = DrainOutcome(*(a + b for a, b in zip(msgspec.structs.astuple(total),
+                                                         msgspec.structs.astuple(one))))
+    finally:
         try:
-            # Rounded up: the last second of a task long-polls too, instead of spinning on empty short polls
-            # (with long_poll_s_max 0, polls are short by choice).
-            wait_s = min(settings.long_poll_s_max, math.ceil(remaining))
-            one = await drain_batch(pool, queue, settings, wait_s)
-        except Exception:  # noqa: BLE001 - SQS or the database unreachable: back off, the sweeper covers
-            log.exception("drain batch failed")
+            total = msgspec.structs.replace(total, deleted=total.deleted + await deletes.flush())
+        except Exception:  # noqa: BLE001 - not deleted: they come back after the visibility timeout, a no-op
+            log.exception("deleting the drained messages failed")
             metrics.ERRORS.labels("drain").inc()
-            await asyncio.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
-            continue
-        total = DrainOutcome(*(a + b for a, b in zip(msgspec.structs.astuple(total), msgspec.structs.astuple(one))))
     return total
 
 

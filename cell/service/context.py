@@ -11,6 +11,7 @@ import asyncpg
 
 from cell.ledger.errors import DatabaseUnavailable, OutcomeUnknown, RetryableConflict
 from cell.ledger.models import Account
+from cell.service.idempotency import ResponseStore
 from cell.service.nudge import Nudger, NullNudger
 from cell.settings import CellSettings
 from cell.store import accounts as store_accounts
@@ -68,6 +69,11 @@ class CellContext:
     cache: AccountCache
     keys: Any = None
     nudger: Nudger = field(default_factory=NullNudger)
+    responses: ResponseStore | None = None  # the first answers of Idempotency-Keys (one per pool by default)
+
+    def __post_init__(self) -> None:
+        if self.responses is None:
+            self.responses = ResponseStore(self.pool)
 
     async def run(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         """Run one use case on a pooled connection; driver errors become domain errors. A retryable conflict

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from typing import Awaitable, Callable, TypeVar
 
@@ -39,7 +40,41 @@ async def replay(conn: asyncpg.Connection, tenant_id: str, idem: IdemKey, type_:
     return await render(conn, row["resource_id"])
 
 
-async def store_response(pool: asyncpg.Pool, tenant_id: str, idem: IdemKey | None, answer: msgspec.Struct) -> None:
-    """After the commit: the key and the resource are already durable together; this only keeps the answer."""
+class ResponseStore:
+    """Keeps the first answer of each Idempotency-Key, after the commit that claimed it (the key and the resource
+    are already durable together; this only keeps the answer) and before the answer goes out, as one statement
+    would. Group commit: answers that arrive while a store is in flight go together in the next statement, so
+    under load many answers cost one round trip and one commit. A failed store fails every answer it carried."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+        self._waiting: list[tuple[tuple[str, str, int, bytes], asyncio.Future]] = []
+        self._flusher: asyncio.Task | None = None
+
+    async def store(self, tenant_id: str, key: str, status: int, body: bytes) -> None:
+        done = asyncio.get_running_loop().create_future()
+        self._waiting.append(((tenant_id, key, status, body), done))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.get_running_loop().create_task(self._flush())
+        await asyncio.shield(done)  # a caller that gives up does not cancel the others' statement
+
+    async def _flush(self) -> None:
+        while self._waiting:
+            batch, self._waiting = self._waiting, []
+            try:
+                await store.store_responses(self._pool, [answer for answer, _ in batch])
+            except Exception as exc:  # noqa: BLE001 - each caller gets it, as from its own statement
+                for _, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+            else:
+                for _, done in batch:
+                    if not done.done():
+                        done.set_result(None)
+
+
+async def store_response(responses: ResponseStore, tenant_id: str, idem: IdemKey | None,
+                         answer: msgspec.Struct) -> None:
+    """The answer to keep for a claimed key (none without a key)."""
     if idem is not None:
-        await store.store_response(pool, tenant_id, idem.key, CREATED, _encoder.encode(answer))
+        await responses.store(tenant_id, idem.key, CREATED, _encoder.encode(answer))

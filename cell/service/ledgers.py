@@ -38,7 +38,7 @@ async def create_idempotently(ctx: CellContext, tenant_id: str, idem: IdemKey | 
     created = await ctx.run(work)
     if created is None:
         return await ctx.run(lambda conn: replay(conn, tenant_id, idem, type_, render_id))
-    await store_response(ctx.pool, tenant_id, idem, created)
+    await store_response(ctx.responses, tenant_id, idem, created)
     return created
 
 

@@ -254,7 +254,7 @@ async def _post(ctx: CellContext, tenant_id: str, *, idem: IdemKey | None,
         return await ctx.run(lambda conn: replay(conn, tenant_id, idem, views.LedgerTransaction,
                                                  lambda c, rid: _transaction(c, tenant_id, rid)))
     answer = _posted(posting, unstamped, result)
-    await store_response(ctx.pool, tenant_id, idem, answer)
+    await store_response(ctx.responses, tenant_id, idem, answer)
     await finish_posting(ctx, posting, result, started)
     return answer
 

@@ -21,5 +21,7 @@ async def fetch(conn: asyncpg.Connection, tenant_id: str, key: str) -> asyncpg.R
     return await conn.fetchrow(Q["fetch_idempotency_key"], tenant_id, key)
 
 
-async def store_response(pool: asyncpg.Pool, tenant_id: str, key: str, status: int, body: bytes) -> None:
-    await pool.execute(Q["store_idempotent_response"], tenant_id, key, status, body)
+async def store_responses(pool: asyncpg.Pool, answers: list[tuple[str, str, int, bytes]]) -> None:
+    """(tenant id, key, status, body) each: the first answers of claimed keys, in one statement."""
+    tenants, keys, statuses, bodies = (list(column) for column in zip(*answers))
+    await pool.execute(Q["store_idempotent_responses"], tenants, keys, statuses, bodies)

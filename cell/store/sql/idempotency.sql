@@ -5,8 +5,11 @@ SELECT ledger_claim_key($1, $2, $3, $4, $5)
 SELECT request_hash, resource_type, resource_id, status_code, response FROM idempotency_keys
 WHERE tenant_id = $1 AND key = $2
 
--- name: store_idempotent_response
-UPDATE idempotency_keys SET status_code = $3, response = $4 WHERE tenant_id = $1 AND key = $2 AND response IS NULL
+-- name: store_idempotent_responses
+-- Several first answers in one statement (and one commit): $1..$4 are parallel arrays, one element per key.
+UPDATE idempotency_keys k SET status_code = r.status_code, response = r.response
+FROM unnest($1::text[], $2::text[], $3::smallint[], $4::bytea[]) AS r(tenant_id, key, status_code, response)
+WHERE k.tenant_id = r.tenant_id AND k.key = r.key AND k.response IS NULL
 
 -- name: fence_tenant
 SELECT ledger_fence($1)

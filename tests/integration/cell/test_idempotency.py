@@ -71,6 +71,25 @@ async def test_sixteen_concurrent_retries_make_one_posting(live_api):
     assert (await api.balances(a["id"]))["posted_balance"]["amount"] == 250
 
 
+async def test_concurrent_postings_under_distinct_keys_each_replay_their_own_first_answer(live_api):
+    # The first answers are stored together (group commit): each key must keep its own.
+    api = live_api
+    ledger = await api.ledger()
+    a, b = await api.account(ledger["id"], "debit"), await api.account(ledger["id"], "credit")
+    keys = [f"k-distinct-{i}" for i in range(24)]
+
+    async def post(key, amount):
+        return await api.post("/api/ledger_transactions", body(ledger, a, b, amount), headers={"Idempotency-Key": key})
+
+    firsts = await asyncio.gather(*[post(k, 100 + i) for i, k in enumerate(keys)])
+    assert {r.status_code for r in firsts} == {201}
+    agains = await asyncio.gather(*[post(k, 100 + i) for i, k in enumerate(keys)])
+    for first, again in zip(firsts, agains):
+        assert again.status_code == 201 and again.content == first.content
+    assert len({r.json()["id"] for r in firsts}) == len(keys)
+    assert await count_transactions(api, ledger) == len(keys)
+
+
 async def test_the_same_key_under_another_tenant_is_unrelated(new_tenant):
     results = []
     for _ in range(2):

@@ -283,3 +283,26 @@ async def test_the_verifier_is_not_cut_short_by_the_statement_bound(worker_datab
             assert await conn.fetchval("SHOW statement_timeout") == "10ms"
     finally:
         await one.close()
+
+
+async def test_a_drain_task_deletes_what_it_handled_together_and_all_of_it_by_its_end(pool, sqs_queue):
+    from ledger_common.sqs import SQS_CALLS
+
+    cards = [f"card{i}" for i in range(6)]
+    async with pool.acquire() as conn:
+        book = await new_book(conn, {"settlement": "credit", **{card: CARD for card in cards}})
+        for card in cards:
+            await post(conn, book, [(card, "debit", 100), ("settlement", "credit", 100)])
+    for card in cards:
+        await asyncio.to_thread(sqs_queue.send, encode_nudges(book.tenant, [str(book.id(card)),
+                                                                          str(book.id("settlement"))]))
+    deletes = SQS_CALLS.labels("DeleteMessageBatch")
+    before = deletes._value.get()
+    settings = worker_settings(sqs_queue, batch_size_max=1)  # one message a batch: six batches
+    outcome = await drain.drain_for(pool, sqs_queue, settings, run_s=1.5)
+    assert (outcome.messages, outcome.deleted) == (6, 6)
+    assert deletes._value.get() - before < 6  # fewer delete calls than batches
+    assert sqs_queue.depth() == 0
+    async with pool.acquire() as conn:
+        assert sum((await unapplied(conn, book)).values()) == 0
+        await assert_invariants(conn, book)
