@@ -31,6 +31,9 @@ class ControlPlaneSettings(msgspec.Struct, frozen=True, kw_only=True):
     move_catch_up_rounds_max: int = 20
     move_freeze_lock_timeout_s: float = 5.0
     move_rows_per_s_estimate: float = 20000.0
+    # The fault drill: a mover waits before this step (e.g. "flip"), its progress saved, until it is killed or the
+    # move aborted; `moves resume` then goes on past it. Empty: never.
+    move_pause_before: str = ""
 
 
 def load_settings(environ: dict[str, str] | None = None, **overrides) -> ControlPlaneSettings:
