@@ -331,7 +331,7 @@ class _Progress:
 
     def __init__(self, ctx: Context, stream=None) -> None:
         self.format = ctx.format
-        self.stream = stream or click.get_text_stream("stderr")
+        self.stream = stream or sys.stderr
         self.live = ctx.format == "pretty" and self.stream.isatty()
         self.last = 0.0
         self.width = 0
