@@ -97,8 +97,8 @@ TOUCHES: dict[str, list[tuple[str, str]]] = {
 }
 
 # The final catch-up, inside the freeze, reads these tables by index instead of whole: the rows past the table's
-# seq floor (the largest seq of the tenant when the last round began, read under the exclusive fence, so that
-# every later row has a larger one; FLOORS, each with an index on the tenant's seq) and the rows an update may have
+# seq floor (its sequence's last value when the last round began, read under the exclusive fence, so that every
+# later row of the tenant has a larger seq; FLOORS, each with an index to find rows past it) and the rows an update may have
 # changed since, named by what points at them ({accounts}, {transactions}, {unapplied_entries}: see reopened()).
 # The FLOORS tables' counts in the freeze are the pre-verification's (rows up to its floor) plus the rows past
 # it. Any other table (a new one too) is read and counted whole, by transaction id: correct, and cheap for the
@@ -190,20 +190,23 @@ async def snapshot_xmin(conn: asyncpg.Connection) -> int:
     return await conn.fetchval("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
 
 
-async def seq_floors(conn: asyncpg.Connection, tables: dict[str, Table], tenant_id: str) -> dict[str, int]:
-    """The tenant's largest seq in each FLOORS table (0 when it has no rows)."""
-    return {name: await conn.fetchval(f"SELECT coalesce(max(r.seq), 0) FROM {_q(name)} r WHERE {tables[name].scope}",
-                                      tenant_id) for name in FLOORS}
+async def seq_floors(conn: asyncpg.Connection) -> dict[str, int]:
+    """The last value of each FLOORS table's seq sequence (0 before the first row): at least the largest seq of
+    any committed row, and smaller than any seq drawn later. O(1), whatever the tables hold."""
+    return {name: await conn.fetchval(
+        "SELECT coalesce(pg_sequence_last_value(pg_get_serial_sequence($1, 'seq')::regclass), 0)", name)
+        for name in FLOORS}
 
 
 async def fence_point(src: asyncpg.Connection, tables: dict[str, Table], tenant_id: str,
                       lock_timeout_s: float) -> dict:
     """The seq floors and a horizon, read under the exclusive form of the tenant's fence: no write of the tenant
-    is in flight then, so each row it writes later has a larger seq than the floor (its writers wait a moment)."""
+    is in flight then, so every row of the tenant up to a floor is committed, and each row it writes later has a
+    larger seq (its writers wait a moment: a few reads of sequences)."""
     async with src.transaction():
         await src.execute("SELECT set_config('lock_timeout', $1, true)", f"{int(lock_timeout_s * 1000)}ms")
         await src.execute("SELECT pg_advisory_xact_lock(hashtextextended('tenant:' || $1, 0))", tenant_id)
-        floors = await seq_floors(src, tables, tenant_id)
+        floors = await seq_floors(src)
         xmin = await snapshot_xmin(src)
     return {"floors": floors, "xmin": xmin}
 
@@ -409,7 +412,7 @@ async def verify_copy(src: asyncpg.Connection, dst: asyncpg.Connection, tables: 
     counted = None
     if floors is not None:
         # The target is written by this mover only: its floors and counts are fixed while it verifies.
-        target_floors = await seq_floors(dst, tables, tenant_id)
+        target_floors = await seq_floors(dst)
         counted = {"source_floors": floors, "source_below": await count_below(src, tables, tenant_id, floors),
                    "target_floors": target_floors, "target_below": {n: target_counts[n] for n in target_floors}}
 
