@@ -401,6 +401,11 @@ def _emit_move(ctx: Context, result: dict) -> None:
                        f"{v['accounts']} accounts, audit-chain head {v['audit_chain_head'][:16]})")
         for problem in v["problems"]:
             click.echo(f"  - {problem}")
+    post = result.get("post_verify")
+    if post is not None:
+        click.echo(f"target's invariants after the unfreeze: {'ok' if post['ok'] else 'VIOLATED'}")
+        for problem in post["problems"]:
+            click.echo(f"  - {problem}")
     if result.get("purged"):
         click.echo(f"purged on the source: {result['purged']}")
     if result.get("deleted_on_target"):
