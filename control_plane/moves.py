@@ -41,6 +41,7 @@ import io
 import re
 import time
 import uuid
+import weakref
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -287,26 +288,35 @@ async def copy_batch(src: asyncpg.Connection, dst: asyncpg.Connection, tenant_id
         conflict = "DO NOTHING"
     else:
         conflict = "DO UPDATE SET " + ", ".join(f"{_q(c)} = EXCLUDED.{_q(c)}" for c in update)
-    nested = dst.is_in_transaction()  # the final catch-up: one transaction on the target, batches in savepoints
-    async with dst.transaction():
-        await dst.execute(f"CREATE TEMP TABLE IF NOT EXISTS {temp} (LIKE {_q(t.name)}) ON COMMIT DELETE ROWS")
+    # The tail of the batch (the next keyset cursor) and, with `touched`, what its rows point at, in one query.
+    pointers = [(kind, column) for kind, column in TOUCHES.get(t.name, []) if column in t.columns] \
+        if touched is not None else []
+    aggregates = "".join(f", (SELECT array_agg(DISTINCT {_q(column)}::text) FROM {temp} WHERE {_q(column)} IS NOT "
+                         "NULL)" for _, column in pointers)
+    tail_query = (f"SELECT {', '.join(map(_q, t.order))}{aggregates} FROM {temp} "
+                  f"ORDER BY {', '.join(_q(c) + ' DESC' for c in t.order)} LIMIT 1")
+    insert = (f"INSERT INTO {_q(t.name)} ({', '.join(map(_q, insert_cols))}) SELECT {values} FROM {temp} "
+              f"ORDER BY {', '.join(map(_q, t.order))} ON CONFLICT ({', '.join(map(_q, t.key))}) {conflict}")
+    # The final catch-up runs in one transaction on the target (one commit): no savepoint per batch, the temp
+    # table emptied by hand; otherwise each batch commits on its own and the temp table empties on commit.
+    nested = dst.is_in_transaction()
+    async with contextlib.nullcontext() if nested else dst.transaction():
+        if t.name not in _TEMPS.setdefault(dst, set()):
+            await dst.execute(f"CREATE TEMP TABLE IF NOT EXISTS {temp} (LIKE {_q(t.name)}) ON COMMIT DELETE ROWS")
+            _TEMPS[dst].add(t.name)
         if nested:
             await dst.execute(f"TRUNCATE {temp}")
         await dst.copy_to_table(f"move_{t.name}", source=buffer, columns=t.columns, format="binary")
-        await dst.execute(
-            f"INSERT INTO {_q(t.name)} ({', '.join(map(_q, insert_cols))}) SELECT {values} FROM {temp} "
-            f"ORDER BY {', '.join(map(_q, t.order))} ON CONFLICT ({', '.join(map(_q, t.key))}) {conflict}")
-        tail = await dst.fetchrow(f"SELECT {', '.join(map(_q, t.order))} FROM {temp} "
-                                  f"ORDER BY {', '.join(_q(c) + ' DESC' for c in t.order)} LIMIT 1")
-        pointers = [(kind, column) for kind, column in TOUCHES.get(t.name, []) if column in t.columns]
-        if touched is not None and pointers:
-            found = await dst.fetchrow("SELECT " + ", ".join(
-                f"array_agg(DISTINCT {_q(column)}::text) FILTER (WHERE {_q(column)} IS NOT NULL)"
-                for _, column in pointers) + f" FROM {temp}")
-            for (kind, _), ids in zip(pointers, found):
-                known = set(touched.setdefault(kind, []))
-                touched[kind] += [i for i in ids or [] if i not in known]
-    return rows, [_jsonable(v) for v in tail.values()]
+        await dst.execute(insert)
+        found = await dst.fetchrow(tail_query)
+    for (kind, _), ids in zip(pointers, list(found.values())[len(t.order):]):
+        known = set(touched.setdefault(kind, []))
+        touched[kind] += [i for i in ids or [] if i not in known]
+    return rows, [_jsonable(v) for v in list(found.values())[:len(t.order)]]
+
+
+# The temp tables each target connection has created (a connection's own: they go with it).
+_TEMPS: weakref.WeakKeyDictionary[asyncpg.Connection, set[str]] = weakref.WeakKeyDictionary()
 
 
 def _jsonable(value):
