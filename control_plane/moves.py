@@ -209,14 +209,19 @@ async def fence_point(src: asyncpg.Connection, tables: dict[str, Table], tenant_
         await src.execute("SELECT pg_advisory_xact_lock(hashtextextended('tenant:' || $1, 0))", tenant_id)
         floors = await seq_floors(src)
         xmin = await snapshot_xmin(src)
-    return {"floors": floors, "xmin": xmin}
+        # The tenant's queue at this point: an effect applied later was in it, or is past the floor.
+        unapplied = [[str(r[0]), str(r[1])] for r in await src.fetch(
+            "SELECT entry_id, account_id FROM balance_effects WHERE tenant_id = $1 AND applied_at IS NULL", tenant_id)]
+    return {"floors": floors, "xmin": xmin, "unapplied": unapplied}
 
 
-async def reopened(src: asyncpg.Connection, dst: asyncpg.Connection, tenant_id: str, floors: dict[str, int]) -> dict:
-    """What an update since the floors may have changed in the BOUNDED tables, found from the rows past them:
-    the transactions a new version names (status, metadata, partial post) or a new transaction reverses or
-    partially posts; the effects still unapplied on the target (applied since, maybe); the accounts of those, of
-    every effect past the floor and every new account (their balance caches and effective-time buckets)."""
+async def reopened(src: asyncpg.Connection, dst: asyncpg.Connection, tenant_id: str, floors: dict[str, int],
+                   queued: list[list[str]]) -> dict:
+    """What an update since the fence point (`floors`, and the tenant's `queued` effects then) may have changed in
+    the BOUNDED tables, found from the rows past the floors: the transactions a new version names (status,
+    metadata, partial post) or a new transaction reverses or partially posts; the effects queued at the fence
+    point or still unapplied on the target (applied since, maybe); the accounts of those, of every effect past
+    the floor and every new account (their balance caches and effective-time buckets)."""
     transactions = await src.fetchval("""
         SELECT coalesce(array_agg(DISTINCT x), '{}') FROM (
             SELECT transaction_id AS x FROM ledger_transaction_versions WHERE tenant_id = $1 AND seq > $2
@@ -232,9 +237,9 @@ async def reopened(src: asyncpg.Connection, dst: asyncpg.Connection, tenant_id: 
             UNION ALL
             SELECT id FROM ledger_accounts WHERE tenant_id = $1 AND seq > $3) s""",
                                       tenant_id, floors["balance_effects"], floors["ledger_accounts"]))
-    accounts |= {r["account_id"] for r in unapplied}
+    accounts |= {r["account_id"] for r in unapplied} | {uuid.UUID(a) for _, a in queued}
     return {"floors": floors, "transactions": list(transactions), "accounts": sorted(accounts),
-            "unapplied_entries": sorted({r["entry_id"] for r in unapplied})}
+            "unapplied_entries": sorted({r["entry_id"] for r in unapplied} | {uuid.UUID(e) for e, _ in queued})}
 
 
 def _select(t: Table, last: list | None, since: int | None, limit: int, delta: dict | None = None) -> tuple[str, list]:
@@ -714,18 +719,19 @@ class Mover:
 
     # -- copying rounds --
 
-    async def _round(self, step: str, since: int | None, delta: dict | None = None) -> int:
-        """One pass over every table (resumable: each table's keyset cursor is saved after each batch; but with
-        `delta`, the final catch-up, in the freeze: bounded, saved once at its end and redone whole if killed)."""
+    async def _round(self, step: str, since: int | None, delta: dict | None = None, final: bool = False) -> int:
+        """One pass over every table: with `delta` (the rows past the last round's floors and those reopened),
+        the BOUNDED tables by index, not whole. Resumable: each table's keyset cursor is saved after each batch;
+        but the final catch-up, in the freeze, saves once at its end and is redone whole if killed."""
         rnd = self.w.setdefault("round", {})
         if rnd.get("step") != step or rnd.get("since") != since:
-            # A new round: its horizon is the snapshot xmin before its first read. After the pre-verification,
-            # read under the fence with the seq floors, which bound the final catch-up's reads.
+            # A new round: its horizon (the snapshot xmin before its first read) and the seq floors the next
+            # round is bounded by, read under the fence.
             rnd.clear()
-            if step == "catch_up" and "pre_verify" in self.w:
+            if step in ("copy", "catch_up"):
                 point = await fence_point(self.src, self.tables, self.tenant_id,
                                           self.settings.move_freeze_lock_timeout_s)
-                rnd.update({"next_since": point["xmin"], "floors": point["floors"]})
+                rnd.update({"next_since": point["xmin"], "floors": point["floors"], "queued": point["unapplied"]})
             else:
                 rnd["next_since"] = await snapshot_xmin(self.src)
             rnd.update({"step": step, "since": since, "cursors": {}, "rows": 0})
@@ -736,7 +742,7 @@ class Mover:
             if cursor == "done":
                 continue
             while True:
-                if delta is None:  # the final catch-up checks once, before it begins
+                if not final:  # the final catch-up checks once, before it begins
                     await self._check_running()
                 touched = self.w["touched"] if "pre_verify" in self.w and "touched" in self.w else None
                 n, last = await copy_batch(self.src, self.dst, self.tenant_id, t, cursor or None, since,
@@ -747,7 +753,7 @@ class Mover:
                     cursor = last
                 done = n < s.move_batch_rows
                 rnd["cursors"][name] = "done" if done else cursor
-                if delta is None:
+                if not final:
                     await self.save(step)
                 elapsed = time.monotonic() - started
                 self.emit(step=step, event="batch", table=name, rows=n, table_rows=self.w["copied"][name],
@@ -775,6 +781,7 @@ class Mover:
         # The tenant row first, frozen: the target refuses its writes until the move ends.
         await self._round("copy", None)
         self.w["since"] = self.w["round"]["next_since"]
+        self.w["since_floors"], self.w["since_queued"] = self.w["round"]["floors"], self.w["round"]["queued"]
         self.w["rounds"] = 1
         return "catch_up"
 
@@ -782,9 +789,9 @@ class Mover:
         s = self.settings
         while True:
             since = self.w["since"]
-            rows = await self._round(f"catch_up", since)
+            rows = await self._round("catch_up", since, await self._delta())
             self.w["since"] = self.w["round"]["next_since"]
-            self.w["since_floors"] = self.w["round"].get("floors")
+            self.w["since_floors"], self.w["since_queued"] = self.w["round"]["floors"], self.w["round"]["queued"]
             self.w["round"] = {}
             self.w["rounds"] = self.w.get("rounds", 1) + 1
             self.w["last_round_rows"] = rows
@@ -840,13 +847,18 @@ class Mover:
         self.emit(step="freeze", event="frozen", freeze_ms=self._freeze_ms())
         return "final_catch_up"
 
+    async def _delta(self) -> dict | None:
+        """What bounds the next round's reads: the rows past the last round's floors and those reopened since
+        (None for a move whose rounds kept no floors: it reads whole)."""
+        if not self.w.get("since_floors"):
+            return None
+        return await reopened(self.src, self.dst, self.tenant_id, self.w["since_floors"], self.w["since_queued"])
+
     async def step_final_catch_up(self) -> str:
-        delta = None
-        if self.w.get("since_floors"):
-            delta = await reopened(self.src, self.dst, self.tenant_id, self.w["since_floors"])
+        delta = await self._delta()
         await self._check_running()
         async with self.dst.transaction():  # one commit (one WAL flush) on the target, not one per table
-            self.w["final_rows"] = await self._round("final_catch_up", self.w["since"], delta)
+            self.w["final_rows"] = await self._round("final_catch_up", self.w["since"], delta, final=True)
         self.w["round"] = {}
         return "verify"
 
