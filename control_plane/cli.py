@@ -201,13 +201,27 @@ def cells_drain(name: str, yes: bool) -> None:
             verb = "resuming move" if event["resumed"] else "move"
             click.echo(f"{verb} {event['move']}: tenant {event['tenant']} -> {event['target']}", err=True)
 
-    result = _run(lambda conn, s: moves.drain_cell(conn, s, name, _progress(ctx), announce))
+    result = _run(lambda conn, s: moves.drain_cell(conn, s, name, _Progress(ctx), announce))
     if ctx.format == "json":
         _emit(ctx, result)
         return
     for move in result["moves"]:
         _emit_move(ctx, move)
-    click.echo(f"cell {name}: draining, {len(result['moves'])} tenant(s) moved off, none left")
+    if result["state"] == "draining":
+        click.echo(f"cell {name}: draining, {len(result['moves'])} tenant(s) moved off, none left")
+    else:
+        click.echo(f"cell {name}: undrained ({result['state']}) meanwhile: the drain stopped, "
+                   f"{len(result['moves'])} tenant(s) moved off, {result['tenants_left']} left")
+
+
+@cells.command("undrain")
+@click.argument("name")
+@_format_option
+def cells_undrain(name: str) -> None:
+    """Take a draining cell back: placement puts new tenants on it again, and a drain still running stops
+    after its current move. Tenants already moved off stay where they are."""
+    ctx = click.get_current_context().find_object(Context)
+    _emit(ctx, _public_cell(_run(lambda conn, s: moves.undrain_cell(conn, s, name))))
 
 
 # ---- tenants -----------------------------------------------------------------------------------------------
@@ -305,33 +319,63 @@ def tenants_move(tenant_id: str, target_cell: str, yes: bool, dry_run: bool) -> 
         move = await moves.start_move(conn, settings, fresh)
         if ctx.format == "pretty":
             click.echo(f"move {move['id']} started (resume it with `ledgerctl moves resume {move['id']}`)", err=True)
-        return await moves.run_move(conn, settings, move["id"], _progress(ctx))
+        return await moves.run_move(conn, settings, move["id"], _Progress(ctx))
 
     _emit_move(ctx, _run(work))
 
 
-def _progress(ctx: Context):
-    """A progress line on stderr per step, and per batch at most twice a second (pretty output only)."""
-    last = [0.0]
+class _Progress:
+    """A move's progress on stderr. On a terminal (pretty output), one status line rewritten in place: the step,
+    the table being copied, rows copied of the plan's total, rows/s, time in the freeze; a line per step stays
+    above it. Otherwise plain lines: one per step, one per batch at most twice a second. With --format json,
+    the same events as JSON lines (batches at most twice a second)."""
 
-    def show(event: dict) -> None:
-        if ctx.format != "pretty":
-            return
+    def __init__(self, ctx: Context, stream=None) -> None:
+        self.format = ctx.format
+        self.stream = stream or sys.stderr
+        self.live = ctx.format == "pretty" and self.stream.isatty()
+        self.last = 0.0
+        self.width = 0
+
+    def __call__(self, event: dict) -> None:
         now = time.monotonic()
-        if event["event"] == "batch":
-            if now - last[0] < 0.5:
-                return
-            rate = f", {event['rows_per_s']} rows/s" if event.get("rows_per_s") else ""
-            frozen = f", frozen {event['freeze_ms']} ms" if event.get("freeze_ms") is not None else ""
-            click.echo(f"  {event['step']}: {event['table']} {event['table_rows']} rows, "
-                       f"{event['round_rows']} this round{rate}{frozen}", err=True)
+        if event["event"] == "batch" and now - self.last < (0.1 if self.live else 0.5):
+            return
+        self.last = now
+        if self.format == "json":
+            self._write(msgspec.json.encode({"progress": event}).decode() + "\n")
         elif event["event"] == "step":
-            click.echo(f"step {event['step']}", err=True)
+            self._line(f"step {event['step']}")
+        elif event["event"] == "batch":
+            text = self.describe(event)
+            if self.live:
+                self._write("\r" + text.ljust(self.width))
+                self.width = len(text)
+            else:
+                self._line(text)
         else:
-            click.echo(f"  {event['event']} (freeze {event.get('freeze_ms')} ms)", err=True)
-        last[0] = now
+            self._line(f"  {event['event']} (freeze {event.get('freeze_ms')} ms)")
 
-    return show
+    @staticmethod
+    def describe(event: dict) -> str:
+        planned, copied = event.get("rows_planned"), event.get("rows_copied")
+        total = f", {copied:,} of {planned:,} rows" if planned and copied is not None else ""
+        if planned and copied is not None and event["step"] == "copy":
+            total += f" ({min(100.0, 100.0 * copied / planned):.1f}%)"
+        rate = f", {event['rows_per_s']:,} rows/s" if event.get("rows_per_s") else ""
+        frozen = f", frozen {event['freeze_ms']} ms" if event.get("freeze_ms") is not None else ""
+        return (f"  {event['step']}: {event['table']} {event['table_rows']:,} rows, {event['round_rows']:,} this "
+                f"round{total}{rate}{frozen}")
+
+    def _line(self, text: str) -> None:
+        if self.live and self.width:
+            self._write("\r" + " " * self.width + "\r")
+            self.width = 0
+        self._write(text + "\n")
+
+    def _write(self, text: str) -> None:
+        self.stream.write(text)
+        self.stream.flush()
 
 
 def _emit_move(ctx: Context, result: dict) -> None:
@@ -357,6 +401,11 @@ def _emit_move(ctx: Context, result: dict) -> None:
             click.echo(f"verification: {'ok' if v['ok'] else 'FAILED'} ({sum(v['rows'].values())} rows, "
                        f"{v['accounts']} accounts, audit-chain head {v['audit_chain_head'][:16]})")
         for problem in v["problems"]:
+            click.echo(f"  - {problem}")
+    post = result.get("post_verify")
+    if post is not None:
+        click.echo(f"target's invariants after the unfreeze: {'ok' if post['ok'] else 'VIOLATED'}")
+        for problem in post["problems"]:
             click.echo(f"  - {problem}")
     if result.get("purged"):
         click.echo(f"purged on the source: {result['purged']}")
@@ -404,7 +453,7 @@ def moves_show(move_id: str) -> None:
 def moves_resume(move_id: str) -> None:
     """Resume a running move whose mover stopped (killed, crashed) from its last saved step."""
     ctx = click.get_current_context().find_object(Context)
-    _emit_move(ctx, _run(lambda conn, s: moves.run_move(conn, s, move_id, _progress(ctx))))
+    _emit_move(ctx, _run(lambda conn, s: moves.run_move(conn, s, move_id, _Progress(ctx))))
 
 
 @moves_group.command("abort")

@@ -43,6 +43,7 @@ import io
 import re
 import time
 import uuid
+import weakref
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -117,8 +118,8 @@ TOUCHES: dict[str, list[tuple[str, str]]] = {
 }
 
 # The final catch-up, inside the freeze, reads these tables by index instead of whole: the rows past the table's
-# seq floor (the largest seq of the tenant when the last round began, read under the exclusive fence, so that
-# every later row has a larger one; FLOORS, each with an index on the tenant's seq) and the rows an update may have
+# seq floor (its sequence's last value when the last round began, read under the exclusive fence, so that every
+# later row of the tenant has a larger seq; FLOORS, each with an index to find rows past it) and the rows an update may have
 # changed since, named by what points at them ({accounts}, {transactions}, {unapplied_entries}: see reopened()).
 # The FLOORS tables' counts in the freeze are the pre-verification's (rows up to its floor) plus the rows past
 # it. Any other table (a new one too) is read and counted whole, by transaction id: correct, and cheap for the
@@ -210,29 +211,37 @@ async def snapshot_xmin(conn: asyncpg.Connection) -> int:
     return await conn.fetchval("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
 
 
-async def seq_floors(conn: asyncpg.Connection, tables: dict[str, Table], tenant_id: str) -> dict[str, int]:
-    """The tenant's largest seq in each FLOORS table (0 when it has no rows)."""
-    return {name: await conn.fetchval(f"SELECT coalesce(max(r.seq), 0) FROM {_q(name)} r WHERE {tables[name].scope}",
-                                      tenant_id) for name in FLOORS}
+async def seq_floors(conn: asyncpg.Connection) -> dict[str, int]:
+    """The last value of each FLOORS table's seq sequence (0 before the first row): at least the largest seq of
+    any committed row, and smaller than any seq drawn later. O(1), whatever the tables hold."""
+    return {name: await conn.fetchval(
+        "SELECT coalesce(pg_sequence_last_value(pg_get_serial_sequence($1, 'seq')::regclass), 0)", name)
+        for name in FLOORS}
 
 
 async def fence_point(src: asyncpg.Connection, tables: dict[str, Table], tenant_id: str,
                       lock_timeout_s: float) -> dict:
     """The seq floors and a horizon, read under the exclusive form of the tenant's fence: no write of the tenant
-    is in flight then, so each row it writes later has a larger seq than the floor (its writers wait a moment)."""
+    is in flight then, so every row of the tenant up to a floor is committed, and each row it writes later has a
+    larger seq (its writers wait a moment: a few reads of sequences)."""
     async with src.transaction():
         await src.execute("SELECT set_config('lock_timeout', $1, true)", f"{int(lock_timeout_s * 1000)}ms")
         await src.execute("SELECT pg_advisory_xact_lock(hashtextextended('tenant:' || $1, 0))", tenant_id)
-        floors = await seq_floors(src, tables, tenant_id)
+        floors = await seq_floors(src)
         xmin = await snapshot_xmin(src)
-    return {"floors": floors, "xmin": xmin}
+        # The tenant's queue at this point: an effect applied later was in it, or is past the floor.
+        unapplied = [[str(r[0]), str(r[1])] for r in await src.fetch(
+            "SELECT entry_id, account_id FROM balance_effects WHERE tenant_id = $1 AND applied_at IS NULL", tenant_id)]
+    return {"floors": floors, "xmin": xmin, "unapplied": unapplied}
 
 
-async def reopened(src: asyncpg.Connection, dst: asyncpg.Connection, tenant_id: str, floors: dict[str, int]) -> dict:
-    """What an update since the floors may have changed in the BOUNDED tables, found from the rows past them:
-    the transactions a new version names (status, metadata, partial post) or a new transaction reverses or
-    partially posts; the effects still unapplied on the target (applied since, maybe); the accounts of those, of
-    every effect past the floor and every new account (their balance caches and effective-time buckets)."""
+async def reopened(src: asyncpg.Connection, dst: asyncpg.Connection, tenant_id: str, floors: dict[str, int],
+                   queued: list[list[str]]) -> dict:
+    """What an update since the fence point (`floors`, and the tenant's `queued` effects then) may have changed in
+    the BOUNDED tables, found from the rows past the floors: the transactions a new version names (status,
+    metadata, partial post) or a new transaction reverses or partially posts; the effects queued at the fence
+    point or still unapplied on the target (applied since, maybe); the accounts of those, of every effect past
+    the floor and every new account (their balance caches and effective-time buckets)."""
     transactions = await src.fetchval("""
         SELECT coalesce(array_agg(DISTINCT x), '{}') FROM (
             SELECT transaction_id AS x FROM ledger_transaction_versions WHERE tenant_id = $1 AND seq > $2
@@ -248,9 +257,9 @@ async def reopened(src: asyncpg.Connection, dst: asyncpg.Connection, tenant_id: 
             UNION ALL
             SELECT id FROM ledger_accounts WHERE tenant_id = $1 AND seq > $3) s""",
                                       tenant_id, floors["balance_effects"], floors["ledger_accounts"]))
-    accounts |= {r["account_id"] for r in unapplied}
+    accounts |= {r["account_id"] for r in unapplied} | {uuid.UUID(a) for _, a in queued}
     return {"floors": floors, "transactions": list(transactions), "accounts": sorted(accounts),
-            "unapplied_entries": sorted({r["entry_id"] for r in unapplied})}
+            "unapplied_entries": sorted({r["entry_id"] for r in unapplied} | {uuid.UUID(e) for e, _ in queued})}
 
 
 def _select(t: Table, last: list | None, since: int | None, limit: int, delta: dict | None = None) -> tuple[str, list]:
@@ -304,26 +313,35 @@ async def copy_batch(src: asyncpg.Connection, dst: asyncpg.Connection, tenant_id
         conflict = "DO NOTHING"
     else:
         conflict = "DO UPDATE SET " + ", ".join(f"{_q(c)} = EXCLUDED.{_q(c)}" for c in update)
-    nested = dst.is_in_transaction()  # the final catch-up: one transaction on the target, batches in savepoints
-    async with dst.transaction():
-        await dst.execute(f"CREATE TEMP TABLE IF NOT EXISTS {temp} (LIKE {_q(t.name)}) ON COMMIT DELETE ROWS")
+    # The tail of the batch (the next keyset cursor) and, with `touched`, what its rows point at, in one query.
+    pointers = [(kind, column) for kind, column in TOUCHES.get(t.name, []) if column in t.columns] \
+        if touched is not None else []
+    aggregates = "".join(f", (SELECT array_agg(DISTINCT {_q(column)}::text) FROM {temp} WHERE {_q(column)} IS NOT "
+                         "NULL)" for _, column in pointers)
+    tail_query = (f"SELECT {', '.join(map(_q, t.order))}{aggregates} FROM {temp} "
+                  f"ORDER BY {', '.join(_q(c) + ' DESC' for c in t.order)} LIMIT 1")
+    insert = (f"INSERT INTO {_q(t.name)} ({', '.join(map(_q, insert_cols))}) SELECT {values} FROM {temp} "
+              f"ORDER BY {', '.join(map(_q, t.order))} ON CONFLICT ({', '.join(map(_q, t.key))}) {conflict}")
+    # The final catch-up runs in one transaction on the target (one commit): no savepoint per batch, the temp
+    # table emptied by hand; otherwise each batch commits on its own and the temp table empties on commit.
+    nested = dst.is_in_transaction()
+    async with contextlib.nullcontext() if nested else dst.transaction():
+        if t.name not in _TEMPS.setdefault(dst, set()):
+            await dst.execute(f"CREATE TEMP TABLE IF NOT EXISTS {temp} (LIKE {_q(t.name)}) ON COMMIT DELETE ROWS")
+            _TEMPS[dst].add(t.name)
         if nested:
             await dst.execute(f"TRUNCATE {temp}")
         await dst.copy_to_table(f"move_{t.name}", source=buffer, columns=t.columns, format="binary")
-        await dst.execute(
-            f"INSERT INTO {_q(t.name)} ({', '.join(map(_q, insert_cols))}) SELECT {values} FROM {temp} "
-            f"ORDER BY {', '.join(map(_q, t.order))} ON CONFLICT ({', '.join(map(_q, t.key))}) {conflict}")
-        tail = await dst.fetchrow(f"SELECT {', '.join(map(_q, t.order))} FROM {temp} "
-                                  f"ORDER BY {', '.join(_q(c) + ' DESC' for c in t.order)} LIMIT 1")
-        if touched is not None:
-            for kind, column in TOUCHES.get(t.name, []):
-                if column not in t.columns:
-                    continue
-                ids = await dst.fetchval(f"SELECT array_agg(DISTINCT {_q(column)}::text) FROM {temp} "
-                                         f"WHERE {_q(column)} IS NOT NULL")
-                known = set(touched.setdefault(kind, []))
-                touched[kind] += [i for i in ids or [] if i not in known]
-    return rows, [_jsonable(v) for v in tail.values()]
+        await dst.execute(insert)
+        found = await dst.fetchrow(tail_query)
+    for (kind, _), ids in zip(pointers, list(found.values())[len(t.order):]):
+        known = set(touched.setdefault(kind, []))
+        touched[kind] += [i for i in ids or [] if i not in known]
+    return rows, [_jsonable(v) for v in list(found.values())[:len(t.order)]]
+
+
+# The temp tables each target connection has created (a connection's own: they go with it).
+_TEMPS: weakref.WeakKeyDictionary[asyncpg.Connection, set[str]] = weakref.WeakKeyDictionary()
 
 
 def _jsonable(value):
@@ -406,11 +424,12 @@ async def compare_counts(src: asyncpg.Connection, dst: asyncpg.Connection, table
     `counted` (the pre-verification's floors and counts below them, each side's own), the floored tables are
     counted past their floors only."""
     if counted is None:
-        source_counts = await count_rows(src, tables, tenant_id)
-        target_counts = await count_rows(dst, tables, tenant_id)
+        source_counts, target_counts = await asyncio.gather(count_rows(src, tables, tenant_id),
+                                                            count_rows(dst, tables, tenant_id))
     else:
-        source_counts = await count_rows(src, tables, tenant_id, counted["source_floors"])
-        target_counts = await count_rows(dst, tables, tenant_id, counted["target_floors"])
+        source_counts, target_counts = await asyncio.gather(
+            count_rows(src, tables, tenant_id, counted["source_floors"]),
+            count_rows(dst, tables, tenant_id, counted["target_floors"]))
         for name in counted["source_floors"]:
             source_counts[name] += counted["source_below"][name]
             target_counts[name] += counted["target_below"][name]
@@ -428,7 +447,7 @@ async def verify_copy(src: asyncpg.Connection, dst: asyncpg.Connection, tables: 
     counted = None
     if floors is not None:
         # The target is written by this mover only: its floors and counts are fixed while it verifies.
-        target_floors = await seq_floors(dst, tables, tenant_id)
+        target_floors = await seq_floors(dst)
         counted = {"source_floors": floors, "source_below": await count_below(src, tables, tenant_id, floors),
                    "target_floors": target_floors, "target_below": {n: target_counts[n] for n in target_floors}}
 
@@ -487,10 +506,10 @@ WHERE a.tenant_id = $1 AND a.id = ANY($2::uuid[])"""
 # The entries of the touched transactions whose effects (creation, post, archive) do not add up to what the
 # entry and its transaction's status count for (nothing at all for a transaction archived on a lock failure).
 ENTRY_EFFECTS_OF = """
-SELECT e.id FROM ledger_entries e JOIN ledger_transactions t ON t.id = e.transaction_id
+SELECT e.id, e.transaction_id FROM ledger_entries e JOIN ledger_transactions t ON t.id = e.transaction_id
 LEFT JOIN balance_effects f ON f.entry_id = e.id
 WHERE e.tenant_id = $1 AND e.transaction_id = ANY($2::uuid[])
-GROUP BY e.id, e.direction, e.amount, t.status, t.archived_reason
+GROUP BY e.id, e.transaction_id, e.direction, e.amount, t.status, t.archived_reason
 HAVING CASE WHEN t.archived_reason = 'balance_lock_failure' THEN count(f.*) <> 0 ELSE
     coalesce(sum(f.d_pending_debits), 0) <> CASE WHEN e.direction = 'debit' AND t.status <> 'archived' THEN e.amount ELSE 0 END
  OR coalesce(sum(f.d_pending_credits), 0) <> CASE WHEN e.direction = 'credit' AND t.status <> 'archived' THEN e.amount ELSE 0 END
@@ -505,88 +524,138 @@ GROUP BY e.transaction_id, a.currency
 HAVING sum(CASE WHEN e.direction = 'debit' THEN e.amount ELSE -e.amount END) <> 0"""
 
 
-async def _entries_of(dst: asyncpg.Connection, entries: list[str]) -> dict[str, str]:
-    return {str(r[0]): str(r[1]) for r in await dst.fetch(
-        "SELECT id, transaction_id FROM ledger_entries WHERE id = ANY($1::uuid[])", entries)}
+async def target_subjects(dst: asyncpg.Connection, target_problems: list[str]) -> tuple[list[list[str]], list[str]]:
+    """The pre-verification's problems of the target, each as [kind, id, problem] about an account or a
+    transaction (an entry's is its transaction's), and those about nothing the delta rechecks. The target is
+    copied table by table while the source writes, so before the freeze it is rarely consistent; but a row found
+    stale then changed on the source after its copy and is copied again: its account or transaction is touched
+    in a later round, and checked then (balances, entries' effects, versions; the ledgers' sums in the freeze;
+    the target's invariants whole after the unfreeze, post_verify). A problem about nothing touched is real."""
+    matches = [(_SUBJECT.match(p), p) for p in target_problems]
+    entries = {str(r[0]): str(r[1]) for r in await dst.fetch(
+        "SELECT id, transaction_id FROM ledger_entries WHERE id = ANY($1::uuid[])",
+        [m.group(2) for m, _ in matches if m and m.group(1) == "entry"])}
+    subjects, standing = [], []
+    for m, p in matches:
+        if m is None:
+            standing.append(f"target (before the freeze): {p}")
+        elif m.group(1) in ("account", "transaction"):
+            subjects.append([m.group(1) + "s", m.group(2), p])
+        elif m.group(1) == "entry":
+            subjects.append(["transactions", entries.get(m.group(2), ""), p])
+    return subjects, standing
 
 
-def _untouched_target_problems(target_problems: list[str], accounts: set[str], transactions: set[str],
-                               entry_transactions: dict[str, str]) -> list[str]:
-    """The pre-verification's problems of the target that still stand. The target is copied table by table while
-    the source writes, so before the freeze it is rarely consistent; but a row found stale then changed on the
-    source after its copy and was copied again afterwards: its account or transaction is touched, and the delta
-    rechecks it here (balances, entries' effects, versions; the ledgers' sums always), the target's invariants
-    being checked whole after the unfreeze (post_verify). A problem about nothing touched since is real."""
-    standing = []
-    for p in target_problems:
-        m = _SUBJECT.match(p)
-        kind, subject = (m.group(1), m.group(2)) if m else (None, None)
-        if kind in ("ledger", "category") or (kind == "account" and subject in accounts) or \
-                (kind == "transaction" and subject in transactions) or \
-                (kind == "entry" and entry_transactions.get(subject) in transactions):
-            continue
-        standing.append(f"target (before the freeze, nothing touched since): {p}")
-    return standing
+def resolve(unresolved: list[list[str]], touched: dict[str, list[str]]) -> list[list[str]]:
+    """The pre-verification's target problems whose subject is still untouched."""
+    return [u for u in unresolved if u[1] not in set(touched.get(u[0], []))]
 
 
-async def verify_delta(src: asyncpg.Connection, dst: asyncpg.Connection, tables: dict[str, Table], tenant_id: str,
-                       pre: dict, touched: dict[str, list[str]]) -> dict:
-    """Inside the freeze, after the final catch-up: what changed since the pre-verification (module docstring).
-    Bounded by the rows written since and the accounts and transactions they touch, not by the tenant's size:
-    the floored tables are counted past the pre-verification's floors, and a touched account's balances on the
-    target are its last applied effect's resulting balances plus its queued effects (the running sums the
-    pre-verification checked whole, and the entries since checked against their effects here)."""
-    problems, source_counts, target_counts = await compare_counts(src, dst, tables, tenant_id, pre.get("counted"))
-    transactions = set(touched.get("transactions", []))
-    accounts = set(touched.get("accounts", [])) | set(pre["accounts_off"])
-    problems += _untouched_target_problems(pre["target_problems"], accounts, transactions, await _entries_of(
-        dst, [m.group(2) for m in map(_SUBJECT.match, pre["target_problems"]) if m and m.group(1) == "entry"]))
-    if any(m and m.group(1) == "category" for m in map(_SUBJECT.match, pre["target_problems"])):
-        problems += [f"target: {p}" for p in await category_problems(dst, tenant_id)]
+def _merge(*subjects: dict[str, list[str]]) -> dict[str, list[str]]:
+    return {kind: sorted({i for s in subjects for i in s.get(kind, [])}) for kind in ("accounts", "transactions")}
+
+
+async def check_subjects(src: asyncpg.Connection, dst: asyncpg.Connection, tenant_id: str,
+                         subjects: dict[str, list[str]]) -> tuple[list[str], dict[str, list[str]]]:
+    """The delta check of touched accounts and transactions, bounded by their number, not by the tenant's history:
+    (problems, the subjects that failed). An account (and each account of a touched transaction's entries): its
+    balances on the target (last resulting balances plus queued effects) equal the source's caches plus queued
+    effects, and the target's own caches. A transaction: its entries' effects add up, its versions are the
+    source's with links and hashes verifying on the target, it balances. Run after each catch-up round past the
+    pre-verification (outside the freeze: what fails is carried to the next), and in the freeze."""
+    transactions = sorted(set(subjects.get("transactions", [])))
+    accounts = set(subjects.get("accounts", []))
     if transactions:
         accounts |= {r[0] for r in await dst.fetch(
             "SELECT DISTINCT ledger_account_id::text FROM ledger_entries WHERE transaction_id = ANY($1::uuid[])",
-            list(transactions))}
+            transactions)}
+    account_list = sorted(accounts)
 
     def totals(rows):
         return {str(r["account_id"]): (int(r["pd"]), int(r["pc"]), int(r["od"]), int(r["oc"])) for r in rows}
 
-    account_list = sorted(accounts)
-    source_balances = totals(await src.fetch(SOURCE_TOTALS, tenant_id, account_list))
-    target_caches = totals(await dst.fetch(SOURCE_TOTALS, tenant_id, account_list))
-    target_balances = totals(await dst.fetch(TARGET_FROM_CHAIN, tenant_id, account_list))
-    _balance_problems(source_balances, target_balances, problems)
+    source_rows, (cache_rows, chain_rows) = await asyncio.gather(
+        src.fetch(SOURCE_TOTALS, tenant_id, account_list), _fetch_in_turn(dst, [
+            (SOURCE_TOTALS, tenant_id, account_list), (TARGET_FROM_CHAIN, tenant_id, account_list)]))
+    source_balances, target_balances, caches = totals(source_rows), totals(chain_rows), totals(cache_rows)
+    problems: list[str] = []
+    failed: dict[str, set[str]] = {"accounts": set(_balance_problems(source_balances, target_balances, problems)),
+                                   "transactions": set()}
     for account in account_list:
-        if target_caches.get(account) != target_balances.get(account):
-            problems.append(f"account {account}: the target's cache and queued effects "
-                            f"{target_caches.get(account)} != recomputed {target_balances.get(account)}")
-    tx_list = sorted(transactions)
-    for r in await dst.fetch(ENTRY_EFFECTS_OF, tenant_id, tx_list):
+        if caches.get(account) != target_balances.get(account):
+            failed["accounts"].add(account)
+            problems.append(f"account {account}: the target's cache and queued effects {caches.get(account)} != "
+                            f"its last resulting balances and queued effects {target_balances.get(account)}")
+    source_versions, (target_versions, effects_off, unbalanced) = await asyncio.gather(
+        src.fetch(VERSIONS_OF, tenant_id, transactions), _fetch_in_turn(dst, [
+            (VERSIONS_OF, tenant_id, transactions), (ENTRY_EFFECTS_OF, tenant_id, transactions),
+            (UNBALANCED_OF, tenant_id, transactions)]))
+    for r in effects_off:
+        failed["transactions"].add(str(r["transaction_id"]))
         problems.append(f"target: entry {r['id']}: its effects do not add up to its amount and status")
-    source_versions = [dict(r) for r in await src.fetch(VERSIONS_OF, tenant_id, tx_list)]
-    target_versions = [dict(r) for r in await dst.fetch(VERSIONS_OF, tenant_id, tx_list)]
-    if [(str(r["transaction_id"]), r["version"], r["hash"]) for r in source_versions] != \
-            [(str(r["transaction_id"]), r["version"], r["hash"]) for r in target_versions]:
-        problems.append(f"the versions of the {len(tx_list)} transactions touched differ between source and target")
+
+    def chains(rows):
+        out: dict[str, list] = {}
+        for r in rows:
+            out.setdefault(str(r["transaction_id"]), []).append((r["version"], r["hash"]))
+        return out
+
+    source_chains, target_chains = chains(source_versions), chains(target_versions)
+    for tx in transactions:
+        if source_chains.get(tx) != target_chains.get(tx):
+            failed["transactions"].add(tx)
+            problems.append(f"transaction {tx}: its versions differ between source and target")
     previous = (None, None)
     for r in target_versions:
         expected = previous[1] if previous[0] == r["transaction_id"] else None
         if r["prev_hash"] != expected or not r["hash_ok"]:
+            failed["transactions"].add(str(r["transaction_id"]))
             problems.append(f"target: transaction {r['transaction_id']} version {r['version']}: audit link or "
                             "hash does not verify")
         previous = (r["transaction_id"], r["hash"])
-    for r in await dst.fetch(UNBALANCED_OF, tenant_id, tx_list):
+    for r in unbalanced:
+        failed["transactions"].add(str(r["transaction_id"]))
         problems.append(f"target: transaction {r['transaction_id']} does not balance")
+    return problems, {kind: sorted(ids) for kind, ids in failed.items()}
+
+
+async def _fetch_in_turn(conn: asyncpg.Connection, queries: list[tuple]) -> list:
+    return [await conn.fetch(*q) for q in queries]
+
+
+async def verify_delta(src: asyncpg.Connection, dst: asyncpg.Connection, tables: dict[str, Table], tenant_id: str,
+                       pre: dict, touched: dict[str, list[str]], unresolved: list[list[str]] | None = None,
+                       versions_touched: bool | None = None) -> dict:
+    """Inside the freeze, after the final catch-up: what changed since the pre-verification (module docstring).
+    `touched`: the subjects to check (the final round's and those that failed before); `unresolved`: the
+    pre-verification's target problems about subjects never touched since (by default: pre's, resolved by
+    `touched`). Nothing here reads the tenant's history: the floored tables are counted past their floors."""
+    problems, source_counts, _ = await compare_counts(src, dst, tables, tenant_id, pre.get("counted"))
+    subject_problems, _ = await check_subjects(src, dst, tenant_id, _merge(touched, {"accounts": pre["accounts_off"]}))
+    if unresolved is None:
+        subjects, standing = await target_subjects(dst, pre["target_problems"])
+        unresolved = resolve(subjects, touched)
+        problems += standing
+    else:
+        problems += pre.get("standing", [])
+    problems += [f"target (before the freeze, nothing touched since): {u[2]}" for u in unresolved]
+    problems += subject_problems
+    if any(m and m.group(1) == "category" for m in map(_SUBJECT.match, pre["target_problems"])):
+        # a graph or closure copied mid-change: rechecked whole, bounded by the category graph, not the history
+        problems += [f"target: {p}" for p in await category_problems(dst, tenant_id)]
     for r in await dst.fetch(cell_queries["verify_ledger_sums"], tenant_id):
         problems.append(f"target: ledger {r['ledger_id']} {r['currency']}: debits != credits")
+    if versions_touched is None:
+        versions_touched = bool(touched.get("transactions"))
     heads_equal = pre["audit_chain_head"] == pre["audit_chain_head_target"]
-    if not heads_equal and not tx_list:
+    if not heads_equal and not versions_touched:
         problems.append(f"audit-chain head differs (source {pre['audit_chain_head']}, target "
                         f"{pre['audit_chain_head_target']}) and no version was written since")
-    head = pre["audit_chain_head"] if heads_equal and not tx_list else \
-        f"{len(source_versions)} versions since the pre-verification, equal"
+    head = pre["audit_chain_head"] if heads_equal and not versions_touched else \
+        "the versions written since the pre-verification, equal"
+    checked = _merge(touched, {"accounts": pre["accounts_off"]})
     return {"ok": not problems, "rows": source_counts, "accounts": pre["accounts"],
-            "accounts_checked": len(account_list), "transactions_checked": len(tx_list),
+            "accounts_checked": len(checked["accounts"]), "transactions_checked": len(checked["transactions"]),
             "audit_chain_head": head, "problems": problems, "delta": True}
 
 
@@ -633,6 +702,8 @@ class Mover:
             if step == "planned":
                 step = "copy"
             while step != "done":
+                if step == self.settings.move_pause_before:
+                    await self._pause(step)
                 started = time.monotonic()
                 self.emit(step=step, event="step")
                 following = await getattr(self, f"step_{step}")()
@@ -657,20 +728,33 @@ class Mover:
             await self.src.close()
             await self.dst.close()
 
+    async def _pause(self, step: str) -> None:
+        """The fault drill (settings.move_pause_before): the mover waits here, its step saved, to be killed,
+        resumed or aborted. A resumed mover does not pause again at the same step."""
+        if self.w.get("paused_before") == step:
+            return
+        self.w["paused_before"] = step
+        await self.save(step)
+        self.emit(step=step, event="paused")
+        while True:
+            await self._check_running()
+            await asyncio.sleep(0.5)
+
     # -- copying rounds --
 
-    async def _round(self, step: str, since: int | None, delta: dict | None = None) -> int:
-        """One pass over every table (resumable: each table's keyset cursor is saved after each batch; but with
-        `delta`, the final catch-up, in the freeze: bounded, saved once at its end and redone whole if killed)."""
+    async def _round(self, step: str, since: int | None, delta: dict | None = None, final: bool = False) -> int:
+        """One pass over every table: with `delta` (the rows past the last round's floors and those reopened),
+        the BOUNDED tables by index, not whole. Resumable: each table's keyset cursor is saved after each batch;
+        but the final catch-up, in the freeze, saves once at its end and is redone whole if killed."""
         rnd = self.w.setdefault("round", {})
         if rnd.get("step") != step or rnd.get("since") != since:
-            # A new round: its horizon is the snapshot xmin before its first read. After the pre-verification,
-            # read under the fence with the seq floors, which bound the final catch-up's reads.
+            # A new round: its horizon (the snapshot xmin before its first read) and the seq floors the next
+            # round is bounded by, read under the fence.
             rnd.clear()
-            if step == "catch_up" and "pre_verify" in self.w:
+            if step in ("copy", "catch_up"):
                 point = await fence_point(self.src, self.tables, self.tenant_id,
                                           self.settings.move_freeze_lock_timeout_s)
-                rnd.update({"next_since": point["xmin"], "floors": point["floors"]})
+                rnd.update({"next_since": point["xmin"], "floors": point["floors"], "queued": point["unapplied"]})
             else:
                 rnd["next_since"] = await snapshot_xmin(self.src)
             rnd.update({"step": step, "since": since, "cursors": {}, "rows": 0})
@@ -681,7 +765,8 @@ class Mover:
             if cursor == "done":
                 continue
             while True:
-                await self._check_running()
+                if not final:  # the final catch-up checks once, before it begins
+                    await self._check_running()
                 touched = self.w["touched"] if "pre_verify" in self.w and "touched" in self.w else None
                 n, last = await copy_batch(self.src, self.dst, self.tenant_id, t, cursor or None, since,
                                            s.move_batch_rows, touched, delta)
@@ -691,11 +776,13 @@ class Mover:
                     cursor = last
                 done = n < s.move_batch_rows
                 rnd["cursors"][name] = "done" if done else cursor
-                if delta is None:
+                if not final:
                     await self.save(step)
                 elapsed = time.monotonic() - started
                 self.emit(step=step, event="batch", table=name, rows=n, table_rows=self.w["copied"][name],
                           round_rows=rnd["rows"], rows_per_s=round(rnd["rows"] / elapsed) if elapsed else None,
+                          rows_copied=sum(self.w["copied"].values()),
+                          rows_planned=sum((self.w.get("planned_rows") or {}).values()) or None,
                           freeze_ms=self._freeze_ms())
                 if done:
                     break
@@ -717,6 +804,7 @@ class Mover:
         # The tenant row first, frozen: the target refuses its writes until the move ends.
         await self._round("copy", None)
         self.w["since"] = self.w["round"]["next_since"]
+        self.w["since_floors"], self.w["since_queued"] = self.w["round"]["floors"], self.w["round"]["queued"]
         self.w["rounds"] = 1
         return "catch_up"
 
@@ -724,12 +812,14 @@ class Mover:
         s = self.settings
         while True:
             since = self.w["since"]
-            rows = await self._round(f"catch_up", since)
+            rows = await self._round("catch_up", since, await self._delta())
             self.w["since"] = self.w["round"]["next_since"]
-            self.w["since_floors"] = self.w["round"].get("floors")
+            self.w["since_floors"], self.w["since_queued"] = self.w["round"]["floors"], self.w["round"]["queued"]
             self.w["round"] = {}
             self.w["rounds"] = self.w.get("rounds", 1) + 1
             self.w["last_round_rows"] = rows
+            if "pre_verify" in self.w:
+                await self._check_round()
             await self.save("catch_up")
             if rows <= s.move_catch_up_rows_max or self.w["rounds"] > s.move_catch_up_rounds_max:
                 # Once before the pre-verification, and again after it (what was written while it ran must
@@ -744,8 +834,23 @@ class Mover:
         self.w["pre_verify"] = {k: result[k] for k in ("accounts", "accounts_off", "target_problems",
                                                        "audit_chain_head", "audit_chain_head_target", "counted")}
         self.w["pre_verify"]["differences"] = len(result["problems"])
+        subjects, self.w["pre_verify"]["standing"] = await target_subjects(self.dst, result["target_problems"])
+        self.w["unresolved"] = subjects
+        self.w["pending"] = {"accounts": result["accounts_off"], "transactions": []}
         self.w["touched"] = {}
+        self.w["versions_touched"] = False
         return "catch_up"
+
+    async def _check_round(self) -> None:
+        """After a catch-up round past the pre-verification, outside the freeze: the subjects it touched (and those
+        that failed before) are checked; what fails is carried to the next round or the freeze, the rest is done
+        with unless touched again."""
+        touched = self.w["touched"]
+        self.w["unresolved"] = resolve(self.w["unresolved"], touched)
+        self.w["versions_touched"] = self.w["versions_touched"] or bool(touched.get("transactions"))
+        _, self.w["pending"] = await check_subjects(self.src, self.dst, self.tenant_id,
+                                                    _merge(self.w["pending"], touched))
+        self.w["touched"] = {}
 
     async def step_freeze(self) -> str:
         if "frozen_at" not in self.w:
@@ -770,19 +875,27 @@ class Mover:
         self.emit(step="freeze", event="frozen", freeze_ms=self._freeze_ms())
         return "final_catch_up"
 
+    async def _delta(self) -> dict | None:
+        """What bounds the next round's reads: the rows past the last round's floors and those reopened since
+        (None for a move whose rounds kept no floors: it reads whole)."""
+        if not self.w.get("since_floors"):
+            return None
+        return await reopened(self.src, self.dst, self.tenant_id, self.w["since_floors"], self.w["since_queued"])
+
     async def step_final_catch_up(self) -> str:
-        delta = None
-        if self.w.get("since_floors"):
-            delta = await reopened(self.src, self.dst, self.tenant_id, self.w["since_floors"])
+        delta = await self._delta()
+        await self._check_running()
         async with self.dst.transaction():  # one commit (one WAL flush) on the target, not one per table
-            self.w["final_rows"] = await self._round("final_catch_up", self.w["since"], delta)
+            self.w["final_rows"] = await self._round("final_catch_up", self.w["since"], delta, final=True)
         self.w["round"] = {}
         return "verify"
 
     async def step_verify(self) -> str:
-        if "pre_verify" in self.w and "touched" in self.w:
+        if "pending" in self.w:
+            touched = self.w["touched"]
             result = await verify_delta(self.src, self.dst, self.tables, self.tenant_id, self.w["pre_verify"],
-                                        self.w["touched"])
+                                        _merge(self.w["pending"], touched), resolve(self.w["unresolved"], touched),
+                                        self.w["versions_touched"] or bool(touched.get("transactions")))
         else:  # a move started before pre_verify existed
             result = await verify_copy(self.src, self.dst, self.tables, self.tenant_id)
         # The sealed audit chain, sealed whole inside the freeze and copied by the final round, ends alike.
@@ -1074,6 +1187,10 @@ async def drain_cell(conn: asyncpg.Connection, settings: ControlPlaneSettings, c
             await catalog.audit(conn, settings.actor, "cells.drain", f"cell:{cell_name}", {})
     done: list[dict] = []
     while True:
+        state = (await catalog.fetch_cell(conn, cell_name))["state"]
+        if state != "draining":  # undrained meanwhile: stop between moves
+            left = len(await conn.fetch(Q["tenants_of_cell"], cell_name))
+            return {"cell": cell_name, "state": state, "tenants_left": left, "moves": done}
         running = await conn.fetchrow(Q["running_moves_from_cell"], cell_name)
         tenant = None if running else next(iter(await conn.fetch(Q["tenants_of_cell"], cell_name)), None)
         if running is None and tenant is None:
@@ -1100,3 +1217,16 @@ async def drain_cell(conn: asyncpg.Connection, settings: ControlPlaneSettings, c
             raise LedgerctlError(error.code, f"the drain of cell {cell_name} stopped: {error.message}",
                                  error.exit_code, details={**details, "moves_done": done}) from error
     return {"cell": cell_name, "state": "draining", "tenants_left": 0, "moves": done}
+
+
+async def undrain_cell(conn: asyncpg.Connection, settings: ControlPlaneSettings, cell_name: str) -> dict:
+    """A draining cell back to active: placement uses it again; a drain still running stops after its current
+    move. Idempotent; a disabled cell is refused."""
+    cell = await catalog.fetch_cell(conn, cell_name)
+    if cell["state"] == "disabled":
+        raise LedgerctlError("cell_disabled", f"cell {cell_name} is disabled: enable it, not undrain it")
+    if cell["state"] == "draining":
+        async with conn.transaction():
+            await conn.fetchval(Q["set_cell_active"], cell_name)
+            await catalog.audit(conn, settings.actor, "cells.undrain", f"cell:{cell_name}", {})
+    return await catalog.fetch_cell(conn, cell_name)

@@ -47,6 +47,9 @@ class ControlPlaneSettings(msgspec.Struct, frozen=True, kw_only=True):
     def outbound(self) -> OutboundPolicy:
         return OutboundPolicy(allow_http_loopback=self.webhook_allow_http_loopback,
                               allow_private_addresses=self.webhook_allow_private_addresses)
+    # The fault drill: a mover waits before this step (e.g. "flip"), its progress saved, until it is killed or the
+    # move aborted; `moves resume` then goes on past it. Empty: never.
+    move_pause_before: str = ""
 
 
 def load_settings(environ: dict[str, str] | None = None, **overrides) -> ControlPlaneSettings:

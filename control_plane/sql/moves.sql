@@ -49,3 +49,8 @@ SELECT id, tenant_id, target_cell FROM moves WHERE source_cell = $1 AND state = 
 SELECT c.name, count(t.id) AS tenants FROM cells c LEFT JOIN tenants t ON t.cell = c.name
 WHERE c.state = 'active' AND c.name <> $1
 GROUP BY c.name ORDER BY count(t.id), c.name
+
+-- name: set_cell_active
+-- Undrain: a draining cell takes tenants again (idempotent; a disabled cell stays disabled).
+UPDATE cells SET state = 'active', updated_at = now() WHERE name = $1 AND state IN ('active', 'draining')
+RETURNING name

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import uuid
@@ -104,3 +105,38 @@ def test_drain_refusals(ctl, stack):
     run_sql(stack["cp_url"], "INSERT INTO cells (name, api_url, database_url, state) VALUES ('cli-off', $1, $2, "
             "'disabled') ON CONFLICT DO NOTHING", cell.url, cell.database_url)
     assert ctl.json("cells", "drain", "cli-off", "--yes", expect=1)["code"] == "cell_disabled"
+
+
+def test_undrain_takes_the_cell_back_and_stops_a_running_drain(ctl, stack, third_cell):
+    name = third_cell.name
+    worlds = [_world(ctl, stack, cell=name, postings=8) for _ in range(2)]
+    tenants = sorted(w["tenant"] for w in worlds)
+    # A drain, slowed down (3 rows a batch): undrained while its first move copies.
+    proc = _spawn_mover(stack, "cells", "drain", name, "--yes")
+    _wait_for_copy(stack, tenants[0], proc)
+    assert {c["name"]: c["state"] for c in ctl.json("cells", "list")}[name] == "draining"
+    undrained = ctl.json("cells", "undrain", name)
+    assert undrained["state"] == "active" and "database_url" not in undrained
+    # The drain finishes the move under way, then stops: the other tenant stays.
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err.decode()
+    result = json.loads(out)
+    assert result["state"] == "active" and result["tenants_left"] == 1, result
+    assert [m["tenant"] for m in result["moves"]] == [tenants[0]] and result["moves"][0]["state"] == "done"
+    assert ctl.json("tenants", "show", tenants[0])["cell"] != name
+    assert ctl.json("tenants", "show", tenants[1])["cell"] == name
+    assert _state_in(third_cell.database_url, tenants[1]) == "active"
+    assert ctl.json("audit", "--subject", f"cell:{name}", "--limit", "1")[0]["action"] == "cells.undrain"
+    # Idempotent; placement takes the cell again (it is now the least loaded of all).
+    assert ctl.json("cells", "undrain", name)["state"] == "active"
+    loads = {c["name"]: c["tenants"] for c in ctl.json("cells", "list") if c["state"] == "active"}
+    if min(loads, key=lambda c: (loads[c], c)) == name:
+        assert ctl.json("tenants", "create", new_id())["cell"] == name
+
+
+def test_undrain_refusals(ctl, stack):
+    assert ctl.json("cells", "undrain", "cli-nowhere", expect=1)["code"] == "unknown_cell"
+    cell = stack["cells"]["cli-2"]
+    run_sql(stack["cp_url"], "INSERT INTO cells (name, api_url, database_url, state) VALUES ('cli-off', $1, $2, "
+            "'disabled') ON CONFLICT DO NOTHING", cell.url, cell.database_url)
+    assert ctl.json("cells", "undrain", "cli-off", expect=1)["code"] == "cell_disabled"

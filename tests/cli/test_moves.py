@@ -151,6 +151,7 @@ def test_move_show_list_purge(ctl, stack):
     assert ctl.json("moves", "show", result["id"])["freeze_ms"] == result["freeze_ms"]
     pretty = ctl("moves", "show", result["id"]).stdout
     assert "freeze window:" in pretty and "verification: ok" in pretty
+    assert "target's invariants after the unfreeze: ok" in pretty
     assert ctl.json("moves", "resume", result["id"], expect=1)["code"] == "move_not_running"
     assert ctl.json("moves", "abort", result["id"], "--yes", expect=1)["code"] == "move_past_flip"
     # purge: the source keeps only the moved-out tenant row and its key hashes.

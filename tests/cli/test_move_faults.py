@@ -1,0 +1,112 @@
+"""A mover killed (SIGKILL) at the pre-verification, inside the freeze before the final catch-up, and at the flip:
+`moves resume` finishes the move and `moves abort` (before the flip) undoes it; nothing is lost, and the tenant
+is writable again on exactly one cell. The mover is stopped at a step by CONTROL_PLANE_MOVE_PAUSE_BEFORE (the
+fault drill setting), then killed."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from test_ledgerctl import run_sql
+from test_moves import _rows, _state_in, _transfer, _world
+
+
+def _spawn_paused(stack, tenant: str, step: str) -> tuple[subprocess.Popen, str]:
+    """A mover of `tenant` to cli-2 that stops before `step`; (its process, the move's id) once it waits there."""
+    env = {**os.environ, **stack["env"], "CONTROL_PLANE_MOVE_PAUSE_BEFORE": step}
+    proc = subprocess.Popen([sys.executable, "-m", "control_plane.cli", "--format", "json", "tenants", "move", tenant,
+                             "--to", "cli-2", "--yes"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stderr.read()
+        rows = run_sql(stack["cp_url"], "SELECT id, step, watermarks FROM moves WHERE tenant_id = $1", tenant)
+        if rows and rows[0]["step"] == step and json.loads(rows[0]["watermarks"]).get("paused_before") == step:
+            return proc, str(rows[0]["id"])
+        time.sleep(0.05)
+    raise AssertionError(f"the mover did not reach {step}")
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def _post(stack, cell: str, w: dict, amount: int = 3) -> int:
+    with httpx.Client(base_url=stack["cells"][cell].url, auth=(w["tenant"], w["secret"]), timeout=10) as http:
+        return http.post("/api/ledger_transactions", json=_transfer(w["ledger"], w["accounts"], amount)).status_code
+
+
+def _writable_on(stack, w: dict) -> list[str]:
+    """The cells that take a posting of the tenant now (the source refuses a moved-out tenant with 421, the
+    target one it does not hold with 401, a frozen one with 503)."""
+    deadline = time.monotonic() + 10
+    while True:
+        writable = [cell for cell in ("cli-1", "cli-2") if _post(stack, cell, w) == 201]
+        if writable or time.monotonic() > deadline:
+            return writable
+        time.sleep(0.1)  # the cells' key caches (0.5 s) may still hold the key
+
+
+# The steps a mover is killed before, and the tenant's state on its source while it lies dead there.
+KILLED_AT = [("pre_verify", "active"), ("final_catch_up", "frozen"), ("flip", "frozen")]
+
+
+@pytest.mark.parametrize("step,source_state", KILLED_AT)
+def test_killed_then_resumed(ctl, stack, step, source_state):
+    w = _world(ctl, stack, postings=6)
+    tenant, source, target = w["tenant"], stack["cells"]["cli-1"], stack["cells"]["cli-2"]
+    proc, move_id = _spawn_paused(stack, tenant, step)
+    if step == "pre_verify":  # still writing on the source: the catch-up after the pre-verification copies it
+        assert _post(stack, "cli-1", w, 11) == 201
+    _kill(proc)
+    assert _state_in(source.database_url, tenant) == source_state
+    assert ctl.json("moves", "show", move_id)["state"] == "running"
+    before = _rows(source.database_url, tenant)
+    result = ctl.json("moves", "resume", move_id)
+    assert result["state"] == "done" and result["verification"]["ok"] and result["post_verify"]["ok"], result
+    assert _rows(target.database_url, tenant) == before
+    assert ctl.json("tenants", "show", tenant)["cell"] == "cli-2"
+    assert (_state_in(source.database_url, tenant), _state_in(target.database_url, tenant)) == ("moved_out", "active")
+    assert _writable_on(stack, w) == ["cli-2"]
+    assert ctl.json("verify", "--tenant", tenant, "--unapplied-age-max-s", "0")["violations"] == []
+
+
+@pytest.mark.parametrize("step,source_state", KILLED_AT)
+def test_killed_then_aborted(ctl, stack, step, source_state):
+    w = _world(ctl, stack, postings=6)
+    tenant, source, target = w["tenant"], stack["cells"]["cli-1"], stack["cells"]["cli-2"]
+    before = _rows(source.database_url, tenant)
+    proc, move_id = _spawn_paused(stack, tenant, step)
+    _kill(proc)
+    assert _state_in(source.database_url, tenant) == source_state
+    aborted = ctl.json("moves", "abort", move_id, "--yes")
+    assert aborted["state"] == "aborted"
+    assert _state_in(target.database_url, tenant) is None and sum(_rows(target.database_url, tenant).values()) == 0
+    assert (_state_in(source.database_url, tenant), ctl.json("tenants", "show", tenant)["cell"]) == ("active", "cli-1")
+    assert _rows(source.database_url, tenant) == before
+    assert _writable_on(stack, w) == ["cli-1"]
+    assert ctl.json("verify", "--tenant", tenant, "--unapplied-age-max-s", "0")["violations"] == []
+
+
+def test_killed_past_the_flip_is_resumed_not_aborted(ctl, stack):
+    w = _world(ctl, stack, postings=4)
+    tenant, source, target = w["tenant"], stack["cells"]["cli-1"], stack["cells"]["cli-2"]
+    before = _rows(source.database_url, tenant)
+    proc, move_id = _spawn_paused(stack, tenant, "source_moved_out")
+    _kill(proc)
+    # The route points at the target, both copies are frozen: the tenant waits (the router holds its writes).
+    assert ctl.json("tenants", "show", tenant)["cell"] == "cli-2"
+    assert ctl.json("moves", "abort", move_id, "--yes", expect=1)["code"] == "move_past_flip"
+    result = ctl.json("moves", "resume", move_id)
+    assert result["state"] == "done" and result["verification"]["ok"], result
+    assert _rows(target.database_url, tenant) == before
+    assert _writable_on(stack, w) == ["cli-2"]
