@@ -9,7 +9,8 @@ from datetime import datetime, timedelta, timezone
 import msgspec
 from modern_treasury import ModernTreasury
 
-from cell.ledger.webhooks import event_body, new_key, retry_delay_s, signature, wants
+from cell.ledger.webhooks import new_key, retry_delay_s, signature, wants
+from cell.service.events import webhook_body
 
 SDK = ModernTreasury(api_key="unused", organization_id="unused", base_url="http://127.0.0.1:9")
 
@@ -17,8 +18,8 @@ SDK = ModernTreasury(api_key="unused", organization_id="unused", base_url="http:
 def test_the_sdk_accepts_the_signature_of_the_body_and_nothing_else():
     key = new_key()
     at = datetime(2024, 5, 1, 12, 0, tzinfo=timezone(timedelta(hours=2)))
-    body = event_body({"id": uuid.uuid4(), "resource": "ledger_account", "event_name": "ledger_account.created",
-                       "event_time": at, "entity_id": uuid.uuid4(), "data": {"name": "café ☕"}})
+    body = webhook_body({"id": uuid.uuid4(), "resource": "ledger_account", "event_name": "ledger_account.created",
+                         "event_time": at, "entity_id": uuid.uuid4(), "data": {"name": "café ☕"}, "facts": None})
     assert SDK.webhooks.validate_signature(body.decode(), {"X-Signature": signature(body, key)}, key=key)
     assert not SDK.webhooks.validate_signature(body.decode() + " ", {"X-Signature": signature(body, key)}, key=key)
     assert not SDK.webhooks.validate_signature(body.decode(), {"X-Signature": signature(body, new_key())}, key=key)
