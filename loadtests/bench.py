@@ -199,6 +199,7 @@ BENCHMARKS = {
     "moves": "loadtests.bench_moves",
     "stack_cpu": "loadtests.stack_cpu",
     "settlements": "loadtests.settlements",
+    "rls": "loadtests.bench_rls",
 }
 
 
