@@ -3,9 +3,11 @@
 One database, the same books; `on` is the schema as migrated (0110: every tenant table FORCE ROW LEVEL SECURITY,
 the cell's role held to the tenant its connection acts for), `off` the same tables with row-level security
 disabled (ALTER TABLE ... NO FORCE / DISABLE ROW LEVEL SECURITY). Measured in interleaved rounds (on, off, on,
-off), each round: writes only, a 1:3 write:read mix, and two tenants writing at once (their requests share the
-pool's connections, so connections switch tenant: one `set_config` round trip each switch, paid in both
-variants, since the cell sets the acting tenant either way). Prints the ratios on/off.
+off, ...), each round: at the database tier (pgbench as ledger_app acting for the tenant: a ledger_post per
+posting, a balance read without the tenant condition: the policies' own cost, least noisy), then through the
+HTTP API: writes only, a 1:3 write:read mix, and two tenants writing at once (their requests share the pool's
+connections, so connections switch tenant: one `set_config` round trip each switch, paid in both variants, since
+the cell sets the acting tenant either way). Prints the medians' ratios on/off.
 
     python -m loadtests.bench_rls --duration 10 --concurrency 16
 """
@@ -26,11 +28,21 @@ import asyncpg
 
 from cell.service.tenants import create_api_key, create_tenant
 from control_plane.devstack import EmbeddedPostgres, remove_tree
-from loadtests.bench import TENANT, CellProcess, account_uuid, fmt, requests_for, setup_books
+from loadtests.bench import (
+    TENANT,
+    CellProcess,
+    account_uuid,
+    fmt,
+    pgbench_account,
+    pgbench_run,
+    posting_sql,
+    requests_for,
+    setup_books,
+)
 from loadtests.httpload import run_load
 
 ACCOUNTS = 1000
-ROUNDS = 2
+ROUNDS = 3
 OTHER = "bench-other"
 OTHER_OFFSET = 1_000_000  # the second tenant's account ids: account_uuid(OTHER_OFFSET + i)
 
@@ -82,6 +94,18 @@ async def set_rls(url: str, on: bool) -> int:
         await conn.close()
 
 
+def database_tier(pg: EmbeddedPostgres, ledger_id: str, duration_s: float, concurrency: int, workdir: Path) -> dict:
+    """pgbench as the cell's role acting for the tenant (one set_config per transaction, in both variants): one
+    ledger_post per posting, and an account's balance read without the tenant condition: the policy's own cost."""
+    act = f"SELECT set_config('role', 'ledger_app', false), set_config('ledger.tenant', '{TENANT}', false);\n"
+    a, b = pgbench_account("a"), pgbench_account("b")
+    draw = f"\\set a random(1, {ACCOUNTS})\n\\set b random(1, {ACCOUNTS})\n"
+    post = draw + act + posting_sql(ledger_id, a, b, f"ARRAY[{a}, {b}]")
+    read = draw + act + f"SELECT * FROM account_balances WHERE account_id = {a};\n"
+    return {"db_posts": pgbench_run(pg, "bench_rls", post, concurrency, duration_s, workdir),
+            "db_reads": pgbench_run(pg, "bench_rls", read, concurrency, duration_s, workdir)}
+
+
 async def one_round(url: str, books: dict, duration_s: float, concurrency: int) -> dict:
     (ledger_id, secret), (other_ledger, other_secret) = books[TENANT], books[OTHER]
     make, other = requests_for(ledger_id, ACCOUNTS), other_requests(other_ledger)
@@ -121,7 +145,8 @@ async def run(duration_s: float = 10.0, concurrency: int = 16) -> dict:
         for _ in range(ROUNDS):
             for variant in ("on", "off"):
                 await set_rls(url, variant == "on")
-                result = await one_round(url, books, duration_s, concurrency)
+                result = database_tier(pg, books[TENANT][0], duration_s, concurrency, workdir)
+                result |= await one_round(url, books, duration_s, concurrency)
                 rounds[variant].append(result)
                 for phase, row in result.items():
                     print(f"rls {variant:3s} {phase:18s} {fmt(row)}")
