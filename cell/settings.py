@@ -27,6 +27,10 @@ class CellSettings(msgspec.Struct, frozen=True, kw_only=True):
     db_pool_max: int = 12
     # The role pooled connections run as (0003_app_role.sql); "" when the login role is already restricted.
     db_role: str = "ledger_app"
+    # The role of the process's cross-tenant work (sweeper, events sequencer, metrics, /readyz) on a small pool of
+    # its own: row-level security (0110) holds db_role to the tenant of each request, ledger_worker sees all.
+    db_background_role: str = "ledger_worker"
+    db_background_pool_max: int = 3
     # Bounds on the database (seconds / ms, 0 = off): a request that gets no connection within db_acquire_s_max
     # is 503 database_unavailable; a balance-row lock waited for longer than lock_wait_ms_max is 503
     # lock_timeout; a statement runs at most statement_ms_max; a session idle inside a transaction (a stalled

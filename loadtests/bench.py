@@ -201,6 +201,7 @@ BENCHMARKS = {
     "settlements": "loadtests.settlements",
     "events": "loadtests.bench_events",
     "idempotent_writes": "loadtests.idempotent_writes",
+    "rls": "loadtests.bench_rls",
 }
 
 

@@ -22,7 +22,9 @@ from ledger_common.settings import load_from_env
 class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
     cell_name: str = "cell-1"
     database_url: str = ""
-    db_role: str = "ledger_app"  # as the cell's pool (cell/store/migrations/0003_app_role.sql)
+    # Cross-tenant by design (batched apply, sweeper, sequencer, sealer, bulk, webhooks): ledger_app's grants, and
+    # row-level security lets it see every tenant (cell/store/migrations/0110_row_level_security.sql).
+    db_role: str = "ledger_worker"
     broker_url: str = "redis://127.0.0.1:6379/0"
     # Empty endpoint: real SQS through boto3's usual credential chain. Set: an SQS-compatible endpoint
     # (moto in server mode for `make run` and tests), where the worker creates the queue when missing.

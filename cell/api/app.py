@@ -53,7 +53,7 @@ async def healthz() -> dict:
 async def readyz(request: Request) -> Response:
     ctx: CellContext = request.app.state.ctx
     try:
-        async with ctx.pool.acquire(timeout=2) as conn:
+        async with request.app.state.background_pool.acquire(timeout=2) as conn:
             pending = await pending_migrations(conn)
             gauges = await queue_gauges(conn, ctx.settings.unapplied_age_max_s)
     except Exception as exc:  # readiness reports any failure as not ready
@@ -86,17 +86,25 @@ def create_app(settings: CellSettings, *, run_migrations: bool = True) -> Litest
             server_settings=session_bounds(idle_in_transaction_ms_max=settings.idle_in_transaction_ms_max,
                                            statement_ms_max=settings.statement_ms_max,
                                            lock_wait_ms_max=settings.lock_wait_ms_max))
+        # Cross-tenant work of this process, apart from the requests' pool (row-level security, migration 0110).
+        background = await create_pool(
+            settings.database_url, min_size=1, max_size=settings.db_background_pool_max,
+            role=settings.db_background_role, connect_timeout_s=settings.db_acquire_s_max,
+            server_settings=session_bounds(idle_in_transaction_ms_max=settings.idle_in_transaction_ms_max,
+                                           statement_ms_max=settings.statement_ms_max,
+                                           lock_wait_ms_max=settings.lock_wait_ms_max))
+        app.state.background_pool = background
         if settings.posting_mode == "hybrid" and not settings.sqs_queue_url:
             log.warning("hybrid posting mode without CELL_SQS_QUEUE_URL: queued effects wait for a worker's sweeper")
         app.state.ctx = CellContext(settings=settings, pool=pool, cache=AccountCache(settings.account_cache_size_max),
                                     keys=KeyCache(settings.api_key_cache_ttl_s), nudger=make_nudger(settings))
-        app.state.metrics_server = await metrics_server.start(settings, pool)
+        app.state.metrics_server = await metrics_server.start(settings, background)
         app.state.sweeper = None
         if settings.sweep_interval_s > 0:
-            app.state.sweeper = asyncio.get_running_loop().create_task(sweeper.run(pool, settings))
+            app.state.sweeper = asyncio.get_running_loop().create_task(sweeper.run(background, settings))
         app.state.sequencer = None
         if settings.events_sequence_interval_s > 0:
-            app.state.sequencer = asyncio.get_running_loop().create_task(run_sequencer(pool, settings))
+            app.state.sequencer = asyncio.get_running_loop().create_task(run_sequencer(background, settings))
 
     async def shutdown(app: Litestar) -> None:
         ctx: CellContext | None = getattr(app.state, "ctx", None)
@@ -112,6 +120,7 @@ def create_app(settings: CellSettings, *, run_migrations: bool = True) -> Litest
             server.close()
         await ctx.nudger.close()
         await ctx.pool.close()
+        await app.state.background_pool.close()
 
     api_routes = [*ledgers.routes, *accounts.routes, *categories.routes, *transactions.routes, *entries.routes,
                   *events.routes, *monitors.routes, *statements.routes, *settlements.routes, *webhooks.routes,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncpg
 
+from cell.store.db import ACTING_TENANT
 from ledger_common.basic_auth import UNAUTHORIZED_BODY, WWW_AUTHENTICATE, parse_basic
 from ledger_common.problems import problem_body
 
@@ -12,7 +13,8 @@ _UNAVAILABLE = problem_body(503, "database_unavailable", "the database is unreac
 
 
 class AuthMiddleware:
-    """ASGI middleware guarding /api/: sets scope['state']['tenant_id'] or answers 401 / 421 itself."""
+    """ASGI middleware guarding /api/: sets scope['state']['tenant_id'] (and the acting tenant of the database
+    connections, cell.store.db.ACTING_TENANT) or answers 401 / 421 itself."""
 
     def __init__(self, app) -> None:
         self.app = app
@@ -37,7 +39,11 @@ class AuthMiddleware:
             await _send(send, 421, _MOVED, [])
             return
         scope.setdefault("state", {})["tenant_id"] = found[0]
-        await self.app(scope, receive, send)
+        acting = ACTING_TENANT.set(found[0])  # every connection this request takes acts for its tenant (0110)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            ACTING_TENANT.reset(acting)
 
 
 async def _send(send, status: int, body: bytes, headers: list) -> None:

@@ -1,9 +1,35 @@
-"""The asyncpg pool: numeric balances decoded as int, no reset query on release (we leave no session state)."""
+"""The asyncpg pool: numeric balances decoded as int, no reset query on release (we leave no session state but
+the acting tenant, which each acquire sets)."""
 
 from __future__ import annotations
 
+from contextvars import ContextVar
+
 import asyncpg
 import msgspec
+
+# The tenant the current task acts for (cell.api.auth sets it for a request once its key is verified): every
+# connection acquired in that task has `ledger.tenant` set to it, which row-level security (migration 0110)
+# holds ledger_app's queries to. "" (a background task, a key lookup): ledger_app sees no tenant's rows.
+ACTING_TENANT: ContextVar[str] = ContextVar("acting_tenant", default="")
+
+
+class TenantConnection(asyncpg.Connection):
+    """A connection that remembers the tenant its session acts for, so a connection reused by the same tenant
+    pays nothing; a change costs one round trip."""
+
+    __slots__ = ("acting_tenant",)
+
+    async def act_for(self, tenant: str) -> None:
+        if getattr(self, "acting_tenant", "") == tenant:
+            return
+        await self.execute("SELECT set_config('ledger.tenant', $1, false)", tenant)
+        # Set inside a transaction, the setting would be undone by its rollback: then remember nothing.
+        self.acting_tenant = None if self.is_in_transaction() else tenant
+
+
+async def _act_for_task_tenant(conn) -> None:
+    await conn.act_for(ACTING_TENANT.get())
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -35,7 +61,8 @@ async def create_pool(url: str, *, min_size: int, max_size: int, role: str = "",
                       server_settings: dict[str, str] | None = None, connect_timeout_s: float = 60.0) -> asyncpg.Pool:
     """`role`: run every pooled connection as that role (SET ROLE; migration 0003 grants `ledger_app` exactly
     what the cell needs, and no UPDATE or DELETE on entries or versions). Empty: the login role as it is.
-    `server_settings`: extra session settings (session_bounds)."""
+    `server_settings`: extra session settings (session_bounds). Every acquire sets the session's `ledger.tenant` to
+    ACTING_TENANT's (a round trip only when it changes): ledger_app sees that tenant's rows only (0110)."""
 
     async def init(conn: asyncpg.Connection) -> None:
         if role:
@@ -43,7 +70,8 @@ async def create_pool(url: str, *, min_size: int, max_size: int, role: str = "",
         await _init_connection(conn)
 
     return await asyncpg.create_pool(
-        url, min_size=min_size, max_size=max_size, init=init, reset=_no_reset,
+        url, min_size=min_size, max_size=max_size, init=init, setup=_act_for_task_tenant, reset=_no_reset,
+        connection_class=TenantConnection,
         server_settings={"application_name": "cellledger", "jit": "off", **(server_settings or {})},
         timeout=connect_timeout_s,
     )

@@ -155,12 +155,13 @@ async def test_the_cell_runs_as_a_role_that_cannot_change_entries_or_versions(ap
     import asyncpg
 
     from cell.settings import load_settings
-    from cell.store.db import create_pool
+    from cell.store.db import ACTING_TENANT, create_pool
 
     ledger, cash, rev = books
     txn = (await api.transfer(ledger["id"], cash["id"], rev["id"], 80)).json()
     role = load_settings(("CELL_TEST_UNUSED_",)).db_role  # what a cell's pool runs as by default
     pool = await create_pool(cell_database_url, min_size=1, max_size=1, role=role)
+    acting = ACTING_TENANT.set(api.tenant_id)  # as a request of the tenant (row-level security, 0110)
     try:
         assert await pool.fetchval("SELECT current_user") == "ledger_app"
         for sql in ("UPDATE ledger_entries SET amount = 1 WHERE transaction_id = $1",
@@ -170,6 +171,7 @@ async def test_the_cell_runs_as_a_role_that_cannot_change_entries_or_versions(ap
         assert await pool.fetchval("SELECT count(*) FROM ledger_entries WHERE transaction_id = $1",
                                    uuid.UUID(txn["id"])) == 2
     finally:
+        ACTING_TENANT.reset(acting)
         await pool.close()
 
 

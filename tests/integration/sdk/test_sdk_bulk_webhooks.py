@@ -24,7 +24,7 @@ from worker.settings import load_settings as worker_settings
 async def process_bulk(sdk_platform):
     """The workers' bulk processing (worker.bulk.process_for), run in the test on the SDK cell's database."""
     cell_database_url = sdk_platform.cell_database_url
-    pool = await create_pool(cell_database_url, min_size=1, max_size=4, role="ledger_app")
+    pool = await create_pool(cell_database_url, min_size=1, max_size=4, role="ledger_worker")  # as workers run
     settings = worker_settings({}, database_url=cell_database_url, posting_mode="sync", bulk_poll_s=0.05)
 
     async def run(seconds: float = 0.5) -> int:

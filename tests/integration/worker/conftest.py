@@ -22,7 +22,7 @@ def worker_database_url(make_database):
 
 @pytest.fixture(scope="session")
 async def pool(worker_database_url):
-    pool = await create_pool(worker_database_url, min_size=1, max_size=12, role="ledger_app")
+    pool = await create_pool(worker_database_url, min_size=1, max_size=12, role="ledger_worker")  # as workers run
     yield pool
     await pool.close()
 

@@ -272,7 +272,7 @@ async def test_the_worker_creates_its_queue_on_an_sqs_compatible_endpoint(sqs_en
 async def test_the_verifier_is_not_cut_short_by_the_statement_bound(worker_database_url, sqs_queue):
     """Every worker session carries statement_ms_max; the verifier recomputes the whole cell, so it alone lifts it
     (and puts it back on its pooled connection)."""
-    one = await create_pool(worker_database_url, min_size=1, max_size=1, role="ledger_app")
+    one = await create_pool(worker_database_url, min_size=1, max_size=1, role="ledger_worker")  # as workers run
     try:
         async with one.acquire() as conn:
             # A bound no full verification of this database fits in, yet one a single SET never misses, even on a

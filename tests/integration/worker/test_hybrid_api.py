@@ -62,7 +62,7 @@ async def _balance(client, auth, account_id: str, **params) -> dict:
 async def hybrid_pool(hybrid_database_url):
     from cell.store.db import create_pool
 
-    pool = await create_pool(hybrid_database_url, min_size=1, max_size=4, role="ledger_app")
+    pool = await create_pool(hybrid_database_url, min_size=1, max_size=4, role="ledger_worker")  # as workers run
     yield pool
     await pool.close()
 
