@@ -24,6 +24,8 @@ def third_cell(ctl, stack):
         stack["cells"][name] = cell
         yield cell
     finally:
+        # Out of placement for good: a tenant created later must not land on a cell that is gone.
+        run_sql(stack["cp_url"], "UPDATE cells SET state = 'disabled' WHERE name = $1", name)
         stack["cells"].pop(name, None)
         cell.stop()
 
