@@ -338,10 +338,11 @@ class _Progress:
         self.width = 0
 
     def __call__(self, event: dict) -> None:
-        now = time.monotonic()
-        if event["event"] == "batch" and now - self.last < (0.1 if self.live else 0.5):
-            return
-        self.last = now
+        if event["event"] == "batch":  # the first batch of a move is always shown, then at most so often
+            now = time.monotonic()
+            if now - self.last < (0.1 if self.live else 0.5):
+                return
+            self.last = now
         if self.format == "json":
             self._write(msgspec.json.encode({"progress": event}).decode() + "\n")
         elif event["event"] == "step":
