@@ -256,7 +256,9 @@ def test_verify_passes_then_fails_on_a_corrupted_balance(ctl, stack):
     http.close()
     report = ctl.json("verify", "--tenant", tenant_id)
     assert (report["cell"], report["tenant"], report["violations"]) == (cell.name, tenant_id, [])
-    assert ctl.json("verify", "--cell", cell.name)["violations"] == []
+    # The whole cell, but for the sweeper's bound: these cells run no sweeper, and other tests' tenants (moved
+    # here with queued effects, on purpose) keep theirs; the bound has a test of its own, below.
+    assert ctl.json("verify", "--cell", cell.name, "--unapplied-age-max-s", "0")["violations"] == []
 
     run_sql(cell.database_url, "UPDATE account_balances SET posted_debits = posted_debits + 1 WHERE account_id = $1",
             uuid.UUID(accounts[0]["id"]))
