@@ -11,7 +11,8 @@ import asyncpg
 import httpx
 import pytest
 from cli_rig import Ledgerctl
-from test_ledgerctl import new_id, run_sql
+from test_ledgerctl import run_sql
+from test_moves import tenant_books
 
 from cell.store.db import create_pool
 from control_plane.moves import TENANT_TABLES
@@ -48,14 +49,7 @@ def seal_and_anchor(stack, cell: str, anchor_dir) -> int:
 
 
 def tenant_world(ctl, stack, cell: str = TAMPERED, postings: int = 3) -> dict:
-    tenant = new_id("au")
-    ctl.json("tenants", "create", tenant, "--cell", cell)
-    secret = ctl.json("keys", "create", tenant)["secret"]
-    http = httpx.Client(base_url=stack["cells"][cell].url, auth=(tenant, secret), timeout=10)
-    ledger = http.post("/api/ledgers", json={"name": "main"}).json()["id"]
-    accounts = [http.post("/api/ledger_accounts", json={"name": n, "ledger_id": ledger, "normal_balance": nb,
-                                                        "currency": "USD"}).json()["id"]
-                for n, nb in (("cash", "debit"), ("revenue", "credit"))]
+    tenant, _, http, ledger, accounts = tenant_books(ctl, stack, cell, "au")
     transactions = [post(http, ledger, accounts, i + 1) for i in range(postings)]
     return {"tenant": tenant, "http": http, "ledger": ledger, "accounts": accounts, "transactions": transactions}
 

@@ -15,10 +15,10 @@ from cli_rig import queue_payment
 from test_ledgerctl import new_id, run_sql
 
 
-def _world(ctl, stack, cell: str = "cli-1", postings: int = 6) -> dict:
-    """A tenant on `cell` with a key, a ledger, two accounts, `postings` posted transfers with idempotency keys,
-    a pending one and two queued (unapplied) effects' worth of async postings."""
-    tenant = new_id("mv")
+def tenant_books(ctl, stack, cell: str, prefix: str) -> tuple[str, str, httpx.Client, str, list[str]]:
+    """A new tenant on `cell` with a key, a ledger and a cash (debit) and a revenue (credit) account: (tenant, its
+    API key secret, its HTTP client on the cell, ledger id, [cash id, revenue id])."""
+    tenant = new_id(prefix)
     ctl.json("tenants", "create", tenant, "--cell", cell)
     secret = ctl.json("keys", "create", tenant)["secret"]
     http = httpx.Client(base_url=stack["cells"][cell].url, auth=(tenant, secret), timeout=10)
@@ -26,6 +26,13 @@ def _world(ctl, stack, cell: str = "cli-1", postings: int = 6) -> dict:
     accounts = [http.post("/api/ledger_accounts", json={"name": n, "ledger_id": ledger, "normal_balance": nb,
                                                         "currency": "USD"}).json()["id"]
                 for n, nb in (("cash", "debit"), ("revenue", "credit"))]
+    return tenant, secret, http, ledger, accounts
+
+
+def _world(ctl, stack, cell: str = "cli-1", postings: int = 6) -> dict:
+    """A tenant on `cell` with a key, a ledger, two accounts, `postings` posted transfers with idempotency keys,
+    a pending one and two queued (unapplied) effects' worth of async postings."""
+    tenant, secret, http, ledger, accounts = tenant_books(ctl, stack, cell, "mv")
     answers = {}
     for i in range(postings):
         key = f"k-{i}"
