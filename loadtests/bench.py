@@ -202,6 +202,7 @@ BENCHMARKS = {
     "events": "loadtests.bench_events",
     "idempotent_writes": "loadtests.idempotent_writes",
     "rls": "loadtests.bench_rls",
+    "dbtier": "loadtests.bench_dbtier",
 }
 
 

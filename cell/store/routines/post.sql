@@ -6,6 +6,7 @@
 -- undoes the apply (a subtransaction around ledger_apply + ledger_check, entered only then) and the transaction
 -- is written archived, archived_reason 'balance_lock_failure', with no balance effect at all: nothing counts.
 -- p_events: the events of this change, rendered by the service (ledger_events), written with this call's answer.
+-- What one posting writes (rows, index entries) and why every statement keeps one generic plan: README.md here.
 DROP FUNCTION IF EXISTS ledger_post(text, text, bytea, uuid, uuid, text, text, timestamptz, text, jsonb, uuid,
                                     uuid[], uuid[], text[], bigint[], uuid[], jsonb, jsonb);
 DROP FUNCTION IF EXISTS ledger_post(text, text, bytea, uuid, uuid, text, text, timestamptz, text, jsonb, uuid,
@@ -24,16 +25,17 @@ CREATE OR REPLACE FUNCTION ledger_post(
     p_ledgerable_type text DEFAULT NULL, p_ledgerable_id text DEFAULT NULL, p_entry_metadata jsonb DEFAULT NULL,
     p_partial jsonb DEFAULT NULL, p_archive_on_lock_failure boolean DEFAULT false,
     p_events jsonb DEFAULT NULL
-) RETURNS jsonb LANGUAGE plpgsql AS $$
+) RETURNS jsonb LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
     v_now timestamptz := now();
     v_original record;
     v_partial_id uuid := (p_partial ->> 'id')::uuid;
     v_apply uuid[];
     v_effects ledger_new_effect[];
+    v_applied ledger_new_effect[];
     v_lock_wait double precision := 0;
     v_sync_only uuid[];
-    v_headroom_low boolean;
+    v_headroom_low boolean;  -- an account past 2^62 or an entry past 2^40: ledger_headroom's exact check
     v_failed boolean := false;
     v_result jsonb;
 BEGIN
@@ -83,34 +85,37 @@ BEGIN
            coalesce(p_entry_metadata -> (e.ord::int - 1), '{}'::jsonb)
     FROM unnest(p_entry_ids, p_accounts, p_directions, p_amounts) WITH ORDINALITY AS e(id, account, direction, amount, ord);
 
-    SELECT coalesce(array_agg(id) FILTER (WHERE sync_only), '{}'), coalesce(bool_or(headroom_low), false)
+    -- One read of the accounts: the sync-only ones not already applied, and whether the overflow check can matter.
+    v_apply := coalesce(p_apply_accounts, '{}');
+    SELECT coalesce(array_agg(id) FILTER (WHERE sync_only AND id <> ALL(v_apply)), '{}'),
+           coalesce(bool_or(headroom_low), false) OR 1099511627776 < ANY(p_amounts)
     INTO v_sync_only, v_headroom_low FROM ledger_accounts WHERE id = ANY(p_accounts);
     -- No balance past the signed 64-bit range (before this posting's own effects are queued).
-    IF v_headroom_low OR EXISTS (SELECT 1 FROM unnest(p_amounts) AS a WHERE a > 1099511627776) THEN
+    IF v_headroom_low THEN
         PERFORM ledger_headroom(p_accounts, p_directions, p_amounts);
     END IF;
 
     -- Accounts applied now: those the caller needs an exact answer on, and accounts marked sync-only.
-    v_apply := coalesce(p_apply_accounts, '{}');
-    IF EXISTS (SELECT 1 FROM unnest(v_sync_only) AS s WHERE s <> ALL(v_apply)) THEN
+    IF cardinality(v_sync_only) > 0 THEN
         SELECT array_agg(DISTINCT a) INTO v_apply FROM (SELECT unnest(v_apply) UNION SELECT unnest(v_sync_only)) s(a);
     END IF;
 
+    -- The entries' effects, computed once: those of accounts applied now go to ledger_apply, the others are queued.
+    v_effects := ARRAY(SELECT f FROM ledger_effects_of(p_entry_ids, p_accounts, p_directions, p_amounts, 'entry',
+                                                       p_status = 'posted',
+                                                       array_fill(p_effective_at, ARRAY[cardinality(p_entry_ids)])) f);
     IF cardinality(v_apply) > 0 THEN
-        SELECT array_agg(f) INTO v_effects
-        FROM ledger_effects_of(p_entry_ids, p_accounts, p_directions, p_amounts, 'entry', p_status = 'posted',
-                               array_fill(p_effective_at, ARRAY[cardinality(p_entry_ids)])) f
-        WHERE f.account_id = ANY(v_apply);
+        v_applied := ARRAY(SELECT f FROM unnest(v_effects) f WHERE f.account_id = ANY(v_apply));
         v_lock_wait := ledger_lock(v_apply);
         IF p_archive_on_lock_failure AND jsonb_array_length(p_checks) > 0 THEN
             BEGIN
-                PERFORM ledger_apply(v_apply, p_tenant, v_effects);
+                PERFORM ledger_apply(v_apply, p_tenant, v_applied);
                 PERFORM ledger_check(p_checks, p_entry_ids);
             EXCEPTION WHEN SQLSTATE 'LG001' OR SQLSTATE 'LG002' THEN
                 v_failed := true;
             END;
         ELSE
-            PERFORM ledger_apply(v_apply, p_tenant, v_effects);
+            PERFORM ledger_apply(v_apply, p_tenant, v_applied);
             IF jsonb_array_length(p_checks) > 0 THEN
                 PERFORM ledger_check(p_checks, p_entry_ids);
             END IF;
@@ -140,14 +145,15 @@ BEGIN
                                  d_posted_debits, d_posted_credits, effective_at)
     SELECT p_tenant, f.account_id, f.entry_id, f.kind, f.d_pending_debits, f.d_pending_credits,
            f.d_posted_debits, f.d_posted_credits, f.effective_at
-    FROM ledger_effects_of(p_entry_ids, p_accounts, p_directions, p_amounts, 'entry', p_status = 'posted',
-                           array_fill(p_effective_at, ARRAY[cardinality(p_entry_ids)])) f
+    FROM unnest(v_effects) f
     WHERE f.account_id <> ALL(v_apply);
 
     v_result := jsonb_build_object('created_at', v_now,
                                    'entries', CASE WHEN cardinality(v_apply) = 0 THEN '[]'::jsonb
-                                                   ELSE ledger_entry_results(p_entry_ids) END,
+                                                   ELSE ledger_entry_results(p_entry_ids, v_apply) END,
                                    'lock_wait_s', v_lock_wait);
-    PERFORM ledger_events(p_tenant, p_events, v_now, v_result);  -- events (0041): one row per event
+    IF p_events IS NOT NULL THEN
+        PERFORM ledger_events(p_tenant, p_events, v_now, v_result);  -- events (0041): one row per event
+    END IF;
     RETURN v_result;
 END $$;

@@ -1,0 +1,220 @@
+"""The database tier's cost of one posting: `ledger_post` by pgbench, this checkout against a baseline commit.
+
+One embedded PostgreSQL, two databases with the same books: `before` migrated by the store (cell/store) of the
+baseline commit (BENCH_DBTIER_BASELINE, default the commit before the leaner posting path), `after` by this
+checkout's. Measured in interleaved rounds (before, after, before, ...), medians of ROUNDS, each round:
+  sync   the bench floor's call (loadtests.bench.pgbench_floor): a 2-entry posted transaction, both accounts
+         applied now (ledger_apply, resulting balances in the answer);
+  async  the same posting with no account applied now (its two effects queued: the mix's writes);
+  apply  the queued effects of `async` folded in by the worker's call (ledger_apply_report, WORKER_GROUP
+         accounts a call), effects/s (per call: per effect).
+Per phase: transactions/s and the PostgreSQL server's CPU per call (every process of the server, from /proc:
+the figure a loaded shared box does not skew as much as tps) and the WAL it wrote per call (rows and index
+entries written, full-page images included).
+
+    python -m loadtests.bench_dbtier --duration 10 --concurrency 16
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import asyncpg
+
+from control_plane.devstack import EmbeddedPostgres, _pg_bin, remove_tree
+from loadtests.bench import (
+    TENANT,
+    account_uuid,
+    pgbench_account,
+    pgbench_run,
+    posting_sql,
+)
+
+BASELINE = os.environ.get("BENCH_DBTIER_BASELINE", "28fba0a")
+ACCOUNTS = 1000
+ROUNDS = 3
+WORKER_GROUP = 20
+REPO = Path(__file__).resolve().parent.parent
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+MIGRATE = """
+import asyncio, importlib.util, sys
+import asyncpg
+spec = importlib.util.spec_from_file_location("baseline_migrate", sys.argv[1])
+mod = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(mod)
+async def main():
+    conn = await asyncpg.connect(sys.argv[2])
+    try:
+        await mod.migrate(conn)
+    finally:
+        await conn.close()
+asyncio.run(main())
+"""
+
+
+def migrate_from(store_dir: Path, url: str) -> None:
+    """Migrate `url` with the migrate.py (and so the migrations and routines) of the store at `store_dir`."""
+    subprocess.run([sys.executable, "-c", MIGRATE, str(store_dir / "migrate.py"), url], check=True)
+
+
+def baseline_store(ref: str, workdir: Path) -> Path:
+    """The baseline commit's cell/store, extracted under workdir."""
+    target = workdir / "baseline"
+    target.mkdir()
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", ref, "cell/store"], check=True,
+                             capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
+    return target / "cell" / "store"
+
+
+async def setup_books(url: str) -> str:
+    """The tenant, one ledger and ACCOUNTS accounts with predictable ids, written as plain rows (no service code:
+    the schema is the baseline's in one of the databases)."""
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute("INSERT INTO tenants (id, name) VALUES ($1, 'benchmark')", TENANT)
+        ledger_id = uuid.uuid4()
+        await conn.execute("INSERT INTO ledgers (id, tenant_id, name) VALUES ($1, $2, 'bench')", ledger_id, TENANT)
+        rows = [(uuid.UUID(account_uuid(i)), TENANT, ledger_id, f"acct {i}", "credit" if i % 2 else "debit", "USD", 2)
+                for i in range(1, ACCOUNTS + 1)]
+        await conn.copy_records_to_table(
+            "ledger_accounts", records=rows,
+            columns=["id", "tenant_id", "ledger_id", "name", "normal_balance", "currency", "currency_exponent"])
+        await conn.copy_records_to_table("account_balances", records=[(r[0], TENANT) for r in rows],
+                                         columns=["account_id", "tenant_id"])
+        await conn.execute("ANALYZE")
+        return str(ledger_id)
+    finally:
+        await conn.close()
+
+
+def server_cpu_s(pg: EmbeddedPostgres) -> float:
+    """CPU seconds of the whole server so far: the postmaster with its reaped children, and the live ones."""
+    def ticks(pid: int, children: bool) -> int:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return sum(int(f) for f in fields[11:15 if children else 13])
+
+    total = ticks(pg.pid, True)
+    for child in Path(f"/proc/{pg.pid}/task/{pg.pid}/children").read_text().split():
+        try:
+            total += ticks(int(child), False)
+        except (OSError, IndexError):
+            pass  # ended in between: counted in the postmaster's reaped children next time
+    return total / CLK_TCK
+
+
+def script(ledger_id: str, apply: str | None) -> str:
+    a, b = pgbench_account("a"), pgbench_account("b")
+    return (f"\\set a random(1, {ACCOUNTS})\n\\set b random(1, {ACCOUNTS})\n"
+            + posting_sql(ledger_id, a, b, f"ARRAY[{a}, {b}]" if apply is None else apply))
+
+
+def wal_lsn(pg: EmbeddedPostgres) -> int:
+    out = subprocess.run([_pg_bin("psql"), "-h", "127.0.0.1", "-p", str(pg.port), "-U", "postgres", "-d", "postgres",
+                          "-tAc", "SELECT pg_current_wal_lsn() - '0/0'"], capture_output=True, text=True, check=True)
+    return int(out.stdout.strip())
+
+
+async def measured(pg: EmbeddedPostgres, phase) -> dict:
+    """Await one phase (a coroutine, not started yet); add the server's CPU and the WAL written per call."""
+    cpu, wal = server_cpu_s(pg), wal_lsn(pg)
+    row = await phase
+    calls = max(1, row["calls"])
+    row["server_cpu_ms_per_call"] = (server_cpu_s(pg) - cpu) * 1000 / calls
+    row["wal_bytes_per_call"] = (wal_lsn(pg) - wal) / calls
+    return row
+
+
+def pgbench_phase(pg, dbname, text, clients, duration_s, workdir) -> dict:
+    row = pgbench_run(pg, dbname, text, clients, duration_s, workdir)
+    row["calls"] = row["per_s"] * int(duration_s)
+    return row
+
+
+async def drain(url: str) -> dict:
+    """Every queued effect folded in by the worker's call, WORKER_GROUP accounts a call, until none is left."""
+    conn = await asyncpg.connect(url)
+    try:
+        ids = [uuid.UUID(account_uuid(i)) for i in range(1, ACCOUNTS + 1)]
+        applied = calls = 0
+        start = time.perf_counter()
+        while True:
+            done = 0
+            for i in range(0, len(ids), WORKER_GROUP):
+                n = await conn.fetchval("SELECT applied FROM ledger_apply_report($1::uuid[], false)",
+                                        ids[i:i + WORKER_GROUP])
+                done += n
+                calls += 1
+            applied += done
+            if done == 0:
+                break
+        elapsed = time.perf_counter() - start
+        return {"per_s": applied / elapsed, "calls": applied, "apply_calls": calls}
+    finally:
+        await conn.close()
+
+
+def median_row(rows: list[dict]) -> dict:
+    return {k: statistics.median(r[k] for r in rows) for k in ("per_s", "server_cpu_ms_per_call", "wal_bytes_per_call")}
+
+
+async def run(duration_s: float = 10.0, concurrency: int = 16) -> dict:
+    workdir = Path(tempfile.mkdtemp(prefix="ledger-dbtier-"))
+    pg = EmbeddedPostgres(workdir / "pg").start()  # fsync on, as the bench floor
+    try:
+        stores = {"before": baseline_store(BASELINE, workdir), "after": REPO / "cell" / "store"}
+        ledgers = {}
+        for name, store in stores.items():
+            url = pg.create_database(name)
+            migrate_from(store, url)
+            ledgers[name] = await setup_books(url)
+        print(f"# database tier: ledger_post by pgbench, before = {BASELINE}, after = this checkout; "
+              f"{duration_s:.0f}s per phase, {concurrency} clients, {ROUNDS} rounds, fsync on")
+        phases: dict = {name: {"sync": [], "async": [], "apply": []} for name in stores}
+        for r in range(ROUNDS):
+            for name in stores:
+                url = pg.database_url(name)
+                for phase, apply in (("sync", None), ("async", "'{}'::uuid[]"), ("apply", None)):
+                    if phase == "apply":
+                        row = await measured(pg, drain(url))
+                    else:
+                        row = await measured(pg, asyncio.to_thread(pgbench_phase, pg, name, script(ledgers[name], apply),
+                                                                   concurrency, duration_s, workdir))
+                    phases[name][phase].append(row)
+                    print(f"round {r + 1} {name:6s} {phase:5s} {row['per_s']:8.0f}/s  server CPU "
+                          f"{row['server_cpu_ms_per_call']:.3f} ms/call  WAL {row['wal_bytes_per_call']:.0f} B/call")
+        results = {name: {phase: median_row(rows) for phase, rows in by.items()} for name, by in phases.items()}
+        print("\n# medians: after / before")
+        for phase in ("sync", "async", "apply"):
+            b, a = results["before"][phase], results["after"][phase]
+            print(f"{phase:5s} tps {b['per_s']:8.0f} -> {a['per_s']:8.0f} ({a['per_s'] / b['per_s']:.2f}x)   "
+                  f"server CPU/call {b['server_cpu_ms_per_call']:.3f} -> {a['server_cpu_ms_per_call']:.3f} ms "
+                  f"({b['server_cpu_ms_per_call'] / a['server_cpu_ms_per_call']:.2f}x cheaper)   "
+                  f"WAL/call {b['wal_bytes_per_call']:.0f} -> {a['wal_bytes_per_call']:.0f} B")
+        return results
+    finally:
+        pg.stop()
+        remove_tree(workdir)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--concurrency", type=int, default=16)
+    args = parser.parse_args()
+    print(json.dumps(asyncio.run(run(args.duration, args.concurrency)), indent=2))
+
+
+if __name__ == "__main__":
+    main()
