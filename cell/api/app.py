@@ -7,9 +7,7 @@ import asyncio
 import logging
 
 import asyncpg
-import msgspec
 from litestar import Litestar, Request, Response, get
-from litestar.exceptions import HTTPException
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 
@@ -29,9 +27,9 @@ from cell.api import (
     webhooks,
 )
 from cell.api.auth import AuthMiddleware
+from cell.api.fast import FastPath
 from cell.api.metrics import RequestMetrics
 from cell.api.options import options_for
-from cell.ledger.errors import LedgerError
 from cell.service import sweeper
 from cell.service.events import run_sequencer
 from cell.service.context import AccountCache, CellContext
@@ -125,25 +123,17 @@ def create_app(settings: CellSettings, *, run_migrations: bool = True) -> Litest
     api_routes = [*ledgers.routes, *accounts.routes, *categories.routes, *transactions.routes, *entries.routes,
                   *events.routes, *monitors.routes, *statements.routes, *settlements.routes, *webhooks.routes,
                   *bulk.routes]
-    return Litestar(
+    app = Litestar(
         route_handlers=[options_for(sorted({path for h in api_routes for path in h.paths})), *api_routes,
                         healthz, readyz],
         on_startup=[startup],
         on_shutdown=[shutdown],
         middleware=[AuthMiddleware, DefineMiddleware(RequestMetrics, cell=settings.name)],
-        exception_handlers={
-            LedgerError: problems.ledger_error_handler,
-            msgspec.MsgspecError: problems.decode_error_handler,
-            HTTPException: problems.http_error_handler,
-            # Driver errors that escaped CellContext.run: 503 when the database is gone, else 500.
-            asyncpg.PostgresError: problems.database_error_handler,
-            asyncpg.InterfaceError: problems.database_error_handler,
-            asyncpg.InternalClientError: problems.database_error_handler,
-            OSError: problems.database_error_handler,
-            TimeoutError: problems.database_error_handler,
-            Exception: problems.internal_error_handler,
-        },
+        exception_handlers=problems.HANDLERS,
         request_max_body_size=settings.body_bytes_max,
         openapi_config=OpenAPIConfig(title="Cell ledger API", version="0.1.0", path="/schema"),
         logging_config=None,
     )
+    if settings.fast_path:
+        app.asgi_handler = FastPath(app.asgi_handler, settings.name)
+    return app
