@@ -4,6 +4,7 @@ listener on its own port and the sweeper)."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 
 import asyncpg
@@ -67,6 +68,17 @@ async def readyz(request: Request) -> Response:
                      "unapplied_age_breach": gauges["unapplied_age_breach"]})
 
 
+GC_YOUNG_OBJECTS_MAX = 10_000  # Python's default is 700: a young collection every request or two
+
+
+def settle_garbage_collector() -> None:
+    """The app, its modules, pools and caches live as long as the process: frozen out of the cyclic collector's
+    traversals, which, with Python's default thresholds, took about 8% of the cell's CPU under load (perf)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_OBJECTS_MAX, *gc.get_threshold()[1:])
+
+
 def create_app(settings: CellSettings, *, run_migrations: bool = True) -> Litestar:
     async def startup(app: Litestar) -> None:
         if run_migrations:
@@ -103,6 +115,7 @@ def create_app(settings: CellSettings, *, run_migrations: bool = True) -> Litest
         app.state.sequencer = None
         if settings.events_sequence_interval_s > 0:
             app.state.sequencer = asyncio.get_running_loop().create_task(run_sequencer(background, settings))
+        settle_garbage_collector()
 
     async def shutdown(app: Litestar) -> None:
         ctx: CellContext | None = getattr(app.state, "ctx", None)
