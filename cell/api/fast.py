@@ -25,12 +25,15 @@ _JSON = http.JSON.encode()
 
 
 class FastPath:
-    """ASGI, in front of Litestar's router (Litestar.asgi_handler): scope["app"] is the Litestar app already."""
+    """ASGI, in front of Litestar's router (Litestar.asgi_handler): scope["app"] is the Litestar app already. The
+    layers are Litestar's for a route: problems for what escapes auth and metrics, auth, metrics, problems for what
+    the handler raises (answered inside the metrics, as Litestar's route stack does)."""
 
     def __init__(self, litestar_handler, cell: str) -> None:
         self.next = litestar_handler
-        self._get_account = AuthMiddleware(RequestMetrics(_answering(_get_account), cell=cell))
-        self._create_transaction = AuthMiddleware(RequestMetrics(_answering(_create_transaction), cell=cell))
+        self._get_account = _answering_escaped(AuthMiddleware(RequestMetrics(_answering(_get_account), cell=cell)))
+        self._create_transaction = _answering_escaped(AuthMiddleware(RequestMetrics(_answering(_create_transaction),
+                                                                                     cell=cell)))
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "http" and not scope.get("root_path"):
@@ -52,21 +55,48 @@ class FastPath:
 
 def _answering(handler):
     """An ASGI app of `handler` (scope, receive) -> (status, body): its answer as application/json, or the problem
-    its exception is, as Litestar's exception handlers answer it."""
+    its exception is."""
     async def app(scope, receive, send) -> None:
         try:
             status, body = await handler(scope, receive)
-            headers = [(b"content-type", _JSON), (b"content-length", str(len(body)).encode())]
         except Exception as exc:  # noqa: BLE001 - every exception is a problem answer, as in Litestar
-            response = problems.answer(Request(scope, receive), exc)
-            status, body = response.status_code, response.content
-            headers = [*((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (response.headers or {}).items()),
-                       (b"content-type", response.media_type.encode()),
-                       (b"content-length", str(len(body)).encode())]
-        await send({"type": "http.response.start", "status": status, "headers": headers})
+            await _send_problem(scope, receive, send, exc)
+            return
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", _JSON), (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
 
     return app
+
+
+def _answering_escaped(app):
+    """What escapes `app` before its answer started is a problem answer too (Litestar's app-wide exception layer)."""
+    async def guarded(scope, receive, send) -> None:
+        started = False
+
+        async def send_started(message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await app(scope, receive, send_started)
+        except Exception as exc:
+            if started:
+                raise
+            await _send_problem(scope, receive, send, exc)
+
+    return guarded
+
+
+async def _send_problem(scope, receive, send, exc: Exception) -> None:
+    """The problem an exception is, with the headers Litestar sends for it (its own first, then type and length)."""
+    response = problems.answer(Request(scope, receive), exc)
+    body = response.content
+    headers = [*((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (response.headers or {}).items()),
+               (b"content-type", response.media_type.encode()), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 def _header(scope, name: bytes) -> str | None:
