@@ -52,6 +52,9 @@ class CellSettings(msgspec.Struct, frozen=True, kw_only=True):
     # A revoked key works at most this long in a process that verified it just before (one indexed query per key
     # per process per TTL).
     api_key_cache_ttl_s: float = 0.5
+    # GET /api/ledger_accounts/{id} (current balances) and POST /api/ledger_transactions answered by cell.api.fast,
+    # the same answers for less CPU than Litestar's layers; off: Litestar answers them too (the comparison tests).
+    fast_path: bool = True
     account_cache_size_max: int = 100_000
     # Seals list cursors (AES-GCM). Every process of a cell must share it: `python -m cell` makes one up at start
     # when unset; set it when processes are started otherwise, or to keep cursors valid across restarts.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import asyncpg
 import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException
@@ -85,3 +86,24 @@ def database_error_handler(request: Request, exc: Exception) -> Response:
 def internal_error_handler(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return problem(500, "internal_error", "an internal error occurred; nothing was half-applied")
+
+
+# The app's exception handlers (Litestar resolves an exception to the first of its classes, in MRO order, listed).
+HANDLERS = {
+    LedgerError: ledger_error_handler,
+    msgspec.MsgspecError: decode_error_handler,
+    HTTPException: http_error_handler,
+    # Driver errors that escaped CellContext.run: 503 when the database is gone, else 500.
+    asyncpg.PostgresError: database_error_handler,
+    asyncpg.InterfaceError: database_error_handler,
+    asyncpg.InternalClientError: database_error_handler,
+    OSError: database_error_handler,
+    TimeoutError: database_error_handler,
+    Exception: internal_error_handler,
+}
+
+
+def answer(request: Request, exc: Exception) -> Response:
+    """The problem an exception is answered with, as Litestar answers it through HANDLERS (cell.api.fast's routes,
+    which do not go through Litestar)."""
+    return next(HANDLERS[cls] for cls in type(exc).__mro__ if cls in HANDLERS)(request, exc)

@@ -82,10 +82,7 @@ class CellContext:
         No connection within db_acquire_s_max is DatabaseUnavailable (nothing was sent); a connection lost while
         `fn` ran is OutcomeUnknown (its COMMIT may have landed: the client retries with its Idempotency-Key)."""
         for attempt in range(RETRIES_MAX):
-            try:
-                conn = await self.pool.acquire(timeout=self.settings.db_acquire_s_max)
-            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                raise database_unavailable(exc) from exc
+            conn = await self._acquire()
             try:
                 return await fn(conn)
             except asyncpg.PostgresError as exc:
@@ -109,8 +106,42 @@ class CellContext:
                 conn.terminate()
                 raise outcome_unknown(exc) from exc
             finally:
-                await self.pool.release(conn)
+                await self._release(conn)
         raise AssertionError("unreachable")
+
+    async def _acquire(self) -> asyncpg.Connection:
+        """A pooled connection, or DatabaseUnavailable when none comes within db_acquire_s_max. When a connection is
+        free (asyncpg's queue of free holders is not empty) it is taken without arming a loop timer, which costs
+        more than the rest of the acquire: a free holder is handed over at once, and connecting a fresh one is
+        bounded by the pool's own connect timeout (the same db_acquire_s_max)."""
+        try:
+            free = getattr(self.pool, "_queue", None)  # asyncpg 0.32's (requirements.lock)
+            if free is not None and free.qsize():
+                return await self.pool.acquire()
+            return await self.pool.acquire(timeout=self.settings.db_acquire_s_max)
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise database_unavailable(exc) from exc
+
+
+    async def _release(self, conn) -> None:
+        """Pool.release, without the task it starts for every release (asyncio.shield, so that a cancellation cannot
+        stop a reset midway) when there is nothing to reset or wait for: then the holder's release never suspends,
+        and the connection is back in the pool at once (an acquire and release: ~16 us instead of 40-80 us, and no
+        extra turn of the event loop per request). Anything else (a transaction left open, a cancellation in
+        progress, an expired or used-up connection, a closing pool) takes asyncpg's own path. asyncpg 0.32's
+        internals (requirements.lock)."""
+        try:
+            holder, con, pool = conn._holder, conn._con, self.pool
+            idle = not (con is None or con.is_closed() or con.is_in_transaction() or con._top_xact is not None
+                        or con._protocol._is_cancelling() or con._protocol.queries_count >= holder._max_queries
+                        or holder._generation != pool._generation or pool._closing or pool._closed)
+        except AttributeError:  # not an asyncpg pool's connection
+            idle = False
+        if not idle:
+            await self.pool.release(conn)
+            return
+        con._on_release()
+        await holder.release(None)
 
 
 def database_unavailable(exc: BaseException) -> DatabaseUnavailable:

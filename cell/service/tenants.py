@@ -3,6 +3,7 @@ SHA-256 is stored."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 import secrets
@@ -84,25 +85,36 @@ async def authenticate(conn: asyncpg.Connection, tenant_id: str, secret: str) ->
 
 class KeyCache:
     """secret hash -> (tenant id, tenant state, expiry). A revoked key stops working within `ttl_s` (0.5 s by
-    default, CellSettings.api_key_cache_ttl_s)."""
+    default, CellSettings.api_key_cache_ttl_s). One lookup per key at a time: the requests that miss while it is in
+    flight (every connection of a busy client, when its entry expires) share its answer instead of each querying."""
 
     def __init__(self, ttl_s: float, size_max: int = 10_000) -> None:
         self.ttl_s = ttl_s
         self.size_max = size_max
         self._items: dict[bytes, tuple[str, str, float]] = {}
+        self._in_flight: dict[bytes, asyncio.Task] = {}
 
     async def lookup(self, pool: asyncpg.Pool, secret: str) -> tuple[str, str] | None:
         """(tenant id, tenant state) of a live key, or None."""
         digest = hash_secret(secret)
-        now = time.monotonic()
         hit = self._items.get(digest)
-        if hit is not None and hit[2] > now:
+        if hit is not None and hit[2] > time.monotonic():
             return hit[0], hit[1]
-        row = await store.find_key(pool, digest)
-        if row is None:
-            self._items.pop(digest, None)
-            return None
-        if len(self._items) >= self.size_max:
-            self._items.clear()
-        self._items[digest] = (row["tenant_id"], row["state"], now + self.ttl_s)
-        return row["tenant_id"], row["state"]
+        task = self._in_flight.get(digest)
+        if task is None:
+            task = self._in_flight[digest] = asyncio.get_running_loop().create_task(self._fetch(pool, digest))
+        return await asyncio.shield(task)  # a caller that gives up does not cancel the others' lookup
+
+    async def _fetch(self, pool: asyncpg.Pool, digest: bytes) -> tuple[str, str] | None:
+        try:
+            started = time.monotonic()  # the entry lives ttl_s from before the query, as a revocation bound must
+            row = await store.find_key(pool, digest)
+            if row is None:
+                self._items.pop(digest, None)
+                return None
+            if len(self._items) >= self.size_max:
+                self._items.clear()
+            self._items[digest] = (row["tenant_id"], row["state"], started + self.ttl_s)
+            return row["tenant_id"], row["state"]
+        finally:
+            del self._in_flight[digest]

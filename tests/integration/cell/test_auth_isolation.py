@@ -86,3 +86,30 @@ async def test_a_body_naming_another_tenants_ledger_or_account_is_refused(two_te
                                               "currency": "USD"})
     assert r.status_code == 422 and r.json()["code"] == "ledger_not_found"
     assert (await b.balances(y["id"]))["pending_balance"]["amount"] == 700
+
+
+class CountingPool:
+    """The cell's real pool, counting the key lookups sent through it."""
+
+    def __init__(self, pool) -> None:
+        self.pool, self.lookups = pool, 0
+
+    async def fetchrow(self, *args):
+        self.lookups += 1
+        return await self.pool.fetchrow(*args)
+
+
+async def test_requests_that_miss_the_key_cache_together_share_one_lookup(api, cell_database_url):
+    """When a busy client's cached key expires, its connections' requests wait for one query, not one each."""
+    from cell.service.tenants import KeyCache
+    from cell.store.db import create_pool
+
+    real = await create_pool(cell_database_url, min_size=1, max_size=4, role="ledger_app")
+    try:
+        keys, pool = KeyCache(ttl_s=60), CountingPool(real)
+        found = await asyncio.gather(*(keys.lookup(pool, api.api_key) for _ in range(50)))
+        assert found == [(api.tenant_id, "active")] * 50 and pool.lookups == 1
+        assert await asyncio.gather(*(keys.lookup(pool, "lk_wrong") for _ in range(5))) == [None] * 5
+        assert pool.lookups == 2
+    finally:
+        await real.close()

@@ -1,0 +1,149 @@
+"""The two hottest routes without Litestar's per-request layers (routing, Request, signature, Response objects):
+GET /api/ledger_accounts/{id} without a query (current balances) and POST /api/ledger_transactions. The same auth
+(AuthMiddleware), metrics (RequestMetrics), body rules and bound, service calls, problem+json answers
+(problems.answer) and bytes as their Litestar handlers; any other request goes to Litestar.
+tests/integration/cell/test_fast_path.py compares both answers byte for byte."""
+
+from __future__ import annotations
+
+from litestar import Request
+from litestar.exceptions import ClientException, InternalServerException
+from litestar.exceptions.http_exceptions import RequestEntityTooLarge
+
+from cell.api import http, problems
+from cell.api.auth import AuthMiddleware
+from cell.api.metrics import RequestMetrics
+from cell.ledger.commands import TransactionCreate
+from cell.service import accounts, transactions
+from cell.service.common import parse_uuid
+from cell.service.idempotency import idempotency_key
+
+ACCOUNT_PREFIX = "/api/ledger_accounts/"
+ACCOUNT_TEMPLATE = "/api/ledger_accounts/{account_id}"  # as Litestar names the route (scope["path_template"])
+TRANSACTIONS = "/api/ledger_transactions"
+_JSON = http.JSON.encode()
+
+
+class FastPath:
+    """ASGI, in front of Litestar's router (Litestar.asgi_handler): scope["app"] is the Litestar app already. The
+    layers are Litestar's for a route: problems for what escapes auth and metrics, auth, metrics, problems for what
+    the handler raises (answered inside the metrics, as Litestar's route stack does)."""
+
+    def __init__(self, litestar_handler, cell: str) -> None:
+        self.next = litestar_handler
+        self._get_account = _answering_escaped(AuthMiddleware(RequestMetrics(_answering(_get_account), cell=cell)))
+        self._create_transaction = _answering_escaped(AuthMiddleware(RequestMetrics(_answering(_create_transaction),
+                                                                                     cell=cell)))
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and not scope.get("root_path"):
+            method, path = scope["method"], scope["path"]
+            if method == "GET" and path.startswith(ACCOUNT_PREFIX) and not scope["query_string"]:
+                account_id = path[len(ACCOUNT_PREFIX):]
+                if account_id and "/" not in account_id:
+                    scope["path_template"] = ACCOUNT_TEMPLATE
+                    scope["path_params"] = {"account_id": account_id}
+                    await self._get_account(scope, receive, send)
+                    return
+            elif method == "POST" and path == TRANSACTIONS:
+                scope["path_template"] = TRANSACTIONS
+                scope["path_params"] = {}
+                await self._create_transaction(scope, receive, send)
+                return
+        await self.next(scope, receive, send)
+
+
+def _answering(handler):
+    """An ASGI app of `handler` (scope, receive) -> (status, body): its answer as application/json, or the problem
+    its exception is."""
+    async def app(scope, receive, send) -> None:
+        try:
+            status, body = await handler(scope, receive)
+        except Exception as exc:  # noqa: BLE001 - every exception is a problem answer, as in Litestar
+            await _send_problem(scope, receive, send, exc)
+            return
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", _JSON), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+    return app
+
+
+def _answering_escaped(app):
+    """What escapes `app` before its answer started is a problem answer too (Litestar's app-wide exception layer)."""
+    async def guarded(scope, receive, send) -> None:
+        started = False
+
+        async def send_started(message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await app(scope, receive, send_started)
+        except Exception as exc:
+            if started:
+                raise
+            await _send_problem(scope, receive, send, exc)
+
+    return guarded
+
+
+async def _send_problem(scope, receive, send, exc: Exception) -> None:
+    """The problem an exception is, with the headers Litestar sends for it (its own first, then type and length)."""
+    response = problems.answer(Request(scope, receive), exc)
+    body = response.content
+    headers = [*((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (response.headers or {}).items()),
+               (b"content-type", response.media_type.encode()), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _header(scope, name: bytes) -> str | None:
+    """The first value of a header, as Litestar's Headers.get reads it."""
+    return next((v.decode("latin-1") for k, v in scope["headers"] if k.lower() == name), None)
+
+
+async def _body(scope, receive, size_max: int) -> bytes:
+    """The request body, read as Litestar's Request.body reads it (the same bound, the same exceptions)."""
+    announced = _header(scope, b"content-length")
+    if announced is not None:
+        try:
+            length = int(announced)
+        except ValueError:
+            raise ClientException(f"Invalid content-length: {announced!r}") from None
+        if length > size_max:
+            raise RequestEntityTooLarge
+    chunks: list[bytes] = []
+    total = 0
+    while True:
+        event = await receive()
+        if event["type"] == "http.request":
+            chunk = event["body"]
+            if chunk:
+                total += len(chunk)
+                if total > size_max:
+                    raise RequestEntityTooLarge
+                chunks.append(chunk)
+            if not event.get("more_body", False):
+                break
+        elif event["type"] == "http.disconnect":
+            raise InternalServerException("client disconnected prematurely")
+    return b"".join(chunks)
+
+
+async def _get_account(scope, receive) -> tuple[int, bytes]:
+    ctx = scope["app"].state.ctx
+    account_id = parse_uuid(scope["path_params"]["account_id"], "ledger account")
+    view = await accounts.get_account(ctx, scope["state"]["tenant_id"], account_id, accounts.CURRENT)
+    return 200, http.encode(view)
+
+
+async def _create_transaction(scope, receive) -> tuple[int, bytes]:
+    ctx = scope["app"].state.ctx
+    raw = await _body(scope, receive, ctx.settings.body_bytes_max)
+    cmd = http.checked_body(_header(scope, b"content-type"), raw, TransactionCreate)
+    idem = idempotency_key(_header(scope, b"idempotency-key"), "POST", TRANSACTIONS, raw,
+                           ctx.settings.idempotency_key_length_max)
+    view = await transactions.create_transaction(ctx, scope["state"]["tenant_id"], cmd, idem)
+    return 201, http.encode(view)

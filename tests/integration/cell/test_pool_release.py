@@ -1,0 +1,42 @@
+"""CellContext hands its connections back to the pool itself when they are idle, and through asyncpg's own release
+(which resets them) otherwise: a connection never comes back busy, in a transaction, or not at all."""
+
+from __future__ import annotations
+
+import asyncio
+
+from cell.service.context import AccountCache, CellContext
+from cell.store.db import create_pool
+from tests.integration.conftest import cell_settings
+
+
+async def context(cell_database_url: str) -> CellContext:
+    pool = await create_pool(cell_database_url, min_size=1, max_size=1, role="ledger_app")
+    return CellContext(settings=cell_settings(cell_database_url, db_acquire_s_max=2.0), pool=pool,
+                       cache=AccountCache(10))
+
+
+async def test_a_one_connection_pool_serves_many_uses_in_turn_and_at_once(cell_database_url):
+    ctx = await context(cell_database_url)
+    try:
+        for i in range(50):
+            assert await ctx.run(lambda conn, i=i: conn.fetchval("SELECT $1::int", i)) == i
+        assert await asyncio.gather(*(ctx.run(lambda conn, i=i: conn.fetchval("SELECT $1::int", i))
+                                      for i in range(20))) == list(range(20))
+        assert ctx.pool.get_idle_size() == 1
+    finally:
+        await ctx.pool.close()
+
+
+async def test_a_transaction_left_open_is_rolled_back_before_the_connection_is_used_again(cell_database_url):
+    ctx = await context(cell_database_url)
+    try:
+        async def leave_open(conn):
+            await conn.execute("BEGIN")
+            return await conn.fetchval("SELECT txid_current()")
+
+        first = await ctx.run(leave_open)
+        assert await ctx.run(lambda conn: conn.fetchval("SELECT txid_current()")) != first
+        assert not await ctx.run(lambda conn: asyncio.sleep(0, conn.is_in_transaction()))
+    finally:
+        await ctx.pool.close()
