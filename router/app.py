@@ -137,8 +137,8 @@ class Router:
         self.cell_health: dict[str, tuple[bool, float]] = {}
 
     def handle(self, client, method: bytes, path: str, target: bytes, request_headers, body: bytes | None):
-        """One request, as router/server.py read it; its answer (status, headers with a content-length, body)
-        goes to `client.answer`, at once or later. Returns the task that will answer, if one is needed (the
+        """One request, as router/server.py read it; its answer (status, headers with a content-length: (name,
+        value) pairs, or header lines as bytes; body) goes to `client.answer`, at once or later. Returns the task that will answer, if one is needed (the
         client's connection cancels it when the client goes); a request to a cell with a kept-alive connection
         at hand needs none: the cell's answer is relayed from the connection's callback.
 
@@ -163,11 +163,15 @@ class Router:
         address's failed attempts, the tenant's rate limit (429), the body bound (413). An answer of the router's
         own, or the request to forward."""
         started = time.perf_counter()
+        # One pass: the headers to forward (this hop's own dropped), and the first Authorization.
         authorization = None
-        for name, value in request_headers:
-            if name == b"authorization":
-                authorization = value
-                break
+        headers = []
+        for header in request_headers:
+            name = header[0]
+            if name not in _HOP_BY_HOP:
+                if name == b"authorization" and authorization is None:
+                    authorization = header[1]
+                headers.append(header)
         memo = client.auth
         if memo is None or memo[0] != authorization:
             memo = client.auth = (authorization, tenant_from_authorization(authorization), None)
@@ -203,7 +207,6 @@ class Router:
             return _own(413, _PROBLEM, problem_body(413, "body_too_large",
                                                     f"The body exceeds {self.settings.body_bytes_max} bytes.",
                                                     title="Content Too Large"))
-        headers = [(n, v) for n, v in request_headers if n not in _HOP_BY_HOP]
         if client.forwarded_for:
             headers.append((b"x-forwarded-for", client.forwarded_for))
         return _Forward(self, client, route, tenant_id, digest, known, address, method, target, headers, body,
@@ -305,7 +308,7 @@ class Router:
             response = await self._pool(route.api_url).request(method, target, headers, body)
         except UpstreamError as exc:
             return self._failed(exc)
-        return _relayed(method, response)
+        return _relayed(response)
 
     def _failed(self, exc: UpstreamError):
         """The router's answer when no complete answer came from the cell."""
@@ -508,15 +511,9 @@ def problem_answer(status: int, code: str, detail: str) -> tuple[int, list[tuple
     return _own(status, _PROBLEM, problem_body(status, code, detail, title=HTTPStatus(status).phrase))
 
 
-def _relayed(method: bytes, response: Response):
-    """The cell's answer as the client gets it, framed for the client's connection: a content-length (for
-    HEAD, the cell's, if it sent one)."""
-    headers = response.headers
-    if method != b"HEAD":
-        headers.append((b"content-length", str(len(response.body)).encode()))
-    elif response.length is not None:
-        headers.append((b"content-length", response.length))
-    return response.status, headers, response.body
+def _relayed(response: Response):
+    """The cell's answer as the client gets it (its head framed for the client's connection by upstream.py)."""
+    return response.status, response.head, response.body
 
 
 class _Forward:
@@ -545,7 +542,7 @@ class _Forward:
         answer asks for a retry."""
         router = self.router
         try:
-            answer = router._failed(error) if error is not None else _relayed(self.method, response)
+            answer = router._failed(error) if error is not None else _relayed(response)
             status = answer[0]
             if status == 421 or (status == 503 and _FROZEN_CODE in answer[2]):
                 self.client.hold(asyncio.get_running_loop().create_task(self._retried(answer)))

@@ -65,6 +65,8 @@ class Connection(asyncio.Protocol):
         self.handle = server.router.handle if public else server.metrics_handle
         self.settings = server.settings
         self.head_bytes_max = server.settings.head_bytes_max
+        # A body over body_bytes_max is read and dropped, up to this; beyond it the connection closes.
+        self.discard_bytes_max = 4 * server.settings.body_bytes_max
         self.loop = server.loop
         self.transport: asyncio.Transport | None = None
         self.client_host: str | None = None
@@ -160,7 +162,7 @@ class Connection(asyncio.Protocol):
             request.error = (400, "bad_request", "The request target must be a path (origin-form).")
             raise _Refused()
         for name, value in request.headers:
-            if name == b"content-length" and value.isdigit() and int(value) > self._discard_bytes_max():
+            if name == b"content-length" and value.isdigit() and int(value) > self.discard_bytes_max:
                 self._too_large()
             if name == b"expect" and value.lower() == b"100-continue" and not self.queue and self.current is None:
                 self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -175,11 +177,8 @@ class Connection(asyncio.Protocol):
                 request.body = None
             else:
                 request.body.append(body)
-        elif self.body_bytes > self._discard_bytes_max():
+        elif self.body_bytes > self.discard_bytes_max:
             self._too_large()  # ... unless the body goes on far beyond it: then answer now and close.
-
-    def _discard_bytes_max(self) -> int:
-        return 4 * self.settings.body_bytes_max
 
     def _too_large(self) -> None:
         self.request.error = (413, "body_too_large", f"The body exceeds {self.settings.body_bytes_max} bytes.")
@@ -234,10 +233,13 @@ class Connection(asyncio.Protocol):
         finally:
             self.stepping = False
         if self.current is None and not self.closing:
-            # Idle now, or the next request's head is still arriving (its own bound, restarted).
-            self._arm(self.settings.keep_alive_s if self.request is None else self.settings.request_read_s)
-            if self.server.stopping:
-                self._close()
+            self._idle()
+
+    def _idle(self) -> None:
+        """Nothing to answer: idle now, or the next request's head is still arriving (its own bound, restarted)."""
+        self._arm(self.settings.keep_alive_s if self.request is None else self.settings.request_read_s)
+        if self.server.stopping:
+            self._close()
 
     def hold(self, task: asyncio.Task) -> None:
         """The task that answers the current request: cancelled if the client goes first."""
@@ -256,13 +258,19 @@ class Connection(asyncio.Protocol):
         if not request.keep_alive:
             self._close()
         elif not self.stepping:
-            self._next()
+            if self.queue:
+                self._next()
+            else:
+                self._idle()
 
     def _write(self, status: int, headers, body: bytes, head: bool, keep_alive: bool) -> None:
         parts = [b"HTTP/1.1 ", str(status).encode(), b" ", _REASONS.get(status, b"Unknown"), b"\r\n"]
         # The cell's framing headers were dropped (router/upstream.py): the framing is this connection's.
-        for name, value in headers:
-            parts += (name, b": ", value, b"\r\n")
+        if headers.__class__ is bytes:
+            parts.append(headers)  # header lines relayed as they came from the cell
+        else:
+            for name, value in headers:
+                parts += (name, b": ", value, b"\r\n")
         if not keep_alive:
             parts.append(b"connection: close\r\n")
         parts.append(b"\r\n")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import re
 import time
 from collections.abc import Callable
 from urllib.parse import urlsplit
@@ -24,6 +25,7 @@ IDEMPOTENT_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE"})
 # the router's client connection has its own.
 _FRAMING = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"te", b"trailer",
                       b"upgrade", b"content-length"})
+_FRAMING_FOUND = re.compile(b"\r\n(" + b"|".join(sorted(_FRAMING)) + b"):", re.IGNORECASE)
 
 
 class UpstreamError(Exception):
@@ -47,21 +49,42 @@ class UpstreamTimeout(ResponseFailed):
 
 
 class Response:
-    """The cell's answer: `headers` without the framing ones; `length`, the content-length it sent, if any
-    (what a HEAD answer says of the body it does not carry)."""
+    """The cell's answer. `head`: its header lines (each ending in CRLF) as the router's client gets them:
+    the cell's connection framing dropped, a content-length given (for HEAD, the cell's, if it sent one)."""
 
-    __slots__ = ("status", "headers", "body", "length")
+    __slots__ = ("status", "head", "body")
 
-    def __init__(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes, length: bytes | None) -> None:
+    def __init__(self, status: int, head: bytes, body: bytes) -> None:
         self.status = status
-        self.headers = headers
+        self.head = head
         self.body = body
-        self.length = length
+
+
+def relay_head(lines: bytes, body: bytes, is_head: bool) -> bytes:
+    """`Response.head` from the header lines the cell sent. An answer framed by a content-length and nothing
+    else of its connection's (what the cells send) is relayed as it came: no header is parsed in Python."""
+    found = _FRAMING_FOUND.findall(b"\r\n" + lines)
+    if len(found) == 1 and found[0].lower() == b"content-length":
+        return lines
+    kept, length = [], None
+    for line in lines.split(b"\r\n"):
+        name, _, value = line.partition(b":")
+        name = name.lower()
+        if name not in _FRAMING:
+            if name:
+                kept += (name, b": ", value.strip(), b"\r\n")
+        elif name == b"content-length":
+            length = value.strip()
+    if not is_head:
+        length = str(len(body)).encode()
+    if length is not None:
+        kept += (b"content-length: ", length, b"\r\n")
+    return b"".join(kept)
 
 
 class _Connection(asyncio.Protocol):
-    __slots__ = ("transport", "parser", "on_done", "headers", "length", "body", "body_size", "body_bytes_max",
-                 "closed", "last_used", "received", "head", "status", "deadline", "in_flight")
+    __slots__ = ("transport", "parser", "on_done", "chunks", "heading", "lines", "body", "body_size",
+                 "body_bytes_max", "closed", "last_used", "received", "head", "status", "deadline", "in_flight")
 
     def __init__(self, body_bytes_max: int, in_flight: set["_Connection"]) -> None:
         self.transport: asyncio.Transport | None = None
@@ -79,8 +102,11 @@ class _Connection(asyncio.Protocol):
         self._reset()
 
     def _reset(self) -> None:
-        self.headers: list[tuple[bytes, bytes]] = []
-        self.length: bytes | None = None
+        # What came since the answer's first byte, while its head is incomplete: the head is taken from it
+        # whole (httptools is given no on_header: a Python call per header is what this saves).
+        self.chunks: list[bytes] = []
+        self.heading = True
+        self.lines = b""
         self.body: list[bytes] = []
         self.body_size = 0
         self.received = False
@@ -92,6 +118,8 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.received = True
+        if self.heading:
+            self.chunks.append(data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
@@ -103,16 +131,20 @@ class _Connection(asyncio.Protocol):
         self._fail(ResponseFailed("the cell closed the connection"))
 
     # -- httptools callbacks
-    def on_header(self, name: bytes, value: bytes) -> None:
-        name = name.lower()
-        if name not in _FRAMING:
-            self.headers.append((name, value))
-        elif name == b"content-length":
-            self.length = value
-
     def on_headers_complete(self) -> None:
         self.status = self.parser.get_status_code()
-        if self.head and self.status >= 200:
+        chunks = self.chunks
+        raw = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        end = raw.find(b"\r\n\r\n")  # httptools has just read the head: it is all in there
+        if end < 0:
+            raise ResponseFailed("the cell's answer head is not CRLF-delimited")
+        self.lines = raw[raw.find(b"\r\n") + 2:end + 2]
+        if self.status < 200:
+            self.chunks = [raw[end + 4:]]  # an interim answer's head: the next head starts after it
+            return
+        self.heading = False
+        self.chunks = []
+        if self.head:
             # httptools cannot be told that a HEAD answer has no body: answer now, never reuse.
             self._done(reusable=False)
 
@@ -127,7 +159,6 @@ class _Connection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         if 100 <= self.status < 200:
             # An interim answer (100 Continue, 103 Early Hints): the real one follows on this connection.
-            self._reset()
             return
         self._done(reusable=self.parser.should_keep_alive())
 
@@ -139,7 +170,8 @@ class _Connection(asyncio.Protocol):
         if not reusable:
             self.close()
         body = self.body
-        on_done(Response(self.status, self.headers, body[0] if len(body) == 1 else b"".join(body), self.length), None)
+        body = body[0] if len(body) == 1 else b"".join(body)
+        on_done(Response(self.status, relay_head(self.lines, body, self.head), body), None)
 
     def _fail(self, exc: ResponseFailed) -> None:
         on_done = self._end()
