@@ -170,8 +170,9 @@ async def run(duration_s: float = 10.0, concurrency: int = 16, rounds: int = 3, 
             results[kind] = summary = {"rounds": rows}
             for i, row in enumerate(rows, 1):
                 for path, x in row.items():
+                    cpu = f"  CPU {x['cpu_us_per_request']:4.0f} us/request" if "cpu_us_per_request" in x else ""
                     print(f"{kind:6} round {i} {path:8} {x['per_s']:8.0f} req/s  p50 {x['p50_ms']:6.2f} ms  "
-                          f"p99 {x['p99_ms']:6.2f} ms  statuses {x['statuses']}")
+                          f"p99 {x['p99_ms']:6.2f} ms{cpu}  statuses {x['statuses']}")
             for name, _, _ in routers:
                 ratios = [row[name]["per_s"] / row["direct"]["per_s"] for row in rows if row["direct"]["per_s"]]
                 routed = {
