@@ -6,6 +6,10 @@ port and to the router's in alternating rounds (the duration is split between th
 are printed. The router runs its own HTTP server (router/server.py), as in production.
 
     python -m loadtests.router_overhead --duration 10 --concurrency 16
+
+With `--baseline DIR` (a checkout of another commit, e.g. `git worktree add /tmp/before HEAD~3`), a second
+router runs from DIR's code beside this one, measured in the same alternating rounds: before and after in
+one run, on the same cell, under the same neighbours.
 """
 
 from __future__ import annotations
@@ -36,10 +40,13 @@ WARMUP_S = 1.0
 START_WAIT_S_MAX = 60
 
 
-def _spawn(module: str, env: dict[str, str], log: Path) -> subprocess.Popen:
+def _spawn(module: str, env: dict[str, str], log: Path, source: Path | None = None) -> subprocess.Popen:
+    """`python -m module`, from `source` (a checkout) when given, else from this one."""
+    if source is not None:
+        env = {**env, "PYTHONPATH": str(source)}
     with open(log, "wb") as out:
         return subprocess.Popen([sys.executable, "-m", module], env={**os.environ, **env}, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+                                stderr=subprocess.STDOUT, start_new_session=True, cwd=source)
 
 
 def _wait_ready(url: str, proc: subprocess.Popen, log: Path) -> None:
@@ -110,10 +117,10 @@ async def _measure(port: int, auth, duration_s: float, concurrency: int, kind: s
     return summary
 
 
-async def run(duration_s: float = 10.0, concurrency: int = 16, rounds: int = 3) -> dict:
+async def run(duration_s: float = 10.0, concurrency: int = 16, rounds: int = 3, baseline: Path | None = None) -> dict:
     workdir = Path(tempfile.mkdtemp(prefix="ledger-router-bench-"))
     pg = EmbeddedPostgres(workdir / "pg").start()
-    cell = router = None
+    cell = router = before = None
     try:
         cp_url, cell_db_url = pg.create_database("control_plane"), pg.create_database("cell")
         cell_port, router_port = free_port(), free_port()
@@ -125,6 +132,14 @@ async def run(duration_s: float = 10.0, concurrency: int = 16, rounds: int = 3) 
         router = _spawn("router", {"ROUTER_PORT": str(router_port), "ROUTER_CONTROL_PLANE_DATABASE_URL": cp_url,
                                    "ROUTER_REDIS_URL": ""}, workdir / "router.log")
         _wait_ready(f"http://127.0.0.1:{router_port}/readyz", router, workdir / "router.log")
+        routers = [("router", router_port, router)]
+        if baseline is not None:
+            before_port = free_port()
+            before = _spawn("router", {"ROUTER_PORT": str(before_port), "ROUTER_CONTROL_PLANE_DATABASE_URL": cp_url,
+                                       "ROUTER_REDIS_URL": "", "ROUTER_METRICS_PORT": "0"},
+                            workdir / "baseline.log", source=baseline)
+            _wait_ready(f"http://127.0.0.1:{before_port}/readyz", before, workdir / "baseline.log")
+            routers.append(("baseline", before_port, before))
         auth = (TENANT, secret)
 
         def read():
@@ -147,28 +162,36 @@ async def run(duration_s: float = 10.0, concurrency: int = 16, rounds: int = 3) 
             # Direct and routed phases alternate, so that a neighbour's burst on the shared cores hits both
             # sides alike; the ratio is the median of the rounds' ratios.
             rows = []
-            for _ in range(rounds):
-                direct = await _measure(cell_port, auth, slice_s, connections, kind, make)
-                routed = await _measure(router_port, auth, slice_s, connections, kind, make, serving=router)
-                rows.append((direct, routed))
-            ratios = [r["per_s"] / d["per_s"] for d, r in rows if d["per_s"]]
-            summary = {
-                "rounds": [{"direct": d, "router": r} for d, r in rows],
-                "throughput_ratio": statistics.median(ratios) if ratios else float("nan"),
-                "p50_added_ms": statistics.median(r["p50_ms"] - d["p50_ms"] for d, r in rows),
-                "p99_added_ms": statistics.median(r["p99_ms"] - d["p99_ms"] for d, r in rows),
-                "router_cpu_us_per_request": statistics.median(r["cpu_us_per_request"] for _, r in rows)}
-            results[kind] = summary
-            for i, (d, r) in enumerate(rows, 1):
-                for path, x in (("direct", d), ("router", r)):
-                    print(f"{kind:6} round {i} {path:6} {x['per_s']:8.0f} req/s  p50 {x['p50_ms']:6.2f} ms  "
-                          f"p99 {x['p99_ms']:6.2f} ms  statuses {x['statuses']}")
-            print(f"{kind:6} router/direct throughput = {summary['throughput_ratio']:.2f} (median of "
-                  f"{', '.join(f'{x:.2f}' for x in ratios)}), p50 +{summary['p50_added_ms']:.2f} ms, "
-                  f"p99 +{summary['p99_added_ms']:.2f} ms, router CPU "
-                  f"{summary['router_cpu_us_per_request']:.0f} us/request")
+            for i in range(rounds):
+                row = {"direct": await _measure(cell_port, auth, slice_s, connections, kind, make)}
+                for name, port, proc in routers if i % 2 == 0 else routers[::-1]:  # neither always goes first
+                    row[name] = await _measure(port, auth, slice_s, connections, kind, make, serving=proc)
+                rows.append(row)
+            results[kind] = summary = {"rounds": rows}
+            for i, row in enumerate(rows, 1):
+                for path, x in row.items():
+                    cpu = f"  CPU {x['cpu_us_per_request']:4.0f} us/request" if "cpu_us_per_request" in x else ""
+                    print(f"{kind:6} round {i} {path:8} {x['per_s']:8.0f} req/s  p50 {x['p50_ms']:6.2f} ms  "
+                          f"p99 {x['p99_ms']:6.2f} ms{cpu}  statuses {x['statuses']}")
+            for name, _, _ in routers:
+                ratios = [row[name]["per_s"] / row["direct"]["per_s"] for row in rows if row["direct"]["per_s"]]
+                routed = {
+                    "throughput_ratio": statistics.median(ratios) if ratios else float("nan"),
+                    "p50_added_ms": statistics.median(row[name]["p50_ms"] - row["direct"]["p50_ms"] for row in rows),
+                    "p99_added_ms": statistics.median(row[name]["p99_ms"] - row["direct"]["p99_ms"] for row in rows),
+                    "router_cpu_us_per_request": statistics.median(row[name]["cpu_us_per_request"] for row in rows)}
+                # This checkout's figures at the top, as before; the baseline's beside them.
+                if name == "router":
+                    summary.update(routed)
+                else:
+                    summary[name] = routed
+                print(f"{kind:6} {name}/direct throughput = {routed['throughput_ratio']:.2f} (median of "
+                      f"{', '.join(f'{x:.2f}' for x in ratios)}), p50 +{routed['p50_added_ms']:.2f} ms, "
+                      f"p99 +{routed['p99_added_ms']:.2f} ms, router CPU "
+                      f"{routed['router_cpu_us_per_request']:.0f} us/request")
         return results
     finally:
+        _stop(before)
         _stop(router)
         _stop(cell)
         pg.stop()
@@ -180,8 +203,9 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per measured phase")
     parser.add_argument("--concurrency", type=int, default=16, help="keep-alive connections")
     parser.add_argument("--rounds", type=int, default=3, help="alternating direct/router phases per workload")
+    parser.add_argument("--baseline", type=Path, help="a checkout whose router is measured too, in the same rounds")
     args = parser.parse_args()
-    asyncio.run(run(args.duration, args.concurrency, args.rounds))
+    asyncio.run(run(args.duration, args.concurrency, args.rounds, args.baseline))
 
 
 if __name__ == "__main__":

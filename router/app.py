@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import bisect
 import hashlib
 import logging
 import time
@@ -15,16 +16,17 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
-    Histogram,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+from prometheus_client.utils import floatToGoString
 
 from ledger_common.basic_auth import UNAUTHORIZED_BODY, WWW_AUTHENTICATE, parse_basic
 from ledger_common.problems import PROBLEM_JSON, problem_body
 from ledger_common.sql import load_queries
 from router.routes import KnownCredentials, RateLimiter, Route, RoutingTable, build_table
 from router.settings import RouterSettings
-from router.upstream import ConnectFailed, ResponseFailed, UpstreamError, UpstreamPool, UpstreamTimeout
+from router.upstream import ConnectFailed, Response, UpstreamError, UpstreamPool, UpstreamTimeout
 
 log = logging.getLogger("router")
 
@@ -34,8 +36,6 @@ log = logging.getLogger("router")
 _HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"te",
                          b"trailer", b"upgrade", b"proxy-authorization", b"proxy-authenticate", b"host",
                          b"content-length", b"expect"})
-_RESPONSE_DROP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"te",
-                            b"trailer", b"upgrade"})
 # The cell's problem code for a write refused because the tenant is frozen for a move.
 _FROZEN_CODE = b'"tenant_frozen"'
 _LOCAL_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
@@ -59,43 +59,61 @@ OTHER_TENANTS = "_other"
 STOP_TASKS_S_MAX = 5.0  # how long stop() insists on the background loops ending
 
 
+_LATENCY_BUCKETS = (.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10)
+
+
 class Metrics:
     def __init__(self, tenants_labelled_max: int = 1000) -> None:
         # One time series per tenant is fine for hundreds, not for a hundred thousand: past the bound, the
         # tenants seen later are counted together under OTHER_TENANTS (the cells' logs name them).
         self.tenants_labelled_max = tenants_labelled_max
         self.registry = CollectorRegistry()
-        self.requests = Counter("router_requests", "Requests forwarded, by cell and status",
-                                ["cell", "status"], registry=self.registry)
-        self.latency = Histogram("router_request_duration_seconds", "Time from request to answer, by cell and status",
-                                 ["cell", "status"], registry=self.registry,
-                                 buckets=(.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10))
-        self.tenant_requests = Counter("router_tenant_requests", "Requests by tenant", ["tenant"],
-                                       registry=self.registry)
         self.rejected = Counter("router_rejected", "Requests answered by the router itself, by reason",
                                 ["reason"], registry=self.registry)
         self.routes = Gauge("router_routes", "Tenants in the routing table", registry=self.registry)
         self.reloads = Counter("router_route_reloads", "Routing table reloads, by trigger", ["trigger"],
                                registry=self.registry)
-        # labels() costs a lock and a dict lookup: keep the children.
-        self._children: dict[tuple[str, int], tuple] = {}
-        self._tenants: dict[str, object] = {}
+        # The series every forwarded request updates are plain numbers, made into samples when scraped
+        # (collect): a prometheus_client child costs a lock and several calls per update.
+        # (cell, status) -> [sum of seconds, count per latency bucket..., count over the last bound]
+        self._answers: dict[tuple[str, int], list] = {}
+        self._tenants: dict[str, int] = {}
+        self.registry.register(self)
 
     def observe(self, cell: str, status: int, tenant: str, seconds: float) -> None:
-        children = self._children.get((cell, status))
-        if children is None:
-            children = self._children[(cell, status)] = (
-                self.requests.labels(cell, str(status)), self.latency.labels(cell, str(status)))
-        children[0].inc()
-        children[1].observe(seconds)
-        counter = self._tenants.get(tenant)
-        if counter is None:
-            if len(self._tenants) >= self.tenants_labelled_max:
-                tenant = OTHER_TENANTS
-                counter = self._tenants.get(tenant)
-            if counter is None:
-                counter = self._tenants[tenant] = self.tenant_requests.labels(tenant)
-        counter.inc()
+        series = self._answers.get((cell, status))
+        if series is None:
+            series = self._answers[(cell, status)] = [0.0] + [0] * (len(_LATENCY_BUCKETS) + 1)
+        series[0] += seconds
+        series[1 + bisect.bisect_left(_LATENCY_BUCKETS, seconds)] += 1  # le: the first bound >= seconds
+        tenants = self._tenants
+        if tenant in tenants:
+            tenants[tenant] += 1
+        elif len(tenants) < self.tenants_labelled_max:
+            tenants[tenant] = 1
+        else:
+            tenants[OTHER_TENANTS] = tenants.get(OTHER_TENANTS, 0) + 1
+
+    def collect(self):
+        """The per-request series, for the registry (a custom collector)."""
+        requests = CounterMetricFamily("router_requests", "Requests forwarded, by cell and status",
+                                       labels=["cell", "status"])
+        latency = HistogramMetricFamily("router_request_duration_seconds",
+                                        "Time from request to answer, by cell and status", labels=["cell", "status"])
+        for (cell, status), series in list(self._answers.items()):
+            labels = [cell, str(status)]
+            buckets, seen = [], 0
+            for bound, count in zip(_LATENCY_BUCKETS, series[1:]):
+                seen += count
+                buckets.append((floatToGoString(bound), seen))
+            total = seen + series[-1]
+            buckets.append(("+Inf", total))
+            requests.add_metric(labels, total)
+            latency.add_metric(labels, buckets, series[0])
+        tenants = CounterMetricFamily("router_tenant_requests", "Requests by tenant", labels=["tenant"])
+        for tenant, count in list(self._tenants.items()):
+            tenants.add_metric([tenant], count)
+        return [requests, latency, tenants]
 
 
 class Router:
@@ -118,36 +136,62 @@ class Router:
         # cell -> (last check succeeded, monotonic time of the last success)
         self.cell_health: dict[str, tuple[bool, float]] = {}
 
-    async def dispatch(self, method: bytes, path: str, target: bytes, request_headers, body: bytes | None,
-                       client_host: str | None) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-        """One request, as router/server.py read it.
+    def handle(self, client, method: bytes, path: str, target: bytes, request_headers, body: bytes | None):
+        """One request, as router/server.py read it; its answer (status, headers with a content-length: (name,
+        value) pairs, or header lines as bytes; body) goes to `client.answer`, at once or later. Returns the task that will answer, if one is needed (the
+        client's connection cancels it when the client goes); a request to a cell with a kept-alive connection
+        at hand needs none: the cell's answer is relayed from the connection's callback.
 
         `path` decides what the router answers itself; `target` (path and query, as sent) is forwarded;
-        `body` is None when it was over `body_bytes_max`. Returns the answer: status, headers (with a
-        content-length) and body.
+        `body` is None when it was over `body_bytes_max`. `client` also has `client_host`, `forwarded_for`
+        (its address as bytes) and `auth` (this connection's last credentials, parsed: a client sends the same
+        ones on every request of a connection).
         """
         if path in _LOCAL_PATHS:
-            return self._local(path)
+            client.answer(*self._local(path))
+            return None
+        admitted = self._admit(client, method, target, request_headers, body)
+        if type(admitted) is tuple:
+            client.answer(*admitted)
+            return None
+        if self._pool(admitted.route.api_url).try_send(method, target, admitted.headers, body, admitted.relayed):
+            return None
+        return asyncio.get_running_loop().create_task(self._forward_slowly(admitted))
+
+    def _admit(self, client, method: bytes, target: bytes, request_headers, body: bytes | None):
+        """The router's own checks, in order: credentials naming a known tenant (else 401), the client
+        address's failed attempts, the tenant's rate limit (429), the body bound (413). An answer of the router's
+        own, or the request to forward."""
         started = time.perf_counter()
+        # One pass: the headers to forward (this hop's own dropped), and the first Authorization.
         authorization = None
-        for name, value in request_headers:
-            if name == b"authorization":
-                authorization = value
-                break
-        tenant_id = tenant_from_authorization(authorization)
+        headers = []
+        for header in request_headers:
+            name = header[0]
+            if name not in _HOP_BY_HOP:
+                if name == b"authorization" and authorization is None:
+                    authorization = header[1]
+                headers.append(header)
+        memo = client.auth
+        if memo is None or memo[0] != authorization:
+            memo = client.auth = (authorization, tenant_from_authorization(authorization), None)
+        tenant_id = memo[1]
         route = self.table.get(tenant_id) if tenant_id is not None else None
         now = time.monotonic()
-        address = client_host or ""
+        address = client.client_host or ""
         if route is None:
             if wait_s := self._auth_failures_wait_s(address, now):
                 return self._too_many_failures(wait_s)
             self._auth_failed(address, now)
             self.metrics.rejected.labels("unauthorized").inc()
             return _own(401, UNAUTHORIZED_HEADERS, UNAUTHORIZED_BODY)
+        digest = memo[2]
+        if digest is None:
+            digest = hashlib.sha256(authorization).digest()
+            client.auth = (authorization, tenant_id, digest)
         # Only credentials the cell has accepted spend the tenant's budget: anybody can name a tenant. Others
         # pass while their client address has failed attempts left (a 401 spends one), and become known when
         # the cell accepts them.
-        digest = hashlib.sha256(authorization).digest()
         known = self.credentials.tenant(digest, now) == tenant_id
         if known:
             if wait_s := self.limiter.wait_s(tenant_id, route.rate_per_s, route.burst, now):
@@ -163,11 +207,26 @@ class Router:
             return _own(413, _PROBLEM, problem_body(413, "body_too_large",
                                                     f"The body exceeds {self.settings.body_bytes_max} bytes.",
                                                     title="Content Too Large"))
-        headers = [(n, v) for n, v in request_headers if n not in _HOP_BY_HOP]
-        if client_host:
-            headers.append((b"x-forwarded-for", client_host.encode()))
+        if client.forwarded_for:
+            headers.append((b"x-forwarded-for", client.forwarded_for))
+        return _Forward(self, client, route, tenant_id, digest, known, address, method, target, headers, body,
+                        started)
 
-        status, response_headers, response_body = await self._forward(route, method, target, headers, body)
+    async def _forward_slowly(self, forward: "_Forward") -> None:
+        """A request the fast path could not take (no kept-alive connection at hand, or an answer that asks
+        for a retry), in a task; it answers the client in the end, with a 500 on a bug of ours."""
+        try:
+            answer = await self._forward(forward.route, forward.method, forward.target, forward.headers,
+                                         forward.body)
+            self._finish(forward, await self._retry(forward, answer))
+        except Exception:  # noqa: BLE001 - a bug of ours must not hang the client: 500, and log it
+            log.exception("request failed in the router")
+            forward.client.answer(*problem_answer(500, "internal_error", "The router failed to handle the request."))
+
+    async def _retry(self, forward: "_Forward", answer):
+        """The cell's answer, or that of a retry when the first asked for one: a 421 (the map is stale), or a
+        503 tenant_frozen (a move is freezing the tenant)."""
+        status, response_headers, response_body = answer
         retried_421 = False
         hold_until = None
         delay_s = 0.01
@@ -179,10 +238,10 @@ class Router:
                     await self.reload("misdirected")
                 except Exception as exc:  # noqa: BLE001 - the control plane is down: answer the cell's 421 as is
                     log.warning("reload after a 421 failed: %r", exc)
-                newer = self.table.get(tenant_id)
+                newer = self.table.get(forward.tenant_id)
                 if newer is None:
                     break
-                route = newer
+                forward.route = newer
             elif status == 503 and _FROZEN_CODE in response_body:
                 # The tenant is frozen for a move (the cell refused before writing anything): hold the request
                 # and retry, on the newest route, for a bounded time; past it the cell's 503 (Retry-After) goes out.
@@ -193,21 +252,28 @@ class Router:
                     break
                 await asyncio.sleep(min(delay_s, hold_until - now))
                 delay_s = min(delay_s * 2, 0.1)
-                route = self.table.get(tenant_id) or route
+                forward.route = self.table.get(forward.tenant_id) or forward.route
             else:
                 break
-            status, response_headers, response_body = await self._forward(route, method, target, headers, body)
+            status, response_headers, response_body = await self._forward(
+                forward.route, forward.method, forward.target, forward.headers, forward.body)
+        return status, response_headers, response_body
+
+    def _finish(self, forward: "_Forward", answer) -> None:
+        """What the cell's final answer says about the credentials, the metrics; then the answer goes out."""
+        status = answer[0]
+        tenant_id = forward.tenant_id
         if status == 401:
-            self.credentials.forget(digest)
-            self._auth_failed(address, time.monotonic())
-        elif not known and status < 500 and status != 421:
+            self.credentials.forget(forward.digest)
+            self._auth_failed(forward.address, time.monotonic())
+        elif not forward.known and status < 500 and status != 421:
             # An answer of the cell's own, past its key check (not a 5xx: the router's 503 when the cell is
             # down; nor a 421, which checked nothing): the credentials are good. The tenant pays for this one.
             now = time.monotonic()
-            self.credentials.remember(digest, tenant_id, now)
-            self.limiter.charge(tenant_id, route.rate_per_s, route.burst, now)
-        self.metrics.observe(route.cell, status, tenant_id, time.perf_counter() - started)
-        return status, response_headers, response_body
+            self.credentials.remember(forward.digest, tenant_id, now)
+            self.limiter.charge(tenant_id, forward.route.rate_per_s, forward.route.burst, now)
+        self.metrics.observe(forward.route.cell, status, tenant_id, time.perf_counter() - forward.started)
+        forward.client.answer(*answer)
 
     def _auth_failures_wait_s(self, address: str, now: float) -> float:
         """0 while the address has failed attempts left (none is spent); else the seconds until one is back."""
@@ -240,19 +306,20 @@ class Router:
     async def _forward(self, route: Route, method: bytes, target: bytes, headers, body: bytes):
         try:
             response = await self._pool(route.api_url).request(method, target, headers, body)
-        except ConnectFailed:
+        except UpstreamError as exc:
+            return self._failed(exc)
+        return _relayed(response)
+
+    def _failed(self, exc: UpstreamError):
+        """The router's answer when no complete answer came from the cell."""
+        if isinstance(exc, ConnectFailed):
             return self._unavailable(503, "cell_unavailable", "Service Unavailable",
                                      "The tenant's cell cannot be reached; retry later.")
-        except UpstreamTimeout:
+        if isinstance(exc, UpstreamTimeout):
             return self._unavailable(504, "cell_timeout", "Gateway Timeout", "The tenant's cell did not answer in time.")
-        except ResponseFailed:
-            return self._unavailable(502, "cell_failed", "Bad Gateway",
-                                     "The tenant's cell failed to answer; the request may or may not have been "
-                                     "applied (retry with the same Idempotency-Key).")
-        headers_out = [(n, v) for n, v in response.headers if n not in _RESPONSE_DROP]
-        if method != b"HEAD" and not any(n == b"content-length" for n, _ in headers_out):
-            headers_out.append((b"content-length", str(len(response.body)).encode()))
-        return response.status, headers_out, response.body
+        return self._unavailable(502, "cell_failed", "Bad Gateway",
+                                 "The tenant's cell failed to answer; the request may or may not have been "
+                                 "applied (retry with the same Idempotency-Key).")
 
     def _unavailable(self, status: int, code: str, title: str, detail: str):
         body = problem_body(status, code, detail, title=title)
@@ -442,3 +509,52 @@ def _own(status: int, headers, body: bytes) -> tuple[int, list[tuple[bytes, byte
 def problem_answer(status: int, code: str, detail: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
     """An answer of the router's own, as problem+json titled with the status' reason phrase."""
     return _own(status, _PROBLEM, problem_body(status, code, detail, title=HTTPStatus(status).phrase))
+
+
+def _relayed(response: Response):
+    """The cell's answer as the client gets it (its head framed for the client's connection by upstream.py)."""
+    return response.status, response.head, response.body
+
+
+class _Forward:
+    """A request admitted by the router, on its way to the tenant's cell."""
+
+    __slots__ = ("router", "client", "route", "tenant_id", "digest", "known", "address", "method", "target",
+                 "headers", "body", "started")
+
+    def __init__(self, router: Router, client, route: Route, tenant_id: str, digest: bytes, known: bool,
+                 address: str, method: bytes, target: bytes, headers, body: bytes, started: float) -> None:
+        self.router = router
+        self.client = client
+        self.route = route
+        self.tenant_id = tenant_id
+        self.digest = digest
+        self.known = known
+        self.address = address
+        self.method = method
+        self.target = target
+        self.headers = headers
+        self.body = body
+        self.started = started
+
+    def relayed(self, response: Response | None, error: UpstreamError | None) -> None:
+        """The fast path's end, called by the cell's connection: finish here, or go on in a task when the
+        answer asks for a retry."""
+        router = self.router
+        try:
+            answer = router._failed(error) if error is not None else _relayed(response)
+            status = answer[0]
+            if status == 421 or (status == 503 and _FROZEN_CODE in answer[2]):
+                self.client.hold(asyncio.get_running_loop().create_task(self._retried(answer)))
+                return
+            router._finish(self, answer)
+        except Exception:  # noqa: BLE001 - a bug of ours must not hang the client: 500, and log it
+            log.exception("request failed in the router")
+            self.client.answer(*problem_answer(500, "internal_error", "The router failed to handle the request."))
+
+    async def _retried(self, answer) -> None:
+        try:
+            self.router._finish(self, await self.router._retry(self, answer))
+        except Exception:  # noqa: BLE001 - as above
+            log.exception("request failed in the router")
+            self.client.answer(*problem_answer(500, "internal_error", "The router failed to handle the request."))

@@ -94,7 +94,7 @@ class RateLimiter:
         """0 when a request may pass (spending a token unless `take` is false); else the seconds to wait."""
         if rate <= 0:
             return 0.0
-        return self._bucket(key, rate, burst, now).take(now, rate, burst, take)
+        return (self.buckets.get(key) or self._bucket(key, rate, burst, now)).take(now, rate, burst, take)
 
     def charge(self, key: str, rate: float, burst: float, now: float) -> None:
         if rate > 0:

@@ -3,7 +3,8 @@
 Every request of every tenant crosses the router, so its cost is paid on the whole platform's traffic.
 Under uvicorn, the ASGI layer (a scope dict, receive/send coroutines, message dicts, header checks) was
 most of the router's ~140 us of CPU per request. Here a connection parses with httptools, hands the whole
-request to `Router.dispatch`, and writes the answer in one buffer.
+request to `Router.handle`, and writes the answer in one buffer when `answer` is called: from the cell
+connection's callback on the common path, with no task, no future and no extra turn of the event loop.
 
 What it does, and deliberately not more (the router is the only client of it):
 - keep-alive and pipelining (requests on one connection are answered in order, one at a time; reading
@@ -61,17 +62,25 @@ class Connection(asyncio.Protocol):
         self.server = server
         self.router = server.router
         # The public port routes; the metrics listener serves /metrics and nothing else.
-        self.dispatch = server.router.dispatch if public else server.metrics_dispatch
+        self.handle = server.router.handle if public else server.metrics_handle
         self.settings = server.settings
+        self.head_bytes_max = server.settings.head_bytes_max
+        # A body over body_bytes_max is read and dropped, up to this; beyond it the connection closes.
+        self.discard_bytes_max = 4 * server.settings.body_bytes_max
         self.loop = server.loop
         self.transport: asyncio.Transport | None = None
         self.client_host: str | None = None
+        self.forwarded_for = b""
+        # The last Authorization value on this connection, parsed (Router._admit): (value, tenant, digest).
+        self.auth: tuple[bytes | None, str | None, bytes | None] | None = None
         self.parser = httptools.HttpRequestParser(self)
         self.request: _Request | None = None  # the one being parsed
         self.head_bytes = 0
         self.body_bytes = 0
         self.queue: collections.deque[_Request] = collections.deque()
-        self.task: asyncio.Task | None = None
+        self.current: _Request | None = None  # the one being answered
+        self.task: asyncio.Task | None = None  # the task answering it, if it needs one
+        self.stepping = False  # inside _next
         self.paused = False
         self.closing = False
         self.refused = False
@@ -85,6 +94,7 @@ class Connection(asyncio.Protocol):
         self.transport = transport
         peer = transport.get_extra_info("peername")
         self.client_host = peer[0] if isinstance(peer, tuple) else None
+        self.forwarded_for = self.client_host.encode() if self.client_host else b""
         self.server.connections.add(self)
         self._arm(self.settings.keep_alive_s)
 
@@ -121,6 +131,10 @@ class Connection(asyncio.Protocol):
                 self._reject(500, "internal_error", "The router failed to read the request.")
         except httptools.HttpParserError:
             self._reject(400, "bad_request", "The request is not valid HTTP/1.1.")
+        # Served once the parser is done with this data, so that what it found (an upgrade offer, a bad
+        # request behind good ones) applies to the requests queued.
+        if self.queue and self.current is None:
+            self._next()
 
     # -- httptools callbacks ---------------------------------------------------------------------------------
 
@@ -136,7 +150,9 @@ class Connection(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.request.headers.append((name.lower(), value))
-        self._count_head(len(name) + len(value) + 4)
+        self.head_bytes += len(name) + len(value) + 4  # (_count_head inlined: this runs for every header)
+        if self.head_bytes > self.head_bytes_max:
+            self._head_too_large()
 
     def on_headers_complete(self) -> None:
         request = self.request
@@ -146,9 +162,9 @@ class Connection(asyncio.Protocol):
             request.error = (400, "bad_request", "The request target must be a path (origin-form).")
             raise _Refused()
         for name, value in request.headers:
-            if name == b"content-length" and value.isdigit() and int(value) > self._discard_bytes_max():
+            if name == b"content-length" and value.isdigit() and int(value) > self.discard_bytes_max:
                 self._too_large()
-            if name == b"expect" and value.lower() == b"100-continue" and not self.queue and self.task is None:
+            if name == b"expect" and value.lower() == b"100-continue" and not self.queue and self.current is None:
                 self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def on_body(self, body: bytes) -> None:
@@ -161,11 +177,8 @@ class Connection(asyncio.Protocol):
                 request.body = None
             else:
                 request.body.append(body)
-        elif self.body_bytes > self._discard_bytes_max():
+        elif self.body_bytes > self.discard_bytes_max:
             self._too_large()  # ... unless the body goes on far beyond it: then answer now and close.
-
-    def _discard_bytes_max(self) -> int:
-        return 4 * self.settings.body_bytes_max
 
     def _too_large(self) -> None:
         self.request.error = (413, "body_too_large", f"The body exceeds {self.settings.body_bytes_max} bytes.")
@@ -178,21 +191,25 @@ class Connection(asyncio.Protocol):
             self.paused = True
             self.transport.pause_reading()
         self._disarm()
-        if self.task is None:
-            self.task = self.loop.create_task(self._serve())
 
     # -- internals -------------------------------------------------------------------------------------------
 
     def _count_head(self, size: int) -> None:
         self.head_bytes += size
-        if self.head_bytes > self.settings.head_bytes_max:
-            self.request.error = (431, "headers_too_large",
-                                  f"The request line and headers exceed {self.settings.head_bytes_max} bytes.")
-            raise _Refused()
+        if self.head_bytes > self.head_bytes_max:
+            self._head_too_large()
 
-    async def _serve(self) -> None:
+    def _head_too_large(self) -> None:
+        self.request.error = (431, "headers_too_large",
+                              f"The request line and headers exceed {self.head_bytes_max} bytes.")
+        raise _Refused()
+
+    def _next(self) -> None:
+        """Answer the queued requests in order, one at a time: those the router answers at once in this loop,
+        up to one that goes to a cell (its answer comes back through `answer`, which calls this again)."""
+        self.stepping = True
         try:
-            while self.queue and not self.closing:
+            while self.queue and self.current is None and not self.closing:
                 request = self.queue.popleft()
                 if self.paused and not self.refused and len(self.queue) < _PIPELINE_MAX // 2:
                     self.paused = False
@@ -201,35 +218,59 @@ class Connection(asyncio.Protocol):
                     self._write(*problem_answer(*request.error), False, False)
                     self._close()
                     return
+                self.current = request
                 url = request.url
-                path = url.split(b"?", 1)[0].decode("latin-1")
                 body = b"".join(request.body) if request.body is not None else None
                 try:
-                    status, headers, payload = await self.dispatch(
-                        request.method, path, url, request.headers, body, self.client_host)
+                    task = self.handle(self, request.method, url.split(b"?", 1)[0].decode("latin-1"), url,
+                                       request.headers, body)
                 except Exception:  # noqa: BLE001 - a bug of ours must not hang the client: 500, and log it
                     log.exception("request failed in the router")
-                    status, headers, payload = problem_answer(500, "internal_error",
-                                                              "The router failed to handle the request.")
-                self._write(status, headers, payload, request.method == b"HEAD", request.keep_alive)
-                if not request.keep_alive:
-                    self._close()
-                    return
-        except asyncio.CancelledError:
-            return
+                    self.answer(*problem_answer(500, "internal_error", "The router failed to handle the request."))
+                    continue
+                if task is not None:
+                    self.hold(task)
         finally:
-            self.task = None
-        if not self.closing:
-            # Idle now, or the next request's head is still arriving (its own bound, restarted).
-            self._arm(self.settings.keep_alive_s if self.request is None else self.settings.request_read_s)
-            if self.server.stopping:
-                self._close()
+            self.stepping = False
+        if self.current is None and not self.closing:
+            self._idle()
+
+    def _idle(self) -> None:
+        """Nothing to answer: idle now, or the next request's head is still arriving (its own bound, restarted)."""
+        self._arm(self.settings.keep_alive_s if self.request is None else self.settings.request_read_s)
+        if self.server.stopping:
+            self._close()
+
+    def hold(self, task: asyncio.Task) -> None:
+        """The task that answers the current request: cancelled if the client goes first."""
+        if self.current is not None and not self.closing:
+            self.task = task
+        else:
+            task.cancel()  # the client went, or it was answered already: nothing left to do
+
+    def answer(self, status: int, headers, payload: bytes) -> None:
+        """The answer to the current request (the router calls this once per request)."""
+        request, self.current = self.current, None
+        self.task = None
+        if request is None or self.closing:
+            return  # the client went away: whatever the cell answered has nobody to go to
+        self._write(status, headers, payload, request.method == b"HEAD", request.keep_alive)
+        if not request.keep_alive:
+            self._close()
+        elif not self.stepping:
+            if self.queue:
+                self._next()
+            else:
+                self._idle()
 
     def _write(self, status: int, headers, body: bytes, head: bool, keep_alive: bool) -> None:
         parts = [b"HTTP/1.1 ", str(status).encode(), b" ", _REASONS.get(status, b"Unknown"), b"\r\n"]
-        # The cell's framing headers were dropped by Router._forward: the framing is this connection's.
-        for name, value in headers:
-            parts += (name, b": ", value, b"\r\n")
+        # The cell's framing headers were dropped (router/upstream.py): the framing is this connection's.
+        if headers.__class__ is bytes:
+            parts.append(headers)  # header lines relayed as they came from the cell
+        else:
+            for name, value in headers:
+                parts += (name, b": ", value, b"\r\n")
         if not keep_alive:
             parts.append(b"connection: close\r\n")
         parts.append(b"\r\n")
@@ -248,8 +289,6 @@ class Connection(asyncio.Protocol):
         refusal.error = (status, code, detail)
         refusal.keep_alive = False
         self.queue.append(refusal)
-        if self.task is None:
-            self.task = self.loop.create_task(self._serve())
 
     def _arm(self, seconds: float) -> None:
         self.deadline = self.loop.time() + seconds
@@ -259,7 +298,7 @@ class Connection(asyncio.Protocol):
 
     def reap(self, now: float) -> None:
         # Idle past the keep-alive bound, or a request that did not arrive in time: close (nothing in flight).
-        if now >= self.deadline and self.task is None:
+        if now >= self.deadline and self.current is None:
             self._close()
 
     def _close(self) -> None:
@@ -270,7 +309,7 @@ class Connection(asyncio.Protocol):
 
     def shutdown(self) -> None:
         """Graceful stop: an idle connection closes now; a busy one after its current answer."""
-        if self.task is None:
+        if self.current is None:
             self._close()
 
 
@@ -295,8 +334,8 @@ class RouterServer:
     def metrics_port(self) -> int | None:
         return self._metrics_server.sockets[0].getsockname()[1] if self._metrics_server is not None else None
 
-    async def metrics_dispatch(self, method: bytes, path: str, target: bytes, request_headers, body, client_host):
-        return self.router.metrics_answer(path)
+    def metrics_handle(self, client: Connection, method: bytes, path: str, target: bytes, request_headers, body):
+        client.answer(*self.router.metrics_answer(path))
 
     async def start(self) -> "RouterServer":
         self.loop = asyncio.get_running_loop()
@@ -337,7 +376,7 @@ class RouterServer:
         for conn in list(self.connections):
             conn.shutdown()
         deadline = self.loop.time() + self.settings.shutdown_s
-        while any(conn.task is not None for conn in self.connections) and self.loop.time() < deadline:
+        while any(conn.current is not None for conn in self.connections) and self.loop.time() < deadline:
             await asyncio.sleep(0.02)
         for conn in list(self.connections):
             conn._close()

@@ -1,13 +1,19 @@
 """A lean pooled HTTP/1.1 client to the cells: keep-alive connections per cell, httptools parsing.
 
 httpx costs several hundred microseconds of Python per request; this does the one thing the router
-needs (send a buffered request, read a buffered answer) for a fraction of that.
+needs (send a buffered request, read a buffered answer) for a fraction of that. `UpstreamPool.try_send` is
+the router's common path: a free slot and an idle kept-alive connection, the request written at once and the
+answer handed to a callback (no task, no future, no timer: timeouts are found by a sweep); `request` is the
+awaitable path for the rest (a new connection to open, a wait for a slot, a retry).
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import re
 import time
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import httptools
@@ -15,6 +21,11 @@ import httptools
 # Only these are retried on a fresh connection when a reused one turns out dead before answering:
 # the cell may have applied a POST whose answer was lost, so a POST is never sent twice.
 IDEMPOTENT_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE"})
+# The framing of the cell's connection (hop-by-hop headers, RFC 9110 7.6.1, and the length), not the answer's:
+# the router's client connection has its own.
+_FRAMING = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"te", b"trailer",
+                      b"upgrade", b"content-length"})
+_FRAMING_FOUND = re.compile(b"\r\n(" + b"|".join(sorted(_FRAMING)) + b"):", re.IGNORECASE)
 
 
 class UpstreamError(Exception):
@@ -38,31 +49,64 @@ class UpstreamTimeout(ResponseFailed):
 
 
 class Response:
-    __slots__ = ("status", "headers", "body")
+    """The cell's answer. `head`: its header lines (each ending in CRLF) as the router's client gets them:
+    the cell's connection framing dropped, a content-length given (for HEAD, the cell's, if it sent one)."""
 
-    def __init__(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+    __slots__ = ("status", "head", "body")
+
+    def __init__(self, status: int, head: bytes, body: bytes) -> None:
         self.status = status
-        self.headers = headers
+        self.head = head
         self.body = body
 
 
-class _Connection(asyncio.Protocol):
-    __slots__ = ("transport", "parser", "waiter", "headers", "body", "body_size", "body_bytes_max",
-                 "closed", "last_used", "received", "head", "status", "timer")
+def relay_head(lines: bytes, body: bytes, is_head: bool) -> bytes:
+    """`Response.head` from the header lines the cell sent. An answer framed by a content-length and nothing
+    else of its connection's (what the cells send) is relayed as it came: no header is parsed in Python."""
+    found = _FRAMING_FOUND.findall(b"\r\n" + lines)
+    if len(found) == 1 and found[0].lower() == b"content-length":
+        return lines
+    kept, length = [], None
+    for line in lines.split(b"\r\n"):
+        name, _, value = line.partition(b":")
+        name = name.lower()
+        if name not in _FRAMING:
+            if name:
+                kept += (name, b": ", value.strip(), b"\r\n")
+        elif name == b"content-length":
+            length = value.strip()
+    if not is_head:
+        length = str(len(body)).encode()
+    if length is not None:
+        kept += (b"content-length: ", length, b"\r\n")
+    return b"".join(kept)
 
-    def __init__(self, body_bytes_max: int) -> None:
+
+class _Connection(asyncio.Protocol):
+    __slots__ = ("transport", "parser", "on_done", "chunks", "heading", "lines", "body", "body_size",
+                 "body_bytes_max", "closed", "last_used", "received", "head", "status", "deadline", "in_flight")
+
+    def __init__(self, body_bytes_max: int, in_flight: set["_Connection"]) -> None:
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
-        self.waiter: asyncio.Future | None = None
+        # Called once with (response, None) or (None, error) when the exchange in flight ends.
+        self.on_done: Callable[[Response | None, ResponseFailed | None], None] | None = None
         self.body_bytes_max = body_bytes_max
         self.closed = False
         self.last_used = 0.0
-        self.timer: asyncio.TimerHandle | None = None
+        # The pool's connections with an exchange in flight, and when this one's times out (the pool's sweep
+        # looks: no timer is made and cancelled per exchange).
+        self.in_flight = in_flight
+        self.deadline = 0.0
         self.head = False  # set per exchange
         self._reset()
 
     def _reset(self) -> None:
-        self.headers: list[tuple[bytes, bytes]] = []
+        # What came since the answer's first byte, while its head is incomplete: the head is taken from it
+        # whole (httptools is given no on_header: a Python call per header is what this saves).
+        self.chunks: list[bytes] = []
+        self.heading = True
+        self.lines = b""
         self.body: list[bytes] = []
         self.body_size = 0
         self.received = False
@@ -74,6 +118,8 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.received = True
+        if self.heading:
+            self.chunks.append(data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
@@ -85,12 +131,20 @@ class _Connection(asyncio.Protocol):
         self._fail(ResponseFailed("the cell closed the connection"))
 
     # -- httptools callbacks
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name.lower(), value))
-
     def on_headers_complete(self) -> None:
         self.status = self.parser.get_status_code()
-        if self.head and self.status >= 200:
+        chunks = self.chunks
+        raw = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        end = raw.find(b"\r\n\r\n")  # httptools has just read the head: it is all in there
+        if end < 0:
+            raise ResponseFailed("the cell's answer head is not CRLF-delimited")
+        self.lines = raw[raw.find(b"\r\n") + 2:end + 2]
+        if self.status < 200:
+            self.chunks = [raw[end + 4:]]  # an interim answer's head: the next head starts after it
+            return
+        self.heading = False
+        self.chunks = []
+        if self.head:
             # httptools cannot be told that a HEAD answer has no body: answer now, never reuse.
             self._done(reusable=False)
 
@@ -105,25 +159,33 @@ class _Connection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         if 100 <= self.status < 200:
             # An interim answer (100 Continue, 103 Early Hints): the real one follows on this connection.
-            self._reset()
             return
         self._done(reusable=self.parser.should_keep_alive())
 
     # -- internals
     def _done(self, reusable: bool) -> None:
-        waiter = self.waiter
-        if waiter is None or waiter.done():
+        on_done = self._end()
+        if on_done is None:
             return
         if not reusable:
             self.close()
-        waiter.set_result(Response(self.status, self.headers, b"".join(self.body)))
+        body = self.body
+        body = body[0] if len(body) == 1 else b"".join(body)
+        on_done(Response(self.status, relay_head(self.lines, body, self.head), body), None)
 
-    def _fail(self, exc: Exception) -> None:
-        waiter = self.waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_exception(exc)
+    def _fail(self, exc: ResponseFailed) -> None:
+        on_done = self._end()
+        if on_done is not None:
+            on_done(None, exc)
 
-    def _timeout(self) -> None:
+    def _end(self):
+        """The exchange's callback, once: the exchange is over."""
+        on_done, self.on_done = self.on_done, None
+        if on_done is not None:
+            self.in_flight.discard(self)
+        return on_done
+
+    def timeout(self) -> None:
         self._fail(UpstreamTimeout("the cell did not answer in time"))
         self.close()
 
@@ -132,25 +194,50 @@ class _Connection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()
 
-    async def exchange(self, request: bytes, head: bool, timeout_s: float) -> Response:
-        self._reset()
-        self.head = head
-        loop = asyncio.get_running_loop()
-        self.waiter = loop.create_future()
+    def abandon(self) -> None:
+        """Nobody waits for the answer any more: the connection's state is unknown, drop it."""
+        if self._end() is not None:
+            self.close()
+
+    def send(self, request: bytes, head: bool, deadline: float, on_done) -> None:
+        """Write the request; `on_done(response, error)` is called once, later, when the exchange ends (by
+        `deadline`, in the loop's time, at the latest, give or take the pool's sweep period)."""
         if self.transport is None or self.transport.is_closing():
             self.closed = True
             raise ResponseFailed("connection already closed", sent=False)
+        self._reset()
+        self.head = head
+        self.on_done = on_done
+        self.deadline = deadline
+        self.in_flight.add(self)
         self.transport.write(request)
-        self.timer = loop.call_later(timeout_s, self._timeout)
+
+    async def exchange(self, request: bytes, head: bool, deadline: float) -> Response:
+        waiter = asyncio.get_running_loop().create_future()
+
+        def settle(response: Response | None, error: ResponseFailed | None) -> None:
+            if not waiter.done():
+                if error is None:
+                    waiter.set_result(response)
+                else:
+                    waiter.set_exception(error)
+
+        self.send(request, head, deadline, settle)
         try:
-            return await self.waiter
+            return await waiter
         except asyncio.CancelledError:
-            # Our client went away mid-exchange: the connection's state is unknown, drop it.
-            self.close()
+            # Our client went away mid-exchange.
+            self.abandon()
             raise
-        finally:
-            self.timer.cancel()
-            self.waiter = None
+
+
+def _retried(exc: ResponseFailed, method: bytes, conn: _Connection, reused: bool) -> bool:
+    """Whether a failed exchange is tried once more on a fresh connection: a request never written, or an
+    idempotent one on a kept-alive connection that died before a single byte of answer (the cell closed it while
+    idle). A timeout never is; nor a request that may have reached the cell on a fresh connection."""
+    if not reused or isinstance(exc, UpstreamTimeout):
+        return False
+    return not exc.sent or (method in IDEMPOTENT_METHODS and not conn.received)
 
 
 class UpstreamPool:
@@ -170,13 +257,22 @@ class UpstreamPool:
         self.idle_s_max = idle_s_max
         self.body_bytes_max = body_bytes_max
         self.idle: list[_Connection] = []
-        self.slots = asyncio.Semaphore(connections_max)
+        self.connections_max = connections_max
+        self.busy = 0  # exchanges in flight, each on a connection of its own
+        self.waiters: collections.deque[asyncio.Future] = collections.deque()
+        self.in_flight: set[_Connection] = set()
+        # Timeouts are found by a sweep every sweep_s while exchanges are in flight: one answers at most
+        # sweep_s after its deadline.
+        self.sweep_s = min(1.0, max(0.01, timeout_s / 10))
+        self.sweeper: asyncio.TimerHandle | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
 
     async def _connect(self) -> _Connection:
         loop = asyncio.get_running_loop()
         try:
             _, conn = await asyncio.wait_for(
-                loop.create_connection(lambda: _Connection(self.body_bytes_max), self.host, self.port),
+                loop.create_connection(lambda: _Connection(self.body_bytes_max, self.in_flight), self.host,
+                                       self.port),
                 self.connect_timeout_s)
         except (OSError, asyncio.TimeoutError) as exc:
             raise ConnectFailed(f"cannot connect to {self.host}:{self.port}: {exc}") from exc
@@ -200,37 +296,130 @@ class UpstreamPool:
         parts += (b"\r\n", body)
         return b"".join(parts)
 
+    # -- the slots: at most connections_max exchanges at a time, first come first served
+    async def _acquire(self) -> None:
+        if self.busy < self.connections_max and not self.waiters:
+            self.busy += 1
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self.waiters.append(waiter)
+        try:
+            await waiter  # the releaser handed its slot over
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self._release()  # handed over just as we were cancelled: pass it on
+            else:
+                self.waiters.remove(waiter)
+            raise
+
+    def _release(self) -> None:
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # the slot goes to the waiter: busy stays
+                return
+        self.busy -= 1
+
+    def _deadline(self) -> float:
+        """The deadline of an exchange starting now; and the sweep that will see it is armed."""
+        loop = self.loop
+        if loop is None:
+            loop = self.loop = asyncio.get_running_loop()
+        if self.sweeper is None:
+            self.sweeper = loop.call_later(self.sweep_s, self._sweep)
+        return loop.time() + self.timeout_s
+
+    def _sweep(self) -> None:
+        now = self.loop.time()
+        for conn in [conn for conn in self.in_flight if conn.deadline <= now]:
+            conn.timeout()
+        self.sweeper = self.loop.call_later(self.sweep_s, self._sweep) if self.in_flight else None
+
+    def _put_back(self, conn: _Connection) -> None:
+        if not conn.closed:
+            conn.last_used = time.monotonic()
+            self.idle.append(conn)
+
+    # -- exchanges
+    def try_send(self, method: bytes, target: bytes, headers: list[tuple[bytes, bytes]], body: bytes,
+                 on_done) -> bool:
+        """The fast path, with no task: when a slot is free and a kept-alive connection idle, send the request
+        on it and return True; `on_done(response, error)` is called once, later. Else False: use `request`."""
+        if self.busy >= self.connections_max or self.waiters:
+            return False
+        conn = self._take_idle()
+        if conn is None:
+            return False
+        request = self._encode(method, target, headers, body)
+        self.busy += 1
+
+        def done(response: Response | None, error: ResponseFailed | None) -> None:
+            if error is None:
+                self._put_back(conn)
+                self._release()
+                on_done(response, None)
+                return
+            conn.close()
+            if not _retried(error, method, conn, True):
+                self._release()
+                on_done(None, error)
+                return
+            # A kept-alive connection the cell had already closed: once more on a fresh one (the slot is kept).
+            asyncio.get_running_loop().create_task(self._send_fresh(request, method == b"HEAD", on_done))
+
+        try:
+            conn.send(request, method == b"HEAD", self._deadline(), done)
+        except ResponseFailed as exc:
+            conn.close()
+            # Nothing was written: the caller's callback must not run inside this call.
+            asyncio.get_running_loop().call_soon(done, None, exc)
+        return True
+
+    async def _send_fresh(self, request: bytes, head: bool, on_done) -> None:
+        try:
+            response = await self._exchange_fresh(request, head)
+        except UpstreamError as exc:
+            on_done(None, exc)
+        else:
+            on_done(response, None)
+        finally:
+            self._release()
+
+    async def _exchange_fresh(self, request: bytes, head: bool) -> Response:
+        conn = await self._connect()
+        try:
+            response = await conn.exchange(request, head, self._deadline())
+        except ResponseFailed:
+            conn.close()
+            raise
+        self._put_back(conn)
+        return response
+
     async def request(self, method: bytes, target: bytes, headers: list[tuple[bytes, bytes]],
                       body: bytes) -> Response:
         request = self._encode(method, target, headers, body)
         head = method == b"HEAD"
-        async with self.slots:
+        await self._acquire()
+        try:
             conn = self._take_idle()
-            reused = conn is not None
             if conn is None:
-                conn = await self._connect()
+                return await self._exchange_fresh(request, head)
             try:
-                response = await conn.exchange(request, head, self.timeout_s)
+                response = await conn.exchange(request, head, self._deadline())
             except ResponseFailed as exc:
                 conn.close()
-                # Retried: a request never written, or an idempotent one on a kept-alive connection that
-                # died before a single byte of answer (the cell closed it while idle).
-                stale = exc.sent and method in IDEMPOTENT_METHODS and not conn.received
-                if not reused or isinstance(exc, UpstreamTimeout) or (exc.sent and not stale):
+                if not _retried(exc, method, conn, True):
                     raise
-                # A kept-alive connection the cell had already closed: try once on a fresh one.
-                conn = await self._connect()
-                try:
-                    response = await conn.exchange(request, head, self.timeout_s)
-                except ResponseFailed:
-                    conn.close()
-                    raise
-            if not conn.closed:
-                conn.last_used = time.monotonic()
-                self.idle.append(conn)
+                return await self._exchange_fresh(request, head)
+            self._put_back(conn)
             return response
+        finally:
+            self._release()
 
     def close(self) -> None:
         for conn in self.idle:
             conn.close()
         self.idle.clear()
+        if self.sweeper is not None:
+            self.sweeper.cancel()
+            self.sweeper = None

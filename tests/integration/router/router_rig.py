@@ -88,11 +88,13 @@ class ServedRouter:
 
 
 class EchoCell:
-    """A stand-in cell: answers who it is and what it received; 421 for tenants it no longer owns."""
+    """A stand-in cell: answers who it is and what it received; 421 for tenants it no longer owns; 503
+    tenant_frozen (with Retry-After), before anything else, for a tenant frozen until a given loop time."""
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.moved_out: set[str] = set()
+        self.frozen_until: dict[str, float] = {}
         self.seen: list[str] = []
 
     async def __call__(self, scope, receive, send) -> None:
@@ -115,7 +117,11 @@ class EchoCell:
         if "sleep=" in scope["query_string"].decode():
             # A slow answer, for requests in flight when the router stops.
             await asyncio.sleep(float(scope["query_string"].decode().split("sleep=", 1)[1].split("&")[0]))
-        if tenant in self.moved_out:
+        extra = []
+        if asyncio.get_running_loop().time() < self.frozen_until.get(tenant, 0.0):
+            status, payload = 503, {"code": "tenant_frozen", "status": 503}
+            extra = [(b"retry-after", b"1")]
+        elif tenant in self.moved_out:
             status, payload = 421, {"code": "tenant_moved", "status": 421}
         else:
             status = 201 if scope["method"] == "POST" else 200
@@ -123,7 +129,7 @@ class EchoCell:
                        "raw_path": scope["raw_path"].decode(), "query": scope["query_string"].decode(),
                        "body": body.decode(), "headers": headers}
         await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/json"), (b"x-cell", self.name.encode())]})
+                    "headers": [(b"content-type", b"application/json"), (b"x-cell", self.name.encode()), *extra]})
         await send({"type": "http.response.body", "body": msgspec.json.encode(payload)})
 
 

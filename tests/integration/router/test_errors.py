@@ -41,6 +41,20 @@ async def test_cell_down_is_503_with_retry_after(platform):
     assert response.json()["code"] == "cell_unavailable"
 
 
+async def test_a_cell_that_does_not_answer_in_time_is_504_and_the_router_goes_on(platform):
+    async with platform.routed(upstream_timeout_s=0.3) as (tenant, router):
+        async with httpx.AsyncClient(base_url=router.url, timeout=30) as client:
+            await client.get("/api/x", headers=basic(tenant))  # a kept-alive connection to the cell, at hand
+            started = time.monotonic()
+            slow = await client.get("/api/x?sleep=20", headers=basic(tenant))
+            waited_s = time.monotonic() - started
+            after = await client.get("/api/x", headers=basic(tenant))
+    assert slow.status_code == 504
+    assert slow.headers["content-type"] == "application/problem+json" and slow.json()["code"] == "cell_timeout"
+    assert waited_s < 10  # the bound, not the cell's 20 s
+    assert after.status_code == 200
+
+
 async def test_rate_limit_is_per_tenant(platform):
     limited, other = new_tenant_id("flood"), new_tenant_id("calm")
     await platform.add_tenant(limited, "cell-a", rate=1, burst=3)

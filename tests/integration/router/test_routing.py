@@ -182,3 +182,29 @@ async def test_stop_ends_even_a_loop_that_swallowed_its_cancel(platform):
     await asyncio.wait_for(router.stop(), 10)
     assert task.cancelled()
     assert loop.time() - started < 5
+
+
+async def test_a_write_refused_while_the_tenant_is_frozen_is_held_then_applied_once(platform):
+    async with platform.routed(frozen_hold_s=5.0) as (tenant, router):
+        cell = platform.echo("cell-a")
+        async with httpx.AsyncClient(base_url=router.url, timeout=30) as client:
+            await client.get("/api/x", headers=basic(tenant))  # a kept-alive connection to the cell, at hand
+            cell.frozen_until[tenant] = asyncio.get_running_loop().time() + 0.3
+            seen = cell.seen.count(tenant)
+            response = await client.post("/api/x", headers=basic(tenant), content=b'{"n": 1}')
+            tries = cell.seen.count(tenant) - seen
+    # The client never saw the freeze: held and retried until it was over, answered by the cell once.
+    assert response.status_code == 201 and response.json()["body"] == '{"n": 1}'
+    assert tries >= 2
+
+
+async def test_a_freeze_longer_than_the_hold_answers_the_cells_503(platform):
+    async with platform.routed(frozen_hold_s=0.3) as (tenant, router):
+        platform.echo("cell-a").frozen_until[tenant] = asyncio.get_running_loop().time() + 3600
+        try:
+            async with httpx.AsyncClient(base_url=router.url, timeout=30) as client:
+                response = await client.post("/api/x", headers=basic(tenant), content=b"{}")
+        finally:
+            del platform.echo("cell-a").frozen_until[tenant]
+    assert response.status_code == 503
+    assert response.json()["code"] == "tenant_frozen" and response.headers["retry-after"] == "1"

@@ -78,6 +78,19 @@ async def test_chunked_body_and_expect_100_continue_reach_the_cell_whole(platfor
     assert continued[0] == 201 and msgspec.json.decode(continued[2])["body"] == "body"
 
 
+async def test_a_head_request_is_answered_without_a_body_on_a_connection_that_goes_on(platform):
+    async with platform.routed() as (tenant, router):
+        reader, writer = await connect(router)
+        writer.write(request(tenant, "/api/one", method="HEAD"))
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), READ_S)
+        writer.write(request(tenant, "/api/two"))
+        after = await read_response(reader)
+        writer.close()
+    assert head.startswith(b"HTTP/1.1 200 ")
+    # Nothing but the head came for the HEAD request: the next bytes are the next answer.
+    assert after[0] == 200 and msgspec.json.decode(after[2])["path"] == "/api/two"
+
+
 async def test_connection_close_and_http_1_0_close_after_the_answer(platform):
     async with platform.routed() as (tenant, router):
         reader, writer = await connect(router)
