@@ -1,12 +1,16 @@
 """The hot-account benchmark: card payments that all credit one settlement account, sync vs hybrid in one run.
 
 Each posting debits one of many card accounts and credits the one shared settlement account, through the
-cell's HTTP API. In `sync` mode every posting updates the settlement balance row under its lock; in `hybrid`
-mode the postings only queue balance effects and the worker (`python -m worker`, Celery + embedded SQS)
-folds them in batches. Prints, per mode, transactions/s and p50/p99 write latency; for hybrid the apply
-lag (posting to applied) p50/p90/p99, measured from the database; then the ratios.
+cell's HTTP API. Both modes run the stack `make run` deploys for a cell (one cell process, its worker with beat,
+sealer and sweeper, the SQS endpoint, Valkey, PostgreSQL) under the same closed-loop load; only the posting mode
+differs. In `sync` mode every posting updates the settlement balance row under its lock, so postings serialise
+on that row whatever the CPU; in `hybrid` mode the postings only queue balance effects and the worker folds them
+in batches, so throughput is bounded by CPU (on a 2-core box, by the whole stack's CPU per posting). Prints, per
+mode, transactions/s, p50/p99 write latency and the CPU milliseconds per posting of each component (from /proc);
+for hybrid the apply lag (posting to applied) p50/p90/p99, measured from the database; then the ratios, and the
+same workload straight to PostgreSQL (pgbench) for the database tier's own ratio.
 
-    python -m loadtests.hot_account --duration 10 --concurrency 16
+    python -m loadtests.hot_account --duration 10 [--concurrency 64]
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from pathlib import Path
 
 import asyncpg
 import httpx
+import psutil
 
 from cell.service.tenants import create_api_key, create_tenant
 from cell.settings import CellSettings
@@ -48,6 +53,8 @@ START_WAIT_S_MAX = 30
 # What ships: the cell's nudge window and the worker's batch wait (fewer, fuller SQS calls; see their settings).
 SEND_BUFFER_MS = CellSettings().sqs_send_buffer_ms_max
 BATCH_WAIT_MS = WorkerSettings().batch_wait_ms_max
+# What a hot account sees: the connections of the issue's mix (an omnibus account written by every investor).
+CONNECTIONS = 64
 
 
 def card_id(i: int) -> uuid.UUID:
@@ -127,14 +134,14 @@ def start_cell(database_url: str, mode: str, workdir: Path, sqs_endpoint: str = 
         time.sleep(0.1)
 
 
-def start_worker(database_url: str, broker_url: str, sqs_endpoint: str, queue_url: str, workdir: Path,
+def start_worker(database_url: str, broker_url: str, sqs_endpoint: str, queue_url: str, workdir: Path, mode: str,
                  **settings) -> Process:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CELL_", "LEDGER_", "WORKER_"))}
-    env.update({"WORKER_CELL_NAME": "hot", "WORKER_DATABASE_URL": database_url, "WORKER_BROKER_URL": broker_url,
+    env.update({"WORKER_CELL_NAME": f"hot-{mode}", "WORKER_POSTING_MODE": mode, "WORKER_DATABASE_URL": database_url, "WORKER_BROKER_URL": broker_url,
                 "WORKER_SQS_ENDPOINT_URL": sqs_endpoint, "WORKER_SQS_QUEUE_URL": queue_url,
                 "WORKER_LOG_LEVEL": "WARNING", "WORKER_VERIFY_EVERY_S": "0"})
     env.update({"WORKER_" + k.upper(): str(v) for k, v in settings.items()})
-    return Process([sys.executable, "-m", "worker"], env, workdir / "worker.log")
+    return Process([sys.executable, "-m", "worker"], env, workdir / f"worker-{mode}.log")
 
 
 async def wait_applied(conn: asyncpg.Connection, timeout_s: float) -> float | None:
@@ -147,10 +154,43 @@ async def wait_applied(conn: asyncpg.Connection, timeout_s: float) -> float | No
     return None
 
 
-async def measure(port: int, secret: str, ledger_id: str, cards: int, duration_s: float, concurrency: int) -> dict:
+def cpu_seconds(roots: dict[str, int | None]) -> dict[str, float]:
+    """User + system CPU seconds of each component's process tree (its root pid and every descendant); the
+    load generator is this process."""
+    out = {"load generator": time.process_time()}
+    for name, pid in roots.items():
+        if pid is None:
+            continue
+        try:
+            root = psutil.Process(pid)
+            tree = [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            continue
+        total = 0.0
+        for p in tree:
+            try:
+                t = p.cpu_times()
+                total += t.user + t.system
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                continue
+        out[name] = total
+    return out
+
+
+async def measure(port: int, secret: str, ledger_id: str, cards: int, duration_s: float, concurrency: int,
+                  roots: dict[str, int | None] | None = None) -> dict:
+    """The load for duration_s; with `roots`, also the CPU milliseconds per posting of each component (a backend
+    that ended inside the window is not counted: the cell's pool keeps its connections)."""
+    before = cpu_seconds(roots or {})
     stats = await run_load("127.0.0.1", port, (TENANT, secret), duration_s=duration_s,
                            workers=[("write", concurrency)], make_request=payment_request(ledger_id, cards))
-    return stats["write"].summary(duration_s)
+    after = cpu_seconds(roots or {})
+    summary = stats["write"].summary(duration_s)
+    postings = max(1, summary["statuses"].get(201, 0))
+    if roots:
+        summary["cpu_ms_per_posting"] = {k: (after[k] - before.get(k, 0.0)) * 1000 / postings for k in after}
+        summary["cpu_cores"] = sum(after[k] - before.get(k, 0.0) for k in after) / duration_s
+    return summary
 
 
 async def database_tier(pg: EmbeddedPostgres, ledger_ids: dict[str, str], cards: int, duration_s: float,
@@ -199,7 +239,54 @@ async def database_tier(pg: EmbeddedPostgres, ledger_ids: dict[str, str], cards:
     return out
 
 
-async def run(duration_s: float = 10.0, concurrency: int = 16, cards: int = 1000, warmup_s: float = 1.0,
+async def run_mode(mode: str, pg: EmbeddedPostgres, valkey: EmbeddedValkey, sqs: EmbeddedSQS, workdir: Path, *,
+                   cards: int, duration_s: float, warmup_s: float, concurrency: int, send_buffer_ms: int,
+                   batch_wait_ms: int) -> tuple[dict, str]:
+    """One mode on the stack `make run` deploys for a cell (one cell process, its worker with beat, the SQS
+    endpoint, Valkey, PostgreSQL): the same in both modes, only CELL_POSTING_MODE differs. Returns the load's
+    summary (with CPU per posting by component, and for queued effects the apply lag) and the ledger id."""
+    url = pg.create_database(f"hot_{mode}")
+    ledger_id, secret = await setup_books(url, cards)
+    from worker.settings import load_settings
+    from worker.sqs import SqsQueue
+
+    queue_url = SqsQueue(load_settings({}, sqs_endpoint_url=sqs.url, cell_name=f"hot-{mode}")).ensure()
+    worker = start_worker(url, valkey.url, sqs.url, queue_url, workdir, mode, batch_wait_ms_max=batch_wait_ms)
+    cell, port = start_cell(url, mode, workdir, sqs.url, queue_url, send_buffer_ms)
+    conn = await asyncpg.connect(url)
+    try:
+        await measure(port, secret, ledger_id, cards, warmup_s, concurrency)
+        if await wait_applied(conn, START_WAIT_S_MAX) is None:
+            raise RuntimeError(f"the worker applies nothing; see {workdir}/worker-{mode}.log")
+        phase_start = await conn.fetchval("SELECT clock_timestamp()")
+        out = await measure(port, secret, ledger_id, cards, duration_s, concurrency,
+                            {"cell": cell.proc.pid, "postgresql": pg.pid, "worker": worker.proc.pid,
+                             "sqs endpoint": sqs.pid, "valkey": valkey.pid})
+        backlog = await conn.fetchval("SELECT count(*) FROM balance_effects WHERE applied_at IS NULL")
+        drained_s = await wait_applied(conn, DRAIN_WAIT_S_MAX)
+        lag = await conn.fetchrow(
+            "SELECT count(*) AS n, percentile_cont(ARRAY[0.5, 0.9, 0.99]) WITHIN GROUP"
+            " (ORDER BY extract(epoch FROM applied_at - created_at)) AS q,"
+            " max(extract(epoch FROM applied_at - created_at)) AS worst"
+            " FROM balance_effects WHERE created_at >= $1 AND applied_at IS NOT NULL", phase_start)
+        settlement_applies = await conn.fetchval(
+            "SELECT count(*) FROM (SELECT DISTINCT date_trunc('milliseconds', applied_at) FROM balance_effects"
+            " WHERE account_id = $1 AND created_at >= $2) s", SETTLEMENT, phase_start)
+        q = lag["q"] or [float("nan")] * 3
+        out.update({
+            "apply_lag_p50_ms": q[0] * 1000, "apply_lag_p90_ms": q[1] * 1000, "apply_lag_p99_ms": q[2] * 1000,
+            "apply_lag_max_ms": (lag["worst"] or 0) * 1000, "effects": lag["n"],
+            "backlog_at_end": backlog, "backlog_drained_s": drained_s, "settlement_applies": settlement_applies,
+            "violations": await verify(conn, TENANT),
+        })
+    finally:
+        await conn.close()
+        cell.stop()
+        worker.stop()
+    return out, ledger_id
+
+
+async def run(duration_s: float = 10.0, concurrency: int = CONNECTIONS, cards: int = 1000, warmup_s: float = 1.0,
               send_buffer_ms: int = SEND_BUFFER_MS, batch_wait_ms: int = BATCH_WAIT_MS, **_ignored) -> dict:
     workdir = Path(tempfile.mkdtemp(prefix="ledger-hot-"))
     pg = EmbeddedPostgres(workdir / "pg").start()  # fsync on: commits cost what they cost in production
@@ -209,72 +296,30 @@ async def run(duration_s: float = 10.0, concurrency: int = 16, cards: int = 1000
                      "send_buffer_ms": send_buffer_ms, "batch_wait_ms": batch_wait_ms}
     try:
         print(f"# hot account: {cards} card accounts -> 1 settlement account, {duration_s:.0f}s per mode, "
-              f"{concurrency} connections, fsync on")
-        # sync: every posting locks and updates the settlement row.
-        url = pg.create_database("hot_sync")
-        ledger_id, secret = await setup_books(url, cards)
-        ledger_ids = {"sync": ledger_id}
-        cell, port = start_cell(url, "sync", workdir)
-        try:
-            await measure(port, secret, ledger_id, cards, warmup_s, concurrency)
-            results["sync"] = await measure(port, secret, ledger_id, cards, duration_s, concurrency)
-        finally:
-            cell.stop()
-        print(f"sync    {_fmt(results['sync'])}")
-
-        # hybrid: postings queue effects; the worker applies them in batches.
-        url = pg.create_database("hot_hybrid")
-        ledger_id, secret = await setup_books(url, cards)
-        ledger_ids["hybrid"] = ledger_id
-        from worker.settings import load_settings
-        from worker.sqs import SqsQueue
-
-        queue = SqsQueue(load_settings({}, sqs_endpoint_url=sqs.url, cell_name="hot"))
-        queue_url = queue.ensure()
-        worker = start_worker(url, valkey.url, sqs.url, queue_url, workdir, batch_wait_ms_max=batch_wait_ms)
-        cell, port = start_cell(url, "hybrid", workdir, sqs.url, queue_url, send_buffer_ms)
-        conn = await asyncpg.connect(url)
-        try:
-            await measure(port, secret, ledger_id, cards, warmup_s, concurrency)
-            if await wait_applied(conn, START_WAIT_S_MAX) is None:
-                raise RuntimeError(f"the worker applies nothing; see {workdir}/worker.log")
-            phase_start = await conn.fetchval("SELECT clock_timestamp()")
-            results["hybrid"] = await measure(port, secret, ledger_id, cards, duration_s, concurrency)
-            backlog = await conn.fetchval("SELECT count(*) FROM balance_effects WHERE applied_at IS NULL")
-            drained_s = await wait_applied(conn, DRAIN_WAIT_S_MAX)
-            lag = await conn.fetchrow(
-                "SELECT count(*) AS n, percentile_cont(ARRAY[0.5, 0.9, 0.99]) WITHIN GROUP"
-                " (ORDER BY extract(epoch FROM applied_at - created_at)) AS q,"
-                " max(extract(epoch FROM applied_at - created_at)) AS worst"
-                " FROM balance_effects WHERE created_at >= $1 AND applied_at IS NOT NULL", phase_start)
-            settlement_applies = await conn.fetchval(
-                "SELECT count(*) FROM (SELECT DISTINCT date_trunc('milliseconds', applied_at) FROM balance_effects"
-                " WHERE account_id = $1 AND created_at >= $2) s", SETTLEMENT, phase_start)
-            q = lag["q"] or [float("nan")] * 3
-            results["hybrid"].update({
-                "apply_lag_p50_ms": q[0] * 1000, "apply_lag_p90_ms": q[1] * 1000, "apply_lag_p99_ms": q[2] * 1000,
-                "apply_lag_max_ms": (lag["worst"] or 0) * 1000, "effects": lag["n"],
-                "backlog_at_end": backlog, "backlog_drained_s": drained_s,
-                "settlement_applies": settlement_applies,
-            })
-            results["violations"] = await verify(conn, TENANT)
-        finally:
-            await conn.close()
-            cell.stop()
-            worker.stop()
-        h = results["hybrid"]
-        print(f"hybrid  {_fmt(h)}")
+              f"{concurrency} connections, one cell process + its worker per mode (as `make run`), fsync on")
+        ledger_ids = {}
+        for mode in ("sync", "hybrid"):
+            # sync: every posting locks and updates the settlement row; hybrid: postings only queue effects and
+            # the worker applies them in batches.
+            results[mode], ledger_ids[mode] = await run_mode(
+                mode, pg, valkey, sqs, workdir, cards=cards, duration_s=duration_s, warmup_s=warmup_s,
+                concurrency=concurrency, send_buffer_ms=send_buffer_ms, batch_wait_ms=batch_wait_ms)
+            print(f"{mode:7s} {_fmt(results[mode])}")
+        h, s = results["hybrid"], results["sync"]
+        results["violations"] = s["violations"] + h["violations"]
         print(f"hybrid  apply lag p50 {h['apply_lag_p50_ms']:.0f} ms  p90 {h['apply_lag_p90_ms']:.0f} ms  "
               f"p99 {h['apply_lag_p99_ms']:.0f} ms  max {h['apply_lag_max_ms']:.0f} ms  ({h['effects']} effects; "
               f"settlement row updated ~{h['settlement_applies']} times; backlog {h['backlog_at_end']} at the end, "
               f"applied in {_s(h['backlog_drained_s'])})")
-        s = results["sync"]
         results["ratios"] = {"throughput_hybrid_over_sync": h["per_s"] / s["per_s"],
                              "p50_sync_over_hybrid": s["p50_ms"] / h["p50_ms"],
-                             "p99_sync_over_hybrid": s["p99_ms"] / h["p99_ms"]}
+                             "p99_sync_over_hybrid": s["p99_ms"] / h["p99_ms"],
+                             "cpu_per_posting_sync_over_hybrid": sum(s["cpu_ms_per_posting"].values())
+                             / sum(h["cpu_ms_per_posting"].values())}
         r = results["ratios"]
         print(f"# ratios (same run): hybrid/sync throughput {r['throughput_hybrid_over_sync']:.2f}x, "
-              f"p50 latency sync/hybrid {r['p50_sync_over_hybrid']:.2f}x, p99 {r['p99_sync_over_hybrid']:.2f}x; "
+              f"p50 latency sync/hybrid {r['p50_sync_over_hybrid']:.2f}x, p99 {r['p99_sync_over_hybrid']:.2f}x, "
+              f"CPU per posting sync/hybrid {r['cpu_per_posting_sync_over_hybrid']:.2f}x; "
               f"invariants: {'hold' if not results['violations'] else results['violations']}")
         db = results["database_tier"] = await database_tier(pg, ledger_ids, cards, duration_s, concurrency, workdir)
         print(f"database tier (pgbench ledger_post, {concurrency} clients): sync {db['sync']['per_s']:.0f} tx/s, "
@@ -290,8 +335,13 @@ async def run(duration_s: float = 10.0, concurrency: int = 16, cards: int = 1000
 
 
 def _fmt(row: dict) -> str:
-    return (f"{row['per_s']:8.0f} tx/s  p50 {row['p50_ms']:6.1f} ms  p99 {row['p99_ms']:6.1f} ms  "
+    line = (f"{row['per_s']:8.0f} tx/s  p50 {row['p50_ms']:6.1f} ms  p99 {row['p99_ms']:6.1f} ms  "
             f"statuses {row['statuses']}")
+    if "cpu_ms_per_posting" in row:
+        parts = "  ".join(f"{k} {v:.2f}" for k, v in row["cpu_ms_per_posting"].items())
+        line += f"\n        CPU ms/posting: {parts}  (total {sum(row['cpu_ms_per_posting'].values()):.2f}; " \
+                f"{row['cpu_cores']:.2f} cores busy)"
+    return line
 
 
 def _s(value: float | None) -> str:
@@ -301,7 +351,7 @@ def _s(value: float | None) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=float, default=10.0, help="seconds measured per mode")
-    parser.add_argument("--concurrency", type=int, default=16, help="client connections")
+    parser.add_argument("--concurrency", type=int, default=CONNECTIONS, help="client connections")
     parser.add_argument("--cards", type=int, default=1000, help="card accounts")
     parser.add_argument("--send-buffer-ms", type=int, default=SEND_BUFFER_MS, help="the cell's nudge buffer")
     parser.add_argument("--batch-wait-ms", type=int, default=BATCH_WAIT_MS, help="the worker's batch window")
