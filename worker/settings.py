@@ -38,10 +38,10 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
     batch_size_max: int = 100
     batch_wait_ms_max: int = 0
     # Under load, a drain receives at most once every receive_every_ms_min: after a batch that emptied the
-    # queue, the next receive waits out the rest of that interval and then takes, in one call, every nudge that
-    # came meanwhile (up to ten: a full read is followed at once). An idle queue's first nudge is still taken
-    # by the long poll at once. 0: receive again at once (a call per nudge under steady load). It adds at most
-    # this much to the apply lag.
+    # queue (fewer than batch_size_max messages), the next receive waits out the rest of that interval and then
+    # takes, in one call, every nudge that came meanwhile. An idle queue's first nudge is still taken by the long
+    # poll at once. 0: receive again at once (a call per nudge under steady load). It adds at most this much to
+    # the apply lag.
     receive_every_ms_min: int = 250
     long_poll_s_max: int = 5  # SQS allows 0-20 s
     visibility_timeout_s: int = 30  # a message a crashed worker held comes back after this
