@@ -1,12 +1,16 @@
 """The hot-account benchmark: card payments that all credit one settlement account, sync vs hybrid in one run.
 
 Each posting debits one of many card accounts and credits the one shared settlement account, through the
-cell's HTTP API. In `sync` mode every posting updates the settlement balance row under its lock; in `hybrid`
-mode the postings only queue balance effects and the worker (`python -m worker`, Celery + embedded SQS)
-folds them in batches. Prints, per mode, transactions/s and p50/p99 write latency; for hybrid the apply
-lag (posting to applied) p50/p90/p99, measured from the database; then the ratios.
+cell's HTTP API. Both modes run the stack `make run` deploys for a cell (one cell process, its worker with beat,
+sealer and sweeper, the SQS endpoint, Valkey, PostgreSQL) under the same closed-loop load; only the posting mode
+differs. In `sync` mode every posting updates the settlement balance row under its lock, so postings serialise
+on that row whatever the CPU; in `hybrid` mode the postings only queue balance effects and the worker folds them
+in batches, so throughput is bounded by CPU (on a 2-core box, by the whole stack's CPU per posting). Prints, per
+mode, transactions/s, p50/p99 write latency and the CPU milliseconds per posting of each component (from /proc);
+for hybrid the apply lag (posting to applied) p50/p90/p99, measured from the database; then the ratios, and the
+same workload straight to PostgreSQL (pgbench) for the database tier's own ratio.
 
-    python -m loadtests.hot_account --duration 10 --concurrency 16
+    python -m loadtests.hot_account --duration 10 [--concurrency 64]
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from pathlib import Path
 
 import asyncpg
 import httpx
+import psutil
 
 from cell.service.tenants import create_api_key, create_tenant
 from cell.settings import CellSettings
@@ -39,15 +44,21 @@ from control_plane.devstack import (
 )
 from loadtests.bench import pgbench_account, pgbench_run, posting_sql
 from loadtests.httpload import run_load
+from loadtests.monitor import scrape
 from worker.settings import WorkerSettings
 
 TENANT = "hot"
 SETTLEMENT = uuid.UUID("00000000-0000-4000-8000-000000000000")
 DRAIN_WAIT_S_MAX = 60  # after the load, the backlog must be applied within this (else reported, not hidden)
 START_WAIT_S_MAX = 30
+SQS_CALLS_METRIC = "ledger_sqs_calls_total"
 # What ships: the cell's nudge window and the worker's batch wait (fewer, fuller SQS calls; see their settings).
 SEND_BUFFER_MS = CellSettings().sqs_send_buffer_ms_max
 BATCH_WAIT_MS = WorkerSettings().batch_wait_ms_max
+RECEIVE_EVERY_MS = WorkerSettings().receive_every_ms_min
+MODES = ("sync", "hybrid")
+# What a hot account sees: the connections of the issue's mix (an omnibus account written by every investor).
+CONNECTIONS = 64
 
 
 def card_id(i: int) -> uuid.UUID:
@@ -89,6 +100,8 @@ def payment_request(ledger_id: str, cards: int):
 class Process:
     """A child process in its own session, stopped by its pid."""
 
+    metrics_url = ""
+
     def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
         self._log = open(log, "ab")
         self.proc = subprocess.Popen(args, env=env, stdout=self._log, stderr=subprocess.STDOUT,
@@ -107,13 +120,15 @@ class Process:
 
 def start_cell(database_url: str, mode: str, workdir: Path, sqs_endpoint: str = "", queue_url: str = "",
                send_buffer_ms: int = 5) -> tuple[Process, int]:
-    port = free_port()
+    port, metrics_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CELL_", "LEDGER_", "WORKER_"))}
-    env.update({"CELL_DATABASE_URL": database_url, "CELL_PORT": str(port), "CELL_POSTING_MODE": mode,
+    env.update({"CELL_DATABASE_URL": database_url, "CELL_PORT": str(port), "CELL_METRICS_PORT": str(metrics_port),
+                "CELL_POSTING_MODE": mode,
                 "CELL_DB_POOL_MAX": "12", "CELL_NAME": f"hot-{mode}", "CELL_SQS_ENDPOINT_URL": sqs_endpoint,
                 "CELL_SQS_QUEUE_URL": queue_url, "CELL_SQS_SEND_BUFFER_MS_MAX": str(send_buffer_ms),
                 "CELL_PROCESSES": os.environ.get("HOT_CELL_PROCESSES", "1")})
     cell = Process([sys.executable, "-m", "cell"], env, workdir / f"cell-{mode}.log")
+    cell.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
     deadline = time.monotonic() + START_WAIT_S_MAX
     while True:
         try:
@@ -127,14 +142,18 @@ def start_cell(database_url: str, mode: str, workdir: Path, sqs_endpoint: str = 
         time.sleep(0.1)
 
 
-def start_worker(database_url: str, broker_url: str, sqs_endpoint: str, queue_url: str, workdir: Path,
+def start_worker(database_url: str, broker_url: str, sqs_endpoint: str, queue_url: str, workdir: Path, mode: str,
                  **settings) -> Process:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CELL_", "LEDGER_", "WORKER_"))}
-    env.update({"WORKER_CELL_NAME": "hot", "WORKER_DATABASE_URL": database_url, "WORKER_BROKER_URL": broker_url,
+    metrics_port = free_port()
+    env.update({"WORKER_CELL_NAME": f"hot-{mode}", "WORKER_POSTING_MODE": mode, "WORKER_METRICS_PORT": str(metrics_port),
+                "WORKER_DATABASE_URL": database_url, "WORKER_BROKER_URL": broker_url,
                 "WORKER_SQS_ENDPOINT_URL": sqs_endpoint, "WORKER_SQS_QUEUE_URL": queue_url,
                 "WORKER_LOG_LEVEL": "WARNING", "WORKER_VERIFY_EVERY_S": "0"})
     env.update({"WORKER_" + k.upper(): str(v) for k, v in settings.items()})
-    return Process([sys.executable, "-m", "worker"], env, workdir / "worker.log")
+    worker = Process([sys.executable, "-m", "worker"], env, workdir / f"worker-{mode}.log")
+    worker.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
+    return worker
 
 
 async def wait_applied(conn: asyncpg.Connection, timeout_s: float) -> float | None:
@@ -147,10 +166,50 @@ async def wait_applied(conn: asyncpg.Connection, timeout_s: float) -> float | No
     return None
 
 
-async def measure(port: int, secret: str, ledger_id: str, cards: int, duration_s: float, concurrency: int) -> dict:
+def cpu_seconds(roots: dict[str, int | None]) -> dict[str, float]:
+    """User + system CPU seconds of each component's process tree (its root pid and every descendant); the
+    load generator is this process."""
+    out = {"load generator": time.process_time()}
+    for name, pid in roots.items():
+        if pid is None:
+            continue
+        try:
+            root = psutil.Process(pid)
+            tree = [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            continue
+        total = 0.0
+        for p in tree:
+            try:
+                t = p.cpu_times()
+                total += t.user + t.system
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                continue
+        out[name] = total
+    return out
+
+
+def sqs_calls(metrics_urls: list[str]) -> float:
+    """SQS API calls the processes behind these metrics endpoints have made (ledger_sqs_calls_total)."""
+    return sum(v for url in metrics_urls for k, v in scrape(url).items() if k.startswith(SQS_CALLS_METRIC))
+
+
+async def measure(port: int, secret: str, ledger_id: str, cards: int, duration_s: float, concurrency: int,
+                  roots: dict[str, int | None] | None = None, metrics_urls: list[str] = ()) -> dict:
+    """The load for duration_s; with `roots`, also the CPU milliseconds per posting of each component (a backend
+    that ended inside the window is not counted: the cell's pool keeps its connections), and the SQS calls per
+    posting of the processes behind `metrics_urls`."""
+    before, calls_before = cpu_seconds(roots or {}), sqs_calls(list(metrics_urls))
     stats = await run_load("127.0.0.1", port, (TENANT, secret), duration_s=duration_s,
                            workers=[("write", concurrency)], make_request=payment_request(ledger_id, cards))
-    return stats["write"].summary(duration_s)
+    after, calls_after = cpu_seconds(roots or {}), sqs_calls(list(metrics_urls))
+    summary = stats["write"].summary(duration_s)
+    postings = max(1, summary["statuses"].get(201, 0))
+    if roots:
+        summary["cpu_ms_per_posting"] = {k: (after[k] - before.get(k, 0.0)) * 1000 / postings for k in after}
+        summary["cpu_cores"] = sum(after[k] - before.get(k, 0.0) for k in after) / duration_s
+        summary["sqs_calls_per_posting"] = (calls_after - calls_before) / postings
+    return summary
 
 
 async def database_tier(pg: EmbeddedPostgres, ledger_ids: dict[str, str], cards: int, duration_s: float,
@@ -199,82 +258,97 @@ async def database_tier(pg: EmbeddedPostgres, ledger_ids: dict[str, str], cards:
     return out
 
 
-async def run(duration_s: float = 10.0, concurrency: int = 16, cards: int = 1000, warmup_s: float = 1.0,
-              send_buffer_ms: int = SEND_BUFFER_MS, batch_wait_ms: int = BATCH_WAIT_MS, **_ignored) -> dict:
+async def run_mode(mode: str, pg: EmbeddedPostgres, valkey: EmbeddedValkey, sqs: EmbeddedSQS, workdir: Path, *,
+                   cards: int, duration_s: float, warmup_s: float, concurrency: int, send_buffer_ms: int,
+                   batch_wait_ms: int, receive_every_ms: int) -> tuple[dict, str]:
+    """One mode on the stack `make run` deploys for a cell (one cell process, its worker with beat, the SQS
+    endpoint, Valkey, PostgreSQL): the same in both modes, only CELL_POSTING_MODE differs. Returns the load's
+    summary (with CPU per posting by component, and for queued effects the apply lag) and the ledger id."""
+    url = pg.create_database(f"hot_{mode}")
+    ledger_id, secret = await setup_books(url, cards)
+    from worker.settings import load_settings
+    from worker.sqs import SqsQueue
+
+    queue_url = SqsQueue(load_settings({}, sqs_endpoint_url=sqs.url, cell_name=f"hot-{mode}")).ensure()
+    worker = start_worker(url, valkey.url, sqs.url, queue_url, workdir, mode, batch_wait_ms_max=batch_wait_ms,
+                          receive_every_ms_min=receive_every_ms)
+    cell, port = start_cell(url, mode, workdir, sqs.url, queue_url, send_buffer_ms)
+    conn = await asyncpg.connect(url)
+    try:
+        await measure(port, secret, ledger_id, cards, warmup_s, concurrency)
+        if await wait_applied(conn, START_WAIT_S_MAX) is None:
+            raise RuntimeError(f"the worker applies nothing; see {workdir}/worker-{mode}.log")
+        phase_start = await conn.fetchval("SELECT clock_timestamp()")
+        out = await measure(port, secret, ledger_id, cards, duration_s, concurrency,
+                            {"cell": cell.proc.pid, "postgresql": pg.pid, "worker": worker.proc.pid,
+                             "sqs endpoint": sqs.pid, "valkey": valkey.pid},
+                            [cell.metrics_url, worker.metrics_url])
+        backlog = await conn.fetchval("SELECT count(*) FROM balance_effects WHERE applied_at IS NULL")
+        drained_s = await wait_applied(conn, DRAIN_WAIT_S_MAX)
+        lag = await conn.fetchrow(
+            "SELECT count(*) AS n, percentile_cont(ARRAY[0.5, 0.9, 0.99]) WITHIN GROUP"
+            " (ORDER BY extract(epoch FROM applied_at - created_at)) AS q,"
+            " max(extract(epoch FROM applied_at - created_at)) AS worst"
+            " FROM balance_effects WHERE created_at >= $1 AND applied_at IS NOT NULL", phase_start)
+        settlement_applies = await conn.fetchval(
+            "SELECT count(*) FROM (SELECT DISTINCT date_trunc('milliseconds', applied_at) FROM balance_effects"
+            " WHERE account_id = $1 AND created_at >= $2) s", SETTLEMENT, phase_start)
+        q = lag["q"] or [float("nan")] * 3
+        out.update({
+            "apply_lag_p50_ms": q[0] * 1000, "apply_lag_p90_ms": q[1] * 1000, "apply_lag_p99_ms": q[2] * 1000,
+            "apply_lag_max_ms": (lag["worst"] or 0) * 1000, "effects": lag["n"],
+            "backlog_at_end": backlog, "backlog_drained_s": drained_s, "settlement_applies": settlement_applies,
+            "violations": await verify(conn, TENANT),
+        })
+    finally:
+        await conn.close()
+        cell.stop()
+        worker.stop()
+    return out, ledger_id
+
+
+async def run(duration_s: float = 10.0, concurrency: int = CONNECTIONS, cards: int = 1000, warmup_s: float = 1.0,
+              send_buffer_ms: int = SEND_BUFFER_MS, batch_wait_ms: int = BATCH_WAIT_MS,
+              receive_every_ms: int = RECEIVE_EVERY_MS, modes: tuple[str, ...] = MODES, **_ignored) -> dict:
+    """Both modes (or `modes`), then, with both, the ratios and the database tier."""
     workdir = Path(tempfile.mkdtemp(prefix="ledger-hot-"))
     pg = EmbeddedPostgres(workdir / "pg").start()  # fsync on: commits cost what they cost in production
     valkey = EmbeddedValkey(workdir / "valkey").start()
     sqs = EmbeddedSQS().start()
     results: dict = {"duration_s": duration_s, "concurrency": concurrency, "cards": cards,
-                     "send_buffer_ms": send_buffer_ms, "batch_wait_ms": batch_wait_ms}
+                     "send_buffer_ms": send_buffer_ms, "batch_wait_ms": batch_wait_ms,
+                     "receive_every_ms": receive_every_ms}
     try:
         print(f"# hot account: {cards} card accounts -> 1 settlement account, {duration_s:.0f}s per mode, "
-              f"{concurrency} connections, fsync on")
-        # sync: every posting locks and updates the settlement row.
-        url = pg.create_database("hot_sync")
-        ledger_id, secret = await setup_books(url, cards)
-        ledger_ids = {"sync": ledger_id}
-        cell, port = start_cell(url, "sync", workdir)
-        try:
-            await measure(port, secret, ledger_id, cards, warmup_s, concurrency)
-            results["sync"] = await measure(port, secret, ledger_id, cards, duration_s, concurrency)
-        finally:
-            cell.stop()
-        print(f"sync    {_fmt(results['sync'])}")
-
-        # hybrid: postings queue effects; the worker applies them in batches.
-        url = pg.create_database("hot_hybrid")
-        ledger_id, secret = await setup_books(url, cards)
-        ledger_ids["hybrid"] = ledger_id
-        from worker.settings import load_settings
-        from worker.sqs import SqsQueue
-
-        queue = SqsQueue(load_settings({}, sqs_endpoint_url=sqs.url, cell_name="hot"))
-        queue_url = queue.ensure()
-        worker = start_worker(url, valkey.url, sqs.url, queue_url, workdir, batch_wait_ms_max=batch_wait_ms)
-        cell, port = start_cell(url, "hybrid", workdir, sqs.url, queue_url, send_buffer_ms)
-        conn = await asyncpg.connect(url)
-        try:
-            await measure(port, secret, ledger_id, cards, warmup_s, concurrency)
-            if await wait_applied(conn, START_WAIT_S_MAX) is None:
-                raise RuntimeError(f"the worker applies nothing; see {workdir}/worker.log")
-            phase_start = await conn.fetchval("SELECT clock_timestamp()")
-            results["hybrid"] = await measure(port, secret, ledger_id, cards, duration_s, concurrency)
-            backlog = await conn.fetchval("SELECT count(*) FROM balance_effects WHERE applied_at IS NULL")
-            drained_s = await wait_applied(conn, DRAIN_WAIT_S_MAX)
-            lag = await conn.fetchrow(
-                "SELECT count(*) AS n, percentile_cont(ARRAY[0.5, 0.9, 0.99]) WITHIN GROUP"
-                " (ORDER BY extract(epoch FROM applied_at - created_at)) AS q,"
-                " max(extract(epoch FROM applied_at - created_at)) AS worst"
-                " FROM balance_effects WHERE created_at >= $1 AND applied_at IS NOT NULL", phase_start)
-            settlement_applies = await conn.fetchval(
-                "SELECT count(*) FROM (SELECT DISTINCT date_trunc('milliseconds', applied_at) FROM balance_effects"
-                " WHERE account_id = $1 AND created_at >= $2) s", SETTLEMENT, phase_start)
-            q = lag["q"] or [float("nan")] * 3
-            results["hybrid"].update({
-                "apply_lag_p50_ms": q[0] * 1000, "apply_lag_p90_ms": q[1] * 1000, "apply_lag_p99_ms": q[2] * 1000,
-                "apply_lag_max_ms": (lag["worst"] or 0) * 1000, "effects": lag["n"],
-                "backlog_at_end": backlog, "backlog_drained_s": drained_s,
-                "settlement_applies": settlement_applies,
-            })
-            results["violations"] = await verify(conn, TENANT)
-        finally:
-            await conn.close()
-            cell.stop()
-            worker.stop()
-        h = results["hybrid"]
-        print(f"hybrid  {_fmt(h)}")
-        print(f"hybrid  apply lag p50 {h['apply_lag_p50_ms']:.0f} ms  p90 {h['apply_lag_p90_ms']:.0f} ms  "
-              f"p99 {h['apply_lag_p99_ms']:.0f} ms  max {h['apply_lag_max_ms']:.0f} ms  ({h['effects']} effects; "
-              f"settlement row updated ~{h['settlement_applies']} times; backlog {h['backlog_at_end']} at the end, "
-              f"applied in {_s(h['backlog_drained_s'])})")
-        s = results["sync"]
+              f"{concurrency} connections, one cell process + its worker per mode (as `make run`), fsync on")
+        ledger_ids = {}
+        for mode in modes:
+            # sync: every posting locks and updates the settlement row; hybrid: postings only queue effects and
+            # the worker applies them in batches.
+            results[mode], ledger_ids[mode] = await run_mode(
+                mode, pg, valkey, sqs, workdir, cards=cards, duration_s=duration_s, warmup_s=warmup_s,
+                concurrency=concurrency, send_buffer_ms=send_buffer_ms, batch_wait_ms=batch_wait_ms,
+                receive_every_ms=receive_every_ms)
+            print(f"{mode:7s} {_fmt(results[mode])}")
+        results["violations"] = [v for mode in modes for v in results[mode]["violations"]]
+        if "hybrid" in results:
+            h = results["hybrid"]
+            print(f"hybrid  apply lag p50 {h['apply_lag_p50_ms']:.0f} ms  p90 {h['apply_lag_p90_ms']:.0f} ms  "
+                  f"p99 {h['apply_lag_p99_ms']:.0f} ms  max {h['apply_lag_max_ms']:.0f} ms  ({h['effects']} effects; "
+                  f"settlement row updated ~{h['settlement_applies']} times; backlog {h['backlog_at_end']} at the "
+                  f"end, applied in {_s(h['backlog_drained_s'])})")
+        if set(modes) != set(MODES):
+            return results
+        h, s = results["hybrid"], results["sync"]
         results["ratios"] = {"throughput_hybrid_over_sync": h["per_s"] / s["per_s"],
                              "p50_sync_over_hybrid": s["p50_ms"] / h["p50_ms"],
-                             "p99_sync_over_hybrid": s["p99_ms"] / h["p99_ms"]}
+                             "p99_sync_over_hybrid": s["p99_ms"] / h["p99_ms"],
+                             "cpu_per_posting_sync_over_hybrid": sum(s["cpu_ms_per_posting"].values())
+                             / sum(h["cpu_ms_per_posting"].values())}
         r = results["ratios"]
         print(f"# ratios (same run): hybrid/sync throughput {r['throughput_hybrid_over_sync']:.2f}x, "
-              f"p50 latency sync/hybrid {r['p50_sync_over_hybrid']:.2f}x, p99 {r['p99_sync_over_hybrid']:.2f}x; "
+              f"p50 latency sync/hybrid {r['p50_sync_over_hybrid']:.2f}x, p99 {r['p99_sync_over_hybrid']:.2f}x, "
+              f"CPU per posting sync/hybrid {r['cpu_per_posting_sync_over_hybrid']:.2f}x; "
               f"invariants: {'hold' if not results['violations'] else results['violations']}")
         db = results["database_tier"] = await database_tier(pg, ledger_ids, cards, duration_s, concurrency, workdir)
         print(f"database tier (pgbench ledger_post, {concurrency} clients): sync {db['sync']['per_s']:.0f} tx/s, "
@@ -290,8 +364,13 @@ async def run(duration_s: float = 10.0, concurrency: int = 16, cards: int = 1000
 
 
 def _fmt(row: dict) -> str:
-    return (f"{row['per_s']:8.0f} tx/s  p50 {row['p50_ms']:6.1f} ms  p99 {row['p99_ms']:6.1f} ms  "
+    line = (f"{row['per_s']:8.0f} tx/s  p50 {row['p50_ms']:6.1f} ms  p99 {row['p99_ms']:6.1f} ms  "
             f"statuses {row['statuses']}")
+    if "cpu_ms_per_posting" in row:
+        parts = "  ".join(f"{k} {v:.2f}" for k, v in row["cpu_ms_per_posting"].items())
+        line += f"\n        CPU ms/posting: {parts}  (total {sum(row['cpu_ms_per_posting'].values()):.2f}; " \
+                f"{row['cpu_cores']:.2f} cores busy); SQS calls/posting {row['sqs_calls_per_posting']:.3f}"
+    return line
 
 
 def _s(value: float | None) -> str:
@@ -301,13 +380,17 @@ def _s(value: float | None) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=float, default=10.0, help="seconds measured per mode")
-    parser.add_argument("--concurrency", type=int, default=16, help="client connections")
+    parser.add_argument("--concurrency", type=int, default=CONNECTIONS, help="client connections")
     parser.add_argument("--cards", type=int, default=1000, help="card accounts")
     parser.add_argument("--send-buffer-ms", type=int, default=SEND_BUFFER_MS, help="the cell's nudge buffer")
     parser.add_argument("--batch-wait-ms", type=int, default=BATCH_WAIT_MS, help="the worker's batch window")
+    parser.add_argument("--receive-every-ms", type=int, default=RECEIVE_EVERY_MS,
+                        help="the worker's receive interval under load")
+    parser.add_argument("--modes", default=",".join(MODES), help="sync,hybrid (both: the ratios, the database tier)")
     args = parser.parse_args()
     asyncio.run(run(duration_s=args.duration, concurrency=args.concurrency, cards=args.cards,
-                    send_buffer_ms=args.send_buffer_ms, batch_wait_ms=args.batch_wait_ms))
+                    send_buffer_ms=args.send_buffer_ms, batch_wait_ms=args.batch_wait_ms,
+                    receive_every_ms=args.receive_every_ms, modes=tuple(args.modes.split(","))))
 
 
 if __name__ == "__main__":

@@ -40,6 +40,17 @@ class BoundedRetryConsumer(Consumer):
         conn.ensure_connection = bounded
         return super().ensure_connected(conn)
 
+    def on_connection_error_after_connected(self, exc):
+        """A task reserved but not started (more tasks than threads) is unacked; closing the lost connection makes
+        kombu restore it through a transport that collect() has already cleared, which raises AttributeError
+        ('NoneType' object has no attribute 'hostname') and would end the worker. The connection is dropped by
+        then; the task is lost with the broker, which is harmless: beat sends the next one."""
+        try:
+            super().on_connection_error_after_connected(exc)
+        except AttributeError as restore_failed:
+            log.warning("unacknowledged tasks not restored to the lost broker (%s); beat sends them again",
+                        restore_failed)
+
 
 def _periodic(settings: WorkerSettings, name: str, every_s: float,
               job: Callable[[asyncpg.Pool], Awaitable]) -> threading.Thread:

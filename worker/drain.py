@@ -159,14 +159,19 @@ def _renudge_bodies(batch: list[Received], skipped: list[uuid.UUID]) -> list[str
 
 
 async def drain_for(pool: asyncpg.Pool, queue: SqsQueue, settings: WorkerSettings, run_s: float) -> DrainOutcome:
-    """Drain batch after batch for about run_s seconds (one Celery task's life); the handled messages are
-    deleted together (DeferredDeletes), the last of them when the task ends."""
+    """Drain batch after batch for about run_s seconds (one Celery task's life), receiving at most once every
+    receive_every_ms_min while batches empty the queue (one call then takes what came meanwhile); the handled
+    messages are deleted together (DeferredDeletes), the last of them when the task ends."""
     total = DrainOutcome()
     deletes = DeferredDeletes(queue, min(DELETE_DEFER_S_MAX, settings.visibility_timeout_s / 4))
     deadline = time.monotonic() + run_s
+    next_receive_at = 0.0
     try:
         while (remaining := deadline - time.monotonic()) > 0:
             try:
+                if (pause_s := min(next_receive_at, deadline) - time.monotonic()) > 0:
+                    await asyncio.sleep(pause_s)
+                    continue  # the deadline may have passed; the loop condition says
                 if deletes.due():
                     total = msgspec.structs.replace(total, deleted=total.deleted + await deletes.flush())
                 # Rounded up: the last second of a task long-polls too, instead of spinning on empty short polls
@@ -174,7 +179,10 @@ async def drain_for(pool: asyncpg.Pool, queue: SqsQueue, settings: WorkerSetting
                 wait_s = min(settings.long_poll_s_max, math.ceil(remaining))
                 if deletes.messages:
                     wait_s = min(wait_s, 1)  # idle now: back within a second to delete what is held
+                received_at = time.monotonic()
                 one = await drain_batch(pool, queue, settings, wait_s, deletes)
+                if 0 < one.messages < settings.batch_size_max:  # the queue was emptied: pace the next receive
+                    next_receive_at = received_at + settings.receive_every_ms_min / 1000
             except Exception:  # noqa: BLE001 - SQS or the database unreachable: back off, the sweeper covers
                 log.exception("drain batch failed")
                 metrics.ERRORS.labels("drain").inc()

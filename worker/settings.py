@@ -37,6 +37,12 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
     # what arrives while a batch is applied waits for the next receive): the fewest SQS calls.
     batch_size_max: int = 100
     batch_wait_ms_max: int = 0
+    # Under load, a drain receives at most once every receive_every_ms_min: after a batch that emptied the
+    # queue (fewer than batch_size_max messages), the next receive waits out the rest of that interval and then
+    # takes, in one call, every nudge that came meanwhile. An idle queue's first nudge is still taken by the long
+    # poll at once. 0: receive again at once (a call per nudge under steady load). It adds at most this much to
+    # the apply lag.
+    receive_every_ms_min: int = 250
     long_poll_s_max: int = 5  # SQS allows 0-20 s
     visibility_timeout_s: int = 30  # a message a crashed worker held comes back after this
     group_size_max: int = GROUP_SIZE_MAX_DEFAULT  # accounts per apply transaction: bounds lock hold time and statement size
@@ -141,6 +147,8 @@ def load_settings(environ: dict[str, str] | None = None, prefixes: tuple[str, ..
 def _check(s: WorkerSettings) -> None:
     if not 1 <= s.batch_size_max <= 10_000:
         raise ValueError("batch_size_max must be 1..10000")
+    if not 0 <= s.receive_every_ms_min <= 10_000:
+        raise ValueError("receive_every_ms_min must be 0..10000")
     if not 0 <= s.long_poll_s_max <= 20:
         raise ValueError("long_poll_s_max must be 0..20 (the SQS limit)")
     if s.group_size_max < 1 or s.apply_concurrency_max < 1 or s.drainers < 0 or s.concurrency < 1:

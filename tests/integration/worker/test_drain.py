@@ -306,3 +306,27 @@ async def test_a_drain_task_deletes_what_it_handled_together_and_all_of_it_by_it
     async with pool.acquire() as conn:
         assert sum((await unapplied(conn, book)).values()) == 0
         await assert_invariants(conn, book)
+
+
+async def test_under_steady_nudges_a_drain_receives_at_most_once_an_interval_and_applies_everything(pool, sqs_queue):
+    from ledger_common.sqs import SQS_CALLS
+
+    cards = [f"card{i}" for i in range(30)]
+    async with pool.acquire() as conn:
+        book = await new_book(conn, {"settlement": "credit", **{card: CARD for card in cards}})
+    settings = worker_settings(sqs_queue, batch_wait_ms_max=0, long_poll_s_max=1, receive_every_ms_min=500)
+    receives = SQS_CALLS.labels("ReceiveMessage")
+    before = receives._value.get()
+    draining = asyncio.create_task(drain.drain_for(pool, sqs_queue, settings, run_s=4.0))
+    for card in cards:  # a nudge every ~50 ms for ~1.5 s, as a cell sends them under steady load
+        async with pool.acquire() as conn:
+            await post(conn, book, [(card, "debit", 100), ("settlement", "credit", 100)])
+        await asyncio.to_thread(sqs_queue.send, encode_nudges(book.tenant, [str(book.id(card)),
+                                                                          str(book.id("settlement"))]))
+        await asyncio.sleep(0.05)
+    outcome = await draining
+    assert (outcome.messages, outcome.deleted) == (30, 30)
+    assert receives._value.get() - before < 15  # ~30 without the interval: one receive per nudge
+    async with pool.acquire() as conn:
+        assert (await totals(conn, book, "settlement"))["posted_credits"] == 3000
+        await assert_invariants(conn, book)

@@ -58,9 +58,9 @@ async def test_the_worker_reconnects_to_a_returning_broker_within_seconds(pool, 
     valkey = EmbeddedValkey(tmp_path / "valkey").start()
     try:
         # The sweeper far away: only the Celery drain (beat -> Redis -> worker) applies nudged effects here.
-        # concurrency as shipped (5): with fewer threads than periodic task kinds, a task waits reserved and
-        # unacked, and kombu's restore of it on the lost connection raises (a known crash, in the issue note).
-        worker = worker_process(sqs_queue, broker_url=valkey.url, drain_run_s=1, sweep_after_s=60, concurrency=5)
+        # Fewer threads than periodic task kinds: a task waits reserved and unacked when the broker goes, and
+        # kombu's restore of it on the lost connection raises inside Celery (worker.app.BoundedRetryConsumer).
+        worker = worker_process(sqs_queue, broker_url=valkey.url, drain_run_s=1, sweep_after_s=60, concurrency=2)
         first = await _queued_payments(pool, 2)
         await _nudge(sqs_queue, first)
         await wait_until(lambda: _all_applied(pool, first), what="applied through Celery\n" + worker.log())
