@@ -7,6 +7,10 @@ are printed. The router runs its own HTTP server (router/server.py), as in produ
 
     python -m loadtests.router_overhead --duration 10 --concurrency 16
 
+A last phase sends the reads to a stand-in cell that costs next to nothing (the same answer bytes as the real
+cell's, after a fixed 2 ms): through it the router's CPU per request is its own, whatever the cell next door is
+doing to the shared cores; its "direct" side is the stand-in itself.
+
 With `--baseline DIR` (a checkout of another commit, e.g. `git worktree add /tmp/before HEAD~3`), a second
 router runs from DIR's code beside this one, measured in the same alternating rounds: before and after in
 one run, on the same cell, under the same neighbours.
@@ -35,6 +39,8 @@ from control_plane.settings import ControlPlaneSettings
 from loadtests.httpload import run_load
 
 TENANT = "router-bench"
+STUB_TENANT = "router-bench-stub"
+STUB_DELAY_S = 0.002  # about a cell's own time for a read
 ACCOUNTS = 50
 WARMUP_S = 1.0
 START_WAIT_S_MAX = 60
@@ -79,15 +85,39 @@ def _stop(proc: subprocess.Popen | None) -> None:
             proc.wait()
 
 
-async def _setup(cp_url: str, cell_url: str, cell_db_url: str) -> tuple[str, list[str], str]:
+class _StubCell(asyncio.Protocol):
+    """The stand-in cell: every request (a head, no body) is answered with the same bytes after STUB_DELAY_S."""
+
+    def __init__(self, answer: bytes) -> None:
+        self.answer = answer
+        self.buffer = b""
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while (end := self.buffer.find(b"\r\n\r\n")) >= 0:
+            self.buffer = self.buffer[end + 4:]
+            asyncio.get_running_loop().call_later(STUB_DELAY_S, self._answer)
+
+    def _answer(self) -> None:
+        if not self.transport.is_closing():
+            self.transport.write(self.answer)
+
+
+async def _setup(cp_url: str, cell_url: str, cell_db_url: str, stub_url: str) -> tuple[str, list[str], str]:
     settings = ControlPlaneSettings(database_url=cp_url, actor="bench")
     conn = await catalog.connect(cp_url)
     try:
         await catalog.migrate_catalog(conn)
         await operations.add_cell(conn, settings, "bench-cell", cell_url, cell_db_url)
-        await operations.create_tenant(conn, settings, TENANT, "router benchmark", "bench-cell")
+        await operations.add_cell(conn, settings, "stub-cell", stub_url, cell_db_url, check_api=False)
         # No limit: the benchmark measures the proxy, not the rate limiter's rejections.
-        await operations.set_rate_limit(conn, settings, TENANT, 1_000_000, 1_000_000)
+        for tenant, cell in ((TENANT, "bench-cell"), (STUB_TENANT, "stub-cell")):
+            await operations.create_tenant(conn, settings, tenant, "router benchmark", cell)
+            await operations.set_rate_limit(conn, settings, tenant, 1_000_000, 1_000_000)
         _, secret = await operations.create_key(conn, settings, TENANT)
     finally:
         await conn.close()
@@ -120,25 +150,32 @@ async def _measure(port: int, auth, duration_s: float, concurrency: int, kind: s
 async def run(duration_s: float = 10.0, concurrency: int = 16, rounds: int = 3, baseline: Path | None = None) -> dict:
     workdir = Path(tempfile.mkdtemp(prefix="ledger-router-bench-"))
     pg = EmbeddedPostgres(workdir / "pg").start()
-    cell = router = before = None
+    cell = router = before = stub = None
     try:
         cp_url, cell_db_url = pg.create_database("control_plane"), pg.create_database("cell")
-        cell_port, router_port = free_port(), free_port()
+        cell_port, router_port, stub_port = free_port(), free_port(), free_port()
         cell_url = f"http://127.0.0.1:{cell_port}"
         cell = _spawn("cell", {"CELL_DATABASE_URL": cell_db_url, "CELL_PORT": str(cell_port), "CELL_NAME": "bench-cell",
                                "CELL_POSTING_MODE": "sync"}, workdir / "cell.log")
         _wait_ready(cell_url + "/readyz", cell, workdir / "cell.log")
-        ledger, accounts, secret = await _setup(cp_url, cell_url, cell_db_url)
+        ledger, accounts, secret = await _setup(cp_url, cell_url, cell_db_url, f"http://127.0.0.1:{stub_port}")
+        async with httpx.AsyncClient(base_url=cell_url, auth=(TENANT, secret)) as http:
+            answer = await http.get(f"/api/ledger_accounts/{accounts[0]}")
+        head = f"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {len(answer.content)}\r\n\r\n"
+        stub = await asyncio.get_running_loop().create_server(
+            lambda: _StubCell(head.encode() + answer.content), "127.0.0.1", stub_port)
         router = _spawn("router", {"ROUTER_PORT": str(router_port), "ROUTER_CONTROL_PLANE_DATABASE_URL": cp_url,
                                    "ROUTER_REDIS_URL": ""}, workdir / "router.log")
-        _wait_ready(f"http://127.0.0.1:{router_port}/readyz", router, workdir / "router.log")
+        # In a thread: the stand-in cell, in this loop, must answer the router's health checks meanwhile.
+        await asyncio.to_thread(_wait_ready, f"http://127.0.0.1:{router_port}/readyz", router, workdir / "router.log")
         routers = [("router", router_port, router)]
         if baseline is not None:
             before_port = free_port()
             before = _spawn("router", {"ROUTER_PORT": str(before_port), "ROUTER_CONTROL_PLANE_DATABASE_URL": cp_url,
                                        "ROUTER_REDIS_URL": "", "ROUTER_METRICS_PORT": "0"},
                             workdir / "baseline.log", source=baseline)
-            _wait_ready(f"http://127.0.0.1:{before_port}/readyz", before, workdir / "baseline.log")
+            await asyncio.to_thread(_wait_ready, f"http://127.0.0.1:{before_port}/readyz", before,
+                                    workdir / "baseline.log")
             routers.append(("baseline", before_port, before))
         auth = (TENANT, secret)
 
@@ -157,15 +194,18 @@ async def run(duration_s: float = 10.0, concurrency: int = 16, rounds: int = 3, 
         # Saturated (`concurrency` connections: the two cores are shared by the load, the router, the cell and
         # PostgreSQL, so the router's CPU shows up as lost throughput), then one request at a time (nothing
         # saturated: the added p50 is the router's own latency, hop included).
-        phases = (("reads", read, concurrency), ("writes", write, concurrency), ("reads_one_at_a_time", read, 1))
-        for kind, make, connections in phases:
+        stub_auth = (STUB_TENANT, "any key: the stand-in takes them all")
+        phases = (("reads", read, concurrency, cell_port, auth), ("writes", write, concurrency, cell_port, auth),
+                  ("reads_one_at_a_time", read, 1, cell_port, auth),
+                  ("reads_stub_cell", read, concurrency, stub_port, stub_auth))
+        for kind, make, connections, direct_port, phase_auth in phases:
             # Direct and routed phases alternate, so that a neighbour's burst on the shared cores hits both
             # sides alike; the ratio is the median of the rounds' ratios.
             rows = []
             for i in range(rounds):
-                row = {"direct": await _measure(cell_port, auth, slice_s, connections, kind, make)}
+                row = {"direct": await _measure(direct_port, phase_auth, slice_s, connections, kind, make)}
                 for name, port, proc in routers if i % 2 == 0 else routers[::-1]:  # neither always goes first
-                    row[name] = await _measure(port, auth, slice_s, connections, kind, make, serving=proc)
+                    row[name] = await _measure(port, phase_auth, slice_s, connections, kind, make, serving=proc)
                 rows.append(row)
             results[kind] = summary = {"rounds": rows}
             for i, row in enumerate(rows, 1):
@@ -191,6 +231,8 @@ async def run(duration_s: float = 10.0, concurrency: int = 16, rounds: int = 3, 
                       f"{routed['router_cpu_us_per_request']:.0f} us/request")
         return results
     finally:
+        if stub is not None:
+            stub.close()
         _stop(before)
         _stop(router)
         _stop(cell)

@@ -37,6 +37,7 @@ class RouterSettings(msgspec.Struct, frozen=True, kw_only=True):
     response_bytes_max: int = 16_777_216
     connections_per_cell_max: int = 64
     connect_timeout_s: float = 2.0
+    # A cell's answer must be complete within this (checked by a sweep every tenth of it, at most every second).
     upstream_timeout_s: float = 30.0
     # Below the cells' keep-alive timeout (uvicorn: 5 s), so the router drops an idle connection first.
     idle_connection_s_max: float = 4.0

@@ -231,11 +231,11 @@ class _Connection(asyncio.Protocol):
             raise
 
 
-def _retried(exc: ResponseFailed, method: bytes, conn: _Connection, reused: bool) -> bool:
-    """Whether a failed exchange is tried once more on a fresh connection: a request never written, or an
-    idempotent one on a kept-alive connection that died before a single byte of answer (the cell closed it while
-    idle). A timeout never is; nor a request that may have reached the cell on a fresh connection."""
-    if not reused or isinstance(exc, UpstreamTimeout):
+def _retried(exc: ResponseFailed, method: bytes, conn: _Connection) -> bool:
+    """Whether an exchange that failed on a kept-alive connection is tried once more on a fresh one: a request
+    never written, or an idempotent one on a connection that died before a single byte of answer (the cell
+    closed it while idle). A timeout never is. (One that fails on a fresh connection is not retried.)"""
+    if isinstance(exc, UpstreamTimeout):
         return False
     return not exc.sent or (method in IDEMPOTENT_METHODS and not conn.received)
 
@@ -360,7 +360,7 @@ class UpstreamPool:
                 on_done(response, None)
                 return
             conn.close()
-            if not _retried(error, method, conn, True):
+            if not _retried(error, method, conn):
                 self._release()
                 on_done(None, error)
                 return
@@ -408,7 +408,7 @@ class UpstreamPool:
                 response = await conn.exchange(request, head, self._deadline())
             except ResponseFailed as exc:
                 conn.close()
-                if not _retried(exc, method, conn, True):
+                if not _retried(exc, method, conn):
                     raise
                 return await self._exchange_fresh(request, head)
             self._put_back(conn)

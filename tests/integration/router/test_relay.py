@@ -70,7 +70,8 @@ async def raw_routed(platform):
     await platform.sql("INSERT INTO cells (name, api_url, database_url) VALUES ($1, $2, '')", name, cell.url)
     tenant = new_tenant_id()
     await platform.add_tenant(tenant, name)
-    router = await platform.router(redis_url="")
+    # Idle cell connections kept for as long as the test may take on a slow day.
+    router = await platform.router(redis_url="", idle_connection_s_max=300.0)
     try:
         yield tenant, router, cell
     finally:
