@@ -2,7 +2,8 @@
 
 One embedded PostgreSQL, two databases with the same books: `before` migrated by the store (cell/store) of the
 baseline commit (BENCH_DBTIER_BASELINE, default the commit before the leaner posting path), `after` by this
-checkout's. Measured in interleaved rounds (before, after, before, ...), medians of ROUNDS, each round:
+checkout's. Measured in interleaved rounds (before, after, before, ...), medians of ROUNDS after a warm-up round
+(not counted; then ANALYZE: tables with rows and statistics, as a cell's), each round:
   sync   the bench floor's call (loadtests.bench.pgbench_floor): a 2-entry posted transaction, both accounts
          applied now (ledger_apply, resulting balances in the answer);
   async  the same posting with no account applied now (its two effects queued: the mix's writes);
@@ -130,6 +131,7 @@ async def measured(pg: EmbeddedPostgres, phase) -> dict:
     """Await one phase (a coroutine, not started yet); add the server's CPU and the WAL written per call."""
     cpu, wal = server_cpu_s(pg), wal_lsn(pg)
     row = await phase
+    await asyncio.sleep(0.5)  # the phase's connections ended: let the postmaster reap them (their CPU counts then)
     calls = max(1, row["calls"])
     row["server_cpu_ms_per_call"] = (server_cpu_s(pg) - cpu) * 1000 / calls
     row["wal_bytes_per_call"] = (wal_lsn(pg) - wal) / calls
@@ -180,9 +182,18 @@ async def run(duration_s: float = 10.0, concurrency: int = 16) -> dict:
             migrate_from(store, url)
             ledgers[name] = await setup_books(url)
         print(f"# database tier: ledger_post by pgbench, before = {BASELINE}, after = this checkout; "
-              f"{duration_s:.0f}s per phase, {concurrency} clients, {ROUNDS} rounds, fsync on")
+              f"{duration_s:.0f}s per phase, {concurrency} clients, {ROUNDS} rounds after a warm-up, fsync on")
         phases: dict = {name: {"sync": [], "async": [], "apply": []} for name in stores}
-        for r in range(ROUNDS):
+        for r in range(-1, ROUNDS):
+            if r == 0:
+                # After the warm-up round (not counted): the tables hold rows and statistics, as a cell's do.
+                for name in stores:
+                    conn = await asyncpg.connect(pg.database_url(name))
+                    try:
+                        await conn.execute("ANALYZE")
+                    finally:
+                        await conn.close()
+                phases = {name: {"sync": [], "async": [], "apply": []} for name in stores}
             for name in stores:
                 url = pg.database_url(name)
                 for phase, apply in (("sync", None), ("async", "'{}'::uuid[]"), ("apply", None)):
@@ -192,7 +203,7 @@ async def run(duration_s: float = 10.0, concurrency: int = 16) -> dict:
                         row = await measured(pg, asyncio.to_thread(pgbench_phase, pg, name, script(ledgers[name], apply),
                                                                    concurrency, duration_s, workdir))
                     phases[name][phase].append(row)
-                    print(f"round {r + 1} {name:6s} {phase:5s} {row['per_s']:8.0f}/s  server CPU "
+                    print(f"round {r + 1 if r >= 0 else 'w'} {name:6s} {phase:5s} {row['per_s']:8.0f}/s  server CPU "
                           f"{row['server_cpu_ms_per_call']:.3f} ms/call  WAL {row['wal_bytes_per_call']:.0f} B/call")
         results = {name: {phase: median_row(rows) for phase, rows in by.items()} for name, by in phases.items()}
         print("\n# medians: after / before")

@@ -3,14 +3,14 @@
 -- total, effective-time and resulting caches. Returns the number of effects applied. (Skipping accounts
 -- locked by someone else is ledger_apply_report's, which locks first.)
 -- The signature lost its p_skip_locked: CREATE OR REPLACE cannot change one, so the old one goes first.
--- Cost (README.md here): the balances are read once, by the lock, and the fold joins those arrays, never the
--- table; every statement keeps one generic plan (plan_cache_mode): re-planning the fold on every call was the
--- largest part of a sync posting's database CPU. Each statement reaches its rows by an index whatever the
--- table's size (`= ANY(v_locked)`), so that the one plan stays right.
+-- Cost (README.md here): the balances are read once, by the lock, and start each account's running sums: the fold
+-- joins nothing. Called by a posting (ledger_post, ledger_transition), every statement keeps the one generic plan those
+-- routines set (re-planning this fold on every sync posting was the largest part of its database CPU); called
+-- by the worker (ledger_apply_report, a whole group of accounts a call), the planner's default.
 DROP FUNCTION IF EXISTS ledger_apply(uuid[], boolean, text, ledger_new_effect[]);
 CREATE OR REPLACE FUNCTION ledger_apply(p_accounts uuid[], p_tenant text DEFAULT NULL,
                                         p_new ledger_new_effect[] DEFAULT '{}')
-RETURNS integer LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
+RETURNS integer LANGUAGE plpgsql AS $$
 DECLARE
     v_locked uuid[];
     v_versions bigint[];
@@ -36,54 +36,55 @@ BEGIN
         RETURN 0;
     END IF;
 
-    WITH b AS (
-        -- The locked rows as they were read under the lock (this transaction holds it: they cannot change).
-        SELECT * FROM unnest(v_locked, v_versions, v_pending_debits, v_pending_credits, v_posted_debits,
-                             v_posted_credits)
+    -- One window over each locked account's rows: its balance row as locked (part 0, the starting point), then its
+    -- queued effects in sequence order (part 1), then p_new in the order given (part 2). The running sums are the
+    -- resulting balances and lock version after each effect: no join of the effects to the balances.
+    WITH src AS (
+        SELECT 0 AS part, NULL::bigint AS seq, 0::bigint AS ord, b.account_id, NULL::uuid AS entry_id,
+               NULL::text AS kind, NULL::timestamptz AS effective_at, b.lock_version AS d_version,
+               b.pending_debits AS d_pending_debits, b.pending_credits AS d_pending_credits,
+               b.posted_debits AS d_posted_debits, b.posted_credits AS d_posted_credits
+        FROM unnest(v_locked, v_versions, v_pending_debits, v_pending_credits, v_posted_debits, v_posted_credits)
             AS b(account_id, lock_version, pending_debits, pending_credits, posted_debits, posted_credits)
-    ), src AS (
-        SELECT e.seq, 0::bigint AS ord, e.account_id, e.entry_id, e.kind, e.effective_at,
+        UNION ALL
+        SELECT 1, e.seq, 0, e.account_id, e.entry_id, e.kind, e.effective_at, 1,
                e.d_pending_debits, e.d_pending_credits, e.d_posted_debits, e.d_posted_credits
         FROM balance_effects e
         WHERE e.account_id = ANY(v_locked) AND e.applied_at IS NULL
         UNION ALL
-        SELECT NULL, n.ord, n.account_id, n.entry_id, n.kind, n.effective_at,
+        SELECT 2, NULL, n.ord, n.account_id, n.entry_id, n.kind, n.effective_at, 1,
                n.d_pending_debits, n.d_pending_credits, n.d_posted_debits, n.d_posted_credits
         FROM unnest(p_new) WITH ORDINALITY AS n(account_id, entry_id, kind, d_pending_debits, d_pending_credits,
                                                 d_posted_debits, d_posted_credits, effective_at, ord)
-    ), eff AS (
+    ), running AS (
         SELECT src.*,
-               row_number() OVER w AS rn,
-               sum(d_pending_debits) OVER w AS c_pending_debits,
-               sum(d_pending_credits) OVER w AS c_pending_credits,
-               sum(d_posted_debits) OVER w AS c_posted_debits,
-               sum(d_posted_credits) OVER w AS c_posted_credits
+               sum(d_version) OVER w AS lock_version,
+               sum(d_pending_debits) OVER w AS pending_debits,
+               sum(d_pending_credits) OVER w AS pending_credits,
+               sum(d_posted_debits) OVER w AS posted_debits,
+               sum(d_posted_credits) OVER w AS posted_credits
         FROM src
-        WINDOW w AS (PARTITION BY account_id ORDER BY seq IS NULL, seq, ord
-                     ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+        WINDOW w AS (PARTITION BY account_id ORDER BY part, seq, ord ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+    ), eff AS (
+        SELECT * FROM running WHERE part > 0
     ), marked AS (
         UPDATE balance_effects be
-        SET applied_at = clock_timestamp(),
-            lock_version = b.lock_version + eff.rn,
-            pending_debits = b.pending_debits + eff.c_pending_debits,
-            pending_credits = b.pending_credits + eff.c_pending_credits,
-            posted_debits = b.posted_debits + eff.c_posted_debits,
-            posted_credits = b.posted_credits + eff.c_posted_credits
-        FROM eff JOIN b ON b.account_id = eff.account_id
-        WHERE eff.seq IS NOT NULL AND be.seq = eff.seq
+        SET applied_at = clock_timestamp(), lock_version = eff.lock_version,
+            pending_debits = eff.pending_debits, pending_credits = eff.pending_credits,
+            posted_debits = eff.posted_debits, posted_credits = eff.posted_credits
+        FROM eff
+        WHERE eff.part = 1 AND be.seq = eff.seq
         RETURNING 1
     ), inserted AS (
         INSERT INTO balance_effects (tenant_id, account_id, entry_id, kind, d_pending_debits, d_pending_credits,
                                      d_posted_debits, d_posted_credits, effective_at, applied_at, lock_version,
                                      pending_debits, pending_credits, posted_debits, posted_credits)
-        SELECT p_tenant, eff.account_id, eff.entry_id, eff.kind, eff.d_pending_debits, eff.d_pending_credits,
-               eff.d_posted_debits, eff.d_posted_credits, eff.effective_at, clock_timestamp(),
-               b.lock_version + eff.rn, b.pending_debits + eff.c_pending_debits,
-               b.pending_credits + eff.c_pending_credits, b.posted_debits + eff.c_posted_debits,
-               b.posted_credits + eff.c_posted_credits
-        FROM eff JOIN b ON b.account_id = eff.account_id
-        WHERE eff.seq IS NULL
-        ORDER BY eff.account_id, eff.rn
+        SELECT p_tenant, account_id, entry_id, kind, d_pending_debits, d_pending_credits, d_posted_debits,
+               d_posted_credits, effective_at, clock_timestamp(), lock_version, pending_debits, pending_credits,
+               posted_debits, posted_credits
+        FROM eff
+        WHERE part = 2
+        ORDER BY account_id, ord
         RETURNING 1
     ), totals AS (
         SELECT account_id, count(*) AS n,
@@ -95,7 +96,7 @@ BEGIN
         SET pending_debits = ab.pending_debits + t.pd, pending_credits = ab.pending_credits + t.pc,
             posted_debits = ab.posted_debits + t.od, posted_credits = ab.posted_credits + t.oc,
             lock_version = ab.lock_version + t.n, updated_at = clock_timestamp()
-        FROM totals t WHERE ab.account_id = t.account_id AND ab.account_id = ANY(v_locked)
+        FROM totals t WHERE ab.account_id = t.account_id
         RETURNING ab.account_id, ab.pending_debits, ab.pending_credits, ab.monitored
     ), days AS (
         INSERT INTO effective_balance_buckets AS k

@@ -4,10 +4,10 @@
 -- of each tenant of the accounts, in tenant order and before any row lock (a move's exclusive lock waits for
 -- this apply, never the other way round); accounts of a frozen or moved-out tenant are left alone (neither
 -- applied nor skipped: their effects move with the tenant and the target's workers apply them).
--- One generic plan per statement, as ledger_apply (see there): no re-planning per call.
+-- Planned per call (the planner's default: one call applies a whole group of accounts, the planning is shared by
+-- all their effects, and the plans follow the group's size), unlike the posting routines (README.md here).
 CREATE OR REPLACE FUNCTION ledger_apply_report(p_accounts uuid[], p_skip_locked boolean)
-RETURNS TABLE (applied integer, skipped uuid[], lags_ms double precision[]) LANGUAGE plpgsql
-SET plan_cache_mode = force_generic_plan AS $$
+RETURNS TABLE (applied integer, skipped uuid[], lags_ms double precision[]) LANGUAGE plpgsql AS $$
 DECLARE
     v_held uuid[];
     v_versions bigint[];

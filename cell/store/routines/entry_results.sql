@@ -1,10 +1,7 @@
 -- Resulting balances of a transaction's entries applied in the posting, for the response: running sums and
--- lock version right after each entry, and the amounts ledger_balances computes from them. p_accounts: the
--- accounts applied (a superset of the entries' accounts is fine): each table is reached by an index under the
--- generic plan its caller (ledger_post) keeps.
-DROP FUNCTION IF EXISTS ledger_entry_results(uuid[]);
-CREATE OR REPLACE FUNCTION ledger_entry_results(p_entry_ids uuid[], p_accounts uuid[]) RETURNS jsonb
-LANGUAGE sql STABLE AS $$
+-- lock version right after each entry, and the amounts ledger_balances computes from them.
+DROP FUNCTION IF EXISTS ledger_entry_results(uuid[], uuid[]);  -- a form this branch had for a while
+CREATE OR REPLACE FUNCTION ledger_entry_results(p_entry_ids uuid[]) RETURNS jsonb LANGUAGE sql STABLE AS $$
     SELECT coalesce(jsonb_agg(jsonb_build_object(
         'id', f.entry_id, 'lock_version', f.lock_version,
         'pending_debits', f.pending_debits, 'pending_credits', f.pending_credits,
@@ -13,7 +10,7 @@ LANGUAGE sql STABLE AS $$
         'available_debits', lb.available_debits, 'available_credits', lb.available_credits,
         'available_amount', lb.available_amount)), '[]'::jsonb)
     FROM balance_effects f
-    JOIN ledger_accounts a ON a.id = f.account_id AND a.id = ANY(p_accounts)
+    JOIN ledger_accounts a ON a.id = f.account_id
     CROSS JOIN LATERAL ledger_balances(a.normal_balance, f.pending_debits, f.pending_credits, f.posted_debits,
                                        f.posted_credits) lb
     WHERE f.entry_id = ANY(p_entry_ids) AND f.kind = 'entry' AND f.applied_at IS NOT NULL

@@ -7,7 +7,6 @@
 -- (past 2^62, set here and by ledger_apply). Below that, reaching 2^63 would take millions of queued
 -- postings on one account; summing a hot account's queue on every posting cost ~100 us of database time.
 -- Concurrent postings to one account are each checked against what was committed before them.
--- (`= ANY(p_accounts)` beside each join: an index path under the generic plans of ledger_post.)
 CREATE OR REPLACE FUNCTION ledger_headroom(p_accounts uuid[], p_directions text[], p_amounts bigint[])
 RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
@@ -20,14 +19,14 @@ BEGIN
         GROUP BY account_id
     ), t AS (
         SELECT n.account_id, b.pending_debits + q.d + n.d AS debits, b.pending_credits + q.c + n.c AS credits
-        FROM n JOIN account_balances b ON b.account_id = n.account_id AND b.account_id = ANY(p_accounts)
+        FROM n JOIN account_balances b ON b.account_id = n.account_id
         CROSS JOIN LATERAL (
             SELECT coalesce(sum(f.d_pending_debits), 0) AS d, coalesce(sum(f.d_pending_credits), 0) AS c
             FROM balance_effects f WHERE f.account_id = n.account_id AND f.applied_at IS NULL
         ) q
     ), flagged AS (
         UPDATE ledger_accounts a SET headroom_low = true
-        FROM t WHERE a.id = t.account_id AND a.id = ANY(p_accounts) AND NOT a.headroom_low
+        FROM t WHERE a.id = t.account_id AND NOT a.headroom_low
           AND (t.debits > 4611686018427387904 OR t.credits > 4611686018427387904)
         RETURNING 1
     )

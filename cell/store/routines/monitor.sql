@@ -12,7 +12,7 @@ DECLARE
     v_version bigint;
 BEGIN
     FOR m IN SELECT mo.*, a.normal_balance, a.currency, a.currency_exponent FROM ledger_account_balance_monitors mo
-             JOIN ledger_accounts a ON a.id = mo.ledger_account_id AND a.id = ANY(p_accounts)
+             JOIN ledger_accounts a ON a.id = mo.ledger_account_id
              WHERE mo.ledger_account_id = ANY(p_accounts) AND mo.discarded_at IS NULL
              ORDER BY mo.id FOR UPDATE OF mo LOOP
         v_triggered := m.triggered;

@@ -25,13 +25,14 @@ CREATE OR REPLACE FUNCTION ledger_post(
     p_ledgerable_type text DEFAULT NULL, p_ledgerable_id text DEFAULT NULL, p_entry_metadata jsonb DEFAULT NULL,
     p_partial jsonb DEFAULT NULL, p_archive_on_lock_failure boolean DEFAULT false,
     p_events jsonb DEFAULT NULL
-) RETURNS jsonb LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
+) RETURNS jsonb LANGUAGE plpgsql
+SET plan_cache_mode = force_generic_plan SET enable_seqscan = off
+SET enable_hashjoin = off SET enable_mergejoin = off AS $$
 DECLARE
     v_now timestamptz := now();
     v_original record;
     v_partial_id uuid := (p_partial ->> 'id')::uuid;
     v_apply uuid[];
-    v_effects ledger_new_effect[];
     v_applied ledger_new_effect[];
     v_lock_wait double precision := 0;
     v_sync_only uuid[];
@@ -100,12 +101,12 @@ BEGIN
         SELECT array_agg(DISTINCT a) INTO v_apply FROM (SELECT unnest(v_apply) UNION SELECT unnest(v_sync_only)) s(a);
     END IF;
 
-    -- The entries' effects, computed once: those of accounts applied now go to ledger_apply, the others are queued.
-    v_effects := ARRAY(SELECT f FROM ledger_effects_of(p_entry_ids, p_accounts, p_directions, p_amounts, 'entry',
-                                                       p_status = 'posted',
-                                                       array_fill(p_effective_at, ARRAY[cardinality(p_entry_ids)])) f);
+    -- The entries' effects: those of accounts applied now go to ledger_apply, the others are queued (below).
     IF cardinality(v_apply) > 0 THEN
-        v_applied := ARRAY(SELECT f FROM unnest(v_effects) f WHERE f.account_id = ANY(v_apply));
+        v_applied := ARRAY(SELECT f FROM ledger_effects_of(p_entry_ids, p_accounts, p_directions, p_amounts, 'entry',
+                                                           p_status = 'posted',
+                                                           array_fill(p_effective_at, ARRAY[cardinality(p_entry_ids)])) f
+                           WHERE f.account_id = ANY(v_apply));
         v_lock_wait := ledger_lock(v_apply);
         IF p_archive_on_lock_failure AND jsonb_array_length(p_checks) > 0 THEN
             BEGIN
@@ -141,16 +142,19 @@ BEGIN
     VALUES (p_txn_id, 1, p_tenant, p_snapshot, NULL, ledger_version_hash(NULL, p_snapshot), v_now);
 
     -- Queued: the effects of entries whose account is not applied now (after the apply: other accounts).
-    INSERT INTO balance_effects (tenant_id, account_id, entry_id, kind, d_pending_debits, d_pending_credits,
-                                 d_posted_debits, d_posted_credits, effective_at)
-    SELECT p_tenant, f.account_id, f.entry_id, f.kind, f.d_pending_debits, f.d_pending_credits,
-           f.d_posted_debits, f.d_posted_credits, f.effective_at
-    FROM unnest(v_effects) f
-    WHERE f.account_id <> ALL(v_apply);
+    IF NOT p_accounts <@ v_apply THEN
+        INSERT INTO balance_effects (tenant_id, account_id, entry_id, kind, d_pending_debits, d_pending_credits,
+                                     d_posted_debits, d_posted_credits, effective_at)
+        SELECT p_tenant, f.account_id, f.entry_id, f.kind, f.d_pending_debits, f.d_pending_credits,
+               f.d_posted_debits, f.d_posted_credits, f.effective_at
+        FROM ledger_effects_of(p_entry_ids, p_accounts, p_directions, p_amounts, 'entry', p_status = 'posted',
+                               array_fill(p_effective_at, ARRAY[cardinality(p_entry_ids)])) f
+        WHERE f.account_id <> ALL(v_apply);
+    END IF;
 
     v_result := jsonb_build_object('created_at', v_now,
                                    'entries', CASE WHEN cardinality(v_apply) = 0 THEN '[]'::jsonb
-                                                   ELSE ledger_entry_results(p_entry_ids, v_apply) END,
+                                                   ELSE ledger_entry_results(p_entry_ids) END,
                                    'lock_wait_s', v_lock_wait);
     IF p_events IS NOT NULL THEN
         PERFORM ledger_events(p_tenant, p_events, v_now, v_result);  -- events (0041): one row per event

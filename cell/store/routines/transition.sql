@@ -1,12 +1,14 @@
 -- An update of a ledger transaction in one call: fence, optimistic version check (LG008), new version, and
 -- for pending -> posted/archived (else LG006) the entries' post/archive effects, applied now on
 -- p_apply_all or sync-only accounts, queued otherwise. p_events: the change's events (ledger_events).
--- One generic plan per statement, for this call and the routines it calls, as ledger_post (see there).
+-- One generic plan per statement, for this call and the routines it calls, as ledger_post (README.md here).
 DROP FUNCTION IF EXISTS ledger_transition(text, uuid, integer, text, text, jsonb, boolean, jsonb);
 CREATE OR REPLACE FUNCTION ledger_transition(
     p_tenant text, p_txn_id uuid, p_expected_version integer, p_status text, p_description text,
     p_metadata jsonb, p_apply_all boolean, p_snapshot jsonb, p_events jsonb DEFAULT NULL
-) RETURNS jsonb LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
+) RETURNS jsonb LANGUAGE plpgsql
+SET plan_cache_mode = force_generic_plan SET enable_seqscan = off
+SET enable_hashjoin = off SET enable_mergejoin = off AS $$
 DECLARE
     v_now timestamptz := now();
     t record;
