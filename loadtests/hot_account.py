@@ -1,9 +1,9 @@
 """The hot-account benchmark: card payments that all credit one settlement account, sync vs hybrid in one run.
 
 Each posting debits one of many card accounts and credits the one shared settlement account, through the
-cell's HTTP API. Both modes run the stack `make run` deploys for a cell (one cell process, its worker with beat, sealer and sweeper;
-PostgreSQL, Valkey and the SQS endpoint shared) under the same closed-loop load; only the posting mode differs. Both
-stacks are up at once and their measured windows alternate (ABBA), so a neighbour's load on shared cores hits both
+cell's HTTP API. Both modes run the stack `make run` deploys for a cell (one cell process, its worker with beat,
+sealer and sweeper; PostgreSQL, Valkey and the SQS endpoint shared) under the same closed-loop load; only the
+posting mode differs. Both stacks are up at once and their measured windows alternate (ABBA), so a neighbour's load on shared cores hits both
 alike. In `sync` mode every posting updates the settlement balance row under its lock, so postings serialise on
 that row; in `hybrid` mode the postings only queue balance effects and the worker folds them in batches, so
 throughput is bounded by CPU (on a 2-core box, by the whole stack's CPU per posting). Prints each window and the
