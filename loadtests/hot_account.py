@@ -2,15 +2,15 @@
 
 Each posting debits one of many card accounts and credits the one shared settlement account, through the
 cell's HTTP API. Both modes run the stack `make run` deploys for a cell (one cell process, its worker with beat,
-sealer and sweeper; PostgreSQL, Valkey and the SQS endpoint shared) under the same closed-loop load; only the
-posting mode differs. Both stacks are up at once and their measured windows alternate (ABBA), so a neighbour's load on shared cores hits both
-alike. In `sync` mode every posting updates the settlement balance row under its lock, so postings serialise on
-that row; in `hybrid` mode the postings only queue balance effects and the worker folds them in batches, so
-throughput is bounded by CPU (on a 2-core box, by the whole stack's CPU per posting). Prints each window and the
-medians per mode: transactions/s, p50/p99 write latency, CPU milliseconds per posting of each component (from
-/proc), SQS calls per posting; for hybrid the apply lag (posting to applied) p50/p90/p99 from the database; then
-the ratios (throughput: the median of each round's adjacent windows), and the same workload straight to
-PostgreSQL (pgbench) for the database tier's own ratio.
+sealer and sweeper, its PostgreSQL; Valkey and the SQS endpoint shared) under the same closed-loop load; only
+the posting mode differs. Both stacks are up at once and their measured windows alternate (ABBA), so a
+neighbour's load on shared cores hits both alike. In `sync` mode every posting updates the settlement balance row
+under its lock, so postings serialise on that row; in `hybrid` mode the postings only queue balance effects and
+the worker folds them in batches, so throughput is bounded by CPU (on a 2-core box, by the whole stack's CPU per
+posting). Prints each window and the medians per mode: transactions/s, p50/p99 write latency, CPU milliseconds per
+posting of each component (from /proc), SQS calls per posting; for hybrid the apply lag (posting to applied)
+p50/p90/p99 from the database; then the ratios (throughput: the median of each round's adjacent windows), and the
+same workload straight to PostgreSQL (pgbench) for the database tier's own ratio.
 
     python -m loadtests.hot_account --duration 10 [--rounds 3] [--concurrency 64]
 """
@@ -151,7 +151,8 @@ def start_worker(database_url: str, broker_url: str, sqs_endpoint: str, queue_ur
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CELL_", "LEDGER_", "WORKER_"))}
     metrics_port = free_port()
     env.update({"WORKER_CELL_NAME": f"hot-{mode}", "WORKER_POSTING_MODE": mode,
-                "WORKER_METRICS_PORT": str(metrics_port), "WORKER_DATABASE_URL": database_url, "WORKER_BROKER_URL": broker_url,
+                "WORKER_METRICS_PORT": str(metrics_port), "WORKER_DATABASE_URL": database_url,
+                "WORKER_BROKER_URL": broker_url,
                 "WORKER_SQS_ENDPOINT_URL": sqs_endpoint, "WORKER_SQS_QUEUE_URL": queue_url,
                 "WORKER_LOG_LEVEL": "WARNING", "WORKER_VERIFY_EVERY_S": "0"})
     env.update({"WORKER_" + k.upper(): str(v) for k, v in settings.items()})
@@ -216,8 +217,8 @@ async def measure(port: int, secret: str, ledger_id: str, cards: int, duration_s
     return summary
 
 
-async def database_tier(pg: EmbeddedPostgres, ledger_ids: dict[str, str], cards: int, duration_s: float,
-                        concurrency: int, workdir: Path) -> dict:
+async def database_tier(pgs: dict[str, EmbeddedPostgres], ledger_ids: dict[str, str], cards: int,
+                        duration_s: float, concurrency: int, workdir: Path) -> dict:
     """The same workload written straight to PostgreSQL (pgbench, one ledger_post call per posting): what the
     database tier allows once the HTTP tier is not the limit. In hybrid, an applier folds the queue in batches
     concurrently (as the worker does), so applying costs CPU in the same measurement."""
@@ -227,7 +228,7 @@ async def database_tier(pg: EmbeddedPostgres, ledger_ids: dict[str, str], cards:
     for mode in ("sync", "hybrid"):
         apply = f"ARRAY[{card}, {settlement}]" if mode == "sync" else "'{}'::uuid[]"
         script = f"\\set c random(1, {cards})\n" + posting_sql(ledger_ids[mode], card, settlement, apply, TENANT)
-        dbname = f"hot_{mode}"
+        dbname, pg = f"hot_{mode}", pgs[mode]
         conn = await asyncpg.connect(pg.database_url(dbname))
         stop = asyncio.Event()
 
@@ -266,9 +267,9 @@ class ModeStack:
     """One mode's cell process and worker (with beat, sealer, sweeper) on its own database, as `make run` deploys a
     cell; both modes share PostgreSQL, Valkey and the SQS endpoint, and only CELL_POSTING_MODE differs."""
 
-    def __init__(self, mode: str, url: str, ledger_id: str, secret: str, worker: Process, cell: Process,
-                 port: int) -> None:
-        self.mode, self.url, self.ledger_id, self.secret = mode, url, ledger_id, secret
+    def __init__(self, mode: str, pg: EmbeddedPostgres, url: str, ledger_id: str, secret: str, worker: Process,
+                 cell: Process, port: int) -> None:
+        self.mode, self.pg, self.url, self.ledger_id, self.secret = mode, pg, url, ledger_id, secret
         self.worker, self.cell, self.port = worker, cell, port
 
     def stop(self) -> None:
@@ -291,14 +292,14 @@ async def start_mode(mode: str, pg: EmbeddedPostgres, valkey: EmbeddedValkey, sq
     except Exception:
         worker.stop()
         raise
-    return ModeStack(mode, url, ledger_id, secret, worker, cell, port)
+    return ModeStack(mode, pg, url, ledger_id, secret, worker, cell, port)
 
 
-async def window(m: ModeStack, pg: EmbeddedPostgres, valkey: EmbeddedValkey, sqs: EmbeddedSQS, *, cards: int,
+async def window(m: ModeStack, valkey: EmbeddedValkey, sqs: EmbeddedSQS, *, cards: int,
                  duration_s: float, concurrency: int) -> dict:
     """One measured window of one mode: the load's summary, CPU per posting by component, SQS calls per posting."""
     return await measure(m.port, m.secret, m.ledger_id, cards, duration_s, concurrency,
-                         {"cell": m.cell.proc.pid, "postgresql": pg.pid, "worker": m.worker.proc.pid,
+                         {"cell": m.cell.proc.pid, "postgresql": m.pg.pid, "worker": m.worker.proc.pid,
                           "sqs endpoint": sqs.pid, "valkey": valkey.pid},
                          [m.cell.metrics_url, m.worker.metrics_url])
 
@@ -334,7 +335,7 @@ def median_window(windows: list[dict]) -> dict:
             "sqs_calls_per_posting": med(w["sqs_calls_per_posting"] for w in windows)}
 
 
-async def _windows(results: dict, stacks: dict, conns: dict, pg, valkey, sqs, workdir: Path, *, modes, cards: int,
+async def _windows(results: dict, stacks: dict, conns: dict, pgs, valkey, sqs, workdir: Path, *, modes, cards: int,
                    duration_s: float, warmup_s: float, concurrency: int, rounds: int, send_buffer_ms: int,
                    batch_wait_ms: int, receive_every_ms: int) -> None:
     """Start every mode's stack, warm each up, then `rounds` windows per mode, alternating; medians per mode and
@@ -342,8 +343,9 @@ async def _windows(results: dict, stacks: dict, conns: dict, pg, valkey, sqs, wo
     for mode in modes:
         # sync: every posting locks and updates the settlement row; hybrid: postings only queue effects and the
         # worker applies them in batches.
-        stacks[mode] = await start_mode(mode, pg, valkey, sqs, workdir, cards=cards, send_buffer_ms=send_buffer_ms,
-                                        batch_wait_ms=batch_wait_ms, receive_every_ms=receive_every_ms)
+        stacks[mode] = await start_mode(mode, pgs[mode], valkey, sqs, workdir, cards=cards,
+                                        send_buffer_ms=send_buffer_ms, batch_wait_ms=batch_wait_ms,
+                                        receive_every_ms=receive_every_ms)
         conns[mode] = await asyncpg.connect(stacks[mode].url)
     for mode, m in stacks.items():
         await measure(m.port, m.secret, m.ledger_id, cards, warmup_s, concurrency)
@@ -353,7 +355,7 @@ async def _windows(results: dict, stacks: dict, conns: dict, pg, valkey, sqs, wo
     windows: dict[str, list[dict]] = {mode: [] for mode in modes}
     for i in range(rounds):
         for mode in (modes if i % 2 == 0 else tuple(reversed(modes))):
-            windows[mode].append(await window(stacks[mode], pg, valkey, sqs, cards=cards, duration_s=duration_s,
+            windows[mode].append(await window(stacks[mode], valkey, sqs, cards=cards, duration_s=duration_s,
                                               concurrency=concurrency))
             print(f"{mode:7s} {_fmt(windows[mode][-1])}")
     for mode in modes:
@@ -392,7 +394,10 @@ async def run(duration_s: float = 10.0, concurrency: int = CONNECTIONS, cards: i
     """Both modes' stacks up at once, their windows alternating (ABBA: a neighbour's load on shared cores hits
     both alike); medians per mode, the ratio of each round's adjacent windows, then the database tier."""
     workdir = Path(tempfile.mkdtemp(prefix="ledger-hot-"))
-    pg = EmbeddedPostgres(workdir / "pg").start()  # fsync on: commits cost what they cost in production
+    # A PostgreSQL per mode: one mode's autovacuum and checkpoints are not counted in the other's windows.
+    pgs: dict[str, EmbeddedPostgres] = {}
+    for mode in modes:
+        pgs[mode] = EmbeddedPostgres(workdir / f"pg-{mode}").start()  # fsync on: commits cost what they cost
     valkey = EmbeddedValkey(workdir / "valkey").start()
     sqs = EmbeddedSQS().start()
     results: dict = {"duration_s": duration_s, "concurrency": concurrency, "cards": cards, "rounds": rounds,
@@ -402,7 +407,7 @@ async def run(duration_s: float = 10.0, concurrency: int = CONNECTIONS, cards: i
     conns: dict[str, asyncpg.Connection] = {}
     try:
         try:
-            await _windows(results, stacks, conns, pg, valkey, sqs, workdir, modes=modes, cards=cards,
+            await _windows(results, stacks, conns, pgs, valkey, sqs, workdir, modes=modes, cards=cards,
                            duration_s=duration_s, warmup_s=warmup_s, concurrency=concurrency, rounds=rounds,
                            send_buffer_ms=send_buffer_ms, batch_wait_ms=batch_wait_ms,
                            receive_every_ms=receive_every_ms)
@@ -414,7 +419,7 @@ async def run(duration_s: float = 10.0, concurrency: int = CONNECTIONS, cards: i
         if set(modes) == set(MODES):
             _print_ratios(results)
             ledger_ids = {mode: m.ledger_id for mode, m in stacks.items()}
-            db = results["database_tier"] = await database_tier(pg, ledger_ids, cards, duration_s, concurrency,
+            db = results["database_tier"] = await database_tier(pgs, ledger_ids, cards, duration_s, concurrency,
                                                                  workdir)
             print(f"database tier (pgbench ledger_post, {concurrency} clients): sync {db['sync']['per_s']:.0f} "
                   f"tx/s, hybrid {db['hybrid']['per_s']:.0f} tx/s (queue drained "
@@ -423,7 +428,8 @@ async def run(duration_s: float = 10.0, concurrency: int = CONNECTIONS, cards: i
     finally:
         sqs.stop()
         valkey.stop()
-        pg.stop()
+        for pg in pgs.values():
+            pg.stop()
         remove_tree(workdir)
     return results
 
