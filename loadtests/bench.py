@@ -192,6 +192,7 @@ async def cell_benchmark(args) -> dict:
 # One line each; `--only` picks by name.
 BENCHMARKS = {
     "hot_account": "loadtests.hot_account",
+    "async_path": "loadtests.async_path",
     "router": "loadtests.router_overhead",
     "audit": "loadtests.bench_audit",
     "categories": "loadtests.bench_categories",

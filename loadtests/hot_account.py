@@ -2,15 +2,17 @@
 
 Each posting debits one of many card accounts and credits the one shared settlement account, through the
 cell's HTTP API. Both modes run the stack `make run` deploys for a cell (one cell process, its worker with beat,
-sealer and sweeper, the SQS endpoint, Valkey, PostgreSQL) under the same closed-loop load; only the posting mode
-differs. In `sync` mode every posting updates the settlement balance row under its lock, so postings serialise
-on that row whatever the CPU; in `hybrid` mode the postings only queue balance effects and the worker folds them
-in batches, so throughput is bounded by CPU (on a 2-core box, by the whole stack's CPU per posting). Prints, per
-mode, transactions/s, p50/p99 write latency and the CPU milliseconds per posting of each component (from /proc);
-for hybrid the apply lag (posting to applied) p50/p90/p99, measured from the database; then the ratios, and the
+sealer and sweeper, its PostgreSQL; Valkey and the SQS endpoint shared) under the same closed-loop load; only
+the posting mode differs. Both stacks are up at once and their measured windows alternate (ABBA), so a
+neighbour's load on shared cores hits both alike. In `sync` mode every posting updates the settlement balance row
+under its lock, so postings serialise on that row; in `hybrid` mode the postings only queue balance effects and
+the worker folds them in batches, so throughput is bounded by CPU (on a 2-core box, by the whole stack's CPU per
+posting). Prints each window and the medians per mode: transactions/s, p50/p99 write latency, CPU milliseconds per
+posting of each component (from /proc), SQS calls per posting; for hybrid the apply lag (posting to applied)
+p50/p90/p99 from the database; then the ratios (throughput: the median of each round's adjacent windows), and the
 same workload straight to PostgreSQL (pgbench) for the database tier's own ratio.
 
-    python -m loadtests.hot_account --duration 10 [--concurrency 64]
+    python -m loadtests.hot_account --duration 10 [--rounds 3] [--concurrency 64]
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import asyncio
 import json
 import os
 import random
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -57,6 +60,7 @@ SEND_BUFFER_MS = CellSettings().sqs_send_buffer_ms_max
 BATCH_WAIT_MS = WorkerSettings().batch_wait_ms_max
 RECEIVE_EVERY_MS = WorkerSettings().receive_every_ms_min
 MODES = ("sync", "hybrid")
+ROUNDS = 3  # windows per mode, alternating: medians
 # What a hot account sees: the connections of the issue's mix (an omnibus account written by every investor).
 CONNECTIONS = 64
 
@@ -146,8 +150,9 @@ def start_worker(database_url: str, broker_url: str, sqs_endpoint: str, queue_ur
                  **settings) -> Process:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CELL_", "LEDGER_", "WORKER_"))}
     metrics_port = free_port()
-    env.update({"WORKER_CELL_NAME": f"hot-{mode}", "WORKER_POSTING_MODE": mode, "WORKER_METRICS_PORT": str(metrics_port),
-                "WORKER_DATABASE_URL": database_url, "WORKER_BROKER_URL": broker_url,
+    env.update({"WORKER_CELL_NAME": f"hot-{mode}", "WORKER_POSTING_MODE": mode,
+                "WORKER_METRICS_PORT": str(metrics_port), "WORKER_DATABASE_URL": database_url,
+                "WORKER_BROKER_URL": broker_url,
                 "WORKER_SQS_ENDPOINT_URL": sqs_endpoint, "WORKER_SQS_QUEUE_URL": queue_url,
                 "WORKER_LOG_LEVEL": "WARNING", "WORKER_VERIFY_EVERY_S": "0"})
     env.update({"WORKER_" + k.upper(): str(v) for k, v in settings.items()})
@@ -212,8 +217,8 @@ async def measure(port: int, secret: str, ledger_id: str, cards: int, duration_s
     return summary
 
 
-async def database_tier(pg: EmbeddedPostgres, ledger_ids: dict[str, str], cards: int, duration_s: float,
-                        concurrency: int, workdir: Path) -> dict:
+async def database_tier(pgs: dict[str, EmbeddedPostgres], ledger_ids: dict[str, str], cards: int,
+                        duration_s: float, concurrency: int, workdir: Path) -> dict:
     """The same workload written straight to PostgreSQL (pgbench, one ledger_post call per posting): what the
     database tier allows once the HTTP tier is not the limit. In hybrid, an applier folds the queue in batches
     concurrently (as the worker does), so applying costs CPU in the same measurement."""
@@ -223,7 +228,7 @@ async def database_tier(pg: EmbeddedPostgres, ledger_ids: dict[str, str], cards:
     for mode in ("sync", "hybrid"):
         apply = f"ARRAY[{card}, {settlement}]" if mode == "sync" else "'{}'::uuid[]"
         script = f"\\set c random(1, {cards})\n" + posting_sql(ledger_ids[mode], card, settlement, apply, TENANT)
-        dbname = f"hot_{mode}"
+        dbname, pg = f"hot_{mode}", pgs[mode]
         conn = await asyncpg.connect(pg.database_url(dbname))
         stop = asyncio.Event()
 
@@ -258,12 +263,22 @@ async def database_tier(pg: EmbeddedPostgres, ledger_ids: dict[str, str], cards:
     return out
 
 
-async def run_mode(mode: str, pg: EmbeddedPostgres, valkey: EmbeddedValkey, sqs: EmbeddedSQS, workdir: Path, *,
-                   cards: int, duration_s: float, warmup_s: float, concurrency: int, send_buffer_ms: int,
-                   batch_wait_ms: int, receive_every_ms: int) -> tuple[dict, str]:
-    """One mode on the stack `make run` deploys for a cell (one cell process, its worker with beat, the SQS
-    endpoint, Valkey, PostgreSQL): the same in both modes, only CELL_POSTING_MODE differs. Returns the load's
-    summary (with CPU per posting by component, and for queued effects the apply lag) and the ledger id."""
+class ModeStack:
+    """One mode's cell process and worker (with beat, sealer, sweeper) on its own database, as `make run` deploys a
+    cell; both modes share PostgreSQL, Valkey and the SQS endpoint, and only CELL_POSTING_MODE differs."""
+
+    def __init__(self, mode: str, pg: EmbeddedPostgres, url: str, ledger_id: str, secret: str, worker: Process,
+                 cell: Process, port: int) -> None:
+        self.mode, self.pg, self.url, self.ledger_id, self.secret = mode, pg, url, ledger_id, secret
+        self.worker, self.cell, self.port = worker, cell, port
+
+    def stop(self) -> None:
+        self.cell.stop()
+        self.worker.stop()
+
+
+async def start_mode(mode: str, pg: EmbeddedPostgres, valkey: EmbeddedValkey, sqs: EmbeddedSQS, workdir: Path, *,
+                     cards: int, send_buffer_ms: int, batch_wait_ms: int, receive_every_ms: int) -> ModeStack:
     url = pg.create_database(f"hot_{mode}")
     ledger_id, secret = await setup_books(url, cards)
     from worker.settings import load_settings
@@ -272,93 +287,149 @@ async def run_mode(mode: str, pg: EmbeddedPostgres, valkey: EmbeddedValkey, sqs:
     queue_url = SqsQueue(load_settings({}, sqs_endpoint_url=sqs.url, cell_name=f"hot-{mode}")).ensure()
     worker = start_worker(url, valkey.url, sqs.url, queue_url, workdir, mode, batch_wait_ms_max=batch_wait_ms,
                           receive_every_ms_min=receive_every_ms)
-    cell, port = start_cell(url, mode, workdir, sqs.url, queue_url, send_buffer_ms)
-    conn = await asyncpg.connect(url)
     try:
-        await measure(port, secret, ledger_id, cards, warmup_s, concurrency)
-        if await wait_applied(conn, START_WAIT_S_MAX) is None:
-            raise RuntimeError(f"the worker applies nothing; see {workdir}/worker-{mode}.log")
-        phase_start = await conn.fetchval("SELECT clock_timestamp()")
-        out = await measure(port, secret, ledger_id, cards, duration_s, concurrency,
-                            {"cell": cell.proc.pid, "postgresql": pg.pid, "worker": worker.proc.pid,
-                             "sqs endpoint": sqs.pid, "valkey": valkey.pid},
-                            [cell.metrics_url, worker.metrics_url])
-        backlog = await conn.fetchval("SELECT count(*) FROM balance_effects WHERE applied_at IS NULL")
-        drained_s = await wait_applied(conn, DRAIN_WAIT_S_MAX)
-        lag = await conn.fetchrow(
-            "SELECT count(*) AS n, percentile_cont(ARRAY[0.5, 0.9, 0.99]) WITHIN GROUP"
-            " (ORDER BY extract(epoch FROM applied_at - created_at)) AS q,"
-            " max(extract(epoch FROM applied_at - created_at)) AS worst"
-            " FROM balance_effects WHERE created_at >= $1 AND applied_at IS NOT NULL", phase_start)
-        settlement_applies = await conn.fetchval(
-            "SELECT count(*) FROM (SELECT DISTINCT date_trunc('milliseconds', applied_at) FROM balance_effects"
-            " WHERE account_id = $1 AND created_at >= $2) s", SETTLEMENT, phase_start)
-        q = lag["q"] or [float("nan")] * 3
-        out.update({
-            "apply_lag_p50_ms": q[0] * 1000, "apply_lag_p90_ms": q[1] * 1000, "apply_lag_p99_ms": q[2] * 1000,
-            "apply_lag_max_ms": (lag["worst"] or 0) * 1000, "effects": lag["n"],
-            "backlog_at_end": backlog, "backlog_drained_s": drained_s, "settlement_applies": settlement_applies,
-            "violations": await verify(conn, TENANT),
-        })
-    finally:
-        await conn.close()
-        cell.stop()
+        cell, port = start_cell(url, mode, workdir, sqs.url, queue_url, send_buffer_ms)
+    except Exception:
         worker.stop()
-    return out, ledger_id
+        raise
+    return ModeStack(mode, pg, url, ledger_id, secret, worker, cell, port)
+
+
+async def window(m: ModeStack, valkey: EmbeddedValkey, sqs: EmbeddedSQS, *, cards: int,
+                 duration_s: float, concurrency: int) -> dict:
+    """One measured window of one mode: the load's summary, CPU per posting by component, SQS calls per posting."""
+    return await measure(m.port, m.secret, m.ledger_id, cards, duration_s, concurrency,
+                         {"cell": m.cell.proc.pid, "postgresql": m.pg.pid, "worker": m.worker.proc.pid,
+                          "sqs endpoint": sqs.pid, "valkey": valkey.pid},
+                         [m.cell.metrics_url, m.worker.metrics_url])
+
+
+async def queue_report(conn: asyncpg.Connection, since) -> dict:
+    """After the windows: the backlog, how long it took to apply, the apply lag of every effect since `since`."""
+    backlog = await conn.fetchval("SELECT count(*) FROM balance_effects WHERE applied_at IS NULL")
+    drained_s = await wait_applied(conn, DRAIN_WAIT_S_MAX)
+    lag = await conn.fetchrow(
+        "SELECT count(*) AS n, percentile_cont(ARRAY[0.5, 0.9, 0.99]) WITHIN GROUP"
+        " (ORDER BY extract(epoch FROM applied_at - created_at)) AS q,"
+        " max(extract(epoch FROM applied_at - created_at)) AS worst"
+        " FROM balance_effects WHERE created_at >= $1 AND applied_at IS NOT NULL", since)
+    settlement_applies = await conn.fetchval(
+        "SELECT count(*) FROM (SELECT DISTINCT date_trunc('milliseconds', applied_at) FROM balance_effects"
+        " WHERE account_id = $1 AND created_at >= $2) s", SETTLEMENT, since)
+    q = lag["q"] or [float("nan")] * 3
+    return {"apply_lag_p50_ms": q[0] * 1000, "apply_lag_p90_ms": q[1] * 1000, "apply_lag_p99_ms": q[2] * 1000,
+            "apply_lag_max_ms": (lag["worst"] or 0) * 1000, "effects": lag["n"], "backlog_at_end": backlog,
+            "backlog_drained_s": drained_s, "settlement_applies": settlement_applies,
+            "violations": await verify(conn, TENANT)}
+
+
+def median_window(windows: list[dict]) -> dict:
+    """Medians over a mode's windows: throughput, latencies, CPU per posting of each component, SQS calls."""
+    med = statistics.median
+    return {"per_s": med(w["per_s"] for w in windows), "p50_ms": med(w["p50_ms"] for w in windows),
+            "p99_ms": med(w["p99_ms"] for w in windows),
+            "statuses": {k: sum(w["statuses"].get(k, 0) for w in windows) for w in windows for k in w["statuses"]},
+            "cpu_ms_per_posting": {k: med(w["cpu_ms_per_posting"][k] for w in windows)
+                                   for k in windows[0]["cpu_ms_per_posting"]},
+            "cpu_cores": med(w["cpu_cores"] for w in windows),
+            "sqs_calls_per_posting": med(w["sqs_calls_per_posting"] for w in windows)}
+
+
+async def _windows(results: dict, stacks: dict, conns: dict, pgs, valkey, sqs, workdir: Path, *, modes, cards: int,
+                   duration_s: float, warmup_s: float, concurrency: int, rounds: int, send_buffer_ms: int,
+                   batch_wait_ms: int, receive_every_ms: int) -> None:
+    """Start every mode's stack, warm each up, then `rounds` windows per mode, alternating; medians per mode and
+    the queue's report into `results`."""
+    for mode in modes:
+        # sync: every posting locks and updates the settlement row; hybrid: postings only queue effects and the
+        # worker applies them in batches.
+        stacks[mode] = await start_mode(mode, pgs[mode], valkey, sqs, workdir, cards=cards,
+                                        send_buffer_ms=send_buffer_ms, batch_wait_ms=batch_wait_ms,
+                                        receive_every_ms=receive_every_ms)
+        conns[mode] = await asyncpg.connect(stacks[mode].url)
+    for mode, m in stacks.items():
+        await measure(m.port, m.secret, m.ledger_id, cards, warmup_s, concurrency)
+        if await wait_applied(conns[mode], START_WAIT_S_MAX) is None:
+            raise RuntimeError(f"the {mode} worker applies nothing; see {workdir}/worker-{mode}.log")
+    since = {mode: await conns[mode].fetchval("SELECT clock_timestamp()") for mode in modes}
+    windows: dict[str, list[dict]] = {mode: [] for mode in modes}
+    for i in range(rounds):
+        for mode in (modes if i % 2 == 0 else tuple(reversed(modes))):
+            windows[mode].append(await window(stacks[mode], valkey, sqs, cards=cards, duration_s=duration_s,
+                                              concurrency=concurrency))
+            print(f"{mode:7s} {_fmt(windows[mode][-1])}")
+    for mode in modes:
+        results[mode] = {**median_window(windows[mode]), "windows": windows[mode],
+                         **await queue_report(conns[mode], since[mode])}
+        print(f"median  {mode:7s} {_fmt(results[mode])}")
+    results["violations"] = [v for mode in modes for v in results[mode]["violations"]]
+    if "hybrid" in results:
+        h = results["hybrid"]
+        print(f"hybrid  apply lag p50 {h['apply_lag_p50_ms']:.0f} ms  p90 {h['apply_lag_p90_ms']:.0f} ms  "
+              f"p99 {h['apply_lag_p99_ms']:.0f} ms  max {h['apply_lag_max_ms']:.0f} ms  ({h['effects']} effects; "
+              f"settlement row updated ~{h['settlement_applies']} times; backlog {h['backlog_at_end']} at the "
+              f"end, applied in {_s(h['backlog_drained_s'])})")
+
+
+def _print_ratios(results: dict) -> None:
+    """Throughput: the median of each round's hybrid/sync (adjacent windows); latency and CPU from the medians."""
+    h, s = results["hybrid"], results["sync"]
+    per_round = [hw["per_s"] / sw["per_s"] for hw, sw in zip(h["windows"], s["windows"])]
+    r = results["ratios"] = {
+        "throughput_hybrid_over_sync": statistics.median(per_round), "throughput_per_round": per_round,
+        "p50_sync_over_hybrid": s["p50_ms"] / h["p50_ms"], "p99_sync_over_hybrid": s["p99_ms"] / h["p99_ms"],
+        "cpu_per_posting_sync_over_hybrid": sum(s["cpu_ms_per_posting"].values())
+        / sum(h["cpu_ms_per_posting"].values())}
+    print(f"# ratios (same run, adjacent windows): hybrid/sync throughput {r['throughput_hybrid_over_sync']:.2f}x "
+          f"(rounds: {', '.join(f'{x:.2f}' for x in per_round)}), p50 latency sync/hybrid "
+          f"{r['p50_sync_over_hybrid']:.2f}x, p99 {r['p99_sync_over_hybrid']:.2f}x, CPU per posting sync/hybrid "
+          f"{r['cpu_per_posting_sync_over_hybrid']:.2f}x; invariants: "
+          f"{'hold' if not results['violations'] else results['violations']}")
 
 
 async def run(duration_s: float = 10.0, concurrency: int = CONNECTIONS, cards: int = 1000, warmup_s: float = 1.0,
               send_buffer_ms: int = SEND_BUFFER_MS, batch_wait_ms: int = BATCH_WAIT_MS,
-              receive_every_ms: int = RECEIVE_EVERY_MS, modes: tuple[str, ...] = MODES, **_ignored) -> dict:
-    """Both modes (or `modes`), then, with both, the ratios and the database tier."""
+              receive_every_ms: int = RECEIVE_EVERY_MS, modes: tuple[str, ...] = MODES, rounds: int = ROUNDS,
+              **_ignored) -> dict:
+    """Both modes' stacks up at once, their windows alternating (ABBA: a neighbour's load on shared cores hits
+    both alike); medians per mode, the ratio of each round's adjacent windows, then the database tier."""
     workdir = Path(tempfile.mkdtemp(prefix="ledger-hot-"))
-    pg = EmbeddedPostgres(workdir / "pg").start()  # fsync on: commits cost what they cost in production
+    # A PostgreSQL per mode: one mode's autovacuum and checkpoints are not counted in the other's windows.
+    pgs: dict[str, EmbeddedPostgres] = {}
+    for mode in modes:
+        pgs[mode] = EmbeddedPostgres(workdir / f"pg-{mode}").start()  # fsync on: commits cost what they cost
     valkey = EmbeddedValkey(workdir / "valkey").start()
     sqs = EmbeddedSQS().start()
-    results: dict = {"duration_s": duration_s, "concurrency": concurrency, "cards": cards,
+    results: dict = {"duration_s": duration_s, "concurrency": concurrency, "cards": cards, "rounds": rounds,
                      "send_buffer_ms": send_buffer_ms, "batch_wait_ms": batch_wait_ms,
                      "receive_every_ms": receive_every_ms}
+    stacks: dict[str, ModeStack] = {}
+    conns: dict[str, asyncpg.Connection] = {}
     try:
-        print(f"# hot account: {cards} card accounts -> 1 settlement account, {duration_s:.0f}s per mode, "
-              f"{concurrency} connections, one cell process + its worker per mode (as `make run`), fsync on")
-        ledger_ids = {}
-        for mode in modes:
-            # sync: every posting locks and updates the settlement row; hybrid: postings only queue effects and
-            # the worker applies them in batches.
-            results[mode], ledger_ids[mode] = await run_mode(
-                mode, pg, valkey, sqs, workdir, cards=cards, duration_s=duration_s, warmup_s=warmup_s,
-                concurrency=concurrency, send_buffer_ms=send_buffer_ms, batch_wait_ms=batch_wait_ms,
-                receive_every_ms=receive_every_ms)
-            print(f"{mode:7s} {_fmt(results[mode])}")
-        results["violations"] = [v for mode in modes for v in results[mode]["violations"]]
-        if "hybrid" in results:
-            h = results["hybrid"]
-            print(f"hybrid  apply lag p50 {h['apply_lag_p50_ms']:.0f} ms  p90 {h['apply_lag_p90_ms']:.0f} ms  "
-                  f"p99 {h['apply_lag_p99_ms']:.0f} ms  max {h['apply_lag_max_ms']:.0f} ms  ({h['effects']} effects; "
-                  f"settlement row updated ~{h['settlement_applies']} times; backlog {h['backlog_at_end']} at the "
-                  f"end, applied in {_s(h['backlog_drained_s'])})")
-        if set(modes) != set(MODES):
-            return results
-        h, s = results["hybrid"], results["sync"]
-        results["ratios"] = {"throughput_hybrid_over_sync": h["per_s"] / s["per_s"],
-                             "p50_sync_over_hybrid": s["p50_ms"] / h["p50_ms"],
-                             "p99_sync_over_hybrid": s["p99_ms"] / h["p99_ms"],
-                             "cpu_per_posting_sync_over_hybrid": sum(s["cpu_ms_per_posting"].values())
-                             / sum(h["cpu_ms_per_posting"].values())}
-        r = results["ratios"]
-        print(f"# ratios (same run): hybrid/sync throughput {r['throughput_hybrid_over_sync']:.2f}x, "
-              f"p50 latency sync/hybrid {r['p50_sync_over_hybrid']:.2f}x, p99 {r['p99_sync_over_hybrid']:.2f}x, "
-              f"CPU per posting sync/hybrid {r['cpu_per_posting_sync_over_hybrid']:.2f}x; "
-              f"invariants: {'hold' if not results['violations'] else results['violations']}")
-        db = results["database_tier"] = await database_tier(pg, ledger_ids, cards, duration_s, concurrency, workdir)
-        print(f"database tier (pgbench ledger_post, {concurrency} clients): sync {db['sync']['per_s']:.0f} tx/s, "
-              f"hybrid {db['hybrid']['per_s']:.0f} tx/s (queue drained {db['hybrid']['backlog_drained_s']:.1f}s "
-              f"after) -> hybrid/sync {db['ratio']:.2f}x; invariants: "
-              f"{'hold' if not (db['sync']['violations'] or db['hybrid']['violations']) else 'VIOLATED'}")
+        try:
+            await _windows(results, stacks, conns, pgs, valkey, sqs, workdir, modes=modes, cards=cards,
+                           duration_s=duration_s, warmup_s=warmup_s, concurrency=concurrency, rounds=rounds,
+                           send_buffer_ms=send_buffer_ms, batch_wait_ms=batch_wait_ms,
+                           receive_every_ms=receive_every_ms)
+        finally:
+            for conn in conns.values():
+                await conn.close()
+            for m in stacks.values():
+                m.stop()
+        if set(modes) == set(MODES):
+            _print_ratios(results)
+            ledger_ids = {mode: m.ledger_id for mode, m in stacks.items()}
+            db = results["database_tier"] = await database_tier(pgs, ledger_ids, cards, duration_s, concurrency,
+                                                                 workdir)
+            print(f"database tier (pgbench ledger_post, {concurrency} clients): sync {db['sync']['per_s']:.0f} "
+                  f"tx/s, hybrid {db['hybrid']['per_s']:.0f} tx/s (queue drained "
+                  f"{db['hybrid']['backlog_drained_s']:.1f}s after) -> hybrid/sync {db['ratio']:.2f}x; invariants: "
+                  f"{'hold' if not (db['sync']['violations'] or db['hybrid']['violations']) else 'VIOLATED'}")
     finally:
         sqs.stop()
         valkey.stop()
-        pg.stop()
+        for pg in pgs.values():
+            pg.stop()
         remove_tree(workdir)
     return results
 
@@ -379,7 +450,8 @@ def _s(value: float | None) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds measured per mode")
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds of one measured window")
+    parser.add_argument("--rounds", type=int, default=ROUNDS, help="windows per mode (alternating; medians)")
     parser.add_argument("--concurrency", type=int, default=CONNECTIONS, help="client connections")
     parser.add_argument("--cards", type=int, default=1000, help="card accounts")
     parser.add_argument("--send-buffer-ms", type=int, default=SEND_BUFFER_MS, help="the cell's nudge buffer")
@@ -390,7 +462,7 @@ def main() -> None:
     args = parser.parse_args()
     asyncio.run(run(duration_s=args.duration, concurrency=args.concurrency, cards=args.cards,
                     send_buffer_ms=args.send_buffer_ms, batch_wait_ms=args.batch_wait_ms,
-                    receive_every_ms=args.receive_every_ms, modes=tuple(args.modes.split(","))))
+                    receive_every_ms=args.receive_every_ms, modes=tuple(args.modes.split(",")), rounds=args.rounds))
 
 
 if __name__ == "__main__":
