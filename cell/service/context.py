@@ -110,13 +110,14 @@ class CellContext:
         raise AssertionError("unreachable")
 
     async def _acquire(self) -> asyncpg.Connection:
-        """A pooled connection, or DatabaseUnavailable when none comes within db_acquire_s_max. When a connection is
-        free (asyncpg's queue of free holders is not empty) it is taken without arming a loop timer, which costs
-        more than the rest of the acquire: a free holder is handed over at once, and connecting a fresh one is
-        bounded by the pool's own connect timeout (the same db_acquire_s_max)."""
+        """A pooled connection, or DatabaseUnavailable when none comes within db_acquire_s_max. When a connected
+        connection is free (the one asyncpg's LIFO queue of free holders hands out next) it is taken without arming
+        a loop timer, which costs more than the rest of the acquire: it is handed over at once (the acting tenant's
+        set_config, when it changes, is a statement like fn's, under the server's statement_timeout). Anything else
+        (a full pool, a holder still to connect and initialise) waits under the bound."""
         try:
             free = getattr(self.pool, "_queue", None)  # asyncpg 0.32's (requirements.lock)
-            if free is not None and free.qsize():
+            if free is not None and free.qsize() and free._queue[-1].is_connected():
                 return await self.pool.acquire()
             return await self.pool.acquire(timeout=self.settings.db_acquire_s_max)
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
