@@ -123,7 +123,6 @@ class CellContext:
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise database_unavailable(exc) from exc
 
-
     async def _release(self, conn) -> None:
         """Pool.release, without the task it starts for every release (asyncio.shield, so that a cancellation cannot
         stop a reset midway) when there is nothing to reset or wait for: then the holder's release never suspends,
