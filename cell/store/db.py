@@ -27,8 +27,12 @@ class TenantConnection(asyncpg.Connection):
         # Set inside a transaction, the setting would be undone by its rollback: then remember nothing.
         self.acting_tenant = None if self.is_in_transaction() else tenant
 
+    def acts_for_task_tenant(self) -> bool:
+        """Whether the session acts for the current task's tenant already (then acquiring it costs nothing more)."""
+        return getattr(self, "acting_tenant", "") == ACTING_TENANT.get()
 
-async def _act_for_task_tenant(conn) -> None:
+
+async def act_for_task_tenant(conn) -> None:
     await conn.act_for(ACTING_TENANT.get())
 
 
@@ -43,7 +47,7 @@ def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-async def _no_reset(conn: asyncpg.Connection) -> None:
+async def no_reset(conn: asyncpg.Connection) -> None:
     # asyncpg's default reset costs a round trip per release (+35% end to end when skipped, PERFORMANCE.md).
     return None
 
@@ -70,7 +74,7 @@ async def create_pool(url: str, *, min_size: int, max_size: int, role: str = "",
         await _init_connection(conn)
 
     return await asyncpg.create_pool(
-        url, min_size=min_size, max_size=max_size, init=init, setup=_act_for_task_tenant, reset=_no_reset,
+        url, min_size=min_size, max_size=max_size, init=init, setup=act_for_task_tenant, reset=no_reset,
         connection_class=TenantConnection,
         server_settings={"application_name": "cellledger", "jit": "off", **(server_settings or {})},
         timeout=connect_timeout_s,

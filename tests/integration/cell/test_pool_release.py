@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from cell.service.context import AccountCache, CellContext
-from cell.store.db import create_pool
+from cell.store.db import ACTING_TENANT, create_pool
 from tests.integration.conftest import cell_settings
 
 
@@ -38,5 +38,20 @@ async def test_a_transaction_left_open_is_rolled_back_before_the_connection_is_u
         first = await ctx.run(leave_open)
         assert await ctx.run(lambda conn: conn.fetchval("SELECT txid_current()")) != first
         assert not await ctx.run(lambda conn: asyncio.sleep(0, conn.is_in_transaction()))
+    finally:
+        await ctx.pool.close()
+
+
+async def test_each_use_of_a_reused_connection_acts_for_its_own_tasks_tenant(cell_database_url):
+    ctx = await context(cell_database_url)
+    try:
+        for tenant in ("tenant-a", "tenant-b", "tenant-b", "", "tenant-a"):
+            token = ACTING_TENANT.set(tenant)
+            try:
+                assert await ctx.run(lambda conn: conn.fetchval(
+                    "SELECT coalesce(current_setting('ledger.tenant', true), '')")) == tenant
+            finally:
+                ACTING_TENANT.reset(token)
+        assert ctx.pool.get_idle_size() == 1
     finally:
         await ctx.pool.close()
