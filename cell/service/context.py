@@ -75,7 +75,7 @@ class CellContext:
 
     def __post_init__(self) -> None:
         if self.responses is None:
-            self.responses = ResponseStore(self.pool)
+            self.responses = ResponseStore(self.pool, using=self.using)
 
     async def run(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         """Run one use case on a pooled connection; driver errors become domain errors. A retryable conflict
@@ -111,6 +111,20 @@ class CellContext:
                 if not self._put_back(conn):
                     await self.pool.release(conn)
         raise AssertionError("unreachable")
+
+    async def using(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        """`fn` on a pooled connection taken and given back as `run` does, without its retries or error translation:
+        for a statement whose caller handles the driver's errors as from the pool (no connection within
+        db_acquire_s_max is DatabaseUnavailable)."""
+        conn = await self._acquire()
+        try:
+            return await fn(conn)
+        except asyncpg.InternalClientError:
+            conn.terminate()  # the driver's protocol state is broken: never back into the pool (as in run)
+            raise
+        finally:
+            if not self._put_back(conn):
+                await self.pool.release(conn)
 
     async def _acquire(self) -> asyncpg.Connection:
         """A pooled connection acting for the task's tenant, or DatabaseUnavailable when none comes within

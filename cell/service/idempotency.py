@@ -48,8 +48,11 @@ class ResponseStore:
     tenant among them), so under load many answers cost one round trip and one commit. A failed store fails every
     answer it carried."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
-        self._pool = pool
+    def __init__(self, pool: asyncpg.Pool, using: Callable[[Callable[[asyncpg.Connection], Awaitable[None]]],
+                                                          Awaitable[None]] | None = None) -> None:
+        """`using(fn)` runs fn on a connection (CellContext.using: the context's own acquire and release); without
+        it, fn gets the pool."""
+        self._using = using or (lambda fn: fn(pool))
         self._waiting: list[tuple[tuple[str, str, int, bytes], asyncio.Future]] = []
         self._flusher: asyncio.Task | None = None
 
@@ -74,7 +77,7 @@ class ResponseStore:
         every other tenant's keys from the API's role, so a statement acting for another would keep nothing."""
         acting = ACTING_TENANT.set(tenant_id)
         try:
-            await store.store_responses(self._pool, [answer for answer, _ in answers])
+            await self._using(lambda conn: store.store_responses(conn, [answer for answer, _ in answers]))
         except Exception as exc:  # noqa: BLE001 - each caller gets it, as from its own statement
             for _, done in answers:
                 if not done.done():
