@@ -37,7 +37,7 @@ from cell.service.context import AccountCache, CellContext
 from cell.service.nudge import make_nudger, queue_gauges
 from cell.service.tenants import KeyCache
 from cell.settings import CellSettings
-from cell.store.db import create_pool, session_bounds
+from cell.store.db import close_idle, create_pool, session_bounds
 from cell.store.migrate import migrate, pending_migrations
 
 log = logging.getLogger("cell")
@@ -69,6 +69,7 @@ async def readyz(request: Request) -> Response:
 
 
 GC_YOUNG_OBJECTS_MAX = 10_000  # Python's default is 700: a young collection every request or two
+IDLE_CLOSE_S = 300.0  # a requests' connection above db_pool_min idle 5-10 minutes is closed (asyncpg's default: 5)
 
 
 def settle_garbage_collector() -> None:
@@ -92,7 +93,7 @@ def create_app(settings: CellSettings, *, run_migrations: bool = True) -> Litest
                 log.info("applied migrations: %s", ", ".join(applied))
         pool = await create_pool(
             settings.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max, role=settings.db_role,
-            connect_timeout_s=settings.db_acquire_s_max,
+            connect_timeout_s=settings.db_acquire_s_max, idle_close_s=0,
             server_settings=session_bounds(idle_in_transaction_ms_max=settings.idle_in_transaction_ms_max,
                                            statement_ms_max=settings.statement_ms_max,
                                            lock_wait_ms_max=settings.lock_wait_ms_max))
@@ -109,6 +110,8 @@ def create_app(settings: CellSettings, *, run_migrations: bool = True) -> Litest
         app.state.ctx = CellContext(settings=settings, pool=pool, cache=AccountCache(settings.account_cache_size_max),
                                     keys=KeyCache(settings.api_key_cache_ttl_s), nudger=make_nudger(settings))
         app.state.metrics_server = await metrics_server.start(settings, background)
+        # The requests' pool closes its idle connections in one pass a while, not with a timer per release.
+        app.state.idle_closer = asyncio.get_running_loop().create_task(close_idle(pool, IDLE_CLOSE_S))
         app.state.sweeper = None
         if settings.sweep_interval_s > 0:
             app.state.sweeper = asyncio.get_running_loop().create_task(sweeper.run(background, settings))
@@ -121,7 +124,7 @@ def create_app(settings: CellSettings, *, run_migrations: bool = True) -> Litest
         ctx: CellContext | None = getattr(app.state, "ctx", None)
         if ctx is None:
             return
-        for name in ("sweeper", "sequencer"):
+        for name in ("sweeper", "sequencer", "idle_closer"):
             task: asyncio.Task | None = getattr(app.state, name, None)
             if task is not None:
                 task.cancel()

@@ -133,14 +133,14 @@ async def _body(scope, receive, size_max: int) -> bytes:
 
 
 async def _get_account(scope, receive) -> tuple[int, bytes]:
-    ctx = scope["app"].state.ctx
+    ctx = scope["app"].state["ctx"]
     account_id = parse_uuid(scope["path_params"]["account_id"], "ledger account")
     view = await accounts.get_account(ctx, scope["state"]["tenant_id"], account_id, accounts.CURRENT)
     return 200, http.encode(view)
 
 
 async def _create_transaction(scope, receive) -> tuple[int, bytes]:
-    ctx = scope["app"].state.ctx
+    ctx = scope["app"].state["ctx"]
     raw = await _body(scope, receive, ctx.settings.body_bytes_max)
     cmd = http.checked_body(_header(scope, b"content-type"), raw, TransactionCreate)
     idem = idempotency_key(_header(scope, b"idempotency-key"), "POST", TRANSACTIONS, raw,

@@ -18,7 +18,7 @@ encode = msgspec.json.Encoder().encode  # every answer: the view Structs straigh
 
 
 def context(request: Request) -> CellContext:
-    return request.app.state.ctx
+    return request.app.state["ctx"]  # subscript: the attribute is a failed lookup first (~2 us)
 
 
 def tenant(request: Request) -> str:

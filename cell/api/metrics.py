@@ -2,25 +2,142 @@
 fraction of its cost per request.
 
 The plugin builds a Request, two label dicts and a functools.wraps'd send on every request and looks each
-series' child up by its label values four times; here a route's children are looked up once and kept. The
-keys are bounded: this middleware runs only for matched routes (a fixed set of path templates), with the
-status codes the API answers.
+series' child up by its label values four times; here a route's series are looked up once and kept. In one
+process they are plain numbers made into samples when scraped (a collector on the default registry): a
+prometheus_client child costs a lock and several calls per update. With prometheus_client's multiprocess mode
+(CELL_PROCESSES > 1, cell/__main__.py) they are prometheus_client's own metrics, whose values every process shares
+through its files. The keys are bounded: this middleware runs only for matched routes (a fixed set of path
+templates), with the status codes the API answers.
 """
 
 from __future__ import annotations
 
+import bisect
 import time
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client import metrics as prometheus_metrics
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.samples import Sample
+from prometheus_client.utils import floatToGoString
+from prometheus_client.values import MutexValue, ValueClass
 
 LABELS = ("method", "path", "status_code", "app_name", "cell")
-REQUESTS = Counter("ledger_requests_total", "Total requests", LABELS)
-ERRORS = Counter("ledger_requests_error_total", "Total errors in requests", LABELS)
-DURATION = Histogram("ledger_request_duration_seconds", "Request duration, in seconds", LABELS)
-IN_PROGRESS = Gauge("ledger_requests_in_progress", "Total requests currently in progress", LABELS,
-                    multiprocess_mode="livesum")
 EXCLUDED = frozenset({"/metrics", "/healthz", "/readyz"})
 APP_NAME = "cell"
+MULTIPROCESS = ValueClass is not MutexValue  # prometheus_client's own choice (PROMETHEUS_MULTIPROC_DIR)
+BOUNDS = Histogram.DEFAULT_BUCKETS  # the durations' buckets, +Inf last
+REQUESTS_DOC = ("ledger_requests_total", "Total requests")
+ERRORS_DOC = ("ledger_requests_error_total", "Total errors in requests")
+DURATION_DOC = ("ledger_request_duration_seconds", "Request duration, in seconds")
+IN_PROGRESS_DOC = ("ledger_requests_in_progress", "Total requests currently in progress")
+
+
+class _Running:
+    """Requests of one route in progress, in one process."""
+    __slots__ = ("count",)
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def inc(self) -> None:
+        self.count += 1
+
+    def dec(self) -> None:
+        self.count -= 1
+
+
+class _Answers:
+    """Requests of one route answered with one status, in one process: their count (by duration bucket) and the
+    sum of their durations. The error counter of a 5xx series is its count."""
+    __slots__ = ("created", "seconds", "buckets")
+
+    def __init__(self) -> None:
+        self.created = time.time()
+        self.seconds = 0.0
+        self.buckets = [0] * len(BOUNDS)  # not cumulative: the first bound >= the duration counts it
+
+    def observe(self, seconds: float) -> None:
+        self.seconds += seconds
+        self.buckets[bisect.bisect_left(BOUNDS, seconds)] += 1
+
+
+class _PlainSeries:
+    """The series as plain numbers, made into the samples prometheus_client's metrics would give when scraped."""
+
+    def __init__(self) -> None:
+        self._running: dict[tuple[str, str, str], _Running] = {}
+        self._answers: dict[tuple[str, str, int, str], _Answers] = {}
+
+    def running(self, method: str, path: str, cell: str) -> _Running:
+        return self._running.setdefault((method, path, cell), _Running())
+
+    def answers(self, method: str, path: str, status: int, cell: str) -> _Answers:
+        return self._answers.setdefault((method, path, status, cell), _Answers())
+
+    def collect(self):
+        with_created = getattr(prometheus_metrics, "_use_created", True)
+        requests = CounterMetricFamily(*REQUESTS_DOC, labels=LABELS)
+        errors = CounterMetricFamily(*ERRORS_DOC, labels=LABELS)
+        duration = HistogramMetricFamily(*DURATION_DOC, labels=LABELS)
+        for (method, path, status, cell), answers in list(self._answers.items()):
+            labels = (method, path, str(status), APP_NAME, cell)
+            counts = answers.buckets[:]
+            total, cumulative = 0.0, []
+            for bound, count in zip(BOUNDS, counts):
+                total += count
+                cumulative.append((floatToGoString(bound), total))
+            created = answers.created if with_created else None
+            requests.add_metric(labels, total, created=created)
+            if status >= 500:
+                errors.add_metric(labels, total, created=created)
+            duration.add_metric(labels, cumulative, answers.seconds)
+            if created is not None:
+                duration.samples.append(Sample(duration.name + "_created", dict(zip(LABELS, labels)), created))
+        in_progress = GaugeMetricFamily(*IN_PROGRESS_DOC, labels=LABELS)
+        for (method, path, cell), running in list(self._running.items()):
+            # The status label is 200 whatever the answer (as in Litestar's plugin).
+            in_progress.add_metric((method, path, "200", APP_NAME, cell), float(running.count))
+        return [requests, errors, duration, in_progress]
+
+
+class _SharedAnswers:
+    """_Answers as prometheus_client's children (multiprocess mode)."""
+    __slots__ = ("requests", "duration", "errors")
+
+    def __init__(self, requests, duration, errors) -> None:
+        self.requests, self.duration, self.errors = requests, duration, errors
+
+    def observe(self, seconds: float) -> None:
+        self.requests.inc()
+        self.duration.observe(seconds)
+        if self.errors is not None:
+            self.errors.inc()
+
+
+class _SharedSeries:
+    """The series as prometheus_client's metrics (multiprocess mode)."""
+
+    def __init__(self, registry=REGISTRY) -> None:
+        self.requests = Counter(*REQUESTS_DOC, LABELS, registry=registry)
+        self.errors = Counter(*ERRORS_DOC, LABELS, registry=registry)
+        self.duration = Histogram(*DURATION_DOC, LABELS, registry=registry)
+        self.in_progress = Gauge(*IN_PROGRESS_DOC, LABELS, multiprocess_mode="livesum", registry=registry)
+
+    def running(self, method: str, path: str, cell: str):
+        return self.in_progress.labels(method, path, "200", APP_NAME, cell)
+
+    def answers(self, method: str, path: str, status: int, cell: str) -> _SharedAnswers:
+        labels = (method, path, str(status), APP_NAME, cell)
+        return _SharedAnswers(self.requests.labels(*labels), self.duration.labels(*labels),
+                              self.errors.labels(*labels) if status >= 500 else None)
+
+
+if MULTIPROCESS:
+    SERIES = _SharedSeries()
+else:
+    SERIES = _PlainSeries()
+    REGISTRY.register(SERIES)
 
 
 class RequestMetrics:
@@ -29,8 +146,8 @@ class RequestMetrics:
     def __init__(self, app, cell: str) -> None:
         self.app = app
         self.cell = cell
-        self._in_progress: dict[tuple[str, str], object] = {}
-        self._done: dict[tuple[str, str, int], tuple[object, object]] = {}
+        self._running: dict[tuple[str, str], object] = {}
+        self._answers: dict[tuple[str, str, int], object] = {}
 
     async def __call__(self, scope, receive, send) -> None:
         template = scope.get("path_template")
@@ -38,11 +155,9 @@ class RequestMetrics:
             await self.app(scope, receive, send)
             return
         method = scope["method"]
-        gauge = self._in_progress.get((method, template))
-        if gauge is None:
-            # The gauge's status label is 200 whatever the answer (as in Litestar's plugin).
-            gauge = self._in_progress[(method, template)] = IN_PROGRESS.labels(method, template, "200", APP_NAME,
-                                                                               self.cell)
+        running = self._running.get((method, template))
+        if running is None:
+            running = self._running[(method, template)] = SERIES.running(method, template, self.cell)
         status = 500  # unless an answer starts
         started = time.perf_counter()
         elapsed = 0.0
@@ -55,17 +170,13 @@ class RequestMetrics:
                 elapsed = time.perf_counter() - started
             await send(message)
 
-        gauge.inc()
+        running.inc()
         try:
             await self.app(scope, receive, send_timed)
         finally:
-            gauge.dec()
+            running.dec()
             key = (method, template, status)
-            children = self._done.get(key)
-            if children is None:
-                values = (method, template, str(status), APP_NAME, self.cell)
-                children = self._done[key] = (REQUESTS.labels(*values), DURATION.labels(*values))
-            children[0].inc()
-            children[1].observe(elapsed or time.perf_counter() - started)
-            if status >= 500:
-                ERRORS.labels(method, template, str(status), APP_NAME, self.cell).inc()
+            answers = self._answers.get(key)
+            if answers is None:
+                answers = self._answers[key] = SERIES.answers(method, template, status, self.cell)
+            answers.observe(elapsed or time.perf_counter() - started)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, TypeVar
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 from cell.ledger.errors import DatabaseUnavailable, OutcomeUnknown, RetryableConflict
 from cell.ledger.models import Account
@@ -15,6 +16,7 @@ from cell.service.idempotency import ResponseStore
 from cell.service.nudge import Nudger, NullNudger
 from cell.settings import CellSettings
 from cell.store import accounts as store_accounts
+from cell.store.db import ACTING_TENANT, act_for_task_tenant, no_reset
 from cell.store import ledgers as store_ledgers
 from cell.store.errors import session_lost, translate
 
@@ -73,7 +75,7 @@ class CellContext:
 
     def __post_init__(self) -> None:
         if self.responses is None:
-            self.responses = ResponseStore(self.pool)
+            self.responses = ResponseStore(self.pool, using=self.using)
 
     async def run(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         """Run one use case on a pooled connection; driver errors become domain errors. A retryable conflict
@@ -106,42 +108,91 @@ class CellContext:
                 conn.terminate()
                 raise outcome_unknown(exc) from exc
             finally:
-                await self._release(conn)
+                if not self._put_back(conn):
+                    await self.pool.release(conn)
         raise AssertionError("unreachable")
 
-    async def _acquire(self) -> asyncpg.Connection:
-        """A pooled connection, or DatabaseUnavailable when none comes within db_acquire_s_max. When a connection is
-        free (asyncpg's queue of free holders is not empty) it is taken without arming a loop timer, which costs
-        more than the rest of the acquire: a free holder is handed over at once, and connecting a fresh one is
-        bounded by the pool's own connect timeout (the same db_acquire_s_max)."""
+    async def using(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        """`fn` on a pooled connection taken and given back as `run` does, without its retries or error translation:
+        for a statement whose caller handles the driver's errors as from the pool (no connection within
+        db_acquire_s_max is DatabaseUnavailable)."""
+        conn = await self._acquire()
         try:
-            free = getattr(self.pool, "_queue", None)  # asyncpg 0.32's (requirements.lock)
-            if free is not None and free.qsize():
-                return await self.pool.acquire()
-            return await self.pool.acquire(timeout=self.settings.db_acquire_s_max)
+            return await fn(conn)
+        except asyncpg.InternalClientError:
+            conn.terminate()  # the driver's protocol state is broken: never back into the pool (as in run)
+            raise
+        finally:
+            if not self._put_back(conn):
+                await self.pool.release(conn)
+
+    async def _acquire(self) -> asyncpg.Connection:
+        """A pooled connection acting for the task's tenant, or DatabaseUnavailable when none comes within
+        db_acquire_s_max. A free connected connection (the one asyncpg's LIFO queue hands out next) is checked out
+        at once, without the loop timer of a bounded wait or the pool's setup coroutine, which cost more than the
+        rest of the acquire; its acting tenant is set here when it differs (the setup hook's rule, db.TenantConnection),
+        a statement like fn's, under the server's statement_timeout. Anything else (a full pool, a holder still to
+        connect and initialise) goes through Pool.acquire and waits under the bound."""
+        try:
+            conn = self._take_free()
+            if conn is None:
+                return await self.pool.acquire(timeout=self.settings.db_acquire_s_max)
+            if not conn._con.acts_for_task_tenant():
+                try:
+                    await conn._con.act_for(ACTING_TENANT.get())
+                except BaseException:
+                    # As asyncpg does when setup fails: the session's tenant is unknown now, so it is never reused.
+                    conn._con.terminate()
+                    raise
+            return conn
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise database_unavailable(exc) from exc
 
-
-    async def _release(self, conn) -> None:
-        """Pool.release, without the task it starts for every release (asyncio.shield, so that a cancellation cannot
-        stop a reset midway) when there is nothing to reset or wait for: then the holder's release never suspends,
-        and the connection is back in the pool at once (an acquire and release: ~16 us instead of 40-80 us, and no
-        extra turn of the event loop per request). Anything else (a transaction left open, a cancellation in
-        progress, an expired or used-up connection, a closing pool) takes asyncpg's own path. asyncpg 0.32's
+    def _take_free(self):
+        """The free connection asyncpg's queue hands out next, checked out as its holder's acquire does (but for the
+        setup coroutine, whose rule _acquire applies), when it is connected and current and the pool open and one of
+        db.create_pool's; None otherwise. asyncpg 0.32's
         internals (requirements.lock)."""
+        pool = self.pool
+        try:
+            free = pool._queue
+            if not free.qsize() or pool._closing or not pool._initialized or pool._setup is not act_for_task_tenant:
+                return None
+            holder = free._queue[-1]
+            con = holder._con
+            if con is None or con.is_closed() or holder._generation != pool._generation:
+                return None
+            in_use = pool._loop.create_future()
+        except AttributeError:  # not an asyncpg pool
+            return None
+        free.get_nowait()
+        holder._maybe_cancel_inactive_callback()
+        holder._proxy = proxy = PoolConnectionProxy(holder, con)
+        holder._in_use, holder._timeout = in_use, None
+        return proxy
+
+    def _put_back(self, conn) -> bool:
+        """Pool.release, done here when there is nothing to reset or wait for: no task (Pool.release starts one for
+        every release, asyncio.shield, so that a cancellation cannot stop a reset midway), no coroutine, no suspension;
+        the connection is back in the pool at once. False (nothing done) for anything else: a transaction left open, a
+        cancellation in progress, an expired or used-up connection, a closing pool, a reset to run; asyncpg's own path
+        takes those. asyncpg 0.32's internals (requirements.lock)."""
         try:
             holder, con, pool = conn._holder, conn._con, self.pool
-            idle = not (con is None or con.is_closed() or con.is_in_transaction() or con._top_xact is not None
-                        or con._protocol._is_cancelling() or con._protocol.queries_count >= holder._max_queries
-                        or holder._generation != pool._generation or pool._closing or pool._closed)
+            if (con is None or con.is_closed() or con.is_in_transaction() or con._top_xact is not None
+                    or con._protocol._is_cancelling() or con._protocol.queries_count >= holder._max_queries
+                    or holder._generation != pool._generation or pool._closing or pool._closed
+                    or pool._reset is not no_reset or holder._in_use is None):
+                return False
         except AttributeError:  # not an asyncpg pool's connection
-            idle = False
-        if not idle:
-            await self.pool.release(conn)
-            return
+            return False
         con._on_release()
-        await holder.release(None)
+        con._listeners.clear()  # what Connection._reset does before it would roll back
+        con._log_listeners.clear()
+        holder._timeout = None
+        holder._release()
+        holder._setup_inactive_callback()
+        return True
 
 
 def database_unavailable(exc: BaseException) -> DatabaseUnavailable:

@@ -12,6 +12,7 @@ import msgspec
 from cell.ledger.errors import IdempotencyInFlight, IdempotencyKeyReused, InvalidRequest
 from cell.ledger.models import IdemKey
 from cell.store import idempotency as store
+from cell.store.db import ACTING_TENANT
 
 T = TypeVar("T")
 CREATED = 201
@@ -43,11 +44,15 @@ async def replay(conn: asyncpg.Connection, tenant_id: str, idem: IdemKey, type_:
 class ResponseStore:
     """Keeps the first answer of each Idempotency-Key, after the commit that claimed it (the key and the resource
     are already durable together; this only keeps the answer) and before the answer goes out, as one statement
-    would. Group commit: answers that arrive while a store is in flight go together in the next statement, so
-    under load many answers cost one round trip and one commit. A failed store fails every answer it carried."""
+    would. Group commit: answers that arrive while a store is in flight go together in the next statement (one per
+    tenant among them), so under load many answers cost one round trip and one commit. A failed store fails every
+    answer it carried."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
-        self._pool = pool
+    def __init__(self, pool: asyncpg.Pool, using: Callable[[Callable[[asyncpg.Connection], Awaitable[None]]],
+                                                          Awaitable[None]] | None = None) -> None:
+        """`using(fn)` runs fn on a connection (CellContext.using: the context's own acquire and release); without
+        it, fn gets the pool."""
+        self._using = using or (lambda fn: fn(pool))
         self._waiting: list[tuple[tuple[str, str, int, bytes], asyncio.Future]] = []
         self._flusher: asyncio.Task | None = None
 
@@ -61,16 +66,28 @@ class ResponseStore:
     async def _flush(self) -> None:
         while self._waiting:
             batch, self._waiting = self._waiting, []
-            try:
-                await store.store_responses(self._pool, [answer for answer, _ in batch])
-            except Exception as exc:  # noqa: BLE001 - each caller gets it, as from its own statement
-                for _, done in batch:
-                    if not done.done():
-                        done.set_exception(exc)
-            else:
-                for _, done in batch:
-                    if not done.done():
-                        done.set_result(None)
+            by_tenant: dict[str, list[tuple[tuple[str, str, int, bytes], asyncio.Future]]] = {}
+            for answer, done in batch:
+                by_tenant.setdefault(answer[0], []).append((answer, done))
+            for tenant_id, answers in by_tenant.items():
+                await self._store(tenant_id, answers)
+
+    async def _store(self, tenant_id: str, answers: list[tuple[tuple[str, str, int, bytes], asyncio.Future]]) -> None:
+        """One statement for one tenant's answers, acting for that tenant: row-level security (migration 0110) hides
+        every other tenant's keys from the API's role, so a statement acting for another would keep nothing."""
+        acting = ACTING_TENANT.set(tenant_id)
+        try:
+            await self._using(lambda conn: store.store_responses(conn, [answer for answer, _ in answers]))
+        except Exception as exc:  # noqa: BLE001 - each caller gets it, as from its own statement
+            for _, done in answers:
+                if not done.done():
+                    done.set_exception(exc)
+        else:
+            for _, done in answers:
+                if not done.done():
+                    done.set_result(None)
+        finally:
+            ACTING_TENANT.reset(acting)
 
 
 async def store_response(responses: ResponseStore, tenant_id: str, idem: IdemKey | None,

@@ -118,3 +118,31 @@ async def test_bad_idempotency_keys_are_400(api, books):
     ledger, a, b = books
     r = await api.post("/api/ledger_transactions", body(ledger, a, b), headers={"Idempotency-Key": "x" * 300})
     assert r.status_code == 400 and r.json()["code"] == "invalid_idempotency_key"
+
+
+
+async def test_first_answers_of_several_tenants_stored_together_are_all_kept(new_tenant, admin_conn, cell_database_url):
+    """Answers that arrive together go in one group commit (ResponseStore), whichever tenant's request started it:
+    each is written acting for its own tenant (row-level security, migration 0110 hides the others' keys), so none
+    is lost and every replay is the stored first answer (not the resource rendered anew, as it is now)."""
+    from cell.service.idempotency import ResponseStore
+    from cell.store.db import ACTING_TENANT, create_pool
+
+    tenants = [await new_tenant() for _ in range(3)]
+    for api in tenants:
+        assert (await api.post("/api/ledgers", {"name": "x"}, headers={"Idempotency-Key": "first"})).status_code == 201
+    ids = [api.tenant_id for api in tenants]
+    await admin_conn.execute("UPDATE idempotency_keys SET response = NULL WHERE tenant_id = ANY($1::text[])", ids)
+    pool = await create_pool(cell_database_url, min_size=1, max_size=2, role="ledger_app")
+    try:
+        responses = ResponseStore(pool)
+        acting = ACTING_TENANT.set(ids[0])  # the request that starts the group commit
+        try:
+            await asyncio.gather(*(responses.store(t, "first", 201, b'{"n": %d}' % n) for n, t in enumerate(ids)))
+        finally:
+            ACTING_TENANT.reset(acting)
+    finally:
+        await pool.close()
+    kept = await admin_conn.fetch("SELECT tenant_id, response FROM idempotency_keys WHERE tenant_id = ANY($1::text[])",
+                                  ids)
+    assert {r["tenant_id"]: bytes(r["response"]) for r in kept} == {t: b'{"n": %d}' % n for n, t in enumerate(ids)}
