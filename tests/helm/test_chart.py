@@ -197,7 +197,8 @@ def test_per_cell_overrides_touch_only_their_cell():
         {"name": "alpha"},
         {"name": "beta", "postingMode": "sync", "api": {"replicas": 4, "dbPoolMax": 30,
                                                         "settings": {"statement_ms_max": 10000}},
-         "worker": {"batchSizeMax": 500, "batchWaitMsMax": 20, "resources": {"limits": {"cpu": "3"}}},
+         "worker": {"batchSizeMax": 500, "batchWaitMsMax": 20, "receiveEveryMsMin": 50,
+                    "resources": {"limits": {"cpu": "3"}}},
          "existingSecret": "customer-beta-ledger"},
     ]})
 
@@ -215,6 +216,8 @@ def test_per_cell_overrides_touch_only_their_cell():
         assert env(f"prod-ledger-beta-{component}")["WORKER_BATCH_SIZE_MAX"] == "500"
         assert env(f"prod-ledger-beta-{component}")["WORKER_BATCH_WAIT_MS_MAX"] == "20"
         assert env(f"prod-ledger-alpha-{component}")["WORKER_BATCH_SIZE_MAX"] == "100"
+        assert env(f"prod-ledger-beta-{component}")["WORKER_RECEIVE_EVERY_MS_MIN"] == "50"
+        assert env(f"prod-ledger-alpha-{component}")["WORKER_RECEIVE_EVERY_MS_MIN"] == "250"
     beta_worker = containers(one(docs, "Deployment", "prod-ledger-beta-worker"))[0]
     assert beta_worker["resources"]["limits"]["cpu"] == "3"
     assert beta_worker["resources"]["requests"]["cpu"] == "250m"  # the rest of the defaults kept
