@@ -137,6 +137,7 @@ async def seal(conn: asyncpg.Connection, batch_max: int = SEAL_BATCH_MAX_DEFAULT
     async with conn.transaction(isolation="read_committed"):
         if not await conn.fetchval(Q["audit_lock_try"]):
             return 0
+        await conn.execute(Q["audit_custom_plans"])
         horizon = await conn.fetchval(Q["audit_horizon"])
         done = await conn.fetchval(Q["audit_done_txid"])
         if horizon <= done:

@@ -87,10 +87,14 @@ BEGIN
     FROM unnest(p_entry_ids, p_accounts, p_directions, p_amounts) WITH ORDINALITY AS e(id, account, direction, amount, ord);
 
     -- One read of the accounts: the sync-only ones not already applied, and whether the overflow check can matter.
+    -- One primary-key probe per distinct account: under `id = ANY(p_accounts)` the generic plan reached the
+    -- table by row-level security's tenant_id (ledger_accounts_ledger) and filtered every account of the tenant.
     v_apply := coalesce(p_apply_accounts, '{}');
-    SELECT coalesce(array_agg(id) FILTER (WHERE sync_only AND id <> ALL(v_apply)), '{}'),
-           coalesce(bool_or(headroom_low), false) OR 1099511627776 < ANY(p_amounts)
-    INTO v_sync_only, v_headroom_low FROM ledger_accounts WHERE id = ANY(p_accounts);
+    SELECT coalesce(array_agg(a.id) FILTER (WHERE a.sync_only AND a.id <> ALL(v_apply)), '{}'),
+           coalesce(bool_or(a.headroom_low), false) OR 1099511627776 < ANY(p_amounts)
+    INTO v_sync_only, v_headroom_low
+    FROM (SELECT DISTINCT unnest(p_accounts)) AS u(id)
+    CROSS JOIN LATERAL (SELECT l.id, l.sync_only, l.headroom_low FROM ledger_accounts l WHERE l.id = u.id LIMIT 1) a;
     -- No balance past the signed 64-bit range (before this posting's own effects are queued).
     IF v_headroom_low THEN
         PERFORM ledger_headroom(p_accounts, p_directions, p_amounts);
