@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
+import httpcore
 import msgspec
 
 URL_LENGTH_MAX = 2048
@@ -78,12 +80,51 @@ async def resolve(host: str, port: int, timeout_s: float = 5.0) -> list[str]:
     return sorted({info[4][0] for info in infos})
 
 
-async def check_url(url: str, policy: OutboundPolicy) -> None:
-    """Raises RefusedUrl unless the URL may be called now: its shape, then every address its host resolves to
-    (all must be allowed: the connection may take any of them). Checked at registration and again before each
-    delivery (a name's addresses change)."""
-    host, port = check_shape(url, policy)
-    for address in await resolve(host, port):
+Resolver = Callable[[str, int], Awaitable[list[str]]]
+
+
+async def allowed_addresses(host: str, port: int, policy: OutboundPolicy, resolver: Resolver = resolve) -> list[str]:
+    """The addresses the host resolves to, once; RefusedUrl unless every one is allowed (a connection may take
+    any of them)."""
+    addresses = await resolver(host, port)
+    for address in addresses:
         why = address_refused(address, host, policy)
         if why is not None:
             raise RefusedUrl(why)
+    return addresses
+
+
+async def check_url(url: str, policy: OutboundPolicy, resolver: Resolver = resolve) -> None:
+    """Raises RefusedUrl unless the URL may be called now: its shape, then its host's addresses. Checked at
+    registration; a delivery's connection checks the addresses it connects to itself (CheckedBackend)."""
+    host, port = check_shape(url, policy)
+    await allowed_addresses(host, port, policy, resolver)
+
+
+class CheckedBackend(httpcore.AsyncNetworkBackend):
+    """httpcore's network backend that connects only to addresses the policy allows, to the very addresses it
+    checked: the name is resolved once per connection, so a name rebound to a private address between a check and
+    the connection (DNS rebinding) is never called. TLS still names and verifies the host, not the address."""
+
+    def __init__(self, policy: OutboundPolicy, resolver: Resolver = resolve) -> None:
+        self._policy = policy
+        self._resolver = resolver
+        self._inner = httpcore.AnyIOBackend()
+
+    async def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
+                          socket_options=None) -> httpcore.AsyncNetworkStream:
+        failure: Exception | None = None
+        for address in await allowed_addresses(host.rstrip(".").lower(), port, self._policy, self._resolver):
+            try:
+                return await self._inner.connect_tcp(address, port, timeout=timeout, local_address=local_address,
+                                                     socket_options=socket_options)
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                failure = exc
+        raise failure or httpcore.ConnectError(f"{host} has no address")
+
+    async def connect_unix_socket(self, path: str, timeout: float | None = None,
+                                  socket_options=None) -> httpcore.AsyncNetworkStream:
+        raise httpcore.ConnectError("unix sockets are not called")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)

@@ -11,12 +11,13 @@ import time
 from dataclasses import dataclass
 
 import asyncpg
+import httpcore
 import httpx
 
 from cell.ledger.webhooks import retry_delay_s, signature
 from cell.service.events import webhook_body
 from cell.store import webhooks as store
-from ledger_common.outbound import OutboundPolicy, RefusedUrl, check_url
+from ledger_common.outbound import CheckedBackend, OutboundPolicy, RefusedUrl, Resolver, check_shape, resolve
 from worker import metrics
 from worker.settings import WorkerSettings
 
@@ -52,11 +53,18 @@ def _tls() -> ssl.SSLContext:
     return httpx.create_ssl_context(trust_env=False)
 
 
-def http_client(settings: WorkerSettings) -> httpx.AsyncClient:
+def http_client(settings: WorkerSettings, resolver: Resolver = resolve) -> httpx.AsyncClient:
     """Redirects are not followed (a 3xx is a failed attempt); no proxy from the environment (it would call the
-    address for us, past the address check)."""
+    address for us, past the address check). Each connection resolves its host once and connects only to the
+    addresses the policy allows (CheckedBackend, swapped into httpx's transport: httpx 0.28 takes no backend)."""
+    limits = httpx.Limits(max_connections=settings.webhook_concurrency_max)
+    transport = httpx.AsyncHTTPTransport(verify=_tls(), trust_env=False, limits=limits)
+    transport._pool = httpcore.AsyncConnectionPool(
+        ssl_context=_tls(), max_connections=limits.max_connections,
+        max_keepalive_connections=limits.max_keepalive_connections, keepalive_expiry=limits.keepalive_expiry,
+        network_backend=CheckedBackend(policy_of(settings), resolver))
     return httpx.AsyncClient(follow_redirects=False, trust_env=False, timeout=settings.webhook_timeout_s,
-                             limits=httpx.Limits(max_connections=settings.webhook_concurrency_max), verify=_tls())
+                             transport=transport)
 
 
 async def fan_out(pool: asyncpg.Pool, settings: WorkerSettings) -> int:
@@ -83,7 +91,7 @@ async def attempt(client: httpx.AsyncClient, delivery, settings: WorkerSettings)
                "X-Event-Name": delivery["event_name"]}
 
     async def post() -> Attempt:
-        await check_url(delivery["url"], policy_of(settings))
+        check_shape(delivery["url"], policy_of(settings))  # its addresses: checked as the connection is made
         async with client.stream("POST", delivery["url"], content=body, headers=headers) as response:
             read = 0
             async for chunk in response.aiter_raw():

@@ -1,10 +1,15 @@
-"""Outbound safety of webhook URLs: shape rules and the addresses refused, without DNS."""
+"""Outbound safety of webhook URLs: shape rules, the addresses refused, and a delivery's connection made only to the
+addresses it checked (DNS rebinding), with a stand-in name server."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
-from ledger_common.outbound import OutboundPolicy, RefusedUrl, address_refused, check_shape
+from ledger_common.outbound import OutboundPolicy, RefusedUrl, address_refused, check_shape, check_url
+from worker.settings import WorkerSettings
+from worker.webhooks import http_client
 
 PRODUCTION = OutboundPolicy()
 DEVELOPMENT = OutboundPolicy(allow_http_loopback=True)
@@ -44,3 +49,57 @@ def test_public_addresses_pass_and_settings_widen_what_is_allowed():
     # Loopback through a public-looking name is still refused in development: only loopback names pass.
     assert address_refused("127.0.0.1", "rebind.example.com", DEVELOPMENT) is not None
     assert address_refused("224.0.0.1", "hooks.internal", PRIVATE_NET) is not None
+
+
+class _Receiver:
+    """The customer's server (a test double outside the system): answers 200 and remembers each request's head."""
+
+    def __init__(self) -> None:
+        self.heads: list[bytes] = []
+
+    async def __aenter__(self) -> int:
+        async def serve(reader, writer):
+            head = await reader.readuntil(b"\r\n\r\n")
+            self.heads.append(head)
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+            await writer.drain()
+            writer.close()
+
+        self._server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        return self._server.sockets[0].getsockname()[1]
+
+    async def __aexit__(self, *exc) -> None:
+        self._server.close()
+        await self._server.wait_closed()
+
+
+def _dns(*answers: list[str]):
+    """A name server (outside the system) whose answer for every name changes from one lookup to the next."""
+    calls: list[str] = []
+
+    async def resolver(host: str, port: int) -> list[str]:
+        calls.append(host)
+        return answers[min(len(calls), len(answers)) - 1]
+
+    return resolver, calls
+
+
+async def test_a_name_rebound_to_a_private_address_after_its_check_is_never_connected_to():
+    settings = WorkerSettings(webhook_allow_private_addresses=False)
+    resolver, calls = _dns(["93.184.216.34"], ["127.0.0.1"])
+    async with _Receiver() as port, http_client(settings, resolver) as client:
+        url = f"https://hooks.example.com:{port}/hook"
+        await check_url(url, PRODUCTION, resolver)  # registration's check: the public answer
+        with pytest.raises(RefusedUrl, match="127.0.0.1"):
+            await client.post(url, content=b"{}")  # the connection's own lookup: now loopback, refused
+    assert calls == ["hooks.example.com", "hooks.example.com"]
+
+
+async def test_the_connection_goes_to_the_checked_address_and_still_names_the_host():
+    settings = WorkerSettings(webhook_allow_private_addresses=True)
+    resolver, calls = _dns(["127.0.0.1"])
+    receiver = _Receiver()
+    async with receiver as port, http_client(settings, resolver) as client:
+        response = await client.post(f"http://hooks.internal:{port}/hook", content=b"{}")
+    assert response.status_code == 200 and calls == ["hooks.internal"]
+    assert f"host: hooks.internal:{port}".encode() in receiver.heads[0].lower()
