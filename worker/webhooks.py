@@ -17,7 +17,14 @@ import httpx
 from cell.ledger.webhooks import retry_delay_s, signature
 from cell.service.events import webhook_body
 from cell.store import webhooks as store
-from ledger_common.outbound import CheckedBackend, OutboundPolicy, RefusedUrl, Resolver, check_shape, resolve
+from ledger_common.outbound import (
+    CheckedBackend,
+    OutboundPolicy,
+    RefusedUrl,
+    Resolver,
+    check_shape,
+    resolve,
+)
 from worker import metrics
 from worker.settings import WorkerSettings
 
@@ -107,7 +114,7 @@ async def attempt(client: httpx.AsyncClient, delivery, settings: WorkerSettings)
         return await asyncio.wait_for(post(), settings.webhook_timeout_s)
     except RefusedUrl as exc:
         return Attempt(False, None, f"refused: {exc}")
-    except (asyncio.TimeoutError, httpx.TimeoutException):
+    except (TimeoutError, httpx.TimeoutException):
         return Attempt(False, None, f"no answer within {settings.webhook_timeout_s:g} s")
     except httpx.HTTPError as exc:
         return Attempt(False, None, f"{type(exc).__name__}: {exc}"[:500])

@@ -7,7 +7,13 @@ import asyncio
 
 import pytest
 
-from ledger_common.outbound import OutboundPolicy, RefusedUrl, address_refused, check_shape, check_url
+from ledger_common.outbound import (
+    OutboundPolicy,
+    RefusedUrl,
+    address_refused,
+    check_shape,
+    check_url,
+)
 from worker.settings import WorkerSettings
 from worker.webhooks import http_client
 
