@@ -7,8 +7,11 @@ checkout's. Measured in interleaved rounds (before, after, before, ...), medians
   sync   the bench floor's call (loadtests.bench.pgbench_floor): a 2-entry posted transaction, both accounts
          applied now (ledger_apply, resulting balances in the answer);
   async  the same posting with no account applied now (its two effects queued: the mix's writes);
-  apply  the queued effects of `async` folded in by the worker's call (ledger_apply_report, WORKER_GROUP
-         accounts a call), effects/s (per call: per effect).
+  mix    the mix's write as the cell sends it (loadtests.stack_cpu): a random account against one hot account,
+         none applied now, with an Idempotency-Key, the version's snapshot and its ledger_transaction.created
+         event (~2 kB) as the service renders them;
+  apply  the queued effects of `async` and `mix` folded in by the worker's call (ledger_apply_report,
+         WORKER_GROUP accounts a call), effects/s (per call: per effect).
 Per phase: transactions/s and the PostgreSQL server's CPU per call (every process of the server, from /proc:
 the figure a loaded shared box does not skew as much as tps) and the WAL it wrote per call (rows and index
 entries written, full-page images included).
@@ -121,6 +124,40 @@ def script(ledger_id: str, apply: str | None) -> str:
             + posting_sql(ledger_id, a, b, f"ARRAY[{a}, {b}]" if apply is None else apply))
 
 
+def _entry(n: int) -> dict:
+    return {"id": f"00000000-0000-4000-9000-00000000000{n}", "amount": 94141, "object": "ledger_entry",
+            "status": "posted", "metadata": {}, "direction": "debit" if n == 1 else "credit", "live_mode": True,
+            "created_at": "2026-11-30T09:53:51.849771Z", "updated_at": "2026-11-30T09:53:51.849771Z",
+            "discarded_at": None, "effective_at": "2026-11-30T09:53:51.849754Z", "amount_string": "94141",
+            "ledger_account_id": account_uuid(n), "ledger_transaction_id": account_uuid(0),
+            "ledger_account_currency": "USD", "ledger_account_lock_version": None,
+            "ledger_account_currency_exponent": 2, "resulting_ledger_account_balances": None}
+
+
+def mix_script(ledger_id: str) -> str:
+    """The mix's write (see the module's docstring): account 1 (hot) against a random one, queued, with an
+    Idempotency-Key, a snapshot and one ledger_transaction.created event of the sizes the service sends."""
+    snapshot = {"id": account_uuid(0), "status": "posted", "metadata": {}, "ledger_id": ledger_id,
+                "description": None, "external_id": None, "effective_at": "2026-11-30T09:53:51.849754Z",
+                "ledgerable_id": None, "ledgerable_type": None, "reverses_ledger_transaction_id": None,
+                "ledger_entries": [{k: e[k] for k in ("id", "amount", "direction", "ledger_account_id")}
+                                   for e in (_entry(1), _entry(2))]}
+    data = {**snapshot, "object": "ledger_transaction", "version": 1, "live_mode": True, "posted_at": None,
+            "created_at": "2026-11-30T09:53:51.849771Z", "updated_at": "2026-11-30T09:53:51.849771Z",
+            "archived_at": None, "effective_date": "2026-11-30", "archived_reason": None,
+            "reversed_by_ledger_transaction_id": None, "partially_posts_ledger_transaction_id": None,
+            "ledger_entries": [_entry(1), _entry(2)]}
+    events = [{"resource": "ledger_transaction", "event_name": "ledger_transaction.created",
+               "entity_id": account_uuid(0), "data": data}]
+    hot, b = "'00000000-0000-4000-8000-000000000001'::uuid", pgbench_account("b")
+    return (f"\\set b random(2, {ACCOUNTS})\n"
+            f"SELECT ledger_post('{TENANT}', md5(random()::text), sha256(random()::text::bytea), gen_random_uuid(), "
+            f"'{ledger_id}'::uuid, NULL, 'posted', now(), NULL, '{{}}'::jsonb, NULL, "
+            f"ARRAY[gen_random_uuid(), gen_random_uuid()], ARRAY[{hot}, {b}], ARRAY['debit', 'credit'], "
+            f"ARRAY[94141, 94141]::bigint[], '{{}}'::uuid[], '[]'::jsonb, '{json.dumps(snapshot)}'::jsonb, "
+            f"p_events => '{json.dumps(events)}'::jsonb);\n")
+
+
 def wal_lsn(pg: EmbeddedPostgres) -> int:
     out = subprocess.run([_pg_bin("psql"), "-h", "127.0.0.1", "-p", str(pg.port), "-U", "postgres", "-d", "postgres",
                           "-tAc", "SELECT pg_current_wal_lsn() - '0/0'"], capture_output=True, text=True, check=True)
@@ -183,7 +220,7 @@ async def run(duration_s: float = 10.0, concurrency: int = 16) -> dict:
             ledgers[name] = await setup_books(url)
         print(f"# database tier: ledger_post by pgbench, before = {BASELINE}, after = this checkout; "
               f"{duration_s:.0f}s per phase, {concurrency} clients, {ROUNDS} rounds after a warm-up, fsync on")
-        phases: dict = {name: {"sync": [], "async": [], "apply": []} for name in stores}
+        phases: dict = {name: {"sync": [], "async": [], "mix": [], "apply": []} for name in stores}
         for r in range(-1, ROUNDS):
             if r == 0:
                 # After the warm-up round (not counted): the tables hold rows and statistics, as a cell's do.
@@ -193,21 +230,23 @@ async def run(duration_s: float = 10.0, concurrency: int = 16) -> dict:
                         await conn.execute("ANALYZE")
                     finally:
                         await conn.close()
-                phases = {name: {"sync": [], "async": [], "apply": []} for name in stores}
+                phases = {name: {"sync": [], "async": [], "mix": [], "apply": []} for name in stores}
             for name in stores:
                 url = pg.database_url(name)
-                for phase, apply in (("sync", None), ("async", "'{}'::uuid[]"), ("apply", None)):
+                for phase, text in (("sync", script(ledgers[name], None)),
+                                    ("async", script(ledgers[name], "'{}'::uuid[]")),
+                                    ("mix", mix_script(ledgers[name])), ("apply", None)):
                     if phase == "apply":
                         row = await measured(pg, drain(url))
                     else:
-                        row = await measured(pg, asyncio.to_thread(pgbench_phase, pg, name, script(ledgers[name], apply),
-                                                                   concurrency, duration_s, workdir))
+                        row = await measured(pg, asyncio.to_thread(pgbench_phase, pg, name, text, concurrency,
+                                                                   duration_s, workdir))
                     phases[name][phase].append(row)
                     print(f"round {r + 1 if r >= 0 else 'w'} {name:6s} {phase:5s} {row['per_s']:8.0f}/s  server CPU "
                           f"{row['server_cpu_ms_per_call']:.3f} ms/call  WAL {row['wal_bytes_per_call']:.0f} B/call")
         results = {name: {phase: median_row(rows) for phase, rows in by.items()} for name, by in phases.items()}
         print("\n# medians: after / before")
-        for phase in ("sync", "async", "apply"):
+        for phase in ("sync", "async", "mix", "apply"):
             b, a = results["before"][phase], results["after"][phase]
             print(f"{phase:5s} tps {b['per_s']:8.0f} -> {a['per_s']:8.0f} ({a['per_s'] / b['per_s']:.2f}x)   "
                   f"server CPU/call {b['server_cpu_ms_per_call']:.3f} -> {a['server_cpu_ms_per_call']:.3f} ms "
