@@ -17,6 +17,13 @@ the figure a loaded shared box does not skew as much as tps) and the WAL it wrot
 entries written, full-page images included).
 
     python -m loadtests.bench_dbtier --duration 10 --concurrency 16
+
+With --serial ROUNDS: one client per database instead, the mix's write as the cell sends it (a prepared statement,
+parameters bound) and then the worker's apply of what it queued, the backend's own CPU (/proc/<pid>/schedstat) per
+posting and per applied effect, rounds alternating, no ANALYZE (a cell's first minutes); medians and the median of
+the paired after / before ratios, the figure a shared box's drifting load skews least:
+
+    python -m loadtests.bench_dbtier --serial 40 --calls 500
 """
 
 from __future__ import annotations
@@ -134,9 +141,8 @@ def _entry(n: int) -> dict:
             "ledger_account_currency_exponent": 2, "resulting_ledger_account_balances": None}
 
 
-def mix_script(ledger_id: str) -> str:
-    """The mix's write (see the module's docstring): account 1 (hot) against a random one, queued, with an
-    Idempotency-Key, a snapshot and one ledger_transaction.created event of the sizes the service sends."""
+def mix_payload(ledger_id: str) -> tuple[dict, list]:
+    """The mix's write's snapshot and events (one ledger_transaction.created), of the sizes the service sends."""
     snapshot = {"id": account_uuid(0), "status": "posted", "metadata": {}, "ledger_id": ledger_id,
                 "description": None, "external_id": None, "effective_at": "2026-11-30T09:53:51.849754Z",
                 "ledgerable_id": None, "ledgerable_type": None, "reverses_ledger_transaction_id": None,
@@ -149,6 +155,13 @@ def mix_script(ledger_id: str) -> str:
             "ledger_entries": [_entry(1), _entry(2)]}
     events = [{"resource": "ledger_transaction", "event_name": "ledger_transaction.created",
                "entity_id": account_uuid(0), "data": data}]
+    return snapshot, events
+
+
+def mix_script(ledger_id: str) -> str:
+    """The mix's write (see the module's docstring): account 1 (hot) against a random one, queued, with an
+    Idempotency-Key, a snapshot and one ledger_transaction.created event."""
+    snapshot, events = mix_payload(ledger_id)
     hot, b = "'00000000-0000-4000-8000-000000000001'::uuid", pgbench_account("b")
     return (f"\\set b random(2, {ACCOUNTS})\n"
             f"SELECT ledger_post('{TENANT}', md5(random()::text), sha256(random()::text::bytea), gen_random_uuid(), "
@@ -258,12 +271,89 @@ async def run(duration_s: float = 10.0, concurrency: int = 16) -> dict:
         remove_tree(workdir)
 
 
+SERIAL_MIX = ("SELECT ledger_post($1, $2, $3, $4, $5, NULL, 'posted', now(), NULL, '{}'::jsonb, NULL, $6::uuid[], "
+              "$7::uuid[], ARRAY['debit', 'credit'], ARRAY[94141, 94141]::bigint[], '{}'::uuid[], '[]'::jsonb, "
+              "$8::jsonb, p_events => $9::jsonb)")
+
+
+def backend_cpu_ns(pid: int) -> int:
+    """CPU time of one backend so far, in ns (/proc/<pid>/schedstat: finer than the clock ticks of stat)."""
+    return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0])
+
+
+async def serial_round(conn: asyncpg.Connection, pid: int, ledger_id: str, calls: int) -> tuple[float, float]:
+    """`calls` mix writes as the cell sends them (one prepared statement, parameters bound), then every effect they
+    queued applied as the worker does (the hot account with WORKER_GROUP - 1 others a call): the backend's CPU in
+    ms per posting and per applied effect."""
+    snapshot, events = (json.dumps(x) for x in mix_payload(ledger_id))
+    hot = uuid.UUID(account_uuid(1))
+    post = await conn.prepare(SERIAL_MIX)
+    start = backend_cpu_ns(pid)
+    for i in range(calls):
+        other = uuid.UUID(account_uuid(2 + (i * 7919 + calls) % (ACCOUNTS - 1)))
+        await post.fetchval(TENANT, uuid.uuid4().hex, os.urandom(32), uuid.uuid4(), uuid.UUID(ledger_id),
+                            [uuid.uuid4(), uuid.uuid4()], [hot, other], snapshot, events)
+    posting_ms = (backend_cpu_ns(pid) - start) / calls / 1e6
+    queued = [r[0] for r in await conn.fetch("SELECT DISTINCT account_id FROM balance_effects "
+                                            "WHERE applied_at IS NULL AND account_id <> $1", hot)]
+    start, applied = backend_cpu_ns(pid), 0
+    for i in range(0, max(1, len(queued)), WORKER_GROUP - 1):
+        applied += await conn.fetchval("SELECT applied FROM ledger_apply_report($1::uuid[], false)",
+                                       [hot, *queued[i:i + WORKER_GROUP - 1]])
+    return posting_ms, (backend_cpu_ns(pid) - start) / max(1, applied) / 1e6
+
+
+async def serial(rounds: int, calls: int) -> dict:
+    """One client per database, rounds alternating (before, after, after, before, ...), no ANALYZE but autovacuum's
+    (a cell's first minutes): the medians, and the median of each round's after / before (paired, so that the
+    neighbours' load on a shared box, which drifts, cancels)."""
+    workdir = Path(tempfile.mkdtemp(prefix="ledger-dbtier-"))
+    pg = EmbeddedPostgres(workdir / "pg").start()
+    conns: dict[str, asyncpg.Connection] = {}
+    try:
+        stores = {"before": baseline_store(BASELINE, workdir), "after": REPO / "cell" / "store"}
+        ledgers, pids = {}, {}
+        for name, store in stores.items():
+            url = pg.create_database(name)
+            migrate_from(store, url)
+            ledgers[name] = await setup_books(url)
+            conns[name] = await asyncpg.connect(url)
+            pids[name] = await conns[name].fetchval("SELECT pg_backend_pid()")
+        print(f"# database tier, serial: one client, the mix's write as the cell sends it and the worker's apply, "
+              f"before = {BASELINE}, after = this checkout; {rounds} rounds of {calls} postings, backend CPU")
+        rows: dict[str, dict[str, list[float]]] = {name: {"posting": [], "apply": []} for name in stores}
+        for r in range(rounds):
+            for name in (list(stores) if r % 2 == 0 else list(reversed(stores))):
+                posting, apply = await serial_round(conns[name], pids[name], ledgers[name], calls)
+                rows[name]["posting"].append(posting)
+                rows[name]["apply"].append(apply)
+        results = {}
+        for what, unit, scale in (("posting", "ms/call", 1), ("apply", "us/effect", 1000)):
+            b, a = (statistics.median(rows[n][what]) * scale for n in ("before", "after"))
+            ratio = statistics.median(x / y for x, y in zip(rows["after"][what], rows["before"][what]))
+            results[what] = {"before": b, "after": a, "paired_after_over_before": ratio}
+            print(f"{what:7s} backend CPU {b:.3f} -> {a:.3f} {unit} (medians); paired after/before {ratio:.2f}")
+        return results
+    finally:
+        for conn in conns.values():
+            await conn.close()
+        pg.stop()
+        remove_tree(workdir)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--serial", type=int, metavar="ROUNDS",
+                        help="instead: one client, the backend's own CPU per mix posting and per applied effect, "
+                             "ROUNDS rounds of --calls postings per database, alternating")
+    parser.add_argument("--calls", type=int, default=500, help="postings per round of --serial")
     args = parser.parse_args()
-    print(json.dumps(asyncio.run(run(args.duration, args.concurrency)), indent=2))
+    if args.serial:
+        print(json.dumps(asyncio.run(serial(args.serial, args.calls)), indent=2))
+    else:
+        print(json.dumps(asyncio.run(run(args.duration, args.concurrency)), indent=2))
 
 
 if __name__ == "__main__":
