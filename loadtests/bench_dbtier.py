@@ -7,13 +7,23 @@ checkout's. Measured in interleaved rounds (before, after, before, ...), medians
   sync   the bench floor's call (loadtests.bench.pgbench_floor): a 2-entry posted transaction, both accounts
          applied now (ledger_apply, resulting balances in the answer);
   async  the same posting with no account applied now (its two effects queued: the mix's writes);
-  apply  the queued effects of `async` folded in by the worker's call (ledger_apply_report, WORKER_GROUP
-         accounts a call), effects/s (per call: per effect).
+  mix    the mix's write as the cell sends it (loadtests.stack_cpu): a random account against one hot account,
+         none applied now, with an Idempotency-Key, the version's snapshot and its ledger_transaction.created
+         event (~2 kB) as the service renders them;
+  apply  the queued effects of `async` and `mix` folded in by the worker's call (ledger_apply_report,
+         WORKER_GROUP accounts a call), effects/s (per call: per effect).
 Per phase: transactions/s and the PostgreSQL server's CPU per call (every process of the server, from /proc:
 the figure a loaded shared box does not skew as much as tps) and the WAL it wrote per call (rows and index
 entries written, full-page images included).
 
     python -m loadtests.bench_dbtier --duration 10 --concurrency 16
+
+With --serial ROUNDS: one client per database instead, the mix's write as the cell sends it (a prepared statement,
+parameters bound) and then the worker's apply of what it queued, the backend's own CPU (/proc/<pid>/schedstat) per
+posting and per applied effect, rounds alternating, no ANALYZE (a cell's first minutes); medians and the median of
+the paired after / before ratios, the figure a shared box's drifting load skews least:
+
+    python -m loadtests.bench_dbtier --serial 40 --calls 500
 """
 
 from __future__ import annotations
@@ -121,6 +131,46 @@ def script(ledger_id: str, apply: str | None) -> str:
             + posting_sql(ledger_id, a, b, f"ARRAY[{a}, {b}]" if apply is None else apply))
 
 
+def _entry(n: int) -> dict:
+    return {"id": f"00000000-0000-4000-9000-00000000000{n}", "amount": 94141, "object": "ledger_entry",
+            "status": "posted", "metadata": {}, "direction": "debit" if n == 1 else "credit", "live_mode": True,
+            "created_at": "2026-11-30T09:53:51.849771Z", "updated_at": "2026-11-30T09:53:51.849771Z",
+            "discarded_at": None, "effective_at": "2026-11-30T09:53:51.849754Z", "amount_string": "94141",
+            "ledger_account_id": account_uuid(n), "ledger_transaction_id": account_uuid(0),
+            "ledger_account_currency": "USD", "ledger_account_lock_version": None,
+            "ledger_account_currency_exponent": 2, "resulting_ledger_account_balances": None}
+
+
+def mix_payload(ledger_id: str) -> tuple[dict, list]:
+    """The mix's write's snapshot and events (one ledger_transaction.created), of the sizes the service sends."""
+    snapshot = {"id": account_uuid(0), "status": "posted", "metadata": {}, "ledger_id": ledger_id,
+                "description": None, "external_id": None, "effective_at": "2026-11-30T09:53:51.849754Z",
+                "ledgerable_id": None, "ledgerable_type": None, "reverses_ledger_transaction_id": None,
+                "ledger_entries": [{k: e[k] for k in ("id", "amount", "direction", "ledger_account_id")}
+                                   for e in (_entry(1), _entry(2))]}
+    data = {**snapshot, "object": "ledger_transaction", "version": 1, "live_mode": True, "posted_at": None,
+            "created_at": "2026-11-30T09:53:51.849771Z", "updated_at": "2026-11-30T09:53:51.849771Z",
+            "archived_at": None, "effective_date": "2026-11-30", "archived_reason": None,
+            "reversed_by_ledger_transaction_id": None, "partially_posts_ledger_transaction_id": None,
+            "ledger_entries": [_entry(1), _entry(2)]}
+    events = [{"resource": "ledger_transaction", "event_name": "ledger_transaction.created",
+               "entity_id": account_uuid(0), "data": data}]
+    return snapshot, events
+
+
+def mix_script(ledger_id: str) -> str:
+    """The mix's write (see the module's docstring): account 1 (hot) against a random one, queued, with an
+    Idempotency-Key, a snapshot and one ledger_transaction.created event."""
+    snapshot, events = mix_payload(ledger_id)
+    hot, b = "'00000000-0000-4000-8000-000000000001'::uuid", pgbench_account("b")
+    return (f"\\set b random(2, {ACCOUNTS})\n"
+            f"SELECT ledger_post('{TENANT}', md5(random()::text), sha256(random()::text::bytea), gen_random_uuid(), "
+            f"'{ledger_id}'::uuid, NULL, 'posted', now(), NULL, '{{}}'::jsonb, NULL, "
+            f"ARRAY[gen_random_uuid(), gen_random_uuid()], ARRAY[{hot}, {b}], ARRAY['debit', 'credit'], "
+            f"ARRAY[94141, 94141]::bigint[], '{{}}'::uuid[], '[]'::jsonb, '{json.dumps(snapshot)}'::jsonb, "
+            f"p_events => '{json.dumps(events)}'::jsonb);\n")
+
+
 def wal_lsn(pg: EmbeddedPostgres) -> int:
     out = subprocess.run([_pg_bin("psql"), "-h", "127.0.0.1", "-p", str(pg.port), "-U", "postgres", "-d", "postgres",
                           "-tAc", "SELECT pg_current_wal_lsn() - '0/0'"], capture_output=True, text=True, check=True)
@@ -183,7 +233,7 @@ async def run(duration_s: float = 10.0, concurrency: int = 16) -> dict:
             ledgers[name] = await setup_books(url)
         print(f"# database tier: ledger_post by pgbench, before = {BASELINE}, after = this checkout; "
               f"{duration_s:.0f}s per phase, {concurrency} clients, {ROUNDS} rounds after a warm-up, fsync on")
-        phases: dict = {name: {"sync": [], "async": [], "apply": []} for name in stores}
+        phases: dict = {name: {"sync": [], "async": [], "mix": [], "apply": []} for name in stores}
         for r in range(-1, ROUNDS):
             if r == 0:
                 # After the warm-up round (not counted): the tables hold rows and statistics, as a cell's do.
@@ -193,21 +243,23 @@ async def run(duration_s: float = 10.0, concurrency: int = 16) -> dict:
                         await conn.execute("ANALYZE")
                     finally:
                         await conn.close()
-                phases = {name: {"sync": [], "async": [], "apply": []} for name in stores}
+                phases = {name: {"sync": [], "async": [], "mix": [], "apply": []} for name in stores}
             for name in stores:
                 url = pg.database_url(name)
-                for phase, apply in (("sync", None), ("async", "'{}'::uuid[]"), ("apply", None)):
+                for phase, text in (("sync", script(ledgers[name], None)),
+                                    ("async", script(ledgers[name], "'{}'::uuid[]")),
+                                    ("mix", mix_script(ledgers[name])), ("apply", None)):
                     if phase == "apply":
                         row = await measured(pg, drain(url))
                     else:
-                        row = await measured(pg, asyncio.to_thread(pgbench_phase, pg, name, script(ledgers[name], apply),
-                                                                   concurrency, duration_s, workdir))
+                        row = await measured(pg, asyncio.to_thread(pgbench_phase, pg, name, text, concurrency,
+                                                                   duration_s, workdir))
                     phases[name][phase].append(row)
                     print(f"round {r + 1 if r >= 0 else 'w'} {name:6s} {phase:5s} {row['per_s']:8.0f}/s  server CPU "
                           f"{row['server_cpu_ms_per_call']:.3f} ms/call  WAL {row['wal_bytes_per_call']:.0f} B/call")
         results = {name: {phase: median_row(rows) for phase, rows in by.items()} for name, by in phases.items()}
         print("\n# medians: after / before")
-        for phase in ("sync", "async", "apply"):
+        for phase in ("sync", "async", "mix", "apply"):
             b, a = results["before"][phase], results["after"][phase]
             print(f"{phase:5s} tps {b['per_s']:8.0f} -> {a['per_s']:8.0f} ({a['per_s'] / b['per_s']:.2f}x)   "
                   f"server CPU/call {b['server_cpu_ms_per_call']:.3f} -> {a['server_cpu_ms_per_call']:.3f} ms "
@@ -219,12 +271,89 @@ async def run(duration_s: float = 10.0, concurrency: int = 16) -> dict:
         remove_tree(workdir)
 
 
+SERIAL_MIX = ("SELECT ledger_post($1, $2, $3, $4, $5, NULL, 'posted', now(), NULL, '{}'::jsonb, NULL, $6::uuid[], "
+              "$7::uuid[], ARRAY['debit', 'credit'], ARRAY[94141, 94141]::bigint[], '{}'::uuid[], '[]'::jsonb, "
+              "$8::jsonb, p_events => $9::jsonb)")
+
+
+def backend_cpu_ns(pid: int) -> int:
+    """CPU time of one backend so far, in ns (/proc/<pid>/schedstat: finer than the clock ticks of stat)."""
+    return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0])
+
+
+async def serial_round(conn: asyncpg.Connection, pid: int, ledger_id: str, calls: int) -> tuple[float, float]:
+    """`calls` mix writes as the cell sends them (one prepared statement, parameters bound), then every effect they
+    queued applied as the worker does (the hot account with WORKER_GROUP - 1 others a call): the backend's CPU in
+    ms per posting and per applied effect."""
+    snapshot, events = (json.dumps(x) for x in mix_payload(ledger_id))
+    hot = uuid.UUID(account_uuid(1))
+    post = await conn.prepare(SERIAL_MIX)
+    start = backend_cpu_ns(pid)
+    for i in range(calls):
+        other = uuid.UUID(account_uuid(2 + (i * 7919 + calls) % (ACCOUNTS - 1)))
+        await post.fetchval(TENANT, uuid.uuid4().hex, os.urandom(32), uuid.uuid4(), uuid.UUID(ledger_id),
+                            [uuid.uuid4(), uuid.uuid4()], [hot, other], snapshot, events)
+    posting_ms = (backend_cpu_ns(pid) - start) / calls / 1e6
+    queued = [r[0] for r in await conn.fetch("SELECT DISTINCT account_id FROM balance_effects "
+                                            "WHERE applied_at IS NULL AND account_id <> $1", hot)]
+    start, applied = backend_cpu_ns(pid), 0
+    for i in range(0, max(1, len(queued)), WORKER_GROUP - 1):
+        applied += await conn.fetchval("SELECT applied FROM ledger_apply_report($1::uuid[], false)",
+                                       [hot, *queued[i:i + WORKER_GROUP - 1]])
+    return posting_ms, (backend_cpu_ns(pid) - start) / max(1, applied) / 1e6
+
+
+async def serial(rounds: int, calls: int) -> dict:
+    """One client per database, rounds alternating (before, after, after, before, ...), no ANALYZE but autovacuum's
+    (a cell's first minutes): the medians, and the median of each round's after / before (paired, so that the
+    neighbours' load on a shared box, which drifts, cancels)."""
+    workdir = Path(tempfile.mkdtemp(prefix="ledger-dbtier-"))
+    pg = EmbeddedPostgres(workdir / "pg").start()
+    conns: dict[str, asyncpg.Connection] = {}
+    try:
+        stores = {"before": baseline_store(BASELINE, workdir), "after": REPO / "cell" / "store"}
+        ledgers, pids = {}, {}
+        for name, store in stores.items():
+            url = pg.create_database(name)
+            migrate_from(store, url)
+            ledgers[name] = await setup_books(url)
+            conns[name] = await asyncpg.connect(url)
+            pids[name] = await conns[name].fetchval("SELECT pg_backend_pid()")
+        print(f"# database tier, serial: one client, the mix's write as the cell sends it and the worker's apply, "
+              f"before = {BASELINE}, after = this checkout; {rounds} rounds of {calls} postings, backend CPU")
+        rows: dict[str, dict[str, list[float]]] = {name: {"posting": [], "apply": []} for name in stores}
+        for r in range(rounds):
+            for name in (list(stores) if r % 2 == 0 else list(reversed(stores))):
+                posting, apply = await serial_round(conns[name], pids[name], ledgers[name], calls)
+                rows[name]["posting"].append(posting)
+                rows[name]["apply"].append(apply)
+        results = {}
+        for what, unit, scale in (("posting", "ms/call", 1), ("apply", "us/effect", 1000)):
+            b, a = (statistics.median(rows[n][what]) * scale for n in ("before", "after"))
+            ratio = statistics.median(x / y for x, y in zip(rows["after"][what], rows["before"][what]))
+            results[what] = {"before": b, "after": a, "paired_after_over_before": ratio}
+            print(f"{what:7s} backend CPU {b:.3f} -> {a:.3f} {unit} (medians); paired after/before {ratio:.2f}")
+        return results
+    finally:
+        for conn in conns.values():
+            await conn.close()
+        pg.stop()
+        remove_tree(workdir)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--serial", type=int, metavar="ROUNDS",
+                        help="instead: one client, the backend's own CPU per mix posting and per applied effect, "
+                             "ROUNDS rounds of --calls postings per database, alternating")
+    parser.add_argument("--calls", type=int, default=500, help="postings per round of --serial")
     args = parser.parse_args()
-    print(json.dumps(asyncio.run(run(args.duration, args.concurrency)), indent=2))
+    if args.serial:
+        print(json.dumps(asyncio.run(serial(args.serial, args.calls)), indent=2))
+    else:
+        print(json.dumps(asyncio.run(run(args.duration, args.concurrency)), indent=2))
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ _LOCK_KEY = 7_311_900_001
 # plpgsql bodies are bound when they first run, but a LANGUAGE sql body is checked when it is created: a
 # routine comes after everything its SQL body names.
 ROUTINES = (
-    "balances", "event", "events", "version_hash", "effects_of", "entry_results", "balances_at", "balance_at",
+    "balances", "events", "event", "version_hash", "effects_of", "entry_results", "balances_at", "balance_at",
     "fence", "claim_key", "lock", "check", "headroom", "monitor_holds", "monitor", "apply", "apply_report", "post",
     "transition", "sequence_events", "sequence_tenant_events", "statement_entries", "category_sums",
     "category_refresh",

@@ -6,7 +6,7 @@
 -- Cost (README.md here): the balances are read once, by the lock, and start each account's running sums: the fold
 -- joins nothing. Called by a posting (ledger_post, ledger_transition), every statement keeps the one generic plan those
 -- routines set (re-planning this fold on every sync posting was the largest part of its database CPU); called
--- by the worker (ledger_apply_report, a whole group of accounts a call), the planner's default.
+-- by the worker (ledger_apply_report, a whole group of accounts a call), custom plans, by index only (as that sets).
 DROP FUNCTION IF EXISTS ledger_apply(uuid[], boolean, text, ledger_new_effect[]);
 CREATE OR REPLACE FUNCTION ledger_apply(p_accounts uuid[], p_tenant text DEFAULT NULL,
                                         p_new ledger_new_effect[] DEFAULT '{}')

@@ -4,10 +4,14 @@
 -- of each tenant of the accounts, in tenant order and before any row lock (a move's exclusive lock waits for
 -- this apply, never the other way round); accounts of a frozen or moved-out tenant are left alone (neither
 -- applied nor skipped: their effects move with the tenant and the target's workers apply them).
--- Planned per call (the planner's default: one call applies a whole group of accounts, the planning is shared by
--- all their effects, and the plans follow the group's size), unlike the posting routines (README.md here).
+-- Planned per call (custom plans: one call applies a whole group of accounts, the planning is shared by all their
+-- effects), and, like the posting routines, with no sequential scan, hash or merge join (README.md here), inherited
+-- by ledger_apply: every table is reached by an index, per account or effect of the group. The planner's estimates
+-- lag the tables in a cell's first minutes (no analyze yet): it scanned all of account_balances (the lock, the
+-- balance update) and all of balance_effects (the apply lags) per call, a cost that grew with the tables.
 CREATE OR REPLACE FUNCTION ledger_apply_report(p_accounts uuid[], p_skip_locked boolean)
-RETURNS TABLE (applied integer, skipped uuid[], lags_ms double precision[]) LANGUAGE plpgsql AS $$
+RETURNS TABLE (applied integer, skipped uuid[], lags_ms double precision[]) LANGUAGE plpgsql
+SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off AS $$
 DECLARE
     v_held uuid[];
     v_versions bigint[];

@@ -6,11 +6,9 @@ BEGIN
     IF NOT pg_try_advisory_xact_lock(hashtextextended('idem:' || p_tenant || ':' || p_key, 0)) THEN
         RAISE EXCEPTION 'a request with this idempotency key is in flight' USING ERRCODE = 'LG004';
     END IF;
-    PERFORM 1 FROM idempotency_keys WHERE tenant_id = p_tenant AND key = p_key;
-    IF FOUND THEN
-        RETURN true;
-    END IF;
+    -- One statement: the key's primary-key probe is the insert's own conflict check (a used key: no row).
     INSERT INTO idempotency_keys (tenant_id, key, request_hash, resource_type, resource_id)
-    VALUES (p_tenant, p_key, p_hash, p_type, p_resource);
-    RETURN false;
+    VALUES (p_tenant, p_key, p_hash, p_type, p_resource)
+    ON CONFLICT (tenant_id, key) DO NOTHING;
+    RETURN NOT FOUND;
 END $$;

@@ -26,13 +26,16 @@ UPDATE audit_sealer SET done_txid = $1::bigint::text::xid8
 -- name: audit_unsealed_versions
 -- Versions written by transactions in [$1, $2) not linked yet ($3: one tenant, or all), in commit order, with
 -- what a link covers of them (audit_version_rows' columns).
+-- The NOT EXISTS is one probe of audit_links_version per candidate (OFFSET 0 keeps it a subplan: planned as an
+-- anti join, the custom plan hash-joined the pass's candidates to every version link, or with hash joins off
+-- rescanned them all per candidate: a pass that grew with the chain, ~6 to 200 ms at 3,000 links against ~1 ms).
 SELECT v.audit_txid::text::bigint AS txid, v.seq, v.tenant_id, v.transaction_id, v.version,
        v.snapshot::text AS snapshot, v.prev_hash, v.hash, v.created_at
 FROM ledger_transaction_versions v
 WHERE v.audit_txid >= $1::bigint::text::xid8 AND v.audit_txid < $2::bigint::text::xid8
   AND ($3::text IS NULL OR v.tenant_id = $3)
   AND NOT EXISTS (SELECT 1 FROM audit_links l
-                  WHERE l.kind = 'version' AND l.ref_id = v.transaction_id AND l.ref_version = v.version)
+                  WHERE l.kind = 'version' AND l.ref_id = v.transaction_id AND l.ref_version = v.version OFFSET 0)
 ORDER BY v.audit_txid, v.seq
 LIMIT $4
 
@@ -108,11 +111,12 @@ SELECT (SELECT count(*) FROM ledger_transaction_versions v WHERE v.tenant_id = $
      + (SELECT count(*) FROM ledger_accounts a WHERE a.tenant_id = $1 AND a.audit_txid >= $2::bigint::text::xid8)
 
 -- name: audit_unsealed_age
--- The oldest covered row not sealed yet, cell-wide (the benchmark's unsealed tail), in seconds.
+-- The oldest covered row not sealed yet, cell-wide (the benchmark's unsealed tail), in seconds; one probe of
+-- audit_links_version per version above the watermark (as audit_unsealed_versions).
 SELECT coalesce(extract(epoch FROM now() - min(v.created_at)), 0)::float8 FROM ledger_transaction_versions v
 WHERE v.audit_txid >= (SELECT done_txid FROM audit_sealer)
   AND NOT EXISTS (SELECT 1 FROM audit_links l
-                  WHERE l.kind = 'version' AND l.ref_id = v.transaction_id AND l.ref_version = v.version)
+                  WHERE l.kind = 'version' AND l.ref_id = v.transaction_id AND l.ref_version = v.version OFFSET 0)
 
 -- name: audit_tenants
 -- The tenants whose history this cell holds (a moved-out tenant's leftover copy is the target's to verify).
