@@ -11,6 +11,7 @@ import asyncpg
 from cell.store import accounts as store
 
 T = TypeVar("T")
+READS_PER_STATEMENT_MAX = 500  # a burst beyond it goes in further statements
 _ALONE = object()  # a joined read's answer when the statement it joined was not sent: it reads on its own
 
 
@@ -29,7 +30,7 @@ class BalanceReads:
     async def read(self, tenant_id: str, account_id) -> asyncpg.Record | None:
         """The row store.accounts.fetch reads (current balances) of the tenant's account, or None."""
         forming = self._forming.get(tenant_id)
-        if forming is not None:
+        if forming is not None and len(forming) < READS_PER_STATEMENT_MAX - 1:  # with its first read
             joined = asyncio.get_running_loop().create_future()
             forming.append((account_id, joined))
             row = await joined
@@ -43,7 +44,8 @@ class BalanceReads:
                     joined.set_result(_ALONE)
             raise
         finally:
-            del self._forming[tenant_id]
+            if self._forming.get(tenant_id) is joined_reads:  # not yet a further batch's, full as it was
+                del self._forming[tenant_id]
         if not joined_reads:
             return await self._alone(tenant_id, account_id)
         ids = list(dict.fromkeys([account_id, *(a for a, _ in joined_reads)]))

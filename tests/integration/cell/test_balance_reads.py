@@ -8,7 +8,7 @@ import asyncio
 import uuid
 
 from cell.service.context import AccountCache, CellContext
-from cell.service.reads import BalanceReads
+from cell.service.reads import READS_PER_STATEMENT_MAX, BalanceReads
 from cell.store import accounts as store_accounts
 from cell.store.db import ACTING_TENANT, create_pool
 from tests.integration.conftest import cell_settings
@@ -62,6 +62,11 @@ async def test_reads_ready_together_go_in_one_statement(api, cell_database_url):
         alone = [await ctx.run(lambda conn, i=i: store_accounts.fetch(conn, api.tenant_id, i)) for i in ids[:-1]]
         assert [dict(row) for row in rows[:-1]] == [dict(row) for row in alone]
         assert [abs(row["posted_amount"]) for row in rows[1:-1]] == [100, 200, 300]
+
+        statements.clear()  # a burst beyond a statement's bound goes in further statements, each read its row
+        burst = [ids[i % 4] for i in range(READS_PER_STATEMENT_MAX + 3)]
+        rows = await asyncio.gather(*(reads.read(api.tenant_id, i) for i in burst))
+        assert len(statements) == 2 and [row["id"] for row in rows] == burst
 
         leader = asyncio.create_task(reads.read(api.tenant_id, ids[0]))
         joined = asyncio.create_task(reads.read(api.tenant_id, ids[1]))
