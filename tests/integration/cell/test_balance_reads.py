@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+from cell.ledger.errors import DatabaseUnavailable
 from cell.service.context import AccountCache, CellContext
 from cell.service.reads import READS_PER_STATEMENT_MAX, BalanceReads
 from cell.store import accounts as store_accounts
@@ -77,3 +78,13 @@ async def test_reads_ready_together_go_in_one_statement(api, cell_database_url):
     finally:
         ACTING_TENANT.reset(acting)
         await pool.close()
+
+
+async def test_every_read_of_a_failed_statement_gets_its_error(cell_database_url):
+    pool = await create_pool(cell_database_url, min_size=1, max_size=1, role="ledger_app")
+    ctx = CellContext(settings=cell_settings(cell_database_url, db_acquire_s_max=1.0), pool=pool,
+                      cache=AccountCache(10))
+    await pool.close()  # no database to read from
+    answers = await asyncio.gather(*(ctx.balance_reads.read("t-none", uuid.uuid4()) for _ in range(3)),
+                                   return_exceptions=True)
+    assert [type(a) for a in answers] == [DatabaseUnavailable] * 3
