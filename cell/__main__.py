@@ -1,4 +1,5 @@
-"""`python -m cell`: serve one cell's API (uvicorn + uvloop + httptools), settings from the environment."""
+"""`python -m cell`: serve one cell's API (uvicorn + uvloop + cell.api.server's httptools protocol), settings from the
+environment."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import msgspec
 import uvicorn
 
 from cell.api.app import create_app
+from cell.api.server import CellHttpProtocol
 from cell.settings import load_settings
 
 
@@ -25,7 +27,7 @@ def main() -> None:
         os.environ["CELL_CURSOR_SECRET"] = secrets.token_urlsafe(32)
         settings = msgspec.structs.replace(settings, cursor_secret=os.environ["CELL_CURSOR_SECRET"])
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    options = dict(host=settings.host, port=settings.port, loop="uvloop", http="httptools", access_log=False,
+    options = dict(host=settings.host, port=settings.port, loop="uvloop", http=CellHttpProtocol, access_log=False,
                    log_level="warning", lifespan="on", server_header=False,
                    proxy_headers=False)  # nothing reads the client address: skip uvicorn's X-Forwarded-* middleware
     if settings.processes > 1:

@@ -23,27 +23,36 @@ class AuthMiddleware:
         if scope["type"] != "http" or not scope["path"].startswith("/api/"):
             await self.app(scope, receive, send)
             return
-        header = next((v for k, v in scope["headers"] if k == b"authorization"), None)
-        creds = parse_basic(header)
-        ctx = scope["app"].state["ctx"]  # subscript: the attribute is a failed lookup first (~2 us)
-        try:
-            found = await ctx.keys.lookup(ctx.pool, creds[1]) if creds else None
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
-            # A key not in the cache and no database to check it against: not a 500, nor a 401.
-            await _send(send, 503, _UNAVAILABLE, [(b"retry-after", b"1")])
+        tenant_id = await verified_tenant(scope, send)
+        if tenant_id is None:
             return
-        if found is None or found[0] != creds[0]:
-            await _send(send, 401, UNAUTHORIZED_BODY, [(b"www-authenticate", WWW_AUTHENTICATE)])
-            return
-        if found[1] == "moved_out":
-            await _send(send, 421, _MOVED, [])
-            return
-        scope.setdefault("state", {})["tenant_id"] = found[0]
-        acting = ACTING_TENANT.set(found[0])  # every connection this request takes acts for its tenant (0110)
+        acting = ACTING_TENANT.set(tenant_id)  # every connection this request takes acts for its tenant (0110)
         try:
             await self.app(scope, receive, send)
         finally:
             ACTING_TENANT.reset(acting)
+
+
+async def verified_tenant(scope, send) -> str | None:
+    """The tenant whose key the request's credentials are, set as scope['state']['tenant_id']; None when it was
+    answered here (401, 421 or 503). The caller sets ACTING_TENANT for what it runs on the tenant's behalf."""
+    header = next((v for k, v in scope["headers"] if k == b"authorization"), None)
+    creds = parse_basic(header)
+    ctx = scope["app"].state["ctx"]  # subscript: the attribute is a failed lookup first (~2 us)
+    try:
+        found = await ctx.keys.lookup(ctx.pool, creds[1]) if creds else None
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        # A key not in the cache and no database to check it against: not a 500, nor a 401.
+        await _send(send, 503, _UNAVAILABLE, [(b"retry-after", b"1")])
+        return None
+    if found is None or found[0] != creds[0]:
+        await _send(send, 401, UNAUTHORIZED_BODY, [(b"www-authenticate", WWW_AUTHENTICATE)])
+        return None
+    if found[1] == "moved_out":
+        await _send(send, 421, _MOVED, [])
+        return None
+    scope.setdefault("state", {})["tenant_id"] = found[0]
+    return found[0]
 
 
 async def _send(send, status: int, body: bytes, headers: list) -> None:

@@ -6,17 +6,20 @@ tests/integration/cell/test_fast_path.py compares both answers byte for byte."""
 
 from __future__ import annotations
 
+import time
+
 from litestar import Request
 from litestar.exceptions import ClientException, InternalServerException
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 
 from cell.api import http, problems
-from cell.api.auth import AuthMiddleware
+from cell.api.auth import verified_tenant
 from cell.api.metrics import RequestMetrics
 from cell.ledger.commands import TransactionCreate
 from cell.service import accounts, transactions
 from cell.service.common import parse_uuid
 from cell.service.idempotency import idempotency_key
+from cell.store.db import ACTING_TENANT
 
 ACCOUNT_PREFIX = "/api/ledger_accounts/"
 ACCOUNT_TEMPLATE = "/api/ledger_accounts/{account_id}"  # as Litestar names the route (scope["path_template"])
@@ -26,14 +29,13 @@ _JSON = http.JSON.encode()
 
 class FastPath:
     """ASGI, in front of Litestar's router (Litestar.asgi_handler): scope["app"] is the Litestar app already. The
-    layers are Litestar's for a route: problems for what escapes auth and metrics, auth, metrics, problems for what
-    the handler raises (answered inside the metrics, as Litestar's route stack does)."""
+    layers are Litestar's for a route, in one frame (no middleware chain, no wrapped `send`): auth, the route's
+    metrics around the handler, the problem the handler raises answered inside them (as Litestar's route stack
+    does), and what escapes before an answer started answered as a problem too (Litestar's app-wide layer)."""
 
     def __init__(self, litestar_handler, cell: str) -> None:
         self.next = litestar_handler
-        self._get_account = _answering_escaped(AuthMiddleware(RequestMetrics(_answering(_get_account), cell=cell)))
-        self._create_transaction = _answering_escaped(AuthMiddleware(RequestMetrics(_answering(_create_transaction),
-                                                                                     cell=cell)))
+        self.metrics = RequestMetrics(litestar_handler, cell=cell)  # its series; its middleware is Litestar's
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "http" and not scope.get("root_path"):
@@ -43,59 +45,65 @@ class FastPath:
                 if account_id and "/" not in account_id:
                     scope["path_template"] = ACCOUNT_TEMPLATE
                     scope["path_params"] = {"account_id": account_id}
-                    await self._get_account(scope, receive, send)
+                    await self._serve(scope, receive, send, _get_account, method, ACCOUNT_TEMPLATE)
                     return
             elif method == "POST" and path == TRANSACTIONS:
                 scope["path_template"] = TRANSACTIONS
                 scope["path_params"] = {}
-                await self._create_transaction(scope, receive, send)
+                await self._serve(scope, receive, send, _create_transaction, method, TRANSACTIONS)
                 return
         await self.next(scope, receive, send)
 
-
-def _answering(handler):
-    """An ASGI app of `handler` (scope, receive) -> (status, body): its answer as application/json, or the problem
-    its exception is."""
-    async def app(scope, receive, send) -> None:
+    async def _serve(self, scope, receive, send, handler, method: str, template: str) -> None:
+        """`handler` (scope, receive) -> (status, body) answered as application/json, or as the problem its
+        exception is; AuthMiddleware's and RequestMetrics' rules around it."""
+        started = False  # whether an answer started: then nothing more can be answered
         try:
-            status, body = await handler(scope, receive)
-        except Exception as exc:  # noqa: BLE001 - every exception is a problem answer, as in Litestar
-            await _send_problem(scope, receive, send, exc)
-            return
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", _JSON), (b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": body})
-
-    return app
-
-
-def _answering_escaped(app):
-    """What escapes `app` before its answer started is a problem answer too (Litestar's app-wide exception layer)."""
-    async def guarded(scope, receive, send) -> None:
-        started = False
-
-        async def send_started(message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await app(scope, receive, send_started)
+            tenant_id = await verified_tenant(scope, send)  # answers 401 / 421 / 503 itself
+            if tenant_id is None:
+                return
+            acting = ACTING_TENANT.set(tenant_id)  # every connection this request takes acts for its tenant
+            try:
+                metrics = self.metrics
+                running = metrics.running(method, template)
+                status = 500  # unless an answer starts
+                began = time.perf_counter()
+                elapsed = 0.0
+                running.inc()
+                try:
+                    try:
+                        status, body = await handler(scope, receive)
+                        headers = [(b"content-type", _JSON), (b"content-length", str(len(body)).encode())]
+                    except Exception as exc:  # noqa: BLE001 - every exception is a problem answer, as in Litestar
+                        status, headers, body = _problem(scope, receive, exc)
+                    started = True
+                    await send({"type": "http.response.start", "status": status, "headers": headers})
+                    elapsed = time.perf_counter() - began
+                    await send({"type": "http.response.body", "body": body})
+                finally:
+                    running.dec()
+                    metrics.answered(method, template, status, elapsed or time.perf_counter() - began)
+            finally:
+                ACTING_TENANT.reset(acting)
         except Exception as exc:
             if started:
                 raise
             await _send_problem(scope, receive, send, exc)
 
-    return guarded
 
-
-async def _send_problem(scope, receive, send, exc: Exception) -> None:
-    """The problem an exception is, with the headers Litestar sends for it (its own first, then type and length)."""
+def _problem(scope, receive, exc: Exception) -> tuple[int, list, bytes]:
+    """The problem an exception is: its status, the headers Litestar sends for it (its own first, then type and
+    length) and its body."""
     response = problems.answer(Request(scope, receive), exc)
     body = response.content
     headers = [*((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (response.headers or {}).items()),
                (b"content-type", response.media_type.encode()), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
+    return response.status_code, headers, body
+
+
+async def _send_problem(scope, receive, send, exc: Exception) -> None:
+    status, headers, body = _problem(scope, receive, exc)
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 

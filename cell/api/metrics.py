@@ -155,9 +155,7 @@ class RequestMetrics:
             await self.app(scope, receive, send)
             return
         method = scope["method"]
-        running = self._running.get((method, template))
-        if running is None:
-            running = self._running[(method, template)] = SERIES.running(method, template, self.cell)
+        running = self.running(method, template)
         status = 500  # unless an answer starts
         started = time.perf_counter()
         elapsed = 0.0
@@ -175,8 +173,19 @@ class RequestMetrics:
             await self.app(scope, receive, send_timed)
         finally:
             running.dec()
-            key = (method, template, status)
-            answers = self._answers.get(key)
-            if answers is None:
-                answers = self._answers[key] = SERIES.answers(method, template, status, self.cell)
-            answers.observe(elapsed or time.perf_counter() - started)
+            self.answered(method, template, status, elapsed or time.perf_counter() - started)
+
+    def running(self, method: str, template: str):
+        """The in-progress gauge of a route (inc / dec): what __call__ keeps up for every request it measures."""
+        running = self._running.get((method, template))
+        if running is None:
+            running = self._running[(method, template)] = SERIES.running(method, template, self.cell)
+        return running
+
+    def answered(self, method: str, template: str, status: int, seconds: float) -> None:
+        """A request of a route answered with `status`, `seconds` after it began (until its body was sent)."""
+        key = (method, template, status)
+        answers = self._answers.get(key)
+        if answers is None:
+            answers = self._answers[key] = SERIES.answers(method, template, status, self.cell)
+        answers.observe(seconds)

@@ -1,4 +1,5 @@
-"""What every use case needs: the pool, the settings, the account-facts cache, the key cache, the nudger."""
+"""What every use case needs: the pool, the settings, the account-facts cache, the key cache, the nudger, the
+batched balance reads."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from cell.ledger.errors import DatabaseUnavailable, OutcomeUnknown, RetryableCon
 from cell.ledger.models import Account
 from cell.service.idempotency import ResponseStore
 from cell.service.nudge import Nudger, NullNudger
+from cell.service.reads import BalanceReads
 from cell.settings import CellSettings
 from cell.store import accounts as store_accounts
 from cell.store.db import ACTING_TENANT, act_for_task_tenant, no_reset
@@ -72,10 +74,13 @@ class CellContext:
     keys: Any = None
     nudger: Nudger = field(default_factory=NullNudger)
     responses: ResponseStore | None = None  # the first answers of Idempotency-Keys (one per pool by default)
+    balance_reads: BalanceReads | None = None  # current balances read together (one per context by default)
 
     def __post_init__(self) -> None:
         if self.responses is None:
             self.responses = ResponseStore(self.pool, using=self.using)
+        if self.balance_reads is None:
+            self.balance_reads = BalanceReads(self.run)
 
     async def run(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         """Run one use case on a pooled connection; driver errors become domain errors. A retryable conflict

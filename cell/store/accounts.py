@@ -30,6 +30,12 @@ async def fetch(conn: asyncpg.Connection, tenant_id: str, account_id, *,
     return await conn.fetchrow(query, tenant_id, account_id)
 
 
+async def fetch_current(conn: asyncpg.Connection, tenant_id: str, account_ids: list) -> list[asyncpg.Record]:
+    """`fetch`'s rows (current balances) of many accounts in one statement, in no particular order; none for an id
+    that is not the tenant's account."""
+    return await conn.fetch(Q["fetch_accounts_current"], tenant_id, account_ids)
+
+
 async def facts(conn: asyncpg.Connection | asyncpg.Pool, tenant_id: str, ids: list[str]) -> list[Account]:
     return [Account(str(r["id"]), str(r["ledger_id"]), r["currency"], r["currency_exponent"], r["normal_balance"])
             for r in await conn.fetch(Q["fetch_account_facts"], tenant_id, ids)]

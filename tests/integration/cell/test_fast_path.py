@@ -164,6 +164,9 @@ async def test_the_fast_path_counts_requests_under_litestars_route_names(both, c
     assert requests_served(cell, "/api/ledger_accounts/{account_id}", "200", "GET") == reads + 1
     assert requests_served(cell, "/api/ledger_accounts/{account_id}", "404", "GET") == missing + 1
     assert requests_served(cell, "/api/ledger_transactions", "201", "POST") == writes + 1
+    for method, path in (("GET", "/api/ledger_accounts/{account_id}"), ("POST", "/api/ledger_transactions")):
+        assert REGISTRY.get_sample_value("ledger_requests_in_progress", {  # each request counted out again
+            "method": method, "path": path, "status_code": "200", "app_name": "cell", "cell": cell}) == 0
     # Litestar names the same routes the same way.
     before = requests_served("cell-litestar", "/api/ledger_accounts/{account_id}", "200", "GET")
     await slow.get(f"/api/ledger_accounts/{a['id']}")
