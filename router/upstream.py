@@ -25,7 +25,9 @@ IDEMPOTENT_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE"})
 # the router's client connection has its own.
 _FRAMING = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"te", b"trailer",
                       b"upgrade", b"content-length"})
-_FRAMING_FOUND = re.compile(b"\r\n(" + b"|".join(sorted(_FRAMING)) + b"):", re.IGNORECASE)
+# Searched in the head's lines put in lower case (case-sensitive, a pattern with a literal prefix: several
+# times cheaper than IGNORECASE on the raw lines).
+_FRAMING_FOUND = re.compile(b"\r\n(" + b"|".join(sorted(_FRAMING)) + b"):")
 
 
 class UpstreamError(Exception):
@@ -63,8 +65,8 @@ class Response:
 def relay_head(lines: bytes, body: bytes, is_head: bool) -> bytes:
     """`Response.head` from the header lines the cell sent. An answer framed by a content-length and nothing
     else of its connection's (what the cells send) is relayed as it came: no header is parsed in Python."""
-    found = _FRAMING_FOUND.findall(b"\r\n" + lines)
-    if len(found) == 1 and found[0].lower() == b"content-length":
+    found = _FRAMING_FOUND.findall((b"\r\n" + lines).lower())
+    if len(found) == 1 and found[0] == b"content-length":
         return lines
     kept, length = [], None
     for line in lines.split(b"\r\n"):
@@ -355,8 +357,13 @@ class UpstreamPool:
 
         def done(response: Response | None, error: ResponseFailed | None) -> None:
             if error is None:
-                self._put_back(conn)
-                self._release()
+                if not conn.closed:  # (_put_back and _release inlined: once per request)
+                    conn.last_used = time.monotonic()
+                    self.idle.append(conn)
+                if self.waiters:
+                    self._release()
+                else:
+                    self.busy -= 1
                 on_done(response, None)
                 return
             conn.close()
