@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import bisect
 import hashlib
 import logging
 import time
+from bisect import bisect_left
 from http import HTTPStatus
 from pathlib import Path
 
@@ -79,7 +79,7 @@ class Metrics:
         if series is None:
             series = self._answers[(cell, status)] = [0.0] + [0] * (len(_LATENCY_BUCKETS) + 1)
         series[0] += seconds
-        series[1 + bisect.bisect_left(_LATENCY_BUCKETS, seconds)] += 1  # le: the first bound >= seconds
+        series[1 + bisect_left(_LATENCY_BUCKETS, seconds)] += 1  # le: the first bound >= seconds
         tenants = self._tenants
         if tenant in tenants:
             tenants[tenant] += 1
@@ -148,7 +148,9 @@ class Router:
         if type(admitted) is tuple:
             client.answer(*admitted)
             return None
-        if self._pool(admitted.route.api_url).try_send(method, target, admitted.headers, body, admitted.relayed):
+        api_url = admitted.route.api_url
+        pool = self.pools.get(api_url) or self._pool(api_url)
+        if pool.try_send(method, target, admitted.headers, body, admitted.relayed):
             return None
         return asyncio.get_running_loop().create_task(self._forward_slowly(admitted))
 

@@ -161,7 +161,9 @@ class Connection(asyncio.Protocol):
 
     def on_url(self, url: bytes) -> None:
         self.request.url += url
-        self._count_head(len(url))
+        self.head_bytes += len(url)  # (_count_head inlined: once or more per request)
+        if self.head_bytes > self.head_bytes_max:
+            self._head_too_large()
 
     def on_header(self, name: bytes, value: bytes) -> None:
         # Runs for every header: the few that matter to the router are picked out here, in one pass.
@@ -216,14 +218,9 @@ class Connection(asyncio.Protocol):
         if len(self.queue) >= _PIPELINE_MAX and not self.paused:
             self.paused = True
             self.transport.pause_reading()
-        self._disarm()
+        self.deadline = float("inf")  # (_disarm inlined: once per request)
 
     # -- internals -------------------------------------------------------------------------------------------
-
-    def _count_head(self, size: int) -> None:
-        self.head_bytes += size
-        if self.head_bytes > self.head_bytes_max:
-            self._head_too_large()
 
     def _head_too_large(self) -> None:
         self.request.error = (431, "headers_too_large",
