@@ -141,8 +141,8 @@ class Router:
         `target` (path and query, as sent) is forwarded with `headers` (the end-to-end ones, names in lower case:
         the server kept the hop-by-hop ones apart); `authorization` is the first Authorization value; `body` is
         None when it was over `body_bytes_max`. `client` also has `client_host`, `forwarded_for` (its address as
-        bytes) and `auth` (this connection's last credentials, parsed: a client sends the same ones on every
-        request of a connection). A target the router may answer itself goes to `handle_local` instead.
+        bytes), `auth` (this connection's last credentials, parsed: a client sends the same ones on every
+        request of a connection) and `encoded` (its last forwarded headers, encoded: likewise). A target the router may answer itself goes to `handle_local` instead.
         """
         admitted = self._admit(client, method, target, headers, authorization, body)
         if type(admitted) is tuple:
@@ -150,7 +150,7 @@ class Router:
             return None
         api_url = admitted.route.api_url
         pool = self.pools.get(api_url) or self._pool(api_url)
-        if pool.try_send(method, target, admitted.headers, body, admitted.relayed):
+        if pool.try_send(method, target, admitted.headers, body, admitted.relayed, client.encoded):
             return None
         return asyncio.get_running_loop().create_task(self._forward_slowly(admitted))
 

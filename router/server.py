@@ -88,6 +88,8 @@ class Connection(asyncio.Protocol):
         self.forwarded_for = b""
         # The last Authorization value on this connection, parsed (Router._admit): (value, tenant, digest).
         self.auth: tuple[bytes | None, str | None, bytes | None] | None = None
+        # The last forwarded headers on this connection and their encoding (UpstreamPool._encode).
+        self.encoded: list = [None, b""]
         self.parser = httptools.HttpRequestParser(self)
         self.request: _Request | None = None  # the one being parsed
         self.head_bytes = 0

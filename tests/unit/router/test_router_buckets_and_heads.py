@@ -54,3 +54,20 @@ def test_the_remembered_heads_are_bounded():
         lines = b"X-N: %d\r\nContent-Length: 0\r\n" % i
         assert relay_head(lines, b"", False) == lines
     assert len(upstream._PLAIN_HEADS) <= upstream._PLAIN_HEADS_MAX
+
+
+def test_a_request_to_a_cell_is_encoded_alike_with_or_without_the_connections_memo():
+    pool = upstream.UpstreamPool("http://127.0.0.1:9/prefix", connections_max=1, connect_timeout_s=1, timeout_s=1,
+                                 idle_s_max=1, body_bytes_max=10)
+    memo = [None, b""]
+    alice = [(b"authorization", b"Basic YQ=="), (b"x-forwarded-for", b"10.0.0.1")]
+    bob = [(b"authorization", b"Basic Yg=="), (b"x-forwarded-for", b"10.0.0.1")]
+    asked = [(b"GET", b"/a?b=1", alice, b""), (b"POST", b"/t", list(alice), b"{}"), (b"POST", b"/t", bob, b""),
+             (b"DELETE", b"/x", bob, b""), (b"GET", b"/a", [], b"")]
+    with_memo = [pool._encode(*request, memo) for request in asked]
+    assert with_memo == [pool._encode(*request) for request in asked]
+    assert with_memo[0] == (b"GET /prefix/a?b=1 HTTP/1.1\r\nhost: 127.0.0.1:9\r\nauthorization: Basic YQ==\r\n"
+                            b"x-forwarded-for: 10.0.0.1\r\n\r\n")
+    assert with_memo[1].endswith(b"x-forwarded-for: 10.0.0.1\r\ncontent-length: 2\r\n\r\n{}")
+    assert b"authorization: Basic Yg==\r\n" in with_memo[2] and b"content-length: 0\r\n" in with_memo[2]
+    assert b"content-length" not in with_memo[3] and with_memo[4].endswith(b"host: 127.0.0.1:9\r\n\r\n")
