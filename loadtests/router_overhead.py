@@ -349,7 +349,7 @@ def _instructions(source: Path, reads: int) -> float | None:
         for n in (0, reads):
             out = Path(tmp) / f"callgrind.{n}"
             _path_run(source, n, 1, ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"])
-            counts.append(int(re.search(r"^(?:summary|totals): (\d+)", out.read_text(), re.M).group(1)))
+            counts.append(int(re.search(r"^(?:summary|totals): (\d+)", out.read_text(), re.MULTILINE).group(1)))
     return (counts[1] - counts[0]) / reads
 
 
