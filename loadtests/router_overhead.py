@@ -14,15 +14,25 @@ doing to the shared cores; its "direct" side is the stand-in itself.
 With `--baseline DIR` (a checkout of another commit, e.g. `git worktree add /tmp/before HEAD~3`), a second
 router runs from DIR's code beside this one, measured in the same alternating rounds: before and after in
 one run, on the same cell, under the same neighbours.
+
+On shared cores those CPU figures move by 10-20% from run to run. `--path-cost` measures the router's own
+Python path instead, free of neighbours: a relayed read (the client's request in, the cell's answer out)
+driven in one process through the router's code with stand-in transports (no syscalls, no event-loop turn),
+as the CPU instructions per request counted by valgrind's callgrind (deterministic: the figure to compare
+commits by; skipped without valgrind) and as microseconds (the fastest of several batches). With
+`--baseline DIR`, DIR's code is measured the same way.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import os
 import random
+import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -240,13 +250,137 @@ async def run(duration_s: float = 10.0, concurrency: int = 16, rounds: int = 3, 
         remove_tree(workdir)
 
 
+_PATH_READ = (b"GET /api/ledger_accounts/0196b7c4-3b8e-7d2a-9f5e-1c2d3e4f5a6b HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+              b"Authorization: Basic " + base64.b64encode(b"path-cost:secret") + b"\r\n"
+              b"Content-Type: application/json\r\nContent-Length: 0\r\n\r\n")
+_PATH_BODY = (b'{"id":"0196b7c4-3b8e-7d2a-9f5e-1c2d3e4f5a6b","object":"ledger_account","live_mode":true,"name":"a1",'
+              b'"balances":{"posted_balance":{"credits":0,"debits":0,"amount":0,"currency":"USD"}},"metadata":{}}')
+_PATH_ANSWER = (b"HTTP/1.1 200 OK\r\ndate: Mon, 30 Nov 2026 07:00:00 GMT\r\nserver: uvicorn\r\n"
+                b"content-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (len(_PATH_BODY), _PATH_BODY))
+_PATH_WARMUP = 200
+
+
+class _PathTransport:
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+    def get_extra_info(self, name):
+        return ("127.0.0.1", 40000) if name == "peername" else None
+
+    def is_closing(self) -> bool:
+        return False
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _path_child(reads: int, batches: int) -> None:
+    """In a child whose PYTHONPATH is the checkout measured: `reads` relayed reads after a warm-up, `batches`
+    times; prints the fastest batch's microseconds per read."""
+    import uvloop
+
+    from router import upstream
+    from router.routes import build_table
+    from router.server import Connection, RouterServer
+    from router.settings import RouterSettings
+
+    async def drive() -> float:
+        server = RouterServer(RouterSettings(metrics_port=0))
+        server.loop = asyncio.get_running_loop()
+        router = server.router
+        router.table = build_table([{"tenant_id": "path-cost", "cell": "c1", "api_url": "http://127.0.0.1:9",
+                                     "epoch": 1, "rate_limit_per_s": 1_000_000, "rate_burst": 1_000_000}], 0, 0)
+        pool = router._pool("http://127.0.0.1:9")
+        cell = upstream._Connection(pool.body_bytes_max, pool.in_flight)
+        cell_side = _PathTransport()
+        cell.connection_made(cell_side)
+        cell.last_used = time.monotonic() + 1e9  # never idle for too long
+        pool.idle.append(cell)
+        client = Connection(server)
+        client_side = _PathTransport()
+        client.connection_made(client_side)
+
+        def one() -> None:
+            client.data_received(_PATH_READ)
+            if not cell_side.written:
+                raise RuntimeError("the read did not reach the cell's connection at once")
+            cell_side.written.clear()
+            cell.data_received(_PATH_ANSWER)
+            if not client_side.written[-1].endswith(_PATH_BODY):
+                raise RuntimeError(f"not the cell's answer: {client_side.written[-1][:200]!r}")
+            client_side.written.clear()
+
+        for _ in range(_PATH_WARMUP):
+            one()
+        fastest = float("inf")
+        for _ in range(batches):
+            started = time.process_time()
+            for _ in range(reads):
+                one()
+            fastest = min(fastest, (time.process_time() - started) / max(1, reads))
+        return fastest * 1e6
+
+    print(json.dumps({"us_per_read": uvloop.run(drive())}))
+
+
+def _path_run(source: Path, reads: int, batches: int, valgrind: list[str] | None = None) -> tuple[dict, str]:
+    env = {**os.environ, "PYTHONPATH": str(source)}
+    command = [*(valgrind or []), sys.executable, str(Path(__file__).resolve()), "--path-child", str(reads),
+               str(batches)]
+    done = subprocess.run(command, env=env, cwd=source, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1]), done.stderr
+
+
+def _instructions(source: Path, reads: int) -> float | None:
+    """Instructions per relayed read (callgrind, two runs: the difference over `reads` reads), or None."""
+    if shutil.which("valgrind") is None:
+        return None
+    counts = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in (0, reads):
+            out = Path(tmp) / f"callgrind.{n}"
+            _path_run(source, n, 1, ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"])
+            counts.append(int(re.search(r"^(?:summary|totals): (\d+)", out.read_text(), re.MULTILINE).group(1)))
+    return (counts[1] - counts[0]) / reads
+
+
+def path_cost(sources: list[tuple[str, Path]], reads: int = 2000) -> dict:
+    results = {}
+    for name, source in sources:
+        timed, _ = _path_run(source, reads, 15)
+        results[name] = {"us_per_read": timed["us_per_read"], "instructions_per_read": _instructions(source, reads)}
+        instructions = results[name]["instructions_per_read"]
+        print(f"path {name:8} {timed['us_per_read']:6.1f} us per relayed read (fastest of 15 batches: moves with "
+              f"the neighbours), "
+              + (f"{instructions:,.0f} instructions (callgrind)" if instructions else "no valgrind: no instructions"))
+    return results
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["--path-child"]:
+        _path_child(int(sys.argv[2]), int(sys.argv[3]))
+        return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per measured phase")
     parser.add_argument("--concurrency", type=int, default=16, help="keep-alive connections")
     parser.add_argument("--rounds", type=int, default=3, help="alternating direct/router phases per workload")
     parser.add_argument("--baseline", type=Path, help="a checkout whose router is measured too, in the same rounds")
+    parser.add_argument("--path-cost", action="store_true",
+                        help="only the router's own Python path per relayed read, in-process (see above)")
     args = parser.parse_args()
+    if args.path_cost:
+        here = Path(__file__).resolve().parent.parent
+        path_cost([("router", here)] + ([("baseline", args.baseline.resolve())] if args.baseline else []))
+        return
     asyncio.run(run(args.duration, args.concurrency, args.rounds, args.baseline))
 
 

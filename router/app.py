@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import bisect
 import hashlib
 import logging
 import time
+from bisect import bisect_left
 from http import HTTPStatus
 from pathlib import Path
 
@@ -30,12 +30,6 @@ from router.upstream import ConnectFailed, Response, UpstreamError, UpstreamPool
 
 log = logging.getLogger("router")
 
-# Hop-by-hop headers (RFC 9110 7.6.1) are the connection's, not the message's; the router sets its own
-# host and content-length.
-# expect: the router has the whole body before it forwards, so a cell never needs to say 100 Continue.
-_HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"te",
-                         b"trailer", b"upgrade", b"proxy-authorization", b"proxy-authenticate", b"host",
-                         b"content-length", b"expect"})
 # The cell's problem code for a write refused because the tenant is frozen for a move.
 _FROZEN_CODE = b'"tenant_frozen"'
 _LOCAL_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
@@ -85,7 +79,7 @@ class Metrics:
         if series is None:
             series = self._answers[(cell, status)] = [0.0] + [0] * (len(_LATENCY_BUCKETS) + 1)
         series[0] += seconds
-        series[1 + bisect.bisect_left(_LATENCY_BUCKETS, seconds)] += 1  # le: the first bound >= seconds
+        series[1 + bisect_left(_LATENCY_BUCKETS, seconds)] += 1  # le: the first bound >= seconds
         tenants = self._tenants
         if tenant in tenants:
             tenants[tenant] += 1
@@ -136,48 +130,51 @@ class Router:
         # cell -> (last check succeeded, monotonic time of the last success)
         self.cell_health: dict[str, tuple[bool, float]] = {}
 
-    def handle(self, client, method: bytes, path: str, target: bytes, request_headers, body: bytes | None):
+    def handle(self, client, method: bytes, target: bytes, headers, authorization: bytes | None,
+               body: bytes | None):
         """One request, as router/server.py read it; its answer (status, headers with a content-length: (name,
-        value) pairs, or header lines as bytes; body) goes to `client.answer`, at once or later. Returns the task that will answer, if one is needed (the
-        client's connection cancels it when the client goes); a request to a cell with a kept-alive connection
-        at hand needs none: the cell's answer is relayed from the connection's callback.
+        value) pairs, or header lines as bytes; body) goes to `client.answer`, at once or later. Returns the task
+        that will answer, if one is needed (the client's connection cancels it when the client goes); a request
+        to a cell with a kept-alive connection at hand needs none: the cell's answer is relayed from the
+        connection's callback.
 
-        `path` decides what the router answers itself; `target` (path and query, as sent) is forwarded;
-        `body` is None when it was over `body_bytes_max`. `client` also has `client_host`, `forwarded_for`
-        (its address as bytes) and `auth` (this connection's last credentials, parsed: a client sends the same
-        ones on every request of a connection).
+        `target` (path and query, as sent) is forwarded with `headers` (the end-to-end ones, names in lower case:
+        the server kept the hop-by-hop ones apart); `authorization` is the first Authorization value; `body` is
+        None when it was over `body_bytes_max`. `client` also has `client_host`, `forwarded_for` (its address as
+        bytes), `auth` (this connection's last credentials, parsed: a client sends the same ones on every
+        request of a connection) and `encoded` (its last forwarded headers, encoded: likewise). A target the router may answer itself goes to `handle_local` instead.
         """
-        if path in _LOCAL_PATHS:
-            client.answer(*self._local(path))
-            return None
-        admitted = self._admit(client, method, target, request_headers, body)
+        admitted = self._admit(client, method, target, headers, authorization, body)
         if type(admitted) is tuple:
             client.answer(*admitted)
             return None
-        if self._pool(admitted.route.api_url).try_send(method, target, admitted.headers, body, admitted.relayed):
+        api_url = admitted.route.api_url
+        pool = self.pools.get(api_url) or self._pool(api_url)
+        if pool.try_send(method, target, admitted.headers, body, admitted.relayed, client.encoded):
             return None
         return asyncio.get_running_loop().create_task(self._forward_slowly(admitted))
 
-    def _admit(self, client, method: bytes, target: bytes, request_headers, body: bytes | None):
+    def handle_local(self, client, path: str) -> bool:
+        """Answer a request for one of the router's own paths, and say so; False for any other path (router/
+        server.py asks only for targets that start like one, then hands the others to `handle`)."""
+        if path not in _LOCAL_PATHS:
+            return False
+        client.answer(*self._local(path))
+        return True
+
+    def _admit(self, client, method: bytes, target: bytes, headers, authorization: bytes | None,
+               body: bytes | None):
         """The router's own checks, in order: credentials naming a known tenant (else 401), the client
         address's failed attempts, the tenant's rate limit (429), the body bound (413). An answer of the router's
         own, or the request to forward."""
-        started = time.perf_counter()
-        # One pass: the headers to forward (this hop's own dropped), and the first Authorization.
-        authorization = None
-        headers = []
-        for header in request_headers:
-            name = header[0]
-            if name not in _HOP_BY_HOP:
-                if name == b"authorization" and authorization is None:
-                    authorization = header[1]
-                headers.append(header)
+        # One clock for the latency metric, the buckets and the credentials' TTL (time.monotonic is
+        # time.perf_counter's clock on Linux).
+        now = time.monotonic()
         memo = client.auth
         if memo is None or memo[0] != authorization:
             memo = client.auth = (authorization, tenant_from_authorization(authorization), None)
         tenant_id = memo[1]
         route = self.table.get(tenant_id) if tenant_id is not None else None
-        now = time.monotonic()
         address = client.client_host or ""
         if route is None:
             if wait_s := self._auth_failures_wait_s(address, now):
@@ -210,7 +207,7 @@ class Router:
         if client.forwarded_for:
             headers.append((b"x-forwarded-for", client.forwarded_for))
         return _Forward(self, client, route, tenant_id, digest, known, address, method, target, headers, body,
-                        started)
+                        now)
 
     async def _forward_slowly(self, forward: "_Forward") -> None:
         """A request the fast path could not take (no kept-alive connection at hand, or an answer that asks
@@ -218,7 +215,7 @@ class Router:
         try:
             answer = await self._forward(forward.route, forward.method, forward.target, forward.headers,
                                          forward.body)
-            self._finish(forward, await self._retry(forward, answer))
+            self._finish(forward, *await self._retry(forward, answer))
         except Exception:  # noqa: BLE001 - a bug of ours must not hang the client: 500, and log it
             log.exception("request failed in the router")
             forward.client.answer(*problem_answer(500, "internal_error", "The router failed to handle the request."))
@@ -259,9 +256,8 @@ class Router:
                 forward.route, forward.method, forward.target, forward.headers, forward.body)
         return status, response_headers, response_body
 
-    def _finish(self, forward: "_Forward", answer) -> None:
+    def _finish(self, forward: "_Forward", status: int, headers, body: bytes) -> None:
         """What the cell's final answer says about the credentials, the metrics; then the answer goes out."""
-        status = answer[0]
         tenant_id = forward.tenant_id
         if status == 401:
             self.credentials.forget(forward.digest)
@@ -272,8 +268,8 @@ class Router:
             now = time.monotonic()
             self.credentials.remember(forward.digest, tenant_id, now)
             self.limiter.charge(tenant_id, forward.route.rate_per_s, forward.route.burst, now)
-        self.metrics.observe(forward.route.cell, status, tenant_id, time.perf_counter() - forward.started)
-        forward.client.answer(*answer)
+        self.metrics.observe(forward.route.cell, status, tenant_id, time.monotonic() - forward.started)
+        forward.client.answer(status, headers, body)
 
     def _auth_failures_wait_s(self, address: str, now: float) -> float:
         """0 while the address has failed attempts left (none is spent); else the seconds until one is back."""
@@ -542,19 +538,26 @@ class _Forward:
         answer asks for a retry."""
         router = self.router
         try:
-            answer = router._failed(error) if error is not None else _relayed(response)
+            if error is None:
+                status = response.status
+                if status != 421 and (status != 503 or _FROZEN_CODE not in response.body):
+                    router._finish(self, status, response.head, response.body)  # the common case
+                    return
+                answer = _relayed(response)
+            else:
+                answer = router._failed(error)
             status = answer[0]
             if status == 421 or (status == 503 and _FROZEN_CODE in answer[2]):
                 self.client.hold(asyncio.get_running_loop().create_task(self._retried(answer)))
                 return
-            router._finish(self, answer)
+            router._finish(self, *answer)
         except Exception:  # noqa: BLE001 - a bug of ours must not hang the client: 500, and log it
             log.exception("request failed in the router")
             self.client.answer(*problem_answer(500, "internal_error", "The router failed to handle the request."))
 
     async def _retried(self, answer) -> None:
         try:
-            self.router._finish(self, await self.router._retry(self, answer))
+            self.router._finish(self, *await self.router._retry(self, answer))
         except Exception:  # noqa: BLE001 - as above
             log.exception("request failed in the router")
             self.client.answer(*problem_answer(500, "internal_error", "The router failed to handle the request."))

@@ -59,26 +59,23 @@ class TokenBucket:
 
     def take(self, now: float, rate: float, burst: float, take: bool = True) -> float:
         """0 when a request may pass (and, with `take`, one token is spent); otherwise the seconds until one
-        token is back."""
-        self._refill(now, rate, burst)
-        if self.tokens >= 1.0:
-            if take:
-                self.tokens -= 1.0
+        token is back. The one place the bucket refills."""
+        if rate != self.rate or burst != self.burst:
+            self.rate, self.burst = rate, burst
+            self.tokens = min(self.tokens, burst)
+        tokens = min(burst, self.tokens + (now - self.updated_at) * rate)
+        self.updated_at = now
+        if tokens >= 1.0:
+            self.tokens = tokens - 1.0 if take else tokens
             return 0.0
-        return (1.0 - self.tokens) / rate
+        self.tokens = tokens
+        return (1.0 - tokens) / rate
 
     def charge(self, now: float, rate: float, burst: float) -> None:
         """Spend one token after the fact, into debt if need be (down to -burst): what was charged late is
         still paid for."""
-        self._refill(now, rate, burst)
+        self.take(now, rate, burst, take=False)
         self.tokens = max(-burst, self.tokens - 1.0)
-
-    def _refill(self, now: float, rate: float, burst: float) -> None:
-        if rate != self.rate or burst != self.burst:
-            self.rate, self.burst = rate, burst
-            self.tokens = min(self.tokens, burst)
-        self.tokens = min(burst, self.tokens + (now - self.updated_at) * rate)
-        self.updated_at = now
 
 
 class RateLimiter:

@@ -34,7 +34,16 @@ from router.settings import RouterSettings
 log = logging.getLogger("router")
 
 _REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
+_STATUS_LINES = {status: b"HTTP/1.1 %d %s\r\n" % (status, reason) for status, reason in _REASONS.items()}
 _PIPELINE_MAX = 16
+# Hop-by-hop headers (RFC 9110 7.6.1) are the connection's, not the message's: they are not handed on (the
+# router sets its own host and content-length). expect: the router has the whole body before it forwards, so a
+# cell never needs to say 100 Continue.
+_HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"te",
+                         b"trailer", b"upgrade", b"proxy-authorization", b"proxy-authenticate", b"host",
+                         b"content-length", b"expect"})
+# The paths the router answers itself all start so (Router.handle decides); others are not decoded here.
+_LOCAL_PREFIXES = (b"/healthz", b"/readyz", b"/metrics")
 
 
 class _Refused(Exception):
@@ -43,12 +52,17 @@ class _Refused(Exception):
 
 
 class _Request:
-    __slots__ = ("method", "url", "headers", "body", "keep_alive", "error")
+    __slots__ = ("method", "url", "headers", "authorization", "too_large", "expect_continue", "body", "keep_alive",
+                 "error")
 
     def __init__(self) -> None:
         self.method = b""
         self.url = b""
+        # The end-to-end headers (names in lower case), in order: the hop-by-hop ones are kept apart.
         self.headers: list[tuple[bytes, bytes]] = []
+        self.authorization: bytes | None = None  # the first Authorization value (also in headers)
+        self.too_large = False  # a Content-Length says more than the connection will read
+        self.expect_continue = False
         self.body: list[bytes] | None = []
         self.keep_alive = True
         # (status, code, detail) of an answer the server gives itself, then closes.
@@ -63,6 +77,7 @@ class Connection(asyncio.Protocol):
         self.router = server.router
         # The public port routes; the metrics listener serves /metrics and nothing else.
         self.handle = server.router.handle if public else server.metrics_handle
+        self.handle_local = server.router.handle_local if public else server.metrics_handle_local
         self.settings = server.settings
         self.head_bytes_max = server.settings.head_bytes_max
         # A body over body_bytes_max is read and dropped, up to this; beyond it the connection closes.
@@ -73,6 +88,8 @@ class Connection(asyncio.Protocol):
         self.forwarded_for = b""
         # The last Authorization value on this connection, parsed (Router._admit): (value, tenant, digest).
         self.auth: tuple[bytes | None, str | None, bytes | None] | None = None
+        # The last forwarded headers on this connection and their encoding (UpstreamPool._encode).
+        self.encoded: list = [None, b""]
         self.parser = httptools.HttpRequestParser(self)
         self.request: _Request | None = None  # the one being parsed
         self.head_bytes = 0
@@ -142,15 +159,29 @@ class Connection(asyncio.Protocol):
         self.request = _Request()
         self.head_bytes = 0
         self.body_bytes = 0
-        self._arm(self.settings.request_read_s)
+        self.deadline = self.loop.time() + self.settings.request_read_s  # (_arm inlined: once per request)
 
     def on_url(self, url: bytes) -> None:
         self.request.url += url
-        self._count_head(len(url))
+        self.head_bytes += len(url)  # (_count_head inlined: once or more per request)
+        if self.head_bytes > self.head_bytes_max:
+            self._head_too_large()
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.request.headers.append((name.lower(), value))
-        self.head_bytes += len(name) + len(value) + 4  # (_count_head inlined: this runs for every header)
+        # Runs for every header: the few that matter to the router are picked out here, in one pass.
+        name = name.lower()
+        request = self.request
+        if name in _HOP_BY_HOP:
+            if name == b"content-length":
+                if value.isdigit() and int(value) > self.discard_bytes_max:
+                    request.too_large = True
+            elif name == b"expect" and value.lower() == b"100-continue":
+                request.expect_continue = True
+        else:
+            if name == b"authorization" and request.authorization is None:
+                request.authorization = value
+            request.headers.append((name, value))
+        self.head_bytes += len(name) + len(value) + 4  # (_count_head inlined)
         if self.head_bytes > self.head_bytes_max:
             self._head_too_large()
 
@@ -161,11 +192,10 @@ class Connection(asyncio.Protocol):
         if not request.url.startswith(b"/"):
             request.error = (400, "bad_request", "The request target must be a path (origin-form).")
             raise _Refused()
-        for name, value in request.headers:
-            if name == b"content-length" and value.isdigit() and int(value) > self.discard_bytes_max:
-                self._too_large()
-            if name == b"expect" and value.lower() == b"100-continue" and not self.queue and self.current is None:
-                self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        if request.too_large:
+            self._too_large()
+        if request.expect_continue and not self.queue and self.current is None:
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def on_body(self, body: bytes) -> None:
         self.body_bytes += len(body)
@@ -190,14 +220,9 @@ class Connection(asyncio.Protocol):
         if len(self.queue) >= _PIPELINE_MAX and not self.paused:
             self.paused = True
             self.transport.pause_reading()
-        self._disarm()
+        self.deadline = float("inf")  # (_disarm inlined: once per request)
 
     # -- internals -------------------------------------------------------------------------------------------
-
-    def _count_head(self, size: int) -> None:
-        self.head_bytes += size
-        if self.head_bytes > self.head_bytes_max:
-            self._head_too_large()
 
     def _head_too_large(self) -> None:
         self.request.error = (431, "headers_too_large",
@@ -220,10 +245,15 @@ class Connection(asyncio.Protocol):
                     return
                 self.current = request
                 url = request.url
-                body = b"".join(request.body) if request.body is not None else None
+                body = request.body
+                if body is not None:
+                    body = b"".join(body) if body else b""
                 try:
-                    task = self.handle(self, request.method, url.split(b"?", 1)[0].decode("latin-1"), url,
-                                       request.headers, body)
+                    if url.startswith(_LOCAL_PREFIXES) and self.handle_local(
+                            self, url.split(b"?", 1)[0].decode("latin-1")):
+                        task = None
+                    else:
+                        task = self.handle(self, request.method, url, request.headers, request.authorization, body)
                 except Exception:  # noqa: BLE001 - a bug of ours must not hang the client: 500, and log it
                     log.exception("request failed in the router")
                     self.answer(*problem_answer(500, "internal_error", "The router failed to handle the request."))
@@ -237,7 +267,8 @@ class Connection(asyncio.Protocol):
 
     def _idle(self) -> None:
         """Nothing to answer: idle now, or the next request's head is still arriving (its own bound, restarted)."""
-        self._arm(self.settings.keep_alive_s if self.request is None else self.settings.request_read_s)
+        self.deadline = self.loop.time() + (self.settings.keep_alive_s if self.request is None
+                                            else self.settings.request_read_s)
         if self.server.stopping:
             self._close()
 
@@ -254,17 +285,24 @@ class Connection(asyncio.Protocol):
         self.task = None
         if request is None or self.closing:
             return  # the client went away: whatever the cell answered has nobody to go to
-        self._write(status, headers, payload, request.method == b"HEAD", request.keep_alive)
-        if not request.keep_alive:
-            self._close()
-        elif not self.stepping:
-            if self.queue:
-                self._next()
+        if request.keep_alive:
+            if headers.__class__ is bytes and request.method != b"HEAD" and status in _STATUS_LINES:
+                # The common case, header lines relayed as they came from the cell (its framing headers were
+                # dropped by router/upstream.py: the framing is this connection's), in one write.
+                self.transport.write(b"".join((_STATUS_LINES[status], headers, b"\r\n", payload)))
             else:
-                self._idle()
+                self._write(status, headers, payload, request.method == b"HEAD", True)
+            if not self.stepping:
+                if self.queue:
+                    self._next()
+                else:
+                    self._idle()
+        else:
+            self._write(status, headers, payload, request.method == b"HEAD", False)
+            self._close()
 
     def _write(self, status: int, headers, body: bytes, head: bool, keep_alive: bool) -> None:
-        parts = [b"HTTP/1.1 ", str(status).encode(), b" ", _REASONS.get(status, b"Unknown"), b"\r\n"]
+        parts = [_STATUS_LINES.get(status) or b"HTTP/1.1 %d Unknown\r\n" % status]
         # The cell's framing headers were dropped (router/upstream.py): the framing is this connection's.
         if headers.__class__ is bytes:
             parts.append(headers)  # header lines relayed as they came from the cell
@@ -334,8 +372,12 @@ class RouterServer:
     def metrics_port(self) -> int | None:
         return self._metrics_server.sockets[0].getsockname()[1] if self._metrics_server is not None else None
 
-    def metrics_handle(self, client: Connection, method: bytes, path: str, target: bytes, request_headers, body):
+    def metrics_handle(self, client: Connection, method: bytes, target: bytes, headers, authorization, body):
+        self.metrics_handle_local(client, target.split(b"?", 1)[0].decode("latin-1"))
+
+    def metrics_handle_local(self, client: Connection, path: str) -> bool:
         client.answer(*self.router.metrics_answer(path))
+        return True
 
     async def start(self) -> "RouterServer":
         self.loop = asyncio.get_running_loop()
