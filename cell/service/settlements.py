@@ -75,6 +75,17 @@ async def _finished(ctx: CellContext, written: Written, started: float) -> None:
         await finish_posting(ctx, *written, started)
 
 
+async def _gather(ctx: CellContext, conn: asyncpg.Connection, tenant_id: str, settlement_id: uuid.UUID,
+                  settled_id: str, upper: datetime) -> None:
+    """The settled account's unsettled posted entries before the upper bound, claimed for the new settlement: at most
+    settlement_entries_max of them, or none (the request is refused and its transaction rolled back)."""
+    bound = ctx.settings.settlement_entries_max
+    if await store.claim_gathered(conn, tenant_id, settlement_id, settled_id, upper, bound + 1) > bound:
+        raise PostingRejected(f"more than {bound} entries of the settled account are unsettled before "
+                              "effective_at_upper_bound: settle up to an earlier effective_at_upper_bound first",
+                              "settlement_too_large")
+
+
 async def create_settlement(ctx: CellContext, tenant_id: str, cmd: SettlementCreate,
                             idem: IdemKey | None) -> views.LedgerAccountSettlement:
     started = time.perf_counter()
@@ -95,7 +106,7 @@ async def create_settlement(ctx: CellContext, tenant_id: str, cmd: SettlementCre
                            allow_either_direction=bool(cmd.allow_either_direction), upper=upper,
                            description=cmd.description, metadata=cmd.metadata)
         if cmd.status != "drafting":
-            await store.claim_gathered(conn, tenant_id, new_id, settled_id, upper)
+            await _gather(ctx, conn, tenant_id, new_id, settled_id, upper)
             written = await _settle(ctx, conn, tenant_id, await store.fetch(conn, tenant_id, new_id, lock=True),
                                     cmd.status)
         return await _settlement(conn, tenant_id, new_id)

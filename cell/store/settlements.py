@@ -25,8 +25,11 @@ async def fetch(conn: asyncpg.Connection, tenant_id: str, settlement_id, *, lock
     return await conn.fetchrow(Q["lock_settlement" if lock else "fetch_settlement"], tenant_id, settlement_id)
 
 
-async def claim_gathered(conn: asyncpg.Connection, tenant_id: str, settlement_id, settled_id, upper: datetime) -> None:
-    await conn.execute(Q["claim_gathered_entries"], tenant_id, settlement_id, settled_id, upper)
+async def claim_gathered(conn: asyncpg.Connection, tenant_id: str, settlement_id, settled_id, upper: datetime,
+                         limit: int) -> int:
+    """Claims at most `limit` of the settled account's unsettled posted entries; returns how many it claimed."""
+    status = await conn.execute(Q["claim_gathered_entries"], tenant_id, settlement_id, settled_id, upper, limit)
+    return int(status.rsplit(" ", 1)[1])
 
 
 async def settleable(conn: asyncpg.Connection, tenant_id: str, entry_ids: list, settled_id,

@@ -27,6 +27,7 @@ WHERE e.ledger_account_id = $3 AND e.effective_at < $4 AND e.tenant_id = $1 AND 
   AND NOT EXISTS (SELECT 1 FROM ledger_account_settlement_entries x WHERE x.entry_id = e.id
                   AND x.settlement_id IS NOT NULL)
 ORDER BY e.id  -- every claim takes entries' rows in id order: racing settlements wait, never deadlock
+LIMIT $5        -- the caller passes one over its bound: claiming that many means too many
 ON CONFLICT (entry_id) DO UPDATE SET settlement_id = excluded.settlement_id, updated_at = now()
 WHERE c.settlement_id IS NULL AND c.role = 'settled'
 

@@ -7,8 +7,11 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from litestar.testing import AsyncTestClient
 
+from cell.api.app import create_app
 from cell.store.verify import verify
+from tests.integration.conftest import cell_settings
 
 
 def _at(day: str) -> str:
@@ -256,3 +259,27 @@ async def test_refusals_are_problems_with_stable_codes(books, new_tenant):
                                                                    "contra_ledger_account_id": books.payouts})
     assert foreign.status_code == 422 and foreign.json()["code"] == "ledger_account_not_found"
     assert (await other.get("/api/ledger_account_settlements")).json() == []
+
+
+async def test_a_settlement_gathers_at_most_its_bound_and_a_larger_one_is_refused_whole(cell_database_url,
+                                                                                      new_tenant):
+    """Gathering is bounded (settlement_entries_max, 3 here): 4 unsettled entries are refused with nothing claimed
+    and nothing posted; an earlier upper bound that holds 3 settles them, and the 4th is settled next."""
+    app = create_app(cell_settings(cell_database_url, settlement_entries_max=3))
+    async with AsyncTestClient(app) as client:
+        api = await new_tenant(client)
+        ledger = (await api.ledger())["id"]
+        books = Books(api, ledger, (await api.account(ledger, "credit"))["id"],
+                      (await api.account(ledger, "debit"))["id"], (await api.account(ledger, "debit"))["id"])
+        for day in ("01-02", "01-03", "01-04", "01-05"):
+            await books.pay(100, day)
+        refused = await books.settle(status="posted")
+        assert refused.status_code == 422 and refused.json()["code"] == "settlement_too_large"
+        assert (await api.get("/api/ledger_account_settlements")).json() == []
+        assert (await api.balances(books.wallet))["posted_balance"]["amount"] == 400
+
+        first = await books.settled(status="posted", upper="2024-01-05T00:00:00Z")
+        assert first["amount"] == 300 and len(await books.entries_of(first)) == 3
+        second = await books.settled(status="posted")
+        assert second["amount"] == 100 and len(await books.entries_of(second)) == 1
+        assert (await api.balances(books.wallet))["posted_balance"]["amount"] == 0
