@@ -8,7 +8,6 @@ hot-account (hybrid vs sync) and router-overhead benchmarks when those modules a
 from __future__ import annotations
 
 import argparse
-import asyncio
 import importlib
 import json
 import os
@@ -28,6 +27,7 @@ from cell.service.tenants import create_api_key, create_tenant
 from cell.store.migrate import migrate
 from cell.store.transactions import pgbench_post_sql
 from control_plane.devstack import EmbeddedPostgres, _pg_bin, free_port, remove_tree
+from loadtests import httpload
 from loadtests.httpload import run_load
 
 TENANT = "bench"
@@ -240,4 +240,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    httpload.run(main())

@@ -35,6 +35,7 @@ from loadtests.bench import (
     requests_for,
     setup_books,
 )
+from loadtests import httpload
 from loadtests.httpload import run_load
 
 ACCOUNTS = 1000
@@ -272,7 +273,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16, help="client connections")
     parser.add_argument("--rounds", type=int, default=2, help="rounds of every variant, interleaved")
     args = parser.parse_args()
-    asyncio.run(run(duration_s=args.duration, concurrency=args.concurrency, rounds=args.rounds))
+    httpload.run(run(duration_s=args.duration, concurrency=args.concurrency, rounds=args.rounds))
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ read. Goal: a category over 10,000 accounts reads in under 50 ms.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import statistics
 import tempfile
@@ -30,6 +29,7 @@ from cell.store import categories as store_categories
 from control_plane.devstack import EmbeddedPostgres, remove_tree
 from loadtests.bench import TENANT, account_uuid, setup_books
 from loadtests.hot_account import start_cell
+from loadtests import httpload
 from loadtests.httpload import run_load
 
 ACCOUNTS = 10_000
@@ -199,4 +199,4 @@ if __name__ == "__main__":
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--concurrency", type=int, default=4)
     args = parser.parse_args()
-    print(json.dumps(asyncio.run(run(args.duration, args.concurrency)), indent=2, default=str))
+    print(json.dumps(httpload.run(run(args.duration, args.concurrency)), indent=2, default=str))

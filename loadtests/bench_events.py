@@ -15,7 +15,6 @@ the throughput ratio the same machine would show without neighbours.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import statistics
 import tempfile
@@ -25,6 +24,7 @@ import asyncpg
 
 from control_plane.devstack import EmbeddedPostgres, remove_tree
 from loadtests.bench import TENANT, CellProcess, fmt, requests_for, setup_books
+from loadtests import httpload
 from loadtests.httpload import run_load
 
 ACCOUNTS = 1000
@@ -113,4 +113,4 @@ if __name__ == "__main__":
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per mode and setting (two halves)")
     parser.add_argument("--concurrency", type=int, default=16)
     args = parser.parse_args()
-    asyncio.run(run(args.duration, args.concurrency))
+    httpload.run(run(args.duration, args.concurrency))

@@ -39,6 +39,7 @@ from loadtests.bench import (
     requests_for,
     setup_books,
 )
+from loadtests import httpload
 from loadtests.httpload import run_load
 
 ACCOUNTS = 1000
@@ -169,4 +170,4 @@ if __name__ == "__main__":
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--concurrency", type=int, default=16)
     args = parser.parse_args()
-    asyncio.run(run(args.duration, args.concurrency))
+    httpload.run(run(args.duration, args.concurrency))

@@ -46,6 +46,7 @@ import httpx
 from control_plane import catalog, operations
 from control_plane.devstack import EmbeddedPostgres, free_port, remove_tree
 from control_plane.settings import ControlPlaneSettings
+from loadtests import httpload
 from loadtests.httpload import run_load
 
 TENANT = "router-bench"
@@ -381,7 +382,7 @@ def main() -> None:
         here = Path(__file__).resolve().parent.parent
         path_cost([("router", here)] + ([("baseline", args.baseline.resolve())] if args.baseline else []))
         return
-    asyncio.run(run(args.duration, args.concurrency, args.rounds, args.baseline))
+    httpload.run(run(args.duration, args.concurrency, args.rounds, args.baseline))
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from pathlib import Path
 import httpx
 
 from control_plane.devstack import remove_tree
+from loadtests import httpload
 from loadtests.httpload import run_load
 from loadtests.monitor import Stack, lag_quantile, scrape
 
@@ -139,7 +140,8 @@ def _print(label: str, row: dict) -> None:
           f"(p90 {r['p90_ms']:.1f} ms), statuses {w['statuses']} {r['statuses']}; stack CPU "
           f"{row['stack_cpu_ms_per_request']:.3f} ms/request ({row['cores_busy']:.2f} cores): {parts}; "
           f"SQS calls/posting {row['sqs_calls_per_posting']:.3f} {row['sqs_calls_per_posting_by_operation']}; "
-          f"apply lag p90 <= {row['apply_lag_p90_s']} s", flush=True)
+          f"apply lag p90 <= {row['apply_lag_p90_s']} s; load generator (not counted) "
+          f"{row['load_generator_ms_per_request']:.3f} ms/request", flush=True)
 
 
 def summarize(rows: list[dict]) -> dict:
@@ -251,7 +253,7 @@ def main() -> None:
     parser.add_argument("--against", help="another checkout (e.g. a git worktree of an earlier commit) run beside "
                                           "this one, windows alternating: the before/after in one run")
     args = parser.parse_args()
-    asyncio.run(run(args.duration, args.concurrency, args.rounds, args.against))
+    httpload.run(run(args.duration, args.concurrency, args.rounds, args.against))
 
 
 if __name__ == "__main__":
