@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import random
@@ -42,6 +43,7 @@ import urllib.request
 from pathlib import Path
 
 import httpx
+import psutil
 
 from control_plane import catalog, operations
 from control_plane.devstack import EmbeddedPostgres, free_port, remove_tree
@@ -84,6 +86,22 @@ def _cpu_s(proc: subprocess.Popen) -> float:
     """User + system CPU seconds the process has used (Linux /proc): less noisy than req/s on shared cores."""
     fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _tree_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process and its children alive now (PostgreSQL: the postmaster and its
+    backends, which the cell's and router's pools keep open)."""
+    try:
+        parent = psutil.Process(pid)
+        procs = [parent, *parent.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0.0
+    total = 0.0
+    for p in procs:
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.ZombieProcess):
+            t = p.cpu_times()
+            total += t.user + t.system
+    return total
 
 
 def _stop(proc: subprocess.Popen | None) -> None:
@@ -144,17 +162,29 @@ async def _setup(cp_url: str, cell_url: str, cell_db_url: str, stub_url: str) ->
 
 
 async def _measure(port: int, auth, duration_s: float, concurrency: int, kind: str, make,
-                   serving: subprocess.Popen | None = None) -> dict:
-    """One warmed-up phase; with `serving`, also that process's CPU per request over the measured part."""
+                   serving: subprocess.Popen | None = None, cell: subprocess.Popen | None = None,
+                   postgres: int | None = None) -> dict:
+    """One warmed-up phase; with `serving`, also that process's CPU per request over the measured part; with
+    `cell`, the cell's, with `postgres` (the postmaster's pid) PostgreSQL's; always the load generator's own
+    (this process: it shares the cores), and the cores all of them kept busy."""
     await run_load("127.0.0.1", port, auth, duration_s=WARMUP_S, workers=[(kind, concurrency)],
                    make_request={kind: make})
-    cpu_before = _cpu_s(serving) if serving else 0.0
+    watched = {"cpu_us_per_request": serving, "cell_cpu_us_per_request": cell}
+    before = {name: _cpu_s(proc) for name, proc in watched.items() if proc is not None}
+    if postgres is not None:
+        before["postgres_cpu_us_per_request"] = _tree_cpu_s(postgres)
+    generator_before, started = time.process_time(), time.monotonic()
     stats = await run_load("127.0.0.1", port, auth, duration_s=duration_s, workers=[(kind, concurrency)],
                            make_request={kind: make})
     summary = stats[kind].summary(duration_s)
-    if serving:
-        # Requests still in flight when the phase ends are not counted: a slight overestimate.
-        summary["cpu_us_per_request"] = (_cpu_s(serving) - cpu_before) * 1e6 / max(1, summary["requests"])
+    # Requests still in flight when the phase ends are not counted: a slight overestimate.
+    requests = max(1, summary["requests"])
+    elapsed = time.monotonic() - started
+    summary["generator_cpu_us_per_request"] = (time.process_time() - generator_before) * 1e6 / requests
+    for name, cpu_before in before.items():
+        now = _tree_cpu_s(postgres) if name.startswith("postgres") else _cpu_s(watched[name])
+        summary[name] = (now - cpu_before) * 1e6 / requests
+    summary["cores_busy"] = sum(v for k, v in summary.items() if k.endswith("cpu_us_per_request")) * requests / 1e6 / elapsed
     return summary
 
 
@@ -214,14 +244,20 @@ async def run(duration_s: float = 10.0, concurrency: int = 16, rounds: int = 3, 
             # sides alike; the ratio is the median of the rounds' ratios.
             rows = []
             for i in range(rounds):
-                row = {"direct": await _measure(direct_port, phase_auth, slice_s, connections, kind, make)}
+                serving_cell = cell if direct_port == cell_port else None
+                row = {"direct": await _measure(direct_port, phase_auth, slice_s, connections, kind, make,
+                                                cell=serving_cell, postgres=pg.pid)}
                 for name, port, proc in routers if i % 2 == 0 else routers[::-1]:  # neither always goes first
-                    row[name] = await _measure(port, phase_auth, slice_s, connections, kind, make, serving=proc)
+                    row[name] = await _measure(port, phase_auth, slice_s, connections, kind, make, serving=proc,
+                                               cell=serving_cell, postgres=pg.pid)
                 rows.append(row)
             results[kind] = summary = {"rounds": rows}
             for i, row in enumerate(rows, 1):
                 for path, x in row.items():
                     cpu = f"  CPU {x['cpu_us_per_request']:4.0f} us/request" if "cpu_us_per_request" in x else ""
+                    cpu += (f"  cell {x['cell_cpu_us_per_request']:4.0f} us" if "cell_cpu_us_per_request" in x
+                            else "") + (f"  pg {x['postgres_cpu_us_per_request']:4.0f} us  load "
+                                        f"{x['generator_cpu_us_per_request']:3.0f} us  ({x['cores_busy']:.2f} cores)")
                     print(f"{kind:6} round {i} {path:8} {x['per_s']:8.0f} req/s  p50 {x['p50_ms']:6.2f} ms  "
                           f"p99 {x['p99_ms']:6.2f} ms{cpu}  statuses {x['statuses']}")
             for name, _, _ in routers:
