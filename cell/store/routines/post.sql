@@ -6,6 +6,10 @@
 -- undoes the apply (a subtransaction around ledger_apply + ledger_check, entered only then) and the transaction
 -- is written archived, archived_reason 'balance_lock_failure', with no balance effect at all: nothing counts.
 -- p_events: the events of this change, rendered by the service (ledger_events), written with this call's answer.
+-- p_answer (with p_idem_key): the answer as the service rendered it before the call; the key is kept with it and
+-- this call's answer (its facts, 0140_idempotency_facts.sql) by one INSERT at the end, so that a POST with an
+-- Idempotency-Key is this one statement. The key is held from the start (ledger_key_lock: a concurrent duplicate
+-- is LG004) and probed once; a used key answers {replay: true} and writes nothing.
 -- What one posting writes (rows, index entries) and why every statement keeps one generic plan: README.md here.
 DROP FUNCTION IF EXISTS ledger_post(text, text, bytea, uuid, uuid, text, text, timestamptz, text, jsonb, uuid,
                                     uuid[], uuid[], text[], bigint[], uuid[], jsonb, jsonb);
@@ -16,6 +20,9 @@ DROP FUNCTION IF EXISTS ledger_post(text, text, bytea, uuid, uuid, text, text, t
 DROP FUNCTION IF EXISTS ledger_post(text, text, bytea, uuid, uuid, text, text, timestamptz, text, jsonb, uuid,
                                     uuid[], uuid[], text[], bigint[], uuid[], jsonb, jsonb, text, text, jsonb, jsonb,
                                     boolean);
+DROP FUNCTION IF EXISTS ledger_post(text, text, bytea, uuid, uuid, text, text, timestamptz, text, jsonb, uuid,
+                                    uuid[], uuid[], text[], bigint[], uuid[], jsonb, jsonb, text, text, jsonb, jsonb,
+                                    boolean, jsonb);
 CREATE OR REPLACE FUNCTION ledger_post(
     p_tenant text, p_idem_key text, p_idem_hash bytea,
     p_txn_id uuid, p_ledger_id uuid, p_description text, p_status text, p_effective_at timestamptz,
@@ -24,7 +31,7 @@ CREATE OR REPLACE FUNCTION ledger_post(
     p_apply_accounts uuid[], p_checks jsonb, p_snapshot jsonb,
     p_ledgerable_type text DEFAULT NULL, p_ledgerable_id text DEFAULT NULL, p_entry_metadata jsonb DEFAULT NULL,
     p_partial jsonb DEFAULT NULL, p_archive_on_lock_failure boolean DEFAULT false,
-    p_events jsonb DEFAULT NULL
+    p_events jsonb DEFAULT NULL, p_answer bytea DEFAULT NULL
 ) RETURNS jsonb LANGUAGE plpgsql
 SET plan_cache_mode = force_generic_plan SET enable_seqscan = off
 SET enable_hashjoin = off SET enable_mergejoin = off AS $$
@@ -41,8 +48,11 @@ DECLARE
     v_result jsonb;
 BEGIN
     PERFORM ledger_fence(p_tenant);
-    IF p_idem_key IS NOT NULL AND ledger_claim_key(p_tenant, p_idem_key, p_idem_hash, 'ledger_transaction', p_txn_id) THEN
-        RETURN jsonb_build_object('replay', true);
+    IF p_idem_key IS NOT NULL THEN
+        PERFORM ledger_key_lock(p_tenant, p_idem_key);
+        IF EXISTS (SELECT 1 FROM idempotency_keys WHERE tenant_id = p_tenant AND key = p_idem_key) THEN
+            RETURN jsonb_build_object('replay', true);
+        END IF;
     END IF;
 
     IF p_reverses_id IS NOT NULL THEN
@@ -138,30 +148,37 @@ BEGIN
                 ledger_version_hash(NULL, jsonb_set(p_snapshot, '{status}', '"archived"')), v_now);
         v_result := jsonb_build_object('created_at', v_now, 'entries', '[]'::jsonb, 'lock_wait_s', v_lock_wait,
                                        'archived_reason', 'balance_lock_failure');
-        PERFORM ledger_events(p_tenant, p_events, v_now, v_result);  -- events (0041): one row per event
-        RETURN v_result;
+    ELSE
+        INSERT INTO ledger_transaction_versions (transaction_id, version, tenant_id, snapshot, prev_hash, hash,
+                                                 created_at)
+        VALUES (p_txn_id, 1, p_tenant, p_snapshot, NULL, ledger_version_hash(NULL, p_snapshot), v_now);
+
+        -- Queued: the effects of entries whose account is not applied now (after the apply: other accounts).
+        IF NOT p_accounts <@ v_apply THEN
+            INSERT INTO balance_effects (tenant_id, account_id, entry_id, kind, d_pending_debits, d_pending_credits,
+                                         d_posted_debits, d_posted_credits, effective_at)
+            SELECT p_tenant, f.account_id, f.entry_id, f.kind, f.d_pending_debits, f.d_pending_credits,
+                   f.d_posted_debits, f.d_posted_credits, f.effective_at
+            FROM ledger_effects_of(p_entry_ids, p_accounts, p_directions, p_amounts, 'entry', p_status = 'posted',
+                                   array_fill(p_effective_at, ARRAY[cardinality(p_entry_ids)])) f
+            WHERE f.account_id <> ALL(v_apply);
+        END IF;
+
+        v_result := jsonb_build_object('created_at', v_now,
+                                       'entries', CASE WHEN cardinality(v_apply) = 0 THEN '[]'::jsonb
+                                                       ELSE ledger_entry_results(p_entry_ids) END,
+                                       'lock_wait_s', v_lock_wait);
     END IF;
-
-    INSERT INTO ledger_transaction_versions (transaction_id, version, tenant_id, snapshot, prev_hash, hash, created_at)
-    VALUES (p_txn_id, 1, p_tenant, p_snapshot, NULL, ledger_version_hash(NULL, p_snapshot), v_now);
-
-    -- Queued: the effects of entries whose account is not applied now (after the apply: other accounts).
-    IF NOT p_accounts <@ v_apply THEN
-        INSERT INTO balance_effects (tenant_id, account_id, entry_id, kind, d_pending_debits, d_pending_credits,
-                                     d_posted_debits, d_posted_credits, effective_at)
-        SELECT p_tenant, f.account_id, f.entry_id, f.kind, f.d_pending_debits, f.d_pending_credits,
-               f.d_posted_debits, f.d_posted_credits, f.effective_at
-        FROM ledger_effects_of(p_entry_ids, p_accounts, p_directions, p_amounts, 'entry', p_status = 'posted',
-                               array_fill(p_effective_at, ARRAY[cardinality(p_entry_ids)])) f
-        WHERE f.account_id <> ALL(v_apply);
-    END IF;
-
-    v_result := jsonb_build_object('created_at', v_now,
-                                   'entries', CASE WHEN cardinality(v_apply) = 0 THEN '[]'::jsonb
-                                                   ELSE ledger_entry_results(p_entry_ids) END,
-                                   'lock_wait_s', v_lock_wait);
     IF p_events IS NOT NULL THEN
         PERFORM ledger_events(p_tenant, p_events, v_now, v_result);  -- events (0041): one row per event
+    END IF;
+    -- The key, kept in its final state by one row insert (held since the start: no other writer can have it).
+    -- Without p_answer the key has no answer yet (a replay renders the transaction anew).
+    IF p_idem_key IS NOT NULL THEN
+        INSERT INTO idempotency_keys (tenant_id, key, request_hash, resource_type, resource_id, status_code,
+                                      response, facts)
+        VALUES (p_tenant, p_idem_key, p_idem_hash, 'ledger_transaction', p_txn_id,
+                CASE WHEN p_answer IS NOT NULL THEN 201 END, p_answer, CASE WHEN p_answer IS NOT NULL THEN v_result END);
     END IF;
     RETURN v_result;
 END $$;
