@@ -172,8 +172,10 @@ BEGIN
     IF p_events IS NOT NULL THEN
         PERFORM ledger_events(p_tenant, p_events, v_now, v_result);  -- events (0041): one row per event
     END IF;
-    -- The key, kept in its final state by one row insert (held since the start: no other writer can have it).
-    -- Without p_answer the key has no answer yet (a replay renders the transaction anew).
+    -- The key, kept in its final state by one row insert (held since the start by every posting that uses it; a
+    -- bulk request's claim, which does not take the lock, made meanwhile fails this insert on the primary key: the
+    -- same 409 in flight, cell/store/errors.py). Without p_answer the key keeps no answer (a replay renders the
+    -- transaction anew).
     IF p_idem_key IS NOT NULL THEN
         INSERT INTO idempotency_keys (tenant_id, key, request_hash, resource_type, resource_id, status_code,
                                       response, facts)
