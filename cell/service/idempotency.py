@@ -49,9 +49,9 @@ async def replay(conn: asyncpg.Connection, tenant_id: str, idem: IdemKey, type_:
 class ResponseStore:
     """Keeps the first answer of each Idempotency-Key, after the commit that claimed it (the key and the resource
     are already durable together; this only keeps the answer) and before the answer goes out, as one statement
-    would. Not a posting's: ledger_post keeps its key with the answer itself (transactions._Kept). Group commit: answers that arrive while a store is in flight go together in the next statement (one per
-    tenant among them), so under load many answers cost one round trip and one commit. A failed store fails every
-    answer it carried."""
+    would. Not a posting's: ledger_post keeps its key with the answer itself (transactions._Kept). Group commit:
+    answers that arrive while a store is in flight go together in the next statement (one per tenant among them),
+    so under load many answers cost one round trip and one commit. A failed store fails every answer it carried."""
 
     def __init__(self, pool: asyncpg.Pool, using: Callable[[Callable[[asyncpg.Connection], Awaitable[None]]],
                                                           Awaitable[None]] | None = None) -> None:

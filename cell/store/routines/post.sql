@@ -180,7 +180,8 @@ BEGIN
         INSERT INTO idempotency_keys (tenant_id, key, request_hash, resource_type, resource_id, status_code,
                                       response, facts)
         VALUES (p_tenant, p_idem_key, p_idem_hash, 'ledger_transaction', p_txn_id,
-                CASE WHEN p_answer IS NOT NULL THEN 201 END, p_answer, CASE WHEN p_answer IS NOT NULL THEN v_result END);
+                CASE WHEN p_answer IS NOT NULL THEN 201 END, p_answer,
+                CASE WHEN p_answer IS NOT NULL THEN v_result END);
     END IF;
     RETURN v_result;
 END $$;
