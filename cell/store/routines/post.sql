@@ -82,14 +82,16 @@ BEGIN
                                   NULL, NULL, (p_partial ->> 'apply_all')::boolean, p_partial -> 'snapshot');
     END IF;
 
-    INSERT INTO ledger_transactions (id, tenant_id, ledger_id, description, status, effective_at, external_id,
-                                     metadata, reverses_id, posted_at, created_at, updated_at, ledgerable_type,
-                                     ledgerable_id, partially_posts_id)
-    VALUES (p_txn_id, p_tenant, p_ledger_id, p_description, p_status, p_effective_at, p_external_id,
-            p_metadata, p_reverses_id, CASE WHEN p_status = 'posted' THEN v_now END, v_now, v_now,
-            p_ledgerable_type, p_ledgerable_id, v_partial_id);
-
+    -- The transaction and its entries in one statement (a data-modifying WITH: one executor start-up, not two).
     -- p_entry_metadata: a JSON array of objects in the order of p_entry_ids (NULL: none).
+    WITH txn AS (
+        INSERT INTO ledger_transactions (id, tenant_id, ledger_id, description, status, effective_at, external_id,
+                                         metadata, reverses_id, posted_at, created_at, updated_at, ledgerable_type,
+                                         ledgerable_id, partially_posts_id)
+        VALUES (p_txn_id, p_tenant, p_ledger_id, p_description, p_status, p_effective_at, p_external_id,
+                p_metadata, p_reverses_id, CASE WHEN p_status = 'posted' THEN v_now END, v_now, v_now,
+                p_ledgerable_type, p_ledgerable_id, v_partial_id)
+    )
     INSERT INTO ledger_entries (id, tenant_id, transaction_id, ledger_account_id, direction, amount, effective_at,
                                 created_at, metadata)
     SELECT e.id, p_tenant, p_txn_id, e.account, e.direction, e.amount, p_effective_at, v_now,
@@ -149,12 +151,14 @@ BEGIN
         v_result := jsonb_build_object('created_at', v_now, 'entries', '[]'::jsonb, 'lock_wait_s', v_lock_wait,
                                        'archived_reason', 'balance_lock_failure');
     ELSE
-        INSERT INTO ledger_transaction_versions (transaction_id, version, tenant_id, snapshot, prev_hash, hash,
-                                                 created_at)
-        VALUES (p_txn_id, 1, p_tenant, p_snapshot, NULL, ledger_version_hash(NULL, p_snapshot), v_now);
-
-        -- Queued: the effects of entries whose account is not applied now (after the apply: other accounts).
+        -- The first version and the queued effects (those of entries whose account is not applied now: after the
+        -- apply, other accounts) in one statement; every account applied now: no effect queued, the version alone.
         IF NOT p_accounts <@ v_apply THEN
+            WITH version AS (
+                INSERT INTO ledger_transaction_versions (transaction_id, version, tenant_id, snapshot, prev_hash,
+                                                         hash, created_at)
+                VALUES (p_txn_id, 1, p_tenant, p_snapshot, NULL, ledger_version_hash(NULL, p_snapshot), v_now)
+            )
             INSERT INTO balance_effects (tenant_id, account_id, entry_id, kind, d_pending_debits, d_pending_credits,
                                          d_posted_debits, d_posted_credits, effective_at)
             SELECT p_tenant, f.account_id, f.entry_id, f.kind, f.d_pending_debits, f.d_pending_credits,
@@ -162,6 +166,10 @@ BEGIN
             FROM ledger_effects_of(p_entry_ids, p_accounts, p_directions, p_amounts, 'entry', p_status = 'posted',
                                    array_fill(p_effective_at, ARRAY[cardinality(p_entry_ids)])) f
             WHERE f.account_id <> ALL(v_apply);
+        ELSE
+            INSERT INTO ledger_transaction_versions (transaction_id, version, tenant_id, snapshot, prev_hash, hash,
+                                                     created_at)
+            VALUES (p_txn_id, 1, p_tenant, p_snapshot, NULL, ledger_version_hash(NULL, p_snapshot), v_now);
         END IF;
 
         v_result := jsonb_build_object('created_at', v_now,
