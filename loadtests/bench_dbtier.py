@@ -9,7 +9,9 @@ checkout's. Measured in interleaved rounds (before, after, before, ...), medians
   async  the same posting with no account applied now (its two effects queued: the mix's writes);
   mix    the mix's write as the cell sends it (loadtests.stack_cpu): a random account against one hot account,
          none applied now, with an Idempotency-Key, the version's snapshot and its ledger_transaction.created
-         event (~2 kB) as the service renders them;
+         event (~2 kB) as the service renders them, and the first answer the key keeps (~1.9 kB): passed to
+         ledger_post where it keeps it (0140), else stored by the statement the cell sent after the commit (one
+         a posting here; the cell's group commit shared one among the answers arriving together);
   apply  the queued effects of `async` and `mix` folded in by the worker's call (ledger_apply_report,
          WORKER_GROUP accounts a call), effects/s (per call: per effect).
 Per phase: transactions/s and the PostgreSQL server's CPU per call (every process of the server, from /proc:
@@ -158,17 +160,40 @@ def mix_payload(ledger_id: str) -> tuple[dict, list]:
     return snapshot, events
 
 
-def mix_script(ledger_id: str) -> str:
+def mix_answer(ledger_id: str) -> bytes:
+    """The first answer the mix's write keeps with its Idempotency-Key (~1.9 kB, as the cell encodes it)."""
+    _, events = mix_payload(ledger_id)
+    return json.dumps({"view": events[0]["data"], "show": []}, separators=(",", ":")).encode()
+
+
+async def keeps_answer(conn: asyncpg.Connection) -> bool:
+    """Whether this database's ledger_post keeps the key's answer itself (p_answer, 0140); before, the cell stored it
+    by a statement of its own after the commit (store_idempotent_responses)."""
+    return await conn.fetchval("SELECT EXISTS (SELECT 1 FROM pg_proc WHERE proname = 'ledger_post' "
+                               "AND 'p_answer' = ANY(proargnames))")
+
+
+# The cell's statement that stored a first answer after the posting's commit, before 0140.
+STORE_ANSWER = ("UPDATE idempotency_keys k SET status_code = 201, response = $3 "
+                "WHERE k.tenant_id = $1 AND k.key = $2 AND k.response IS NULL")
+
+
+def mix_script(ledger_id: str, keeps: bool) -> str:
     """The mix's write (see the module's docstring): account 1 (hot) against a random one, queued, with an
-    Idempotency-Key, a snapshot and one ledger_transaction.created event."""
+    Idempotency-Key, a snapshot, one ledger_transaction.created event and the answer the key keeps: passed to
+    ledger_post when it keeps it (`keeps`), or stored by the statement the cell sent after the commit."""
     snapshot, events = mix_payload(ledger_id)
+    answer = "'\\x" + mix_answer(ledger_id).hex() + "'::bytea"
     hot, b = "'00000000-0000-4000-8000-000000000001'::uuid", pgbench_account("b")
-    return (f"\\set b random(2, {ACCOUNTS})\n"
-            f"SELECT ledger_post('{TENANT}', md5(random()::text), sha256(random()::text::bytea), gen_random_uuid(), "
+    key = "(:client_id || '-' || :k)"
+    call = (f"SELECT ledger_post('{TENANT}', {key}, sha256(random()::text::bytea), gen_random_uuid(), "
             f"'{ledger_id}'::uuid, NULL, 'posted', now(), NULL, '{{}}'::jsonb, NULL, "
             f"ARRAY[gen_random_uuid(), gen_random_uuid()], ARRAY[{hot}, {b}], ARRAY['debit', 'credit'], "
             f"ARRAY[94141, 94141]::bigint[], '{{}}'::uuid[], '[]'::jsonb, '{json.dumps(snapshot)}'::jsonb, "
-            f"p_events => '{json.dumps(events)}'::jsonb);\n")
+            f"p_events => '{json.dumps(events)}'::jsonb{', p_answer => ' + answer if keeps else ''});\n")
+    store = "" if keeps else (f"UPDATE idempotency_keys SET status_code = 201, response = {answer} "
+                              f"WHERE tenant_id = '{TENANT}' AND key = {key} AND response IS NULL;\n")
+    return f"\\set b random(2, {ACCOUNTS})\n\\set k random(1, 9223372036854775807)\n" + call + store
 
 
 def wal_lsn(pg: EmbeddedPostgres) -> int:
@@ -226,11 +251,16 @@ async def run(duration_s: float = 10.0, concurrency: int = 16) -> dict:
     pg = EmbeddedPostgres(workdir / "pg").start()  # fsync on, as the bench floor
     try:
         stores = {"before": baseline_store(BASELINE, workdir), "after": REPO / "cell" / "store"}
-        ledgers = {}
+        ledgers, keeps = {}, {}
         for name, store in stores.items():
             url = pg.create_database(name)
             migrate_from(store, url)
             ledgers[name] = await setup_books(url)
+            conn = await asyncpg.connect(url)
+            try:
+                keeps[name] = await keeps_answer(conn)
+            finally:
+                await conn.close()
         print(f"# database tier: ledger_post by pgbench, before = {BASELINE}, after = this checkout; "
               f"{duration_s:.0f}s per phase, {concurrency} clients, {ROUNDS} rounds after a warm-up, fsync on")
         phases: dict = {name: {"sync": [], "async": [], "mix": [], "apply": []} for name in stores}
@@ -248,7 +278,7 @@ async def run(duration_s: float = 10.0, concurrency: int = 16) -> dict:
                 url = pg.database_url(name)
                 for phase, text in (("sync", script(ledgers[name], None)),
                                     ("async", script(ledgers[name], "'{}'::uuid[]")),
-                                    ("mix", mix_script(ledgers[name])), ("apply", None)):
+                                    ("mix", mix_script(ledgers[name], keeps[name])), ("apply", None)):
                     if phase == "apply":
                         row = await measured(pg, drain(url))
                     else:
@@ -273,7 +303,7 @@ async def run(duration_s: float = 10.0, concurrency: int = 16) -> dict:
 
 SERIAL_MIX = ("SELECT ledger_post($1, $2, $3, $4, $5, NULL, 'posted', now(), NULL, '{}'::jsonb, NULL, $6::uuid[], "
               "$7::uuid[], ARRAY['debit', 'credit'], ARRAY[94141, 94141]::bigint[], '{}'::uuid[], '[]'::jsonb, "
-              "$8::jsonb, p_events => $9::jsonb)")
+              "$8::jsonb, p_events => $9::jsonb")
 
 
 def backend_cpu_ns(pid: int) -> int:
@@ -286,13 +316,20 @@ async def serial_round(conn: asyncpg.Connection, pid: int, ledger_id: str, calls
     queued applied as the worker does (the hot account with WORKER_GROUP - 1 others a call): the backend's CPU in
     ms per posting and per applied effect."""
     snapshot, events = (json.dumps(x) for x in mix_payload(ledger_id))
+    answer = mix_answer(ledger_id)
     hot = uuid.UUID(account_uuid(1))
-    post = await conn.prepare(SERIAL_MIX)
+    keeps = await keeps_answer(conn)
+    post = await conn.prepare(SERIAL_MIX + (", p_answer => $10)" if keeps else ")"))
+    store = None if keeps else await conn.prepare(STORE_ANSWER)
     start = backend_cpu_ns(pid)
     for i in range(calls):
         other = uuid.UUID(account_uuid(2 + (i * 7919 + calls) % (ACCOUNTS - 1)))
-        await post.fetchval(TENANT, uuid.uuid4().hex, os.urandom(32), uuid.uuid4(), uuid.UUID(ledger_id),
-                            [uuid.uuid4(), uuid.uuid4()], [hot, other], snapshot, events)
+        key = uuid.uuid4().hex
+        args = (TENANT, key, os.urandom(32), uuid.uuid4(), uuid.UUID(ledger_id), [uuid.uuid4(), uuid.uuid4()],
+                [hot, other], snapshot, events)
+        await post.fetchval(*args, answer) if keeps else await post.fetchval(*args)
+        if store is not None:  # the answer, stored by the cell's own statement after the commit
+            await store.fetch(TENANT, key, answer)
     posting_ms = (backend_cpu_ns(pid) - start) / calls / 1e6
     queued = [r[0] for r in await conn.fetch("SELECT DISTINCT account_id FROM balance_effects "
                                             "WHERE applied_at IS NULL AND account_id <> $1", hot)]

@@ -29,13 +29,18 @@ def idempotency_key(header: str | None, method: str, path: str, body: bytes, len
 
 
 async def replay(conn: asyncpg.Connection, tenant_id: str, idem: IdemKey, type_: type[T],
-                 render: Callable[[asyncpg.Connection, object], Awaitable[T]]) -> T:
-    """The answer to a repeated key: the stored answer, or the resource rendered anew if none was stored."""
+                 render: Callable[[asyncpg.Connection, object], Awaitable[T]],
+                 finish: Callable[[bytes, str], T] | None = None) -> T:
+    """The answer to a repeated key: the stored answer, or the resource rendered anew if none was stored. An answer
+    kept with the routine's facts (a posting's, 0140_idempotency_facts.sql) is finished by `finish(kept, facts)`,
+    the function that finished the first answer."""
     row = await store.fetch(conn, tenant_id, idem.key)
     if row is None:
         raise IdempotencyInFlight("a request with this Idempotency-Key is still in flight")
     if row["request_hash"] != idem.request_hash:
         raise IdempotencyKeyReused("this Idempotency-Key was used with a different request")
+    if row["response"] is not None and row["facts"] is not None and finish is not None:
+        return finish(bytes(row["response"]), row["facts"])
     if row["response"] is not None:
         return msgspec.json.decode(bytes(row["response"]), type=type_)
     return await render(conn, row["resource_id"])
@@ -44,9 +49,9 @@ async def replay(conn: asyncpg.Connection, tenant_id: str, idem: IdemKey, type_:
 class ResponseStore:
     """Keeps the first answer of each Idempotency-Key, after the commit that claimed it (the key and the resource
     are already durable together; this only keeps the answer) and before the answer goes out, as one statement
-    would. Group commit: answers that arrive while a store is in flight go together in the next statement (one per
-    tenant among them), so under load many answers cost one round trip and one commit. A failed store fails every
-    answer it carried."""
+    would. Not a posting's: ledger_post keeps its key with the answer itself (transactions._Kept). Group commit:
+    answers that arrive while a store is in flight go together in the next statement (one per tenant among them),
+    so under load many answers cost one round trip and one commit. A failed store fails every answer it carried."""
 
     def __init__(self, pool: asyncpg.Pool, using: Callable[[Callable[[asyncpg.Connection], Awaitable[None]]],
                                                           Awaitable[None]] | None = None) -> None:

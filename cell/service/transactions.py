@@ -39,7 +39,7 @@ from cell.ledger.posting import (
 from cell.service import events, views
 from cell.service.common import EffectivePosition, Page, SeqPosition, cursors, merge_metadata, page_of
 from cell.service.context import CellContext
-from cell.service.idempotency import replay, store_response
+from cell.service.idempotency import replay
 from cell.service.metrics import POSTING_SECONDS, POSTINGS, SYNC_LOCK_WAIT_SECONDS
 from cell.store import entries as store_entries
 from cell.store import settlements as store_settlements
@@ -138,13 +138,33 @@ def _unstamped(posting: Posting, accounts: dict[str, Account]) -> views.LedgerTr
         "partially_posts_id": posting.partially_posts.id if posting.partially_posts else None}, entries)
 
 
-def _posted(posting: Posting, unstamped: views.LedgerTransaction, result: PostResult) -> views.LedgerTransaction:
-    """The answer to a posting, from what was written and what `ledger_post` reported."""
-    show = frozenset(new.id for new, e in zip(posting.state.ledger_entries, posting.entries)
-                     if e.show_resulting_balances)
-    return views.stamp_post(unstamped, result.created_at,
+class _Kept(msgspec.Struct, frozen=True):
+    """What a posting's Idempotency-Key keeps as its answer (`ledger_post`'s p_answer): the transaction rendered
+    before the call and the entries whose resulting balances the answer shows; the routine's facts finish it."""
+
+    view: views.LedgerTransaction
+    show: frozenset[uuid.UUID] = frozenset()
+
+
+_kept_encoder = msgspec.json.Encoder()
+_kept_decoder = msgspec.json.Decoder(_Kept)
+
+
+def _kept(posting: Posting, unstamped: views.LedgerTransaction) -> _Kept:
+    return _Kept(unstamped, frozenset(new.id for new, e in zip(posting.state.ledger_entries, posting.entries)
+                                      if e.show_resulting_balances))
+
+
+def _posted(kept: _Kept, result: PostResult) -> views.LedgerTransaction:
+    """The answer to a posting, from what was written and what `ledger_post` reported: the first answer, and a
+    replay's from what the key kept (so a replay is the first answer, byte for byte)."""
+    return views.stamp_post(kept.view, result.created_at,
                             {str(r.id): msgspec.structs.asdict(r) for r in result.entries}, result.archived_reason,
-                            show)
+                            kept.show)
+
+
+def _replayed(kept: bytes, facts: str) -> views.LedgerTransaction:
+    return _posted(_kept_decoder.decode(kept), store.post_result(facts))
 
 
 def _changed(view: views.LedgerTransaction, **changes) -> views.LedgerTransaction:
@@ -244,17 +264,19 @@ async def _post(ctx: CellContext, tenant_id: str, *, idem: IdemKey | None,
     posting, accounts = await prepare_posting(ctx, tenant_id, idem=idem, **fields)
     partial = fields.get("partially_posts")
     unstamped, drafts = render_posting(ctx, posting, accounts, reverses, partial[2] if partial else None)
+    kept = _kept(posting, unstamped)
+    # With a key, the answer rendered now is kept with it by ledger_post itself: one statement, no later store.
+    answer_kept = _kept_encoder.encode(kept) if idem is not None else None
     try:
-        result = await ctx.run(lambda conn: store.post(conn, posting, drafts))
+        result = await ctx.run(lambda conn: store.post(conn, posting, drafts, answer_kept))
     except PostingRejected as exc:
         POSTINGS.labels(exc.code).inc()
         raise
     if result.replay:
         POSTINGS.labels("replayed").inc()
         return await ctx.run(lambda conn: replay(conn, tenant_id, idem, views.LedgerTransaction,
-                                                 lambda c, rid: _transaction(c, tenant_id, rid)))
-    answer = _posted(posting, unstamped, result)
-    await store_response(ctx.responses, tenant_id, idem, answer)
+                                                 lambda c, rid: _transaction(c, tenant_id, rid), _replayed))
+    answer = _posted(kept, result)
     await finish_posting(ctx, posting, result, started)
     return answer
 

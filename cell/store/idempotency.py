@@ -1,4 +1,5 @@
-"""Idempotency keys' SQL: claimed inside the use case's transaction; the first answer stored after the commit."""
+"""Idempotency keys' SQL: claimed inside the use case's transaction; the first answer stored after the commit (a
+posting's key is written whole by ledger_post, with its answer and facts: routines/post.sql)."""
 
 from __future__ import annotations
 

@@ -63,7 +63,12 @@ def _checks(posting: Posting) -> list[dict[str, Any]]:
     return checks
 
 
-def _post_args(posting: Posting, events: list | None) -> tuple:
+def post_result(raw: str | bytes) -> PostResult:
+    """`ledger_post`'s answer, as the call returned it or as its Idempotency-Key keeps it (idempotency_keys.facts)."""
+    return _post_result.decode(raw)
+
+
+def _post_args(posting: Posting, events: list | None, answer: bytes | None = None) -> tuple:
     s, idem = posting.state, posting.idempotency
     return (posting.tenant_id, idem.key if idem else None, idem.request_hash if idem else None,
             s.id, s.ledger_id, s.description, s.status, s.effective_at, s.external_id, s.metadata,
@@ -71,13 +76,15 @@ def _post_args(posting: Posting, events: list | None) -> tuple:
             [e.ledger_account_id for e in s.ledger_entries], [e.direction for e in s.ledger_entries],
             [e.amount for e in s.ledger_entries], posting.apply_accounts, _checks(posting), s, s.ledgerable_type,
             s.ledgerable_id, [e.metadata for e in posting.entries], posting.partially_posts,
-            posting.archive_on_lock_failure, events)
+            posting.archive_on_lock_failure, events, answer)
 
 
-async def post(conn: asyncpg.Connection, posting: Posting, events: list | None = None) -> PostResult:
+async def post(conn: asyncpg.Connection, posting: Posting, events: list | None = None,
+               answer: bytes | None = None) -> PostResult:
     """Write a posting in one call of `ledger_post` (one round trip, one database transaction); `events`, rendered
-    by the service, are written with it (routines/events.sql)."""
-    return _post_result.decode(await conn.fetchval(Q["post_transaction"], *_post_args(posting, events)))
+    by the service, are written with it (routines/events.sql); so is `answer`, kept with the posting's
+    Idempotency-Key (the answer rendered before the call, finished from the facts the routine keeps beside it)."""
+    return post_result(await conn.fetchval(Q["post_transaction"], *_post_args(posting, events, answer)))
 
 
 async def post_many(conn: asyncpg.Connection, postings: list[tuple[Posting, list | None]]) -> None:

@@ -6,6 +6,10 @@
 -- undoes the apply (a subtransaction around ledger_apply + ledger_check, entered only then) and the transaction
 -- is written archived, archived_reason 'balance_lock_failure', with no balance effect at all: nothing counts.
 -- p_events: the events of this change, rendered by the service (ledger_events), written with this call's answer.
+-- p_answer (with p_idem_key): the answer as the service rendered it before the call; the key is kept with it and
+-- this call's answer (its facts, 0140_idempotency_facts.sql) by one INSERT at the end, so that a POST with an
+-- Idempotency-Key is this one statement. The key is held from the start (ledger_key_lock: a concurrent duplicate
+-- is LG004) and probed once; a used key answers {replay: true} and writes nothing.
 -- What one posting writes (rows, index entries) and why every statement keeps one generic plan: README.md here.
 DROP FUNCTION IF EXISTS ledger_post(text, text, bytea, uuid, uuid, text, text, timestamptz, text, jsonb, uuid,
                                     uuid[], uuid[], text[], bigint[], uuid[], jsonb, jsonb);
@@ -16,6 +20,9 @@ DROP FUNCTION IF EXISTS ledger_post(text, text, bytea, uuid, uuid, text, text, t
 DROP FUNCTION IF EXISTS ledger_post(text, text, bytea, uuid, uuid, text, text, timestamptz, text, jsonb, uuid,
                                     uuid[], uuid[], text[], bigint[], uuid[], jsonb, jsonb, text, text, jsonb, jsonb,
                                     boolean);
+DROP FUNCTION IF EXISTS ledger_post(text, text, bytea, uuid, uuid, text, text, timestamptz, text, jsonb, uuid,
+                                    uuid[], uuid[], text[], bigint[], uuid[], jsonb, jsonb, text, text, jsonb, jsonb,
+                                    boolean, jsonb);
 CREATE OR REPLACE FUNCTION ledger_post(
     p_tenant text, p_idem_key text, p_idem_hash bytea,
     p_txn_id uuid, p_ledger_id uuid, p_description text, p_status text, p_effective_at timestamptz,
@@ -24,7 +31,7 @@ CREATE OR REPLACE FUNCTION ledger_post(
     p_apply_accounts uuid[], p_checks jsonb, p_snapshot jsonb,
     p_ledgerable_type text DEFAULT NULL, p_ledgerable_id text DEFAULT NULL, p_entry_metadata jsonb DEFAULT NULL,
     p_partial jsonb DEFAULT NULL, p_archive_on_lock_failure boolean DEFAULT false,
-    p_events jsonb DEFAULT NULL
+    p_events jsonb DEFAULT NULL, p_answer bytea DEFAULT NULL
 ) RETURNS jsonb LANGUAGE plpgsql
 SET plan_cache_mode = force_generic_plan SET enable_seqscan = off
 SET enable_hashjoin = off SET enable_mergejoin = off AS $$
@@ -41,8 +48,11 @@ DECLARE
     v_result jsonb;
 BEGIN
     PERFORM ledger_fence(p_tenant);
-    IF p_idem_key IS NOT NULL AND ledger_claim_key(p_tenant, p_idem_key, p_idem_hash, 'ledger_transaction', p_txn_id) THEN
-        RETURN jsonb_build_object('replay', true);
+    IF p_idem_key IS NOT NULL THEN
+        PERFORM ledger_key_lock(p_tenant, p_idem_key);
+        IF EXISTS (SELECT 1 FROM idempotency_keys WHERE tenant_id = p_tenant AND key = p_idem_key) THEN
+            RETURN jsonb_build_object('replay', true);
+        END IF;
     END IF;
 
     IF p_reverses_id IS NOT NULL THEN
@@ -72,14 +82,16 @@ BEGIN
                                   NULL, NULL, (p_partial ->> 'apply_all')::boolean, p_partial -> 'snapshot');
     END IF;
 
-    INSERT INTO ledger_transactions (id, tenant_id, ledger_id, description, status, effective_at, external_id,
-                                     metadata, reverses_id, posted_at, created_at, updated_at, ledgerable_type,
-                                     ledgerable_id, partially_posts_id)
-    VALUES (p_txn_id, p_tenant, p_ledger_id, p_description, p_status, p_effective_at, p_external_id,
-            p_metadata, p_reverses_id, CASE WHEN p_status = 'posted' THEN v_now END, v_now, v_now,
-            p_ledgerable_type, p_ledgerable_id, v_partial_id);
-
+    -- The transaction and its entries in one statement (a data-modifying WITH: one executor start-up, not two).
     -- p_entry_metadata: a JSON array of objects in the order of p_entry_ids (NULL: none).
+    WITH txn AS (
+        INSERT INTO ledger_transactions (id, tenant_id, ledger_id, description, status, effective_at, external_id,
+                                         metadata, reverses_id, posted_at, created_at, updated_at, ledgerable_type,
+                                         ledgerable_id, partially_posts_id)
+        VALUES (p_txn_id, p_tenant, p_ledger_id, p_description, p_status, p_effective_at, p_external_id,
+                p_metadata, p_reverses_id, CASE WHEN p_status = 'posted' THEN v_now END, v_now, v_now,
+                p_ledgerable_type, p_ledgerable_id, v_partial_id)
+    )
     INSERT INTO ledger_entries (id, tenant_id, transaction_id, ledger_account_id, direction, amount, effective_at,
                                 created_at, metadata)
     SELECT e.id, p_tenant, p_txn_id, e.account, e.direction, e.amount, p_effective_at, v_now,
@@ -138,30 +150,46 @@ BEGIN
                 ledger_version_hash(NULL, jsonb_set(p_snapshot, '{status}', '"archived"')), v_now);
         v_result := jsonb_build_object('created_at', v_now, 'entries', '[]'::jsonb, 'lock_wait_s', v_lock_wait,
                                        'archived_reason', 'balance_lock_failure');
-        PERFORM ledger_events(p_tenant, p_events, v_now, v_result);  -- events (0041): one row per event
-        RETURN v_result;
+    ELSE
+        -- The first version and the queued effects (those of entries whose account is not applied now: after the
+        -- apply, other accounts) in one statement; every account applied now: no effect queued, the version alone.
+        IF NOT p_accounts <@ v_apply THEN
+            WITH version AS (
+                INSERT INTO ledger_transaction_versions (transaction_id, version, tenant_id, snapshot, prev_hash,
+                                                         hash, created_at)
+                VALUES (p_txn_id, 1, p_tenant, p_snapshot, NULL, ledger_version_hash(NULL, p_snapshot), v_now)
+            )
+            INSERT INTO balance_effects (tenant_id, account_id, entry_id, kind, d_pending_debits, d_pending_credits,
+                                         d_posted_debits, d_posted_credits, effective_at)
+            SELECT p_tenant, f.account_id, f.entry_id, f.kind, f.d_pending_debits, f.d_pending_credits,
+                   f.d_posted_debits, f.d_posted_credits, f.effective_at
+            FROM ledger_effects_of(p_entry_ids, p_accounts, p_directions, p_amounts, 'entry', p_status = 'posted',
+                                   array_fill(p_effective_at, ARRAY[cardinality(p_entry_ids)])) f
+            WHERE f.account_id <> ALL(v_apply);
+        ELSE
+            INSERT INTO ledger_transaction_versions (transaction_id, version, tenant_id, snapshot, prev_hash, hash,
+                                                     created_at)
+            VALUES (p_txn_id, 1, p_tenant, p_snapshot, NULL, ledger_version_hash(NULL, p_snapshot), v_now);
+        END IF;
+
+        v_result := jsonb_build_object('created_at', v_now,
+                                       'entries', CASE WHEN cardinality(v_apply) = 0 THEN '[]'::jsonb
+                                                       ELSE ledger_entry_results(p_entry_ids) END,
+                                       'lock_wait_s', v_lock_wait);
     END IF;
-
-    INSERT INTO ledger_transaction_versions (transaction_id, version, tenant_id, snapshot, prev_hash, hash, created_at)
-    VALUES (p_txn_id, 1, p_tenant, p_snapshot, NULL, ledger_version_hash(NULL, p_snapshot), v_now);
-
-    -- Queued: the effects of entries whose account is not applied now (after the apply: other accounts).
-    IF NOT p_accounts <@ v_apply THEN
-        INSERT INTO balance_effects (tenant_id, account_id, entry_id, kind, d_pending_debits, d_pending_credits,
-                                     d_posted_debits, d_posted_credits, effective_at)
-        SELECT p_tenant, f.account_id, f.entry_id, f.kind, f.d_pending_debits, f.d_pending_credits,
-               f.d_posted_debits, f.d_posted_credits, f.effective_at
-        FROM ledger_effects_of(p_entry_ids, p_accounts, p_directions, p_amounts, 'entry', p_status = 'posted',
-                               array_fill(p_effective_at, ARRAY[cardinality(p_entry_ids)])) f
-        WHERE f.account_id <> ALL(v_apply);
-    END IF;
-
-    v_result := jsonb_build_object('created_at', v_now,
-                                   'entries', CASE WHEN cardinality(v_apply) = 0 THEN '[]'::jsonb
-                                                   ELSE ledger_entry_results(p_entry_ids) END,
-                                   'lock_wait_s', v_lock_wait);
     IF p_events IS NOT NULL THEN
         PERFORM ledger_events(p_tenant, p_events, v_now, v_result);  -- events (0041): one row per event
+    END IF;
+    -- The key, kept in its final state by one row insert (held since the start by every posting that uses it; a
+    -- bulk request's claim, which does not take the lock, made meanwhile fails this insert on the primary key: the
+    -- same 409 in flight, cell/store/errors.py). Without p_answer the key keeps no answer (a replay renders the
+    -- transaction anew).
+    IF p_idem_key IS NOT NULL THEN
+        INSERT INTO idempotency_keys (tenant_id, key, request_hash, resource_type, resource_id, status_code,
+                                      response, facts)
+        VALUES (p_tenant, p_idem_key, p_idem_hash, 'ledger_transaction', p_txn_id,
+                CASE WHEN p_answer IS NOT NULL THEN 201 END, p_answer,
+                CASE WHEN p_answer IS NOT NULL THEN v_result END);
     END IF;
     RETURN v_result;
 END $$;

@@ -2,7 +2,7 @@
 SELECT ledger_claim_key($1, $2, $3, $4, $5)
 
 -- name: fetch_idempotency_key
-SELECT request_hash, resource_type, resource_id, status_code, response FROM idempotency_keys
+SELECT request_hash, resource_type, resource_id, status_code, response, facts::text AS facts FROM idempotency_keys
 WHERE tenant_id = $1 AND key = $2
 
 -- name: store_idempotent_responses

@@ -146,3 +146,39 @@ async def test_first_answers_of_several_tenants_stored_together_are_all_kept(new
     kept = await admin_conn.fetch("SELECT tenant_id, response FROM idempotency_keys WHERE tenant_id = ANY($1::text[])",
                                   ids)
     assert {r["tenant_id"]: bytes(r["response"]) for r in kept} == {t: b'{"n": %d}' % n for n, t in enumerate(ids)}
+
+
+async def test_a_posting_keeps_its_key_and_first_answer_in_its_own_database_transaction(api, books, admin_conn):
+    """The key and its answer are written by the posting's own call (ledger_post), not stored after its commit: the
+    key's row is one row version, of the transaction that wrote the posting."""
+    ledger, a, b = books
+    r = await api.post("/api/ledger_transactions", body(ledger, a, b), headers={"Idempotency-Key": "one-statement"})
+    assert r.status_code == 201
+    row = await admin_conn.fetchrow(
+        "SELECT k.xmin::text = v.xmin::text AS same_transaction, k.status_code, k.response IS NOT NULL AS kept "
+        "FROM idempotency_keys k JOIN ledger_transaction_versions v ON v.transaction_id = k.resource_id "
+        "WHERE k.tenant_id = $1 AND k.key = 'one-statement' AND v.version = 1", api.tenant_id)
+    assert dict(row) == {"same_transaction": True, "status_code": 201, "kept": True}
+
+
+async def test_replays_are_the_first_answer_with_its_resulting_balances_and_archive(api, books):
+    """What only the database knew at the posting (its time, the resulting balances shown, an archive on a failed
+    balance lock) is replayed as it was then, byte for byte, after the balances moved on."""
+    ledger, a, b = books
+    shown = body(ledger, a, b, 300)
+    for e in shown["ledger_entries"]:
+        e["show_resulting_ledger_account_balances"] = True
+    archived = body(ledger, a, b, 10_000)
+    archived["ledger_entries"][1]["available_balance_amount"] = {"lte": 0}
+    archived["archive_on_balance_lock_failure"] = True
+    firsts = {}
+    for key, request in (("shown", shown), ("archived", archived)):
+        firsts[key] = await api.post("/api/ledger_transactions", request, headers={"Idempotency-Key": key})
+        assert firsts[key].status_code == 201
+    assert firsts["archived"].json()["archived_reason"] == "balance_lock_failure"
+    assert firsts["shown"].json()["ledger_entries"][0]["resulting_ledger_account_balances"]["posted_balance"][
+        "amount"] == 300
+    await api.post("/api/ledger_transactions", body(ledger, a, b, 7))  # the balances move on
+    for key, request in (("shown", shown), ("archived", archived)):
+        again = await api.post("/api/ledger_transactions", request, headers={"Idempotency-Key": key})
+        assert again.status_code == 201 and again.content == firsts[key].content

@@ -96,7 +96,7 @@ async def test_a_fresh_database_gets_the_migrations_then_every_routine_in_order(
         assert await conn.fetchval("SELECT has_table_privilege('ledger_app', 'schema_routines', 'SELECT')")
         assert await conn.fetchval("SELECT has_function_privilege('ledger_app', 'ledger_post(text, text, bytea, uuid,"
                                    " uuid, text, text, timestamptz, text, jsonb, uuid, uuid[], uuid[], text[], bigint[],"
-                                   " uuid[], jsonb, jsonb, text, text, jsonb, jsonb, boolean, jsonb)', 'EXECUTE')")
+                                   " uuid[], jsonb, jsonb, text, text, jsonb, jsonb, boolean, jsonb, bytea)', 'EXECUTE')")
     finally:
         await conn.close()
 

@@ -1,5 +1,5 @@
-"""The posting tables' value rules (their CHECK constraints, 0130), an idempotency key's claim, and events written
-in one statement (ledger_events, ledger_event): what the routines leave in the rows."""
+"""The posting tables' value rules (their CHECK constraints, 0130), an idempotency key's claim and a posting's kept
+key (0140), and events written in one statement (ledger_events, ledger_event): what the routines leave in the rows."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 import pytest
-from routine_helpers import new_ledger, raised
+from routine_helpers import new_account, new_ledger, raised
 
 AT = datetime(2026, 3, 1, 12, tzinfo=UTC)
 
@@ -83,3 +83,30 @@ async def test_a_calls_events_are_written_in_order_with_its_time_and_facts(db):
     assert {r["event_time"] for r in rows} == {AT}
     assert [r["facts"] for r in rows] == [{"lock_wait_s": 0}] * 3 + [None]
     assert {r["position"] for r in rows} == {None}  # the sequencer numbers them later
+
+
+async def test_a_posting_keeps_its_key_with_the_answer_and_the_calls_facts_and_a_used_key_writes_nothing(db):
+    """ledger_post with an Idempotency-Key (0140): the key's row, written once at the end of the call, holds the
+    answer the service rendered (p_answer) and the call's own answer (facts); the key used again answers replay."""
+    tenant, ledger = await new_ledger(db)
+    cash, wallet = (await new_account(db, "debit", tenant=tenant, ledger=ledger),
+                    await new_account(db, "credit", tenant=tenant, ledger=ledger))
+    post = ("SELECT ledger_post($1, $2, $3, $4, $5, 'd', 'posted', $6, NULL, '{}', NULL, $7, $8,"
+            " ARRAY['debit', 'credit'], ARRAY[5, 5]::bigint[], $9, '[]', '{}', p_answer => $10)::text")
+
+    async def call(key: str, txn: uuid.UUID, answer: bytes | None) -> str:
+        return await db.fetchval(post, tenant, key, b"hash", txn, ledger, AT, [uuid.uuid4(), uuid.uuid4()],
+                                 [cash.id, wallet.id], [cash.id], answer)
+
+    first = uuid.uuid4()
+    facts = await call("kept", first, b'{"view": "rendered"}')
+    row = await db.fetchrow("SELECT request_hash, resource_type, resource_id, status_code, response, facts::text"
+                            " FROM idempotency_keys WHERE tenant_id = $1 AND key = 'kept'", tenant)
+    assert tuple(row) == (b"hash", "ledger_transaction", first, 201, b'{"view": "rendered"}', facts)
+    assert '"entries": [{' in facts  # cash applied now: its result is part of what a replay finishes
+    again = uuid.uuid4()
+    assert await call("kept", again, b"other") == '{"replay": true}'
+    assert await db.fetchval("SELECT count(*) FROM ledger_transactions WHERE id = $1", again) == 0
+    await call("bare", uuid.uuid4(), None)  # no answer to keep: a replay renders the transaction anew
+    assert tuple(await db.fetchrow("SELECT status_code, response, facts FROM idempotency_keys"
+                                   " WHERE tenant_id = $1 AND key = 'bare'", tenant)) == (None, None, None)
