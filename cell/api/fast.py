@@ -15,6 +15,7 @@ from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from cell.api import http, problems
 from cell.api.auth import verified_tenant
 from cell.api.metrics import RequestMetrics
+from cell.api.server import answer_at_once
 from cell.ledger.commands import TransactionCreate
 from cell.service import accounts, transactions
 from cell.service.common import parse_uuid
@@ -71,15 +72,21 @@ class FastPath:
                 elapsed = 0.0
                 running.inc()
                 try:
+                    at_once = False
                     try:
                         status, body = await handler(scope, receive)
-                        headers = [(b"content-type", _JSON), (b"content-length", str(len(body)).encode())]
                     except Exception as exc:  # noqa: BLE001 - every exception is a problem answer, as in Litestar
                         status, headers, body = _problem(scope, receive, exc)
-                    started = True
-                    await send({"type": "http.response.start", "status": status, "headers": headers})
+                        started = True
+                    else:
+                        headers = [(b"content-type", _JSON), (b"content-length", str(len(body)).encode())]
+                        started = True
+                        at_once = answer_at_once(send, status, headers, body)  # the server's one write, if it can
+                    if not at_once:
+                        await send({"type": "http.response.start", "status": status, "headers": headers})
                     elapsed = time.perf_counter() - began
-                    await send({"type": "http.response.body", "body": body})
+                    if not at_once:
+                        await send({"type": "http.response.body", "body": body})
                 finally:
                     running.dec()
                     metrics.answered(method, template, status, elapsed or time.perf_counter() - began)

@@ -5,12 +5,17 @@ uvicorn writes a head when the app sends `http.response.start` and the body when
 writes, so two segments on the wire, two system calls here and, in the router reading the answer, two wake-ups and
 two parser feeds. Here the head waits for the body's first write (uvicorn writes on every body message, an empty one
 too, unless the request is HEAD) and leaves with it. Nothing else changes: the same bytes, in the same order.
+The fast routes (cell.api.fast) skip the two messages altogether: answer_at_once writes their whole answer.
 uvicorn 0.54's RequestResponseCycle (requirements.lock).
 """
 
 from __future__ import annotations
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import (
+    STATUS_LINE,
+    HttpToolsProtocol,
+    RequestResponseCycle,
+)
 
 
 class HeadWithBody:
@@ -55,6 +60,34 @@ class HeadWithBody:
 
     def __getattr__(self, name: str):
         return getattr(self._transport, name)  # the rest of the transport, as it is
+
+
+def answer_at_once(send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> bool:
+    """A whole answer (`headers`: lowercase names, content-length among them, values the caller's own) written in one
+    go when `send` is uvicorn's httptools cycle's: the bytes its `http.response.start` and `http.response.body`
+    messages would write, and the same state after, without their two coroutines and per-header checks. False
+    (nothing done) for another server, or a state its sends handle (an answer begun, writes paused, a disconnect,
+    HEAD, an access log): then the caller sends the two messages."""
+    cycle = getattr(send, "__self__", None)
+    if (type(cycle) is not RequestResponseCycle or cycle.response_started or cycle.disconnected
+            or cycle.flow.write_paused or cycle.access_log or cycle.scope["method"] == "HEAD"):
+        return False
+    head = [STATUS_LINE[status]]
+    for name, value in (*cycle.default_headers, *headers):
+        head += (name, b": ", value, b"\r\n")
+    if not cycle.keep_alive:
+        head.append(b"connection: close\r\n")
+    head.append(b"\r\n")
+    head.append(body)
+    cycle.transport.write(b"".join(head))  # before response_started: HeadWithBody passes it through as it is
+    cycle.response_started = cycle.response_complete = True
+    cycle.waiting_for_100_continue = cycle.chunked_encoding = False
+    cycle.expected_content_length = 0
+    cycle.message_event.set()
+    if not cycle.keep_alive:
+        cycle.transport.close()
+    cycle.on_response()
+    return True
 
 
 class CellHttpProtocol(HttpToolsProtocol):

@@ -96,7 +96,10 @@ class KeyCache:
 
     async def lookup(self, pool: asyncpg.Pool, secret: str) -> tuple[str, str] | None:
         """(tenant id, tenant state) of a live key, or None."""
-        digest = hash_secret(secret)
+        return await self.lookup_digest(pool, hash_secret(secret))
+
+    async def lookup_digest(self, pool: asyncpg.Pool, digest: bytes) -> tuple[str, str] | None:
+        """`lookup` of a key by its hash_secret."""
         hit = self._items.get(digest)
         if hit is not None and hit[2] > time.monotonic():
             return hit[0], hit[1]

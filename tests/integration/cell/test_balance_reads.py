@@ -9,7 +9,11 @@ import uuid
 
 from cell.ledger.errors import DatabaseUnavailable
 from cell.service.context import AccountCache, CellContext
-from cell.service.reads import READS_PER_STATEMENT_MAX, BalanceReads
+from cell.service.reads import (
+    READS_PER_STATEMENT_MAX,
+    STATEMENTS_IN_FLIGHT_MAX,
+    BalanceReads,
+)
 from cell.store import accounts as store_accounts
 from cell.store.db import ACTING_TENANT, create_pool
 from tests.integration.conftest import cell_settings
@@ -88,3 +92,58 @@ async def test_every_read_of_a_failed_statement_gets_its_error(cell_database_url
     answers = await asyncio.gather(*(ctx.balance_reads.read("t-none", uuid.uuid4()) for _ in range(3)),
                                    return_exceptions=True)
     assert [type(a) for a in answers] == [DatabaseUnavailable] * 3
+
+
+async def test_reads_that_arrive_while_statements_are_in_flight_gather_for_the_next(api, new_tenant,
+                                                                                       cell_database_url):
+    """At most STATEMENTS_IN_FLIGHT_MAX statements of a tenant at a time: the reads that arrive meanwhile, in any
+    turn of the event loop, wait together and go in one statement when one is answered; another tenant's do not
+    wait for them."""
+    accounts = await _books(api)
+    other = await new_tenant()
+    (other_account,) = await _books(other, 1)
+    pool = await create_pool(cell_database_url, min_size=1, max_size=8, role="ledger_app")
+    ctx = CellContext(settings=cell_settings(cell_database_url), pool=pool, cache=AccountCache(10))
+    statements, answered = [], asyncio.Event()
+
+    async def run(fn):
+        statements.append(ACTING_TENANT.get())
+        if ACTING_TENANT.get() == api.tenant_id and not answered.is_set():
+            await answered.wait()  # held in flight until the test lets it be answered
+        return await ctx.run(fn)
+
+    reads = BalanceReads(run)
+    ids = [uuid.UUID(a["id"]) for a in accounts]
+
+    async def read(tenant_id, account_id):
+        acting = ACTING_TENANT.set(tenant_id)
+        try:
+            return await reads.read(tenant_id, account_id)
+        finally:
+            ACTING_TENANT.reset(acting)
+
+    async def turns(n: int = 3) -> None:
+        for _ in range(n):
+            await asyncio.sleep(0)
+
+    try:
+        in_flight = []
+        for i in range(STATEMENTS_IN_FLIGHT_MAX):  # one statement each, held
+            in_flight.append(asyncio.create_task(read(api.tenant_id, ids[i % len(ids)])))
+            await turns()
+        assert statements == [api.tenant_id] * STATEMENTS_IN_FLIGHT_MAX
+        waiting = []
+        for i in range(3):  # in three turns of the loop: they wait, together
+            waiting.append(asyncio.create_task(read(api.tenant_id, ids[(i + 1) % len(ids)])))
+            await turns()
+        assert len(statements) == STATEMENTS_IN_FLIGHT_MAX
+        other_row = await read(other.tenant_id, uuid.UUID(other_account["id"]))  # another tenant's: at once
+        assert str(other_row["id"]) == other_account["id"] and len(statements) == STATEMENTS_IN_FLIGHT_MAX + 1
+        answered.set()
+        rows = await asyncio.gather(*in_flight, *waiting)
+        assert [row["id"] for row in rows] == [ids[i % len(ids)] for i in range(STATEMENTS_IN_FLIGHT_MAX)] + [
+            ids[(i + 1) % len(ids)] for i in range(3)]
+        assert statements.count(api.tenant_id) == STATEMENTS_IN_FLIGHT_MAX + 1  # the three in one statement
+        assert not reads._in_flight and not reads._landing and not reads._forming  # nothing left behind
+    finally:
+        await pool.close()

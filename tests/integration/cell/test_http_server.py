@@ -129,3 +129,38 @@ async def test_pipelined_requests_are_each_answered_whole_in_order(books, live_c
         answers = _read_answers(sock, len(requests))
     assert [status for status, _, _ in answers] == [200, 201, 404, 200]
     assert b'"id":"' + a["id"].encode() in answers[0][2] and b'"id":"' + b["id"].encode() in answers[3][2]
+
+
+def _head_names(answer: bytes) -> list[str]:
+    head = answer.partition(b"\r\n\r\n")[0].decode("latin-1").split("\r\n")
+    return [line.partition(":")[0] for line in head[1:]]
+
+
+async def test_the_fast_routes_heads_are_the_servers_usual_ones(books, live_cell_url):
+    """The fast routes' answers are written whole by the server at once (cell.api.server.answer_at_once): the same
+    status line and headers, in the same order, as the server writes for any other route's answer."""
+    api, ledger, a, b = books
+    with _connect(live_cell_url) as sock:
+        sock.sendall(_request(api, "GET", f"/api/ledger_accounts/{a['id']}"))
+        [(status, headers, body)] = _read_answers(sock, 1)
+        sock.sendall(_request(api, "POST", "/api/ledger_transactions", _transfer_body(ledger, a, b)))
+        [(created, _, _)] = _read_answers(sock, 1)
+        assert (status, created) == (200, 201) and int(headers["content-length"]) == len(body)
+        for request in (_request(api, "GET", f"/api/ledger_accounts/{a['id']}"),  # the fast path
+                        _request(api, "GET", f"/api/ledgers/{ledger['id']}")):  # Litestar's
+            sock.sendall(request)
+            answer = sock.recv(65536)
+            assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
+            assert _head_names(answer) == ["date", "content-type", "content-length"]
+
+
+async def test_a_fast_answer_to_connection_close_says_so_and_closes(books, live_cell_url):
+    api, _, a, _ = books
+    with _connect(live_cell_url) as sock:
+        sock.sendall(_request(api, "GET", f"/api/ledger_accounts/{a['id']}", extra="Connection: close\r\n"))
+        answer = b""
+        while chunk := sock.recv(65536):  # to the end: the cell closes the connection after the answer
+            answer += chunk
+    status, headers, body = _split(answer)
+    assert status == 200 and headers["connection"] == "close" and len(body) == int(headers["content-length"])
+    assert _head_names(answer) == ["date", "content-type", "content-length", "connection"]
