@@ -64,7 +64,8 @@ async def verified_tenant(scope, send) -> str | None:
 
 def credentials(header: bytes | None) -> tuple[str, bytes] | None:
     """(tenant id, hash_secret of the key) of an Authorization header, None unless it is Basic with both. Remembered
-    by the header's bytes (at most CREDENTIALS_REMEMBERED_MAX headers): a client sends the same one on every request,
+    by the header's bytes (at most CREDENTIALS_REMEMBERED_MAX headers, each at most basic_auth.CREDENTIALS_LENGTH_MAX
+    bytes long: a longer one is no credentials): a client sends the same one on every request,
     and decoding and hashing it again costs more than the rest of the key check."""
     if header is None:
         return None
