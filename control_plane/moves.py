@@ -22,11 +22,11 @@ what differs there is remembered, not failed, since the source moved on since th
 rounds follow (what was written during the pre-verification must not wait for the freeze), then the final
 one: together they copy every row changed since the horizon of the round before the pre-verification (which
 precedes it), and record what those rows touch (accounts, transactions). Inside the freeze, nothing scales with
-the tenant's history: the final catch-up reads the big tables by index (BOUNDED: rows past the seq floors read
-under the fence when the last round began, and the rows updates reopened), and `verify` checks only the delta:
-row counts (the pre-verification's up to its floors plus the rows past them), the balances of the accounts
-touched since (or off in the pre-verification) on the target (its last resulting balances plus queued effects)
-against the source's caches (plus its queued effects), the touched transactions' entries against their effects,
+the tenant's history: the final catch-up reads the tables that grow with it by index (BOUNDED: rows past the floors
+read under the fence when the last round began, the rows updates reopened and those not final then), and `verify`
+checks only the delta: row counts (the pre-verification's up to its floors plus the rows past them), the balances
+of the accounts touched since (or off in the pre-verification) on the target (its last resulting balances plus
+queued effects) against the source's caches (plus its queued effects), the touched transactions' entries against their effects,
 their versions (equal on both sides, links and hashes verifying on the target), the ledgers' sums. A
 pre-verification problem of the target about something touched since is such a delta (the target, copied table
 by table while the source writes, is rarely consistent before the freeze); one about nothing touched is real and

@@ -21,7 +21,8 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _LOCK_KEY = 7_311_900_001
 NO_TRANSACTION = "-- migrate: no transaction"
 _LOCK_POLL_S = 0.05
-_CONCURRENT_INDEX = re.compile(r"CREATE\s+(?:UNIQUE\s+)?INDEX\s+CONCURRENTLY\s+IF\s+NOT\s+EXISTS\s+(\w+)", re.I)
+_CONCURRENT_INDEX = re.compile(r"CREATE\s+(?:UNIQUE\s+)?INDEX\s+CONCURRENTLY\s+IF\s+NOT\s+EXISTS\s+(\w+)",
+                               re.IGNORECASE)
 
 # The routines of routines/ (a store's routines live beside its migrations), in the order they are created.
 # plpgsql bodies are bound when they first run, but a LANGUAGE sql body is checked when it is created: a
@@ -107,7 +108,7 @@ async def _lock(conn: asyncpg.Connection) -> None:
 
 def statements(text: str) -> list[str]:
     """A NO_TRANSACTION migration's statements: each ends with `;` at the end of a line."""
-    return [s.strip() for s in re.split(r";[ \t]*$", text, flags=re.M) if _code(s)]
+    return [s.strip() for s in re.split(r";[ \t]*$", text, flags=re.MULTILINE) if _code(s)]
 
 
 def _code(sql: str) -> str:

@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import shutil
 import uuid
+from pathlib import Path
 
 import asyncpg
 import pytest
 
 from cell.store.migrate import (
-    NO_TRANSACTION,
     MIGRATIONS_DIR,
+    NO_TRANSACTION,
     ROUTINES,
     migrate,
     migration_files,
@@ -191,7 +192,7 @@ async def test_several_databases_and_several_cells_on_one_database_migrate_at_on
             await conn.close()
 
 
-def _no_transaction_store(tmp_path, index: str) -> "Path":
+def _no_transaction_store(tmp_path, index: str) -> Path:
     """Two migrations: a table with a duplicated value, then an index built CONCURRENTLY (NO_TRANSACTION)."""
     directory = tmp_path / "migrations"
     directory.mkdir()

@@ -14,12 +14,21 @@ import asyncpg
 import pytest
 
 from cell.ledger.models import Condition, EntryRequest, IdemKey, Posting, TransactionState, VersionEntry
-from cell.store import audit, bulk, events, idempotency, transactions, webhooks
+from cell.store import accounts, audit, bulk, events, idempotency, ledgers, transactions, webhooks
 from cell.store.db import _init_connection
 from control_plane import operations
 from control_plane.catalog import connect, migrate_catalog
-from control_plane.moves import (BOUNDED, OVERRIDES, TENANT_TABLES, Mover, _select, discover, fetch_move,
-                                 plan_move, start_move)
+from control_plane.moves import (
+    BOUNDED,
+    OVERRIDES,
+    TENANT_TABLES,
+    Mover,
+    _select,
+    discover,
+    fetch_move,
+    plan_move,
+    start_move,
+)
 from control_plane.settings import ControlPlaneSettings
 
 HISTORY = 300  # postings (each with its idempotency key, event, version and audit link) before the move
@@ -54,9 +63,7 @@ class Books:
     def __init__(self, conn: asyncpg.Connection, tenant_id: str) -> None:
         self.conn, self.tenant_id = conn, tenant_id
 
-    async def open(self) -> "Books":
-        from cell.store import accounts, ledgers
-
+    async def open(self) -> Books:
         self.ledger = uuid.uuid4()
         await ledgers.insert(self.conn, self.ledger, self.tenant_id, name="main", description=None, metadata={})
         self.accounts = []
