@@ -122,7 +122,9 @@ TOUCHES: dict[str, list[tuple[str, str]]] = {
 # The final catch-up, inside the freeze, reads these tables by index instead of whole: the rows past the table's
 # floor ({past}) and the rows an update may have changed since, named by what points at them ({accounts},
 # {transactions}, {unapplied_entries}: see reopened()) or by the state they were in when the last round began
-# (OPEN: not yet final then, found through small partial indexes; a row in its final state never changes again).
+# (OPEN: not yet final then, found through small partial indexes; a row in its final state never changes again),
+# or by the id of the transaction that last wrote them ({horizon}: the round's; an account's audit_txid, which the
+# audit chain's trigger sets at every change, 0080, on an index of its own).
 # FLOORS: a seq drawn from the table's sequence at insert, whose last value, read under the exclusive fence when the
 # last round began, is below every later row of the tenant (each with an index on (tenant_id, seq); rows with no
 # seq, idempotency keys claimed before 0150, are older than any floor). ORDERED: a column copied as it is, given
@@ -131,9 +133,9 @@ TOUCHES: dict[str, list[tuple[str, str]]] = {
 # then. Counts in the freeze are the pre-verification's (rows up to its floor) plus the rows past it.
 # Any other table (a new one too) is read and counted whole, by transaction id: correct, and cheap because it is
 # bounded by the tenant's configuration, not its history (tenants, api_keys, ledgers, balance monitors, webhook
-# endpoints, categories with their members, edges and closure: a graph), or left so for now (ledger_accounts: an
-# account's PATCH leaves no other trace; ledger_entry_metadata: one row per entry whose metadata was edited;
-# settlements and their entries: a release or status change leaves no trace either).
+# endpoints, categories with their members, edges and closure: a graph), or left so for now
+# (ledger_entry_metadata: one row per entry whose metadata was edited; settlements and their entries: a release or
+# a status change leaves no trace to find them by).
 FLOORS = ("ledger_accounts", "ledger_transactions", "ledger_transaction_versions", "ledger_entries", "balance_effects",
           "idempotency_keys", "ledger_account_statements", "webhook_deliveries", "bulk_requests", "bulk_results")
 ORDERED = {"events": "position", "audit_links": "seal_seq"}
@@ -148,6 +150,7 @@ OPEN = {
     "open_bulk_requests": "SELECT id::text FROM bulk_requests WHERE tenant_id = $1 AND status <> 'completed'",
 }
 BOUNDED: dict[str, str] = {
+    "ledger_accounts": "r.audit_txid >= {horizon}",
     "account_balances": "r.account_id = ANY({accounts})",
     "ledger_transactions": "{past} OR r.id = ANY({transactions})",
     "ledger_transaction_versions": "{past}",
@@ -315,10 +318,12 @@ def _select(t: Table, last: list | None, since: int | None, limit: int, delta: d
     args: list = []
     where = [t.scope]
     bounded = delta is not None and t.name in BOUNDED
-    if bounded and "{past}" in BOUNDED[t.name] and t.name not in delta["floors"]:
+    if bounded and ("{past}" in BOUNDED[t.name] and t.name not in delta["floors"]
+                    or "{horizon}" in BOUNDED[t.name] and since is None):
         bounded = False  # no floor kept for it (a cell migrated since the round began): read whole
     if bounded:
-        names = {"past": past(t.name, delta["floors"].get(t.name, 0))}
+        names = {"past": past(t.name, delta["floors"].get(t.name, 0)),
+                 "horizon": f"'{int(since or 0)}'::xid8"}
         for name, pg_type in _LISTS.items():
             if "{" + name + "}" in BOUNDED[t.name]:
                 args.append(delta.get(name, []))

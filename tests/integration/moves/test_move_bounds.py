@@ -1,6 +1,7 @@
 """A tenant's history of events, idempotency keys, audit links, webhook deliveries and bulk requests moves exactly,
 rows changed after the last catch-up round began included (a key claimed before it and answered after it, an event
-positioned later, links sealed later, a delivery made before and attempted after, a bulk request completed after);
+positioned later, links sealed later, a delivery made before and attempted after, a bulk request completed after, an
+account renamed after);
 and the final catch-up, inside the freeze, reads what changed since that round began, not the history (the rows its
 own statements examine, from their plans: rows, never time)."""
 
@@ -205,6 +206,8 @@ async def test_history_moves_exactly_and_the_final_catch_up_reads_only_what_chan
         await webhooks.delivered(src, late_delivery, 200)
         await books.complete(open_request, 4)
         await books.post("after-the-round", answer=True)
+        await accounts.update(src, tenant_id, uuid.UUID(books.accounts[0]), name="renamed", description_set=False,
+                              description=None, metadata={"renamed": "after the round"}, sync_only=None)
         await _steps(mover, "final_catch_up")  # the freeze positions the events and links the versions
 
         src_rows = {name: await mover.src.fetchval(f"SELECT count(*) FROM {name} r WHERE {t.scope}", tenant_id)
