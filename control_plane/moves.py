@@ -26,8 +26,8 @@ the tenant's history: the final catch-up reads the tables that grow with it by i
 read under the fence when the last round began, the rows updates reopened and those not final then), and `verify`
 checks only the delta: row counts (the pre-verification's up to its floors plus the rows past them), the balances
 of the accounts touched since (or off in the pre-verification) on the target (its last resulting balances plus
-queued effects) against the source's caches (plus its queued effects), the touched transactions' entries against their effects,
-their versions (equal on both sides, links and hashes verifying on the target), the ledgers' sums. A
+queued effects) against the source's caches (plus its queued effects), the touched transactions' entries against
+their effects, their versions (equal on both sides, links and hashes verifying on the target), the ledgers' sums. A
 pre-verification problem of the target about something touched since is such a delta (the target, copied table
 by table while the source writes, is rarely consistent before the freeze); one about nothing touched is real and
 fails the move (the categories' closures and balances are rechecked whole when one was off: bounded by the
@@ -311,7 +311,7 @@ async def reopened(src: asyncpg.Connection, dst: asyncpg.Connection, tenant_id: 
     accounts |= {r["account_id"] for r in unapplied} | {uuid.UUID(a) for _, a in queued}
     return {"floors": floors, "transactions": list(transactions), "accounts": sorted(accounts),
             "unapplied_entries": sorted({r["entry_id"] for r in unapplied} | {uuid.UUID(e) for e, _ in queued}),
-            **{name: (opened or {}).get(name, []) for name in OPEN}}
+            **{name: (opened or {}).get(name) for name in OPEN}}  # None: not read then (an older mover's round)
 
 
 def _select(t: Table, last: list | None, since: int | None, limit: int, delta: dict | None = None) -> tuple[str, list]:
@@ -319,14 +319,15 @@ def _select(t: Table, last: list | None, since: int | None, limit: int, delta: d
     where = [t.scope]
     bounded = delta is not None and t.name in BOUNDED
     if bounded and ("{past}" in BOUNDED[t.name] and t.name not in delta["floors"]
-                    or "{horizon}" in BOUNDED[t.name] and since is None):
-        bounded = False  # no floor kept for it (a cell migrated since the round began): read whole
+                    or "{horizon}" in BOUNDED[t.name] and since is None
+                    or any("{" + name + "}" in BOUNDED[t.name] and delta.get(name) is None for name in _LISTS)):
+        bounded = False  # what bounds it was not kept when the round began (an older mover, an older cell): whole
     if bounded:
         names = {"past": past(t.name, delta["floors"].get(t.name, 0)),
                  "horizon": f"'{int(since or 0)}'::xid8"}
         for name, pg_type in _LISTS.items():
             if "{" + name + "}" in BOUNDED[t.name]:
-                args.append(delta.get(name, []))
+                args.append(delta[name])
                 names[name] = f"${len(args) + 1}::{pg_type}"
         where.append("(" + BOUNDED[t.name].format(**names) + ")")
     if last is not None:
