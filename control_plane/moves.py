@@ -96,10 +96,13 @@ CELL_TABLES = frozenset({"schema_migrations", "schema_routines", "audit_sealer"}
 # The tenant row arrives frozen on the target, and its state is never copied over: the move sets it.
 # Copied covered rows are sealed already (their links come along): audit_txid 0 keeps the target's sealer
 # off them (cell/store/migrations/0080_audit_chain.sql).
-# An idempotency key's seq is the target's own (a plain column with a sequence default, not an identity).
+# An idempotency key's seq is the target's own (a plain column with a sequence default, not an identity). A copied
+# row's changed_txid is older than any round (0151).
 OVERRIDES = {"tenants": {"state": "'frozen'"}, "ledger_transaction_versions": {"audit_txid": "'0'::xid8"},
              "ledger_accounts": {"audit_txid": "'0'::xid8"},
-             "idempotency_keys": {"seq": "nextval(pg_get_serial_sequence('idempotency_keys', 'seq'))"}}
+             "idempotency_keys": {"seq": "nextval(pg_get_serial_sequence('idempotency_keys', 'seq'))"},
+             **{name: {"changed_txid": "'0'::xid8"} for name in ("ledger_entry_metadata", "ledger_account_settlements",
+                                                                 "ledger_account_settlement_entries")}}
 
 # What a purge of a moved-out tenant's source copy leaves behind.
 PURGE_KEEPS = frozenset({"tenants", "api_keys"})
@@ -124,7 +127,7 @@ TOUCHES: dict[str, list[tuple[str, str]]] = {
 # {transactions}, {unapplied_entries}: see reopened()) or by the state they were in when the last round began
 # (OPEN: not yet final then, found through small partial indexes; a row in its final state never changes again),
 # or by the id of the transaction that last wrote them ({horizon}: the round's; an account's audit_txid, which the
-# audit chain's trigger sets at every change, 0080, on an index of its own).
+# audit chain's trigger sets at every change, 0080; the changed_txid of 0151, set the same way; each indexed).
 # FLOORS: a seq drawn from the table's sequence at insert, whose last value, read under the exclusive fence when the
 # last round began, is below every later row of the tenant (each with an index on (tenant_id, seq); rows with no
 # seq, idempotency keys claimed before 0150, are older than any floor). ORDERED: a column copied as it is, given
@@ -133,9 +136,7 @@ TOUCHES: dict[str, list[tuple[str, str]]] = {
 # then. Counts in the freeze are the pre-verification's (rows up to its floor) plus the rows past it.
 # Any other table (a new one too) is read and counted whole, by transaction id: correct, and cheap because it is
 # bounded by the tenant's configuration, not its history (tenants, api_keys, ledgers, balance monitors, webhook
-# endpoints, categories with their members, edges and closure: a graph), or left so for now
-# (ledger_entry_metadata: one row per entry whose metadata was edited; settlements and their entries: a release or
-# a status change leaves no trace to find them by).
+# endpoints, categories with their members, edges and closure: a graph).
 FLOORS = ("ledger_accounts", "ledger_transactions", "ledger_transaction_versions", "ledger_entries", "balance_effects",
           "idempotency_keys", "ledger_account_statements", "webhook_deliveries", "bulk_requests", "bulk_results")
 ORDERED = {"events": "position", "audit_links": "seal_seq"}
@@ -164,6 +165,9 @@ BOUNDED: dict[str, str] = {
     "webhook_deliveries": "{past} OR r.id = ANY({pending_deliveries}) OR r.status = 'pending'",
     "bulk_requests": "{past} OR r.id = ANY({open_bulk_requests})",
     "bulk_results": "{past}",
+    "ledger_entry_metadata": "r.changed_txid >= {horizon}",
+    "ledger_account_settlements": "r.changed_txid >= {horizon}",
+    "ledger_account_settlement_entries": "r.changed_txid >= {horizon}",
 }
 # The lists reopened() passes to BOUNDED, with their types.
 _LISTS = {"accounts": "uuid[]", "transactions": "uuid[]", "unapplied_entries": "uuid[]", "unanswered_keys": "text[]",
@@ -319,7 +323,8 @@ def _select(t: Table, last: list | None, since: int | None, limit: int, delta: d
     where = [t.scope]
     bounded = delta is not None and t.name in BOUNDED
     if bounded and ("{past}" in BOUNDED[t.name] and t.name not in delta["floors"]
-                    or "{horizon}" in BOUNDED[t.name] and since is None
+                    or "{horizon}" in BOUNDED[t.name] and (since is None or "changed_txid" in BOUNDED[t.name]
+                                                           and "changed_txid" not in t.columns)
                     or any("{" + name + "}" in BOUNDED[t.name] and delta.get(name) is None for name in _LISTS)):
         bounded = False  # what bounds it was not kept when the round began (an older mover, an older cell): whole
     if bounded:

@@ -107,8 +107,16 @@ async def _lock(conn: asyncpg.Connection) -> None:
 
 
 def statements(text: str) -> list[str]:
-    """A NO_TRANSACTION migration's statements: each ends with `;` at the end of a line."""
-    return [s.strip() for s in re.split(r";[ \t]*$", text, flags=re.MULTILINE) if _code(s)]
+    """A NO_TRANSACTION migration's statements: each ends with `;` at the end of a line outside a $$ body."""
+    found, current, quoted = [], [], False
+    for line in text.splitlines():
+        current.append(line)
+        quoted ^= line.count("$$") % 2 == 1
+        if not quoted and re.search(r";[ \t]*$", line):
+            found.append("\n".join(current))
+            current = []
+    found.append("\n".join(current))
+    return [s.strip() for s in found if _code(s)]
 
 
 def _code(sql: str) -> str:

@@ -1,7 +1,7 @@
 """A tenant's history of events, idempotency keys, audit links, webhook deliveries and bulk requests moves exactly,
 rows changed after the last catch-up round began included (a key claimed before it and answered after it, an event
 positioned later, links sealed later, a delivery made before and attempted after, a bulk request completed after, an
-account renamed after);
+account renamed after, an entry's metadata edited again after);
 and the final catch-up, inside the freeze, reads what changed since that round began, not the history (the rows its
 own statements examine, from their plans: rows, never time)."""
 
@@ -15,7 +15,7 @@ import asyncpg
 import pytest
 
 from cell.ledger.models import Condition, EntryRequest, IdemKey, Posting, TransactionState, VersionEntry
-from cell.store import accounts, audit, bulk, events, idempotency, ledgers, transactions, webhooks
+from cell.store import accounts, audit, bulk, entries, events, idempotency, ledgers, transactions, webhooks
 from cell.store.db import _init_connection
 from control_plane import operations
 from control_plane.catalog import connect, migrate_catalog
@@ -184,6 +184,10 @@ async def test_history_moves_exactly_and_the_final_catch_up_reads_only_what_chan
         await webhooks.delivered(src, delivery, 200)
     for _ in range(3):
         await books.bulk_request(5, complete=True)
+    edited = [r[0] for r in await src.fetch("SELECT id FROM ledger_entries WHERE tenant_id = $1 ORDER BY seq LIMIT 50",
+                                            tenant_id)]
+    for entry in edited:
+        await entries.set_metadata(src, tenant_id, entry, {"edited": "before the move"})
 
     move = await start_move(conn, settings, await plan_move(conn, settings, tenant_id, "bd-2"))
     mover = Mover(conn, settings, await fetch_move(conn, move["id"]))
@@ -208,6 +212,7 @@ async def test_history_moves_exactly_and_the_final_catch_up_reads_only_what_chan
         await books.post("after-the-round", answer=True)
         await accounts.update(src, tenant_id, uuid.UUID(books.accounts[0]), name="renamed", description_set=False,
                               description=None, metadata={"renamed": "after the round"}, sync_only=None)
+        await entries.set_metadata(src, tenant_id, edited[7], {"edited": "after the round"})
         await _steps(mover, "final_catch_up")  # the freeze positions the events and links the versions
 
         src_rows = {name: await mover.src.fetchval(f"SELECT count(*) FROM {name} r WHERE {t.scope}", tenant_id)
