@@ -133,12 +133,14 @@ TOUCHES: dict[str, list[tuple[str, str]]] = {
 # seq, idempotency keys claimed before 0150, are older than any floor). ORDERED: a column copied as it is, given
 # per tenant above every value given before and never changed once given (an event's position: the readers' cursor
 # order, 0040; an audit link's seal_seq: the sealer's chain order, 0080): the floor is the tenant's largest value
-# then. Counts in the freeze are the pre-verification's (rows up to its floor) plus the rows past it.
+# then. Counts in the freeze are the pre-verification's (rows up to its floor) plus the rows past it; the other
+# tables are counted whole (ledger_entry_metadata and settlement entries among them: an index's count).
 # Any other table (a new one too) is read and counted whole, by transaction id: correct, and cheap because it is
 # bounded by the tenant's configuration, not its history (tenants, api_keys, ledgers, balance monitors, webhook
 # endpoints, categories with their members, edges and closure: a graph).
 FLOORS = ("ledger_accounts", "ledger_transactions", "ledger_transaction_versions", "ledger_entries", "balance_effects",
-          "idempotency_keys", "ledger_account_statements", "webhook_deliveries", "bulk_requests", "bulk_results")
+          "idempotency_keys", "ledger_account_statements", "ledger_account_settlements", "webhook_deliveries",
+          "bulk_requests", "bulk_results")
 ORDERED = {"events": "position", "audit_links": "seal_seq"}
 # The rows past a floor, per table (an event without a position yet is past every floor).
 PAST = {"events": "(r.position > {floor} OR r.position IS NULL)", "audit_links": "r.seal_seq > {floor}"}
