@@ -22,12 +22,12 @@ what differs there is remembered, not failed, since the source moved on since th
 rounds follow (what was written during the pre-verification must not wait for the freeze), then the final
 one: together they copy every row changed since the horizon of the round before the pre-verification (which
 precedes it), and record what those rows touch (accounts, transactions). Inside the freeze, nothing scales with
-the tenant's history: the final catch-up reads the big tables by index (BOUNDED: rows past the seq floors read
-under the fence when the last round began, and the rows updates reopened), and `verify` checks only the delta:
-row counts (the pre-verification's up to its floors plus the rows past them), the balances of the accounts
-touched since (or off in the pre-verification) on the target (its last resulting balances plus queued effects)
-against the source's caches (plus its queued effects), the touched transactions' entries against their effects,
-their versions (equal on both sides, links and hashes verifying on the target), the ledgers' sums. A
+the tenant's history: the final catch-up reads the tables that grow with it by index (BOUNDED: rows past the floors
+read under the fence when the last round began, the rows updates reopened and those not final then), and `verify`
+checks only the delta: row counts (the pre-verification's up to its floors plus the rows past them), the balances
+of the accounts touched since (or off in the pre-verification) on the target (its last resulting balances plus
+queued effects) against the source's caches (plus its queued effects), the touched transactions' entries against
+their effects, their versions (equal on both sides, links and hashes verifying on the target), the ledgers' sums. A
 pre-verification problem of the target about something touched since is such a delta (the target, copied table
 by table while the source writes, is rarely consistent before the freeze); one about nothing touched is real and
 fails the move (the categories' closures and balances are rechecked whole when one was off: bounded by the
@@ -96,8 +96,13 @@ CELL_TABLES = frozenset({"schema_migrations", "schema_routines", "audit_sealer"}
 # The tenant row arrives frozen on the target, and its state is never copied over: the move sets it.
 # Copied covered rows are sealed already (their links come along): audit_txid 0 keeps the target's sealer
 # off them (cell/store/migrations/0080_audit_chain.sql).
+# An idempotency key's seq is the target's own (a plain column with a sequence default, not an identity). A copied
+# row's changed_txid is older than any round (0151).
 OVERRIDES = {"tenants": {"state": "'frozen'"}, "ledger_transaction_versions": {"audit_txid": "'0'::xid8"},
-             "ledger_accounts": {"audit_txid": "'0'::xid8"}}
+             "ledger_accounts": {"audit_txid": "'0'::xid8"},
+             "idempotency_keys": {"seq": "nextval(pg_get_serial_sequence('idempotency_keys', 'seq'))"},
+             **{name: {"changed_txid": "'0'::xid8"} for name in ("ledger_entry_metadata", "ledger_account_settlements",
+                                                                 "ledger_account_settlement_entries")}}
 
 # What a purge of a moved-out tenant's source copy leaves behind.
 PURGE_KEEPS = frozenset({"tenants", "api_keys"})
@@ -118,21 +123,62 @@ TOUCHES: dict[str, list[tuple[str, str]]] = {
 }
 
 # The final catch-up, inside the freeze, reads these tables by index instead of whole: the rows past the table's
-# seq floor (its sequence's last value when the last round began, read under the exclusive fence, so that every
-# later row of the tenant has a larger seq; FLOORS, each with an index to find rows past it) and the rows an update may have
-# changed since, named by what points at them ({accounts}, {transactions}, {unapplied_entries}: see reopened()).
-# The FLOORS tables' counts in the freeze are the pre-verification's (rows up to its floor) plus the rows past
-# it. Any other table (a new one too) is read and counted whole, by transaction id: correct, and cheap for the
-# small ones (ledger_accounts too: an account's PATCH leaves no other trace).
-FLOORS = ("ledger_accounts", "ledger_transactions", "ledger_transaction_versions", "ledger_entries", "balance_effects")
-BOUNDED: dict[str, str] = {
-    "account_balances": "r.account_id = ANY({accounts})",
-    "ledger_transactions": "r.seq > {floor} OR r.id = ANY({transactions})",
-    "ledger_transaction_versions": "r.seq > {floor}",
-    "ledger_entries": "r.seq > {floor}",
-    "balance_effects": "r.seq > {floor} OR r.entry_id = ANY({unapplied_entries})",
-    "effective_balance_buckets": "r.account_id = ANY({accounts})",
+# floor ({past}) and the rows an update may have changed since, named by what points at them ({accounts},
+# {transactions}, {unapplied_entries}: see reopened()) or by the state they were in when the last round began
+# (OPEN: not yet final then, found through small partial indexes; a row in its final state never changes again),
+# or by the id of the transaction that last wrote them ({horizon}: the round's; an account's audit_txid, which the
+# audit chain's trigger sets at every change, 0080; the changed_txid of 0151, set the same way; each indexed).
+# FLOORS: a seq drawn from the table's sequence at insert, whose last value, read under the exclusive fence when the
+# last round began, is below every later row of the tenant (each with an index on (tenant_id, seq); rows with no
+# seq, idempotency keys claimed before 0150, are older than any floor). ORDERED: a column copied as it is, given
+# per tenant above every value given before and never changed once given (an event's position: the readers' cursor
+# order, 0040; an audit link's seal_seq: the sealer's chain order, 0080): the floor is the tenant's largest value
+# then. Counts in the freeze are the pre-verification's (rows up to its floor) plus the rows past it; the other
+# tables are counted whole (ledger_entry_metadata and settlement entries among them: an index's count).
+# Any other table (a new one too) is read and counted whole, by transaction id: correct, and cheap because it is
+# bounded by the tenant's configuration, not its history (tenants, api_keys, ledgers, balance monitors, webhook
+# endpoints, categories with their members, edges and closure: a graph).
+FLOORS = ("ledger_accounts", "ledger_transactions", "ledger_transaction_versions", "ledger_entries", "balance_effects",
+          "idempotency_keys", "ledger_account_statements", "ledger_account_settlements", "webhook_deliveries",
+          "bulk_requests", "bulk_results")
+ORDERED = {"events": "position", "audit_links": "seal_seq"}
+# The rows past a floor, per table (an event without a position yet is past every floor).
+PAST = {"events": "(r.position > {floor} OR r.position IS NULL)", "audit_links": "r.seal_seq > {floor}"}
+# What is not final when a round begins (read then, under the fence): keys whose answer is still to be stored (its
+# store is no tenant write: it may come in the freeze), deliveries pending (their attempts are no tenant writes;
+# a redelivery makes a delivery pending again: pending at the final catch-up too), bulk requests not completed.
+OPEN = {
+    "unanswered_keys": "SELECT key FROM idempotency_keys WHERE tenant_id = $1 AND status_code IS NULL",
+    "pending_deliveries": "SELECT id::text FROM webhook_deliveries WHERE tenant_id = $1 AND status = 'pending'",
+    "open_bulk_requests": "SELECT id::text FROM bulk_requests WHERE tenant_id = $1 AND status <> 'completed'",
 }
+BOUNDED: dict[str, str] = {
+    "ledger_accounts": "r.audit_txid >= {horizon}",
+    "account_balances": "r.account_id = ANY({accounts})",
+    "ledger_transactions": "{past} OR r.id = ANY({transactions})",
+    "ledger_transaction_versions": "{past}",
+    "ledger_entries": "{past}",
+    "balance_effects": "{past} OR r.entry_id = ANY({unapplied_entries})",
+    "effective_balance_buckets": "r.account_id = ANY({accounts})",
+    "idempotency_keys": "{past} OR r.key = ANY({unanswered_keys})",
+    "events": "{past}",
+    "audit_links": "{past}",
+    "ledger_account_statements": "{past}",
+    "webhook_deliveries": "{past} OR r.id = ANY({pending_deliveries}) OR r.status = 'pending'",
+    "bulk_requests": "{past} OR r.id = ANY({open_bulk_requests})",
+    "bulk_results": "{past}",
+    "ledger_entry_metadata": "r.changed_txid >= {horizon}",
+    "ledger_account_settlements": "r.changed_txid >= {horizon}",
+    "ledger_account_settlement_entries": "r.changed_txid >= {horizon}",
+}
+# The lists reopened() passes to BOUNDED, with their types.
+_LISTS = {"accounts": "uuid[]", "transactions": "uuid[]", "unapplied_entries": "uuid[]", "unanswered_keys": "text[]",
+          "pending_deliveries": "uuid[]", "open_bulk_requests": "uuid[]"}
+
+
+def past(name: str, floor: int) -> str:
+    """The condition on `r` of the rows of `name` past its floor."""
+    return PAST.get(name, "r.seq > {floor}").format(floor=int(floor))
 
 
 @dataclass
@@ -211,12 +257,20 @@ async def snapshot_xmin(conn: asyncpg.Connection) -> int:
     return await conn.fetchval("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
 
 
-async def seq_floors(conn: asyncpg.Connection) -> dict[str, int]:
+async def seq_floors(conn: asyncpg.Connection, tables: dict[str, Table]) -> dict[str, int]:
     """The last value of each FLOORS table's seq sequence (0 before the first row): at least the largest seq of
-    any committed row, and smaller than any seq drawn later. O(1), whatever the tables hold."""
+    any committed row, and smaller than any seq drawn later. O(1), whatever the tables hold. A table without its
+    seq yet (a cell not migrated) has no floor: it is read whole."""
     return {name: await conn.fetchval(
         "SELECT coalesce(pg_sequence_last_value(pg_get_serial_sequence($1, 'seq')::regclass), 0)", name)
-        for name in FLOORS}
+        for name in FLOORS if "seq" in tables[name].columns}
+
+
+async def ordered_floors(conn: asyncpg.Connection, tenant_id: str) -> dict[str, int]:
+    """The tenant's largest value of each ORDERED column (0 before the first): an index's last entry."""
+    return {name: await conn.fetchval(f"SELECT coalesce(max({column}), 0) FROM {_q(name)} "
+                                      f"WHERE tenant_id = $1 AND {column} IS NOT NULL", tenant_id)
+            for name, column in ORDERED.items()}
 
 
 async def fence_point(src: asyncpg.Connection, tables: dict[str, Table], tenant_id: str,
@@ -227,21 +281,24 @@ async def fence_point(src: asyncpg.Connection, tables: dict[str, Table], tenant_
     async with src.transaction():
         await src.execute("SELECT set_config('lock_timeout', $1, true)", f"{int(lock_timeout_s * 1000)}ms")
         await src.execute("SELECT pg_advisory_xact_lock(hashtextextended('tenant:' || $1, 0))", tenant_id)
-        floors = await seq_floors(src)
+        floors = await seq_floors(src, tables) | await ordered_floors(src, tenant_id)
         xmin = await snapshot_xmin(src)
         # The tenant's queue at this point: an effect applied later was in it, or is past the floor.
         unapplied = [[str(r[0]), str(r[1])] for r in await src.fetch(
             "SELECT entry_id, account_id FROM balance_effects WHERE tenant_id = $1 AND applied_at IS NULL", tenant_id)]
-    return {"floors": floors, "xmin": xmin, "unapplied": unapplied}
+        # The rows not final at this point: one changed later was among them, or is past the floor.
+        opened = {name: [r[0] for r in await src.fetch(query, tenant_id)] for name, query in OPEN.items()}
+    return {"floors": floors, "xmin": xmin, "unapplied": unapplied, "open": opened}
 
 
 async def reopened(src: asyncpg.Connection, dst: asyncpg.Connection, tenant_id: str, floors: dict[str, int],
-                   queued: list[list[str]]) -> dict:
+                   queued: list[list[str]], opened: dict[str, list[str]] | None = None) -> dict:
     """What an update since the fence point (`floors`, and the tenant's `queued` effects then) may have changed in
     the BOUNDED tables, found from the rows past the floors: the transactions a new version names (status,
     metadata, partial post) or a new transaction reverses or partially posts; the effects queued at the fence
     point or still unapplied on the target (applied since, maybe); the accounts of those, of every effect past
-    the floor and every new account (their balance caches and effective-time buckets)."""
+    the floor and every new account (their balance caches and effective-time buckets); and the rows not final at
+    the fence point (`opened`, OPEN)."""
     transactions = await src.fetchval("""
         SELECT coalesce(array_agg(DISTINCT x), '{}') FROM (
             SELECT transaction_id AS x FROM ledger_transaction_versions WHERE tenant_id = $1 AND seq > $2
@@ -259,20 +316,25 @@ async def reopened(src: asyncpg.Connection, dst: asyncpg.Connection, tenant_id: 
                                       tenant_id, floors["balance_effects"], floors["ledger_accounts"]))
     accounts |= {r["account_id"] for r in unapplied} | {uuid.UUID(a) for _, a in queued}
     return {"floors": floors, "transactions": list(transactions), "accounts": sorted(accounts),
-            "unapplied_entries": sorted({r["entry_id"] for r in unapplied} | {uuid.UUID(e) for e, _ in queued})}
+            "unapplied_entries": sorted({r["entry_id"] for r in unapplied} | {uuid.UUID(e) for e, _ in queued}),
+            **{name: (opened or {}).get(name) for name in OPEN}}  # None: not read then (an older mover's round)
 
 
 def _select(t: Table, last: list | None, since: int | None, limit: int, delta: dict | None = None) -> tuple[str, list]:
     args: list = []
     where = [t.scope]
-    if delta is not None and t.name in BOUNDED:
-        names = {}
-        for name, value, pg_type in (("floor", delta["floors"].get(t.name, 0), "bigint"),
-                                     ("accounts", delta["accounts"], "uuid[]"),
-                                     ("transactions", delta["transactions"], "uuid[]"),
-                                     ("unapplied_entries", delta["unapplied_entries"], "uuid[]")):
+    bounded = delta is not None and t.name in BOUNDED
+    if bounded and ("{past}" in BOUNDED[t.name] and t.name not in delta["floors"]
+                    or "{horizon}" in BOUNDED[t.name] and (since is None or "changed_txid" in BOUNDED[t.name]
+                                                           and "changed_txid" not in t.columns)
+                    or any("{" + name + "}" in BOUNDED[t.name] and delta.get(name) is None for name in _LISTS)):
+        bounded = False  # what bounds it was not kept when the round began (an older mover, an older cell): whole
+    if bounded:
+        names = {"past": past(t.name, delta["floors"].get(t.name, 0)),
+                 "horizon": f"'{int(since or 0)}'::xid8"}
+        for name, pg_type in _LISTS.items():
             if "{" + name + "}" in BOUNDED[t.name]:
-                args.append(value)
+                args.append(delta[name])
                 names[name] = f"${len(args) + 1}::{pg_type}"
         where.append("(" + BOUNDED[t.name].format(**names) + ")")
     if last is not None:
@@ -349,11 +411,11 @@ def _jsonable(value):
 
 
 async def count_rows(conn: asyncpg.Connection, tables: dict[str, Table], tenant_id: str,
-                     past: dict[str, int] | None = None) -> dict[str, int]:
-    """Rows per table of the tenant; with `past` (seq floors), only the rows past the floor in those tables."""
-    past = past or {}
+                     floors: dict[str, int] | None = None) -> dict[str, int]:
+    """Rows per table of the tenant; with `floors`, only the rows past the floor in those tables."""
+    floors = floors or {}
     return {name: await conn.fetchval(f"SELECT count(*) FROM {_q(name)} r WHERE {t.scope}"
-                                      + (f" AND r.seq > {int(past[name])}" if name in past else ""), tenant_id)
+                                      + (f" AND {past(name, floors[name])}" if name in floors else ""), tenant_id)
             for name, t in tables.items()}
 
 
@@ -361,7 +423,8 @@ async def count_below(conn: asyncpg.Connection, tables: dict[str, Table], tenant
                       floors: dict[str, int]) -> dict[str, int]:
     """Rows of the tenant up to the floor in each floored table: fixed once the floor is read (the fence)."""
     return {name: await conn.fetchval(f"SELECT count(*) FROM {_q(name)} r WHERE {tables[name].scope} "
-                                      f"AND r.seq <= {int(floor)}", tenant_id) for name, floor in floors.items()}
+                                      f"AND NOT coalesce({past(name, floor)}, false)", tenant_id)
+            for name, floor in floors.items()}
 
 
 async def purge_tenant(conn: asyncpg.Connection, tables: dict[str, Table], tenant_id: str, batch_rows: int,
@@ -446,10 +509,15 @@ async def verify_copy(src: asyncpg.Connection, dst: asyncpg.Connection, tables: 
     problems, source_counts, target_counts = await compare_counts(src, dst, tables, tenant_id)
     counted = None
     if floors is not None:
-        # The target is written by this mover only: its floors and counts are fixed while it verifies.
-        target_floors = await seq_floors(dst)
+        # The target is written by this mover only: its seq floors and counts are fixed while it verifies. An
+        # ORDERED column is the source's on both sides: its floor is the last round's, up to which the target holds
+        # every row (as final as on the source), whatever the copy's lag since.
+        ordered = {n: floors[n] for n in ORDERED if n in floors}
+        target_floors = await seq_floors(dst, tables) | ordered
         counted = {"source_floors": floors, "source_below": await count_below(src, tables, tenant_id, floors),
-                   "target_floors": target_floors, "target_below": {n: target_counts[n] for n in target_floors}}
+                   "target_floors": target_floors,
+                   "target_below": {n: target_counts[n] for n in target_floors if n not in ordered}
+                   | await count_below(dst, tables, tenant_id, ordered)}
 
     def totals(rows):
         return {r["account_id"]: (int(r["pd"]), int(r["pc"]), int(r["od"]), int(r["oc"])) for r in rows}
@@ -754,7 +822,8 @@ class Mover:
             if step in ("copy", "catch_up"):
                 point = await fence_point(self.src, self.tables, self.tenant_id,
                                           self.settings.move_freeze_lock_timeout_s)
-                rnd.update({"next_since": point["xmin"], "floors": point["floors"], "queued": point["unapplied"]})
+                rnd.update({"next_since": point["xmin"], "floors": point["floors"], "queued": point["unapplied"],
+                            "open": point["open"]})
             else:
                 rnd["next_since"] = await snapshot_xmin(self.src)
             rnd.update({"step": step, "since": since, "cursors": {}, "rows": 0})
@@ -804,9 +873,15 @@ class Mover:
         # The tenant row first, frozen: the target refuses its writes until the move ends.
         await self._round("copy", None)
         self.w["since"] = self.w["round"]["next_since"]
-        self.w["since_floors"], self.w["since_queued"] = self.w["round"]["floors"], self.w["round"]["queued"]
+        self._keep_fence_point()
         self.w["rounds"] = 1
         return "catch_up"
+
+    def _keep_fence_point(self) -> None:
+        """What bounds the next round: the floors and what was not final at the fence point of the one just done."""
+        rnd = self.w["round"]
+        self.w["since_floors"], self.w["since_queued"], self.w["since_open"] = \
+            rnd["floors"], rnd["queued"], rnd.get("open", {})
 
     async def step_catch_up(self) -> str:
         s = self.settings
@@ -814,7 +889,7 @@ class Mover:
             since = self.w["since"]
             rows = await self._round("catch_up", since, await self._delta())
             self.w["since"] = self.w["round"]["next_since"]
-            self.w["since_floors"], self.w["since_queued"] = self.w["round"]["floors"], self.w["round"]["queued"]
+            self._keep_fence_point()
             self.w["round"] = {}
             self.w["rounds"] = self.w.get("rounds", 1) + 1
             self.w["last_round_rows"] = rows
@@ -830,7 +905,11 @@ class Mover:
         # The whole tenant, while it still writes (the source has moved on since the last round: differences
         # are remembered and checked again inside the freeze, never failed here).
         point = await fence_point(self.src, self.tables, self.tenant_id, self.settings.move_freeze_lock_timeout_s)
-        result = await verify_copy(self.src, self.dst, self.tables, self.tenant_id, point["floors"])
+        # The ORDERED floors are the last round's (see verify_copy); the seq floors this fence point's.
+        since = self.w.get("since_floors") or {}
+        floors = {n: f for n, f in point["floors"].items() if n not in ORDERED} | \
+            {n: since[n] for n in ORDERED if n in since}
+        result = await verify_copy(self.src, self.dst, self.tables, self.tenant_id, floors)
         self.w["pre_verify"] = {k: result[k] for k in ("accounts", "accounts_off", "target_problems",
                                                        "audit_chain_head", "audit_chain_head_target", "counted")}
         self.w["pre_verify"]["differences"] = len(result["problems"])
@@ -880,7 +959,8 @@ class Mover:
         (None for a move whose rounds kept no floors: it reads whole)."""
         if not self.w.get("since_floors"):
             return None
-        return await reopened(self.src, self.dst, self.tenant_id, self.w["since_floors"], self.w["since_queued"])
+        return await reopened(self.src, self.dst, self.tenant_id, self.w["since_floors"], self.w["since_queued"],
+                              self.w.get("since_open"))
 
     async def step_final_catch_up(self) -> str:
         delta = await self._delta()

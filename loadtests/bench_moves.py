@@ -6,9 +6,12 @@ fresh tenant of MOVE_BENCH_ENTRIES entries (default 1,000,000) straight into the
 written in bulk, then folded by the cell's own `ledger_apply`, so the cell's invariants hold), starts writers
 posting to it through the router at a steady rate (each with an Idempotency-Key, retried on 503/421), runs
 `ledgerctl tenants move` as its own process, and checks that every acknowledged posting is on the target
-exactly once. Printed per run and as medians: the freeze window (source frozen to target accepting writes)
-and the steps inside it, total move time, copy rows/s, and the largest gap between two acknowledged writes
-the clients saw.
+exactly once. The history has what a tenant's postings leave besides entries too: one event (positioned), one
+idempotency key (answered), one audit link (sealed) and one webhook delivery (delivered) per transaction, and
+bulk requests with a result per transaction. Each run moves a tenant of a tenth of the entries, then one of all
+of them: the freeze must not grow with the history. Printed per run and as medians per size: the freeze window
+(source frozen to target accepting writes) and the steps inside it, total move time, copy rows/s, and the largest
+gap between two acknowledged writes the clients saw.
 
     python -m loadtests.bench --only moves            (MOVE_BENCH_ENTRIES, MOVE_BENCH_RUNS, MOVE_BENCH_RATE)
     python -m loadtests.bench_moves --entries 100000 --runs 1
@@ -30,12 +33,15 @@ from pathlib import Path
 import asyncpg
 import httpx
 
+from cell.store import audit
 from control_plane import catalog, operations
 from control_plane.devstack import EmbeddedPostgres, EmbeddedValkey, free_port, remove_tree
 from control_plane.settings import ControlPlaneSettings
 from loadtests.router_overhead import _spawn, _stop, _wait_ready
 
 ACCOUNTS = 20
+# The tables the history fills besides entries (_other_history), reported per run.
+HISTORY_TABLES = ("events", "idempotency_keys", "audit_links", "webhook_deliveries", "bulk_results")
 # The steps inside the write freeze, in order (control_plane/moves.py).
 FROZEN_STEPS = ("freeze", "final_catch_up", "verify", "flip", "source_moved_out", "unfreeze")
 
@@ -98,7 +104,57 @@ async def build_history(url: str, tenant: str, ledger_id: str, accounts: list[st
                                                                 'entry', true, ARRAY[g.eff, g.eff]) f
                     ORDER BY g.i""", tenant)
                 await conn.execute("SELECT ledger_apply($1::uuid[], $2)", sorted(account_ids), tenant)
+                await _other_history(conn, tenant)
+        async with conn.transaction():  # every version linked, as the workers' sealer keeps it
+            await audit.seal_tenant(conn, tenant)
         await conn.execute("VACUUM ANALYZE")
+    finally:
+        await conn.close()
+
+
+async def _other_history(conn: asyncpg.Connection, tenant: str, bulk_size: int = 100) -> None:
+    """What the postings of temp table g leave besides entries: each its event (positioned after the tenant's last),
+    its Idempotency-Key (answered), its delivery to the tenant's webhook endpoint (delivered); and bulk requests
+    (completed) of `bulk_size` results, one per posting."""
+    await conn.execute("""
+        INSERT INTO events (id, tenant_id, position, resource, event_name, entity_id, data)
+        SELECT gen_random_uuid(), $1, coalesce((SELECT max(position) FROM events WHERE tenant_id = $1
+                                                AND position IS NOT NULL), 0) + row_number() OVER (ORDER BY i),
+               'ledger_transaction', 'ledger_transaction.created', txn, jsonb_build_object('id', txn, 'amount', amount)
+        FROM g ORDER BY i""", tenant)
+    await conn.execute("""
+        INSERT INTO idempotency_keys (tenant_id, key, request_hash, resource_type, resource_id, status_code, response)
+        SELECT $1, 'history-' || txn, sha256(txn::text::bytea), 'ledger_transaction', txn, 201,
+               convert_to(jsonb_build_object('id', txn)::text, 'UTF8')
+        FROM g ORDER BY i""", tenant)
+    endpoint = await conn.fetchval("SELECT id FROM webhook_endpoints WHERE tenant_id = $1", tenant)
+    await conn.execute("""
+        INSERT INTO webhook_deliveries (id, tenant_id, endpoint_id, event_id, event_position, entity_id, event_name,
+                                        status, attempts, give_up_at, last_attempt_at, last_status_code)
+        SELECT gen_random_uuid(), $1, $2, e.id, e.position, e.entity_id, e.event_name, 'succeeded', 1, now(), now(), 200
+        FROM events e JOIN g ON g.txn = e.entity_id WHERE e.tenant_id = $1 ORDER BY e.position""", tenant, endpoint)
+    await conn.execute("UPDATE webhook_endpoints SET after_position = (SELECT max(position) FROM events "
+                       "WHERE tenant_id = $1) WHERE id = $2", tenant, endpoint)
+    await conn.execute("CREATE TEMP TABLE bg ON COMMIT DROP AS SELECT grp, gen_random_uuid() AS id, count(*) AS n "
+                       "FROM (SELECT i / $1 AS grp FROM g) x GROUP BY grp", bulk_size)
+    await conn.execute("""
+        INSERT INTO bulk_requests (id, tenant_id, action_type, resource_type, status, resources, total_resource_count,
+                                   success_result_count)
+        SELECT id, $1, 'create', 'ledger_transaction', 'completed', '[]', n, n FROM bg ORDER BY grp""", tenant)
+    await conn.execute("""
+        INSERT INTO bulk_results (id, tenant_id, request_id, resource_index, entity_type, entity_id, entity, status)
+        SELECT gen_random_uuid(), $1, bg.id, (g.i % $2)::int, 'ledger_transaction', g.txn,
+               jsonb_build_object('id', g.txn), 'successful'
+        FROM g JOIN bg ON bg.grp = g.i / $2 ORDER BY g.i""", tenant, bulk_size)
+
+
+async def _sealer(url: str, interval_s: float = 1.0) -> None:
+    """The source cell's audit sealer, as its workers run it (every second): the freeze links only the tail."""
+    conn = await asyncpg.connect(url)
+    try:
+        while True:
+            await audit.seal_until_caught_up(conn)
+            await asyncio.sleep(interval_s)
     finally:
         await conn.close()
 
@@ -122,6 +178,8 @@ async def create_books(cp: asyncpg.Connection, settings: ControlPlaneSettings, c
                          for i, a in enumerate(accounts)])
             await conn.copy_records_to_table("account_balances", columns=["account_id", "tenant_id"],
                                              records=[(a, tenant) for a in accounts])
+            await conn.execute("INSERT INTO webhook_endpoints (id, tenant_id, url, key, active) "
+                               "VALUES ($1, $2, 'http://127.0.0.1:9/hook', 'k', false)", uuid.uuid4(), tenant)
     finally:
         await conn.close()
     return secret, str(ledger), [str(a) for a in accounts]
@@ -197,6 +255,7 @@ async def move_once(stack: dict, run: int, entries: int, writers: int, rate: flo
     built_s = time.monotonic() - started
     clients = Writers(stack["router"], (tenant, secret), ledger, accounts, writers, rate)
     await clients.start()
+    sealer = asyncio.create_task(_sealer(stack["cells"]["bench-a"]))
     try:
         await asyncio.sleep(warm_s)
         move_started = time.monotonic()
@@ -211,6 +270,8 @@ async def move_once(stack: dict, run: int, entries: int, writers: int, rate: flo
         await asyncio.sleep(warm_s)
     finally:
         await clients.stop()
+        sealer.cancel()
+        await asyncio.gather(sealer, return_exceptions=True)
     result = json.loads(out)
     # Every acknowledged posting is on the target, exactly once.
     conn = await asyncpg.connect(stack["cells"]["bench-b"])
@@ -223,7 +284,9 @@ async def move_once(stack: dict, run: int, entries: int, writers: int, rate: flo
         raise RuntimeError(f"{len(clients.acked)} postings acknowledged, {found} on the target")
     steps = {s["step"]: s["ms"] for s in result["steps"]}
     copied = sum(result["rows_copied"].values())
-    return {"entries": result["verification"]["rows"]["ledger_entries"], "build_s": round(built_s, 1),
+    rows = result["verification"]["rows"]
+    return {"entries": rows["ledger_entries"], "history": {t: rows[t] for t in HISTORY_TABLES},
+            "build_s": round(built_s, 1),
             "move_s": round(move_ended - move_started, 1), "freeze_ms": result["freeze_ms"],
             "copy_rows_per_s": round(copied / max(0.001, (steps["copy"] + steps["catch_up"]) / 1000)),
             "rows_copied": copied, "steps_ms": steps, "acked": len(clients.acked), "retries": clients.retries,
@@ -234,7 +297,8 @@ async def move_once(stack: dict, run: int, entries: int, writers: int, rate: flo
 
 def _print_run(r: dict) -> None:
     inside = ", ".join(f"{s} {r['steps_ms'].get(s)}" for s in FROZEN_STEPS)
-    print(f"run: {r['entries']} entries (built in {r['build_s']} s): move {r['move_s']} s, copy "
+    history = ", ".join(f"{t} {n}" for t, n in r["history"].items())
+    print(f"run: {r['entries']} entries, {history} (built in {r['build_s']} s): move {r['move_s']} s, copy "
           f"{r['copy_rows_per_s']} rows/s, freeze {r['freeze_ms']} ms [{inside} ms], largest client gap "
           f"{r['largest_gap_ms']} ms, {r['acked']} postings acknowledged, retries {r['retries']}, "
           f"pre_verify {r['steps_ms'].get('pre_verify')} ms")
@@ -279,23 +343,24 @@ async def run(duration_s: float = 10.0, concurrency: int = 16, *, entries: int |
         stack = {"cp_url": cp_url, "settings": settings, "cells": cells, "router": f"http://127.0.0.1:{router_port}",
                  "env": {"CONTROL_PLANE_DATABASE_URL": cp_url, "CONTROL_PLANE_REDIS_URL": valkey.url,
                          "CONTROL_PLANE_ACTOR": "bench"}}
-        print(f"# tenant moves: {entries} entries per tenant, {runs} run(s), {writers} writers at {rate:.0f} "
-              f"postings/s through the router, fsync on")
-        results = []
+        sizes = (max(2, entries // 10), entries)
+        print(f"# tenant moves: {' and '.join(map(str, sizes))} entries per tenant, {runs} run(s) of each, {writers} "
+              f"writers at {rate:.0f} postings/s through the router, fsync on")
+        results: dict[int, list[dict]] = {size: [] for size in sizes}
         for i in range(runs):
-            results.append(await move_once(stack, i, entries, writers, rate, warm_s))
-            _print_run(results[-1])
-        summary = {"entries": entries, "runs": results,
-                   "median_freeze_ms": statistics.median(r["freeze_ms"] for r in results),
-                   "median_largest_gap_ms": statistics.median(r["largest_gap_ms"] for r in results),
-                   "median_move_s": statistics.median(r["move_s"] for r in results),
-                   "median_copy_rows_per_s": statistics.median(r["copy_rows_per_s"] for r in results),
-                   "median_steps_ms": {s: statistics.median(r["steps_ms"].get(s) or 0 for r in results)
-                                       for s in results[0]["steps_ms"]}}
-        inside = ", ".join(f"{s} {summary['median_steps_ms'].get(s)}" for s in FROZEN_STEPS)
-        print(f"median of {runs}: freeze {summary['median_freeze_ms']} ms [{inside} ms], largest client gap "
-              f"{summary['median_largest_gap_ms']} ms, move {summary['median_move_s']} s, copy "
-              f"{summary['median_copy_rows_per_s']} rows/s")
+            for size in sizes:
+                results[size].append(await move_once(stack, i, size, writers, rate, warm_s))
+                _print_run(results[size][-1])
+        summary = {"entries": entries, "sizes": {size: _summary(rs) for size, rs in results.items()}}
+        for size, m in summary["sizes"].items():
+            inside = ", ".join(f"{s} {m['median_steps_ms'].get(s)}" for s in FROZEN_STEPS)
+            print(f"median of {runs} at {size} entries: freeze {m['median_freeze_ms']} ms [{inside} ms], largest "
+                  f"client gap {m['median_largest_gap_ms']} ms, move {m['median_move_s']} s, copy "
+                  f"{m['median_copy_rows_per_s']} rows/s")
+        small, large = (summary["sizes"][size]["median_freeze_ms"] for size in sizes)
+        summary["freeze_ratio_10x_history"] = round(large / small, 2) if small else None
+        print(f"freeze with a 10x longer history: {large} ms against {small} ms "
+              f"(x{summary['freeze_ratio_10x_history']})")
         return summary
     finally:
         for proc in reversed(procs):
@@ -305,9 +370,19 @@ async def run(duration_s: float = 10.0, concurrency: int = 16, *, entries: int |
         remove_tree(workdir)
 
 
+def _summary(results: list[dict]) -> dict:
+    return {"runs": results, "median_freeze_ms": statistics.median(r["freeze_ms"] for r in results),
+            "median_largest_gap_ms": statistics.median(r["largest_gap_ms"] for r in results),
+            "median_move_s": statistics.median(r["move_s"] for r in results),
+            "median_copy_rows_per_s": statistics.median(r["copy_rows_per_s"] for r in results),
+            "median_steps_ms": {s: statistics.median(r["steps_ms"].get(s) or 0 for r in results)
+                                for s in results[0]["steps_ms"]}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--entries", type=int, default=None, help="entries of the moved tenant (1,000,000)")
+    parser.add_argument("--entries", type=int, default=None, help="entries of the larger tenant moved; the other "
+                        "has a tenth (1,000,000)")
     parser.add_argument("--runs", type=int, default=None, help="moves, each of a fresh tenant (3)")
     parser.add_argument("--rate", type=float, default=None, help="postings/s the writers send in all (100)")
     parser.add_argument("--duration", type=float, default=10.0, help="writing before and after the move is a "

@@ -1,10 +1,17 @@
 """Schema and routines: numbered plain-SQL migrations, each applied once, then the routines (CREATE OR REPLACE
-code), each re-applied when its text changes; all under one advisory lock (safe at start-up)."""
+code), each re-applied when its text changes; all under one advisory lock (safe at start-up).
+
+A migration runs in one transaction, unless its first line is NO_TRANSACTION: then each of its statements runs on
+its own (one per `;` at a line's end), which CREATE INDEX CONCURRENTLY needs (an index built on a live cell without
+blocking its writes). Each such statement must be safe to run again (IF NOT EXISTS...): the migration is recorded
+only once all of them succeeded, and a retry runs them all again; an index a failed CONCURRENTLY build left
+invalid is dropped before it is built again."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 import sys
 from pathlib import Path
 
@@ -12,6 +19,10 @@ import asyncpg
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _LOCK_KEY = 7_311_900_001
+NO_TRANSACTION = "-- migrate: no transaction"
+_LOCK_POLL_S = 0.05
+_CONCURRENT_INDEX = re.compile(r"CREATE\s+(?:UNIQUE\s+)?INDEX\s+CONCURRENTLY\s+IF\s+NOT\s+EXISTS\s+(\w+)",
+                               re.IGNORECASE)
 
 # The routines of routines/ (a store's routines live beside its migrations), in the order they are created.
 # plpgsql bodies are bound when they first run, but a LANGUAGE sql body is checked when it is created: a
@@ -48,7 +59,7 @@ async def migrate(conn: asyncpg.Connection, directory: Path = MIGRATIONS_DIR) ->
     """Apply every migration not yet applied, then every routine new or changed; return the names applied now
     (routines as `routine:<name>`)."""
     applied_now: list[str] = []
-    await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_KEY)
+    await _lock(conn)
     try:
         await conn.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations (name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
@@ -57,9 +68,15 @@ async def migrate(conn: asyncpg.Connection, directory: Path = MIGRATIONS_DIR) ->
         for name, path in migration_files(directory):
             if name in done:
                 continue
-            async with conn.transaction():
-                await conn.execute(path.read_text())
+            text = path.read_text()
+            if text.startswith(NO_TRANSACTION):
+                for statement in statements(text):
+                    await _run_alone(conn, statement)
                 await conn.execute("INSERT INTO schema_migrations (name) VALUES ($1)", name)
+            else:
+                async with conn.transaction():
+                    await conn.execute(text)
+                    await conn.execute("INSERT INTO schema_migrations (name) VALUES ($1)", name)
             applied_now.append(name)
         routines = routine_files(directory)
         if routines:
@@ -80,6 +97,40 @@ async def migrate(conn: asyncpg.Connection, directory: Path = MIGRATIONS_DIR) ->
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)
     return applied_now
+
+
+async def _lock(conn: asyncpg.Connection) -> None:
+    """The migration lock, polled rather than waited for: a session blocked in pg_advisory_lock holds a snapshot,
+    which a CREATE INDEX CONCURRENTLY of the lock's holder waits out (a deadlock)."""
+    while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", _LOCK_KEY):
+        await asyncio.sleep(_LOCK_POLL_S)
+
+
+def statements(text: str) -> list[str]:
+    """A NO_TRANSACTION migration's statements: each ends with `;` at the end of a line outside a $$ body."""
+    found, current, quoted = [], [], False
+    for line in text.splitlines():
+        current.append(line)
+        quoted ^= line.count("$$") % 2 == 1
+        if not quoted and re.search(r";[ \t]*$", line):
+            found.append("\n".join(current))
+            current = []
+    found.append("\n".join(current))
+    return [s.strip() for s in found if _code(s)]
+
+
+def _code(sql: str) -> str:
+    return "\n".join(line for line in sql.splitlines() if not line.strip().startswith("--")).strip()
+
+
+async def _run_alone(conn: asyncpg.Connection, statement: str) -> None:
+    index = _CONCURRENT_INDEX.search(_code(statement))
+    if index is not None and await conn.fetchval(
+            "SELECT NOT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = current_schema() AND c.relname = $1",
+            index.group(1)):
+        await conn.execute(f'DROP INDEX CONCURRENTLY IF EXISTS "{index.group(1)}"')
+    await conn.execute(statement)
 
 
 async def pending_migrations(conn: asyncpg.Connection, directory: Path = MIGRATIONS_DIR) -> list[str]:

@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import shutil
 import uuid
+from pathlib import Path
 
 import asyncpg
 import pytest
 
 from cell.store.migrate import (
     MIGRATIONS_DIR,
+    NO_TRANSACTION,
     ROUTINES,
     migrate,
     migration_files,
@@ -188,3 +190,53 @@ async def test_several_databases_and_several_cells_on_one_database_migrate_at_on
             assert await pending_migrations(conn) == []
         finally:
             await conn.close()
+
+
+def _no_transaction_store(tmp_path, index: str) -> Path:
+    """Two migrations: a table with a duplicated value, then an index built CONCURRENTLY (NO_TRANSACTION)."""
+    directory = tmp_path / "migrations"
+    directory.mkdir()
+    (directory / "0001_table.sql").write_text(
+        "CREATE TABLE t (id int PRIMARY KEY, v int);\n"
+        "INSERT INTO t SELECT i, i % 500 FROM generate_series(1, 1000) i;\n")
+    (directory / "0002_index.sql").write_text(
+        f"{NO_TRANSACTION}\n-- built while the table is written\n"
+        "SET lock_timeout = '10s';\n"
+        f"CREATE {index} CONCURRENTLY IF NOT EXISTS t_v ON t (v);\n"
+        "RESET lock_timeout;\n")
+    return directory
+
+
+async def _index_valid(conn) -> bool | None:
+    return await conn.fetchval("SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                               "WHERE c.relname = 't_v'")
+
+
+async def test_migrators_wait_for_a_concurrent_index_build_without_a_deadlock(make_database, tmp_path):
+    """CREATE INDEX CONCURRENTLY waits out every snapshot older than its own: a migrator blocked in
+    pg_advisory_lock would hold one, and wait for the builder's lock (a deadlock); they poll instead."""
+    directory = _no_transaction_store(tmp_path, "INDEX")
+    url = make_database(f"migrate_cic_{uuid.uuid4().hex[:8]}", migrate_cell=False)
+    conns = [await _connect(url) for _ in range(4)]
+    try:
+        applied = await asyncio.gather(*(migrate(c, directory) for c in conns))
+        assert sorted(applied, key=len) == [[], [], [], ["0001_table", "0002_index"]]
+        assert await _index_valid(conns[0]) is True
+    finally:
+        for c in conns:
+            await c.close()
+
+
+async def test_an_index_a_failed_concurrent_build_left_invalid_is_built_again(make_database, tmp_path):
+    directory = _no_transaction_store(tmp_path, "UNIQUE INDEX")
+    conn = await _connect(make_database(f"migrate_cic_retry_{uuid.uuid4().hex[:8]}", migrate_cell=False))
+    try:
+        with pytest.raises(asyncpg.UniqueViolationError):
+            await migrate(conn, directory)
+        assert await _index_valid(conn) is False
+        assert await pending_migrations(conn, directory) == ["0002_index"]
+        await conn.execute("DELETE FROM t WHERE id > 500")
+        assert await migrate(conn, directory) == ["0002_index"]
+        assert await _index_valid(conn) is True
+    finally:
+        await conn.close()
