@@ -183,12 +183,12 @@ BEGIN
     -- The key, kept in its final state by one row insert (held since the start by every posting that uses it; a
     -- bulk request's claim, which does not take the lock, made meanwhile fails this insert on the primary key: the
     -- same 409 in flight, cell/store/errors.py). Without p_answer the key keeps no answer (a replay renders the
-    -- transaction anew).
+    -- transaction anew), but it is final all the same: status 201, none is to come (0150's unanswered index).
     IF p_idem_key IS NOT NULL THEN
         INSERT INTO idempotency_keys (tenant_id, key, request_hash, resource_type, resource_id, status_code,
                                       response, facts)
         VALUES (p_tenant, p_idem_key, p_idem_hash, 'ledger_transaction', p_txn_id,
-                CASE WHEN p_answer IS NOT NULL THEN 201 END, p_answer,
+                201, p_answer,
                 CASE WHEN p_answer IS NOT NULL THEN v_result END);
     END IF;
     RETURN v_result;

@@ -14,8 +14,26 @@ from datetime import UTC, datetime
 import asyncpg
 import pytest
 
-from cell.ledger.models import Condition, EntryRequest, IdemKey, Posting, TransactionState, VersionEntry
-from cell.store import accounts, audit, bulk, entries, events, idempotency, ledgers, transactions, webhooks
+from cell.ledger.models import (
+    Condition,
+    EntryRequest,
+    IdemKey,
+    Posting,
+    TransactionState,
+    VersionEntry,
+)
+from cell.store import (
+    accounts,
+    audit,
+    bulk,
+    entries,
+    events,
+    idempotency,
+    ledgers,
+    tenants,
+    transactions,
+    webhooks,
+)
 from cell.store.db import _init_connection
 from control_plane import operations
 from control_plane.catalog import connect, migrate_catalog
@@ -98,6 +116,15 @@ class Books:
         if answer:
             await self.answer(key)
         return state.id
+
+    async def claim_ledger(self, key: str) -> None:
+        """A ledger created with `key` claimed, its answer to be stored after the commit (as every resource's but a
+        posting's: cell/service/ledgers.create_idempotently)."""
+        ledger = uuid.uuid4()
+        async with self.conn.transaction():
+            await tenants.fence(self.conn, self.tenant_id)
+            assert not await idempotency.claim(self.conn, self.tenant_id, IdemKey(key, key.encode()), "ledger", ledger)
+            await ledgers.insert(self.conn, ledger, self.tenant_id, name=key, description=None, metadata={})
 
     async def answer(self, key: str) -> None:
         await idempotency.store_responses(self.conn, [(self.tenant_id, key, 201, json.dumps({"key": key}).encode())])
@@ -198,8 +225,9 @@ async def test_history_moves_exactly_and_the_final_catch_up_reads_only_what_chan
         await _steps(mover, "pre_verify")
         await _steps(mover, "catch_up")
         # Before the last round: rows it copies unfinished.
-        await books.post("claimed-before", answer=False)                # a key claimed, its answer not stored
-        await books.settle()                                            # ... its event positioned, fanned out
+        await books.claim_ledger("claimed-before")                      # a key claimed, its answer not stored
+        await books.post("settled-before")
+        await books.settle()                                            # events positioned, fanned out
         late_delivery = (await books.pending_deliveries())[-1]          # a delivery not attempted yet
         open_request = await books.bulk_request(4, complete=False)      # a bulk request not processed yet
         await books.post("unpositioned", answer=True)                   # an event not positioned, a version unsealed
