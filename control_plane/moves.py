@@ -893,12 +893,17 @@ class Mover:
             self.w["round"] = {}
             self.w["rounds"] = self.w.get("rounds", 1) + 1
             self.w["last_round_rows"] = rows
+            # The round before in this catch-up: a round that copied no fewer rows is not converging (the tenant
+            # writes about as fast as a round copies), and more rounds would only copy as much again, each.
+            previous, self.w["catch_up_previous_rows"] = self.w.get("catch_up_previous_rows"), rows
             if "pre_verify" in self.w:
                 await self._check_round()
             await self.save("catch_up")
-            if rows <= s.move_catch_up_rows_max or self.w["rounds"] > s.move_catch_up_rounds_max:
+            if (rows <= s.move_catch_up_rows_max or previous is not None and rows >= previous
+                    or self.w["rounds"] > s.move_catch_up_rounds_max):
                 # Once before the pre-verification, and again after it (what was written while it ran must
                 # not wait for the freeze), recording what the rounds touch from then on.
+                self.w.pop("catch_up_previous_rows")
                 return "freeze" if "pre_verify" in self.w else "pre_verify"
 
     async def step_pre_verify(self) -> str:

@@ -12,6 +12,7 @@ import uuid
 from datetime import UTC, datetime
 
 import asyncpg
+import msgspec
 import pytest
 
 from cell.ledger.models import (
@@ -272,6 +273,32 @@ async def test_history_moves_exactly_and_the_final_catch_up_reads_only_what_chan
         assert await mover.dst.fetchval("SELECT status FROM bulk_requests WHERE id = $1", open_request) == "completed"
         await _steps(mover, "done")
         await mover.finish()
+    finally:
+        await mover.src.close()
+        await mover.dst.close()
+        await src.close()
+
+
+async def test_catch_up_rounds_stop_once_they_no_longer_shrink(world):
+    """A round that copies no fewer rows than the one before ends the catch-up (more would copy as much again), long
+    before move_catch_up_rounds_max: here no round is ever small enough (a bound of -1 rows), and nothing writes."""
+    conn, cells = world["conn"], world["cells"]
+    settings = msgspec.structs.replace(world["settings"], move_catch_up_rows_max=-1)
+    tenant_id = f"bd-{uuid.uuid4().hex[:8]}"
+    await operations.create_tenant(conn, settings, tenant_id, "rounds", "bd-1")
+    src = await _connect(cells["bd-1"])
+    books = await Books(src, tenant_id).open()
+    for i in range(5):
+        await books.post(f"r-{i}")
+    move = await start_move(conn, settings, await plan_move(conn, settings, tenant_id, "bd-2"))
+    mover = Mover(conn, settings, await fetch_move(conn, move["id"]))
+    mover.src, mover.dst = await _connect(cells["bd-1"]), await _connect(cells["bd-2"])
+    try:
+        mover.tables = await discover(mover.src)
+        await _steps(mover, "catch_up")
+        assert await mover.step_catch_up() == "pre_verify"
+        assert mover.w["rounds"] == 3 < settings.move_catch_up_rounds_max  # the copy, then two rounds of 0 rows
+        assert "catch_up_previous_rows" not in mover.w  # the next catch-up starts afresh
     finally:
         await mover.src.close()
         await mover.dst.close()
