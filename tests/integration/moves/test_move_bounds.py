@@ -157,6 +157,15 @@ class Books:
         assert await bulk.complete(self.conn, request) is not None
 
 
+async def _mover(conn, settings: ControlPlaneSettings, cells: dict, tenant_id: str) -> Mover:
+    """A move of the tenant from bd-1 to bd-2, started, its mover connected to both cells (closed by the caller)."""
+    move = await start_move(conn, settings, await plan_move(conn, settings, tenant_id, "bd-2"))
+    mover = Mover(conn, settings, await fetch_move(conn, move["id"]))
+    mover.src, mover.dst = await _connect(cells["bd-1"]), await _connect(cells["bd-2"])
+    mover.tables = await discover(mover.src)
+    return mover
+
+
 async def _steps(mover: Mover, until: str) -> None:
     """The mover's steps from where it is up to `until` (not run), as Mover.run goes."""
     step = "copy" if mover.move["step"] == "planned" else mover.move["step"]
@@ -217,11 +226,8 @@ async def test_history_moves_exactly_and_the_final_catch_up_reads_only_what_chan
     for entry in edited:
         await entries.set_metadata(src, tenant_id, entry, {"edited": "before the move"})
 
-    move = await start_move(conn, settings, await plan_move(conn, settings, tenant_id, "bd-2"))
-    mover = Mover(conn, settings, await fetch_move(conn, move["id"]))
-    mover.src, mover.dst = await _connect(cells["bd-1"]), await _connect(cells["bd-2"])
+    mover = await _mover(conn, settings, cells, tenant_id)
     try:
-        mover.tables = await discover(mover.src)
         await _steps(mover, "catch_up")
         await _steps(mover, "pre_verify")
         await _steps(mover, "catch_up")
@@ -290,11 +296,8 @@ async def test_catch_up_rounds_stop_once_they_no_longer_shrink(world):
     books = await Books(src, tenant_id).open()
     for i in range(5):
         await books.post(f"r-{i}")
-    move = await start_move(conn, settings, await plan_move(conn, settings, tenant_id, "bd-2"))
-    mover = Mover(conn, settings, await fetch_move(conn, move["id"]))
-    mover.src, mover.dst = await _connect(cells["bd-1"]), await _connect(cells["bd-2"])
+    mover = await _mover(conn, settings, cells, tenant_id)
     try:
-        mover.tables = await discover(mover.src)
         await _steps(mover, "catch_up")
         assert await mover.step_catch_up() == "pre_verify"
         assert mover.w["rounds"] == 3 < settings.move_catch_up_rounds_max  # the copy, then two rounds of 0 rows
