@@ -246,35 +246,44 @@ def median_row(rows: list[dict]) -> dict:
     return {k: statistics.median(r[k] for r in rows) for k in ("per_s", "server_cpu_ms_per_call", "wal_bytes_per_call")}
 
 
+async def before_and_after(pg: EmbeddedPostgres, workdir: Path) -> dict[str, str]:
+    """A database per side ("before": BASELINE's store, "after": this checkout's), migrated, with its books: name ->
+    the books' ledger id."""
+    stores = {"before": baseline_store(BASELINE, workdir), "after": REPO / "cell" / "store"}
+    ledgers = {}
+    for name, store in stores.items():
+        url = pg.create_database(name)
+        migrate_from(store, url)
+        ledgers[name] = await setup_books(url)
+    return ledgers
+
+
 async def run(duration_s: float = 10.0, concurrency: int = 16) -> dict:
     workdir = Path(tempfile.mkdtemp(prefix="ledger-dbtier-"))
     pg = EmbeddedPostgres(workdir / "pg").start()  # fsync on, as the bench floor
     try:
-        stores = {"before": baseline_store(BASELINE, workdir), "after": REPO / "cell" / "store"}
-        ledgers, keeps = {}, {}
-        for name, store in stores.items():
-            url = pg.create_database(name)
-            migrate_from(store, url)
-            ledgers[name] = await setup_books(url)
-            conn = await asyncpg.connect(url)
+        ledgers = await before_and_after(pg, workdir)
+        keeps = {}
+        for name in ledgers:
+            conn = await asyncpg.connect(pg.database_url(name))
             try:
                 keeps[name] = await keeps_answer(conn)
             finally:
                 await conn.close()
         print(f"# database tier: ledger_post by pgbench, before = {BASELINE}, after = this checkout; "
               f"{duration_s:.0f}s per phase, {concurrency} clients, {ROUNDS} rounds after a warm-up, fsync on")
-        phases: dict = {name: {"sync": [], "async": [], "mix": [], "apply": []} for name in stores}
+        phases: dict = {name: {"sync": [], "async": [], "mix": [], "apply": []} for name in ledgers}
         for r in range(-1, ROUNDS):
             if r == 0:
                 # After the warm-up round (not counted): the tables hold rows and statistics, as a cell's do.
-                for name in stores:
+                for name in ledgers:
                     conn = await asyncpg.connect(pg.database_url(name))
                     try:
                         await conn.execute("ANALYZE")
                     finally:
                         await conn.close()
-                phases = {name: {"sync": [], "async": [], "mix": [], "apply": []} for name in stores}
-            for name in stores:
+                phases = {name: {"sync": [], "async": [], "mix": [], "apply": []} for name in ledgers}
+            for name in ledgers:
                 url = pg.database_url(name)
                 for phase, text in (("sync", script(ledgers[name], None)),
                                     ("async", script(ledgers[name], "'{}'::uuid[]")),
@@ -348,19 +357,16 @@ async def serial(rounds: int, calls: int) -> dict:
     pg = EmbeddedPostgres(workdir / "pg").start()
     conns: dict[str, asyncpg.Connection] = {}
     try:
-        stores = {"before": baseline_store(BASELINE, workdir), "after": REPO / "cell" / "store"}
-        ledgers, pids = {}, {}
-        for name, store in stores.items():
-            url = pg.create_database(name)
-            migrate_from(store, url)
-            ledgers[name] = await setup_books(url)
-            conns[name] = await asyncpg.connect(url)
+        ledgers = await before_and_after(pg, workdir)
+        pids = {}
+        for name in ledgers:
+            conns[name] = await asyncpg.connect(pg.database_url(name))
             pids[name] = await conns[name].fetchval("SELECT pg_backend_pid()")
         print(f"# database tier, serial: one client, the mix's write as the cell sends it and the worker's apply, "
               f"before = {BASELINE}, after = this checkout; {rounds} rounds of {calls} postings, backend CPU")
-        rows: dict[str, dict[str, list[float]]] = {name: {"posting": [], "apply": []} for name in stores}
+        rows: dict[str, dict[str, list[float]]] = {name: {"posting": [], "apply": []} for name in ledgers}
         for r in range(rounds):
-            for name in (list(stores) if r % 2 == 0 else list(reversed(stores))):
+            for name in (list(ledgers) if r % 2 == 0 else list(reversed(ledgers))):
                 posting, apply = await serial_round(conns[name], pids[name], ledgers[name], calls)
                 rows[name]["posting"].append(posting)
                 rows[name]["apply"].append(apply)
