@@ -24,7 +24,8 @@ async def get_event(request: Request, event_id: FromPath[str]) -> Response:
     query("event_name", {"type": "string", "maxLength": NAME_LENGTH_MAX}, "Events of this name "
           "(ledger_transaction.created, balance_monitor.triggered, ...)."),
     query("resource", {"type": "string", "maxLength": NAME_LENGTH_MAX}, "Events of this kind of object "
-          "(ledger_transaction, ledger_account, ledger_account_balance_monitor)."),
+          "(ledger, ledger_account, ledger_account_category, ledger_transaction, ledger_account_balance_monitor, "
+          "ledger_account_statement, ledger_account_settlement)."),
     query("event_time_start", TIME, "Events at or after this time."),
     query("event_time_end", TIME, "Events at or before this time.")]))
 async def list_events(request: Request) -> Response:

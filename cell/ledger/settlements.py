@@ -40,6 +40,17 @@ def transition(current: str, target: str) -> Rejection | None:
     return None
 
 
+def status_event(before: str, after: str) -> str:
+    """The event of a change to a settlement whose status went from `before` to `after` (equal: unchanged). Modern
+    Treasury's settlement webhooks: finish_processing when it is settled (pending or posted, from a draft or on
+    create), finish_archiving when archived; any other change is `updated`."""
+    if after != before and after == "archived":
+        return "ledger_account_settlement.finish_archiving"
+    if after != before and before == "drafting":
+        return "ledger_account_settlement.finish_processing"
+    return "ledger_account_settlement.updated"
+
+
 def validate_accounts(settled_id: str, contra_id: str, accounts: dict[str, Account]) -> Rejection | None:
     """The settled and the contra account exist, in one ledger and one currency (the settlement transaction's)."""
     for name, account_id in (("settled_ledger_account_id", settled_id), ("contra_ledger_account_id", contra_id)):

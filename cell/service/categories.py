@@ -1,6 +1,6 @@
-"""Use cases of ledger account categories: create, read (current or effective-time balances), update, delete,
-list, and the graph: accounts and nested categories added and removed, the closure kept in the same
-transaction."""
+"""Use cases of ledger account categories: create, read (current or effective-time balances), update, delete
+(each with its event), list, and the graph: accounts and nested categories added and removed, the closure kept in
+the same transaction."""
 
 from __future__ import annotations
 
@@ -13,13 +13,15 @@ from msgspec import UNSET
 from cell.ledger.commands import CategoryCreate, CategoryUpdate, currency_exponent
 from cell.ledger.errors import NotFound, PostingRejected
 from cell.ledger.models import Account, IdemKey
-from cell.service import views
+from cell.service import events, views
 from cell.service.common import Page, SeqPosition, cursors, merge_metadata, page_of, unchanged
 from cell.service.context import CellContext
 from cell.service.ledgers import create_idempotently
 from cell.store import categories as store
 from cell.store import ledgers as store_ledgers
 from cell.store import tenants as store_tenants
+
+RESOURCE = "ledger_account_category"
 
 
 class AsOf:
@@ -176,7 +178,9 @@ async def create_category(ctx: CellContext, tenant_id: str, cmd: CategoryCreate,
                                     ledger_id=cmd.ledger_id)
             for parent_id in dict.fromkeys(cmd.ledger_account_category_ids):
                 await _nest(conn, tenant_id, parents[parent_id], parents[new_id])
-        return await _category(conn, tenant_id, new_id)
+        view = await _category(conn, tenant_id, new_id)
+        await events.emit(ctx, conn, tenant_id, RESOURCE, "ledger_account_category.created", view)
+        return view
 
     return await create_idempotently(ctx, tenant_id, idem, "ledger_account_category", views.LedgerAccountCategory,
                                      insert, lambda conn, rid: _category(conn, tenant_id, rid, discarded=True))
@@ -197,15 +201,18 @@ async def update_category(ctx: CellContext, tenant_id: str, category_id: uuid.UU
                 raise _not_found(category_id)
             metadata = None if cmd.metadata is UNSET else merge_metadata(
                 current["metadata"], cmd.metadata, ctx.settings.metadata_keys_max)
-            if not unchanged(current, name=cmd.name, description=cmd.description, external_id=cmd.external_id,
-                             metadata=UNSET if metadata is None else metadata):
-                await store.update(conn, tenant_id, category_id, name=None if cmd.name is UNSET else cmd.name,
-                                   description_set=cmd.description is not UNSET,
-                                   description=None if cmd.description is UNSET else cmd.description,
-                                   external_id_set=cmd.external_id is not UNSET,
-                                   external_id=None if cmd.external_id is UNSET else cmd.external_id,
-                                   metadata=metadata)
-        return await _category(conn, tenant_id, category_id)
+            if unchanged(current, name=cmd.name, description=cmd.description, external_id=cmd.external_id,
+                         metadata=UNSET if metadata is None else metadata):
+                return await _category(conn, tenant_id, category_id)  # a no-op PATCH writes nothing: no event
+            await store.update(conn, tenant_id, category_id, name=None if cmd.name is UNSET else cmd.name,
+                               description_set=cmd.description is not UNSET,
+                               description=None if cmd.description is UNSET else cmd.description,
+                               external_id_set=cmd.external_id is not UNSET,
+                               external_id=None if cmd.external_id is UNSET else cmd.external_id,
+                               metadata=metadata)
+            view = await _category(conn, tenant_id, category_id)
+            await events.emit(ctx, conn, tenant_id, RESOURCE, "ledger_account_category.updated", view)
+            return view
 
     return await ctx.run(work)
 
@@ -223,7 +230,9 @@ async def delete_category(ctx: CellContext, tenant_id: str, category_id: uuid.UU
             await store.remove_members(conn, category_id, None)
             await store.discard(conn, tenant_id, category_id)
             await store.refresh(conn, tenant_id, above, reached)
-        return await _category(conn, tenant_id, category_id, discarded=True)
+            view = await _category(conn, tenant_id, category_id, discarded=True)
+            await events.emit(ctx, conn, tenant_id, RESOURCE, "ledger_account_category.deleted", view)
+        return view
 
     return await ctx.run(work)
 

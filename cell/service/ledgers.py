@@ -1,4 +1,4 @@
-"""Use cases of ledgers: create (idempotent), read, update, list."""
+"""Use cases of ledgers: create (idempotent), read, update, list; each change with its event."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from msgspec import UNSET
 from cell.ledger.commands import LedgerCreate, LedgerUpdate
 from cell.ledger.errors import NotFound
 from cell.ledger.models import IdemKey
-from cell.service import views
+from cell.service import events, views
 from cell.service.common import Page, SeqPosition, cursors, merge_metadata, page_of, unchanged
 from cell.service.context import CellContext
 from cell.service.idempotency import replay, store_response
@@ -51,8 +51,10 @@ async def _ledger(conn: asyncpg.Connection, tenant_id: str, ledger_id) -> views.
 
 async def create_ledger(ctx: CellContext, tenant_id: str, cmd: LedgerCreate, idem: IdemKey | None) -> views.Ledger:
     async def insert(conn: asyncpg.Connection, new_id: uuid.UUID) -> views.Ledger:
-        return views.ledger(await store.insert(conn, new_id, tenant_id, name=cmd.name, description=cmd.description,
+        view = views.ledger(await store.insert(conn, new_id, tenant_id, name=cmd.name, description=cmd.description,
                                                metadata=cmd.metadata))
+        await events.emit(ctx, conn, tenant_id, "ledger", "ledger.created", view)
+        return view
 
     return await create_idempotently(ctx, tenant_id, idem, "ledger", views.Ledger, insert,
                                      lambda conn, rid: _ledger(conn, tenant_id, rid))
@@ -78,7 +80,9 @@ async def update_ledger(ctx: CellContext, tenant_id: str, ledger_id: uuid.UUID, 
                 conn, tenant_id, ledger_id, name=None if cmd.name is UNSET else cmd.name,
                 description_set=cmd.description is not UNSET,
                 description=None if cmd.description is UNSET else cmd.description, metadata=metadata)
-        return views.ledger(row)
+            view = views.ledger(row)
+            await events.emit(ctx, conn, tenant_id, "ledger", "ledger.updated", view)
+        return view
 
     return await ctx.run(work)
 

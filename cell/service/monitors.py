@@ -77,7 +77,9 @@ async def delete_monitor(ctx: CellContext, tenant_id: str, monitor_id: uuid.UUID
             await store_tenants.fence(conn, tenant_id)
             if not await store.discard(conn, tenant_id, monitor_id):
                 raise NotFound(f"ledger account balance monitor {monitor_id} not found")
-            return await _monitor(conn, tenant_id, monitor_id, discarded=True)
+            view = await _monitor(conn, tenant_id, monitor_id, discarded=True)
+            await events.emit(ctx, conn, tenant_id, RESOURCE, "balance_monitor.deleted", view)
+            return view
 
     return await ctx.run(work)
 

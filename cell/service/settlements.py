@@ -1,5 +1,6 @@
 """Use cases of ledger account settlements: create (gathering the settled account's unsettled posted entries, or
-drafting), attach and detach entries while drafting, the status lifecycle, read, update, list. The settlement
+drafting), attach and detach entries while drafting, the status lifecycle, read, update, list; each change with its
+event (cell.ledger.settlements.status_event), in its database transaction. The settlement
 transaction is written by the posting service (transactions.prepare_posting, store.post) inside the settlement's
 own database transaction: a settlement and its transaction commit together or not at all."""
 
@@ -15,8 +16,8 @@ from msgspec import UNSET
 from cell.ledger.commands import SettlementCreate, SettlementEntries, SettlementUpdate
 from cell.ledger.errors import NotFound, PostingRejected
 from cell.ledger.models import EntryRequest, IdemKey, Posting, Rejection
-from cell.ledger.settlements import opposite, settlement_leg, transition, validate_accounts
-from cell.service import views
+from cell.ledger.settlements import opposite, settlement_leg, status_event, transition, validate_accounts
+from cell.service import events, views
 from cell.service.common import Page, SeqPosition, cursors, merge_metadata, page_of
 from cell.service.context import CellContext
 from cell.service.ledgers import create_idempotently
@@ -27,6 +28,7 @@ from cell.store import transactions as store_transactions
 from cell.store.transactions import PostResult
 
 Written = tuple[Posting, PostResult] | None
+RESOURCE = "ledger_account_settlement"
 
 
 async def _settlement(conn: asyncpg.Connection, tenant_id: str, settlement_id) -> views.LedgerAccountSettlement:
@@ -109,9 +111,13 @@ async def create_settlement(ctx: CellContext, tenant_id: str, cmd: SettlementCre
             await _gather(ctx, conn, tenant_id, new_id, settled_id, upper)
             written = await _settle(ctx, conn, tenant_id, await store.fetch(conn, tenant_id, new_id, lock=True),
                                     cmd.status)
-        return await _settlement(conn, tenant_id, new_id)
+        view = await _settlement(conn, tenant_id, new_id)
+        await events.emit(ctx, conn, tenant_id, RESOURCE, "ledger_account_settlement.created", view)
+        if cmd.status != "drafting":
+            await events.emit(ctx, conn, tenant_id, RESOURCE, status_event("drafting", cmd.status), view)
+        return view
 
-    answer = await create_idempotently(ctx, tenant_id, idem, "ledger_account_settlement",
+    answer = await create_idempotently(ctx, tenant_id, idem, RESOURCE,
                                        views.LedgerAccountSettlement, insert,
                                        lambda conn, rid: _settlement(conn, tenant_id, rid))
     await _finished(ctx, written, started)
@@ -149,10 +155,15 @@ async def update_settlement(ctx: CellContext, tenant_id: str, settlement_id: uui
             metadata = None if cmd.metadata is UNSET else merge_metadata(
                 row["metadata"], cmd.metadata, ctx.settings.metadata_keys_max)
             described = cmd.description is not UNSET and cmd.description != row["description"]
-            if described or (metadata is not None and metadata != row["metadata"]):
+            status = row["status"] if cmd.status is UNSET else cmd.status
+            annotated = described or (metadata is not None and metadata != row["metadata"])
+            if annotated:
                 await store.update(conn, tenant_id, settlement_id, description_set=described,
                                    description=cmd.description if described else None, metadata=metadata)
-            return await _settlement(conn, tenant_id, settlement_id), written, moved
+            view = await _settlement(conn, tenant_id, settlement_id)
+            if annotated or status != row["status"]:  # a PATCH that changes nothing writes nothing: no event
+                await events.emit(ctx, conn, tenant_id, RESOURCE, status_event(row["status"], status), view)
+            return view, written, moved
 
     answer, written, moved = await ctx.run(work)
     await _finished(ctx, written, started)
@@ -193,7 +204,9 @@ async def change_entries(ctx: CellContext, tenant_id: str, settlement_id: uuid.U
             amount, direction = (None, None) if isinstance(leg, Rejection) else leg
             await store.set_outcome(conn, tenant_id, settlement_id, status="drafting", amount=amount,
                                     direction=direction)
-            return await _settlement(conn, tenant_id, settlement_id)
+            view = await _settlement(conn, tenant_id, settlement_id)
+            await events.emit(ctx, conn, tenant_id, RESOURCE, status_event("drafting", "drafting"), view)
+            return view
 
     return await ctx.run(work)
 

@@ -1,4 +1,5 @@
-"""Use cases of ledger account statements: create (immutable, at the account's lock version then), read."""
+"""Use cases of ledger account statements: create (immutable, at the account's lock version then; with its event),
+read."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import asyncpg
 from cell.ledger.commands import StatementCreate
 from cell.ledger.errors import NotFound, PostingRejected
 from cell.ledger.models import IdemKey
-from cell.service import views
+from cell.service import events, views
 from cell.service.context import CellContext
 from cell.service.ledgers import create_idempotently
 from cell.store import statements as store
@@ -30,7 +31,9 @@ async def create_statement(ctx: CellContext, tenant_id: str, cmd: StatementCreat
                                      lower=cmd.effective_at_lower_bound, upper=cmd.effective_at_upper_bound)
         if not written:
             raise PostingRejected(f"ledger account {cmd.ledger_account_id} not found", "ledger_account_not_found")
-        return await _statement(conn, tenant_id, new_id)
+        view = await _statement(conn, tenant_id, new_id)
+        await events.emit(ctx, conn, tenant_id, "ledger_account_statement", "ledger_account_statement.created", view)
+        return view
 
     return await create_idempotently(ctx, tenant_id, idem, "ledger_account_statement", views.LedgerAccountStatement,
                                      insert, lambda conn, rid: _statement(conn, tenant_id, rid))

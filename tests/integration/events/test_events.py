@@ -29,7 +29,9 @@ async def test_each_change_is_one_event_in_order_with_the_object_as_rendered(api
     reversal = r.json()
     original_now = (await api.get(f"/api/ledger_transactions/{pending['id']}")).json()
 
-    seen = await events_until(api, 7)
+    seen = await events_until(api, 8)
+    assert seen[0]["event_name"] == "ledger.created" and seen[0]["resource"] == "ledger"
+    assert seen.pop(0)["data"] == ledger
     assert [(e["event_name"], e["entity_id"]) for e in seen] == [
         ("ledger_account.created", cash["id"]), ("ledger_account.created", wallet["id"]),
         ("ledger_account.updated", wallet["id"]), ("ledger_transaction.created", pending["id"]),
@@ -94,9 +96,9 @@ async def test_events_roll_back_with_their_transaction(api, admin_conn):
                              api.tenant_id, uuid.UUID(cash["id"]))
     await tx.rollback()
     marker = await api.account(ledger["id"])  # an event after them all: once it is listed, so would they be
-    seen = await events_until(api, 3)
-    assert [e["entity_id"] for e in seen] == [cash["id"], wallet["id"], marker["id"]]
-    assert await admin_conn.fetchval("SELECT count(*) FROM events WHERE tenant_id = $1", api.tenant_id) == 3
+    seen = await events_until(api, 4)
+    assert [e["entity_id"] for e in seen] == [ledger["id"], cash["id"], wallet["id"], marker["id"]]
+    assert await admin_conn.fetchval("SELECT count(*) FROM events WHERE tenant_id = $1", api.tenant_id) == 4
 
 
 async def test_a_consumer_following_the_cursor_sees_every_event_once_in_order(live_api):
@@ -131,7 +133,7 @@ async def test_a_consumer_following_the_cursor_sees_every_event_once_in_order(li
                 return
             await asyncio.sleep(0.02)
 
-    total = 4 + writers * per_writer + writers * ((per_writer + 2) // 3)
+    total = 1 + 4 + writers * per_writer + writers * ((per_writer + 2) // 3)
     consumer = asyncio.create_task(consume())
     written = await asyncio.gather(*(write(w) for w in range(writers)))
     done.set()

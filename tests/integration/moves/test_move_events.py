@@ -59,7 +59,7 @@ async def test_a_consumer_sees_every_event_once_in_order_across_a_move(world):
             await asyncio.sleep(0.05)
         writer.stop = True
         await tasks[0]
-        expected = 2 + len(writer.acked)  # the two accounts, then one created event per posting
+        expected = 3 + len(writer.acked)  # the ledger and its two accounts, then one created event per posting
         while len(consumed) < expected:
             assert time.monotonic() < deadline + 150 and not tasks[1].done(), f"{len(consumed)} of {expected}"
             await asyncio.sleep(0.05)

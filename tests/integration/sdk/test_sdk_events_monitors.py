@@ -24,13 +24,15 @@ async def _events(client, count: int, **filters) -> list:
 
 async def test_events_list_and_retrieve_through_the_sdk(mt):
     client = await mt()
-    _, cash, wallet = await _ledger_with_accounts(client)
+    ledger, cash, wallet = await _ledger_with_accounts(client)
     txn = await client.ledger_transactions.create(status="pending", ledger_entries=[
         {"ledger_account_id": cash.id, "direction": "debit", "amount": 250},
         {"ledger_account_id": wallet.id, "direction": "credit", "amount": 250}])
     await client.ledger_transactions.update(txn.id, status="posted")
 
-    listed = await _events(client, 4)
+    listed = await _events(client, 5)
+    assert (listed[0].resource, listed[0].event_name, listed[0].entity_id) == ("ledger", "ledger.created", ledger.id)
+    listed = listed[1:]
     assert [(e.event_name, e.entity_id) for e in listed] == [
         ("ledger_account.created", cash.id), ("ledger_account.created", wallet.id),
         ("ledger_transaction.created", txn.id), ("ledger_transaction.posted", txn.id)]
@@ -102,3 +104,7 @@ async def test_balance_monitors_crud_and_their_events_through_the_sdk(mt):
              for e in await _events(client, 4, entity_id=monitor.id)]
     assert names == [("balance_monitor.created", True), ("balance_monitor.resolved", False),
                      ("balance_monitor.triggered", True), ("balance_monitor.updated", True)]
+    gone = await _events(client, 2, entity_id=other.id)
+    assert [e.event_name for e in gone] == ["balance_monitor.created", "balance_monitor.deleted"]
+    assert gone[1].resource == "ledger_account_balance_monitor" and gone[1].data["id"] == other.id
+    assert gone[1].data["discarded_at"] is not None
