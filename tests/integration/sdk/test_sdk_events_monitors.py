@@ -108,3 +108,36 @@ async def test_balance_monitors_crud_and_their_events_through_the_sdk(mt):
     assert [e.event_name for e in gone] == ["balance_monitor.created", "balance_monitor.deleted"]
     assert gone[1].resource == "ledger_account_balance_monitor" and gone[1].data["id"] == other.id
     assert gone[1].data["discarded_at"] is not None
+
+
+async def test_category_statement_and_settlement_events_through_the_sdk(mt):
+    client = await mt()
+    ledger, cash, wallet = await _ledger_with_accounts(client)
+    payouts = await client.ledger_accounts.create(name="payouts", ledger_id=ledger.id, normal_balance="debit",
+                                                  currency="USD")
+    category = await client.ledger_account_categories.create(name="assets", ledger_id=ledger.id, currency="USD",
+                                                             normal_balance="debit")
+    await client.ledger_account_categories.update(category.id, description="everything we hold")
+    await client.ledger_account_categories.delete(category.id)
+    statement = await client.ledger_account_statements.create(
+        ledger_account_id=wallet.id, effective_at_lower_bound="2024-01-01T00:00:00Z",
+        effective_at_upper_bound="2024-02-01T00:00:00Z")
+    await client.ledger_transactions.create(status="posted", effective_at="2024-01-10T12:00:00Z", ledger_entries=[
+        {"ledger_account_id": cash.id, "direction": "debit", "amount": 75},
+        {"ledger_account_id": wallet.id, "direction": "credit", "amount": 75}])
+    settlement = await client.ledger_account_settlements.create(
+        settled_ledger_account_id=wallet.id, contra_ledger_account_id=payouts.id,
+        effective_at_upper_bound="2024-02-01T00:00:00Z", status="posted")
+    assert settlement.status == "posted" and settlement.amount == 75
+
+    categories = await _events(client, 3, resource="ledger_account_category")
+    assert [(e.event_name, e.entity_id) for e in categories] == [
+        ("ledger_account_category.created", category.id), ("ledger_account_category.updated", category.id),
+        ("ledger_account_category.deleted", category.id)]
+    assert categories[1].data["description"] == "everything we hold" and categories[2].data["discarded_at"]
+    statements = await _events(client, 1, resource="ledger_account_statement")
+    assert [(e.event_name, e.data["id"]) for e in statements] == [("ledger_account_statement.created", statement.id)]
+    settlements = await _events(client, 2, entity_id=settlement.id)
+    assert [e.event_name for e in settlements] == ["ledger_account_settlement.created",
+                                                   "ledger_account_settlement.finish_processing"]
+    assert settlements[1].data["status"] == "posted" and settlements[1].data["ledger_transaction_id"]
