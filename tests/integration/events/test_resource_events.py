@@ -153,3 +153,28 @@ async def test_a_webhook_endpoint_may_ask_for_each_new_event_name(api):
              "balance_monitor.deleted"]
     made = await _ok(await api.post("/api/webhook_endpoints", {"url": PUBLIC, "event_names": names}), 201)
     assert made["event_names"] == sorted(names)
+
+
+async def test_a_transaction_archived_or_reversed_has_its_event_and_a_refused_change_writes_none(api, admin_conn):
+    ledger = await api.ledger()
+    cash = await api.account(ledger["id"], "debit")
+    wallet = await api.account(ledger["id"], "credit")
+    pending = await _ok(await api.transfer(ledger["id"], cash["id"], wallet["id"], 10, status="pending"), 201)
+    archived = await _ok(await api.patch(f"/api/ledger_transactions/{pending['id']}", {"status": "archived"}))
+    refused = await api.patch(f"/api/ledger_transactions/{pending['id']}", {"status": "posted"})
+    assert refused.status_code == 422, refused.text
+    refused = await api.post(f"/api/ledger_transactions/{pending['id']}/reversal", {})
+    assert refused.status_code == 422, refused.text  # an archived transaction is not reversed
+    posted = await _ok(await api.transfer(ledger["id"], cash["id"], wallet["id"], 20), 201)
+    reversal = await _ok(await api.post(f"/api/ledger_transactions/{posted['id']}/reversal", {}), 201)
+    refused = await api.post(f"/api/ledger_transactions/{posted['id']}/reversal", {})
+    assert refused.status_code == 422, refused.text  # reversed once only
+    reversed_now = await _ok(await api.get(f"/api/ledger_transactions/{posted['id']}"))
+
+    seen = await _all_events(api, admin_conn, 8)
+    assert [(e["event_name"], e["entity_id"], e["data"]) for e in seen[3:]] == [
+        ("ledger_transaction.created", pending["id"], pending),
+        ("ledger_transaction.archived", pending["id"], archived),
+        ("ledger_transaction.created", posted["id"], posted),
+        ("ledger_transaction.created", reversal["id"], reversal),
+        ("ledger_transaction.reversed", posted["id"], reversed_now)]
