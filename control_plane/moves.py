@@ -144,8 +144,9 @@ FLOORS = ("ledger_accounts", "ledger_transactions", "ledger_transaction_versions
 ORDERED = {"events": "position", "audit_links": "seal_seq"}
 # The rows past a floor, per table (an event without a position yet is past every floor).
 PAST = {"events": "(r.position > {floor} OR r.position IS NULL)", "audit_links": "r.seal_seq > {floor}"}
-# What is not final when a round begins (read then, under the fence): keys whose answer is still to be stored (its
-# store is no tenant write: it may come in the freeze), deliveries pending (their attempts are no tenant writes;
+# What is not final when a round begins (read then, under the fence): keys whose answer is still to be stored (none
+# of this API's: a key keeps its first answer in the transaction that claims it, cell/service/ledgers.py; an older
+# API's during an upgrade, stored after its commit), deliveries pending (their attempts are no tenant writes;
 # a redelivery makes a delivery pending again: pending at the final catch-up too), bulk requests not completed.
 OPEN = {
     "unanswered_keys": "SELECT key FROM idempotency_keys WHERE tenant_id = $1 AND status_code IS NULL",

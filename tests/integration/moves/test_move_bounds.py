@@ -7,7 +7,9 @@ own statements examine, from their plans: rows, never time)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 import uuid
 from datetime import UTC, datetime
 
@@ -15,6 +17,7 @@ import asyncpg
 import msgspec
 import pytest
 
+from cell.ledger.commands import LedgerCreate, LedgerUpdate
 from cell.ledger.models import (
     Condition,
     EntryRequest,
@@ -35,7 +38,9 @@ from cell.store import (
     transactions,
     webhooks,
 )
-from cell.store.db import _init_connection
+from cell.service import ledgers as ledgers_service
+from cell.service.context import AccountCache, CellContext
+from cell.store.db import _init_connection, create_pool
 from control_plane import operations
 from control_plane.catalog import connect, migrate_catalog
 from control_plane.moves import (
@@ -50,6 +55,7 @@ from control_plane.moves import (
     start_move,
 )
 from control_plane.settings import ControlPlaneSettings
+from tests.integration.conftest import cell_settings
 
 HISTORY = 300  # postings (each with its idempotency key, event, version and audit link) before the move
 
@@ -119,8 +125,8 @@ class Books:
         return state.id
 
     async def claim_ledger(self, key: str) -> None:
-        """A ledger created with `key` claimed, its answer to be stored after the commit (as every resource's but a
-        posting's: cell/service/ledgers.create_idempotently)."""
+        """A ledger created with `key` claimed, its answer to be stored after the commit (as an API before answers
+        were kept in the claim's transaction did: a key claimed by it during an upgrade)."""
         ledger = uuid.uuid4()
         async with self.conn.transaction():
             await tenants.fence(self.conn, self.tenant_id)
@@ -128,7 +134,8 @@ class Books:
             await ledgers.insert(self.conn, ledger, self.tenant_id, name=key, description=None, metadata={})
 
     async def answer(self, key: str) -> None:
-        await idempotency.store_responses(self.conn, [(self.tenant_id, key, 201, json.dumps({"key": key}).encode())])
+        await self.conn.execute("UPDATE idempotency_keys SET status_code = 201, response = $3 WHERE tenant_id = $1 "
+                                "AND key = $2 AND response IS NULL", self.tenant_id, key, json.dumps({"key": key}).encode())
 
     async def settle(self) -> None:
         """Every event positioned and fanned out to the endpoint, every version linked."""
@@ -303,6 +310,81 @@ async def test_catch_up_rounds_stop_once_they_no_longer_shrink(world):
         assert mover.w["rounds"] == 3 < settings.move_catch_up_rounds_max  # the copy, then two rounds of 0 rows
         assert "catch_up_previous_rows" not in mover.w  # the next catch-up starts afresh
     finally:
+        await mover.src.close()
+        await mover.dst.close()
+        await src.close()
+
+
+class _AnswerLate(CellContext):
+    """A cell's use cases whose request, once its first database call is done (the resource committed), waits for
+    `gate` before any further one: as a request whose process is slow to answer, past the move's final catch-up."""
+
+    def __post_init__(self) -> None:
+        self.gate, self.calls = asyncio.Event(), 0
+        super().__post_init__()
+
+    async def _after_first(self) -> None:
+        self.calls += 1
+        if self.calls > 1:
+            await self.gate.wait()
+
+    async def run(self, fn):
+        await self._after_first()
+        return await super().run(fn)
+
+    async def using(self, fn):
+        await self._after_first()
+        return await super().using(fn)
+
+
+async def _until(check, what: str, deadline_s: float = 30.0) -> None:
+    deadline = time.monotonic() + deadline_s
+    while not await check():
+        assert time.monotonic() < deadline, f"not within {deadline_s} s: {what}"
+        await asyncio.sleep(0.02)
+
+
+async def test_a_resource_answered_after_the_final_catch_up_replays_its_first_answer_on_the_target(world):
+    """A ledger created with an Idempotency-Key, its request committed before the freeze and answered only after the
+    final catch-up read: after the move, a replay of the key on the target is that first answer byte for byte, not
+    the ledger rendered anew (renamed since)."""
+    conn, settings, cells = world["conn"], world["settings"], world["cells"]
+    tenant_id = f"bd-{uuid.uuid4().hex[:8]}"
+    await operations.create_tenant(conn, settings, tenant_id, "answers", "bd-1")
+    src = await _connect(cells["bd-1"])
+    await Books(src, tenant_id).open()
+    pools = [await create_pool(cells[name], min_size=1, max_size=2) for name in ("bd-1", "bd-2")]
+    source = _AnswerLate(settings=cell_settings(cells["bd-1"]), pool=pools[0], cache=AccountCache(10))
+    target = CellContext(settings=cell_settings(cells["bd-2"]), pool=pools[1], cache=AccountCache(10))
+    key = IdemKey("made-late", b"the same request")
+    mover = await _mover(conn, settings, cells, tenant_id)
+    try:
+        await _steps(mover, "freeze")
+        request = asyncio.create_task(ledgers_service.create_ledger(source, tenant_id, LedgerCreate(name="first"),
+                                                                    key))
+
+        async def committed() -> bool:
+            assert not request.done() or request.exception() is None, request.exception()
+            return bool(await src.fetchval("SELECT count(*) FROM ledgers WHERE tenant_id = $1 AND name = 'first'",
+                                           tenant_id))
+
+        await _until(committed, "the ledger committed on the source")
+        await _steps(mover, "verify")  # the freeze and the final catch-up
+        source.gate.set()
+        first = msgspec.json.encode(await asyncio.wait_for(request, 30))
+        await _steps(mover, "done")
+        await mover.finish()
+        assert mover.w["verification"]["ok"], mover.w["verification"]["problems"]
+        ledger = json.loads(first)["id"]
+        renamed = await ledgers_service.update_ledger(target, tenant_id, uuid.UUID(ledger),
+                                                      LedgerUpdate(name="renamed"))
+        assert renamed.name == "renamed"
+        again = await ledgers_service.create_ledger(target, tenant_id, LedgerCreate(name="first"), key)
+        assert msgspec.json.encode(again) == first
+    finally:
+        source.gate.set()
+        for pool in pools:
+            await pool.close()
         await mover.src.close()
         await mover.dst.close()
         await src.close()
