@@ -388,3 +388,59 @@ async def test_a_resource_answered_after_the_final_catch_up_replays_its_first_an
         await mover.src.close()
         await mover.dst.close()
         await src.close()
+
+
+async def _endpoint(books: Books) -> uuid.UUID:
+    endpoint = uuid.uuid4()
+    await webhooks.insert_endpoint(books.conn, endpoint, books.tenant_id, url="http://127.0.0.1:9/other",
+                                   event_names=[], description=None, metadata={}, key="k")
+    return endpoint
+
+
+async def _fan_out(books: Books, *endpoints: uuid.UUID) -> None:
+    await books.settle()
+    for endpoint in endpoints:
+        while (await webhooks.fan_out(books.conn, endpoint, 1000, 3600))[1]:
+            pass
+
+
+async def test_webhook_endpoints_deleted_during_a_move_are_deleted_on_the_target(world):
+    """Endpoints deleted on the source while the tenant moves (one copied before the pre-verification and deleted
+    before it, one after it, with deliveries older than its floors the target did not hold yet) are gone on the target
+    too: the move succeeds and the target holds
+    exactly the source's rows."""
+    conn, settings, cells = world["conn"], world["settings"], world["cells"]
+    tenant_id = f"bd-{uuid.uuid4().hex[:8]}"
+    await operations.create_tenant(conn, settings, tenant_id, "deleted", "bd-1")
+    src = await _connect(cells["bd-1"])
+    books = await Books(src, tenant_id).open()
+    early, late, last = await _endpoint(books), await _endpoint(books), await _endpoint(books)
+    for i in range(20):
+        await books.post(f"d-{i}")
+    await _fan_out(books, early, late, last)
+    mover = await _mover(conn, settings, cells, tenant_id)
+    try:
+        await _steps(mover, "pre_verify")
+        # After the last round before the pre-verification: deliveries it did not copy, an endpoint it did.
+        await books.post("before-the-pre-verification")
+        await _fan_out(books, early, late)
+        assert await webhooks.delete_endpoint(src, tenant_id, early)
+        await _steps(mover, "catch_up")
+        assert await webhooks.delete_endpoint(src, tenant_id, late)
+        await books.post("after-the-deletes")
+        await _fan_out(books, last)
+        await _steps(mover, "freeze")
+        assert await webhooks.delete_endpoint(src, tenant_id, last)  # after the last round: the final one deletes it
+        await _steps(mover, "done")
+        await mover.finish()
+        assert mover.w["verification"]["ok"], mover.w["verification"]["problems"]
+        for name in TENANT_TABLES:
+            t = mover.tables[name]
+            assert await _table(mover.src, t, tenant_id) == await _table(mover.dst, t, tenant_id), name
+        assert await mover.dst.fetchval("SELECT count(*) FROM webhook_deliveries WHERE endpoint_id = ANY($1::uuid[])",
+                                        [early, late, last]) == 0
+        assert await mover.dst.fetchval("SELECT count(*) FROM webhook_endpoints WHERE tenant_id = $1", tenant_id) == 1
+    finally:
+        await mover.src.close()
+        await mover.dst.close()
+        await src.close()
