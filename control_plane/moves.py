@@ -148,8 +148,9 @@ ORDERED = {"events": "position", "audit_links": "seal_seq"}
 PAST = {"events": "(r.position > {floor} OR r.position IS NULL)", "audit_links": "r.seal_seq > {floor}"}
 # What is not final when a round begins (read then, under the fence): keys whose answer is still to be stored (none
 # of this API's: a key keeps its first answer in the transaction that claims it, cell/service/ledgers.py; an older
-# API's during an upgrade, stored after its commit), deliveries pending (their attempts are no tenant writes;
-# a redelivery makes a delivery pending again: pending at the final catch-up too), bulk requests not completed.
+# API's during an upgrade, stored after its commit), deliveries pending (their claims and attempts are no writes
+# of the tenant's requests, but take its fence, ledger_tenant_open: none lands on the source after the freeze; a
+# redelivery makes a delivery pending again: pending at the final catch-up too), bulk requests not completed.
 OPEN = {
     "unanswered_keys": "SELECT key FROM idempotency_keys WHERE tenant_id = $1 AND status_code IS NULL",
     "pending_deliveries": "SELECT id::text FROM webhook_deliveries WHERE tenant_id = $1 AND status = 'pending'",

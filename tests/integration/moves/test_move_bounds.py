@@ -444,3 +444,38 @@ async def test_webhook_endpoints_deleted_during_a_move_are_deleted_on_the_target
         await mover.src.close()
         await mover.dst.close()
         await src.close()
+
+
+async def test_webhook_work_done_after_the_final_catch_up_is_not_left_behind_on_the_source(world):
+    """A delivery claimed before the freeze whose attempt is recorded after the final catch-up read, and an endpoint
+    fanned out after it (its worker found it behind before the freeze): the source does not record them (the tenant
+    is frozen there), so the target's deliveries are the source's exactly and the target's worker attempts them."""
+    conn, settings, cells = world["conn"], world["settings"], world["cells"]
+    tenant_id = f"bd-{uuid.uuid4().hex[:8]}"
+    await operations.create_tenant(conn, settings, tenant_id, "attempts", "bd-1")
+    src = await _connect(cells["bd-1"])
+    books = await Books(src, tenant_id).open()
+    for i in range(5):
+        await books.post(f"a-{i}")
+    await books.settle()
+    mover = await _mover(conn, settings, cells, tenant_id)
+    try:
+        await _steps(mover, "freeze")
+        claimed = [r["delivery_id"] for r in await webhooks.claim(src, 100, 30)]
+        assert len(claimed) == 5
+        await books.post("positioned-in-the-freeze")  # its event is positioned by the freeze, fanned out after it
+        await _steps(mover, "verify")  # the freeze and the final catch-up
+        await webhooks.delivered(src, claimed[0], 200)
+        await webhooks.attempt_failed(src, claimed[1], 500, "HTTP 500: not 2xx", 60)
+        await webhooks.fan_out(src, books.endpoint, 1000, 3600)
+        await _steps(mover, "done")
+        await mover.finish()
+        assert mover.w["verification"]["ok"], mover.w["verification"]["problems"]
+        t = mover.tables["webhook_deliveries"]
+        assert await _table(mover.src, t, tenant_id) == await _table(mover.dst, t, tenant_id)
+        assert await mover.dst.fetchval("SELECT count(*) FROM webhook_deliveries WHERE tenant_id = $1 AND status = "
+                                        "'pending' AND attempts = 0", tenant_id) == 5
+    finally:
+        await mover.src.close()
+        await mover.dst.close()
+        await src.close()
