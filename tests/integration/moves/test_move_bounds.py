@@ -41,6 +41,7 @@ from cell.store import (
 from cell.service import ledgers as ledgers_service
 from cell.service.context import AccountCache, CellContext
 from cell.store.db import _init_connection, create_pool
+from cell.store.migrate import migrate
 from control_plane import operations
 from control_plane.catalog import connect, migrate_catalog
 from control_plane.moves import (
@@ -50,6 +51,7 @@ from control_plane.moves import (
     Mover,
     _select,
     discover,
+    fence_point,
     fetch_move,
     plan_move,
     start_move,
@@ -478,4 +480,32 @@ async def test_webhook_work_done_after_the_final_catch_up_is_not_left_behind_on_
     finally:
         await mover.src.close()
         await mover.dst.close()
+        await src.close()
+
+
+async def test_bulk_keys_claimed_before_0150_are_not_read_as_awaiting_an_answer(world):
+    """Bulk resources' keys claimed before 0150 (no status) are marked decided by 0160: a move's rounds no longer list
+    them as awaiting an answer (a list that grew with the tenant's bulk history, read under its fence and again in
+    the freeze); a key still awaiting its answer stays listed, and a replay of an old key still finds its transaction."""
+    conn, settings, cells = world["conn"], world["settings"], world["cells"]
+    tenant_id = f"bd-{uuid.uuid4().hex[:8]}"
+    await operations.create_tenant(conn, settings, tenant_id, "old-bulk", "bd-1")
+    src = await _connect(cells["bd-1"])
+    books = await Books(src, tenant_id).open()
+    try:
+        for i in range(3):
+            await books.post(f"bulk-{i}", answer=False)
+        # as a bulk claim before 0150 left them
+        await src.execute("UPDATE idempotency_keys SET status_code = NULL WHERE tenant_id = $1", tenant_id)
+        await books.claim_ledger("in-flight")
+        await src.execute("DELETE FROM schema_migrations WHERE name = '0160_bulk_keys_decided'")
+        assert "0160_bulk_keys_decided" in await migrate(src)
+        point = await fence_point(src, await discover(src), tenant_id, 5)
+        assert point["open"]["unanswered_keys"] == ["in-flight"]
+        kept = await src.fetch("SELECT key, status_code, resource_id FROM idempotency_keys WHERE tenant_id = $1 "
+                               "AND key LIKE 'bulk-%' ORDER BY key", tenant_id)
+        assert [r["status_code"] for r in kept] == [201] * 3
+        assert await src.fetchval("SELECT count(*) FROM ledger_transactions WHERE id = ANY($1::uuid[])",
+                                  [r["resource_id"] for r in kept]) == 3
+    finally:
         await src.close()
