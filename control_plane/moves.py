@@ -14,7 +14,9 @@ Rows are copied with COPY (binary) in bounded keyset batches and upserted on the
 What changed after a round read it is found by transaction id, not by insertion order: every row version
 written since the round began has an `xmin` at or after the round's snapshot xmin, so the next round copies
 exactly the rows whose xmin is not older than that horizon (new rows and updated ones: balance caches,
-statuses, applied flags, idempotency answers). Insert-only tables (ledger_forbid_change) upsert DO NOTHING.
+statuses, applied flags, idempotency answers). Insert-only tables (ledger_forbid_change) upsert DO NOTHING. A
+deleted row leaves no row version to find: the tables whose rows a tenant deletes (webhook endpoints: DELETABLE, its
+configuration) are compared by key after each round copies them, and the target's rows gone from the source deleted.
 
 Verifying without a long freeze. The whole-tenant verification (counts, every account recomputed from entries,
 the audit chain, the target's invariants) runs in `pre_verify`, before the freeze, while the tenant writes:
@@ -144,9 +146,11 @@ FLOORS = ("ledger_accounts", "ledger_transactions", "ledger_transaction_versions
 ORDERED = {"events": "position", "audit_links": "seal_seq"}
 # The rows past a floor, per table (an event without a position yet is past every floor).
 PAST = {"events": "(r.position > {floor} OR r.position IS NULL)", "audit_links": "r.seal_seq > {floor}"}
-# What is not final when a round begins (read then, under the fence): keys whose answer is still to be stored (its
-# store is no tenant write: it may come in the freeze), deliveries pending (their attempts are no tenant writes;
-# a redelivery makes a delivery pending again: pending at the final catch-up too), bulk requests not completed.
+# What is not final when a round begins (read then, under the fence): keys whose answer is still to be stored (none
+# of this API's: a key keeps its first answer in the transaction that claims it, cell/service/ledgers.py; an older
+# API's during an upgrade, stored after its commit), deliveries pending (their claims and attempts are no writes
+# of the tenant's requests, but take its fence, ledger_tenant_open: none lands on the source after the freeze; a
+# redelivery makes a delivery pending again: pending at the final catch-up too), bulk requests not completed.
 OPEN = {
     "unanswered_keys": "SELECT key FROM idempotency_keys WHERE tenant_id = $1 AND status_code IS NULL",
     "pending_deliveries": "SELECT id::text FROM webhook_deliveries WHERE tenant_id = $1 AND status = 'pending'",
@@ -171,6 +175,13 @@ BOUNDED: dict[str, str] = {
     "ledger_account_settlements": "r.changed_txid >= {horizon}",
     "ledger_account_settlement_entries": "r.changed_txid >= {horizon}",
 }
+# Tables whose rows the tenant deletes (configuration, read whole: bounded by it, not by history): once a round has
+# copied one, the target's rows no longer on the source are deleted (their children with them, ON DELETE CASCADE, as
+# on the source). Every other table only grows or changes in place.
+DELETABLE = frozenset({"webhook_endpoints"})
+# Floored tables whose rows below a floor still go, with their parent (ON DELETE CASCADE from a DELETABLE table):
+# counted below the floor per parent, and a parent gone since counts nothing on either side.
+GROUPED = {"webhook_deliveries": ("endpoint_id", "webhook_endpoints")}
 # The lists reopened() passes to BOUNDED, with their types.
 _LISTS = {"accounts": "uuid[]", "transactions": "uuid[]", "unapplied_entries": "uuid[]", "unanswered_keys": "text[]",
           "pending_deliveries": "uuid[]", "open_bulk_requests": "uuid[]"}
@@ -402,6 +413,20 @@ async def copy_batch(src: asyncpg.Connection, dst: asyncpg.Connection, tenant_id
     return rows, [_jsonable(v) for v in list(found.values())[:len(t.order)]]
 
 
+async def delete_gone(src: asyncpg.Connection, dst: asyncpg.Connection, t: Table, tenant_id: str) -> int:
+    """The target's rows of a DELETABLE table that the source no longer holds, deleted (children cascading): rows."""
+    names = [f"k{i}" for i in range(len(t.key))]
+    keys = await src.fetch(f"SELECT {', '.join(f'r.{_q(c)}::text' for c in t.key)} FROM {_q(t.name)} r "
+                           f"WHERE {t.scope}", tenant_id)
+    columns = [[r[i] for r in keys] for i in range(len(t.key))]
+    same = " AND ".join(f"r.{_q(c)}::text = k.{n}" for c, n in zip(t.key, names))
+    status = await dst.execute(
+        f"DELETE FROM {_q(t.name)} r WHERE {t.scope} AND NOT EXISTS (SELECT 1 FROM unnest("
+        f"{', '.join(f'${i + 2}::text[]' for i in range(len(t.key)))}) AS k({', '.join(names)}) WHERE {same})",
+        tenant_id, *columns)
+    return int(status.split()[-1])
+
+
 # The temp tables each target connection has created (a connection's own: they go with it).
 _TEMPS: weakref.WeakKeyDictionary[asyncpg.Connection, set[str]] = weakref.WeakKeyDictionary()
 
@@ -420,11 +445,30 @@ async def count_rows(conn: asyncpg.Connection, tables: dict[str, Table], tenant_
 
 
 async def count_below(conn: asyncpg.Connection, tables: dict[str, Table], tenant_id: str,
-                      floors: dict[str, int]) -> dict[str, int]:
-    """Rows of the tenant up to the floor in each floored table: fixed once the floor is read (the fence)."""
-    return {name: await conn.fetchval(f"SELECT count(*) FROM {_q(name)} r WHERE {tables[name].scope} "
-                                      f"AND NOT coalesce({past(name, floor)}, false)", tenant_id)
-            for name, floor in floors.items()}
+                      floors: dict[str, int]) -> dict[str, int | dict[str, int]]:
+    """Rows of the tenant up to the floor in each floored table: fixed once the floor is read (the fence), but for a
+    GROUPED table's, counted per parent (a parent deleted later takes its rows along)."""
+    counts: dict[str, int | dict[str, int]] = {}
+    for name, floor in floors.items():
+        where = f"FROM {_q(name)} r WHERE {tables[name].scope} AND NOT coalesce({past(name, floor)}, false)"
+        if name in GROUPED:
+            parent = _q(GROUPED[name][0])
+            counts[name] = {str(r[0]): r[1] for r in await conn.fetch(
+                f"SELECT r.{parent}, count(*) {where} GROUP BY r.{parent}", tenant_id)}
+        else:
+            counts[name] = await conn.fetchval(f"SELECT count(*) {where}", tenant_id)
+    return counts
+
+
+async def _below(conn: asyncpg.Connection, tables: dict[str, Table], tenant_id: str, name: str,
+                 below: int | dict[str, int]) -> int:
+    """A count_below of `name` now: a GROUPED table's per-parent counts summed over the parents still there."""
+    if not isinstance(below, dict):
+        return below
+    parents = tables[GROUPED[name][1]]
+    alive = {str(r[0]) for r in await conn.fetch(f"SELECT r.{_q(parents.key[0])} FROM {_q(parents.name)} r "
+                                                 f"WHERE {parents.scope}", tenant_id)}
+    return sum(n for parent, n in below.items() if parent in alive)
 
 
 async def purge_tenant(conn: asyncpg.Connection, tables: dict[str, Table], tenant_id: str, batch_rows: int,
@@ -494,8 +538,8 @@ async def compare_counts(src: asyncpg.Connection, dst: asyncpg.Connection, table
             count_rows(src, tables, tenant_id, counted["source_floors"]),
             count_rows(dst, tables, tenant_id, counted["target_floors"]))
         for name in counted["source_floors"]:
-            source_counts[name] += counted["source_below"][name]
-            target_counts[name] += counted["target_below"][name]
+            source_counts[name] += await _below(src, tables, tenant_id, name, counted["source_below"][name])
+            target_counts[name] += await _below(dst, tables, tenant_id, name, counted["target_below"][name])
     problems = [f"{name}: {source_counts[name]} rows on the source, {target_counts[name]} on the target"
                 for name in tables if source_counts[name] != target_counts[name]]
     return problems, source_counts, target_counts
@@ -517,7 +561,8 @@ async def verify_copy(src: asyncpg.Connection, dst: asyncpg.Connection, tables: 
         counted = {"source_floors": floors, "source_below": await count_below(src, tables, tenant_id, floors),
                    "target_floors": target_floors,
                    "target_below": {n: target_counts[n] for n in target_floors if n not in ordered}
-                   | await count_below(dst, tables, tenant_id, ordered)}
+                   | await count_below(dst, tables, tenant_id, ordered | {n: target_floors[n] for n in GROUPED
+                                                                          if n in target_floors})}
 
     def totals(rows):
         return {r["account_id"]: (int(r["pd"]), int(r["pc"]), int(r["od"]), int(r["oc"])) for r in rows}
@@ -844,6 +889,8 @@ class Mover:
                 if last is not None:
                     cursor = last
                 done = n < s.move_batch_rows
+                if done and name in DELETABLE:
+                    rnd["rows"] += await delete_gone(self.src, self.dst, t, self.tenant_id)
                 rnd["cursors"][name] = "done" if done else cursor
                 if not final:
                     await self.save(step)

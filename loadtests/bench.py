@@ -201,7 +201,6 @@ BENCHMARKS = {
     "stack_cpu": "loadtests.stack_cpu",
     "settlements": "loadtests.settlements",
     "events": "loadtests.bench_events",
-    "idempotent_writes": "loadtests.idempotent_writes",
     "rls": "loadtests.bench_rls",
     "dbtier": "loadtests.bench_dbtier",
 }

@@ -13,7 +13,6 @@ from asyncpg.pool import PoolConnectionProxy
 
 from cell.ledger.errors import DatabaseUnavailable, OutcomeUnknown, RetryableConflict
 from cell.ledger.models import Account
-from cell.service.idempotency import ResponseStore
 from cell.service.nudge import Nudger, NullNudger
 from cell.service.reads import BalanceReads
 from cell.settings import CellSettings
@@ -73,12 +72,9 @@ class CellContext:
     cache: AccountCache
     keys: Any = None
     nudger: Nudger = field(default_factory=NullNudger)
-    responses: ResponseStore | None = None  # the first answers of Idempotency-Keys (one per pool by default)
     balance_reads: BalanceReads | None = None  # current balances read together (one per context by default)
 
     def __post_init__(self) -> None:
-        if self.responses is None:
-            self.responses = ResponseStore(self.pool, using=self.using)
         if self.balance_reads is None:
             self.balance_reads = BalanceReads(self.run)
 

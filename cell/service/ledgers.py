@@ -14,7 +14,7 @@ from cell.ledger.models import IdemKey
 from cell.service import events, views
 from cell.service.common import Page, SeqPosition, cursors, merge_metadata, page_of, unchanged
 from cell.service.context import CellContext
-from cell.service.idempotency import replay, store_response
+from cell.service.idempotency import CREATED, answer_body, replay
 from cell.store import idempotency as store_idempotency
 from cell.store import ledgers as store
 from cell.store import tenants as store_tenants
@@ -25,7 +25,8 @@ T = TypeVar("T")
 async def create_idempotently(ctx: CellContext, tenant_id: str, idem: IdemKey | None, resource_type: str,
                               type_: type[T], insert: Callable[[asyncpg.Connection, uuid.UUID], Awaitable[T]],
                               render_id: Callable[[asyncpg.Connection, object], Awaitable[T]]) -> T:
-    """Create one resource in one transaction with the tenant fence and the idempotency key claimed."""
+    """Create one resource in one transaction with the tenant fence, the idempotency key claimed and its first answer
+    kept (no answer is ever stored after the commit: a tenant move copies the key whole, cell/store/idempotency.py)."""
     new_id = uuid.uuid4()
 
     async def work(conn: asyncpg.Connection) -> T | None:
@@ -33,12 +34,14 @@ async def create_idempotently(ctx: CellContext, tenant_id: str, idem: IdemKey | 
             await store_tenants.fence(conn, tenant_id)
             if idem is not None and await store_idempotency.claim(conn, tenant_id, idem, resource_type, new_id):
                 return None
-            return await insert(conn, new_id)
+            created = await insert(conn, new_id)
+            if idem is not None:
+                await store_idempotency.keep_answer(conn, tenant_id, idem.key, CREATED, answer_body(created))
+            return created
 
     created = await ctx.run(work)
     if created is None:
         return await ctx.run(lambda conn: replay(conn, tenant_id, idem, type_, render_id))
-    await store_response(ctx.responses, tenant_id, idem, created)
     return created
 
 

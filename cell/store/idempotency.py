@@ -1,5 +1,5 @@
-"""Idempotency keys' SQL: claimed inside the use case's transaction; the first answer stored after the commit (a
-posting's key is written whole by ledger_post, with its answer and facts: routines/post.sql)."""
+"""Idempotency keys' SQL: claimed inside the use case's transaction, the first answer kept in that same transaction
+(a posting's key is written whole by ledger_post, with its answer and facts: routines/post.sql)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ async def fetch(conn: asyncpg.Connection, tenant_id: str, key: str) -> asyncpg.R
     return await conn.fetchrow(Q["fetch_idempotency_key"], tenant_id, key)
 
 
-async def store_responses(pool: asyncpg.Pool, answers: list[tuple[str, str, int, bytes]]) -> None:
-    """(tenant id, key, status, body) each: the first answers of claimed keys, in one statement."""
-    tenants, keys, statuses, bodies = (list(column) for column in zip(*answers))
-    await pool.execute(Q["store_idempotent_responses"], tenants, keys, statuses, bodies)
+async def keep_answer(conn: asyncpg.Connection, tenant_id: str, key: str, status: int, body: bytes) -> None:
+    """The first answer of a key claimed in this transaction, kept before it commits: the key, the resource and the
+    answer are durable together (a tenant move copies them together), never a key awaiting its answer."""
+    await conn.execute(Q["keep_idempotent_answer"], tenant_id, key, status, body)

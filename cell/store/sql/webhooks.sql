@@ -30,10 +30,10 @@ DELETE FROM webhook_endpoints WHERE tenant_id = $1 AND id = $2 RETURNING id;
 -- name: webhook_fan_out
 -- One endpoint's next events (positioned ones after its watermark, at most $2): a delivery for each it wants,
 -- and the watermark moved past all of them. The endpoint row is locked (SKIP LOCKED: another worker fanning it
--- out now is left to it). Returns the deliveries made.
+-- out now is left to it). Returns the deliveries made. Nothing while its tenant is not active (ledger_tenant_open).
 WITH endpoint AS (
     SELECT id, tenant_id, event_names, after_position FROM webhook_endpoints
-    WHERE id = $1 AND active FOR UPDATE SKIP LOCKED
+    WHERE id = $1 AND active AND ledger_tenant_open(tenant_id) FOR UPDATE SKIP LOCKED
 ), batch AS (
     SELECT e.id, e.position, e.entity_id, e.event_name, ep.id AS endpoint_id, ep.tenant_id, ep.event_names
     FROM endpoint ep JOIN LATERAL (
@@ -64,7 +64,7 @@ LIMIT $1;
 -- name: claim_webhook_deliveries
 -- Due deliveries, each the oldest pending one of its entity at its endpoint (event order per entity: a later
 -- event waits until the earlier one succeeded or failed for good). The lease ($2 s) keeps other workers off
--- while this one attempts it.
+-- while this one attempts it; a delivery whose tenant is no longer active (ledger_tenant_open) is left as it is.
 WITH due AS (
     SELECT d.id FROM webhook_deliveries d
     WHERE d.status = 'pending' AND d.next_attempt_at <= now()
@@ -78,14 +78,16 @@ WITH due AS (
 )
 UPDATE webhook_deliveries d SET next_attempt_at = now() + make_interval(secs => $2)
 FROM due, webhook_endpoints w, events e
-WHERE d.id = due.id AND w.id = d.endpoint_id AND e.id = d.event_id
+WHERE d.id = due.id AND w.id = d.endpoint_id AND e.id = d.event_id AND ledger_tenant_open(d.tenant_id)
 RETURNING d.id AS delivery_id, d.attempts, w.url, w.key, e.id, e.resource, e.event_name,
           e.event_time, e.entity_id, e.data, e.facts;
 
 -- name: webhook_delivered
+-- An attempt's outcome is recorded only while its tenant is active (ledger_tenant_open: a move's freeze waits it out;
+-- after the freeze the delivery stays pending as the move copied it, and the target attempts it again).
 UPDATE webhook_deliveries SET status = 'succeeded', attempts = attempts + 1, last_attempt_at = now(),
        last_status_code = $2, last_error = NULL, updated_at = now()
-WHERE id = $1 AND status = 'pending';
+WHERE id = $1 AND status = 'pending' AND ledger_tenant_open(tenant_id);
 
 -- name: webhook_attempt_failed
 -- A failed attempt: retried at now() + $4 s unless that is past the delivery's give-up time (then failed).
@@ -93,7 +95,7 @@ UPDATE webhook_deliveries SET attempts = attempts + 1, last_attempt_at = now(), 
        last_error = $3, updated_at = now(),
        status = CASE WHEN now() + make_interval(secs => $4) > give_up_at THEN 'failed' ELSE 'pending' END,
        next_attempt_at = now() + make_interval(secs => $4)
-WHERE id = $1 AND status = 'pending'
+WHERE id = $1 AND status = 'pending' AND ledger_tenant_open(tenant_id)
 RETURNING status;
 
 -- name: list_webhook_deliveries

@@ -121,31 +121,19 @@ async def test_bad_idempotency_keys_are_400(api, books):
 
 
 
-async def test_first_answers_of_several_tenants_stored_together_are_all_kept(new_tenant, admin_conn, cell_database_url):
-    """Answers that arrive together go in one group commit (ResponseStore), whichever tenant's request started it:
-    each is written acting for its own tenant (row-level security, migration 0110 hides the others' keys), so none
-    is lost and every replay is the stored first answer (not the resource rendered anew, as it is now)."""
-    from cell.service.idempotency import ResponseStore
-    from cell.store.db import ACTING_TENANT, create_pool
-
-    tenants = [await new_tenant() for _ in range(3)]
-    for api in tenants:
-        assert (await api.post("/api/ledgers", {"name": "x"}, headers={"Idempotency-Key": "first"})).status_code == 201
-    ids = [api.tenant_id for api in tenants]
-    await admin_conn.execute("UPDATE idempotency_keys SET response = NULL WHERE tenant_id = ANY($1::text[])", ids)
-    pool = await create_pool(cell_database_url, min_size=1, max_size=2, role="ledger_app")
-    try:
-        responses = ResponseStore(pool)
-        acting = ACTING_TENANT.set(ids[0])  # the request that starts the group commit
-        try:
-            await asyncio.gather(*(responses.store(t, "first", 201, b'{"n": %d}' % n) for n, t in enumerate(ids)))
-        finally:
-            ACTING_TENANT.reset(acting)
-    finally:
-        await pool.close()
-    kept = await admin_conn.fetch("SELECT tenant_id, response FROM idempotency_keys WHERE tenant_id = ANY($1::text[])",
-                                  ids)
-    assert {r["tenant_id"]: bytes(r["response"]) for r in kept} == {t: b'{"n": %d}' % n for n, t in enumerate(ids)}
+async def test_a_resource_keeps_its_key_and_first_answer_in_its_own_database_transaction(api, admin_conn):
+    """A ledger's key and first answer are written by the transaction that creates the ledger, not stored after its
+    commit: nothing is ever a key awaiting its answer (a tenant move could copy it without one)."""
+    r = await api.post("/api/ledgers", {"name": "kept"}, headers={"Idempotency-Key": "one-transaction"})
+    assert r.status_code == 201
+    row = await admin_conn.fetchrow(
+        "SELECT k.xmin::text = l.xmin::text AS same_transaction, k.status_code, k.response "
+        "FROM idempotency_keys k JOIN ledgers l ON l.id = k.resource_id "
+        "WHERE k.tenant_id = $1 AND k.key = 'one-transaction'", api.tenant_id)
+    assert (row["same_transaction"], row["status_code"]) == (True, 201)
+    assert bytes(row["response"]) == r.content
+    again = await api.post("/api/ledgers", {"name": "kept"}, headers={"Idempotency-Key": "one-transaction"})
+    assert (again.status_code, again.content) == (201, r.content)
 
 
 async def test_a_posting_keeps_its_key_and_first_answer_in_its_own_database_transaction(api, books, admin_conn):

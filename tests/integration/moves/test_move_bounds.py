@@ -7,7 +7,9 @@ own statements examine, from their plans: rows, never time)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 import uuid
 from datetime import UTC, datetime
 
@@ -15,6 +17,7 @@ import asyncpg
 import msgspec
 import pytest
 
+from cell.ledger.commands import LedgerCreate, LedgerUpdate
 from cell.ledger.models import (
     Condition,
     EntryRequest,
@@ -35,7 +38,10 @@ from cell.store import (
     transactions,
     webhooks,
 )
-from cell.store.db import _init_connection
+from cell.service import ledgers as ledgers_service
+from cell.service.context import AccountCache, CellContext
+from cell.store.db import _init_connection, create_pool
+from cell.store.migrate import migrate
 from control_plane import operations
 from control_plane.catalog import connect, migrate_catalog
 from control_plane.moves import (
@@ -45,11 +51,13 @@ from control_plane.moves import (
     Mover,
     _select,
     discover,
+    fence_point,
     fetch_move,
     plan_move,
     start_move,
 )
 from control_plane.settings import ControlPlaneSettings
+from tests.integration.conftest import cell_settings
 
 HISTORY = 300  # postings (each with its idempotency key, event, version and audit link) before the move
 
@@ -119,8 +127,8 @@ class Books:
         return state.id
 
     async def claim_ledger(self, key: str) -> None:
-        """A ledger created with `key` claimed, its answer to be stored after the commit (as every resource's but a
-        posting's: cell/service/ledgers.create_idempotently)."""
+        """A ledger created with `key` claimed, its answer to be stored after the commit (as an API before answers
+        were kept in the claim's transaction did: a key claimed by it during an upgrade)."""
         ledger = uuid.uuid4()
         async with self.conn.transaction():
             await tenants.fence(self.conn, self.tenant_id)
@@ -128,7 +136,8 @@ class Books:
             await ledgers.insert(self.conn, ledger, self.tenant_id, name=key, description=None, metadata={})
 
     async def answer(self, key: str) -> None:
-        await idempotency.store_responses(self.conn, [(self.tenant_id, key, 201, json.dumps({"key": key}).encode())])
+        await self.conn.execute("UPDATE idempotency_keys SET status_code = 201, response = $3 WHERE tenant_id = $1 "
+                                "AND key = $2 AND response IS NULL", self.tenant_id, key, json.dumps({"key": key}).encode())
 
     async def settle(self) -> None:
         """Every event positioned and fanned out to the endpoint, every version linked."""
@@ -305,4 +314,198 @@ async def test_catch_up_rounds_stop_once_they_no_longer_shrink(world):
     finally:
         await mover.src.close()
         await mover.dst.close()
+        await src.close()
+
+
+class _AnswerLate(CellContext):
+    """A cell's use cases whose request, once its first database call is done (the resource committed), waits for
+    `gate` before any further one: as a request whose process is slow to answer, past the move's final catch-up."""
+
+    def __post_init__(self) -> None:
+        self.gate, self.calls = asyncio.Event(), 0
+        super().__post_init__()
+
+    async def _after_first(self) -> None:
+        self.calls += 1
+        if self.calls > 1:
+            await self.gate.wait()
+
+    async def run(self, fn):
+        await self._after_first()
+        return await super().run(fn)
+
+    async def using(self, fn):
+        await self._after_first()
+        return await super().using(fn)
+
+
+async def _until(check, what: str, deadline_s: float = 30.0) -> None:
+    deadline = time.monotonic() + deadline_s
+    while not await check():
+        assert time.monotonic() < deadline, f"not within {deadline_s} s: {what}"
+        await asyncio.sleep(0.02)
+
+
+async def test_a_resource_answered_after_the_final_catch_up_replays_its_first_answer_on_the_target(world):
+    """A ledger created with an Idempotency-Key, its request committed before the freeze and answered only after the
+    final catch-up read: after the move, a replay of the key on the target is that first answer byte for byte, not
+    the ledger rendered anew (renamed since)."""
+    conn, settings, cells = world["conn"], world["settings"], world["cells"]
+    tenant_id = f"bd-{uuid.uuid4().hex[:8]}"
+    await operations.create_tenant(conn, settings, tenant_id, "answers", "bd-1")
+    src = await _connect(cells["bd-1"])
+    await Books(src, tenant_id).open()
+    pools = [await create_pool(cells[name], min_size=1, max_size=2) for name in ("bd-1", "bd-2")]
+    source = _AnswerLate(settings=cell_settings(cells["bd-1"]), pool=pools[0], cache=AccountCache(10))
+    target = CellContext(settings=cell_settings(cells["bd-2"]), pool=pools[1], cache=AccountCache(10))
+    key = IdemKey("made-late", b"the same request")
+    mover = await _mover(conn, settings, cells, tenant_id)
+    try:
+        await _steps(mover, "freeze")
+        request = asyncio.create_task(ledgers_service.create_ledger(source, tenant_id, LedgerCreate(name="first"),
+                                                                    key))
+
+        async def committed() -> bool:
+            assert not request.done() or request.exception() is None, request.exception()
+            return bool(await src.fetchval("SELECT count(*) FROM ledgers WHERE tenant_id = $1 AND name = 'first'",
+                                           tenant_id))
+
+        await _until(committed, "the ledger committed on the source")
+        await _steps(mover, "verify")  # the freeze and the final catch-up
+        source.gate.set()
+        first = msgspec.json.encode(await asyncio.wait_for(request, 30))
+        await _steps(mover, "done")
+        await mover.finish()
+        assert mover.w["verification"]["ok"], mover.w["verification"]["problems"]
+        ledger = json.loads(first)["id"]
+        renamed = await ledgers_service.update_ledger(target, tenant_id, uuid.UUID(ledger),
+                                                      LedgerUpdate(name="renamed"))
+        assert renamed.name == "renamed"
+        again = await ledgers_service.create_ledger(target, tenant_id, LedgerCreate(name="first"), key)
+        assert msgspec.json.encode(again) == first
+    finally:
+        source.gate.set()
+        for pool in pools:
+            await pool.close()
+        await mover.src.close()
+        await mover.dst.close()
+        await src.close()
+
+
+async def _endpoint(books: Books) -> uuid.UUID:
+    endpoint = uuid.uuid4()
+    await webhooks.insert_endpoint(books.conn, endpoint, books.tenant_id, url="http://127.0.0.1:9/other",
+                                   event_names=[], description=None, metadata={}, key="k")
+    return endpoint
+
+
+async def _fan_out(books: Books, *endpoints: uuid.UUID) -> None:
+    await books.settle()
+    for endpoint in endpoints:
+        while (await webhooks.fan_out(books.conn, endpoint, 1000, 3600))[1]:
+            pass
+
+
+async def test_webhook_endpoints_deleted_during_a_move_are_deleted_on_the_target(world):
+    """Endpoints deleted on the source while the tenant moves (one copied before the pre-verification and deleted
+    before it, one after it, with deliveries older than its floors the target did not hold yet) are gone on the target
+    too: the move succeeds and the target holds
+    exactly the source's rows."""
+    conn, settings, cells = world["conn"], world["settings"], world["cells"]
+    tenant_id = f"bd-{uuid.uuid4().hex[:8]}"
+    await operations.create_tenant(conn, settings, tenant_id, "deleted", "bd-1")
+    src = await _connect(cells["bd-1"])
+    books = await Books(src, tenant_id).open()
+    early, late, last = await _endpoint(books), await _endpoint(books), await _endpoint(books)
+    for i in range(20):
+        await books.post(f"d-{i}")
+    await _fan_out(books, early, late, last)
+    mover = await _mover(conn, settings, cells, tenant_id)
+    try:
+        await _steps(mover, "pre_verify")
+        # After the last round before the pre-verification: deliveries it did not copy, an endpoint it did.
+        await books.post("before-the-pre-verification")
+        await _fan_out(books, early, late)
+        assert await webhooks.delete_endpoint(src, tenant_id, early)
+        await _steps(mover, "catch_up")
+        assert await webhooks.delete_endpoint(src, tenant_id, late)
+        await books.post("after-the-deletes")
+        await _fan_out(books, last)
+        await _steps(mover, "freeze")
+        assert await webhooks.delete_endpoint(src, tenant_id, last)  # after the last round: the final one deletes it
+        await _steps(mover, "done")
+        await mover.finish()
+        assert mover.w["verification"]["ok"], mover.w["verification"]["problems"]
+        for name in TENANT_TABLES:
+            t = mover.tables[name]
+            assert await _table(mover.src, t, tenant_id) == await _table(mover.dst, t, tenant_id), name
+        assert await mover.dst.fetchval("SELECT count(*) FROM webhook_deliveries WHERE endpoint_id = ANY($1::uuid[])",
+                                        [early, late, last]) == 0
+        assert await mover.dst.fetchval("SELECT count(*) FROM webhook_endpoints WHERE tenant_id = $1", tenant_id) == 1
+    finally:
+        await mover.src.close()
+        await mover.dst.close()
+        await src.close()
+
+
+async def test_webhook_work_done_after_the_final_catch_up_is_not_left_behind_on_the_source(world):
+    """A delivery claimed before the freeze whose attempt is recorded after the final catch-up read, and an endpoint
+    fanned out after it (its worker found it behind before the freeze): the source does not record them (the tenant
+    is frozen there), so the target's deliveries are the source's exactly and the target's worker attempts them."""
+    conn, settings, cells = world["conn"], world["settings"], world["cells"]
+    tenant_id = f"bd-{uuid.uuid4().hex[:8]}"
+    await operations.create_tenant(conn, settings, tenant_id, "attempts", "bd-1")
+    src = await _connect(cells["bd-1"])
+    books = await Books(src, tenant_id).open()
+    for i in range(5):
+        await books.post(f"a-{i}")
+    await books.settle()
+    mover = await _mover(conn, settings, cells, tenant_id)
+    try:
+        await _steps(mover, "freeze")
+        claimed = [r["delivery_id"] for r in await webhooks.claim(src, 100, 30)]
+        assert len(claimed) == 5
+        await books.post("positioned-in-the-freeze")  # its event is positioned by the freeze, fanned out after it
+        await _steps(mover, "verify")  # the freeze and the final catch-up
+        await webhooks.delivered(src, claimed[0], 200)
+        await webhooks.attempt_failed(src, claimed[1], 500, "HTTP 500: not 2xx", 60)
+        await webhooks.fan_out(src, books.endpoint, 1000, 3600)
+        await _steps(mover, "done")
+        await mover.finish()
+        assert mover.w["verification"]["ok"], mover.w["verification"]["problems"]
+        t = mover.tables["webhook_deliveries"]
+        assert await _table(mover.src, t, tenant_id) == await _table(mover.dst, t, tenant_id)
+        assert await mover.dst.fetchval("SELECT count(*) FROM webhook_deliveries WHERE tenant_id = $1 AND status = "
+                                        "'pending' AND attempts = 0", tenant_id) == 5
+    finally:
+        await mover.src.close()
+        await mover.dst.close()
+        await src.close()
+
+
+async def test_bulk_keys_claimed_before_0150_are_not_read_as_awaiting_an_answer(world):
+    """Bulk resources' keys claimed before 0150 (no status) are marked decided by 0160: a move's rounds no longer list
+    them as awaiting an answer (a list that grew with the tenant's bulk history, read under its fence and again in
+    the freeze); a key still awaiting its answer stays listed, and a replay of an old key still finds its transaction."""
+    conn, settings, cells = world["conn"], world["settings"], world["cells"]
+    tenant_id = f"bd-{uuid.uuid4().hex[:8]}"
+    await operations.create_tenant(conn, settings, tenant_id, "old-bulk", "bd-1")
+    src = await _connect(cells["bd-1"])
+    books = await Books(src, tenant_id).open()
+    try:
+        for i in range(3):
+            await books.post(f"bulk-{i}", answer=False)
+        # as a bulk claim before 0150 left them
+        await src.execute("UPDATE idempotency_keys SET status_code = NULL WHERE tenant_id = $1", tenant_id)
+        await books.claim_ledger("in-flight")
+        await src.execute("DELETE FROM schema_migrations WHERE name = '0160_bulk_keys_decided'")
+        assert "0160_bulk_keys_decided" in await migrate(src)
+        point = await fence_point(src, await discover(src), tenant_id, 5)
+        assert point["open"]["unanswered_keys"] == ["in-flight"]
+        kept = await src.fetch("SELECT key, status_code, resource_id FROM idempotency_keys WHERE tenant_id = $1 "
+                               "AND key LIKE 'bulk-%' ORDER BY key", tenant_id)
+        assert [r["status_code"] for r in kept] == [201] * 3
+        assert await src.fetchval("SELECT count(*) FROM ledger_transactions WHERE id = ANY($1::uuid[])",
+                                  [r["resource_id"] for r in kept]) == 3
+    finally:
         await src.close()

@@ -1,0 +1,10 @@
+-- Whether a tenant takes work that is not a write of its own request (a webhook delivery's fan-out, claim and
+-- attempt results: cell/store/sql/webhooks.sql), under its write fence: the shared lock ledger_fence takes, held to
+-- the end of the caller's transaction. A tenant move's freeze (the exclusive form) waits such work out, and work
+-- that comes after it finds the tenant frozen and records nothing on the source (whose rows the move has read): the
+-- target's workers do it again (at least once).
+CREATE OR REPLACE FUNCTION ledger_tenant_open(p_tenant text) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock_shared(hashtextextended('tenant:' || p_tenant, 0));
+    RETURN EXISTS (SELECT 1 FROM tenants WHERE id = p_tenant AND state = 'active');
+END $$;
