@@ -72,7 +72,7 @@ async def test_sixteen_concurrent_retries_make_one_posting(live_api):
 
 
 async def test_concurrent_postings_under_distinct_keys_each_replay_their_own_first_answer(live_api):
-    # The first answers are stored together (group commit): each key must keep its own.
+    # Concurrent postings each keep their first answer in their own transaction: each key must keep its own.
     api = live_api
     ledger = await api.ledger()
     a, b = await api.account(ledger["id"], "debit"), await api.account(ledger["id"], "credit")
