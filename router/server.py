@@ -6,7 +6,7 @@ most of the router's ~140 us of CPU per request. Here a connection parses with h
 request to `Router.handle`, and writes the answer in one buffer when `answer` is called: from the cell
 connection's callback on the common path, with no task, no future and no extra turn of the event loop. A client
 sends the same header lines on every request of a connection: a request alone in its data whose lines are the
-connection's last ones is parsed without a Python call per header, their headers taken as they were read (_Head).
+connection's last ones, behind a plain request line, is read without the parser, its headers as they were (_Head).
 
 What it does, and deliberately not more (the router is the only client of it):
 - keep-alive and pipelining (requests on one connection are answered in order, one at a time; reading
@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import re
 import signal
 from http import HTTPStatus
 
@@ -55,63 +56,58 @@ class _Refused(Exception):
 
 class _Head:
     """What the header lines of a request on a connection come to (on_header's work and the x-forwarded-for the
-    server adds), kept for the connection's next requests: a client sends the same lines on every request, and
-    `fits` a request whose lines are these, alone in its data, so that it is parsed without a Python call per
-    header (`Connection.known_parser`)."""
+    server adds), kept for the connection's next requests: a client sends the same lines on every request, and one
+    with these lines and a plain request line, alone in its data, is `read` without the parser."""
 
-    __slots__ = ("lines", "headers", "authorization", "size", "body_bytes")
+    __slots__ = ("lines", "headers", "authorization", "size", "body_bytes", "stop")
 
     def __init__(self, lines: bytes, request: "_Request", size: int, body_bytes: int) -> None:
         self.lines = lines  # between the request line's CRLF and the empty line's, each line ending in CRLF
-        self.headers = request.headers  # shared by the requests that fit: nobody changes it
+        self.headers = request.headers  # shared by the requests read so: nobody changes it
         self.authorization = request.authorization
         self.size = size  # what the lines count towards head_bytes_max
         self.body_bytes = body_bytes  # the body its content-length frames (no other framing is learnt)
+        self.stop = len(lines) + 2  # from the request line's end to the body's start
 
     @classmethod
     def learnt(cls, data: bytes, request: "_Request", size: int, body_bytes: int) -> "_Head | None":
-        """The head of `request`, when `data` held it whole and nothing else: a keep-alive HTTP/1.1 request of a
-        plain CRLF-delimited head and a body framed by its length (no 100-continue)."""
-        line_end = _line_end(data)
-        end = data.find(b"\r\n\r\n", line_end)
-        if (line_end < 0 or end < 0 or len(data) != end + 4 + body_bytes or not request.keep_alive
+        """The head of `request`, which the parser has just read from `data`, when `data` held it whole and nothing
+        else: a plain request line, CRLF-delimited lines and a body framed by its length (no 100-continue)."""
+        line = _PLAIN_REQUEST_LINE.match(data)
+        end = data.find(b"\r\n\r\n")
+        if (line is None or end < 0 or len(data) != end + 4 + body_bytes or not request.keep_alive
                 or request.expect_continue or request.too_large or request.body is None):
             return None
-        lines = data[line_end + 2:end + 2]
+        lines = data[line.end():end + 2]
         if not lines.count(b"\r") == lines.count(b"\n") == lines.count(b"\r\n"):
             return None
         return cls(lines, request, size, body_bytes)
 
-    def fits(self, data: bytes) -> bool:
-        """Whether `data` is one whole request with these header lines (as `learnt` read them)."""
-        line_end = _line_end(data)
-        start = line_end + 2
-        stop = start + len(self.lines)
-        return (line_end >= 0 and len(data) == stop + 2 + self.body_bytes and data.startswith(self.lines, start)
-                and data.startswith(b"\r\n", stop))
+    def read(self, data: bytes, head_bytes_max: int) -> "_Request | None":
+        """`data` as a request, when it is one whole request with a plain request line and these lines and within
+        the head bound; else None (the parser reads it)."""
+        line = _PLAIN_REQUEST_LINE.match(data)
+        if line is None:
+            return None
+        start = line.end()
+        stop = start + self.stop
+        url = line.group(2)
+        if (len(data) != stop + self.body_bytes or not data.startswith(self.lines, start)
+                or not data.startswith(b"\r\n", stop - 2) or len(url) + self.size > head_bytes_max):
+            return None
+        request = _Request()
+        request.method = line.group(1)
+        request.url = url
+        request.headers = self.headers
+        request.authorization = self.authorization
+        if self.body_bytes:
+            request.body = [data[stop:]]
+        return request
 
 
-def _line_end(data: bytes) -> int:
-    """Where the request line of a keep-alive HTTP/1.1 request at the start of `data` ends (its CRLF), or -1 (not
-    such a line, or one with a stray CR or LF: how a parser splits it is not this simple)."""
-    line_end = data.find(b"\r\n")
-    if (line_end < 9 or not data.startswith(b" HTTP/1.1", line_end - 9) or data.find(b"\n", 0, line_end) >= 0
-            or data.find(b"\r", 0, line_end) >= 0):
-        return -1
-    return line_end
-
-
-class _KnownHeadCallbacks:
-    """A connection's parser callbacks but on_header, for `Connection.known_parser`."""
-
-    __slots__ = ("on_message_begin", "on_url", "on_headers_complete", "on_body", "on_message_complete")
-
-    def __init__(self, connection: "Connection") -> None:
-        self.on_message_begin = connection.on_message_begin
-        self.on_url = connection.on_url
-        self.on_headers_complete = connection.on_known_headers_complete
-        self.on_body = connection.on_body
-        self.on_message_complete = connection.on_message_complete
+# A request line the parser reads the same (tests/unit/router/test_router_known_heads.py asks it): a known method,
+# an origin-form target of printable ASCII, HTTP/1.1 (whose keep-alive the header lines decide alone).
+_PLAIN_REQUEST_LINE = re.compile(rb"(GET|HEAD|POST|PUT|PATCH|DELETE|OPTIONS) (/[!-~]*) HTTP/1\.1\r\n")
 
 
 class _Request:
@@ -155,11 +151,8 @@ class Connection(asyncio.Protocol):
         # The last forwarded headers on this connection and their encoding (UpstreamPool._encode).
         self.encoded: list = [None, b""]
         self.parser = httptools.HttpRequestParser(self)
-        # A request whose header lines are those of the connection's last one that was alone in its data (`known`)
-        # is parsed by this one, which has no on_header; anything else by `parser`. Each sees whole requests only.
+        # The header lines of the connection's last request that was alone in its data, and what they came to.
         self.known: _Head | None = None
-        self.known_parser = httptools.HttpRequestParser(_KnownHeadCallbacks(self))
-        self.active = self.parser  # the one being fed
         self.request: _Request | None = None  # the one being parsed
         self.head_bytes = 0
         self.body_bytes = 0
@@ -197,11 +190,16 @@ class Connection(asyncio.Protocol):
         if self.closing or self.refused:
             return
         fresh = self.request is None  # data that starts with a request's first byte
+        if fresh and self.known is not None:
+            request = self.known.read(data, self.head_bytes_max)
+            if request is not None:
+                self._queue(request)
+                if self.current is None:
+                    self._next()
+                return
         queued = len(self.queue)
-        parser = self.known_parser if fresh and self.known is not None and self.known.fits(data) else self.parser
-        self.active = parser
         try:
-            parser.feed_data(data)
+            self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             if self.request is None and self.queue:
                 # An offer to upgrade (RFC 9110 7.8) on a complete request: declined by answering it as plain
@@ -221,7 +219,7 @@ class Connection(asyncio.Protocol):
                 self._reject(500, "internal_error", "The router failed to read the request.")
         except httptools.HttpParserError:
             self._reject(400, "bad_request", "The request is not valid HTTP/1.1.")
-        if (fresh and parser is self.parser and self.request is None and len(self.queue) == queued + 1
+        if (fresh and self.request is None and len(self.queue) == queued + 1
                 and not self.refused):
             request = self.queue[-1]
             self.known = _Head.learnt(data, request, self.head_bytes - len(request.url), self.body_bytes) or self.known
@@ -263,26 +261,11 @@ class Connection(asyncio.Protocol):
             self._head_too_large()
 
     def on_headers_complete(self) -> None:
+        request = self.request
         if self.forwarded_for:
-            self.request.headers.append((b"x-forwarded-for", self.forwarded_for))
-        self._head_complete()
-
-    def on_known_headers_complete(self) -> None:
-        # (known_parser's) the header lines are the connection's known ones: what on_header made of them is known.
-        request = self.request
-        known = self.known
-        request.headers = known.headers
-        request.authorization = known.authorization
-        self.head_bytes += known.size
-        if self.head_bytes > self.head_bytes_max:
-            self._head_too_large()
-        self._head_complete()
-
-    def _head_complete(self) -> None:
-        request = self.request
-        parser = self.active
-        request.method = parser.get_method()
-        request.keep_alive = parser.should_keep_alive()
+            request.headers.append((b"x-forwarded-for", self.forwarded_for))
+        request.method = self.parser.get_method()
+        request.keep_alive = self.parser.should_keep_alive()
         if not request.url.startswith(b"/"):
             request.error = (400, "bad_request", "The request target must be a path (origin-form).")
             raise _Refused()
@@ -310,6 +293,10 @@ class Connection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         request, self.request = self.request, None
+        self._queue(request)
+
+    def _queue(self, request: _Request) -> None:
+        """A whole request read: in the queue of those to answer."""
         self.queue.append(request)
         if len(self.queue) >= _PIPELINE_MAX and not self.paused:
             self.paused = True
