@@ -181,3 +181,31 @@ def test_a_cells_answer_read_whole_is_relayed_as_the_parser_reads_it():
             whole = relayed([answer])
             assert whole == relayed([answer[:12], answer[12:]]), answer  # the parser's reading
     assert relayed([ANSWER])[0] == [(200, b"content-type: application/json\r\ncontent-length: 2\r\n", b"{}")]
+
+
+def test_plain_answer_lines_and_status_lines_are_ones_the_parser_reads_whole():
+    def parsed(head: bytes) -> bool:
+        class Head:
+            ended = False
+
+            def on_headers_complete(self) -> None:
+                Head.ended = True
+
+        try:
+            httptools.HttpResponseParser(Head()).feed_data(head + b"\r\n")
+        except httptools.HttpParserError:
+            return False
+        return Head.ended
+
+    heads = [(b"HTTP/1.1 200 OK\r\n", b"x-a" + bytes([c]) + b"b: v\r\n") for c in range(256)]
+    heads += [(b"HTTP/1.1 200 OK\r\n", b"x-a: v" + bytes([c]) + b"w\r\n") for c in range(256)]
+    heads += [(b"HTTP/1.1 200 O" + bytes([c]) + b"K\r\n", b"x-a: b\r\n") for c in range(256)]
+    heads += [(b"HTTP/1.1 %d \r\n" % status, b"") for status in range(100, 1000)]
+    read_plainly = 0
+    for status_line, lines in heads:
+        if upstream._PLAIN_STATUS_LINE.fullmatch(status_line) and upstream._PLAIN_LINES.fullmatch(lines):
+            read_plainly += 1
+            assert parsed(status_line + lines), status_line + lines
+    # A name's 77 token characters and a colon (the rest is the value), a value's and a reason's tab and 95
+    # printable characters, the statuses 200-599.
+    assert read_plainly == 78 + 96 + 96 + 400
