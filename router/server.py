@@ -219,8 +219,8 @@ class Connection(asyncio.Protocol):
                 self._reject(500, "internal_error", "The router failed to read the request.")
         except httptools.HttpParserError:
             self._reject(400, "bad_request", "The request is not valid HTTP/1.1.")
-        if (fresh and self.request is None and len(self.queue) == queued + 1
-                and not self.refused):
+        if fresh and self.request is None and len(self.queue) == queued + 1 and not self.refused:
+            # One whole request, alone in its data: its lines may be the connection's next requests' too.
             request = self.queue[-1]
             self.known = _Head.learnt(data, request, self.head_bytes - len(request.url), self.body_bytes) or self.known
         # Served once the parser is done with this data, so that what it found (an upgrade offer, a bad
