@@ -4,7 +4,9 @@ httpx costs several hundred microseconds of Python per request; this does the on
 needs (send a buffered request, read a buffered answer) for a fraction of that. `UpstreamPool.try_send` is
 the router's common path: a free slot and an idle kept-alive connection, the request written at once and the
 answer handed to a callback (no task, no future, no timer: timeouts are found by a sweep); `request` is the
-awaitable path for the rest (a new connection to open, a wait for a slot, a retry).
+awaitable path for the rest (a new connection to open, a wait for a slot, a retry). An answer that arrives whole
+in one read, framed by a content-length alone, in plain lines (what the cells send), is read without the parser
+(`whole_answer`).
 """
 
 from __future__ import annotations
