@@ -59,9 +59,9 @@ class _Head:
     server adds), kept for the connection's next requests: a client sends the same lines on every request, and one
     with these lines and a plain request line, alone in its data, is `read` without the parser."""
 
-    __slots__ = ("lines", "headers", "authorization", "size", "body_bytes", "stop")
+    __slots__ = ("authorization", "body_bytes", "headers", "lines", "size", "stop")
 
-    def __init__(self, lines: bytes, request: "_Request", size: int, body_bytes: int) -> None:
+    def __init__(self, lines: bytes, request: _Request, size: int, body_bytes: int) -> None:
         self.lines = lines  # between the request line's CRLF and the empty line's, each line ending in CRLF
         self.headers = request.headers  # shared by the requests read so: nobody changes it
         self.authorization = request.authorization
@@ -70,7 +70,7 @@ class _Head:
         self.stop = len(lines) + 2  # from the request line's end to the body's start
 
     @classmethod
-    def learnt(cls, data: bytes, request: "_Request", size: int, body_bytes: int) -> "_Head | None":
+    def learnt(cls, data: bytes, request: _Request, size: int, body_bytes: int) -> _Head | None:
         """The head of `request`, which the parser has just read from `data`, when `data` held it whole and nothing
         else: a plain request line, CRLF-delimited lines and a body framed by its length (no 100-continue)."""
         line = _PLAIN_REQUEST_LINE.match(data)
@@ -83,7 +83,7 @@ class _Head:
             return None
         return cls(lines, request, size, body_bytes)
 
-    def read(self, data: bytes, head_bytes_max: int) -> "_Request | None":
+    def read(self, data: bytes, head_bytes_max: int) -> _Request | None:
         """`data` as a request, when it is one whole request with a plain request line and these lines and within
         the head bound; else None (the parser reads it)."""
         line = _PLAIN_REQUEST_LINE.match(data)

@@ -145,8 +145,8 @@ def test_a_plain_request_line_is_one_the_parser_reads_the_same():
 
 ANSWERS = [
     ANSWER,
-    b"HTTP/1.1 201 Created\r\ndate: Mon, 30 Nov 2026 07:00:00 GMT\r\nserver: uvicorn\r\ncontent-type: a/b\r\n"
-    b"Content-Length: 3\r\nx-cell: c\r\n\r\nabc",
+    (b"HTTP/1.1 201 Created\r\ndate: Mon, 30 Nov 2026 07:00:00 GMT\r\nserver: uvicorn\r\ncontent-type: a/b\r\n"
+     b"Content-Length: 3\r\nx-cell: c\r\n\r\nabc"),
     b"HTTP/1.1 503 \r\ncontent-length:  0 \r\n\r\n",
     b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
     b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 2\r\n\r\nok",
