@@ -138,11 +138,13 @@ class Router:
         to a cell with a kept-alive connection at hand needs none: the cell's answer is relayed from the
         connection's callback.
 
-        `target` (path and query, as sent) is forwarded with `headers` (the end-to-end ones, names in lower case:
-        the server kept the hop-by-hop ones apart); `authorization` is the first Authorization value; `body` is
-        None when it was over `body_bytes_max`. `client` also has `client_host`, `forwarded_for` (its address as
-        bytes), `auth` (this connection's last credentials, parsed: a client sends the same ones on every
-        request of a connection) and `encoded` (its last forwarded headers, encoded: likewise). A target the router may answer itself goes to `handle_local` instead.
+        `target` (path and query, as sent) is forwarded with `headers` (the end-to-end ones, names in lower case,
+        then x-forwarded-for naming the client: the server kept the hop-by-hop ones apart; not to be changed, a
+        connection's requests may share one list); `authorization` is the first Authorization value; `body` is
+        None when it was over `body_bytes_max`. `client` also has `client_host`, `auth` (this connection's last
+        credentials, parsed: a client sends the same ones on every request of a connection) and `encoded` (its
+        last forwarded headers, encoded: likewise). A target the router may answer itself goes to `handle_local`
+        instead.
         """
         admitted = self._admit(client, method, target, headers, authorization, body)
         if type(admitted) is tuple:
@@ -204,8 +206,6 @@ class Router:
             return _own(413, _PROBLEM, problem_body(413, "body_too_large",
                                                     f"The body exceeds {self.settings.body_bytes_max} bytes.",
                                                     title="Content Too Large"))
-        if client.forwarded_for:
-            headers.append((b"x-forwarded-for", client.forwarded_for))
         return _Forward(self, client, route, tenant_id, digest, known, address, method, target, headers, body,
                         now)
 

@@ -4,7 +4,9 @@ Every request of every tenant crosses the router, so its cost is paid on the who
 Under uvicorn, the ASGI layer (a scope dict, receive/send coroutines, message dicts, header checks) was
 most of the router's ~140 us of CPU per request. Here a connection parses with httptools, hands the whole
 request to `Router.handle`, and writes the answer in one buffer when `answer` is called: from the cell
-connection's callback on the common path, with no task, no future and no extra turn of the event loop.
+connection's callback on the common path, with no task, no future and no extra turn of the event loop. A client
+sends the same header lines on every request of a connection: a request alone in its data whose lines are the
+connection's last ones, behind a plain request line, is read without the parser, its headers as they were (_Head).
 
 What it does, and deliberately not more (the router is the only client of it):
 - keep-alive and pipelining (requests on one connection are answered in order, one at a time; reading
@@ -23,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import re
 import signal
 from http import HTTPStatus
 
@@ -51,6 +54,62 @@ class _Refused(Exception):
     `request.error`."""
 
 
+class _Head:
+    """What the header lines of a request on a connection come to (on_header's work and the x-forwarded-for the
+    server adds), kept for the connection's next requests: a client sends the same lines on every request, and one
+    with these lines and a plain request line, alone in its data, is `read` without the parser."""
+
+    __slots__ = ("authorization", "body_bytes", "headers", "lines", "size", "stop")
+
+    def __init__(self, lines: bytes, request: _Request, size: int, body_bytes: int) -> None:
+        self.lines = lines  # between the request line's CRLF and the empty line's, each line ending in CRLF
+        self.headers = request.headers  # shared by the requests read so: nobody changes it
+        self.authorization = request.authorization
+        self.size = size  # what the lines count towards head_bytes_max
+        self.body_bytes = body_bytes  # the body its content-length frames (no other framing is learnt)
+        self.stop = len(lines) + 2  # from the request line's end to the body's start
+
+    @classmethod
+    def learnt(cls, data: bytes, request: _Request, size: int, body_bytes: int) -> _Head | None:
+        """The head of `request`, which the parser has just read from `data`, when `data` held it whole and nothing
+        else: a plain request line, CRLF-delimited lines and a body framed by its length (no 100-continue)."""
+        line = _PLAIN_REQUEST_LINE.match(data)
+        end = data.find(b"\r\n\r\n")
+        if (line is None or end < 0 or len(data) != end + 4 + body_bytes or not request.keep_alive
+                or request.expect_continue or request.too_large or request.body is None):
+            return None
+        lines = data[line.end():end + 2]
+        if not lines.count(b"\r") == lines.count(b"\n") == lines.count(b"\r\n"):
+            return None
+        return cls(lines, request, size, body_bytes)
+
+    def read(self, data: bytes, head_bytes_max: int) -> _Request | None:
+        """`data` as a request, when it is one whole request with a plain request line and these lines and within
+        the head bound; else None (the parser reads it)."""
+        line = _PLAIN_REQUEST_LINE.match(data)
+        if line is None:
+            return None
+        start = line.end()
+        stop = start + self.stop
+        url = line.group(2)
+        if (len(data) != stop + self.body_bytes or not data.startswith(self.lines, start)
+                or not data.startswith(b"\r\n", stop - 2) or len(url) + self.size > head_bytes_max):
+            return None
+        request = _Request()
+        request.method = line.group(1)
+        request.url = url
+        request.headers = self.headers
+        request.authorization = self.authorization
+        if self.body_bytes:
+            request.body = [data[stop:]]
+        return request
+
+
+# A request line the parser reads the same (tests/unit/router/test_router_known_heads.py asks it): a known method,
+# an origin-form target of printable ASCII, HTTP/1.1 (whose keep-alive the header lines decide alone).
+_PLAIN_REQUEST_LINE = re.compile(rb"(GET|HEAD|POST|PUT|PATCH|DELETE|OPTIONS) (/[!-~]*) HTTP/1\.1\r\n")
+
+
 class _Request:
     __slots__ = ("method", "url", "headers", "authorization", "too_large", "expect_continue", "body", "keep_alive",
                  "error")
@@ -58,7 +117,8 @@ class _Request:
     def __init__(self) -> None:
         self.method = b""
         self.url = b""
-        # The end-to-end headers (names in lower case), in order: the hop-by-hop ones are kept apart.
+        # The end-to-end headers (names in lower case), in order, then x-forwarded-for naming the client: the
+        # hop-by-hop ones are kept apart.
         self.headers: list[tuple[bytes, bytes]] = []
         self.authorization: bytes | None = None  # the first Authorization value (also in headers)
         self.too_large = False  # a Content-Length says more than the connection will read
@@ -91,6 +151,8 @@ class Connection(asyncio.Protocol):
         # The last forwarded headers on this connection and their encoding (UpstreamPool._encode).
         self.encoded: list = [None, b""]
         self.parser = httptools.HttpRequestParser(self)
+        # The header lines of the connection's last request that was alone in its data, and what they came to.
+        self.known: _Head | None = None
         self.request: _Request | None = None  # the one being parsed
         self.head_bytes = 0
         self.body_bytes = 0
@@ -127,6 +189,15 @@ class Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.closing or self.refused:
             return
+        fresh = self.request is None  # data that starts with a request's first byte
+        if fresh and self.known is not None:
+            request = self.known.read(data, self.head_bytes_max)
+            if request is not None:
+                self._queue(request)
+                if self.current is None:
+                    self._next()
+                return
+        queued = len(self.queue)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -148,6 +219,10 @@ class Connection(asyncio.Protocol):
                 self._reject(500, "internal_error", "The router failed to read the request.")
         except httptools.HttpParserError:
             self._reject(400, "bad_request", "The request is not valid HTTP/1.1.")
+        if fresh and self.request is None and len(self.queue) == queued + 1 and not self.refused:
+            # One whole request, alone in its data: its lines may be the connection's next requests' too.
+            request = self.queue[-1]
+            self.known = _Head.learnt(data, request, self.head_bytes - len(request.url), self.body_bytes) or self.known
         # Served once the parser is done with this data, so that what it found (an upgrade offer, a bad
         # request behind good ones) applies to the requests queued.
         if self.queue and self.current is None:
@@ -187,6 +262,8 @@ class Connection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         request = self.request
+        if self.forwarded_for:
+            request.headers.append((b"x-forwarded-for", self.forwarded_for))
         request.method = self.parser.get_method()
         request.keep_alive = self.parser.should_keep_alive()
         if not request.url.startswith(b"/"):
@@ -216,6 +293,10 @@ class Connection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         request, self.request = self.request, None
+        self._queue(request)
+
+    def _queue(self, request: _Request) -> None:
+        """A whole request read: in the queue of those to answer."""
         self.queue.append(request)
         if len(self.queue) >= _PIPELINE_MAX and not self.paused:
             self.paused = True

@@ -4,7 +4,9 @@ httpx costs several hundred microseconds of Python per request; this does the on
 needs (send a buffered request, read a buffered answer) for a fraction of that. `UpstreamPool.try_send` is
 the router's common path: a free slot and an idle kept-alive connection, the request written at once and the
 answer handed to a callback (no task, no future, no timer: timeouts are found by a sweep); `request` is the
-awaitable path for the rest (a new connection to open, a wait for a slot, a retry).
+awaitable path for the rest (a new connection to open, a wait for a slot, a retry). An answer that arrives whole
+in one read, framed by a content-length alone, in plain lines (what the cells send), is read without the parser
+(`whole_answer`).
 """
 
 from __future__ import annotations
@@ -30,11 +32,19 @@ _FRAMING = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"trans
 # Searched in the head's lines put in lower case (case-sensitive, a pattern with a literal prefix: several
 # times cheaper than IGNORECASE on the raw lines).
 _FRAMING_FOUND = re.compile(b"\r\n(" + b"|".join(sorted(_FRAMING)) + b"):")
-# Header lines found framed by a content-length and nothing else of their connection's (a pure function of the
-# bytes, remembered: a cell sends the same few heads over and over, and a dict look-up costs a fraction of the
-# search). Bounded: emptied when full.
-_PLAIN_HEADS: dict[bytes, bool] = {}
+# Header lines -> whether they are framed by a content-length and nothing else of their connection's, and that
+# length when the parser reads them so too, else -1 (`_facts`: a pure function of the bytes, remembered: a cell sends
+# the same few heads over and over, and a dict look-up costs a fraction of the search). Bounded: emptied when full.
+_PLAIN_HEADS: dict[bytes, tuple[bool, int]] = {}
 _PLAIN_HEADS_MAX = 1024
+_CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*([0-9]{1,18})[ \t]*\r\n")
+# Header lines the parser reads whole, as lines split at each CRLF (no other line break, no folded line, nothing it
+# refuses: tests/unit/router/test_router_known_heads.py asks it), so that the head ends at the first empty line: a
+# token, a colon and printable ASCII or tabs.
+_PLAIN_LINES = re.compile(rb"(?:[-!#$%&'*+.^_`|~0-9A-Za-z]+:[\t -~]*\r\n)*")
+# The status line of an answer the parser reads the same, when it is a final one that may have a body (not 204 or
+# 304): HTTP/1.1 (so kept alive unless its lines say otherwise), a status 200-599, a reason phrase of printable ASCII.
+_PLAIN_STATUS_LINE = re.compile(rb"HTTP/1\.1 ([2-5][0-9][0-9]) [\t -~]*\r\n")
 
 
 class UpstreamError(Exception):
@@ -72,13 +82,7 @@ class Response:
 def relay_head(lines: bytes, body: bytes, is_head: bool) -> bytes:
     """`Response.head` from the header lines the cell sent. An answer framed by a content-length and nothing
     else of its connection's (what the cells send) is relayed as it came: no header is parsed in Python."""
-    plain = _PLAIN_HEADS.get(lines)
-    if plain is None:
-        found = _FRAMING_FOUND.findall((b"\r\n" + lines).lower())
-        plain = len(found) == 1 and found[0] == b"content-length"
-        if len(_PLAIN_HEADS) >= _PLAIN_HEADS_MAX:
-            _PLAIN_HEADS.clear()
-        _PLAIN_HEADS[lines] = plain
+    plain = (_PLAIN_HEADS.get(lines) or _facts(lines))[0]
     if plain:
         return lines
     kept, length = [], None
@@ -95,6 +99,39 @@ def relay_head(lines: bytes, body: bytes, is_head: bool) -> bytes:
     if length is not None:
         kept += (b"content-length: ", length, b"\r\n")
     return b"".join(kept)
+
+
+def _facts(lines: bytes) -> tuple[bool, int]:
+    """What `_PLAIN_HEADS` remembers of header lines."""
+    lower = (b"\r\n" + lines).lower()
+    found = _FRAMING_FOUND.findall(lower)
+    plain = len(found) == 1 and found[0] == b"content-length"
+    length = _CONTENT_LENGTH.search(lower) if plain else None
+    facts = plain, int(length.group(1)) if length is not None and _PLAIN_LINES.fullmatch(lines) else -1
+    if len(_PLAIN_HEADS) >= _PLAIN_HEADS_MAX:
+        _PLAIN_HEADS.clear()
+    _PLAIN_HEADS[lines] = facts
+    return facts
+
+
+def whole_answer(data: bytes, body_bytes_max: int) -> tuple[int, bytes, bytes] | None:
+    """(status, header lines, body) when `data` is one whole final answer whose lines are framed by a content-length
+    alone and the parser reads alike (`_facts`), to a request that is not HEAD; else None (the parser reads it)."""
+    line = _PLAIN_STATUS_LINE.match(data)
+    if line is None:
+        return None
+    start = line.end()
+    end = data.find(b"\r\n\r\n", start - 2)
+    if end < 0:
+        return None
+    lines = data[start:end + 2]
+    length = (_PLAIN_HEADS.get(lines) or _facts(lines))[1]
+    if length < 0 or len(data) != end + 4 + length or length > body_bytes_max:
+        return None
+    status = int(line.group(1))
+    if status == 204 or status == 304:
+        return None
+    return status, lines, data[end + 4:]
 
 
 class _Connection(asyncio.Protocol):
@@ -133,6 +170,12 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.received = True
+        if self.heading and not self.chunks and not self.head and self.on_done is not None:
+            # An answer's first bytes: when they are the whole answer, read plainly, the parser is not needed.
+            whole = whole_answer(data, self.body_bytes_max)
+            if whole is not None:
+                self._end()(Response(*whole), None)
+                return
         if self.heading:
             self.chunks.append(data)
         try:
