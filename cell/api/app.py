@@ -38,7 +38,7 @@ from cell.service.nudge import make_nudger, queue_gauges
 from cell.service.tenants import KeyCache
 from cell.settings import CellSettings
 from cell.store.db import close_idle, create_pool, session_bounds
-from cell.store.migrate import migrate, pending_migrations
+from cell.store.migrate import expected, migrate, pending_migrations
 
 log = logging.getLogger("cell")
 
@@ -53,7 +53,7 @@ async def readyz(request: Request) -> Response:
     ctx: CellContext = request.app.state.ctx
     try:
         async with request.app.state.background_pool.acquire(timeout=2) as conn:
-            pending = await pending_migrations(conn)
+            pending = await pending_migrations(conn, files=request.app.state.schema_files)
             gauges = await queue_gauges(conn, ctx.settings.unapplied_age_max_s)
     except Exception as exc:  # readiness reports any failure as not ready
         return problems.problem(503, "not_ready", f"database unreachable: {exc.__class__.__name__}")
@@ -82,6 +82,7 @@ def settle_garbage_collector() -> None:
 
 def create_app(settings: CellSettings, *, run_migrations: bool = True) -> Litestar:
     async def startup(app: Litestar) -> None:
+        app.state.schema_files = expected()  # the code's migrations and routines, read once: /readyz checks them
         if run_migrations:
             # As the login role (it owns the schema); the pool then runs as the restricted role.
             conn = await asyncpg.connect(settings.database_url)
