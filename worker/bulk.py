@@ -42,7 +42,7 @@ def cell_context(pool: asyncpg.Pool, settings: WorkerSettings) -> CellContext:
     cell = CellSettings(name=settings.cell_name, database_url=settings.database_url,
                         posting_mode=settings.posting_mode, db_acquire_s_max=30.0)
     return CellContext(settings=cell, pool=pool, cache=AccountCache(ACCOUNT_CACHE_SIZE_MAX),
-                       nudger=ApplyingNudger(pool, settings))
+                       nudger=ApplyingNudger(pool, settings), after_run=drain.EVENTS_WRITTEN.set)
 
 
 async def process_for(pool: asyncpg.Pool, settings: WorkerSettings, duration_s: float) -> int:

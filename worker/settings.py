@@ -51,7 +51,7 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
     # `drainers` of them every drain_run_s
     drainers: int = 1
     # Sweeping: nothing stays unapplied longer than sweep_after_s + 2 * sweep_every_s. Every worker process
-    # sweeps in a thread of its own every sweep_every_s (no Redis, SQS or beat needed), besides beat's task.
+    # sweeps in a thread of its own every sweep_every_s (no Redis, SQS or beat needed).
     sweep_after_s: float = SWEEP_AFTER_S_DEFAULT
     sweep_every_s: float = SWEEP_INTERVAL_S_DEFAULT
     sweep_accounts_max: int = SWEEP_ACCOUNTS_MAX_DEFAULT  # per sweep run; the next run continues
@@ -64,7 +64,10 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
     lock_wait_ms_max: int = 2_000
     # Broker (Redis) reconnection: retried forever, never more than broker_retry_s_max apart.
     broker_retry_s_max: float = 2.0
-    events_sequence_interval_s: float = 0.2  # the events sequencer's period (worker.app.start_sequencer)
+    # The events sequencer (worker.app.start_sequencer): every events_sequence_interval_s while it finds events or
+    # this process writes some, backing off to every events_sequence_idle_s while idle (as the cell API's does).
+    events_sequence_interval_s: float = 0.2
+    events_sequence_idle_s: float = 1.0
     verify_every_s: float = 300.0  # 0 disables the periodic verifier
     # The audit chain (cell/store/audit.py): every worker process runs a sealer thread every audit_seal_every_s
     # (one seals at a time; 0: no sealing, the benchmark's baseline), at most audit_seal_batch_max rows per
@@ -159,5 +162,5 @@ def _check(s: WorkerSettings) -> None:
         raise ValueError("webhook_timeout_s must be > 0 and webhook_lease_s longer than it")
     if s.sweep_after_s <= 0 or s.sweep_every_s <= 0:
         raise ValueError("sweep_after_s and sweep_every_s must be > 0")
-    if s.events_sequence_interval_s <= 0:
-        raise ValueError("events_sequence_interval_s must be > 0")
+    if s.events_sequence_interval_s <= 0 or s.events_sequence_idle_s <= 0:
+        raise ValueError("events_sequence_interval_s and events_sequence_idle_s must be > 0")
