@@ -55,8 +55,9 @@ class AsyncPacer(_Backoff):
         self.interval_s = self.fast_s
         self._nudged.set()
 
-    async def wait(self, started: float, found: bool) -> None:
-        timeout = max(0.0, started + self.after(found) - time.monotonic())
+    async def wait(self, started: float, found: bool, until: float = float("inf")) -> None:
+        """As Pacer.wait; never past `until` (time.monotonic())."""
+        timeout = max(0.0, min(started + self.after(found), until) - time.monotonic())
         try:
             await asyncio.wait_for(self._nudged.wait(), timeout)
             nudged = True
@@ -64,4 +65,4 @@ class AsyncPacer(_Backoff):
             nudged = False
         self._nudged.clear()
         if nudged:
-            await asyncio.sleep(max(0.0, started + self.fast_s - time.monotonic()))
+            await asyncio.sleep(max(0.0, min(started + self.fast_s, until) - time.monotonic()))

@@ -14,6 +14,7 @@ from cell.service.context import AccountCache, CellContext
 from cell.settings import CellSettings
 from cell.store import bulk as store
 from worker import drain, metrics
+from ledger_common.pacing import AsyncPacer
 from worker.settings import WorkerSettings
 
 ACCOUNT_CACHE_SIZE_MAX = 10_000
@@ -48,13 +49,12 @@ def cell_context(pool: asyncpg.Pool, settings: WorkerSettings) -> CellContext:
 async def process_for(pool: asyncpg.Pool, settings: WorkerSettings, duration_s: float) -> int:
     """Process open requests for about duration_s (a request under way is finished first); how many completed."""
     ctx = cell_context(pool, settings)
+    pacer = AsyncPacer(settings.bulk_poll_s, settings.bulk_poll_idle_s)
     completed = 0
     deadline = time.monotonic() + duration_s
     while time.monotonic() < deadline:
-        async with pool.acquire() as conn:
-            request = await store.claim_request(conn, settings.bulk_lease_s)
+        request = await next_request(pool, settings, deadline, pacer)
         if request is None:
-            await asyncio.sleep(settings.bulk_poll_s)
             continue
         done = await bulk_service.process(ctx, request, chunk_size=settings.bulk_chunk_size,
                                           chunks_at_once=settings.bulk_chunks_at_once, lease_s=settings.bulk_lease_s,
@@ -64,3 +64,28 @@ async def process_for(pool: asyncpg.Pool, settings: WorkerSettings, duration_s: 
             metrics.BULK_RESOURCES.labels("successful").inc(done.success_result_count)
             metrics.BULK_RESOURCES.labels("failed").inc(done.failed_result_count)
     return completed
+
+
+async def next_request(pool: asyncpg.Pool, settings: WorkerSettings, deadline: float,
+                       pacer: AsyncPacer) -> asyncpg.Record | None:
+    """The oldest open request, claimed; None at the deadline. Waiting, it listens for new requests (a request
+    created is claimed at once, bulk_poll_s after the last claim at the most) and polls too, as `pacer` says: every
+    bulk_poll_s, backing off to bulk_poll_idle_s (a request whose claim lapsed, a notification missed between two
+    tasks)."""
+
+    def created(*_notification) -> None:
+        pacer.nudge()
+
+    async with pool.acquire() as conn:
+        await conn.add_listener(store.NEW_REQUEST_CHANNEL, created)
+        try:
+            while True:
+                request = await store.claim_request(conn, settings.bulk_lease_s)
+                if request is not None:
+                    pacer.after(True)
+                    return request
+                if time.monotonic() >= deadline:
+                    return None
+                await pacer.wait(time.monotonic(), False, until=deadline)
+        finally:
+            await conn.remove_listener(store.NEW_REQUEST_CHANNEL, created)

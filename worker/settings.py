@@ -112,7 +112,11 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
     # the cell's (LEDGER_POSTING_MODE sets both).
     posting_mode: Literal["hybrid", "sync"] = "hybrid"
     bulk_run_s: float = 5.0
+    # Waiting for a request, a worker listens for new ones (claimed at once, bulk_poll_s after its last claim at the
+    # most) and polls too: every bulk_poll_s, backing off to bulk_poll_idle_s while it finds none (a request whose
+    # claim lapsed is taken within that).
     bulk_poll_s: float = 0.25
+    bulk_poll_idle_s: float = 1.0
     bulk_chunk_size: int = 100
     bulk_chunks_at_once: int = 3  # written in parallel, each on its own connection (db_pool_max bounds it)
     bulk_lease_s: float = 30.0
