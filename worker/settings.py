@@ -93,8 +93,12 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
     # that often. An attempt is a success on a 2xx within webhook_timeout_s; failures are retried after
     # base * 2^(n-1) (at most cap, jittered down to half) until webhook_retry_window_s after the event, then
     # failed. URLs as ledger_common/outbound.py allows (LEDGER_WEBHOOK_ALLOW_* shared with the cell API).
+    # Idle, a deliverer listens for events positioned (a round at once, webhook_poll_s after the last at the most)
+    # and polls too: every webhook_poll_s, backing off to webhook_poll_idle_s while it finds nothing to do (a retry
+    # that fell due is attempted within that).
     webhook_run_s: float = 5.0
     webhook_poll_s: float = 0.5
+    webhook_poll_idle_s: float = 1.0
     webhook_timeout_s: float = 5.0
     webhook_response_bytes_max: int = 65_536
     webhook_batch_max: int = 50
