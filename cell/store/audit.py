@@ -139,8 +139,9 @@ async def seal(conn: asyncpg.Connection, batch_max: int = SEAL_BATCH_MAX_DEFAULT
             return 0
         await conn.execute(Q["audit_custom_plans"])
         horizon = await conn.fetchval(Q["audit_horizon"])
-        done = await conn.fetchval(Q["audit_done_txid"])
-        if horizon <= done:
+        done, alone = await conn.fetchrow(Q["audit_done_txid_alone"])
+        if horizon <= done or (horizon == done + 1 and alone):
+            # Nothing ended since the last pass but that pass itself (idle: no write, no new transaction id).
             return 0
         bound = horizon
         versions = await conn.fetch(Q["audit_unsealed_versions"], done, horizon, None, batch_max)

@@ -20,6 +20,12 @@ SET LOCAL plan_cache_mode = force_custom_plan
 -- name: audit_done_txid
 SELECT done_txid::text::bigint FROM audit_sealer
 
+-- name: audit_done_txid_alone
+-- The watermark, and whether the transaction that set it has the watermark's own id (its row's xmin: the low 32
+-- bits of an xid8): then it was the only transaction of [watermark, watermark + 1), and it wrote no covered row.
+SELECT done_txid::text::bigint AS done, (done_txid::text::bigint % 4294967296) = xmin::text::bigint AS alone
+FROM audit_sealer
+
 -- name: audit_set_done_txid
 UPDATE audit_sealer SET done_txid = $1::bigint::text::xid8
 

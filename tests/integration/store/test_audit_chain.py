@@ -99,6 +99,30 @@ async def link_kinds(owner, tenant_id: str) -> dict[str, int]:
     return {r["kind"]: r["count"] for r in rows}
 
 
+async def test_an_idle_pass_writes_nothing_and_the_next_change_is_still_sealed(client, owner):
+    """Idle, a pass finds nothing behind it but the pass before (which set the watermark): it writes nothing, so it
+    makes no transaction id either, and the next pass can tell again. A change afterwards is sealed as ever."""
+    api, made = await tenant_with_history(client, owner)
+    await seal_all(owner)
+
+    async def watermark_row():
+        return tuple(await owner.fetchrow("SELECT done_txid::text, xmin::text FROM audit_sealer"))
+
+    deadline = time.monotonic() + 30
+    while True:  # the cell's own background work may still end a transaction or two
+        before = await watermark_row()
+        await audit.seal(owner)
+        if await watermark_row() == before:
+            break
+        assert time.monotonic() < deadline, "every pass wrote the watermark"
+    r = await api.patch(f"/api/ledger_accounts/{made['cash']}", {"metadata": {"after": "idle"}})
+    assert r.status_code == 200, r.text
+    linked = await owner.fetchval("SELECT count(*) FROM audit_links WHERE tenant_id = $1", api.tenant_id)
+    await seal_all(owner)
+    assert await owner.fetchval("SELECT count(*) FROM audit_links WHERE tenant_id = $1", api.tenant_id) == linked + 1
+    assert (await audit.verify_chain(owner, api.tenant_id)).findings == []
+
+
 async def test_a_running_writer_holds_sealing_back_and_comes_first_of_what_was_left(client, owner, audit_database_url):
     api, made = await tenant_with_history(client, owner)
     await seal_all(owner)
