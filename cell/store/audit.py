@@ -137,12 +137,11 @@ async def seal(conn: asyncpg.Connection, batch_max: int = SEAL_BATCH_MAX_DEFAULT
     async with conn.transaction(isolation="read_committed"):
         if not await conn.fetchval(Q["audit_lock_try"]):
             return 0
-        await conn.execute(Q["audit_custom_plans"])
-        horizon = await conn.fetchval(Q["audit_horizon"])
-        done, alone = await conn.fetchrow(Q["audit_done_txid_alone"])
+        horizon, done, alone = await conn.fetchrow(Q["audit_horizon_and_done"])
         if horizon <= done or (horizon == done + 1 and alone):
             # Nothing ended since the last pass but that pass itself (idle: no write, no new transaction id).
             return 0
+        await conn.execute(Q["audit_custom_plans"])
         bound = horizon
         versions = await conn.fetch(Q["audit_unsealed_versions"], done, horizon, None, batch_max)
         if len(versions) >= batch_max:

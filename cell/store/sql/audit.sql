@@ -7,9 +7,6 @@ SELECT pg_try_advisory_xact_lock(7311900014)
 -- name: audit_lock
 SELECT pg_advisory_xact_lock(7311900014)
 
--- name: audit_horizon
-SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint
-
 -- name: audit_custom_plans
 -- For the rest of the sealer's transaction, every statement is planned for its parameters, each time. Its tables
 -- grow from empty between two analyzes; a generic plan cached while they were small (an estimate of ~1 row)
@@ -20,10 +17,12 @@ SET LOCAL plan_cache_mode = force_custom_plan
 -- name: audit_done_txid
 SELECT done_txid::text::bigint FROM audit_sealer
 
--- name: audit_done_txid_alone
--- The watermark, and whether the transaction that set it has the watermark's own id (its row's xmin: the low 32
--- bits of an xid8): then it was the only transaction of [watermark, watermark + 1), and it wrote no covered row.
-SELECT done_txid::text::bigint AS done, (done_txid::text::bigint % 4294967296) = xmin::text::bigint AS alone
+-- name: audit_horizon_and_done
+-- A pass's bounds, read under the lock: the horizon (the oldest transaction still running), the watermark, and whether the transaction
+-- that set the watermark has the watermark's own id (its row's xmin: the low 32 bits of an xid8): then it was the
+-- only transaction of [watermark, watermark + 1), and it wrote no covered row.
+SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS horizon, done_txid::text::bigint AS done,
+       (done_txid::text::bigint % 4294967296) = xmin::text::bigint AS alone
 FROM audit_sealer
 
 -- name: audit_set_done_txid
