@@ -36,12 +36,12 @@ class Pacer(_Backoff):
         self.interval_s = self.fast_s
         self._nudged.set()
 
-    def wait(self, started: float, found: bool) -> None:
-        """Sleep until the next round, counted from `started` (time.monotonic(): when the last round ended)."""
-        nudged = self._nudged.wait(max(0.0, started + self.after(found) - time.monotonic()))
+    def wait(self, since: float, found: bool) -> None:
+        """Sleep until the next round, counted from `since` (time.monotonic(): when the last round ended)."""
+        nudged = self._nudged.wait(max(0.0, since + self.after(found) - time.monotonic()))
         self._nudged.clear()  # the round that follows starts after any nudge made before this
         if nudged:
-            time.sleep(max(0.0, started + self.fast_s - time.monotonic()))
+            time.sleep(max(0.0, since + self.fast_s - time.monotonic()))
 
 
 class AsyncPacer(_Backoff):
@@ -55,9 +55,9 @@ class AsyncPacer(_Backoff):
         self.interval_s = self.fast_s
         self._nudged.set()
 
-    async def wait(self, started: float, found: bool, until: float = float("inf")) -> None:
+    async def wait(self, since: float, found: bool, until: float = float("inf")) -> None:
         """As Pacer.wait; never past `until` (time.monotonic())."""
-        timeout = max(0.0, min(started + self.after(found), until) - time.monotonic())
+        timeout = max(0.0, min(since + self.after(found), until) - time.monotonic())
         try:
             await asyncio.wait_for(self._nudged.wait(), timeout)
             nudged = True
@@ -65,4 +65,4 @@ class AsyncPacer(_Backoff):
             nudged = False
         self._nudged.clear()
         if nudged:
-            await asyncio.sleep(max(0.0, min(started + self.fast_s, until) - time.monotonic()))
+            await asyncio.sleep(max(0.0, min(since + self.fast_s, until) - time.monotonic()))

@@ -6,13 +6,14 @@ settled, then takes the CPU time of each of its processes from /proc over the wi
 second by component (a worker's forked beat child apart, as "worker beat"). With --baseline, a stack of another
 checkout (e.g. a git worktree of an earlier commit) runs beside it and is measured over the same window.
 
-    python -m loadtests.idle_cpu --duration 20 [--settle 10] [--baseline ../an-earlier-worktree]
+    python -m loadtests.idle_cpu --duration 20 [--rounds 3] [--settle 10] [--baseline ../an-earlier-worktree]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -95,7 +96,9 @@ def measure(stacks: dict[str, IdleStack], duration_s: float) -> dict[str, dict[s
     return out
 
 
-def run(duration_s: float = 20.0, settle_s: float = 10.0, baseline: str | None = None) -> dict:
+def run(duration_s: float = 20.0, settle_s: float = 10.0, baseline: str | None = None, rounds: int = 1) -> dict:
+    """`rounds` windows of duration_s each, every stack measured over the same windows; prints each window and, with
+    several, the median of each component."""
     rig = _rig()
     roots = {"this": ROOT, **({"baseline": Path(baseline).resolve()} if baseline else {})}
     workdir = Path(tempfile.mkdtemp(prefix="ledger-idle-cpu-"))
@@ -105,13 +108,16 @@ def run(duration_s: float = 20.0, settle_s: float = 10.0, baseline: str | None =
         for name, root in roots.items():
             stacks[name] = IdleStack(rig, root, workdir / name)
         time.sleep(settle_s)  # start-up work (migrations, first connections, caches) is not idle cost
-        result = measure(stacks, duration_s)
-        print(f"# idle make run stack: ms of CPU per second over {duration_s:.0f} s; "
-              + ", ".join(f"{n} = {r}" for n, r in roots.items()))
-        components = sorted({k for row in result.values() for k in row if k != "total"}) + ["total"]
-        print(f"{'component':<14}" + "".join(f"{n:>12}" for n in result))
-        for c in components:
-            print(f"{c:<14}" + "".join(f"{row.get(c, 0.0):>12.1f}" for row in result.values()))
+        print(f"# idle make run stack: ms of CPU per second, {rounds} window(s) of {duration_s:.0f} s; "
+              + ", ".join(f"{n} = {r}" for n, r in roots.items()), flush=True)
+        windows = []
+        for i in range(1, rounds + 1):
+            windows.append(measure(stacks, duration_s))
+            _print(f"window {i}", windows[-1])
+        result = {name: {c: statistics.median(w[name].get(c, 0.0) for w in windows)
+                         for c in {c for w in windows for c in w[name]}} for name in roots}
+        if rounds > 1:
+            _print("median", result)
         return result
     finally:
         for s in stacks.values():
@@ -124,14 +130,22 @@ def run(duration_s: float = 20.0, settle_s: float = 10.0, baseline: str | None =
         remove_tree(workdir)
 
 
+def _print(label: str, result: dict[str, dict[str, float]]) -> None:
+    components = sorted({k for row in result.values() for k in row if k != "total"}) + ["total"]
+    print(f"{label:<14}" + "".join(f"{n:>12}" for n in result))
+    for c in components:
+        print(f"  {c:<12}" + "".join(f"{row.get(c, 0.0):>12.1f}" for row in result.values()), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=float, default=20.0, help="seconds measured")
     parser.add_argument("--settle", type=float, default=10.0, help="seconds waited after ready, before measuring")
     parser.add_argument("--baseline", help="another checkout (e.g. a git worktree of an earlier commit), measured "
-                                           "beside this one over the same window")
+                                           "beside this one over the same windows")
+    parser.add_argument("--rounds", type=int, default=1, help="windows measured (with several, medians are printed)")
     args = parser.parse_args()
-    run(args.duration, args.settle, args.baseline)
+    run(args.duration, args.settle, args.baseline, args.rounds)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,6 @@ cases (cell.service.bulk), and apply the balances its new transactions queued ri
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 
@@ -13,8 +12,8 @@ from cell.service import bulk as bulk_service
 from cell.service.context import AccountCache, CellContext
 from cell.settings import CellSettings
 from cell.store import bulk as store
-from worker import drain, metrics
 from ledger_common.pacing import AsyncPacer
+from worker import drain, metrics
 from worker.settings import WorkerSettings
 
 ACCOUNT_CACHE_SIZE_MAX = 10_000
