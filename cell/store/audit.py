@@ -130,6 +130,18 @@ async def _link(conn: asyncpg.Connection, versions: list, accounts: list) -> int
     return len(records)
 
 
+def _caught_up(horizon: int, done: int, alone: bool) -> bool:
+    """Nothing ended below the horizon since the last pass but that pass itself (idle: it wrote nothing since, so
+    it makes no new transaction id either)."""
+    return horizon <= done or (horizon == done + 1 and alone)
+
+
+async def caught_up(conn: asyncpg.Connection) -> bool:
+    """One statement, no lock: True when a pass would find nothing to seal. A committed watermark that is caught up
+    stays so until a later transaction ends, which moves the horizon past it; so skipping on this is always safe."""
+    return _caught_up(*await conn.fetchrow(Q["audit_horizon_and_done"]))
+
+
 async def seal(conn: asyncpg.Connection, batch_max: int = SEAL_BATCH_MAX_DEFAULT) -> int:
     """One sealer pass: links the covered rows of transactions that ended since the last pass (below the
     horizon), at most about batch_max of them; returns how many links it wrote (0 also when another sealer
@@ -138,8 +150,7 @@ async def seal(conn: asyncpg.Connection, batch_max: int = SEAL_BATCH_MAX_DEFAULT
         if not await conn.fetchval(Q["audit_lock_try"]):
             return 0
         horizon, done, alone = await conn.fetchrow(Q["audit_horizon_and_done"])
-        if horizon <= done or (horizon == done + 1 and alone):
-            # Nothing ended since the last pass but that pass itself (idle: no write, no new transaction id).
+        if _caught_up(horizon, done, alone):
             return 0
         await conn.execute(Q["audit_custom_plans"])
         bound = horizon

@@ -115,8 +115,10 @@ async def test_an_idle_pass_writes_nothing_and_the_next_change_is_still_sealed(c
         if await watermark_row() == before:
             break
         assert time.monotonic() < deadline, "every pass wrote the watermark"
+    assert await audit.caught_up(owner)  # what the worker's sealer asks first, in one statement
     r = await api.patch(f"/api/ledger_accounts/{made['cash']}", {"metadata": {"after": "idle"}})
     assert r.status_code == 200, r.text
+    assert not await audit.caught_up(owner)
     linked = await owner.fetchval("SELECT count(*) FROM audit_links WHERE tenant_id = $1", api.tenant_id)
     await seal_all(owner)
     assert await owner.fetchval("SELECT count(*) FROM audit_links WHERE tenant_id = $1", api.tenant_id) == linked + 1
