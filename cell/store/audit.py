@@ -130,16 +130,11 @@ async def _link(conn: asyncpg.Connection, versions: list, accounts: list) -> int
     return len(records)
 
 
-def _caught_up(horizon: int, done: int, alone: bool) -> bool:
-    """Nothing ended below the horizon since the last pass but that pass itself (idle: it wrote nothing since, so
-    it makes no new transaction id either)."""
-    return horizon <= done or (horizon == done + 1 and alone)
-
-
 async def caught_up(conn: asyncpg.Connection) -> bool:
-    """One statement, no lock: True when a pass would find nothing to seal. A committed watermark that is caught up
-    stays so until a later transaction ends, which moves the horizon past it; so skipping on this is always safe."""
-    return _caught_up(*await conn.fetchrow(Q["audit_horizon_and_done"]))
+    """One statement, no transaction or lock: True when a pass would find nothing to seal. Nothing below the horizon
+    can be written any more, so this stays true until a later transaction writes; skipping on it is always safe."""
+    horizon, done, written = await conn.fetchrow(Q["audit_horizon_and_done"])
+    return horizon <= done or not written
 
 
 async def seal(conn: asyncpg.Connection, batch_max: int = SEAL_BATCH_MAX_DEFAULT) -> int:
@@ -149,9 +144,9 @@ async def seal(conn: asyncpg.Connection, batch_max: int = SEAL_BATCH_MAX_DEFAULT
     async with conn.transaction(isolation="read_committed"):
         if not await conn.fetchval(Q["audit_lock_try"]):
             return 0
-        horizon, done, alone = await conn.fetchrow(Q["audit_horizon_and_done"])
-        if _caught_up(horizon, done, alone):
-            return 0
+        horizon, done, written = await conn.fetchrow(Q["audit_horizon_and_done"])
+        if horizon <= done or not written:
+            return 0  # the watermark stays: nothing to link (an idle pass writes nothing)
         await conn.execute(Q["audit_custom_plans"])
         bound = horizon
         versions = await conn.fetch(Q["audit_unsealed_versions"], done, horizon, None, batch_max)
