@@ -73,9 +73,13 @@ class CellSettings(msgspec.Struct, frozen=True, kw_only=True):
     sweep_interval_s: float = SWEEP_INTERVAL_S_DEFAULT
     sweep_after_s: float = SWEEP_AFTER_S_DEFAULT
     sweep_accounts_max: int = SWEEP_ACCOUNTS_MAX_DEFAULT
-    # Events (GET /api/events): this process also positions due events every events_sequence_interval_s (as the
-    # workers do; one sequencer runs at a time), so they are listed within about that; 0: it does not.
+    # Events (GET /api/events): this process also positions due events (as the workers do; one sequencer runs at a
+    # time): every events_sequence_interval_s while it finds some or this process serves requests (each use case
+    # nudges it), so its own events are listed within about that; while the cell is idle it backs off to one round
+    # every events_sequence_idle_s, which bounds how late an event written elsewhere (or held back by a long
+    # transaction) is listed after an idle spell. 0: this process does not sequence.
     events_sequence_interval_s: float = 0.2
+    events_sequence_idle_s: float = 1.0
     # Off only to measure what events cost (loadtests/bench_events.py): no event is written at all.
     events_enabled: bool = True
     # Webhook endpoints (ledger_common/outbound.py): https to public addresses only, unless these allow http to

@@ -16,6 +16,7 @@ from celery.worker.consumer import Consumer
 
 from cell.store import events as store_events
 from cell.store.db import create_pool, session_bounds
+from ledger_common.pacing import Pacer
 from worker import bulk, drain, metrics, webhooks
 from worker.sealer import Sealer
 from worker.settings import WorkerSettings
@@ -52,21 +53,22 @@ class BoundedRetryConsumer(Consumer):
                         restore_failed)
 
 
-def _periodic(settings: WorkerSettings, name: str, every_s: float,
+def _periodic(settings: WorkerSettings, name: str, pacer: Pacer,
               job: Callable[[asyncpg.Pool], Awaitable]) -> threading.Thread:
-    """`job` every `every_s` in a thread with an event loop and a pool of its own, needing only PostgreSQL (no
-    broker, no beat, no SQS); a failure (the database down) is logged and counted, and the next round tries
-    again."""
+    """`job` in a thread with an event loop and a pool of its own, needing only PostgreSQL (no broker, no beat, no
+    SQS), as often as `pacer` says (a round that returns a positive count found work); a failure (the database down)
+    is logged and counted, and the next round tries again."""
 
     def loop() -> None:
         runtime = _Runtime(settings)
         while True:
+            found = False
             try:
-                runtime.run(job)
+                found = bool(runtime.run(job))
             except Exception as exc:  # noqa: BLE001 - the database is down: try again next interval
                 log.warning("%s failed: %s", name, exc)
                 metrics.ERRORS.labels(name).inc()
-            time.sleep(every_s)
+            pacer.wait(time.monotonic(), found)
 
     thread = threading.Thread(target=loop, name=f"ledger-{name}", daemon=True)
     thread.start()
@@ -76,14 +78,17 @@ def _periodic(settings: WorkerSettings, name: str, every_s: float,
 def start_sweeper(settings: WorkerSettings) -> threading.Thread:
     """The sweeper must not share fate with what it backs up: its own thread every sweep_every_s. Started before
     Celery, so a broker that is down at start-up does not stop it either."""
-    return _periodic(settings, "sweep", settings.sweep_every_s, lambda pool: drain.sweep(pool, settings))
+    return _periodic(settings, "sweep", Pacer(settings.sweep_every_s, settings.sweep_every_s),
+                     lambda pool: drain.sweep(pool, settings))
 
 
 def start_sequencer(settings: WorkerSettings) -> threading.Thread:
-    """The events sequencer (cell.store.events.sequence_due), every events_sequence_interval_s: events are listed
-    within about that interval, whatever Redis, SQS or beat do. One sequencer runs at a time in the cell (an
-    advisory lock): the others' calls return at once."""
-    return _periodic(settings, "sequence_events", settings.events_sequence_interval_s, store_events.sequence_due)
+    """The events sequencer (cell.store.events.sequence_due): every events_sequence_interval_s while it finds events
+    or this process writes some (drain.EVENTS_WRITTEN), backing off to events_sequence_idle_s while idle; whatever
+    Redis, SQS or beat do. One sequencer runs at a time in the cell (an advisory lock): the others' calls return at
+    once."""
+    pacer = Pacer(settings.events_sequence_interval_s, settings.events_sequence_idle_s, drain.EVENTS_WRITTEN)
+    return _periodic(settings, "sequence_events", pacer, store_events.sequence_due)
 
 
 def start_sealer(settings: WorkerSettings) -> threading.Thread | None:
@@ -91,7 +96,8 @@ def start_sealer(settings: WorkerSettings) -> threading.Thread | None:
     when sealing is off."""
     if settings.audit_seal_every_s <= 0:
         return None
-    return _periodic(settings, "seal", settings.audit_seal_every_s, Sealer(settings).run)
+    pacer = Pacer(settings.audit_seal_every_s, settings.audit_seal_every_s)
+    return _periodic(settings, "seal", pacer, Sealer(settings).run)
 
 
 class _Runtime:
@@ -201,7 +207,6 @@ def create_celery(settings: WorkerSettings, queue: SqsQueue | None = None) -> Ce
         # Beat's first tick is one interval away: start draining now.
         for _ in range(settings.drainers):
             drain_task.apply_async(expires=drain_expires_s)
-        sweep_task.apply_async(expires=settings.sweep_every_s)
         webhooks_task.apply_async(expires=settings.webhook_run_s)
         bulk_task.apply_async(expires=settings.bulk_run_s)
 
@@ -216,8 +221,9 @@ def _schedule(settings: WorkerSettings, drain_expires_s: float) -> dict:
                        "options": {"expires": drain_expires_s}}
         for i in range(settings.drainers)
     }
-    schedule["sweep"] = {"task": "ledger.worker.sweep", "schedule": timedelta(seconds=settings.sweep_every_s),
-                         "options": {"expires": settings.sweep_every_s}}
+    # No sweep here: every worker process sweeps in a thread of its own (start_sweeper) every sweep_every_s, beat or
+    # not; a task as well would only cost a message through the broker (beat's publish, the consumer's receive and
+    # ack) every sweep_every_s: half the messages of an idle worker. The task stays, for `celery call ledger.worker.sweep`.
     schedule["webhooks"] = {"task": "ledger.worker.webhooks", "schedule": timedelta(seconds=settings.webhook_run_s),
                             "options": {"expires": settings.webhook_run_s}}
     schedule["bulk"] = {"task": "ledger.worker.bulk", "schedule": timedelta(seconds=settings.bulk_run_s),

@@ -3,7 +3,6 @@ cases (cell.service.bulk), and apply the balances its new transactions queued ri
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 
@@ -13,6 +12,7 @@ from cell.service import bulk as bulk_service
 from cell.service.context import AccountCache, CellContext
 from cell.settings import CellSettings
 from cell.store import bulk as store
+from ledger_common.pacing import AsyncPacer
 from worker import drain, metrics
 from worker.settings import WorkerSettings
 
@@ -42,19 +42,18 @@ def cell_context(pool: asyncpg.Pool, settings: WorkerSettings) -> CellContext:
     cell = CellSettings(name=settings.cell_name, database_url=settings.database_url,
                         posting_mode=settings.posting_mode, db_acquire_s_max=30.0)
     return CellContext(settings=cell, pool=pool, cache=AccountCache(ACCOUNT_CACHE_SIZE_MAX),
-                       nudger=ApplyingNudger(pool, settings))
+                       nudger=ApplyingNudger(pool, settings), after_run=drain.EVENTS_WRITTEN.set)
 
 
 async def process_for(pool: asyncpg.Pool, settings: WorkerSettings, duration_s: float) -> int:
     """Process open requests for about duration_s (a request under way is finished first); how many completed."""
     ctx = cell_context(pool, settings)
+    pacer = AsyncPacer(settings.bulk_poll_s, settings.bulk_poll_idle_s)
     completed = 0
     deadline = time.monotonic() + duration_s
     while time.monotonic() < deadline:
-        async with pool.acquire() as conn:
-            request = await store.claim_request(conn, settings.bulk_lease_s)
+        request = await next_request(pool, settings, deadline, pacer)
         if request is None:
-            await asyncio.sleep(settings.bulk_poll_s)
             continue
         done = await bulk_service.process(ctx, request, chunk_size=settings.bulk_chunk_size,
                                           chunks_at_once=settings.bulk_chunks_at_once, lease_s=settings.bulk_lease_s,
@@ -64,3 +63,28 @@ async def process_for(pool: asyncpg.Pool, settings: WorkerSettings, duration_s: 
             metrics.BULK_RESOURCES.labels("successful").inc(done.success_result_count)
             metrics.BULK_RESOURCES.labels("failed").inc(done.failed_result_count)
     return completed
+
+
+async def next_request(pool: asyncpg.Pool, settings: WorkerSettings, deadline: float,
+                       pacer: AsyncPacer) -> asyncpg.Record | None:
+    """The oldest open request, claimed; None at the deadline. Waiting, it listens for new requests (a request
+    created is claimed at once, bulk_poll_s after the last claim at the most) and polls too, as `pacer` says: every
+    bulk_poll_s, backing off to bulk_poll_idle_s (a request whose claim lapsed, a notification missed between two
+    tasks)."""
+
+    def created(*_notification) -> None:
+        pacer.nudge()
+
+    async with pool.acquire() as conn:
+        await conn.add_listener(store.NEW_REQUEST_CHANNEL, created)
+        try:
+            while True:
+                request = await store.claim_request(conn, settings.bulk_lease_s)
+                if request is not None:
+                    pacer.after(True)
+                    return request
+                if time.monotonic() >= deadline:
+                    return None
+                await pacer.wait(time.monotonic(), False, until=deadline)
+        finally:
+            await conn.remove_listener(store.NEW_REQUEST_CHANNEL, created)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import threading
 import time
 import uuid
 from collections import defaultdict
@@ -26,6 +27,10 @@ from worker.settings import WorkerSettings
 from worker.sqs import SqsQueue
 
 log = logging.getLogger(__name__)
+# Set after this process applied effects or ran a use case (a bulk request's): either may have written events
+# (a balance monitor's, a bulk request's), which this process's events sequencer (worker.app.start_sequencer)
+# then positions at its fast interval instead of its idle one.
+EVENTS_WRITTEN = threading.Event()
 
 
 class DrainOutcome(msgspec.Struct):
@@ -53,6 +58,8 @@ def _record(outcome: ApplyOutcome, by: str) -> None:
     for lag_ms in outcome.lags_ms:
         metrics.APPLY_LAG.observe(lag_ms / 1000)
     metrics.EFFECTS_APPLIED.labels(by).inc(outcome.applied)
+    if outcome.applied:
+        EVENTS_WRITTEN.set()
     metrics.ACCOUNTS_SKIPPED.inc(len(outcome.skipped))
 
 

@@ -51,7 +51,7 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
     # `drainers` of them every drain_run_s
     drainers: int = 1
     # Sweeping: nothing stays unapplied longer than sweep_after_s + 2 * sweep_every_s. Every worker process
-    # sweeps in a thread of its own every sweep_every_s (no Redis, SQS or beat needed), besides beat's task.
+    # sweeps in a thread of its own every sweep_every_s (no Redis, SQS or beat needed).
     sweep_after_s: float = SWEEP_AFTER_S_DEFAULT
     sweep_every_s: float = SWEEP_INTERVAL_S_DEFAULT
     sweep_accounts_max: int = SWEEP_ACCOUNTS_MAX_DEFAULT  # per sweep run; the next run continues
@@ -64,7 +64,10 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
     lock_wait_ms_max: int = 2_000
     # Broker (Redis) reconnection: retried forever, never more than broker_retry_s_max apart.
     broker_retry_s_max: float = 2.0
-    events_sequence_interval_s: float = 0.2  # the events sequencer's period (worker.app.start_sequencer)
+    # The events sequencer (worker.app.start_sequencer): every events_sequence_interval_s while it finds events or
+    # this process writes some, backing off to every events_sequence_idle_s while idle (as the cell API's does).
+    events_sequence_interval_s: float = 0.2
+    events_sequence_idle_s: float = 1.0
     verify_every_s: float = 300.0  # 0 disables the periodic verifier
     # The audit chain (cell/store/audit.py): every worker process runs a sealer thread every audit_seal_every_s
     # (one seals at a time; 0: no sealing, the benchmark's baseline), at most audit_seal_batch_max rows per
@@ -90,8 +93,12 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
     # that often. An attempt is a success on a 2xx within webhook_timeout_s; failures are retried after
     # base * 2^(n-1) (at most cap, jittered down to half) until webhook_retry_window_s after the event, then
     # failed. URLs as ledger_common/outbound.py allows (LEDGER_WEBHOOK_ALLOW_* shared with the cell API).
+    # Idle, a deliverer listens for events positioned (a round at once, webhook_poll_s after the last at the most)
+    # and polls too: every webhook_poll_s, backing off to webhook_poll_idle_s while it finds nothing to do (a retry
+    # that fell due is attempted within that).
     webhook_run_s: float = 5.0
     webhook_poll_s: float = 0.5
+    webhook_poll_idle_s: float = 1.0
     webhook_timeout_s: float = 5.0
     webhook_response_bytes_max: int = 65_536
     webhook_batch_max: int = 50
@@ -109,7 +116,11 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
     # the cell's (LEDGER_POSTING_MODE sets both).
     posting_mode: Literal["hybrid", "sync"] = "hybrid"
     bulk_run_s: float = 5.0
+    # Waiting for a request, a worker listens for new ones (claimed at once, bulk_poll_s after its last claim at the
+    # most) and polls too: every bulk_poll_s, backing off to bulk_poll_idle_s while it finds none (a request whose
+    # claim lapsed is taken within that).
     bulk_poll_s: float = 0.25
+    bulk_poll_idle_s: float = 1.0
     bulk_chunk_size: int = 100
     bulk_chunks_at_once: int = 3  # written in parallel, each on its own connection (db_pool_max bounds it)
     bulk_lease_s: float = 30.0
@@ -159,5 +170,5 @@ def _check(s: WorkerSettings) -> None:
         raise ValueError("webhook_timeout_s must be > 0 and webhook_lease_s longer than it")
     if s.sweep_after_s <= 0 or s.sweep_every_s <= 0:
         raise ValueError("sweep_after_s and sweep_every_s must be > 0")
-    if s.events_sequence_interval_s <= 0:
-        raise ValueError("events_sequence_interval_s must be > 0")
+    if s.events_sequence_interval_s <= 0 or s.events_sequence_idle_s <= 0:
+        raise ValueError("events_sequence_interval_s and events_sequence_idle_s must be > 0")

@@ -16,6 +16,7 @@ import httpx
 
 from cell.ledger.webhooks import retry_delay_s, signature
 from cell.service.events import webhook_body
+from cell.store import events as store_events
 from cell.store import webhooks as store
 from ledger_common.outbound import (
     CheckedBackend,
@@ -25,6 +26,7 @@ from ledger_common.outbound import (
     check_shape,
     resolve,
 )
+from ledger_common.pacing import AsyncPacer
 from worker import metrics
 from worker.settings import WorkerSettings
 
@@ -146,17 +148,33 @@ async def deliver_due(pool: asyncpg.Pool, client: httpx.AsyncClient, settings: W
     return outcome
 
 
-async def deliver_for(pool: asyncpg.Pool, settings: WorkerSettings, duration_s: float) -> Outcome:
-    """Fan out and deliver for about duration_s (one Celery task's run), pausing webhook_poll_s when idle."""
+async def deliver_for(pool: asyncpg.Pool, settings: WorkerSettings, duration_s: float,
+                      pacer: AsyncPacer | None = None) -> Outcome:
+    """Fan out and deliver for about duration_s (one Celery task's run). Idle, it listens for events positioned (a
+    round starts at once, webhook_poll_s after the last at the most) and polls too, as `pacer` says (by default
+    every webhook_poll_s, backing off to webhook_poll_idle_s while rounds find nothing: a retry that fell due is
+    attempted within that)."""
     total = Outcome()
     deadline = time.monotonic() + duration_s
-    async with http_client(settings) as client:
-        while True:
-            total.fanned_out += await fan_out(pool, settings)
-            round_ = await deliver_due(pool, client, settings)
-            total.succeeded += round_.succeeded
-            total.failed_attempts += round_.failed_attempts
-            if time.monotonic() >= deadline:
-                return total
-            if not (round_.succeeded or round_.failed_attempts):
-                await asyncio.sleep(settings.webhook_poll_s)
+    pacer = pacer or AsyncPacer(settings.webhook_poll_s, settings.webhook_poll_idle_s)
+
+    def positioned(*_notification) -> None:
+        pacer.nudge()
+
+    async with http_client(settings) as client, pool.acquire() as listening:
+        await listening.add_listener(store_events.POSITIONED_CHANNEL, positioned)
+        try:
+            while True:
+                fanned_out = await fan_out(pool, settings)
+                round_ = await deliver_due(pool, client, settings)
+                total.fanned_out += fanned_out
+                total.succeeded += round_.succeeded
+                total.failed_attempts += round_.failed_attempts
+                if time.monotonic() >= deadline:
+                    return total
+                if round_.succeeded or round_.failed_attempts:
+                    pacer.after(True)
+                    continue
+                await pacer.wait(time.monotonic(), bool(fanned_out), until=deadline)
+        finally:
+            await listening.remove_listener(store_events.POSITIONED_CHANNEL, positioned)

@@ -32,13 +32,13 @@ from cell.api.fast import FastPath
 from cell.api.metrics import RequestMetrics
 from cell.api.options import options_for
 from cell.service import sweeper
-from cell.service.events import run_sequencer
+from cell.service.events import run_sequencer, sequencer_pacer
 from cell.service.context import AccountCache, CellContext
 from cell.service.nudge import make_nudger, queue_gauges
 from cell.service.tenants import KeyCache
 from cell.settings import CellSettings
 from cell.store.db import close_idle, create_pool, session_bounds
-from cell.store.migrate import migrate, pending_migrations
+from cell.store.migrate import expected, migrate, pending_migrations
 
 log = logging.getLogger("cell")
 
@@ -53,7 +53,7 @@ async def readyz(request: Request) -> Response:
     ctx: CellContext = request.app.state.ctx
     try:
         async with request.app.state.background_pool.acquire(timeout=2) as conn:
-            pending = await pending_migrations(conn)
+            pending = await pending_migrations(conn, files=request.app.state.schema_files)
             gauges = await queue_gauges(conn, ctx.settings.unapplied_age_max_s)
     except Exception as exc:  # readiness reports any failure as not ready
         return problems.problem(503, "not_ready", f"database unreachable: {exc.__class__.__name__}")
@@ -82,6 +82,7 @@ def settle_garbage_collector() -> None:
 
 def create_app(settings: CellSettings, *, run_migrations: bool = True) -> Litestar:
     async def startup(app: Litestar) -> None:
+        app.state.schema_files = expected()  # the code's migrations and routines, read once: /readyz checks them
         if run_migrations:
             # As the login role (it owns the schema); the pool then runs as the restricted role.
             conn = await asyncpg.connect(settings.database_url)
@@ -107,8 +108,10 @@ def create_app(settings: CellSettings, *, run_migrations: bool = True) -> Litest
         app.state.background_pool = background
         if settings.posting_mode == "hybrid" and not settings.sqs_queue_url:
             log.warning("hybrid posting mode without CELL_SQS_QUEUE_URL: queued effects wait for a worker's sweeper")
+        pacer = app.state.sequencer_pacer = sequencer_pacer(settings) if settings.events_sequence_interval_s > 0 else None
         app.state.ctx = CellContext(settings=settings, pool=pool, cache=AccountCache(settings.account_cache_size_max),
-                                    keys=KeyCache(settings.api_key_cache_ttl_s), nudger=make_nudger(settings))
+                                    keys=KeyCache(settings.api_key_cache_ttl_s), nudger=make_nudger(settings),
+                                    after_run=pacer.nudge if pacer else None)
         app.state.metrics_server = await metrics_server.start(settings, background)
         # The requests' pool closes its idle connections in one pass a while, not with a timer per release.
         app.state.idle_closer = asyncio.get_running_loop().create_task(close_idle(pool, IDLE_CLOSE_S))
@@ -116,8 +119,8 @@ def create_app(settings: CellSettings, *, run_migrations: bool = True) -> Litest
         if settings.sweep_interval_s > 0:
             app.state.sweeper = asyncio.get_running_loop().create_task(sweeper.run(background, settings))
         app.state.sequencer = None
-        if settings.events_sequence_interval_s > 0:
-            app.state.sequencer = asyncio.get_running_loop().create_task(run_sequencer(background, settings))
+        if pacer is not None:
+            app.state.sequencer = asyncio.get_running_loop().create_task(run_sequencer(background, settings, pacer))
         settle_garbage_collector()
 
     async def shutdown(app: Litestar) -> None:

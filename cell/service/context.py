@@ -73,6 +73,9 @@ class CellContext:
     keys: Any = None
     nudger: Nudger = field(default_factory=NullNudger)
     balance_reads: BalanceReads | None = None  # current balances read together (one per context by default)
+    # Called after each use case that completed: what it wrote may be events, which this process's events
+    # sequencer then positions at its fast interval (ledger_common/pacing.py) instead of its idle one.
+    after_run: Callable[[], None] | None = None
 
     def __post_init__(self) -> None:
         if self.balance_reads is None:
@@ -87,7 +90,10 @@ class CellContext:
         for attempt in range(RETRIES_MAX):
             conn = await self._acquire()
             try:
-                return await fn(conn)
+                result = await fn(conn)
+                if self.after_run is not None:
+                    self.after_run()
+                return result
             except asyncpg.PostgresError as exc:
                 if session_lost(exc):
                     raise outcome_unknown(exc) from exc

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from datetime import datetime
 from typing import Any
@@ -19,6 +20,7 @@ from cell.service.common import Page, SeqPosition, cursors
 from cell.service.context import CellContext
 from cell.settings import CellSettings
 from cell.store import events as store
+from ledger_common.pacing import AsyncPacer
 
 log = logging.getLogger(__name__)
 
@@ -111,14 +113,20 @@ async def list_events(ctx: CellContext, tenant_id: str, *, after_cursor: str | N
     return Page([render(r) for r in rows], box.seal((rows[-1]["position"],)) if rows else None)
 
 
-async def run_sequencer(pool: asyncpg.Pool, settings: CellSettings) -> None:
-    """Position due events every events_sequence_interval_s until cancelled (beside the workers' sequencers: one
-    runs at a time, the others return at once)."""
+async def run_sequencer(pool: asyncpg.Pool, settings: CellSettings, pacer: AsyncPacer) -> None:
+    """Position due events until cancelled (beside the workers' sequencers: one runs at a time, the others return at
+    once): every events_sequence_interval_s while it finds events or this process writes (`pacer` is nudged after
+    each use case), backing off to events_sequence_idle_s while the cell is idle."""
     while True:
+        positioned = 0
         try:
-            await store.sequence_due(pool)
+            positioned = await store.sequence_due(pool)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - the database is down: the next interval tries again
             log.warning("events sequencer failed: %s", exc)
-        await asyncio.sleep(settings.events_sequence_interval_s)
+        await pacer.wait(time.monotonic(), positioned > 0)
+
+
+def sequencer_pacer(settings: CellSettings) -> AsyncPacer:
+    return AsyncPacer(settings.events_sequence_interval_s, settings.events_sequence_idle_s)

@@ -130,6 +130,13 @@ async def _link(conn: asyncpg.Connection, versions: list, accounts: list) -> int
     return len(records)
 
 
+async def caught_up(conn: asyncpg.Connection) -> bool:
+    """One statement, no transaction or lock: True when a pass would find nothing to seal. Nothing below the horizon
+    can be written any more, so this stays true until a later transaction writes; skipping on it is always safe."""
+    horizon, done, written = await conn.fetchrow(Q["audit_horizon_and_done"])
+    return horizon <= done or not written
+
+
 async def seal(conn: asyncpg.Connection, batch_max: int = SEAL_BATCH_MAX_DEFAULT) -> int:
     """One sealer pass: links the covered rows of transactions that ended since the last pass (below the
     horizon), at most about batch_max of them; returns how many links it wrote (0 also when another sealer
@@ -137,11 +144,10 @@ async def seal(conn: asyncpg.Connection, batch_max: int = SEAL_BATCH_MAX_DEFAULT
     async with conn.transaction(isolation="read_committed"):
         if not await conn.fetchval(Q["audit_lock_try"]):
             return 0
+        horizon, done, written = await conn.fetchrow(Q["audit_horizon_and_done"])
+        if horizon <= done or not written:
+            return 0  # the watermark stays: nothing to link (an idle pass writes nothing)
         await conn.execute(Q["audit_custom_plans"])
-        horizon = await conn.fetchval(Q["audit_horizon"])
-        done = await conn.fetchval(Q["audit_done_txid"])
-        if horizon <= done:
-            return 0
         bound = horizon
         versions = await conn.fetch(Q["audit_unsealed_versions"], done, horizon, None, batch_max)
         if len(versions) >= batch_max:

@@ -25,6 +25,9 @@ async def list_requests(conn, tenant_id: str, *, after_seq: int, limit: int, sta
                             metadata, limit)
 
 
+NEW_REQUEST_CHANNEL = "ledger_bulk_requests"  # notified by insert_bulk_request when its transaction commits
+
+
 async def claim_request(conn, lease_s: float) -> asyncpg.Record | None:
     return await conn.fetchrow(Q["claim_bulk_request"], float(lease_s))
 

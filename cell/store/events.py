@@ -12,6 +12,7 @@ from cell.store.filters import Where
 from cell.store.queries import Q
 
 SEQUENCE_BATCH_MAX = 10_000  # events positioned per sequencer call (the next call continues)
+POSITIONED_CHANNEL = "ledger_events_positioned"  # notified by a sequencer call that positioned events
 
 
 async def insert(conn: asyncpg.Connection, tenant_id: str, resource: str, event_name: str, entity_id: uuid.UUID,

@@ -14,6 +14,7 @@ import hashlib
 import re
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import asyncpg
 
@@ -133,17 +134,48 @@ async def _run_alone(conn: asyncpg.Connection, statement: str) -> None:
     await conn.execute(statement)
 
 
-async def pending_migrations(conn: asyncpg.Connection, directory: Path = MIGRATIONS_DIR) -> list[str]:
-    """Migrations not applied, and routines missing or whose text changed since they were applied."""
-    exists = await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL")
-    done = {r["name"] for r in await conn.fetch("SELECT name FROM schema_migrations")} if exists else set()
-    pending = [name for name, _ in migration_files(directory) if name not in done]
-    routines = routine_files(directory)
-    if routines:
-        exists = await conn.fetchval("SELECT to_regclass('schema_routines') IS NOT NULL")
+_PENDING = """
+SELECT array(
+    SELECT m.name FROM unnest($1::text[]) WITH ORDINALITY AS m(name, i)
+    WHERE NOT EXISTS (SELECT 1 FROM schema_migrations d WHERE d.name = m.name) ORDER BY m.i) ||
+  array(
+    SELECT r.name FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS r(name, checksum, i)
+    WHERE r.checksum IS DISTINCT FROM (SELECT a.checksum FROM schema_routines a WHERE a.name = r.name) ORDER BY r.i)
+"""
+
+
+class Expected(NamedTuple):
+    """What a store's code expects of its database: its migrations' names and its routines' (name, checksum)."""
+    migrations: tuple[str, ...]
+    routines: tuple[tuple[str, str], ...]
+
+
+def expected(directory: Path = MIGRATIONS_DIR) -> Expected:
+    """The files read and hashed now: a process takes this once (its code does not change under it), so that a
+    readiness probe only reads the database."""
+    return Expected(tuple(name for name, _ in migration_files(directory)),
+                    tuple((name, checksum) for name, _, checksum in routine_files(directory)))
+
+
+async def pending_migrations(conn: asyncpg.Connection, directory: Path = MIGRATIONS_DIR,
+                             files: Expected | None = None) -> list[str]:
+    """Migrations not applied, and routines missing or whose text changed since they were applied; against
+    `files` (taken once by the caller) or the files of `directory` as they are now."""
+    files = files or expected(directory)
+    if files.routines:
+        try:  # one round trip where both tables exist (a cell's database once migrated: every probe)
+            return await conn.fetchval(_PENDING, list(files.migrations), [n for n, _ in files.routines],
+                                       [c for _, c in files.routines])
+        except asyncpg.UndefinedTableError:
+            pass
+    migrations_exist, routines_exist = await conn.fetchrow(
+        "SELECT to_regclass('schema_migrations') IS NOT NULL, to_regclass('schema_routines') IS NOT NULL")
+    done = {r["name"] for r in await conn.fetch("SELECT name FROM schema_migrations")} if migrations_exist else set()
+    pending = [name for name in files.migrations if name not in done]
+    if files.routines:
         current = ({r["name"]: r["checksum"] for r in await conn.fetch("SELECT name, checksum FROM schema_routines")}
-                   if exists else {})
-        pending += [name for name, _, checksum in routines if current.get(name) != checksum]
+                   if routines_exist else {})
+        pending += [name for name, checksum in files.routines if current.get(name) != checksum]
     return pending
 
 

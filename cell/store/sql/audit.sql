@@ -7,9 +7,6 @@ SELECT pg_try_advisory_xact_lock(7311900014)
 -- name: audit_lock
 SELECT pg_advisory_xact_lock(7311900014)
 
--- name: audit_horizon
-SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint
-
 -- name: audit_custom_plans
 -- For the rest of the sealer's transaction, every statement is planned for its parameters, each time. Its tables
 -- grow from empty between two analyzes; a generic plan cached while they were small (an estimate of ~1 row)
@@ -19,6 +16,17 @@ SET LOCAL plan_cache_mode = force_custom_plan
 
 -- name: audit_done_txid
 SELECT done_txid::text::bigint FROM audit_sealer
+
+-- name: audit_horizon_and_done
+-- A pass's bounds: the horizon (the oldest transaction still running) and the watermark; and whether a transaction
+-- of [watermark, horizon) wrote a covered row (two index probes). None did: a pass would link nothing and need not
+-- move the watermark, since no transaction below the horizon writes any more (an idle cell's sealer writes nothing).
+SELECT h.horizon::text::bigint AS horizon, s.done_txid::text::bigint AS done,
+       EXISTS (SELECT 1 FROM ledger_transaction_versions v
+               WHERE v.audit_txid >= s.done_txid AND v.audit_txid < h.horizon)
+       OR EXISTS (SELECT 1 FROM ledger_accounts a WHERE a.audit_txid >= s.done_txid AND a.audit_txid < h.horizon)
+         AS written
+FROM audit_sealer s CROSS JOIN (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS horizon) h
 
 -- name: audit_set_done_txid
 UPDATE audit_sealer SET done_txid = $1::bigint::text::xid8

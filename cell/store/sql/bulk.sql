@@ -1,7 +1,12 @@
 -- name: insert_bulk_request
-INSERT INTO bulk_requests (id, tenant_id, action_type, resource_type, metadata, resources, total_resource_count)
-VALUES ($1, $2, $3, $4, $5, $6, $7)
-RETURNING *;
+-- Notifies the workers (LISTEN ledger_bulk_requests, worker/bulk.py) when the transaction commits: a waiting worker
+-- claims it at once instead of at its next poll.
+WITH inserted AS (
+    INSERT INTO bulk_requests (id, tenant_id, action_type, resource_type, metadata, resources, total_resource_count)
+    VALUES ($1, $2, $3, $4, $5, $6, $7)
+    RETURNING *
+), notified AS (SELECT pg_notify('ledger_bulk_requests', ''))
+SELECT inserted.* FROM inserted CROSS JOIN notified;
 
 -- name: fetch_bulk_request
 -- An open request's counts so far are its results counted (they are kept on the row when it completes).

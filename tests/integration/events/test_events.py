@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 
 import asyncpg
@@ -172,3 +173,18 @@ async def test_a_partial_post_is_the_new_transaction_created_and_the_pending_one
         ("ledger_transaction.created", partial["id"], partial),
         ("ledger_transaction.archived", pending["id"], archived),
         ("ledger_transaction.updated", partial["id"], updated)]
+
+
+async def test_after_an_idle_spell_a_change_s_event_is_listed_at_the_fast_interval(api, cell_client):
+    # Idle, the API process's sequencer backs off to events_sequence_idle_s; the change's own use case nudges it,
+    # so its event is listed about events_sequence_interval_s after the change, as under load.
+    pacer = cell_client.app.state.sequencer_pacer
+    settings = cell_client.app.state.ctx.settings
+    deadline = time.monotonic() + 60
+    while pacer.interval_s < settings.events_sequence_idle_s:  # the session's other tests may still be busy
+        assert time.monotonic() < deadline, "the sequencer never backed off"
+        await asyncio.sleep(0.05)
+    account = await api.account((await api.ledger())["id"], "debit")
+    assert pacer.interval_s == settings.events_sequence_interval_s  # nudged by the change
+    seen = await events_until(api, 1, deadline_s=settings.events_sequence_idle_s * 10)
+    assert [(e["event_name"], e["entity_id"]) for e in seen] == [("ledger_account.created", account["id"])]

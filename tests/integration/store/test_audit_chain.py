@@ -42,9 +42,12 @@ async def seal_all(conn: asyncpg.Connection, deadline_s: float = 30.0) -> None:
     hold the horizon back for a moment)."""
     deadline = time.monotonic() + deadline_s
     target = await conn.fetchval("SELECT pg_current_xact_id()::text::bigint")  # a transaction ended: this one
-    while await conn.fetchval(audit.Q["audit_done_txid"]) <= target:
-        assert time.monotonic() < deadline, "the sealer never caught up"
+    while True:
         await audit.seal_until_caught_up(conn)
+        horizon = await conn.fetchval("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+        if horizon > target and await audit.caught_up(conn):
+            return
+        assert time.monotonic() < deadline, "the sealer never caught up"
         await asyncio.sleep(0.02)
 
 
@@ -97,6 +100,31 @@ async def test_a_sealed_history_verifies_and_links_every_version_and_account_cha
 async def link_kinds(owner, tenant_id: str) -> dict[str, int]:
     rows = await owner.fetch("SELECT kind, count(*) FROM audit_links WHERE tenant_id = $1 GROUP BY kind", tenant_id)
     return {r["kind"]: r["count"] for r in rows}
+
+
+async def test_an_idle_pass_writes_nothing_and_the_next_change_is_still_sealed(client, owner):
+    """Idle, a pass finds nothing written behind the watermark and writes nothing (before, every pass moved the
+    watermark: a write and a commit a second per cell). A change afterwards is sealed as ever."""
+    api, made = await tenant_with_history(client, owner)
+    await seal_all(owner)
+
+    async def watermark_row():
+        return tuple(await owner.fetchrow("SELECT done_txid::text, xmin::text FROM audit_sealer"))
+
+    before = await watermark_row()
+    assert await audit.seal(owner) == 0
+    assert await watermark_row() == before
+    assert await audit.caught_up(owner)  # what the worker's sealer asks first, in one statement
+    r = await api.patch(f"/api/ledger_accounts/{made['cash']}", {"metadata": {"after": "idle"}})
+    assert r.status_code == 200, r.text
+    deadline = time.monotonic() + 30
+    while await audit.caught_up(owner):  # once no older transaction holds the horizon back
+        assert time.monotonic() < deadline, "the change never showed as left to seal"
+        await asyncio.sleep(0.02)
+    linked = await owner.fetchval("SELECT count(*) FROM audit_links WHERE tenant_id = $1", api.tenant_id)
+    await seal_all(owner)
+    assert await owner.fetchval("SELECT count(*) FROM audit_links WHERE tenant_id = $1", api.tenant_id) == linked + 1
+    assert (await audit.verify_chain(owner, api.tenant_id)).findings == []
 
 
 async def test_a_running_writer_holds_sealing_back_and_comes_first_of_what_was_left(client, owner, audit_database_url):

@@ -237,3 +237,50 @@ async def test_a_resource_posted_alone_before_a_crash_is_answered_not_posted_aga
     results = {r["request_params"]["external_id"]: r for r in await _results(client, auth, request["id"])}
     assert results["alone-1"]["entity_id"] == str(alone.id)
     assert await pool.fetchval("SELECT count(*) FROM ledger_transactions WHERE tenant_id = $1", auth[0]) == 3
+
+
+async def test_a_request_created_while_the_worker_idles_is_started_at_once_not_at_its_next_poll(client, pool,
+                                                                                                 worker_database_url):
+    """An idle worker polls for bulk requests only every bulk_poll_idle_s, but listens for new ones: a request
+    created meanwhile is claimed at once (here the idle poll is ten minutes away)."""
+    import asyncio
+    import time
+
+    import asyncpg
+
+    from ledger_common.pacing import AsyncPacer
+    from worker import bulk as worker_bulk
+    from worker.settings import load_settings as load_worker_settings
+
+    auth, ids = await _tenant(client, pool)
+    settings = load_worker_settings({}, database_url=worker_database_url, posting_mode="hybrid", bulk_poll_s=0.05,
+                                    bulk_poll_idle_s=600)
+    pacer = AsyncPacer(settings.bulk_poll_s, settings.bulk_poll_idle_s)
+    while pacer.after(False) < settings.bulk_poll_idle_s:  # a long idle spell
+        pass
+    waiting = asyncio.create_task(worker_bulk.next_request(pool, settings, time.monotonic() + 600, pacer))
+
+    async def listening() -> bool:  # its first claim found nothing: it waits, listening
+        admin = await asyncpg.connect(worker_database_url)  # the app role does not see others' sessions
+        try:
+            return bool(await admin.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE state = 'idle' AND pid <> pg_backend_pid()"
+                " AND query LIKE '%UPDATE bulk_requests SET status = ''processing''%'"))
+        finally:
+            await admin.close()
+
+    try:
+        await wait_until(listening, what="the worker waiting for bulk requests")
+        request = (await client.post("/api/bulk_requests", auth=auth, json={
+            "action_type": "create", "resource_type": "ledger_transaction", "resources": [_txn(ids, 3)]})).json()
+        claimed = await asyncio.wait_for(waiting, 60)  # far below the idle poll's 600 s
+        assert str(claimed["id"]) == request["id"]
+        body = (await client.get(f"/api/bulk_requests/{request['id']}", auth=auth)).json()
+        assert body["status"] == "processing"
+    finally:
+        waiting.cancel()
+    from cell.service import bulk as bulk_service
+
+    await bulk_service.process(worker_bulk.cell_context(pool, settings), claimed, chunk_size=10, chunks_at_once=1,
+                               lease_s=settings.bulk_lease_s)
+    assert await _completed(client, auth, request["id"])

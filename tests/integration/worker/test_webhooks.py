@@ -200,3 +200,56 @@ async def test_an_address_refused_at_delivery_is_a_failed_attempt_not_a_call(poo
         assert receiver.snapshot() == []
     finally:
         receiver.stop()
+
+
+async def test_an_event_positioned_while_the_deliverer_idles_is_sent_at_once_not_at_its_next_poll(
+        pool, book, worker_database_url):
+    """An idle deliverer polls only every webhook_poll_idle_s, but listens for events positioned: one positioned
+    meanwhile (by any sequencer of the cell) is sent at once (here the idle poll is ten minutes away)."""
+    import asyncio
+
+    import asyncpg
+
+    from cell.store import events as store_events
+    from ledger_common.pacing import AsyncPacer
+    from worker import webhooks as worker_webhooks
+    from worker.settings import load_settings as load_worker_settings
+
+    receiver = Receiver().start()
+    try:
+        endpoint = await _endpoint(pool, book.tenant, receiver.url)
+        receiver.key = endpoint.webhook_key
+        settings = load_worker_settings({}, database_url=worker_database_url, webhook_allow_http_loopback=True,
+                                        webhook_poll_s=0.05, webhook_poll_idle_s=600)
+        pacer = AsyncPacer(settings.webhook_poll_s, settings.webhook_poll_idle_s)
+        while pacer.after(False) < settings.webhook_poll_idle_s:  # a long idle spell
+            pass
+        delivering = asyncio.create_task(worker_webhooks.deliver_for(pool, settings, 600, pacer))
+
+        async def idle(query: str) -> bool:
+            admin = await asyncpg.connect(worker_database_url)  # the app role does not see others' sessions
+            try:
+                return bool(await admin.fetchval("SELECT count(*) FROM pg_stat_activity WHERE state = 'idle'"
+                                                 " AND pid <> pg_backend_pid() AND query LIKE $1", query))
+            finally:
+                await admin.close()
+
+        try:
+            await wait_until(lambda: idle("LISTEN%ledger_events_positioned%"), what="the deliverer listening")
+            await wait_until(lambda: idle("%FROM webhook_deliveries%"), what="its first round done")
+            entity = uuid.uuid4()
+            async with pool.acquire() as conn:
+                await conn.execute("SELECT ledger_event($1, 'ledger_transaction', 'ledger_transaction.created', $2,"
+                                   " '{}'::jsonb)", book.tenant, entity)
+                assert await store_events.sequence(conn) >= 1  # as a sequencer positions it: with its notification
+            ids = await _event_ids(pool, book.tenant)
+
+            async def sent():
+                return set(receiver.delivered()) == set(ids)
+
+            await wait_until(sent, 60, what="the event sent")  # far below the idle poll's 600 s
+        finally:
+            delivering.cancel()
+            await asyncio.gather(delivering, return_exceptions=True)
+    finally:
+        receiver.stop()
