@@ -30,13 +30,16 @@ async def test_cells_sharing_a_server_migrate_at_the_same_moment(make_database, 
     # The session's server already has ledger_app; the same migrations under a role nobody has created yet
     # put every database back at the moment of the race.
     # The schema goes in first, database by database, so that the role's migration starts everywhere at once.
-    role = f"ledger_app_{uuid.uuid4().hex[:10]}"
+    # ledger_worker is renamed too: created first here, as a member of the renamed role, it would be left
+    # outside ledger_app for every database migrated later in the session.
+    suffix = uuid.uuid4().hex[:10]
+    role, worker = f"ledger_app_{suffix}", f"ledger_worker_{suffix}"
     schema, with_role = tmp_path / "schema", tmp_path / "all"
     schema.mkdir()
     with_role.mkdir()
     names = [name for name, _ in migration_files(MIGRATIONS_DIR)]
     for name, path in migration_files(MIGRATIONS_DIR):
-        text = path.read_text().replace("ledger_app", role)
+        text = path.read_text().replace("ledger_app", role).replace("ledger_worker", worker)
         (with_role / path.name).write_text(text)
         if name < "0003":
             (schema / path.name).write_text(text)

@@ -11,7 +11,7 @@ from control_plane.devstack import free_port
 async def test_health_readiness_metrics_and_schema(api, cell_client, cell_database_url):
     assert (await cell_client.get("/healthz")).json() == {"status": "ok"}
     ready = await cell_client.get("/readyz")
-    assert ready.status_code == 200 and ready.json()["status"] == "ready"
+    assert ready.status_code == 200 and ready.json()["status"] == "ready", ready.text
     assert ready.json()["unapplied_age_breach"] is False and ready.json()["unapplied_age_max_s"] == 9.0
     ledger = await api.ledger()
     a, b = await api.account(ledger["id"], "debit"), await api.account(ledger["id"], "credit")
