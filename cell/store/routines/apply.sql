@@ -68,12 +68,14 @@ BEGIN
     ), eff AS (
         SELECT * FROM running WHERE part > 0
     ), marked AS (
+        -- The queued effects folded, reached by their seq (an index condition of their own): joined only to eff,
+        -- a generic plan made while balance_effects was small walked the whole primary key for every sync posting.
         UPDATE balance_effects be
         SET applied_at = clock_timestamp(), lock_version = eff.lock_version,
             pending_debits = eff.pending_debits, pending_credits = eff.pending_credits,
             posted_debits = eff.posted_debits, posted_credits = eff.posted_credits
         FROM eff
-        WHERE eff.part = 1 AND be.seq = eff.seq
+        WHERE be.seq = ANY(ARRAY(SELECT seq FROM eff WHERE part = 1)) AND be.seq = eff.seq AND eff.part = 1
         RETURNING 1
     ), inserted AS (
         INSERT INTO balance_effects (tenant_id, account_id, entry_id, kind, d_pending_debits, d_pending_credits,
