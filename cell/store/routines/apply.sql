@@ -13,21 +13,14 @@ CREATE OR REPLACE FUNCTION ledger_apply(p_accounts uuid[], p_tenant text DEFAULT
 RETURNS integer LANGUAGE plpgsql AS $$
 DECLARE
     v_locked uuid[];
-    v_versions bigint[];
-    v_pending_debits numeric[];
-    v_pending_credits numeric[];
-    v_posted_debits numeric[];
-    v_posted_credits numeric[];
+    v_balances account_balances[];  -- the locked rows, in v_locked's order (two aggregates, not six)
     v_applied integer;
     v_monitored boolean;
     v_past uuid[];
 BEGIN
-    SELECT array_agg(account_id), array_agg(lock_version), array_agg(pending_debits), array_agg(pending_credits),
-           array_agg(posted_debits), array_agg(posted_credits)
-    INTO v_locked, v_versions, v_pending_debits, v_pending_credits, v_posted_debits, v_posted_credits FROM (
-        SELECT account_id, lock_version, pending_debits, pending_credits, posted_debits, posted_credits
-        FROM account_balances WHERE account_id = ANY(p_accounts)
-        ORDER BY account_id FOR UPDATE) s;
+    SELECT array_agg(s.account_id), array_agg(s.ab) INTO v_locked, v_balances FROM (
+        SELECT ab.account_id, ab FROM account_balances ab WHERE ab.account_id = ANY(p_accounts)
+        ORDER BY ab.account_id FOR UPDATE) s;
     IF cardinality(p_new) > 0 AND EXISTS (
             SELECT 1 FROM unnest(p_new) n WHERE v_locked IS NULL OR n.account_id <> ALL(v_locked)) THEN
         RAISE EXCEPTION 'ledger_apply: a new effect names an account that is not locked';
@@ -44,8 +37,7 @@ BEGIN
                NULL::text AS kind, NULL::timestamptz AS effective_at, b.lock_version AS d_version,
                b.pending_debits AS d_pending_debits, b.pending_credits AS d_pending_credits,
                b.posted_debits AS d_posted_debits, b.posted_credits AS d_posted_credits
-        FROM unnest(v_locked, v_versions, v_pending_debits, v_pending_credits, v_posted_debits, v_posted_credits)
-            AS b(account_id, lock_version, pending_debits, pending_credits, posted_debits, posted_credits)
+        FROM unnest(v_balances) b
         UNION ALL
         SELECT 1, e.seq, 0, e.account_id, e.entry_id, e.kind, e.effective_at, 1,
                e.d_pending_debits, e.d_pending_credits, e.d_posted_debits, e.d_posted_credits
