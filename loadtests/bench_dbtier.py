@@ -22,9 +22,10 @@ entries written, full-page images included).
 
 With --serial ROUNDS: one client per database instead, the mix's write as the cell sends it (a prepared statement,
 parameters bound), the sync postings (`sync`: the bench floor's call; `card`: a card authorization, one account applied
-under an available_balance_amount lock) and then the worker's apply of what they queued, the backend's own CPU
-(/proc/<pid>/schedstat) per posting and per applied effect, rounds alternating, no ANALYZE (a cell's first minutes); medians and the median of
-the paired after / before ratios, the figure a shared box's drifting load skews least:
+under an available_balance_amount lock; `locked`: the hot account applied under its lock_version) and then the
+worker's apply of what they queued, the backend's own CPU (/proc/<pid>/schedstat) per posting and per applied effect,
+rounds alternating, no ANALYZE (a cell's first minutes); medians and the median of the paired after / before ratios,
+the figure a shared box's drifting load skews least:
 
     python -m loadtests.bench_dbtier --serial 40 --calls 500
 """
@@ -330,8 +331,8 @@ def backend_cpu_ns(pid: int) -> int:
 async def serial_round(conn: asyncpg.Connection, pid: int, ledger_id: str, calls: int) -> tuple[float, ...]:
     """`calls` mix writes as the cell sends them (one prepared statement, parameters bound), `calls` sync postings of
     each kind (serial_sync), then every effect they queued applied as the worker does (the hot account with
-    WORKER_GROUP - 1 others a call): the backend's CPU in ms per mix posting, per applied effect, per sync posting and
-    per card authorization."""
+    WORKER_GROUP - 1 others a call): the backend's CPU in ms per mix posting, per applied effect, and per sync
+    posting of each kind."""
     snapshot, events = (json.dumps(x) for x in mix_payload(ledger_id))
     answer = mix_answer(ledger_id)
     hot = uuid.UUID(account_uuid(1))
@@ -348,31 +349,40 @@ async def serial_round(conn: asyncpg.Connection, pid: int, ledger_id: str, calls
         if store is not None:  # the answer, stored by the cell's own statement after the commit
             await store.fetch(TENANT, key, answer)
     posting_ms = (backend_cpu_ns(pid) - start) / calls / 1e6
-    sync_ms = await serial_sync(conn, pid, ledger_id, calls, card=False)
-    card_ms = await serial_sync(conn, pid, ledger_id, calls, card=True)
+    sync_ms = [await serial_sync(conn, pid, ledger_id, calls, kind) for kind in ("sync", "card", "locked")]
     queued = [r[0] for r in await conn.fetch("SELECT DISTINCT account_id FROM balance_effects "
                                             "WHERE applied_at IS NULL AND account_id <> $1", hot)]
     start, applied = backend_cpu_ns(pid), 0
     for i in range(0, max(1, len(queued)), WORKER_GROUP - 1):
         applied += await conn.fetchval("SELECT applied FROM ledger_apply_report($1::uuid[], false)",
                                        [hot, *queued[i:i + WORKER_GROUP - 1]])
-    return posting_ms, (backend_cpu_ns(pid) - start) / max(1, applied) / 1e6, sync_ms, card_ms
+    return posting_ms, (backend_cpu_ns(pid) - start) / max(1, applied) / 1e6, *sync_ms
 
 
-async def serial_sync(conn: asyncpg.Connection, pid: int, ledger_id: str, calls: int, card: bool) -> float:
-    """`calls` sync postings (SERIAL_SYNC: two random accounts both applied now, or a card authorization: a random
-    card account applied now under a balance lock, against the hot account, queued): backend CPU in ms per posting."""
+async def serial_sync(conn: asyncpg.Connection, pid: int, ledger_id: str, calls: int, kind: str) -> float:
+    """`calls` sync postings (SERIAL_SYNC) of one kind: `sync`, two random accounts both applied now; `card`, a card
+    authorization: a random card account applied now under a balance lock, against the hot account, queued;
+    `locked`, the hot account (its history: every posting of the mix) applied now under its lock_version (the one
+    the previous posting answered), against a random account, queued. Backend CPU in ms per posting."""
     post = await conn.prepare(SERIAL_SYNC)
     hot = uuid.UUID(account_uuid(1))
+    version = await conn.fetchval("SELECT lock_version + (SELECT count(*) FROM balance_effects WHERE account_id = $1"
+                                  " AND applied_at IS NULL) FROM account_balances WHERE account_id = $1", hot)
     start = backend_cpu_ns(pid)
     for i in range(calls):
         a = uuid.UUID(account_uuid(2 + (i * 7919 + calls) % (ACCOUNTS - 1)))
-        b = hot if card else uuid.UUID(account_uuid(2 + (i * 104729 + 1 + calls) % (ACCOUNTS - 1)))
+        b = hot if kind == "card" else uuid.UUID(account_uuid(2 + (i * 104729 + 1 + calls) % (ACCOUNTS - 1)))
         if a == b:
             b = uuid.UUID(account_uuid(2 + (i * 104729 + 2 + calls) % (ACCOUNTS - 1)))
-        checks = [{"account_id": str(a), "available_balance_amount": {"gte": -10 ** 15}}] if card else []
-        await post.fetchval(TENANT, uuid.uuid4(), uuid.UUID(ledger_id), [uuid.uuid4(), uuid.uuid4()], [a, b],
-                            [a] if card else [a, b], json.dumps(checks))
+        accounts, applied, checks = [a, b], [a, b], []
+        if kind == "card":
+            applied, checks = [a], [{"account_id": str(a), "available_balance_amount": {"gte": -10 ** 15}}]
+        elif kind == "locked":
+            accounts, applied, checks = [hot, b], [hot], [{"account_id": str(hot), "lock_version": version}]
+        answer = await post.fetchval(TENANT, uuid.uuid4(), uuid.UUID(ledger_id), [uuid.uuid4(), uuid.uuid4()],
+                                     accounts, applied, json.dumps(checks))
+        if kind == "locked":
+            version = json.loads(answer)["entries"][0]["lock_version"]
     return (backend_cpu_ns(pid) - start) / calls / 1e6
 
 
@@ -391,16 +401,16 @@ async def serial(rounds: int, calls: int) -> dict:
             pids[name] = await conns[name].fetchval("SELECT pg_backend_pid()")
         print(f"# database tier, serial: one client, the mix's write as the cell sends it, sync postings and the worker's apply, "
               f"before = {BASELINE}, after = this checkout; {rounds} rounds of {calls} postings, backend CPU")
-        rows: dict[str, dict[str, list[float]]] = {name: {"posting": [], "apply": [], "sync": [], "card": []}
+        rows: dict[str, dict[str, list[float]]] = {name: {"posting": [], "apply": [], "sync": [], "card": [], "locked": []}
                                                    for name in ledgers}
         for r in range(rounds):
             for name in (list(ledgers) if r % 2 == 0 else list(reversed(ledgers))):
-                for what, value in zip(("posting", "apply", "sync", "card"),
+                for what, value in zip(("posting", "apply", "sync", "card", "locked"),
                                        await serial_round(conns[name], pids[name], ledgers[name], calls)):
                     rows[name][what].append(value)
         results = {}
         for what, unit, scale in (("posting", "ms/call", 1), ("apply", "us/effect", 1000), ("sync", "ms/call", 1),
-                                  ("card", "ms/call", 1)):
+                                  ("card", "ms/call", 1), ("locked", "ms/call", 1)):
             b, a = (statistics.median(rows[n][what]) * scale for n in ("before", "after"))
             ratio = statistics.median(x / y for x, y in zip(rows["after"][what], rows["before"][what]))
             results[what] = {"before": b, "after": a, "paired_after_over_before": ratio}
