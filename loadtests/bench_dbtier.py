@@ -21,9 +21,11 @@ entries written, full-page images included).
     python -m loadtests.bench_dbtier --duration 10 --concurrency 16
 
 With --serial ROUNDS: one client per database instead, the mix's write as the cell sends it (a prepared statement,
-parameters bound) and then the worker's apply of what it queued, the backend's own CPU (/proc/<pid>/schedstat) per
-posting and per applied effect, rounds alternating, no ANALYZE (a cell's first minutes); medians and the median of
-the paired after / before ratios, the figure a shared box's drifting load skews least:
+parameters bound), the sync postings (`sync`: the bench floor's call; `card`: a card authorization, one account applied
+under an available_balance_amount lock; `locked`: the hot account applied under its lock_version) and then the
+worker's apply of what they queued, the backend's own CPU (/proc/<pid>/schedstat) per posting and per applied effect,
+rounds alternating, no ANALYZE (a cell's first minutes); medians and the median of the paired after / before ratios,
+the figure a shared box's drifting load skews least:
 
     python -m loadtests.bench_dbtier --serial 40 --calls 500
 """
@@ -315,15 +317,22 @@ SERIAL_MIX = ("SELECT ledger_post($1, $2, $3, $4, $5, NULL, 'posted', now(), NUL
               "$8::jsonb, p_events => $9::jsonb")
 
 
+# The sync postings of --serial: both accounts applied now (the bench floor's call, `sync`), and a card authorization
+# (`card`: the card account applied now under an available_balance_amount lock, the settlement account queued).
+SERIAL_SYNC = ("SELECT ledger_post($1, NULL, NULL, $2, $3, 'bench', 'posted', now(), NULL, '{}'::jsonb, NULL, $4::uuid[], "
+               "$5::uuid[], ARRAY['debit', 'credit'], ARRAY[100, 100]::bigint[], $6::uuid[], $7::jsonb, '{}'::jsonb)")
+
+
 def backend_cpu_ns(pid: int) -> int:
     """CPU time of one backend so far, in ns (/proc/<pid>/schedstat: finer than the clock ticks of stat)."""
     return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0])
 
 
-async def serial_round(conn: asyncpg.Connection, pid: int, ledger_id: str, calls: int) -> tuple[float, float]:
-    """`calls` mix writes as the cell sends them (one prepared statement, parameters bound), then every effect they
-    queued applied as the worker does (the hot account with WORKER_GROUP - 1 others a call): the backend's CPU in
-    ms per posting and per applied effect."""
+async def serial_round(conn: asyncpg.Connection, pid: int, ledger_id: str, calls: int) -> tuple[float, ...]:
+    """`calls` mix writes as the cell sends them (one prepared statement, parameters bound), `calls` sync postings of
+    each kind (serial_sync), then every effect they queued applied as the worker does (the hot account with
+    WORKER_GROUP - 1 others a call): the backend's CPU in ms per mix posting, per applied effect, and per sync
+    posting of each kind."""
     snapshot, events = (json.dumps(x) for x in mix_payload(ledger_id))
     answer = mix_answer(ledger_id)
     hot = uuid.UUID(account_uuid(1))
@@ -340,13 +349,41 @@ async def serial_round(conn: asyncpg.Connection, pid: int, ledger_id: str, calls
         if store is not None:  # the answer, stored by the cell's own statement after the commit
             await store.fetch(TENANT, key, answer)
     posting_ms = (backend_cpu_ns(pid) - start) / calls / 1e6
+    sync_ms = [await serial_sync(conn, pid, ledger_id, calls, kind) for kind in ("sync", "card", "locked")]
     queued = [r[0] for r in await conn.fetch("SELECT DISTINCT account_id FROM balance_effects "
                                             "WHERE applied_at IS NULL AND account_id <> $1", hot)]
     start, applied = backend_cpu_ns(pid), 0
     for i in range(0, max(1, len(queued)), WORKER_GROUP - 1):
         applied += await conn.fetchval("SELECT applied FROM ledger_apply_report($1::uuid[], false)",
                                        [hot, *queued[i:i + WORKER_GROUP - 1]])
-    return posting_ms, (backend_cpu_ns(pid) - start) / max(1, applied) / 1e6
+    return posting_ms, (backend_cpu_ns(pid) - start) / max(1, applied) / 1e6, *sync_ms
+
+
+async def serial_sync(conn: asyncpg.Connection, pid: int, ledger_id: str, calls: int, kind: str) -> float:
+    """`calls` sync postings (SERIAL_SYNC) of one kind: `sync`, two random accounts both applied now; `card`, a card
+    authorization: a random card account applied now under a balance lock, against the hot account, queued;
+    `locked`, the hot account (its history: every posting of the mix) applied now under its lock_version (the one
+    the previous posting answered), against a random account, queued. Backend CPU in ms per posting."""
+    post = await conn.prepare(SERIAL_SYNC)
+    hot = uuid.UUID(account_uuid(1))
+    version = await conn.fetchval("SELECT lock_version + (SELECT count(*) FROM balance_effects WHERE account_id = $1"
+                                  " AND applied_at IS NULL) FROM account_balances WHERE account_id = $1", hot)
+    start = backend_cpu_ns(pid)
+    for i in range(calls):
+        a = uuid.UUID(account_uuid(2 + (i * 7919 + calls) % (ACCOUNTS - 1)))
+        b = hot if kind == "card" else uuid.UUID(account_uuid(2 + (i * 104729 + 1 + calls) % (ACCOUNTS - 1)))
+        if a == b:
+            b = uuid.UUID(account_uuid(2 + (i * 104729 + 2 + calls) % (ACCOUNTS - 1)))
+        accounts, applied, checks = [a, b], [a, b], []
+        if kind == "card":
+            applied, checks = [a], [{"account_id": str(a), "available_balance_amount": {"gte": -10 ** 15}}]
+        elif kind == "locked":
+            accounts, applied, checks = [hot, b], [hot], [{"account_id": str(hot), "lock_version": version}]
+        answer = await post.fetchval(TENANT, uuid.uuid4(), uuid.UUID(ledger_id), [uuid.uuid4(), uuid.uuid4()],
+                                     accounts, applied, json.dumps(checks))
+        if kind == "locked":
+            version = json.loads(answer)["entries"][0]["lock_version"]
+    return (backend_cpu_ns(pid) - start) / calls / 1e6
 
 
 async def serial(rounds: int, calls: int) -> dict:
@@ -362,16 +399,18 @@ async def serial(rounds: int, calls: int) -> dict:
         for name in ledgers:
             conns[name] = await asyncpg.connect(pg.database_url(name))
             pids[name] = await conns[name].fetchval("SELECT pg_backend_pid()")
-        print(f"# database tier, serial: one client, the mix's write as the cell sends it and the worker's apply, "
+        print(f"# database tier, serial: one client, the mix's write as the cell sends it, sync postings and the worker's apply, "
               f"before = {BASELINE}, after = this checkout; {rounds} rounds of {calls} postings, backend CPU")
-        rows: dict[str, dict[str, list[float]]] = {name: {"posting": [], "apply": []} for name in ledgers}
+        rows: dict[str, dict[str, list[float]]] = {name: {"posting": [], "apply": [], "sync": [], "card": [], "locked": []}
+                                                   for name in ledgers}
         for r in range(rounds):
             for name in (list(ledgers) if r % 2 == 0 else list(reversed(ledgers))):
-                posting, apply = await serial_round(conns[name], pids[name], ledgers[name], calls)
-                rows[name]["posting"].append(posting)
-                rows[name]["apply"].append(apply)
+                for what, value in zip(("posting", "apply", "sync", "card", "locked"),
+                                       await serial_round(conns[name], pids[name], ledgers[name], calls)):
+                    rows[name][what].append(value)
         results = {}
-        for what, unit, scale in (("posting", "ms/call", 1), ("apply", "us/effect", 1000)):
+        for what, unit, scale in (("posting", "ms/call", 1), ("apply", "us/effect", 1000), ("sync", "ms/call", 1),
+                                  ("card", "ms/call", 1), ("locked", "ms/call", 1)):
             b, a = (statistics.median(rows[n][what]) * scale for n in ("before", "after"))
             ratio = statistics.median(x / y for x, y in zip(rows["after"][what], rows["before"][what]))
             results[what] = {"before": b, "after": a, "paired_after_over_before": ratio}

@@ -13,21 +13,14 @@ CREATE OR REPLACE FUNCTION ledger_apply(p_accounts uuid[], p_tenant text DEFAULT
 RETURNS integer LANGUAGE plpgsql AS $$
 DECLARE
     v_locked uuid[];
-    v_versions bigint[];
-    v_pending_debits numeric[];
-    v_pending_credits numeric[];
-    v_posted_debits numeric[];
-    v_posted_credits numeric[];
+    v_balances account_balances[];  -- the locked rows, in v_locked's order (two aggregates, not six)
     v_applied integer;
     v_monitored boolean;
     v_past uuid[];
 BEGIN
-    SELECT array_agg(account_id), array_agg(lock_version), array_agg(pending_debits), array_agg(pending_credits),
-           array_agg(posted_debits), array_agg(posted_credits)
-    INTO v_locked, v_versions, v_pending_debits, v_pending_credits, v_posted_debits, v_posted_credits FROM (
-        SELECT account_id, lock_version, pending_debits, pending_credits, posted_debits, posted_credits
-        FROM account_balances WHERE account_id = ANY(p_accounts)
-        ORDER BY account_id FOR UPDATE) s;
+    SELECT array_agg(s.account_id), array_agg(s.ab) INTO v_locked, v_balances FROM (
+        SELECT ab.account_id, ab FROM account_balances ab WHERE ab.account_id = ANY(p_accounts)
+        ORDER BY ab.account_id FOR UPDATE) s;
     IF cardinality(p_new) > 0 AND EXISTS (
             SELECT 1 FROM unnest(p_new) n WHERE v_locked IS NULL OR n.account_id <> ALL(v_locked)) THEN
         RAISE EXCEPTION 'ledger_apply: a new effect names an account that is not locked';
@@ -40,19 +33,18 @@ BEGIN
     -- queued effects in sequence order (part 1), then p_new in the order given (part 2). The running sums are the
     -- resulting balances and lock version after each effect: no join of the effects to the balances.
     WITH src AS (
-        SELECT 0 AS part, NULL::bigint AS seq, 0::bigint AS ord, b.account_id, NULL::uuid AS entry_id,
-               NULL::text AS kind, NULL::timestamptz AS effective_at, b.lock_version AS d_version,
+        SELECT 0 AS part, NULL::bigint AS seq, NULL::tid AS row_id, 0::bigint AS ord, b.account_id,
+               NULL::uuid AS entry_id, NULL::text AS kind, NULL::timestamptz AS effective_at, b.lock_version AS d_version,
                b.pending_debits AS d_pending_debits, b.pending_credits AS d_pending_credits,
                b.posted_debits AS d_posted_debits, b.posted_credits AS d_posted_credits
-        FROM unnest(v_locked, v_versions, v_pending_debits, v_pending_credits, v_posted_debits, v_posted_credits)
-            AS b(account_id, lock_version, pending_debits, pending_credits, posted_debits, posted_credits)
+        FROM unnest(v_balances) b
         UNION ALL
-        SELECT 1, e.seq, 0, e.account_id, e.entry_id, e.kind, e.effective_at, 1,
+        SELECT 1, e.seq, e.ctid, 0, e.account_id, e.entry_id, e.kind, e.effective_at, 1,
                e.d_pending_debits, e.d_pending_credits, e.d_posted_debits, e.d_posted_credits
         FROM balance_effects e
         WHERE e.account_id = ANY(v_locked) AND e.applied_at IS NULL
         UNION ALL
-        SELECT 2, NULL, n.ord, n.account_id, n.entry_id, n.kind, n.effective_at, 1,
+        SELECT 2, NULL, NULL, n.ord, n.account_id, n.entry_id, n.kind, n.effective_at, 1,
                n.d_pending_debits, n.d_pending_credits, n.d_posted_debits, n.d_posted_credits
         FROM unnest(p_new) WITH ORDINALITY AS n(account_id, entry_id, kind, d_pending_debits, d_pending_credits,
                                                 d_posted_debits, d_posted_credits, effective_at, ord)
@@ -68,12 +60,16 @@ BEGIN
     ), eff AS (
         SELECT * FROM running WHERE part > 0
     ), marked AS (
+        -- The queued effects folded, each reached by the row id the fold read it at (a TID scan per effect; none
+        -- updates them meanwhile: that takes the balance rows' locks, held here). Joined on seq, a generic plan made
+        -- while balance_effects was small walked its whole primary key for every sync posting; given seq = ANY of
+        -- the folded ones too, the nested loop (the only join these routines allow) compared every pair.
         UPDATE balance_effects be
         SET applied_at = clock_timestamp(), lock_version = eff.lock_version,
             pending_debits = eff.pending_debits, pending_credits = eff.pending_credits,
             posted_debits = eff.posted_debits, posted_credits = eff.posted_credits
         FROM eff
-        WHERE eff.part = 1 AND be.seq = eff.seq
+        WHERE eff.part = 1 AND be.ctid = eff.row_id
         RETURNING 1
     ), inserted AS (
         INSERT INTO balance_effects (tenant_id, account_id, entry_id, kind, d_pending_debits, d_pending_credits,

@@ -22,8 +22,11 @@ BEGIN
                                            ab.posted_debits, ab.posted_credits) lb
         WHERE ab.account_id = v_account;
         IF c ? 'lock_version' THEN
-            SELECT min(lock_version) - 1 INTO v_pre FROM balance_effects
-            WHERE account_id = v_account AND entry_id = ANY(p_entry_ids);
+            -- The posting's own effects, reached by entry_id alone, the account a FILTER: `account_id = ` in WHERE
+            -- let min() walk the account's whole history in balance_effects_version (oldest first, the posting's
+            -- effects being the newest), in a generic plan made while that was short.
+            SELECT min(lock_version) FILTER (WHERE account_id = v_account) - 1 INTO v_pre FROM balance_effects
+            WHERE entry_id = ANY(p_entry_ids);
             IF v_pre IS DISTINCT FROM (c->>'lock_version')::bigint THEN
                 RAISE EXCEPTION 'lock_version_mismatch' USING ERRCODE = 'LG002',
                     DETAIL = jsonb_build_object('ledger_account_id', v_account,

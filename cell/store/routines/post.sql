@@ -46,6 +46,7 @@ DECLARE
     v_headroom_low boolean;  -- an account past 2^62 or an entry past 2^40: ledger_headroom's exact check
     v_failed boolean := false;
     v_result jsonb;
+    v_entries jsonb := '[]';  -- the resulting balances of the entries applied now
 BEGIN
     PERFORM ledger_fence(p_tenant);
     IF p_idem_key IS NOT NULL THEN
@@ -166,16 +167,20 @@ BEGIN
             FROM ledger_effects_of(p_entry_ids, p_accounts, p_directions, p_amounts, 'entry', p_status = 'posted',
                                    array_fill(p_effective_at, ARRAY[cardinality(p_entry_ids)])) f
             WHERE f.account_id <> ALL(v_apply);
+            IF cardinality(v_apply) > 0 THEN
+                v_entries := ledger_entry_results(p_entry_ids);
+            END IF;
         ELSE
-            INSERT INTO ledger_transaction_versions (transaction_id, version, tenant_id, snapshot, prev_hash, hash,
-                                                     created_at)
-            VALUES (p_txn_id, 1, p_tenant, p_snapshot, NULL, ledger_version_hash(NULL, p_snapshot), v_now);
+            -- Every account applied now: the version, and the entries' resulting balances read in the same statement.
+            WITH version AS (
+                INSERT INTO ledger_transaction_versions (transaction_id, version, tenant_id, snapshot, prev_hash,
+                                                         hash, created_at)
+                VALUES (p_txn_id, 1, p_tenant, p_snapshot, NULL, ledger_version_hash(NULL, p_snapshot), v_now)
+            )
+            SELECT ledger_entry_results(p_entry_ids) INTO v_entries;
         END IF;
 
-        v_result := jsonb_build_object('created_at', v_now,
-                                       'entries', CASE WHEN cardinality(v_apply) = 0 THEN '[]'::jsonb
-                                                       ELSE ledger_entry_results(p_entry_ids) END,
-                                       'lock_wait_s', v_lock_wait);
+        v_result := jsonb_build_object('created_at', v_now, 'entries', v_entries, 'lock_wait_s', v_lock_wait);
     END IF;
     IF p_events IS NOT NULL THEN
         PERFORM ledger_events(p_tenant, p_events, v_now, v_result);  -- events (0041): one row per event
