@@ -81,6 +81,28 @@ def draw_legs(draw, accounts: list) -> tuple[int, list[tuple]]:
     return ledger, draw(st.permutations(legs), label="legs")
 
 
+# -- the books and balance locks both posting machines draw ------------------------------------------------
+
+# Two ledgers; ledger 0 holds USD and EUR accounts, ledger 1 USD only (same currency, separate books).
+LAYOUT = [(0, "USD"), (0, "USD"), (0, "USD"), (0, "EUR"), (0, "EUR"), (1, "USD"), (1, "USD")]
+LOCK_FIELDS = ("pending_balance_amount", "posted_balance_amount", "available_balance_amount")
+OPS = {"gt": lambda a, b: a > b, "gte": lambda a, b: a >= b, "lt": lambda a, b: a < b,
+       "lte": lambda a, b: a <= b, "eq": lambda a, b: a == b}
+
+
+def draw_balance_lock(draw, projected: dict[str, int], stale: dict[str, int] | None = None) -> tuple[str, dict, bool]:
+    """A balance lock on one of an entry's account balances: (field, {operator: bound}, whether it holds on
+    `projected`, the account's balances once the posting is written). The bound is drawn around the projected
+    balance, or, given `stale` (balances a lock checked too early would see), around either."""
+    name = draw(st.sampled_from(LOCK_FIELDS))
+    op = draw(st.sampled_from(sorted(OPS)))
+    result = projected[name]
+    base = result if stale is None else draw(st.sampled_from([result, stale[name]]))
+    target = base + draw(st.one_of(st.sampled_from([-1, 0, 0, 1]), st.integers(-1000, 1000)))
+    target = max(-(2**63), min(2**63 - 1, target))  # a lock's bound is a signed 64-bit integer
+    return name, {op: target}, OPS[op](result, target)
+
+
 # -- the status rules both machines check (the same API contract, against either model) -----------------------
 
 def draw_transition(draw, txns: list, pending_weight: int) -> tuple:
