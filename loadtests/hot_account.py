@@ -45,7 +45,7 @@ from control_plane.devstack import (
     free_port,
     remove_tree,
 )
-from loadtests.bench import pgbench_account, pgbench_run, posting_sql
+from loadtests.bench import pgbench_account, pgbench_run, posting_sql, seed_ledger
 from loadtests.httpload import run_load
 from loadtests.monitor import scrape
 from worker.settings import WorkerSettings
@@ -76,14 +76,8 @@ async def setup_books(url: str, cards: int) -> tuple[str, str]:
         await migrate(conn)
         await create_tenant(conn, TENANT, "hot-account benchmark")
         _, secret = await create_api_key(conn, TENANT)
-        ledger_id = uuid.uuid4()
-        await conn.execute("INSERT INTO ledgers (id, tenant_id, name) VALUES ($1, $2, 'cards')", ledger_id, TENANT)
         rows = [(SETTLEMENT, "settlement", "credit")] + [(card_id(i), f"card {i}", "debit") for i in range(1, cards + 1)]
-        await conn.copy_records_to_table(
-            "ledger_accounts", records=[(a, TENANT, ledger_id, name, nb, "USD", 2) for a, name, nb in rows],
-            columns=["id", "tenant_id", "ledger_id", "name", "normal_balance", "currency", "currency_exponent"])
-        await conn.copy_records_to_table("account_balances", records=[(a, TENANT) for a, _, _ in rows],
-                                         columns=["account_id", "tenant_id"])
+        ledger_id = await seed_ledger(conn, TENANT, "cards", rows)
         await conn.execute("ANALYZE")
         return str(ledger_id), secret
     finally:
