@@ -51,19 +51,26 @@ async def seed_ledger(conn: asyncpg.Connection, tenant: str, name: str,
     return ledger_id
 
 
-async def setup_books(url: str, accounts: int) -> tuple[str, str]:
-    """A tenant, its key, one ledger and `accounts` accounts with predictable ids (for pgbench)."""
+async def seed_books(url: str, tenant: str, description: str, ledger: str,
+                     accounts: list[tuple[uuid.UUID, str, str]]) -> tuple[str, str]:
+    """A benchmark's books in a fresh database: migrated, the tenant and its key, one ledger with `accounts`
+    (seed_ledger), statistics gathered. Returns (ledger id, API key secret)."""
     conn = await asyncpg.connect(url)
     try:
         await migrate(conn)
-        await create_tenant(conn, TENANT, "benchmark")
-        _, secret = await create_api_key(conn, TENANT)
-        ledger_id = str(await seed_ledger(conn, TENANT, "bench", [
-            (uuid.UUID(account_uuid(i)), f"acct {i}", "credit" if i % 2 else "debit") for i in range(1, accounts + 1)]))
+        await create_tenant(conn, tenant, description)
+        _, secret = await create_api_key(conn, tenant)
+        ledger_id = await seed_ledger(conn, tenant, ledger, accounts)
         await conn.execute("ANALYZE")
-        return ledger_id, secret
+        return str(ledger_id), secret
     finally:
         await conn.close()
+
+
+async def setup_books(url: str, accounts: int) -> tuple[str, str]:
+    """A tenant, its key, one ledger and `accounts` accounts with predictable ids (for pgbench)."""
+    return await seed_books(url, TENANT, "benchmark", "bench", [
+        (uuid.UUID(account_uuid(i)), f"acct {i}", "credit" if i % 2 else "debit") for i in range(1, accounts + 1)])
 
 
 def pgbench_run(pg: EmbeddedPostgres, dbname: str, script_text: str, clients: int, duration_s: float,

@@ -34,9 +34,7 @@ import asyncpg
 import httpx
 import psutil
 
-from cell.service.tenants import create_api_key, create_tenant
 from cell.settings import CellSettings
-from cell.store.migrate import migrate
 from cell.store.verify import verify
 from control_plane.devstack import (
     EmbeddedPostgres,
@@ -45,7 +43,7 @@ from control_plane.devstack import (
     free_port,
     remove_tree,
 )
-from loadtests.bench import pgbench_account, pgbench_run, posting_sql, seed_ledger
+from loadtests.bench import pgbench_account, pgbench_run, posting_sql, seed_books
 from loadtests.httpload import run_load
 from loadtests.monitor import scrape
 from worker.settings import WorkerSettings
@@ -71,17 +69,8 @@ def card_id(i: int) -> uuid.UUID:
 
 async def setup_books(url: str, cards: int) -> tuple[str, str]:
     """A tenant and key, a ledger, `cards` debit-normal card accounts and the credit-normal settlement."""
-    conn = await asyncpg.connect(url)
-    try:
-        await migrate(conn)
-        await create_tenant(conn, TENANT, "hot-account benchmark")
-        _, secret = await create_api_key(conn, TENANT)
-        rows = [(SETTLEMENT, "settlement", "credit")] + [(card_id(i), f"card {i}", "debit") for i in range(1, cards + 1)]
-        ledger_id = await seed_ledger(conn, TENANT, "cards", rows)
-        await conn.execute("ANALYZE")
-        return str(ledger_id), secret
-    finally:
-        await conn.close()
+    return await seed_books(url, TENANT, "hot-account benchmark", "cards", [(SETTLEMENT, "settlement", "credit")] + [
+        (card_id(i), f"card {i}", "debit") for i in range(1, cards + 1)])
 
 
 def payment_request(ledger_id: str, cards: int):
