@@ -21,6 +21,22 @@ class Sums:
                     self.posted_debits + o.posted_debits, self.posted_credits + o.posted_credits)
 
 
+def sums(pairs) -> Sums:
+    """The sums of (entry, its transaction's status) pairs: pending balances count pending and posted entries,
+    posted balances posted ones; archived ones count nowhere."""
+    pd = pc = od = oc = 0
+    for entry, status in pairs:
+        if status not in ("pending", "posted"):
+            continue
+        if entry.direction == "debit":
+            pd += entry.amount
+            od += entry.amount if status == "posted" else 0
+        else:
+            pc += entry.amount
+            oc += entry.amount if status == "posted" else 0
+    return Sums(pd, pc, od, oc)
+
+
 def amounts(s: Sums, normal: str) -> dict[str, int]:
     if normal == "credit":
         return {"pending_balance_amount": s.pending_credits - s.pending_debits,

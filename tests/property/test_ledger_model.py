@@ -41,6 +41,7 @@ from property_model import (
     overflows,
     reversal_refused,
     rfc3339,
+    sums,
     view,
 )
 
@@ -55,21 +56,6 @@ TIMEOUT_S = int(os.environ.get("PROPERTY_TIMEOUT_S", "900"))
 
 
 # -- the model ------------------------------------------------------------------------------------------------
-
-
-def sums(pairs) -> Sums:
-    """Pending balances count pending and posted entries, posted balances posted ones; archived count nowhere."""
-    pd = pc = od = oc = 0
-    for entry, status in pairs:
-        if status not in ("pending", "posted"):
-            continue
-        if entry.direction == "debit":
-            pd += entry.amount
-            od += entry.amount if status == "posted" else 0
-        else:
-            pc += entry.amount
-            oc += entry.amount if status == "posted" else 0
-    return Sums(pd, pc, od, oc)
 
 
 @dataclass
