@@ -107,8 +107,7 @@ async def update_account(ctx: CellContext, tenant_id: str, account_id: uuid.UUID
             current = await store.fetch(conn, tenant_id, account_id)
             if current is None:
                 raise NotFound(f"ledger account {account_id} not found")
-            metadata = None if cmd.metadata is UNSET else merge_metadata(
-                current["metadata"], cmd.metadata, ctx.settings.metadata_keys_max)
+            metadata = merge_metadata(current["metadata"], cmd.metadata, ctx.settings.metadata_keys_max)
             if unchanged(current, name=cmd.name, description=cmd.description, sync_only=cmd.sync_only,
                          metadata=UNSET if metadata is None else metadata):
                 return views.account(current)  # a no-op PATCH writes nothing (updated_at kept)

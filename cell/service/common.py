@@ -87,8 +87,11 @@ def parse_uuid(value: str, what: str) -> uuid.UUID:
         raise NotFound(f"{what} {value} not found") from exc
 
 
-def merge_metadata(current: dict, changes: dict, keys_max: int) -> dict:
-    """PATCH semantics: given keys are set; a key set to "" is removed."""
+def merge_metadata(current: dict, changes, keys_max: int) -> dict | None:
+    """PATCH semantics: given keys are set; a key set to "" is removed. None when the PATCH gives no metadata
+    (UNSET): it stays as it is."""
+    if changes is msgspec.UNSET:
+        return None
     merged = dict(current)
     for key, value in changes.items():
         if value == "":

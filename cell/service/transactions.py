@@ -371,8 +371,7 @@ async def update_transaction(ctx: CellContext, tenant_id: str, txn_id: uuid.UUID
     async def work(conn: asyncpg.Connection) -> tuple[TransactionState, str | None]:
         current, version, view = await _state_and_view(conn, tenant_id, txn_id)
         status = None if cmd.status is UNSET or cmd.status == current.status else cmd.status
-        metadata = None if cmd.metadata is UNSET else merge_metadata(
-            current.metadata, cmd.metadata, ctx.settings.metadata_keys_max)
+        metadata = merge_metadata(current.metadata, cmd.metadata, ctx.settings.metadata_keys_max)
         if metadata == current.metadata:
             metadata = None
         description_changed = cmd.description is not UNSET and cmd.description != current.description

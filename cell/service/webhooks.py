@@ -69,8 +69,7 @@ async def update_endpoint(conn: asyncpg.Connection, tenant_id: str, endpoint_id:
     async with conn.transaction():
         await store_tenants.fence(conn, tenant_id)
         current = await _row(conn, tenant_id, endpoint_id)
-        metadata = None if cmd.metadata is UNSET else merge_metadata(current["metadata"], cmd.metadata,
-                                                                      metadata_keys_max)
+        metadata = merge_metadata(current["metadata"], cmd.metadata, metadata_keys_max)
         row = await store.update_endpoint(
             conn, tenant_id, endpoint_id, url=None if cmd.url is UNSET else cmd.url,
             event_names=None if cmd.event_names is UNSET else sorted(set(cmd.event_names)),
