@@ -104,6 +104,22 @@ def pgbench_floor(pg: EmbeddedPostgres, dbname: str, ledger_id: str, accounts: i
     return pgbench_run(pg, dbname, script, clients, duration_s, workdir)
 
 
+def wait_ready(port: int, proc: subprocess.Popen, stop, failure: str, wait_s_max: float = 30) -> None:
+    """Until the cell on `port` answers /readyz with 200; if its process `proc` exits or wait_s_max passes first,
+    `stop()` it and raise RuntimeError(failure)."""
+    deadline = time.monotonic() + wait_s_max
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            stop()
+            raise RuntimeError(failure)
+        time.sleep(0.1)
+
+
 class CellProcess:
     """One cell server process under the chosen ASGI server."""
 
@@ -118,17 +134,7 @@ class CellProcess:
                    "--port", str(self.port), "--no-ws", "--log-level", "warning", "cell.asgi:app"]
         self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                      start_new_session=True)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{self.port}/readyz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"the cell under {server} did not start")
-            time.sleep(0.1)
+        wait_ready(self.port, self.proc, self.stop, f"the cell under {server} did not start")
 
     def stop(self) -> None:
         self.proc.terminate()

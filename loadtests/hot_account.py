@@ -31,7 +31,6 @@ import uuid
 from pathlib import Path
 
 import asyncpg
-import httpx
 import psutil
 
 from cell.settings import CellSettings
@@ -43,7 +42,7 @@ from control_plane.devstack import (
     free_port,
     remove_tree,
 )
-from loadtests.bench import pgbench_account, pgbench_run, posting_sql, seed_books
+from loadtests.bench import pgbench_account, pgbench_run, posting_sql, seed_books, wait_ready
 from loadtests.httpload import run_load
 from loadtests.monitor import scrape
 from worker.settings import WorkerSettings
@@ -116,17 +115,9 @@ def start_cell(database_url: str, mode: str, workdir: Path, sqs_endpoint: str = 
                 "CELL_PROCESSES": os.environ.get("HOT_CELL_PROCESSES", "1")})
     cell = Process([sys.executable, "-m", "cell"], env, workdir / f"cell-{mode}.log")
     cell.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
-    deadline = time.monotonic() + START_WAIT_S_MAX
-    while True:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                return cell, port
-        except httpx.HTTPError:
-            pass
-        if cell.proc.poll() is not None or time.monotonic() > deadline:
-            cell.stop()
-            raise RuntimeError(f"the {mode} cell did not start; see {workdir}/cell-{mode}.log")
-        time.sleep(0.1)
+    wait_ready(port, cell.proc, cell.stop, f"the {mode} cell did not start; see {workdir}/cell-{mode}.log",
+               START_WAIT_S_MAX)
+    return cell, port
 
 
 def start_worker(database_url: str, broker_url: str, sqs_endpoint: str, queue_url: str, workdir: Path, mode: str,
