@@ -99,6 +99,13 @@ def _run(work, *, migrated: bool = True):
         _fail(ctx, error)
 
 
+def _emit_once(ctx: Context, row: dict, what: str, why: str = "") -> None:
+    """A row holding a secret stored only as a hash: shown this once, and a pretty reader is told to keep it."""
+    _emit(ctx, row)
+    if ctx.format == "pretty":
+        click.echo(f"Store {what} now{f' ({why})' if why else ''}: it cannot be shown again.", err=True)
+
+
 def _confirm(ctx: Context, plan: list[str], expected: str, yes: bool) -> None:
     """Show the plan; unless --yes, the operator types `expected` back (patronictl's way)."""
     click.echo("Plan:", err=True)
@@ -501,9 +508,7 @@ def keys_create(tenant_id: str) -> None:
     """Create an API key. The secret is shown once, now."""
     ctx = click.get_current_context().find_object(Context)
     row, secret = _run(lambda conn, s: operations.create_key(conn, s, tenant_id))
-    _emit(ctx, {**row, "secret": secret})
-    if ctx.format == "pretty":
-        click.echo("Store the secret now: it cannot be shown again.", err=True)
+    _emit_once(ctx, {**row, "secret": secret}, "the secret")
 
 
 @keys.command("list")
@@ -553,10 +558,8 @@ def webhooks() -> None:
 def webhooks_add(tenant_id: str, url: str, event_names: tuple[str, ...], description: str | None) -> None:
     """Register an endpoint (https, a public address). Its signing key is shown once, now."""
     ctx = click.get_current_context().find_object(Context)
-    _emit(ctx, _run(lambda conn, s: cp_webhooks.add(conn, s, tenant_id, url, list(event_names), description)))
-    if ctx.format == "pretty":
-        click.echo("Store the webhook_key now (receivers check X-Signature with it): it cannot be shown again.",
-                   err=True)
+    endpoint = _run(lambda conn, s: cp_webhooks.add(conn, s, tenant_id, url, list(event_names), description))
+    _emit_once(ctx, endpoint, "the webhook_key", "receivers check X-Signature with it")
 
 
 @webhooks.command("list")

@@ -37,27 +37,40 @@ def account_uuid(i: int) -> str:
     return f"00000000-0000-4000-8000-{i:012d}"
 
 
-async def setup_books(url: str, accounts: int) -> tuple[str, str]:
-    """A tenant, its key, one ledger and `accounts` accounts with predictable ids (for pgbench)."""
+async def seed_ledger(conn: asyncpg.Connection, tenant: str, name: str,
+                      accounts: list[tuple[uuid.UUID, str, str]]) -> uuid.UUID:
+    """A ledger and its USD accounts ((id, name, normal balance), each with its zero balances) written straight
+    into the tables: large books in a moment, where the API would take minutes."""
+    ledger_id = uuid.uuid4()
+    await conn.execute("INSERT INTO ledgers (id, tenant_id, name) VALUES ($1, $2, $3)", ledger_id, tenant, name)
+    await conn.copy_records_to_table(
+        "ledger_accounts", records=[(a, tenant, ledger_id, n, normal, "USD", 2) for a, n, normal in accounts],
+        columns=["id", "tenant_id", "ledger_id", "name", "normal_balance", "currency", "currency_exponent"])
+    await conn.copy_records_to_table("account_balances", records=[(a, tenant) for a, _, _ in accounts],
+                                     columns=["account_id", "tenant_id"])
+    return ledger_id
+
+
+async def seed_books(url: str, tenant: str, description: str, ledger: str,
+                     accounts: list[tuple[uuid.UUID, str, str]]) -> tuple[str, str]:
+    """A benchmark's books in a fresh database: migrated, the tenant and its key, one ledger with `accounts`
+    (seed_ledger), statistics gathered. Returns (ledger id, API key secret)."""
     conn = await asyncpg.connect(url)
     try:
         await migrate(conn)
-        await create_tenant(conn, TENANT, "benchmark")
-        _, secret = await create_api_key(conn, TENANT)
-        ledger_id = str(uuid.uuid4())
-        await conn.execute("INSERT INTO ledgers (id, tenant_id, name) VALUES ($1, $2, 'bench')", uuid.UUID(ledger_id),
-                           TENANT)
-        rows = [(uuid.UUID(account_uuid(i)), TENANT, uuid.UUID(ledger_id), f"acct {i}",
-                 "credit" if i % 2 else "debit") for i in range(1, accounts + 1)]
-        await conn.copy_records_to_table(
-            "ledger_accounts", records=[(*r, "USD", 2) for r in rows],
-            columns=["id", "tenant_id", "ledger_id", "name", "normal_balance", "currency", "currency_exponent"])
-        await conn.copy_records_to_table("account_balances", records=[(r[0], TENANT) for r in rows],
-                                         columns=["account_id", "tenant_id"])
+        await create_tenant(conn, tenant, description)
+        _, secret = await create_api_key(conn, tenant)
+        ledger_id = await seed_ledger(conn, tenant, ledger, accounts)
         await conn.execute("ANALYZE")
-        return ledger_id, secret
+        return str(ledger_id), secret
     finally:
         await conn.close()
+
+
+async def setup_books(url: str, accounts: int) -> tuple[str, str]:
+    """A tenant, its key, one ledger and `accounts` accounts with predictable ids (for pgbench)."""
+    return await seed_books(url, TENANT, "benchmark", "bench", [
+        (uuid.UUID(account_uuid(i)), f"acct {i}", "credit" if i % 2 else "debit") for i in range(1, accounts + 1)])
 
 
 def pgbench_run(pg: EmbeddedPostgres, dbname: str, script_text: str, clients: int, duration_s: float,
@@ -91,6 +104,22 @@ def pgbench_floor(pg: EmbeddedPostgres, dbname: str, ledger_id: str, accounts: i
     return pgbench_run(pg, dbname, script, clients, duration_s, workdir)
 
 
+def wait_ready(port: int, proc: subprocess.Popen, stop, failure: str, wait_s_max: float = 30) -> None:
+    """Until the cell on `port` answers /readyz with 200; if its process `proc` exits or wait_s_max passes first,
+    `stop()` it and raise RuntimeError(failure)."""
+    deadline = time.monotonic() + wait_s_max
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            stop()
+            raise RuntimeError(failure)
+        time.sleep(0.1)
+
+
 class CellProcess:
     """One cell server process under the chosen ASGI server."""
 
@@ -105,17 +134,7 @@ class CellProcess:
                    "--port", str(self.port), "--no-ws", "--log-level", "warning", "cell.asgi:app"]
         self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                      start_new_session=True)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{self.port}/readyz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"the cell under {server} did not start")
-            time.sleep(0.1)
+        wait_ready(self.port, self.proc, self.stop, f"the cell under {server} did not start")
 
     def stop(self) -> None:
         self.proc.terminate()

@@ -37,6 +37,7 @@ from cell.store import audit
 from control_plane import catalog, operations
 from control_plane.devstack import EmbeddedPostgres, EmbeddedValkey, free_port, remove_tree
 from control_plane.settings import ControlPlaneSettings
+from loadtests.bench import seed_ledger
 from loadtests.router_overhead import _spawn, _stop, _wait_ready
 
 ACCOUNTS = 20
@@ -165,19 +166,12 @@ async def create_books(cp: asyncpg.Connection, settings: ControlPlaneSettings, c
     await operations.create_tenant(cp, settings, tenant, "move bench", cell)
     await operations.set_rate_limit(cp, settings, tenant, 1_000_000, 1_000_000)
     _, secret = await operations.create_key(cp, settings, tenant)
-    ledger = uuid.uuid4()
     accounts = [uuid.uuid4() for _ in range(ACCOUNTS)]
     conn = await asyncpg.connect(cell_db_url)
     try:
         async with conn.transaction():
-            await conn.execute("INSERT INTO ledgers (id, tenant_id, name) VALUES ($1, $2, 'bench')", ledger, tenant)
-            await conn.copy_records_to_table(
-                "ledger_accounts", columns=["id", "tenant_id", "ledger_id", "name", "normal_balance", "currency",
-                                            "currency_exponent"],
-                records=[(a, tenant, ledger, f"acct {i}", "debit" if i % 2 else "credit", "USD", 2)
-                         for i, a in enumerate(accounts)])
-            await conn.copy_records_to_table("account_balances", columns=["account_id", "tenant_id"],
-                                             records=[(a, tenant) for a in accounts])
+            ledger = await seed_ledger(conn, tenant, "bench", [(a, f"acct {i}", "debit" if i % 2 else "credit")
+                                                               for i, a in enumerate(accounts)])
             await conn.execute("INSERT INTO webhook_endpoints (id, tenant_id, url, key, active) "
                                "VALUES ($1, $2, 'http://127.0.0.1:9/hook', 'k', false)", uuid.uuid4(), tenant)
     finally:

@@ -37,6 +37,7 @@ from loadtests.bench import (
     pgbench_run,
     posting_sql,
     requests_for,
+    seed_ledger,
     setup_books,
 )
 from loadtests import httpload
@@ -54,14 +55,8 @@ async def setup_other_tenant(url: str) -> tuple[str, str]:
     try:
         await create_tenant(conn, OTHER, "benchmark")
         _, secret = await create_api_key(conn, OTHER)
-        ledger_id = uuid.uuid4()
-        await conn.execute("INSERT INTO ledgers (id, tenant_id, name) VALUES ($1, $2, 'bench')", ledger_id, OTHER)
-        ids = [uuid.UUID(account_uuid(OTHER_OFFSET + i)) for i in range(1, ACCOUNTS + 1)]
-        await conn.executemany(
-            "INSERT INTO ledger_accounts (id, tenant_id, ledger_id, name, normal_balance, currency, currency_exponent)"
-            " VALUES ($1, $2, $3, 'a', 'debit', 'USD', 2)", [(i, OTHER, ledger_id) for i in ids])
-        await conn.executemany("INSERT INTO account_balances (account_id, tenant_id) VALUES ($1, $2)",
-                               [(i, OTHER) for i in ids])
+        ledger_id = await seed_ledger(conn, OTHER, "bench", [
+            (uuid.UUID(account_uuid(OTHER_OFFSET + i)), "a", "debit") for i in range(1, ACCOUNTS + 1)])
         await conn.execute("ANALYZE")
         return str(ledger_id), secret
     finally:

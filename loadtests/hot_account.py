@@ -31,12 +31,9 @@ import uuid
 from pathlib import Path
 
 import asyncpg
-import httpx
 import psutil
 
-from cell.service.tenants import create_api_key, create_tenant
 from cell.settings import CellSettings
-from cell.store.migrate import migrate
 from cell.store.verify import verify
 from control_plane.devstack import (
     EmbeddedPostgres,
@@ -45,7 +42,7 @@ from control_plane.devstack import (
     free_port,
     remove_tree,
 )
-from loadtests.bench import pgbench_account, pgbench_run, posting_sql
+from loadtests.bench import pgbench_account, pgbench_run, posting_sql, seed_books, wait_ready
 from loadtests.httpload import run_load
 from loadtests.monitor import scrape
 from worker.settings import WorkerSettings
@@ -71,23 +68,8 @@ def card_id(i: int) -> uuid.UUID:
 
 async def setup_books(url: str, cards: int) -> tuple[str, str]:
     """A tenant and key, a ledger, `cards` debit-normal card accounts and the credit-normal settlement."""
-    conn = await asyncpg.connect(url)
-    try:
-        await migrate(conn)
-        await create_tenant(conn, TENANT, "hot-account benchmark")
-        _, secret = await create_api_key(conn, TENANT)
-        ledger_id = uuid.uuid4()
-        await conn.execute("INSERT INTO ledgers (id, tenant_id, name) VALUES ($1, $2, 'cards')", ledger_id, TENANT)
-        rows = [(SETTLEMENT, "settlement", "credit")] + [(card_id(i), f"card {i}", "debit") for i in range(1, cards + 1)]
-        await conn.copy_records_to_table(
-            "ledger_accounts", records=[(a, TENANT, ledger_id, name, nb, "USD", 2) for a, name, nb in rows],
-            columns=["id", "tenant_id", "ledger_id", "name", "normal_balance", "currency", "currency_exponent"])
-        await conn.copy_records_to_table("account_balances", records=[(a, TENANT) for a, _, _ in rows],
-                                         columns=["account_id", "tenant_id"])
-        await conn.execute("ANALYZE")
-        return str(ledger_id), secret
-    finally:
-        await conn.close()
+    return await seed_books(url, TENANT, "hot-account benchmark", "cards", [(SETTLEMENT, "settlement", "credit")] + [
+        (card_id(i), f"card {i}", "debit") for i in range(1, cards + 1)])
 
 
 def payment_request(ledger_id: str, cards: int):
@@ -133,17 +115,9 @@ def start_cell(database_url: str, mode: str, workdir: Path, sqs_endpoint: str = 
                 "CELL_PROCESSES": os.environ.get("HOT_CELL_PROCESSES", "1")})
     cell = Process([sys.executable, "-m", "cell"], env, workdir / f"cell-{mode}.log")
     cell.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
-    deadline = time.monotonic() + START_WAIT_S_MAX
-    while True:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                return cell, port
-        except httpx.HTTPError:
-            pass
-        if cell.proc.poll() is not None or time.monotonic() > deadline:
-            cell.stop()
-            raise RuntimeError(f"the {mode} cell did not start; see {workdir}/cell-{mode}.log")
-        time.sleep(0.1)
+    wait_ready(port, cell.proc, cell.stop, f"the {mode} cell did not start; see {workdir}/cell-{mode}.log",
+               START_WAIT_S_MAX)
+    return cell, port
 
 
 def start_worker(database_url: str, broker_url: str, sqs_endpoint: str, queue_url: str, workdir: Path, mode: str,

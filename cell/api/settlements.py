@@ -43,19 +43,20 @@ async def update_settlement(request: Request, settlement_id: FromPath[str]) -> R
 @patch("/api/ledger_account_settlements/{settlement_id:str}/ledger_entries",
        operation_class=documented(SettlementEntries, LedgerAccountSettlement, body_rules=_ENTRY_IDS))
 async def attach_entries(request: Request, settlement_id: FromPath[str]) -> Response:
-    _, req = await http.body_of(request, SettlementEntries)
-    return http.json(await settlements.change_entries(
-        http.context(request), http.tenant(request), parse_uuid(settlement_id, "ledger account settlement"), req,
-        attach=True))
+    return await _change_entries(request, settlement_id, attach=True)
 
 
 @delete("/api/ledger_account_settlements/{settlement_id:str}/ledger_entries", status_code=200,
         operation_class=documented(SettlementEntries, LedgerAccountSettlement, body_rules=_ENTRY_IDS))
 async def detach_entries(request: Request, settlement_id: FromPath[str]) -> Response:
+    return await _change_entries(request, settlement_id, attach=False)
+
+
+async def _change_entries(request: Request, settlement_id: str, *, attach: bool) -> Response:
     _, req = await http.body_of(request, SettlementEntries)
     return http.json(await settlements.change_entries(
         http.context(request), http.tenant(request), parse_uuid(settlement_id, "ledger account settlement"), req,
-        attach=False))
+        attach=attach))
 
 
 @get("/api/ledger_account_settlements", operation_class=documented(

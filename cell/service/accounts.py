@@ -13,7 +13,7 @@ from cell.ledger.commands import AccountCreate, AccountUpdate, currency_exponent
 from cell.ledger.errors import InvalidRequest, NotFound, PostingRejected
 from cell.ledger.models import Account, IdemKey
 from cell.service import categories, events, views
-from cell.service.common import Page, SeqPosition, cursors, merge_metadata, page_of, unchanged
+from cell.service.common import Page, merge_metadata, seq_page, unchanged
 from cell.service.context import CellContext
 from cell.service.ledgers import create_idempotently
 from cell.store import accounts as store
@@ -107,8 +107,7 @@ async def update_account(ctx: CellContext, tenant_id: str, account_id: uuid.UUID
             current = await store.fetch(conn, tenant_id, account_id)
             if current is None:
                 raise NotFound(f"ledger account {account_id} not found")
-            metadata = None if cmd.metadata is UNSET else merge_metadata(
-                current["metadata"], cmd.metadata, ctx.settings.metadata_keys_max)
+            metadata = merge_metadata(current["metadata"], cmd.metadata, ctx.settings.metadata_keys_max)
             if unchanged(current, name=cmd.name, description=cmd.description, sync_only=cmd.sync_only,
                          metadata=UNSET if metadata is None else metadata):
                 return views.account(current)  # a no-op PATCH writes nothing (updated_at kept)
@@ -125,8 +124,5 @@ async def update_account(ctx: CellContext, tenant_id: str, account_id: uuid.UUID
 
 async def list_accounts(ctx: CellContext, tenant_id: str, *, after_cursor: str | None, per_page: int,
                         **filters) -> Page[views.LedgerAccount]:
-    box = cursors(ctx.settings, tenant_id, "ledger_accounts")
-    after_seq, = box.open(after_cursor, SeqPosition) or (0,)
-    rows = await ctx.run(lambda conn: store.list_page(conn, tenant_id, after_seq=after_seq, limit=per_page + 1,
-                                                      **filters))
-    return page_of(rows, per_page, views.account, lambda r: box.seal((r["seq"],)))
+    return await seq_page(ctx, tenant_id, "ledger_accounts", after_cursor, per_page, views.account, store.list_page,
+                          **filters)

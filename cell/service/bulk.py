@@ -36,7 +36,7 @@ from cell.ledger.errors import (
 )
 from cell.ledger.models import IdemKey, Posting
 from cell.service import accounts, transactions, views
-from cell.service.common import Page, SeqPosition, cursors, page_of, parse_uuid
+from cell.service.common import Page, parse_uuid, seq_page
 from cell.service.context import CellContext
 from cell.service.ledgers import create_idempotently
 from cell.store import bulk as store
@@ -80,11 +80,8 @@ async def get_request(ctx: CellContext, tenant_id: str, request_id: uuid.UUID) -
 
 async def requests_page(ctx: CellContext, tenant_id: str, *, after_cursor: str | None, per_page: int,
                         **filters) -> Page[views.BulkRequest]:
-    box = cursors(ctx.settings, tenant_id, "bulk_requests")
-    after_seq, = box.open(after_cursor, SeqPosition) or (0,)
-    rows = await ctx.run(lambda conn: store.list_requests(conn, tenant_id, after_seq=after_seq, limit=per_page + 1,
-                                                          **filters))
-    return page_of(rows, per_page, views.bulk_request, lambda r: box.seal((r["seq"],)))
+    return await seq_page(ctx, tenant_id, "bulk_requests", after_cursor, per_page, views.bulk_request,
+                          store.list_requests, **filters)
 
 
 async def get_result(ctx: CellContext, tenant_id: str, result_id: uuid.UUID) -> views.BulkResult:
@@ -96,11 +93,8 @@ async def get_result(ctx: CellContext, tenant_id: str, result_id: uuid.UUID) -> 
 
 async def results_page(ctx: CellContext, tenant_id: str, *, after_cursor: str | None, per_page: int,
                        **filters) -> Page[views.BulkResult]:
-    box = cursors(ctx.settings, tenant_id, "bulk_results")
-    after_seq, = box.open(after_cursor, SeqPosition) or (0,)
-    rows = await ctx.run(lambda conn: store.list_results(conn, tenant_id, after_seq=after_seq, limit=per_page + 1,
-                                                         **filters))
-    return page_of(rows, per_page, views.bulk_result, lambda r: box.seal((r["seq"],)))
+    return await seq_page(ctx, tenant_id, "bulk_results", after_cursor, per_page, views.bulk_result,
+                          store.list_results, **filters)
 
 
 # ---- processing (the workers) -------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from cell.ledger.commands import CategoryCreate, CategoryUpdate, currency_expone
 from cell.ledger.errors import NotFound, PostingRejected
 from cell.ledger.models import Account, IdemKey
 from cell.service import events, views
-from cell.service.common import Page, SeqPosition, cursors, merge_metadata, page_of, unchanged
+from cell.service.common import Page, merge_metadata, seq_page, unchanged
 from cell.service.context import CellContext
 from cell.service.ledgers import create_idempotently
 from cell.store import categories as store
@@ -199,8 +199,7 @@ async def update_category(ctx: CellContext, tenant_id: str, category_id: uuid.UU
             current = await store.fetch_row(conn, tenant_id, category_id)
             if current is None:
                 raise _not_found(category_id)
-            metadata = None if cmd.metadata is UNSET else merge_metadata(
-                current["metadata"], cmd.metadata, ctx.settings.metadata_keys_max)
+            metadata = merge_metadata(current["metadata"], cmd.metadata, ctx.settings.metadata_keys_max)
             if unchanged(current, name=cmd.name, description=cmd.description, external_id=cmd.external_id,
                          metadata=UNSET if metadata is None else metadata):
                 return await _category(conn, tenant_id, category_id)  # a no-op PATCH writes nothing: no event
@@ -239,8 +238,5 @@ async def delete_category(ctx: CellContext, tenant_id: str, category_id: uuid.UU
 
 async def list_categories(ctx: CellContext, tenant_id: str, *, after_cursor: str | None, per_page: int,
                           as_of: AsOf = CURRENT, **filters) -> Page[views.LedgerAccountCategory]:
-    box = cursors(ctx.settings, tenant_id, "ledger_account_categories")
-    after_seq, = box.open(after_cursor, SeqPosition) or (0,)
-    rows = await ctx.run(lambda conn: store.list_page(conn, tenant_id, after_seq=after_seq, limit=per_page + 1,
-                                                      at=as_of.at, inclusive=as_of.inclusive, **filters))
-    return page_of(rows, per_page, views.category, lambda r: box.seal((r["seq"],)))
+    return await seq_page(ctx, tenant_id, "ledger_account_categories", after_cursor, per_page, views.category,
+                          store.list_page, at=as_of.at, inclusive=as_of.inclusive, **filters)

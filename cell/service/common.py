@@ -10,7 +10,7 @@ import re
 import secrets
 import uuid
 from datetime import datetime
-from typing import Annotated, Generic, TypeVar
+from typing import TYPE_CHECKING, Annotated, Generic, TypeVar
 
 import msgspec
 from cryptography.exceptions import InvalidTag
@@ -18,6 +18,9 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from cell.ledger.errors import InvalidRequest, NotFound
 from cell.settings import CellSettings
+
+if TYPE_CHECKING:
+    from cell.service.context import CellContext
 
 T = TypeVar("T")
 P = TypeVar("P")
@@ -84,8 +87,11 @@ def parse_uuid(value: str, what: str) -> uuid.UUID:
         raise NotFound(f"{what} {value} not found") from exc
 
 
-def merge_metadata(current: dict, changes: dict, keys_max: int) -> dict:
-    """PATCH semantics: given keys are set; a key set to "" is removed."""
+def merge_metadata(current: dict, changes, keys_max: int) -> dict | None:
+    """PATCH semantics: given keys are set; a key set to "" is removed. None when the PATCH gives no metadata
+    (UNSET): it stays as it is."""
+    if changes is msgspec.UNSET:
+        return None
     merged = dict(current)
     for key, value in changes.items():
         if value == "":
@@ -112,3 +118,13 @@ def page_of(rows: list, per_page: int, render, cursor_of) -> Page:
     more = len(rows) > per_page
     rows = rows[:per_page]
     return Page([render(r) for r in rows], cursor_of(rows[-1]) if more else None)
+
+
+async def seq_page(ctx: CellContext, tenant_id: str, list_name: str, after_cursor: str | None, per_page: int,
+                   render, read, /, **filters) -> Page:
+    """A page of a list in row-number order: `read(conn, tenant_id, after_seq=, limit=, **filters)` gives the rows
+    after the cursor's position (one more than per_page: it says there is a next page), sealed for `list_name`."""
+    box = cursors(ctx.settings, tenant_id, list_name)
+    after_seq, = box.open(after_cursor, SeqPosition) or (0,)
+    rows = await ctx.run(lambda conn: read(conn, tenant_id, after_seq=after_seq, limit=per_page + 1, **filters))
+    return page_of(rows, per_page, render, lambda r: box.seal((r["seq"],)))

@@ -12,7 +12,7 @@ from cell.ledger.commands import LedgerCreate, LedgerUpdate
 from cell.ledger.errors import NotFound
 from cell.ledger.models import IdemKey
 from cell.service import events, views
-from cell.service.common import Page, SeqPosition, cursors, merge_metadata, page_of, unchanged
+from cell.service.common import Page, merge_metadata, seq_page, unchanged
 from cell.service.context import CellContext
 from cell.service.idempotency import CREATED, answer_body, replay
 from cell.store import idempotency as store_idempotency
@@ -74,8 +74,7 @@ async def update_ledger(ctx: CellContext, tenant_id: str, ledger_id: uuid.UUID, 
             current = await store.fetch(conn, tenant_id, ledger_id)
             if current is None:
                 raise NotFound(f"ledger {ledger_id} not found")
-            metadata = None if cmd.metadata is UNSET else merge_metadata(
-                current["metadata"], cmd.metadata, ctx.settings.metadata_keys_max)
+            metadata = merge_metadata(current["metadata"], cmd.metadata, ctx.settings.metadata_keys_max)
             if unchanged(current, name=cmd.name, description=cmd.description,
                          metadata=UNSET if metadata is None else metadata):
                 return views.ledger(current)  # a no-op PATCH writes nothing (updated_at kept)
@@ -92,8 +91,5 @@ async def update_ledger(ctx: CellContext, tenant_id: str, ledger_id: uuid.UUID, 
 
 async def list_ledgers(ctx: CellContext, tenant_id: str, *, after_cursor: str | None, per_page: int,
                        metadata: dict | None) -> Page[views.Ledger]:
-    box = cursors(ctx.settings, tenant_id, "ledgers")
-    after_seq, = box.open(after_cursor, SeqPosition) or (0,)
-    rows = await ctx.run(lambda conn: store.list_page(conn, tenant_id, after_seq=after_seq, limit=per_page + 1,
-                                                      metadata=metadata))
-    return page_of(rows, per_page, views.ledger, lambda r: box.seal((r["seq"],)))
+    return await seq_page(ctx, tenant_id, "ledgers", after_cursor, per_page, views.ledger, store.list_page,
+                          metadata=metadata)

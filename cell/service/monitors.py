@@ -13,7 +13,7 @@ from cell.ledger.commands import MonitorCreate, MonitorUpdate
 from cell.ledger.errors import NotFound, PostingRejected
 from cell.ledger.models import IdemKey
 from cell.service import events, views
-from cell.service.common import Page, SeqPosition, cursors, merge_metadata, page_of
+from cell.service.common import Page, merge_metadata, seq_page
 from cell.service.context import CellContext
 from cell.service.ledgers import create_idempotently
 from cell.store import monitors as store
@@ -56,8 +56,7 @@ async def update_monitor(ctx: CellContext, tenant_id: str, monitor_id: uuid.UUID
         async with conn.transaction():
             await store_tenants.fence(conn, tenant_id)
             current = await _monitor(conn, tenant_id, monitor_id)
-            metadata = None if cmd.metadata is UNSET else merge_metadata(
-                current.metadata, cmd.metadata, ctx.settings.metadata_keys_max)
+            metadata = merge_metadata(current.metadata, cmd.metadata, ctx.settings.metadata_keys_max)
             if (metadata is None or metadata == current.metadata) and (
                     cmd.description is UNSET or cmd.description == current.description):
                 return current  # a no-op PATCH writes nothing (updated_at kept)
@@ -86,8 +85,5 @@ async def delete_monitor(ctx: CellContext, tenant_id: str, monitor_id: uuid.UUID
 
 async def list_monitors(ctx: CellContext, tenant_id: str, *, after_cursor: str | None, per_page: int,
                         **filters) -> Page[views.LedgerAccountBalanceMonitor]:
-    box = cursors(ctx.settings, tenant_id, "ledger_account_balance_monitors")
-    after_seq, = box.open(after_cursor, SeqPosition) or (0,)
-    rows = await ctx.run(lambda conn: store.list_page(conn, tenant_id, after_seq=after_seq, limit=per_page + 1,
-                                                      **filters))
-    return page_of(rows, per_page, lambda r: views.balance_monitor(r, r), lambda r: box.seal((r["seq"],)))
+    return await seq_page(ctx, tenant_id, "ledger_account_balance_monitors", after_cursor, per_page,
+                          lambda r: views.balance_monitor(r, r), store.list_page, **filters)

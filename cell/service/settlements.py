@@ -18,7 +18,7 @@ from cell.ledger.errors import NotFound, PostingRejected
 from cell.ledger.models import EntryRequest, IdemKey, Posting, Rejection
 from cell.ledger.settlements import opposite, settlement_leg, status_event, transition, validate_accounts
 from cell.service import events, views
-from cell.service.common import Page, SeqPosition, cursors, merge_metadata, page_of
+from cell.service.common import Page, merge_metadata, seq_page
 from cell.service.context import CellContext
 from cell.service.ledgers import create_idempotently
 from cell.service.transactions import finish_posting, prepare_posting, render_posting, transition_status
@@ -152,8 +152,7 @@ async def update_settlement(ctx: CellContext, tenant_id: str, settlement_id: uui
                         await store.release(conn, tenant_id, settlement_id)
                     await store.set_outcome(conn, tenant_id, settlement_id, status=cmd.status, amount=row["amount"],
                                             direction=row["settlement_entry_direction"])
-            metadata = None if cmd.metadata is UNSET else merge_metadata(
-                row["metadata"], cmd.metadata, ctx.settings.metadata_keys_max)
+            metadata = merge_metadata(row["metadata"], cmd.metadata, ctx.settings.metadata_keys_max)
             described = cmd.description is not UNSET and cmd.description != row["description"]
             status = row["status"] if cmd.status is UNSET else cmd.status
             annotated = described or (metadata is not None and metadata != row["metadata"])
@@ -213,8 +212,5 @@ async def change_entries(ctx: CellContext, tenant_id: str, settlement_id: uuid.U
 
 async def list_settlements(ctx: CellContext, tenant_id: str, *, after_cursor: str | None, per_page: int,
                            **filters) -> Page[views.LedgerAccountSettlement]:
-    box = cursors(ctx.settings, tenant_id, "ledger_account_settlements")
-    after_seq, = box.open(after_cursor, SeqPosition) or (0,)
-    rows = await ctx.run(lambda conn: store.list_page(conn, tenant_id, after_seq=after_seq, limit=per_page + 1,
-                                                      **filters))
-    return page_of(rows, per_page, views.settlement, lambda r: box.seal((r["seq"],)))
+    return await seq_page(ctx, tenant_id, "ledger_account_settlements", after_cursor, per_page, views.settlement,
+                          store.list_page, **filters)

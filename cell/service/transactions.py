@@ -37,7 +37,7 @@ from cell.ledger.posting import (
     validate_posting,
 )
 from cell.service import events, views
-from cell.service.common import EffectivePosition, Page, SeqPosition, cursors, merge_metadata, page_of
+from cell.service.common import EffectivePosition, Page, SeqPosition, cursors, merge_metadata, page_of, seq_page
 from cell.service.context import CellContext
 from cell.service.idempotency import replay
 from cell.service.metrics import POSTING_SECONDS, POSTINGS, SYNC_LOCK_WAIT_SECONDS
@@ -371,8 +371,7 @@ async def update_transaction(ctx: CellContext, tenant_id: str, txn_id: uuid.UUID
     async def work(conn: asyncpg.Connection) -> tuple[TransactionState, str | None]:
         current, version, view = await _state_and_view(conn, tenant_id, txn_id)
         status = None if cmd.status is UNSET or cmd.status == current.status else cmd.status
-        metadata = None if cmd.metadata is UNSET else merge_metadata(
-            current.metadata, cmd.metadata, ctx.settings.metadata_keys_max)
+        metadata = merge_metadata(current.metadata, cmd.metadata, ctx.settings.metadata_keys_max)
         if metadata == current.metadata:
             metadata = None
         description_changed = cmd.description is not UNSET and cmd.description != current.description
@@ -417,11 +416,8 @@ async def list_versions(ctx: CellContext, tenant_id: str, txn_id: uuid.UUID) -> 
 async def list_all_versions(ctx: CellContext, tenant_id: str, *, after_cursor: str | None, per_page: int,
                             **filters) -> Page[views.LedgerTransactionVersion]:
     """Every version of the tenant's transactions (GET /api/ledger_transaction_versions), oldest first."""
-    box = cursors(ctx.settings, tenant_id, "ledger_transaction_versions")
-    after_seq, = box.open(after_cursor, SeqPosition) or (0,)
-    rows = await ctx.run(lambda conn: store.list_versions_page(conn, tenant_id, after_seq=after_seq,
-                                                               limit=per_page + 1, **filters))
-    return page_of(rows, per_page, views.version, lambda r: box.seal((r["seq"],)))
+    return await seq_page(ctx, tenant_id, "ledger_transaction_versions", after_cursor, per_page, views.version,
+                          store.list_versions_page, **filters)
 
 
 async def list_transactions(ctx: CellContext, tenant_id: str, *, after_cursor: str | None, per_page: int,

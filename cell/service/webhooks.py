@@ -13,7 +13,7 @@ from cell.ledger.commands import WebhookEndpointCreate, WebhookEndpointUpdate
 from cell.ledger.errors import NotFound, PostingRejected
 from cell.ledger.webhooks import new_key
 from cell.service import views
-from cell.service.common import Page, SeqPosition, cursors, merge_metadata, page_of
+from cell.service.common import Page, merge_metadata, seq_page
 from cell.service.context import CellContext
 from cell.store import tenants as store_tenants
 from cell.store import webhooks as store
@@ -69,8 +69,7 @@ async def update_endpoint(conn: asyncpg.Connection, tenant_id: str, endpoint_id:
     async with conn.transaction():
         await store_tenants.fence(conn, tenant_id)
         current = await _row(conn, tenant_id, endpoint_id)
-        metadata = None if cmd.metadata is UNSET else merge_metadata(current["metadata"], cmd.metadata,
-                                                                      metadata_keys_max)
+        metadata = merge_metadata(current["metadata"], cmd.metadata, metadata_keys_max)
         row = await store.update_endpoint(
             conn, tenant_id, endpoint_id, url=None if cmd.url is UNSET else cmd.url,
             event_names=None if cmd.event_names is UNSET else sorted(set(cmd.event_names)),
@@ -127,16 +126,11 @@ async def redeliver_failed(conn: asyncpg.Connection, tenant_id: str, *, endpoint
 
 async def endpoints_page(ctx: CellContext, tenant_id: str, *, after_cursor: str | None,
                          per_page: int) -> Page[views.WebhookEndpoint]:
-    box = cursors(ctx.settings, tenant_id, "webhook_endpoints")
-    after_seq, = box.open(after_cursor, SeqPosition) or (0,)
-    rows = await ctx.run(lambda conn: list_endpoints(conn, tenant_id, after_seq=after_seq, limit=per_page + 1))
-    return page_of(rows, per_page, views.webhook_endpoint, lambda r: box.seal((r["seq"],)))
+    return await seq_page(ctx, tenant_id, "webhook_endpoints", after_cursor, per_page, views.webhook_endpoint,
+                          list_endpoints)
 
 
 async def deliveries_page(ctx: CellContext, tenant_id: str, *, after_cursor: str | None, per_page: int,
                           endpoint_id: uuid.UUID | None, status: str | None) -> Page[views.WebhookDelivery]:
-    box = cursors(ctx.settings, tenant_id, "webhook_deliveries")
-    after_seq, = box.open(after_cursor, SeqPosition) or (0,)
-    rows = await ctx.run(lambda conn: list_deliveries(conn, tenant_id, endpoint_id=endpoint_id, status=status,
-                                                      after_seq=after_seq, limit=per_page + 1))
-    return page_of(rows, per_page, views.webhook_delivery, lambda r: box.seal((r["seq"],)))
+    return await seq_page(ctx, tenant_id, "webhook_deliveries", after_cursor, per_page, views.webhook_delivery,
+                          list_deliveries, endpoint_id=endpoint_id, status=status)

@@ -68,15 +68,6 @@ async def list_page(conn: asyncpg.Connection, tenant_id: str, *, limit: int, ord
         w.add("e.direction = {}", direction)
     if status is not None:
         w.add("t.status = {}", status)
-    cmp = "<" if descending else ">"
-    order = "DESC" if descending else "ASC"
-    if order_by == "effective_at":
-        if after is not None:
-            w.clauses.append(f"(e.effective_at, e.seq) {cmp} ({w.bind(after[0])}::timestamptz, {w.bind(after[1])})")
-        order_sql = f"e.effective_at {order}, e.seq {order}"
-    else:
-        if after is not None:
-            w.add(f"e.seq {cmp} {{}}", after[0])
-        order_sql = f"e.seq {order}"
+    order_sql = w.keyset("e", order_by, after, descending)
     limit_ref = w.bind(limit)
     return await conn.fetch(f"{_SELECT}{w.sql()} ORDER BY {order_sql} LIMIT {limit_ref}", *w.args)

@@ -23,3 +23,16 @@ class Where:
 
     def sql(self) -> str:
         return "".join(" AND " + c for c in self.clauses)
+
+    def keyset(self, alias: str, order_by: str, after: tuple | None, descending: bool) -> str:
+        """The rows of table `alias` past a cursor's position `after` in the list's order (by effective_at then
+        seq, or by seq alone; either way) as a clause; returns that ORDER BY."""
+        cmp, order = ("<", "DESC") if descending else (">", "ASC")
+        if order_by == "effective_at":
+            if after is not None:
+                self.clauses.append(f"({alias}.effective_at, {alias}.seq) {cmp} "
+                                    f"({self.bind(after[0])}::timestamptz, {self.bind(after[1])})")
+            return f"{alias}.effective_at {order}, {alias}.seq {order}"
+        if after is not None:
+            self.add(f"{alias}.seq {cmp} {{}}", after[0])
+        return f"{alias}.seq {order}"

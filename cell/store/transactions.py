@@ -183,15 +183,7 @@ async def list_page(conn: asyncpg.Connection, tenant_id: str, *, after: tuple | 
     for op, value in amount:
         w.add("(SELECT sum(e.amount) FROM ledger_entries e WHERE e.transaction_id = t.id AND e.direction = 'debit') "
               f"{OPERATORS_SQL[op]} {{}}::numeric", value)
-    cmp, order = ("<", "DESC") if descending else (">", "ASC")
-    if order_by == "effective_at":
-        if after is not None:
-            w.clauses.append(f"(t.effective_at, t.seq) {cmp} ({w.bind(after[0])}::timestamptz, {w.bind(after[1])})")
-        order_sql = f"t.effective_at {order}, t.seq {order}"
-    else:
-        if after is not None:
-            w.add(f"t.seq {cmp} {{}}", after[0])
-        order_sql = f"t.seq {order}"
+    order_sql = w.keyset("t", order_by, after, descending)
     limit_ref = w.bind(limit)
     return await conn.fetch(
         "SELECT t.seq, t.id, t.ledger_id, t.description, t.status, t.effective_at, t.external_id, t.metadata, "

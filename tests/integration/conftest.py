@@ -112,6 +112,13 @@ async def api(new_tenant) -> Api:
     return await new_tenant()
 
 
+@pytest_asyncio.fixture
+async def books(api):
+    """The `api` tenant's ledger with a debit-normal and a credit-normal account: (ledger, debit, credit)."""
+    ledger = await api.ledger()
+    return ledger, await api.account(ledger["id"], "debit"), await api.account(ledger["id"], "credit")
+
+
 @pytest.fixture(scope="session")
 def live_cell_url(cell_database_url):
     """A real cell server process (uvicorn), for tests that need true concurrency over HTTP."""

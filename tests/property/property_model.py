@@ -21,6 +21,22 @@ class Sums:
                     self.posted_debits + o.posted_debits, self.posted_credits + o.posted_credits)
 
 
+def sums(pairs) -> Sums:
+    """The sums of (entry, its transaction's status) pairs: pending balances count pending and posted entries,
+    posted balances posted ones; archived ones count nowhere."""
+    pd = pc = od = oc = 0
+    for entry, status in pairs:
+        if status not in ("pending", "posted"):
+            continue
+        if entry.direction == "debit":
+            pd += entry.amount
+            od += entry.amount if status == "posted" else 0
+        else:
+            pc += entry.amount
+            oc += entry.amount if status == "posted" else 0
+    return Sums(pd, pc, od, oc)
+
+
 def amounts(s: Sums, normal: str) -> dict[str, int]:
     if normal == "credit":
         return {"pending_balance_amount": s.pending_credits - s.pending_debits,
@@ -79,6 +95,28 @@ def draw_legs(draw, accounts: list) -> tuple[int, list[tuple]]:
         credits = [total] if cut is None else [cut, total - cut]
         legs += [(draw(pool), "debit", x) for x in debits] + [(draw(pool), "credit", x) for x in credits]
     return ledger, draw(st.permutations(legs), label="legs")
+
+
+# -- the books and balance locks both posting machines draw ------------------------------------------------
+
+# Two ledgers; ledger 0 holds USD and EUR accounts, ledger 1 USD only (same currency, separate books).
+LAYOUT = [(0, "USD"), (0, "USD"), (0, "USD"), (0, "EUR"), (0, "EUR"), (1, "USD"), (1, "USD")]
+LOCK_FIELDS = ("pending_balance_amount", "posted_balance_amount", "available_balance_amount")
+OPS = {"gt": lambda a, b: a > b, "gte": lambda a, b: a >= b, "lt": lambda a, b: a < b,
+       "lte": lambda a, b: a <= b, "eq": lambda a, b: a == b}
+
+
+def draw_balance_lock(draw, projected: dict[str, int], stale: dict[str, int] | None = None) -> tuple[str, dict, bool]:
+    """A balance lock on one of an entry's account balances: (field, {operator: bound}, whether it holds on
+    `projected`, the account's balances once the posting is written). The bound is drawn around the projected
+    balance, or, given `stale` (balances a lock checked too early would see), around either."""
+    name = draw(st.sampled_from(LOCK_FIELDS))
+    op = draw(st.sampled_from(sorted(OPS)))
+    result = projected[name]
+    base = result if stale is None else draw(st.sampled_from([result, stale[name]]))
+    target = base + draw(st.one_of(st.sampled_from([-1, 0, 0, 1]), st.integers(-1000, 1000)))
+    target = max(-(2**63), min(2**63 - 1, target))  # a lock's bound is a signed 64-bit integer
+    return name, {op: target}, OPS[op](result, target)
 
 
 # -- the status rules both machines check (the same API contract, against either model) -----------------------

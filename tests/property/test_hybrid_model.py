@@ -43,8 +43,10 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 from property_model import (
+    LAYOUT,
     Sums,
     amounts,
+    draw_balance_lock,
     draw_legs,
     draw_transition,
     flip,
@@ -55,12 +57,6 @@ from property_model import (
     view,
 )
 
-OPS = {"gt": lambda a, b: a > b, "gte": lambda a, b: a >= b, "lt": lambda a, b: a < b,
-       "lte": lambda a, b: a <= b, "eq": lambda a, b: a == b}
-LOCK_FIELDS = ("pending_balance_amount", "posted_balance_amount", "available_balance_amount")
-# Two ledgers; ledger 0 holds USD and EUR accounts, ledger 1 USD only.
-LAYOUT = [(0, "USD"), (0, "USD"), (0, "USD"), (0, "EUR"), (0, "EUR"), (1, "USD"), (1, "USD")]
-INT64 = (-(2**63), 2**63 - 1)
 
 # PROPERTY_EXAMPLES / PROPERTY_STEPS (and PROPERTY_TIMEOUT_S): a longer soak than make test can afford.
 EXAMPLES = int(os.environ.get("PROPERTY_EXAMPLES", "15"))
@@ -258,16 +254,10 @@ def make_machine(cell: Cell):
                     if version != len(a.effects):
                         failing = "lock_version_mismatch"
                 elif kind == "balance":
-                    name = draw(st.sampled_from(LOCK_FIELDS))
-                    op = draw(st.sampled_from(sorted(OPS)))
-                    result = projected[a.id][name]
-                    base = draw(st.sampled_from([result, stale[a.id][name]]))
                     if a.queued:
                         event("balance lock on an account with effects queued")
-                    target = base + draw(st.one_of(st.sampled_from([-1, 0, 0, 1]), st.integers(-1000, 1000)))
-                    target = max(INT64[0], min(INT64[1], target))
-                    e[name] = {op: target}
-                    if not OPS[op](result, target):
+                    name, e[name], holds = draw_balance_lock(draw, projected[a.id], stale[a.id])
+                    if not holds:
                         failing = "balance_lock_failed"
                 show = kind == "show" or (kind is not None and draw(st.booleans()))
                 if show:

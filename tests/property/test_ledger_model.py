@@ -30,8 +30,10 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 from property_model import (
+    LAYOUT,
     Sums,
     amounts,
+    draw_balance_lock,
     draw_legs,
     draw_transition,
     flip,
@@ -39,15 +41,11 @@ from property_model import (
     overflows,
     reversal_refused,
     rfc3339,
+    sums,
     view,
 )
 
 UTC = timezone.utc
-OPS = {"gt": lambda a, b: a > b, "gte": lambda a, b: a >= b, "lt": lambda a, b: a < b,
-       "lte": lambda a, b: a <= b, "eq": lambda a, b: a == b}
-LOCK_FIELDS = ("pending_balance_amount", "posted_balance_amount", "available_balance_amount")
-# Two ledgers; ledger 0 holds USD and EUR accounts, ledger 1 USD only (same currency, separate books).
-LAYOUT = [(0, "USD"), (0, "USD"), (0, "USD"), (0, "EUR"), (0, "EUR"), (1, "USD"), (1, "USD")]
 # Time zones instants are written in (the API must compare instants, not local wall-clock times).
 ZONES = [timedelta(0), timedelta(hours=5, minutes=30), timedelta(hours=-8)]
 
@@ -58,21 +56,6 @@ TIMEOUT_S = int(os.environ.get("PROPERTY_TIMEOUT_S", "900"))
 
 
 # -- the model ------------------------------------------------------------------------------------------------
-
-
-def sums(pairs) -> Sums:
-    """Pending balances count pending and posted entries, posted balances posted ones; archived count nowhere."""
-    pd = pc = od = oc = 0
-    for entry, status in pairs:
-        if status not in ("pending", "posted"):
-            continue
-        if entry.direction == "debit":
-            pd += entry.amount
-            od += entry.amount if status == "posted" else 0
-        else:
-            pc += entry.amount
-            oc += entry.amount if status == "posted" else 0
-    return Sums(pd, pc, od, oc)
 
 
 @dataclass
@@ -230,13 +213,8 @@ def make_machine(cell):
                 lock = draw(st.sampled_from([None, None, locks])) if locks else None
                 failing = None
                 if lock in ("balance", "both"):
-                    name = draw(st.sampled_from(LOCK_FIELDS))
-                    op = draw(st.sampled_from(sorted(OPS)))
-                    result = projected[a.id][name]
-                    target = result + draw(st.one_of(st.sampled_from([-1, 0, 0, 1]), st.integers(-1000, 1000)))
-                    target = max(-(2**63), min(2**63 - 1, target))  # a lock's bound is a signed 64-bit integer
-                    e[name] = {op: target}
-                    if not OPS[op](result, target):
+                    name, e[name], holds = draw_balance_lock(draw, projected[a.id])
+                    if not holds:
                         failing = "balance_lock_failed"
                 if lock in ("lock_version", "both"):
                     version = max(0, a.lock_version + draw(st.sampled_from([0, 0, 0, 0, -1, 1])))

@@ -1,15 +1,7 @@
 """Historical balances: effective time (with backdating), ranges, lock versions, resulting balances,
 statements from entries, and balance filters on lists."""
 
-import pytest
-
 T0 = "2026-03-01T00:00:00Z"
-
-
-@pytest.fixture
-async def books(api):
-    ledger = await api.ledger()
-    return ledger, await api.account(ledger["id"], "debit"), await api.account(ledger["id"], "credit")
 
 
 async def post_at(api, ledger, debit, credit, amount, at, status="posted"):

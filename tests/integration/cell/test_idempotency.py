@@ -2,14 +2,6 @@
 
 import asyncio
 
-import pytest
-
-
-@pytest.fixture
-async def books(api):
-    ledger = await api.ledger()
-    return ledger, await api.account(ledger["id"], "debit"), await api.account(ledger["id"], "credit")
-
 
 def body(ledger, a, b, amount=250):
     return {"ledger_id": ledger["id"], "status": "posted", "ledger_entries": [
@@ -118,7 +110,6 @@ async def test_bad_idempotency_keys_are_400(api, books):
     ledger, a, b = books
     r = await api.post("/api/ledger_transactions", body(ledger, a, b), headers={"Idempotency-Key": "x" * 300})
     assert r.status_code == 400 and r.json()["code"] == "invalid_idempotency_key"
-
 
 
 async def test_a_resource_keeps_its_key_and_first_answer_in_its_own_database_transaction(api, admin_conn):

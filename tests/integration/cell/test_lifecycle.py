@@ -4,12 +4,6 @@
 import pytest
 
 
-@pytest.fixture
-async def books(api):
-    ledger = await api.ledger()
-    return ledger, await api.account(ledger["id"], "debit"), await api.account(ledger["id"], "credit")
-
-
 async def test_pending_then_posted(api, books):
     ledger, cash, rev = books
     txn = (await api.transfer(ledger["id"], cash["id"], rev["id"], 300, status="pending")).json()

@@ -40,12 +40,6 @@ def mutations(body: dict, rng: random.Random, count: int):
         yield clone
 
 
-@pytest.fixture
-async def books(api):
-    ledger = await api.ledger()
-    return ledger, await api.account(ledger["id"], "debit"), await api.account(ledger["id"], "credit")
-
-
 async def test_mutated_bodies_never_cause_a_5xx(api, books):
     ledger, a, b = books
     rng = random.Random(20261122)

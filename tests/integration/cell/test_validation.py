@@ -6,14 +6,6 @@ import uuid
 import pytest
 
 
-@pytest.fixture
-async def books(api):
-    ledger = await api.ledger()
-    a = await api.account(ledger["id"], "debit")
-    b = await api.account(ledger["id"], "credit")
-    return ledger, a, b
-
-
 def entries(a, b, amount_a=100, amount_b=100):
     return [{"ledger_account_id": a["id"], "direction": "debit", "amount": amount_a},
             {"ledger_account_id": b["id"], "direction": "credit", "amount": amount_b}]

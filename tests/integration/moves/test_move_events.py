@@ -4,12 +4,15 @@ is written and moved sees every event once, in order, and its cursor keeps worki
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import sys
 import time
 
-from tests.integration.moves.test_move_under_load import Writer, _db, _tenant, world  # noqa: F401 - the two cells
+from tests.integration.moves.test_move_under_load import (  # noqa: F401 - the two cells
+    Writer,
+    _db,
+    _move_by_cli,
+    _tenant,
+    world,
+)
 
 
 async def _follow(http, cursor: str | None) -> tuple[list[dict], str | None]:
@@ -42,21 +45,9 @@ async def test_a_consumer_sees_every_event_once_in_order_across_a_move(world):
     tasks = [asyncio.create_task(writer.run()), asyncio.create_task(consume())]
     try:
         deadline = time.monotonic() + 30
-        while len(writer.acked) < 100:
-            assert time.monotonic() < deadline and not any(t.done() for t in tasks)
-            await asyncio.sleep(0.05)
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", "from control_plane.cli import main; main()", "--format", "json",
-            "tenants", "move", tenant, "--to", "mv-2", "--yes",
-            env={**os.environ, **world["env"], "CONTROL_PLANE_MOVE_BATCH_ROWS": "100"},
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-        out, err = await asyncio.wait_for(proc.communicate(), 120)
-        assert proc.returncode == 0, err.decode()
-        assert json.loads(out)["state"] == "done"
-        after = len(writer.acked)
-        while len(writer.acked) < after + 30:  # written on the target
-            assert time.monotonic() < deadline + 120 and not any(t.done() for t in tasks)
-            await asyncio.sleep(0.05)
+        await writer.until_acked(100, deadline, tasks)
+        assert (await _move_by_cli(world, tenant))["state"] == "done"
+        await writer.until_acked(len(writer.acked) + 30, deadline + 120, tasks)  # written on the target
         writer.stop = True
         await tasks[0]
         expected = 3 + len(writer.acked)  # the ledger and its two accounts, then one created event per posting

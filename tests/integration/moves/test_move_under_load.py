@@ -141,6 +141,12 @@ class Writer:
                 assert time.monotonic() < deadline, f"posting {key} never acknowledged"
                 await asyncio.sleep(0.01)
 
+    async def until_acked(self, n: int, deadline: float, tasks: list[asyncio.Task]) -> None:
+        """Wait for n acknowledged postings, before the deadline and while none of the test's tasks has ended."""
+        while len(self.acked) < n:
+            assert time.monotonic() < deadline and not any(t.done() for t in tasks)
+            await asyncio.sleep(0.05)
+
     def largest_gap_s(self, since: float) -> float:
         times = [t for t in self.ack_times if t >= since]
         return max((b - a for a, b in zip(times, times[1:])), default=0.0)
@@ -152,6 +158,19 @@ async def _db(url: str, query: str, *args):
         return await conn.fetch(query, *args)
     finally:
         await conn.close()
+
+
+async def _move_by_cli(world, tenant: str, to: str = "mv-2") -> dict:
+    """`ledgerctl tenants move TENANT --to CELL --yes` run as an operator runs it (a process of its own): its
+    JSON result."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", "from control_plane.cli import main; main()", "--format", "json",
+        "tenants", "move", tenant, "--to", to, "--yes",
+        env={**os.environ, **world["env"], "CONTROL_PLANE_MOVE_BATCH_ROWS": "100"},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode == 0, err.decode()
+    return json.loads(out)
 
 
 async def _categories(http: httpx.AsyncClient, ledger: str, accounts: list[str]) -> str:
@@ -183,25 +202,12 @@ async def test_move_under_load_loses_and_doubles_nothing(world):
     tasks = [asyncio.create_task(w.run()) for w in (moving, exact, neighbour)]
     try:
         # Some history first, then the move while both keep writing.
-        deadline = time.monotonic() + 30
-        while len(moving.acked) < 150:
-            assert time.monotonic() < deadline and not any(t.done() for t in tasks)
-            await asyncio.sleep(0.05)
+        await moving.until_acked(150, time.monotonic() + 30, tasks)
         started = time.monotonic()
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", "from control_plane.cli import main; main()", "--format", "json",
-            "tenants", "move", tenant, "--to", "mv-2", "--yes",
-            env={**os.environ, **world["env"], "CONTROL_PLANE_MOVE_BATCH_ROWS": "100"},
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-        out, err = await asyncio.wait_for(proc.communicate(), 120)
-        assert proc.returncode == 0, err.decode()
-        result = json.loads(out)
+        result = await _move_by_cli(world, tenant)
         moved_at = time.monotonic()
         # Keep writing after the move until 30 more postings are acknowledged (on the target).
-        after = len(moving.acked)
-        while len(moving.acked) < after + 30:
-            assert time.monotonic() < moved_at + 30 and not any(t.done() for t in tasks)
-            await asyncio.sleep(0.05)
+        await moving.until_acked(len(moving.acked) + 30, moved_at + 30, tasks)
     finally:
         moving.stop = exact.stop = neighbour.stop = True
         await asyncio.gather(*tasks)

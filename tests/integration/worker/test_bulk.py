@@ -8,13 +8,13 @@ import uuid
 
 import pytest
 from litestar.testing import AsyncTestClient
-from worker_helpers import wait_until
+from worker_helpers import api_book, wait_until
 
 from cell.api.app import create_app
-from cell.service.tenants import create_api_key, create_tenant
 from cell.settings import load_settings
 from cell.store.verify import verify
 
+BOOK = {"cash": "debit", "wallet": "credit"}
 FAST = {"bulk_poll_s": "0.1", "bulk_run_s": "3", "concurrency": "4", "bulk_lease_s": "3"}
 
 
@@ -24,21 +24,6 @@ async def client(worker_database_url):
                              db_pool_min=1, db_pool_max=4, sweep_interval_s=0)
     async with AsyncTestClient(create_app(settings)) as c:
         yield c
-
-
-async def _tenant(client, pool) -> tuple[tuple[str, str], dict]:
-    async with pool.acquire() as conn:
-        tenant = f"t-{uuid.uuid4().hex[:12]}"
-        await create_tenant(conn, tenant)
-        _, secret = await create_api_key(conn, tenant)
-    auth = (tenant, secret)
-    ledger = (await client.post("/api/ledgers", json={"name": "bulk"}, auth=auth)).json()
-    ids = {"ledger": ledger["id"]}
-    for name, normal in (("cash", "debit"), ("wallet", "credit")):
-        r = await client.post("/api/ledger_accounts", auth=auth, json={
-            "name": name, "ledger_id": ledger["id"], "normal_balance": normal, "currency": "USD"})
-        ids[name] = r.json()["id"]
-    return auth, ids
 
 
 def _txn(ids: dict, amount: int, **extra) -> dict:
@@ -65,7 +50,7 @@ async def _results(client, auth, request_id: str, **params) -> list[dict]:
 
 
 async def test_mixed_valid_and_invalid_resources_get_one_result_each(client, pool, sqs_queue, worker_process):
-    auth, ids = await _tenant(client, pool)
+    auth, ids = await api_book(client, pool, "bulk", BOOK)
     resources = [_txn(ids, 10, external_id="ok-1"), _txn(ids, 0), {"ledger_entries": "nope"},
                  _txn(ids, 20, description="unbalanced") | {"ledger_entries": [
                      {"ledger_account_id": ids["cash"], "direction": "debit", "amount": 20}]},
@@ -116,7 +101,7 @@ async def test_mixed_valid_and_invalid_resources_get_one_result_each(client, poo
 
 
 async def test_balance_locks_refuse_the_request_and_a_retried_request_is_the_same_request(client, pool):
-    auth, ids = await _tenant(client, pool)
+    auth, ids = await api_book(client, pool, "bulk", BOOK)
     locked = _txn(ids, 5)
     locked["ledger_entries"][0]["available_balance_amount"] = {"gte": 0}
     for bad in (locked, _txn(ids, 5) | {"ledger_entries": [
@@ -140,7 +125,7 @@ async def test_balance_locks_refuse_the_request_and_a_retried_request_is_the_sam
 
 async def test_a_worker_killed_mid_request_leaves_every_resource_processed_exactly_once(client, pool, sqs_queue,
                                                                                       worker_process):
-    auth, ids = await _tenant(client, pool)
+    auth, ids = await api_book(client, pool, "bulk", BOOK)
     total = 120
     r = await client.post("/api/bulk_requests", auth=auth, json={
         "action_type": "create", "resource_type": "ledger_transaction",
@@ -166,7 +151,7 @@ async def test_a_worker_killed_mid_request_leaves_every_resource_processed_exact
 
 
 async def test_bulk_accounts_created_then_updated(client, pool, sqs_queue, worker_process):
-    auth, ids = await _tenant(client, pool)
+    auth, ids = await api_book(client, pool, "bulk", BOOK)
     worker_process(sqs_queue, **FAST)
     r = await client.post("/api/bulk_requests", auth=auth, json={
         "action_type": "create", "resource_type": "ledger_account", "resources": [
@@ -191,7 +176,7 @@ async def test_bulk_accounts_created_then_updated(client, pool, sqs_queue, worke
 
 async def test_bulk_transaction_updates_post_pending_ones_and_refuse_what_a_patch_refuses(client, pool, sqs_queue,
                                                                                         worker_process):
-    auth, ids = await _tenant(client, pool)
+    auth, ids = await api_book(client, pool, "bulk", BOOK)
     pending = []
     for amount in (5, 6):
         r = await client.post("/api/ledger_transactions", auth=auth, json=_txn(ids, amount) | {"status": "pending"})
@@ -222,7 +207,7 @@ async def test_a_resource_posted_alone_before_a_crash_is_answered_not_posted_aga
     from worker import bulk as worker_bulk
     from worker.settings import load_settings as load_worker_settings
 
-    auth, ids = await _tenant(client, pool)
+    auth, ids = await api_book(client, pool, "bulk", BOOK)
     resources = [_txn(ids, 7, external_id=f"alone-{i}") for i in range(3)]
     request = (await client.post("/api/bulk_requests", auth=auth, json={
         "action_type": "create", "resource_type": "ledger_transaction", "resources": resources})).json()

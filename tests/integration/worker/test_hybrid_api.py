@@ -4,18 +4,17 @@ and a posting that still succeeds while the SQS endpoint is down."""
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 from litestar.testing import AsyncTestClient
-from worker_helpers import worker_settings
+from worker_helpers import api_book, worker_settings
 
 from cell.api.app import create_app
-from cell.service.tenants import create_api_key, create_tenant
 from cell.settings import load_settings
 from cell.store.verify import verify
 from control_plane.devstack import free_port
 from worker import drain
+
+CARDS = {"settlement": "credit", "card": "debit"}
 
 
 @pytest.fixture(scope="module")
@@ -28,22 +27,6 @@ async def _client(database_url: str, sqs_endpoint_url: str, queue_url: str):
                              sqs_endpoint_url=sqs_endpoint_url, sqs_queue_url=queue_url, sqs_send_buffer_ms_max=1,
                              db_pool_min=1, db_pool_max=4)
     return AsyncTestClient(create_app(settings))
-
-
-async def _tenant(client, pool) -> tuple[tuple[str, str], dict]:
-    async with pool.acquire() as conn:
-        tenant = f"t-{uuid.uuid4().hex[:12]}"
-        await create_tenant(conn, tenant)
-        _, secret = await create_api_key(conn, tenant)
-    auth = (tenant, secret)
-    ledger = (await client.post("/api/ledgers", json={"name": "cards"}, auth=auth)).json()
-    accounts = {}
-    for name, normal in (("settlement", "credit"), ("card", "debit")):
-        r = await client.post("/api/ledger_accounts", auth=auth, json={
-            "name": name, "ledger_id": ledger["id"], "normal_balance": normal, "currency": "USD"})
-        assert r.status_code == 201, r.text
-        accounts[name] = r.json()["id"]
-    return auth, {"ledger": ledger["id"], **accounts}
 
 
 def _payment(ids: dict, amount: int, **card_extra) -> dict:
@@ -70,7 +53,7 @@ async def hybrid_pool(hybrid_database_url):
 async def test_async_entries_201_then_the_drain_assigns_versions(hybrid_database_url, hybrid_pool, sqs_queue,
                                                                sqs_endpoint_url):
     async with await _client(hybrid_database_url, sqs_endpoint_url, sqs_queue.url) as client:
-        auth, ids = await _tenant(client, hybrid_pool)
+        auth, ids = await api_book(client, hybrid_pool, "cards", CARDS)
         r = await client.post("/api/ledger_transactions", json=_payment(ids, 700), auth=auth)
         assert r.status_code == 201, r.text
         assert [e["ledger_account_lock_version"] for e in r.json()["ledger_entries"]] == [None, None]
@@ -111,7 +94,7 @@ async def test_a_posting_succeeds_while_sqs_is_down_and_the_sweeper_applies_it(h
                                                                              sqs_queue):
     dead = f"http://127.0.0.1:{free_port()}"
     async with await _client(hybrid_database_url, dead, f"{dead}/123456789012/nowhere") as client:
-        auth, ids = await _tenant(client, hybrid_pool)
+        auth, ids = await api_book(client, hybrid_pool, "cards", CARDS)
         r = await client.post("/api/ledger_transactions", json=_payment(ids, 450), auth=auth)
         assert r.status_code == 201, r.text
         assert (await _balance(client, auth, ids["card"]))["lock_version"] == 0

@@ -1,4 +1,4 @@
-"""Helpers of the worker tests: fresh tenants with accounts, postings through `ledger_post`, balances, the
+"""Helpers of the worker tests: fresh tenants with accounts (in the store or through the API), postings through `ledger_post`, balances, the
 invariants, and `python -m worker` as a subprocess."""
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from cell.ledger.models import (
     TransactionState,
     VersionEntry,
 )
+from cell.service.tenants import create_api_key, create_tenant
 from cell.store import transactions
 from cell.store.transactions import PostResult
 from worker.settings import WorkerSettings
@@ -99,6 +100,25 @@ async def assert_invariants(conn: asyncpg.Connection, book: Book, *, all_applied
     assert await verify(conn, book.tenant) == []
     if all_applied:
         assert await unapplied(conn, book) == {}
+
+
+async def api_book(client, pool: asyncpg.Pool, ledger: str, accounts: dict[str, str]) -> tuple[tuple[str, str], dict]:
+    """A fresh tenant with an API key and, made through the API, a ledger with USD accounts ({name: normal
+    balance}): the basic-auth pair and the ids ({"ledger": id, name: id})."""
+    async with pool.acquire() as conn:
+        tenant = f"t-{uuid.uuid4().hex[:12]}"
+        await create_tenant(conn, tenant)
+        _, secret = await create_api_key(conn, tenant)
+    auth = (tenant, secret)
+    r = await client.post("/api/ledgers", json={"name": ledger}, auth=auth)
+    assert r.status_code == 201, r.text
+    ids = {"ledger": r.json()["id"]}
+    for name, normal in accounts.items():
+        r = await client.post("/api/ledger_accounts", auth=auth, json={
+            "name": name, "ledger_id": ids["ledger"], "normal_balance": normal, "currency": "USD"})
+        assert r.status_code == 201, r.text
+        ids[name] = r.json()["id"]
+    return auth, ids
 
 
 def worker_settings(queue: SqsQueue, **overrides) -> WorkerSettings:
