@@ -6,7 +6,6 @@ import asyncio
 import time
 import uuid
 
-import asyncpg
 
 from tests.integration.events.events_helpers import events_until, follow
 

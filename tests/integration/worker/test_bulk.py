@@ -237,7 +237,7 @@ async def test_a_request_created_while_the_worker_idles_is_started_at_once_not_a
     from worker import bulk as worker_bulk
     from worker.settings import load_settings as load_worker_settings
 
-    auth, ids = await _tenant(client, pool)
+    auth, ids = await api_book(client, pool, "bulk", BOOK)
     settings = load_worker_settings({}, database_url=worker_database_url, posting_mode="hybrid", bulk_poll_s=0.05,
                                     bulk_poll_idle_s=600)
     pacer = AsyncPacer(settings.bulk_poll_s, settings.bulk_poll_idle_s)
