@@ -11,7 +11,7 @@ from tests.integration.moves.test_move_under_load import (  # noqa: F401 - the t
     _db,
     _move_by_cli,
     _tenant,
-    world,  # noqa: F401, F811 - the fixture of the two cells
+    world,
 )
 
 
