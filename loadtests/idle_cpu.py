@@ -14,24 +14,13 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
-import tempfile
 import time
 from pathlib import Path
 
 import psutil
 
-from control_plane.devstack import remove_tree
 from loadtests.monitor import Stack
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _rig():
-    sys.path.insert(0, str(ROOT / "tests"))  # the make-run rig the platform tests start the stack with
-    import make_run_rig
-
-    return make_run_rig
+from loadtests.stack_cpu import ROOT, checkout_stacks
 
 
 def name_of(process: psutil.Process, name: str) -> str:
@@ -99,14 +88,8 @@ def measure(stacks: dict[str, IdleStack], duration_s: float) -> dict[str, dict[s
 def run(duration_s: float = 20.0, settle_s: float = 10.0, baseline: str | None = None, rounds: int = 1) -> dict:
     """`rounds` windows of duration_s each, every stack measured over the same windows; prints each window and, with
     several, the median of each component."""
-    rig = _rig()
     roots = {"this": ROOT, **({"baseline": Path(baseline).resolve()} if baseline else {})}
-    workdir = Path(tempfile.mkdtemp(prefix="ledger-idle-cpu-"))
-    path_before = os.environ.get("PYTHONPATH")
-    stacks: dict[str, IdleStack] = {}
-    try:
-        for name, root in roots.items():
-            stacks[name] = IdleStack(rig, root, workdir / name)
+    with checkout_stacks(roots, "ledger-idle-cpu-", IdleStack) as stacks:
         time.sleep(settle_s)  # start-up work (migrations, first connections, caches) is not idle cost
         print(f"# idle make run stack: ms of CPU per second, {rounds} window(s) of {duration_s:.0f} s; "
               + ", ".join(f"{n} = {r}" for n, r in roots.items()), flush=True)
@@ -119,15 +102,6 @@ def run(duration_s: float = 20.0, settle_s: float = 10.0, baseline: str | None =
         if rounds > 1:
             _print("median", result)
         return result
-    finally:
-        for s in stacks.values():
-            s.stop()
-        if path_before is None:
-            os.environ.pop("PYTHONPATH", None)
-        else:
-            os.environ["PYTHONPATH"] = path_before
-        rig.ROOT = ROOT
-        remove_tree(workdir)
 
 
 def _print(label: str, result: dict[str, dict[str, float]]) -> None:

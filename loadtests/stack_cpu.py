@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -45,6 +46,29 @@ def _rig():
     import make_run_rig
 
     return make_run_rig
+
+
+@contextlib.contextmanager
+def checkout_stacks(roots: dict[str, Path], prefix: str, start):
+    """A `make run` stack of each checkout ({name: root}), started by `start(rig, root, workdir)`: on the way out
+    every stack stopped, PYTHONPATH and the rig's ROOT put back, the work directory removed."""
+    rig = _rig()
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    path_before = os.environ.get("PYTHONPATH")
+    stacks: dict = {}
+    try:
+        for name, root in roots.items():
+            stacks[name] = start(rig, root, workdir / name)
+        yield stacks
+    finally:
+        for s in stacks.values():
+            s.stop()
+        if path_before is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = path_before
+        rig.ROOT = ROOT
+        remove_tree(workdir)
 
 
 def make_books(base_url: str, auth: tuple[str, str]) -> tuple[str, str, list[str]]:
@@ -204,14 +228,8 @@ class MixedStack:
 async def run(duration_s: float = 10.0, concurrency: int = 64, rounds: int = 3, against: str | None = None) -> dict:
     """With `against` (another checkout, e.g. a git worktree of an earlier commit), both stacks run at once and
     their windows alternate (ABBA), so that a neighbour's load on the shared cores hits both alike."""
-    rig = _rig()
     roots = {"this": ROOT, **({"against": Path(against).resolve()} if against else {})}
-    workdir = Path(tempfile.mkdtemp(prefix="ledger-stack-cpu-"))
-    path_before = os.environ.get("PYTHONPATH")
-    stacks: dict[str, MixedStack] = {}
-    try:
-        for name, root in roots.items():
-            stacks[name] = MixedStack(rig, root, workdir / name)
+    with checkout_stacks(roots, "ledger-stack-cpu-", MixedStack) as stacks:
         for s in stacks.values():
             await asyncio.to_thread(s.prepare)
         print(f"# whole-stack CPU per request: make run topology, {concurrency} connections (1 write : 3 reads), "
@@ -234,15 +252,6 @@ async def run(duration_s: float = 10.0, concurrency: int = 64, rounds: int = 3, 
                   f"calls per posting {this['median_sqs_calls_per_posting'] / max(1e-9, other['median_sqs_calls_per_posting']):.2f}")
             return summaries
         return summaries["this"]
-    finally:
-        for s in stacks.values():
-            s.stop()
-        if path_before is None:
-            os.environ.pop("PYTHONPATH", None)
-        else:
-            os.environ["PYTHONPATH"] = path_before
-        rig.ROOT = ROOT
-        remove_tree(workdir)
 
 
 def main() -> None:
