@@ -166,6 +166,13 @@ class Books:
         assert await bulk.complete(self.conn, request) is not None
 
 
+async def _books_on_source(conn, settings: ControlPlaneSettings, cells: dict, name: str) -> Books:
+    """A new tenant (its name `name`) on bd-1, and its books opened there through a connection of their own."""
+    tenant_id = f"bd-{uuid.uuid4().hex[:8]}"
+    await operations.create_tenant(conn, settings, tenant_id, name, "bd-1")
+    return await Books(await _connect(cells["bd-1"]), tenant_id).open()
+
+
 async def _mover(conn, settings: ControlPlaneSettings, cells: dict, tenant_id: str) -> Mover:
     """A move of the tenant from bd-1 to bd-2, started, its mover connected to both cells (closed by the caller)."""
     move = await start_move(conn, settings, await plan_move(conn, settings, tenant_id, "bd-2"))
@@ -218,10 +225,8 @@ async def _table(conn: asyncpg.Connection, t, tenant_id: str) -> list[tuple]:
 
 async def test_history_moves_exactly_and_the_final_catch_up_reads_only_what_changed(world):
     conn, settings, cells = world["conn"], world["settings"], world["cells"]
-    tenant_id = f"bd-{uuid.uuid4().hex[:8]}"
-    await operations.create_tenant(conn, settings, tenant_id, "bounds", "bd-1")
-    src = await _connect(cells["bd-1"])
-    books = await Books(src, tenant_id).open()
+    books = await _books_on_source(conn, settings, cells, "bounds")
+    src, tenant_id = books.conn, books.tenant_id
     # The history: postings with keys, events, versions and links; deliveries made and attempted; bulk requests done.
     for i in range(HISTORY):
         await books.post(f"h-{i}")
@@ -299,10 +304,8 @@ async def test_catch_up_rounds_stop_once_they_no_longer_shrink(world):
     before move_catch_up_rounds_max: here no round is ever small enough (a bound of -1 rows), and nothing writes."""
     conn, cells = world["conn"], world["cells"]
     settings = msgspec.structs.replace(world["settings"], move_catch_up_rows_max=-1)
-    tenant_id = f"bd-{uuid.uuid4().hex[:8]}"
-    await operations.create_tenant(conn, settings, tenant_id, "rounds", "bd-1")
-    src = await _connect(cells["bd-1"])
-    books = await Books(src, tenant_id).open()
+    books = await _books_on_source(conn, settings, cells, "rounds")
+    src, tenant_id = books.conn, books.tenant_id
     for i in range(5):
         await books.post(f"r-{i}")
     mover = await _mover(conn, settings, cells, tenant_id)
@@ -351,10 +354,8 @@ async def test_a_resource_answered_after_the_final_catch_up_replays_its_first_an
     final catch-up read: after the move, a replay of the key on the target is that first answer byte for byte, not
     the ledger rendered anew (renamed since)."""
     conn, settings, cells = world["conn"], world["settings"], world["cells"]
-    tenant_id = f"bd-{uuid.uuid4().hex[:8]}"
-    await operations.create_tenant(conn, settings, tenant_id, "answers", "bd-1")
-    src = await _connect(cells["bd-1"])
-    await Books(src, tenant_id).open()
+    books = await _books_on_source(conn, settings, cells, "answers")
+    src, tenant_id = books.conn, books.tenant_id
     pools = [await create_pool(cells[name], min_size=1, max_size=2) for name in ("bd-1", "bd-2")]
     source = _AnswerLate(settings=cell_settings(cells["bd-1"]), pool=pools[0], cache=AccountCache(10))
     target = CellContext(settings=cell_settings(cells["bd-2"]), pool=pools[1], cache=AccountCache(10))
@@ -412,10 +413,8 @@ async def test_webhook_endpoints_deleted_during_a_move_are_deleted_on_the_target
     too: the move succeeds and the target holds
     exactly the source's rows."""
     conn, settings, cells = world["conn"], world["settings"], world["cells"]
-    tenant_id = f"bd-{uuid.uuid4().hex[:8]}"
-    await operations.create_tenant(conn, settings, tenant_id, "deleted", "bd-1")
-    src = await _connect(cells["bd-1"])
-    books = await Books(src, tenant_id).open()
+    books = await _books_on_source(conn, settings, cells, "deleted")
+    src, tenant_id = books.conn, books.tenant_id
     early, late, last = await _endpoint(books), await _endpoint(books), await _endpoint(books)
     for i in range(20):
         await books.post(f"d-{i}")
@@ -453,10 +452,8 @@ async def test_webhook_work_done_after_the_final_catch_up_is_not_left_behind_on_
     fanned out after it (its worker found it behind before the freeze): the source does not record them (the tenant
     is frozen there), so the target's deliveries are the source's exactly and the target's worker attempts them."""
     conn, settings, cells = world["conn"], world["settings"], world["cells"]
-    tenant_id = f"bd-{uuid.uuid4().hex[:8]}"
-    await operations.create_tenant(conn, settings, tenant_id, "attempts", "bd-1")
-    src = await _connect(cells["bd-1"])
-    books = await Books(src, tenant_id).open()
+    books = await _books_on_source(conn, settings, cells, "attempts")
+    src, tenant_id = books.conn, books.tenant_id
     for i in range(5):
         await books.post(f"a-{i}")
     await books.settle()
@@ -488,10 +485,8 @@ async def test_bulk_keys_claimed_before_0150_are_not_read_as_awaiting_an_answer(
     them as awaiting an answer (a list that grew with the tenant's bulk history, read under its fence and again in
     the freeze); a key still awaiting its answer stays listed, and a replay of an old key still finds its transaction."""
     conn, settings, cells = world["conn"], world["settings"], world["cells"]
-    tenant_id = f"bd-{uuid.uuid4().hex[:8]}"
-    await operations.create_tenant(conn, settings, tenant_id, "old-bulk", "bd-1")
-    src = await _connect(cells["bd-1"])
-    books = await Books(src, tenant_id).open()
+    books = await _books_on_source(conn, settings, cells, "old-bulk")
+    src, tenant_id = books.conn, books.tenant_id
     try:
         for i in range(3):
             await books.post(f"bulk-{i}", answer=False)
