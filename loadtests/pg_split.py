@@ -139,7 +139,7 @@ async def window(s: MixedStack, duration_s: float, concurrency: int) -> dict:
                 by_statement[f"{who}: unsampled"] += spent
             for k, n in (kinds or {}).items():
                 by_statement[f"{who}: {k}"] += spent * n / total
-    ms = lambda v: v * 1000 / max(1, requests)  # noqa: E731
+    ms = lambda v: v * 1000 / max(1, requests)
     return {"requests": requests, "per_s": requests / elapsed,
             "writes_per_s": stats["write"].summary(elapsed)["per_s"],
             "reads_per_s": stats["read"].summary(elapsed)["per_s"],
