@@ -37,7 +37,7 @@ def statement_kind(query: str) -> str:
     q = query.lstrip().lower()
     if "ledger_post(" in q:
         return "posting"
-    if "unnest($2::uuid[]) as wanted" in q or "fetch_account" in q or (
+    if "unnest($2::uuid[]) as wanted" in q or "ledger_accounts_current(" in q or "fetch_account" in q or (
             "from ledger_accounts a join account_balances b" in q and "a.id = $2" in q):
         return "read"
     if q.startswith(("begin", "commit", "rollback")):
