@@ -176,7 +176,7 @@ class Router:
         if memo is None or memo[0] != authorization:
             memo = client.auth = (authorization, tenant_from_authorization(authorization), None)
         tenant_id = memo[1]
-        route = self.table.get(tenant_id) if tenant_id is not None else None
+        route = self.table.routes.get(tenant_id) if tenant_id is not None else None
         address = client.client_host or ""
         if route is None:
             if wait_s := self._auth_failures_wait_s(address, now):

@@ -89,14 +89,14 @@ class _Head:
         line = _PLAIN_REQUEST_LINE.match(data)
         if line is None:
             return None
-        start = line.end()
+        method, url = line.groups()
+        start = len(method) + len(url) + 12  # the request line: method, space, url, " HTTP/1.1\r\n"
         stop = start + self.stop
-        url = line.group(2)
         if (len(data) != stop + self.body_bytes or not data.startswith(self.lines, start)
                 or not data.startswith(b"\r\n", stop - 2) or len(url) + self.size > head_bytes_max):
             return None
         request = _Request()
-        request.method = line.group(1)
+        request.method = method
         request.url = url
         request.headers = self.headers
         request.authorization = self.authorization

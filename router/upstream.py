@@ -114,9 +114,10 @@ def _facts(lines: bytes) -> tuple[bool, int]:
     return facts
 
 
-def whole_answer(data: bytes, body_bytes_max: int) -> tuple[int, bytes, bytes] | None:
-    """(status, header lines, body) when `data` is one whole final answer whose lines are framed by a content-length
-    alone and the parser reads alike (`_facts`), to a request that is not HEAD; else None (the parser reads it)."""
+def whole_answer(data: bytes, body_bytes_max: int) -> Response | None:
+    """The answer (its header lines relayed as they came) when `data` is one whole final answer whose lines are framed
+    by a content-length alone and the parser reads alike (`_facts`), to a request that is not HEAD; else None (the
+    parser reads it)."""
     line = _PLAIN_STATUS_LINE.match(data)
     if line is None:
         return None
@@ -131,12 +132,13 @@ def whole_answer(data: bytes, body_bytes_max: int) -> tuple[int, bytes, bytes] |
     status = int(line.group(1))
     if status == 204 or status == 304:
         return None
-    return status, lines, data[end + 4:]
+    return Response(status, lines, data[end + 4:])
 
 
 class _Connection(asyncio.Protocol):
     __slots__ = ("transport", "parser", "on_done", "chunks", "heading", "lines", "body", "body_size",
-                 "body_bytes_max", "closed", "last_used", "received", "head", "status", "deadline", "in_flight")
+                 "body_bytes_max", "closed", "last_used", "received", "head", "status", "deadline", "in_flight",
+                 "parsed")
 
     def __init__(self, body_bytes_max: int, in_flight: set["_Connection"]) -> None:
         self.transport: asyncio.Transport | None = None
@@ -151,17 +153,19 @@ class _Connection(asyncio.Protocol):
         self.in_flight = in_flight
         self.deadline = 0.0
         self.head = False  # set per exchange
+        self.received = False  # set per exchange: whether a byte of its answer came
         self._reset()
 
     def _reset(self) -> None:
         # What came since the answer's first byte, while its head is incomplete: the head is taken from it
-        # whole (httptools is given no on_header: a Python call per header is what this saves).
+        # whole (httptools is given no on_header: a Python call per header is what this saves). Only the
+        # parser's path changes these: an answer read whole leaves them as they are here (`parsed` says).
+        self.parsed = False
         self.chunks: list[bytes] = []
         self.heading = True
         self.lines = b""
         self.body: list[bytes] = []
         self.body_size = 0
-        self.received = False
         self.status = 0
 
     # -- asyncio.Protocol
@@ -170,12 +174,16 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.received = True
-        if self.heading and not self.chunks and not self.head and self.on_done is not None:
+        on_done = self.on_done
+        if not self.parsed and on_done is not None and not self.head:
             # An answer's first bytes: when they are the whole answer, read plainly, the parser is not needed.
-            whole = whole_answer(data, self.body_bytes_max)
-            if whole is not None:
-                self._end()(Response(*whole), None)
+            response = whole_answer(data, self.body_bytes_max)
+            if response is not None:
+                self.on_done = None  # (_end inlined: once per request)
+                self.in_flight.discard(self)
+                on_done(response, None)
                 return
+        self.parsed = True
         if self.heading:
             self.chunks.append(data)
         try:
@@ -263,7 +271,9 @@ class _Connection(asyncio.Protocol):
         if self.transport is None or self.transport.is_closing():
             self.closed = True
             raise ResponseFailed("connection already closed", sent=False)
-        self._reset()
+        if self.parsed:
+            self._reset()
+        self.received = False
         self.head = head
         self.on_done = on_done
         self.deadline = deadline
@@ -439,8 +449,10 @@ class UpstreamPool:
             # A kept-alive connection the cell had already closed: once more on a fresh one (the slot is kept).
             asyncio.get_running_loop().create_task(self._send_fresh(request, method == b"HEAD", on_done))
 
+        loop = self.loop
         try:
-            conn.send(request, method == b"HEAD", self._deadline(), done)
+            conn.send(request, method == b"HEAD",
+                      loop.time() + self.timeout_s if self.sweeper is not None else self._deadline(), done)
         except ResponseFailed as exc:
             conn.close()
             # Nothing was written: the caller's callback must not run inside this call.
