@@ -30,6 +30,7 @@ import signal
 from http import HTTPStatus
 
 import httptools
+import msgspec
 
 from router.app import Router, problem_answer
 from router.settings import RouterSettings
@@ -95,14 +96,7 @@ class _Head:
         if (len(data) != stop + self.body_bytes or not data.startswith(self.lines, start)
                 or not data.startswith(b"\r\n", stop - 2) or len(url) + self.size > head_bytes_max):
             return None
-        request = _Request()
-        request.method = method
-        request.url = url
-        request.headers = self.headers
-        request.authorization = self.authorization
-        if self.body_bytes:
-            request.body = [data[stop:]]
-        return request
+        return _Request(method, url, self.headers, self.authorization, [data[stop:]] if self.body_bytes else [])
 
 
 # A request line the parser reads the same (tests/unit/router/test_router_known_heads.py asks it): a known method,
@@ -110,23 +104,21 @@ class _Head:
 _PLAIN_REQUEST_LINE = re.compile(rb"(GET|HEAD|POST|PUT|PATCH|DELETE|OPTIONS) (/[!-~]*) HTTP/1\.1\r\n")
 
 
-class _Request:
-    __slots__ = ("method", "url", "headers", "authorization", "too_large", "expect_continue", "body", "keep_alive",
-                 "error")
+class _Request(msgspec.Struct):
+    """A request as read (a msgspec Struct: made several times faster than a class with an __init__ of its own)."""
 
-    def __init__(self) -> None:
-        self.method = b""
-        self.url = b""
-        # The end-to-end headers (names in lower case), in order, then x-forwarded-for naming the client: the
-        # hop-by-hop ones are kept apart.
-        self.headers: list[tuple[bytes, bytes]] = []
-        self.authorization: bytes | None = None  # the first Authorization value (also in headers)
-        self.too_large = False  # a Content-Length says more than the connection will read
-        self.expect_continue = False
-        self.body: list[bytes] | None = []
-        self.keep_alive = True
-        # (status, code, detail) of an answer the server gives itself, then closes.
-        self.error: tuple[int, str, str] | None = None
+    method: bytes
+    url: bytes
+    # The end-to-end headers (names in lower case), in order, then x-forwarded-for naming the client: the hop-by-hop
+    # ones are kept apart.
+    headers: list[tuple[bytes, bytes]]
+    authorization: bytes | None  # the first Authorization value (also in headers)
+    body: list[bytes] | None  # None: over body_bytes_max
+    too_large: bool = False  # a Content-Length says more than the connection will read
+    expect_continue: bool = False
+    keep_alive: bool = True
+    # (status, code, detail) of an answer the server gives itself, then closes.
+    error: tuple[int, str, str] | None = None
 
 
 class Connection(asyncio.Protocol):
@@ -231,7 +223,7 @@ class Connection(asyncio.Protocol):
     # -- httptools callbacks ---------------------------------------------------------------------------------
 
     def on_message_begin(self) -> None:
-        self.request = _Request()
+        self.request = _Request(b"", b"", [], None, [])
         self.head_bytes = 0
         self.body_bytes = 0
         self.deadline = self.loop.time() + self.settings.request_read_s  # (_arm inlined: once per request)
@@ -404,7 +396,7 @@ class Connection(asyncio.Protocol):
         self.request = None
         self.transport.pause_reading()
         self.router.metrics.rejected.labels(code).inc()
-        refusal = _Request()
+        refusal = _Request(b"", b"", [], None, [])
         refusal.error = (status, code, detail)
         refusal.keep_alive = False
         self.queue.append(refusal)
