@@ -359,10 +359,11 @@ class Connection(asyncio.Protocol):
         if request is None or self.closing:
             return  # the client went away: whatever the cell answered has nobody to go to
         if request.keep_alive:
-            if headers.__class__ is bytes and request.method != b"HEAD" and status in _STATUS_LINES:
+            line = _STATUS_LINES.get(status)
+            if headers.__class__ is bytes and line is not None and request.method != b"HEAD":
                 # The common case, header lines relayed as they came from the cell (its framing headers were
                 # dropped by router/upstream.py: the framing is this connection's), in one write.
-                self.transport.write(b"".join((_STATUS_LINES[status], headers, b"\r\n", payload)))
+                self.transport.write(b"".join((line, headers, b"\r\n", payload)))
             else:
                 self._write(status, headers, payload, request.method == b"HEAD", True)
             if not self.stepping:

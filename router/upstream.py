@@ -19,6 +19,7 @@ from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import httptools
+import msgspec
 
 # Only these are retried on a fresh connection when a reused one turns out dead before answering:
 # the cell may have applied a POST whose answer was lost, so a POST is never sent twice.
@@ -67,16 +68,13 @@ class UpstreamTimeout(ResponseFailed):
     pass
 
 
-class Response:
+class Response(msgspec.Struct):
     """The cell's answer. `head`: its header lines (each ending in CRLF) as the router's client gets them:
     the cell's connection framing dropped, a content-length given (for HEAD, the cell's, if it sent one)."""
 
-    __slots__ = ("status", "head", "body")
-
-    def __init__(self, status: int, head: bytes, body: bytes) -> None:
-        self.status = status
-        self.head = head
-        self.body = body
+    status: int
+    head: bytes
+    body: bytes
 
 
 def relay_head(lines: bytes, body: bytes, is_head: bool) -> bytes:
@@ -359,7 +357,7 @@ class UpstreamPool:
                 memo: list | None = None) -> bytes:
         """The request's bytes. `memo`, a caller's [headers, their lines] (a client sends the same headers on
         every request of a connection), spares encoding them again when they are equal."""
-        if memo is not None and memo[0] == headers:
+        if memo is not None and (memo[0] is headers or memo[0] == headers):
             lines = memo[1]
         else:
             parts = []
