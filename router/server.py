@@ -48,6 +48,7 @@ _HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"tr
                          b"content-length", b"expect"})
 # The paths the router answers itself all start so (Router.handle decides); others are not decoded here.
 _LOCAL_PREFIXES = (b"/healthz", b"/readyz", b"/metrics")
+_LOCAL_STARTS = frozenset(prefix[:2] for prefix in _LOCAL_PREFIXES)  # looked at first: a set look-up is cheaper
 
 
 class _Refused(Exception):
@@ -60,7 +61,7 @@ class _Head:
     server adds), kept for the connection's next requests: a client sends the same lines on every request, and one
     with these lines and a plain request line, alone in its data, is `read` without the parser."""
 
-    __slots__ = ("authorization", "body_bytes", "headers", "lines", "size", "stop")
+    __slots__ = ("authorization", "body_bytes", "ending", "headers", "lines", "size", "stop")
 
     def __init__(self, lines: bytes, request: _Request, size: int, body_bytes: int) -> None:
         self.lines = lines  # between the request line's CRLF and the empty line's, each line ending in CRLF
@@ -68,7 +69,8 @@ class _Head:
         self.authorization = request.authorization
         self.size = size  # what the lines count towards head_bytes_max
         self.body_bytes = body_bytes  # the body its content-length frames (no other framing is learnt)
-        self.stop = len(lines) + 2  # from the request line's end to the body's start
+        self.ending = lines + b"\r\n"  # the lines, then the empty line
+        self.stop = len(self.ending)  # from the request line's end to the body's start
 
     @classmethod
     def learnt(cls, data: bytes, request: _Request, size: int, body_bytes: int) -> _Head | None:
@@ -93,10 +95,11 @@ class _Head:
         method, url = line.groups()
         start = len(method) + len(url) + 12  # the request line: method, space, url, " HTTP/1.1\r\n"
         stop = start + self.stop
-        if (len(data) != stop + self.body_bytes or not data.startswith(self.lines, start)
-                or not data.startswith(b"\r\n", stop - 2) or len(url) + self.size > head_bytes_max):
+        # (A slice compared: twice as fast as bytes.startswith at an offset.)
+        if (len(data) != stop + self.body_bytes or data[start:stop] != self.ending
+                or len(url) + self.size > head_bytes_max):
             return None
-        return _Request(method, url, self.headers, self.authorization, [data[stop:]] if self.body_bytes else [])
+        return _Request(method, url, self.headers, self.authorization, data[stop:])
 
 
 # A request line the parser reads the same (tests/unit/router/test_router_known_heads.py asks it): a known method,
@@ -113,7 +116,8 @@ class _Request(msgspec.Struct):
     # ones are kept apart.
     headers: list[tuple[bytes, bytes]]
     authorization: bytes | None  # the first Authorization value (also in headers)
-    body: list[bytes] | None  # None: over body_bytes_max
+    # What came of the body, in parts while it is read, then whole (bytes); None: over body_bytes_max.
+    body: list[bytes] | bytes | None
     too_large: bool = False  # a Content-Length says more than the connection will read
     expect_continue: bool = False
     keep_alive: bool = True
@@ -285,6 +289,8 @@ class Connection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         request, self.request = self.request, None
+        if request.body is not None:
+            request.body = b"".join(request.body)
         self._queue(request)
 
     def _queue(self, request: _Request) -> None:
@@ -318,15 +324,13 @@ class Connection(asyncio.Protocol):
                     return
                 self.current = request
                 url = request.url
-                body = request.body
-                if body is not None:
-                    body = b"".join(body) if body else b""
                 try:
-                    if url.startswith(_LOCAL_PREFIXES) and self.handle_local(
+                    if url[:2] in _LOCAL_STARTS and url.startswith(_LOCAL_PREFIXES) and self.handle_local(
                             self, url.split(b"?", 1)[0].decode("latin-1")):
                         task = None
                     else:
-                        task = self.handle(self, request.method, url, request.headers, request.authorization, body)
+                        task = self.handle(self, request.method, url, request.headers, request.authorization,
+                                           request.body)
                 except Exception:  # noqa: BLE001 - a bug of ours must not hang the client: 500, and log it
                     log.exception("request failed in the router")
                     self.answer(*problem_answer(500, "internal_error", "The router failed to handle the request."))
