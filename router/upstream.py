@@ -136,13 +136,18 @@ def whole_answer(data: bytes, body_bytes_max: int) -> Response | None:
 class _Connection(asyncio.Protocol):
     __slots__ = ("transport", "parser", "on_done", "chunks", "heading", "lines", "body", "body_size",
                  "body_bytes_max", "closed", "last_used", "received", "head", "status", "deadline", "in_flight",
-                 "parsed")
+                 "parsed", "caller", "sent_method", "sent")
 
     def __init__(self, body_bytes_max: int, in_flight: set["_Connection"]) -> None:
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
-        # Called once with (response, None) or (None, error) when the exchange in flight ends.
-        self.on_done: Callable[[Response | None, ResponseFailed | None], None] | None = None
+        # Called once with (this connection, response, None) or (this connection, None, error) when the exchange in
+        # flight ends.
+        self.on_done: Callable[[_Connection, Response | None, ResponseFailed | None], None] | None = None
+        # The pool's fast path (UpstreamPool.try_send): its caller's callback, the request's method and bytes.
+        self.caller: Callable[[Response | None, ResponseFailed | None], None] | None = None
+        self.sent_method = b""
+        self.sent: bytes | None = None
         self.body_bytes_max = body_bytes_max
         self.closed = False
         self.last_used = 0.0
@@ -179,7 +184,7 @@ class _Connection(asyncio.Protocol):
             if response is not None:
                 self.on_done = None  # (_end inlined: once per request)
                 self.in_flight.discard(self)
-                on_done(response, None)
+                on_done(self, response, None)
                 return
         self.parsed = True
         if self.heading:
@@ -235,12 +240,12 @@ class _Connection(asyncio.Protocol):
             self.close()
         body = self.body
         body = body[0] if len(body) == 1 else b"".join(body)
-        on_done(Response(self.status, relay_head(self.lines, body, self.head), body), None)
+        on_done(self, Response(self.status, relay_head(self.lines, body, self.head), body), None)
 
     def _fail(self, exc: ResponseFailed) -> None:
         on_done = self._end()
         if on_done is not None:
-            on_done(None, exc)
+            on_done(self, None, exc)
 
     def _end(self):
         """The exchange's callback, once: the exchange is over."""
@@ -264,7 +269,7 @@ class _Connection(asyncio.Protocol):
             self.close()
 
     def send(self, request: bytes, head: bool, deadline: float, on_done) -> None:
-        """Write the request; `on_done(response, error)` is called once, later, when the exchange ends (by
+        """Write the request; `on_done(self, response, error)` is called once, later, when the exchange ends (by
         `deadline`, in the loop's time, at the latest, give or take the pool's sweep period)."""
         if self.transport is None or self.transport.is_closing():
             self.closed = True
@@ -281,7 +286,7 @@ class _Connection(asyncio.Protocol):
     async def exchange(self, request: bytes, head: bool, deadline: float) -> Response:
         waiter = asyncio.get_running_loop().create_future()
 
-        def settle(response: Response | None, error: ResponseFailed | None) -> None:
+        def settle(_, response: Response | None, error: ResponseFailed | None) -> None:
             if not waiter.done():
                 if error is None:
                     waiter.set_result(response)
@@ -332,6 +337,7 @@ class UpstreamPool:
         self.sweep_s = min(1.0, max(0.01, timeout_s / 10))
         self.sweeper: asyncio.TimerHandle | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
+        self._ended = self._exchange_ended
 
     async def _connect(self) -> _Connection:
         loop = asyncio.get_running_loop()
@@ -427,35 +433,42 @@ class UpstreamPool:
             return False
         request = self._encode(method, target, headers, body, memo)
         self.busy += 1
-
-        def done(response: Response | None, error: ResponseFailed | None) -> None:
-            if error is None:
-                if not conn.closed:  # (_put_back and _release inlined: once per request)
-                    conn.last_used = time.monotonic()
-                    self.idle.append(conn)
-                if self.waiters:
-                    self._release()
-                else:
-                    self.busy -= 1
-                on_done(response, None)
-                return
-            conn.close()
-            if not _retried(error, method, conn):
-                self._release()
-                on_done(None, error)
-                return
-            # A kept-alive connection the cell had already closed: once more on a fresh one (the slot is kept).
-            asyncio.get_running_loop().create_task(self._send_fresh(request, method == b"HEAD", on_done))
-
+        conn.caller = on_done
+        conn.sent_method = method
+        conn.sent = request
         loop = self.loop
         try:
             conn.send(request, method == b"HEAD",
-                      loop.time() + self.timeout_s if self.sweeper is not None else self._deadline(), done)
+                      loop.time() + self.timeout_s if self.sweeper is not None else self._deadline(), self._ended)
         except ResponseFailed as exc:
             conn.close()
             # Nothing was written: the caller's callback must not run inside this call.
-            asyncio.get_running_loop().call_soon(done, None, exc)
+            asyncio.get_running_loop().call_soon(self._ended, conn, None, exc)
         return True
+
+    def _exchange_ended(self, conn: _Connection, response: Response | None, error: ResponseFailed | None) -> None:
+        """The end of an exchange of `try_send`'s (as `_ended`, bound once: no callback is made per request): the
+        connection goes back to the idle ones and the slot is freed, or the request is tried once more on a fresh
+        connection; the caller's callback is called."""
+        on_done, method, request = conn.caller, conn.sent_method, conn.sent
+        conn.caller = conn.sent = None
+        if error is None:
+            if not conn.closed:  # (_put_back and _release inlined: once per request)
+                conn.last_used = time.monotonic()
+                self.idle.append(conn)
+            if self.waiters:
+                self._release()
+            else:
+                self.busy -= 1
+            on_done(response, None)
+            return
+        conn.close()
+        if not _retried(error, method, conn):
+            self._release()
+            on_done(None, error)
+            return
+        # A kept-alive connection the cell had already closed: once more on a fresh one (the slot is kept).
+        asyncio.get_running_loop().create_task(self._send_fresh(request, method == b"HEAD", on_done))
 
     async def _send_fresh(self, request: bytes, head: bool, on_done) -> None:
         try:
