@@ -68,9 +68,10 @@ class UpstreamTimeout(ResponseFailed):
     pass
 
 
-class Response(msgspec.Struct):
+class Response(msgspec.Struct, gc=False):
     """The cell's answer. `head`: its header lines (each ending in CRLF) as the router's client gets them:
-    the cell's connection framing dropped, a content-length given (for HEAD, the cell's, if it sent one)."""
+    the cell's connection framing dropped, a content-length given (for HEAD, the cell's, if it sent one). (A msgspec
+    Struct, untracked by the garbage collector: it holds no container.)"""
 
     status: int
     head: bytes
