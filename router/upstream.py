@@ -323,6 +323,7 @@ class UpstreamPool:
         if parts.scheme != "http":
             raise ValueError(f"only http:// cells are supported, not {base_url}")
         self.host_header = parts.netloc.encode()
+        self.version_and_host = b" HTTP/1.1\r\nhost: " + self.host_header + b"\r\n"  # after the target
         self.prefix = parts.path.rstrip("/").encode()
         self.connect_timeout_s = connect_timeout_s
         self.timeout_s = timeout_s
@@ -375,7 +376,7 @@ class UpstreamPool:
                 memo[0], memo[1] = headers, lines
         if body or method not in _BODILESS_METHODS:
             lines += b"content-length: %d\r\n" % len(body)
-        return b"".join((method, b" ", self.prefix, target, b" HTTP/1.1\r\nhost: ", self.host_header, b"\r\n", lines,
+        return b"".join((method, b" ", self.prefix, target, self.version_and_host, lines,
                          b"\r\n", body))
 
     # -- the slots: at most connections_max exchanges at a time, first come first served
