@@ -63,7 +63,9 @@ class TokenBucket:
         if rate != self.rate or burst != self.burst:
             self.rate, self.burst = rate, burst
             self.tokens = min(self.tokens, burst)
-        tokens = min(burst, self.tokens + (now - self.updated_at) * rate)
+        tokens = self.tokens + (now - self.updated_at) * rate
+        if tokens > burst:  # (min() costs a call)
+            tokens = burst
         self.updated_at = now
         if tokens >= 1.0:
             self.tokens = tokens - 1.0 if take else tokens

@@ -30,6 +30,7 @@ import signal
 from http import HTTPStatus
 
 import httptools
+import msgspec
 
 from router.app import Router, problem_answer
 from router.settings import RouterSettings
@@ -47,6 +48,7 @@ _HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"tr
                          b"content-length", b"expect"})
 # The paths the router answers itself all start so (Router.handle decides); others are not decoded here.
 _LOCAL_PREFIXES = (b"/healthz", b"/readyz", b"/metrics")
+_LOCAL_STARTS = frozenset(prefix[:2] for prefix in _LOCAL_PREFIXES)  # looked at first: a set look-up is cheaper
 
 
 class _Refused(Exception):
@@ -59,7 +61,7 @@ class _Head:
     server adds), kept for the connection's next requests: a client sends the same lines on every request, and one
     with these lines and a plain request line, alone in its data, is `read` without the parser."""
 
-    __slots__ = ("authorization", "body_bytes", "headers", "lines", "size", "stop")
+    __slots__ = ("authorization", "body_bytes", "ending", "headers", "lines", "size", "stop")
 
     def __init__(self, lines: bytes, request: _Request, size: int, body_bytes: int) -> None:
         self.lines = lines  # between the request line's CRLF and the empty line's, each line ending in CRLF
@@ -67,7 +69,8 @@ class _Head:
         self.authorization = request.authorization
         self.size = size  # what the lines count towards head_bytes_max
         self.body_bytes = body_bytes  # the body its content-length frames (no other framing is learnt)
-        self.stop = len(lines) + 2  # from the request line's end to the body's start
+        self.ending = lines + b"\r\n"  # the lines, then the empty line
+        self.stop = len(self.ending)  # from the request line's end to the body's start
 
     @classmethod
     def learnt(cls, data: bytes, request: _Request, size: int, body_bytes: int) -> _Head | None:
@@ -89,20 +92,14 @@ class _Head:
         line = _PLAIN_REQUEST_LINE.match(data)
         if line is None:
             return None
-        start = line.end()
+        method, url = line.groups()
+        start = len(method) + len(url) + 12  # the request line: method, space, url, " HTTP/1.1\r\n"
         stop = start + self.stop
-        url = line.group(2)
-        if (len(data) != stop + self.body_bytes or not data.startswith(self.lines, start)
-                or not data.startswith(b"\r\n", stop - 2) or len(url) + self.size > head_bytes_max):
+        # (A slice compared: twice as fast as bytes.startswith at an offset.)
+        if (len(data) != stop + self.body_bytes or data[start:stop] != self.ending
+                or len(url) + self.size > head_bytes_max):
             return None
-        request = _Request()
-        request.method = line.group(1)
-        request.url = url
-        request.headers = self.headers
-        request.authorization = self.authorization
-        if self.body_bytes:
-            request.body = [data[stop:]]
-        return request
+        return _Request(method, url, self.headers, self.authorization, data[stop:])
 
 
 # A request line the parser reads the same (tests/unit/router/test_router_known_heads.py asks it): a known method,
@@ -110,23 +107,23 @@ class _Head:
 _PLAIN_REQUEST_LINE = re.compile(rb"(GET|HEAD|POST|PUT|PATCH|DELETE|OPTIONS) (/[!-~]*) HTTP/1\.1\r\n")
 
 
-class _Request:
-    __slots__ = ("method", "url", "headers", "authorization", "too_large", "expect_continue", "body", "keep_alive",
-                 "error")
+class _Request(msgspec.Struct, gc=False):
+    """A request as read (a msgspec Struct: made several times faster than a class with an __init__ of its own; not
+    tracked by the garbage collector, as nothing it holds can lead back to it)."""
 
-    def __init__(self) -> None:
-        self.method = b""
-        self.url = b""
-        # The end-to-end headers (names in lower case), in order, then x-forwarded-for naming the client: the
-        # hop-by-hop ones are kept apart.
-        self.headers: list[tuple[bytes, bytes]] = []
-        self.authorization: bytes | None = None  # the first Authorization value (also in headers)
-        self.too_large = False  # a Content-Length says more than the connection will read
-        self.expect_continue = False
-        self.body: list[bytes] | None = []
-        self.keep_alive = True
-        # (status, code, detail) of an answer the server gives itself, then closes.
-        self.error: tuple[int, str, str] | None = None
+    method: bytes
+    url: bytes
+    # The end-to-end headers (names in lower case), in order, then x-forwarded-for naming the client: the hop-by-hop
+    # ones are kept apart.
+    headers: list[tuple[bytes, bytes]]
+    authorization: bytes | None  # the first Authorization value (also in headers)
+    # What came of the body, in parts while it is read, then whole (bytes); None: over body_bytes_max.
+    body: list[bytes] | bytes | None
+    too_large: bool = False  # a Content-Length says more than the connection will read
+    expect_continue: bool = False
+    keep_alive: bool = True
+    # (status, code, detail) of an answer the server gives itself, then closes.
+    error: tuple[int, str, str] | None = None
 
 
 class Connection(asyncio.Protocol):
@@ -231,7 +228,7 @@ class Connection(asyncio.Protocol):
     # -- httptools callbacks ---------------------------------------------------------------------------------
 
     def on_message_begin(self) -> None:
-        self.request = _Request()
+        self.request = _Request(b"", b"", [], None, [])
         self.head_bytes = 0
         self.body_bytes = 0
         self.deadline = self.loop.time() + self.settings.request_read_s  # (_arm inlined: once per request)
@@ -293,6 +290,8 @@ class Connection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         request, self.request = self.request, None
+        if request.body is not None:
+            request.body = b"".join(request.body)
         self._queue(request)
 
     def _queue(self, request: _Request) -> None:
@@ -326,15 +325,13 @@ class Connection(asyncio.Protocol):
                     return
                 self.current = request
                 url = request.url
-                body = request.body
-                if body is not None:
-                    body = b"".join(body) if body else b""
                 try:
-                    if url.startswith(_LOCAL_PREFIXES) and self.handle_local(
+                    if url[:2] in _LOCAL_STARTS and url.startswith(_LOCAL_PREFIXES) and self.handle_local(
                             self, url.split(b"?", 1)[0].decode("latin-1")):
                         task = None
                     else:
-                        task = self.handle(self, request.method, url, request.headers, request.authorization, body)
+                        task = self.handle(self, request.method, url, request.headers, request.authorization,
+                                           request.body)
                 except Exception:  # noqa: BLE001 - a bug of ours must not hang the client: 500, and log it
                     log.exception("request failed in the router")
                     self.answer(*problem_answer(500, "internal_error", "The router failed to handle the request."))
@@ -367,10 +364,11 @@ class Connection(asyncio.Protocol):
         if request is None or self.closing:
             return  # the client went away: whatever the cell answered has nobody to go to
         if request.keep_alive:
-            if headers.__class__ is bytes and request.method != b"HEAD" and status in _STATUS_LINES:
+            line = _STATUS_LINES.get(status)
+            if headers.__class__ is bytes and line is not None and request.method != b"HEAD":
                 # The common case, header lines relayed as they came from the cell (its framing headers were
                 # dropped by router/upstream.py: the framing is this connection's), in one write.
-                self.transport.write(b"".join((_STATUS_LINES[status], headers, b"\r\n", payload)))
+                self.transport.write(b"".join((line, headers, b"\r\n", payload)))
             else:
                 self._write(status, headers, payload, request.method == b"HEAD", True)
             if not self.stepping:
@@ -404,7 +402,7 @@ class Connection(asyncio.Protocol):
         self.request = None
         self.transport.pause_reading()
         self.router.metrics.rejected.labels(code).inc()
-        refusal = _Request()
+        refusal = _Request(b"", b"", [], None, [])
         refusal.error = (status, code, detail)
         refusal.keep_alive = False
         self.queue.append(refusal)

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import httptools
+import msgspec
 
 # Only these are retried on a fresh connection when a reused one turns out dead before answering:
 # the cell may have applied a POST whose answer was lost, so a POST is never sent twice.
@@ -67,16 +68,14 @@ class UpstreamTimeout(ResponseFailed):
     pass
 
 
-class Response:
+class Response(msgspec.Struct, gc=False):
     """The cell's answer. `head`: its header lines (each ending in CRLF) as the router's client gets them:
-    the cell's connection framing dropped, a content-length given (for HEAD, the cell's, if it sent one)."""
+    the cell's connection framing dropped, a content-length given (for HEAD, the cell's, if it sent one). (A msgspec
+    Struct, untracked by the garbage collector: it holds no container.)"""
 
-    __slots__ = ("status", "head", "body")
-
-    def __init__(self, status: int, head: bytes, body: bytes) -> None:
-        self.status = status
-        self.head = head
-        self.body = body
+    status: int
+    head: bytes
+    body: bytes
 
 
 def relay_head(lines: bytes, body: bytes, is_head: bool) -> bytes:
@@ -114,9 +113,10 @@ def _facts(lines: bytes) -> tuple[bool, int]:
     return facts
 
 
-def whole_answer(data: bytes, body_bytes_max: int) -> tuple[int, bytes, bytes] | None:
-    """(status, header lines, body) when `data` is one whole final answer whose lines are framed by a content-length
-    alone and the parser reads alike (`_facts`), to a request that is not HEAD; else None (the parser reads it)."""
+def whole_answer(data: bytes, body_bytes_max: int) -> Response | None:
+    """The answer (its header lines relayed as they came) when `data` is one whole final answer whose lines are framed
+    by a content-length alone and the parser reads alike (`_facts`), to a request that is not HEAD; else None (the
+    parser reads it)."""
     line = _PLAIN_STATUS_LINE.match(data)
     if line is None:
         return None
@@ -131,18 +131,24 @@ def whole_answer(data: bytes, body_bytes_max: int) -> tuple[int, bytes, bytes] |
     status = int(line.group(1))
     if status == 204 or status == 304:
         return None
-    return status, lines, data[end + 4:]
+    return Response(status, lines, data[end + 4:])
 
 
 class _Connection(asyncio.Protocol):
     __slots__ = ("transport", "parser", "on_done", "chunks", "heading", "lines", "body", "body_size",
-                 "body_bytes_max", "closed", "last_used", "received", "head", "status", "deadline", "in_flight")
+                 "body_bytes_max", "closed", "last_used", "received", "head", "status", "deadline", "in_flight",
+                 "parsed", "caller", "sent_method", "sent")
 
     def __init__(self, body_bytes_max: int, in_flight: set["_Connection"]) -> None:
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
-        # Called once with (response, None) or (None, error) when the exchange in flight ends.
-        self.on_done: Callable[[Response | None, ResponseFailed | None], None] | None = None
+        # Called once with (this connection, response, None) or (this connection, None, error) when the exchange in
+        # flight ends.
+        self.on_done: Callable[[_Connection, Response | None, ResponseFailed | None], None] | None = None
+        # The pool's fast path (UpstreamPool.try_send): its caller's callback, the request's method and bytes.
+        self.caller: Callable[[Response | None, ResponseFailed | None], None] | None = None
+        self.sent_method = b""
+        self.sent: bytes | None = None
         self.body_bytes_max = body_bytes_max
         self.closed = False
         self.last_used = 0.0
@@ -151,17 +157,19 @@ class _Connection(asyncio.Protocol):
         self.in_flight = in_flight
         self.deadline = 0.0
         self.head = False  # set per exchange
+        self.received = False  # set per exchange: whether a byte of its answer came
         self._reset()
 
     def _reset(self) -> None:
         # What came since the answer's first byte, while its head is incomplete: the head is taken from it
-        # whole (httptools is given no on_header: a Python call per header is what this saves).
+        # whole (httptools is given no on_header: a Python call per header is what this saves). Only the
+        # parser's path changes these: an answer read whole leaves them as they are here (`parsed` says).
+        self.parsed = False
         self.chunks: list[bytes] = []
         self.heading = True
         self.lines = b""
         self.body: list[bytes] = []
         self.body_size = 0
-        self.received = False
         self.status = 0
 
     # -- asyncio.Protocol
@@ -170,12 +178,16 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.received = True
-        if self.heading and not self.chunks and not self.head and self.on_done is not None:
+        on_done = self.on_done
+        if not self.parsed and on_done is not None and not self.head:
             # An answer's first bytes: when they are the whole answer, read plainly, the parser is not needed.
-            whole = whole_answer(data, self.body_bytes_max)
-            if whole is not None:
-                self._end()(Response(*whole), None)
+            response = whole_answer(data, self.body_bytes_max)
+            if response is not None:
+                self.on_done = None  # (_end inlined: once per request)
+                self.in_flight.discard(self)
+                on_done(self, response, None)
                 return
+        self.parsed = True
         if self.heading:
             self.chunks.append(data)
         try:
@@ -229,12 +241,12 @@ class _Connection(asyncio.Protocol):
             self.close()
         body = self.body
         body = body[0] if len(body) == 1 else b"".join(body)
-        on_done(Response(self.status, relay_head(self.lines, body, self.head), body), None)
+        on_done(self, Response(self.status, relay_head(self.lines, body, self.head), body), None)
 
     def _fail(self, exc: ResponseFailed) -> None:
         on_done = self._end()
         if on_done is not None:
-            on_done(None, exc)
+            on_done(self, None, exc)
 
     def _end(self):
         """The exchange's callback, once: the exchange is over."""
@@ -258,12 +270,14 @@ class _Connection(asyncio.Protocol):
             self.close()
 
     def send(self, request: bytes, head: bool, deadline: float, on_done) -> None:
-        """Write the request; `on_done(response, error)` is called once, later, when the exchange ends (by
+        """Write the request; `on_done(self, response, error)` is called once, later, when the exchange ends (by
         `deadline`, in the loop's time, at the latest, give or take the pool's sweep period)."""
         if self.transport is None or self.transport.is_closing():
             self.closed = True
             raise ResponseFailed("connection already closed", sent=False)
-        self._reset()
+        if self.parsed:
+            self._reset()
+        self.received = False
         self.head = head
         self.on_done = on_done
         self.deadline = deadline
@@ -273,7 +287,7 @@ class _Connection(asyncio.Protocol):
     async def exchange(self, request: bytes, head: bool, deadline: float) -> Response:
         waiter = asyncio.get_running_loop().create_future()
 
-        def settle(response: Response | None, error: ResponseFailed | None) -> None:
+        def settle(_, response: Response | None, error: ResponseFailed | None) -> None:
             if not waiter.done():
                 if error is None:
                     waiter.set_result(response)
@@ -309,6 +323,7 @@ class UpstreamPool:
         if parts.scheme != "http":
             raise ValueError(f"only http:// cells are supported, not {base_url}")
         self.host_header = parts.netloc.encode()
+        self.version_and_host = b" HTTP/1.1\r\nhost: " + self.host_header + b"\r\n"  # after the target
         self.prefix = parts.path.rstrip("/").encode()
         self.connect_timeout_s = connect_timeout_s
         self.timeout_s = timeout_s
@@ -324,6 +339,7 @@ class UpstreamPool:
         self.sweep_s = min(1.0, max(0.01, timeout_s / 10))
         self.sweeper: asyncio.TimerHandle | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
+        self._ended = self._exchange_ended
 
     async def _connect(self) -> _Connection:
         loop = asyncio.get_running_loop()
@@ -349,7 +365,7 @@ class UpstreamPool:
                 memo: list | None = None) -> bytes:
         """The request's bytes. `memo`, a caller's [headers, their lines] (a client sends the same headers on
         every request of a connection), spares encoding them again when they are equal."""
-        if memo is not None and memo[0] == headers:
+        if memo is not None and (memo[0] is headers or memo[0] == headers):
             lines = memo[1]
         else:
             parts = []
@@ -360,7 +376,7 @@ class UpstreamPool:
                 memo[0], memo[1] = headers, lines
         if body or method not in _BODILESS_METHODS:
             lines += b"content-length: %d\r\n" % len(body)
-        return b"".join((method, b" ", self.prefix, target, b" HTTP/1.1\r\nhost: ", self.host_header, b"\r\n", lines,
+        return b"".join((method, b" ", self.prefix, target, self.version_and_host, lines,
                          b"\r\n", body))
 
     # -- the slots: at most connections_max exchanges at a time, first come first served
@@ -419,33 +435,42 @@ class UpstreamPool:
             return False
         request = self._encode(method, target, headers, body, memo)
         self.busy += 1
-
-        def done(response: Response | None, error: ResponseFailed | None) -> None:
-            if error is None:
-                if not conn.closed:  # (_put_back and _release inlined: once per request)
-                    conn.last_used = time.monotonic()
-                    self.idle.append(conn)
-                if self.waiters:
-                    self._release()
-                else:
-                    self.busy -= 1
-                on_done(response, None)
-                return
-            conn.close()
-            if not _retried(error, method, conn):
-                self._release()
-                on_done(None, error)
-                return
-            # A kept-alive connection the cell had already closed: once more on a fresh one (the slot is kept).
-            asyncio.get_running_loop().create_task(self._send_fresh(request, method == b"HEAD", on_done))
-
+        conn.caller = on_done
+        conn.sent_method = method
+        conn.sent = request
+        loop = self.loop
         try:
-            conn.send(request, method == b"HEAD", self._deadline(), done)
+            conn.send(request, method == b"HEAD",
+                      loop.time() + self.timeout_s if self.sweeper is not None else self._deadline(), self._ended)
         except ResponseFailed as exc:
             conn.close()
             # Nothing was written: the caller's callback must not run inside this call.
-            asyncio.get_running_loop().call_soon(done, None, exc)
+            asyncio.get_running_loop().call_soon(self._ended, conn, None, exc)
         return True
+
+    def _exchange_ended(self, conn: _Connection, response: Response | None, error: ResponseFailed | None) -> None:
+        """The end of an exchange of `try_send`'s (as `_ended`, bound once: no callback is made per request): the
+        connection goes back to the idle ones and the slot is freed, or the request is tried once more on a fresh
+        connection; the caller's callback is called."""
+        on_done, method, request = conn.caller, conn.sent_method, conn.sent
+        conn.caller = conn.sent = None
+        if error is None:
+            if not conn.closed:  # (_put_back and _release inlined: once per request)
+                conn.last_used = time.monotonic()
+                self.idle.append(conn)
+            if self.waiters:
+                self._release()
+            else:
+                self.busy -= 1
+            on_done(response, None)
+            return
+        conn.close()
+        if not _retried(error, method, conn):
+            self._release()
+            on_done(None, error)
+            return
+        # A kept-alive connection the cell had already closed: once more on a fresh one (the slot is kept).
+        asyncio.get_running_loop().create_task(self._send_fresh(request, method == b"HEAD", on_done))
 
     async def _send_fresh(self, request: bytes, head: bool, on_done) -> None:
         try:

@@ -170,7 +170,7 @@ def test_a_cells_answer_read_whole_is_relayed_as_the_parser_reads_it():
         got = []
         conn = upstream._Connection(1000, set())
         conn.connection_made(Side())
-        conn.send(b"GET / HTTP/1.1\r\n\r\n", False, 0.0, lambda response, error: got.append(
+        conn.send(b"GET / HTTP/1.1\r\n\r\n", False, 0.0, lambda _, response, error: got.append(
             (response.status, response.head, response.body) if error is None else type(error)))
         for chunk in chunks:
             conn.data_received(chunk)
@@ -181,6 +181,42 @@ def test_a_cells_answer_read_whole_is_relayed_as_the_parser_reads_it():
             whole = relayed([answer])
             assert whole == relayed([answer[:12], answer[12:]]), answer  # the parser's reading
     assert relayed([ANSWER])[0] == [(200, b"content-type: application/json\r\ncontent-length: 2\r\n", b"{}")]
+
+
+def test_answers_read_whole_and_parsed_in_turn_on_one_connection_are_relayed_as_on_fresh_ones():
+    """A connection's exchange state is reset only after an answer the parser read (one read whole leaves it as it
+    was): on one kept-alive connection, answers read either way in turn come out as each does on a fresh one."""
+    def outcome(got: list):
+        return lambda _, response, error: got.append(
+            (response.status, response.head, response.body) if error is None else type(error))
+
+    def fresh(chunks: list[bytes]):
+        got = []
+        conn = upstream._Connection(1000, set())
+        conn.connection_made(Side())
+        conn.send(b"GET / HTTP/1.1\r\n\r\n", False, 0.0, outcome(got))
+        for chunk in chunks:
+            conn.data_received(chunk)
+        return got, conn.closed
+
+    def kept_on(answer: bytes) -> bool:
+        got, closed = fresh([answer])
+        return len(got) == 1 and type(got[0]) is tuple and not closed
+
+    kept = [answer for answer in ANSWERS if kept_on(answer)]  # answered, and the connection kept
+    assert len(kept) >= 5
+    conn = upstream._Connection(1000, set())
+    conn.connection_made(Side())
+    got = []
+    expected = []
+    for answer in kept + kept[::-1]:
+        for chunks in ([answer], [answer[:12], answer[12:]], [answer]):  # read whole, parsed, whole again
+            conn.send(b"GET / HTTP/1.1\r\n\r\n", False, 0.0, outcome(got))
+            for chunk in chunks:
+                conn.data_received(chunk)
+            expected += fresh(chunks)[0]
+            assert not conn.closed and conn.on_done is None, answer
+    assert got == expected
 
 
 def test_plain_answer_lines_and_status_lines_are_ones_the_parser_reads_whole():
