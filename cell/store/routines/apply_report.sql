@@ -9,9 +9,13 @@
 -- by ledger_apply: every table is reached by an index, per account or effect of the group. The planner's estimates
 -- lag the tables in a cell's first minutes (no analyze yet): it scanned all of account_balances (the lock, the
 -- balance update) and all of balance_effects (the apply lags) per call, a cost that grew with the tables.
+-- No bitmap scans either: the fold reads each account's queue (balance_effects_unapplied) by a plain index scan, which
+-- marks the entries of effects applied since the last vacuum dead in the index as it passes them (a bitmap scan
+-- cannot: it revisits their heap rows on every apply of a busy account until vacuum), and the balance rows come in
+-- the pkey's order, the lock's, without a sort: ~5-19% less backend CPU an applied effect (README.md here).
 CREATE OR REPLACE FUNCTION ledger_apply_report(p_accounts uuid[], p_skip_locked boolean)
 RETURNS TABLE (applied integer, skipped uuid[], lags_ms double precision[]) LANGUAGE plpgsql
-SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off AS $$
+SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off SET enable_bitmapscan = off AS $$
 DECLARE
     v_ids uuid[];       -- the accounts that have a balance row, sorted
     v_tenants text[];   -- their tenants, in the same order
