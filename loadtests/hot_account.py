@@ -8,7 +8,8 @@ neighbour's load on shared cores hits both alike. In `sync` mode every posting u
 under its lock, so postings serialise on that row; in `hybrid` mode the postings only queue balance effects and
 the worker folds them in batches, so throughput is bounded by CPU (on a 2-core box, by the whole stack's CPU per
 posting). Prints each window and the medians per mode: transactions/s, p50/p99 write latency, CPU milliseconds per
-posting of each component (from /proc), SQS calls per posting; for hybrid the apply lag (posting to applied)
+posting of each component (from /proc; PostgreSQL's also split by whom it served: the cell's backends, the worker's
+(its apply, and the sealer, sequencer and sweeper), the rest), SQS calls per posting; for hybrid the apply lag (posting to applied)
 p50/p90/p99 from the database; then the ratios (throughput: the median of each round's adjacent windows), and the
 same workload straight to PostgreSQL (pgbench) for the database tier's own ratio.
 
