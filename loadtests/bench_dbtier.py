@@ -2,7 +2,8 @@
 
 One embedded PostgreSQL, two databases with the same books: `before` migrated by the store (cell/store) of the
 baseline commit (BENCH_DBTIER_BASELINE, default the commit before the leaner posting path), `after` by this
-checkout's. Measured in interleaved rounds (before, after, before, ...), medians of ROUNDS after a warm-up round
+checkout's. Measured in interleaved rounds (each round's order the previous one's reversed), medians of --rounds
+(ROUNDS) and of the paired after / before ratios after a warm-up round
 (not counted; then ANALYZE: tables with rows and statistics, as a cell's), each round:
   sync   the bench floor's call (loadtests.bench.pgbench_floor): a 2-entry posted transaction, both accounts
          applied now (ledger_apply, resulting balances in the answer);
@@ -260,7 +261,7 @@ async def before_and_after(pg: EmbeddedPostgres, workdir: Path) -> dict[str, str
     return ledgers
 
 
-async def run(duration_s: float = 10.0, concurrency: int = 16) -> dict:
+async def run(duration_s: float = 10.0, concurrency: int = 16, rounds: int = ROUNDS) -> dict:
     workdir = Path(tempfile.mkdtemp(prefix="ledger-dbtier-"))
     pg = EmbeddedPostgres(workdir / "pg").start()  # fsync on, as the bench floor
     try:
@@ -273,9 +274,9 @@ async def run(duration_s: float = 10.0, concurrency: int = 16) -> dict:
             finally:
                 await conn.close()
         print(f"# database tier: ledger_post by pgbench, before = {BASELINE}, after = this checkout; "
-              f"{duration_s:.0f}s per phase, {concurrency} clients, {ROUNDS} rounds after a warm-up, fsync on")
+              f"{duration_s:.0f}s per phase, {concurrency} clients, {rounds} rounds after a warm-up, fsync on")
         phases: dict = {name: {"sync": [], "async": [], "mix": [], "apply": []} for name in ledgers}
-        for r in range(-1, ROUNDS):
+        for r in range(-1, rounds):
             if r == 0:
                 # After the warm-up round (not counted): the tables hold rows and statistics, as a cell's do.
                 for name in ledgers:
@@ -285,7 +286,7 @@ async def run(duration_s: float = 10.0, concurrency: int = 16) -> dict:
                     finally:
                         await conn.close()
                 phases = {name: {"sync": [], "async": [], "mix": [], "apply": []} for name in ledgers}
-            for name in ledgers:
+            for name in (list(ledgers) if r % 2 else list(reversed(ledgers))):  # alternating: neither always first
                 url = pg.database_url(name)
                 for phase, text in (("sync", script(ledgers[name], None)),
                                     ("async", script(ledgers[name], "'{}'::uuid[]")),
@@ -299,12 +300,17 @@ async def run(duration_s: float = 10.0, concurrency: int = 16) -> dict:
                     print(f"round {r + 1 if r >= 0 else 'w'} {name:6s} {phase:5s} {row['per_s']:8.0f}/s  server CPU "
                           f"{row['server_cpu_ms_per_call']:.3f} ms/call  WAL {row['wal_bytes_per_call']:.0f} B/call")
         results = {name: {phase: median_row(rows) for phase, rows in by.items()} for name, by in phases.items()}
-        print("\n# medians: after / before")
+        print("\n# medians: after / before; paired: the median of each round's after / before (the neighbours' drifting "
+              "load on a shared box cancels)")
         for phase in ("sync", "async", "mix", "apply"):
             b, a = results["before"][phase], results["after"][phase]
-            print(f"{phase:5s} tps {b['per_s']:8.0f} -> {a['per_s']:8.0f} ({a['per_s'] / b['per_s']:.2f}x)   "
-                  f"server CPU/call {b['server_cpu_ms_per_call']:.3f} -> {a['server_cpu_ms_per_call']:.3f} ms "
-                  f"({b['server_cpu_ms_per_call'] / a['server_cpu_ms_per_call']:.2f}x cheaper)   "
+            paired = {k: statistics.median(x[k] / y[k] for x, y in zip(phases["after"][phase], phases["before"][phase]))
+                      for k in ("per_s", "server_cpu_ms_per_call")}
+            results["paired_after_over_before_" + phase] = paired
+            print(f"{phase:5s} tps {b['per_s']:8.0f} -> {a['per_s']:8.0f} ({a['per_s'] / b['per_s']:.2f}x, paired "
+                  f"{paired['per_s']:.2f})   server CPU/call {b['server_cpu_ms_per_call']:.3f} -> "
+                  f"{a['server_cpu_ms_per_call']:.3f} ms ({b['server_cpu_ms_per_call'] / a['server_cpu_ms_per_call']:.2f}x "
+                  f"cheaper, paired after/before {paired['server_cpu_ms_per_call']:.2f})   "
                   f"WAL/call {b['wal_bytes_per_call']:.0f} -> {a['wal_bytes_per_call']:.0f} B")
         return results
     finally:
@@ -427,6 +433,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=ROUNDS, help="measured rounds of the pgbench phases")
     parser.add_argument("--serial", type=int, metavar="ROUNDS",
                         help="instead: one client, the backend's own CPU per mix posting and per applied effect, "
                              "ROUNDS rounds of --calls postings per database, alternating")
@@ -435,7 +442,7 @@ def main() -> None:
     if args.serial:
         print(json.dumps(asyncio.run(serial(args.serial, args.calls)), indent=2))
     else:
-        print(json.dumps(asyncio.run(run(args.duration, args.concurrency)), indent=2))
+        print(json.dumps(asyncio.run(run(args.duration, args.concurrency, args.rounds)), indent=2))
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@ neighbour's load on shared cores hits both alike. In `sync` mode every posting u
 under its lock, so postings serialise on that row; in `hybrid` mode the postings only queue balance effects and
 the worker folds them in batches, so throughput is bounded by CPU (on a 2-core box, by the whole stack's CPU per
 posting). Prints each window and the medians per mode: transactions/s, p50/p99 write latency, CPU milliseconds per
-posting of each component (from /proc), SQS calls per posting; for hybrid the apply lag (posting to applied)
+posting of each component (from /proc; PostgreSQL's also split by whom it served: the cell's backends, the worker's
+(its apply, and the sealer, sequencer and sweeper), the rest), SQS calls per posting; for hybrid the apply lag (posting to applied)
 p50/p90/p99 from the database; then the ratios (throughput: the median of each round's adjacent windows), and the
 same workload straight to PostgreSQL (pgbench) for the database tier's own ratio.
 
@@ -168,6 +169,45 @@ def cpu_seconds(roots: dict[str, int | None]) -> dict[str, float]:
     return out
 
 
+def _tree(pid: int) -> list[psutil.Process]:
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def postgres_cpu_seconds(pg_pid: int, clients: dict[str, int]) -> dict[int, tuple[str, float]]:
+    """Each PostgreSQL process's CPU seconds, named by whom it serves: a backend by the client process tree
+    (`clients`: name -> root pid) that holds the other end of its TCP connection, every other process (autovacuum,
+    WAL writer, checkpointer, a backend of neither) 'other'. Keyed by pid, to be diffed over a window."""
+    ports = {}
+    for name, pid in clients.items():
+        for proc in _tree(pid):
+            try:
+                ports.update({c.laddr.port: name for c in proc.net_connections(kind="tcp") if c.laddr})
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                continue
+    out = {}
+    for proc in _tree(pg_pid)[1:]:
+        try:
+            title, t = " ".join(proc.cmdline()), proc.cpu_times()
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+        port = title.rsplit("(", 1)[-1].split(")", 1)[0] if "(" in title else ""
+        out[proc.pid] = (ports.get(int(port), "other") if port.isdigit() else "other", t.user + t.system)
+    return out
+
+
+def postgres_split_ms(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]],
+                      postings: int) -> dict[str, float]:
+    """PostgreSQL's CPU milliseconds per posting by whom it served, over a window (processes alive at its end)."""
+    split: dict[str, float] = {}
+    for pid, (name, cpu) in after.items():
+        split[name] = split.get(name, 0.0) + (cpu - before.get(pid, (name, 0.0))[1]) * 1000 / postings
+    return split
+
+
 def sqs_calls(metrics_urls: list[str]) -> float:
     """SQS API calls the processes behind these metrics endpoints have made (ledger_sqs_calls_total)."""
     return sum(v for url in metrics_urls for k, v in scrape(url).items() if k.startswith(SQS_CALLS_METRIC))
@@ -178,16 +218,23 @@ async def measure(port: int, secret: str, ledger_id: str, cards: int, duration_s
     """The load for duration_s; with `roots`, also the CPU milliseconds per posting of each component (a backend
     that ended inside the window is not counted: the cell's pool keeps its connections), and the SQS calls per
     posting of the processes behind `metrics_urls`."""
-    before, calls_before = cpu_seconds(roots or {}), sqs_calls(list(metrics_urls))
+    roots = roots or {}
+    pg_clients = {k: v for k, v in roots.items() if k in ("cell", "worker") and v is not None}
+    pg_pid = roots.get("postgresql")
+    pg_before = postgres_cpu_seconds(pg_pid, pg_clients) if pg_pid else {}
+    before, calls_before = cpu_seconds(roots), sqs_calls(list(metrics_urls))
     stats = await run_load("127.0.0.1", port, (TENANT, secret), duration_s=duration_s,
                            workers=[("write", concurrency)], make_request=payment_request(ledger_id, cards))
-    after, calls_after = cpu_seconds(roots or {}), sqs_calls(list(metrics_urls))
+    after, calls_after = cpu_seconds(roots), sqs_calls(list(metrics_urls))
+    pg_after = postgres_cpu_seconds(pg_pid, pg_clients) if pg_pid else {}
     summary = stats["write"].summary(duration_s)
     postings = max(1, summary["statuses"].get(201, 0))
     if roots:
         summary["cpu_ms_per_posting"] = {k: (after[k] - before.get(k, 0.0)) * 1000 / postings for k in after}
         summary["cpu_cores"] = sum(after[k] - before.get(k, 0.0) for k in after) / duration_s
         summary["sqs_calls_per_posting"] = (calls_after - calls_before) / postings
+        if pg_pid:
+            summary["postgresql_ms_per_posting"] = postgres_split_ms(pg_before, pg_after, postings)
     return summary
 
 
@@ -306,7 +353,9 @@ def median_window(windows: list[dict]) -> dict:
             "cpu_ms_per_posting": {k: med(w["cpu_ms_per_posting"][k] for w in windows)
                                    for k in windows[0]["cpu_ms_per_posting"]},
             "cpu_cores": med(w["cpu_cores"] for w in windows),
-            "sqs_calls_per_posting": med(w["sqs_calls_per_posting"] for w in windows)}
+            "sqs_calls_per_posting": med(w["sqs_calls_per_posting"] for w in windows),
+            "postgresql_ms_per_posting": {k: med(w.get("postgresql_ms_per_posting", {}).get(k, 0.0) for w in windows)
+                                          for k in {k for w in windows for k in w.get("postgresql_ms_per_posting", {})}}}
 
 
 async def _windows(results: dict, stacks: dict, conns: dict, pgs, valkey, sqs, workdir: Path, *, modes, cards: int,
@@ -415,6 +464,9 @@ def _fmt(row: dict) -> str:
         parts = "  ".join(f"{k} {v:.2f}" for k, v in row["cpu_ms_per_posting"].items())
         line += f"\n        CPU ms/posting: {parts}  (total {sum(row['cpu_ms_per_posting'].values()):.2f}; " \
                 f"{row['cpu_cores']:.2f} cores busy); SQS calls/posting {row['sqs_calls_per_posting']:.3f}"
+    if row.get("postgresql_ms_per_posting"):
+        line += "\n        PostgreSQL CPU ms/posting by whom it served: " + "  ".join(
+            f"{k} {v:.2f}" for k, v in sorted(row["postgresql_ms_per_posting"].items()))
     return line
 
 

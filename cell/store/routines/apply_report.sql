@@ -9,20 +9,30 @@
 -- by ledger_apply: every table is reached by an index, per account or effect of the group. The planner's estimates
 -- lag the tables in a cell's first minutes (no analyze yet): it scanned all of account_balances (the lock, the
 -- balance update) and all of balance_effects (the apply lags) per call, a cost that grew with the tables.
+-- No bitmap scans either: the fold reads each account's queue (balance_effects_unapplied) by a plain index scan, which
+-- marks the entries of effects applied since the last vacuum dead in the index as it passes them (a bitmap scan
+-- cannot: it revisits their heap rows on every apply of a busy account until vacuum), and the balance rows come in
+-- the pkey's order, the lock's, without a sort: ~5-19% less backend CPU an applied effect (README.md here).
 CREATE OR REPLACE FUNCTION ledger_apply_report(p_accounts uuid[], p_skip_locked boolean)
 RETURNS TABLE (applied integer, skipped uuid[], lags_ms double precision[]) LANGUAGE plpgsql
-SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off AS $$
+SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off SET enable_bitmapscan = off AS $$
 DECLARE
+    v_ids uuid[];       -- the accounts that have a balance row, sorted
+    v_tenants text[];   -- their tenants, in the same order
+    v_tenant text;
     v_held uuid[];
     v_versions bigint[];
-    v_tenant text;
 BEGIN
-    FOR v_tenant IN SELECT DISTINCT tenant_id FROM account_balances WHERE account_id = ANY(p_accounts)
-                    ORDER BY tenant_id LOOP
+    -- The accounts and their tenants in one read (one primary-key probe an account); each tenant's fence, then its
+    -- state, read per tenant by a statement after the locks (a statement's snapshot is taken when it starts).
+    SELECT array_agg(b.account_id ORDER BY b.account_id), array_agg(b.tenant_id ORDER BY b.account_id)
+    INTO v_ids, v_tenants FROM account_balances b WHERE b.account_id = ANY(p_accounts);
+    FOREACH v_tenant IN ARRAY coalesce(ARRAY(SELECT DISTINCT t FROM unnest(v_tenants) t ORDER BY 1), '{}') LOOP
         PERFORM pg_advisory_xact_lock_shared(hashtextextended('tenant:' || v_tenant, 0));
     END LOOP;
-    p_accounts := ARRAY(SELECT b.account_id FROM account_balances b JOIN tenants t ON t.id = b.tenant_id
-                        WHERE b.account_id = ANY(p_accounts) AND t.state = 'active');
+    p_accounts := ARRAY(SELECT u.id FROM unnest(v_ids, v_tenants) u(id, tenant_id)
+                        WHERE u.tenant_id = ANY(ARRAY(SELECT t.id FROM tenants t
+                                                      WHERE t.id = ANY(v_tenants) AND t.state = 'active')));
     -- Lock first (sorted, like ledger_apply) to learn the lock versions before the fold: the effects this
     -- call applies are exactly those above them. ledger_apply then re-locks rows this transaction holds.
     IF p_skip_locked THEN
@@ -37,9 +47,13 @@ BEGIN
             ORDER BY account_id FOR UPDATE) s;
     END IF;
     v_held := coalesce(v_held, '{}');
-    -- Accounts without a balance row (a bogus id in a message) are neither applied nor skipped.
-    skipped := ARRAY(SELECT account_id FROM account_balances
-                     WHERE account_id = ANY(p_accounts) AND account_id <> ALL(v_held) ORDER BY account_id);
+    -- Accounts without a balance row (a bogus id in a message) are neither applied nor skipped: p_accounts holds
+    -- only those with one, so the skipped are p_accounts less the held (both sorted), no read.
+    IF cardinality(v_held) = cardinality(p_accounts) THEN
+        skipped := '{}';
+    ELSE
+        skipped := ARRAY(SELECT unnest(p_accounts) EXCEPT SELECT unnest(v_held) ORDER BY 1);
+    END IF;
     IF cardinality(v_held) = 0 THEN
         applied := 0;
         lags_ms := '{}';
