@@ -37,7 +37,16 @@ from cell.ledger.posting import (
     validate_posting,
 )
 from cell.service import events, views
-from cell.service.common import EffectivePosition, Page, SeqPosition, cursors, merge_metadata, page_of, seq_page
+from cell.service.common import (
+    EffectivePosition,
+    Page,
+    SeqPosition,
+    cursors,
+    merge_metadata,
+    new_ids,
+    page_of,
+    seq_page,
+)
 from cell.service.context import CellContext
 from cell.service.idempotency import replay
 from cell.service.metrics import POSTING_SECONDS, POSTINGS, SYNC_LOCK_WAIT_SECONDS
@@ -203,12 +212,14 @@ async def prepare_posting(ctx: CellContext, tenant_id: str, *, ledger_id: uuid.U
         POSTINGS.labels(rejection.code).inc()
         raise PostingRejected(rejection.detail, rejection.code)
 
+    transaction_id, *entry_ids = new_ids(1 + len(entries))
     state = TransactionState(
-        id=uuid.uuid4(), ledger_id=ledger_id, description=description, status=status,
+        id=transaction_id, ledger_id=ledger_id, description=description, status=status,
         effective_at=views.utc(effective_at or datetime.now(timezone.utc)), external_id=external_id,
         metadata=metadata, reverses_ledger_transaction_id=reverses_id,
-        ledger_entries=[VersionEntry(uuid.uuid4(), uuid.UUID(e.ledger_account_id), e.direction, e.amount)
-                        for e in entries], ledgerable_type=ledgerable_type, ledgerable_id=ledgerable_id)
+        ledger_entries=[VersionEntry(entry_id, uuid.UUID(e.ledger_account_id), e.direction, e.amount)
+                        for entry_id, e in zip(entry_ids, entries)], ledgerable_type=ledgerable_type,
+        ledgerable_id=ledgerable_id)
     partial = None
     if partially_posts is not None:
         pending, version, _ = partially_posts
