@@ -49,7 +49,7 @@ from cell.service.common import (
 )
 from cell.service.context import CellContext
 from cell.service.idempotency import replay
-from cell.service.metrics import POSTING_SECONDS, POSTINGS, SYNC_LOCK_WAIT_SECONDS
+from cell.service.metrics import POSTING_SECONDS, SYNC_LOCK_WAIT_SECONDS, count_posting
 from cell.store import entries as store_entries
 from cell.store import settlements as store_settlements
 from cell.store import transactions as store
@@ -122,7 +122,7 @@ async def transition_status(ctx: CellContext, conn: asyncpg.Connection, tenant_i
                                     state=msgspec.structs.replace(current, status=status), events=drafts)
     if result.lock_wait_s:
         SYNC_LOCK_WAIT_SECONDS.observe(result.lock_wait_s)
-    POSTINGS.labels(status).inc()
+    count_posting(status)
 
 
 def _unstamped(posting: Posting, accounts: dict[str, Account]) -> views.LedgerTransaction:
@@ -202,14 +202,14 @@ async def prepare_posting(ctx: CellContext, tenant_id: str, *, ledger_id: uuid.U
     if ledger_id is None:
         derived = derive_ledger(entries, accounts)
         if isinstance(derived, Rejection):
-            POSTINGS.labels(derived.code).inc()
+            count_posting(derived.code)
             raise PostingRejected(derived.detail, derived.code)
         ledger_id = uuid.UUID(derived)
     if not await ctx.cache.ledger_exists(ctx.pool, tenant_id, str(ledger_id)):
         raise PostingRejected(f"ledger {ledger_id} not found", "ledger_not_found")
     rejection = validate_posting(str(ledger_id), entries, accounts, ctx.settings.entries_per_transaction_max)
     if rejection is not None:
-        POSTINGS.labels(rejection.code).inc()
+        count_posting(rejection.code)
         raise PostingRejected(rejection.detail, rejection.code)
 
     transaction_id, *entry_ids = new_ids(1 + len(entries))
@@ -236,7 +236,7 @@ async def finish_posting(ctx: CellContext, posting: Posting, result: PostResult,
     if posting.apply_accounts:
         SYNC_LOCK_WAIT_SECONDS.observe(result.lock_wait_s)
     if result.archived_reason is not None:  # nothing written to any balance: nothing to nudge
-        POSTINGS.labels("archived_" + result.archived_reason).inc()
+        count_posting("archived_" + result.archived_reason)
         POSTING_SECONDS.observe(time.perf_counter() - started)
         return
     state, partial = posting.state, posting.partially_posts
@@ -246,7 +246,7 @@ async def finish_posting(ctx: CellContext, posting: Posting, result: PostResult,
         unapplied = sorted(set(unapplied) | {str(e.ledger_account_id) for e in partial.snapshot.ledger_entries})
     if unapplied:
         await ctx.nudger.nudge(posting.tenant_id, unapplied)
-    POSTINGS.labels("posted_sync" if not unapplied else "posted_async").inc()
+    count_posting("posted_sync" if not unapplied else "posted_async")
     POSTING_SECONDS.observe(time.perf_counter() - started)
 
 
@@ -281,10 +281,10 @@ async def _post(ctx: CellContext, tenant_id: str, *, idem: IdemKey | None,
     try:
         result = await ctx.run(lambda conn: store.post(conn, posting, drafts, answer_kept))
     except PostingRejected as exc:
-        POSTINGS.labels(exc.code).inc()
+        count_posting(exc.code)
         raise
     if result.replay:
-        POSTINGS.labels("replayed").inc()
+        count_posting("replayed")
         return await ctx.run(lambda conn: replay(conn, tenant_id, idem, views.LedgerTransaction,
                                                  lambda c, rid: _transaction(c, tenant_id, rid), _replayed))
     answer = _posted(kept, result)
@@ -359,7 +359,7 @@ async def partial_post(ctx: CellContext, tenant_id: str, txn_id: uuid.UUID, cmd:
     rejection = validate_partial_post(
         [EntryRequest(str(e.ledger_account_id), e.direction, e.amount) for e in pending.ledger_entries], entries)
     if rejection is not None:
-        POSTINGS.labels(rejection.code).inc()
+        count_posting(rejection.code)
         raise PostingRejected(rejection.detail, rejection.code)
     return await _post(ctx, tenant_id, ledger_id=pending.ledger_id, entries=entries,
                        description=cmd.description if cmd.description is not None else pending.description,
@@ -411,7 +411,7 @@ async def update_transaction(ctx: CellContext, tenant_id: str, txn_id: uuid.UUID
 
     current, status = await ctx.run(work)
     if status is not None:
-        POSTINGS.labels(status).inc()
+        count_posting(status)
         if ctx.settings.posting_mode != "sync":
             await ctx.nudger.nudge(tenant_id, sorted({str(e.ledger_account_id) for e in current.ledger_entries}))
     return await get_transaction(ctx, tenant_id, txn_id)
