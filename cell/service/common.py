@@ -84,6 +84,13 @@ _V4_SET = 0x00000000_0000_4000_8000_000000000000  # version 4, variant RFC 4122
 _UUID_BITS = (1 << 128) - 1
 
 
+# Account ids between their two forms (the API's UUID, the domain's text), remembered: postings name the same
+# accounts again and again, and uuid's formatting and parsing are Python code (~1-3 us each, several per posting).
+ACCOUNT_IDS_REMEMBERED = 10_000
+account_uuid = functools.lru_cache(maxsize=ACCOUNT_IDS_REMEMBERED)(uuid.UUID)  # canonical text -> UUID
+uuid_text = functools.lru_cache(maxsize=ACCOUNT_IDS_REMEMBERED)(str)  # UUID -> its canonical text
+
+
 def new_ids(n: int) -> list[uuid.UUID]:
     """`n` random (version 4) UUIDs, as uuid.uuid4 makes them, from one read of the OS's randomness instead of one
     per id, built without UUID.__init__'s argument checks (the value is in range by construction)."""

@@ -41,11 +41,13 @@ from cell.service.common import (
     EffectivePosition,
     Page,
     SeqPosition,
+    account_uuid,
     cursors,
     merge_metadata,
     new_ids,
     page_of,
     seq_page,
+    uuid_text,
 )
 from cell.service.context import CellContext
 from cell.service.idempotency import replay
@@ -64,7 +66,7 @@ def _entry_request(e: EntryCreate) -> EntryRequest:
         lock = getattr(e, field)
         if lock is not None and lock.as_dict():
             balances[field] = lock.as_dict()
-    return EntryRequest(str(e.ledger_account_id), e.direction, e.amount,
+    return EntryRequest(uuid_text(e.ledger_account_id), e.direction, e.amount,
                         Condition(balances, e.lock_version), bool(e.show_resulting_ledger_account_balances),
                         e.metadata)
 
@@ -217,7 +219,7 @@ async def prepare_posting(ctx: CellContext, tenant_id: str, *, ledger_id: uuid.U
         id=transaction_id, ledger_id=ledger_id, description=description, status=status,
         effective_at=views.utc(effective_at or datetime.now(timezone.utc)), external_id=external_id,
         metadata=metadata, reverses_ledger_transaction_id=reverses_id,
-        ledger_entries=[VersionEntry(entry_id, uuid.UUID(e.ledger_account_id), e.direction, e.amount)
+        ledger_entries=[VersionEntry(entry_id, account_uuid(e.ledger_account_id), e.direction, e.amount)
                         for entry_id, e in zip(entry_ids, entries)], ledgerable_type=ledgerable_type,
         ledgerable_id=ledgerable_id)
     partial = None
@@ -241,9 +243,9 @@ async def finish_posting(ctx: CellContext, posting: Posting, result: PostResult,
         return
     state, partial = posting.state, posting.partially_posts
     applied = {r.id for r in result.entries}
-    unapplied = sorted({str(e.ledger_account_id) for e in state.ledger_entries if e.id not in applied})
+    unapplied = sorted({uuid_text(e.ledger_account_id) for e in state.ledger_entries if e.id not in applied})
     if partial is not None and ctx.settings.posting_mode != "sync":  # the archived entries' effects are queued
-        unapplied = sorted(set(unapplied) | {str(e.ledger_account_id) for e in partial.snapshot.ledger_entries})
+        unapplied = sorted(set(unapplied) | {uuid_text(e.ledger_account_id) for e in partial.snapshot.ledger_entries})
     if unapplied:
         await ctx.nudger.nudge(posting.tenant_id, unapplied)
     count_posting("posted_sync" if not unapplied else "posted_async")
