@@ -40,8 +40,9 @@ async def act_for_task_tenant(conn) -> None:
 async def _init_connection(conn: asyncpg.Connection) -> None:
     # Balances are numeric(39,0) so that they can never overflow; they are whole numbers, so int is exact.
     await conn.set_type_codec("numeric", encoder=str, decoder=int, schema="pg_catalog", format="text")
-    # jsonb in its binary form (a version byte, 1, then the JSON text): msgspec's bytes go as they are and come back
-    # as bytes, without the round trip through str that the text form costs on each side.
+    # jsonb in its binary form (a version byte, 1, then the JSON text): an argument goes as msgspec's bytes, without
+    # the text form's round trip through str (~0.7 us of ~1.4 per value; a posting sends ~6); a value read back is
+    # decoded from its bytes, as cheap as from the text form's str.
     await conn.set_type_codec("jsonb", encoder=_jsonb_encode, decoder=_jsonb_decode, schema="pg_catalog",
                               format="binary")
 
@@ -56,9 +57,9 @@ def _jsonb_encode(value) -> bytes:
 
 
 def _jsonb_decode(data: bytes):
-    if data[:1] != _JSONB_VERSION:
-        raise ValueError(f"unsupported jsonb version {data[:1]!r}")
-    return _json_decode(memoryview(data)[1:])
+    if data[0] != 1:
+        raise ValueError(f"unsupported jsonb version {data[0]}")
+    return _json_decode(data[1:])  # a bytes slice: cheaper to decode from than a memoryview of a small value
 
 
 def quote_ident(name: str) -> str:
