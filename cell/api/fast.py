@@ -114,14 +114,22 @@ async def _send_problem(scope, receive, send, exc: Exception) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def _header(scope, name: bytes) -> str | None:
-    """The first value of a header, as Litestar's Headers.get reads it."""
-    return next((v.decode("latin-1") for k, v in scope["headers"] if k.lower() == name), None)
+_POSTING_HEADERS = frozenset({b"content-length", b"content-type", b"idempotency-key"})
 
 
-async def _body(scope, receive, size_max: int) -> bytes:
-    """The request body, read as Litestar's Request.body reads it (the same bound, the same exceptions)."""
-    announced = _header(scope, b"content-length")
+def _posting_headers(scope) -> dict[bytes, str]:
+    """The first value of each header a posting reads, as Litestar's Headers.get reads it, in one pass."""
+    found: dict[bytes, str] = {}
+    for k, v in scope["headers"]:
+        k = k.lower()
+        if k in _POSTING_HEADERS and k not in found:
+            found[k] = v.decode("latin-1")
+    return found
+
+
+async def _body(receive, announced: str | None, size_max: int) -> bytes:
+    """The request body, read as Litestar's Request.body reads it (the same bound, the same exceptions);
+    `announced`: its Content-Length header."""
     if announced is not None:
         try:
             length = int(announced)
@@ -156,9 +164,10 @@ async def _get_account(scope, receive) -> tuple[int, bytes]:
 
 async def _create_transaction(scope, receive) -> tuple[int, bytes]:
     ctx = scope["app"].state["ctx"]
-    raw = await _body(scope, receive, ctx.settings.body_bytes_max)
-    cmd = http.checked_body(_header(scope, b"content-type"), raw, TransactionCreate)
-    idem = idempotency_key(_header(scope, b"idempotency-key"), "POST", TRANSACTIONS, raw,
+    headers = _posting_headers(scope)
+    raw = await _body(receive, headers.get(b"content-length"), ctx.settings.body_bytes_max)
+    cmd = http.checked_body(headers.get(b"content-type"), raw, TransactionCreate)
+    idem = idempotency_key(headers.get(b"idempotency-key"), "POST", TRANSACTIONS, raw,
                            ctx.settings.idempotency_key_length_max)
     view = await transactions.create_transaction(ctx, scope["state"]["tenant_id"], cmd, idem)
     return 201, http.encode(view)

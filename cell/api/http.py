@@ -40,7 +40,7 @@ def decode(body: bytes, type_: type):
 def require_json(content_type: str | None, body: bytes) -> None:
     """A body must be declared `application/json` (parameters allowed, a charset only utf-8); no body needs no
     Content-Type. Anything else is 415, before the body is looked at."""
-    if content_type is None and not body:
+    if content_type == JSON or (content_type is None and not body):  # the usual declaration: nothing to parse
         return
     media_type, _, params = (content_type or "").partition(";")
     charset = next((v.strip().strip('"').lower() for k, _, v in (p.partition("=") for p in params.split(";"))

@@ -79,6 +79,32 @@ def cursors(settings: CellSettings, tenant_id: str, list_name: str) -> Cursors:
     return Cursors(settings.cursor_secret, tenant_id, list_name)
 
 
+_V4_KEEP = 0xFFFFFFFF_FFFF_0FFF_3FFF_FFFFFFFFFFFF  # all but the version and variant bits
+_V4_SET = 0x00000000_0000_4000_8000_000000000000  # version 4, variant RFC 4122
+_UUID_BITS = (1 << 128) - 1
+
+
+# Account ids between their two forms (the API's UUID, the domain's text), remembered: postings name the same
+# accounts again and again, and uuid's formatting and parsing are Python code (~1-3 us each, several per posting).
+ACCOUNT_IDS_REMEMBERED = 10_000
+account_uuid = functools.lru_cache(maxsize=ACCOUNT_IDS_REMEMBERED)(uuid.UUID)  # canonical text -> UUID
+uuid_text = functools.lru_cache(maxsize=ACCOUNT_IDS_REMEMBERED)(str)  # UUID -> its canonical text
+
+
+def new_ids(n: int) -> list[uuid.UUID]:
+    """`n` random (version 4) UUIDs, as uuid.uuid4 makes them, from one read of the OS's randomness instead of one
+    per id, built without UUID.__init__'s argument checks (the value is in range by construction)."""
+    bits = int.from_bytes(os.urandom(16 * n), "big")
+    ids = []
+    for _ in range(n):
+        new = object.__new__(uuid.UUID)
+        object.__setattr__(new, "int", (bits & _V4_KEEP) | _V4_SET)
+        object.__setattr__(new, "is_safe", uuid.SafeUUID.unknown)
+        ids.append(new)
+        bits >>= 128
+    return ids
+
+
 def parse_uuid(value: str, what: str) -> uuid.UUID:
     """An id in a path: anything that is not a UUID simply does not exist (404)."""
     try:

@@ -1,5 +1,7 @@
 """The cell's own Prometheus metrics (request latency per route comes from Litestar's plugin)."""
 
+import functools
+
 from prometheus_client import Counter, Histogram
 
 POSTINGS = Counter("ledger_postings_total", "Postings and transitions by outcome", ["outcome"])
@@ -8,3 +10,11 @@ POSTING_SECONDS = Histogram("ledger_posting_seconds", "Time to post a ledger tra
 SYNC_LOCK_WAIT_SECONDS = Histogram(
     "ledger_sync_lock_wait_seconds", "Time a sync posting or transition waited for its accounts' balance-row locks",
     buckets=(0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2))
+
+# An outcome's child of POSTINGS, looked up once (labels() costs a lock and its label checks on every call; the
+# outcomes are a fixed set: the posting outcomes and the rejection codes).
+_posting_outcome = functools.lru_cache(maxsize=None)(POSTINGS.labels)
+
+
+def count_posting(outcome: str) -> None:
+    _posting_outcome(outcome).inc()

@@ -98,11 +98,18 @@ class KeyCache:
         """(tenant id, tenant state) of a live key, or None."""
         return await self.lookup_digest(pool, hash_secret(secret))
 
-    async def lookup_digest(self, pool: asyncpg.Pool, digest: bytes) -> tuple[str, str] | None:
-        """`lookup` of a key by its hash_secret."""
+    def cached(self, digest: bytes) -> tuple[str, str] | None:
+        """(tenant, state) of a key by its hash_secret while it is remembered (within ttl_s); None otherwise."""
         hit = self._items.get(digest)
         if hit is not None and hit[2] > time.monotonic():
             return hit[0], hit[1]
+        return None
+
+    async def lookup_digest(self, pool: asyncpg.Pool, digest: bytes) -> tuple[str, str] | None:
+        """`lookup` of a key by its hash_secret."""
+        hit = self.cached(digest)
+        if hit is not None:
+            return hit
         task = self._in_flight.get(digest)
         if task is None:
             task = self._in_flight[digest] = asyncio.get_running_loop().create_task(self._fetch(pool, digest))

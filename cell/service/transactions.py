@@ -37,10 +37,21 @@ from cell.ledger.posting import (
     validate_posting,
 )
 from cell.service import events, views
-from cell.service.common import EffectivePosition, Page, SeqPosition, cursors, merge_metadata, page_of, seq_page
+from cell.service.common import (
+    EffectivePosition,
+    Page,
+    SeqPosition,
+    account_uuid,
+    cursors,
+    merge_metadata,
+    new_ids,
+    page_of,
+    seq_page,
+    uuid_text,
+)
 from cell.service.context import CellContext
 from cell.service.idempotency import replay
-from cell.service.metrics import POSTING_SECONDS, POSTINGS, SYNC_LOCK_WAIT_SECONDS
+from cell.service.metrics import POSTING_SECONDS, SYNC_LOCK_WAIT_SECONDS, count_posting
 from cell.store import entries as store_entries
 from cell.store import settlements as store_settlements
 from cell.store import transactions as store
@@ -55,7 +66,7 @@ def _entry_request(e: EntryCreate) -> EntryRequest:
         lock = getattr(e, field)
         if lock is not None and lock.as_dict():
             balances[field] = lock.as_dict()
-    return EntryRequest(str(e.ledger_account_id), e.direction, e.amount,
+    return EntryRequest(uuid_text(e.ledger_account_id), e.direction, e.amount,
                         Condition(balances, e.lock_version), bool(e.show_resulting_ledger_account_balances),
                         e.metadata)
 
@@ -113,7 +124,7 @@ async def transition_status(ctx: CellContext, conn: asyncpg.Connection, tenant_i
                                     state=msgspec.structs.replace(current, status=status), events=drafts)
     if result.lock_wait_s:
         SYNC_LOCK_WAIT_SECONDS.observe(result.lock_wait_s)
-    POSTINGS.labels(status).inc()
+    count_posting(status)
 
 
 def _unstamped(posting: Posting, accounts: dict[str, Account]) -> views.LedgerTransaction:
@@ -193,22 +204,24 @@ async def prepare_posting(ctx: CellContext, tenant_id: str, *, ledger_id: uuid.U
     if ledger_id is None:
         derived = derive_ledger(entries, accounts)
         if isinstance(derived, Rejection):
-            POSTINGS.labels(derived.code).inc()
+            count_posting(derived.code)
             raise PostingRejected(derived.detail, derived.code)
         ledger_id = uuid.UUID(derived)
     if not await ctx.cache.ledger_exists(ctx.pool, tenant_id, str(ledger_id)):
         raise PostingRejected(f"ledger {ledger_id} not found", "ledger_not_found")
     rejection = validate_posting(str(ledger_id), entries, accounts, ctx.settings.entries_per_transaction_max)
     if rejection is not None:
-        POSTINGS.labels(rejection.code).inc()
+        count_posting(rejection.code)
         raise PostingRejected(rejection.detail, rejection.code)
 
+    transaction_id, *entry_ids = new_ids(1 + len(entries))
     state = TransactionState(
-        id=uuid.uuid4(), ledger_id=ledger_id, description=description, status=status,
+        id=transaction_id, ledger_id=ledger_id, description=description, status=status,
         effective_at=views.utc(effective_at or datetime.now(timezone.utc)), external_id=external_id,
         metadata=metadata, reverses_ledger_transaction_id=reverses_id,
-        ledger_entries=[VersionEntry(uuid.uuid4(), uuid.UUID(e.ledger_account_id), e.direction, e.amount)
-                        for e in entries], ledgerable_type=ledgerable_type, ledgerable_id=ledgerable_id)
+        ledger_entries=[VersionEntry(entry_id, account_uuid(e.ledger_account_id), e.direction, e.amount)
+                        for entry_id, e in zip(entry_ids, entries)], ledgerable_type=ledgerable_type,
+        ledgerable_id=ledgerable_id)
     partial = None
     if partially_posts is not None:
         pending, version, _ = partially_posts
@@ -225,17 +238,17 @@ async def finish_posting(ctx: CellContext, posting: Posting, result: PostResult,
     if posting.apply_accounts:
         SYNC_LOCK_WAIT_SECONDS.observe(result.lock_wait_s)
     if result.archived_reason is not None:  # nothing written to any balance: nothing to nudge
-        POSTINGS.labels("archived_" + result.archived_reason).inc()
+        count_posting("archived_" + result.archived_reason)
         POSTING_SECONDS.observe(time.perf_counter() - started)
         return
     state, partial = posting.state, posting.partially_posts
     applied = {r.id for r in result.entries}
-    unapplied = sorted({str(e.ledger_account_id) for e in state.ledger_entries if e.id not in applied})
+    unapplied = sorted({uuid_text(e.ledger_account_id) for e in state.ledger_entries if e.id not in applied})
     if partial is not None and ctx.settings.posting_mode != "sync":  # the archived entries' effects are queued
-        unapplied = sorted(set(unapplied) | {str(e.ledger_account_id) for e in partial.snapshot.ledger_entries})
+        unapplied = sorted(set(unapplied) | {uuid_text(e.ledger_account_id) for e in partial.snapshot.ledger_entries})
     if unapplied:
         await ctx.nudger.nudge(posting.tenant_id, unapplied)
-    POSTINGS.labels("posted_sync" if not unapplied else "posted_async").inc()
+    count_posting("posted_sync" if not unapplied else "posted_async")
     POSTING_SECONDS.observe(time.perf_counter() - started)
 
 
@@ -270,10 +283,10 @@ async def _post(ctx: CellContext, tenant_id: str, *, idem: IdemKey | None,
     try:
         result = await ctx.run(lambda conn: store.post(conn, posting, drafts, answer_kept))
     except PostingRejected as exc:
-        POSTINGS.labels(exc.code).inc()
+        count_posting(exc.code)
         raise
     if result.replay:
-        POSTINGS.labels("replayed").inc()
+        count_posting("replayed")
         return await ctx.run(lambda conn: replay(conn, tenant_id, idem, views.LedgerTransaction,
                                                  lambda c, rid: _transaction(c, tenant_id, rid), _replayed))
     answer = _posted(kept, result)
@@ -348,7 +361,7 @@ async def partial_post(ctx: CellContext, tenant_id: str, txn_id: uuid.UUID, cmd:
     rejection = validate_partial_post(
         [EntryRequest(str(e.ledger_account_id), e.direction, e.amount) for e in pending.ledger_entries], entries)
     if rejection is not None:
-        POSTINGS.labels(rejection.code).inc()
+        count_posting(rejection.code)
         raise PostingRejected(rejection.detail, rejection.code)
     return await _post(ctx, tenant_id, ledger_id=pending.ledger_id, entries=entries,
                        description=cmd.description if cmd.description is not None else pending.description,
@@ -400,7 +413,7 @@ async def update_transaction(ctx: CellContext, tenant_id: str, txn_id: uuid.UUID
 
     current, status = await ctx.run(work)
     if status is not None:
-        POSTINGS.labels(status).inc()
+        count_posting(status)
         if ctx.settings.posting_mode != "sync":
             await ctx.nudger.nudge(tenant_id, sorted({str(e.ledger_account_id) for e in current.ledger_entries}))
     return await get_transaction(ctx, tenant_id, txn_id)

@@ -389,7 +389,7 @@ def stamp_post(view: LedgerTransaction, at: datetime, applied: dict[str, dict], 
     status = "archived" if archived_reason else view.status
     entries = []
     for e in view.ledger_entries:
-        r = applied.get(str(e.id))
+        r = applied.get(str(e.id)) if applied else None  # an async posting applies nothing now: no id to format
         entries.append(msgspec.structs.replace(
             e, status=status, created_at=at, updated_at=at,
             ledger_account_lock_version=r["lock_version"] if r else None,

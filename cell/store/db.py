@@ -40,8 +40,26 @@ async def act_for_task_tenant(conn) -> None:
 async def _init_connection(conn: asyncpg.Connection) -> None:
     # Balances are numeric(39,0) so that they can never overflow; they are whole numbers, so int is exact.
     await conn.set_type_codec("numeric", encoder=str, decoder=int, schema="pg_catalog", format="text")
-    await conn.set_type_codec("jsonb", encoder=lambda v: msgspec.json.encode(v).decode(),
-                              decoder=msgspec.json.decode, schema="pg_catalog", format="text")
+    # jsonb in its binary form (a version byte, 1, then the JSON text): an argument goes as msgspec's bytes, without
+    # the text form's round trip through str (~0.7 us of ~1.4 per value; a posting sends ~6); a value read back is
+    # decoded from its bytes, as cheap as from the text form's str.
+    await conn.set_type_codec("jsonb", encoder=_jsonb_encode, decoder=_jsonb_decode, schema="pg_catalog",
+                              format="binary")
+
+
+_JSONB_VERSION = b"\x01"
+_json_encode = msgspec.json.Encoder().encode
+_json_decode = msgspec.json.Decoder().decode
+
+
+def _jsonb_encode(value) -> bytes:
+    return _JSONB_VERSION + _json_encode(value)
+
+
+def _jsonb_decode(data: bytes):
+    if data[0] != 1:
+        raise ValueError(f"unsupported jsonb version {data[0]}")
+    return _json_decode(data[1:])  # a bytes slice: cheaper to decode from than a memoryview of a small value
 
 
 def quote_ident(name: str) -> str:
