@@ -81,7 +81,6 @@ def cursors(settings: CellSettings, tenant_id: str, list_name: str) -> Cursors:
 
 _V4_KEEP = 0xFFFFFFFF_FFFF_0FFF_3FFF_FFFFFFFFFFFF  # all but the version and variant bits
 _V4_SET = 0x00000000_0000_4000_8000_000000000000  # version 4, variant RFC 4122
-_UUID_BITS = (1 << 128) - 1
 
 
 # Account ids between their two forms (the API's UUID, the domain's text), remembered: postings name the same
