@@ -110,6 +110,30 @@ def cell_database_url(make_database):
     return make_database("cell_test")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def background_fuzz(request, tmp_path_factory):
+    """The OpenAPI fuzz (tests/integration/router/fuzz_rig.py), started with the session's first test when its
+    test is selected: CPU-bound for minutes, it overlaps the other tests' waiting instead of adding to it."""
+    from integration.router.fuzz_rig import MODULE, BackgroundFuzz
+
+    if not any(item.nodeid.endswith(MODULE) or f"/{MODULE}::" in item.nodeid for item in request.session.items):
+        yield None
+        return
+    fuzz = BackgroundFuzz(request.getfixturevalue("make_database"), request.getfixturevalue("redis_url"),
+                          tmp_path_factory.mktemp("fuzz"))
+    try:
+        yield fuzz.launch()
+    finally:
+        fuzz.stop()
+
+
+def pytest_collection_modifyitems(items):
+    """The fuzz's test last: by then its background run is done (or nearly)."""
+    from integration.router.fuzz_rig import MODULE
+
+    items.sort(key=lambda item: f"/{MODULE}::" in f"/{item.nodeid}")
+
+
 @pytest.fixture(scope="session")
 def valkey_server(session_dir):
     if os.environ.get("TEST_REDIS_URL"):
