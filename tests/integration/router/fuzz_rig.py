@@ -15,22 +15,20 @@ import uuid
 from pathlib import Path
 
 import httpx
+from make_run_rig import wait_until
 
 from control_plane import operations
 from control_plane.catalog import connect, migrate_catalog
 from control_plane.devstack import free_port
 from control_plane.settings import ControlPlaneSettings
-from make_run_rig import wait_until
 
 MODULE = "test_openapi_fuzz.py"  # the test that collects the verdict
 CELL = "cell-1"
 FUZZ_EXAMPLES_MAX = 25
 FUZZ_TIME_S_MAX = 300  # a bound on a run sharing the machine with the session; a quiet run takes ~160 s
 START_S_MAX = 60
-CHECKS = ",".join([
-    "not_a_server_error", "status_code_conformance", "content_type_conformance",
-    "response_headers_conformance", "response_schema_conformance",
-])
+CHECKS = ("not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,"
+          "response_schema_conformance")
 
 
 def _process(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
@@ -55,7 +53,7 @@ class BackgroundFuzz:
         self.report_path = directory / "schemathesis.txt"
         self.start_error: str | None = None
 
-    def launch(self) -> "BackgroundFuzz":
+    def launch(self) -> BackgroundFuzz:
         """start(), a failure kept for the fuzz's test to report (not every test's set-up error)."""
         try:
             self.start()
@@ -63,7 +61,7 @@ class BackgroundFuzz:
             self.start_error = traceback.format_exc()
         return self
 
-    def start(self) -> "BackgroundFuzz":
+    def start(self) -> BackgroundFuzz:
         suffix = uuid.uuid4().hex[:6]
         cp_url = self.make_database(f"cp_fuzz_{suffix}", migrate_cell=False)
         cell_db = self.make_database(f"cell_fuzz_{suffix}")
