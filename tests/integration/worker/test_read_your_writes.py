@@ -50,8 +50,8 @@ def test_include_unapplied_counts_a_posting_applied_during_the_read(make_databas
             async def read_is_waiting() -> None:
                 for _ in range(500):
                     if await admin.fetchval(
-                            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database() "
-                            "AND query LIKE '%balance_effects%applied_at IS NULL%'"):
+                            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                            "AND datname = current_database() AND query LIKE '%balance_effects%applied_at IS NULL%'"):
                         return
                     await asyncio.sleep(0.02)
                 raise AssertionError("the read never waited on the worker")
