@@ -33,7 +33,9 @@ def pg_server(session_dir):
 
 @pytest.fixture(scope="session")
 def make_database(pg_server):
-    """Create a fresh, migrated database by name; returns its URL."""
+    """Create a fresh database by name, migrated unless asked not to; returns its URL. A migrated one is a copy
+    of a template database migrated once for the session (what migrating it would make, in a fraction of the
+    time); the migrations themselves run on fresh databases in tests/integration/cell/test_migrations.py."""
     import asyncio
 
     import asyncpg
@@ -41,27 +43,47 @@ def make_database(pg_server):
     from cell.store.migrate import migrate
 
     base = os.environ.get("TEST_POSTGRES_URL") or pg_server.url
+    template = f"cell_template_{os.getpid()}"  # a server from TEST_POSTGRES_URL may serve other sessions too
+    templated: list[bool] = []
 
     def create(name: str, migrate_cell: bool = True) -> str:
         async def go() -> str:
             admin = await asyncpg.connect(base)
             try:
-                await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-                await admin.execute(f'CREATE DATABASE "{name}"')
+                if migrate_cell and not templated:
+                    await _fresh(admin, template)
+                    conn = await asyncpg.connect(_database_url(base, template))
+                    try:
+                        await migrate(conn)
+                    finally:
+                        await conn.close()
+                    templated.append(True)
+                await _fresh(admin, name, template if migrate_cell else None)
             finally:
                 await admin.close()
-            url = base.rsplit("/", 1)[0] + "/" + name
-            if migrate_cell:
-                conn = await asyncpg.connect(url)
-                try:
-                    await migrate(conn)
-                finally:
-                    await conn.close()
-            return url
+            return _database_url(base, name)
 
         return asyncio.run(go()) if not _loop_running() else _run_in_thread(go)
 
-    return create
+    yield create
+    if templated:
+        async def drop() -> None:
+            admin = await asyncpg.connect(base)
+            try:
+                await admin.execute(f'DROP DATABASE IF EXISTS "{template}" WITH (FORCE)')
+            finally:
+                await admin.close()
+
+        asyncio.run(drop()) if not _loop_running() else _run_in_thread(drop)
+
+
+async def _fresh(admin, name: str, template: str | None = None) -> None:
+    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await admin.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
+
+
+def _database_url(base: str, name: str) -> str:
+    return base.rsplit("/", 1)[0] + "/" + name
 
 
 def _loop_running() -> bool:
@@ -86,6 +108,30 @@ def _run_in_thread(coro_fn):
 def cell_database_url(make_database):
     """The main cell database of the session (migrated)."""
     return make_database("cell_test")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def background_fuzz(request, tmp_path_factory):
+    """The OpenAPI fuzz (tests/integration/router/fuzz_rig.py), started with the session's first test when its
+    test is selected: CPU-bound for minutes, it overlaps the other tests' waiting instead of adding to it."""
+    from integration.router.fuzz_rig import MODULE, BackgroundFuzz
+
+    if not any(item.nodeid.endswith(MODULE) or f"/{MODULE}::" in item.nodeid for item in request.session.items):
+        yield None
+        return
+    fuzz = BackgroundFuzz(request.getfixturevalue("make_database"), request.getfixturevalue("redis_url"),
+                          tmp_path_factory.mktemp("fuzz"))
+    try:
+        yield fuzz.launch()
+    finally:
+        fuzz.stop()
+
+
+def pytest_collection_modifyitems(items):
+    """The fuzz's test last: by then its background run is done (or nearly)."""
+    from integration.router.fuzz_rig import MODULE
+
+    items.sort(key=lambda item: f"/{MODULE}::" in f"/{item.nodeid}")
 
 
 @pytest.fixture(scope="session")

@@ -57,6 +57,9 @@ class Served:
 
     async def stop(self) -> None:
         if self.server is not None:
+            release = getattr(self.app, "release", None)
+            if release is not None:  # slow answers still in flight end now: a server's stop waits for them
+                release()
             self.server.should_exit = True
             await self.task
 
@@ -89,13 +92,18 @@ class ServedRouter:
 
 class EchoCell:
     """A stand-in cell: answers who it is and what it received; 421 for tenants it no longer owns; 503
-    tenant_frozen (with Retry-After), before anything else, for a tenant frozen until a given loop time."""
+    tenant_frozen (with Retry-After), before anything else, for a tenant frozen until a given loop time. A slow
+    answer (?sleep=S) waits S seconds or until release(), when its server stops."""
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.moved_out: set[str] = set()
         self.frozen_until: dict[str, float] = {}
         self.seen: list[str] = []
+        self.released = asyncio.Event()
+
+    def release(self) -> None:
+        self.released.set()
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "lifespan":
@@ -116,7 +124,9 @@ class EchoCell:
         self.seen.append(tenant)
         if "sleep=" in scope["query_string"].decode():
             # A slow answer, for requests in flight when the router stops.
-            await asyncio.sleep(float(scope["query_string"].decode().split("sleep=", 1)[1].split("&")[0]))
+            seconds = float(scope["query_string"].decode().split("sleep=", 1)[1].split("&")[0])
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.released.wait(), seconds)
         extra = []
         if asyncio.get_running_loop().time() < self.frozen_until.get(tenant, 0.0):
             status, payload = 503, {"code": "tenant_frozen", "status": 503}

@@ -61,4 +61,4 @@ def worker_process(tmp_path, worker_database_url, redis_url, sqs_endpoint_url):
 
     yield start
     for w in started:
-        w.stop()
+        w.discard()

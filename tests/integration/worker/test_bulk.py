@@ -250,7 +250,7 @@ async def test_a_request_created_while_the_worker_idles_is_started_at_once_not_a
         try:
             return bool(await admin.fetchval(
                 "SELECT count(*) FROM pg_stat_activity WHERE state = 'idle' AND pid <> pg_backend_pid()"
-                " AND query LIKE '%UPDATE bulk_requests SET status = ''processing''%'"))
+                " AND datname = current_database() AND query LIKE '%UPDATE bulk_requests SET status = ''processing''%'"))
         finally:
             await admin.close()
 

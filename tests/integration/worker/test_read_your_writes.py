@@ -51,7 +51,7 @@ def test_include_unapplied_counts_a_posting_applied_during_the_read(make_databas
                 for _ in range(500):
                     if await admin.fetchval(
                             "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                            "AND query LIKE '%balance_effects%applied_at IS NULL%'"):
+                            "AND datname = current_database() AND query LIKE '%balance_effects%applied_at IS NULL%'"):
                         return
                     await asyncio.sleep(0.02)
                 raise AssertionError("the read never waited on the worker")

@@ -230,7 +230,8 @@ async def test_an_event_positioned_while_the_deliverer_idles_is_sent_at_once_not
             admin = await asyncpg.connect(worker_database_url)  # the app role does not see others' sessions
             try:
                 return bool(await admin.fetchval("SELECT count(*) FROM pg_stat_activity WHERE state = 'idle'"
-                                                 " AND pid <> pg_backend_pid() AND query LIKE $1", query))
+                                                 " AND datname = current_database() AND pid <> pg_backend_pid()"
+                                                 " AND query LIKE $1", query))
             finally:
                 await admin.close()
 
