@@ -71,7 +71,7 @@ def queue_payment(database_url: str, tenant_id: str, ledger_id: str, debit: str,
     the store: these cells run in sync mode and would apply it at once."""
     import asyncio
     import uuid as uuid_
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     import asyncpg
 
