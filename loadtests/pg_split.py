@@ -28,7 +28,13 @@ import psutil
 from loadtests import httpload
 from loadtests.httpload import run_load
 from loadtests.monitor import component
-from loadtests.stack_cpu import ROOT, WARMUP_S, MixedStack, checkout_stacks, served
+from loadtests.stack_cpu import (
+    ROOT,
+    MixedStack,
+    alternating_windows,
+    checkout_stacks,
+    served,
+)
 
 SAMPLE_S = 0.02
 
@@ -159,18 +165,11 @@ def _median(rows: list[dict], key: str) -> dict[str, float]:
 async def run(duration_s: float = 10.0, concurrency: int = 32, rounds: int = 3, against: str | None = None) -> dict:
     roots = {"this": ROOT, **({"against": Path(against).resolve()} if against else {})}
     with checkout_stacks(roots, "ledger-pg-split-", MixedStack) as stacks:
-        for s in stacks.values():
-            await asyncio.to_thread(s.prepare)
-        for s in stacks.values():
-            await run_load("127.0.0.1", s.stack.port, s.auth, duration_s=WARMUP_S, workers=[("mix", concurrency)],
-                           make_request=s.make)
-        rows: dict[str, list[dict]] = {n: [] for n in stacks}
-        for i in range(1, rounds + 1):
-            for name in (list(stacks) if i % 2 else list(reversed(stacks))):
-                row = await window(stacks[name], duration_s, concurrency)
-                rows[name].append(row)
-                print(f"{name} round {i}: {row['writes_per_s']:.0f} w/s + {row['reads_per_s']:.0f} r/s; "
-                      f"PostgreSQL {row['pg_ms']:.3f} ms/request; backends started {row['backends_born']}", flush=True)
+        rows = await alternating_windows(
+            stacks, duration_s, concurrency, rounds, lambda stack: window(stack, duration_s, concurrency),
+            lambda label, row: print(f"{label}: {row['writes_per_s']:.0f} w/s + {row['reads_per_s']:.0f} r/s; "
+                                     f"PostgreSQL {row['pg_ms']:.3f} ms/request; backends started {row['backends_born']}",
+                                     flush=True))
         out = {}
         for name, r in rows.items():
             out[name] = {"pg_ms": statistics.median(x["pg_ms"] for x in r),

@@ -225,23 +225,32 @@ class MixedStack:
         self.rig.stop_stack(self.proc)
 
 
+async def alternating_windows(stacks: dict[str, MixedStack], duration_s: float, concurrency: int, rounds: int,
+                              window, on_row) -> dict[str, list[dict]]:
+    """Each stack prepared and warmed up, then `rounds` windows per stack, their order alternating (ABBA) so that a
+    neighbour's load on the shared cores hits both alike: `window(stack)` measures one, `on_row(label, row)` shows it."""
+    for s in stacks.values():
+        await asyncio.to_thread(s.prepare)
+    for s in stacks.values():
+        await run_load("127.0.0.1", s.stack.port, s.auth, duration_s=WARMUP_S, workers=[("mix", concurrency)],
+                       make_request=s.make)
+    rows: dict[str, list[dict]] = {name: [] for name in stacks}
+    for i in range(1, rounds + 1):
+        for name in (list(stacks) if i % 2 else list(reversed(stacks))):
+            rows[name].append(await window(stacks[name]))
+            on_row(f"{name} round {i}", rows[name][-1])
+    return rows
+
+
 async def run(duration_s: float = 10.0, concurrency: int = 64, rounds: int = 3, against: str | None = None) -> dict:
     """With `against` (another checkout, e.g. a git worktree of an earlier commit), both stacks run at once and
     their windows alternate (ABBA), so that a neighbour's load on the shared cores hits both alike."""
     roots = {"this": ROOT, **({"against": Path(against).resolve()} if against else {})}
     with checkout_stacks(roots, "ledger-stack-cpu-", MixedStack) as stacks:
-        for s in stacks.values():
-            await asyncio.to_thread(s.prepare)
         print(f"# whole-stack CPU per request: make run topology, {concurrency} connections (1 write : 3 reads), "
               f"{rounds} windows of {duration_s:.0f}s per stack; " + ", ".join(f"{n} = {r}" for n, r in roots.items()))
-        for s in stacks.values():
-            await run_load("127.0.0.1", s.stack.port, s.auth, duration_s=WARMUP_S, workers=[("mix", concurrency)],
-                           make_request=s.make)
-        rows: dict[str, list[dict]] = {name: [] for name in stacks}
-        for i in range(1, rounds + 1):
-            for name in (list(stacks) if i % 2 else list(reversed(stacks))):
-                rows[name].append(await stacks[name].window(duration_s, concurrency))
-                _print(f"{name} round {i}", rows[name][-1])
+        rows = await alternating_windows(stacks, duration_s, concurrency, rounds,
+                                         lambda stack: stack.window(duration_s, concurrency), _print)
         summaries = {name: summarize(r) for name, r in rows.items()}
         for name, summary in summaries.items():
             _print_summary(name, summary)
