@@ -56,9 +56,11 @@ BEGIN
         END IF;
     END IF;
 
+    -- The original (and below, the pending transaction) by its primary key alone: `tenant_id IS NOT DISTINCT FROM`
+    -- is no index condition (README.md here: a generic plan made on an empty table walked a (tenant_id, ...) index).
     IF p_reverses_id IS NOT NULL THEN
         SELECT status, reversed_by_id INTO v_original FROM ledger_transactions
-        WHERE id = p_reverses_id AND tenant_id = p_tenant FOR UPDATE;
+        WHERE id = p_reverses_id AND tenant_id IS NOT DISTINCT FROM p_tenant FOR UPDATE;
         IF NOT FOUND THEN
             RAISE EXCEPTION 'ledger transaction not found' USING ERRCODE = 'LG005';
         ELSIF v_original.reversed_by_id IS NOT NULL THEN
@@ -73,7 +75,7 @@ BEGIN
     -- its effects undone, before this posting's own effects are written and its balance locks checked.
     IF v_partial_id IS NOT NULL THEN
         SELECT status INTO v_original FROM ledger_transactions
-        WHERE id = v_partial_id AND tenant_id = p_tenant FOR UPDATE;
+        WHERE id = v_partial_id AND tenant_id IS NOT DISTINCT FROM p_tenant FOR UPDATE;
         IF NOT FOUND THEN
             RAISE EXCEPTION 'ledger transaction not found' USING ERRCODE = 'LG005';
         ELSIF v_original.status <> 'pending' THEN

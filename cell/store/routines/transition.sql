@@ -24,7 +24,8 @@ DECLARE
     v_lock_wait double precision := 0;
 BEGIN
     PERFORM ledger_fence(p_tenant);
-    SELECT * INTO t FROM ledger_transactions WHERE id = p_txn_id AND tenant_id = p_tenant FOR UPDATE;
+    -- By its primary key alone: `tenant_id IS NOT DISTINCT FROM` is no index condition (README.md here).
+    SELECT * INTO t FROM ledger_transactions WHERE id = p_txn_id AND tenant_id IS NOT DISTINCT FROM p_tenant FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'ledger transaction not found' USING ERRCODE = 'LG005';
     ELSIF t.version <> p_expected_version THEN
