@@ -14,7 +14,8 @@ Each phase is reported as instructions per request (valgrind's callgrind, one ru
 marker call; deterministic within a few per mille, the figure to compare commits by; skipped without valgrind) and
 as microseconds of CPU per request (the fastest of several batches: moves with the neighbours). SQS is off (the
 nudger's calls are a boto3 thread's, not this path's), as are the background tasks (sweeper, events sequencer,
-metrics listener); the API key stays cached for the whole run.
+metrics listener); the API key stays cached for the whole run, and a wait for a connection is not bounded (under
+valgrind a crowded request can wait for seconds).
 
     python -m loadtests.cell_path [--baseline DIR] [--requests 400] [--crowd 32] [--pool 4]
 
@@ -56,12 +57,13 @@ class _Transport:
         self.data = bytearray()
         self.answered: asyncio.Future | None = None
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes) -> None:  # cheap: its instructions are counted with the cell's
         self.data += data
         head_end = self.data.find(b"\r\n\r\n")
         if head_end < 0:
             return
-        length = int(re.search(rb"content-length: (\d+)", bytes(self.data[:head_end]), re.IGNORECASE).group(1))
+        at = self.data.find(b"content-length: ", 0, head_end) + 16
+        length = int(self.data[at:self.data.find(b"\r\n", at)])
         if len(self.data) >= head_end + 4 + length and self.answered is not None and not self.answered.done():
             self.answered.set_result(bytes(self.data))
 
@@ -97,7 +99,7 @@ def _child(url: str, ledger_id: str, secret: str, requests: int, crowd: int, poo
 
     settings = CellSettings(database_url=url, posting_mode="hybrid", metrics_port=0, sweep_interval_s=0,
                             events_sequence_interval_s=0, db_pool_min=pool, db_pool_max=pool,
-                            api_key_cache_ttl_s=1e9)
+                            api_key_cache_ttl_s=1e9, db_acquire_s_max=600.0)  # under valgrind a wait is long
     app = create_app(settings, run_migrations=False)
     config = uvicorn.Config(app, http=CellHttpProtocol, lifespan="off", access_log=False, server_header=False,
                             proxy_headers=False, log_level="warning", timeout_keep_alive=1_000_000)

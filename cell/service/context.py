@@ -285,9 +285,12 @@ class CellContext:
                 return False
         except AttributeError:  # not an asyncpg pool's connection
             return False
-        con._on_release()
-        con._listeners.clear()  # what Connection._reset does before it would roll back
-        con._log_listeners.clear()
+        if con._listeners or con._log_listeners:
+            con._on_release()  # its warning for a listener left behind
+            con._listeners.clear()  # what Connection._reset does before it would roll back
+            con._log_listeners.clear()
+        else:  # _on_release without a listener to warn about: the count that invalidates earlier references
+            con._pool_release_ctr += 1
         holder._timeout = None
         holder._release()
         holder._setup_inactive_callback()
