@@ -4,7 +4,7 @@ batched balance reads."""
 from __future__ import annotations
 
 import asyncio
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, TypeVar
 
@@ -76,6 +76,10 @@ class CellContext:
     # Called after each use case that completed: what it wrote may be events, which this process's events
     # sequencer then positions at its fast interval (ledger_common/pacing.py) instead of its idle one.
     after_run: Callable[[], None] | None = None
+    # The requests waiting for a connection of a full pool (_wait_free): (deadline, getter), oldest first, and the one
+    # timer that ends the waits past their deadline.
+    _waiting: deque = field(default_factory=deque, init=False, repr=False)
+    _expiry: asyncio.TimerHandle | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.balance_reads is None:
@@ -138,12 +142,24 @@ class CellContext:
         db_acquire_s_max. A free connected connection (the one asyncpg's LIFO queue hands out next) is checked out
         at once, without the loop timer of a bounded wait or the pool's setup coroutine, which cost more than the
         rest of the acquire; its acting tenant is set here when it differs (the setup hook's rule, db.TenantConnection),
-        a statement like fn's, under the server's statement_timeout. Anything else (a full pool, a holder still to
-        connect and initialise) goes through Pool.acquire and waits under the bound."""
+        a statement like fn's, under the server's statement_timeout. When every connection is in use, the request
+        waits in the pool's queue (_wait_free) and takes the connection it is woken for the same way. Anything else
+        (a holder still to connect and initialise, a closing pool) goes through Pool.acquire under what is left of
+        the bound."""
         try:
             conn = self._take_free()
             if conn is None:
-                return await self.pool.acquire(timeout=self.settings.db_acquire_s_max)
+                deadline = None
+                try:
+                    waited = await self._wait_free()
+                except _GoSlow as slow:
+                    waited, deadline = None, slow.deadline
+                if waited is None:
+                    bound = self.settings.db_acquire_s_max
+                    if deadline is not None:
+                        bound = max(0.0, deadline - self.pool._loop.time())
+                    return await self.pool.acquire(timeout=bound)
+                conn = waited
             if not conn._con.acts_for_task_tenant():
                 try:
                     await conn._con.act_for(ACTING_TENANT.get())
@@ -155,15 +171,91 @@ class CellContext:
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise database_unavailable(exc) from exc
 
-    def _take_free(self):
+    async def _wait_free(self):
+        """A connection of a full pool, taken as _take_free takes one once a holder is back in the pool's queue: the
+        request waits as asyncio.Queue.get does (a future among the queue's getters, woken in arrival order by the
+        queue's put, asyncpg's own waiters among them; a wake-up it does not use passes to the next getter, so a
+        cancelled request never keeps a connection from the others). Its bound is the context's one timer for all
+        waits (_expire), not a timer and a wait_for task per request. None when the pool is not full or not an
+        asyncpg pool (the caller goes to Pool.acquire); _GoSlow with the deadline when a holder came back that only
+        asyncpg's acquire can hand out (to connect, or the pool closing); TimeoutError past db_acquire_s_max.
+        asyncio's Queue and asyncpg 0.32's internals (requirements.lock)."""
+        pool = self.pool
+        try:
+            free, loop, getters = pool._queue, pool._loop, pool._queue._getters
+            if (free.qsize() and not getters) or pool._closing or not pool._initialized or (
+                    pool._setup is not act_for_task_tenant):
+                return None
+        except AttributeError:  # not an asyncpg pool
+            return None
+        deadline = loop.time() + self.settings.db_acquire_s_max
+        waiting = self._waiting
+        waited = False
+        while True:
+            getter = loop.create_future()
+            if waited:
+                getters.appendleft(getter)  # first in line again: it was, and a new request took its connection
+            else:
+                getters.append(getter)
+            waited = True
+            waiting.append((deadline, getter))
+            expiry = self._expiry
+            if expiry is None or expiry.when() > deadline:  # none yet, or set for later ones (this one waits again)
+                if expiry is not None:
+                    expiry.cancel()
+                self._expiry = loop.call_at(deadline, self._expire)
+            try:
+                await getter
+            except BaseException:
+                # asyncio.Queue.get's rule: this getter is out; a holder it was woken for wakes the next one.
+                getter.cancel()
+                try:
+                    getters.remove(getter)
+                except ValueError:
+                    pass
+                if not getter.cancelled():
+                    getter.exception()  # retrieved (a timeout that lost to a cancellation): nothing to log
+                    if free.qsize():
+                        free._wakeup_next(getters)
+                raise
+            finally:
+                while waiting and waiting[0][1].done():
+                    waiting.popleft()
+            conn = self._take_free(woken=True)
+            if conn is not None:
+                return conn
+            if free.qsize() or pool._closing:
+                raise _GoSlow(deadline)
+            # Another request took the holder between its return and this wake-up: wait again, as Queue.get does.
+
+    def _expire(self) -> None:
+        """The waits past their deadline end with TimeoutError; the timer is set again for the earliest left."""
+        self._expiry = None
+        now = self.pool._loop.time()
+        left = []
+        for deadline, getter in self._waiting:
+            if getter.done():
+                continue
+            if deadline <= now:
+                getter.set_exception(TimeoutError())
+            else:
+                left.append((deadline, getter))
+        self._waiting.clear()
+        self._waiting.extend(left)
+        if left:
+            self._expiry = self.pool._loop.call_at(min(deadline for deadline, _ in left), self._expire)
+
+    def _take_free(self, woken: bool = False):
         """The free connection asyncpg's queue hands out next, checked out as its holder's acquire does (but for the
         setup coroutine, whose rule _acquire applies), when it is connected and current and the pool open and one of
-        db.create_pool's; None otherwise. asyncpg 0.32's
-        internals (requirements.lock)."""
+        db.create_pool's; None otherwise, and None while others wait in line for one (unless `woken`: this request
+        is the one a connection's return woke), so that a new request never takes a waiter's connection.
+        asyncpg 0.32's internals (requirements.lock)."""
         pool = self.pool
         try:
             free = pool._queue
-            if not free.qsize() or pool._closing or not pool._initialized or pool._setup is not act_for_task_tenant:
+            if (not free.qsize() or (free._getters and not woken) or pool._closing or not pool._initialized
+                    or pool._setup is not act_for_task_tenant):
                 return None
             holder = free._queue[-1]
             con = holder._con
@@ -193,13 +285,24 @@ class CellContext:
                 return False
         except AttributeError:  # not an asyncpg pool's connection
             return False
-        con._on_release()
-        con._listeners.clear()  # what Connection._reset does before it would roll back
-        con._log_listeners.clear()
+        if con._listeners or con._log_listeners:
+            con._on_release()  # its warning for a listener left behind
+            con._listeners.clear()  # what Connection._reset does before it would roll back
+            con._log_listeners.clear()
+        else:  # _on_release without a listener to warn about: the count that invalidates earlier references
+            con._pool_release_ctr += 1
         holder._timeout = None
         holder._release()
         holder._setup_inactive_callback()
         return True
+
+
+class _GoSlow(Exception):
+    """A wait for a full pool's connection ended with a holder only Pool.acquire can hand out, by `deadline`."""
+
+    def __init__(self, deadline: float) -> None:
+        super().__init__(deadline)
+        self.deadline = deadline
 
 
 def database_unavailable(exc: BaseException) -> DatabaseUnavailable:
