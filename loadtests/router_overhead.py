@@ -94,20 +94,26 @@ def _cpu_s(proc: subprocess.Popen) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _tree_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process and its children alive now (PostgreSQL: the postmaster and its
-    backends, which the cell's and router's pools keep open)."""
+def _tree_cpu_s(pid: int) -> dict[int, float]:
+    """User + system CPU seconds of a process and of each child alive now, by pid (PostgreSQL: the postmaster and
+    its backends, which the cell's and router's pools keep open)."""
     try:
         parent = psutil.Process(pid)
         procs = [parent, *parent.children(recursive=True)]
     except psutil.NoSuchProcess:
-        return 0.0
-    total = 0.0
+        return {}
+    seconds = {}
     for p in procs:
         with contextlib.suppress(psutil.NoSuchProcess, psutil.ZombieProcess):
             t = p.cpu_times()
-            total += t.user + t.system
-    return total
+            seconds[p.pid] = t.user + t.system
+    return seconds
+
+
+def _grown(before: dict, after: dict) -> float:
+    """What counters by process (or connection) grew by: one that came meanwhile from 0; one that went is not
+    counted (its last figures are gone with it) rather than taken off whole."""
+    return sum(n - before.get(key, 0) for key, n in after.items())
 
 
 def _segments_sent(port: int) -> dict[str, int]:
@@ -218,12 +224,12 @@ async def _measure(port: int, auth, duration_s: float, concurrency: int, kind: s
     elapsed = time.monotonic() - started
     summary["generator_cpu_us_per_request"] = (time.process_time() - generator_before) * 1e6 / requests
     for name, cpu_before in before.items():
-        now = _tree_cpu_s(postgres) if name.startswith("postgres") else _cpu_s(watched[name])
-        summary[name] = (now - cpu_before) * 1e6 / requests
+        if name.startswith("postgres"):
+            summary[name] = _grown(cpu_before, _tree_cpu_s(postgres)) * 1e6 / requests
+        else:
+            summary[name] = (_cpu_s(watched[name]) - cpu_before) * 1e6 / requests
     if postgres is not None:
-        sends = _segments_sent(postgres_port)  # the connections open before and after (one may come or go)
-        summary["postgres_sends_per_request"] = sum(n - sends_before[peer] for peer, n in sends.items()
-                                                    if peer in sends_before) / requests
+        summary["postgres_sends_per_request"] = _grown(sends_before, _segments_sent(postgres_port)) / requests
     if cell is not None:
         summary["cell_sleeps_per_request"] = (_sleeps(cell.pid) - sleeps_before) / requests
     summary["cores_busy"] = sum(v for k, v in summary.items() if k.endswith("cpu_us_per_request")) * requests / 1e6 / elapsed
