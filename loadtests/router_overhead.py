@@ -15,6 +15,12 @@ With `--baseline DIR` (a checkout of another commit, e.g. `git worktree add /tmp
 router runs from DIR's code beside this one, measured in the same alternating rounds: before and after in
 one run, on the same cell, under the same neighbours.
 
+Beside each phase on the real cell: "pg sends", the TCP segments PostgreSQL sends per request, about the statements the
+cell sent per read (the cell reads the balances of the reads that arrive together in one statement,
+cell/service/reads.py: the fewer arrive together, the more statements per read, the more CPU per read in the
+cell and in PostgreSQL), and "cell sleeps", the cell's waits for work per request. Routed, the requests reach the
+cell more spread out than straight from the load generator: more statements and sleeps per read.
+
 On shared cores those CPU figures move by 10-20% from run to run. `--path-cost` measures the router's own
 Python path instead, free of neighbours: a relayed read (the client's request in, the cell's answer out)
 driven in one process through the router's code with stand-in transports (no syscalls, no event-loop turn),
@@ -88,19 +94,52 @@ def _cpu_s(proc: subprocess.Popen) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _tree_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process and its children alive now (PostgreSQL: the postmaster and its
-    backends, which the cell's and router's pools keep open)."""
+def _tree_cpu_s(pid: int) -> dict[int, float]:
+    """User + system CPU seconds of a process and of each child alive now, by pid (PostgreSQL: the postmaster and
+    its backends, which the cell's and router's pools keep open)."""
     try:
         parent = psutil.Process(pid)
         procs = [parent, *parent.children(recursive=True)]
     except psutil.NoSuchProcess:
-        return 0.0
-    total = 0.0
+        return {}
+    seconds = {}
     for p in procs:
         with contextlib.suppress(psutil.NoSuchProcess, psutil.ZombieProcess):
             t = p.cpu_times()
-            total += t.user + t.system
+            seconds[p.pid] = t.user + t.system
+    return seconds
+
+
+def _grown(before: dict, after: dict) -> float:
+    """What counters by process (or connection) grew by: one that came meanwhile from 0; one that went is not
+    counted (its last figures are gone with it) rather than taken off whole."""
+    return sum(n - before.get(key, 0) for key, n in after.items())
+
+
+def _segments_sent(port: int) -> dict[str, int]:
+    """TCP segments sent so far on each established connection from local `port` (`ss`), by peer address: on
+    PostgreSQL's port, about one per statement answered (its answers carry the acknowledgements)."""
+    listing = subprocess.run(["ss", "-tinH", "state", "established", f"( sport = :{port} )"], capture_output=True,
+                             text=True, check=False).stdout
+    sent, peer = {}, None
+    for line in listing.splitlines():
+        if not line[:1].isspace():
+            fields = line.split()
+            peer = fields[-1] if len(fields) >= 2 else None
+        elif peer is not None and (found := re.search(r"\bsegs_out:(\d+)", line)):
+            sent[peer] = int(found.group(1))
+    return sent
+
+
+def _sleeps(pid: int) -> int:
+    """Voluntary context switches so far of a process's threads (each: a wait for something to do)."""
+    total = 0
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError):
+                for line in (task / "status").read_text().splitlines():
+                    if line.startswith("voluntary_ctxt_switches:"):
+                        total += int(line.split()[1])
     return total
 
 
@@ -163,16 +202,19 @@ async def _setup(cp_url: str, cell_url: str, cell_db_url: str, stub_url: str) ->
 
 async def _measure(port: int, auth, duration_s: float, concurrency: int, kind: str, make,
                    serving: subprocess.Popen | None = None, cell: subprocess.Popen | None = None,
-                   postgres: int | None = None) -> dict:
+                   postgres: int | None = None, postgres_port: int = 0) -> dict:
     """One warmed-up phase; with `serving`, also that process's CPU per request over the measured part; with
-    `cell`, the cell's, with `postgres` (the postmaster's pid) PostgreSQL's; always the load generator's own
-    (this process: it shares the cores), and the cores all of them kept busy."""
+    `cell`, the cell's (and how often it waited for work), with `postgres` (the postmaster's pid) PostgreSQL's (and
+    the segments it sends on `postgres_port`: about one per statement); always the load generator's own (this
+    process: it shares the cores), and the cores all of them kept busy."""
     await run_load("127.0.0.1", port, auth, duration_s=WARMUP_S, workers=[(kind, concurrency)],
                    make_request={kind: make})
     watched = {"cpu_us_per_request": serving, "cell_cpu_us_per_request": cell}
     before = {name: _cpu_s(proc) for name, proc in watched.items() if proc is not None}
     if postgres is not None:
         before["postgres_cpu_us_per_request"] = _tree_cpu_s(postgres)
+        sends_before = _segments_sent(postgres_port)
+    sleeps_before = _sleeps(cell.pid) if cell is not None else 0
     generator_before, started = time.process_time(), time.monotonic()
     stats = await run_load("127.0.0.1", port, auth, duration_s=duration_s, workers=[(kind, concurrency)],
                            make_request={kind: make})
@@ -182,8 +224,14 @@ async def _measure(port: int, auth, duration_s: float, concurrency: int, kind: s
     elapsed = time.monotonic() - started
     summary["generator_cpu_us_per_request"] = (time.process_time() - generator_before) * 1e6 / requests
     for name, cpu_before in before.items():
-        now = _tree_cpu_s(postgres) if name.startswith("postgres") else _cpu_s(watched[name])
-        summary[name] = (now - cpu_before) * 1e6 / requests
+        if name.startswith("postgres"):
+            summary[name] = _grown(cpu_before, _tree_cpu_s(postgres)) * 1e6 / requests
+        else:
+            summary[name] = (_cpu_s(watched[name]) - cpu_before) * 1e6 / requests
+    if postgres is not None:
+        summary["postgres_sends_per_request"] = _grown(sends_before, _segments_sent(postgres_port)) / requests
+    if cell is not None:
+        summary["cell_sleeps_per_request"] = (_sleeps(cell.pid) - sleeps_before) / requests
     summary["cores_busy"] = sum(v for k, v in summary.items() if k.endswith("cpu_us_per_request")) * requests / 1e6 / elapsed
     return summary
 
@@ -246,10 +294,10 @@ async def run(duration_s: float = 10.0, concurrency: int = 16, rounds: int = 3, 
             for i in range(rounds):
                 serving_cell = cell if direct_port == cell_port else None
                 row = {"direct": await _measure(direct_port, phase_auth, slice_s, connections, kind, make,
-                                                cell=serving_cell, postgres=pg.pid)}
+                                                cell=serving_cell, postgres=pg.pid, postgres_port=pg.port)}
                 for name, port, proc in routers if i % 2 == 0 else routers[::-1]:  # neither always goes first
                     row[name] = await _measure(port, phase_auth, slice_s, connections, kind, make, serving=proc,
-                                               cell=serving_cell, postgres=pg.pid)
+                                               cell=serving_cell, postgres=pg.pid, postgres_port=pg.port)
                 rows.append(row)
             results[kind] = summary = {"rounds": rows}
             for i, row in enumerate(rows, 1):
@@ -258,6 +306,9 @@ async def run(duration_s: float = 10.0, concurrency: int = 16, rounds: int = 3, 
                     cpu += (f"  cell {x['cell_cpu_us_per_request']:4.0f} us" if "cell_cpu_us_per_request" in x
                             else "") + (f"  pg {x['postgres_cpu_us_per_request']:4.0f} us  load "
                                         f"{x['generator_cpu_us_per_request']:3.0f} us  ({x['cores_busy']:.2f} cores)")
+                    if "postgres_sends_per_request" in x and "cell_sleeps_per_request" in x:
+                        cpu += (f"  pg sends {x['postgres_sends_per_request']:.2f}  cell sleeps "
+                                f"{x['cell_sleeps_per_request']:.2f}")
                     print(f"{kind:6} round {i} {path:8} {x['per_s']:8.0f} req/s  p50 {x['p50_ms']:6.2f} ms  "
                           f"p99 {x['p99_ms']:6.2f} ms{cpu}  statuses {x['statuses']}")
             for name, _, _ in routers:
