@@ -37,6 +37,19 @@ async def all_free_and_working(ctx: CellContext) -> None:
     assert not ctx._waiting or all(getter.done() for _, getter in ctx._waiting)
 
 
+async def hold_every_connection(ctx: CellContext) -> tuple[asyncio.Event, list[asyncio.Future]]:
+    """Every pooled connection held by a use that ends (answering 1) when the returned event is set."""
+    release = asyncio.Event()
+
+    async def hold(conn):
+        await release.wait()
+        return await conn.fetchval("SELECT 1")
+
+    holders = [asyncio.ensure_future(ctx.run(hold)) for _ in range(POOL)]
+    await until(lambda: ctx.pool.get_idle_size() == 0, "both connections held")
+    return release, holders
+
+
 async def test_waiters_are_served_in_arrival_order_and_no_connection_is_used_by_two_at_once(cell_database_url):
     ctx = await context(cell_database_url)
     in_use: set[int] = set()
@@ -67,15 +80,8 @@ async def test_waiters_are_served_in_arrival_order_and_no_connection_is_used_by_
 
 async def test_a_wait_past_db_acquire_s_max_is_database_unavailable_and_the_pool_stays_whole(cell_database_url):
     ctx = await context(cell_database_url, acquire_s_max=0.3)
-    release = asyncio.Event()
-
-    async def hold(conn):
-        await release.wait()
-        return await conn.fetchval("SELECT 1")
-
     try:
-        holders = [asyncio.ensure_future(ctx.run(hold)) for _ in range(POOL)]
-        await until(lambda: ctx.pool.get_idle_size() == 0, "both connections held")
+        release, holders = await hold_every_connection(ctx)
         started = asyncio.get_running_loop().time()
         results = await asyncio.gather(*(ctx.run(lambda conn: conn.fetchval("SELECT 2")) for _ in range(5)),
                                        return_exceptions=True)
@@ -91,15 +97,8 @@ async def test_a_wait_past_db_acquire_s_max_is_database_unavailable_and_the_pool
 
 async def test_a_waiter_that_comes_later_is_not_timed_out_with_an_earlier_one(cell_database_url):
     ctx = await context(cell_database_url, acquire_s_max=0.5)
-    release = asyncio.Event()
-
-    async def hold(conn):
-        await release.wait()
-        return 1
-
     try:
-        holders = [asyncio.ensure_future(ctx.run(hold)) for _ in range(POOL)]
-        await until(lambda: ctx.pool.get_idle_size() == 0, "both connections held")
+        release, holders = await hold_every_connection(ctx)
         early = asyncio.ensure_future(ctx.run(lambda conn: conn.fetchval("SELECT 2")))
         await asyncio.sleep(0.3)
         late = asyncio.ensure_future(ctx.run(lambda conn: conn.fetchval("SELECT 3")))
