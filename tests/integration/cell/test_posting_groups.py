@@ -9,6 +9,7 @@ import asyncio
 import json
 import uuid
 
+import asyncpg
 import msgspec
 import pytest_asyncio
 
@@ -127,9 +128,6 @@ async def test_postings_together_go_in_fewer_statements_each_answered_as_alone(a
     replays = await asyncio.gather(*(rig.post(rig.body(ledger_id, card, settlement, 100 + i), key=f"k-{i}")
                                      for i, card in enumerate(cards) if i % 2))
     assert replays == [raw for i, raw in enumerate(answers) if i % 2]
-    for card in cards:  # hybrid: queued, applied by the workers (none here); the balances as the entries say
-        r = await api.get(f"/api/ledger_accounts/{card}")
-        assert r.status_code == 200
 
 
 async def test_a_failing_posting_gets_its_error_and_the_others_succeed(api, rig, admin_conn):
@@ -143,18 +141,17 @@ async def test_a_failing_posting_gets_its_error_and_the_others_succeed(api, rig,
     answers = await asyncio.gather(*(rig.post(b) for b in bodies), return_exceptions=True)
     assert isinstance(answers[2], Conflict) and answers[2].code == "external_id_taken"
     assert isinstance(answers[4], PostingRejected)
-    ok = [json.loads(a) for i, a in enumerate(answers) if i not in (2, 4)]
-    assert all(a["status"] == "posted" for a in ok)
+    ok = [raw for i, raw in enumerate(answers) if i not in (2, 4)]
+    assert all(json.loads(raw)["status"] == "posted" for raw in ok)
     assert await _posted_count(admin_conn, api.tenant_id) == before + len(ok)
     assert len(rig.statements) == 1 + 5  # the group, then each of its five postings alone
-    for a in ok:
-        assert json.dumps(a).encode() and (await rig.get(a["id"])) == msgspec.json.encode(a)
+    for raw in ok:
+        assert raw == await rig.get(json.loads(raw)["id"])
 
 
 async def test_a_key_in_flight_elsewhere_fails_only_its_posting(api, rig, cell_database_url):
     """LG004 in the group: nothing committed, each re-run alone: that one 409, the others posted."""
     ledger_id, cards, settlement = await _cards(api, rig, 4)
-    import asyncpg
     holder = await asyncpg.connect(cell_database_url)
     try:
         async with holder.transaction():
