@@ -20,10 +20,11 @@ class Gatherer(Generic[I, R]):
     statement serves the items of a whole round trip. At most `size_max` items a group (1: no groups at all).
 
     Errors and cancellation: an item gets the error of the statement it was in. A group whose first item's request
-    is cancelled before the statement is sent is not sent: the others are served on their own. An item cancelled
-    before its group is sent is left out of it. Once sent, with `keep_sent` the statement is never cancelled by a
-    request's cancellation (its items may write: each other item gets its answer); without it (reads), the first
-    item's cancellation cancels the statement and the others are served on their own."""
+    is cancelled while the group forms is not sent: the others are served on their own. An item cancelled while its
+    group forms is left out of it. Once formed (its statement may still wait for a connection), with `keep_sent` the
+    group is never stopped by a request's cancellation (its items may write: each other item gets its answer, the
+    cancelled one's goes as if its request had ended after the statement); without it (reads), the first item's
+    cancellation cancels the statement and the others are served on their own."""
 
     def __init__(self, together: Callable[[str, list[I]], Awaitable[list]],
                  alone: Callable[[str, I], Awaitable[R]], *, size_max: int, in_flight_max: int,

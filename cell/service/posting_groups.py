@@ -16,11 +16,12 @@ tenant, a check of `ledger_post`, a conflict still there after CellContext.run's
 committed: each posting is then run on its own, one per transaction, and gets exactly the answer or error it gets
 alone. When the outcome is unknown (OutcomeUnknown: the connection was lost while the statement ran, its commit
 may have landed), every posting of the group gets OutcomeUnknown, never a second run; DatabaseUnavailable (no
-connection, nothing sent) goes to every posting too. Once sent, a group's statement runs to its end whatever
-happens to the requests in it (a cancelled request's posting stays sent, as a posting alone whose statement reached
-the database); a request cancelled before its group was sent is left out of it. Sync-only accounts (a mutable flag
-`ledger_post` reads) are applied in the group's transaction as alone: a deadlock of two groups is a retryable
-conflict, then one posting per transaction."""
+connection, nothing sent) and any other error (the driver's own) go to every posting too, never a second run.
+Once formed, a group's statement runs to its end whatever happens to the requests in it (a cancelled request's
+posting is written, as a posting alone whose statement reached the database before its request ended: a client
+that got no answer retries with its Idempotency-Key); a request cancelled while its group forms is left out of it.
+Sync-only accounts (a mutable flag `ledger_post` reads) are applied in the group's transaction as alone: a
+deadlock of two groups is a retryable conflict, then one posting per transaction."""
 
 from __future__ import annotations
 
