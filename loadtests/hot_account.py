@@ -14,6 +14,10 @@ p50/p90/p99 from the database; then the ratios (throughput: the median of each r
 same workload straight to PostgreSQL (pgbench) for the database tier's own ratio.
 
     python -m loadtests.hot_account --duration 10 [--rounds 3] [--concurrency 64]
+
+`--modes hybrid,hybrid_nogroup` compares hybrid with and without group commit (CELL_POSTING_GROUP_MAX=1 for
+the second; cell/service/posting_groups.py) in alternating windows of one run: the ratio of each round's adjacent
+windows and the CPU per posting of each component (`--modes sync,hybrid,hybrid_nogroup`: both against sync too).
 """
 
 from __future__ import annotations
@@ -58,6 +62,8 @@ SEND_BUFFER_MS = CellSettings().sqs_send_buffer_ms_max
 BATCH_WAIT_MS = WorkerSettings().batch_wait_ms_max
 RECEIVE_EVERY_MS = WorkerSettings().receive_every_ms_min
 MODES = ("sync", "hybrid")
+# A mode's name is its posting mode, and for a variant a suffix: `_nogroup`, hybrid without group commit.
+VARIANTS = {"": {}, "nogroup": {"CELL_POSTING_GROUP_MAX": "1"}}
 ROUNDS = 3  # windows per mode, alternating: medians
 # What a hot account sees: the connections of the issue's mix (an omnibus account written by every investor).
 CONNECTIONS = 64
@@ -107,10 +113,12 @@ class Process:
 
 def start_cell(database_url: str, mode: str, workdir: Path, sqs_endpoint: str = "", queue_url: str = "",
                send_buffer_ms: int = 5) -> tuple[Process, int]:
+    """The cell of `mode` (a posting mode, or one with a variant's suffix: VARIANTS)."""
     port, metrics_port = free_port(), free_port()
+    posting_mode, _, variant = mode.partition("_")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CELL_", "LEDGER_", "WORKER_"))}
     env.update({"CELL_DATABASE_URL": database_url, "CELL_PORT": str(port), "CELL_METRICS_PORT": str(metrics_port),
-                "CELL_POSTING_MODE": mode,
+                "CELL_POSTING_MODE": posting_mode, **VARIANTS[variant],
                 "CELL_DB_POOL_MAX": "12", "CELL_NAME": f"hot-{mode}", "CELL_SQS_ENDPOINT_URL": sqs_endpoint,
                 "CELL_SQS_QUEUE_URL": queue_url, "CELL_SQS_SEND_BUFFER_MS_MAX": str(send_buffer_ms),
                 "CELL_PROCESSES": os.environ.get("HOT_CELL_PROCESSES", "1")})
@@ -125,7 +133,7 @@ def start_worker(database_url: str, broker_url: str, sqs_endpoint: str, queue_ur
                  **settings) -> Process:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CELL_", "LEDGER_", "WORKER_"))}
     metrics_port = free_port()
-    env.update({"WORKER_CELL_NAME": f"hot-{mode}", "WORKER_POSTING_MODE": mode,
+    env.update({"WORKER_CELL_NAME": f"hot-{mode}", "WORKER_POSTING_MODE": mode.partition("_")[0],
                 "WORKER_METRICS_PORT": str(metrics_port), "WORKER_DATABASE_URL": database_url,
                 "WORKER_BROKER_URL": broker_url,
                 "WORKER_SQS_ENDPOINT_URL": sqs_endpoint, "WORKER_SQS_QUEUE_URL": queue_url,
@@ -386,28 +394,44 @@ async def _windows(results: dict, stacks: dict, conns: dict, pgs, valkey, sqs, w
                          **await queue_report(conns[mode], since[mode])}
         print(f"median  {mode:7s} {_fmt(results[mode])}")
     results["violations"] = [v for mode in modes for v in results[mode]["violations"]]
-    if "hybrid" in results:
-        h = results["hybrid"]
-        print(f"hybrid  apply lag p50 {h['apply_lag_p50_ms']:.0f} ms  p90 {h['apply_lag_p90_ms']:.0f} ms  "
+    for mode in (m for m in modes if m.startswith("hybrid")):
+        h = results[mode]
+        print(f"{mode}  apply lag p50 {h['apply_lag_p50_ms']:.0f} ms  p90 {h['apply_lag_p90_ms']:.0f} ms  "
               f"p99 {h['apply_lag_p99_ms']:.0f} ms  max {h['apply_lag_max_ms']:.0f} ms  ({h['effects']} effects; "
               f"settlement row updated ~{h['settlement_applies']} times; backlog {h['backlog_at_end']} at the "
               f"end, applied in {_s(h['backlog_drained_s'])})")
 
 
-def _print_ratios(results: dict) -> None:
-    """Throughput: the median of each round's hybrid/sync (adjacent windows); latency and CPU from the medians."""
-    h, s = results["hybrid"], results["sync"]
+def _print_ratios(results: dict, hybrid: str = "hybrid") -> None:
+    """Throughput: the median of each round's hybrid/sync (adjacent windows); latency and CPU from the medians.
+    `hybrid`: the hybrid mode compared (a variant's ratios go under ratios_<variant>)."""
+    h, s = results[hybrid], results["sync"]
     per_round = [hw["per_s"] / sw["per_s"] for hw, sw in zip(h["windows"], s["windows"])]
-    r = results["ratios"] = {
+    r = results["ratios" if hybrid == "hybrid" else f"ratios_{hybrid}"] = {
         "throughput_hybrid_over_sync": statistics.median(per_round), "throughput_per_round": per_round,
         "p50_sync_over_hybrid": s["p50_ms"] / h["p50_ms"], "p99_sync_over_hybrid": s["p99_ms"] / h["p99_ms"],
         "cpu_per_posting_sync_over_hybrid": sum(s["cpu_ms_per_posting"].values())
         / sum(h["cpu_ms_per_posting"].values())}
-    print(f"# ratios (same run, adjacent windows): hybrid/sync throughput {r['throughput_hybrid_over_sync']:.2f}x "
+    print(f"# ratios (same run, adjacent windows): {hybrid}/sync throughput {r['throughput_hybrid_over_sync']:.2f}x "
           f"(rounds: {', '.join(f'{x:.2f}' for x in per_round)}), p50 latency sync/hybrid "
           f"{r['p50_sync_over_hybrid']:.2f}x, p99 {r['p99_sync_over_hybrid']:.2f}x, CPU per posting sync/hybrid "
           f"{r['cpu_per_posting_sync_over_hybrid']:.2f}x; invariants: "
           f"{'hold' if not results['violations'] else results['violations']}")
+
+
+def _print_group_commit(results: dict) -> None:
+    """Hybrid with group commit over hybrid without: throughput (the median of each round's adjacent windows) and
+    CPU per posting of each component (medians)."""
+    g, n = results["hybrid"], results["hybrid_nogroup"]
+    per_round = [gw["per_s"] / nw["per_s"] for gw, nw in zip(g["windows"], n["windows"])]
+    results["group_commit"] = {"throughput_grouped_over_ungrouped": statistics.median(per_round),
+                               "throughput_per_round": per_round}
+    cpu = "  ".join(f"{k} {n['cpu_ms_per_posting'][k]:.2f}->{g['cpu_ms_per_posting'][k]:.2f}"
+                    for k in g["cpu_ms_per_posting"])
+    print(f"# group commit (same run, adjacent windows): hybrid tx/s grouped/ungrouped "
+          f"{statistics.median(per_round):.2f}x (rounds: {', '.join(f'{x:.2f}' for x in per_round)}); CPU ms/posting "
+          f"ungrouped->grouped: {cpu} (total {sum(n['cpu_ms_per_posting'].values()):.2f}->"
+          f"{sum(g['cpu_ms_per_posting'].values()):.2f})")
 
 
 async def run(duration_s: float = 10.0, concurrency: int = CONNECTIONS, cards: int = 1000, warmup_s: float = 1.0,
@@ -439,7 +463,11 @@ async def run(duration_s: float = 10.0, concurrency: int = CONNECTIONS, cards: i
                 await conn.close()
             for m in stacks.values():
                 m.stop()
-        if set(modes) == set(MODES):
+        if {"hybrid", "hybrid_nogroup"} <= set(modes):
+            _print_group_commit(results)
+        if "sync" in modes and "hybrid_nogroup" in modes:
+            _print_ratios(results, "hybrid_nogroup")
+        if set(MODES) <= set(modes):
             _print_ratios(results)
             ledger_ids = {mode: m.ledger_id for mode, m in stacks.items()}
             db = results["database_tier"] = await database_tier(pgs, ledger_ids, cards, duration_s, concurrency,
@@ -484,7 +512,8 @@ def main() -> None:
     parser.add_argument("--batch-wait-ms", type=int, default=BATCH_WAIT_MS, help="the worker's batch window")
     parser.add_argument("--receive-every-ms", type=int, default=RECEIVE_EVERY_MS,
                         help="the worker's receive interval under load")
-    parser.add_argument("--modes", default=",".join(MODES), help="sync,hybrid (both: the ratios, the database tier)")
+    parser.add_argument("--modes", default=",".join(MODES), help="sync,hybrid (both: the ratios, the database tier); "
+                        "hybrid,hybrid_nogroup: group commit on and off")
     args = parser.parse_args()
     asyncio.run(run(duration_s=args.duration, concurrency=args.concurrency, cards=args.cards,
                     send_buffer_ms=args.send_buffer_ms, batch_wait_ms=args.batch_wait_ms,

@@ -1,5 +1,5 @@
 """What every use case needs: the pool, the settings, the account-facts cache, the key cache, the nudger, the
-batched balance reads."""
+batched balance reads, the posting groups."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from asyncpg.pool import PoolConnectionProxy
 from cell.ledger.errors import DatabaseUnavailable, OutcomeUnknown, RetryableConflict
 from cell.ledger.models import Account
 from cell.service.nudge import Nudger, NullNudger
+from cell.service.posting_groups import PostingGroups
 from cell.service.reads import BalanceReads
 from cell.settings import CellSettings
 from cell.store import accounts as store_accounts
@@ -73,6 +74,7 @@ class CellContext:
     keys: Any = None
     nudger: Nudger = field(default_factory=NullNudger)
     balance_reads: BalanceReads | None = None  # current balances read together (one per context by default)
+    posting_groups: PostingGroups | None = None  # async postings committed together (one per context by default)
     # Called after each use case that completed: what it wrote may be events, which this process's events
     # sequencer then positions at its fast interval (ledger_common/pacing.py) instead of its idle one.
     after_run: Callable[[], None] | None = None
@@ -84,6 +86,8 @@ class CellContext:
     def __post_init__(self) -> None:
         if self.balance_reads is None:
             self.balance_reads = BalanceReads(self.run)
+        if self.posting_groups is None:
+            self.posting_groups = PostingGroups(self.run, self.settings.posting_group_max)
 
     async def run(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         """Run one use case on a pooled connection; driver errors become domain errors. A retryable conflict
@@ -109,7 +113,7 @@ class CellContext:
                     continue
                 raise error from exc
             except (OSError, asyncpg.InterfaceError) as exc:
-                if session_lost(exc) or conn.is_closed():
+                if session_lost(exc) or _closed(conn):
                     raise outcome_unknown(exc) from exc
                 raise
             except asyncpg.InternalClientError as exc:
@@ -294,6 +298,15 @@ class CellContext:
         holder._timeout = None
         holder._release()
         holder._setup_inactive_callback()
+        return True
+
+
+def _closed(conn) -> bool:
+    """The connection is closed, or its pool already took it back because it closed (the proxy detached: a lost
+    connection's close releases it, asyncpg's _release_on_close)."""
+    try:
+        return conn.is_closed()
+    except asyncpg.InterfaceError:
         return True
 
 

@@ -281,7 +281,7 @@ async def _post(ctx: CellContext, tenant_id: str, *, idem: IdemKey | None,
     # With a key, the answer rendered now is kept with it by ledger_post itself: one statement, no later store.
     answer_kept = _kept_encoder.encode(kept) if idem is not None else None
     try:
-        result = await ctx.run(lambda conn: store.post(conn, posting, drafts, answer_kept))
+        result = await ctx.posting_groups.post(posting, drafts, answer_kept)  # alone, or with others (group commit)
     except PostingRejected as exc:
         count_posting(exc.code)
         raise

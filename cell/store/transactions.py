@@ -87,6 +87,15 @@ async def post(conn: asyncpg.Connection, posting: Posting, events: list | None =
     return post_result(await conn.fetchval(Q["post_transaction"], *_post_args(posting, events, answer)))
 
 
+async def post_group(conn: asyncpg.Connection, postings: list[tuple[Posting, list | None, bytes | None]],
+                     ) -> list[PostResult]:
+    """Many postings (each with its events and kept answer, as `post` takes them) in one round trip and ONE database
+    transaction (asyncpg's fetchmany: pipelined, atomic), one `ledger_post` call each, in order: each posting's own
+    answer, as `post` gives it; if any call fails, none was written (group commit, cell/service/posting_groups.py)."""
+    rows = await conn.fetchmany(Q["post_transaction"], [_post_args(p, events, answer) for p, events, answer in postings])
+    return [post_result(row[0]) for row in rows]
+
+
 async def post_many(conn: asyncpg.Connection, postings: list[tuple[Posting, list | None]]) -> None:
     """Many postings (each with its events) through the same `ledger_post`, pipelined (asyncpg's executemany: one
     network round trip for all, atomic). For postings whose answer needs nothing `ledger_post` reports (no balance

@@ -37,7 +37,8 @@ class FakePool:
 def test_a_broken_driver_state_is_outcome_unknown_and_the_connection_is_dropped():
     conn = FakeConn()
     pool = FakePool(conn)
-    ctx = CellContext(settings=SimpleNamespace(db_acquire_s_max=1.0), pool=pool, cache=AccountCache(10))
+    ctx = CellContext(settings=SimpleNamespace(db_acquire_s_max=1.0, posting_group_max=1), pool=pool,
+                      cache=AccountCache(10))
 
     async def fn(_conn):
         raise asyncpg.InternalClientError("cannot switch to state 12; another operation (2) is in progress")

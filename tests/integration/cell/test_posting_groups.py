@@ -1,0 +1,255 @@
+"""Group commit of async postings (cell.service.posting_groups): concurrent async postings of a tenant go to the
+database as fewer statements than postings, each answered as it would be alone; a group that fails is re-run one
+posting per transaction (each gets its own usual answer or error); an unknown outcome is never re-run; a request
+cancelled before its group is sent is left out, one cancelled after is not undone, and the others are not harmed."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+
+import asyncpg
+import msgspec
+import pytest_asyncio
+
+from cell.api.http import decode
+from cell.ledger.commands import TransactionCreate
+from cell.ledger.errors import (
+    Conflict,
+    IdempotencyInFlight,
+    IdempotencyKeyReused,
+    OutcomeUnknown,
+    PostingRejected,
+)
+from cell.service import transactions
+from cell.service.context import AccountCache, CellContext
+from cell.service.idempotency import idempotency_key
+from cell.service.posting_groups import PostingGroups
+from cell.store.db import ACTING_TENANT, create_pool
+from tests.integration.conftest import cell_settings
+
+PATH = "/api/ledger_transactions"
+
+
+class Rig:
+    """A hybrid-mode cell context on the test database whose posting groups count their statements (and can hold
+    them in flight, or lose their connection, as the test says)."""
+
+    def __init__(self, ctx: CellContext, tenant_id: str) -> None:
+        self.ctx, self.tenant_id = ctx, tenant_id
+        self.statements: list[int] = []  # the statements the posting groups sent (a group or a posting alone)
+        self.hold: asyncio.Event | None = None  # set: statements wait for it before they go
+        self.before = None  # async fn(conn) run on the statement's connection before it
+
+    async def run(self, fn):
+        self.statements.append(1)
+        if self.hold is not None:
+            await self.hold.wait()
+        before = self.before
+
+        async def statement(conn):
+            if before is not None:
+                await before(conn)
+            return await fn(conn)
+
+        return await self.ctx.run(statement)
+
+    def body(self, ledger_id: str, debit: str, credit: str, amount: int = 100, **extra) -> bytes:
+        return json.dumps({"ledger_id": ledger_id, "status": "posted", "ledger_entries": [
+            {"ledger_account_id": debit, "direction": "debit", "amount": amount},
+            {"ledger_account_id": credit, "direction": "credit", "amount": amount}], **extra}).encode()
+
+    async def post(self, raw: bytes, key: str | None = None):
+        """POST /api/ledger_transactions as the fast path serves it, in this rig's context: the answer's bytes."""
+        acting = ACTING_TENANT.set(self.tenant_id)
+        try:
+            idem = idempotency_key(key, "POST", PATH, raw, 255)
+            view = await transactions.create_transaction(self.ctx, self.tenant_id, decode(raw, TransactionCreate),
+                                                         idem)
+            return msgspec.json.encode(view)
+        finally:
+            ACTING_TENANT.reset(acting)
+
+    async def get(self, txn_id: str) -> bytes:
+        acting = ACTING_TENANT.set(self.tenant_id)
+        try:
+            return msgspec.json.encode(await transactions.get_transaction(self.ctx, self.tenant_id,
+                                                                          uuid.UUID(txn_id)))
+        finally:
+            ACTING_TENANT.reset(acting)
+
+
+@pytest_asyncio.fixture
+async def rig(api, cell_database_url):
+    pool = await create_pool(cell_database_url, min_size=1, max_size=8, role="ledger_app")
+    ctx = CellContext(settings=cell_settings(cell_database_url, posting_mode="hybrid"), pool=pool,
+                      cache=AccountCache(1000))
+    r = Rig(ctx, api.tenant_id)
+    ctx.posting_groups = PostingGroups(r.run, ctx.settings.posting_group_max)
+    try:
+        yield r
+    finally:
+        await pool.close()
+
+
+async def _cards(api, rig: Rig, n: int):
+    """A ledger, n card accounts and a settlement account; the cell's caches warm (one posting alone)."""
+    ledger = await api.ledger()
+    settlement = await api.account(ledger["id"], "credit")
+    cards = [await api.account(ledger["id"], "debit") for _ in range(n)]
+    await rig.post(rig.body(ledger["id"], cards[0]["id"], settlement["id"]))
+    acting = ACTING_TENANT.set(rig.tenant_id)
+    try:  # every account's facts cached: the postings below reach their group in one turn of the loop
+        await rig.ctx.cache.accounts(rig.ctx.pool, rig.tenant_id, [card["id"] for card in cards])
+    finally:
+        ACTING_TENANT.reset(acting)
+    rig.statements.clear()
+    return ledger["id"], [c["id"] for c in cards], settlement["id"]
+
+
+async def _posted_count(admin_conn, tenant_id: str) -> int:
+    return await admin_conn.fetchval("SELECT count(*) FROM ledger_transactions WHERE tenant_id = $1", tenant_id)
+
+
+async def test_postings_together_go_in_fewer_statements_each_answered_as_alone(api, rig):
+    ledger_id, cards, settlement = await _cards(api, rig, 10)
+    answers = await asyncio.gather(*(rig.post(rig.body(ledger_id, card, settlement, 100 + i), key=f"k-{i}" if i % 2
+                                              else None) for i, card in enumerate(cards)))
+    assert len(rig.statements) == 1  # ready in one turn of the loop: one group
+    ids = set()
+    for i, raw in enumerate(answers):
+        answer = json.loads(raw)
+        assert answer["ledger_entries"][0]["amount"] == 100 + i and answer["status"] == "posted"
+        assert raw == await rig.get(answer["id"])  # the answer is the transaction as GET renders it
+        ids.add(answer["id"])
+    assert len(ids) == len(cards)
+    # The keyed ones replay their first answer, byte for byte.
+    replays = await asyncio.gather(*(rig.post(rig.body(ledger_id, card, settlement, 100 + i), key=f"k-{i}")
+                                     for i, card in enumerate(cards) if i % 2))
+    assert replays == [raw for i, raw in enumerate(answers) if i % 2]
+
+
+async def test_a_failing_posting_gets_its_error_and_the_others_succeed(api, rig, admin_conn):
+    ledger_id, cards, settlement = await _cards(api, rig, 6)
+    await rig.post(rig.body(ledger_id, cards[0], settlement, external_id="taken"))
+    before = await _posted_count(admin_conn, api.tenant_id)
+    rig.statements.clear()
+    bodies = [rig.body(ledger_id, card, settlement, 7) for card in cards]
+    bodies[2] = rig.body(ledger_id, cards[2], settlement, 7, external_id="taken")  # fails in ledger_post
+    bodies[4] = rig.body(ledger_id, cards[4], str(uuid.uuid4()), 7)  # unknown account: refused before the database
+    answers = await asyncio.gather(*(rig.post(b) for b in bodies), return_exceptions=True)
+    assert isinstance(answers[2], Conflict) and answers[2].code == "external_id_taken"
+    assert isinstance(answers[4], PostingRejected)
+    ok = [raw for i, raw in enumerate(answers) if i not in (2, 4)]
+    assert all(json.loads(raw)["status"] == "posted" for raw in ok)
+    assert await _posted_count(admin_conn, api.tenant_id) == before + len(ok)
+    assert len(rig.statements) == 1 + 5  # the group, then each of its five postings alone
+    for raw in ok:
+        assert raw == await rig.get(json.loads(raw)["id"])
+
+
+async def test_a_key_in_flight_elsewhere_fails_only_its_posting(api, rig, cell_database_url):
+    """LG004 in the group: nothing committed, each re-run alone: that one 409, the others posted."""
+    ledger_id, cards, settlement = await _cards(api, rig, 4)
+    holder = await asyncpg.connect(cell_database_url)
+    try:
+        async with holder.transaction():
+            await holder.execute("SELECT pg_advisory_xact_lock(hashtextextended('idem:' || $1 || ':' || $2, 0))",
+                                 api.tenant_id, "busy")
+            answers = await asyncio.gather(*(rig.post(rig.body(ledger_id, card, settlement), key="busy" if i == 1
+                                                      else None) for i, card in enumerate(cards)),
+                                           return_exceptions=True)
+    finally:
+        await holder.close()
+    assert isinstance(answers[1], IdempotencyInFlight)
+    assert all(json.loads(a)["status"] == "posted" for i, a in enumerate(answers) if i != 1)
+
+
+async def test_one_key_twice_in_a_group_is_as_one_after_the_other(api, rig, admin_conn):
+    ledger_id, cards, settlement = await _cards(api, rig, 3)
+    same = rig.body(ledger_id, cards[0], settlement, 5)
+    first, again, other = await asyncio.gather(rig.post(same, key="twice"), rig.post(same, key="twice"),
+                                               rig.post(rig.body(ledger_id, cards[1], settlement, 6)))
+    assert len(rig.statements) == 1
+    assert again == first  # the replay of the first answer, byte for byte
+    assert json.loads(other)["ledger_entries"][0]["amount"] == 6
+    rig.statements.clear()
+    answers = await asyncio.gather(rig.post(rig.body(ledger_id, cards[2], settlement, 9), key="reused"),
+                                   rig.post(rig.body(ledger_id, cards[2], settlement, 10), key="reused"),
+                                   return_exceptions=True)
+    assert json.loads(answers[0])["ledger_entries"][0]["amount"] == 9
+    assert isinstance(answers[1], IdempotencyKeyReused)
+    assert await admin_conn.fetchval("SELECT count(*) FROM ledger_entries WHERE tenant_id = $1 AND amount = 10",
+                                     api.tenant_id) == 0
+
+
+async def test_cancelled_requests_leave_the_others_unharmed(api, rig, admin_conn):
+    ledger_id, cards, settlement = await _cards(api, rig, 4)
+    before = await _posted_count(admin_conn, api.tenant_id)
+
+    # Cancelled before the group was sent: the first (who sends it) and a joined one. Neither is written; the
+    # others post on their own / in the group without the cancelled one.
+    tasks = [asyncio.create_task(rig.post(rig.body(ledger_id, card, settlement))) for card in cards]
+    await asyncio.sleep(0)  # each began: the first waits for the others to join, they joined
+    tasks[0].cancel()
+    tasks[2].cancel()
+    done = await asyncio.gather(*tasks, return_exceptions=True)
+    assert isinstance(done[0], asyncio.CancelledError) and isinstance(done[2], asyncio.CancelledError)
+    assert all(json.loads(done[i])["status"] == "posted" for i in (1, 3))
+    assert await _posted_count(admin_conn, api.tenant_id) == before + 2
+
+    # Cancelled once its group was sent: the statement runs to its end; every other request gets its answer.
+    rig.statements.clear()
+    rig.hold = asyncio.Event()
+    tasks = [asyncio.create_task(rig.post(rig.body(ledger_id, card, settlement))) for card in cards]
+    while not rig.statements:
+        await asyncio.sleep(0)
+    tasks[0].cancel()  # the request whose turn sends the group
+    tasks[1].cancel()
+    await asyncio.sleep(0)
+    rig.hold.set()
+    done = await asyncio.gather(*tasks, return_exceptions=True)
+    assert isinstance(done[0], asyncio.CancelledError) and isinstance(done[1], asyncio.CancelledError)
+    assert all(json.loads(done[i])["status"] == "posted" for i in (2, 3))
+    assert len(rig.statements) == 1
+    # The cancelled requests' postings were sent: they stand, as a posting alone whose statement reached the database.
+    await _until(lambda: _posted_count(admin_conn, api.tenant_id), before + 2 + 4)
+    group = rig.ctx.posting_groups
+    assert not group._in_flight and not group._landing and not group._forming
+
+
+async def test_an_unknown_outcome_is_never_run_again(api, rig, admin_conn):
+    """The connection lost while the group's statement ran: every posting of the group gets OutcomeUnknown (503),
+    none is run again on its own."""
+    ledger_id, cards, settlement = await _cards(api, rig, 4)
+    before = await _posted_count(admin_conn, api.tenant_id)
+
+    async def lose_connection(conn):
+        rig.before = None
+        await admin_conn.execute("SELECT pg_terminate_backend($1, 10000)", conn.get_server_pid())
+
+    rig.before = lose_connection
+    answers = await asyncio.gather(*(rig.post(rig.body(ledger_id, card, settlement)) for card in cards),
+                                   return_exceptions=True)
+    assert [type(a) for a in answers] == [OutcomeUnknown] * len(cards), [repr(a) for a in answers]
+    assert len(rig.statements) == 1
+    assert await _posted_count(admin_conn, api.tenant_id) == before
+
+
+async def test_the_group_size_is_capped_and_one_turns_it_off(api, rig, cell_database_url):
+    ledger_id, cards, settlement = await _cards(api, rig, 10)
+    for size_max, statements_min in ((4, 3), (1, 10)):
+        rig.ctx.posting_groups = PostingGroups(rig.run, size_max)
+        rig.statements.clear()
+        answers = await asyncio.gather(*(rig.post(rig.body(ledger_id, card, settlement)) for card in cards))
+        assert len(rig.statements) >= statements_min
+        assert len({json.loads(a)["id"] for a in answers}) == len(cards)
+
+
+async def _until(probe, expected, deadline_s: float = 10.0) -> None:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + deadline_s
+    while (value := await probe()) != expected:
+        assert loop.time() < end, f"{value} != {expected}"
+        await asyncio.sleep(0.01)
