@@ -99,27 +99,33 @@ class Cycle(RequestResponseCycle):
 _CYCLES = (RequestResponseCycle, Cycle)
 
 
-def answer_at_once(send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> bool:
-    """A whole answer (`headers`: lowercase names, content-length among them, values the caller's own) written in one
-    go when `send` is uvicorn's httptools cycle's: the bytes its `http.response.start` and `http.response.body`
-    messages would write, and the same state after, without their two coroutines and per-header checks. False
-    (nothing done) for another server, or a state its sends handle (an answer begun, writes paused, a disconnect,
-    HEAD, an access log): then the caller sends the two messages."""
+_heads: dict[tuple[int, bytes], tuple[list, bytes]] = {}  # (status, type) -> (default headers, head up to the length)
+
+
+def answer_at_once(send, status: int, content_type: bytes, body: bytes) -> bool:
+    """A whole answer (`body` of `content_type`, with its content-length) written in one go when `send` is uvicorn's
+    httptools cycle's: the bytes its `http.response.start` (headers: the server's, content-type, content-length) and
+    `http.response.body` messages would write, and the same state after, without their two coroutines and
+    per-header checks. The head up to the length is made once per status and type, again when the server's headers
+    change (its date, each second). False (nothing done) for another server, or a state its sends handle (an answer
+    begun, writes paused, a disconnect, HEAD, an access log): then the caller sends the two messages."""
     cycle = getattr(send, "__self__", None)
     if (type(cycle) not in _CYCLES or cycle.response_started or cycle.disconnected
             or cycle.flow.write_paused or cycle.access_log or cycle.scope["method"] == "HEAD"):
         return False
-    head = [STATUS_LINE[status]]
-    for name, value in (*cycle.default_headers, *headers):
-        head += (name, b": ", value, b"\r\n")
-    if not cycle.keep_alive:
-        head.append(b"connection: close\r\n")
-    head.append(b"\r\n")
-    head.append(body)
+    defaults = cycle.default_headers
+    made = _heads.get((status, content_type))
+    if made is None or made[0] is not defaults:  # kept with the list it was made of: its identity stays its own
+        head = [STATUS_LINE[status]]
+        for name, value in defaults:
+            head += (name, b": ", value, b"\r\n")
+        head += (b"content-type: ", content_type, b"\r\ncontent-length: ")
+        made = _heads[(status, content_type)] = (defaults, b"".join(head))
     transport = cycle.transport
     if type(transport) is HeadWithBody and transport._held is None:  # nothing held: HeadWithBody would pass it on
         transport = transport._transport
-    transport.write(b"".join(head))
+    transport.write(b"".join((made[1], b"%d" % len(body),
+                              b"\r\n\r\n" if cycle.keep_alive else b"\r\nconnection: close\r\n\r\n", body)))
     cycle.response_started = cycle.response_complete = True
     cycle.waiting_for_100_continue = cycle.chunked_encoding = False
     cycle.expected_content_length = 0
@@ -128,6 +134,21 @@ def answer_at_once(send, status: int, headers: list[tuple[bytes, bytes]], body: 
         cycle.transport.close()
     cycle.on_response()
     return True
+
+
+def body_at_once(receive) -> bytes | None:
+    """The request's whole body when `receive` is uvicorn's httptools cycle's and all of it has come: what its
+    receive() would return now (and the same state after), without its coroutines. None (nothing done) for another
+    server, or a state its receive handles (a 100-continue to send, a body still coming, a disconnect, an answer
+    done): then the caller awaits receive()."""
+    cycle = getattr(receive, "__self__", None)
+    if (type(cycle) not in _CYCLES or cycle.more_body or cycle.waiting_for_100_continue or cycle.disconnected
+            or cycle.response_complete or not cycle.message_event.is_set()):
+        return None
+    cycle.flow.resume_reading()
+    cycle.message_event.clear()
+    body, cycle.body = bytes(cycle.body), bytearray()
+    return body
 
 
 class CellHttpProtocol(HttpToolsProtocol):
