@@ -32,28 +32,33 @@ class FastPath:
     """ASGI, in front of Litestar's router (Litestar.asgi_handler): scope["app"] is the Litestar app already. The
     layers are Litestar's for a route, in one frame (no middleware chain, no wrapped `send`): auth, the route's
     metrics around the handler, the problem the handler raises answered inside them (as Litestar's route stack
-    does), and what escapes before an answer started answered as a problem too (Litestar's app-wide layer)."""
+    does), and what escapes before an answer started answered as a problem too (Litestar's app-wide layer).
+    cell.api.server's protocol enters at `front`, before Litestar.__call__."""
 
-    def __init__(self, litestar_handler, cell: str) -> None:
-        self.next = litestar_handler
-        self.metrics = RequestMetrics(litestar_handler, cell=cell)  # its series; its middleware is Litestar's
+    def __init__(self, app, cell: str) -> None:
+        self.app = app  # the Litestar app, whose ASGI handler this takes the place of
+        self.next = app.asgi_handler
+        self.metrics = RequestMetrics(self.next, cell=cell)  # its series; its middleware is Litestar's
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] == "http" and not scope.get("root_path"):
-            method, path = scope["method"], scope["path"]
-            if method == "GET" and path.startswith(ACCOUNT_PREFIX) and not scope["query_string"]:
-                account_id = path[len(ACCOUNT_PREFIX):]
-                if account_id and "/" not in account_id:
-                    scope["path_template"] = ACCOUNT_TEMPLATE
-                    scope["path_params"] = {"account_id": account_id}
-                    await self._serve(scope, receive, send, _get_account, method, ACCOUNT_TEMPLATE)
-                    return
-            elif method == "POST" and path == TRANSACTIONS:
-                scope["path_template"] = TRANSACTIONS
-                scope["path_params"] = {}
-                await self._serve(scope, receive, send, _create_transaction, method, TRANSACTIONS)
-                return
-        await self.next(scope, receive, send)
+        route = _route(scope)
+        if route is None:
+            await self.next(scope, receive, send)
+        else:
+            await self._serve(scope, receive, send, *route)
+
+    async def front(self, scope, receive, send) -> None:
+        """The app as the server calls it: a fast route after what Litestar.__call__ does before its ASGI handler
+        (the scope's app and state; no before_send hook to wrap `send` in), one coroutine less; anything else
+        through Litestar.__call__."""
+        app = self.app
+        route = None if app.before_send else _route(scope)
+        if route is None:
+            await app(scope, receive, send)
+            return
+        scope["app"] = scope["litestar_app"] = app
+        scope.setdefault("state", {})
+        await self._serve(scope, receive, send, *route)
 
     async def _serve(self, scope, receive, send, handler, method: str, template: str) -> None:
         """`handler` (ctx, scope, receive) -> (status, body) answered as application/json, or as the problem its
@@ -99,6 +104,25 @@ class FastPath:
             if started:
                 raise
             await _send_problem(scope, receive, send, exc)
+
+
+def _route(scope) -> tuple | None:
+    """(handler, method, path template) of a fast route's request, its path template and parameters set in the
+    scope as Litestar's router sets them; None for any other request."""
+    if scope["type"] != "http" or scope.get("root_path"):
+        return None
+    method, path = scope["method"], scope["path"]
+    if method == "GET" and path.startswith(ACCOUNT_PREFIX) and not scope["query_string"]:
+        account_id = path[len(ACCOUNT_PREFIX):]
+        if account_id and "/" not in account_id:
+            scope["path_template"] = ACCOUNT_TEMPLATE
+            scope["path_params"] = {"account_id": account_id}
+            return _get_account, method, ACCOUNT_TEMPLATE
+    elif method == "POST" and path == TRANSACTIONS:
+        scope["path_template"] = TRANSACTIONS
+        scope["path_params"] = {}
+        return _create_transaction, method, TRANSACTIONS
+    return None
 
 
 def _problem(scope, receive, exc: Exception) -> tuple[int, list, bytes]:

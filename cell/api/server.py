@@ -157,6 +157,12 @@ class CellHttpProtocol(HttpToolsProtocol):
 
     _idle_since: float | None = None  # loop time the connection went idle (its last answer done), None while busy
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        front = getattr(getattr(self.app, "asgi_handler", None), "front", None)  # cell.api.fast.FastPath's
+        if front is not None:
+            self.app = front
+
     def connection_made(self, transport) -> None:  # type: ignore[override]
         super().connection_made(transport)  # flow control, addresses and TLS from the transport itself
         self.transport = HeadWithBody(transport, self)
