@@ -154,5 +154,5 @@ def create_app(settings: CellSettings, *, run_migrations: bool = True) -> Litest
         logging_config=None,
     )
     if settings.fast_path:
-        app.asgi_handler = FastPath(app.asgi_handler, settings.name)
+        app.asgi_handler = FastPath(app, settings.name)
     return app

@@ -13,9 +13,9 @@ from litestar.exceptions import ClientException, InternalServerException
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 
 from cell.api import http, problems
-from cell.api.auth import verified_tenant
+from cell.api.auth import remembered_tenant, verified_tenant
 from cell.api.metrics import RequestMetrics
-from cell.api.server import answer_at_once
+from cell.api.server import answer_at_once, body_at_once
 from cell.ledger.commands import TransactionCreate
 from cell.service import accounts, transactions
 from cell.service.common import parse_uuid
@@ -32,35 +32,42 @@ class FastPath:
     """ASGI, in front of Litestar's router (Litestar.asgi_handler): scope["app"] is the Litestar app already. The
     layers are Litestar's for a route, in one frame (no middleware chain, no wrapped `send`): auth, the route's
     metrics around the handler, the problem the handler raises answered inside them (as Litestar's route stack
-    does), and what escapes before an answer started answered as a problem too (Litestar's app-wide layer)."""
+    does), and what escapes before an answer started answered as a problem too (Litestar's app-wide layer).
+    cell.api.server's protocol enters at `front`, before Litestar.__call__."""
 
-    def __init__(self, litestar_handler, cell: str) -> None:
-        self.next = litestar_handler
-        self.metrics = RequestMetrics(litestar_handler, cell=cell)  # its series; its middleware is Litestar's
+    def __init__(self, app, cell: str) -> None:
+        self.app = app  # the Litestar app, whose ASGI handler this takes the place of
+        self.next = app.asgi_handler
+        self.metrics = RequestMetrics(self.next, cell=cell)  # its series; its middleware is Litestar's
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] == "http" and not scope.get("root_path"):
-            method, path = scope["method"], scope["path"]
-            if method == "GET" and path.startswith(ACCOUNT_PREFIX) and not scope["query_string"]:
-                account_id = path[len(ACCOUNT_PREFIX):]
-                if account_id and "/" not in account_id:
-                    scope["path_template"] = ACCOUNT_TEMPLATE
-                    scope["path_params"] = {"account_id": account_id}
-                    await self._serve(scope, receive, send, _get_account, method, ACCOUNT_TEMPLATE)
-                    return
-            elif method == "POST" and path == TRANSACTIONS:
-                scope["path_template"] = TRANSACTIONS
-                scope["path_params"] = {}
-                await self._serve(scope, receive, send, _create_transaction, method, TRANSACTIONS)
-                return
-        await self.next(scope, receive, send)
+        route = _route(scope)
+        if route is None:
+            await self.next(scope, receive, send)
+        else:
+            await self._serve(scope, receive, send, *route)
+
+    async def front(self, scope, receive, send) -> None:
+        """The app as the server calls it: a fast route after what Litestar.__call__ does before its ASGI handler
+        (the scope's app and state; no before_send hook to wrap `send` in), one coroutine less; anything else
+        through Litestar.__call__."""
+        app = self.app
+        route = None if app.before_send else _route(scope)
+        if route is None:
+            await app(scope, receive, send)
+            return
+        scope["app"] = scope["litestar_app"] = app
+        scope.setdefault("state", {})
+        await self._serve(scope, receive, send, *route)
 
     async def _serve(self, scope, receive, send, handler, method: str, template: str) -> None:
-        """`handler` (scope, receive) -> (status, body) answered as application/json, or as the problem its
+        """`handler` (ctx, scope, receive) -> (status, body) answered as application/json, or as the problem its
         exception is; AuthMiddleware's and RequestMetrics' rules around it."""
         started = False  # whether an answer started: then nothing more can be answered
         try:
-            tenant_id = await verified_tenant(scope, send)  # answers 401 / 421 / 503 itself
+            ctx = scope["app"].state["ctx"]  # subscript: the attribute is a failed lookup first (~2 us)
+            # A remembered key without a coroutine; verified_tenant answers 401 / 421 / 503 itself.
+            tenant_id = remembered_tenant(scope, ctx) or await verified_tenant(scope, send)
             if tenant_id is None:
                 return
             acting = ACTING_TENANT.set(tenant_id)  # every connection this request takes acts for its tenant
@@ -74,14 +81,15 @@ class FastPath:
                 try:
                     at_once = False
                     try:
-                        status, body = await handler(scope, receive)
+                        status, body = await handler(ctx, scope, receive)
                     except Exception as exc:  # noqa: BLE001 - every exception is a problem answer, as in Litestar
                         status, headers, body = _problem(scope, receive, exc)
                         started = True
                     else:
-                        headers = [(b"content-type", _JSON), (b"content-length", str(len(body)).encode())]
                         started = True
-                        at_once = answer_at_once(send, status, headers, body)  # the server's one write, if it can
+                        at_once = answer_at_once(send, status, _JSON, body)  # the server's one write, if it can
+                        if not at_once:
+                            headers = [(b"content-type", _JSON), (b"content-length", str(len(body)).encode())]
                     if not at_once:
                         await send({"type": "http.response.start", "status": status, "headers": headers})
                     elapsed = time.perf_counter() - began
@@ -96,6 +104,25 @@ class FastPath:
             if started:
                 raise
             await _send_problem(scope, receive, send, exc)
+
+
+def _route(scope) -> tuple | None:
+    """(handler, method, path template) of a fast route's request, its path template and parameters set in the
+    scope as Litestar's router sets them; None for any other request."""
+    if scope["type"] != "http" or scope.get("root_path"):
+        return None
+    method, path = scope["method"], scope["path"]
+    if method == "GET" and path.startswith(ACCOUNT_PREFIX) and not scope["query_string"]:
+        account_id = path[len(ACCOUNT_PREFIX):]
+        if account_id and "/" not in account_id:
+            scope["path_template"] = ACCOUNT_TEMPLATE
+            scope["path_params"] = {"account_id": account_id}
+            return _get_account, method, ACCOUNT_TEMPLATE
+    elif method == "POST" and path == TRANSACTIONS:
+        scope["path_template"] = TRANSACTIONS
+        scope["path_params"] = {}
+        return _create_transaction, method, TRANSACTIONS
+    return None
 
 
 def _problem(scope, receive, exc: Exception) -> tuple[int, list, bytes]:
@@ -137,6 +164,11 @@ async def _body(receive, announced: str | None, size_max: int) -> bytes:
             raise ClientException(f"Invalid content-length: {announced!r}") from None
         if length > size_max:
             raise RequestEntityTooLarge
+    whole = body_at_once(receive)  # all of it in already (the usual case): what receive() gives, without awaiting
+    if whole is not None:
+        if len(whole) > size_max:
+            raise RequestEntityTooLarge
+        return whole
     chunks: list[bytes] = []
     total = 0
     while True:
@@ -155,15 +187,13 @@ async def _body(receive, announced: str | None, size_max: int) -> bytes:
     return b"".join(chunks)
 
 
-async def _get_account(scope, receive) -> tuple[int, bytes]:
-    ctx = scope["app"].state["ctx"]
+async def _get_account(ctx, scope, receive) -> tuple[int, bytes]:
     account_id = parse_uuid(scope["path_params"]["account_id"], "ledger account")
     view = await accounts.get_account(ctx, scope["state"]["tenant_id"], account_id, accounts.CURRENT)
     return 200, http.encode(view)
 
 
-async def _create_transaction(scope, receive) -> tuple[int, bytes]:
-    ctx = scope["app"].state["ctx"]
+async def _create_transaction(ctx, scope, receive) -> tuple[int, bytes]:
     headers = _posting_headers(scope)
     raw = await _body(receive, headers.get(b"content-length"), ctx.settings.body_bytes_max)
     cmd = http.checked_body(headers.get(b"content-type"), raw, TransactionCreate)

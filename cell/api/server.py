@@ -6,11 +6,19 @@ writes, so two segments on the wire, two system calls here and, in the router re
 two parser feeds. Here the head waits for the body's first write (uvicorn writes on every body message, an empty one
 too, unless the request is HEAD) and leaves with it. Nothing else changes: the same bytes, in the same order.
 The fast routes (cell.api.fast) skip the two messages altogether: answer_at_once writes their whole answer.
-uvicorn 0.54's RequestResponseCycle (requirements.lock).
+Per request, the protocol also skips two costs of uvicorn's own that buy nothing here: a keep-alive timer made and
+cancelled for every answer (one timer per idle connection instead, moved on when it comes due: the same bound), and
+the request cycle's keyword construction (by position: the same attributes).
+uvicorn 0.54's HttpToolsProtocol and RequestResponseCycle (requirements.lock).
 """
 
 from __future__ import annotations
 
+import asyncio
+import urllib.parse
+
+import httptools
+from uvicorn.protocols.http.flow_control import service_unavailable
 from uvicorn.protocols.http.httptools_impl import (
     STATUS_LINE,
     HttpToolsProtocol,
@@ -62,24 +70,62 @@ class HeadWithBody:
         return getattr(self._transport, name)  # the rest of the transport, as it is
 
 
-def answer_at_once(send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> bool:
-    """A whole answer (`headers`: lowercase names, content-length among them, values the caller's own) written in one
-    go when `send` is uvicorn's httptools cycle's: the bytes its `http.response.start` and `http.response.body`
-    messages would write, and the same state after, without their two coroutines and per-header checks. False
-    (nothing done) for another server, or a state its sends handle (an answer begun, writes paused, a disconnect,
-    HEAD, an access log): then the caller sends the two messages."""
+class Cycle(RequestResponseCycle):
+    """uvicorn's request cycle, made by position: the attributes its __init__ sets, without building a dict of eleven
+    keyword arguments per request. Its sends and receives are uvicorn's."""
+
+    def __init__(self, scope, transport, flow, logger, access_logger, access_log, default_headers, message_event,
+                 expect_100_continue, keep_alive, on_response) -> None:  # noqa: PLR0913 - uvicorn's own arguments
+        self.scope = scope
+        self.transport = transport
+        self.flow = flow
+        self.logger = logger
+        self.access_logger = access_logger
+        self.access_log = access_log
+        self.default_headers = default_headers
+        self.message_event = message_event
+        self.on_response = on_response
+        self.disconnected = False
+        self.keep_alive = keep_alive
+        self.waiting_for_100_continue = expect_100_continue
+        self.body = bytearray()
+        self.more_body = True
+        self.response_started = False
+        self.response_complete = False
+        self.chunked_encoding = None
+        self.expected_content_length = 0
+
+
+_CYCLES = (RequestResponseCycle, Cycle)
+
+
+_heads: dict[tuple[int, bytes], tuple[list, bytes]] = {}  # (status, type) -> (default headers, head up to the length)
+
+
+def answer_at_once(send, status: int, content_type: bytes, body: bytes) -> bool:
+    """A whole answer (`body` of `content_type`, with its content-length) written in one go when `send` is uvicorn's
+    httptools cycle's: the bytes its `http.response.start` (headers: the server's, content-type, content-length) and
+    `http.response.body` messages would write, and the same state after, without their two coroutines and
+    per-header checks. The head up to the length is made once per status and type, again when the server's headers
+    change (its date, each second). False (nothing done) for another server, or a state its sends handle (an answer
+    begun, writes paused, a disconnect, HEAD, an access log): then the caller sends the two messages."""
     cycle = getattr(send, "__self__", None)
-    if (type(cycle) is not RequestResponseCycle or cycle.response_started or cycle.disconnected
+    if (type(cycle) not in _CYCLES or cycle.response_started or cycle.disconnected
             or cycle.flow.write_paused or cycle.access_log or cycle.scope["method"] == "HEAD"):
         return False
-    head = [STATUS_LINE[status]]
-    for name, value in (*cycle.default_headers, *headers):
-        head += (name, b": ", value, b"\r\n")
-    if not cycle.keep_alive:
-        head.append(b"connection: close\r\n")
-    head.append(b"\r\n")
-    head.append(body)
-    cycle.transport.write(b"".join(head))  # before response_started: HeadWithBody passes it through as it is
+    defaults = cycle.default_headers
+    made = _heads.get((status, content_type))
+    if made is None or made[0] is not defaults:  # kept with the list it was made of: its identity stays its own
+        head = [STATUS_LINE[status]]
+        for name, value in defaults:
+            head += (name, b": ", value, b"\r\n")
+        head += (b"content-type: ", content_type, b"\r\ncontent-length: ")
+        made = _heads[(status, content_type)] = (defaults, b"".join(head))
+    transport = cycle.transport
+    if type(transport) is HeadWithBody and transport._held is None:  # nothing held: HeadWithBody would pass it on
+        transport = transport._transport
+    transport.write(b"".join((made[1], b"%d" % len(body),
+                              b"\r\n\r\n" if cycle.keep_alive else b"\r\nconnection: close\r\n\r\n", body)))
     cycle.response_started = cycle.response_complete = True
     cycle.waiting_for_100_continue = cycle.chunked_encoding = False
     cycle.expected_content_length = 0
@@ -90,9 +136,107 @@ def answer_at_once(send, status: int, headers: list[tuple[bytes, bytes]], body: 
     return True
 
 
+def body_at_once(receive) -> bytes | None:
+    """The request's whole body when `receive` is uvicorn's httptools cycle's and all of it has come: what its
+    receive() would return now (and the same state after), without its coroutines. None (nothing done) for another
+    server, or a state its receive handles (a 100-continue to send, a body still coming, a disconnect, an answer
+    done): then the caller awaits receive()."""
+    cycle = getattr(receive, "__self__", None)
+    if (type(cycle) not in _CYCLES or cycle.more_body or cycle.waiting_for_100_continue or cycle.disconnected
+            or cycle.response_complete or not cycle.message_event.is_set()):
+        return None
+    cycle.flow.resume_reading()
+    cycle.message_event.clear()
+    body, cycle.body = bytes(cycle.body), bytearray()
+    return body
+
+
 class CellHttpProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol writing each answer's head and body together (HeadWithBody)."""
+    """uvicorn's httptools protocol writing each answer's head and body together (HeadWithBody), with one keep-alive
+    timer per idle connection and its request cycles made by position (Cycle)."""
+
+    _idle_since: float | None = None  # loop time the connection went idle (its last answer done), None while busy
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        front = getattr(getattr(self.app, "asgi_handler", None), "front", None)  # cell.api.fast.FastPath's
+        if front is not None:
+            self.app = front
 
     def connection_made(self, transport) -> None:  # type: ignore[override]
         super().connection_made(transport)  # flow control, addresses and TLS from the transport itself
         self.transport = HeadWithBody(transport, self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        self._idle_since = None
+        timer, self.timeout_keep_alive_task = self.timeout_keep_alive_task, None
+        if timer is not None:
+            timer.cancel()
+
+    def _unset_keepalive_if_required(self) -> None:
+        """Busy (data came, or an answer is done): the timer, if any, stays; when it comes due it finds the
+        connection busy and goes (on_response_complete sets the next one)."""
+        self._idle_since = None
+
+    def on_response_complete(self) -> None:
+        """uvicorn's, arming the keep-alive timer only when none is armed: the connection is closed once it has been
+        idle timeout_keep_alive seconds, as with a timer per answer."""
+        self.server_state.total_requests += 1
+        if self.transport.is_closing():
+            return
+        self._idle_since = None
+        self.flow.resume_reading()
+        if self.pipeline:
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
+            return
+        self._idle_since = now = self.loop.time()
+        if self.timeout_keep_alive_task is None:
+            self.timeout_keep_alive_task = self.loop.call_at(now + self.timeout_keep_alive, self._keep_alive_due)
+
+    def _keep_alive_due(self) -> None:
+        self.timeout_keep_alive_task = None
+        since = self._idle_since
+        if since is None:
+            return  # busy: its answer's completion arms the timer again
+        due = since + self.timeout_keep_alive
+        if self.loop.time() >= due:
+            self.timeout_keep_alive_handler()
+        else:  # used again since the timer was armed: due later
+            self.timeout_keep_alive_task = self.loop.call_at(due, self._keep_alive_due)
+
+    def on_headers_complete(self) -> None:
+        """uvicorn's, the same scope, cycle and task; the cycle made by position (Cycle)."""
+        parser = self.parser
+        scope = self.scope
+        http_version = parser.get_http_version()
+        scope["method"] = parser.get_method().decode("ascii")
+        if http_version != "1.1":
+            scope["http_version"] = http_version
+        if parser.should_upgrade() and self._should_upgrade():
+            return
+        parsed_url = httptools.parse_url(self.url)
+        raw_path = parsed_url.path
+        path = raw_path.decode("ascii")
+        if "%" in path:
+            path = urllib.parse.unquote(path)
+        root_path = self.root_path
+        scope["path"] = root_path + path
+        scope["raw_path"] = root_path.encode("ascii") + raw_path if root_path else raw_path
+        scope["query_string"] = parsed_url.query or b""
+        limit = self.limit_concurrency
+        if limit is not None and (len(self.connections) >= limit or len(self.tasks) >= limit):
+            app = service_unavailable
+            self.logger.warning("Exceeded concurrency limit.")
+        else:
+            app = self.app
+        existing_cycle = self.cycle
+        self.cycle = Cycle(scope, self.transport, self.flow, self.logger, self.access_logger, self.access_log,
+                           self.server_state.default_headers, asyncio.Event(), self.expect_100_continue,
+                           http_version != "1.0" and parser.should_keep_alive(), self.on_response_complete)
+        if existing_cycle is None or existing_cycle.response_complete:
+            self._start_asgi_task(self.cycle, app)  # the standard case: process the request now
+        else:  # a pipelined request waits its turn
+            self.flow.pause_reading()
+            self.pipeline.appendleft((self.cycle, app))
