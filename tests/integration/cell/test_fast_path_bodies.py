@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 from cell.settings import CellSettings
-from tests.integration.cell.test_http_server import _connect, _read_answers, _request, _transfer_body, books  # noqa: F401
+from tests.integration.cell.test_http_server import _connect, _read_answers, _request, _transfer_body
 
 BODY_BYTES_MAX = CellSettings().body_bytes_max  # the live cell's (its default)
 

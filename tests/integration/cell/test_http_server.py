@@ -8,8 +8,6 @@ import base64
 import socket
 from urllib.parse import urlsplit
 
-import pytest
-
 from tests.integration.conftest import Api
 
 READ_TIMEOUT_S = 20  # a bound on a hung answer, never a wait for one
@@ -52,15 +50,6 @@ def _read_answers(sock: socket.socket, count: int) -> list[tuple[int, dict[str, 
         answers.append((status, headers, rest[:length]))
         buffer = rest[length:]
     return answers
-
-
-@pytest.fixture
-async def books(live_api):
-    ledger = await live_api.ledger()
-    a, b = await live_api.account(ledger["id"], "debit"), await live_api.account(ledger["id"], "credit")
-    r = await live_api.transfer(ledger["id"], a["id"], b["id"], 125)
-    assert r.status_code == 201, r.text
-    return live_api, ledger, a, b
 
 
 def _transfer_body(ledger, a, b) -> bytes:
