@@ -236,7 +236,8 @@ async def _measure(port: int, auth, duration_s: float, concurrency: int, kind: s
     return summary
 
 
-async def run(duration_s: float = 10.0, concurrency: int = 16, rounds: int = 3, baseline: Path | None = None) -> dict:
+async def run(duration_s: float = 10.0, concurrency: int = 16, rounds: int = 3, baseline: Path | None = None,
+              phases: tuple[str, ...] | None = None) -> dict:
     workdir = Path(tempfile.mkdtemp(prefix="ledger-router-bench-"))
     pg = EmbeddedPostgres(workdir / "pg").start()
     cell = router = before = stub = None
@@ -284,9 +285,11 @@ async def run(duration_s: float = 10.0, concurrency: int = 16, rounds: int = 3, 
         # PostgreSQL, so the router's CPU shows up as lost throughput), then one request at a time (nothing
         # saturated: the added p50 is the router's own latency, hop included).
         stub_auth = (STUB_TENANT, "any key: the stand-in takes them all")
+        chosen = phases
         phases = (("reads", read, concurrency, cell_port, auth), ("writes", write, concurrency, cell_port, auth),
                   ("reads_one_at_a_time", read, 1, cell_port, auth),
                   ("reads_stub_cell", read, concurrency, stub_port, stub_auth))
+        phases = tuple(phase for phase in phases if chosen is None or phase[0] in chosen)
         for kind, make, connections, direct_port, phase_auth in phases:
             # Direct and routed phases alternate, so that a neighbour's burst on the shared cores hits both
             # sides alike; the ratio is the median of the rounds' ratios.
@@ -462,6 +465,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16, help="keep-alive connections")
     parser.add_argument("--rounds", type=int, default=3, help="alternating direct/router phases per workload")
     parser.add_argument("--baseline", type=Path, help="a checkout whose router is measured too, in the same rounds")
+    parser.add_argument("--phases", help="comma-separated phases to run (reads, writes, reads_one_at_a_time, "
+                                         "reads_stub_cell); default: all")
     parser.add_argument("--path-cost", action="store_true",
                         help="only the router's own Python path per relayed read, in-process (see above)")
     args = parser.parse_args()
@@ -469,7 +474,8 @@ def main() -> None:
         here = Path(__file__).resolve().parent.parent
         path_cost([("router", here)] + ([("baseline", args.baseline.resolve())] if args.baseline else []))
         return
-    httpload.run(run(args.duration, args.concurrency, args.rounds, args.baseline))
+    httpload.run(run(args.duration, args.concurrency, args.rounds, args.baseline,
+                     tuple(args.phases.split(",")) if args.phases else None))
 
 
 if __name__ == "__main__":
