@@ -6,6 +6,7 @@ port and to the router's in alternating rounds (the duration is split between th
 are printed. The router runs its own HTTP server (router/server.py), as in production.
 
     python -m loadtests.router_overhead --duration 10 --concurrency 16
+    python -m loadtests.router_overhead --duration 40 --rounds 8 --phases reads --baseline DIR  # one workload, longer
 
 A last phase sends the reads to a stand-in cell that costs next to nothing (the same answer bytes as the real
 cell's, after a fixed 2 ms): through it the router's CPU per request is its own, whatever the cell next door is
