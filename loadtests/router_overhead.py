@@ -6,6 +6,7 @@ port and to the router's in alternating rounds (the duration is split between th
 are printed. The router runs its own HTTP server (router/server.py), as in production.
 
     python -m loadtests.router_overhead --duration 10 --concurrency 16
+    python -m loadtests.router_overhead --duration 40 --rounds 8 --phases reads --baseline DIR  # one workload, longer
 
 A last phase sends the reads to a stand-in cell that costs next to nothing (the same answer bytes as the real
 cell's, after a fixed 2 ms): through it the router's CPU per request is its own, whatever the cell next door is
@@ -18,8 +19,10 @@ one run, on the same cell, under the same neighbours.
 Beside each phase on the real cell: "pg sends", the TCP segments PostgreSQL sends per request, about the statements the
 cell sent per read (the cell reads the balances of the reads that arrive together in one statement,
 cell/service/reads.py: the fewer arrive together, the more statements per read, the more CPU per read in the
-cell and in PostgreSQL), and "cell sleeps", the cell's waits for work per request. Routed, the requests reach the
-cell more spread out than straight from the load generator: more statements and sleeps per read.
+cell and in PostgreSQL), "cell sleeps", the cell's waits for work per request, and "cell waits", the time per request
+the cell, ready to run, waited for a core (/proc/PID/schedstat: the cost of sharing the cores with the router, the
+load generator, PostgreSQL and the neighbours). Routed, the requests reach the cell more spread out than straight
+from the load generator: more statements and sleeps per read.
 
 On shared cores those CPU figures move by 10-20% from run to run. `--path-cost` measures the router's own
 Python path instead, free of neighbours: a relayed read (the client's request in, the cell's answer out)
@@ -143,6 +146,17 @@ def _sleeps(pid: int) -> int:
     return total
 
 
+def _waited_s(pid: int) -> float:
+    """Seconds so far the process's threads have waited, ready to run, for a core (/proc/PID/task/*/schedstat): what
+    the cores' other users cost it in time."""
+    total = 0
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                total += int((task / "schedstat").read_text().split()[1])
+    return total / 1e9
+
+
 def _stop(proc: subprocess.Popen | None) -> None:
     if proc is not None and proc.poll() is None:
         proc.terminate()
@@ -215,6 +229,7 @@ async def _measure(port: int, auth, duration_s: float, concurrency: int, kind: s
         before["postgres_cpu_us_per_request"] = _tree_cpu_s(postgres)
         sends_before = _segments_sent(postgres_port)
     sleeps_before = _sleeps(cell.pid) if cell is not None else 0
+    waited_before = _waited_s(cell.pid) if cell is not None else 0.0
     generator_before, started = time.process_time(), time.monotonic()
     stats = await run_load("127.0.0.1", port, auth, duration_s=duration_s, workers=[(kind, concurrency)],
                            make_request={kind: make})
@@ -232,11 +247,13 @@ async def _measure(port: int, auth, duration_s: float, concurrency: int, kind: s
         summary["postgres_sends_per_request"] = _grown(sends_before, _segments_sent(postgres_port)) / requests
     if cell is not None:
         summary["cell_sleeps_per_request"] = (_sleeps(cell.pid) - sleeps_before) / requests
+        summary["cell_waits_us_per_request"] = (_waited_s(cell.pid) - waited_before) * 1e6 / requests
     summary["cores_busy"] = sum(v for k, v in summary.items() if k.endswith("cpu_us_per_request")) * requests / 1e6 / elapsed
     return summary
 
 
-async def run(duration_s: float = 10.0, concurrency: int = 16, rounds: int = 3, baseline: Path | None = None) -> dict:
+async def run(duration_s: float = 10.0, concurrency: int = 16, rounds: int = 3, baseline: Path | None = None,
+              phases: tuple[str, ...] | None = None) -> dict:
     workdir = Path(tempfile.mkdtemp(prefix="ledger-router-bench-"))
     pg = EmbeddedPostgres(workdir / "pg").start()
     cell = router = before = stub = None
@@ -284,9 +301,11 @@ async def run(duration_s: float = 10.0, concurrency: int = 16, rounds: int = 3, 
         # PostgreSQL, so the router's CPU shows up as lost throughput), then one request at a time (nothing
         # saturated: the added p50 is the router's own latency, hop included).
         stub_auth = (STUB_TENANT, "any key: the stand-in takes them all")
+        chosen = phases
         phases = (("reads", read, concurrency, cell_port, auth), ("writes", write, concurrency, cell_port, auth),
                   ("reads_one_at_a_time", read, 1, cell_port, auth),
                   ("reads_stub_cell", read, concurrency, stub_port, stub_auth))
+        phases = tuple(phase for phase in phases if chosen is None or phase[0] in chosen)
         for kind, make, connections, direct_port, phase_auth in phases:
             # Direct and routed phases alternate, so that a neighbour's burst on the shared cores hits both
             # sides alike; the ratio is the median of the rounds' ratios.
@@ -308,7 +327,7 @@ async def run(duration_s: float = 10.0, concurrency: int = 16, rounds: int = 3, 
                                         f"{x['generator_cpu_us_per_request']:3.0f} us  ({x['cores_busy']:.2f} cores)")
                     if "postgres_sends_per_request" in x and "cell_sleeps_per_request" in x:
                         cpu += (f"  pg sends {x['postgres_sends_per_request']:.2f}  cell sleeps "
-                                f"{x['cell_sleeps_per_request']:.2f}")
+                                f"{x['cell_sleeps_per_request']:.2f}  cell waits {x['cell_waits_us_per_request']:3.0f} us")
                     print(f"{kind:6} round {i} {path:8} {x['per_s']:8.0f} req/s  p50 {x['p50_ms']:6.2f} ms  "
                           f"p99 {x['p99_ms']:6.2f} ms{cpu}  statuses {x['statuses']}")
             for name, _, _ in routers:
@@ -462,6 +481,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16, help="keep-alive connections")
     parser.add_argument("--rounds", type=int, default=3, help="alternating direct/router phases per workload")
     parser.add_argument("--baseline", type=Path, help="a checkout whose router is measured too, in the same rounds")
+    parser.add_argument("--phases", help="comma-separated phases to run (reads, writes, reads_one_at_a_time, "
+                                         "reads_stub_cell); default: all")
     parser.add_argument("--path-cost", action="store_true",
                         help="only the router's own Python path per relayed read, in-process (see above)")
     args = parser.parse_args()
@@ -469,7 +490,8 @@ def main() -> None:
         here = Path(__file__).resolve().parent.parent
         path_cost([("router", here)] + ([("baseline", args.baseline.resolve())] if args.baseline else []))
         return
-    httpload.run(run(args.duration, args.concurrency, args.rounds, args.baseline))
+    httpload.run(run(args.duration, args.concurrency, args.rounds, args.baseline,
+                     tuple(args.phases.split(",")) if args.phases else None))
 
 
 if __name__ == "__main__":

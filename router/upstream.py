@@ -16,6 +16,7 @@ import collections
 import re
 import time
 from collections.abc import Callable
+from http import HTTPStatus
 from urllib.parse import urlsplit
 
 import httptools
@@ -46,6 +47,9 @@ _PLAIN_LINES = re.compile(rb"(?:[-!#$%&'*+.^_`|~0-9A-Za-z]+:[\t -~]*\r\n)*")
 # The status line of an answer the parser reads the same, when it is a final one that may have a body (not 204 or
 # 304): HTTP/1.1 (so kept alive unless its lines say otherwise), a status 200-599, a reason phrase of printable ASCII.
 _PLAIN_STATUS_LINE = re.compile(rb"HTTP/1\.1 ([2-5][0-9][0-9]) [\t -~]*\r\n")
+# Those of them with their standard reason phrase (what the cells send), each with its status: looked up, not matched.
+_KNOWN_STATUS_LINES = {b"HTTP/1.1 %d %s\r\n" % (status, status.phrase.encode()): status.value
+                       for status in HTTPStatus if 200 <= status <= 599 and status not in (204, 304)}
 
 
 class UpstreamError(Exception):
@@ -117,19 +121,22 @@ def whole_answer(data: bytes, body_bytes_max: int) -> Response | None:
     """The answer (its header lines relayed as they came) when `data` is one whole final answer whose lines are framed
     by a content-length alone and the parser reads alike (`_facts`), to a request that is not HEAD; else None (the
     parser reads it)."""
-    line = _PLAIN_STATUS_LINE.match(data)
-    if line is None:
-        return None
-    start = line.end()
+    start = data.find(b"\r\n") + 2
+    status = _KNOWN_STATUS_LINES.get(data[:start])
+    if status is None:
+        line = _PLAIN_STATUS_LINE.match(data)
+        if line is None:
+            return None
+        status = int(line.group(1))
+        if status == 204 or status == 304:
+            return None
+        start = line.end()
     end = data.find(b"\r\n\r\n", start - 2)
     if end < 0:
         return None
     lines = data[start:end + 2]
     length = (_PLAIN_HEADS.get(lines) or _facts(lines))[1]
     if length < 0 or len(data) != end + 4 + length or length > body_bytes_max:
-        return None
-    status = int(line.group(1))
-    if status == 204 or status == 304:
         return None
     return Response(status, lines, data[end + 4:])
 

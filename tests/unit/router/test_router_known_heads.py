@@ -245,3 +245,19 @@ def test_plain_answer_lines_and_status_lines_are_ones_the_parser_reads_whole():
     # A name's 77 token characters and a colon (the rest is the value), a value's and a reason's tab and 95
     # printable characters, the statuses 200-599.
     assert read_plainly == 78 + 96 + 96 + 400
+
+
+def test_known_status_lines_are_read_as_the_pattern_reads_them():
+    # A status line looked up (whole_answer's shortcut) is one the pattern matches, with the same status, and one
+    # whose answer may have a body: the shortcut reads nothing the pattern would not.
+    assert len(upstream._KNOWN_STATUS_LINES) > 40
+    for line, status in upstream._KNOWN_STATUS_LINES.items():
+        match = upstream._PLAIN_STATUS_LINE.fullmatch(line)
+        assert match is not None and int(match.group(1)) == status and status not in (204, 304), line
+    body = b'{"a":1}'
+    for line in (b"HTTP/1.1 200 OK\r\n", b"HTTP/1.1 200 Fine\r\n", b"HTTP/1.1 404 Not Found\r\n",
+                 b"HTTP/1.1 599 \r\n"):
+        got = upstream.whole_answer(line + b"content-length: 7\r\n\r\n" + body, 1000)
+        assert (got.status, got.head, got.body) == (int(line[9:12]), b"content-length: 7\r\n", body), line
+    for line in (b"HTTP/1.1 204 No Content\r\n", b"HTTP/1.1 304 Not Modified\r\n", b"HTTP/1.0 200 OK\r\n"):
+        assert upstream.whole_answer(line + b"content-length: 0\r\n\r\n", 1000) is None, line
