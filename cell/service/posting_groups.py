@@ -32,6 +32,7 @@ import asyncpg
 
 from cell.ledger.errors import DatabaseUnavailable, LedgerError, OutcomeUnknown
 from cell.ledger.models import Posting
+from cell.service.metrics import POSTING_GROUP_SIZE, POSTING_GROUPS_SPLIT
 from cell.service.gather import ALONE, Gatherer
 from cell.store import transactions as store
 from cell.store.transactions import PostResult
@@ -66,11 +67,13 @@ class PostingGroups(Gatherer):
         return await self.submit(posting.tenant_id, (posting, events, answer))
 
     async def _together(self, tenant_id: str, items: list[Item]) -> list:
+        POSTING_GROUP_SIZE.observe(len(items))
         try:
             return await self._run(lambda conn: store.post_group(conn, items))
         except (OutcomeUnknown, DatabaseUnavailable):
             raise  # to every posting of the group: it may have committed, or nothing was sent
         except (LedgerError, asyncpg.PostgresError):
+            POSTING_GROUPS_SPLIT.inc()
             return [ALONE] * len(items)  # the group's transaction failed, nothing committed: one by one
 
     async def _alone(self, tenant_id: str, item: Item) -> PostResult:

@@ -12,6 +12,7 @@ import uuid
 import asyncpg
 import msgspec
 import pytest_asyncio
+from prometheus_client import REGISTRY
 
 from cell.api.http import decode
 from cell.ledger.commands import TransactionCreate
@@ -253,3 +254,25 @@ async def _until(probe, expected, deadline_s: float = 10.0) -> None:
     while (value := await probe()) != expected:
         assert loop.time() < end, f"{value} != {expected}"
         await asyncio.sleep(0.01)
+
+
+def _sample(name: str) -> float:
+    return REGISTRY.get_sample_value(name) or 0.0
+
+
+async def test_the_group_sizes_and_splits_are_in_the_metrics(api, rig):
+    ledger_id, cards, settlement = await _cards(api, rig, 6)
+    groups, postings = _sample("ledger_posting_group_size_count"), _sample("ledger_posting_group_size_sum")
+    small = _sample('ledger_posting_group_size_bucket{le="4.0"}')
+    splits = _sample("ledger_posting_groups_split_total")
+    await asyncio.gather(*(rig.post(rig.body(ledger_id, card, settlement)) for card in cards))
+    assert _sample("ledger_posting_group_size_count") == groups + 1  # one group statement, of six postings
+    assert _sample("ledger_posting_group_size_sum") == postings + 6
+    assert _sample('ledger_posting_group_size_bucket{le="4.0"}') == small
+    assert _sample("ledger_posting_groups_split_total") == splits
+    await rig.post(rig.body(ledger_id, cards[0], settlement, external_id="once"))
+    bodies = [rig.body(ledger_id, card, settlement, external_id="once" if i == 1 else None)
+              for i, card in enumerate(cards[:3])]
+    await asyncio.gather(*(rig.post(b) for b in bodies), return_exceptions=True)
+    assert _sample("ledger_posting_groups_split_total") == splits + 1  # failed in ledger_post: re-run one by one
+    assert _sample("ledger_posting_group_size_count") == groups + 2
