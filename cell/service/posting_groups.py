@@ -32,8 +32,8 @@ import asyncpg
 
 from cell.ledger.errors import DatabaseUnavailable, LedgerError, OutcomeUnknown
 from cell.ledger.models import Posting
-from cell.service.metrics import POSTING_GROUP_SIZE, POSTING_GROUPS_SPLIT
 from cell.service.gather import ALONE, Gatherer
+from cell.service.metrics import POSTING_GROUP_SIZE, POSTING_GROUPS_SPLIT
 from cell.store import transactions as store
 from cell.store.transactions import PostResult
 
