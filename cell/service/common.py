@@ -8,6 +8,7 @@ import hashlib
 import os
 import re
 import secrets
+import time
 import uuid
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Generic, TypeVar
@@ -79,8 +80,8 @@ def cursors(settings: CellSettings, tenant_id: str, list_name: str) -> Cursors:
     return Cursors(settings.cursor_secret, tenant_id, list_name)
 
 
-_V4_KEEP = 0xFFFFFFFF_FFFF_0FFF_3FFF_FFFFFFFFFFFF  # all but the version and variant bits
-_V4_SET = 0x00000000_0000_4000_8000_000000000000  # version 4, variant RFC 4122
+_V7_RANDOM = 0x00000000_0000_0FFF_3FFF_FFFFFFFFFFFF  # rand_a and rand_b: all but the time, version and variant bits
+_V7_SET = 0x00000000_0000_7000_8000_000000000000  # version 7, variant RFC 9562
 
 
 # Account ids between their two forms (the API's UUID, the domain's text), remembered: postings name the same
@@ -91,13 +92,17 @@ uuid_text = functools.lru_cache(maxsize=ACCOUNT_IDS_REMEMBERED)(str)  # UUID -> 
 
 
 def new_ids(n: int) -> list[uuid.UUID]:
-    """`n` random (version 4) UUIDs, as uuid.uuid4 makes them, from one read of the OS's randomness instead of one
-    per id, built without UUID.__init__'s argument checks (the value is in range by construction)."""
+    """`n` time-ordered (version 7, RFC 9562) UUIDs: the current Unix millisecond first, 74 random bits after, so
+    rows created later sort after in every index keyed by id (a random id dirtied a random leaf page of an index as
+    large as its table per row: a full-page image of WAL each after every checkpoint, in an aged cell). From one read
+    of the OS's randomness instead of one per id, built without UUID.__init__'s argument checks (the value is in
+    range by construction)."""
     bits = int.from_bytes(os.urandom(16 * n), "big")
+    now = (time.time_ns() // 1_000_000) << 80
     ids = []
     for _ in range(n):
         new = object.__new__(uuid.UUID)
-        object.__setattr__(new, "int", (bits & _V4_KEEP) | _V4_SET)
+        object.__setattr__(new, "int", now | (bits & _V7_RANDOM) | _V7_SET)
         object.__setattr__(new, "is_safe", uuid.SafeUUID.unknown)
         ids.append(new)
         bits >>= 128
