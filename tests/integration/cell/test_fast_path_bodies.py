@@ -19,8 +19,8 @@ def _chunked(api, body: bytes) -> bytes:
     return head + b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in (body[:half], body[half:])) + b"0\r\n\r\n"
 
 
-async def test_a_posting_sent_after_100_continue_is_created(books, live_cell_url):
-    api, ledger, a, b = books
+async def test_a_posting_sent_after_100_continue_is_created(live_books, live_cell_url):
+    api, ledger, a, b = live_books
     body = _transfer_body(ledger, a, b)
     request = _request(api, "POST", "/api/ledger_transactions", body, extra="Expect: 100-continue\r\n")
     with _connect(live_cell_url) as sock:
@@ -39,8 +39,8 @@ async def test_a_posting_sent_after_100_continue_is_created(books, live_cell_url
     assert [e["amount"] for e in json.loads(answer)["ledger_entries"]] == [5, 5]
 
 
-async def test_a_chunked_posting_is_created_and_one_past_the_bound_refused(books, live_cell_url):
-    api, ledger, a, b = books
+async def test_a_chunked_posting_is_created_and_one_past_the_bound_refused(live_books, live_cell_url):
+    api, ledger, a, b = live_books
     with _connect(live_cell_url) as sock:
         sock.sendall(_chunked(api, _transfer_body(ledger, a, b)))
         [(status, _, answer)] = _read_answers(sock, 1)

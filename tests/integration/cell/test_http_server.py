@@ -58,8 +58,8 @@ def _transfer_body(ledger, a, b) -> bytes:
             f'{{"ledger_account_id": "{b["id"]}", "direction": "credit", "amount": 5}}]}}').encode()
 
 
-async def test_the_first_read_gets_the_whole_answer(books, live_cell_url):
-    api, ledger, a, b = books
+async def test_the_first_read_gets_the_whole_answer(live_books, live_cell_url):
+    api, ledger, a, b = live_books
     requests = [_request(api, "GET", f"/api/ledger_accounts/{a['id']}"),
                 _request(api, "GET", "/api/ledger_accounts/00000000-0000-0000-0000-000000000000"),
                 _request(api, "POST", "/api/ledger_transactions", _transfer_body(ledger, a, b)),
@@ -80,8 +80,8 @@ async def test_the_first_read_gets_the_whole_answer(books, live_cell_url):
         assert status == 401 and len(body) == int(headers["content-length"])
 
 
-async def test_the_answers_are_the_ones_the_app_gives(books, live_cell_url, cell_client):
-    api, ledger, a, b = books
+async def test_the_answers_are_the_ones_the_app_gives(live_books, live_cell_url, cell_client):
+    api, ledger, a, b = live_books
     in_process = Api(cell_client, api.tenant_id, api.api_key)  # the same app without a server: the bytes to expect
     expected = await in_process.get(f"/api/ledger_accounts/{a['id']}")
     with _connect(live_cell_url) as sock:
@@ -91,8 +91,8 @@ async def test_the_answers_are_the_ones_the_app_gives(books, live_cell_url, cell
     assert headers["content-type"] == "application/json"
 
 
-async def test_head_is_answered_without_a_body(books, live_cell_url):
-    api, ledger, a, b = books
+async def test_head_is_answered_without_a_body(live_books, live_cell_url):
+    api, ledger, a, b = live_books
     with _connect(live_cell_url) as sock:
         sock.sendall(_request(api, "HEAD", "/healthz"))
         head = b""
@@ -107,8 +107,8 @@ async def test_head_is_answered_without_a_body(books, live_cell_url):
         assert status == 200 and body
 
 
-async def test_pipelined_requests_are_each_answered_whole_in_order(books, live_cell_url):
-    api, ledger, a, b = books
+async def test_pipelined_requests_are_each_answered_whole_in_order(live_books, live_cell_url):
+    api, ledger, a, b = live_books
     requests = [_request(api, "GET", f"/api/ledger_accounts/{a['id']}"),
                 _request(api, "POST", "/api/ledger_transactions", _transfer_body(ledger, a, b)),
                 _request(api, "GET", "/api/ledger_accounts/nope"),
@@ -125,10 +125,10 @@ def _head_names(answer: bytes) -> list[str]:
     return [line.partition(":")[0] for line in head[1:]]
 
 
-async def test_the_fast_routes_heads_are_the_servers_usual_ones(books, live_cell_url):
+async def test_the_fast_routes_heads_are_the_servers_usual_ones(live_books, live_cell_url):
     """The fast routes' answers are written whole by the server at once (cell.api.server.answer_at_once): the same
     status line and headers, in the same order, as the server writes for any other route's answer."""
-    api, ledger, a, b = books
+    api, ledger, a, b = live_books
     with _connect(live_cell_url) as sock:
         sock.sendall(_request(api, "GET", f"/api/ledger_accounts/{a['id']}"))
         [(status, headers, body)] = _read_answers(sock, 1)
@@ -143,8 +143,8 @@ async def test_the_fast_routes_heads_are_the_servers_usual_ones(books, live_cell
             assert _head_names(answer) == ["date", "content-type", "content-length"]
 
 
-async def test_a_fast_answer_to_connection_close_says_so_and_closes(books, live_cell_url):
-    api, _, a, _ = books
+async def test_a_fast_answer_to_connection_close_says_so_and_closes(live_books, live_cell_url):
+    api, _, a, _ = live_books
     with _connect(live_cell_url) as sock:
         sock.sendall(_request(api, "GET", f"/api/ledger_accounts/{a['id']}", extra="Connection: close\r\n"))
         answer = b""
