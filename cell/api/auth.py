@@ -40,7 +40,12 @@ def remembered_tenant(scope, ctx) -> str | None:
     """verified_tenant's answer without a coroutine when the request's key is remembered (ctx.keys) and its tenant
     served here: the tenant, set as scope['state']['tenant_id']. None for anything else (verified_tenant decides)."""
     creds = credentials(_authorization(scope))
-    found = creds and ctx.keys.cached(creds[1])
+    return _admitted(scope, creds, creds and ctx.keys.cached(creds[1]))
+
+
+def _admitted(scope, creds, found) -> str | None:
+    """The tenant the key `found` for `creds` admits here (its own tenant's, not moved out), set as
+    scope['state']['tenant_id']; None when it admits none."""
     if not found or found[0] != creds[0] or found[1] == "moved_out":
         return None
     scope.setdefault("state", {})["tenant_id"] = found[0]
@@ -67,14 +72,13 @@ async def verified_tenant(scope, send) -> str | None:
         # A key not in the cache and no database to check it against: not a 500, nor a 401.
         await _send(send, 503, _UNAVAILABLE, [(b"retry-after", b"1")])
         return None
-    if found is None or found[0] != creds[0]:
-        await _send(send, 401, UNAUTHORIZED_BODY, [(b"www-authenticate", WWW_AUTHENTICATE)])
-        return None
-    if found[1] == "moved_out":
-        await _send(send, 421, _MOVED, [])
-        return None
-    scope.setdefault("state", {})["tenant_id"] = found[0]
-    return found[0]
+    tenant = _admitted(scope, creds, found)
+    if tenant is None:
+        if found is not None and found[0] == creds[0]:  # the tenant's own key, the tenant moved out of this cell
+            await _send(send, 421, _MOVED, [])
+        else:
+            await _send(send, 401, UNAUTHORIZED_BODY, [(b"www-authenticate", WWW_AUTHENTICATE)])
+    return tenant
 
 
 def credentials(header: bytes | None) -> tuple[str, bytes] | None:
