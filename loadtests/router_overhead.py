@@ -19,9 +19,12 @@ one run, on the same cell, under the same neighbours.
 Beside each phase on the real cell: "pg sends", the TCP segments PostgreSQL sends per request, about the statements the
 cell sent per read (the cell reads the balances of the reads that arrive together in one statement,
 cell/service/reads.py: the fewer arrive together, the more statements per read, the more CPU per read in the
-cell and in PostgreSQL), "cell sleeps", the cell's waits for work per request, and "cell waits", the time per request
-the cell, ready to run, waited for a core (/proc/PID/schedstat: the cost of sharing the cores with the router, the
-load generator, PostgreSQL and the neighbours). Routed, the requests reach the cell more spread out than straight
+cell and in PostgreSQL), "cell sleeps", the cell's waits for work per request, "cell preempted", the times per
+request the cell was taken off its core while ready to run (/proc/PID/task/*/status: a routed read adds a third busy
+process beside the cell, its PostgreSQL backends and the load generator, and each preemption costs the cell its
+caches as well as the time), and "cell waits", the time per request the cell, ready to run, waited for a core
+(/proc/PID/schedstat: the cost of sharing the cores with the router, the load generator, PostgreSQL and the
+neighbours). Routed, the requests reach the cell more spread out than straight
 from the load generator: more statements and sleeps per read.
 
 On shared cores those CPU figures move by 10-20% from run to run. `--path-cost` measures the router's own
@@ -134,16 +137,19 @@ def _segments_sent(port: int) -> dict[str, int]:
     return sent
 
 
-def _sleeps(pid: int) -> int:
-    """Voluntary context switches so far of a process's threads (each: a wait for something to do)."""
-    total = 0
+def _switches(pid: int) -> tuple[int, int]:
+    """Context switches so far of a process's threads: voluntary (each a wait for something to do) and not
+    (each a preemption: another task was given the core while this one was ready to run)."""
+    voluntary = preempted = 0
     with contextlib.suppress(OSError):
         for task in Path(f"/proc/{pid}/task").iterdir():
             with contextlib.suppress(OSError):
                 for line in (task / "status").read_text().splitlines():
                     if line.startswith("voluntary_ctxt_switches:"):
-                        total += int(line.split()[1])
-    return total
+                        voluntary += int(line.split()[1])
+                    elif line.startswith("nonvoluntary_ctxt_switches:"):
+                        preempted += int(line.split()[1])
+    return voluntary, preempted
 
 
 def _waited_s(pid: int) -> float:
@@ -228,7 +234,7 @@ async def _measure(port: int, auth, duration_s: float, concurrency: int, kind: s
     if postgres is not None:
         before["postgres_cpu_us_per_request"] = _tree_cpu_s(postgres)
         sends_before = _segments_sent(postgres_port)
-    sleeps_before = _sleeps(cell.pid) if cell is not None else 0
+    switches_before = _switches(cell.pid) if cell is not None else (0, 0)
     waited_before = _waited_s(cell.pid) if cell is not None else 0.0
     generator_before, started = time.process_time(), time.monotonic()
     stats = await run_load("127.0.0.1", port, auth, duration_s=duration_s, workers=[(kind, concurrency)],
@@ -246,7 +252,9 @@ async def _measure(port: int, auth, duration_s: float, concurrency: int, kind: s
     if postgres is not None:
         summary["postgres_sends_per_request"] = _grown(sends_before, _segments_sent(postgres_port)) / requests
     if cell is not None:
-        summary["cell_sleeps_per_request"] = (_sleeps(cell.pid) - sleeps_before) / requests
+        switches = _switches(cell.pid)
+        summary["cell_sleeps_per_request"] = (switches[0] - switches_before[0]) / requests
+        summary["cell_preempted_per_request"] = (switches[1] - switches_before[1]) / requests
         summary["cell_waits_us_per_request"] = (_waited_s(cell.pid) - waited_before) * 1e6 / requests
     summary["cores_busy"] = sum(v for k, v in summary.items() if k.endswith("cpu_us_per_request")) * requests / 1e6 / elapsed
     return summary
@@ -327,7 +335,8 @@ async def run(duration_s: float = 10.0, concurrency: int = 16, rounds: int = 3, 
                                         f"{x['generator_cpu_us_per_request']:3.0f} us  ({x['cores_busy']:.2f} cores)")
                     if "postgres_sends_per_request" in x and "cell_sleeps_per_request" in x:
                         cpu += (f"  pg sends {x['postgres_sends_per_request']:.2f}  cell sleeps "
-                                f"{x['cell_sleeps_per_request']:.2f}  cell waits {x['cell_waits_us_per_request']:3.0f} us")
+                                f"{x['cell_sleeps_per_request']:.2f}  cell preempted "
+                                f"{x['cell_preempted_per_request']:.2f}  cell waits {x['cell_waits_us_per_request']:3.0f} us")
                     print(f"{kind:6} round {i} {path:8} {x['per_s']:8.0f} req/s  p50 {x['p50_ms']:6.2f} ms  "
                           f"p99 {x['p99_ms']:6.2f} ms{cpu}  statuses {x['statuses']}")
             for name, _, _ in routers:
