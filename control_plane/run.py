@@ -41,6 +41,10 @@ WORKER_METRICS_PORT_BASE = int(os.environ.get("LEDGER_WORKER_METRICS_PORT_BASE",
 ROUTER_METRICS_PORT = WORKER_METRICS_PORT_BASE  # base + 0: the router's metrics, never on its public port
 CONTROL_PLANE_DATABASE = "ledger_control_plane"
 DEMO_TENANT = "demo"
+# The demo tenant is for trying the API and for load tests of this machine's stack (`make loadtest`): its own rate
+# limit, far above the router's default for tenants (1,000 requests/s), so that a load test measures the ledger,
+# not the limiter. Set when the tenant has no limit of its own; `ledgerctl tenants rate-limit demo` changes it.
+DEMO_RATE_LIMIT_PER_S = 100_000
 start_timeout_s_max = 90.0
 stop_timeout_s_max = 15.0
 
@@ -292,9 +296,12 @@ async def ensure_demo_tenant(settings: ControlPlaneSettings) -> tuple[str, str]:
     secret_path = DATA / "demo-credentials.json"
     conn = await catalog.connect(settings.database_url)
     try:
-        if await conn.fetchrow(catalog.Q["fetch_tenant"], DEMO_TENANT) is None:
+        tenant = await conn.fetchrow(catalog.Q["fetch_tenant"], DEMO_TENANT)
+        if tenant is None:
             await operations.create_tenant(conn, settings, DEMO_TENANT, "Demo tenant")
             say(f"created tenant {DEMO_TENANT!r} through the control plane")
+        if tenant is None or tenant["rate_limit_per_s"] is None:
+            await operations.set_rate_limit(conn, settings, DEMO_TENANT, DEMO_RATE_LIMIT_PER_S, None)
         saved = json.loads(secret_path.read_text()) if secret_path.exists() else {}
         secret = saved.get("api_key") if saved.get("tenant_id") == DEMO_TENANT else None
         if secret:

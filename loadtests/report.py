@@ -40,6 +40,23 @@ def read_stats(run_dir: Path) -> list[dict]:
     return rows
 
 
+def rate_limited(run_dir: Path) -> int:
+    """How many requests of the run the tenant's rate limit refused (429), from Locust's failures CSV: a load over
+    the limit measures the limiter, not the ledger."""
+    path = run_dir / f"{PREFIX}_failures.csv"
+    if not path.exists():
+        return 0
+    with path.open(newline="") as f:
+        return sum(int(_num(r["Occurrences"])) for r in csv.DictReader(f)
+                   if re.search(r"\b429\b", r["Error"]) and not math.isnan(_num(r["Occurrences"])))
+
+
+def rate_limit_hint(count: int, tenant: str | None) -> str:
+    """What to do about `count` requests refused by the rate limit."""
+    return (f"{count} requests were refused by the tenant's rate limit (429): the load measured the limiter. Raise "
+            f"the limit for a load test: `ledgerctl tenants rate-limit {tenant or 'TENANT'} --per-s N`.")
+
+
 def read_history(run_dir: Path) -> dict[str, list[dict]]:
     """Name -> time series {t (s from start), users, total, rps, p50, p90, p99}; the percentiles are Locust's
     over its last 10 s."""
@@ -256,6 +273,8 @@ def generate(run_dir: Path, previous: Path | None = None) -> Path:
         md.append(f"| {label} | {_fmt(r['requests'])} | {_fmt(r['failures'])} | {_fmt(r['rps'], 1)} | "
                   f"{_fmt(r['p50'])} | {_fmt(r['p90'])} | {_fmt(r['p99'])} | {_fmt(r['max'])} |")
     md.append("")
+    if refused := rate_limited(run_dir):
+        md += [f"**{rate_limit_hint(refused, run.get('tenant_id') if run else None)}**", ""]
 
     if thresholds:
         limits = ", ".join(f"{k} {v:g} ms" for k, v in thresholds["p90_ms"].items())

@@ -76,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         monitor.stop()
     if (run_dir / f"{report.PREFIX}_stats.csv").exists():
         print(f"[loadtest] report: {report.generate(run_dir, args.previous)}", flush=True)
+        if refused := report.rate_limited(run_dir):
+            print(f"[loadtest] {report.rate_limit_hint(refused, tenant)}", flush=True)
     print(f"[loadtest] locust exited with {code}", flush=True)
     return code
 

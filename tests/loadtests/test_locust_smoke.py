@@ -134,3 +134,30 @@ def test_the_regression_table_flags_slower_percentiles_and_lower_throughput():
            {**base, "name": "b", "rps": 5.0, "p50": 1.0, "p90": 2.0, "p99": 3.0}]
     table = "\n".join(report.regression_table(now, before))
     assert "**regression: rps, p90**" in table and "| b | new: 5.0" in table
+
+
+def test_the_report_says_when_the_rate_limit_refused_requests(tmp_path):
+    """A load over the tenant's rate limit measures the limiter: the report says how many 429s and what to do."""
+    columns = ["Type", "Name", "Request Count", "Failure Count", "Requests/s", "50%", "90%", "99%",
+               "Average Response Time", "Max Response Time"]
+    with (tmp_path / f"{report.PREFIX}_stats.csv").open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(columns)
+        writer.writerow(["GET", "GET /api/ledger_accounts/{id} [investing]", 100, 42, 50, 5, 9, 12, 6, 20])
+        writer.writerow(["", "Aggregated", 100, 42, 50, 5, 9, 12, 6, 20])
+    with (tmp_path / f"{report.PREFIX}_failures.csv").open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["Method", "Name", "Error", "Occurrences", "First Seen", "Last Seen"])
+        writer.writerow(["GET", "GET /api/ledger_accounts/{id} [investing]", "LocustBadStatusCode(code=429)", 30, "", ""])
+        writer.writerow(["POST", "POST /api/ledger_transactions [investing]",
+                         "CatchResponseError('429: {\"code\":\"rate_limited\"}')", 10, "", ""])
+        writer.writerow(["GET", "GET /api/ledger_accounts/{id} [investing]", "LocustBadStatusCode(code=503)", 2, "", ""])
+    (tmp_path / "run.json").write_text(json.dumps({"host": "http://x", "tenant_id": "acme", "weights": {}}))
+    assert report.rate_limited(tmp_path) == 40
+    text = report.generate(tmp_path).read_text()
+    assert ("40 requests were refused by the tenant's rate limit (429)" in text
+            and "ledgerctl tenants rate-limit acme --per-s N" in text)
+
+    (tmp_path / f"{report.PREFIX}_failures.csv").write_text("Method,Name,Error,Occurrences,First Seen,Last Seen\n")
+    assert report.rate_limited(tmp_path) == 0
+    assert "rate limit" not in report.generate(tmp_path).read_text()

@@ -80,6 +80,12 @@ def test_make_run_serves_the_api_through_the_router(platform):
         assert httpx.get(dev["base_url"] + "/api/ledgers", auth=("demo", "wrong")).status_code == 401
 
 
+def test_the_demo_tenant_takes_a_load_test_without_the_default_rate_limit(platform):
+    """`make loadtest` drives the demo tenant past the router's default limit for tenants (1,000 requests/s)."""
+    demo = platform.ledgerctl_json("tenants", "show", "demo")
+    assert demo["rate_limit_per_s"] == 100_000 and demo["rate_burst"] == 100_000
+
+
 def test_a_tenant_on_each_cell(platform):
     """Set-up for the fault tests: one tenant per cell, created with ledgerctl, served through the router."""
     for cell in ("cell-1", "cell-2"):
