@@ -3,8 +3,9 @@
     python -m loadtests.report loadtests/reports/20261130-031500 [--previous loadtests/reports/20261030-...]
 
 Writes report.md in the run's directory: throughput and latency percentiles per request type, the
-thresholds, plots of throughput and p50/p90/p99 over time per request type (PNG with matplotlib when it is
-importable, else SVG drawn here), and, given a previous run's directory, a regression table.
+thresholds, plots of throughput and p50/p90/p99 over time per request type and of the CPU by component (PNG
+with matplotlib, a development dependency; SVG drawn here where it is not installed), and, given a previous
+run's directory, a regression table.
 """
 
 from __future__ import annotations
@@ -202,6 +203,50 @@ def plot_monitor(run_dir: Path, samples: list[dict]) -> list[tuple[str, str]]:
     return out
 
 
+def _bars_svg(path: Path, title: str, unit: str, bars: dict[str, float]) -> None:
+    """Horizontal bars in SVG, for when matplotlib is not installed."""
+    w, label_w, row_h, top = 720, 170, 22, 30
+    h = top + row_h * len(bars) + 10
+    most = max(bars.values(), default=1) or 1
+    out = [(f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" '
+            f'font-size="11"><rect width="100%" height="100%" fill="white"/>'),
+           f'<text x="{w / 2}" y="18" text-anchor="middle" font-size="13">{_esc(title)}</text>']
+    for i, (label, value) in enumerate(bars.items()):
+        y = top + row_h * i
+        length = (w - label_w - 90) * value / most
+        out += [f'<text x="{label_w - 6}" y="{y + 14}" text-anchor="end">{_esc(label[:28])}</text>',
+                f'<rect x="{label_w}" y="{y + 3}" width="{length:.1f}" height="{row_h - 6}" fill="#1f77b4"/>',
+                f'<text x="{label_w + length + 5:.1f}" y="{y + 14}">{value:.3f} {_esc(unit)}</text>']
+    out.append("</svg>")
+    path.write_text("\n".join(out))
+
+
+def plot_cpu(run_dir: Path, cpu: dict, requests: float) -> str | None:
+    """The CPU by component, ms per request served, as bars (largest first): the chart's file name, or None
+    without requests."""
+    if not requests or not cpu.get("cpu_s"):
+        return None
+    bars = {name: 1000 * seconds / requests
+            for name, seconds in sorted(cpu["cpu_s"].items(), key=lambda kv: -kv[1])}
+    title = "CPU by component (ms per request)"
+    plt = _matplotlib()
+    if plt is None:
+        _bars_svg(run_dir / "cpu.svg", title, "ms", bars)
+        return "cpu.svg"
+    fig, ax = plt.subplots(figsize=(9, 0.45 * len(bars) + 1.2))
+    names = list(bars)[::-1]  # largest at the top
+    ax.barh(names, [bars[n] for n in names], color="#1f77b4")
+    for y, name in enumerate(names):
+        ax.text(bars[name], y, f" {bars[name]:.3f}", va="center", fontsize=8)
+    ax.set_title(title)
+    ax.set_xlabel("ms of CPU per request served")
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(run_dir / "cpu.png", dpi=100)
+    plt.close(fig)
+    return "cpu.png"
+
+
 def cpu_table(cpu: dict, requests: float) -> list[str]:
     total = sum(cpu["cpu_s"].values())
     lines = [(f"CPU time of each process of the stack over {cpu['seconds']:g} s (from /proc), per request served "
@@ -301,6 +346,8 @@ def generate(run_dir: Path, previous: Path | None = None) -> Path:
     if cpu and cpu["cpu_s"]:
         total_requests = next((r["requests"] for r in stats if r["name"] == "Aggregated"), 0.0)
         md += ["### CPU by component", ""] + cpu_table(cpu, total_requests) + [""]
+        if chart := plot_cpu(run_dir, cpu, total_requests):
+            md += [f"![CPU by component (ms per request)]({chart})", ""]
 
     if previous is not None:
         md += [f"## Regression against {Path(previous).name}", "",

@@ -81,8 +81,9 @@ async def test_a_short_locust_run_has_no_failure_and_writes_its_reports(cell, tm
     assert "### CPU by component" in md
     assert "## Throughput and latency per request type" in md and "**Passed.**" in md
     assert REQUESTS["card_authorize"] in md and "![Throughput" in md
-    [plot] = run_dir.glob("throughput.*")  # PNG with matplotlib, else SVG (then well-formed)
-    assert plot.suffix == ".png" or ElementTree.parse(plot).getroot().tag.endswith("svg")
+    for chart in ("throughput.png", "cpu.png"):  # matplotlib is a development dependency: PNG
+        assert (run_dir / chart).read_bytes().startswith(b"\x89PNG\r\n\x1a\n"), chart
+        assert f"]({chart})" in md, chart
 
     # A second report of the same run against itself: the regression table, nothing flagged.
     md = report.generate(run_dir, previous=run_dir).read_text()
@@ -161,3 +162,28 @@ def test_the_report_says_when_the_rate_limit_refused_requests(tmp_path):
     (tmp_path / f"{report.PREFIX}_failures.csv").write_text("Method,Name,Error,Occurrences,First Seen,Last Seen\n")
     assert report.rate_limited(tmp_path) == 0
     assert "rate limit" not in report.generate(tmp_path).read_text()
+
+
+def test_without_matplotlib_the_report_draws_its_charts_in_svg(tmp_path, monkeypatch):
+    """Where matplotlib is not installed (a runner elsewhere), the same charts come as well-formed SVG."""
+    monkeypatch.setattr(report, "_matplotlib", lambda: None)
+    columns = ["Timestamp", "User Count", "Type", "Name", "Requests/s", "Failures/s", "50%", "66%", "75%", "80%",
+               "90%", "95%", "98%", "99%", "99.9%", "99.99%", "100%", "Total Request Count", "Total Failure Count"]
+    with (tmp_path / f"{report.PREFIX}_stats_history.csv").open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(columns)
+        for t in range(3):
+            for name in ("GET /a", "Aggregated"):
+                writer.writerow([1_700_000_000 + t, 4, "GET", name, 10, 0, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15,
+                                 10 * (t + 1), 0])
+    with (tmp_path / f"{report.PREFIX}_stats.csv").open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["Type", "Name", "Request Count", "Failure Count", "Requests/s", "50%", "90%", "99%",
+                         "Average Response Time", "Max Response Time"])
+        writer.writerow(["GET", "GET /a", 30, 0, 10, 5, 9, 12, 6, 20])
+        writer.writerow(["", "Aggregated", 30, 0, 10, 5, 9, 12, 6, 20])
+    (tmp_path / "cpu.json").write_text(json.dumps({"seconds": 3, "cpu_s": {"cell": 0.03, "postgresql": 0.06}}))
+    md = report.generate(tmp_path).read_text()
+    for chart in ("throughput.svg", "latency-get-a.svg", "cpu.svg"):
+        assert ElementTree.parse(tmp_path / chart).getroot().tag.endswith("svg") and f"]({chart})" in md, chart
+    assert "2.000 ms" in (tmp_path / "cpu.svg").read_text()  # postgresql: 0.06 s over 30 requests
