@@ -14,6 +14,9 @@ REQUESTS = {
     "backdated_write": "POST /api/ledger_transactions [backdated]",
 }
 DEFAULT_WEIGHTS = {"investing": 6, "card": 2, "statement": 1, "backdated": 1}
+# Modern Treasury's published load test (seed 003): 1,200 POST /ledger_transactions a second with 3,600 GET
+# ledger_accounts a second; average p90 297 ms for the writes and 89 ms for the balance reads.
+REFERENCE = {"writes_per_s": 1200.0, "reads_per_s": 3600.0, "write_p90_ms": 297.0, "read_p90_ms": 89.0}
 
 
 def parse_pairs(text: str, default_key: str | None = None) -> dict[str, str]:

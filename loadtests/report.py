@@ -2,8 +2,8 @@
 
     python -m loadtests.report loadtests/reports/20261130-031500 [--previous loadtests/reports/20261030-...]
 
-Writes report.md in the run's directory: throughput and latency percentiles per request type, the
-thresholds, plots of throughput and p50/p90/p99 over time per request type and of the CPU by component (PNG
+Writes report.md in the run's directory: throughput and latency percentiles per request type, the run against
+Modern Treasury's published load test (loadtests.mix.REFERENCE), the thresholds, plots of throughput and p50/p90/p99 over time per request type and of the CPU by component (PNG
 with matplotlib, a development dependency; SVG drawn here where it is not installed), and, given a previous
 run's directory, a regression table.
 """
@@ -16,6 +16,8 @@ import json
 import math
 import re
 from pathlib import Path
+
+from loadtests.mix import REFERENCE, REQUESTS
 
 PREFIX = "locust"  # the --csv prefix the runner gives Locust
 REGRESSION_PCT = 10.0  # a latency up or a throughput down by more than this is flagged
@@ -39,6 +41,28 @@ def read_stats(run_dir: Path) -> list[dict]:
                          "p50": _num(r["50%"]), "p90": _num(r["90%"]), "p99": _num(r["99%"]),
                          "avg": _num(r["Average Response Time"]), "max": _num(r["Max Response Time"])})
     return rows
+
+
+def reference_table(stats: list[dict]) -> list[str]:
+    """The run against Modern Treasury's published mix (mix.REFERENCE): writes/s of every POST /api/ledger_transactions
+    and balance reads/s, and the p90 of the investing write and read (the reference's own requests); empty when the
+    run made neither."""
+    by_name = {r["name"]: r for r in stats}
+    writes = [r for r in stats if r["name"].startswith("POST /api/ledger_transactions")]
+    read, write = by_name.get(REQUESTS["invest_read"]), by_name.get(REQUESTS["invest_write"])
+    if read is None and write is None:
+        return []
+    rows = [("writes/s (every POST /api/ledger_transactions)", REFERENCE["writes_per_s"],
+             sum(r["rps"] for r in writes) if writes else math.nan, 1, False),
+            ("balance reads/s (GET /api/ledger_accounts/{id})", REFERENCE["reads_per_s"],
+             read["rps"] if read else math.nan, 1, False),
+            ("p90 write ms (the investing write)", REFERENCE["write_p90_ms"], write["p90"] if write else math.nan, 0, True),
+            ("p90 balance read ms", REFERENCE["read_p90_ms"], read["p90"] if read else math.nan, 0, True)]
+    lines = ["| | Modern Treasury's published run | this run | |", "|---|---:|---:|---|"]
+    for label, ref, now, digits, lower_is_better in rows:
+        met = "" if math.isnan(now) else ("met" if (now <= ref if lower_is_better else now >= ref) else "not met")
+        lines.append(f"| {label} | {_fmt(ref, digits)} | {_fmt(now, digits)} | {met} |")
+    return lines
 
 
 def rate_limited(run_dir: Path) -> int:
@@ -320,6 +344,11 @@ def generate(run_dir: Path, previous: Path | None = None) -> Path:
     md.append("")
     if refused := rate_limited(run_dir):
         md += [f"**{rate_limit_hint(refused, run.get('tenant_id') if run else None)}**", ""]
+    if reference := reference_table(stats):
+        md += ["## Against Modern Treasury's published load test", "",
+               "1,200 ledger transaction writes/s with 3,600 balance reads/s, p90 297 ms write and 89 ms read. Its mix "
+               "is the investing user class alone (`LOADTEST_WEIGHTS=investing=1,card=0,statement=0,backdated=0`); "
+               "the throughput a run reaches is set by its users, its shape and the machines.", ""] + reference + [""]
 
     if thresholds:
         limits = ", ".join(f"{k} {v:g} ms" for k, v in thresholds["p90_ms"].items())

@@ -81,6 +81,7 @@ async def test_a_short_locust_run_has_no_failure_and_writes_its_reports(cell, tm
     assert "### CPU by component" in md
     assert "## Throughput and latency per request type" in md and "**Passed.**" in md
     assert REQUESTS["card_authorize"] in md and "![Throughput" in md
+    assert "## Against Modern Treasury's published load test" in md
     for chart in ("throughput.png", "cpu.png"):  # matplotlib is a development dependency: PNG
         assert (run_dir / chart).read_bytes().startswith(b"\x89PNG\r\n\x1a\n"), chart
         assert f"]({chart})" in md, chart
@@ -187,3 +188,21 @@ def test_without_matplotlib_the_report_draws_its_charts_in_svg(tmp_path, monkeyp
     for chart in ("throughput.svg", "latency-get-a.svg", "cpu.svg"):
         assert ElementTree.parse(tmp_path / chart).getroot().tag.endswith("svg") and f"]({chart})" in md, chart
     assert "2.000 ms" in (tmp_path / "cpu.svg").read_text()  # postgresql: 0.06 s over 30 requests
+
+
+def test_the_report_sets_the_run_against_modern_treasurys_published_load_test(tmp_path):
+    """1,200 writes/s + 3,600 balance reads/s at p90 297 / 89 ms: each figure of the run beside it, met or not."""
+    with (tmp_path / f"{report.PREFIX}_stats.csv").open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["Type", "Name", "Request Count", "Failure Count", "Requests/s", "50%", "90%", "99%",
+                         "Average Response Time", "Max Response Time"])
+        writer.writerow(["POST", REQUESTS["invest_write"], 1000, 0, 900, 10, 40, 60, 12, 90])
+        writer.writerow(["POST", REQUESTS["card_authorize"], 1000, 0, 350, 10, 30, 60, 12, 90])
+        writer.writerow(["GET", REQUESTS["invest_read"], 3000, 0, 2700, 5, 95, 120, 6, 200])
+        writer.writerow(["", "Aggregated", 5000, 0, 3950, 6, 60, 110, 8, 200])
+    md = report.generate(tmp_path).read_text()
+    assert "## Against Modern Treasury's published load test" in md
+    assert "| writes/s (every POST /api/ledger_transactions) | 1,200.0 | 1,250.0 | met |" in md
+    assert "| balance reads/s (GET /api/ledger_accounts/{id}) | 3,600.0 | 2,700.0 | not met |" in md
+    assert "| p90 write ms (the investing write) | 297 | 40 | met |" in md
+    assert "| p90 balance read ms | 89 | 95 | not met |" in md
