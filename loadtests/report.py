@@ -348,7 +348,8 @@ def generate(run_dir: Path, previous: Path | None = None) -> Path:
         md += ["## Against Modern Treasury's published load test", "",
                "1,200 ledger transaction writes/s with 3,600 balance reads/s, p90 297 ms write and 89 ms read. Its mix "
                "is the investing user class alone (`LOADTEST_WEIGHTS=investing=1,card=0,statement=0,backdated=0`); "
-               "the throughput a run reaches is set by its users, its shape and the machines.", ""] + reference + [""]
+               "the throughput a run reaches is set by its users, its shape and the machines (here: averaged over the "
+               "whole run, its ramp included).", ""] + reference + [""]
 
     if thresholds:
         limits = ", ".join(f"{k} {v:g} ms" for k, v in thresholds["p90_ms"].items())
