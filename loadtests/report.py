@@ -3,9 +3,9 @@
     python -m loadtests.report loadtests/reports/20261130-031500 [--previous loadtests/reports/20261030-...]
 
 Writes report.md in the run's directory: throughput and latency percentiles per request type, the run against
-Modern Treasury's published load test (loadtests.mix.REFERENCE), the thresholds, plots of throughput and p50/p90/p99 over time per request type and of the CPU by component (PNG
-with matplotlib, a development dependency; SVG drawn here where it is not installed), and, given a previous
-run's directory, a regression table.
+Modern Treasury's published load test (loadtests.mix.REFERENCE), the thresholds, plots of throughput and
+p50/p90/p99 over time per request type and of the CPU by component (PNG with matplotlib, a development
+dependency; SVG drawn here where it is not installed), and, given a previous run's directory, a regression table.
 """
 
 from __future__ import annotations
@@ -346,10 +346,11 @@ def generate(run_dir: Path, previous: Path | None = None) -> Path:
         md += [f"**{rate_limit_hint(refused, run.get('tenant_id') if run else None)}**", ""]
     if reference := reference_table(stats):
         md += ["## Against Modern Treasury's published load test", "",
-               "1,200 ledger transaction writes/s with 3,600 balance reads/s, p90 297 ms write and 89 ms read. Its mix "
-               "is the investing user class alone (`LOADTEST_WEIGHTS=investing=1,card=0,statement=0,backdated=0`); "
-               "the throughput a run reaches is set by its users, its shape and the machines (here: averaged over the "
-               "whole run, its ramp included).", ""] + reference + [""]
+               f"{REFERENCE['writes_per_s']:,.0f} ledger transaction writes/s with {REFERENCE['reads_per_s']:,.0f} "
+               f"balance reads/s, p90 {REFERENCE['write_p90_ms']:g} ms write and {REFERENCE['read_p90_ms']:g} ms read. "
+               "Its mix is the investing user class alone (`LOADTEST_WEIGHTS=investing=1,card=0,statement=0,"
+               "backdated=0`); the throughput a run reaches is set by its users, its shape and the machines (here: "
+               "averaged over the whole run, its ramp included).", ""] + reference + [""]
 
     if thresholds:
         limits = ", ".join(f"{k} {v:g} ms" for k, v in thresholds["p90_ms"].items())
