@@ -132,6 +132,13 @@ def _matplotlib():
         return None
 
 
+def _svg_open(w: int, h: int, title: str) -> list[str]:
+    """An SVG chart's first elements: the document on a white ground, and its title."""
+    return [(f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" '
+             f'font-size="11"><rect width="100%" height="100%" fill="white"/>'),
+            f'<text x="{w / 2}" y="18" text-anchor="middle" font-size="13">{_esc(title)}</text>']
+
+
 def _svg(path: Path, title: str, ylabel: str, lines: dict[str, list[tuple[float, float]]]) -> None:
     """A small line chart in SVG, for when matplotlib is not installed."""
     w, h, left, right, top, bottom = 720, 300, 60, 190, 30, 40
@@ -141,9 +148,7 @@ def _svg(path: Path, title: str, ylabel: str, lines: dict[str, list[tuple[float,
     sx = lambda x: left + (w - left - right) * x / xmax
     sy = lambda y: h - bottom - (h - top - bottom) * y / ymax
     colours = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2"]
-    out = [(f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" '
-            f'font-size="11"><rect width="100%" height="100%" fill="white"/>'),
-           f'<text x="{w / 2}" y="18" text-anchor="middle" font-size="13">{_esc(title)}</text>',
+    out = [*_svg_open(w, h, title),
            f'<line x1="{left}" y1="{h - bottom}" x2="{w - right}" y2="{h - bottom}" stroke="black"/>',
            f'<line x1="{left}" y1="{top}" x2="{left}" y2="{h - bottom}" stroke="black"/>',
            f'<text x="{left - 5}" y="{top + 4}" text-anchor="end">{ymax:,.0f}</text>',
@@ -232,9 +237,7 @@ def _bars_svg(path: Path, title: str, unit: str, bars: dict[str, float]) -> None
     w, label_w, row_h, top = 720, 170, 22, 30
     h = top + row_h * len(bars) + 10
     most = max(bars.values(), default=1) or 1
-    out = [(f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" '
-            f'font-size="11"><rect width="100%" height="100%" fill="white"/>'),
-           f'<text x="{w / 2}" y="18" text-anchor="middle" font-size="13">{_esc(title)}</text>']
+    out = _svg_open(w, h, title)
     for i, (label, value) in enumerate(bars.items()):
         y = top + row_h * i
         length = (w - label_w - 90) * value / most

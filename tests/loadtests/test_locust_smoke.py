@@ -138,15 +138,19 @@ def test_the_regression_table_flags_slower_percentiles_and_lower_throughput():
     assert "**regression: rps, p90**" in table and "| b | new: 5.0" in table
 
 
+def write_stats(run_dir: Path, rows: list[list]) -> None:
+    """A Locust stats CSV of these rows (type, name, requests, failures, req/s, p50, p90, p99, average, max)."""
+    with (run_dir / f"{report.PREFIX}_stats.csv").open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["Type", "Name", "Request Count", "Failure Count", "Requests/s", "50%", "90%", "99%",
+                         "Average Response Time", "Max Response Time"])
+        writer.writerows(rows)
+
+
 def test_the_report_says_when_the_rate_limit_refused_requests(tmp_path):
     """A load over the tenant's rate limit measures the limiter: the report says how many 429s and what to do."""
-    columns = ["Type", "Name", "Request Count", "Failure Count", "Requests/s", "50%", "90%", "99%",
-               "Average Response Time", "Max Response Time"]
-    with (tmp_path / f"{report.PREFIX}_stats.csv").open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(columns)
-        writer.writerow(["GET", "GET /api/ledger_accounts/{id} [investing]", 100, 42, 50, 5, 9, 12, 6, 20])
-        writer.writerow(["", "Aggregated", 100, 42, 50, 5, 9, 12, 6, 20])
+    write_stats(tmp_path, [["GET", "GET /api/ledger_accounts/{id} [investing]", 100, 42, 50, 5, 9, 12, 6, 20],
+                           ["", "Aggregated", 100, 42, 50, 5, 9, 12, 6, 20]])
     with (tmp_path / f"{report.PREFIX}_failures.csv").open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["Method", "Name", "Error", "Occurrences", "First Seen", "Last Seen"])
@@ -177,12 +181,7 @@ def test_without_matplotlib_the_report_draws_its_charts_in_svg(tmp_path, monkeyp
             for name in ("GET /a", "Aggregated"):
                 writer.writerow([1_700_000_000 + t, 4, "GET", name, 10, 0, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15,
                                  10 * (t + 1), 0])
-    with (tmp_path / f"{report.PREFIX}_stats.csv").open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["Type", "Name", "Request Count", "Failure Count", "Requests/s", "50%", "90%", "99%",
-                         "Average Response Time", "Max Response Time"])
-        writer.writerow(["GET", "GET /a", 30, 0, 10, 5, 9, 12, 6, 20])
-        writer.writerow(["", "Aggregated", 30, 0, 10, 5, 9, 12, 6, 20])
+    write_stats(tmp_path, [["GET", "GET /a", 30, 0, 10, 5, 9, 12, 6, 20], ["", "Aggregated", 30, 0, 10, 5, 9, 12, 6, 20]])
     (tmp_path / "cpu.json").write_text(json.dumps({"seconds": 3, "cpu_s": {"cell": 0.03, "postgresql": 0.06}}))
     md = report.generate(tmp_path).read_text()
     for chart in ("throughput.svg", "latency-get-a.svg", "cpu.svg"):
@@ -192,14 +191,10 @@ def test_without_matplotlib_the_report_draws_its_charts_in_svg(tmp_path, monkeyp
 
 def test_the_report_sets_the_run_against_modern_treasurys_published_load_test(tmp_path):
     """1,200 writes/s + 3,600 balance reads/s at p90 297 / 89 ms: each figure of the run beside it, met or not."""
-    with (tmp_path / f"{report.PREFIX}_stats.csv").open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["Type", "Name", "Request Count", "Failure Count", "Requests/s", "50%", "90%", "99%",
-                         "Average Response Time", "Max Response Time"])
-        writer.writerow(["POST", REQUESTS["invest_write"], 1000, 0, 900, 10, 40, 60, 12, 90])
-        writer.writerow(["POST", REQUESTS["card_authorize"], 1000, 0, 350, 10, 30, 60, 12, 90])
-        writer.writerow(["GET", REQUESTS["invest_read"], 3000, 0, 2700, 5, 95, 120, 6, 200])
-        writer.writerow(["", "Aggregated", 5000, 0, 3950, 6, 60, 110, 8, 200])
+    write_stats(tmp_path, [["POST", REQUESTS["invest_write"], 1000, 0, 900, 10, 40, 60, 12, 90],
+                           ["POST", REQUESTS["card_authorize"], 1000, 0, 350, 10, 30, 60, 12, 90],
+                           ["GET", REQUESTS["invest_read"], 3000, 0, 2700, 5, 95, 120, 6, 200],
+                           ["", "Aggregated", 5000, 0, 3950, 6, 60, 110, 8, 200]])
     md = report.generate(tmp_path).read_text()
     assert "## Against Modern Treasury's published load test" in md
     assert "| writes/s (every POST /api/ledger_transactions) | 1,200.0 | 1,250.0 | met |" in md
