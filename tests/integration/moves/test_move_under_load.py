@@ -168,7 +168,13 @@ async def _move_by_cli(world, tenant: str, to: str = "mv-2") -> dict:
         "tenants", "move", tenant, "--to", to, "--yes",
         env={**os.environ, **world["env"], "CONTROL_PLANE_MOVE_BATCH_ROWS": "100"},
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(proc.communicate(), 120)
+    reading = asyncio.ensure_future(proc.communicate())
+    done, _ = await asyncio.wait([reading], timeout=120)
+    if not done:  # say where the mover was: its last progress lines
+        proc.kill()
+        _, err = await reading
+        pytest.fail("the move did not end in 120 s; its last progress:\n" + "\n".join(err.decode().splitlines()[-15:]))
+    out, err = reading.result()
     assert proc.returncode == 0, err.decode()
     return json.loads(out)
 
