@@ -219,7 +219,8 @@ async def test_move_under_load_loses_and_doubles_nothing(world):
         await asyncio.gather(*tasks)
     assert result["state"] == "done" and result["verification"]["ok"], result
     entries = result["verification"]["rows"]["ledger_entries"]
-    print(f"\nmove of {entries} entries: freeze window {result['freeze_ms']} ms, steps "
+    print(f"\nmove of {entries} entries: {result['rounds']} rounds, {result['final_catch_up_rows']} rows in the "
+          f"freeze, freeze window {result['freeze_ms']} ms, steps "
           f"{[(s['step'], s['ms']) for s in result['steps']]}, client retries {moving.retries} {exact.retries}, "
           f"largest gap between acknowledged writes {moving.largest_gap_s(started) * 1000:.0f} ms, neighbour's slowest write "
           f"{max(neighbour.latencies) * 1000:.0f} ms")
