@@ -785,7 +785,7 @@ def catch_up_ends(rows: int, previous: int | None, rounds: int, s: ControlPlaneS
     """Whether the catch-up rounds stop (`rows` copied by the round just done, `previous` by the one before it in
     this catch-up): once a round is small enough; once a round no longer shrinks by a quarter (the tenant writes
     about as fast as a round copies: more rounds would each copy about as much again, the freeze's final round
-    as much as after this one, and a starved mover would go on for minutes; seen at 6-13 rounds of ~1,500 rows
+    as much as after this one, and a starved mover could go on for minutes; seen at 6-13 rounds of ~1,500 rows
     hovering); or after move_catch_up_rounds_max rounds."""
     return (rows <= s.move_catch_up_rows_max or previous is not None and rows >= previous * CONVERGING
             or rounds > s.move_catch_up_rounds_max)

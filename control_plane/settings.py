@@ -25,7 +25,7 @@ class ControlPlaneSettings(msgspec.Struct, frozen=True, kw_only=True):
     # (CELL_/WORKER_SWEEP_AFTER_S + 2 * the sweep interval, defaults 5 + 2 * 2). 0 skips the check.
     unapplied_age_max_s: float = UNAPPLIED_AGE_MAX_S_DEFAULT
     # Tenant moves (control_plane/moves.py): rows per COPY batch, a pause between batches (throttle), the
-    # catch-up rounds repeat until one copies at most move_catch_up_rows_max rows, or more than 3/4 of the round
+    # catch-up rounds repeat until one copies at most move_catch_up_rows_max rows, or at least 3/4 of the round
     # before (not converging: the tenant writes about as fast as a round copies), or after so many rounds,
     # how long the freeze waits for writes in flight, and the copy rate the plan's estimate assumes.
     move_batch_rows: int = 5000
