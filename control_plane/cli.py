@@ -372,7 +372,10 @@ class _Progress:
             total += f" ({min(100.0, 100.0 * copied / planned):.1f}%)"
         rate = f", {event['rows_per_s']:,} rows/s" if event.get("rows_per_s") else ""
         frozen = f", frozen {event['freeze_ms']} ms" if event.get("freeze_ms") is not None else ""
-        return (f"  {event['step']}: {event['table']} {event['table_rows']:,} rows, {event['round_rows']:,} this "
+        # The catch-up's round (the copy was the first): an operator sees whether the rounds converge.
+        step = f"{event['step']} round {event['round']}" if event["step"] == "catch_up" and "round" in event \
+            else event["step"]
+        return (f"  {step}: {event['table']} {event['table_rows']:,} rows, {event['round_rows']:,} this "
                 f"round{total}{rate}{frozen}")
 
     def _line(self, text: str) -> None:

@@ -910,7 +910,7 @@ class Mover:
                     await self.save(step)
                 elapsed = time.monotonic() - started
                 self.emit(step=step, event="batch", table=name, rows=n, table_rows=self.w["copied"][name],
-                          round_rows=rnd["rows"], rows_per_s=round(rnd["rows"] / elapsed) if elapsed else None,
+                          round=self.w.get("rounds", 0) + 1, round_rows=rnd["rows"], rows_per_s=round(rnd["rows"] / elapsed) if elapsed else None,
                           rows_copied=sum(self.w["copied"].values()),
                           rows_planned=sum((self.w.get("planned_rows") or {}).values()) or None,
                           freeze_ms=self._freeze_ms())

@@ -43,6 +43,14 @@ def test_a_terminal_gets_one_status_line_rewritten_in_place():
     assert out.count("\n") == 2
 
 
+def test_a_catch_up_batch_names_its_round():
+    screen = io.StringIO()
+    progress = _Progress(Context(settings=load_settings({}), format="pretty"), screen)
+    progress(_batch("catch_up", "ledger_entries", 40, 40) | {"round": 3})
+    assert screen.getvalue() == "  catch_up round 3: ledger_entries 40 rows, 40 this round, 40 of 1,000 rows, " \
+                                "500 rows/s\n"
+
+
 def test_plain_lines_when_not_a_terminal(ctl, stack):
     w = _world(ctl, stack, postings=2)
     result = ctl("tenants", "move", w["tenant"], "--to", "cli-2", "--yes")
@@ -65,4 +73,5 @@ def test_json_lines_with_format_json(stack):
     assert steps == ["copy", "catch_up", "pre_verify", "catch_up", "freeze", "final_catch_up", "verify", "flip",
                      "source_moved_out", "unfreeze", "post_verify"]
     assert any(e["event"] == "batch" and e["rows_copied"] > 0 and e["rows_planned"] for e in events)
+    assert [e["round"] for e in events if e["event"] == "batch" and e["step"] == "copy"][:1] == [1]
     assert json.loads(result.stdout)["state"] == "done"
