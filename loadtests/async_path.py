@@ -29,6 +29,7 @@ from cell.store import transactions
 from cell.store.db import create_pool
 from control_plane.devstack import EmbeddedPostgres, EmbeddedSQS, EmbeddedValkey, remove_tree
 from ledger_common.sqs import SQS_CALLS, make_sqs_client
+from loadtests import httpload
 from loadtests.hot_account import (
     RECEIVE_EVERY_MS,
     SEND_BUFFER_MS,
@@ -144,8 +145,8 @@ def main() -> None:
     parser.add_argument("--receive-every-ms", type=int, default=RECEIVE_EVERY_MS, help="the worker's receive interval")
     parser.add_argument("--send-buffer-ms", type=int, default=SEND_BUFFER_MS, help="the cell's nudge window")
     args = parser.parse_args()
-    asyncio.run(run(duration_s=args.duration, rate=args.rate, receive_every_ms=args.receive_every_ms,
-                    send_buffer_ms=args.send_buffer_ms))
+    httpload.run(run(duration_s=args.duration, rate=args.rate, receive_every_ms=args.receive_every_ms,
+                     send_buffer_ms=args.send_buffer_ms), loop_factory=None)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ import httpx
 
 from cell.store.verify import verify
 from control_plane.devstack import EmbeddedPostgres, EmbeddedSQS, EmbeddedValkey, remove_tree
+from loadtests import httpload
 from loadtests.hot_account import TENANT, card_id, setup_books, start_cell, start_worker, wait_applied, SETTLEMENT
 
 WAIT_S_MAX = 120
@@ -129,7 +130,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16, help="client connections of the single POSTs")
     parser.add_argument("--transactions", type=int, default=1000)
     args = parser.parse_args()
-    asyncio.run(run(concurrency=args.concurrency, transactions=args.transactions))
+    httpload.run(run(concurrency=args.concurrency, transactions=args.transactions), loop_factory=None)
 
 
 if __name__ == "__main__":

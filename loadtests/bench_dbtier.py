@@ -48,6 +48,7 @@ from pathlib import Path
 import asyncpg
 
 from control_plane.devstack import EmbeddedPostgres, _pg_bin, remove_tree
+from loadtests import httpload
 from loadtests.bench import (
     TENANT,
     account_uuid,
@@ -440,9 +441,10 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=500, help="postings per round of --serial")
     args = parser.parse_args()
     if args.serial:
-        print(json.dumps(asyncio.run(serial(args.serial, args.calls)), indent=2))
+        print(json.dumps(httpload.run(serial(args.serial, args.calls), loop_factory=None), indent=2))
     else:
-        print(json.dumps(asyncio.run(run(args.duration, args.concurrency, args.rounds)), indent=2))
+        print(json.dumps(httpload.run(run(args.duration, args.concurrency, args.rounds), loop_factory=None),
+                         indent=2))
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ from cell.store import audit
 from control_plane import catalog, operations
 from control_plane.devstack import EmbeddedPostgres, EmbeddedValkey, free_port, remove_tree
 from control_plane.settings import ControlPlaneSettings
+from loadtests import httpload
 from loadtests.bench import seed_ledger
 from loadtests.router_overhead import _spawn, _stop, _wait_ready
 
@@ -383,7 +384,8 @@ def main() -> None:
                         "quarter of it (1-5 s)")
     parser.add_argument("--concurrency", type=int, default=16, help="writers: a quarter of it (1-8)")
     args = parser.parse_args()
-    asyncio.run(run(args.duration, args.concurrency, entries=args.entries, runs=args.runs, rate=args.rate))
+    httpload.run(run(args.duration, args.concurrency, entries=args.entries, runs=args.runs, rate=args.rate),
+                 loop_factory=None)
 
 
 if __name__ == "__main__":

@@ -254,6 +254,9 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=5, help="timed batches per phase (the fastest counts)")
     args = parser.parse_args()
     here = Path(__file__).resolve().parent.parent
+    from loadtests.httpload import interrupt_on_sigterm  # (imports stay local: the children run other checkouts)
+
+    interrupt_on_sigterm()
     path_cost([("cell", here)] + ([("baseline", args.baseline.resolve())] if args.baseline else []),
               args.requests, args.crowd, args.pool, args.batches)
 

@@ -47,6 +47,7 @@ from control_plane.devstack import (
     free_port,
     remove_tree,
 )
+from loadtests import httpload
 from loadtests.bench import pgbench_account, pgbench_run, posting_sql, seed_books, wait_ready
 from loadtests.httpload import run_load
 from loadtests.monitor import scrape
@@ -515,9 +516,10 @@ def main() -> None:
     parser.add_argument("--modes", default=",".join(MODES), help="sync,hybrid (both: the ratios, the database tier); "
                         "hybrid,hybrid_nogroup: group commit on and off")
     args = parser.parse_args()
-    asyncio.run(run(duration_s=args.duration, concurrency=args.concurrency, cards=args.cards,
-                    send_buffer_ms=args.send_buffer_ms, batch_wait_ms=args.batch_wait_ms,
-                    receive_every_ms=args.receive_every_ms, modes=tuple(args.modes.split(",")), rounds=args.rounds))
+    httpload.run(run(duration_s=args.duration, concurrency=args.concurrency, cards=args.cards,
+                     send_buffer_ms=args.send_buffer_ms, batch_wait_ms=args.batch_wait_ms,
+                     receive_every_ms=args.receive_every_ms, modes=tuple(args.modes.split(",")), rounds=args.rounds),
+                 loop_factory=None)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,13 @@
 """A lean HTTP/1.1 keep-alive load generator (an asyncio protocol per connection): on 2 shared cores the
 client's own CPU per request must stay small next to the server's, which httpx's would not. `run(main)`
-runs a benchmark's coroutine on uvloop, where this client costs about half what it does on asyncio's loop."""
+runs a benchmark's coroutine on uvloop, where this client costs about half what it does on asyncio's loop, and stops
+it on SIGTERM as on Ctrl-C (`interrupt_on_sigterm` does the same for a synchronous one)."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import signal
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -16,9 +18,48 @@ import uvloop
 HEAD_BYTES_MAX = 64 * 1024
 
 
-def run(main: Coroutine):
-    """asyncio.run on uvloop: what every benchmark's command line uses."""
-    return uvloop.run(main)
+def run(main: Coroutine, *, loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = uvloop.new_event_loop):
+    """What every benchmark's command line runs its coroutine with: asyncio.run on uvloop (`loop_factory=None`:
+    asyncio's own loop), stopped by SIGTERM as by Ctrl-C. A benchmark starts servers (PostgreSQL, cells, routers,
+    Valkey) and stops them in its `finally` blocks; killed by SIGTERM (`timeout`, a cancelled job, `kill`) with
+    Python's default action, it left them running, holding their ports, memory and temporary directories and
+    skewing the next measurement on the same cores. Here the first SIGTERM cancels `main` (those blocks run, the
+    servers stop) and the process exits 143; a second one interrupts at once."""
+    main_task: asyncio.Task | None = None
+    terminated = False
+
+    async def tracked():
+        nonlocal main_task
+        main_task = asyncio.current_task()
+        return await main
+
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        def on_sigterm(signum, frame) -> None:  # as asyncio.Runner answers SIGINT
+            nonlocal terminated
+            if terminated or main_task is None or main_task.done():
+                raise KeyboardInterrupt()
+            terminated = True
+            main_task.cancel()
+            runner.get_loop().call_soon_threadsafe(lambda: None)  # wake the loop to deliver the cancellation
+
+        previous = signal.signal(signal.SIGTERM, on_sigterm)
+        try:
+            return runner.run(tracked())
+        except asyncio.CancelledError:
+            if terminated:
+                raise SystemExit(128 + signal.SIGTERM) from None
+            raise
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def interrupt_on_sigterm() -> None:
+    """A synchronous benchmark's command line: SIGTERM raises KeyboardInterrupt, as Ctrl-C does, so that the
+    `finally` blocks and context managers that stop its servers run (see `run`)."""
+    def on_sigterm(signum, frame) -> None:
+        raise KeyboardInterrupt()
+
+    signal.signal(signal.SIGTERM, on_sigterm)
 
 
 class Connection(asyncio.Protocol):

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import psutil
 
+from loadtests import httpload
 from loadtests.monitor import Stack
 from loadtests.stack_cpu import ROOT, checkout_stacks
 
@@ -119,6 +120,7 @@ def main() -> None:
                                            "beside this one over the same windows")
     parser.add_argument("--rounds", type=int, default=1, help="windows measured (with several, medians are printed)")
     args = parser.parse_args()
+    httpload.interrupt_on_sigterm()
     run(args.duration, args.settle, args.baseline, args.rounds)
 
 

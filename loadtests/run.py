@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -62,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
                *([] if os.environ.get("LOADTEST_SHAPE") else DEFAULT_LOCUST_ARGS), *locust_args]
     print(f"[loadtest] {host} as {tenant}; reports in {run_dir}", flush=True)
     locust = subprocess.Popen(command, env=env)
+    # SIGTERM (`timeout`, a cancelled job) ends the run as Ctrl-C does: Locust stops and writes its files, then the
+    # report is made from them as after a whole run.
+    signal.signal(signal.SIGTERM, lambda signum, frame: locust.send_signal(signal.SIGTERM))
     monitor = None
     if not args.no_monitor:
         stack = Stack(host, dev.get("control_plane_database_url") if host == dev.get("base_url") else None)

@@ -12,7 +12,6 @@ claims every entry it settles, one row each: work in proportion to them (the cos
 from __future__ import annotations
 
 import argparse
-import asyncio
 import statistics
 import tempfile
 import time
@@ -27,6 +26,7 @@ from cell.settings import load_settings
 from cell.store.migrate import migrate
 from cell.store.transactions import pgbench_post_sql
 from control_plane.devstack import EmbeddedPostgres, remove_tree
+from loadtests import httpload
 
 TENANT = "settle-bench"
 UPPER = "2100-01-01T00:00:00Z"
@@ -122,4 +122,4 @@ if __name__ == "__main__":
     parser.add_argument("--entries", default="100,5000", help="comma-separated sizes, smallest first")
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    asyncio.run(measure([int(n) for n in args.entries.split(",")], args.repeat))
+    httpload.run(measure([int(n) for n in args.entries.split(",")], args.repeat), loop_factory=None)
