@@ -24,7 +24,8 @@ def run(main: Coroutine, *, loop_factory: Callable[[], asyncio.AbstractEventLoop
     Valkey) and stops them in its `finally` blocks; killed by SIGTERM (`timeout`, a cancelled job, `kill`) with
     Python's default action, it left them running, holding their ports, memory and temporary directories and
     skewing the next measurement on the same cores. Here the first SIGTERM cancels `main` (those blocks run, the
-    servers stop) and the process exits 143; a second one interrupts at once."""
+    servers stop) and the process exits 143; more SIGTERMs meanwhile are ignored (they come in pairs: `timeout`
+    signals make and its process group), so the stopping is not cut short; Ctrl-C or SIGKILL still cut it."""
     main_task: asyncio.Task | None = None
     terminated = False
 
@@ -34,9 +35,11 @@ def run(main: Coroutine, *, loop_factory: Callable[[], asyncio.AbstractEventLoop
         return await main
 
     with asyncio.Runner(loop_factory=loop_factory) as runner:
-        def on_sigterm(signum, frame) -> None:  # as asyncio.Runner answers SIGINT
+        def on_sigterm(signum, frame) -> None:  # as asyncio.Runner answers SIGINT, the first time
             nonlocal terminated
-            if terminated or main_task is None or main_task.done():
+            if terminated:
+                return
+            if main_task is None or main_task.done():
                 raise KeyboardInterrupt()
             terminated = True
             main_task.cancel()
@@ -55,8 +58,9 @@ def run(main: Coroutine, *, loop_factory: Callable[[], asyncio.AbstractEventLoop
 
 def interrupt_on_sigterm() -> None:
     """A synchronous benchmark's command line: SIGTERM raises KeyboardInterrupt, as Ctrl-C does, so that the
-    `finally` blocks and context managers that stop its servers run (see `run`)."""
+    `finally` blocks and context managers that stop its servers run; later ones are ignored (see `run`)."""
     def on_sigterm(signum, frame) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         raise KeyboardInterrupt()
 
     signal.signal(signal.SIGTERM, on_sigterm)
