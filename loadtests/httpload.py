@@ -1,7 +1,8 @@
 """A lean HTTP/1.1 keep-alive load generator (an asyncio protocol per connection): on 2 shared cores the
 client's own CPU per request must stay small next to the server's, which httpx's would not. `run(main)`
 runs a benchmark's coroutine on uvloop, where this client costs about half what it does on asyncio's loop, and stops
-it on SIGTERM as on Ctrl-C (`interrupt_on_sigterm` does the same for a synchronous one)."""
+it on SIGTERM as on Ctrl-C (`interrupt_on_sigterm` does the same for a synchronous one); both have what the
+benchmark starts stopped if it is killed outright (`loadtests/reaper.py`)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from typing import Callable, Coroutine
 
 import uvloop
 
+from loadtests import reaper
+
 HEAD_BYTES_MAX = 64 * 1024
 
 
@@ -25,7 +28,9 @@ def run(main: Coroutine, *, loop_factory: Callable[[], asyncio.AbstractEventLoop
     Python's default action, it left them running, holding their ports, memory and temporary directories and
     skewing the next measurement on the same cores. Here the first SIGTERM cancels `main` (those blocks run, the
     servers stop) and the process exits 143; more SIGTERMs meanwhile are ignored (they come in pairs: `timeout`
-    signals make and its process group), so the stopping is not cut short; Ctrl-C or SIGKILL still cut it."""
+    signals make and its process group), so the stopping is not cut short; Ctrl-C or SIGKILL still cut it, and then
+    `reaper.guard`'s watcher stops what is left and removes the benchmark's directories."""
+    reaper.guard()
     main_task: asyncio.Task | None = None
     terminated = False
 
@@ -58,7 +63,9 @@ def run(main: Coroutine, *, loop_factory: Callable[[], asyncio.AbstractEventLoop
 
 def interrupt_on_sigterm() -> None:
     """A synchronous benchmark's command line: SIGTERM raises KeyboardInterrupt, as Ctrl-C does, so that the
-    `finally` blocks and context managers that stop its servers run; later ones are ignored (see `run`)."""
+    `finally` blocks and context managers that stop its servers run; later ones are ignored (see `run`). Killed
+    outright, what it started is stopped by `reaper.guard`'s watcher."""
+    reaper.guard()
     def on_sigterm(signum, frame) -> None:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         raise KeyboardInterrupt()

@@ -1,7 +1,10 @@
-"""A benchmark stopped by SIGTERM (`timeout`, a cancelled job, `kill`) stops the servers it started, as on Ctrl-C:
-run as the performance team runs it, `python -m loadtests.router_overhead` (an embedded PostgreSQL, a cell and a
-router of its own) is sent SIGTERM once its servers are up and measuring, and again while it stops them; it exits
-143 and leaves no process and no directory behind (loadtests/httpload.run)."""
+"""A benchmark killed leaves nothing behind. Run as the performance team runs it, `python -m
+loadtests.router_overhead` (an embedded PostgreSQL, a cell and a router of its own) is killed once its servers are up
+and measuring:
+- by SIGTERM (`timeout`, a cancelled job, `kill`), sent again while it stops them: it stops its servers as on
+  Ctrl-C and exits 143 (loadtests/httpload.run);
+- by SIGKILL (the OOM killer, `timeout -s KILL`): its watcher stops them (loadtests/reaper.py).
+Either way no process and no directory of the benchmark's is left."""
 
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 START_S_MAX = 180  # its PostgreSQL, cell and router up, on a loaded machine
@@ -34,7 +38,12 @@ def _output(bench: subprocess.Popen, log: Path) -> str:
     return log.read_text(errors="replace")[-3000:] if log.exists() else f"(no output; exit {bench.poll()})"
 
 
-def test_a_benchmark_killed_by_sigterm_stops_its_servers():
+def _only_the_log_left(tmp: str) -> bool:
+    return [p.name for p in Path(tmp).iterdir()] == ["bench.log"]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
+def test_a_benchmark_killed_leaves_no_server_and_no_directory(sig):
     # Short: PostgreSQL's socket lives under the benchmark's directory, made in TMPDIR.
     tmp = tempfile.mkdtemp(prefix="lbt-", dir="/tmp")
     log = Path(tmp) / "bench.log"
@@ -60,24 +69,28 @@ def test_a_benchmark_killed_by_sigterm_stops_its_servers():
             time.sleep(0.2)
         servers = children + postgres
 
-        bench.send_signal(signal.SIGTERM)
-        # A second one while it stops, as `timeout 900 make bench` sends them (to make and to its process group):
-        # ignored, the stopping goes on.
-        deadline = time.monotonic() + STOP_S_MAX
-        while all(server.is_running() for server in servers) and bench.poll() is None \
-                and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if bench.poll() is None:
-            bench.send_signal(signal.SIGTERM)
+        bench.send_signal(sig)
+        if sig == signal.SIGTERM:
+            # A second one while it stops, as `timeout 900 make bench` sends them (to make and to its process
+            # group): ignored, the stopping goes on.
+            deadline = time.monotonic() + STOP_S_MAX
+            while all(server.is_running() for server in servers) and bench.poll() is None \
+                    and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if bench.poll() is None:
+                bench.send_signal(signal.SIGTERM)
         try:
             code = bench.wait(STOP_S_MAX)
         except subprocess.TimeoutExpired:
-            raise AssertionError(f"SIGTERM did not stop the benchmark: {_output(bench, log)}") from None
-        assert code == 128 + signal.SIGTERM, _output(bench, log)
+            raise AssertionError(f"{sig.name} did not stop the benchmark: {_output(bench, log)}") from None
+        assert code == (128 + signal.SIGTERM if sig == signal.SIGTERM else -signal.SIGKILL), _output(bench, log)
         _, alive = psutil.wait_procs(servers, timeout=STOP_S_MAX)
         assert not alive, [" ".join(p.cmdline()) for p in alive]
         assert not _processes_naming(tmp)
-        assert [p.name for p in Path(tmp).iterdir()] == ["bench.log"]  # its working directory removed
+        deadline = time.monotonic() + STOP_S_MAX
+        while not _only_the_log_left(tmp) and time.monotonic() < deadline:  # its working directories removed
+            time.sleep(0.05)
+        assert _only_the_log_left(tmp), list(Path(tmp).rglob("*"))[:20]
     finally:
         if bench.poll() is None:
             bench.kill()
