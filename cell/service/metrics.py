@@ -11,8 +11,8 @@ SYNC_LOCK_WAIT_SECONDS = Histogram(
     "ledger_sync_lock_wait_seconds", "Time a sync posting or transition waited for its accounts' balance-row locks",
     buckets=(0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2))
 POSTING_GROUP_SIZE = Histogram(
-    "ledger_posting_group_size", "Postings per group statement of async postings (cell.service.posting_groups; a "
-    "posting sent alone is not counted)", buckets=(2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 128))
+    "ledger_posting_group_size", "Postings per group statement (cell.service.posting_groups: async postings, or "
+    "postings that apply accounts now; a posting sent alone is not counted)", buckets=(2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 128))
 POSTING_GROUPS_SPLIT = Counter(
     "ledger_posting_groups_split_total", "Group statements whose transaction failed, their postings then re-run "
     "one per transaction")

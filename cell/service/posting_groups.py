@@ -1,27 +1,38 @@
-"""Group commit of async postings: a posting is never split across transactions; concurrent async postings of a
-tenant may share one commit (group commit); a group that fails is re-run one posting per transaction.
+"""Group commit of postings: a posting is never split across transactions; concurrent postings of a tenant may
+share one commit (group commit); a group that fails is re-run one posting per transaction.
 
-Which postings: those that apply no account now (hybrid mode, no balance lock, no lock_version, no resulting
-balances asked for; `ledger_post`'s apply list empty), neither a reversal nor a partial post. The async postings of
-one tenant ready to run in the same turn of the event loop, and those that arrive while STATEMENTS_IN_FLIGHT_MAX of
-the tenant's groups are in flight, go to PostgreSQL as one round trip in one transaction (store.post_group: one
-`ledger_post` call per posting, in order, one commit for all; gather.Gatherer forms the groups, at most
-CellSettings.posting_group_max postings each, 1: off). A posting alone goes as before (store.post), one extra pass of
-the event loop later. Each posting gets its own `ledger_post` answer, as alone: its Idempotency-Key is held and
-probed in its own call (two postings of a group with one key: the second is the first's replay, as one after the
-other), its answer kept with its key.
+Which postings: every posting but a reversal or a partial post (which lock another transaction's row). Two kinds of
+groups, never mixed: async postings (hybrid mode, no balance lock, no lock_version, no resulting balances asked
+for; `ledger_post`'s apply list empty), and postings that apply accounts now (sync mode, or a balance lock, a
+lock_version, resulting balances: their answer is still their own `ledger_post` call's), kept apart so that a
+violated balance lock, a normal answer, splits only the postings that lock rows. Postings of one tenant and kind ready
+to run in the same turn of the event loop, and those that arrive while STATEMENTS_IN_FLIGHT_MAX of its groups are in
+flight, go to PostgreSQL as one round trip in one transaction (store.post_group: one `ledger_post` call per posting,
+one commit for all; gather.Gatherer forms the groups, at most CellSettings.posting_group_max postings each, 1:
+off). A posting alone goes as before (store.post), one extra pass of the event loop later. Each posting gets its
+own `ledger_post` answer, as alone: its Idempotency-Key is held and probed in its own call (two postings of a group
+with one key: the second is the first's replay, as one after the other), its answer kept with its key.
+
+Lock order (no deadlock added): a posting alone locks its accounts' balance rows in one statement, in account order
+(ledger_lock). A group that applies accounts is sent in account order (`lock_order`: postings sorted by their first
+account, a posting joining only if every row it locks that the group does not hold yet comes after every row the group
+holds), so that the group as a whole takes its locks in that one order too; a posting that does not fit is served on
+its own. Concurrent postings have no order of their own to keep: one sent later in a group is as one that arrived
+later. (A hot account locked by the first of a group is then held by the group until its commit: the others of the
+group apply it without waiting, and the group shares one commit, one WAL flush.)
 
 When the group's statement fails with the database's or the domain's error (a key in flight elsewhere, a frozen
-tenant, a check of `ledger_post`, a conflict still there after CellContext.run's retries), nothing of the group was
-committed: each posting is then run on its own, one per transaction, and gets exactly the answer or error it gets
-alone. When the outcome is unknown (OutcomeUnknown: the connection was lost while the statement ran, its commit
-may have landed), every posting of the group gets OutcomeUnknown, never a second run; DatabaseUnavailable (no
-connection, nothing sent) and any other error (the driver's own) go to every posting too, never a second run.
-Once formed, a group's statement runs to its end whatever happens to the requests in it (a cancelled request's
-posting is written, as a posting alone whose statement reached the database before its request ended: a client
-that got no answer retries with its Idempotency-Key); a request cancelled while its group forms is left out of it.
-Sync-only accounts (a mutable flag `ledger_post` reads) are applied in the group's transaction as alone: a
-deadlock of two groups is a retryable conflict, then one posting per transaction."""
+tenant, a violated balance lock or another check of `ledger_post`, a conflict still there after CellContext.run's
+retries), nothing of the group was committed: each posting is then run on its own, one per transaction, and gets
+exactly the answer or error it gets alone. When the outcome is unknown (OutcomeUnknown: the connection was lost while
+the statement ran, its commit may have landed), every posting of the group gets OutcomeUnknown, never a second run;
+DatabaseUnavailable (no connection, nothing sent) and any other error (the driver's own) go to every posting too,
+never a second run. Once formed, a group's statement runs to its end whatever happens to the requests in it (a
+cancelled request's posting is written, as a posting alone whose statement reached the database before its request
+ended: a client that got no answer retries with its Idempotency-Key); a request cancelled while its group forms is
+left out of it. Sync-only accounts (a mutable flag `ledger_post` reads, unknown here) are applied in the group's
+transaction as alone, outside the lock order: a deadlock of two groups is a retryable conflict, then one posting per
+transaction."""
 
 from __future__ import annotations
 
@@ -38,15 +49,34 @@ from cell.store import transactions as store
 from cell.store.transactions import PostResult
 
 T = TypeVar("T")
-STATEMENTS_IN_FLIGHT_MAX = 2  # per tenant: the postings that arrive meanwhile gather for the next group
+STATEMENTS_IN_FLIGHT_MAX = 2  # per tenant and kind: the postings that arrive meanwhile gather for the next group
 Item = tuple[Posting, list | None, bytes | None]  # a posting, its events, the answer its key keeps
+_APPLYING = "\x00applying"  # a tenant's key suffix for its groups of postings that apply accounts now
 
 
 def groupable(posting: Posting) -> bool:
-    """A posting that applies no account now (its answer needs nothing but its own `ledger_post` call), neither a
-    reversal nor a partial post (which lock another transaction's row)."""
-    return (not posting.apply_accounts and posting.partially_posts is None
-            and posting.state.reverses_ledger_transaction_id is None)
+    """Neither a reversal nor a partial post (which lock another transaction's row)."""
+    return posting.partially_posts is None and posting.state.reverses_ledger_transaction_id is None
+
+
+def lock_order(accounts: list[list[str]]) -> tuple[list[int], list[int]]:
+    """Of postings that apply `accounts` now (each list sorted: a posting's lock order), those sent as a group, in
+    the order they are sent, and those served on their own (indexes into `accounts`): sorted by first account (ties in
+    arrival order), a posting joins when every account it locks that the group does not hold yet comes after every
+    account the group holds: the group takes its locks in account order, as a posting alone does."""
+    held: set[str] = set()
+    last = ""
+    sent: list[int] = []
+    alone: list[int] = []
+    for i in sorted(range(len(accounts)), key=lambda i: accounts[i][0]):
+        new = [a for a in accounts[i] if a not in held]
+        if new and new[0] <= last:
+            alone.append(i)
+            continue
+        sent.append(i)
+        held.update(new)
+        last = max(last, accounts[i][-1])
+    return sent, alone
 
 
 class PostingGroups(Gatherer):
@@ -60,22 +90,34 @@ class PostingGroups(Gatherer):
         self._run = run
 
     async def post(self, posting: Posting, events: list | None, answer: bytes | None) -> PostResult:
-        """store.post's answer for the posting: written in a group of the tenant's async postings if `groupable`,
-        else alone at once."""
+        """store.post's answer for the posting: written in a group of the tenant's postings of its kind if
+        `groupable`, else alone at once."""
         if not groupable(posting):
             return await self._alone(posting.tenant_id, (posting, events, answer))
-        return await self.submit(posting.tenant_id, (posting, events, answer))
+        key = posting.tenant_id + _APPLYING if posting.apply_accounts else posting.tenant_id
+        return await self.submit(key, (posting, events, answer))
 
-    async def _together(self, tenant_id: str, items: list[Item]) -> list:
-        POSTING_GROUP_SIZE.observe(len(items))
+    async def _together(self, key: str, items: list[Item]) -> list:
+        answers: list = [ALONE] * len(items)
+        if key.endswith(_APPLYING):
+            sent, _ = lock_order([posting.apply_accounts for posting, _, _ in items])
+            if len(sent) < 2:
+                return answers
+        else:
+            sent = list(range(len(items)))
+        POSTING_GROUP_SIZE.observe(len(sent))
+        group = [items[i] for i in sent]
         try:
-            return await self._run(lambda conn: store.post_group(conn, items))
+            results = await self._run(lambda conn: store.post_group(conn, group))
         except (OutcomeUnknown, DatabaseUnavailable):
             raise  # to every posting of the group: it may have committed, or nothing was sent
         except (LedgerError, asyncpg.PostgresError):
             POSTING_GROUPS_SPLIT.inc()
-            return [ALONE] * len(items)  # the group's transaction failed, nothing committed: one by one
+            return answers  # the group's transaction failed, nothing committed: one by one
+        for i, result in zip(sent, results, strict=True):
+            answers[i] = result
+        return answers
 
-    async def _alone(self, tenant_id: str, item: Item) -> PostResult:
+    async def _alone(self, key: str, item: Item) -> PostResult:
         posting, events, answer = item
         return await self._run(lambda conn: store.post(conn, posting, events, answer))

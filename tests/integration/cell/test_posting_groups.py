@@ -276,3 +276,79 @@ async def test_the_group_sizes_and_splits_are_in_the_metrics(api, rig):
     await asyncio.gather(*(rig.post(b) for b in bodies), return_exceptions=True)
     assert _sample("ledger_posting_groups_split_total") == splits + 1  # failed in ledger_post: re-run one by one
     assert _sample("ledger_posting_group_size_count") == groups + 2
+
+
+# Postings that apply accounts now (a balance lock, resulting balances): grouped with each other, in account order.
+
+def _debit(ledger_id: str, wallet: str, cash: str, amount: int) -> bytes:
+    """A balance-locked debit of a wallet (applied now; its answer with the wallet's resulting balances), the cash
+    side async: a card authorization."""
+    return json.dumps({"ledger_id": ledger_id, "status": "posted", "ledger_entries": [
+                           {"ledger_account_id": wallet, "direction": "debit", "amount": amount,
+                            "available_balance_amount": {"gte": 0}, "show_resulting_ledger_account_balances": True},
+                           {"ledger_account_id": cash, "direction": "credit", "amount": amount}]}).encode()
+
+
+def _resulting(raw: bytes, account_id: str) -> int:
+    entry = next(e for e in json.loads(raw)["ledger_entries"] if e["ledger_account_id"] == account_id)
+    return entry["resulting_ledger_account_balances"]["available_balance"]["amount"]
+
+
+async def _wallets(api, rig: Rig, n: int, funding: int):
+    """A ledger, a cash account and n wallets funded with `funding` each; the cell's caches warm."""
+    ledger = (await api.ledger())["id"]
+    cash = (await api.account(ledger, "debit"))["id"]
+    wallets = [(await api.account(ledger, "credit"))["id"] for _ in range(n)]
+    for wallet in wallets:
+        await rig.post(rig.body(ledger, cash, wallet, funding))
+    acting = ACTING_TENANT.set(rig.tenant_id)
+    try:
+        await rig.ctx.cache.accounts(rig.ctx.pool, rig.tenant_id, [cash, *wallets])
+    finally:
+        ACTING_TENANT.reset(acting)
+    rig.statements.clear()
+    return ledger, cash, wallets
+
+
+async def test_balance_locked_postings_go_together_each_answered_as_alone(api, rig):
+    ledger, cash, wallets = await _wallets(api, rig, 6, 100)
+    shuffled = wallets[3:] + wallets[:3]  # arriving out of account order: sent in it
+    answers = await asyncio.gather(*(rig.post(_debit(ledger, wallet, cash, 10 + i)) for i, wallet in
+                                     enumerate(shuffled)))
+    assert len(rig.statements) == 1  # one group, one commit
+    for i, (wallet, raw) in enumerate(zip(shuffled, answers, strict=True)):
+        assert json.loads(raw)["status"] == "posted"
+        assert _resulting(raw, wallet) == 100 - (10 + i)
+        assert (await api.balances(wallet))["available_balance"]["amount"] == 100 - (10 + i)
+
+
+async def test_a_violated_balance_lock_fails_only_its_posting_and_splits_only_the_locking_group(api, rig, admin_conn):
+    ledger, cash, wallets = await _wallets(api, rig, 4, 100)
+    before = await _posted_count(admin_conn, api.tenant_id)
+    locked = [rig.post(_debit(ledger, wallet, cash, 500 if i == 2 else 30)) for i, wallet in enumerate(wallets)]
+    unlocked = [rig.post(rig.body(ledger, cash, wallet, 5)) for wallet in wallets[:3]]  # async: a group of their own
+    answers = await asyncio.gather(*locked, *unlocked, return_exceptions=True)
+    assert isinstance(answers[2], PostingRejected) and answers[2].code == "balance_lock_failed"
+    posted = [raw for i, raw in enumerate(answers) if i != 2]
+    assert all(json.loads(raw)["status"] == "posted" for raw in posted)
+    assert await _posted_count(admin_conn, api.tenant_id) == before + len(posted)
+    # The async group, the locking group (failed: nothing committed), then its four postings alone.
+    assert len(rig.statements) == 1 + 1 + 4
+    for i, wallet in enumerate(wallets):
+        if i != 2:
+            assert _resulting(answers[i], wallet) in (70, 75)  # before or after its async credit of 5 was applied
+    assert await admin_conn.fetchval("SELECT count(*) FROM ledger_entries WHERE tenant_id = $1 AND amount = 500",
+                                     api.tenant_id) == 0  # the overdraft was written nowhere
+
+
+async def test_postings_on_one_hot_account_share_its_lock_and_one_commit(api, rig):
+    ledger, cash, (wallet,) = await _wallets(api, rig, 1, 1000)
+    answers = await asyncio.gather(*(rig.post(_debit(ledger, wallet, cash, 10)) for _ in range(8)))
+    assert len(rig.statements) == 1
+    # Applied one after the other in the group's transaction: each saw the one before it.
+    assert sorted(_resulting(raw, wallet) for raw in answers) == list(range(920, 1000, 10))
+    assert (await api.balances(wallet))["available_balance"]["amount"] == 920
+    overdraft = await asyncio.gather(*(rig.post(_debit(ledger, wallet, cash, 400)) for _ in range(3)),
+                                     return_exceptions=True)
+    assert sum(isinstance(a, PostingRejected) for a in overdraft) == 1  # 920 covers two of the three
+    assert (await api.balances(wallet))["available_balance"]["amount"] == 120
