@@ -17,7 +17,10 @@ same workload straight to PostgreSQL (pgbench) for the database tier's own ratio
 
 `--modes hybrid,hybrid_nogroup` compares hybrid with and without group commit (CELL_POSTING_GROUP_MAX=1 for
 the second; cell/service/posting_groups.py) in alternating windows of one run: the ratio of each round's adjacent
-windows and the CPU per posting of each component (`--modes sync,hybrid,hybrid_nogroup`: both against sync too).
+windows and the CPU per posting of each component (`--modes sync,hybrid,hybrid_nogroup`: both against sync too;
+`--modes sync,sync_nogroup`: sync postings grouped and not). `--locked` makes the payments card authorizations: each
+card's debit under a balance lock, applied in its posting (`hybrid,hybrid_nogroup --locked`: balance-locked postings
+grouped and not).
 """
 
 from __future__ import annotations
@@ -68,6 +71,7 @@ VARIANTS = {"": {}, "nogroup": {"CELL_POSTING_GROUP_MAX": "1"}}
 ROUNDS = 3  # windows per mode, alternating: medians
 # What a hot account sees: the connections of the issue's mix (an omnibus account written by every investor).
 CONNECTIONS = 64
+CARD_LIMIT = 10**15  # a card's credit limit under `--locked`
 
 
 def card_id(i: int) -> uuid.UUID:
@@ -80,11 +84,16 @@ async def setup_books(url: str, cards: int) -> tuple[str, str]:
         (card_id(i), f"card {i}", "debit") for i in range(1, cards + 1)])
 
 
-def payment_request(ledger_id: str, cards: int):
+def payment_request(ledger_id: str, cards: int, locked: bool = False):
+    """A card payment; `locked`: a card authorization, its card's debit under a balance lock (its credit limit, never
+    reached here), so applied in the posting (sync), the settlement's credit still async in hybrid mode."""
+    lock = {"available_balance_amount": {"lte": CARD_LIMIT}} if locked else {}
+
     def write():
         amount = random.randint(1, 50_000)
         body = json.dumps({"ledger_id": ledger_id, "status": "posted", "ledger_entries": [
-            {"ledger_account_id": str(card_id(random.randint(1, cards))), "direction": "debit", "amount": amount},
+            {"ledger_account_id": str(card_id(random.randint(1, cards))), "direction": "debit", "amount": amount,
+             **lock},
             {"ledger_account_id": str(SETTLEMENT), "direction": "credit", "amount": amount}]}).encode()
         return "POST", "/api/ledger_transactions", body
 
@@ -223,7 +232,8 @@ def sqs_calls(metrics_urls: list[str]) -> float:
 
 
 async def measure(port: int, secret: str, ledger_id: str, cards: int, duration_s: float, concurrency: int,
-                  roots: dict[str, int | None] | None = None, metrics_urls: list[str] = ()) -> dict:
+                  roots: dict[str, int | None] | None = None, metrics_urls: list[str] = (), locked: bool = False,
+                  ) -> dict:
     """The load for duration_s; with `roots`, also the CPU milliseconds per posting of each component (a backend
     that ended inside the window is not counted: the cell's pool keeps its connections), and the SQS calls per
     posting of the processes behind `metrics_urls`."""
@@ -233,7 +243,7 @@ async def measure(port: int, secret: str, ledger_id: str, cards: int, duration_s
     pg_before = postgres_cpu_seconds(pg_pid, pg_clients) if pg_pid else {}
     before, calls_before = cpu_seconds(roots), sqs_calls(list(metrics_urls))
     stats = await run_load("127.0.0.1", port, (TENANT, secret), duration_s=duration_s,
-                           workers=[("write", concurrency)], make_request=payment_request(ledger_id, cards))
+                           workers=[("write", concurrency)], make_request=payment_request(ledger_id, cards, locked))
     after, calls_after = cpu_seconds(roots), sqs_calls(list(metrics_urls))
     pg_after = postgres_cpu_seconds(pg_pid, pg_clients) if pg_pid else {}
     summary = stats["write"].summary(duration_s)
@@ -326,12 +336,12 @@ async def start_mode(mode: str, pg: EmbeddedPostgres, valkey: EmbeddedValkey, sq
 
 
 async def window(m: ModeStack, valkey: EmbeddedValkey, sqs: EmbeddedSQS, *, cards: int,
-                 duration_s: float, concurrency: int) -> dict:
+                 duration_s: float, concurrency: int, locked: bool = False) -> dict:
     """One measured window of one mode: the load's summary, CPU per posting by component, SQS calls per posting."""
     return await measure(m.port, m.secret, m.ledger_id, cards, duration_s, concurrency,
                          {"cell": m.cell.proc.pid, "postgresql": m.pg.pid, "worker": m.worker.proc.pid,
                           "sqs endpoint": sqs.pid, "valkey": valkey.pid},
-                         [m.cell.metrics_url, m.worker.metrics_url])
+                         [m.cell.metrics_url, m.worker.metrics_url], locked)
 
 
 async def queue_report(conn: asyncpg.Connection, since) -> dict:
@@ -369,7 +379,7 @@ def median_window(windows: list[dict]) -> dict:
 
 async def _windows(results: dict, stacks: dict, conns: dict, pgs, valkey, sqs, workdir: Path, *, modes, cards: int,
                    duration_s: float, warmup_s: float, concurrency: int, rounds: int, send_buffer_ms: int,
-                   batch_wait_ms: int, receive_every_ms: int) -> None:
+                   batch_wait_ms: int, receive_every_ms: int, locked: bool = False) -> None:
     """Start every mode's stack, warm each up, then `rounds` windows per mode, alternating; medians per mode and
     the queue's report into `results`."""
     for mode in modes:
@@ -380,7 +390,7 @@ async def _windows(results: dict, stacks: dict, conns: dict, pgs, valkey, sqs, w
                                         receive_every_ms=receive_every_ms)
         conns[mode] = await asyncpg.connect(stacks[mode].url)
     for mode, m in stacks.items():
-        await measure(m.port, m.secret, m.ledger_id, cards, warmup_s, concurrency)
+        await measure(m.port, m.secret, m.ledger_id, cards, warmup_s, concurrency, locked=locked)
         if await wait_applied(conns[mode], START_WAIT_S_MAX) is None:
             raise RuntimeError(f"the {mode} worker applies nothing; see {workdir}/worker-{mode}.log")
     since = {mode: await conns[mode].fetchval("SELECT clock_timestamp()") for mode in modes}
@@ -388,7 +398,7 @@ async def _windows(results: dict, stacks: dict, conns: dict, pgs, valkey, sqs, w
     for i in range(rounds):
         for mode in (modes if i % 2 == 0 else tuple(reversed(modes))):
             windows[mode].append(await window(stacks[mode], valkey, sqs, cards=cards, duration_s=duration_s,
-                                              concurrency=concurrency))
+                                              concurrency=concurrency, locked=locked))
             print(f"{mode:7s} {_fmt(windows[mode][-1])}")
     for mode in modes:
         results[mode] = {**median_window(windows[mode]), "windows": windows[mode],
@@ -420,16 +430,16 @@ def _print_ratios(results: dict, hybrid: str = "hybrid") -> None:
           f"{'hold' if not results['violations'] else results['violations']}")
 
 
-def _print_group_commit(results: dict) -> None:
-    """Hybrid with group commit over hybrid without: throughput (the median of each round's adjacent windows) and
+def _print_group_commit(results: dict, mode: str) -> None:
+    """A mode with group commit over the same without: throughput (the median of each round's adjacent windows) and
     CPU per posting of each component (medians)."""
-    g, n = results["hybrid"], results["hybrid_nogroup"]
+    g, n = results[mode], results[f"{mode}_nogroup"]
     per_round = [gw["per_s"] / nw["per_s"] for gw, nw in zip(g["windows"], n["windows"])]
-    results["group_commit"] = {"throughput_grouped_over_ungrouped": statistics.median(per_round),
-                               "throughput_per_round": per_round}
+    results[f"group_commit_{mode}"] = {"throughput_grouped_over_ungrouped": statistics.median(per_round),
+                                       "throughput_per_round": per_round}
     cpu = "  ".join(f"{k} {n['cpu_ms_per_posting'][k]:.2f}->{g['cpu_ms_per_posting'][k]:.2f}"
                     for k in g["cpu_ms_per_posting"])
-    print(f"# group commit (same run, adjacent windows): hybrid tx/s grouped/ungrouped "
+    print(f"# group commit (same run, adjacent windows): {mode} tx/s grouped/ungrouped "
           f"{statistics.median(per_round):.2f}x (rounds: {', '.join(f'{x:.2f}' for x in per_round)}); CPU ms/posting "
           f"ungrouped->grouped: {cpu} (total {sum(n['cpu_ms_per_posting'].values()):.2f}->"
           f"{sum(g['cpu_ms_per_posting'].values()):.2f})")
@@ -438,7 +448,7 @@ def _print_group_commit(results: dict) -> None:
 async def run(duration_s: float = 10.0, concurrency: int = CONNECTIONS, cards: int = 1000, warmup_s: float = 1.0,
               send_buffer_ms: int = SEND_BUFFER_MS, batch_wait_ms: int = BATCH_WAIT_MS,
               receive_every_ms: int = RECEIVE_EVERY_MS, modes: tuple[str, ...] = MODES, rounds: int = ROUNDS,
-              **_ignored) -> dict:
+              locked: bool = False, **_ignored) -> dict:
     """Both modes' stacks up at once, their windows alternating (ABBA: a neighbour's load on shared cores hits
     both alike); medians per mode, the ratio of each round's adjacent windows, then the database tier."""
     workdir = Path(tempfile.mkdtemp(prefix="ledger-hot-"))
@@ -456,7 +466,7 @@ async def run(duration_s: float = 10.0, concurrency: int = CONNECTIONS, cards: i
     try:
         try:
             await _windows(results, stacks, conns, pgs, valkey, sqs, workdir, modes=modes, cards=cards,
-                           duration_s=duration_s, warmup_s=warmup_s, concurrency=concurrency, rounds=rounds,
+                           duration_s=duration_s, warmup_s=warmup_s, concurrency=concurrency, rounds=rounds, locked=locked,
                            send_buffer_ms=send_buffer_ms, batch_wait_ms=batch_wait_ms,
                            receive_every_ms=receive_every_ms)
         finally:
@@ -464,8 +474,9 @@ async def run(duration_s: float = 10.0, concurrency: int = CONNECTIONS, cards: i
                 await conn.close()
             for m in stacks.values():
                 m.stop()
-        if {"hybrid", "hybrid_nogroup"} <= set(modes):
-            _print_group_commit(results)
+        for mode in MODES:
+            if {mode, f"{mode}_nogroup"} <= set(modes):
+                _print_group_commit(results, mode)
         if "sync" in modes and "hybrid_nogroup" in modes:
             _print_ratios(results, "hybrid_nogroup")
         if set(MODES) <= set(modes):
@@ -515,10 +526,13 @@ def main() -> None:
                         help="the worker's receive interval under load")
     parser.add_argument("--modes", default=",".join(MODES), help="sync,hybrid (both: the ratios, the database tier); "
                         "hybrid,hybrid_nogroup: group commit on and off")
+    parser.add_argument("--locked", action="store_true", help="card authorizations: each card's debit under a "
+                        "balance lock (applied in its posting; in hybrid mode the settlement's credit stays async)")
     args = parser.parse_args()
     httpload.run(run(duration_s=args.duration, concurrency=args.concurrency, cards=args.cards,
                      send_buffer_ms=args.send_buffer_ms, batch_wait_ms=args.batch_wait_ms,
-                     receive_every_ms=args.receive_every_ms, modes=tuple(args.modes.split(",")), rounds=args.rounds),
+                     receive_every_ms=args.receive_every_ms, modes=tuple(args.modes.split(",")), rounds=args.rounds,
+                     locked=args.locked),
                  loop_factory=None)
 
 
