@@ -14,8 +14,8 @@ own `ledger_post` answer, as alone: its Idempotency-Key is held and probed in it
 with one key: the second is the first's replay, as one after the other), its answer kept with its key.
 
 Lock order (no deadlock added): a posting alone locks its accounts' balance rows in one statement, in account order
-(ledger_lock). A group that applies accounts is sent in account order (`lock_order`: postings sorted by their first
-account, a posting joining only if every row it locks that the group does not hold yet comes after every row the group
+(ledger_lock). A group that applies accounts is sent in account order (`lock_order`: postings sorted by their
+accounts, a posting joining only if every row it locks that the group does not hold yet comes after every row the group
 holds), so that the group as a whole takes its locks in that one order too; a posting that does not fit is served on
 its own. Concurrent postings have no order of their own to keep: one sent later in a group is as one that arrived
 later. (A hot account locked by the first of a group is then held by the group until its commit: the others of the
@@ -61,14 +61,15 @@ def groupable(posting: Posting) -> bool:
 
 def lock_order(accounts: list[list[str]]) -> tuple[list[int], list[int]]:
     """Of postings that apply `accounts` now (each list sorted: a posting's lock order), those sent as a group, in
-    the order they are sent, and those served on their own (indexes into `accounts`): sorted by first account (ties in
-    arrival order), a posting joins when every account it locks that the group does not hold yet comes after every
-    account the group holds: the group takes its locks in account order, as a posting alone does."""
+    the order they are sent, and those served on their own (indexes into `accounts`): sorted by their accounts (ties
+    in arrival order), a posting joins when every account it locks that the group does not hold yet comes after every
+    account the group holds: the group takes its locks in account order, as a posting alone does. (Postings that
+    share one account and lock one more each, a hot account's, all join: sorted by the other.)"""
     held: set[str] = set()
     last = ""
     sent: list[int] = []
     alone: list[int] = []
-    for i in sorted(range(len(accounts)), key=lambda i: accounts[i][0]):
+    for i in sorted(range(len(accounts)), key=lambda i: accounts[i]):
         new = [a for a in accounts[i] if a not in held]
         if new and new[0] <= last:
             alone.append(i)

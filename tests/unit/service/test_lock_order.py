@@ -33,7 +33,18 @@ def test_postings_of_one_account_each_all_go_together_in_account_order(accounts)
     assert sent == sorted(sent, key=lambda i: (accounts[i], i))  # one account's postings in arrival order
 
 
+@given(st.integers(0, len(ACCOUNTS) - 1), st.lists(st.sampled_from(ACCOUNTS), min_size=1, max_size=12))
+def test_postings_through_one_hot_account_go_together_but_one_of_those_below_it(at, others):
+    """Each locks a hot account and one of its own (card payments against one settlement account, sync): all of those
+    whose own account sorts after the hot one's go together, with those of the lowest account below it."""
+    hot = ACCOUNTS[at]
+    accounts = [sorted({hot, other}) for other in others]
+    _, alone = lock_order(accounts)
+    lowest = min((other for other in others if other < hot), default=None)
+    assert set(alone) == {i for i, other in enumerate(others) if other < hot and other != lowest}
+
+
 def test_a_posting_whose_rows_straddle_the_groups_is_served_alone():
     a, b, c, d = ACCOUNTS[:4]
-    # [a, c] then [b]: b would be locked after c. [c, d] joins (c held, d after it); [a] too (held).
-    assert lock_order([[b], [a, c], [c, d], [a]]) == ([1, 3, 2], [0])
+    # [a], [a, c] (c after a), then [b]: b would be locked after c. [c, d] joins (c held, d after it).
+    assert lock_order([[b], [a, c], [c, d], [a]]) == ([3, 1, 2], [0])
