@@ -18,7 +18,7 @@ same workload straight to PostgreSQL (pgbench) for the database tier's own ratio
 `--modes hybrid,hybrid_nogroup` compares hybrid with and without group commit (CELL_POSTING_GROUP_MAX=1 for
 the second; cell/service/posting_groups.py) in alternating windows of one run: the ratio of each round's adjacent
 windows and the CPU per posting of each component (`--modes sync,hybrid,hybrid_nogroup`: both against sync too;
-`--modes sync,sync_nogroup`: sync postings grouped and not). `--locked` makes the payments card authorizations: each
+`--modes sync,hybrid,sync_nogroup`: sync postings grouped and not, and hybrid against both). `--locked` makes the payments card authorizations: each
 card's debit under a balance lock, applied in its posting (`hybrid,hybrid_nogroup --locked`: balance-locked postings
 grouped and not).
 """
@@ -413,17 +413,17 @@ async def _windows(results: dict, stacks: dict, conns: dict, pgs, valkey, sqs, w
               f"end, applied in {_s(h['backlog_drained_s'])})")
 
 
-def _print_ratios(results: dict, hybrid: str = "hybrid") -> None:
-    """Throughput: the median of each round's hybrid/sync (adjacent windows); latency and CPU from the medians.
-    `hybrid`: the hybrid mode compared (a variant's ratios go under ratios_<variant>)."""
-    h, s = results[hybrid], results["sync"]
+def _print_ratios(results: dict, hybrid: str = "hybrid", sync: str = "sync") -> None:
+    """Throughput: the median of each round's hybrid/sync (windows of one round); latency and CPU from the medians.
+    `hybrid`, `sync`: the modes compared (a variant's ratios go under ratios_<hybrid>_<sync>)."""
+    h, s = results[hybrid], results[sync]
     per_round = [hw["per_s"] / sw["per_s"] for hw, sw in zip(h["windows"], s["windows"])]
-    r = results["ratios" if hybrid == "hybrid" else f"ratios_{hybrid}"] = {
+    r = results["ratios" if (hybrid, sync) == ("hybrid", "sync") else f"ratios_{hybrid}_{sync}"] = {
         "throughput_hybrid_over_sync": statistics.median(per_round), "throughput_per_round": per_round,
         "p50_sync_over_hybrid": s["p50_ms"] / h["p50_ms"], "p99_sync_over_hybrid": s["p99_ms"] / h["p99_ms"],
         "cpu_per_posting_sync_over_hybrid": sum(s["cpu_ms_per_posting"].values())
         / sum(h["cpu_ms_per_posting"].values())}
-    print(f"# ratios (same run, adjacent windows): {hybrid}/sync throughput {r['throughput_hybrid_over_sync']:.2f}x "
+    print(f"# ratios (same run, adjacent windows): {hybrid}/{sync} throughput {r['throughput_hybrid_over_sync']:.2f}x "
           f"(rounds: {', '.join(f'{x:.2f}' for x in per_round)}), p50 latency sync/hybrid "
           f"{r['p50_sync_over_hybrid']:.2f}x, p99 {r['p99_sync_over_hybrid']:.2f}x, CPU per posting sync/hybrid "
           f"{r['cpu_per_posting_sync_over_hybrid']:.2f}x; invariants: "
@@ -479,6 +479,8 @@ async def run(duration_s: float = 10.0, concurrency: int = CONNECTIONS, cards: i
                 _print_group_commit(results, mode)
         if "sync" in modes and "hybrid_nogroup" in modes:
             _print_ratios(results, "hybrid_nogroup")
+        if "hybrid" in modes and "sync_nogroup" in modes:
+            _print_ratios(results, "hybrid", "sync_nogroup")
         if set(MODES) <= set(modes):
             _print_ratios(results)
             ledger_ids = {mode: m.ledger_id for mode, m in stacks.items()}
