@@ -4,8 +4,10 @@ share one commit (group commit); a group that fails is re-run one posting per tr
 Which postings: every posting but a reversal or a partial post (which lock another transaction's row). Two kinds of
 groups, never mixed: async postings (hybrid mode, no balance lock, no lock_version, no resulting balances asked
 for; `ledger_post`'s apply list empty), and postings that apply accounts now (sync mode, or a balance lock, a
-lock_version, resulting balances: their answer is still their own `ledger_post` call's), kept apart so that a
-violated balance lock, a normal answer, splits only the postings that lock rows. Postings of one tenant and kind ready
+lock_version, resulting balances: their answer is still their own `ledger_post` call's), kept apart so that the
+cost of those locks and checks stays with them. A posting refused by its balance lock or lock_version (a normal
+answer) is undone alone inside the group, which goes on (store.post_group: ledger_post_in_group, a subtransaction
+per posting, for groups with such checks); it gets the error it gets alone. Postings of one tenant and kind ready
 to run in the same turn of the event loop, and those that arrive while STATEMENTS_IN_FLIGHT_MAX of its groups are in
 flight, go to PostgreSQL as one round trip in one transaction (store.post_group: one `ledger_post` call per posting,
 one commit for all; gather.Gatherer forms the groups, at most CellSettings.posting_group_max postings each, 1:
@@ -22,7 +24,7 @@ later. (A hot account locked by the first of a group is then held by the group u
 group apply it without waiting, and the group shares one commit, one WAL flush.)
 
 When the group's statement fails with the database's or the domain's error (a key in flight elsewhere, a frozen
-tenant, a violated balance lock or another check of `ledger_post`, a conflict still there after CellContext.run's
+tenant, another check of `ledger_post`, a conflict still there after CellContext.run's
 retries), nothing of the group was committed: each posting is then run on its own, one per transaction, and gets
 exactly the answer or error it gets alone. When the outcome is unknown (OutcomeUnknown: the connection was lost while
 the statement ran, its commit may have landed), every posting of the group gets OutcomeUnknown, never a second run;
@@ -41,7 +43,12 @@ from typing import TypeVar
 
 import asyncpg
 
-from cell.ledger.errors import DatabaseUnavailable, LedgerError, OutcomeUnknown
+from cell.ledger.errors import (
+    DatabaseUnavailable,
+    LedgerError,
+    OutcomeUnknown,
+    PostingRejected,
+)
 from cell.ledger.models import Posting
 from cell.service.gather import ALONE, Gatherer
 from cell.service.metrics import POSTING_GROUP_SIZE, POSTING_GROUPS_SPLIT
@@ -52,6 +59,11 @@ T = TypeVar("T")
 STATEMENTS_IN_FLIGHT_MAX = 2  # per tenant and kind: the postings that arrive meanwhile gather for the next group
 Item = tuple[Posting, list | None, bytes | None]  # a posting, its events, the answer its key keeps
 _APPLYING = "\x00applying"  # a tenant's key suffix for its groups of postings that apply accounts now
+# Postings a group that applies accounts sends at most (the others are served alone), whatever posting_group_max
+# says: with balance locks each is a subtransaction (ledger_post_in_group), two with archive_on_balance_lock_failure,
+# and past 64 a backend's subtransactions overflow its cache in shared memory (PGPROC_MAX_CACHED_SUBXIDS), which slows
+# every other backend's snapshots.
+APPLYING_GROUP_MAX = 32
 
 
 def groupable(posting: Posting) -> bool:
@@ -96,12 +108,16 @@ class PostingGroups(Gatherer):
         if not groupable(posting):
             return await self._alone(posting.tenant_id, (posting, events, answer))
         key = posting.tenant_id + _APPLYING if posting.apply_accounts else posting.tenant_id
-        return await self.submit(key, (posting, events, answer))
+        result = await self.submit(key, (posting, events, answer))
+        if isinstance(result, PostingRejected):  # its balance lock or lock_version, in a group that went on
+            raise result
+        return result
 
     async def _together(self, key: str, items: list[Item]) -> list:
         answers: list = [ALONE] * len(items)
         if key.endswith(_APPLYING):
             sent, _ = lock_order([posting.apply_accounts for posting, _, _ in items])
+            sent = sent[:APPLYING_GROUP_MAX]
             if len(sent) < 2:
                 return answers
         else:

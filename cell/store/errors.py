@@ -23,7 +23,10 @@ from cell.ledger.errors import (
 
 
 def _extra(exc: asyncpg.PostgresError) -> dict:
-    detail = getattr(exc, "detail", None)
+    return _detail(getattr(exc, "detail", None))
+
+
+def _detail(detail: str | None) -> dict:
     if not detail:
         return {}
     try:
@@ -64,21 +67,26 @@ def connect_refused(exc: BaseException) -> bool:
             or (state == "55000" and "accepting connections" in str(exc)))  # ALLOW_CONNECTIONS false
 
 
-def translate(exc: asyncpg.PostgresError) -> LedgerError | None:
-    """The domain error for a driver error, or None when it is a programmer error (stays loud)."""
-    state = getattr(exc, "sqlstate", None)
+def rejection(state: str, detail: str | None) -> PostingRejected:
+    """A violated balance lock (LG001) or a stale lock_version (LG002), raised by the database or returned by
+    ledger_post_in_group (routines/post_in_group.sql) with the same detail."""
+    extra = _detail(detail)
     if state == "LG001":
-        extra = _extra(exc)
         return PostingRejected(
             f"balance lock failed on ledger account {extra.get('ledger_account_id')}: "
             f"{extra.get('balance')} would be {extra.get('resulting_amount')}, "
             f"which is not {extra.get('operator')} {extra.get('value')}",
             "balance_lock_failed", extra)
-    if state == "LG002":
-        extra = _extra(exc)
-        return PostingRejected(
-            f"ledger account {extra.get('ledger_account_id')} is at lock_version {extra.get('actual')}, "
-            f"not {extra.get('expected')}", "lock_version_mismatch", extra)
+    return PostingRejected(
+        f"ledger account {extra.get('ledger_account_id')} is at lock_version {extra.get('actual')}, "
+        f"not {extra.get('expected')}", "lock_version_mismatch", extra)
+
+
+def translate(exc: asyncpg.PostgresError) -> LedgerError | None:
+    """The domain error for a driver error, or None when it is a programmer error (stays loud)."""
+    state = getattr(exc, "sqlstate", None)
+    if state in ("LG001", "LG002"):
+        return rejection(state, getattr(exc, "detail", None))
     if state == "LG013":
         extra = _extra(exc)
         return PostingRejected(

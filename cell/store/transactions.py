@@ -11,7 +11,9 @@ import asyncpg
 import msgspec
 
 from cell.ledger.models import Posting, TransactionState
+from cell.ledger.errors import PostingRejected
 from cell.store.categories import IN_CATEGORY
+from cell.store.errors import rejection
 from cell.store.filters import OPERATORS_SQL, Where
 from cell.store.queries import Q
 
@@ -32,14 +34,23 @@ class EntryResult(msgspec.Struct, frozen=True):
     available_amount: int
 
 
+class Rejected(msgspec.Struct, frozen=True):
+    """A posting of a group refused by its balance lock or lock_version (routines/post_in_group.sql)."""
+
+    sqlstate: str
+    detail: str | None = None
+
+
 class PostResult(msgspec.Struct, frozen=True):
-    """What `ledger_post` answers: a replayed Idempotency-Key, or the commit time and the entries applied now."""
+    """What `ledger_post` answers: a replayed Idempotency-Key, or the commit time and the entries applied now (or,
+    from ledger_post_in_group, `rejected`: nothing of the posting was written)."""
 
     replay: bool = False
     created_at: datetime | None = None
     entries: list[EntryResult] = []
     lock_wait_s: float = 0.0
     archived_reason: str | None = None  # 'balance_lock_failure': archived instead of refused
+    rejected: Rejected | None = None
 
 
 class TransitionResult(msgspec.Struct, frozen=True):
@@ -88,12 +99,21 @@ async def post(conn: asyncpg.Connection, posting: Posting, events: list | None =
 
 
 async def post_group(conn: asyncpg.Connection, postings: list[tuple[Posting, list | None, bytes | None]],
-                     ) -> list[PostResult]:
+                     ) -> list[PostResult | PostingRejected]:
     """Many postings (each with its events and kept answer, as `post` takes them) in one round trip and ONE database
     transaction (asyncpg's fetchmany: pipelined, atomic), one `ledger_post` call each, in order: each posting's own
-    answer, as `post` gives it; if any call fails, none was written (group commit, cell/service/posting_groups.py)."""
-    rows = await conn.fetchmany(Q["post_transaction"], [_post_args(p, events, answer) for p, events, answer in postings])
-    return [post_result(row[0]) for row in rows]
+    answer, as `post` gives it; if any call fails, none was written (group commit, cell/service/posting_groups.py).
+    A group with a balance lock or a lock_version goes through ledger_post_in_group: a posting refused by one is
+    undone alone and its answer is the PostingRejected `post` raises for it; the others are written."""
+    checked = any(not e.condition.is_empty() for p, _, _ in postings for e in p.entries)
+    rows = await conn.fetchmany(Q["post_transaction_in_group" if checked else "post_transaction"],
+                                [_post_args(p, events, answer) for p, events, answer in postings])
+    results: list[PostResult | PostingRejected] = []
+    for row in rows:
+        result = post_result(row[0])
+        results.append(result if result.rejected is None else rejection(result.rejected.sqlstate,
+                                                                          result.rejected.detail))
+    return results
 
 
 async def post_many(conn: asyncpg.Connection, postings: list[tuple[Posting, list | None]]) -> None:

@@ -2,6 +2,10 @@
 SELECT ledger_post($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20,
                    $21, $22, $23, $24, $25)::text
 
+-- name: post_transaction_in_group
+SELECT ledger_post_in_group($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19,
+                            $20, $21, $22, $23, $24, $25)::text
+
 -- name: transition_transaction
 SELECT ledger_transition($1, $2, $3, $4, $5, $6, $7, $8, $9)::text
 

@@ -26,7 +26,7 @@ from cell.ledger.errors import (
 from cell.service import transactions
 from cell.service.context import AccountCache, CellContext
 from cell.service.idempotency import idempotency_key
-from cell.service.posting_groups import PostingGroups
+from cell.service.posting_groups import APPLYING_GROUP_MAX, PostingGroups
 from cell.store.db import ACTING_TENANT, create_pool
 from tests.integration.conftest import cell_settings
 
@@ -322,23 +322,31 @@ async def test_balance_locked_postings_go_together_each_answered_as_alone(api, r
         assert (await api.balances(wallet))["available_balance"]["amount"] == 100 - (10 + i)
 
 
-async def test_a_violated_balance_lock_fails_only_its_posting_and_splits_only_the_locking_group(api, rig, admin_conn):
-    ledger, cash, wallets = await _wallets(api, rig, 4, 100)
+async def test_a_violated_balance_lock_or_lock_version_fails_only_its_posting_in_the_group(api, rig, admin_conn):
+    ledger, cash, wallets = await _wallets(api, rig, 5, 100)
     before = await _posted_count(admin_conn, api.tenant_id)
-    locked = [rig.post(_debit(ledger, wallet, cash, 500 if i == 2 else 30)) for i, wallet in enumerate(wallets)]
+    splits = _sample("ledger_posting_groups_split_total")
+    stale = json.loads(_debit(ledger, wallets[3], cash, 30))
+    stale["ledger_entries"][0]["lock_version"] = 99  # LG002
+    bodies = [_debit(ledger, wallet, cash, 500 if i == 1 else 30) for i, wallet in enumerate(wallets)]
+    bodies[3] = json.dumps(stale).encode()
+    locked = [rig.post(body) for body in bodies]
     unlocked = [rig.post(rig.body(ledger, cash, wallet, 5)) for wallet in wallets[:3]]  # async: a group of their own
     answers = await asyncio.gather(*locked, *unlocked, return_exceptions=True)
-    assert isinstance(answers[2], PostingRejected) and answers[2].code == "balance_lock_failed"
-    posted = [raw for i, raw in enumerate(answers) if i != 2]
+    assert isinstance(answers[1], PostingRejected) and answers[1].code == "balance_lock_failed", answers[1]
+    assert answers[1].extra["ledger_account_id"] == wallets[1]
+    assert isinstance(answers[3], PostingRejected) and answers[3].code == "lock_version_mismatch", answers[3]
+    posted = [raw for i, raw in enumerate(answers) if i not in (1, 3)]
     assert all(json.loads(raw)["status"] == "posted" for raw in posted)
     assert await _posted_count(admin_conn, api.tenant_id) == before + len(posted)
-    # The async group, the locking group (failed: nothing committed), then its four postings alone.
-    assert len(rig.statements) == 1 + 1 + 4
-    for i, wallet in enumerate(wallets):
-        if i != 2:
-            assert _resulting(answers[i], wallet) in (70, 75)  # before or after its async credit of 5 was applied
+    assert len(rig.statements) == 2  # the async group and the locking group: nothing re-run
+    assert _sample("ledger_posting_groups_split_total") == splits
+    for i in (0, 2, 4):
+        assert _resulting(answers[i], wallets[i]) in (70, 75)  # before or after its async credit of 5 was applied
     assert await admin_conn.fetchval("SELECT count(*) FROM ledger_entries WHERE tenant_id = $1 AND amount = 500",
-                                     api.tenant_id) == 0  # the overdraft was written nowhere
+                                     api.tenant_id) == 0  # the refused postings were written nowhere
+    assert await admin_conn.fetchval("SELECT count(*) FROM ledger_entries WHERE ledger_account_id = $1",
+                                     uuid.UUID(wallets[3])) == 1  # its funding, not the refused debit
 
 
 async def test_postings_on_one_hot_account_share_its_lock_and_one_commit(api, rig):
@@ -352,3 +360,11 @@ async def test_postings_on_one_hot_account_share_its_lock_and_one_commit(api, ri
                                      return_exceptions=True)
     assert sum(isinstance(a, PostingRejected) for a in overdraft) == 1  # 920 covers two of the three
     assert (await api.balances(wallet))["available_balance"]["amount"] == 120
+
+
+async def test_a_group_with_balance_locks_stays_within_postgresqls_subtransaction_cache(api, rig):
+    ledger, cash, wallets = await _wallets(api, rig, APPLYING_GROUP_MAX + 4, 100)
+    rig.ctx.posting_groups = PostingGroups(rig.run, APPLYING_GROUP_MAX + 8)
+    answers = await asyncio.gather(*(rig.post(_debit(ledger, wallet, cash, 1)) for wallet in wallets))
+    assert all(_resulting(raw, wallet) == 99 for raw, wallet in zip(answers, wallets, strict=True))
+    assert len(rig.statements) == 1 + 4  # a group of APPLYING_GROUP_MAX, the rest alone
