@@ -20,7 +20,7 @@ the second; cell/service/posting_groups.py) in alternating windows of one run: t
 windows and the CPU per posting of each component (`--modes sync,hybrid,hybrid_nogroup`: both against sync too;
 `--modes sync,hybrid,sync_nogroup`: sync postings grouped and not, and hybrid against both). `--locked` makes the payments card authorizations: each
 card's debit under a balance lock, applied in its posting (`hybrid,hybrid_nogroup --locked`: balance-locked postings
-grouped and not).
+grouped and not; `--declines 0.1`: a tenth of them declined, as card issuers see).
 """
 
 from __future__ import annotations
@@ -84,16 +84,19 @@ async def setup_books(url: str, cards: int) -> tuple[str, str]:
         (card_id(i), f"card {i}", "debit") for i in range(1, cards + 1)])
 
 
-def payment_request(ledger_id: str, cards: int, locked: bool = False):
-    """A card payment; `locked`: a card authorization, its card's debit under a balance lock (its credit limit, never
-    reached here), so applied in the posting (sync), the settlement's credit still async in hybrid mode."""
-    lock = {"available_balance_amount": {"lte": CARD_LIMIT}} if locked else {}
+def payment_request(ledger_id: str, cards: int, locked: float | None = None):
+    """A card payment; `locked` (not None): a card authorization, its card's debit under a balance lock (its credit
+    limit, never reached here), so applied in the posting (sync), the settlement's credit still async in hybrid mode;
+    that fraction of them declined (a limit the card is over: 422, nothing written)."""
+    lock = {"available_balance_amount": {"lte": CARD_LIMIT}}
+    over = {"available_balance_amount": {"lte": -1}}
 
     def write():
         amount = random.randint(1, 50_000)
+        condition = {} if locked is None else over if random.random() < locked else lock
         body = json.dumps({"ledger_id": ledger_id, "status": "posted", "ledger_entries": [
             {"ledger_account_id": str(card_id(random.randint(1, cards))), "direction": "debit", "amount": amount,
-             **lock},
+             **condition},
             {"ledger_account_id": str(SETTLEMENT), "direction": "credit", "amount": amount}]}).encode()
         return "POST", "/api/ledger_transactions", body
 
@@ -232,7 +235,7 @@ def sqs_calls(metrics_urls: list[str]) -> float:
 
 
 async def measure(port: int, secret: str, ledger_id: str, cards: int, duration_s: float, concurrency: int,
-                  roots: dict[str, int | None] | None = None, metrics_urls: list[str] = (), locked: bool = False,
+                  roots: dict[str, int | None] | None = None, metrics_urls: list[str] = (), locked: float | None = None,
                   ) -> dict:
     """The load for duration_s; with `roots`, also the CPU milliseconds per posting of each component (a backend
     that ended inside the window is not counted: the cell's pool keeps its connections), and the SQS calls per
@@ -336,7 +339,7 @@ async def start_mode(mode: str, pg: EmbeddedPostgres, valkey: EmbeddedValkey, sq
 
 
 async def window(m: ModeStack, valkey: EmbeddedValkey, sqs: EmbeddedSQS, *, cards: int,
-                 duration_s: float, concurrency: int, locked: bool = False) -> dict:
+                 duration_s: float, concurrency: int, locked: float | None = None) -> dict:
     """One measured window of one mode: the load's summary, CPU per posting by component, SQS calls per posting."""
     return await measure(m.port, m.secret, m.ledger_id, cards, duration_s, concurrency,
                          {"cell": m.cell.proc.pid, "postgresql": m.pg.pid, "worker": m.worker.proc.pid,
@@ -379,7 +382,7 @@ def median_window(windows: list[dict]) -> dict:
 
 async def _windows(results: dict, stacks: dict, conns: dict, pgs, valkey, sqs, workdir: Path, *, modes, cards: int,
                    duration_s: float, warmup_s: float, concurrency: int, rounds: int, send_buffer_ms: int,
-                   batch_wait_ms: int, receive_every_ms: int, locked: bool = False) -> None:
+                   batch_wait_ms: int, receive_every_ms: int, locked: float | None = None) -> None:
     """Start every mode's stack, warm each up, then `rounds` windows per mode, alternating; medians per mode and
     the queue's report into `results`."""
     for mode in modes:
@@ -448,7 +451,7 @@ def _print_group_commit(results: dict, mode: str) -> None:
 async def run(duration_s: float = 10.0, concurrency: int = CONNECTIONS, cards: int = 1000, warmup_s: float = 1.0,
               send_buffer_ms: int = SEND_BUFFER_MS, batch_wait_ms: int = BATCH_WAIT_MS,
               receive_every_ms: int = RECEIVE_EVERY_MS, modes: tuple[str, ...] = MODES, rounds: int = ROUNDS,
-              locked: bool = False, **_ignored) -> dict:
+              locked: float | None = None, **_ignored) -> dict:
     """Both modes' stacks up at once, their windows alternating (ABBA: a neighbour's load on shared cores hits
     both alike); medians per mode, the ratio of each round's adjacent windows, then the database tier."""
     workdir = Path(tempfile.mkdtemp(prefix="ledger-hot-"))
@@ -530,11 +533,12 @@ def main() -> None:
                         "hybrid,hybrid_nogroup: group commit on and off")
     parser.add_argument("--locked", action="store_true", help="card authorizations: each card's debit under a "
                         "balance lock (applied in its posting; in hybrid mode the settlement's credit stays async)")
+    parser.add_argument("--declines", type=float, default=0.0, help="with --locked: the fraction declined (422)")
     args = parser.parse_args()
     httpload.run(run(duration_s=args.duration, concurrency=args.concurrency, cards=args.cards,
                      send_buffer_ms=args.send_buffer_ms, batch_wait_ms=args.batch_wait_ms,
                      receive_every_ms=args.receive_every_ms, modes=tuple(args.modes.split(",")), rounds=args.rounds,
-                     locked=args.locked),
+                     locked=args.declines if args.locked else None),
                  loop_factory=None)
 
 
