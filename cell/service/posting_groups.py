@@ -17,10 +17,11 @@ with one key: the second is the first's replay, as one after the other), its ans
 
 Lock order (no deadlock added): a posting alone locks its accounts' balance rows in one statement, in account order
 (ledger_lock). A group that applies accounts is sent in account order (`lock_order`: postings sorted by their
-accounts, a posting joining only if every row it locks that the group does not hold yet comes after every row the group
-holds), so that the group as a whole takes its locks in that one order too; a posting that does not fit is served on
-its own. Concurrent postings have no order of their own to keep: one sent later in a group is as one that arrived
-later. (A hot account locked by the first of a group is then held by the group until its commit: the others of the
+accounts, each locking only rows after every row the group holds already), so that the group as a whole takes its
+locks in that one order too, in one round trip. When some do not fit that order (postings through a hot account whose
+other account sorts below it), the group first locks every row of its postings in one statement (ledger_lock), then
+runs them: an explicit transaction, four round trips. Concurrent postings have no order of their own to keep: one sent
+later in a group is as one that arrived later. (A hot account locked by the first of a group is then held by the group until its commit: the others of the
 group apply it without waiting, and the group shares one commit, one WAL flush.)
 
 When the group's statement fails with the database's or the domain's error (a key in flight elsewhere, a frozen
@@ -72,11 +73,11 @@ def groupable(posting: Posting) -> bool:
 
 
 def lock_order(accounts: list[list[str]]) -> tuple[list[int], list[int]]:
-    """Of postings that apply `accounts` now (each list sorted: a posting's lock order), those sent as a group, in
-    the order they are sent, and those served on their own (indexes into `accounts`): sorted by their accounts (ties
-    in arrival order), a posting joins when every account it locks that the group does not hold yet comes after every
-    account the group holds: the group takes its locks in account order, as a posting alone does. (Postings that
-    share one account and lock one more each, a hot account's, all join: sorted by the other.)"""
+    """Of postings that apply `accounts` now (each list sorted: a posting's lock order), those that take their locks
+    in account order when sent in this order, and those that do not fit it (indexes into `accounts`): sorted by their
+    accounts (ties in arrival order), a posting fits when every account it locks that the ones before it do not hold
+    yet comes after every account they hold, as a posting alone locks. (Postings that share one account and lock one
+    more each, a hot account's, all fit when the shared one sorts first: sorted by the other.)"""
     held: set[str] = set()
     last = ""
     sent: list[int] = []
@@ -115,17 +116,20 @@ class PostingGroups(Gatherer):
 
     async def _together(self, key: str, items: list[Item]) -> list:
         answers: list = [ALONE] * len(items)
+        lock_first = None
         if key.endswith(_APPLYING):
-            sent, _ = lock_order([posting.apply_accounts for posting, _, _ in items])
-            sent = sent[:APPLYING_GROUP_MAX]
+            sent, alone = lock_order([posting.apply_accounts for posting, _, _ in items])
+            sent = (sent + alone)[:APPLYING_GROUP_MAX]
             if len(sent) < 2:
                 return answers
+            if alone:  # one would lock a row below one the group holds: the group locks all its rows first
+                lock_first = sorted({account for i in sent for account in items[i][0].apply_accounts})
         else:
             sent = list(range(len(items)))
         POSTING_GROUP_SIZE.observe(len(sent))
         group = [items[i] for i in sent]
         try:
-            results = await self._run(lambda conn: store.post_group(conn, group))
+            results = await self._run(lambda conn: store.post_group(conn, group, lock_first))
         except (OutcomeUnknown, DatabaseUnavailable):
             raise  # to every posting of the group: it may have committed, or nothing was sent
         except (LedgerError, asyncpg.PostgresError):

@@ -368,3 +368,33 @@ async def test_a_group_with_balance_locks_stays_within_postgresqls_subtransactio
     answers = await asyncio.gather(*(rig.post(_debit(ledger, wallet, cash, 1)) for wallet in wallets))
     assert all(_resulting(raw, wallet) == 99 for raw, wallet in zip(answers, wallets, strict=True))
     assert len(rig.statements) == 1 + 4  # a group of APPLYING_GROUP_MAX, the rest alone
+
+
+async def test_postings_through_a_hot_account_that_sorts_last_go_together_locking_first(api, rig):
+    """Each posting applies its wallet and the hot account (resulting balances asked for both); every wallet's id sorts
+    before the hot account's, so in a group the wallets' rows would be locked after the hot one: the group locks all
+    its rows first, in one statement, and still goes as one."""
+    ledger = (await api.ledger())["id"]
+    accounts = sorted([(await api.account(ledger, "credit"))["id"] for _ in range(7)])
+    wallets, hot = accounts[:-1], accounts[-1]
+    for wallet in wallets:
+        await rig.post(rig.body(ledger, hot, wallet, 100))  # funding: the hot account pays each wallet 100
+    acting = ACTING_TENANT.set(rig.tenant_id)
+    try:
+        await rig.ctx.cache.accounts(rig.ctx.pool, rig.tenant_id, accounts)
+    finally:
+        ACTING_TENANT.reset(acting)
+    rig.statements.clear()
+
+    def payment(wallet: str, amount: int) -> bytes:
+        return json.dumps({"ledger_id": ledger, "status": "posted", "ledger_entries": [
+            {"ledger_account_id": wallet, "direction": "debit", "amount": amount,
+             "show_resulting_ledger_account_balances": True},
+            {"ledger_account_id": hot, "direction": "credit", "amount": amount,
+             "show_resulting_ledger_account_balances": True}]}).encode()
+
+    answers = await asyncio.gather(*(rig.post(payment(wallet, 10)) for wallet in wallets))
+    assert len(rig.statements) == 1
+    assert [_resulting(raw, wallet) for raw, wallet in zip(answers, wallets, strict=True)] == [90] * len(wallets)
+    # The hot account (credit-normal) went from -600 to -540, one payment after the other.
+    assert sorted(_resulting(raw, hot) for raw in answers) == list(range(-590, -530, 10))

@@ -16,7 +16,7 @@ postings = st.lists(st.lists(st.sampled_from(ACCOUNTS), min_size=1, max_size=4, 
 @given(postings)
 def test_a_group_locks_each_row_after_every_row_it_holds(accounts):
     sent, alone = lock_order(accounts)
-    assert sorted(sent + alone) == list(range(len(accounts)))  # each posting sent or served alone, once
+    assert sorted(sent + alone) == list(range(len(accounts)))  # each posting fits or not, once
     assert sent  # the first in account order always goes
     held: list[str] = []
     for i in sent:
@@ -34,9 +34,10 @@ def test_postings_of_one_account_each_all_go_together_in_account_order(accounts)
 
 
 @given(st.integers(0, len(ACCOUNTS) - 1), st.lists(st.sampled_from(ACCOUNTS), min_size=1, max_size=12))
-def test_postings_through_one_hot_account_go_together_but_one_of_those_below_it(at, others):
+def test_postings_through_one_hot_account_fit_but_those_below_it(at, others):
     """Each locks a hot account and one of its own (card payments against one settlement account, sync): all of those
-    whose own account sorts after the hot one's go together, with those of the lowest account below it."""
+    whose own account sorts after the hot one's fit, with those of the lowest account below it (the group then locks
+    its rows first: tests/integration/cell/test_posting_groups.py)."""
     hot = ACCOUNTS[at]
     accounts = [sorted({hot, other}) for other in others]
     _, alone = lock_order(accounts)
@@ -44,7 +45,7 @@ def test_postings_through_one_hot_account_go_together_but_one_of_those_below_it(
     assert set(alone) == {i for i, other in enumerate(others) if other < hot and other != lowest}
 
 
-def test_a_posting_whose_rows_straddle_the_groups_is_served_alone():
+def test_a_posting_whose_rows_straddle_the_others_does_not_fit():
     a, b, c, d = ACCOUNTS[:4]
     # [a], [a, c] (c after a), then [b]: b would be locked after c. [c, d] joins (c held, d after it).
     assert lock_order([[b], [a, c], [c, d], [a]]) == ([3, 1, 2], [0])
