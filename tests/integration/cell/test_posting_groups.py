@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import uuid
 
 import asyncpg
@@ -40,6 +41,7 @@ class Rig:
     def __init__(self, ctx: CellContext, tenant_id: str) -> None:
         self.ctx, self.tenant_id = ctx, tenant_id
         self.statements: list[int] = []  # the statements the posting groups sent (a group or a posting alone)
+        self.attempts = 0  # their runs on a connection: more than statements when CellContext.run retried (a deadlock)
         self.hold: asyncio.Event | None = None  # set: statements wait for it before they go
         self.before = None  # async fn(conn) run on the statement's connection before it
 
@@ -50,6 +52,7 @@ class Rig:
         before = self.before
 
         async def statement(conn):
+            self.attempts += 1
             if before is not None:
                 await before(conn)
             return await fn(conn)
@@ -81,17 +84,21 @@ class Rig:
             ACTING_TENANT.reset(acting)
 
 
-@pytest_asyncio.fixture
-async def rig(api, cell_database_url):
-    pool = await create_pool(cell_database_url, min_size=1, max_size=8, role="ledger_app")
-    ctx = CellContext(settings=cell_settings(cell_database_url, posting_mode="hybrid"), pool=pool,
-                      cache=AccountCache(1000))
+async def _rig(api, database_url: str) -> Rig:
+    pool = await create_pool(database_url, min_size=1, max_size=8, role="ledger_app")
+    ctx = CellContext(settings=cell_settings(database_url, posting_mode="hybrid"), pool=pool, cache=AccountCache(1000))
     r = Rig(ctx, api.tenant_id)
     ctx.posting_groups = PostingGroups(r.run, ctx.settings.posting_group_max)
+    return r
+
+
+@pytest_asyncio.fixture
+async def rig(api, cell_database_url):
+    r = await _rig(api, cell_database_url)
     try:
         yield r
     finally:
-        await pool.close()
+        await r.ctx.pool.close()
 
 
 async def _cards(api, rig: Rig, n: int):
@@ -398,3 +405,40 @@ async def test_postings_through_a_hot_account_that_sorts_last_go_together_lockin
     assert [_resulting(raw, wallet) for raw, wallet in zip(answers, wallets, strict=True)] == [90] * len(wallets)
     # The hot account (credit-normal) went from -600 to -540, one payment after the other.
     assert sorted(_resulting(raw, hot) for raw in answers) == list(range(-590, -530, 10))
+
+
+async def test_groups_of_two_processes_through_the_same_accounts_never_deadlock(api, rig, cell_database_url):
+    """Two cell processes (two contexts, two pools) post transfers between the same few accounts, each applying both
+    (resulting balances asked for both entries), all at once, in groups: every group takes its row locks in account
+    order, so no group is ever retried (a deadlock is retried by CellContext.run) and every transfer is posted."""
+    other = await _rig(api, cell_database_url)
+    try:
+        ledger = (await api.ledger())["id"]
+        accounts = [(await api.account(ledger, "credit"))["id"] for _ in range(6)]
+        for rg in (rig, other):
+            acting = ACTING_TENANT.set(rg.tenant_id)
+            try:
+                await rg.ctx.cache.accounts(rg.ctx.pool, rg.tenant_id, accounts)
+            finally:
+                ACTING_TENANT.reset(acting)
+        rng = random.Random(7)
+
+        def transfer() -> bytes:
+            debit, credit = rng.sample(accounts, 2)
+            amount = rng.randint(1, 99)
+            return json.dumps({"ledger_id": ledger, "status": "posted", "ledger_entries": [
+                {"ledger_account_id": debit, "direction": "debit", "amount": amount,
+                 "show_resulting_ledger_account_balances": True},
+                {"ledger_account_id": credit, "direction": "credit", "amount": amount,
+                 "show_resulting_ledger_account_balances": True}]}).encode()
+
+        for _ in range(6):
+            answers = await asyncio.gather(*(rg.post(transfer()) for _ in range(12) for rg in (rig, other)))
+            assert all(json.loads(raw)["status"] == "posted" for raw in answers)
+        for rg in (rig, other):
+            assert rg.attempts == len(rg.statements), "a group was retried: a deadlock or a conflict"
+            assert len(rg.statements) < 6 * 12  # they went in groups
+        totals = [(await api.balances(a))["posted_balance"]["amount"] for a in accounts]
+        assert sum(totals) == 0
+    finally:
+        await other.ctx.pool.close()
