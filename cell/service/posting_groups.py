@@ -19,10 +19,11 @@ Lock order (no deadlock added): a posting alone locks its accounts' balance rows
 (ledger_lock). A group that applies accounts is sent in account order (`lock_order`: postings sorted by their
 accounts, each locking only rows after every row the group holds already), so that the group as a whole takes its
 locks in that one order too, in one round trip. When some do not fit that order (postings through a hot account whose
-other account sorts below it), the group first locks every row of its postings in one statement (ledger_lock), then
-runs them: an explicit transaction, four round trips. Concurrent postings have no order of their own to keep: one sent
-later in a group is as one that arrived later. (A hot account locked by the first of a group is then held by the group until its commit: the others of the
-group apply it without waiting, and the group shares one commit, one WAL flush.)
+other account sorts below it), the group first takes the tenant's fence and every row of its postings in one
+statement, in account order, then runs them: an explicit transaction, four round trips. Concurrent postings have no
+order of their own to keep: one sent later in a group is as one that arrived later. (A hot account locked by the
+first of a group is then held by the group until its commit: the others of the group apply it without waiting, and
+the group shares one commit, one WAL flush.)
 
 When the group's statement fails with the database's or the domain's error (a key in flight elsewhere, a frozen
 tenant, another check of `ledger_post`, a conflict still there after CellContext.run's

@@ -10,8 +10,8 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from cell.ledger.models import Posting, TransactionState
 from cell.ledger.errors import PostingRejected
+from cell.ledger.models import Posting, TransactionState
 from cell.store.categories import IN_CATEGORY
 from cell.store.errors import rejection
 from cell.store.filters import OPERATORS_SQL, Where
