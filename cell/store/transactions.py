@@ -99,17 +99,18 @@ async def post(conn: asyncpg.Connection, posting: Posting, events: list | None =
 
 
 async def post_group(conn: asyncpg.Connection, postings: list[tuple[Posting, list | None, bytes | None]],
-                     lock_first: list[str] | None = None) -> list[PostResult | PostingRejected]:
+                     lock_first: list[str] | None = None, isolated: bool = False,
+                     ) -> list[PostResult | PostingRejected]:
     """Many postings (each with its events and kept answer, as `post` takes them) in one round trip and ONE database
     transaction (asyncpg's fetchmany: pipelined, atomic), one `ledger_post` call each, in order: each posting's own
     answer, as `post` gives it; if any call fails, none was written (group commit, cell/service/posting_groups.py).
-    A group with a balance lock or a lock_version goes through ledger_post_in_group: a posting refused by one is
-    undone alone and its answer is the PostingRejected `post` raises for it; the others are written. `lock_first`:
+    `isolated`: through ledger_post_in_group, a subtransaction per posting: one refused by its balance lock or
+    lock_version is undone alone and its answer is the PostingRejected `post` raises for it; the others are written
+    (without, such a refusal fails the whole statement, as any error). `lock_first`:
     accounts whose balance rows are locked first, in one statement, after the tenant's write fence (every write's
     first lock, routines/fence.sql) and in account order (ledger_lock, as a posting alone locks its own), then the
     postings: an explicit transaction, four round trips."""
-    checked = any(not e.condition.is_empty() for p, _, _ in postings for e in p.entries)
-    query = Q["post_transaction_in_group" if checked else "post_transaction"]
+    query = Q["post_transaction_in_group" if isolated else "post_transaction"]
     args = [_post_args(p, events, answer) for p, events, answer in postings]
     if lock_first:
         async with conn.transaction():

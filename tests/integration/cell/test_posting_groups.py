@@ -346,7 +346,9 @@ async def test_a_violated_balance_lock_or_lock_version_fails_only_its_posting_in
     posted = [raw for i, raw in enumerate(answers) if i not in (1, 3)]
     assert all(json.loads(raw)["status"] == "posted" for raw in posted)
     assert await _posted_count(admin_conn, api.tenant_id) == before + len(posted)
-    assert len(rig.statements) == 2  # the async group and the locking group: nothing re-run
+    # The async group; the locking group, failed by its refusals (nothing committed); the same again, each posting in
+    # a subtransaction: the refused ones undone alone. Nothing re-run one posting per transaction.
+    assert len(rig.statements) == 3
     assert _sample("ledger_posting_groups_split_total") == splits
     for i in (0, 2, 4):
         assert _resulting(answers[i], wallets[i]) in (70, 75)  # before or after its async credit of 5 was applied
@@ -354,6 +356,13 @@ async def test_a_violated_balance_lock_or_lock_version_fails_only_its_posting_in
                                      api.tenant_id) == 0  # the refused postings were written nowhere
     assert await admin_conn.fetchval("SELECT count(*) FROM ledger_entries WHERE ledger_account_id = $1",
                                      uuid.UUID(wallets[3])) == 1  # its funding, not the refused debit
+    # For a while after, the tenant's groups with balance locks go isolated at once: one statement.
+    rig.statements.clear()
+    again = await asyncio.gather(*(rig.post(_debit(ledger, wallet, cash, 500 if i == 0 else 1))
+                                   for i, wallet in enumerate(wallets)), return_exceptions=True)
+    assert isinstance(again[0], PostingRejected) and again[0].code == "balance_lock_failed"
+    assert all(json.loads(raw)["status"] == "posted" for raw in again[1:])
+    assert len(rig.statements) == 1
 
 
 async def test_postings_on_one_hot_account_share_its_lock_and_one_commit(api, rig):
