@@ -3,7 +3,10 @@
 -- needed; they take the next positions in (txid, seq) order, after those the sequencer gave (all of which
 -- are below every txid left: see 0040_events.sql). Transaction ids mean nothing on another cell: after this,
 -- the copy carries no unpositioned event. Serialised with ledger_sequence_events by its advisory lock.
-CREATE OR REPLACE FUNCTION ledger_sequence_tenant_events(p_tenant text) RETURNS integer LANGUAGE plpgsql AS $$
+-- Planned and updating as ledger_sequence_events does (no sequential scan, hash or merge join; each row by the row
+-- id it was read at): the freeze's time goes to the events waiting for a position, not to the tenant's history.
+CREATE OR REPLACE FUNCTION ledger_sequence_tenant_events(p_tenant text) RETURNS integer LANGUAGE plpgsql
+SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off AS $$
 DECLARE
     v_count integer;
 BEGIN
@@ -11,10 +14,10 @@ BEGIN
     WITH base AS MATERIALIZED (  -- before any row is updated (see ledger_sequence_events)
         SELECT coalesce(max(position), 0) AS position FROM events WHERE tenant_id = p_tenant AND position IS NOT NULL
     ), numbered AS MATERIALIZED (
-        SELECT e.id, base.position + row_number() OVER (ORDER BY e.txid, e.seq) AS position
+        SELECT e.ctid AS row_id, base.position + row_number() OVER (ORDER BY e.txid, e.seq) AS position
         FROM events e, base WHERE e.tenant_id = p_tenant AND e.position IS NULL
     )
-    UPDATE events e SET position = n.position FROM numbered n WHERE e.id = n.id;
+    UPDATE events e SET position = n.position FROM numbered n WHERE e.ctid = n.row_id;
     GET DIAGNOSTICS v_count = ROW_COUNT;
     RETURN v_count;
 END $$;
