@@ -5,7 +5,7 @@
 CREATE OR REPLACE FUNCTION ledger_events(p_tenant text, p_events jsonb, p_time timestamptz, p_facts jsonb)
 RETURNS void LANGUAGE sql AS $$
     INSERT INTO events (id, tenant_id, resource, event_name, entity_id, data, event_time, facts)
-    SELECT gen_random_uuid(), p_tenant, e ->> 'resource', e ->> 'event_name', (e ->> 'entity_id')::uuid, e -> 'data',
+    SELECT ledger_new_id(), p_tenant, e ->> 'resource', e ->> 'event_name', (e ->> 'entity_id')::uuid, e -> 'data',
            p_time, p_facts
     FROM jsonb_array_elements(coalesce(p_events, '[]'::jsonb)) AS e
 $$;

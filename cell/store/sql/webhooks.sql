@@ -42,7 +42,7 @@ WITH endpoint AS (
 ), made AS (
     INSERT INTO webhook_deliveries (id, tenant_id, endpoint_id, event_id, event_position, entity_id, event_name,
                                     give_up_at)
-    SELECT gen_random_uuid(), b.tenant_id, b.endpoint_id, b.id, b.position, b.entity_id, b.event_name,
+    SELECT ledger_new_id(), b.tenant_id, b.endpoint_id, b.id, b.position, b.entity_id, b.event_name,
            now() + make_interval(secs => $3)
     FROM batch b WHERE cardinality(b.event_names) = 0 OR b.event_name = ANY (b.event_names)
     ON CONFLICT (endpoint_id, event_id) DO NOTHING
