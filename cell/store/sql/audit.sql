@@ -18,15 +18,8 @@ SET LOCAL plan_cache_mode = force_custom_plan
 SELECT done_txid::text::bigint FROM audit_sealer
 
 -- name: audit_horizon_and_done
--- A pass's bounds: the horizon (the oldest transaction still running) and the watermark; and whether a transaction
--- of [watermark, horizon) wrote a covered row (two index probes). None did: a pass would link nothing and need not
--- move the watermark, since no transaction below the horizon writes any more (an idle cell's sealer writes nothing).
-SELECT h.horizon::text::bigint AS horizon, s.done_txid::text::bigint AS done,
-       EXISTS (SELECT 1 FROM ledger_transaction_versions v
-               WHERE v.audit_txid >= s.done_txid AND v.audit_txid < h.horizon)
-       OR EXISTS (SELECT 1 FROM ledger_accounts a WHERE a.audit_txid >= s.done_txid AND a.audit_txid < h.horizon)
-         AS written
-FROM audit_sealer s CROSS JOIN (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS horizon) h
+-- A pass's bounds (routines/audit_horizon.sql).
+SELECT horizon, done, written FROM ledger_audit_horizon()
 
 -- name: audit_set_done_txid
 UPDATE audit_sealer SET done_txid = $1::bigint::text::xid8
