@@ -15,7 +15,7 @@ from celery.signals import worker_ready
 from celery.worker.consumer import Consumer
 
 from cell.store import events as store_events
-from cell.store.db import create_pool, session_bounds
+from cell.store.db import INDEX_PLANS, create_pool, session_bounds
 from ledger_common.pacing import Pacer
 from worker import bulk, drain, metrics, webhooks
 from worker.sealer import Sealer
@@ -60,7 +60,7 @@ def _periodic(settings: WorkerSettings, name: str, pacer: Pacer,
     is logged and counted, and the next round tries again."""
 
     def loop() -> None:
-        runtime = _Runtime(settings)
+        runtime = _Runtime(settings, INDEX_PLANS)
         while True:
             found = False
             try:
@@ -103,10 +103,11 @@ def start_sealer(settings: WorkerSettings) -> threading.Thread | None:
 class _Runtime:
     """One event loop and one asyncpg pool per Celery thread: a pool belongs to the loop that made it."""
 
-    def __init__(self, settings: WorkerSettings) -> None:
+    def __init__(self, settings: WorkerSettings, planner: dict[str, str] | None = None) -> None:
         self.loop = asyncio.new_event_loop()
         self.pool: asyncpg.Pool | None = None
         self.settings = settings
+        self.planner = planner or {}  # INDEX_PLANS for the periodic jobs' pools
 
     def run(self, fn: Callable[[asyncpg.Pool], Awaitable]):
         async def go():
@@ -114,9 +115,10 @@ class _Runtime:
                 self.pool = await create_pool(
                     self.settings.database_url, min_size=1, max_size=self.settings.db_pool_max,
                     role=self.settings.db_role, connect_timeout_s=CONNECT_TIMEOUT_S,
-                    server_settings=session_bounds(idle_in_transaction_ms_max=self.settings.idle_in_transaction_ms_max,
-                                                   statement_ms_max=self.settings.statement_ms_max,
-                                                   lock_wait_ms_max=self.settings.lock_wait_ms_max))
+                    server_settings={**session_bounds(
+                        idle_in_transaction_ms_max=self.settings.idle_in_transaction_ms_max,
+                        statement_ms_max=self.settings.statement_ms_max,
+                        lock_wait_ms_max=self.settings.lock_wait_ms_max), **self.planner})
             return await fn(self.pool)
 
         return self.loop.run_until_complete(go())

@@ -37,7 +37,7 @@ from cell.service.context import AccountCache, CellContext
 from cell.service.nudge import make_nudger, queue_gauges
 from cell.service.tenants import KeyCache
 from cell.settings import CellSettings
-from cell.store.db import close_idle, create_pool, session_bounds
+from cell.store.db import INDEX_PLANS, close_idle, create_pool, session_bounds
 from cell.store.migrate import expected, migrate, pending_migrations
 
 log = logging.getLogger("cell")
@@ -102,9 +102,9 @@ def create_app(settings: CellSettings, *, run_migrations: bool = True) -> Litest
         background = await create_pool(
             settings.database_url, min_size=1, max_size=settings.db_background_pool_max,
             role=settings.db_background_role, connect_timeout_s=settings.db_acquire_s_max,
-            server_settings=session_bounds(idle_in_transaction_ms_max=settings.idle_in_transaction_ms_max,
-                                           statement_ms_max=settings.statement_ms_max,
-                                           lock_wait_ms_max=settings.lock_wait_ms_max))
+            server_settings={**session_bounds(idle_in_transaction_ms_max=settings.idle_in_transaction_ms_max,
+                                              statement_ms_max=settings.statement_ms_max,
+                                              lock_wait_ms_max=settings.lock_wait_ms_max), **INDEX_PLANS})
         app.state.background_pool = background
         if settings.posting_mode == "hybrid" and not settings.sqs_queue_url:
             log.warning("hybrid posting mode without CELL_SQS_QUEUE_URL: queued effects wait for a worker's sweeper")

@@ -71,6 +71,15 @@ async def no_reset(conn: asyncpg.Connection) -> None:
     return None
 
 
+# Planner settings of the sessions that run a cell's background statements (the sweeper's search for stale accounts,
+# the queue gauges of /readyz and /metrics, the sequencer, the audit sealer): each keeps the plan its connection
+# makes on its first runs, perhaps on a new cell's tables analyzed while empty, where a sequential scan of
+# balance_effects (every effect ever written) looked free and stayed the plan until the next analyze. With these,
+# every table is reached by an index whatever it grows to, as the posting routines plan (routines/README.md).
+# Not for the verifier, whose invariants read whole tables (hash joins).
+INDEX_PLANS = {"enable_seqscan": "off", "enable_hashjoin": "off", "enable_mergejoin": "off"}
+
+
 def session_bounds(*, idle_in_transaction_ms_max: int = 0, statement_ms_max: int = 0,
                    lock_wait_ms_max: int = 0) -> dict[str, str]:
     """Server settings that bound what one session can hold: a client stopped inside a transaction (SIGSTOP,
