@@ -58,8 +58,11 @@ class AsyncPacer(_Backoff):
     async def wait(self, since: float, found: bool, until: float = float("inf")) -> None:
         """As Pacer.wait; never past `until` (time.monotonic())."""
         timeout = max(0.0, min(since + self.after(found), until) - time.monotonic())
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for returned a wait that finished in the same turn as
+        # a cancellation and lost the cancellation (a shutdown then waited for this poller forever).
         try:
-            await asyncio.wait_for(self._nudged.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._nudged.wait()
             nudged = True
         except TimeoutError:
             nudged = False

@@ -56,3 +56,16 @@ async def test_a_nudge_ends_an_event_loop_poller_s_idle_wait():
     pacer.nudge()
     await asyncio.wait_for(waiting, IDLE_S / 4)
     assert pacer.interval_s == 0.01
+
+
+async def test_a_poller_cancelled_as_it_is_nudged_ends():
+    """A task cancelled in the same turn of the loop as its wait is nudged (a shutdown while postings still arrive)
+    ends cancelled: asyncio.wait_for on Python 3.11 returned the finished wait instead and lost the cancellation, and
+    the API process's shutdown waited for its sequencer forever (seen once in CI)."""
+    pacer = AsyncPacer(0.05, IDLE_S)
+    waiting = asyncio.create_task(pacer.wait(time.monotonic(), False))
+    await asyncio.sleep(0)  # it waits
+    pacer.nudge()
+    waiting.cancel()
+    done, _ = await asyncio.wait({waiting}, timeout=IDLE_S / 4)
+    assert done and waiting.cancelled()
