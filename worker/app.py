@@ -129,10 +129,14 @@ def create_celery(settings: WorkerSettings, queue: SqsQueue | None = None) -> Ce
     queue = queue or SqsQueue(settings)
     local = threading.local()
 
-    def runtime() -> _Runtime:
-        if not hasattr(local, "runtime"):
-            local.runtime = _Runtime(settings)
-        return local.runtime
+    def runtime(planner: dict[str, str] | None = None) -> _Runtime:
+        """This thread's runtime for the planner settings asked (the webhook deliverer's sessions plan index-only,
+        db.INDEX_PLANS; the verifier's must not)."""
+        runtimes = local.__dict__.setdefault("runtimes", {})
+        key = tuple(sorted((planner or {}).items()))
+        if key not in runtimes:
+            runtimes[key] = _Runtime(settings, planner)
+        return runtimes[key]
 
     app = Celery(f"ledger-worker-{settings.cell_name}", broker=settings.broker_url)
     drain_expires_s = max(1.0, settings.drain_run_s)
@@ -173,7 +177,7 @@ def create_celery(settings: WorkerSettings, queue: SqsQueue | None = None) -> Ce
     @app.task(name="ledger.worker.sweep")
     def sweep_task() -> int:
         try:
-            return runtime().run(lambda pool: drain.sweep(pool, settings))
+            return runtime(INDEX_PLANS).run(lambda pool: drain.sweep(pool, settings))
         except Exception:
             metrics.ERRORS.labels("sweep").inc()
             raise
@@ -189,7 +193,8 @@ def create_celery(settings: WorkerSettings, queue: SqsQueue | None = None) -> Ce
     @app.task(name="ledger.worker.webhooks")
     def webhooks_task() -> dict:
         try:
-            outcome = runtime().run(lambda pool: webhooks.deliver_for(pool, settings, settings.webhook_run_s))
+            outcome = runtime(INDEX_PLANS).run(lambda pool: webhooks.deliver_for(pool, settings,
+                                                                                settings.webhook_run_s))
         except Exception:
             metrics.ERRORS.labels("webhooks").inc()
             raise

@@ -55,32 +55,43 @@ WITH endpoint AS (
 SELECT (SELECT count(*) FROM made) AS made, (SELECT count(*) FROM batch) AS considered;
 
 -- name: webhook_endpoints_behind
--- Active endpoints with positioned events after their watermark.
+-- Active endpoints with positioned events after their watermark. Each EXISTS stays a subplan (OFFSET 0), run per
+-- endpoint with its tenant and watermark as index conditions: made a join on tables analyzed while empty, the plan
+-- walked a whole events index per endpoint (tests/integration/store/test_webhook_reads.py).
 SELECT w.id FROM webhook_endpoints w
-WHERE w.active AND EXISTS (SELECT 1 FROM tenants t WHERE t.id = w.tenant_id AND t.state = 'active')
-  AND EXISTS (SELECT 1 FROM events e WHERE e.tenant_id = w.tenant_id AND e.position > w.after_position)
+WHERE w.active AND EXISTS (SELECT 1 FROM tenants t WHERE t.id = w.tenant_id AND t.state = 'active' OFFSET 0)
+  AND EXISTS (SELECT 1 FROM events e WHERE e.tenant_id = w.tenant_id AND e.position > w.after_position OFFSET 0)
 LIMIT $1;
 
 -- name: claim_webhook_deliveries
 -- Due deliveries, each the oldest pending one of its entity at its endpoint (event order per entity: a later
 -- event waits until the earlier one succeeded or failed for good). The lease ($2 s) keeps other workers off
 -- while this one attempts it; a delivery whose tenant is no longer active (ledger_tenant_open) is left as it is.
+-- Every row is reached by what identifies it, whatever plan a connection made on tables analyzed while empty: the
+-- subqueries stay subplans (OFFSET 0) with the delivery's columns as index conditions, the claimed rows are updated
+-- by the row id the claim locked them at, and each one's endpoint and event are read by primary key in a subplan
+-- (as joins, the plan walked whole indexes of deliveries and events: tests/integration/store/test_webhook_reads.py).
 WITH due AS (
-    SELECT d.id FROM webhook_deliveries d
+    SELECT d.ctid AS row_id FROM webhook_deliveries d
     WHERE d.status = 'pending' AND d.next_attempt_at <= now()
       AND NOT EXISTS (SELECT 1 FROM webhook_deliveries p
                       WHERE p.endpoint_id = d.endpoint_id AND p.entity_id = d.entity_id AND p.status = 'pending'
-                        AND p.event_position < d.event_position)
-      AND EXISTS (SELECT 1 FROM webhook_endpoints a WHERE a.id = d.endpoint_id AND a.active)
-      AND EXISTS (SELECT 1 FROM tenants t WHERE t.id = d.tenant_id AND t.state = 'active')
+                        AND p.event_position < d.event_position OFFSET 0)
+      AND EXISTS (SELECT 1 FROM webhook_endpoints a WHERE a.id = d.endpoint_id AND a.active OFFSET 0)
+      AND EXISTS (SELECT 1 FROM tenants t WHERE t.id = d.tenant_id AND t.state = 'active' OFFSET 0)
     ORDER BY d.next_attempt_at LIMIT $1
     FOR UPDATE SKIP LOCKED
+), claimed AS (
+    UPDATE webhook_deliveries d SET next_attempt_at = now() + make_interval(secs => $2)
+    FROM due WHERE d.ctid = due.row_id AND ledger_tenant_open(d.tenant_id)
+    RETURNING d.id, d.attempts, d.endpoint_id, d.event_id
 )
-UPDATE webhook_deliveries d SET next_attempt_at = now() + make_interval(secs => $2)
-FROM due, webhook_endpoints w, events e
-WHERE d.id = due.id AND w.id = d.endpoint_id AND e.id = d.event_id AND ledger_tenant_open(d.tenant_id)
-RETURNING d.id AS delivery_id, d.attempts, w.url, w.key, e.id, e.resource, e.event_name,
-          e.event_time, e.entity_id, e.data, e.facts;
+SELECT c.id AS delivery_id, c.attempts, w.url, w.key, e.id, e.resource, e.event_name, e.event_time, e.entity_id,
+       e.data, e.facts
+FROM claimed c
+JOIN LATERAL (SELECT a.url, a.key FROM webhook_endpoints a WHERE a.id = c.endpoint_id OFFSET 0) w ON true
+JOIN LATERAL (SELECT v.id, v.resource, v.event_name, v.event_time, v.entity_id, v.data, v.facts FROM events v
+              WHERE v.id = c.event_id OFFSET 0) e ON true;
 
 -- name: webhook_delivered
 -- An attempt's outcome is recorded only while its tenant is active (ledger_tenant_open: a move's freeze waits it out;
