@@ -95,9 +95,9 @@ def create_app(settings: CellSettings, *, run_migrations: bool = True) -> Litest
         pool = await create_pool(
             settings.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max, role=settings.db_role,
             connect_timeout_s=settings.db_acquire_s_max, idle_close_s=0,
-            server_settings=session_bounds(idle_in_transaction_ms_max=settings.idle_in_transaction_ms_max,
-                                           statement_ms_max=settings.statement_ms_max,
-                                           lock_wait_ms_max=settings.lock_wait_ms_max))
+            server_settings={**session_bounds(idle_in_transaction_ms_max=settings.idle_in_transaction_ms_max,
+                                              statement_ms_max=settings.statement_ms_max,
+                                              lock_wait_ms_max=settings.lock_wait_ms_max), **INDEX_PLANS})
         # Cross-tenant work of this process, apart from the requests' pool (row-level security, migration 0110).
         background = await create_pool(
             settings.database_url, min_size=1, max_size=settings.db_background_pool_max,

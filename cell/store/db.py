@@ -71,13 +71,15 @@ async def no_reset(conn: asyncpg.Connection) -> None:
     return None
 
 
-# Planner settings of the sessions that run a cell's background statements (the sweeper's search for stale accounts,
-# the queue gauges of /readyz and /metrics, the sequencer, the audit sealer): each keeps the plan its connection
-# makes on its first runs, perhaps on a new cell's tables analyzed while empty, where a sequential scan of
-# balance_effects (every effect ever written) looked free and stayed the plan until the next analyze. With these,
-# every table is reached by an index whatever it grows to, as the posting routines plan (routines/README.md).
-# Not for the verifier, whose invariants read whole tables (hash joins).
-INDEX_PLANS = {"enable_seqscan": "off", "enable_hashjoin": "off", "enable_mergejoin": "off"}
+# Planner settings of the API's sessions (requests' and background's) and of the workers' periodic ones (sweeper,
+# sequencer, sealer, webhook deliverer): each keeps the plan its connection makes on a statement's first runs (asyncpg
+# keeps a statement prepared five minutes, PostgreSQL its generic plan until the next analyze), perhaps on a new
+# cell's tables analyzed while tiny, where a sequential scan, or a whole index materialized as a nested loop's inner
+# side, looked free and read every row of the table at each run (GET of a transaction, the sweeper's search for stale
+# accounts; tests/integration/store/test_*_reads.py). With these, every table is reached by an index condition
+# whatever it grows to, as the posting routines plan (routines/README.md). Not for the verifier, whose invariants read
+# whole tables (hash joins).
+INDEX_PLANS = {"enable_seqscan": "off", "enable_hashjoin": "off", "enable_mergejoin": "off", "enable_material": "off"}
 
 
 def session_bounds(*, idle_in_transaction_ms_max: int = 0, statement_ms_max: int = 0,

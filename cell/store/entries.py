@@ -34,8 +34,10 @@ async def set_metadata(conn: asyncpg.Connection, tenant_id: str, entry_id, metad
 
 
 async def of_transactions(conn: asyncpg.Connection, tenant_id: str, txn_ids: list) -> list:
-    """The entries of these transactions, in the order they were written."""
-    return await conn.fetch(f"{_SELECT} AND e.transaction_id = ANY($2::uuid[]) ORDER BY e.seq", tenant_id, txn_ids)
+    """The entries of these transactions, each transaction's in the order they were written (the order of
+    ledger_entries_transaction_seq: no plan walks the tenant's entries for them)."""
+    return await conn.fetch(f"{_SELECT} AND e.transaction_id = ANY($2::uuid[]) ORDER BY e.transaction_id, e.seq",
+                            tenant_id, txn_ids)
 
 
 async def list_page(conn: asyncpg.Connection, tenant_id: str, *, limit: int, order_by: str, descending: bool,

@@ -1,0 +1,137 @@
+"""The API's reads (a resource, a list filtered by account or transaction, balances at a time) read what they return,
+whatever the tenant's and the cell's other rows grow to, in the request sessions (db.INDEX_PLANS). asyncpg keeps a
+statement prepared for five minutes and PostgreSQL its generic plan until the next analyze; made on a new cell's
+tables analyzed while tiny, the default planner's plans scanned whole tables for one row (GET of a transaction:
+~3,500 buffers at 20,000 more postings of the tenant's other accounts and 20,000 of another tenant's).
+
+Filters no index answers (a transaction's status, an external id without its ledger) read the tenant's rows with any
+plan and are not here."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+
+import asyncpg
+from routine_helpers import new_account, new_ledger
+
+from cell.store import accounts, entries, events, transactions
+from cell.store.db import INDEX_PLANS, _init_connection
+
+AT = datetime(2026, 3, 1, 12, tzinfo=UTC)
+GROWTH = 20_000  # postings of the tenant's other accounts, and of another tenant, written after the plans are made
+POST = ("SELECT ledger_post($1, NULL, '\\x00', gen_random_uuid(), $2, 'd', 'posted', $3, NULL, '{}', NULL,"
+        " ARRAY[gen_random_uuid(), gen_random_uuid()], $4, ARRAY['debit', 'credit'], ARRAY[5, 5]::bigint[],"
+        " '{}'::uuid[], '[]', '{}') FROM generate_series(1, $5)")
+EXPLAIN_EACH = ["LOAD 'auto_explain'", "SET auto_explain.log_min_duration = 0", "SET auto_explain.log_analyze = on",
+                "SET auto_explain.log_buffers = on", "SET auto_explain.log_timing = off",
+                "SET auto_explain.log_format = json", "SET auto_explain.log_level = notice"]
+
+
+class Session:
+    """A request session as the API's pool makes it (the restricted role, the tenant set, these planner settings),
+    reporting the shared buffers each statement it runs touches (auto_explain's notices)."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn, self.plans = conn, []
+        conn.add_log_listener(lambda _conn, message: self.plans.append(message.message))
+
+    @classmethod
+    async def open(cls, url: str, tenant: str, planner: dict[str, str]) -> Session:
+        conn = await asyncpg.connect(url, server_settings={"jit": "off", **planner})
+        await _init_connection(conn)
+        for statement in EXPLAIN_EACH:
+            await conn.execute(statement)
+        await conn.execute("SET ROLE ledger_app")
+        await conn.execute("SELECT set_config('ledger.tenant', $1, false)", tenant)
+        return cls(conn)
+
+    async def buffers(self, read) -> int:
+        self.plans.clear()
+        await read(self.conn)
+        total = 0
+        for message in self.plans:
+            top = json.loads(message[message.index("{"):])["Plan"]
+            total += top["Shared Hit Blocks"] + top["Shared Read Blocks"]
+        return total
+
+
+def reads(tenant: str, ledger: uuid.UUID, account: uuid.UUID, txn: uuid.UUID) -> dict:
+    """The reads under test, each of at most 5 rows, which the tenant has from the start."""
+    debit = {"id": account, "normal_balance": "debit"}
+    page = {"limit": 5, "after": None}
+    return {
+        "transaction": lambda c: transactions.fetch_many(c, tenant, [txn]),
+        "transaction_entries": lambda c: entries.of_transactions(c, tenant, [txn]),
+        "entry": lambda c: entries.fetch(c, tenant, uuid.uuid4()),
+        "entries_of_account": lambda c: entries.list_page(c, tenant, order_by="seq", descending=False,
+                                                          ledger_account_id=account, **page),
+        "entries_of_account_by_effective_at": lambda c: entries.list_page(
+            c, tenant, order_by="effective_at", descending=True, ledger_account_id=account, effective_at=[("gte", AT)],
+            **page),
+        "entries_of_account_at_lock_version": lambda c: entries.list_page(
+            c, tenant, order_by="seq", descending=False, ledger_account_id=account, as_of_lock_version=2, **page),
+        "entries_of_account_with_metadata": lambda c: entries.list_page(
+            c, tenant, order_by="seq", descending=False, ledger_account_id=account, metadata={"k": "v"}, **page),
+        "entries_of_transaction": lambda c: entries.list_page(c, tenant, order_by="seq", descending=False,
+                                                              ledger_transaction_id=txn, **page),
+        "entries": lambda c: entries.list_page(c, tenant, order_by="seq", descending=False, **page),
+        "transactions": lambda c: transactions.list_page(c, tenant, **page),
+        "transactions_of_ledger": lambda c: transactions.list_page(c, tenant, ledger_id=ledger, **page),
+        "versions": lambda c: transactions.list_versions_page(c, tenant, after_seq=0, limit=5),
+        "events": lambda c: events.list_page(c, tenant, after_position=0, limit=5),
+        "events_of_transaction": lambda c: events.list_page(c, tenant, after_position=0, limit=5, entity_id=txn),
+        "account": lambda c: accounts.fetch(c, tenant, account),
+        "account_with_queued_effects": lambda c: accounts.fetch(c, tenant, account, including_unapplied=True),
+        "balances_at_effective_time": lambda c: accounts.balances_at_effective_time(c, debit, AT),
+        "balances_in_effective_range": lambda c: accounts.balances_in_effective_range(c, debit, AT, None),
+        "balances_at_lock_version": lambda c: accounts.balances_at_lock_version(c, debit, 2),
+    }
+
+
+async def test_the_requests_reads_read_as_much_after_a_long_history_as_before_any(make_database):
+    url = make_database("request_reads")
+    owner = await asyncpg.connect(url)
+    try:
+        await owner.execute("DO $$ DECLARE t text; BEGIN FOR t IN SELECT tablename FROM pg_tables "
+                            "WHERE schemaname = 'public' LOOP EXECUTE format("
+                            "'ALTER TABLE %I SET (autovacuum_enabled = off)', t); END LOOP; END $$")  # no new plans
+        tenant, ledger = await new_ledger(owner)
+        mine, hot, other = [(await new_account(owner, "debit", tenant=tenant, ledger=ledger)).id for _ in range(3)]
+        elsewhere, elsewhere_ledger = await new_ledger(owner)
+        theirs = [(await new_account(owner, "debit", tenant=elsewhere, ledger=elsewhere_ledger)).id for _ in range(2)]
+        await owner.execute(POST, tenant, ledger, AT, [mine, other], 5)
+        await owner.execute(POST, tenant, ledger, AT, [hot, other], 5)
+        await owner.execute("INSERT INTO events (id, tenant_id, resource, event_name, entity_id, data, event_time, txid,"
+                            " position) SELECT gen_random_uuid(), $1, 'ledger_transaction', 'created',"
+                            " gen_random_uuid(), '{}', now(), '1'::xid8, g FROM generate_series(1, 5) g", tenant)
+        txn = await owner.fetchval("SELECT transaction_id FROM ledger_entries WHERE ledger_account_id = $1 LIMIT 1",
+                                   mine)
+        await owner.execute("ANALYZE")
+        probes = reads(tenant, ledger, mine, txn)
+        sessions = {"requests": await Session.open(url, tenant, INDEX_PLANS),
+                    "default_planner": await Session.open(url, tenant, {})}
+        before = {}
+        for name, session in sessions.items():
+            for _ in range(6):  # the plans are made here (a generic plan from the sixth run on)
+                found = {probe: await session.buffers(read) for probe, read in probes.items()}
+            before[name] = found
+        await owner.execute(POST, tenant, ledger, AT, [hot, other], GROWTH)
+        await owner.execute(POST, elsewhere, elsewhere_ledger, AT, theirs, GROWTH)
+        await owner.execute("INSERT INTO events (id, tenant_id, resource, event_name, entity_id, data, event_time, txid,"
+                            " position) SELECT gen_random_uuid(), t, 'ledger_transaction', 'created',"
+                            " gen_random_uuid(), '{}', now(), '1'::xid8, g FROM generate_series(6, 5 + $1) g,"
+                            " unnest(ARRAY[$2, $3]) t", GROWTH, tenant, elsewhere)
+        grown = {name: {probe: await session.buffers(read) - before[name][probe] for probe, read in probes.items()}
+                 for name, session in sessions.items()}
+        # Measured: at most ~20 more (the same rows, each index a level deeper); a walk of a table is hundreds.
+        assert max(grown["requests"].values()) < 60, grown["requests"]
+        # What the requests' sessions had before (measured: 700-4,300 more each).
+        walked = ("transaction", "transaction_entries", "entry", "entries_of_transaction", "events",
+                  "balances_at_effective_time", "account_with_queued_effects")
+        assert all(grown["default_planner"][probe] > 300 for probe in walked), grown["default_planner"]
+        for session in sessions.values():
+            await session.conn.close()
+    finally:
+        await owner.close()
