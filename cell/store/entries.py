@@ -49,7 +49,10 @@ async def list_page(conn: asyncpg.Connection, tenant_id: str, *, limit: int, ord
         w.add("e.id IN (SELECT entry_id FROM ledger_account_settlement_entries WHERE tenant_id = $1 "
               "AND settlement_id = {} AND role = 'settled')", settlement_id)
     if statement_id is not None:
-        w.add("e.id IN (SELECT entry_id FROM ledger_statement_entries($1, {}))", statement_id)
+        # The statement's entries by their ids, one probe of the primary key each, whatever the plan: as a semi-join
+        # (`e.id IN (...)`), a plan made without the statement's account (any generic plan) walked the tenant's
+        # every entry into ledger_statement_entries.
+        w.add("e.id = ANY (ARRAY(SELECT entry_id FROM ledger_statement_entries($1, {})))", statement_id)
     if metadata:
         w.add("coalesce(m.metadata, e.metadata) @> {}::jsonb", metadata)
     if ids:

@@ -171,7 +171,10 @@ async def list_versions_page(conn: asyncpg.Connection, tenant_id: str, *, after_
     if statement_id is not None:
         # The versions of the statement's entries' transactions as they stood when it was created.
         ref = w.bind(statement_id)
-        w.clauses.append(f"v.transaction_id IN (SELECT transaction_id FROM ledger_statement_entries($1, {ref})) "
+        # By their ids, one probe of the primary key each, whatever the plan (as a semi-join, a generic plan walked
+        # the tenant's every version into ledger_statement_entries).
+        w.clauses.append(f"v.transaction_id = ANY (ARRAY(SELECT DISTINCT transaction_id "
+                         f"FROM ledger_statement_entries($1, {ref}))) "
                          f"AND v.created_at <= (SELECT s.created_at FROM ledger_account_statements s "
                          f"WHERE s.tenant_id = $1 AND s.id = {ref})")
     if ledger_transaction_id is not None:
