@@ -55,12 +55,15 @@ WITH endpoint AS (
 SELECT (SELECT count(*) FROM made) AS made, (SELECT count(*) FROM batch) AS considered;
 
 -- name: webhook_endpoints_behind
--- Active endpoints with positioned events after their watermark. Each EXISTS stays a subplan (OFFSET 0), run per
--- endpoint with its tenant and watermark as index conditions: made a join on tables analyzed while empty, the plan
--- walked a whole events index per endpoint (tests/integration/store/test_webhook_reads.py).
+-- Active endpoints with positioned events after their watermark. Each test stays a subplan, run per endpoint with
+-- its tenant and watermark as index conditions: made a join on tables analyzed while empty, the plan walked a whole
+-- events index per endpoint (tests/integration/store/test_webhook_reads.py). The first event past the watermark in
+-- position order: only events_tenant_position gives that order without a sort (as an EXISTS, a skip scan of
+-- events_tenant_entity cost as little on empty tables and stepped through the tenant's entities).
 SELECT w.id FROM webhook_endpoints w
 WHERE w.active AND EXISTS (SELECT 1 FROM tenants t WHERE t.id = w.tenant_id AND t.state = 'active' OFFSET 0)
-  AND EXISTS (SELECT 1 FROM events e WHERE e.tenant_id = w.tenant_id AND e.position > w.after_position OFFSET 0)
+  AND (SELECT e.position FROM events e WHERE e.tenant_id = w.tenant_id AND e.position > w.after_position
+       ORDER BY e.position LIMIT 1) IS NOT NULL
 LIMIT $1;
 
 -- name: claim_webhook_deliveries

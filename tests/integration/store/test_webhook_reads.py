@@ -61,6 +61,8 @@ async def test_the_deliverer_reads_as_much_after_a_long_history_as_before_any(ma
         grown = {name: after[name] - before[name] for name in calls}
         # The fan-out of the 10 events past the watermark writes their 10 deliveries: ~15 buffers each.
         assert grown["webhook_fan_out"] < 250, (before, after)
-        assert all(grown[name] < 30 for name in calls if name != "webhook_fan_out"), (before, after)
+        # The others: 0-2 more (indexes a level deeper). The poll for endpoints behind read 7-49 more, varying with
+        # the random entity ids, when a skip scan of events_tenant_entity served it (CI failed at 38).
+        assert all(grown[name] < 10 for name in calls if name != "webhook_fan_out"), (before, after)
     finally:
         await conn.close()
