@@ -7,11 +7,11 @@ import asyncpg
 from cell.store.categories import IN_CATEGORY
 from cell.store.filters import OPERATORS_SQL, Where
 
-_SELECT = """SELECT e.seq, e.id, e.transaction_id, e.ledger_account_id, e.direction, e.amount, e.effective_at,
+_SELECT_FROM = """SELECT e.seq, e.id, e.transaction_id, e.ledger_account_id, e.direction, e.amount, e.effective_at,
        e.created_at, coalesce(m.metadata, e.metadata) AS metadata, coalesce(m.updated_at, e.created_at) AS updated_at,
        t.status, a.currency, a.currency_exponent, a.normal_balance,
        f.lock_version, f.pending_debits, f.pending_credits, f.posted_debits, f.posted_credits, lb.*
-FROM ledger_entries e
+FROM {entries} e
 JOIN ledger_transactions t ON t.id = e.transaction_id
 JOIN ledger_accounts a ON a.id = e.ledger_account_id
 LEFT JOIN balance_effects f ON f.entry_id = e.id AND f.kind = 'entry'
@@ -19,6 +19,7 @@ LEFT JOIN ledger_entry_metadata m ON m.entry_id = e.id
 CROSS JOIN LATERAL ledger_balances(a.normal_balance, f.pending_debits, f.pending_credits, f.posted_debits,
                                    f.posted_credits) lb
 WHERE e.tenant_id = $1"""
+_SELECT = _SELECT_FROM.format(entries="ledger_entries")
 
 
 async def fetch(conn: asyncpg.Connection, tenant_id: str, entry_id) -> asyncpg.Record | None:
@@ -45,14 +46,18 @@ async def list_page(conn: asyncpg.Connection, tenant_id: str, *, limit: int, ord
                     as_of_lock_version=None, direction=None, status=None, ids=(), effective_at=(), updated_at=(),
                     lock_version=(), amount=(), metadata=None, statement_id=None, settlement_id=None) -> list:
     w = Where(tenant_id)
+    entries = "ledger_entries"
+    held = []  # the entries a settlement or statement names, by their ids
     if settlement_id is not None:
-        w.add("e.id IN (SELECT entry_id FROM ledger_account_settlement_entries WHERE tenant_id = $1 "
-              "AND settlement_id = {} AND role = 'settled')", settlement_id)
+        held.append(f"id = ANY (ARRAY(SELECT entry_id FROM ledger_account_settlement_entries WHERE tenant_id = $1 "
+                    f"AND settlement_id = {w.bind(settlement_id)} AND role = 'settled'))")
     if statement_id is not None:
-        # The statement's entries by their ids, one probe of the primary key each, whatever the plan: as a semi-join
-        # (`e.id IN (...)`), a plan made without the statement's account (any generic plan) walked the tenant's
-        # every entry into ledger_statement_entries.
-        w.add("e.id = ANY (ARRAY(SELECT entry_id FROM ledger_statement_entries($1, {})))", statement_id)
+        held.append(f"id = ANY (ARRAY(SELECT entry_id FROM ledger_statement_entries($1, {w.bind(statement_id)})))")
+    if held:
+        # Read by their ids (one probe of the primary key each) in a subquery of their own (OFFSET 0), which no
+        # ordering reaches: as a semi-join, or as a filter beside the page's ORDER BY, a plan made without the
+        # settlement's or statement's account (any generic plan) walked the tenant's every entry in seq order.
+        entries = f"(SELECT * FROM ledger_entries WHERE tenant_id = $1 AND {' AND '.join(held)} OFFSET 0)"
     if metadata:
         w.add("coalesce(m.metadata, e.metadata) @> {}::jsonb", metadata)
     if ids:
@@ -75,4 +80,5 @@ async def list_page(conn: asyncpg.Connection, tenant_id: str, *, limit: int, ord
         w.add("t.status = {}", status)
     order_sql = w.keyset("e", order_by, after, descending)
     limit_ref = w.bind(limit)
-    return await conn.fetch(f"{_SELECT}{w.sql()} ORDER BY {order_sql} LIMIT {limit_ref}", *w.args)
+    return await conn.fetch(f"{_SELECT_FROM.format(entries=entries)}{w.sql()} ORDER BY {order_sql} LIMIT {limit_ref}",
+                            *w.args)

@@ -168,14 +168,14 @@ async def list_versions_page(conn: asyncpg.Connection, tenant_id: str, *, after_
                              created_at: list[tuple[str, Any]] = (), statement_id=None) -> list:
     w = Where(tenant_id)
     w.add("v.seq > {}", after_seq)
+    versions = "ledger_transaction_versions"
     if statement_id is not None:
-        # The versions of the statement's entries' transactions as they stood when it was created.
+        # The versions of the statement's entries' transactions as they stood when it was created, read by their
+        # transactions' ids in a subquery of their own (OFFSET 0), which no ordering reaches (entries.list_page).
         ref = w.bind(statement_id)
-        # By their ids, one probe of the primary key each, whatever the plan (as a semi-join, a generic plan walked
-        # the tenant's every version into ledger_statement_entries).
-        w.clauses.append(f"v.transaction_id = ANY (ARRAY(SELECT DISTINCT transaction_id "
-                         f"FROM ledger_statement_entries($1, {ref}))) "
-                         f"AND v.created_at <= (SELECT s.created_at FROM ledger_account_statements s "
+        versions = ("(SELECT * FROM ledger_transaction_versions WHERE tenant_id = $1 AND transaction_id = ANY (ARRAY("
+                    f"SELECT DISTINCT transaction_id FROM ledger_statement_entries($1, {ref}))) OFFSET 0)")
+        w.clauses.append(f"v.created_at <= (SELECT s.created_at FROM ledger_account_statements s "
                          f"WHERE s.tenant_id = $1 AND s.id = {ref})")
     if ledger_transaction_id is not None:
         w.add("v.transaction_id = {}", ledger_transaction_id)
@@ -184,7 +184,7 @@ async def list_versions_page(conn: asyncpg.Connection, tenant_id: str, *, after_
             w.add(f"v.{column} {OPERATORS_SQL[op]} {{}}", value)
     limit_ref = w.bind(limit)
     return await conn.fetch(
-        "SELECT v.seq, v.transaction_id, v.version, v.snapshot, v.hash, v.created_at FROM ledger_transaction_versions v "
+        f"SELECT v.seq, v.transaction_id, v.version, v.snapshot, v.hash, v.created_at FROM {versions} v "
         f"WHERE v.tenant_id = $1{w.sql()} ORDER BY v.seq LIMIT {limit_ref}", *w.args)
 
 
@@ -199,10 +199,13 @@ async def list_page(conn: asyncpg.Connection, tenant_id: str, *, after: tuple | 
     position in that order. `settlement_id`: the transactions of the entries that settlement settles. `amount`:
     bounds on what a transaction moves, the sum of its debit entries (equal to its credits')."""
     w = Where(tenant_id)
+    transactions = "ledger_transactions"
     if settlement_id is not None:
-        w.add("t.id IN (SELECT e.transaction_id FROM ledger_account_settlement_entries c "
-              "JOIN ledger_entries e ON e.id = c.entry_id WHERE c.tenant_id = $1 AND c.settlement_id = {} "
-              "AND c.role = 'settled')", settlement_id)
+        # By their ids in a subquery of their own (OFFSET 0), which no ordering reaches (entries.list_page).
+        transactions = ("(SELECT * FROM ledger_transactions WHERE tenant_id = $1 AND id = ANY (ARRAY("
+                        "SELECT DISTINCT e.transaction_id FROM ledger_account_settlement_entries c "
+                        "JOIN ledger_entries e ON e.id = c.entry_id WHERE c.tenant_id = $1 "
+                        f"AND c.settlement_id = {w.bind(settlement_id)} AND c.role = 'settled')) OFFSET 0)")
     if status:
         w.add("t.status = ANY({}::text[])", list(status))
     if ids:
@@ -231,4 +234,4 @@ async def list_page(conn: asyncpg.Connection, tenant_id: str, *, after: tuple | 
         "SELECT t.seq, t.id, t.ledger_id, t.description, t.status, t.effective_at, t.external_id, t.metadata, "
         "t.version, t.reverses_id, t.reversed_by_id, t.posted_at, t.archived_at, t.created_at, t.updated_at, "
         "t.ledgerable_type, t.ledgerable_id, t.archived_reason, t.partially_posts_id "
-        f"FROM ledger_transactions t WHERE t.tenant_id = $1{w.sql()} ORDER BY {order_sql} LIMIT {limit_ref}", *w.args)
+        f"FROM {transactions} t WHERE t.tenant_id = $1{w.sql()} ORDER BY {order_sql} LIMIT {limit_ref}", *w.args)

@@ -15,9 +15,10 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
+import pytest
 from routine_helpers import new_account, new_ledger
 
-from cell.store import accounts, entries, events, statements, transactions
+from cell.store import accounts, entries, events, settlements, statements, transactions
 from cell.store.db import INDEX_PLANS, _init_connection
 
 AT = datetime(2026, 3, 1, 12, tzinfo=UTC)
@@ -59,9 +60,9 @@ class Session:
 
 
 def reads(tenant: str, ledger: uuid.UUID, account: uuid.UUID, hot: uuid.UUID, txn: uuid.UUID,
-          statement: uuid.UUID) -> dict:
+          statement: uuid.UUID, settlement: uuid.UUID) -> dict:
     """The reads under test, each of at most 5 rows, which the tenant has from the start (`hot`: the account
-    every later posting of the tenant debits; `statement`: of `account`, before them)."""
+    every later posting of the tenant debits; `statement` and `settlement`: of `account`, before them)."""
     debit = {"id": account, "normal_balance": "debit"}
     page = {"limit": 5, "after": None}
     return {
@@ -82,6 +83,9 @@ def reads(tenant: str, ledger: uuid.UUID, account: uuid.UUID, hot: uuid.UUID, tx
         "statement": lambda c: statements.fetch(c, tenant, statement),
         "versions_of_statement": lambda c: transactions.list_versions_page(c, tenant, after_seq=0, limit=5,
                                                                           statement_id=statement),
+        "entries_of_settlement": lambda c: entries.list_page(c, tenant, order_by="seq", descending=False,
+                                                             settlement_id=settlement, **page),
+        "transactions_of_settlement": lambda c: transactions.list_page(c, tenant, settlement_id=settlement, **page),
         "entries_of_transaction": lambda c: entries.list_page(c, tenant, order_by="seq", descending=False,
                                                               ledger_transaction_id=txn, **page),
         "entries": lambda c: entries.list_page(c, tenant, order_by="seq", descending=False, **page),
@@ -102,8 +106,9 @@ def reads(tenant: str, ledger: uuid.UUID, account: uuid.UUID, hot: uuid.UUID, tx
     }
 
 
-async def test_the_requests_reads_read_as_much_after_a_long_history_as_before_any(make_database):
-    url = make_database("request_reads")
+@pytest.mark.parametrize("more_accounts", [0, 50])  # the tenant's accounts beside these three, a posting each
+async def test_the_requests_reads_read_as_much_after_a_long_history_as_before_any(make_database, more_accounts):
+    url = make_database(f"request_reads_{more_accounts}")
     owner = await asyncpg.connect(url)
     try:
         await owner.execute("DO $$ DECLARE t text; BEGIN FOR t IN SELECT tablename FROM pg_tables "
@@ -118,18 +123,24 @@ async def test_the_requests_reads_read_as_much_after_a_long_history_as_before_an
         await owner.execute("INSERT INTO events (id, tenant_id, resource, event_name, entity_id, data, event_time, txid,"
                             " position) SELECT gen_random_uuid(), $1, 'ledger_transaction', 'created',"
                             " gen_random_uuid(), '{}', now(), '1'::xid8, g FROM generate_series(1, 5) g", tenant)
-        for _ in range(50):  # a tenant's many accounts, each with a posting
+        for _ in range(more_accounts):
             await owner.execute(POST, tenant, ledger, AT, [(await new_account(owner, "debit", tenant=tenant,
                                                                               ledger=ledger)).id, other], 1)
         txn = await owner.fetchval("SELECT transaction_id FROM ledger_entries WHERE ledger_account_id = $1 LIMIT 1",
                                    mine)
         await _init_connection(owner)
         statement = uuid.uuid4()
+        settlement = uuid.uuid4()
         async with owner.transaction():
             await statements.insert(owner, statement, tenant, ledger_account_id=mine, description=None, metadata={},
                                     lower=AT - timedelta(days=1), upper=AT + timedelta(days=1))
+            await settlements.insert(owner, settlement, tenant, ledger_id=ledger, settled_id=mine, contra_id=other,
+                                     currency="USD", currency_exponent=2, status="pending",
+                                     allow_either_direction=True, upper=AT + timedelta(days=1), description=None,
+                                     metadata={})
+            assert await settlements.claim_gathered(owner, tenant, settlement, mine, AT + timedelta(days=1), 10) == 5
         await owner.execute("ANALYZE")
-        probes = reads(tenant, ledger, mine, hot, txn, statement)
+        probes = reads(tenant, ledger, mine, hot, txn, statement, settlement)
         sessions = {"requests": await Session.open(url, tenant, INDEX_PLANS),
                     "default_planner": await Session.open(url, tenant, {})}
         before = {}
@@ -149,7 +160,8 @@ async def test_the_requests_reads_read_as_much_after_a_long_history_as_before_an
         assert max(grown["requests"].values()) < 60, grown["requests"]
         # What the requests' sessions had before (measured: 700-4,300 more each).
         walked = ("transaction", "transaction_entries", "entry", "entries_of_transaction", "entries_of_statement",
-                  "versions_of_statement", "events", "balances_at_effective_time", "account_with_queued_effects")
+                  "versions_of_statement", "entries_of_settlement", "transactions_of_settlement", "events",
+                  "balances_at_effective_time", "account_with_queued_effects")
         assert all(grown["default_planner"][probe] > 300 for probe in walked), grown["default_planner"]
         await owner.execute("ANALYZE")  # the statistics of the tables as they are now: every plan is made again
         for _ in range(6):
