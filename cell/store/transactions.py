@@ -178,7 +178,10 @@ async def list_versions_page(conn: asyncpg.Connection, tenant_id: str, *, after_
         w.clauses.append(f"v.created_at <= (SELECT s.created_at FROM ledger_account_statements s "
                          f"WHERE s.tenant_id = $1 AND s.id = {ref})")
     if ledger_transaction_id is not None:
-        w.add("v.transaction_id = {}", ledger_transaction_id)
+        # One transaction's versions (a few), by the primary key in a subquery of their own (as a filter beside the
+        # page's ORDER BY seq, a plan made on tables analyzed while tiny walked the tenant's versions in seq order).
+        versions = (f"(SELECT * FROM {versions} o WHERE tenant_id = $1 "
+                    f"AND transaction_id = {w.bind(ledger_transaction_id)} OFFSET 0)")
     for column, bounds in (("version", version), ("created_at", created_at)):
         for op, value in bounds:
             w.add(f"v.{column} {OPERATORS_SQL[op]} {{}}", value)

@@ -5,8 +5,8 @@ tables analyzed while tiny, the default planner's plans scanned whole tables for
 ~3,500 buffers at 20,000 more postings of the tenant's other accounts and 20,000 of another tenant's).
 
 Filters no index answers (a transaction's status, an external id without its ledger) read the tenant's rows with any
-plan and are not here; nor is a page of one account's transactions in seq order, or of one transaction's versions: on
-such statistics their plans walk the tenant's transactions or versions, whose order they keep, for a few rows."""
+plan and are not here; nor is a page of one account's transactions in seq order: on such statistics its plan walks the
+tenant's transactions, whose order it keeps, for a few rows."""
 
 from __future__ import annotations
 
@@ -96,6 +96,8 @@ def reads(tenant: str, ledger: uuid.UUID, account: uuid.UUID, hot: uuid.UUID, tx
         "transactions_of_hot_account_by_effective_at": lambda c: transactions.list_page(
             c, tenant, order_by="effective_at", descending=True, ledger_account_id=hot, **page),
         "versions": lambda c: transactions.list_versions_page(c, tenant, after_seq=0, limit=5),
+        "versions_of_transaction": lambda c: transactions.list_versions_page(c, tenant, after_seq=0, limit=5,
+                                                                            ledger_transaction_id=txn),
         "events": lambda c: events.list_page(c, tenant, after_position=0, limit=5),
         "events_of_transaction": lambda c: events.list_page(c, tenant, after_position=0, limit=5, entity_id=txn),
         "account": lambda c: accounts.fetch(c, tenant, account),
