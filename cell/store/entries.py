@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncpg
 
 from cell.store.categories import IN_CATEGORY
-from cell.store.filters import OPERATORS_SQL, Where
+from cell.store.filters import OPERATORS_SQL, Where, own_rows
 
 _SELECT_FROM = """SELECT e.seq, e.id, e.transaction_id, e.ledger_account_id, e.direction, e.amount, e.effective_at,
        e.created_at, coalesce(m.metadata, e.metadata) AS metadata, coalesce(m.updated_at, e.created_at) AS updated_at,
@@ -54,10 +54,7 @@ async def list_page(conn: asyncpg.Connection, tenant_id: str, *, limit: int, ord
     if statement_id is not None:
         held.append(f"id = ANY (ARRAY(SELECT entry_id FROM ledger_statement_entries($1, {w.bind(statement_id)})))")
     if held:
-        # Read by their ids (one probe of the primary key each) in a subquery of their own (OFFSET 0), which no
-        # ordering reaches: as a semi-join, or as a filter beside the page's ORDER BY, a plan made without the
-        # settlement's or statement's account (any generic plan) walked the tenant's every entry in seq order.
-        entries = f"(SELECT * FROM ledger_entries WHERE tenant_id = $1 AND {' AND '.join(held)} OFFSET 0)"
+        entries = own_rows(entries, held)
     if metadata:
         w.add("coalesce(m.metadata, e.metadata) @> {}::jsonb", metadata)
     if ids:

@@ -14,7 +14,7 @@ from cell.ledger.errors import PostingRejected
 from cell.ledger.models import Posting, TransactionState
 from cell.store.categories import IN_CATEGORY
 from cell.store.errors import rejection
-from cell.store.filters import OPERATORS_SQL, Where
+from cell.store.filters import OPERATORS_SQL, Where, own_rows
 from cell.store.queries import Q
 
 
@@ -170,18 +170,14 @@ async def list_versions_page(conn: asyncpg.Connection, tenant_id: str, *, after_
     w.add("v.seq > {}", after_seq)
     versions = "ledger_transaction_versions"
     if statement_id is not None:
-        # The versions of the statement's entries' transactions as they stood when it was created, read by their
-        # transactions' ids in a subquery of their own (OFFSET 0), which no ordering reaches (entries.list_page).
+        # The versions of the statement's entries' transactions as they stood when it was created.
         ref = w.bind(statement_id)
-        versions = ("(SELECT * FROM ledger_transaction_versions WHERE tenant_id = $1 AND transaction_id = ANY (ARRAY("
-                    f"SELECT DISTINCT transaction_id FROM ledger_statement_entries($1, {ref}))) OFFSET 0)")
+        named = f"transaction_id = ANY (ARRAY(SELECT DISTINCT transaction_id FROM ledger_statement_entries($1, {ref})))"
+        versions = own_rows(versions, [named])
         w.clauses.append(f"v.created_at <= (SELECT s.created_at FROM ledger_account_statements s "
                          f"WHERE s.tenant_id = $1 AND s.id = {ref})")
     if ledger_transaction_id is not None:
-        # One transaction's versions (a few), by the primary key in a subquery of their own (as a filter beside the
-        # page's ORDER BY seq, a plan made on tables analyzed while tiny walked the tenant's versions in seq order).
-        versions = (f"(SELECT * FROM {versions} o WHERE tenant_id = $1 "
-                    f"AND transaction_id = {w.bind(ledger_transaction_id)} OFFSET 0)")
+        versions = own_rows(versions, [f"transaction_id = {w.bind(ledger_transaction_id)}"])  # a few, by the key
     for column, bounds in (("version", version), ("created_at", created_at)):
         for op, value in bounds:
             w.add(f"v.{column} {OPERATORS_SQL[op]} {{}}", value)
@@ -204,11 +200,10 @@ async def list_page(conn: asyncpg.Connection, tenant_id: str, *, after: tuple | 
     w = Where(tenant_id)
     transactions = "ledger_transactions"
     if settlement_id is not None:
-        # By their ids in a subquery of their own (OFFSET 0), which no ordering reaches (entries.list_page).
-        transactions = ("(SELECT * FROM ledger_transactions WHERE tenant_id = $1 AND id = ANY (ARRAY("
-                        "SELECT DISTINCT e.transaction_id FROM ledger_account_settlement_entries c "
-                        "JOIN ledger_entries e ON e.id = c.entry_id WHERE c.tenant_id = $1 "
-                        f"AND c.settlement_id = {w.bind(settlement_id)} AND c.role = 'settled')) OFFSET 0)")
+        settled = ("id = ANY (ARRAY(SELECT DISTINCT e.transaction_id FROM ledger_account_settlement_entries c "
+                   "JOIN ledger_entries e ON e.id = c.entry_id WHERE c.tenant_id = $1 "
+                   f"AND c.settlement_id = {w.bind(settlement_id)} AND c.role = 'settled'))")
+        transactions = own_rows(transactions, [settled])
     if status:
         w.add("t.status = ANY({}::text[])", list(status))
     if ids:
