@@ -6,6 +6,7 @@ import uuid
 
 import asyncpg
 
+from cell.store.filters import Where
 from cell.store.queries import Q
 
 
@@ -65,8 +66,17 @@ async def fetch_result(conn, tenant_id: str, result_id: uuid.UUID) -> asyncpg.Re
 
 async def list_results(conn, tenant_id: str, *, after_seq: int, limit: int, request_id: uuid.UUID | None,
                        entity_type: str | None, status: str | None, entity_id: uuid.UUID | None) -> list:
-    return await conn.fetch(Q["list_bulk_results"], tenant_id, after_seq, request_id, entity_type, status, entity_id,
-                            limit)
+    """A page of results in seq order; a request's by its own index (bulk_results_request): as `$n IS NULL OR
+    request_id = $n`, a generic plan could only walk the tenant's results for them."""
+    w = Where(tenant_id)
+    w.add("seq > {}", after_seq)
+    for column, value in (("request_id", request_id), ("entity_type", entity_type), ("status", status),
+                          ("entity_id", entity_id)):
+        if value is not None:
+            w.add(f"{column} = {{}}", value)
+    limit_ref = w.bind(limit)
+    return await conn.fetch(f"SELECT * FROM bulk_results WHERE tenant_id = $1{w.sql()} ORDER BY seq LIMIT {limit_ref}",
+                            *w.args)
 
 
 async def resources_of_keys(conn, tenant_id: str, keys: list[str]) -> dict[str, uuid.UUID]:

@@ -8,7 +8,7 @@ from datetime import datetime
 
 import asyncpg
 
-from cell.store.filters import Where
+from cell.store.filters import Where, own_rows
 from cell.store.queries import Q
 
 _COLUMNS = ("c.seq, c.id, c.ledger_id, c.name, c.description, c.external_id, c.normal_balance, c.currency, "
@@ -17,14 +17,14 @@ _CLOSURE = ("ARRAY(SELECT r.account_id FROM ledger_account_category_closure r "
             "WHERE r.category_id = c.id AND r.reachable)")
 
 
-def _select(w: Where, at: datetime | None, inclusive: bool) -> str:
-    """Categories with the running sums of their accounts (current, or as of effective time `at`, entries at `at`
-    counted when `inclusive`) and the amounts ledger_balances computes from them under the category's normal
-    balance."""
+def _select(w: Where, at: datetime | None, inclusive: bool, categories: str = "ledger_account_categories") -> str:
+    """Categories (of `categories`) with the running sums of their accounts (current, or as of effective time `at`,
+    entries at `at` counted when `inclusive`) and the amounts ledger_balances computes from them under the category's
+    normal balance."""
     sums = ("ledger_category_sums(c.id)" if at is None
             else f"ledger_balances_at({_CLOSURE}, {w.bind(at)}, {w.bind(inclusive)})")
     return (f"SELECT {_COLUMNS}, s.pending_debits, s.pending_credits, s.posted_debits, s.posted_credits, lb.* "
-            f"FROM ledger_account_categories c CROSS JOIN LATERAL {sums} s "
+            f"FROM {categories} c CROSS JOIN LATERAL {sums} s "
             "CROSS JOIN LATERAL ledger_balances(c.normal_balance, s.pending_debits, s.pending_credits, "
             "s.posted_debits, s.posted_credits) lb ")
 
@@ -111,8 +111,17 @@ async def refresh(conn: asyncpg.Connection, tenant_id: str, categories: list, ac
 async def list_page(conn: asyncpg.Connection, tenant_id: str, *, after_seq: int, limit: int,
                     at: datetime | None = None, inclusive: bool = True, ids=(), ledger_id=None, currency=None,
                     name=None, external_id=None, metadata=None, ledger_account_id=None, parent_id=None) -> list:
+    """A page of categories, their sums computed for the page's rows only (a filter met after them summed every
+    category it passed)."""
     w = Where(tenant_id)
-    select = _select(w, at, inclusive)
+    named = []  # the few categories reaching an account, or in a parent: read by id, not a walk of the tenant's
+    if ledger_account_id is not None:
+        named.append("id = ANY (ARRAY(SELECT r.category_id FROM ledger_account_category_closure r "
+                     f"WHERE r.account_id = {w.bind(ledger_account_id)} AND r.reachable))")
+    if parent_id is not None:
+        named.append("id = ANY (ARRAY(SELECT e.child_id FROM ledger_account_category_edges e "
+                     f"WHERE e.parent_id = {w.bind(parent_id)} AND e.removed_at IS NULL))")
+    categories = own_rows("ledger_account_categories", named) if named else "ledger_account_categories"
     w.clauses.append("c.discarded_at IS NULL")
     w.add("c.seq > {}", after_seq)
     if ids:
@@ -123,14 +132,9 @@ async def list_page(conn: asyncpg.Connection, tenant_id: str, *, after_seq: int,
             w.add(f"c.{column} = {{}}", value)
     if metadata:
         w.add("c.metadata @> {}::jsonb", metadata)
-    if ledger_account_id is not None:
-        w.add("c.id IN (SELECT r.category_id FROM ledger_account_category_closure r "
-              "WHERE r.account_id = {} AND r.reachable)", ledger_account_id)
-    if parent_id is not None:
-        w.add("c.id IN (SELECT e.child_id FROM ledger_account_category_edges e "
-              "WHERE e.parent_id = {} AND e.removed_at IS NULL)", parent_id)
     limit_ref = w.bind(limit)
-    return await conn.fetch(select + f"WHERE c.tenant_id = $1{w.sql()} ORDER BY c.seq LIMIT {limit_ref}", *w.args)
+    page = f"(SELECT * FROM {categories} c WHERE c.tenant_id = $1{w.sql()} ORDER BY c.seq LIMIT {limit_ref})"
+    return await conn.fetch(_select(w, at, inclusive, page) + "ORDER BY c.seq", *w.args)
 
 
 # A list filter's condition on an account id column: the category (the {} placeholder) reaches the account.

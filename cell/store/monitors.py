@@ -8,13 +8,13 @@ import uuid
 
 import asyncpg
 
-from cell.store.filters import Where
+from cell.store.filters import Where, own_rows
 from cell.store.queries import Q
 
 _SELECT = """SELECT m.seq, m.id, m.ledger_account_id, m.description, m.alert_field, m.alert_operator, m.alert_value,
        m.metadata, m.triggered, m.discarded_at, m.created_at, m.updated_at, a.currency, a.currency_exponent,
        b.lock_version, b.pending_debits, b.pending_credits, b.posted_debits, b.posted_credits, lb.*
-FROM ledger_account_balance_monitors m
+FROM {monitors} m
 JOIN ledger_accounts a ON a.id = m.ledger_account_id
 JOIN account_balances b ON b.account_id = m.ledger_account_id
 CROSS JOIN LATERAL ledger_balances(a.normal_balance, b.pending_debits, b.pending_credits, b.posted_debits,
@@ -31,7 +31,8 @@ async def insert(conn: asyncpg.Connection, monitor_id: uuid.UUID, tenant_id: str
 async def fetch(conn: asyncpg.Connection, tenant_id: str, monitor_id, *,
                 discarded: bool = False) -> asyncpg.Record | None:
     """The monitor with its account's current balances (the state ledger_apply keeps evaluated)."""
-    return await conn.fetchrow(f"{_SELECT} WHERE m.tenant_id = $1 AND m.id = $2 AND (m.discarded_at IS NULL OR $3)",
+    select = _SELECT.format(monitors="ledger_account_balance_monitors")
+    return await conn.fetchrow(f"{select} WHERE m.tenant_id = $1 AND m.id = $2 AND (m.discarded_at IS NULL OR $3)",
                                tenant_id, monitor_id, discarded)
 
 
@@ -48,13 +49,15 @@ async def discard(conn: asyncpg.Connection, tenant_id: str, monitor_id) -> bool:
 async def list_page(conn: asyncpg.Connection, tenant_id: str, *, after_seq: int, limit: int, ids=(),
                     ledger_account_id=None, metadata=None) -> list:
     w = Where(tenant_id)
+    monitors = "ledger_account_balance_monitors"
+    if ledger_account_id is not None:  # an account's few monitors, not a walk of the tenant's
+        monitors = own_rows(monitors, [f"ledger_account_id = {w.bind(ledger_account_id)}", "discarded_at IS NULL"])
     w.add("m.seq > {}", after_seq)
     if ids:
         w.add("m.id = ANY({}::uuid[])", list(ids))
-    if ledger_account_id is not None:
-        w.add("m.ledger_account_id = {}", ledger_account_id)
     if metadata:
         w.add("m.metadata @> {}::jsonb", metadata)
     limit_ref = w.bind(limit)
-    return await conn.fetch(f"{_SELECT} WHERE m.tenant_id = $1 AND m.discarded_at IS NULL{w.sql()} "
+    select = _SELECT.format(monitors=monitors)
+    return await conn.fetch(f"{select} WHERE m.tenant_id = $1 AND m.discarded_at IS NULL{w.sql()} "
                             f"ORDER BY m.seq LIMIT {limit_ref}", *w.args)

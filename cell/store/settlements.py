@@ -9,7 +9,7 @@ from typing import Any
 
 import asyncpg
 
-from cell.store.filters import OPERATORS_SQL, Where
+from cell.store.filters import OPERATORS_SQL, Where, own_rows
 from cell.store.queries import Q
 
 
@@ -74,11 +74,13 @@ async def list_page(conn: asyncpg.Connection, tenant_id: str, *, after_seq: int,
                     metadata=None, created_at: list[tuple[str, Any]] = (),
                     updated_at: list[tuple[str, Any]] = ()) -> list:
     w = Where(tenant_id)
+    settlements = "ledger_account_settlements"
+    if settled_ledger_account_id is not None:  # an account's settlements, not a walk of the tenant's
+        settlements = own_rows(settlements, [f"settled_ledger_account_id = {w.bind(settled_ledger_account_id)}"])
     w.add("s.seq > {}", after_seq)
     if ids:
         w.add("s.id = ANY({}::uuid[])", list(ids))
     for column, value in (("ledger_id", ledger_id), ("ledger_transaction_id", ledger_transaction_id),
-                          ("settled_ledger_account_id", settled_ledger_account_id),
                           ("settlement_entry_direction", settlement_entry_direction)):
         if value is not None:
             w.add(f"s.{column} = {{}}", value)
@@ -88,5 +90,5 @@ async def list_page(conn: asyncpg.Connection, tenant_id: str, *, after_seq: int,
         for op, value in bounds:
             w.add(f"s.{column} {OPERATORS_SQL[op]} {{}}", value)
     limit_ref = w.bind(limit)
-    return await conn.fetch(f"SELECT s.* FROM ledger_account_settlements s WHERE s.tenant_id = $1{w.sql()} "
+    return await conn.fetch(f"SELECT s.* FROM {settlements} s WHERE s.tenant_id = $1{w.sql()} "
                             f"ORDER BY s.seq LIMIT {limit_ref}", *w.args)

@@ -69,13 +69,6 @@ RETURNING r.*;
 -- name: fetch_bulk_result
 SELECT * FROM bulk_results WHERE tenant_id = $1 AND id = $2;
 
--- name: list_bulk_results
-SELECT * FROM bulk_results
-WHERE tenant_id = $1 AND seq > $2 AND ($3::uuid IS NULL OR request_id = $3)
-  AND ($4::text IS NULL OR entity_type = $4) AND ($5::text IS NULL OR status = $5)
-  AND ($6::uuid IS NULL OR entity_id = $6)
-ORDER BY seq LIMIT $7;
-
 -- name: emit_event
 SELECT ledger_event($1, $2, $3, $4, $5);
 

@@ -112,12 +112,6 @@ UPDATE webhook_deliveries SET attempts = attempts + 1, last_attempt_at = now(), 
 WHERE id = $1 AND status = 'pending' AND ledger_tenant_open(tenant_id)
 RETURNING status;
 
--- name: list_webhook_deliveries
-SELECT d.*, w.url FROM webhook_deliveries d JOIN webhook_endpoints w ON w.id = d.endpoint_id
-WHERE d.tenant_id = $1 AND ($2::uuid IS NULL OR d.endpoint_id = $2) AND ($3::text IS NULL OR d.status = $3)
-  AND d.seq > $4
-ORDER BY d.seq LIMIT $5;
-
 -- name: redeliver_webhook
 -- A delivery (failed, or succeeded and wanted again) pending again now, with a fresh retry window.
 UPDATE webhook_deliveries SET status = 'pending', attempts = 0, next_attempt_at = now(),

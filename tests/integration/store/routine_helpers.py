@@ -1,11 +1,15 @@
-"""Helpers of the routine tests: rows set up by plain SQL, and the error a statement raises."""
+"""Helpers of the routine tests: rows set up by plain SQL, the error a statement raises, and a session that
+reports the buffers each statement touches."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 
 import asyncpg
+
+from cell.store.db import _init_connection
 
 
 async def raised(conn: asyncpg.Connection, query: str, *args) -> asyncpg.PostgresError | None:
@@ -49,3 +53,36 @@ async def new_account(conn: asyncpg.Connection, normal: str = "credit", *, tenan
         " posted_credits, lock_version) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         account, tenant, pending_debits, pending_credits, posted_debits, posted_credits, lock_version)
     return Account(account, tenant, normal)
+
+
+EXPLAIN_EACH = ["LOAD 'auto_explain'", "SET auto_explain.log_min_duration = 0", "SET auto_explain.log_analyze = on",
+                "SET auto_explain.log_buffers = on", "SET auto_explain.log_timing = off",
+                "SET auto_explain.log_format = json", "SET auto_explain.log_level = notice"]
+
+
+class RequestSession:
+    """A request session as the API's pool makes it (the restricted role, the tenant set, these planner settings),
+    reporting the shared buffers each statement it runs touches (auto_explain's notices)."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn, self.plans = conn, []
+        conn.add_log_listener(lambda _conn, message: self.plans.append(message.message))
+
+    @classmethod
+    async def open(cls, url: str, tenant: str, planner: dict[str, str]) -> RequestSession:
+        conn = await asyncpg.connect(url, server_settings={"jit": "off", **planner})
+        await _init_connection(conn)
+        for statement in EXPLAIN_EACH:
+            await conn.execute(statement)
+        await conn.execute("SET ROLE ledger_app")
+        await conn.execute("SELECT set_config('ledger.tenant', $1, false)", tenant)
+        return cls(conn)
+
+    async def buffers(self, read) -> int:
+        self.plans.clear()
+        await read(self.conn)
+        total = 0
+        for message in self.plans:
+            top = json.loads(message[message.index("{"):])["Plan"]
+            total += top["Shared Hit Blocks"] + top["Shared Read Blocks"]
+        return total

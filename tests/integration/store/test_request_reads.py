@@ -10,12 +10,12 @@ tenant's transactions, whose order it keeps, for a few rows."""
 
 from __future__ import annotations
 
-import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
+from routine_helpers import RequestSession
 from routine_helpers import new_account, new_ledger
 
 from cell.store import accounts, entries, events, settlements, statements, transactions
@@ -26,39 +26,6 @@ GROWTH = 20_000  # postings of the tenant's other accounts, and of another tenan
 POST = ("SELECT ledger_post($1, NULL, '\\x00', gen_random_uuid(), $2, 'd', 'posted', $3, NULL, '{}', NULL,"
         " ARRAY[gen_random_uuid(), gen_random_uuid()], $4, ARRAY['debit', 'credit'], ARRAY[5, 5]::bigint[],"
         " '{}'::uuid[], '[]', '{}') FROM generate_series(1, $5)")
-EXPLAIN_EACH = ["LOAD 'auto_explain'", "SET auto_explain.log_min_duration = 0", "SET auto_explain.log_analyze = on",
-                "SET auto_explain.log_buffers = on", "SET auto_explain.log_timing = off",
-                "SET auto_explain.log_format = json", "SET auto_explain.log_level = notice"]
-
-
-class Session:
-    """A request session as the API's pool makes it (the restricted role, the tenant set, these planner settings),
-    reporting the shared buffers each statement it runs touches (auto_explain's notices)."""
-
-    def __init__(self, conn: asyncpg.Connection) -> None:
-        self.conn, self.plans = conn, []
-        conn.add_log_listener(lambda _conn, message: self.plans.append(message.message))
-
-    @classmethod
-    async def open(cls, url: str, tenant: str, planner: dict[str, str]) -> Session:
-        conn = await asyncpg.connect(url, server_settings={"jit": "off", **planner})
-        await _init_connection(conn)
-        for statement in EXPLAIN_EACH:
-            await conn.execute(statement)
-        await conn.execute("SET ROLE ledger_app")
-        await conn.execute("SELECT set_config('ledger.tenant', $1, false)", tenant)
-        return cls(conn)
-
-    async def buffers(self, read) -> int:
-        self.plans.clear()
-        await read(self.conn)
-        total = 0
-        for message in self.plans:
-            top = json.loads(message[message.index("{"):])["Plan"]
-            total += top["Shared Hit Blocks"] + top["Shared Read Blocks"]
-        return total
-
-
 def reads(tenant: str, ledger: uuid.UUID, account: uuid.UUID, hot: uuid.UUID, txn: uuid.UUID,
           statement: uuid.UUID, settlement: uuid.UUID) -> dict:
     """The reads under test, each of at most 5 rows, which the tenant has from the start (`hot`: the account
@@ -143,8 +110,8 @@ async def test_the_requests_reads_read_as_much_after_a_long_history_as_before_an
             assert await settlements.claim_gathered(owner, tenant, settlement, mine, AT + timedelta(days=1), 10) == 5
         await owner.execute("ANALYZE")
         probes = reads(tenant, ledger, mine, hot, txn, statement, settlement)
-        sessions = {"requests": await Session.open(url, tenant, INDEX_PLANS),
-                    "default_planner": await Session.open(url, tenant, {})}
+        sessions = {"requests": await RequestSession.open(url, tenant, INDEX_PLANS),
+                    "default_planner": await RequestSession.open(url, tenant, {})}
         before = {}
         for name, session in sessions.items():
             for _ in range(6):  # the plans are made here (a generic plan from the sixth run on)

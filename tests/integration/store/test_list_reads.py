@@ -1,0 +1,148 @@
+"""The API's lists of accounts, categories, monitors, settlements, bulk results and webhook deliveries read what they
+return, whatever the tenant's other rows grow to, in the request sessions (db.INDEX_PLANS) on plans made while the
+tables were tiny (as test_request_reads does for entries, transactions and balances). Before: a category's accounts
+~100,000 more buffers at 20,000 more accounts of the tenant (each account walked had its balance row read), an
+account's categories ~25,000 (every category walked had its sums computed), an account's monitors and settlements,
+a bulk request's results, failed deliveries and a ledger's categories 110-550.
+
+Not here: filters no index orders (accounts by metadata), an endpoint's deliveries (a walk of the tenant's until the
+next analyze, then its own rows), and a category of more than CATEGORY_READ_BY_IDS_MAX accounts (a walk of the
+tenant's accounts in seq order, which finds a page soon when so many are in it)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+from routine_helpers import RequestSession, new_account, new_ledger
+
+from cell.store import accounts, bulk, categories, monitors, settlements, webhooks
+from cell.store.db import INDEX_PLANS, _init_connection
+
+AT = datetime(2026, 3, 1, 12, tzinfo=UTC)
+GROWTH = 20_000  # the tenant's accounts, bulk results and deliveries written after the plans are made; a quarter
+                 # as many categories, monitors and settlements
+DELIVERIES = ("INSERT INTO webhook_deliveries (id, tenant_id, endpoint_id, event_id, event_position, entity_id,"
+              " event_name, status, give_up_at) SELECT gen_random_uuid(), $1, $2, gen_random_uuid(), g,"
+              " gen_random_uuid(), 'ledger_transaction.created', $3, now() FROM generate_series(1, $4) g")
+
+
+async def new_category(conn: asyncpg.Connection, tenant: str, ledger: uuid.UUID, members: list) -> uuid.UUID:
+    category = uuid.uuid4()
+    await categories.insert(conn, category, tenant, ledger_id=ledger, name="c", description=None, external_id=None,
+                            normal_balance="debit", currency="USD", currency_exponent=2, metadata={})
+    await conn.execute("INSERT INTO ledger_account_category_closure (category_id, account_id, tenant_id, reachable)"
+                       " SELECT $1, a, $2, true FROM unnest($3::uuid[]) a", category, tenant, members)
+    return category
+
+
+async def test_the_lists_read_as_much_after_a_long_history_as_before_any(make_database):
+    url = make_database("list_reads")
+    owner = await asyncpg.connect(url)
+    try:
+        await owner.execute("DO $$ DECLARE t text; BEGIN FOR t IN SELECT tablename FROM pg_tables "
+                            "WHERE schemaname = 'public' LOOP EXECUTE format("
+                            "'ALTER TABLE %I SET (autovacuum_enabled = off)', t); END LOOP; END $$")  # no new plans
+        await _init_connection(owner)
+        tenant, ledger = await new_ledger(owner)
+        small_ledger = uuid.uuid4()
+        await owner.execute("INSERT INTO ledgers (id, tenant_id, name) VALUES ($1, $2, 'l')", small_ledger, tenant)
+        mine, other = [(await new_account(owner, "debit", tenant=tenant, ledger=ledger)).id for _ in range(2)]
+        few = [(await new_account(owner, "debit", tenant=tenant, ledger=small_ledger)).id for _ in range(3)]
+        category = await new_category(owner, tenant, small_ledger, few)
+        for _ in range(3):
+            await new_category(owner, tenant, ledger, [mine])
+            assert await monitors.insert(owner, uuid.uuid4(), tenant, ledger_account_id=mine, description=None,
+                                         field="posted_balance_amount", operator="greater_than", value=1, metadata={})
+        await settlements.insert(owner, uuid.uuid4(), tenant, ledger_id=ledger, settled_id=mine, contra_id=other,
+                                 currency="USD", currency_exponent=2, status="pending", allow_either_direction=True,
+                                 upper=AT + timedelta(days=1), description=None, metadata={})
+        request, busy_request = uuid.uuid4(), uuid.uuid4()
+        for r in (request, busy_request):
+            await bulk.insert_request(owner, r, tenant, action_type="create", resource_type="ledger_account",
+                                      metadata={}, resources=[{}])
+        await bulk.insert_results(owner, tenant, request, [(i, "ledger_account", uuid.uuid4(), {}, "successful", None)
+                                                           for i in range(3)])
+        endpoint, busy_endpoint = uuid.uuid4(), uuid.uuid4()
+        for e in (endpoint, busy_endpoint):
+            await webhooks.insert_endpoint(owner, e, tenant, url="https://example.com/hook", event_names=[],
+                                           description=None, metadata={}, key="k")
+        await owner.execute(DELIVERIES, tenant, endpoint, "failed", 3)
+        await owner.execute("ANALYZE")
+        page = {"after_seq": 0, "limit": 5}  # each read below returns 1-3 rows: a walk goes to the end
+        reads = {
+            "accounts": lambda c: accounts.list_page(c, tenant, **page),
+            "accounts_of_category": lambda c: accounts.list_page(c, tenant, category_id=category, **page),
+            "accounts_of_ledger": lambda c: accounts.list_page(c, tenant, ledger_id=small_ledger, **page),
+            "category": lambda c: categories.fetch(c, tenant, category),
+            "category_at_effective_time": lambda c: categories.fetch(c, tenant, category, at=AT),
+            "categories_of_account": lambda c: categories.list_page(c, tenant, ledger_account_id=mine, **page),
+            "categories_of_ledger": lambda c: categories.list_page(c, tenant, ledger_id=small_ledger, **page),
+            "monitors_of_account": lambda c: monitors.list_page(c, tenant, ledger_account_id=mine, **page),
+            "settlements_of_account": lambda c: settlements.list_page(c, tenant, settled_ledger_account_id=mine,
+                                                                      **page),
+            "bulk_requests": lambda c: bulk.list_requests(c, tenant, status=None, action_type=None,
+                                                          resource_type=None, metadata=None, **page),
+            "bulk_results_of_request": lambda c: bulk.list_results(c, tenant, request_id=request, entity_type=None,
+                                                                   status=None, entity_id=None, **page),
+            "failed_deliveries": lambda c: webhooks.list_deliveries(c, tenant, endpoint_id=None, status="failed",
+                                                                    **page),
+            "endpoints": lambda c: webhooks.list_endpoints(c, tenant, 0, 5),
+        }
+        session = await RequestSession.open(url, tenant, INDEX_PLANS)
+        for _ in range(6):  # the plans are made here (a generic plan from the sixth run on)
+            before = {name: await session.buffers(read) for name, read in reads.items()}
+        await owner.execute(
+            "WITH a AS (INSERT INTO ledger_accounts (id, tenant_id, ledger_id, name, normal_balance, currency,"
+            " currency_exponent) SELECT gen_random_uuid(), $1, $2, 'a', 'debit', 'USD', 2 FROM generate_series(1, $3)"
+            " RETURNING id) INSERT INTO account_balances (account_id, tenant_id, pending_debits, pending_credits,"
+            " posted_debits, posted_credits, lock_version) SELECT id, $1, 0, 0, 0, 0, 0 FROM a", tenant, ledger, GROWTH)
+        await owner.execute(
+            "WITH c AS (INSERT INTO ledger_account_categories (id, tenant_id, ledger_id, name, normal_balance, currency,"
+            " currency_exponent) SELECT gen_random_uuid(), $1, $2, 'c', 'debit', 'USD', 2 FROM generate_series(1, $3)"
+            " RETURNING id) INSERT INTO ledger_account_category_closure (category_id, account_id, tenant_id, reachable)"
+            " SELECT id, $4, $1, true FROM c", tenant, ledger, GROWTH // 4, other)
+        await owner.execute(
+            "INSERT INTO ledger_account_balance_monitors (id, tenant_id, ledger_account_id, alert_field, alert_operator,"
+            " alert_value, triggered, lock_version) SELECT gen_random_uuid(), $1, $2, 'posted_balance_amount',"
+            " 'greater_than', 1, false, 0 FROM generate_series(1, $3)", tenant, other, GROWTH // 4)
+        await owner.execute(
+            "INSERT INTO ledger_account_settlements (id, tenant_id, ledger_id, settled_ledger_account_id,"
+            " contra_ledger_account_id, currency, currency_exponent, status, allow_either_direction,"
+            " effective_at_upper_bound) SELECT gen_random_uuid(), $1, $2, $3, $4, 'USD', 2, 'pending', true, now()"
+            " FROM generate_series(1, $5)", tenant, ledger, other, mine, GROWTH // 4)
+        await owner.execute(
+            "INSERT INTO bulk_results (id, tenant_id, request_id, resource_index, entity_type, entity_id, entity,"
+            " status) SELECT gen_random_uuid(), $1, $2, g, 'ledger_account', gen_random_uuid(), '{}', 'successful'"
+            " FROM generate_series(1, $3) g", tenant, busy_request, GROWTH)
+        await owner.execute("UPDATE bulk_requests SET status = 'completed' WHERE id = $1", busy_request)
+        await owner.execute(DELIVERIES, tenant, busy_endpoint, "succeeded", GROWTH)
+        grown = {name: await session.buffers(read) - before[name] for name, read in reads.items()}
+        # Measured: at most 15 more (the same rows, an index a level deeper); a walk is 100 to 100,000.
+        assert max(grown.values()) < 40, grown
+        await owner.execute("ANALYZE")  # the statistics of the tables as they are now: every plan is made again
+        for _ in range(6):
+            analyzed = {name: await session.buffers(read) for name, read in reads.items()}
+        assert max(analyzed.values()) < 60, analyzed  # measured: 2-28
+        await session.conn.close()
+    finally:
+        await owner.close()
+
+
+@pytest.mark.parametrize("by_ids_max", [accounts.CATEGORY_READ_BY_IDS_MAX, 2])
+async def test_a_categorys_accounts_are_listed_alike_read_by_id_or_by_a_walk(db, monkeypatch, by_ids_max):
+    monkeypatch.setattr(accounts, "CATEGORY_READ_BY_IDS_MAX", by_ids_max)
+    await _init_connection(db)
+    tenant, ledger = await new_ledger(db)
+    every = [(await new_account(db, "debit", tenant=tenant, ledger=ledger)).id for _ in range(9)]
+    members = every[1::2]  # 4 of the 9, between the others
+    category = await new_category(db, tenant, ledger, members)
+    await db.execute("SELECT set_config('ledger.tenant', $1, false)", tenant)
+    listed, after = [], 0
+    while page := await accounts.list_page(db, tenant, after_seq=after, limit=3, category_id=category):
+        listed += [row["id"] for row in page]
+        after = page[-1]["seq"]
+    assert listed == members
+    assert await accounts.list_page(db, tenant, after_seq=0, limit=3, category_id=uuid.uuid4()) == []
