@@ -37,7 +37,11 @@ class Draft(msgspec.Struct, frozen=True):
 
 
 def transaction_event(event_name: str, view: views.LedgerTransaction) -> Draft:
-    return Draft("ledger_transaction", event_name, view.id, view)
+    """A transaction's event: the only maker of events of that resource, each named as store.TRANSACTION_NAMES says
+    (lists of other names and resources rely on it to take indexes without a transaction's events)."""
+    if not event_name.startswith(store.TRANSACTION_NAMES):
+        raise ValueError(f"not a transaction's event name: {event_name}")
+    return Draft(store.TRANSACTION_RESOURCE, event_name, view.id, view)
 
 
 async def emit(ctx: CellContext, conn: asyncpg.Connection, tenant_id: str, resource: str, event_name: str,

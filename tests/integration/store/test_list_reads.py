@@ -3,7 +3,7 @@ return, whatever the tenant's other rows grow to, in the request sessions (db.IN
 tables were tiny (as test_request_reads does for entries, transactions and balances). Before: a category's accounts
 ~100,000 more buffers at 20,000 more accounts of the tenant (each account walked had its balance row read), an
 account's categories ~25,000 (every category walked had its sums computed), an account's monitors and settlements,
-a bulk request's results, failed deliveries and a ledger's categories 110-550.
+a bulk request's results, failed deliveries, a ledger's categories and events of a name or resource 110-630.
 
 Not here: filters no index orders (accounts by metadata), an endpoint's deliveries (a walk of the tenant's until the
 next analyze, then its own rows), and a category of more than CATEGORY_READ_BY_IDS_MAX accounts (a walk of the
@@ -18,12 +18,24 @@ import asyncpg
 import pytest
 from routine_helpers import RequestSession, new_account, new_ledger
 
-from cell.store import accounts, bulk, categories, monitors, settlements, webhooks
+from cell.store import (
+    accounts,
+    bulk,
+    categories,
+    events,
+    monitors,
+    settlements,
+    webhooks,
+)
 from cell.store.db import INDEX_PLANS, _init_connection
 
 AT = datetime(2026, 3, 1, 12, tzinfo=UTC)
 GROWTH = 20_000  # the tenant's accounts, bulk results and deliveries written after the plans are made; a quarter
                  # as many categories, monitors and settlements
+EVENTS = ("INSERT INTO events (id, tenant_id, resource, event_name, entity_id, data, event_time, txid, position)"
+          " SELECT gen_random_uuid(), $1, $2, $3, gen_random_uuid(), '{}', now(), '1'::xid8, g"
+          " FROM generate_series($4::bigint, $5) g")
+TRIGGERED = ("ledger_account_balance_monitor", "ledger_account_balance_monitor.triggered")
 DELIVERIES = ("INSERT INTO webhook_deliveries (id, tenant_id, endpoint_id, event_id, event_position, entity_id,"
               " event_name, status, give_up_at) SELECT gen_random_uuid(), $1, $2, gen_random_uuid(), g,"
               " gen_random_uuid(), 'ledger_transaction.created', $3, now() FROM generate_series(1, $4) g")
@@ -70,6 +82,7 @@ async def test_the_lists_read_as_much_after_a_long_history_as_before_any(make_da
             await webhooks.insert_endpoint(owner, e, tenant, url="https://example.com/hook", event_names=[],
                                            description=None, metadata={}, key="k")
         await owner.execute(DELIVERIES, tenant, endpoint, "failed", 3)
+        await owner.execute(EVENTS, tenant, *TRIGGERED, 1, 3)
         await owner.execute("ANALYZE")
         page = {"after_seq": 0, "limit": 5}  # each read below returns 1-3 rows: a walk goes to the end
         reads = {
@@ -90,6 +103,8 @@ async def test_the_lists_read_as_much_after_a_long_history_as_before_any(make_da
             "failed_deliveries": lambda c: webhooks.list_deliveries(c, tenant, endpoint_id=None, status="failed",
                                                                     **page),
             "endpoints": lambda c: webhooks.list_endpoints(c, tenant, 0, 5),
+            "events_of_name": lambda c: events.list_page(c, tenant, after_position=0, limit=5, event_name=TRIGGERED[1]),
+            "events_of_resource": lambda c: events.list_page(c, tenant, after_position=0, limit=5, resource=TRIGGERED[0]),
         }
         session = await RequestSession.open(url, tenant, INDEX_PLANS)
         for _ in range(6):  # the plans are made here (a generic plan from the sixth run on)
@@ -119,6 +134,7 @@ async def test_the_lists_read_as_much_after_a_long_history_as_before_any(make_da
             " FROM generate_series(1, $3) g", tenant, busy_request, GROWTH)
         await owner.execute("UPDATE bulk_requests SET status = 'completed' WHERE id = $1", busy_request)
         await owner.execute(DELIVERIES, tenant, busy_endpoint, "succeeded", GROWTH)
+        await owner.execute(EVENTS, tenant, "ledger_transaction", "ledger_transaction.created", 4, 3 + GROWTH)
         grown = {name: await session.buffers(read) - before[name] for name, read in reads.items()}
         # Measured: at most 15 more (the same rows, an index a level deeper); a walk is 100 to 100,000.
         assert max(grown.values()) < 40, grown
