@@ -74,14 +74,16 @@ async def list_page(conn: asyncpg.Connection, tenant_id: str, *, after_seq: int,
                     metadata=None, created_at: list[tuple[str, Any]] = (),
                     updated_at: list[tuple[str, Any]] = ()) -> list:
     w = Where(tenant_id)
-    settlements = "ledger_account_settlements"
-    if settled_ledger_account_id is not None:  # an account's settlements, not a walk of the tenant's
-        settlements = own_rows(settlements, [f"settled_ledger_account_id = {w.bind(settled_ledger_account_id)}"])
+    named = []  # an account's settlements, or a transaction's: by their own index, not a walk of the tenant's
+    for column, value in (("settled_ledger_account_id", settled_ledger_account_id),
+                          ("ledger_transaction_id", ledger_transaction_id)):
+        if value is not None:
+            named.append(f"{column} = {w.bind(value)}")
+    settlements = own_rows("ledger_account_settlements", named) if named else "ledger_account_settlements"
     w.add("s.seq > {}", after_seq)
     if ids:
         w.add("s.id = ANY({}::uuid[])", list(ids))
-    for column, value in (("ledger_id", ledger_id), ("ledger_transaction_id", ledger_transaction_id),
-                          ("settlement_entry_direction", settlement_entry_direction)):
+    for column, value in (("ledger_id", ledger_id), ("settlement_entry_direction", settlement_entry_direction)):
         if value is not None:
             w.add(f"s.{column} = {{}}", value)
     if metadata:

@@ -68,9 +68,12 @@ async def test_the_lists_read_as_much_after_a_long_history_as_before_any(make_da
             await new_category(owner, tenant, ledger, [mine])
             assert await monitors.insert(owner, uuid.uuid4(), tenant, ledger_account_id=mine, description=None,
                                          field="posted_balance_amount", operator="greater_than", value=1, metadata={})
-        await settlements.insert(owner, uuid.uuid4(), tenant, ledger_id=ledger, settled_id=mine, contra_id=other,
+        settlement, settling = uuid.uuid4(), uuid.uuid4()
+        await settlements.insert(owner, settlement, tenant, ledger_id=ledger, settled_id=mine, contra_id=other,
                                  currency="USD", currency_exponent=2, status="pending", allow_either_direction=True,
                                  upper=AT + timedelta(days=1), description=None, metadata={})
+        await owner.execute("UPDATE ledger_account_settlements SET ledger_transaction_id = $1 WHERE id = $2", settling,
+                            settlement)
         request, busy_request = uuid.uuid4(), uuid.uuid4()
         for r in (request, busy_request):
             await bulk.insert_request(owner, r, tenant, action_type="create", resource_type="ledger_account",
@@ -96,6 +99,8 @@ async def test_the_lists_read_as_much_after_a_long_history_as_before_any(make_da
             "monitors_of_account": lambda c: monitors.list_page(c, tenant, ledger_account_id=mine, **page),
             "settlements_of_account": lambda c: settlements.list_page(c, tenant, settled_ledger_account_id=mine,
                                                                       **page),
+            "settlements_of_transaction": lambda c: settlements.list_page(c, tenant, ledger_transaction_id=settling,
+                                                                          **page),
             "bulk_requests": lambda c: bulk.list_requests(c, tenant, status=None, action_type=None,
                                                           resource_type=None, metadata=None, **page),
             "bulk_results_of_request": lambda c: bulk.list_results(c, tenant, request_id=request, entity_type=None,
@@ -126,8 +131,9 @@ async def test_the_lists_read_as_much_after_a_long_history_as_before_any(make_da
         await owner.execute(
             "INSERT INTO ledger_account_settlements (id, tenant_id, ledger_id, settled_ledger_account_id,"
             " contra_ledger_account_id, currency, currency_exponent, status, allow_either_direction,"
-            " effective_at_upper_bound) SELECT gen_random_uuid(), $1, $2, $3, $4, 'USD', 2, 'pending', true, now()"
-            " FROM generate_series(1, $5)", tenant, ledger, other, mine, GROWTH // 4)
+            " effective_at_upper_bound, ledger_transaction_id) SELECT gen_random_uuid(), $1, $2, $3, $4, 'USD', 2,"
+            " 'posted', true, now(), gen_random_uuid() FROM generate_series(1, $5)", tenant, ledger, other, mine,
+            GROWTH // 4)
         await owner.execute(
             "INSERT INTO bulk_results (id, tenant_id, request_id, resource_index, entity_type, entity_id, entity,"
             " status) SELECT gen_random_uuid(), $1, $2, g, 'ledger_account', gen_random_uuid(), '{}', 'successful'"
