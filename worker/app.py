@@ -130,8 +130,8 @@ def create_celery(settings: WorkerSettings, queue: SqsQueue | None = None) -> Ce
     local = threading.local()
 
     def runtime(planner: dict[str, str] | None = None) -> _Runtime:
-        """This thread's runtime for the planner settings asked (the webhook deliverer's sessions plan index-only,
-        db.INDEX_PLANS; the verifier's must not)."""
+        """This thread's runtime for the planner settings asked (the webhook deliverer's and bulk's sessions plan
+        index-only, db.INDEX_PLANS; the verifier's must not)."""
         runtimes = local.__dict__.setdefault("runtimes", {})
         key = tuple(sorted((planner or {}).items()))
         if key not in runtimes:
@@ -204,7 +204,9 @@ def create_celery(settings: WorkerSettings, queue: SqsQueue | None = None) -> Ce
     @app.task(name="ledger.worker.bulk")
     def bulk_task() -> int:
         try:
-            return runtime().run(lambda pool: bulk.process_for(pool, settings, settings.bulk_run_s))
+            # The API's use cases, so planned as the API's sessions are (index-only): a plan made while the tables
+            # were small walked them for each resource (tests/integration/worker/test_bulk_plans.py).
+            return runtime(INDEX_PLANS).run(lambda pool: bulk.process_for(pool, settings, settings.bulk_run_s))
         except Exception:
             metrics.ERRORS.labels("bulk").inc()
             raise
