@@ -18,8 +18,9 @@ _AMOUNT_COLUMN = {"pending_balance_amount": "lb.pending_amount", "posted_balance
 # An account (a) joined with its balance row (b) and the amounts computed from it (lb).
 _WITH_BALANCES = ("JOIN account_balances b ON b.account_id = a.id CROSS JOIN LATERAL ledger_balances(a.normal_balance, "
                   "b.pending_debits, b.pending_credits, b.posted_debits, b.posted_credits) lb")
-# A category of at most this many accounts has them read by id for a list of its accounts.
-CATEGORY_READ_BY_IDS_MAX = 1000
+# A category of at most this many accounts, or a metadata filter matching at most this many, has them read by id
+# for a list of accounts.
+READ_BY_IDS_MAX = 1000
 
 
 async def insert(conn: asyncpg.Connection, account_id: uuid.UUID, tenant_id: str, *, ledger_id: uuid.UUID, name: str,
@@ -70,27 +71,36 @@ async def update(conn: asyncpg.Connection, tenant_id: str, account_id, *, name: 
 
 async def list_page(conn: asyncpg.Connection, tenant_id: str, *, after_seq: int, limit: int, ledger_id=None,
                     currency=None, category_id=None, metadata=None, balance_filters: list[tuple[str, str, int]] = ()) -> list:
-    """A page of accounts in seq order with their balances, read for the page's rows only. A category's accounts,
-    when it has at most CATEGORY_READ_BY_IDS_MAX, are read by id (a walk of the tenant's accounts for them cost
-    ~5 buffers an account on plans made while the tables were tiny); a larger category's by that walk, which then
-    finds a page soon."""
+    """A page of accounts in seq order with their balances, read for the page's rows only. The accounts a category
+    holds or a metadata filter matches, when at most READ_BY_IDS_MAX, are read by id (a walk of the tenant's
+    accounts for them cost ~5 buffers an account on plans made while the tables were tiny, and for metadata with any
+    plan: row-level security keeps `@>` off the metadata index); more, by that walk, which then finds a page soon."""
     w = Where(tenant_id)
     accounts = "ledger_accounts"
+    named = None  # the ids of the accounts the filters name, when few
     if category_id is not None:
         members = await conn.fetch("SELECT r.account_id FROM ledger_account_category_closure r "
                                    "WHERE r.category_id = $1 AND r.reachable AND r.tenant_id = $2 LIMIT $3",
-                                   category_id, tenant_id, CATEGORY_READ_BY_IDS_MAX + 1)
-        if len(members) <= CATEGORY_READ_BY_IDS_MAX:
-            accounts = own_rows(accounts, [f"id = ANY({w.bind([r[0] for r in members])}::uuid[])"])
+                                   category_id, tenant_id, READ_BY_IDS_MAX + 1)
+        if len(members) <= READ_BY_IDS_MAX:
+            named = {r[0] for r in members}
         else:
             w.add("a.id " + IN_CATEGORY, category_id)
+    if metadata:
+        matching = await conn.fetch("SELECT ledger_accounts_matching($1, $2::jsonb, $3)", tenant_id, metadata,
+                                    READ_BY_IDS_MAX + 1)
+        if len(matching) <= READ_BY_IDS_MAX:
+            found = {r[0] for r in matching}
+            named = found if named is None else named & found
+        else:
+            w.add("a.metadata @> {}::jsonb", metadata)
+    if named is not None:
+        accounts = own_rows(accounts, [f"id = ANY({w.bind(sorted(named))}::uuid[])"])
     w.add("a.seq > {}", after_seq)
     if ledger_id is not None:
         w.add("a.ledger_id = {}", ledger_id)
     if currency is not None:
         w.add("a.currency = {}", currency)
-    if metadata:
-        w.add("a.metadata @> {}::jsonb", metadata)
     for field, op, value in balance_filters:
         w.add(f"{_AMOUNT_COLUMN[field]} {OPERATORS_SQL[op]} {{}}::numeric", value)
     limit_ref = w.bind(limit)

@@ -1,13 +1,14 @@
-"""The API's lists of accounts, categories, monitors, settlements, bulk results and webhook deliveries read what they
-return, whatever the tenant's other rows grow to, in the request sessions (db.INDEX_PLANS) on plans made while the
-tables were tiny (as test_request_reads does for entries, transactions and balances). Before: a category's accounts
-~100,000 more buffers at 20,000 more accounts of the tenant (each account walked had its balance row read), an
-account's categories ~25,000 (every category walked had its sums computed), an account's monitors and settlements,
-a bulk request's results, failed deliveries, a ledger's categories and events of a name or resource 110-630.
+"""The API's lists of accounts, categories, monitors, settlements, bulk results, webhook deliveries and events read
+what they return, whatever the tenant's other rows grow to, in the request sessions (db.INDEX_PLANS) on plans made
+while the tables were tiny (as test_request_reads does for entries, transactions and balances). Before: a category's
+accounts ~100,000 more buffers at 20,000 more accounts of the tenant (each account walked had its balance row read),
+an account's categories ~25,000 (every category walked had its sums computed), accounts by metadata ~470 with any plan
+(row-level security kept `@>` off the metadata index), an account's monitors and settlements, a bulk request's
+results, failed deliveries, a ledger's categories and events of a name or resource 110-630.
 
-Not here: filters no index orders (accounts by metadata), an endpoint's deliveries (a walk of the tenant's until the
-next analyze, then its own rows), and a category of more than CATEGORY_READ_BY_IDS_MAX accounts (a walk of the
-tenant's accounts in seq order, which finds a page soon when so many are in it)."""
+Not here: an endpoint's deliveries (a walk of the tenant's until the next analyze, then its own rows), and a category
+or metadata filter naming more than READ_BY_IDS_MAX accounts (a walk of the tenant's accounts in seq order, which
+finds a page soon when so many are in it)."""
 
 from __future__ import annotations
 
@@ -63,6 +64,7 @@ async def test_the_lists_read_as_much_after_a_long_history_as_before_any(make_da
         await owner.execute("INSERT INTO ledgers (id, tenant_id, name) VALUES ($1, $2, 'l')", small_ledger, tenant)
         mine, other = [(await new_account(owner, "debit", tenant=tenant, ledger=ledger)).id for _ in range(2)]
         few = [(await new_account(owner, "debit", tenant=tenant, ledger=small_ledger)).id for _ in range(3)]
+        await owner.execute("UPDATE ledger_accounts SET metadata = '{\"user\": \"u-1\"}' WHERE id = ANY($1)", few)
         category = await new_category(owner, tenant, small_ledger, few)
         for _ in range(3):
             await new_category(owner, tenant, ledger, [mine])
@@ -92,6 +94,7 @@ async def test_the_lists_read_as_much_after_a_long_history_as_before_any(make_da
             "accounts": lambda c: accounts.list_page(c, tenant, **page),
             "accounts_of_category": lambda c: accounts.list_page(c, tenant, category_id=category, **page),
             "accounts_of_ledger": lambda c: accounts.list_page(c, tenant, ledger_id=small_ledger, **page),
+            "accounts_with_metadata": lambda c: accounts.list_page(c, tenant, metadata={"user": "u-1"}, **page),
             "category": lambda c: categories.fetch(c, tenant, category),
             "category_at_effective_time": lambda c: categories.fetch(c, tenant, category, at=AT),
             "categories_of_account": lambda c: categories.list_page(c, tenant, ledger_account_id=mine, **page),
@@ -116,8 +119,8 @@ async def test_the_lists_read_as_much_after_a_long_history_as_before_any(make_da
             before = {name: await session.buffers(read) for name, read in reads.items()}
         await owner.execute(
             "WITH a AS (INSERT INTO ledger_accounts (id, tenant_id, ledger_id, name, normal_balance, currency,"
-            " currency_exponent) SELECT gen_random_uuid(), $1, $2, 'a', 'debit', 'USD', 2 FROM generate_series(1, $3)"
-            " RETURNING id) INSERT INTO account_balances (account_id, tenant_id, pending_debits, pending_credits,"
+            " currency_exponent, metadata) SELECT gen_random_uuid(), $1, $2, 'a', 'debit', 'USD', 2,"
+            " jsonb_build_object('user', 'u' || g) FROM generate_series(2, $3 + 1) g RETURNING id) INSERT INTO account_balances (account_id, tenant_id, pending_debits, pending_credits,"
             " posted_debits, posted_credits, lock_version) SELECT id, $1, 0, 0, 0, 0, 0 FROM a", tenant, ledger, GROWTH)
         await owner.execute(
             "WITH c AS (INSERT INTO ledger_account_categories (id, tenant_id, ledger_id, name, normal_balance, currency,"
@@ -153,18 +156,38 @@ async def test_the_lists_read_as_much_after_a_long_history_as_before_any(make_da
         await owner.close()
 
 
-@pytest.mark.parametrize("by_ids_max", [accounts.CATEGORY_READ_BY_IDS_MAX, 2])
-async def test_a_categorys_accounts_are_listed_alike_read_by_id_or_by_a_walk(db, monkeypatch, by_ids_max):
-    monkeypatch.setattr(accounts, "CATEGORY_READ_BY_IDS_MAX", by_ids_max)
-    await _init_connection(db)
-    tenant, ledger = await new_ledger(db)
-    every = [(await new_account(db, "debit", tenant=tenant, ledger=ledger)).id for _ in range(9)]
-    members = every[1::2]  # 4 of the 9, between the others
-    category = await new_category(db, tenant, ledger, members)
-    await db.execute("SELECT set_config('ledger.tenant', $1, false)", tenant)
-    listed, after = [], 0
-    while page := await accounts.list_page(db, tenant, after_seq=after, limit=3, category_id=category):
-        listed += [row["id"] for row in page]
-        after = page[-1]["seq"]
-    assert listed == members
-    assert await accounts.list_page(db, tenant, after_seq=0, limit=3, category_id=uuid.uuid4()) == []
+@pytest.mark.parametrize("by_ids_max", [accounts.READ_BY_IDS_MAX, 2])
+@pytest.mark.parametrize("filters", ["category", "metadata", "both"])
+async def test_accounts_named_by_a_category_or_metadata_are_listed_alike_read_by_id_or_by_a_walk(
+        make_database, monkeypatch, by_ids_max, filters):
+    monkeypatch.setattr(accounts, "READ_BY_IDS_MAX", by_ids_max)
+    url = make_database("named_accounts")
+    owner = await asyncpg.connect(url)
+    try:
+        await _init_connection(owner)
+        tenant, ledger = await new_ledger(owner)
+        every = [(await new_account(owner, "debit", tenant=tenant, ledger=ledger)).id for _ in range(12)]
+        in_category, with_metadata = every[1::2], every[::3]  # 6 and 4 of the 12, 2 in both, between the others
+        await owner.execute("UPDATE ledger_accounts SET metadata = '{\"tier\": \"gold\", \"n\": \"1\"}'"
+                            " WHERE id = ANY($1)", with_metadata)
+        category = await new_category(owner, tenant, ledger, in_category)
+        elsewhere, elsewhere_ledger = await new_ledger(owner)  # another tenant's account of the same metadata
+        other = (await new_account(owner, "debit", tenant=elsewhere, ledger=elsewhere_ledger)).id
+        await owner.execute("UPDATE ledger_accounts SET metadata = '{\"tier\": \"gold\"}' WHERE id = $1", other)
+        session = await RequestSession.open(url, tenant, INDEX_PLANS)
+        given = {"category": {"category_id": category}, "metadata": {"metadata": {"tier": "gold"}},
+                 "both": {"category_id": category, "metadata": {"tier": "gold"}}}[filters]
+        wanted = {"category": in_category, "metadata": with_metadata,
+                  "both": [a for a in in_category if a in with_metadata]}[filters]
+        listed, after = [], 0
+        while page := await accounts.list_page(session.conn, tenant, after_seq=after, limit=3, **given):
+            listed += [row["id"] for row in page]
+            after = page[-1]["seq"]
+        assert listed == wanted
+        assert await accounts.list_page(session.conn, tenant, after_seq=0, limit=3, category_id=uuid.uuid4()) == []
+        # The routine keeps the policy's rule: a session acting for a tenant gets no other tenant's accounts.
+        assert await session.conn.fetch("SELECT ledger_accounts_matching($1, $2::jsonb, 10)", elsewhere,
+                                        {"tier": "gold"}) == []
+        await session.conn.close()
+    finally:
+        await owner.close()
