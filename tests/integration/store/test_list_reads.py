@@ -185,9 +185,13 @@ async def test_accounts_named_by_a_category_or_metadata_are_listed_alike_read_by
             after = page[-1]["seq"]
         assert listed == wanted
         assert await accounts.list_page(session.conn, tenant, after_seq=0, limit=3, category_id=uuid.uuid4()) == []
-        # The routine keeps the policy's rule: a session acting for a tenant gets no other tenant's accounts.
-        assert await session.conn.fetch("SELECT ledger_accounts_matching($1, $2::jsonb, 10)", elsewhere,
-                                        {"tier": "gold"}) == []
+        # The routine keeps the policy's rule: a session acting for a tenant gets no other tenant's accounts, one
+        # acting for none gets nothing.
+        matching = "SELECT ledger_accounts_matching($1, $2::jsonb, 10)"
+        assert await session.conn.fetch(matching, elsewhere, {"tier": "gold"}) == []
+        assert [r[0] for r in await session.conn.fetch(matching, tenant, {"tier": "gold"})] != []
+        await session.conn.execute("SELECT set_config('ledger.tenant', '', false)")
+        assert await session.conn.fetch(matching, tenant, {"tier": "gold"}) == []
         await session.conn.close()
     finally:
         await owner.close()
