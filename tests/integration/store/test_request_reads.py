@@ -15,8 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
-from routine_helpers import RequestSession
-from routine_helpers import new_account, new_ledger
+from routine_helpers import RequestSession, new_account, new_ledger
 
 from cell.store import accounts, entries, events, settlements, statements, transactions
 from cell.store.db import INDEX_PLANS, _init_connection
