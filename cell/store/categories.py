@@ -121,7 +121,7 @@ async def list_page(conn: asyncpg.Connection, tenant_id: str, *, after_seq: int,
     if parent_id is not None:
         named.append("id = ANY (ARRAY(SELECT e.child_id FROM ledger_account_category_edges e "
                      f"WHERE e.parent_id = {w.bind(parent_id)} AND e.removed_at IS NULL))")
-    categories = own_rows("ledger_account_categories", named) if named else "ledger_account_categories"
+    categories = own_rows("ledger_account_categories", named)
     w.clauses.append("c.discarded_at IS NULL")
     w.add("c.seq > {}", after_seq)
     if ids:

@@ -53,8 +53,7 @@ async def list_page(conn: asyncpg.Connection, tenant_id: str, *, limit: int, ord
                     f"AND settlement_id = {w.bind(settlement_id)} AND role = 'settled'))")
     if statement_id is not None:
         held.append(f"id = ANY (ARRAY(SELECT entry_id FROM ledger_statement_entries($1, {w.bind(statement_id)})))")
-    if held:
-        entries = own_rows(entries, held)
+    entries = own_rows(entries, held)
     if metadata:
         w.add("coalesce(m.metadata, e.metadata) @> {}::jsonb", metadata)
     if ids:

@@ -42,5 +42,7 @@ def own_rows(source: str, conditions: list[str]) -> str:
     """The tenant's ($1) rows of `source` that `conditions` name (by ids, or by a key), as a subquery of their own
     (OFFSET 0) that a page's ORDER BY does not reach: beside it, a plan that did not know how few they are (any
     generic plan, or one made on tables analyzed while tiny) walked the tenant's rows in the page's order to find
-    them (tests/integration/store/test_request_reads.py)."""
+    them (tests/integration/store/test_request_reads.py). No conditions: `source` itself."""
+    if not conditions:
+        return source
     return f"(SELECT * FROM {source} o WHERE tenant_id = $1 AND {' AND '.join(conditions)} OFFSET 0)"

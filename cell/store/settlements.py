@@ -79,7 +79,7 @@ async def list_page(conn: asyncpg.Connection, tenant_id: str, *, after_seq: int,
                           ("ledger_transaction_id", ledger_transaction_id)):
         if value is not None:
             named.append(f"{column} = {w.bind(value)}")
-    settlements = own_rows("ledger_account_settlements", named) if named else "ledger_account_settlements"
+    settlements = own_rows("ledger_account_settlements", named)
     w.add("s.seq > {}", after_seq)
     if ids:
         w.add("s.id = ANY({}::uuid[])", list(ids))
