@@ -5,8 +5,9 @@ tables analyzed while tiny, the default planner's plans scanned whole tables for
 ~3,500 buffers at 20,000 more postings of the tenant's other accounts and 20,000 of another tenant's).
 
 Filters no index answers (a transaction's status) read the tenant's rows with any plan and are not here (an external
-id, with or without its ledger, walked them before migration 0194: 460-510 more); nor is a page of one account's transactions in seq order: on such statistics its plan walks the
-tenant's transactions, whose order it keeps, for a few rows."""
+id, with or without its ledger, walked them before migration 0194: 460-510 more). A page of one account's
+transactions walked the tenant's transactions in the page's order, for a few rows, before they were read by id
+(transactions.ACCOUNT_READ_BY_IDS_MAX: ~80,500 more, newest first or by effective time)."""
 
 from __future__ import annotations
 
@@ -62,6 +63,10 @@ def reads(tenant: str, ledger: uuid.UUID, account: uuid.UUID, hot: uuid.UUID, tx
                                                                                   ledger_id=ledger, **page),
         "transactions_by_effective_at": lambda c: transactions.list_page(c, tenant, order_by="effective_at",
                                                                          descending=True, **page),
+        "transactions_of_account": lambda c: transactions.list_page(c, tenant, descending=True,
+                                                                    ledger_account_id=account, **page),
+        "transactions_of_account_by_effective_at": lambda c: transactions.list_page(
+            c, tenant, order_by="effective_at", descending=True, ledger_account_id=account, **page),
         "transactions_of_hot_account_by_effective_at": lambda c: transactions.list_page(
             c, tenant, order_by="effective_at", descending=True, ledger_account_id=hot, **page),
         "versions": lambda c: transactions.list_versions_page(c, tenant, after_seq=0, limit=5),
@@ -142,5 +147,45 @@ async def test_the_requests_reads_read_as_much_after_a_long_history_as_before_an
         assert max(analyzed.values()) < 200, analyzed
         for session in sessions.values():
             await session.conn.close()
+    finally:
+        await owner.close()
+
+
+@pytest.mark.parametrize("by_ids_max", [transactions.ACCOUNT_READ_BY_IDS_MAX, 2])
+@pytest.mark.parametrize(("order_by", "descending"), [("seq", False), ("seq", True), ("effective_at", True)])
+async def test_an_accounts_transactions_are_listed_alike_read_by_id_or_by_a_walk(make_database, monkeypatch,
+                                                                                 by_ids_max, order_by, descending):
+    monkeypatch.setattr(transactions, "ACCOUNT_READ_BY_IDS_MAX", by_ids_max)
+    url = make_database("account_transactions")
+    owner = await asyncpg.connect(url)
+    try:
+        tenant, ledger = await new_ledger(owner)
+        mine, other = [(await new_account(owner, "debit", tenant=tenant, ledger=ledger)).id for _ in range(2)]
+        for day in range(6):  # the account's 4 transactions (one of them twice in it) between others, dates apart
+            at = AT - timedelta(days=day % 3)
+            await owner.execute(POST, tenant, ledger, at, [other, other] if day % 3 == 1 else [mine, other], 1)
+            await owner.execute(POST, tenant, ledger, at, [other, other], 1)
+        await owner.execute(POST, tenant, ledger, AT, [mine, mine], 1)
+        elsewhere, elsewhere_ledger = await new_ledger(owner)
+        theirs = [(await new_account(owner, "debit", tenant=elsewhere, ledger=elsewhere_ledger)).id for _ in range(2)]
+        await owner.execute(POST, elsewhere, elsewhere_ledger, AT, theirs, 3)
+        order = "effective_at {0}, seq {0}".format("DESC" if descending else "ASC") if order_by == "effective_at" \
+            else "seq " + ("DESC" if descending else "ASC")
+        wanted = [r["id"] for r in await owner.fetch(
+            "SELECT id, seq, effective_at FROM ledger_transactions t WHERE EXISTS (SELECT 1 FROM ledger_entries e"
+            f" WHERE e.transaction_id = t.id AND e.ledger_account_id = $1) ORDER BY {order}", mine)]
+        assert len(wanted) == 5
+        session = await RequestSession.open(url, tenant, INDEX_PLANS)
+        listed, after = [], None
+        while page := await transactions.list_page(session.conn, tenant, order_by=order_by, descending=descending,
+                                                   ledger_account_id=mine, after=after, limit=2):
+            listed += [row["id"] for row in page]
+            after = (page[-1]["effective_at"], page[-1]["seq"]) if order_by == "effective_at" else (page[-1]["seq"],)
+        assert listed == wanted
+        assert await transactions.list_page(session.conn, tenant, ledger_account_id=theirs[0], after=None,
+                                            limit=2) == []  # another tenant's account: none of its transactions
+        assert await transactions.list_page(session.conn, tenant, ledger_account_id=mine, ledger_id=uuid.uuid4(),
+                                            after=None, limit=2) == []
+        await session.conn.close()
     finally:
         await owner.close()
