@@ -8,6 +8,7 @@ from datetime import datetime
 import asyncpg
 
 from cell.ledger.models import Account
+from cell.store import categories
 from cell.store.categories import IN_CATEGORY
 from cell.store.filters import OPERATORS_SQL, Where, own_rows
 from cell.store.queries import Q
@@ -79,11 +80,9 @@ async def list_page(conn: asyncpg.Connection, tenant_id: str, *, after_seq: int,
     accounts = "ledger_accounts"
     named = None  # the ids of the accounts the filters name, when few
     if category_id is not None:
-        members = await conn.fetch("SELECT r.account_id FROM ledger_account_category_closure r "
-                                   "WHERE r.category_id = $1 AND r.reachable AND r.tenant_id = $2 LIMIT $3",
-                                   category_id, tenant_id, READ_BY_IDS_MAX + 1)
-        if len(members) <= READ_BY_IDS_MAX:
-            named = {r[0] for r in members}
+        members = await categories.reached(conn, tenant_id, category_id, READ_BY_IDS_MAX)
+        if members is not None:
+            named = set(members)
         else:
             w.add("a.id " + IN_CATEGORY, category_id)
     if metadata:

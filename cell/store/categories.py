@@ -140,3 +140,12 @@ async def list_page(conn: asyncpg.Connection, tenant_id: str, *, after_seq: int,
 # A list filter's condition on an account id column: the category (the {} placeholder) reaches the account.
 IN_CATEGORY = ("IN (SELECT r.account_id FROM ledger_account_category_closure r "
                "WHERE r.category_id = {} AND r.reachable)")
+
+
+async def reached(conn: asyncpg.Connection, tenant_id: str, category_id, most: int) -> list[uuid.UUID] | None:
+    """The accounts `category_id` reaches, when at most `most` (one bounded probe of its closure); None when more
+    (a list then takes IN_CATEGORY)."""
+    rows = await conn.fetch("SELECT r.account_id FROM ledger_account_category_closure r "
+                            "WHERE r.category_id = $1 AND r.reachable AND r.tenant_id = $2 LIMIT $3",
+                            category_id, tenant_id, most + 1)
+    return None if len(rows) > most else sorted(r[0] for r in rows)

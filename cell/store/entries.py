@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncpg
 
+from cell.store import categories
 from cell.store.categories import IN_CATEGORY
 from cell.store.filters import OPERATORS_SQL, Where, own_rows
 
@@ -41,6 +42,30 @@ async def of_transactions(conn: asyncpg.Connection, tenant_id: str, txn_ids: lis
                             tenant_id, txn_ids)
 
 
+# Accounts with at most this many entries in all (a category of at most this many accounts first) have their entries,
+# or their transactions, read by id for a list of entries or transactions.
+READ_BY_IDS_MAX = 100
+
+
+async def of_accounts(conn: asyncpg.Connection, tenant_id: str, column: str, account_ids: list) -> list | None:
+    """`column` (id or transaction_id) of the entries of `account_ids`, when they have at most READ_BY_IDS_MAX (one
+    bounded probe of the accounts' entries); None when more."""
+    if column not in ("id", "transaction_id"):
+        raise ValueError(f"not an entry's id column: {column!r}")
+    rows = await conn.fetch(f"SELECT e.{column} FROM ledger_entries e WHERE e.ledger_account_id = ANY($1::uuid[]) "
+                            "AND e.tenant_id = $2 ORDER BY e.ledger_account_id, e.seq LIMIT $3",
+                            account_ids, tenant_id, READ_BY_IDS_MAX + 1)
+    return None if len(rows) > READ_BY_IDS_MAX else sorted({r[0] for r in rows})
+
+
+async def of_category(conn: asyncpg.Connection, tenant_id: str, column: str,
+                      category_id) -> tuple[list | None, list | None]:
+    """The accounts a category reaches, when at most READ_BY_IDS_MAX, and `of_accounts` of them (None, None: more
+    accounts; (accounts, None): more entries)."""
+    members = await categories.reached(conn, tenant_id, category_id, READ_BY_IDS_MAX)
+    return members, None if members is None else await of_accounts(conn, tenant_id, column, members)
+
+
 async def list_page(conn: asyncpg.Connection, tenant_id: str, *, limit: int, order_by: str, descending: bool,
                     after: tuple | None, ledger_account_id=None, category_id=None, ledger_transaction_id=None,
                     as_of_lock_version=None, direction=None, status=None, ids=(), effective_at=(), updated_at=(),
@@ -53,6 +78,14 @@ async def list_page(conn: asyncpg.Connection, tenant_id: str, *, limit: int, ord
                     f"AND settlement_id = {w.bind(settlement_id)} AND role = 'settled'))")
     if statement_id is not None:
         held.append(f"id = ANY (ARRAY(SELECT entry_id FROM ledger_statement_entries($1, {w.bind(statement_id)})))")
+    if category_id is not None:
+        members, named = await of_category(conn, tenant_id, "id", category_id)
+        if named is not None:
+            held.append(f"id = ANY({w.bind(named)}::uuid[])")
+        elif members is not None:
+            w.add("e.ledger_account_id = ANY({}::uuid[])", members)
+        else:
+            w.add("e.ledger_account_id " + IN_CATEGORY, category_id)
     entries = own_rows(entries, held)
     if metadata:
         w.add("coalesce(m.metadata, e.metadata) @> {}::jsonb", metadata)
@@ -64,8 +97,6 @@ async def list_page(conn: asyncpg.Connection, tenant_id: str, *, limit: int, ord
             w.add(f"{column} {OPERATORS_SQL[op]} {{}}", value)
     if ledger_account_id is not None:
         w.add("e.ledger_account_id = {}", ledger_account_id)
-    if category_id is not None:
-        w.add("e.ledger_account_id " + IN_CATEGORY, category_id)
     if ledger_transaction_id is not None:
         w.add("e.transaction_id = {}", ledger_transaction_id)
     if as_of_lock_version is not None:

@@ -36,6 +36,16 @@ async def new_ledger(conn: asyncpg.Connection, state: str = "active") -> tuple[s
     return tenant, ledger
 
 
+async def new_category(conn: asyncpg.Connection, tenant: str, ledger: uuid.UUID, members: list) -> uuid.UUID:
+    """A debit category that reaches `members` (its closure rows: no edges, no sums)."""
+    category = uuid.uuid4()
+    await conn.execute("INSERT INTO ledger_account_categories (id, tenant_id, ledger_id, name, normal_balance, currency,"
+                       " currency_exponent) VALUES ($1, $2, $3, 'c', 'debit', 'USD', 2)", category, tenant, ledger)
+    await conn.execute("INSERT INTO ledger_account_category_closure (category_id, account_id, tenant_id, reachable)"
+                       " SELECT $1, a, $2, true FROM unnest($3::uuid[]) a", category, tenant, members)
+    return category
+
+
 async def new_account(conn: asyncpg.Connection, normal: str = "credit", *, tenant: str | None = None,
                       ledger: uuid.UUID | None = None, pending_debits: int = 0, pending_credits: int = 0,
                       posted_debits: int = 0, posted_credits: int = 0, lock_version: int = 0,

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
-from routine_helpers import RequestSession, new_account, new_ledger
+from routine_helpers import RequestSession, new_account, new_category, new_ledger
 
 from cell.store import (
     accounts,
@@ -40,15 +40,6 @@ TRIGGERED = ("ledger_account_balance_monitor", "ledger_account_balance_monitor.t
 DELIVERIES = ("INSERT INTO webhook_deliveries (id, tenant_id, endpoint_id, event_id, event_position, entity_id,"
               " event_name, status, give_up_at) SELECT gen_random_uuid(), $1, $2, gen_random_uuid(), g,"
               " gen_random_uuid(), 'ledger_transaction.created', $3, now() FROM generate_series(1, $4) g")
-
-
-async def new_category(conn: asyncpg.Connection, tenant: str, ledger: uuid.UUID, members: list) -> uuid.UUID:
-    category = uuid.uuid4()
-    await categories.insert(conn, category, tenant, ledger_id=ledger, name="c", description=None, external_id=None,
-                            normal_balance="debit", currency="USD", currency_exponent=2, metadata={})
-    await conn.execute("INSERT INTO ledger_account_category_closure (category_id, account_id, tenant_id, reachable)"
-                       " SELECT $1, a, $2, true FROM unnest($3::uuid[]) a", category, tenant, members)
-    return category
 
 
 async def test_the_lists_read_as_much_after_a_long_history_as_before_any(make_database):

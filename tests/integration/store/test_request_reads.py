@@ -7,7 +7,9 @@ tables analyzed while tiny, the default planner's plans scanned whole tables for
 Filters no index answers (a transaction's status) read the tenant's rows with any plan and are not here (an external
 id, with or without its ledger, walked them before migration 0194: 460-510 more). A page of one account's
 transactions walked the tenant's transactions in the page's order, for a few rows, before they were read by id
-(transactions.ACCOUNT_READ_BY_IDS_MAX: ~80,500 more, newest first or by effective time)."""
+(entries.READ_BY_IDS_MAX: ~80,500 more, newest first or by effective time), a category's with any plan (~120,500,
+and ~900 for its entries) and a busy category's ~60,900 (now by its accounts' ids). Not here: a busy category's
+entries (~180,000 until the next analyze: its accounts' every entry sorted; then ~60)."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
-from routine_helpers import RequestSession, new_account, new_ledger
+from routine_helpers import RequestSession, new_account, new_category, new_ledger
 
 from cell.store import accounts, entries, events, settlements, statements, transactions
 from cell.store.db import INDEX_PLANS, _init_connection
@@ -27,9 +29,10 @@ POST = ("SELECT ledger_post($1, NULL, '\\x00', gen_random_uuid(), $2, 'd', 'post
         " ARRAY[gen_random_uuid(), gen_random_uuid()], $4, ARRAY['debit', 'credit'], ARRAY[5, 5]::bigint[],"
         " '{}'::uuid[], '[]', '{}') FROM generate_series(1, $5)")
 def reads(tenant: str, ledger: uuid.UUID, account: uuid.UUID, hot: uuid.UUID, txn: uuid.UUID,
-          statement: uuid.UUID, settlement: uuid.UUID) -> dict:
+          statement: uuid.UUID, settlement: uuid.UUID, category: uuid.UUID, busy: uuid.UUID) -> dict:
     """The reads under test, each of at most 5 rows, which the tenant has from the start (`hot`: the account
-    every later posting of the tenant debits; `statement` and `settlement`: of `account`, before them)."""
+    every later posting of the tenant debits; `statement` and `settlement`: of `account`, before them; `category`
+    reaches `account`, `busy` reaches `hot`)."""
     debit = {"id": account, "normal_balance": "debit"}
     page = {"limit": 5, "after": None}
     return {
@@ -67,6 +70,12 @@ def reads(tenant: str, ledger: uuid.UUID, account: uuid.UUID, hot: uuid.UUID, tx
                                                                     ledger_account_id=account, **page),
         "transactions_of_account_by_effective_at": lambda c: transactions.list_page(
             c, tenant, order_by="effective_at", descending=True, ledger_account_id=account, **page),
+        "transactions_of_category": lambda c: transactions.list_page(c, tenant, descending=True,
+                                                                     category_id=category, **page),
+        "transactions_of_busy_category": lambda c: transactions.list_page(c, tenant, descending=True,
+                                                                          category_id=busy, **page),
+        "entries_of_category": lambda c: entries.list_page(c, tenant, order_by="seq", descending=True,
+                                                           category_id=category, **page),
         "transactions_of_hot_account_by_effective_at": lambda c: transactions.list_page(
             c, tenant, order_by="effective_at", descending=True, ledger_account_id=hot, **page),
         "versions": lambda c: transactions.list_versions_page(c, tenant, after_seq=0, limit=5),
@@ -116,8 +125,9 @@ async def test_the_requests_reads_read_as_much_after_a_long_history_as_before_an
                                      allow_either_direction=True, upper=AT + timedelta(days=1), description=None,
                                      metadata={})
             assert await settlements.claim_gathered(owner, tenant, settlement, mine, AT + timedelta(days=1), 10) == 5
+        category, busy = [await new_category(owner, tenant, ledger, [a]) for a in (mine, hot)]
         await owner.execute("ANALYZE")
-        probes = reads(tenant, ledger, mine, hot, txn, statement, settlement)
+        probes = reads(tenant, ledger, mine, hot, txn, statement, settlement, category, busy)
         sessions = {"requests": await RequestSession.open(url, tenant, INDEX_PLANS),
                     "default_planner": await RequestSession.open(url, tenant, {})}
         before = {}
@@ -151,41 +161,58 @@ async def test_the_requests_reads_read_as_much_after_a_long_history_as_before_an
         await owner.close()
 
 
-@pytest.mark.parametrize("by_ids_max", [transactions.ACCOUNT_READ_BY_IDS_MAX, 2])
+
+@pytest.mark.parametrize("by_ids_max", [entries.READ_BY_IDS_MAX, 2, 1])  # by id; a category's by its accounts; walks
 @pytest.mark.parametrize(("order_by", "descending"), [("seq", False), ("seq", True), ("effective_at", True)])
-async def test_an_accounts_transactions_are_listed_alike_read_by_id_or_by_a_walk(make_database, monkeypatch,
-                                                                                 by_ids_max, order_by, descending):
-    monkeypatch.setattr(transactions, "ACCOUNT_READ_BY_IDS_MAX", by_ids_max)
+async def test_an_accounts_or_categorys_transactions_and_entries_are_listed_alike_read_by_id_or_not(
+        make_database, monkeypatch, by_ids_max, order_by, descending):
+    monkeypatch.setattr(entries, "READ_BY_IDS_MAX", by_ids_max)
     url = make_database("account_transactions")
     owner = await asyncpg.connect(url)
     try:
         tenant, ledger = await new_ledger(owner)
-        mine, other = [(await new_account(owner, "debit", tenant=tenant, ledger=ledger)).id for _ in range(2)]
+        mine, yours, other = [(await new_account(owner, "debit", tenant=tenant, ledger=ledger)).id for _ in range(3)]
         for day in range(6):  # the account's 4 transactions (one of them twice in it) between others, dates apart
             at = AT - timedelta(days=day % 3)
             await owner.execute(POST, tenant, ledger, at, [other, other] if day % 3 == 1 else [mine, other], 1)
-            await owner.execute(POST, tenant, ledger, at, [other, other], 1)
+            await owner.execute(POST, tenant, ledger, at, [yours, other] if day % 2 else [other, other], 1)
         await owner.execute(POST, tenant, ledger, AT, [mine, mine], 1)
+        await owner.execute(POST, tenant, ledger, AT, [mine, yours], 1)
+        category = await new_category(owner, tenant, ledger, [mine, yours])
         elsewhere, elsewhere_ledger = await new_ledger(owner)
         theirs = [(await new_account(owner, "debit", tenant=elsewhere, ledger=elsewhere_ledger)).id for _ in range(2)]
         await owner.execute(POST, elsewhere, elsewhere_ledger, AT, theirs, 3)
-        order = "effective_at {0}, seq {0}".format("DESC" if descending else "ASC") if order_by == "effective_at" \
-            else "seq " + ("DESC" if descending else "ASC")
-        wanted = [r["id"] for r in await owner.fetch(
-            "SELECT id, seq, effective_at FROM ledger_transactions t WHERE EXISTS (SELECT 1 FROM ledger_entries e"
-            f" WHERE e.transaction_id = t.id AND e.ledger_account_id = $1) ORDER BY {order}", mine)]
-        assert len(wanted) == 5
+        direction = "DESC" if descending else "ASC"
+        order = f"effective_at {direction}, seq {direction}" if order_by == "effective_at" else f"seq {direction}"
+        of = "SELECT e.{} FROM ledger_entries e WHERE e.ledger_account_id = ANY($1::uuid[])"
+        wanted = {
+            "account": await owner.fetch(f"SELECT id FROM ledger_transactions WHERE id IN ({of.format('transaction_id')})"
+                                         f" ORDER BY {order}", [mine]),
+            "category": await owner.fetch(f"SELECT id FROM ledger_transactions WHERE id IN "
+                                          f"({of.format('transaction_id')}) ORDER BY {order}", [mine, yours]),
+            "category_entries": await owner.fetch(f"SELECT id FROM ledger_entries WHERE id IN ({of.format('id')})"
+                                                  f" ORDER BY {order}", [mine, yours])}
+        assert [len(rows) for rows in wanted.values()] == [6, 9, 11]
         session = await RequestSession.open(url, tenant, INDEX_PLANS)
-        listed, after = [], None
-        while page := await transactions.list_page(session.conn, tenant, order_by=order_by, descending=descending,
-                                                   ledger_account_id=mine, after=after, limit=2):
-            listed += [row["id"] for row in page]
-            after = (page[-1]["effective_at"], page[-1]["seq"]) if order_by == "effective_at" else (page[-1]["seq"],)
-        assert listed == wanted
+        lists = {"account": (transactions.list_page, {"ledger_account_id": mine}),
+                 "category": (transactions.list_page, {"category_id": category}),
+                 "category_entries": (entries.list_page, {"category_id": category})}
+        for name, (list_page, given) in lists.items():
+            listed, after = [], None
+            while page := await list_page(session.conn, tenant, order_by=order_by, descending=descending, after=after,
+                                          limit=2, **given):
+                listed += [row["id"] for row in page]
+                after = (page[-1]["effective_at"], page[-1]["seq"]) if order_by == "effective_at" \
+                    else (page[-1]["seq"],)
+            assert listed == [r["id"] for r in wanted[name]], name
+        # another tenant's account: none of its transactions; with a filter none of them meets, none
         assert await transactions.list_page(session.conn, tenant, ledger_account_id=theirs[0], after=None,
-                                            limit=2) == []  # another tenant's account: none of its transactions
+                                            limit=2) == []
         assert await transactions.list_page(session.conn, tenant, ledger_account_id=mine, ledger_id=uuid.uuid4(),
                                             after=None, limit=2) == []
+        assert await entries.list_page(session.conn, tenant, category_id=category, direction="credit",
+                                       ledger_transaction_id=uuid.uuid4(), order_by="seq", descending=False,
+                                       after=None, limit=2) == []
         await session.conn.close()
     finally:
         await owner.close()
