@@ -18,6 +18,9 @@ from cell.store.errors import rejection
 from cell.store.filters import OPERATORS_SQL, Where, own_rows
 from cell.store.queries import Q
 
+# A metadata filter matching at most this many transactions has them read by id for a list of transactions.
+METADATA_READ_BY_IDS_MAX = 1000
+
 
 class EntryResult(msgspec.Struct, frozen=True):
     """An entry applied in its posting: its account's lock version and running sums right after it."""
@@ -201,7 +204,9 @@ async def list_page(conn: asyncpg.Connection, tenant_id: str, *, after: tuple | 
     category's transactions, when its accounts have at most entries.READ_BY_IDS_MAX entries, are read by id after
     one bounded probe of them (beside a page's order, plans walked the tenant's transactions for them: an account's
     on a plan made while the tables were tiny, ~80,000 buffers at 20,000 postings of other accounts, a category's
-    with any plan, ~120,000); more, by that walk, which then finds a page sooner."""
+    with any plan, ~120,000); more, by that walk, which then finds a page sooner. A metadata filter's transactions,
+    when at most METADATA_READ_BY_IDS_MAX, likewise, found by the metadata index (ledger_transactions_matching);
+    more, by the walk of the tenant's transactions."""
     w = Where(tenant_id)
     named = []  # conditions that name the page's candidates by id
     if settlement_id is not None:
@@ -225,6 +230,13 @@ async def list_page(conn: asyncpg.Connection, tenant_id: str, *, after: tuple | 
         else:
             w.add(f"t.id IN (SELECT transaction_id FROM ledger_entries WHERE ledger_account_id {IN_CATEGORY})",
                   category_id)
+    if metadata:
+        matching = await conn.fetch("SELECT ledger_transactions_matching($1, $2::jsonb, $3)", tenant_id, metadata,
+                                    METADATA_READ_BY_IDS_MAX + 1)
+        if len(matching) <= METADATA_READ_BY_IDS_MAX:
+            named.append(f"id = ANY({w.bind(sorted(r[0] for r in matching))}::uuid[])")
+        else:
+            w.add("t.metadata @> {}::jsonb", metadata)
     transactions = own_rows("ledger_transactions", named)
     if status:
         w.add("t.status = ANY({}::text[])", list(status))
@@ -235,8 +247,6 @@ async def list_page(conn: asyncpg.Connection, tenant_id: str, *, after: tuple | 
                           ("reverses_id", reverses_id), ("partially_posts_id", partially_posts_id)):
         if value is not None:
             w.add(f"t.{column} = {{}}", value)
-    if metadata:
-        w.add("t.metadata @> {}::jsonb", metadata)
     for column, bounds in (("effective_at", effective_at), ("posted_at", posted_at), ("updated_at", updated_at)):
         for op, value in bounds:
             w.add(f"t.{column} {OPERATORS_SQL[op]} {{}}", value)

@@ -5,7 +5,7 @@ tables analyzed while tiny, the default planner's plans scanned whole tables for
 ~3,500 buffers at 20,000 more postings of the tenant's other accounts and 20,000 of another tenant's).
 
 Filters no index answers (a transaction's status) read the tenant's rows with any plan and are not here (an external
-id, with or without its ledger, walked them before migration 0194: 460-510 more). A page of one account's
+id, with or without its ledger, walked them before migration 0194: 460-510 more; metadata before 0195: ~460). A page of one account's
 transactions walked the tenant's transactions in the page's order, for a few rows, before they were read by id
 (entries.READ_BY_IDS_MAX: ~80,500 more, newest first or by effective time), a category's with any plan (~120,500,
 and ~900 for its entries) and a busy category's ~60,900 (now by its accounts' ids). Not here: a busy category's
@@ -70,6 +70,8 @@ def reads(tenant: str, ledger: uuid.UUID, account: uuid.UUID, hot: uuid.UUID, tx
                                                                     ledger_account_id=account, **page),
         "transactions_of_account_by_effective_at": lambda c: transactions.list_page(
             c, tenant, order_by="effective_at", descending=True, ledger_account_id=account, **page),
+        "transactions_with_metadata": lambda c: transactions.list_page(c, tenant, descending=True,
+                                                                       metadata={"k": "v"}, **page),
         "transactions_of_category": lambda c: transactions.list_page(c, tenant, descending=True,
                                                                      category_id=category, **page),
         "transactions_of_busy_category": lambda c: transactions.list_page(c, tenant, descending=True,
@@ -113,7 +115,8 @@ async def test_the_requests_reads_read_as_much_after_a_long_history_as_before_an
                                                                               ledger=ledger)).id, other], 1)
         txn = await owner.fetchval("SELECT transaction_id FROM ledger_entries WHERE ledger_account_id = $1 LIMIT 1",
                                    mine)
-        await owner.execute("UPDATE ledger_transactions SET external_id = 'ext-1' WHERE id = $1", txn)
+        await owner.execute("UPDATE ledger_transactions SET external_id = 'ext-1', metadata = '{\"k\": \"v\"}'"
+                            " WHERE id = $1", txn)
         await _init_connection(owner)
         statement = uuid.uuid4()
         settlement = uuid.uuid4()
@@ -164,9 +167,10 @@ async def test_the_requests_reads_read_as_much_after_a_long_history_as_before_an
 
 @pytest.mark.parametrize("by_ids_max", [entries.READ_BY_IDS_MAX, 2, 1])  # by id; a category's by its accounts; walks
 @pytest.mark.parametrize(("order_by", "descending"), [("seq", False), ("seq", True), ("effective_at", True)])
-async def test_an_accounts_or_categorys_transactions_and_entries_are_listed_alike_read_by_id_or_not(
+async def test_transactions_and_entries_named_by_account_category_or_metadata_are_listed_alike_read_by_id_or_not(
         make_database, monkeypatch, by_ids_max, order_by, descending):
     monkeypatch.setattr(entries, "READ_BY_IDS_MAX", by_ids_max)
+    monkeypatch.setattr(transactions, "METADATA_READ_BY_IDS_MAX", by_ids_max * 3)  # 6 matching: by id, or a walk
     url = make_database("account_transactions")
     owner = await asyncpg.connect(url)
     try:
@@ -182,6 +186,12 @@ async def test_an_accounts_or_categorys_transactions_and_entries_are_listed_alik
         elsewhere, elsewhere_ledger = await new_ledger(owner)
         theirs = [(await new_account(owner, "debit", tenant=elsewhere, ledger=elsewhere_ledger)).id for _ in range(2)]
         await owner.execute(POST, elsewhere, elsewhere_ledger, AT, theirs, 3)
+        tagged = "UPDATE ledger_transactions SET metadata = $2 WHERE id IN (SELECT id FROM ledger_transactions" \
+                 " WHERE tenant_id = $1 ORDER BY seq LIMIT 3 OFFSET $3)"  # 3 of each tenant's, one more key on some
+        await owner.execute(tagged, tenant, '{"order": "o-1"}', 2)
+        await owner.execute(tagged, tenant, '{"order": "o-1", "kind": "card"}', 8)
+        await owner.execute(tagged, tenant, '{"order": "o-2"}', 5)
+        await owner.execute(tagged, elsewhere, '{"order": "o-1"}', 0)
         direction = "DESC" if descending else "ASC"
         order = f"effective_at {direction}, seq {direction}" if order_by == "effective_at" else f"seq {direction}"
         of = "SELECT e.{} FROM ledger_entries e WHERE e.ledger_account_id = ANY($1::uuid[])"
@@ -191,12 +201,15 @@ async def test_an_accounts_or_categorys_transactions_and_entries_are_listed_alik
             "category": await owner.fetch(f"SELECT id FROM ledger_transactions WHERE id IN "
                                           f"({of.format('transaction_id')}) ORDER BY {order}", [mine, yours]),
             "category_entries": await owner.fetch(f"SELECT id FROM ledger_entries WHERE id IN ({of.format('id')})"
-                                                  f" ORDER BY {order}", [mine, yours])}
-        assert [len(rows) for rows in wanted.values()] == [6, 9, 11]
+                                                  f" ORDER BY {order}", [mine, yours]),
+            "metadata": await owner.fetch("SELECT id FROM ledger_transactions WHERE tenant_id = $1 AND metadata @> "
+                                          f"'{{\"order\": \"o-1\"}}' ORDER BY {order}", tenant)}
+        assert [len(rows) for rows in wanted.values()] == [6, 9, 11, 6]
         session = await RequestSession.open(url, tenant, INDEX_PLANS)
         lists = {"account": (transactions.list_page, {"ledger_account_id": mine}),
                  "category": (transactions.list_page, {"category_id": category}),
-                 "category_entries": (entries.list_page, {"category_id": category})}
+                 "category_entries": (entries.list_page, {"category_id": category}),
+                 "metadata": (transactions.list_page, {"metadata": {"order": "o-1"}})}
         for name, (list_page, given) in lists.items():
             listed, after = [], None
             while page := await list_page(session.conn, tenant, order_by=order_by, descending=descending, after=after,
@@ -213,6 +226,18 @@ async def test_an_accounts_or_categorys_transactions_and_entries_are_listed_alik
         assert await entries.list_page(session.conn, tenant, category_id=category, direction="credit",
                                        ledger_transaction_id=uuid.uuid4(), order_by="seq", descending=False,
                                        after=None, limit=2) == []
+        assert await transactions.list_page(session.conn, tenant, metadata={"order": "o-1", "kind": "card"},
+                                            after=None, limit=9) == await transactions.list_page(
+            session.conn, tenant, metadata={"kind": "card"}, after=None, limit=9)
+        assert len(await transactions.list_page(session.conn, tenant, metadata={"order": "o-3"}, after=None,
+                                                limit=2)) == 0
+        # The routine keeps the policy's rule: a session acting for a tenant gets no other tenant's transactions,
+        # one acting for none gets nothing.
+        matching = "SELECT ledger_transactions_matching($1, $2::jsonb, 10)"
+        assert await session.conn.fetch(matching, elsewhere, {"order": "o-1"}) == []
+        assert len(await session.conn.fetch(matching, tenant, {"order": "o-1"})) == 6
+        await session.conn.execute("SELECT set_config('ledger.tenant', '', false)")
+        assert await session.conn.fetch(matching, tenant, {"order": "o-1"}) == []
         await session.conn.close()
     finally:
         await owner.close()
