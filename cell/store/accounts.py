@@ -10,7 +10,7 @@ import asyncpg
 from cell.ledger.models import Account
 from cell.store import categories
 from cell.store.categories import IN_CATEGORY
-from cell.store.filters import OPERATORS_SQL, Where, own_rows
+from cell.store.filters import OPERATORS_SQL, Where, at_most, own_rows
 from cell.store.queries import Q
 
 # The amounts ledger_balances computes (columns of lb), by the name the API filters on.
@@ -86,11 +86,10 @@ async def list_page(conn: asyncpg.Connection, tenant_id: str, *, after_seq: int,
         else:
             w.add("a.id " + IN_CATEGORY, category_id)
     if metadata:
-        matching = await conn.fetch("SELECT ledger_accounts_matching($1, $2::jsonb, $3)", tenant_id, metadata,
-                                    READ_BY_IDS_MAX + 1)
-        if len(matching) <= READ_BY_IDS_MAX:
-            found = {r[0] for r in matching}
-            named = found if named is None else named & found
+        matching = await at_most(conn, "SELECT ledger_accounts_matching($1, $2::jsonb, $3)", tenant_id, metadata,
+                                 most=READ_BY_IDS_MAX)
+        if matching is not None:
+            named = set(matching) if named is None else named & set(matching)
         else:
             w.add("a.metadata @> {}::jsonb", metadata)
     if named is not None:

@@ -8,7 +8,7 @@ from datetime import datetime
 
 import asyncpg
 
-from cell.store.filters import Where, own_rows
+from cell.store.filters import Where, at_most, own_rows
 from cell.store.queries import Q
 
 _COLUMNS = ("c.seq, c.id, c.ledger_id, c.name, c.description, c.external_id, c.normal_balance, c.currency, "
@@ -145,7 +145,6 @@ IN_CATEGORY = ("IN (SELECT r.account_id FROM ledger_account_category_closure r "
 async def reached(conn: asyncpg.Connection, tenant_id: str, category_id, most: int) -> list[uuid.UUID] | None:
     """The accounts `category_id` reaches, when at most `most` (one bounded probe of its closure); None when more
     (a list then takes IN_CATEGORY)."""
-    rows = await conn.fetch("SELECT r.account_id FROM ledger_account_category_closure r "
-                            "WHERE r.category_id = $1 AND r.reachable AND r.tenant_id = $2 LIMIT $3",
-                            category_id, tenant_id, most + 1)
-    return None if len(rows) > most else sorted(r[0] for r in rows)
+    return await at_most(conn, "SELECT r.account_id FROM ledger_account_category_closure r "
+                         "WHERE r.category_id = $1 AND r.reachable AND r.tenant_id = $2 LIMIT $3",
+                         category_id, tenant_id, most=most)

@@ -6,7 +6,7 @@ import asyncpg
 
 from cell.store import categories
 from cell.store.categories import IN_CATEGORY
-from cell.store.filters import OPERATORS_SQL, Where, own_rows
+from cell.store.filters import OPERATORS_SQL, Where, at_most, own_rows
 
 _SELECT_FROM = """SELECT e.seq, e.id, e.transaction_id, e.ledger_account_id, e.direction, e.amount, e.effective_at,
        e.created_at, coalesce(m.metadata, e.metadata) AS metadata, coalesce(m.updated_at, e.created_at) AS updated_at,
@@ -52,10 +52,9 @@ async def of_accounts(conn: asyncpg.Connection, tenant_id: str, column: str, acc
     bounded probe of the accounts' entries); None when more."""
     if column not in ("id", "transaction_id"):
         raise ValueError(f"not an entry's id column: {column!r}")
-    rows = await conn.fetch(f"SELECT e.{column} FROM ledger_entries e WHERE e.ledger_account_id = ANY($1::uuid[]) "
-                            "AND e.tenant_id = $2 ORDER BY e.ledger_account_id, e.seq LIMIT $3",
-                            account_ids, tenant_id, READ_BY_IDS_MAX + 1)
-    return None if len(rows) > READ_BY_IDS_MAX else sorted({r[0] for r in rows})
+    return await at_most(conn, f"SELECT e.{column} FROM ledger_entries e WHERE e.ledger_account_id = ANY($1::uuid[]) "
+                         "AND e.tenant_id = $2 ORDER BY e.ledger_account_id, e.seq LIMIT $3",
+                         account_ids, tenant_id, most=READ_BY_IDS_MAX)
 
 
 async def of_category(conn: asyncpg.Connection, tenant_id: str, column: str,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncpg
+
 OPERATORS_SQL = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<=", "eq": "="}
 
 
@@ -46,3 +48,11 @@ def own_rows(source: str, conditions: list[str]) -> str:
     if not conditions:
         return source
     return f"(SELECT * FROM {source} o WHERE tenant_id = $1 AND {' AND '.join(conditions)} OFFSET 0)"
+
+
+async def at_most(conn: asyncpg.Connection, query: str, *args: Any, most: int) -> list | None:
+    """The first column of `query`'s rows, sorted, when they are at most `most`; None when more. `query` takes `args`
+    and then its LIMIT (given most + 1): one bounded probe of the rows a filter names, before a list reads them by id
+    (own_rows) or, when more, takes its walk."""
+    rows = await conn.fetch(query, *args, most + 1)
+    return None if len(rows) > most else sorted({r[0] for r in rows})

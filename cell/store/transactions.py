@@ -15,7 +15,7 @@ from cell.ledger.models import Posting, TransactionState
 from cell.store import entries
 from cell.store.categories import IN_CATEGORY
 from cell.store.errors import rejection
-from cell.store.filters import OPERATORS_SQL, Where, own_rows
+from cell.store.filters import OPERATORS_SQL, Where, at_most, own_rows
 from cell.store.queries import Q
 
 # A metadata filter matching at most this many transactions has them read by id for a list of transactions.
@@ -231,10 +231,10 @@ async def list_page(conn: asyncpg.Connection, tenant_id: str, *, after: tuple | 
             w.add(f"t.id IN (SELECT transaction_id FROM ledger_entries WHERE ledger_account_id {IN_CATEGORY})",
                   category_id)
     if metadata:
-        matching = await conn.fetch("SELECT ledger_transactions_matching($1, $2::jsonb, $3)", tenant_id, metadata,
-                                    METADATA_READ_BY_IDS_MAX + 1)
-        if len(matching) <= METADATA_READ_BY_IDS_MAX:
-            named.append(f"id = ANY({w.bind(sorted(r[0] for r in matching))}::uuid[])")
+        matching = await at_most(conn, "SELECT ledger_transactions_matching($1, $2::jsonb, $3)", tenant_id,
+                                 metadata, most=METADATA_READ_BY_IDS_MAX)
+        if matching is not None:
+            named.append(f"id = ANY({w.bind(matching)}::uuid[])")
         else:
             w.add("t.metadata @> {}::jsonb", metadata)
     transactions = own_rows("ledger_transactions", named)
