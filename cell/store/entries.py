@@ -42,9 +42,11 @@ async def of_transactions(conn: asyncpg.Connection, tenant_id: str, txn_ids: lis
                             tenant_id, txn_ids)
 
 
-# Accounts with at most this many entries in all (a category of at most this many accounts first) have their entries,
-# or their transactions, read by id for a list of entries or transactions.
+# Accounts with at most this many entries in all have their entries, or their transactions, read by id for a list of
+# entries or transactions; more, by the accounts' ids. A category's accounts so when it has at most
+# CATEGORY_ACCOUNTS_MAX; more, by its closure.
 READ_BY_IDS_MAX = 100
+CATEGORY_ACCOUNTS_MAX = 1000
 
 
 async def of_accounts(conn: asyncpg.Connection, tenant_id: str, column: str, account_ids: list) -> list | None:
@@ -59,9 +61,9 @@ async def of_accounts(conn: asyncpg.Connection, tenant_id: str, column: str, acc
 
 async def of_category(conn: asyncpg.Connection, tenant_id: str, column: str,
                       category_id) -> tuple[list | None, list | None]:
-    """The accounts a category reaches, when at most READ_BY_IDS_MAX, and `of_accounts` of them (None, None: more
-    accounts; (accounts, None): more entries)."""
-    members = await categories.reached(conn, tenant_id, category_id, READ_BY_IDS_MAX)
+    """The accounts a category reaches, when at most CATEGORY_ACCOUNTS_MAX, and `of_accounts` of them (None, None:
+    more accounts; (accounts, None): more entries)."""
+    members = await categories.reached(conn, tenant_id, category_id, CATEGORY_ACCOUNTS_MAX)
     return members, None if members is None else await of_accounts(conn, tenant_id, column, members)
 
 
