@@ -35,11 +35,12 @@ from cell.ledger.errors import (
     TenantMoved,
 )
 from cell.ledger.models import IdemKey, Posting
-from cell.service import accounts, transactions, views
+from cell.service import accounts, events, transactions, views
 from cell.service.common import Page, parse_uuid, seq_page
 from cell.service.context import CellContext
 from cell.service.ledgers import create_idempotently
 from cell.store import bulk as store
+from cell.store import events as store_events
 from cell.store import tenants as store_tenants
 from cell.store import transactions as store_transactions
 
@@ -307,5 +308,6 @@ async def _complete(conn: asyncpg.Connection, request) -> views.BulkRequest | No
         if row is None:
             return None
         view = views.bulk_request(row)
-        await store.completed_event(conn, request["tenant_id"], row["id"], msgspec.to_builtins(view))
+        await store_events.insert(conn, request["tenant_id"], [  # the outbox (0040), whether events are on or not
+            events.Draft("bulk_request", "bulk_request.completed", row["id"], view)])
     return view

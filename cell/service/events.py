@@ -16,7 +16,7 @@ import msgspec
 
 from cell.ledger.errors import NotFound
 from cell.service import views
-from cell.service.common import Page, SeqPosition, cursors
+from cell.service.common import Page, SeqPosition, cursors, new_ids
 from cell.service.context import CellContext
 from cell.settings import CellSettings
 from cell.store import events as store
@@ -28,12 +28,16 @@ TRANSACTION_CREATED = "ledger_transaction.created"
 
 
 class Draft(msgspec.Struct, frozen=True):
-    """An event rendered before the routine that makes its change runs (`ledger_events`)."""
+    """An event rendered before the routine that makes its change runs (`ledger_events`), named here as the service
+    names every row it writes (common.new_ids): the database's own naming (ledger_new_id) read the OS's randomness
+    by a file opened and closed per id where PostgreSQL is built without OpenSSL (the embedded one: ~30 us of a
+    posting's ~0.2 ms of event)."""
 
     resource: str
     event_name: str
     entity_id: uuid.UUID
     data: Any
+    id: uuid.UUID = msgspec.field(default_factory=lambda: new_ids(1)[0])
 
 
 def transaction_event(event_name: str, view: views.LedgerTransaction) -> Draft:
@@ -48,7 +52,7 @@ async def emit(ctx: CellContext, conn: asyncpg.Connection, tenant_id: str, resou
                view) -> None:
     """The event of a change made by this transaction, `view` the object as the API answers it (final data)."""
     if ctx.settings.events_enabled:
-        await store.insert(conn, tenant_id, resource, event_name, view.id, view)
+        await store.insert(conn, tenant_id, [Draft(resource, event_name, view.id, view)])
 
 
 class _MonitorRow(msgspec.Struct):

@@ -85,11 +85,6 @@ async def resources_of_keys(conn, tenant_id: str, keys: list[str]) -> dict[str, 
         else {}
 
 
-async def completed_event(conn, tenant_id: str, request_id: uuid.UUID, data: dict) -> None:
-    """The `bulk_request.completed` event (the outbox, 0040), in the transaction that completes the request."""
-    await conn.execute(Q["emit_event"], tenant_id, "bulk_request", "bulk_request.completed", request_id, data)
-
-
 async def claim_keys(conn, tenant_id: str, keys: list[tuple[str, bytes, uuid.UUID]]) -> None:
     """(key, request hash, resource id) of postings written without their own claim."""
     if keys:

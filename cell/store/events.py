@@ -20,10 +20,10 @@ SEQUENCE_BATCH_MAX = 10_000  # events positioned per sequencer call (the next ca
 POSITIONED_CHANNEL = "ledger_events_positioned"  # notified by a sequencer call that positioned events
 
 
-async def insert(conn: asyncpg.Connection, tenant_id: str, resource: str, event_name: str, entity_id: uuid.UUID,
-                 data) -> None:
-    """An event whose `data` is final, in the caller's transaction (which made the change)."""
-    await conn.execute(Q["insert_event"], tenant_id, resource, event_name, entity_id, data)
+async def insert(conn: asyncpg.Connection, tenant_id: str, drafts: list) -> None:
+    """Events whose `data` is final, rendered and named by the service (service.events.Draft), in the caller's
+    transaction (which made the change)."""
+    await conn.execute(Q["insert_events"], tenant_id, drafts)
 
 
 async def fetch(conn: asyncpg.Connection, tenant_id: str, event_id) -> asyncpg.Record | None:

@@ -69,9 +69,6 @@ RETURNING r.*;
 -- name: fetch_bulk_result
 SELECT * FROM bulk_results WHERE tenant_id = $1 AND id = $2;
 
--- name: emit_event
-SELECT ledger_event($1, $2, $3, $4, $5);
-
 -- name: resources_of_keys
 SELECT key, resource_id FROM idempotency_keys WHERE tenant_id = $1 AND key = ANY ($2::text[]);
 

@@ -1,5 +1,5 @@
--- name: insert_event
-SELECT ledger_event($1, $2, $3, $4, $5)
+-- name: insert_events
+SELECT ledger_events($1, $2, now(), NULL)
 
 -- name: fetch_event
 SELECT id, resource, event_name, entity_id, data, facts, event_time, position FROM events
