@@ -47,6 +47,8 @@ async def of_transactions(conn: asyncpg.Connection, tenant_id: str, txn_ids: lis
 # CATEGORY_ACCOUNTS_MAX; more, by its closure.
 READ_BY_IDS_MAX = 100
 CATEGORY_ACCOUNTS_MAX = 1000
+# A metadata filter matching at most this many entries has them read by id for a list of entries (as transactions').
+METADATA_READ_BY_IDS_MAX = 1000
 
 
 async def of_accounts(conn: asyncpg.Connection, tenant_id: str, column: str, account_ids: list) -> list | None:
@@ -71,6 +73,10 @@ async def list_page(conn: asyncpg.Connection, tenant_id: str, *, limit: int, ord
                     after: tuple | None, ledger_account_id=None, category_id=None, ledger_transaction_id=None,
                     as_of_lock_version=None, direction=None, status=None, ids=(), effective_at=(), updated_at=(),
                     lock_version=(), amount=(), metadata=None, statement_id=None, settlement_id=None) -> list:
+    """A page ordered by row number or by (effective_at, row number); `after` is the last row's position in that
+    order. The entries a settlement or statement holds, a category's (as of_category finds them) and a metadata
+    filter's, when at most METADATA_READ_BY_IDS_MAX, found by its indexes (ledger_entries_matching), are read by id
+    in a subquery of their own (filters.own_rows); a metadata filter's more, by a walk of the tenant's entries."""
     w = Where(tenant_id)
     entries = "ledger_entries"
     held = []  # the entries a settlement or statement names, by their ids
@@ -87,9 +93,13 @@ async def list_page(conn: asyncpg.Connection, tenant_id: str, *, limit: int, ord
             w.add("e.ledger_account_id = ANY({}::uuid[])", members)
         else:
             w.add("e.ledger_account_id " + IN_CATEGORY, category_id)
-    entries = own_rows(entries, held)
     if metadata:
-        w.add("coalesce(m.metadata, e.metadata) @> {}::jsonb", metadata)
+        matching = await at_most(conn, "SELECT ledger_entries_matching($1, $2::jsonb, $3)", tenant_id, metadata,
+                                 most=METADATA_READ_BY_IDS_MAX)
+        if matching is not None:
+            held.append(f"id = ANY({w.bind(matching)}::uuid[])")
+        w.add("coalesce(m.metadata, e.metadata) @> {}::jsonb", metadata)  # what each of them has when read
+    entries = own_rows(entries, held)
     if ids:
         w.add("e.id = ANY({}::uuid[])", list(ids))
     for column, bounds in (("e.effective_at", effective_at), ("coalesce(m.updated_at, e.created_at)", updated_at),

@@ -30,7 +30,8 @@ _CONCURRENT_INDEX = re.compile(r"CREATE\s+(?:UNIQUE\s+)?INDEX\s+CONCURRENTLY\s+I
 # routine comes after everything its SQL body names.
 ROUTINES = (
     "new_id", "balances", "events", "event", "version_hash", "effects_of", "entry_results", "balances_at",
-    "balance_at", "accounts_current", "accounts_matching", "transactions_matching", "fence", "tenant_open", "audit_horizon", "claim_key", "lock", "check",
+    "balance_at", "accounts_current", "accounts_matching", "transactions_matching",
+    "entries_matching", "fence", "tenant_open", "audit_horizon", "claim_key", "lock", "check",
     "headroom", "monitor_holds", "monitor", "apply", "apply_report", "post", "post_in_group",
     "transition", "sequence_events", "sequence_tenant_events", "statement_entries", "category_sums",
     "category_refresh",

@@ -5,12 +5,12 @@ tables analyzed while tiny, the default planner's plans scanned whole tables for
 ~3,500 buffers at 20,000 more postings of the tenant's other accounts and 20,000 of another tenant's).
 
 Filters no index answers (a transaction's status) read the tenant's rows with any plan and are not here (an external
-id, with or without its ledger, walked them before migration 0194: 460-510 more; metadata before 0195: ~460). A
-page of one account's transactions walked the tenant's transactions in the page's order, for a few rows, before they
-were read by id (entries.READ_BY_IDS_MAX: ~80,500 more, newest first or by effective time), a category's with any
-plan (~120,500, and ~900 for its entries; a category of 200 accounts ~160,500) and a busy category's ~60,900 (now by
-its accounts' ids). Not here: a busy category's entries (~180,000 until the next analyze: its accounts' every entry
-sorted; then ~60)."""
+id, with or without its ledger, walked them before migration 0194: 460-510 more; metadata before 0195: ~460, an
+entry's metadata before 0196: ~40,900). A page of one account's transactions walked the tenant's transactions in the
+page's order, for a few rows, before they were read by id (entries.READ_BY_IDS_MAX: ~80,500 more, newest first or by
+effective time), a category's with any plan (~120,500, and ~900 for its entries; a category of 200 accounts
+~160,500) and a busy category's ~60,900 (now by its accounts' ids). Not here: a busy category's entries (~180,000
+until the next analyze: its accounts' every entry sorted; then ~60)."""
 
 from __future__ import annotations
 
@@ -30,6 +30,9 @@ GROWTH = 20_000  # postings of the tenant's other accounts, and of another tenan
 POST = ("SELECT ledger_post($1, NULL, '\\x00', gen_random_uuid(), $2, 'd', 'posted', $3, NULL, '{}', NULL,"
         " ARRAY[gen_random_uuid(), gen_random_uuid()], $4, ARRAY['debit', 'credit'], ARRAY[5, 5]::bigint[],"
         " '{}'::uuid[], '[]', '{}') FROM generate_series(1, $5)")
+TAGGED = POST.replace("'{}') FROM", "'{}', p_entry_metadata => $6) FROM")  # entries with metadata ($6: one each)
+OVERRIDE = ("INSERT INTO ledger_entry_metadata (entry_id, tenant_id, metadata, updated_at)"  # PATCH of an entry
+            " SELECT id, tenant_id, $2, now() FROM ledger_entries WHERE id = $1")
 def reads(tenant: str, ledger: uuid.UUID, account: uuid.UUID, hot: uuid.UUID, txn: uuid.UUID,
           statement: uuid.UUID, settlement: uuid.UUID, category: uuid.UUID, busy: uuid.UUID,
           wide: uuid.UUID) -> dict:
@@ -51,6 +54,8 @@ def reads(tenant: str, ledger: uuid.UUID, account: uuid.UUID, hot: uuid.UUID, tx
             c, tenant, order_by="seq", descending=False, ledger_account_id=account, as_of_lock_version=2, **page),
         "entries_of_account_with_metadata": lambda c: entries.list_page(
             c, tenant, order_by="seq", descending=False, ledger_account_id=account, metadata={"k": "v"}, **page),
+        "entries_with_metadata": lambda c: entries.list_page(c, tenant, order_by="seq", descending=True,
+                                                             metadata={"k": "v"}, **page),
         "entries_of_statement": lambda c: entries.list_page(c, tenant, order_by="seq", descending=False,
                                                             statement_id=statement, **page),
         "statement": lambda c: statements.fetch(c, tenant, statement),
@@ -124,6 +129,9 @@ async def test_the_requests_reads_read_as_much_after_a_long_history_as_before_an
                                    mine)
         await owner.execute("UPDATE ledger_transactions SET external_id = 'ext-1', metadata = '{\"k\": \"v\"}'"
                             " WHERE id = $1", txn)
+        await owner.execute(TAGGED, tenant, ledger, AT, [other, other], 1, '[{"k": "v"}, {}]')
+        await owner.execute(OVERRIDE, await owner.fetchval("SELECT id FROM ledger_entries WHERE ledger_account_id = $1"
+                                                           " AND metadata = '{}' LIMIT 1", other), '{"k": "v"}')
         await _init_connection(owner)
         statement = uuid.uuid4()
         settlement = uuid.uuid4()
@@ -189,6 +197,7 @@ async def test_transactions_and_entries_named_by_account_category_or_metadata_ar
     monkeypatch.setattr(entries, "READ_BY_IDS_MAX", by_ids_max)
     monkeypatch.setattr(entries, "CATEGORY_ACCOUNTS_MAX", by_ids_max)  # the category's 2 accounts: probed or not
     monkeypatch.setattr(transactions, "METADATA_READ_BY_IDS_MAX", by_ids_max * 3)  # 6 matching: by id, or a walk
+    monkeypatch.setattr(entries, "METADATA_READ_BY_IDS_MAX", by_ids_max * 3)  # likewise 6 entries
     url = make_database("account_transactions")
     owner = await asyncpg.connect(url)
     try:
@@ -204,6 +213,16 @@ async def test_transactions_and_entries_named_by_account_category_or_metadata_ar
         elsewhere, elsewhere_ledger = await new_ledger(owner)
         theirs = [(await new_account(owner, "debit", tenant=elsewhere, ledger=elsewhere_ledger)).id for _ in range(2)]
         await owner.execute(POST, elsewhere, elsewhere_ledger, AT, theirs, 3)
+        # 6 entries whose metadata has the order o-1: 4 of 5 as written (one edited to another order since), one
+        # that had o-2 and one that had none, edited to have it; another tenant's entry with it.
+        await owner.execute(TAGGED, tenant, ledger, AT, [other, other], 2,
+                            '[{"order": "o-1"}, {"order": "o-1", "kind": "card"}]')
+        await owner.execute(TAGGED, tenant, ledger, AT, [other, other], 1, '[{"order": "o-2"}, {"order": "o-1"}]')
+        await owner.execute(TAGGED, elsewhere, elsewhere_ledger, AT, theirs, 1, '[{"order": "o-1"}, {}]')
+        tagged_entry = "SELECT id FROM ledger_entries WHERE tenant_id = $1 AND metadata = $2 ORDER BY seq LIMIT 1"
+        for had, has in (('{"order": "o-1"}', '{"order": "o-9"}'), ('{"order": "o-2"}', '{"order": "o-1", "x": "y"}'),
+                         ('{}', '{"order": "o-1"}')):
+            await owner.execute(OVERRIDE, await owner.fetchval(tagged_entry, tenant, had), has)
         tagged = "UPDATE ledger_transactions SET metadata = $2 WHERE id IN (SELECT id FROM ledger_transactions" \
                  " WHERE tenant_id = $1 ORDER BY seq LIMIT 3 OFFSET $3)"  # 3 of each tenant's, one more key on some
         await owner.execute(tagged, tenant, '{"order": "o-1"}', 2)
@@ -221,13 +240,18 @@ async def test_transactions_and_entries_named_by_account_category_or_metadata_ar
             "category_entries": await owner.fetch(f"SELECT id FROM ledger_entries WHERE id IN ({of.format('id')})"
                                                   f" ORDER BY {order}", [mine, yours]),
             "metadata": await owner.fetch("SELECT id FROM ledger_transactions WHERE tenant_id = $1 AND metadata @> "
-                                          f"'{{\"order\": \"o-1\"}}' ORDER BY {order}", tenant)}
-        assert [len(rows) for rows in wanted.values()] == [6, 9, 11, 6]
+                                          f"'{{\"order\": \"o-1\"}}' ORDER BY {order}", tenant),
+            "metadata_entries": await owner.fetch(
+                "SELECT id FROM ledger_entries WHERE id IN (SELECT e.id FROM ledger_entries e LEFT JOIN "
+                "ledger_entry_metadata m ON m.entry_id = e.id WHERE e.tenant_id = $1 AND coalesce(m.metadata, "
+                f"e.metadata) @> '{{\"order\": \"o-1\"}}') ORDER BY {order}", tenant)}
+        assert [len(rows) for rows in wanted.values()] == [6, 9, 11, 6, 6]
         session = await RequestSession.open(url, tenant, INDEX_PLANS)
         lists = {"account": (transactions.list_page, {"ledger_account_id": mine}),
                  "category": (transactions.list_page, {"category_id": category}),
                  "category_entries": (entries.list_page, {"category_id": category}),
-                 "metadata": (transactions.list_page, {"metadata": {"order": "o-1"}})}
+                 "metadata": (transactions.list_page, {"metadata": {"order": "o-1"}}),
+                 "metadata_entries": (entries.list_page, {"metadata": {"order": "o-1"}})}
         for name, (list_page, given) in lists.items():
             listed, after = [], None
             while page := await list_page(session.conn, tenant, order_by=order_by, descending=descending, after=after,
@@ -249,13 +273,17 @@ async def test_transactions_and_entries_named_by_account_category_or_metadata_ar
             session.conn, tenant, metadata={"kind": "card"}, after=None, limit=9)
         assert len(await transactions.list_page(session.conn, tenant, metadata={"order": "o-3"}, after=None,
                                                 limit=2)) == 0
-        # The routine keeps the policy's rule: a session acting for a tenant gets no other tenant's transactions,
-        # one acting for none gets nothing.
-        matching = "SELECT ledger_transactions_matching($1, $2::jsonb, 10)"
-        assert await session.conn.fetch(matching, elsewhere, {"order": "o-1"}) == []
-        assert len(await session.conn.fetch(matching, tenant, {"order": "o-1"})) == 6
+        assert len(await entries.list_page(session.conn, tenant, metadata={"order": "o-1", "kind": "card"},
+                                           order_by="seq", descending=False, after=None, limit=9)) == 2
+        # The routines keep the policy's rule: a session acting for a tenant gets no other tenant's transactions or
+        # entries, one acting for none gets nothing.
+        routines = [f"SELECT ledger_{rows}_matching($1, $2::jsonb, 10)" for rows in ("transactions", "entries")]
+        for matching in routines:
+            assert await session.conn.fetch(matching, elsewhere, {"order": "o-1"}) == []
+            assert len(await session.conn.fetch(matching, tenant, {"order": "o-1"})) == 6
         await session.conn.execute("SELECT set_config('ledger.tenant', '', false)")
-        assert await session.conn.fetch(matching, tenant, {"order": "o-1"}) == []
+        for matching in routines:
+            assert await session.conn.fetch(matching, tenant, {"order": "o-1"}) == []
         await session.conn.close()
     finally:
         await owner.close()
