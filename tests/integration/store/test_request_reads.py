@@ -9,8 +9,8 @@ id, with or without its ledger, walked them before migration 0194: 460-510 more;
 entry's metadata before 0196: ~40,900). A page of one account's transactions walked the tenant's transactions in the
 page's order, for a few rows, before they were read by id (entries.READ_BY_IDS_MAX: ~80,500 more, newest first or by
 effective time), a category's with any plan (~120,500, and ~900 for its entries; a category of 200 accounts
-~160,500) and a busy category's ~60,900 (now by its accounts' ids). Not here: a busy category's entries (~180,000
-until the next analyze: its accounts' every entry sorted; then ~60)."""
+~160,500) and a busy category's ~60,900 (now by its accounts' ids); a busy category's entries by effective time
+~160,900 (its accounts' every entry sorted; now a page of each account's, merged)."""
 
 from __future__ import annotations
 
@@ -90,6 +90,10 @@ def reads(tenant: str, ledger: uuid.UUID, account: uuid.UUID, hot: uuid.UUID, tx
                                                                           category_id=wide, **page),
         "entries_of_wide_category": lambda c: entries.list_page(c, tenant, order_by="seq", descending=True,
                                                                 category_id=wide, **page),
+        "entries_of_busy_category": lambda c: entries.list_page(c, tenant, order_by="seq", descending=True,
+                                                                category_id=busy, **page),
+        "entries_of_busy_category_by_effective_at": lambda c: entries.list_page(
+            c, tenant, order_by="effective_at", descending=True, category_id=busy, **page),
         "transactions_of_hot_account_by_effective_at": lambda c: transactions.list_page(
             c, tenant, order_by="effective_at", descending=True, ledger_account_id=hot, **page),
         "versions": lambda c: transactions.list_versions_page(c, tenant, after_seq=0, limit=5),
@@ -190,12 +194,14 @@ async def test_the_requests_reads_read_as_much_after_a_long_history_as_before_an
 
 
 
-@pytest.mark.parametrize("by_ids_max", [entries.READ_BY_IDS_MAX, 2, 1])  # by id; a category's by its accounts; walks
+# By id; a category's by its accounts (its entries: merged from a page of each, or by a walk for them); walks.
+@pytest.mark.parametrize("by_ids_max", [entries.READ_BY_IDS_MAX, 3, 2, 1])
 @pytest.mark.parametrize(("order_by", "descending"), [("seq", False), ("seq", True), ("effective_at", True)])
 async def test_transactions_and_entries_named_by_account_category_or_metadata_are_listed_alike_read_by_id_or_not(
         make_database, monkeypatch, by_ids_max, order_by, descending):
     monkeypatch.setattr(entries, "READ_BY_IDS_MAX", by_ids_max)
     monkeypatch.setattr(entries, "CATEGORY_ACCOUNTS_MAX", by_ids_max)  # the category's 2 accounts: probed or not
+    monkeypatch.setattr(entries, "CATEGORY_MERGED_ACCOUNTS_MAX", by_ids_max - 1)  # merged (3) or not (2)
     monkeypatch.setattr(transactions, "METADATA_READ_BY_IDS_MAX", by_ids_max * 3)  # 6 matching: by id, or a walk
     monkeypatch.setattr(entries, "METADATA_READ_BY_IDS_MAX", by_ids_max * 3)  # likewise 6 entries
     url = make_database("account_transactions")
