@@ -20,6 +20,8 @@ from cell.store.queries import Q
 
 # A metadata filter matching at most this many transactions has them read by id for a list of transactions.
 METADATA_READ_BY_IDS_MAX = 1000
+# So do bounds on updated_at (a poll for the transactions changed since its last) that at most this many meet.
+UPDATED_READ_BY_IDS_MAX = 1000
 
 
 class EntryResult(msgspec.Struct, frozen=True):
@@ -206,7 +208,8 @@ async def list_page(conn: asyncpg.Connection, tenant_id: str, *, after: tuple | 
     on a plan made while the tables were tiny, ~80,000 buffers at 20,000 postings of other accounts, a category's
     with any plan, ~120,000); more, by that walk, which then finds a page sooner. A metadata filter's transactions,
     when at most METADATA_READ_BY_IDS_MAX, likewise, found by the metadata index (ledger_transactions_matching);
-    more, by the walk of the tenant's transactions."""
+    more, by the walk of the tenant's transactions. Bounds on updated_at likewise (UPDATED_READ_BY_IDS_MAX), by the
+    index of when each was last changed (0197)."""
     w = Where(tenant_id)
     named = []  # conditions that name the page's candidates by id
     if settlement_id is not None:
@@ -237,6 +240,14 @@ async def list_page(conn: asyncpg.Connection, tenant_id: str, *, after: tuple | 
             named.append(f"id = ANY({w.bind(matching)}::uuid[])")
         else:
             w.add("t.metadata @> {}::jsonb", metadata)
+    if updated_at:
+        changed = Where(tenant_id)
+        for op, value in updated_at:
+            changed.add(f"t.updated_at {OPERATORS_SQL[op]} {{}}", value)
+        since = await at_most(conn, f"SELECT t.id FROM ledger_transactions t WHERE t.tenant_id = $1{changed.sql()} "
+                              f"LIMIT ${len(changed.args) + 1}", *changed.args, most=UPDATED_READ_BY_IDS_MAX)
+        if since is not None:
+            named.append(f"id = ANY({w.bind(since)}::uuid[])")
     transactions = own_rows("ledger_transactions", named)
     if status:
         w.add("t.status = ANY({}::text[])", list(status))

@@ -6,11 +6,12 @@ tables analyzed while tiny, the default planner's plans scanned whole tables for
 
 Filters no index answers (a transaction's status) read the tenant's rows with any plan and are not here (an external
 id, with or without its ledger, walked them before migration 0194: 460-510 more; metadata before 0195: ~460, an
-entry's metadata before 0196: ~40,900). A page of one account's transactions walked the tenant's transactions in the
-page's order, for a few rows, before they were read by id (entries.READ_BY_IDS_MAX: ~80,500 more, newest first or by
-effective time), a category's with any plan (~120,500, and ~900 for its entries; a category of 200 accounts
-~160,500) and a busy category's ~60,900 (now by its accounts' ids); a busy category's entries by effective time
-~160,900 (its accounts' every entry sorted; now a page of each account's, merged)."""
+entry's metadata before 0196: ~40,900, a transaction changed since a time before 0197: ~480). A page of one
+account's transactions walked the tenant's transactions in the page's order, for a few rows, before they were read by
+id (entries.READ_BY_IDS_MAX: ~80,500 more, newest first or by effective time), a category's with any plan (~120,500,
+and ~900 for its entries; a category of 200 accounts ~160,500) and a busy category's ~60,900 (now by its accounts'
+ids); a busy category's entries by effective time ~160,900 (its accounts' every entry sorted; now a page of each
+account's, merged)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from cell.store import accounts, entries, events, settlements, statements, trans
 from cell.store.db import INDEX_PLANS, _init_connection
 
 AT = datetime(2026, 3, 1, 12, tzinfo=UTC)
+LATER = datetime(2099, 1, 1, tzinfo=UTC)  # the time of one change of a transaction (a poll for changes since)
 WIDE = 200  # a category's accounts: more than entries.READ_BY_IDS_MAX, at most entries.CATEGORY_ACCOUNTS_MAX
 GROWTH = 20_000  # postings of the tenant's other accounts, and of another tenant, written after the plans are made
 POST = ("SELECT ledger_post($1, NULL, '\\x00', gen_random_uuid(), $2, 'd', 'posted', $3, NULL, '{}', NULL,"
@@ -80,6 +82,8 @@ def reads(tenant: str, ledger: uuid.UUID, account: uuid.UUID, hot: uuid.UUID, tx
             c, tenant, order_by="effective_at", descending=True, ledger_account_id=account, **page),
         "transactions_with_metadata": lambda c: transactions.list_page(c, tenant, descending=True,
                                                                        metadata={"k": "v"}, **page),
+        "transactions_updated_since": lambda c: transactions.list_page(c, tenant, updated_at=[("gte", LATER)],
+                                                                       **page),
         "transactions_of_category": lambda c: transactions.list_page(c, tenant, descending=True,
                                                                      category_id=category, **page),
         "transactions_of_busy_category": lambda c: transactions.list_page(c, tenant, descending=True,
@@ -131,8 +135,8 @@ async def test_the_requests_reads_read_as_much_after_a_long_history_as_before_an
                                                                               ledger=ledger)).id, other], 1)
         txn = await owner.fetchval("SELECT transaction_id FROM ledger_entries WHERE ledger_account_id = $1 LIMIT 1",
                                    mine)
-        await owner.execute("UPDATE ledger_transactions SET external_id = 'ext-1', metadata = '{\"k\": \"v\"}'"
-                            " WHERE id = $1", txn)
+        await owner.execute("UPDATE ledger_transactions SET external_id = 'ext-1', metadata = '{\"k\": \"v\"}',"
+                            " updated_at = $2 WHERE id = $1", txn, LATER)
         await owner.execute(TAGGED, tenant, ledger, AT, [other, other], 1, '[{"k": "v"}, {}]')
         await owner.execute(OVERRIDE, await owner.fetchval("SELECT id FROM ledger_entries WHERE ledger_account_id = $1"
                                                            " AND metadata = '{}' LIMIT 1", other), '{"k": "v"}')
@@ -204,6 +208,7 @@ async def test_transactions_and_entries_named_by_account_category_or_metadata_ar
     monkeypatch.setattr(entries, "CATEGORY_MERGED_ACCOUNTS_MAX", by_ids_max - 1)  # merged (3) or not (2)
     monkeypatch.setattr(transactions, "METADATA_READ_BY_IDS_MAX", by_ids_max * 3)  # 6 matching: by id, or a walk
     monkeypatch.setattr(entries, "METADATA_READ_BY_IDS_MAX", by_ids_max * 3)  # likewise 6 entries
+    monkeypatch.setattr(transactions, "UPDATED_READ_BY_IDS_MAX", by_ids_max * 3)  # and 6 transactions changed since
     url = make_database("account_transactions")
     owner = await asyncpg.connect(url)
     try:
@@ -235,6 +240,12 @@ async def test_transactions_and_entries_named_by_account_category_or_metadata_ar
         await owner.execute(tagged, tenant, '{"order": "o-1", "kind": "card"}', 8)
         await owner.execute(tagged, tenant, '{"order": "o-2"}', 5)
         await owner.execute(tagged, elsewhere, '{"order": "o-1"}', 0)
+        changed = "UPDATE ledger_transactions SET updated_at = $2 WHERE id IN (SELECT id FROM ledger_transactions" \
+                  " WHERE tenant_id = $1 ORDER BY seq LIMIT $4 OFFSET $3)"  # 6 of the tenant's changed since LATER
+        for offset, count, at in ((1, 2, LATER), (4, 3, LATER + timedelta(days=1)), (9, 1, LATER),
+                                  (10, 1, LATER - timedelta(seconds=1))):
+            await owner.execute(changed, tenant, at, offset, count)
+        await owner.execute(changed, elsewhere, LATER, 0, 1)
         direction = "DESC" if descending else "ASC"
         order = f"effective_at {direction}, seq {direction}" if order_by == "effective_at" else f"seq {direction}"
         of = "SELECT e.{} FROM ledger_entries e WHERE e.ledger_account_id = ANY($1::uuid[])"
@@ -251,13 +262,16 @@ async def test_transactions_and_entries_named_by_account_category_or_metadata_ar
                 "SELECT id FROM ledger_entries WHERE id IN (SELECT e.id FROM ledger_entries e LEFT JOIN "
                 "ledger_entry_metadata m ON m.entry_id = e.id WHERE e.tenant_id = $1 AND coalesce(m.metadata, "
                 f"e.metadata) @> '{{\"order\": \"o-1\"}}') ORDER BY {order}", tenant)}
-        assert [len(rows) for rows in wanted.values()] == [6, 9, 11, 6, 6]
+        wanted["updated"] = await owner.fetch("SELECT id FROM ledger_transactions WHERE tenant_id = $1 AND "
+                                              f"updated_at >= $2 ORDER BY {order}", tenant, LATER)
+        assert [len(rows) for rows in wanted.values()] == [6, 9, 11, 6, 6, 6]
         session = await RequestSession.open(url, tenant, INDEX_PLANS)
         lists = {"account": (transactions.list_page, {"ledger_account_id": mine}),
                  "category": (transactions.list_page, {"category_id": category}),
                  "category_entries": (entries.list_page, {"category_id": category}),
                  "metadata": (transactions.list_page, {"metadata": {"order": "o-1"}}),
-                 "metadata_entries": (entries.list_page, {"metadata": {"order": "o-1"}})}
+                 "metadata_entries": (entries.list_page, {"metadata": {"order": "o-1"}}),
+                 "updated": (transactions.list_page, {"updated_at": [("gte", LATER)]})}
         for name, (list_page, given) in lists.items():
             listed, after = [], None
             while page := await list_page(session.conn, tenant, order_by=order_by, descending=descending, after=after,
@@ -279,6 +293,8 @@ async def test_transactions_and_entries_named_by_account_category_or_metadata_ar
             session.conn, tenant, metadata={"kind": "card"}, after=None, limit=9)
         assert len(await transactions.list_page(session.conn, tenant, metadata={"order": "o-3"}, after=None,
                                                 limit=2)) == 0
+        assert len(await transactions.list_page(session.conn, tenant, updated_at=[("gte", LATER), ("lt", LATER + \
+                   timedelta(hours=1))], after=None, limit=9)) == 3  # the bounds of a window, both
         assert len(await entries.list_page(session.conn, tenant, metadata={"order": "o-1", "kind": "card"},
                                            order_by="seq", descending=False, after=None, limit=9)) == 2
         # The routines keep the policy's rule: a session acting for a tenant gets no other tenant's transactions or
