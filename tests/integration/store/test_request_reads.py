@@ -293,8 +293,8 @@ async def test_transactions_and_entries_named_by_account_category_or_metadata_ar
             session.conn, tenant, metadata={"kind": "card"}, after=None, limit=9)
         assert len(await transactions.list_page(session.conn, tenant, metadata={"order": "o-3"}, after=None,
                                                 limit=2)) == 0
-        assert len(await transactions.list_page(session.conn, tenant, updated_at=[("gte", LATER), ("lt", LATER + \
-                   timedelta(hours=1))], after=None, limit=9)) == 3  # the bounds of a window, both
+        window = [("gte", LATER), ("lt", LATER + timedelta(hours=1))]  # the bounds of a window, both
+        assert len(await transactions.list_page(session.conn, tenant, updated_at=window, after=None, limit=9)) == 3
         assert len(await entries.list_page(session.conn, tenant, metadata={"order": "o-1", "kind": "card"},
                                            order_by="seq", descending=False, after=None, limit=9)) == 2
         # The routines keep the policy's rule: a session acting for a tenant gets no other tenant's transactions or
