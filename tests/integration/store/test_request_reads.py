@@ -246,6 +246,7 @@ async def test_transactions_and_entries_named_by_account_category_or_metadata_ar
                                   (10, 1, LATER - timedelta(seconds=1))):
             await owner.execute(changed, tenant, at, offset, count)
         await owner.execute(changed, elsewhere, LATER, 0, 1)
+        await owner.execute(POST.replace("'posted'", "'pending'"), tenant, ledger, AT, [mine, other], 2)  # adjacent
         direction = "DESC" if descending else "ASC"
         order = f"effective_at {direction}, seq {direction}" if order_by == "effective_at" else f"seq {direction}"
         of = "SELECT e.{} FROM ledger_entries e WHERE e.ledger_account_id = ANY($1::uuid[])"
@@ -264,14 +265,25 @@ async def test_transactions_and_entries_named_by_account_category_or_metadata_ar
                 f"e.metadata) @> '{{\"order\": \"o-1\"}}') ORDER BY {order}", tenant)}
         wanted["updated"] = await owner.fetch("SELECT id FROM ledger_transactions WHERE tenant_id = $1 AND "
                                               f"updated_at >= $2 ORDER BY {order}", tenant, LATER)
-        assert [len(rows) for rows in wanted.values()] == [6, 9, 11, 6, 6, 6]
+        wanted["category_posted"] = await owner.fetch(
+            f"SELECT id FROM ledger_entries WHERE id IN ({of.format('id')} AND EXISTS (SELECT 1 FROM "
+            f"ledger_transactions t WHERE t.id = e.transaction_id AND t.status = 'posted')) ORDER BY {order}",
+            [mine, yours])
+        wanted["category_debits"] = await owner.fetch(f"SELECT id FROM ledger_entries WHERE id IN ({of.format('id')}"
+                                                      f" AND e.direction = 'debit') ORDER BY {order}", [mine, yours])
+        wanted["category_changed"] = wanted["category_entries"]  # every one changed (was written) in ten years
+        assert [len(rows) for rows in wanted.values()] == [8, 11, 13, 6, 6, 6, 11, 11, 13]
         session = await RequestSession.open(url, tenant, INDEX_PLANS)
         lists = {"account": (transactions.list_page, {"ledger_account_id": mine}),
                  "category": (transactions.list_page, {"category_id": category}),
                  "category_entries": (entries.list_page, {"category_id": category}),
                  "metadata": (transactions.list_page, {"metadata": {"order": "o-1"}}),
                  "metadata_entries": (entries.list_page, {"metadata": {"order": "o-1"}}),
-                 "updated": (transactions.list_page, {"updated_at": [("gte", LATER)]})}
+                 "updated": (transactions.list_page, {"updated_at": [("gte", LATER)]}),
+                 "category_posted": (entries.list_page, {"category_id": category, "status": "posted"}),
+                 "category_debits": (entries.list_page, {"category_id": category, "direction": "debit"}),
+                 "category_changed": (entries.list_page, {"category_id": category,
+                                                          "updated_at": [("gte", AT - timedelta(days=3650))]})}
         for name, (list_page, given) in lists.items():
             listed, after = [], None
             while page := await list_page(session.conn, tenant, order_by=order_by, descending=descending, after=after,
