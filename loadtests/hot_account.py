@@ -16,12 +16,13 @@ same workload straight to PostgreSQL (pgbench) for the database tier's own ratio
     python -m loadtests.hot_account --duration 10 [--rounds 3] [--concurrency 64]
 
 `--modes hybrid,hybrid_noevents` measures what events cost a posting (CELL_EVENTS_ENABLED=false for the second: no
-event rows, nothing for the sequencer). `--modes hybrid,hybrid_nogroup` compares hybrid with and without group commit (CELL_POSTING_GROUP_MAX=1 for
-the second; cell/service/posting_groups.py) in alternating windows of one run: the ratio of each round's adjacent
-windows and the CPU per posting of each component (`--modes sync,hybrid,hybrid_nogroup`: both against sync too;
-`--modes sync,hybrid,sync_nogroup`: sync postings grouped and not, and hybrid against both). `--locked` makes the payments card authorizations: each
-card's debit under a balance lock, applied in its posting (`hybrid,hybrid_nogroup --locked`: balance-locked postings
-grouped and not; `--declines 0.1`: a tenth of them declined, as card issuers see).
+event rows, nothing for the sequencer). `--modes hybrid,hybrid_nogroup` compares hybrid with and without group
+commit (CELL_POSTING_GROUP_MAX=1 for the second; cell/service/posting_groups.py) in alternating windows of one run:
+the ratio of each round's adjacent windows and the CPU per posting of each component (`--modes
+sync,hybrid,hybrid_nogroup`: both against sync too; `--modes sync,hybrid,sync_nogroup`: sync postings grouped and
+not, and hybrid against both). `--locked` makes the payments card authorizations: each card's debit under a balance
+lock, applied in its posting (`hybrid,hybrid_nogroup --locked`: balance-locked postings grouped and not;
+`--declines 0.1`: a tenth of them declined, as card issuers see).
 """
 
 from __future__ import annotations
@@ -67,7 +68,8 @@ SEND_BUFFER_MS = CellSettings().sqs_send_buffer_ms_max
 BATCH_WAIT_MS = WorkerSettings().batch_wait_ms_max
 RECEIVE_EVERY_MS = WorkerSettings().receive_every_ms_min
 MODES = ("sync", "hybrid")
-# A mode's name is its posting mode, and for a variant a suffix: `_nogroup`, hybrid without group commit.
+# A mode's name is its posting mode, and for a variant a suffix: `_nogroup`, without group commit; `_noevents`,
+# without events.
 VARIANTS = {"": {}, "nogroup": {"CELL_POSTING_GROUP_MAX": "1"}, "noevents": {"CELL_EVENTS_ENABLED": "false"}}
 ROUNDS = 3  # windows per mode, alternating: medians
 # What a hot account sees: the connections of the issue's mix (an omnibus account written by every investor).
