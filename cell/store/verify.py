@@ -45,6 +45,9 @@ async def verify(conn: asyncpg.Connection, tenant_id: str | None = None,
                             f"archived={r['archived']}")
         for r in await conn.fetch(Q["verify_transaction_versions_present"], tenant_id):
             problems.append(f"transaction {r['id']} is at version {r['version']} but has {r['versions']} versions")
+        for r in await conn.fetch(Q["verify_transaction_times"], tenant_id):
+            problems.append(f"transaction {r['id']} was last changed ({r['updated_at']}) before it was written, posted"
+                            f" or archived ({r['created_at']}, {r['posted_at']}, {r['archived_at']})")
         for r in await conn.fetch(Q["verify_statements"], tenant_id):
             problems.append(f"ledger account statement {r['id']}: balances differ from the effects at its lock version")
         for r in await conn.fetch(Q["verify_settlements"], tenant_id):

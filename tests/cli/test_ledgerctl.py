@@ -269,6 +269,13 @@ def test_verify_passes_then_fails_on_a_corrupted_balance(ctl, stack):
     run_sql(cell.database_url, "UPDATE account_balances SET posted_debits = posted_debits - 1 WHERE account_id = $1",
             uuid.UUID(accounts[0]["id"]))
     assert ctl.json("verify", "--tenant", tenant_id)["violations"] == []
+    # A transaction last changed before it was posted (lists of those posted since a time read the changed since it).
+    moved_back = "UPDATE ledger_transactions SET updated_at = updated_at + $2 * interval '1 hour' WHERE id = $1"
+    run_sql(cell.database_url, moved_back, uuid.UUID(posted.json()["id"]), -1)
+    violations = ctl.json("verify", "--tenant", tenant_id, expect=3)["details"]["violations"]
+    assert [v for v in violations if posted.json()["id"] in v and "before it was written, posted" in v], violations
+    run_sql(cell.database_url, moved_back, uuid.UUID(posted.json()["id"]), 1)
+    assert ctl.json("verify", "--tenant", tenant_id)["violations"] == []
 
 
 def test_verify_fails_while_effects_stay_unapplied_past_the_sweepers_bound(ctl, stack):

@@ -125,6 +125,14 @@ WHERE $1::text IS NULL OR t.tenant_id = $1
 GROUP BY t.id, t.version HAVING count(v.*) <> t.version
 LIMIT 20
 
+-- name: verify_transaction_times
+-- A transaction is changed when it is written, posted or archived, and later only: lists of transactions posted
+-- since a time read those changed since it (transactions.list_page).
+SELECT t.id, t.created_at, t.posted_at, t.archived_at, t.updated_at FROM ledger_transactions t
+WHERE ($1::text IS NULL OR t.tenant_id = $1)
+  AND (t.updated_at < t.created_at OR t.updated_at < t.posted_at OR t.updated_at < t.archived_at)
+LIMIT 20
+
 -- name: verify_insert_only_triggers
 SELECT count(*) FROM pg_trigger
 WHERE tgname IN ('ledger_entries_insert_only', 'ledger_transaction_versions_insert_only') AND tgenabled <> 'D'

@@ -1,17 +1,17 @@
 """The API's reads (a resource, a list filtered by account or transaction, balances at a time) read what they return,
 whatever the tenant's and the cell's other rows grow to, in the request sessions (db.INDEX_PLANS). asyncpg keeps a
-statement prepared for five minutes and PostgreSQL its generic plan until the next analyze; made on a new cell's
-tables analyzed while tiny, the default planner's plans scanned whole tables for one row (GET of a transaction:
-~3,500 buffers at 20,000 more postings of the tenant's other accounts and 20,000 of another tenant's).
+statement prepared for five minutes and PostgreSQL its generic plan until the next analyze; made on a new cell's tables
+analyzed while tiny, the default planner's plans scanned whole tables for one row (GET of a transaction: ~3,500 buffers
+at 20,000 more postings of the tenant's other accounts and 20,000 of another tenant's).
 
-Filters no index answers (a transaction's status) read the tenant's rows with any plan and are not here (an external
-id, with or without its ledger, walked them before migration 0194: 460-510 more; metadata before 0195: ~460, an
-entry's metadata before 0196: ~40,900, a transaction changed since a time before 0197: ~480). A page of one
-account's transactions walked the tenant's transactions in the page's order, for a few rows, before they were read by
-id (entries.READ_BY_IDS_MAX: ~80,500 more, newest first or by effective time), a category's with any plan (~120,500,
-and ~900 for its entries; a category of 200 accounts ~160,500) and a busy category's ~60,900 (now by its accounts'
-ids); a busy category's entries by effective time ~160,900 (its accounts' every entry sorted; now a page of each
-account's, merged)."""
+Filters no index answers (a transaction's status) read the tenant's rows with any plan and are not here (an external id,
+with or without its ledger, walked them before migration 0194: 460-510 more; metadata before 0195: ~460, an entry's
+metadata before 0196: ~40,900, a transaction changed since a time before 0197: ~480, one posted since a time before that
+probe: ~460). A page of one account's transactions walked the tenant's transactions in the page's order, for a few rows,
+before they were read by id (entries.READ_BY_IDS_MAX: ~80,500 more, newest first or by effective time), a category's
+with any plan (~120,500, and ~900 for its entries; a category of 200 accounts ~160,500) and a busy category's ~60,900
+(now by its accounts' ids); a busy category's entries by effective time ~160,900 (its accounts' every entry sorted; now
+a page of each account's, merged)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from cell.store import accounts, entries, events, settlements, statements, trans
 from cell.store.db import INDEX_PLANS, _init_connection
 
 AT = datetime(2026, 3, 1, 12, tzinfo=UTC)
-LATER = datetime(2099, 1, 1, tzinfo=UTC)  # the time of one change of a transaction (a poll for changes since)
+LATER = datetime(2099, 1, 1, tzinfo=UTC)  # when a transaction was posted (polls for those posted or changed since)
 WIDE = 200  # a category's accounts: more than entries.READ_BY_IDS_MAX, at most entries.CATEGORY_ACCOUNTS_MAX
 GROWTH = 20_000  # postings of the tenant's other accounts, and of another tenant, written after the plans are made
 POST = ("SELECT ledger_post($1, NULL, '\\x00', gen_random_uuid(), $2, 'd', 'posted', $3, NULL, '{}', NULL,"
@@ -84,6 +84,7 @@ def reads(tenant: str, ledger: uuid.UUID, account: uuid.UUID, hot: uuid.UUID, tx
                                                                        metadata={"k": "v"}, **page),
         "transactions_updated_since": lambda c: transactions.list_page(c, tenant, updated_at=[("gte", LATER)],
                                                                        **page),
+        "transactions_posted_since": lambda c: transactions.list_page(c, tenant, posted_at=[("gte", LATER)], **page),
         "transactions_of_category": lambda c: transactions.list_page(c, tenant, descending=True,
                                                                      category_id=category, **page),
         "transactions_of_busy_category": lambda c: transactions.list_page(c, tenant, descending=True,
@@ -136,7 +137,7 @@ async def test_the_requests_reads_read_as_much_after_a_long_history_as_before_an
         txn = await owner.fetchval("SELECT transaction_id FROM ledger_entries WHERE ledger_account_id = $1 LIMIT 1",
                                    mine)
         await owner.execute("UPDATE ledger_transactions SET external_id = 'ext-1', metadata = '{\"k\": \"v\"}',"
-                            " updated_at = $2 WHERE id = $1", txn, LATER)
+                            " posted_at = $2, updated_at = $2 WHERE id = $1", txn, LATER)
         await owner.execute(TAGGED, tenant, ledger, AT, [other, other], 1, '[{"k": "v"}, {}]')
         await owner.execute(OVERRIDE, await owner.fetchval("SELECT id FROM ledger_entries WHERE ledger_account_id = $1"
                                                            " AND metadata = '{}' LIMIT 1", other), '{"k": "v"}')
@@ -246,6 +247,10 @@ async def test_transactions_and_entries_named_by_account_category_or_metadata_ar
                                   (10, 1, LATER - timedelta(seconds=1))):
             await owner.execute(changed, tenant, at, offset, count)
         await owner.execute(changed, elsewhere, LATER, 0, 1)
+        await owner.execute("UPDATE ledger_transactions SET posted_at = updated_at - interval '1 hour' WHERE "
+                            "updated_at >= $1", LATER - timedelta(seconds=1))  # 3 posted since LATER, 3 just before
+        await owner.execute("UPDATE ledger_transactions SET posted_at = updated_at WHERE id = (SELECT id FROM "
+                            "ledger_transactions WHERE tenant_id = $1 ORDER BY seq OFFSET 9 LIMIT 1)", tenant)  # at it
         await owner.execute(POST.replace("'posted'", "'pending'"), tenant, ledger, AT, [mine, other], 2)  # adjacent
         direction = "DESC" if descending else "ASC"
         order = f"effective_at {direction}, seq {direction}" if order_by == "effective_at" else f"seq {direction}"
@@ -265,6 +270,8 @@ async def test_transactions_and_entries_named_by_account_category_or_metadata_ar
                 f"e.metadata) @> '{{\"order\": \"o-1\"}}') ORDER BY {order}", tenant)}
         wanted["updated"] = await owner.fetch("SELECT id FROM ledger_transactions WHERE tenant_id = $1 AND "
                                               f"updated_at >= $2 ORDER BY {order}", tenant, LATER)
+        wanted["posted"] = await owner.fetch("SELECT id FROM ledger_transactions WHERE tenant_id = $1 AND "
+                                             f"posted_at >= $2 ORDER BY {order}", tenant, LATER)
         wanted["category_posted"] = await owner.fetch(
             f"SELECT id FROM ledger_entries WHERE id IN ({of.format('id')} AND EXISTS (SELECT 1 FROM "
             f"ledger_transactions t WHERE t.id = e.transaction_id AND t.status = 'posted')) ORDER BY {order}",
@@ -272,7 +279,7 @@ async def test_transactions_and_entries_named_by_account_category_or_metadata_ar
         wanted["category_debits"] = await owner.fetch(f"SELECT id FROM ledger_entries WHERE id IN ({of.format('id')}"
                                                       f" AND e.direction = 'debit') ORDER BY {order}", [mine, yours])
         wanted["category_changed"] = wanted["category_entries"]  # every one changed (was written) in ten years
-        assert [len(rows) for rows in wanted.values()] == [8, 11, 13, 6, 6, 6, 11, 11, 13]
+        assert [len(rows) for rows in wanted.values()] == [8, 11, 13, 6, 6, 6, 4, 11, 11, 13]
         session = await RequestSession.open(url, tenant, INDEX_PLANS)
         lists = {"account": (transactions.list_page, {"ledger_account_id": mine}),
                  "category": (transactions.list_page, {"category_id": category}),
@@ -280,6 +287,7 @@ async def test_transactions_and_entries_named_by_account_category_or_metadata_ar
                  "metadata": (transactions.list_page, {"metadata": {"order": "o-1"}}),
                  "metadata_entries": (entries.list_page, {"metadata": {"order": "o-1"}}),
                  "updated": (transactions.list_page, {"updated_at": [("gte", LATER)]}),
+                 "posted": (transactions.list_page, {"posted_at": [("gte", LATER)], "status": ["posted"]}),
                  "category_posted": (entries.list_page, {"category_id": category, "status": "posted"}),
                  "category_debits": (entries.list_page, {"category_id": category, "direction": "debit"}),
                  "category_changed": (entries.list_page, {"category_id": category,
