@@ -33,7 +33,7 @@ ROUTINES = (
     "balance_at", "accounts_current", "accounts_matching", "transactions_matching",
     "entries_matching", "fence", "tenant_open", "audit_horizon", "claim_key", "lock", "check",
     "headroom", "monitor_holds", "monitor", "apply", "apply_report", "post", "post_in_group",
-    "transition", "sequence_events", "sequence_tenant_events", "statement_entries", "category_sums",
+    "transition", "sequence_events", "sequence_tenant_events", "events_before", "statement_entries", "category_sums",
     "category_refresh",
 )
 

@@ -20,22 +20,28 @@ BEGIN
         RETURN 0;
     END IF;
     WITH batch AS (
-        SELECT ctid AS row_id, seq, tenant_id, txid FROM events
+        SELECT ctid AS row_id, seq, tenant_id, txid, event_time FROM events
         WHERE position IS NULL AND txid < v_horizon
           -- A tenant being moved is left to the move (ledger_sequence_tenant_events, in the freeze): its copy
           -- on the target arrives frozen, with the source's txids, and must not be numbered there.
           AND NOT EXISTS (SELECT 1 FROM tenants t WHERE t.id = events.tenant_id AND t.state <> 'active')
         ORDER BY txid, seq LIMIT p_limit
-    ), bases AS MATERIALIZED (  -- each tenant's last position, once, before any row is updated (an index
-        -- lookup interleaved with the update would step over every row this statement already numbered)
-        SELECT t.tenant_id, coalesce((SELECT max(e.position) FROM events e
-                                      WHERE e.tenant_id = t.tenant_id AND e.position IS NOT NULL), 0) AS base
+    ), bases AS MATERIALIZED (  -- each tenant's last position and its time bound (0198), once, before any row is
+        -- updated (an index lookup interleaved with the update would step over every row this statement numbered)
+        SELECT t.tenant_id, coalesce(l.position, 0) AS base,
+               CASE WHEN l.position IS NOT NULL THEN coalesce(l.event_time_max, (  -- not known (0198): found once
+                   SELECT max(e.event_time) FROM events e WHERE e.tenant_id = t.tenant_id AND e.position IS NOT NULL))
+               END AS bound
         FROM (SELECT DISTINCT tenant_id FROM batch) t
+        LEFT JOIN LATERAL (SELECT e.position, e.event_time_max FROM events e
+                           WHERE e.tenant_id = t.tenant_id AND e.position IS NOT NULL
+                           ORDER BY e.position DESC LIMIT 1) l ON true
     ), numbered AS MATERIALIZED (
-        SELECT b.row_id, s.base + row_number() OVER (PARTITION BY b.tenant_id ORDER BY b.txid, b.seq) AS position
+        SELECT b.row_id, s.base + row_number() OVER w AS position, greatest(s.bound, max(b.event_time) OVER w) AS bound
         FROM batch b JOIN bases s ON s.tenant_id = b.tenant_id
+        WINDOW w AS (PARTITION BY b.tenant_id ORDER BY b.txid, b.seq ROWS UNBOUNDED PRECEDING)
     )
-    UPDATE events e SET position = n.position FROM numbered n WHERE e.ctid = n.row_id;
+    UPDATE events e SET position = n.position, event_time_max = n.bound FROM numbered n WHERE e.ctid = n.row_id;
     GET DIAGNOSTICS v_count = ROW_COUNT;
     RETURN v_count;
 END $$;

@@ -12,12 +12,21 @@ DECLARE
 BEGIN
     PERFORM pg_advisory_xact_lock(7311900002);
     WITH base AS MATERIALIZED (  -- before any row is updated (see ledger_sequence_events)
-        SELECT coalesce(max(position), 0) AS position FROM events WHERE tenant_id = p_tenant AND position IS NOT NULL
+        SELECT coalesce(l.position, 0) AS position,
+               CASE WHEN l.position IS NOT NULL THEN coalesce(l.event_time_max, (  -- not known (0198): found once
+                   SELECT max(e.event_time) FROM events e WHERE e.tenant_id = p_tenant AND e.position IS NOT NULL))
+               END AS bound
+        FROM (SELECT 1) one
+        LEFT JOIN LATERAL (SELECT e.position, e.event_time_max FROM events e
+                           WHERE e.tenant_id = p_tenant AND e.position IS NOT NULL
+                           ORDER BY e.position DESC LIMIT 1) l ON true
     ), numbered AS MATERIALIZED (
-        SELECT e.ctid AS row_id, base.position + row_number() OVER (ORDER BY e.txid, e.seq) AS position
+        SELECT e.ctid AS row_id, base.position + row_number() OVER w AS position,
+               greatest(base.bound, max(e.event_time) OVER w) AS bound
         FROM events e, base WHERE e.tenant_id = p_tenant AND e.position IS NULL
+        WINDOW w AS (ORDER BY e.txid, e.seq ROWS UNBOUNDED PRECEDING)
     )
-    UPDATE events e SET position = n.position FROM numbered n WHERE e.ctid = n.row_id;
+    UPDATE events e SET position = n.position, event_time_max = n.bound FROM numbered n WHERE e.ctid = n.row_id;
     GET DIAGNOSTICS v_count = ROW_COUNT;
     RETURN v_count;
 END $$;

@@ -243,3 +243,24 @@ async def test_an_index_a_failed_concurrent_build_left_invalid_is_built_again(ma
         assert await _index_valid(conn) is True
     finally:
         await conn.close()
+
+
+async def test_0198_bounds_every_positioned_event_by_the_latest_time_of_its_stream_so_far(make_database):
+    """A cell upgraded to 0198: each positioned event gets its tenant's latest event time up to its position, whatever
+    order the times came in; an event not positioned yet gets none (the sequencer gives it one)."""
+    conn = await _connect(make_database(f"event_bounds_{uuid.uuid4().hex[:8]}"))
+    try:
+        await conn.execute("ALTER TABLE events DROP COLUMN event_time_max;"
+                           "DELETE FROM schema_migrations WHERE name = '0198_event_time_bound'")
+        rows = [("a", 1, 2), ("a", 2, 1), ("a", 3, 3), ("b", 1, 5), ("b", 2, 4), ("a", None, 0)]  # tenant, position, hour
+        await conn.executemany(
+            "INSERT INTO events (id, tenant_id, resource, event_name, entity_id, data, event_time, position)"
+            " VALUES (gen_random_uuid(), $1, 'ledger_transaction', 'ledger_transaction.created', gen_random_uuid(),"
+            " '{}', '2026-05-01'::timestamptz + $3 * interval '1 hour', $2)", rows)
+        assert await migrate(conn) == ["0198_event_time_bound"]
+        bounds = await conn.fetch("SELECT tenant_id, position, extract(hour FROM event_time_max AT TIME ZONE 'UTC')"
+                                  " AS hour FROM events ORDER BY tenant_id, position")
+        assert [tuple(r) for r in bounds] == [("a", 1, 2), ("a", 2, 2), ("a", 3, 3), ("a", None, None), ("b", 1, 5),
+                                              ("b", 2, 5)]
+    finally:
+        await conn.close()

@@ -4,7 +4,8 @@ while the tables were tiny (as test_request_reads does for entries, transactions
 accounts ~100,000 more buffers at 20,000 more accounts of the tenant (each account walked had its balance row read),
 an account's categories ~25,000 (every category walked had its sums computed), accounts by metadata ~470 with any plan
 (row-level security kept `@>` off the metadata index), an account's monitors and settlements, a bulk request's
-results, failed deliveries, a ledger's categories and events of a name or resource 110-630.
+results, failed deliveries, a ledger's categories and events of a name or resource 110-630, events since a time
+(the stream read from its start) ~545.
 
 Not here: an endpoint's deliveries (a walk of the tenant's until the next analyze, then its own rows), and a category
 or metadata filter naming more than READ_BY_IDS_MAX accounts (a walk of the tenant's accounts in seq order, which
@@ -31,10 +32,11 @@ from cell.store import (
 from cell.store.db import INDEX_PLANS, _init_connection
 
 AT = datetime(2026, 3, 1, 12, tzinfo=UTC)
+LATER = datetime(2099, 1, 1, tzinfo=UTC)  # after every event (a poll for those since its last finds none)
 GROWTH = 20_000  # the tenant's accounts, bulk results and deliveries written after the plans are made; a quarter
                  # as many categories, monitors and settlements
-EVENTS = ("INSERT INTO events (id, tenant_id, resource, event_name, entity_id, data, event_time, txid, position)"
-          " SELECT gen_random_uuid(), $1, $2, $3, gen_random_uuid(), '{}', now(), '1'::xid8, g"
+EVENTS = ("INSERT INTO events (id, tenant_id, resource, event_name, entity_id, data, event_time, txid, position,"
+          " event_time_max) SELECT gen_random_uuid(), $1, $2, $3, gen_random_uuid(), '{}', now(), '1'::xid8, g, now()"
           " FROM generate_series($4::bigint, $5) g")
 TRIGGERED = ("ledger_account_balance_monitor", "ledger_account_balance_monitor.triggered")
 DELIVERIES = ("INSERT INTO webhook_deliveries (id, tenant_id, endpoint_id, event_id, event_position, entity_id,"
@@ -104,6 +106,7 @@ async def test_the_lists_read_as_much_after_a_long_history_as_before_any(make_da
             "endpoints": lambda c: webhooks.list_endpoints(c, tenant, 0, 5),
             "events_of_name": lambda c: events.list_page(c, tenant, after_position=0, limit=5, event_name=TRIGGERED[1]),
             "events_of_resource": lambda c: events.list_page(c, tenant, after_position=0, limit=5, resource=TRIGGERED[0]),
+            "events_since": lambda c: events.list_page(c, tenant, after_position=0, limit=5, event_time_start=LATER),
         }
         session = await RequestSession.open(url, tenant, INDEX_PLANS)
         for _ in range(6):  # the plans are made here (a generic plan from the sixth run on)
