@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from cell.store import categories
+from cell.store import categories, changes
 from cell.store.categories import IN_CATEGORY
 from cell.store.filters import OPERATORS_SQL, Where, at_most, own_rows
 
@@ -85,7 +85,8 @@ async def list_page(conn: asyncpg.Connection, tenant_id: str, *, limit: int, ord
     category's more entries, of at most CATEGORY_MERGED_ACCOUNTS_MAX accounts: a page of each account's (by the
     account's own index, as one account's page), merged: the page's order over all of them took every entry of its
     accounts, sorted, on a plan made while the tables were tiny (~160,900 buffers at 20,000 postings of a busy
-    account, by effective time); of more accounts, a walk of the tenant's entries for them."""
+    account, by effective time); of more accounts, a walk of the tenant's entries for them. Entries changed since a
+    time (updated_at bounded from below) likewise when at most changes.READ_BY_IDS_MAX, found by changes.entries."""
     w = Where(tenant_id)
     entries = "ledger_entries"
     held = []  # the entries a settlement or statement names, by their ids
@@ -111,6 +112,8 @@ async def list_page(conn: asyncpg.Connection, tenant_id: str, *, limit: int, ord
         if matching is not None:
             held.append(f"id = ANY({w.bind(matching)}::uuid[])")
         w.add("coalesce(m.metadata, e.metadata) @> {}::jsonb", metadata)  # what each of them has when read
+    if (changed := await changes.entries(conn, tenant_id, updated_at=updated_at)) is not None:
+        held.append(f"id = ANY({w.bind(changed)}::uuid[])")
     entries = own_rows(entries, held)
     if ids:
         w.add("e.id = ANY({}::uuid[])", list(ids))

@@ -12,7 +12,7 @@ import msgspec
 
 from cell.ledger.errors import PostingRejected
 from cell.ledger.models import Posting, TransactionState
-from cell.store import entries
+from cell.store import changes, entries
 from cell.store.categories import IN_CATEGORY
 from cell.store.errors import rejection
 from cell.store.filters import OPERATORS_SQL, Where, at_most, own_rows
@@ -20,9 +20,6 @@ from cell.store.queries import Q
 
 # A metadata filter matching at most this many transactions has them read by id for a list of transactions.
 METADATA_READ_BY_IDS_MAX = 1000
-# So do bounds on updated_at (a poll for the transactions changed since its last), or a lower bound on posted_at,
-# that at most this many meet.
-UPDATED_READ_BY_IDS_MAX = 1000
 
 
 class EntryResult(msgspec.Struct, frozen=True):
@@ -209,8 +206,8 @@ async def list_page(conn: asyncpg.Connection, tenant_id: str, *, after: tuple | 
     on a plan made while the tables were tiny, ~80,000 buffers at 20,000 postings of other accounts, a category's
     with any plan, ~120,000); more, by that walk, which then finds a page sooner. A metadata filter's transactions,
     when at most METADATA_READ_BY_IDS_MAX, likewise, found by the metadata index (ledger_transactions_matching);
-    more, by the walk of the tenant's transactions. Bounds on updated_at likewise (UPDATED_READ_BY_IDS_MAX), by the
-    index of when each was last changed (0197), and lower bounds on posted_at by that index too."""
+    more, by the walk of the tenant's transactions. Bounds on updated_at, and lower ones on posted_at, likewise
+    (changes.transactions, by the index of when each last changed)."""
     w = Where(tenant_id)
     named = []  # conditions that name the page's candidates by id
     if settlement_id is not None:
@@ -241,17 +238,8 @@ async def list_page(conn: asyncpg.Connection, tenant_id: str, *, after: tuple | 
             named.append(f"id = ANY({w.bind(matching)}::uuid[])")
         else:
             w.add("t.metadata @> {}::jsonb", metadata)
-    # A transaction is last changed when it is posted or later (verify_transaction_times): a lower bound on posted_at
-    # is one on updated_at, so the transactions posted since a time are among those changed since it.
-    since_posted = [("gt" if op == "gt" else "gte", value) for op, value in posted_at if op in ("gt", "gte", "eq")]
-    if updated_at or since_posted:
-        changed = Where(tenant_id)
-        for op, value in (*updated_at, *since_posted):
-            changed.add(f"t.updated_at {OPERATORS_SQL[op]} {{}}", value)
-        since = await at_most(conn, f"SELECT t.id FROM ledger_transactions t WHERE t.tenant_id = $1{changed.sql()} "
-                              f"LIMIT ${len(changed.args) + 1}", *changed.args, most=UPDATED_READ_BY_IDS_MAX)
-        if since is not None:
-            named.append(f"id = ANY({w.bind(since)}::uuid[])")
+    if (since := await changes.transactions(conn, tenant_id, updated_at=updated_at, posted_at=posted_at)) is not None:
+        named.append(f"id = ANY({w.bind(since)}::uuid[])")
     transactions = own_rows("ledger_transactions", named)
     if status:
         w.add("t.status = ANY({}::text[])", list(status))

@@ -274,6 +274,7 @@ def test_verify_passes_then_fails_on_a_corrupted_balance(ctl, stack):
     run_sql(cell.database_url, moved_back, uuid.UUID(posted.json()["id"]), -1)
     violations = ctl.json("verify", "--tenant", tenant_id, expect=3)["details"]["violations"]
     assert [v for v in violations if posted.json()["id"] in v and "before it was written, posted" in v], violations
+    assert len([v for v in violations if "after its transaction last changed" in v]) == 2, violations  # its entries
     run_sql(cell.database_url, moved_back, uuid.UUID(posted.json()["id"]), 1)
     assert ctl.json("verify", "--tenant", tenant_id)["violations"] == []
 

@@ -127,10 +127,18 @@ LIMIT 20
 
 -- name: verify_transaction_times
 -- A transaction is changed when it is written, posted or archived, and later only: lists of transactions posted
--- since a time read those changed since it (transactions.list_page).
+-- since a time read those changed since it (store.changes).
 SELECT t.id, t.created_at, t.posted_at, t.archived_at, t.updated_at FROM ledger_transactions t
 WHERE ($1::text IS NULL OR t.tenant_id = $1)
   AND (t.updated_at < t.created_at OR t.updated_at < t.posted_at OR t.updated_at < t.archived_at)
+LIMIT 20
+
+-- name: verify_entry_times
+-- An entry is written with its transaction: lists of entries changed since a time read those of the transactions
+-- changed since it (store.changes).
+SELECT e.id, e.created_at, t.updated_at AS transaction_updated_at
+FROM ledger_entries e JOIN ledger_transactions t ON t.id = e.transaction_id
+WHERE ($1::text IS NULL OR e.tenant_id = $1) AND e.created_at > t.updated_at
 LIMIT 20
 
 -- name: verify_insert_only_triggers

@@ -7,11 +7,11 @@ at 20,000 more postings of the tenant's other accounts and 20,000 of another ten
 Filters no index answers (a transaction's status) read the tenant's rows with any plan and are not here (an external id,
 with or without its ledger, walked them before migration 0194: 460-510 more; metadata before 0195: ~460, an entry's
 metadata before 0196: ~40,900, a transaction changed since a time before 0197: ~480, one posted since a time before that
-probe: ~460). A page of one account's transactions walked the tenant's transactions in the page's order, for a few rows,
-before they were read by id (entries.READ_BY_IDS_MAX: ~80,500 more, newest first or by effective time), a category's
-with any plan (~120,500, and ~900 for its entries; a category of 200 accounts ~160,500) and a busy category's ~60,900
-(now by its accounts' ids); a busy category's entries by effective time ~160,900 (its accounts' every entry sorted; now
-a page of each account's, merged)."""
+probe: ~460, an entry changed since a time before store.changes: ~40,900). A page of one account's transactions walked
+the tenant's transactions in the page's order, for a few rows, before they were read by id (entries.READ_BY_IDS_MAX:
+~80,500 more, newest first or by effective time), a category's with any plan (~120,500, and ~900 for its entries; a
+category of 200 accounts ~160,500) and a busy category's ~60,900 (now by its accounts' ids); a busy category's entries
+by effective time ~160,900 (its accounts' every entry sorted; now a page of each account's, merged)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,15 @@ import asyncpg
 import pytest
 from routine_helpers import RequestSession, new_account, new_category, new_ledger
 
-from cell.store import accounts, entries, events, settlements, statements, transactions
+from cell.store import (
+    accounts,
+    changes,
+    entries,
+    events,
+    settlements,
+    statements,
+    transactions,
+)
 from cell.store.db import INDEX_PLANS, _init_connection
 
 AT = datetime(2026, 3, 1, 12, tzinfo=UTC)
@@ -84,6 +92,8 @@ def reads(tenant: str, ledger: uuid.UUID, account: uuid.UUID, hot: uuid.UUID, tx
                                                                        metadata={"k": "v"}, **page),
         "transactions_updated_since": lambda c: transactions.list_page(c, tenant, updated_at=[("gte", LATER)],
                                                                        **page),
+        "entries_changed_since": lambda c: entries.list_page(c, tenant, order_by="seq", descending=False,
+                                                             updated_at=[("gte", LATER)], **page),
         "transactions_posted_since": lambda c: transactions.list_page(c, tenant, posted_at=[("gte", LATER)], **page),
         "transactions_of_category": lambda c: transactions.list_page(c, tenant, descending=True,
                                                                      category_id=category, **page),
@@ -141,6 +151,7 @@ async def test_the_requests_reads_read_as_much_after_a_long_history_as_before_an
         await owner.execute(TAGGED, tenant, ledger, AT, [other, other], 1, '[{"k": "v"}, {}]')
         await owner.execute(OVERRIDE, await owner.fetchval("SELECT id FROM ledger_entries WHERE ledger_account_id = $1"
                                                            " AND metadata = '{}' LIMIT 1", other), '{"k": "v"}')
+        await owner.execute("UPDATE ledger_entry_metadata SET updated_at = $1", LATER)  # that PATCH, later
         await _init_connection(owner)
         statement = uuid.uuid4()
         settlement = uuid.uuid4()
@@ -209,7 +220,7 @@ async def test_transactions_and_entries_named_by_account_category_or_metadata_ar
     monkeypatch.setattr(entries, "CATEGORY_MERGED_ACCOUNTS_MAX", by_ids_max - 1)  # merged (3) or not (2)
     monkeypatch.setattr(transactions, "METADATA_READ_BY_IDS_MAX", by_ids_max * 3)  # 6 matching: by id, or a walk
     monkeypatch.setattr(entries, "METADATA_READ_BY_IDS_MAX", by_ids_max * 3)  # likewise 6 entries
-    monkeypatch.setattr(transactions, "UPDATED_READ_BY_IDS_MAX", by_ids_max * 3)  # and 6 transactions changed since
+    monkeypatch.setattr(changes, "READ_BY_IDS_MAX", by_ids_max * 3)  # and 6 transactions changed since
     url = make_database("account_transactions")
     owner = await asyncpg.connect(url)
     try:
@@ -227,6 +238,7 @@ async def test_transactions_and_entries_named_by_account_category_or_metadata_ar
         await owner.execute(POST, elsewhere, elsewhere_ledger, AT, theirs, 3)
         # 6 entries whose metadata has the order o-1: 4 of 5 as written (one edited to another order since), one
         # that had o-2 and one that had none, edited to have it; another tenant's entry with it.
+        written = await owner.fetchval("SELECT clock_timestamp()")  # what is written or changed since: 11 entries
         await owner.execute(TAGGED, tenant, ledger, AT, [other, other], 2,
                             '[{"order": "o-1"}, {"order": "o-1", "kind": "card"}]')
         await owner.execute(TAGGED, tenant, ledger, AT, [other, other], 1, '[{"order": "o-2"}, {"order": "o-1"}]')
@@ -272,6 +284,10 @@ async def test_transactions_and_entries_named_by_account_category_or_metadata_ar
                                               f"updated_at >= $2 ORDER BY {order}", tenant, LATER)
         wanted["posted"] = await owner.fetch("SELECT id FROM ledger_transactions WHERE tenant_id = $1 AND "
                                              f"posted_at >= $2 ORDER BY {order}", tenant, LATER)
+        wanted["changed_entries"] = await owner.fetch(
+            "SELECT id FROM ledger_entries WHERE id IN (SELECT e.id FROM ledger_entries e LEFT JOIN ledger_entry_metadata"
+            f" m ON m.entry_id = e.id WHERE e.tenant_id = $1 AND coalesce(m.updated_at, e.created_at) >= $2) ORDER BY {order}",
+            tenant, written)
         wanted["category_posted"] = await owner.fetch(
             f"SELECT id FROM ledger_entries WHERE id IN ({of.format('id')} AND EXISTS (SELECT 1 FROM "
             f"ledger_transactions t WHERE t.id = e.transaction_id AND t.status = 'posted')) ORDER BY {order}",
@@ -279,7 +295,7 @@ async def test_transactions_and_entries_named_by_account_category_or_metadata_ar
         wanted["category_debits"] = await owner.fetch(f"SELECT id FROM ledger_entries WHERE id IN ({of.format('id')}"
                                                       f" AND e.direction = 'debit') ORDER BY {order}", [mine, yours])
         wanted["category_changed"] = wanted["category_entries"]  # every one changed (was written) in ten years
-        assert [len(rows) for rows in wanted.values()] == [8, 11, 13, 6, 6, 6, 4, 11, 11, 13]
+        assert [len(rows) for rows in wanted.values()] == [8, 11, 13, 6, 6, 6, 4, 11, 11, 11, 13]
         session = await RequestSession.open(url, tenant, INDEX_PLANS)
         lists = {"account": (transactions.list_page, {"ledger_account_id": mine}),
                  "category": (transactions.list_page, {"category_id": category}),
@@ -288,6 +304,7 @@ async def test_transactions_and_entries_named_by_account_category_or_metadata_ar
                  "metadata_entries": (entries.list_page, {"metadata": {"order": "o-1"}}),
                  "updated": (transactions.list_page, {"updated_at": [("gte", LATER)]}),
                  "posted": (transactions.list_page, {"posted_at": [("gte", LATER)], "status": ["posted"]}),
+                 "changed_entries": (entries.list_page, {"updated_at": [("gte", written)]}),
                  "category_posted": (entries.list_page, {"category_id": category, "status": "posted"}),
                  "category_debits": (entries.list_page, {"category_id": category, "direction": "debit"}),
                  "category_changed": (entries.list_page, {"category_id": category,
