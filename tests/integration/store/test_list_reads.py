@@ -1,15 +1,14 @@
-"""The API's lists of accounts, categories, monitors, settlements, bulk results, webhook deliveries and events read
-what they return, whatever the tenant's other rows grow to, in the request sessions (db.INDEX_PLANS) on plans made
-while the tables were tiny (as test_request_reads does for entries, transactions and balances). Before: a category's
-accounts ~100,000 more buffers at 20,000 more accounts of the tenant (each account walked had its balance row read),
-an account's categories ~25,000 (every category walked had its sums computed), accounts by metadata ~470 with any plan
-(row-level security kept `@>` off the metadata index), an account's monitors and settlements, a bulk request's
-results, failed deliveries, a ledger's categories and events of a name or resource 110-630, events since a time
-(the stream read from its start) ~545.
+"""The API's lists of accounts, categories, monitors, settlements, bulk results, webhook deliveries and events read what
+they return, whatever the tenant's other rows grow to, in the request sessions (db.INDEX_PLANS) on plans made while the
+tables were tiny (as test_request_reads does for entries, transactions and balances). Before: a category's accounts
+~100,000 more buffers at 20,000 more accounts of the tenant (each account walked had its balance row read), an account's
+categories ~25,000 (every category walked had its sums computed), accounts by metadata ~470 with any plan (row-level
+security kept `@>` off the metadata index), an account's monitors and settlements, a bulk request's results, failed
+deliveries, a ledger's categories and events of a name or resource 110-630, events since a time (the stream read from
+its start) ~545, an endpoint's deliveries (the tenant's walked for them) ~630.
 
-Not here: an endpoint's deliveries (a walk of the tenant's until the next analyze, then its own rows), and a category
-or metadata filter naming more than READ_BY_IDS_MAX accounts (a walk of the tenant's accounts in seq order, which
-finds a page soon when so many are in it)."""
+Not here: a category or metadata filter naming more than READ_BY_IDS_MAX accounts (a walk of the tenant's accounts in
+seq order, which finds a page soon when so many are in it)."""
 
 from __future__ import annotations
 
@@ -101,6 +100,8 @@ async def test_the_lists_read_as_much_after_a_long_history_as_before_any(make_da
                                                           resource_type=None, metadata=None, **page),
             "bulk_results_of_request": lambda c: bulk.list_results(c, tenant, request_id=request, entity_type=None,
                                                                    status=None, entity_id=None, **page),
+            "deliveries_of_endpoint": lambda c: webhooks.list_deliveries(c, tenant, endpoint_id=endpoint, status=None,
+                                                                         **page),
             "failed_deliveries": lambda c: webhooks.list_deliveries(c, tenant, endpoint_id=None, status="failed",
                                                                     **page),
             "endpoints": lambda c: webhooks.list_endpoints(c, tenant, 0, 5),
