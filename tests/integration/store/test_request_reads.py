@@ -45,7 +45,7 @@ OVERRIDE = ("INSERT INTO ledger_entry_metadata (entry_id, tenant_id, metadata, u
             " SELECT id, tenant_id, $2, now() FROM ledger_entries WHERE id = $1")
 def reads(tenant: str, ledger: uuid.UUID, account: uuid.UUID, hot: uuid.UUID, txn: uuid.UUID,
           statement: uuid.UUID, settlement: uuid.UUID, category: uuid.UUID, busy: uuid.UUID,
-          wide: uuid.UUID) -> dict:
+          wide: uuid.UUID, crowd: uuid.UUID) -> dict:
     """The reads under test, each of at most 5 rows, which the tenant has from the start (`hot`: the account
     every later posting of the tenant debits; `statement` and `settlement`: of `account`, before them; `category`
     reaches `account`, `busy` reaches `hot`, `wide` WIDE accounts, a few with a posting)."""
@@ -109,6 +109,10 @@ def reads(tenant: str, ledger: uuid.UUID, account: uuid.UUID, hot: uuid.UUID, tx
                                                                 category_id=busy, **page),
         "entries_of_busy_category_by_effective_at": lambda c: entries.list_page(
             c, tenant, order_by="effective_at", descending=True, category_id=busy, **page),
+        "entries_of_crowded_category_by_effective_at": lambda c: entries.list_page(
+            c, tenant, order_by="effective_at", descending=True, category_id=crowd, **page),
+        "entries_of_crowded_category": lambda c: entries.list_page(c, tenant, order_by="seq", descending=True,
+                                                                   category_id=crowd, **page),
         "transactions_of_hot_account_by_effective_at": lambda c: transactions.list_page(
             c, tenant, order_by="effective_at", descending=True, ledger_account_id=hot, **page),
         "versions": lambda c: transactions.list_versions_page(c, tenant, after_seq=0, limit=5),
@@ -168,8 +172,9 @@ async def test_the_requests_reads_read_as_much_after_a_long_history_as_before_an
         for a in many[:5]:
             await owner.execute(POST, tenant, ledger, AT, [a, other], 1)
         wide = await new_category(owner, tenant, ledger, many)
+        crowd = await new_category(owner, tenant, ledger, [hot, *many[5:13]])  # more than merged a page each
         await owner.execute("ANALYZE")
-        probes = reads(tenant, ledger, mine, hot, txn, statement, settlement, category, busy, wide)
+        probes = reads(tenant, ledger, mine, hot, txn, statement, settlement, category, busy, wide, crowd)
         sessions = {"requests": await RequestSession.open(url, tenant, INDEX_PLANS),
                     "default_planner": await RequestSession.open(url, tenant, {})}
         before = {}
@@ -186,8 +191,11 @@ async def test_the_requests_reads_read_as_much_after_a_long_history_as_before_an
         grown = {name: {probe: await session.buffers(read) - before[name][probe] for probe, read in probes.items()}
                  for name, session in sessions.items()}
         # Measured: at most ~50 more (the same rows, each index a level deeper); a walk of a table is hundreds.
-        narrow = {probe: n for probe, n in grown["requests"].items() if "wide" not in probe}
+        narrow = {probe: n for probe, n in grown["requests"].items() if "wide" not in probe and "crowd" not in probe}
         assert max(narrow.values()) < 60, grown["requests"]
+        # A category of 9 accounts, one of them busy: a page of each account's (measured: 135 more, the busy one's 5
+        # rows and each account's index; before, 160,818 by effective time: every entry of the busy account sorted).
+        assert max(n for probe, n in grown["requests"].items() if "crowd" in probe) < 300, grown["requests"]
         # A category of WIDE accounts: its closure and its accounts' entries probed first, ~3 buffers an account
         # (measured at 200 accounts, 5 with a posting: 23-49 more; before, by its closure, ~160,500 more for its
         # transactions).
@@ -217,7 +225,7 @@ async def test_transactions_and_entries_named_by_account_category_or_metadata_ar
         make_database, monkeypatch, by_ids_max, order_by, descending):
     monkeypatch.setattr(entries, "READ_BY_IDS_MAX", by_ids_max)
     monkeypatch.setattr(entries, "CATEGORY_ACCOUNTS_MAX", by_ids_max)  # the category's 2 accounts: probed or not
-    monkeypatch.setattr(entries, "CATEGORY_MERGED_ACCOUNTS_MAX", by_ids_max - 1)  # merged (3) or not (2)
+    monkeypatch.setattr(entries, "CATEGORY_MERGED_ACCOUNTS_MAX", by_ids_max - 1)  # merged (3), or pages in one branch (2)
     monkeypatch.setattr(transactions, "METADATA_READ_BY_IDS_MAX", by_ids_max * 3)  # 6 matching: by id, or a walk
     monkeypatch.setattr(entries, "METADATA_READ_BY_IDS_MAX", by_ids_max * 3)  # likewise 6 entries
     monkeypatch.setattr(changes, "READ_BY_IDS_MAX", by_ids_max * 3)  # and 6 transactions changed since
