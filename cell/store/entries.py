@@ -89,8 +89,8 @@ async def list_page(conn: asyncpg.Connection, tenant_id: str, *, limit: int, ord
     account's own index, as one account's page), merged: the page's order over all of them took every entry of its
     accounts, sorted, on a plan made while the tables were tiny (~160,900 buffers at 20,000 postings of a busy
     account, by effective time); of more accounts, a page of each account's in one branch over them (their entries
-    sorted before: 160,818 more buffers for 9 accounts, one busy). Entries changed since a
-    time (updated_at bounded from below) likewise when at most changes.READ_BY_IDS_MAX, found by changes.entries."""
+    sorted before: 160,818 more buffers for 9 accounts, one busy). Entries changed since a time (updated_at bounded
+    from below) likewise when at most changes.READ_BY_IDS_MAX, found by changes.entries."""
     w = Where(tenant_id)
     entries = "ledger_entries"
     held = []  # the entries a settlement or statement names, by their ids
