@@ -49,8 +49,12 @@ async def verify(conn: asyncpg.Connection, tenant_id: str | None = None,
             problems.append(f"transaction {r['id']} was last changed ({r['updated_at']}) before it was written, posted"
                             f" or archived ({r['created_at']}, {r['posted_at']}, {r['archived_at']})")
         for r in await conn.fetch(Q["verify_entry_times"], tenant_id):
-            problems.append(f"entry {r['id']} was written ({r['created_at']}) after its transaction last changed "
-                            f"({r['transaction_updated_at']})")
+            if r["created_at"] > r["transaction_updated_at"]:
+                problems.append(f"entry {r['id']} was written ({r['created_at']}) after its transaction last changed "
+                                f"({r['transaction_updated_at']})")
+            if r["effective_at"] != r["transaction_effective_at"]:
+                problems.append(f"entry {r['id']} is effective at {r['effective_at']}, its transaction at "
+                                f"{r['transaction_effective_at']}")
         for r in await conn.fetch(Q["verify_statements"], tenant_id):
             problems.append(f"ledger account statement {r['id']}: balances differ from the effects at its lock version")
         for r in await conn.fetch(Q["verify_settlements"], tenant_id):

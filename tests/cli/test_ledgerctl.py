@@ -277,6 +277,14 @@ def test_verify_passes_then_fails_on_a_corrupted_balance(ctl, stack):
     assert len([v for v in violations if "after its transaction last changed" in v]) == 2, violations  # its entries
     run_sql(cell.database_url, moved_back, uuid.UUID(posted.json()["id"]), 1)
     assert ctl.json("verify", "--tenant", tenant_id)["violations"] == []
+    # A transaction effective at another time than its entries (lists of entries effective in a window read those of
+    # the transactions effective in it).
+    backdated = "UPDATE ledger_transactions SET effective_at = effective_at + $2 * interval '1 hour' WHERE id = $1"
+    run_sql(cell.database_url, backdated, uuid.UUID(posted.json()["id"]), -1)
+    violations = ctl.json("verify", "--tenant", tenant_id, expect=3)["details"]["violations"]
+    assert len([v for v in violations if "its transaction at" in v]) == 2, violations  # both entries
+    run_sql(cell.database_url, backdated, uuid.UUID(posted.json()["id"]), 1)
+    assert ctl.json("verify", "--tenant", tenant_id)["violations"] == []
 
 
 def test_verify_fails_while_effects_stay_unapplied_past_the_sweepers_bound(ctl, stack):

@@ -134,11 +134,13 @@ WHERE ($1::text IS NULL OR t.tenant_id = $1)
 LIMIT 20
 
 -- name: verify_entry_times
--- An entry is written with its transaction: lists of entries changed since a time read those of the transactions
--- changed since it (store.changes).
-SELECT e.id, e.created_at, t.updated_at AS transaction_updated_at
+-- An entry is written with its transaction, and effective when it is: lists of entries changed since a time read those
+-- of the transactions changed since it (store.changes), lists of entries effective in a window those of the
+-- transactions effective in it (store.entries.effective_transactions).
+SELECT e.id, e.created_at, e.effective_at, t.updated_at AS transaction_updated_at,
+       t.effective_at AS transaction_effective_at
 FROM ledger_entries e JOIN ledger_transactions t ON t.id = e.transaction_id
-WHERE ($1::text IS NULL OR e.tenant_id = $1) AND e.created_at > t.updated_at
+WHERE ($1::text IS NULL OR e.tenant_id = $1) AND (e.created_at > t.updated_at OR e.effective_at <> t.effective_at)
 LIMIT 20
 
 -- name: verify_insert_only_triggers

@@ -7,7 +7,8 @@ at 20,000 more postings of the tenant's other accounts and 20,000 of another ten
 Filters no index answers (a transaction's status) read the tenant's rows with any plan and are not here (an external id,
 with or without its ledger, walked them before migration 0194: 460-510 more; metadata before 0195: ~460, an entry's
 metadata before 0196: ~40,900, a transaction changed since a time before 0197: ~480, one posted since a time before that
-probe: ~460, an entry changed since a time before store.changes: ~40,900). A page of one account's transactions walked
+probe: ~460, an entry changed since a time before store.changes: ~40,900, entries effective in a window, no account
+named, before their transactions were probed: 902, by effective time 80,385). A page of one account's transactions walked
 the tenant's transactions in the page's order, for a few rows, before they were read by id (entries.READ_BY_IDS_MAX:
 ~80,500 more, newest first or by effective time), a category's with any plan (~120,500, and ~900 for its entries; a
 category of 200 accounts ~160,500) and a busy category's ~60,900 (now by its accounts' ids); a busy category's entries
@@ -34,6 +35,7 @@ from cell.store import (
 from cell.store.db import INDEX_PLANS, _init_connection
 
 AT = datetime(2026, 3, 1, 12, tzinfo=UTC)
+EARLY = AT - timedelta(days=2)  # when a few postings were effective (a window of them, no account named)
 LATER = datetime(2099, 1, 1, tzinfo=UTC)  # when a transaction was posted (polls for those posted or changed since)
 WIDE = 200  # a category's accounts: more than entries.READ_BY_IDS_MAX, at most entries.CATEGORY_ACCOUNTS_MAX
 GROWTH = 20_000  # postings of the tenant's other accounts, and of another tenant, written after the plans are made
@@ -78,6 +80,14 @@ def reads(tenant: str, ledger: uuid.UUID, account: uuid.UUID, hot: uuid.UUID, tx
                                                               ledger_transaction_id=txn, **page),
         "entries": lambda c: entries.list_page(c, tenant, order_by="seq", descending=False, **page),
         "transactions": lambda c: transactions.list_page(c, tenant, **page),
+        "transactions_effective_in_a_window": lambda c: transactions.list_page(
+            c, tenant, descending=True, effective_at=[("gte", EARLY), ("lt", EARLY + timedelta(hours=1))], **page),
+        "entries_effective_in_a_window": lambda c: entries.list_page(
+            c, tenant, order_by="seq", descending=True, effective_at=[("gte", EARLY), ("lt", EARLY + timedelta(hours=1))],
+            **page),
+        "entries_effective_before_by_effective_at": lambda c: entries.list_page(
+            c, tenant, order_by="effective_at", descending=True, effective_at=[("lt", EARLY + timedelta(hours=1))],
+            **page),
         "transactions_of_ledger": lambda c: transactions.list_page(c, tenant, ledger_id=ledger, **page),
         "transactions_of_external_id": lambda c: transactions.list_page(c, tenant, external_id="ext-1", **page),
         "transactions_of_external_id_in_ledger": lambda c: transactions.list_page(c, tenant, external_id="ext-1",
@@ -153,6 +163,7 @@ async def test_the_requests_reads_read_as_much_after_a_long_history_as_before_an
         await owner.execute("UPDATE ledger_transactions SET external_id = 'ext-1', metadata = '{\"k\": \"v\"}',"
                             " posted_at = $2, updated_at = $2 WHERE id = $1", txn, LATER)
         await owner.execute(TAGGED, tenant, ledger, AT, [other, other], 1, '[{"k": "v"}, {}]')
+        await owner.execute(POST, tenant, ledger, EARLY, [other, other], 2)
         await owner.execute(OVERRIDE, await owner.fetchval("SELECT id FROM ledger_entries WHERE ledger_account_id = $1"
                                                            " AND metadata = '{}' LIMIT 1", other), '{"k": "v"}')
         await owner.execute("UPDATE ledger_entry_metadata SET updated_at = $1", LATER)  # that PATCH, later
@@ -218,7 +229,8 @@ async def test_the_requests_reads_read_as_much_after_a_long_history_as_before_an
 
 
 
-# By id; a category's by its accounts (its entries: merged from a page of each, or by a walk for them); walks.
+# By id; a category's by its accounts (its entries: merged from a page of each, or by a walk for them); entries by
+# their transactions' effective time; walks.
 @pytest.mark.parametrize("by_ids_max", [entries.READ_BY_IDS_MAX, 3, 2, 1])
 @pytest.mark.parametrize(("order_by", "descending"), [("seq", False), ("seq", True), ("effective_at", True)])
 async def test_transactions_and_entries_named_by_account_category_or_metadata_are_listed_alike_read_by_id_or_not(
@@ -229,6 +241,7 @@ async def test_transactions_and_entries_named_by_account_category_or_metadata_ar
     monkeypatch.setattr(transactions, "METADATA_READ_BY_IDS_MAX", by_ids_max * 3)  # 6 matching: by id, or a walk
     monkeypatch.setattr(entries, "METADATA_READ_BY_IDS_MAX", by_ids_max * 3)  # likewise 6 entries
     monkeypatch.setattr(changes, "READ_BY_IDS_MAX", by_ids_max * 3)  # and 6 transactions changed since
+    monkeypatch.setattr(entries, "EFFECTIVE_READ_BY_IDS_MAX", by_ids_max * 3)  # 4 and 8 effective in a window
     url = make_database("account_transactions")
     owner = await asyncpg.connect(url)
     try:
@@ -303,7 +316,13 @@ async def test_transactions_and_entries_named_by_account_category_or_metadata_ar
         wanted["category_debits"] = await owner.fetch(f"SELECT id FROM ledger_entries WHERE id IN ({of.format('id')}"
                                                       f" AND e.direction = 'debit') ORDER BY {order}", [mine, yours])
         wanted["category_changed"] = wanted["category_entries"]  # every one changed (was written) in ten years
-        assert [len(rows) for rows in wanted.values()] == [8, 11, 13, 6, 6, 6, 4, 11, 11, 11, 13]
+        wanted["effective_entries"] = await owner.fetch(
+            "SELECT id FROM ledger_entries WHERE tenant_id = $1 AND effective_at >= $2 AND effective_at < $3 "
+            f"ORDER BY {order}", tenant, AT - timedelta(days=1), AT)
+        wanted["effective_earlier_debits"] = await owner.fetch(
+            "SELECT id FROM ledger_entries WHERE tenant_id = $1 AND effective_at < $2 AND direction = 'debit' "
+            f"ORDER BY {order}", tenant, AT)
+        assert [len(rows) for rows in wanted.values()] == [8, 11, 13, 6, 6, 6, 4, 11, 11, 11, 13, 8, 8]
         session = await RequestSession.open(url, tenant, INDEX_PLANS)
         lists = {"account": (transactions.list_page, {"ledger_account_id": mine}),
                  "category": (transactions.list_page, {"category_id": category}),
@@ -316,7 +335,11 @@ async def test_transactions_and_entries_named_by_account_category_or_metadata_ar
                  "category_posted": (entries.list_page, {"category_id": category, "status": "posted"}),
                  "category_debits": (entries.list_page, {"category_id": category, "direction": "debit"}),
                  "category_changed": (entries.list_page, {"category_id": category,
-                                                          "updated_at": [("gte", AT - timedelta(days=3650))]})}
+                                                          "updated_at": [("gte", AT - timedelta(days=3650))]}),
+                 "effective_entries": (entries.list_page, {"effective_at": [("gte", AT - timedelta(days=1)),
+                                                                            ("lt", AT)]}),
+                 "effective_earlier_debits": (entries.list_page, {"effective_at": [("lt", AT)],
+                                                                  "direction": "debit"})}
         for name, (list_page, given) in lists.items():
             listed, after = [], None
             while page := await list_page(session.conn, tenant, order_by=order_by, descending=descending, after=after,
