@@ -245,22 +245,89 @@ async def test_an_index_a_failed_concurrent_build_left_invalid_is_built_again(ma
         await conn.close()
 
 
-async def test_0198_bounds_every_positioned_event_by_the_latest_time_of_its_stream_so_far(make_database):
+_EVENT = ("INSERT INTO events (id, tenant_id, resource, event_name, entity_id, data, event_time, position)"
+          " VALUES (gen_random_uuid(), $1, 'ledger_transaction', 'ledger_transaction.created', gen_random_uuid(),"
+          " '{}', '2026-05-01'::timestamptz + $3 * interval '1 hour', $2)")  # tenant, position, hour
+
+
+async def _before_0198(conn: asyncpg.Connection, rows: list[tuple]) -> None:
+    """The database as 0198 finds it (no bounds), with these events."""
+    await conn.execute("ALTER TABLE events DROP COLUMN event_time_max;"
+                       "DELETE FROM schema_migrations WHERE name = '0198_event_time_bound'")
+    await conn.executemany(_EVENT, rows)
+
+
+async def _bounds(conn: asyncpg.Connection) -> list[tuple]:
+    return [tuple(r) for r in await conn.fetch(
+        "SELECT tenant_id, position, extract(hour FROM event_time_max AT TIME ZONE 'UTC')::int AS hour FROM events"
+        " ORDER BY tenant_id, position")]
+
+
+@pytest.mark.parametrize("batch", [None, 1, 2])  # positions a batch of the backfill (None: the default, 10,000)
+async def test_0198_bounds_every_positioned_event_by_the_latest_time_of_its_stream_so_far(make_database, batch):
     """A cell upgraded to 0198: each positioned event gets its tenant's latest event time up to its position, whatever
-    order the times came in; an event not positioned yet gets none (the sequencer gives it one)."""
+    order the times came in and however the stream is cut in batches; an event not positioned yet gets none (the
+    sequencer gives it one); one bounded already keeps its bound (a backfill run again after a failed start)."""
     conn = await _connect(make_database(f"event_bounds_{uuid.uuid4().hex[:8]}"))
     try:
-        await conn.execute("ALTER TABLE events DROP COLUMN event_time_max;"
-                           "DELETE FROM schema_migrations WHERE name = '0198_event_time_bound'")
-        rows = [("a", 1, 2), ("a", 2, 1), ("a", 3, 3), ("b", 1, 5), ("b", 2, 4), ("a", None, 0)]  # tenant, position, hour
-        await conn.executemany(
-            "INSERT INTO events (id, tenant_id, resource, event_name, entity_id, data, event_time, position)"
-            " VALUES (gen_random_uuid(), $1, 'ledger_transaction', 'ledger_transaction.created', gen_random_uuid(),"
-            " '{}', '2026-05-01'::timestamptz + $3 * interval '1 hour', $2)", rows)
+        await _before_0198(conn, [("a", 1, 2), ("a", 2, 1), ("a", 3, 3), ("a", 4, 0), ("a", 5, 4), ("b", 1, 5),
+                                  ("b", 2, 4), ("b", 3, 6), ("a", None, 0)])
+        if batch is not None:
+            await conn.execute(f"SET ledger.event_bounds_batch = {batch}")
         assert await migrate(conn) == ["0198_event_time_bound"]
-        bounds = await conn.fetch("SELECT tenant_id, position, extract(hour FROM event_time_max AT TIME ZONE 'UTC')"
-                                  " AS hour FROM events ORDER BY tenant_id, position")
-        assert [tuple(r) for r in bounds] == [("a", 1, 2), ("a", 2, 2), ("a", 3, 3), ("a", None, None), ("b", 1, 5),
-                                              ("b", 2, 5)]
+        bounded = [("a", 1, 2), ("a", 2, 2), ("a", 3, 3), ("a", 4, 3), ("a", 5, 4), ("a", None, None), ("b", 1, 5),
+                   ("b", 2, 5), ("b", 3, 6)]
+        assert await _bounds(conn) == bounded
+        # Run again with the first positions bounded (marked an hour on) and the rest not: those keep theirs.
+        await conn.execute("UPDATE events SET event_time_max = event_time_max + interval '1 hour' WHERE position = 1;"
+                           "UPDATE events SET event_time_max = NULL WHERE position > 1;"
+                           "DELETE FROM schema_migrations WHERE name = '0198_event_time_bound'")
+        assert await migrate(conn) == ["0198_event_time_bound"]
+        assert await _bounds(conn) == [("a", 1, 3), ("a", 2, 2), ("a", 3, 3), ("a", 4, 3), ("a", 5, 4),
+                                       ("a", None, None), ("b", 1, 6), ("b", 2, 5), ("b", 3, 6)]
     finally:
         await conn.close()
+
+
+async def test_0198_bounds_a_live_cells_events_while_postings_write_on(make_database):
+    """0198 runs on a live cell: while its backfill waits for a positioned event's row (locked here once the column is
+    there), a posting still writes its event, where in one transaction with the column added every posting waited for
+    the backfill; every bound is the stream's latest time so far."""
+    url = make_database(f"event_bounds_live_{uuid.uuid4().hex[:8]}")
+    conn, holder, writer = [await _connect(url) for _ in range(3)]
+    loop = asyncio.get_running_loop()
+
+    async def until(query: str, what: str) -> None:
+        deadline = loop.time() + 60
+        while not await writer.fetchval(query, conn.get_server_pid()):
+            assert loop.time() < deadline, what
+            await asyncio.sleep(0.005)
+
+    try:
+        await _before_0198(conn, [])
+        last = 100_000  # positions: the backfill takes seconds, a thousand a batch
+        await conn.execute("INSERT INTO events (id, tenant_id, resource, event_name, entity_id, data, event_time,"
+                           " position) SELECT gen_random_uuid(), 'a', 'ledger_transaction', 'ledger_transaction.created',"
+                           " gen_random_uuid(), '{}', '2026-05-01'::timestamptz + (g % 97) * interval '1 hour', g"
+                           f" FROM generate_series(1, {last}) g")
+        await conn.execute("SET ledger.event_bounds_batch = 1000")
+        migrating = asyncio.create_task(migrate(conn))
+        await until("SELECT query LIKE 'DO $$%' FROM pg_stat_activity WHERE pid = $1",
+                    "the backfill never began on its own, after the column was added")
+        held = holder.transaction()
+        await held.start()
+        assert await holder.fetchval("SELECT event_time_max FROM events WHERE position = $1 FOR UPDATE", last) is None
+        await until("SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $1",
+                    "the backfill never reached the locked row")
+        # the batches before it committed apart (positions 1 to 99,999), not held to the backfill's end
+        assert await writer.fetchval("SELECT count(*) FROM events WHERE event_time_max IS NOT NULL") == last - 1
+        await writer.execute("SET lock_timeout = '5s'")
+        await writer.execute(_EVENT, "a", None, 4)  # a posting's event, written while the backfill waits
+        await held.rollback()
+        assert await asyncio.wait_for(migrating, 60) == ["0198_event_time_bound"]
+        assert await conn.fetchval(
+            "SELECT count(*) FROM (SELECT event_time_max, max(event_time) OVER (ORDER BY position) AS latest"
+            " FROM events WHERE position IS NOT NULL) b WHERE event_time_max IS DISTINCT FROM latest") == 0
+    finally:
+        for c in (conn, holder, writer):
+            await c.close()
