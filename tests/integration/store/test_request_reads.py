@@ -4,15 +4,16 @@ statement prepared for five minutes and PostgreSQL its generic plan until the ne
 analyzed while tiny, the default planner's plans scanned whole tables for one row (GET of a transaction: ~3,500 buffers
 at 20,000 more postings of the tenant's other accounts and 20,000 of another tenant's).
 
-Filters no index answers (a transaction's status) read the tenant's rows with any plan and are not here (an external id,
-with or without its ledger, walked them before migration 0194: 460-510 more; metadata before 0195: ~460, an entry's
-metadata before 0196: ~40,900, a transaction changed since a time before 0197: ~480, one posted since a time before that
-probe: ~460, an entry changed since a time before store.changes: ~40,900, entries effective in a window, no account
-named, before their transactions were probed: 902, by effective time 80,385). A page of one account's transactions walked
-the tenant's transactions in the page's order, for a few rows, before they were read by id (entries.READ_BY_IDS_MAX:
-~80,500 more, newest first or by effective time), a category's with any plan (~120,500, and ~900 for its entries; a
-category of 200 accounts ~160,500) and a busy category's ~60,900 (now by its accounts' ids); a busy category's entries
-by effective time ~160,900 (its accounts' every entry sorted; now a page of each account's, merged)."""
+Filters no index answers (a transaction's status posted) read the tenant's rows with any plan and are not here (an
+external id, with or without its ledger, walked them before migration 0194: 460-510 more; metadata before 0195: ~460, an
+entry's metadata before 0196: ~40,900, a transaction changed since a time before 0197: ~480, one posted since a time
+before that probe: ~460, an entry changed since a time before store.changes: ~40,900, entries effective in a window, no
+account named, before their transactions were probed: 902, by effective time 80,385; pending transactions before 0201:
+465, by effective time 486). A page of one account's transactions walked the tenant's transactions in the page's order,
+for a few rows, before they were read by id (entries.READ_BY_IDS_MAX: ~80,500 more, newest first or by effective time),
+a category's with any plan (~120,500, and ~900 for its entries; a category of 200 accounts ~160,500) and a busy
+category's ~60,900 (now by its accounts' ids); a busy category's entries by effective time ~160,900 (its accounts' every
+entry sorted; now a page of each account's, merged)."""
 
 from __future__ import annotations
 
@@ -88,6 +89,11 @@ def reads(tenant: str, ledger: uuid.UUID, account: uuid.UUID, hot: uuid.UUID, tx
         "entries_effective_before_by_effective_at": lambda c: entries.list_page(
             c, tenant, order_by="effective_at", descending=True, effective_at=[("lt", EARLY + timedelta(hours=1))],
             **page),
+        "transactions_pending": lambda c: transactions.list_page(c, tenant, status=["pending"], **page),
+        "transactions_pending_newest_first": lambda c: transactions.list_page(c, tenant, descending=True,
+                                                                              status=["pending"], **page),
+        "transactions_not_posted_by_effective_at": lambda c: transactions.list_page(
+            c, tenant, order_by="effective_at", descending=True, status=["pending", "archived"], **page),
         "transactions_of_ledger": lambda c: transactions.list_page(c, tenant, ledger_id=ledger, **page),
         "transactions_of_external_id": lambda c: transactions.list_page(c, tenant, external_id="ext-1", **page),
         "transactions_of_external_id_in_ledger": lambda c: transactions.list_page(c, tenant, external_id="ext-1",
@@ -164,6 +170,7 @@ async def test_the_requests_reads_read_as_much_after_a_long_history_as_before_an
                             " posted_at = $2, updated_at = $2 WHERE id = $1", txn, LATER)
         await owner.execute(TAGGED, tenant, ledger, AT, [other, other], 1, '[{"k": "v"}, {}]')
         await owner.execute(POST, tenant, ledger, EARLY, [other, other], 2)
+        await owner.execute(POST.replace("'posted'", "'pending'"), tenant, ledger, AT, [other, other], 2)
         await owner.execute(OVERRIDE, await owner.fetchval("SELECT id FROM ledger_entries WHERE ledger_account_id = $1"
                                                            " AND metadata = '{}' LIMIT 1", other), '{"k": "v"}')
         await owner.execute("UPDATE ledger_entry_metadata SET updated_at = $1", LATER)  # that PATCH, later
@@ -322,7 +329,10 @@ async def test_transactions_and_entries_named_by_account_category_or_metadata_ar
         wanted["effective_earlier_debits"] = await owner.fetch(
             "SELECT id FROM ledger_entries WHERE tenant_id = $1 AND effective_at < $2 AND direction = 'debit' "
             f"ORDER BY {order}", tenant, AT)
-        assert [len(rows) for rows in wanted.values()] == [8, 11, 13, 6, 6, 6, 4, 11, 11, 11, 13, 8, 8]
+        wanted["pending"] = await owner.fetch("SELECT id FROM ledger_transactions WHERE tenant_id = $1 AND "
+                                              f"status = 'pending' ORDER BY {order}", tenant)
+        wanted["not_posted"] = wanted["pending"]  # none archived
+        assert [len(rows) for rows in wanted.values()] == [8, 11, 13, 6, 6, 6, 4, 11, 11, 11, 13, 8, 8, 2, 2]
         session = await RequestSession.open(url, tenant, INDEX_PLANS)
         lists = {"account": (transactions.list_page, {"ledger_account_id": mine}),
                  "category": (transactions.list_page, {"category_id": category}),
@@ -339,7 +349,9 @@ async def test_transactions_and_entries_named_by_account_category_or_metadata_ar
                  "effective_entries": (entries.list_page, {"effective_at": [("gte", AT - timedelta(days=1)),
                                                                             ("lt", AT)]}),
                  "effective_earlier_debits": (entries.list_page, {"effective_at": [("lt", AT)],
-                                                                  "direction": "debit"})}
+                                                                  "direction": "debit"}),
+                 "pending": (transactions.list_page, {"status": ["pending"]}),
+                 "not_posted": (transactions.list_page, {"status": ["archived", "pending"]})}
         for name, (list_page, given) in lists.items():
             listed, after = [], None
             while page := await list_page(session.conn, tenant, order_by=order_by, descending=descending, after=after,
