@@ -136,7 +136,7 @@ LIMIT 20
 -- name: verify_entry_times
 -- An entry is written with its transaction, and effective when it is: lists of entries changed since a time read those
 -- of the transactions changed since it (store.changes), lists of entries effective in a window those of the
--- transactions effective in it (store.entries.effective_transactions).
+-- transactions effective in it (store.entries.transactions_within).
 SELECT e.id, e.created_at, e.effective_at, t.updated_at AS transaction_updated_at,
        t.effective_at AS transaction_effective_at
 FROM ledger_entries e JOIN ledger_transactions t ON t.id = e.transaction_id

@@ -9,11 +9,12 @@ external id, with or without its ledger, walked them before migration 0194: 460-
 entry's metadata before 0196: ~40,900, a transaction changed since a time before 0197: ~480, one posted since a time
 before that probe: ~460, an entry changed since a time before store.changes: ~40,900, entries effective in a window, no
 account named, before their transactions were probed: 902, by effective time 80,385; pending transactions before 0201:
-465, by effective time 486). A page of one account's transactions walked the tenant's transactions in the page's order,
-for a few rows, before they were read by id (entries.READ_BY_IDS_MAX: ~80,500 more, newest first or by effective time),
-a category's with any plan (~120,500, and ~900 for its entries; a category of 200 accounts ~160,500) and a busy
-category's ~60,900 (now by its accounts' ids); a busy category's entries by effective time ~160,900 (its accounts' every
-entry sorted; now a page of each account's, merged)."""
+465, by effective time 486, and their entries 120,938, by effective time 200,428). A page of one account's transactions
+walked the tenant's transactions in the page's order, for a few rows, before they were read by id
+(entries.READ_BY_IDS_MAX: ~80,500 more, newest first or by effective time), a category's with any plan (~120,500, and
+~900 for its entries; a category of 200 accounts ~160,500) and a busy category's ~60,900 (now by its accounts' ids); a
+busy category's entries by effective time ~160,900 (its accounts' every entry sorted; now a page of each account's,
+merged)."""
 
 from __future__ import annotations
 
@@ -94,6 +95,10 @@ def reads(tenant: str, ledger: uuid.UUID, account: uuid.UUID, hot: uuid.UUID, tx
                                                                               status=["pending"], **page),
         "transactions_not_posted_by_effective_at": lambda c: transactions.list_page(
             c, tenant, order_by="effective_at", descending=True, status=["pending", "archived"], **page),
+        "entries_pending": lambda c: entries.list_page(c, tenant, order_by="seq", descending=True, status="pending",
+                                                       **page),
+        "entries_pending_by_effective_at": lambda c: entries.list_page(c, tenant, order_by="effective_at",
+                                                                       descending=False, status="pending", **page),
         "transactions_of_ledger": lambda c: transactions.list_page(c, tenant, ledger_id=ledger, **page),
         "transactions_of_external_id": lambda c: transactions.list_page(c, tenant, external_id="ext-1", **page),
         "transactions_of_external_id_in_ledger": lambda c: transactions.list_page(c, tenant, external_id="ext-1",
@@ -248,7 +253,7 @@ async def test_transactions_and_entries_named_by_account_category_or_metadata_ar
     monkeypatch.setattr(transactions, "METADATA_READ_BY_IDS_MAX", by_ids_max * 3)  # 6 matching: by id, or a walk
     monkeypatch.setattr(entries, "METADATA_READ_BY_IDS_MAX", by_ids_max * 3)  # likewise 6 entries
     monkeypatch.setattr(changes, "READ_BY_IDS_MAX", by_ids_max * 3)  # and 6 transactions changed since
-    monkeypatch.setattr(entries, "EFFECTIVE_READ_BY_IDS_MAX", by_ids_max * 3)  # 4 and 8 effective in a window
+    monkeypatch.setattr(entries, "TRANSACTIONS_READ_BY_IDS_MAX", by_ids_max * 3)  # 4 and 8 in a window, 2 pending
     url = make_database("account_transactions")
     owner = await asyncpg.connect(url)
     try:
@@ -332,7 +337,12 @@ async def test_transactions_and_entries_named_by_account_category_or_metadata_ar
         wanted["pending"] = await owner.fetch("SELECT id FROM ledger_transactions WHERE tenant_id = $1 AND "
                                               f"status = 'pending' ORDER BY {order}", tenant)
         wanted["not_posted"] = wanted["pending"]  # none archived
-        assert [len(rows) for rows in wanted.values()] == [8, 11, 13, 6, 6, 6, 4, 11, 11, 11, 13, 8, 8, 2, 2]
+        pending_entries = ("SELECT id FROM ledger_entries WHERE id IN (SELECT e.id FROM ledger_entries e JOIN "
+                           "ledger_transactions t ON t.id = e.transaction_id WHERE e.tenant_id = $1 AND t.status = "
+                           "'pending' AND e.effective_at >= $2) ORDER BY {}")
+        wanted["pending_entries"] = await owner.fetch(pending_entries.format(order), tenant, AT - timedelta(days=3650))
+        wanted["pending_entries_since"] = await owner.fetch(pending_entries.format(order), tenant, AT)
+        assert [len(rows) for rows in wanted.values()] == [8, 11, 13, 6, 6, 6, 4, 11, 11, 11, 13, 8, 8, 2, 2, 4, 4]
         session = await RequestSession.open(url, tenant, INDEX_PLANS)
         lists = {"account": (transactions.list_page, {"ledger_account_id": mine}),
                  "category": (transactions.list_page, {"category_id": category}),
@@ -351,7 +361,9 @@ async def test_transactions_and_entries_named_by_account_category_or_metadata_ar
                  "effective_earlier_debits": (entries.list_page, {"effective_at": [("lt", AT)],
                                                                   "direction": "debit"}),
                  "pending": (transactions.list_page, {"status": ["pending"]}),
-                 "not_posted": (transactions.list_page, {"status": ["archived", "pending"]})}
+                 "not_posted": (transactions.list_page, {"status": ["archived", "pending"]}),
+                 "pending_entries": (entries.list_page, {"status": "pending"}),
+                 "pending_entries_since": (entries.list_page, {"status": "pending", "effective_at": [("gte", AT)]})}
         for name, (list_page, given) in lists.items():
             listed, after = [], None
             while page := await list_page(session.conn, tenant, order_by=order_by, descending=descending, after=after,
