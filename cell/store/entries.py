@@ -60,6 +60,9 @@ METADATA_READ_BY_IDS_MAX = 1000
 # The entries of at most this many transactions, found by their effective time or their status (not posted), are read
 # by their transactions for a list of entries that names no account or transaction.
 TRANSACTIONS_READ_BY_IDS_MAX = 1000
+# The condition of the indexes of the transactions not posted (0201), as they state it: a read of transactions (`t`)
+# of no status but pending or archived states it too, so that a plan may take them.
+NOT_POSTED = "t.status <> 'posted'"
 
 
 async def of_accounts(conn: asyncpg.Connection, tenant_id: str, column: str, account_ids: list) -> list | None:
@@ -91,7 +94,7 @@ async def transactions_within(conn: asyncpg.Connection, tenant_id: str, effectiv
         w.add(f"t.effective_at {OPERATORS_SQL[op]} {{}}", value)
     if status is not None:
         w.add("t.status = {}", status)
-        w.clauses.append("t.status <> 'posted'")  # the condition of the indexes of those not posted, as they state it
+        w.clauses.append(NOT_POSTED)
     return await at_most(conn, f"SELECT t.id FROM ledger_transactions t WHERE t.tenant_id = $1{w.sql()} "
                          f"LIMIT ${len(w.args) + 1}", *w.args, most=TRANSACTIONS_READ_BY_IDS_MAX)
 
@@ -139,7 +142,7 @@ async def list_page(conn: asyncpg.Connection, tenant_id: str, *, limit: int, ord
         w.add("coalesce(m.metadata, e.metadata) @> {}::jsonb", metadata)  # what each of them has when read
     if (changed := await changes.entries(conn, tenant_id, updated_at=updated_at)) is not None:
         held.append(f"id = ANY({w.bind(changed)}::uuid[])")
-    unposted = status if status in ("pending", "archived") else None
+    unposted = None if status == "posted" else status
     if ((effective_at or unposted) and not held and merged is None and ledger_account_id is None
             and ledger_transaction_id is None
             and (within := await transactions_within(conn, tenant_id, effective_at, unposted)) is not None):

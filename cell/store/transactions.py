@@ -243,8 +243,8 @@ async def list_page(conn: asyncpg.Connection, tenant_id: str, *, after: tuple | 
     transactions = own_rows("ledger_transactions", named)
     if status:
         w.add("t.status = ANY({}::text[])", list(status))
-        if "posted" not in status:  # the condition of the index of those not posted (0201), as it states it
-            w.clauses.append("t.status <> 'posted'")
+        if "posted" not in status:
+            w.clauses.append(entries.NOT_POSTED)
     if ids:
         w.add("t.id = ANY({}::uuid[])", list(ids))
     for column, value in (("ledger_id", ledger_id), ("external_id", external_id),
