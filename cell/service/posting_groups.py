@@ -12,8 +12,9 @@ the error it gets alone, and the others are written; the tenant's groups with su
 after (a subtransaction per posting costs the database, and the worker reading what they wrote, about a sixth more
 CPU: paid only by a tenant whose postings are being refused). Postings of one tenant and kind ready
 to run in the same turn of the event loop, and those that arrive while STATEMENTS_IN_FLIGHT_MAX of its groups are in
-flight, go to PostgreSQL as one round trip in one transaction (store.post_group: one `ledger_post` call per posting,
-one commit for all; gather.Gatherer forms the groups, at most CellSettings.posting_group_max postings each, 1:
+flight, go to PostgreSQL as one round trip in one transaction (store.post_group: one commit for all; an async group
+set-wise, one insert per table, the rows one `ledger_post` call per posting writes, else one call per posting;
+gather.Gatherer forms the groups, at most CellSettings.posting_group_max postings each, 1:
 off). A posting alone goes as before (store.post), one extra pass of the event loop later. Each posting gets its
 own `ledger_post` answer, as alone: its Idempotency-Key is held and probed in its own call (two postings of a group
 with one key: the second is the first's replay, as one after the other), its answer kept with its key.

@@ -6,6 +6,10 @@ SELECT ledger_post($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 
 SELECT ledger_post_in_group($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19,
                             $20, $21, $22, $23, $24, $25)::text
 
+-- name: post_queued_group
+SELECT ledger_post_queued_group($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19,
+                                $20, $21)::text
+
 -- name: lock_accounts
 SELECT ledger_fence($1), ledger_lock($2::uuid[])
 

@@ -8,10 +8,12 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import re
 import uuid
 
 import asyncpg
 import msgspec
+import pytest
 import pytest_asyncio
 from prometheus_client import REGISTRY
 
@@ -451,3 +453,144 @@ async def test_groups_of_two_processes_through_the_same_accounts_never_deadlock(
         assert sum(totals) == 0
     finally:
         await other.ctx.pool.close()
+
+
+# A queued group is written set-wise (routines/post_queued_group.sql: one statement for the group), and what it writes
+# is what one ledger_post call per posting writes: the same rows in every table a posting touches, the same answers;
+# what the set-wise routine leaves to ledger_post (a replayed or repeated Idempotency-Key, a sync-only account, an
+# entry past 2^40) is sent one ledger_post call a posting, in the group's one transaction, as before.
+EFFECTIVE = "2025-03-01T12:00:00Z"
+# Every row a posting writes, as JSON, by its transaction's id ($1: the transactions' ids, in posting order), as the
+# posting wrote it: the columns that number rows in the order the database wrote them (seq, the writing transaction's
+# id) and those written later (an effect's apply by the worker or the cell's sweeper, an event's position) left out.
+ROWS = {
+    "ledger_transactions": "SELECT to_jsonb(t) - 'seq' FROM ledger_transactions t, unnest($1::uuid[]) WITH ORDINALITY"
+                           " u(id, n) WHERE t.id = u.id ORDER BY u.n",
+    "ledger_entries": "SELECT to_jsonb(e) - 'seq' FROM ledger_entries e, unnest($1::uuid[]) WITH ORDINALITY u(id, n)"
+                      " WHERE e.transaction_id = u.id ORDER BY u.n, e.seq",
+    "ledger_transaction_versions": "SELECT to_jsonb(v) - 'seq' - 'hash' - 'audit_txid'"
+                                   " || jsonb_build_object('hash_holds', v.hash = ledger_version_hash(v.prev_hash,"
+                                   " v.snapshot))"
+                                   " FROM ledger_transaction_versions v, unnest($1::uuid[]) WITH ORDINALITY u(id, n)"
+                                   " WHERE v.transaction_id = u.id ORDER BY u.n",
+    "balance_effects": "SELECT to_jsonb(f) - 'seq' - 'applied_at' - 'lock_version' - 'pending_debits'"
+                       " - 'pending_credits' - 'posted_debits' - 'posted_credits' FROM balance_effects f"
+                       " JOIN ledger_entries e ON e.id = f.entry_id, unnest($1::uuid[]) WITH ORDINALITY u(id, n)"
+                       " WHERE e.transaction_id = u.id ORDER BY u.n, e.seq, f.kind",
+    "events": "SELECT to_jsonb(v) - 'seq' - 'id' - 'txid' - 'position' - 'event_time_max' FROM events v,"
+              " unnest($1::uuid[]) WITH ORDINALITY u(id, n)"
+              " WHERE v.entity_id = u.id ORDER BY u.n, v.event_name",
+    "idempotency_keys": "SELECT to_jsonb(k) - 'seq' - 'key' - 'response' || jsonb_build_object('response',"
+                        " convert_from(k.response, 'UTF8')::jsonb) FROM idempotency_keys k,"
+                        " unnest($1::uuid[]) WITH ORDINALITY u(id, n) WHERE k.resource_id = u.id ORDER BY u.n",
+}
+TIME = re.compile(r'"20(?!25)\d\d-\d\d-\d\dT[^"]*"')  # a write's own time (the postings' effective times are in 2025)
+
+
+def _bodies(rig, ledger_id: str, cards: list[str], settlement: str, side: str) -> list[tuple[bytes, str | None]]:
+    """Postings of every shape a queued group takes, and their Idempotency-Keys (`side` names keys and external ids)."""
+    body = rig.body
+    return [
+        (body(ledger_id, cards[0], settlement, 101, effective_at=EFFECTIVE, description="plain"), None),
+        (body(ledger_id, cards[1], settlement, 102, effective_at=EFFECTIVE, status="pending",
+              metadata={"order": "o-1", "kind": "hold"}, external_id=f"{side}-ext-1"), f"{side}-key-1"),
+        (json.dumps({"ledger_id": ledger_id, "status": "posted", "effective_at": "2025-03-02T00:00:00Z",
+                     "ledgerable_type": "expected_payment", "ledgerable_id": f"{side}-lid",
+                     "ledger_entries": [
+                         {"ledger_account_id": cards[2], "direction": "debit", "amount": 40,
+                          "metadata": {"leg": "a"}},
+                         {"ledger_account_id": cards[3], "direction": "debit", "amount": 60},
+                         {"ledger_account_id": settlement, "direction": "credit", "amount": 100,
+                          "metadata": {"leg": "c"}}]}).encode(), f"{side}-key-2"),
+        (body(ledger_id, cards[4], settlement, 104, effective_at=EFFECTIVE, status="pending"), None),
+        (body(ledger_id, cards[5], settlement, 2 ** 40 - 1, effective_at=EFFECTIVE), f"{side}-key-3"),
+    ]
+
+
+async def _rows(admin_conn, txn_ids: list[str], tokens: dict[str, str]) -> dict[str, list[str]]:
+    """Each table's rows of the transactions, as JSON with ids, keys and write times replaced by tokens."""
+    found = {}
+    for table, query in ROWS.items():
+        rows = [json.dumps(json.loads(r[0]), sort_keys=True) for r in await admin_conn.fetch(query, txn_ids)]
+        for real, token in tokens.items():
+            rows = [r.replace(real, token) for r in rows]
+        found[table] = [TIME.sub('"T"', r) for r in rows]
+    return found
+
+
+def _tokens(answers: list[dict], bodies: list[tuple[bytes, str | None]], side: str) -> dict[str, str]:
+    tokens = {f"{side}-{name}": name for name in ("ext-1", "key-1", "key-2", "key-3", "lid")}
+    for raw, key in bodies:  # the hash of the request each key came with (the bodies differ by their side's names)
+        if key is not None:
+            tokens[idempotency_key(key, "POST", PATH, raw, 255).request_hash.hex()] = f"hash-of-{key[2:]}"
+    for i, answer in enumerate(answers):
+        tokens[answer["id"]] = f"txn-{i}"
+        tokens.update({entry["id"]: f"entry-{i}-{j}" for j, entry in enumerate(answer["ledger_entries"])})
+    return tokens
+
+
+async def test_a_queued_group_writes_what_ledger_post_writes_for_each_posting(api, rig, admin_conn):
+    ledger_id, cards, settlement = await _cards(api, rig, 6)
+    statements: list[str] = []
+    rig.before = _log_queries(statements)
+    bodies_a, bodies_g = (_bodies(rig, ledger_id, cards, settlement, side) for side in ("a", "g"))
+    alone = [json.loads(await rig.post(raw, key)) for raw, key in bodies_a]
+    grouped = [json.loads(raw) for raw in await asyncio.gather(*(
+        rig.post(raw, key) for raw, key in bodies_g))]
+    assert len(rig.statements) == len(alone) + 1  # every posting alone, then one group
+    posts = [q.split("(")[0] for q in statements if "ledger_post" in q]  # alone: ledger_post; the group: set-wise
+    assert sorted(posts) == ["SELECT ledger_post"] * len(alone) + ["SELECT ledger_post_queued_group"], posts
+
+    tokens_a, tokens_g = _tokens(alone, bodies_a, "a"), _tokens(grouped, bodies_g, "g")
+    expected = await _rows(admin_conn, [a["id"] for a in alone], tokens_a)
+    written = await _rows(admin_conn, [g["id"] for g in grouped], tokens_g)
+    for table in ROWS:
+        assert written[table] == expected[table], table
+    assert [len(expected[t]) for t in ROWS] == [5, 11, 5, 11, 5, 3]  # events on, three keys
+    for a, g in zip(alone, grouped, strict=True):  # the answers, ids and times aside
+        assert TIME.sub('"T"', _replaced(json.dumps(g, sort_keys=True), tokens_g)) == \
+            TIME.sub('"T"', _replaced(json.dumps(a, sort_keys=True), tokens_a))
+
+
+def _replaced(text: str, tokens: dict[str, str]) -> str:
+    for real, token in tokens.items():
+        text = text.replace(real, token)
+    return text
+
+
+def _log_queries(into: list[str]):
+    """A rig.before hook: the statements run on the rig's connections, appended to `into` (one logger a backend)."""
+    logged: set[int] = set()
+
+    async def before(conn):
+        if conn.get_server_pid() not in logged:
+            logged.add(conn.get_server_pid())
+            conn.add_query_logger(lambda query: into.append(query.query))
+    return before
+
+
+@pytest.mark.parametrize("left", ["sync_only_account", "entry_past_2_40"])
+async def test_what_the_set_wise_routine_leaves_is_posted_one_call_a_posting_in_the_group(api, rig, admin_conn, left):
+    ledger_id, cards, settlement = await _cards(api, rig, 4)
+    sync_only = (await api.account(ledger_id, "debit", sync_only=True))["id"]
+    await rig.post(rig.body(ledger_id, sync_only, settlement, 1))  # its facts cached: the group forms in one turn
+    bodies = [rig.body(ledger_id, card, settlement, 10 + i) for i, card in enumerate(cards)]
+    bodies.append(rig.body(ledger_id, sync_only, settlement, 14) if left == "sync_only_account"
+                  else rig.body(ledger_id, cards[0], settlement, 2 ** 40 + 1))
+    statements: list[str] = []
+    rig.before = _log_queries(statements)
+    rig.statements.clear()
+    answers = [json.loads(raw) for raw in await asyncio.gather(*(rig.post(body) for body in bodies))]
+    assert len(rig.statements) == 1  # one group, one transaction
+    posts = [q.split("(")[0] for q in statements if "ledger_post" in q]
+    # Declined, then one ledger_post call a posting (pipelined: one logged statement).
+    assert posts == ["SELECT ledger_post_queued_group", "SELECT ledger_post"], posts
+    assert [a["status"] for a in answers] == ["posted"] * 5
+    # The sync-only account applied in its posting, as alone (its balance row holds what was posted to it, nothing
+    # of it queued); every other account's effects queued, a large entry's too.
+    balance = await admin_conn.fetchval("SELECT posted_debits FROM account_balances WHERE account_id = $1", sync_only)
+    assert balance == (1 + 14 if left == "sync_only_account" else 1)
+    assert await admin_conn.fetchval(
+        "SELECT count(*) FROM balance_effects f JOIN ledger_entries e ON e.id = f.entry_id WHERE f.applied_at IS NULL"
+        " AND e.transaction_id = ANY($1::uuid[])", [a["id"] for a in answers]) == \
+        (2 * 5 - 1 if left == "sync_only_account" else 2 * 5)
