@@ -106,7 +106,7 @@ def _queued_group_args(postings: list[tuple[Posting, list | None, bytes | None]]
     return (postings[0][0].tenant_id, [s.id for s in states], [s.ledger_id for s in states],
             [s.description for s in states], [s.status for s in states], [s.effective_at for s in states],
             [s.external_id for s in states], [s.metadata for s in states], [s.ledgerable_type for s in states],
-            [s.ledgerable_id for s in states], states, [events for _, events, _ in postings],
+            [s.ledgerable_id for s in states], states, [e for _, events, _ in postings for e in events or ()],
             [k.key if k else None for k in keys], [k.request_hash if k else None for k in keys],
             [answer for _, _, answer in postings], entry_postings, [e.id for e in ledger_entries],
             [e.ledger_account_id for e in ledger_entries], [e.direction for e in ledger_entries],

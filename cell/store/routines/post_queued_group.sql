@@ -4,8 +4,9 @@
 -- posting's own statements (executor start-up, CHECK constraints planned again, the call itself: about half a
 -- queued posting's database CPU; docs/performance.md). The same rows, index entries and answer, in the postings'
 -- order; tests/integration/cell/test_posting_groups.py holds the rows equal to ledger_post's. Per posting, the arrays
--- p_txn_ids .. p_answers (p_metadata, p_snapshots, p_events: JSON arrays, an element a posting's); per entry,
--- p_entry_postings (its posting's ordinal, from 1) .. p_entry_metadata (a JSON array, as ledger_post's).
+-- p_txn_ids .. p_answers (p_metadata, p_snapshots: JSON arrays, an element a posting's); p_events, every posting's
+-- events in one JSON array; per entry, p_entry_postings (its posting's ordinal, from 1) .. p_entry_metadata (a JSON
+-- array, as ledger_post's).
 -- What it leaves to ledger_post, raising LG014 before anything is written (store.post_group then sends the group
 -- one ledger_post call a posting, in the same round trip's place): an account marked sync-only or near the signed
 -- 64-bit range, an entry past 2^40 (ledger_headroom's exact check), an Idempotency-Key already used (a replay) or
@@ -23,7 +24,6 @@ DECLARE
     v_now timestamptz := now();
     v_result jsonb := jsonb_build_object('created_at', v_now, 'entries', '[]'::jsonb, 'lock_wait_s', 0);
     v_keyed boolean := EXISTS (SELECT 1 FROM unnest(p_idem_keys) k WHERE k IS NOT NULL);
-    v_events jsonb;  -- every posting's events, in order
 BEGIN
     PERFORM ledger_fence(p_tenant);
     IF v_keyed THEN
@@ -84,13 +84,10 @@ BEGIN
                                          p_statuses[e.posting] = 'posted', ARRAY[p_effective_ats[e.posting]]) f
     ORDER BY e.ord;
 
-    -- Every posting's events in one ledger_events call: one commit time and one answer (the facts) for all.
-    v_events := (SELECT jsonb_agg(x.e ORDER BY a.ord, x.ord)
-                 FROM jsonb_array_elements(p_events) WITH ORDINALITY AS a(list, ord)
-                 CROSS JOIN LATERAL jsonb_array_elements(CASE WHEN jsonb_typeof(a.list) = 'array' THEN a.list
-                                                              ELSE '[]' END) WITH ORDINALITY AS x(e, ord));
-    IF v_events IS NOT NULL THEN
-        PERFORM ledger_events(p_tenant, v_events, v_now, v_result);
+    -- Every posting's events (p_events: one array, in the postings' order; NULL: events are off) in one
+    -- ledger_events call: one commit time and one answer (the facts) for all.
+    IF jsonb_array_length(p_events) > 0 THEN
+        PERFORM ledger_events(p_tenant, p_events, v_now, v_result);
     END IF;
     IF v_keyed THEN
         INSERT INTO idempotency_keys (tenant_id, key, request_hash, resource_type, resource_id, status_code,
