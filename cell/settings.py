@@ -70,8 +70,8 @@ class CellSettings(msgspec.Struct, frozen=True, kw_only=True):
     sqs_send_buffer_ms_max: int = 250
     # Group commit (cell/service/posting_groups.py): the postings of a tenant that arrive together (async ones with
     # async ones; those that apply accounts now, sync or balance-locked, with each other, in account order) are
-    # written in one database transaction, one `ledger_post` call each, at most this many a transaction; a group that
-    # fails is re-run one posting per transaction. 1: off.
+    # written in one database transaction (async ones set-wise, the others one `ledger_post` call each), at most this
+    # many a transaction; a group that fails is re-run one posting per transaction. 1: off.
     posting_group_max: int = 32
     # Every API process also sweeps (as every worker process does): effects unapplied longer than sweep_after_s
     # are applied every sweep_interval_s even with no worker, Redis or SQS up. 0: this process does not sweep.
