@@ -121,6 +121,25 @@ async def post(conn: asyncpg.Connection, posting: Posting, events: list | None =
     return post_result(await conn.fetchval(Q["post_transaction"], *_post_args(posting, events, answer)))
 
 
+async def _set_wise(conn: asyncpg.Connection, postings: list[tuple[Posting, list | None, bytes | None]]) -> str | None:
+    """Postings that apply no account now (neither a reversal nor a partial post) written set-wise, one
+    `ledger_post_queued_group` call for all (routines/post_queued_group.sql: the rows one `ledger_post` call each
+    writes): its answer, the same for each; None (nothing written) when any posting is of another kind or the routine
+    declines them (QUEUED_GROUP_DECLINED). Within a transaction, under a savepoint (a decline leaves it usable)."""
+    if not postings or not all(not p.apply_accounts and p.partially_posts is None
+                               and p.state.reverses_ledger_transaction_id is None for p, _, _ in postings):
+        return None
+    try:
+        if not conn.is_in_transaction():
+            return await conn.fetchval(Q["post_queued_group"], *_queued_group_args(postings))
+        async with conn.transaction():
+            return await conn.fetchval(Q["post_queued_group"], *_queued_group_args(postings))
+    except asyncpg.PostgresError as exc:
+        if exc.sqlstate != QUEUED_GROUP_DECLINED:
+            raise
+        return None
+
+
 async def post_group(conn: asyncpg.Connection, postings: list[tuple[Posting, list | None, bytes | None]],
                      lock_first: list[str] | None = None, isolated: bool = False,
                      ) -> list[PostResult | PostingRejected]:
@@ -135,14 +154,8 @@ async def post_group(conn: asyncpg.Connection, postings: list[tuple[Posting, lis
     postings: an explicit transaction, four round trips. Postings that apply no account now (an async group) go
     set-wise instead, one `ledger_post_queued_group` call for the group (the same rows, about half the database's
     CPU), unless it declines them (QUEUED_GROUP_DECLINED, nothing written): then one `ledger_post` call each."""
-    if not lock_first and all(not p.apply_accounts and p.partially_posts is None
-                              and p.state.reverses_ledger_transaction_id is None for p, _, _ in postings):
-        try:  # queued postings: set-wise, one statement for the group (routines/post_queued_group.sql)
-            raw = await conn.fetchval(Q["post_queued_group"], *_queued_group_args(postings))
-            return [post_result(raw) for _ in postings]
-        except asyncpg.PostgresError as exc:
-            if exc.sqlstate != QUEUED_GROUP_DECLINED:
-                raise
+    if not lock_first and (raw := await _set_wise(conn, postings)) is not None:
+        return [post_result(raw) for _ in postings]
     query = Q["post_transaction_in_group" if isolated else "post_transaction"]
     args = [_post_args(p, events, answer) for p, events, answer in postings]
     if lock_first:
@@ -162,7 +175,10 @@ async def post_group(conn: asyncpg.Connection, postings: list[tuple[Posting, lis
 async def post_many(conn: asyncpg.Connection, postings: list[tuple[Posting, list | None]]) -> None:
     """Many postings (each with its events) through the same `ledger_post`, pipelined (asyncpg's executemany: one
     network round trip for all, atomic). For postings whose answer needs nothing `ledger_post` reports (no balance
-    lock, no resulting balances, no idempotency replay expected): the bulk path, which reads what it wrote back."""
+    lock, no resulting balances, no idempotency replay expected): the bulk path, which reads what it wrote back.
+    Postings that apply no account now go set-wise, as a group of them does (`_set_wise`)."""
+    if await _set_wise(conn, [(p, events, None) for p, events in postings]) is not None:
+        return
     await conn.executemany(Q["post_transaction"], [_post_args(p, events) for p, events in postings])
 
 

@@ -30,6 +30,7 @@ from cell.service import transactions
 from cell.service.context import AccountCache, CellContext
 from cell.service.idempotency import idempotency_key
 from cell.service.posting_groups import APPLYING_GROUP_MAX, PostingGroups
+from cell.store import transactions as store_transactions
 from cell.store.db import ACTING_TENANT, create_pool
 from tests.integration.conftest import cell_settings
 
@@ -594,3 +595,40 @@ async def test_what_the_set_wise_routine_leaves_is_posted_one_call_a_posting_in_
         "SELECT count(*) FROM balance_effects f JOIN ledger_entries e ON e.id = f.entry_id WHERE f.applied_at IS NULL"
         " AND e.transaction_id = ANY($1::uuid[])", [a["id"] for a in answers]) == \
         (2 * 5 - 1 if left == "sync_only_account" else 2 * 5)
+
+
+async def test_a_bulk_requests_async_postings_are_written_set_wise_in_its_transaction(api, rig, admin_conn):
+    """store.post_many (a bulk request's postings, in the request's one database transaction) writes async postings
+    set-wise; one the routine declines (a sync-only account) goes one ledger_post call each, under a savepoint that
+    leaves the request's transaction usable."""
+    ledger_id, cards, settlement = await _cards(api, rig, 4)
+    sync_only = (await api.account(ledger_id, "debit", sync_only=True))["id"]
+    acting = ACTING_TENANT.set(rig.tenant_id)
+    try:
+        async def prepared(debits: list[str]) -> list[tuple]:
+            made = [await transactions.prepare_create(rig.ctx, rig.tenant_id, decode(
+                rig.body(ledger_id, debit, settlement, 7), TransactionCreate), None) for debit in debits]
+            return [(posting, events) for posting, _, events in made]
+
+        plain, declined = await prepared(cards[:3]), await prepared([cards[3], sync_only])
+        statements: list[str] = []
+
+        async def request(conn):  # as the bulk task's: the postings, then more, in one database transaction
+            with conn.query_logger(lambda query: statements.append(query.query)):
+                async with conn.transaction():
+                    await store_transactions.post_many(conn, plain)
+                    await store_transactions.post_many(conn, declined)
+                    return await conn.fetchval("SELECT count(*) FROM ledger_transactions WHERE id = ANY($1::uuid[])",
+                                               [p.state.id for p, _ in plain + declined])
+
+        assert await rig.ctx.run(request) == 5
+    finally:
+        ACTING_TENANT.reset(acting)
+    posts = [q.split("(")[0] for q in statements if "ledger_post" in q]
+    assert posts == ["SELECT ledger_post_queued_group"] * 2 + ["SELECT ledger_post"], posts
+    # The sync-only account applied in its posting, as alone; the other accounts' effects queued.
+    assert await admin_conn.fetchval("SELECT posted_debits FROM account_balances WHERE account_id = $1",
+                                     sync_only) == 7
+    assert await admin_conn.fetchval(
+        "SELECT count(*) FROM balance_effects f JOIN ledger_entries e ON e.id = f.entry_id WHERE f.applied_at IS NULL"
+        " AND e.transaction_id = ANY($1::uuid[])", [p.state.id for p, _ in plain + declined]) == 2 * 5 - 1
