@@ -93,7 +93,7 @@ async def run(duration_s: float = 10.0, concurrency: int = 16, transactions: int
         url = pg.create_database("bulk_bench")
         _, secret = await setup_books(url, CARDS)
         queue_url = SqsQueue(load_settings({}, sqs_endpoint_url=sqs.url, cell_name="hot")).ensure()
-        worker = start_worker(url, valkey.url, sqs.url, queue_url, workdir, bulk_poll_s=0.1, posting_mode="hybrid")
+        worker = start_worker(url, valkey.url, sqs.url, queue_url, workdir, "hybrid", bulk_poll_s=0.1)
         cell, port = start_cell(url, "hybrid", workdir, sqs.url, queue_url)
         conn = await asyncpg.connect(url)
         limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
