@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from datetime import datetime
 from typing import Any
@@ -130,9 +131,7 @@ async def _set_wise(conn: asyncpg.Connection, postings: list[tuple[Posting, list
                                and p.state.reverses_ledger_transaction_id is None for p, _, _ in postings):
         return None
     try:
-        if not conn.is_in_transaction():
-            return await conn.fetchval(Q["post_queued_group"], *_queued_group_args(postings))
-        async with conn.transaction():
+        async with conn.transaction() if conn.is_in_transaction() else contextlib.nullcontext():
             return await conn.fetchval(Q["post_queued_group"], *_queued_group_args(postings))
     except asyncpg.PostgresError as exc:
         if exc.sqlstate != QUEUED_GROUP_DECLINED:

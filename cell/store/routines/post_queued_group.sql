@@ -7,8 +7,8 @@
 -- p_txn_ids .. p_answers (p_metadata, p_snapshots: JSON arrays, an element a posting's); p_events, every posting's
 -- events in one JSON array; per entry, p_entry_postings (its posting's ordinal, from 1) .. p_entry_metadata (a JSON
 -- array, as ledger_post's).
--- What it leaves to ledger_post, raising LG014 before anything is written (store.post_group then sends the group
--- one ledger_post call a posting, in the same round trip's place): an account marked sync-only or near the signed
+-- What it leaves to ledger_post, raising LG014 before anything is written (the store then sends the postings one
+-- ledger_post call each, cell/store/transactions.py): an account marked sync-only or near the signed
 -- 64-bit range, an entry past 2^40 (ledger_headroom's exact check), an Idempotency-Key already used (a replay) or
 -- twice in the group (the second is the first's replay). Returns the answer ledger_post gives each posting.
 CREATE OR REPLACE FUNCTION ledger_post_queued_group(
