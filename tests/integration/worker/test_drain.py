@@ -271,17 +271,34 @@ async def test_the_worker_creates_its_queue_on_an_sqs_compatible_endpoint(sqs_en
 
 async def test_the_verifier_is_not_cut_short_by_the_statement_bound(worker_database_url, sqs_queue):
     """Every worker session carries statement_ms_max; the verifier recomputes the whole cell, so it alone lifts it
-    (and puts it back on its pooled connection)."""
+    (and puts it back on its pooled connection). Held by a lock on a table it reads for twice the bound, it waits and
+    answers. (The bound is one the SET that lifts it never misses on a loaded machine: at 10 ms that SET was itself
+    cancelled now and then beside a CPU hog.)"""
     one = await create_pool(worker_database_url, min_size=1, max_size=1, role="ledger_worker")  # as workers run
+    owner, watcher = await asyncpg.connect(worker_database_url), await asyncpg.connect(worker_database_url)
     try:
         async with one.acquire() as conn:
-            # A bound no full verification of this database fits in, yet one a single SET never misses, even on a
-            # loaded machine (at 1 ms the SET that lifts it was itself cancelled now and then).
-            await conn.execute("SET statement_timeout = '10ms'")
-        assert isinstance(await drain.verify(one, worker_settings(sqs_queue, statement_ms_max=10)), list)
+            pid = conn.get_server_pid()
+            await conn.execute("SET statement_timeout = '500ms'")
+        held = owner.transaction()
+        await held.start()
+        try:
+            await owner.execute("LOCK TABLE ledger_entries IN ACCESS EXCLUSIVE MODE")
+            verifying = asyncio.create_task(drain.verify(one, worker_settings(sqs_queue, statement_ms_max=500)))
+            deadline = asyncio.get_running_loop().time() + 60
+            while not verifying.done() and not await watcher.fetchval(
+                    "SELECT coalesce(wait_event_type = 'Lock' AND clock_timestamp() - query_start > interval '1 s',"
+                    " false) FROM pg_stat_activity WHERE pid = $1", pid):
+                assert asyncio.get_running_loop().time() < deadline, "the verifier never waited on the lock"
+                await asyncio.sleep(0.02)
+        finally:
+            await held.rollback()
+        assert isinstance(await verifying, list)
         async with one.acquire() as conn:
-            assert await conn.fetchval("SHOW statement_timeout") == "10ms"
+            assert await conn.fetchval("SHOW statement_timeout") == "500ms"
     finally:
+        await owner.close()
+        await watcher.close()
         await one.close()
 
 
