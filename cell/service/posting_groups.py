@@ -77,7 +77,7 @@ _REFUSALS = frozenset({"balance_lock_failed", "lock_version_mismatch"})  # LG001
 
 def groupable(posting: Posting) -> bool:
     """Neither a reversal nor a partial post (which lock another transaction's row)."""
-    return posting.partially_posts is None and posting.state.reverses_ledger_transaction_id is None
+    return not store.locks_another(posting)
 
 
 def lock_order(accounts: list[list[str]]) -> tuple[list[int], list[int]]:

@@ -98,6 +98,11 @@ def _post_args(posting: Posting, events: list | None, answer: bytes | None = Non
             posting.archive_on_lock_failure, events, answer)
 
 
+def locks_another(posting: Posting) -> bool:
+    """A reversal or a partial post: `ledger_post` locks and changes another transaction's row."""
+    return posting.partially_posts is not None or posting.state.reverses_ledger_transaction_id is not None
+
+
 def _queued_group_args(postings: list[tuple[Posting, list | None, bytes | None]]) -> tuple:
     """ledger_post_queued_group's arguments: `_post_args` of each posting, as arrays (per posting, then per entry)."""
     states = [p.state for p, _, _ in postings]
@@ -127,8 +132,7 @@ async def _set_wise(conn: asyncpg.Connection, postings: list[tuple[Posting, list
     `ledger_post_queued_group` call for all (routines/post_queued_group.sql: the rows one `ledger_post` call each
     writes): its answer, the same for each; None (nothing written) when any posting is of another kind or the routine
     declines them (QUEUED_GROUP_DECLINED). Within a transaction, under a savepoint (a decline leaves it usable)."""
-    if not postings or not all(not p.apply_accounts and p.partially_posts is None
-                               and p.state.reverses_ledger_transaction_id is None for p, _, _ in postings):
+    if not postings or any(p.apply_accounts or locks_another(p) for p, _, _ in postings):
         return None
     try:
         async with conn.transaction() if conn.is_in_transaction() else contextlib.nullcontext():
