@@ -244,7 +244,8 @@ async def test_the_requests_reads_read_as_much_after_a_long_history_as_before_an
 # By id; a category's by its accounts (its entries: merged from a page of each, or by a walk for them); entries by
 # their transactions' effective time; walks.
 @pytest.mark.parametrize("by_ids_max", [entries.READ_BY_IDS_MAX, 3, 2, 1])
-@pytest.mark.parametrize(("order_by", "descending"), [("seq", False), ("seq", True), ("effective_at", True)])
+@pytest.mark.parametrize(("order_by", "descending"), [("seq", False), ("seq", True), ("effective_at", True),
+                                                     ("effective_at", False)])
 async def test_transactions_and_entries_named_by_account_category_or_metadata_are_listed_alike_read_by_id_or_not(
         make_database, monkeypatch, by_ids_max, order_by, descending):
     monkeypatch.setattr(entries, "READ_BY_IDS_MAX", by_ids_max)
@@ -342,7 +343,13 @@ async def test_transactions_and_entries_named_by_account_category_or_metadata_ar
                            "'pending' AND e.effective_at >= $2) ORDER BY {}")
         wanted["pending_entries"] = await owner.fetch(pending_entries.format(order), tenant, AT - timedelta(days=3650))
         wanted["pending_entries_since"] = await owner.fetch(pending_entries.format(order), tenant, AT)
-        assert [len(rows) for rows in wanted.values()] == [8, 11, 13, 6, 6, 6, 4, 11, 11, 11, 13, 8, 8, 2, 2, 4, 4]
+        wanted["all_entries"] = await owner.fetch(f"SELECT id FROM ledger_entries WHERE tenant_id = $1 ORDER BY {order}",
+                                                  tenant)
+        wanted["posted_credits"] = await owner.fetch(
+            "SELECT id FROM ledger_entries WHERE id IN (SELECT e.id FROM ledger_entries e JOIN ledger_transactions t ON "
+            "t.id = e.transaction_id WHERE e.tenant_id = $1 AND t.status = 'posted' AND e.direction = 'credit') "
+            f"ORDER BY {order}", tenant)
+        assert [len(rows) for rows in wanted.values()] == [8, 11, 13, 6, 6, 6, 4, 11, 11, 11, 13, 8, 8, 2, 2, 4, 4, 38, 17]
         session = await RequestSession.open(url, tenant, INDEX_PLANS)
         lists = {"account": (transactions.list_page, {"ledger_account_id": mine}),
                  "category": (transactions.list_page, {"category_id": category}),
@@ -363,7 +370,9 @@ async def test_transactions_and_entries_named_by_account_category_or_metadata_ar
                  "pending": (transactions.list_page, {"status": ["pending"]}),
                  "not_posted": (transactions.list_page, {"status": ["archived", "pending"]}),
                  "pending_entries": (entries.list_page, {"status": "pending"}),
-                 "pending_entries_since": (entries.list_page, {"status": "pending", "effective_at": [("gte", AT)]})}
+                 "pending_entries_since": (entries.list_page, {"status": "pending", "effective_at": [("gte", AT)]}),
+                 "all_entries": (entries.list_page, {}),
+                 "posted_credits": (entries.list_page, {"status": "posted", "direction": "credit"})}
         for name, (list_page, given) in lists.items():
             listed, after = [], None
             while page := await list_page(session.conn, tenant, order_by=order_by, descending=descending, after=after,
