@@ -65,6 +65,9 @@ async def new_account(conn: asyncpg.Connection, normal: str = "credit", *, tenan
     return Account(account, tenant, normal)
 
 
+# Every table's autovacuum off: no analyze makes new plans while a test measures what its plans read.
+NO_AUTOVACUUM = ("DO $$ DECLARE t text; BEGIN FOR t IN SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+                 "LOOP EXECUTE format('ALTER TABLE %I SET (autovacuum_enabled = off)', t); END LOOP; END $$")
 EXPLAIN_EACH = ["LOAD 'auto_explain'", "SET auto_explain.log_min_duration = 0", "SET auto_explain.log_analyze = on",
                 "SET auto_explain.log_buffers = on", "SET auto_explain.log_timing = off",
                 "SET auto_explain.log_format = json", "SET auto_explain.log_level = notice"]

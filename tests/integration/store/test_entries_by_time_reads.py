@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
-from routine_helpers import RequestSession, new_account, new_ledger
+from routine_helpers import NO_AUTOVACUUM, RequestSession, new_account, new_ledger
 
 from cell.store import entries
 from cell.store.db import INDEX_PLANS, _init_connection
@@ -33,9 +33,7 @@ async def test_a_page_of_entries_by_effective_time_reads_its_rows_whatever_the_h
     url = make_database("entries_by_time_reads")
     owner = await asyncpg.connect(url)
     try:
-        await owner.execute("DO $$ DECLARE t text; BEGIN FOR t IN SELECT tablename FROM pg_tables "
-                            "WHERE schemaname = 'public' LOOP EXECUTE format("
-                            "'ALTER TABLE %I SET (autovacuum_enabled = off)', t); END LOOP; END $$")  # no new plans
+        await owner.execute(NO_AUTOVACUUM)
         await _init_connection(owner)
         tenant, ledger = await new_ledger(owner)
         pair = [(await new_account(owner, "debit", tenant=tenant, ledger=ledger)).id for _ in range(2)]

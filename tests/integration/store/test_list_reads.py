@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
-from routine_helpers import RequestSession, new_account, new_category, new_ledger
+from routine_helpers import NO_AUTOVACUUM, RequestSession, new_account, new_category, new_ledger
 
 from cell.store import (
     accounts,
@@ -47,9 +47,7 @@ async def test_the_lists_read_as_much_after_a_long_history_as_before_any(make_da
     url = make_database("list_reads")
     owner = await asyncpg.connect(url)
     try:
-        await owner.execute("DO $$ DECLARE t text; BEGIN FOR t IN SELECT tablename FROM pg_tables "
-                            "WHERE schemaname = 'public' LOOP EXECUTE format("
-                            "'ALTER TABLE %I SET (autovacuum_enabled = off)', t); END LOOP; END $$")  # no new plans
+        await owner.execute(NO_AUTOVACUUM)
         await _init_connection(owner)
         tenant, ledger = await new_ledger(owner)
         small_ledger = uuid.uuid4()

@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
-from routine_helpers import RequestSession, new_account, new_category, new_ledger
+from routine_helpers import NO_AUTOVACUUM, RequestSession, new_account, new_category, new_ledger
 
 from cell.store import (
     accounts,
@@ -154,9 +154,7 @@ async def test_the_requests_reads_read_as_much_after_a_long_history_as_before_an
     url = make_database(f"request_reads_{more_accounts}")
     owner = await asyncpg.connect(url)
     try:
-        await owner.execute("DO $$ DECLARE t text; BEGIN FOR t IN SELECT tablename FROM pg_tables "
-                            "WHERE schemaname = 'public' LOOP EXECUTE format("
-                            "'ALTER TABLE %I SET (autovacuum_enabled = off)', t); END LOOP; END $$")  # no new plans
+        await owner.execute(NO_AUTOVACUUM)
         tenant, ledger = await new_ledger(owner)
         mine, hot, other = [(await new_account(owner, "debit", tenant=tenant, ledger=ledger)).id for _ in range(3)]
         elsewhere, elsewhere_ledger = await new_ledger(owner)
