@@ -69,22 +69,23 @@ TRANSACTIONS_READ_BY_IDS_MAX = 1000
 NOT_POSTED = "t.status <> 'posted'"
 
 
-async def of_accounts(conn: asyncpg.Connection, tenant_id: str, column: str, account_ids: list) -> list | None:
-    """`column` (id or transaction_id) of the entries of `account_ids`, when they have at most READ_BY_IDS_MAX (one
-    bounded probe of the accounts' entries); None when more."""
+async def of_accounts(conn: asyncpg.Connection, tenant_id: str, column: str, account_ids: list,
+                      most: int = READ_BY_IDS_MAX) -> list | None:
+    """`column` (id or transaction_id) of the entries of `account_ids`, when they have at most `most` (one bounded
+    probe of the accounts' entries); None when more."""
     if column not in ("id", "transaction_id"):
         raise ValueError(f"not an entry's id column: {column!r}")
     return await at_most(conn, f"SELECT e.{column} FROM ledger_entries e WHERE e.ledger_account_id = ANY($1::uuid[]) "
                          "AND e.tenant_id = $2 ORDER BY e.ledger_account_id, e.seq LIMIT $3",
-                         account_ids, tenant_id, most=READ_BY_IDS_MAX)
+                         account_ids, tenant_id, most=most)
 
 
-async def of_category(conn: asyncpg.Connection, tenant_id: str, column: str,
-                      category_id) -> tuple[list | None, list | None]:
+async def of_category(conn: asyncpg.Connection, tenant_id: str, column: str, category_id,
+                      most: int = READ_BY_IDS_MAX) -> tuple[list | None, list | None]:
     """The accounts a category reaches, when at most CATEGORY_ACCOUNTS_MAX, and `of_accounts` of them (None, None:
     more accounts; (accounts, None): more entries)."""
     members = await categories.reached(conn, tenant_id, category_id, CATEGORY_ACCOUNTS_MAX)
-    return members, None if members is None else await of_accounts(conn, tenant_id, column, members)
+    return members, None if members is None else await of_accounts(conn, tenant_id, column, members, most)
 
 
 async def transactions_within(conn: asyncpg.Connection, tenant_id: str, effective_at=(),

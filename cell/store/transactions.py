@@ -24,6 +24,10 @@ from cell.store.queries import Q
 QUEUED_GROUP_DECLINED = "LG014"
 # A metadata filter matching at most this many transactions has them read by id for a list of transactions.
 METADATA_READ_BY_IDS_MAX = 1000
+# An account's or a category's transactions, when its accounts have at most this many entries, are read by id for a
+# list of transactions (a page costs about 4 buffers an entry, ~20,000 at most); more, by the walk of the tenant's
+# transactions in the page's order, which reads every transaction it passes (~3 buffers each) to find the account's.
+ACCOUNTS_READ_BY_IDS_MAX = 2000
 
 
 class EntryResult(msgspec.Struct, frozen=True):
@@ -249,10 +253,11 @@ async def list_page(conn: asyncpg.Connection, tenant_id: str, *, after: tuple | 
     """A page ordered by row number (created_at) or by (effective_at, row number); `after` is the last row's
     position in that order. `settlement_id`: the transactions of the entries that settlement settles. `amount`:
     bounds on what a transaction moves, the sum of its debit entries (equal to its credits'). An account's or a
-    category's transactions, when its accounts have at most entries.READ_BY_IDS_MAX entries, are read by id after
+    category's transactions, when its accounts have at most ACCOUNTS_READ_BY_IDS_MAX entries, are read by id after
     one bounded probe of them (beside a page's order, plans walked the tenant's transactions for them: an account's
-    on a plan made while the tables were tiny, ~80,000 buffers at 20,000 postings of other accounts, a category's
-    with any plan, ~120,000); more, by that walk, which then finds a page sooner. A metadata filter's transactions,
+    on a plan made while the tables were tiny, ~80,000 buffers at 20,000 postings of other accounts, one of 150
+    entries with any plan ~60,500, a category's with any plan, ~120,000); more, by that walk, which then finds a page
+    sooner. A metadata filter's transactions,
     when at most METADATA_READ_BY_IDS_MAX, likewise, found by the metadata index (ledger_transactions_matching);
     more, by the walk of the tenant's transactions. Bounds on updated_at, and lower ones on posted_at, likewise
     (changes.transactions, by the index of when each last changed)."""
@@ -263,14 +268,16 @@ async def list_page(conn: asyncpg.Connection, tenant_id: str, *, after: tuple | 
                      "JOIN ledger_entries e ON e.id = c.entry_id WHERE c.tenant_id = $1 "
                      f"AND c.settlement_id = {w.bind(settlement_id)} AND c.role = 'settled'))")
     if ledger_account_id is not None:
-        mine = await entries.of_accounts(conn, tenant_id, "transaction_id", [ledger_account_id])
+        mine = await entries.of_accounts(conn, tenant_id, "transaction_id", [ledger_account_id],
+                                         ACCOUNTS_READ_BY_IDS_MAX)
         if mine is not None:
             named.append(f"id = ANY({w.bind(mine)}::uuid[])")
         else:
             w.add("t.id IN (SELECT transaction_id FROM ledger_entries WHERE ledger_account_id = {})",
                   ledger_account_id)
     if category_id is not None:
-        members, theirs = await entries.of_category(conn, tenant_id, "transaction_id", category_id)
+        members, theirs = await entries.of_category(conn, tenant_id, "transaction_id", category_id,
+                                                    ACCOUNTS_READ_BY_IDS_MAX)
         if theirs is not None:
             named.append(f"id = ANY({w.bind(theirs)}::uuid[])")
         elif members is not None:
