@@ -61,6 +61,8 @@ def reads(tenant: str, ledger: uuid.UUID, account: uuid.UUID, hot: uuid.UUID, tx
         "entry": lambda c: entries.fetch(c, tenant, uuid.uuid4()),
         "entries_of_account": lambda c: entries.list_page(c, tenant, order_by="seq", descending=False,
                                                           ledger_account_id=account, **page),
+        "entries_of_account_newest_first": lambda c: entries.list_page(c, tenant, order_by="seq", descending=True,
+                                                                       ledger_account_id=account, **page),
         "entries_of_account_by_effective_at": lambda c: entries.list_page(
             c, tenant, order_by="effective_at", descending=True, ledger_account_id=account, effective_at=[("gte", AT)],
             **page),
