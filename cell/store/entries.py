@@ -178,8 +178,10 @@ async def list_page(conn: asyncpg.Connection, tenant_id: str, *, limit: int, ord
             w.add(f"{column} {OPERATORS_SQL[op]} {{}}", value)
     # One account's, nothing held: by the account's own index, named first in the page's order and by `= ANY`, as a
     # category's branch (below): a generic plan made while the tables were tiny walked the tenant's entries in seq
-    # order for it, newest first every later entry of the tenant (892 more buffers at 20,000 later postings).
-    by_account = ledger_account_id is not None and not held and merged is None
+    # order for it, newest first every later entry of the tenant (892 more buffers at 20,000 later postings). Not when
+    # lock versions bound them (the index of the account's effects by lock version may serve those better).
+    by_account = (ledger_account_id is not None and not held and merged is None and as_of_lock_version is None
+                  and not lock_version)
     if by_account:
         w.add("e.ledger_account_id = ANY({}::uuid[])", [ledger_account_id])
     elif ledger_account_id is not None:
