@@ -160,7 +160,7 @@ async def list_page(conn: asyncpg.Connection, tenant_id: str, *, limit: int, ord
     # transaction is, stated so that the page's order is that index's), each one's entries, sorted by seq among those
     # of one effective time only (ORDERED_PAGES_PLANNED: an incremental sort, no other).
     by_time = (order_by == "effective_at" and not held and merged is None and ledger_account_id is None
-               and ledger_transaction_id is None)
+               and ledger_transaction_id is None and not ids)
     if by_time:
         w.clauses.append("e.effective_at = t.effective_at")
         if unposted is not None:
@@ -179,8 +179,10 @@ async def list_page(conn: asyncpg.Connection, tenant_id: str, *, limit: int, ord
     # One account's, nothing held: by the account's own index, named first in the page's order and by `= ANY`, as a
     # category's branch (below): a generic plan made while the tables were tiny walked the tenant's entries in seq
     # order for it, newest first every later entry of the tenant (892 more buffers at 20,000 later postings). Not when
-    # lock versions bound them (the index of the account's effects by lock version may serve those better).
-    by_account = (ledger_account_id is not None and not held and merged is None and as_of_lock_version is None
+    # another index may serve the page better: entries named by id or transaction, effective within bounds (the
+    # account's index of effective time), lock versions bounded (its effects' by lock version).
+    by_account = (ledger_account_id is not None and order_by != "effective_at" and not held and merged is None
+                  and not ids and ledger_transaction_id is None and not effective_at and as_of_lock_version is None
                   and not lock_version)
     if by_account:
         w.add("e.ledger_account_id = ANY({}::uuid[])", [ledger_account_id])

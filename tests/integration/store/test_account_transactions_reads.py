@@ -42,7 +42,7 @@ async def test_a_page_of_a_quiet_accounts_transactions_or_entries_reads_its_own_
         reads = {
             "newest": lambda c: transactions.list_page(c, tenant, **page),
             "by_effective_time": lambda c: transactions.list_page(c, tenant, order_by="effective_at", **page),
-            "entries": lambda c: entries.list_page(c, tenant, order_by="seq", **page),
+            "entries": lambda c: entries.list_page(c, tenant, order_by="created_at", **page),  # as the API names it
             "entries_by_effective_time": lambda c: entries.list_page(c, tenant, order_by="effective_at", **page),
         }
         session = await RequestSession.open(url, tenant, INDEX_PLANS)
