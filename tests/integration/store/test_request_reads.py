@@ -254,7 +254,7 @@ async def test_the_requests_reads_read_as_much_after_a_long_history_as_before_an
 async def test_transactions_and_entries_named_by_account_category_or_metadata_are_listed_alike_read_by_id_or_not(
         make_database, monkeypatch, by_ids_max, order_by, descending):
     monkeypatch.setattr(entries, "READ_BY_IDS_MAX", by_ids_max)
-    monkeypatch.setattr(transactions, "ACCOUNTS_READ_BY_IDS_MAX", by_ids_max)  # an account's, a category's: likewise
+    monkeypatch.setattr(transactions, "ACCOUNTS_READ_BY_IDS_MAX", by_ids_max)  # an account's, a category's: so too
     monkeypatch.setattr(entries, "CATEGORY_ACCOUNTS_MAX", by_ids_max)  # the category's 2 accounts: probed or not
     monkeypatch.setattr(entries, "CATEGORY_MERGED_ACCOUNTS_MAX", by_ids_max - 1)  # merged (3), or pages in one branch (2)
     monkeypatch.setattr(transactions, "METADATA_READ_BY_IDS_MAX", by_ids_max * 3)  # 6 matching: by id, or a walk
@@ -349,13 +349,15 @@ async def test_transactions_and_entries_named_by_account_category_or_metadata_ar
                            "'pending' AND e.effective_at >= $2) ORDER BY {}")
         wanted["pending_entries"] = await owner.fetch(pending_entries.format(order), tenant, AT - timedelta(days=3650))
         wanted["pending_entries_since"] = await owner.fetch(pending_entries.format(order), tenant, AT)
-        wanted["all_entries"] = await owner.fetch(f"SELECT id FROM ledger_entries WHERE tenant_id = $1 ORDER BY {order}",
-                                                  tenant)
+        wanted["all_entries"] = await owner.fetch(
+            f"SELECT id FROM ledger_entries WHERE tenant_id = $1 ORDER BY {order}", tenant)
         wanted["posted_credits"] = await owner.fetch(
-            "SELECT id FROM ledger_entries WHERE id IN (SELECT e.id FROM ledger_entries e JOIN ledger_transactions t ON "
-            "t.id = e.transaction_id WHERE e.tenant_id = $1 AND t.status = 'posted' AND e.direction = 'credit') "
+            "SELECT id FROM ledger_entries WHERE id IN (SELECT e.id FROM ledger_entries e JOIN ledger_transactions t "
+            "ON t.id = e.transaction_id WHERE e.tenant_id = $1 AND t.status = 'posted' AND e.direction = 'credit') "
             f"ORDER BY {order}", tenant)
-        assert [len(rows) for rows in wanted.values()] == [8, 11, 13, 6, 6, 6, 4, 11, 11, 11, 13, 8, 8, 2, 2, 4, 4, 38, 17]
+        wanted["account_entries"] = await owner.fetch(f"{of.format('id')} ORDER BY {order}", [mine])
+        assert [len(rows) for rows in wanted.values()] == [8, 11, 13, 6, 6, 6, 4, 11, 11, 11, 13, 8, 8, 2, 2, 4, 4,
+                                                           38, 17, 9]
         session = await RequestSession.open(url, tenant, INDEX_PLANS)
         lists = {"account": (transactions.list_page, {"ledger_account_id": mine}),
                  "category": (transactions.list_page, {"category_id": category}),
@@ -378,7 +380,8 @@ async def test_transactions_and_entries_named_by_account_category_or_metadata_ar
                  "pending_entries": (entries.list_page, {"status": "pending"}),
                  "pending_entries_since": (entries.list_page, {"status": "pending", "effective_at": [("gte", AT)]}),
                  "all_entries": (entries.list_page, {}),
-                 "posted_credits": (entries.list_page, {"status": "posted", "direction": "credit"})}
+                 "posted_credits": (entries.list_page, {"status": "posted", "direction": "credit"}),
+                 "account_entries": (entries.list_page, {"ledger_account_id": mine})}
         for name, (list_page, given) in lists.items():
             listed, after = [], None
             while page := await list_page(session.conn, tenant, order_by=order_by, descending=descending, after=after,
