@@ -180,10 +180,11 @@ async def list_page(conn: asyncpg.Connection, tenant_id: str, *, limit: int, ord
     # category's branch (below): a generic plan made while the tables were tiny walked the tenant's entries in seq
     # order for it, newest first every later entry of the tenant (892 more buffers at 20,000 later postings). Not when
     # another index may serve the page better: entries named by id or transaction, effective within bounds (the
-    # account's index of effective time), lock versions bounded (its effects' by lock version).
+    # account's index of effective time), lock versions bounded (its effects' by lock version), of pending or archived
+    # transactions (those not posted, 0201).
     by_account = (ledger_account_id is not None and order_by != "effective_at" and not held and merged is None
                   and not ids and ledger_transaction_id is None and not effective_at and as_of_lock_version is None
-                  and not lock_version)
+                  and not lock_version and unposted is None)
     if by_account:
         w.add("e.ledger_account_id = ANY({}::uuid[])", [ledger_account_id])
     elif ledger_account_id is not None:
