@@ -42,9 +42,9 @@ async def of_transactions(conn: asyncpg.Connection, tenant_id: str, txn_ids: lis
                             tenant_id, txn_ids)
 
 
-# Accounts with at most this many entries in all have their entries, or their transactions, read by id for a list of
-# entries or transactions; more, by the accounts' ids. A category's accounts so when it has at most
-# CATEGORY_ACCOUNTS_MAX; more, by its closure.
+# Accounts with at most this many entries in all have their entries read by id for a list of entries (their
+# transactions, for a list of transactions, up to transactions.ACCOUNTS_READ_BY_IDS_MAX); more, by the accounts' ids. A
+# category's accounts so when it has at most CATEGORY_ACCOUNTS_MAX; more, by its closure.
 READ_BY_IDS_MAX = 100
 CATEGORY_ACCOUNTS_MAX = 1000
 # A category of at most this many accounts, whose entries are more, has a page of its entries merged from a page of

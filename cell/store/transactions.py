@@ -25,7 +25,7 @@ QUEUED_GROUP_DECLINED = "LG014"
 # A metadata filter matching at most this many transactions has them read by id for a list of transactions.
 METADATA_READ_BY_IDS_MAX = 1000
 # An account's or a category's transactions, when its accounts have at most this many entries, are read by id for a
-# list of transactions (a page costs about 4 buffers an entry, ~20,000 at most); more, by the walk of the tenant's
+# list of transactions (a page costs about 4 buffers an entry, ~8,000 at most); more, by the walk of the tenant's
 # transactions in the page's order, which reads every transaction it passes (~3 buffers each) to find the account's.
 ACCOUNTS_READ_BY_IDS_MAX = 2000
 
@@ -257,10 +257,9 @@ async def list_page(conn: asyncpg.Connection, tenant_id: str, *, after: tuple | 
     one bounded probe of them (beside a page's order, plans walked the tenant's transactions for them: an account's
     on a plan made while the tables were tiny, ~80,000 buffers at 20,000 postings of other accounts, one of 150
     entries with any plan ~60,500, a category's with any plan, ~120,000); more, by that walk, which then finds a page
-    sooner. A metadata filter's transactions,
-    when at most METADATA_READ_BY_IDS_MAX, likewise, found by the metadata index (ledger_transactions_matching);
-    more, by the walk of the tenant's transactions. Bounds on updated_at, and lower ones on posted_at, likewise
-    (changes.transactions, by the index of when each last changed)."""
+    sooner. A metadata filter's transactions, when at most METADATA_READ_BY_IDS_MAX, likewise, found by the metadata
+    index (ledger_transactions_matching); more, by the walk of the tenant's transactions. Bounds on updated_at, and
+    lower ones on posted_at, likewise (changes.transactions, by the index of when each last changed)."""
     w = Where(tenant_id)
     named = []  # conditions that name the page's candidates by id
     if settlement_id is not None:
