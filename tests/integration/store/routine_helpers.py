@@ -65,6 +65,12 @@ async def new_account(conn: asyncpg.Connection, normal: str = "credit", *, tenan
     return Account(account, tenant, normal)
 
 
+# `count` ($5) postings of 5 from $4[1] to $4[2] of tenant $1 in ledger $2, status $7, effective $6 seconds apart from
+# $3 (-1: back in time): the reads tests' histories.
+POSTINGS_SPACED = ("SELECT ledger_post($1, NULL, '\\x00', gen_random_uuid(), $2, 'd', $7, $3::timestamptz + g * $6"
+                   " * interval '1 second', NULL, '{}', NULL, ARRAY[gen_random_uuid(), gen_random_uuid()], $4,"
+                   " ARRAY['debit', 'credit'], ARRAY[5, 5]::bigint[], '{}'::uuid[], '[]', '{}')"
+                   " FROM generate_series(1, $5) g")
 # Every table's autovacuum off: no analyze makes new plans while a test measures what its plans read.
 NO_AUTOVACUUM = ("DO $$ DECLARE t text; BEGIN FOR t IN SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
                  "LOOP EXECUTE format('ALTER TABLE %I SET (autovacuum_enabled = off)', t); END LOOP; END $$")

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 from routine_helpers import NO_AUTOVACUUM, RequestSession, new_account, new_ledger
+from routine_helpers import POSTINGS_SPACED as POST
 
 from cell.store import entries, transactions
 from cell.store.db import INDEX_PLANS, _init_connection
@@ -21,10 +22,6 @@ from cell.store.db import INDEX_PLANS, _init_connection
 AT = datetime(2026, 3, 1, 12, tzinfo=UTC)
 QUIET = 150  # the account's postings: more than entries.READ_BY_IDS_MAX
 GROWTH = 20_000  # the tenant's postings of other accounts after the account's, written after the plans are made
-# `count` postings of 5 from $4[1] to $4[2], effective a second apart from $3.
-POST = ("SELECT ledger_post($1, NULL, '\\x00', gen_random_uuid(), $2, 'd', 'posted', $3::timestamptz + g * interval"
-        " '1 second', NULL, '{}', NULL, ARRAY[gen_random_uuid(), gen_random_uuid()], $4, ARRAY['debit', 'credit'],"
-        " ARRAY[5, 5]::bigint[], '{}'::uuid[], '[]', '{}') FROM generate_series(1, $5) g")
 
 
 async def test_a_page_of_a_quiet_accounts_transactions_or_entries_reads_its_own_not_the_tenants(make_database):
@@ -35,8 +32,8 @@ async def test_a_page_of_a_quiet_accounts_transactions_or_entries_reads_its_own_
         await _init_connection(owner)
         tenant, ledger = await new_ledger(owner)
         quiet, busy, other = [(await new_account(owner, "debit", tenant=tenant, ledger=ledger)).id for _ in range(3)]
-        await owner.execute(POST, tenant, ledger, AT, [quiet, other], QUIET)
-        await owner.execute(POST, tenant, ledger, AT, [busy, other], 20)
+        await owner.execute(POST, tenant, ledger, AT, [quiet, other], QUIET, 1, "posted")
+        await owner.execute(POST, tenant, ledger, AT, [busy, other], 20, 1, "posted")
         await owner.execute("ANALYZE")
         page = {"limit": 5, "after": None, "ledger_account_id": quiet, "descending": True}
         reads = {
@@ -48,7 +45,7 @@ async def test_a_page_of_a_quiet_accounts_transactions_or_entries_reads_its_own_
         session = await RequestSession.open(url, tenant, INDEX_PLANS)
         for _ in range(6):  # the plans are made here (a generic plan from the sixth run on)
             before = {name: await session.buffers(read) for name, read in reads.items()}
-        await owner.execute(POST, tenant, ledger, AT + timedelta(days=1), [busy, other], GROWTH)
+        await owner.execute(POST, tenant, ledger, AT + timedelta(days=1), [busy, other], GROWTH, 1, "posted")
         grown = {name: await session.buffers(read) - before[name] for name, read in reads.items()}
         # Measured: 117-163 more (the account's transactions, by their random ids each on a leaf page of their own
         # now), its entries 6-8.

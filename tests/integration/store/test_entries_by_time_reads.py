@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 from routine_helpers import NO_AUTOVACUUM, RequestSession, new_account, new_ledger
+from routine_helpers import POSTINGS_SPACED as POST
 
 from cell.store import entries
 from cell.store.db import INDEX_PLANS, _init_connection
@@ -22,10 +23,6 @@ AT = datetime(2026, 3, 1, 12, tzinfo=UTC)
 TIE = AT + timedelta(seconds=30)  # when TIED postings are all effective (a day's, dated at midnight)
 TIED = 40
 GROWTH = 20_000  # postings before the first and after the last of the start, written after the plans are made
-# `count` postings of 5 from $4[1] to $4[2], effective a second apart from $3 (by $6 seconds: -1 goes back in time).
-POST = ("SELECT ledger_post($1, NULL, '\\x00', gen_random_uuid(), $2, 'd', $7, $3::timestamptz + g * $6 * interval"
-        " '1 second', NULL, '{}', NULL, ARRAY[gen_random_uuid(), gen_random_uuid()], $4, ARRAY['debit', 'credit'],"
-        " ARRAY[5, 5]::bigint[], '{}'::uuid[], '[]', '{}') FROM generate_series(1, $5) g")
 
 
 async def test_a_page_of_entries_by_effective_time_reads_its_rows_whatever_the_history(make_database, monkeypatch):
