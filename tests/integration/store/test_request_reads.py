@@ -23,7 +23,14 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
-from routine_helpers import NO_AUTOVACUUM, RequestSession, new_account, new_category, new_ledger
+from routine_helpers import (
+    NO_AUTOVACUUM,
+    POSTINGS_SPACED,
+    RequestSession,
+    new_account,
+    new_category,
+    new_ledger,
+)
 
 from cell.store import (
     accounts,
@@ -205,8 +212,8 @@ async def test_the_requests_reads_read_as_much_after_a_long_history_as_before_an
             for _ in range(6):  # the plans are made here (a generic plan from the sixth run on)
                 found = {probe: await session.buffers(read) for probe, read in probes.items()}
             before[name] = found
-        await owner.execute(POST, tenant, ledger, AT, [hot, other], GROWTH)
-        await owner.execute(POST, elsewhere, elsewhere_ledger, AT, theirs, GROWTH)
+        await owner.execute(POSTINGS_SPACED, tenant, ledger, AT, [hot, other], GROWTH, 0, "posted")
+        await owner.execute(POSTINGS_SPACED, elsewhere, elsewhere_ledger, AT, theirs, GROWTH, 0, "posted")
         await owner.execute("INSERT INTO events (id, tenant_id, resource, event_name, entity_id, data, event_time, txid,"
                             " position) SELECT gen_random_uuid(), t, 'ledger_transaction', 'created',"
                             " gen_random_uuid(), '{}', now(), '1'::xid8, g FROM generate_series(6, 5 + $1) g,"
