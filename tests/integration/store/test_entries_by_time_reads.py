@@ -13,8 +13,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
+from history import POSTINGS_SPACED as POST
 from routine_helpers import NO_AUTOVACUUM, RequestSession, new_account, new_ledger
-from routine_helpers import POSTINGS_SPACED as POST
 
 from cell.store import entries
 from cell.store.db import INDEX_PLANS, _init_connection

@@ -23,9 +23,9 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
+from history import POSTINGS_SPACED
 from routine_helpers import (
     NO_AUTOVACUUM,
-    POSTINGS_SPACED,
     RequestSession,
     new_account,
     new_category,
