@@ -127,7 +127,12 @@ def _confirm(ctx: Context, plan: list[str], expected: str, yes: bool) -> None:
 @click.pass_context
 def cli(ctx: click.Context, database_url: str | None, redis_url: str | None, format_: str) -> None:
     """Operate the ledger's cells and tenants."""
-    ctx.obj = Context(settings=load_settings(database_url=database_url, redis_url=redis_url), format=format_)
+    try:
+        settings = load_settings(database_url=database_url, redis_url=redis_url)
+    except msgspec.ValidationError as exc:  # a CONTROL_PLANE_ variable of the wrong type or out of its range
+        _fail(Context(settings=ControlPlaneSettings(), format=format_),
+              LedgerctlError("invalid_settings", f"the CONTROL_PLANE_ settings: {exc}"))
+    ctx.obj = Context(settings=settings, format=format_)
 
 
 @cli.command()
@@ -361,6 +366,10 @@ class _Progress:
                 self.width = len(text)
             else:
                 self._line(text)
+        elif event["event"] == "waiting":
+            self._line(f"  waiting for the freeze: the last round copied {event['round_rows']:,} rows, a freeze of "
+                       f"about {event['freeze_s_expected']} s (at most {event['freeze_s_max']:g} s); another round "
+                       f"({event['waited_s']} s so far)")
         else:
             self._line(f"  {event['event']} (freeze {event.get('freeze_ms')} ms)")
 

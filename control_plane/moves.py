@@ -791,6 +791,14 @@ def catch_up_ends(rows: int, previous: int | None, rounds: int, s: ControlPlaneS
             or rounds > s.move_catch_up_rounds_max)
 
 
+def fits_freeze(rows: int, s: ControlPlaneSettings) -> bool:
+    """Whether the freeze may begin after a catch-up round that copied `rows`: the freeze's final round copies what
+    the tenant wrote since that round began, about as much again, which must take at most move_freeze_s_max at
+    move_rows_per_s_estimate. Otherwise the tenant writes faster than the rounds shrink and the rounds go on
+    (Mover.step_catch_up): a freeze is never entered with more than that to copy."""
+    return rows <= s.move_freeze_s_max * s.move_rows_per_s_estimate
+
+
 @dataclass
 class Mover:
     conn: asyncpg.Connection          # the control plane
@@ -803,6 +811,7 @@ class Mover:
         self.w.setdefault("steps_ms", {})
         self.w.setdefault("copied", {})
         self.tenant_id: str = self.move["tenant_id"]
+        self._waiting_since: float | None = None  # monotonic: since when catch-up rounds wait to fit the freeze
 
     async def save(self, step: str) -> None:
         if await self.conn.fetchval(Q["save_move"], self.move["id"], step, self.w) is None:
@@ -959,10 +968,35 @@ class Mover:
                 await self._check_round()
             await self.save("catch_up")
             if catch_up_ends(rows, previous, self.w["rounds"], s):
+                if "pre_verify" in self.w and not fits_freeze(rows, s):
+                    self._wait_for_the_freeze(rows)
+                    continue
                 # Once before the pre-verification, and again after it (what was written while it ran must
                 # not wait for the freeze), recording what the rounds touch from then on.
                 self.w.pop("catch_up_previous_rows")
                 return "freeze" if "pre_verify" in self.w else "pre_verify"
+
+    def _wait_for_the_freeze(self, rows: int) -> None:
+        """After a round too large for the freeze (fits_freeze): more rounds, for at most move_catch_up_s_max from
+        the first such round of this mover; then the move stops, the tenant still active on its source, resumable
+        (`moves resume`, a new wait) or abortable."""
+        s = self.settings
+        now = time.monotonic()
+        if self._waiting_since is None:
+            self._waiting_since = now
+        expected_s = rows / s.move_rows_per_s_estimate
+        if now - self._waiting_since > s.move_catch_up_s_max:
+            raise LedgerctlError(
+                "move_not_converging",
+                f"move {self.move['id']}: tenant {self.tenant_id} writes faster than the move copies: for "
+                f"{now - self._waiting_since:.0f} s no catch-up round was small enough for a freeze of at most "
+                f"{s.move_freeze_s_max:g} s (the last copied {rows:,} rows, about {expected_s:.1f} s at "
+                f"{s.move_rows_per_s_estimate:,.0f} rows/s). Nothing was frozen: the tenant is active on its source. "
+                f"Resume the move when its writes slow (`ledgerctl moves resume {self.move['id']}`) or abort it "
+                f"(`ledgerctl moves abort {self.move['id']}`)",
+                details=report(self.move | {"watermarks": self.w}))
+        self.emit(step="catch_up", event="waiting", round_rows=rows, freeze_s_expected=round(expected_s, 2),
+                  freeze_s_max=s.move_freeze_s_max, waited_s=round(now - self._waiting_since, 1))
 
     async def step_pre_verify(self) -> str:
         # The whole tenant, while it still writes (the source has moved on since the last round: differences

@@ -27,13 +27,18 @@ class ControlPlaneSettings(msgspec.Struct, frozen=True, kw_only=True):
     # Tenant moves (control_plane/moves.py): rows per COPY batch, a pause between batches (throttle), the
     # catch-up rounds repeat until one copies at most move_catch_up_rows_max rows, or at least 3/4 of the round
     # before (not converging: the tenant writes about as fast as a round copies), or after so many rounds,
-    # how long the freeze waits for writes in flight, and the copy rate the plan's estimate assumes.
+    # how long the freeze waits for writes in flight, and the copy rate the plan's estimate assumes. The freeze
+    # begins only after a round its final round can follow within move_freeze_s_max at that rate (the tenant's
+    # writes during one round); rounds go on until then, for at most move_catch_up_s_max, then the move stops,
+    # nothing frozen (control_plane.moves.fits_freeze).
     move_batch_rows: int = 5000
     move_batch_pause_s: float = 0.0
     move_catch_up_rows_max: int = 500
     move_catch_up_rounds_max: int = 20
     move_freeze_lock_timeout_s: float = 5.0
     move_rows_per_s_estimate: float = 20000.0
+    move_freeze_s_max: float = 1.0
+    move_catch_up_s_max: float = 600.0
     # `ledgerctl audit verify` checks each tenant's audit chain against the anchors in the catalog and, when set,
     # in this write-once directory (the cells' workers publish there: WORKER_AUDIT_ANCHOR_DIR).
     audit_anchor_dir: str = ""
@@ -51,6 +56,10 @@ class ControlPlaneSettings(msgspec.Struct, frozen=True, kw_only=True):
     # The fault drill: a mover waits before this step (e.g. "flip"), its progress saved, until it is killed or the
     # move aborted; `moves resume` then goes on past it. Empty: never.
     move_pause_before: str = ""
+
+    def __post_init__(self) -> None:
+        if not (self.move_rows_per_s_estimate > 0 and self.move_freeze_s_max > 0 and self.move_catch_up_s_max >= 0):
+            raise ValueError("move_rows_per_s_estimate and move_freeze_s_max must be > 0, move_catch_up_s_max >= 0")
 
 
 def load_settings(environ: dict[str, str] | None = None, **overrides) -> ControlPlaneSettings:

@@ -160,13 +160,12 @@ async def _db(url: str, query: str, *args):
         await conn.close()
 
 
-async def _move_by_cli(world, tenant: str, to: str = "mv-2") -> dict:
-    """`ledgerctl tenants move TENANT --to CELL --yes` run as an operator runs it (a process of its own): its
-    JSON result."""
+async def _ledgerctl(world, *args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    """`ledgerctl --format json ARGS` run as an operator runs it (a process of its own): its exit code, stdout and
+    stderr."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", "from control_plane.cli import main; main()", "--format", "json",
-        "tenants", "move", tenant, "--to", to, "--yes",
-        env={**os.environ, **world["env"], "CONTROL_PLANE_MOVE_BATCH_ROWS": "100"},
+        sys.executable, "-c", "from control_plane.cli import main; main()", "--format", "json", *args,
+        env={**os.environ, **world["env"], "CONTROL_PLANE_MOVE_BATCH_ROWS": "100", **(env or {})},
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     reading = asyncio.ensure_future(proc.communicate())
     done, _ = await asyncio.wait([reading], timeout=120)
@@ -175,7 +174,13 @@ async def _move_by_cli(world, tenant: str, to: str = "mv-2") -> dict:
         _, err = await reading
         pytest.fail("the move did not end in 120 s; its last progress:\n" + "\n".join(err.decode().splitlines()[-15:]))
     out, err = reading.result()
-    assert proc.returncode == 0, err.decode()
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def _move_by_cli(world, tenant: str, to: str = "mv-2") -> dict:
+    """`ledgerctl tenants move TENANT --to CELL --yes`: its JSON result."""
+    code, out, err = await _ledgerctl(world, "tenants", "move", tenant, "--to", to, "--yes")
+    assert code == 0, err
     return json.loads(out)
 
 
@@ -265,3 +270,43 @@ async def test_move_under_load_loses_and_doubles_nothing(world):
     assert replay.status_code == 201 and replay.json()["id"] == moving.acked[first_key][0]
     await http.aclose()
     await other_http.aclose()
+
+
+async def test_a_tenant_writing_faster_than_the_rounds_shrink_is_not_frozen_and_moves_once_it_slows(world):
+    """The freeze begins only after a catch-up round its final round can follow within CONTROL_PLANE_MOVE_FREEZE_S_MAX
+    at MOVE_ROWS_PER_S_ESTIMATE (here 1 s at 1 row/s: a round during which anything was written never fits). While
+    the tenant writes, the rounds go on for MOVE_CATCH_UP_S_MAX, then the move stops, `move_not_converging`: nothing
+    was frozen (not one write held or refused), the tenant is active on its source, the move resumable. Once the
+    writes stop, `moves resume` finishes it with every acknowledged posting on the target."""
+    http, tenant, ledger, accounts = await _tenant(world, "mv-1")
+    writers = [Writer(http, ledger, accounts), Writer(http, ledger, accounts, prefix="x", applied_now=True)]
+    tasks = [asyncio.create_task(w.run()) for w in writers]
+    slow = {"CONTROL_PLANE_MOVE_ROWS_PER_S_ESTIMATE": "1", "CONTROL_PLANE_MOVE_FREEZE_S_MAX": "1"}
+    try:
+        await writers[0].until_acked(50, time.monotonic() + 30, tasks)
+        code, _, err = await _ledgerctl(world, "tenants", "move", tenant, "--to", "mv-2", "--yes",
+                                        env={**slow, "CONTROL_PLANE_MOVE_CATCH_UP_S_MAX": "2"})
+        await writers[0].until_acked(len(writers[0].acked) + 20, time.monotonic() + 30, tasks)  # still writing
+    finally:
+        for w in writers:
+            w.stop = True
+        await asyncio.gather(*tasks)
+    lines = err.splitlines()
+    problem = json.loads(lines[-1])
+    assert code == 1 and problem["code"] == "move_not_converging", err
+    assert any(json.loads(line)["progress"]["event"] == "waiting" for line in lines if line.startswith('{"progress"'))
+    assert problem["details"]["state"] == "running" and problem["details"]["step"] == "catch_up"
+    assert problem["details"]["freeze_ms"] is None
+    assert all(w.retries == {} for w in writers), [w.retries for w in writers]  # no write was ever held
+    source, target = world["cells"]["mv-1"], world["cells"]["mv-2"]
+    assert (await _db(source, "SELECT state FROM tenants WHERE id = $1", tenant))[0]["state"] == "active"
+
+    code, out, err = await _ledgerctl(world, "moves", "resume", problem["details"]["id"],
+                                      env={**slow, "CONTROL_PLANE_MOVE_CATCH_UP_S_MAX": "60"})
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["state"] == "done" and result["verification"]["ok"], result
+    rows = await _db(target, "SELECT id FROM ledger_transactions WHERE tenant_id = $1", tenant)
+    acked = {i for w in writers for i, _ in w.acked.values()}
+    assert {str(r["id"]) for r in rows} == acked and len(rows) == len(acked)
+    await http.aclose()

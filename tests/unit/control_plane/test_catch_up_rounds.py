@@ -1,6 +1,13 @@
-"""When a tenant move's catch-up rounds stop (control_plane.moves.catch_up_ends)."""
+"""When a tenant move's catch-up rounds stop (control_plane.moves.catch_up_ends), when the freeze may follow
+(fits_freeze), and the settings that say so, refused out of range by ledgerctl before anything runs."""
 
-from control_plane.moves import catch_up_ends
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from control_plane.cli import cli
+from control_plane.moves import catch_up_ends, fits_freeze
 from control_plane.settings import ControlPlaneSettings
 
 S = ControlPlaneSettings(move_catch_up_rows_max=500, move_catch_up_rounds_max=20)
@@ -26,3 +33,20 @@ def test_a_round_that_hovers_ends_the_catch_up():
 def test_rounds_end_after_the_most_allowed():
     assert not catch_up_ends(600, 10_000, 20, S)
     assert catch_up_ends(600, 10_000, 21, S)
+
+
+def test_the_freeze_follows_only_a_round_it_can_copy_again_within_its_bound():
+    s = ControlPlaneSettings(move_freeze_s_max=1.0, move_rows_per_s_estimate=20_000)
+    assert fits_freeze(0, s) and fits_freeze(20_000, s)
+    assert not fits_freeze(20_001, s) and not fits_freeze(109_140, s)  # seen: a 25 s freeze
+    assert fits_freeze(5_000, ControlPlaneSettings(move_freeze_s_max=0.25, move_rows_per_s_estimate=20_000))
+    assert not fits_freeze(5_001, ControlPlaneSettings(move_freeze_s_max=0.25, move_rows_per_s_estimate=20_000))
+
+
+@pytest.mark.parametrize("name, value", [("MOVE_FREEZE_S_MAX", "0"), ("MOVE_ROWS_PER_S_ESTIMATE", "-5"),
+                                         ("MOVE_CATCH_UP_S_MAX", "-1"), ("MOVE_FREEZE_S_MAX", "soon")])
+def test_ledgerctl_refuses_a_move_setting_out_of_range_with_a_problem(name, value):
+    result = CliRunner().invoke(cli, ["--format", "json", "cells", "list"], env={f"CONTROL_PLANE_{name}": value})
+    assert result.exit_code == 1
+    problem = json.loads(result.output.strip().splitlines()[-1])
+    assert problem["code"] == "invalid_settings" and name.lower() in problem["title"], problem
