@@ -777,6 +777,10 @@ async def verify_delta(src: asyncpg.Connection, dst: asyncpg.Connection, tables:
 Progress = Callable[[dict], None]
 
 
+# A round's progress is saved at most this often, not after every batch: the saved state holds what the round's
+# batches touched (after the pre-verification), which grows with the round, and a save per batch made a large round
+# quadratic: the mover fell further behind a busy tenant the larger its rounds grew.
+SAVE_EVERY_S = 0.5
 # A catch-up round must copy at most this share of the round before it to be converging.
 CONVERGING = 0.75
 
@@ -880,8 +884,10 @@ class Mover:
 
     async def _round(self, step: str, since: int | None, delta: dict | None = None, final: bool = False) -> int:
         """One pass over every table: with `delta` (the rows past the last round's floors and those reopened),
-        the BOUNDED tables by index, not whole. Resumable: each table's keyset cursor is saved after each batch;
-        but the final catch-up, in the freeze, saves once at its end and is redone whole if killed."""
+        the BOUNDED tables by index, not whole. Resumable: each table's keyset cursor is saved, with what the
+        batches before it touched, at most every SAVE_EVERY_S (a resumed mover copies again, idempotently, the
+        batches after the last save) and by the caller at the round's end; but the final catch-up, in the freeze,
+        saves once at its end and is redone whole if killed."""
         rnd = self.w.setdefault("round", {})
         if rnd.get("step") != step or rnd.get("since") != since:
             # A new round: its horizon (the snapshot xmin before its first read) and the seq floors the next
@@ -896,7 +902,7 @@ class Mover:
                 rnd["next_since"] = await snapshot_xmin(self.src)
             rnd.update({"step": step, "since": since, "cursors": {}, "rows": 0})
         s = self.settings
-        started = time.monotonic()
+        started = saved = time.monotonic()
         for name, t in self.tables.items():
             cursor = rnd["cursors"].get(name, [])
             if cursor == "done":
@@ -915,8 +921,9 @@ class Mover:
                 if done and name in DELETABLE:
                     rnd["rows"] += await delete_gone(self.src, self.dst, t, self.tenant_id)
                 rnd["cursors"][name] = "done" if done else cursor
-                if not final:
+                if not final and time.monotonic() - saved >= SAVE_EVERY_S:
                     await self.save(step)
+                    saved = time.monotonic()
                 elapsed = time.monotonic() - started
                 self.emit(step=step, event="batch", table=name, rows=n, table_rows=self.w["copied"][name],
                           round=self.w.get("rounds", 0) + 1, round_rows=rnd["rows"], rows_per_s=round(rnd["rows"] / elapsed) if elapsed else None,
