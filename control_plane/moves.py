@@ -781,6 +781,8 @@ Progress = Callable[[dict], None]
 # batches touched (after the pre-verification), which grows with the round, and a save per batch made a large round
 # quadratic: the mover fell further behind a busy tenant the larger its rounds grew.
 SAVE_EVERY_S = 0.5
+# Freezes given up (their final catch-up past move_freeze_s_limit) before a mover stops: move_not_converging.
+FREEZES_GIVEN_UP_MAX = 3
 # A catch-up round must copy at most this share of the round before it to be converging.
 CONVERGING = 0.75
 
@@ -930,6 +932,8 @@ class Mover:
                           rows_copied=sum(self.w["copied"].values()),
                           rows_planned=sum((self.w.get("planned_rows") or {}).values()) or None,
                           freeze_ms=self._freeze_ms())
+                if final and self._freeze_ms() > s.move_freeze_s_limit * 1000:
+                    raise _FreezeOverrun()
                 if done:
                     break
                 if s.move_batch_pause_s:
@@ -1069,10 +1073,38 @@ class Mover:
     async def step_final_catch_up(self) -> str:
         delta = await self._delta()
         await self._check_running()
-        async with self.dst.transaction():  # one commit (one WAL flush) on the target, not one per table
-            self.w["final_rows"] = await self._round("final_catch_up", self.w["since"], delta, final=True)
+        try:
+            async with self.dst.transaction():  # one commit (one WAL flush) on the target, not one per table
+                self.w["final_rows"] = await self._round("final_catch_up", self.w["since"], delta, final=True)
+        except _FreezeOverrun:  # the target's part of the round rolled back, temp tables it created with it
+            _TEMPS.pop(self.dst, None)
+            return await self._give_up_the_freeze()
         self.w["round"] = {}
         return "verify"
+
+    async def _give_up_the_freeze(self) -> str:
+        """The final catch-up ran past move_freeze_s_limit (a slower copy than estimated, or a mover resumed long after
+        it died in the freeze): the tenant is unfrozen on its source and the catch-up rounds resume from the horizon
+        they had reached, as if the freeze had not begun (what the freeze wrote on the source, its events' positions
+        and its audit seal, is copied by the next rounds). After FREEZES_GIVEN_UP_MAX of them the move stops,
+        `move_not_converging`, the tenant active on its source: resumable or abortable."""
+        await self.src.execute("UPDATE tenants SET state = 'active' WHERE id = $1 AND state = 'frozen'", self.tenant_id)
+        given_up = self.w.setdefault("freezes_given_up_ms", [])
+        given_up.append(self._freeze_ms())
+        self.w.pop("frozen_at", None)
+        self.w["round"] = {}
+        self.emit(step="final_catch_up", event="freeze_given_up", freeze_ms=given_up[-1])
+        if len(given_up) % FREEZES_GIVEN_UP_MAX == 0:
+            await self.save("catch_up")
+            raise LedgerctlError(
+                "move_not_converging",
+                f"move {self.move['id']}: {len(given_up)} freezes of tenant {self.tenant_id} given up, each when its "
+                f"final catch-up ran past {self.settings.move_freeze_s_limit:g} s "
+                f"({', '.join(f'{ms:,.0f}' for ms in given_up)} ms). The tenant is active on its source. Resume the "
+                f"move when its writes slow (`ledgerctl moves "
+                f"resume {self.move['id']}`) or abort it (`ledgerctl moves abort {self.move['id']}`)",
+                details=report(self.move | {"watermarks": self.w}))
+        return "catch_up"
 
     async def step_verify(self) -> str:
         if "pending" in self.w:
@@ -1162,6 +1194,10 @@ class _Stopped(Exception):
     """The move was aborted (or finished) by someone else while this mover ran."""
 
 
+class _FreezeOverrun(Exception):
+    """The final catch-up ran past move_freeze_s_limit: Mover._give_up_the_freeze."""
+
+
 # ---- use cases ---------------------------------------------------------------------------------------------
 
 async def fetch_move(conn: asyncpg.Connection, move_id) -> dict:
@@ -1184,7 +1220,7 @@ def report(move: dict) -> dict:
         "target": move["target_cell"], "state": move["state"], "step": move["step"], "error": move.get("error"),
         "steps": [{"step": s, "ms": w.get("steps_ms", {}).get(s)} for s in STEPS[:-1] if s in w.get("steps_ms", {})],
         "rows_copied": w.get("copied", {}), "rounds": w.get("rounds"), "final_catch_up_rows": w.get("final_rows"),
-        "freeze_ms": w.get("freeze_ms"),
+        "freeze_ms": w.get("freeze_ms"), "freezes_given_up_ms": w.get("freezes_given_up_ms", []),
         "verification": None if verification is None else {
             "ok": verification["ok"], "rows": verification["rows"], "accounts": verification["accounts"],
             "audit_chain_head": verification["audit_chain_head"], "problems": verification["problems"],

@@ -30,7 +30,8 @@ class ControlPlaneSettings(msgspec.Struct, frozen=True, kw_only=True):
     # how long the freeze waits for writes in flight, and the copy rate the plan's estimate assumes. The freeze
     # begins only after a round its final round can follow within move_freeze_s_max at that rate (the tenant's
     # writes during one round); rounds go on until then, for at most move_catch_up_s_max, then the move stops,
-    # nothing frozen (control_plane.moves.fits_freeze).
+    # nothing frozen (control_plane.moves.fits_freeze). A final catch-up past move_freeze_s_limit is given up: the
+    # tenant unfrozen, the rounds resumed (three times, then the move stops).
     move_batch_rows: int = 5000
     move_batch_pause_s: float = 0.0
     move_catch_up_rows_max: int = 500
@@ -39,6 +40,7 @@ class ControlPlaneSettings(msgspec.Struct, frozen=True, kw_only=True):
     move_rows_per_s_estimate: float = 20000.0
     move_freeze_s_max: float = 1.0
     move_catch_up_s_max: float = 600.0
+    move_freeze_s_limit: float = 5.0
     # `ledgerctl audit verify` checks each tenant's audit chain against the anchors in the catalog and, when set,
     # in this write-once directory (the cells' workers publish there: WORKER_AUDIT_ANCHOR_DIR).
     audit_anchor_dir: str = ""
@@ -58,8 +60,10 @@ class ControlPlaneSettings(msgspec.Struct, frozen=True, kw_only=True):
     move_pause_before: str = ""
 
     def __post_init__(self) -> None:
-        if not (self.move_rows_per_s_estimate > 0 and self.move_freeze_s_max > 0 and self.move_catch_up_s_max >= 0):
-            raise ValueError("move_rows_per_s_estimate and move_freeze_s_max must be > 0, move_catch_up_s_max >= 0")
+        if not (self.move_rows_per_s_estimate > 0 and self.move_freeze_s_max > 0 and self.move_catch_up_s_max >= 0
+                and self.move_freeze_s_limit > 0):
+            raise ValueError("move_rows_per_s_estimate, move_freeze_s_max and move_freeze_s_limit must be > 0, "
+                             "move_catch_up_s_max >= 0")
 
 
 def load_settings(environ: dict[str, str] | None = None, **overrides) -> ControlPlaneSettings:

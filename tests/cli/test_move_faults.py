@@ -15,6 +15,7 @@ import time
 import httpx
 import pytest
 
+from cli_rig import Ledgerctl
 from test_ledgerctl import run_sql
 from test_moves import _rows, _state_in, _transfer, _world
 
@@ -108,5 +109,51 @@ def test_killed_past_the_flip_is_resumed_not_aborted(ctl, stack):
     assert ctl.json("moves", "abort", move_id, "--yes", expect=1)["code"] == "move_past_flip"
     result = ctl.json("moves", "resume", move_id)
     assert result["state"] == "done" and result["verification"]["ok"], result
+    assert _rows(target.database_url, tenant) == before
+    assert _writable_on(stack, w) == ["cli-2"]
+
+
+def test_a_mover_resumed_long_after_it_died_in_the_freeze_unfreezes_the_tenant_then_finishes(ctl, stack):
+    """Killed inside the freeze, before its final catch-up, and resumed once the tenant has been frozen longer than
+    CONTROL_PLANE_MOVE_FREEZE_S_LIMIT (2 s here): the resumed final catch-up runs past the limit at its first batch
+    and is given up (its copy rolled back on the target), the tenant unfrozen on its source, the catch-up rounds go
+    on, and a new, short freeze finishes the move: done, verified, the freeze given up in its report."""
+    w = _world(ctl, stack, postings=6)
+    tenant, source, target = w["tenant"], stack["cells"]["cli-1"], stack["cells"]["cli-2"]
+    before = _rows(source.database_url, tenant)
+    proc, move_id = _spawn_paused(stack, tenant, "final_catch_up")
+    _kill(proc)
+    assert _state_in(source.database_url, tenant) == "frozen"
+    rows = run_sql(stack["cp_url"], "SELECT watermarks FROM moves WHERE tenant_id = $1", tenant)
+    frozen_at = json.loads(rows[0]["watermarks"])["frozen_at"]
+    deadline = time.monotonic() + 10
+    while time.time() - frozen_at <= 2.0:  # until the tenant has been frozen longer than the limit
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    result = Ledgerctl({**ctl.env, "CONTROL_PLANE_MOVE_FREEZE_S_LIMIT": "2"}).json("moves", "resume", move_id)
+    assert result["state"] == "done" and result["verification"]["ok"] and result["post_verify"]["ok"], result
+    assert len(result["freezes_given_up_ms"]) == 1 and result["freezes_given_up_ms"][0] > 2000, result
+    assert result["freeze_ms"] < result["freezes_given_up_ms"][0]  # the freeze that finished it: a new one
+    assert _rows(target.database_url, tenant) == before
+    assert (_state_in(source.database_url, tenant), _state_in(target.database_url, tenant)) == ("moved_out", "active")
+    assert _writable_on(stack, w) == ["cli-2"]
+
+
+def test_a_move_whose_every_final_catch_up_overruns_stops_after_three_freezes_with_the_tenant_writable(ctl, stack):
+    """A limit no final catch-up can meet (1 ms): each freeze is given up at the final catch-up's first batch, and the
+    third stops the move, `move_not_converging`, the tenant active and writable on its source; resumed with the
+    default limit, the move finishes with the source's rows on the target."""
+    w = _world(ctl, stack, postings=6)
+    tenant, source, target = w["tenant"], stack["cells"]["cli-1"], stack["cells"]["cli-2"]
+    problem = Ledgerctl({**ctl.env, "CONTROL_PLANE_MOVE_FREEZE_S_LIMIT": "0.001"}).json(
+        "tenants", "move", tenant, "--to", "cli-2", "--yes", expect=1)
+    assert problem["code"] == "move_not_converging", problem
+    move = problem["details"]
+    assert (move["state"], move["step"], len(move["freezes_given_up_ms"])) == ("running", "catch_up", 3), move
+    assert _state_in(source.database_url, tenant) == "active"
+    assert _writable_on(stack, w) == ["cli-1"]
+    before = _rows(source.database_url, tenant)
+    result = ctl.json("moves", "resume", move["id"])
+    assert result["state"] == "done" and result["verification"]["ok"] and result["post_verify"]["ok"], result
     assert _rows(target.database_url, tenant) == before
     assert _writable_on(stack, w) == ["cli-2"]

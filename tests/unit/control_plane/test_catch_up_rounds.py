@@ -44,7 +44,8 @@ def test_the_freeze_follows_only_a_round_it_can_copy_again_within_its_bound():
 
 
 @pytest.mark.parametrize("name, value", [("MOVE_FREEZE_S_MAX", "0"), ("MOVE_ROWS_PER_S_ESTIMATE", "-5"),
-                                         ("MOVE_CATCH_UP_S_MAX", "-1"), ("MOVE_FREEZE_S_MAX", "soon")])
+                                         ("MOVE_CATCH_UP_S_MAX", "-1"), ("MOVE_FREEZE_S_MAX", "soon"),
+                                         ("MOVE_FREEZE_S_LIMIT", "0")])
 def test_ledgerctl_refuses_a_move_setting_out_of_range_with_a_problem(name, value):
     result = CliRunner().invoke(cli, ["--format", "json", "cells", "list"], env={f"CONTROL_PLANE_{name}": value})
     assert result.exit_code == 1
