@@ -366,16 +366,16 @@ def _select(t: Table, last: list | None, since: int | None, limit: int, delta: d
 
 async def copy_batch(src: asyncpg.Connection, dst: asyncpg.Connection, tenant_id: str, t: Table,
                      last: list | None, since: int | None, limit: int,
-                     touched: dict[str, list[str]] | None = None, delta: dict | None = None) -> tuple[int, list | None]:
-    """One batch from source to target: (rows, the batch's last key, or None when there were no rows). With
-    `touched`, the accounts and transactions the batch's rows concern are added to it; with `delta` (the final
-    catch-up), a BOUNDED table is read by index (see there)."""
+                     track: bool = False, delta: dict | None = None) -> tuple[int, list | None, dict[str, list[str]]]:
+    """One batch from source to target: (rows, the batch's last key or None when there were no rows, and with
+    `track` the accounts and transactions the batch's rows concern, each once); with `delta` (the final catch-up), a
+    BOUNDED table is read by index (see there)."""
     query, args = _select(t, last, since, limit, delta)
     buffer = io.BytesIO()
     status = await src.copy_from_query(query, tenant_id, *args, output=buffer, format="binary")
     rows = int(status.split()[-1])
     if rows == 0:
-        return 0, None
+        return 0, None, {}
     buffer.seek(0)
     temp = _q(f"move_{t.name}")
     overrides = OVERRIDES.get(t.name, {})
@@ -386,9 +386,8 @@ async def copy_batch(src: asyncpg.Connection, dst: asyncpg.Connection, tenant_id
         conflict = "DO NOTHING"
     else:
         conflict = "DO UPDATE SET " + ", ".join(f"{_q(c)} = EXCLUDED.{_q(c)}" for c in update)
-    # The tail of the batch (the next keyset cursor) and, with `touched`, what its rows point at, in one query.
-    pointers = [(kind, column) for kind, column in TOUCHES.get(t.name, []) if column in t.columns] \
-        if touched is not None else []
+    # The tail of the batch (the next keyset cursor) and, with `track`, what its rows point at, in one query.
+    pointers = [(kind, column) for kind, column in TOUCHES.get(t.name, []) if column in t.columns] if track else []
     aggregates = "".join(f", (SELECT array_agg(DISTINCT {_q(column)}::text) FROM {temp} WHERE {_q(column)} IS NOT "
                          "NULL)" for _, column in pointers)
     tail_query = (f"SELECT {', '.join(map(_q, t.order))}{aggregates} FROM {temp} "
@@ -407,10 +406,10 @@ async def copy_batch(src: asyncpg.Connection, dst: asyncpg.Connection, tenant_id
         await dst.copy_to_table(f"move_{t.name}", source=buffer, columns=t.columns, format="binary")
         await dst.execute(insert)
         found = await dst.fetchrow(tail_query)
+    pointed: dict[str, list[str]] = {}
     for (kind, _), ids in zip(pointers, list(found.values())[len(t.order):]):
-        known = set(touched.setdefault(kind, []))
-        touched[kind] += [i for i in ids or [] if i not in known]
-    return rows, [_jsonable(v) for v in list(found.values())[:len(t.order)]]
+        pointed.setdefault(kind, []).extend(ids or [])
+    return rows, [_jsonable(v) for v in list(found.values())[:len(t.order)]], pointed
 
 
 async def delete_gone(src: asyncpg.Connection, dst: asyncpg.Connection, t: Table, tenant_id: str) -> int:
@@ -818,6 +817,21 @@ class Mover:
         self.w.setdefault("copied", {})
         self.tenant_id: str = self.move["tenant_id"]
         self._waiting_since: float | None = None  # monotonic: since when catch-up rounds wait to fit the freeze
+        self._touched_sets: tuple[dict, dict[str, set[str]]] | None = None  # w["touched"] and a set per kind beside
+
+    def _touch(self, pointed: dict[str, list[str]]) -> None:
+        """Add a batch's subjects to the round's touched ones (w["touched"]: lists, saved as JSON), each once, in time
+        bounded by the batch, not by the round: a set per kind kept beside the lists, made again when w["touched"]
+        is a new dict (a new round, a resumed mover)."""
+        touched = self.w["touched"]
+        if self._touched_sets is None or self._touched_sets[0] is not touched:
+            self._touched_sets = (touched, {kind: set(ids) for kind, ids in touched.items()})
+        sets = self._touched_sets[1]
+        for kind, ids in pointed.items():
+            seen = sets.setdefault(kind, set())
+            new = [i for i in dict.fromkeys(ids) if i not in seen]
+            seen.update(new)
+            touched.setdefault(kind, []).extend(new)
 
     async def save(self, step: str) -> None:
         if await self.conn.fetchval(Q["save_move"], self.move["id"], step, self.w) is None:
@@ -912,9 +926,11 @@ class Mover:
             while True:
                 if not final:  # the final catch-up checks once, before it begins
                     await self._check_running()
-                touched = self.w["touched"] if "pre_verify" in self.w and "touched" in self.w else None
-                n, last = await copy_batch(self.src, self.dst, self.tenant_id, t, cursor or None, since,
-                                           s.move_batch_rows, touched, delta)
+                track = "pre_verify" in self.w and "touched" in self.w
+                n, last, pointed = await copy_batch(self.src, self.dst, self.tenant_id, t, cursor or None, since,
+                                                    s.move_batch_rows, track, delta)
+                if track:
+                    self._touch(pointed)
                 rnd["rows"] += n
                 self.w["copied"][name] = self.w["copied"].get(name, 0) + n
                 if last is not None:

@@ -1,5 +1,6 @@
 """When a tenant move's catch-up rounds stop (control_plane.moves.catch_up_ends), when the freeze may follow
-(fits_freeze), and the settings that say so, refused out of range by ledgerctl before anything runs."""
+(fits_freeze), the settings that say so, refused out of range by ledgerctl before anything runs, and what a round
+touched (Mover._touch)."""
 
 import json
 
@@ -51,3 +52,16 @@ def test_ledgerctl_refuses_a_move_setting_out_of_range_with_a_problem(name, valu
     assert result.exit_code == 1
     problem = json.loads(result.output.strip().splitlines()[-1])
     assert problem["code"] == "invalid_settings" and name.lower() in problem["title"], problem
+
+
+def test_a_round_keeps_each_touched_subject_once_in_the_order_first_seen():
+    from control_plane.moves import Mover
+
+    mover = Mover(conn=None, settings=S, move={"tenant_id": "t", "watermarks": {"touched": {"accounts": ["a"]}}})
+    mover._touch({"accounts": ["b", "a", "b"], "transactions": ["x"]})
+    mover._touch({"accounts": ["c", "b"], "transactions": ["x", "y"]})
+    assert mover.w["touched"] == {"accounts": ["a", "b", "c"], "transactions": ["x", "y"]}
+    # A new round (or a resumed mover's saved state) starts a new dict: what the old one held is not taken for seen.
+    mover.w["touched"] = {"accounts": ["c"]}
+    mover._touch({"accounts": ["a", "c"]})
+    assert mover.w["touched"] == {"accounts": ["c", "a"]}
