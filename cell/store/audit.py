@@ -141,14 +141,20 @@ async def seal(conn: asyncpg.Connection, batch_max: int = SEAL_BATCH_MAX_DEFAULT
     """One sealer pass: links the covered rows of transactions that ended since the last pass (below the
     horizon), at most about batch_max of them; returns how many links it wrote (0 also when another sealer
     holds the lock). Never called by a posting; one sealer at a time per cell."""
+    return (await _pass(conn, batch_max))[0]
+
+
+async def _pass(conn: asyncpg.Connection, batch_max: int) -> tuple[int, bool]:
+    """seal's pass: (links written, whether it reached its horizon: False when its batch cut it short)."""
     async with conn.transaction(isolation="read_committed"):
         if not await conn.fetchval(Q["audit_lock_try"]):
-            return 0
+            return 0, True
         horizon, done, written = await conn.fetchrow(Q["audit_horizon_and_done"])
         if horizon <= done or not written:
-            return 0  # the watermark stays: nothing to link (an idle pass writes nothing)
+            return 0, True  # the watermark stays: nothing to link (an idle pass writes nothing)
         await conn.execute(Q["audit_custom_plans"])
         bound = horizon
+        await conn.execute(Q["audit_read_in_order"])
         versions = await conn.fetch(Q["audit_unsealed_versions"], done, horizon, None, batch_max)
         if len(versions) >= batch_max:
             # The batch ends before its last transaction (which may have more rows), unless that is its only one.
@@ -157,20 +163,23 @@ async def seal(conn: asyncpg.Connection, batch_max: int = SEAL_BATCH_MAX_DEFAULT
             if not versions:
                 versions = await conn.fetch(Q["audit_unsealed_versions"], bound, bound + 1, None, None)
                 bound += 1
+        await conn.execute(Q["audit_read_as_planned"])
         accounts = await conn.fetch(Q["audit_changed_accounts"], done, bound, None)
         written = await _link(conn, versions, accounts)
         await conn.execute(Q["audit_set_done_txid"], bound)
-    return written
+    return written, bound == horizon
 
 
 async def seal_until_caught_up(conn: asyncpg.Connection, batch_max: int = SEAL_BATCH_MAX_DEFAULT,
                                passes_max: int = 100) -> int:
-    """Sealer passes until one writes less than a batch (the tail below the horizon is sealed)."""
+    """Sealer passes until one reaches the horizon it read (the tail below it is sealed), at most passes_max. A pass
+    its batch cut short, which writes a little less than a batch (it ends before its last transaction), is followed
+    by another: stopping there sealed at most a batch a call, behind a cell posting more versions than that a second."""
     total = 0
     for _ in range(passes_max):
-        written = await seal(conn, batch_max)
+        written, reached = await _pass(conn, batch_max)
         total += written
-        if written < batch_max:
+        if reached:
             break
     return total
 

@@ -14,6 +14,15 @@ SELECT pg_advisory_xact_lock(7311900014)
 -- 20 s of postings on a fresh cell, most of the database's CPU. A pass plans its few statements in ~0.5 ms.
 SET LOCAL plan_cache_mode = force_custom_plan
 
+-- name: audit_read_in_order
+-- For the next statement, the unsealed versions' batch: read in order from the index on (audit_txid, seq), which stops
+-- at the batch, never sorted (a range the statistics take for small got a bitmap scan of the whole backlog and a sort
+-- on disk, migrations/0202). Undone by audit_read_as_planned.
+SET LOCAL enable_sort = off; SET LOCAL enable_bitmapscan = off
+
+-- name: audit_read_as_planned
+RESET enable_sort; RESET enable_bitmapscan
+
 -- name: audit_done_txid
 SELECT done_txid::text::bigint FROM audit_sealer
 
