@@ -368,8 +368,8 @@ async def copy_batch(src: asyncpg.Connection, dst: asyncpg.Connection, tenant_id
                      last: list | None, since: int | None, limit: int,
                      track: bool = False, delta: dict | None = None) -> tuple[int, list | None, dict[str, list[str]]]:
     """One batch from source to target: (rows, the batch's last key or None when there were no rows, and with
-    `track` the accounts and transactions the batch's rows concern, each once); with `delta` (the final catch-up), a
-    BOUNDED table is read by index (see there)."""
+    `track` the accounts and transactions the batch's rows point at); with `delta` (the final catch-up), a BOUNDED
+    table is read by index (see there)."""
     query, args = _select(t, last, since, limit, delta)
     buffer = io.BytesIO()
     status = await src.copy_from_query(query, tenant_id, *args, output=buffer, format="binary")

@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from control_plane.cli import cli
-from control_plane.moves import catch_up_ends, fits_freeze
+from control_plane.moves import Mover, catch_up_ends, fits_freeze
 from control_plane.settings import ControlPlaneSettings
 
 S = ControlPlaneSettings(move_catch_up_rows_max=500, move_catch_up_rounds_max=20)
@@ -55,8 +55,6 @@ def test_ledgerctl_refuses_a_move_setting_out_of_range_with_a_problem(name, valu
 
 
 def test_a_round_keeps_each_touched_subject_once_in_the_order_first_seen():
-    from control_plane.moves import Mover
-
     mover = Mover(conn=None, settings=S, move={"tenant_id": "t", "watermarks": {"touched": {"accounts": ["a"]}}})
     mover._touch({"accounts": ["b", "a", "b"], "transactions": ["x"]})
     mover._touch({"accounts": ["c", "b"], "transactions": ["x", "y"]})
