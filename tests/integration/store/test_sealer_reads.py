@@ -37,12 +37,7 @@ async def test_a_pass_bounds_read_as_much_after_a_long_history_as_before_any(mak
         await conn.execute("INSERT INTO tenants (id, name) VALUES ('t', 't')")
         ledger = await conn.fetchval("INSERT INTO ledgers (id, tenant_id, name) VALUES (gen_random_uuid(), 't', 'l')"
                                      " RETURNING id")
-        await conn.execute("INSERT INTO ledger_transactions (id, tenant_id, ledger_id, status, effective_at, created_at,"
-                           " updated_at) SELECT gen_random_uuid(), 't', $1, 'posted', now(), now(), now()"
-                           " FROM generate_series(1, $2)", ledger, VERSIONS)
-        await conn.execute("INSERT INTO ledger_transaction_versions (transaction_id, version, tenant_id, snapshot, hash,"
-                           " created_at) SELECT id, 1, 't', jsonb_build_object('pad', repeat('x', 300)), '\\x00', now()"
-                           " FROM ledger_transactions")
+        await write_versions(conn, ledger, VERSIONS, per_transaction=VERSIONS)
         await conn.execute("UPDATE audit_sealer SET done_txid = pg_current_xact_id()")  # all of them sealed
         after = await bounds_buffers(conn)
         assert (await conn.fetchrow("EXECUTE bounds"))["written"] is False
