@@ -18,6 +18,19 @@ VERSIONS = 20_000  # sealed versions (below the watermark), written after the pl
 BATCH = audit.SEAL_BATCH_MAX_DEFAULT  # a sealer pass's batch
 
 
+async def write_versions(conn: asyncpg.Connection, ledger, count: int, per_transaction: int = 500) -> None:
+    """`count` versions of new transactions, `per_transaction` to a database transaction (each its own audit_txid)."""
+    for _ in range(count // per_transaction):
+        async with conn.transaction():
+            await conn.execute("INSERT INTO ledger_transactions (id, tenant_id, ledger_id, status, effective_at,"
+                               " created_at, updated_at) SELECT gen_random_uuid(), 't', $1, 'posted', now(), now(),"
+                               " now() FROM generate_series(1, $2)", ledger, per_transaction)
+            await conn.execute("INSERT INTO ledger_transaction_versions (transaction_id, version, tenant_id, snapshot,"
+                               " hash, created_at) SELECT t.id, 1, 't', jsonb_build_object('pad', repeat('x', 300)),"
+                               " '\\x00', now() FROM ledger_transactions t WHERE NOT EXISTS (SELECT 1 FROM"
+                               " ledger_transaction_versions v WHERE v.transaction_id = t.id)")
+
+
 async def bounds_buffers(conn: asyncpg.Connection) -> int:
     """Shared buffers the sealer's statement touches, run as its connection runs it (a prepared statement)."""
     top = json.loads(await conn.fetchval("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) EXECUTE bounds"))[0]["Plan"]
@@ -45,19 +58,6 @@ async def test_a_pass_bounds_read_as_much_after_a_long_history_as_before_any(mak
         assert after < before + 20, (before, after)
     finally:
         await conn.close()
-
-
-async def write_versions(conn: asyncpg.Connection, ledger, count: int, per_transaction: int = 500) -> None:
-    """`count` versions of new transactions, `per_transaction` to a database transaction (each its own audit_txid)."""
-    for _ in range(count // per_transaction):
-        async with conn.transaction():
-            await conn.execute("INSERT INTO ledger_transactions (id, tenant_id, ledger_id, status, effective_at,"
-                               " created_at, updated_at) SELECT gen_random_uuid(), 't', $1, 'posted', now(), now(),"
-                               " now() FROM generate_series(1, $2)", ledger, per_transaction)
-            await conn.execute("INSERT INTO ledger_transaction_versions (transaction_id, version, tenant_id, snapshot,"
-                               " hash, created_at) SELECT t.id, 1, 't', jsonb_build_object('pad', repeat('x', 300)),"
-                               " '\\x00', now() FROM ledger_transactions t WHERE NOT EXISTS (SELECT 1 FROM"
-                               " ledger_transaction_versions v WHERE v.transaction_id = t.id)")
 
 
 def nodes(plan: dict) -> list[str]:
