@@ -7,14 +7,24 @@ from litestar.params import FromPath
 
 from cell.api import http
 from cell.api.openapi import METADATA, ORDER_BY, STATUS, TIME, UUID, array_query, documented, operators, query
-from cell.api.params import AMOUNT_VERSION_MAX, date_filters, int_filters, order_of, time_filters
+from cell.api.params import AMOUNT_VERSION_MAX, Query, date_filters, int_filters, order_of, time_filters
 from cell.ledger.commands import EntryUpdate
 from cell.ledger.errors import InvalidRequest
 from cell.service import entries
 from cell.service.common import parse_uuid
 from cell.service.views import LedgerEntry
 
+STATUSES = ("archived", "pending", "posted")
 SHOW_BALANCES = query("show_balances", {"type": "boolean"}, "Add each entry's resulting account balances.")
+
+
+def _statuses(q: Query) -> dict:
+    """`status=` or `status[]=` repeated: one status (`status`, which the reads' own paths serve), two (`statuses`),
+    or none or all three (no filter)."""
+    given = sorted(set(q.take_choices("status", set(STATUSES))))
+    if len(given) == 1:
+        return {"status": given[0]}
+    return {"statuses": given} if len(given) == 2 else {}
 
 
 @get("/api/ledger_entries/{entry_id:str}", operation_class=documented(response=LedgerEntry, parameters=[SHOW_BALANCES]))
@@ -43,6 +53,7 @@ async def update_entry(request: Request, entry_id: FromPath[str]) -> Response:
           "With ledger_account_id: entries up to this lock version."),
     query("direction", {"type": "string", "enum": ["credit", "debit"]}, "By direction."),
     query("status", STATUS, "By their transaction's status."),
+    array_query("status", STATUS, "Any of these statuses of their transaction."),
     array_query("id", UUID, "Only these entries."),
     *(query(name, operators(TIME), f"{name}[gte]=... and the like.", nested=True)
       for name in ("effective_at", "updated_at")),
@@ -71,7 +82,7 @@ async def list_entries(request: Request) -> Response:
         "ledger_transaction_id": q.take_uuid("ledger_transaction_id"),
         "as_of_lock_version": as_of,
         "direction": q.take_choice("direction", {"credit", "debit"}),
-        "status": q.take_choice("status", {"pending", "posted", "archived"}),
+        **_statuses(q),
         "ids": q.take_uuids("id"),
         "effective_at": time_filters(q, "effective_at") + date_filters(q, "effective_date"),
         "updated_at": time_filters(q, "updated_at"),

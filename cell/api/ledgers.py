@@ -6,7 +6,8 @@ from litestar import Request, Response, get, patch, post
 from litestar.params import FromPath
 
 from cell.api import http
-from cell.api.openapi import METADATA, documented
+from cell.api.openapi import METADATA, TIME, UUID, array_query, documented, operators, query
+from cell.api.params import time_filters
 from cell.ledger.commands import LedgerCreate, LedgerUpdate
 from cell.service import ledgers
 from cell.service.common import parse_uuid
@@ -33,15 +34,19 @@ async def update_ledger(request: Request, ledger_id: FromPath[str]) -> Response:
                                                  parse_uuid(ledger_id, "ledger"), req))
 
 
-@get("/api/ledgers", operation_class=documented(response=Ledger, many=True, parameters=[METADATA]))
+@get("/api/ledgers", operation_class=documented(response=Ledger, many=True, parameters=[
+    METADATA, array_query("id", UUID, "Only these ledgers."),
+    query("updated_at", operators(TIME), "updated_at[gte]=... and the like.", nested=True)]))
 async def list_ledgers(request: Request) -> Response:
     q = http.query(request)
     per_page, cursor = http.paging(request, q)
     metadata = q.take_bracketed("metadata")
+    ids = q.take_uuids("id")
+    updated_at = time_filters(q, "updated_at")
     q.done()
     return http.page(await ledgers.list_ledgers(http.context(request), http.tenant(request),
                                                 after_cursor=cursor, per_page=per_page,
-                                                metadata=metadata))
+                                                metadata=metadata, ids=ids, updated_at=updated_at))
 
 
 routes = [create_ledger, get_ledger, update_ledger, list_ledgers]

@@ -37,6 +37,8 @@ Amount = Annotated[int, Meta(ge=1, le=AMOUNT_MAX)]
 AmountString = Annotated[str, Meta(min_length=1, max_length=40, pattern=r"^[0-9]+$")]
 LedgerableType = Literal["expected_payment", "incoming_payment_detail", "payment_order", "return", "reversal"]
 LEDGERABLE_TYPES = LedgerableType.__args__
+# What a ledger account may stand for (Modern Treasury's ledgerable_type of an account).
+AccountLedgerableType = Literal["counterparty", "external_account", "internal_account", "virtual_account"]
 Bound = Annotated[int, Meta(ge=-(2**63), le=2**63 - 1)]
 Version = Annotated[int, Meta(ge=0, le=AMOUNT_MAX)]
 Timestamp = Annotated[datetime, Meta(tz=True)]
@@ -85,15 +87,23 @@ class AccountCreate(Strict):
     currency: Currency
     currency_exponent: Exponent | None = None
     description: Text | None = None
+    external_id: ExternalId | None = None
+    ledgerable_type: AccountLedgerableType | None = None
+    ledgerable_id: ExternalId | None = None
     metadata: Metadata = {}
     sync_only: bool = False
     # The categories the new account joins (Modern Treasury's field name).
     ledger_account_category_ids: CategoryIds = []
 
+    def __post_init__(self) -> None:
+        if (self.ledgerable_type is None) != (self.ledgerable_id is None):
+            raise InvalidRequest("ledgerable_type and ledgerable_id go together", "invalid_request")
+
 
 class AccountUpdate(Strict):
     name: Name | UnsetType = UNSET
     description: Text | None | UnsetType = UNSET
+    external_id: ExternalId | None | UnsetType = UNSET
     metadata: Metadata | UnsetType = UNSET
     sync_only: bool | UnsetType = UNSET
 

@@ -22,21 +22,26 @@ from cell.store import tenants as store_tenants
 
 
 class BalanceQuery:
-    """Which balances a read asks for: current (default), at an effective time, a time range, a lock version."""
+    """Which balances a read asks for: current (default), at an effective time (entries at exactly that time
+    counted), at the end of a day (`day_end`: the next midnight, entries at it not counted), a time range, a lock
+    version."""
 
     def __init__(self, effective_at: datetime | None = None, lower: datetime | None = None,
                  upper: datetime | None = None, as_of_lock_version: int | None = None,
-                 include_unapplied: bool = False) -> None:
-        chosen = sum(x is not None for x in (effective_at, as_of_lock_version)) + (lower is not None or upper is not None)
+                 include_unapplied: bool = False, day_end: datetime | None = None) -> None:
+        chosen = (sum(x is not None for x in (effective_at, as_of_lock_version, day_end))
+                  + (lower is not None or upper is not None))
         if chosen > 1:
-            raise InvalidRequest("use one of balances[effective_at], balances[effective_at_lower_bound]/"
-                                 "[effective_at_upper_bound] or balances[as_of_lock_version]", "conflicting_parameters")
+            raise InvalidRequest("use one of balances[effective_at], balances[as_of_date], "
+                                 "balances[effective_at_lower_bound]/[effective_at_upper_bound] or "
+                                 "balances[as_of_lock_version]", "conflicting_parameters")
         if include_unapplied and chosen:
             raise InvalidRequest("balances[include_unapplied] applies to current balances only",
                                  "conflicting_parameters")
         if lower is not None and upper is not None and lower > upper:
             raise InvalidRequest("effective_at_lower_bound is after effective_at_upper_bound", "invalid_range")
-        self.effective_at = effective_at
+        self.effective_at = effective_at if day_end is None else day_end
+        self.inclusive = day_end is None
         self.lower = lower
         self.upper = upper
         self.as_of_lock_version = as_of_lock_version
@@ -59,8 +64,13 @@ async def _account(conn: asyncpg.Connection, tenant_id: str, account_id, q: Bala
             raise InvalidRequest(f"the account has no lock_version {q.as_of_lock_version} (current: "
                                  f"{row['lock_version']})", "lock_version_not_found")
         return views.account(row, sums, sums["lock_version"])
+    return await _with_balances(conn, row, q)
+
+
+async def _with_balances(conn: asyncpg.Connection, row: asyncpg.Record, q: BalanceQuery) -> views.LedgerAccount:
+    """An account row with the balances `q` asks for, other than as of a lock version (current: the row's own)."""
     if q.effective_at is not None:
-        return views.account(row, await store.balances_at_effective_time(conn, row, q.effective_at))
+        return views.account(row, await store.balances_at_effective_time(conn, row, q.effective_at, q.inclusive))
     if q.lower is not None or q.upper is not None:
         return views.account(row, await store.balances_in_effective_range(conn, row, q.lower, q.upper))
     return views.account(row)
@@ -76,7 +86,8 @@ async def create_account(ctx: CellContext, tenant_id: str, cmd: AccountCreate,
         row = await store.insert(conn, new_id, tenant_id, ledger_id=cmd.ledger_id, name=cmd.name,
                                  description=cmd.description, normal_balance=cmd.normal_balance,
                                  currency=cmd.currency, currency_exponent=exponent, metadata=cmd.metadata,
-                                 sync_only=cmd.sync_only)
+                                 sync_only=cmd.sync_only, external_id=cmd.external_id,
+                                 ledgerable_type=cmd.ledgerable_type, ledgerable_id=cmd.ledgerable_id)
         account = Account(str(row["id"]), str(row["ledger_id"]), row["currency"], row["currency_exponent"],
                           row["normal_balance"])
         await categories.join_categories(conn, tenant_id, account, cmd.ledger_account_category_ids)
@@ -109,12 +120,14 @@ async def update_account(ctx: CellContext, tenant_id: str, account_id: uuid.UUID
                 raise NotFound(f"ledger account {account_id} not found")
             metadata = merge_metadata(current["metadata"], cmd.metadata, ctx.settings.metadata_keys_max)
             if unchanged(current, name=cmd.name, description=cmd.description, sync_only=cmd.sync_only,
-                         metadata=UNSET if metadata is None else metadata):
+                         external_id=cmd.external_id, metadata=UNSET if metadata is None else metadata):
                 return views.account(current)  # a no-op PATCH writes nothing (updated_at kept)
             await store.update(conn, tenant_id, account_id, name=None if cmd.name is UNSET else cmd.name,
                                description_set=cmd.description is not UNSET,
                                description=None if cmd.description is UNSET else cmd.description,
-                               metadata=metadata, sync_only=None if cmd.sync_only is UNSET else cmd.sync_only)
+                               metadata=metadata, sync_only=None if cmd.sync_only is UNSET else cmd.sync_only,
+                               external_id_set=cmd.external_id is not UNSET,
+                               external_id=None if cmd.external_id is UNSET else cmd.external_id)
             view = await _account(conn, tenant_id, account_id)
             await events.emit(ctx, conn, tenant_id, "ledger_account", "ledger_account.updated", view)
         return view
@@ -123,6 +136,16 @@ async def update_account(ctx: CellContext, tenant_id: str, account_id: uuid.UUID
 
 
 async def list_accounts(ctx: CellContext, tenant_id: str, *, after_cursor: str | None, per_page: int,
-                        **filters) -> Page[views.LedgerAccount]:
-    return await seq_page(ctx, tenant_id, "ledger_accounts", after_cursor, per_page, views.account, store.list_page,
+                        balances: BalanceQuery = CURRENT, **filters) -> Page[views.LedgerAccount]:
+    """A page of accounts; their balances as `balances` asks (current, at an effective time or the end of a day, or
+    over a range of effective time: then one bounded read of each account's, on the page's connection)."""
+    if balances.current:
+        return await seq_page(ctx, tenant_id, "ledger_accounts", after_cursor, per_page, views.account,
+                              store.list_page, **filters)
+
+    async def read(conn: asyncpg.Connection, tenant_id: str, **page) -> list[dict]:
+        return [{"seq": row["seq"], "view": await _with_balances(conn, row, balances)}
+                for row in await store.list_page(conn, tenant_id, **page)]
+
+    return await seq_page(ctx, tenant_id, "ledger_accounts", after_cursor, per_page, lambda r: r["view"], read,
                           **filters)

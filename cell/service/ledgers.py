@@ -90,6 +90,6 @@ async def update_ledger(ctx: CellContext, tenant_id: str, ledger_id: uuid.UUID, 
 
 
 async def list_ledgers(ctx: CellContext, tenant_id: str, *, after_cursor: str | None, per_page: int,
-                       metadata: dict | None) -> Page[views.Ledger]:
+                       **filters) -> Page[views.Ledger]:
     return await seq_page(ctx, tenant_id, "ledgers", after_cursor, per_page, views.ledger, store.list_page,
-                          metadata=metadata)
+                          **filters)

@@ -60,8 +60,12 @@ class LedgerAccount(Shape):
     currency_exponent: int
     metadata: dict[str, str]
     sync_only: bool
+    external_id: str | None
+    ledgerable_type: str | None
+    ledgerable_id: str | None
     lock_version: int
     balances: Balances
+    discarded_at: Timestamp | None  # Modern Treasury's field: accounts are never discarded, so always null
     created_at: Timestamp
     updated_at: Timestamp
 
@@ -280,9 +284,10 @@ def account(row, sums=None, lock_version: int | None = None) -> LedgerAccount:
         id=row["id"], object="ledger_account", live_mode=True, name=row["name"], description=row["description"],
         ledger_id=row["ledger_id"], normal_balance=row["normal_balance"], currency=row["currency"],
         currency_exponent=row["currency_exponent"], metadata=row["metadata"], sync_only=row["sync_only"],
+        external_id=row["external_id"], ledgerable_type=row["ledgerable_type"], ledgerable_id=row["ledgerable_id"],
         lock_version=row["lock_version"] if lock_version is None else lock_version,
         balances=balances(row if sums is None else sums, row["currency"], row["currency_exponent"]),
-        created_at=utc(row["created_at"]), updated_at=utc(row["updated_at"]))
+        discarded_at=None, created_at=utc(row["created_at"]), updated_at=utc(row["updated_at"]))
 
 
 def category(row) -> LedgerAccountCategory:

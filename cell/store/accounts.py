@@ -26,9 +26,11 @@ READ_BY_IDS_MAX = 1000
 
 async def insert(conn: asyncpg.Connection, account_id: uuid.UUID, tenant_id: str, *, ledger_id: uuid.UUID, name: str,
                  description: str | None, normal_balance: str, currency: str, currency_exponent: int,
-                 metadata: dict, sync_only: bool) -> asyncpg.Record:
+                 metadata: dict, sync_only: bool, external_id: str | None = None, ledgerable_type: str | None = None,
+                 ledgerable_id: str | None = None) -> asyncpg.Record:
     return await conn.fetchrow(Q["insert_account"], account_id, tenant_id, ledger_id, name, description,
-                               normal_balance, currency, currency_exponent, metadata, sync_only)
+                               normal_balance, currency, currency_exponent, metadata, sync_only, external_id,
+                               ledgerable_type, ledgerable_id)
 
 
 async def fetch(conn: asyncpg.Connection, tenant_id: str, account_id, *,
@@ -53,9 +55,10 @@ async def balances_at_lock_version(conn: asyncpg.Connection, account: asyncpg.Re
     return await conn.fetchrow(Q["balances_at_lock_version"], account["id"], version, account["normal_balance"])
 
 
-async def balances_at_effective_time(conn: asyncpg.Connection, account: asyncpg.Record,
-                                     at: datetime) -> asyncpg.Record:
-    return await conn.fetchrow(Q["balances_at_effective_time"], account["id"], at, account["normal_balance"])
+async def balances_at_effective_time(conn: asyncpg.Connection, account: asyncpg.Record, at: datetime,
+                                     inclusive: bool = True) -> asyncpg.Record:
+    return await conn.fetchrow(Q["balances_at_effective_time"], account["id"], at, account["normal_balance"],
+                               inclusive)
 
 
 async def balances_in_effective_range(conn: asyncpg.Connection, account: asyncpg.Record, lower: datetime | None,
@@ -65,24 +68,30 @@ async def balances_in_effective_range(conn: asyncpg.Connection, account: asyncpg
 
 
 async def update(conn: asyncpg.Connection, tenant_id: str, account_id, *, name: str | None, description_set: bool,
-                 description: str | None, metadata: dict | None, sync_only: bool | None) -> None:
+                 description: str | None, metadata: dict | None, sync_only: bool | None,
+                 external_id_set: bool = False, external_id: str | None = None) -> None:
     await conn.execute(Q["update_account"], tenant_id, account_id, name, description_set, description, metadata,
-                       sync_only)
+                       sync_only, external_id_set, external_id)
 
 
 async def list_page(conn: asyncpg.Connection, tenant_id: str, *, after_seq: int, limit: int, ledger_id=None,
-                    currency=None, category_id=None, metadata=None, balance_filters: list[tuple[str, str, int]] = ()) -> list:
+                    currency=None, category_id=None, metadata=None, balance_filters: list[tuple[str, str, int]] = (),
+                    ids=(), names=(), external_id=None, normal_balance=None, created_at=(), updated_at=()) -> list:
     """A page of accounts in seq order with their balances, read for the page's rows only. The accounts a category
     holds or a metadata filter matches, when at most READ_BY_IDS_MAX, are read by id (a walk of the tenant's
     accounts for them cost ~5 buffers an account on plans made while the tables were tiny, and for metadata with any
-    plan: row-level security keeps `@>` off the metadata index); more, by that walk, which then finds a page soon."""
+    plan: row-level security keeps `@>` off the metadata index); more, by that walk, which then finds a page soon.
+    Accounts named by id, or by external id (one a ledger, by its unique index: 0203), are read by id too."""
     w = Where(tenant_id)
     accounts = "ledger_accounts"
-    named = None  # the ids of the accounts the filters name, when few
+    named = set(ids) if ids else None  # the ids of the accounts the filters name, when few
+    if external_id is not None:
+        found = await conn.fetch(Q["account_ids_by_external_id"], tenant_id, external_id)
+        named = {r["id"] for r in found} if named is None else named & {r["id"] for r in found}
     if category_id is not None:
         members = await categories.reached(conn, tenant_id, category_id, READ_BY_IDS_MAX)
         if members is not None:
-            named = set(members)
+            named = set(members) if named is None else named & set(members)
         else:
             w.add("a.id " + IN_CATEGORY, category_id)
     if metadata:
@@ -99,13 +108,20 @@ async def list_page(conn: asyncpg.Connection, tenant_id: str, *, after_seq: int,
         w.add("a.ledger_id = {}", ledger_id)
     if currency is not None:
         w.add("a.currency = {}", currency)
+    if names:
+        w.add("a.name = ANY({}::text[])", list(names))
+    if normal_balance is not None:
+        w.add("a.normal_balance = {}", normal_balance)
+    for column, bounds in (("a.created_at", created_at), ("a.updated_at", updated_at)):
+        for op, value in bounds:
+            w.add(f"{column} {OPERATORS_SQL[op]} {{}}", value)
     for field, op, value in balance_filters:
         w.add(f"{_AMOUNT_COLUMN[field]} {OPERATORS_SQL[op]} {{}}::numeric", value)
     limit_ref = w.bind(limit)
     source = f"{accounts} a" + (f" {_WITH_BALANCES}" if balance_filters else "")
     return await conn.fetch(
         "SELECT a.seq, a.id, a.ledger_id, a.name, a.description, a.normal_balance, a.currency, a.currency_exponent, "
-        "a.metadata, a.sync_only, a.created_at, a.updated_at, b.pending_debits, b.pending_credits, b.posted_debits, "
-        "b.posted_credits, b.lock_version, lb.* "
+        "a.metadata, a.sync_only, a.external_id, a.ledgerable_type, a.ledgerable_id, a.created_at, a.updated_at, "
+        "b.pending_debits, b.pending_credits, b.posted_debits, b.posted_credits, b.lock_version, lb.* "
         f"FROM (SELECT a.* FROM {source} WHERE a.tenant_id = $1{w.sql()} ORDER BY a.seq LIMIT {limit_ref}) a "
         f"{_WITH_BALANCES} ORDER BY a.seq", *w.args)

@@ -107,8 +107,9 @@ async def transactions_within(conn: asyncpg.Connection, tenant_id: str, effectiv
 
 async def list_page(conn: asyncpg.Connection, tenant_id: str, *, limit: int, order_by: str, descending: bool,
                     after: tuple | None, ledger_account_id=None, category_id=None, ledger_transaction_id=None,
-                    as_of_lock_version=None, direction=None, status=None, ids=(), effective_at=(), updated_at=(),
-                    lock_version=(), amount=(), metadata=None, statement_id=None, settlement_id=None) -> list:
+                    as_of_lock_version=None, direction=None, status=None, statuses=(), ids=(), effective_at=(),
+                    updated_at=(), lock_version=(), amount=(), metadata=None, statement_id=None,
+                    settlement_id=None) -> list:
     """A page ordered by row number or by (effective_at, row number); `after` is the last row's position in that
     order. The entries a settlement or statement holds, a category's (as of_category finds them) and a metadata
     filter's, when at most METADATA_READ_BY_IDS_MAX, found by its indexes (ledger_entries_matching), are read by id
@@ -197,6 +198,8 @@ async def list_page(conn: asyncpg.Connection, tenant_id: str, *, limit: int, ord
         w.add("e.direction = {}", direction)
     if status is not None:
         w.add("t.status = {}", status)
+    if statuses:  # two of the three (the transactions' own status, as `status`; no index of theirs serves a pair)
+        w.add("t.status = ANY({}::text[])", list(statuses))
     order_sql = w.keyset("e", order_by, after, descending)
     limit_ref = w.bind(limit)
     rows, page = f"{_SELECT_FROM.format(entries=entries)}{w.sql()}", f" ORDER BY {order_sql} LIMIT {limit_ref}"

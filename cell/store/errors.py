@@ -120,6 +120,8 @@ def translate(exc: asyncpg.PostgresError) -> LedgerError | None:
         if constraint == "ledger_transactions_external_id":
             return Conflict("a pending or posted ledger transaction with this external_id exists in the ledger",
                             "external_id_taken")
+        if constraint == "ledger_accounts_external_id":
+            return Conflict("a ledger account with this external_id exists in the ledger", "external_id_taken")
         if constraint == "ledger_account_categories_external_id":
             return Conflict("a ledger account category with this external_id exists in the ledger",
                             "external_id_taken")

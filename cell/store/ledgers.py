@@ -6,6 +6,7 @@ import uuid
 
 import asyncpg
 
+from cell.store.filters import OPERATORS_SQL, Where, own_rows
 from cell.store.queries import Q
 
 
@@ -28,5 +29,15 @@ async def update(conn: asyncpg.Connection, tenant_id: str, ledger_id, *, name: s
 
 
 async def list_page(conn: asyncpg.Connection, tenant_id: str, *, after_seq: int, limit: int,
-                    metadata: dict | None) -> list:
-    return await conn.fetch(Q["list_ledgers"], tenant_id, after_seq, metadata or None, limit)
+                    metadata: dict | None = None, ids=(), updated_at=()) -> list:
+    """A page of ledgers in seq order; those named by id read by id (filters.own_rows)."""
+    w = Where(tenant_id)
+    source = own_rows("ledgers", [f"id = ANY({w.bind(list(ids))}::uuid[])"] if ids else [])
+    w.add("l.seq > {}", after_seq)
+    if metadata:
+        w.add("l.metadata @> {}::jsonb", metadata)
+    for op, value in updated_at:
+        w.add(f"l.updated_at {OPERATORS_SQL[op]} {{}}", value)
+    return await conn.fetch("SELECT l.seq, l.id, l.name, l.description, l.metadata, l.created_at, l.updated_at "
+                            f"FROM {source} l WHERE l.tenant_id = $1{w.sql()} ORDER BY l.seq LIMIT {w.bind(limit)}",
+                            *w.args)

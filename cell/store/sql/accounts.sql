@@ -4,26 +4,32 @@
 -- name: insert_account
 WITH a AS (
     INSERT INTO ledger_accounts (id, tenant_id, ledger_id, name, description, normal_balance, currency,
-                                 currency_exponent, metadata, sync_only)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                                 currency_exponent, metadata, sync_only, external_id, ledgerable_type, ledgerable_id)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
     RETURNING *
 ), b AS (
     INSERT INTO account_balances (account_id, tenant_id) SELECT id, tenant_id FROM a RETURNING *
 )
 SELECT a.seq, a.id, a.ledger_id, a.name, a.description, a.normal_balance, a.currency, a.currency_exponent,
-       a.metadata, a.sync_only, a.created_at, a.updated_at,
+       a.metadata, a.sync_only, a.external_id, a.ledgerable_type, a.ledgerable_id, a.created_at,
+       a.updated_at,
        b.pending_debits, b.pending_credits, b.posted_debits, b.posted_credits, b.lock_version, lb.*
 FROM a, b, ledger_balances(a.normal_balance, b.pending_debits, b.pending_credits, b.posted_debits,
                            b.posted_credits) lb
 
 -- name: fetch_account
 SELECT a.seq, a.id, a.ledger_id, a.name, a.description, a.normal_balance, a.currency, a.currency_exponent,
-       a.metadata, a.sync_only, a.created_at, a.updated_at,
+       a.metadata, a.sync_only, a.external_id, a.ledgerable_type, a.ledgerable_id, a.created_at,
+       a.updated_at,
        b.pending_debits, b.pending_credits, b.posted_debits, b.posted_credits, b.lock_version, lb.*
 FROM ledger_accounts a JOIN account_balances b ON b.account_id = a.id
 CROSS JOIN LATERAL ledger_balances(a.normal_balance, b.pending_debits, b.pending_credits, b.posted_debits,
                                    b.posted_credits) lb
 WHERE a.tenant_id = $1 AND a.id = $2
+
+-- name: account_ids_by_external_id
+-- At most one a ledger (ledger_accounts_external_id, 0203, whose first columns these are).
+SELECT id FROM ledger_accounts WHERE tenant_id = $1 AND external_id = $2
 
 -- name: fetch_account_facts
 SELECT id, ledger_id, currency, currency_exponent, normal_balance FROM ledger_accounts
@@ -32,7 +38,8 @@ WHERE tenant_id = $1 AND id = ANY($2::uuid[])
 -- name: update_account
 UPDATE ledger_accounts SET name = coalesce($3, name),
     description = CASE WHEN $4 THEN $5 ELSE description END,
-    metadata = coalesce($6, metadata), sync_only = coalesce($7, sync_only), updated_at = now()
+    metadata = coalesce($6, metadata), sync_only = coalesce($7, sync_only),
+    external_id = CASE WHEN $8 THEN $9 ELSE external_id END, updated_at = now()
 WHERE tenant_id = $1 AND id = $2
 RETURNING id
 
@@ -46,8 +53,9 @@ FROM (SELECT pending_debits, pending_credits, posted_debits, posted_credits, loc
 CROSS JOIN LATERAL ledger_balances($3, s.pending_debits, s.pending_credits, s.posted_debits, s.posted_credits) lb
 
 -- name: balances_at_effective_time
+-- $4: entries at exactly $2 count (balances[effective_at]) or not (the end of a day, balances[as_of_date]).
 SELECT s.pending_debits, s.pending_credits, s.posted_debits, s.posted_credits, lb.*
-FROM ledger_balance_at($1, $2, true) s
+FROM ledger_balance_at($1, $2, $4) s
 CROSS JOIN LATERAL ledger_balances($3, s.pending_debits, s.pending_credits, s.posted_debits, s.posted_credits) lb
 
 -- name: balances_in_effective_range
@@ -66,7 +74,8 @@ CROSS JOIN LATERAL ledger_balances($4, s.pending_debits, s.pending_credits, s.po
 -- between two separate reads would otherwise hide its effects from both.
 SELECT s.*, lb.*
 FROM (SELECT a.seq, a.id, a.ledger_id, a.name, a.description, a.normal_balance, a.currency, a.currency_exponent,
-             a.metadata, a.sync_only, a.created_at, a.updated_at,
+             a.metadata, a.sync_only, a.external_id, a.ledgerable_type, a.ledgerable_id, a.created_at,
+       a.updated_at,
              b.pending_debits + u.pd AS pending_debits, b.pending_credits + u.pc AS pending_credits,
              b.posted_debits + u.od AS posted_debits, b.posted_credits + u.oc AS posted_credits, b.lock_version
       FROM ledger_accounts a JOIN account_balances b ON b.account_id = a.id

@@ -11,10 +11,5 @@ UPDATE ledgers SET name = coalesce($3, name), description = CASE WHEN $4 THEN $5
 WHERE tenant_id = $1 AND id = $2
 RETURNING seq, id, name, description, metadata, created_at, updated_at
 
--- name: list_ledgers
-SELECT seq, id, name, description, metadata, created_at, updated_at FROM ledgers
-WHERE tenant_id = $1 AND seq > $2 AND ($3::jsonb IS NULL OR metadata @> $3)
-ORDER BY seq LIMIT $4
-
 -- name: fetch_ledger_exists
 SELECT 1 FROM ledgers WHERE tenant_id = $1 AND id = $2

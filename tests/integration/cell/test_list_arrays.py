@@ -23,6 +23,11 @@ async def test_bad_or_unknown_lists_are_400(api):
             ("/api/ledger_transactions", [("status[]", "done")], "invalid_parameter"),
             ("/api/ledger_transactions", [("id[]", "nope")], "invalid_parameter"),
             ("/api/ledger_entries", [("ledger_account_lock_version[gte]", "-1")], "invalid_parameter"),
-            ("/api/ledgers", [("id[]", str(uuid.uuid4()))], "unknown_parameter")):
+            ("/api/ledger_entries", [("status[]", "pending"), ("status", "done")], "invalid_parameter"),
+            ("/api/ledgers", [("id[]", "nope")], "invalid_parameter"),
+            ("/api/ledgers", [("name[]", "main")], "unknown_parameter"),
+            ("/api/ledger_accounts", [("balances[as_of_lock_version]", "1")], "unknown_parameter"),
+            ("/api/ledger_accounts", [("balances[effective_at]", "2026-01-01T00:00:00Z"),
+                                      ("balances[as_of_date]", "2026-01-01")], "conflicting_parameters")):
         r = await api.get(path, params=params)
         assert r.status_code == 400 and r.json()["code"] == code, (path, params, r.text)

@@ -1,0 +1,143 @@
+"""Ledger accounts as Modern Treasury's SDK writes and lists them: external and ledgerable ids, every list filter the
+SDK's `ledger_accounts.list` sends (ids, names, normal balance, times, balances as of a date or over a range), a
+ledger's list by id and update time, and entries of two statuses."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+
+import modern_treasury
+import pytest
+
+
+def _at(day: int, hour: int = 12) -> datetime:
+    return datetime(2024, 5, day, hour, tzinfo=timezone.utc)
+
+
+async def test_an_account_carries_its_external_and_ledgerable_ids(mt):
+    client = await mt()
+    ledger = await client.ledgers.create(name="ids")
+    other = await client.ledgers.create(name="other")
+    account = await client.ledger_accounts.create(
+        name="alice", ledger_id=ledger.id, normal_balance="credit", currency="USD", external_id="user-17",
+        ledgerable_type="counterparty", ledgerable_id="cp-17")
+    assert (account.external_id, account.ledgerable_type, account.ledgerable_id) == ("user-17", "counterparty",
+                                                                                     "cp-17")
+    assert account.discarded_at is None
+    again = await client.ledger_accounts.retrieve(account.id)
+    assert (again.external_id, again.ledgerable_type, again.ledgerable_id) == ("user-17", "counterparty", "cp-17")
+
+    with pytest.raises(modern_treasury.ConflictError) as caught:  # unique in its ledger
+        await client.ledger_accounts.create(name="bob", ledger_id=ledger.id, normal_balance="credit",
+                                            currency="USD", external_id="user-17")
+    assert caught.value.body["code"] == "external_id_taken"
+    elsewhere = await client.ledger_accounts.create(name="alice", ledger_id=other.id, normal_balance="credit",
+                                                    currency="USD", external_id="user-17")
+    with pytest.raises(modern_treasury.BadRequestError):  # one without the other
+        await client.ledger_accounts.create(name="carol", ledger_id=ledger.id, normal_balance="credit",
+                                            currency="USD", ledgerable_type="counterparty")
+
+    found = [a.id async for a in client.ledger_accounts.list(external_id="user-17")]
+    assert sorted(found) == sorted([account.id, elsewhere.id])
+    assert [a.id async for a in client.ledger_accounts.list(external_id="user-17", ledger_id=other.id)] == [
+        elsewhere.id]
+
+    renamed = await client.ledger_accounts.update(account.id, external_id="user-18")
+    assert renamed.external_id == "user-18" and renamed.ledgerable_id == "cp-17"
+    assert [a.id async for a in client.ledger_accounts.list(external_id="user-18")] == [account.id]
+    assert [a.id async for a in client.ledger_accounts.list(external_id="user-17")] == [elsewhere.id]
+    # The freed external id is taken again in its ledger.
+    await client.ledger_accounts.create(name="dan", ledger_id=ledger.id, normal_balance="debit", currency="USD",
+                                        external_id="user-17")
+
+
+async def test_the_account_list_takes_every_filter_the_sdk_sends(mt):
+    client = await mt()
+    ledger = await client.ledgers.create(name="lists")
+    cash = await client.ledger_accounts.create(name="cash", ledger_id=ledger.id, normal_balance="debit",
+                                               currency="USD")
+    alice = await client.ledger_accounts.create(name="alice", ledger_id=ledger.id, normal_balance="credit",
+                                                currency="USD")
+    bob = await client.ledger_accounts.create(name="bob", ledger_id=ledger.id, normal_balance="credit",
+                                              currency="USD")
+
+    async def ids(**params) -> list[str]:
+        return [a.id async for a in client.ledger_accounts.list(ledger_id=ledger.id, **params)]
+
+    assert await ids(id=[bob.id, cash.id]) == [cash.id, bob.id]
+    assert await ids(name=["alice", "bob"]) == [alice.id, bob.id]
+    assert await ids(normal_balance="credit") == [alice.id, bob.id]
+    assert await ids(normal_balance="debit", id=[cash.id, alice.id]) == [cash.id]
+    assert await ids(created_at={"gte": alice.created_at}) == [alice.id, bob.id]
+    assert await ids(created_at={"lt": alice.created_at}) == [cash.id]
+
+    updated = await client.ledger_accounts.update(cash.id, description="the till")
+    assert updated.updated_at > bob.created_at
+    assert await ids(updated_at={"gt": bob.created_at}) == [cash.id]
+    assert await ids(updated_at={"lte": bob.created_at}) == [alice.id, bob.id]
+
+
+async def test_balances_as_of_a_date_or_over_a_range_for_an_account_and_a_list(mt):
+    client = await mt()
+    ledger = await client.ledgers.create(name="balances")
+    cash = await client.ledger_accounts.create(name="cash", ledger_id=ledger.id, normal_balance="debit",
+                                               currency="USD")
+    wallet = await client.ledger_accounts.create(name="wallet", ledger_id=ledger.id, normal_balance="credit",
+                                                 currency="USD")
+    for effective_at, amount in ((_at(1), 100), (_at(2, 0), 20), (_at(2), 3)):  # the second at midnight exactly
+        await client.ledger_transactions.create(status="posted", effective_at=effective_at, ledger_entries=[
+            {"ledger_account_id": cash.id, "direction": "debit", "amount": amount},
+            {"ledger_account_id": wallet.id, "direction": "credit", "amount": amount}])
+
+    async def posted(**balances) -> int:
+        return (await client.ledger_accounts.retrieve(wallet.id, balances=balances)).balances.posted_balance.amount
+
+    assert await posted(as_of_date=date(2024, 5, 1)) == 100  # the end of May 1st: not the entry at midnight
+    assert await posted(effective_at=_at(2, 0)) == 120  # an effective time counts entries at exactly it
+    assert await posted(as_of_date=date(2024, 5, 2)) == 123
+    assert await posted(effective_at_lower_bound=_at(2, 0), effective_at_upper_bound=_at(3, 0)) == 23
+
+    async def listed(**balances) -> dict[str, int]:
+        return {a.id: a.balances.posted_balance.amount
+                async for a in client.ledger_accounts.list(ledger_id=ledger.id, balances=balances)}
+
+    assert await listed(as_of_date=date(2024, 5, 1)) == {cash.id: 100, wallet.id: 100}
+    assert await listed(effective_at=_at(2, 0)) == {cash.id: 120, wallet.id: 120}
+    assert await listed(effective_at_lower_bound=_at(1, 13), effective_at_upper_bound=_at(2)) == {
+        cash.id: 20, wallet.id: 20}
+    assert await listed() == {cash.id: 123, wallet.id: 123}
+    with pytest.raises(modern_treasury.BadRequestError) as caught:
+        await listed(as_of_date=date(2024, 5, 1), effective_at=_at(2))
+    assert caught.value.body["code"] == "conflicting_parameters"
+
+
+async def test_ledgers_by_id_and_update_time_and_entries_of_two_statuses(mt):
+    client = await mt()
+    first = await client.ledgers.create(name="first")
+    second = await client.ledgers.create(name="second")
+    third = await client.ledgers.create(name="third")
+    assert [x.id async for x in client.ledgers.list(id=[third.id, first.id])] == [first.id, third.id]
+    updated = await client.ledgers.update(second.id, description="renamed")
+    assert [x.id async for x in client.ledgers.list(updated_at={"gt": third.created_at})] == [second.id]
+    assert updated.updated_at > third.created_at
+
+    cash = await client.ledger_accounts.create(name="cash", ledger_id=first.id, normal_balance="debit",
+                                               currency="USD")
+    wallet = await client.ledger_accounts.create(name="wallet", ledger_id=first.id, normal_balance="credit",
+                                                 currency="USD")
+    txns = {}
+    for status in ("pending", "posted", "pending"):
+        txn = await client.ledger_transactions.create(status=status, ledger_entries=[
+            {"ledger_account_id": cash.id, "direction": "debit", "amount": 7},
+            {"ledger_account_id": wallet.id, "direction": "credit", "amount": 7}])
+        txns.setdefault(status, []).append(txn.id)
+    archived = await client.ledger_transactions.update(txns["pending"].pop(), status="archived")
+
+    async def statuses(status) -> list[str]:
+        return [e.ledger_transaction_id async for e in client.ledger_entries.list(ledger_account_id=cash.id,
+                                                                                  status=status)]
+
+    assert await statuses(["posted", "archived"]) == [txns["posted"][0], archived.id]
+    assert await statuses(["pending", "archived"]) == [txns["pending"][0], archived.id]
+    assert await statuses(["pending"]) == txns["pending"]
+    assert len(await statuses(["pending", "posted", "archived"])) == 3
