@@ -239,6 +239,13 @@ class TransactionUpdate(Strict):
     status: Literal["pending", "posted", "archived"] | UnsetType = UNSET
     description: Text | None | UnsetType = UNSET
     metadata: Metadata | UnsetType = UNSET
+    external_id: ExternalId | UnsetType = UNSET
+    ledgerable_type: LedgerableType | UnsetType = UNSET
+    ledgerable_id: ExternalId | UnsetType = UNSET
+
+    def __post_init__(self) -> None:
+        if (self.ledgerable_type is UNSET) != (self.ledgerable_id is UNSET):
+            raise InvalidRequest("ledgerable_type and ledgerable_id go together", "invalid_request")
 
 
 class EntryUpdate(Strict):

@@ -377,7 +377,8 @@ async def get_transaction(ctx: CellContext, tenant_id: str, txn_id: uuid.UUID) -
 
 async def update_transaction(ctx: CellContext, tenant_id: str, txn_id: uuid.UUID,
                              cmd: TransactionUpdate) -> views.LedgerTransaction:
-    """Status (pending -> posted | archived, checked by `ledger_transition`), description, metadata. A concurrent
+    """Status (pending -> posted | archived, checked by `ledger_transition`), description, metadata, external and
+    ledgerable ids (an external id is unique among the ledger's transactions not archived). A concurrent
     change is a version conflict: ctx.run runs `work` again, which re-reads the transaction. A PATCH that changes
     nothing writes nothing (no version, updated_at kept): so identical PATCHes racing make one version, not many."""
 
@@ -396,6 +397,11 @@ async def update_transaction(ctx: CellContext, tenant_id: str, txn_id: uuid.UUID
             changes["metadata"] = metadata
         if description_changed:
             changes["description"] = description
+        if cmd.external_id is not UNSET and cmd.external_id != current.external_id:
+            changes["external_id"] = cmd.external_id
+        if cmd.ledgerable_type is not UNSET and (cmd.ledgerable_type, cmd.ledgerable_id) != (
+                current.ledgerable_type, current.ledgerable_id):
+            changes.update(ledgerable_type=cmd.ledgerable_type, ledgerable_id=cmd.ledgerable_id)
         if not changes:
             return current, None
         if status is not None:
@@ -405,6 +411,8 @@ async def update_transaction(ctx: CellContext, tenant_id: str, txn_id: uuid.UUID
             drafts = [events.transaction_event(_status_event(status), _changed(view, **changes))]
         result = await store.transition(
             conn, tenant_id, expected_version=version, status=status, description=description, metadata=metadata,
+            external_id=changes.get("external_id"), ledgerable=(changes.get("ledgerable_type"),
+                                                                changes.get("ledgerable_id")),
             apply_all=ctx.settings.posting_mode == "sync", state=msgspec.structs.replace(current, **changes),
             events=drafts)
         if status is not None and result.lock_wait_s:

@@ -14,7 +14,7 @@ SELECT ledger_post_queued_group($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $1
 SELECT ledger_fence($1), ledger_lock($2::uuid[])
 
 -- name: transition_transaction
-SELECT ledger_transition($1, $2, $3, $4, $5, $6, $7, $8, $9)::text
+SELECT ledger_transition($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)::text
 
 -- name: fetch_transaction
 SELECT seq, id, ledger_id, description, status, effective_at, external_id, metadata, version, reverses_id,

@@ -141,3 +141,36 @@ async def test_ledgers_by_id_and_update_time_and_entries_of_two_statuses(mt):
     assert await statuses(["pending", "archived"]) == [txns["pending"][0], archived.id]
     assert await statuses(["pending"]) == txns["pending"]
     assert len(await statuses(["pending", "posted", "archived"])) == 3
+
+
+async def test_a_transaction_s_external_and_ledgerable_ids_are_updated_as_a_new_version(mt):
+    client = await mt()
+    ledger = await client.ledgers.create(name="updates")
+    cash = await client.ledger_accounts.create(name="cash", ledger_id=ledger.id, normal_balance="debit",
+                                               currency="USD")
+    wallet = await client.ledger_accounts.create(name="wallet", ledger_id=ledger.id, normal_balance="credit",
+                                                 currency="USD")
+    legs = [{"ledger_account_id": cash.id, "direction": "debit", "amount": 9},
+            {"ledger_account_id": wallet.id, "direction": "credit", "amount": 9}]
+    first = await client.ledger_transactions.create(status="pending", external_id="order-1", ledger_entries=legs)
+    second = await client.ledger_transactions.create(status="posted", ledger_entries=legs)
+
+    updated = await client.ledger_transactions.update(first.id, external_id="order-2", ledgerable_type="payment_order",
+                                                      ledgerable_id="po-2", description="moved")
+    assert (updated.external_id, updated.ledgerable_type, updated.ledgerable_id, updated.description) == (
+        "order-2", "payment_order", "po-2", "moved")
+    assert updated.status == "pending"
+    versions = [v async for v in client.ledger_transactions.versions.list(ledger_transaction_id=first.id)]
+    assert [(v.version, v.external_id, v.ledgerable_id) for v in versions] == [(1, "order-1", None),
+                                                                              (2, "order-2", "po-2")]
+    assert [t.id async for t in client.ledger_transactions.list(external_id="order-2")] == [first.id]
+    assert [t.id async for t in client.ledger_transactions.list(external_id="order-1")] == []
+
+    with pytest.raises(modern_treasury.ConflictError) as caught:  # unique among the ledger's live transactions
+        await client.ledger_transactions.update(second.id, external_id="order-2")
+    assert caught.value.body["code"] == "external_id_taken"
+    with pytest.raises(modern_treasury.BadRequestError):  # one without the other
+        await client.ledger_transactions.update(second.id, ledgerable_id="po-3")
+    same = await client.ledger_transactions.update(first.id, external_id="order-2")  # nothing changes: no version
+    assert same.updated_at == updated.updated_at
+    assert len([v async for v in client.ledger_transactions.versions.list(ledger_transaction_id=first.id)]) == 2
