@@ -10,6 +10,15 @@ import modern_treasury
 import pytest
 
 
+async def _account(client, ledger, name: str, normal_balance: str, **fields):
+    return await client.ledger_accounts.create(name=name, ledger_id=ledger.id, normal_balance=normal_balance,
+                                               currency="USD", **fields)
+
+
+async def _cash_and_wallet(client, ledger):
+    return await _account(client, ledger, "cash", "debit"), await _account(client, ledger, "wallet", "credit")
+
+
 def _at(day: int, hour: int = 12) -> datetime:
     return datetime(2024, 5, day, hour, tzinfo=timezone.utc)
 
@@ -18,9 +27,8 @@ async def test_an_account_carries_its_external_and_ledgerable_ids(mt):
     client = await mt()
     ledger = await client.ledgers.create(name="ids")
     other = await client.ledgers.create(name="other")
-    account = await client.ledger_accounts.create(
-        name="alice", ledger_id=ledger.id, normal_balance="credit", currency="USD", external_id="user-17",
-        ledgerable_type="counterparty", ledgerable_id="cp-17")
+    account = await _account(client, ledger, "alice", "credit", external_id="user-17",
+                             ledgerable_type="counterparty", ledgerable_id="cp-17")
     assert (account.external_id, account.ledgerable_type, account.ledgerable_id) == ("user-17", "counterparty",
                                                                                      "cp-17")
     assert account.discarded_at is None
@@ -28,14 +36,11 @@ async def test_an_account_carries_its_external_and_ledgerable_ids(mt):
     assert (again.external_id, again.ledgerable_type, again.ledgerable_id) == ("user-17", "counterparty", "cp-17")
 
     with pytest.raises(modern_treasury.ConflictError) as caught:  # unique in its ledger
-        await client.ledger_accounts.create(name="bob", ledger_id=ledger.id, normal_balance="credit",
-                                            currency="USD", external_id="user-17")
+        await _account(client, ledger, "bob", "credit", external_id="user-17")
     assert caught.value.body["code"] == "external_id_taken"
-    elsewhere = await client.ledger_accounts.create(name="alice", ledger_id=other.id, normal_balance="credit",
-                                                    currency="USD", external_id="user-17")
+    elsewhere = await _account(client, other, "alice", "credit", external_id="user-17")
     with pytest.raises(modern_treasury.BadRequestError):  # one without the other
-        await client.ledger_accounts.create(name="carol", ledger_id=ledger.id, normal_balance="credit",
-                                            currency="USD", ledgerable_type="counterparty")
+        await _account(client, ledger, "carol", "credit", ledgerable_type="counterparty")
 
     found = [a.id async for a in client.ledger_accounts.list(external_id="user-17")]
     assert sorted(found) == sorted([account.id, elsewhere.id])
@@ -47,19 +52,15 @@ async def test_an_account_carries_its_external_and_ledgerable_ids(mt):
     assert [a.id async for a in client.ledger_accounts.list(external_id="user-18")] == [account.id]
     assert [a.id async for a in client.ledger_accounts.list(external_id="user-17")] == [elsewhere.id]
     # The freed external id is taken again in its ledger.
-    await client.ledger_accounts.create(name="dan", ledger_id=ledger.id, normal_balance="debit", currency="USD",
-                                        external_id="user-17")
+    await _account(client, ledger, "dan", "debit", external_id="user-17")
 
 
 async def test_the_account_list_takes_every_filter_the_sdk_sends(mt):
     client = await mt()
     ledger = await client.ledgers.create(name="lists")
-    cash = await client.ledger_accounts.create(name="cash", ledger_id=ledger.id, normal_balance="debit",
-                                               currency="USD")
-    alice = await client.ledger_accounts.create(name="alice", ledger_id=ledger.id, normal_balance="credit",
-                                                currency="USD")
-    bob = await client.ledger_accounts.create(name="bob", ledger_id=ledger.id, normal_balance="credit",
-                                              currency="USD")
+    cash = await _account(client, ledger, "cash", "debit")
+    alice = await _account(client, ledger, "alice", "credit")
+    bob = await _account(client, ledger, "bob", "credit")
 
     async def ids(**params) -> list[str]:
         return [a.id async for a in client.ledger_accounts.list(ledger_id=ledger.id, **params)]
@@ -80,10 +81,7 @@ async def test_the_account_list_takes_every_filter_the_sdk_sends(mt):
 async def test_balances_as_of_a_date_or_over_a_range_for_an_account_and_a_list(mt):
     client = await mt()
     ledger = await client.ledgers.create(name="balances")
-    cash = await client.ledger_accounts.create(name="cash", ledger_id=ledger.id, normal_balance="debit",
-                                               currency="USD")
-    wallet = await client.ledger_accounts.create(name="wallet", ledger_id=ledger.id, normal_balance="credit",
-                                                 currency="USD")
+    cash, wallet = await _cash_and_wallet(client, ledger)
     for effective_at, amount in ((_at(1), 100), (_at(2, 0), 20), (_at(2), 3)):  # the second at midnight exactly
         await client.ledger_transactions.create(status="posted", effective_at=effective_at, ledger_entries=[
             {"ledger_account_id": cash.id, "direction": "debit", "amount": amount},
@@ -121,10 +119,7 @@ async def test_ledgers_by_id_and_update_time_and_entries_of_two_statuses(mt):
     assert [x.id async for x in client.ledgers.list(updated_at={"gt": third.created_at})] == [second.id]
     assert updated.updated_at > third.created_at
 
-    cash = await client.ledger_accounts.create(name="cash", ledger_id=first.id, normal_balance="debit",
-                                               currency="USD")
-    wallet = await client.ledger_accounts.create(name="wallet", ledger_id=first.id, normal_balance="credit",
-                                                 currency="USD")
+    cash, wallet = await _cash_and_wallet(client, first)
     txns = {}
     for status in ("pending", "posted", "pending"):
         txn = await client.ledger_transactions.create(status=status, ledger_entries=[
@@ -146,10 +141,7 @@ async def test_ledgers_by_id_and_update_time_and_entries_of_two_statuses(mt):
 async def test_a_transaction_s_external_and_ledgerable_ids_are_updated_as_a_new_version(mt):
     client = await mt()
     ledger = await client.ledgers.create(name="updates")
-    cash = await client.ledger_accounts.create(name="cash", ledger_id=ledger.id, normal_balance="debit",
-                                               currency="USD")
-    wallet = await client.ledger_accounts.create(name="wallet", ledger_id=ledger.id, normal_balance="credit",
-                                                 currency="USD")
+    cash, wallet = await _cash_and_wallet(client, ledger)
     legs = [{"ledger_account_id": cash.id, "direction": "debit", "amount": 9},
             {"ledger_account_id": wallet.id, "direction": "credit", "amount": 9}]
     first = await client.ledger_transactions.create(status="pending", external_id="order-1", ledger_entries=legs)
