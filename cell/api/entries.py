@@ -14,14 +14,13 @@ from cell.service import entries
 from cell.service.common import parse_uuid
 from cell.service.views import LedgerEntry
 
-STATUSES = ("archived", "pending", "posted")
 SHOW_BALANCES = query("show_balances", {"type": "boolean"}, "Add each entry's resulting account balances.")
 
 
 def _statuses(q: Query) -> dict:
     """`status=` or `status[]=` repeated: one status (`status`, which the reads' own paths serve), two (`statuses`),
     or none or all three (no filter)."""
-    given = sorted(set(q.take_choices("status", set(STATUSES))))
+    given = sorted(set(q.take_choices("status", set(STATUS["enum"]))))
     if len(given) == 1:
         return {"status": given[0]}
     return {"statuses": given} if len(given) == 2 else {}
