@@ -74,6 +74,11 @@ async def update(conn: asyncpg.Connection, tenant_id: str, account_id, *, name: 
                        sync_only, external_id_set, external_id)
 
 
+def _narrow(named: set | None, ids) -> set:
+    """The accounts named so far (None: no filter named any) and also among `ids`."""
+    return set(ids) if named is None else named & set(ids)
+
+
 async def list_page(conn: asyncpg.Connection, tenant_id: str, *, after_seq: int, limit: int, ledger_id=None,
                     currency=None, category_id=None, metadata=None, balance_filters: list[tuple[str, str, int]] = (),
                     ids=(), names=(), external_id=None, normal_balance=None, created_at=(), updated_at=()) -> list:
@@ -86,19 +91,19 @@ async def list_page(conn: asyncpg.Connection, tenant_id: str, *, after_seq: int,
     accounts = "ledger_accounts"
     named = set(ids) if ids else None  # the ids of the accounts the filters name, when few
     if external_id is not None:
-        found = await conn.fetch(Q["account_ids_by_external_id"], tenant_id, external_id)
-        named = {r["id"] for r in found} if named is None else named & {r["id"] for r in found}
+        named = _narrow(named, [r["id"] for r in await conn.fetch(Q["account_ids_by_external_id"], tenant_id,
+                                                                  external_id)])
     if category_id is not None:
         members = await categories.reached(conn, tenant_id, category_id, READ_BY_IDS_MAX)
         if members is not None:
-            named = set(members) if named is None else named & set(members)
+            named = _narrow(named, members)
         else:
             w.add("a.id " + IN_CATEGORY, category_id)
     if metadata:
         matching = await at_most(conn, "SELECT ledger_accounts_matching($1, $2::jsonb, $3)", tenant_id, metadata,
                                  most=READ_BY_IDS_MAX)
         if matching is not None:
-            named = set(matching) if named is None else named & set(matching)
+            named = _narrow(named, matching)
         else:
             w.add("a.metadata @> {}::jsonb", metadata)
     if named is not None:
