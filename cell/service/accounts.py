@@ -72,7 +72,8 @@ async def _with_balances(conn: asyncpg.Connection, row: asyncpg.Record, q: Balan
     if q.effective_at is not None:
         return views.account(row, await store.balances_at_effective_time(conn, row, q.effective_at, q.inclusive))
     if q.lower is not None or q.upper is not None:
-        return views.account(row, await store.balances_in_effective_range(conn, row, q.lower, q.upper))
+        return views.account(row, await store.balances_in_effective_range(conn, row, q.lower, q.upper), None,
+                             q.lower, q.upper)
     return views.account(row)
 
 

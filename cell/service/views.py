@@ -37,6 +37,13 @@ class Balances(Shape):
     available_balance: Balance
 
 
+class AccountBalances(Balances):
+    """An account's balances; read over a range of effective time, its bounds (null otherwise)."""
+
+    effective_at_lower_bound: Timestamp | None = None
+    effective_at_upper_bound: Timestamp | None = None
+
+
 class Ledger(Shape):
     id: uuid.UUID
     object: Literal["ledger"]
@@ -64,7 +71,7 @@ class LedgerAccount(Shape):
     ledgerable_type: str | None
     ledgerable_id: str | None
     lock_version: int
-    balances: Balances
+    balances: AccountBalances
     discarded_at: Timestamp | None  # Modern Treasury's field: accounts are never discarded, so always null
     created_at: Timestamp
     updated_at: Timestamp
@@ -261,15 +268,17 @@ def _utc_or_none(value: datetime | None) -> datetime | None:
     return None if value is None else value.astimezone(timezone.utc)
 
 
-def balances(row, currency: str, exponent: int) -> Balances:
-    """Running sums and the amounts `ledger_balances` computed from them (columns of one row)."""
-    return Balances(
+def balances(row, currency: str, exponent: int, kind: type[Balances] = Balances, **bounds) -> Balances:
+    """Running sums and the amounts `ledger_balances` computed from them (columns of one row), as a `kind` of
+    Balances with its own fields (`bounds`)."""
+    return kind(
         pending_balance=Balance(credits=row["pending_credits"], debits=row["pending_debits"],
                                 amount=row["pending_amount"], currency=currency, currency_exponent=exponent),
         posted_balance=Balance(credits=row["posted_credits"], debits=row["posted_debits"],
                                amount=row["posted_amount"], currency=currency, currency_exponent=exponent),
         available_balance=Balance(credits=row["available_credits"], debits=row["available_debits"],
-                                  amount=row["available_amount"], currency=currency, currency_exponent=exponent))
+                                  amount=row["available_amount"], currency=currency, currency_exponent=exponent),
+        **bounds)
 
 
 def ledger(row) -> Ledger:
@@ -277,16 +286,19 @@ def ledger(row) -> Ledger:
                   metadata=row["metadata"], created_at=utc(row["created_at"]), updated_at=utc(row["updated_at"]))
 
 
-def account(row, sums=None, lock_version: int | None = None) -> LedgerAccount:
+def account(row, sums=None, lock_version: int | None = None, lower: datetime | None = None,
+            upper: datetime | None = None) -> LedgerAccount:
     """An account row; `sums` (a row of running sums and amounts) and `lock_version` when the balances asked for
-    are not the current ones."""
+    are not the current ones, `lower` and `upper` when they are over that range of effective time."""
     return LedgerAccount(
         id=row["id"], object="ledger_account", live_mode=True, name=row["name"], description=row["description"],
         ledger_id=row["ledger_id"], normal_balance=row["normal_balance"], currency=row["currency"],
         currency_exponent=row["currency_exponent"], metadata=row["metadata"], sync_only=row["sync_only"],
         external_id=row["external_id"], ledgerable_type=row["ledgerable_type"], ledgerable_id=row["ledgerable_id"],
         lock_version=row["lock_version"] if lock_version is None else lock_version,
-        balances=balances(row if sums is None else sums, row["currency"], row["currency_exponent"]),
+        balances=balances(row if sums is None else sums, row["currency"], row["currency_exponent"],
+                          AccountBalances, effective_at_lower_bound=_utc_or_none(lower),
+                          effective_at_upper_bound=_utc_or_none(upper)),
         discarded_at=None, created_at=utc(row["created_at"]), updated_at=utc(row["updated_at"]))
 
 

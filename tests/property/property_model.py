@@ -65,6 +65,13 @@ def view(s: Sums, a) -> dict:
             "available_balance": one(avail_credits, avail_debits, "available_balance_amount")}
 
 
+def account_view(s: Sums, a, lower: datetime | None = None, upper: datetime | None = None) -> dict:
+    """An account's `balances`: `view`'s three, and the range of effective time they were read over (Modern
+    Treasury's effective_at_lower_bound/_upper_bound, in UTC; null when not read over one)."""
+    return view(s, a) | {"effective_at_lower_bound": None if lower is None else rfc3339(lower),
+                         "effective_at_upper_bound": None if upper is None else rfc3339(upper)}
+
+
 def flip(direction: str) -> str:
     return "credit" if direction == "debit" else "debit"
 

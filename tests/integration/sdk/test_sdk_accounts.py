@@ -94,6 +94,12 @@ async def test_balances_as_of_a_date_or_over_a_range_for_an_account_and_a_list(m
     assert await posted(effective_at=_at(2, 0)) == 120  # an effective time counts entries at exactly it
     assert await posted(as_of_date=date(2024, 5, 2)) == 123
     assert await posted(effective_at_lower_bound=_at(2, 0), effective_at_upper_bound=_at(3, 0)) == 23
+    since = {"effective_at_lower_bound": _at(2, 0)}
+    ranged = (await client.ledger_accounts.retrieve(wallet.id, balances=since)).balances
+    assert (ranged.effective_at_lower_bound, ranged.effective_at_upper_bound) == (_at(2, 0), None)
+    assert ranged.posted_balance.amount == 23
+    current = (await client.ledger_accounts.retrieve(wallet.id)).balances
+    assert (current.effective_at_lower_bound, current.effective_at_upper_bound) == (None, None)
 
     async def listed(**balances) -> dict[str, int]:
         return {a.id: a.balances.posted_balance.amount
@@ -103,6 +109,9 @@ async def test_balances_as_of_a_date_or_over_a_range_for_an_account_and_a_list(m
     assert await listed(effective_at=_at(2, 0)) == {cash.id: 120, wallet.id: 120}
     assert await listed(effective_at_lower_bound=_at(1, 13), effective_at_upper_bound=_at(2)) == {
         cash.id: 20, wallet.id: 20}
+    assert {(a.balances.effective_at_lower_bound, a.balances.effective_at_upper_bound) async for a in
+            client.ledger_accounts.list(ledger_id=ledger.id, balances={"effective_at_upper_bound": _at(2)})} == {
+        (None, _at(2))}
     assert await listed() == {cash.id: 123, wallet.id: 123}
     with pytest.raises(modern_treasury.BadRequestError) as caught:
         await listed(as_of_date=date(2024, 5, 1), effective_at=_at(2))
