@@ -1,8 +1,8 @@
-"""/api/ledger_accounts: create, read (current, effective-time, lock-version balances), update, list."""
+"""/api/ledger_accounts: create, read (current, effective-time, lock-version balances), update, delete, list."""
 
 from __future__ import annotations
 
-from litestar import Request, Response, get, patch, post
+from litestar import Request, Response, delete, get, patch, post
 from litestar.params import FromPath
 
 from cell.api import http
@@ -70,6 +70,15 @@ async def update_account(request: Request, account_id: FromPath[str]) -> Respons
                                                    parse_uuid(account_id, "ledger account"), req))
 
 
+@delete("/api/ledger_accounts/{account_id:str}", status_code=200,
+        operation_class=documented(response=LedgerAccount))
+async def delete_account(request: Request, account_id: FromPath[str]) -> Response:
+    """Discards an account no entry was ever written to (422 ledger_account_has_entries otherwise): the answer is
+    the account with its discarded_at; from then on it is not found."""
+    return http.json(await accounts.delete_account(http.context(request), http.tenant(request),
+                                                   parse_uuid(account_id, "ledger account")))
+
+
 @get("/api/ledger_accounts", operation_class=documented(response=LedgerAccount, many=True, parameters=[
     query("ledger_id", UUID, "Accounts of this ledger."),
     query("currency", {"type": "string"}, "Accounts in this currency."),
@@ -96,4 +105,4 @@ async def list_accounts(request: Request) -> Response:
                                                   per_page=per_page, balances=balances, **filters))
 
 
-routes = [create_account, get_account, update_account, list_accounts]
+routes = [create_account, get_account, update_account, delete_account, list_accounts]

@@ -1,5 +1,5 @@
 """Use cases of ledger accounts: create (with its balance row), read balances (total, effective-time,
-lock-version, read-your-writes), update, list with balance filters."""
+lock-version, read-your-writes), update, delete (discard), list with balance filters."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ import uuid
 from datetime import datetime
 
 import asyncpg
+import msgspec
 from msgspec import UNSET
 
 from cell.ledger.commands import AccountCreate, AccountUpdate, currency_exponent
-from cell.ledger.errors import InvalidRequest, NotFound, PostingRejected
+from cell.ledger.errors import InvalidRequest, LockTimeout, NotFound, PostingRejected
 from cell.ledger.models import Account, IdemKey
 from cell.service import categories, events, views
 from cell.service.common import Page, merge_metadata, seq_page, unchanged
@@ -51,6 +52,9 @@ class BalanceQuery:
 
 
 CURRENT = BalanceQuery()
+# How long a delete waits for the tenant's writes in flight (the fence's exclusive lock): the tenant's later writes
+# wait behind it meanwhile, so it stays short; past it, 503 lock_timeout and nothing done.
+DISCARD_WAIT_MS = 250
 
 
 async def _account(conn: asyncpg.Connection, tenant_id: str, account_id, q: BalanceQuery = CURRENT
@@ -134,6 +138,35 @@ async def update_account(ctx: CellContext, tenant_id: str, account_id: uuid.UUID
         return view
 
     return await ctx.run(work)
+
+
+async def delete_account(ctx: CellContext, tenant_id: str, account_id: uuid.UUID) -> views.LedgerAccount:
+    """Discards an account no entry was ever written to (0204): from then on it is not found (reads, lists,
+    postings, categories, monitors, statements); one with entries is refused (its history and balances stay). Under
+    the tenant's fence taken exclusively: a posting in flight that names the account is waited out (its entries are
+    then seen, and the delete refused), and one after it finds the account discarded (ledger_post reads its
+    accounts after its fence; a process that remembers the account is told by ledger_post, LG015)."""
+    async def work(conn: asyncpg.Connection) -> views.LedgerAccount:
+        async with conn.transaction():
+            await store_tenants.fence_exclusive(conn, tenant_id, DISCARD_WAIT_MS)
+            current = await store.fetch(conn, tenant_id, account_id)
+            if current is None:
+                raise NotFound(f"ledger account {account_id} not found")
+            if await store.has_entries(conn, tenant_id, account_id):
+                raise PostingRejected(f"ledger account {account_id} has entries: an account with a history is "
+                                      "never deleted", "ledger_account_has_entries")
+            stamp = await store.discard(conn, tenant_id, account_id)
+            view = msgspec.structs.replace(views.account(current), discarded_at=views.utc(stamp["discarded_at"]),
+                                           updated_at=views.utc(stamp["updated_at"]))
+            await events.emit(ctx, conn, tenant_id, "ledger_account", "ledger_account.deleted", view)
+        ctx.cache.forget(tenant_id, str(account_id))
+        return view
+
+    try:
+        return await ctx.run(work)
+    except LockTimeout:
+        raise LockTimeout(f"the tenant's writes in flight did not finish within {DISCARD_WAIT_MS} ms; nothing was "
+                          "deleted, retry shortly") from None
 
 
 async def list_accounts(ctx: CellContext, tenant_id: str, *, after_cursor: str | None, per_page: int,

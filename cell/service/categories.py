@@ -113,7 +113,7 @@ async def _write(ctx: CellContext, tenant_id: str, change) -> None:
 async def add_account(ctx: CellContext, tenant_id: str, category_id: uuid.UUID, account_id: uuid.UUID) -> None:
     async def change(conn: asyncpg.Connection) -> None:
         category = (await _locked(conn, tenant_id, [category_id]))[category_id]
-        account = (await ctx.cache.accounts(conn, tenant_id, [str(account_id)])).get(str(account_id))
+        account = (await ctx.cache.accounts(conn, tenant_id, [str(account_id)], fresh=True)).get(str(account_id))
         if account is None:
             raise NotFound(f"ledger account {account_id} not found")
         await _attach_account(conn, tenant_id, category, account)

@@ -27,7 +27,9 @@ RETRIES_MAX = 5
 
 
 class AccountCache:
-    """Accounts' ledger, currency, exponent and normal balance never change: cache them per tenant."""
+    """Accounts' ledger, currency, exponent and normal balance never change: cache them per tenant. An account
+    deleted (discarded, 0204) may still be remembered by another process: what writes money checks it again in the
+    database (ledger_post), and what attaches an account to something reads it `fresh`."""
 
     def __init__(self, size_max: int) -> None:
         self.size_max = size_max
@@ -35,11 +37,11 @@ class AccountCache:
         self._ledgers: OrderedDict[tuple[str, str], bool] = OrderedDict()
 
     async def accounts(self, conn: asyncpg.Connection | asyncpg.Pool, tenant_id: str,
-                       ids: list[str]) -> dict[str, Account]:
+                       ids: list[str], fresh: bool = False) -> dict[str, Account]:
         found: dict[str, Account] = {}
         missing: list[str] = []
         for account_id in ids:
-            hit = self._items.get((tenant_id, account_id))
+            hit = None if fresh else self._items.get((tenant_id, account_id))
             if hit is None:
                 missing.append(account_id)
             else:
@@ -48,7 +50,13 @@ class AccountCache:
             for acc in await store_accounts.facts(conn, tenant_id, missing):
                 self.remember(tenant_id, acc)
                 found[acc.id] = acc
+            for account_id in missing:
+                if account_id not in found:
+                    self.forget(tenant_id, account_id)
         return found
+
+    def forget(self, tenant_id: str, account_id: str) -> None:
+        self._items.pop((tenant_id, account_id), None)
 
     def remember(self, tenant_id: str, acc: Account) -> None:
         self._items[(tenant_id, acc.id)] = acc

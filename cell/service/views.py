@@ -72,7 +72,7 @@ class LedgerAccount(Shape):
     ledgerable_id: str | None
     lock_version: int
     balances: AccountBalances
-    discarded_at: Timestamp | None  # Modern Treasury's field: accounts are never discarded, so always null
+    discarded_at: Timestamp | None  # set in a delete's answer only: a discarded account is not found (0204)
     created_at: Timestamp
     updated_at: Timestamp
 

@@ -67,6 +67,15 @@ async def balances_in_effective_range(conn: asyncpg.Connection, account: asyncpg
                                account["normal_balance"])
 
 
+async def has_entries(conn: asyncpg.Connection, tenant_id: str, account_id) -> bool:
+    return await conn.fetchval(Q["account_has_entries"], tenant_id, account_id)
+
+
+async def discard(conn: asyncpg.Connection, tenant_id: str, account_id) -> asyncpg.Record | None:
+    """Its discarded_at and updated_at; None when it is discarded already."""
+    return await conn.fetchrow(Q["discard_account"], tenant_id, account_id)
+
+
 async def update(conn: asyncpg.Connection, tenant_id: str, account_id, *, name: str | None, description_set: bool,
                  description: str | None, metadata: dict | None, sync_only: bool | None,
                  external_id_set: bool = False, external_id: str | None = None) -> None:
@@ -88,6 +97,7 @@ async def list_page(conn: asyncpg.Connection, tenant_id: str, *, after_seq: int,
     plan: row-level security keeps `@>` off the metadata index); more, by that walk, which then finds a page soon.
     Accounts named by id, or by external id (one a ledger, by its unique index: 0203), are read by id too."""
     w = Where(tenant_id)
+    w.clauses.append("a.discarded_at IS NULL")  # a discarded account (0204) is not found
     accounts = "ledger_accounts"
     named = set(ids) if ids else None  # the ids of the accounts the filters name, when few
     if external_id is not None:

@@ -45,12 +45,14 @@ def version_content(v, entries: Iterable) -> bytes:
 
 def account_content(a) -> bytes:
     """An account as sealed: every field that says what it is (its balances are caches: recomputed instead). The
-    fields of 0203 (external and ledgerable ids) follow only when one is set: an account sealed before them, or
-    without them, keeps the content it was sealed with."""
+    fields of 0203 (external and ledgerable ids) follow only when one is set, and the time it was discarded (0204)
+    only when it was: an account sealed before them, or without them, keeps the content it was sealed with."""
     later = [a["external_id"], a["ledgerable_type"], a["ledgerable_id"]]
+    discarded = [a["discarded_at"]] if a["discarded_at"] is not None else []
     return _canonical(["account", a["tenant_id"], a["id"], a["ledger_id"], a["name"], a["description"],
                        a["normal_balance"], a["currency"], a["currency_exponent"], _json(a["metadata"]),
-                       a["sync_only"], a["created_at"], a["updated_at"], *(later if any(later) else [])])
+                       a["sync_only"], a["created_at"], a["updated_at"],
+                       *(later if any(later) or discarded else []), *discarded])
 
 
 def link_hash(prev: bytes, tenant_id: str, seal_seq: int, kind: str, ref_id: uuid.UUID, ref_version: int | None,

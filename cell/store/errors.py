@@ -93,6 +93,10 @@ def translate(exc: asyncpg.PostgresError) -> LedgerError | None:
             f"ledger account {extra.get('ledger_account_id')}: a balance would leave the signed 64-bit range "
             f"(pending debits {extra.get('pending_debits')}, credits {extra.get('pending_credits')})",
             "balance_overflow", extra)
+    if state == "LG015":
+        extra = _extra(exc)
+        return PostingRejected(f"ledger account {extra.get('ledger_account_id')} does not exist (it was deleted)",
+                               "ledger_account_not_found", extra)
     if state == "LG003":
         return TenantFrozen("the tenant is being moved between cells; retry shortly")
     if state == "LG004":

@@ -14,7 +14,7 @@ async def insert(conn: asyncpg.Connection, statement_id: uuid.UUID, tenant_id: s
                  description: str | None, metadata: dict, lower: datetime, upper: datetime) -> bool:
     """Inside the caller's transaction: lock the account's balance row, apply what is queued for it, then write the
     statement at that lock version. False when the tenant has no such account."""
-    if await conn.fetchval("SELECT 1 FROM ledger_accounts WHERE tenant_id = $1 AND id = $2",
+    if await conn.fetchval("SELECT 1 FROM ledger_accounts WHERE tenant_id = $1 AND id = $2 AND discarded_at IS NULL",
                            tenant_id, ledger_account_id) is None:
         return False
     await conn.execute(Q["fold_account_effects"], ledger_account_id, tenant_id)

@@ -14,6 +14,12 @@ async def fence(conn: asyncpg.Connection, tenant_id: str) -> None:
     await conn.execute(Q["fence_tenant"], tenant_id)
 
 
+async def fence_exclusive(conn: asyncpg.Connection, tenant_id: str, wait_ms: int) -> None:
+    """The fence's lock taken exclusively for the rest of the caller's transaction (a change that the tenant's
+    concurrent writes must not straddle), waited for at most `wait_ms` (then LockTimeout: nothing was written)."""
+    await conn.execute(Q["fence_tenant_exclusive"], tenant_id, f"{wait_ms}ms")
+
+
 async def insert(conn: asyncpg.Connection, tenant_id: str, name: str) -> asyncpg.Record | None:
     return await conn.fetchrow(Q["insert_tenant"], tenant_id, name)
 

@@ -31,7 +31,7 @@ SET enable_hashjoin = off SET enable_mergejoin = off AS $$
            a.updated_at,
                b.pending_debits, b.pending_credits, b.posted_debits, b.posted_credits, b.lock_version
         FROM ledger_accounts a JOIN account_balances b ON b.account_id = a.id
-        WHERE a.id = wanted.id AND a.tenant_id = p_tenant
+        WHERE a.id = wanted.id AND a.tenant_id = p_tenant AND a.discarded_at IS NULL  -- a discarded one: not found
         LIMIT 1  -- an id is one account: the LIMIT only keeps the subquery a nested loop of probes
     ) a
     CROSS JOIN LATERAL ledger_balances(a.normal_balance, a.pending_debits, a.pending_credits, a.posted_debits,

@@ -44,6 +44,7 @@ DECLARE
     v_lock_wait double precision := 0;
     v_sync_only uuid[];
     v_headroom_low boolean;  -- an account past 2^62 or an entry past 2^40: ledger_headroom's exact check
+    v_discarded uuid;  -- an account discarded (0204) since the caller looked it up: not found
     v_failed boolean := false;
     v_result jsonb;
     v_entries jsonb := '[]';  -- the resulting balances of the entries applied now
@@ -106,10 +107,16 @@ BEGIN
     -- table by row-level security's tenant_id (ledger_accounts_ledger) and filtered every account of the tenant.
     v_apply := coalesce(p_apply_accounts, '{}');
     SELECT coalesce(array_agg(a.id) FILTER (WHERE a.sync_only AND a.id <> ALL(v_apply)), '{}'),
-           coalesce(bool_or(a.headroom_low), false) OR 1099511627776 < ANY(p_amounts)
-    INTO v_sync_only, v_headroom_low
+           coalesce(bool_or(a.headroom_low), false) OR 1099511627776 < ANY(p_amounts),
+           min(a.id::text) FILTER (WHERE a.discarded_at IS NOT NULL)::uuid
+    INTO v_sync_only, v_headroom_low, v_discarded
     FROM (SELECT DISTINCT unnest(p_accounts)) AS u(id)
-    CROSS JOIN LATERAL (SELECT l.id, l.sync_only, l.headroom_low FROM ledger_accounts l WHERE l.id = u.id LIMIT 1) a;
+    CROSS JOIN LATERAL (SELECT l.id, l.sync_only, l.headroom_low, l.discarded_at FROM ledger_accounts l
+                        WHERE l.id = u.id LIMIT 1) a;
+    IF v_discarded IS NOT NULL THEN
+        RAISE EXCEPTION 'ledger account % not found', v_discarded USING ERRCODE = 'LG015',
+            DETAIL = jsonb_build_object('ledger_account_id', v_discarded)::text;
+    END IF;
     -- No balance past the signed 64-bit range (before this posting's own effects are queued).
     IF v_headroom_low THEN
         PERFORM ledger_headroom(p_accounts, p_directions, p_amounts);

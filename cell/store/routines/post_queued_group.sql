@@ -40,9 +40,11 @@ BEGIN
     -- ledger_post's one read of the accounts, for the whole group: one primary-key probe per distinct account.
     IF 1099511627776 < ANY(p_amounts) OR EXISTS (
             SELECT 1 FROM (SELECT DISTINCT unnest(p_accounts)) AS u(id)
-            CROSS JOIN LATERAL (SELECT l.sync_only, l.headroom_low FROM ledger_accounts l WHERE l.id = u.id LIMIT 1) a
-            WHERE a.sync_only OR a.headroom_low) THEN
-        RAISE EXCEPTION 'an account applied now or near the 64-bit range' USING ERRCODE = 'LG014';
+            CROSS JOIN LATERAL (SELECT l.sync_only, l.headroom_low, l.discarded_at FROM ledger_accounts l
+                                WHERE l.id = u.id LIMIT 1) a
+            WHERE a.sync_only OR a.headroom_low OR a.discarded_at IS NOT NULL) THEN
+        -- (a discarded account, 0204: each posting alone, where ledger_post says which is not found)
+        RAISE EXCEPTION 'an account applied now, near the 64-bit range or discarded' USING ERRCODE = 'LG014';
     END IF;
 
     WITH p AS (

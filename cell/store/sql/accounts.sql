@@ -25,7 +25,7 @@ SELECT a.seq, a.id, a.ledger_id, a.name, a.description, a.normal_balance, a.curr
 FROM ledger_accounts a JOIN account_balances b ON b.account_id = a.id
 CROSS JOIN LATERAL ledger_balances(a.normal_balance, b.pending_debits, b.pending_credits, b.posted_debits,
                                    b.posted_credits) lb
-WHERE a.tenant_id = $1 AND a.id = $2
+WHERE a.tenant_id = $1 AND a.id = $2 AND a.discarded_at IS NULL
 
 -- name: account_ids_by_external_id
 -- At most one a ledger (ledger_accounts_external_id, 0203, whose first columns these are).
@@ -33,7 +33,7 @@ SELECT id FROM ledger_accounts WHERE tenant_id = $1 AND external_id = $2
 
 -- name: fetch_account_facts
 SELECT id, ledger_id, currency, currency_exponent, normal_balance FROM ledger_accounts
-WHERE tenant_id = $1 AND id = ANY($2::uuid[])
+WHERE tenant_id = $1 AND id = ANY($2::uuid[]) AND discarded_at IS NULL
 
 -- name: update_account
 UPDATE ledger_accounts SET name = coalesce($3, name),
@@ -84,6 +84,16 @@ FROM (SELECT a.seq, a.id, a.ledger_id, a.name, a.description, a.normal_balance, 
                  coalesce(sum(d_posted_debits), 0) AS od, coalesce(sum(d_posted_credits), 0) AS oc
           FROM balance_effects e WHERE e.account_id = a.id AND e.applied_at IS NULL
       ) u
-      WHERE a.tenant_id = $1 AND a.id = $2) s
+      WHERE a.tenant_id = $1 AND a.id = $2 AND a.discarded_at IS NULL) s
 CROSS JOIN LATERAL ledger_balances(s.normal_balance, s.pending_debits, s.pending_credits, s.posted_debits,
                                    s.posted_credits) lb
+
+-- name: account_has_entries
+-- Whether any entry was ever written to the account (ledger_entries_account_seq: one probe).
+SELECT EXISTS (SELECT 1 FROM ledger_entries WHERE ledger_account_id = $2 AND tenant_id = $1)
+
+-- name: discard_account
+-- 0204: a discarded account is not found from then on; its row stays (the audit chain covers it, a move copies it).
+UPDATE ledger_accounts SET discarded_at = now(), updated_at = now()
+WHERE tenant_id = $1 AND id = $2 AND discarded_at IS NULL
+RETURNING discarded_at, updated_at

@@ -71,7 +71,7 @@ FROM ledger_entries e WHERE e.transaction_id = ANY($1::uuid[])
 -- name: audit_account_rows
 SELECT a.id, a.tenant_id, a.ledger_id, a.name, a.description, a.normal_balance, a.currency,
        a.currency_exponent, a.metadata::text AS metadata, a.sync_only, a.external_id, a.ledgerable_type,
-       a.ledgerable_id, a.created_at, a.updated_at,
+       a.ledgerable_id, a.discarded_at, a.created_at, a.updated_at,
        a.audit_txid::text::bigint AS txid
 FROM ledger_accounts a WHERE a.id = ANY($1::uuid[])
 

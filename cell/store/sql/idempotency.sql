@@ -11,3 +11,11 @@ UPDATE idempotency_keys SET status_code = $3, response = $4 WHERE tenant_id = $1
 
 -- name: fence_tenant
 SELECT ledger_fence($1)
+
+-- name: fence_tenant_exclusive
+-- The fence's lock in its exclusive form (as a move's freeze takes it), waited for at most $2 (lock_timeout, this
+-- transaction): the tenant's writes in flight are waited out, and those that arrive wait for this transaction's
+-- commit; then the fence's checks of the tenant's state, as any write's.
+SELECT ledger_fence($1)
+FROM (SELECT set_config('lock_timeout', $2::text, true), pg_advisory_xact_lock(hashtextextended('tenant:' || $1, 0))
+      OFFSET 0) locked  -- the lock first (OFFSET 0: never flattened into the fence's call)

@@ -6,7 +6,7 @@ WITH b AS (
     FROM account_balances b JOIN ledger_accounts a ON a.id = b.account_id
     CROSS JOIN LATERAL ledger_balances(a.normal_balance, b.pending_debits, b.pending_credits, b.posted_debits,
                                        b.posted_credits) lb
-    WHERE b.account_id = $3 AND b.tenant_id = $2
+    WHERE b.account_id = $3 AND b.tenant_id = $2 AND a.discarded_at IS NULL
     FOR UPDATE OF b
 ), flag AS (
     UPDATE account_balances SET monitored = true FROM b WHERE account_balances.account_id = b.account_id

@@ -597,6 +597,25 @@ async def test_what_the_set_wise_routine_leaves_is_posted_one_call_a_posting_in_
         (2 * 5 - 1 if left == "sync_only_account" else 2 * 5)
 
 
+async def test_a_group_naming_an_account_deleted_elsewhere_fails_only_that_posting(api, rig, admin_conn):
+    """The rig remembers every card; one is deleted through another cell process (the API's): the set-wise routine
+    declines the group, the group's ledger_post calls refuse that posting, and each is then run alone."""
+    ledger_id, cards, settlement = await _cards(api, rig, 5)
+    r = await api.request("DELETE", f"/api/ledger_accounts/{cards[2]}")
+    assert r.status_code == 200, r.text
+    statements: list[str] = []
+    rig.before = _log_queries(statements)
+    answers = await asyncio.gather(*(rig.post(rig.body(ledger_id, card, settlement, 10 + i))
+                                     for i, card in enumerate(cards)), return_exceptions=True)
+    assert isinstance(answers[2], PostingRejected) and answers[2].code == "ledger_account_not_found", answers[2]
+    assert [json.loads(a)["status"] for i, a in enumerate(answers) if i != 2] == ["posted"] * 4
+    assert [q.split("(")[0] for q in statements if "ledger_post" in q][:2] == [
+        "SELECT ledger_post_queued_group", "SELECT ledger_post"]  # declined, then refused in the group
+    assert len(rig.statements) == 1 + 5  # the group, then each of its postings alone
+    assert await admin_conn.fetchval("SELECT count(*) FROM ledger_entries WHERE ledger_account_id = $1",
+                                     uuid.UUID(cards[2])) == 0
+
+
 async def test_a_bulk_requests_async_postings_are_written_set_wise_in_its_transaction(api, rig, admin_conn):
     """store.post_many (a bulk request's postings, in the request's one database transaction) writes async postings
     set-wise; one the routine declines (a sync-only account) goes one ledger_post call each, under a savepoint that

@@ -175,3 +175,39 @@ async def test_a_transaction_s_external_and_ledgerable_ids_are_updated_as_a_new_
     same = await client.ledger_transactions.update(first.id, external_id="order-2")  # nothing changes: no version
     assert same.updated_at == updated.updated_at
     assert len([v async for v in client.ledger_transactions.versions.list(ledger_transaction_id=first.id)]) == 2
+
+
+async def test_an_account_without_entries_is_deleted_and_then_not_found(mt):
+    client = await mt()
+    ledger = await client.ledgers.create(name="deletes")
+    cash, wallet = await _cash_and_wallet(client, ledger)
+    spare = await _account(client, ledger, "spare", "debit", external_id="spare-1")
+    await client.ledger_transactions.create(status="pending", ledger_entries=[
+        {"ledger_account_id": cash.id, "direction": "debit", "amount": 5},
+        {"ledger_account_id": wallet.id, "direction": "credit", "amount": 5}])
+
+    with pytest.raises(modern_treasury.UnprocessableEntityError) as caught:  # a history is never deleted
+        await client.ledger_accounts.delete(cash.id)
+    assert caught.value.body["code"] == "ledger_account_has_entries"
+    assert (await client.ledger_accounts.retrieve(cash.id)).balances.pending_balance.amount == 5
+
+    deleted = await client.ledger_accounts.delete(spare.id)
+    assert deleted.id == spare.id and deleted.discarded_at is not None and deleted.external_id == "spare-1"
+    with pytest.raises(modern_treasury.NotFoundError):
+        await client.ledger_accounts.retrieve(spare.id)
+    with pytest.raises(modern_treasury.NotFoundError):
+        await client.ledger_accounts.update(spare.id, description="back")
+    with pytest.raises(modern_treasury.NotFoundError):
+        await client.ledger_accounts.delete(spare.id)
+    assert [a.id async for a in client.ledger_accounts.list(ledger_id=ledger.id)] == [cash.id, wallet.id]
+    assert [a.id async for a in client.ledger_accounts.list(external_id="spare-1")] == []
+    with pytest.raises(modern_treasury.UnprocessableEntityError) as caught:  # the cell still remembers it
+        await client.ledger_transactions.create(status="posted", ledger_entries=[
+            {"ledger_account_id": spare.id, "direction": "debit", "amount": 5},
+            {"ledger_account_id": wallet.id, "direction": "credit", "amount": 5}])
+    assert caught.value.body["code"] == "ledger_account_not_found"
+    with pytest.raises(modern_treasury.UnprocessableEntityError) as caught:
+        await client.ledger_account_balance_monitors.create(ledger_account_id=spare.id, alert_condition={
+            "field": "posted_balance_amount", "operator": "less_than", "value": 0})
+    assert caught.value.body["code"] == "ledger_account_not_found"
+    assert (await client.ledger_accounts.retrieve(wallet.id)).balances.pending_balance.amount == 5

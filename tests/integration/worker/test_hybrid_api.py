@@ -4,6 +4,9 @@ and a posting that still succeeds while the SQS endpoint is down."""
 
 from __future__ import annotations
 
+import asyncio
+import uuid
+
 import pytest
 from litestar.testing import AsyncTestClient
 from worker_helpers import api_book, worker_settings
@@ -103,3 +106,29 @@ async def test_a_posting_succeeds_while_sqs_is_down_and_the_sweeper_applies_it(h
         assert (card["lock_version"], card["balances"]["posted_balance"]["amount"]) == (1, 450)
     async with hybrid_pool.acquire() as conn:
         assert await verify(conn, auth[0]) == []
+
+
+async def test_a_process_that_remembers_a_deleted_account_is_refused_by_the_database(
+        hybrid_database_url, hybrid_pool, sqs_queue, sqs_endpoint_url):
+    """Two cell processes: the one that created the account (and remembers it) posts after the other deleted it;
+    alone or in a group with others, the postings naming it are refused and the others written."""
+    async with await _client(hybrid_database_url, sqs_endpoint_url, sqs_queue.url) as here, \
+            await _client(hybrid_database_url, sqs_endpoint_url, sqs_queue.url) as there:
+        auth, ids = await api_book(here, hybrid_pool, "two", CARDS)
+        r = await here.post("/api/ledger_accounts", auth=auth, json={
+            "name": "fresh", "ledger_id": ids["ledger"], "normal_balance": "debit", "currency": "USD"})
+        fresh = r.json()["id"]
+        r = await there.delete(f"/api/ledger_accounts/{fresh}", auth=auth)
+        assert r.status_code == 200, r.text
+        r = await here.post("/api/ledger_transactions", auth=auth, json=_payment({**ids, "card": fresh}, 5))
+        assert r.status_code == 422 and r.json()["code"] == "ledger_account_not_found", r.text
+        answers = await asyncio.gather(*(here.post("/api/ledger_transactions", auth=auth, json=_payment(
+            {**ids, "card": fresh} if i == 2 else ids, 10 + i)) for i in range(6)))
+        assert [a.status_code for a in answers] == [201, 201, 422, 201, 201, 201], [a.text for a in answers]
+        assert answers[2].json()["code"] == "ledger_account_not_found"
+        r = await here.get(f"/api/ledger_accounts/{fresh}", auth=auth)
+        assert r.status_code == 404, r.text
+        async with hybrid_pool.acquire() as conn:
+            assert await conn.fetchval("SELECT count(*) FROM ledger_entries WHERE ledger_account_id = $1",
+                                       uuid.UUID(fresh)) == 0
+            assert await verify(conn, auth[0]) == []

@@ -35,12 +35,15 @@ def test_an_account_s_content_changes_with_what_it_says():
     account = {"tenant_id": "t", "id": uuid.UUID(int=2), "ledger_id": uuid.UUID(int=3), "name": "cash",
                "description": None, "normal_balance": "debit", "currency": "USD", "currency_exponent": 2,
                "metadata": "{}", "sync_only": False, "external_id": None, "ledgerable_type": None,
-               "ledgerable_id": None, "created_at": T, "updated_at": T}
+               "ledgerable_id": None, "discarded_at": None, "created_at": T, "updated_at": T}
     content = account_content(account)
     assert content != account_content({**account, "normal_balance": "credit"})
     assert content != account_content({**account, "external_id": "acct-1"})
     assert content != account_content({**account, "ledgerable_type": "counterparty", "ledgerable_id": "c-1"})
-    # Without the fields 0203 added, the content an account was sealed with before them (its hash then): a cell's
+    assert content != account_content({**account, "discarded_at": T})
+    assert account_content({**account, "external_id": "acct-1", "discarded_at": T}) != account_content(
+        {**account, "external_id": "acct-1"})
+    # Without the fields 0203 and 0204 added, the content an account was sealed with before them (its hash then): a cell's
     # accounts sealed before the upgrade still verify.
     assert hashlib.sha256(content).hexdigest() == "58cb116ebc80959e64cff8871b4f07162df56139a8149df2b6b4d47abdee3f8e"
 
