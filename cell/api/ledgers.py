@@ -1,8 +1,8 @@
-"""/api/ledgers: create, read, update, list."""
+"""/api/ledgers: create, read, update, delete, list."""
 
 from __future__ import annotations
 
-from litestar import Request, Response, get, patch, post
+from litestar import Request, Response, delete, get, patch, post
 from litestar.params import FromPath
 
 from cell.api import http
@@ -34,6 +34,14 @@ async def update_ledger(request: Request, ledger_id: FromPath[str]) -> Response:
                                                  parse_uuid(ledger_id, "ledger"), req))
 
 
+@delete("/api/ledgers/{ledger_id:str}", status_code=200, operation_class=documented(response=Ledger))
+async def delete_ledger(request: Request, ledger_id: FromPath[str]) -> Response:
+    """Discards a ledger without accounts or categories (422 ledger_not_empty otherwise): the answer is the ledger
+    with its discarded_at; from then on it is not found."""
+    return http.json(await ledgers.delete_ledger(http.context(request), http.tenant(request),
+                                                 parse_uuid(ledger_id, "ledger")))
+
+
 @get("/api/ledgers", operation_class=documented(response=Ledger, many=True, parameters=[
     METADATA, array_query("id", UUID, "Only these ledgers."),
     query("updated_at", operators(TIME), "updated_at[gte]=... and the like.", nested=True)]))
@@ -49,4 +57,4 @@ async def list_ledgers(request: Request) -> Response:
                                                 metadata=metadata, ids=ids, updated_at=updated_at))
 
 
-routes = [create_ledger, get_ledger, update_ledger, list_ledgers]
+routes = [create_ledger, get_ledger, update_ledger, delete_ledger, list_ledgers]

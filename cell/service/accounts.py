@@ -7,16 +7,15 @@ import uuid
 from datetime import datetime
 
 import asyncpg
-import msgspec
 from msgspec import UNSET
 
 from cell.ledger.commands import AccountCreate, AccountUpdate, currency_exponent
-from cell.ledger.errors import InvalidRequest, LockTimeout, NotFound, PostingRejected
+from cell.ledger.errors import InvalidRequest, NotFound, PostingRejected
 from cell.ledger.models import Account, IdemKey
 from cell.service import categories, events, views
 from cell.service.common import Page, merge_metadata, seq_page, unchanged
 from cell.service.context import CellContext
-from cell.service.ledgers import create_idempotently
+from cell.service.ledgers import create_idempotently, discard_exclusively
 from cell.store import accounts as store
 from cell.store import ledgers as store_ledgers
 from cell.store import tenants as store_tenants
@@ -52,9 +51,6 @@ class BalanceQuery:
 
 
 CURRENT = BalanceQuery()
-# How long a delete waits for the tenant's writes in flight (the fence's exclusive lock): the tenant's later writes
-# wait behind it meanwhile, so it stays short; past it, 503 lock_timeout and nothing done.
-DISCARD_WAIT_MS = 250
 
 
 async def _account(conn: asyncpg.Connection, tenant_id: str, account_id, q: BalanceQuery = CURRENT
@@ -146,27 +142,12 @@ async def delete_account(ctx: CellContext, tenant_id: str, account_id: uuid.UUID
     the tenant's fence taken exclusively: a posting in flight that names the account is waited out (its entries are
     then seen, and the delete refused), and one after it finds the account discarded (ledger_post reads its
     accounts after its fence; a process that remembers the account is told by ledger_post, LG015)."""
-    async def work(conn: asyncpg.Connection) -> views.LedgerAccount:
-        async with conn.transaction():
-            await store_tenants.fence_exclusive(conn, tenant_id, DISCARD_WAIT_MS)
-            current = await store.fetch(conn, tenant_id, account_id)
-            if current is None:
-                raise NotFound(f"ledger account {account_id} not found")
-            if await store.has_entries(conn, tenant_id, account_id):
-                raise PostingRejected(f"ledger account {account_id} has entries: an account with a history is "
-                                      "never deleted", "ledger_account_has_entries")
-            stamp = await store.discard(conn, tenant_id, account_id)
-            view = msgspec.structs.replace(views.account(current), discarded_at=views.utc(stamp["discarded_at"]),
-                                           updated_at=views.utc(stamp["updated_at"]))
-            await events.emit(ctx, conn, tenant_id, "ledger_account", "ledger_account.deleted", view)
-        ctx.cache.forget(tenant_id, str(account_id))
-        return view
-
-    try:
-        return await ctx.run(work)
-    except LockTimeout:
-        raise LockTimeout(f"the tenant's writes in flight did not finish within {DISCARD_WAIT_MS} ms; nothing was "
-                          "deleted, retry shortly") from None
+    view = await discard_exclusively(
+        ctx, tenant_id, account_id, resource="ledger_account", fetch=store.fetch, held=store.has_entries,
+        refusal=PostingRejected(f"ledger account {account_id} has entries: an account with a history is never "
+                                "deleted", "ledger_account_has_entries"), discard=store.discard, render=views.account)
+    ctx.cache.forget(tenant_id, str(account_id))
+    return view
 
 
 async def list_accounts(ctx: CellContext, tenant_id: str, *, after_cursor: str | None, per_page: int,

@@ -58,6 +58,9 @@ class AccountCache:
     def forget(self, tenant_id: str, account_id: str) -> None:
         self._items.pop((tenant_id, account_id), None)
 
+    def forget_ledger(self, tenant_id: str, ledger_id: str) -> None:
+        self._ledgers.pop((tenant_id, ledger_id), None)
+
     def remember(self, tenant_id: str, acc: Account) -> None:
         self._items[(tenant_id, acc.id)] = acc
         if len(self._items) > self.size_max:

@@ -1,4 +1,5 @@
-"""Use cases of ledgers: create (idempotent), read, update, list; each change with its event."""
+"""Use cases of ledgers: create (idempotent), read, update, delete (discard), list; each change with its event; a
+change no write of the tenant may straddle (a delete), under the tenant's fence taken exclusively."""
 
 from __future__ import annotations
 
@@ -6,10 +7,11 @@ import uuid
 from typing import Awaitable, Callable, TypeVar
 
 import asyncpg
+import msgspec
 from msgspec import UNSET
 
 from cell.ledger.commands import LedgerCreate, LedgerUpdate
-from cell.ledger.errors import NotFound
+from cell.ledger.errors import LockTimeout, NotFound, PostingRejected
 from cell.ledger.models import IdemKey
 from cell.service import events, views
 from cell.service.common import Page, merge_metadata, seq_page, unchanged
@@ -20,6 +22,39 @@ from cell.store import ledgers as store
 from cell.store import tenants as store_tenants
 
 T = TypeVar("T")
+# How long a change under the tenant's exclusive fence waits for the tenant's writes in flight: the tenant's later
+# writes wait behind it meanwhile, so it stays short; past it, 503 lock_timeout and nothing done.
+EXCLUSIVE_WAIT_MS = 250
+
+
+async def discard_exclusively(ctx: CellContext, tenant_id: str, resource_id: uuid.UUID, *, resource: str,
+                              fetch: Callable, held: Callable, refusal: PostingRejected, discard: Callable,
+                              render: Callable[[asyncpg.Record], T]) -> T:
+    """A delete: the resource discarded in one transaction under the tenant's fence taken exclusively (as a move's
+    freeze takes it), so that every write of the tenant in flight has committed or failed before it and every later
+    one starts after its commit (each reads what it checks after its own fence: ledger_post, routines/post.sql).
+    Its row by `fetch` (None: 404), refused with `refusal` while `held`, its discarded_at and updated_at set by
+    `discard` (store functions of (conn, tenant, id)); the answer is `render(row)` with them, also the data of its
+    `<resource>.deleted` event."""
+    async def work(conn: asyncpg.Connection) -> T:
+        async with conn.transaction():
+            await store_tenants.fence_exclusive(conn, tenant_id, EXCLUSIVE_WAIT_MS)
+            current = await fetch(conn, tenant_id, resource_id)
+            if current is None:
+                raise NotFound(f"{resource.replace('_', ' ')} {resource_id} not found")
+            if await held(conn, tenant_id, resource_id):
+                raise refusal
+            stamp = await discard(conn, tenant_id, resource_id)
+            view = msgspec.structs.replace(render(current), discarded_at=views.utc(stamp["discarded_at"]),
+                                           updated_at=views.utc(stamp["updated_at"]))
+            await events.emit(ctx, conn, tenant_id, resource, f"{resource}.deleted", view)
+            return view
+
+    try:
+        return await ctx.run(work)
+    except LockTimeout:
+        raise LockTimeout(f"the tenant's writes in flight did not finish within {EXCLUSIVE_WAIT_MS} ms; nothing "
+                          "was deleted, retry shortly") from None
 
 
 async def create_idempotently(ctx: CellContext, tenant_id: str, idem: IdemKey | None, resource_type: str,
@@ -87,6 +122,17 @@ async def update_ledger(ctx: CellContext, tenant_id: str, ledger_id: uuid.UUID, 
         return view
 
     return await ctx.run(work)
+
+
+async def delete_ledger(ctx: CellContext, tenant_id: str, ledger_id: uuid.UUID) -> views.Ledger:
+    """Discards a ledger that holds no account or category (but discarded ones): from then on it is not found, and
+    no account or category is created in it (their creations read it after their fence)."""
+    view = await discard_exclusively(
+        ctx, tenant_id, ledger_id, resource="ledger", fetch=store.fetch, held=store.holds_anything,
+        refusal=PostingRejected(f"ledger {ledger_id} holds accounts or categories: delete them first",
+                                "ledger_not_empty"), discard=store.discard, render=views.ledger)
+    ctx.cache.forget_ledger(tenant_id, str(ledger_id))
+    return view
 
 
 async def list_ledgers(ctx: CellContext, tenant_id: str, *, after_cursor: str | None, per_page: int,

@@ -51,6 +51,7 @@ class Ledger(Shape):
     name: str
     description: str | None
     metadata: dict[str, str]
+    discarded_at: Timestamp | None  # set in a delete's answer only: a discarded ledger is not found (0205)
     created_at: Timestamp
     updated_at: Timestamp
 
@@ -283,7 +284,8 @@ def balances(row, currency: str, exponent: int, kind: type[Balances] = Balances,
 
 def ledger(row) -> Ledger:
     return Ledger(id=row["id"], object="ledger", live_mode=True, name=row["name"], description=row["description"],
-                  metadata=row["metadata"], created_at=utc(row["created_at"]), updated_at=utc(row["updated_at"]))
+                  metadata=row["metadata"], discarded_at=None, created_at=utc(row["created_at"]),
+                  updated_at=utc(row["updated_at"]))
 
 
 def account(row, sums=None, lock_version: int | None = None, lower: datetime | None = None,

@@ -1,4 +1,4 @@
-"""Ledgers' SQL, wrapped once: insert, fetch, exists, update, list."""
+"""Ledgers' SQL, wrapped once: insert, fetch, exists, update, discard, list."""
 
 from __future__ import annotations
 
@@ -23,6 +23,15 @@ async def exists(conn: asyncpg.Connection | asyncpg.Pool, tenant_id: str, ledger
     return await conn.fetchval(Q["fetch_ledger_exists"], tenant_id, ledger_id) is not None
 
 
+async def holds_anything(conn: asyncpg.Connection, tenant_id: str, ledger_id) -> bool:
+    return await conn.fetchval(Q["ledger_holds_anything"], tenant_id, ledger_id)
+
+
+async def discard(conn: asyncpg.Connection, tenant_id: str, ledger_id) -> asyncpg.Record | None:
+    """Its discarded_at and updated_at; None when it is discarded already."""
+    return await conn.fetchrow(Q["discard_ledger"], tenant_id, ledger_id)
+
+
 async def update(conn: asyncpg.Connection, tenant_id: str, ledger_id, *, name: str | None, description_set: bool,
                  description: str | None, metadata: dict | None) -> asyncpg.Record | None:
     return await conn.fetchrow(Q["update_ledger"], tenant_id, ledger_id, name, description_set, description, metadata)
@@ -34,6 +43,7 @@ async def list_page(conn: asyncpg.Connection, tenant_id: str, *, after_seq: int,
     w = Where(tenant_id)
     source = own_rows("ledgers", [f"id = ANY({w.bind(list(ids))}::uuid[])"] if ids else [])
     w.add("l.seq > {}", after_seq)
+    w.clauses.append("l.discarded_at IS NULL")  # a discarded ledger (0205) is not found
     if metadata:
         w.add("l.metadata @> {}::jsonb", metadata)
     for op, value in updated_at:

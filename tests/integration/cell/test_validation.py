@@ -250,8 +250,9 @@ async def test_json_with_parameters_and_an_empty_body_without_a_type_are_accepte
 
 @pytest.mark.parametrize("path, methods", [
     ("/api/ledgers", {"GET", "POST", "OPTIONS"}),
-    ("/api/ledgers/{id}", {"GET", "PATCH", "OPTIONS"}),
+    ("/api/ledgers/{id}", {"GET", "PATCH", "DELETE", "OPTIONS"}),
     ("/api/ledger_accounts", {"GET", "POST", "OPTIONS"}),
+    ("/api/ledger_accounts/{id}", {"GET", "PATCH", "DELETE", "OPTIONS"}),
     ("/api/ledger_transactions/{id}", {"GET", "PATCH", "OPTIONS"}),
     ("/api/ledger_transactions/{id}/reversal", {"POST", "OPTIONS"}),
     ("/api/ledger_entries", {"GET", "OPTIONS"}),

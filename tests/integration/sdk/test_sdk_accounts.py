@@ -19,6 +19,13 @@ async def _cash_and_wallet(client, ledger):
     return await _account(client, ledger, "cash", "debit"), await _account(client, ledger, "wallet", "credit")
 
 
+async def _not_found_any_more(resource, resource_id: str, **update) -> None:
+    """A deleted resource: retrieved, updated or deleted again, 404."""
+    for call in (resource.retrieve, lambda i: resource.update(i, **update), resource.delete):
+        with pytest.raises(modern_treasury.NotFoundError):
+            await call(resource_id)
+
+
 def _at(day: int, hour: int = 12) -> datetime:
     return datetime(2024, 5, day, hour, tzinfo=timezone.utc)
 
@@ -193,12 +200,7 @@ async def test_an_account_without_entries_is_deleted_and_then_not_found(mt):
 
     deleted = await client.ledger_accounts.delete(spare.id)
     assert deleted.id == spare.id and deleted.discarded_at is not None and deleted.external_id == "spare-1"
-    with pytest.raises(modern_treasury.NotFoundError):
-        await client.ledger_accounts.retrieve(spare.id)
-    with pytest.raises(modern_treasury.NotFoundError):
-        await client.ledger_accounts.update(spare.id, description="back")
-    with pytest.raises(modern_treasury.NotFoundError):
-        await client.ledger_accounts.delete(spare.id)
+    await _not_found_any_more(client.ledger_accounts, spare.id, description="back")
     assert [a.id async for a in client.ledger_accounts.list(ledger_id=ledger.id)] == [cash.id, wallet.id]
     assert [a.id async for a in client.ledger_accounts.list(external_id="spare-1")] == []
     with pytest.raises(modern_treasury.UnprocessableEntityError) as caught:  # the cell still remembers it
@@ -211,3 +213,28 @@ async def test_an_account_without_entries_is_deleted_and_then_not_found(mt):
             "field": "posted_balance_amount", "operator": "less_than", "value": 0})
     assert caught.value.body["code"] == "ledger_account_not_found"
     assert (await client.ledger_accounts.retrieve(wallet.id)).balances.pending_balance.amount == 5
+
+
+async def test_a_ledger_without_accounts_or_categories_is_deleted_and_then_not_found(mt):
+    client = await mt()
+    ledger = await client.ledgers.create(name="short-lived")
+    account = await _account(client, ledger, "only", "debit")
+    category = await client.ledger_account_categories.create(name="all", ledger_id=ledger.id, currency="USD",
+                                                             normal_balance="debit")
+    for held in (account, category):
+        with pytest.raises(modern_treasury.UnprocessableEntityError) as caught:
+            await client.ledgers.delete(ledger.id)
+        assert caught.value.body["code"] == "ledger_not_empty"
+        await (client.ledger_accounts if held is account else client.ledger_account_categories).delete(held.id)
+    assert ledger.discarded_at is None
+    deleted = await client.ledgers.delete(ledger.id)
+    assert deleted.id == ledger.id and deleted.discarded_at is not None
+    await _not_found_any_more(client.ledgers, ledger.id, name="again")
+    assert ledger.id not in [x.id async for x in client.ledgers.list()]
+    with pytest.raises(modern_treasury.UnprocessableEntityError) as caught:
+        await _account(client, ledger, "late", "debit")
+    assert caught.value.body["code"] == "ledger_not_found"
+    with pytest.raises(modern_treasury.UnprocessableEntityError) as caught:
+        await client.ledger_account_categories.create(name="late", ledger_id=ledger.id, currency="USD",
+                                                      normal_balance="debit")
+    assert caught.value.body["code"] == "ledger_not_found"
