@@ -28,7 +28,7 @@ BEGIN
     SELECT array_agg(b.account_id ORDER BY b.account_id), array_agg(b.tenant_id ORDER BY b.account_id)
     INTO v_ids, v_tenants FROM account_balances b WHERE b.account_id = ANY(p_accounts);
     FOREACH v_tenant IN ARRAY coalesce(ARRAY(SELECT DISTINCT t FROM unnest(v_tenants) t ORDER BY 1), '{}') LOOP
-        PERFORM pg_advisory_xact_lock_shared(hashtextextended('tenant:' || v_tenant, 0));
+        PERFORM pg_advisory_xact_lock_shared(ledger_fence_key(v_tenant));
     END LOOP;
     p_accounts := ARRAY(SELECT u.id FROM unnest(v_ids, v_tenants) u(id, tenant_id)
                         WHERE u.tenant_id = ANY(ARRAY(SELECT t.id FROM tenants t

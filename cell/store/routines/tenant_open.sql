@@ -5,6 +5,6 @@
 -- target's workers do it again (at least once).
 CREATE OR REPLACE FUNCTION ledger_tenant_open(p_tenant text) RETURNS boolean LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM pg_advisory_xact_lock_shared(hashtextextended('tenant:' || p_tenant, 0));
+    PERFORM pg_advisory_xact_lock_shared(ledger_fence_key(p_tenant));
     RETURN EXISTS (SELECT 1 FROM tenants WHERE id = p_tenant AND state = 'active');
 END $$;

@@ -17,5 +17,4 @@ SELECT ledger_fence($1)
 -- transaction): the tenant's writes in flight are waited out, and those that arrive wait for this transaction's
 -- commit; then the fence's checks of the tenant's state, as any write's.
 SELECT ledger_fence($1)
-FROM (SELECT set_config('lock_timeout', $2::text, true), pg_advisory_xact_lock(hashtextextended('tenant:' || $1, 0))
-      OFFSET 0) locked  -- the lock first (OFFSET 0: never flattened into the fence's call)
+FROM (SELECT set_config('lock_timeout', $2::text, true), pg_advisory_xact_lock(ledger_fence_key($1)) OFFSET 0) locked  -- the lock first (OFFSET 0: never flattened into the fence's call)
