@@ -514,13 +514,14 @@ WHERE b.tenant_id = $1 AND ($2::uuid[] IS NULL OR b.account_id = ANY($2::uuid[])
 
 TARGET_FROM_ENTRIES = """
 SELECT a.id AS account_id,
-       coalesce(sum(e.amount) FILTER (WHERE e.direction = 'debit' AND t.status <> 'archived'), 0) AS pd,
-       coalesce(sum(e.amount) FILTER (WHERE e.direction = 'credit' AND t.status <> 'archived'), 0) AS pc,
-       coalesce(sum(e.amount) FILTER (WHERE e.direction = 'debit' AND t.status = 'posted'), 0) AS od,
-       coalesce(sum(e.amount) FILTER (WHERE e.direction = 'credit' AND t.status = 'posted'), 0) AS oc
+       coalesce(sum(e.amount) FILTER (WHERE e.direction = 'debit' AND s.status <> 'archived'), 0) AS pd,
+       coalesce(sum(e.amount) FILTER (WHERE e.direction = 'credit' AND s.status <> 'archived'), 0) AS pc,
+       coalesce(sum(e.amount) FILTER (WHERE e.direction = 'debit' AND s.status = 'posted'), 0) AS od,
+       coalesce(sum(e.amount) FILTER (WHERE e.direction = 'credit' AND s.status = 'posted'), 0) AS oc
 FROM ledger_accounts a
 LEFT JOIN ledger_entries e ON e.ledger_account_id = a.id
 LEFT JOIN ledger_transactions t ON t.id = e.transaction_id
+LEFT JOIN LATERAL (SELECT ledger_entry_status(e.version, t.entries_version, t.status) AS status) s ON true
 WHERE a.tenant_id = $1 AND ($2::uuid[] IS NULL OR a.id = ANY($2::uuid[])) GROUP BY a.id"""
 
 
@@ -619,14 +620,15 @@ WHERE a.tenant_id = $1 AND a.id = ANY($2::uuid[])"""
 # entry and its transaction's status count for (nothing at all for a transaction archived on a lock failure).
 ENTRY_EFFECTS_OF = """
 SELECT e.id, e.transaction_id FROM ledger_entries e JOIN ledger_transactions t ON t.id = e.transaction_id
+CROSS JOIN LATERAL (SELECT ledger_entry_status(e.version, t.entries_version, t.status) AS status) s
 LEFT JOIN balance_effects f ON f.entry_id = e.id
 WHERE e.tenant_id = $1 AND e.transaction_id = ANY($2::uuid[])
-GROUP BY e.id, e.transaction_id, e.direction, e.amount, t.status, t.archived_reason
+GROUP BY e.id, e.transaction_id, e.direction, e.amount, s.status, t.archived_reason
 HAVING CASE WHEN t.archived_reason = 'balance_lock_failure' THEN count(f.*) <> 0 ELSE
-    coalesce(sum(f.d_pending_debits), 0) <> CASE WHEN e.direction = 'debit' AND t.status <> 'archived' THEN e.amount ELSE 0 END
- OR coalesce(sum(f.d_pending_credits), 0) <> CASE WHEN e.direction = 'credit' AND t.status <> 'archived' THEN e.amount ELSE 0 END
- OR coalesce(sum(f.d_posted_debits), 0) <> CASE WHEN e.direction = 'debit' AND t.status = 'posted' THEN e.amount ELSE 0 END
- OR coalesce(sum(f.d_posted_credits), 0) <> CASE WHEN e.direction = 'credit' AND t.status = 'posted' THEN e.amount ELSE 0 END
+    coalesce(sum(f.d_pending_debits), 0) <> CASE WHEN e.direction = 'debit' AND s.status <> 'archived' THEN e.amount ELSE 0 END
+ OR coalesce(sum(f.d_pending_credits), 0) <> CASE WHEN e.direction = 'credit' AND s.status <> 'archived' THEN e.amount ELSE 0 END
+ OR coalesce(sum(f.d_posted_debits), 0) <> CASE WHEN e.direction = 'debit' AND s.status = 'posted' THEN e.amount ELSE 0 END
+ OR coalesce(sum(f.d_posted_credits), 0) <> CASE WHEN e.direction = 'credit' AND s.status = 'posted' THEN e.amount ELSE 0 END
 END"""
 
 UNBALANCED_OF = """

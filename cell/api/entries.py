@@ -64,7 +64,9 @@ async def update_entry(request: Request, entry_id: FromPath[str]) -> Response:
     query("amount", operators({"type": "integer", "minimum": 0, "maximum": AMOUNT_VERSION_MAX}),
           "amount[gte]=n and the like.", nested=True),
     METADATA,
-    query("show_deleted", {"type": "boolean"}, "Accepted for the SDK; no entry is ever deleted here."),
+    query("show_deleted", {"type": "boolean"},
+          "Also the entries discarded when a pending transaction's entries were replaced (archived, with "
+          "discarded_at)."),
     ORDER_BY,
     SHOW_BALANCES]))
 async def list_entries(request: Request) -> Response:
@@ -91,7 +93,7 @@ async def list_entries(request: Request) -> Response:
         "statement_id": q.take_uuid("ledger_account_statement_id"),
         "settlement_id": q.take_uuid("ledger_account_settlement_id"),
     }
-    q.take_bool("show_deleted")  # entries are insert-only: there are no deleted ones to show
+    filters["show_deleted"] = bool(q.take_bool("show_deleted"))
     show = q.take_bool("show_balances")
     q.done()
     return http.page(await entries.list_entries(

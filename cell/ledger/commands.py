@@ -198,6 +198,19 @@ def midnight_utc(day: date) -> datetime:
     return datetime.combine(day, time(0), tzinfo=timezone.utc)
 
 
+def agreed_effective_at(effective_at, entries: list[EntryCreate]):
+    """A transaction's effective time given its entries' own (entries of one transaction are effective at one
+    instant): theirs when it gives none (`effective_at` None or UNSET, returned as is when they give none either);
+    one of theirs that differs from it is refused."""
+    given = {e.effective_at for e in entries if e.effective_at is not None}
+    if (effective_at is None or effective_at is UNSET) and len(given) == 1:
+        return given.pop()
+    if any(at != effective_at for at in given):
+        raise InvalidRequest("every ledger_entries[].effective_at must be the transaction's effective_at",
+                             "entry_effective_at_mismatch")
+    return effective_at
+
+
 class TransactionCreate(Strict):
     """A new ledger transaction. Without `ledger_id` the ledger is the entries' accounts' (Modern Treasury's SDK
     never sends one). `effective_date` (midnight UTC) may stand for `effective_at`; both given must agree; so
@@ -225,25 +238,30 @@ class TransactionCreate(Strict):
             elif self.effective_at.astimezone(timezone.utc).date() != self.effective_date:
                 raise InvalidRequest("effective_date must be the (UTC) date of effective_at",
                                      "effective_date_mismatch")
-        given = {e.effective_at for e in self.ledger_entries if e.effective_at is not None}
-        if self.effective_at is None and len(given) == 1:
-            self.effective_at = given.pop()
-        if any(at != self.effective_at for at in given):
-            raise InvalidRequest("every ledger_entries[].effective_at must be the transaction's effective_at",
-                                 "entry_effective_at_mismatch")
+        self.effective_at = agreed_effective_at(self.effective_at, self.ledger_entries)
         if (self.ledgerable_type is None) != (self.ledgerable_id is None):
             raise InvalidRequest("ledgerable_type and ledgerable_id go together", "invalid_request")
 
 
 class TransactionUpdate(Strict):
+    """A PATCH of a transaction. `ledger_entries` and `effective_at` change a pending transaction only: its entries
+    are replaced (the old ones discarded), the same ones again at the new time when only `effective_at` is given;
+    the entries' own `effective_at` must agree with it, and stand for it when it is not given."""
+
     status: Literal["pending", "posted", "archived"] | UnsetType = UNSET
     description: Text | None | UnsetType = UNSET
     metadata: Metadata | UnsetType = UNSET
     external_id: ExternalId | UnsetType = UNSET
     ledgerable_type: LedgerableType | UnsetType = UNSET
     ledgerable_id: ExternalId | UnsetType = UNSET
+    effective_at: Timestamp | UnsetType = UNSET
+    ledger_entries: Annotated[list[EntryCreate], Meta(min_length=1, max_length=ENTRIES_SCHEMA_MAX)] | UnsetType = UNSET
 
     def __post_init__(self) -> None:
+        if self.effective_at is not UNSET:
+            check_timestamp("effective_at", self.effective_at)
+        if self.ledger_entries is not UNSET:
+            self.effective_at = agreed_effective_at(self.effective_at, self.ledger_entries)
         if (self.ledgerable_type is UNSET) != (self.ledgerable_id is UNSET):
             raise InvalidRequest("ledgerable_type and ledgerable_id go together", "invalid_request")
 

@@ -79,6 +79,8 @@ def data_of(resource: str, event_name: str, data, facts, event_time: datetime) -
         if event_name == TRANSACTION_CREATED:
             view = views.stamp_post(view, event_time, {r["id"]: r for r in facts.get("entries", [])},
                                     facts.get("archived_reason"))
+        elif "updated_at" in facts:  # a pending transaction's entries replaced (ledger_replace_entries' answer)
+            view = views.stamp_replace(view, event_time, {r["id"]: r for r in facts["entries"]})
         else:
             view = views.stamp_update(view, event_time)
         return msgspec.to_builtins(view)

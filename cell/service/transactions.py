@@ -375,15 +375,59 @@ async def get_transaction(ctx: CellContext, tenant_id: str, txn_id: uuid.UUID) -
     return await ctx.run(lambda conn: _transaction(conn, tenant_id, txn_id))
 
 
+async def _replace_entries(ctx: CellContext, conn: asyncpg.Connection, tenant_id: str, cmd: TransactionUpdate,
+                           current: TransactionState, version: int, view: views.LedgerTransaction) -> list[str]:
+    """A pending transaction's entries replaced (PATCH `ledger_entries`, or `effective_at` alone: the same entries
+    again at the new time), inside the caller's database transaction: the old ones discarded, the new ones written
+    as the next version (`ledger_replace_entries`, which says whether it is still pending under the row lock).
+    Returns the accounts of the old and new entries (to nudge after the commit); [] when nothing changes."""
+    effective_at = current.effective_at if cmd.effective_at is UNSET else views.utc(cmd.effective_at)
+    if cmd.ledger_entries is UNSET:
+        if effective_at == current.effective_at:
+            return []
+        entries = [EntryRequest(uuid_text(e.ledger_account_id), e.direction, e.amount, metadata=e.metadata)
+                   for e in view.ledger_entries]
+    else:
+        entries = [_entry_request(e) for e in cmd.ledger_entries]
+    if current.status != "pending":
+        raise PostingRejected(f"only a pending ledger transaction's entries or effective_at can change; "
+                              f"this one is {current.status}", "invalid_status_transition")
+    await _refuse_settlement_transaction(conn, tenant_id, current.id)
+    accounts = await ctx.cache.accounts(conn, tenant_id, sorted({e.ledger_account_id for e in entries}))
+    rejection = validate_posting(str(current.ledger_id), entries, accounts, ctx.settings.entries_per_transaction_max)
+    if rejection is not None:
+        count_posting(rejection.code)
+        raise PostingRejected(rejection.detail, rejection.code)
+    state = msgspec.structs.replace(current, effective_at=effective_at, ledger_entries=[
+        VersionEntry(entry_id, account_uuid(e.ledger_account_id), e.direction, e.amount)
+        for entry_id, e in zip(new_ids(len(entries)), entries)])
+    posting = Posting(tenant_id=tenant_id, state=state, entries=entries,
+                      apply_accounts=accounts_to_apply(entries, ctx.settings.posting_mode))
+    drafts = None
+    if ctx.settings.events_enabled:  # rendered now, written by ledger_replace_entries in its transaction
+        changed = msgspec.structs.replace(view, effective_at=effective_at, effective_date=effective_at.date(),
+                                          ledger_entries=_unstamped(posting, accounts).ledger_entries,
+                                          version=view.version + 1)
+        drafts = [events.transaction_event("ledger_transaction.updated", changed)]
+    result = await store.replace_entries(conn, posting, expected_version=version,
+                                         apply_all=ctx.settings.posting_mode == "sync", events=drafts)
+    if result.lock_wait_s:
+        SYNC_LOCK_WAIT_SECONDS.observe(result.lock_wait_s)
+    count_posting("entries_replaced")
+    return sorted({uuid_text(e.ledger_account_id) for e in view.ledger_entries}
+                  | {e.ledger_account_id for e in entries})
+
+
 async def update_transaction(ctx: CellContext, tenant_id: str, txn_id: uuid.UUID,
                              cmd: TransactionUpdate) -> views.LedgerTransaction:
     """Status (pending -> posted | archived, checked by `ledger_transition`), description, metadata, external and
-    ledgerable ids (an external id is unique among the ledger's transactions not archived). A concurrent
+    ledgerable ids (an external id is unique among the ledger's transactions not archived), and a pending one's
+    entries and effective time (`_replace_entries`, first, in one database transaction with the rest). A concurrent
     change is a version conflict: ctx.run runs `work` again, which re-reads the transaction. A PATCH that changes
     nothing writes nothing (no version, updated_at kept): so identical PATCHes racing make one version, not many."""
 
-    async def work(conn: asyncpg.Connection) -> tuple[TransactionState, str | None]:
-        current, version, view = await _state_and_view(conn, tenant_id, txn_id)
+    async def change(conn: asyncpg.Connection, current: TransactionState, version: int,
+                     view: views.LedgerTransaction) -> tuple[TransactionState, str | None]:
         status = None if cmd.status is UNSET or cmd.status == current.status else cmd.status
         metadata = merge_metadata(current.metadata, cmd.metadata, ctx.settings.metadata_keys_max)
         if metadata == current.metadata:
@@ -419,11 +463,23 @@ async def update_transaction(ctx: CellContext, tenant_id: str, txn_id: uuid.UUID
             SYNC_LOCK_WAIT_SECONDS.observe(result.lock_wait_s)
         return current, status
 
-    current, status = await ctx.run(work)
+    async def work(conn: asyncpg.Connection) -> tuple[TransactionState, str | None, list[str]]:
+        current, version, view = await _state_and_view(conn, tenant_id, txn_id)
+        if cmd.ledger_entries is UNSET and cmd.effective_at is UNSET:
+            return *await change(conn, current, version, view), []
+        async with conn.transaction():
+            replaced = await _replace_entries(ctx, conn, tenant_id, cmd, current, version, view)
+            if replaced:
+                current, version, view = await _state_and_view(conn, tenant_id, txn_id)
+            return *await change(conn, current, version, view), replaced
+
+    current, status, replaced = await ctx.run(work)
     if status is not None:
         count_posting(status)
-        if ctx.settings.posting_mode != "sync":
-            await ctx.nudger.nudge(tenant_id, sorted({str(e.ledger_account_id) for e in current.ledger_entries}))
+    if ctx.settings.posting_mode != "sync":
+        touched = set(replaced) | ({str(e.ledger_account_id) for e in current.ledger_entries} if status else set())
+        if touched:
+            await ctx.nudger.nudge(tenant_id, sorted(touched))
     return await get_transaction(ctx, tenant_id, txn_id)
 
 

@@ -321,7 +321,7 @@ def entry(row, show_balances: bool) -> LedgerEntry:
         resulting = balances(row, row["currency"], row["currency_exponent"])
     return LedgerEntry(
         id=row["id"], object="ledger_entry", live_mode=True, amount=row["amount"], amount_string=str(row["amount"]),
-        direction=row["direction"], metadata=row["metadata"], discarded_at=None,
+        direction=row["direction"], metadata=row["metadata"], discarded_at=_utc_or_none(row.get("discarded_at")),
         status=row["status"], ledger_account_id=row["ledger_account_id"],
         ledger_account_lock_version=row["lock_version"], ledger_account_currency=row["currency"],
         ledger_account_currency_exponent=row["currency_exponent"], ledger_transaction_id=row["transaction_id"],
@@ -406,19 +406,34 @@ def stamp_post(view: LedgerTransaction, at: datetime, applied: dict[str, dict], 
     shown for the entry ids in `show`), archived instead when a balance lock failed (`archived_reason`)."""
     at = utc(at)
     status = "archived" if archived_reason else view.status
-    entries = []
-    for e in view.ledger_entries:
+    entries = _written(view.ledger_entries, at, status, applied, show)
+    return msgspec.structs.replace(
+        view, status=status, ledger_entries=entries, created_at=at, updated_at=at,
+        posted_at=at if status == "posted" else None, archived_at=at if status == "archived" else None,
+        archived_reason=archived_reason)
+
+
+def _written(entries: list[LedgerEntry], at: datetime, status: str, applied: dict[str, dict],
+             show: frozenset = frozenset()) -> list[LedgerEntry]:
+    """Entries rendered before their routine wrote them, as written at `at` (`applied`: stamp_post's)."""
+    written = []
+    for e in entries:
         r = applied.get(str(e.id)) if applied else None  # an async posting applies nothing now: no id to format
-        entries.append(msgspec.structs.replace(
+        written.append(msgspec.structs.replace(
             e, status=status, created_at=at, updated_at=at,
             ledger_account_lock_version=r["lock_version"] if r else None,
             resulting_ledger_account_balances=(balances(r, e.ledger_account_currency,
                                                         e.ledger_account_currency_exponent)
                                                if r and e.id in show else None)))
-    return msgspec.structs.replace(
-        view, status=status, ledger_entries=entries, created_at=at, updated_at=at,
-        posted_at=at if status == "posted" else None, archived_at=at if status == "archived" else None,
-        archived_reason=archived_reason)
+    return written
+
+
+def stamp_replace(view: LedgerTransaction, at: datetime, applied: dict[str, dict]) -> LedgerTransaction:
+    """A pending transaction rendered before its entries were replaced (`view`, with the new entries) as
+    `ledger_replace_entries` wrote it at `at`: updated then, its entries written then (`applied`: stamp_post's)."""
+    at = utc(at)
+    return msgspec.structs.replace(view, updated_at=at, ledger_entries=_written(view.ledger_entries, at, view.status,
+                                                                                applied))
 
 
 def stamp_update(view: LedgerTransaction, at: datetime) -> LedgerTransaction:

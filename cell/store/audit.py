@@ -35,8 +35,8 @@ def _json(text: str | None):
 
 
 def version_content(v, entries: Iterable) -> bytes:
-    """A transaction version as sealed: the stored version (snapshot and per-transaction hashes included) and,
-    for version 1, every entry its transaction wrote with it (entries are written with version 1, only)."""
+    """A transaction version as sealed: the stored version (snapshot and per-transaction hashes included) and
+    every entry written with it (version 1's, and a pending transaction's entries replaced: that version's, 0206)."""
     rows = [[e["id"], e["tenant_id"], e["ledger_account_id"], e["direction"], e["amount"], e["effective_at"],
              e["created_at"], _json(e["metadata"])] for e in sorted(entries, key=lambda e: e["id"])]
     return _canonical(["version", v["tenant_id"], v["transaction_id"], v["version"], _json(v["snapshot"]),
@@ -78,13 +78,13 @@ async def _version_contents(conn: asyncpg.Connection, keys: list[tuple[uuid.UUID
 
 async def _contents_of(conn: asyncpg.Connection, versions: list) -> dict:
     """{(transaction id, version): content} of these version rows (their entries loaded for version 1)."""
-    firsts = [v["transaction_id"] for v in versions if v["version"] == 1]
-    entries: dict[uuid.UUID, list] = {}
-    for e in await conn.fetch(Q["audit_entry_rows"], firsts) if firsts else []:
-        entries.setdefault(e["transaction_id"], []).append(e)
+    entries: dict[tuple[uuid.UUID, int], list] = {}
+    if versions:
+        for e in await conn.fetch(Q["audit_entry_rows"], [v["transaction_id"] for v in versions],
+                                  [v["version"] for v in versions]):
+            entries.setdefault((e["transaction_id"], e["version"]), []).append(e)
     return {(v["transaction_id"], v["version"]):
-            version_content(v, entries.get(v["transaction_id"], []) if v["version"] == 1 else [])
-            for v in versions}
+            version_content(v, entries.get((v["transaction_id"], v["version"]), [])) for v in versions}
 
 
 async def _account_contents(conn: asyncpg.Connection, ids: list[uuid.UUID]) -> dict:
@@ -318,8 +318,7 @@ async def _check_versions(conn: asyncpg.Connection, links: list, found: _Finding
         if content is None:
             found.add("the version this link covers is gone", link["seal_seq"], covers)
         elif _sha(content) != bytes(link["content_hash"]):
-            what = "or its entries " if link["ref_version"] == 1 else ""
-            found.add(f"the version {what}changed since it was sealed", link["seal_seq"], covers)
+            found.add("the version or its entries changed since it was sealed", link["seal_seq"], covers)
 
 
 async def _check_accounts(conn: asyncpg.Connection, tenant_id: str, done: int,

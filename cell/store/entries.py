@@ -10,7 +10,11 @@ from cell.store.filters import OPERATORS_SQL, Where, at_most, own_rows
 
 _SELECT_FROM = """SELECT e.seq, e.id, e.transaction_id, e.ledger_account_id, e.direction, e.amount, e.effective_at,
        e.created_at, coalesce(m.metadata, e.metadata) AS metadata, coalesce(m.updated_at, e.created_at) AS updated_at,
-       t.status, a.currency, a.currency_exponent, a.normal_balance,
+       ledger_entry_status(e.version, t.entries_version, t.status) AS status,
+       CASE WHEN NOT ledger_entry_live(e.version, t.entries_version) THEN (
+           SELECT min(x.created_at) FROM ledger_entries x WHERE x.transaction_id = e.transaction_id
+             AND coalesce(x.version, 1) > coalesce(e.version, 1)) END AS discarded_at,
+       a.currency, a.currency_exponent, a.normal_balance,
        f.lock_version, f.pending_debits, f.pending_credits, f.posted_debits, f.posted_credits, lb.*
 FROM {entries} e
 JOIN ledger_transactions t ON t.id = e.transaction_id
@@ -21,6 +25,8 @@ CROSS JOIN LATERAL ledger_balances(a.normal_balance, f.pending_debits, f.pending
                                    f.posted_credits) lb
 WHERE e.tenant_id = $1"""
 _SELECT = _SELECT_FROM.format(entries="ledger_entries")
+# The entries that are their transaction's: not discarded by a replacement of a pending transaction's entries (0206).
+LIVE = "ledger_entry_live(e.version, t.entries_version)"
 
 
 async def fetch(conn: asyncpg.Connection, tenant_id: str, entry_id) -> asyncpg.Record | None:
@@ -38,8 +44,8 @@ async def set_metadata(conn: asyncpg.Connection, tenant_id: str, entry_id, metad
 async def of_transactions(conn: asyncpg.Connection, tenant_id: str, txn_ids: list) -> list:
     """The entries of these transactions, each transaction's in the order they were written (the order of
     ledger_entries_transaction_seq: no plan walks the tenant's entries for them)."""
-    return await conn.fetch(f"{_SELECT} AND e.transaction_id = ANY($2::uuid[]) ORDER BY e.transaction_id, e.seq",
-                            tenant_id, txn_ids)
+    return await conn.fetch(f"{_SELECT} AND e.transaction_id = ANY($2::uuid[]) AND {LIVE} "
+                            "ORDER BY e.transaction_id, e.seq", tenant_id, txn_ids)
 
 
 # Accounts with at most this many entries in all have their entries read by id for a list of entries (their
@@ -109,7 +115,7 @@ async def list_page(conn: asyncpg.Connection, tenant_id: str, *, limit: int, ord
                     after: tuple | None, ledger_account_id=None, category_id=None, ledger_transaction_id=None,
                     as_of_lock_version=None, direction=None, status=None, statuses=(), ids=(), effective_at=(),
                     updated_at=(), lock_version=(), amount=(), metadata=None, statement_id=None,
-                    settlement_id=None) -> list:
+                    settlement_id=None, show_deleted: bool = False) -> list:
     """A page ordered by row number or by (effective_at, row number); `after` is the last row's position in that
     order. The entries a settlement or statement holds, a category's (as of_category finds them) and a metadata
     filter's, when at most METADATA_READ_BY_IDS_MAX, found by its indexes (ledger_entries_matching), are read by id
@@ -128,6 +134,8 @@ async def list_page(conn: asyncpg.Connection, tenant_id: str, *, limit: int, ord
     rows and those of its effective times (the tenant's every entry was sorted: ~732,000 buffers at 43,000
     postings on plans made while the tables were tiny, ~2,000 after an analyze)."""
     w = Where(tenant_id)
+    if not show_deleted:  # entries discarded by a replacement of their transaction's (0206) only when asked for
+        w.clauses.append(LIVE)
     entries = "ledger_entries"
     held = []  # the entries a settlement or statement names, by their ids
     if settlement_id is not None:
@@ -154,14 +162,14 @@ async def list_page(conn: asyncpg.Connection, tenant_id: str, *, limit: int, ord
         held.append(f"id = ANY({w.bind(changed)}::uuid[])")
     unposted = None if status == "posted" else status
     if ((effective_at or unposted) and not held and merged is None and ledger_account_id is None
-            and ledger_transaction_id is None
+            and ledger_transaction_id is None and not show_deleted
             and (within := await transactions_within(conn, tenant_id, effective_at, unposted)) is not None):
         held.append(f"transaction_id = ANY({w.bind(within)}::uuid[])")
     # By effective time, nothing named: by the transactions' index of effective time (an entry is effective when its
     # transaction is, stated so that the page's order is that index's), each one's entries, sorted by seq among those
     # of one effective time only (ORDERED_PAGES_PLANNED: an incremental sort, no other).
     by_time = (order_by == "effective_at" and not held and merged is None and ledger_account_id is None
-               and ledger_transaction_id is None and not ids)
+               and ledger_transaction_id is None and not ids and not show_deleted)
     if by_time:
         w.clauses.append("e.effective_at = t.effective_at")
         if unposted is not None:
@@ -196,10 +204,12 @@ async def list_page(conn: asyncpg.Connection, tenant_id: str, *, limit: int, ord
         w.add("f.lock_version <= {}", as_of_lock_version)
     if direction is not None:
         w.add("e.direction = {}", direction)
+    # The transactions' own status (the entries' when live); a discarded entry's is archived (ledger_entry_status).
+    status_sql = "ledger_entry_status(e.version, t.entries_version, t.status)" if show_deleted else "t.status"
     if status is not None:
-        w.add("t.status = {}", status)
+        w.add(status_sql + " = {}", status)
     if statuses:  # two of the three (the transactions' own status, as `status`; no index of theirs serves a pair)
-        w.add("t.status = ANY({}::text[])", list(statuses))
+        w.add(status_sql + " = ANY({}::text[])", list(statuses))
     order_sql = w.keyset("e", order_by, after, descending)
     limit_ref = w.bind(limit)
     rows, page = f"{_SELECT_FROM.format(entries=entries)}{w.sql()}", f" ORDER BY {order_sql} LIMIT {limit_ref}"

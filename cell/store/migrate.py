@@ -29,12 +29,12 @@ _CONCURRENT_INDEX = re.compile(r"CREATE\s+(?:UNIQUE\s+)?INDEX\s+CONCURRENTLY\s+I
 # plpgsql bodies are bound when they first run, but a LANGUAGE sql body is checked when it is created: a
 # routine comes after everything its SQL body names.
 ROUTINES = (
-    "new_id", "balances", "events", "event", "version_hash", "effects_of", "entry_results", "balances_at",
-    "balance_at", "accounts_current", "accounts_matching", "transactions_matching",
+    "new_id", "entry_status", "balances", "events", "event", "version_hash", "effects_of", "entry_results",
+    "balances_at", "balance_at", "accounts_current", "accounts_matching", "transactions_matching",
     "entries_matching", "fence", "tenant_open", "audit_horizon", "claim_key", "lock", "check",
     "headroom", "monitor_holds", "monitor", "apply", "apply_report", "post", "post_in_group", "post_queued_group",
-    "transition", "sequence_events", "sequence_tenant_events", "events_before", "statement_entries", "category_sums",
-    "category_refresh",
+    "transition", "replace_entries", "sequence_events", "sequence_tenant_events", "events_before",
+    "statement_entries", "category_sums", "category_refresh",
 )
 
 

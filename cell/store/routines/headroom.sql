@@ -39,3 +39,19 @@ BEGIN
                                         'pending_credits', v.credits)::text;
     END IF;
 END $$;
+
+-- What a write of entries finds in its accounts' one read (ledger_post, ledger_replace_entries), refused: an account
+-- discarded (0204) since the cell looked it up is not found (LG015), and no balance goes past the signed 64-bit range
+-- (ledger_headroom, when it can matter). Called only when one of them is so: nothing more on the common path.
+CREATE OR REPLACE FUNCTION ledger_refuse_accounts(p_discarded uuid, p_headroom_low boolean, p_accounts uuid[],
+                                                  p_directions text[], p_amounts bigint[])
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    IF p_discarded IS NOT NULL THEN
+        RAISE EXCEPTION 'ledger account % not found', p_discarded USING ERRCODE = 'LG015',
+            DETAIL = jsonb_build_object('ledger_account_id', p_discarded)::text;
+    END IF;
+    IF p_headroom_low THEN
+        PERFORM ledger_headroom(p_accounts, p_directions, p_amounts);
+    END IF;
+END $$;

@@ -113,13 +113,9 @@ BEGIN
     FROM (SELECT DISTINCT unnest(p_accounts)) AS u(id)
     CROSS JOIN LATERAL (SELECT l.id, l.sync_only, l.headroom_low, l.discarded_at FROM ledger_accounts l
                         WHERE l.id = u.id LIMIT 1) a;
-    IF v_discarded IS NOT NULL THEN
-        RAISE EXCEPTION 'ledger account % not found', v_discarded USING ERRCODE = 'LG015',
-            DETAIL = jsonb_build_object('ledger_account_id', v_discarded)::text;
-    END IF;
-    -- No balance past the signed 64-bit range (before this posting's own effects are queued).
-    IF v_headroom_low THEN
-        PERFORM ledger_headroom(p_accounts, p_directions, p_amounts);
+    -- A discarded account, or a balance past the signed 64-bit range (before this posting's own effects are queued).
+    IF v_discarded IS NOT NULL OR v_headroom_low THEN
+        PERFORM ledger_refuse_accounts(v_discarded, v_headroom_low, p_accounts, p_directions, p_amounts);
     END IF;
 
     -- Accounts applied now: those the caller needs an exact answer on, and accounts marked sync-only.

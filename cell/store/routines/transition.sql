@@ -61,7 +61,7 @@ BEGIN
                array_agg(e.direction ORDER BY e.seq), array_agg(e.amount ORDER BY e.seq),
                array_agg(e.effective_at ORDER BY e.seq)
         INTO v_ids, v_accounts, v_directions, v_amounts, v_times
-        FROM ledger_entries e WHERE e.transaction_id = p_txn_id;
+        FROM ledger_entries e WHERE e.transaction_id = p_txn_id AND ledger_entry_live(e.version, t.entries_version);
         SELECT coalesce(array_agg(DISTINCT a.id), '{}') INTO v_apply
         FROM ledger_accounts a WHERE a.id = ANY(v_accounts) AND (p_apply_all OR a.sync_only);
 

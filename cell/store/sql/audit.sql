@@ -64,9 +64,11 @@ FROM unnest($1::uuid[], $2::int[]) AS k(transaction_id, version)
 JOIN ledger_transaction_versions v ON v.transaction_id = k.transaction_id AND v.version = k.version
 
 -- name: audit_entry_rows
-SELECT e.transaction_id, e.id, e.tenant_id, e.ledger_account_id, e.direction, e.amount, e.effective_at,
+-- The entries each version wrote ($1 transaction ids, $2 versions, pairwise): version 1's, and a replacement's (0206).
+SELECT e.transaction_id, k.version, e.id, e.tenant_id, e.ledger_account_id, e.direction, e.amount, e.effective_at,
        e.created_at, e.metadata::text AS metadata
-FROM ledger_entries e WHERE e.transaction_id = ANY($1::uuid[])
+FROM unnest($1::uuid[], $2::int[]) AS k(transaction_id, version)
+JOIN ledger_entries e ON e.transaction_id = k.transaction_id AND coalesce(e.version, 1) = k.version
 
 -- name: audit_account_rows
 SELECT a.id, a.tenant_id, a.ledger_id, a.name, a.description, a.normal_balance, a.currency,
@@ -103,14 +105,14 @@ WHERE v.tenant_id = $1 AND v.audit_txid < $2::bigint::text::xid8
 ORDER BY v.seq LIMIT 20
 
 -- name: audit_unlinked_entries
--- Entries whose transaction's first version is not sealed (absent, or no link covers it), but for the
--- unsealed tail (a first version at or above the watermark).
+-- Entries whose version (the one that wrote them: the first, or a replacement's, 0206) is not sealed (absent, or no
+-- link covers it), but for the unsealed tail (such a version at or above the watermark).
 SELECT e.id, e.transaction_id FROM ledger_entries e
 WHERE e.tenant_id = $1
   AND NOT EXISTS (SELECT 1 FROM audit_links l WHERE l.kind = 'version' AND l.ref_id = e.transaction_id
-                                               AND l.ref_version = 1)
+                                               AND l.ref_version = coalesce(e.version, 1))
   AND NOT EXISTS (SELECT 1 FROM ledger_transaction_versions v WHERE v.transaction_id = e.transaction_id
-                     AND v.version = 1 AND v.audit_txid >= $2::bigint::text::xid8)
+                     AND v.version = coalesce(e.version, 1) AND v.audit_txid >= $2::bigint::text::xid8)
 ORDER BY e.seq LIMIT 20
 
 -- name: audit_tenant_accounts

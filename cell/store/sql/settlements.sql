@@ -19,11 +19,12 @@ WHERE s.tenant_id = $1 AND s.id = $2
 FOR UPDATE OF s
 
 -- name: claim_gathered_entries
--- The settled account's posted entries effective before the upper bound that no settlement holds.
+-- The settled account's posted entries (not discarded, 0206) effective before the upper bound that no settlement holds.
 INSERT INTO ledger_account_settlement_entries AS c (entry_id, tenant_id, settlement_id, role)
 SELECT e.id, $1, $2, 'settled'
 FROM ledger_entries e JOIN ledger_transactions t ON t.id = e.transaction_id
 WHERE e.ledger_account_id = $3 AND e.effective_at < $4 AND e.tenant_id = $1 AND t.status = 'posted'
+  AND ledger_entry_live(e.version, t.entries_version)
   AND NOT EXISTS (SELECT 1 FROM ledger_account_settlement_entries x WHERE x.entry_id = e.id
                   AND x.settlement_id IS NOT NULL)
 ORDER BY e.id  -- every claim takes entries' rows in id order: racing settlements wait, never deadlock
@@ -35,7 +36,7 @@ WHERE c.settlement_id IS NULL AND c.role = 'settled'
 -- Of the ids given, the tenant's posted entries on the settled account effective before the upper bound.
 SELECT e.id FROM ledger_entries e JOIN ledger_transactions t ON t.id = e.transaction_id
 WHERE e.tenant_id = $1 AND e.id = ANY($2::uuid[]) AND e.ledger_account_id = $3 AND e.effective_at < $4
-  AND t.status = 'posted'
+  AND t.status = 'posted' AND ledger_entry_live(e.version, t.entries_version)
 
 -- name: claim_entries
 -- Returns the entries this settlement holds now (taken, or held already); the others are held elsewhere.

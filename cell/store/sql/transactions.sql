@@ -16,6 +16,9 @@ SELECT ledger_fence($1), ledger_lock($2::uuid[])
 -- name: transition_transaction
 SELECT ledger_transition($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)::text
 
+-- name: replace_entries
+SELECT ledger_replace_entries($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)::text
+
 -- name: fetch_transaction
 SELECT seq, id, ledger_id, description, status, effective_at, external_id, metadata, version, reverses_id,
        reversed_by_id, posted_at, archived_at, created_at, updated_at, ledgerable_type, ledgerable_id,

@@ -26,14 +26,15 @@ HAVING sum(b.pending_debits + coalesce(q.pd, 0)) <> sum(b.pending_credits + coal
 LIMIT 20
 
 -- name: verify_totals_from_entries
--- The total cache plus queued effects equals the sums recomputed from entries and transaction status;
+-- The total cache plus queued effects equals the sums recomputed from entries and their status (a discarded
+-- entry's is archived, ledger_entry_status);
 -- the applied part equals the applied effects, and lock_version counts them.
 WITH from_entries AS (
     SELECT e.ledger_account_id AS account_id,
-           sum(CASE WHEN e.direction = 'debit' AND t.status <> 'archived' THEN e.amount ELSE 0 END) AS pd,
-           sum(CASE WHEN e.direction = 'credit' AND t.status <> 'archived' THEN e.amount ELSE 0 END) AS pc,
-           sum(CASE WHEN e.direction = 'debit' AND t.status = 'posted' THEN e.amount ELSE 0 END) AS od,
-           sum(CASE WHEN e.direction = 'credit' AND t.status = 'posted' THEN e.amount ELSE 0 END) AS oc
+           sum(CASE WHEN e.direction = 'debit' AND ledger_entry_status(e.version, t.entries_version, t.status) <> 'archived' THEN e.amount ELSE 0 END) AS pd,
+           sum(CASE WHEN e.direction = 'credit' AND ledger_entry_status(e.version, t.entries_version, t.status) <> 'archived' THEN e.amount ELSE 0 END) AS pc,
+           sum(CASE WHEN e.direction = 'debit' AND ledger_entry_status(e.version, t.entries_version, t.status) = 'posted' THEN e.amount ELSE 0 END) AS od,
+           sum(CASE WHEN e.direction = 'credit' AND ledger_entry_status(e.version, t.entries_version, t.status) = 'posted' THEN e.amount ELSE 0 END) AS oc
     FROM ledger_entries e JOIN ledger_transactions t ON t.id = e.transaction_id
     WHERE $1::text IS NULL OR e.tenant_id = $1
     GROUP BY e.ledger_account_id
@@ -95,18 +96,20 @@ WHERE coalesce(e.pd, 0) <> coalesce(a.pending_debits, 0) OR coalesce(e.pc, 0) <>
 LIMIT 20
 
 -- name: verify_entry_effects
--- Every entry has exactly its creation effect, and a post/archive effect exactly when its transaction moved;
+-- Every entry has exactly its creation effect, and a post/archive effect exactly when its transaction moved (a
+-- discarded entry: archived, never posted);
 -- the entries of a transaction archived on a balance lock failure have none at all (nothing of it counted).
-SELECT e.id, t.status, count(f.*) FILTER (WHERE f.kind = 'entry') AS created,
+SELECT e.id, s.status, count(f.*) FILTER (WHERE f.kind = 'entry') AS created,
        count(f.*) FILTER (WHERE f.kind = 'post') AS posted, count(f.*) FILTER (WHERE f.kind = 'archive') AS archived
 FROM ledger_entries e JOIN ledger_transactions t ON t.id = e.transaction_id
+CROSS JOIN LATERAL (SELECT ledger_entry_status(e.version, t.entries_version, t.status) AS status) s
 LEFT JOIN balance_effects f ON f.entry_id = e.id
 WHERE $1::text IS NULL OR e.tenant_id = $1
-GROUP BY e.id, t.status, t.posted_at, t.created_at, t.archived_reason
+GROUP BY e.id, s.status, t.posted_at, t.created_at, t.archived_reason
 HAVING CASE WHEN t.archived_reason = 'balance_lock_failure' THEN count(f.*) <> 0
        ELSE count(f.*) FILTER (WHERE f.kind = 'entry') <> 1
-         OR count(f.*) FILTER (WHERE f.kind = 'archive') <> (CASE WHEN t.status = 'archived' THEN 1 ELSE 0 END)
-         OR count(f.*) FILTER (WHERE f.kind = 'post') > 1 END
+         OR count(f.*) FILTER (WHERE f.kind = 'archive') <> (CASE WHEN s.status = 'archived' THEN 1 ELSE 0 END)
+         OR count(f.*) FILTER (WHERE f.kind = 'post') > (CASE WHEN s.status = 'posted' THEN 1 ELSE 0 END) END
 LIMIT 20
 
 -- name: verify_stale_unapplied
@@ -134,13 +137,15 @@ WHERE ($1::text IS NULL OR t.tenant_id = $1)
 LIMIT 20
 
 -- name: verify_entry_times
--- An entry is written with its transaction, and effective when it is: lists of entries changed since a time read those
+-- An entry is written with its transaction, and effective when it is (a discarded one: when it was): lists of entries changed since a time read those
 -- of the transactions changed since it (store.changes), lists of entries effective in a window those of the
 -- transactions effective in it (store.entries.transactions_within).
 SELECT e.id, e.created_at, e.effective_at, t.updated_at AS transaction_updated_at,
        t.effective_at AS transaction_effective_at
 FROM ledger_entries e JOIN ledger_transactions t ON t.id = e.transaction_id
-WHERE ($1::text IS NULL OR e.tenant_id = $1) AND (e.created_at > t.updated_at OR e.effective_at <> t.effective_at)
+WHERE ($1::text IS NULL OR e.tenant_id = $1)
+  AND (e.created_at > t.updated_at
+       OR (e.effective_at <> t.effective_at AND ledger_entry_live(e.version, t.entries_version)))
 LIMIT 20
 
 -- name: verify_insert_only_triggers
@@ -183,7 +188,8 @@ LIMIT 20
 WITH held AS (
     SELECT c.settlement_id, sum(CASE WHEN e.direction = a.normal_balance THEN e.amount ELSE -e.amount END) AS net,
            bool_and(e.ledger_account_id = s.settled_ledger_account_id AND t.status = 'posted'
-                    AND e.effective_at < s.effective_at_upper_bound AND e.tenant_id = s.tenant_id) AS fit
+                    AND e.effective_at < s.effective_at_upper_bound AND e.tenant_id = s.tenant_id
+                    AND ledger_entry_live(e.version, t.entries_version)) AS fit
     FROM ledger_account_settlement_entries c
     JOIN ledger_account_settlements s ON s.id = c.settlement_id
     JOIN ledger_accounts a ON a.id = s.settled_ledger_account_id

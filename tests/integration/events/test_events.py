@@ -189,3 +189,20 @@ async def test_after_an_idle_spell_a_change_s_event_is_listed_at_the_fast_interv
     seen = await events_until(api, 2, deadline_s=settings.events_sequence_idle_s * 10)
     assert [(e["event_name"], e["entity_id"]) for e in seen] == [("ledger.created", ledger["id"]),
                                                                    ("ledger_account.created", account["id"])]
+
+
+async def test_a_pending_transactions_entries_replaced_is_one_update_with_the_transaction_as_read(api):
+    ledger = await api.ledger()
+    cash = await api.account(ledger["id"], "debit")
+    wallet = await api.account(ledger["id"], "credit")
+    pending = (await api.transfer(ledger["id"], cash["id"], wallet["id"], 100, status="pending")).json()
+    r = await api.patch(f"/api/ledger_transactions/{pending['id']}", {
+        "effective_at": "2026-05-01T00:00:00Z", "ledger_entries": [
+        {"ledger_account_id": cash["id"], "direction": "debit", "amount": 120, "metadata": {"k": "v"}},
+        {"ledger_account_id": wallet["id"], "direction": "credit", "amount": 120}]})
+    assert r.status_code == 200, r.text
+    replaced = r.json()
+    seen = await events_until(api, 2, resource="ledger_transaction")
+    assert [(e["event_name"], e["entity_id"], e["data"]) for e in seen] == [
+        ("ledger_transaction.created", pending["id"], pending),
+        ("ledger_transaction.updated", pending["id"], replaced)]

@@ -299,3 +299,35 @@ async def test_a_retried_partial_post_answers_the_same_transaction(mt):
                                                                  idempotency_key="capture-1")
     assert again.id == first.id
     assert (await client.ledger_accounts.retrieve(wallet.id)).balances.posted_balance.amount == 10
+
+
+async def test_a_pending_transactions_entries_and_time_are_updated_through_the_sdk(mt):
+    """`ledger_transactions.update(ledger_entries=..., effective_at=...)` as a customer's code calls it: the new
+    entries are the transaction's, the old ones deleted (`ledger_entries.list(show_deleted=True)` shows them, with
+    their discarded_at); a posted transaction's entries stay as they are."""
+    client = await mt()
+    _, cash, wallet = await _ledger_with_accounts(client)
+    hold = await client.ledger_transactions.create(ledger_entries=[
+        {"ledger_account_id": cash.id, "direction": "debit", "amount": 100},
+        {"ledger_account_id": wallet.id, "direction": "credit", "amount": 100}])
+    when = datetime(2026, 6, 1, 9, 30, tzinfo=timezone.utc)
+    raised = await client.ledger_transactions.update(hold.id, effective_at=when, ledger_entries=[
+        {"ledger_account_id": cash.id, "direction": "debit", "amount": 130},
+        {"ledger_account_id": wallet.id, "direction": "credit", "amount": 130, "metadata": {"leg": "wallet"}}])
+    assert raised.status == "pending" and raised.effective_at == when and raised.effective_date == date(2026, 6, 1)
+    assert sorted(e.amount for e in raised.ledger_entries) == [130, 130]
+    assert {e.effective_at for e in raised.ledger_entries} == {when}
+    assert (await client.ledger_accounts.retrieve(wallet.id)).balances.pending_balance.amount == 130
+    live = [e async for e in client.ledger_entries.list(ledger_transaction_id=hold.id)]
+    assert sorted(e.amount for e in live) == [130, 130]
+    every = [e async for e in client.ledger_entries.list(ledger_transaction_id=hold.id, show_deleted=True)]
+    deleted = [e for e in every if e.discarded_at is not None]
+    assert sorted(e.amount for e in deleted) == [100, 100] and {e.status for e in deleted} == {"archived"}
+    await client.ledger_transactions.update(hold.id, status="posted")
+    with pytest.raises(modern_treasury.UnprocessableEntityError) as caught:
+        await client.ledger_transactions.update(hold.id, ledger_entries=[
+            {"ledger_account_id": cash.id, "direction": "debit", "amount": 1},
+            {"ledger_account_id": wallet.id, "direction": "credit", "amount": 1}])
+    assert caught.value.body["code"] == "invalid_status_transition"
+    balances = (await client.ledger_accounts.retrieve(wallet.id)).balances
+    assert (balances.pending_balance.amount, balances.posted_balance.amount) == (130, 130)

@@ -194,6 +194,29 @@ async def test_tampering_behind_the_triggers_is_found(client, owner, tampering):
         assert (await audit.verify_chain(owner, api.tenant_id)).findings, found
 
 
+async def test_a_replacement_seals_its_entries_with_its_version_and_tampering_with_them_is_found(client, owner):
+    """A pending transaction's entries replaced (0206): the version that wrote them seals them; an amount changed, or
+    the discarded entries made the transaction's again, is found (by the chain, and by the balances' recomputation)."""
+    api, made = await tenant_with_history(client, owner)
+    ledger_id = (await api.get(f"/api/ledger_accounts/{made['cash']}")).json()["ledger_id"]
+    hold = (await api.transfer(ledger_id, made["cash"], made["revenue"], 10, status="pending")).json()
+    r = await api.patch(f"/api/ledger_transactions/{hold['id']}", {"ledger_entries": [
+        {"ledger_account_id": made["cash"], "direction": "debit", "amount": 12},
+        {"ledger_account_id": made["revenue"], "direction": "credit", "amount": 12}]})
+    assert r.status_code == 200, r.text
+    await seal_all(owner)
+    assert await findings(owner, api.tenant_id) == []
+    covers = f"transaction {hold['id']} version 2"
+    await as_privileged(owner, ("UPDATE ledger_entries SET amount = amount + 1 WHERE transaction_id = $1 "
+                                "AND version = 2", _u(hold["id"])))
+    assert [f.covers for f in (await audit.verify_chain(owner, api.tenant_id)).findings] == [covers]
+    await as_privileged(owner, ("UPDATE ledger_entries SET amount = amount - 1 WHERE transaction_id = $1 "
+                                "AND version = 2", _u(hold["id"])),
+                        ("UPDATE ledger_transactions SET entries_version = NULL WHERE id = $1", _u(hold["id"])))
+    assert (await audit.verify_chain(owner, api.tenant_id)).findings == []
+    assert await verify(owner, api.tenant_id)  # four entries counted: their balances no longer add up
+
+
 async def test_the_first_broken_link_names_what_it_covers(client, owner):
     api, made = await tenant_with_history(client, owner)
     await seal_all(owner)

@@ -38,6 +38,16 @@ def _payment(ids: dict, amount: int, **card_extra) -> dict:
         {"ledger_account_id": ids["settlement"], "direction": "credit", "amount": amount}]}
 
 
+async def _drained(pool, queue, count: int) -> int:
+    """Effects the worker's drain applies, batch after batch, until `count` (or ten batches)."""
+    settings, applied = worker_settings(queue), 0
+    for _ in range(10):
+        applied += (await drain.drain_batch(pool, queue, settings, wait_first_s=1)).applied
+        if applied >= count:
+            break
+    return applied
+
+
 async def _balance(client, auth, account_id: str, **params) -> dict:
     r = await client.get(f"/api/ledger_accounts/{account_id}", auth=auth, params=params)
     assert r.status_code == 200, r.text
@@ -74,13 +84,7 @@ async def test_async_entries_201_then_the_drain_assigns_versions(hybrid_database
         fresh = await _balance(client, auth, ids["settlement"], **{"balances[include_unapplied]": "true"})
         assert fresh["balances"]["posted_balance"]["amount"] == 1000
 
-        settings = worker_settings(sqs_queue)
-        applied = 0
-        for _ in range(10):
-            applied += (await drain.drain_batch(hybrid_pool, sqs_queue, settings, wait_first_s=1)).applied
-            if applied >= 2:
-                break
-        assert applied == 2  # the two settlement effects; the card was applied in its posting
+        assert await _drained(hybrid_pool, sqs_queue, 2) == 2  # the settlement's two; the card's in its posting
 
         settlement = await _balance(client, auth, ids["settlement"])
         assert (settlement["lock_version"], settlement["balances"]["posted_balance"]["amount"]) == (2, 1000)
@@ -132,3 +136,30 @@ async def test_a_process_that_remembers_a_deleted_account_is_refused_by_the_data
             assert await conn.fetchval("SELECT count(*) FROM ledger_entries WHERE ledger_account_id = $1",
                                        uuid.UUID(fresh)) == 0
             assert await verify(conn, auth[0]) == []
+
+
+async def test_a_holds_raise_applies_the_locked_card_now_and_queues_the_rest_for_the_worker(
+        hybrid_database_url, hybrid_pool, sqs_queue, sqs_endpoint_url):
+    """A pending hold's entries replaced in hybrid mode: the balance-locked card entry's account is applied in the
+    PATCH (its old hold released, the new one checked), the settlement's archive and new entry are queued and
+    nudged; the worker's drain applies both, and the settlement's balance is the new hold's alone."""
+    async with await _client(hybrid_database_url, sqs_endpoint_url, sqs_queue.url) as client:
+        auth, ids = await api_book(client, hybrid_pool, "holds", CARDS)
+        hold = {**_payment(ids, 200, pending_balance_amount={"lte": 250}), "status": "pending"}
+        r = await client.post("/api/ledger_transactions", json=hold, auth=auth)
+        assert r.status_code == 201, r.text
+        assert await _drained(hybrid_pool, sqs_queue, 1) == 1  # the settlement's entry
+
+        raised = _payment(ids, 240, pending_balance_amount={"lte": 250})["ledger_entries"]
+        r = await client.patch(f"/api/ledger_transactions/{r.json()['id']}", json={"ledger_entries": raised},
+                               auth=auth)
+        assert r.status_code == 200, r.text  # 240 <= 250: the 200 is no longer held
+        card = await _balance(client, auth, ids["card"])
+        assert (card["lock_version"], card["balances"]["pending_balance"]["amount"]) == (3, 240)
+        settlement = await _balance(client, auth, ids["settlement"])
+        assert (settlement["lock_version"], settlement["balances"]["pending_balance"]["amount"]) == (1, 200)
+        assert await _drained(hybrid_pool, sqs_queue, 2) == 2  # the old entry's archive and the new entry, nudged
+        settlement = await _balance(client, auth, ids["settlement"])
+        assert (settlement["lock_version"], settlement["balances"]["pending_balance"]["amount"]) == (3, 240)
+    async with hybrid_pool.acquire() as conn:
+        assert await verify(conn, auth[0]) == []

@@ -1,0 +1,191 @@
+"""A pending transaction's entries replaced (PATCH `ledger_entries` and/or `effective_at`, as Modern Treasury's SDK
+sends it): the new entries are the transaction's, the old ones discarded (archived, shown with show_deleted), the
+balances move from the one to the other in the same database transaction, and only a pending transaction changes.
+The invariants (verify, after every test) recompute every balance from the entries that are their transaction's."""
+
+from __future__ import annotations
+
+
+def _entries(debit: str, credit: str, amount: int, **lock) -> list[dict]:
+    return [{"ledger_account_id": debit, "direction": "debit", "amount": amount, **lock},
+            {"ledger_account_id": credit, "direction": "credit", "amount": amount}]
+
+
+async def _pending(api, books, amount: int, **extra) -> dict:
+    ledger, cash, rev = books
+    r = await api.transfer(ledger["id"], cash["id"], rev["id"], amount, status="pending", **extra)
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+async def _replace(api, txn_id: str, entries: list[dict]) -> dict:
+    r = await api.patch(f"/api/ledger_transactions/{txn_id}", {"ledger_entries": entries})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+async def _amounts(api, account_id: str) -> tuple[int, int]:
+    b = await api.balances(account_id)
+    return b["pending_balance"]["amount"], b["posted_balance"]["amount"]
+
+
+async def test_a_pending_transactions_entries_are_replaced_and_the_old_ones_discarded(api, books):
+    ledger, cash, rev = books
+    txn = await _pending(api, books, 300)
+    old_ids = {e["id"] for e in txn["ledger_entries"]}
+    r = await api.patch(f"/api/ledger_transactions/{txn['id']}",
+                        {"ledger_entries": _entries(cash["id"], rev["id"], 500), "metadata": {"auth": "2"}})
+    assert r.status_code == 200, r.text
+    changed = r.json()
+    assert changed["status"] == "pending" and changed["metadata"] == {"auth": "2"}
+    assert sorted((e["ledger_account_id"], e["direction"], e["amount"]) for e in changed["ledger_entries"]) == sorted(
+        [(cash["id"], "debit", 500), (rev["id"], "credit", 500)])
+    new_ids = {e["id"] for e in changed["ledger_entries"]}
+    assert not new_ids & old_ids and all(e["discarded_at"] is None for e in changed["ledger_entries"])
+    assert await _amounts(api, rev["id"]) == (500, 0) and await _amounts(api, cash["id"]) == (500, 0)
+
+    listed = (await api.get("/api/ledger_entries", params={"ledger_transaction_id": txn["id"]})).json()
+    assert {e["id"] for e in listed} == new_ids
+    everything = (await api.get("/api/ledger_entries", params={"ledger_transaction_id": txn["id"],
+                                                               "show_deleted": "true"})).json()
+    assert {e["id"] for e in everything} == new_ids | old_ids
+    for e in everything:
+        if e["id"] in old_ids:
+            assert e["status"] == "archived" and e["discarded_at"] == changed["updated_at"], e
+        else:
+            assert e["status"] == "pending" and e["discarded_at"] is None, e
+    one_old = (await api.get(f"/api/ledger_entries/{next(iter(old_ids))}")).json()
+    assert one_old["status"] == "archived" and one_old["amount"] == 300 and one_old["discarded_at"]
+    mine = (await api.get("/api/ledger_entries", params={"ledger_account_id": rev["id"]})).json()
+    assert [e["amount"] for e in mine] == [500]
+
+    r = await api.patch(f"/api/ledger_transactions/{txn['id']}", {"status": "posted"})
+    assert r.status_code == 200, r.text
+    assert await _amounts(api, rev["id"]) == (500, 500) and await _amounts(api, cash["id"]) == (500, 500)
+    everything = (await api.get("/api/ledger_entries", params={"ledger_transaction_id": txn["id"],
+                                                               "show_deleted": "true"})).json()
+    assert sorted(e["status"] for e in everything) == ["archived", "archived", "posted", "posted"]
+    versions = (await api.get(f"/api/ledger_transactions/{txn['id']}/versions")).json()
+    assert [(v["version"], v["status"], sorted(e["amount"] for e in v["ledger_entries"])) for v in versions] == [
+        (1, "pending", [300, 300]), (2, "pending", [500, 500]), (3, "pending", [500, 500]),
+        (4, "posted", [500, 500])]
+
+
+async def test_effective_at_alone_writes_the_same_entries_at_the_new_time(api, books):
+    ledger, cash, rev = books
+    txn = await _pending(api, books, 70, effective_at="2026-03-05T12:00:00Z",
+                         metadata={"k": "v"})
+    r = await api.patch(f"/api/ledger_transactions/{txn['id']}", {"effective_at": "2026-03-01T08:00:00Z"})
+    assert r.status_code == 200, r.text
+    moved = r.json()
+    assert moved["effective_at"] == "2026-03-01T08:00:00Z" and moved["effective_date"] == "2026-03-01"
+    assert {e["effective_at"] for e in moved["ledger_entries"]} == {"2026-03-01T08:00:00Z"}
+    assert sorted((e["ledger_account_id"], e["amount"]) for e in moved["ledger_entries"]) == sorted(
+        (e["ledger_account_id"], e["amount"]) for e in txn["ledger_entries"])
+
+    async def pending_at(upper: str) -> int:
+        b = await api.balances(rev["id"], **{"balances[effective_at_upper_bound]": upper})
+        return b["pending_balance"]["amount"]
+
+    assert await pending_at("2026-03-02T00:00:00Z") == 70  # effective before the old time now
+    assert await pending_at("2026-03-01T00:00:00Z") == 0
+    assert await pending_at("2026-03-06T00:00:00Z") == 70  # and counted once
+    same = await api.patch(f"/api/ledger_transactions/{txn['id']}", {"effective_at": "2026-03-01T08:00:00Z"})
+    assert same.status_code == 200 and same.json()["version"] == moved["version"]  # nothing changes, nothing written
+
+
+async def test_only_a_pending_transaction_changes_and_a_refused_change_writes_nothing(api, books):
+    ledger, cash, rev = books
+    posted = (await api.transfer(ledger["id"], cash["id"], rev["id"], 40)).json()
+    for body in ({"ledger_entries": _entries(cash["id"], rev["id"], 41)}, {"effective_at": "2026-01-01T00:00:00Z"}):
+        r = await api.patch(f"/api/ledger_transactions/{posted['id']}", body)
+        assert r.status_code == 422 and r.json()["code"] == "invalid_status_transition", r.text
+    pending = await _pending(api, books, 60)
+    refusals = [
+        ([{"ledger_account_id": cash["id"], "direction": "debit", "amount": 60},
+          {"ledger_account_id": rev["id"], "direction": "credit", "amount": 59}], 422),  # unbalanced
+        (_entries(cash["id"], "00000000-0000-4000-8000-000000000000", 60), 422),  # no such account
+        ([], 400),
+        ([{**e, "effective_at": "2026-01-01T00:00:00Z"} for e in _entries(cash["id"], rev["id"], 60)][:1]
+         + _entries(cash["id"], rev["id"], 60)[1:], 400),  # entries effective at two times
+    ]
+    for entries, status in refusals:
+        r = await api.patch(f"/api/ledger_transactions/{pending['id']}",
+                            {"ledger_entries": entries, "effective_at": "2026-01-02T00:00:00Z"} if status == 400
+                            and entries else {"ledger_entries": entries})
+        assert r.status_code == status, (entries, r.text)
+        assert r.headers["content-type"].startswith("application/problem+json")
+    now = (await api.get(f"/api/ledger_transactions/{pending['id']}")).json()
+    assert now["version"] == 1 and [e["id"] for e in now["ledger_entries"]] == [
+        e["id"] for e in pending["ledger_entries"]]
+    assert await _amounts(api, rev["id"]) == (100, 40)
+
+
+async def test_a_hold_grows_against_the_available_balance_without_counting_itself_twice(api, books):
+    """A card's authorization raised (incremental authorization): the old hold is released before the new one's
+    balance lock is checked, in one database transaction; a raise past the balance is refused, the hold kept."""
+    ledger, cash, _ = books
+    wallet = await api.account(ledger["id"], "credit")
+    merchant = await api.account(ledger["id"], "credit")
+    await api.transfer(ledger["id"], cash["id"], wallet["id"], 1000)
+    lock = {"available_balance_amount": {"gte": 0}}
+    r = await api.post("/api/ledger_transactions", {"status": "pending", "ledger_entries": [
+        {"ledger_account_id": wallet["id"], "direction": "debit", "amount": 900, **lock},
+        {"ledger_account_id": merchant["id"], "direction": "credit", "amount": 900}]})
+    assert r.status_code == 201, r.text
+    hold = r.json()
+    raised = [{"ledger_account_id": wallet["id"], "direction": "debit", "amount": 950, **lock},
+              {"ledger_account_id": merchant["id"], "direction": "credit", "amount": 950}]
+    await _replace(api, hold["id"], raised)  # 1,000 - 950 >= 0: the 900 is no longer held
+    assert (await api.balances(wallet["id"]))["available_balance"]["amount"] == 50
+    too_much = [{**raised[0], "amount": 1001}, {**raised[1], "amount": 1001}]
+    r = await api.patch(f"/api/ledger_transactions/{hold['id']}", {"ledger_entries": too_much})
+    assert r.status_code == 422 and r.json()["code"] == "balance_lock_failed", r.text
+    assert (await api.balances(wallet["id"]))["available_balance"]["amount"] == 50
+    version = (await api.get(f"/api/ledger_accounts/{wallet['id']}")).json()["lock_version"]
+    stale = [{**raised[0], "amount": 10, "lock_version": version - 1}, {**raised[1], "amount": 10}]
+    r = await api.patch(f"/api/ledger_transactions/{hold['id']}", {"ledger_entries": stale})
+    assert r.status_code == 422 and r.json()["code"] == "lock_version_mismatch", r.text
+    fresh = [{**raised[0], "amount": 10, "lock_version": version}, {**raised[1], "amount": 10}]
+    await _replace(api, hold["id"], fresh)  # the account's version before the change
+    assert (await api.balances(wallet["id"]))["available_balance"]["amount"] == 990
+
+
+async def test_lists_by_account_and_amount_follow_the_entries_that_are_the_transactions(api, books):
+    ledger, cash, rev = books
+    other = await api.account(ledger["id"], "credit")
+    txn = await _pending(api, books, 25)
+    await _replace(api, txn["id"], _entries(cash["id"], other["id"], 26))
+
+    async def ids(**params) -> list[str]:
+        r = await api.get("/api/ledger_transactions", params=params)
+        assert r.status_code == 200, r.text
+        return [t["id"] for t in r.json()]
+
+    assert await ids(ledger_account_id=rev["id"]) == []
+    assert await ids(ledger_account_id=other["id"]) == [txn["id"]]
+    assert await ids(**{"amount[eq]": "25"}) == [] and await ids(**{"amount[eq]": "26"}) == [txn["id"]]
+    assert await _amounts(api, rev["id"]) == (0, 0) and await _amounts(api, other["id"]) == (26, 0)
+
+
+async def test_a_settlement_never_takes_a_discarded_entry(api, books):
+    """Once its transaction is posted, a discarded entry is still archived: neither gathered by a settlement nor
+    taken by hand."""
+    ledger, cash, rev = books
+    contra = await api.account(ledger["id"], "debit")
+    txn = await _pending(api, books, 30)
+    replaced = await _replace(api, txn["id"], _entries(cash["id"], rev["id"], 35))
+    assert (await api.patch(f"/api/ledger_transactions/{txn['id']}", {"status": "posted"})).status_code == 200
+    discarded = next(e["id"] for e in txn["ledger_entries"] if e["ledger_account_id"] == rev["id"])
+    live = next(e["id"] for e in replaced["ledger_entries"] if e["ledger_account_id"] == rev["id"])
+    settle = {"settled_ledger_account_id": rev["id"], "contra_ledger_account_id": contra["id"]}
+    draft = await api.post("/api/ledger_account_settlements", {**settle, "status": "drafting"})
+    assert draft.status_code == 201, draft.text
+    path = f"/api/ledger_account_settlements/{draft.json()['id']}/ledger_entries"
+    refused = await api.patch(path, {"ledger_entry_ids": [discarded]})
+    assert refused.status_code == 422 and refused.json()["code"] == "ledger_entry_not_settleable", refused.text
+    assert (await api.patch(path, {"ledger_entry_ids": [live]})).json()["amount"] == 35
+    assert (await api.request("DELETE", path, json={"ledger_entry_ids": [live]})).status_code == 200
+    r = await api.post("/api/ledger_account_settlements", {**settle, "status": "posted"})
+    assert r.status_code == 201, r.text
+    assert r.json()["amount"] == 35
