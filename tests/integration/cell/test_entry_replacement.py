@@ -5,6 +5,10 @@ The invariants (verify, after every test) recompute every balance from the entri
 
 from __future__ import annotations
 
+import random
+
+import pytest
+
 
 def _entries(debit: str, credit: str, amount: int, **lock) -> list[dict]:
     return [{"ledger_account_id": debit, "direction": "debit", "amount": amount, **lock},
@@ -189,3 +193,79 @@ async def test_a_settlement_never_takes_a_discarded_entry(api, books):
     r = await api.post("/api/ledger_account_settlements", {**settle, "status": "posted"})
     assert r.status_code == 201, r.text
     assert r.json()["amount"] == 35
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_random_histories_of_replacements_keep_every_balance_the_sum_of_the_entries_that_count(api, seed):
+    """Random sequences of postings, replacements (entries and effective times), posts, archives and refused changes:
+    every account's balances, now and before a time, are the sums a model keeps of the entries that are their
+    transaction's, and its listed entries are those entries (the invariants, after the test, recompute the rest)."""
+    rng = random.Random(seed)
+    ledger = await api.ledger()
+    accounts = [(await api.account(ledger["id"], normal))["id"] for normal in ("debit", "credit", "credit", "debit")]
+    normal = dict(zip(accounts, ("debit", "credit", "credit", "debit")))
+    model: dict[str, dict] = {}  # transaction id -> status, effective day, [(account, direction, amount)]
+
+    def legs() -> list[tuple[str, str, int]]:
+        made = []
+        for _ in range(rng.choice((1, 1, 2))):
+            debit, credit = rng.sample(accounts, 2)
+            amount = rng.randint(1, 999)
+            made += [(debit, "debit", amount), (credit, "credit", amount)]
+        return made
+
+    def body(entries) -> list[dict]:
+        return [{"ledger_account_id": a, "direction": d, "amount": x} for a, d, x in entries]
+
+    def day(n: int) -> str:
+        return f"2026-04-{n:02d}T12:00:00Z"
+
+    for _ in range(30):
+        pending = sorted(t for t, v in model.items() if v["status"] == "pending")
+        done = sorted(t for t, v in model.items() if v["status"] != "pending")
+        op = rng.choice(("create", "replace", "replace", "time", "post", "archive", "refused"))
+        if op == "create" or (not pending and op != "refused") or (op == "refused" and not done):
+            entries, status, when = legs(), rng.choice(("pending", "pending", "posted")), rng.randint(1, 28)
+            r = await api.post("/api/ledger_transactions", {"status": status, "effective_at": day(when),
+                                                            "ledger_entries": body(entries)})
+            assert r.status_code == 201, r.text
+            model[r.json()["id"]] = {"status": status, "day": when, "entries": entries}
+        elif op == "replace":
+            txn, entries = rng.choice(pending), legs()
+            await _replace(api, txn, body(entries))
+            model[txn]["entries"] = entries
+        elif op == "time":
+            txn, when = rng.choice(pending), rng.randint(1, 28)
+            r = await api.patch(f"/api/ledger_transactions/{txn}", {"effective_at": day(when)})
+            assert r.status_code == 200, r.text
+            model[txn]["day"] = when
+        elif op in ("post", "archive"):
+            txn = rng.choice(pending)
+            status = "posted" if op == "post" else "archived"
+            r = await api.patch(f"/api/ledger_transactions/{txn}", {"status": status})
+            assert r.status_code == 200, r.text
+            model[txn]["status"] = status
+        else:
+            r = await api.patch(f"/api/ledger_transactions/{rng.choice(done)}", {"ledger_entries": body(legs())})
+            assert r.status_code == 422 and r.json()["code"] == "invalid_status_transition", r.text
+
+    def expected(account: str, before_day: int | None = None) -> tuple[int, int]:
+        pending = posted = 0
+        for v in model.values():
+            if v["status"] == "archived" or (before_day is not None and v["day"] >= before_day):
+                continue
+            for a, d, x in v["entries"]:
+                if a == account:
+                    signed = x if d == normal[account] else -x
+                    pending += signed
+                    posted += signed if v["status"] == "posted" else 0
+        return pending, posted
+
+    for account in accounts:
+        assert await _amounts(api, account) == expected(account), account
+        bound = rng.randint(2, 28)
+        b = await api.balances(account, **{"balances[effective_at_upper_bound]": day(bound)})
+        assert (b["pending_balance"]["amount"], b["posted_balance"]["amount"]) == expected(account, bound), account
+        listed = (await api.get("/api/ledger_entries", params={"ledger_account_id": account, "per_page": 100})).json()
+        assert sorted((e["ledger_transaction_id"], e["direction"], e["amount"]) for e in listed) == sorted(
+            (t, d, x) for t, v in model.items() for a, d, x in v["entries"] if a == account)

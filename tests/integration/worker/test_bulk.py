@@ -178,7 +178,7 @@ async def test_bulk_transaction_updates_post_pending_ones_and_refuse_what_a_patc
                                                                                         worker_process):
     auth, ids = await api_book(client, pool, "bulk", BOOK)
     pending = []
-    for amount in (5, 6):
+    for amount in (5, 6, 7):
         r = await client.post("/api/ledger_transactions", auth=auth, json=_txn(ids, amount) | {"status": "pending"})
         pending.append(r.json()["id"])
     worker_process(sqs_queue, **FAST)
@@ -187,12 +187,15 @@ async def test_bulk_transaction_updates_post_pending_ones_and_refuse_what_a_patc
             {"id": pending[0], "status": "posted", "metadata": {"via": "bulk"}},
             {"id": pending[1], "status": "archived"},
             {"id": pending[1], "status": "posted"},  # archived by the resource before: not any more pending
-            {"id": pending[0], "ledger_entries": []}]})  # entries are not a PATCH's to change
+            {"id": pending[2], "ledger_entries": _txn(ids, 8)["ledger_entries"]},  # a pending one's entries replaced
+            {"id": pending[0], "ledger_entries": []}]})  # a transaction has at least one entry
     done = await wait_until(lambda: _completed(client, auth, r.json()["id"]), 60, what="updates processed")
-    assert (done["success_result_count"], done["failed_result_count"]) == (2, 2)
+    assert (done["success_result_count"], done["failed_result_count"]) == (3, 2)
     first = (await client.get(f"/api/ledger_transactions/{pending[0]}", auth=auth)).json()
     assert first["status"] == "posted" and first["metadata"] == {"via": "bulk"}
     assert (await client.get(f"/api/ledger_transactions/{pending[1]}", auth=auth)).json()["status"] == "archived"
+    third = (await client.get(f"/api/ledger_transactions/{pending[2]}", auth=auth)).json()
+    assert (third["status"], third["version"], {e["amount"] for e in third["ledger_entries"]}) == ("pending", 2, {8})
     codes = sorted(x["entity"]["request_errors"][0]["code"] for x in await _results(client, auth, done["id"],
                                                                                    status="failed"))
     assert codes == ["invalid_request", "invalid_status_transition"]
