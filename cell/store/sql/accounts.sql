@@ -28,8 +28,9 @@ CROSS JOIN LATERAL ledger_balances(a.normal_balance, b.pending_debits, b.pending
 WHERE a.tenant_id = $1 AND a.id = $2 AND a.discarded_at IS NULL
 
 -- name: account_ids_by_external_id
--- At most one a ledger (ledger_accounts_external_id, 0203, whose first columns these are).
-SELECT id FROM ledger_accounts WHERE tenant_id = $1 AND external_id = $2
+-- At most one a ledger among those not discarded (ledger_accounts_external_id, 0207, whose first columns and
+-- condition these are).
+SELECT id FROM ledger_accounts WHERE tenant_id = $1 AND external_id = $2 AND discarded_at IS NULL
 
 -- name: fetch_account_facts
 SELECT id, ledger_id, currency, currency_exponent, normal_balance FROM ledger_accounts

@@ -213,6 +213,12 @@ async def test_an_account_without_entries_is_deleted_and_then_not_found(mt):
             "field": "posted_balance_amount", "operator": "less_than", "value": 0})
     assert caught.value.body["code"] == "ledger_account_not_found"
     assert (await client.ledger_accounts.retrieve(wallet.id)).balances.pending_balance.amount == 5
+    again = await _account(client, ledger, "spare again", "debit", external_id="spare-1")  # its external_id is free
+    assert again.id != spare.id
+    assert [a.id async for a in client.ledger_accounts.list(external_id="spare-1")] == [again.id]
+    with pytest.raises(modern_treasury.ConflictError) as caught:  # and taken by the new account
+        await _account(client, ledger, "spare thrice", "debit", external_id="spare-1")
+    assert caught.value.body["code"] == "external_id_taken"
 
 
 async def test_a_ledger_without_accounts_or_categories_is_deleted_and_then_not_found(mt):
