@@ -97,8 +97,9 @@ BEGIN
             -- entries, after the archives applied here to the same account.
             PERFORM ledger_check((
                 SELECT jsonb_agg(CASE WHEN NOT c ? 'lock_version' THEN c ELSE jsonb_set(c, '{lock_version}', to_jsonb(
-                    (c ->> 'lock_version')::bigint + (SELECT count(*) FROM unnest(v_effects) x
-                                                      WHERE x.kind = 'archive' AND x.account_id = (c ->> 'account_id')::uuid)))
+                    (c ->> 'lock_version')::bigint + (
+                        SELECT count(*) FROM unnest(v_effects) x
+                        WHERE x.kind = 'archive' AND x.account_id = (c ->> 'account_id')::uuid)))
                                  END ORDER BY n)
                 FROM jsonb_array_elements(p_checks) WITH ORDINALITY AS k(c, n)), p_entry_ids);
         END IF;

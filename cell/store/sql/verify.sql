@@ -31,11 +31,12 @@ LIMIT 20
 -- the applied part equals the applied effects, and lock_version counts them.
 WITH from_entries AS (
     SELECT e.ledger_account_id AS account_id,
-           sum(CASE WHEN e.direction = 'debit' AND ledger_entry_status(e.version, t.entries_version, t.status) <> 'archived' THEN e.amount ELSE 0 END) AS pd,
-           sum(CASE WHEN e.direction = 'credit' AND ledger_entry_status(e.version, t.entries_version, t.status) <> 'archived' THEN e.amount ELSE 0 END) AS pc,
-           sum(CASE WHEN e.direction = 'debit' AND ledger_entry_status(e.version, t.entries_version, t.status) = 'posted' THEN e.amount ELSE 0 END) AS od,
-           sum(CASE WHEN e.direction = 'credit' AND ledger_entry_status(e.version, t.entries_version, t.status) = 'posted' THEN e.amount ELSE 0 END) AS oc
+           sum(CASE WHEN e.direction = 'debit' AND s.status <> 'archived' THEN e.amount ELSE 0 END) AS pd,
+           sum(CASE WHEN e.direction = 'credit' AND s.status <> 'archived' THEN e.amount ELSE 0 END) AS pc,
+           sum(CASE WHEN e.direction = 'debit' AND s.status = 'posted' THEN e.amount ELSE 0 END) AS od,
+           sum(CASE WHEN e.direction = 'credit' AND s.status = 'posted' THEN e.amount ELSE 0 END) AS oc
     FROM ledger_entries e JOIN ledger_transactions t ON t.id = e.transaction_id
+    CROSS JOIN LATERAL (SELECT ledger_entry_status(e.version, t.entries_version, t.status) AS status) s
     WHERE $1::text IS NULL OR e.tenant_id = $1
     GROUP BY e.ledger_account_id
 ), effects AS (
@@ -137,9 +138,9 @@ WHERE ($1::text IS NULL OR t.tenant_id = $1)
 LIMIT 20
 
 -- name: verify_entry_times
--- An entry is written with its transaction, and effective when it is (a discarded one: when it was): lists of entries changed since a time read those
--- of the transactions changed since it (store.changes), lists of entries effective in a window those of the
--- transactions effective in it (store.entries.transactions_within).
+-- An entry is written with its transaction, and effective when it is (a discarded one: when it was): lists of entries
+-- changed since a time read those of the transactions changed since it (store.changes), lists of entries effective in
+-- a window those of the transactions effective in it (store.entries.transactions_within).
 SELECT e.id, e.created_at, e.effective_at, t.updated_at AS transaction_updated_at,
        t.effective_at AS transaction_effective_at
 FROM ledger_entries e JOIN ledger_transactions t ON t.id = e.transaction_id
