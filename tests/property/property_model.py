@@ -83,10 +83,12 @@ def rfc3339(t: datetime, offset: timedelta = timedelta(0)) -> str:
 AMOUNT_MAX = 2**63 - 1
 
 
-def draw_legs(draw, accounts: list) -> tuple[int, list[tuple]]:
-    """A balanced posting's legs: a ledger, then per currency (one or two) debits and credits of equal sums
-    on that ledger's accounts of the currency, in any order. Returns (ledger, [(account, direction, amount)])."""
-    ledger = draw(st.sampled_from([0, 1]), label="ledger")
+def draw_legs(draw, accounts: list, ledger: int | None = None) -> tuple[int, list[tuple]]:
+    """A balanced posting's legs: a ledger (drawn unless given), then per currency (one or two) debits and credits
+    of equal sums on that ledger's accounts of the currency, in any order. Returns (ledger, [(account, direction,
+    amount)])."""
+    if ledger is None:
+        ledger = draw(st.sampled_from([0, 1]), label="ledger")
     by_currency: dict[str, list] = {}
     for a in accounts:
         if a.ledger == ledger:

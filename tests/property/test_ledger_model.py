@@ -202,31 +202,7 @@ def make_machine(cell):
             ledger, legs = draw_legs(draw, self.accounts)
             status = draw(st.sampled_from(["pending", "posted"]), label="status")
             effective_at = draw(self.times(), label="effective_at")
-            locks = draw(st.sampled_from([None, None, "balance", "lock_version", "both"]), label="locks")
-
-            # What each touched account would hold after this posting: the basis of the drawn balance locks.
-            projected = {a.id: amounts(self.after(a, legs, status), a.normal)
-                         for a in {id(a): a for a, _, _ in legs}.values()}
-
-            entries_body, expected_code = [], None
-            for a, direction, amount in legs:
-                e = {"ledger_account_id": a.id, "direction": direction, "amount": amount}
-                lock = draw(st.sampled_from([None, None, locks])) if locks else None
-                failing = None
-                if lock in ("balance", "both"):
-                    name, e[name], holds = draw_balance_lock(draw, projected[a.id])
-                    if not holds:
-                        failing = "balance_lock_failed"
-                if lock in ("lock_version", "both"):
-                    version = max(0, a.lock_version + draw(st.sampled_from([0, 0, 0, 0, -1, 1])))
-                    e["lock_version"] = version
-                    if version != a.lock_version:
-                        failing = "lock_version_mismatch"  # checked before the entry's balance locks
-                if draw(st.booleans()):
-                    e["show_resulting_ledger_account_balances"] = True
-                expected_code = expected_code or failing
-                entries_body.append(e)
-
+            entries_body, expected_code = self.entry_bodies(draw, legs, status)
             if self.overflow(legs, status):
                 expected_code = "balance_overflow"  # checked before any balance lock
             body = {"ledger_id": self.ledger_ids[ledger], "status": status, "ledger_entries": entries_body}
@@ -244,13 +220,42 @@ def make_machine(cell):
             self.record(r.json(), legs, status, effective_at,
                         [bool(e.get("show_resulting_ledger_account_balances")) for e in entries_body])
 
-        def after(self, a, legs, status: str) -> Sums:
-            """Account `a`'s sums once this posting's legs on it are written."""
-            new = [(MEntry("new", None, a, d, x, None), status) for b, d, x in legs if b is a]
-            return sums([*a.seen.values(), *new])
+        def entry_bodies(self, draw, legs, status: str, discarded=(), show: bool = True) -> tuple[list, str | None]:
+            """The request's entries for these legs, with drawn balance locks and lock_versions, and the code that
+            must refuse them (None: accepted). The locks are drawn around what each touched account would hold once
+            the legs are written (and `discarded`'s entries archived); a lock_version is the account's now."""
+            locks = draw(st.sampled_from([None, None, "balance", "lock_version", "both"]), label="locks")
+            projected = {a.id: amounts(self.after(a, legs, status, discarded), a.normal)
+                         for a in {id(a): a for a, _, _ in legs}.values()}
+            entries_body, expected_code = [], None
+            for a, direction, amount in legs:
+                e = {"ledger_account_id": a.id, "direction": direction, "amount": amount}
+                lock = draw(st.sampled_from([None, None, locks])) if locks else None
+                failing = None
+                if lock in ("balance", "both"):
+                    name, e[name], holds = draw_balance_lock(draw, projected[a.id])
+                    if not holds:
+                        failing = "balance_lock_failed"
+                if lock in ("lock_version", "both"):
+                    version = max(0, a.lock_version + draw(st.sampled_from([0, 0, 0, 0, -1, 1])))
+                    e["lock_version"] = version
+                    if version != a.lock_version:
+                        failing = "lock_version_mismatch"  # checked before the entry's balance locks
+                if show and draw(st.booleans()):
+                    e["show_resulting_ledger_account_balances"] = True
+                expected_code = expected_code or failing
+                entries_body.append(e)
+            return entries_body, expected_code
 
-        def overflow(self, legs, status: str) -> bool:
-            return any(overflows(self.after(a, legs, status)) for a in {id(a): a for a, _, _ in legs}.values())
+        def after(self, a, legs, status: str, discarded=()) -> Sums:
+            """Account `a`'s sums once this posting's legs on it are written (and the `discarded` entries archived)."""
+            gone = {e.id for e in discarded}
+            new = [(MEntry("new", None, a, d, x, None), status) for b, d, x in legs if b is a]
+            return sums([*(p for i, p in a.seen.items() if i not in gone), *new])
+
+        def overflow(self, legs, status: str, discarded=()) -> bool:
+            return any(overflows(self.after(a, legs, status, discarded))
+                       for a in {id(a): a for a, _, _ in legs}.values())
 
         def record(self, txn: dict, legs, status: str, effective_at: datetime | None, shown: list[bool]) -> MTxn:
             """Apply an accepted posting to the model and check its response."""
@@ -294,6 +299,61 @@ def make_machine(cell):
                 for e in txn.entries:  # one effect per entry, in entry order
                     e.account.effect(e, to)
             for a in {id(e.account): e.account for e in txn.entries}.values():
+                self.check_current(a)
+
+        @precondition(lambda self: bool(self.txns))
+        @rule(data=st.data())
+        def replace(self, data):
+            """PATCH `ledger_entries` and/or `effective_at`: a pending transaction's entries are discarded (an
+            archive effect each, in entry order, at their own time) and the new ones written after them, at the new
+            time (the same entries again when only the time changes); balance locks see the old amounts released,
+            a lock_version is the account's before the change. A final transaction is refused (422, nothing
+            changes), unless the PATCH changes nothing."""
+            draw = data.draw
+            pending = [t for t in self.txns if t.status == "pending"]
+            txn = draw(st.sampled_from(pending) if pending and draw(st.integers(0, 3)) else st.sampled_from(self.txns),
+                       label="txn")
+            what = draw(st.sampled_from(["entries", "entries", "effective_at", "both"]), label="replace")
+            effective_at = None if what == "entries" else draw(self.times().filter(lambda t: t is not None),
+                                                               label="effective_at")
+            at = txn.effective_at if effective_at is None else effective_at
+            if what == "effective_at":
+                legs = [(e.account, e.direction, e.amount) for e in txn.entries]
+                body, expected_code = {}, None
+            else:
+                legs = draw_legs(draw, self.accounts, txn.ledger)[1]
+                entries_body, expected_code = self.entry_bodies(draw, legs, "pending", txn.entries, show=False)
+                body = {"ledger_entries": entries_body}
+            if effective_at is not None:
+                body["effective_at"] = rfc3339(effective_at, draw(st.sampled_from(ZONES)))
+            unchanged = what == "effective_at" and at == txn.effective_at
+            if not unchanged and txn.status != "pending":
+                expected_code = "invalid_status_transition"  # checked before the new entries
+            elif not unchanged and self.overflow(legs, "pending", txn.entries):
+                expected_code = "balance_overflow"  # checked before any balance lock
+            touched = {id(a): a for a, _, _ in legs} | {id(e.account): e.account for e in txn.entries}
+            r = self.call("PATCH", f"/api/ledger_transactions/{txn.id}", body)
+            event(f"replace {what}: {'unchanged' if unchanged else expected_code or 'replaced'}")
+            if expected_code is not None:
+                refused(r, expected_code)
+            else:
+                assert r.status_code == 200, r.text
+                got = r.json()
+                assert (got["id"], got["status"], parse(got["effective_at"])) == (txn.id, txn.status, at)
+                if not unchanged:
+                    for e in txn.entries:
+                        e.account.effect(e, "archived")
+                        e.account.entries.remove(e)
+                    txn.entries, txn.effective_at = [], at
+                    for (a, direction, amount), new in zip(legs, got["ledger_entries"], strict=True):
+                        e = MEntry(new["id"], txn, a, direction, amount, at)
+                        e.lock_version = a.effect(e, "pending")
+                        a.entries.append(e)
+                        txn.entries.append(e)
+                assert [(x["id"], x["ledger_account_id"], x["direction"], x["amount"], x["ledger_account_lock_version"])
+                        for x in got["ledger_entries"]] == [
+                    (e.id, e.account.id, e.direction, e.amount, e.lock_version) for e in txn.entries]
+            for a in touched.values():
                 self.check_current(a)
 
         @precondition(lambda self: bool(self.txns))

@@ -63,7 +63,11 @@ BEGIN
     FROM (SELECT DISTINCT unnest(p_accounts)) AS u(id)
     CROSS JOIN LATERAL (SELECT l.id, l.headroom_low, l.discarded_at FROM ledger_accounts l WHERE l.id = u.id LIMIT 1) a;
     IF v_discarded IS NOT NULL OR v_headroom_low THEN
-        PERFORM ledger_refuse_accounts(v_discarded, v_headroom_low, p_accounts, p_directions, p_amounts);
+        -- The headroom is what the accounts hold once the change is written: the old entries' pending amounts
+        -- released (their archives, applied before the new entries), the new ones added.
+        PERFORM ledger_refuse_accounts(v_discarded, v_headroom_low, p_accounts || v_old_accounts,
+                                       p_directions || v_old_directions,
+                                       p_amounts || ARRAY(SELECT -x FROM unnest(v_old_amounts) AS o(x)));
     END IF;
     SELECT coalesce(array_agg(DISTINCT a.id), '{}') INTO v_apply
     FROM ledger_accounts a

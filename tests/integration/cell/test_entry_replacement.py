@@ -155,6 +155,31 @@ async def test_a_hold_grows_against_the_available_balance_without_counting_itsel
     assert (await api.balances(wallet["id"]))["available_balance"]["amount"] == 990
 
 
+async def test_a_hold_at_the_top_of_the_64_bit_range_moves_and_is_replaced_but_never_past_it(api, books):
+    """The 64-bit headroom of a change is what the accounts hold once it is written: the old entries released, the
+    new ones added. A hold of 2^63 - 1 moves in time and is replaced by another of the same size; one unit more
+    on top of it is refused (balance_overflow), the hold kept."""
+    ledger, _, _ = books
+    card = await api.account(ledger["id"], "debit")
+    merchant = await api.account(ledger["id"], "credit")
+    top = 2**63 - 1
+    r = await api.post("/api/ledger_transactions", {"status": "pending", "ledger_entries": _entries(
+        card["id"], merchant["id"], top)})
+    assert r.status_code == 201, r.text
+    hold = r.json()
+    r = await api.patch(f"/api/ledger_transactions/{hold['id']}", {"effective_at": "2026-06-01T00:00:00Z"})
+    assert r.status_code == 200, r.text
+    await _replace(api, hold["id"], _entries(card["id"], merchant["id"], top))
+    extra = await api.account(ledger["id"], "credit")
+    r = await api.patch(f"/api/ledger_transactions/{hold['id']}", {"ledger_entries": [
+        *_entries(card["id"], merchant["id"], top), *_entries(card["id"], extra["id"], 1)]})
+    assert r.status_code == 422 and r.json()["code"] == "balance_overflow", r.text
+    assert await _amounts(api, card["id"]) == (top, 0) and await _amounts(api, merchant["id"]) == (top, 0)
+    assert await _amounts(api, extra["id"]) == (0, 0)
+    versions = (await api.get(f"/api/ledger_transactions/{hold['id']}/versions")).json()
+    assert [v["version"] for v in versions] == [1, 2, 3]
+
+
 async def test_lists_by_account_and_amount_follow_the_entries_that_are_the_transactions(api, books):
     ledger, cash, rev = books
     other = await api.account(ledger["id"], "credit")
