@@ -106,6 +106,13 @@ def draw_legs(draw, accounts: list, ledger: int | None = None) -> tuple[int, lis
     return ledger, draw(st.permutations(legs), label="legs")
 
 
+def raised(legs: list[tuple], k: int) -> list[tuple]:
+    """The same legs with every amount k times (still balanced), or as they are if one would pass 2^63 - 1."""
+    if any(x * k > AMOUNT_MAX for _, _, x in legs):
+        return legs
+    return [(a, d, x * k) for a, d, x in legs]
+
+
 # -- the books and balance locks both posting machines draw ------------------------------------------------
 
 # Two ledgers; ledger 0 holds USD and EUR accounts, ledger 1 USD only (same currency, separate books).

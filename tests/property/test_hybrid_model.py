@@ -53,6 +53,7 @@ from property_model import (
     flip,
     refused,
     overflows,
+    raised,
     reversal_refused,
     rfc3339,
     view,
@@ -135,6 +136,7 @@ class MTxn:
     id: str
     ledger: int
     status: str
+    effective_at: datetime
     entries: list = field(default_factory=list, repr=False)
     reversed_by: str | None = None
 
@@ -150,10 +152,15 @@ class MEntry:
     direction: str
     amount: int
     index: int = -1  # of its 'entry' effect in account.effects
+    discarded: bool = False  # its transaction's entries were replaced: listed only with show_deleted
 
     @property
     def lock_version(self) -> int | None:
         return self.index + 1 if self.index < self.account.applied else None
+
+
+def parse(s: str) -> datetime:
+    return datetime.fromisoformat(s.replace("Z", "+00:00"))
 
 
 def unique(accounts) -> list[MAccount]:
@@ -304,7 +311,7 @@ def make_machine(cell: Cell):
         def record(self, got: dict, legs, status: str, shown: list[bool], applied_now: set[str]) -> MTxn:
             """An accepted posting: its effects are committed; the applied accounts fold everything queued."""
             assert got["status"] == status
-            m = MTxn(got["id"], legs[0][0].ledger, status)
+            m = MTxn(got["id"], legs[0][0].ledger, status, parse(got["effective_at"]))
             for (a, direction, amount), g in zip(legs, got["ledger_entries"]):
                 e = MEntry(g["id"], m, a, direction, amount)
                 e.index = a.add("entry", e, delta(direction, amount, "entry", status == "posted"))
@@ -348,6 +355,102 @@ def make_machine(cell: Cell):
                 assert got["status"] == to
                 self.check_entries_of(got["ledger_entries"], txn)
             for a in accounts:
+                self.check(a)
+
+        @precondition(lambda self: bool(self.txns))
+        @rule(data=st.data())
+        def replace(self, data):
+            """PATCH `ledger_entries` and/or `effective_at` of a pending transaction: an archive effect per old entry
+            (entry order), then the new entries' effects, committed in that order. Applied now: the accounts of the
+            new entries with a condition and every sync-only account of the old or new entries (folding what they
+            have queued); the rest queued. A lock sees every committed effect with the old amounts released; a
+            lock_version is the account's committed effects before the change. A final transaction is refused."""
+            for _ in range(data.draw(st.integers(1, 3), label="replacements")):
+                self.replace_one(data.draw)
+
+        def replace_one(self, draw):
+            pending = [t for t in self.txns if t.status == "pending"]
+            txn = draw(st.sampled_from(pending) if pending and draw(st.integers(0, 3)) else st.sampled_from(self.txns),
+                       label="txn")
+            # "raise": the same legs, each amount times k (a card's authorization raised in place), new conditions.
+            what = draw(st.sampled_from(["entries", "raise", "raise", "effective_at", "both"]), label="replace")
+            other = self.times().filter(lambda t: t is not None)
+            times = st.sampled_from([txn.effective_at]) | other | other
+            effective_at = None if what in ("entries", "raise") else draw(times, label="effective_at")
+            unchanged = what == "effective_at" and effective_at == txn.effective_at
+            old = [(e.account, e.direction, e.amount) for e in txn.entries]
+            if what == "raise":
+                legs = raised(old, draw(st.integers(1, 3), label="k"))
+            else:
+                legs = old if what == "effective_at" else draw_legs(draw, self.accounts, txn.ledger)[1]
+            released = {a.id: self.mine(a, [(b, d, -x) for b, d, x in old], "pending") for a in unique(
+                a for a, _, _ in old)}
+            applied_now = {a.id for a, _, _ in [*legs, *old] if a.sync_only}
+            body, expected_code = {}, None
+            if what != "effective_at":
+                body["ledger_entries"] = []
+                mode = draw(st.sampled_from([None, "balance", "lock_version", "show", "mixed"]), label="locks")
+                for a, direction, amount in legs:
+                    e = {"ledger_account_id": a.id, "direction": direction, "amount": amount}
+                    mine = released.get(a.id, Sums()) + self.mine(a, legs, "pending")
+                    kind = mode if mode != "mixed" else draw(st.sampled_from(["balance", "lock_version", "show"]))
+                    kind = draw(st.sampled_from([None, kind])) if kind else None
+                    failing = None
+                    if kind == "lock_version":
+                        version = max(0, len(a.effects) + draw(st.sampled_from([0, 0, 0, -1, 1])))
+                        e["lock_version"] = version
+                        if version != len(a.effects):
+                            failing = "lock_version_mismatch"
+                    elif kind == "balance":
+                        name, e[name], holds = draw_balance_lock(draw, amounts(a.total() + mine, a.normal),
+                                                                 amounts(a.at(a.applied) + mine, a.normal))
+                        if not holds:
+                            failing = "balance_lock_failed"
+                    elif kind == "show":
+                        e["show_resulting_ledger_account_balances"] = True
+                    if kind is not None:
+                        applied_now.add(a.id)
+                    expected_code = expected_code or failing
+                    body["ledger_entries"].append(e)
+            if effective_at is not None:
+                body["effective_at"] = rfc3339(effective_at)
+            if not unchanged and txn.status != "pending":
+                expected_code = "invalid_status_transition"  # checked before the new entries
+            elif not unchanged and any(overflows(a.total() + released.get(a.id, Sums()) + self.mine(a, legs, "pending"))
+                                       for a in unique(a for a, _, _ in legs)):
+                expected_code = "balance_overflow"  # checked before any balance lock
+            touched = unique(a for a, _, _ in [*legs, *old])
+            before = {a.id: (len(a.effects), a.applied) for a in touched}
+            r = self.call("PATCH", f"/api/ledger_transactions/{txn.id}", body)
+            event(f"replace {what}: {'unchanged' if unchanged else expected_code or 'replaced'}")
+            if expected_code is not None or unchanged:
+                if expected_code is not None:
+                    refused(r, expected_code)
+                else:
+                    assert r.status_code == 200, r.text
+                for a in touched:  # nothing written, nothing applied
+                    assert (len(a.effects), a.applied) == before[a.id]
+                    self.check(a)
+                return
+            assert r.status_code == 200, r.text
+            for e in txn.entries:
+                e.account.add("archive", e, delta(e.direction, e.amount, "archive"))
+                e.discarded = True
+            txn.entries = []
+            got = r.json()
+            for (a, direction, amount), g in zip(legs, got["ledger_entries"], strict=True):
+                e = MEntry(g["id"], txn, a, direction, amount)
+                e.index = a.add("entry", e, delta(direction, amount, "entry"))
+                txn.entries.append(e)
+                assert (g["ledger_account_id"], g["direction"], g["amount"]) == (a.id, direction, amount)
+            for a in touched:
+                if a.id in applied_now:
+                    a.apply_all()
+            if effective_at is not None:
+                txn.effective_at = effective_at
+            assert (got["status"], parse(got["effective_at"])) == ("pending", txn.effective_at)
+            self.check_entries_of(got["ledger_entries"], txn)
+            for a in touched:
                 self.check(a)
 
         @precondition(lambda self: bool(self.txns))
@@ -435,7 +538,7 @@ def make_machine(cell: Cell):
             assert r.status_code == 400 and r.json()["code"] == "lock_version_not_found", r.text
 
             listed = self.list_entries(a)
-            entries = [e for kind, e, _ in a.effects if kind == "entry"]
+            entries = [e for kind, e, _ in a.effects if kind == "entry" and not e.discarded]
             assert sorted(x["id"] for x in listed) == sorted(e.id for e in entries), f"entries of {a}"
             by_id = {e.id: e for e in entries}
             applied = sorted((x for x in listed if x["ledger_account_lock_version"] is not None),

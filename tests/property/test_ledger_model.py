@@ -40,6 +40,7 @@ from property_model import (
     flip,
     refused,
     overflows,
+    raised,
     reversal_refused,
     rfc3339,
     sums,
@@ -309,19 +310,24 @@ def make_machine(cell):
             time (the same entries again when only the time changes); balance locks see the old amounts released,
             a lock_version is the account's before the change. A final transaction is refused (422, nothing
             changes), unless the PATCH changes nothing."""
-            draw = data.draw
+            for _ in range(data.draw(st.integers(1, 3), label="replacements")):
+                self.replace_one(data.draw)
+
+        def replace_one(self, draw):
             pending = [t for t in self.txns if t.status == "pending"]
             txn = draw(st.sampled_from(pending) if pending and draw(st.integers(0, 3)) else st.sampled_from(self.txns),
                        label="txn")
-            what = draw(st.sampled_from(["entries", "entries", "effective_at", "both"]), label="replace")
-            effective_at = None if what == "entries" else draw(self.times().filter(lambda t: t is not None),
-                                                               label="effective_at")
+            # "raise": the same legs, each amount times k (a card's authorization raised in place), new conditions.
+            what = draw(st.sampled_from(["entries", "raise", "effective_at", "both"]), label="replace")
+            effective_at = None if what in ("entries", "raise") else draw(
+                self.times().filter(lambda t: t is not None), label="effective_at")
             at = txn.effective_at if effective_at is None else effective_at
             if what == "effective_at":
                 legs = [(e.account, e.direction, e.amount) for e in txn.entries]
                 body, expected_code = {}, None
             else:
-                legs = draw_legs(draw, self.accounts, txn.ledger)[1]
+                legs = draw_legs(draw, self.accounts, txn.ledger)[1] if what != "raise" else raised(
+                    [(e.account, e.direction, e.amount) for e in txn.entries], draw(st.integers(1, 3), label="k"))
                 entries_body, expected_code = self.entry_bodies(draw, legs, "pending", txn.entries, show=False)
                 body = {"ledger_entries": entries_body}
             if effective_at is not None:

@@ -138,6 +138,33 @@ async def test_a_process_that_remembers_a_deleted_account_is_refused_by_the_data
             assert await verify(conn, auth[0]) == []
 
 
+async def test_a_hold_moved_off_a_sync_only_account_releases_it_at_once(
+        hybrid_database_url, hybrid_pool, sqs_queue, sqs_endpoint_url):
+    """A sync-only account is exact on every read: when a replacement moves a hold off it, the old entry's archive is
+    applied in the PATCH (its pending balance 0 at once, no worker), while the other accounts' effects are queued."""
+    async with await _client(hybrid_database_url, sqs_endpoint_url, sqs_queue.url) as client:
+        auth, ids = await api_book(client, hybrid_pool, "moved", {**CARDS, "other": "credit"})
+        r = await client.patch(f"/api/ledger_accounts/{ids['settlement']}", json={"sync_only": True}, auth=auth)
+        assert r.status_code == 200, r.text
+        r = await client.post("/api/ledger_transactions", json={**_payment(ids, 200), "status": "pending"}, auth=auth)
+        assert r.status_code == 201, r.text
+        moved = [{**e, "ledger_account_id": ids["other"]} if e["ledger_account_id"] == ids["settlement"] else e
+                 for e in _payment(ids, 200)["ledger_entries"]]
+        r = await client.patch(f"/api/ledger_transactions/{r.json()['id']}", json={"ledger_entries": moved}, auth=auth)
+        assert r.status_code == 200, r.text
+        settlement = await _balance(client, auth, ids["settlement"])
+        assert (settlement["lock_version"], settlement["balances"]["pending_balance"]["amount"]) == (2, 0)
+        other = await _balance(client, auth, ids["other"])
+        assert (other["lock_version"], other["balances"]["pending_balance"]["amount"]) == (0, 0)
+        assert await _drained(hybrid_pool, sqs_queue, 4) == 4  # the card's entry, archive and new entry; other's
+        other = await _balance(client, auth, ids["other"])
+        assert (other["lock_version"], other["balances"]["pending_balance"]["amount"]) == (1, 200)
+        card = await _balance(client, auth, ids["card"])
+        assert (card["lock_version"], card["balances"]["pending_balance"]["amount"]) == (3, 200)
+    async with hybrid_pool.acquire() as conn:
+        assert await verify(conn, auth[0]) == []
+
+
 async def test_a_holds_raise_applies_the_locked_card_now_and_queues_the_rest_for_the_worker(
         hybrid_database_url, hybrid_pool, sqs_queue, sqs_endpoint_url):
     """A pending hold's entries replaced in hybrid mode: the balance-locked card entry's account is applied in the
