@@ -134,7 +134,9 @@ async def list_page(conn: asyncpg.Connection, tenant_id: str, *, limit: int, ord
     rows and those of its effective times (the tenant's every entry was sorted: ~732,000 buffers at 43,000
     postings on plans made while the tables were tiny, ~2,000 after an analyze)."""
     w = Where(tenant_id)
-    if not show_deleted:  # entries discarded by a replacement of their transaction's (0206) only when asked for
+    # Entries discarded by a replacement of their transaction's (0206) only when asked for, or when a statement holds
+    # them: it is the account as of its lock version (ledger_statement_entries), whose balances count them.
+    if not show_deleted and statement_id is None:
         w.clauses.append(LIVE)
     entries = "ledger_entries"
     held = []  # the entries a settlement or statement names, by their ids

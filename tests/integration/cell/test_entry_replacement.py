@@ -294,3 +294,30 @@ async def test_random_histories_of_replacements_keep_every_balance_the_sum_of_th
         listed = (await api.get("/api/ledger_entries", params={"ledger_account_id": account, "per_page": 100})).json()
         assert sorted((e["ledger_transaction_id"], e["direction"], e["amount"]) for e in listed) == sorted(
             (t, d, x) for t, v in model.items() for a, d, x in v["entries"] if a == account)
+
+
+async def test_a_statement_keeps_the_entries_it_was_made_of_after_they_are_discarded(api, books):
+    """A statement is the account as of its lock version: its balances count a hold's entries as they were then, so
+    its entries are those, even once a replacement discarded them; a later statement lists the new ones."""
+    ledger, cash, rev = books
+    txn = await _pending(api, books, 300, effective_at="2026-02-01T00:00:00Z")
+    bounds = {"ledger_account_id": rev["id"], "effective_at_lower_bound": "2026-01-01T00:00:00Z",
+              "effective_at_upper_bound": "2026-03-01T00:00:00Z"}
+
+    async def statement() -> tuple[dict, list[str]]:
+        r = await api.post("/api/ledger_account_statements", bounds)
+        assert r.status_code == 201, r.text
+        s = r.json()
+        listed = (await api.get("/api/ledger_entries", params={"ledger_account_statement_id": s["id"]})).json()
+        return s, [e["id"] for e in listed]
+
+    before, entries_before = await statement()
+    old = [e["id"] for e in txn["ledger_entries"] if e["ledger_account_id"] == rev["id"]]
+    assert entries_before == old and before["ending_balance"]["pending_balance"]["amount"] == 300
+    changed = await _replace(api, txn["id"], _entries(cash["id"], rev["id"], 500))
+    after, entries_after = await statement()
+    assert entries_after == [e["id"] for e in changed["ledger_entries"] if e["ledger_account_id"] == rev["id"]]
+    assert after["ending_balance"]["pending_balance"]["amount"] == 500
+    listed = (await api.get("/api/ledger_entries", params={"ledger_account_statement_id": before["id"]})).json()
+    assert [e["id"] for e in listed] == old, "a statement's entries changed after it was made"
+    assert [e["amount"] for e in listed] == [300]
