@@ -134,9 +134,14 @@ async def list_page(conn: asyncpg.Connection, tenant_id: str, *, limit: int, ord
     rows and those of its effective times (the tenant's every entry was sorted: ~732,000 buffers at 43,000
     postings on plans made while the tables were tiny, ~2,000 after an analyze)."""
     w = Where(tenant_id)
-    # Entries discarded by a replacement of their transaction's (0206) only when asked for, or when a statement holds
-    # them: it is the account as of its lock version (ledger_statement_entries), whose balances count them.
-    if not show_deleted and statement_id is None:
+    # Entries discarded by a replacement of their transaction's (0206) only when asked for, when a statement holds them
+    # (it is the account as of its lock version, ledger_statement_entries, whose balances count them), or as of a lock
+    # version before their discard's archive (balances as of it count them, as a statement made then does).
+    deleted_shown = show_deleted or statement_id is not None
+    if as_of_lock_version is not None and not deleted_shown:
+        w.add(f"({LIVE} OR NOT EXISTS (SELECT 1 FROM balance_effects x WHERE x.entry_id = e.id AND x.kind = 'archive' "
+              "AND x.lock_version <= {}))", as_of_lock_version)
+    elif not deleted_shown:
         w.clauses.append(LIVE)
     entries = "ledger_entries"
     held = []  # the entries a settlement or statement names, by their ids
@@ -207,7 +212,8 @@ async def list_page(conn: asyncpg.Connection, tenant_id: str, *, limit: int, ord
     if direction is not None:
         w.add("e.direction = {}", direction)
     # The transactions' own status (the entries' when live); a discarded entry's is archived (ledger_entry_status).
-    status_sql = "ledger_entry_status(e.version, t.entries_version, t.status)" if show_deleted else "t.status"
+    status_sql = ("ledger_entry_status(e.version, t.entries_version, t.status)"
+                  if deleted_shown or as_of_lock_version is not None else "t.status")
     if status is not None:
         w.add(status_sql + " = {}", status)
     if statuses:  # two of the three (the transactions' own status, as `status`; no index of theirs serves a pair)

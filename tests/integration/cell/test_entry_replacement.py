@@ -298,7 +298,8 @@ async def test_random_histories_of_replacements_keep_every_balance_the_sum_of_th
 
 async def test_a_statement_keeps_the_entries_it_was_made_of_after_they_are_discarded(api, books):
     """A statement is the account as of its lock version: its balances count a hold's entries as they were then, so
-    its entries are those, even once a replacement discarded them; a later statement lists the new ones."""
+    its entries are those, even once a replacement discarded them (shown archived); a later statement lists the new
+    ones. The account's entries as of a lock version are the same."""
     ledger, cash, rev = books
     txn = await _pending(api, books, 300, effective_at="2026-02-01T00:00:00Z")
     bounds = {"ledger_account_id": rev["id"], "effective_at_lower_bound": "2026-01-01T00:00:00Z",
@@ -320,4 +321,10 @@ async def test_a_statement_keeps_the_entries_it_was_made_of_after_they_are_disca
     assert after["ending_balance"]["pending_balance"]["amount"] == 500
     listed = (await api.get("/api/ledger_entries", params={"ledger_account_statement_id": before["id"]})).json()
     assert [e["id"] for e in listed] == old, "a statement's entries changed after it was made"
-    assert [e["amount"] for e in listed] == [300]
+    assert [(e["amount"], e["status"]) for e in listed] == [(300, "archived")]
+    assert (await api.get("/api/ledger_entries", params={"ledger_account_statement_id": before["id"],
+                                                         "status": "pending"})).json() == []
+    for s, entries in ((before, old), (after, entries_after)):  # the account's entries as of each one's version
+        listed = (await api.get("/api/ledger_entries", params={
+            "ledger_account_id": rev["id"], "as_of_lock_version": str(s["ledger_account_lock_version"])})).json()
+        assert [e["id"] for e in listed] == entries, s["ledger_account_lock_version"]
