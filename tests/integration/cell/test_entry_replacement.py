@@ -328,3 +328,21 @@ async def test_a_statement_keeps_the_entries_it_was_made_of_after_they_are_disca
         listed = (await api.get("/api/ledger_entries", params={
             "ledger_account_id": rev["id"], "as_of_lock_version": str(s["ledger_account_lock_version"])})).json()
         assert [e["id"] for e in listed] == entries, s["ledger_account_lock_version"]
+
+
+async def test_a_replaced_hold_is_partially_posted_from_its_new_entries(api, books):
+    """A partial post of a replaced hold takes parts of its new entries (no larger than them) and archives those,
+    never the discarded ones again: what stays is the posted part alone."""
+    ledger, cash, rev = books
+    txn = await _pending(api, books, 300)
+    await _replace(api, txn["id"], _entries(cash["id"], rev["id"], 500))
+    r = await api.post(f"/api/ledger_transactions/{txn['id']}/partial_post", {"posted_ledger_entries": [
+        {"ledger_account_id": cash["id"], "direction": "debit", "amount": 501},
+        {"ledger_account_id": rev["id"], "direction": "credit", "amount": 501}]})
+    assert r.status_code == 422, r.text  # larger than the new entries
+    r = await api.post(f"/api/ledger_transactions/{txn['id']}/partial_post", {"posted_ledger_entries": [
+        {"ledger_account_id": cash["id"], "direction": "debit", "amount": 400},
+        {"ledger_account_id": rev["id"], "direction": "credit", "amount": 400}]})
+    assert r.status_code == 201, r.text  # 400 > 300: parts of the new entries, not the old
+    assert await _amounts(api, rev["id"]) == (400, 400) and await _amounts(api, cash["id"]) == (400, 400)
+    assert (await api.get(f"/api/ledger_transactions/{txn['id']}")).json()["status"] == "archived"
