@@ -86,10 +86,10 @@ class ApiMachine(RuleBasedStateMachine):
         assert r.status_code == 200, r.text
         return r.json()
 
-    def list_entries(self, a) -> list[dict]:
+    def list_entries(self, a, **extra: str) -> list[dict]:
         listed, cursor = [], None
         while True:
-            params = {"ledger_account_id": a.id, "show_balances": "true", "per_page": str(self.per_page)}
+            params = {"ledger_account_id": a.id, "show_balances": "true", "per_page": str(self.per_page), **extra}
             if cursor:
                 params["after_cursor"] = cursor
             r = self.call("GET", "/api/ledger_entries", params=params)

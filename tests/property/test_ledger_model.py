@@ -72,6 +72,8 @@ class MAccount:
     history: list = field(default_factory=list, repr=False)
     # Each entry's status as of the last effect applied to this account.
     seen: dict = field(default_factory=dict, repr=False)
+    # Every entry ever written to it, discarded ones too, in the order written.
+    written: list = field(default_factory=list, repr=False)
 
     def __repr__(self) -> str:  # short, for hypothesis' report of a failing sequence
         return f"<{self.currency} {self.normal}-normal account {self.id[:8]} in ledger {self.ledger}>"
@@ -123,6 +125,7 @@ class MEntry:
     amount: int
     effective_at: datetime
     lock_version: int = 0
+    discarded_version: int | None = None  # the account's lock version of its discard's archive
 
 
 def parse(s: str) -> datetime:
@@ -274,6 +277,7 @@ def make_machine(cell):
                 e = MEntry(got["id"], m, a, direction, amount, at)
                 e.lock_version = a.effect(e, status)
                 a.entries.append(e)
+                a.written.append(e)
                 m.entries.append(e)
                 assert (got["ledger_account_id"], got["direction"], got["amount"]) == (a.id, direction, amount)
                 assert got["ledger_account_lock_version"] == e.lock_version, "lock_version of the entry's effect"
@@ -348,13 +352,14 @@ def make_machine(cell):
                 assert (got["id"], got["status"], parse(got["effective_at"])) == (txn.id, txn.status, at)
                 if not unchanged:
                     for e in txn.entries:
-                        e.account.effect(e, "archived")
+                        e.discarded_version = e.account.effect(e, "archived")
                         e.account.entries.remove(e)
                     txn.entries, txn.effective_at = [], at
                     for (a, direction, amount), new in zip(legs, got["ledger_entries"], strict=True):
                         e = MEntry(new["id"], txn, a, direction, amount, at)
                         e.lock_version = a.effect(e, "pending")
                         a.entries.append(e)
+                        a.written.append(e)
                         txn.entries.append(e)
                 assert [(x["id"], x["ledger_account_id"], x["direction"], x["amount"], x["ledger_account_lock_version"])
                         for x in got["ledger_entries"]] == [
@@ -457,6 +462,10 @@ def make_machine(cell):
                     continue  # nothing else to see (and it keeps shrinking runs cheap)
                 # Every entry's version is checked through the entries list; reads as of a version take a few.
                 self.audit_account(a, instants, windows, spread(list(range(a.lock_version + 1)), 4))
+                for v in spread(list(range(a.lock_version + 1)), 4):  # the entries it held then, discarded later too
+                    listed = [x["id"] for x in self.list_entries(a, as_of_lock_version=str(v))]
+                    assert listed == [e.id for e in a.written if e.lock_version <= v and (
+                        e.discarded_version is None or e.discarded_version > v)], f"entries as of lock_version {v}"
                 r = self.call("GET", f"/api/ledger_accounts/{a.id}",
                               params={"balances[as_of_lock_version]": str(a.lock_version + 1)})
                 assert r.status_code == 400 and r.json()["code"] == "lock_version_not_found", r.text
