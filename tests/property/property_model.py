@@ -137,12 +137,18 @@ def draw_balance_lock(draw, projected: dict[str, int], stale: dict[str, int] | N
 
 # -- the status rules both machines check (the same API contract, against either model) -----------------------
 
-def draw_transition(draw, txns: list, pending_weight: int) -> tuple:
-    """A settle's (transaction, target status): a pending one `pending_weight` times in `pending_weight + 1`,
-    else any, whose final states then draw a transition that must be refused."""
+def draw_pending(draw, txns: list, pending_weight: int):
+    """A transaction: a pending one `pending_weight` times in `pending_weight + 1`, else any (a final one's changes
+    must be refused)."""
     pending = [t for t in txns if t.status == "pending"]
-    txn = draw(st.sampled_from(pending) if pending and draw(st.integers(0, pending_weight)) else
-               st.sampled_from(txns), label="txn")
+    return draw(st.sampled_from(pending) if pending and draw(st.integers(0, pending_weight)) else
+                st.sampled_from(txns), label="txn")
+
+
+def draw_transition(draw, txns: list, pending_weight: int) -> tuple:
+    """A settle's (transaction, target status): draw_pending's transaction, whose final states then draw a
+    transition that must be refused."""
+    txn = draw_pending(draw, txns, pending_weight)
     to = draw(st.sampled_from(["posted", "archived"] if txn.status == "pending" else
                               sorted({"pending", "posted", "archived"} - {txn.status})), label="to")
     return txn, to

@@ -49,6 +49,7 @@ from property_model import (
     amounts,
     draw_balance_lock,
     draw_legs,
+    draw_pending,
     draw_transition,
     flip,
     refused,
@@ -253,24 +254,8 @@ def make_machine(cell: Cell):
             entries_body, expected_code, applied_now = [], None, {a.id for a, _, _ in legs if a.sync_only}
             for a, direction, amount in legs:
                 e = {"ledger_account_id": a.id, "direction": direction, "amount": amount}
-                kind = mode if mode != "mixed" else draw(st.sampled_from(["balance", "lock_version", "show"]))
-                kind = draw(st.sampled_from([None, kind])) if kind else None
-                failing = None
-                if kind == "lock_version":
-                    version = max(0, len(a.effects) + draw(st.sampled_from([0, 0, 0, -1, 1])))
-                    e["lock_version"] = version
-                    if version != len(a.effects):
-                        failing = "lock_version_mismatch"
-                elif kind == "balance":
-                    if a.queued:
-                        event("balance lock on an account with effects queued")
-                    name, e[name], holds = draw_balance_lock(draw, projected[a.id], stale[a.id])
-                    if not holds:
-                        failing = "balance_lock_failed"
-                show = kind == "show" or (kind is not None and draw(st.booleans()))
-                if show:
-                    e["show_resulting_ledger_account_balances"] = True
-                if kind is not None:
+                failing, conditioned = self.condition(draw, e, a, mode, projected[a.id], stale[a.id])
+                if conditioned:
                     applied_now.add(a.id)
                 expected_code = expected_code or failing
                 entries_body.append(e)
@@ -294,6 +279,30 @@ def make_machine(cell: Cell):
             assert r.status_code == 201, r.text
             self.record(r.json(), legs, status, [bool(e.get("show_resulting_ledger_account_balances"))
                                                  for e in entries_body], applied_now)
+
+        @staticmethod
+        def condition(draw, e: dict, a: MAccount, mode, projected: dict, stale: dict) -> tuple[str | None, bool]:
+            """A drawn condition of `mode` ("mixed": any) or none on entry body `e` of account `a`: a lock_version
+            around the account's committed effects, a balance lock around `projected` (every committed effect and
+            the request's) or `stale` (applied ones only), resulting balances shown. Returns the code that must
+            refuse it (None: none) and whether it has a condition (its account is then applied now)."""
+            kind = mode if mode != "mixed" else draw(st.sampled_from(["balance", "lock_version", "show"]))
+            kind = draw(st.sampled_from([None, kind])) if kind else None
+            failing = None
+            if kind == "lock_version":
+                version = max(0, len(a.effects) + draw(st.sampled_from([0, 0, 0, -1, 1])))
+                e["lock_version"] = version
+                if version != len(a.effects):
+                    failing = "lock_version_mismatch"
+            elif kind == "balance":
+                if a.queued:
+                    event("balance lock on an account with effects queued")
+                name, e[name], holds = draw_balance_lock(draw, projected, stale)
+                if not holds:
+                    failing = "balance_lock_failed"
+            if kind == "show" or (kind is not None and draw(st.booleans())):
+                e["show_resulting_ledger_account_balances"] = True
+            return failing, kind is not None
 
         @staticmethod
         def mine(a, legs, status: str) -> Sums:
@@ -369,9 +378,7 @@ def make_machine(cell: Cell):
                 self.replace_one(data.draw)
 
         def replace_one(self, draw):
-            pending = [t for t in self.txns if t.status == "pending"]
-            txn = draw(st.sampled_from(pending) if pending and draw(st.integers(0, 3)) else st.sampled_from(self.txns),
-                       label="txn")
+            txn = draw_pending(draw, self.txns, pending_weight=3)
             # "raise": the same legs, each amount times k (a card's authorization raised in place), new conditions.
             what = draw(st.sampled_from(["entries", "raise", "raise", "effective_at", "both"]), label="replace")
             other = self.times().filter(lambda t: t is not None)
@@ -393,22 +400,9 @@ def make_machine(cell: Cell):
                 for a, direction, amount in legs:
                     e = {"ledger_account_id": a.id, "direction": direction, "amount": amount}
                     mine = released.get(a.id, Sums()) + self.mine(a, legs, "pending")
-                    kind = mode if mode != "mixed" else draw(st.sampled_from(["balance", "lock_version", "show"]))
-                    kind = draw(st.sampled_from([None, kind])) if kind else None
-                    failing = None
-                    if kind == "lock_version":
-                        version = max(0, len(a.effects) + draw(st.sampled_from([0, 0, 0, -1, 1])))
-                        e["lock_version"] = version
-                        if version != len(a.effects):
-                            failing = "lock_version_mismatch"
-                    elif kind == "balance":
-                        name, e[name], holds = draw_balance_lock(draw, amounts(a.total() + mine, a.normal),
-                                                                 amounts(a.at(a.applied) + mine, a.normal))
-                        if not holds:
-                            failing = "balance_lock_failed"
-                    elif kind == "show":
-                        e["show_resulting_ledger_account_balances"] = True
-                    if kind is not None:
+                    failing, conditioned = self.condition(draw, e, a, mode, amounts(a.total() + mine, a.normal),
+                                                          amounts(a.at(a.applied) + mine, a.normal))
+                    if conditioned:
                         applied_now.add(a.id)
                     expected_code = expected_code or failing
                     body["ledger_entries"].append(e)

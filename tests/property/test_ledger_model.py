@@ -36,6 +36,7 @@ from property_model import (
     amounts,
     draw_balance_lock,
     draw_legs,
+    draw_pending,
     draw_transition,
     flip,
     refused,
@@ -318,9 +319,7 @@ def make_machine(cell):
                 self.replace_one(data.draw)
 
         def replace_one(self, draw):
-            pending = [t for t in self.txns if t.status == "pending"]
-            txn = draw(st.sampled_from(pending) if pending and draw(st.integers(0, 3)) else st.sampled_from(self.txns),
-                       label="txn")
+            txn = draw_pending(draw, self.txns, pending_weight=3)
             # "raise": the same legs, each amount times k (a card's authorization raised in place), new conditions.
             what = draw(st.sampled_from(["entries", "raise", "effective_at", "both"]), label="replace")
             effective_at = None if what in ("entries", "raise") else draw(
