@@ -1,12 +1,17 @@
 """`make run` as a new user meets it, started once for the module: the whole platform starts, writes
-.ledger/dev.json when ready, serves a posting through the router (queued, then applied by a worker); it
-supervises like a small init (a process or embedded server that dies is restarted, and a cell's failure stays
-in that cell); and it stops cleanly with nothing left behind. The tests run in file order on the one stack."""
+.ledger/dev.json when ready, serves a posting through the router (queued, then applied by a worker), and the
+README's curl lines and SDK script as written; it supervises like a small init (a process or embedded server that
+dies is restarted, and a cell's failure stays in that cell); and it stops cleanly with nothing left behind. The
+tests run in file order on the one stack."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
+import subprocess
+import sys
 import time
 import uuid
 from urllib.parse import urlsplit
@@ -14,7 +19,7 @@ from urllib.parse import urlsplit
 import httpx
 import psutil
 import pytest
-from make_run_rig import gone, port_free, start_stack, wait_until
+from make_run_rig import ROOT, gone, port_free, start_stack, wait_until
 
 RECOVERY_S_MAX = 90  # a restart is due within 0.5 s; the rest is the process starting on a 2-core machine
 
@@ -78,6 +83,59 @@ def test_make_run_serves_the_api_through_the_router(platform):
         wait_until(lambda: applied(http, alice, 1), "the worker applies the queued entries", 15)
         assert http.get(f"/api/ledger_accounts/{alice}").json()["balances"]["posted_balance"]["amount"] == 2500
         assert httpx.get(dev["base_url"] + "/api/ledgers", auth=("demo", "wrong")).status_code == 401
+
+
+def readme_code(section: str, language: str) -> str:
+    """The code of the README's `language` blocks in the section under `section` (up to the next heading), joined."""
+    lines = (ROOT / "README.md").read_text().splitlines()
+    code, fenced, ours = [], False, False
+    for line in lines[lines.index(section) + 1:]:
+        if line.startswith("```"):
+            fenced, ours = not fenced, not fenced and line == "```" + language
+        elif ours:
+            code.append(line)
+        elif not fenced and line.startswith("#"):
+            break
+    assert code, f"no {language} block under {section!r}"
+    return "\n".join(code) + "\n"
+
+
+def in_readme_folder(platform, tmp_path):
+    """A folder where the README's `.ledger/dev.json` is this stack's, as in the checkout `make run` ran in."""
+    (tmp_path / ".ledger").symlink_to(platform.tmp_path / "ledger")
+    return tmp_path
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="the README's API lines use curl, not installed here")
+def test_the_readme_curl_lines_run_as_written(platform, tmp_path):
+    script = readme_code("## The API in a few curl lines", "sh")
+    run = subprocess.run(["bash", "-e", "-c", script], cwd=in_readme_folder(platform, tmp_path),
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    decoder, answers, at = json.JSONDecoder(), [], 0
+    while at < len(run.stdout):  # the answers, one after the other on one line
+        answer, at = decoder.raw_decode(run.stdout, at)
+        answers.append(answer)
+    funded, refused, now, at_new_year, at_version_1, cash_unapplied, entries = answers
+    assert funded["status"] == "posted"
+    assert funded["ledger_entries"][1]["resulting_ledger_account_balances"]["posted_balance"]["amount"] == 2500
+    assert (refused["status"], refused["code"]) == (422, "balance_lock_failed")
+    posted = [a["balances"]["posted_balance"]["amount"] for a in (now, at_new_year, at_version_1, cash_unapplied)]
+    assert posted == [2500, 0, 2500, 2500]
+    assert [(e["amount"], e["direction"]) for e in entries] == [(2500, "credit")]
+    assert entries[0]["resulting_ledger_account_balances"]["posted_balance"]["amount"] == 2500
+
+
+def test_the_readme_sdk_script_prints_what_it_says(platform, tmp_path):
+    """Both Python blocks, one script, through Modern Treasury's own SDK; the output its comments state."""
+    script = readme_code("### With Modern Treasury's official Python SDK", "python")
+    run = subprocess.run([sys.executable, "-c", script], cwd=in_readme_folder(platform, tmp_path),
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines() == [
+        "2500", "balance_lock_failed", "500",
+        "2500 credit {'leg': 'in'}", "2000 debit {}",  # the hold's first entry (1000) was discarded when raised
+        "2500", "2500", "pending 2500", "True", "balance_monitor.created", "balance_monitor.triggered"]
 
 
 def test_the_demo_tenant_takes_a_load_test_without_the_default_rate_limit(platform):
