@@ -10,7 +10,16 @@ from typing import Annotated, Literal
 from msgspec import UNSET, Meta, Struct, UnsetType
 
 from cell.ledger.errors import InvalidRequest, PostingRejected
-from cell.ledger.models import AMOUNT_MAX, TIMESTAMP_END, TIMESTAMP_MIN, timestamp_in_range
+from cell.ledger.models import (
+    AMOUNT_MAX,
+    TIMESTAMP_END,
+    TIMESTAMP_MIN,
+    AlertField,
+    AlertOperator,
+    Direction,
+    NormalBalance,
+    timestamp_in_range,
+)
 
 # Absolute caps baked into the schema; the tighter, tunable limits live in CellSettings (*_max).
 ENTRIES_SCHEMA_MAX = 10_000  # what the decoder takes at all; more than entries_per_transaction_max is a 422
@@ -83,7 +92,7 @@ def currency_exponent(currency: str, given: int | None) -> int:
 class AccountCreate(Strict):
     name: Name
     ledger_id: uuid.UUID
-    normal_balance: Literal["credit", "debit"]
+    normal_balance: NormalBalance
     currency: Currency
     currency_exponent: Exponent | None = None
     description: Text | None = None
@@ -111,9 +120,8 @@ class AccountUpdate(Strict):
 class AlertCondition(Strict):
     """A balance monitor's condition: `field` compared with `value` by `operator` (fixed once created)."""
 
-    field: Literal["available_balance_amount", "pending_balance_amount", "posted_balance_amount",
-                   "ledger_account_lock_version"]
-    operator: Literal["less_than", "less_than_or_equals", "equals", "greater_than_or_equals", "greater_than"]
+    field: AlertField
+    operator: AlertOperator
     value: Bound
 
 
@@ -134,7 +142,7 @@ class CategoryCreate(Strict):
 
     name: Name
     ledger_id: uuid.UUID
-    normal_balance: Literal["credit", "debit"]
+    normal_balance: NormalBalance
     currency: Currency
     currency_exponent: Exponent | None = None
     description: Text | None = None
@@ -167,7 +175,7 @@ class EntryCreate(Strict):
     here must agree with the transaction's (entries of one transaction are effective at one instant)."""
 
     ledger_account_id: uuid.UUID
-    direction: Literal["credit", "debit"]
+    direction: Direction
     amount: Amount | UnsetType = UNSET  # absent, never null
     amount_string: AmountString | UnsetType = UNSET
     effective_at: Timestamp | None = None

@@ -14,6 +14,10 @@ NormalBalance = Literal["credit", "debit"]
 Status = Literal["pending", "posted", "archived"]
 Operator = Literal["gt", "gte", "lt", "lte", "eq"]
 BalanceName = Literal["pending_balance_amount", "posted_balance_amount", "available_balance_amount"]
+# A balance monitor's condition (fixed once created): `field` compared with its value by `operator`.
+AlertField = Literal["available_balance_amount", "pending_balance_amount", "posted_balance_amount",
+                     "ledger_account_lock_version"]
+AlertOperator = Literal["less_than", "less_than_or_equals", "equals", "greater_than_or_equals", "greater_than"]
 
 AMOUNT_MAX = 2**63 - 1  # amounts are signed 64-bit integers of minor units; balances never overflow (numeric)
 

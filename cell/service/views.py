@@ -14,9 +14,8 @@ import msgspec
 from msgspec import Struct
 
 from cell.ledger.commands import Timestamp  # an RFC 3339 date-time with its offset
-
-Direction = Literal["debit", "credit"]
-TxnStatus = Literal["pending", "posted", "archived"]
+from cell.ledger.models import AlertField, AlertOperator, Direction, NormalBalance
+from cell.ledger.models import Status as TxnStatus
 
 
 class Shape(Struct, forbid_unknown_fields=True, kw_only=True):
@@ -63,7 +62,7 @@ class LedgerAccount(Shape):
     name: str
     description: str | None
     ledger_id: uuid.UUID
-    normal_balance: Direction
+    normal_balance: NormalBalance
     currency: str
     currency_exponent: int
     metadata: dict[str, str]
@@ -88,7 +87,7 @@ class LedgerAccountCategory(Shape):
     description: str | None
     external_id: str | None
     ledger_id: uuid.UUID
-    normal_balance: Direction
+    normal_balance: NormalBalance
     metadata: dict[str, str]
     balances: Balances
     discarded_at: Timestamp | None
@@ -176,9 +175,8 @@ class LedgerTransactionVersion(Shape):
 
 
 class AlertCondition(Shape):
-    field: Literal["available_balance_amount", "pending_balance_amount", "posted_balance_amount",
-                   "ledger_account_lock_version"]
-    operator: Literal["less_than", "less_than_or_equals", "equals", "greater_than_or_equals", "greater_than"]
+    field: AlertField
+    operator: AlertOperator
     value: int
 
 
@@ -212,7 +210,7 @@ class LedgerAccountStatement(Shape):
     ledger_id: uuid.UUID
     ledger_account_id: uuid.UUID
     ledger_account_lock_version: int
-    ledger_account_normal_balance: Direction
+    ledger_account_normal_balance: NormalBalance
     description: str | None
     metadata: dict[str, str]
     effective_at_lower_bound: Timestamp
