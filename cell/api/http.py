@@ -35,6 +35,8 @@ def decode(body: bytes, type_: type):
         return msgspec.json.decode(body or b"{}", type=type_, strict=True)
     except UnicodeDecodeError as exc:  # JSON is UTF-8 (RFC 8259); msgspec raises this one outside its own errors
         raise InvalidRequest(f"the body is not UTF-8: {exc}", "malformed_json") from exc
+    except RecursionError as exc:  # arrays or objects nested past the interpreter's depth, where a value is untyped
+        raise InvalidRequest("the body nests arrays or objects too deeply", "malformed_json") from exc
 
 
 def require_json(content_type: str | None, body: bytes) -> None:

@@ -406,6 +406,26 @@ class WebhookEndpointUpdate(Strict):
 BULK_RESOURCES_MAX = 1000  # resources per bulk request (CellSettings.bulk_resources_max may lower it)
 BULK_FORBIDDEN_ENTRY_FIELDS = ("pending_balance_amount", "posted_balance_amount", "available_balance_amount",
                                "lock_version", "show_resulting_ledger_account_balances")
+# Arrays and objects nested in one resource (kept as it came until processed, and stored so): a valid one nests 4
+# deep (a transaction, its entries, an entry, a balance lock); far deeper, storing or re-reading it would exhaust the
+# interpreter's recursion before a result could say it is invalid.
+BULK_RESOURCE_DEPTH_MAX = 32
+
+
+def nests_deeper(value, most: int) -> bool:
+    """Whether arrays and objects nest more than `most` deep in `value` (the value itself one deep), walked without
+    recursion."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            item = item.values()
+        elif not isinstance(item, list):
+            continue
+        if depth > most:
+            return True
+        stack.extend((x, depth + 1) for x in item)
+    return False
 
 
 class BulkRequestCreate(Strict):
@@ -419,6 +439,10 @@ class BulkRequestCreate(Strict):
     metadata: Metadata = {}
 
     def __post_init__(self) -> None:
+        for i, resource in enumerate(self.resources):
+            if nests_deeper(resource, BULK_RESOURCE_DEPTH_MAX):
+                raise InvalidRequest(f"resources[{i}] nests arrays or objects more than {BULK_RESOURCE_DEPTH_MAX} "
+                                     "deep", "invalid_request")
         # As in Modern Treasury, bulk transactions may not use balance locks, lock_version or resulting balances
         # (they are applied in batches, never checked one by one): the whole request is refused.
         if self.resource_type != "ledger_transaction":

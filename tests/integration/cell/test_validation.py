@@ -93,6 +93,32 @@ async def test_oversized_body_is_413(api, books):
     await assert_nothing_written(api, ledger)
 
 
+def nested_bulk(depth: int) -> list[str]:
+    """Bulk request bodies whose one resource nests `depth` arrays in it, in an entry list and in metadata."""
+    deep = "[" * depth + "]" * depth
+    return ['{"action_type": "create", "resource_type": "ledger_transaction", "resources": [' + resource + ']}'
+            for resource in ('{"ledger_entries": ' + deep + '}', '{"metadata": {"a": ' + deep + '}}')]
+
+
+@pytest.mark.parametrize("depth", [32, 500, 964, 975, 990, 100_000])
+async def test_a_bulk_resource_nested_too_deeply_is_400_and_nothing_is_written(api, depth):
+    """A resource is kept untyped until processed: nested past the bound (32 arrays and objects) it is refused at
+    once, however deep, where deep enough it exhausted the interpreter's recursion (a 500) while being decoded or
+    stored."""
+    for body in nested_bulk(depth):
+        r = await api.post("/api/bulk_requests", content=body, headers={"content-type": "application/json"})
+        assert r.status_code == 400, r.text
+        # past the interpreter's depth (where, depends on the stack the decoder runs on) the body is malformed
+        assert r.json()["code"] in (("invalid_request",) if depth <= 500 else ("invalid_request", "malformed_json"))
+    assert (await api.get("/api/bulk_requests")).json() == []
+
+
+async def test_a_bulk_resource_nested_to_the_bound_is_taken(api):
+    for body in nested_bulk(30):  # the resource, its field's value (an object in metadata), 30 arrays: 32 at most
+        r = await api.post("/api/bulk_requests", content=body, headers={"content-type": "application/json"})
+        assert r.status_code == 201, r.text
+
+
 @pytest.mark.parametrize("body, code", [
     ({"name": "a", "normal_balance": "sideways", "currency": "USD"}, "invalid_request"),
     ({"name": "a", "normal_balance": "credit", "currency": "usd"}, "invalid_request"),
