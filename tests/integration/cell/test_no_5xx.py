@@ -80,3 +80,21 @@ async def test_a_nul_character_in_a_string_is_a_clear_400(api):
     assert r.status_code == 400 and r.json()["code"] == "invalid_request"
     r = await api.post("/api/ledgers", {"name": "ok", "metadata": {"k": "v\u0000"}})
     assert r.status_code == 400
+
+
+async def test_a_body_nested_past_any_depth_is_a_400_on_every_route(api, books):
+    """Arrays nested 100,000 deep, as the body or as any field's value, typed or not (a bulk request's resources are
+    kept untyped): a 400, never the interpreter's recursion error."""
+    ledger, a, b = books
+    txn = (await api.transfer(ledger["id"], a["id"], b["id"], 5)).json()
+    deep = "[" * 100_000 + "]" * 100_000
+    routes = [("POST", "/api/ledgers"), ("POST", "/api/ledger_accounts"), ("POST", "/api/ledger_transactions"),
+              ("PATCH", f"/api/ledger_transactions/{txn['id']}"), ("PATCH", f"/api/ledger_accounts/{a['id']}"),
+              ("POST", "/api/ledger_account_categories"), ("POST", "/api/ledger_account_statements"),
+              ("POST", "/api/ledger_account_balance_monitors"), ("POST", "/api/webhook_endpoints"),
+              ("POST", "/api/bulk_requests")]
+    for method, path in routes:
+        for body in (deep, '{"metadata": ' + deep + '}', '{"action_type": "create", "resource_type": '
+                     '"ledger_transaction", "resources": [{"ledger_entries": ' + deep + '}]}'):
+            r = await api.request(method, path, content=body, headers={"content-type": "application/json"})
+            assert r.status_code == 400, (method, path, body[:60], r.text)
