@@ -151,6 +151,7 @@ class Connection(asyncio.Protocol):
         # The header lines of the connection's last request that was alone in its data, and what they came to.
         self.known: _Head | None = None
         self.request: _Request | None = None  # the one being parsed
+        self.host_seen = False  # the request being read named its Host
         self.head_bytes = 0
         self.body_bytes = 0
         self.queue: collections.deque[_Request] = collections.deque()
@@ -229,6 +230,7 @@ class Connection(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         self.request = _Request(b"", b"", [], None, [])
+        self.host_seen = False
         self.head_bytes = 0
         self.body_bytes = 0
         self.deadline = self.loop.time() + self.settings.request_read_s  # (_arm inlined: once per request)
@@ -249,6 +251,11 @@ class Connection(asyncio.Protocol):
                     request.too_large = True
             elif name == b"expect" and value.lower() == b"100-continue":
                 request.expect_continue = True
+            elif name == b"host":  # one at most (RFC 9112 3.2: more is a 400); the router sends the cell its own
+                if self.host_seen:
+                    request.error = (400, "bad_request", "A request carries one Host header.")
+                    raise _Refused()
+                self.host_seen = True
         else:
             if name == b"authorization" and request.authorization is None:
                 request.authorization = value

@@ -111,14 +111,15 @@ async def test_oversized_head_and_malformed_requests_are_refused_then_closed(pla
         for raw in (request(tenant, extra=f"x-big: {'a' * 4096}\r\n"),
                     b"GARBAGE\x00\x01 nonsense\r\n\r\n",
                     request(tenant, path="http://elsewhere/api/x"),
-                    b"CONNECT elsewhere:443 HTTP/1.1\r\nhost: elsewhere:443\r\n\r\n"):
+                    b"CONNECT elsewhere:443 HTTP/1.1\r\nhost: elsewhere:443\r\n\r\n",
+                    request(tenant, extra="host: elsewhere\r\n")):  # two Host headers (RFC 9112 3.2)
             reader, writer = await connect(router)
             writer.write(raw)
             answers.append((*await read_response(reader), await closed_by_peer(reader)))
         # The router still serves.
         async with httpx.AsyncClient(base_url=router.url, auth=(tenant, "secret")) as client:
             after = await client.get("/api/x")
-    assert [status for status, *_ in answers] == [431, 400, 400, 400]
+    assert [status for status, *_ in answers] == [431, 400, 400, 400, 400]
     for status, headers, body, closed in answers:
         assert headers["content-type"] == "application/problem+json"
         problem = msgspec.json.decode(body)
