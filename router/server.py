@@ -270,6 +270,14 @@ class Connection(asyncio.Protocol):
             request.headers.append((b"x-forwarded-for", self.forwarded_for))
         request.method = self.parser.get_method()
         request.keep_alive = self.parser.should_keep_alive()
+        version = self.parser.get_http_version()
+        if version != "1.1":
+            if version != "1.0":
+                request.error = (505, "http_version_not_supported", "The router speaks HTTP/1.1 (and 1.0).")
+                raise _Refused()
+        elif not self.host_seen:  # RFC 9112 3.2: an HTTP/1.1 request without Host is a 400
+            request.error = (400, "bad_request", "An HTTP/1.1 request carries a Host header.")
+            raise _Refused()
         if not request.url.startswith(b"/"):
             request.error = (400, "bad_request", "The request target must be a path (origin-form).")
             raise _Refused()

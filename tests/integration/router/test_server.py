@@ -112,20 +112,33 @@ async def test_oversized_head_and_malformed_requests_are_refused_then_closed(pla
                     b"GARBAGE\x00\x01 nonsense\r\n\r\n",
                     request(tenant, path="http://elsewhere/api/x"),
                     b"CONNECT elsewhere:443 HTTP/1.1\r\nhost: elsewhere:443\r\n\r\n",
-                    request(tenant, extra="host: elsewhere\r\n")):  # two Host headers (RFC 9112 3.2)
+                    request(tenant, extra="host: elsewhere\r\n"),  # two Host headers (RFC 9112 3.2)
+                    request(tenant).replace(b"host: router\r\n", b""),  # HTTP/1.1 without Host (the same)
+                    request(tenant, version="2.0"),
+                    request(tenant, version="0.9")):
             reader, writer = await connect(router)
             writer.write(raw)
             answers.append((*await read_response(reader), await closed_by_peer(reader)))
         # The router still serves.
         async with httpx.AsyncClient(base_url=router.url, auth=(tenant, "secret")) as client:
             after = await client.get("/api/x")
-    assert [status for status, *_ in answers] == [431, 400, 400, 400, 400]
+    assert [status for status, *_ in answers] == [431, 400, 400, 400, 400, 400, 505, 505]
     for status, headers, body, closed in answers:
         assert headers["content-type"] == "application/problem+json"
         problem = msgspec.json.decode(body)
-        assert problem["status"] == status and problem["code"] in ("headers_too_large", "bad_request")
+        assert problem["status"] == status and problem["code"] == {
+            431: "headers_too_large", 400: "bad_request", 505: "http_version_not_supported"}[status]
         assert closed
     assert after.status_code == 200
+
+
+async def test_http_1_0_without_host_is_served(platform):
+    async with platform.routed() as (tenant, router):
+        reader, writer = await connect(router)
+        writer.write(request(tenant, version="1.0").replace(b"host: router\r\n", b""))
+        old = await read_response(reader)
+        writer.close()
+    assert old[0] == 200 and msgspec.json.decode(old[2])["path"] == "/api/x"
 
 
 async def test_a_bad_request_behind_good_ones_is_refused_after_their_answers(platform):
