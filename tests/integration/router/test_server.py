@@ -132,6 +132,34 @@ async def test_oversized_head_and_malformed_requests_are_refused_then_closed(pla
     assert after.status_code == 200
 
 
+async def test_a_header_line_that_never_ends_is_refused_once_past_the_bound(platform):
+    # The parser keeps a header line until its end: the router counts what it holds as it comes, so a line of
+    # gigabytes is refused at the bound, not read to its end. Here the line never ends.
+    async with platform.routed(head_bytes_max=2048) as (tenant, router):
+        reader, writer = await connect(router)
+        writer.write(request(tenant).replace(b"\r\n\r\n", b"\r\nx-big: ") + b"a" * 3000)
+        status, headers, body = await read_response(reader)
+        closed = await closed_by_peer(reader)
+        # Beyond the first data: after a request that ends within it, counted from the next.
+        reader, writer = await connect(router)
+        writer.write(request(tenant) + request(tenant).replace(b"\r\n\r\n", b"\r\nx-big: ") + b"a" * 1000)
+        first = await read_response(reader)
+        writer.write(b"a" * 3000)
+        second = await read_response(reader)
+        closed_after = await closed_by_peer(reader)
+        # A head that begins after a body in the same data is not charged for that body.
+        reader, writer = await connect(router)
+        get = request(tenant, "/api/after")
+        writer.write(request(tenant, method="POST", body=b"b" * 3000) + get[:20])
+        posted = await read_response(reader)
+        writer.write(get[20:])
+        after = await read_response(reader)
+        writer.close()
+    assert status == 431 and msgspec.json.decode(body)["code"] == "headers_too_large" and closed
+    assert first[0] == 200 and second[0] == 431 and closed_after
+    assert posted[0] == 201 and after[0] == 200 and msgspec.json.decode(after[2])["path"] == "/api/after"
+
+
 async def test_http_1_0_without_host_is_served(platform):
     async with platform.routed() as (tenant, router):
         reader, writer = await connect(router)
