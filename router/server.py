@@ -152,10 +152,11 @@ class Connection(asyncio.Protocol):
         self.known: _Head | None = None
         self.request: _Request | None = None  # the one being parsed
         self.host_seen = False  # the request being read named its Host
-        # Bytes of the data that came while the request being read was still in its head (-1: none counted yet): the
-        # parser keeps a header line it has not seen the end of, and calls on_header only then.
-        self.head_data = 0
-        self.in_head = False
+        self.in_head = False  # the request being read is in its head
+        # Bytes of the data that came while the request being read was open (-1: none counted yet, data_received);
+        # at most this while it is in its body: its head, the body read and dropped, chunk lines and trailer lines.
+        self.request_data = -1
+        self.request_data_max = self.head_bytes_max + self.discard_bytes_max
         self.head_bytes = 0
         self.body_bytes = 0
         self.queue: collections.deque[_Request] = collections.deque()
@@ -221,18 +222,21 @@ class Connection(asyncio.Protocol):
                 self._reject(500, "internal_error", "The router failed to read the request.")
         except httptools.HttpParserError:
             self._reject(400, "bad_request", "The request is not valid HTTP/1.1.")
-        if self.in_head and self.request is not None:
-            # A head still open after this data: what the parser holds of it grows with each read, so it is
-            # bounded here, not only when a line ends (a header line of gigabytes never ends). Counted from the
-            # request's first byte when the data began with it, else from the next data: at most head_bytes_max
-            # and two reads are held.
-            if self.head_data < 0:  # the request began in this data
-                self.head_data = len(data) if fresh and len(self.queue) == queued else 0
+        if self.request is not None:
+            # A request still open after this data: the parser keeps a header line (or a chunked body's trailer
+            # line) whole until its end and calls on_header only then, so what it holds is bounded here by the
+            # data as it comes (a line of gigabytes never ends): the request's data from its first byte when the
+            # data began with it, else from the next data.
+            if self.request_data < 0:  # the request began in this data
+                self.request_data = len(data) if fresh and len(self.queue) == queued else 0
             else:
-                self.head_data += len(data)
-            if self.head_data > self.head_bytes_max:
+                self.request_data += len(data)
+            if self.request_data > self.head_bytes_max and self.in_head:
                 self._reject(431, "headers_too_large",
                              f"The request line and headers exceed {self.head_bytes_max} bytes.")
+            elif self.request_data > self.request_data_max:
+                self._reject(413, "body_too_large", f"The request's head, body, chunk lines and trailer lines "
+                                                    f"exceed {self.request_data_max} bytes.")
         if fresh and self.request is None and len(self.queue) == queued + 1 and not self.refused:
             # One whole request, alone in its data: its lines may be the connection's next requests' too.
             request = self.queue[-1]
@@ -248,7 +252,7 @@ class Connection(asyncio.Protocol):
         self.request = _Request(b"", b"", [], None, [])
         self.host_seen = False
         self.in_head = True
-        self.head_data = -1
+        self.request_data = -1
         self.head_bytes = 0
         self.body_bytes = 0
         self.deadline = self.loop.time() + self.settings.request_read_s  # (_arm inlined: once per request)

@@ -155,8 +155,16 @@ async def test_a_header_line_that_never_ends_is_refused_once_past_the_bound(plat
         writer.write(get[20:])
         after = await read_response(reader)
         writer.close()
+    # A chunked body's trailer line, held whole by the parser as a header line is: bounded with the request's data.
+    async with platform.routed(head_bytes_max=2048, body_bytes_max=1000) as (tenant, router):
+        reader, writer = await connect(router)
+        writer.write(request(tenant, method="POST", extra="transfer-encoding: chunked\r\n")
+                     + b"2\r\nab\r\n0\r\nx-trailer: " + b"t" * 7000)  # past 2048 + 4 x 1000
+        trailer = await read_response(reader)
+        trailer_closed = await closed_by_peer(reader)
     assert status == 431 and msgspec.json.decode(body)["code"] == "headers_too_large" and closed
     assert first[0] == 200 and second[0] == 431 and closed_after
+    assert trailer[0] == 413 and msgspec.json.decode(trailer[2])["code"] == "body_too_large" and trailer_closed
     assert posted[0] == 201 and after[0] == 200 and msgspec.json.decode(after[2])["path"] == "/api/after"
 
 
