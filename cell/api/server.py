@@ -25,6 +25,8 @@ from uvicorn.protocols.http.httptools_impl import (
     RequestResponseCycle,
 )
 
+from ledger_common.problems import PROBLEM_JSON, problem_body
+
 
 class HeadWithBody:
     """The connection's transport as uvicorn's protocol and its response cycles use it: the first write of an
@@ -166,6 +168,18 @@ class CellHttpProtocol(HttpToolsProtocol):
     def connection_made(self, transport) -> None:  # type: ignore[override]
         super().connection_made(transport)  # flow control, addresses and TLS from the transport itself
         self.transport = HeadWithBody(transport, self)
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to a request it cannot parse, as problem+json (every error is): 400 bad_request, the
+        connection closed."""
+        body = problem_body(400, "bad_request", "The request is not valid HTTP/1.1.", title="Bad Request")
+        head = [STATUS_LINE[400]]
+        for name, value in self.server_state.default_headers:
+            head += [name, b": ", value, b"\r\n"]
+        head.append(b"content-type: %s\r\ncontent-length: %d\r\nconnection: close\r\n\r\n"
+                    % (PROBLEM_JSON.encode(), len(body)))
+        self.transport.write(b"".join(head) + body)
+        self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)

@@ -8,6 +8,8 @@ import base64
 import socket
 from urllib.parse import urlsplit
 
+import msgspec
+
 from tests.integration.conftest import Api
 
 READ_TIMEOUT_S = 20  # a bound on a hung answer, never a wait for one
@@ -153,3 +155,21 @@ async def test_a_fast_answer_to_connection_close_says_so_and_closes(live_books, 
     status, headers, body = _split(answer)
     assert status == 200 and headers["connection"] == "close" and len(body) == int(headers["content-length"])
     assert _head_names(answer) == ["date", "content-type", "content-length", "connection"]
+
+
+async def test_a_request_the_cell_cannot_parse_is_a_problem_then_closed(live_books, live_cell_url):
+    api, _, a, _ = live_books
+    answers = []
+    for raw in (b"GARBAGE\x00\x01 nonsense\r\n\r\n",
+                _request(api, "GET", f"/api/ledger_accounts/{a['id']}", extra="X-Bad: a\x01b\r\n")):
+        with _connect(live_cell_url) as sock:
+            sock.sendall(raw)
+            answer = b""
+            while chunk := sock.recv(65536):  # to the end: the cell closes the connection after the answer
+                answer += chunk
+        answers.append(_split(answer))
+    for status, headers, body in answers:
+        assert status == 400 and headers["content-type"] == "application/problem+json"
+        assert headers["connection"] == "close" and len(body) == int(headers["content-length"])
+        problem = msgspec.json.decode(body)
+        assert problem["status"] == 400 and problem["code"] == "bad_request"
