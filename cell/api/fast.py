@@ -19,7 +19,7 @@ from cell.api.server import answer_at_once, body_at_once
 from cell.ledger.commands import TransactionCreate
 from cell.service import accounts, transactions
 from cell.service.common import parse_uuid
-from cell.service.idempotency import idempotency_key
+from cell.service.idempotency import idempotency_key, one_key
 from cell.store.db import ACTING_TENANT
 
 ACCOUNT_PREFIX = "/api/ledger_accounts/"
@@ -144,14 +144,19 @@ async def _send_problem(scope, receive, send, exc: Exception) -> None:
 _POSTING_HEADERS = frozenset({b"content-length", b"content-type", b"idempotency-key"})
 
 
-def _posting_headers(scope) -> dict[bytes, str]:
-    """The first value of each header a posting reads, as Litestar's Headers.get reads it, in one pass."""
+def _posting_headers(scope) -> tuple[dict[bytes, str], list[str]]:
+    """The first value of each header a posting reads, as Litestar's Headers.get reads it, and every Idempotency-Key
+    value (http.idem_of's), in one pass."""
     found: dict[bytes, str] = {}
+    keys: list[str] = []
     for k, v in scope["headers"]:
         k = k.lower()
-        if k in _POSTING_HEADERS and k not in found:
-            found[k] = v.decode("latin-1")
-    return found
+        if k in _POSTING_HEADERS:
+            if k == b"idempotency-key":
+                keys.append(v.decode("latin-1"))
+            elif k not in found:
+                found[k] = v.decode("latin-1")
+    return found, keys
 
 
 async def _body(receive, announced: str | None, size_max: int) -> bytes:
@@ -194,10 +199,10 @@ async def _get_account(ctx, scope, receive) -> tuple[int, bytes]:
 
 
 async def _create_transaction(ctx, scope, receive) -> tuple[int, bytes]:
-    headers = _posting_headers(scope)
+    headers, keys = _posting_headers(scope)
     raw = await _body(receive, headers.get(b"content-length"), ctx.settings.body_bytes_max)
     cmd = http.checked_body(headers.get(b"content-type"), raw, TransactionCreate)
-    idem = idempotency_key(headers.get(b"idempotency-key"), "POST", TRANSACTIONS, raw,
+    idem = idempotency_key(one_key(keys), "POST", TRANSACTIONS, raw,
                            ctx.settings.idempotency_key_length_max)
     view = await transactions.create_transaction(ctx, scope["state"]["tenant_id"], cmd, idem)
     return 201, http.encode(view)

@@ -11,7 +11,7 @@ from cell.ledger.errors import InvalidRequest
 from cell.ledger.models import IdemKey
 from cell.service.common import Page
 from cell.service.context import CellContext
-from cell.service.idempotency import idempotency_key
+from cell.service.idempotency import idempotency_key, one_key
 
 JSON = "application/json"
 encode = msgspec.json.Encoder().encode  # every answer: the view Structs straight to bytes
@@ -64,8 +64,8 @@ async def body_of(request: Request, type_):
 
 def idem_of(request: Request, raw: bytes) -> IdemKey | None:
     ctx = context(request)
-    return idempotency_key(request.headers.get("idempotency-key"), request.method, request.url.path, raw,
-                           ctx.settings.idempotency_key_length_max)
+    return idempotency_key(one_key(request.headers.getall("idempotency-key", [])), request.method,
+                           request.url.path, raw, ctx.settings.idempotency_key_length_max)
 
 
 def json(answer, status: int = 200) -> Response:

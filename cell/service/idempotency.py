@@ -17,6 +17,13 @@ CREATED = 201
 _encoder = msgspec.json.Encoder()
 
 
+def one_key(values: list[str]) -> str | None:
+    """The request's Idempotency-Key header: none, or one (given twice, which one the client meant is unknown)."""
+    if len(values) > 1:
+        raise InvalidRequest("Idempotency-Key is given more than once", "invalid_idempotency_key")
+    return values[0] if values else None
+
+
 def idempotency_key(header: str | None, method: str, path: str, body: bytes, length_max: int) -> IdemKey | None:
     if header is None:
         return None

@@ -173,3 +173,27 @@ async def test_a_request_the_cell_cannot_parse_is_a_problem_then_closed(live_boo
         assert headers["connection"] == "close" and len(body) == int(headers["content-length"])
         problem = msgspec.json.decode(body)
         assert problem["status"] == 400 and problem["code"] == "bad_request"
+
+
+async def test_two_idempotency_keys_are_400_and_write_nothing(live_books, live_cell_url):
+    # Which of the two the client meant is unknown: neither is taken, on the fast route (a posting) or another.
+    api, ledger, a, b = live_books
+    two = "Idempotency-Key: first\r\nIdempotency-Key: second\r\n"
+    before = await api.balances(a["id"])
+    with _connect(live_cell_url) as sock:
+        sock.sendall(_request(api, "POST", "/api/ledger_transactions", _transfer_body(ledger, a, b), extra=two))
+        sock.sendall(_request(api, "POST", "/api/ledgers", b'{"name": "L"}', extra=two))
+        answers = _read_answers(sock, 2)
+        # Each key alone is still free.
+        sock.sendall(_request(api, "POST", "/api/ledger_transactions", _transfer_body(ledger, a, b),
+                              extra="Idempotency-Key: first\r\n"))
+        sock.sendall(_request(api, "POST", "/api/ledgers", b'{"name": "L"}', extra="Idempotency-Key: second\r\n"))
+        alone = _read_answers(sock, 2)
+    for status, headers, body in answers:
+        problem = msgspec.json.decode(body)
+        assert (status, problem["code"]) == (400, "invalid_idempotency_key")
+        assert problem["detail"] == "Idempotency-Key is given more than once"
+    assert [status for status, _, _ in alone] == [201, 201]
+    after = await api.balances(a["id"])
+    # One transfer of 5 written: the one under a key alone (the live cell posts in sync mode).
+    assert after["posted_balance"]["amount"] - before["posted_balance"]["amount"] == 5
