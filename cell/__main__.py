@@ -28,7 +28,7 @@ def main() -> None:
         settings = msgspec.structs.replace(settings, cursor_secret=os.environ["CELL_CURSOR_SECRET"])
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     options = dict(host=settings.host, port=settings.port, loop="uvloop", http=CellHttpProtocol, access_log=False,
-                   log_level="warning", lifespan="on", server_header=False,
+                   log_level="warning", lifespan="on", server_header=False, timeout_keep_alive=settings.keep_alive_s,
                    proxy_headers=False)  # nothing reads the client address: skip uvicorn's X-Forwarded-* middleware
     if settings.processes > 1:
         # Each process imports the app itself (settings from the same environment). Their metrics meet in one

@@ -47,6 +47,13 @@ class CellSettings(msgspec.Struct, frozen=True, kw_only=True):
     per_page_max: int = PER_PAGE_MAX
     per_page_default: int = 25
     body_bytes_max: int = 1_048_576
+    # The cell's HTTP server (cell/api/server.py): a request's line and headers past head_bytes_max is 431 (counted
+    # as they arrive: a header line that never ends is not held), its data past head_bytes_max + 4 x body_bytes_max
+    # (head, body, chunk lines, trailer lines) is 413, each closing the connection; a request not all arrived
+    # request_read_s after its first byte, or a connection idle keep_alive_s (a new one too), is closed.
+    head_bytes_max: int = 65_536
+    request_read_s: float = 30.0
+    keep_alive_s: float = 5.0
     metadata_keys_max: int = 64
     idempotency_key_length_max: int = 255
     # A revoked key works at most this long in a process that verified it just before (one indexed query per key

@@ -31,6 +31,7 @@ from cell.api.auth import AuthMiddleware
 from cell.api.fast import FastPath
 from cell.api.metrics import RequestMetrics
 from cell.api.options import options_for
+from cell.api.server import HttpBounds
 from cell.service import sweeper
 from cell.service.events import run_sequencer, sequencer_pacer
 from cell.service.context import AccountCache, CellContext
@@ -153,6 +154,7 @@ def create_app(settings: CellSettings, *, run_migrations: bool = True) -> Litest
         openapi_config=OpenAPIConfig(title="Cell ledger API", version="0.1.0", path="/schema"),
         logging_config=None,
     )
+    app.state.http_bounds = HttpBounds.of(settings)  # read by the server's protocol (cell.api.server)
     if settings.fast_path:
         app.asgi_handler = FastPath(app, settings.name)
     return app

@@ -9,6 +9,13 @@ The fast routes (cell.api.fast) skip the two messages altogether: answer_at_once
 Per request, the protocol also skips two costs of uvicorn's own that buy nothing here: a keep-alive timer made and
 cancelled for every answer (one timer per idle connection instead, moved on when it comes due: the same bound), and
 the request cycle's keyword construction (by position: the same attributes).
+It also bounds what a client holds, as the router does for the public port (uvicorn bounds none of it): a request's
+line and headers past CellSettings.head_bytes_max are 431, counted as the data comes (httptools keeps a header line,
+a URL, a trailer line whole until its end: a line that never ends was held whole), its data past head_bytes_max +
+4 x body_bytes_max is 413 (its head, its body read or dropped, chunk lines, trailer lines), each closing the
+connection; a request not all arrived request_read_s after its first byte is closed, and so is a connection idle
+keep_alive_s, a new one too (uvicorn's timer starts at a first answer: a connection that sent nothing, or half a
+request, was held for ever).
 uvicorn 0.54's HttpToolsProtocol and RequestResponseCycle (requirements.lock).
 """
 
@@ -16,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import urllib.parse
+from typing import NamedTuple
 
 import httptools
 from uvicorn.protocols.http.flow_control import service_unavailable
@@ -25,6 +33,7 @@ from uvicorn.protocols.http.httptools_impl import (
     RequestResponseCycle,
 )
 
+from cell.settings import CellSettings
 from ledger_common.problems import PROBLEM_JSON, problem_body
 
 
@@ -99,6 +108,7 @@ class Cycle(RequestResponseCycle):
 
 
 _CYCLES = (RequestResponseCycle, Cycle)
+_NONE, _BEGUN = -1, -2  # CellHttpProtocol._request_data: no request open; one begun in the data being read
 
 
 _heads: dict[tuple[int, bytes], tuple[list, bytes]] = {}  # (status, type) -> (default headers, head up to the length)
@@ -153,14 +163,36 @@ def body_at_once(receive) -> bytes | None:
     return body
 
 
-class CellHttpProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol writing each answer's head and body together (HeadWithBody), with one keep-alive
-    timer per idle connection and its request cycles made by position (Cycle)."""
+class HttpBounds(NamedTuple):
+    """What one request may hold of the server (CellSettings' head_bytes_max, body_bytes_max, request_read_s)."""
 
-    _idle_since: float | None = None  # loop time the connection went idle (its last answer done), None while busy
+    head_bytes: int  # its line and headers
+    request_bytes: int  # all its data: head, body, chunk lines, trailer lines
+    read_s: float  # from its first byte to its last
+
+    @classmethod
+    def of(cls, settings: CellSettings) -> HttpBounds:
+        return cls(settings.head_bytes_max, settings.head_bytes_max + 4 * settings.body_bytes_max,
+                   settings.request_read_s)
+
+
+class CellHttpProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol writing each answer's head and body together (HeadWithBody), with one timer per
+    connection (its idle bound, or its request's time), its request cycles made by position (Cycle), and each
+    request's data bounded. (A connection has 30 attributes, uvicorn's 28 and these two: more, and every attribute
+    read of it may be slower, as measured of the router's connections: CPython shares at most 30 names between a
+    class's instances.)"""
+
+    _since: float = 0.0  # loop time the connection went idle (its last answer done), or the open request began
+    # The open request's data so far, from the data after the one it began in: _NONE when no request is open (none
+    # begun, or its last byte read), _BEGUN in the data it began in.
+    _request_data: int = _NONE
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        if getattr(self.server_state, "http_bounds", None) is None:  # the server's: the app's, else the defaults
+            self.server_state.http_bounds = (getattr(getattr(self.app, "state", None), "http_bounds", None)
+                                             or HttpBounds.of(CellSettings()))
         front = getattr(getattr(self.app, "asgi_handler", None), "front", None)  # cell.api.fast.FastPath's
         if front is not None:
             self.app = front
@@ -168,57 +200,137 @@ class CellHttpProtocol(HttpToolsProtocol):
     def connection_made(self, transport) -> None:  # type: ignore[override]
         super().connection_made(transport)  # flow control, addresses and TLS from the transport itself
         self.transport = HeadWithBody(transport, self)
+        self._since = now = self.loop.time()  # idle from the start: a connection that sends nothing is closed
+        self.timeout_keep_alive_task = self.loop.call_at(now + self.timeout_keep_alive, self._timer_due)
 
-    def send_400_response(self, msg: str) -> None:
-        """uvicorn's answer to a request it cannot parse, as problem+json (every error is): 400 bad_request, the
-        connection closed."""
-        body = problem_body(400, "bad_request", "The request is not valid HTTP/1.1.", title="Bad Request")
-        head = [STATUS_LINE[400]]
+    def data_received(self, data: bytes) -> None:
+        """uvicorn's (the data to the parser; a request it cannot parse, 400), then the open request's data bounded:
+        httptools holds an unfinished line whole, however long, and calls back only at its end."""
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            self.send_400_response("Invalid HTTP request received.")
+            return
+        except httptools.HttpParserUpgrade:
+            if self._should_upgrade():
+                self.handle_websocket_upgrade()
+            else:
+                self._unsupported_upgrade_warning()
+        seen = self._request_data
+        if seen >= 0:
+            seen += len(data)
+            self._request_data = seen
+            bounds = self.server_state.http_bounds
+            if seen > bounds.head_bytes and ("method" not in self.scope or seen > bounds.request_bytes):
+                self._refuse(bounds)
+        elif seen == _BEGUN:  # (where in the data it began is not known: counted from the next data)
+            self._request_data = 0
+
+    def _refuse(self, bounds: HttpBounds) -> None:
+        """The open request is past its bound: its problem (unless an answer is being written: then nothing more can
+        be said on this connection), and the connection closed."""
+        self._request_data = _NONE
+        cycle = self.cycle  # in its head (no method yet), the connection's previous request's (or None); else its own
+        if "method" not in self.scope:
+            if cycle is None or cycle.response_complete:
+                self._send_problem(431, "headers_too_large",
+                                   f"The request line and headers exceed {bounds.head_bytes} bytes.")
+        elif cycle is not None and not cycle.response_started:
+            self._send_problem(413, "body_too_large", "The request's head, body, chunk lines and trailer lines "
+                               f"exceed {bounds.request_bytes} bytes.")
+        self._close()
+
+    def _close(self) -> None:
+        if self.cycle is not None and not self.cycle.response_complete:
+            self.cycle.keep_alive = False
+        self.transport.close()
+
+    def _send_problem(self, status: int, code: str, detail: str, title: str | None = None) -> None:
+        body = problem_body(status, code, detail, title=title)
+        head = [STATUS_LINE[status]]
         for name, value in self.server_state.default_headers:
             head += [name, b": ", value, b"\r\n"]
         head.append(b"content-type: %s\r\ncontent-length: %d\r\nconnection: close\r\n\r\n"
                     % (PROBLEM_JSON.encode(), len(body)))
         self.transport.write(b"".join(head) + body)
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to a request it cannot parse, as problem+json (every error is): 400 bad_request, the
+        connection closed."""
+        self._send_problem(400, "bad_request", "The request is not valid HTTP/1.1.", title="Bad Request")
         self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
-        self._idle_since = None
         timer, self.timeout_keep_alive_task = self.timeout_keep_alive_task, None
         if timer is not None:
             timer.cancel()
 
     def _unset_keepalive_if_required(self) -> None:
-        """Busy (data came, or an answer is done): the timer, if any, stays; when it comes due it finds the
-        connection busy and goes (on_response_complete sets the next one)."""
-        self._idle_since = None
+        """The timer stays (uvicorn cancels it when data comes): when it comes due, it finds what the connection is
+        doing (_timer_due)."""
 
     def on_response_complete(self) -> None:
-        """uvicorn's, arming the keep-alive timer only when none is armed: the connection is closed once it has been
-        idle timeout_keep_alive seconds, as with a timer per answer."""
+        """uvicorn's, arming the timer only when none is armed: the connection is closed once it has been idle
+        timeout_keep_alive seconds, as with a timer per answer."""
         self.server_state.total_requests += 1
         if self.transport.is_closing():
             return
-        self._idle_since = None
         self.flow.resume_reading()
         if self.pipeline:
             cycle, app = self.pipeline.pop()
             self._start_asgi_task(cycle, app)
             return
-        self._idle_since = now = self.loop.time()
+        now = self.loop.time()
+        if self._request_data == _NONE:  # idle now (else the next request's head is arriving: its own time)
+            self._since = now
         if self.timeout_keep_alive_task is None:
-            self.timeout_keep_alive_task = self.loop.call_at(now + self.timeout_keep_alive, self._keep_alive_due)
+            self.timeout_keep_alive_task = self.loop.call_at(now + self.timeout_keep_alive, self._timer_due)
 
-    def _keep_alive_due(self) -> None:
+    def _timer_due(self) -> None:
+        """The connection's one timer: a request arriving, closed request_read_s after its first byte; an answer
+        being made, nothing (its completion arms the timer again); idle, closed timeout_keep_alive after its last
+        answer (or its start). Not yet due: armed again for when it is."""
         self.timeout_keep_alive_task = None
-        since = self._idle_since
-        if since is None:
-            return  # busy: its answer's completion arms the timer again
-        due = since + self.timeout_keep_alive
+        if self._request_data != _NONE:
+            due = self._since + self.server_state.http_bounds.read_s
+        elif self.cycle is not None and not self.cycle.response_complete:
+            return
+        else:
+            due = self._since + self.timeout_keep_alive
         if self.loop.time() >= due:
-            self.timeout_keep_alive_handler()
-        else:  # used again since the timer was armed: due later
-            self.timeout_keep_alive_task = self.loop.call_at(due, self._keep_alive_due)
+            self._request_data = _NONE
+            self._close()
+        else:
+            self.timeout_keep_alive_task = self.loop.call_at(due, self._timer_due)
+
+    def on_message_begin(self) -> None:
+        """uvicorn's (a new scope), and the request's data and time counted from here."""
+        self._request_data = _BEGUN
+        self._since = self.loop.time()
+        self.url = b""
+        self.expect_100_continue = False
+        self.headers = []
+        self.scope = {  # type: ignore[typeddict-item]
+            "type": "http",
+            "asgi": {"version": self.asgi_version, "spec_version": "2.3"},
+            "http_version": "1.1",
+            "server": self.server,
+            "client": self.client,
+            "scheme": self.scheme,  # type: ignore[typeddict-item]
+            "root_path": self.root_path,
+            "headers": self.headers,
+            "state": self.app_state.copy(),
+        }
+
+    def on_message_complete(self) -> None:
+        """uvicorn's (the body is whole), the request's last byte read: no bound left to keep."""
+        self._request_data = _NONE
+        cycle = self.cycle
+        if (self.parser.should_upgrade() and self._should_upgrade()) or cycle.response_complete:
+            return
+        cycle.more_body = False
+        cycle.message_event.set()
 
     def on_headers_complete(self) -> None:
         """uvicorn's, the same scope, cycle and task; the cycle made by position (Cycle)."""

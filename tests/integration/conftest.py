@@ -3,6 +3,7 @@ invariants of DESIGN.md section 8 are verified for them after the test."""
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 
 import asyncpg
@@ -12,8 +13,8 @@ from litestar.testing import AsyncTestClient
 
 from cell.api.app import create_app
 from cell.service.tenants import create_api_key, create_tenant
-from cell.store.verify import verify
 from cell.settings import load_settings
+from cell.store.verify import verify
 
 
 class Api:
@@ -119,9 +120,10 @@ async def books(api):
     return ledger, await api.account(ledger["id"], "debit"), await api.account(ledger["id"], "credit")
 
 
-@pytest.fixture(scope="session")
-def live_cell_url(cell_database_url):
-    """A real cell server process (uvicorn), for tests that need true concurrency over HTTP."""
+@contextlib.contextmanager
+def cell_process(database_url: str, **env: str):
+    """A real cell server process (`python -m cell`) on `database_url`, CELL_<NAME> settings from `env`: its URL once
+    its /readyz is 200; stopped after."""
     import os
     import subprocess
     import sys
@@ -132,8 +134,8 @@ def live_cell_url(cell_database_url):
     from control_plane.devstack import free_port
 
     port = free_port()
-    env = {**os.environ, "CELL_DATABASE_URL": cell_database_url, "CELL_PORT": str(port), "CELL_NAME": "live-test",
-           "CELL_DB_POOL_MAX": "16", "CELL_API_KEY_CACHE_TTL_S": "0.5", "CELL_POSTING_MODE": "sync"}
+    env = {**os.environ, "CELL_DATABASE_URL": database_url, "CELL_PORT": str(port),
+           **{f"CELL_{name.upper()}": value for name, value in env.items()}}
     proc = subprocess.Popen([sys.executable, "-m", "cell"], env=env, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
@@ -147,12 +149,22 @@ def live_cell_url(cell_database_url):
             proc.kill()
             raise RuntimeError("the live cell did not start")
         time.sleep(0.1)
-    yield url
-    proc.terminate()
     try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="session")
+def live_cell_url(cell_database_url):
+    """A real cell server process (uvicorn), for tests that need true concurrency over HTTP."""
+    with cell_process(cell_database_url, name="live-test", db_pool_max="16", api_key_cache_ttl_s="0.5",
+                      posting_mode="sync") as url:
+        yield url
 
 
 @pytest_asyncio.fixture

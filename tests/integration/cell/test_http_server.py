@@ -1,16 +1,21 @@
 """`python -m cell` (cell.api.server's protocol) sends each answer's head and body in one write: a client's first read
 gets the whole answer. The same answers as before: HEAD without a body, pipelined and keep-alive requests each
-answered whole, in order."""
+answered whole, in order. What a client may hold of it is bounded: a head's bytes, a request's bytes and time, an idle
+connection's time."""
 
 from __future__ import annotations
 
 import base64
+import contextlib
+import select
 import socket
+import time
 from urllib.parse import urlsplit
 
 import msgspec
+import pytest
 
-from tests.integration.conftest import Api
+from tests.integration.conftest import Api, cell_process
 
 READ_TIMEOUT_S = 20  # a bound on a hung answer, never a wait for one
 
@@ -197,3 +202,93 @@ async def test_two_idempotency_keys_are_400_and_write_nothing(live_books, live_c
     after = await api.balances(a["id"])
     # One transfer of 5 written: the one under a key alone (the live cell posts in sync mode).
     assert after["posted_balance"]["amount"] - before["posted_balance"]["amount"] == 5
+
+
+# A cell whose bounds are small enough to cross quickly (the defaults: 64 KiB, 1 MiB, 30 s, 5 s).
+BOUNDS = {"head_bytes_max": "2048", "body_bytes_max": "1000", "request_read_s": "2", "keep_alive_s": "1"}
+SEND_BYTES_MAX = 1 << 20  # what a refused client sends at most before the test gives up: the bound is far below
+
+
+@pytest.fixture(scope="module")
+def bounded_cell_url(cell_database_url):
+    with cell_process(cell_database_url, name="bounded-test", posting_mode="sync", **BOUNDS) as url:
+        yield url
+
+
+def _send_until_answered(sock: socket.socket, first: bytes, more: bytes) -> tuple[int, bytes]:
+    """`first`, then `more` again and again until the cell answers or closes (each send a data of its own, as a
+    client's line that never ends): the bytes sent, and what the cell sent until it closed."""
+    sock.sendall(first)
+    sent, answer = len(first), b""
+    while sent < SEND_BYTES_MAX:
+        if select.select([sock], [], [], 0.05)[0]:
+            break
+        try:
+            sock.sendall(more)
+        except OSError:  # closed by the cell while this was sent
+            break
+        sent += len(more)
+    with contextlib.suppress(ConnectionResetError):
+        while chunk := sock.recv(65536):  # to the end: the cell closes the connection after its answer
+            answer += chunk
+    return sent, answer
+
+
+async def test_a_header_line_that_never_ends_is_431_at_the_bound_then_closed(bounded_cell_url):
+    # httptools keeps a header line (and a URL) whole until its end: the cell counts the head as it comes, so a line
+    # that never ends is refused at the bound, not held until it ends.
+    results = []
+    for first in (b"GET /api/ledgers HTTP/1.1\r\nHost: cell\r\nX-Big: ", b"GET /api/ledgers?q="):
+        with _connect(bounded_cell_url) as sock:
+            results.append(_send_until_answered(sock, first, b"a" * 500))
+    for sent, answer in results:
+        assert answer, f"closed without an answer after {sent} bytes"
+        status, headers, body = _split(answer)
+        assert status == 431 and headers["content-type"] == "application/problem+json"
+        assert headers["connection"] == "close" and len(body) == int(headers["content-length"])
+        assert msgspec.json.decode(body)["code"] == "headers_too_large"
+        assert sent < SEND_BYTES_MAX
+
+
+async def test_a_trailer_line_that_never_ends_is_413_at_the_bound_then_closed(bounded_cell_url, new_tenant):
+    # A chunked body's trailer lines are held whole too: bounded with the request's data (head + 4 x the body's
+    # bound), the request still unanswered (its body never ends), so refused with a problem.
+    api = await new_tenant()
+    token = base64.b64encode(f"{api.tenant_id}:{api.api_key}".encode()).decode()
+    head = (f"POST /api/ledgers HTTP/1.1\r\nHost: cell\r\nAuthorization: Basic {token}\r\n"
+            "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n").encode()
+    with _connect(bounded_cell_url) as sock:
+        sent, answer = _send_until_answered(sock, head + b"2\r\n{}\r\n0\r\nX-Trailer: ", b"t" * 500)
+    assert answer, f"closed without an answer after {sent} bytes"
+    status, headers, body = _split(answer)
+    assert status == 413 and headers["content-type"] == "application/problem+json"
+    assert msgspec.json.decode(body)["code"] == "body_too_large" and headers["connection"] == "close"
+    assert sent < SEND_BYTES_MAX
+
+
+async def test_a_connection_that_sends_nothing_is_closed_after_the_keep_alive_bound(bounded_cell_url):
+    # uvicorn's keep-alive timer starts at a first answer: a connection that never sent a request was held for ever.
+    with _connect(bounded_cell_url) as sock:
+        start = time.monotonic()
+        assert sock.recv(100) == b""  # closed (the socket's timeout, READ_TIMEOUT_S, fails the test instead)
+        assert time.monotonic() - start >= 0.9  # by the bound, 1 s here
+
+
+async def test_a_request_that_does_not_arrive_in_time_is_closed(bounded_cell_url):
+    # A head sent a line at a time, each well within the keep-alive bound: closed request_read_s (2 s here) after its
+    # first byte, however it trickles.
+    with _connect(bounded_cell_url) as sock:
+        sock.sendall(b"GET /api/ledgers HTTP/1.1\r\nHost: cell\r\n")
+        start = time.monotonic()
+        sock.settimeout(0.2)  # the client's pace: a line every 0.2 s while the cell says nothing
+        closed = False
+        while not closed and time.monotonic() - start < READ_TIMEOUT_S:
+            try:
+                sock.sendall(b"X-Slow: a\r\n")
+                closed = sock.recv(100) == b""
+            except TimeoutError:
+                continue
+            except OSError:  # reset: closed by the cell while this was sent
+                closed = True
+        elapsed = time.monotonic() - start
+    assert closed and elapsed >= 1.9
