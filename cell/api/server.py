@@ -179,9 +179,8 @@ class HttpBounds(NamedTuple):
 class CellHttpProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol writing each answer's head and body together (HeadWithBody), with one timer per
     connection (its idle bound, or its request's time), its request cycles made by position (Cycle), and each
-    request's data bounded. (A connection has 30 attributes, uvicorn's 28 and these two: more, and every attribute
-    read of it may be slower, as measured of the router's connections: CPython shares at most 30 names between a
-    class's instances.)"""
+    request's data bounded. (A connection has uvicorn's 28 attributes and these two; the bounds are the server's, on
+    its state: the router's connections measured slower attribute reads, every request's, as their count grew.)"""
 
     _since: float = 0.0  # loop time the connection went idle (its last answer done), or the open request began
     # The open request's data so far, from the data after the one it began in: _NONE when no request is open (none
@@ -277,15 +276,14 @@ class CellHttpProtocol(HttpToolsProtocol):
         if self.transport.is_closing():
             return
         self.flow.resume_reading()
-        if self.pipeline:
+        now = self.loop.time()
+        if self.timeout_keep_alive_task is None:  # (dropped while the answer was made)
+            self.timeout_keep_alive_task = self.loop.call_at(now + self.timeout_keep_alive, self._timer_due)
+        if self.pipeline:  # the next request, whose body may still be arriving: the timer keeps its time
             cycle, app = self.pipeline.pop()
             self._start_asgi_task(cycle, app)
-            return
-        now = self.loop.time()
-        if self._request_data == _NONE:  # idle now (else the next request's head is arriving: its own time)
+        elif self._request_data == _NONE:  # idle now (else the next request's head is arriving: its own time)
             self._since = now
-        if self.timeout_keep_alive_task is None:
-            self.timeout_keep_alive_task = self.loop.call_at(now + self.timeout_keep_alive, self._timer_due)
 
     def _timer_due(self) -> None:
         """The connection's one timer: a request arriving, closed request_read_s after its first byte; an answer

@@ -1,6 +1,7 @@
 """cell.api.server's protocol closes a keep-alive connection once it has been idle timeout_keep_alive seconds, as
 uvicorn's own does, with one timer per idle connection instead of one per answer: never earlier than that after its
-last answer, never while a request is in progress, and closed in the end."""
+last answer, never while a request is in progress, and closed in the end; a request still arriving is closed once its
+read bound has passed, whatever else the connection is doing."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import asyncio
 import uvicorn
 from uvicorn.server import ServerState
 
-from cell.api.server import CellHttpProtocol
+from cell.api.server import CellHttpProtocol, HttpBounds
 
 KEEP_ALIVE_S = 0.2
 DEADLINE_S = 20.0  # a bound on a hung close, never a wait for one
@@ -49,7 +50,8 @@ class _Transport:
 
 def _app(delay_s: float):
     async def app(scope, receive, send) -> None:
-        await receive()
+        while (await receive()).get("more_body"):  # the whole body (or the connection lost)
+            pass
         await asyncio.sleep(delay_s)
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", b"text/plain"), (b"content-length", b"2")]})
@@ -57,11 +59,13 @@ def _app(delay_s: float):
     return app
 
 
-def _connection(delay_s: float = 0.0) -> tuple[CellHttpProtocol, _Transport]:
+def _connection(delay_s: float = 0.0, read_s: float = 30.0) -> tuple[CellHttpProtocol, _Transport]:
     loop = asyncio.get_running_loop()
     config = uvicorn.Config(_app(delay_s), lifespan="off", access_log=False, log_level="warning",
                             timeout_keep_alive=KEEP_ALIVE_S)
-    protocol = CellHttpProtocol(config=config, server_state=ServerState(), app_state={}, _loop=loop)
+    state = ServerState()
+    state.http_bounds = HttpBounds(65_536, 65_536 + 4 * 1_048_576, read_s)  # (the app's own, from its settings)
+    protocol = CellHttpProtocol(config=config, server_state=state, app_state={}, _loop=loop)
     transport = _Transport(loop)
     protocol.connection_made(transport)
     return protocol, transport
@@ -115,3 +119,18 @@ async def test_a_lost_connection_leaves_no_timer():
     assert protocol.timeout_keep_alive_task is not None
     protocol.connection_lost(None)
     assert protocol.timeout_keep_alive_task is None
+
+
+async def test_a_pipelined_request_whose_body_never_ends_is_closed_after_its_read_bound():
+    # The timer goes while an answer is made; a request that arrives meanwhile waits its turn (pipelined), and when
+    # it starts its body is still arriving: the timer is armed again, and closes it by the read bound.
+    read_s = 2 * KEEP_ALIVE_S
+    protocol, transport = _connection(delay_s=3 * KEEP_ALIVE_S, read_s=read_s)
+    loop = asyncio.get_running_loop()
+    protocol.data_received(REQUEST)
+    await _until(lambda: protocol.timeout_keep_alive_task is None, "the timer gone while the answer is made")
+    began = loop.time()
+    protocol.data_received(b"POST /x HTTP/1.1\r\nHost: cell\r\nContent-Length: 10\r\n\r\nab")  # 8 bytes never come
+    await _until(lambda: transport.closed_at is not None, "closed")
+    assert transport.closed_at >= began + read_s
+    assert transport.data.count(ANSWER_END) == 1  # the first request's answer; the second is never answered
