@@ -10,6 +10,7 @@ import time
 
 import msgspec
 
+from worker import metrics_server
 from worker.app import create_celery, start_sealer, start_sequencer, start_sweeper
 from worker.settings import load_settings
 from worker.sqs import SqsQueue
@@ -42,9 +43,7 @@ def main(argv: list[str] | None = None) -> None:
     if not settings.database_url:
         sys.exit("WORKER_DATABASE_URL (or LEDGER_DATABASE_URL) is required")
     if settings.metrics_port:
-        from prometheus_client import start_http_server
-
-        start_http_server(settings.metrics_port, addr=settings.metrics_host)
+        metrics_server.start(settings.metrics_port, settings.metrics_host)
     # First the sweeper: it needs only PostgreSQL, so effects are applied even while SQS or Redis is down.
     start_sweeper(settings)
     start_sequencer(settings)
