@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import socket
 import threading
-from wsgiref.simple_server import WSGIRequestHandler, make_server
+from wsgiref.simple_server import WSGIRequestHandler
 
 from prometheus_client import REGISTRY, make_wsgi_app
 from prometheus_client.exposition import ThreadingWSGIServer
@@ -28,15 +28,15 @@ class _Handler(WSGIRequestHandler):
 
 
 class _Server(ThreadingWSGIServer):
-    """A thread per connection, at most `connections_max` at once; each connection's socket timed out after
-    `read_s` (socketserver applies the handler's timeout to it)."""
+    """A thread per connection, at most `connections_max` at once; each connection's socket timed out after the
+    handler's `timeout` (socketserver applies it)."""
 
     daemon_threads = True
-    connections_max = CONNECTIONS_MAX
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self._slots = threading.BoundedSemaphore(self.connections_max)
+    def __init__(self, host: str, port: int, handler, connections_max: int) -> None:
+        self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET  # (read by the bind below)
+        super().__init__((host, port), handler)
+        self._slots = threading.BoundedSemaphore(connections_max)
 
     def process_request(self, request, client_address) -> None:
         if not self._slots.acquire(blocking=False):
@@ -58,9 +58,7 @@ class _Server(ThreadingWSGIServer):
 def start(port: int, host: str, read_s: float = READ_S, connections_max: int = CONNECTIONS_MAX) -> _Server:
     """Serve GET /metrics (the process's default registry) in a daemon thread; the server (its `server_port`,
     `shutdown()`)."""
-    handler = type("Handler", (_Handler,), {"timeout": read_s})
-    server_class = type("Server", (_Server,), {"connections_max": connections_max,
-                                               "address_family": socket.AF_INET6 if ":" in host else socket.AF_INET})
-    server = make_server(host, port, make_wsgi_app(REGISTRY), server_class, handler_class=handler)
+    server = _Server(host, port, type("Handler", (_Handler,), {"timeout": read_s}), connections_max)
+    server.set_app(make_wsgi_app(REGISTRY))
     threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
     return server
