@@ -11,6 +11,7 @@ import msgspec
 from litestar.openapi.spec import Operation
 from msgspec import Struct
 
+from cell.api.params import BALANCE_OPERATORS, OPERATORS
 from cell.ledger.commands import KNOWN_EXPONENTS, PER_PAGE_MAX
 
 
@@ -53,9 +54,8 @@ def array_query(name: str, items: dict, description: str) -> dict[str, Any]:
             "schema": {"type": "array", "items": items, "maxItems": 32}, "style": "form", "explode": True}
 
 
-def operators(value: dict) -> dict:
-    return {"type": "object", "properties": {op: value for op in ("gt", "gte", "lt", "lte", "eq")},
-            "additionalProperties": False}
+def operators(value: dict, names: set[str] = OPERATORS) -> dict:
+    return {"type": "object", "properties": {op: value for op in sorted(names)}, "additionalProperties": False}
 
 
 UUID = {"type": "string", "format": "uuid"}
@@ -67,8 +67,8 @@ PAGING = [query("per_page", {"type": "integer", "minimum": 1, "maximum": PER_PAG
                 "The X-After-Cursor of the previous page (opaque).")]
 METADATA = query("metadata", {"type": "object", "additionalProperties": {"type": "string"}},
                  "metadata[key]=value: only objects whose metadata holds every pair given.", nested=True)
-BALANCE_FILTERS = [query(name, operators(INT64), f"{name}[gte]=0 and the like: accounts by current balance.",
-                         nested=True)
+BALANCE_FILTERS = [query(name, operators(INT64, BALANCE_OPERATORS),
+                         f"{name}[gte]=0, {name}[not_eq]=0 and the like: accounts by current balance.", nested=True)
                    for name in ("pending_balance_amount", "posted_balance_amount", "available_balance_amount")]
 # currency_exponent may be left out only for a currency whose exponent the ledger knows (ISO 4217 and a few).
 CURRENCY_EXPONENT_RULE = {"anyOf": [

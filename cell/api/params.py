@@ -12,6 +12,7 @@ from cell.ledger.errors import InvalidRequest
 _STORABLE = re.compile(r"^[^\x00\ud800-\udfff]*\Z")
 _BRACKET = re.compile(r"^([a-z_]+)\[([^\]]{1,128})\]$")
 OPERATORS = {"gt", "gte", "lt", "lte", "eq"}
+BALANCE_OPERATORS = OPERATORS | {"not_eq"}  # a list of accounts by balance also takes not_eq (as Modern Treasury)
 BALANCE_FIELDS = {"pending_balance_amount", "posted_balance_amount", "available_balance_amount"}
 QUERY_PARAMS_MAX = 64
 AMOUNT_VERSION_MAX = 2**63 - 1
@@ -131,8 +132,8 @@ def balance_filters(q: Query) -> list[tuple[str, str, int]]:
     filters = []
     for field in sorted(BALANCE_FIELDS):
         for op, raw in q.take_bracketed(field).items():
-            if op not in OPERATORS or not re.fullmatch(r"-?\d{1,40}", raw):
-                raise InvalidRequest(f"{field}[{op}] needs an operator of gt/gte/lt/lte/eq and an integer",
+            if op not in BALANCE_OPERATORS or not re.fullmatch(r"-?\d{1,40}", raw):
+                raise InvalidRequest(f"{field}[{op}] needs an operator of gt/gte/lt/lte/eq/not_eq and an integer",
                                      "invalid_parameter")
             filters.append((field, op, int(raw)))
     return filters

@@ -6,7 +6,7 @@ from typing import Any
 
 import asyncpg
 
-OPERATORS_SQL = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<=", "eq": "="}
+OPERATORS_SQL = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<=", "eq": "=", "not_eq": "<>"}
 
 
 class Where:

@@ -108,6 +108,9 @@ async def test_accounts_can_be_filtered_by_balance_and_metadata(api):
     r = await api.get("/api/ledger_accounts", params={"ledger_id": ledger["id"],
                                                       "posted_balance_amount[gte]": "500", "metadata[tier]": "gold"})
     assert ids(r) == {rich["id"]}
+    r = await api.get("/api/ledger_accounts", params={"ledger_id": ledger["id"],
+                                                      "posted_balance_amount[not_eq]": "480"})
+    assert ids(r) == {rich["id"], poor["id"]}
     listed = {a["id"]: a for a in (await api.get("/api/ledger_accounts", params={"ledger_id": ledger["id"]})).json()}
     assert listed[rich["id"]]["balances"]["posted_balance"]["amount"] == 500
 

@@ -149,6 +149,7 @@ async def test_account_in_unknown_ledger_is_refused(api):
     ({"colour": "red"}, "unknown_parameter"),
     ({"available_balance_amount[between]": "1"}, "invalid_parameter"),
     ({"available_balance_amount[gte]": "1.5"}, "invalid_parameter"),
+    ({"created_at[not_eq]": "2026-01-01T00:00:00Z"}, "invalid_parameter"),  # not_eq is the balance filters' alone
 ])
 async def test_bad_list_parameters_are_400(api, params, code):
     r = await api.get("/api/ledger_accounts", params=params)

@@ -1,6 +1,6 @@
 """Ledger accounts as Modern Treasury's SDK writes and lists them: external and ledgerable ids, every list filter the
-SDK's `ledger_accounts.list` sends (ids, names, normal balance, times, balances as of a date or over a range), a
-ledger's list by id and update time, and entries of two statuses."""
+SDK's `ledger_accounts.list` sends (ids, names, normal balance, times, balance amounts (not_eq too), balances as of a
+date or over a range), a ledger's list by id and update time, and entries of two statuses."""
 
 from __future__ import annotations
 
@@ -83,6 +83,16 @@ async def test_the_account_list_takes_every_filter_the_sdk_sends(mt):
     assert updated.updated_at > bob.created_at
     assert await ids(updated_at={"gt": bob.created_at}) == [cash.id]
     assert await ids(updated_at={"lte": bob.created_at}) == [alice.id, bob.id]
+
+    # By balance, with every operator the SDK names, not_eq too.
+    await client.ledger_transactions.create(status="posted", ledger_entries=[
+        {"ledger_account_id": cash.id, "direction": "debit", "amount": 500},
+        {"ledger_account_id": alice.id, "direction": "credit", "amount": 500}])
+    assert await ids(available_balance_amount={"not_eq": 0}) == [cash.id, alice.id]
+    assert await ids(posted_balance_amount={"eq": 0}) == [bob.id]
+    assert await ids(pending_balance_amount={"gte": 500, "not_eq": 500}) == []
+    assert await ids(posted_balance_amount={"gt": 0, "lt": 501}) == [cash.id, alice.id]
+    assert await ids(available_balance_amount={"lte": 0}, normal_balance="credit") == [bob.id]
 
 
 async def test_balances_as_of_a_date_or_over_a_range_for_an_account_and_a_list(mt):
