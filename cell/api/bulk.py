@@ -13,11 +13,15 @@ from cell.service import bulk
 from cell.service.common import parse_uuid
 from cell.service.views import BulkRequest, BulkResult
 
-ACTIONS = {"create", "update"}
-RESOURCES = {"ledger_transaction", "ledger_account"}
 REQUEST_STATUSES = {"pending", "processing", "completed"}
-ENTITY_TYPES = RESOURCES | {"bulk_error"}
-RESULT_STATUSES = {"successful", "failed"}
+# What a list may filter by: every value Modern Treasury's SDK names, so a customer's filter is never refused; those
+# a ledger never makes (deletes, payment orders and the like, a pending result: results are written when done) find
+# nothing. (What a request may be is BulkRequestCreate's: a create or update of ledger transactions or accounts.)
+LISTED_ACTIONS = {"create", "update", "delete"}
+LISTED_RESOURCES = {"ledger_transaction", "ledger_account", "payment_order", "expected_payment", "transaction",
+                    "transaction_line_item"}
+LISTED_ENTITY_TYPES = LISTED_RESOURCES | {"bulk_error"}
+LISTED_RESULT_STATUSES = {"pending", "successful", "failed"}
 
 
 def _enum(values: set[str]) -> dict:
@@ -42,13 +46,16 @@ async def get_request(request: Request, request_id: FromPath[str]) -> Response:
 
 
 @get("/api/bulk_requests", operation_class=documented(response=BulkRequest, many=True, parameters=[
-    query("status", _enum(REQUEST_STATUSES), "By status."), query("action_type", _enum(ACTIONS), "By action."),
-    query("resource_type", _enum(RESOURCES), "By resource type."), METADATA]))
+    query("status", _enum(REQUEST_STATUSES), "By status."),
+    query("action_type", _enum(LISTED_ACTIONS), "By action (create or update here: delete finds nothing)."),
+    query("resource_type", _enum(LISTED_RESOURCES),
+          "By resource type (ledger_transaction or ledger_account here: the others find nothing)."), METADATA]))
 async def list_requests(request: Request) -> Response:
     q = http.query(request)
     per_page, cursor = http.paging(request, q)
-    filters = {"status": q.take_choice("status", REQUEST_STATUSES), "action_type": q.take_choice("action_type", ACTIONS),
-               "resource_type": q.take_choice("resource_type", RESOURCES),
+    filters = {"status": q.take_choice("status", REQUEST_STATUSES),
+               "action_type": q.take_choice("action_type", LISTED_ACTIONS),
+               "resource_type": q.take_choice("resource_type", LISTED_RESOURCES),
                "metadata": q.take_bracketed("metadata") or None}
     q.done()
     return http.page(await bulk.requests_page(http.context(request), http.tenant(request), after_cursor=cursor,
@@ -64,15 +71,18 @@ async def get_result(request: Request, result_id: FromPath[str]) -> Response:
 @get("/api/bulk_results", operation_class=documented(response=BulkResult, many=True, parameters=[
     query("request_id", UUID, "The results of this bulk request."),
     query("request_type", _enum({"bulk_request"}), "Always bulk_request."),
-    query("entity_type", _enum(ENTITY_TYPES), "ledger_transaction, ledger_account or bulk_error."),
+    query("entity_type", _enum(LISTED_ENTITY_TYPES),
+          "ledger_transaction, ledger_account or bulk_error here (the others find nothing)."),
     query("entity_id", UUID, "The result of this entity."),
-    query("status", _enum(RESULT_STATUSES), "successful or failed.")]))
+    query("status", _enum(LISTED_RESULT_STATUSES),
+          "successful or failed (a result is written when its resource is done: pending finds nothing).")]))
 async def list_results(request: Request) -> Response:
     q = http.query(request)
     per_page, cursor = http.paging(request, q)
     q.take_choice("request_type", {"bulk_request"})
-    filters = {"request_id": q.take_uuid("request_id"), "entity_type": q.take_choice("entity_type", ENTITY_TYPES),
-               "status": q.take_choice("status", RESULT_STATUSES), "entity_id": q.take_uuid("entity_id")}
+    filters = {"request_id": q.take_uuid("request_id"),
+               "entity_type": q.take_choice("entity_type", LISTED_ENTITY_TYPES),
+               "status": q.take_choice("status", LISTED_RESULT_STATUSES), "entity_id": q.take_uuid("entity_id")}
     q.done()
     return http.page(await bulk.results_page(http.context(request), http.tenant(request), after_cursor=cursor,
                                              per_page=per_page, **filters))

@@ -8,6 +8,7 @@ import uuid
 from datetime import datetime, timezone
 
 import httpx
+import modern_treasury
 import msgspec
 import pytest
 from modern_treasury.types import BulkRequest, BulkResult, LedgerAccount, LedgerTransaction
@@ -58,6 +59,16 @@ async def test_a_bulk_request_and_its_results_through_the_sdk(mt, process_bulk):
     done = await client.bulk_requests.retrieve(made.id)
     assert done.status == "completed" and (done.success_result_count, done.failed_result_count) == (3, 1)
     assert [b.id async for b in client.bulk_requests.list(status="completed", metadata={"source": "sdk"})] == [made.id]
+    # Every value the SDK names is a filter it may send: those the ledger never makes find nothing (not a 400).
+    assert [b.id async for b in client.bulk_requests.list(action_type="create",
+                                                          resource_type="ledger_transaction")] == [made.id]
+    assert [b.id async for b in client.bulk_requests.list(action_type="delete")] == []
+    assert [b.id async for b in client.bulk_requests.list(resource_type="payment_order")] == []
+    assert [r async for r in client.bulk_results.list(request_id=made.id, status="pending")] == []
+    assert [r async for r in client.bulk_results.list(entity_type="expected_payment")] == []
+    with pytest.raises(modern_treasury.BadRequestError):  # what a request may be is unchanged
+        await client.bulk_requests.create(action_type="delete", resource_type="ledger_transaction", resources=[
+            {"id": made.id}])
 
     results = [r async for r in client.bulk_results.list(request_id=made.id, per_page=2)]
     assert len(results) == 4 and all(isinstance(r, BulkResult) for r in results)
