@@ -9,11 +9,15 @@ under its lock, so postings serialise on that row; in `hybrid` mode the postings
 the worker folds them in batches, so throughput is bounded by CPU (on a 2-core box, by the whole stack's CPU per
 posting). Prints each window and the medians per mode: transactions/s, p50/p99 write latency, CPU milliseconds per
 posting of each component (from /proc; PostgreSQL's also split by whom it served: the cell's backends, the worker's
-(its apply, and the sealer, sequencer and sweeper), the rest), SQS calls per posting; for hybrid the apply lag (posting to applied)
-p50/p90/p99 from the database; then the ratios (throughput: the median of each round's adjacent windows), and the
-same workload straight to PostgreSQL (pgbench) for the database tier's own ratio.
+(its apply, and the sealer, sequencer and sweeper), the rest), SQS calls per posting, the WAL a posting costs
+(bytes, records, full-page images: what the server writes and copies into the page cache); for hybrid the apply lag
+(posting to applied) p50/p90/p99 from the database; then the ratios (throughput: the median of each round's adjacent
+windows), and the same workload straight to PostgreSQL (pgbench) for the database tier's own ratio.
 
-    python -m loadtests.hot_account --duration 10 [--rounds 3] [--concurrency 64]
+    python -m loadtests.hot_account --duration 10 [--rounds 3] [--concurrency 64] [--wal-tables]
+
+`--wal-tables` also reads each window's WAL back (pg_walinspect, after the window) and prints the bytes a posting
+writes to each table and index, the largest first: where the WAL volume comes from.
 
 `--modes hybrid,hybrid_noevents` measures what events cost a posting (CELL_EVENTS_ENABLED=false for the second: no
 event rows, nothing for the sequencer). `--modes hybrid,hybrid_nogroup` compares hybrid with and without group
@@ -75,6 +79,7 @@ ROUNDS = 3  # windows per mode, alternating: medians
 # What a hot account sees: the connections of the issue's mix (an omnibus account written by every investor).
 CONNECTIONS = 64
 CARD_LIMIT = 10**15  # a card's credit limit under `--locked`
+WAL_TABLES_SHOWN = 8
 
 
 def card_id(i: int) -> uuid.UUID:
@@ -237,23 +242,51 @@ def sqs_calls(metrics_urls: list[str]) -> float:
     return sum(v for url in metrics_urls for k, v in scrape(url).items() if k.startswith(SQS_CALLS_METRIC))
 
 
+async def wal_position(conn: asyncpg.Connection) -> dict:
+    """The server's WAL insert position and counters (pg_stat_wal: every database of the server)."""
+    row = await conn.fetchrow("SELECT pg_current_wal_insert_lsn()::text AS lsn, wal_records, wal_fpi, wal_bytes "
+                              "FROM pg_stat_wal")
+    return dict(row)
+
+
+async def wal_by_table(conn: asyncpg.Connection, start: str, end: str, postings: int) -> dict[str, float]:
+    """The WAL bytes per posting each table or index was written with between two positions (each record counted
+    once, for the relation of its first block; records of no relation, e.g. commits, left out)."""
+    await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_walinspect")
+    rows = await conn.fetch(
+        "WITH r AS (SELECT DISTINCT ON (start_lsn) start_lsn, relfilenode, record_length "
+        "           FROM pg_get_wal_block_info($1::text::pg_lsn, $2::text::pg_lsn) ORDER BY start_lsn, block_id) "
+        "SELECT coalesce(c.relname, r.relfilenode::text) AS name, sum(r.record_length) AS bytes "
+        "FROM r LEFT JOIN pg_class c ON c.relfilenode = r.relfilenode GROUP BY 1 ORDER BY 2 DESC", start, end)
+    return {r["name"]: float(r["bytes"]) / postings for r in rows}
+
+
 async def measure(port: int, secret: str, ledger_id: str, cards: int, duration_s: float, concurrency: int,
                   roots: dict[str, int | None] | None = None, metrics_urls: list[str] = (), locked: float | None = None,
-                  ) -> dict:
+                  conn: asyncpg.Connection | None = None, wal_tables: bool = False) -> dict:
     """The load for duration_s; with `roots`, also the CPU milliseconds per posting of each component (a backend
     that ended inside the window is not counted: the cell's pool keeps its connections), and the SQS calls per
-    posting of the processes behind `metrics_urls`."""
+    posting of the processes behind `metrics_urls`; with `conn` (to the mode's own server), the WAL per posting,
+    and with `wal_tables` its bytes by table."""
     roots = roots or {}
     pg_clients = {k: v for k, v in roots.items() if k in ("cell", "worker") and v is not None}
     pg_pid = roots.get("postgresql")
     pg_before = postgres_cpu_seconds(pg_pid, pg_clients) if pg_pid else {}
     before, calls_before = cpu_seconds(roots), sqs_calls(list(metrics_urls))
+    wal_before = await wal_position(conn) if conn is not None else None
     stats = await run_load("127.0.0.1", port, (TENANT, secret), duration_s=duration_s,
                            workers=[("write", concurrency)], make_request=payment_request(ledger_id, cards, locked))
+    wal_after = await wal_position(conn) if conn is not None else None
     after, calls_after = cpu_seconds(roots), sqs_calls(list(metrics_urls))
     pg_after = postgres_cpu_seconds(pg_pid, pg_clients) if pg_pid else {}
     summary = stats["write"].summary(duration_s)
     postings = max(1, summary["statuses"].get(201, 0))
+    if wal_before is not None:
+        summary["wal_per_posting"] = {k: float(wal_after[k] - wal_before[k]) / postings
+                                      for k in ("wal_bytes", "wal_records", "wal_fpi")}
+        if wal_tables:
+            summary["wal_bytes_per_posting_by_table"] = await wal_by_table(conn, wal_before["lsn"], wal_after["lsn"],
+                                                                           postings)
     if roots:
         summary["cpu_ms_per_posting"] = {k: (after[k] - before.get(k, 0.0)) * 1000 / postings for k in after}
         summary["cpu_cores"] = sum(after[k] - before.get(k, 0.0) for k in after) / duration_s
@@ -341,13 +374,14 @@ async def start_mode(mode: str, pg: EmbeddedPostgres, valkey: EmbeddedValkey, sq
     return ModeStack(mode, pg, url, ledger_id, secret, worker, cell, port)
 
 
-async def window(m: ModeStack, valkey: EmbeddedValkey, sqs: EmbeddedSQS, *, cards: int,
-                 duration_s: float, concurrency: int, locked: float | None = None) -> dict:
-    """One measured window of one mode: the load's summary, CPU per posting by component, SQS calls per posting."""
+async def window(m: ModeStack, valkey: EmbeddedValkey, sqs: EmbeddedSQS, conn: asyncpg.Connection, *, cards: int,
+                 duration_s: float, concurrency: int, locked: float | None = None, wal_tables: bool = False) -> dict:
+    """One measured window of one mode: the load's summary, CPU per posting by component, SQS calls and WAL per
+    posting."""
     return await measure(m.port, m.secret, m.ledger_id, cards, duration_s, concurrency,
                          {"cell": m.cell.proc.pid, "postgresql": m.pg.pid, "worker": m.worker.proc.pid,
                           "sqs endpoint": sqs.pid, "valkey": valkey.pid},
-                         [m.cell.metrics_url, m.worker.metrics_url], locked)
+                         [m.cell.metrics_url, m.worker.metrics_url], locked, conn, wal_tables)
 
 
 async def queue_report(conn: asyncpg.Connection, since) -> dict:
@@ -372,6 +406,11 @@ async def queue_report(conn: asyncpg.Connection, since) -> dict:
 def median_window(windows: list[dict]) -> dict:
     """Medians over a mode's windows: throughput, latencies, CPU per posting of each component, SQS calls."""
     med = statistics.median
+
+    def medians(key: str) -> dict[str, float]:  # of a per-posting dict (a name missing in a window counts 0)
+        names = {k for w in windows for k in w.get(key, {})}
+        return {k: med(w.get(key, {}).get(k, 0.0) for w in windows) for k in names}
+
     return {"per_s": med(w["per_s"] for w in windows), "p50_ms": med(w["p50_ms"] for w in windows),
             "p99_ms": med(w["p99_ms"] for w in windows),
             "statuses": {k: sum(w["statuses"].get(k, 0) for w in windows) for w in windows for k in w["statuses"]},
@@ -379,13 +418,14 @@ def median_window(windows: list[dict]) -> dict:
                                    for k in windows[0]["cpu_ms_per_posting"]},
             "cpu_cores": med(w["cpu_cores"] for w in windows),
             "sqs_calls_per_posting": med(w["sqs_calls_per_posting"] for w in windows),
-            "postgresql_ms_per_posting": {k: med(w.get("postgresql_ms_per_posting", {}).get(k, 0.0) for w in windows)
-                                          for k in {k for w in windows for k in w.get("postgresql_ms_per_posting", {})}}}
+            **{key: medians(key) for key in ("postgresql_ms_per_posting", "wal_per_posting",
+                                             "wal_bytes_per_posting_by_table") if key in windows[0]}}
 
 
 async def _windows(results: dict, stacks: dict, conns: dict, pgs, valkey, sqs, workdir: Path, *, modes, cards: int,
                    duration_s: float, warmup_s: float, concurrency: int, rounds: int, send_buffer_ms: int,
-                   batch_wait_ms: int, receive_every_ms: int, locked: float | None = None) -> None:
+                   batch_wait_ms: int, receive_every_ms: int, locked: float | None = None,
+                   wal_tables: bool = False) -> None:
     """Start every mode's stack, warm each up, then `rounds` windows per mode, alternating; medians per mode and
     the queue's report into `results`."""
     for mode in modes:
@@ -403,8 +443,9 @@ async def _windows(results: dict, stacks: dict, conns: dict, pgs, valkey, sqs, w
     windows: dict[str, list[dict]] = {mode: [] for mode in modes}
     for i in range(rounds):
         for mode in (modes if i % 2 == 0 else tuple(reversed(modes))):
-            windows[mode].append(await window(stacks[mode], valkey, sqs, cards=cards, duration_s=duration_s,
-                                              concurrency=concurrency, locked=locked))
+            windows[mode].append(await window(stacks[mode], valkey, sqs, conns[mode], cards=cards,
+                                              duration_s=duration_s, concurrency=concurrency, locked=locked,
+                                              wal_tables=wal_tables))
             print(f"{mode:7s} {_fmt(windows[mode][-1])}")
     for mode in modes:
         results[mode] = {**median_window(windows[mode]), "windows": windows[mode],
@@ -454,7 +495,7 @@ def _print_group_commit(results: dict, mode: str) -> None:
 async def run(duration_s: float = 10.0, concurrency: int = CONNECTIONS, cards: int = 1000, warmup_s: float = 1.0,
               send_buffer_ms: int = SEND_BUFFER_MS, batch_wait_ms: int = BATCH_WAIT_MS,
               receive_every_ms: int = RECEIVE_EVERY_MS, modes: tuple[str, ...] = MODES, rounds: int = ROUNDS,
-              locked: float | None = None, **_ignored) -> dict:
+              locked: float | None = None, wal_tables: bool = False, **_ignored) -> dict:
     """Both modes' stacks up at once, their windows alternating (ABBA: a neighbour's load on shared cores hits
     both alike); medians per mode, the ratio of each round's adjacent windows, then the database tier."""
     workdir = Path(tempfile.mkdtemp(prefix="ledger-hot-"))
@@ -472,9 +513,9 @@ async def run(duration_s: float = 10.0, concurrency: int = CONNECTIONS, cards: i
     try:
         try:
             await _windows(results, stacks, conns, pgs, valkey, sqs, workdir, modes=modes, cards=cards,
-                           duration_s=duration_s, warmup_s=warmup_s, concurrency=concurrency, rounds=rounds, locked=locked,
-                           send_buffer_ms=send_buffer_ms, batch_wait_ms=batch_wait_ms,
-                           receive_every_ms=receive_every_ms)
+                           duration_s=duration_s, warmup_s=warmup_s, concurrency=concurrency, rounds=rounds,
+                           locked=locked, send_buffer_ms=send_buffer_ms, batch_wait_ms=batch_wait_ms,
+                           receive_every_ms=receive_every_ms, wal_tables=wal_tables)
         finally:
             for conn in conns.values():
                 await conn.close()
@@ -515,6 +556,13 @@ def _fmt(row: dict) -> str:
     if row.get("postgresql_ms_per_posting"):
         line += "\n        PostgreSQL CPU ms/posting by whom it served: " + "  ".join(
             f"{k} {v:.2f}" for k, v in sorted(row["postgresql_ms_per_posting"].items()))
+    if "wal_per_posting" in row:
+        wal = row["wal_per_posting"]
+        line += (f"\n        WAL/posting: {wal['wal_bytes']:,.0f} B in {wal['wal_records']:.1f} records, "
+                 f"{wal['wal_fpi']:.2f} full-page images")
+    if row.get("wal_bytes_per_posting_by_table"):
+        top = sorted(row["wal_bytes_per_posting_by_table"].items(), key=lambda kv: -kv[1])[:WAL_TABLES_SHOWN]
+        line += "\n        WAL B/posting by table: " + "  ".join(f"{k} {v:,.0f}" for k, v in top)
     return line
 
 
@@ -537,11 +585,13 @@ def main() -> None:
     parser.add_argument("--locked", action="store_true", help="card authorizations: each card's debit under a "
                         "balance lock (applied in its posting; in hybrid mode the settlement's credit stays async)")
     parser.add_argument("--declines", type=float, default=0.0, help="with --locked: the fraction declined (422)")
+    parser.add_argument("--wal-tables", action="store_true", help="each window's WAL bytes per posting by table "
+                        "(read back with pg_walinspect after the window)")
     args = parser.parse_args()
     httpload.run(run(duration_s=args.duration, concurrency=args.concurrency, cards=args.cards,
                      send_buffer_ms=args.send_buffer_ms, batch_wait_ms=args.batch_wait_ms,
                      receive_every_ms=args.receive_every_ms, modes=tuple(args.modes.split(",")), rounds=args.rounds,
-                     locked=args.declines if args.locked else None),
+                     locked=args.declines if args.locked else None, wal_tables=args.wal_tables),
                  loop_factory=None)
 
 
