@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from litestar import Request, Response, get, patch
 from litestar.params import FromPath
 
@@ -48,6 +50,8 @@ async def update_entry(request: Request, entry_id: FromPath[str]) -> Response:
     query("ledger_transaction_id", UUID, "Entries of this transaction."),
     query("ledger_account_statement_id", UUID, "Exactly the entries of this ledger account statement."),
     query("ledger_account_settlement_id", UUID, "The entries this ledger account settlement settles."),
+    query("ledger_account_payout_id", UUID, "ledger_account_settlement_id's former name (Modern Treasury's ledger "
+          "account payouts became its settlements): the same filter."),
     query("as_of_lock_version", {"type": "integer", "minimum": 0},
           "With ledger_account_id: entries up to this lock version."),
     query("direction", {"type": "string", "enum": ["credit", "debit"]}, "By direction."),
@@ -91,7 +95,7 @@ async def list_entries(request: Request) -> Response:
         "amount": int_filters(q, "amount", 0, AMOUNT_VERSION_MAX),
         "metadata": q.take_bracketed("metadata"),
         "statement_id": q.take_uuid("ledger_account_statement_id"),
-        "settlement_id": q.take_uuid("ledger_account_settlement_id"),
+        "settlement_id": _settlement_id(q),
     }
     filters["show_deleted"] = bool(q.take_bool("show_deleted"))
     show = q.take_bool("show_balances")
@@ -99,5 +103,16 @@ async def list_entries(request: Request) -> Response:
     return http.page(await entries.list_entries(
         http.context(request), http.tenant(request), per_page=per_page, order_by=order_by,
         descending=descending, after_cursor=cursor, show_balances=show, **filters))
+
+def _settlement_id(q: Query) -> uuid.UUID | None:
+    """ledger_account_settlement_id, or ledger_account_payout_id: its former name in Modern Treasury's API (ledger
+    account payouts became ledger account settlements, the same object; the SDK still sends both)."""
+    settlement = q.take_uuid("ledger_account_settlement_id")
+    payout = q.take_uuid("ledger_account_payout_id")
+    if settlement is not None and payout is not None and settlement != payout:
+        raise InvalidRequest("ledger_account_payout_id is ledger_account_settlement_id's former name: give one id",
+                             "invalid_parameter")
+    return settlement or payout
+
 
 routes = [get_entry, update_entry, list_entries]

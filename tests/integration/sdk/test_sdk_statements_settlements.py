@@ -89,6 +89,17 @@ async def test_a_settlement_through_the_sdk(mt):
                                                                   per_page=2)]) == sorted(_leg(t, wallet) for t in settled)
     assert sorted([t.id async for t in client.ledger_transactions.list(
         ledger_account_settlement_id=settlement.id)]) == sorted(t.id for t in settled)
+    # A settlement's former name in Modern Treasury's API was a ledger account payout: the SDK's
+    # ledger_account_payout_id is the same filter; given both, they must name one settlement.
+    assert sorted([e.id async for e in client.ledger_entries.list(ledger_account_payout_id=settlement.id)]) == sorted(
+        _leg(t, wallet) for t in settled)
+    assert sorted([e.id async for e in client.ledger_entries.list(
+        ledger_account_payout_id=settlement.id, ledger_account_settlement_id=settlement.id)]) == sorted(
+        _leg(t, wallet) for t in settled)
+    with pytest.raises(modern_treasury.BadRequestError) as refused:
+        await client.ledger_entries.list(ledger_account_payout_id=settlement.id,
+                                         ledger_account_settlement_id=settlement.ledger_transaction_id)
+    assert refused.value.body["code"] == "invalid_parameter"
 
     posted = await client.ledger_account_settlements.update(settlement.id, status="posted", metadata={"paid": "yes"})
     assert posted.status == "posted" and posted.metadata == {"run": "1", "paid": "yes"}
