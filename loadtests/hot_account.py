@@ -60,6 +60,7 @@ from loadtests import httpload
 from loadtests.bench import pgbench_account, pgbench_run, posting_sql, seed_books, wait_ready
 from loadtests.httpload import run_load
 from loadtests.monitor import scrape
+from loadtests.pg_split import wal
 from worker.settings import WorkerSettings
 
 TENANT = "hot"
@@ -243,10 +244,8 @@ def sqs_calls(metrics_urls: list[str]) -> float:
 
 
 async def wal_position(conn: asyncpg.Connection) -> dict:
-    """The server's WAL insert position and counters (pg_stat_wal: every database of the server)."""
-    row = await conn.fetchrow("SELECT pg_current_wal_insert_lsn()::text AS lsn, wal_records, wal_fpi, wal_bytes "
-                              "FROM pg_stat_wal")
-    return dict(row)
+    """The server's WAL insert position and its counters (pg_split.wal: every database of the server)."""
+    return {"lsn": await conn.fetchval("SELECT pg_current_wal_insert_lsn()::text"), **await wal(conn)}
 
 
 async def wal_by_table(conn: asyncpg.Connection, start: str, end: str, postings: int) -> dict[str, float]:
