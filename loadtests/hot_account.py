@@ -14,10 +14,17 @@ posting of each component (from /proc; PostgreSQL's also split by whom it served
 (posting to applied) p50/p90/p99 from the database; then the ratios (throughput: the median of each round's adjacent
 windows), and the same workload straight to PostgreSQL (pgbench) for the database tier's own ratio.
 
-    python -m loadtests.hot_account --duration 10 [--rounds 3] [--concurrency 64] [--wal-tables]
+    python -m loadtests.hot_account --duration 10 [--rounds 3] [--concurrency 64] [--wal-tables] [--steady-wal]
 
 `--wal-tables` also reads each window's WAL back (pg_walinspect, after the window) and prints the bytes a posting
 writes to each table and index, the largest first: where the WAL volume comes from.
+
+`--steady-wal` measures a server that has run a while: a fresh one has no WAL segment to reuse before its first
+checkpoint and zero-fills a new 16 MB one for each 16 MB the load writes (every ~0.6 s of the hybrid side), where a
+server in service writes into recycled ones. With it every mode's server keeps its WAL for reuse (STEADY_WAL_SETTINGS)
+and, before the windows, writes STEADY_WAL_ROWS of a throwaway table and checkpoints twice, so that the windows write
+into recycled segments: each window prints the new segments it made (0 when steady). A mode's suffix `_steadywal`
+does the same for that mode alone (`--modes hybrid,hybrid_steadywal`: fresh against steady in one run).
 
 `--modes hybrid,hybrid_noevents` measures what events cost a posting (CELL_EVENTS_ENABLED=false for the second: no
 event rows, nothing for the sequencer). `--modes hybrid,hybrid_nogroup` compares hybrid with and without group
@@ -75,12 +82,33 @@ RECEIVE_EVERY_MS = WorkerSettings().receive_every_ms_min
 MODES = ("sync", "hybrid")
 # A mode's name is its posting mode, and for a variant a suffix: `_nogroup`, without group commit; `_noevents`,
 # without events.
-VARIANTS = {"": {}, "nogroup": {"CELL_POSTING_GROUP_MAX": "1"}, "noevents": {"CELL_EVENTS_ENABLED": "false"}}
+VARIANTS = {"": {}, "nogroup": {"CELL_POSTING_GROUP_MAX": "1"}, "noevents": {"CELL_EVENTS_ENABLED": "false"},
+            "steadywal": {}}
+# `--steady-wal`: WAL segments kept for reuse after a checkpoint (up to min_wal_size), and what is written to have
+# them: ~1.4 GB of WAL, more than the hybrid side's windows write in a run of three 10 s rounds (~25 MB/s).
+STEADY_WAL_SETTINGS = {"min_wal_size": "2GB", "max_wal_size": "4GB"}
+STEADY_WAL_ROWS = 1_500_000
 ROUNDS = 3  # windows per mode, alternating: medians
 # What a hot account sees: the connections of the issue's mix (an omnibus account written by every investor).
 CONNECTIONS = 64
 CARD_LIMIT = 10**15  # a card's credit limit under `--locked`
 WAL_TABLES_SHOWN = 8
+
+
+async def recycle_wal(pg: EmbeddedPostgres) -> int:
+    """Give a fresh server (started with STEADY_WAL_SETTINGS) WAL segments to reuse, as one in service has: write
+    STEADY_WAL_ROWS rows (~1 kB each) and drop them, with a checkpoint after each, so that the segments written are
+    recycled rather than removed. The segments in pg_wal after it."""
+    conn = await asyncpg.connect(pg.url)
+    try:
+        await conn.execute("CREATE TABLE steady_wal AS SELECT g, repeat('x', 900) AS x"
+                           f" FROM generate_series(1, {int(STEADY_WAL_ROWS)}) g")  # (no parameters in CREATE TABLE AS)
+        await conn.execute("CHECKPOINT")
+        await conn.execute("DROP TABLE steady_wal")
+        await conn.execute("CHECKPOINT")
+        return await conn.fetchval("SELECT count(*) FROM pg_ls_waldir()")
+    finally:
+        await conn.close()
 
 
 def card_id(i: int) -> uuid.UUID:
@@ -283,6 +311,7 @@ async def measure(port: int, secret: str, ledger_id: str, cards: int, duration_s
     if wal_before is not None:
         summary["wal_per_posting"] = {k: float(wal_after[k] - wal_before[k]) / postings
                                       for k in ("wal_bytes", "wal_records", "wal_fpi")}
+        summary["wal_segments_created"] = float(wal_after["wal_segments_created"] - wal_before["wal_segments_created"])
         if wal_tables:
             summary["wal_bytes_per_posting_by_table"] = await wal_by_table(conn, wal_before["lsn"], wal_after["lsn"],
                                                                            postings)
@@ -418,7 +447,9 @@ def median_window(windows: list[dict]) -> dict:
             "cpu_cores": med(w["cpu_cores"] for w in windows),
             "sqs_calls_per_posting": med(w["sqs_calls_per_posting"] for w in windows),
             **{key: medians(key) for key in ("postgresql_ms_per_posting", "wal_per_posting",
-                                             "wal_bytes_per_posting_by_table") if key in windows[0]}}
+                                             "wal_bytes_per_posting_by_table") if key in windows[0]},
+            **({"wal_segments_created": med(w["wal_segments_created"] for w in windows)}
+               if "wal_segments_created" in windows[0] else {})}
 
 
 async def _windows(results: dict, stacks: dict, conns: dict, pgs, valkey, sqs, workdir: Path, *, modes, cards: int,
@@ -494,17 +525,22 @@ def _print_group_commit(results: dict, mode: str) -> None:
 async def run(duration_s: float = 10.0, concurrency: int = CONNECTIONS, cards: int = 1000, warmup_s: float = 1.0,
               send_buffer_ms: int = SEND_BUFFER_MS, batch_wait_ms: int = BATCH_WAIT_MS,
               receive_every_ms: int = RECEIVE_EVERY_MS, modes: tuple[str, ...] = MODES, rounds: int = ROUNDS,
-              locked: float | None = None, wal_tables: bool = False, **_ignored) -> dict:
+              locked: float | None = None, wal_tables: bool = False, steady_wal: bool = False, **_ignored) -> dict:
     """Both modes' stacks up at once, their windows alternating (ABBA: a neighbour's load on shared cores hits
     both alike); medians per mode, the ratio of each round's adjacent windows, then the database tier."""
     workdir = Path(tempfile.mkdtemp(prefix="ledger-hot-"))
     # A PostgreSQL per mode: one mode's autovacuum and checkpoints are not counted in the other's windows.
     pgs: dict[str, EmbeddedPostgres] = {}
     for mode in modes:
-        pgs[mode] = EmbeddedPostgres(workdir / f"pg-{mode}").start()  # fsync on: commits cost what they cost
+        steady = steady_wal or mode.endswith("_steadywal")
+        pgs[mode] = EmbeddedPostgres(workdir / f"pg-{mode}", settings=STEADY_WAL_SETTINGS if steady else None
+                                     ).start()  # fsync on: commits cost what they cost
+        if steady:
+            print(f"{mode}: {await recycle_wal(pgs[mode])} WAL segments to reuse", flush=True)
     valkey = EmbeddedValkey(workdir / "valkey").start()
     sqs = EmbeddedSQS().start()
     results: dict = {"duration_s": duration_s, "concurrency": concurrency, "cards": cards, "rounds": rounds,
+                     "steady_wal": steady_wal,
                      "send_buffer_ms": send_buffer_ms, "batch_wait_ms": batch_wait_ms,
                      "receive_every_ms": receive_every_ms}
     stacks: dict[str, ModeStack] = {}
@@ -558,7 +594,7 @@ def _fmt(row: dict) -> str:
     if "wal_per_posting" in row:
         wal = row["wal_per_posting"]
         line += (f"\n        WAL/posting: {wal['wal_bytes']:,.0f} B in {wal['wal_records']:.1f} records, "
-                 f"{wal['wal_fpi']:.2f} full-page images")
+                 f"{wal['wal_fpi']:.2f} full-page images; {row['wal_segments_created']:.0f} new WAL segments")
     if row.get("wal_bytes_per_posting_by_table"):
         top = sorted(row["wal_bytes_per_posting_by_table"].items(), key=lambda kv: -kv[1])[:WAL_TABLES_SHOWN]
         line += "\n        WAL B/posting by table: " + "  ".join(f"{k} {v:,.0f}" for k, v in top)
@@ -586,11 +622,14 @@ def main() -> None:
     parser.add_argument("--declines", type=float, default=0.0, help="with --locked: the fraction declined (422)")
     parser.add_argument("--wal-tables", action="store_true", help="each window's WAL bytes per posting by table "
                         "(read back with pg_walinspect after the window)")
+    parser.add_argument("--steady-wal", action="store_true", help="every server with WAL segments to reuse, as one "
+                        "in service (a fresh one zero-fills a new segment for each 16 MB written)")
     args = parser.parse_args()
     httpload.run(run(duration_s=args.duration, concurrency=args.concurrency, cards=args.cards,
                      send_buffer_ms=args.send_buffer_ms, batch_wait_ms=args.batch_wait_ms,
                      receive_every_ms=args.receive_every_ms, modes=tuple(args.modes.split(",")), rounds=args.rounds,
-                     locked=args.declines if args.locked else None, wal_tables=args.wal_tables),
+                     locked=args.declines if args.locked else None, wal_tables=args.wal_tables,
+                     steady_wal=args.steady_wal),
                  loop_factory=None)
 
 

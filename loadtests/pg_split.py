@@ -91,10 +91,13 @@ class Backends:
 
 
 async def wal(conn: asyncpg.Connection) -> dict[str, float]:
-    """The server's WAL counters: records, full-page images, bytes, fsyncs; and checkpoints."""
+    """The server's WAL counters: records, full-page images, bytes, fsyncs, new segments (each zero-filled: context
+    init); and checkpoints."""
     row = await conn.fetchrow(
         "SELECT w.wal_records, w.wal_fpi, w.wal_bytes, "
         "(SELECT coalesce(sum(fsyncs), 0) FROM pg_stat_io WHERE object = 'wal') AS wal_fsyncs, "
+        "(SELECT coalesce(sum(writes), 0) FROM pg_stat_io WHERE object = 'wal' AND context = 'init') "
+        "AS wal_segments_created, "
         "(SELECT num_timed + num_requested FROM pg_stat_checkpointer) AS checkpoints FROM pg_stat_wal w")
     return {k: float(v) for k, v in row.items()}
 
