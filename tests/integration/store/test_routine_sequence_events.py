@@ -127,3 +127,27 @@ async def test_a_list_from_a_time_skips_only_the_positions_before_it_whatever_or
     assert [r[0] and (r[0] - start) / timedelta(hours=1) for r in bounds] == [6, None, 8]
     assert [await conn.fetchval(before, tenant, start + timedelta(hours=h)) for h in (7.5, 8.5)] == [8, 10]
     await listed_alike(5.5, 7, 7.5, 8, 8.5)
+
+
+async def test_positioning_an_event_does_not_write_its_object_again(conns):
+    """The sequencer rewrites a row to position it (0040): in a row past PostgreSQL's TOAST threshold (~2 kB, a
+    2-entry transaction's event) the rendered object is kept out of line (0208), written once, so that rewrite
+    copies a small row and the same TOAST value; a smaller row stays whole. Read back, both are what was written."""
+    conn, _ = conns
+    tenant = f"t-{uuid.uuid4().hex[:8]}"
+    entry = {"amount": 1234, "direction": "debit", "ledger_account_id": str(uuid.uuid4()), "metadata": {}}
+    big = {"object": "ledger_transaction", "description": "card payment " + "x" * 200,
+           "ledger_entries": [dict(entry, id=str(uuid.uuid4()), n=n) for n in range(12)]}
+    assert len(json.dumps(big)) > 2200
+    for name, data in (("big", big), ("small", {"object": "ledger_account"})):
+        await conn.execute("SELECT ledger_event($1, 'ledger_transaction', $2, $3, $4::jsonb)", tenant, name,
+                           uuid.uuid4(), json.dumps(data))
+    stored = "SELECT event_name, pg_column_toast_chunk_id(data) AS chunk, data FROM events WHERE tenant_id = $1"
+    before = {r["event_name"]: r for r in await conn.fetch(stored, tenant)}
+    assert before["big"]["chunk"] is not None and before["small"]["chunk"] is None
+    await sequence_until(conn, tenant, "big")
+    await sequence_until(conn, tenant, "small")
+    after = {r["event_name"]: r for r in await conn.fetch(stored, tenant)}
+    assert after["big"]["chunk"] == before["big"]["chunk"]  # the same value: the rewrite did not copy the object
+    assert json.loads(after["big"]["data"]) == big
+    assert json.loads(after["small"]["data"]) == {"object": "ledger_account"}
