@@ -4,8 +4,11 @@
 -- posting's WAL (docs/performance.md). Out of line, the rewrite copies a ~200-byte row and the same TOAST pointer:
 -- the object is written once. EXTERNAL: never compressed (pglz cost a posting more than it saved, 0044); the tuple
 -- target back to the default (0044's 8 kB kept such rows whole). Readers see the same values (a page of 100 events
--- reads ~3 us an event more: the TOAST lookup). Smaller rows, and the rows already written, stay as they are.
+-- reads ~3 us an event more: the TOAST lookup). Smaller rows, and the rows already written, stay as they are: on a
+-- live cell it is a moment's exclusive lock (the catalog only, no rewrite), bounded so as not to queue postings long.
+SET lock_timeout = '10s';
 ALTER TABLE events
     ALTER COLUMN data SET STORAGE EXTERNAL,
     ALTER COLUMN facts SET STORAGE EXTERNAL,
     RESET (toast_tuple_target);
+RESET lock_timeout;
