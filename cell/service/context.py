@@ -131,7 +131,7 @@ class CellContext:
                 # The driver's protocol state is broken (seen when PostgreSQL crashes under load: "cannot switch
                 # to state 12; another operation is in progress"): the connection is unusable and what was in
                 # flight on it unknown. Drop it (never back into the pool) and answer 503, not a 500.
-                conn.terminate()
+                _drop(conn)
                 raise outcome_unknown(exc) from exc
             finally:
                 if not self._put_back(conn):
@@ -146,7 +146,7 @@ class CellContext:
         try:
             return await fn(conn)
         except asyncpg.InternalClientError:
-            conn.terminate()  # the driver's protocol state is broken: never back into the pool (as in run)
+            _drop(conn)  # the driver's protocol state is broken: never back into the pool (as in run)
             raise
         finally:
             if not self._put_back(conn):
@@ -180,7 +180,7 @@ class CellContext:
                     await conn._con.act_for(ACTING_TENANT.get())
                 except BaseException:
                     # As asyncpg does when setup fails: the session's tenant is unknown now, so it is never reused.
-                    conn._con.terminate()
+                    _drop(conn)
                     raise
             return conn
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
@@ -310,6 +310,16 @@ class CellContext:
         holder._release()
         holder._setup_inactive_callback()
         return True
+
+
+def _drop(conn) -> None:
+    """End a pooled connection's session so that it is never used again. A session PostgreSQL ended already (a
+    restart, a terminated backend) needs nothing: as it closed, asyncpg gave its holder back to the pool and detached
+    the proxy, whose methods then raise InterfaceError."""
+    try:
+        conn.terminate()
+    except asyncpg.InterfaceError:
+        pass
 
 
 def _closed(conn) -> bool:

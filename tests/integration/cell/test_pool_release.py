@@ -4,7 +4,13 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 
+import asyncpg
+import pytest
+
+from cell.ledger.errors import DatabaseUnavailable
 from cell.service.context import AccountCache, CellContext
 from cell.store.db import ACTING_TENANT, close_idle, create_pool
 from tests.integration.conftest import cell_settings
@@ -81,3 +87,45 @@ async def test_idle_connections_above_the_minimum_are_closed_and_a_connection_in
     finally:
         closer.cancel()
         await pool.close()
+
+
+async def test_a_connection_lost_while_it_takes_the_tasks_tenant_is_database_unavailable(cell_database_url):
+    """PostgreSQL ends the session of a free pooled connection just as a request of another tenant takes it (a
+    restart, seen by the chaos bank as a 500): the acquire's one statement, setting the acting tenant, fails with
+    the connection gone. The request is answered DatabaseUnavailable (nothing of it was sent), and the pool, whose
+    holder asyncpg released when the connection closed, serves the next request on a new one."""
+    ctx = await context(cell_database_url)
+    admin = await asyncpg.connect(cell_database_url)
+    loop = asyncio.get_running_loop()
+    try:
+        token = ACTING_TENANT.set("tenant-a")
+        try:
+            backend = await ctx.run(lambda conn: conn.fetchval("SELECT pg_backend_pid()"))
+        finally:
+            ACTING_TENANT.reset(token)
+        os.kill(backend, signal.SIGSTOP)  # the session takes the next statement in but answers nothing yet
+        try:
+            async def as_tenant_b():
+                ACTING_TENANT.set("tenant-b")
+                return await ctx.run(lambda conn: conn.fetchval("SELECT 1"))
+
+            request = loop.create_task(as_tenant_b())
+            deadline = loop.time() + 30
+            while ctx.pool.get_idle_size() != 0:  # taken: its tenant's statement is sent
+                assert loop.time() < deadline
+                await asyncio.sleep(0.01)
+            assert await admin.fetchval("SELECT pg_terminate_backend($1, 0)", backend) is True
+        finally:
+            os.kill(backend, signal.SIGCONT)
+        with pytest.raises(DatabaseUnavailable):
+            await asyncio.wait_for(request, 30)
+        token = ACTING_TENANT.set("tenant-b")
+        try:
+            assert await ctx.run(lambda conn: conn.fetchval(
+                "SELECT current_setting('ledger.tenant', true) || ' ' || (pg_backend_pid() <> $1)", backend)
+            ) == "tenant-b true"
+        finally:
+            ACTING_TENANT.reset(token)
+    finally:
+        await admin.close()
+        await ctx.pool.close()

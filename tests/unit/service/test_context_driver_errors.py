@@ -55,3 +55,23 @@ def test_a_broken_driver_state_outside_the_context_is_session_lost():
     from cell.store.errors import session_lost
 
     assert session_lost(asyncpg.InternalClientError("cannot switch to state 12; another operation is in progress"))
+
+
+def test_a_broken_driver_state_on_a_connection_already_gone_is_still_outcome_unknown():
+    """The connection closed as the error came (its pool took it back, asyncpg's proxy detached): nothing to drop,
+    and the answer is still outcome_unknown, not the proxy's InterfaceError."""
+
+    class Released(FakeConn):
+        def terminate(self) -> None:
+            raise asyncpg.InterfaceError("cannot call Connection.terminate(): connection has been released back to "
+                                         "the pool")
+
+    conn = Released()
+    ctx = CellContext(settings=SimpleNamespace(db_acquire_s_max=1.0, posting_group_max=1), pool=FakePool(conn),
+                      cache=AccountCache(10))
+
+    async def fn(_conn):
+        raise asyncpg.InternalClientError("cannot switch to state 12; another operation (2) is in progress")
+
+    with pytest.raises(OutcomeUnknown):
+        asyncio.run(ctx.run(fn))
