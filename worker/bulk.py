@@ -12,6 +12,7 @@ from cell.service import bulk as bulk_service
 from cell.service.context import AccountCache, CellContext
 from cell.settings import CellSettings
 from cell.store import bulk as store
+from cell.store.db import listening
 from ledger_common.pacing import AsyncPacer
 from worker import drain, metrics
 from worker.settings import WorkerSettings
@@ -75,16 +76,12 @@ async def next_request(pool: asyncpg.Pool, settings: WorkerSettings, deadline: f
     def created(*_notification) -> None:
         pacer.nudge()
 
-    async with pool.acquire() as conn:
-        await conn.add_listener(store.NEW_REQUEST_CHANNEL, created)
-        try:
-            while True:
-                request = await store.claim_request(conn, settings.bulk_lease_s)
-                if request is not None:
-                    pacer.after(True)
-                    return request
-                if time.monotonic() >= deadline:
-                    return None
-                await pacer.wait(time.monotonic(), False, until=deadline)
-        finally:
-            await conn.remove_listener(store.NEW_REQUEST_CHANNEL, created)
+    async with listening(pool, store.NEW_REQUEST_CHANNEL, created) as conn:
+        while True:
+            request = await store.claim_request(conn, settings.bulk_lease_s)
+            if request is not None:
+                pacer.after(True)
+                return request
+            if time.monotonic() >= deadline:
+                return None
+            await pacer.wait(time.monotonic(), False, until=deadline)

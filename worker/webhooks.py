@@ -18,6 +18,7 @@ from cell.ledger.webhooks import retry_delay_s, signature
 from cell.service.events import webhook_body
 from cell.store import events as store_events
 from cell.store import webhooks as store
+from cell.store.db import listening
 from ledger_common.outbound import (
     CheckedBackend,
     OutboundPolicy,
@@ -161,20 +162,16 @@ async def deliver_for(pool: asyncpg.Pool, settings: WorkerSettings, duration_s: 
     def positioned(*_notification) -> None:
         pacer.nudge()
 
-    async with http_client(settings) as client, pool.acquire() as listening:
-        await listening.add_listener(store_events.POSITIONED_CHANNEL, positioned)
-        try:
-            while True:
-                fanned_out = await fan_out(pool, settings)
-                round_ = await deliver_due(pool, client, settings)
-                total.fanned_out += fanned_out
-                total.succeeded += round_.succeeded
-                total.failed_attempts += round_.failed_attempts
-                if time.monotonic() >= deadline:
-                    return total
-                if round_.succeeded or round_.failed_attempts:
-                    pacer.after(True)
-                    continue
-                await pacer.wait(time.monotonic(), bool(fanned_out), until=deadline)
-        finally:
-            await listening.remove_listener(store_events.POSITIONED_CHANNEL, positioned)
+    async with http_client(settings) as client, listening(pool, store_events.POSITIONED_CHANNEL, positioned):
+        while True:
+            fanned_out = await fan_out(pool, settings)
+            round_ = await deliver_due(pool, client, settings)
+            total.fanned_out += fanned_out
+            total.succeeded += round_.succeeded
+            total.failed_attempts += round_.failed_attempts
+            if time.monotonic() >= deadline:
+                return total
+            if round_.succeeded or round_.failed_attempts:
+                pacer.after(True)
+                continue
+            await pacer.wait(time.monotonic(), bool(fanned_out), until=deadline)

@@ -4,6 +4,8 @@ the acting tenant, which each acquire sets)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from contextvars import ContextVar
 
 import asyncpg
@@ -132,3 +134,20 @@ async def close_idle(pool: asyncpg.Pool, idle_s: float) -> None:
                 con.terminate()  # idle and not in use: as asyncpg's timer closes it
             else:
                 seen[id(con)] = (con, released)
+
+
+@contextlib.asynccontextmanager
+async def listening(pool: asyncpg.Pool, channel: str, callback: Callable) -> AsyncIterator[asyncpg.Connection]:
+    """A pooled connection listening on `channel` for the block, its listener removed at the end. When PostgreSQL
+    ended the session meanwhile (a restart, a terminated backend), asyncpg took the connection back as it closed:
+    there is nothing to remove, and what the block raised (or its result) stands, not the detached proxy's
+    InterfaceError."""
+    async with pool.acquire() as conn:
+        await conn.add_listener(channel, callback)
+        try:
+            yield conn
+        finally:
+            try:
+                await conn.remove_listener(channel, callback)
+            except asyncpg.InterfaceError:  # "connection has been released back to the pool": the session ended
+                pass

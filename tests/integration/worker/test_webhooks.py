@@ -254,3 +254,54 @@ async def test_an_event_positioned_while_the_deliverer_idles_is_sent_at_once_not
             await asyncio.gather(delivering, return_exceptions=True)
     finally:
         receiver.stop()
+
+
+async def test_a_deliverer_whose_listening_session_ends_finishes_its_run_and_still_delivers(
+        pool, book, worker_database_url):
+    """PostgreSQL ends the session the deliverer listens on (a restart, a terminated backend): the run goes on by its
+    polls, an event positioned afterwards is still sent, and the run ends as usual, not with an InterfaceError from
+    removing the listener of a connection asyncpg already took back."""
+    import asyncio
+    import time
+
+    import asyncpg
+
+    from cell.store import events as store_events
+    from worker import webhooks as worker_webhooks
+    from worker.settings import load_settings as load_worker_settings
+
+    receiver = Receiver().start()
+    admin = await asyncpg.connect(worker_database_url)  # the app role does not see others' sessions
+    try:
+        endpoint = await _endpoint(pool, book.tenant, receiver.url)
+        receiver.key = endpoint.webhook_key
+        settings = load_worker_settings({}, database_url=worker_database_url, webhook_allow_http_loopback=True,
+                                        webhook_poll_s=0.05, webhook_poll_idle_s=0.2)
+        started = time.monotonic()
+        delivering = asyncio.create_task(worker_webhooks.deliver_for(pool, settings, 5))
+
+        async def listener() -> int | None:
+            return await admin.fetchval("SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+                                        " AND query LIKE 'LISTEN%ledger_events_positioned%' AND state = 'idle'")
+
+        try:
+            pid = await wait_until(listener, what="the deliverer listening")
+            assert await admin.fetchval("SELECT pg_terminate_backend($1, 10000)", pid) is True
+            async with pool.acquire() as conn:
+                await conn.execute("SELECT ledger_event($1, 'ledger_transaction', 'ledger_transaction.created', $2,"
+                                   " '{}'::jsonb)", book.tenant, uuid.uuid4())
+                assert await store_events.sequence(conn) >= 1
+            ids = await _event_ids(pool, book.tenant)
+
+            async def sent():
+                return set(receiver.delivered()) == set(ids)
+
+            await wait_until(sent, 60, what="the event sent by the deliverer's polls")
+            outcome = await asyncio.wait_for(delivering, 60)
+            assert outcome.succeeded == 1 and time.monotonic() - started >= 5
+        finally:
+            delivering.cancel()
+            await asyncio.gather(delivering, return_exceptions=True)
+    finally:
+        await admin.close()
+        receiver.stop()
