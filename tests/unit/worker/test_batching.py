@@ -71,3 +71,5 @@ def test_settings_read_worker_then_ledger_prefix_once():
     assert s.celery_queue.endswith("cell-7-q")
     with pytest.raises((ValueError, msgspec.ValidationError)):
         load_settings({"WORKER_LONG_POLL_S_MAX": "21"})
+    with pytest.raises(ValueError, match="db_pool_max must be >= 2"):  # the deliverer would wait on itself for good
+        load_settings({"WORKER_DB_POOL_MAX": "1"})
