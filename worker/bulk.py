@@ -76,9 +76,10 @@ async def next_request(pool: asyncpg.Pool, settings: WorkerSettings, deadline: f
     def created(*_notification) -> None:
         pacer.nudge()
 
-    async with listening(pool, store.NEW_REQUEST_CHANNEL, created) as conn:
-        while True:
-            request = await store.claim_request(conn, settings.bulk_lease_s)
+    async with listening(pool, store.NEW_REQUEST_CHANNEL, created):
+        while True:  # each claim on a connection of its own: a listening session PostgreSQL ended stops no claim
+            async with pool.acquire() as conn:
+                request = await store.claim_request(conn, settings.bulk_lease_s)
             if request is not None:
                 pacer.after(True)
                 return request

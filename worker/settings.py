@@ -83,7 +83,7 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
     audit_anchor_database_url: str = ""
     audit_anchor_dir: str = ""
     concurrency: int = 5  # Celery threads: drain(s) + webhooks + bulk + sweeper + verifier
-    db_pool_max: int = 4  # per Celery thread; >= 2 (the webhook deliverer listens on one)
+    db_pool_max: int = 4  # per Celery thread; >= 2 (webhooks and bulk listen on one)
     metrics_port: int = 0  # 0: no Prometheus endpoint
     # Loopback by default: never on a public interface; a pod sets its own address (or 0.0.0.0) to be scraped.
     metrics_host: str = "127.0.0.1"
@@ -173,5 +173,5 @@ def _check(s: WorkerSettings) -> None:
     if s.events_sequence_interval_s <= 0 or s.events_sequence_idle_s <= 0:
         raise ValueError("events_sequence_interval_s and events_sequence_idle_s must be > 0")
     if s.db_pool_max < 2:  # with one, the deliverer's first statement would wait for its own listening connection
-        raise ValueError("db_pool_max must be >= 2: the webhook deliverer keeps one connection listening and works "
-                         "on another")
+        raise ValueError("db_pool_max must be >= 2: the webhook deliverer and the bulk claimer keep one connection "
+                         "listening and work on another")

@@ -137,15 +137,16 @@ async def close_idle(pool: asyncpg.Pool, idle_s: float) -> None:
 
 
 @contextlib.asynccontextmanager
-async def listening(pool: asyncpg.Pool, channel: str, callback: Callable) -> AsyncIterator[asyncpg.Connection]:
-    """A pooled connection listening on `channel` for the block, its listener removed at the end. When PostgreSQL
-    ended the session meanwhile (a restart, a terminated backend), asyncpg took the connection back as it closed:
-    there is nothing to remove, and what the block raised (or its result) stands, not the detached proxy's
+async def listening(pool: asyncpg.Pool, channel: str, callback: Callable) -> AsyncIterator[None]:
+    """A pooled connection listening on `channel` for the block, and only listening (the block works on other
+    connections of the pool: a session PostgreSQL ends stops no work), its listener removed at the end. When
+    PostgreSQL ended the session meanwhile (a restart, a terminated backend), asyncpg took the connection back as it
+    closed: there is nothing to remove, and what the block raised (or its result) stands, not the detached proxy's
     InterfaceError."""
     async with pool.acquire() as conn:
         await conn.add_listener(channel, callback)
         try:
-            yield conn
+            yield
         finally:
             try:
                 await conn.remove_listener(channel, callback)

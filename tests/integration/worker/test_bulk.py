@@ -272,3 +272,40 @@ async def test_a_request_created_while_the_worker_idles_is_started_at_once_not_a
     await bulk_service.process(worker_bulk.cell_context(pool, settings), claimed, chunk_size=10, chunks_at_once=1,
                                lease_s=settings.bulk_lease_s)
     assert await _completed(client, auth, request["id"])
+
+
+async def test_a_claimer_whose_listening_session_ends_still_claims_by_its_polls(client, pool, worker_database_url):
+    """PostgreSQL ends the session the bulk claimer listens on (a restart, a terminated backend): its claims run on
+    connections of their own, so a request created afterwards is still claimed, by the next poll, and not lost to an
+    InterfaceError of a connection asyncpg already took back."""
+    import asyncio
+    import time
+
+    import asyncpg
+
+    from ledger_common.pacing import AsyncPacer
+    from worker import bulk as worker_bulk
+    from worker.settings import load_settings as load_worker_settings
+
+    auth, ids = await api_book(client, pool, "bulk", BOOK)
+    settings = load_worker_settings({}, database_url=worker_database_url, posting_mode="hybrid", bulk_poll_s=0.05,
+                                    bulk_poll_idle_s=0.2)
+    admin = await asyncpg.connect(worker_database_url)  # the app role does not see others' sessions
+    waiting = asyncio.create_task(worker_bulk.next_request(pool, settings, time.monotonic() + 600,
+                                                           AsyncPacer(settings.bulk_poll_s, settings.bulk_poll_idle_s)))
+
+    async def listener() -> int | None:
+        return await admin.fetchval("SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+                                    " AND query LIKE 'LISTEN%ledger_bulk_requests%' AND state = 'idle'")
+
+    try:
+        pid = await wait_until(listener, what="the claimer listening")
+        assert await admin.fetchval("SELECT pg_terminate_backend($1, 10000)", pid) is True
+        request = (await client.post("/api/bulk_requests", auth=auth, json={
+            "action_type": "create", "resource_type": "ledger_transaction", "resources": [_txn(ids, 4)]})).json()
+        claimed = await asyncio.wait_for(waiting, 60)
+        assert str(claimed["id"]) == request["id"]
+    finally:
+        waiting.cancel()
+        await asyncio.gather(waiting, return_exceptions=True)
+        await admin.close()

@@ -39,7 +39,7 @@ async def test_a_bulk_requests_updates_cost_as_much_after_a_long_history_as_befo
         cell = load_settings(("CELL_TEST_UNUSED_",), database_url=url, posting_mode="hybrid", db_pool_min=1,
                              db_pool_max=2, sweep_interval_s=0)
         # One request per task run (it runs bulk_run_s, finishing the request it took); its chunks one at a time, on
-        # the connection the pool hands out last (LIFO): the one the claim gave back, kept.
+        # the connection the pool hands out last (LIFO): the listening one given back, the same each run.
         bulk_task = create_celery(worker_settings(sqs_queue, database_url=url, posting_mode="hybrid", bulk_run_s=0.001,
                                                   bulk_poll_s=0.05, db_pool_max=2, bulk_chunks_at_once=1),
                                   sqs_queue).tasks["ledger.worker.bulk"]
