@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 from litestar.testing import AsyncTestClient
-from worker_helpers import api_book, wait_until
+from worker_helpers import api_book, end_listening_session, wait_until
 
 from cell.api.app import create_app
 from cell.settings import load_settings
@@ -293,14 +293,8 @@ async def test_a_claimer_whose_listening_session_ends_still_claims_by_its_polls(
     admin = await asyncpg.connect(worker_database_url)  # the app role does not see others' sessions
     waiting = asyncio.create_task(worker_bulk.next_request(pool, settings, time.monotonic() + 600,
                                                            AsyncPacer(settings.bulk_poll_s, settings.bulk_poll_idle_s)))
-
-    async def listener() -> int | None:
-        return await admin.fetchval("SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
-                                    " AND query LIKE 'LISTEN%ledger_bulk_requests%' AND state = 'idle'")
-
     try:
-        pid = await wait_until(listener, what="the claimer listening")
-        assert await admin.fetchval("SELECT pg_terminate_backend($1, 10000)", pid) is True
+        await end_listening_session(admin, "ledger_bulk_requests", "the claimer listening")
         request = (await client.post("/api/bulk_requests", auth=auth, json={
             "action_type": "create", "resource_type": "ledger_transaction", "resources": [_txn(ids, 4)]})).json()
         claimed = await asyncio.wait_for(waiting, 60)

@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 from webhook_receiver import Receiver
-from worker_helpers import new_book, wait_until
+from worker_helpers import end_listening_session, new_book, wait_until
 
 from cell.ledger.commands import WebhookEndpointCreate
 from cell.service import webhooks
@@ -279,14 +279,8 @@ async def test_a_deliverer_whose_listening_session_ends_finishes_its_run_and_sti
                                         webhook_poll_s=0.05, webhook_poll_idle_s=0.2)
         started = time.monotonic()
         delivering = asyncio.create_task(worker_webhooks.deliver_for(pool, settings, 5))
-
-        async def listener() -> int | None:
-            return await admin.fetchval("SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
-                                        " AND query LIKE 'LISTEN%ledger_events_positioned%' AND state = 'idle'")
-
         try:
-            pid = await wait_until(listener, what="the deliverer listening")
-            assert await admin.fetchval("SELECT pg_terminate_backend($1, 10000)", pid) is True
+            await end_listening_session(admin, "ledger_events_positioned", "the deliverer listening")
             async with pool.acquire() as conn:
                 await conn.execute("SELECT ledger_event($1, 'ledger_transaction', 'ledger_transaction.created', $2,"
                                    " '{}'::jsonb)", book.tenant, uuid.uuid4())

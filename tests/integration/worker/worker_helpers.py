@@ -164,3 +164,15 @@ class WorkerProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+
+async def end_listening_session(admin, channel: str, what: str) -> None:
+    """Wait until a session of this database listens on `channel`, idle, and have PostgreSQL end it (as a restart or
+    a terminated backend would). `admin`: a connection that sees others' sessions (the app role does not)."""
+
+    async def listener():
+        return await admin.fetchval("SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+                                    " AND query LIKE $1 AND state = 'idle'", f"LISTEN%{channel}%")
+
+    pid = await wait_until(listener, what=what)
+    assert await admin.fetchval("SELECT pg_terminate_backend($1, 10000)", pid) is True
