@@ -283,6 +283,7 @@ async def test_a_claimer_whose_listening_session_ends_still_claims_by_its_polls(
 
     import asyncpg
 
+    from cell.store import bulk as store_bulk
     from ledger_common.pacing import AsyncPacer
     from worker import bulk as worker_bulk
     from worker.settings import load_settings as load_worker_settings
@@ -294,7 +295,7 @@ async def test_a_claimer_whose_listening_session_ends_still_claims_by_its_polls(
     waiting = asyncio.create_task(worker_bulk.next_request(pool, settings, time.monotonic() + 600,
                                                            AsyncPacer(settings.bulk_poll_s, settings.bulk_poll_idle_s)))
     try:
-        await end_listening_session(admin, "ledger_bulk_requests", "the claimer listening")
+        await end_listening_session(admin, store_bulk.NEW_REQUEST_CHANNEL, "the claimer listening")
         request = (await client.post("/api/bulk_requests", auth=auth, json={
             "action_type": "create", "resource_type": "ledger_transaction", "resources": [_txn(ids, 4)]})).json()
         claimed = await asyncio.wait_for(waiting, 60)

@@ -280,7 +280,7 @@ async def test_a_deliverer_whose_listening_session_ends_finishes_its_run_and_sti
         started = time.monotonic()
         delivering = asyncio.create_task(worker_webhooks.deliver_for(pool, settings, 5))
         try:
-            await end_listening_session(admin, "ledger_events_positioned", "the deliverer listening")
+            await end_listening_session(admin, store_events.POSITIONED_CHANNEL, "the deliverer listening")
             async with pool.acquire() as conn:
                 await conn.execute("SELECT ledger_event($1, 'ledger_transaction', 'ledger_transaction.created', $2,"
                                    " '{}'::jsonb)", book.tenant, uuid.uuid4())
