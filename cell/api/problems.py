@@ -25,7 +25,7 @@ from cell.ledger.errors import (
     TenantMoved,
 )
 from cell.service.context import database_unavailable, outcome_unknown
-from cell.store.errors import connect_refused, session_lost
+from cell.store.errors import connect_refused, server_fault, session_lost
 from ledger_common.problems import PROBLEM_JSON, problem_body
 
 log = logging.getLogger("cell.api")
@@ -75,11 +75,14 @@ def http_error_handler(_: Request, exc: HTTPException) -> Response:
 def database_error_handler(request: Request, exc: Exception) -> Response:
     """A driver error that escaped CellContext.run (a service step on the pool directly, e.g. the account cache's
     read or the stored idempotent answer): a refused connection is database_unavailable; a connection lost under
-    a write is outcome_unknown; anything else is a programmer error and stays a loud 500."""
+    a write is outcome_unknown; the server's own fault (its disk full, store.errors.server_fault) its 503; anything
+    else is a programmer error and stays a loud 500."""
     if connect_refused(exc) or (session_lost(exc) and request.method in ("GET", "HEAD")):
         return ledger_error_handler(request, database_unavailable(exc))
     if session_lost(exc):
         return ledger_error_handler(request, outcome_unknown(exc))
+    if (fault := server_fault(exc)) is not None:
+        return ledger_error_handler(request, fault)
     return internal_error_handler(request, exc)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 
 import asyncpg
@@ -20,6 +21,8 @@ from cell.ledger.errors import (
     TenantFrozen,
     TenantMoved,
 )
+
+log = logging.getLogger("cell.store")
 
 
 def _extra(exc: asyncpg.PostgresError) -> dict:
@@ -65,6 +68,24 @@ def connect_refused(exc: BaseException) -> bool:
     state = getattr(exc, "sqlstate", None) or ""
     return (state in _CONNECT_REFUSED_STATES or state.startswith("28")
             or (state == "55000" and "accepting connections" in str(exc)))  # ALLOW_CONNECTIONS false
+
+
+# The server short of a resource (class 53: its disk full, out of memory, a configured limit such as
+# temp_file_limit) or failing its own file I/O (class 58): the statement failed and its transaction rolled back, so
+# nothing was written. An operational fault of the database, neither the request's nor the code's: 503 with a
+# stable code (a client retries it as it does database_unavailable), logged for the operator, never a 500.
+_SERVER_FAULTS = {"53": ("database_out_of_resources", "the database is out of a resource (disk space, memory)"),
+                  "58": ("database_io_error", "the database failed to read or write its files")}
+
+
+def server_fault(exc: BaseException) -> DatabaseUnavailable | None:
+    """The 503 for a statement the database server failed by a fault of its own (_SERVER_FAULTS), else None."""
+    state = getattr(exc, "sqlstate", None) or ""
+    if not isinstance(exc, asyncpg.PostgresError) or state[:2] not in _SERVER_FAULTS:
+        return None
+    code, what = _SERVER_FAULTS[state[:2]]
+    log.error("database fault %s: %s", state, exc)
+    return DatabaseUnavailable(f"{what}; nothing was written, retry shortly", code)
 
 
 def rejection(state: str, detail: str | None) -> PostingRejected:
@@ -132,6 +153,8 @@ def translate(exc: asyncpg.PostgresError) -> LedgerError | None:
         if constraint == "idempotency_keys_pkey":
             return IdempotencyInFlight("a request with this Idempotency-Key is still in flight")
         return Conflict(f"duplicate: {constraint}", "duplicate")
+    if (fault := server_fault(exc)) is not None:
+        return fault
     if state in ("22021", "22P05"):
         return InvalidRequest("a string holds a character PostgreSQL cannot store", "invalid_request")
     if state == "22003":

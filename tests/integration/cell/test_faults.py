@@ -1,6 +1,7 @@
 """Faults a client must get a truthful, prompt answer through: a stalled session holding a balance row (a
 SIGSTOPped worker, as PostgreSQL sees it), the connection lost while a posting is in flight, a database that
-cannot be reached. Each is a 503 with Retry-After and a stable code, never a hang and never a 500."""
+cannot be reached, a database out of disk. Each is a 503 with Retry-After and a stable code, never a hang and never a
+500."""
 
 from __future__ import annotations
 
@@ -99,6 +100,32 @@ async def test_a_connection_lost_while_the_posting_is_in_flight_is_503_outcome_u
     again = await api.post("/api/ledger_transactions", _payment(ledger, a, b, 70), headers=key)
     assert again.status_code == 201 and again.json()["id"] == retried.json()["id"]
     assert (await api.balances(a))["posted_balance"]["debits"] == 70  # exactly once
+
+
+async def test_a_database_out_of_disk_answers_503_writes_nothing_and_the_retry_posts_once(api, admin_conn):
+    ledger, a, b = await _book(api)
+    key = {"Idempotency-Key": uuid.uuid4().hex}
+    # What PostgreSQL raises when a table's file cannot grow (disk_full, 53100), where the posting's entries are
+    # written, for this tenant's rows only.
+    tenant = api.tenant_id.replace("'", "''")
+    await admin_conn.execute("""CREATE FUNCTION test_disk_full() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+        RAISE EXCEPTION 'could not extend file "base/16384/16385": No space left on device' USING ERRCODE = 'disk_full';
+    END $$""")
+    await admin_conn.execute(f"CREATE TRIGGER test_disk_full BEFORE INSERT ON ledger_entries FOR EACH ROW "
+                             f"WHEN (NEW.tenant_id = '{tenant}') EXECUTE FUNCTION test_disk_full()")
+    try:
+        full = await api.post("/api/ledger_transactions", _payment(ledger, a, b, 40), headers=key)
+        assert full.status_code == 503, full.text
+        assert full.headers["content-type"].startswith("application/problem+json") and full.headers["retry-after"]
+        assert full.json()["code"] == "database_out_of_resources", full.text
+        assert "No space left" not in full.text  # the server's files are the operator's business, not the client's
+        listed = await api.get("/api/ledger_transactions", params={"ledger_id": ledger})
+        assert listed.status_code == 200 and listed.json() == []
+    finally:
+        await admin_conn.execute("DROP TRIGGER test_disk_full ON ledger_entries; DROP FUNCTION test_disk_full()")
+    retried = await api.post("/api/ledger_transactions", _payment(ledger, a, b, 40), headers=key)
+    assert retried.status_code == 201, retried.text
+    assert (await api.balances(a))["posted_balance"]["debits"] == 40
 
 
 async def test_a_cell_whose_database_is_unreachable_answers_503_quickly(make_database, admin_conn):
