@@ -71,19 +71,23 @@ def connect_refused(exc: BaseException) -> bool:
 
 
 # The server short of a resource (class 53: its disk full, out of memory, a configured limit such as
-# temp_file_limit) or failing its own file I/O (class 58): the statement failed and its transaction rolled back, so
-# nothing was written. An operational fault of the database, neither the request's nor the code's: 503 with a
-# stable code (a client retries it as it does database_unavailable), logged for the operator, never a 500.
+# temp_file_limit), failing its own file I/O (class 58), or taking no writes (25006: a standby, a primary demoted in a
+# failover, default_transaction_read_only; the cell opens no read-only transaction of its own around a write): the
+# statement failed and its transaction rolled back, so nothing was written. An operational fault of the database,
+# neither the request's nor the code's: 503 with a stable code (a client retries it as it does
+# database_unavailable), logged for the operator, never a 500. Keyed by SQLSTATE, or by its class.
 _SERVER_FAULTS = {"53": ("database_out_of_resources", "the database is out of a resource (disk space, memory)"),
-                  "58": ("database_io_error", "the database failed to read or write its files")}
+                  "58": ("database_io_error", "the database failed to read or write its files"),
+                  "25006": ("database_read_only", "the database takes no writes now (a standby, or a failover)")}
 
 
 def server_fault(exc: BaseException) -> DatabaseUnavailable | None:
     """The 503 for a statement the database server failed by a fault of its own (_SERVER_FAULTS), else None."""
     state = getattr(exc, "sqlstate", None) or ""
-    if not isinstance(exc, asyncpg.PostgresError) or state[:2] not in _SERVER_FAULTS:
+    fault = _SERVER_FAULTS.get(state) or _SERVER_FAULTS.get(state[:2])
+    if not isinstance(exc, asyncpg.PostgresError) or fault is None:
         return None
-    code, what = _SERVER_FAULTS[state[:2]]
+    code, what = fault
     log.error("database fault %s: %s", state, exc)
     return DatabaseUnavailable(f"{what}; nothing was written, retry shortly", code)
 

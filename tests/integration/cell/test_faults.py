@@ -1,6 +1,6 @@
 """Faults a client must get a truthful, prompt answer through: a stalled session holding a balance row (a
 SIGSTOPped worker, as PostgreSQL sees it), the connection lost while a posting is in flight, a database that
-cannot be reached, a database out of disk. Each is a 503 with Retry-After and a stable code, never a hang and never a
+cannot be reached, a database out of disk or taking no writes. Each is a 503 with Retry-After and a stable code, never a hang and never a
 500."""
 
 from __future__ import annotations
@@ -164,6 +164,66 @@ async def test_a_cell_whose_database_is_unreachable_answers_503_quickly(make_dat
             assert (await client.get("/readyz")).status_code == 503
     finally:
         await admin_conn.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+
+
+async def test_a_database_that_takes_no_writes_answers_writes_503_and_still_serves_reads(make_database, admin_conn):
+    """A primary demoted in a failover, or a standby the cell was pointed at: PostgreSQL itself refuses every write
+    (default_transaction_read_only, as a standby's sessions are). Writes are 503 database_read_only, nothing written;
+    reads are served; once it takes writes again, the same posting retried with its key is written once."""
+    name = f"cell_ro_{uuid.uuid4().hex[:6]}"
+    url = make_database(name)
+    setup = await asyncpg.connect(url)
+    try:
+        tenant = f"t-{uuid.uuid4().hex[:12]}"
+        await create_tenant(setup, tenant, "read-only")
+        _, secret = await create_api_key(setup, tenant)
+    finally:
+        await setup.close()
+    app = create_app(load_settings(("CELL_TEST_UNUSED_",), database_url=url, posting_mode="sync", sweep_interval_s=0,
+                                   db_pool_min=1, db_pool_max=2, api_key_cache_ttl_s=0.5))
+    key = {"Idempotency-Key": uuid.uuid4().hex}
+
+    async def sessions_anew(setting: str) -> None:  # the setting holds for sessions started after it
+        await admin_conn.execute(f'ALTER DATABASE "{name}" {setting}')
+        await admin_conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name)
+        await _poll(lambda: _no_sessions(admin_conn, name), 10, "every session of the database ended")
+
+    try:
+        async with AsyncTestClient(app) as client:
+            auth = (tenant, secret)
+            ledger = (await client.post("/api/ledgers", json={"name": "main"}, auth=auth)).json()
+            a, b = [(await client.post("/api/ledger_accounts", auth=auth, json={
+                "name": side, "ledger_id": ledger["id"], "normal_balance": side, "currency": "USD"})).json()["id"]
+                for side in ("debit", "credit")]
+            await sessions_anew("SET default_transaction_read_only = on")
+
+            async def refused():
+                r = await client.post("/api/ledger_transactions", auth=auth, json=_payment(ledger["id"], a, b, 25),
+                                      headers=key)
+                assert r.status_code == 503 and r.headers["retry-after"], r.text
+                # (the pool may first find a session of it ended: outcome_unknown, then it knows)
+                assert r.json()["code"] in ("database_read_only", "outcome_unknown", "database_unavailable"), r.text
+                return r.json()["code"] == "database_read_only"
+
+            await _poll(refused, 10, "a write refused as database_read_only")
+            account = await client.get(f"/api/ledger_accounts/{a}", auth=auth)
+            assert account.status_code == 200 and account.json()["balances"]["posted_balance"]["amount"] == 0
+            listed = await client.get("/api/ledger_transactions", auth=auth, params={"ledger_id": ledger["id"]})
+            assert listed.status_code == 200 and listed.json() == []
+
+            await sessions_anew("RESET default_transaction_read_only")
+
+            async def posted():
+                r = await client.post("/api/ledger_transactions", auth=auth, json=_payment(ledger["id"], a, b, 25),
+                                      headers=key)
+                assert r.status_code in (201, 503), r.text
+                return r.status_code == 201
+
+            await _poll(posted, 10, "the posting written once the database takes writes")
+            account = await client.get(f"/api/ledger_accounts/{a}", auth=auth)
+            assert account.json()["balances"]["posted_balance"]["debits"] == 25  # once
+    finally:
+        await admin_conn.execute(f'ALTER DATABASE "{name}" RESET default_transaction_read_only')
 
 
 async def _no_sessions(admin_conn, name: str) -> bool:

@@ -1,4 +1,4 @@
-"""The database server's own faults (its disk full, out of memory, its file I/O failing) are a 503 with a stable code
+"""The database server's own faults (its disk full, out of memory, its file I/O failing, taking no writes) are a 503 with a stable code
 wherever the driver's error surfaces, inside CellContext.run (translate) or past it (the API's
 database_error_handler); PostgreSQL's internal errors and everything else stay a loud 500."""
 
@@ -20,6 +20,7 @@ from cell.store.errors import server_fault, translate
     (asyncpg.ConfigurationLimitExceededError("temporary file size exceeds temp_file_limit"),
      "database_out_of_resources"),
     (asyncpg.PostgresIOError('could not read block 0 in file "base/1/2": Input/output error'), "database_io_error"),
+    (asyncpg.ReadOnlySQLTransactionError("cannot execute INSERT in a read-only transaction"), "database_read_only"),
 ])
 def test_a_server_fault_is_503_with_its_code_and_nothing_of_the_servers_files(error, code):
     for fault in (server_fault(error), translate(error)):
@@ -31,7 +32,8 @@ def test_a_server_fault_is_503_with_its_code_and_nothing_of_the_servers_files(er
 
 
 @pytest.mark.parametrize("error", [asyncpg.InternalServerError("cache lookup failed for relation 1"),
-                                   asyncpg.ProgramLimitExceededError("index row size exceeds btree maximum")])
+                                   asyncpg.ProgramLimitExceededError("index row size exceeds btree maximum"),
+                                   asyncpg.InvalidTransactionStateError("another state of class 25")])
 def test_an_internal_error_or_a_limit_of_the_code_stays_a_500(error):
     assert server_fault(error) is None and translate(error) is None
     answer = database_error_handler(RequestFactory().get("/api/ledger_accounts"), error)
