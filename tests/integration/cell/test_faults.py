@@ -183,10 +183,18 @@ async def test_a_database_that_takes_no_writes_answers_writes_503_and_still_serv
                                    db_pool_min=1, db_pool_max=2, api_key_cache_ttl_s=0.5))
     key = {"Idempotency-Key": uuid.uuid4().hex}
 
-    async def sessions_anew(setting: str) -> None:  # the setting holds for sessions started after it
+    async def sessions_anew(setting: str) -> None:
+        """The setting holds for sessions started after it: every older one is ended (the cell's background tasks
+        open new ones at once, with it)."""
         await admin_conn.execute(f'ALTER DATABASE "{name}" {setting}')
-        await admin_conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name)
-        await _poll(lambda: _no_sessions(admin_conn, name), 10, "every session of the database ended")
+        since = await admin_conn.fetchval("SELECT clock_timestamp()")
+        older = "FROM pg_stat_activity WHERE datname = $1 AND backend_start <= $2"
+
+        async def ended() -> bool:
+            await admin_conn.execute(f"SELECT pg_terminate_backend(pid) {older}", name, since)
+            return not await admin_conn.fetchval(f"SELECT count(*) {older}", name, since)
+
+        await _poll(ended, 10, "every session of the database from before the setting ended")
 
     try:
         async with AsyncTestClient(app) as client:
