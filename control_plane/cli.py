@@ -10,13 +10,15 @@ import time
 import uuid
 from pathlib import Path
 
+import asyncpg
 import click
 import msgspec
 
+from cell.store.errors import server_fault, session_lost
 from cell.store.migrate import pending_migrations
 from control_plane import catalog, moves, operations
 from control_plane import webhooks as cp_webhooks
-from control_plane.errors import EXIT_ERROR, LedgerctlError
+from control_plane.errors import EXIT_ERROR, EXIT_UNAVAILABLE, LedgerctlError
 from control_plane.settings import ControlPlaneSettings, load_settings
 
 FORMATS = click.Choice(["pretty", "json"])
@@ -97,6 +99,15 @@ def _run(work, *, migrated: bool = True):
         return asyncio.run(go())
     except LedgerctlError as error:
         _fail(ctx, error)
+    except (OSError, asyncpg.PostgresError) as exc:
+        if not (session_lost(exc) or server_fault(exc)):
+            raise  # anything else is a defect: loud
+        # A database (the control plane's, or a cell's) ended the session or failed the statement by a fault of its
+        # own (a restart, a failover, its disk full): each step's work is committed or not, never half-done.
+        _fail(ctx, LedgerctlError(
+            "database_failed", f"a database failed under the command ({type(exc).__name__}: {exc}); what it "
+            "committed stands: run it again once the database is back (a move goes on with `ledgerctl moves resume "
+            "MOVE_ID`, `ledgerctl moves list --state running` names it)", EXIT_UNAVAILABLE))
 
 
 def _emit_once(ctx: Context, row: dict, what: str, why: str = "") -> None:

@@ -82,6 +82,7 @@ def database_error_handler(request: Request, exc: Exception) -> Response:
     if session_lost(exc):
         return ledger_error_handler(request, outcome_unknown(exc))
     if (fault := server_fault(exc)) is not None:
+        log.error("database fault on %s %s: %s: %s", request.method, request.url.path, exc.sqlstate, exc)
         return ledger_error_handler(request, fault)
     return internal_error_handler(request, exc)
 

@@ -88,7 +88,6 @@ def server_fault(exc: BaseException) -> DatabaseUnavailable | None:
     if not isinstance(exc, asyncpg.PostgresError) or fault is None:
         return None
     code, what = fault
-    log.error("database fault %s: %s", state, exc)
     return DatabaseUnavailable(f"{what}; nothing was written, retry shortly", code)
 
 
@@ -158,6 +157,7 @@ def translate(exc: asyncpg.PostgresError) -> LedgerError | None:
             return IdempotencyInFlight("a request with this Idempotency-Key is still in flight")
         return Conflict(f"duplicate: {constraint}", "duplicate")
     if (fault := server_fault(exc)) is not None:
+        log.error("database fault %s: %s", state, exc)  # the server's own message, for the operator
         return fault
     if state in ("22021", "22P05"):
         return InvalidRequest("a string holds a character PostgreSQL cannot store", "invalid_request")

@@ -100,6 +100,29 @@ def test_cells_add_migrates_the_cell_database(ctl, stack):
     run_sql(stack["cp_url"], "UPDATE cells SET state = 'disabled' WHERE name = $1", name)
 
 
+def test_a_database_failing_under_a_command_is_exit_4_with_what_to_do(stack):
+    """The control-plane database takes no writes (a failover under way): a write is refused by PostgreSQL itself;
+    ledgerctl says so with its stable code and exit 4 (a dependency unavailable), not a traceback; reads still work,
+    and once it takes writes the same command goes through."""
+    from cli_rig import Ledgerctl
+
+    name = f"cp_ro_{uuid.uuid4().hex[:6]}"
+    fresh = Ledgerctl({**stack["env"], "CONTROL_PLANE_DATABASE_URL": stack["make_database"](name, migrate_cell=False)})
+    fresh("migrate")
+    db_url = stack["make_database"](f"cli_cell_ro_{uuid.uuid4().hex[:6]}", migrate_cell=False)
+    add = ("cells", "add", "cli-ro", "--api-url", "http://127.0.0.1:1", "--database-url", db_url, "--no-check")
+    server = stack["cp_url"].rsplit("/", 1)[0] + "/postgres"
+    run_sql(server, f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
+    try:
+        failed = fresh.json(*add, expect=4)
+        assert failed["code"] == "database_failed" and "read-only" in failed["title"], failed
+        assert "Traceback" not in fresh(*add, expect=4).stderr
+        assert fresh.json("cells", "list") == []
+    finally:
+        run_sql(server, f'ALTER DATABASE "{name}" RESET default_transaction_read_only')
+    assert fresh.json(*add)["name"] == "cli-ro"
+
+
 # ---- tenants -----------------------------------------------------------------------------------------------
 
 def test_tenants_create_places_on_the_least_loaded_cell(ctl):
