@@ -128,21 +128,27 @@ async def test_a_database_out_of_disk_answers_503_writes_nothing_and_the_retry_p
     assert (await api.balances(a))["posted_balance"]["debits"] == 40
 
 
-async def test_a_cell_whose_database_is_unreachable_answers_503_quickly(make_database, admin_conn):
-    name = f"cell_down_{uuid.uuid4().hex[:6]}"
+async def _cell_of_its_own(make_database, prefix: str):
+    """A fresh database with one tenant and its key, and a cell app on it (sync mode, no sweeper, a pool of at most
+    2): (the database's name, the app, the tenant's credentials)."""
+    name = f"{prefix}_{uuid.uuid4().hex[:6]}"
     url = make_database(name)
     setup = await asyncpg.connect(url)
     try:
         tenant = f"t-{uuid.uuid4().hex[:12]}"
-        await create_tenant(setup, tenant, "down")
+        await create_tenant(setup, tenant, prefix)
         _, secret = await create_api_key(setup, tenant)
     finally:
         await setup.close()
     app = create_app(load_settings(("CELL_TEST_UNUSED_",), database_url=url, posting_mode="sync", sweep_interval_s=0,
                                    db_pool_min=1, db_pool_max=2, api_key_cache_ttl_s=0.5))
+    return name, app, (tenant, secret)
+
+
+async def test_a_cell_whose_database_is_unreachable_answers_503_quickly(make_database, admin_conn):
+    name, app, auth = await _cell_of_its_own(make_database, "cell_down")
     try:
         async with AsyncTestClient(app) as client:
-            auth = (tenant, secret)
             ledger = (await client.post("/api/ledgers", json={"name": "main"}, auth=auth)).json()
             # The database goes away: no new connection is accepted and every session of it is ended.
             await admin_conn.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
@@ -170,17 +176,7 @@ async def test_a_database_that_takes_no_writes_answers_writes_503_and_still_serv
     """A primary demoted in a failover, or a standby the cell was pointed at: PostgreSQL itself refuses every write
     (default_transaction_read_only, as a standby's sessions are). Writes are 503 database_read_only, nothing written;
     reads are served; once it takes writes again, the same posting retried with its key is written once."""
-    name = f"cell_ro_{uuid.uuid4().hex[:6]}"
-    url = make_database(name)
-    setup = await asyncpg.connect(url)
-    try:
-        tenant = f"t-{uuid.uuid4().hex[:12]}"
-        await create_tenant(setup, tenant, "read-only")
-        _, secret = await create_api_key(setup, tenant)
-    finally:
-        await setup.close()
-    app = create_app(load_settings(("CELL_TEST_UNUSED_",), database_url=url, posting_mode="sync", sweep_interval_s=0,
-                                   db_pool_min=1, db_pool_max=2, api_key_cache_ttl_s=0.5))
+    name, app, auth = await _cell_of_its_own(make_database, "cell_ro")
     key = {"Idempotency-Key": uuid.uuid4().hex}
 
     async def sessions_anew(setting: str) -> None:
@@ -198,7 +194,6 @@ async def test_a_database_that_takes_no_writes_answers_writes_503_and_still_serv
 
     try:
         async with AsyncTestClient(app) as client:
-            auth = (tenant, secret)
             ledger = (await client.post("/api/ledgers", json={"name": "main"}, auth=auth)).json()
             a, b = [(await client.post("/api/ledger_accounts", auth=auth, json={
                 "name": side, "ledger_id": ledger["id"], "normal_balance": side, "currency": "USD"})).json()["id"]
