@@ -99,7 +99,7 @@ def _run(work, *, migrated: bool = True):
         return asyncio.run(go())
     except LedgerctlError as error:
         _fail(ctx, error)
-    except (OSError, asyncpg.PostgresError) as exc:
+    except asyncpg.PostgresError as exc:
         if not (session_lost(exc) or server_fault(exc)):
             raise  # anything else is a defect: loud
         # A database (the control plane's, or a cell's) ended the session or failed the statement by a fault of its
