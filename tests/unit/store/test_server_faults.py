@@ -1,5 +1,5 @@
-"""The database server's own faults (its disk full, out of memory, its file I/O failing, taking no writes) are a 503 with a stable code
-wherever the driver's error surfaces, inside CellContext.run (translate) or past it (the API's
+"""The database server's own faults (its disk full, out of memory, its file I/O failing, taking no writes) are a
+503 with a stable code wherever the driver's error surfaces, inside CellContext.run (translate) or past it (the API's
 database_error_handler); PostgreSQL's internal errors and everything else stay a loud 500."""
 
 from __future__ import annotations
