@@ -1,7 +1,7 @@
 """Faults a client must get a truthful, prompt answer through: a stalled session holding a balance row (a
 SIGSTOPped worker, as PostgreSQL sees it), the connection lost while a posting is in flight, a database that
-cannot be reached, a database out of disk or taking no writes. Each is a 503 with Retry-After and a stable code, never a hang and never a
-500."""
+cannot be reached, a database out of disk or taking no writes. Each is a 503 with Retry-After and a stable code,
+never a hang and never a 500."""
 
 from __future__ import annotations
 
