@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime, timedelta
 
-from cell.ledger.commands import check_timestamp
+from cell.ledger.commands import check_timestamp, midnight_utc
 from cell.ledger.errors import InvalidRequest
 
 _STORABLE = re.compile(r"^[^\x00\ud800-\udfff]*\Z")
@@ -148,18 +148,24 @@ def time_filters(q: Query, name: str) -> list[tuple[str, datetime]]:
     return out
 
 
+def day_start(name: str, raw: str) -> datetime:
+    """`YYYY-MM-DD`: that UTC day's first instant, in the documented range (so a day after it is still a datetime)."""
+    try:
+        day = date.fromisoformat(raw)
+    except ValueError as exc:
+        raise InvalidRequest(f"{name} must be a date (YYYY-MM-DD)", "invalid_parameter") from exc
+    start = midnight_utc(day)
+    check_timestamp(name, start)
+    return start
+
+
 def date_filters(q: Query, name: str) -> list[tuple[str, datetime]]:
     """`effective_date[op]=YYYY-MM-DD` as bounds on the instant (UTC days): gt a day is gte the next midnight."""
     out = []
     for op, raw in q.take_bracketed(name).items():
         if op not in OPERATORS:
             raise InvalidRequest(f"{name}[{op}]: operator must be gt/gte/lt/lte/eq", "invalid_parameter")
-        try:
-            day = date.fromisoformat(raw)
-        except ValueError as exc:
-            raise InvalidRequest(f"{name}[{op}] must be a date (YYYY-MM-DD)", "invalid_parameter") from exc
-        start = datetime.combine(day, time(0), tzinfo=timezone.utc)
-        check_timestamp(f"{name}[{op}]", start)
+        start = day_start(f"{name}[{op}]", raw)
         end = start + timedelta(days=1)
         out += {"gt": [("gte", end)], "gte": [("gte", start)], "lt": [("lt", start)], "lte": [("lt", end)],
                 "eq": [("gte", start), ("lt", end)]}[op]
@@ -171,11 +177,7 @@ def end_of_date(q: Query, name: str) -> datetime | None:
     raw = q.take(name)
     if raw is None:
         return None
-    try:
-        day = date.fromisoformat(raw)
-    except ValueError as exc:
-        raise InvalidRequest(f"{name} must be a date (YYYY-MM-DD)", "invalid_parameter") from exc
-    end = datetime.combine(day, time(0), tzinfo=timezone.utc) + timedelta(days=1)
+    end = day_start(name, raw) + timedelta(days=1)
     check_timestamp(name, end)
     return end
 

@@ -2,6 +2,7 @@
 
 import json
 import random
+import uuid
 
 import pytest
 
@@ -73,6 +74,16 @@ async def test_nasty_query_strings_never_cause_a_5xx(api, params):
     for path in ("/api/ledger_transactions", "/api/ledger_accounts", "/api/ledger_entries", "/api/ledgers"):
         r = await api.get(path, params=params)
         assert r.status_code < 500, (path, params, r.text)
+
+
+@pytest.mark.parametrize("day", ["9999-12-31", "8999-12-31"])
+async def test_a_balance_date_at_the_end_of_the_calendar_is_a_clear_400(api, books, day):
+    """The day after 9999-12-31 is past what a datetime holds: refused as out of range, not a 500."""
+    _, account, _ = books
+    for path in ("/api/ledger_accounts", f"/api/ledger_accounts/{account['id']}",
+                 f"/api/ledger_account_categories/{uuid.uuid4()}"):
+        r = await api.get(path, params={"balances[as_of_date]": day})
+        assert r.status_code == 400 and r.json()["code"] == "timestamp_out_of_range", (path, day, r.text)
 
 
 async def test_a_nul_character_in_a_string_is_a_clear_400(api):
