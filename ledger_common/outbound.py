@@ -48,6 +48,10 @@ def check_shape(url: str, policy: OutboundPolicy) -> tuple[str, int]:
     host = (parts.hostname or "").rstrip(".").lower()
     if parts.scheme not in ("https", "http") or not host:
         raise RefusedUrl("the URL must be absolute: https://host/path")
+    try:
+        host.encode("idna")  # what the resolver does first: labels of 1-63 characters, nothing it cannot encode
+    except UnicodeError as exc:
+        raise RefusedUrl("the URL's host is not a valid host name: each of its labels must be 1-63 characters") from exc
     if parts.username is not None or parts.password is not None:
         raise RefusedUrl("the URL must not carry credentials")
     if parts.fragment:

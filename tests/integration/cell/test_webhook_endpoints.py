@@ -44,6 +44,9 @@ async def test_an_endpoint_is_registered_with_its_key_shown_once_then_changed_ro
     ("https://user:pw@93.184.216.34/hooks", "credentials"),
     ("ftp://93.184.216.34/hooks", "https"),
     ("/hooks", "absolute"),
+    ("https://a..example.com/hooks", "labels"),  # a name the resolver cannot encode: refused before any lookup
+    ("https://" + "a" * 64 + ".example.com/hooks", "labels"),
+    ("https://.example.com/hooks", "labels"),
 ])
 async def test_a_url_the_worker_would_not_call_is_refused_at_registration_with_why(api, url, why):
     r = await api.post("/api/webhook_endpoints", {"url": url})
@@ -56,6 +59,8 @@ async def test_a_url_the_worker_would_not_call_is_refused_at_registration_with_w
 async def test_a_change_to_a_refused_url_is_refused_and_another_tenant_sees_nothing(api, new_tenant):
     made = (await api.post("/api/webhook_endpoints", {"url": PUBLIC})).json()
     r = await api.patch(f"/api/webhook_endpoints/{made['id']}", {"url": "https://10.0.0.1/x"})
+    assert r.status_code == 422 and r.json()["code"] == "webhook_url_refused"
+    r = await api.patch(f"/api/webhook_endpoints/{made['id']}", {"url": "https://a..example.com/x"})
     assert r.status_code == 422 and r.json()["code"] == "webhook_url_refused"
     other = await new_tenant()
     assert (await other.get(f"/api/webhook_endpoints/{made['id']}")).status_code == 404

@@ -24,7 +24,8 @@ PRIVATE_NET = OutboundPolicy(allow_private_addresses=True)
 
 @pytest.mark.parametrize("url", ["http://93.184.216.34/x", "ftp://host/x", "https:///x", "https://u:p@host/x",
                                  "https://host/x#frag", "https://host/ x", "", "https://" + "a" * 2100,
-                                 "https://host:99999/x"])
+                                 "https://host:99999/x", "https://a..example.com/x", "https://.example.com/x",
+                                 "https://" + "a" * 64 + ".example.com/x"])
 def test_shapes_refused_in_production(url):
     with pytest.raises(RefusedUrl):
         check_shape(url, PRODUCTION)
