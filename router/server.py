@@ -10,13 +10,15 @@ connection's last ones, behind a plain request line, is read without the parser,
 
 What it does, and deliberately not more (the router is the only client of it):
 - keep-alive and pipelining (requests on one connection are answered in order, one at a time; reading
-  pauses while too many wait), `Connection: close` and HTTP/1.0;
+  pauses while too many wait, or while the client leaves its answers unread past the transport's high-water mark),
+  `Connection: close` and HTTP/1.0; a chunked body's trailer fields are read and dropped;
 - bounded input: a request head over `head_bytes_max` is 431 and a malformed request 400, then close; a
   body over `body_bytes_max` is 413 (its bytes are read and dropped, not stored; one that goes on past
   four times the bound, or says it will, is answered at once and the connection closed); problem+json;
 - `Expect: 100-continue`; an `Upgrade` offer is declined (answered as HTTP/1.1, then the connection closes);
 - time bounds: an idle keep-alive connection closes after `keep_alive_s`, a request whose head and body
-  have not all arrived `request_read_s` after its first byte is dropped (a slow client holds nothing);
+  have not all arrived `request_read_s` after its first byte is dropped (a slow client holds nothing), and a
+  closed connection whose client reads nothing of what is left for it for `keep_alive_s` is dropped;
 - graceful stop: stop accepting, let the requests in flight finish, then close.
 """
 
@@ -40,6 +42,9 @@ log = logging.getLogger("router")
 _REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
 _STATUS_LINES = {status: b"HTTP/1.1 %d %s\r\n" % (status, reason) for status, reason in _REASONS.items()}
 _PIPELINE_MAX = 16
+# Why a connection's reading is paused (Connection.paused): its pipeline is full, its client does not read answers.
+_PIPELINE_FULL = 1
+_ANSWERS_UNREAD = 2
 # Hop-by-hop headers (RFC 9110 7.6.1) are the connection's, not the message's: they are not handed on (the
 # router sets its own host and content-length). expect: the router has the whole body before it forwards, so a
 # cell never needs to say 100 Continue.
@@ -163,7 +168,7 @@ class Connection(asyncio.Protocol):
         self.current: _Request | None = None  # the one being answered
         self.task: asyncio.Task | None = None  # the task answering it, if it needs one
         self.stepping = False  # inside _next
-        self.paused = False
+        self.paused = 0  # reading paused: _PIPELINE_FULL and/or _ANSWERS_UNREAD
         self.closing = False
         self.refused = False
         # When the connection may be closed if it is still idle (no answer in flight); inf: never. The
@@ -248,6 +253,18 @@ class Connection(asyncio.Protocol):
         if self.queue and self.current is None:
             self._next()
 
+    def pause_writing(self) -> None:
+        # The client does not read its answers as fast as they come (the transport's buffer is past its high-water
+        # mark): read no more of its requests until it does, so that what is buffered for it stays bounded.
+        self._pause(_ANSWERS_UNREAD)
+
+    def resume_writing(self) -> None:
+        self._resume(_ANSWERS_UNREAD)
+        if self.closing or (self.current is None and self.request is None):
+            # The client reads its answers, so it is not idle: another keep-alive bound from now (reap drops a
+            # client that reads nothing for that long, its connection closed or not).
+            self.deadline = self.loop.time() + self.settings.keep_alive_s
+
     # -- httptools callbacks ---------------------------------------------------------------------------------
 
     def on_message_begin(self) -> None:
@@ -266,8 +283,12 @@ class Connection(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         # Runs for every header: the few that matter to the router are picked out here, in one pass.
-        name = name.lower()
         request = self.request
+        if request.method:
+            # A chunked body's trailer field (the parser calls this for those too): not a header field, so neither
+            # forwarded nor read for credentials (RFC 9110 6.5.1); its bytes are bounded as the data comes.
+            return
+        name = name.lower()
         if name in _HOP_BY_HOP:
             if name == b"content-length":
                 if value.isdigit() and int(value) > self.discard_bytes_max:
@@ -335,12 +356,21 @@ class Connection(asyncio.Protocol):
     def _queue(self, request: _Request) -> None:
         """A whole request read: in the queue of those to answer."""
         self.queue.append(request)
-        if len(self.queue) >= _PIPELINE_MAX and not self.paused:
-            self.paused = True
-            self.transport.pause_reading()
+        if len(self.queue) >= _PIPELINE_MAX and not self.paused & _PIPELINE_FULL:
+            self._pause(_PIPELINE_FULL)
         self.deadline = float("inf")  # (_disarm inlined: once per request)
 
     # -- internals -------------------------------------------------------------------------------------------
+
+    def _pause(self, why: int) -> None:
+        if not self.paused and not self.closing:
+            self.transport.pause_reading()
+        self.paused |= why
+
+    def _resume(self, why: int) -> None:
+        self.paused &= ~why
+        if not self.paused and not self.refused and not self.closing:
+            self.transport.resume_reading()
 
     def _head_too_large(self) -> None:
         self.request.error = (431, "headers_too_large",
@@ -354,9 +384,8 @@ class Connection(asyncio.Protocol):
         try:
             while self.queue and self.current is None and not self.closing:
                 request = self.queue.popleft()
-                if self.paused and not self.refused and len(self.queue) < _PIPELINE_MAX // 2:
-                    self.paused = False
-                    self.transport.resume_reading()
+                if self.paused and len(self.queue) < _PIPELINE_MAX // 2 and self.paused & _PIPELINE_FULL:
+                    self._resume(_PIPELINE_FULL)
                 if request.error is not None:
                     self._write(*problem_answer(*request.error), False, False)
                     self._close()
@@ -453,14 +482,22 @@ class Connection(asyncio.Protocol):
 
     def reap(self, now: float) -> None:
         # Idle past the keep-alive bound, or a request that did not arrive in time: close (nothing in flight).
+        # Closed already: the client has left what was written for it unread for that long: let it go.
         if now >= self.deadline and self.current is None:
-            self._close()
+            if self.closing:
+                self.transport.abort()
+            else:
+                self._close()
 
     def _close(self) -> None:
         self.closing = True
         self._disarm()
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.close()
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.close()  # what is left to write goes out first...
+            if transport.get_write_buffer_size():
+                # ... as the client reads it, within a keep-alive bound (moved on as it reads: resume_writing)
+                self.deadline = self.loop.time() + self.settings.keep_alive_s
 
     def shutdown(self) -> None:
         """Graceful stop: an idle connection closes now; a busy one after its current answer."""

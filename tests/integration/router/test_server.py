@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import socket
 
 import httpx
 import msgspec
 
-from router_rig import new_tenant_id
+from router_rig import eventually, new_tenant_id
 
 READ_S = 5
 
@@ -259,3 +260,75 @@ async def test_a_body_far_over_the_bound_is_refused_before_it_is_read(platform):
     for status, headers, body in (declared, streamed):
         assert status == 413 and msgspec.json.decode(body)["code"] == "body_too_large"
     assert declared_closed and streamed_closed
+
+
+async def test_trailer_fields_are_dropped_not_forwarded_nor_taken_for_credentials(platform):
+    async with platform.routed() as (tenant, router):
+        reader, writer = await connect(router)
+        trailers = b"x-forwarded-for: 6.6.6.6\r\nx-after: body\r\n"
+        writer.write(request(tenant, method="POST", extra="transfer-encoding: chunked\r\n")
+                     + b"5\r\nhello\r\n0\r\n" + trailers + b"\r\n")
+        relayed = await read_response(reader)
+        # Credentials only after the body (RFC 9110 6.5.1: a trailer field is not for authentication).
+        token = base64.b64encode(f"{tenant}:secret".encode())
+        writer.write(b"POST /api/x HTTP/1.1\r\nhost: router\r\ntransfer-encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n"
+                     b"authorization: Basic " + token + b"\r\n\r\n")
+        unauthenticated = await read_response(reader)
+        writer.close()
+    echoed = msgspec.json.decode(relayed[2])
+    assert relayed[0] == 201 and echoed["body"] == "hello"
+    assert "x-after" not in echoed["headers"] and echoed["headers"]["x-forwarded-for"] == "127.0.0.1"
+    assert unauthenticated[0] == 401
+
+
+async def test_a_client_that_leaves_its_answers_unread_holds_a_bounded_buffer_and_is_let_go(platform):
+    """Pipelined requests from a client that reads nothing: the router stops reading them once its answers are
+    past the transport's high-water mark (what it holds stays bounded, the client's sends stall), and drops the
+    connection a keep-alive bound or two later, though its answers were never read."""
+    loop = asyncio.get_running_loop()
+    async with platform.routed(keep_alive_s=2.0) as (_tenant, router):
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # and never read
+        sock.setblocking(False)
+        await loop.sock_connect(sock, ("127.0.0.1", router.port))
+        chunk = b"GET /healthz HTTP/1.1\r\nhost: router\r\n\r\n" * 1600  # ~64 KiB, no credentials needed
+        sent, buffered = 0, []
+        try:
+            while sent < 64 * 1024 * 1024:
+                try:
+                    await asyncio.wait_for(loop.sock_sendall(sock, chunk), 0.5)
+                except TimeoutError:  # the router no longer reads: what it holds now is all it will
+                    buffered = [conn.transport.get_write_buffer_size() for conn in router.server.connections]
+                    break
+                sent += len(chunk)
+
+            async def let_go() -> bool:
+                return not router.server.connections
+
+            dropped = await eventually(let_go, 30)
+        finally:
+            sock.close()
+    assert sent < 64 * 1024 * 1024 and buffered and max(buffered) <= 1024 * 1024, (sent, buffered)
+    assert dropped
+
+
+async def test_a_client_that_reads_its_answers_slowly_gets_every_one(platform):
+    """The bound above is on a client that reads nothing: one that reads slowly, for far longer than the keep-alive
+    bound, gets every answer (each read moves the bound on)."""
+    loop = asyncio.get_running_loop()
+    async with platform.routed(keep_alive_s=1.5) as (_tenant, router):
+        reader, writer = await connect(router)
+        asked = 20_000
+        writer.write(b"GET /healthz HTTP/1.1\r\nhost: router\r\n\r\n" * asked)
+        answer = b'{"status":"ok"}'
+        got, started = b"", loop.time()
+        while got.count(answer) < asked:
+            data = await asyncio.wait_for(reader.read(16 * 1024), READ_S)
+            if not data:
+                break
+            got += data
+            await asyncio.sleep(0.02)  # ~0.8 MB/s at most
+        slow_s = loop.time() - started
+        writer.close()
+    assert got.count(answer) == asked and got.count(b"HTTP/1.1 200 OK\r\n") == asked
+    assert slow_s > 1.5, slow_s  # it did read for longer than the keep-alive bound

@@ -32,6 +32,9 @@ class Side:
     def is_closing(self) -> bool:
         return self.closed
 
+    def get_write_buffer_size(self) -> int:
+        return 0  # what is written is taken at once
+
     def pause_reading(self) -> None:
         pass
 
