@@ -12,6 +12,9 @@ CREDENTIALS_LENGTH_MAX = 512
 UNAUTHORIZED_BODY = problem_body(401, "unauthorized",
                                  "missing or invalid credentials (HTTP Basic: tenant id and API key)")
 WWW_AUTHENTICATE = b'Basic realm="ledger"'
+# The paths (percent-decoded) a cell answers only past its check of the key (cell/api/auth.py): an answer to any
+# other path (the OpenAPI document, a 404) says nothing of the credentials sent with it (router/app.py).
+KEY_CHECKED_PREFIX = "/api/"
 
 
 def parse_basic(header: bytes | None) -> tuple[str, str] | None:

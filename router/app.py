@@ -9,6 +9,7 @@ import time
 from bisect import bisect_left
 from http import HTTPStatus
 from pathlib import Path
+from urllib.parse import unquote
 
 import msgspec
 from prometheus_client import (
@@ -21,7 +22,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 from prometheus_client.utils import floatToGoString
 
-from ledger_common.basic_auth import UNAUTHORIZED_BODY, WWW_AUTHENTICATE, parse_basic
+from ledger_common.basic_auth import KEY_CHECKED_PREFIX, UNAUTHORIZED_BODY, WWW_AUTHENTICATE, parse_basic
 from ledger_common.problems import PROBLEM_JSON, problem_body
 from ledger_common.sql import load_queries
 from router.routes import KnownCredentials, RateLimiter, Route, RoutingTable, build_table
@@ -43,17 +44,27 @@ Q = load_queries(Path(__file__).parent / "sql")
 UNAUTHORIZED_HEADERS = [(b"content-type", PROBLEM_JSON.encode()), (b"www-authenticate", WWW_AUTHENTICATE)]
 
 
-def tenant_from_authorization(value: bytes | None) -> str | None:
-    """The Basic-auth username, or None. The key is checked by the cell."""
-    credentials = parse_basic(value)
-    return credentials[0] if credentials is not None else None
-
-
 def _credentials(authorization: bytes | None) -> tuple[bytes | None, str | None, bytes | None]:
-    """(the Authorization value, the tenant it names, the value's SHA-256 digest): a connection's memo of its
-    credentials (`Connection.auth`). Without a tenant, no digest."""
-    tenant_id = tenant_from_authorization(authorization)
-    return authorization, tenant_id, hashlib.sha256(authorization).digest() if tenant_id is not None else None
+    """(the Authorization value, the tenant it names, a SHA-256 digest of the tenant and key): a connection's memo
+    of its credentials (`Connection.auth`). The digest is of the credentials as the cell reads them, not of the
+    value's spelling (`Basic`, `basic`, more spaces: one key, one entry, one budget). Without a tenant, no digest.
+    The key is checked by the cell."""
+    credentials = parse_basic(authorization)
+    if credentials is None:
+        return authorization, None, None
+    tenant_id, key = credentials  # a tenant id has no ':' (control_plane): "tenant:key" names one pair
+    return authorization, tenant_id, hashlib.sha256(f"{tenant_id}:{key}".encode()).digest()
+
+
+def _key_checked(target: bytes) -> bool:
+    """Whether a cell answers a request for `target` only past its check of the key: its path, as the cell decodes
+    it, under KEY_CHECKED_PREFIX."""
+    return unquote(target.split(b"?", 1)[0].decode("latin-1")).startswith(KEY_CHECKED_PREFIX)
+
+
+# The cell's answers that may come before its check of the key, whatever the path: its HTTP server's bounds on a
+# request's head and body (the router adds a header line or two to a head it let through).
+_NOT_KEY_CHECKED = frozenset({413, 431})
 
 
 OTHER_TENANTS = "_other"
@@ -195,15 +206,16 @@ class Router:
         # Only credentials the cell has accepted spend the tenant's budget: anybody can name a tenant. Others
         # pass while their client address has failed attempts left (a 401 spends one), and become known when
         # the cell accepts them.
+        # Unknown credentials spend nothing, but wait, as known ones would, while the tenant is past its limit (new
+        # keys, or new spellings of one, would pass it otherwise); the tenant pays once the cell has accepted them.
         known = self.credentials.tenant(digest, now) == tenant_id
-        if known:
-            if wait_s := self.limiter.wait_s(tenant_id, route.rate_per_s, route.burst, now):
-                self.metrics.rejected.labels("rate_limited").inc()
-                retry_after = str(max(1, int(wait_s + 0.999))).encode()
-                return _own(429, _PROBLEM + [(b"retry-after", retry_after)],
-                            problem_body(429, "rate_limited", "This tenant's request rate limit is exceeded.",
-                                         title="Too Many Requests"))
-        elif wait_s := self._auth_failures_wait_s(client.client_host or "", now):
+        if wait_s := self.limiter.wait_s(tenant_id, route.rate_per_s, route.burst, now, known):
+            self.metrics.rejected.labels("rate_limited").inc()
+            retry_after = str(max(1, int(wait_s + 0.999))).encode()
+            return _own(429, _PROBLEM + [(b"retry-after", retry_after)],
+                        problem_body(429, "rate_limited", "This tenant's request rate limit is exceeded.",
+                                     title="Too Many Requests"))
+        if not known and (wait_s := self._auth_failures_wait_s(client.client_host or "", now)):
             return self._too_many_failures(wait_s)
         if body is None:
             self.metrics.rejected.labels("body_too_large").inc()
@@ -265,9 +277,11 @@ class Router:
         if status == 401:
             self.credentials.forget(forward.digest)
             self._auth_failed(forward.client.client_host or "", time.monotonic())
-        elif not forward.known and status < 500 and status != 421:
+        elif (not forward.known and status < 500 and status != 421 and status not in _NOT_KEY_CHECKED
+              and _key_checked(forward.target)):
             # An answer of the cell's own, past its key check (not a 5xx: the router's 503 when the cell is
-            # down; nor a 421, which checked nothing): the credentials are good. The tenant pays for this one.
+            # down; nor a 421, which checked nothing; nor an answer to a path the cell does not guard, or one its
+            # server gives before any check): the credentials are good. The tenant pays for this one.
             now = time.monotonic()
             self.credentials.remember(forward.digest, tenant_id, now)
             self.limiter.charge(tenant_id, forward.route.rate_per_s, forward.route.burst, now)

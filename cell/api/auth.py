@@ -6,7 +6,7 @@ import asyncpg
 
 from cell.service.tenants import hash_secret
 from cell.store.db import ACTING_TENANT
-from ledger_common.basic_auth import UNAUTHORIZED_BODY, WWW_AUTHENTICATE, parse_basic
+from ledger_common.basic_auth import KEY_CHECKED_PREFIX, UNAUTHORIZED_BODY, WWW_AUTHENTICATE, parse_basic
 from ledger_common.problems import problem_body
 
 CREDENTIALS_REMEMBERED_MAX = 10_000
@@ -23,7 +23,7 @@ class AuthMiddleware:
         self.app = app
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith("/api/"):
+        if scope["type"] != "http" or not scope["path"].startswith(KEY_CHECKED_PREFIX):
             await self.app(scope, receive, send)
             return
         tenant_id = await verified_tenant(scope, send)
