@@ -272,9 +272,10 @@ class _Connection(asyncio.Protocol):
             self.transport.close()
 
     def abandon(self) -> None:
-        """Nobody waits for the answer any more: the connection's state is unknown, drop it."""
-        if self._end() is not None:
-            self.close()
+        """Nobody waits for the answer any more: drop the connection. Its state is unknown, or, when the answer
+        came just as its waiter was cancelled, nobody will hand it back to the pool."""
+        self._end()
+        self.close()
 
     def send(self, request: bytes, head: bool, deadline: float, on_done) -> None:
         """Write the request; `on_done(self, response, error)` is called once, later, when the exchange ends (by

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
-from router.upstream import ResponseFailed, UpstreamPool
+from router.upstream import ResponseFailed, UpstreamPool, _Connection
 
 ANSWER = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}"
 
@@ -66,3 +66,36 @@ async def test_the_fast_path_reuses_a_connection_and_repeats_only_what_may_be_re
     finally:
         pool.close()
         server.close()
+
+
+class Held:
+    """A stand-in transport to a cell: takes what is written, closes when told."""
+
+    def __init__(self) -> None:
+        self.closing = False
+
+    def write(self, data: bytes) -> None:
+        pass
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def close(self) -> None:
+        self.closing = True
+
+
+async def test_an_exchange_cancelled_as_its_answer_comes_leaves_no_connection_open():
+    """The client goes (its task is cancelled) in the same turn of the loop as the cell's answer comes: the
+    connection was neither handed back nor closed, an open socket nobody would use again; it is closed."""
+    conn = _Connection(1000, set())
+    transport = Held()
+    conn.connection_made(transport)
+    exchange = asyncio.get_running_loop().create_task(conn.exchange(b"GET / HTTP/1.1\r\n\r\n", False, 1e12))
+    await asyncio.sleep(0)  # the request written; the task waits for the answer
+    conn.data_received(ANSWER)  # the answer settles the waiter...
+    exchange.cancel()  # ... and the client goes before the task runs again
+    try:
+        await exchange
+    except asyncio.CancelledError:
+        pass
+    assert exchange.cancelled() and conn.closed and transport.closing
