@@ -293,6 +293,11 @@ class Connection(asyncio.Protocol):
             if name == b"content-length":
                 if value.isdigit() and int(value) > self.discard_bytes_max:
                     request.too_large = True
+            elif name == b"transfer-encoding" and any(coding.strip() != b"chunked"
+                                                       for coding in value.lower().split(b",")):
+                # gzip, deflate...: the router would hand the body on still coded, as if it were not (RFC 9112 6.1).
+                request.error = (501, "transfer_coding_not_supported", "Only the chunked transfer coding is supported.")
+                raise _Refused()
             elif name == b"expect" and value.lower() == b"100-continue":
                 request.expect_continue = True
             elif name == b"host":  # one at most (RFC 9112 3.2: more is a 400); the router sends the cell its own

@@ -332,3 +332,13 @@ async def test_a_client_that_reads_its_answers_slowly_gets_every_one(platform):
         writer.close()
     assert got.count(answer) == asked and got.count(b"HTTP/1.1 200 OK\r\n") == asked
     assert slow_s > 1.5, slow_s  # it did read for longer than the keep-alive bound
+
+
+async def test_a_transfer_coding_other_than_chunked_is_refused_not_handed_on_still_coded(platform):
+    async with platform.routed() as (tenant, router):
+        reader, writer = await connect(router)
+        writer.write(request(tenant, method="POST", extra="transfer-encoding: gzip, chunked\r\n")
+                     + b"5\r\nhello\r\n0\r\n\r\n")
+        status, _, body = await read_response(reader)
+        closed = await closed_by_peer(reader)
+    assert status == 501 and msgspec.json.decode(body)["code"] == "transfer_coding_not_supported" and closed
