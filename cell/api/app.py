@@ -21,6 +21,7 @@ from cell.api import (
     ledgers,
     metrics_server,
     monitors,
+    ping,
     problems,
     settlements,
     statements,
@@ -142,7 +143,7 @@ def create_app(settings: CellSettings, *, run_migrations: bool = True) -> Litest
 
     api_routes = [*ledgers.routes, *accounts.routes, *categories.routes, *transactions.routes, *entries.routes,
                   *events.routes, *monitors.routes, *statements.routes, *settlements.routes, *webhooks.routes,
-                  *bulk.routes]
+                  *bulk.routes, *ping.routes]
     app = Litestar(
         route_handlers=[options_for(sorted({path for h in api_routes for path in h.paths})), *api_routes,
                         healthz, readyz],

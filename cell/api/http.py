@@ -77,7 +77,9 @@ def created(answer) -> Response:
 
 
 def page(p: Page) -> Response:
-    headers = {"X-After-Cursor": p.next_cursor} if p.next_cursor else {}
+    headers = {"X-Per-Page": str(p.per_page)}
+    if p.next_cursor:
+        headers["X-After-Cursor"] = p.next_cursor
     return Response(encode(p.items), media_type=JSON, headers=headers)
 
 

@@ -99,7 +99,8 @@ def documented(request: type | None = None, response: type | None = None, status
         if many:
             answer["headers"] = {"X-After-Cursor": {
                 "description": "Present when there is a next page: pass it as `after_cursor`.",
-                "schema": {"type": "string"}}}
+                "schema": {"type": "string"}}, "X-Per-Page": {
+                "description": "The page size: `per_page` as given, or its default.", "schema": {"type": "integer"}}}
     problem = {"description": "A problem (RFC 9457) with a stable `code`",
                "content": {"application/problem+json": {"schema": inline_schema(Problem)}}}
 

@@ -141,13 +141,14 @@ def unchanged(current, **given) -> bool:
 class Page(msgspec.Struct, Generic[T]):
     items: list[T]
     next_cursor: str | None
+    per_page: int  # the page size asked for (or the default): X-Per-Page, as Modern Treasury sends it
 
 
 def page_of(rows: list, per_page: int, render, cursor_of) -> Page:
     """A page from up to per_page + 1 rows (the extra one says there is a next page)."""
     more = len(rows) > per_page
     rows = rows[:per_page]
-    return Page([render(r) for r in rows], cursor_of(rows[-1]) if more else None)
+    return Page([render(r) for r in rows], cursor_of(rows[-1]) if more else None, per_page)
 
 
 async def seq_page(ctx: CellContext, tenant_id: str, list_name: str, after_cursor: str | None, per_page: int,

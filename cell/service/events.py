@@ -120,7 +120,7 @@ async def list_events(ctx: CellContext, tenant_id: str, *, after_cursor: str | N
     after, = box.open(after_cursor, SeqPosition) or (0,)
     rows = await ctx.run(lambda conn: store.list_page(conn, tenant_id, after_position=after, limit=per_page,
                                                       **filters))
-    return Page([render(r) for r in rows], box.seal((rows[-1]["position"],)) if rows else None)
+    return Page([render(r) for r in rows], box.seal((rows[-1]["position"],)) if rows else None, per_page)
 
 
 async def run_sequencer(pool: asyncpg.Pool, settings: CellSettings, pacer: AsyncPacer) -> None:

@@ -341,8 +341,10 @@ async def reverse_transaction(ctx: CellContext, tenant_id: str, txn_id: uuid.UUI
     entries = reversal_entries([EntryRequest(str(e.ledger_account_id), e.direction, e.amount)
                                 for e in original.ledger_entries])
     description = cmd.description if cmd.description is not None else f"Reversal of {txn_id}"
+    # Effective when the original was, unless told otherwise (Modern Treasury's default).
+    effective_at = cmd.effective_at if cmd.effective_at is not None else original_view.effective_at
     return await _post(ctx, tenant_id, ledger_id=original.ledger_id, entries=entries, description=description,
-                       status=cmd.status, effective_at=cmd.effective_at, external_id=cmd.external_id,
+                       status=cmd.status, effective_at=effective_at, external_id=cmd.external_id,
                        metadata=cmd.metadata, reverses_id=txn_id, idem=idem, ledgerable_type=cmd.ledgerable_type,
                        ledgerable_id=cmd.ledgerable_id, reverses=original_view)
 

@@ -26,6 +26,10 @@ class Balance(Shape):
     credits: int
     debits: int
     amount: int
+    # The same in full precision, as strings (the SDK's LedgerBalance requires them: a client past 2^53 reads these)
+    credits_string: str
+    debits_string: str
+    amount_string: str
     currency: str
     currency_exponent: int
 
@@ -41,6 +45,10 @@ class AccountBalances(Balances):
 
     effective_at_lower_bound: Timestamp | None = None
     effective_at_upper_bound: Timestamp | None = None
+
+
+class Ping(Shape):
+    ping: str
 
 
 class Ledger(Shape):
@@ -270,14 +278,16 @@ def _utc_or_none(value: datetime | None) -> datetime | None:
 def balances(row, currency: str, exponent: int, kind: type[Balances] = Balances, **bounds) -> Balances:
     """Running sums and the amounts `ledger_balances` computed from them (columns of one row), as a `kind` of
     Balances with its own fields (`bounds`)."""
-    return kind(
-        pending_balance=Balance(credits=row["pending_credits"], debits=row["pending_debits"],
-                                amount=row["pending_amount"], currency=currency, currency_exponent=exponent),
-        posted_balance=Balance(credits=row["posted_credits"], debits=row["posted_debits"],
-                               amount=row["posted_amount"], currency=currency, currency_exponent=exponent),
-        available_balance=Balance(credits=row["available_credits"], debits=row["available_debits"],
-                                  amount=row["available_amount"], currency=currency, currency_exponent=exponent),
-        **bounds)
+    return kind(pending_balance=_balance(row, "pending_", currency, exponent),
+                posted_balance=_balance(row, "posted_", currency, exponent),
+                available_balance=_balance(row, "available_", currency, exponent), **bounds)
+
+
+def _balance(row, which: str, currency: str, exponent: int) -> Balance:
+    credits, debits, amount = row[which + "credits"], row[which + "debits"], row[which + "amount"]
+    return Balance(credits=credits, debits=debits, amount=amount, credits_string=str(credits),
+                   debits_string=str(debits), amount_string=str(amount), currency=currency,
+                   currency_exponent=exponent)
 
 
 def ledger(row) -> Ledger:

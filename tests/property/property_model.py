@@ -58,7 +58,8 @@ def view(s: Sums, a) -> dict:
 
     def one(credits, debits, name):
         return {"credits": credits, "debits": debits, "amount": amount[name], "currency": a.currency,
-                "currency_exponent": a.exponent}
+                "currency_exponent": a.exponent, "credits_string": str(credits), "debits_string": str(debits),
+                "amount_string": str(amount[name])}
 
     return {"pending_balance": one(s.pending_credits, s.pending_debits, "pending_balance_amount"),
             "posted_balance": one(s.posted_credits, s.posted_debits, "posted_balance_amount"),

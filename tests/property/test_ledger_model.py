@@ -381,7 +381,8 @@ def make_machine(cell):
             if reversal_refused(r, txn, self.overflow(legs, status)):
                 return
             got = r.json()
-            m = self.record(got, legs, status, effective_at, [False] * len(legs))
+            # Effective when the original was, unless told (Modern Treasury's default).
+            m = self.record(got, legs, status, effective_at or txn.effective_at, [False] * len(legs))
             txn.reversed_by = m.id
             r = self.call("GET", f"/api/ledger_transactions/{txn.id}")
             assert r.json()["reversed_by_ledger_transaction_id"] == m.id

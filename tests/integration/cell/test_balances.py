@@ -147,4 +147,5 @@ async def test_a_posting_that_would_take_a_balance_past_64_bits_is_refused(api, 
     assert r.status_code == 201, r.text
     b = (await api.get(f"/api/ledger_accounts/{debit['id']}", params={"balances[include_unapplied]": "true"})).json()
     assert b["balances"]["pending_balance"] == {"credits": top, "debits": top, "amount": 0, "currency": "USD",
-                                               "currency_exponent": 2}
+                                               "currency_exponent": 2, "credits_string": str(top),
+                                               "debits_string": str(top), "amount_string": "0"}

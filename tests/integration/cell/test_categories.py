@@ -55,7 +55,8 @@ async def test_a_category_sums_the_accounts_it_reaches_through_nested_categories
     top = await _balances(api, wallets["id"])
     assert _amounts(top) == (1000, 700, 700)
     assert top["pending_balance"] == {"credits": 1000, "debits": 0, "amount": 1000, "currency": "USD",
-                                      "currency_exponent": 2}
+                                      "currency_exponent": 2,
+                                      "credits_string": "1000", "debits_string": "0", "amount_string": "1000"}
     assert _amounts(await _balances(api, retail["id"])) == (700, 700, 700)
 
     # An account reached twice (directly and through retail) counts once.

@@ -29,7 +29,8 @@ async def test_available_balance_counts_pending_debits_against_a_credit_account(
     assert b["posted_balance"]["amount"] == 1000
     assert b["pending_balance"]["amount"] == 600
     assert b["available_balance"] == {"credits": 1000, "debits": 400, "amount": 600, "currency": "USD",
-                                      "currency_exponent": 2}
+                                      "currency_exponent": 2,
+                                      "credits_string": "1000", "debits_string": "400", "amount_string": "600"}
 
 
 async def test_archived_pending_transaction_drops_out_of_balances(api, books):

@@ -15,4 +15,5 @@ async def test_transfer_moves_money_between_accounts(api):
     assert b["available_balance"]["amount"] == 1500
     b = await api.balances(revenue["id"])
     assert b["posted_balance"] == {"credits": 1500, "debits": 0, "amount": 1500, "currency": "USD",
-                                   "currency_exponent": 2}
+                                   "currency_exponent": 2,
+                                   "credits_string": "1500", "debits_string": "0", "amount_string": "1500"}

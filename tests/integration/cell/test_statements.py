@@ -61,7 +61,8 @@ async def test_a_statement_holds_the_balances_at_its_bounds_and_exactly_its_entr
     assert (start["posted_balance"]["amount"], start["pending_balance"]["amount"]) == (100, 100)
     assert (end["posted_balance"]["amount"], end["pending_balance"]["amount"]) == (120, 170)
     assert end["pending_balance"] == {"credits": 170, "debits": 0, "amount": 170, "currency": "USD",
-                                      "currency_exponent": 2}
+                                      "currency_exponent": 2,
+                                      "credits_string": "170", "debits_string": "0", "amount_string": "170"}
     assert end["available_balance"]["amount"] == 120
     assert sorted(await _entry_ids(api, s["id"])) == sorted([_leg(held, wallet), _leg(captured, wallet)])
 

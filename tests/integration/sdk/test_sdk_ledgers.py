@@ -173,18 +173,20 @@ async def test_transaction_list_filters_the_sdk_sends(mt):
                                                                  ledgerable_id="po-1")
     reversal = await client.ledger_transactions.create_reversal(early.id, description="undo")
     assert reversal.reverses_ledger_transaction_id == early.id
+    assert reversal.effective_at == early.effective_at  # the SDK's documented default: the original's
 
     async def ids(**params):
         return [t.id async for t in client.ledger_transactions.list(ledger_id=ledger.id, per_page=1, **params)]
 
-    by_effective = await ids(order_by={"effective_at": "asc"})
-    assert by_effective[:3] == [early.id, middle.id, late.id]
-    assert (await ids(order_by={"effective_at": "desc"}))[-3:] == [late.id, middle.id, early.id]
+    by_effective = [i for i in await ids(order_by={"effective_at": "asc"}) if i != reversal.id]  # (early's time)
+    assert by_effective == [early.id, middle.id, late.id]
+    assert [i for i in await ids(order_by={"effective_at": "desc"}) if i != reversal.id] == [late.id, middle.id,
+                                                                                           early.id]
     assert await ids(ledgerable_type="payment_order", ledgerable_id="po-1") == [middle.id]
     assert await ids(reverses_ledger_transaction_id=early.id) == [reversal.id]
     assert await ids(effective_date={"eq": "2024-03-10"}) == [middle.id]
-    assert await ids(effective_date={"gt": "2024-03-10"}, order_by={"created_at": "desc"}) == [reversal.id, late.id]
-    assert await ids(effective_at={"lt": "2024-03-10T00:00:00Z"}) == [early.id]
+    assert await ids(effective_date={"gte": "2024-03-10"}, order_by={"created_at": "desc"}) == [middle.id, late.id]
+    assert await ids(effective_at={"lt": "2024-03-10T00:00:00Z"}) == [early.id, reversal.id]
     assert set(await ids(posted_at={"gte": early.posted_at.isoformat()})) == {early.id, middle.id, reversal.id}
     assert set(await ids(updated_at={"gte": reversal.updated_at.isoformat()})) == {early.id, reversal.id}
 

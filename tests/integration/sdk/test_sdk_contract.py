@@ -1,0 +1,76 @@
+"""What the SDK's own types and docstrings promise, met: the full-precision balance strings its LedgerBalance requires,
+X-Per-Page on every page, a reversal effective when its original was by default, and `client.ping()`."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from modern_treasury.types import LedgerAccount, LedgerAccountCategory
+
+
+async def _accounts(client):
+    ledger = await client.ledgers.create(name="contract")
+    cash = await client.ledger_accounts.create(name="cash", ledger_id=ledger.id, normal_balance="debit",
+                                               currency="USD")
+    wallet = await client.ledger_accounts.create(name="wallet", ledger_id=ledger.id, normal_balance="credit",
+                                                 currency="USD")
+    return ledger, cash, wallet
+
+
+def _legs(cash, wallet, amount: int, **wallet_extra) -> list[dict]:
+    return [{"ledger_account_id": cash.id, "direction": "debit", "amount": amount},
+            {"ledger_account_id": wallet.id, "direction": "credit", "amount": amount, **wallet_extra}]
+
+
+async def test_every_balance_carries_the_full_precision_strings_the_sdk_requires(mt):
+    client = await mt()
+    ledger, cash, wallet = await _accounts(client)
+    txn = await client.ledger_transactions.create(status="posted", ledger_entries=_legs(
+        cash, wallet, 2500, show_resulting_ledger_account_balances=True))
+    posted = (await client.ledger_accounts.retrieve(wallet.id)).balances.posted_balance
+    assert (posted.amount_string, posted.credits_string, posted.debits_string) == ("2500", "2500", "0")
+    resulting = next(e for e in txn.ledger_entries if e.ledger_account_id == wallet.id)
+    assert resulting.resulting_ledger_account_balances.posted_balance.amount_string == "2500"
+    category = await client.ledger_account_categories.create(name="c", ledger_id=ledger.id, normal_balance="debit",
+                                                             currency="USD")
+    await client.ledger_account_categories.add_ledger_account(cash.id, id=category.id)
+    # Validated as the SDK's models say (the SDK itself builds them without validating: a field missing is None).
+    raw = await client.ledger_account_categories.with_raw_response.retrieve(category.id)
+    assert LedgerAccountCategory.model_validate(raw.http_response.json()).balances.pending_balance.amount_string == \
+        "2500"
+    raw = await client.ledger_accounts.with_raw_response.retrieve(cash.id)
+    assert LedgerAccount.model_validate(raw.http_response.json()).balances.available_balance.debits_string == "2500"
+
+
+async def test_a_page_says_its_size(mt):
+    client = await mt()
+    for i in range(3):
+        await client.ledgers.create(name=f"l{i}")
+    page = await client.ledgers.list(per_page=2)
+    assert page.after_cursor and page.per_page == 2
+    assert (await client.ledgers.list()).per_page == 25  # the default
+
+
+async def test_a_reversal_is_effective_when_its_original_was_unless_told(mt):
+    client = await mt()
+    _, cash, wallet = await _accounts(client)
+    original = await client.ledger_transactions.create(
+        status="posted", effective_at=datetime(2024, 5, 1, 12, tzinfo=timezone.utc), ledger_entries=_legs(
+            cash, wallet, 100))
+    assert (await client.ledger_transactions.create_reversal(original.id)).effective_at == original.effective_at
+    later = datetime(2024, 6, 1, tzinfo=timezone.utc)
+    other = await client.ledger_transactions.create(status="posted", ledger_entries=_legs(cash, wallet, 5))
+    assert (await client.ledger_transactions.create_reversal(other.id, effective_at=later)).effective_at == later
+
+
+async def test_ping_checks_the_credentials(mt):
+    client = await mt()
+    assert (await client.ping()).ping == "pong"
+    import modern_treasury
+    stranger = client.with_options(api_key="lk_wrong")
+    try:
+        await stranger.ping()
+        raised = None
+    except modern_treasury.AuthenticationError as exc:
+        raised = exc
+    assert raised is not None and raised.status_code == 401
