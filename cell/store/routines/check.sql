@@ -54,3 +54,16 @@ BEGIN
         END LOOP;
     END LOOP;
 END $$;
+
+-- A change that archives entries before writing its own (a PATCH replacing a pending transaction's entries, a partial
+-- post archiving the pending one): each archived entry's effect is one more version of its account before the new
+-- entries, and a lock_version given is the account's before the change. p_checks with each lock_version raised by
+-- the archived entries on its account (p_archived_accounts: one element per archived entry), for ledger_check.
+CREATE OR REPLACE FUNCTION ledger_checks_before(p_checks jsonb, p_archived_accounts uuid[]) RETURNS jsonb
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT coalesce(jsonb_agg(CASE WHEN NOT c ? 'lock_version' THEN c ELSE jsonb_set(c, '{lock_version}', to_jsonb(
+               (c ->> 'lock_version')::bigint
+               + cardinality(array_positions(p_archived_accounts, (c ->> 'account_id')::uuid))))
+           END ORDER BY n), '[]'::jsonb)
+    FROM jsonb_array_elements(p_checks) WITH ORDINALITY AS k(c, n)
+$$;

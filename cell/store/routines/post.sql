@@ -60,7 +60,7 @@ BEGIN
     -- The original (and below, the pending transaction) by its primary key alone: `tenant_id IS NOT DISTINCT FROM`
     -- is no index condition (README.md here: a generic plan made on an empty table walked a (tenant_id, ...) index).
     IF p_reverses_id IS NOT NULL THEN
-        SELECT status, reversed_by_id INTO v_original FROM ledger_transactions
+        SELECT status, reversed_by_id, entries_version INTO v_original FROM ledger_transactions
         WHERE id = p_reverses_id AND tenant_id IS NOT DISTINCT FROM p_tenant FOR UPDATE;
         IF NOT FOUND THEN
             RAISE EXCEPTION 'ledger transaction not found' USING ERRCODE = 'LG005';
@@ -68,6 +68,22 @@ BEGIN
             RAISE EXCEPTION 'already reversed' USING ERRCODE = 'LG007';
         ELSIF v_original.status <> 'posted' THEN
             RAISE EXCEPTION 'only a posted transaction can be reversed' USING ERRCODE = 'LG006';
+        END IF;
+        -- The reversal's entries (the caller's, from the original as it read it) mirror the original's as they are
+        -- now, under its lock: entries replaced since (a PATCH of the pending transaction, then posted) are a
+        -- version conflict, and the reversal is made again from a fresh read.
+        IF EXISTS ((SELECT e.ledger_account_id, CASE e.direction WHEN 'debit' THEN 'credit' ELSE 'debit' END, e.amount
+                    FROM ledger_entries e
+                    WHERE e.transaction_id = p_reverses_id AND ledger_entry_live(e.version, v_original.entries_version)
+                    EXCEPT ALL SELECT * FROM unnest(p_accounts, p_directions, p_amounts))
+                   UNION ALL
+                   (SELECT * FROM unnest(p_accounts, p_directions, p_amounts)
+                    EXCEPT ALL
+                    SELECT e.ledger_account_id, CASE e.direction WHEN 'debit' THEN 'credit' ELSE 'debit' END, e.amount
+                    FROM ledger_entries e
+                    WHERE e.transaction_id = p_reverses_id
+                      AND ledger_entry_live(e.version, v_original.entries_version))) THEN
+            RAISE EXCEPTION 'the transaction''s entries changed while its reversal was made' USING ERRCODE = 'LG008';
         END IF;
         UPDATE ledger_transactions SET reversed_by_id = p_txn_id, updated_at = v_now WHERE id = p_reverses_id;
     END IF;
@@ -84,6 +100,12 @@ BEGIN
         END IF;
         PERFORM ledger_transition(p_tenant, v_partial_id, (p_partial ->> 'expected_version')::integer, 'archived',
                                   NULL, NULL, (p_partial ->> 'apply_all')::boolean, p_partial -> 'snapshot');
+        IF jsonb_array_length(p_checks) > 0 THEN
+            -- A lock_version is the account's before this change, not after the pending entries' archives.
+            SELECT ledger_checks_before(p_checks, coalesce(array_agg(e.ledger_account_id), '{}')) INTO p_checks
+            FROM ledger_transactions t JOIN ledger_entries e ON e.transaction_id = t.id
+            WHERE t.id = v_partial_id AND ledger_entry_live(e.version, t.entries_version);
+        END IF;
     END IF;
 
     -- The transaction and its entries in one statement (a data-modifying WITH: one executor start-up, not two).

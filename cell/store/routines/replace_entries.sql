@@ -99,13 +99,7 @@ BEGIN
         IF jsonb_array_length(p_checks) > 0 THEN
             -- A lock_version is the account's before this change: ledger_check finds the one right before the new
             -- entries, after the archives applied here to the same account.
-            PERFORM ledger_check((
-                SELECT jsonb_agg(CASE WHEN NOT c ? 'lock_version' THEN c ELSE jsonb_set(c, '{lock_version}', to_jsonb(
-                    (c ->> 'lock_version')::bigint + (
-                        SELECT count(*) FROM unnest(v_effects) x
-                        WHERE x.kind = 'archive' AND x.account_id = (c ->> 'account_id')::uuid)))
-                                 END ORDER BY n)
-                FROM jsonb_array_elements(p_checks) WITH ORDINALITY AS k(c, n)), p_entry_ids);
+            PERFORM ledger_check(ledger_checks_before(p_checks, v_old_accounts), p_entry_ids);
         END IF;
         v_entries := ledger_entry_results(p_entry_ids);
     END IF;

@@ -346,3 +346,25 @@ async def test_a_replaced_hold_is_partially_posted_from_its_new_entries(api, boo
     assert r.status_code == 201, r.text  # 400 > 300: parts of the new entries, not the old
     assert await _amounts(api, rev["id"]) == (400, 400) and await _amounts(api, cash["id"]) == (400, 400)
     assert (await api.get(f"/api/ledger_transactions/{txn['id']}")).json()["status"] == "archived"
+
+
+async def test_a_partial_posts_lock_version_is_the_accounts_before_the_hold_is_archived(api, books):
+    """As a PATCH's: the version the client read, not one its own archive of the hold has just made."""
+    ledger, cash, wallet = books  # wallet credit-normal
+    assert (await api.transfer(ledger["id"], cash["id"], wallet["id"], 1000)).status_code == 201
+    holds = [(await api.transfer(ledger["id"], wallet["id"], cash["id"], 100, status="pending")).json()["id"]
+             for _ in range(2)]
+
+    async def partial(hold: str, lock_version: int):
+        return await api.post(f"/api/ledger_transactions/{hold}/partial_post", {"posted_ledger_entries": [
+            {"ledger_account_id": wallet["id"], "direction": "debit", "amount": 60, "lock_version": lock_version},
+            {"ledger_account_id": cash["id"], "direction": "credit", "amount": 60}]})
+
+    version = (await api.get(f"/api/ledger_accounts/{wallet['id']}")).json()["lock_version"]
+    never = await partial(holds[0], version + 1)  # a version the account never had
+    assert never.status_code == 422 and never.json()["code"] == "lock_version_mismatch", never.text
+    current = await partial(holds[0], version)
+    assert current.status_code == 201, current.text
+    version = (await api.get(f"/api/ledger_accounts/{wallet['id']}")).json()["lock_version"]
+    assert (await partial(holds[1], version - 1)).json()["code"] == "lock_version_mismatch"  # stale
+    assert (await partial(holds[1], version)).status_code == 201
