@@ -15,7 +15,8 @@ a URL, a trailer line whole until its end: a line that never ends was held whole
 4 x body_bytes_max is 413 (its head, its body read or dropped, chunk lines, trailer lines), each closing the
 connection; a request not all arrived request_read_s after its first byte is closed, and so is a connection idle
 keep_alive_s, a new one too (uvicorn's timer starts at a first answer: a connection that sent nothing, or half a
-request, was held for ever).
+request, was held for ever). A chunked body's trailer fields are dropped (uvicorn made them headers), and a transfer
+coding other than chunked is 501 (uvicorn handed the app the body still coded).
 uvicorn 0.54's HttpToolsProtocol and RequestResponseCycle (requirements.lock).
 """
 
@@ -176,6 +177,10 @@ class HttpBounds(NamedTuple):
                    settings.request_read_s)
 
 
+class _UnsupportedCoding(Exception):
+    """Raised from on_header (httptools wraps it): a transfer coding other than chunked, answered 501."""
+
+
 class CellHttpProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol writing each answer's head and body together (HeadWithBody), with one timer per
     connection (its idle bound, or its request's time), its request cycles made by position (Cycle), and each
@@ -207,6 +212,12 @@ class CellHttpProtocol(HttpToolsProtocol):
         httptools holds an unfinished line whole, however long, and calls back only at its end."""
         try:
             self.parser.feed_data(data)
+        except httptools.HttpParserCallbackError as exc:
+            if not isinstance(exc.__context__, _UnsupportedCoding):
+                raise
+            self._send_problem(501, "transfer_coding_not_supported", "Only the chunked transfer coding is supported.")
+            self.transport.close()
+            return
         except httptools.HttpParserError:
             self.send_400_response("Invalid HTTP request received.")
             return
@@ -301,6 +312,19 @@ class CellHttpProtocol(HttpToolsProtocol):
             self._close()
         else:
             self.timeout_keep_alive_task = self.loop.call_at(due, self._timer_due)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        """uvicorn's, but for a chunked body's trailer fields (httptools calls this for those too): not header fields
+        (RFC 9110 6.5.1), so neither the app's nor kept (their bytes are bounded as the request's data); and a
+        transfer coding other than chunked is refused (the app would be handed a body still coded)."""
+        if "method" in self.scope:  # (set when the headers were complete)
+            return
+        name = name.lower()
+        if name == b"expect" and value.lower() == b"100-continue":
+            self.expect_100_continue = True
+        elif name == b"transfer-encoding" and any(coding.strip() != b"chunked" for coding in value.lower().split(b",")):
+            raise _UnsupportedCoding()
+        self.headers.append((name, value))
 
     def on_message_begin(self) -> None:
         """uvicorn's (a new scope), and the request's data and time counted from here."""

@@ -180,6 +180,48 @@ async def test_a_request_the_cell_cannot_parse_is_a_problem_then_closed(live_boo
         assert problem["status"] == 400 and problem["code"] == "bad_request"
 
 
+def _chunked(api, path: str, chunks: bytes, extra: str = "", authorized: bool = True) -> bytes:
+    head = _request(api, "POST", path, extra=extra).split(b"\r\nContent-Length:", 1)[0]
+    if not authorized:
+        head = b"\r\n".join(line for line in head.split(b"\r\n") if not line.startswith(b"Authorization"))
+    return head + b"\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks
+
+
+async def test_trailer_fields_are_neither_headers_nor_credentials(live_books, live_cell_url):
+    """RFC 9110 6.5.1: a trailer field is not a header field: an Authorization after the body authenticates
+    nothing (401), and a posting's trailers do not reach it."""
+    api, ledger, a, b = live_books
+    token = base64.b64encode(f"{api.tenant_id}:{api.api_key}".encode())
+    body = _transfer_body(ledger, a, b)
+    sizes = b"%x\r\n" % len(body)
+    with _connect(live_cell_url) as sock:
+        sock.sendall(_chunked(api, "/api/ledger_transactions", sizes + body + b"\r\n0\r\nAuthorization: Basic "
+                              + token + b"\r\n\r\n", authorized=False))
+        [(status, _, _)] = _read_answers(sock, 1)
+    assert status == 401
+    with _connect(live_cell_url) as sock:
+        sock.sendall(_chunked(api, "/api/ledger_transactions", sizes + body + b"\r\n0\r\n"
+                              + b"Idempotency-Key: " + b"k" * 300 + b"\r\n\r\n"))
+        [(status, _, answer)] = _read_answers(sock, 1)
+    assert status == 201, answer  # an over-long key as a trailer: not a key at all
+
+
+async def test_a_transfer_coding_other_than_chunked_is_501_not_a_body_still_coded(live_books, live_cell_url):
+    api, ledger, a, b = live_books
+    body = _transfer_body(ledger, a, b)
+    before = await api.balances(a["id"], **{"balances[include_unapplied]": "true"})
+    with _connect(live_cell_url) as sock:
+        sock.sendall(_chunked(api, "/api/ledger_transactions", b"%x\r\n" % len(body) + body + b"\r\n0\r\n\r\n",
+                              extra="Transfer-Encoding: gzip\r\n"))
+        answer = b""
+        while chunk := sock.recv(65536):  # to the end: closed after the answer
+            answer += chunk
+    status, headers, problem = _split(answer)
+    assert status == 501 and headers["connection"] == "close"
+    assert msgspec.json.decode(problem)["code"] == "transfer_coding_not_supported"
+    assert await api.balances(a["id"], **{"balances[include_unapplied]": "true"}) == before  # nothing posted
+
+
 async def test_two_idempotency_keys_are_400_and_write_nothing(live_books, live_cell_url):
     # Which of the two the client meant is unknown: neither is taken, on the fast route (a posting) or another.
     api, ledger, a, b = live_books
