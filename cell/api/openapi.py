@@ -12,7 +12,8 @@ from litestar.openapi.spec import Operation
 from msgspec import Struct
 
 from cell.api.params import BALANCE_OPERATORS, OPERATORS
-from cell.ledger.commands import KNOWN_EXPONENTS, PER_PAGE_MAX
+from cell.ledger.commands import PER_PAGE_MAX
+from cell.ledger.currencies import EXPONENTS
 
 
 def inline_schema(type_: type) -> dict[str, Any]:
@@ -73,7 +74,7 @@ BALANCE_FILTERS = [query(name, operators(INT64, BALANCE_OPERATORS),
 # currency_exponent may be left out only for a currency whose exponent the ledger knows (ISO 4217 and a few).
 CURRENCY_EXPONENT_RULE = {"anyOf": [
     {"required": ["currency_exponent"], "properties": {"currency_exponent": {"type": "integer"}}},
-    {"properties": {"currency": {"enum": sorted(KNOWN_EXPONENTS)}}}]}
+    {"properties": {"currency": {"enum": sorted(EXPONENTS)}}}]}
 STATUS = {"type": "string", "enum": ["pending", "posted", "archived"]}
 ORDER_BY = query("order_by", {"type": "object", "maxProperties": 1, "additionalProperties": False, "properties": {
     k: {"type": "string", "enum": ["asc", "desc"]} for k in ("created_at", "effective_at")}},

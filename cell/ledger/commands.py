@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 
 from msgspec import UNSET, Meta, Struct, UnsetType
 
+from cell.ledger.currencies import EXPONENTS
 from cell.ledger.errors import InvalidRequest, PostingRejected
 from cell.ledger.models import (
     AMOUNT_MAX,
@@ -27,12 +28,6 @@ ENTRIES_SCHEMA_MAX = 10_000  # what the decoder takes at all; more than entries_
 ENTRIES_PER_TRANSACTION_MAX = 500
 PER_PAGE_MAX = 100
 METADATA_KEYS_MAX = 64
-
-# ISO 4217 minor units of common currencies; any other currency must say its exponent.
-KNOWN_EXPONENTS = {"USD": 2, "EUR": 2, "GBP": 2, "CAD": 2, "AUD": 2, "CHF": 2, "CNY": 2, "INR": 2, "MXN": 2,
-                   "BRL": 2, "SEK": 2, "NOK": 2, "DKK": 2, "SGD": 2, "HKD": 2, "NZD": 2, "ZAR": 2, "PLN": 2,
-                   "JPY": 0, "KRW": 0, "CLP": 0, "VND": 0, "ISK": 0, "BHD": 3, "KWD": 3, "JOD": 3, "OMR": 3,
-                   "TND": 3, "BTC": 8, "ETH": 18, "USDC": 6}
 
 # PostgreSQL text cannot hold NUL, and a lone surrogate is not UTF-8: both are refused here, at the edge.
 STORABLE = r"^[^\x00\ud800-\udfff]*$"
@@ -83,7 +78,7 @@ class LedgerUpdate(Strict):
 
 def currency_exponent(currency: str, given: int | None) -> int:
     """The exponent given, or the one the ledger knows for the currency; neither is a 400."""
-    exponent = given if given is not None else KNOWN_EXPONENTS.get(currency)
+    exponent = given if given is not None else EXPONENTS.get(currency)
     if exponent is None:
         raise InvalidRequest(f"currency_exponent is required for currency {currency}", "currency_exponent_required")
     return exponent

@@ -135,6 +135,18 @@ async def test_invalid_accounts_are_refused(api, body, code):
     assert r.json() == []
 
 
+@pytest.mark.parametrize("currency, exponent", [("THB", 2), ("IDR", 2), ("UGX", 0), ("IQD", 3), ("CLF", 4),
+                                                ("BTC", 8)])
+async def test_an_iso_currencys_exponent_is_its_minor_units_unless_given(api, currency, exponent):
+    ledger = await api.ledger()
+    r = await api.post("/api/ledger_accounts", {"ledger_id": ledger["id"], "name": "a", "normal_balance": "credit",
+                                                "currency": currency})
+    assert r.status_code == 201 and r.json()["balances"]["posted_balance"]["currency_exponent"] == exponent, r.text
+    r = await api.post("/api/ledger_accounts", {"ledger_id": ledger["id"], "name": "b", "normal_balance": "credit",
+                                                "currency": currency, "currency_exponent": 5})
+    assert r.status_code == 201 and r.json()["balances"]["posted_balance"]["currency_exponent"] == 5, r.text
+
+
 async def test_account_in_unknown_ledger_is_refused(api):
     r = await api.post("/api/ledger_accounts", {"ledger_id": "00000000-0000-4000-8000-000000000000", "name": "a",
                                                 "normal_balance": "credit", "currency": "USD"})
