@@ -254,7 +254,7 @@ class TransactionUpdate(Strict):
     status: Literal["pending", "posted", "archived"] | UnsetType = UNSET
     description: Text | None | UnsetType = UNSET
     metadata: Metadata | UnsetType = UNSET
-    external_id: ExternalId | UnsetType = UNSET
+    external_id: ExternalId | None | UnsetType = UNSET  # null: cleared
     ledgerable_type: LedgerableType | UnsetType = UNSET
     ledgerable_id: ExternalId | UnsetType = UNSET
     effective_at: Timestamp | UnsetType = UNSET

@@ -460,7 +460,8 @@ async def update_transaction(ctx: CellContext, tenant_id: str, txn_id: uuid.UUID
             external_id=changes.get("external_id"), ledgerable=(changes.get("ledgerable_type"),
                                                                 changes.get("ledgerable_id")),
             apply_all=ctx.settings.posting_mode == "sync", state=msgspec.structs.replace(current, **changes),
-            events=drafts)
+            events=drafts, cleared=[field for field in ("description", "external_id")
+                                    if field in changes and changes[field] is None])
         if status is not None and result.lock_wait_s:
             SYNC_LOCK_WAIT_SECONDS.observe(result.lock_wait_s)
         return current, status

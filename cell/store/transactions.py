@@ -210,11 +210,12 @@ def pgbench_post_sql(tenant_id: str, ledger_id: str, debit: str, credit: str, ap
 async def transition(conn: asyncpg.Connection, tenant_id: str, *, expected_version: int, status: str | None,
                      description: str | None, metadata: dict | None, apply_all: bool,
                      state: TransactionState, events: list | None = None, external_id: str | None = None,
-                     ledgerable: tuple[str | None, str | None] = (None, None)) -> TransitionResult:
+                     ledgerable: tuple[str | None, str | None] = (None, None),
+                     cleared: list[str] | None = None) -> TransitionResult:
     """Move a pending transaction to posted or archived and/or edit it, as version `expected_version` + 1 (None:
-    a field unchanged)."""
+    a field unchanged; `cleared`: the fields of description and external_id set to null)."""
     raw = await conn.fetchval(Q["transition_transaction"], tenant_id, state.id, expected_version, status, description,
-                              metadata, apply_all, state, events, external_id, *ledgerable)
+                              metadata, apply_all, state, events, external_id, *ledgerable, cleared or [])
     return _transition_result.decode(raw)
 
 

@@ -1,14 +1,18 @@
 -- An update of a ledger transaction in one call: fence, optimistic version check (LG008), new version, and
 -- for pending -> posted/archived (else LG006) the entries' post/archive effects, applied now on
 -- p_apply_all or sync-only accounts, queued otherwise. p_events: the change's events (ledger_events). A NULL
--- p_status .. p_metadata, p_external_id, p_ledgerable_type/_id: that field unchanged.
+-- p_status .. p_metadata, p_external_id, p_ledgerable_type/_id: that field unchanged; p_cleared names the fields (of
+-- description, external_id) set to NULL.
 -- One generic plan per statement, for this call and the routines it calls, as ledger_post (README.md here).
 DROP FUNCTION IF EXISTS ledger_transition(text, uuid, integer, text, text, jsonb, boolean, jsonb);
 DROP FUNCTION IF EXISTS ledger_transition(text, uuid, integer, text, text, jsonb, boolean, jsonb, jsonb);
+DROP FUNCTION IF EXISTS ledger_transition(text, uuid, integer, text, text, jsonb, boolean, jsonb, jsonb, text, text,
+                                          text);
 CREATE OR REPLACE FUNCTION ledger_transition(
     p_tenant text, p_txn_id uuid, p_expected_version integer, p_status text, p_description text,
     p_metadata jsonb, p_apply_all boolean, p_snapshot jsonb, p_events jsonb DEFAULT NULL,
-    p_external_id text DEFAULT NULL, p_ledgerable_type text DEFAULT NULL, p_ledgerable_id text DEFAULT NULL
+    p_external_id text DEFAULT NULL, p_ledgerable_type text DEFAULT NULL, p_ledgerable_id text DEFAULT NULL,
+    p_cleared text[] DEFAULT '{}'
 ) RETURNS jsonb LANGUAGE plpgsql
 SET plan_cache_mode = force_generic_plan SET enable_seqscan = off
 SET enable_hashjoin = off SET enable_mergejoin = off AS $$
@@ -37,9 +41,9 @@ BEGIN
 
     UPDATE ledger_transactions
     SET status = coalesce(p_status, status),
-        description = coalesce(p_description, description),
+        description = CASE WHEN 'description' = ANY(p_cleared) THEN NULL ELSE coalesce(p_description, description) END,
         metadata = coalesce(p_metadata, metadata),
-        external_id = coalesce(p_external_id, external_id),
+        external_id = CASE WHEN 'external_id' = ANY(p_cleared) THEN NULL ELSE coalesce(p_external_id, external_id) END,
         ledgerable_type = coalesce(p_ledgerable_type, ledgerable_type),
         ledgerable_id = coalesce(p_ledgerable_id, ledgerable_id),
         version = version + 1,

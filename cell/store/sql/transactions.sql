@@ -14,7 +14,7 @@ SELECT ledger_post_queued_group($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $1
 SELECT ledger_fence($1), ledger_lock($2::uuid[])
 
 -- name: transition_transaction
-SELECT ledger_transition($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)::text
+SELECT ledger_transition($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)::text
 
 -- name: replace_entries
 SELECT ledger_replace_entries($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)::text

@@ -74,3 +74,18 @@ async def test_ping_checks_the_credentials(mt):
     except modern_treasury.AuthenticationError as exc:
         raised = exc
     assert raised is not None and raised.status_code == 401
+
+
+async def test_a_transactions_external_id_and_description_are_cleared_with_null(mt):
+    client = await mt()
+    _, cash, wallet = await _accounts(client)
+    txn = await client.ledger_transactions.create(status="pending", external_id="ext-1", description="hold",
+                                                  ledger_entries=_legs(cash, wallet, 5))
+    cleared = await client.ledger_transactions.update(txn.id, external_id=None, description=None)
+    again = await client.ledger_transactions.retrieve(txn.id)
+    assert (cleared.external_id, cleared.description, cleared.version) == (None, None, 2)
+    assert (again.external_id, again.description) == (None, None)
+    # The external id is free again for another transaction of the ledger.
+    other = await client.ledger_transactions.create(status="posted", external_id="ext-1",
+                                                    ledger_entries=_legs(cash, wallet, 1))
+    assert other.external_id == "ext-1"
