@@ -16,7 +16,10 @@ a URL, a trailer line whole until its end: a line that never ends was held whole
 connection; a request not all arrived request_read_s after its first byte is closed, and so is a connection idle
 keep_alive_s, a new one too (uvicorn's timer starts at a first answer: a connection that sent nothing, or half a
 request, was held for ever). A chunked body's trailer fields are dropped (uvicorn made them headers), and a transfer
-coding other than chunked is 501 (uvicorn handed the app the body still coded).
+coding other than chunked is 501 (uvicorn handed the app the body still coded). A client that leaves its answers
+unread has no more of its requests read, and is dropped once it has read nothing for keep_alive_s (uvicorn waited for
+it for ever, closed or not); pipelined requests are read on only once those read are answered (uvicorn read on at
+every answer: a client queued requests without bound).
 uvicorn 0.54's HttpToolsProtocol and RequestResponseCycle (requirements.lock).
 """
 
@@ -107,6 +110,23 @@ class Cycle(RequestResponseCycle):
         self.chunked_encoding = None
         self.expected_content_length = 0
 
+    async def receive(self):
+        """uvicorn's, reading on only while the body is still arriving: once it is whole, what comes next is the
+        connection's next requests, read when those before are answered (on_response_complete)."""
+        if self.waiting_for_100_continue and not self.transport.is_closing():
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            self.waiting_for_100_continue = False
+        if not self.disconnected and not self.response_complete:
+            if self.more_body:
+                self.flow.resume_reading()
+            await self.message_event.wait()
+            self.message_event.clear()
+        if self.disconnected or self.response_complete:
+            return {"type": "http.disconnect"}
+        message = {"type": "http.request", "body": bytes(self.body), "more_body": self.more_body}
+        self.body = bytearray()
+        return message
+
 
 _CYCLES = (RequestResponseCycle, Cycle)
 _NONE, _BEGUN = -1, -2  # CellHttpProtocol._request_data: no request open; one begun in the data being read
@@ -158,8 +178,7 @@ def body_at_once(receive) -> bytes | None:
     if (type(cycle) not in _CYCLES or cycle.more_body or cycle.waiting_for_100_continue or cycle.disconnected
             or cycle.response_complete or not cycle.message_event.is_set()):
         return None
-    cycle.flow.resume_reading()
-    cycle.message_event.clear()
+    cycle.message_event.clear()  # (the body whole: nothing to read on for it, unlike uvicorn's receive)
     body, cycle.body = bytes(cycle.body), bytearray()
     return body
 
@@ -191,6 +210,9 @@ class CellHttpProtocol(HttpToolsProtocol):
     # The open request's data so far, from the data after the one it began in: _NONE when no request is open (none
     # begun, or its last byte read), _BEGUN in the data it began in.
     _request_data: int = _NONE
+    # Bytes of answers the client had left unread when the timer last found it not reading (-1: it reads). A class
+    # default: set on a connection only while its client stops reading.
+    _unread: int = -1
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -282,12 +304,14 @@ class CellHttpProtocol(HttpToolsProtocol):
 
     def on_response_complete(self) -> None:
         """uvicorn's, arming the timer only when none is armed: the connection is closed once it has been idle
-        timeout_keep_alive seconds, as with a timer per answer."""
+        timeout_keep_alive seconds, as with a timer per answer (closed already, once its client has read nothing of
+        what is left for that long: _timer_due)."""
         self.server_state.total_requests += 1
-        if self.transport.is_closing():
-            return
-        self.flow.resume_reading()
         now = self.loop.time()
+        if self.transport.is_closing():
+            if self.timeout_keep_alive_task is None:
+                self.timeout_keep_alive_task = self.loop.call_at(now + self.timeout_keep_alive, self._timer_due)
+            return
         if self.timeout_keep_alive_task is None:  # (dropped while the answer was made)
             self.timeout_keep_alive_task = self.loop.call_at(now + self.timeout_keep_alive, self._timer_due)
         if self.pipeline:  # the next request, whose body may still be arriving: the timer keeps its time
@@ -295,12 +319,44 @@ class CellHttpProtocol(HttpToolsProtocol):
             self._start_asgi_task(cycle, app)
         elif self._request_data == _NONE:  # idle now (else the next request's head is arriving: its own time)
             self._since = now
+        # More requests are read once those read are answered (and their answers are being read: resume_writing):
+        # pipelined requests queue a read's worth at most (a body still arriving is read on by its cycle's receive).
+        if not self.pipeline and not self.flow.write_paused:
+            self.flow.resume_reading()
+
+    def pause_writing(self) -> None:
+        """The client does not read its answers as fast as they come: read none of its requests until it does (what
+        is written for it stays bounded), and time it (_timer_due)."""
+        self.flow.pause_writing()
+        self.flow.pause_reading()
+        if self.timeout_keep_alive_task is None:
+            self.timeout_keep_alive_task = self.loop.call_at(self.loop.time() + self.timeout_keep_alive,
+                                                             self._timer_due)
+
+    def resume_writing(self) -> None:
+        self.flow.resume_writing()
+        if not self.pipeline and not self.transport.is_closing():
+            self.flow.resume_reading()
 
     def _timer_due(self) -> None:
-        """The connection's one timer: a request arriving, closed request_read_s after its first byte; an answer
-        being made, nothing (its completion arms the timer again); idle, closed timeout_keep_alive after its last
-        answer (or its start). Not yet due: armed again for when it is."""
+        """The connection's one timer: answers waiting for a client that does not read them (its connection closed
+        or writing paused), dropped when it has read nothing of them for timeout_keep_alive; a request arriving,
+        closed request_read_s after its first byte; an answer being made, nothing (its completion arms the timer
+        again); idle, closed timeout_keep_alive after its last answer (or its start). Not yet due: armed again for
+        when it is."""
         self.timeout_keep_alive_task = None
+        transport = self.transport
+        if transport.is_closing() or self.flow.write_paused:
+            unread = transport.get_write_buffer_size()
+            if 0 <= self._unread <= unread:
+                transport.abort()  # nothing read since the last look
+                return
+            self._unread = unread
+            self.timeout_keep_alive_task = self.loop.call_at(self.loop.time() + self.timeout_keep_alive,
+                                                             self._timer_due)
+            return
+        if self._unread >= 0:
+            self._unread = -1
         if self._request_data != _NONE:
             due = self._since + self.server_state.http_bounds.read_s
         elif self.cycle is not None and not self.cycle.response_complete:
