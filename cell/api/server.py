@@ -237,11 +237,14 @@ class CellHttpProtocol(HttpToolsProtocol):
         except httptools.HttpParserCallbackError as exc:
             if not isinstance(exc.__context__, _UnsupportedCoding):
                 raise
-            self._send_problem(501, "transfer_coding_not_supported", "Only the chunked transfer coding is supported.")
-            self.transport.close()
+            if not self._close_after_answers():
+                self._send_problem(501, "transfer_coding_not_supported",
+                                   "Only the chunked transfer coding is supported.")
+                self.transport.close()
             return
         except httptools.HttpParserError:
-            self.send_400_response("Invalid HTTP request received.")
+            if not self._close_after_answers():
+                self.send_400_response("Invalid HTTP request received.")
             return
         except httptools.HttpParserUpgrade:
             if self._should_upgrade():
@@ -261,6 +264,8 @@ class CellHttpProtocol(HttpToolsProtocol):
     def _refuse(self, bounds: HttpBounds) -> None:
         """The open request is past its bound: its problem (unless an answer is being written: then nothing more can
         be said on this connection), and the connection closed."""
+        if self._close_after_answers():
+            return
         self._request_data = _NONE
         cycle = self.cycle  # in its head (no method yet), the connection's previous request's (or None); else its own
         if "method" not in self.scope:
@@ -271,6 +276,19 @@ class CellHttpProtocol(HttpToolsProtocol):
             self._send_problem(413, "body_too_large", "The request's head, body, chunk lines and trailer lines "
                                f"exceed {bounds.request_bytes} bytes.")
         self._close()
+
+    def _close_after_answers(self) -> bool:
+        """When requests read whole before the one being read are still being answered (pipelined): their answers go
+        out first, then the connection closes, the request being read unanswered and nothing more read; True. (An
+        answer of the server's own written now would come before theirs: a posting committed, then a 400 in its
+        place.) Else False: the caller answers now."""
+        cycle = self.cycle  # the last request whose head was read
+        if cycle is None or cycle.response_complete or cycle.more_body:
+            return False
+        self._request_data = _NONE
+        cycle.keep_alive = False
+        self.flow.pause_reading()
+        return True
 
     def _close(self) -> None:
         if self.cycle is not None and not self.cycle.response_complete:

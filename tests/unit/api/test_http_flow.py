@@ -1,5 +1,6 @@
-"""The cell's HTTP server and clients that do not read: what it holds for them stays bounded, and it lets them go.
-A real uvicorn server with cell.api.server's protocol on the loopback, in the test's loop, with a stand-in app."""
+"""The cell's HTTP server and clients that do not read, or pipeline: what it holds for them stays bounded, it lets
+them go, and its own answers never come before the answers to requests before them. A real uvicorn server with
+cell.api.server's protocol on the loopback, in the test's loop, with a stand-in app."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ WITHIN_S = 30  # a bound on what should take a keep-alive bound or two, never a 
 
 
 @contextlib.asynccontextmanager
-async def serve(body: bytes, keep_alive_s: float = KEEP_ALIVE_S, delay_s: float = 0.0):
+async def serve(body: bytes, keep_alive_s: float = KEEP_ALIVE_S, delay_s: float = 0.0,
+                bounds: HttpBounds = HttpBounds(65_536, 65_536 + 4 * 1_048_576, 30.0)):
     """The server, answering every request with `body` (after `delay_s`); yields (server, port)."""
     async def app(scope, receive, send):
         if scope["type"] != "http":
@@ -34,7 +36,7 @@ async def serve(body: bytes, keep_alive_s: float = KEEP_ALIVE_S, delay_s: float 
     config.load()
     server = uvicorn.Server(config)
     server.lifespan = config.lifespan_class(config)
-    server.server_state.http_bounds = HttpBounds(65_536, 65_536 + 4 * 1_048_576, 30.0)
+    server.server_state.http_bounds = bounds
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen(100)
@@ -133,3 +135,35 @@ async def test_a_client_that_reads_slowly_gets_every_answer():
         slow_s = asyncio.get_running_loop().time() - started
         writer.close()
     assert got > size and slow_s > 2 * keep_alive_s, (got, slow_s)
+
+
+async def _all(reader: asyncio.StreamReader) -> bytes:
+    """Everything until the server closes the connection (within a generous bound)."""
+    out = b""
+    while chunk := await asyncio.wait_for(reader.read(65536), WITHIN_S):
+        out += chunk
+    return out
+
+
+async def test_the_answer_to_a_request_comes_before_the_servers_own_to_what_follows_it():
+    """A posting, then bytes that are not HTTP, or a request head past its bound, in the same pipeline: the posting's
+    answer comes first (a 400 or 431 in its place would tell the client a committed posting failed), then the
+    connection closes."""
+    bounds = HttpBounds(1024, 1024 + 4 * 1024, 30.0)
+    posting = b"POST /api/ledger_transactions HTTP/1.1\r\nHost: cell\r\nContent-Length: 2\r\n\r\n{}"
+    for after in ([b"NOT HTTP\r\n\r\n"], [b"GET /next HTTP/1.1\r\nX-Big: ", b"h" * 5000]):
+        async with serve(b"made", keep_alive_s=5, delay_s=0.5, bounds=bounds) as (server, port):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(posting + after[0])
+            for more in after[1:]:
+                # The next request begun in the data read so far: what follows is counted against its bound.
+                deadline = asyncio.get_running_loop().time() + WITHIN_S
+                while not any(c._request_data != -1 and c.cycle is not None  # (-1: cell.api.server's _NONE)
+                              for c in server.server_state.connections):
+                    assert asyncio.get_running_loop().time() < deadline
+                    await asyncio.sleep(0.005)
+                writer.write(more)
+            answers = await _all(reader)
+            writer.close()
+        assert answers.startswith(b"HTTP/1.1 200 ") and answers.endswith(b"made"), (after[0][:20], answers)
+        assert answers.count(b"HTTP/1.1 ") == 1, answers
