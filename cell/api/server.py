@@ -250,7 +250,12 @@ class CellHttpProtocol(HttpToolsProtocol):
             if self._should_upgrade():
                 self.handle_websocket_upgrade()
             else:
+                # Declined: answered as plain HTTP/1.1; the parser reads nothing after an upgrade offer, so the
+                # connection closes after that answer (a request behind it would never be answered).
                 self._unsupported_upgrade_warning()
+                if self.cycle is not None:
+                    self.cycle.keep_alive = False
+                self.flow.pause_reading()
         seen = self._request_data
         if seen >= 0:
             seen += len(data)

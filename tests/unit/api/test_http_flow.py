@@ -167,3 +167,15 @@ async def test_the_answer_to_a_request_comes_before_the_servers_own_to_what_foll
             writer.close()
         assert answers.startswith(b"HTTP/1.1 200 ") and answers.endswith(b"made"), (after[0][:20], answers)
         assert answers.count(b"HTTP/1.1 ") == 1, answers
+
+
+async def test_a_declined_upgrade_offer_is_answered_then_the_connection_closes():
+    """The parser reads nothing after an upgrade offer: the offer is answered as plain HTTP/1.1 and the connection
+    closes, where a request pipelined behind it waited, unanswered, for the keep-alive bound."""
+    async with serve(b"plain", keep_alive_s=30) as (server, port):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /first HTTP/1.1\r\nHost: cell\r\nConnection: upgrade\r\nUpgrade: h2c\r\n\r\n"
+                     b"GET /second HTTP/1.1\r\nHost: cell\r\n\r\n")
+        answers = await _all(reader)  # to the close: within WITHIN_S, not the 30 s keep-alive bound
+        writer.close()
+    assert answers.startswith(b"HTTP/1.1 200 ") and answers.endswith(b"plain") and b"connection: close" in answers
