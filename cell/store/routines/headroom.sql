@@ -6,12 +6,15 @@
 -- ledger_post calls it only when it can matter: an entry above 2^40, or an account flagged headroom_low
 -- (past 2^62, set here and by ledger_apply). Below that, reaching 2^63 would take millions of queued
 -- postings on one account; summing a hot account's queue on every posting cost ~100 us of database time.
--- Concurrent postings to one account are each checked against what was committed before them.
+-- Concurrent postings to one account are each checked against what was committed before them: each first locks its
+-- accounts' rows (in id order; held to its commit), so the sums, read by the next statement, include every posting
+-- checked before it (a snapshot taken before would miss one still in flight, and two could pass 2^63 together).
 CREATE OR REPLACE FUNCTION ledger_headroom(p_accounts uuid[], p_directions text[], p_amounts bigint[])
 RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     v record;
 BEGIN
+    PERFORM 1 FROM ledger_accounts WHERE id = ANY(p_accounts) ORDER BY id FOR UPDATE;
     WITH n AS (
         SELECT account_id, coalesce(sum(amount) FILTER (WHERE direction = 'debit'), 0) AS d,
                coalesce(sum(amount) FILTER (WHERE direction = 'credit'), 0) AS c

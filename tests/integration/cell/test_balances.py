@@ -149,3 +149,44 @@ async def test_a_posting_that_would_take_a_balance_past_64_bits_is_refused(api, 
     assert b["balances"]["pending_balance"] == {"credits": top, "debits": top, "amount": 0, "currency": "USD",
                                                "currency_exponent": 2, "credits_string": str(top),
                                                "debits_string": str(top), "amount_string": "0"}
+
+
+async def test_two_postings_in_flight_together_cannot_take_a_balance_past_64_bits(live_api, cell_database_url):
+    """Each of two 5e18 debits fits alone; together they pass 2^63 - 1. With the first still in flight (waiting for
+    another account's row, held here) when the second is checked, one of them is refused."""
+    import asyncio
+
+    import asyncpg
+
+    api, big = live_api, 5 * 10**18
+    ledger = (await api.ledger())["id"]
+    x, z, w = [(await api.account(ledger, normal))["id"] for normal in ("debit", "credit", "credit")]
+
+    def posting(other: str) -> dict:
+        return {"ledger_id": ledger, "status": "posted", "ledger_entries": [
+            {"ledger_account_id": x, "direction": "debit", "amount": big},
+            {"ledger_account_id": other, "direction": "credit", "amount": big}]}
+
+    async def waiting(conn, n: int) -> None:
+        deadline = asyncio.get_running_loop().time() + 30
+        while await conn.fetchval("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                  "AND datname = current_database()") < n:
+            assert asyncio.get_running_loop().time() < deadline, f"fewer than {n} sessions waited"
+            await asyncio.sleep(0.01)
+
+    holder = await asyncpg.connect(cell_database_url)
+    try:
+        held = holder.transaction()
+        await held.start()
+        await holder.execute("SELECT 1 FROM account_balances WHERE account_id = $1::uuid FOR UPDATE", z)
+        first = asyncio.ensure_future(api.post("/api/ledger_transactions", posting(z)))
+        await waiting(holder, 1)  # checked, and waiting for z
+        second = asyncio.ensure_future(api.post("/api/ledger_transactions", posting(w)))
+        await waiting(holder, 2)
+        await held.rollback()
+        answers = await asyncio.gather(first, second)
+    finally:
+        await holder.close()
+    assert sorted(r.status_code for r in answers) == [201, 422], [r.text for r in answers]
+    assert [r.json()["code"] for r in answers if r.status_code == 422] == ["balance_overflow"]
+    assert (await api.balances(x))["pending_balance"]["debits"] == big
