@@ -203,11 +203,10 @@ class Router:
             self.metrics.rejected.labels("unauthorized").inc()
             return _own(401, UNAUTHORIZED_HEADERS, UNAUTHORIZED_BODY)
         digest = memo[2]
-        # Only credentials the cell has accepted spend the tenant's budget: anybody can name a tenant. Others
-        # pass while their client address has failed attempts left (a 401 spends one), and become known when
-        # the cell accepts them.
-        # Unknown credentials spend nothing, but wait, as known ones would, while the tenant is past its limit (new
-        # keys, or new spellings of one, would pass it otherwise); the tenant pays once the cell has accepted them.
+        # Only credentials the cell has accepted spend the tenant's budget: anybody can name a tenant. Others spend
+        # nothing but wait, as known ones would, while the tenant is past its limit (new keys would pass it
+        # otherwise); they pass while their client address has failed attempts left (a 401 spends one), and become
+        # known, the tenant paying for that request, when the cell accepts them.
         known = self.credentials.tenant(digest, now) == tenant_id
         if wait_s := self.limiter.wait_s(tenant_id, route.rate_per_s, route.burst, now, known):
             self.metrics.rejected.labels("rate_limited").inc()
