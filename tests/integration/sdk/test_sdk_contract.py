@@ -7,14 +7,7 @@ from datetime import datetime, timezone
 
 from modern_treasury.types import LedgerAccount, LedgerAccountCategory
 
-
-async def _accounts(client):
-    ledger = await client.ledgers.create(name="contract")
-    cash = await client.ledger_accounts.create(name="cash", ledger_id=ledger.id, normal_balance="debit",
-                                               currency="USD")
-    wallet = await client.ledger_accounts.create(name="wallet", ledger_id=ledger.id, normal_balance="credit",
-                                                 currency="USD")
-    return ledger, cash, wallet
+from tests.integration.sdk.test_sdk_ledgers import _ledger_with_accounts as _accounts
 
 
 def _legs(cash, wallet, amount: int, **wallet_extra) -> list[dict]:
