@@ -151,13 +151,6 @@ class LedgerTransaction(Shape):
     updated_at: Timestamp
 
 
-class VersionEntry(Shape):
-    id: uuid.UUID
-    ledger_account_id: uuid.UUID
-    direction: Direction
-    amount: int
-
-
 class LedgerTransactionVersion(Shape):
     """The transaction as it was at `version`; `hash` chains each version to the one before (SHA-256)."""
 
@@ -175,7 +168,9 @@ class LedgerTransactionVersion(Shape):
     external_id: str | None
     metadata: dict[str, str]
     reverses_ledger_transaction_id: uuid.UUID | None
-    ledger_entries: list[VersionEntry]
+    # Each entry as the transaction held it at this version, as the SDK's version entries are: its status the
+    # version's, no lock version or resulting balances (those are the entry's now, GET /api/ledger_entries)
+    ledger_entries: list[LedgerEntry]
     created_at: Timestamp
     # absent from the snapshots of versions written before these fields existed
     ledgerable_type: str | None = None
@@ -383,13 +378,27 @@ def settlement(row) -> LedgerAccountSettlement:
 
 
 def version(row) -> LedgerTransactionVersion:
-    """A stored version: its snapshot (TransactionState's JSON) and where it stands in the audit chain."""
-    return msgspec.convert({**row["snapshot"], "id": str(uuid.uuid5(row["transaction_id"], str(row["version"]))),
-                            "object": "ledger_transaction_version", "live_mode": True,
-                            "effective_date": utc(datetime.fromisoformat(row["snapshot"]["effective_at"])).date(),
-                            "ledger_transaction_id": str(row["transaction_id"]), "version": row["version"],
-                            "hash": row["hash"].hex(), "created_at": utc(row["created_at"])},
-                           LedgerTransactionVersion)
+    """A stored version: its snapshot (TransactionState's JSON) and where it stands in the audit chain; its entries
+    rendered with what `ledger_version_entries` read of them (`row["entries"]`, by id)."""
+    snapshot = row["snapshot"]
+    effective_at = datetime.fromisoformat(snapshot["effective_at"])
+    entries = []
+    for e in snapshot["ledger_entries"]:
+        facts = row["entries"][e["id"]]
+        entries.append(entry({
+            "id": uuid.UUID(e["id"]), "amount": e["amount"], "direction": e["direction"], "metadata": facts["metadata"],
+            "status": snapshot["status"], "ledger_account_id": uuid.UUID(e["ledger_account_id"]), "lock_version": None,
+            "currency": facts["currency"], "currency_exponent": facts["currency_exponent"],
+            "transaction_id": row["transaction_id"], "effective_at": effective_at,
+            "created_at": datetime.fromisoformat(facts["created_at"])}, False))
+    shown = msgspec.convert({**snapshot, "ledger_entries": [],
+                             "id": str(uuid.uuid5(row["transaction_id"], str(row["version"]))),
+                             "object": "ledger_transaction_version", "live_mode": True,
+                             "effective_date": utc(effective_at).date(),
+                             "ledger_transaction_id": str(row["transaction_id"]), "version": row["version"],
+                             "hash": row["hash"].hex(), "created_at": utc(row["created_at"])},
+                            LedgerTransactionVersion)
+    return msgspec.structs.replace(shown, ledger_entries=entries)
 
 
 def balance_monitor(row, state) -> LedgerAccountBalanceMonitor:

@@ -29,7 +29,8 @@ _CONCURRENT_INDEX = re.compile(r"CREATE\s+(?:UNIQUE\s+)?INDEX\s+CONCURRENTLY\s+I
 # plpgsql bodies are bound when they first run, but a LANGUAGE sql body is checked when it is created: a
 # routine comes after everything its SQL body names.
 ROUTINES = (
-    "new_id", "entry_status", "balances", "events", "event", "version_hash", "effects_of", "entry_results",
+    "new_id", "entry_status", "balances", "events", "event", "version_hash", "version_entries", "effects_of",
+    "entry_results",
     "balances_at", "balance_at", "accounts_current", "accounts_matching", "transactions_matching",
     "entries_matching", "fence", "tenant_open", "audit_horizon", "claim_key", "lock", "check",
     "headroom", "monitor_holds", "monitor", "apply", "apply_report", "post", "post_in_group", "post_queued_group",

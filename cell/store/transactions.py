@@ -264,7 +264,8 @@ async def list_versions_page(conn: asyncpg.Connection, tenant_id: str, *, after_
             w.add(f"v.{column} {OPERATORS_SQL[op]} {{}}", value)
     limit_ref = w.bind(limit)
     return await conn.fetch(
-        f"SELECT v.seq, v.transaction_id, v.version, v.snapshot, v.hash, v.created_at FROM {versions} v "
+        f"SELECT v.seq, v.transaction_id, v.version, v.snapshot, v.hash, v.created_at, "
+        f"ledger_version_entries(v.snapshot) AS entries FROM {versions} v "
         f"WHERE v.tenant_id = $1{w.sql()} ORDER BY v.seq LIMIT {limit_ref}", *w.args)
 
 

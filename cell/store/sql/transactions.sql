@@ -32,5 +32,6 @@ SELECT seq, id, ledger_id, description, status, effective_at, external_id, metad
 FROM ledger_transactions WHERE tenant_id = $1 AND id = ANY ($2::uuid[])
 
 -- name: fetch_versions
-SELECT transaction_id, version, snapshot, hash, created_at FROM ledger_transaction_versions
+SELECT transaction_id, version, snapshot, hash, created_at, ledger_version_entries(snapshot) AS entries
+FROM ledger_transaction_versions
 WHERE tenant_id = $1 AND transaction_id = $2 ORDER BY version

@@ -82,3 +82,24 @@ async def test_a_transactions_external_id_and_description_are_cleared_with_null(
     other = await client.ledger_transactions.create(status="posted", external_id="ext-1",
                                                     ledger_entries=_legs(cash, wallet, 1))
     assert other.external_id == "ext-1"
+
+
+async def test_a_versions_entries_are_entries_as_the_sdk_types_them(mt):
+    """Each version's entries as the transaction held them then: their status the version's, with the fields the
+    SDK's version entry requires (the snapshot the audit chain hashes keeps only ids, accounts, directions, amounts)."""
+    from modern_treasury.types.ledger_transactions import LedgerTransactionVersion
+
+    client = await mt()
+    _, cash, wallet = await _accounts(client)
+    pending = await client.ledger_transactions.create(ledger_entries=_legs(cash, wallet, 50))
+    await client.ledger_transactions.update(pending.id, status="posted")
+    versions = [v async for v in client.ledger_transactions.versions.list(ledger_transaction_id=pending.id)]
+    assert [(v.version, [e.status for e in v.ledger_entries]) for v in versions] == [
+        (1, ["pending", "pending"]), (2, ["posted", "posted"])]
+    entry = versions[1].ledger_entries[0]
+    assert (entry.amount_string, entry.ledger_transaction_id, entry.ledger_account_currency,
+            entry.ledger_account_currency_exponent, entry.effective_at) == ("50", pending.id, "USD", 2,
+                                                                            pending.effective_at)
+    raw = await client.ledger_transactions.versions.with_raw_response.list(ledger_transaction_id=pending.id)
+    for shown in raw.http_response.json():
+        LedgerTransactionVersion.model_validate(shown)  # every field the SDK's model requires is there
