@@ -175,6 +175,11 @@ class LedgerTransactionVersion(Shape):
     # absent from the snapshots of versions written before these fields existed
     ledgerable_type: str | None = None
     ledgerable_id: str | None = None
+    # not in the snapshot (not hashed): the transaction's, as they held at this version
+    posted_at: Timestamp | None = None  # when it was posted, on a posted version
+    archived_reason: str | None = None  # why it was archived, on an archived version
+    partially_posts_ledger_transaction_id: uuid.UUID | None = None
+    reversed_by_ledger_transaction_id: uuid.UUID | None = None  # on the current version: reversals add none
 
 
 class AlertCondition(Shape):
@@ -398,7 +403,12 @@ def version(row) -> LedgerTransactionVersion:
                              "ledger_transaction_id": str(row["transaction_id"]), "version": row["version"],
                              "hash": row["hash"].hex(), "created_at": utc(row["created_at"])},
                             LedgerTransactionVersion)
-    return msgspec.structs.replace(shown, ledger_entries=entries)
+    status, current = snapshot["status"], row["version"] == row["current_version"]
+    return msgspec.structs.replace(
+        shown, ledger_entries=entries, partially_posts_ledger_transaction_id=row["partially_posts_id"],
+        posted_at=_utc_or_none(row["posted_at"]) if status == "posted" else None,
+        archived_reason=row["archived_reason"] if status == "archived" else None,
+        reversed_by_ledger_transaction_id=row["reversed_by_id"] if current else None)
 
 
 def balance_monitor(row, state) -> LedgerAccountBalanceMonitor:

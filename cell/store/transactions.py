@@ -265,7 +265,11 @@ async def list_versions_page(conn: asyncpg.Connection, tenant_id: str, *, after_
     limit_ref = w.bind(limit)
     return await conn.fetch(
         f"SELECT v.seq, v.transaction_id, v.version, v.snapshot, v.hash, v.created_at, "
-        f"ledger_version_entries(v.snapshot) AS entries FROM {versions} v "
+        f"ledger_version_entries(v.snapshot) AS entries, t.* FROM {versions} v "
+        # what the version is shown with beyond its snapshot: the transaction's posting, archive and links
+        f"CROSS JOIN LATERAL (SELECT t.version AS current_version, t.posted_at, t.archived_reason, "
+        f"t.partially_posts_id, t.reversed_by_id FROM ledger_transactions t "
+        f"WHERE t.tenant_id = $1 AND t.id = v.transaction_id LIMIT 1) t "
         f"WHERE v.tenant_id = $1{w.sql()} ORDER BY v.seq LIMIT {limit_ref}", *w.args)
 
 

@@ -32,6 +32,7 @@ SELECT seq, id, ledger_id, description, status, effective_at, external_id, metad
 FROM ledger_transactions WHERE tenant_id = $1 AND id = ANY ($2::uuid[])
 
 -- name: fetch_versions
-SELECT transaction_id, version, snapshot, hash, created_at, ledger_version_entries(snapshot) AS entries
-FROM ledger_transaction_versions
-WHERE tenant_id = $1 AND transaction_id = $2 ORDER BY version
+SELECT v.transaction_id, v.version, v.snapshot, v.hash, v.created_at, ledger_version_entries(v.snapshot) AS entries,
+       t.version AS current_version, t.posted_at, t.archived_reason, t.partially_posts_id, t.reversed_by_id
+FROM ledger_transaction_versions v JOIN ledger_transactions t ON t.tenant_id = $1 AND t.id = v.transaction_id
+WHERE v.tenant_id = $1 AND v.transaction_id = $2 ORDER BY v.version

@@ -103,3 +103,33 @@ async def test_a_versions_entries_are_entries_as_the_sdk_types_them(mt):
     raw = await client.ledger_transactions.versions.with_raw_response.list(ledger_transaction_id=pending.id)
     for shown in raw.http_response.json():
         LedgerTransactionVersion.model_validate(shown)  # every field the SDK's model requires is there
+
+
+async def test_a_version_says_when_it_was_posted_why_archived_and_what_it_links(mt):
+    """The version fields the SDK reads beside the snapshot: `posted_at` on a posted version, `archived_reason` on an
+    archived one, the partial post's link on each, the reversal on the current version only (it adds no version)."""
+    client = await mt()
+    _, cash, wallet = await _accounts(client)
+    pending = await client.ledger_transactions.create(ledger_entries=_legs(cash, wallet, 50))
+    posted = await client.ledger_transactions.update(pending.id, status="posted")
+    reversal = await client.ledger_transactions.create_reversal(pending.id)
+    versions = [v async for v in client.ledger_transactions.versions.list(ledger_transaction_id=pending.id)]
+    assert [(v.version, v.posted_at, v.reversed_by_ledger_transaction_id) for v in versions] == [
+        (1, None, None), (2, posted.posted_at, reversal.id)]
+    everywhere = [v async for v in client.ledger_transactions.versions.list()]
+    assert [(v.posted_at, v.reversed_by_ledger_transaction_id) for v in everywhere
+            if v.ledger_transaction_id == pending.id] == [(None, None), (posted.posted_at, reversal.id)]
+
+    held = await client.ledger_transactions.create(ledger_entries=_legs(cash, wallet, 100))
+    part = await client.ledger_transactions.create_partial_post(held.id, posted_ledger_entries=_legs(cash, wallet, 60))
+    [shown] = [v async for v in client.ledger_transactions.versions.list(ledger_transaction_id=part.id)]
+    assert (shown.partially_posts_ledger_transaction_id, shown.posted_at) == (held.id, part.posted_at)
+
+    locked = await client.ledger_transactions.create(status="posted", ledger_entries=[
+        {"ledger_account_id": wallet.id, "direction": "debit", "amount": 10**6,
+         "available_balance_amount": {"gte": 0}},
+        {"ledger_account_id": cash.id, "direction": "credit", "amount": 10**6}],
+        extra_body={"archive_on_balance_lock_failure": True})
+    [archived] = [v async for v in client.ledger_transactions.versions.list(ledger_transaction_id=locked.id)]
+    assert (archived.status, archived.archived_reason, archived.posted_at) == ("archived", "balance_lock_failure",
+                                                                               None)
