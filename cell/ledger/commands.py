@@ -447,7 +447,9 @@ class BulkRequestCreate(Strict):
             for j, entry in enumerate(entries if isinstance(entries, list) else []):
                 if not isinstance(entry, dict):
                     continue
-                used = [f for f in BULK_FORBIDDEN_ENTRY_FIELDS if entry.get(f) not in (None, False, {})]
+                # `is`, not `in`: 0 == False, and a lock_version of 0 (an account never touched) is a lock
+                used = [f for f in BULK_FORBIDDEN_ENTRY_FIELDS
+                        if not (entry.get(f) is None or entry.get(f) is False or entry.get(f) == {})]
                 if used:
                     raise PostingRejected(f"resources[{i}].ledger_entries[{j}] uses {', '.join(used)}: bulk "
                                            "transactions may not use balance locks, lock_version or resulting "

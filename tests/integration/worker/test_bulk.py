@@ -107,7 +107,10 @@ async def test_balance_locks_refuse_the_request_and_a_retried_request_is_the_sam
     for bad in (locked, _txn(ids, 5) | {"ledger_entries": [
             {"ledger_account_id": ids["cash"], "direction": "debit", "amount": 5, "lock_version": 1},
             {"ledger_account_id": ids["wallet"], "direction": "credit", "amount": 5,
-             "show_resulting_ledger_account_balances": True}]}):
+             "show_resulting_ledger_account_balances": True}]},
+                _txn(ids, 5) | {"ledger_entries": [  # a lock on version 0 (an account never touched) is a lock too
+                    {"ledger_account_id": ids["cash"], "direction": "debit", "amount": 5, "lock_version": 0},
+                    {"ledger_account_id": ids["wallet"], "direction": "credit", "amount": 5}]}):
         r = await client.post("/api/bulk_requests", auth=auth, json={
             "action_type": "create", "resource_type": "ledger_transaction", "resources": [_txn(ids, 1), bad]})
         assert r.status_code == 422 and r.json()["code"] == "bulk_balance_locks_not_allowed", r.text
@@ -304,3 +307,4 @@ async def test_a_claimer_whose_listening_session_ends_still_claims_by_its_polls(
         waiting.cancel()
         await asyncio.gather(waiting, return_exceptions=True)
         await admin.close()
+
