@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 
 import asyncpg
 import msgspec
+from msgspec import UNSET
 
 from cell.ledger.commands import (
     AccountCreate,
@@ -265,9 +266,27 @@ def _single_use_case(ctx: CellContext, request):
             account_id, rest = _with_id(resource, "ledger account")
             return await accounts.update_account(ctx, tenant_id, account_id, _decode(rest, AccountUpdate))
         txn_id, rest = _with_id(resource, "ledger transaction")
-        return await transactions.update_transaction(ctx, tenant_id, txn_id, _decode(rest, TransactionUpdate))
+        cmd = await _entries_unless_held(ctx, tenant_id, txn_id, _decode(rest, TransactionUpdate))
+        return await transactions.update_transaction(ctx, tenant_id, txn_id, cmd)
 
     return apply
+
+
+async def _entries_unless_held(ctx: CellContext, tenant_id: str, txn_id: uuid.UUID,
+                               cmd: TransactionUpdate) -> TransactionUpdate:
+    """An update's `ledger_entries` left out when the transaction holds them already, at the same time: its result
+    is written after its effect, so a worker that died between the two leaves the update applied, and the resumed
+    request sends it again (replaced again, the entries would be discarded and written once more; once posted by the
+    update, refused as a bulk_error). The rest of an update is the same when repeated."""
+    if cmd.ledger_entries is UNSET:
+        return cmd
+    current = await transactions.get_transaction(ctx, tenant_id, txn_id)
+    if cmd.effective_at is not UNSET and cmd.effective_at != current.effective_at:
+        return cmd
+    held = [(e.ledger_account_id, e.direction, e.amount, e.metadata) for e in current.ledger_entries]
+    if [(e.ledger_account_id, e.direction, e.amount, e.metadata) for e in cmd.ledger_entries] != held:
+        return cmd
+    return msgspec.structs.replace(cmd, ledger_entries=UNSET, effective_at=UNSET)
 
 
 async def process(ctx: CellContext, request, *, chunk_size: int, chunks_at_once: int, lease_s: float,

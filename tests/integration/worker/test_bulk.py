@@ -308,3 +308,43 @@ async def test_a_claimer_whose_listening_session_ends_still_claims_by_its_polls(
         await asyncio.gather(waiting, return_exceptions=True)
         await admin.close()
 
+
+async def test_a_transaction_update_applied_before_a_crash_is_not_applied_again_nor_failed(client, pool,
+                                                                                          worker_database_url):
+    """An update goes through the PATCH use case, then its result is written: a worker that dies between the two
+    leaves the update applied without a result. Its resumed request applies it again: the same entries again are
+    no change (no third version, no entries discarded twice), and a pending transaction the update posted is not
+    answered with a bulk_error (it was done)."""
+    from cell.ledger.commands import TransactionUpdate
+    from cell.service import bulk as bulk_service
+    from cell.service import transactions
+    from worker import bulk as worker_bulk
+    from worker.settings import load_settings as load_worker_settings
+
+    auth, ids = await api_book(client, pool, "bulk", BOOK)
+    pending = []
+    for amount in (5, 6):
+        r = await client.post("/api/ledger_transactions", auth=auth, json=_txn(ids, amount) | {"status": "pending"})
+        pending.append(r.json()["id"])
+    resources = [{"id": pending[0], "ledger_entries": _txn(ids, 8)["ledger_entries"]},
+                 {"id": pending[1], "status": "posted", "ledger_entries": _txn(ids, 9)["ledger_entries"]}]
+    request = (await client.post("/api/bulk_requests", auth=auth, json={
+        "action_type": "update", "resource_type": "ledger_transaction", "resources": resources})).json()
+    settings = load_worker_settings({}, database_url=worker_database_url, posting_mode="hybrid", bulk_poll_s=0.05)
+    ctx = worker_bulk.cell_context(pool, settings)
+    before = []
+    for resource in resources:  # applied by a worker that died before writing the results
+        txn_id, rest = bulk_service._with_id(resource, "ledger transaction")
+        before.append(await transactions.update_transaction(ctx, auth[0], txn_id,
+                                                            bulk_service._decode(rest, TransactionUpdate)))
+    await worker_bulk.process_for(pool, settings, 0.5)
+    done = await _completed(client, auth, request["id"])
+    assert done is not None and (done["success_result_count"], done["failed_result_count"]) == (2, 0), \
+        [r["entity"] for r in await _results(client, auth, request["id"])]
+    for txn, amount in zip(before, (8, 9)):
+        now = (await client.get(f"/api/ledger_transactions/{txn.id}", auth=auth)).json()
+        assert (now["version"], now["status"]) == (txn.version, txn.status)
+        assert {e["amount"] for e in now["ledger_entries"]} == {amount}
+        discarded = (await client.get("/api/ledger_entries", auth=auth, params={
+            "ledger_transaction_id": str(txn.id), "show_deleted": "true"})).json()
+        assert len(discarded) == 4  # the first entries and their one replacement
