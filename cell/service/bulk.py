@@ -292,7 +292,8 @@ async def _entries_unless_held(ctx: CellContext, tenant_id: str, txn_id: uuid.UU
 async def process(ctx: CellContext, request, *, chunk_size: int, chunks_at_once: int, lease_s: float,
                   pause_between_chunks_s: float = 0.0) -> views.BulkRequest | None:
     """Process a claimed request to its end: the resources without a result, in chunks (new transactions
-    `chunks_at_once` at a time, the lease renewed after each such wave); then complete it (with its event).
+    `chunks_at_once` at a time, the lease renewed after each such wave; any other kind one by one, the lease renewed
+    before each); then complete it (with its event).
     Returns the completed request, or None when the claim was lost or another worker completed it."""
     done = await ctx.run(lambda conn: store.done_indexes(conn, request["id"]))
     todo = [i for i in range(request["total_resource_count"]) if i not in done]
@@ -300,10 +301,17 @@ async def process(ctx: CellContext, request, *, chunk_size: int, chunks_at_once:
     chunked = (request["action_type"], request["resource_type"]) == ("create", "ledger_transaction")
     apply = _single_use_case(ctx, request)
 
-    async def one_chunk(chunk: list[int]) -> list[Posting]:
+    async def claimed() -> bool:
+        return await ctx.run(lambda conn: store.renew_lease(conn, request["id"], request["lease_token"], lease_s))
+
+    async def one_chunk(chunk: list[int]) -> list[Posting] | None:
         if chunked:
             return await _create_transactions(ctx, request, chunk)
         for i in chunk:
+            # Applied before its result is written, outside the claim's hold: only while the claim is still this
+            # worker's (one that stalled past its lease would apply an update again after another's later ones).
+            if not await claimed():
+                return None
             await _one_at_a_time(ctx, request, i, apply)
         return []
 
@@ -312,8 +320,8 @@ async def process(ctx: CellContext, request, *, chunk_size: int, chunks_at_once:
     at_once = chunks_at_once if chunked else 1
     for start in range(0, len(chunks), at_once):
         written = await asyncio.gather(*(one_chunk(c) for c in chunks[start:start + at_once]))
-        await _nudge(ctx, request["tenant_id"], [p for postings in written for p in postings])
-        if not await ctx.run(lambda conn: store.renew_lease(conn, request["id"], request["lease_token"], lease_s)):
+        await _nudge(ctx, request["tenant_id"], [p for postings in written if postings for p in postings])
+        if None in written or not await claimed():
             return None
         if pause_between_chunks_s:
             await asyncio.sleep(pause_between_chunks_s)

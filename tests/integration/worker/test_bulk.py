@@ -348,3 +348,39 @@ async def test_a_transaction_update_applied_before_a_crash_is_not_applied_again_
         discarded = (await client.get("/api/ledger_entries", auth=auth, params={
             "ledger_transaction_id": str(txn.id), "show_deleted": "true"})).json()
         assert len(discarded) == 4  # the first entries and their one replacement
+
+
+async def test_a_worker_that_lost_its_claim_applies_no_further_update(client, pool, worker_database_url):
+    """A worker stalled past its lease (here paused between chunks) has lost the request to another, which finished
+    it: waking, it applies none of the updates it had not done, since an update it applied again after the other's
+    later ones would undo them (the account's metadata is the last resource's, as the results say)."""
+    import asyncio
+
+    from cell.service import bulk as bulk_service
+    from worker import bulk as worker_bulk
+    from worker.settings import load_settings as load_worker_settings
+
+    auth, ids = await api_book(client, pool, "bulk", BOOK)
+    resources = [{"id": ids["cash"], "metadata": {"k": str(n)}} for n in (1, 2, 3)]
+    request = (await client.post("/api/bulk_requests", auth=auth, json={
+        "action_type": "update", "resource_type": "ledger_account", "resources": resources})).json()
+    settings = load_worker_settings({}, database_url=worker_database_url, posting_mode="hybrid")
+    claim = ("UPDATE bulk_requests SET status = 'processing', lease_token = gen_random_uuid(), "
+             "lease_until = now() + interval '1 second' WHERE id = $1 AND (lease_until IS NULL OR lease_until < now()) "
+             "RETURNING *")  # claim_bulk_request's claim, of this request only
+    first = await pool.fetchrow(claim, uuid.UUID(request["id"]))
+    stalled = asyncio.create_task(bulk_service.process(
+        worker_bulk.cell_context(pool, settings), first, chunk_size=1, chunks_at_once=1, lease_s=1,
+        pause_between_chunks_s=5))
+    try:
+        second = await wait_until(lambda: pool.fetchrow(claim, uuid.UUID(request["id"])), 30,
+                                  what="the stalled worker's lease over, the request claimed again")
+        done = await bulk_service.process(worker_bulk.cell_context(pool, settings), second, chunk_size=1,
+                                          chunks_at_once=1, lease_s=30)
+        assert done is not None and done.success_result_count == 3
+        assert await asyncio.wait_for(stalled, 60) is None  # its claim lost: not completed by it
+    finally:
+        stalled.cancel()
+        await asyncio.gather(stalled, return_exceptions=True)
+    shown = (await client.get(f"/api/ledger_accounts/{ids['cash']}", auth=auth)).json()
+    assert shown["metadata"] == {"k": "3"}
