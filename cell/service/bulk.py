@@ -25,6 +25,7 @@ from cell.ledger.commands import (
 from cell.ledger.errors import (
     DatabaseUnavailable,
     IdempotencyInFlight,
+    IdempotencyKeyReused,
     InvalidRequest,
     LedgerError,
     LockTimeout,
@@ -191,8 +192,18 @@ async def _create_transactions(ctx: CellContext, request, indexes: list[int]) ->
     written: list[Posting] = []
 
     async def work(conn: asyncpg.Connection, todo: list[int]) -> list[tuple]:
+        claimed = await store.resources_of_keys(conn, tenant_id, [prepared[i][0].idempotency.key for i in todo
+                                                                   if i in prepared])
+        # A key claimed with another hash is another request's (a client may send bulk:<id>:<index> too): that
+        # resource is refused as when it is posted alone, never answered with what the other request made.
+        for i in todo:
+            key = prepared[i][0].idempotency if i in prepared else None
+            if key is not None and key.key in claimed and claimed[key.key][1] != key.request_hash:
+                failures[i] = _failure(i, resources[i], IdempotencyKeyReused(
+                    "this resource's Idempotency-Key was used with a different request"))
+                del prepared[i]
+        replayed = {k: resource for k, (resource, _) in claimed.items()}
         mine = [i for i in todo if i in prepared]
-        replayed = await store.resources_of_keys(conn, tenant_id, [prepared[i][0].idempotency.key for i in mine])
         fresh = [i for i in mine if prepared[i][0].idempotency.key not in replayed]
         postings = [prepared[i][0] for i in fresh]
         # The keys claimed in one statement; each posting then written as ledger_post writes it, without its own

@@ -79,10 +79,10 @@ async def list_results(conn, tenant_id: str, *, after_seq: int, limit: int, requ
                             *w.args)
 
 
-async def resources_of_keys(conn, tenant_id: str, keys: list[str]) -> dict[str, uuid.UUID]:
-    """The resource each (claimed) idempotency key names."""
-    return {r["key"]: r["resource_id"] for r in await conn.fetch(Q["resources_of_keys"], tenant_id, keys)} if keys \
-        else {}
+async def resources_of_keys(conn, tenant_id: str, keys: list[str]) -> dict[str, tuple[uuid.UUID, bytes]]:
+    """The resource each (claimed) idempotency key names, and the hash of the request that claimed it."""
+    return {r["key"]: (r["resource_id"], r["request_hash"])
+            for r in await conn.fetch(Q["resources_of_keys"], tenant_id, keys)} if keys else {}
 
 
 async def claim_keys(conn, tenant_id: str, keys: list[tuple[str, bytes, uuid.UUID]]) -> None:

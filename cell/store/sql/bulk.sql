@@ -70,7 +70,7 @@ RETURNING r.*;
 SELECT * FROM bulk_results WHERE tenant_id = $1 AND id = $2;
 
 -- name: resources_of_keys
-SELECT key, resource_id FROM idempotency_keys WHERE tenant_id = $1 AND key = ANY ($2::text[]);
+SELECT key, resource_id, request_hash FROM idempotency_keys WHERE tenant_id = $1 AND key = ANY ($2::text[]);
 
 -- name: claim_bulk_keys
 -- Bulk resources' idempotency keys, claimed together (ledger_claim_key's rows, for postings written without

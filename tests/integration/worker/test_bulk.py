@@ -219,9 +219,10 @@ async def test_a_resource_posted_alone_before_a_crash_is_answered_not_posted_aga
         "action_type": "create", "resource_type": "ledger_transaction", "resources": resources})).json()
     settings = load_worker_settings({}, database_url=worker_database_url, posting_mode="hybrid", bulk_poll_s=0.05)
     ctx = worker_bulk.cell_context(pool, settings)
-    alone = await transactions.create_transaction(
-        ctx, auth[0], bulk_service._decode(resources[1], TransactionCreate),
-        bulk_service.resource_idempotency(uuid.UUID(request["id"]), 1, resources[1]))
+    stored = (await pool.fetchval("SELECT resources FROM bulk_requests WHERE id = $1", uuid.UUID(request["id"])))[1]
+    alone = await transactions.create_transaction(  # the resource as the worker reads it (its key's hash is of that)
+        ctx, auth[0], bulk_service._decode(stored, TransactionCreate),
+        bulk_service.resource_idempotency(uuid.UUID(request["id"]), 1, stored))
     await worker_bulk.process_for(pool, settings, 0.5)
     done = await _completed(client, auth, request["id"])
     assert done is not None and done["success_result_count"] == 3
@@ -384,3 +385,27 @@ async def test_a_worker_that_lost_its_claim_applies_no_further_update(client, po
         await asyncio.gather(stalled, return_exceptions=True)
     shown = (await client.get(f"/api/ledger_accounts/{ids['cash']}", auth=auth)).json()
     assert shown["metadata"] == {"k": "3"}
+
+
+async def test_a_resource_key_taken_by_another_request_fails_that_resource_not_the_whole_request(client, pool,
+                                                                                              worker_database_url):
+    """A resource's key (bulk:<request>:<index>) is an Idempotency-Key a client may send too: taken by another
+    request (here a ledger's), the resource is refused as a request reusing a key is (idempotency_key_reused), as
+    it is when posted alone, never answered with what the other request made nor left failing the whole request."""
+    from worker import bulk as worker_bulk
+    from worker.settings import load_settings as load_worker_settings
+
+    auth, ids = await api_book(client, pool, "bulk", BOOK)
+    request = (await client.post("/api/bulk_requests", auth=auth, json={
+        "action_type": "create", "resource_type": "ledger_transaction",
+        "resources": [_txn(ids, 1, external_id="taken-key"), _txn(ids, 2, external_id="own-key")]})).json()
+    r = await client.post("/api/ledgers", auth=auth, json={"name": "other"},
+                          headers={"Idempotency-Key": f"bulk:{request['id']}:0"})
+    assert r.status_code == 201, r.text
+    settings = load_worker_settings({}, database_url=worker_database_url, posting_mode="hybrid", bulk_poll_s=0.05)
+    await worker_bulk.process_for(pool, settings, 0.5)
+    done = await _completed(client, auth, request["id"])
+    assert done is not None and (done["success_result_count"], done["failed_result_count"]) == (1, 1)
+    results = {r["request_params"]["external_id"]: r for r in await _results(client, auth, request["id"])}
+    assert results["taken-key"]["entity"]["request_errors"][0]["code"] == "idempotency_key_reused"
+    assert results["own-key"]["entity"]["ledger_entries"][0]["amount"] == 2
