@@ -192,13 +192,17 @@ async def change_entries(ctx: CellContext, tenant_id: str, settlement_id: uuid.U
                     raise PostingRejected("only posted entries of the settled account effective before "
                                           "effective_at_upper_bound can be settled", "ledger_entry_not_settleable",
                                           {"ledger_entry_ids": unfit})
+                before = await store.held(conn, settlement_id, ids)
                 held = await store.claim(conn, tenant_id, settlement_id, ids)
                 taken = [str(i) for i in ids if i not in held]
                 if taken:
                     raise PostingRejected("these ledger entries are held by another ledger account settlement",
                                           "ledger_entry_already_settled", {"ledger_entry_ids": taken})
+                changed = len(held) > len(before)
             else:
-                await store.release(conn, tenant_id, settlement_id, ids)
+                changed = await store.release(conn, tenant_id, settlement_id, ids) > 0
+            if not changed:  # entries it holds attached again, or others detached: no change, no event
+                return await _settlement(conn, tenant_id, settlement_id)
             leg = _leg(row, await store.net(conn, settlement_id, row["normal_balance"]))
             amount, direction = (None, None) if isinstance(leg, Rejection) else leg
             await store.set_outcome(conn, tenant_id, settlement_id, status="drafting", amount=amount,

@@ -42,12 +42,18 @@ async def claim(conn: asyncpg.Connection, tenant_id: str, settlement_id, entry_i
     return {r["entry_id"] for r in await conn.fetch(Q["claim_entries"], tenant_id, settlement_id, entry_ids)}
 
 
+async def held(conn: asyncpg.Connection, settlement_id, entry_ids: list) -> set[uuid.UUID]:
+    return {r["entry_id"] for r in await conn.fetch(Q["held_entries"], settlement_id, entry_ids)}
+
+
 async def claim_offset(conn: asyncpg.Connection, tenant_id: str, settlement_id, entry_id) -> None:
     await conn.execute(Q["claim_offset_entry"], tenant_id, settlement_id, entry_id)
 
 
-async def release(conn: asyncpg.Connection, tenant_id: str, settlement_id, entry_ids: list | None = None) -> None:
-    await conn.execute(Q["release_entries"], tenant_id, settlement_id, entry_ids)
+async def release(conn: asyncpg.Connection, tenant_id: str, settlement_id, entry_ids: list | None = None) -> int:
+    """Releases the entries of `entry_ids` the settlement holds (None: all); how many it released."""
+    status = await conn.execute(Q["release_entries"], tenant_id, settlement_id, entry_ids)
+    return int(status.rsplit(" ", 1)[1])
 
 
 async def net(conn: asyncpg.Connection, settlement_id, normal_balance: str) -> int:

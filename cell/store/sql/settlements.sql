@@ -46,6 +46,11 @@ ON CONFLICT (entry_id) DO UPDATE SET settlement_id = excluded.settlement_id, upd
 WHERE c.role = 'settled' AND (c.settlement_id IS NULL OR c.settlement_id = excluded.settlement_id)
 RETURNING entry_id
 
+-- name: held_entries
+-- Of the ids given, those the settlement holds.
+SELECT entry_id FROM ledger_account_settlement_entries WHERE settlement_id = $1 AND entry_id = ANY($2::uuid[])
+  AND role = 'settled'
+
 -- name: claim_offset_entry
 INSERT INTO ledger_account_settlement_entries (entry_id, tenant_id, settlement_id, role)
 VALUES ($3, $1, $2, 'offset')

@@ -283,3 +283,28 @@ async def test_a_settlement_gathers_at_most_its_bound_and_a_larger_one_is_refuse
         second = await books.settled(status="posted")
         assert second["amount"] == 100 and len(await books.entries_of(second)) == 1
         assert (await api.balances(books.wallet))["posted_balance"]["amount"] == 0
+
+
+async def test_attaching_held_entries_or_detaching_others_changes_nothing_and_writes_no_event(books, admin_conn):
+    """As any change that changes nothing: entries a draft holds already attached again, or entries it does not hold
+    detached, answer the draft as it is (updated_at kept) and write no event."""
+    api = books.api
+    a, b = books.leg(await books.pay(10, "01-02")), books.leg(await books.pay(20, "01-03"))
+    draft = await books.settled(status="drafting")
+    path = f"/api/ledger_account_settlements/{draft['id']}/ledger_entries"
+
+    async def events() -> int:
+        return await admin_conn.fetchval("SELECT count(*) FROM events WHERE tenant_id = $1 AND entity_id = $2",
+                                         api.tenant_id, draft["id"])
+
+    held = await api.patch(path, {"ledger_entry_ids": [a]})
+    assert held.status_code == 200 and held.json()["amount"] == 10, held.text
+    written = await events()
+    again = await api.patch(path, {"ledger_entry_ids": [a]})
+    assert again.status_code == 200 and again.json() == held.json()
+    other = await api.request("DELETE", path, json={"ledger_entry_ids": [b]})
+    assert other.status_code == 200 and other.json() == held.json()
+    assert await events() == written
+    detached = await api.request("DELETE", path, json={"ledger_entry_ids": [a, b]})
+    assert detached.status_code == 200 and detached.json()["amount"] == 0
+    assert await events() == written + 1
