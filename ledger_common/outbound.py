@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
 import httpcore
+import httpx
 import msgspec
 
 URL_LENGTH_MAX = 2048
@@ -52,6 +53,14 @@ def check_shape(url: str, policy: OutboundPolicy) -> tuple[str, int]:
         host.encode("idna")  # what the resolver does first: labels of 1-63 characters, nothing it cannot encode
     except UnicodeError as exc:
         raise RefusedUrl("the URL's host is not a valid host name: each of its labels must be 1-63 characters") from exc
+    try:
+        # The host as the worker's client reads it (IDNA 2008, both ways) and names it on the wire: stricter than the
+        # resolver's IDNA 2003, which reads full-width digits as an address the client then cannot encode.
+        wire = httpx.URL(url)
+        wire.host  # noqa: B018 - decodes its A-labels, as the client does when it sends: a malformed one is refused
+        host = wire.raw_host.decode("ascii").rstrip(".").lower()
+    except (httpx.InvalidURL, UnicodeError) as exc:
+        raise RefusedUrl(f"the URL's host is not a valid host name: {exc}") from exc
     if parts.username is not None or parts.password is not None:
         raise RefusedUrl("the URL must not carry credentials")
     if parts.fragment:

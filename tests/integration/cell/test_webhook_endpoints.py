@@ -47,6 +47,9 @@ async def test_an_endpoint_is_registered_with_its_key_shown_once_then_changed_ro
     ("https://a..example.com/hooks", "labels"),  # a name the resolver cannot encode: refused before any lookup
     ("https://" + "a" * 64 + ".example.com/hooks", "labels"),
     ("https://.example.com/hooks", "labels"),
+    # Hosts the worker's client (IDNA 2008) cannot send to: the resolver's IDNA 2003 reads the first as 93.184.216.34.
+    ("https://\uff19\uff13.\uff11\uff18\uff14.\uff12\uff11\uff16.\uff13\uff14/hooks", "host"),
+    ("https://xn--zz.example.com/hooks", "host"),
 ])
 async def test_a_url_the_worker_would_not_call_is_refused_at_registration_with_why(api, url, why):
     r = await api.post("/api/webhook_endpoints", {"url": url})

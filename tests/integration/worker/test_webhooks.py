@@ -299,3 +299,36 @@ async def test_a_deliverer_whose_listening_session_ends_finishes_its_run_and_sti
     finally:
         await admin.close()
         receiver.stop()
+
+
+async def test_an_endpoint_url_the_client_cannot_encode_is_a_refused_attempt_and_other_tenants_still_get_theirs(
+        pool, book, worker_database_url):
+    """An endpoint registered before its URL's host was checked as the worker's client encodes it (the resolver read
+    the full-width digits as 93.184.216.34, the client cannot encode them): its delivery is a failed attempt that
+    says why, and the batch it was claimed with (another tenant's delivery here) is delivered and recorded."""
+    from cell.ledger.webhooks import new_key
+    from cell.store import webhooks as store_webhooks
+    from worker import webhooks as worker_webhooks
+    from worker.settings import load_settings as load_worker_settings
+
+    receiver = Receiver().start()
+    try:
+        endpoint = await _endpoint(pool, book.tenant, receiver.url)
+        receiver.key = endpoint.webhook_key
+        async with pool.acquire() as conn:
+            other = await new_book(conn, {"cash": "debit"})
+            full_width = "https://\uff19\uff13.\uff11\uff18\uff14.\uff12\uff11\uff16.\uff13\uff14/hooks"
+            await store_webhooks.insert_endpoint(conn, uuid.uuid4(), other.tenant, url=full_width, event_names=[],
+                                                 description=None, metadata={}, key=new_key())
+        await _events(pool, book.tenant, [(uuid.uuid4(), "ledger_account.created")])
+        await _events(pool, other.tenant, [(uuid.uuid4(), "ledger_account.created")])
+        settings = load_worker_settings({}, database_url=worker_database_url, webhook_allow_http_loopback=True)
+        await worker_webhooks.fan_out(pool, settings)
+        async with worker_webhooks.http_client(settings) as client:
+            await worker_webhooks.deliver_due(pool, client, settings)
+        (good,) = (await _deliveries(pool, book.tenant)).values()
+        (bad,) = (await _deliveries(pool, other.tenant)).values()
+        assert good["status"] == "succeeded" and set(receiver.delivered()) == set(await _event_ids(pool, book.tenant))
+        assert bad["status"] == "pending" and bad["attempts"] == 1 and bad["last_error"].startswith("refused: ")
+    finally:
+        receiver.stop()

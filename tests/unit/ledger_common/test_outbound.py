@@ -25,7 +25,9 @@ PRIVATE_NET = OutboundPolicy(allow_private_addresses=True)
 @pytest.mark.parametrize("url", ["http://93.184.216.34/x", "ftp://host/x", "https:///x", "https://u:p@host/x",
                                  "https://host/x#frag", "https://host/ x", "", "https://" + "a" * 2100,
                                  "https://host:99999/x", "https://a..example.com/x", "https://.example.com/x",
-                                 "https://" + "a" * 64 + ".example.com/x"])
+                                 "https://" + "a" * 64 + ".example.com/x",
+                                 "https://\uff19\uff13.\uff11\uff18\uff14.\uff12\uff11\uff16.\uff13\uff14/x",
+                                 "https://xn--zz.example.com/x", "https://i\u2764.example.com/x"])
 def test_shapes_refused_in_production(url):
     with pytest.raises(RefusedUrl):
         check_shape(url, PRODUCTION)
@@ -35,6 +37,7 @@ def test_http_only_to_loopback_and_only_when_development_allows_it():
     assert check_shape("https://hooks.example.com/x", PRODUCTION) == ("hooks.example.com", 443)
     assert check_shape("http://127.0.0.1:8080/x", DEVELOPMENT) == ("127.0.0.1", 8080)
     assert check_shape("http://localhost/x", DEVELOPMENT) == ("localhost", 80)
+    assert check_shape("https://B\u00fccher.example./x", PRODUCTION) == ("xn--bcher-kva.example", 443)  # as sent
     with pytest.raises(RefusedUrl):
         check_shape("http://10.0.0.1/x", DEVELOPMENT)
     with pytest.raises(RefusedUrl):
