@@ -110,7 +110,9 @@ async def list_deliveries(conn: asyncpg.Connection, tenant_id: str, *, endpoint_
 async def redeliver(conn: asyncpg.Connection, tenant_id: str, delivery_id: uuid.UUID, *,
                     retry_window_s: float) -> views.WebhookDelivery:
     """One delivery pending again now (same X-Webhook-ID), with a fresh retry window."""
-    row = await store.redeliver(conn, tenant_id, delivery_id, retry_window_s)
+    async with conn.transaction():
+        await store_tenants.fence(conn, tenant_id)
+        row = await store.redeliver(conn, tenant_id, delivery_id, retry_window_s)
     if row is None:
         raise NotFound(f"webhook delivery {delivery_id} not found")
     rows = await store.list_deliveries(conn, tenant_id, endpoint_id=row["endpoint_id"], status=None,
@@ -121,7 +123,9 @@ async def redeliver(conn: asyncpg.Connection, tenant_id: str, delivery_id: uuid.
 async def redeliver_failed(conn: asyncpg.Connection, tenant_id: str, *, endpoint_id: uuid.UUID | None = None,
                            retry_window_s: float) -> int:
     """Every failed delivery of the tenant (of one endpoint) pending again now; how many."""
-    return await store.redeliver_failed(conn, tenant_id, endpoint_id, retry_window_s)
+    async with conn.transaction():
+        await store_tenants.fence(conn, tenant_id)
+        return await store.redeliver_failed(conn, tenant_id, endpoint_id, retry_window_s)
 
 
 async def endpoints_page(ctx: CellContext, tenant_id: str, *, after_cursor: str | None,

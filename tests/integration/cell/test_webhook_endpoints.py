@@ -71,3 +71,31 @@ async def test_a_change_to_a_refused_url_is_refused_and_another_tenant_sees_noth
     assert (await other.get("/api/webhook_endpoints")).json() == []
     bad = await api.post("/api/webhook_endpoints", {"url": PUBLIC, "event_names": ["Not An Event"]})
     assert bad.status_code == 400
+
+
+async def test_a_redelivery_asked_while_the_tenant_is_frozen_for_a_move_is_refused_not_written_on_the_source(
+        api, admin_conn):
+    """The freeze's promise: no write of the tenant commits on the source after it (the move has read its rows). A
+    redelivery accepted there would be lost on the target: it is a 503 tenant_frozen, as every other write is."""
+    import uuid
+
+    from cell.store import events as store_events
+    from cell.store import webhooks as store_webhooks
+
+    made = (await api.post("/api/webhook_endpoints", {"url": PUBLIC})).json()
+    await api.ledger()  # an event
+    while await store_events.sequence(admin_conn):
+        pass
+    await store_webhooks.fan_out(admin_conn, uuid.UUID(made["id"]), 100, 3600)  # as the worker does
+    (delivery,) = (await api.get("/api/webhook_deliveries")).json()
+    await admin_conn.execute("UPDATE webhook_deliveries SET status = 'failed' WHERE id = $1", uuid.UUID(delivery["id"]))
+    await admin_conn.execute("UPDATE tenants SET state = 'frozen' WHERE id = $1", api.tenant_id)
+    try:
+        r = await api.post(f"/api/webhook_deliveries/{delivery['id']}/redeliver")
+        assert r.status_code == 503 and r.json()["code"] == "tenant_frozen", r.text
+        assert await admin_conn.fetchval("SELECT status FROM webhook_deliveries WHERE id = $1",
+                                         uuid.UUID(delivery["id"])) == "failed"
+    finally:
+        await admin_conn.execute("UPDATE tenants SET state = 'active' WHERE id = $1", api.tenant_id)
+    r = await api.post(f"/api/webhook_deliveries/{delivery['id']}/redeliver")
+    assert r.status_code == 200 and r.json()["status"] == "pending"
