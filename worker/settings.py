@@ -166,8 +166,14 @@ def _check(s: WorkerSettings) -> None:
         raise ValueError("group_size_max, apply_concurrency_max and concurrency must be >= 1")
     if s.audit_seal_every_s < 0 or s.audit_anchor_every_s <= 0 or not 1 <= s.audit_seal_batch_max <= 100_000:
         raise ValueError("audit_seal_every_s must be >= 0, audit_anchor_every_s > 0, audit_seal_batch_max 1..100000")
-    if s.webhook_timeout_s <= 0 or s.webhook_lease_s <= s.webhook_timeout_s:
-        raise ValueError("webhook_timeout_s must be > 0 and webhook_lease_s longer than it")
+    if s.webhook_batch_max < 1 or s.webhook_concurrency_max < 1:
+        raise ValueError("webhook_batch_max and webhook_concurrency_max must be >= 1")
+    # A batch's attempts take up to a timeout per round of webhook_concurrency_max of them: all within the claim's lease
+    # (past it, another deliverer claims them again while they are attempted).
+    rounds = -(-s.webhook_batch_max // s.webhook_concurrency_max)
+    if s.webhook_timeout_s <= 0 or s.webhook_lease_s <= s.webhook_timeout_s * rounds:
+        raise ValueError("webhook_timeout_s must be > 0 and webhook_lease_s longer than a batch's attempts take: "
+                         "webhook_timeout_s * ceil(webhook_batch_max / webhook_concurrency_max)")
     if s.sweep_after_s <= 0 or s.sweep_every_s <= 0:
         raise ValueError("sweep_after_s and sweep_every_s must be > 0")
     if s.events_sequence_interval_s <= 0 or s.events_sequence_idle_s <= 0:

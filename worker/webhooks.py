@@ -124,13 +124,22 @@ async def attempt(client: httpx.AsyncClient, delivery, settings: WorkerSettings)
 
 
 async def deliver_due(pool: asyncpg.Pool, client: httpx.AsyncClient, settings: WorkerSettings) -> Outcome:
-    """Claim the due deliveries (at most webhook_batch_max), attempt them concurrently, record each outcome."""
+    """Claim the due deliveries (at most webhook_batch_max), attempt them concurrently, as many at once as the client
+    has connections (webhook_concurrency_max), and record each outcome."""
     outcome = Outcome()
     async with pool.acquire() as conn:
         due = await store.claim(conn, settings.webhook_batch_max, settings.webhook_lease_s)
     if not due:
         return outcome
-    attempts = await asyncio.gather(*(attempt(client, d, settings) for d in due))
+    connections = asyncio.Semaphore(settings.webhook_concurrency_max)
+
+    async def attempt_with_a_connection(delivery) -> Attempt:
+        # An attempt's time to answer starts once it has a connection: receivers that hang on every connection
+        # would otherwise spend the others' time while they wait, recorded as their receivers' failure to answer.
+        async with connections:
+            return await attempt(client, delivery, settings)
+
+    attempts = await asyncio.gather(*(attempt_with_a_connection(d) for d in due))
     async with pool.acquire() as conn:
         for delivery, result in zip(due, attempts):
             if result.ok:

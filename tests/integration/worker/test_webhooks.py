@@ -332,3 +332,41 @@ async def test_an_endpoint_url_the_client_cannot_encode_is_a_refused_attempt_and
         assert bad["status"] == "pending" and bad["attempts"] == 1 and bad["last_error"].startswith("refused: ")
     finally:
         receiver.stop()
+
+
+async def test_a_receiver_that_hangs_does_not_fail_another_tenants_attempts_that_wait_for_a_connection(
+        pool, book, worker_database_url):
+    """One tenant's receiver hangs on as many deliveries as the deliverer has connections: another tenant's delivery
+    in the same batch waits for a connection, then is sent and succeeds; its time to answer starts when it is sent,
+    not when the batch began (it was recorded as its receiver's failure to answer, never sent)."""
+    import time
+
+    from cell.store import webhooks as store_webhooks
+    from worker import webhooks as worker_webhooks
+    from worker.settings import load_settings as load_worker_settings
+
+    hanging, fast = Receiver().start(), Receiver().start()
+    hanging.answer = lambda event: time.sleep(3) or 200
+    try:
+        slow_endpoint = await _endpoint(pool, book.tenant, hanging.url)
+        async with pool.acquire() as conn:
+            other = await new_book(conn, {"cash": "debit"})
+        fast_endpoint = await _endpoint(pool, other.tenant, fast.url)
+        fast.key = fast_endpoint.webhook_key
+        await _events(pool, book.tenant, [(uuid.uuid4(), "ledger_account.created") for _ in range(2)])
+        await _events(pool, other.tenant, [(uuid.uuid4(), "ledger_account.created")])
+        async with pool.acquire() as conn:  # the hanging receiver's deliveries first in line
+            for endpoint in (slow_endpoint, fast_endpoint):
+                async with conn.transaction():
+                    await store_webhooks.fan_out(conn, endpoint.id, 100, 3600)
+        settings = load_worker_settings({}, database_url=worker_database_url, webhook_allow_http_loopback=True,
+                                        webhook_concurrency_max=2, webhook_timeout_s=1)
+        async with worker_webhooks.http_client(settings) as client:
+            await worker_webhooks.deliver_due(pool, client, settings)
+        (delivery,) = (await _deliveries(pool, other.tenant)).values()
+        assert delivery["status"] == "succeeded", delivery["last_error"]
+        assert set(fast.delivered()) == set(await _event_ids(pool, other.tenant))
+        assert {d["status"] for d in (await _deliveries(pool, book.tenant)).values()} == {"pending"}
+    finally:
+        hanging.stop()
+        fast.stop()
