@@ -70,11 +70,23 @@ def check_shape(url: str, policy: OutboundPolicy) -> tuple[str, int]:
     return host, port or (443 if parts.scheme == "https" else 80)
 
 
+# RFC 6052's well-known NAT64 prefix: a gateway calls the IPv4 address in the last 32 bits (an IPv6-only cluster's way
+# out to IPv4, its private networks included). Python counts the prefix as global.
+NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+
+
+def _reached(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """The IPv4 address an IPv6 one reaches (IPv4-mapped, through NAT64 or a 6to4 relay), else the address itself."""
+    if isinstance(ip, ipaddress.IPv4Address):
+        return ip
+    if ip in NAT64:
+        return ipaddress.IPv4Address(int(ip) & 0xFFFF_FFFF)
+    return ip.ipv4_mapped or ip.sixtofour or ip
+
+
 def address_refused(address: str, host: str, policy: OutboundPolicy) -> str | None:
     """Why this resolved address may not be called, or None."""
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    ip = _reached(ipaddress.ip_address(address.split("%", 1)[0]))
     if ip.is_loopback and policy.allow_http_loopback and _is_loopback_host(host):
         return None
     if policy.allow_private_addresses:

@@ -40,6 +40,8 @@ async def test_an_endpoint_is_registered_with_its_key_shown_once_then_changed_ro
     ("https://169.254.169.254/latest/meta-data", "private"),  # cloud metadata (link-local)
     ("https://[::1]/hooks", "private"),
     ("https://[::ffff:10.0.0.1]/hooks", "private"),
+    ("https://[64:ff9b::a9fe:a9fe]/latest/meta-data", "private"),  # the metadata address through a NAT64 gateway
+    ("https://[2002:a00:1::]/hooks", "private"),  # 10.0.0.1 through a 6to4 relay
     ("https://localhost/hooks", "private"),
     ("https://user:pw@93.184.216.34/hooks", "credentials"),
     ("ftp://93.184.216.34/hooks", "https"),

@@ -46,7 +46,11 @@ def test_http_only_to_loopback_and_only_when_development_allows_it():
 
 @pytest.mark.parametrize("address", ["10.0.0.1", "172.16.5.4", "192.168.1.1", "127.0.0.1", "169.254.169.254",
                                      "100.64.0.1", "0.0.0.0", "::1", "fe80::1", "fc00::1", "::ffff:192.168.0.1",
-                                     "224.0.0.1"])
+                                     "224.0.0.1",
+                                     # IPv4 reached through IPv6: a NAT64 gateway's well-known prefix (an IPv6-only
+                                     # cluster's way out to IPv4, its private networks included) and a 6to4 relay
+                                     "64:ff9b::a9fe:a9fe", "64:ff9b::10.1.2.3", "64:ff9b::127.0.0.1",
+                                     "2002:a9fe:a9fe::1", "2002:c0a8:101::"])
 def test_private_loopback_link_local_and_reserved_addresses_are_refused(address):
     assert address_refused(address, "hooks.example.com", PRODUCTION) is not None
 
@@ -54,6 +58,8 @@ def test_private_loopback_link_local_and_reserved_addresses_are_refused(address)
 def test_public_addresses_pass_and_settings_widen_what_is_allowed():
     assert address_refused("93.184.216.34", "hooks.example.com", PRODUCTION) is None
     assert address_refused("2606:4700::1111", "hooks.example.com", PRODUCTION) is None
+    assert address_refused("64:ff9b::93.184.216.34", "hooks.example.com", PRODUCTION) is None  # a public one via NAT64
+    assert address_refused("2002:5db8:d822::1", "hooks.example.com", PRODUCTION) is None
     assert address_refused("10.0.0.1", "hooks.internal", PRIVATE_NET) is None
     assert address_refused("127.0.0.1", "localhost", DEVELOPMENT) is None
     # Loopback through a public-looking name is still refused in development: only loopback names pass.
