@@ -335,6 +335,8 @@ def tenants_move(tenant_id: str, target_cell: str, yes: bool, dry_run: bool) -> 
              f"copy {plan['rows_total']} rows (" + ", ".join(f"{t} {n}" for t, n in plan["rows"].items() if n)
              + f"), about {plan['estimate_s']} s, while the tenant keeps writing",
              "freeze its writes for a moment (the router holds them), verify, switch its route"]
+    if plan["replaces_moved_out_copy"]:
+        lines.insert(1, f"delete the copy cell {plan['target']} kept when the tenant moved out of it")
     _confirm(ctx, lines, tenant_id, yes)
 
     async def work(conn, settings):

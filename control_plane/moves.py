@@ -969,6 +969,11 @@ class Mover:
         return round((end - self.w["frozen_at"]) * 1000, 1)
 
     async def step_copy(self) -> str:
+        # A move back to a cell the tenant left: its moved-out copy there goes first (the copy upserts on natural
+        # keys, and would leave rows gone or changed since). Once the copy began, the target's row is frozen.
+        if await self.dst.fetchval("SELECT state FROM tenants WHERE id = $1", self.tenant_id) == "moved_out":
+            self.w["replaced_on_target"] = await purge_tenant(self.dst, self.tables, self.tenant_id,
+                                                              self.settings.move_batch_rows)
         # The tenant row first, frozen: the target refuses its writes until the move ends.
         await self._round("copy", None)
         self.w["since"] = self.w["round"]["next_since"]
@@ -1272,15 +1277,17 @@ async def plan_move(conn: asyncpg.Connection, settings: ControlPlaneSettings, te
         state = await src.fetchval("SELECT state FROM tenants WHERE id = $1", tenant_id)
         if state != "active":
             raise LedgerctlError("tenant_not_active", f"tenant {tenant_id} is {state} on cell {source['name']}")
+        # A cell the tenant moved out of keeps a copy (purged: its tenant row and key hashes) that no route points
+        # at: a move back replaces it (step_copy). Any other state there is a copy some move may still own.
         on_target = await dst.fetchval("SELECT state FROM tenants WHERE id = $1", tenant_id)
-        if on_target is not None:
+        if on_target not in (None, "moved_out"):
             raise LedgerctlError("tenant_on_target", f"cell {target_cell} already holds rows of tenant {tenant_id} "
-                                 f"(state {on_target}): purge them first")
+                                 f"(state {on_target}): abort the move that copied them first")
         rows = await count_rows(src, tables, tenant_id)
     total = sum(rows.values())
     return {"tenant": tenant_id, "source": source["name"], "target": target["name"], "rows": rows,
             "rows_total": total, "estimate_s": round(total / settings.move_rows_per_s_estimate, 1),
-            "steps": list(STEPS[:-1])}
+            "replaces_moved_out_copy": on_target == "moved_out", "steps": list(STEPS[:-1])}
 
 
 class _cell:

@@ -233,3 +233,25 @@ def test_abort_mid_copy_returns_the_tenant_to_its_source(ctl, stack):
     assert r.status_code == 201
     # And it can be moved again.
     assert ctl.json("tenants", "move", tenant, "--to", "cli-2", "--yes")["state"] == "done"
+
+
+def test_a_tenant_moves_back_to_a_cell_it_left(ctl, stack):
+    # `moves abort` past the flip says "move the tenant back instead": the cell it left keeps a moved-out copy (or,
+    # purged, its tenant row and key hashes), and a move back replaces that copy with the live one.
+    w = _world(ctl, stack, postings=3)
+    tenant, source, target = w["tenant"], stack["cells"]["cli-1"], stack["cells"]["cli-2"]
+    there = ctl.json("tenants", "move", tenant, "--to", "cli-2", "--yes")
+    assert there["state"] == "done", there
+    new = httpx.Client(base_url=target.url, auth=(tenant, w["secret"]), timeout=10)
+    later = new.post("/api/ledger_transactions", json=_transfer(w["ledger"], w["accounts"], 9))
+    assert later.status_code == 201, later.text
+    back = ctl.json("tenants", "move", tenant, "--to", "cli-1", "--yes")
+    assert back["state"] == "done" and back["verification"]["ok"] and back["post_verify"]["ok"], back
+    assert _rows(source.database_url, tenant) == _rows(target.database_url, tenant)
+    assert (_state_in(source.database_url, tenant), _state_in(target.database_url, tenant)) == ("active", "moved_out")
+    assert w["http"].get(f"/api/ledger_transactions/{later.json()['id']}").status_code == 200
+    # Purged on the cell it left, it moves there again too.
+    assert ctl.json("moves", "purge", back["id"], "--yes")["purged"]["ledger_entries"] > 0
+    again = ctl.json("tenants", "move", tenant, "--to", "cli-2", "--yes")
+    assert again["state"] == "done" and again["verification"]["ok"], again
+    assert ctl.json("verify", "--tenant", tenant, "--unapplied-age-max-s", "0")["violations"] == []
