@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+import time
 from contextlib import asynccontextmanager
 
 import asyncpg
@@ -10,8 +12,10 @@ import httpx
 import msgspec
 import redis.asyncio as redis
 
+from cell.ledger.errors import LedgerError, TenantFrozen, TenantMoved
 from cell.service import tenants as cell_tenants
 from cell.store import audit
+from cell.store.errors import translate
 from cell.store.migrate import migrate as migrate_cell
 from cell.store.verify import verify as verify_cell
 from control_plane import anchors as anchor_store
@@ -170,13 +174,45 @@ async def _tenant_cell(conn: asyncpg.Connection, tenant_id: str) -> dict:
     return await catalog.fetch_cell(conn, tenant["cell"])
 
 
+async def on_tenant_cell(conn: asyncpg.Connection, tenant_id: str, work, wait_s: float = 0.0):
+    """`work(cell_conn)` on the tenant's cell; the cell's domain errors become LedgerctlError. A change there takes
+    the tenant's write fence: while a move has the tenant frozen, it is tried again (the route read again each time:
+    past the flip, the target's) for at most `wait_s` (settings.tenant_frozen_wait_s), then refused, retryable."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        cell = await _tenant_cell(conn, tenant_id)
+        async with cell_connection(cell) as cell_conn:
+            try:
+                try:
+                    return await work(cell_conn)
+                except asyncpg.PostgresError as exc:
+                    error = translate(exc)
+                    if error is None:
+                        raise
+                    raise error from exc
+            except (TenantFrozen, TenantMoved) as exc:
+                error = exc  # a move's freeze, or a route that changed since it was read
+            except LedgerError as exc:
+                raise LedgerctlError(exc.code, exc.detail) from exc
+        if time.monotonic() >= deadline:
+            break
+        await asyncio.sleep(0.1)
+    if isinstance(error, TenantFrozen):
+        raise LedgerctlError("tenant_frozen", f"tenant {tenant_id} is frozen by a move (`ledgerctl moves list "
+                             f"--tenant {tenant_id}`); nothing changed: run it again once the move ends",
+                             EXIT_UNAVAILABLE) from error
+    raise LedgerctlError("tenant_moved", f"cell {cell['name']} no longer serves tenant {tenant_id}, and the route "
+                         "still points at it; nothing changed", EXIT_UNAVAILABLE) from error
+
+
 async def create_key(conn: asyncpg.Connection, settings: ControlPlaneSettings, tenant_id: str) -> tuple[dict, str]:
-    cell = await _tenant_cell(conn, tenant_id)
-    async with cell_connection(cell) as cell_conn:
+    async def work(cell_conn):
         try:
-            row, secret = await cell_tenants.create_api_key(cell_conn, tenant_id)
+            return await cell_tenants.create_api_key(cell_conn, tenant_id)
         except cell_tenants.TenantError as exc:
             raise LedgerctlError("unknown_tenant", str(exc)) from exc
+
+    row, secret = await on_tenant_cell(conn, tenant_id, work, settings.tenant_frozen_wait_s)
     await catalog.audit(conn, settings.actor, "keys.create", f"tenant:{tenant_id}", {"key_id": str(row["id"])})
     return row, secret
 
@@ -195,12 +231,13 @@ async def find_key(conn: asyncpg.Connection, tenant_id: str, key_id: str) -> dic
 
 
 async def revoke_key(conn: asyncpg.Connection, settings: ControlPlaneSettings, tenant_id: str, key_id: str) -> dict:
-    cell = await _tenant_cell(conn, tenant_id)
-    async with cell_connection(cell) as cell_conn:
+    async def work(cell_conn):
         try:
-            row = await cell_tenants.revoke_api_key(cell_conn, tenant_id, key_id)
+            return await cell_tenants.revoke_api_key(cell_conn, tenant_id, key_id)
         except cell_tenants.TenantError as exc:
             raise LedgerctlError("unknown_key", str(exc)) from exc
+
+    row = await on_tenant_cell(conn, tenant_id, work, settings.tenant_frozen_wait_s)
     await catalog.audit(conn, settings.actor, "keys.revoke", f"tenant:{tenant_id}", {"key_id": key_id})
     return row
 

@@ -41,6 +41,10 @@ class ControlPlaneSettings(msgspec.Struct, frozen=True, kw_only=True):
     move_freeze_s_max: float = 1.0
     move_catch_up_s_max: float = 600.0
     move_freeze_s_limit: float = 5.0
+    # An operator's change of a tenant in its cell (keys, webhook endpoints) takes the tenant's write fence: while a
+    # move has the tenant frozen it is tried again for this long (the freeze lasts move_freeze_s_limit at most, then
+    # the verify and the flip), then refused, retryable (tenant_frozen, exit 4).
+    tenant_frozen_wait_s: float = 15.0
     # `ledgerctl audit verify` checks each tenant's audit chain against the anchors in the catalog and, when set,
     # in this write-once directory (the cells' workers publish there: WORKER_AUDIT_ANCHOR_DIR).
     audit_anchor_dir: str = ""

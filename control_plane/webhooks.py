@@ -9,12 +9,11 @@ import asyncpg
 import msgspec
 
 from cell.ledger.commands import WebhookEndpointCreate
-from cell.ledger.errors import LedgerError
 from cell.service import views
 from cell.service import webhooks as cell_webhooks
 from control_plane import catalog
 from control_plane.errors import LedgerctlError
-from control_plane.operations import _tenant_cell, cell_connection
+from control_plane.operations import on_tenant_cell
 from control_plane.settings import ControlPlaneSettings
 
 
@@ -29,15 +28,15 @@ def _id(value: str, what: str) -> uuid.UUID:
         raise LedgerctlError("invalid_arguments", f"{what} must be an id, not {value!r}") from exc
 
 
-async def _on_cell(conn: asyncpg.Connection, tenant_id: str, work):
-    cell = await _tenant_cell(conn, tenant_id)
-    async with cell_connection(cell) as cell_conn:
+async def _on_cell(conn: asyncpg.Connection, tenant_id: str, work, settings: ControlPlaneSettings | None = None):
+    """`work` on the tenant's cell; a change (with `settings`) waits out a move's freeze (on_tenant_cell)."""
+    async def checked(cell_conn):
         try:
             return await work(cell_conn)
-        except LedgerError as exc:
-            raise LedgerctlError(exc.code, exc.detail) from exc
         except msgspec.ValidationError as exc:
             raise LedgerctlError("invalid_arguments", str(exc)) from exc
+
+    return await on_tenant_cell(conn, tenant_id, checked, settings.tenant_frozen_wait_s if settings else 0.0)
 
 
 async def add(conn: asyncpg.Connection, settings: ControlPlaneSettings, tenant_id: str, url: str,
@@ -48,7 +47,7 @@ async def add(conn: asyncpg.Connection, settings: ControlPlaneSettings, tenant_i
         return await cell_webhooks.create_endpoint(cell_conn, tenant_id, cmd, policy=settings.outbound,
                                                    endpoints_max=settings.webhook_endpoints_max)
 
-    endpoint = await _on_cell(conn, tenant_id, work)
+    endpoint = await _on_cell(conn, tenant_id, work, settings)
     await catalog.audit(conn, settings.actor, "webhooks.add", f"tenant:{tenant_id}",
                         {"endpoint_id": str(endpoint.id), "url": url, "event_names": endpoint.event_names})
     return _plain(endpoint)
@@ -67,7 +66,7 @@ async def remove(conn: asyncpg.Connection, settings: ControlPlaneSettings, tenan
         await cell_webhooks.delete_endpoint(cell_conn, tenant_id, eid)
         return endpoint
 
-    endpoint = await _on_cell(conn, tenant_id, work)
+    endpoint = await _on_cell(conn, tenant_id, work, settings)
     await catalog.audit(conn, settings.actor, "webhooks.remove", f"tenant:{tenant_id}", {"endpoint_id": endpoint_id})
     return _plain(endpoint)
 
@@ -75,7 +74,7 @@ async def remove(conn: asyncpg.Connection, settings: ControlPlaneSettings, tenan
 async def rotate_key(conn: asyncpg.Connection, settings: ControlPlaneSettings, tenant_id: str,
                      endpoint_id: str) -> dict:
     eid = _id(endpoint_id, "the endpoint")
-    endpoint = await _on_cell(conn, tenant_id, lambda c: cell_webhooks.rotate_key(c, tenant_id, eid))
+    endpoint = await _on_cell(conn, tenant_id, lambda c: cell_webhooks.rotate_key(c, tenant_id, eid), settings)
     await catalog.audit(conn, settings.actor, "webhooks.rotate_key", f"tenant:{tenant_id}",
                         {"endpoint_id": endpoint_id})
     return _plain(endpoint)
@@ -96,12 +95,12 @@ async def redeliver(conn: asyncpg.Connection, settings: ControlPlaneSettings, te
     if delivery_id is not None:
         did = _id(delivery_id, "the delivery")
         delivery = await _on_cell(conn, tenant_id, lambda c: cell_webhooks.redeliver(c, tenant_id, did,
-                                                                                      retry_window_s=window))
+                                                                                      retry_window_s=window), settings)
         result = {"redelivered": 1, "delivery": _plain(delivery)}
     else:
         eid = _id(endpoint_id, "the endpoint") if endpoint_id else None
         count = await _on_cell(conn, tenant_id, lambda c: cell_webhooks.redeliver_failed(
-            c, tenant_id, endpoint_id=eid, retry_window_s=window))
+            c, tenant_id, endpoint_id=eid, retry_window_s=window), settings)
         result = {"redelivered": count}
     await catalog.audit(conn, settings.actor, "webhooks.redeliver", f"tenant:{tenant_id}",
                         {"delivery_id": delivery_id, "endpoint_id": endpoint_id, "count": result["redelivered"]})

@@ -58,7 +58,11 @@ async def create_api_key(conn: asyncpg.Connection, tenant_id: str,
     if await get_tenant(conn, tenant_id) is None:
         raise TenantError(f"unknown tenant {tenant_id}")
     secret = new_secret()
-    row = await store.insert_key(conn, tenant_id, hash_secret(secret), list(scopes))
+    async with conn.transaction():
+        # The tenant's write fence, as every write: a move's freeze waits it out, and it never lands on a frozen
+        # or moved-out copy (the move has read it: the key would be lost, a revocation undone on the target).
+        await store.fence(conn, tenant_id)
+        row = await store.insert_key(conn, tenant_id, hash_secret(secret), list(scopes))
     return dict(row), secret
 
 
@@ -71,7 +75,9 @@ async def revoke_api_key(conn: asyncpg.Connection, tenant_id: str, key_id: uuid.
         key_uuid = uuid.UUID(str(key_id))
     except ValueError as exc:
         raise TenantError(f"{key_id} is not a key id") from exc
-    row = await store.revoke_key(conn, tenant_id, key_uuid)
+    async with conn.transaction():
+        await store.fence(conn, tenant_id)  # as create_api_key
+        row = await store.revoke_key(conn, tenant_id, key_uuid)
     if row is None:
         raise TenantError(f"no key {key_id} for tenant {tenant_id}")
     return dict(row)

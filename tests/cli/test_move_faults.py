@@ -157,3 +157,34 @@ def test_a_move_whose_every_final_catch_up_overruns_stops_after_three_freezes_wi
     assert result["state"] == "done" and result["verification"]["ok"] and result["post_verify"]["ok"], result
     assert _rows(target.database_url, tenant) == before
     assert _writable_on(stack, w) == ["cli-2"]
+
+
+def test_a_key_revoked_during_a_move_stays_revoked_where_the_tenant_lands(ctl, stack):
+    """An operator's change of the tenant in its cell (a key revoked, a webhook endpoint added) takes the tenant's
+    write fence as its writes do: inside a move's freeze it waits (then fails, retryable: exit 4 tenant_frozen),
+    never lands on the source after the final catch-up read it (a revoked key alive again on the target)."""
+    w = _world(ctl, stack, postings=2)
+    tenant, target = w["tenant"], stack["cells"]["cli-2"]
+    key_id = next(k["id"] for k in ctl.json("keys", "list", tenant))
+    proc, move_id = _spawn_paused(stack, tenant, "flip")  # frozen on its source, the final catch-up done
+    quick = Ledgerctl({**ctl.env, "CONTROL_PLANE_TENANT_FROZEN_WAIT_S": "0.3",
+                       "CONTROL_PLANE_WEBHOOK_ALLOW_HTTP_LOOPBACK": "true"})
+    assert quick.json("keys", "revoke", tenant, key_id, "--yes", expect=4)["code"] == "tenant_frozen"
+    assert quick.json("webhooks", "add", tenant, "http://127.0.0.1:9/hooks", expect=4)["code"] == "tenant_frozen"
+    assert quick.json("keys", "create", tenant, expect=4)["code"] == "tenant_frozen"
+    assert [k["revoked_at"] for k in ctl.json("keys", "list", tenant) if k["id"] == key_id] == [None]
+    # A revoke given while the move is in its freeze is done once the move ends, on the cell the tenant lands on.
+    env = {**os.environ, **stack["env"], "CONTROL_PLANE_TENANT_FROZEN_WAIT_S": "60"}
+    revoker = subprocess.Popen([sys.executable, "-m", "control_plane.cli", "--format", "json", "keys", "revoke",
+                                tenant, key_id, "--yes"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               start_new_session=True)
+    _kill(proc)
+    assert ctl.json("moves", "resume", move_id)["state"] == "done"
+    out, err = revoker.communicate(timeout=60)
+    assert revoker.returncode == 0, err
+    assert json.loads(out)["revoked_at"] is not None
+    assert [k["revoked_at"] is not None for k in ctl.json("keys", "list", tenant) if k["id"] == key_id] == [True]
+    deadline = time.monotonic() + 10  # the target's key cache (0.5 s)
+    while httpx.get(target.url + "/api/ledgers", auth=(tenant, w["secret"]), timeout=5).status_code != 401:
+        assert time.monotonic() < deadline, "a key revoked during the move works on the target"
+        time.sleep(0.1)
