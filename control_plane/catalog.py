@@ -26,6 +26,9 @@ async def connect(url: str, *, what: str = "the control-plane database") -> asyn
                              "or pass --database-url)")
     try:
         conn = await asyncpg.connect(url, timeout=10)
+    except (asyncpg.ClientConfigurationError, ValueError) as exc:  # the URL itself: a scheme, port or option wrong
+        raise LedgerctlError("invalid_database_url", f"the URL of {what} is not a valid PostgreSQL URL: "
+                             f"{type(exc).__name__}: {exc}") from exc
     except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
         raise LedgerctlError("database_unreachable", f"cannot connect to {what}: {exc}",
                              EXIT_UNAVAILABLE) from exc

@@ -63,11 +63,24 @@ async def publish_route(settings: ControlPlaneSettings, tenant: dict) -> bool:
         await client.aclose()
 
 
+def check_api_url(api_url: str) -> None:
+    """A cell's API URL is an http(s) URL with a host (and a valid port): the routers send its tenants there."""
+    try:
+        url = httpx.URL(api_url)
+        valid = url.scheme in ("http", "https") and bool(url.host) and 0 < (url.port or 80) < 65536
+    except (httpx.InvalidURL, ValueError, TypeError):
+        valid = False
+    if not valid:
+        raise LedgerctlError("invalid_api_url", f"the cell's API URL {api_url!r} is not an http:// or https:// URL "
+                             "with a host")
+
+
 async def add_cell(conn: asyncpg.Connection, settings: ControlPlaneSettings, name: str, api_url: str,
                    database_url: str, queue_url: str = "", *, check_api: bool = True) -> dict:
     """Register a cell: migrate its database, check that its API answers, then write the catalog."""
     if not CELL_NAME_PATTERN.match(name):
         raise LedgerctlError("invalid_cell_name", "a cell name is 1-63 characters of a-z, 0-9 and '-'")
+    check_api_url(api_url)
     if await conn.fetchrow(Q["fetch_cell"], name) is not None:
         raise LedgerctlError("duplicate_cell", f"cell {name} already exists")
     applied = await _migrate_cell_database(name, database_url)
@@ -92,6 +105,7 @@ async def ensure_cell(conn: asyncpg.Connection, settings: ControlPlaneSettings, 
     if existing is None:
         return await add_cell(conn, settings, name, api_url, database_url, queue_url, check_api=False)
     if (existing["api_url"], existing["database_url"], existing["queue_url"]) != (api_url, database_url, queue_url):
+        check_api_url(api_url)
         await _migrate_cell_database(name, database_url)
         async with conn.transaction():
             await conn.fetchrow(Q["update_cell_urls"], name, api_url, database_url, queue_url)

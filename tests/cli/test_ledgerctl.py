@@ -84,8 +84,20 @@ def test_cells_add_errors(ctl, stack):
                     expect=1)["code"] == "invalid_cell_name"
     assert ctl.json("cells", "show", "no-such-cell", expect=1)["code"] == "unknown_cell"
     assert "no-such-cell" in ctl("cells", "show", "no-such-cell", expect=1).stderr
+    # A URL that is no URL is the operator's mistake (exit 1, a stable code), not a traceback; with --no-check too:
+    # the routers would send the cell's tenants' requests to it.
+    for bad in ("cell-1.internal:8101", "http://[::1", "ftp://127.0.0.1/", "http://", "http://127.0.0.1:99999"):
+        for check in ((), ("--no-check",)):
+            refused = ctl.json("cells", "add", "cli-bad-api", "--api-url", bad, "--database-url", cell.database_url,
+                               *check, expect=1)
+            assert refused["code"] == "invalid_api_url", (bad, refused)
+    for bad in ("cli_cell_1", "postgresql://u@127.0.0.1:abc/db", "postgresql://u@[::1/db",
+                "postgresql://u@127.0.0.1/db?sslmode=bogus"):
+        refused = ctl.json("cells", "add", "cli-bad-db", "--api-url", cell.url, "--database-url", bad, expect=1)
+        assert refused["code"] == "invalid_database_url", (bad, refused)
+    assert ctl.json("--database-url", "not-a-url", "cells", "list", expect=1)["code"] == "invalid_database_url"
     names = [c["name"] for c in ctl.json("cells", "list")]
-    assert "cli-nowhere" not in names and "cli-bad-db" not in names
+    assert "cli-nowhere" not in names and "cli-bad-db" not in names and "cli-bad-api" not in names
 
 
 def test_cells_add_migrates_the_cell_database(ctl, stack):
