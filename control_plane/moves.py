@@ -1338,8 +1338,7 @@ async def abort_move(conn: asyncpg.Connection, settings: ControlPlaneSettings, m
         raise LedgerctlError("move_past_flip", f"move {move_id} has flipped the route ({move['step']}): "
                              "move the tenant back instead")
     if move["state"] == "running":
-        if await conn.fetchval(Q["finish_move"], move["id"], "aborted", "aborted by the operator", None,
-                               ["running"]) is None:
+        if await conn.fetchval(Q["abort_move"], move["id"], "aborted by the operator", sorted(ABORTABLE)) is None:
             move = await fetch_move(conn, move_id)
             if move["state"] == "done" or move["step"] not in ABORTABLE:
                 raise LedgerctlError("move_past_flip", f"move {move_id} flipped meanwhile")

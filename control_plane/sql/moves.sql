@@ -24,6 +24,13 @@ UPDATE moves SET state = $2, error = $3, watermarks = coalesce($4, watermarks), 
 WHERE id = $1 AND state = ANY($5::text[])
 RETURNING id
 
+-- name: abort_move
+-- Only while running and before the flip: the flip saves its next step in its route's transaction, so an abort that
+-- read the move before it waits for that row and then finds it past the flip (or the flip finds the move aborted).
+UPDATE moves SET state = 'aborted', error = $2, updated_at = now()
+WHERE id = $1 AND state = 'running' AND step = ANY($3::text[])
+RETURNING id
+
 -- name: set_tenant_state
 UPDATE tenants SET state = $2, updated_at = now() WHERE id = $1
 

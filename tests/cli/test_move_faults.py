@@ -188,3 +188,30 @@ def test_a_key_revoked_during_a_move_stays_revoked_where_the_tenant_lands(ctl, s
     while httpx.get(target.url + "/api/ledgers", auth=(tenant, w["secret"]), timeout=5).status_code != 401:
         assert time.monotonic() < deadline, "a key revoked during the move works on the target"
         time.sleep(0.1)
+
+
+def test_an_abort_that_read_the_move_just_before_its_flip_leaves_it_resumable(ctl, stack, monkeypatch):
+    """`moves abort` reads the move (step flip), then the mover's flip commits, then the abort marks it: it must find
+    the move past its flip and refuse, the move still running, not mark it aborted with the tenant routed to a
+    target frozen for good (no resume of an aborted move, no abort past the flip)."""
+    from control_plane import moves
+
+    w = _world(ctl, stack, postings=2)
+    tenant = w["tenant"]
+    proc, move_id = _spawn_paused(stack, tenant, "source_moved_out")  # the flip committed
+    _kill(proc)
+    read = moves.fetch_move
+    calls = []
+
+    async def read_before_the_flip(conn, mid):
+        move = await read(conn, mid)
+        calls.append(move["step"])
+        return {**move, "step": "flip"} if len(calls) <= 2 else move  # ledgerctl's and the abort's first reads
+
+    monkeypatch.setattr(moves, "fetch_move", read_before_the_flip)
+    assert ctl.json("moves", "abort", move_id, "--yes", expect=1)["code"] == "move_past_flip"
+    monkeypatch.undo()
+    assert ctl.json("moves", "show", move_id)["state"] == "running"
+    result = ctl.json("moves", "resume", move_id)
+    assert result["state"] == "done" and result["verification"]["ok"], result
+    assert _writable_on(stack, w) == ["cli-2"]
