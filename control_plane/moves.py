@@ -973,8 +973,8 @@ class Mover:
         # keys, and would leave rows gone or changed since), but for the tenant row, which goes from moved_out
         # (421: a stale router follows the route) to frozen (503: held and retried), never missing (401).
         if await self.dst.fetchval("SELECT state FROM tenants WHERE id = $1", self.tenant_id) == "moved_out":
-            self.w["replaced_on_target"] = await purge_tenant(self.dst, self.tables, self.tenant_id,
-                                                              self.settings.move_batch_rows, keep=frozenset({"tenants"}))
+            self.w["replaced_on_target"] = await purge_tenant(
+                self.dst, self.tables, self.tenant_id, self.settings.move_batch_rows, keep=frozenset({"tenants"}))
             await self.dst.execute("UPDATE tenants SET state = 'frozen' WHERE id = $1 AND state = 'moved_out'",
                                    self.tenant_id)
         # The tenant row first, frozen: the target refuses its writes until the move ends.
@@ -1285,7 +1285,9 @@ async def plan_move(conn: asyncpg.Connection, settings: ControlPlaneSettings, te
         on_target = await dst.fetchval("SELECT state FROM tenants WHERE id = $1", tenant_id)
         if on_target not in (None, "moved_out"):
             raise LedgerctlError("tenant_on_target", f"cell {target_cell} already holds rows of tenant {tenant_id} "
-                                 f"(state {on_target}): abort the move that copied them first")
+                                 f"(state {on_target}): a move of it there has not finished or left them "
+                                 f"(`ledgerctl moves list --tenant {tenant_id}`; `moves abort` it again to remove "
+                                 "them)")
         rows = await count_rows(src, tables, tenant_id)
     total = sum(rows.values())
     return {"tenant": tenant_id, "source": source["name"], "target": target["name"], "rows": rows,
