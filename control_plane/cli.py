@@ -99,6 +99,11 @@ def _run(work, *, migrated: bool = True):
         return asyncio.run(go())
     except LedgerctlError as error:
         _fail(ctx, error)
+    except asyncpg.DataError as exc:
+        if not isinstance(exc.__cause__, UnicodeEncodeError):
+            raise  # a query argument of the wrong type: a defect, loud
+        # Bytes a shell passed that are no UTF-8 (Python keeps them as surrogates): no name, id or URL holds them.
+        _fail(ctx, LedgerctlError("invalid_arguments", f"an argument is not valid UTF-8: {exc.__cause__}"))
     except asyncpg.PostgresError as exc:
         if not (session_lost(exc) or server_fault(exc)):
             raise  # anything else is a defect: loud

@@ -172,6 +172,15 @@ def test_tenants_create_on_a_named_cell_show_and_list(ctl, stack):
     assert tenant_id in ctl("tenants", "show", tenant_id).stdout
 
 
+def test_an_argument_that_is_not_utf8_is_an_operator_error(ctl):
+    # A shell passes any bytes (`ledgerctl tenants show $'\xff'`); Python keeps the undecodable ones as surrogates.
+    for args in (("tenants", "show", "t-\udcff"), ("tenants", "list", "--after", "\udcff"),
+                 ("moves", "list", "--tenant", "\udcff"), ("audit", "--subject", "tenant:\udcff"),
+                 ("keys", "list", "\udcff")):
+        refused = ctl.json(*args, expect=1)
+        assert refused["code"] == "invalid_arguments" and "UTF-8" in refused["title"], (args, refused)
+
+
 def test_tenants_create_errors(ctl):
     tenant_id = new_id()
     ctl("tenants", "create", tenant_id)
