@@ -35,7 +35,7 @@ async def create_endpoint(conn: asyncpg.Connection, tenant_id: str, cmd: Webhook
     await check_endpoint_url(cmd.url, policy)
     async with conn.transaction():
         await store_tenants.fence(conn, tenant_id)
-        if await store.count_endpoints(conn, tenant_id) >= endpoints_max:
+        if await store.lock_and_count_endpoints(conn, tenant_id) >= endpoints_max:
             raise PostingRejected(f"a tenant has at most {endpoints_max} webhook endpoints", "too_many_endpoints")
         key = new_key()
         row = await store.insert_endpoint(conn, uuid.uuid4(), tenant_id, url=cmd.url,

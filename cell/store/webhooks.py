@@ -16,7 +16,10 @@ async def insert_endpoint(conn, endpoint_id: uuid.UUID, tenant_id: str, *, url: 
                                metadata, key)
 
 
-async def count_endpoints(conn, tenant_id: str) -> int:
+async def lock_and_count_endpoints(conn, tenant_id: str) -> int:
+    """The tenant's endpoints, counted once its registrations in flight have committed (the lock is held to the end of
+    the caller's transaction: the registration that counts is the only one until then)."""
+    await conn.execute(Q["lock_webhook_endpoints"], tenant_id)
     return await conn.fetchval(Q["count_webhook_endpoints"], tenant_id)
 
 

@@ -5,6 +5,12 @@ VALUES ($1, $2, $3, $4, $5, $6, $7,
         coalesce((SELECT max(position) FROM events WHERE tenant_id = $2), 0))
 RETURNING *;
 
+-- name: lock_webhook_endpoints
+-- A tenant's registrations one after another, each to the end of its transaction: the next counts what the one
+-- before made (webhook_endpoints_max). A statement of its own: a count in it would read a snapshot from before the
+-- wait.
+SELECT pg_advisory_xact_lock(hashtextextended('webhook_endpoints:' || $1, 0));
+
 -- name: count_webhook_endpoints
 SELECT count(*) FROM webhook_endpoints WHERE tenant_id = $1;
 

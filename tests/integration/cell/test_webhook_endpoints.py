@@ -101,3 +101,45 @@ async def test_a_redelivery_asked_while_the_tenant_is_frozen_for_a_move_is_refus
         await admin_conn.execute("UPDATE tenants SET state = 'active' WHERE id = $1", api.tenant_id)
     r = await api.post(f"/api/webhook_deliveries/{delivery['id']}/redeliver")
     assert r.status_code == 200 and r.json()["status"] == "pending"
+
+
+
+async def test_registrations_arriving_together_stay_within_the_tenants_bound(api, admin_conn, cell_database_url):
+    """webhook_endpoints_max holds when the last free place is asked for twice at once (two API processes): one
+    endpoint is registered, the other registration is 422 too_many_endpoints."""
+    import asyncio
+    import time
+
+    from cell.ledger.commands import WebhookEndpointCreate
+    from cell.ledger.errors import PostingRejected
+    from cell.service import webhooks
+    from cell.store.db import create_pool
+    from ledger_common.outbound import OutboundPolicy
+
+    async def register(conn, i: int):
+        try:
+            return await webhooks.create_endpoint(conn, api.tenant_id, WebhookEndpointCreate(url=f"{PUBLIC}/{i}"),
+                                                  policy=OutboundPolicy(), endpoints_max=2)
+        except PostingRejected as exc:
+            return exc.code
+
+    pool = await create_pool(cell_database_url, min_size=3, max_size=3)  # as the API's
+    holder, *racers = [await pool.acquire() for _ in range(3)]
+    try:
+        await register(holder, 0)
+        held = holder.transaction()
+        await held.start()
+        await holder.execute("LOCK TABLE webhook_endpoints IN SHARE MODE")  # counting goes on, inserting waits
+        racing = [asyncio.create_task(register(conn, i)) for i, conn in enumerate(racers, 1)]
+        deadline = time.monotonic() + 20
+        while await admin_conn.fetchval("SELECT count(DISTINCT pid) FROM pg_locks WHERE NOT granted") < 2:
+            assert time.monotonic() < deadline, "both registrations waiting"
+            await asyncio.sleep(0.01)
+        await held.rollback()
+        outcomes = await asyncio.gather(*racing)
+    finally:
+        for conn in (holder, *racers):
+            await pool.release(conn)
+        await pool.close()
+    assert sorted(o if isinstance(o, str) else "registered" for o in outcomes) == ["registered", "too_many_endpoints"]
+    assert len((await api.get("/api/webhook_endpoints")).json()) == 2
