@@ -21,6 +21,7 @@ from cell.ledger.models import (
     NormalBalance,
     timestamp_in_range,
 )
+from cell.ledger.webhooks import EVENT_NAMES, EVENT_NAMES_MAX
 
 # Absolute caps baked into the schema; the tighter, tunable limits live in CellSettings (*_max).
 ENTRIES_SCHEMA_MAX = 10_000  # what the decoder takes at all; more than entries_per_transaction_max is a 422
@@ -375,7 +376,7 @@ class SettlementEntries(Strict):
 
 # ---- webhook endpoints ---------------------------------------------------------------------------------------
 
-EventName = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[a-z0-9_.]+$")]
+EventName = Literal[EVENT_NAMES]  # a name the cell writes (a misspelt one would never be heard of)
 WebhookUrl = Annotated[str, Meta(min_length=1, max_length=2048, pattern=STORABLE)]
 
 
@@ -383,14 +384,14 @@ class WebhookEndpointCreate(Strict):
     """A tenant's webhook endpoint: its URL (https, a public address) and the event names it wants (none: all)."""
 
     url: WebhookUrl
-    event_names: Annotated[list[EventName], Meta(max_length=64)] = []
+    event_names: Annotated[list[EventName], Meta(max_length=EVENT_NAMES_MAX)] = []
     description: Text | None = None
     metadata: Metadata = {}
 
 
 class WebhookEndpointUpdate(Strict):
     url: WebhookUrl | UnsetType = UNSET
-    event_names: Annotated[list[EventName], Meta(max_length=64)] | UnsetType = UNSET
+    event_names: Annotated[list[EventName], Meta(max_length=EVENT_NAMES_MAX)] | UnsetType = UNSET
     description: Text | None | UnsetType = UNSET
     metadata: Metadata | UnsetType = UNSET
     active: bool | UnsetType = UNSET

@@ -10,8 +10,24 @@ import secrets
 
 KEY_PREFIX = "whk_"
 EVENT_NAMES_MAX = 64
-EVENT_NAME_LENGTH_MAX = 128
 WEBHOOK_RETRY_WINDOW_S_DEFAULT = 86_400.0  # retried for about a day, then failed (redeliver brings it back)
+
+# Every event a cell writes (cell.service.events.Draft refuses another; the monitor routine's two are checked by
+# tests/unit/ledger/test_ledger_webhooks.py): the names an endpoint may ask for, so a misspelt one is a 422, not an
+# endpoint that silently never hears of it.
+EVENT_NAMES = (
+    "balance_monitor.created", "balance_monitor.updated", "balance_monitor.deleted",
+    "balance_monitor.triggered", "balance_monitor.resolved",
+    "bulk_request.completed",
+    "ledger.created", "ledger.updated", "ledger.deleted",
+    "ledger_account.created", "ledger_account.updated", "ledger_account.deleted",
+    "ledger_account_category.created", "ledger_account_category.updated", "ledger_account_category.deleted",
+    "ledger_account_settlement.created", "ledger_account_settlement.updated",
+    "ledger_account_settlement.finish_processing", "ledger_account_settlement.finish_archiving",
+    "ledger_account_statement.created",
+    "ledger_transaction.created", "ledger_transaction.updated", "ledger_transaction.posted",
+    "ledger_transaction.archived", "ledger_transaction.reversed",
+)
 
 
 def new_key() -> str:

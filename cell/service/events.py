@@ -15,6 +15,7 @@ import asyncpg
 import msgspec
 
 from cell.ledger.errors import NotFound
+from cell.ledger.webhooks import EVENT_NAMES
 from cell.service import views
 from cell.service.common import Page, SeqPosition, cursors, new_ids
 from cell.service.context import CellContext
@@ -25,6 +26,7 @@ from ledger_common.pacing import AsyncPacer
 log = logging.getLogger(__name__)
 
 TRANSACTION_CREATED = "ledger_transaction.created"
+_KNOWN = frozenset(EVENT_NAMES)
 
 
 class Draft(msgspec.Struct, frozen=True):
@@ -38,6 +40,10 @@ class Draft(msgspec.Struct, frozen=True):
     entity_id: uuid.UUID
     data: Any
     id: uuid.UUID = msgspec.field(default_factory=lambda: new_ids(1)[0])
+
+    def __post_init__(self) -> None:
+        if self.event_name not in _KNOWN:  # a programmer's error: an endpoint could not ask for it
+            raise ValueError(f"{self.event_name} is not in cell.ledger.webhooks.EVENT_NAMES")
 
 
 def transaction_event(event_name: str, view: views.LedgerTransaction) -> Draft:

@@ -75,6 +75,20 @@ async def test_a_change_to_a_refused_url_is_refused_and_another_tenant_sees_noth
     assert bad.status_code == 400
 
 
+async def test_an_event_name_the_cell_never_writes_is_refused_not_silently_never_delivered(api):
+    """A misspelt name would make an endpoint that hears nothing, its owner none the wiser."""
+    for names in (["ledger_transaction.craeted"], ["ledger_transaction.posted", "ledger.posted"]):
+        r = await api.post("/api/webhook_endpoints", {"url": PUBLIC, "event_names": names})
+        assert r.status_code == 400 and r.headers["content-type"].startswith("application/problem+json")
+        assert "event_names" in r.json()["detail"]
+    made = await api.post("/api/webhook_endpoints", {"url": PUBLIC, "event_names": [
+        "ledger_transaction.posted", "balance_monitor.triggered", "ledger_account_settlement.finish_processing"]})
+    assert made.status_code == 201
+    r = await api.patch(f"/api/webhook_endpoints/{made.json()['id']}", {"event_names": ["ledger_account.craeted"]})
+    assert r.status_code == 400 and sorted((await api.get("/api/webhook_endpoints")).json()[0]["event_names"]) == [
+        "balance_monitor.triggered", "ledger_account_settlement.finish_processing", "ledger_transaction.posted"]
+
+
 async def test_a_redelivery_asked_while_the_tenant_is_frozen_for_a_move_is_refused_not_written_on_the_source(
         api, admin_conn):
     """The freeze's promise: no write of the tenant commits on the source after it (the move has read its rows). A

@@ -9,8 +9,8 @@ from datetime import datetime, timedelta, timezone
 import msgspec
 from modern_treasury import ModernTreasury
 
-from cell.ledger.webhooks import new_key, retry_delay_s, signature, wants
-from cell.service.events import webhook_body
+from cell.ledger.webhooks import EVENT_NAMES, new_key, retry_delay_s, signature, wants
+from cell.service.events import Draft, webhook_body
 
 SDK = ModernTreasury(api_key="unused", organization_id="unused", base_url="http://127.0.0.1:9")
 
@@ -41,3 +41,20 @@ def test_an_endpoint_without_event_names_wants_every_event():
     assert wants([], "ledger_transaction.posted")
     assert wants(["ledger_transaction.posted"], "ledger_transaction.posted")
     assert not wants(["ledger_transaction.posted"], "ledger_transaction.created")
+
+
+def test_every_event_the_cell_writes_is_one_an_endpoint_may_ask_for():
+    """The service's events are Drafts, which refuse a name not in EVENT_NAMES; the routines name theirs in SQL."""
+    import re
+    from pathlib import Path
+
+    import pytest
+
+    with pytest.raises(ValueError):
+        Draft("ledger_transaction", "ledger_transaction.craeted", uuid.uuid4(), {})
+    routines = Path(__file__).parents[3] / "cell" / "store" / "routines"
+    resources = {name.split(".")[0] for name in EVENT_NAMES}
+    named = {m for path in routines.glob("*.sql") for m in re.findall(r"'([a-z_]+\.[a-z_]+)'", path.read_text())
+             if m.split(".")[0] in resources and m != "ledger.tenant"}  # the acting tenant's setting
+    assert named == {"balance_monitor.triggered", "balance_monitor.resolved"}
+    assert named <= set(EVENT_NAMES)
