@@ -25,6 +25,7 @@ from control_plane.errors import EXIT_UNAVAILABLE, EXIT_VIOLATIONS, LedgerctlErr
 from control_plane.settings import ControlPlaneSettings
 
 CELL_NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+TENANT_NAME_LENGTH_MAX = 255  # a display name (ledgerctl tenants list shows it)
 rate_limit_per_s_max = 1_000_000
 
 
@@ -131,6 +132,9 @@ async def create_tenant(conn: asyncpg.Connection, settings: ControlPlaneSettings
     """Place a tenant on a cell (least-loaded active cell unless named), create it there, then route it."""
     if not cell_tenants.TENANT_ID_PATTERN.match(tenant_id):
         raise LedgerctlError("invalid_tenant_id", "a tenant id is 1-63 characters of letters, digits, '_', '.', '-'")
+    if len(name) > TENANT_NAME_LENGTH_MAX or not name.isprintable():
+        raise LedgerctlError("invalid_tenant_name",
+                             f"a tenant name is at most {TENANT_NAME_LENGTH_MAX} printable characters")
     if await conn.fetchrow(Q["fetch_tenant"], tenant_id) is not None:
         raise LedgerctlError("duplicate_tenant", f"tenant {tenant_id} already exists")
     if cell_name is None:

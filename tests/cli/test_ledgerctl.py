@@ -188,6 +188,8 @@ def test_tenants_create_errors(ctl):
     assert "already exists" in ctl("tenants", "create", tenant_id, expect=1).stderr
     assert ctl.json("tenants", "create", new_id(), "--cell", "no-such-cell", expect=1)["code"] == "unknown_cell"
     assert ctl.json("tenants", "create", "bad id!", expect=1)["code"] == "invalid_tenant_id"
+    for name in ("x" * 256, "two\nlines"):
+        assert ctl.json("tenants", "create", new_id(), "--name", name, expect=1)["code"] == "invalid_tenant_name"
     assert ctl.json("tenants", "show", "no-such-tenant", expect=1)["code"] == "unknown_tenant"
     assert ctl.json("tenants", "list", "--cell", "no-such-cell", expect=1)["code"] == "unknown_cell"
 
