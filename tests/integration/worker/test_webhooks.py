@@ -370,3 +370,39 @@ async def test_a_receiver_that_hangs_does_not_fail_another_tenants_attempts_that
     finally:
         hanging.stop()
         fast.stop()
+
+
+async def test_a_paused_endpoint_hears_nothing_until_active_again_then_every_event_it_missed(pool, book, sqs_queue,
+                                                                                         worker_process):
+    """`active: false` pauses an endpoint (README): the events of the pause wait and are delivered when it is back,
+    while another endpoint of the tenant hears them at once."""
+    from cell.ledger.commands import WebhookEndpointUpdate
+
+    paused, live = Receiver().start(), Receiver().start()
+    try:
+        endpoint = await _endpoint(pool, book.tenant, paused.url)
+        paused.key = endpoint.webhook_key
+        live.key = (await _endpoint(pool, book.tenant, live.url)).webhook_key
+
+        async def set_active(active: bool) -> None:
+            async with pool.acquire() as conn:
+                await webhooks.update_endpoint(conn, book.tenant, endpoint.id, WebhookEndpointUpdate(active=active),
+                                               policy=DEV, metadata_keys_max=64)
+
+        await set_active(False)
+        await _events(pool, book.tenant, [(uuid.uuid4(), "ledger_transaction.created") for _ in range(3)])
+        ids = await _event_ids(pool, book.tenant)
+        worker_process(sqs_queue, **FAST_RETRIES)
+        async def heard(receiver: Receiver) -> bool:
+            return set(receiver.delivered()) == set(ids)
+
+        await wait_until(lambda: heard(live), 60, what="the live endpoint heard every event")
+        assert paused.delivered() == {}
+        async with pool.acquire() as conn:
+            assert await webhooks.list_deliveries(conn, book.tenant, endpoint_id=endpoint.id) == []
+        await set_active(True)
+        await wait_until(lambda: heard(paused), 60, what="the paused endpoint's events")
+        assert all(r.signed for r in paused.snapshot())
+    finally:
+        paused.stop()
+        live.stop()
