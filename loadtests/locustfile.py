@@ -21,7 +21,8 @@ User classes (weights from LOADTEST_WEIGHTS, e.g. "investing=6,card=2,statement=
 The data (one ledger, its accounts, the cards' funding) is made once per run in the test_start event and
 shared through module state, not per simulated user. Thresholds, checked when Locust quits, set its exit code:
 LOADTEST_P90_MS ("1000" or "default=1000,invest_write=300,invest_read=100"; keys are the REQUESTS keys) and
-LOADTEST_MAX_ERROR_RATE (a fraction, default 0.01). LOADTEST_REPORT_DIR, when set, receives run.json and
+LOADTEST_MAX_ERROR_RATE (a fraction, default 0.01); a task that raised (an exception, not a failed request)
+fails the run too. LOADTEST_REPORT_DIR, when set, receives run.json and
 thresholds.json for the markdown report (loadtests/report.py).
 """
 
@@ -132,7 +133,9 @@ def on_quitting(environment, **_kw) -> None:
         rows.append({"key": by_name.get(name, name), "name": name, "requests": entry.num_requests,
                      "failures": entry.num_failures,
                      "p90_ms": entry.get_response_time_percentile(0.9) if entry.num_requests else 0.0})
-    broken = [f"setup failed: {Books.error}"] if Books.error else evaluate(rows, p90_ms, max_error_rate)
+    exceptions = sum(e["count"] for e in environment.runner.exceptions.values()) if environment.runner else 0
+    broken = ([f"setup failed: {Books.error}"] if Books.error
+              else evaluate(rows, p90_ms, max_error_rate, exceptions))
     for sentence in broken:
         log.error("threshold broken: %s", sentence)
     environment.process_exit_code = 1 if broken else 0

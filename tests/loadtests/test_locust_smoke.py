@@ -201,3 +201,20 @@ def test_the_report_sets_the_run_against_modern_treasurys_published_load_test(tm
     assert "| balance reads/s (GET /api/ledger_accounts/{id}) | 3,600.0 | 2,700.0 | not met |" in md
     assert "| p90 write ms (the investing write) | 297 | 40 | met |" in md
     assert "| p90 balance read ms | 89 | 95 | not met |" in md
+
+
+SHORT = {"LOADTEST_INVESTORS": "2", "LOADTEST_CARDS": "2", "LOADTEST_WAIT_MAX_S": "0.05", "LOADTEST_P90_MS": "5000",
+         "LOADTEST_MAX_ERROR_RATE": "0", "LOADTEST_SHAPE": ""}
+
+
+@pytest.mark.timeout(60)
+async def test_a_run_whose_tasks_raise_fails_its_thresholds(cell, tmp_path):
+    """A task that raises makes no request, so no failure: the run must not pass on the requests the others made.
+    Here no investor accounts: every investing task raises IndexError, the card users still post."""
+    env = {**os.environ, **SHORT, "LOADTEST_INVESTORS": "0", "LOADTEST_WEIGHTS": "investing=1,card=1,statement=0,backdated=0"}
+    code, out = await loadtest(cell, tmp_path, env, "--no-monitor", "-u", "2", "-r", "2", "-t", "2s")
+    assert code == 1, out[-4000:]
+    [run_dir] = list(tmp_path.iterdir())
+    broken = json.loads((run_dir / "thresholds.json").read_text())["broken"]
+    assert any("exception" in b for b in broken), broken
+    assert "**Failed:**" in (run_dir / "report.md").read_text()
