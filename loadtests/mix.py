@@ -43,11 +43,17 @@ def weights() -> dict[str, int]:
 
 def thresholds() -> tuple[dict[str, float], float]:
     """p90 limits in ms by request key ("default" for the rest), and the largest error rate allowed."""
-    p90 = {k: float(v) for k, v in parse_pairs(os.environ.get("LOADTEST_P90_MS", "1000"), "default").items()}
+    try:
+        p90 = {k: float(v) for k, v in parse_pairs(os.environ.get("LOADTEST_P90_MS", "1000"), "default").items()}
+    except ValueError as error:
+        raise ValueError(f"LOADTEST_P90_MS: {error}") from None
     unknown = set(p90) - set(REQUESTS) - {"default"}
     if unknown:
         raise ValueError(f"LOADTEST_P90_MS: unknown request types {sorted(unknown)}; known: {sorted(REQUESTS)}")
-    return p90, float(os.environ.get("LOADTEST_MAX_ERROR_RATE", "0.01"))
+    try:
+        return p90, float(os.environ.get("LOADTEST_MAX_ERROR_RATE", "0.01"))
+    except ValueError:
+        raise ValueError("LOADTEST_MAX_ERROR_RATE: a fraction, such as 0.01") from None
 
 
 def evaluate(rows: list[dict], p90_ms: dict[str, float], max_error_rate: float, exceptions: int = 0) -> list[str]:

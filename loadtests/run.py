@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from loadtests import report
+from loadtests.mix import shape_stages, thresholds, weights
 from loadtests.monitor import Monitor, Stack
 
 HERE = Path(__file__).resolve().parent
@@ -51,6 +52,13 @@ def main(argv: list[str] | None = None) -> int:
     if not (host and tenant and api_key):
         parser.error(f"no credentials: start `make run` (writes {args.dev_json}) or give --host, --tenant and "
                      "--api-key (or LOADTEST_HOST, LOADTEST_TENANT_ID, LOADTEST_API_KEY)")
+    try:  # the suite's own settings, checked before the run rather than when Locust quits after it
+        weights()
+        thresholds()
+        if os.environ.get("LOADTEST_SHAPE"):
+            shape_stages(os.environ["LOADTEST_SHAPE"])
+    except ValueError as error:
+        parser.error(str(error))
     if args.previous is not None and not (args.previous / f"{report.PREFIX}_stats.csv").exists():
         parser.error(f"--previous {args.previous}: no {report.PREFIX}_stats.csv there")
 

@@ -218,3 +218,13 @@ async def test_a_run_whose_tasks_raise_fails_its_thresholds(cell, tmp_path):
     broken = json.loads((run_dir / "thresholds.json").read_text())["broken"]
     assert any("exception" in b for b in broken), broken
     assert "**Failed:**" in (run_dir / "report.md").read_text()
+
+
+@pytest.mark.timeout(60)
+async def test_a_misspelt_threshold_is_refused_before_the_run_not_after_it(cell, tmp_path):
+    """LOADTEST_P90_MS with an unknown request type: refused at once (exit 2, saying which), not found when Locust
+    quits, after the whole run, with no thresholds checked and no run.json."""
+    env = {**os.environ, **SHORT, "LOADTEST_P90_MS": "default=1000,invest_wrte=300"}
+    code, out = await loadtest(cell, tmp_path, env, "--no-monitor", "-u", "1", "-r", "1", "-t", "3s")
+    assert code == 2 and "LOADTEST_P90_MS" in out and "invest_wrte" in out, out[-4000:]
+    assert not list(tmp_path.glob("*/locust_stats.csv")), "the run was made"
