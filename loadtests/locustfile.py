@@ -42,7 +42,7 @@ from urllib.parse import urlencode
 
 import requests
 from locust import FastHttpUser, LoadTestShape, between, events, task
-from locust.runners import MasterRunner
+from locust.runners import MasterRunner, WorkerRunner
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # Locust puts only loadtests/ on the path
 from loadtests.mix import REQUESTS, evaluate, shape_stages, thresholds, weights
@@ -127,6 +127,8 @@ def on_test_start(environment, **_kw) -> None:
 
 @events.quitting.add_listener
 def on_quitting(environment, **_kw) -> None:
+    if isinstance(environment.runner, WorkerRunner):
+        return  # its stats went to the master, which judges the run and writes the files
     p90_ms, max_error_rate = P90_MS, MAX_ERROR_RATE
     by_name = {name: key for key, name in REQUESTS.items()}
     rows = []

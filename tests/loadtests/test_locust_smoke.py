@@ -228,3 +228,17 @@ async def test_a_misspelt_threshold_is_refused_before_the_run_not_after_it(cell,
     code, out = await loadtest(cell, tmp_path, env, "--no-monitor", "-u", "1", "-r", "1", "-t", "3s")
     assert code == 2 and "LOADTEST_P90_MS" in out and "invest_wrte" in out, out[-4000:]
     assert not list(tmp_path.glob("*/locust_stats.csv")), "the run was made"
+
+
+@pytest.mark.timeout(90)
+async def test_on_several_processes_only_the_master_judges_the_run(cell, tmp_path):
+    """`--processes 2` (the README's way to more load): the workers quit with no stats of their own (they sent them
+    to the master); they must not log 'no request was made' nor write thresholds.json over the master's."""
+    env = {**os.environ, **SHORT, "LOADTEST_WEIGHTS": "investing=1,card=1,statement=0,backdated=0"}
+    code, out = await loadtest(cell, tmp_path, env, "--no-monitor", "--processes", "2", "-u", "2", "-r", "2",
+                               "-t", "3s")
+    assert code == 0, out[-4000:]
+    assert "no request was made" not in out, out[-4000:]
+    [run_dir] = list(tmp_path.iterdir())
+    result = json.loads((run_dir / "thresholds.json").read_text())
+    assert result["broken"] == [] and sum(r["requests"] for r in result["rows"]) > 0, result
