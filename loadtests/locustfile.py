@@ -19,7 +19,8 @@ User classes (weights from LOADTEST_WEIGHTS, e.g. "investing=6,card=2,statement=
 - BackdatedPoster: transactions with an `effective_at` in the past (up to LOADTEST_BACKDATE_DAYS).
 
 The data (one ledger, its accounts, the cards' funding) is made once per run in the test_start event and
-shared through module state, not per simulated user. Thresholds, checked when Locust quits, set its exit code:
+shared through module state, not per simulated user; on several processes (--processes) the master makes it and
+sends it to the workers, so every process loads the same hot accounts. Thresholds, checked when Locust quits, set its exit code:
 LOADTEST_P90_MS ("1000" or "default=1000,invest_write=300,invest_read=100"; keys are the REQUESTS keys) and
 LOADTEST_MAX_ERROR_RATE (a fraction, default 0.01); a task that raised (an exception, not a failed request)
 fails the run too. LOADTEST_REPORT_DIR, when set, receives run.json and
@@ -109,20 +110,38 @@ def setup_books(host: str) -> None:
              time.monotonic() - t0)
 
 
+BOOKS_MESSAGE = "loadtest_books"  # master -> workers, before their users spawn: the run's one set of books
+
+
+def _receive_books(environment, msg, **_kw) -> None:
+    for name, value in msg.data.items():
+        setattr(Books, name, value)
+
+
+@events.init.add_listener
+def on_init(environment, **_kw) -> None:
+    if isinstance(environment.runner, WorkerRunner):
+        environment.runner.register_message(BOOKS_MESSAGE, _receive_books)
+
+
 @events.test_start.add_listener
 def on_test_start(environment, **_kw) -> None:
-    if isinstance(environment.runner, MasterRunner):
-        return  # the workers make their own books
-    if Books.ledger_id:
-        return  # once per run, even when the shape restarts spawning
-    try:
-        setup_books((environment.host or BASE_URL).rstrip("/"))
-        if environment.shape_class is not None:
-            environment.shape_class.reset_time()  # the stages count from when the books are ready
-    except Exception as exc:  # noqa: BLE001 - reported, and the run fails
-        Books.error = f"{type(exc).__name__}: {exc}"
-        log.error("setup failed: %s", Books.error)
-        environment.runner.quit()
+    if isinstance(environment.runner, WorkerRunner):
+        return  # the master made the books and sent them (on several processes, one ledger and hot accounts)
+    if not Books.ledger_id:  # once per run, even when the shape restarts spawning
+        try:
+            setup_books((environment.host or BASE_URL).rstrip("/"))
+            if environment.shape_class is not None:
+                environment.shape_class.reset_time()  # the stages count from when the books are ready
+        except Exception as exc:  # noqa: BLE001 - reported, and the run fails
+            Books.error = f"{type(exc).__name__}: {exc}"
+            log.error("setup failed: %s", Books.error)
+            environment.runner.quit()
+            return
+    if isinstance(environment.runner, MasterRunner):  # sent ahead of the spawn messages, so users find them
+        environment.runner.send_message(BOOKS_MESSAGE, {
+            "ledger_id": Books.ledger_id, "omnibus": Books.omnibus, "investors": Books.investors,
+            "settlement": Books.settlement, "cards": Books.cards})
 
 
 @events.quitting.add_listener

@@ -14,6 +14,7 @@ from pathlib import Path
 from xml.etree import ElementTree
 
 import asyncpg
+import httpx
 import pytest
 import uvicorn
 
@@ -233,7 +234,9 @@ async def test_a_misspelt_threshold_is_refused_before_the_run_not_after_it(cell,
 @pytest.mark.timeout(90)
 async def test_on_several_processes_only_the_master_judges_the_run(cell, tmp_path):
     """`--processes 2` (the README's way to more load): the workers quit with no stats of their own (they sent them
-    to the master); they must not log 'no request was made' nor write thresholds.json over the master's."""
+    to the master); they must not log 'no request was made' nor write thresholds.json over the master's. And the
+    run's books are made once, by the master: one ledger, so one hot omnibus and one hot settlement account for
+    every process (books per worker would split the hot accounts' load between them)."""
     env = {**os.environ, **SHORT, "LOADTEST_WEIGHTS": "investing=1,card=1,statement=0,backdated=0"}
     code, out = await loadtest(cell, tmp_path, env, "--no-monitor", "--processes", "2", "-u", "2", "-r", "2",
                                "-t", "3s")
@@ -242,3 +245,7 @@ async def test_on_several_processes_only_the_master_judges_the_run(cell, tmp_pat
     [run_dir] = list(tmp_path.iterdir())
     result = json.loads((run_dir / "thresholds.json").read_text())
     assert result["broken"] == [] and sum(r["requests"] for r in result["rows"]) > 0, result
+    host, tenant, key = cell
+    async with httpx.AsyncClient(auth=(tenant, key)) as client:  # the cell runs on this event loop
+        ledgers = (await client.get(f"{host}/api/ledgers", params={"per_page": 100})).json()
+    assert len(ledgers) == 1, [ledger["name"] for ledger in ledgers]
