@@ -29,6 +29,7 @@ thresholds.json for the markdown report (loadtests/report.py).
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import os
@@ -44,6 +45,7 @@ from urllib.parse import urlencode
 import requests
 from locust import FastHttpUser, LoadTestShape, between, events, task
 from locust.runners import MasterRunner, WorkerRunner
+from locust.stats import PERCENTILES_TO_REPORT, StatsCSV
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # Locust puts only loadtests/ on the path
 from loadtests.mix import REQUESTS, evaluate, shape_stages, thresholds, weights
@@ -161,6 +163,8 @@ def on_quitting(environment, **_kw) -> None:
     for sentence in broken:
         log.error("threshold broken: %s", sentence)
     environment.process_exit_code = 1 if broken else 0
+    if prefix := getattr(environment.parsed_options, "csv_prefix", None):
+        write_final_csv(environment, prefix)
     report_dir = os.environ.get("LOADTEST_REPORT_DIR")
     if report_dir:
         Path(report_dir).mkdir(parents=True, exist_ok=True)
@@ -170,6 +174,16 @@ def on_quitting(environment, **_kw) -> None:
             "host": environment.host or BASE_URL, "tenant_id": TENANT, "weights": weights(),
             "shape": os.environ.get("LOADTEST_SHAPE") or None, "requests": REQUESTS,
             "books": {"investors": INVESTORS, "cards": CARDS}}, indent=2))
+
+
+def write_final_csv(environment, prefix: str) -> None:
+    """Locust rewrites its stats, failures and exceptions CSV once a second, not when it quits: the files would
+    miss the run's last second. Written here from the final stats, the ones the thresholds were judged on."""
+    writer = StatsCSV(environment, PERCENTILES_TO_REPORT)
+    for suffix, write in (("stats", writer.requests_csv), ("failures", writer.failures_csv),
+                          ("exceptions", writer.exceptions_csv)):
+        with open(f"{prefix}_{suffix}.csv", "w", newline="") as f:
+            write(csv.writer(f))
 
 
 # ---- users -------------------------------------------------------------------------------------------------

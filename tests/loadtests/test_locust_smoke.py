@@ -249,3 +249,18 @@ async def test_on_several_processes_only_the_master_judges_the_run(cell, tmp_pat
     async with httpx.AsyncClient(auth=(tenant, key)) as client:  # the cell runs on this event loop
         ledgers = (await client.get(f"{host}/api/ledgers", params={"per_page": 100})).json()
     assert len(ledgers) == 1, [ledger["name"] for ledger in ledgers]
+
+
+@pytest.mark.timeout(60)
+async def test_the_report_counts_every_request_of_the_run(cell, tmp_path):
+    """Locust rewrites its stats CSV once a second and not at the end: report.md (and a later --previous) must
+    not read a snapshot missing the last second's requests, but the totals the thresholds were judged on."""
+    env = {**os.environ, **SHORT, "LOADTEST_WEIGHTS": "investing=1,card=1,statement=0,backdated=0"}
+    code, out = await loadtest(cell, tmp_path, env, "--no-monitor", "-u", "2", "-r", "2", "-t", "2s")
+    assert code == 0, out[-4000:]
+    [run_dir] = list(tmp_path.iterdir())
+    judged = {r["name"]: r["requests"] for r in json.loads((run_dir / "thresholds.json").read_text())["rows"]}
+    stats = {r["name"]: r for r in report.read_stats(run_dir)}
+    assert {name: stats[name]["requests"] for name in judged} == judged
+    assert stats["Aggregated"]["requests"] == sum(judged.values())
+    assert f"| **Aggregated** | {sum(judged.values()):,} |" in (run_dir / "report.md").read_text()
