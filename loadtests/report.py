@@ -301,23 +301,35 @@ def _change(before: dict, now: dict, key: str, higher_is_worse: bool, digits: in
     return f"{_fmt(a, digits)} → {_fmt(b, digits)} ({pct:+.0f}%)"
 
 
+def _failures(before: dict, now: dict, flags: list[str]) -> str:
+    """The error rate before -> now; flagged when it rose by more than REGRESSION_PCT (or from none to some):
+    requests that now fail fast would otherwise read as faster percentiles."""
+    a, b = (r["failures"] / r["requests"] if r["requests"] else math.nan for r in (before, now))
+    if math.isnan(a) or math.isnan(b):
+        return f"{_fmt(100 * a, 2)}% → {_fmt(100 * b, 2)}%"
+    if b > a * (1 + REGRESSION_PCT / 100) if a else b > 0:
+        flags.append("failures")
+    return f"{100 * a:.2f}% → {100 * b:.2f}%"
+
+
 def regression_table(current: list[dict], previous: list[dict]) -> list[str]:
     before = {r["name"]: r for r in previous}
-    lines = ["| Request type | req/s before → now | p50 ms | p90 ms | p99 ms | verdict |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| Request type | req/s before → now | p50 ms | p90 ms | p99 ms | failures | verdict |",
+             "|---|---|---|---|---|---|---|"]
     for r in current:
         p = before.get(r["name"])
         if p is None:
             lines.append(f"| {r['name']} | new: {_fmt(r['rps'], 1)} | {_fmt(r['p50'])} | {_fmt(r['p90'])} | "
-                         f"{_fmt(r['p99'])} | new |")
+                         f"{_fmt(r['p99'])} | {_fmt(r['failures'])} | new |")
             continue
         flags: list[str] = []
         cells = [_change(p, r, key, worse, digits, flags)
                  for key, worse, digits in (("rps", False, 1), ("p50", True, 0), ("p90", True, 0), ("p99", True, 0))]
+        cells.append(_failures(p, r, flags))
         verdict = "**regression: " + ", ".join(flags) + "**" if flags else "ok"
         lines.append(f"| {r['name']} | " + " | ".join(cells) + f" | {verdict} |")
     for name in before.keys() - {r["name"] for r in current}:
-        lines.append(f"| {name} | gone | | | | gone |")
+        lines.append(f"| {name} | gone | | | | | gone |")
     return lines
 
 
@@ -385,7 +397,8 @@ def generate(run_dir: Path, previous: Path | None = None) -> Path:
 
     if previous is not None:
         md += [f"## Regression against {Path(previous).name}", "",
-               f"Flagged when a percentile rises or the throughput falls by more than {REGRESSION_PCT:g}%.", ""]
+               f"Flagged when a percentile or the share of failed requests rises, or the throughput falls, by more "
+               f"than {REGRESSION_PCT:g}% (failures: also from none to some).", ""]
         md += regression_table(stats, read_stats(Path(previous))) + [""]
 
     md += ["## Files", "", "- Locust's HTML report: [report.html](report.html)",

@@ -264,3 +264,14 @@ async def test_the_report_counts_every_request_of_the_run(cell, tmp_path):
     assert {name: stats[name]["requests"] for name in judged} == judged
     assert stats["Aggregated"]["requests"] == sum(judged.values())
     assert f"| **Aggregated** | {sum(judged.values()):,} |" in (run_dir / "report.md").read_text()
+
+
+def test_the_regression_table_flags_a_rise_in_failures():
+    """Requests that now fail fast (a 4xx, a 429) make the percentiles look better: the failures are compared too."""
+    base = {"type": "POST", "avg": 1, "max": 1, "rps": 100.0, "p50": 10.0, "p90": 20.0, "p99": 30.0}
+    before = [{**base, "name": "a", "requests": 1000, "failures": 0}, {**base, "name": "b", "requests": 1000, "failures": 10}]
+    now = [{**base, "name": "a", "requests": 1000, "failures": 400, "p50": 2.0, "p90": 4.0, "p99": 6.0},
+           {**base, "name": "b", "requests": 1000, "failures": 10}]
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in report.regression_table(now, before)[2:]}
+    assert "0.00% → 40.00%" in rows["a"] and "**regression: failures**" in rows["a"], rows["a"]
+    assert rows["b"].endswith("| ok |"), rows["b"]
