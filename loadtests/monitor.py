@@ -190,8 +190,10 @@ class Monitor(threading.Thread):
                         "apply_lag_p99_s", "stack_cpu_s"])
             while not self._halt.wait(self.interval_s):
                 now = {u: scrape(u) for u in urls}
-                queue = sum(m.get("ledger_unapplied_effects", 0.0) for m in now.values())
-                oldest = max((m.get("ledger_oldest_unapplied_age_seconds", 0.0) for m in now.values()), default=0.0)
+                # Read from the endpoints that answered with the queue (the cells); none: not measured, not 0.
+                cells = [m for m in now.values() if "ledger_unapplied_effects" in m]
+                queue = sum(m["ledger_unapplied_effects"] for m in cells) if cells else ""
+                oldest = max(m.get("ledger_oldest_unapplied_age_seconds", 0.0) for m in cells) if cells else ""
                 merged_before: dict[str, float] = {}
                 merged_now: dict[str, float] = {}
                 for u in urls:

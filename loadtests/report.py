@@ -382,12 +382,17 @@ def generate(run_dir: Path, previous: Path | None = None) -> Path:
 
     samples = read_monitor(run_dir)
     if samples:
-        lags = [r["apply_lag_p90_s"] for r in samples if not math.isnan(r["apply_lag_p90_s"])]
-        md += ["## The stack during the run", "",
-               (f"Largest async queue: {_fmt(max(r['unapplied_effects'] for r in samples))} effects; "
-               f"apply lag p90 (per {_fmt(samples[0]['t'], 1)} s sample): worst "
-               f"{_fmt(max(lags), 3) if lags else '-'} s."), ""]
-        md += [f"### {title}\n\n![{title}]({file})\n" for title, file in plot_monitor(run_dir, samples)]
+        md += ["## The stack during the run", ""]
+        queues = [r["unapplied_effects"] for r in samples if not math.isnan(r["unapplied_effects"])]
+        if queues:
+            lags = [r["apply_lag_p90_s"] for r in samples if not math.isnan(r["apply_lag_p90_s"])]
+            md += [(f"Largest async queue: {_fmt(max(queues))} effects; "
+                   f"apply lag p90 (per {_fmt(samples[0]['t'], 1)} s sample): worst "
+                   f"{_fmt(max(lags), 3) if lags else '-'} s."), ""]
+            md += [f"### {title}\n\n![{title}]({file})\n" for title, file in plot_monitor(run_dir, samples)]
+        else:
+            md += [("Async queue and apply lag: not measured (no cell's /metrics answered; give them with "
+                    "`--metrics URL,...`)."), ""]
     cpu = _json(run_dir / "cpu.json")
     if cpu and cpu["cpu_s"]:
         total_requests = next((r["requests"] for r in stats if r["name"] == "Aggregated"), 0.0)

@@ -1,0 +1,44 @@
+"""What `make loadtest` samples beside Locust (loadtests/monitor.py) and how report.md tells it."""
+
+from __future__ import annotations
+
+import csv
+import time
+from pathlib import Path
+
+from control_plane.devstack import free_port
+from loadtests import report
+from loadtests.monitor import Monitor, Stack
+
+
+def sample(monitor: Monitor, rows: int) -> list[dict]:
+    """Run the monitor until it wrote `rows` samples (10 s at most), stop it, and read monitor.csv."""
+    path = monitor.out_dir / "monitor.csv"
+    monitor.start()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and (not path.exists() or len(path.read_text().splitlines()) <= rows):
+        time.sleep(0.02)
+    monitor.stop()
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def write_stats(run_dir: Path) -> None:
+    with (run_dir / f"{report.PREFIX}_stats.csv").open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["Type", "Name", "Request Count", "Failure Count", "Requests/s", "50%", "90%", "99%",
+                         "Average Response Time", "Max Response Time"])
+        writer.writerow(["", "Aggregated", 100, 0, 50, 5, 9, 12, 6, 20])
+
+
+def test_a_queue_no_metrics_endpoint_answered_for_is_not_measured_not_empty(tmp_path):
+    """A host whose cells' /metrics cannot be reached (another machine, a cell not started by `make run`, a
+    metrics port down): the report must not say the async queue was 0 and the apply lag nil; it says it was not
+    measured, and how to give the endpoints."""
+    dead = f"http://127.0.0.1:{free_port()}/metrics"
+    rows = sample(Monitor(tmp_path, Stack("http://ledger.invalid:8000"), [dead], interval_s=0.05), 2)
+    assert len(rows) >= 2 and all(r["unapplied_effects"] == "" for r in rows), rows
+    write_stats(tmp_path)
+    md = report.generate(tmp_path).read_text()
+    assert "Largest async queue" not in md and "not measured" in md and "--metrics" in md, md
+    assert "unapplied balance effects" not in md  # no chart of zeros
