@@ -156,6 +156,7 @@ class Monitor(threading.Thread):
         self._halt = threading.Event()
         self.cpu_s: dict[str, float] = {}
         self._last_cpu: dict[int, float] = {}
+        self._before: set[int] = set()  # the machine's processes at the baseline: any other started during the run
 
     def stop(self) -> None:
         self._halt.set()
@@ -175,13 +176,16 @@ class Monitor(threading.Thread):
                 total = t.user + t.system
             except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
                 continue
-            delta = total - self._last_cpu.get(pid, total)
+            if pid not in self._last_cpu:  # first seen: from the baseline, or from its start if it began later
+                self._last_cpu[pid] = total if pid in self._before else 0.0
+            delta = total - self._last_cpu[pid]
             self._last_cpu[pid] = total
             self.cpu_s[name] = self.cpu_s.get(name, 0.0) + max(delta, 0.0)
 
     def run(self) -> None:
         urls = self.metrics_urls if self.metrics_urls is not None else self.stack.metrics_urls()
         t0 = time.monotonic()
+        self._before = set(psutil.pids())
         previous = {u: scrape(u) for u in urls}
         self._cpu_sample()  # the baseline
         with (self.out_dir / "monitor.csv").open("w", newline="") as f:

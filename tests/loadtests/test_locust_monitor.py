@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import csv
+import json
+import subprocess
+import sys
 import time
 from pathlib import Path
+
+import psutil
 
 from control_plane.devstack import free_port
 from loadtests import report
@@ -42,3 +47,43 @@ def test_a_queue_no_metrics_endpoint_answered_for_is_not_measured_not_empty(tmp_
     md = report.generate(tmp_path).read_text()
     assert "Largest async queue" not in md and "not measured" in md and "--metrics" in md, md
     assert "unapplied balance effects" not in md  # no chart of zeros
+
+
+class LateStack(Stack):
+    """A stack whose processes are found only once `shown` holds some (as a server's new processes, a database
+    connection's backend, are found at the next re-discovery, REFIND_S later)."""
+
+    def __init__(self) -> None:
+        super().__init__("http://ledger.invalid:8000")
+        self.shown: dict = {}
+
+    def processes(self):
+        return dict(self.shown)
+
+
+def test_a_process_started_during_the_run_is_counted_from_its_start(tmp_path):
+    """CPU a process spent before the monitor first saw it (a PostgreSQL backend for a connection the load opened,
+    a restarted cell) was the run's, and was dropped: the process counted only from its discovery."""
+    stack = LateStack()
+    monitor = Monitor(tmp_path, stack, [], interval_s=0.05)
+    monitor.start()
+    deadline = time.monotonic() + 10
+    while not (tmp_path / "monitor.csv").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)  # the baseline is taken
+    busy = subprocess.Popen([sys.executable, "-c",
+                             "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.4: pass\n"
+                             "time.sleep(60)"])
+    try:
+        process = psutil.Process(busy.pid)
+        deadline = time.monotonic() + 20
+        while sum(process.cpu_times()[:2]) < 0.4 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        stack.shown = {busy.pid: ("postgresql", process)}
+        rows = len((tmp_path / "monitor.csv").read_text().splitlines())
+        while len((tmp_path / "monitor.csv").read_text().splitlines()) < rows + 2 and time.monotonic() < deadline:
+            time.sleep(0.02)  # sampled since
+        monitor.stop()
+    finally:
+        busy.kill()
+        busy.wait()
+    assert json.loads((tmp_path / "cpu.json").read_text())["cpu_s"].get("postgresql", 0) >= 0.35
