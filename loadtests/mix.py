@@ -13,6 +13,9 @@ REQUESTS = {
     "statement_page": "GET /api/ledger_entries?show_balances [statement]",
     "backdated_write": "POST /api/ledger_transactions [backdated]",
 }
+# Request type key -> the user class (a LOADTEST_WEIGHTS key) that makes it.
+REQUEST_CLASS = {"invest_write": "investing", "invest_read": "investing", "card_authorize": "card",
+                 "statement_page": "statement", "backdated_write": "backdated"}
 DEFAULT_WEIGHTS = {"investing": 6, "card": 2, "statement": 1, "backdated": 1}
 # Modern Treasury's published load test (seed 003): 1,200 POST /ledger_transactions a second with 3,600 GET
 # ledger_accounts a second; average p90 297 ms for the writes and 89 ms for the balance reads.
@@ -56,10 +59,17 @@ def thresholds() -> tuple[dict[str, float], float]:
         raise ValueError("LOADTEST_MAX_ERROR_RATE: a fraction, such as 0.01") from None
 
 
-def evaluate(rows: list[dict], p90_ms: dict[str, float], max_error_rate: float, exceptions: int = 0) -> list[str]:
+def evaluate(rows: list[dict], p90_ms: dict[str, float], max_error_rate: float, exceptions: int = 0,
+             expected: dict[str, int] | None = None) -> list[str]:
     """The broken thresholds, as sentences. rows: {key, requests, failures, p90_ms} per request type seen;
-    exceptions: how many times a user's task raised (no request, so no failure: never allowed)."""
+    exceptions: how many times a user's task raised (no request, so no failure: never allowed); expected: the user
+    class weights of the run, whose every request type must have been made (else its p90 went unchecked)."""
     broken = [f"{exceptions} exceptions in the users' tasks (see the exceptions CSV)"] if exceptions else []
+    made = {r["key"] for r in rows if r["requests"]}
+    for key, user_class in REQUEST_CLASS.items():
+        if (expected or {}).get(user_class, 0) > 0 and key not in made:
+            broken.append(f"{key}: no request made (user class {user_class} ran no user: more users, or "
+                          f"LOADTEST_WEIGHTS={user_class}=0 to leave it out)")
     total = sum(r["requests"] for r in rows)
     failures = sum(r["failures"] for r in rows)
     if total == 0:

@@ -275,3 +275,17 @@ def test_the_regression_table_flags_a_rise_in_failures():
     rows = {line.split(" | ")[0].lstrip("| "): line for line in report.regression_table(now, before)[2:]}
     assert "0.00% → 40.00%" in rows["a"] and "**regression: failures**" in rows["a"], rows["a"]
     assert rows["b"].endswith("| ok |"), rows["b"]
+
+
+@pytest.mark.timeout(60)
+async def test_a_user_class_that_ran_no_user_fails_the_run(cell, tmp_path):
+    """-u 1 for two weighted user classes: Locust gives the one user to one class; the other's requests, and the p90
+    threshold set on them, were never measured. The run asked for a mix it did not make: it fails, saying which."""
+    env = {**os.environ, **SHORT, "LOADTEST_WEIGHTS": "investing=1,card=1,statement=0,backdated=0",
+           "LOADTEST_P90_MS": "default=5000,card_authorize=1000,invest_write=1000"}
+    code, out = await loadtest(cell, tmp_path, env, "--no-monitor", "-u", "1", "-r", "1", "-t", "2s")
+    assert code == 1, out[-4000:]
+    [run_dir] = list(tmp_path.iterdir())
+    broken = json.loads((run_dir / "thresholds.json").read_text())["broken"]
+    assert broken and all("no request" in b for b in broken), broken
+    assert {b.split(":")[0] for b in broken} in ({"card_authorize"}, {"invest_write", "invest_read"}), broken
