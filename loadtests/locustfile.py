@@ -79,6 +79,7 @@ class Books:
     settlement: str = ""  # credit-normal: the other side of every card authorization (hot)
     cards: ClassVar[list[str]] = []  # credit-normal, funded
     error: str | None = None
+    setup_s: float = 0.0  # how long making them took
 
 
 def _post(session: requests.Session, host: str, path: str, body: dict) -> dict:
@@ -108,8 +109,8 @@ def setup_books(host: str) -> None:
             _post(s, host, "/api/ledger_transactions", {"ledger_id": ledger, "status": "posted", "ledger_entries": [
                 {"ledger_account_id": funding, "direction": "debit", "amount": CARD_FUNDING},
                 {"ledger_account_id": card, "direction": "credit", "amount": CARD_FUNDING}]})
-    log.info("setup: ledger %s, %d investors, %d funded cards in %.1f s", ledger, INVESTORS, CARDS,
-             time.monotonic() - t0)
+    Books.setup_s = round(time.monotonic() - t0, 3)
+    log.info("setup: ledger %s, %d investors, %d funded cards in %.1f s", ledger, INVESTORS, CARDS, Books.setup_s)
 
 
 BOOKS_MESSAGE = "loadtest_books"  # master -> workers, before their users spawn: the run's one set of books
@@ -133,6 +134,7 @@ def on_test_start(environment, **_kw) -> None:
     if not Books.ledger_id:  # once per run, even when the shape restarts spawning
         try:
             setup_books((environment.host or BASE_URL).rstrip("/"))
+            environment.stats.reset_all()  # req/s counts from here: no user has started, no request was made
             if environment.shape_class is not None:
                 environment.shape_class.reset_time()  # the stages count from when the books are ready
         except Exception as exc:  # noqa: BLE001 - reported, and the run fails
@@ -173,7 +175,7 @@ def on_quitting(environment, **_kw) -> None:
         Path(report_dir, "run.json").write_text(json.dumps({
             "host": environment.host or BASE_URL, "tenant_id": TENANT, "weights": weights(),
             "shape": os.environ.get("LOADTEST_SHAPE") or None, "requests": REQUESTS,
-            "books": {"investors": INVESTORS, "cards": CARDS}}, indent=2))
+            "books": {"investors": INVESTORS, "cards": CARDS, "setup_s": Books.setup_s}}, indent=2))
 
 
 def write_final_csv(environment, prefix: str) -> None:
