@@ -175,7 +175,11 @@ def on_quitting(environment, **_kw) -> None:
         Path(report_dir, "run.json").write_text(json.dumps({
             "host": environment.host or BASE_URL, "tenant_id": TENANT, "weights": weights(),
             "shape": os.environ.get("LOADTEST_SHAPE") or None, "requests": REQUESTS,
-            "books": {"investors": INVESTORS, "cards": CARDS, "setup_s": Books.setup_s}}, indent=2))
+            "books": {"investors": INVESTORS, "cards": CARDS, "setup_s": Books.setup_s},
+            "locust": {key: getattr(environment.parsed_options, option, None) for key, option in (
+                *(() if environment.shape_class else (  # a shape drives users and duration
+                    ("users", "num_users"), ("spawn_rate", "spawn_rate"), ("run_time_s", "run_time"))),
+                ("processes", "processes"))}}, indent=2))
 
 
 def write_final_csv(environment, prefix: str) -> None:

@@ -333,6 +333,19 @@ def regression_table(current: list[dict], previous: list[dict]) -> list[str]:
     return lines
 
 
+def load_differences(run: dict | None, before: dict | None) -> list[str]:
+    """What the two runs' load was made of, where it differs ("users 16 → 64"): host, user class weights, shape,
+    books and Locust's users, spawn rate, run time and processes (run.json); the set-up's duration is no load."""
+    if not run or not before:
+        return ["the load of one of the runs is unknown (no run.json)"] if run or before else []
+    pairs = [(key, before.get(key), run.get(key)) for key in ("host", "weights", "shape")]
+    pairs += [(key, (before.get("books") or {}).get(key), (run.get("books") or {}).get(key))
+              for key in ("investors", "cards")]
+    pairs += [(key.replace("_", " "), (before.get("locust") or {}).get(key), (run.get("locust") or {}).get(key))
+              for key in ("users", "spawn_rate", "run_time_s", "processes")]
+    return [f"{key} {a} → {b}" for key, a, b in pairs if a != b]
+
+
 def generate(run_dir: Path, previous: Path | None = None) -> Path:
     run_dir = Path(run_dir)
     stats = read_stats(run_dir)
@@ -404,6 +417,9 @@ def generate(run_dir: Path, previous: Path | None = None) -> Path:
         md += [f"## Regression against {Path(previous).name}", "",
                f"Flagged when a percentile or the share of failed requests rises, or the throughput falls, by more "
                f"than {REGRESSION_PCT:g}% (failures: also from none to some).", ""]
+        if differences := load_differences(run, _json(Path(previous) / "run.json")):
+            md += [("**Not the same load, so not a like-for-like comparison**: "
+                    + "; ".join(differences) + "."), ""]
         md += regression_table(stats, read_stats(Path(previous))) + [""]
 
     md += ["## Files", "", "- Locust's HTML report: [report.html](report.html)",

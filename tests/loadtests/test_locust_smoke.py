@@ -89,7 +89,7 @@ async def test_a_short_locust_run_has_no_failure_and_writes_its_reports(cell, tm
 
     # A second report of the same run against itself: the regression table, nothing flagged.
     md = report.generate(run_dir, previous=run_dir).read_text()
-    assert "## Regression against" in md and "**regression" not in md
+    assert "## Regression against" in md and "**regression" not in md and "Not the same load" not in md
 
     # A run that breaks its p90 threshold exits non-zero, and says why; compared with the first run. Its 2 s count
     # from before the books' set-up: books of one investor and one card leave the most of them for requests.
@@ -103,6 +103,7 @@ async def test_a_short_locust_run_has_no_failure_and_writes_its_reports(cell, tm
     assert any(b.startswith("invest_read: p90") for b in broken), broken
     md = (second / "report.md").read_text()
     assert "**Failed:**" in md and f"## Regression against {run_dir.name}" in md
+    assert "Not the same load" in md and "users None → 2" in md and "weights {" in md, md  # shaped, then -u 2
 
 
 async def loadtest(cell, reports: Path, env: dict, *args: str) -> tuple[int, str]:
@@ -305,3 +306,22 @@ async def test_the_throughput_is_over_the_time_requests_were_made_not_the_books_
     total = {r["name"]: r for r in report.read_stats(run_dir)}["Aggregated"]
     window_s = total["requests"] / total["rps"]  # the seconds Locust divided by
     assert window_s <= 4 - setup_s + 0.5, (window_s, setup_s)
+
+
+def test_the_regression_table_says_when_the_two_runs_did_not_make_the_same_load(tmp_path):
+    """Two runs of other users, shapes, mixes or books differ in latency and throughput for that reason: the
+    regression section says what differs, above the table, rather than calling the difference a regression."""
+    config = {"host": "http://x", "tenant_id": "acme", "weights": {"investing": 6, "card": 2}, "shape": None,
+              "books": {"investors": 100, "cards": 50, "setup_s": 1.0},
+              "locust": {"users": 16, "spawn_rate": 4, "run_time_s": 60, "processes": None}}
+    runs = {}
+    for name, run in (("same", config), ("same-again", {**config, "books": {**config["books"], "setup_s": 2.5}}),
+                      ("other", {**config, "weights": {"investing": 1, "card": 0},
+                                 "locust": {**config["locust"], "users": 64}})):
+        runs[name] = tmp_path / name
+        runs[name].mkdir()
+        write_stats(runs[name], [["GET", "GET /a", 30, 0, 10, 5, 9, 12, 6, 20], ["", "Aggregated", 30, 0, 10, 5, 9, 12, 6, 20]])
+        (runs[name] / "run.json").write_text(json.dumps(run))
+    assert "Not the same load" not in report.generate(runs["same-again"], runs["same"]).read_text()
+    md = report.generate(runs["other"], runs["same"]).read_text()
+    assert "Not the same load" in md and "users 16 → 64" in md and "weights" in md, md
