@@ -84,7 +84,8 @@ def evaluate(rows: list[dict], p90_ms: dict[str, float], max_error_rate: float, 
 
 
 SHAPE_DEFAULTS = {"users": 32, "spike_users": 96, "ramp": 30, "steady": 120, "spike": 30, "steady2": 60,
-                  "rate": 0}  # rate 0: ramp to `users` over exactly `ramp` seconds; the spike comes at once
+                  "rate": 0, "spike_rate": 0}  # rate 0: ramp to `users` over exactly `ramp` seconds;
+# spike_rate (users a second, up to the spike and back down) 0: the spike comes at once
 
 
 def shape_stages(spec: str) -> list[tuple[float, int, float]]:
@@ -96,9 +97,10 @@ def shape_stages(spec: str) -> list[tuple[float, int, float]]:
     c = {**SHAPE_DEFAULTS, **given}
     users, spike = int(c["users"]), int(c["spike_users"])
     ramp_rate = c["rate"] or users / max(c["ramp"], 1)
+    spike_rate = c["spike_rate"] or max(spike, 1)
     stages, t = [], 0.0
     for length, count, rate in ((c["ramp"], users, ramp_rate), (c["steady"], users, ramp_rate),
-                                (c["spike"], spike, max(spike, 1)), (c["steady2"], users, max(spike, 1))):
+                                (c["spike"], spike, spike_rate), (c["steady2"], users, spike_rate)):
         t += length
         stages.append((t, count, rate))
     return stages

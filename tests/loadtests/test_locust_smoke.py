@@ -325,3 +325,10 @@ def test_the_regression_table_says_when_the_two_runs_did_not_make_the_same_load(
     assert "Not the same load" not in report.generate(runs["same-again"], runs["same"]).read_text()
     md = report.generate(runs["other"], runs["same"]).read_text()
     assert "Not the same load" in md and "users 16 → 64" in md and "weights" in md, md
+
+
+def test_the_spikes_spawn_rate_is_configurable():
+    """The spike's rate (users a second up to the spike and back down), like the ramp's: `spike_rate`; 0, the
+    default, brings the spike at once."""
+    assert shape_stages("users=10,spike_users=30,ramp=10,steady=20,spike=5,steady2=15,spike_rate=4") == [
+        (10, 10, 1.0), (30, 10, 1.0), (35, 30, 4), (50, 10, 4)]
