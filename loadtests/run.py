@@ -3,7 +3,8 @@
     python -m loadtests.run [--host URL --tenant ID --api-key KEY] [--previous DIR] [locust options...]
 
 Without --host/--tenant/--api-key (or LOADTEST_HOST / LOADTEST_TENANT_ID / LOADTEST_API_KEY) the credentials
-are .ledger/dev.json's (what `make run` writes; --dev-json for another). Every other option goes to Locust,
+are .ledger/dev.json's (what `make run` writes; --dev-json for another), for its host only: another host needs its
+own tenant and key. Every other option goes to Locust,
 after the defaults (-u 16 -r 4 -t 60s), so `-u 64 -t 5m` overrides them; with LOADTEST_SHAPE set there are
 no defaults: the shape drives users and duration. The reports go to loadtests/reports/<UTC timestamp>/ (--reports for another
 parent): Locust's report.html and CSV files (stats, full history, failures, exceptions), run.json,
@@ -47,8 +48,10 @@ def main(argv: list[str] | None = None) -> int:
 
     dev = json.loads(args.dev_json.read_text()) if args.dev_json.exists() else {}
     host = args.host or dev.get("base_url")
-    tenant = args.tenant or dev.get("tenant_id")
-    api_key = args.api_key or dev.get("api_key")
+    # The local stack's key goes to the local stack only (its base URL, give or take a final slash).
+    local = dev if host and host.rstrip("/") == (dev.get("base_url") or "").rstrip("/") else {}
+    tenant = args.tenant or local.get("tenant_id")
+    api_key = args.api_key or local.get("api_key")
     if not (host and tenant and api_key):
         parser.error(f"no credentials: start `make run` (writes {args.dev_json}) or give --host, --tenant and "
                      "--api-key (or LOADTEST_HOST, LOADTEST_TENANT_ID, LOADTEST_API_KEY)")

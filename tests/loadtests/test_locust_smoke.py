@@ -8,6 +8,7 @@ import asyncio
 import csv
 import json
 import os
+import subprocess
 import sys
 import uuid
 from pathlib import Path
@@ -332,3 +333,17 @@ def test_the_spikes_spawn_rate_is_configurable():
     default, brings the spike at once."""
     assert shape_stages("users=10,spike_users=30,ramp=10,steady=20,spike=5,steady2=15,spike_rate=4") == [
         (10, 10, 1.0), (30, 10, 1.0), (35, 30, 4), (50, 10, 4)]
+
+
+def test_another_host_is_never_sent_make_runs_credentials(tmp_path):
+    """`--host` of another deployment without --tenant/--api-key: the local stack's key (.ledger/dev.json) is for
+    the local stack; it must not be sent to that host as Basic auth. Refused: no credentials for it."""
+    dev = tmp_path / "dev.json"
+    dev.write_text(json.dumps({"base_url": "http://127.0.0.1:8000", "tenant_id": "demo", "api_key": "lk_local"}))
+    other = f"http://127.0.0.1:{free_port()}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOADTEST_")}
+    proc = subprocess.run([sys.executable, "-m", "loadtests.run", "--dev-json", str(dev), "--host", other,
+                           "--reports", str(tmp_path / "reports"), "--no-monitor", "-t", "1s"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "no credentials" in proc.stderr, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert not (tmp_path / "reports").exists()
