@@ -43,6 +43,10 @@ async def update(conn: asyncpg.Connection, tenant_id: str, monitor_id, *, descri
 
 
 async def discard(conn: asyncpg.Connection, tenant_id: str, monitor_id) -> bool:
+    """Inside the caller's transaction: the account's balance row locked first, then (a later snapshot) the monitor
+    discarded and the account's flag set from its live monitors."""
+    if await conn.fetchval(Q["lock_monitor_account"], tenant_id, monitor_id) is None:
+        return False
     return await conn.fetchval(Q["discard_monitor"], tenant_id, monitor_id) is not None
 
 

@@ -26,9 +26,18 @@ SET description = CASE WHEN $3 THEN $4 ELSE description END, metadata = coalesce
 WHERE tenant_id = $1 AND id = $2 AND discarded_at IS NULL
 RETURNING id
 
+-- name: lock_monitor_account
+-- The balance row of a live monitor's account, locked (ledger_apply's lock order: balance row, then monitor) in a
+-- statement of its own: discard_monitor, the next one, then reads the account's monitors in a snapshot taken after
+-- the lock, so a monitor created by whoever held it is seen (in one statement, the snapshot taken before the wait
+-- missed it, and the flag was cleared under a live monitor that was then never evaluated).
+SELECT b.account_id FROM account_balances b
+JOIN ledger_account_balance_monitors m ON m.ledger_account_id = b.account_id
+WHERE m.tenant_id = $1 AND m.id = $2 AND m.discarded_at IS NULL
+FOR UPDATE OF b
+
 -- name: discard_monitor
--- The account's balance row first (ledger_apply's lock order: balance row, then monitor), its flag cleared
--- when no live monitor is left.
+-- Under the balance row lock lock_monitor_account took, its flag cleared when no live monitor is left.
 WITH b AS (
     SELECT b.account_id FROM account_balances b
     JOIN ledger_account_balance_monitors m ON m.ledger_account_id = b.account_id

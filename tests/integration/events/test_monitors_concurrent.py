@@ -89,3 +89,49 @@ async def test_racing_postings_and_batches_give_one_event_per_transition(hybrid_
            for e in r.json() if e["event_name"] != "balance_monitor.created"]
     assert len(expected) >= 2, "the walk should cross zero"
     assert got == expected
+
+
+async def _until_lock_waits(conn: asyncpg.Connection, count: int, timeout_s: float = 20.0) -> None:
+    """Until `count` backends of this database wait for a lock (a bound on waiting, not a speed assertion)."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while await conn.fetchval("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                              "AND datname = current_database()") < count:
+        assert time.monotonic() < deadline, f"fewer than {count} requests ever waited for the held lock"
+        await asyncio.sleep(0.01)
+
+
+async def test_a_monitor_created_while_another_is_deleted_is_still_evaluated(live_api: Api, cell_database_url):
+    # The create and the delete both wait for the account's balance row (held here); the create gets it first and
+    # commits; the delete, which read the account's monitors before that, must not then find it unmonitored.
+    api = live_api
+    ledger = await api.ledger()
+    hot, other = await api.account(ledger["id"], "credit"), await api.account(ledger["id"], "debit")
+    path = "/api/ledger_account_balance_monitors"
+
+    def body(value: int) -> dict:
+        return {"ledger_account_id": hot["id"], "alert_condition": {"field": "posted_balance_amount",
+                                                                   "operator": "greater_than", "value": value}}
+
+    first = await api.post(path, body(1000))
+    assert first.status_code == 201, first.text
+    holder = await asyncpg.connect(cell_database_url)
+    try:
+        held = holder.transaction()
+        await held.start()
+        await holder.execute("SELECT 1 FROM account_balances WHERE account_id = $1 FOR UPDATE", uuid.UUID(hot["id"]))
+        creating = asyncio.create_task(api.post(path, body(0)))
+        await _until_lock_waits(holder, 1)
+        deleting = asyncio.create_task(api.request("DELETE", f"{path}/{first.json()['id']}"))
+        await _until_lock_waits(holder, 2)
+        await held.rollback()
+        created, deleted = await creating, await deleting
+    finally:
+        await holder.close()
+    assert created.status_code == 201 and deleted.status_code == 200, (created.text, deleted.text)
+
+    r = await api.transfer(ledger["id"], other["id"], hot["id"], 5)
+    assert r.status_code == 201, r.text
+    state = (await api.get(f"{path}/{created.json()['id']}")).json()["current_ledger_account_balance_state"]
+    assert (state["triggered"], state["ledger_account_lock_version"]) == (True, 1)
