@@ -23,7 +23,10 @@ CROSS JOIN LATERAL ledger_balances(a.normal_balance, b.pending_debits, b.pending
 
 async def insert(conn: asyncpg.Connection, monitor_id: uuid.UUID, tenant_id: str, *, ledger_account_id: uuid.UUID,
                  description: str | None, field: str, operator: str, value: int, metadata: dict) -> bool:
-    """False when the tenant has no such account."""
+    """Inside the caller's transaction: the account's balance row locked first, then (a later snapshot) the monitor
+    written and the account flagged. False when the tenant has no such account."""
+    if await conn.fetchval(Q["lock_monitored_account"], tenant_id, ledger_account_id) is None:
+        return False
     return await conn.fetchval(Q["insert_monitor"], monitor_id, tenant_id, ledger_account_id, description, field,
                                operator, value, metadata) is not None
 

@@ -1,6 +1,15 @@
+-- name: lock_monitored_account
+-- The balance row of a live account of the tenant, locked (FOR UPDATE, as ledger_apply takes it) in a statement of
+-- its own: insert_monitor, the next one, reads the row in a snapshot taken after the lock, so it sees the flag as a
+-- monitor's delete that held the lock left it (in one statement, the flag read before the wait looked set, was
+-- left cleared, and the new monitor was never evaluated).
+SELECT b.account_id FROM account_balances b JOIN ledger_accounts a ON a.id = b.account_id
+WHERE b.account_id = $2 AND b.tenant_id = $1 AND a.discarded_at IS NULL
+FOR UPDATE OF b
+
 -- name: insert_monitor
--- Under the account's balance row lock (FOR UPDATE, as ledger_apply takes it): the state is evaluated at the
--- current lock version, and ledger_apply evaluates every later one (the account is flagged monitored).
+-- Under the account's balance row lock (lock_monitored_account): the state is evaluated at the current lock
+-- version, and ledger_apply evaluates every later one (the account is flagged monitored).
 WITH b AS (
     SELECT b.account_id, b.lock_version, lb.pending_amount, lb.posted_amount, lb.available_amount
     FROM account_balances b JOIN ledger_accounts a ON a.id = b.account_id

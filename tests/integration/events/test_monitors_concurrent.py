@@ -8,6 +8,7 @@ import random
 import uuid
 
 import asyncpg
+import pytest
 import pytest_asyncio
 from litestar.testing import AsyncTestClient
 
@@ -102,9 +103,29 @@ async def _until_lock_waits(conn: asyncpg.Connection, count: int, timeout_s: flo
         await asyncio.sleep(0.01)
 
 
-async def test_a_monitor_created_while_another_is_deleted_is_still_evaluated(live_api: Api, cell_database_url):
-    # The create and the delete both wait for the account's balance row (held here); the create gets it first and
-    # commits; the delete, which read the account's monitors before that, must not then find it unmonitored.
+async def _race(database_url: str, account_id: str, first, then) -> tuple:
+    """`first` and `then` (requests), each waiting in turn for the account's balance row (held here until both
+    wait), so that `first` gets it and commits before `then` does: their answers."""
+    holder = await asyncpg.connect(database_url)
+    try:
+        held = holder.transaction()
+        await held.start()
+        await holder.execute("SELECT 1 FROM account_balances WHERE account_id = $1 FOR UPDATE", uuid.UUID(account_id))
+        a = asyncio.create_task(first)
+        await _until_lock_waits(holder, 1)
+        b = asyncio.create_task(then)
+        await _until_lock_waits(holder, 2)
+        await held.rollback()
+        return await a, await b
+    finally:
+        await holder.close()
+
+
+@pytest.mark.parametrize("create_first", [True, False], ids=["create-then-delete", "delete-then-create"])
+async def test_a_monitor_created_while_another_is_deleted_is_still_evaluated(live_api: Api, cell_database_url,
+                                                                           create_first: bool):
+    # The create and the delete both wait for the account's balance row; whichever gets it second must see what the
+    # first committed: the account stays monitored, and the new monitor triggers when its condition holds.
     api = live_api
     ledger = await api.ledger()
     hot, other = await api.account(ledger["id"], "credit"), await api.account(ledger["id"], "debit")
@@ -114,21 +135,13 @@ async def test_a_monitor_created_while_another_is_deleted_is_still_evaluated(liv
         return {"ledger_account_id": hot["id"], "alert_condition": {"field": "posted_balance_amount",
                                                                    "operator": "greater_than", "value": value}}
 
-    first = await api.post(path, body(1000))
-    assert first.status_code == 201, first.text
-    holder = await asyncpg.connect(cell_database_url)
-    try:
-        held = holder.transaction()
-        await held.start()
-        await holder.execute("SELECT 1 FROM account_balances WHERE account_id = $1 FOR UPDATE", uuid.UUID(hot["id"]))
-        creating = asyncio.create_task(api.post(path, body(0)))
-        await _until_lock_waits(holder, 1)
-        deleting = asyncio.create_task(api.request("DELETE", f"{path}/{first.json()['id']}"))
-        await _until_lock_waits(holder, 2)
-        await held.rollback()
-        created, deleted = await creating, await deleting
-    finally:
-        await holder.close()
+    old = await api.post(path, body(1000))
+    assert old.status_code == 201, old.text
+    create, delete = api.post(path, body(0)), api.request("DELETE", f"{path}/{old.json()['id']}")
+    if create_first:
+        created, deleted = await _race(cell_database_url, hot["id"], create, delete)
+    else:
+        deleted, created = await _race(cell_database_url, hot["id"], delete, create)
     assert created.status_code == 201 and deleted.status_code == 200, (created.text, deleted.text)
 
     r = await api.transfer(ledger["id"], other["id"], hot["id"], 5)
