@@ -47,6 +47,7 @@ async def fetch(conn: asyncpg.Connection, tenant_id: str, category_id, *, at: da
 
 
 async def fetch_row(conn: asyncpg.Connection, tenant_id: str, category_id) -> asyncpg.Record | None:
+    """A live category without its balances, its row locked until the caller's transaction ends (a PATCH's)."""
     return await conn.fetchrow(Q["fetch_category_row"], tenant_id, category_id)
 
 

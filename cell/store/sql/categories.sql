@@ -13,9 +13,11 @@ SELECT id, ledger_id, currency, currency_exponent, normal_balance FROM ledger_ac
 WHERE tenant_id = $1 AND id = ANY($2::uuid[]) AND discarded_at IS NULL
 
 -- name: fetch_category_row
--- One live category without its balances (PATCH compares with it).
+-- One live category without its balances, its row locked: a PATCH compares with it and merges its metadata into
+-- it, so a PATCH at the same time waits and then merges into what this one wrote (no key lost).
 SELECT id, name, description, external_id, metadata FROM ledger_account_categories
 WHERE tenant_id = $1 AND id = $2 AND discarded_at IS NULL
+FOR NO KEY UPDATE
 
 -- name: update_category
 UPDATE ledger_account_categories SET name = coalesce($3, name),
