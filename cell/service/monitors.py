@@ -22,9 +22,9 @@ from cell.store import tenants as store_tenants
 RESOURCE = "ledger_account_balance_monitor"
 
 
-async def _monitor(conn: asyncpg.Connection, tenant_id: str, monitor_id, *,
-                   discarded: bool = False) -> views.LedgerAccountBalanceMonitor:
-    row = await store.fetch(conn, tenant_id, monitor_id, discarded=discarded)
+async def _monitor(conn: asyncpg.Connection, tenant_id: str, monitor_id, *, discarded: bool = False,
+                   lock: bool = False) -> views.LedgerAccountBalanceMonitor:
+    row = await store.fetch(conn, tenant_id, monitor_id, discarded=discarded, lock=lock)
     if row is None:
         raise NotFound(f"ledger account balance monitor {monitor_id} not found")
     return views.balance_monitor(row, row)
@@ -55,7 +55,7 @@ async def update_monitor(ctx: CellContext, tenant_id: str, monitor_id: uuid.UUID
     async def work(conn: asyncpg.Connection) -> views.LedgerAccountBalanceMonitor:
         async with conn.transaction():
             await store_tenants.fence(conn, tenant_id)
-            current = await _monitor(conn, tenant_id, monitor_id)
+            current = await _monitor(conn, tenant_id, monitor_id, lock=True)
             metadata = merge_metadata(current.metadata, cmd.metadata, ctx.settings.metadata_keys_max)
             if (metadata is None or metadata == current.metadata) and (
                     cmd.description is UNSET or cmd.description == current.description):

@@ -31,12 +31,15 @@ async def insert(conn: asyncpg.Connection, monitor_id: uuid.UUID, tenant_id: str
                                operator, value, metadata) is not None
 
 
-async def fetch(conn: asyncpg.Connection, tenant_id: str, monitor_id, *,
-                discarded: bool = False) -> asyncpg.Record | None:
-    """The monitor with its account's current balances (the state ledger_apply keeps evaluated)."""
+async def fetch(conn: asyncpg.Connection, tenant_id: str, monitor_id, *, discarded: bool = False,
+                lock: bool = False) -> asyncpg.Record | None:
+    """The monitor with its account's current balances (the state ledger_apply keeps evaluated). `lock`: the monitor's
+    row locked until the caller's transaction ends (a PATCH merges its metadata into what it read: one at the same
+    time waits, then merges into what this one wrote)."""
     select = _SELECT.format(monitors="ledger_account_balance_monitors")
-    return await conn.fetchrow(f"{select} WHERE m.tenant_id = $1 AND m.id = $2 AND (m.discarded_at IS NULL OR $3)",
-                               tenant_id, monitor_id, discarded)
+    locking = " FOR NO KEY UPDATE OF m" if lock else ""
+    return await conn.fetchrow(f"{select} WHERE m.tenant_id = $1 AND m.id = $2 AND (m.discarded_at IS NULL OR $3)"
+                               f"{locking}", tenant_id, monitor_id, discarded)
 
 
 async def update(conn: asyncpg.Connection, tenant_id: str, monitor_id, *, description_set: bool,
