@@ -3,10 +3,13 @@
 SELECT applied, skipped, lags_ms FROM ledger_apply_report($1::uuid[], $2::boolean)
 
 -- name: worker_stale_accounts
--- Accounts with an effect unapplied for longer than $1 seconds (the sweeper's work), oldest first.
+-- Accounts with an effect unapplied for longer than $1 seconds (the sweeper's work), oldest first; but those of a
+-- tenant not active (frozen for a move, or moved out: ledger_apply_report leaves them alone, the target applies its
+-- copy), which would otherwise come first in every run, never applied, and crowd the others out past $2.
 SELECT account_id FROM (
     SELECT account_id, min(created_at) AS oldest FROM balance_effects
     WHERE applied_at IS NULL AND created_at < clock_timestamp() - make_interval(secs => $1::double precision)
+      AND tenant_id <> ALL(ARRAY(SELECT id FROM tenants WHERE state <> 'active'))
     GROUP BY account_id
 ) s ORDER BY oldest LIMIT $2
 

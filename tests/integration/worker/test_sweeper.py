@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import re
 
+import asyncpg
 from litestar.testing import AsyncTestClient
-from worker_helpers import assert_invariants, new_book, post, unapplied, wait_until
+from worker_helpers import assert_invariants, new_book, post, unapplied, wait_until, worker_settings
 
 from cell.api.app import create_app
 from cell.service.nudge import SqsNudger
 from cell.settings import load_settings
 from control_plane.devstack import EmbeddedValkey, free_port
+from worker import drain
 
 
 async def _queued_payments(pool, count: int):
@@ -91,3 +93,37 @@ async def _nudge(queue, book) -> None:
     nudger = SqsNudger(queue.client, queue.url, buffer_ms_max=1)
     await nudger.nudge(book.tenant, [str(a) for a in book.accounts.values()])
     await nudger.close()
+
+
+async def _moved_out_with_queued_effects(pool, worker_database_url, accounts: int):
+    """A tenant that moved to another cell while some of its effects were queued: the source keeps them, unapplied
+    (its workers leave a tenant that is not active alone; the target applies its copy), until its copy is purged.
+    They date from long ago, as after a move hours or days back: older than anything else in the queue."""
+    async with pool.acquire() as conn:
+        book = await new_book(conn, {"settlement": "credit", **{f"card{i}": "debit" for i in range(accounts - 1)}})
+        for i in range(accounts - 1):
+            await post(conn, book, [(f"card{i}", "debit", 100), ("settlement", "credit", 100)])
+    owner = await asyncpg.connect(worker_database_url)
+    try:
+        await owner.execute("UPDATE tenants SET state = 'moved_out' WHERE id = $1", book.tenant)
+        await owner.execute("UPDATE balance_effects SET created_at = '2026-01-01T00:00:00Z' WHERE tenant_id = $1",
+                            book.tenant)
+    finally:
+        await owner.close()
+    return book
+
+
+async def test_a_moved_out_tenant_s_leftover_effects_never_crowd_active_tenants_out_of_a_sweep(
+        pool, sqs_queue, worker_database_url):
+    gone = await _moved_out_with_queued_effects(pool, worker_database_url, accounts=4)
+    book = await _queued_payments(pool, 2)
+    # Each run takes sweep_accounts_max of the stale accounts, oldest first: the moved-out tenant's, applied by no
+    # one, must not take those places run after run.
+    settings = worker_settings(sqs_queue, sweep_after_s=0.000001, sweep_accounts_max=len(gone.accounts))
+    for _ in range(1000):
+        if not await drain.sweep(pool, settings):
+            break
+    assert await _all_applied(pool, book), "the active tenant's stale effects were never swept"
+    async with pool.acquire() as conn:
+        await assert_invariants(conn, book)
+        assert sum((await unapplied(conn, gone)).values()) == 2 * (len(gone.accounts) - 1)  # the target's to apply
