@@ -11,8 +11,9 @@ from litestar.testing import AsyncTestClient
 from worker_helpers import assert_invariants, new_book, post, unapplied, wait_until, worker_settings
 
 from cell.api.app import create_app
-from cell.service.nudge import SqsNudger
+from cell.service.nudge import SqsNudger, queue_gauges
 from cell.settings import load_settings
+from cell.store.verify import verify
 from control_plane.devstack import EmbeddedValkey, free_port
 from worker import drain
 
@@ -127,3 +128,17 @@ async def test_a_moved_out_tenant_s_leftover_effects_never_crowd_active_tenants_
     async with pool.acquire() as conn:
         await assert_invariants(conn, book)
         assert sum((await unapplied(conn, gone)).values()) == 2 * (len(gone.accounts) - 1)  # the target's to apply
+
+
+async def test_a_moved_out_tenant_s_leftover_effects_breach_no_bound_in_the_cell_it_left(
+        pool, sqs_queue, worker_database_url):
+    gone = await _moved_out_with_queued_effects(pool, worker_database_url, accounts=2)
+    await drain.sweep(pool, worker_settings(sqs_queue, sweep_after_s=0.000001))  # every active tenant's: applied
+    bound_s = worker_settings(sqs_queue).unapplied_age_max_s
+    async with pool.acquire() as conn:
+        # /readyz, /metrics and the worker's verifier (every tenant), and `ledgerctl verify` of the tenant on this cell.
+        gauges = await queue_gauges(conn, bound_s)
+        assert gauges["unapplied_age_breach"] is False, gauges
+        assert await verify(conn, None, unapplied_age_max_s=bound_s) == []
+        assert await verify(conn, gone.tenant, unapplied_age_max_s=bound_s) == []
+        assert sum((await unapplied(conn, gone)).values()) == 2  # kept until the copy is purged
