@@ -15,6 +15,7 @@ from worker_helpers import (
     post,
     totals,
     unapplied,
+    wait_until,
     worker_settings,
 )
 
@@ -347,3 +348,43 @@ async def test_under_steady_nudges_a_drain_receives_at_most_once_an_interval_and
     async with pool.acquire() as conn:
         assert (await totals(conn, book, "settlement"))["posted_credits"] == 3000
         await assert_invariants(conn, book)
+
+
+async def test_a_tenant_whose_fence_a_move_holds_delays_no_other_tenant_s_balances_in_its_batch(pool, sqs_queue):
+    """A move's freeze holds the exclusive form of its tenant's fence while it waits out that tenant's writes and
+    links its history (control_plane/moves.py step_freeze): a batch naming that tenant's accounts and another's applies
+    the other at once (the moving tenant's are skipped and re-nudged), instead of waiting with it."""
+    settings = worker_settings(sqs_queue)
+    async with pool.acquire() as conn:
+        moving = await new_book(conn, {"settlement": "credit", "card": CARD})
+        other = await new_book(conn, {"settlement": "credit", "card": CARD})
+        for book in (moving, other):
+            await post(conn, book, [("card", "debit", 100), ("settlement", "credit", 100)])
+    await asyncio.to_thread(sqs_queue.send, [
+        body for book in (moving, other) for body in encode_nudges(book.tenant, [str(a) for a in book.accounts.values()])])
+
+    async def other_applied() -> bool:
+        async with pool.acquire() as conn:
+            return await unapplied(conn, other) == {}
+
+    freeze = await pool.acquire()
+    draining = None
+    try:
+        tx = freeze.transaction()
+        await tx.start()
+        await freeze.execute("SELECT pg_advisory_xact_lock(ledger_fence_key($1))", moving.tenant)
+        draining = asyncio.create_task(drain.drain_batch(pool, sqs_queue, settings, wait_first_s=0))
+        await wait_until(other_applied, timeout_s=5, what="the other tenant's effects applied during the freeze")
+        outcome = await asyncio.wait_for(draining, 5)
+        assert (outcome.applied, outcome.skipped) == (2, 2)
+        await tx.rollback()  # the move aborted: its tenant writes again
+    finally:
+        if draining is not None and not draining.done():
+            await tx.rollback()
+            await draining
+        await pool.release(freeze)
+    assert await drain_until_empty(pool, sqs_queue, settings) == 2  # the re-nudge
+    async with pool.acquire() as conn:
+        for book in (moving, other):
+            await assert_invariants(conn, book)
+    assert sqs_queue.depth() == 0
