@@ -255,8 +255,13 @@ async def list_versions_page(conn: asyncpg.Connection, tenant_id: str, *, after_
         ref = w.bind(statement_id)
         named = f"transaction_id = ANY (ARRAY(SELECT DISTINCT transaction_id FROM ledger_statement_entries($1, {ref})))"
         versions = own_rows(versions, [named])
-        w.clauses.append(f"v.created_at <= (SELECT s.created_at FROM ledger_account_statements s "
-                         f"WHERE s.tenant_id = $1 AND s.id = {ref})")
+        # Committed then (0217): the writer visible in the statement's snapshot, begun before it was taken; a
+        # statement made before 0217, by the version's start time alone.
+        s = f"(SELECT s.{{}} FROM ledger_account_statements s WHERE s.tenant_id = $1 AND s.id = {ref})"
+        w.clauses.append(f"CASE WHEN {s.format('versions_snapshot')} IS NULL "
+                         f"THEN v.created_at <= {s.format('created_at')} "
+                         f"ELSE v.created_at <= {s.format('versions_at')} "
+                         f"AND pg_visible_in_snapshot(v.audit_txid, {s.format('versions_snapshot')}) END")
     if ledger_transaction_id is not None:
         versions = own_rows(versions, [f"transaction_id = {w.bind(ledger_transaction_id)}"])  # a few, by the key
     for column, bounds in (("version", version), ("created_at", created_at)):

@@ -1,17 +1,20 @@
 -- Ledger account statements. Created with the account's balance row locked and its queued effects folded in
 -- (ledger_apply, first), so the lock version and both balances are read at one point of the account's history;
 -- balances at a bound come from ledger_balance_at (everything effective before the bound: the lower bound is
--- inclusive for the statement's entries, so the starting balance excludes them).
+-- inclusive for the statement's entries, so the starting balance excludes them). Its snapshot and clock then say
+-- which transaction versions were committed at that point (0217).
 
 -- name: insert_statement
 INSERT INTO ledger_account_statements (
     id, tenant_id, ledger_id, ledger_account_id, description, metadata, effective_at_lower_bound,
     effective_at_upper_bound, ledger_account_lock_version,
     starting_pending_debits, starting_pending_credits, starting_posted_debits, starting_posted_credits,
-    ending_pending_debits, ending_pending_credits, ending_posted_debits, ending_posted_credits)
+    ending_pending_debits, ending_pending_credits, ending_posted_debits, ending_posted_credits,
+    versions_snapshot, versions_at)
 SELECT $1, $2, a.ledger_id, a.id, $4, $5, $6, $7, b.lock_version,
        lo.pending_debits, lo.pending_credits, lo.posted_debits, lo.posted_credits,
-       hi.pending_debits, hi.pending_credits, hi.posted_debits, hi.posted_credits
+       hi.pending_debits, hi.pending_credits, hi.posted_debits, hi.posted_credits,
+       pg_current_snapshot(), clock_timestamp()
 FROM ledger_accounts a JOIN account_balances b ON b.account_id = a.id,
      ledger_balance_at(a.id, $6, false) lo, ledger_balance_at(a.id, $7, false) hi
 WHERE a.tenant_id = $2 AND a.id = $3

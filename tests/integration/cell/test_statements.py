@@ -148,3 +148,43 @@ async def test_statements_are_immutable_and_verify_recomputes_them(api, admin_co
     finally:
         await admin_conn.execute("ALTER TABLE ledger_account_statements ENABLE TRIGGER ledger_account_statements_insert_only")
     assert await verify(admin_conn, api.tenant_id) == []
+
+
+async def _until_lock_waits(conn, count: int, timeout_s: float = 20.0) -> None:
+    """Until `count` backends of this database wait for a lock (a bound on waiting, not a speed assertion)."""
+    import asyncio
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while await conn.fetchval("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                              "AND datname = current_database()") < count:
+        assert time.monotonic() < deadline, f"fewer than {count} requests ever waited for the held lock"
+        await asyncio.sleep(0.01)
+
+
+async def test_a_version_committed_after_the_statement_is_not_one_of_its_versions(live_api, cell_database_url):
+    # A PATCH of the statement's pending transaction began before the statement was created, and committed after it
+    # (held here on the transaction's row): its version did not exist when the statement was made.
+    import asyncio
+    import uuid
+
+    api = live_api
+    _, wallet, _, pay = await _setup(api)
+    held = await pay(50, "01-15", status="pending")
+    holder = await asyncpg.connect(cell_database_url)
+    try:
+        lock = holder.transaction()
+        await lock.start()
+        await holder.execute("SELECT 1 FROM ledger_transactions WHERE id = $1 FOR UPDATE", uuid.UUID(held["id"]))
+        patching = asyncio.create_task(api.patch(f"/api/ledger_transactions/{held['id']}", {"metadata": {"k": "v"}}))
+        await _until_lock_waits(holder, 1)
+        s = await _statement(api, wallet, _at("01-01"), _at("02-01"))
+        assert s.status_code == 201, s.text
+        await lock.rollback()
+        patched = await patching
+    finally:
+        await holder.close()
+    assert patched.status_code == 200 and patched.json()["version"] == 2, patched.text
+    r = await api.get("/api/ledger_transaction_versions", params={"ledger_account_statement_id": s.json()["id"]})
+    assert r.status_code == 200, r.text
+    assert [(v["ledger_transaction_id"], v["version"]) for v in r.json()] == [(held["id"], 1)]

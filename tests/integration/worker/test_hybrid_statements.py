@@ -80,3 +80,55 @@ async def test_a_settlement_settles_posted_entries_still_queued(hybrid, hybrid_d
     assert wallet["balances"]["posted_balance"]["amount"] == 0
     async with pool.acquire() as conn:
         assert await verify(conn, tenant) == []
+
+
+async def test_a_posting_a_statement_counts_is_posted_in_its_versions(hybrid, hybrid_database_url):
+    # The statement (on a cell process of its own: truly concurrent) has begun and waits for its account's balance row
+    # (held here) when the PATCH posts its pending transaction (queued: no wait) and commits: the statement then
+    # folds that post in, and its versions show it posted.
+    import asyncio
+    import time
+
+    import asyncpg
+    import httpx
+
+    from tests.integration.conftest import cell_process
+
+    tenant, auth, ids = await _books(hybrid, hybrid_database_url)
+    ledger = (await hybrid.get(f"/api/ledger_accounts/{ids['wallet']}", auth=auth)).json()["ledger_id"]
+    r = await hybrid.post("/api/ledger_transactions", auth=auth, json={
+        "ledger_id": ledger, "status": "pending", "effective_at": "2024-01-05T00:00:00Z", "ledger_entries": [
+            {"ledger_account_id": ids["cash"], "direction": "debit", "amount": 7},
+            {"ledger_account_id": ids["wallet"], "direction": "credit", "amount": 7}]})
+    assert r.status_code == 201, r.text
+    pending = r.json()["id"]
+    with cell_process(hybrid_database_url, name="hybrid-statement", posting_mode="hybrid", sqs_queue_url="",
+                      sweep_interval_s="0", lock_wait_ms_max="20000") as url:
+        async with httpx.AsyncClient(base_url=url, timeout=30) as live:
+            holder = await asyncpg.connect(hybrid_database_url)
+            try:
+                lock = holder.transaction()
+                await lock.start()
+                await holder.execute("SELECT 1 FROM account_balances WHERE account_id = $1 FOR UPDATE",
+                                     uuid.UUID(ids["wallet"]))
+                stating = asyncio.create_task(live.post("/api/ledger_account_statements", auth=auth, json={
+                    "ledger_account_id": ids["wallet"], "effective_at_lower_bound": "2024-01-01T00:00:00Z",
+                    "effective_at_upper_bound": "2024-02-01T00:00:00Z"}))
+                deadline = time.monotonic() + 20
+                while not await holder.fetchval("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = "
+                                                "'Lock' AND datname = current_database()"):
+                    assert time.monotonic() < deadline and not stating.done(), "the statement never waited"
+                    await asyncio.sleep(0.01)
+                posted = await hybrid.patch(f"/api/ledger_transactions/{pending}", auth=auth, json={"status": "posted"})
+                assert posted.status_code == 200, posted.text
+                await lock.rollback()
+                s = await stating
+            finally:
+                await holder.close()
+    assert s.status_code == 201, s.text
+    assert s.json()["ending_balance"]["posted_balance"]["amount"] == 37  # 10 + 20 + the 7 just posted
+    r = await hybrid.get("/api/ledger_transaction_versions", auth=auth,
+                         params={"ledger_account_statement_id": s.json()["id"]})
+    assert r.status_code == 200, r.text
+    assert [(v["version"], v["status"]) for v in r.json() if v["ledger_transaction_id"] == pending] == \
+        [(1, "pending"), (2, "posted")]
