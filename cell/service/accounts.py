@@ -116,6 +116,7 @@ async def update_account(ctx: CellContext, tenant_id: str, account_id: uuid.UUID
     async def work(conn: asyncpg.Connection) -> views.LedgerAccount:
         async with conn.transaction():
             await store_tenants.fence(conn, tenant_id)
+            await store.lock_row(conn, tenant_id, account_id)  # a PATCH at the same time merges after this one
             current = await store.fetch(conn, tenant_id, account_id)
             if current is None:
                 raise NotFound(f"ledger account {account_id} not found")

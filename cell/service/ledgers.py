@@ -106,6 +106,7 @@ async def update_ledger(ctx: CellContext, tenant_id: str, ledger_id: uuid.UUID, 
     async def work(conn: asyncpg.Connection) -> views.Ledger:
         async with conn.transaction():
             await store_tenants.fence(conn, tenant_id)
+            await store.lock_row(conn, tenant_id, ledger_id)  # a PATCH at the same time merges after this one
             current = await store.fetch(conn, tenant_id, ledger_id)
             if current is None:
                 raise NotFound(f"ledger {ledger_id} not found")

@@ -39,6 +39,11 @@ async def fetch(conn: asyncpg.Connection, tenant_id: str, account_id, *,
     return await conn.fetchrow(query, tenant_id, account_id)
 
 
+async def lock_row(conn: asyncpg.Connection, tenant_id: str, account_id) -> None:
+    """Hold the live account's row until the caller's transaction ends (a PATCH, before it reads what it merges)."""
+    await conn.execute(Q["lock_account_row"], tenant_id, account_id)
+
+
 async def fetch_current(conn: asyncpg.Connection, tenant_id: str, account_ids: list) -> list[asyncpg.Record]:
     """`fetch`'s rows (current balances) of many accounts in one statement, in no particular order; none for an id
     that is not the tenant's account."""

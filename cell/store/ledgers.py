@@ -19,6 +19,11 @@ async def fetch(conn: asyncpg.Connection, tenant_id: str, ledger_id) -> asyncpg.
     return await conn.fetchrow(Q["fetch_ledger"], tenant_id, ledger_id)
 
 
+async def lock_row(conn: asyncpg.Connection, tenant_id: str, ledger_id) -> None:
+    """Hold the live ledger's row until the caller's transaction ends (a PATCH, before it reads what it merges)."""
+    await conn.execute(Q["lock_ledger_row"], tenant_id, ledger_id)
+
+
 async def exists(conn: asyncpg.Connection | asyncpg.Pool, tenant_id: str, ledger_id) -> bool:
     return await conn.fetchval(Q["fetch_ledger_exists"], tenant_id, ledger_id) is not None
 

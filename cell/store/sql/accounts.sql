@@ -36,6 +36,11 @@ SELECT id FROM ledger_accounts WHERE tenant_id = $1 AND external_id = $2 AND dis
 SELECT id, ledger_id, currency, currency_exponent, normal_balance FROM ledger_accounts
 WHERE tenant_id = $1 AND id = ANY($2::uuid[]) AND discarded_at IS NULL
 
+-- name: lock_account_row
+-- A PATCH's hold on the account's row until it commits: it merges its metadata into what it reads next, so a PATCH
+-- at the same time waits, then merges into what this one wrote (no key lost). Postings only read the row (FK).
+SELECT 1 FROM ledger_accounts WHERE tenant_id = $1 AND id = $2 AND discarded_at IS NULL FOR NO KEY UPDATE
+
 -- name: update_account
 UPDATE ledger_accounts SET name = coalesce($3, name),
     description = CASE WHEN $4 THEN $5 ELSE description END,

@@ -6,6 +6,10 @@ RETURNING seq, id, name, description, metadata, created_at, updated_at
 SELECT seq, id, name, description, metadata, created_at, updated_at FROM ledgers
 WHERE tenant_id = $1 AND id = $2 AND discarded_at IS NULL
 
+-- name: lock_ledger_row
+-- A PATCH's hold on the ledger's row, as lock_account_row (accounts.sql).
+SELECT 1 FROM ledgers WHERE tenant_id = $1 AND id = $2 AND discarded_at IS NULL FOR NO KEY UPDATE
+
 -- name: update_ledger
 UPDATE ledgers SET name = coalesce($3, name), description = CASE WHEN $4 THEN $5 ELSE description END,
     metadata = coalesce($6, metadata), updated_at = now()
