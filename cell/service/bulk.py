@@ -23,6 +23,7 @@ from cell.ledger.commands import (
     TransactionUpdate,
 )
 from cell.ledger.errors import (
+    Conflict,
     DatabaseUnavailable,
     IdempotencyInFlight,
     IdempotencyKeyReused,
@@ -207,9 +208,12 @@ async def _create_transactions(ctx: CellContext, request, indexes: list[int]) ->
         fresh = [i for i in mine if prepared[i][0].idempotency.key not in replayed]
         postings = [prepared[i][0] for i in fresh]
         # The keys claimed in one statement; each posting then written as ledger_post writes it, without its own
-        # claim (this transaction holds the request: no other writer of these keys is in flight).
-        await store.claim_keys(conn, tenant_id, [(p.idempotency.key, p.idempotency.request_hash, p.state.id)
-                                                 for p in postings])
+        # claim. This transaction holds the request, but a worker that lost its claim may still be posting a
+        # resource alone (the fallback below): a key it claimed meanwhile rolls the chunk back to go one by one,
+        # where that resource replays what it made.
+        if await store.claim_keys(conn, tenant_id, [(p.idempotency.key, p.idempotency.request_hash, p.state.id)
+                                                    for p in postings]) < len(postings):
+            raise Conflict("a resource's Idempotency-Key was claimed while its chunk was written", "bulk_key_claimed")
         await store_transactions.post_many(conn, [(msgspec.structs.replace(prepared[i][0], idempotency=None),
                                                    prepared[i][2]) for i in fresh])
         written[:] = postings

@@ -85,11 +85,13 @@ async def resources_of_keys(conn, tenant_id: str, keys: list[str]) -> dict[str, 
             for r in await conn.fetch(Q["resources_of_keys"], tenant_id, keys)} if keys else {}
 
 
-async def claim_keys(conn, tenant_id: str, keys: list[tuple[str, bytes, uuid.UUID]]) -> None:
-    """(key, request hash, resource id) of postings written without their own claim."""
-    if keys:
-        await conn.execute(Q["claim_bulk_keys"], tenant_id, [k for k, _, _ in keys], [h for _, h, _ in keys],
-                           [r for _, _, r in keys])
+async def claim_keys(conn, tenant_id: str, keys: list[tuple[str, bytes, uuid.UUID]]) -> int:
+    """(key, request hash, resource id) of postings written without their own claim; how many were claimed (a key
+    claimed already is not)."""
+    if not keys:
+        return 0
+    return len(await conn.fetch(Q["claim_bulk_keys"], tenant_id, [k for k, _, _ in keys], [h for _, h, _ in keys],
+                                [r for _, _, r in keys]))
 
 
 async def transaction_time(conn) -> object:

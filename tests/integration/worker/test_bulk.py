@@ -409,3 +409,55 @@ async def test_a_resource_key_taken_by_another_request_fails_that_resource_not_t
     results = {r["request_params"]["external_id"]: r for r in await _results(client, auth, request["id"])}
     assert results["taken-key"]["entity"]["request_errors"][0]["code"] == "idempotency_key_reused"
     assert results["own-key"]["entity"]["ledger_entries"][0]["amount"] == 2
+
+
+async def test_a_resource_posted_alone_by_a_stalled_worker_while_another_writes_its_chunk_is_not_posted_twice(
+        client, pool, worker_database_url):
+    """A worker that lost its claim may still be posting a resource alone (the chunk fallback, its key claimed in
+    its own database transaction) while the worker that took the request over writes that resource's chunk: the
+    chunk finds the key claimed only when the other commits. It answers with what the other made, never posts the
+    resource a second time."""
+    import asyncio
+
+    import asyncpg
+
+    from cell.service import bulk as bulk_service
+    from worker import bulk as worker_bulk
+    from worker.settings import load_settings as load_worker_settings
+
+    auth, ids = await api_book(client, pool, "bulk", BOOK)
+    request = (await client.post("/api/bulk_requests", auth=auth, json={
+        "action_type": "create", "resource_type": "ledger_transaction",
+        "resources": [_txn(ids, 3), _txn(ids, 4)]})).json()  # no external_id: its uniqueness would catch it
+    rid = uuid.UUID(request["id"])
+    stored = (await pool.fetchval("SELECT resources FROM bulk_requests WHERE id = $1", rid))[0]
+    key = bulk_service.resource_idempotency(rid, 0, stored)
+    first = (await client.post("/api/ledger_transactions", auth=auth, json=stored)).json()  # the stalled one's post
+    settings = load_worker_settings({}, database_url=worker_database_url, posting_mode="hybrid")
+    claimed = await pool.fetchrow("UPDATE bulk_requests SET status = 'processing', lease_token = gen_random_uuid(), "
+                                  "lease_until = now() + interval '60 seconds' WHERE id = $1 RETURNING *", rid)
+    admin = await asyncpg.connect(worker_database_url)
+    stalled = admin.transaction()
+    await stalled.start()
+    try:  # the stalled worker's key claimed, its transaction not committed yet
+        await admin.execute("INSERT INTO idempotency_keys (tenant_id, key, request_hash, resource_type, resource_id, "
+                            "status_code) VALUES ($1, $2, $3, 'ledger_transaction', $4, 201)", auth[0], key.key,
+                            key.request_hash, uuid.UUID(first["id"]))
+        processing = asyncio.create_task(bulk_service.process(
+            worker_bulk.cell_context(pool, settings), claimed, chunk_size=10, chunks_at_once=1, lease_s=60))
+
+        async def waiting_for_the_key() -> bool:
+            return bool(await admin.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND wait_event = 'transactionid' "
+                "AND pid <> pg_backend_pid() AND datname = current_database()"))  # (its query is shown late)
+
+        await wait_until(waiting_for_the_key, 30, what="the chunk waiting on the claimed key")
+        await stalled.commit()
+        done = await asyncio.wait_for(processing, 60)
+    finally:
+        await admin.close()  # a transaction still open (a wait that failed) rolled back
+    assert done is not None and (done.success_result_count, done.failed_result_count) == (2, 0)
+    results = {r["request_params"]["ledger_entries"][0]["amount"]: r for r in await _results(client, auth,
+                                                                                            request["id"])}
+    assert results[3]["entity_id"] == first["id"]
+    assert await pool.fetchval("SELECT count(*) FROM ledger_transactions WHERE tenant_id = $1", auth[0]) == 2
