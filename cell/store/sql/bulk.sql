@@ -74,8 +74,9 @@ SELECT key, resource_id, request_hash FROM idempotency_keys WHERE tenant_id = $1
 
 -- name: claim_bulk_keys
 -- Bulk resources' idempotency keys, claimed together (ledger_claim_key's rows, for postings written without
--- their own claim); a key claimed already is left as it is (and not returned). Claimed decided (201, no answer stored: a replay
--- renders the resource): no answer will come, so a tenant move never waits for one (0150_move_bounds.sql).
+-- their own claim); a key claimed already is left as it is (and not returned). Claimed decided (201, no answer
+-- stored: a replay renders the resource): no answer will come, so a tenant move never waits for one
+-- (0150_move_bounds.sql).
 INSERT INTO idempotency_keys (tenant_id, key, request_hash, resource_type, resource_id, status_code)
 SELECT $1, k.key, k.hash, 'ledger_transaction', k.resource, 201
 FROM unnest($2::text[], $3::bytea[], $4::uuid[]) AS k (key, hash, resource)
