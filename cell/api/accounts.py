@@ -73,8 +73,9 @@ async def update_account(request: Request, account_id: FromPath[str]) -> Respons
 @delete("/api/ledger_accounts/{account_id:str}", status_code=200,
         operation_class=documented(response=LedgerAccount))
 async def delete_account(request: Request, account_id: FromPath[str]) -> Response:
-    """Discards an account no entry was ever written to (422 ledger_account_has_entries otherwise): the answer is
-    the account with its discarded_at; from then on it is not found."""
+    """Discards an account no entry was ever written to (422 ledger_account_has_entries otherwise) that no live
+    monitor watches nor live category holds (422 ledger_account_in_use): the answer is the account with its
+    discarded_at; from then on it is not found."""
     return http.json(await accounts.delete_account(http.context(request), http.tenant(request),
                                                    parse_uuid(account_id, "ledger account")))
 

@@ -139,12 +139,21 @@ async def update_account(ctx: CellContext, tenant_id: str, account_id: uuid.UUID
 
 async def delete_account(ctx: CellContext, tenant_id: str, account_id: uuid.UUID) -> views.LedgerAccount:
     """Discards an account no entry was ever written to (0204): from then on it is not found (reads, lists,
-    postings, categories, monitors, statements); one with entries is refused (its history and balances stay). Under
+    postings, categories, monitors, statements); one with entries is refused (its history and balances stay), as is
+    one a live monitor watches or a live category holds. Under
     the tenant's fence taken exclusively: a posting in flight that names the account is waited out (its entries are
     then seen, and the delete refused), and one after it finds the account discarded (ledger_post reads its
     accounts after its fence; a process that remembers the account is told by ledger_post, LG015)."""
+    async def held(conn: asyncpg.Connection, tenant: str, account: uuid.UUID) -> bool:
+        if await store.has_entries(conn, tenant, account):
+            return True
+        if await store.in_use(conn, tenant, account):  # they would name an account not found
+            raise PostingRejected(f"ledger account {account_id} is watched by a balance monitor or held by a category: "
+                                  "delete the monitor and remove it from the category first", "ledger_account_in_use")
+        return False
+
     view = await discard_exclusively(
-        ctx, tenant_id, account_id, resource="ledger_account", fetch=store.fetch, held=store.has_entries,
+        ctx, tenant_id, account_id, resource="ledger_account", fetch=store.fetch, held=held,
         refusal=PostingRejected(f"ledger account {account_id} has entries: an account with a history is never "
                                 "deleted", "ledger_account_has_entries"), discard=store.discard, render=views.account)
     ctx.cache.forget(tenant_id, str(account_id))

@@ -76,6 +76,10 @@ async def has_entries(conn: asyncpg.Connection, tenant_id: str, account_id) -> b
     return await conn.fetchval(Q["account_has_entries"], tenant_id, account_id)
 
 
+async def in_use(conn: asyncpg.Connection, tenant_id: str, account_id) -> bool:
+    return await conn.fetchval(Q["account_in_use"], tenant_id, account_id)
+
+
 async def discard(conn: asyncpg.Connection, tenant_id: str, account_id) -> asyncpg.Record | None:
     """Its discarded_at and updated_at; None when it is discarded already."""
     return await conn.fetchrow(Q["discard_account"], tenant_id, account_id)

@@ -98,6 +98,15 @@ CROSS JOIN LATERAL ledger_balances(s.normal_balance, s.pending_debits, s.pending
 -- Whether any entry was ever written to the account (ledger_entries_account_seq: one probe).
 SELECT EXISTS (SELECT 1 FROM ledger_entries WHERE ledger_account_id = $2 AND tenant_id = $1)
 
+-- name: account_in_use
+-- Whether a live balance monitor watches the account or a live category holds it (a delete would leave them naming
+-- an account not found).
+SELECT EXISTS (SELECT 1 FROM ledger_account_balance_monitors
+               WHERE ledger_account_id = $2 AND tenant_id = $1 AND discarded_at IS NULL)
+    OR EXISTS (SELECT 1 FROM ledger_account_category_members m
+               JOIN ledger_account_categories c ON c.id = m.category_id AND c.discarded_at IS NULL
+               WHERE m.account_id = $2 AND m.tenant_id = $1 AND m.removed_at IS NULL)
+
 -- name: discard_account
 -- 0204: a discarded account is not found from then on; its row stays (the audit chain covers it, a move copies it).
 UPDATE ledger_accounts SET discarded_at = now(), updated_at = now()

@@ -94,3 +94,26 @@ async def test_a_delete_never_discards_a_ledger_whose_first_account_is_being_cre
     again = await api.request("DELETE", f"/api/ledgers/{ledger['id']}")
     assert again.status_code == 422 and again.json()["code"] == "ledger_not_empty", again.text
     assert (await api.get(f"/api/ledger_accounts/{created.json()['id']}")).status_code == 200
+
+
+async def test_an_account_a_monitor_watches_or_a_category_holds_is_not_deleted_until_they_let_go(api, books):
+    """Deleted, it would leave the monitor evaluated against, and the category listing, an account not found."""
+    ledger, _, _ = books
+    watched, held = await api.account(ledger["id"], "debit"), await api.account(ledger["id"], "debit")
+    r = await api.post("/api/ledger_account_balance_monitors", {
+        "ledger_account_id": watched["id"],
+        "alert_condition": {"field": "posted_balance_amount", "operator": "greater_than", "value": 0}})
+    assert r.status_code == 201, r.text
+    monitor = r.json()["id"]
+    category = (await api.post("/api/ledger_account_categories", {
+        "name": "c", "ledger_id": ledger["id"], "normal_balance": "debit", "currency": "USD"})).json()["id"]
+    member = f"/api/ledger_account_categories/{category}/ledger_accounts/{held['id']}"
+    assert (await api.request("PUT", member)).status_code in (200, 204)
+    for account in (watched, held):
+        r = await api.request("DELETE", f"/api/ledger_accounts/{account['id']}")
+        assert r.status_code == 422 and r.json()["code"] == "ledger_account_in_use", r.text
+        assert (await api.get(f"/api/ledger_accounts/{account['id']}")).status_code == 200
+    assert (await api.request("DELETE", f"/api/ledger_account_balance_monitors/{monitor}")).status_code == 200
+    assert (await api.request("DELETE", member)).status_code in (200, 204)
+    for account in (watched, held):
+        assert (await api.request("DELETE", f"/api/ledger_accounts/{account['id']}")).status_code == 200
