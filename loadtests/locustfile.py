@@ -123,6 +123,8 @@ def _receive_books(environment, msg, **_kw) -> None:
 
 @events.init.add_listener
 def on_init(environment, **_kw) -> None:
+    if environment.host:  # "http://host:8000/" + "/api/..." would be "//api/...", which FastHttpUser refuses
+        environment.host = environment.host.rstrip("/")
     if isinstance(environment.runner, WorkerRunner):
         environment.runner.register_message(BOOKS_MESSAGE, _receive_books)
 

@@ -68,8 +68,8 @@ def evaluate(rows: list[dict], p90_ms: dict[str, float], max_error_rate: float, 
     made = {r["key"] for r in rows if r["requests"]}
     for key, user_class in REQUEST_CLASS.items():
         if (expected or {}).get(user_class, 0) > 0 and key not in made:
-            broken.append(f"{key}: no request made (user class {user_class} ran no user: more users, or "
-                          f"LOADTEST_WEIGHTS={user_class}=0 to leave it out)")
+            broken.append(f"{key}: no request made (user class {user_class}: no user ran it, or its tasks raised; "
+                          f"too few users? LOADTEST_WEIGHTS={user_class}=0 leaves it out)")
     total = sum(r["requests"] for r in rows)
     failures = sum(r["failures"] for r in rows)
     if total == 0:

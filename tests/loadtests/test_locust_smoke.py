@@ -347,3 +347,16 @@ def test_another_host_is_never_sent_make_runs_credentials(tmp_path):
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "no credentials" in proc.stderr, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert not (tmp_path / "reports").exists()
+
+
+@pytest.mark.timeout(60)
+async def test_a_host_given_with_a_final_slash_is_loaded_as_without_it(cell, tmp_path):
+    """`--host http://host:8000/` (as copied from a browser): every request went to `//api/...`, which the HTTP
+    client refuses, so every task raised and no request was made."""
+    host, tenant, key = cell
+    env = {**os.environ, **SHORT, "LOADTEST_WEIGHTS": "investing=1,card=0,statement=0,backdated=0"}
+    code, out = await loadtest((host + "/", tenant, key), tmp_path, env, "--no-monitor", "-u", "1", "-r", "1",
+                               "-t", "2s")
+    assert code == 0, out[-4000:]
+    [run_dir] = list(tmp_path.iterdir())
+    assert json.loads((run_dir / "run.json").read_text())["host"] == host
