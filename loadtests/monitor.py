@@ -130,7 +130,8 @@ def scrape(url: str) -> dict[str, float]:
 
 
 def lag_quantile(before: dict[str, float], after: dict[str, float], q: float) -> float | None:
-    """The q-quantile (upper bucket bound) of the apply lags observed between two scrapes."""
+    """The q-quantile of the apply lags observed between two scrapes, estimated as Prometheus's histogram_quantile
+    does: linearly inside the bucket it falls in (past the last finite bound: that bound). None: no lag observed."""
     buckets = []
     for name, count in after.items():
         if name.startswith(LAG_BUCKETS_METRIC + '{le="'):
@@ -140,9 +141,13 @@ def lag_quantile(before: dict[str, float], after: dict[str, float], q: float) ->
     total = buckets[-1][1] if buckets else 0
     if total <= 0:
         return None
+    rank, lower, below = q * total, 0.0, 0.0
     for le, count in buckets:
-        if count >= q * total:
-            return le
+        if count >= rank:
+            if le == float("inf"):
+                return lower
+            return lower + (le - lower) * ((rank - below) / (count - below) if count > below else 1.0)
+        lower, below = le, count
     return None
 
 

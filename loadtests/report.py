@@ -400,7 +400,8 @@ def generate(run_dir: Path, previous: Path | None = None) -> Path:
         if queues:
             lags = [r["apply_lag_p90_s"] for r in samples if not math.isnan(r["apply_lag_p90_s"])]
             md += [(f"Largest async queue: {_fmt(max(queues))} effects; "
-                   f"apply lag p90 (per {_fmt(samples[0]['t'], 1)} s sample): worst "
+                   f"apply lag p90 (per {_fmt(samples[0]['t'], 1)} s sample, estimated within the worker's histogram "
+                   f"buckets): worst "
                    f"{_fmt(max(lags), 3) if lags else '-'} s."), ""]
             md += [f"### {title}\n\n![{title}]({file})\n" for title, file in plot_monitor(run_dir, samples)]
         else:

@@ -10,10 +10,11 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 
 from control_plane.devstack import free_port
 from loadtests import report
-from loadtests.monitor import Monitor, Stack
+from loadtests.monitor import Monitor, Stack, lag_quantile
 
 
 def sample(monitor: Monitor, rows: int) -> list[dict]:
@@ -87,3 +88,17 @@ def test_a_process_started_during_the_run_is_counted_from_its_start(tmp_path):
         busy.kill()
         busy.wait()
     assert json.loads((tmp_path / "cpu.json").read_text())["cpu_s"].get("postgresql", 0) >= 0.35
+
+
+def test_the_apply_lag_quantiles_are_estimated_within_their_bucket_not_its_upper_bound():
+    """The worker's histogram has buckets up to 0.25 and 0.5 s: lags of 0.26-0.30 s were all reported as a p90
+    of 0.5 s (up to twice the lag). Estimated as Prometheus's histogram_quantile does: linearly inside the bucket."""
+    name = 'ledger_apply_lag_seconds_bucket{le="%s"}'
+    before = {name % le: 0.0 for le in ("0.1", "0.25", "0.5", "+Inf")}
+    after = {name % "0.1": 0.0, name % "0.25": 50.0, name % "0.5": 100.0, name % "+Inf": 100.0}
+    assert lag_quantile(before, after, 0.5) == pytest.approx(0.25)
+    assert lag_quantile(before, after, 0.9) == pytest.approx(0.45)
+    assert lag_quantile(before, after, 0.2) == pytest.approx(0.1 + 0.15 * 20 / 50)
+    beyond = {**after, name % "+Inf": 200.0}  # half past the last bound: no upper bound to reach, that bound
+    assert lag_quantile(before, beyond, 0.9) == pytest.approx(0.5)
+    assert lag_quantile(before, before, 0.9) is None  # nothing applied in the interval
