@@ -75,8 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"[loadtest] {host} as {tenant}; reports in {run_dir}", flush=True)
     locust = subprocess.Popen(command, env=env)
     # SIGTERM (`timeout`, a cancelled job) ends the run as Ctrl-C does: Locust stops and writes its files, then the
-    # report is made from them as after a whole run.
-    signal.signal(signal.SIGTERM, lambda signum, frame: locust.send_signal(signal.SIGTERM))
+    # report is made from them as after a whole run. Locust is sent SIGINT: on its own SIGTERM it skips report.html.
+    signal.signal(signal.SIGTERM, lambda signum, frame: locust.send_signal(signal.SIGINT))
     monitor = None
     if not args.no_monitor:
         stack = Stack(host, dev.get("control_plane_database_url") if host == dev.get("base_url") else None)
