@@ -30,6 +30,11 @@ def _num(value: str | None) -> float:
         return math.nan
 
 
+def not_a_run(run_dir: Path) -> str | None:
+    """Why `run_dir` is no run's directory (for the command line), or None."""
+    return None if (Path(run_dir) / f"{PREFIX}_stats.csv").is_file() else f"{run_dir}: no {PREFIX}_stats.csv there"
+
+
 def read_stats(run_dir: Path) -> list[dict]:
     """One row per request type (and "Aggregated"), numbers as floats."""
     path = run_dir / f"{PREFIX}_stats.csv"
@@ -439,6 +444,9 @@ def main() -> None:
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--previous", type=Path, help="a previous run's directory, for the regression table")
     args = parser.parse_args()
+    for run_dir in (args.run_dir, args.previous):
+        if run_dir is not None and (problem := not_a_run(run_dir)):
+            parser.error(problem)
     print(generate(args.run_dir, args.previous))
 
 

@@ -62,8 +62,8 @@ def main(argv: list[str] | None = None) -> int:
             shape_stages(os.environ["LOADTEST_SHAPE"])
     except ValueError as error:
         parser.error(str(error))
-    if args.previous is not None and not (args.previous / f"{report.PREFIX}_stats.csv").exists():
-        parser.error(f"--previous {args.previous}: no {report.PREFIX}_stats.csv there")
+    if args.previous is not None and (problem := report.not_a_run(args.previous)):
+        parser.error(f"--previous {problem}")
 
     run_dir = args.reports / datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     run_dir.mkdir(parents=True, exist_ok=False)

@@ -383,3 +383,13 @@ async def test_a_run_ended_by_sigterm_still_writes_every_report(cell, tmp_path):
     for name in ("report.html", "report.md", "thresholds.json"):
         assert (run_dir / name).is_file(), f"{name} missing: {sorted(p.name for p in run_dir.iterdir())}\n{out[-3000:]}"
     assert proc.returncode == 0, out[-3000:]
+
+
+def test_remaking_a_report_from_a_directory_without_a_run_says_so(tmp_path):
+    """`python -m loadtests.report DIR --previous OLD` with a mistyped directory: exit 2 naming it, no traceback."""
+    write_stats(tmp_path, [["", "Aggregated", 30, 0, 10, 5, 9, 12, 6, 20]])
+    for args in ([str(tmp_path / "nope")], [str(tmp_path), "--previous", str(tmp_path / "nope")]):
+        proc = subprocess.run([sys.executable, "-m", "loadtests.report", *args], cwd=ROOT, capture_output=True,
+                              text=True, timeout=60)
+        assert proc.returncode == 2 and "nope: no locust_stats.csv there" in proc.stderr, proc.stderr[-2000:]
+        assert "Traceback" not in proc.stderr
