@@ -73,7 +73,12 @@ async def test_a_short_locust_run_has_no_failure_and_writes_its_reports(cell, tm
     assert stats["Aggregated"]["Failure Count"] == "0", (run_dir / "locust_failures.csv").read_text()
     for key, name in REQUESTS.items():  # every user class ran
         assert int(stats[name]["Request Count"]) > 0, f"no {key} request"
-    assert json.loads((run_dir / "thresholds.json").read_text())["broken"] == []
+    judged = json.loads((run_dir / "thresholds.json").read_text())
+    assert judged["broken"] == []
+    # Locust rewrites its stats CSV once a second, not at the end: the files hold the totals the thresholds were
+    # judged on (report.md and a later --previous read them), not a snapshot missing the last second.
+    assert {name: int(stats[name]["Request Count"]) for name in REQUESTS.values()} == {
+        r["name"]: r["requests"] for r in judged["rows"]}
     users = [float(r["User Count"]) for r in csv.DictReader((run_dir / "locust_stats_history.csv").open())]
     assert max(users) == 8, "the shape's spike was not reached"
     cpu = json.loads((run_dir / "cpu.json").read_text())["cpu_s"]  # the cell here is the test process
@@ -251,32 +256,6 @@ async def test_on_several_processes_only_the_master_judges_the_run(cell, tmp_pat
     async with httpx.AsyncClient(auth=(tenant, key)) as client:  # the cell runs on this event loop
         ledgers = (await client.get(f"{host}/api/ledgers", params={"per_page": 100})).json()
     assert len(ledgers) == 1, [ledger["name"] for ledger in ledgers]
-
-
-@pytest.mark.timeout(60)
-async def test_the_report_counts_every_request_of_the_run(cell, tmp_path):
-    """Locust rewrites its stats CSV once a second and not at the end: report.md (and a later --previous) must
-    not read a snapshot missing the last second's requests, but the totals the thresholds were judged on."""
-    env = {**os.environ, **SHORT, "LOADTEST_WEIGHTS": "investing=1,card=1,statement=0,backdated=0"}
-    code, out = await loadtest(cell, tmp_path, env, "--no-monitor", "-u", "2", "-r", "2", "-t", "2s")
-    assert code == 0, out[-4000:]
-    [run_dir] = list(tmp_path.iterdir())
-    judged = {r["name"]: r["requests"] for r in json.loads((run_dir / "thresholds.json").read_text())["rows"]}
-    stats = {r["name"]: r for r in report.read_stats(run_dir)}
-    assert {name: stats[name]["requests"] for name in judged} == judged
-    assert stats["Aggregated"]["requests"] == sum(judged.values())
-    assert f"| **Aggregated** | {sum(judged.values()):,} |" in (run_dir / "report.md").read_text()
-
-
-def test_the_regression_table_flags_a_rise_in_failures():
-    """Requests that now fail fast (a 4xx, a 429) make the percentiles look better: the failures are compared too."""
-    base = {"type": "POST", "avg": 1, "max": 1, "rps": 100.0, "p50": 10.0, "p90": 20.0, "p99": 30.0}
-    before = [{**base, "name": "a", "requests": 1000, "failures": 0}, {**base, "name": "b", "requests": 1000, "failures": 10}]
-    now = [{**base, "name": "a", "requests": 1000, "failures": 400, "p50": 2.0, "p90": 4.0, "p99": 6.0},
-           {**base, "name": "b", "requests": 1000, "failures": 10}]
-    rows = {line.split(" | ")[0].lstrip("| "): line for line in report.regression_table(now, before)[2:]}
-    assert "0.00% → 40.00%" in rows["a"] and "**regression: failures**" in rows["a"], rows["a"]
-    assert rows["b"].endswith("| ok |"), rows["b"]
 
 
 @pytest.mark.timeout(60)
