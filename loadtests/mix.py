@@ -37,11 +37,17 @@ def parse_pairs(text: str, default_key: str | None = None) -> dict[str, str]:
 
 
 def weights() -> dict[str, int]:
-    given = {k: int(v) for k, v in parse_pairs(os.environ.get("LOADTEST_WEIGHTS", "")).items()}
+    try:
+        given = {k: int(v) for k, v in parse_pairs(os.environ.get("LOADTEST_WEIGHTS", "")).items()}
+    except ValueError as error:
+        raise ValueError(f"LOADTEST_WEIGHTS: whole numbers, 0 to leave a class out ({error})") from None
     unknown = set(given) - set(DEFAULT_WEIGHTS)
     if unknown:
         raise ValueError(f"LOADTEST_WEIGHTS: unknown user classes {sorted(unknown)}; known: {sorted(DEFAULT_WEIGHTS)}")
-    return {**DEFAULT_WEIGHTS, **given}
+    out = {**DEFAULT_WEIGHTS, **given}
+    if any(w < 0 for w in out.values()) or not any(out.values()):
+        raise ValueError(f"LOADTEST_WEIGHTS: weights of 0 or more, one at least above 0 (got {out})")
+    return out
 
 
 def thresholds() -> tuple[dict[str, float], float]:

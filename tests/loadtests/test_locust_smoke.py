@@ -24,7 +24,7 @@ from cell.service.tenants import create_api_key, create_tenant
 from cell.settings import load_settings
 from control_plane.devstack import free_port
 from loadtests import report
-from loadtests.mix import REQUESTS, evaluate, shape_stages
+from loadtests.mix import REQUESTS, evaluate, shape_stages, weights
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -372,3 +372,12 @@ def test_remaking_a_report_from_a_directory_without_a_run_says_so(tmp_path):
                               text=True, timeout=60)
         assert proc.returncode == 2 and "nope: no locust_stats.csv there" in proc.stderr, proc.stderr[-2000:]
         assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("given", ["investing=0,card=0,statement=0,backdated=0", "investing=x", "card=-1"])
+def test_user_class_weights_that_leave_no_run_are_refused_naming_the_setting(given, monkeypatch):
+    """Every weight 0 left Locust no user class (it failed after the run directory was made); a weight that is no
+    whole number failed without saying which setting."""
+    monkeypatch.setenv("LOADTEST_WEIGHTS", given)
+    with pytest.raises(ValueError, match="LOADTEST_WEIGHTS"):
+        weights()
