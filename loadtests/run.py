@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -29,6 +30,18 @@ from loadtests.monitor import Monitor, Stack
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_LOCUST_ARGS = ["-u", "16", "-r", "4", "-t", "60s"]
+
+
+def master_port(locust_args: list[str]) -> list[str]:
+    """With --processes, the master and its workers on a free loopback port rather than Locust's fixed 5557 on every
+    interface: another run on the machine holds 5557 (the run then failed), and nothing else need reach them."""
+    given = {arg.split("=")[0] for arg in locust_args}
+    if "--processes" not in given or given & {"--master-bind-port", "--master-port", "--master-bind-host"}:
+        return []
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    return ["--master-bind-host", "127.0.0.1", "--master-bind-port", port, "--master-port", port]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
            "LOADTEST_REPORT_DIR": str(run_dir)}
     command = [sys.executable, "-m", "locust", "-f", str(HERE / "locustfile.py"), "--headless", "--host", host,
                "--csv", str(run_dir / report.PREFIX), "--csv-full-history", "--html", str(run_dir / "report.html"),
-               *([] if os.environ.get("LOADTEST_SHAPE") else DEFAULT_LOCUST_ARGS), *locust_args]
+               *([] if os.environ.get("LOADTEST_SHAPE") else DEFAULT_LOCUST_ARGS), *master_port(locust_args),
+               *locust_args]
     print(f"[loadtest] {host} as {tenant}; reports in {run_dir}", flush=True)
     locust = subprocess.Popen(command, env=env)
     # SIGTERM (`timeout`, a cancelled job) ends the run as Ctrl-C does: Locust stops and writes its files, then the
