@@ -175,7 +175,8 @@ async def update_settlement(ctx: CellContext, tenant_id: str, settlement_id: uui
 async def change_entries(ctx: CellContext, tenant_id: str, settlement_id: uuid.UUID, cmd: SettlementEntries, *,
                          attach: bool) -> views.LedgerAccountSettlement:
     """Attach entries to a drafting settlement (posted entries of its settled account effective before its upper
-    bound, held by no other settlement) or detach them; its amount follows."""
+    bound, held by no other settlement; at most settlement_entries_max in all, as one gathered at create) or detach
+    them; its amount follows."""
     ids = list(dict.fromkeys(cmd.ledger_entry_ids))
 
     async def work(conn: asyncpg.Connection) -> views.LedgerAccountSettlement:
@@ -199,6 +200,10 @@ async def change_entries(ctx: CellContext, tenant_id: str, settlement_id: uuid.U
                     raise PostingRejected("these ledger entries are held by another ledger account settlement",
                                           "ledger_entry_already_settled", {"ledger_entry_ids": taken})
                 changed = len(held) > len(before)
+                bound = ctx.settings.settlement_entries_max
+                if changed and await store.count_held(conn, settlement_id, bound + 1) > bound:
+                    raise PostingRejected(f"a settlement holds at most {bound} entries: settle these in another",
+                                          "settlement_too_large")
             else:
                 changed = await store.release(conn, tenant_id, settlement_id, ids) > 0
             if not changed:  # entries it holds attached again, or others detached: no change, no event

@@ -46,6 +46,11 @@ async def held(conn: asyncpg.Connection, settlement_id, entry_ids: list) -> set[
     return {r["entry_id"] for r in await conn.fetch(Q["held_entries"], settlement_id, entry_ids)}
 
 
+async def count_held(conn: asyncpg.Connection, settlement_id, most: int) -> int:
+    """How many entries the settlement holds, at most `most`."""
+    return await conn.fetchval(Q["count_held_entries"], settlement_id, most)
+
+
 async def claim_offset(conn: asyncpg.Connection, tenant_id: str, settlement_id, entry_id) -> None:
     await conn.execute(Q["claim_offset_entry"], tenant_id, settlement_id, entry_id)
 

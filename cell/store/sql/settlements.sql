@@ -51,6 +51,11 @@ RETURNING entry_id
 SELECT entry_id FROM ledger_account_settlement_entries WHERE settlement_id = $1 AND entry_id = ANY($2::uuid[])
   AND role = 'settled'
 
+-- name: count_held_entries
+-- How many entries the settlement holds, counted up to $2.
+SELECT count(*) FROM (SELECT 1 FROM ledger_account_settlement_entries WHERE settlement_id = $1 AND role = 'settled'
+                      LIMIT $2) h
+
 -- name: claim_offset_entry
 INSERT INTO ledger_account_settlement_entries (entry_id, tenant_id, settlement_id, role)
 VALUES ($3, $1, $2, 'offset')

@@ -285,6 +285,26 @@ async def test_a_settlement_gathers_at_most_its_bound_and_a_larger_one_is_refuse
         assert (await api.balances(books.wallet))["posted_balance"]["amount"] == 0
 
 
+async def test_a_draft_holds_at_most_the_bound_whatever_is_attached_later(cell_database_url, new_tenant):
+    """Attaching is bounded as gathering is (settlement_entries_max, 3 here): past it the request is refused whole."""
+    app = create_app(cell_settings(cell_database_url, settlement_entries_max=3))
+    async with AsyncTestClient(app) as client:
+        api = await new_tenant(client)
+        ledger = (await api.ledger())["id"]
+        books = Books(api, ledger, (await api.account(ledger, "credit"))["id"],
+                      (await api.account(ledger, "debit"))["id"], (await api.account(ledger, "debit"))["id"])
+        draft = await books.settled(status="drafting")  # a draft holds what is attached to it
+        legs = [books.leg(await books.pay(10, day)) for day in ("01-02", "01-03", "01-04", "01-05")]
+        path = f"/api/ledger_account_settlements/{draft['id']}/ledger_entries"
+        refused = await api.patch(path, {"ledger_entry_ids": legs})
+        assert refused.status_code == 422 and refused.json()["code"] == "settlement_too_large", refused.text
+        assert await books.entries_of(draft) == []
+        assert (await api.patch(path, {"ledger_entry_ids": legs[:3]})).status_code == 200
+        refused = await api.patch(path, {"ledger_entry_ids": legs[3:]})  # one at a time, the same bound
+        assert refused.status_code == 422 and refused.json()["code"] == "settlement_too_large", refused.text
+        assert await books.entries_of(draft) == sorted(legs[:3])
+
+
 async def test_attaching_held_entries_or_detaching_others_changes_nothing_and_writes_no_event(books, admin_conn):
     """As any change that changes nothing: entries a draft holds already attached again, or entries it does not hold
     detached, answer the draft as it is (updated_at kept) and write no event."""
