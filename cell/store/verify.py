@@ -57,6 +57,11 @@ async def verify(conn: asyncpg.Connection, tenant_id: str | None = None,
                                 f"{r['transaction_effective_at']}")
         for r in await conn.fetch(Q["verify_statements"], tenant_id):
             problems.append(f"ledger account statement {r['id']}: balances differ from the effects at its lock version")
+        for r in await conn.fetch(Q["verify_monitors"], tenant_id):
+            problems.append(f"balance monitor {r['id']} of account {r['ledger_account_id']}: account monitored "
+                            f"{r['monitored']}, evaluated to lock_version {r['lock_version']} of "
+                            f"{r['account_lock_version']}, triggered {r['triggered']} where the condition is "
+                            f"{r['holds']}")
         for r in await conn.fetch(Q["verify_settlements"], tenant_id):
             problems.append(f"ledger account settlement {r['id']} ({r['status']}, amount {r['amount']}): its entries "
                             f"(net {r['net']}, all settleable: {r['fit']}) or its transaction (entry "

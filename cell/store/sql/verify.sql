@@ -183,6 +183,23 @@ WHERE ($1::text IS NULL OR s.tenant_id = $1)
       IS DISTINCT FROM (r.lpd, r.lpc, r.lod, r.loc, r.hpd, r.hpc, r.hod, r.hoc)
 LIMIT 20
 
+-- name: verify_monitors
+-- Every live balance monitor is evaluated: its account is flagged monitored (ledger_apply calls ledger_monitor for
+-- flagged accounts only: unflagged, the monitor would never trigger again), it was never evaluated past the account,
+-- and, evaluated up to the account's lock version, its `triggered` is its condition on the account's balances.
+SELECT m.id, m.ledger_account_id, b.monitored, m.triggered, m.lock_version, b.lock_version AS account_lock_version,
+       h.holds
+FROM ledger_account_balance_monitors m JOIN ledger_accounts a ON a.id = m.ledger_account_id
+JOIN account_balances b ON b.account_id = m.ledger_account_id
+CROSS JOIN LATERAL ledger_balances(a.normal_balance, b.pending_debits, b.pending_credits, b.posted_debits,
+                                   b.posted_credits) lb
+CROSS JOIN LATERAL (SELECT ledger_monitor_holds(m.alert_field, m.alert_operator, m.alert_value, lb.pending_amount,
+                                                lb.posted_amount, lb.available_amount, b.lock_version) AS holds) h
+WHERE m.discarded_at IS NULL AND ($1::text IS NULL OR m.tenant_id = $1)
+  AND (NOT b.monitored OR m.lock_version > b.lock_version
+       OR (m.lock_version = b.lock_version AND m.triggered IS DISTINCT FROM h.holds))
+LIMIT 20
+
 -- name: verify_settlements
 -- An entry a settlement holds is a posted entry of its settled account effective before its upper bound, and an
 -- archived settlement holds none (each entry is held once: the primary key of ledger_account_settlement_entries).

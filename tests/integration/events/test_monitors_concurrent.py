@@ -176,3 +176,30 @@ async def test_two_patches_of_a_monitors_metadata_at_once_keep_both_keys(live_ap
     assert [a.status_code for a in answers] == [200, 200], [a.text for a in answers]
     assert answers[1].json()["metadata"] == {"kept": "1", "a": "1", "b": "2"}
     assert (await api.get(path)).json()["metadata"] == {"kept": "1", "a": "1", "b": "2"}
+
+
+async def test_verify_finds_a_monitor_that_is_no_longer_evaluated_or_disagrees_with_its_account(api, admin_conn):
+    """What the races above would leave: an account no longer flagged monitored (its monitor never triggers again),
+    or a monitor whose `triggered` is not its condition at the lock version it was evaluated to."""
+    from cell.store.verify import verify
+
+    ledger = await api.ledger()
+    hot, other = await api.account(ledger["id"], "credit"), await api.account(ledger["id"], "debit")
+    r = await api.post("/api/ledger_account_balance_monitors", {
+        "ledger_account_id": hot["id"], "alert_condition": {"field": "posted_balance_amount", "operator": "greater_than",
+                                                            "value": 10}})
+    monitor = r.json()["id"]
+    assert (await api.transfer(ledger["id"], other["id"], hot["id"], 50)).status_code == 201
+    assert (await api.get(f"/api/ledger_account_balance_monitors/{monitor}")).json()[
+        "current_ledger_account_balance_state"]["triggered"] is True
+    assert await verify(admin_conn, api.tenant_id) == []
+    for corrupt, undo in (
+            ("UPDATE account_balances SET monitored = false WHERE account_id = $1",
+             "UPDATE account_balances SET monitored = true WHERE account_id = $1"),
+            ("UPDATE ledger_account_balance_monitors SET triggered = false WHERE ledger_account_id = $1",
+             "UPDATE ledger_account_balance_monitors SET triggered = true WHERE ledger_account_id = $1")):
+        await admin_conn.execute(corrupt, uuid.UUID(hot["id"]))
+        problems = await verify(admin_conn, api.tenant_id)
+        assert len(problems) == 1 and f"balance monitor {monitor}" in problems[0], problems
+        await admin_conn.execute(undo, uuid.UUID(hot["id"]))
+    assert await verify(admin_conn, api.tenant_id) == []
