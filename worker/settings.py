@@ -91,7 +91,8 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
     beat: bool = True  # exactly one worker per cell runs the beat schedule
     # Webhooks (worker/webhooks.py): one task fans events out and delivers for webhook_run_s, started by beat
     # that often. An attempt is a success on a 2xx within webhook_timeout_s; failures are retried after
-    # base * 2^(n-1) (at most cap, jittered down to half) until webhook_retry_window_s after the event, then
+    # base * 2^(n-1) (at most cap, jittered down to half) until webhook_retry_window_s after the delivery was made
+    # (the event's fan-out to the endpoint: a paused endpoint's deliveries are made when it is active again), then
     # failed. URLs as ledger_common/outbound.py allows (LEDGER_WEBHOOK_ALLOW_* shared with the cell API).
     # Idle, a deliverer listens for events positioned (a round at once, webhook_poll_s after the last at the most)
     # and polls too: every webhook_poll_s, backing off to webhook_poll_idle_s while it finds nothing to do (a retry
