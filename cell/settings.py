@@ -102,6 +102,8 @@ class CellSettings(msgspec.Struct, frozen=True, kw_only=True):
     webhook_endpoints_max: int = 32  # per tenant
     # Bulk requests: resources per request (the body bound, body_bytes_max, applies too).
     bulk_resources_max: int = BULK_RESOURCES_MAX
+    # ... and open (pending or processing) per tenant at once: more is 422 too_many_open_bulk_requests.
+    bulk_requests_open_max: int = 20
     # Settlements: the entries a settlement may gather when created (more is 422 settlement_too_large: settle up to
     # an earlier effective_at_upper_bound first), so that one request never claims an account's whole history.
     settlement_entries_max: int = 100_000

@@ -63,6 +63,11 @@ async def create_request(ctx: CellContext, tenant_id: str, cmd: BulkRequestCreat
                               "too_many_resources")
 
     async def insert(conn: asyncpg.Connection, new_id: uuid.UUID) -> views.BulkRequest:
+        # The workers take requests oldest first: a tenant's backlog is bounded, so it delays the others' by so much.
+        most = ctx.settings.bulk_requests_open_max
+        if await store.lock_and_count_open(conn, tenant_id, most) >= most:
+            raise PostingRejected(f"a tenant has at most {most} bulk requests open (pending or processing): create "
+                                  "this one when one of them has completed", "too_many_open_bulk_requests")
         return views.bulk_request(await store.insert_request(
             conn, new_id, tenant_id, action_type=cmd.action_type, resource_type=cmd.resource_type,
             metadata=cmd.metadata, resources=cmd.resources))

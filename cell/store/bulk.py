@@ -16,6 +16,13 @@ async def insert_request(conn, request_id: uuid.UUID, tenant_id: str, *, action_
                                resources, len(resources))
 
 
+async def lock_and_count_open(conn, tenant_id: str, most: int) -> int:
+    """The tenant's requests not completed (at most `most`), counted once its creations in flight have committed (the
+    lock is held to the end of the caller's transaction)."""
+    await conn.execute(Q["lock_open_bulk_requests"], tenant_id)
+    return await conn.fetchval(Q["count_open_bulk_requests"], tenant_id, most)
+
+
 async def fetch_request(conn, tenant_id: str, request_id: uuid.UUID) -> asyncpg.Record | None:
     return await conn.fetchrow(Q["fetch_bulk_request"], tenant_id, request_id)
 

@@ -8,6 +8,15 @@ WITH inserted AS (
 ), notified AS (SELECT pg_notify('ledger_bulk_requests', ''))
 SELECT inserted.* FROM inserted CROSS JOIN notified;
 
+-- name: lock_open_bulk_requests
+-- Held to the end of the caller's transaction: the tenant's requests in flight have committed before it counts its
+-- open ones (bulk_requests_open_max). A statement of its own: a count in it would read a snapshot from before the wait.
+SELECT pg_advisory_xact_lock(hashtextextended('bulk_requests:' || $1, 0));
+
+-- name: count_open_bulk_requests
+-- bulk_requests_tenant_open (0150), up to $2.
+SELECT count(*) FROM (SELECT 1 FROM bulk_requests WHERE tenant_id = $1 AND status <> 'completed' LIMIT $2) o;
+
 -- name: fetch_bulk_request
 -- An open request's counts so far are its results counted (they are kept on the row when it completes).
 SELECT r.*, c.successes, c.failures FROM bulk_requests r

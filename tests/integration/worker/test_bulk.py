@@ -461,3 +461,31 @@ async def test_a_resource_posted_alone_by_a_stalled_worker_while_another_writes_
                                                                                             request["id"])}
     assert results[3]["entity_id"] == first["id"]
     assert await pool.fetchval("SELECT count(*) FROM ledger_transactions WHERE tenant_id = $1", auth[0]) == 2
+
+
+async def test_a_tenants_open_requests_are_bounded_and_one_more_waits_for_a_completion(worker_database_url, pool,
+                                                                                    sqs_queue, worker_process):
+    """The workers take requests oldest first: a tenant's backlog (bulk_requests_open_max, 2 here) delays another
+    tenant's request by at most so many. A retried request (its Idempotency-Key) is answered, not counted again."""
+    settings = load_settings(("CELL_TEST_UNUSED_",), database_url=worker_database_url, posting_mode="hybrid",
+                             db_pool_min=1, db_pool_max=4, sweep_interval_s=0, bulk_requests_open_max=2)
+    async with AsyncTestClient(create_app(settings)) as client:
+        auth, ids = await api_book(client, pool, "bulk", BOOK)
+        body = {"action_type": "create", "resource_type": "ledger_transaction", "resources": [_txn(ids, 1)]}
+        made = [await client.post("/api/bulk_requests", auth=auth, json=body, headers={"Idempotency-Key": f"b{i}"})
+                for i in range(2)]
+        assert [r.status_code for r in made] == [201, 201]
+        refused = await client.post("/api/bulk_requests", auth=auth, json=body)
+        assert refused.status_code == 422 and refused.json()["code"] == "too_many_open_bulk_requests", refused.text
+        again = await client.post("/api/bulk_requests", auth=auth, json=body, headers={"Idempotency-Key": "b1"})
+        assert again.status_code == 201 and again.json()["id"] == made[1].json()["id"]
+        other_auth, other_ids = await api_book(client, pool, "bulk", BOOK)  # another tenant: its own bound
+        assert (await client.post("/api/bulk_requests", auth=other_auth, json={
+            **body, "resources": [_txn(other_ids, 1)]})).status_code == 201
+        worker_process(sqs_queue, **FAST)
+        for r in made:
+            await wait_until(lambda r=r: _completed(client, auth, r.json()["id"]), 60, what="a request completed")
+        assert (await client.post("/api/bulk_requests", auth=auth, json=body)).status_code == 201
+        async with pool.acquire() as conn:
+            for tenant in (auth[0], other_auth[0]):
+                assert await verify(conn, tenant) == []
