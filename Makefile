@@ -34,7 +34,7 @@ chaos: $(STAMP) ## Only the bank test under real faults (kills, stops, restarts)
 bench: $(STAMP) ## Benchmarks: ratios measured side by side in one run
 	$(BIN)/python -m loadtests.bench $(BENCH_ARGS)
 
-loadtest: $(STAMP) ## Locust headless against `make run` (or LOADTEST_HOST...); LOADTEST_ARGS: --previous DIR, --host... and Locust options
+loadtest: $(STAMP) ## Locust headless against `make run`; LOADTEST_ARGS: --previous, --host..., Locust options
 	$(BIN)/python -m loadtests.run $(LOADTEST_ARGS)
 
 migrate: $(STAMP) ## Apply migrations to LEDGER_DATABASE_URL

@@ -20,11 +20,12 @@ User classes (weights from LOADTEST_WEIGHTS, e.g. "investing=6,card=2,statement=
 
 The data (one ledger, its accounts, the cards' funding) is made once per run in the test_start event and
 shared through module state, not per simulated user; on several processes (--processes) the master makes it and
-sends it to the workers, so every process loads the same hot accounts. Thresholds, checked when Locust quits, set its exit code:
-LOADTEST_P90_MS ("1000" or "default=1000,invest_write=300,invest_read=100"; keys are the REQUESTS keys) and
-LOADTEST_MAX_ERROR_RATE (a fraction, default 0.01); a task that raised (an exception, not a failed request)
-fails the run too, and so does a weighted user class that made no request (too few users for the mix). LOADTEST_REPORT_DIR, when set, receives run.json and
-thresholds.json for the markdown report (loadtests/report.py).
+sends it to the workers, so every process loads the same hot accounts. Thresholds, checked when Locust quits,
+set its exit code: LOADTEST_P90_MS ("1000" or "default=1000,invest_write=300,invest_read=100"; keys are the
+REQUESTS keys) and LOADTEST_MAX_ERROR_RATE (a fraction, default 0.01); a task that raised (an exception, not a
+failed request) fails the run too, and so does a weighted user class that made no request (too few users for the
+mix). LOADTEST_REPORT_DIR, when set, receives run.json and thresholds.json for the markdown report
+(loadtests/report.py).
 """
 
 from __future__ import annotations

@@ -226,7 +226,8 @@ SHORT = {"LOADTEST_INVESTORS": "2", "LOADTEST_CARDS": "2", "LOADTEST_WAIT_MAX_S"
 async def test_a_run_whose_tasks_raise_fails_its_thresholds(cell, tmp_path):
     """A task that raises makes no request, so no failure: the run must not pass on the requests the others made.
     Here no investor accounts: every investing task raises IndexError, the card users still post."""
-    env = {**os.environ, **SHORT, "LOADTEST_INVESTORS": "0", "LOADTEST_WEIGHTS": "investing=1,card=1,statement=0,backdated=0"}
+    env = {**os.environ, **SHORT, "LOADTEST_INVESTORS": "0",
+           "LOADTEST_WEIGHTS": "investing=1,card=1,statement=0,backdated=0"}
     code, out = await loadtest(cell, tmp_path, env, "--no-monitor", "-u", "2", "-r", "2", "-t", "2s")
     assert code == 1, out[-4000:]
     [run_dir] = list(tmp_path.iterdir())
@@ -315,7 +316,8 @@ def test_the_regression_table_says_when_the_two_runs_did_not_make_the_same_load(
                                  "locust": {**config["locust"], "users": 64}})):
         runs[name] = tmp_path / name
         runs[name].mkdir()
-        write_stats(runs[name], [["GET", "GET /a", 30, 0, 10, 5, 9, 12, 6, 20], ["", "Aggregated", 30, 0, 10, 5, 9, 12, 6, 20]])
+        write_stats(runs[name], [["GET", "GET /a", 30, 0, 10, 5, 9, 12, 6, 20],
+                                 ["", "Aggregated", 30, 0, 10, 5, 9, 12, 6, 20]])
         (runs[name] / "run.json").write_text(json.dumps(run))
     assert "Not the same load" not in report.generate(runs["same-again"], runs["same"]).read_text()
     md = report.generate(runs["other"], runs["same"]).read_text()
