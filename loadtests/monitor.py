@@ -151,6 +151,25 @@ def lag_quantile(before: dict[str, float], after: dict[str, float], q: float) ->
     return None
 
 
+def interval_lags(previous: dict[str, dict[str, float]], now: dict[str, dict[str, float]],
+                  qs: tuple[float, ...]) -> list[float | None]:
+    """The apply lag quantiles between two scrapes of every endpoint (url -> samples), from the endpoints read at
+    both ends whose counts did not go back (a restart): an endpoint that missed the last scrape would add every lag
+    since it started, one restarted since would subtract."""
+    merged_before: dict[str, float] = {}
+    merged_now: dict[str, float] = {}
+    total = LAG_BUCKETS_METRIC + '{le="+Inf"}'
+    for url in now:
+        before, after = previous.get(url, {}), now[url]
+        if total not in before or total not in after or after[total] < before[total]:
+            continue
+        for k, v in before.items():
+            merged_before[k] = merged_before.get(k, 0.0) + v
+        for k, v in after.items():
+            merged_now[k] = merged_now.get(k, 0.0) + v
+    return [lag_quantile(merged_before, merged_now, q) for q in qs]
+
+
 class Monitor(threading.Thread):
     def __init__(self, out_dir: Path, stack: Stack, metrics_urls: list[str] | None = None,
                  interval_s: float = 2.0, extra: dict[str, int] | None = None) -> None:
@@ -203,14 +222,7 @@ class Monitor(threading.Thread):
                 cells = [m for m in now.values() if "ledger_unapplied_effects" in m]
                 queue = sum(m["ledger_unapplied_effects"] for m in cells) if cells else ""
                 oldest = max(m.get("ledger_oldest_unapplied_age_seconds", 0.0) for m in cells) if cells else ""
-                merged_before: dict[str, float] = {}
-                merged_now: dict[str, float] = {}
-                for u in urls:
-                    for k, v in previous[u].items():
-                        merged_before[k] = merged_before.get(k, 0.0) + v
-                    for k, v in now[u].items():
-                        merged_now[k] = merged_now.get(k, 0.0) + v
-                lags = [lag_quantile(merged_before, merged_now, q) for q in (0.5, 0.9, 0.99)]
+                lags = interval_lags(previous, now, (0.5, 0.9, 0.99))
                 self._cpu_sample()
                 w.writerow([round(time.monotonic() - t0, 1), queue, oldest,
                             *("" if x is None else x for x in lags), round(sum(self.cpu_s.values()), 3)])

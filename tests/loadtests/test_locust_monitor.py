@@ -14,7 +14,7 @@ import pytest
 
 from control_plane.devstack import free_port
 from loadtests import report
-from loadtests.monitor import Monitor, Stack, lag_quantile
+from loadtests.monitor import Monitor, Stack, interval_lags, lag_quantile
 
 
 def sample(monitor: Monitor, rows: int) -> list[dict]:
@@ -102,3 +102,20 @@ def test_the_apply_lag_quantiles_are_estimated_within_their_bucket_not_its_upper
     beyond = {**after, name % "+Inf": 200.0}  # half past the last bound: no upper bound to reach, that bound
     assert lag_quantile(before, beyond, 0.9) == pytest.approx(0.5)
     assert lag_quantile(before, before, 0.9) is None  # nothing applied in the interval
+
+
+def test_an_endpoint_that_missed_a_scrape_or_restarted_adds_no_lags_from_before_the_interval():
+    """A worker whose /metrics did not answer last time (busy, restarting) answers now with every lag since it
+    started; one restarted since last time counts from zero again. Neither is the interval's: only endpoints read
+    at both ends, their counts not reset, make the interval's quantiles."""
+    name = 'ledger_apply_lag_seconds_bucket{le="%s"}'
+
+    def buckets(fast: float, slow: float) -> dict[str, float]:  # fast: <= 0.005 s; slow: 0.1-0.25 s
+        return {name % "0.005": fast, name % "0.1": fast, name % "0.25": fast + slow, name % "+Inf": fast + slow}
+
+    busy = {"a": buckets(0, 100), "b": {}}
+    now = {"a": buckets(0, 200), "b": buckets(100_000, 0)}  # b: its whole history, all fast
+    assert interval_lags(busy, now, (0.5,))[0] == pytest.approx(0.175)
+    restarted = {"a": buckets(0, 100), "b": buckets(100_000, 0)}
+    now = {"a": buckets(0, 200), "b": buckets(10, 0)}
+    assert interval_lags(restarted, now, (0.5,))[0] == pytest.approx(0.175)
