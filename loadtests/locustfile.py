@@ -8,7 +8,7 @@
 Plain Locust works too: `.venv/bin/locust -f loadtests/locustfile.py --headless -u 16 -r 4 -t 60s`.
 
 Credentials: LEDGER_BASE_URL / LEDGER_TENANT_ID / LEDGER_API_KEY, else .ledger/dev.json (LEDGER_DEV_JSON);
-`--host` wins over both for the URL.
+`--host` wins over both for the URL; dev.json's tenant and key go to dev.json's base_url only.
 
 User classes (weights from LOADTEST_WEIGHTS, e.g. "investing=6,card=2,statement=1,backdated=1"; 0 drops one):
 - InvestingUser: Modern Treasury's investing mix, 1 POST transaction (a user account against one hot omnibus
@@ -49,15 +49,16 @@ from locust.runners import MasterRunner, WorkerRunner
 from locust.stats import PERCENTILES_TO_REPORT, StatsCSV
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # Locust puts only loadtests/ on the path
-from loadtests.mix import REQUESTS, evaluate, shape_stages, thresholds, weights
+from loadtests.mix import REQUESTS, dev_credentials, evaluate, shape_stages, thresholds, weights
 
 log = logging.getLogger("loadtest")
 
 _dev = Path(os.environ.get("LEDGER_DEV_JSON", ".ledger/dev.json"))
 _conf = json.loads(_dev.read_text()) if _dev.exists() else {}
 BASE_URL = os.environ.get("LEDGER_BASE_URL", _conf.get("base_url", "http://127.0.0.1:8000"))
-TENANT = os.environ.get("LEDGER_TENANT_ID", _conf.get("tenant_id", ""))
-API_KEY = os.environ.get("LEDGER_API_KEY", _conf.get("api_key", ""))
+# Without LEDGER_TENANT_ID / LEDGER_API_KEY, dev.json's, for its own host only (set once the host is known, in init).
+TENANT = os.environ.get("LEDGER_TENANT_ID", "")
+API_KEY = os.environ.get("LEDGER_API_KEY", "")
 AUTH = (TENANT, API_KEY)
 
 INVESTORS = int(os.environ.get("LOADTEST_INVESTORS", "100"))
@@ -126,6 +127,10 @@ def _receive_books(environment, msg, **_kw) -> None:
 def on_init(environment, **_kw) -> None:
     if environment.host:  # "http://host:8000/" + "/api/..." would be "//api/...", which FastHttpUser refuses
         environment.host = environment.host.rstrip("/")
+    global TENANT, API_KEY, AUTH
+    dev_tenant, dev_key = dev_credentials(environment.host or BASE_URL, _conf)
+    TENANT, API_KEY = TENANT or dev_tenant or "", API_KEY or dev_key or ""
+    AUTH = (TENANT, API_KEY)
     if isinstance(environment.runner, WorkerRunner):
         environment.runner.register_message(BOOKS_MESSAGE, _receive_books)
 
@@ -136,6 +141,9 @@ def on_test_start(environment, **_kw) -> None:
         return  # the master made the books and sent them (on several processes, one ledger and hot accounts)
     if not Books.ledger_id:  # once per run, even when the shape restarts spawning
         try:
+            if not (TENANT and API_KEY):
+                raise RuntimeError(f"no credentials for {environment.host or BASE_URL} (LEDGER_TENANT_ID and "
+                                   "LEDGER_API_KEY; .ledger/dev.json's are for its own base_url only)")
             setup_books((environment.host or BASE_URL).rstrip("/"))
             environment.stats.reset_all()  # req/s counts from here: no user has started, no request was made
             if environment.shape_class is not None:

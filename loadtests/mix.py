@@ -22,6 +22,14 @@ DEFAULT_WEIGHTS = {"investing": 6, "card": 2, "statement": 1, "backdated": 1}
 REFERENCE = {"writes_per_s": 1200.0, "reads_per_s": 3600.0, "write_p90_ms": 297.0, "read_p90_ms": 89.0}
 
 
+def dev_credentials(host: str | None, dev: dict) -> tuple[str | None, str | None]:
+    """The tenant and API key of `make run`'s .ledger/dev.json (`dev`) for `host`: only when it is dev.json's own
+    base URL (give or take a final slash), never sent to another host."""
+    if host and dev.get("base_url") and host.rstrip("/") == dev["base_url"].rstrip("/"):
+        return dev.get("tenant_id"), dev.get("api_key")
+    return None, None
+
+
 def parse_pairs(text: str, default_key: str | None = None) -> dict[str, str]:
     """ "a=1,b=2" -> {"a": "1", "b": "2"}; a bare value is `default_key`'s."""
     out = {}

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from loadtests import report
-from loadtests.mix import shape_stages, thresholds, weights
+from loadtests.mix import dev_credentials, shape_stages, thresholds, weights
 from loadtests.monitor import Monitor, Stack
 
 HERE = Path(__file__).resolve().parent
@@ -61,10 +61,9 @@ def main(argv: list[str] | None = None) -> int:
 
     dev = json.loads(args.dev_json.read_text()) if args.dev_json.exists() else {}
     host = args.host or dev.get("base_url")
-    # The local stack's key goes to the local stack only (its base URL, give or take a final slash).
-    local = dev if host and host.rstrip("/") == (dev.get("base_url") or "").rstrip("/") else {}
-    tenant = args.tenant or local.get("tenant_id")
-    api_key = args.api_key or local.get("api_key")
+    dev_tenant, dev_key = dev_credentials(host, dev)
+    tenant = args.tenant or dev_tenant
+    api_key = args.api_key or dev_key
     if not (host and tenant and api_key):
         parser.error(f"no credentials: start `make run` (writes {args.dev_json}) or give --host, --tenant and "
                      "--api-key (or LOADTEST_HOST, LOADTEST_TENANT_ID, LOADTEST_API_KEY)")

@@ -5,13 +5,16 @@ zero failures, exit code 0, and the reports written. Plus the pure parts: thresh
 from __future__ import annotations
 
 import asyncio
+import base64
 import csv
+import http.server
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import uuid
 from pathlib import Path
 from xml.etree import ElementTree
@@ -398,3 +401,34 @@ def test_user_class_weights_that_leave_no_run_are_refused_naming_the_setting(giv
     monkeypatch.setenv("LOADTEST_WEIGHTS", given)
     with pytest.raises(ValueError, match="LOADTEST_WEIGHTS"):
         weights()
+
+
+def test_plain_locust_never_sends_make_runs_key_to_another_host(tmp_path):
+    """`locust -f loadtests/locustfile.py --host OTHER` with the credentials left to .ledger/dev.json: that key is
+    the local stack's; the set-up must fail without sending it to OTHER."""
+    seen: list[str] = []
+
+    class Recorder(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - the stdlib's name
+            seen.append(self.headers.get("Authorization") or "")
+            self.send_response(401)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        dev = tmp_path / "dev.json"
+        dev.write_text(json.dumps({"base_url": "http://127.0.0.1:8000", "tenant_id": "demo", "api_key": "lk_local"}))
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("LOADTEST_", "LEDGER_"))}
+        proc = subprocess.run([sys.executable, "-m", "locust", "-f", "loadtests/locustfile.py", "--headless",
+                               "--host", f"http://127.0.0.1:{server.server_port}", "-u", "1", "-r", "1", "-t", "2s",
+                               "--only-summary"], cwd=ROOT, env={**env, "LEDGER_DEV_JSON": str(dev)},
+                              capture_output=True, text=True, timeout=60)
+    finally:
+        server.shutdown()
+    assert not any(base64.b64encode(b"demo:lk_local").decode() in auth for auth in seen), seen
+    assert proc.returncode == 1 and "no credentials" in proc.stderr, proc.stderr[-3000:]
