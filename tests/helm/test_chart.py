@@ -224,6 +224,27 @@ def test_per_cell_overrides_touch_only_their_cell():
     assert secrets_of(one(docs, "Deployment", "prod-ledger-beta-api")) == {"customer-beta-ledger"}
 
 
+def plain_env(doc: dict) -> dict[str, str]:
+    """The variables of a workload's first container that have a value in the manifest (not from a Secret)."""
+    return {e["name"]: e["value"] for e in containers(doc)[0]["env"] if "value" in e}
+
+
+@pytest.mark.parametrize("mode", ["sync", "hybrid"])
+def test_the_workers_post_in_the_cells_posting_mode(mode):
+    """Bulk requests are posted by the workers (worker/bulk.py): a sync cell's must be applied when posted there
+    too, so the worker's settings, as the code loads them from the rendered environment, name the API's mode."""
+    from cell.settings import CellSettings
+    from ledger_common.settings import load_from_env
+    from worker.settings import load_settings as worker_settings
+
+    docs = render({"cells": [{"name": "alpha", "postingMode": mode}]})
+    api_env = plain_env(one(docs, "Deployment", "prod-ledger-alpha-api"))
+    assert load_from_env(CellSettings, ("CELL_", "LEDGER_"), api_env).posting_mode == mode
+    for component in ("worker", "beat"):
+        env = plain_env(one(docs, "Deployment", f"prod-ledger-alpha-{component}"))
+        assert worker_settings(env, prefixes=("WORKER_", "LEDGER_")).posting_mode == mode, component
+
+
 def test_a_cell_listed_twice_fails_to_render():
     with pytest.raises(helm.HelmError, match="twice"):
         render({"cells": [{"name": "alpha"}, {"name": "alpha"}]})
