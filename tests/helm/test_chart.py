@@ -4,10 +4,15 @@ Kubernetes version's OpenAPI schema by kubernetes-validate --strict; the Dockerf
 
 from __future__ import annotations
 
+import http.server
 import os
 import re
 import subprocess
 import sys
+import threading
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -286,11 +291,92 @@ def test_probes_resources_and_security_on_every_container(three_docs):
                 assert doc["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] >= 30, where
     for name in ["prod-ledger-router"] + [f"prod-ledger-{c}-api" for c in ("alpha", "beta", "gamma")]:
         container = containers(one(three_docs, "Deployment", name))[0]
-        assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+        # A cell's API is ready with its database migrated; the router's readiness is its own, not its cells'.
+        ready = "/healthz" if name == "prod-ledger-router" else "/readyz"
+        assert container["readinessProbe"]["httpGet"] == {"path": ready, "port": "http"}
         assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
         assert container["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", "5"]
         ports = {p["name"]: p["containerPort"] for p in container["ports"]}
         assert ports["http"] != ports["metrics"]  # metrics on a listener of their own
+
+
+def probe_passes(probe: dict, port: int) -> bool:
+    """One run of a probe as the kubelet runs it against a pod whose port `http` is `port` on loopback."""
+    if "httpGet" in probe:
+        assert probe["httpGet"]["port"] == "http"
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{probe['httpGet']['path']}", timeout=5) as answer:
+                return 200 <= answer.status < 400
+        except urllib.error.HTTPError as exc:
+            return 200 <= exc.code < 400
+        except OSError:
+            return False
+    command = probe["exec"]["command"]
+    command = [sys.executable if command[0] == "python" else command[0], *command[1:]]
+    return subprocess.run(command, capture_output=True, timeout=30).returncode == 0
+
+
+class RouterStandIn:
+    """The router's own /healthz and /readyz answers (router.app.Router, its state set by the test) on a port."""
+
+    def __init__(self) -> None:
+        from router.app import Router
+        from router.routes import Route, RoutingTable
+        from router.settings import RouterSettings
+
+        self.router = Router(RouterSettings())
+        self.table = RoutingTable({f"t-{cell}": Route(f"t-{cell}", cell, f"http://{cell}-api:8080", 1, 10.0, 10.0)
+                                   for cell in ("alpha", "beta")})
+        router = self.router
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                status, headers, body = router._local(self.path)
+                self.send_response(status)
+                for name, value in headers:
+                    self.send_header(name.decode(), value.decode())
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def state(self, *, loaded: bool, unhealthy: tuple[str, ...] = ()) -> None:
+        now = time.monotonic()
+        self.router.loaded = loaded
+        self.router.table = self.table if loaded else type(self.table)({})
+        self.router.cell_health = {cell: (cell not in unhealthy, now if cell not in unhealthy else 0.0)
+                                   for cell in self.table.cells}
+
+
+def test_one_unhealthy_cell_does_not_take_every_router_out_of_its_service():
+    """The router's /readyz is 503 while any cell with tenants fails its checks (the router still serves the other
+    cells' tenants: tests/integration/router/test_readiness.py). As every router pod's readiness, one cell down
+    would empty the router's Service: every tenant of every cell refused. A router pod is ready once its routing
+    table is loaded, whatever the cells' health; never before (it would answer 401 to every tenant)."""
+    stand_in = RouterStandIn()
+    try:
+        router = containers(one(render({"ports": {"http": stand_in.port, "metrics": 9090}}),
+                                "Deployment", "prod-ledger-router"))[0]
+
+        def starts() -> bool:  # a new pod: its startup probe (if any) passes, then its readiness probe
+            return ("startupProbe" not in router or probe_passes(router["startupProbe"], stand_in.port)) \
+                and probe_passes(router["readinessProbe"], stand_in.port)
+
+        stand_in.state(loaded=False)
+        assert not starts()
+        stand_in.state(loaded=True)
+        assert starts()
+        stand_in.state(loaded=True, unhealthy=("beta",))  # a running pod, then a cell down
+        assert probe_passes(router["readinessProbe"], stand_in.port)
+        assert starts()  # and a pod started while the cell is down (a scale-up, a rollout)
+        assert probe_passes(router["livenessProbe"], stand_in.port)
+    finally:
+        stand_in.server.shutdown()
 
 
 def test_graceful_termination_outlasts_the_drain(three_docs):
