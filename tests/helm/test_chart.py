@@ -250,6 +250,46 @@ def test_the_workers_post_in_the_cells_posting_mode(mode):
         assert worker_settings(env, prefixes=("WORKER_", "LEDGER_")).posting_mode == mode, component
 
 
+def resolved_env(doc: dict, secrets: dict[str, dict[str, str]]) -> dict[str, str]:
+    """A workload's first container's environment as its pod gets it, its Secrets being `secrets`: a key missing
+    from a Secret fails the pod's start (KeyError here) unless its reference is optional."""
+    env = {}
+    for item in containers(doc)[0]["env"]:
+        if "value" in item:
+            env[item["name"]] = item["value"]
+            continue
+        ref = item["valueFrom"]["secretKeyRef"]
+        if ref["key"] in secrets.get(ref["name"], {}):
+            env[item["name"]] = secrets[ref["name"]][ref["key"]]
+        elif not ref.get("optional"):
+            raise KeyError(f"{doc['metadata']['name']}: {ref['name']} has no key {ref['key']}")
+    return env
+
+
+def test_the_workers_anchor_the_audit_chain_outside_the_cell(three_docs):
+    """DESIGN.md section 8: the audit chain is anchored outside the cell, or a chain rebuilt consistently inside it
+    verifies. The workers' sealer anchors each tenant's head to the catalog (WORKER_AUDIT_ANCHOR_DATABASE_URL) and/or
+    a write-once directory; the chart mounts none, so the catalog's URL (a role that may only INSERT into
+    audit_anchors) comes from the cell's Secret, and a worker without it does not start."""
+    from worker.settings import load_settings as worker_settings
+
+    secrets = {f"prod-ledger-cell-{cell}": {
+        "databaseUrl": f"postgresql://ledger@{cell}/ledger", "sqsQueueUrl": f"https://sqs.example/1/ledger-{cell}",
+        "redisUrl": f"redis://{cell}-redis:6379/0", "cursorSecret": "c" * 32,
+        "auditAnchorDatabaseUrl": f"postgresql://anchors_{cell}@control-plane/control_plane",
+    } for cell in ("alpha", "beta", "gamma")}
+    for cell in ("alpha", "beta", "gamma"):
+        for component in ("worker", "beat"):
+            doc = one(three_docs, "Deployment", f"prod-ledger-{cell}-{component}")
+            settings = worker_settings(resolved_env(doc, secrets), prefixes=("WORKER_",))
+            assert settings.audit_seal_every_s > 0
+            assert settings.audit_anchor_database_url == f"postgresql://anchors_{cell}@control-plane/control_plane"
+            missing = {**secrets, f"prod-ledger-cell-{cell}": {
+                k: v for k, v in secrets[f"prod-ledger-cell-{cell}"].items() if k != "auditAnchorDatabaseUrl"}}
+            with pytest.raises(KeyError, match="auditAnchorDatabaseUrl"):
+                resolved_env(doc, missing)
+
+
 def test_a_cell_listed_twice_fails_to_render():
     with pytest.raises(helm.HelmError, match="twice"):
         render({"cells": [{"name": "alpha"}, {"name": "alpha"}]})
