@@ -520,6 +520,50 @@ def test_service_monitor_scrapes_the_metrics_ports_when_enabled():
     assert [e["port"] for e in monitor["spec"]["endpoints"]] == ["metrics"]
 
 
+def selects(selector: dict, labels: dict) -> bool:
+    """A Kubernetes label selector (matchLabels and matchExpressions) applied to `labels`."""
+    for expression in selector.get("matchExpressions", []):
+        key, operator, values = expression["key"], expression["operator"], expression.get("values", [])
+        if not {"In": lambda: labels.get(key) in values, "NotIn": lambda: labels.get(key) not in values,
+                "Exists": lambda: key in labels, "DoesNotExist": lambda: key not in labels}[operator]():
+            return False
+    return matches(selector.get("matchLabels", {}), labels)
+
+
+def test_every_process_that_serves_metrics_is_scraped_when_monitoring_is_enabled():
+    """The workers' metrics (the verifier's ledger_verify_violations, apply lag, task errors, webhook and audit
+    counters) are on their pods' metrics port like the APIs' and the router's: with serviceMonitor.enabled, a
+    Prometheus Operator monitor scrapes every pod whose process listens there, on the port it listens on."""
+    docs = render({**THREE_CELLS, "serviceMonitor": {"enabled": True}})
+    services = find(docs, "Service")
+    monitored = []
+    for deployment in find(docs, "Deployment"):
+        container = containers(deployment)[0]
+        env = plain_env(deployment)
+        port = next((v for k, v in env.items() if k.endswith("_METRICS_PORT")), "0")
+        if port == "0":
+            continue
+        assert next(v for k, v in env.items() if k.endswith("_METRICS_HOST")) == "0.0.0.0"  # reachable from outside
+        pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+        named = {p["name"]: p["containerPort"] for p in container.get("ports", [])}
+        scraped = False
+        for monitor in find(docs, "ServiceMonitor"):
+            for service in services:
+                if not (selects(monitor["spec"]["selector"], service["metadata"]["labels"])
+                        and matches(service["spec"]["selector"], pod_labels)):
+                    continue
+                targets = {p["name"]: p["targetPort"] for p in service["spec"]["ports"]}
+                scraped |= any(named.get(targets.get(e["port"])) == int(port) for e in monitor["spec"]["endpoints"])
+        for monitor in find(docs, "PodMonitor"):
+            if selects(monitor["spec"]["selector"], pod_labels):
+                scraped |= any(named.get(e["port"]) == int(port) and e["path"] == "/metrics"
+                               for e in monitor["spec"]["podMetricsEndpoints"])
+        assert scraped, deployment["metadata"]["name"]
+        monitored.append(deployment["metadata"]["name"])
+    assert len(monitored) == 1 + 3 * 3  # the router, and every cell's API, workers and beat
+    assert not find(render(THREE_CELLS), "PodMonitor")  # off by default, as the ServiceMonitor
+
+
 # ---- the Dockerfile ------------------------------------------------------------------------------------------
 
 def test_dockerfile_passes_hadolint():
