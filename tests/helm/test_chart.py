@@ -429,6 +429,18 @@ def test_graceful_termination_outlasts_the_drain(three_docs):
                 "terminationGracePeriodSeconds"] >= 60
 
 
+def test_a_router_drain_longer_than_its_grace_period_fails_to_render():
+    """A router stopped gets preStopSleepSeconds, then ROUTER_SHUTDOWN_S for its answers in flight, then is killed
+    at terminationGracePeriodSeconds: a drain that does not fit would cut answers (a posting's client told nothing)."""
+    with pytest.raises(helm.HelmError, match="terminationGracePeriodSeconds"):
+        render({"router": {"shutdownSeconds": 30}})
+    with pytest.raises(helm.HelmError, match="terminationGracePeriodSeconds"):
+        render({"preStopSleepSeconds": 10, "router": {"terminationGracePeriodSeconds": 30}})
+    router = one(render({"router": {"shutdownSeconds": 30, "terminationGracePeriodSeconds": 40}}),
+                 "Deployment", "prod-ledger-router")
+    assert pod_spec(router)["terminationGracePeriodSeconds"] == 40
+
+
 def test_topology_spread_selects_the_workloads_own_pods(three_docs):
     for doc in find(three_docs, "Deployment"):
         if doc["metadata"]["name"].endswith("-beat"):
