@@ -285,38 +285,3 @@ async def test_concurrent_changes_to_the_graph_leave_the_closure_equal_to_it(api
     listed = await api.get("/api/ledger_accounts", params={"ledger_account_category_id": top["id"], "per_page": "100"})
     assert {a["id"] for a in listed.json()} == {a["id"] for a in accounts}
     # The fixture's verification then finds every closure equal to its graph.
-
-
-async def test_two_patches_of_a_categorys_metadata_at_once_keep_both_keys(live_api, cell_database_url):
-    import asyncio
-    import time
-
-    import asyncpg
-
-    api = live_api
-    ledger = await api.ledger()
-    cat = await _category(api, ledger["id"], metadata={"kept": "1"})
-    holder = await asyncpg.connect(cell_database_url)
-
-    async def waiting(count: int) -> None:
-        deadline = time.monotonic() + 20
-        while await holder.fetchval("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                                    "AND datname = current_database()") < count:
-            assert time.monotonic() < deadline, f"fewer than {count} PATCHes ever waited for the held row"
-            await asyncio.sleep(0.01)
-
-    try:
-        held = holder.transaction()
-        await held.start()  # the category's row held: each PATCH waits for it in turn
-        await holder.execute("SELECT 1 FROM ledger_account_categories WHERE id = $1 FOR UPDATE", uuid.UUID(cat["id"]))
-        first = asyncio.create_task(api.patch(f"{PATH}/{cat['id']}", {"metadata": {"a": "1"}}))
-        await waiting(1)
-        second = asyncio.create_task(api.patch(f"{PATH}/{cat['id']}", {"metadata": {"b": "2"}}))
-        await waiting(2)
-        await held.rollback()
-        answers = [await first, await second]
-    finally:
-        await holder.close()
-    assert [r.status_code for r in answers] == [200, 200], [r.text for r in answers]
-    assert answers[1].json()["metadata"] == {"kept": "1", "a": "1", "b": "2"}
-    assert (await api.get(f"{PATH}/{cat['id']}")).json()["metadata"] == {"kept": "1", "a": "1", "b": "2"}

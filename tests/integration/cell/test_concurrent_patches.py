@@ -1,5 +1,5 @@
-"""Two PATCHes of one ledger's or account's metadata at once: each merges into what the other wrote, none is lost
-(as categories' and monitors' do: tests/integration/cell/test_categories.py, events/test_monitors_concurrent.py)."""
+"""Two PATCHes of one resource's metadata at once (ledger, account, category, balance monitor): each merges into what
+the other wrote, none is lost. The resource's row is held by the test, so both PATCHes are in flight together."""
 
 from __future__ import annotations
 
@@ -11,11 +11,28 @@ import asyncpg
 import pytest
 
 
-@pytest.mark.parametrize("table", ["ledgers", "ledger_accounts"])
+async def _made(api, table: str) -> dict:
+    ledger = await api.ledger()
+    if table == "ledgers":
+        return ledger
+    if table == "ledger_account_categories":
+        r = await api.post("/api/ledger_account_categories", {"name": "c", "ledger_id": ledger["id"],
+                                                               "normal_balance": "debit", "currency": "USD"})
+        return r.json()
+    account = await api.account(ledger["id"])
+    if table == "ledger_accounts":
+        return account
+    r = await api.post("/api/ledger_account_balance_monitors", {
+        "ledger_account_id": account["id"],
+        "alert_condition": {"field": "posted_balance_amount", "operator": "greater_than", "value": 0}})
+    return r.json()
+
+
+@pytest.mark.parametrize("table", ["ledgers", "ledger_accounts", "ledger_account_categories",
+                                   "ledger_account_balance_monitors"])
 async def test_two_patches_of_its_metadata_at_once_keep_both_keys(live_api, cell_database_url, table):
     api = live_api
-    ledger = await api.ledger()
-    made = ledger if table == "ledgers" else await api.account(ledger["id"])
+    made = await _made(api, table)
     path = f"/api/{table}/{made['id']}"
     assert (await api.patch(path, {"metadata": {"kept": "1"}})).status_code == 200
     holder = await asyncpg.connect(cell_database_url)
@@ -40,4 +57,5 @@ async def test_two_patches_of_its_metadata_at_once_keep_both_keys(live_api, cell
     finally:
         await holder.close()
     assert [r.status_code for r in answers] == [200, 200], [r.text for r in answers]
+    assert answers[1].json()["metadata"] == {"kept": "1", "a": "1", "b": "2"}
     assert (await api.get(path)).json()["metadata"] == {"kept": "1", "a": "1", "b": "2"}

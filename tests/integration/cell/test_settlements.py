@@ -53,11 +53,22 @@ class Books:
         return sorted(e["id"] for e in r.json())
 
 
-@pytest.fixture
-async def books(api) -> Books:
+async def _books(api) -> Books:
     ledger = (await api.ledger())["id"]
     return Books(api, ledger, (await api.account(ledger, "credit"))["id"], (await api.account(ledger, "debit"))["id"],
                  (await api.account(ledger, "debit"))["id"])
+
+
+@pytest.fixture
+async def books(api) -> Books:
+    return await _books(api)
+
+
+@pytest.fixture
+async def bounded_books(cell_database_url, new_tenant):
+    """Books on a cell whose settlements hold at most 3 entries (settlement_entries_max)."""
+    async with AsyncTestClient(create_app(cell_settings(cell_database_url, settlement_entries_max=3))) as client:
+        yield await _books(await new_tenant(client))
 
 
 async def test_a_settlement_posts_the_net_of_the_entries_it_gathers(books):
@@ -261,48 +272,39 @@ async def test_refusals_are_problems_with_stable_codes(books, new_tenant):
     assert (await other.get("/api/ledger_account_settlements")).json() == []
 
 
-async def test_a_settlement_gathers_at_most_its_bound_and_a_larger_one_is_refused_whole(cell_database_url,
-                                                                                      new_tenant):
+async def test_a_settlement_gathers_at_most_its_bound_and_a_larger_one_is_refused_whole(bounded_books):
     """Gathering is bounded (settlement_entries_max, 3 here): 4 unsettled entries are refused with nothing claimed
     and nothing posted; an earlier upper bound that holds 3 settles them, and the 4th is settled next."""
-    app = create_app(cell_settings(cell_database_url, settlement_entries_max=3))
-    async with AsyncTestClient(app) as client:
-        api = await new_tenant(client)
-        ledger = (await api.ledger())["id"]
-        books = Books(api, ledger, (await api.account(ledger, "credit"))["id"],
-                      (await api.account(ledger, "debit"))["id"], (await api.account(ledger, "debit"))["id"])
-        for day in ("01-02", "01-03", "01-04", "01-05"):
-            await books.pay(100, day)
-        refused = await books.settle(status="posted")
-        assert refused.status_code == 422 and refused.json()["code"] == "settlement_too_large"
-        assert (await api.get("/api/ledger_account_settlements")).json() == []
-        assert (await api.balances(books.wallet))["posted_balance"]["amount"] == 400
+    books = bounded_books
+    api = books.api
+    for day in ("01-02", "01-03", "01-04", "01-05"):
+        await books.pay(100, day)
+    refused = await books.settle(status="posted")
+    assert refused.status_code == 422 and refused.json()["code"] == "settlement_too_large"
+    assert (await api.get("/api/ledger_account_settlements")).json() == []
+    assert (await api.balances(books.wallet))["posted_balance"]["amount"] == 400
 
-        first = await books.settled(status="posted", upper="2024-01-05T00:00:00Z")
-        assert first["amount"] == 300 and len(await books.entries_of(first)) == 3
-        second = await books.settled(status="posted")
-        assert second["amount"] == 100 and len(await books.entries_of(second)) == 1
-        assert (await api.balances(books.wallet))["posted_balance"]["amount"] == 0
+    first = await books.settled(status="posted", upper="2024-01-05T00:00:00Z")
+    assert first["amount"] == 300 and len(await books.entries_of(first)) == 3
+    second = await books.settled(status="posted")
+    assert second["amount"] == 100 and len(await books.entries_of(second)) == 1
+    assert (await api.balances(books.wallet))["posted_balance"]["amount"] == 0
 
 
-async def test_a_draft_holds_at_most_the_bound_whatever_is_attached_later(cell_database_url, new_tenant):
+async def test_a_draft_holds_at_most_the_bound_whatever_is_attached_later(bounded_books):
     """Attaching is bounded as gathering is (settlement_entries_max, 3 here): past it the request is refused whole."""
-    app = create_app(cell_settings(cell_database_url, settlement_entries_max=3))
-    async with AsyncTestClient(app) as client:
-        api = await new_tenant(client)
-        ledger = (await api.ledger())["id"]
-        books = Books(api, ledger, (await api.account(ledger, "credit"))["id"],
-                      (await api.account(ledger, "debit"))["id"], (await api.account(ledger, "debit"))["id"])
-        draft = await books.settled(status="drafting")  # a draft holds what is attached to it
-        legs = [books.leg(await books.pay(10, day)) for day in ("01-02", "01-03", "01-04", "01-05")]
-        path = f"/api/ledger_account_settlements/{draft['id']}/ledger_entries"
-        refused = await api.patch(path, {"ledger_entry_ids": legs})
-        assert refused.status_code == 422 and refused.json()["code"] == "settlement_too_large", refused.text
-        assert await books.entries_of(draft) == []
-        assert (await api.patch(path, {"ledger_entry_ids": legs[:3]})).status_code == 200
-        refused = await api.patch(path, {"ledger_entry_ids": legs[3:]})  # one at a time, the same bound
-        assert refused.status_code == 422 and refused.json()["code"] == "settlement_too_large", refused.text
-        assert await books.entries_of(draft) == sorted(legs[:3])
+    books = bounded_books
+    api = books.api
+    draft = await books.settled(status="drafting")  # a draft holds what is attached to it
+    legs = [books.leg(await books.pay(10, day)) for day in ("01-02", "01-03", "01-04", "01-05")]
+    path = f"/api/ledger_account_settlements/{draft['id']}/ledger_entries"
+    refused = await api.patch(path, {"ledger_entry_ids": legs})
+    assert refused.status_code == 422 and refused.json()["code"] == "settlement_too_large", refused.text
+    assert await books.entries_of(draft) == []
+    assert (await api.patch(path, {"ledger_entry_ids": legs[:3]})).status_code == 200
+    refused = await api.patch(path, {"ledger_entry_ids": legs[3:]})  # one at a time, the same bound
+    assert refused.status_code == 422 and refused.json()["code"] == "settlement_too_large", refused.text
+    assert await books.entries_of(draft) == sorted(legs[:3])
 
 
 async def test_attaching_held_entries_or_detaching_others_changes_nothing_and_writes_no_event(books, admin_conn):

@@ -150,34 +150,6 @@ async def test_a_monitor_created_while_another_is_deleted_is_still_evaluated(liv
     assert (state["triggered"], state["ledger_account_lock_version"]) == (True, 1)
 
 
-async def test_two_patches_of_a_monitors_metadata_at_once_keep_both_keys(live_api: Api, cell_database_url):
-    api = live_api
-    ledger = await api.ledger()
-    account = await api.account(ledger["id"], "credit")
-    r = await api.post("/api/ledger_account_balance_monitors", {
-        "ledger_account_id": account["id"], "metadata": {"kept": "1"},
-        "alert_condition": {"field": "posted_balance_amount", "operator": "greater_than", "value": 0}})
-    assert r.status_code == 201, r.text
-    path = f"/api/ledger_account_balance_monitors/{r.json()['id']}"
-    holder = await asyncpg.connect(cell_database_url)
-    try:
-        held = holder.transaction()
-        await held.start()  # the monitor's row held: each PATCH waits for it in turn
-        await holder.execute("SELECT 1 FROM ledger_account_balance_monitors WHERE id = $1 FOR UPDATE",
-                             uuid.UUID(r.json()["id"]))
-        first = asyncio.create_task(api.patch(path, {"metadata": {"a": "1"}}))
-        await _until_lock_waits(holder, 1)
-        second = asyncio.create_task(api.patch(path, {"metadata": {"b": "2"}}))
-        await _until_lock_waits(holder, 2)
-        await held.rollback()
-        answers = [await first, await second]
-    finally:
-        await holder.close()
-    assert [a.status_code for a in answers] == [200, 200], [a.text for a in answers]
-    assert answers[1].json()["metadata"] == {"kept": "1", "a": "1", "b": "2"}
-    assert (await api.get(path)).json()["metadata"] == {"kept": "1", "a": "1", "b": "2"}
-
-
 async def test_verify_finds_a_monitor_that_is_no_longer_evaluated_or_disagrees_with_its_account(api, admin_conn):
     """What the races above would leave: an account no longer flagged monitored (its monitor never triggers again),
     or a monitor whose `triggered` is not its condition at the lock version it was evaluated to."""
