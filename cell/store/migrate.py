@@ -83,6 +83,11 @@ async def migrate(conn: asyncpg.Connection, directory: Path = MIGRATIONS_DIR) ->
                     await conn.execute("INSERT INTO schema_migrations (name) VALUES ($1)", name)
             applied_now.append(name)
         routines = routine_files(directory)
+        if routines and done - {name for name, _ in migration_files(directory)}:
+            # The database has a migration this code does not know: newer code migrated it (an upgrade rolling
+            # out, this process one of the old ones). Its routines are that code's, which serve older callers
+            # (a routine keeps its old calls working): writing this code's older text back would undo them.
+            routines = []
         if routines:
             await conn.execute(
                 "CREATE TABLE IF NOT EXISTS schema_routines (name text PRIMARY KEY, checksum text NOT NULL,"
@@ -143,7 +148,9 @@ SELECT array(
     WHERE NOT EXISTS (SELECT 1 FROM schema_migrations d WHERE d.name = m.name) ORDER BY m.i) ||
   array(
     SELECT r.name FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS r(name, checksum, i)
-    WHERE r.checksum IS DISTINCT FROM (SELECT a.checksum FROM schema_routines a WHERE a.name = r.name) ORDER BY r.i)
+    WHERE r.checksum IS DISTINCT FROM (SELECT a.checksum FROM schema_routines a WHERE a.name = r.name)
+      AND NOT EXISTS (SELECT 1 FROM schema_migrations d WHERE d.name <> ALL ($1::text[]))  -- a newer schema's
+    ORDER BY r.i)
 """
 
 
@@ -162,8 +169,9 @@ def expected(directory: Path = MIGRATIONS_DIR) -> Expected:
 
 async def pending_migrations(conn: asyncpg.Connection, directory: Path = MIGRATIONS_DIR,
                              files: Expected | None = None) -> list[str]:
-    """Migrations not applied, and routines missing or whose text changed since they were applied; against
-    `files` (taken once by the caller) or the files of `directory` as they are now."""
+    """Migrations not applied, and routines missing or whose text changed since they were applied (unless the
+    database has a migration the code does not know: newer code migrated it, as `migrate` says); against `files`
+    (taken once by the caller) or the files of `directory` as they are now."""
     files = files or expected(directory)
     if files.routines:
         try:  # one round trip where both tables exist (a cell's database once migrated: every probe)
@@ -175,7 +183,7 @@ async def pending_migrations(conn: asyncpg.Connection, directory: Path = MIGRATI
         "SELECT to_regclass('schema_migrations') IS NOT NULL, to_regclass('schema_routines') IS NOT NULL")
     done = {r["name"] for r in await conn.fetch("SELECT name FROM schema_migrations")} if migrations_exist else set()
     pending = [name for name in files.migrations if name not in done]
-    if files.routines:
+    if files.routines and not done - set(files.migrations):  # see migrate: a newer schema's routines are not pending
         current = ({r["name"]: r["checksum"] for r in await conn.fetch("SELECT name, checksum FROM schema_routines")}
                    if routines_exist else {})
         pending += [name for name, checksum in files.routines if current.get(name) != checksum]

@@ -137,6 +137,31 @@ async def test_a_changed_routine_is_applied_again_and_reported_pending_until_the
         await conn.close()
 
 
+async def test_an_old_process_during_an_upgrade_neither_reports_nor_writes_back_its_older_routines(make_database,
+                                                                                                  tmp_path):
+    """An upgrade's migration job runs the new code's migrations and routines before the rollout: the old API
+    processes still serving are not unready for routines that differ from theirs (every one of them out of its
+    Service at once: an outage), and one restarting meanwhile does not write its older text back over the new."""
+    migrations, routines = _copy_store(tmp_path)
+    conn = await _connect(make_database(f"routines_newer_{uuid.uuid4().hex[:8]}", migrate_cell=False))
+    try:
+        await migrate(conn, migrations)
+        newer = tmp_path / "newer"  # the new code: one more migration, a changed routine
+        shutil.copytree(migrations, newer / "migrations")
+        shutil.copytree(routines, newer / "routines")
+        (newer / "migrations" / "9999_newer.sql").write_text("SELECT 1;\n")
+        path = newer / "routines" / "version_hash.sql"
+        path.write_text(path.read_text().replace("sha256(", "sha512("))
+        assert await migrate(conn, newer / "migrations") == ["9999_newer", "routine:version_hash"]
+        assert await pending_migrations(conn, migrations) == []  # the old code's view: ready
+        assert await migrate(conn, migrations) == []  # nothing written back
+        assert len(await conn.fetchval("SELECT ledger_version_hash(NULL, '{}')")) == 64  # sha512: the newer one's
+        await conn.execute("DELETE FROM schema_migrations WHERE name = '9999_newer'")  # the same migrations: as before
+        assert await pending_migrations(conn, migrations) == ["routine:version_hash"]
+    finally:
+        await conn.close()
+
+
 async def test_a_routine_missing_from_the_order_is_a_loud_error(tmp_path):
     migrations, routines = _copy_store(tmp_path)
     (routines / "stray.sql").write_text("SELECT 1;")
