@@ -361,7 +361,7 @@ async def test_a_host_given_with_a_final_slash_is_loaded_as_without_it(cell, tmp
     assert json.loads((run_dir / "run.json").read_text())["host"] == host
 
 
-@pytest.mark.timeout(90)
+@pytest.mark.timeout(240)
 async def test_a_run_ended_by_sigterm_still_writes_every_report(cell, tmp_path):
     """SIGTERM (`timeout`, a cancelled CI job) ends the run as Ctrl-C does: Locust stops and writes its files,
     report.html too (which report.md links), then report.md is made."""
@@ -370,14 +370,19 @@ async def test_a_run_ended_by_sigterm_still_writes_every_report(cell, tmp_path):
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "loadtests.run", "--host", host, "--tenant", tenant, "--api-key", key,
         "--reports", str(tmp_path), "--loglevel", "WARNING", "--only-summary", "--no-monitor", "-u", "1", "-r", "1",
-        "-t", "60s", cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-    deadline = asyncio.get_running_loop().time() + 30
+        "-t", "200s", cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    deadline = asyncio.get_running_loop().time() + 60
     while not list(tmp_path.glob("*/locust_stats_history.csv")) or len(
             next(tmp_path.glob("*/locust_stats_history.csv")).read_text().splitlines()) < 3:
         assert asyncio.get_running_loop().time() < deadline and proc.returncode is None, "no run under way"
         await asyncio.sleep(0.05)
     proc.terminate()
-    out = (await asyncio.wait_for(proc.communicate(), 30))[0].decode(errors="replace")
+    try:  # a bound on a loaded machine (Locust's files, then report.md's plots), not a speed assertion
+        out = (await asyncio.wait_for(proc.communicate(), 150))[0].decode(errors="replace")
+    except TimeoutError:
+        proc.kill()
+        out = (await proc.communicate())[0].decode(errors="replace")
+        raise AssertionError(f"the run did not end within 150 s of SIGTERM:\n{out[-3000:]}") from None
     [run_dir] = list(tmp_path.iterdir())
     for name in ("report.html", "report.md", "thresholds.json"):
         assert (run_dir / name).is_file(), f"{name} missing: {sorted(p.name for p in run_dir.iterdir())}\n{out[-3000:]}"
