@@ -86,6 +86,9 @@ def main(argv: list[str] | None = None) -> int:
                *([] if os.environ.get("LOADTEST_SHAPE") else DEFAULT_LOCUST_ARGS), *master_port(locust_args),
                *locust_args]
     print(f"[loadtest] {host} as {tenant}; reports in {run_dir}", flush=True)
+    # Locust stops on SIGINT only if it does not inherit it ignored (as a shell's background job does): a handler
+    # here is reset to the default in the child, where Python makes it KeyboardInterrupt.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     locust = subprocess.Popen(command, env=env)
     # SIGTERM (`timeout`, a cancelled job) ends the run as Ctrl-C does: Locust stops and writes its files, then the
     # report is made from them as after a whole run. Locust is sent SIGINT: on its own SIGTERM it skips report.html.
