@@ -32,7 +32,15 @@ class Sealer:
                 conn, self.settings.audit_seal_batch_max)
             metrics.AUDIT_LINKS.inc(sealed)
             if time.monotonic() - self.anchored_at >= self.settings.audit_anchor_every_s:
-                await self.anchor(conn)
+                # Timed from the attempt: an anchor store that is down is tried again audit_anchor_every_s later,
+                # not at every seal round (each attempt can wait out a connect timeout), and sealing goes on.
+                self.anchored_at = time.monotonic()
+                try:
+                    await self.anchor(conn)
+                except Exception as exc:  # noqa: BLE001 - the anchor store down: the heads go at the next attempt
+                    log.warning("anchoring the audit heads failed (next attempt in %.0f s): %s",
+                                self.settings.audit_anchor_every_s, exc)
+                    metrics.ERRORS.labels("anchor").inc()
         return sealed
 
     async def anchor(self, conn: asyncpg.Connection) -> int:
@@ -49,5 +57,4 @@ class Sealer:
             anchors.publish_to_directory(s.audit_anchor_dir, s.cell_name, fresh)
         self.published.update({h["tenant_id"]: h["seal_seq"] for h in fresh})
         metrics.AUDIT_ANCHORS.inc(len(fresh))
-        self.anchored_at = time.monotonic()
         return len(fresh)

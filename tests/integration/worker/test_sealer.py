@@ -3,6 +3,8 @@ outside the cell: in the control plane's catalog and in a write-once directory."
 
 from __future__ import annotations
 
+import socket
+
 import asyncpg
 import pytest
 from worker_helpers import new_book, post, wait_until
@@ -40,3 +42,32 @@ async def test_the_worker_seals_and_anchors_every_tenant_head(pool, sqs_queue, w
             await catalog.execute("UPDATE audit_anchors SET hash = '\\x00' WHERE tenant_id = $1", book.tenant)
     finally:
         await catalog.close()
+
+
+async def test_an_anchor_store_that_is_down_is_tried_once_an_interval_and_sealing_goes_on(pool, sqs_queue,
+                                                                                         worker_process):
+    """The catalog refuses connections: the sealer goes on sealing every round, and tries the anchor again only
+    audit_anchor_every_s later (not at every round: each attempt can wait out a connect timeout)."""
+    with socket.socket() as s:  # a port nobody listens on: every connection is refused
+        s.bind(("127.0.0.1", 0))
+        down_url = f"postgresql://ledger@127.0.0.1:{s.getsockname()[1]}/catalog"
+    async with pool.acquire() as conn:
+        book = await new_book(conn, {"settlement": "credit", "card": "debit"})
+        await post(conn, book, [("card", "debit", 10), ("settlement", "credit", 10)])
+    worker = worker_process(sqs_queue, audit_seal_every_s=0.1, audit_anchor_every_s=600,
+                            audit_anchor_database_url=down_url)
+    failure = "cannot connect to the control plane (anchors)"
+
+    async def failed_once() -> bool:
+        return failure in worker.log()
+
+    await wait_until(failed_once, what="the first anchor attempt failing\n" + worker.log())
+    for amount in (20, 30, 40):  # each sealed by a later round, while the anchor store is still down
+        async with pool.acquire() as conn:
+            await post(conn, book, [("card", "debit", amount), ("settlement", "credit", amount)])
+
+            async def sealed() -> bool:
+                return await audit.caught_up(conn)
+
+            await wait_until(sealed, what="the posting sealed\n" + worker.log())
+    assert worker.log().count(failure) == 1, worker.log()
