@@ -94,7 +94,7 @@ TENANT_TABLES: dict[str, str | None] = {
     "bulk_results": None,
 }
 # Cell tables that hold nobody's rows.
-CELL_TABLES = frozenset({"schema_migrations", "schema_routines", "audit_sealer"})
+CELL_TABLES = frozenset({"schema_migrations", "schema_routines", "schema_routines_generation", "audit_sealer"})
 # The tenant row arrives frozen on the target, and its state is never copied over: the move sets it.
 # Copied covered rows are sealed already (their links come along): audit_txid 0 keeps the target's sealer
 # off them (cell/store/migrations/0080_audit_chain.sql).

@@ -1,5 +1,12 @@
 """Schema and routines: numbered plain-SQL migrations, each applied once, then the routines (CREATE OR REPLACE
-code), each re-applied when its text changes; all under one advisory lock (safe at start-up).
+code), each re-applied when its text changes, unless the database's are newer; all under one advisory lock (safe at
+start-up).
+
+Which routines are newer: the database's when it has a migration the code does not know, or a routines generation
+(routines/generations.txt, recorded in schema_routines_generation, 0222) higher than the code's. Then the code writes
+none of its routines and reports none pending (an old process while an upgrade rolls out, or a rollback: a routine
+keeps its old calls working). A lower generation in the database: the code applies its changed routines; the same:
+the hashes decide, each routine applied when its text differs.
 
 A migration runs in one transaction, unless its first line is NO_TRANSACTION: then each of its statements runs on
 its own (one per `;` at a line's end), which CREATE INDEX CONCURRENTLY needs (an index built on a live cell without
@@ -20,6 +27,7 @@ import asyncpg
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _LOCK_KEY = 7_311_900_001
+GENERATIONS = "generations.txt"
 NO_TRANSACTION = "-- migrate: no transaction"
 _LOCK_POLL_S = 0.05
 _CONCURRENT_INDEX = re.compile(r"CREATE\s+(?:UNIQUE\s+)?INDEX\s+CONCURRENTLY\s+IF\s+NOT\s+EXISTS\s+(\w+)",
@@ -37,6 +45,27 @@ ROUTINES = (
     "transition", "replace_entries", "sequence_events", "sequence_tenant_events", "events_before",
     "statement_entries", "category_sums", "category_refresh",
 )
+
+
+def routines_hash(routines: list[tuple[str, str, str]]) -> str:
+    """One sha-256 over the routines (routine_files): what a line of routines/generations.txt records."""
+    return hashlib.sha256("".join(f"{name} {checksum}\n" for name, _, checksum in routines).encode()).hexdigest()
+
+
+def generations(migrations: Path = MIGRATIONS_DIR) -> list[tuple[int, str]]:
+    """(generation, routines hash) of each line of routines/generations.txt beside `migrations`, oldest first; none
+    when the store has no routines/."""
+    path = migrations.parent / "routines" / GENERATIONS
+    if not path.parent.is_dir():
+        return []
+    found = []
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            generation, _, recorded = line.strip().partition(" ")
+            found.append((int(generation), recorded.strip()))
+    if not found:
+        raise RuntimeError(f"{path} records no generation")
+    return found
 
 
 def migration_files(directory: Path = MIGRATIONS_DIR) -> list[tuple[str, Path]]:
@@ -83,11 +112,17 @@ async def migrate(conn: asyncpg.Connection, directory: Path = MIGRATIONS_DIR) ->
                     await conn.execute("INSERT INTO schema_migrations (name) VALUES ($1)", name)
             applied_now.append(name)
         routines = routine_files(directory)
-        if routines and done - {name for name, _ in migration_files(directory)}:
-            # The database has a migration this code does not know: newer code migrated it (an upgrade rolling
-            # out, this process one of the old ones). Its routines are that code's, which serve older callers
-            # (a routine keeps its old calls working): writing this code's older text back would undo them.
-            routines = []
+        if routines:
+            generation = generations(directory)[-1][0]
+            stored = await conn.fetchval("SELECT generation FROM schema_routines_generation")
+            if _newer(done, {name for name, _ in migration_files(directory)}, stored, generation):
+                routines = []
+            elif (stored or 0) < generation:
+                # Recorded before any routine is written: a process of the older generation that starts while
+                # these are half written (this one failed) leaves them be; this code's next start finishes them.
+                await conn.execute(
+                    "INSERT INTO schema_routines_generation (generation) VALUES ($1) ON CONFLICT (singleton)"
+                    " DO UPDATE SET generation = excluded.generation, applied_at = now()", generation)
         if routines:
             await conn.execute(
                 "CREATE TABLE IF NOT EXISTS schema_routines (name text PRIMARY KEY, checksum text NOT NULL,"
@@ -106,6 +141,14 @@ async def migrate(conn: asyncpg.Connection, directory: Path = MIGRATIONS_DIR) ->
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)
     return applied_now
+
+
+def _newer(done: set[str], known: set[str], stored: int | None, generation: int) -> bool:
+    """Whether the database's routines are newer than the code's: newer code migrated it (a migration this code does
+    not know) or applied a higher routines generation. Its routines are that code's, which serve older callers (a
+    routine keeps its old calls working): writing this code's older text back would undo them. _PENDING says the
+    same in SQL."""
+    return bool(done - known) or (stored or 0) > generation
 
 
 async def _lock(conn: asyncpg.Connection) -> None:
@@ -150,40 +193,48 @@ SELECT array(
     SELECT r.name FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS r(name, checksum, i)
     WHERE r.checksum IS DISTINCT FROM (SELECT a.checksum FROM schema_routines a WHERE a.name = r.name)
       AND NOT EXISTS (SELECT 1 FROM schema_migrations d WHERE d.name <> ALL ($1::text[]))  -- a newer schema's
+      AND coalesce((SELECT g.generation FROM schema_routines_generation g), 0) <= $4  -- or newer routines (_newer)
     ORDER BY r.i)
 """
 
 
 class Expected(NamedTuple):
-    """What a store's code expects of its database: its migrations' names and its routines' (name, checksum)."""
+    """What a store's code expects of its database: its migrations' names, its routines' (name, checksum) and their
+    generation (0 without routines)."""
     migrations: tuple[str, ...]
     routines: tuple[tuple[str, str], ...]
+    generation: int = 0
 
 
 def expected(directory: Path = MIGRATIONS_DIR) -> Expected:
     """The files read and hashed now: a process takes this once (its code does not change under it), so that a
     readiness probe only reads the database."""
+    routines = routine_files(directory)
     return Expected(tuple(name for name, _ in migration_files(directory)),
-                    tuple((name, checksum) for name, _, checksum in routine_files(directory)))
+                    tuple((name, checksum) for name, _, checksum in routines),
+                    generations(directory)[-1][0] if routines else 0)
 
 
 async def pending_migrations(conn: asyncpg.Connection, directory: Path = MIGRATIONS_DIR,
                              files: Expected | None = None) -> list[str]:
     """Migrations not applied, and routines missing or whose text changed since they were applied (unless the
-    database has a migration the code does not know: newer code migrated it, as `migrate` says); against `files`
-    (taken once by the caller) or the files of `directory` as they are now."""
+    database's routines are newer, as `migrate` says); against `files` (taken once by the caller) or the files of
+    `directory` as they are now."""
     files = files or expected(directory)
     if files.routines:
-        try:  # one round trip where both tables exist (a cell's database once migrated: every probe)
+        try:  # one round trip where the tables exist (a cell's database once migrated: every probe)
             return await conn.fetchval(_PENDING, list(files.migrations), [n for n, _ in files.routines],
-                                       [c for _, c in files.routines])
+                                       [c for _, c in files.routines], files.generation)
         except asyncpg.UndefinedTableError:
             pass
-    migrations_exist, routines_exist = await conn.fetchrow(
-        "SELECT to_regclass('schema_migrations') IS NOT NULL, to_regclass('schema_routines') IS NOT NULL")
+    migrations_exist, routines_exist, generation_exists = await conn.fetchrow(
+        "SELECT to_regclass('schema_migrations') IS NOT NULL, to_regclass('schema_routines') IS NOT NULL,"
+        " to_regclass('schema_routines_generation') IS NOT NULL")
     done = {r["name"] for r in await conn.fetch("SELECT name FROM schema_migrations")} if migrations_exist else set()
     pending = [name for name in files.migrations if name not in done]
-    if files.routines and not done - set(files.migrations):  # see migrate: a newer schema's routines are not pending
+    stored = (await conn.fetchval("SELECT generation FROM schema_routines_generation")
+              if generation_exists else None)
+    if files.routines and not _newer(done, set(files.migrations), stored, files.generation):
         current = ({r["name"]: r["checksum"] for r in await conn.fetch("SELECT name, checksum FROM schema_routines")}
                    if routines_exist else {})
         pending += [name for name, checksum in files.routines if current.get(name) != checksum]

@@ -19,6 +19,7 @@ from cell.store.migrate import (
     MIGRATIONS_DIR,
     NO_TRANSACTION,
     ROUTINES,
+    expected,
     migrate,
     migration_files,
     pending_migrations,
@@ -158,6 +159,121 @@ async def test_an_old_process_during_an_upgrade_neither_reports_nor_writes_back_
         assert len(await conn.fetchval("SELECT ledger_version_hash(NULL, '{}')")) == 64  # sha512: the newer one's
         await conn.execute("DELETE FROM schema_migrations WHERE name = '9999_newer'")  # the same migrations: as before
         assert await pending_migrations(conn, migrations) == ["routine:version_hash"]
+    finally:
+        await conn.close()
+
+
+def _routines_at(tmp_path, name: str, generation: int, sha: str) -> Path:
+    """The cell's code at a routines generation, its version_hash with `sha` (sha256 in the code): another
+    release's code, whose migrations are the same (an upgrade or a rollback that changes routines only)."""
+    migrations, routines = tmp_path / name / "migrations", tmp_path / name / "routines"
+    shutil.copytree(MIGRATIONS_DIR, migrations)
+    shutil.copytree(MIGRATIONS_DIR.parent / "routines", routines)
+    with (routines / "generations.txt").open("a") as file:
+        file.write(f"{generation} (a test's)\n")
+    path = routines / "version_hash.sql"
+    path.write_text(path.read_text().replace("sha256(", f"{sha}("))
+    return migrations
+
+
+async def _hash_length(conn: asyncpg.Connection) -> int:
+    return len(await conn.fetchval("SELECT ledger_version_hash(NULL, '{}')"))
+
+
+async def test_an_old_process_during_a_routines_only_upgrade_keeps_the_newer_routines_and_stays_ready(
+        make_database, tmp_path):
+    """An upgrade that changes routines and adds no migration: an old process (a lower routines generation, an older
+    body of ledger_version_hash) restarting during the rollout neither writes its older body back over the newer
+    one nor goes unready; the new code upgrades a database the old code migrated."""
+    generation = expected().generation
+    older = _routines_at(tmp_path, "older", generation - 1, "sha512")
+    conn = await _connect(make_database(f"routines_gen_{uuid.uuid4().hex[:8]}"))  # the current code's routines
+    try:
+        assert await pending_migrations(conn, older) == []  # the old code's view: ready
+        assert await migrate(conn, older) == []  # nothing written back
+        assert await _hash_length(conn) == 32  # sha256: the newer body
+        assert await pending_migrations(conn) == []
+    finally:
+        await conn.close()
+    # The reverse: the current code upgrades a database the older code's routines are in.
+    conn = await _connect(make_database(f"routines_gen_up_{uuid.uuid4().hex[:8]}", migrate_cell=False))
+    try:
+        await migrate(conn, older)
+        assert await _hash_length(conn) == 64
+        assert await pending_migrations(conn) == ["routine:version_hash"]
+        assert await migrate(conn) == ["routine:version_hash"]
+        assert await _hash_length(conn) == 32
+        assert await pending_migrations(conn) == []
+        assert await pending_migrations(conn, older) == []
+        assert await migrate(conn, older) == []
+        assert await _hash_length(conn) == 32
+    finally:
+        await conn.close()
+
+
+async def test_old_and_new_processes_starting_at_once_leave_the_newer_routines(make_database, tmp_path):
+    """A rollout's old and new processes all start together on a database of the old routines: whichever takes the
+    migration lock first, the newer routines are what stays, and every process is ready."""
+    generation = expected().generation
+    older = _routines_at(tmp_path, "older", generation - 1, "sha512")
+    url = make_database(f"routines_gen_race_{uuid.uuid4().hex[:8]}", migrate_cell=False)
+    conn = await _connect(url)
+    try:
+        await migrate(conn, older)
+
+        async def start(directory: Path) -> list[str]:
+            process = await _connect(url)
+            try:
+                return await migrate(process, directory)
+            finally:
+                await process.close()
+
+        applied = await asyncio.gather(*(start(d) for d in (older, MIGRATIONS_DIR) * 3))
+        assert sorted(applied) == [[]] * 5 + [["routine:version_hash"]]
+        assert await _hash_length(conn) == 32
+        assert await pending_migrations(conn) == [] and await pending_migrations(conn, older) == []
+    finally:
+        await conn.close()
+
+
+async def test_routines_of_a_new_generation_that_fail_half_written_are_not_written_back_by_an_old_process(
+        make_database, tmp_path):
+    """The new code's routines fail part of the way (one of them does not compile against this database): the
+    generation is recorded first, so an old process starting before the new code's next start keeps the newer
+    routines already written, and that next start (the routine fixed) writes the rest."""
+    generation = expected().generation
+    newer = _routines_at(tmp_path, "newer", generation + 1, "sha512")
+    last = newer.parent / "routines" / f"{ROUTINES[-1]}.sql"
+    good = last.read_text()
+    last.write_text(good + "\nSELECT no_such_column FROM no_such_table;\n")
+    conn = await _connect(make_database(f"routines_gen_half_{uuid.uuid4().hex[:8]}"))
+    try:
+        with pytest.raises(asyncpg.UndefinedTableError):
+            await migrate(conn, newer)
+        assert await _hash_length(conn) == 64  # the new version_hash, written before the failure
+        assert await pending_migrations(conn) == []  # the old code: ready, and leaves them be
+        assert await migrate(conn) == []
+        assert await _hash_length(conn) == 64
+        assert await pending_migrations(conn, newer) == [f"routine:{ROUTINES[-1]}"]  # the new code: not yet ready
+        last.write_text(good + "-- fixed\n")
+        assert await migrate(conn, newer) == [f"routine:{ROUTINES[-1]}"]
+        assert await pending_migrations(conn, newer) == []
+    finally:
+        await conn.close()
+
+
+async def test_the_same_routines_generation_compares_the_routines_bodies(make_database, tmp_path):
+    """Two codes of one generation (a routine changed without its bump: a developer's tree) are told apart by
+    their hashes, as before generations: each applies its own."""
+    generation = expected().generation
+    other = _routines_at(tmp_path, "other", generation, "sha512")
+    conn = await _connect(make_database(f"routines_gen_same_{uuid.uuid4().hex[:8]}"))
+    try:
+        assert await pending_migrations(conn, other) == ["routine:version_hash"]
+        assert await migrate(conn, other) == ["routine:version_hash"]
+        assert await _hash_length(conn) == 64
+        assert await migrate(conn) == ["routine:version_hash"]
+        assert await _hash_length(conn) == 32
     finally:
         await conn.close()
 
