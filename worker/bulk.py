@@ -1,14 +1,17 @@
 """Bulk requests, as the worker runs them: claim the oldest open request, process it with the cell's own use
-cases (cell.service.bulk), and apply the balances its new transactions queued right after each chunk."""
+cases (cell.service.bulk), and apply the balances its new transactions queued right after each chunk; a request past
+its attempts (bulk_attempts_max) is given up."""
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 
 import asyncpg
 
 from cell.service import bulk as bulk_service
+from cell.service import views
 from cell.service.context import AccountCache, CellContext
 from cell.settings import CellSettings
 from cell.store import bulk as store
@@ -18,6 +21,7 @@ from worker import drain, metrics
 from worker.settings import WorkerSettings
 
 ACCOUNT_CACHE_SIZE_MAX = 10_000
+log = logging.getLogger(__name__)
 
 
 class ApplyingNudger:
@@ -56,14 +60,39 @@ async def process_for(pool: asyncpg.Pool, settings: WorkerSettings, duration_s: 
         request = await next_request(pool, settings, deadline, pacer)
         if request is None:
             continue
-        done = await bulk_service.process(ctx, request, chunk_size=settings.bulk_chunk_size,
-                                          chunks_at_once=settings.bulk_chunks_at_once, lease_s=settings.bulk_lease_s,
-                                          pause_between_chunks_s=settings.fault_pause_between_bulk_chunks_s)
+        done = await _attempt(ctx, settings, request)
         if done is not None:
             completed += 1
             metrics.BULK_RESOURCES.labels("successful").inc(done.success_result_count)
             metrics.BULK_RESOURCES.labels("failed").inc(done.failed_result_count)
     return completed
+
+
+async def _attempt(ctx: CellContext, settings: WorkerSettings, request) -> views.BulkRequest | None:
+    """One attempt at a claimed request: processed, or given up once past its attempts. A failure is logged and
+    counted, and the request left to its lease's end (then claimed again: another attempt); this worker goes on with
+    the other requests."""
+    what = f"bulk request {request['id']} of tenant {request['tenant_id']}"
+    attempts_max = settings.bulk_attempts_max
+    if bulk_service.attempts_exhausted(request, attempts_max):
+        done = await bulk_service.give_up(ctx, request, attempts_max)
+        if done is not None:
+            metrics.BULK_REQUESTS_GIVEN_UP.inc()
+            log.error("%s given up after %d failed attempts (bulk_attempts_max): %d resources successful, %d failed "
+                      "(those not applied: bulk_attempts_exhausted)", what, attempts_max, done.success_result_count,
+                      done.failed_result_count)
+        return done
+    try:
+        return await bulk_service.process(ctx, request, chunk_size=settings.bulk_chunk_size,
+                                          chunks_at_once=settings.bulk_chunks_at_once, lease_s=settings.bulk_lease_s,
+                                          pause_between_chunks_s=settings.fault_pause_between_bulk_chunks_s)
+    except Exception as exc:
+        metrics.BULK_ATTEMPTS_FAILED.inc()
+        transient = isinstance(exc, bulk_service.TRANSIENT)
+        log.log(logging.WARNING if transient else logging.ERROR, "%s: attempt %d of %d failed; retried after its "
+                "lease (%s s)", what, request["attempts"], attempts_max, settings.bulk_lease_s,
+                exc_info=not transient)
+        return None
 
 
 async def next_request(pool: asyncpg.Pool, settings: WorkerSettings, deadline: float,

@@ -1,5 +1,5 @@
 """The worker's Prometheus metrics: apply lag (commit -> applied), batch sizes, applied/swept/skipped counts, audit
-sealing (links written, anchors published)."""
+sealing (links written, anchors published), bulk requests (resources, failed attempts, requests given up)."""
 
 from __future__ import annotations
 
@@ -27,5 +27,9 @@ VERIFY_VIOLATIONS = Gauge("ledger_verify_violations", "Invariant violations foun
 WEBHOOK_ATTEMPTS = Counter("ledger_webhook_attempts_total", "Webhook delivery attempts by outcome "
                            "(succeeded, retrying, failed: retries exhausted)", ["outcome"])
 BULK_RESOURCES = Counter("ledger_bulk_resources_total", "Bulk request resources processed by result", ["status"])
+BULK_ATTEMPTS_FAILED = Counter("ledger_bulk_attempts_failed_total", "Bulk request processing attempts that failed "
+                               "(an error that is no resource's refusal: retried when the claim's lease ends)")
+BULK_REQUESTS_GIVEN_UP = Counter("ledger_bulk_requests_given_up_total", "Bulk requests ended after bulk_attempts_max "
+                                 "attempts (their resources not applied failed with bulk_attempts_exhausted)")
 AUDIT_LINKS = Counter("ledger_audit_links_total", "Audit-chain links written by this worker's sealer")
 AUDIT_ANCHORS = Counter("ledger_audit_anchors_total", "Chain heads this worker published as anchors")

@@ -125,6 +125,10 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
     bulk_chunk_size: int = 100
     bulk_chunks_at_once: int = 3  # written in parallel, each on its own connection (db_pool_max bounds it)
     bulk_lease_s: float = 30.0
+    # Every claim of a request is an attempt (a worker that crashed or failed on it has used one): a request claimed
+    # again after bulk_attempts_max attempts is ended instead (completed, each resource not applied failed with
+    # bulk_attempts_exhausted), so a bug or a persistent fault does not hold it open, retried every lease, forever.
+    bulk_attempts_max: int = 5
     # Fault injection for the crash tests (SIGKILL inside these windows); 0 in every real deployment.
     fault_pause_before_commit_s: float = 0.0
     fault_pause_before_delete_s: float = 0.0
@@ -179,6 +183,8 @@ def _check(s: WorkerSettings) -> None:
         raise ValueError("sweep_after_s and sweep_every_s must be > 0")
     if s.events_sequence_interval_s <= 0 or s.events_sequence_idle_s <= 0:
         raise ValueError("events_sequence_interval_s and events_sequence_idle_s must be > 0")
+    if not 1 <= s.bulk_attempts_max <= 100:
+        raise ValueError("bulk_attempts_max must be 1..100")
     if s.db_pool_max < 2:  # with one, the deliverer's first statement would wait for its own listening connection
         raise ValueError("db_pool_max must be >= 2: the webhook deliverer and the bulk claimer keep one connection "
                          "listening and work on another")

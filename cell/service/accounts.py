@@ -53,6 +53,14 @@ class BalanceQuery:
 CURRENT = BalanceQuery()
 
 
+async def account_by_id(conn: asyncpg.Connection, tenant_id: str, account_id) -> views.LedgerAccount | None:
+    """An account as GET renders it, on the caller's connection; None when there is none."""
+    try:
+        return await _account(conn, tenant_id, account_id)
+    except NotFound:
+        return None
+
+
 async def _account(conn: asyncpg.Connection, tenant_id: str, account_id, q: BalanceQuery = CURRENT
                    ) -> views.LedgerAccount:
     row = await store.fetch(conn, tenant_id, account_id, including_unapplied=q.include_unapplied)

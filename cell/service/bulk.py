@@ -48,6 +48,7 @@ from cell.store import tenants as store_tenants
 from cell.store import transactions as store_transactions
 
 # Not the resource's fault: the request stops here and is resumed later (its lease runs out), never a bulk_error.
+# (Nor is any error that is no LedgerError: both use an attempt, and a request past its attempts is given up.)
 TRANSIENT = (DatabaseUnavailable, OutcomeUnknown, TenantFrozen, TenantMoved, LockTimeout, RetryableConflict,
              IdempotencyInFlight)
 _encoder = msgspec.json.Encoder()
@@ -346,6 +347,56 @@ async def process(ctx: CellContext, request, *, chunk_size: int, chunks_at_once:
         if pause_between_chunks_s:
             await asyncio.sleep(pause_between_chunks_s)
     return await ctx.run(lambda conn: _complete(conn, request))
+
+
+ATTEMPTS_EXHAUSTED = "bulk_attempts_exhausted"
+
+
+def attempts_exhausted(request, attempts_max: int) -> bool:
+    """Claimed more times than attempts_max (every claim counts, a crashed worker's too): given up, not processed."""
+    return request["attempts"] > attempts_max
+
+
+async def give_up(ctx: CellContext, request, attempts_max: int) -> views.BulkRequest | None:
+    """End a request whose processing failed at each of its attempts, in one database transaction under this claim:
+    every resource without a result gets one (a new transaction or account that its resource key shows was made, by
+    a resource posted alone whose result was lost, that entity; every other one a bulk_error
+    `bulk_attempts_exhausted`: not applied, and never applied after this), then it completes with its event.
+    None when the claim is lost (another worker took it over or completed it)."""
+    tenant_id, request_id, resources = request["tenant_id"], request["id"], request["resources"]
+    exhausted = LedgerError(f"processing this bulk request failed at each of its {attempts_max} attempts; this "
+                            "resource was not applied: send it again", ATTEMPTS_EXHAUSTED)
+
+    async def run(conn: asyncpg.Connection) -> views.BulkRequest | None:
+        async with conn.transaction():
+            await store_tenants.fence(conn, tenant_id)
+            if not await store.hold_request(conn, request_id, request["lease_token"]):
+                return None
+            done = await store.done_indexes(conn, request_id)
+            todo = [i for i in range(request["total_resource_count"]) if i not in done]
+            made = await _made_by_their_keys(conn, request, todo)
+            await store.insert_results(conn, tenant_id, request_id, [
+                _success(i, resources[i], request["resource_type"], made[i]) if i in made
+                else _failure(i, resources[i], exhausted) for i in todo])
+            return await _complete(conn, request)
+
+    return await ctx.run(run)
+
+
+async def _made_by_their_keys(conn: asyncpg.Connection, request, indexes: list[int]) -> dict[int, object]:
+    """The entities that new resources among `indexes` made, as their resource keys (claimed with their own request
+    hash) name them: posted alone, their results lost with the worker."""
+    if request["action_type"] != "create" or not indexes:
+        return {}
+    tenant_id, request_id, resources = request["tenant_id"], request["id"], request["resources"]
+    keys = {i: resource_idempotency(request_id, i, resources[i]) for i in indexes}
+    claimed = await store.resources_of_keys(conn, tenant_id, [k.key for k in keys.values()])
+    ours = {i: claimed[k.key][0] for i, k in keys.items() if k.key in claimed and claimed[k.key][1] == k.request_hash}
+    if request["resource_type"] == "ledger_transaction":
+        rendered = await transactions.transactions_by_id(conn, tenant_id, list(ours.values()))
+        return {i: rendered[rid] for i, rid in ours.items() if rid in rendered}
+    found = {i: await accounts.account_by_id(conn, tenant_id, rid) for i, rid in ours.items()}
+    return {i: account for i, account in found.items() if account is not None}
 
 
 async def _complete(conn: asyncpg.Connection, request) -> views.BulkRequest | None:

@@ -36,8 +36,9 @@ WHERE r.tenant_id = $1 AND r.seq > $2 AND ($3::text IS NULL OR r.status = $3)
 ORDER BY r.seq LIMIT $7;
 
 -- name: claim_bulk_request
--- The oldest open request no live worker holds: processing, leased to the caller for $1 s.
-UPDATE bulk_requests SET status = 'processing', lease_token = gen_random_uuid(),
+-- The oldest open request no live worker holds: processing, leased to the caller for $1 s, its attempts counted
+-- (committed with the claim: a worker that dies mid-request has used one).
+UPDATE bulk_requests SET status = 'processing', lease_token = gen_random_uuid(), attempts = attempts + 1,
        lease_until = now() + make_interval(secs => $1), updated_at = now()
 WHERE id = (SELECT id FROM bulk_requests
             WHERE status <> 'completed' AND (lease_until IS NULL OR lease_until < now())

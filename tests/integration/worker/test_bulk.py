@@ -489,3 +489,66 @@ async def test_a_tenants_open_requests_are_bounded_and_one_more_waits_for_a_comp
         async with pool.acquire() as conn:
             for tenant in (auth[0], other_auth[0]):
                 assert await verify(conn, tenant) == []
+
+
+async def test_a_request_that_fails_at_every_attempt_ends_completed_telling_the_truth_per_resource(
+        client, pool, sqs_queue, worker_process, worker_database_url):
+    """A request whose processing fails for a reason that is no refusal of one resource (here a fault injected in
+    the database: inserting one of its transactions raises) is attempted bulk_attempts_max times, not forever: it
+    then ends `completed` (so it no longer counts among the tenant's open requests), the resources already applied
+    with their results (one posted alone before a crash too, found by its key), every other one failed with
+    `bulk_attempts_exhausted`; nothing is applied twice, nothing after it ended; the worker logs the give-up."""
+    import asyncpg
+
+    from cell.ledger.commands import TransactionCreate
+    from cell.service import bulk as bulk_service
+    from cell.service import transactions
+    from worker import bulk as worker_bulk
+    from worker.settings import load_settings as load_worker_settings
+
+    auth, ids = await api_book(client, pool, "bulk", BOOK)
+    poison = f"poison-{uuid.uuid4().hex[:12]}"
+    names = ["b-0", "b-1", poison, "b-3", "b-4", "b-5"]
+    request = (await client.post("/api/bulk_requests", auth=auth, json={
+        "action_type": "create", "resource_type": "ledger_transaction",
+        "resources": [_txn(ids, n + 1, external_id=name) for n, name in enumerate(names)]})).json()
+    rid = uuid.UUID(request["id"])
+    settings = load_worker_settings({}, database_url=worker_database_url, posting_mode="hybrid")
+    stored = (await pool.fetchval("SELECT resources FROM bulk_requests WHERE id = $1", rid))[5]
+    alone = await transactions.create_transaction(  # resource 5, posted alone by a worker that died before its result
+        worker_bulk.cell_context(pool, settings), auth[0], bulk_service._decode(stored, TransactionCreate),
+        bulk_service.resource_idempotency(rid, 5, stored))
+    admin = await asyncpg.connect(worker_database_url)
+    fn = f"fault_{uuid.uuid4().hex[:12]}"
+    await admin.execute(f"""
+        CREATE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF NEW.external_id = '{poison}' THEN RAISE EXCEPTION 'injected fault' USING ERRCODE = 'XX000'; END IF;
+            RETURN NEW;
+        END $$;
+        CREATE TRIGGER {fn} BEFORE INSERT ON ledger_transactions FOR EACH ROW EXECUTE FUNCTION {fn}();""")
+    try:
+        worker = worker_process(sqs_queue, **FAST, bulk_chunk_size="2", bulk_chunks_at_once="1",
+                                bulk_attempts_max="2")
+        done = await wait_until(lambda: _completed(client, auth, request["id"]), 60,
+                                what="the request ended after its attempts")
+    finally:
+        await admin.execute(f"DROP TRIGGER {fn} ON ledger_transactions; DROP FUNCTION {fn}();")
+        await admin.close()
+    assert (done["success_result_count"], done["failed_result_count"]) == (3, 3)
+    results = {r["request_params"]["external_id"]: r for r in await _results(client, auth, request["id"])}
+    assert {name for name, r in results.items() if r["status"] == "successful"} == {"b-0", "b-1", "b-5"}
+    assert results["b-5"]["entity_id"] == str(alone.id) and results["b-5"]["entity"]["id"] == str(alone.id)
+    for name in (poison, "b-3", "b-4"):
+        assert results[name]["entity_type"] == "bulk_error"
+        assert [e["code"] for e in results[name]["entity"]["request_errors"]] == ["bulk_attempts_exhausted"]
+    await worker_bulk.process_for(pool, settings, 0.5)  # the fault gone: nothing more is applied
+    made = await pool.fetch("SELECT external_id FROM ledger_transactions WHERE tenant_id = $1", auth[0])
+    assert sorted(r["external_id"] for r in made) == ["b-0", "b-1", "b-5"]
+    event = await pool.fetchrow("SELECT data FROM events WHERE tenant_id = $1 AND entity_id = $2", auth[0], rid)
+    assert event["data"]["status"] == "completed" and event["data"]["failed_result_count"] == 3
+    log = worker.log()
+    assert "injected fault" in log and f"bulk request {rid} of tenant {auth[0]}: attempt 2 of 2 failed" in log
+    assert f"bulk request {rid} of tenant {auth[0]} given up after 2 failed attempts" in log
+    async with pool.acquire() as conn:
+        assert await verify(conn, auth[0]) == []
