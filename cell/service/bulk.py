@@ -361,7 +361,8 @@ async def give_up(ctx: CellContext, request, attempts_max: int) -> views.BulkReq
     """End a request whose processing failed at each of its attempts, in one database transaction under this claim:
     every resource without a result gets one (a new transaction or account that its resource key shows was made, by
     a resource posted alone whose result was lost, that entity; every other one a bulk_error
-    `bulk_attempts_exhausted`: not applied, and never applied after this), then it completes with its event.
+    `bulk_attempts_exhausted`: not applied, and never applied after this: a new one's key is taken, so a worker that
+    stalled mid-attempt and posts it alone later is refused), then it completes with its event.
     None when the claim is lost (another worker took it over or completed it)."""
     tenant_id, request_id, resources = request["tenant_id"], request["id"], request["resources"]
     exhausted = LedgerError(f"processing this bulk request failed at each of its {attempts_max} attempts; this "
@@ -374,6 +375,9 @@ async def give_up(ctx: CellContext, request, attempts_max: int) -> views.BulkReq
                 return None
             done = await store.done_indexes(conn, request_id)
             todo = [i for i in range(request["total_resource_count"]) if i not in done]
+            if request["action_type"] == "create":  # first: a resource posted alone in flight is waited for, and found
+                await store.take_keys(conn, tenant_id, request_id,
+                                      [resource_idempotency(request_id, i, resources[i]).key for i in todo])
             made = await _made_by_their_keys(conn, request, todo)
             await store.insert_results(conn, tenant_id, request_id, [
                 _success(i, resources[i], request["resource_type"], made[i]) if i in made

@@ -101,6 +101,16 @@ async def claim_keys(conn, tenant_id: str, keys: list[tuple[str, bytes, uuid.UUI
                                 [r for _, _, r in keys]))
 
 
+GIVEN_UP_HASH = b"\x00" * 32  # the hash of no request (a request's is a SHA-256 of what it sent)
+
+
+async def take_keys(conn, tenant_id: str, request_id: uuid.UUID, keys: list[str]) -> None:
+    """A given-up request's keys of resources not made: taken, so that none is made later (a key claimed already,
+    or in flight, is left as it is)."""
+    if keys:
+        await conn.execute(Q["take_bulk_keys"], tenant_id, keys, request_id, GIVEN_UP_HASH)
+
+
 async def transaction_time(conn) -> object:
     """now(): the time the rows of this database transaction carry (ledger_post's created_at)."""
     return await conn.fetchval(Q["transaction_time"])

@@ -93,5 +93,14 @@ FROM unnest($2::text[], $3::bytea[], $4::uuid[]) AS k (key, hash, resource)
 ON CONFLICT (tenant_id, key) DO NOTHING
 RETURNING key;
 
+-- name: take_bulk_keys
+-- The keys of a given-up request's new resources not made (cell/service/bulk.py give_up), taken for the request
+-- ($3) with a hash no resource has ($4): a worker that stalled mid-attempt and posts one of them alone afterwards is
+-- refused (idempotency_key_reused), never makes it. Decided (no answer will come: a tenant move never waits for one).
+-- A key claimed already is left as it is: one whose posting is in flight is waited for (the caller reads it after).
+INSERT INTO idempotency_keys (tenant_id, key, request_hash, resource_type, resource_id, status_code)
+SELECT $1, k, $4, 'bulk_request', $3, 422 FROM unnest($2::text[]) AS k
+ON CONFLICT (tenant_id, key) DO NOTHING;
+
 -- name: transaction_time
 SELECT now();

@@ -11,6 +11,7 @@ from litestar.testing import AsyncTestClient
 from worker_helpers import api_book, end_listening_session, wait_until
 
 from cell.api.app import create_app
+from cell.ledger.errors import IdempotencyKeyReused
 from cell.settings import load_settings
 from cell.store.verify import verify
 
@@ -497,7 +498,8 @@ async def test_a_request_that_fails_at_every_attempt_ends_completed_telling_the_
     the database: inserting one of its transactions raises) is attempted bulk_attempts_max times, not forever: it
     then ends `completed` (so it no longer counts among the tenant's open requests), the resources already applied
     with their results (one posted alone before a crash too, found by its key), every other one failed with
-    `bulk_attempts_exhausted`; nothing is applied twice, nothing after it ended; the worker logs the give-up."""
+    `bulk_attempts_exhausted`; nothing is applied twice, nothing after it ended (a stalled worker posting a failed
+    resource alone finds its key taken); the worker logs each failed attempt and the give-up."""
     import asyncpg
 
     from cell.ledger.commands import TransactionCreate
@@ -514,10 +516,10 @@ async def test_a_request_that_fails_at_every_attempt_ends_completed_telling_the_
         "resources": [_txn(ids, n + 1, external_id=name) for n, name in enumerate(names)]})).json()
     rid = uuid.UUID(request["id"])
     settings = load_worker_settings({}, database_url=worker_database_url, posting_mode="hybrid")
-    stored = (await pool.fetchval("SELECT resources FROM bulk_requests WHERE id = $1", rid))[5]
+    stored = await pool.fetchval("SELECT resources FROM bulk_requests WHERE id = $1", rid)  # as the workers read it
     alone = await transactions.create_transaction(  # resource 5, posted alone by a worker that died before its result
-        worker_bulk.cell_context(pool, settings), auth[0], bulk_service._decode(stored, TransactionCreate),
-        bulk_service.resource_idempotency(rid, 5, stored))
+        worker_bulk.cell_context(pool, settings), auth[0], bulk_service._decode(stored[5], TransactionCreate),
+        bulk_service.resource_idempotency(rid, 5, stored[5]))
     admin = await asyncpg.connect(worker_database_url)
     fn = f"fault_{uuid.uuid4().hex[:12]}"
     await admin.execute(f"""
@@ -543,6 +545,12 @@ async def test_a_request_that_fails_at_every_attempt_ends_completed_telling_the_
         assert results[name]["entity_type"] == "bulk_error"
         assert [e["code"] for e in results[name]["entity"]["request_errors"]] == ["bulk_attempts_exhausted"]
     await worker_bulk.process_for(pool, settings, 0.5)  # the fault gone: nothing more is applied
+    # nor by a worker that stalled mid-attempt and wakes to post a resource alone (the chunk fallback): its key is
+    # taken by the give-up, so it is refused as a reused key, never made.
+    with pytest.raises(IdempotencyKeyReused):
+        await transactions.create_transaction(
+            worker_bulk.cell_context(pool, settings), auth[0], bulk_service._decode(stored[3], TransactionCreate),
+            bulk_service.resource_idempotency(rid, 3, stored[3]))
     made = await pool.fetch("SELECT external_id FROM ledger_transactions WHERE tenant_id = $1", auth[0])
     assert sorted(r["external_id"] for r in made) == ["b-0", "b-1", "b-5"]
     event = await pool.fetchrow("SELECT data FROM events WHERE tenant_id = $1 AND entity_id = $2", auth[0], rid)
