@@ -58,7 +58,7 @@ from cell.store.verify import audit_chain_head, category_problems, verify as ver
 from control_plane import catalog
 from control_plane.catalog import Q
 from control_plane.errors import EXIT_VIOLATIONS, LedgerctlError
-from control_plane.operations import publish_route
+from control_plane.operations import finish_tenant, publish_route
 from control_plane.settings import ControlPlaneSettings
 
 # What a tenant owns in a cell, in copy order (parents first; a purge deletes in the reverse order), and how
@@ -1268,6 +1268,9 @@ async def plan_move(conn: asyncpg.Connection, settings: ControlPlaneSettings, te
         raise LedgerctlError("same_cell", f"tenant {tenant_id} already lives on cell {target_cell}")
     if target["state"] != "active":
         raise LedgerctlError("cell_not_active", f"cell {target_cell} is {target['state']}: it takes no tenants")
+    if tenant["state"] == "creating":
+        raise LedgerctlError("tenant_creating", f"tenant {tenant_id} is still being created: run `ledgerctl tenants "
+                             f"create {tenant_id}` to finish it first")
     running = await conn.fetchval(Q["running_move_of_tenant"], tenant_id)
     if running is not None:
         raise LedgerctlError("already_moving", f"tenant {tenant_id} is already moving (move {running})")
@@ -1455,6 +1458,8 @@ async def drain_cell(conn: asyncpg.Connection, settings: ControlPlaneSettings, c
                 if target is None:
                     raise LedgerctlError("no_active_cell", f"there is no other active cell to move the tenants of "
                                          f"{cell_name} to")
+                if tenant["state"] == "creating":  # placed before the cell was draining: finished, then moved off
+                    await finish_tenant(conn, tenant["id"])
                 plan = await plan_move(conn, settings, tenant["id"], target)
                 move = await start_move(conn, settings, plan)
                 move_id = move["id"]

@@ -129,32 +129,71 @@ async def show_cell(conn: asyncpg.Connection, settings: ControlPlaneSettings, na
 
 async def create_tenant(conn: asyncpg.Connection, settings: ControlPlaneSettings, tenant_id: str,
                         name: str = "", cell_name: str | None = None) -> dict:
-    """Place a tenant on a cell (least-loaded active cell unless named), create it there, then route it."""
+    """Place a tenant on a cell (least-loaded active cell unless named), create it there, then route it. The
+    catalog row comes first, `creating`, written while its cell is held active (a drain waits for it, then moves the
+    tenant off); then the cell's row, then `active`. A failure in between leaves a tenant `tenants list` shows as
+    creating, and the same command run again finishes it on that cell: never a row in a cell the catalog does not
+    know, nor two homes for one id."""
     if not cell_tenants.TENANT_ID_PATTERN.match(tenant_id):
         raise LedgerctlError("invalid_tenant_id", "a tenant id is 1-63 characters of letters, digits, '_', '.', '-'")
     if len(name) > TENANT_NAME_LENGTH_MAX or not name.isprintable():
         raise LedgerctlError("invalid_tenant_name",
                              f"a tenant name is at most {TENANT_NAME_LENGTH_MAX} printable characters")
-    if await conn.fetchrow(Q["fetch_tenant"], tenant_id) is not None:
+    tenant = await conn.fetchrow(Q["fetch_tenant"], tenant_id)
+    if tenant is None:
+        tenant = await _place_tenant(conn, settings, tenant_id, name, cell_name)
+    if tenant["state"] != "creating":
         raise LedgerctlError("duplicate_tenant", f"tenant {tenant_id} already exists")
-    if cell_name is None:
-        cell_name = await conn.fetchval(Q["least_loaded_cell"])
-        if cell_name is None:
-            raise LedgerctlError("no_active_cell", "there is no active cell to place the tenant on")
-    cell = await catalog.fetch_cell(conn, cell_name)
-    if cell["state"] != "active":
-        raise LedgerctlError("cell_not_active", f"cell {cell_name} is {cell['state']}: it takes no new tenants")
-    # The cell row first: creating it is idempotent, and a tenant is only routed once its cell knows it.
-    async with cell_connection(cell) as cell_conn:
-        await cell_tenants.create_tenant(cell_conn, tenant_id, name)
-    async with conn.transaction():
-        row = await conn.fetchrow(Q["insert_tenant"], tenant_id, name, cell_name)
-        if row is None:
-            raise LedgerctlError("duplicate_tenant", f"tenant {tenant_id} already exists")
-        await catalog.audit(conn, settings.actor, "tenants.create", f"tenant:{tenant_id}", {"cell": cell_name})
-    tenant = dict(row)
+    if cell_name not in (None, tenant["cell"]) or name not in ("", tenant["name"]):
+        raise LedgerctlError("duplicate_tenant", f"tenant {tenant_id} is being created on cell {tenant['cell']} "
+                             f"(named {tenant['name']!r}): run `ledgerctl tenants create {tenant_id}` to finish it")
+    tenant = await finish_tenant(conn, tenant_id)
     tenant["published"] = await publish_route(settings, tenant)
     return tenant
+
+
+placement_attempts_max = 3  # a least-loaded cell that started draining meanwhile: pick again, this many times
+
+
+async def _place_tenant(conn: asyncpg.Connection, settings: ControlPlaneSettings, tenant_id: str, name: str,
+                        cell_name: str | None) -> dict:
+    """The tenant's catalog row, `creating`, on a cell held active until it commits (or the row another create of
+    the same id wrote first)."""
+    for _ in range(placement_attempts_max):
+        chosen = cell_name or await conn.fetchval(Q["least_loaded_cell"])
+        if chosen is None:
+            raise LedgerctlError("no_active_cell", "there is no active cell to place the tenant on")
+        async with conn.transaction():
+            state = await conn.fetchval(Q["lock_cell_for_placement"], chosen)
+            if state is None:
+                raise LedgerctlError("unknown_cell", f"no cell named {chosen}")
+            if state == "active":
+                row = await conn.fetchrow(Q["insert_tenant"], tenant_id, name, chosen)
+                if row is None:
+                    return await catalog.fetch_tenant(conn, tenant_id)
+                await catalog.audit(conn, settings.actor, "tenants.create", f"tenant:{tenant_id}", {"cell": chosen})
+                return dict(row)
+        if cell_name is not None:
+            raise LedgerctlError("cell_not_active", f"cell {chosen} is {state}: it takes no new tenants")
+    raise LedgerctlError("no_active_cell", "the least-loaded cells kept leaving the active state (drained, "
+                         "disabled) while the tenant was placed: run it again")
+
+
+async def finish_tenant(conn: asyncpg.Connection, tenant_id: str) -> dict:
+    """A tenant still `creating`: its row on its cell (idempotent), then `active`. Any other tenant as it is."""
+    tenant = await catalog.fetch_tenant(conn, tenant_id)
+    if tenant["state"] != "creating":
+        return tenant
+    cell = await catalog.fetch_cell(conn, tenant["cell"])
+    try:
+        async with cell_connection(cell) as cell_conn:
+            await cell_tenants.create_tenant(cell_conn, tenant_id, tenant["name"])
+    except LedgerctlError as error:
+        raise LedgerctlError(error.code, f"{error.message}; tenant {tenant_id} stays `creating` on cell {cell['name']}:"
+                             f" run `ledgerctl tenants create {tenant_id}` again once the cell is back",
+                             error.exit_code) from error
+    row = await conn.fetchrow(Q["finish_tenant"], tenant_id)
+    return dict(row) if row is not None else await catalog.fetch_tenant(conn, tenant_id)
 
 
 async def show_tenant(conn: asyncpg.Connection, tenant_id: str) -> dict:
@@ -224,6 +263,10 @@ async def on_tenant_cell(conn: asyncpg.Connection, tenant_id: str, work, wait_s:
 
 
 async def create_key(conn: asyncpg.Connection, settings: ControlPlaneSettings, tenant_id: str) -> tuple[dict, str]:
+    if (await catalog.fetch_tenant(conn, tenant_id))["state"] == "creating":
+        raise LedgerctlError("tenant_creating", f"tenant {tenant_id} is still being created: run `ledgerctl tenants "
+                             f"create {tenant_id}` to finish it first")
+
     async def work(cell_conn):
         try:
             return await cell_tenants.create_api_key(cell_conn, tenant_id)

@@ -297,7 +297,7 @@ async def ensure_demo_tenant(settings: ControlPlaneSettings) -> tuple[str, str]:
     conn = await catalog.connect(settings.database_url)
     try:
         tenant = await conn.fetchrow(catalog.Q["fetch_tenant"], DEMO_TENANT)
-        if tenant is None:
+        if tenant is None or tenant["state"] == "creating":  # a run stopped half-way through creating it: finish
             await operations.create_tenant(conn, settings, DEMO_TENANT, "Demo tenant")
             say(f"created tenant {DEMO_TENANT!r} through the control plane")
         if tenant is None or tenant["rate_limit_per_s"] is None:

@@ -22,9 +22,17 @@ SELECT c.name FROM cells c LEFT JOIN tenants t ON t.cell = c.name
 WHERE c.state = 'active'
 GROUP BY c.name ORDER BY count(t.id), c.name LIMIT 1
 
+-- name: lock_cell_for_placement
+-- A drain's `set_cell_draining` waits for the placing transaction, then sees the tenant it placed (and moves it).
+SELECT state FROM cells WHERE name = $1 FOR SHARE
+
 -- name: insert_tenant
-INSERT INTO tenants (id, name, cell) VALUES ($1, $2, $3)
+INSERT INTO tenants (id, name, cell, state) VALUES ($1, $2, $3, 'creating')
 ON CONFLICT (id) DO NOTHING
+RETURNING id, name, cell, state, epoch, rate_limit_per_s, rate_burst, created_at
+
+-- name: finish_tenant
+UPDATE tenants SET state = 'active', updated_at = now() WHERE id = $1 AND state = 'creating'
 RETURNING id, name, cell, state, epoch, rate_limit_per_s, rate_burst, created_at
 
 -- name: fetch_tenant

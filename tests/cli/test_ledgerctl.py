@@ -45,7 +45,7 @@ def test_commands_refuse_an_unmigrated_catalog(stack):
     fresh = Ledgerctl({**stack["env"], "CONTROL_PLANE_DATABASE_URL": stack["make_database"](
         f"cp_empty_{uuid.uuid4().hex[:6]}", migrate_cell=False)})
     assert fresh.json("cells", "list", expect=1)["code"] == "catalog_not_migrated"
-    assert fresh.json("migrate")["applied"] == ["0001_catalog", "0080_audit_anchors"]
+    assert fresh.json("migrate")["applied"] == ["0001_catalog", "0080_audit_anchors", "0081_tenant_creating"]
     assert fresh.json("cells", "list") == []
 
 

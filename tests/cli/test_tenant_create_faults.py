@@ -1,0 +1,151 @@
+"""ledgerctl tenants create under faults: the catalog or the cell failing half-way, a drain racing it. A tenant
+ends in exactly one home the catalog knows, or nowhere; never a row in a cell that no route points at."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+import uuid
+
+import asyncpg
+
+from test_cells_drain import third_cell  # noqa: F401  (a fixture)
+from test_ledgerctl import new_id, run_sql
+
+DISK_FULL = "RAISE EXCEPTION 'could not extend file: No space left on device' USING ERRCODE = '53100'"
+
+
+def _refuse_tenant(url: str, tenant_id: str) -> str:
+    """A trigger that fails the insert of this tenant's row as a full disk would; returns its name (to drop)."""
+    name = f"refuse_{uuid.uuid4().hex[:8]}"
+    run_sql(url, f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                 f"IF NEW.id = '{tenant_id}' THEN {DISK_FULL}; END IF; RETURN NEW; END $$")
+    run_sql(url, f"CREATE TRIGGER {name} BEFORE INSERT ON tenants FOR EACH ROW EXECUTE FUNCTION {name}()")
+    return name
+
+
+def _allow(url: str, name: str) -> None:
+    run_sql(url, f"DROP TRIGGER {name} ON tenants")
+    run_sql(url, f"DROP FUNCTION {name}()")
+
+
+def _homes(stack, tenant_id: str) -> list[str]:
+    """The cells holding a row of the tenant."""
+    return sorted(name for name, cell in stack["cells"].items()
+                  if run_sql(cell.database_url, "SELECT 1 FROM tenants WHERE id = $1", tenant_id))
+
+
+def test_a_create_the_catalog_fails_leaves_no_tenant_on_the_cell(ctl, stack):
+    """The catalog's insert fails (its disk full) after the cell was reached: exit 4, and nothing is left on the
+    cell that the catalog does not know (an orphan: its id taken there, no key could ever be issued for it). Once
+    the catalog is back the same command creates it, in one home."""
+    tenant_id = new_id()
+    trigger = _refuse_tenant(stack["cp_url"], tenant_id)
+    try:
+        failed = ctl.json("tenants", "create", tenant_id, "--cell", "cli-1", expect=4)
+        assert failed["code"] == "database_failed", failed
+    finally:
+        _allow(stack["cp_url"], trigger)
+    assert ctl.json("tenants", "show", tenant_id, expect=1)["code"] == "unknown_tenant"
+    assert _homes(stack, tenant_id) == []
+    created = ctl.json("tenants", "create", tenant_id, "--cell", "cli-1")
+    assert (created["cell"], created["state"]) == ("cli-1", "active")
+    assert _homes(stack, tenant_id) == ["cli-1"]
+    assert ctl.json("keys", "create", tenant_id)["secret"]
+
+
+def test_a_create_the_cell_fails_is_finished_by_running_it_again_in_the_same_home(ctl, stack):
+    """The cell's database refuses the tenant's row (its disk full): exit 4, the tenant is listed as `creating` on
+    that cell, and running the same command again finishes it there, though another cell is the least loaded by
+    then (a second home for one name is never made)."""
+    tenant_id = new_id()
+    cell = stack["cells"]["cli-1"]
+    trigger = _refuse_tenant(cell.database_url, tenant_id)
+    try:
+        failed = ctl.json("tenants", "create", tenant_id, "--cell", "cli-1", expect=4)
+        assert failed["code"] == "database_failed", failed
+        assert "run it again" in failed["title"]
+        listed = {t["id"]: t for t in ctl.json("tenants", "list", "--cell", "cli-1", "--limit", "10000")}
+        assert listed[tenant_id]["state"] == "creating"
+        assert ctl.json("keys", "create", tenant_id, expect=1)["code"] == "tenant_creating"
+        assert ctl.json("tenants", "create", tenant_id, "--cell", "cli-2", expect=1)["code"] == "duplicate_tenant"
+    finally:
+        _allow(cell.database_url, trigger)
+    # cli-1 the fuller of the two now: the rerun still finishes the tenant where it was placed.
+    loads = {c["name"]: c["tenants"] for c in ctl.json("cells", "list")}
+    for _ in range(loads["cli-2"] - loads["cli-1"] + 1):
+        ctl("tenants", "create", new_id(), "--cell", "cli-1")
+    created = ctl.json("tenants", "create", tenant_id)
+    assert (created["cell"], created["state"]) == ("cli-1", "active")
+    assert _homes(stack, tenant_id) == ["cli-1"]
+    assert ctl.json("keys", "create", tenant_id)["secret"]
+    assert ctl.json("tenants", "create", tenant_id, expect=1)["code"] == "duplicate_tenant"
+
+
+async def _ledgerctl(stack, *args: str) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-c", "from control_plane.cli import main; main()", "--format", "json", *args,
+        env={**os.environ, **stack["env"]}, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        start_new_session=True)
+
+
+async def _until(condition, what: str, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not await condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.05)
+
+
+def test_a_create_racing_a_drain_leaves_no_tenant_on_the_drained_cell(ctl, stack, third_cell):  # noqa: F811
+    """`tenants create --cell C` is held while it writes the tenant's row on C (a lock another session holds on
+    C's tenants table); meanwhile `cells drain C` runs. Whatever the order, once both end the drain has not left
+    the new tenant behind on the draining cell: it lives on an active cell, with exactly one home."""
+    name, tenant_id = third_cell.name, new_id()
+
+    async def go():
+        lock = await asyncpg.connect(third_cell.database_url)
+        watch = await asyncpg.connect(third_cell.database_url)
+        try:
+            held = lock.transaction()
+            await held.start()
+            await lock.execute("LOCK TABLE tenants IN SHARE ROW EXCLUSIVE MODE")
+
+            async def waiting() -> int:
+                return await watch.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock' AND query ILIKE '%INSERT INTO tenants%'")
+
+            create = await _ledgerctl(stack, "tenants", "create", tenant_id, "--cell", name)
+
+            async def create_waits() -> bool:
+                assert create.returncode is None, await create.stderr.read()
+                return await waiting() >= 1
+
+            await _until(create_waits, "the create to write the tenant's row on the cell")
+            drain = await _ledgerctl(stack, "cells", "drain", name, "--yes")
+
+            async def drain_ended_or_waits() -> bool:
+                return drain.returncode is not None or await waiting() >= 2
+
+            await _until(drain_ended_or_waits, "the drain to end or to wait for the same row")
+            await held.rollback()
+            created = await asyncio.wait_for(create.communicate(), 120)
+            drained = await asyncio.wait_for(drain.communicate(), 120)
+            return (create.returncode, created), (drain.returncode, drained)
+        finally:
+            await lock.close()
+            await watch.close()
+
+    (create_rc, (create_out, create_err)), (drain_rc, (drain_out, drain_err)) = asyncio.run(go())
+    assert create_rc == 0, create_err.decode()
+    assert drain_rc == 0, drain_err.decode()
+    result = json.loads(drain_out)
+    assert (result["state"], result["tenants_left"]) == ("draining", 0), result
+    tenant = ctl.json("tenants", "show", tenant_id)
+    assert tenant["cell"] != name and tenant["state_in_cell"] == "active", tenant
+    assert ctl.json("tenants", "list", "--cell", name) == []
+    assert [t for t in _homes(stack, tenant_id) if t != name] == [tenant["cell"]]
+    assert ctl.json("keys", "create", tenant_id)["secret"]
