@@ -660,7 +660,8 @@ def webhooks_redeliver(tenant_id: str, delivery_id: str | None, all_failed: bool
                    "CONTROL_PLANE_UNAPPLIED_AGE_MAX_S; 0 skips the check).")
 @_format_option
 def verify(tenant_id: str | None, cell_name: str | None, unapplied_age_max_s: float | None) -> None:
-    """Run the invariant checks, the sweeper's bound included; exits 3 when any is violated."""
+    """Run the invariant checks, the sweeper's bound included (and, for a cell, its tenant rows the catalog does not
+    know); exits 3 when any is violated."""
     ctx = click.get_current_context().find_object(Context)
     if (tenant_id is None) == (cell_name is None):
         _fail(ctx, LedgerctlError("invalid_arguments", "give exactly one of --tenant or --cell"))

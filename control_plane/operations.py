@@ -313,11 +313,21 @@ async def verify(conn: asyncpg.Connection, tenant_id: str | None = None, cell_na
         cell = await catalog.fetch_cell(conn, cell_name)
     async with cell_connection(cell) as cell_conn:
         violations = await verify_cell(cell_conn, tenant_id, unapplied_age_max_s=unapplied_age_max_s or None)
+        if tenant_id is None:
+            violations = list(violations) + await _orphans(conn, cell_conn, cell["name"])
     report = {"cell": cell["name"], "tenant": tenant_id, "violations": list(violations)}
     if violations:
         raise LedgerctlError("invariants_violated", f"{len(violations)} invariant violation(s) in cell {cell['name']}",
                              EXIT_VIOLATIONS, details=report)
     return report
+
+
+async def _orphans(conn: asyncpg.Connection, cell_conn: asyncpg.Connection, cell_name: str) -> list[str]:
+    """The tenant rows of a cell the catalog does not know at all: no route points at them, no key can be issued."""
+    on_cell = [r["id"] for r in await cell_conn.fetch(audit.Q["audit_tenants"])]
+    known = {r["id"] for r in await conn.fetch(Q["known_tenants"], on_cell)}
+    return [f"tenant {t} has a row on cell {cell_name} that the catalog does not know (a create that failed half-way"
+            f"): `ledgerctl tenants create {t} --cell {cell_name}` adopts it" for t in on_cell if t not in known]
 
 
 def _describe(finding) -> str:

@@ -38,6 +38,9 @@ RETURNING id, name, cell, state, epoch, rate_limit_per_s, rate_burst, created_at
 -- name: fetch_tenant
 SELECT id, name, cell, state, epoch, rate_limit_per_s, rate_burst, created_at FROM tenants WHERE id = $1
 
+-- name: known_tenants
+SELECT id FROM tenants WHERE id = ANY($1::text[])
+
 -- name: list_tenants
 SELECT id, name, cell, state, epoch, rate_limit_per_s, rate_burst, created_at FROM tenants
 WHERE ($1::text IS NULL OR cell = $1) AND id > $2 ORDER BY id LIMIT $3

@@ -149,3 +149,17 @@ def test_a_create_racing_a_drain_leaves_no_tenant_on_the_drained_cell(ctl, stack
     assert ctl.json("tenants", "list", "--cell", name) == []
     assert [t for t in _homes(stack, tenant_id) if t != name] == [tenant["cell"]]
     assert ctl.json("keys", "create", tenant_id)["secret"]
+
+
+def test_verify_reports_a_tenant_row_the_catalog_does_not_know(ctl, stack):
+    """A tenant row on a cell with no catalog row (an orphan an older ledgerctl left when its catalog insert failed):
+    `verify --cell` exits 3 naming it and how to repair it; `tenants create --cell` adopts it, and verify passes."""
+    tenant_id, cell = new_id("orphan"), stack["cells"]["cli-1"]
+    run_sql(cell.database_url, "INSERT INTO tenants (id, name) VALUES ($1, 'left behind')", tenant_id)
+    failed = ctl.json("verify", "--cell", "cli-1", "--unapplied-age-max-s", "0", expect=3)
+    assert failed["code"] == "invariants_violated"
+    found = [v for v in failed["details"]["violations"] if tenant_id in v]
+    assert len(found) == 1 and "catalog does not know" in found[0] and "tenants create" in found[0], found
+    assert ctl.json("tenants", "create", tenant_id, "--cell", "cli-1")["state"] == "active"
+    assert ctl.json("verify", "--cell", "cli-1", "--unapplied-age-max-s", "0")["violations"] == []
+    assert _homes(stack, tenant_id) == ["cli-1"]
