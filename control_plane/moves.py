@@ -1313,6 +1313,10 @@ class _cell:
 async def start_move(conn: asyncpg.Connection, settings: ControlPlaneSettings, plan: dict) -> dict:
     move_id = uuid.uuid4()
     async with conn.transaction():
+        # The target held active until the move is recorded: a drain of it waits, then sees the move coming in.
+        state = await conn.fetchval(Q["lock_cell_for_placement"], plan["target"])
+        if state != "active":
+            raise LedgerctlError("cell_not_active", f"cell {plan['target']} is {state}: it takes no tenants")
         try:
             row = await conn.fetchrow(Q["insert_move"], move_id, plan["tenant"], plan["source"], plan["target"],
                                       {"planned_rows": plan["rows"]})
@@ -1446,6 +1450,13 @@ async def drain_cell(conn: asyncpg.Connection, settings: ControlPlaneSettings, c
         running = await conn.fetchrow(Q["running_moves_from_cell"], cell_name)
         tenant = None if running else next(iter(await conn.fetch(Q["tenants_of_cell"], cell_name)), None)
         if running is None and tenant is None:
+            incoming = await conn.fetch(Q["running_moves_into_cell"], cell_name)
+            if incoming:  # started before the drain: each would land its tenant here after the drain called it empty
+                raise LedgerctlError("move_into_draining_cell", f"the drain of cell {cell_name} stopped: move(s) into "
+                                     "it are running (" + ", ".join(f"{r['id']} of tenant {r['tenant_id']}"
+                                                                    for r in incoming)
+                                     + "): let them finish (or `ledgerctl moves abort` them), then run the drain "
+                                     "again", details={"moves_done": done})
             break
         try:
             if running is not None:

@@ -51,6 +51,9 @@ SELECT id, state FROM tenants WHERE cell = $1 ORDER BY id
 -- name: running_moves_from_cell
 SELECT id, tenant_id, target_cell FROM moves WHERE source_cell = $1 AND state = 'running' ORDER BY created_at
 
+-- name: running_moves_into_cell
+SELECT id, tenant_id FROM moves WHERE target_cell = $1 AND state = 'running' ORDER BY created_at
+
 -- name: active_cell_loads
 -- Tenants per active cell but one, the least loaded first (the order placement uses: tenants, then name).
 SELECT c.name, count(t.id) AS tenants FROM cells c LEFT JOIN tenants t ON t.cell = c.name

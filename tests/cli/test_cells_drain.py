@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
+import sys
+import time
 import uuid
 
+import asyncpg
 import pytest
 
 from cli_rig import CellProcess
@@ -142,3 +146,100 @@ def test_undrain_refusals(ctl, stack):
     run_sql(stack["cp_url"], "INSERT INTO cells (name, api_url, database_url, state) VALUES ('cli-off', $1, $2, "
             "'disabled') ON CONFLICT DO NOTHING", cell.url, cell.database_url)
     assert ctl.json("cells", "undrain", "cli-off", expect=1)["code"] == "cell_disabled"
+
+
+def _apply_queued(stack, world: dict) -> None:
+    """The effects a world queued (these cells run no sweeper) applied on the cell it lives on now."""
+    cell = stack["cells"][next(c for c in stack["cells"] if _state_in(stack["cells"][c].database_url,
+                                                                      world["tenant"]) == "active")]
+    run_sql(cell.database_url, "SELECT applied FROM ledger_apply_report($1::uuid[], false)",
+            sorted(uuid.UUID(a) for a in world["accounts"]))
+
+
+def test_a_drain_does_not_call_a_cell_empty_while_a_move_into_it_runs(ctl, stack, third_cell):
+    """A move into the cell is copying when `cells drain` runs: the drain does not report the cell empty (the move
+    would land its tenant there after it): it stops, exit 1, naming the move. Once the move is done, the drain run
+    again moves that tenant off too."""
+    name = third_cell.name
+    world = _world(ctl, stack, cell="cli-1", postings=8)
+    tenant = world["tenant"]
+    proc = _spawn_mover(stack, "tenants", "move", tenant, "--to", name, "--yes")
+    move_id = _wait_for_copy(stack, tenant, proc)
+    stopped = ctl.json("cells", "drain", name, "--yes", expect=1)
+    assert stopped["code"] == "move_into_draining_cell" and move_id in stopped["title"], stopped
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err.decode()
+    assert ctl.json("tenants", "show", tenant)["cell"] == name
+    result = ctl.json("cells", "drain", name, "--yes")
+    assert (result["tenants_left"], [m["tenant"] for m in result["moves"]]) == (0, [tenant]), result
+    assert ctl.json("tenants", "show", tenant)["cell"] != name
+    _apply_queued(stack, world)
+
+
+def test_a_drain_racing_a_move_into_the_cell_does_not_call_it_empty(ctl, stack, third_cell):
+    """`tenants move --to C` has planned (C active) and is recording its move (held by a lock another session holds
+    on the catalog's moves table) when `cells drain C` runs. Whatever the order, the drain never reports C empty
+    while the move then lands its tenant there: it stops (a move into the cell is running), or the move is
+    refused."""
+    name = third_cell.name
+    world = _world(ctl, stack, cell="cli-1", postings=1)
+    tenant = world["tenant"]
+
+    async def spawn(*args: str):
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "-c", "from control_plane.cli import main; main()", "--format", "json", *args,
+            env={**os.environ, **stack["env"]}, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            start_new_session=True)
+
+    async def until(condition, what: str) -> None:
+        deadline = time.monotonic() + 60
+        while not await condition():
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            await asyncio.sleep(0.05)
+
+    async def go():
+        lock = await asyncpg.connect(stack["cp_url"])
+        watch = await asyncpg.connect(stack["cp_url"])
+        try:
+            held = lock.transaction()
+            await held.start()
+            await lock.execute("LOCK TABLE moves IN SHARE ROW EXCLUSIVE MODE")
+
+            async def waiters(like: str) -> int:
+                return await watch.fetchval("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                                            " AND wait_event_type = 'Lock' AND query ILIKE $1", like)
+
+            move = await spawn("tenants", "move", tenant, "--to", name, "--yes")
+
+            async def move_waits() -> bool:
+                assert move.returncode is None, await move.stderr.read()
+                return await waiters("%INSERT INTO moves%") >= 1
+
+            await until(move_waits, "the move to record itself")
+            drain = await spawn("cells", "drain", name, "--yes")
+
+            async def drain_ended_or_waits() -> bool:
+                return drain.returncode is not None or await waiters("%UPDATE cells%") >= 1
+
+            await until(drain_ended_or_waits, "the drain to end or to wait")
+            await held.rollback()
+            moved = await asyncio.wait_for(move.communicate(), 120)
+            drained = await asyncio.wait_for(drain.communicate(), 120)
+            return (move.returncode, moved), (drain.returncode, drained)
+        finally:
+            await lock.close()
+            await watch.close()
+
+    (move_rc, (_, move_err)), (drain_rc, (drain_out, drain_err)) = asyncio.run(go())
+    where = ctl.json("tenants", "show", tenant)["cell"]
+    if drain_rc == 0:
+        assert json.loads(drain_out)["tenants_left"] == 0
+        assert where != name, "the drain called the cell empty, then the move landed its tenant there"
+        assert move_rc == 1 and json.loads(move_err.decode().splitlines()[-1])["code"] == "cell_not_active"
+    else:
+        problem = json.loads(drain_err.decode().strip().splitlines()[-1])
+        assert (drain_rc, problem["code"]) == (1, "move_into_draining_cell"), problem
+        assert move_rc == 0, move_err.decode()
+        assert ctl.json("cells", "drain", name, "--yes")["tenants_left"] == 0
+        assert ctl.json("tenants", "show", tenant)["cell"] != name
+    _apply_queued(stack, world)
