@@ -12,7 +12,7 @@ import httpx
 import msgspec
 import redis.asyncio as redis
 
-from cell.ledger.errors import LedgerError, TenantFrozen, TenantMoved
+from cell.ledger.errors import DatabaseUnavailable, LedgerError, TenantFrozen, TenantMoved
 from cell.service import tenants as cell_tenants
 from cell.store import audit
 from cell.store.errors import translate
@@ -249,6 +249,8 @@ async def on_tenant_cell(conn: asyncpg.Connection, tenant_id: str, work, wait_s:
                     raise error from exc
             except (TenantFrozen, TenantMoved) as exc:
                 error = exc  # a move's freeze, or a route that changed since it was read
+            except DatabaseUnavailable as exc:  # a database failing under the command (nothing written): as _run's
+                raise LedgerctlError(exc.code, exc.detail, EXIT_UNAVAILABLE) from exc
             except LedgerError as exc:
                 raise LedgerctlError(exc.code, exc.detail) from exc
         if time.monotonic() >= deadline:
@@ -268,14 +270,17 @@ async def create_key(conn: asyncpg.Connection, settings: ControlPlaneSettings, t
                              f"create {tenant_id}` to finish it first")
 
     async def work(cell_conn):
-        try:
-            return await cell_tenants.create_api_key(cell_conn, tenant_id)
-        except cell_tenants.TenantError as exc:
-            raise LedgerctlError("unknown_tenant", str(exc)) from exc
+        # The key commits on the cell only once the audit log holds it: a catalog failing in between leaves no live
+        # key whose secret was never shown and that no audit entry names.
+        async with cell_conn.transaction():
+            try:
+                row, secret = await cell_tenants.create_api_key(cell_conn, tenant_id)
+            except cell_tenants.TenantError as exc:
+                raise LedgerctlError("unknown_tenant", str(exc)) from exc
+            await catalog.audit(conn, settings.actor, "keys.create", f"tenant:{tenant_id}", {"key_id": str(row["id"])})
+        return row, secret
 
-    row, secret = await on_tenant_cell(conn, tenant_id, work, settings.tenant_frozen_wait_s)
-    await catalog.audit(conn, settings.actor, "keys.create", f"tenant:{tenant_id}", {"key_id": str(row["id"])})
-    return row, secret
+    return await on_tenant_cell(conn, tenant_id, work, settings.tenant_frozen_wait_s)
 
 
 async def list_keys(conn: asyncpg.Connection, tenant_id: str) -> list[dict]:

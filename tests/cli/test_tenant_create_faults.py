@@ -1,5 +1,5 @@
-"""ledgerctl tenants create under faults: the catalog or the cell failing half-way, a drain racing it. A tenant
-ends in exactly one home the catalog knows, or nowhere; never a row in a cell that no route points at."""
+"""ledgerctl tenants create (and keys create) under faults: the catalog or the cell failing half-way, a drain racing
+it. A tenant ends in exactly one home the catalog knows, or nowhere; never a row in a cell that no route points at."""
 
 from __future__ import annotations
 
@@ -163,3 +163,25 @@ def test_verify_reports_a_tenant_row_the_catalog_does_not_know(ctl, stack):
     assert ctl.json("tenants", "create", tenant_id, "--cell", "cli-1")["state"] == "active"
     assert ctl.json("verify", "--cell", "cli-1", "--unapplied-age-max-s", "0")["violations"] == []
     assert _homes(stack, tenant_id) == ["cli-1"]
+
+
+def test_a_key_whose_creation_the_catalog_fails_to_record_is_not_left_live(ctl, stack):
+    """The key is written on the cell, then the catalog fails to record it in the operator audit log (its disk full):
+    exit 4, the secret never shown, and no live key is left behind that nobody holds and no audit entry names."""
+    tenant_id = new_id()
+    ctl("tenants", "create", tenant_id)
+    name = f"refuse_{uuid.uuid4().hex[:8]}"
+    run_sql(stack["cp_url"], f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                             f"IF NEW.subject = 'tenant:{tenant_id}' AND NEW.action = 'keys.create' THEN {DISK_FULL};"
+                             " END IF; RETURN NEW; END $$")
+    run_sql(stack["cp_url"], f"CREATE TRIGGER {name} BEFORE INSERT ON operator_audit FOR EACH ROW EXECUTE FUNCTION "
+                             f"{name}()")
+    try:
+        failed = ctl("--format", "json", "keys", "create", tenant_id, expect=4)
+        assert failed.stdout == "" and json.loads(failed.stderr.splitlines()[-1])["code"] == "database_out_of_resources"
+    finally:
+        run_sql(stack["cp_url"], f"DROP TRIGGER {name} ON operator_audit")
+        run_sql(stack["cp_url"], f"DROP FUNCTION {name}()")
+    assert [k for k in ctl.json("keys", "list", tenant_id) if k["revoked_at"] is None] == []
+    created = ctl.json("keys", "create", tenant_id)
+    assert [k["id"] for k in ctl.json("keys", "list", tenant_id) if k["revoked_at"] is None] == [created["id"]]
