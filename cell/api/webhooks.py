@@ -22,11 +22,12 @@ def _settings(request: Request):
       operation_class=documented(WebhookEndpointCreate, WebhookEndpoint, 201))
 async def create_endpoint(request: Request) -> Response:
     """Register an endpoint: https to a public address (422 webhook_url_refused otherwise). The answer carries
-    `webhook_key`, the X-Signature key, this once."""
-    _, req = await http.body_of(request, WebhookEndpointCreate)
+    `webhook_key`, the X-Signature key, this once (and again to a retry under the same Idempotency-Key)."""
+    raw, req = await http.body_of(request, WebhookEndpointCreate)
     s = _settings(request)
-    return http.created(await http.context(request).run(lambda conn: webhooks.create_endpoint(
-        conn, http.tenant(request), req, policy=s.outbound, endpoints_max=s.webhook_endpoints_max)))
+    return http.created(await webhooks.create_endpoint_keyed(
+        http.context(request), http.tenant(request), req, http.idem_of(request, raw), policy=s.outbound,
+        endpoints_max=s.webhook_endpoints_max))
 
 
 @get("/api/webhook_endpoints", operation_class=documented(response=WebhookEndpoint, many=True))

@@ -11,15 +11,18 @@ from msgspec import UNSET
 
 from cell.ledger.commands import WebhookEndpointCreate, WebhookEndpointUpdate
 from cell.ledger.errors import NotFound, PostingRejected
+from cell.ledger.models import IdemKey
 from cell.ledger.webhooks import new_key
 from cell.service import views
 from cell.service.common import Page, merge_metadata, seq_page
 from cell.service.context import CellContext
+from cell.service.ledgers import create_idempotently
 from cell.store import tenants as store_tenants
 from cell.store import webhooks as store
 from ledger_common.outbound import OutboundPolicy, RefusedUrl, check_url
 
 DELIVERY_STATUSES = ("pending", "succeeded", "failed")
+RESOURCE = "webhook_endpoint"  # an Idempotency-Key's resource type
 
 
 async def check_endpoint_url(url: str, policy: OutboundPolicy) -> None:
@@ -30,18 +33,37 @@ async def check_endpoint_url(url: str, policy: OutboundPolicy) -> None:
         raise PostingRejected(f"webhook URL refused: {exc}", "webhook_url_refused") from exc
 
 
+async def _insert_endpoint(conn: asyncpg.Connection, tenant_id: str, endpoint_id: uuid.UUID,
+                           cmd: WebhookEndpointCreate, endpoints_max: int) -> views.WebhookEndpoint:
+    """The endpoint written in the caller's transaction (the tenant fenced), its key shown in the answer."""
+    if await store.lock_and_count_endpoints(conn, tenant_id) >= endpoints_max:
+        raise PostingRejected(f"a tenant has at most {endpoints_max} webhook endpoints", "too_many_endpoints")
+    key = new_key()
+    row = await store.insert_endpoint(conn, endpoint_id, tenant_id, url=cmd.url,
+                                      event_names=sorted(set(cmd.event_names)), description=cmd.description,
+                                      metadata=cmd.metadata, key=key)
+    return views.webhook_endpoint(row, key)
+
+
 async def create_endpoint(conn: asyncpg.Connection, tenant_id: str, cmd: WebhookEndpointCreate, *,
                           policy: OutboundPolicy, endpoints_max: int) -> views.WebhookEndpoint:
+    """Register one (ledgerctl's, on the cell's database; the API's is create_endpoint_keyed)."""
     await check_endpoint_url(cmd.url, policy)
     async with conn.transaction():
         await store_tenants.fence(conn, tenant_id)
-        if await store.lock_and_count_endpoints(conn, tenant_id) >= endpoints_max:
-            raise PostingRejected(f"a tenant has at most {endpoints_max} webhook endpoints", "too_many_endpoints")
-        key = new_key()
-        row = await store.insert_endpoint(conn, uuid.uuid4(), tenant_id, url=cmd.url,
-                                          event_names=sorted(set(cmd.event_names)), description=cmd.description,
-                                          metadata=cmd.metadata, key=key)
-    return views.webhook_endpoint(row, key)
+        return await _insert_endpoint(conn, tenant_id, uuid.uuid4(), cmd, endpoints_max)
+
+
+async def create_endpoint_keyed(ctx: CellContext, tenant_id: str, cmd: WebhookEndpointCreate,
+                                idem: IdemKey | None, *, policy: OutboundPolicy,
+                                endpoints_max: int) -> views.WebhookEndpoint:
+    """Register one through the API: a registration retried under its Idempotency-Key replays the first answer (its
+    key too) and registers no second endpoint, which would be sent every event twice."""
+    await check_endpoint_url(cmd.url, policy)
+    return await create_idempotently(
+        ctx, tenant_id, idem, RESOURCE, views.WebhookEndpoint,
+        lambda conn, new_id: _insert_endpoint(conn, tenant_id, new_id, cmd, endpoints_max),
+        lambda conn, endpoint_id: get_endpoint(conn, tenant_id, endpoint_id))
 
 
 async def _row(conn: asyncpg.Connection, tenant_id: str, endpoint_id: uuid.UUID):

@@ -161,3 +161,19 @@ async def test_replays_are_the_first_answer_with_its_resulting_balances_and_arch
     for key, request in (("shown", shown), ("archived", archived)):
         again = await api.post("/api/ledger_transactions", request, headers={"Idempotency-Key": key})
         assert again.status_code == 201 and again.content == firsts[key].content
+
+
+async def test_a_webhook_endpoint_registered_again_under_its_key_is_the_first_one(api):
+    """A registration retried with its Idempotency-Key (its answer was lost) replays the first answer, key and all,
+    and registers no second endpoint (which would get every event twice); another body under the key is 422."""
+    endpoint = {"url": "https://93.184.216.34/hooks", "event_names": ["ledger_transaction.posted"]}
+    first = await api.post("/api/webhook_endpoints", endpoint, headers={"Idempotency-Key": "hook-1"})
+    again = await api.post("/api/webhook_endpoints", endpoint, headers={"Idempotency-Key": "hook-1"})
+    assert (first.status_code, again.status_code) == (201, 201)
+    assert again.content == first.content and first.json()["webhook_key"].startswith("whk_")
+    assert [e["id"] for e in (await api.get("/api/webhook_endpoints")).json()] == [first.json()["id"]]
+    r = await api.post("/api/webhook_endpoints", {**endpoint, "event_names": []}, headers={"Idempotency-Key": "hook-1"})
+    assert r.status_code == 422 and r.json()["code"] == "idempotency_key_reused"
+    r = await api.post("/api/webhook_endpoints", endpoint, headers={"Idempotency-Key": "x" * 300})
+    assert r.status_code == 400 and r.json()["code"] == "invalid_idempotency_key"
+    assert len((await api.get("/api/webhook_endpoints")).json()) == 1
