@@ -59,9 +59,10 @@ async def update_endpoint(request: Request, endpoint_id: FromPath[str]) -> Respo
       operation_class=documented(response=WebhookEndpoint))
 async def rotate_key(request: Request, endpoint_id: FromPath[str]) -> Response:
     """A new `webhook_key`, shown this once; every attempt from now on is signed with it."""
+    raw = await request.body()
     eid = parse_uuid(endpoint_id, "webhook endpoint")
-    return http.json(await http.context(request).run(
-        lambda conn: webhooks.rotate_key(conn, http.tenant(request), eid)))
+    return http.json(await webhooks.rotate_key_keyed(http.context(request), http.tenant(request), eid,
+                                                     http.idem_of(request, raw)))
 
 
 @delete("/api/webhook_endpoints/{endpoint_id:str}", status_code=200,
@@ -96,10 +97,11 @@ async def list_deliveries(request: Request) -> Response:
       operation_class=documented(response=WebhookDelivery))
 async def redeliver(request: Request, delivery_id: FromPath[str]) -> Response:
     """Attempt the delivery again now (same X-Webhook-ID), with a fresh retry window."""
+    raw = await request.body()
     did = parse_uuid(delivery_id, "webhook delivery")
-    s = _settings(request)
-    return http.json(await http.context(request).run(lambda conn: webhooks.redeliver(
-        conn, http.tenant(request), did, retry_window_s=s.webhook_retry_window_s)))
+    return http.json(await webhooks.redeliver_keyed(http.context(request), http.tenant(request), did,
+                                                    http.idem_of(request, raw),
+                                                    retry_window_s=_settings(request).webhook_retry_window_s))
 
 
 routes = [create_endpoint, list_endpoints, get_endpoint, update_endpoint, rotate_key, delete_endpoint,

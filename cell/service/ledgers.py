@@ -57,27 +57,35 @@ async def discard_exclusively(ctx: CellContext, tenant_id: str, resource_id: uui
                           "was deleted, retry shortly") from None
 
 
-async def create_idempotently(ctx: CellContext, tenant_id: str, idem: IdemKey | None, resource_type: str,
-                              type_: type[T], insert: Callable[[asyncpg.Connection, uuid.UUID], Awaitable[T]],
-                              render_id: Callable[[asyncpg.Connection, object], Awaitable[T]]) -> T:
-    """Create one resource in one transaction with the tenant fence, the idempotency key claimed and its first answer
-    kept (no answer is ever stored after the commit: a tenant move copies the key whole, cell/store/idempotency.py)."""
-    new_id = uuid.uuid4()
-
+async def write_idempotently(ctx: CellContext, tenant_id: str, idem: IdemKey | None, resource_type: str,
+                             resource_id: uuid.UUID, type_: type[T],
+                             write: Callable[[asyncpg.Connection, uuid.UUID], Awaitable[T]],
+                             render_id: Callable[[asyncpg.Connection, object], Awaitable[T]],
+                             status: int = CREATED) -> T:
+    """Write one resource (`write(conn, resource_id)`) in one transaction with the tenant fence, the idempotency key
+    claimed and its first answer kept (no answer is ever stored after the commit: a tenant move copies the key whole,
+    cell/store/idempotency.py); a used key is replayed instead."""
     async def work(conn: asyncpg.Connection) -> T | None:
         async with conn.transaction():
             await store_tenants.fence(conn, tenant_id)
-            if idem is not None and await store_idempotency.claim(conn, tenant_id, idem, resource_type, new_id):
+            if idem is not None and await store_idempotency.claim(conn, tenant_id, idem, resource_type, resource_id):
                 return None
-            created = await insert(conn, new_id)
+            written = await write(conn, resource_id)
             if idem is not None:
-                await store_idempotency.keep_answer(conn, tenant_id, idem.key, CREATED, answer_body(created))
-            return created
+                await store_idempotency.keep_answer(conn, tenant_id, idem.key, status, answer_body(written))
+            return written
 
-    created = await ctx.run(work)
-    if created is None:
+    written = await ctx.run(work)
+    if written is None:
         return await ctx.run(lambda conn: replay(conn, tenant_id, idem, type_, render_id))
-    return created
+    return written
+
+
+async def create_idempotently(ctx: CellContext, tenant_id: str, idem: IdemKey | None, resource_type: str,
+                              type_: type[T], insert: Callable[[asyncpg.Connection, uuid.UUID], Awaitable[T]],
+                              render_id: Callable[[asyncpg.Connection, object], Awaitable[T]]) -> T:
+    """Create one resource under a new id, as write_idempotently writes."""
+    return await write_idempotently(ctx, tenant_id, idem, resource_type, uuid.uuid4(), type_, insert, render_id)
 
 
 async def _ledger(conn: asyncpg.Connection, tenant_id: str, ledger_id) -> views.Ledger:

@@ -16,7 +16,7 @@ from cell.ledger.webhooks import new_key
 from cell.service import views
 from cell.service.common import Page, merge_metadata, seq_page
 from cell.service.context import CellContext
-from cell.service.ledgers import create_idempotently
+from cell.service.ledgers import create_idempotently, write_idempotently
 from cell.store import tenants as store_tenants
 from cell.store import webhooks as store
 from ledger_common.outbound import OutboundPolicy, RefusedUrl, check_url
@@ -101,15 +101,30 @@ async def update_endpoint(conn: asyncpg.Connection, tenant_id: str, endpoint_id:
     return views.webhook_endpoint(row)
 
 
-async def rotate_key(conn: asyncpg.Connection, tenant_id: str, endpoint_id: uuid.UUID) -> views.WebhookEndpoint:
-    """A new key, shown once; every attempt from now on (retries included) is signed with it."""
+async def _rotate_key(conn: asyncpg.Connection, tenant_id: str, endpoint_id: uuid.UUID) -> views.WebhookEndpoint:
+    """In the caller's transaction (the tenant fenced)."""
     key = new_key()
-    async with conn.transaction():
-        await store_tenants.fence(conn, tenant_id)
-        row = await store.rotate_key(conn, tenant_id, endpoint_id, key)
+    row = await store.rotate_key(conn, tenant_id, endpoint_id, key)
     if row is None:
         raise NotFound(f"webhook endpoint {endpoint_id} not found")
     return views.webhook_endpoint(row, key)
+
+
+async def rotate_key(conn: asyncpg.Connection, tenant_id: str, endpoint_id: uuid.UUID) -> views.WebhookEndpoint:
+    """A new key, shown once; every attempt from now on (retries included) is signed with it (ledgerctl's; the API's
+    is rotate_key_keyed)."""
+    async with conn.transaction():
+        await store_tenants.fence(conn, tenant_id)
+        return await _rotate_key(conn, tenant_id, endpoint_id)
+
+
+async def rotate_key_keyed(ctx: CellContext, tenant_id: str, endpoint_id: uuid.UUID,
+                           idem: IdemKey | None) -> views.WebhookEndpoint:
+    """Through the API: a rotation retried under its Idempotency-Key replays the first answer (the key the endpoint
+    was given then), never rotating again to a key nobody was shown."""
+    return await write_idempotently(ctx, tenant_id, idem, RESOURCE, endpoint_id, views.WebhookEndpoint,
+                                    lambda conn, eid: _rotate_key(conn, tenant_id, eid),
+                                    lambda conn, eid: get_endpoint(conn, tenant_id, eid), status=200)
 
 
 async def delete_endpoint(conn: asyncpg.Connection, tenant_id: str, endpoint_id: uuid.UUID) -> None:
@@ -129,17 +144,44 @@ async def list_deliveries(conn: asyncpg.Connection, tenant_id: str, *, endpoint_
                                        after_seq=after_seq, limit=limit)
 
 
-async def redeliver(conn: asyncpg.Connection, tenant_id: str, delivery_id: uuid.UUID, *,
-                    retry_window_s: float) -> views.WebhookDelivery:
-    """One delivery pending again now (same X-Webhook-ID), with a fresh retry window."""
-    async with conn.transaction():
-        await store_tenants.fence(conn, tenant_id)
-        row = await store.redeliver(conn, tenant_id, delivery_id, retry_window_s)
+async def _delivery(conn: asyncpg.Connection, tenant_id: str, endpoint_id: uuid.UUID,
+                    seq: int) -> views.WebhookDelivery:
+    rows = await store.list_deliveries(conn, tenant_id, endpoint_id=endpoint_id, status=None, after_seq=seq - 1,
+                                       limit=1)
+    return views.webhook_delivery(rows[0])
+
+
+async def _redeliver(conn: asyncpg.Connection, tenant_id: str, delivery_id: uuid.UUID,
+                     retry_window_s: float) -> views.WebhookDelivery:
+    """In the caller's transaction (the tenant fenced)."""
+    row = await store.redeliver(conn, tenant_id, delivery_id, retry_window_s)
     if row is None:
         raise NotFound(f"webhook delivery {delivery_id} not found")
-    rows = await store.list_deliveries(conn, tenant_id, endpoint_id=row["endpoint_id"], status=None,
-                                       after_seq=row["seq"] - 1, limit=1)
-    return views.webhook_delivery(rows[0])
+    return await _delivery(conn, tenant_id, row["endpoint_id"], row["seq"])
+
+
+async def redeliver(conn: asyncpg.Connection, tenant_id: str, delivery_id: uuid.UUID, *,
+                    retry_window_s: float) -> views.WebhookDelivery:
+    """One delivery pending again now (same X-Webhook-ID), with a fresh retry window (ledgerctl's; the API's is
+    redeliver_keyed)."""
+    async with conn.transaction():
+        await store_tenants.fence(conn, tenant_id)
+        return await _redeliver(conn, tenant_id, delivery_id, retry_window_s)
+
+
+async def redeliver_keyed(ctx: CellContext, tenant_id: str, delivery_id: uuid.UUID, idem: IdemKey | None, *,
+                          retry_window_s: float) -> views.WebhookDelivery:
+    """Through the API: a redelivery retried under its Idempotency-Key replays the first answer."""
+    async def current(conn: asyncpg.Connection, did) -> views.WebhookDelivery:
+        rows = await store.list_deliveries(conn, tenant_id, endpoint_id=None, status=None, after_seq=0, limit=1,
+                                           delivery_id=did)
+        if not rows:
+            raise NotFound(f"webhook delivery {did} not found")
+        return views.webhook_delivery(rows[0])
+
+    return await write_idempotently(ctx, tenant_id, idem, "webhook_delivery", delivery_id, views.WebhookDelivery,
+                                    lambda conn, did: _redeliver(conn, tenant_id, did, retry_window_s), current,
+                                    status=200)
 
 
 async def redeliver_failed(conn: asyncpg.Connection, tenant_id: str, *, endpoint_id: uuid.UUID | None = None,

@@ -70,10 +70,13 @@ async def attempt_failed(conn, delivery_id: uuid.UUID, status_code: int | None, 
 
 
 async def list_deliveries(conn, tenant_id: str, *, endpoint_id: uuid.UUID | None, status: str | None,
-                          after_seq: int, limit: int) -> list[asyncpg.Record]:
-    """A page of deliveries in seq order with their endpoint's url. Failed ones by their own index
-    (webhook_deliveries_failed, 0190); as `$n IS NULL OR status = $n` a generic plan could not take it."""
+                          after_seq: int, limit: int, delivery_id: uuid.UUID | None = None) -> list[asyncpg.Record]:
+    """A page of deliveries in seq order with their endpoint's url (or the one delivery `delivery_id`). Failed ones
+    by their own index (webhook_deliveries_failed, 0190); as `$n IS NULL OR status = $n` a generic plan could not
+    take it."""
     w = Where(tenant_id)
+    if delivery_id is not None:
+        w.add("d.id = {}", delivery_id)
     if endpoint_id is not None:
         w.add("d.endpoint_id = {}", endpoint_id)
     if status is not None:  # named in the text, not bound: a partial index serves only a query that names its value

@@ -1,6 +1,7 @@
 """Idempotency-Key: same key + same body replays the first answer; another body is 422; in flight is 409."""
 
 import asyncio
+import uuid
 
 
 def body(ledger, a, b, amount=250):
@@ -177,3 +178,33 @@ async def test_a_webhook_endpoint_registered_again_under_its_key_is_the_first_on
     r = await api.post("/api/webhook_endpoints", endpoint, headers={"Idempotency-Key": "x" * 300})
     assert r.status_code == 400 and r.json()["code"] == "invalid_idempotency_key"
     assert len((await api.get("/api/webhook_endpoints")).json()) == 1
+
+
+async def test_a_key_rotation_or_redelivery_retried_under_its_key_replays_the_first_answer(api, admin_conn):
+    """rotate_key and redeliver are POSTs too: a retry under the same Idempotency-Key is the first answer (the key the
+    endpoint signs with, not a third one nobody was shown), another body under it is 422, a bad key 400."""
+    from cell.store import events as store_events
+    from cell.store import webhooks as store_webhooks
+
+    made = (await api.post("/api/webhook_endpoints", {"url": "https://93.184.216.34/hooks"})).json()
+    rotate = f"/api/webhook_endpoints/{made['id']}/rotate_key"
+    first = await api.post(rotate, headers={"Idempotency-Key": "rotate-1"})
+    again = await api.post(rotate, headers={"Idempotency-Key": "rotate-1"})
+    assert (first.status_code, again.status_code) == (200, 200) and again.content == first.content
+    assert first.json()["webhook_key"] not in (None, made["webhook_key"])
+    assert await admin_conn.fetchval("SELECT key FROM webhook_endpoints WHERE id = $1",
+                                     uuid.UUID(made["id"])) == first.json()["webhook_key"]
+    r = await api.post(rotate, headers={"Idempotency-Key": "x" * 300})
+    assert r.status_code == 400 and r.json()["code"] == "invalid_idempotency_key"
+
+    await api.ledger()  # an event, fanned out to the endpoint as the worker does
+    while await store_events.sequence(admin_conn):
+        pass
+    await store_webhooks.fan_out(admin_conn, uuid.UUID(made["id"]), 100, 3600)
+    (delivery,) = (await api.get("/api/webhook_deliveries")).json()
+    redeliver = f"/api/webhook_deliveries/{delivery['id']}/redeliver"
+    first = await api.post(redeliver, headers={"Idempotency-Key": "redeliver-1"})
+    again = await api.post(redeliver, headers={"Idempotency-Key": "redeliver-1"})
+    assert (first.status_code, again.status_code) == (200, 200) and again.content == first.content
+    r = await api.post(redeliver, headers={"Idempotency-Key": "rotate-1"})
+    assert r.status_code == 422 and r.json()["code"] == "idempotency_key_reused"
