@@ -173,11 +173,10 @@ async def redeliver_keyed(ctx: CellContext, tenant_id: str, delivery_id: uuid.UU
                           retry_window_s: float) -> views.WebhookDelivery:
     """Through the API: a redelivery retried under its Idempotency-Key replays the first answer."""
     async def current(conn: asyncpg.Connection, did) -> views.WebhookDelivery:
-        rows = await store.list_deliveries(conn, tenant_id, endpoint_id=None, status=None, after_seq=0, limit=1,
-                                           delivery_id=did)
-        if not rows:
+        row = await store.fetch_delivery(conn, tenant_id, did)
+        if row is None:
             raise NotFound(f"webhook delivery {did} not found")
-        return views.webhook_delivery(rows[0])
+        return await _delivery(conn, tenant_id, row["endpoint_id"], row["seq"])
 
     return await write_idempotently(ctx, tenant_id, idem, "webhook_delivery", delivery_id, views.WebhookDelivery,
                                     lambda conn, did: _redeliver(conn, tenant_id, did, retry_window_s), current,

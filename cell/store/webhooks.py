@@ -70,13 +70,10 @@ async def attempt_failed(conn, delivery_id: uuid.UUID, status_code: int | None, 
 
 
 async def list_deliveries(conn, tenant_id: str, *, endpoint_id: uuid.UUID | None, status: str | None,
-                          after_seq: int, limit: int, delivery_id: uuid.UUID | None = None) -> list[asyncpg.Record]:
-    """A page of deliveries in seq order with their endpoint's url (or the one delivery `delivery_id`). Failed ones
-    by their own index (webhook_deliveries_failed, 0190); as `$n IS NULL OR status = $n` a generic plan could not
-    take it."""
+                          after_seq: int, limit: int) -> list[asyncpg.Record]:
+    """A page of deliveries in seq order with their endpoint's url. Failed ones by their own index
+    (webhook_deliveries_failed, 0190); as `$n IS NULL OR status = $n` a generic plan could not take it."""
     w = Where(tenant_id)
-    if delivery_id is not None:
-        w.add("d.id = {}", delivery_id)
     if endpoint_id is not None:
         w.add("d.endpoint_id = {}", endpoint_id)
     if status is not None:  # named in the text, not bound: a partial index serves only a query that names its value
@@ -87,6 +84,11 @@ async def list_deliveries(conn, tenant_id: str, *, endpoint_id: uuid.UUID | None
     limit_ref = w.bind(limit)
     return await conn.fetch("SELECT d.*, w.url FROM webhook_deliveries d JOIN webhook_endpoints w ON w.id = d.endpoint_id "
                             f"WHERE d.tenant_id = $1{w.sql()} ORDER BY d.seq LIMIT {limit_ref}", *w.args)
+
+
+async def fetch_delivery(conn, tenant_id: str, delivery_id: uuid.UUID) -> asyncpg.Record | None:
+    """A delivery's endpoint_id and seq (list_deliveries reads it whole)."""
+    return await conn.fetchrow(Q["fetch_webhook_delivery"], tenant_id, delivery_id)
 
 
 async def redeliver(conn, tenant_id: str, delivery_id: uuid.UUID, retry_window_s: float) -> asyncpg.Record | None:

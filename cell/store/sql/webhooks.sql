@@ -118,6 +118,9 @@ UPDATE webhook_deliveries SET attempts = attempts + 1, last_attempt_at = now(), 
 WHERE id = $1 AND status = 'pending' AND ledger_tenant_open(tenant_id)
 RETURNING status;
 
+-- name: fetch_webhook_delivery
+SELECT endpoint_id, seq FROM webhook_deliveries WHERE tenant_id = $1 AND id = $2;
+
 -- name: redeliver_webhook
 -- A delivery (failed, or succeeded and wanted again) pending again now, with a fresh retry window.
 UPDATE webhook_deliveries SET status = 'pending', attempts = 0, next_attempt_at = now(),
