@@ -1,5 +1,5 @@
 """`python -m cell`: serve one cell's API (uvicorn + uvloop + cell.api.server's httptools protocol), settings from the
-environment."""
+environment; at SIGTERM a bounded drain, then exit 0 (cell.api.serve)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import shutil
 import tempfile
 
 import msgspec
-import uvicorn
 
 from cell.api.app import create_app
+from cell.api.serve import serve
 from cell.api.server import CellHttpProtocol
 from cell.settings import load_settings
 
@@ -39,12 +39,12 @@ def main() -> None:
             multiproc_dir = tempfile.mkdtemp(prefix=f"cell-{settings.name}-metrics-")
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = multiproc_dir
         try:
-            uvicorn.run("cell.asgi:app", workers=settings.processes, **options)
+            serve("cell.asgi:app", processes=settings.processes, **options)
         finally:
             if multiproc_dir:
                 shutil.rmtree(multiproc_dir, ignore_errors=True)
     else:
-        uvicorn.run(create_app(settings), **options)
+        serve(create_app(settings), processes=1, **options)
 
 
 if __name__ == "__main__":

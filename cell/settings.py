@@ -54,6 +54,11 @@ class CellSettings(msgspec.Struct, frozen=True, kw_only=True):
     head_bytes_max: int = 65_536
     request_read_s: float = 30.0
     keep_alive_s: float = 5.0
+    # At SIGTERM (`python -m cell`, cell.api.serve): /readyz is 503 and no new connection is taken at once; the
+    # requests in flight get this long to finish, those still running then are cancelled (503 shutting_down; a
+    # posting's statement rolls back), the pools close, exit 0. Below the pod's grace period less its preStop sleep
+    # (the Helm chart's cellDefaults.api.shutdownSeconds: 30 - 5 > 20).
+    shutdown_drain_s: float = 20.0
     metadata_keys_max: int = 64
     idempotency_key_length_max: int = 255
     # A revoked key works at most this long in a process that verified it just before (one indexed query per key

@@ -53,6 +53,8 @@ async def healthz() -> dict:
 @get("/readyz", include_in_schema=False)
 async def readyz(request: Request) -> Response:
     ctx: CellContext = request.app.state.ctx
+    if request.app.state.draining:  # stopping (cell.api.serve): out of the Service at once
+        return problems.problem(503, "not_ready", "shutting down: finishing the requests in flight")
     try:
         async with request.app.state.background_pool.acquire(timeout=2) as conn:
             pending = await pending_migrations(conn, files=request.app.state.schema_files)
@@ -156,6 +158,9 @@ def create_app(settings: CellSettings, *, run_migrations: bool = True) -> Litest
         logging_config=None,
     )
     app.state.http_bounds = HttpBounds.of(settings)  # read by the server's protocol (cell.api.server)
+    # Read by the server at SIGTERM (cell.api.serve): its drain's bound, and draining set (/readyz then 503).
+    app.state.shutdown_drain_s = settings.shutdown_drain_s
+    app.state.draining = False
     if settings.fast_path:
         app.asgi_handler = FastPath(app, settings.name)
     return app

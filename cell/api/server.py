@@ -127,6 +127,21 @@ class Cycle(RequestResponseCycle):
         self.body = bytearray()
         return message
 
+    async def send_500_response(self) -> None:
+        """uvicorn's answer to a request whose app raised before answering: a request cancelled by the drain's bound at
+        shutdown (cell.api.serve) is 503 shutting_down, problem+json, the connection closed (uvicorn's 500 in plain
+        text said nothing a client could act on). Anything else is uvicorn's."""
+        task = asyncio.current_task()
+        if task is None or not task.cancelling():
+            await super().send_500_response()
+            return
+        body = problem_body(503, "shutting_down", "The cell stopped before this request finished: it may or may not "
+                            "have taken effect; retry with the same Idempotency-Key.")
+        await self.send({"type": "http.response.start", "status": 503, "headers": [
+            (b"content-type", PROBLEM_JSON.encode()), (b"content-length", b"%d" % len(body)),
+            (b"retry-after", b"1"), (b"connection", b"close")]})
+        await self.send({"type": "http.response.body", "body": body, "more_body": False})
+
 
 _CYCLES = (RequestResponseCycle, Cycle)
 _NONE, _BEGUN = -1, -2  # CellHttpProtocol._request_data: no request open; one begun in the data being read

@@ -424,6 +424,9 @@ def test_graceful_termination_outlasts_the_drain(three_docs):
     env = {e["name"]: e.get("value") for e in containers(router)[0]["env"]}
     assert pod_spec(router)["terminationGracePeriodSeconds"] > 5 + float(env["ROUTER_SHUTDOWN_S"])
     for cell in ("alpha", "beta", "gamma"):
+        api = one(three_docs, "Deployment", f"prod-ledger-{cell}-api")
+        env = {e["name"]: e.get("value") for e in containers(api)[0]["env"]}
+        assert pod_spec(api)["terminationGracePeriodSeconds"] > 5 + float(env["CELL_SHUTDOWN_DRAIN_S"])
         for component in ("worker", "beat"):
             assert pod_spec(one(three_docs, "Deployment", f"prod-ledger-{cell}-{component}"))[
                 "terminationGracePeriodSeconds"] >= 60
@@ -439,6 +442,23 @@ def test_a_router_drain_longer_than_its_grace_period_fails_to_render():
     router = one(render({"router": {"shutdownSeconds": 30, "terminationGracePeriodSeconds": 40}}),
                  "Deployment", "prod-ledger-router")
     assert pod_spec(router)["terminationGracePeriodSeconds"] == 40
+
+
+def test_a_cell_api_drain_longer_than_its_grace_period_fails_to_render():
+    """A cell's API stopped gets preStopSleepSeconds, then CELL_SHUTDOWN_DRAIN_S for its requests in flight (those
+    still running then are cancelled and rolled back), then is killed at terminationGracePeriodSeconds: a drain that
+    does not fit would be cut by the kill instead, without a word in the log."""
+    with pytest.raises(helm.HelmError, match="cell beta: api.terminationGracePeriodSeconds"):
+        render({"cells": [{"name": "alpha"}, {"name": "beta", "api": {"shutdownSeconds": 25}}]})
+    with pytest.raises(helm.HelmError, match="terminationGracePeriodSeconds"):
+        render({**THREE_CELLS, "preStopSleepSeconds": 10})
+    docs = render({"cells": [{"name": "alpha"}, {"name": "beta", "api": {"shutdownSeconds": 50,
+                                                                         "terminationGracePeriodSeconds": 60}}]})
+    beta = one(docs, "Deployment", "prod-ledger-beta-api")
+    env = {e["name"]: e.get("value") for e in containers(beta)[0]["env"]}
+    assert (pod_spec(beta)["terminationGracePeriodSeconds"], env["CELL_SHUTDOWN_DRAIN_S"]) == (60, "50")
+    alpha = one(docs, "Deployment", "prod-ledger-alpha-api")
+    assert {e["name"]: e.get("value") for e in containers(alpha)[0]["env"]}["CELL_SHUTDOWN_DRAIN_S"] == "20"
 
 
 def test_topology_spread_selects_the_workloads_own_pods(three_docs):

@@ -120,10 +120,9 @@ async def books(api):
     return ledger, await api.account(ledger["id"], "debit"), await api.account(ledger["id"], "credit")
 
 
-@contextlib.contextmanager
-def cell_process(database_url: str, **env: str):
-    """A real cell server process (`python -m cell`) on `database_url`, CELL_<NAME> settings from `env`: its URL once
-    its /readyz is 200; stopped after."""
+def start_cell_process(database_url: str, stderr=None, **env: str):
+    """A real cell server process (`python -m cell`) on `database_url`, CELL_<NAME> settings from `env`, its log to
+    `stderr` (a file; the test's own by default): (the process, its URL) once its /readyz is 200."""
     import os
     import subprocess
     import sys
@@ -136,19 +135,29 @@ def cell_process(database_url: str, **env: str):
     port = free_port()
     env = {**os.environ, "CELL_DATABASE_URL": database_url, "CELL_PORT": str(port),
            **{f"CELL_{name.upper()}": value for name, value in env.items()}}
-    proc = subprocess.Popen([sys.executable, "-m", "cell"], env=env, start_new_session=True)
+    proc = subprocess.Popen([sys.executable, "-m", "cell"], env=env, start_new_session=True, stderr=stderr)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while True:
         try:
             if httpx.get(url + "/readyz", timeout=1).status_code == 200:
-                break
+                return proc, url
         except httpx.HTTPError:
             pass
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
+            proc.wait()
             raise RuntimeError("the live cell did not start")
         time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def cell_process(database_url: str, **env: str):
+    """A real cell server process (`python -m cell`) on `database_url`, CELL_<NAME> settings from `env`: its URL once
+    its /readyz is 200; stopped after."""
+    import subprocess
+
+    proc, url = start_cell_process(database_url, **env)
     try:
         yield url
     finally:
