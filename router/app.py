@@ -33,7 +33,7 @@ log = logging.getLogger("router")
 
 # The cell's problem code for a write refused because the tenant is frozen for a move.
 _FROZEN_CODE = b'"tenant_frozen"'
-_LOCAL_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+_LOCAL_PATHS = frozenset({"/healthz", "/readyz", "/startupz", "/metrics"})
 _PROBLEM = [(b"content-type", PROBLEM_JSON.encode())]
 _JSON = [(b"content-type", b"application/json")]
 
@@ -343,6 +343,10 @@ class Router:
             return _own(200, _JSON, b'{"status":"ok"}')
         if path == "/readyz":
             return self._readiness()
+        if path == "/startupz":
+            # Started: the routing table is loaded (it stays loaded), whatever the cells' health. Before, the router
+            # would answer 401 to every tenant. A pod's startup probe: a flag read, no look at the cells.
+            return _own(200, _JSON, b'{"started":true}') if self.loaded else self._not_loaded()
         # /metrics names every tenant: it is served on the metrics listener only (metrics_answer).
         return problem_answer(404, "not_found", "No such resource.")
 
@@ -353,10 +357,13 @@ class Router:
         self.metrics.routes.set(len(self.table.routes))
         return _own(200, [(b"content-type", CONTENT_TYPE_LATEST.encode())], generate_latest(self.metrics.registry))
 
+    def _not_loaded(self) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        return _own(503, _PROBLEM, problem_body(503, "not_ready", "The routing table is not loaded yet.",
+                                                title="Service Unavailable", pubsub=self.redis_connected))
+
     def _readiness(self) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         if not self.loaded:
-            return _own(503, _PROBLEM, problem_body(503, "not_ready", "The routing table is not loaded yet.",
-                                                    title="Service Unavailable", pubsub=self.redis_connected))
+            return self._not_loaded()
         now = time.monotonic()
         ttl_s = self.settings.cell_health_ttl_s
         cells = {}

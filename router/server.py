@@ -52,7 +52,7 @@ _HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"tr
                          b"trailer", b"upgrade", b"proxy-authorization", b"proxy-authenticate", b"host",
                          b"content-length", b"expect"})
 # The paths the router answers itself all start so (Router.handle decides); others are not decoded here.
-_LOCAL_PREFIXES = (b"/healthz", b"/readyz", b"/metrics")
+_LOCAL_PREFIXES = (b"/healthz", b"/readyz", b"/startupz", b"/metrics")
 _LOCAL_STARTS = frozenset(prefix[:2] for prefix in _LOCAL_PREFIXES)  # looked at first: a set look-up is cheaper
 
 

@@ -191,15 +191,15 @@ livenessProbe:
 
 {{/* The router's probes. Its /readyz is 503 while any cell with tenants fails its checks, though it serves the other
      cells' tenants: as the readiness of every router pod, one cell down would empty the router's Service. So a pod
-     starts once its routing table is loaded (/readyz is 200, or 503 naming unhealthy cells: never before, when it
+     starts once its routing table is loaded (/startupz is 200, whatever the cells' health: never before, when it
      would answer 401 to every tenant; the table, once loaded, stays), and then is ready while it answers. */}}
 {{- define "ledger.routerProbes" -}}
-{{- $loaded := printf "import json, urllib.error, urllib.request\ntry:\n    urllib.request.urlopen('http://127.0.0.1:%v/readyz', timeout=3)\nexcept urllib.error.HTTPError as answer:\n    json.load(answer)['unhealthy_cells']\n" .Values.ports.http -}}
 startupProbe:
-  exec:
-    command: ["python", "-c", {{ $loaded | quote }}]
+  httpGet:
+    path: /startupz
+    port: http
   periodSeconds: 2
-  timeoutSeconds: 5
+  timeoutSeconds: 3
   failureThreshold: 150
 readinessProbe:
   httpGet:

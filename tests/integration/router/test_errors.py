@@ -92,6 +92,8 @@ async def test_health_readiness_and_metrics(platform):
     async with platform.routed("cell-b") as (tenant, router):
         async with httpx.AsyncClient(base_url=router.url) as client:
             assert (await client.get("/healthz")).status_code == 200
+            started = await client.get("/startupz")
+            assert (started.status_code, started.json()) == (200, {"started": True}), started.text
             ready = await client.get("/readyz")
             await client.get("/api/x", headers=basic(tenant))
             await client.get("/api/x", headers=basic(tenant))
@@ -127,6 +129,11 @@ async def test_not_ready_until_the_map_is_loaded(platform):
         async with httpx.AsyncClient(base_url=router.url) as client:
             assert (await client.get("/healthz")).status_code == 200
             assert (await client.get("/readyz")).status_code == 503
+            # Not started either (the Helm chart's startup probe): it would answer 401 to every tenant.
+            started = await client.get("/startupz")
+            assert started.status_code == 503, started.text
+            assert started.headers["content-type"] == "application/problem+json"
+            assert started.json()["code"] == "not_ready"
     finally:
         await router.stop()
 

@@ -68,6 +68,8 @@ async def test_not_ready_while_a_cell_with_tenants_was_never_reached(platform):
                 assert answer.status_code == 503
                 assert answer.json()["unhealthy_cells"] == ["cell-down"]
                 assert (await client.get("/healthz")).status_code == 200  # alive all the same
+                # and started: its routing table is loaded (it serves the other cells' tenants)
+                assert (await client.get("/startupz")).status_code == 200
         finally:
             await router.stop()
     finally:
