@@ -85,7 +85,9 @@ BEGIN
                       AND ledger_entry_live(e.version, v_original.entries_version))) THEN
             RAISE EXCEPTION 'the transaction''s entries changed while its reversal was made' USING ERRCODE = 'LG008';
         END IF;
-        UPDATE ledger_transactions SET reversed_by_id = p_txn_id, updated_at = v_now WHERE id = p_reverses_id;
+        -- Never back in time: this call's now() may precede a change (its posting) that committed while it waited.
+        UPDATE ledger_transactions SET reversed_by_id = p_txn_id, updated_at = greatest(updated_at, v_now)
+        WHERE id = p_reverses_id;
     END IF;
 
     -- A partial post: the pending transaction ({id, expected_version, snapshot, apply_all}) is archived here,

@@ -49,7 +49,9 @@ BEGIN
         version = version + 1,
         posted_at = CASE WHEN p_status = 'posted' AND status = 'pending' THEN v_now ELSE posted_at END,
         archived_at = CASE WHEN p_status = 'archived' AND status = 'pending' THEN v_now ELSE archived_at END,
-        updated_at = v_now
+        -- Never back in time (a reversal, which writes no version, may have committed a later now() while this
+        -- call waited for the row): lists of what changed, or was posted, since a time read updated_at.
+        updated_at = greatest(updated_at, v_now)
     WHERE id = p_txn_id;
 
     SELECT hash INTO v_prev FROM ledger_transaction_versions WHERE transaction_id = p_txn_id AND version = t.version;

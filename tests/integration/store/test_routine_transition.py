@@ -4,9 +4,11 @@ LG008, an unknown transaction LG005, any other status change LG006."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime
 
+import asyncpg
 import pytest
 from routine_helpers import new_account, new_ledger, raised
 
@@ -98,3 +100,53 @@ async def test_a_frozen_tenant_is_fenced(db):
     tenant, txn, _, _ = await pending_transfer(db)
     await db.execute("UPDATE tenants SET state = 'frozen' WHERE id = $1", tenant)
     assert (await raised(db, TRANSITION, tenant, txn, 1, "posted", None, None, True, {})).sqlstate == "LG003"
+
+
+POST = "SELECT ledger_post($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18)"
+
+
+@pytest.fixture
+async def committed(routines_database_url):
+    """Two connections whose writes are committed (each sees the other's), their tenants their own."""
+    conns = [await asyncpg.connect(routines_database_url) for _ in range(2)]
+    for conn in conns:
+        await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+    yield conns
+    for conn in conns:
+        await conn.close()
+
+
+async def _changed_since_posted(conn, txn) -> bool:
+    return await conn.fetchval("SELECT updated_at >= posted_at AND updated_at >= created_at FROM ledger_transactions"
+                               " WHERE id = $1", txn)
+
+
+async def test_a_reversal_that_waited_for_the_post_of_its_original_leaves_it_changed_after_it_was_posted(committed):
+    # The reversal's transaction began (its now()) before the PATCH that posts the original, and reached the original's
+    # row after that PATCH committed (it queued behind it): the original is still changed no earlier than it was
+    # posted, which the lists of transactions posted (or changed) since a time rely on (cell/store/changes.py).
+    patcher, reverser = committed
+    tenant, txn, cash, wallet = await pending_transfer(patcher)
+    async with reverser.transaction():
+        began = await reverser.fetchval("SELECT now()")
+        await patcher.fetchval(TRANSITION, tenant, txn, 1, "posted", None, None, True, {"version": 2})
+        assert await patcher.fetchval("SELECT posted_at FROM ledger_transactions WHERE id = $1", txn) > began
+        await reverser.fetchval(POST, tenant, None, None, uuid.uuid4(), await patcher.fetchval(
+            "SELECT ledger_id FROM ledger_transactions WHERE id = $1", txn), "r", "posted", datetime.now(UTC), None,
+            {}, txn, [uuid.uuid4(), uuid.uuid4()], [cash.id, wallet.id], ["credit", "debit"], [25, 25],
+            [cash.id, wallet.id], [], {"version": 1})
+    assert await _changed_since_posted(patcher, txn)
+
+
+async def test_a_change_that_began_before_a_reversal_committed_never_moves_updated_at_back(committed):
+    patcher, reverser = committed
+    tenant, txn, cash, wallet = await pending_transfer(patcher, status="posted")
+    ledger = await patcher.fetchval("SELECT ledger_id FROM ledger_transactions WHERE id = $1", txn)
+    async with patcher.transaction():
+        await patcher.fetchval("SELECT now()")
+        await reverser.fetchval(POST, tenant, None, None, uuid.uuid4(), ledger, "r", "posted", datetime.now(UTC), None,
+                                {}, txn, [uuid.uuid4(), uuid.uuid4()], [cash.id, wallet.id], ["credit", "debit"],
+                                [25, 25], [cash.id, wallet.id], [], {"version": 1})
+        reversed_at = await reverser.fetchval("SELECT updated_at FROM ledger_transactions WHERE id = $1", txn)
+        await patcher.fetchval(TRANSITION, tenant, txn, 1, None, None, {"k": "v"}, True, {"version": 2})
+    assert await patcher.fetchval("SELECT updated_at FROM ledger_transactions WHERE id = $1", txn) >= reversed_at
