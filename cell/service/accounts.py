@@ -121,28 +121,32 @@ async def get_account(ctx: CellContext, tenant_id: str, account_id: uuid.UUID,
 
 async def update_account(ctx: CellContext, tenant_id: str, account_id: uuid.UUID,
                          cmd: AccountUpdate) -> views.LedgerAccount:
-    async def work(conn: asyncpg.Connection) -> views.LedgerAccount:
-        async with conn.transaction():
-            await store_tenants.fence(conn, tenant_id)
-            await store.lock_row(conn, tenant_id, account_id)  # a PATCH at the same time merges after this one
-            current = await store.fetch(conn, tenant_id, account_id)
-            if current is None:
-                raise NotFound(f"ledger account {account_id} not found")
-            metadata = merge_metadata(current["metadata"], cmd.metadata, ctx.settings.metadata_keys_max)
-            if unchanged(current, name=cmd.name, description=cmd.description, sync_only=cmd.sync_only,
-                         external_id=cmd.external_id, metadata=UNSET if metadata is None else metadata):
-                return views.account(current)  # a no-op PATCH writes nothing (updated_at kept)
-            await store.update(conn, tenant_id, account_id, name=None if cmd.name is UNSET else cmd.name,
-                               description_set=cmd.description is not UNSET,
-                               description=None if cmd.description is UNSET else cmd.description,
-                               metadata=metadata, sync_only=None if cmd.sync_only is UNSET else cmd.sync_only,
-                               external_id_set=cmd.external_id is not UNSET,
-                               external_id=None if cmd.external_id is UNSET else cmd.external_id)
-            view = await _account(conn, tenant_id, account_id)
-            await events.emit(ctx, conn, tenant_id, "ledger_account", "ledger_account.updated", view)
-        return view
+    return await ctx.run(lambda conn: apply_update(ctx, conn, tenant_id, account_id, cmd))
 
-    return await ctx.run(work)
+
+async def apply_update(ctx: CellContext, conn: asyncpg.Connection, tenant_id: str, account_id: uuid.UUID,
+                       cmd: AccountUpdate) -> views.LedgerAccount:
+    """`update_account` on the caller's connection, in a database transaction of its own or inside the caller's (a
+    bulk update's, which writes its result with it)."""
+    async with conn.transaction():
+        await store_tenants.fence(conn, tenant_id)
+        await store.lock_row(conn, tenant_id, account_id)  # a PATCH at the same time merges after this one
+        current = await store.fetch(conn, tenant_id, account_id)
+        if current is None:
+            raise NotFound(f"ledger account {account_id} not found")
+        metadata = merge_metadata(current["metadata"], cmd.metadata, ctx.settings.metadata_keys_max)
+        if unchanged(current, name=cmd.name, description=cmd.description, sync_only=cmd.sync_only,
+                     external_id=cmd.external_id, metadata=UNSET if metadata is None else metadata):
+            return views.account(current)  # a no-op PATCH writes nothing (updated_at kept)
+        await store.update(conn, tenant_id, account_id, name=None if cmd.name is UNSET else cmd.name,
+                           description_set=cmd.description is not UNSET,
+                           description=None if cmd.description is UNSET else cmd.description,
+                           metadata=metadata, sync_only=None if cmd.sync_only is UNSET else cmd.sync_only,
+                           external_id_set=cmd.external_id is not UNSET,
+                           external_id=None if cmd.external_id is UNSET else cmd.external_id)
+        view = await _account(conn, tenant_id, account_id)
+        await events.emit(ctx, conn, tenant_id, "ledger_account", "ledger_account.updated", view)
+    return view
 
 
 async def delete_account(ctx: CellContext, tenant_id: str, account_id: uuid.UUID) -> views.LedgerAccount:

@@ -13,7 +13,6 @@ from datetime import datetime, timezone
 
 import asyncpg
 import msgspec
-from msgspec import UNSET
 
 from cell.ledger.commands import (
     AccountCreate,
@@ -46,6 +45,7 @@ from cell.store import bulk as store
 from cell.store import events as store_events
 from cell.store import tenants as store_tenants
 from cell.store import transactions as store_transactions
+from cell.store.errors import translate
 
 # Not the resource's fault: the request stops here and is resumed later (its lease runs out), never a bulk_error.
 # (Nor is any error that is no LedgerError: both use an attempt, and a request past its attempts is given up.)
@@ -162,8 +162,8 @@ async def _write(ctx: CellContext, request, indexes: list[int], work) -> bool:
 
 
 async def _one_at_a_time(ctx: CellContext, request, index: int, apply) -> None:
-    """One resource through its use case, then its result (the use case's idempotency, or a PATCH's sameness,
-    makes a repeat after a crash harmless); a refusal is its bulk_error."""
+    """One new resource through its use case, then its result (the use case's idempotency, under the resource's
+    key, makes a repeat after a crash a replay); a refusal is its bulk_error."""
     resource = request["resources"][index]
     try:
         entity = await apply(resource, index)
@@ -272,42 +272,76 @@ def _with_id(resource: dict, what: str) -> tuple[uuid.UUID, dict]:
     return parse_uuid(raw, what), rest
 
 
-def _single_use_case(ctx: CellContext, request):
-    """How one resource of this request is applied alone (every kind but new transactions in chunks)."""
+def _create_use_case(ctx: CellContext, request):
+    """How one new resource of this request is made alone (an account; a transaction whose chunk fell back)."""
     tenant_id, request_id = request["tenant_id"], request["id"]
-    kind = (request["action_type"], request["resource_type"])
 
     async def apply(resource: dict, index: int):
-        if kind == ("create", "ledger_transaction"):
+        if request["resource_type"] == "ledger_transaction":
             return await _create_transaction_alone(ctx, request)(resource, index)
-        if kind == ("create", "ledger_account"):
-            return await accounts.create_account(ctx, tenant_id, _decode(resource, AccountCreate),
-                                                 resource_idempotency(request_id, index, resource))
-        if kind == ("update", "ledger_account"):
-            account_id, rest = _with_id(resource, "ledger account")
-            return await accounts.update_account(ctx, tenant_id, account_id, _decode(rest, AccountUpdate))
-        txn_id, rest = _with_id(resource, "ledger transaction")
-        cmd = await _entries_unless_held(ctx, tenant_id, txn_id, _decode(rest, TransactionUpdate))
-        return await transactions.update_transaction(ctx, tenant_id, txn_id, cmd)
+        return await accounts.create_account(ctx, tenant_id, _decode(resource, AccountCreate),
+                                             resource_idempotency(request_id, index, resource))
 
     return apply
 
 
-async def _entries_unless_held(ctx: CellContext, tenant_id: str, txn_id: uuid.UUID,
-                               cmd: TransactionUpdate) -> TransactionUpdate:
-    """An update's `ledger_entries` left out when the transaction holds them already, at the same time: its result
-    is written after its effect, so a worker that died between the two leaves the update applied, and the resumed
-    request sends it again (replaced again, the entries would be discarded and written once more; once posted by the
-    update, refused as a bulk_error). The rest of an update is the same when repeated."""
-    if cmd.ledger_entries is UNSET:
-        return cmd
-    current = await transactions.get_transaction(ctx, tenant_id, txn_id)
-    if cmd.effective_at is not UNSET and cmd.effective_at != current.effective_at:
-        return cmd
-    held = [(e.ledger_account_id, e.direction, e.amount, e.metadata) for e in current.ledger_entries]
-    if [(e.ledger_account_id, e.direction, e.amount, e.metadata) for e in cmd.ledger_entries] != held:
-        return cmd
-    return msgspec.structs.replace(cmd, ledger_entries=UNSET, effective_at=UNSET)
+def _update_use_case(ctx: CellContext, request, resource: dict):
+    """An update resource read as its PATCH is (a refusal raised here is its bulk_error): its PATCH's own use case, to
+    run on the connection and inside the database transaction of the caller, returning the entity as GET renders it
+    and what a transaction's `after_update` needs after the commit (None for an account)."""
+    tenant_id = request["tenant_id"]
+    if request["resource_type"] == "ledger_account":
+        account_id, rest = _with_id(resource, "ledger account")
+        account_cmd = _decode(rest, AccountUpdate)
+
+        async def apply_account(conn: asyncpg.Connection):
+            return await accounts.apply_update(ctx, conn, tenant_id, account_id, account_cmd), None
+
+        return apply_account
+    txn_id, rest = _with_id(resource, "ledger transaction")
+    cmd = _decode(rest, TransactionUpdate)
+
+    async def apply_transaction(conn: asyncpg.Connection):
+        updated = await transactions.apply_update(ctx, conn, tenant_id, txn_id, cmd)
+        return (await transactions.transactions_by_id(conn, tenant_id, [txn_id]))[txn_id], updated
+
+    return apply_transaction
+
+
+async def _update(ctx: CellContext, request, index: int) -> None:
+    """One update resource through its PATCH's use case, in the database transaction that writes its result under
+    this worker's claim (_write): a failure between the two leaves neither (the resumed request applies it then,
+    once; a given-up request reports it not applied truly), and a worker that lost its claim applies nothing. A
+    refusal is its bulk_error (the update rolled back to a savepoint, its result written)."""
+    resource = request["resources"][index]
+    refused = apply = None
+    try:
+        apply = _update_use_case(ctx, request, resource)
+    except (LedgerError, msgspec.ValidationError) as exc:
+        refused = _failure(index, resource, exc)
+    done: list = []
+
+    async def work(conn: asyncpg.Connection, todo: list[int]) -> list[tuple]:
+        done.clear()  # (run again after a conflict)
+        if apply is None:
+            return [refused]
+        try:
+            async with conn.transaction():
+                entity, updated = await apply(conn)
+        except TRANSIENT:
+            raise
+        except LedgerError as exc:
+            return [_failure(index, resource, exc)]
+        except asyncpg.PostgresError as exc:  # a refusal the database raised; anything else is ctx.run's
+            refusal = translate(exc)
+            if refusal is None or isinstance(refusal, TRANSIENT):
+                raise
+            return [_failure(index, resource, refusal)]
+        done.append(updated)
+        return [_success(index, resource, request["resource_type"], entity)]
+
+    if await _write(ctx, request, [index], work) and done and done[0] is not None:
+        await transactions.after_update(ctx, request["tenant_id"], done[0])
 
 
 async def process(ctx: CellContext, request, *, chunk_size: int, chunks_at_once: int, lease_s: float,
@@ -320,7 +354,8 @@ async def process(ctx: CellContext, request, *, chunk_size: int, chunks_at_once:
     todo = [i for i in range(request["total_resource_count"]) if i not in done]
     chunks = [todo[start:start + chunk_size] for start in range(0, len(todo), chunk_size)]
     chunked = (request["action_type"], request["resource_type"]) == ("create", "ledger_transaction")
-    apply = _single_use_case(ctx, request)
+    updates = request["action_type"] == "update"
+    create = _create_use_case(ctx, request)
 
     async def claimed() -> bool:
         return await ctx.run(lambda conn: store.renew_lease(conn, request["id"], request["lease_token"], lease_s))
@@ -329,11 +364,14 @@ async def process(ctx: CellContext, request, *, chunk_size: int, chunks_at_once:
         if chunked:
             return await _create_transactions(ctx, request, chunk)
         for i in chunk:
-            # Applied before its result is written, outside the claim's hold: only while the claim is still this
-            # worker's (one that stalled past its lease would apply an update again after another's later ones).
+            # The lease renewed before each (one may wait long for its locks); an update commits with its result
+            # under the claim's hold (_update), so one that stalled past its lease applies nothing after it.
             if not await claimed():
                 return None
-            await _one_at_a_time(ctx, request, i, apply)
+            if updates:
+                await _update(ctx, request, i)
+            else:
+                await _one_at_a_time(ctx, request, i, create)
         return []
 
     # Updates go one by one, in the request's order (two of one entity apply as listed); new transactions are
@@ -361,8 +399,10 @@ async def give_up(ctx: CellContext, request, attempts_max: int) -> views.BulkReq
     """End a request whose processing failed at each of its attempts, in one database transaction under this claim:
     every resource without a result gets one (a new transaction or account that its resource key shows was made, by
     a resource posted alone whose result was lost, that entity; every other one a bulk_error
-    `bulk_attempts_exhausted`: not applied, and never applied after this: a new one's key is taken, so a worker that
-    stalled mid-attempt and posts it alone later is refused), then it completes with its event.
+    `bulk_attempts_exhausted`: not applied (an update commits with its result, so one without a result was not
+    applied), and never applied after this: a new one's key is taken, so a worker that stalled mid-attempt and posts
+    it alone later is refused; an update commits only under a claim, which this completion ends), then it completes
+    with its event.
     None when the claim is lost (another worker took it over or completed it)."""
     tenant_id, request_id, resources = request["tenant_id"], request["id"], request["resources"]
     exhausted = LedgerError(f"processing this bulk request failed at each of its {attempts_max} attempts; this "

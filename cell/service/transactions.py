@@ -425,8 +425,33 @@ async def update_transaction(ctx: CellContext, tenant_id: str, txn_id: uuid.UUID
     """Status (pending -> posted | archived, checked by `ledger_transition`), description, metadata, external and
     ledgerable ids (an external id is unique among the ledger's transactions not archived), and a pending one's
     entries and effective time (`_replace_entries`, first, in one database transaction with the rest). A concurrent
-    change is a version conflict: ctx.run runs `work` again, which re-reads the transaction. A PATCH that changes
-    nothing writes nothing (no version, updated_at kept): so identical PATCHes racing make one version, not many."""
+    change is a version conflict: ctx.run runs `apply_update` again, which re-reads the transaction. A PATCH that
+    changes nothing writes nothing (no version, updated_at kept): so identical PATCHes racing make one version, not
+    many."""
+    updated = await ctx.run(lambda conn: apply_update(ctx, conn, tenant_id, txn_id, cmd))
+    await after_update(ctx, tenant_id, updated)
+    return await get_transaction(ctx, tenant_id, txn_id)
+
+
+class Updated(msgspec.Struct, frozen=True):
+    """What `apply_update` did: the status it moved the transaction to (None: unchanged), the accounts to nudge."""
+
+    status: str | None
+    touched: list[str]
+
+
+async def after_update(ctx: CellContext, tenant_id: str, updated: Updated) -> None:
+    """After an update's commit: counted, and its accounts nudged (unless every entry is applied in it: sync)."""
+    if updated.status is not None:
+        count_posting(updated.status)
+    if ctx.settings.posting_mode != "sync" and updated.touched:
+        await ctx.nudger.nudge(tenant_id, updated.touched)
+
+
+async def apply_update(ctx: CellContext, conn: asyncpg.Connection, tenant_id: str, txn_id: uuid.UUID,
+                       cmd: TransactionUpdate) -> Updated:
+    """`update_transaction`'s change, on the caller's connection (inside the caller's database transaction when it
+    holds one: a bulk update's, which writes its result with it). The caller runs `after_update` after the commit."""
 
     async def change(conn: asyncpg.Connection, current: TransactionState, version: int,
                      view: views.LedgerTransaction) -> tuple[TransactionState, str | None]:
@@ -466,24 +491,18 @@ async def update_transaction(ctx: CellContext, tenant_id: str, txn_id: uuid.UUID
             SYNC_LOCK_WAIT_SECONDS.observe(result.lock_wait_s)
         return current, status
 
-    async def work(conn: asyncpg.Connection) -> tuple[TransactionState, str | None, list[str]]:
-        current, version, view = await _state_and_view(conn, tenant_id, txn_id)
-        if cmd.ledger_entries is UNSET and cmd.effective_at is UNSET:
-            return *await change(conn, current, version, view), []
-        async with conn.transaction():
-            replaced = await _replace_entries(ctx, conn, tenant_id, cmd, current, version, view)
-            if replaced:
-                current, version, view = await _state_and_view(conn, tenant_id, txn_id)
-            return *await change(conn, current, version, view), replaced
-
-    current, status, replaced = await ctx.run(work)
-    if status is not None:
-        count_posting(status)
-    if ctx.settings.posting_mode != "sync":
+    def updated(current: TransactionState, status: str | None, replaced: list[str]) -> Updated:
         touched = set(replaced) | ({str(e.ledger_account_id) for e in current.ledger_entries} if status else set())
-        if touched:
-            await ctx.nudger.nudge(tenant_id, sorted(touched))
-    return await get_transaction(ctx, tenant_id, txn_id)
+        return Updated(status, sorted(touched))
+
+    current, version, view = await _state_and_view(conn, tenant_id, txn_id)
+    if cmd.ledger_entries is UNSET and cmd.effective_at is UNSET:
+        return updated(*await change(conn, current, version, view), [])
+    async with conn.transaction():
+        replaced = await _replace_entries(ctx, conn, tenant_id, cmd, current, version, view)
+        if replaced:
+            current, version, view = await _state_and_view(conn, tenant_id, txn_id)
+        return updated(*await change(conn, current, version, view), replaced)
 
 
 async def list_versions(ctx: CellContext, tenant_id: str, txn_id: uuid.UUID) -> list[views.LedgerTransactionVersion]:

@@ -1,6 +1,7 @@
 """Bulk requests through the cell's HTTP API, processed by real worker processes: mixed valid and invalid
 resources (one result each), a worker killed mid-request and another taking over (every resource processed
-exactly once), a retried request (its Idempotency-Key answers the same request), the completion event."""
+exactly once), updates committed with their results (a fault between them, a worker stalled past its lease), a
+retried request (its Idempotency-Key answers the same request), the completion event."""
 
 from __future__ import annotations
 
@@ -48,6 +49,37 @@ async def _results(client, auth, request_id: str, **params) -> list[dict]:
         cursor = r.headers.get("x-after-cursor")
         if not cursor:
             return found
+
+
+# Another worker's claim of the request (claim_bulk_request's, of this request only, whatever its lease): the test
+# stands in for a lease that ran out.
+_TAKE_OVER = ("UPDATE bulk_requests SET status = 'processing', lease_token = gen_random_uuid(), "
+              "attempts = attempts + 1, lease_until = now() + interval '60 seconds' WHERE id = $1 RETURNING *")
+
+
+async def _fail_successful_results(admin, request_id: uuid.UUID) -> str:
+    """A fault injected in the test's PostgreSQL: writing a successful result of the request raises (as a worker that
+    dies between an update and its result would never write it). Returns the trigger's name (and its function's)."""
+    fn = f"fault_{uuid.uuid4().hex[:12]}"
+    await admin.execute(f"""
+        CREATE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF NEW.request_id = '{request_id}' AND NEW.status = 'successful' THEN
+                RAISE EXCEPTION 'injected fault' USING ERRCODE = 'XX000';
+            END IF;
+            RETURN NEW;
+        END $$;
+        CREATE TRIGGER {fn} BEFORE INSERT ON bulk_results FOR EACH ROW EXECUTE FUNCTION {fn}();""")
+    return fn
+
+
+async def _pending_update_request(client, auth, ids, resource: dict) -> tuple[str, uuid.UUID]:
+    """A pending transaction (5 from cash to wallet) and a bulk request of one update of it: their ids."""
+    txn = (await client.post("/api/ledger_transactions", auth=auth, json=_txn(ids, 5) | {"status": "pending"})).json()
+    request = (await client.post("/api/bulk_requests", auth=auth, json={
+        "action_type": "update", "resource_type": "ledger_transaction",
+        "resources": [{"id": txn["id"], **resource}]})).json()
+    return txn["id"], uuid.UUID(request["id"])
 
 
 async def test_mixed_valid_and_invalid_resources_get_one_result_each(client, pool, sqs_queue, worker_process):
@@ -311,15 +343,14 @@ async def test_a_claimer_whose_listening_session_ends_still_claims_by_its_polls(
         await admin.close()
 
 
-async def test_a_transaction_update_applied_before_a_crash_is_not_applied_again_nor_failed(client, pool,
-                                                                                          worker_database_url):
-    """An update goes through the PATCH use case, then its result is written: a worker that dies between the two
-    leaves the update applied without a result. Its resumed request applies it again: the same entries again are
-    no change (no third version, no entries discarded twice), and a pending transaction the update posted is not
-    answered with a bulk_error (it was done)."""
-    from cell.ledger.commands import TransactionUpdate
+async def test_a_transaction_update_whose_result_was_not_written_replaces_entries_once_when_resumed(
+        client, pool, worker_database_url):
+    """Updates commit with their results: an attempt that fails between the two (here writing a result raises, a
+    fault injected in the database) leaves neither, and the resumed request applies each then: entries replaced once
+    (no entries discarded twice), a pending transaction posted by its update answered as done, not a bulk_error."""
+    import asyncpg
+
     from cell.service import bulk as bulk_service
-    from cell.service import transactions
     from worker import bulk as worker_bulk
     from worker.settings import load_settings as load_worker_settings
 
@@ -332,24 +363,37 @@ async def test_a_transaction_update_applied_before_a_crash_is_not_applied_again_
                  {"id": pending[1], "status": "posted", "ledger_entries": _txn(ids, 9)["ledger_entries"]}]
     request = (await client.post("/api/bulk_requests", auth=auth, json={
         "action_type": "update", "resource_type": "ledger_transaction", "resources": resources})).json()
-    settings = load_worker_settings({}, database_url=worker_database_url, posting_mode="hybrid", bulk_poll_s=0.05)
-    ctx = worker_bulk.cell_context(pool, settings)
-    before = []
-    for resource in resources:  # applied by a worker that died before writing the results
-        txn_id, rest = bulk_service._with_id(resource, "ledger transaction")
-        before.append(await transactions.update_transaction(ctx, auth[0], txn_id,
-                                                            bulk_service._decode(rest, TransactionUpdate)))
-    await worker_bulk.process_for(pool, settings, 0.5)
-    done = await _completed(client, auth, request["id"])
-    assert done is not None and (done["success_result_count"], done["failed_result_count"]) == (2, 0), \
+    rid = uuid.UUID(request["id"])
+    ctx = worker_bulk.cell_context(pool, load_worker_settings({}, database_url=worker_database_url,
+                                                              posting_mode="hybrid"))
+    admin = await asyncpg.connect(worker_database_url)
+    fn = await _fail_successful_results(admin, rid)
+    try:
+        with pytest.raises(asyncpg.PostgresError, match="injected fault"):
+            await bulk_service.process(ctx, await pool.fetchrow(_TAKE_OVER, rid), chunk_size=10, chunks_at_once=1,
+                                       lease_s=60)
+    finally:
+        await admin.execute(f"DROP TRIGGER {fn} ON bulk_results; DROP FUNCTION {fn}();")
+        await admin.close()
+    for txn_id, amount in zip(pending, (5, 6)):
+        now = (await client.get(f"/api/ledger_transactions/{txn_id}", auth=auth)).json()
+        assert (now["version"], now["status"], {e["amount"] for e in now["ledger_entries"]}) == (1, "pending", {amount})
+    done = await bulk_service.process(ctx, await pool.fetchrow(_TAKE_OVER, rid), chunk_size=10, chunks_at_once=1,
+                                      lease_s=60)
+    assert done is not None and (done.success_result_count, done.failed_result_count) == (2, 0), \
         [r["entity"] for r in await _results(client, auth, request["id"])]
-    for txn, amount in zip(before, (8, 9)):
-        now = (await client.get(f"/api/ledger_transactions/{txn.id}", auth=auth)).json()
-        assert (now["version"], now["status"]) == (txn.version, txn.status)
+    results = {r["entity_id"]: r["entity"] for r in await _results(client, auth, request["id"])}
+    for txn_id, amount, status in zip(pending, (8, 9), ("pending", "posted")):
+        now = (await client.get(f"/api/ledger_transactions/{txn_id}", auth=auth)).json()
+        # (the result renders it as of its commit: its async entries applied after it, their lock versions unset)
+        assert results[txn_id] | {"ledger_entries": now["ledger_entries"]} == now and now["status"] == status
+        assert [e["id"] for e in results[txn_id]["ledger_entries"]] == [e["id"] for e in now["ledger_entries"]]
         assert {e["amount"] for e in now["ledger_entries"]} == {amount}
         discarded = (await client.get("/api/ledger_entries", auth=auth, params={
-            "ledger_transaction_id": str(txn.id), "show_deleted": "true"})).json()
+            "ledger_transaction_id": txn_id, "show_deleted": "true"})).json()
         assert len(discarded) == 4  # the first entries and their one replacement
+    async with pool.acquire() as conn:
+        assert await verify(conn, auth[0]) == []
 
 
 async def test_a_worker_that_lost_its_claim_applies_no_further_update(client, pool, worker_database_url):
@@ -560,3 +604,133 @@ async def test_a_request_that_fails_at_every_attempt_ends_completed_telling_the_
     assert f"bulk request {rid} of tenant {auth[0]} given up after 2 failed attempts" in log
     async with pool.acquire() as conn:
         assert await verify(conn, auth[0]) == []
+
+
+
+async def test_an_update_whose_result_was_not_written_is_not_applied_and_the_give_up_tells_the_truth(
+        client, pool, worker_database_url):
+    """An update commits with its result: an attempt that fails between the two (here writing the result raises, a
+    fault injected in the database) leaves neither, so the request given up afterwards reports it
+    `bulk_attempts_exhausted` (not applied) truly: the transaction is still pending, its balances untouched, no
+    version or event written for it."""
+    import asyncpg
+
+    from cell.service import bulk as bulk_service
+    from worker import bulk as worker_bulk
+    from worker.settings import load_settings as load_worker_settings
+
+    auth, ids = await api_book(client, pool, "bulk", BOOK)
+    txn_id, rid = await _pending_update_request(client, auth, ids, {"status": "posted"})
+    ctx = worker_bulk.cell_context(pool, load_worker_settings({}, database_url=worker_database_url,
+                                                              posting_mode="hybrid"))
+    admin = await asyncpg.connect(worker_database_url)
+    fn = await _fail_successful_results(admin, rid)
+    try:
+        with pytest.raises(asyncpg.PostgresError, match="injected fault"):
+            await bulk_service.process(ctx, await pool.fetchrow(_TAKE_OVER, rid), chunk_size=10, chunks_at_once=1,
+                                       lease_s=60)
+    finally:
+        await admin.execute(f"DROP TRIGGER {fn} ON bulk_results; DROP FUNCTION {fn}();")
+        await admin.close()
+    shown = (await client.get(f"/api/ledger_transactions/{txn_id}", auth=auth)).json()
+    assert (shown["status"], shown["version"]) == ("pending", 1)
+
+    last = await pool.fetchrow(_TAKE_OVER, rid)
+    assert bulk_service.attempts_exhausted(last, 1)
+    done = await bulk_service.give_up(ctx, last, 1)
+    assert done is not None and (done.success_result_count, done.failed_result_count) == (0, 1)
+    [result] = await _results(client, auth, str(rid))
+    assert [e["code"] for e in result["entity"]["request_errors"]] == [bulk_service.ATTEMPTS_EXHAUSTED]
+    shown = (await client.get(f"/api/ledger_transactions/{txn_id}", auth=auth)).json()
+    assert (shown["status"], shown["version"]) == ("pending", 1)
+    assert {e["status"] for e in shown["ledger_entries"]} == {"pending"}
+    assert await pool.fetchval("SELECT count(*) FROM events WHERE tenant_id = $1 AND event_name = "
+                               "'ledger_transaction.posted'", auth[0]) == 0
+    async with pool.acquire() as conn:
+        assert await verify(conn, auth[0]) == []
+
+
+async def test_an_update_whose_result_was_not_written_is_applied_once_when_the_request_resumes(
+        client, pool, worker_database_url):
+    """An attempt that fails between an update and its result leaves neither: the resumed request applies the update
+    then, once. A change made meanwhile by a PATCH of the same field comes before it, never after a second
+    application of it (the versions: created, the PATCH's, the bulk update's)."""
+    import asyncpg
+
+    from cell.service import bulk as bulk_service
+    from worker import bulk as worker_bulk
+    from worker.settings import load_settings as load_worker_settings
+
+    auth, ids = await api_book(client, pool, "bulk", BOOK)
+    txn_id, rid = await _pending_update_request(client, auth, ids, {"metadata": {"k": "bulk"}})
+    ctx = worker_bulk.cell_context(pool, load_worker_settings({}, database_url=worker_database_url,
+                                                              posting_mode="hybrid"))
+    admin = await asyncpg.connect(worker_database_url)
+    fn = await _fail_successful_results(admin, rid)
+    try:
+        with pytest.raises(asyncpg.PostgresError, match="injected fault"):
+            await bulk_service.process(ctx, await pool.fetchrow(_TAKE_OVER, rid), chunk_size=10, chunks_at_once=1,
+                                       lease_s=60)
+    finally:
+        await admin.execute(f"DROP TRIGGER {fn} ON bulk_results; DROP FUNCTION {fn}();")
+        await admin.close()
+    r = await client.patch(f"/api/ledger_transactions/{txn_id}", auth=auth, json={"metadata": {"k": "user"}})
+    assert r.status_code == 200, r.text
+    done = await bulk_service.process(ctx, await pool.fetchrow(_TAKE_OVER, rid), chunk_size=10, chunks_at_once=1,
+                                      lease_s=60)
+    assert done is not None and (done.success_result_count, done.failed_result_count) == (1, 0)
+    versions = (await client.get(f"/api/ledger_transactions/{txn_id}/versions", auth=auth)).json()
+    assert [v["metadata"] for v in versions] == [{}, {"k": "user"}, {"k": "bulk"}]
+    [result] = await _results(client, auth, str(rid))
+    shown = (await client.get(f"/api/ledger_transactions/{txn_id}", auth=auth)).json()
+    assert result["entity"] == shown and shown["version"] == 3
+
+
+async def test_a_worker_stalled_past_its_lease_while_applying_an_update_applies_nothing(client, pool,
+                                                                                      worker_database_url):
+    """A worker that checked its claim, then stalled (here waiting for the tenant's write fence, which the test holds
+    as a tenant move does) while its lease ran out and another worker took the request over, applies nothing when it
+    wakes: an update commits only with its result, under the claim. The other worker applies it, once."""
+    import asyncio
+
+    import asyncpg
+
+    from cell.service import bulk as bulk_service
+    from worker import bulk as worker_bulk
+    from worker.settings import load_settings as load_worker_settings
+
+    auth, ids = await api_book(client, pool, "bulk", BOOK)
+    txn_id, rid = await _pending_update_request(client, auth, ids, {"status": "posted"})
+    ctx = worker_bulk.cell_context(pool, load_worker_settings({}, database_url=worker_database_url,
+                                                              posting_mode="hybrid"))
+    first = await pool.fetchrow(_TAKE_OVER, rid)
+    admin = await asyncpg.connect(worker_database_url)
+    fence = admin.transaction()
+    await fence.start()
+    stalled = None
+    try:
+        await admin.execute("SELECT pg_advisory_xact_lock(ledger_fence_key($1))", auth[0])
+        stalled = asyncio.create_task(bulk_service.process(ctx, first, chunk_size=10, chunks_at_once=1, lease_s=60))
+
+        async def waiting_for_the_fence() -> bool:
+            return bool(await admin.fetchval("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                                             "AND NOT granted AND database = (SELECT oid FROM pg_database "
+                                             "WHERE datname = current_database())"))
+
+        await wait_until(waiting_for_the_fence, 30, what="the worker waiting for the tenant's write fence")
+        second = await pool.fetchrow(_TAKE_OVER, rid)
+        await fence.commit()
+        assert await asyncio.wait_for(stalled, 60) is None  # its claim lost
+    finally:
+        await admin.close()  # the fence released (a wait that failed rolled back)
+        if stalled is not None:
+            stalled.cancel()
+            await asyncio.gather(stalled, return_exceptions=True)
+    shown = (await client.get(f"/api/ledger_transactions/{txn_id}", auth=auth)).json()
+    assert (shown["status"], shown["version"]) == ("pending", 1)
+    assert await _results(client, auth, str(rid)) == []
+
+    done = await bulk_service.process(ctx, second, chunk_size=10, chunks_at_once=1, lease_s=60)
+    assert done is not None and (done.success_result_count, done.failed_result_count) == (1, 0)
+    shown = (await client.get(f"/api/ledger_transactions/{txn_id}", auth=auth)).json()
+    assert (shown["status"], shown["version"]) == ("posted", 2)
