@@ -93,7 +93,7 @@ BEGIN
     -- A partial post: the pending transaction ({id, expected_version, snapshot, apply_all}) is archived here,
     -- its effects undone, before this posting's own effects are written and its balance locks checked.
     IF v_partial_id IS NOT NULL THEN
-        SELECT status INTO v_original FROM ledger_transactions
+        SELECT status, reverses_id INTO v_original FROM ledger_transactions
         WHERE id = v_partial_id AND tenant_id IS NOT DISTINCT FROM p_tenant FOR UPDATE;
         IF NOT FOUND THEN
             RAISE EXCEPTION 'ledger transaction not found' USING ERRCODE = 'LG005';
@@ -102,6 +102,10 @@ BEGIN
         END IF;
         PERFORM ledger_transition(p_tenant, v_partial_id, (p_partial ->> 'expected_version')::integer, 'archived',
                                   NULL, NULL, (p_partial ->> 'apply_all')::boolean, p_partial -> 'snapshot');
+        IF v_original.reverses_id IS NOT NULL THEN  -- a pending reversal, partially posted: it did reverse its
+            UPDATE ledger_transactions SET reversed_by_id = v_partial_id  -- original (the archive unlinked it)
+            WHERE id = v_original.reverses_id AND reversed_by_id IS NULL;
+        END IF;
         IF jsonb_array_length(p_checks) > 0 THEN
             -- A lock_version is the account's before this change, not after the pending entries' archives.
             SELECT ledger_checks_before(p_checks, coalesce(array_agg(e.ledger_account_id), '{}')) INTO p_checks

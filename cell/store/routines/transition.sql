@@ -63,6 +63,12 @@ BEGIN
             RAISE EXCEPTION 'cannot move a % transaction to %', t.status, p_status USING ERRCODE = 'LG006';
         END IF;
         v_kind := CASE p_status WHEN 'posted' THEN 'post' ELSE 'archive' END;
+        -- An archived reversal reversed nothing: its original is no longer reversed by it (and may be reversed
+        -- anew). A partial post of it (ledger_post) links the original back to it: that did reverse it, in part.
+        IF p_status = 'archived' AND t.reverses_id IS NOT NULL THEN
+            UPDATE ledger_transactions SET reversed_by_id = NULL, updated_at = greatest(updated_at, v_now)
+            WHERE id = t.reverses_id AND reversed_by_id = p_txn_id;
+        END IF;
         SELECT array_agg(e.id ORDER BY e.seq), array_agg(e.ledger_account_id ORDER BY e.seq),
                array_agg(e.direction ORDER BY e.seq), array_agg(e.amount ORDER BY e.seq),
                array_agg(e.effective_at ORDER BY e.seq)

@@ -85,6 +85,35 @@ async def test_reversal_flips_every_entry_and_links_both_ways(api, books):
     assert r.status_code == 422 and r.json()["code"] == "already_reversed"
 
 
+async def test_a_pending_reversal_archived_leaves_its_original_reversible_again(api, books):
+    """An archived reversal reversed nothing: the original is no longer marked reversed, and may be reversed anew.
+    A pending reversal partially posted did reverse it (partly): the original stays reversed."""
+    ledger, cash, rev = books
+    txn = (await api.transfer(ledger["id"], cash["id"], rev["id"], 800)).json()
+    pending = (await api.post(f"/api/ledger_transactions/{txn['id']}/reversal", {"status": "pending"})).json()
+    assert (await api.get(f"/api/ledger_transactions/{txn['id']}")).json()["reversed_by_ledger_transaction_id"] == \
+        pending["id"]
+    r = await api.patch(f"/api/ledger_transactions/{pending['id']}", {"status": "archived"})
+    assert r.status_code == 200, r.text
+    original = (await api.get(f"/api/ledger_transactions/{txn['id']}")).json()
+    assert original["reversed_by_ledger_transaction_id"] is None
+    assert original["updated_at"] >= txn["updated_at"]
+    r = await api.post(f"/api/ledger_transactions/{txn['id']}/reversal", {"status": "pending"})
+    assert r.status_code == 201, r.text
+    second = r.json()
+    assert (await api.get(f"/api/ledger_transactions/{txn['id']}")).json()["reversed_by_ledger_transaction_id"] == \
+        second["id"]
+    parts = [{"ledger_account_id": e["ledger_account_id"], "direction": e["direction"], "amount": 300}
+             for e in second["ledger_entries"]]
+    r = await api.post(f"/api/ledger_transactions/{second['id']}/partial_post", {"posted_ledger_entries": parts})
+    assert r.status_code == 201, r.text
+    assert (await api.get(f"/api/ledger_transactions/{txn['id']}")).json()["reversed_by_ledger_transaction_id"] == \
+        second["id"]
+    r = await api.post(f"/api/ledger_transactions/{txn['id']}/reversal", {})
+    assert r.status_code == 422 and r.json()["code"] == "already_reversed"
+    assert (await api.balances(cash["id"]))["posted_balance"]["amount"] == 500
+
+
 async def test_only_posted_transactions_can_be_reversed(api, books):
     ledger, cash, rev = books
     txn = (await api.transfer(ledger["id"], cash["id"], rev["id"], 80, status="pending")).json()
