@@ -9,6 +9,7 @@ import msgspec
 
 from cell.store.migrate import migrate
 from control_plane.errors import EXIT_UNAVAILABLE, LedgerctlError
+from ledger_common.server_urls import InvalidServerUrl, url_refusals_redacted
 from ledger_common.sql import load_queries
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -25,10 +26,10 @@ async def connect(url: str, *, what: str = "the control-plane database") -> asyn
         raise LedgerctlError("no_database_url", f"no URL for {what} (set CONTROL_PLANE_DATABASE_URL "
                              "or pass --database-url)")
     try:
-        conn = await asyncpg.connect(url, timeout=10)
-    except (asyncpg.ClientConfigurationError, ValueError) as exc:  # the URL itself: a scheme, port or option wrong
-        raise LedgerctlError("invalid_database_url", f"the URL of {what} is not a valid PostgreSQL URL: "
-                             f"{type(exc).__name__}: {exc}") from exc
+        with url_refusals_redacted(f"the URL of {what}"):
+            conn = await asyncpg.connect(url, timeout=10)
+    except InvalidServerUrl as exc:  # the URL itself: a scheme, port or option wrong (said without the URL)
+        raise LedgerctlError("invalid_database_url", str(exc)) from None
     except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
         raise LedgerctlError("database_unreachable", f"cannot connect to {what}: {exc}",
                              EXIT_UNAVAILABLE) from exc

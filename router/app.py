@@ -24,6 +24,7 @@ from prometheus_client.utils import floatToGoString
 
 from ledger_common.basic_auth import KEY_CHECKED_PREFIX, UNAUTHORIZED_BODY, WWW_AUTHENTICATE, parse_basic
 from ledger_common.problems import PROBLEM_JSON, problem_body
+from ledger_common.server_urls import url_refusals_redacted
 from ledger_common.sql import load_queries
 from router.routes import KnownCredentials, RateLimiter, Route, RoutingTable, build_table
 from router.settings import RouterSettings
@@ -470,9 +471,10 @@ class Router:
         import asyncpg
 
         if self._db is None:
-            self._db = await asyncpg.create_pool(self.settings.control_plane_database_url, min_size=1, max_size=2,
-                                                 timeout=self.settings.connect_timeout_s,
-                                                 server_settings={"application_name": "ledger-router"})
+            with url_refusals_redacted("ROUTER_CONTROL_PLANE_DATABASE_URL"):
+                self._db = await asyncpg.create_pool(self.settings.control_plane_database_url, min_size=1,
+                                                     max_size=2, timeout=self.settings.connect_timeout_s,
+                                                     server_settings={"application_name": "ledger-router"})
         return await self._db.fetch(Q["load_routes"], timeout=10)
 
     async def _reload_loop(self) -> None:
@@ -490,10 +492,12 @@ class Router:
 
         backoff_s = 0.2
         while not self._stopping:
-            client = redis.Redis.from_url(self.settings.redis_url, socket_connect_timeout=2,
-                                          health_check_interval=10)
-            pubsub = client.pubsub(ignore_subscribe_messages=True)
+            client = pubsub = None
             try:
+                with url_refusals_redacted("ROUTER_REDIS_URL"):
+                    client = redis.Redis.from_url(self.settings.redis_url, socket_connect_timeout=2,
+                                                  health_check_interval=10)
+                pubsub = client.pubsub(ignore_subscribe_messages=True)
                 await pubsub.subscribe(self.settings.routes_channel)
                 self.redis_connected = True
                 backoff_s = 0.2
@@ -512,8 +516,10 @@ class Router:
             finally:
                 self.redis_connected = False
                 try:
-                    await pubsub.aclose()
-                    await client.aclose()
+                    if pubsub is not None:
+                        await pubsub.aclose()
+                    if client is not None:
+                        await client.aclose()
                 except Exception:  # noqa: BLE001
                     pass
             await asyncio.sleep(backoff_s)

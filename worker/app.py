@@ -13,10 +13,12 @@ import asyncpg
 from celery import Celery
 from celery.signals import worker_ready
 from celery.worker.consumer import Consumer
+from kombu.utils.url import url_to_parts
 
 from cell.store import events as store_events
 from cell.store.db import INDEX_PLANS, create_pool, session_bounds
 from ledger_common.pacing import Pacer
+from ledger_common.server_urls import url_refusals_redacted
 from worker import bulk, drain, metrics, webhooks
 from worker.sealer import Sealer
 from worker.settings import WorkerSettings
@@ -115,6 +117,7 @@ class _Runtime:
                 self.pool = await create_pool(
                     self.settings.database_url, min_size=1, max_size=self.settings.db_pool_max,
                     role=self.settings.db_role, connect_timeout_s=CONNECT_TIMEOUT_S,
+                    url_setting="WORKER_DATABASE_URL (or LEDGER_DATABASE_URL)",
                     server_settings={**session_bounds(
                         idle_in_transaction_ms_max=self.settings.idle_in_transaction_ms_max,
                         statement_ms_max=self.settings.statement_ms_max,
@@ -138,6 +141,8 @@ def create_celery(settings: WorkerSettings, queue: SqsQueue | None = None) -> Ce
             runtimes[key] = _Runtime(settings, planner)
         return runtimes[key]
 
+    with url_refusals_redacted("WORKER_BROKER_URL (or LEDGER_BROKER_URL)"):
+        url_to_parts(settings.broker_url)  # Celery's parser, read here first: its errors quote what they cannot read
     app = Celery(f"ledger-worker-{settings.cell_name}", broker=settings.broker_url)
     drain_expires_s = max(1.0, settings.drain_run_s)
     app.conf.update(

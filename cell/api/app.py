@@ -41,8 +41,10 @@ from cell.service.tenants import KeyCache
 from cell.settings import CellSettings
 from cell.store.db import INDEX_PLANS, close_idle, create_pool, session_bounds
 from cell.store.migrate import expected, migrate, pending_migrations
+from ledger_common.server_urls import url_refusals_redacted
 
 log = logging.getLogger("cell")
+DATABASE_URL_SETTING = "CELL_DATABASE_URL (or LEDGER_DATABASE_URL)"
 
 
 @get("/healthz", include_in_schema=False)
@@ -89,7 +91,8 @@ def create_app(settings: CellSettings, *, run_migrations: bool = True) -> Litest
         app.state.schema_files = expected()  # the code's migrations and routines, read once: /readyz checks them
         if run_migrations:
             # As the login role (it owns the schema); the pool then runs as the restricted role.
-            conn = await asyncpg.connect(settings.database_url)
+            with url_refusals_redacted(DATABASE_URL_SETTING):
+                conn = await asyncpg.connect(settings.database_url)
             try:
                 applied = await migrate(conn)
             finally:
@@ -98,7 +101,7 @@ def create_app(settings: CellSettings, *, run_migrations: bool = True) -> Litest
                 log.info("applied migrations: %s", ", ".join(applied))
         pool = await create_pool(
             settings.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max, role=settings.db_role,
-            connect_timeout_s=settings.db_acquire_s_max, idle_close_s=0,
+            connect_timeout_s=settings.db_acquire_s_max, idle_close_s=0, url_setting=DATABASE_URL_SETTING,
             server_settings={**session_bounds(idle_in_transaction_ms_max=settings.idle_in_transaction_ms_max,
                                               statement_ms_max=settings.statement_ms_max,
                                               lock_wait_ms_max=settings.lock_wait_ms_max), **INDEX_PLANS})
@@ -106,6 +109,7 @@ def create_app(settings: CellSettings, *, run_migrations: bool = True) -> Litest
         background = await create_pool(
             settings.database_url, min_size=1, max_size=settings.db_background_pool_max,
             role=settings.db_background_role, connect_timeout_s=settings.db_acquire_s_max,
+            url_setting=DATABASE_URL_SETTING,
             server_settings={**session_bounds(idle_in_transaction_ms_max=settings.idle_in_transaction_ms_max,
                                               statement_ms_max=settings.statement_ms_max,
                                               lock_wait_ms_max=settings.lock_wait_ms_max), **INDEX_PLANS})

@@ -11,6 +11,8 @@ from contextvars import ContextVar
 import asyncpg
 import msgspec
 
+from ledger_common.server_urls import url_refusals_redacted
+
 # The tenant the current task acts for (cell.api.auth sets it for a request once its key is verified): every
 # connection acquired in that task has `ledger.tenant` set to it, which row-level security (migration 0110)
 # holds ledger_app's queries to. "" (a background task, a key lookup): ledger_app sees no tenant's rows.
@@ -95,25 +97,27 @@ def session_bounds(*, idle_in_transaction_ms_max: int = 0, statement_ms_max: int
 
 async def create_pool(url: str, *, min_size: int, max_size: int, role: str = "",
                       server_settings: dict[str, str] | None = None, connect_timeout_s: float = 60.0,
-                      idle_close_s: float = 300.0) -> asyncpg.Pool:
+                      idle_close_s: float = 300.0, url_setting: str = "the database URL") -> asyncpg.Pool:
     """`role`: run every pooled connection as that role (SET ROLE; migration 0003 grants `ledger_app` exactly
     what the cell needs, and no UPDATE or DELETE on entries or versions). Empty: the login role as it is.
     `server_settings`: extra session settings (session_bounds). Every acquire sets the session's `ledger.tenant` to
     ACTING_TENANT's (a round trip only when it changes): ledger_app sees that tenant's rows only (0110).
     `idle_close_s`: a connection above min_size idle that long is closed (asyncpg's timer, armed on every release);
-    0: never, unless close_idle runs beside the pool."""
+    0: never, unless close_idle runs beside the pool. `url_setting`: the URL's setting, as a malformed URL is reported
+    (ledger_common.server_urls: never the URL itself)."""
 
     async def init(conn: asyncpg.Connection) -> None:
         if role:
             await conn.execute(f"SET ROLE {quote_ident(role)}")
         await _init_connection(conn)
 
-    return await asyncpg.create_pool(
-        url, min_size=min_size, max_size=max_size, init=init, setup=act_for_task_tenant, reset=no_reset,
-        connection_class=TenantConnection, max_inactive_connection_lifetime=idle_close_s,
-        server_settings={"application_name": "cellledger", "jit": "off", **(server_settings or {})},
-        timeout=connect_timeout_s,
-    )
+    with url_refusals_redacted(url_setting):
+        return await asyncpg.create_pool(
+            url, min_size=min_size, max_size=max_size, init=init, setup=act_for_task_tenant, reset=no_reset,
+            connection_class=TenantConnection, max_inactive_connection_lifetime=idle_close_s,
+            server_settings={"application_name": "cellledger", "jit": "off", **(server_settings or {})},
+            timeout=connect_timeout_s,
+        )
 
 
 async def close_idle(pool: asyncpg.Pool, idle_s: float) -> None:

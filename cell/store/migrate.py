@@ -25,6 +25,8 @@ from typing import NamedTuple
 
 import asyncpg
 
+from ledger_common.server_urls import url_refusals_redacted
+
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _LOCK_KEY = 7_311_900_001
 GENERATIONS = "generations.txt"
@@ -242,7 +244,8 @@ async def pending_migrations(conn: asyncpg.Connection, directory: Path = MIGRATI
 
 
 async def _main(url: str) -> None:
-    conn = await asyncpg.connect(url)
+    with url_refusals_redacted("the database URL"):
+        conn = await asyncpg.connect(url)
     try:
         names = await migrate(conn)
         print("applied: " + (", ".join(names) if names else "nothing (up to date)"))
