@@ -57,6 +57,19 @@ def _credentials(authorization: bytes | None) -> tuple[bytes | None, str | None,
     return authorization, tenant_id, hashlib.sha256(f"{tenant_id}:{key}".encode()).digest()
 
 
+# What a tenant's cell serves its clients: the API (past its check of the key) and the OpenAPI document. The cell's
+# other paths (its probes: its name, backlog, migrations) are not relayed, whatever key comes with them.
+_RELAYED = (KEY_CHECKED_PREFIX.encode(), b"/schema")
+
+
+def _relayed_target(target: bytes) -> bool:
+    """Whether `target` is for a path a cell serves its clients, as the cell decodes it (a target spelt plainly is
+    told by its first bytes: the common case costs one comparison)."""
+    if target.startswith(_RELAYED):
+        return True
+    return unquote(target.split(b"?", 1)[0].decode("latin-1")).startswith((KEY_CHECKED_PREFIX, "/schema"))
+
+
 def _key_checked(target: bytes) -> bool:
     """Whether a cell answers a request for `target` only past its check of the key: its path, as the cell decodes
     it, under KEY_CHECKED_PREFIX."""
@@ -190,6 +203,9 @@ class Router:
         own, or the request to forward."""
         # One clock for the latency metric, the buckets and the credentials' TTL (time.monotonic is
         # time.perf_counter's clock on Linux).
+        if not _relayed_target(target):
+            self.metrics.rejected.labels("not_found").inc()
+            return _NOT_RELAYED
         now = time.monotonic()
         memo = client.auth
         if memo is None or memo[0] != authorization:
@@ -534,6 +550,9 @@ def _own(status: int, headers, body: bytes) -> tuple[int, list[tuple[bytes, byte
 def problem_answer(status: int, code: str, detail: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
     """An answer of the router's own, as problem+json titled with the status' reason phrase."""
     return _own(status, _PROBLEM, problem_body(status, code, detail, title=HTTPStatus(status).phrase))
+
+
+_NOT_RELAYED = problem_answer(404, "not_found", "No such path: the API is under /api/.")
 
 
 def _relayed(response: Response):

@@ -163,3 +163,22 @@ async def test_metrics_port_0_is_no_metrics_listener(platform):
         async with httpx.AsyncClient(base_url=router.url) as client:
             assert (await client.get("/metrics")).status_code == 404
             assert (await client.get("/api/x", headers=basic(tenant))).status_code == 200
+
+
+async def test_only_the_api_and_its_schema_are_relayed_to_a_cell(platform):
+    """A tenant's cell serves it /api/ (past its key check) and the OpenAPI document; its own probes (/readyz/,
+    //healthz: the cell's name, its backlog, its migrations) are not for clients, whatever key they send: the
+    router answers 404 itself, relaying nothing."""
+    async with platform.routed("cell-b") as (tenant, router):
+        async with httpx.AsyncClient(base_url=router.url) as client:
+            relayed = [await client.get(path, headers=basic(tenant)) for path in ("/api/x", "/schema/openapi.json")]
+            refused = [await client.get(path, headers=basic(tenant))
+                       for path in ("/readyz/", "//readyz", "/healthz/", "/nope", "/apix", "/%72eadyz")]
+            encoded = await client.get("/%61pi/x", headers=basic(tenant))  # the cell decodes it: /api/x
+    assert [r.status_code for r in relayed] == [200, 200], [r.text for r in relayed]
+    assert encoded.status_code == 200, encoded.text
+    for response in refused:
+        assert response.status_code == 404, (response.request.url, response.text)
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.json()["code"] == "not_found"
+        assert "cell-b" not in response.text

@@ -12,12 +12,12 @@ from router_rig import basic, new_tenant_id
 
 ANSWERS = {
     # An interim answer, then the real one in another write.
-    b"/early": [b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\n",
+    b"/api/early": [b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\n",
                 b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-Cell: raw\r\nContent-Length: 2\r\n\r\nok"],
-    b"/chunked": [b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Kept: yes\r\n\r\n",
+    b"/api/chunked": [b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Kept: yes\r\n\r\n",
                   b"2\r\nok\r\n3\r\n!!!\r\n0\r\n\r\n"],
-    b"/close": [b"HTTP/1.1 200 OK\r\nConnection: close\r\nX-Kept: yes\r\nContent-Length: 2\r\n\r\nok"],
-    b"/plain": [b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nplain"],
+    b"/api/close": [b"HTTP/1.1 200 OK\r\nConnection: close\r\nX-Kept: yes\r\nContent-Length: 2\r\n\r\nok"],
+    b"/api/plain": [b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nplain"],
     b"/readyz": [b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"],  # the router's health check
 }
 HEAD_ANSWER = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 10\r\n\r\n"
@@ -84,12 +84,12 @@ async def raw_routed(platform):
 async def test_the_cells_answers_reach_the_client_whatever_their_framing(raw_routed):
     tenant, router, cell = raw_routed
     async with httpx.AsyncClient(base_url=router.url, headers=basic(tenant), timeout=30) as client:
-        early = await client.get("/early")
-        chunked = await client.get("/chunked")
-        closed = await client.get("/close")
-        after_close = await client.get("/plain")
-        head = await client.head("/plain")
-        after_head = await client.get("/plain")
+        early = await client.get("/api/early")
+        chunked = await client.get("/api/chunked")
+        closed = await client.get("/api/close")
+        after_close = await client.get("/api/plain")
+        head = await client.head("/api/plain")
+        after_head = await client.get("/api/plain")
     # The interim answer is the cell's connection's business: the client gets the real one.
     assert (early.status_code, early.text, early.headers["x-cell"]) == (200, "ok", "raw")
     assert early.headers["content-length"] == "2"
@@ -107,6 +107,6 @@ async def test_the_cells_answers_reach_the_client_whatever_their_framing(raw_rou
 async def test_kept_alive_cell_connections_are_reused(raw_routed):
     tenant, router, cell = raw_routed
     async with httpx.AsyncClient(base_url=router.url, headers=basic(tenant), timeout=30) as client:
-        answers = [await client.get("/plain") for _ in range(20)]
+        answers = [await client.get("/api/plain") for _ in range(20)]
     assert [a.text for a in answers] == ["plain"] * 20
     assert cell.connections <= 2  # the router's health check may hold one of its own
