@@ -208,3 +208,30 @@ async def test_a_freeze_longer_than_the_hold_answers_the_cells_503(platform):
             del platform.echo("cell-a").frozen_until[tenant]
     assert response.status_code == 503
     assert response.json()["code"] == "tenant_frozen" and response.headers["retry-after"] == "1"
+
+
+async def test_a_tenant_still_being_created_is_not_routed_until_it_turns_active(platform):
+    """`ledgerctl tenants create` writes the catalog row `creating` before the cell has the tenant: the router
+    answers a request for it as for an unknown tenant (401, nothing sent to its cell, which may be gone for good),
+    and routes it once it turns active (the create publishes the change)."""
+    from control_plane.operations import publish_route
+
+    tenant, unknown = new_tenant_id("creating"), new_tenant_id("unknown")
+    await platform.sql("INSERT INTO tenants (id, cell, state) VALUES ($1, 'cell-a', 'creating')", tenant)
+    router = await platform.router(reload_interval_s=600.0)  # only pub/sub can explain a quick change
+    try:
+        async with httpx.AsyncClient(base_url=router.url) as client:
+            assert await eventually(lambda: _pubsub_ready(client), 5)
+            response = await client.get("/api/x", headers=basic(tenant))
+            stranger = await client.get("/api/x", headers=basic(unknown))
+            assert (response.status_code, response.headers["content-type"]) == (401, "application/problem+json")
+            assert (response.json(), response.headers["www-authenticate"]) == (
+                stranger.json(), stranger.headers["www-authenticate"])
+            assert platform.echo("cell-a").seen.count(tenant) == 0
+            [row] = await platform.sql("UPDATE tenants SET state = 'active' WHERE id = $1 "
+                                       "RETURNING id, cell, epoch", tenant)
+            assert await publish_route(platform.settings, dict(row))
+            assert await eventually(lambda: _routed_to(client, tenant, "cell-a"), 3)
+    finally:
+        await router.stop()
+        await platform.sql("DELETE FROM tenants WHERE id = $1", tenant)
