@@ -45,6 +45,14 @@ async def audit(conn: asyncpg.Connection, actor: str, action: str, subject: str,
     await conn.execute(Q["insert_audit"], actor, action, subject, details)
 
 
+async def audit_once(conn: asyncpg.Connection, actor: str, action: str, subject: str, details: dict) -> bool:
+    """The entry unless the log holds one of this action and subject with these details already (an action whose
+    first run failed to record it, run again): exactly one. True when it was recorded now."""
+    async with conn.transaction():
+        await conn.execute(Q["lock_audit_subject"], subject, action)
+        return await conn.fetchval(Q["insert_audit_once"], actor, action, subject, details) is not None
+
+
 async def fetch_cell(conn: asyncpg.Connection, name: str) -> dict:
     row = await conn.fetchrow(Q["fetch_cell"], name)
     if row is None:

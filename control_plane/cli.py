@@ -559,11 +559,9 @@ def keys_revoke(tenant_id: str, key_id: str, yes: bool) -> None:
     """Revoke an API key: requests with it fail within seconds."""
     ctx = click.get_current_context().find_object(Context)
     key = _run(lambda conn, s: operations.find_key(conn, tenant_id, key_id))
-    if key["revoked_at"] is not None:
-        _emit(ctx, key)
-        return
-    _confirm(ctx, [f"revoke key {key_id} of tenant {tenant_id} (created {key['created_at']})",
-                   "clients using it get 401 once the cells' key caches expire (seconds)"], tenant_id, yes)
+    if key["revoked_at"] is None:  # revoked already: nothing to confirm, its audit entry recorded if it is missing
+        _confirm(ctx, [f"revoke key {key_id} of tenant {tenant_id} (created {key['created_at']})",
+                       "clients using it get 401 once the cells' key caches expire (seconds)"], tenant_id, yes)
     _emit(ctx, _run(lambda conn, s: operations.revoke_key(conn, s, tenant_id, key_id)))
 
 

@@ -15,7 +15,7 @@ import redis.asyncio as redis
 from cell.ledger.errors import DatabaseUnavailable, LedgerError, TenantFrozen, TenantMoved
 from cell.service import tenants as cell_tenants
 from cell.store import audit
-from cell.store.errors import translate
+from cell.store.errors import server_fault, session_lost, translate
 from cell.store.migrate import migrate as migrate_cell
 from cell.store.verify import verify as verify_cell
 from control_plane import anchors as anchor_store
@@ -297,15 +297,28 @@ async def find_key(conn: asyncpg.Connection, tenant_id: str, key_id: str) -> dic
 
 
 async def revoke_key(conn: asyncpg.Connection, settings: ControlPlaneSettings, tenant_id: str, key_id: str) -> dict:
-    async def work(cell_conn):
-        try:
-            return await cell_tenants.revoke_api_key(cell_conn, tenant_id, key_id)
-        except cell_tenants.TenantError as exc:
-            raise LedgerctlError("unknown_key", str(exc)) from exc
+    """Revoke the key on its cell at once (security first), then record it in the audit log. A key revoked already
+    (a first run whose audit entry failed) has only its missing entry recorded: one entry per revocation."""
+    key = await find_key(conn, tenant_id, key_id)
+    if key["revoked_at"] is None:
+        async def work(cell_conn):
+            try:
+                return await cell_tenants.revoke_api_key(cell_conn, tenant_id, key_id)
+            except cell_tenants.TenantError as exc:
+                raise LedgerctlError("unknown_key", str(exc)) from exc
 
-    row = await on_tenant_cell(conn, tenant_id, work, settings.tenant_frozen_wait_s)
-    await catalog.audit(conn, settings.actor, "keys.revoke", f"tenant:{tenant_id}", {"key_id": key_id})
-    return row
+        key = await on_tenant_cell(conn, tenant_id, work, settings.tenant_frozen_wait_s)
+    try:
+        await catalog.audit_once(conn, settings.actor, "keys.revoke", f"tenant:{tenant_id}", {"key_id": str(key["id"])})
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+        if not (session_lost(exc) or server_fault(exc)):
+            raise
+        raise LedgerctlError(
+            "revocation_not_audited", f"key {key_id} of tenant {tenant_id} is revoked (clients using it get 401 within "
+            f"seconds), but the audit log failed to record it ({type(exc).__name__}: {exc}): run `ledgerctl keys "
+            f"revoke {tenant_id} {key_id}` again once the control-plane database is back, to record it",
+            EXIT_UNAVAILABLE) from exc
+    return key
 
 
 async def verify(conn: asyncpg.Connection, tenant_id: str | None = None, cell_name: str | None = None,

@@ -56,6 +56,18 @@ RETURNING id, name, cell, state, epoch, rate_limit_per_s, rate_burst, created_at
 -- name: insert_audit
 INSERT INTO operator_audit (actor, action, subject, details) VALUES ($1, $2, $3, $4)
 
+-- name: lock_audit_subject
+-- Held to the end of the transaction by `insert_audit_once`: reruns racing each other queue here, and the one that
+-- follows sees the entry the first committed (a statement of its own: a snapshot taken after the wait).
+SELECT pg_advisory_xact_lock(hashtextextended('operator_audit:' || $1 || ':' || $2, 0))
+
+-- name: insert_audit_once
+-- The entry unless one of this action and subject holding these details is there (an action a rerun completes).
+INSERT INTO operator_audit (actor, action, subject, details)
+SELECT $1, $2, $3, $4::jsonb
+WHERE NOT EXISTS (SELECT 1 FROM operator_audit WHERE subject = $3 AND action = $2 AND details @> $4::jsonb)
+RETURNING id
+
 -- name: list_audit
 SELECT id, at, actor, action, subject, details FROM operator_audit
 WHERE ($1::text IS NULL OR subject = $1) ORDER BY id DESC LIMIT $2

@@ -11,6 +11,7 @@ import time
 import uuid
 
 import asyncpg
+import httpx
 
 from test_cells_drain import third_cell  # noqa: F401  (a fixture)
 from test_ledgerctl import new_id, run_sql
@@ -185,3 +186,50 @@ def test_a_key_whose_creation_the_catalog_fails_to_record_is_not_left_live(ctl, 
     assert [k for k in ctl.json("keys", "list", tenant_id) if k["revoked_at"] is None] == []
     created = ctl.json("keys", "create", tenant_id)
     assert [k["id"] for k in ctl.json("keys", "list", tenant_id) if k["revoked_at"] is None] == [created["id"]]
+
+
+def _refuse_audit(url: str, tenant_id: str, action: str) -> str:
+    """A trigger that fails the operator audit entry of this tenant and action as a full disk would (to drop)."""
+    name = f"refuse_{uuid.uuid4().hex[:8]}"
+    run_sql(url, f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                 f"IF NEW.subject = 'tenant:{tenant_id}' AND NEW.action = '{action}' THEN {DISK_FULL};"
+                 " END IF; RETURN NEW; END $$")
+    run_sql(url, f"CREATE TRIGGER {name} BEFORE INSERT ON operator_audit FOR EACH ROW EXECUTE FUNCTION {name}()")
+    return name
+
+
+def _drop_trigger(url: str, name: str, table: str) -> None:
+    run_sql(url, f"DROP TRIGGER {name} ON {table}")
+    run_sql(url, f"DROP FUNCTION {name}()")
+
+
+def test_a_revocation_the_audit_log_fails_to_record_stands_and_a_rerun_records_it_once(ctl, stack):
+    """The key is revoked on its cell, then the catalog fails to record it in the operator audit log (its disk full):
+    the revocation stands (security first), the command exits 4 saying the key is revoked and that running it again
+    records the entry; the rerun records it, and a further rerun records nothing more: one entry per revocation."""
+    tenant_id = new_id()
+    cell = stack["cells"][ctl.json("tenants", "create", tenant_id)["cell"]]
+    created = ctl.json("keys", "create", tenant_id)
+    trigger = _refuse_audit(stack["cp_url"], tenant_id, "keys.revoke")
+    try:
+        failed = ctl.json("keys", "revoke", tenant_id, created["id"], "--yes", expect=4)
+    finally:
+        _drop_trigger(stack["cp_url"], trigger, "operator_audit")
+    assert failed["code"] == "revocation_not_audited", failed
+    assert "is revoked" in failed["title"] and f"ledgerctl keys revoke {tenant_id} {created['id']}" in failed["title"]
+    [key] = ctl.json("keys", "list", tenant_id)
+    assert key["revoked_at"] is not None
+    deadline = time.monotonic() + 10  # the cell caches keys for CELL_API_KEY_CACHE_TTL_S (0.5 s here)
+    while httpx.get(cell.url + "/api/ledgers", auth=(tenant_id, created["secret"]), timeout=5).status_code != 401:
+        assert time.monotonic() < deadline, "a revoked key still works"
+        time.sleep(0.1)
+
+    def revocations() -> list[dict]:
+        return [e for e in ctl.json("audit", "--subject", f"tenant:{tenant_id}") if e["action"] == "keys.revoke"]
+
+    assert revocations() == []
+    rerun = ctl.json("keys", "revoke", tenant_id, created["id"])  # nothing left to confirm: the key is revoked
+    assert rerun["revoked_at"] == key["revoked_at"]
+    assert [e["details"]["key_id"] for e in revocations()] == [created["id"]]
+    ctl.json("keys", "revoke", tenant_id, created["id"], "--yes")
+    assert len(revocations()) == 1
