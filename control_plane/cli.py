@@ -307,6 +307,22 @@ def tenants_show(tenant_id: str) -> None:
     _emit(ctx, _run(lambda conn, s: operations.show_tenant(conn, tenant_id)))
 
 
+@tenants.command("delete")
+@click.argument("tenant_id")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@_format_option
+def tenants_delete(tenant_id: str, yes: bool) -> None:
+    """Delete a tenant left `creating`, or one that holds no data on its cell (a tenant with data is refused)."""
+    ctx = click.get_current_context().find_object(Context)
+    tenant = _run(lambda conn, s: catalog.fetch_tenant(conn, tenant_id))
+    _confirm(ctx, [f"delete tenant {tenant_id} ({tenant['state']}, on cell {tenant['cell']}) from the catalog",
+                   f"and its row and revoked keys on cell {tenant['cell']}, only if it holds nothing else there (no "
+                   "ledger, no live key, no webhook endpoint...): a tenant with data is refused"], tenant_id, yes)
+    tenant = _run(lambda conn, s: operations.delete_tenant(conn, s, tenant_id))
+    _warn_unpublished(tenant)
+    _emit(ctx, tenant)
+
+
 @tenants.command("rate-limit")
 @click.argument("tenant_id")
 @click.option("--per-s", type=int, default=None, help="Requests per second the router lets through.")

@@ -15,6 +15,7 @@ import redis.asyncio as redis
 from cell.ledger.errors import DatabaseUnavailable, LedgerError, TenantFrozen, TenantMoved
 from cell.service import tenants as cell_tenants
 from cell.store import audit
+from cell.store import tenants as tenant_store
 from cell.store.errors import server_fault, session_lost, translate
 from cell.store.migrate import migrate as migrate_cell
 from cell.store.verify import verify as verify_cell
@@ -205,6 +206,53 @@ async def show_tenant(conn: asyncpg.Connection, tenant_id: str) -> dict:
     tenant["state_in_cell"] = in_cell["state"] if in_cell else None
     tenant["api_keys_live"] = sum(1 for k in keys if k["revoked_at"] is None)
     return tenant
+
+
+delete_fence_wait_ms_max = 5_000  # `tenants delete` waits this long for the tenant's writes in flight on its cell
+
+
+async def delete_tenant(conn: asyncpg.Connection, settings: ControlPlaneSettings, tenant_id: str) -> dict:
+    """Remove a tenant that holds nothing: one left `creating`, or one whose cell holds no data of it (no ledger, no
+    live key, nothing of TENANT_TABLES but its row and revoked keys). Its cell's rows go first, checked and deleted
+    under the exclusive fence (no write of the tenant straddles the check), then its catalog row, audited; the
+    catalog row is held meanwhile. A `creating` tenant whose cell's database is unreachable (gone for good) can own
+    nothing yet: it leaves the catalog anyway. A tenant with data is refused, nothing changed. A failure in between
+    leaves the catalog row, which the same command run again removes."""
+    from control_plane import moves  # (moves imports this module)
+
+    async with conn.transaction():
+        row = await conn.fetchrow(Q["lock_tenant"], tenant_id)
+        if row is None:
+            raise LedgerctlError("unknown_tenant", f"no tenant {tenant_id}")
+        tenant = dict(row)
+        if tenant["state"] == "moving" or await conn.fetchval(Q["tenant_moves"], tenant_id):
+            raise LedgerctlError("tenant_has_moves", f"tenant {tenant_id} has moves on record (`ledgerctl moves list "
+                                 f"--tenant {tenant_id}`): a copy of it may be on another cell; not deleted")
+
+        async def work(cell_conn):
+            async with cell_conn.transaction():
+                if await cell_tenants.get_tenant(cell_conn, tenant_id) is None:
+                    return {"tenants": 0, "api_keys": 0}
+                await tenant_store.fence_exclusive(cell_conn, tenant_id, delete_fence_wait_ms_max)
+                held = await moves.held_data(cell_conn, tenant_id)
+                if held:
+                    raise LedgerctlError("tenant_not_empty", f"tenant {tenant_id} holds data on cell {tenant['cell']} "
+                                         f"({', '.join(held)}): a tenant with data is never deleted; nothing changed")
+                return await tenant_store.delete_empty(cell_conn, tenant_id)
+
+        try:
+            cell_rows = await on_tenant_cell(conn, tenant_id, work, settings.tenant_frozen_wait_s)
+        except LedgerctlError as error:
+            if tenant["state"] != "creating" or error.code != "database_unreachable":
+                raise
+            cell_rows = (f"cell {tenant['cell']} not reached ({error.message}): a row it may hold of the tenant stays "
+                         f"there (`ledgerctl verify --cell {tenant['cell']}` names it once the cell is back)")
+        await conn.execute(Q["delete_tenant"], tenant_id)
+        await catalog.audit(conn, settings.actor, "tenants.delete", f"tenant:{tenant_id}",
+                            {"cell": tenant["cell"], "state": tenant["state"], "cell_rows": cell_rows})
+    result = {**tenant, "deleted": True, "cell_rows": cell_rows}
+    result["published"] = await publish_route(settings, tenant)  # routers drop it at their reload
+    return result
 
 
 async def set_rate_limit(conn: asyncpg.Connection, settings: ControlPlaneSettings, tenant_id: str,

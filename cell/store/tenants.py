@@ -48,3 +48,12 @@ async def revoke_key(conn: asyncpg.Connection, tenant_id: str, key_id: uuid.UUID
 async def find_key(conn: asyncpg.Connection | asyncpg.Pool, secret_hash: bytes) -> asyncpg.Record | None:
     """The live key with this secret hash, with its tenant's state."""
     return await conn.fetchrow(Q["find_api_key"], secret_hash)
+
+
+async def delete_empty(conn: asyncpg.Connection, tenant_id: str) -> dict[str, int]:
+    """Delete a tenant's row and its revoked keys, in the caller's transaction, once the caller found it holds
+    nothing else (control_plane's `tenants delete`, under the exclusive fence); a live key makes it fail (the key's
+    foreign key). The rows deleted, per table."""
+    keys = await conn.execute(Q["delete_revoked_keys"], tenant_id)
+    tenants = await conn.execute(Q["delete_tenant"], tenant_id)
+    return {"tenants": int(tenants.split()[-1]), "api_keys": int(keys.split()[-1])}

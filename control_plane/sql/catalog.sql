@@ -38,6 +38,15 @@ RETURNING id, name, cell, state, epoch, rate_limit_per_s, rate_burst, created_at
 -- name: fetch_tenant
 SELECT id, name, cell, state, epoch, rate_limit_per_s, rate_burst, created_at FROM tenants WHERE id = $1
 
+-- name: lock_tenant
+SELECT id, name, cell, state, epoch, rate_limit_per_s, rate_burst, created_at FROM tenants WHERE id = $1 FOR UPDATE
+
+-- name: tenant_moves
+SELECT count(*) FROM moves WHERE tenant_id = $1
+
+-- name: delete_tenant
+DELETE FROM tenants WHERE id = $1
+
 -- name: known_tenants
 SELECT id FROM tenants WHERE id = ANY($1::text[])
 

@@ -24,3 +24,10 @@ RETURNING id, tenant_id, scopes, created_at, revoked_at
 SELECT k.tenant_id, k.id, k.scopes, t.state
 FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
 WHERE k.secret_hash = $1 AND k.revoked_at IS NULL
+
+
+-- name: delete_revoked_keys
+DELETE FROM api_keys WHERE tenant_id = $1 AND revoked_at IS NOT NULL
+
+-- name: delete_tenant
+DELETE FROM tenants WHERE id = $1
