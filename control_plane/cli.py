@@ -675,13 +675,13 @@ def webhooks_redeliver(tenant_id: str, delivery_id: str | None, all_failed: bool
 @_format_option
 def verify(tenant_id: str | None, cell_name: str | None, unapplied_age_max_s: float | None) -> None:
     """Run the invariant checks, the sweeper's bound included (and, for a cell, its tenant rows the catalog does not
-    know); exits 3 when any is violated."""
+    know), and find tenants left `creating` past CONTROL_PLANE_TENANT_CREATING_AGE_MAX_S; exits 3 when any."""
     ctx = click.get_current_context().find_object(Context)
     if (tenant_id is None) == (cell_name is None):
         _fail(ctx, LedgerctlError("invalid_arguments", "give exactly one of --tenant or --cell"))
     _emit(ctx, _run(lambda conn, s: operations.verify(
         conn, tenant_id, cell_name,
-        s.unapplied_age_max_s if unapplied_age_max_s is None else unapplied_age_max_s)))
+        s.unapplied_age_max_s if unapplied_age_max_s is None else unapplied_age_max_s, s.tenant_creating_age_max_s)))
 
 
 @cli.group(invoke_without_command=True)

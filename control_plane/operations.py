@@ -370,9 +370,10 @@ async def revoke_key(conn: asyncpg.Connection, settings: ControlPlaneSettings, t
 
 
 async def verify(conn: asyncpg.Connection, tenant_id: str | None = None, cell_name: str | None = None,
-                 unapplied_age_max_s: float | None = None) -> dict:
-    """Run the cell's invariant checks, the sweeper's bound included unless unapplied_age_max_s is None or 0;
-    {cell: [violations]}. Raises with EXIT_VIOLATIONS when any."""
+                 unapplied_age_max_s: float | None = None, creating_age_max_s: float | None = None) -> dict:
+    """Run the cell's invariant checks, the sweeper's bound included unless unapplied_age_max_s is None or 0, and
+    (unless creating_age_max_s is None or 0) find the tenants left `creating` longer; {cell: [violations]}. Raises
+    with EXIT_VIOLATIONS when any."""
     if tenant_id is not None:
         cell = await _tenant_cell(conn, tenant_id)
     else:
@@ -381,6 +382,12 @@ async def verify(conn: asyncpg.Connection, tenant_id: str | None = None, cell_na
         violations = await verify_cell(cell_conn, tenant_id, unapplied_age_max_s=unapplied_age_max_s or None)
         if tenant_id is None:
             violations = list(violations) + await _orphans(conn, cell_conn, cell["name"])
+    if creating_age_max_s:
+        violations = list(violations) + [
+            f"tenant {r['id']} has been `creating` on cell {cell['name']} for {r['age_s']} s (more than "
+            f"{creating_age_max_s:g} s: a create that failed half-way): `ledgerctl tenants create {r['id']}` finishes it "
+            f"(or `ledgerctl tenants delete {r['id']}` gives it up)"
+            for r in await conn.fetch(Q["stale_creating_tenants"], cell["name"], tenant_id, creating_age_max_s)]
     report = {"cell": cell["name"], "tenant": tenant_id, "violations": list(violations)}
     if violations:
         raise LedgerctlError("invariants_violated", f"{len(violations)} invariant violation(s) in cell {cell['name']}",

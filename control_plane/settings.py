@@ -24,6 +24,9 @@ class ControlPlaneSettings(msgspec.Struct, frozen=True, kw_only=True):
     # `ledgerctl verify` fails when an effect stayed unapplied longer than this: the cells' sweeper bound
     # (CELL_/WORKER_SWEEP_AFTER_S + 2 * the sweep interval, defaults 5 + 2 * 2). 0 skips the check.
     unapplied_age_max_s: float = UNAPPLIED_AGE_MAX_S_DEFAULT
+    # `ledgerctl verify` flags a tenant still `creating` (a create that failed half-way) this long after its catalog
+    # row was written; a create takes seconds. 0 skips the check.
+    tenant_creating_age_max_s: float = 600.0
     # Tenant moves (control_plane/moves.py): rows per COPY batch, a pause between batches (throttle), the
     # catch-up rounds repeat until one copies at most move_catch_up_rows_max rows, or at least 3/4 of the round
     # before (not converging: the tenant writes about as fast as a round copies), or after so many rounds,

@@ -47,6 +47,13 @@ SELECT count(*) FROM moves WHERE tenant_id = $1
 -- name: delete_tenant
 DELETE FROM tenants WHERE id = $1
 
+-- name: stale_creating_tenants
+-- Tenants of a cell (or the one named) still `creating` more than $3 seconds after their catalog row was written.
+SELECT id, floor(extract(epoch FROM now() - created_at))::bigint AS age_s FROM tenants
+WHERE cell = $1 AND ($2::text IS NULL OR id = $2) AND state = 'creating'
+  AND created_at < now() - make_interval(secs => $3)
+ORDER BY id
+
 -- name: known_tenants
 SELECT id FROM tenants WHERE id = ANY($1::text[])
 

@@ -12,6 +12,9 @@ import uuid
 
 import asyncpg
 import httpx
+from click.testing import CliRunner
+
+from control_plane.cli import cli
 
 from test_cells_drain import third_cell  # noqa: F401  (a fixture)
 from test_ledgerctl import new_id, run_sql
@@ -233,3 +236,33 @@ def test_a_revocation_the_audit_log_fails_to_record_stands_and_a_rerun_records_i
     assert [e["details"]["key_id"] for e in revocations()] == [created["id"]]
     ctl.json("keys", "revoke", tenant_id, created["id"], "--yes")
     assert len(revocations()) == 1
+
+
+def test_verify_flags_a_tenant_creating_past_the_bound_with_the_command_that_finishes_it(ctl, stack):
+    """A create that failed half-way leaves a tenant `creating`: within CONTROL_PLANE_TENANT_CREATING_AGE_MAX_S
+    (600 s) it is a create in flight, past it `verify` (of its cell, or of it) exits 3 naming it and the command
+    that finishes it; once finished, verify passes."""
+    tenant_id, cell = new_id(), stack["cells"]["cli-1"]
+    trigger = _refuse_tenant(cell.database_url, tenant_id)
+    try:
+        ctl("tenants", "create", tenant_id, "--cell", "cli-1", expect=4)
+    finally:
+        _allow(cell.database_url, trigger)
+
+    def findings(*args: str) -> list[str]:
+        """Verify's findings naming the tenant (other tenants of the cell may have their own)."""
+        result = CliRunner().invoke(cli, ["--format", "json", "verify", *args, "--unapplied-age-max-s", "0"],
+                                    env=ctl.env, catch_exceptions=False)
+        assert result.exit_code in (0, 3), result.stderr
+        report = json.loads(result.stdout) if result.exit_code == 0 else json.loads(result.stderr.splitlines()[-1])
+        violations = report["violations"] if result.exit_code == 0 else report["details"]["violations"]
+        return [v for v in violations if tenant_id in v]
+
+    assert findings("--cell", "cli-1") == []  # a create still within its bound
+    run_sql(stack["cp_url"], "UPDATE tenants SET created_at = now() - interval '11 minutes' WHERE id = $1", tenant_id)
+    for where in (("--cell", "cli-1"), ("--tenant", tenant_id)):
+        failed = ctl.json("verify", *where, "--unapplied-age-max-s", "0", expect=3)
+        [found] = [v for v in failed["details"]["violations"] if tenant_id in v]
+        assert "creating" in found and "600" in found and f"ledgerctl tenants create {tenant_id}" in found, found
+    ctl("tenants", "create", tenant_id)
+    assert findings("--cell", "cli-1") == [] and findings("--tenant", tenant_id) == []
