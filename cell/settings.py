@@ -100,7 +100,8 @@ class CellSettings(msgspec.Struct, frozen=True, kw_only=True):
     # Off only to measure what events cost (loadtests/bench_events.py): no event is written at all.
     events_enabled: bool = True
     # Webhook endpoints (ledger_common/outbound.py): https to public addresses only, unless these allow http to
-    # loopback (development) or private addresses (set LEDGER_WEBHOOK_* to give the worker and ledgerctl the same).
+    # loopback (development) or private addresses (LEDGER_WEBHOOK_* gives the worker the same; ledgerctl has its
+    # own, CONTROL_PLANE_WEBHOOK_*).
     webhook_allow_http_loopback: bool = False
     webhook_allow_private_addresses: bool = False
     webhook_retry_window_s: float = WEBHOOK_RETRY_WINDOW_S_DEFAULT

@@ -324,6 +324,15 @@ def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
+def ledgerctl_command() -> str:
+    """ledgerctl as a shell in the checkout runs it: the script beside this Python (make run: .venv/bin/ledgerctl),
+    never a bare `ledgerctl`, which is on no PATH until the virtualenv is activated."""
+    script = Path(sys.executable).parent / "ledgerctl"
+    if not script.exists():
+        return f"{sys.executable} -m control_plane.cli"
+    return os.path.relpath(script) if script.absolute().is_relative_to(Path.cwd()) else str(script)
+
+
 def main() -> None:
     # SIGTERM ends us like Ctrl-C does, through the same clean-up.
     signal.signal(signal.SIGTERM, _interrupt)
@@ -423,6 +432,7 @@ def run(procs: Supervisor) -> None:
         # For ledgerctl and tools: where the control plane and the shared servers are.
         "control_plane_database_url": settings.database_url, "redis_url": redis_url, "sqs_endpoint_url": sqs_url,
     }, indent=2) + "\n")
+    ledgerctl = ledgerctl_command()
     print(f"""
 Ledger is running: router {base_url} -> cells {', '.join(c['api_url'] for c in cells)}
 
@@ -433,8 +443,8 @@ Ledger is running: router {base_url} -> cells {', '.join(c['api_url'] for c in c
   curl -u {tenant_id}:{api_key} {base_url}/api/ledgers
   curl -u {tenant_id}:{api_key} -H 'content-type: application/json' -d '{{"name": "main"}}' {base_url}/api/ledgers
 
-  ledgerctl:  export CONTROL_PLANE_DATABASE_URL={settings.database_url} CONTROL_PLANE_REDIS_URL={redis_url}
-              ledgerctl cells list; ledgerctl tenants list; ledgerctl keys create {tenant_id}
+  ledgerctl:  export CONTROL_PLANE_DATABASE_URL={settings.database_url} CONTROL_PLANE_REDIS_URL={redis_url} CONTROL_PLANE_WEBHOOK_ALLOW_HTTP_LOOPBACK=true
+              {ledgerctl} cells list; {ledgerctl} tenants list; {ledgerctl} keys create {tenant_id}
 
 Credentials are in .ledger/dev.json; logs in .ledger/logs/. A process that dies is restarted (with
 back-off); Ctrl-C stops everything.

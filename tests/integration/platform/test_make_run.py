@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 import uuid
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
@@ -136,6 +137,23 @@ def test_the_readme_sdk_script_prints_what_it_says(platform, tmp_path):
         "2500", "balance_lock_failed", "500",
         "2500 credit {'leg': 'in'}", "2000 debit {}",  # the hold's first entry (1000) was discarded when raised
         "2500", "2500", "pending 2500", "True", "balance_monitor.created", "balance_monitor.triggered"]
+
+
+def test_the_ledgerctl_lines_make_run_prints_run_as_printed(platform, tmp_path):
+    """Pasted into a new user's shell (no virtualenv on its PATH, in the checkout): the commands work, and a local
+    webhook receiver is accepted by ledgerctl as the stack's cells accept it."""
+    lines = platform.log().splitlines()
+    at = next(i for i, line in enumerate(lines) if line.strip().startswith("ledgerctl:  export "))
+    exports, commands = lines[at].strip().removeprefix("ledgerctl:").strip(), lines[at + 1].strip()
+    ledgerctl = commands.split(" cells list")[0]
+    script = f"{exports}\n{commands}\n{ledgerctl} webhooks add demo http://127.0.0.1:9/hook --format json\n"
+    user_env = {k: v for k, v in os.environ.items() if not k.startswith(("CONTROL_PLANE_", "LEDGER_"))}
+    user_env["PATH"] = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep)
+                                       if not (Path(p) / "ledgerctl").exists())
+    run = subprocess.run(["bash", "-e", "-c", script], cwd=ROOT, env=user_env, capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "http://127.0.0.1:9/hook" in run.stdout
 
 
 def test_the_demo_tenant_takes_a_load_test_without_the_default_rate_limit(platform):
