@@ -19,8 +19,9 @@ User classes (weights from LOADTEST_WEIGHTS, e.g. "investing=6,card=2,statement=
 - BackdatedPoster: transactions with an `effective_at` in the past (up to LOADTEST_BACKDATE_DAYS).
 
 The data (one ledger, its accounts, the cards' funding) is made once per run in the test_start event and
-shared through module state, not per simulated user; on several processes (--processes) the master makes it and
-sends it to the workers, so every process loads the same hot accounts. Thresholds, checked when Locust quits,
+shared through module state, not per simulated user; on several processes (--processes, or workers of their own)
+the master makes it and sends it to the workers, so every process loads the same hot accounts; a worker that joins
+later asks the master for it as it starts (its users wait up to LOADTEST_BOOKS_WAIT_S for it). Thresholds, checked when Locust quits,
 set its exit code: LOADTEST_P90_MS ("1000" or "default=1000,invest_write=300,invest_read=100"; keys are the
 REQUESTS keys) and LOADTEST_MAX_ERROR_RATE (a fraction, default 0.01); a task that raised (an exception, not a
 failed request) fails the run too, and so does a weighted user class that made no request (too few users for the
@@ -44,6 +45,7 @@ from typing import ClassVar
 from urllib.parse import urlencode
 
 import requests
+from gevent.event import Event
 from locust import FastHttpUser, LoadTestShape, between, events, task
 from locust.runners import MasterRunner, WorkerRunner
 from locust.stats import PERCENTILES_TO_REPORT, StatsCSV
@@ -118,9 +120,25 @@ def setup_books(host: str) -> None:
 BOOKS_MESSAGE = "loadtest_books"  # master -> workers, before their users spawn: the run's one set of books
 
 
+def _books() -> dict:
+    return {"ledger_id": Books.ledger_id, "omnibus": Books.omnibus, "investors": Books.investors,
+            "settlement": Books.settlement, "cards": Books.cards}
+
+
+BOOKS_WANTED_MESSAGE = "loadtest_books_wanted"  # a worker -> the master, on its start: answered with the books
+BOOKS_WAIT_S = float(os.environ.get("LOADTEST_BOOKS_WAIT_S", "30"))  # a user's wait for them, on a loaded machine
+_books_settled = Event()  # the books made (or their set-up failed), or received from the master
+
+
 def _receive_books(environment, msg, **_kw) -> None:
     for name, value in msg.data.items():
         setattr(Books, name, value)
+    _books_settled.set()
+
+
+def _send_books(environment, msg, **_kw) -> None:
+    if Books.ledger_id:  # else not made yet: test_start sends them to every worker connected, this one included
+        environment.runner.send_message(BOOKS_MESSAGE, _books(), client_id=msg.node_id)
 
 
 @events.init.add_listener
@@ -133,6 +151,11 @@ def on_init(environment, **_kw) -> None:
     AUTH = (TENANT, API_KEY)
     if isinstance(environment.runner, WorkerRunner):
         environment.runner.register_message(BOOKS_MESSAGE, _receive_books)
+        # A worker that connects after test_start (a late joiner) missed the books sent then: it asks for them.
+        # Asked from here, not sent on its connect: Locust connects a worker before this listener exists.
+        environment.runner.send_message(BOOKS_WANTED_MESSAGE)
+    elif isinstance(environment.runner, MasterRunner):
+        environment.runner.register_message(BOOKS_WANTED_MESSAGE, _send_books)
 
 
 @events.test_start.add_listener
@@ -151,12 +174,12 @@ def on_test_start(environment, **_kw) -> None:
         except Exception as exc:  # noqa: BLE001 - reported, and the run fails
             Books.error = f"{type(exc).__name__}: {exc}"
             log.error("setup failed: %s", Books.error)
+            _books_settled.set()
             environment.runner.quit()
             return
+        _books_settled.set()
     if isinstance(environment.runner, MasterRunner):  # sent ahead of the spawn messages, so users find them
-        environment.runner.send_message(BOOKS_MESSAGE, {
-            "ledger_id": Books.ledger_id, "omnibus": Books.omnibus, "investors": Books.investors,
-            "settlement": Books.settlement, "cards": Books.cards})
+        environment.runner.send_message(BOOKS_MESSAGE, _books())  # a later worker asks for them (_send_books)
 
 
 @events.quitting.add_listener
@@ -214,7 +237,10 @@ class LedgerUser(FastHttpUser):
     wait_time = between(0, WAIT_MAX_S)
 
     def on_start(self) -> None:
-        if not Books.ledger_id:
+        # On a worker the master's spawn message can come before the books it asked for (a late joiner).
+        if not _books_settled.wait(BOOKS_WAIT_S):  # an exception: the run fails, saying so
+            raise RuntimeError(f"no books from Locust's master within {BOOKS_WAIT_S} s (LOADTEST_BOOKS_WAIT_S)")
+        if not Books.ledger_id:  # their set-up failed: the run is quitting
             from locust.exception import StopUser
             raise StopUser()
 

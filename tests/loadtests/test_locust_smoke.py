@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from pathlib import Path
 from xml.etree import ElementTree
@@ -275,6 +276,79 @@ async def test_on_several_processes_only_the_master_judges_the_run(cell, tmp_pat
     async with httpx.AsyncClient(auth=(tenant, key)) as client:  # the cell runs on this event loop
         ledgers = (await client.get(f"{host}/api/ledgers", params={"per_page": 100})).json()
     assert len(ledgers) == 1, [ledger["name"] for ledger in ledgers]
+
+
+@pytest.mark.timeout(150)
+async def test_a_worker_that_joins_after_the_set_up_loads_the_runs_books(cell, tmp_path):
+    """Locust's master with workers on other machines: a worker that connects after the books were made (and sent to
+    the workers connected then) was sent none, so the users the master gives it stopped at once and the load it was
+    added for never came. Worker A runs the first users; B joins once requests flow; A leaves, so every user is B's:
+    requests go on, with no failure and no exception."""
+    host, tenant, key = cell
+    env = {**os.environ, **SHORT, "LOADTEST_WEIGHTS": "investing=1,card=0,statement=0,backdated=0",
+           "LEDGER_BASE_URL": host, "LEDGER_TENANT_ID": tenant, "LEDGER_API_KEY": key}
+    port = str(free_port())
+    loop = asyncio.get_running_loop()
+    lines: list[str] = []
+
+    async def spawn(*args: str) -> asyncio.subprocess.Process:
+        proc = await asyncio.create_subprocess_exec(*args, cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE,
+                                                    stderr=asyncio.subprocess.STDOUT, start_new_session=True)
+
+        async def read() -> None:
+            async for line in proc.stdout:
+                lines.append(f"[{proc.pid}] {line.decode(errors='replace')}")
+        proc.reader = asyncio.create_task(read())
+        return proc
+
+    def history() -> list[tuple[int, int]]:  # the master's (time, requests so far), a row a second
+        return [(int(r["Timestamp"]), int(r["Total Request Count"])) for path in
+                tmp_path.glob("*/locust_stats_history.csv") for r in csv.DictReader(path.open())
+                if r.get("Name") == "Aggregated" and (r.get("Total Request Count") or "").isdigit()]
+
+    def requests_made(since: float = 0) -> int:
+        return max((total for t, total in history() if t >= since), default=0)
+
+    async def until(what: str, condition, within: float = 30) -> None:
+        deadline = loop.time() + within
+        while not condition():
+            assert loop.time() < deadline, f"{what}: not within {within} s\n{''.join(lines)[-5000:]}"
+            await asyncio.sleep(0.05)
+
+    def said(text: str) -> int:
+        return sum(text in line for line in lines)
+
+    worker = (sys.executable, "-m", "locust", "-f", "loadtests/locustfile.py", "--worker", "--master-host",
+              "127.0.0.1", "--master-port", port)
+    procs = [await spawn(sys.executable, "-m", "loadtests.run", "--host", host, "--tenant", tenant, "--api-key",
+                         key, "--reports", str(tmp_path), "--no-monitor", "--loglevel", "INFO", "--only-summary",
+                         "--master", "--expect-workers", "1", "--master-bind-host", "127.0.0.1",
+                         "--master-bind-port", port, "-u", "2", "-r", "2", "-t", "100s")]
+    try:
+        procs.append(await spawn(*worker))
+        await until("requests from worker A", lambda: requests_made() > 0)
+        procs.append(await spawn(*worker))
+        await until("worker B connected", lambda: said("reported as ready. 2 workers connected") > 0)
+        procs[1].terminate()  # A quits: the master gives its users to B
+        await asyncio.wait_for(procs[1].wait(), 60)
+        gone = time.time() + 2  # A's last stats (sent as it quits) counted by then
+        await until("the master's count after A left", lambda: requests_made(since=gone) > 0)
+        before = requests_made(since=gone)
+        await until("requests by B's users", lambda: requests_made() > before + 20)
+        procs[0].terminate()  # the run ends as on Ctrl-C: the files written, the thresholds judged
+        code = await asyncio.wait_for(procs[0].wait(), 120)
+        await asyncio.wait_for(procs[2].wait(), 60)
+    finally:
+        for proc in procs:
+            if proc.returncode is None:
+                os.killpg(proc.pid, signal.SIGKILL)  # nothing left behind on the shared machine
+                await proc.wait()
+            await proc.reader
+    out = "".join(lines)[-5000:]
+    assert code == 0, out
+    [run_dir] = list(tmp_path.iterdir())
+    result = json.loads((run_dir / "thresholds.json").read_text())
+    assert result["broken"] == [] and all(r["failures"] == 0 for r in result["rows"]), (result, out)
 
 
 @pytest.mark.timeout(60)
