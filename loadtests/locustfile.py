@@ -23,7 +23,7 @@ shared through module state, not per simulated user; on several processes (--pro
 the master makes it and sends it to the workers, so every process loads the same hot accounts; a worker that joins
 later asks the master for it as it starts (its users wait up to LOADTEST_BOOKS_WAIT_S for it). Thresholds, checked when Locust quits,
 set its exit code: LOADTEST_P90_MS ("1000" or "default=1000,invest_write=300,invest_read=100"; keys are the
-REQUESTS keys) and LOADTEST_MAX_ERROR_RATE (a fraction, default 0.01); a task that raised (an exception, not a
+REQUESTS keys) and LOADTEST_MAX_ERROR_RATE (a fraction from 0 to 1, default 0.01); a task that raised (an exception, not a
 failed request) fails the run too, and so does a weighted user class that made no request (too few users for the
 mix). LOADTEST_REPORT_DIR, when set, receives run.json and thresholds.json for the markdown report
 (loadtests/report.py).

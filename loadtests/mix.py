@@ -3,6 +3,7 @@ with gevent): request types, user class weights, thresholds and the load shape, 
 
 from __future__ import annotations
 
+import math
 import os
 
 # Request type key -> the name Locust reports it under (thresholds and the report use the keys).
@@ -67,10 +68,16 @@ def thresholds() -> tuple[dict[str, float], float]:
     unknown = set(p90) - set(REQUESTS) - {"default"}
     if unknown:
         raise ValueError(f"LOADTEST_P90_MS: unknown request types {sorted(unknown)}; known: {sorted(REQUESTS)}")
+    if bad := {k: v for k, v in p90.items() if not v > 0}:  # NaN too: no p90 is above it, the limit never applied
+        raise ValueError(f"LOADTEST_P90_MS: milliseconds above 0, got {bad}")
     try:
-        return p90, float(os.environ.get("LOADTEST_MAX_ERROR_RATE", "0.01"))
+        max_error_rate = float(os.environ.get("LOADTEST_MAX_ERROR_RATE", "0.01"))
     except ValueError:
-        raise ValueError("LOADTEST_MAX_ERROR_RATE: a fraction, such as 0.01") from None
+        max_error_rate = math.nan
+    if not 0 <= max_error_rate <= 1:  # 5 meant as 5% is never exceeded, NaN never compared: the rate never applied
+        raise ValueError("LOADTEST_MAX_ERROR_RATE: a fraction from 0 to 1, such as 0.01 (1%), got "
+                         f"{os.environ.get('LOADTEST_MAX_ERROR_RATE')!r}")
+    return p90, max_error_rate
 
 
 def evaluate(rows: list[dict], p90_ms: dict[str, float], max_error_rate: float, exceptions: int = 0,

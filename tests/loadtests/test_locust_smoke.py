@@ -30,7 +30,7 @@ from cell.service.tenants import create_api_key, create_tenant
 from cell.settings import load_settings
 from control_plane.devstack import free_port
 from loadtests import report
-from loadtests.mix import REQUESTS, evaluate, shape_stages, weights
+from loadtests.mix import REQUESTS, evaluate, shape_stages, thresholds, weights
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -480,6 +480,18 @@ def test_user_class_weights_that_leave_no_run_are_refused_naming_the_setting(giv
     monkeypatch.setenv("LOADTEST_WEIGHTS", given)
     with pytest.raises(ValueError, match="LOADTEST_WEIGHTS"):
         weights()
+
+
+@pytest.mark.parametrize(("setting", "given"), [
+    ("LOADTEST_MAX_ERROR_RATE", "5"), ("LOADTEST_MAX_ERROR_RATE", "nan"), ("LOADTEST_MAX_ERROR_RATE", "-0.1"),
+    ("LOADTEST_P90_MS", "nan"), ("LOADTEST_P90_MS", "default=1000,invest_write=-300")])
+def test_thresholds_out_of_range_are_refused_naming_the_setting(setting, given, monkeypatch):
+    """LOADTEST_MAX_ERROR_RATE=5 (meant as 5%: a fraction of 5 is never exceeded) or a NaN limit (no p90 and no
+    error rate is ever above NaN) were accepted, and the run passed with that threshold never applied; a negative
+    one failed every run whatever it measured."""
+    monkeypatch.setenv(setting, given)
+    with pytest.raises(ValueError, match=setting):
+        thresholds()
 
 
 def test_plain_locust_never_sends_make_runs_key_to_another_host(tmp_path):
