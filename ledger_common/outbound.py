@@ -27,6 +27,16 @@ class RefusedUrl(Exception):
     """A URL the policy refuses, with why (shown to the customer as is)."""
 
 
+def loggable(url: str) -> str:
+    """A customer's URL as logs may show it: scheme, host, port and path; its query and fragment (a receiver may take
+    a token there: the customer's secret) left out."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "(an invalid URL)"
+    return parts._replace(query="", fragment="").geturl() + ("?..." if parts.query else "")
+
+
 def _is_loopback_host(host: str) -> bool:
     if host == "localhost" or host.endswith(".localhost"):
         return True

@@ -37,8 +37,9 @@ def _die_with_the_worker(sender=None, **kwargs) -> None:
 def main(argv: list[str] | None = None) -> None:
     settings = load_settings()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # A line per task received/succeeded/scheduled (several a second) would drown what matters.
-    for chatty in ("celery.app.trace", "celery.worker.strategy", "celery.beat"):
+    # A line per task received/succeeded/scheduled (several a second) would drown what matters; httpx's per request
+    # (each webhook delivery) would too, and it names the customer's whole URL (a token in its query: a secret).
+    for chatty in ("celery.app.trace", "celery.worker.strategy", "celery.beat", "httpx"):
         logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLevelName(settings.log_level)))
     if not settings.database_url:
         sys.exit("WORKER_DATABASE_URL (or LEDGER_DATABASE_URL) is required")

@@ -25,6 +25,7 @@ from ledger_common.outbound import (
     RefusedUrl,
     Resolver,
     check_shape,
+    loggable,
     resolve,
 )
 from ledger_common.pacing import AsyncPacer
@@ -153,8 +154,8 @@ async def deliver_due(pool: asyncpg.Pool, client: httpx.AsyncClient, settings: W
             outcome.failed_attempts += 1
             metrics.WEBHOOK_ATTEMPTS.labels("failed" if status == "failed" else "retrying").inc()
             if status == "failed":
-                log.warning("webhook delivery %s to %s failed for good: %s", delivery["delivery_id"], delivery["url"],
-                            result.error)
+                log.warning("webhook delivery %s to %s failed for good: %s", delivery["delivery_id"],
+                            loggable(delivery["url"]), result.error)
     return outcome
 
 

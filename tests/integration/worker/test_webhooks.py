@@ -131,11 +131,13 @@ async def test_only_the_wanted_events_and_failed_for_good_after_the_window_then_
     receiver = Receiver().start()
     receiver.answer = lambda event: 503
     try:
-        endpoint = await _endpoint(pool, book.tenant, receiver.url, ["ledger_transaction.posted"])
+        # A token in the URL's query (some receivers authenticate so) is the tenant's secret: not in the logs.
+        endpoint = await _endpoint(pool, book.tenant, receiver.url + "?token=tok-s3cret",
+                                   ["ledger_transaction.posted"])
         receiver.key = endpoint.webhook_key
         await _events(pool, book.tenant, [(uuid.uuid4(), "ledger_transaction.created"),
                                           (uuid.uuid4(), "ledger_transaction.posted")])
-        worker_process(sqs_queue, **FAST_RETRIES, webhook_retry_window_s="2")
+        worker = worker_process(sqs_queue, **FAST_RETRIES, webhook_retry_window_s="2")
 
         async def failed():
             ds = await _deliveries(pool, book.tenant)
@@ -145,6 +147,12 @@ async def test_only_the_wanted_events_and_failed_for_good_after_the_window_then_
         (event_id, delivery), = deliveries.items()
         assert delivery["event_name"] == "ledger_transaction.posted" and delivery["attempts"] >= 2
         assert delivery["last_status_code"] == 503 and "503" in delivery["last_error"]
+
+        async def logged() -> bool:
+            return "failed for good" in worker.log()
+
+        await wait_until(logged, 30, what="the failure logged")
+        assert "tok-s3cret" not in worker.log() and receiver.url.split("//", 1)[1] in worker.log()
         receiver.answer = lambda event: 200
         async with pool.acquire() as conn:
             again = await webhooks.redeliver(conn, book.tenant, delivery["id"], retry_window_s=3600)
