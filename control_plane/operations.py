@@ -72,6 +72,9 @@ def check_api_url(api_url: str) -> None:
         valid = url.scheme in ("http", "https") and bool(url.host) and 0 < (url.port or 80) < 65536
     except (httpx.InvalidURL, ValueError, TypeError):
         valid = False
+    if valid and url.userinfo:  # the routers send none; `cells list` and errors would print it
+        raise LedgerctlError("invalid_api_url", "the cell's API URL must carry no user or password "
+                             "(http://host:port)")
     if not valid:
         raise LedgerctlError("invalid_api_url", f"the cell's API URL {api_url!r} is not an http:// or https:// URL "
                              "with a host")

@@ -86,11 +86,13 @@ def test_cells_add_errors(ctl, stack):
     assert "no-such-cell" in ctl("cells", "show", "no-such-cell", expect=1).stderr
     # A URL that is no URL is the operator's mistake (exit 1, a stable code), not a traceback; with --no-check too:
     # the routers would send the cell's tenants' requests to it.
-    for bad in ("cell-1.internal:8101", "http://[::1", "ftp://127.0.0.1/", "http://", "http://127.0.0.1:99999"):
+    for bad in ("cell-1.internal:8101", "http://[::1", "ftp://127.0.0.1/", "http://", "http://127.0.0.1:99999",
+                "http://ops:pw-s3cret@127.0.0.1:8101"):
         for check in ((), ("--no-check",)):
             refused = ctl.json("cells", "add", "cli-bad-api", "--api-url", bad, "--database-url", cell.database_url,
                                *check, expect=1)
             assert refused["code"] == "invalid_api_url", (bad, refused)
+            assert "pw-s3cret" not in json.dumps(refused)
     for bad in ("cli_cell_1", "postgresql://u@127.0.0.1:abc/db", "postgresql://u@[::1/db",
                 "postgresql://u@127.0.0.1/db?sslmode=bogus"):
         refused = ctl.json("cells", "add", "cli-bad-db", "--api-url", cell.url, "--database-url", bad, expect=1)
