@@ -73,6 +73,29 @@ async def _fail_successful_results(admin, request_id: uuid.UUID) -> str:
     return fn
 
 
+async def _attempt_failing_at_its_results(pool, worker_database_url: str, rid: uuid.UUID):
+    """An attempt at the request (a claim of it, as another worker's) whose successful results cannot be written
+    (_fail_successful_results): it fails with the injected fault. Returns the cell context it ran with."""
+    import asyncpg
+
+    from cell.service import bulk as bulk_service
+    from worker import bulk as worker_bulk
+    from worker.settings import load_settings as load_worker_settings
+
+    ctx = worker_bulk.cell_context(pool, load_worker_settings({}, database_url=worker_database_url,
+                                                              posting_mode="hybrid"))
+    admin = await asyncpg.connect(worker_database_url)
+    fn = await _fail_successful_results(admin, rid)
+    try:
+        with pytest.raises(asyncpg.PostgresError, match="injected fault"):
+            await bulk_service.process(ctx, await pool.fetchrow(_TAKE_OVER, rid), chunk_size=10, chunks_at_once=1,
+                                       lease_s=60)
+    finally:
+        await admin.execute(f"DROP TRIGGER {fn} ON bulk_results; DROP FUNCTION {fn}();")
+        await admin.close()
+    return ctx
+
+
 async def _pending_update_request(client, auth, ids, resource: dict) -> tuple[str, uuid.UUID]:
     """A pending transaction (5 from cash to wallet) and a bulk request of one update of it: their ids."""
     txn = (await client.post("/api/ledger_transactions", auth=auth, json=_txn(ids, 5) | {"status": "pending"})).json()
@@ -348,11 +371,7 @@ async def test_a_transaction_update_whose_result_was_not_written_replaces_entrie
     """Updates commit with their results: an attempt that fails between the two (here writing a result raises, a
     fault injected in the database) leaves neither, and the resumed request applies each then: entries replaced once
     (no entries discarded twice), a pending transaction posted by its update answered as done, not a bulk_error."""
-    import asyncpg
-
     from cell.service import bulk as bulk_service
-    from worker import bulk as worker_bulk
-    from worker.settings import load_settings as load_worker_settings
 
     auth, ids = await api_book(client, pool, "bulk", BOOK)
     pending = []
@@ -364,17 +383,7 @@ async def test_a_transaction_update_whose_result_was_not_written_replaces_entrie
     request = (await client.post("/api/bulk_requests", auth=auth, json={
         "action_type": "update", "resource_type": "ledger_transaction", "resources": resources})).json()
     rid = uuid.UUID(request["id"])
-    ctx = worker_bulk.cell_context(pool, load_worker_settings({}, database_url=worker_database_url,
-                                                              posting_mode="hybrid"))
-    admin = await asyncpg.connect(worker_database_url)
-    fn = await _fail_successful_results(admin, rid)
-    try:
-        with pytest.raises(asyncpg.PostgresError, match="injected fault"):
-            await bulk_service.process(ctx, await pool.fetchrow(_TAKE_OVER, rid), chunk_size=10, chunks_at_once=1,
-                                       lease_s=60)
-    finally:
-        await admin.execute(f"DROP TRIGGER {fn} ON bulk_results; DROP FUNCTION {fn}();")
-        await admin.close()
+    ctx = await _attempt_failing_at_its_results(pool, worker_database_url, rid)
     for txn_id, amount in zip(pending, (5, 6)):
         now = (await client.get(f"/api/ledger_transactions/{txn_id}", auth=auth)).json()
         assert (now["version"], now["status"], {e["amount"] for e in now["ledger_entries"]}) == (1, "pending", {amount})
@@ -613,25 +622,11 @@ async def test_an_update_whose_result_was_not_written_is_not_applied_and_the_giv
     fault injected in the database) leaves neither, so the request given up afterwards reports it
     `bulk_attempts_exhausted` (not applied) truly: the transaction is still pending, its balances untouched, no
     version or event written for it."""
-    import asyncpg
-
     from cell.service import bulk as bulk_service
-    from worker import bulk as worker_bulk
-    from worker.settings import load_settings as load_worker_settings
 
     auth, ids = await api_book(client, pool, "bulk", BOOK)
     txn_id, rid = await _pending_update_request(client, auth, ids, {"status": "posted"})
-    ctx = worker_bulk.cell_context(pool, load_worker_settings({}, database_url=worker_database_url,
-                                                              posting_mode="hybrid"))
-    admin = await asyncpg.connect(worker_database_url)
-    fn = await _fail_successful_results(admin, rid)
-    try:
-        with pytest.raises(asyncpg.PostgresError, match="injected fault"):
-            await bulk_service.process(ctx, await pool.fetchrow(_TAKE_OVER, rid), chunk_size=10, chunks_at_once=1,
-                                       lease_s=60)
-    finally:
-        await admin.execute(f"DROP TRIGGER {fn} ON bulk_results; DROP FUNCTION {fn}();")
-        await admin.close()
+    ctx = await _attempt_failing_at_its_results(pool, worker_database_url, rid)
     shown = (await client.get(f"/api/ledger_transactions/{txn_id}", auth=auth)).json()
     assert (shown["status"], shown["version"]) == ("pending", 1)
 
@@ -655,25 +650,11 @@ async def test_an_update_whose_result_was_not_written_is_applied_once_when_the_r
     """An attempt that fails between an update and its result leaves neither: the resumed request applies the update
     then, once. A change made meanwhile by a PATCH of the same field comes before it, never after a second
     application of it (the versions: created, the PATCH's, the bulk update's)."""
-    import asyncpg
-
     from cell.service import bulk as bulk_service
-    from worker import bulk as worker_bulk
-    from worker.settings import load_settings as load_worker_settings
 
     auth, ids = await api_book(client, pool, "bulk", BOOK)
     txn_id, rid = await _pending_update_request(client, auth, ids, {"metadata": {"k": "bulk"}})
-    ctx = worker_bulk.cell_context(pool, load_worker_settings({}, database_url=worker_database_url,
-                                                              posting_mode="hybrid"))
-    admin = await asyncpg.connect(worker_database_url)
-    fn = await _fail_successful_results(admin, rid)
-    try:
-        with pytest.raises(asyncpg.PostgresError, match="injected fault"):
-            await bulk_service.process(ctx, await pool.fetchrow(_TAKE_OVER, rid), chunk_size=10, chunks_at_once=1,
-                                       lease_s=60)
-    finally:
-        await admin.execute(f"DROP TRIGGER {fn} ON bulk_results; DROP FUNCTION {fn}();")
-        await admin.close()
+    ctx = await _attempt_failing_at_its_results(pool, worker_database_url, rid)
     r = await client.patch(f"/api/ledger_transactions/{txn_id}", auth=auth, json={"metadata": {"k": "user"}})
     assert r.status_code == 200, r.text
     done = await bulk_service.process(ctx, await pool.fetchrow(_TAKE_OVER, rid), chunk_size=10, chunks_at_once=1,
