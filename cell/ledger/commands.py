@@ -19,6 +19,7 @@ from cell.ledger.models import (
     AlertOperator,
     Direction,
     NormalBalance,
+    Status,
     timestamp_in_range,
 )
 from cell.ledger.webhooks import EVENT_NAMES, EVENT_NAMES_MAX
@@ -218,12 +219,13 @@ def agreed_effective_at(effective_at, entries: list[EntryCreate]):
 class TransactionCreate(Strict):
     """A new ledger transaction. Without `ledger_id` the ledger is the entries' accounts' (Modern Treasury's SDK
     never sends one). `effective_date` (midnight UTC) may stand for `effective_at`; both given must agree; so
-    must the entries' own `effective_at`, which also stand for it when the transaction gives none."""
+    must the entries' own `effective_at`, which also stand for it when the transaction gives none. `archived`: a
+    record (a declined authorization) written archived, with no balance effect (routines/post.sql)."""
 
     ledger_entries: Annotated[list[EntryCreate], Meta(min_length=1, max_length=ENTRIES_SCHEMA_MAX)]
     ledger_id: uuid.UUID | None = None
     description: Text | None = None
-    status: Literal["pending", "posted"] = "pending"
+    status: Status = "pending"
     effective_at: Timestamp | None = None
     effective_date: date | None = None
     external_id: ExternalId | None = None
@@ -277,8 +279,10 @@ class EntryUpdate(Strict):
 
 
 class ReversalCreate(Strict):
+    """`archived`: a record of a reversal that did not happen (it reverses nothing: routines/post.sql)."""
+
     description: Text | None = None
-    status: Literal["pending", "posted"] = "posted"
+    status: Status = "posted"
     effective_at: Timestamp | None = None
     external_id: ExternalId | None = None
     ledgerable_type: LedgerableType | None = None

@@ -237,8 +237,8 @@ async def finish_posting(ctx: CellContext, posting: Posting, result: PostResult,
     """After the posting committed: its metrics, and the nudge for the accounts whose effects were queued."""
     if posting.apply_accounts:
         SYNC_LOCK_WAIT_SECONDS.observe(result.lock_wait_s)
-    if result.archived_reason is not None:  # nothing written to any balance: nothing to nudge
-        count_posting("archived_" + result.archived_reason)
+    if result.archived_reason is not None or posting.state.status == "archived":  # no balance effect: no nudge
+        count_posting("archived_" + (result.archived_reason or "at_creation"))
         POSTING_SECONDS.observe(time.perf_counter() - started)
         return
     state, partial = posting.state, posting.partially_posts
@@ -262,7 +262,7 @@ def render_posting(ctx: CellContext, posting: Posting, accounts: dict[str, Accou
     if not ctx.settings.events_enabled:
         return unstamped, None
     drafts = [events.transaction_event(events.TRANSACTION_CREATED, unstamped)]
-    if reverses is not None:
+    if reverses is not None and posting.state.status != "archived":  # an archived reversal reverses nothing
         drafts.append(events.transaction_event("ledger_transaction.reversed", msgspec.structs.replace(
             reverses, reversed_by_ledger_transaction_id=posting.state.id)))
     if partially_posts is not None:

@@ -141,11 +141,13 @@ async def post(conn: asyncpg.Connection, posting: Posting, events: list | None =
 
 
 async def _set_wise(conn: asyncpg.Connection, postings: list[tuple[Posting, list | None, bytes | None]]) -> str | None:
-    """Postings that apply no account now (neither a reversal nor a partial post) written set-wise, one
-    `ledger_post_queued_group` call for all (routines/post_queued_group.sql: the rows one `ledger_post` call each
-    writes): its answer, the same for each; None (nothing written) when any posting is of another kind or the routine
-    declines them (QUEUED_GROUP_DECLINED). Within a transaction, under a savepoint (a decline leaves it usable)."""
-    if not postings or any(p.apply_accounts or locks_another(p) for p, _, _ in postings):
+    """Postings that apply no account now (neither a reversal, a partial post nor one archived at creation: no
+    effect at all, ledger_post's) written set-wise, one `ledger_post_queued_group` call for all
+    (routines/post_queued_group.sql: the rows one `ledger_post` call each writes): its answer, the same for each;
+    None (nothing written) when any posting is of another kind or the routine declines them (QUEUED_GROUP_DECLINED).
+    Within a transaction, under a savepoint (a decline leaves it usable)."""
+    if not postings or any(p.apply_accounts or locks_another(p) or p.state.status == "archived"
+                           for p, _, _ in postings):
         return None
     try:
         async with conn.transaction() if conn.is_in_transaction() else contextlib.nullcontext():

@@ -5,6 +5,9 @@
 -- p_archive_on_lock_failure (the SDK's archive_on_balance_lock_failure): a violated balance lock (LG001, LG002)
 -- undoes the apply (a subtransaction around ledger_apply + ledger_check, entered only then) and the transaction
 -- is written archived, archived_reason 'balance_lock_failure', with no balance effect at all: nothing counts.
+-- p_status 'archived' (a record, e.g. a declined authorization, archived at creation): written the same way, with
+-- archived_reason NULL, nothing applied, queued or checked (its balance locks and lock_versions are not checked:
+-- it changes no balance); a reversal so made reverses nothing (its original is not marked reversed).
 -- p_events: the events of this change, rendered by the service (ledger_events), written with this call's answer.
 -- p_answer (with p_idem_key): the answer as the service rendered it before the call; the key is kept with it and
 -- this call's answer (its facts, 0140_idempotency_facts.sql) by one INSERT at the end, so that a POST with an
@@ -45,7 +48,8 @@ DECLARE
     v_sync_only uuid[];
     v_headroom_low boolean;  -- an account past 2^62 or an entry past 2^40: ledger_headroom's exact check
     v_discarded uuid;  -- an account discarded (0204) since the caller looked it up: not found
-    v_failed boolean := false;
+    v_failed boolean := p_status = 'archived';  -- written archived, without effects (on a failed lock: below)
+    v_archived_reason text;
     v_result jsonb;
     v_entries jsonb := '[]';  -- the resulting balances of the entries applied now
 BEGIN
@@ -86,8 +90,10 @@ BEGIN
             RAISE EXCEPTION 'the transaction''s entries changed while its reversal was made' USING ERRCODE = 'LG008';
         END IF;
         -- Never back in time: this call's now() may precede a change (its posting) that committed while it waited.
-        UPDATE ledger_transactions SET reversed_by_id = p_txn_id, updated_at = greatest(updated_at, v_now)
-        WHERE id = p_reverses_id;
+        IF NOT v_failed THEN
+            UPDATE ledger_transactions SET reversed_by_id = p_txn_id, updated_at = greatest(updated_at, v_now)
+            WHERE id = p_reverses_id;
+        END IF;
     END IF;
 
     -- A partial post: the pending transaction ({id, expected_version, snapshot, apply_all}) is archived here,
@@ -152,7 +158,7 @@ BEGIN
     END IF;
 
     -- The entries' effects: those of accounts applied now go to ledger_apply, the others are queued (below).
-    IF cardinality(v_apply) > 0 THEN
+    IF cardinality(v_apply) > 0 AND NOT v_failed THEN
         v_applied := ARRAY(SELECT f FROM ledger_effects_of(p_entry_ids, p_accounts, p_directions, p_amounts, 'entry',
                                                            p_status = 'posted',
                                                            array_fill(p_effective_at, ARRAY[cardinality(p_entry_ids)])) f
@@ -164,6 +170,7 @@ BEGIN
                 PERFORM ledger_check(p_checks, p_entry_ids);
             EXCEPTION WHEN SQLSTATE 'LG001' OR SQLSTATE 'LG002' THEN
                 v_failed := true;
+                v_archived_reason := 'balance_lock_failure';
             END;
         ELSE
             PERFORM ledger_apply(v_apply, p_tenant, v_applied);
@@ -176,14 +183,14 @@ BEGIN
     IF v_failed THEN
         -- Nothing queued, nothing applied: the entries stay, as an archived transaction's, without effects.
         UPDATE ledger_transactions SET status = 'archived', posted_at = NULL, archived_at = v_now,
-                                       archived_reason = 'balance_lock_failure'
+                                       archived_reason = v_archived_reason
         WHERE id = p_txn_id;
         INSERT INTO ledger_transaction_versions (transaction_id, version, tenant_id, snapshot, prev_hash, hash,
                                                  created_at)
         VALUES (p_txn_id, 1, p_tenant, jsonb_set(p_snapshot, '{status}', '"archived"'), NULL,
                 ledger_version_hash(NULL, jsonb_set(p_snapshot, '{status}', '"archived"')), v_now);
         v_result := jsonb_build_object('created_at', v_now, 'entries', '[]'::jsonb, 'lock_wait_s', v_lock_wait,
-                                       'archived_reason', 'balance_lock_failure');
+                                       'archived_reason', v_archived_reason);
     ELSE
         -- The first version and the queued effects (those of entries whose account is not applied now: after the
         -- apply, other accounts) in one statement; every account applied now: no effect queued, the version alone.

@@ -99,15 +99,17 @@ LIMIT 20
 -- name: verify_entry_effects
 -- Every entry has exactly its creation effect, and a post/archive effect exactly when its transaction moved (a
 -- discarded entry: archived, never posted);
--- the entries of a transaction archived on a balance lock failure have none at all (nothing of it counted).
+-- the entries of a transaction archived from its first version (created archived, or on a balance lock failure)
+-- have none at all (nothing of it counted).
 SELECT e.id, s.status, count(f.*) FILTER (WHERE f.kind = 'entry') AS created,
        count(f.*) FILTER (WHERE f.kind = 'post') AS posted, count(f.*) FILTER (WHERE f.kind = 'archive') AS archived
 FROM ledger_entries e JOIN ledger_transactions t ON t.id = e.transaction_id
 CROSS JOIN LATERAL (SELECT ledger_entry_status(e.version, t.entries_version, t.status) AS status) s
+LEFT JOIN ledger_transaction_versions v1 ON v1.transaction_id = t.id AND v1.version = 1
 LEFT JOIN balance_effects f ON f.entry_id = e.id
 WHERE $1::text IS NULL OR e.tenant_id = $1
-GROUP BY e.id, s.status, t.posted_at, t.created_at, t.archived_reason
-HAVING CASE WHEN t.archived_reason = 'balance_lock_failure' THEN count(f.*) <> 0
+GROUP BY e.id, s.status, t.posted_at, t.created_at, v1.snapshot ->> 'status'
+HAVING CASE WHEN v1.snapshot ->> 'status' = 'archived' THEN count(f.*) <> 0
        ELSE count(f.*) FILTER (WHERE f.kind = 'entry') <> 1
          OR count(f.*) FILTER (WHERE f.kind = 'archive') <> (CASE WHEN s.status = 'archived' THEN 1 ELSE 0 END)
          OR count(f.*) FILTER (WHERE f.kind = 'post') > (CASE WHEN s.status = 'posted' THEN 1 ELSE 0 END) END

@@ -651,3 +651,20 @@ async def test_a_bulk_requests_async_postings_are_written_set_wise_in_its_transa
     assert await admin_conn.fetchval(
         "SELECT count(*) FROM balance_effects f JOIN ledger_entries e ON e.id = f.entry_id WHERE f.applied_at IS NULL"
         " AND e.transaction_id = ANY($1::uuid[])", [p.state.id for p, _ in plain + declined]) == 2 * 5 - 1
+
+
+async def test_postings_created_archived_in_an_async_group_have_no_effect(api, rig, admin_conn):
+    """A group of async postings goes set-wise (ledger_post_queued_group, which queues every entry's effect); those
+    created archived (`status: archived`: no balance effect at all) are ledger_post's, written archived."""
+    ledger_id, cards, settlement = await _cards(api, rig, 3)
+    before = {a: await api.balances(a) for a in [*cards, settlement]}
+    answers = await asyncio.gather(*(rig.post(rig.body(ledger_id, card, settlement, 9, status="archived"))
+                                     for card in cards))
+    made = [json.loads(a) for a in answers]
+    assert [(t["status"], t["archived_reason"]) for t in made] == [("archived", None)] * 3
+    assert await admin_conn.fetchval(
+        "SELECT count(*) FROM balance_effects f JOIN ledger_entries e ON e.id = f.entry_id"
+        " WHERE e.transaction_id = ANY($1::uuid[])", [uuid.UUID(t["id"]) for t in made]) == 0
+    assert {a: await api.balances(a) for a in [*cards, settlement]} == before
+    for t in made:
+        assert json.loads(await rig.get(t["id"]))["status"] == "archived"

@@ -88,6 +88,38 @@ async def test_archive_on_balance_lock_failure_creates_it_archived(mt):
     assert archived == [txn.id]
 
 
+async def test_a_transaction_and_a_reversal_created_archived_count_nowhere(mt):
+    """`status="archived"`, typed by the SDK on create and create_reversal: written archived (archived_reason None),
+    no balance effect; an archived reversal reverses nothing (the original stays reversible)."""
+    client = await mt()
+    _, cash, wallet = await _ledger_with_accounts(client)
+    original = await client.ledger_transactions.create(status="posted", ledger_entries=[
+        {"ledger_account_id": cash.id, "direction": "debit", "amount": 40},
+        {"ledger_account_id": wallet.id, "direction": "credit", "amount": 40}])
+    declined = await client.ledger_transactions.create(status="archived", description="declined", ledger_entries=[
+        {"ledger_account_id": wallet.id, "direction": "debit", "amount": 500, "available_balance_amount": {"gte": 0}},
+        {"ledger_account_id": cash.id, "direction": "credit", "amount": 500}])
+    assert (declined.status, declined.archived_reason, declined.posted_at) == ("archived", None, None)
+    assert {e.status for e in declined.ledger_entries} == {"archived"}
+    again = await client.ledger_transactions.retrieve(declined.id)
+    assert (again.status, again.version) == ("archived", 1) and again.archived_at is not None
+    with pytest.raises(modern_treasury.UnprocessableEntityError) as caught:
+        await client.ledger_transactions.update(declined.id, status="posted")
+    assert caught.value.body["code"] == "invalid_status_transition"
+
+    record = await client.ledger_transactions.create_reversal(original.id, status="archived")
+    assert (record.status, record.reverses_ledger_transaction_id) == ("archived", original.id)
+    assert (await client.ledger_transactions.retrieve(original.id)).reversed_by_ledger_transaction_id is None
+    for account in (cash, wallet):
+        balances = (await client.ledger_accounts.retrieve(account.id)).balances
+        assert balances.posted_balance.amount == balances.pending_balance.amount == 40
+    versions = [v async for v in client.ledger_transactions.versions.list(ledger_transaction_id=declined.id)]
+    assert [(v.version, v.status) for v in versions] == [(1, "archived")]
+    reversal = await client.ledger_transactions.create_reversal(original.id)
+    assert reversal.status == "posted"
+    assert (await client.ledger_transactions.retrieve(original.id)).reversed_by_ledger_transaction_id == reversal.id
+
+
 async def test_an_entrys_metadata_is_updated_through_the_sdk(mt):
     client = await mt()
     _, cash, wallet = await _ledger_with_accounts(client)
