@@ -128,18 +128,23 @@ class Cycle(RequestResponseCycle):
         return message
 
     async def send_500_response(self) -> None:
-        """uvicorn's answer to a request whose app raised before answering: a request cancelled by the drain's bound at
-        shutdown (cell.api.serve) is 503 shutting_down, problem+json, the connection closed (uvicorn's 500 in plain
-        text said nothing a client could act on). Anything else is uvicorn's."""
+        """uvicorn's answer to a request whose app raised before answering, or returned without answering, as
+        problem+json (every error is; uvicorn's was "Internal Server Error" in plain text): 500 internal_error, or, for
+        a request cancelled by the drain's bound at shutdown (cell.api.serve), 503 shutting_down; the connection
+        closed. What failed is in the log, never in the answer."""
         task = asyncio.current_task()
-        if task is None or not task.cancelling():
-            await super().send_500_response()
-            return
-        body = problem_body(503, "shutting_down", "The cell stopped before this request finished: it may or may not "
-                            "have taken effect; retry with the same Idempotency-Key.")
-        await self.send({"type": "http.response.start", "status": 503, "headers": [
-            (b"content-type", PROBLEM_JSON.encode()), (b"content-length", b"%d" % len(body)),
-            (b"retry-after", b"1"), (b"connection", b"close")]})
+        if task is not None and task.cancelling():
+            status, code, detail = 503, "shutting_down", ("The cell stopped before this request finished: it may or "
+                                                          "may not have taken effect; retry with the same "
+                                                          "Idempotency-Key.")
+        else:
+            status, code, detail = 500, "internal_error", "An internal error occurred before an answer was made."
+        body = problem_body(status, code, detail)
+        headers = [(b"content-type", PROBLEM_JSON.encode()), (b"content-length", b"%d" % len(body))]
+        if status == 503:
+            headers.append((b"retry-after", b"1"))
+        headers.append((b"connection", b"close"))
+        await self.send({"type": "http.response.start", "status": status, "headers": headers})
         await self.send({"type": "http.response.body", "body": body, "more_body": False})
 
 

@@ -1,0 +1,68 @@
+"""What a client of the cell's HTTP server (cell.api.server's protocol) gets when the app fails before answering:
+problem+json with a stable code, never uvicorn's plain text, never a traceback. A real uvicorn server on the
+loopback, in the test's loop, with stand-in apps (the cell's own exception handlers answer every Exception)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+
+import msgspec
+import uvicorn
+
+from cell.api.server import CellHttpProtocol, HttpBounds
+
+WITHIN_S = 20  # a bound on a hung answer, never a wait for one
+
+
+@contextlib.asynccontextmanager
+async def serve(app):
+    """The server for `app`; yields its port."""
+    config = uvicorn.Config(app, http=CellHttpProtocol, lifespan="off", access_log=False, log_config=None)
+    config.load()
+    server = uvicorn.Server(config)
+    server.lifespan = config.lifespan_class(config)
+    server.server_state.http_bounds = HttpBounds(65_536, 65_536 + 4 * 1_048_576, 30.0)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(10)
+    await server.startup(sockets=[sock])
+    try:
+        yield sock.getsockname()[1]
+    finally:
+        server.force_exit = True
+        await server.shutdown()
+        sock.close()
+
+
+async def _answer(port: int) -> bytes:
+    """The whole answer to one request, to the server's close."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /x HTTP/1.1\r\nHost: cell\r\n\r\n")
+    out = b""
+    while chunk := await asyncio.wait_for(reader.read(65536), WITHIN_S):
+        out += chunk
+    writer.close()
+    return out
+
+
+async def _raises(scope, receive, send) -> None:
+    raise RuntimeError("secret internals")
+
+
+async def _returns_unanswered(scope, receive, send) -> None:
+    return None
+
+
+async def test_an_app_that_fails_before_answering_is_a_500_problem_without_a_traceback():
+    for app in (_raises, _returns_unanswered):
+        async with serve(app) as port:
+            answer = await _answer(port)
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 500 "), (app.__name__, answer)
+        assert b"content-type: application/problem+json" in head.lower(), (app.__name__, answer)
+        assert b"connection: close" in head.lower(), (app.__name__, answer)
+        problem = msgspec.json.decode(body)
+        assert problem["status"] == 500 and problem["code"] == "internal_error", (app.__name__, problem)
+        assert b"secret" not in body and b"Traceback" not in body, body
