@@ -127,13 +127,39 @@ class Cycle(RequestResponseCycle):
         self.body = bytearray()
         return message
 
+    async def run_asgi(self, app) -> None:
+        """uvicorn's, but for a request cancelled by the drain's bound at shutdown (cell.api.serve logs those in one
+        line): expected, not an error, so no traceback of its own. Any other failure is logged with its traceback,
+        once, as uvicorn does. Either is answered by send_500_response unless its answer had begun (then its
+        connection is closed)."""
+        try:
+            result = await app(self.scope, self.receive, self.send)
+        except BaseException as exc:
+            if not (isinstance(exc, asyncio.CancelledError) and _stopping()):
+                self.logger.error("Exception in ASGI application\n", exc_info=exc)
+            if not self.response_started:
+                await self.send_500_response()
+            else:
+                self.transport.close()
+        else:
+            if result is not None:
+                self.logger.error("ASGI callable should return None, but returned '%s'.", result)
+                self.transport.close()
+            elif not self.response_started and not self.disconnected:
+                self.logger.error("ASGI callable returned without starting response.")
+                await self.send_500_response()
+            elif not self.response_complete and not self.disconnected:
+                self.logger.error("ASGI callable returned without completing response.")
+                self.transport.close()
+        finally:
+            self.on_response = lambda: None
+
     async def send_500_response(self) -> None:
         """uvicorn's answer to a request whose app raised before answering, or returned without answering, as
         problem+json (every error is; uvicorn's was "Internal Server Error" in plain text): 500 internal_error, or, for
         a request cancelled by the drain's bound at shutdown (cell.api.serve), 503 shutting_down; the connection
         closed. What failed is in the log, never in the answer."""
-        task = asyncio.current_task()
-        if task is not None and task.cancelling():
+        if _stopping():
             status, code, detail = 503, "shutting_down", ("The cell stopped before this request finished: it may or "
                                                           "may not have taken effect; retry with the same "
                                                           "Idempotency-Key.")
@@ -146,6 +172,13 @@ class Cycle(RequestResponseCycle):
         headers.append((b"connection", b"close"))
         await self.send({"type": "http.response.start", "status": status, "headers": headers})
         await self.send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+def _stopping() -> bool:
+    """Whether the running request's task is being cancelled: only the drain at shutdown cancels one
+    (cell.api.serve)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 _CYCLES = (RequestResponseCycle, Cycle)

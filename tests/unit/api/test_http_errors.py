@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 
 import msgspec
@@ -66,3 +67,11 @@ async def test_an_app_that_fails_before_answering_is_a_500_problem_without_a_tra
         problem = msgspec.json.decode(body)
         assert problem["status"] == 500 and problem["code"] == "internal_error", (app.__name__, problem)
         assert b"secret" not in body and b"Traceback" not in body, body
+
+
+async def test_an_app_that_raises_logs_its_traceback_once(caplog):
+    caplog.set_level(logging.ERROR)
+    async with serve(_raises) as port:
+        await _answer(port)
+    tracebacks = [record for record in caplog.records if record.exc_info]
+    assert len(tracebacks) == 1 and "secret internals" in caplog.text, caplog.text
