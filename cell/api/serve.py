@@ -5,8 +5,10 @@ uvicorn alone waited for the requests in flight without a bound (the pod was kil
 cut without a word in the log), and ended the process by raising the signal again once it had stopped (killed by
 SIGTERM, not exit 0). Here, at the signal: /readyz answers 503 (the app's state.draining) and the listener closes
 (no new connection); the requests in flight get the app's CellSettings.shutdown_drain_s to finish; those still
-running then are cancelled (a posting's statement is cancelled on the server: it rolls back) and logged, each
-answered 503 shutting_down (cell.api.server.Cycle); the app's shutdown closes its pools; the process exits 0. With
+running then are cancelled (a posting's statement is cancelled on the server: it rolls back; a group commit already
+sent runs to its end, cell.service.gather, and may commit: its client's retry with the same Idempotency-Key gets that
+answer) and logged, each answered 503 shutting_down (cell.api.server.Cycle); the app's shutdown closes its pools
+(waiting for such a group's statement, within its lock and statement bounds); the process exits 0. With
 several processes, uvicorn's supervisor sends each the signal and waits for them: each serves with CellServer, and
 reads its bound from its own app (settings from the same environment).
 uvicorn 0.54's Server and Multiprocess (requirements.lock).

@@ -5,13 +5,16 @@ back, logged), the pools closed, exit 0. The slow request is a posting waiting o
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import signal
 import subprocess
 import time
+import uuid
 
 import asyncpg
 import httpx
+import msgspec
 import pytest
 import uvicorn
 
@@ -165,3 +168,94 @@ async def test_readiness_is_503_from_the_signal_on(cell_database_url):
         answer = await cell.get("/readyz")
         assert answer.status_code == 503 and answer.json()["code"] == "not_ready", answer.text
         assert server.should_exit
+
+
+def _posting_body(ledger_id: str, debit: str, credit: str) -> bytes:
+    return (f'{{"ledger_id": "{ledger_id}", "status": "posted", "ledger_entries": ['
+            f'{{"ledger_account_id": "{debit}", "direction": "debit", "amount": 5}}, '
+            f'{{"ledger_account_id": "{credit}", "direction": "credit", "amount": 5}}]}}').encode()
+
+
+def _posting_request(api, body: bytes, key: str) -> bytes:
+    token = base64.b64encode(f"{api.tenant_id}:{api.api_key}".encode()).decode()
+    return (f"POST /api/ledger_transactions HTTP/1.1\r\nHost: cell\r\nAuthorization: Basic {token}\r\n"
+            f"Idempotency-Key: {key}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+            ).encode() + body
+
+
+async def _answer_status_and_code(reader: asyncio.StreamReader) -> tuple[int, str | None]:
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), WAIT_S)
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    body = await asyncio.wait_for(reader.readexactly(int(headers["content-length"])), WAIT_S)
+    code = msgspec.json.decode(body).get("code") if headers["content-type"] == "application/problem+json" else None
+    return int(lines[0].split(" ")[1]), code
+
+
+async def _blocked(conn: asyncpg.Connection, count: int) -> bool:
+    return await conn.fetchval("SELECT count(*) FROM pg_stat_activity WHERE cardinality(pg_blocking_pids(pid)) > 0"
+                               " AND datname = current_database()") >= count
+
+
+async def test_a_posting_its_group_commits_after_the_drain_answered_503_is_what_its_retry_gets(
+        cell_database_url, new_tenant, admin_conn, stopped_after):
+    """Postings sent together go in one statement (cell.service.posting_groups), which runs to its end even when their
+    requests are cancelled: at the drain's bound they are answered 503 shutting_down, then the statement may still
+    commit (the pools' close waits for it). Retried with the same Idempotency-Key, each gets the posting that was
+    written (once), or is written now. The group is formed for sure: two postings wait on one lock (a tenant's
+    statements in flight at most), the group's postings gather meanwhile, and go as one when the first lock goes."""
+    postings_n = 6
+    proc, url = start_cell_process(cell_database_url, name="drain-group", shutdown_drain_s="1", **SLOW_CELL)
+    stopped_after.append(proc)
+    host, port = url.removeprefix("http://").split(":")
+    async with httpx.AsyncClient(base_url=url, timeout=WAIT_S) as client:
+        api = await new_tenant(client)
+        ledger = await api.ledger()
+        accounts = [await api.account(ledger["id"], side) for side in ("debit", "credit", "debit", "credit")]
+        first_debit, first_credit, debit, credit = (account["id"] for account in accounts)
+        keys = [f"drain-group-{uuid.uuid4()}" for _ in range(postings_n)]
+        body = _posting_body(ledger["id"], debit, credit)
+        holders = [await asyncpg.connect(cell_database_url) for _ in range(2)]
+        locks = [holder.transaction() for holder in holders]
+        try:
+            for holder, lock, account in zip(holders, locks, (first_credit, credit)):
+                await lock.start()
+                await holder.execute("SELECT 1 FROM account_balances WHERE account_id = $1 FOR UPDATE", account)
+            first = []
+            for _ in range(2):  # alone, each its statement in flight
+                first.append(asyncio.create_task(api.transfer(ledger["id"], first_debit, first_credit, 5)))
+                await _until(lambda n=len(first): _blocked(admin_conn, n), "the first postings wait")
+            connections = [await asyncio.open_connection(host, int(port)) for _ in keys]
+            for (_, writer), key in zip(connections, keys):
+                writer.write(_posting_request(api, body, key))
+            await locks[0].rollback()  # the first two go on: the group gathered meanwhile is sent
+            assert [answer.status_code for answer in await asyncio.gather(*first)] == [201, 201]
+            await _until(lambda: _blocked(admin_conn, 1), "the group waits on the test's second lock")
+            proc.send_signal(signal.SIGTERM)
+            answers = await asyncio.gather(*(_answer_status_and_code(reader) for reader, _ in connections))
+            assert answers == [(503, "shutting_down")] * postings_n, answers
+            await locks[1].rollback()  # the statement sent goes on, and commits
+        finally:
+            for holder in holders:
+                await holder.close()
+        assert await _exit_code(proc, WAIT_S) == 0
+        for _, writer in connections:
+            writer.close()
+    written = {str(row["id"]) for row in await admin_conn.fetch(
+        "SELECT t.id FROM ledger_transactions t JOIN ledger_entries e ON e.transaction_id = t.id "
+        "WHERE t.tenant_id = $1 AND e.ledger_account_id = $2", api.tenant_id, credit)}
+    assert written, "the group's statement committed nothing after its 503s"
+
+    retry_proc, retry_url = start_cell_process(cell_database_url, name="drain-group-retry", **SLOW_CELL)
+    stopped_after.append(retry_proc)
+    async with httpx.AsyncClient(base_url=retry_url, timeout=WAIT_S) as client:
+        retried = []
+        for key in keys:
+            answer = await client.post("/api/ledger_transactions", auth=api.auth, content=body,
+                                       headers={"Idempotency-Key": key, "Content-Type": "application/json"})
+            assert answer.status_code == 201, answer.text
+            retried.append(answer.json()["id"])
+    # The postings committed after their 503 are their retries' answers, not written twice: one posting per key.
+    assert written <= set(retried) and len(set(retried)) == postings_n, (written, retried)
+    assert await admin_conn.fetchval("SELECT count(*) FROM ledger_transactions WHERE tenant_id = $1",
+                                     api.tenant_id) == postings_n + 2
