@@ -47,7 +47,7 @@ from urllib.parse import urlencode
 import requests
 from gevent.event import Event
 from locust import FastHttpUser, LoadTestShape, between, events, task
-from locust.runners import MasterRunner, WorkerRunner
+from locust.runners import LocalRunner, MasterRunner, WorkerRunner
 from locust.stats import PERCENTILES_TO_REPORT, StatsCSV
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # Locust puts only loadtests/ on the path
@@ -160,8 +160,11 @@ def on_init(environment, **_kw) -> None:
 
 @events.test_start.add_listener
 def on_test_start(environment, **_kw) -> None:
-    if isinstance(environment.runner, WorkerRunner):
-        return  # the master made the books and sent them (on several processes, one ledger and hot accounts)
+    if not isinstance(environment.runner, (MasterRunner, LocalRunner)):
+        # A worker: the master makes the books and sends them (on several processes, one ledger and hot accounts).
+        # Its runner may be unset still: a late joiner reading its ack and spawn together fires test_start in Locust's
+        # WorkerRunner constructor, before environment.runner is assigned (it made books of its own).
+        return
     if not Books.ledger_id:  # once per run, even when the shape restarts spawning
         try:
             if not (TENANT and API_KEY):

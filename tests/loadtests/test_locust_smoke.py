@@ -272,10 +272,39 @@ async def test_on_several_processes_only_the_master_judges_the_run(cell, tmp_pat
     [run_dir] = list(tmp_path.iterdir())
     result = json.loads((run_dir / "thresholds.json").read_text())
     assert result["broken"] == [] and sum(r["requests"] for r in result["rows"]) > 0, result
+    ledgers = await ledger_names(cell)
+    assert len(ledgers) == 1, ledgers
+
+
+async def ledger_names(cell) -> list[str]:
+    """The names of the tenant's ledgers: a run makes one set of books, whatever its processes."""
     host, tenant, key = cell
     async with httpx.AsyncClient(auth=(tenant, key)) as client:  # the cell runs on this event loop
-        ledgers = (await client.get(f"{host}/api/ledgers", params={"per_page": 100})).json()
-    assert len(ledgers) == 1, [ledger["name"] for ledger in ledgers]
+        return [ledger["name"] for ledger in (await client.get(f"{host}/api/ledgers", params={"per_page": 100})).json()]
+
+
+# A Locust worker as on a loaded machine: not scheduled from sending its client_ready until the master's replies (its
+# ack, then, the run being under way, its spawn) have all come, so it reads them back to back. A double of Locust's
+# transport only; the worker is Locust's own.
+DESCHEDULED_WORKER = """
+import sys
+from locust.rpc import zmqrpc
+
+real, held, read = zmqrpc.Client.recv, [], []
+
+def recv(self):
+    if not read:
+        read.append(True)
+        held.append(real(self))
+        while held[-1].type != "spawn":
+            held.append(real(self))
+    return held.pop(0) if held else real(self)
+
+zmqrpc.Client.recv = recv
+sys.argv[0] = "locust"
+from locust.main import main
+main()
+"""
 
 
 @pytest.mark.timeout(150)
@@ -283,7 +312,9 @@ async def test_a_worker_that_joins_after_the_set_up_loads_the_runs_books(cell, t
     """Locust's master with workers on other machines: a worker that connects after the books were made (and sent to
     the workers connected then) was sent none, so the users the master gives it stopped at once and the load it was
     added for never came. Worker A runs the first users; B joins once requests flow; A leaves, so every user is B's:
-    requests go on, with no failure and no exception."""
+    requests go on, with no failure and no exception. And the run has one set of books: B, slow to read the master's
+    replies as on a loaded machine, read its spawn before Locust had set its runner, took itself for the master and
+    made a second ledger (its users loaded that one, splitting the hot accounts' load)."""
     host, tenant, key = cell
     env = {**os.environ, **SHORT, "LOADTEST_WEIGHTS": "investing=1,card=0,statement=0,backdated=0",
            "LEDGER_BASE_URL": host, "LEDGER_TENANT_ID": tenant, "LEDGER_API_KEY": key}
@@ -327,7 +358,7 @@ async def test_a_worker_that_joins_after_the_set_up_loads_the_runs_books(cell, t
     try:
         procs.append(await spawn(*worker))
         await until("requests from worker A", lambda: requests_made() > 0)
-        procs.append(await spawn(*worker))
+        procs.append(await spawn(sys.executable, "-c", DESCHEDULED_WORKER, *worker[3:]))
         await until("worker B connected", lambda: said("reported as ready. 2 workers connected") > 0)
         procs[1].terminate()  # A quits: the master gives its users to B
         await asyncio.wait_for(procs[1].wait(), 60)
@@ -349,6 +380,8 @@ async def test_a_worker_that_joins_after_the_set_up_loads_the_runs_books(cell, t
     [run_dir] = list(tmp_path.iterdir())
     result = json.loads((run_dir / "thresholds.json").read_text())
     assert result["broken"] == [] and all(r["failures"] == 0 for r in result["rows"]), (result, out)
+    ledgers = await ledger_names(cell)
+    assert len(ledgers) == 1, (ledgers, out)
 
 
 @pytest.mark.timeout(60)
