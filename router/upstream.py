@@ -47,6 +47,10 @@ _PLAIN_LINES = re.compile(rb"(?:[-!#$%&'*+.^_`|~0-9A-Za-z]+:[\t -~]*\r\n)*")
 # The status line of an answer the parser reads the same, when it is a final one that may have a body (not 204 or
 # 304): HTTP/1.1 (so kept alive unless its lines say otherwise), a status 200-599, a reason phrase of printable ASCII.
 _PLAIN_STATUS_LINE = re.compile(rb"HTTP/1\.1 ([2-5][0-9][0-9]) [\t -~]*\r\n")
+# Framing headers that announce a body (a transfer coding, a length other than 0), searched in a head's lines put in
+# lower case after a CRLF: in an answer that has none (1xx, 204, 304: RFC 9112 6.3), what they announce would be read as
+# the start of the next answer, another request's (_Connection.on_headers_complete).
+_BODY_ANNOUNCED = re.compile(rb"\r\n(?:transfer-encoding:|content-length:[ \t]*(?!0*[ \t]*\r\n))")
 # Those of them with their standard reason phrase (what the cells send), each with its status: looked up, not matched.
 _KNOWN_STATUS_LINES = {b"HTTP/1.1 %d %s\r\n" % (status, status.phrase.encode()): status.value
                        for status in HTTPStatus if 200 <= status <= 599 and status not in (204, 304)}
@@ -144,7 +148,7 @@ def whole_answer(data: bytes, body_bytes_max: int) -> Response | None:
 class _Connection(asyncio.Protocol):
     __slots__ = ("transport", "parser", "on_done", "chunks", "heading", "lines", "body", "body_size",
                  "body_bytes_max", "closed", "last_used", "received", "head", "status", "deadline", "in_flight",
-                 "parsed", "caller", "sent_method", "sent")
+                 "parsed", "caller", "sent_method", "sent", "astray")
 
     def __init__(self, body_bytes_max: int, in_flight: set["_Connection"]) -> None:
         self.transport: asyncio.Transport | None = None
@@ -178,6 +182,7 @@ class _Connection(asyncio.Protocol):
         self.body: list[bytes] = []
         self.body_size = 0
         self.status = 0
+        self.astray = False  # the answer had no body but its head announced one: the connection is not reused
 
     # -- asyncio.Protocol
     def connection_made(self, transport) -> None:
@@ -216,6 +221,11 @@ class _Connection(asyncio.Protocol):
         if end < 0:
             raise ResponseFailed("the cell's answer head is not CRLF-delimited")
         self.lines = raw[raw.find(b"\r\n") + 2:end + 2]
+        if (self.status < 200 or self.status == 204 or self.status == 304) and _BODY_ANNOUNCED.search(
+                (b"\r\n" + self.lines).lower()):
+            # The parser reads no body (RFC 9112 6.3), yet the cell may send the one announced: those bytes would
+            # be taken for the answer to the next request on this connection. It ends with this answer.
+            self.astray = True
         if self.status < 200:
             self.chunks = [raw[end + 4:]]  # an interim answer's head: the next head starts after it
             return
@@ -237,7 +247,7 @@ class _Connection(asyncio.Protocol):
         if 100 <= self.status < 200:
             # An interim answer (100 Continue, 103 Early Hints): the real one follows on this connection.
             return
-        self._done(reusable=self.parser.should_keep_alive())
+        self._done(reusable=self.parser.should_keep_alive() and not self.astray)
 
     # -- internals
     def _done(self, reusable: bool) -> None:

@@ -1,0 +1,336 @@
+"""Request smuggling and header injection between a client, the router and a cell, over raw sockets: a request whose
+framing two parsers could read differently (Content-Length and Transfer-Encoding, odd spellings, bad line ends, bad
+chunk sizes), targets that are not paths, pipelined requests behind refused ones, and cell answers whose framing is
+easy to get wrong (HEAD, 1xx, 204/304 with a body). The cell here is a raw HTTP/1.1 server that reads with h11 (a
+parser other than the router's) and records every request it receives: the cell must receive exactly the requests
+the router meant to send, and each client its own answers."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+
+import h11
+import msgspec
+import pytest
+
+from router_rig import new_tenant_id
+
+READ_S = 5
+SMUGGLED = b"GET /api/smuggled HTTP/1.1\r\nhost: router\r\n\r\n"
+
+
+def auth(tenant: str) -> str:
+    return "Basic " + base64.b64encode(f"{tenant}:secret".encode()).decode()
+
+
+def request(tenant: str, path: str = "/api/x", method: str = "GET", body: bytes = b"", extra: str = "") -> bytes:
+    head = f"{method} {path} HTTP/1.1\r\nhost: router\r\nauthorization: {auth(tenant)}\r\n{extra}"
+    if body:
+        head += f"content-length: {len(body)}\r\n"
+    return head.encode() + b"\r\n" + body
+
+
+class RecordingCell:
+    """A cell that reads requests with h11 and records each (method, target, headers, body); it answers with what
+    it received (JSON, content-length framed), or, for a path in `scripts`, with those bytes exactly (as many
+    writes as parts; the parts after a None only when the connection's next request has come)."""
+
+    def __init__(self) -> None:
+        self.received: list[dict] = []
+        self.scripts: dict[bytes, list[bytes]] = {}
+        self.server: asyncio.Server | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+
+    async def start(self) -> RecordingCell:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return self
+
+    async def stop(self) -> None:
+        self.server.close()
+
+    def api(self) -> list[dict]:
+        """What it received for the API (the router's health checks left out)."""
+        return [r for r in self.received if r["target"].startswith("/api/")]
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conn = h11.Connection(h11.SERVER)
+        deferred: list[bytes] = []
+        try:
+            while True:
+                event = conn.next_event()
+                if event is h11.NEED_DATA:
+                    data = await reader.read(65536)
+                    conn.receive_data(data)
+                    if not data:
+                        return
+                    continue
+                if isinstance(event, h11.ConnectionClosed):
+                    return
+                assert isinstance(event, h11.Request), event
+                body = b""
+                while True:
+                    part = conn.next_event()
+                    if part is h11.NEED_DATA:
+                        conn.receive_data(await reader.read(65536))
+                        continue
+                    if isinstance(part, h11.EndOfMessage):
+                        break
+                    body += part.data
+                target = event.target.decode()
+                headers = {k.decode(): v.decode() for k, v in event.headers}
+                self.received.append({"method": event.method.decode(), "target": target, "headers": headers,
+                                      "body": body.decode("latin-1")})
+                if deferred:  # the rest of the last scripted answer, now that another request came
+                    writer.write(b"".join(deferred))
+                    deferred = []
+                script = self.scripts.get(event.target)
+                if script is not None:
+                    for i, part in enumerate(script):
+                        if part is None:  # what follows waits for the connection's next request
+                            deferred = script[i + 1:]
+                            break
+                        writer.write(part)
+                        await writer.drain()
+                        await asyncio.sleep(0.02)  # each part in a read of its own
+                    return_to_h11 = False
+                else:
+                    tenant = None
+                    if "authorization" in headers:
+                        tenant = base64.b64decode(headers["authorization"][6:]).decode().split(":", 1)[0]
+                    payload = msgspec.json.encode({"tenant": tenant, "target": target, "body": body.decode()})
+                    writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n"
+                                 % len(payload) + payload)
+                    await writer.drain()
+                    return_to_h11 = True
+                if not return_to_h11:
+                    # The scripted bytes were written behind h11's back: read the next request afresh.
+                    conn = h11.Connection(h11.SERVER)
+                    continue
+                conn.send(h11.Response(status_code=200, headers=[("content-length", "0")]))
+                conn.send(h11.EndOfMessage())
+                conn.start_next_cycle()
+        except (h11.RemoteProtocolError, ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+
+@pytest.fixture(scope="module")
+async def recording(platform):
+    cell = await RecordingCell().start()
+    name = f"cell-rec-{new_tenant_id('')[2:]}"
+    await platform.sql("INSERT INTO cells (name, api_url, database_url) VALUES ($1, $2, '')", name, cell.url)
+    yield name, cell
+    await platform.sql("DELETE FROM tenants WHERE cell = $1", name)
+    await platform.sql("DELETE FROM cells WHERE name = $1", name)
+    await cell.stop()
+
+
+@contextlib.asynccontextmanager
+async def two_tenants(platform, recording, **overrides):
+    """Tenants a and b on the recording cell, behind a new router: (a, b, router, cell)."""
+    name, cell = recording
+    a, b = new_tenant_id("a"), new_tenant_id("b")
+    await platform.add_tenant(a, name)
+    await platform.add_tenant(b, name)
+    cell.received.clear()
+    router = await platform.router(redis_url="", **overrides)
+    try:
+        yield a, b, router, cell
+    finally:
+        await router.stop()
+
+
+async def read_answer(reader: asyncio.StreamReader, head_request: bool = False) -> tuple[int, dict[str, str], bytes]:
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), READ_S)
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ")[1])
+    headers = {}
+    for line in lines[1:]:
+        if line:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+    length = 0 if head_request or status in (204, 304) else int(headers.get("content-length", "0"))
+    body = await asyncio.wait_for(reader.readexactly(length), READ_S)
+    return status, headers, body
+
+
+async def closed(reader: asyncio.StreamReader) -> bool:
+    return await asyncio.wait_for(reader.read(65536), READ_S) == b""
+
+
+async def exchange(router, raw: bytes) -> tuple[int, dict[str, str], bytes, bool]:
+    """`raw` on a fresh connection: the first answer, and whether the router then closed the connection."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", router.port)
+    try:
+        writer.write(raw)
+        status, headers, body = await read_answer(reader)
+        return status, headers, body, await closed(reader)
+    finally:
+        writer.close()
+
+
+def framing_attacks(a: str) -> dict[str, bytes]:
+    """Requests of tenant a that carry SMUGGLED in their body to a parser that frames them otherwise."""
+    head = f"POST /api/x HTTP/1.1\r\nhost: router\r\nauthorization: {auth(a)}\r\n".encode()
+    chunked_smuggle = b"0\r\n\r\n" + SMUGGLED
+    return {
+        "CL.TE": head + b"content-length: %d\r\ntransfer-encoding: chunked\r\n\r\n" % len(chunked_smuggle)
+                 + chunked_smuggle,
+        "TE.CL": head + b"transfer-encoding: chunked\r\ncontent-length: 4\r\n\r\n" + b"%x\r\n" % len(SMUGGLED)
+                 + SMUGGLED + b"\r\n0\r\n\r\n",
+        "two equal CL": head + b"content-length: 5\r\ncontent-length: 5\r\n\r\nhello" + SMUGGLED,
+        "two different CL": head + b"content-length: 0\r\ncontent-length: %d\r\n\r\n" % len(SMUGGLED) + SMUGGLED,
+        "CL list": head + b"content-length: 0, %d\r\n\r\n" % len(SMUGGLED) + SMUGGLED,
+        "TE chunked, identity": head + b"transfer-encoding: chunked, identity\r\n\r\n" + chunked_smuggle,
+        "TE identity, chunked": head + b"transfer-encoding: identity, chunked\r\n\r\n" + chunked_smuggle,
+        "TE leading comma": head + b"transfer-encoding: , chunked\r\n\r\n" + chunked_smuggle,
+        "TE xchunked": head + b"transfer-encoding: xchunked\r\n\r\n" + chunked_smuggle,
+        "TE twice": head + b"transfer-encoding: chunked\r\ntransfer-encoding: chunked\r\n\r\n" + chunked_smuggle,
+        "TE obs-fold": head + b"transfer-encoding: identity\r\n chunked\r\n\r\n" + chunked_smuggle,
+        "TE obs-fold alone": head + b"transfer-encoding:\r\n chunked\r\n\r\n" + chunked_smuggle,
+        "TE space before colon": head + b"transfer-encoding : chunked\r\n\r\n" + chunked_smuggle,
+        "CL space before colon": head + b"content-length : 0\r\n\r\n" + SMUGGLED,
+        "chunk size hex overflow": head + b"transfer-encoding: chunked\r\n\r\n1000000000000000" + b"%x\r\n"
+                                   % len(SMUGGLED) + SMUGGLED + b"\r\n0\r\n\r\n",
+        "chunk size negative": head + b"transfer-encoding: chunked\r\n\r\n-1\r\n" + SMUGGLED + b"\r\n0\r\n\r\n",
+        "chunk size 0x": head + b"transfer-encoding: chunked\r\n\r\n0x0\r\n\r\n" + SMUGGLED,
+        "chunk size with space": head + b"transfer-encoding: chunked\r\n\r\n0 \r\n\r\n" + SMUGGLED,
+        "chunk ext with CR": head + b"transfer-encoding: chunked\r\n\r\n0;a=\"x\r\n\"\r\n\r\n" + SMUGGLED,
+        "chunk bare LF": head + b"transfer-encoding: chunked\r\n\r\n0\n\n" + SMUGGLED,
+        "bare LF head": head.replace(b"\r\n", b"\n") + b"content-length: 0\n\n" + SMUGGLED,
+        "bare LF one line": head + b"x-a: 1\ncontent-length: 0\r\n\r\n" + SMUGGLED,
+        "CR in value": head + b"x-a: 1\rcontent-length: 0\r\n\r\n" + SMUGGLED,
+        "NUL in value": head + b"x-a: 1\x00\r\ncontent-length: 0\r\n\r\n" + SMUGGLED,
+    }
+
+
+async def test_a_request_framed_two_ways_is_refused_and_nothing_of_it_reaches_the_cell(platform, recording):
+    async with two_tenants(platform, recording) as (a, b, router, cell):
+        answers = {name: await exchange(router, raw) for name, raw in framing_attacks(a).items()}
+        await asyncio.sleep(0)
+        received = cell.api()
+    for name, (status, headers, body, was_closed) in answers.items():
+        assert status in (400, 501), (name, status, body)
+        assert headers["content-type"] == "application/problem+json", name
+        assert was_closed, name
+    assert received == []
+
+
+async def test_chunk_extensions_are_read_and_the_body_alone_reaches_the_cell(platform, recording):
+    async with two_tenants(platform, recording) as (a, b, router, cell):
+        raw = request(a, method="POST", extra="transfer-encoding: chunked\r\n") + b"5;ext=1;q=\"v\"\r\nhello\r\n0\r\n\r\n"
+        reader, writer = await asyncio.open_connection("127.0.0.1", router.port)
+        writer.write(raw + request(b, "/api/after"))
+        first = await read_answer(reader)
+        second = await read_answer(reader)
+        writer.close()
+    assert first[0] == 200 and msgspec.json.decode(first[2])["body"] == "hello"
+    assert msgspec.json.decode(second[2]) == {"tenant": b, "target": "/api/after", "body": ""}
+    assert [(r["target"], r["body"]) for r in cell.api()] == [("/api/x", "hello"), ("/api/after", "")]
+
+
+async def test_a_target_that_is_not_a_path_is_refused(platform, recording):
+    async with two_tenants(platform, recording) as (a, b, router, cell):
+        answers = [await exchange(router, request(a, path=target, extra="connection: close\r\n"))
+                   for target in ("http://cell/api/x", "https://127.0.0.1/api/x", "api/x", "*", "//cell/api/x")]
+        received = cell.api()
+    assert [status for status, *_ in answers] == [400, 400, 400, 400, 404]
+    assert received == []
+
+
+async def test_expect_continue_then_a_second_request_each_reach_the_cell_once(platform, recording):
+    async with two_tenants(platform, recording) as (a, b, router, cell):
+        reader, writer = await asyncio.open_connection("127.0.0.1", router.port)
+        writer.write(request(a, "/api/one", method="POST", extra="expect: 100-continue\r\ncontent-length: 4\r\n"))
+        interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), READ_S)
+        writer.write(b"body" + request(b, "/api/two"))
+        first = await read_answer(reader)
+        second = await read_answer(reader)
+        writer.close()
+    assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+    assert msgspec.json.decode(first[2]) == {"tenant": a, "target": "/api/one", "body": "body"}
+    assert msgspec.json.decode(second[2]) == {"tenant": b, "target": "/api/two", "body": ""}
+    assert [(r["target"], "expect" in r["headers"]) for r in cell.api()] == [("/api/one", False), ("/api/two", False)]
+
+
+async def test_a_request_the_router_refuses_does_not_change_how_the_next_one_is_read(platform, recording):
+    name, _ = recording
+    limited = new_tenant_id("l")
+    await platform.add_tenant(limited, name, rate=1, burst=1)
+    async with two_tenants(platform, recording, body_bytes_max=64) as (a, b, router, cell):
+        reader, writer = await asyncio.open_connection("127.0.0.1", router.port)
+        writer.write(request(limited, "/api/spend"))
+        assert (await read_answer(reader))[0] == 200
+        refused = [
+            request("nobody", "/api/x", method="POST", body=SMUGGLED),  # 401
+            request(a, "/cell-only", method="POST", body=SMUGGLED),  # 404: not relayed
+            request(a, "/api/big", method="POST", body=SMUGGLED + b"x" * 64),  # 413: over the bound
+            request(limited, "/api/x", method="POST", body=SMUGGLED),  # 429
+            request(a, "/api/big", method="POST", extra="transfer-encoding: chunked\r\n")
+            + b"%x\r\n" % (len(SMUGGLED) + 64) + SMUGGLED + b"x" * 64 + b"\r\n0\r\n\r\n",  # 413, chunked
+        ]
+        writer.write(b"".join(raw + request(b, f"/api/after{i}") for i, raw in enumerate(refused)))
+        answers = [await read_answer(reader) for _ in range(2 * len(refused))]
+        writer.close()
+    assert [status for status, *_ in answers[0::2]] == [401, 404, 413, 429, 413]
+    assert [msgspec.json.decode(body) for _, _, body in answers[1::2]] == [
+        {"tenant": b, "target": f"/api/after{i}", "body": ""} for i in range(len(refused))]
+    assert [r["target"] for r in cell.api()] == ["/api/spend"] + [f"/api/after{i}" for i in range(len(refused))]
+
+
+@pytest.mark.parametrize("script", [
+    # A HEAD answer's content-length says what a GET would get: no body follows.
+    ("HEAD", [b"HTTP/1.1 200 OK\r\ncontent-length: 40\r\nx-s: head\r\n\r\n"]),
+    # Interim answers, then the real one.
+    ("GET", [b"HTTP/1.1 100 Continue\r\n\r\n", b"HTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r\n",
+             b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nx-s: early\r\n\r\nok"]),
+    # 204 and 304 have no body, whatever their content-length says: what follows is no answer to anybody.
+    ("GET", [b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\nx-s: 204\r\n\r\n"]),
+    ("GET", [b"HTTP/1.1 304 Not Modified\r\ncontent-length: 99\r\nx-s: 304\r\n\r\n"]),
+], ids=["head", "interim", "204", "304"])
+async def test_a_cell_answer_without_a_body_is_relayed_and_the_next_answer_is_the_next_requests(
+        platform, recording, script):
+    method, parts = script
+    async with two_tenants(platform, recording) as (a, b, router, cell):
+        cell.scripts[b"/api/scripted"] = parts
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", router.port)
+            writer.write(request(a, "/api/scripted", method=method))
+            first = await read_answer(reader, head_request=method == "HEAD")
+            # Another tenant, another connection, after: its own answer.
+            other = await exchange(router, request(b, "/api/other", extra="connection: close\r\n"))
+            writer.write(request(a, "/api/next"))
+            then = await read_answer(reader)
+            writer.close()
+        finally:
+            cell.scripts.clear()
+    assert first[1]["x-s"] == {"HEAD": "head"}.get(method, parts[-1].split(b"x-s: ")[1].split(b"\r\n")[0].decode())
+    assert msgspec.json.decode(other[2])["tenant"] == b and msgspec.json.decode(other[2])["target"] == "/api/other"
+    assert msgspec.json.decode(then[2]) == {"tenant": a, "target": "/api/next", "body": ""}
+
+
+async def test_the_bytes_a_cell_sends_after_a_204_or_304_are_no_other_requests_answer(platform, recording):
+    # A cell that sends a body after a 204 (or a 304) breaks HTTP: those bytes are no answer to anything. If the
+    # router kept using the connection, they would be read as the answer to the next request sent on it, another
+    # tenant's: here they look like an answer naming tenant a.
+    async with two_tenants(platform, recording) as (a, b, router, cell):
+        leaked = msgspec.json.encode({"tenant": a, "target": "/api/secret", "body": "a's"})
+        stray = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n" % len(leaked) + leaked
+        answers, others = [], []
+        for status in (b"204 No Content", b"304 Not Modified"):
+            cell.scripts[b"/api/bodiless"] = [b"HTTP/1.1 %s\r\ncontent-length: %d\r\n\r\n" % (status, len(stray)),
+                                               None, stray]
+            try:
+                answers.append(await exchange(router, request(a, "/api/bodiless", extra="connection: close\r\n")))
+                others.append(await exchange(router, request(b, "/api/other", extra="connection: close\r\n")))
+            finally:
+                cell.scripts.clear()
+    assert [status for status, *_ in answers] == [204, 304]
+    for status, _, body, _ in others:
+        assert status == 200 and msgspec.json.decode(body) == {"tenant": b, "target": "/api/other", "body": ""}
