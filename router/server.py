@@ -126,6 +126,7 @@ class _Request(msgspec.Struct, gc=False):
     body: list[bytes] | bytes | None
     too_large: bool = False  # a Content-Length says more than the connection will read
     expect_continue: bool = False
+    chunked: bool = False  # a Transfer-Encoding came (chunked: any other coding is refused)
     keep_alive: bool = True
     # (status, code, detail) of an answer the server gives itself, then closes.
     error: tuple[int, str, str] | None = None
@@ -293,11 +294,14 @@ class Connection(asyncio.Protocol):
             if name == b"content-length":
                 if value.isdigit() and int(value) > self.discard_bytes_max:
                     request.too_large = True
-            elif name == b"transfer-encoding" and any(coding.strip() != b"chunked"
-                                                       for coding in value.lower().split(b",")):
-                # gzip, deflate...: the router would hand the body on still coded, as if it were not (RFC 9112 6.1).
-                request.error = (501, "transfer_coding_not_supported", "Only the chunked transfer coding is supported.")
-                raise _Refused()
+            elif name == b"transfer-encoding":
+                if any(coding.strip() != b"chunked" for coding in value.lower().split(b",")):
+                    # gzip, deflate...: the router would hand the body on still coded, as if it were not (RFC 9112
+                    # 6.1).
+                    request.error = (501, "transfer_coding_not_supported",
+                                     "Only the chunked transfer coding is supported.")
+                    raise _Refused()
+                request.chunked = True
             elif name == b"expect" and value.lower() == b"100-continue":
                 request.expect_continue = True
             elif name == b"host":  # one at most (RFC 9112 3.2: more is a 400); the router sends the cell its own
@@ -324,6 +328,11 @@ class Connection(asyncio.Protocol):
             if version != "1.0":
                 request.error = (505, "http_version_not_supported", "The router speaks HTTP/1.1 (and 1.0).")
                 raise _Refused()
+            if request.chunked:
+                # HTTP/1.0 has no transfer codings: a server in front may have framed this body otherwise, and read
+                # part of it as a request of its own. Faulty framing: the connection closes after the answer (RFC
+                # 9112 6.1), whatever keep-alive says.
+                request.keep_alive = False
         elif not self.host_seen:  # RFC 9112 3.2: an HTTP/1.1 request without Host is a 400
             request.error = (400, "bad_request", "An HTTP/1.1 request carries a Host header.")
             raise _Refused()

@@ -334,3 +334,20 @@ async def test_the_bytes_a_cell_sends_after_a_204_or_304_are_no_other_requests_a
     assert [status for status, *_ in answers] == [204, 304]
     for status, _, body, _ in others:
         assert status == 200 and msgspec.json.decode(body) == {"tenant": b, "target": "/api/other", "body": ""}
+
+
+async def test_an_http_1_0_request_with_a_transfer_coding_closes_its_connection_after_its_answer(platform, recording):
+    # HTTP/1.0 has no transfer codings: a server in front of the router may have read this body as the next request.
+    # RFC 9112 6.1: its framing is faulty; the connection closes after the answer, whatever keep-alive says, and
+    # what came after it is not read as a request.
+    async with two_tenants(platform, recording) as (a, b, router, cell):
+        reader, writer = await asyncio.open_connection("127.0.0.1", router.port)
+        writer.write(request(a, "/api/old", method="POST", extra="connection: keep-alive\r\ntransfer-encoding: chunked\r\n")
+                     .replace(b"HTTP/1.1", b"HTTP/1.0") + b"5\r\nhello\r\n0\r\n\r\n" + request(b, "/api/behind"))
+        status, headers, body = await read_answer(reader)
+        was_closed = await closed(reader)
+        writer.close()
+        received = [r["target"] for r in cell.api()]
+    assert status == 200 and msgspec.json.decode(body)["body"] == "hello"
+    assert headers.get("connection") == "close" and was_closed
+    assert received == ["/api/old"]
