@@ -351,3 +351,17 @@ async def test_an_http_1_0_request_with_a_transfer_coding_closes_its_connection_
     assert status == 200 and msgspec.json.decode(body)["body"] == "hello"
     assert headers.get("connection") == "close" and was_closed
     assert received == ["/api/old"]
+
+
+async def test_a_cell_that_answers_with_a_protocol_switch_is_a_502_at_once_and_its_connection_dropped(platform, recording):
+    # The router never offers an upgrade (it drops the header): a 101 is no answer, and what follows it is not HTTP.
+    async with two_tenants(platform, recording, upstream_timeout_s=30.0) as (a, b, router, cell):
+        cell.scripts[b"/api/switch"] = [b"HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: x\r\n\r\n"
+                                        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nno"]
+        try:
+            status, headers, body, _ = await exchange(router, request(a, "/api/switch", extra="connection: close\r\n"))
+        finally:
+            cell.scripts.clear()
+        other = await exchange(router, request(b, "/api/other", extra="connection: close\r\n"))
+    assert status == 502 and msgspec.json.decode(body)["code"] == "cell_failed"
+    assert msgspec.json.decode(other[2]) == {"tenant": b, "target": "/api/other", "body": ""}
