@@ -191,7 +191,12 @@ class _Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.received = True
         on_done = self.on_done
-        if not self.parsed and on_done is not None and not self.head:
+        if on_done is None:
+            # Bytes no request asked for (an idle kept-alive connection): a cell out of step. Fed to the parser they
+            # would be read as the start of the next request's answer, another tenant's: the connection ends here.
+            self.close()
+            return
+        if not self.parsed and not self.head:
             # An answer's first bytes: when they are the whole answer, read plainly, the parser is not needed.
             response = whole_answer(data, self.body_bytes_max)
             if response is not None:

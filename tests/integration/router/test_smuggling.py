@@ -39,6 +39,7 @@ class RecordingCell:
 
     def __init__(self) -> None:
         self.received: list[dict] = []
+        self.ended: list[list[str]] = []  # each connection the router closed: the targets it carried
         self.scripts: dict[bytes, list[bytes]] = {}
         self.server: asyncio.Server | None = None
 
@@ -60,6 +61,7 @@ class RecordingCell:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         conn = h11.Connection(h11.SERVER)
         deferred: list[bytes] = []
+        served: list[str] = []
         try:
             while True:
                 event = conn.next_event()
@@ -82,6 +84,7 @@ class RecordingCell:
                         break
                     body += part.data
                 target = event.target.decode()
+                served.append(target)
                 headers = {k.decode(): v.decode() for k, v in event.headers}
                 self.received.append({"method": event.method.decode(), "target": target, "headers": headers,
                                       "body": body.decode("latin-1")})
@@ -117,6 +120,7 @@ class RecordingCell:
         except (h11.RemoteProtocolError, ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:
+            self.ended.append(served)
             writer.close()
 
 
@@ -334,6 +338,31 @@ async def test_the_bytes_a_cell_sends_after_a_204_or_304_are_no_other_requests_a
     assert [status for status, *_ in answers] == [204, 304]
     for status, _, body, _ in others:
         assert status == 200 and msgspec.json.decode(body) == {"tenant": b, "target": "/api/other", "body": ""}
+
+
+async def test_bytes_a_cell_sends_on_an_idle_connection_end_it_before_another_request_is_sent_on_it(
+        platform, recording):
+    # A cell that sends bytes nobody asked for, once its answer is done (here the start of an answer head): fed to
+    # the parser, they would be read as the start of the next answer on the connection, another tenant's request's.
+    # The router drops the connection as soon as they come; the next request goes on another, and gets its answer.
+    async with two_tenants(platform, recording) as (a, b, router, cell):
+        cell.scripts[b"/api/first"] = [b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
+                                       b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-len"]
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", router.port)
+            writer.write(request(a, "/api/first"))
+            first = await read_answer(reader)
+            deadline = asyncio.get_running_loop().time() + READ_S
+            while not any("/api/first" in served for served in cell.ended):  # the router closed that connection
+                assert asyncio.get_running_loop().time() < deadline, "the router kept the out-of-step connection"
+                await asyncio.sleep(0.02)
+            writer.write(request(b, "/api/other"))
+            other = await read_answer(reader)
+            writer.close()
+        finally:
+            cell.scripts.clear()
+    assert first[0] == 200 and first[2] == b"ok"
+    assert other[0] == 200 and msgspec.json.decode(other[2]) == {"tenant": b, "target": "/api/other", "body": ""}
 
 
 async def test_an_http_1_0_request_with_a_transfer_coding_closes_its_connection_after_its_answer(platform, recording):
