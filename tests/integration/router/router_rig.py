@@ -242,3 +242,20 @@ class RealPlatform:
 
         async with httpx.AsyncClient(base_url=self.router.url) as client:
             return (await client.get("/api/ledgers", auth=(tenant_id, secret))).status_code == 200
+
+
+async def read_answer(reader: asyncio.StreamReader, head_request: bool = False,
+                      timeout_s: float = 5) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP/1.1 answer read from a raw socket: (status, headers with lower-case names, body: content-length
+    framed, none for HEAD, 204 and 304)."""
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout_s)
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ")[1])
+    headers = {}
+    for line in lines[1:]:
+        if line:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+    length = 0 if head_request or status in (204, 304) else int(headers.get("content-length", "0"))
+    body = await asyncio.wait_for(reader.readexactly(length), timeout_s)
+    return status, headers, body

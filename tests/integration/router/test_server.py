@@ -10,7 +10,7 @@ import socket
 import httpx
 import msgspec
 
-from router_rig import eventually, new_tenant_id
+from router_rig import eventually, new_tenant_id, read_answer
 
 READ_S = 5
 
@@ -22,19 +22,6 @@ def request(tenant: str, path: str = "/api/x", method: str = "GET", body: bytes 
     if body:
         head += f"content-length: {len(body)}\r\n"
     return head.encode() + b"\r\n" + body
-
-
-async def read_response(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
-    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), READ_S)
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split(" ")[1])
-    headers = {}
-    for line in lines[1:]:
-        if line:
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
-    body = await asyncio.wait_for(reader.readexactly(int(headers.get("content-length", "0"))), READ_S)
-    return status, headers, body
 
 
 async def closed_by_peer(reader: asyncio.StreamReader) -> bool:
@@ -49,10 +36,10 @@ async def test_keep_alive_and_pipelined_requests_are_answered_in_order(platform)
     async with platform.routed() as (tenant, router):
         reader, writer = await connect(router)
         writer.write(request(tenant, "/api/one"))
-        first = await read_response(reader)
+        first = await read_answer(reader)
         # Three requests in one write: three answers, in the order asked.
         writer.write(b"".join(request(tenant, f"/api/p{i}?sleep=0.0{3 - i}") for i in range(3)))
-        pipelined = [await read_response(reader) for _ in range(3)]
+        pipelined = [await read_answer(reader) for _ in range(3)]
         writer.close()
     assert first[0] == 200 and msgspec.json.decode(first[2])["path"] == "/api/one"
     assert [msgspec.json.decode(body)["path"] for _, _, body in pipelined] == ["/api/p0", "/api/p1", "/api/p2"]
@@ -64,11 +51,11 @@ async def test_chunked_body_and_expect_100_continue_reach_the_cell_whole(platfor
         reader, writer = await connect(router)
         writer.write(request(tenant, method="POST", extra="transfer-encoding: chunked\r\n")
                      + b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
-        chunked = await read_response(reader)
+        chunked = await read_answer(reader)
         writer.write(request(tenant, method="POST", extra="expect: 100-continue\r\ncontent-length: 4\r\n"))
         interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), READ_S)
         writer.write(b"body")
-        continued = await read_response(reader)
+        continued = await read_answer(reader)
         writer.close()
     assert chunked[0] == 201
     echoed = msgspec.json.decode(chunked[2])
@@ -85,7 +72,7 @@ async def test_a_head_request_is_answered_without_a_body_on_a_connection_that_go
         writer.write(request(tenant, "/api/one", method="HEAD"))
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), READ_S)
         writer.write(request(tenant, "/api/two"))
-        after = await read_response(reader)
+        after = await read_answer(reader)
         writer.close()
     assert head.startswith(b"HTTP/1.1 200 ")
     # Nothing but the head came for the HEAD request: the next bytes are the next answer.
@@ -96,11 +83,11 @@ async def test_connection_close_and_http_1_0_close_after_the_answer(platform):
     async with platform.routed() as (tenant, router):
         reader, writer = await connect(router)
         writer.write(request(tenant, extra="connection: close\r\n"))
-        asked_close = await read_response(reader)
+        asked_close = await read_answer(reader)
         asked_close_closed = await closed_by_peer(reader)
         reader, writer = await connect(router)
         writer.write(request(tenant, version="1.0"))
-        old = await read_response(reader)
+        old = await read_answer(reader)
         old_closed = await closed_by_peer(reader)
     assert asked_close[0] == 200 and asked_close[1]["connection"] == "close" and asked_close_closed
     assert old[0] == 200 and old_closed
@@ -119,7 +106,7 @@ async def test_oversized_head_and_malformed_requests_are_refused_then_closed(pla
                     request(tenant, version="0.9")):
             reader, writer = await connect(router)
             writer.write(raw)
-            answers.append((*await read_response(reader), await closed_by_peer(reader)))
+            answers.append((*await read_answer(reader), await closed_by_peer(reader)))
         # The router still serves.
         async with httpx.AsyncClient(base_url=router.url, auth=(tenant, "secret")) as client:
             after = await client.get("/api/x")
@@ -139,29 +126,29 @@ async def test_a_header_line_that_never_ends_is_refused_once_past_the_bound(plat
     async with platform.routed(head_bytes_max=2048) as (tenant, router):
         reader, writer = await connect(router)
         writer.write(request(tenant).replace(b"\r\n\r\n", b"\r\nx-big: ") + b"a" * 3000)
-        status, headers, body = await read_response(reader)
+        status, headers, body = await read_answer(reader)
         closed = await closed_by_peer(reader)
         # Beyond the first data: after a request that ends within it, counted from the next.
         reader, writer = await connect(router)
         writer.write(request(tenant) + request(tenant).replace(b"\r\n\r\n", b"\r\nx-big: ") + b"a" * 1000)
-        first = await read_response(reader)
+        first = await read_answer(reader)
         writer.write(b"a" * 3000)
-        second = await read_response(reader)
+        second = await read_answer(reader)
         closed_after = await closed_by_peer(reader)
         # A head that begins after a body in the same data is not charged for that body.
         reader, writer = await connect(router)
         get = request(tenant, "/api/after")
         writer.write(request(tenant, method="POST", body=b"b" * 3000) + get[:20])
-        posted = await read_response(reader)
+        posted = await read_answer(reader)
         writer.write(get[20:])
-        after = await read_response(reader)
+        after = await read_answer(reader)
         writer.close()
     # A chunked body's trailer line, held whole by the parser as a header line is: bounded with the request's data.
     async with platform.routed(head_bytes_max=2048, body_bytes_max=1000) as (tenant, router):
         reader, writer = await connect(router)
         writer.write(request(tenant, method="POST", extra="transfer-encoding: chunked\r\n")
                      + b"2\r\nab\r\n0\r\nx-trailer: " + b"t" * 7000)  # past 2048 + 4 x 1000
-        trailer = await read_response(reader)
+        trailer = await read_answer(reader)
         trailer_closed = await closed_by_peer(reader)
     assert status == 431 and msgspec.json.decode(body)["code"] == "headers_too_large" and closed
     assert first[0] == 200 and second[0] == 431 and closed_after
@@ -173,7 +160,7 @@ async def test_http_1_0_without_host_is_served(platform):
     async with platform.routed() as (tenant, router):
         reader, writer = await connect(router)
         writer.write(request(tenant, version="1.0").replace(b"host: router\r\n", b""))
-        old = await read_response(reader)
+        old = await read_answer(reader)
         writer.close()
     assert old[0] == 200 and msgspec.json.decode(old[2])["path"] == "/api/x"
 
@@ -182,7 +169,7 @@ async def test_a_bad_request_behind_good_ones_is_refused_after_their_answers(pla
     async with platform.routed() as (tenant, router):
         reader, writer = await connect(router)
         writer.write(request(tenant, "/api/first?sleep=0.1") + request(tenant, "/api/second") + b"BAD\x00\r\n\r\n")
-        answers = [await read_response(reader) for _ in range(3)]
+        answers = [await read_answer(reader) for _ in range(3)]
         closed = await closed_by_peer(reader)
     assert [status for status, _, _ in answers] == [200, 200, 400]
     assert [msgspec.json.decode(body)["path"] for _, _, body in answers[:2]] == ["/api/first", "/api/second"]
@@ -193,7 +180,7 @@ async def test_an_upgrade_offer_is_declined_with_a_plain_answer(platform):
     async with platform.routed() as (tenant, router):
         reader, writer = await connect(router)
         writer.write(request(tenant, extra="connection: upgrade\r\nupgrade: websocket\r\n"))
-        status, headers, body = await read_response(reader)
+        status, headers, body = await read_answer(reader)
         closed = await closed_by_peer(reader)
     assert status == 200 and headers["connection"] == "close" and closed
     # The offer is the connection's business: the cell never sees it.
@@ -204,7 +191,7 @@ async def test_idle_and_slow_clients_are_dropped_within_their_bounds(platform):
     async with platform.routed(keep_alive_s=0.3, request_read_s=0.5) as (tenant, router):
         reader, writer = await connect(router)
         writer.write(request(tenant))
-        await read_response(reader)
+        await read_answer(reader)
         idle_closed = await closed_by_peer(reader)  # after keep_alive_s of silence
         reader, writer = await connect(router)
         writer.write(request(tenant)[:20])  # half a request head, then nothing
@@ -239,7 +226,7 @@ async def test_stop_lets_answers_in_flight_go_out_and_takes_no_new_connections(p
         refused = False
     except OSError:
         refused = True
-    status, _, body = await read_response(reader)
+    status, _, body = await read_answer(reader)
     await stopping
     assert refused
     assert status == 200 and msgspec.json.decode(body)["path"] == "/api/slow"
@@ -250,12 +237,12 @@ async def test_a_body_far_over_the_bound_is_refused_before_it_is_read(platform):
         reader, writer = await connect(router)
         # Says 10 MB, sends 10 bytes: answered from the head alone.
         writer.write(request(tenant, method="POST", extra="content-length: 10000000\r\n") + b"0123456789")
-        declared = await read_response(reader)
+        declared = await read_answer(reader)
         declared_closed = await closed_by_peer(reader)
         reader, writer = await connect(router)
         writer.write(request(tenant, method="POST", extra="transfer-encoding: chunked\r\n")
                      + b"".join(b"3e8\r\n" + b"x" * 1000 + b"\r\n" for _ in range(5)))
-        streamed = await read_response(reader)
+        streamed = await read_answer(reader)
         streamed_closed = await closed_by_peer(reader)
     for status, headers, body in (declared, streamed):
         assert status == 413 and msgspec.json.decode(body)["code"] == "body_too_large"
@@ -268,12 +255,12 @@ async def test_trailer_fields_are_dropped_not_forwarded_nor_taken_for_credential
         trailers = b"x-forwarded-for: 6.6.6.6\r\nx-after: body\r\n"
         writer.write(request(tenant, method="POST", extra="transfer-encoding: chunked\r\n")
                      + b"5\r\nhello\r\n0\r\n" + trailers + b"\r\n")
-        relayed = await read_response(reader)
+        relayed = await read_answer(reader)
         # Credentials only after the body (RFC 9110 6.5.1: a trailer field is not for authentication).
         token = base64.b64encode(f"{tenant}:secret".encode())
         writer.write(b"POST /api/x HTTP/1.1\r\nhost: router\r\ntransfer-encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n"
                      b"authorization: Basic " + token + b"\r\n\r\n")
-        unauthenticated = await read_response(reader)
+        unauthenticated = await read_answer(reader)
         writer.close()
     echoed = msgspec.json.decode(relayed[2])
     assert relayed[0] == 201 and echoed["body"] == "hello"
@@ -339,6 +326,6 @@ async def test_a_transfer_coding_other_than_chunked_is_refused_not_handed_on_sti
         reader, writer = await connect(router)
         writer.write(request(tenant, method="POST", extra="transfer-encoding: gzip, chunked\r\n")
                      + b"5\r\nhello\r\n0\r\n\r\n")
-        status, _, body = await read_response(reader)
+        status, _, body = await read_answer(reader)
         closed = await closed_by_peer(reader)
     assert status == 501 and msgspec.json.decode(body)["code"] == "transfer_coding_not_supported" and closed

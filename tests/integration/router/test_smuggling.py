@@ -15,7 +15,7 @@ import h11
 import msgspec
 import pytest
 
-from router_rig import new_tenant_id
+from router_rig import new_tenant_id, read_answer
 
 READ_S = 5
 SMUGGLED = b"GET /api/smuggled HTTP/1.1\r\nhost: router\r\n\r\n"
@@ -148,20 +148,6 @@ async def two_tenants(platform, recording, **overrides):
         yield a, b, router, cell
     finally:
         await router.stop()
-
-
-async def read_answer(reader: asyncio.StreamReader, head_request: bool = False) -> tuple[int, dict[str, str], bytes]:
-    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), READ_S)
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split(" ")[1])
-    headers = {}
-    for line in lines[1:]:
-        if line:
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
-    length = 0 if head_request or status in (204, 304) else int(headers.get("content-length", "0"))
-    body = await asyncio.wait_for(reader.readexactly(length), READ_S)
-    return status, headers, body
 
 
 async def closed(reader: asyncio.StreamReader) -> bool:
