@@ -4,11 +4,7 @@ in sync mode and in hybrid mode (where its unlocked entries would have been queu
 
 from __future__ import annotations
 
-import pytest
-from litestar.testing import AsyncTestClient
-
-from cell.api.app import create_app
-from tests.integration.conftest import Api, cell_settings
+from tests.integration.conftest import Api
 
 
 def _overdraft(ledger_id: str, wallet: str, cash: str, amount: int, **lock) -> dict:
@@ -82,13 +78,6 @@ async def test_a_replayed_key_answers_the_archived_transaction(api):
     second = await api.post("/api/ledger_transactions", body, headers={"Idempotency-Key": "arch-1"})
     assert first.status_code == second.status_code == 201
     assert first.json()["id"] == second.json()["id"] and second.json()["archived_reason"] == "balance_lock_failure"
-
-
-@pytest.fixture
-async def hybrid_api(cell_database_url, new_tenant):
-    app = create_app(cell_settings(cell_database_url, posting_mode="hybrid", sqs_queue_url="", sweep_interval_s=0))
-    async with AsyncTestClient(app) as client:
-        yield await new_tenant(client)
 
 
 async def test_a_violated_lock_archives_the_transaction_in_hybrid_mode(hybrid_api, admin_conn):

@@ -7,12 +7,9 @@ in hybrid mode (where its entries would have been queued, set-wise when no accou
 from __future__ import annotations
 
 import asyncpg
-import pytest
-from litestar.testing import AsyncTestClient
 
-from cell.api.app import create_app
 from control_plane.moves import check_subjects
-from tests.integration.conftest import Api, cell_settings
+from tests.integration.conftest import Api
 from tests.integration.events.events_helpers import events_until
 
 
@@ -105,13 +102,6 @@ async def test_a_transaction_created_archived_counts_nowhere_in_sync_mode(api, a
 
 async def test_a_reversal_created_archived_reverses_nothing_in_sync_mode(api, admin_conn):
     await _reversal_archived(api, admin_conn)
-
-
-@pytest.fixture
-async def hybrid_api(cell_database_url, new_tenant):
-    app = create_app(cell_settings(cell_database_url, posting_mode="hybrid", sqs_queue_url="", sweep_interval_s=0))
-    async with AsyncTestClient(app) as client:
-        yield await new_tenant(client)
 
 
 async def test_a_transaction_created_archived_counts_nowhere_in_hybrid_mode(hybrid_api, admin_conn):
