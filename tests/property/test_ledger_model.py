@@ -109,6 +109,7 @@ class MTxn:
     effective_at: datetime
     entries: list = field(default_factory=list, repr=False)
     reversed_by: str | None = None
+    reverses: "MTxn | None" = field(default=None, repr=False)
 
     def __repr__(self) -> str:
         return f"<{self.status} txn {self.id[:8]} at {self.effective_at.isoformat()}>"
@@ -292,7 +293,8 @@ def make_machine(cell):
         @precondition(lambda self: bool(self.txns))
         @rule(data=st.data())
         def settle(self, data):
-            """pending -> posted | archived; posted and archived are final (422, nothing changes)."""
+            """pending -> posted | archived; posted and archived are final (422, nothing changes). An archived
+            pending reversal frees its original: it can be reversed again."""
             txn, to = draw_transition(data.draw, self.txns, pending_weight=3)
             r = self.call("PATCH", f"/api/ledger_transactions/{txn.id}", {"status": to})
             event(f"settle: {txn.status} -> {to}")
@@ -304,6 +306,11 @@ def make_machine(cell):
                 txn.status = to
                 for e in txn.entries:  # one effect per entry, in entry order
                     e.account.effect(e, to)
+                if to == "archived" and txn.reverses is not None:  # an archived reversal frees its original
+                    original, txn.reverses = txn.reverses, None
+                    original.reversed_by = None
+                    got = self.call("GET", f"/api/ledger_transactions/{original.id}").json()
+                    assert got["reversed_by_ledger_transaction_id"] is None
             for a in {id(e.account): e.account for e in txn.entries}.values():
                 self.check_current(a)
 
@@ -383,7 +390,7 @@ def make_machine(cell):
             got = r.json()
             # Effective when the original was, unless told (Modern Treasury's default).
             m = self.record(got, legs, status, effective_at or txn.effective_at, [False] * len(legs))
-            txn.reversed_by = m.id
+            txn.reversed_by, m.reverses = m.id, txn
             r = self.call("GET", f"/api/ledger_transactions/{txn.id}")
             assert r.json()["reversed_by_ledger_transaction_id"] == m.id
 
