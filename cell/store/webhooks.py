@@ -51,8 +51,11 @@ async def endpoints_behind(conn, limit: int) -> list[uuid.UUID]:
 
 
 async def fan_out(conn, endpoint_id: uuid.UUID, events_max: int, retry_window_s: float) -> tuple[int, int]:
-    """(deliveries made, events considered) for one endpoint's next events."""
-    row = await conn.fetchrow(Q["webhook_fan_out"], endpoint_id, events_max, float(retry_window_s))
+    """(deliveries made, events considered) for one endpoint's next events. The transaction (the caller's, or one of
+    its own) holds the tenant's deliveries lock to its end (lock_webhook_deliveries: seq order is commit order)."""
+    async with conn.transaction():
+        await conn.execute(Q["lock_webhook_deliveries"], endpoint_id)
+        row = await conn.fetchrow(Q["webhook_fan_out"], endpoint_id, events_max, float(retry_window_s))
     return row["made"], row["considered"]
 
 

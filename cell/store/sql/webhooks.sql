@@ -33,6 +33,15 @@ UPDATE webhook_endpoints SET key = $3, updated_at = now() WHERE tenant_id = $1 A
 -- name: delete_webhook_endpoint
 DELETE FROM webhook_endpoints WHERE tenant_id = $1 AND id = $2 RETURNING id;
 
+-- name: lock_webhook_deliveries
+-- An endpoint's tenant's fan-outs one after another, each to the end of its transaction: a delivery's seq is drawn at
+-- insert, before commit, and GET /api/webhook_deliveries pages by it; made so, a fan-out that committed after another
+-- one's higher seqs were listed was behind a client's cursor, never shown (tests/integration/store/test_delivery_pages.py).
+-- Serialised, seq order is commit order. A statement of its own, before the fan-out: its snapshot is taken after the
+-- wait.
+SELECT pg_advisory_xact_lock(hashtextextended('webhook_deliveries:' || tenant_id, 0)) FROM webhook_endpoints
+WHERE id = $1;
+
 -- name: webhook_fan_out
 -- One endpoint's next events (positioned ones after its watermark, at most $2): a delivery for each it wants,
 -- and the watermark moved past all of them. The endpoint row is locked (SKIP LOCKED: another worker fanning it
