@@ -318,7 +318,7 @@ def tenants_delete(tenant_id: str, yes: bool) -> None:
     _confirm(ctx, [f"delete tenant {tenant_id} ({tenant['state']}, on cell {tenant['cell']}) from the catalog",
                    f"and its row and revoked keys on cell {tenant['cell']}, only if it holds nothing else there (no "
                    "ledger, no live key, no webhook endpoint...): a tenant with data is refused"], tenant_id, yes)
-    tenant = _run(lambda conn, s: operations.delete_tenant(conn, s, tenant_id))
+    tenant = _run(lambda conn, s: operations.delete_tenant(conn, s, tenant_id, tenant["state"]))
     _warn_unpublished(tenant)
     _emit(ctx, tenant)
 

@@ -184,20 +184,27 @@ async def _place_tenant(conn: asyncpg.Connection, settings: ControlPlaneSettings
 
 
 async def finish_tenant(conn: asyncpg.Connection, tenant_id: str) -> dict:
-    """A tenant still `creating`: its row on its cell (idempotent), then `active`. Any other tenant as it is."""
-    tenant = await catalog.fetch_tenant(conn, tenant_id)
-    if tenant["state"] != "creating":
-        return tenant
-    cell = await catalog.fetch_cell(conn, tenant["cell"])
-    try:
-        async with cell_connection(cell) as cell_conn:
-            await cell_tenants.create_tenant(cell_conn, tenant_id, tenant["name"])
-    except LedgerctlError as error:
-        raise LedgerctlError(error.code, f"{error.message}; tenant {tenant_id} stays `creating` on cell {cell['name']}:"
-                             f" run `ledgerctl tenants create {tenant_id}` again once the cell is back",
-                             error.exit_code) from error
-    row = await conn.fetchrow(Q["finish_tenant"], tenant_id)
-    return dict(row) if row is not None else await catalog.fetch_tenant(conn, tenant_id)
+    """A tenant still `creating`: its row on its cell (idempotent), then `active`. Any other tenant as it is. Its catalog
+    row is held meanwhile, as `tenants delete` holds it: the two serialise, and a tenant deleted first is not written
+    on its cell (no row there that the catalog does not know)."""
+    async with conn.transaction():
+        row = await conn.fetchrow(Q["lock_tenant_for_change"], tenant_id)
+        if row is None:
+            raise LedgerctlError("tenant_deleted", f"tenant {tenant_id} was deleted (`ledgerctl tenants delete`) while "
+                                 f"it was being created: nothing created; run `ledgerctl tenants create {tenant_id}` "
+                                 "again to create it anew")
+        tenant = dict(row)
+        if tenant["state"] != "creating":
+            return tenant
+        cell = await catalog.fetch_cell(conn, tenant["cell"])
+        try:
+            async with cell_connection(cell) as cell_conn:
+                await cell_tenants.create_tenant(cell_conn, tenant_id, tenant["name"])
+        except LedgerctlError as error:
+            raise LedgerctlError(error.code, f"{error.message}; tenant {tenant_id} stays `creating` on cell "
+                                 f"{cell['name']}: run `ledgerctl tenants create {tenant_id}` again once the cell is "
+                                 "back", error.exit_code) from error
+        return dict(await conn.fetchrow(Q["finish_tenant"], tenant_id))
 
 
 async def show_tenant(conn: asyncpg.Connection, tenant_id: str) -> dict:
@@ -214,13 +221,15 @@ async def show_tenant(conn: asyncpg.Connection, tenant_id: str) -> dict:
 delete_fence_wait_ms_max = 5_000  # `tenants delete` waits this long for the tenant's writes in flight on its cell
 
 
-async def delete_tenant(conn: asyncpg.Connection, settings: ControlPlaneSettings, tenant_id: str) -> dict:
+async def delete_tenant(conn: asyncpg.Connection, settings: ControlPlaneSettings, tenant_id: str,
+                        planned_state: str | None = None) -> dict:
     """Remove a tenant that holds nothing: one left `creating`, or one whose cell holds no data of it (no ledger, no
     live key, nothing of TENANT_TABLES but its row and revoked keys). Its cell's rows go first, checked and deleted
     under the exclusive fence (no write of the tenant straddles the check), then its catalog row, audited; the
     catalog row is held meanwhile. A `creating` tenant whose cell's database is unreachable (gone for good) can own
     nothing yet: it leaves the catalog anyway. A tenant with data is refused, nothing changed. A failure in between
-    leaves the catalog row, which the same command run again removes."""
+    leaves the catalog row, which the same command run again removes. With `planned_state` (the state its plan showed),
+    a tenant found in another one (a `tenants create` finished it meanwhile) is refused, nothing changed."""
     from control_plane import moves  # (moves imports this module)
 
     async with conn.transaction():
@@ -228,6 +237,10 @@ async def delete_tenant(conn: asyncpg.Connection, settings: ControlPlaneSettings
         if row is None:
             raise LedgerctlError("unknown_tenant", f"no tenant {tenant_id}")
         tenant = dict(row)
+        if planned_state not in (None, tenant["state"]):
+            raise LedgerctlError("tenant_changed", f"tenant {tenant_id} is {tenant['state']} now, not {planned_state} as "
+                                 "the plan showed (another command changed it meanwhile): not deleted; run `ledgerctl "
+                                 f"tenants delete {tenant_id}` again for a new plan")
         if tenant["state"] == "moving" or await conn.fetchval(Q["tenant_moves"], tenant_id):
             raise LedgerctlError("tenant_has_moves", f"tenant {tenant_id} has moves on record (`ledgerctl moves list "
                                  f"--tenant {tenant_id}`): a copy of it may be on another cell; not deleted")

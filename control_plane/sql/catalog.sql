@@ -41,6 +41,12 @@ SELECT id, name, cell, state, epoch, rate_limit_per_s, rate_burst, created_at FR
 -- name: lock_tenant
 SELECT id, name, cell, state, epoch, rate_limit_per_s, rate_burst, created_at FROM tenants WHERE id = $1 FOR UPDATE
 
+-- name: lock_tenant_for_change
+-- A change of the tenant's row but its key (finishing a create): it waits for a `tenants delete` holding it (lock_tenant)
+-- and holds off one, while moves still take their key-share of it.
+SELECT id, name, cell, state, epoch, rate_limit_per_s, rate_burst, created_at FROM tenants WHERE id = $1
+FOR NO KEY UPDATE
+
 -- name: tenant_moves
 SELECT count(*) FROM moves WHERE tenant_id = $1
 

@@ -112,6 +112,7 @@ def test_a_create_racing_a_drain_leaves_no_tenant_on_the_drained_cell(ctl, stack
     async def go():
         lock = await asyncpg.connect(third_cell.database_url)
         watch = await asyncpg.connect(third_cell.database_url)
+        watch_cp = await asyncpg.connect(stack["cp_url"])
         try:
             held = lock.transaction()
             await held.start()
@@ -131,8 +132,10 @@ def test_a_create_racing_a_drain_leaves_no_tenant_on_the_drained_cell(ctl, stack
             await _until(create_waits, "the create to write the tenant's row on the cell")
             drain = await _ledgerctl(stack, "cells", "drain", name, "--yes")
 
-            async def drain_ended_or_waits() -> bool:
-                return drain.returncode is not None or await waiting() >= 2
+            async def drain_ended_or_waits() -> bool:  # for the tenant's row: on the cell, or its catalog row
+                return drain.returncode is not None or await waiting() >= 2 or await watch_cp.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock' AND query ILIKE '%FROM tenants%FOR NO KEY UPDATE%'") >= 1
 
             await _until(drain_ended_or_waits, "the drain to end or to wait for the same row")
             await held.rollback()
@@ -142,6 +145,7 @@ def test_a_create_racing_a_drain_leaves_no_tenant_on_the_drained_cell(ctl, stack
         finally:
             await lock.close()
             await watch.close()
+            await watch_cp.close()
 
     (create_rc, (create_out, create_err)), (drain_rc, (drain_out, drain_err)) = asyncio.run(go())
     assert create_rc == 0, create_err.decode()

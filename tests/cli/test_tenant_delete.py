@@ -1,13 +1,20 @@
 """ledgerctl tenants delete: a tenant left `creating` (its cell failing, or gone for good) or one that holds nothing
-on its cell is removed, audited; a tenant with data (ledgers, live keys) is refused and keeps working."""
+on its cell is removed, audited; a tenant with data (ledgers, live keys) is refused and keeps working. Commands on the
+same tenant racing it serialise with it on the tenant's catalog row: one wins, the other exits 1 naming the state."""
 
 from __future__ import annotations
 
-import httpx
+import asyncio
+import json
 
+import asyncpg
+import httpx
+from click.testing import CliRunner
+
+from control_plane.cli import cli
 from control_plane.devstack import free_port
 from test_ledgerctl import new_id, run_sql
-from test_tenant_create_faults import _allow, _homes, _refuse_tenant
+from test_tenant_create_faults import _allow, _homes, _ledgerctl, _refuse_tenant, _until
 
 
 def _audited(ctl, tenant_id: str) -> list[str]:
@@ -90,3 +97,126 @@ def test_a_tenant_with_data_is_never_deleted_and_an_empty_one_is(ctl, stack):
 
 def test_deleting_an_unknown_tenant_is_an_operator_error(ctl):
     assert ctl.json("tenants", "delete", "no-such-tenant", "--yes", expect=1)["code"] == "unknown_tenant"
+
+
+def _left_creating(ctl, stack, cell_name: str) -> str:
+    """A tenant whose create failed half-way (its cell refused the row): `creating` in the catalog, nowhere else."""
+    tenant_id, cell = new_id(), stack["cells"][cell_name]
+    trigger = _refuse_tenant(cell.database_url, tenant_id)
+    try:
+        ctl("tenants", "create", tenant_id, "--cell", cell_name, expect=4)
+    finally:
+        _allow(cell.database_url, trigger)
+    return tenant_id
+
+
+async def _waiting(conn: asyncpg.Connection, like: str) -> int:
+    """Sessions of conn's database waiting for a lock in a statement like `like`."""
+    return await conn.fetchval("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                               "AND wait_event_type = 'Lock' AND query ILIKE $1", like)
+
+
+def _outcome(rc: int, out: bytes, err: bytes) -> tuple[int, dict]:
+    """A ledgerctl run's exit code and its answer (stdout) or its one-line problem (stderr), never a traceback."""
+    assert b"Traceback" not in err, err.decode()
+    return rc, json.loads(out if rc == 0 else err.decode().strip().splitlines()[-1])
+
+
+def _no_orphan(ctl, tenant_id: str, cell_name: str) -> None:
+    """`verify --cell` names no row of the tenant that the catalog does not know (other tenants may have findings)."""
+    result = CliRunner().invoke(cli, ["--format", "json", "verify", "--cell", cell_name, "--unapplied-age-max-s", "0"],
+                                env=ctl.env, catch_exceptions=False)
+    assert result.exit_code in (0, 3), result.stderr
+    report = json.loads(result.stdout) if result.exit_code == 0 else json.loads(result.stderr.splitlines()[-1])
+    violations = report["violations"] if result.exit_code == 0 else report["details"]["violations"]
+    assert [v for v in violations if tenant_id in v] == [], violations
+
+
+def test_a_create_finishing_a_creating_tenant_and_its_delete_serialise_on_the_catalog(ctl, stack):
+    """`tenants create X` finishing a tenant left `creating` is held while it writes X's row on its cell (a lock
+    another session holds on the cell's tenants table); meanwhile `tenants delete X` runs. One of them wins, the
+    other exits 1 naming the state it found; no row is left on the cell that the catalog does not know."""
+    cell_name = "cli-1"
+    cell = stack["cells"][cell_name]
+    tenant_id = _left_creating(ctl, stack, cell_name)
+
+    async def go():
+        lock = await asyncpg.connect(cell.database_url)
+        watch_cell = await asyncpg.connect(cell.database_url)
+        watch_cp = await asyncpg.connect(stack["cp_url"])
+        try:
+            held = lock.transaction()
+            await held.start()
+            await lock.execute("LOCK TABLE tenants IN SHARE ROW EXCLUSIVE MODE")
+            create = await _ledgerctl(stack, "tenants", "create", tenant_id)
+
+            async def create_waits() -> bool:
+                assert create.returncode is None, await create.stderr.read()
+                return await _waiting(watch_cell, "%INSERT INTO tenants%") >= 1
+
+            await _until(create_waits, "the create to write the tenant's row on the cell")
+            delete = await _ledgerctl(stack, "tenants", "delete", tenant_id, "--yes")
+
+            async def delete_ended_or_waits() -> bool:
+                return delete.returncode is not None or await _waiting(watch_cp, "%FROM tenants%FOR UPDATE%") >= 1
+
+            await _until(delete_ended_or_waits, "the delete to end or to wait for the create's catalog row")
+            await held.rollback()
+            created = await asyncio.wait_for(create.communicate(), 120)
+            deleted = await asyncio.wait_for(delete.communicate(), 120)
+            return _outcome(create.returncode, *created), _outcome(delete.returncode, *deleted)
+        finally:
+            for conn in (lock, watch_cell, watch_cp):
+                await conn.close()
+
+    (create_rc, created), (delete_rc, deleted) = asyncio.run(go())
+    # The create held the catalog row first: it wins; the delete, planned for a `creating` tenant, finds it active.
+    assert (create_rc, created["state"]) == (0, "active"), created
+    assert (delete_rc, deleted["code"]) == (1, "tenant_changed") and "is active now" in deleted["title"], deleted
+    assert _homes(stack, tenant_id) == [cell_name]
+    assert ctl.json("tenants", "show", tenant_id)["state_in_cell"] == "active"
+    _no_orphan(ctl, tenant_id, cell_name)
+
+
+def test_a_delete_holding_the_catalog_row_first_wins_over_the_create_finishing_it(ctl, stack):
+    """The other order: `tenants delete X` of a tenant left `creating` takes X's catalog row first (held meanwhile by
+    another session, so that the create then queues behind it), and `tenants create X` comes next. The delete wins;
+    the create exits 1 `tenant_deleted`, nothing created on the cell."""
+    cell_name = "cli-1"
+    tenant_id = _left_creating(ctl, stack, cell_name)
+
+    async def go():
+        lock = await asyncpg.connect(stack["cp_url"])
+        watch = await asyncpg.connect(stack["cp_url"])
+        try:
+            held = lock.transaction()
+            await held.start()
+            await lock.execute("SELECT 1 FROM tenants WHERE id = $1 FOR UPDATE", tenant_id)
+            delete = await _ledgerctl(stack, "tenants", "delete", tenant_id, "--yes")
+
+            async def delete_waits() -> bool:
+                assert delete.returncode is None, await delete.stderr.read()
+                return await _waiting(watch, "%FROM tenants%FOR UPDATE%") >= 1
+
+            await _until(delete_waits, "the delete to wait for the tenant's catalog row")
+            create = await _ledgerctl(stack, "tenants", "create", tenant_id)
+
+            async def create_ended_or_waits() -> bool:
+                return create.returncode is not None or await _waiting(watch, "%tenants%") >= 2
+
+            await _until(create_ended_or_waits, "the create to end or to wait for the same row")
+            await held.rollback()
+            deleted = await asyncio.wait_for(delete.communicate(), 120)
+            created = await asyncio.wait_for(create.communicate(), 120)
+            return _outcome(create.returncode, *created), _outcome(delete.returncode, *deleted)
+        finally:
+            await lock.close()
+            await watch.close()
+
+    (create_rc, created), (delete_rc, deleted) = asyncio.run(go())
+    assert (delete_rc, deleted["state"], deleted["deleted"]) == (0, "creating", True), deleted
+    assert (create_rc, created["code"]) == (1, "tenant_deleted") and "was deleted" in created["title"], created
+    assert _homes(stack, tenant_id) == []
+    assert ctl.json("tenants", "show", tenant_id, expect=1)["code"] == "unknown_tenant"
+    _no_orphan(ctl, tenant_id, cell_name)
+
