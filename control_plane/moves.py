@@ -1330,6 +1330,11 @@ async def start_move(conn: asyncpg.Connection, settings: ControlPlaneSettings, p
         state = await conn.fetchval(Q["lock_cell_for_placement"], plan["target"])
         if state != "active":
             raise LedgerctlError("cell_not_active", f"cell {plan['target']} is {state}: it takes no tenants")
+        # The tenant's catalog row held to the commit, as `tenants delete` holds it: one deleted since the plan is
+        # refused here, and a delete that comes later finds the move.
+        if await conn.fetchrow(Q["lock_tenant_for_change"], plan["tenant"]) is None:
+            raise LedgerctlError("tenant_deleted", f"tenant {plan['tenant']} was deleted (`ledgerctl tenants delete`) "
+                                 "after the move was planned: nothing moved")
         try:
             row = await conn.fetchrow(Q["insert_move"], move_id, plan["tenant"], plan["source"], plan["target"],
                                       {"planned_rows": plan["rows"]})

@@ -42,8 +42,8 @@ SELECT id, name, cell, state, epoch, rate_limit_per_s, rate_burst, created_at FR
 SELECT id, name, cell, state, epoch, rate_limit_per_s, rate_burst, created_at FROM tenants WHERE id = $1 FOR UPDATE
 
 -- name: lock_tenant_for_change
--- A change of the tenant's row but its key (finishing a create): it waits for a `tenants delete` holding it (lock_tenant)
--- and holds off one, while moves still take their key-share of it.
+-- A change of the tenant's row but its key (finishing a create, recording a move): it waits for a `tenants delete`
+-- holding it (lock_tenant) and holds off one, while other rows' foreign keys still take their key-share of it.
 SELECT id, name, cell, state, epoch, rate_limit_per_s, rate_burst, created_at FROM tenants WHERE id = $1
 FOR NO KEY UPDATE
 

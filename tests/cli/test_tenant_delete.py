@@ -220,3 +220,41 @@ def test_a_delete_holding_the_catalog_row_first_wins_over_the_create_finishing_i
     assert ctl.json("tenants", "show", tenant_id, expect=1)["code"] == "unknown_tenant"
     _no_orphan(ctl, tenant_id, cell_name)
 
+
+
+def test_a_move_planned_before_its_tenant_is_deleted_is_refused_cleanly(ctl, stack):
+    """`tenants move X` has planned its move and is held as it records it (another session holds the target cell's
+    catalog row, which start_move locks first); meanwhile `tenants delete X` removes X, an empty tenant. The move
+    then exits 1 naming the deletion, one line, no traceback; nothing is recorded or copied."""
+    tenant_id = new_id()
+    ctl("tenants", "create", tenant_id, "--cell", "cli-1")
+
+    async def go():
+        lock = await asyncpg.connect(stack["cp_url"])
+        watch = await asyncpg.connect(stack["cp_url"])
+        try:
+            held = lock.transaction()
+            await held.start()
+            await lock.execute("SELECT 1 FROM cells WHERE name = 'cli-2' FOR UPDATE")
+            move = await _ledgerctl(stack, "tenants", "move", tenant_id, "--to", "cli-2", "--yes")
+
+            async def move_waits() -> bool:
+                assert move.returncode is None, await move.stderr.read()
+                return await _waiting(watch, "%FROM cells%FOR SHARE%") >= 1
+
+            await _until(move_waits, "the move to record itself")
+            delete = await _ledgerctl(stack, "tenants", "delete", tenant_id, "--yes")
+            deleted = await asyncio.wait_for(delete.communicate(), 120)
+            await held.rollback()
+            moved = await asyncio.wait_for(move.communicate(), 120)
+            return _outcome(move.returncode, *moved), _outcome(delete.returncode, *deleted)
+        finally:
+            await lock.close()
+            await watch.close()
+
+    (move_rc, moved), (delete_rc, deleted) = asyncio.run(go())
+    assert (delete_rc, deleted["deleted"]) == (0, True), deleted
+    assert (move_rc, moved["code"]) == (1, "tenant_deleted") and "was deleted" in moved["title"], moved
+    assert ctl.json("moves", "list", "--tenant", tenant_id) == []
+    assert _homes(stack, tenant_id) == []
+
