@@ -280,9 +280,10 @@ async def set_rate_limit(conn: asyncpg.Connection, settings: ControlPlaneSetting
         raise LedgerctlError("invalid_rate_limit", f"a burst needs a rate and is 1..{rate_limit_per_s_max}")
     if per_s is not None and burst is None:
         burst = per_s
-    await catalog.fetch_tenant(conn, tenant_id)
     async with conn.transaction():
         row = await conn.fetchrow(Q["set_tenant_rate_limit"], tenant_id, per_s, burst)
+        if row is None:  # (never there, or a `tenants delete` committed while this waited for its row)
+            raise LedgerctlError("unknown_tenant", f"no tenant {tenant_id}")
         await catalog.audit(conn, settings.actor, "tenants.rate_limit", f"tenant:{tenant_id}",
                             {"per_s": per_s, "burst": burst})
     tenant = dict(row)

@@ -258,3 +258,44 @@ def test_a_move_planned_before_its_tenant_is_deleted_is_refused_cleanly(ctl, sta
     assert ctl.json("moves", "list", "--tenant", tenant_id) == []
     assert _homes(stack, tenant_id) == []
 
+
+
+def test_a_rate_limit_set_while_its_tenant_is_deleted_is_refused_cleanly(ctl, stack):
+    """`tenants delete X` has deleted X's catalog row and is held before it commits (another session holds the audit
+    log); `tenants rate-limit X` then waits for the row. Once the delete commits, the rate limit exits 1 naming the
+    tenant as unknown, one line, no traceback, and the audit log records no rate limit for the deleted tenant."""
+    tenant_id = new_id()
+    ctl("tenants", "create", tenant_id, "--cell", "cli-1")
+
+    async def go():
+        lock = await asyncpg.connect(stack["cp_url"])
+        watch = await asyncpg.connect(stack["cp_url"])
+        try:
+            held = lock.transaction()
+            await held.start()
+            await lock.execute("LOCK TABLE operator_audit IN SHARE MODE")
+            delete = await _ledgerctl(stack, "tenants", "delete", tenant_id, "--yes")
+
+            async def delete_waits() -> bool:
+                assert delete.returncode is None, await delete.stderr.read()
+                return await _waiting(watch, "%INSERT INTO operator_audit%") >= 1
+
+            await _until(delete_waits, "the delete to audit itself")
+            limit = await _ledgerctl(stack, "tenants", "rate-limit", tenant_id, "--per-s", "10")
+
+            async def limit_ended_or_waits() -> bool:
+                return limit.returncode is not None or await _waiting(watch, "%tenants%") >= 1
+
+            await _until(limit_ended_or_waits, "the rate limit to end or to wait for the tenant's row")
+            await held.rollback()
+            deleted = await asyncio.wait_for(delete.communicate(), 120)
+            limited = await asyncio.wait_for(limit.communicate(), 120)
+            return _outcome(limit.returncode, *limited), _outcome(delete.returncode, *deleted)
+        finally:
+            await lock.close()
+            await watch.close()
+
+    (limit_rc, limited), (delete_rc, deleted) = asyncio.run(go())
+    assert (delete_rc, deleted["deleted"]) == (0, True), deleted
+    assert (limit_rc, limited["code"]) == (1, "unknown_tenant") and tenant_id in limited["title"], limited
+    assert "tenants.rate_limit" not in _audited(ctl, tenant_id)
