@@ -1487,10 +1487,15 @@ async def drain_cell(conn: asyncpg.Connection, settings: ControlPlaneSettings, c
                 if target is None:
                     raise LedgerctlError("no_active_cell", f"there is no other active cell to move the tenants of "
                                          f"{cell_name} to")
-                if tenant["state"] == "creating":  # placed before the cell was draining: finished, then moved off
-                    await finish_tenant(conn, tenant["id"])
-                plan = await plan_move(conn, settings, tenant["id"], target)
-                move = await start_move(conn, settings, plan)
+                try:
+                    if tenant["state"] == "creating":  # placed before the cell was draining: finished, then moved off
+                        await finish_tenant(conn, tenant["id"])
+                    plan = await plan_move(conn, settings, tenant["id"], target)
+                    move = await start_move(conn, settings, plan)
+                except LedgerctlError as error:
+                    if error.code not in ("tenant_deleted", "unknown_tenant"):
+                        raise
+                    continue  # deleted (`tenants delete`) since the drain read it: nothing of it left to move off
                 move_id = move["id"]
                 if announce:
                     announce({"tenant": tenant["id"], "target": target, "move": str(move_id), "resumed": False})

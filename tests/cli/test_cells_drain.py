@@ -243,3 +243,46 @@ def test_a_drain_racing_a_move_into_the_cell_does_not_call_it_empty(ctl, stack, 
         assert ctl.json("cells", "drain", name, "--yes")["tenants_left"] == 0
         assert ctl.json("tenants", "show", tenant)["cell"] != name
     _apply_queued(stack, world)
+
+
+def test_a_drain_goes_on_past_a_tenant_deleted_while_its_move_was_being_recorded(ctl, stack, third_cell):
+    """`cells drain C` has planned the move of C's one tenant, an empty one, and is held as it records it (another
+    session holds the active cells' catalog rows, which the move locks first); meanwhile `tenants delete` removes the
+    tenant. Nothing is left to move off: the drain ends, C draining and empty, no move recorded."""
+    from test_tenant_create_faults import _ledgerctl, _until  # (that module imports this one's fixture)
+
+    name, tenant_id = third_cell.name, new_id()
+    ctl("tenants", "create", tenant_id, "--cell", name)
+
+    async def go():
+        lock = await asyncpg.connect(stack["cp_url"])
+        watch = await asyncpg.connect(stack["cp_url"])
+        try:
+            held = lock.transaction()
+            await held.start()
+            await lock.execute("SELECT 1 FROM cells WHERE state = 'active' AND name <> $1 FOR UPDATE", name)
+            drain = await _ledgerctl(stack, "cells", "drain", name, "--yes")
+
+            async def drain_waits() -> bool:
+                assert drain.returncode is None, await drain.stderr.read()
+                return await watch.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock' AND query ILIKE '%FROM cells%FOR SHARE%'") >= 1
+
+            await _until(drain_waits, "the drain to record the tenant's move")
+            delete = await _ledgerctl(stack, "tenants", "delete", tenant_id, "--yes")
+            deleted = await asyncio.wait_for(delete.communicate(), 120)
+            await held.rollback()
+            drained = await asyncio.wait_for(drain.communicate(), 120)
+            return (delete.returncode, deleted), (drain.returncode, drained)
+        finally:
+            await lock.close()
+            await watch.close()
+
+    (delete_rc, (_, delete_err)), (drain_rc, (drain_out, drain_err)) = asyncio.run(go())
+    assert delete_rc == 0, delete_err.decode()
+    assert drain_rc == 0 and b"Traceback" not in drain_err, drain_err.decode()
+    result = json.loads(drain_out)
+    assert (result["state"], result["tenants_left"], result["moves"]) == ("draining", 0, []), result
+    assert ctl.json("moves", "list", "--tenant", tenant_id) == []
+    assert ctl.json("tenants", "list", "--cell", name) == []
