@@ -78,19 +78,20 @@ class UpstreamTimeout(ResponseFailed):
 
 class Response(msgspec.Struct, gc=False):
     """The cell's answer. `head`: its header lines (each ending in CRLF) as the router's client gets them:
-    the cell's connection framing dropped, a content-length given (for HEAD, the cell's, if it sent one). (A msgspec
-    Struct, untracked by the garbage collector: it holds no container.)"""
+    the cell's connection framing dropped, a content-length given (for HEAD and 304, the cell's, if it sent one; for
+    204, none). (A msgspec Struct, untracked by the garbage collector: it holds no container.)"""
 
     status: int
     head: bytes
     body: bytes
 
 
-def relay_head(lines: bytes, body: bytes, is_head: bool) -> bytes:
+def relay_head(status: int, lines: bytes, body: bytes, is_head: bool) -> bytes:
     """`Response.head` from the header lines the cell sent. An answer framed by a content-length and nothing
-    else of its connection's (what the cells send) is relayed as it came: no header is parsed in Python."""
+    else of its connection's (what the cells send) is relayed as it came: no header is parsed in Python. A 204
+    carries no content-length (RFC 9110 8.6); a 304, as a HEAD answer, only the cell's (what its 200 would have had)."""
     plain = (_PLAIN_HEADS.get(lines) or _facts(lines))[0]
-    if plain:
+    if plain and status != 204:
         return lines
     kept, length = [], None
     for line in lines.split(b"\r\n"):
@@ -101,9 +102,9 @@ def relay_head(lines: bytes, body: bytes, is_head: bool) -> bytes:
                 kept += (name, b": ", value.strip(), b"\r\n")
         elif name == b"content-length":
             length = value.strip()
-    if not is_head:
+    if not is_head and status != 304:
         length = str(len(body)).encode()
-    if length is not None:
+    if length is not None and status != 204:
         kept += (b"content-length: ", length, b"\r\n")
     return b"".join(kept)
 
@@ -263,7 +264,7 @@ class _Connection(asyncio.Protocol):
             self.close()
         body = self.body
         body = body[0] if len(body) == 1 else b"".join(body)
-        on_done(self, Response(self.status, relay_head(self.lines, body, self.head), body), None)
+        on_done(self, Response(self.status, relay_head(self.status, self.lines, body, self.head), body), None)
 
     def _fail(self, exc: ResponseFailed) -> None:
         on_done = self._end()

@@ -380,3 +380,33 @@ async def test_a_cell_that_answers_with_a_protocol_switch_is_a_502_at_once_and_i
         other = await exchange(router, request(b, "/api/other", extra="connection: close\r\n"))
     assert status == 502 and msgspec.json.decode(body)["code"] == "cell_failed"
     assert msgspec.json.decode(other[2]) == {"tenant": b, "target": "/api/other", "body": ""}
+
+
+async def test_a_204_carries_no_content_length_and_a_304_only_the_cells(platform, recording):
+    # RFC 9110 8.6: a server MUST NOT send Content-Length in a 204; a 304's may only be the one its 200 would have
+    # had, which only the cell knows. A client that reads a length (0 or not) where none may be stays out of step.
+    scripts = {
+        "204 without": b"HTTP/1.1 204 No Content\r\nx-s: 1\r\n\r\n",
+        "204 with 0": b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\nx-s: 1\r\n\r\n",
+        "204 closing": b"HTTP/1.1 204 No Content\r\nconnection: close\r\ncontent-length: 0\r\n\r\n",
+        "304 without": b"HTTP/1.1 304 Not Modified\r\netag: \"e\"\r\n\r\n",
+        "304 with 99": b"HTTP/1.1 304 Not Modified\r\ncontent-length: 99\r\netag: \"e\"\r\n\r\n",
+        "304 closing": b"HTTP/1.1 304 Not Modified\r\nconnection: close\r\ncontent-length: 99\r\n\r\n",
+    }
+    async with two_tenants(platform, recording) as (a, b, router, cell):
+        reader, writer = await asyncio.open_connection("127.0.0.1", router.port)
+        answers = {}
+        try:
+            for name, script in scripts.items():
+                cell.scripts[b"/api/bodiless"] = [script]
+                writer.write(request(a, "/api/bodiless"))
+                status, headers, _ = await read_answer(reader)
+                answers[name] = (status, headers.get("content-length"))
+            cell.scripts.clear()
+            writer.write(request(a, "/api/then"))
+            then = await read_answer(reader)
+        finally:
+            writer.close()
+    assert answers == {"204 without": (204, None), "204 with 0": (204, None), "204 closing": (204, None),
+                       "304 without": (304, None), "304 with 99": (304, "99"), "304 closing": (304, "99")}
+    assert msgspec.json.decode(then[2]) == {"tenant": a, "target": "/api/then", "body": ""}

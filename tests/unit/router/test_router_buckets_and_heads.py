@@ -42,17 +42,21 @@ def test_plain_head_lines_are_relayed_as_they_came_and_others_reframed_whatever_
     chunked = b"Content-Type: text/plain\r\nTransfer-Encoding: chunked\r\nX-Kept: yes\r\n"
     twice = b"Content-Length: 2\r\nContent-Length: 2\r\n"
     for _ in range(2):  # the second time from what was remembered
-        assert relay_head(plain, b"{}", False) == plain
-        assert relay_head(chunked, b"ok!!!", False) == b"content-type: text/plain\r\nx-kept: yes\r\ncontent-length: 5\r\n"
-        assert relay_head(twice, b"ok", False) == b"content-length: 2\r\n"
-        assert relay_head(b"Connection: close\r\nContent-Length: 10\r\n", b"", True) == b"content-length: 10\r\n"
+        assert relay_head(200, plain, b"{}", False) == plain
+        assert relay_head(200, chunked, b"ok!!!", False) == b"content-type: text/plain\r\nx-kept: yes\r\ncontent-length: 5\r\n"
+        assert relay_head(200, twice, b"ok", False) == b"content-length: 2\r\n"
+        assert relay_head(200, b"Connection: close\r\nContent-Length: 10\r\n", b"", True) == b"content-length: 10\r\n"
+        assert relay_head(204, plain, b"", False) == b"content-type: application/json\r\n"  # RFC 9110 8.6: none
+        assert relay_head(204, b"X-A: 1\r\n", b"", False) == b"x-a: 1\r\n"
+        assert relay_head(304, b"X-A: 1\r\n", b"", False) == b"x-a: 1\r\n"  # not 0: the 200's is the cell's to say
+        assert relay_head(304, plain, b"", False) == plain
 
 
 def test_the_remembered_heads_are_bounded():
     upstream._PLAIN_HEADS.clear()
     for i in range(upstream._PLAIN_HEADS_MAX + 10):
         lines = b"X-N: %d\r\nContent-Length: 0\r\n" % i
-        assert relay_head(lines, b"", False) == lines
+        assert relay_head(200, lines, b"", False) == lines
     assert len(upstream._PLAIN_HEADS) <= upstream._PLAIN_HEADS_MAX
 
 
