@@ -149,7 +149,7 @@ def whole_answer(data: bytes, body_bytes_max: int) -> Response | None:
 class _Connection(asyncio.Protocol):
     __slots__ = ("transport", "parser", "on_done", "chunks", "heading", "lines", "body", "body_size",
                  "body_bytes_max", "closed", "last_used", "received", "head", "status", "deadline", "in_flight",
-                 "parsed", "caller", "sent_method", "sent", "astray")
+                 "parsed", "caller", "sent_method", "sent", "astray", "finished")
 
     def __init__(self, body_bytes_max: int, in_flight: set["_Connection"]) -> None:
         self.transport: asyncio.Transport | None = None
@@ -183,7 +183,10 @@ class _Connection(asyncio.Protocol):
         self.body: list[bytes] = []
         self.body_size = 0
         self.status = 0
-        self.astray = False  # the answer had no body but its head announced one: the connection is not reused
+        # The connection is not reused after this answer: the answer says so, it had no body but its head announced one,
+        # or bytes came behind it.
+        self.astray = False
+        self.finished = False  # the parser has read the final answer whole: it is handed on once the data is read
 
     # -- asyncio.Protocol
     def connection_made(self, transport) -> None:
@@ -211,14 +214,27 @@ class _Connection(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
-            self._fail(ResponseFailed(f"bad answer from the cell: {exc}"))
-            self.close()
+            if not self.finished:
+                self._fail(ResponseFailed(f"bad answer from the cell: {exc}"))
+                self.close()
+                return
+            self.astray = True  # bytes behind the answer (on_message_begin)
+        if self.finished:
+            # Only now, with all of this data read: a connection reused at once (a pipelined client's next request,
+            # sent from the callback) would have the rest of this data read as the start of its answer.
+            self._done(reusable=not self.astray)
 
     def connection_lost(self, exc) -> None:
         self.closed = True
         self._fail(ResponseFailed("the cell closed the connection"))
 
     # -- httptools callbacks
+    def on_message_begin(self) -> None:
+        if self.finished:
+            # Bytes behind the answer, in the same data: no request asked for them. Read on, they would be taken for
+            # the start of the next request's answer, another tenant's: the parser stops, the connection ends.
+            raise ResponseFailed("the cell sent bytes behind its answer")
+
     def on_headers_complete(self) -> None:
         self.status = self.parser.get_status_code()
         chunks = self.chunks
@@ -253,7 +269,9 @@ class _Connection(asyncio.Protocol):
         if 100 <= self.status < 200:
             # An interim answer (100 Continue, 103 Early Hints): the real one follows on this connection.
             return
-        self._done(reusable=self.parser.should_keep_alive() and not self.astray)
+        if not self.parser.should_keep_alive():  # asked now: once a next message begins, its flags are that one's
+            self.astray = True
+        self.finished = True
 
     # -- internals
     def _done(self, reusable: bool) -> None:

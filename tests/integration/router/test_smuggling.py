@@ -410,3 +410,34 @@ async def test_a_204_carries_no_content_length_and_a_304_only_the_cells(platform
     assert answers == {"204 without": (204, None), "204 with 0": (204, None), "204 closing": (204, None),
                        "304 without": (304, None), "304 with 99": (304, "99"), "304 closing": (304, "99")}
     assert msgspec.json.decode(then[2]) == {"tenant": a, "target": "/api/then", "body": ""}
+
+
+async def test_the_start_of_an_answer_a_cell_sends_behind_a_whole_one_is_not_read_into_the_next_requests_answer(
+        platform, recording):
+    # A cell out of step sends, in the same write as its answer, the start of another (a status line, header lines,
+    # up to a header value left open). Kept by the parser, it would be read as the start of the answer to the next
+    # request sent on that connection (here another tenant's, answered chunked: read by the parser too): its status,
+    # the real answer's status line a header value.
+    async with two_tenants(platform, recording) as (a, b, router, cell):
+        cell.scripts[b"/api/first"] = [b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+                                       b"HTTP/1.1 500 Internal Server Error\r\nx-from: a\r\nx-pad: "]
+        cell.scripts[b"/api/other"] = [b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nx-for: b\r\n\r\n"
+                                       b"2\r\n{}\r\n0\r\n\r\n"]
+        answers = []
+        try:
+            for pipelined in (False, True):  # b's request sent once a's answer came, or behind a's at once
+                reader, writer = await asyncio.open_connection("127.0.0.1", router.port)
+                writer.write(request(a, "/api/first"))
+                if not pipelined:
+                    answers.append(await read_answer(reader))
+                writer.write(request(b, "/api/other"))
+                if pipelined:
+                    answers.append(await read_answer(reader))
+                answers.append(await read_answer(reader))
+                writer.close()
+        finally:
+            cell.scripts.clear()
+    for first, other in (answers[0:2], answers[2:4]):
+        assert first[0] == 200 and first[2] == b"ok"
+        assert (other[0], other[1].get("x-for"), other[2]) == (200, "b", b"{}")
+        assert "x-from" not in other[1] and "x-pad" not in other[1]
