@@ -1,7 +1,8 @@
 """Request smuggling and header injection between a client, the router and a cell, over raw sockets: a request whose
 framing two parsers could read differently (Content-Length and Transfer-Encoding, odd spellings, bad line ends, bad
-chunk sizes), targets that are not paths, pipelined requests behind refused ones, and cell answers whose framing is
-easy to get wrong (HEAD, 1xx, 204/304 with a body). The cell here is a raw HTTP/1.1 server that reads with h11 (a
+chunk sizes), targets that are not paths, pipelined requests behind refused ones, cell answers whose framing is
+easy to get wrong (HEAD, 1xx, 204/304 with a body, bytes behind an answer, `connection: close`, a close mid-answer),
+and a client that says it closes. The cell here is a raw HTTP/1.1 server that reads with h11 (a
 parser other than the router's) and records every request it receives: the cell must receive exactly the requests
 the router meant to send, and each client its own answers."""
 
@@ -19,6 +20,7 @@ from router_rig import new_tenant_id, read_answer
 
 READ_S = 5
 SMUGGLED = b"GET /api/smuggled HTTP/1.1\r\nhost: router\r\n\r\n"
+CLOSE = b"<close>"  # in a RecordingCell script: the cell closes the connection there
 
 
 def auth(tenant: str) -> str:
@@ -35,7 +37,8 @@ def request(tenant: str, path: str = "/api/x", method: str = "GET", body: bytes 
 class RecordingCell:
     """A cell that reads requests with h11 and records each (method, target, headers, body); it answers with what
     it received (JSON, content-length framed), or, for a path in `scripts`, with those bytes exactly (as many
-    writes as parts; the parts after a None only when the connection's next request has come)."""
+    writes as parts; the parts after a None only when the connection's next request has come; at CLOSE it closes
+    the connection)."""
 
     def __init__(self) -> None:
         self.received: list[dict] = []
@@ -94,6 +97,8 @@ class RecordingCell:
                 script = self.scripts.get(event.target)
                 if script is not None:
                     for i, part in enumerate(script):
+                        if part is CLOSE:
+                            return
                         if part is None:  # what follows waits for the connection's next request
                             deferred = script[i + 1:]
                             break
@@ -347,6 +352,7 @@ async def test_bytes_a_cell_sends_on_an_idle_connection_end_it_before_another_re
             writer.close()
         finally:
             cell.scripts.clear()
+    print(first, other, cell.ended, [r["target"] for r in cell.received], flush=True)
     assert first[0] == 200 and first[2] == b"ok"
     assert other[0] == 200 and msgspec.json.decode(other[2]) == {"tenant": b, "target": "/api/other", "body": ""}
 
@@ -412,6 +418,105 @@ async def test_a_204_carries_no_content_length_and_a_304_only_the_cells(platform
     assert msgspec.json.decode(then[2]) == {"tenant": a, "target": "/api/then", "body": ""}
 
 
+def connections_of(cell: RecordingCell, target: str) -> list[list[str]]:
+    """The targets carried by each connection of the cell's that carried `target` (those ended, then any still open)."""
+    return [served for served in cell.ended if target in served]
+
+
+async def test_a_head_answer_has_no_body_and_the_cells_length_whatever_the_cell_sends_after_its_head(
+        platform, recording):
+    # HEAD: the length a GET would get (the cell's), or none when the cell framed its GET otherwise; no body, even
+    # from a cell that wrongly sends one (it is no answer to the next request); pipelined behind, the next answer.
+    heads = {
+        "length": [b"HTTP/1.1 200 OK\r\ncontent-length: 40\r\nx-s: 1\r\n\r\n"],
+        "chunked": [b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nx-s: 1\r\n\r\n"],
+        "closing": [b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 40\r\nx-s: 1\r\n\r\n"],
+        "body": [b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nx-s: 1\r\n\r\nhello"],
+        "404": [b"HTTP/1.1 404 Not Found\r\ncontent-type: application/problem+json\r\ncontent-length: 70\r\n\r\n"],
+    }
+    async with two_tenants(platform, recording) as (a, b, router, cell):
+        reader, writer = await asyncio.open_connection("127.0.0.1", router.port)
+        answers = {}
+        try:
+            for name, script in heads.items():
+                cell.scripts[b"/api/head"] = script
+                writer.write(request(a, "/api/head", method="HEAD") + request(a, f"/api/after-{name}"))
+                status, headers, _ = await read_answer(reader, head_request=True)
+                after = await read_answer(reader)
+                answers[name] = (status, headers.get("content-length"), after)
+        finally:
+            cell.scripts.clear()
+            writer.close()
+    assert {name: (status, length, after[0], msgspec.json.decode(after[2]))
+            for name, (status, length, after) in answers.items()} == {
+        name: (status, length, 200, {"tenant": a, "target": f"/api/after-{name}", "body": ""})
+        for name, status, length in [("length", 200, "40"), ("chunked", 200, None), ("closing", 200, "40"),
+                                     ("body", 200, "5"), ("404", 404, "70")]}
+
+
+async def test_a_cell_answer_saying_connection_close_ends_that_cell_connection_not_the_clients(platform, recording):
+    # The cell says it closes, but here keeps reading: a router that reused the connection would send the next
+    # request on it. The client's connection goes on, and is not told it closes.
+    async with two_tenants(platform, recording) as (a, b, router, cell):
+        reader, writer = await asyncio.open_connection("127.0.0.1", router.port)
+        answers = []
+        try:
+            for spelling in (b"connection: close", b"Connection: Close", b"connection: keep-alive, close"):
+                cell.scripts[b"/api/closing"] = [b"HTTP/1.1 200 OK\r\n%s\r\ncontent-length: 2\r\n\r\nok" % spelling]
+                writer.write(request(a, "/api/warm"))
+                await read_answer(reader)
+                writer.write(request(a, "/api/closing"))
+                answers.append(await read_answer(reader))
+                writer.write(request(b, "/api/next"))
+                answers.append(await read_answer(reader))
+        finally:
+            cell.scripts.clear()
+            writer.close()
+        deadline = asyncio.get_running_loop().time() + READ_S
+        while len(connections_of(cell, "/api/closing")) < 3:  # the router closed each of those connections
+            assert asyncio.get_running_loop().time() < deadline, "the router kept a connection the cell closes"
+            await asyncio.sleep(0.02)
+    for closing, following in zip(answers[0::2], answers[1::2]):
+        assert (closing[0], closing[2], closing[1].get("connection")) == (200, b"ok", None)
+        assert msgspec.json.decode(following[2]) == {"tenant": b, "target": "/api/next", "body": ""}
+    for served in connections_of(cell, "/api/closing"):
+        assert served[-1] == "/api/closing", served  # nothing was sent on it after the answer that closed it
+
+
+async def test_a_cell_that_closes_mid_answer_is_a_502_and_the_clients_next_answer_is_its_own(platform, recording):
+    # Never a truncated body passed off as whole, never bytes of another answer: a problem+json 502, and the client's
+    # connection goes on. On a kept-alive cell connection (the fast path) and on fresh ones (idle ones never reused).
+    scripts = {
+        "mid-body": [b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"a\":1",
+                     CLOSE],
+        "mid-chunk": [b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhel", CLOSE],
+        "before the last chunk": [b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n", CLOSE],
+        "mid-head": [b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nx-a:", CLOSE],
+        "close-delimited": [b"HTTP/1.1 200 OK\r\n\r\nall of it?", CLOSE],
+    }
+    answers = {}
+    for idle_s_max in (300.0, 0.0):
+        async with two_tenants(platform, recording, idle_connection_s_max=idle_s_max) as (a, b, router, cell):
+            reader, writer = await asyncio.open_connection("127.0.0.1", router.port)
+            try:
+                for name, script in scripts.items():
+                    cell.scripts[b"/api/cut"] = script
+                    writer.write(request(a, "/api/warm"))
+                    await read_answer(reader)
+                    writer.write(request(a, "/api/cut"))
+                    status, headers, body = await read_answer(reader)
+                    writer.write(request(b, "/api/next"))
+                    after = await read_answer(reader)
+                    own = msgspec.json.decode(after[2]) == {"tenant": b, "target": "/api/next", "body": ""}
+                    answers[(name, idle_s_max)] = (status, headers["content-type"],
+                                                   msgspec.json.decode(body).get("code"), own)
+            finally:
+                cell.scripts.clear()
+                writer.close()
+    assert answers == {(name, idle_s_max): (502, "application/problem+json", "cell_failed", True)
+                       for name in scripts for idle_s_max in (300.0, 0.0)}
+
+
 async def test_the_start_of_an_answer_a_cell_sends_behind_a_whole_one_is_not_read_into_the_next_requests_answer(
         platform, recording):
     # A cell out of step sends, in the same write as its answer, the start of another (a status line, header lines,
@@ -441,3 +546,30 @@ async def test_the_start_of_an_answer_a_cell_sends_behind_a_whole_one_is_not_rea
         assert first[0] == 200 and first[2] == b"ok"
         assert (other[0], other[1].get("x-for"), other[2]) == (200, "b", b"{}")
         assert "x-from" not in other[1] and "x-pad" not in other[1]
+
+
+async def test_a_request_saying_connection_close_is_answered_then_its_connection_closes_and_nothing_behind_it_is_sent(
+        platform, recording):
+    # Whatever the answer (relayed on a kept-alive cell connection, bodiless, to HEAD, the router's own), it says it
+    # closes and the connection closes after it; a request pipelined behind is neither answered nor sent to the cell.
+    async with two_tenants(platform, recording) as (a, b, router, cell):
+        cell.scripts[b"/api/empty"] = [b"HTTP/1.1 204 No Content\r\nx-s: 1\r\n\r\n"]
+        answers = {}
+        try:
+            for name, (method, target, tenant) in {"relayed": ("GET", "/api/x", a), "204": ("GET", "/api/empty", a),
+                                                   "HEAD": ("HEAD", "/api/x", a), "401": ("GET", "/api/x", "nobody"),
+                                                   "404": ("GET", "/nowhere", a)}.items():
+                reader, writer = await asyncio.open_connection("127.0.0.1", router.port)
+                writer.write(request(a, "/api/warm"))
+                await read_answer(reader)
+                writer.write(request(tenant, target, method=method, extra="connection: close\r\n")
+                             + request(b, f"/api/behind-{name}"))
+                status, headers, body = await read_answer(reader, head_request=method == "HEAD")
+                answers[name] = (status, headers.get("connection"), await closed(reader))
+                writer.close()
+        finally:
+            cell.scripts.clear()
+        received = [r["target"] for r in cell.api()]
+    assert answers == {"relayed": (200, "close", True), "204": (204, "close", True), "HEAD": (200, "close", True),
+                       "401": (401, "close", True), "404": (404, "close", True)}
+    assert not [target for target in received if target.startswith("/api/behind")]
