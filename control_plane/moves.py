@@ -1332,14 +1332,21 @@ async def start_move(conn: asyncpg.Connection, settings: ControlPlaneSettings, p
             raise LedgerctlError("cell_not_active", f"cell {plan['target']} is {state}: it takes no tenants")
         # The tenant's catalog row held to the commit, as `tenants delete` holds it: one deleted since the plan is
         # refused here, and a delete that comes later finds the move.
-        if await conn.fetchrow(Q["lock_tenant_for_change"], plan["tenant"]) is None:
+        # A move recorded meanwhile (it held the row first) is seen now, and so is the cell it moved the tenant to.
+        tenant = await conn.fetchrow(Q["lock_tenant_for_change"], plan["tenant"])
+        if tenant is None:
             raise LedgerctlError("tenant_deleted", f"tenant {plan['tenant']} was deleted (`ledgerctl tenants delete`) "
                                  "after the move was planned: nothing moved")
-        try:
-            row = await conn.fetchrow(Q["insert_move"], move_id, plan["tenant"], plan["source"], plan["target"],
-                                      {"planned_rows": plan["rows"]})
-        except asyncpg.UniqueViolationError:
-            raise LedgerctlError("already_moving", f"tenant {plan['tenant']} is already moving") from None
+        running = await conn.fetchval(Q["running_move_of_tenant"], plan["tenant"])
+        if running is not None:
+            raise LedgerctlError("already_moving", f"tenant {plan['tenant']} is already moving (move {running}, "
+                                 f"`ledgerctl moves show {running}`): nothing moved")
+        if tenant["cell"] != plan["source"]:
+            raise LedgerctlError("tenant_changed", f"tenant {plan['tenant']} lives on cell {tenant['cell']} now, not "
+                                 f"on cell {plan['source']} as the plan showed (another move took it there "
+                                 "meanwhile): nothing moved; run the command again for a new plan")
+        row = await conn.fetchrow(Q["insert_move"], move_id, plan["tenant"], plan["source"], plan["target"],
+                                  {"planned_rows": plan["rows"]})
         await conn.execute(Q["set_tenant_state"], plan["tenant"], "moving")
         await catalog.audit(conn, settings.actor, "moves.start", f"tenant:{plan['tenant']}",
                             {"move": str(move_id), "from": plan["source"], "to": plan["target"]})
@@ -1493,9 +1500,9 @@ async def drain_cell(conn: asyncpg.Connection, settings: ControlPlaneSettings, c
                     plan = await plan_move(conn, settings, tenant["id"], target)
                     move = await start_move(conn, settings, plan)
                 except LedgerctlError as error:
-                    if error.code not in ("tenant_deleted", "unknown_tenant"):
+                    if error.code not in ("tenant_deleted", "unknown_tenant", "tenant_changed"):
                         raise
-                    continue  # deleted (`tenants delete`) since the drain read it: nothing of it left to move off
+                    continue  # deleted (`tenants delete`) or moved off since the drain read it: nothing left to move
                 move_id = move["id"]
                 if announce:
                     announce({"tenant": tenant["id"], "target": target, "move": str(move_id), "resumed": False})

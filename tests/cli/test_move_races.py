@@ -1,0 +1,109 @@
+"""Commands on the same tenant racing a move: two `tenants move`, a move and a `cells drain` of its cell, a move planned
+before another one moved the tenant. Each race is made deterministic by a catalog row another session holds: the
+commands queue behind it in a known order. One wins; the other exits 1 in one line naming what it ran into, never a
+second running move, never a traceback."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+
+from test_cells_drain import third_cell  # noqa: F401  (a fixture)
+from test_ledgerctl import new_id
+from test_moves import _state_in
+from test_tenant_create_faults import _ledgerctl, _until
+from test_tenant_delete import _outcome, _waiting
+
+
+async def _queued_behind_the_tenant_row(stack, tenant_id: str, first: tuple[str, ...], second: tuple[str, ...]):
+    """`first`, then `second`, each started once the one before waits for the tenant's catalog row (held by another
+    session meanwhile), then the row let go: (each one's exit code and answer), first's first."""
+    lock = await asyncpg.connect(stack["cp_url"])
+    watch = await asyncpg.connect(stack["cp_url"])
+    try:
+        held = lock.transaction()
+        await held.start()
+        await lock.execute("SELECT 1 FROM tenants WHERE id = $1 FOR UPDATE", tenant_id)
+        commands = []
+        for n, args in enumerate((first, second), start=1):
+            proc = await _ledgerctl(stack, *args)
+            commands.append(proc)
+
+            async def queued(proc=proc, n=n) -> bool:
+                assert proc.returncode is None, await proc.stderr.read()
+                return await _waiting(watch, "%FROM tenants%FOR NO KEY UPDATE%") >= n
+
+            await _until(queued, f"{' '.join(args)} to wait for the tenant's catalog row")
+        await held.rollback()
+        outputs = [await asyncio.wait_for(proc.communicate(), 120) for proc in commands]
+        return [_outcome(proc.returncode, *output) for proc, output in zip(commands, outputs)]
+    finally:
+        await lock.close()
+        await watch.close()
+
+
+def test_two_moves_of_a_tenant_started_at_once_one_runs_the_other_names_it(ctl, stack):
+    tenant_id = new_id("race")
+    ctl("tenants", "create", tenant_id, "--cell", "cli-1")
+    move = ("tenants", "move", tenant_id, "--to", "cli-2", "--yes")
+    (first_rc, first), (second_rc, second) = asyncio.run(_queued_behind_the_tenant_row(stack, tenant_id, move, move))
+    assert (first_rc, first["state"]) == (0, "done"), (first, second)
+    assert (second_rc, second["code"]) == (1, "already_moving"), second
+    assert f"move {first['id']}" in second["title"], second
+    assert [m["id"] for m in ctl.json("moves", "list", "--tenant", tenant_id)] == [first["id"]]
+    assert ctl.json("tenants", "show", tenant_id)["cell"] == "cli-2"
+
+
+def test_a_move_and_a_drain_of_its_cell_started_at_once_one_runs_the_other_names_it(ctl, stack, third_cell):  # noqa: F811
+    name, tenant_id = third_cell.name, new_id("race")
+    ctl("tenants", "create", tenant_id, "--cell", name)
+    (move_rc, moved), (drain_rc, drained) = asyncio.run(_queued_behind_the_tenant_row(
+        stack, tenant_id, ("tenants", "move", tenant_id, "--to", "cli-2", "--yes"), ("cells", "drain", name, "--yes")))
+    assert (move_rc, moved["state"]) == (0, "done"), moved
+    assert (drain_rc, drained["code"]) == (1, "already_moving"), drained
+    assert f"move {moved['id']}" in drained["title"] and "drain of cell" in drained["title"], drained
+    assert [m["id"] for m in ctl.json("moves", "list", "--tenant", tenant_id)] == [moved["id"]]
+    # Run again, the drain finds the cell empty.
+    assert ctl.json("cells", "drain", name, "--yes")["tenants_left"] == 0
+
+
+def test_a_move_planned_before_another_move_took_the_tenant_elsewhere_is_refused(ctl, stack, third_cell):  # noqa: F811
+    """`tenants move X --to cli-2` has planned X's move off cli-1 and is held as it records it (another session holds
+    cli-2's catalog row, which the move locks first); meanwhile `tenants move X --to C` runs to its end. The first one
+    then exits 1 naming where X lives now: nothing recorded, nothing copied onto cli-2 from the copy X left on cli-1."""
+    name, tenant_id = third_cell.name, new_id("race")
+    ctl("tenants", "create", tenant_id, "--cell", "cli-1")
+
+    async def go():
+        lock = await asyncpg.connect(stack["cp_url"])
+        watch = await asyncpg.connect(stack["cp_url"])
+        try:
+            held = lock.transaction()
+            await held.start()
+            await lock.execute("SELECT 1 FROM cells WHERE name = 'cli-2' FOR UPDATE")
+            stale = await _ledgerctl(stack, "tenants", "move", tenant_id, "--to", "cli-2", "--yes")
+
+            async def stale_waits() -> bool:
+                assert stale.returncode is None, await stale.stderr.read()
+                return await _waiting(watch, "%FROM cells%FOR SHARE%") >= 1
+
+            await _until(stale_waits, "the move to cli-2 to record itself")
+            other = await _ledgerctl(stack, "tenants", "move", tenant_id, "--to", name, "--yes")
+            moved = await asyncio.wait_for(other.communicate(), 120)
+            await held.rollback()
+            refused = await asyncio.wait_for(stale.communicate(), 120)
+            return _outcome(other.returncode, *moved), _outcome(stale.returncode, *refused)
+        finally:
+            await lock.close()
+            await watch.close()
+
+    (moved_rc, moved), (stale_rc, stale) = asyncio.run(go())
+    assert (moved_rc, moved["state"]) == (0, "done"), moved
+    assert (stale_rc, stale["code"]) == (1, "tenant_changed"), stale
+    assert f"cell {name}" in stale["title"], stale
+    assert [m["id"] for m in ctl.json("moves", "list", "--tenant", tenant_id)] == [moved["id"]]
+    tenant = ctl.json("tenants", "show", tenant_id)
+    assert (tenant["cell"], tenant["state"]) == (name, "active"), tenant
+    assert _state_in(stack["cells"]["cli-2"].database_url, tenant_id) is None
+    assert _state_in(third_cell.database_url, tenant_id) == "active"
