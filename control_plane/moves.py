@@ -1294,6 +1294,10 @@ async def plan_move(conn: asyncpg.Connection, settings: ControlPlaneSettings, te
             raise LedgerctlError("schema_mismatch", "source and target cells differ (migrate both): "
                                  + "; ".join(mismatch))
         state = await src.fetchval("SELECT state FROM tenants WHERE id = $1", tenant_id)
+        if state is None:  # `tenants delete` removes the cell's row first, then the catalog's
+            raise LedgerctlError("tenant_being_deleted", f"tenant {tenant_id} is being deleted: cell "
+                                 f"{source['name']} no longer holds it, its catalog row goes next (`ledgerctl tenants "
+                                 f"delete {tenant_id}`; run it again if it stopped before that): nothing moved")
         if state != "active":
             raise LedgerctlError("tenant_not_active", f"tenant {tenant_id} is {state} on cell {source['name']}")
         # A cell the tenant moved out of keeps a copy (purged: its tenant row and key hashes) that no route points

@@ -107,3 +107,41 @@ def test_a_move_planned_before_another_move_took_the_tenant_elsewhere_is_refused
     assert (tenant["cell"], tenant["state"]) == (name, "active"), tenant
     assert _state_in(stack["cells"]["cli-2"].database_url, tenant_id) is None
     assert _state_in(third_cell.database_url, tenant_id) == "active"
+
+
+def test_a_move_planned_while_a_delete_of_the_tenant_is_half_done_says_so(ctl, stack):
+    """`tenants delete X` has deleted X's row on its cell and is held before its catalog part commits (another session
+    holds the audit log); `tenants move X` then finds the catalog placing X on a cell that no longer holds it. It exits
+    1 saying that X is being deleted, one line, nothing recorded or copied."""
+    tenant_id = new_id("race")
+    ctl("tenants", "create", tenant_id, "--cell", "cli-1")
+
+    async def go():
+        lock = await asyncpg.connect(stack["cp_url"])
+        watch = await asyncpg.connect(stack["cp_url"])
+        try:
+            held = lock.transaction()
+            await held.start()
+            await lock.execute("LOCK TABLE operator_audit IN SHARE MODE")
+            delete = await _ledgerctl(stack, "tenants", "delete", tenant_id, "--yes")
+
+            async def delete_waits() -> bool:
+                assert delete.returncode is None, await delete.stderr.read()
+                return await _waiting(watch, "%INSERT INTO operator_audit%") >= 1
+
+            await _until(delete_waits, "the delete to audit itself")
+            move = await _ledgerctl(stack, "tenants", "move", tenant_id, "--to", "cli-2", "--yes")
+            moved = await asyncio.wait_for(move.communicate(), 120)
+            await held.rollback()
+            deleted = await asyncio.wait_for(delete.communicate(), 120)
+            return _outcome(move.returncode, *moved), _outcome(delete.returncode, *deleted)
+        finally:
+            await lock.close()
+            await watch.close()
+
+    (move_rc, moved), (delete_rc, deleted) = asyncio.run(go())
+    assert (delete_rc, deleted["deleted"]) == (0, True), deleted
+    assert (move_rc, moved["code"]) == (1, "tenant_being_deleted"), moved
+    assert "being deleted" in moved["title"] and "None" not in moved["title"], moved
+    assert ctl.json("moves", "list", "--tenant", tenant_id) == []
+    assert _state_in(stack["cells"]["cli-2"].database_url, tenant_id) is None
