@@ -95,12 +95,13 @@ TENANT_TABLES: dict[str, str | None] = {
 }
 # Cell tables that hold nobody's rows.
 CELL_TABLES = frozenset({"schema_migrations", "schema_routines", "schema_routines_generation", "audit_sealer"})
-# The tenant row arrives frozen on the target, and its state is never copied over: the move sets it.
+# The tenant row arrives frozen on the target, and its state is never copied over: the move sets it. The target's freeze
+# has no lease (frozen_until, the source's): it ends only when the move unfreezes it, after the flip.
 # Copied covered rows are sealed already (their links come along): audit_txid 0 keeps the target's sealer
 # off them (cell/store/migrations/0080_audit_chain.sql).
 # An idempotency key's seq is the target's own (a plain column with a sequence default, not an identity). A copied
 # row's changed_txid is older than any round (0151).
-OVERRIDES = {"tenants": {"state": "'frozen'"}, "ledger_transaction_versions": {"audit_txid": "'0'::xid8"},
+OVERRIDES = {"tenants": {"state": "'frozen'", "frozen_until": "NULL"}, "ledger_transaction_versions": {"audit_txid": "'0'::xid8"},
              "ledger_accounts": {"audit_txid": "'0'::xid8"},
              "idempotency_keys": {"seq": "nextval(pg_get_serial_sequence('idempotency_keys', 'seq'))"},
              **{name: {"changed_txid": "'0'::xid8"} for name in ("ledger_entry_metadata", "ledger_account_settlements",
@@ -1089,8 +1090,11 @@ class Mover:
                                    f"{int(self.settings.move_freeze_lock_timeout_s * 1000)}ms")
             await self.src.execute("SELECT pg_advisory_xact_lock(hashtextextended('tenant:' || $1, 0))",
                                    self.tenant_id)
-            state = await self.src.fetchval("UPDATE tenants SET state = 'frozen' WHERE id = $1 AND state IN "
-                                            "('active', 'frozen') RETURNING state", self.tenant_id)
+            # With its lease: past it the source ends the freeze on its own (ledger_thaw), should this mover die.
+            lease = ", frozen_until = clock_timestamp() + make_interval(secs => $2)" if self._leased else ""
+            state = await self.src.fetchval(f"UPDATE tenants SET state = 'frozen'{lease} WHERE id = $1 AND state IN "
+                                            "('active', 'frozen') RETURNING state", self.tenant_id,
+                                            *([self.settings.move_freeze_s_lease] if self._leased else []))
             if state is None:
                 raise LedgerctlError("tenant_not_active", f"tenant {self.tenant_id} is not active on the source")
             # Every writer of the tenant has ended: its events take their positions now, in the source's order,
@@ -1101,6 +1105,16 @@ class Mover:
         self.emit(step="freeze", event="frozen", freeze_ms=self._freeze_ms())
         return "final_catch_up"
 
+    @property
+    def _leased(self) -> bool:
+        """Whether the source's freezes carry a lease (a cell migrated to 0223)."""
+        return "frozen_until" in self.tables["tenants"].columns
+
+    async def _frozen_on_source(self) -> bool:
+        """Whether the freeze still holds on the source: not ended by its lease (ledger_thaw) while this mover was
+        dead or slow, in which case the source may have taken writes the final catch-up did not copy."""
+        return await self.src.fetchval("SELECT state FROM tenants WHERE id = $1", self.tenant_id) == "frozen"
+
     async def _delta(self) -> dict | None:
         """What bounds the next round's reads: the rows past the last round's floors and those reopened since
         (None for a move whose rounds kept no floors: it reads whole)."""
@@ -1110,6 +1124,8 @@ class Mover:
                               self.w.get("since_open"))
 
     async def step_final_catch_up(self) -> str:
+        if not await self._frozen_on_source():
+            return await self._give_up_the_freeze("final_catch_up")
         delta = await self._delta()
         await self._check_running()
         try:
@@ -1117,28 +1133,31 @@ class Mover:
                 self.w["final_rows"] = await self._round("final_catch_up", self.w["since"], delta, final=True)
         except _FreezeOverrun:  # the target's part of the round rolled back, temp tables it created with it
             _TEMPS.pop(self.dst, None)
-            return await self._give_up_the_freeze()
+            return await self._give_up_the_freeze("final_catch_up")
         self.w["round"] = {}
         return "verify"
 
-    async def _give_up_the_freeze(self) -> str:
+    async def _give_up_the_freeze(self, step: str) -> str:
         """The final catch-up ran past move_freeze_s_limit (a slower copy than estimated, or a mover resumed long after
-        it died in the freeze): the tenant is unfrozen on its source and the catch-up rounds resume from the horizon
-        they had reached, as if the freeze had not begun (what the freeze wrote on the source, its events' positions
-        and its audit seal, is copied by the next rounds). After FREEZES_GIVEN_UP_MAX of them the move stops,
+        it died in the freeze), or the source ended the freeze at its lease (move_freeze_s_lease) before the flip: the
+        tenant is unfrozen on its source and the catch-up rounds resume from the horizon they had reached, as if the
+        freeze had not begun (what the freeze wrote on the source, its events' positions and its audit seal, and what
+        the tenant wrote since its lease ended, are copied by the next rounds). After FREEZES_GIVEN_UP_MAX of them the
+        move stops,
         `move_not_converging`, the tenant active on its source: resumable or abortable."""
         await self.src.execute("UPDATE tenants SET state = 'active' WHERE id = $1 AND state = 'frozen'", self.tenant_id)
         given_up = self.w.setdefault("freezes_given_up_ms", [])
         given_up.append(self._freeze_ms())
         self.w.pop("frozen_at", None)
         self.w["round"] = {}
-        self.emit(step="final_catch_up", event="freeze_given_up", freeze_ms=given_up[-1])
+        self.emit(step=step, event="freeze_given_up", freeze_ms=given_up[-1])
         if len(given_up) % FREEZES_GIVEN_UP_MAX == 0:
             await self.save("catch_up")
             raise LedgerctlError(
                 "move_not_converging",
                 f"move {self.move['id']}: {len(given_up)} freezes of tenant {self.tenant_id} given up, each when its "
-                f"final catch-up ran past {self.settings.move_freeze_s_limit:g} s "
+                f"final catch-up ran past {self.settings.move_freeze_s_limit:g} s or its lease of "
+                f"{self.settings.move_freeze_s_lease:g} s ended "
                 f"({', '.join(f'{ms:,.0f}' for ms in given_up)} ms). The tenant is active on its source. Resume the "
                 f"move when its writes slow (`ledgerctl moves "
                 f"resume {self.move['id']}`) or abort it (`ledgerctl moves abort {self.move['id']}`)",
@@ -1146,6 +1165,8 @@ class Mover:
         return "catch_up"
 
     async def step_verify(self) -> str:
+        if not await self._frozen_on_source():
+            return await self._give_up_the_freeze("verify")
         if "pending" in self.w:
             touched = self.w["touched"]
             result = await verify_delta(self.src, self.dst, self.tables, self.tenant_id, self.w["pre_verify"],
@@ -1159,6 +1180,8 @@ class Mover:
             result["problems"].append(f"sealed audit chain head differs: source {source_head}, target {target_head}")
             result["ok"] = False
         self.w["verification"] = result
+        if not result["ok"] and not await self._frozen_on_source():
+            return await self._give_up_the_freeze("verify")  # the source took writes past the lease: not a failure
         if not result["ok"]:
             await self.save("verify")
             # Never leave the tenant frozen: it goes back to active on its source; `moves abort` removes the copy.
@@ -1179,6 +1202,15 @@ class Mover:
         return "flip"
 
     async def step_flip(self) -> str:
+        # The freeze committed to the flip on the source first: its lease cleared while it still holds, so that the
+        # source never ends it on its own after the route moved (two cells taking writes). A source that ended it
+        # already (ledger_thaw: this mover dead or slow past the lease) may have taken writes: back to the rounds. A
+        # mover that dies between this and the flip's commit (milliseconds) leaves the tenant frozen until `moves
+        # resume`.
+        if self._leased and await self.src.fetchval(
+                "UPDATE tenants SET frozen_until = NULL WHERE id = $1 AND state = 'frozen' RETURNING id",
+                self.tenant_id) is None:
+            return await self._give_up_the_freeze("flip")
         async with self.conn.transaction():
             await self.conn.execute("SET LOCAL synchronous_commit = on")
             tenant = await catalog.fetch_tenant(self.conn, self.tenant_id)

@@ -44,6 +44,11 @@ class ControlPlaneSettings(msgspec.Struct, frozen=True, kw_only=True):
     move_freeze_s_max: float = 1.0
     move_catch_up_s_max: float = 600.0
     move_freeze_s_limit: float = 5.0
+    # The freeze's lease: the source cell ends a freeze this long after it began (the tenant's next write there, or its
+    # sweeper, makes it active again), unless the mover has committed it to its flip before; a mover that died in the
+    # freeze leaves its tenant frozen no longer. Above move_freeze_s_limit plus the verification, or moves give up
+    # freezes that would have finished.
+    move_freeze_s_lease: float = 10.0
     # An operator's change of a tenant in its cell (keys, webhook endpoints) takes the tenant's write fence: while a
     # move has the tenant frozen it is tried again for this long (the freeze lasts move_freeze_s_limit at most, then
     # the verify and the flip), then refused, retryable (tenant_frozen, exit 4).
@@ -68,8 +73,9 @@ class ControlPlaneSettings(msgspec.Struct, frozen=True, kw_only=True):
 
     def __post_init__(self) -> None:
         if not (self.move_rows_per_s_estimate > 0 and self.move_freeze_s_max > 0 and self.move_catch_up_s_max >= 0
-                and self.move_freeze_s_limit > 0):
-            raise ValueError("move_rows_per_s_estimate, move_freeze_s_max and move_freeze_s_limit must be > 0, "
+                and self.move_freeze_s_limit > 0 and self.move_freeze_s_lease > 0):
+            raise ValueError("move_rows_per_s_estimate, move_freeze_s_max, move_freeze_s_limit and move_freeze_s_lease "
+                             "must be > 0, "
                              "move_catch_up_s_max >= 0")
 
 

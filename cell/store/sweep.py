@@ -78,8 +78,10 @@ async def sweep(pool: asyncpg.Pool, *, after_s: float, accounts_max: int = SWEEP
     """Apply every account with an effect unapplied longer than after_s: lost or delayed nudges, SQS or Redis
     down, accounts skipped and never re-nudged. SKIP LOCKED: many sweepers run at once (each worker thread and
     process, each API process) and never queue behind one another; an account another session holds is being
-    applied by it, or (a stalled session) is freed by idle_in_transaction_session_timeout before the next run."""
+    applied by it, or (a stalled session) is freed by idle_in_transaction_session_timeout before the next run. A
+    tenant frozen past its move's lease is made active first (ledger_thaw), its effects then applied."""
     async with pool.acquire() as conn:
+        await conn.execute(Q["worker_thaw_expired_freezes"])
         rows = await conn.fetch(Q["worker_stale_accounts"], after_s, accounts_max)
     if not rows:
         return ApplyOutcome()

@@ -1,4 +1,5 @@
-"""A mover killed (SIGKILL) at the pre-verification, inside the freeze before the final catch-up, and at the flip:
+"""A mover killed (SIGKILL) at the pre-verification, inside the freeze (before the final catch-up, or before its
+verification and left dead past the freeze's lease), and at the flip:
 `moves resume` finishes the move and `moves abort` (before the flip) undoes it; nothing is lost, and the tenant
 is writable again on exactly one cell. The mover is stopped at a step by CONTROL_PLANE_MOVE_PAUSE_BEFORE (the
 fault drill setting), then killed."""
@@ -20,9 +21,11 @@ from test_ledgerctl import run_sql
 from test_moves import _rows, _state_in, _transfer, _world
 
 
-def _spawn_paused(stack, tenant: str, step: str) -> tuple[subprocess.Popen, str]:
-    """A mover of `tenant` to cli-2 that stops before `step`; (its process, the move's id) once it waits there."""
-    env = {**os.environ, **stack["env"], "CONTROL_PLANE_MOVE_PAUSE_BEFORE": step}
+def _spawn_paused(stack, tenant: str, step: str, **settings: str) -> tuple[subprocess.Popen, str]:
+    """A mover of `tenant` to cli-2 that stops before `step` (with more CONTROL_PLANE_ `settings`); (its process, the
+    move's id) once it waits there."""
+    env = {**os.environ, **stack["env"], "CONTROL_PLANE_MOVE_PAUSE_BEFORE": step,
+           **{f"CONTROL_PLANE_{k.upper()}": v for k, v in settings.items()}}
     proc = subprocess.Popen([sys.executable, "-m", "control_plane.cli", "--format", "json", "tenants", "move", tenant,
                              "--to", "cli-2", "--yes"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             start_new_session=True)
@@ -137,6 +140,33 @@ def test_a_mover_resumed_long_after_it_died_in_the_freeze_unfreezes_the_tenant_t
     assert _rows(target.database_url, tenant) == before
     assert (_state_in(source.database_url, tenant), _state_in(target.database_url, tenant)) == ("moved_out", "active")
     assert _writable_on(stack, w) == ["cli-2"]
+
+
+def test_a_mover_dead_in_the_freeze_leaves_the_tenant_frozen_no_longer_than_its_lease(ctl, stack):
+    """Killed inside the freeze after its final catch-up (before its verification), its lease 2 s
+    (CONTROL_PLANE_MOVE_FREEZE_S_LEASE): the source cell takes the tenant's writes again once the lease is over, with
+    no operator. `moves resume` then finds the tenant unfrozen on its source and goes back to the catch-up rounds: the
+    move finishes, the postings made after the lease on the target, nothing lost, one cell taking writes."""
+    w = _world(ctl, stack, postings=4)
+    tenant, source, target = w["tenant"], stack["cells"]["cli-1"], stack["cells"]["cli-2"]
+    proc, move_id = _spawn_paused(stack, tenant, "verify", move_freeze_s_lease="2")
+    _kill(proc)
+    assert _state_in(source.database_url, tenant) == "frozen"
+    assert _post(stack, "cli-1", w) == 503
+    deadline = time.monotonic() + 20
+    while _post(stack, "cli-1", w, 13) != 201:
+        assert time.monotonic() < deadline, "the tenant stays frozen on its source, its mover dead"
+        time.sleep(0.1)
+    assert _state_in(source.database_url, tenant) == "active"
+    assert ctl.json("tenants", "show", tenant)["cell"] == "cli-1"
+    before = _rows(source.database_url, tenant)
+    result = ctl.json("moves", "resume", move_id)
+    assert result["state"] == "done" and result["verification"]["ok"] and result["post_verify"]["ok"], result
+    assert len(result["freezes_given_up_ms"]) == 1, result
+    assert _rows(target.database_url, tenant) == before
+    assert (_state_in(source.database_url, tenant), _state_in(target.database_url, tenant)) == ("moved_out", "active")
+    assert _writable_on(stack, w) == ["cli-2"]
+    assert ctl.json("verify", "--tenant", tenant, "--unapplied-age-max-s", "0")["violations"] == []
 
 
 def test_a_move_whose_every_final_catch_up_overruns_stops_after_three_freezes_with_the_tenant_writable(ctl, stack):

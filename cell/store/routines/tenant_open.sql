@@ -6,5 +6,9 @@
 CREATE OR REPLACE FUNCTION ledger_tenant_open(p_tenant text) RETURNS boolean LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM pg_advisory_xact_lock_shared(ledger_fence_key(p_tenant));
+    IF EXISTS (SELECT 1 FROM tenants WHERE id = p_tenant AND state = 'active') THEN
+        RETURN true;
+    END IF;
+    PERFORM ledger_thaw(p_tenant);  -- a freeze past its lease ends here too (fence.sql)
     RETURN EXISTS (SELECT 1 FROM tenants WHERE id = p_tenant AND state = 'active');
 END $$;

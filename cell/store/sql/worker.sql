@@ -2,6 +2,11 @@
 -- One group of accounts in one transaction: fold their unapplied effects; report skipped accounts and lags.
 SELECT applied, skipped, lags_ms FROM ledger_apply_report($1::uuid[], $2::boolean)
 
+-- name: worker_thaw_expired_freezes
+-- The tenants whose move's freeze is past its lease (a mover that died in it), made active (ledger_thaw): those no write
+-- comes for are not left frozen either, their queued effects unapplied.
+SELECT t.id FROM tenants t WHERE t.state = 'frozen' AND t.frozen_until <= clock_timestamp() AND ledger_thaw(t.id)
+
 -- name: worker_stale_accounts
 -- Accounts with an effect unapplied for longer than $1 seconds (the sweeper's work), oldest first; but those of a
 -- tenant not active (frozen for a move, or moved out: ledger_apply_report leaves them alone, the target applies its
