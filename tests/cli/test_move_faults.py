@@ -142,14 +142,16 @@ def test_a_mover_resumed_long_after_it_died_in_the_freeze_unfreezes_the_tenant_t
     assert _writable_on(stack, w) == ["cli-2"]
 
 
-def test_a_mover_dead_in_the_freeze_leaves_the_tenant_frozen_no_longer_than_its_lease(ctl, stack):
-    """Killed inside the freeze after its final catch-up (before its verification), its lease 2 s
+@pytest.mark.parametrize("step", ["verify", "flip"])
+def test_a_mover_dead_in_the_freeze_leaves_the_tenant_frozen_no_longer_than_its_lease(ctl, stack, step):
+    """Killed inside the freeze after its final catch-up (before its verification, or before its flip), its lease 2 s
     (CONTROL_PLANE_MOVE_FREEZE_S_LEASE): the source cell takes the tenant's writes again once the lease is over, with
     no operator. `moves resume` then finds the tenant unfrozen on its source and goes back to the catch-up rounds: the
-    move finishes, the postings made after the lease on the target, nothing lost, one cell taking writes."""
+    move finishes (never flipping the route after the source took writes), the postings made after the lease on the
+    target, nothing lost, one cell taking writes."""
     w = _world(ctl, stack, postings=4)
     tenant, source, target = w["tenant"], stack["cells"]["cli-1"], stack["cells"]["cli-2"]
-    proc, move_id = _spawn_paused(stack, tenant, "verify", move_freeze_s_lease="2")
+    proc, move_id = _spawn_paused(stack, tenant, step, move_freeze_s_lease="2")
     _kill(proc)
     assert _state_in(source.database_url, tenant) == "frozen"
     assert _post(stack, "cli-1", w) == 503
