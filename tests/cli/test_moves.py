@@ -171,8 +171,10 @@ def test_move_show_list_purge(ctl, stack):
 
 
 def _spawn_mover(stack, *args: str) -> subprocess.Popen:
+    """A mover slowed down (3 rows a batch, 0.1 s between batches): a tenant of _world's copies for seconds, the
+    window a test acts in once _wait_for_copy returns (what it does there takes a fraction of one)."""
     env = {**os.environ, **stack["env"], "CONTROL_PLANE_MOVE_BATCH_ROWS": "3",
-           "CONTROL_PLANE_MOVE_BATCH_PAUSE_S": "0.2"}
+           "CONTROL_PLANE_MOVE_BATCH_PAUSE_S": "0.1"}
     return subprocess.Popen([sys.executable, "-c", "from control_plane.cli import main; main()", "--format", "json",
                              *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             start_new_session=True)
