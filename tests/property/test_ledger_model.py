@@ -52,8 +52,10 @@ UTC = timezone.utc
 # Time zones instants are written in (the API must compare instants, not local wall-clock times).
 ZONES = [timedelta(0), timedelta(hours=5, minutes=30), timedelta(hours=-8)]
 
-# PROPERTY_EXAMPLES / PROPERTY_STEPS (and PROPERTY_TIMEOUT_S): a longer soak than make test can afford.
-EXAMPLES = int(os.environ.get("PROPERTY_EXAMPLES", "20"))
+# PROPERTY_EXAMPLES / PROPERTY_STEPS (and PROPERTY_TIMEOUT_S): a longer soak than make test can afford. make test
+# runs these rules in 22 examples: 12 here and 10 more in test_statement_model.py's machine, which is this one and a
+# rule more.
+EXAMPLES = int(os.environ.get("PROPERTY_EXAMPLES", "12"))
 STEPS = int(os.environ.get("PROPERTY_STEPS", "25"))
 TIMEOUT_S = int(os.environ.get("PROPERTY_TIMEOUT_S", "900"))
 
