@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
 import asyncpg
 import pytest
@@ -255,21 +256,9 @@ async def test_the_requests_reads_read_as_much_after_a_long_history_as_before_an
 
 
 
-# By id; a category's by its accounts (its entries: merged from a page of each, or by a walk for them); entries by
-# their transactions' effective time; walks.
-@pytest.mark.parametrize("by_ids_max", [entries.READ_BY_IDS_MAX, 3, 2, 1])
-@pytest.mark.parametrize(("order_by", "descending"), [("seq", False), ("seq", True), ("effective_at", True),
-                                                     ("effective_at", False)])
-async def test_transactions_and_entries_named_by_account_category_or_metadata_are_listed_alike_read_by_id_or_not(
-        make_database, monkeypatch, by_ids_max, order_by, descending):
-    monkeypatch.setattr(entries, "READ_BY_IDS_MAX", by_ids_max)
-    monkeypatch.setattr(transactions, "ACCOUNTS_READ_BY_IDS_MAX", by_ids_max)  # an account's, a category's: so too
-    monkeypatch.setattr(entries, "CATEGORY_ACCOUNTS_MAX", by_ids_max)  # the category's 2 accounts: probed or not
-    monkeypatch.setattr(entries, "CATEGORY_MERGED_ACCOUNTS_MAX", by_ids_max - 1)  # merged (3), or pages in one branch (2)
-    monkeypatch.setattr(transactions, "METADATA_READ_BY_IDS_MAX", by_ids_max * 3)  # 6 matching: by id, or a walk
-    monkeypatch.setattr(entries, "METADATA_READ_BY_IDS_MAX", by_ids_max * 3)  # likewise 6 entries
-    monkeypatch.setattr(changes, "READ_BY_IDS_MAX", by_ids_max * 3)  # and 6 transactions changed since
-    monkeypatch.setattr(entries, "TRANSACTIONS_READ_BY_IDS_MAX", by_ids_max * 3)  # 4 and 8 in a window, 2 pending
+@pytest.fixture(scope="module")
+async def listed_books(make_database):
+    """The rows the listing test below reads, written once for all its parametrizations (each only reads them)."""
     url = make_database("account_transactions")
     owner = await asyncpg.connect(url)
     try:
@@ -313,6 +302,32 @@ async def test_transactions_and_entries_named_by_account_category_or_metadata_ar
         await owner.execute("UPDATE ledger_transactions SET posted_at = updated_at WHERE id = (SELECT id FROM "
                             "ledger_transactions WHERE tenant_id = $1 ORDER BY seq OFFSET 9 LIMIT 1)", tenant)  # at it
         await owner.execute(POST.replace("'posted'", "'pending'"), tenant, ledger, AT, [mine, other], 2)  # adjacent
+    finally:
+        await owner.close()
+    return SimpleNamespace(url=url, tenant=tenant, mine=mine, yours=yours, category=category, elsewhere=elsewhere,
+                           theirs=theirs, written=written)
+
+
+# By id; a category's by its accounts (its entries: merged from a page of each, or by a walk for them); entries by
+# their transactions' effective time; walks.
+@pytest.mark.parametrize("by_ids_max", [entries.READ_BY_IDS_MAX, 3, 2, 1])
+@pytest.mark.parametrize(("order_by", "descending"), [("seq", False), ("seq", True), ("effective_at", True),
+                                                     ("effective_at", False)])
+async def test_transactions_and_entries_named_by_account_category_or_metadata_are_listed_alike_read_by_id_or_not(
+        listed_books, monkeypatch, by_ids_max, order_by, descending):
+    monkeypatch.setattr(entries, "READ_BY_IDS_MAX", by_ids_max)
+    monkeypatch.setattr(transactions, "ACCOUNTS_READ_BY_IDS_MAX", by_ids_max)  # an account's, a category's: so too
+    monkeypatch.setattr(entries, "CATEGORY_ACCOUNTS_MAX", by_ids_max)  # the category's 2 accounts: probed or not
+    monkeypatch.setattr(entries, "CATEGORY_MERGED_ACCOUNTS_MAX", by_ids_max - 1)  # merged (3), or pages in one branch (2)
+    monkeypatch.setattr(transactions, "METADATA_READ_BY_IDS_MAX", by_ids_max * 3)  # 6 matching: by id, or a walk
+    monkeypatch.setattr(entries, "METADATA_READ_BY_IDS_MAX", by_ids_max * 3)  # likewise 6 entries
+    monkeypatch.setattr(changes, "READ_BY_IDS_MAX", by_ids_max * 3)  # and 6 transactions changed since
+    monkeypatch.setattr(entries, "TRANSACTIONS_READ_BY_IDS_MAX", by_ids_max * 3)  # 4 and 8 in a window, 2 pending
+    b = listed_books
+    url, tenant, mine, yours, category, elsewhere, theirs, written = (
+        b.url, b.tenant, b.mine, b.yours, b.category, b.elsewhere, b.theirs, b.written)
+    owner = await asyncpg.connect(url)
+    try:
         direction = "DESC" if descending else "ASC"
         order = f"effective_at {direction}, seq {direction}" if order_by == "effective_at" else f"seq {direction}"
         of = "SELECT e.{} FROM ledger_entries e WHERE e.ledger_account_id = ANY($1::uuid[])"
