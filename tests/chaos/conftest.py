@@ -1,4 +1,4 @@
-"""The chaos suite: `make chaos` (and .ci/run after `make test`); `make test` leaves it out."""
+"""The chaos suite: part of `make test` (and so of .ci/run); `make chaos` runs only it."""
 
 from __future__ import annotations
 
