@@ -46,8 +46,9 @@ class ControlPlaneSettings(msgspec.Struct, frozen=True, kw_only=True):
     move_freeze_s_limit: float = 5.0
     # The freeze's lease: the source cell ends a freeze this long after it began (the tenant's next write there, or its
     # sweeper, makes it active again), unless the mover has committed it to its flip before; a mover that died in the
-    # freeze leaves its tenant frozen no longer. Above move_freeze_s_limit plus the verification, or moves give up
-    # freezes that would have finished.
+    # freeze leaves its tenant frozen no longer. It must exceed what a freeze may take, move_freeze_s_limit (its final
+    # catch-up) plus its verification (of what the final round copied, which fits_freeze bounds by move_freeze_s_max),
+    # or moves give up freezes that were about to finish: refused at startup.
     move_freeze_s_lease: float = 10.0
     # An operator's change of a tenant in its cell (keys, webhook endpoints) takes the tenant's write fence: while a
     # move has the tenant frozen it is tried again for this long (the freeze lasts move_freeze_s_limit at most, then
@@ -77,6 +78,11 @@ class ControlPlaneSettings(msgspec.Struct, frozen=True, kw_only=True):
             raise ValueError("move_rows_per_s_estimate, move_freeze_s_max, move_freeze_s_limit and move_freeze_s_lease "
                              "must be > 0, "
                              "move_catch_up_s_max >= 0")
+        if self.move_freeze_s_lease <= self.move_freeze_s_limit + self.move_freeze_s_max:
+            raise ValueError(f"move_freeze_s_lease ({self.move_freeze_s_lease:g}) must be above move_freeze_s_limit + "
+                             f"move_freeze_s_max ({self.move_freeze_s_limit:g} + {self.move_freeze_s_max:g}), what a "
+                             "freeze may take (its final catch-up, then its verification): a shorter lease ends every "
+                             "freeze that was about to finish")
 
 
 def load_settings(environ: dict[str, str] | None = None, **overrides) -> ControlPlaneSettings:

@@ -151,7 +151,9 @@ def test_a_mover_dead_in_the_freeze_leaves_the_tenant_frozen_no_longer_than_its_
     target, nothing lost, one cell taking writes."""
     w = _world(ctl, stack, postings=4)
     tenant, source, target = w["tenant"], stack["cells"]["cli-1"], stack["cells"]["cli-2"]
-    proc, move_id = _spawn_paused(stack, tenant, step, move_freeze_s_lease="2")
+    # A lease must exceed what a freeze may take (its limit plus the verification's bound): both lowered below 2 s.
+    proc, move_id = _spawn_paused(stack, tenant, step, move_freeze_s_lease="2", move_freeze_s_limit="1",
+                                  move_freeze_s_max="0.5")
     _kill(proc)
     assert _state_in(source.database_url, tenant) == "frozen"
     assert _post(stack, "cli-1", w) == 503

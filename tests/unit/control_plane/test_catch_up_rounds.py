@@ -63,3 +63,24 @@ def test_a_round_keeps_each_touched_subject_once_in_the_order_first_seen():
     mover.w["touched"] = {"accounts": ["c"]}
     mover._touch({"accounts": ["a", "c"]})
     assert mover.w["touched"] == {"accounts": ["c", "a"]}
+
+
+@pytest.mark.parametrize("env", [{"MOVE_FREEZE_S_LEASE": "5"}, {"MOVE_FREEZE_S_LEASE": "6"},
+                                 {"MOVE_FREEZE_S_LIMIT": "9.5"},
+                                 {"MOVE_FREEZE_S_LEASE": "3", "MOVE_FREEZE_S_LIMIT": "2", "MOVE_FREEZE_S_MAX": "1"}])
+def test_ledgerctl_refuses_a_freeze_lease_no_longer_than_a_freeze_may_take(env):
+    """A freeze may take move_freeze_s_limit (its final catch-up's bound) plus its verification (of what the final round
+    copied: a round the freeze admits only if it copies within move_freeze_s_max). A lease no longer than that would
+    end freezes that were about to finish: every move would give its freeze up."""
+    result = CliRunner().invoke(cli, ["--format", "json", "cells", "list"],
+                                env={f"CONTROL_PLANE_{k}": v for k, v in env.items()})
+    assert result.exit_code == 1, result.output
+    problem = json.loads(result.output.strip().splitlines()[-1])
+    assert problem["code"] == "invalid_settings", problem
+    assert "move_freeze_s_lease" in problem["title"] and "move_freeze_s_limit" in problem["title"], problem
+
+
+def test_a_freeze_lease_above_what_a_freeze_may_take_is_accepted():
+    s = ControlPlaneSettings(move_freeze_s_lease=2.0, move_freeze_s_limit=1.0, move_freeze_s_max=0.5)
+    assert s.move_freeze_s_lease == 2.0
+    assert ControlPlaneSettings().move_freeze_s_lease == 10.0
