@@ -485,7 +485,10 @@ def moves_group() -> None:
 def moves_list(state: str | None, tenant_id: str | None, limit: int) -> None:
     """List moves, newest first."""
     ctx = click.get_current_context().find_object(Context)
-    _emit(ctx, _run(lambda conn, s: moves.list_moves(conn, state, tenant_id, limit)), MOVE_COLUMNS)
+    rows = _run(lambda conn, s: moves.list_moves(conn, state, tenant_id, limit, s.move_update_age_max_s))
+    if ctx.format == "pretty":  # a move whose mover died or hangs (CONTROL_PLANE_MOVE_UPDATE_AGE_MAX_S)
+        rows = [r | {"state": "running (stalled)"} if r["stalled"] else r for r in rows]
+    _emit(ctx, rows, MOVE_COLUMNS)
 
 
 @moves_group.command("show")
@@ -675,13 +678,15 @@ def webhooks_redeliver(tenant_id: str, delivery_id: str | None, all_failed: bool
 @_format_option
 def verify(tenant_id: str | None, cell_name: str | None, unapplied_age_max_s: float | None) -> None:
     """Run the invariant checks, the sweeper's bound included (and, for a cell, its tenant rows the catalog does not
-    know), and find tenants left `creating` past CONTROL_PLANE_TENANT_CREATING_AGE_MAX_S; exits 3 when any."""
+    know), and find tenants left `creating` past CONTROL_PLANE_TENANT_CREATING_AGE_MAX_S and running moves no mover
+    has updated for CONTROL_PLANE_MOVE_UPDATE_AGE_MAX_S; exits 3 when any."""
     ctx = click.get_current_context().find_object(Context)
     if (tenant_id is None) == (cell_name is None):
         _fail(ctx, LedgerctlError("invalid_arguments", "give exactly one of --tenant or --cell"))
     _emit(ctx, _run(lambda conn, s: operations.verify(
         conn, tenant_id, cell_name,
-        s.unapplied_age_max_s if unapplied_age_max_s is None else unapplied_age_max_s, s.tenant_creating_age_max_s)))
+        s.unapplied_age_max_s if unapplied_age_max_s is None else unapplied_age_max_s, s.tenant_creating_age_max_s,
+        s.move_update_age_max_s)))
 
 
 @cli.group(invoke_without_command=True)

@@ -796,6 +796,10 @@ Progress = Callable[[dict], None]
 # batches touched (after the pre-verification), which grows with the round, and a save per batch made a large round
 # quadratic: the mover fell further behind a busy tenant the larger its rounds grew.
 SAVE_EVERY_S = 0.5
+# A step that saves nothing for a while (a whole-tenant verification, a moved-out copy's purge, the drill's pause)
+# still marks the move's row live this often (Mover._alive): `ledgerctl verify` takes a running move whose row is
+# older than move_update_age_max_s for one whose mover died or hangs.
+TOUCH_EVERY_S = 5.0
 # Freezes given up (their final catch-up past move_freeze_s_limit) before a mover stops: move_not_converging.
 FREEZES_GIVEN_UP_MAX = 3
 # A catch-up round must copy at most this share of the round before it to be converging.
@@ -857,6 +861,32 @@ class Mover:
     def emit(self, **event) -> None:
         self.progress({"move": str(self.move["id"]), "tenant": self.tenant_id, **event})
 
+    @contextlib.asynccontextmanager
+    async def _alive(self):
+        """Around work on the cells alone that saves nothing for a while: the move's row touched every TOUCH_EVERY_S
+        meanwhile (the control-plane connection is idle then), so that a live mover is never taken for a dead one."""
+        done = asyncio.Event()
+
+        async def touch() -> None:
+            while not done.is_set():
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(done.wait(), TOUCH_EVERY_S)
+                if not done.is_set():
+                    await self.conn.fetchval(Q["touch_move"], self.move["id"])
+
+        task = asyncio.create_task(touch())
+        failed = True
+        try:
+            yield
+            failed = False
+        finally:
+            done.set()
+            if failed:  # the work's own error is the one to report
+                with contextlib.suppress(Exception):
+                    await task
+            else:
+                await task
+
     async def run(self) -> dict:
         source = await catalog.fetch_cell(self.conn, self.move["source_cell"])
         target = await catalog.fetch_cell(self.conn, self.move["target_cell"])
@@ -908,8 +938,9 @@ class Mover:
         self.w["paused_before"] = step
         await self.save(step)
         self.emit(step=step, event="paused")
-        while True:
-            await self._check_running()
+        while True:  # live, waiting: its row touched (an abort meanwhile stops it)
+            if await self.conn.fetchval(Q["touch_move"], self.move["id"]) is None:
+                raise _Stopped()
             await asyncio.sleep(0.5)
 
     # -- copying rounds --
@@ -987,8 +1018,9 @@ class Mover:
         # keys, and would leave rows gone or changed since), but for the tenant row, which goes from moved_out
         # (421: a stale router follows the route) to frozen (503: held and retried), never missing (401).
         if await self.dst.fetchval("SELECT state FROM tenants WHERE id = $1", self.tenant_id) == "moved_out":
-            self.w["replaced_on_target"] = await purge_tenant(
-                self.dst, self.tables, self.tenant_id, self.settings.move_batch_rows, keep=frozenset({"tenants"}))
+            async with self._alive():
+                self.w["replaced_on_target"] = await purge_tenant(
+                    self.dst, self.tables, self.tenant_id, self.settings.move_batch_rows, keep=frozenset({"tenants"}))
             await self.dst.execute("UPDATE tenants SET state = 'frozen' WHERE id = $1 AND state = 'moved_out'",
                                    self.tenant_id)
         # The tenant row first, frozen: the target refuses its writes until the move ends.
@@ -1057,7 +1089,8 @@ class Mover:
         since = self.w.get("since_floors") or {}
         floors = {n: f for n, f in point["floors"].items() if n not in ORDERED} | \
             {n: since[n] for n in ORDERED if n in since}
-        result = await verify_copy(self.src, self.dst, self.tables, self.tenant_id, floors)
+        async with self._alive():
+            result = await verify_copy(self.src, self.dst, self.tables, self.tenant_id, floors)
         self.w["pre_verify"] = {k: result[k] for k in ("accounts", "accounts_off", "target_problems",
                                                        "audit_chain_head", "audit_chain_head_target", "counted")}
         self.w["pre_verify"]["differences"] = len(result["problems"])
@@ -1247,7 +1280,8 @@ class Mover:
     async def step_post_verify(self) -> str:
         # The target's invariants whole, on the live target (one consistent snapshot, the tenant writing again):
         # what the delta did not recheck inside the freeze. Past the flip, a problem is reported, not undone.
-        problems = await verify_cell(self.dst, self.tenant_id)
+        async with self._alive():
+            problems = await verify_cell(self.dst, self.tenant_id)
         self.w["post_verify"] = {"ok": not problems, "problems": problems[:50]}
         return "done"
 
@@ -1461,8 +1495,34 @@ async def purge_move(conn: asyncpg.Connection, settings: ControlPlaneSettings, m
     return report(await fetch_move(conn, move["id"]))
 
 
-async def list_moves(conn: asyncpg.Connection, state: str | None, tenant_id: str | None, limit: int) -> list[dict]:
-    return [report(dict(r)) for r in await conn.fetch(Q["list_moves"], state, tenant_id, limit)]
+async def list_moves(conn: asyncpg.Connection, state: str | None, tenant_id: str | None, limit: int,
+                     update_age_max_s: float = 0) -> list[dict]:
+    return [report(dict(r)) | {"stalled": stalled(r, update_age_max_s)}
+            for r in await conn.fetch(Q["list_moves"], state, tenant_id, limit)]
+
+
+def stalled(move, update_age_max_s: float) -> bool:
+    """A running move whose row no mover has updated for longer than update_age_max_s (0: never): its mover died or
+    hangs. A live mover updates it after every batch (at most SAVE_EVERY_S apart) and step, and every TOUCH_EVERY_S
+    through the work that saves nothing (Mover._alive)."""
+    return bool(update_age_max_s) and move["state"] == "running" and move["idle_s"] > update_age_max_s
+
+
+async def stalled_findings(conn: asyncpg.Connection, cell_name: str | None, tenant_id: str | None,
+                           update_age_max_s: float) -> list[str]:
+    """`ledgerctl verify`'s findings about the stalled moves (stalled()) of a tenant, or into or off a cell: each names
+    the command that finishes it, and before the flip the one that gives it up."""
+    found = []
+    for r in await conn.fetch(Q["running_moves_of"], cell_name, tenant_id):
+        if not stalled(r, update_age_max_s):
+            continue
+        undo = (f" (or `ledgerctl moves abort {r['id']}` gives it up: the tenant back to active on "
+                f"{r['source_cell']})" if r["step"] in ABORTABLE else " (past its flip it cannot be aborted)")
+        found.append(f"move {r['id']} of tenant {r['tenant_id']} ({r['source_cell']} -> {r['target_cell']}) has been "
+                     f"running at step {r['step']} with no mover updating it for {r['idle_s']:.0f} s (more than "
+                     f"{update_age_max_s:g} s: its mover died or hangs; the tenant stays `moving`): `ledgerctl moves "
+                     f"resume {r['id']}` finishes it{undo}")
+    return found
 
 
 # ---- draining a cell ---------------------------------------------------------------------------------------

@@ -387,10 +387,14 @@ async def revoke_key(conn: asyncpg.Connection, settings: ControlPlaneSettings, t
 
 
 async def verify(conn: asyncpg.Connection, tenant_id: str | None = None, cell_name: str | None = None,
-                 unapplied_age_max_s: float | None = None, creating_age_max_s: float | None = None) -> dict:
+                 unapplied_age_max_s: float | None = None, creating_age_max_s: float | None = None,
+                 move_update_age_max_s: float | None = None) -> dict:
     """Run the cell's invariant checks, the sweeper's bound included unless unapplied_age_max_s is None or 0, and
-    (unless creating_age_max_s is None or 0) find the tenants left `creating` longer; {cell: [violations]}. Raises
-    with EXIT_VIOLATIONS when any."""
+    (unless creating_age_max_s is None or 0) find the tenants left `creating` longer, and (unless
+    move_update_age_max_s is None or 0) the stalled moves of the tenant or into or off the cell; {cell: [violations]}.
+    Raises with EXIT_VIOLATIONS when any."""
+    from control_plane import moves  # (moves imports this module)
+
     if tenant_id is not None:
         cell = await _tenant_cell(conn, tenant_id)
     else:
@@ -405,6 +409,9 @@ async def verify(conn: asyncpg.Connection, tenant_id: str | None = None, cell_na
             f"{creating_age_max_s:g} s: a create that failed half-way): `ledgerctl tenants create {r['id']}` finishes it "
             f"(or `ledgerctl tenants delete {r['id']}` gives it up)"
             for r in await conn.fetch(Q["stale_creating_tenants"], cell["name"], tenant_id, creating_age_max_s)]
+    if move_update_age_max_s:
+        violations = list(violations) + await moves.stalled_findings(
+            conn, None if tenant_id else cell["name"], tenant_id, move_update_age_max_s)
     report = {"cell": cell["name"], "tenant": tenant_id, "violations": list(violations)}
     if violations:
         raise LedgerctlError("invariants_violated", f"{len(violations)} invariant violation(s) in cell {cell['name']}",

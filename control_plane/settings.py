@@ -27,6 +27,10 @@ class ControlPlaneSettings(msgspec.Struct, frozen=True, kw_only=True):
     # `ledgerctl verify` flags a tenant still `creating` (a create that failed half-way) this long after its catalog
     # row was written; a create takes seconds. 0 skips the check.
     tenant_creating_age_max_s: float = 600.0
+    # `ledgerctl verify` flags a running move that no mover has updated for this long (its mover died or hangs: the
+    # tenant stays `moving` until `moves resume` or `moves abort`), and `moves list` shows it stalled. A live mover
+    # updates it after every batch and step, and every few seconds through a long verification. 0 skips the check.
+    move_update_age_max_s: float = 60.0
     # Tenant moves (control_plane/moves.py): rows per COPY batch, a pause between batches (throttle), the
     # catch-up rounds repeat until one copies at most move_catch_up_rows_max rows, or at least 3/4 of the round
     # before (not converging: the tenant writes about as fast as a round copies), or after so many rounds,

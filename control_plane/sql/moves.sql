@@ -7,7 +7,8 @@ SELECT id, tenant_id, source_cell, target_cell, step, state, watermarks, error, 
 FROM moves WHERE id = $1
 
 -- name: list_moves
-SELECT id, tenant_id, source_cell, target_cell, step, state, watermarks, error, created_at, updated_at
+SELECT id, tenant_id, source_cell, target_cell, step, state, watermarks, error, created_at, updated_at,
+       extract(epoch FROM now() - updated_at)::float8 AS idle_s
 FROM moves WHERE ($1::text IS NULL OR state = $1) AND ($2::text IS NULL OR tenant_id = $2)
 ORDER BY created_at DESC LIMIT $3
 
@@ -64,3 +65,15 @@ GROUP BY c.name ORDER BY count(t.id), c.name
 -- Undrain: a draining cell takes tenants again (idempotent; a disabled cell stays disabled).
 UPDATE cells SET state = 'active', updated_at = now() WHERE name = $1 AND state IN ('active', 'draining')
 RETURNING name
+
+-- name: touch_move
+-- A live mover's sign of life during a step that saves nothing for a while (a whole-tenant verification, the drill's
+-- pause): only while the move runs (an abort meanwhile makes it a no-op, and the mover then stops).
+UPDATE moves SET updated_at = now() WHERE id = $1 AND state = 'running' RETURNING id
+
+-- name: running_moves_of
+-- The running moves of a tenant, or into or off a cell, with the seconds since a mover last updated each.
+SELECT id, tenant_id, source_cell, target_cell, step, state, extract(epoch FROM now() - updated_at)::float8 AS idle_s
+FROM moves WHERE state = 'running' AND ($1::text IS NULL OR source_cell = $1 OR target_cell = $1)
+  AND ($2::text IS NULL OR tenant_id = $2)
+ORDER BY created_at

@@ -249,3 +249,48 @@ def test_an_abort_that_read_the_move_just_before_its_flip_leaves_it_resumable(ct
     result = ctl.json("moves", "resume", move_id)
     assert result["state"] == "done" and result["verification"]["ok"], result
     assert _writable_on(stack, w) == ["cli-2"]
+
+
+def test_verify_names_a_move_whose_mover_died_with_the_commands_that_end_it(ctl, stack):
+    """A mover SIGKILLed mid-move leaves the move `running` and its tenant `moving`. Once no mover has updated the move
+    for CONTROL_PLANE_MOVE_UPDATE_AGE_MAX_S (1 s here), `ledgerctl verify` (of the tenant, and of either cell) exits 3
+    naming it with `moves resume ID` and `moves abort ID`, and `moves list` shows it stalled; resumed, it finishes and
+    verify is clean again."""
+    w = _world(ctl, stack, postings=2)
+    tenant = w["tenant"]
+    proc, move_id = _spawn_paused(stack, tenant, "pre_verify")
+    _kill(proc)
+    quick = Ledgerctl({**ctl.env, "CONTROL_PLANE_MOVE_UPDATE_AGE_MAX_S": "1"})
+    deadline = time.monotonic() + 20
+    while not (listed := quick.json("moves", "list", "--tenant", tenant))[0]["stalled"]:
+        assert time.monotonic() < deadline, listed
+        time.sleep(0.1)
+    assert (listed[0]["id"], listed[0]["state"]) == (move_id, "running"), listed
+    assert f"{move_id[:8]}" in quick("moves", "list", "--tenant", tenant).stdout
+    assert "running (stalled)" in quick("moves", "list", "--tenant", tenant).stdout
+    for scope in (("--tenant", tenant), ("--cell", "cli-1"), ("--cell", "cli-2")):
+        problem = quick.json("verify", *scope, "--unapplied-age-max-s", "0", expect=3)
+        found = [v for v in problem["details"]["violations"] if move_id in v]
+        assert len(found) == 1, (scope, problem)
+        assert f"`ledgerctl moves resume {move_id}`" in found[0] and f"`ledgerctl moves abort {move_id}`" in found[0]
+    assert ctl.json("moves", "resume", move_id)["state"] == "done"
+    assert quick.json("verify", "--tenant", tenant, "--unapplied-age-max-s", "0")["violations"] == []
+    assert not quick.json("moves", "list", "--tenant", tenant)[0]["stalled"]
+
+
+def test_a_live_mover_slower_than_the_bound_is_never_taken_for_a_dead_one(ctl, stack):
+    """A mover paused by the drill before its pre-verification is alive: it touches its move's row while it waits, so
+    neither verify nor `moves list` calls it stalled however long it waits (here three times the 1 s bound)."""
+    w = _world(ctl, stack, postings=2)
+    tenant = w["tenant"]
+    proc, move_id = _spawn_paused(stack, tenant, "pre_verify")
+    try:
+        quick = Ledgerctl({**ctl.env, "CONTROL_PLANE_MOVE_UPDATE_AGE_MAX_S": "1"})
+        paused_at = time.monotonic()
+        while time.monotonic() - paused_at < 3:
+            assert not quick.json("moves", "list", "--tenant", tenant)[0]["stalled"]
+            assert quick.json("verify", "--tenant", tenant, "--unapplied-age-max-s", "0")["violations"] == []
+            time.sleep(0.2)
+    finally:
+        _kill(proc)
+    assert ctl.json("moves", "resume", move_id)["state"] == "done"
