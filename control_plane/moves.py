@@ -53,11 +53,12 @@ import asyncpg
 
 from cell.store import audit
 from cell.store import events as cell_events
+from cell.store.errors import server_fault, session_lost
 from cell.store.queries import Q as cell_queries
 from cell.store.verify import audit_chain_head, category_problems, verify as verify_cell
 from control_plane import catalog
 from control_plane.catalog import Q
-from control_plane.errors import EXIT_VIOLATIONS, LedgerctlError
+from control_plane.errors import EXIT_UNAVAILABLE, EXIT_VIOLATIONS, LedgerctlError
 from control_plane.operations import finish_tenant, publish_route
 from control_plane.settings import ControlPlaneSettings
 
@@ -924,6 +925,21 @@ class Mover:
             fresh = await fetch_move(self.conn, self.move["id"])
             raise LedgerctlError("move_stopped", f"move {self.move['id']} is {fresh['state']}: the mover stopped",
                                  details=report(fresh)) from None
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+            # A database restarted, failed over or ended the mover's session (a closed connection raises the driver's
+            # InterfaceError at its next use, not a PostgresError): what each batch committed stands, the rest is
+            # redone by a resumed mover, from the progress saved last.
+            lost = [what for what, c in (("the control plane", self.conn), (f"cell {source['name']}", self.src),
+                                         (f"cell {target['name']}", self.dst)) if c.is_closed()]
+            if not (lost or session_lost(exc) or server_fault(exc)):
+                raise  # anything else is a defect: loud
+            move_id = self.move["id"]
+            undo = f" (or `ledgerctl moves abort {move_id}`)" if self.move["step"] in ABORTABLE else ""
+            raise LedgerctlError(
+                "database_failed", f"move {move_id} stopped at step {self.move['step']}: the database of "
+                f"{' and '.join(lost) or 'a cell or the control plane'} failed under it ({type(exc).__name__}: {exc}); "
+                f"its progress is saved: run `ledgerctl moves resume {move_id}` once the database is back{undo}",
+                EXIT_UNAVAILABLE, details=report(self.move | {"watermarks": self.w})) from exc
         finally:
             with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
                 await self.conn.execute("RESET synchronous_commit")
@@ -1434,7 +1450,8 @@ async def run_move(conn: asyncpg.Connection, settings: ControlPlaneSettings, mov
     try:
         return await Mover(conn, settings, move, progress or (lambda event: None)).run()
     finally:
-        await conn.fetchval(Q["unlock_move"], str(move["id"]))
+        if not conn.is_closed():  # a lost session took its lock with it
+            await conn.fetchval(Q["unlock_move"], str(move["id"]))
 
 
 async def abort_move(conn: asyncpg.Connection, settings: ControlPlaneSettings, move_id) -> dict:

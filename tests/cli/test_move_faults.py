@@ -294,3 +294,66 @@ def test_a_live_mover_slower_than_the_bound_is_never_taken_for_a_dead_one(ctl, s
     finally:
         _kill(proc)
     assert ctl.json("moves", "resume", move_id)["state"] == "done"
+
+
+def _mover(stack, *args: str, **settings: str) -> subprocess.Popen:
+    env = {**os.environ, **stack["env"], **{f"CONTROL_PLANE_{k.upper()}": v for k, v in settings.items()}}
+    return subprocess.Popen([sys.executable, "-m", "control_plane.cli", "--format", "json", *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+
+
+def _move_row(stack, move_id: str) -> dict:
+    row = run_sql(stack["cp_url"], "SELECT step, state, watermarks FROM moves WHERE id = $1::uuid", move_id)[0]
+    return {"step": row["step"], "state": row["state"], "w": json.loads(row["watermarks"])}
+
+
+def _sessions_killed(database_url: str) -> int:
+    """Every session on the database but this one ended, as by a PostgreSQL restart (the cell's pool's included)."""
+    db = database_url.rsplit("/", 1)[1].split("?")[0]
+    return len(run_sql(database_url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                     "WHERE datname = $1 AND pid <> pg_backend_pid()", db))
+
+
+@pytest.mark.parametrize("step", ["copy", "catch_up"])
+def test_the_target_database_lost_mid_round_stops_the_mover_resumable_and_resume_finishes(ctl, stack, step):
+    """The target cell's sessions ended (pg_terminate_backend, as in a restart) in the middle of the copy or of a
+    catch-up round (one-row batches, so that the round is under way): the mover stops with exit 4 `database_failed`
+    naming `moves resume`, the move still running, nothing half-done; `moves resume` finishes it, the target holding
+    exactly the source's rows, verify clean, one cell taking writes."""
+    w = _world(ctl, stack, postings=8)
+    tenant, source, target = w["tenant"], stack["cells"]["cli-1"], stack["cells"]["cli-2"]
+    slow = {"move_batch_rows": "1", "move_batch_pause_s": "0.1"}
+    if step == "copy":
+        proc = _mover(stack, "tenants", "move", tenant, "--to", "cli-2", "--yes", **slow)
+    else:  # stopped before the catch-up, the tenant writes more, then a slow mover resumes it
+        paused, move_id = _spawn_paused(stack, tenant, "catch_up")
+        for amount in range(20, 26):
+            assert _post(stack, "cli-1", w, amount) == 201
+        _kill(paused)
+        proc = _mover(stack, "moves", "resume", move_id, **slow)
+    deadline = time.monotonic() + 60
+    while True:
+        assert proc.poll() is None, proc.communicate()
+        rows = run_sql(stack["cp_url"], "SELECT id, watermarks FROM moves WHERE tenant_id = $1", tenant)
+        under_way = rows and json.loads(rows[0]["watermarks"]).get("round") or {}
+        if under_way.get("step") == step and under_way.get("rows", 0) >= 3:  # a round of `step`, saved under way
+            move_id = str(rows[0]["id"])
+            break
+        assert time.monotonic() < deadline, "the mover did not get under way"
+        time.sleep(0.05)
+    assert _sessions_killed(target.database_url) >= 1
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 4, (proc.returncode, err.decode()[-3000:])
+    problem = json.loads(err.decode().strip().splitlines()[-1])
+    assert problem["code"] == "database_failed", problem
+    assert f"`ledgerctl moves resume {move_id}`" in problem["title"] and "cell cli-2" in problem["title"], problem
+    moved = _move_row(stack, move_id)
+    assert (moved["state"], moved["step"]) == ("running", step), moved
+    assert ctl.json("tenants", "show", tenant)["cell"] == "cli-1"
+    assert _state_in(source.database_url, tenant) == "active"
+    before = _rows(source.database_url, tenant)
+    result = ctl.json("moves", "resume", move_id)
+    assert result["state"] == "done" and result["verification"]["ok"] and result["post_verify"]["ok"], result
+    assert _rows(target.database_url, tenant) == before
+    assert _writable_on(stack, w) == ["cli-2"]
+    assert ctl.json("verify", "--tenant", tenant, "--unapplied-age-max-s", "0")["violations"] == []
