@@ -1,7 +1,10 @@
-"""ledgerctl test helpers: run the CLI through click, run a real cell process."""
+"""ledgerctl test helpers: run the CLI through click or as a process of its own, run a real cell process, hold a
+lock in another session and watch who queues behind it, wait for a condition with a deadline."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import subprocess
@@ -10,6 +13,7 @@ import time
 import urllib.request
 from datetime import UTC
 
+import asyncpg
 from click.testing import CliRunner
 
 from control_plane.cli import cli
@@ -28,6 +32,121 @@ class Ledgerctl:
     def json(self, *args: str, input: str | None = None, expect: int = 0):
         result = self("--format", "json", *args, input=input, expect=expect)
         return json.loads(result.stdout) if expect == 0 else json.loads(result.stderr.strip().splitlines()[-1])
+
+
+# ---- ledgerctl as a process of its own (killed, raced, run while a test holds a lock) ----------------------------
+
+LEDGERCTL = (sys.executable, "-c", "from control_plane.cli import main; main()", "--format", "json")
+
+
+def ledgerctl_env(stack, **settings: str) -> dict[str, str]:
+    """The stack's environment, with CONTROL_PLANE_<NAME> for each of `settings` (e.g. move_batch_rows="1")."""
+    return {**os.environ, **stack["env"], **{f"CONTROL_PLANE_{k.upper()}": v for k, v in settings.items()}}
+
+
+def spawn(stack, *args: str, **settings: str) -> subprocess.Popen:
+    """`ledgerctl --format json ARGS` in a session of its own (os.killpg kills it whole)."""
+    return subprocess.Popen([*LEDGERCTL, *args], env=ledgerctl_env(stack, **settings), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, start_new_session=True)
+
+
+async def spawn_async(stack, *args: str, **settings: str) -> asyncio.subprocess.Process:
+    """spawn(), for a test that holds a lock meanwhile in its own event loop."""
+    return await asyncio.create_subprocess_exec(*LEDGERCTL, *args, env=ledgerctl_env(stack, **settings),
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                                                start_new_session=True)
+
+
+async def finished(proc: asyncio.subprocess.Process, timeout_s: float = 120) -> tuple[int, dict]:
+    """A spawned ledgerctl's exit code and its answer, once it ends (outcome())."""
+    out, err = await asyncio.wait_for(proc.communicate(), timeout_s)
+    return outcome(proc.returncode, out, err)
+
+
+def outcome(rc: int, out: bytes, err: bytes) -> tuple[int, dict]:
+    """A ledgerctl run's exit code and its answer (stdout) or its one-line problem (stderr), never a traceback."""
+    assert b"Traceback" not in err, err.decode()
+    return rc, json.loads(out if rc == 0 else err.decode().strip().splitlines()[-1])
+
+
+def wait_until(condition, what: str, timeout_s: float = 60):
+    """condition()'s first true value, waited for at most timeout_s."""
+    deadline = time.monotonic() + timeout_s
+    while not (value := condition()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+    return value
+
+
+async def until(condition, what: str, timeout_s: float = 60) -> None:
+    """Until `await condition()` is true, for at most timeout_s."""
+    deadline = time.monotonic() + timeout_s
+    while not await condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.05)
+
+
+# ---- a lock held in another session, and who queues behind it ----------------------------------------------------
+
+class Watch:
+    """A session counting the sessions of its database that wait for a lock."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+
+    async def waiters(self, like: str) -> int:
+        """Sessions waiting for a lock in a statement like `like` (ILIKE)."""
+        return await self.conn.fetchval("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                                        "AND wait_event_type = 'Lock' AND query ILIKE $1", like)
+
+    async def queued(self, proc: asyncio.subprocess.Process, like: str, n: int = 1, may_end: bool = False) -> bool:
+        """Whether `n` sessions wait in a statement like `like`; `proc`, a spawned ledgerctl, still running (unless
+        `may_end`: then its end counts as well)."""
+        if proc.returncode is not None:
+            assert may_end, await proc.stderr.read()
+            return True
+        return await self.waiters(like) >= n
+
+
+@contextlib.asynccontextmanager
+async def watching(url: str):
+    conn = await asyncpg.connect(url)
+    try:
+        yield Watch(conn)
+    finally:
+        await conn.close()
+
+
+class Held(Watch):
+    """A lock another session holds in an open transaction (release() lets it go), watched from a second session."""
+
+    def __init__(self, lock: asyncpg.Connection, transaction, watch: asyncpg.Connection) -> None:
+        super().__init__(watch)
+        self.lock, self.transaction, self.released = lock, transaction, False
+
+    async def release(self) -> None:
+        if not self.released:
+            self.released = True
+            await self.transaction.rollback()
+
+
+@contextlib.asynccontextmanager
+async def holding(url: str, statement: str, *args):
+    """`statement` (a lock: SELECT ... FOR UPDATE, LOCK TABLE ...) run in a transaction left open on `url`'s database
+    until release() or the block's end."""
+    lock = await asyncpg.connect(url)
+    try:
+        transaction = lock.transaction()
+        await transaction.start()
+        await lock.execute(statement, *args)
+        async with watching(url) as watch:
+            held = Held(lock, transaction, watch.conn)
+            try:
+                yield held
+            finally:
+                await held.release()
+    finally:
+        await lock.close()
 
 
 class CellProcess:

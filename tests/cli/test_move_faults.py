@@ -10,13 +10,12 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import httpx
 import pytest
 
-from cli_rig import Ledgerctl
+from cli_rig import Ledgerctl, spawn, wait_until
 from test_ledgerctl import run_sql
 from test_moves import _rows, _state_in, _transfer, _world
 
@@ -24,19 +23,16 @@ from test_moves import _rows, _state_in, _transfer, _world
 def _spawn_paused(stack, tenant: str, step: str, **settings: str) -> tuple[subprocess.Popen, str]:
     """A mover of `tenant` to cli-2 that stops before `step` (with more CONTROL_PLANE_ `settings`); (its process, the
     move's id) once it waits there."""
-    env = {**os.environ, **stack["env"], "CONTROL_PLANE_MOVE_PAUSE_BEFORE": step,
-           **{f"CONTROL_PLANE_{k.upper()}": v for k, v in settings.items()}}
-    proc = subprocess.Popen([sys.executable, "-m", "control_plane.cli", "--format", "json", "tenants", "move", tenant,
-                             "--to", "cli-2", "--yes"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=True)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+    proc = spawn(stack, "tenants", "move", tenant, "--to", "cli-2", "--yes", move_pause_before=step, **settings)
+
+    def paused() -> str | None:
         assert proc.poll() is None, proc.stderr.read()
         rows = run_sql(stack["cp_url"], "SELECT id, step, watermarks FROM moves WHERE tenant_id = $1", tenant)
         if rows and rows[0]["step"] == step and json.loads(rows[0]["watermarks"]).get("paused_before") == step:
-            return proc, str(rows[0]["id"])
-        time.sleep(0.05)
-    raise AssertionError(f"the mover did not reach {step}")
+            return str(rows[0]["id"])
+        return None
+
+    return proc, wait_until(paused, f"the mover to reach {step}")
 
 
 def _kill(proc: subprocess.Popen) -> None:
@@ -129,10 +125,7 @@ def test_a_mover_resumed_long_after_it_died_in_the_freeze_unfreezes_the_tenant_t
     assert _state_in(source.database_url, tenant) == "frozen"
     rows = run_sql(stack["cp_url"], "SELECT watermarks FROM moves WHERE tenant_id = $1", tenant)
     frozen_at = json.loads(rows[0]["watermarks"])["frozen_at"]
-    deadline = time.monotonic() + 10
-    while time.time() - frozen_at <= 2.0:  # until the tenant has been frozen longer than the limit
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_until(lambda: time.time() - frozen_at > 2.0, "the tenant to be frozen longer than the limit", 10)
     result = Ledgerctl({**ctl.env, "CONTROL_PLANE_MOVE_FREEZE_S_LIMIT": "2"}).json("moves", "resume", move_id)
     assert result["state"] == "done" and result["verification"]["ok"] and result["post_verify"]["ok"], result
     assert len(result["freezes_given_up_ms"]) == 1 and result["freezes_given_up_ms"][0] > 2000, result
@@ -157,10 +150,8 @@ def test_a_mover_dead_in_the_freeze_leaves_the_tenant_frozen_no_longer_than_its_
     _kill(proc)
     assert _state_in(source.database_url, tenant) == "frozen"
     assert _post(stack, "cli-1", w) == 503
-    deadline = time.monotonic() + 20
-    while _post(stack, "cli-1", w, 13) != 201:
-        assert time.monotonic() < deadline, "the tenant stays frozen on its source, its mover dead"
-        time.sleep(0.1)
+    wait_until(lambda: _post(stack, "cli-1", w, 13) == 201, "the source to take the tenant's writes past the lease "
+               "(it stays frozen, its mover dead)", 20)
     assert _state_in(source.database_url, tenant) == "active"
     assert ctl.json("tenants", "show", tenant)["cell"] == "cli-1"
     before = _rows(source.database_url, tenant)
@@ -208,20 +199,15 @@ def test_a_key_revoked_during_a_move_stays_revoked_where_the_tenant_lands(ctl, s
     assert quick.json("keys", "create", tenant, expect=4)["code"] == "tenant_frozen"
     assert [k["revoked_at"] for k in ctl.json("keys", "list", tenant) if k["id"] == key_id] == [None]
     # A revoke given while the move is in its freeze is done once the move ends, on the cell the tenant lands on.
-    env = {**os.environ, **stack["env"], "CONTROL_PLANE_TENANT_FROZEN_WAIT_S": "60"}
-    revoker = subprocess.Popen([sys.executable, "-m", "control_plane.cli", "--format", "json", "keys", "revoke",
-                                tenant, key_id, "--yes"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               start_new_session=True)
+    revoker = spawn(stack, "keys", "revoke", tenant, key_id, "--yes", tenant_frozen_wait_s="60")
     _kill(proc)
     assert ctl.json("moves", "resume", move_id)["state"] == "done"
     out, err = revoker.communicate(timeout=60)
     assert revoker.returncode == 0, err
     assert json.loads(out)["revoked_at"] is not None
     assert [k["revoked_at"] is not None for k in ctl.json("keys", "list", tenant) if k["id"] == key_id] == [True]
-    deadline = time.monotonic() + 10  # the target's key cache (0.5 s)
-    while httpx.get(target.url + "/api/ledgers", auth=(tenant, w["secret"]), timeout=5).status_code != 401:
-        assert time.monotonic() < deadline, "a key revoked during the move works on the target"
-        time.sleep(0.1)
+    wait_until(lambda: httpx.get(target.url + "/api/ledgers", auth=(tenant, w["secret"]), timeout=5).status_code
+               == 401, "the target to refuse the key revoked during the move (its key cache: 0.5 s)", 10)
 
 
 def test_an_abort_that_read_the_move_just_before_its_flip_leaves_it_resumable(ctl, stack, monkeypatch):
@@ -261,13 +247,11 @@ def test_verify_names_a_move_whose_mover_died_with_the_commands_that_end_it(ctl,
     proc, move_id = _spawn_paused(stack, tenant, "pre_verify")
     _kill(proc)
     quick = Ledgerctl({**ctl.env, "CONTROL_PLANE_MOVE_UPDATE_AGE_MAX_S": "1"})
-    deadline = time.monotonic() + 20
-    while not (listed := quick.json("moves", "list", "--tenant", tenant))[0]["stalled"]:
-        assert time.monotonic() < deadline, listed
-        time.sleep(0.1)
-    assert (listed[0]["id"], listed[0]["state"]) == (move_id, "running"), listed
-    assert f"{move_id[:8]}" in quick("moves", "list", "--tenant", tenant).stdout
-    assert "running (stalled)" in quick("moves", "list", "--tenant", tenant).stdout
+    [listed] = wait_until(lambda: [m for m in quick.json("moves", "list", "--tenant", tenant) if m["stalled"]],
+                          "the move to be listed stalled", 20)
+    assert (listed["id"], listed["state"]) == (move_id, "running"), listed
+    pretty = quick("moves", "list", "--tenant", tenant).stdout
+    assert move_id in pretty and "running (stalled)" in pretty, pretty
     for scope in (("--tenant", tenant), ("--cell", "cli-1"), ("--cell", "cli-2")):
         problem = quick.json("verify", *scope, "--unapplied-age-max-s", "0", expect=3)
         found = [v for v in problem["details"]["violations"] if move_id in v]
@@ -296,12 +280,6 @@ def test_a_live_mover_slower_than_the_bound_is_never_taken_for_a_dead_one(ctl, s
     assert ctl.json("moves", "resume", move_id)["state"] == "done"
 
 
-def _mover(stack, *args: str, **settings: str) -> subprocess.Popen:
-    env = {**os.environ, **stack["env"], **{f"CONTROL_PLANE_{k.upper()}": v for k, v in settings.items()}}
-    return subprocess.Popen([sys.executable, "-m", "control_plane.cli", "--format", "json", *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-
-
 def _move_row(stack, move_id: str) -> dict:
     row = run_sql(stack["cp_url"], "SELECT step, state, watermarks FROM moves WHERE id = $1::uuid", move_id)[0]
     return {"step": row["step"], "state": row["state"], "w": json.loads(row["watermarks"])}
@@ -324,23 +302,21 @@ def test_the_target_database_lost_mid_round_stops_the_mover_resumable_and_resume
     tenant, source, target = w["tenant"], stack["cells"]["cli-1"], stack["cells"]["cli-2"]
     slow = {"move_batch_rows": "1", "move_batch_pause_s": "0.1"}
     if step == "copy":
-        proc = _mover(stack, "tenants", "move", tenant, "--to", "cli-2", "--yes", **slow)
+        proc = spawn(stack, "tenants", "move", tenant, "--to", "cli-2", "--yes", **slow)
     else:  # stopped before the catch-up, the tenant writes more, then a slow mover resumes it
         paused, move_id = _spawn_paused(stack, tenant, "catch_up")
         for amount in range(20, 26):
             assert _post(stack, "cli-1", w, amount) == 201
         _kill(paused)
-        proc = _mover(stack, "moves", "resume", move_id, **slow)
-    deadline = time.monotonic() + 60
-    while True:
+        proc = spawn(stack, "moves", "resume", move_id, **slow)
+
+    def under_way() -> str | None:  # a round of `step`, saved with some of its rows copied
         assert proc.poll() is None, proc.communicate()
         rows = run_sql(stack["cp_url"], "SELECT id, watermarks FROM moves WHERE tenant_id = $1", tenant)
-        under_way = rows and json.loads(rows[0]["watermarks"]).get("round") or {}
-        if under_way.get("step") == step and under_way.get("rows", 0) >= 3:  # a round of `step`, saved under way
-            move_id = str(rows[0]["id"])
-            break
-        assert time.monotonic() < deadline, "the mover did not get under way"
-        time.sleep(0.05)
+        rnd = rows and json.loads(rows[0]["watermarks"]).get("round") or {}
+        return str(rows[0]["id"]) if rnd.get("step") == step and rnd.get("rows", 0) >= 3 else None
+
+    move_id = wait_until(under_way, f"the mover to get under way in its {step}")
     assert _sessions_killed(target.database_url) >= 1
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 4, (proc.returncode, err.decode()[-3000:])

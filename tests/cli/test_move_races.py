@@ -7,40 +7,23 @@ from __future__ import annotations
 
 import asyncio
 
-import asyncpg
-
+from cli_rig import finished, holding, spawn_async, until
 from test_cells_drain import third_cell  # noqa: F401  (a fixture)
 from test_ledgerctl import new_id
 from test_moves import _state_in
-from test_tenant_create_faults import _ledgerctl, _until
-from test_tenant_delete import _outcome, _waiting
 
 
 async def _queued_behind_the_tenant_row(stack, tenant_id: str, first: tuple[str, ...], second: tuple[str, ...]):
     """`first`, then `second`, each started once the one before waits for the tenant's catalog row (held by another
     session meanwhile), then the row let go: (each one's exit code and answer), first's first."""
-    lock = await asyncpg.connect(stack["cp_url"])
-    watch = await asyncpg.connect(stack["cp_url"])
-    try:
-        held = lock.transaction()
-        await held.start()
-        await lock.execute("SELECT 1 FROM tenants WHERE id = $1 FOR UPDATE", tenant_id)
+    async with holding(stack["cp_url"], "SELECT 1 FROM tenants WHERE id = $1 FOR UPDATE", tenant_id) as held:
         commands = []
         for n, args in enumerate((first, second), start=1):
-            proc = await _ledgerctl(stack, *args)
-            commands.append(proc)
-
-            async def queued(proc=proc, n=n) -> bool:
-                assert proc.returncode is None, await proc.stderr.read()
-                return await _waiting(watch, "%FROM tenants%FOR NO KEY UPDATE%") >= n
-
-            await _until(queued, f"{' '.join(args)} to wait for the tenant's catalog row")
-        await held.rollback()
-        outputs = [await asyncio.wait_for(proc.communicate(), 120) for proc in commands]
-        return [_outcome(proc.returncode, *output) for proc, output in zip(commands, outputs)]
-    finally:
-        await lock.close()
-        await watch.close()
+            commands.append(proc := await spawn_async(stack, *args))
+            await until(lambda proc=proc, n=n: held.queued(proc, "%FROM tenants%FOR NO KEY UPDATE%", n),
+                        f"{' '.join(args)} to wait for the tenant's catalog row")
+        await held.release()
+        return [await finished(proc) for proc in commands]
 
 
 def test_two_moves_of_a_tenant_started_at_once_one_runs_the_other_names_it(ctl, stack):
@@ -76,27 +59,12 @@ def test_a_move_planned_before_another_move_took_the_tenant_elsewhere_is_refused
     ctl("tenants", "create", tenant_id, "--cell", "cli-1")
 
     async def go():
-        lock = await asyncpg.connect(stack["cp_url"])
-        watch = await asyncpg.connect(stack["cp_url"])
-        try:
-            held = lock.transaction()
-            await held.start()
-            await lock.execute("SELECT 1 FROM cells WHERE name = 'cli-2' FOR UPDATE")
-            stale = await _ledgerctl(stack, "tenants", "move", tenant_id, "--to", "cli-2", "--yes")
-
-            async def stale_waits() -> bool:
-                assert stale.returncode is None, await stale.stderr.read()
-                return await _waiting(watch, "%FROM cells%FOR SHARE%") >= 1
-
-            await _until(stale_waits, "the move to cli-2 to record itself")
-            other = await _ledgerctl(stack, "tenants", "move", tenant_id, "--to", name, "--yes")
-            moved = await asyncio.wait_for(other.communicate(), 120)
-            await held.rollback()
-            refused = await asyncio.wait_for(stale.communicate(), 120)
-            return _outcome(other.returncode, *moved), _outcome(stale.returncode, *refused)
-        finally:
-            await lock.close()
-            await watch.close()
+        async with holding(stack["cp_url"], "SELECT 1 FROM cells WHERE name = 'cli-2' FOR UPDATE") as held:
+            stale = await spawn_async(stack, "tenants", "move", tenant_id, "--to", "cli-2", "--yes")
+            await until(lambda: held.queued(stale, "%FROM cells%FOR SHARE%"), "the move to cli-2 to record itself")
+            moved = await finished(await spawn_async(stack, "tenants", "move", tenant_id, "--to", name, "--yes"))
+            await held.release()
+            return moved, await finished(stale)
 
     (moved_rc, moved), (stale_rc, stale) = asyncio.run(go())
     assert (moved_rc, moved["state"]) == (0, "done"), moved
@@ -117,27 +85,12 @@ def test_a_move_planned_while_a_delete_of_the_tenant_is_half_done_says_so(ctl, s
     ctl("tenants", "create", tenant_id, "--cell", "cli-1")
 
     async def go():
-        lock = await asyncpg.connect(stack["cp_url"])
-        watch = await asyncpg.connect(stack["cp_url"])
-        try:
-            held = lock.transaction()
-            await held.start()
-            await lock.execute("LOCK TABLE operator_audit IN SHARE MODE")
-            delete = await _ledgerctl(stack, "tenants", "delete", tenant_id, "--yes")
-
-            async def delete_waits() -> bool:
-                assert delete.returncode is None, await delete.stderr.read()
-                return await _waiting(watch, "%INSERT INTO operator_audit%") >= 1
-
-            await _until(delete_waits, "the delete to audit itself")
-            move = await _ledgerctl(stack, "tenants", "move", tenant_id, "--to", "cli-2", "--yes")
-            moved = await asyncio.wait_for(move.communicate(), 120)
-            await held.rollback()
-            deleted = await asyncio.wait_for(delete.communicate(), 120)
-            return _outcome(move.returncode, *moved), _outcome(delete.returncode, *deleted)
-        finally:
-            await lock.close()
-            await watch.close()
+        async with holding(stack["cp_url"], "LOCK TABLE operator_audit IN SHARE MODE") as held:
+            delete = await spawn_async(stack, "tenants", "delete", tenant_id, "--yes")
+            await until(lambda: held.queued(delete, "%INSERT INTO operator_audit%"), "the delete to audit itself")
+            moved = await finished(await spawn_async(stack, "tenants", "move", tenant_id, "--to", "cli-2", "--yes"))
+            await held.release()
+            return moved, await finished(delete)
 
     (move_rc, moved), (delete_rc, deleted) = asyncio.run(go())
     assert (delete_rc, deleted["deleted"]) == (0, True), deleted

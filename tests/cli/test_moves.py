@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
-import sys
-import time
 import uuid
 
 import httpx
 
-from cli_rig import queue_payment
+from cli_rig import queue_payment, spawn, wait_until
 from test_ledgerctl import new_id, run_sql
 
 
@@ -135,9 +134,8 @@ def test_move_show_list_purge(ctl, stack):
     # The source answers 421 for the tenant; the target serves it, with its balances and idempotency answers.
     old = w["http"]
     new = httpx.Client(base_url=target.url, auth=(tenant, w["secret"]), timeout=10)
-    deadline = time.monotonic() + 10
-    while old.post("/api/ledger_transactions", json=_transfer(w["ledger"], w["accounts"], 1)).status_code != 421:
-        assert time.monotonic() < deadline
+    wait_until(lambda: old.post("/api/ledger_transactions", json=_transfer(w["ledger"], w["accounts"], 1))
+               .status_code == 421, "the source to answer 421 for the moved tenant", 10)
     for account, balance in balances.items():
         assert new.get(f"/api/ledger_accounts/{account}").json()["balances"]["posted_balance"] == \
             balance["posted_balance"]
@@ -171,26 +169,21 @@ def test_move_show_list_purge(ctl, stack):
 
 
 def _spawn_mover(stack, *args: str) -> subprocess.Popen:
-    """A mover slowed down (3 rows a batch, 0.1 s between batches): a tenant of _world's copies for seconds, the
-    window a test acts in once _wait_for_copy returns (what it does there takes a fraction of one)."""
-    env = {**os.environ, **stack["env"], "CONTROL_PLANE_MOVE_BATCH_ROWS": "3",
-           "CONTROL_PLANE_MOVE_BATCH_PAUSE_S": "0.1"}
-    return subprocess.Popen([sys.executable, "-c", "from control_plane.cli import main; main()", "--format", "json",
-                             *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=True)
+    """ledgerctl ARGS, its moves slowed down (3 rows a batch, 0.1 s between batches): a tenant of _world's copies for
+    seconds, the window a test acts in once _wait_for_copy returns (what it does there takes a fraction of one)."""
+    return spawn(stack, *args, move_batch_rows="3", move_batch_pause_s="0.1")
 
 
 def _wait_for_copy(stack, tenant: str, proc: subprocess.Popen) -> str:
     """The move's id once its mover has copied some rows, mid-copy."""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+    def copying() -> str | None:
         assert proc.poll() is None, proc.stderr.read()
         rows = run_sql(stack["cp_url"], "SELECT id, step, watermarks FROM moves WHERE tenant_id = $1", tenant)
-        if rows and rows[0]["step"] == "copy" and sum(__import__("json").loads(rows[0]["watermarks"])
-                                                      .get("copied", {}).values()) >= 6:
+        if rows and rows[0]["step"] == "copy" and sum(json.loads(rows[0]["watermarks"]).get("copied", {}).values()) >= 6:
             return str(rows[0]["id"])
-        time.sleep(0.05)
-    raise AssertionError("the mover did not start copying")
+        return None
+
+    return wait_until(copying, "the mover to start copying", 30)
 
 
 def test_a_killed_mover_is_resumed_to_the_same_result(ctl, stack):

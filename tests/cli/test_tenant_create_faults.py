@@ -5,17 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import sys
-import time
 import uuid
 
-import asyncpg
 import httpx
 from click.testing import CliRunner
 
+from cli_rig import finished, holding, spawn_async, until, wait_until, watching
 from control_plane.cli import cli
-
 from test_cells_drain import third_cell  # noqa: F401  (a fixture)
 from test_ledgerctl import new_id, run_sql
 
@@ -89,20 +85,6 @@ def test_a_create_the_cell_fails_is_finished_by_running_it_again_in_the_same_hom
     assert ctl.json("tenants", "create", tenant_id, expect=1)["code"] == "duplicate_tenant"
 
 
-async def _ledgerctl(stack, *args: str) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable, "-c", "from control_plane.cli import main; main()", "--format", "json", *args,
-        env={**os.environ, **stack["env"]}, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        start_new_session=True)
-
-
-async def _until(condition, what: str, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not await condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
-
-
 def test_a_create_racing_a_drain_leaves_no_tenant_on_the_drained_cell(ctl, stack, third_cell):  # noqa: F811
     """`tenants create --cell C` is held while it writes the tenant's row on C (a lock another session holds on
     C's tenants table); meanwhile `cells drain C` runs. Whatever the order, once both end the drain has not left
@@ -110,47 +92,24 @@ def test_a_create_racing_a_drain_leaves_no_tenant_on_the_drained_cell(ctl, stack
     name, tenant_id = third_cell.name, new_id()
 
     async def go():
-        lock = await asyncpg.connect(third_cell.database_url)
-        watch = await asyncpg.connect(third_cell.database_url)
-        watch_cp = await asyncpg.connect(stack["cp_url"])
-        try:
-            held = lock.transaction()
-            await held.start()
-            await lock.execute("LOCK TABLE tenants IN SHARE ROW EXCLUSIVE MODE")
-
-            async def waiting() -> int:
-                return await watch.fetchval(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                    "AND wait_event_type = 'Lock' AND query ILIKE '%INSERT INTO tenants%'")
-
-            create = await _ledgerctl(stack, "tenants", "create", tenant_id, "--cell", name)
-
-            async def create_waits() -> bool:
-                assert create.returncode is None, await create.stderr.read()
-                return await waiting() >= 1
-
-            await _until(create_waits, "the create to write the tenant's row on the cell")
-            drain = await _ledgerctl(stack, "cells", "drain", name, "--yes")
+        async with holding(third_cell.database_url, "LOCK TABLE tenants IN SHARE ROW EXCLUSIVE MODE") as held, \
+                watching(stack["cp_url"]) as catalog:
+            create = await spawn_async(stack, "tenants", "create", tenant_id, "--cell", name)
+            await until(lambda: held.queued(create, "%INSERT INTO tenants%"),
+                        "the create to write the tenant's row on the cell")
+            drain = await spawn_async(stack, "cells", "drain", name, "--yes")
 
             async def drain_ended_or_waits() -> bool:  # for the tenant's row: on the cell, or its catalog row
-                return drain.returncode is not None or await waiting() >= 2 or await watch_cp.fetchval(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                    "AND wait_event_type = 'Lock' AND query ILIKE '%FROM tenants%FOR NO KEY UPDATE%'") >= 1
+                return (await held.queued(drain, "%INSERT INTO tenants%", 2, may_end=True)
+                        or await catalog.waiters("%FROM tenants%FOR NO KEY UPDATE%") >= 1)
 
-            await _until(drain_ended_or_waits, "the drain to end or to wait for the same row")
-            await held.rollback()
-            created = await asyncio.wait_for(create.communicate(), 120)
-            drained = await asyncio.wait_for(drain.communicate(), 120)
-            return (create.returncode, created), (drain.returncode, drained)
-        finally:
-            await lock.close()
-            await watch.close()
-            await watch_cp.close()
+            await until(drain_ended_or_waits, "the drain to end or to wait for the same row")
+            await held.release()
+            return await finished(create), await finished(drain)
 
-    (create_rc, (create_out, create_err)), (drain_rc, (drain_out, drain_err)) = asyncio.run(go())
-    assert create_rc == 0, create_err.decode()
-    assert drain_rc == 0, drain_err.decode()
-    result = json.loads(drain_out)
+    (create_rc, created), (drain_rc, result) = asyncio.run(go())
+    assert create_rc == 0, created
+    assert drain_rc == 0, result
     assert (result["state"], result["tenants_left"]) == ("draining", 0), result
     tenant = ctl.json("tenants", "show", tenant_id)
     assert tenant["cell"] != name and tenant["state_in_cell"] == "active", tenant
@@ -226,10 +185,9 @@ def test_a_revocation_the_audit_log_fails_to_record_stands_and_a_rerun_records_i
     assert "is revoked" in failed["title"] and f"ledgerctl keys revoke {tenant_id} {created['id']}" in failed["title"]
     [key] = ctl.json("keys", "list", tenant_id)
     assert key["revoked_at"] is not None
-    deadline = time.monotonic() + 10  # the cell caches keys for CELL_API_KEY_CACHE_TTL_S (0.5 s here)
-    while httpx.get(cell.url + "/api/ledgers", auth=(tenant_id, created["secret"]), timeout=5).status_code != 401:
-        assert time.monotonic() < deadline, "a revoked key still works"
-        time.sleep(0.1)
+    # The cell caches keys for CELL_API_KEY_CACHE_TTL_S (0.5 s here).
+    wait_until(lambda: httpx.get(cell.url + "/api/ledgers", auth=(tenant_id, created["secret"]), timeout=5)
+               .status_code == 401, "the revoked key to be refused", 10)
 
     def revocations() -> list[dict]:
         return [e for e in ctl.json("audit", "--subject", f"tenant:{tenant_id}") if e["action"] == "keys.revoke"]

@@ -7,14 +7,14 @@ from __future__ import annotations
 import asyncio
 import json
 
-import asyncpg
 import httpx
 from click.testing import CliRunner
 
+from cli_rig import finished, holding, spawn_async, until, watching
 from control_plane.cli import cli
 from control_plane.devstack import free_port
 from test_ledgerctl import new_id, run_sql
-from test_tenant_create_faults import _allow, _homes, _ledgerctl, _refuse_tenant, _until
+from test_tenant_create_faults import _allow, _homes, _refuse_tenant
 
 
 def _audited(ctl, tenant_id: str) -> list[str]:
@@ -110,18 +110,6 @@ def _left_creating(ctl, stack, cell_name: str) -> str:
     return tenant_id
 
 
-async def _waiting(conn: asyncpg.Connection, like: str) -> int:
-    """Sessions of conn's database waiting for a lock in a statement like `like`."""
-    return await conn.fetchval("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                               "AND wait_event_type = 'Lock' AND query ILIKE $1", like)
-
-
-def _outcome(rc: int, out: bytes, err: bytes) -> tuple[int, dict]:
-    """A ledgerctl run's exit code and its answer (stdout) or its one-line problem (stderr), never a traceback."""
-    assert b"Traceback" not in err, err.decode()
-    return rc, json.loads(out if rc == 0 else err.decode().strip().splitlines()[-1])
-
-
 def _no_orphan(ctl, tenant_id: str, cell_name: str) -> None:
     """`verify --cell` names no row of the tenant that the catalog does not know (other tenants may have findings)."""
     result = CliRunner().invoke(cli, ["--format", "json", "verify", "--cell", cell_name, "--unapplied-age-max-s", "0"],
@@ -141,33 +129,16 @@ def test_a_create_finishing_a_creating_tenant_and_its_delete_serialise_on_the_ca
     tenant_id = _left_creating(ctl, stack, cell_name)
 
     async def go():
-        lock = await asyncpg.connect(cell.database_url)
-        watch_cell = await asyncpg.connect(cell.database_url)
-        watch_cp = await asyncpg.connect(stack["cp_url"])
-        try:
-            held = lock.transaction()
-            await held.start()
-            await lock.execute("LOCK TABLE tenants IN SHARE ROW EXCLUSIVE MODE")
-            create = await _ledgerctl(stack, "tenants", "create", tenant_id)
-
-            async def create_waits() -> bool:
-                assert create.returncode is None, await create.stderr.read()
-                return await _waiting(watch_cell, "%INSERT INTO tenants%") >= 1
-
-            await _until(create_waits, "the create to write the tenant's row on the cell")
-            delete = await _ledgerctl(stack, "tenants", "delete", tenant_id, "--yes")
-
-            async def delete_ended_or_waits() -> bool:
-                return delete.returncode is not None or await _waiting(watch_cp, "%FROM tenants%FOR UPDATE%") >= 1
-
-            await _until(delete_ended_or_waits, "the delete to end or to wait for the create's catalog row")
-            await held.rollback()
-            created = await asyncio.wait_for(create.communicate(), 120)
-            deleted = await asyncio.wait_for(delete.communicate(), 120)
-            return _outcome(create.returncode, *created), _outcome(delete.returncode, *deleted)
-        finally:
-            for conn in (lock, watch_cell, watch_cp):
-                await conn.close()
+        async with holding(cell.database_url, "LOCK TABLE tenants IN SHARE ROW EXCLUSIVE MODE") as held, \
+                watching(stack["cp_url"]) as catalog:
+            create = await spawn_async(stack, "tenants", "create", tenant_id)
+            await until(lambda: held.queued(create, "%INSERT INTO tenants%"),
+                        "the create to write the tenant's row on the cell")
+            delete = await spawn_async(stack, "tenants", "delete", tenant_id, "--yes")
+            await until(lambda: catalog.queued(delete, "%FROM tenants%FOR UPDATE%", may_end=True),
+                        "the delete to end or to wait for the create's catalog row")
+            await held.release()
+            return await finished(create), await finished(delete)
 
     (create_rc, created), (delete_rc, deleted) = asyncio.run(go())
     # The create held the catalog row first: it wins; the delete, planned for a `creating` tenant, finds it active.
@@ -186,32 +157,16 @@ def test_a_delete_holding_the_catalog_row_first_wins_over_the_create_finishing_i
     tenant_id = _left_creating(ctl, stack, cell_name)
 
     async def go():
-        lock = await asyncpg.connect(stack["cp_url"])
-        watch = await asyncpg.connect(stack["cp_url"])
-        try:
-            held = lock.transaction()
-            await held.start()
-            await lock.execute("SELECT 1 FROM tenants WHERE id = $1 FOR UPDATE", tenant_id)
-            delete = await _ledgerctl(stack, "tenants", "delete", tenant_id, "--yes")
-
-            async def delete_waits() -> bool:
-                assert delete.returncode is None, await delete.stderr.read()
-                return await _waiting(watch, "%FROM tenants%FOR UPDATE%") >= 1
-
-            await _until(delete_waits, "the delete to wait for the tenant's catalog row")
-            create = await _ledgerctl(stack, "tenants", "create", tenant_id)
-
-            async def create_ended_or_waits() -> bool:
-                return create.returncode is not None or await _waiting(watch, "%tenants%") >= 2
-
-            await _until(create_ended_or_waits, "the create to end or to wait for the same row")
-            await held.rollback()
-            deleted = await asyncio.wait_for(delete.communicate(), 120)
-            created = await asyncio.wait_for(create.communicate(), 120)
-            return _outcome(create.returncode, *created), _outcome(delete.returncode, *deleted)
-        finally:
-            await lock.close()
-            await watch.close()
+        async with holding(stack["cp_url"], "SELECT 1 FROM tenants WHERE id = $1 FOR UPDATE", tenant_id) as held:
+            delete = await spawn_async(stack, "tenants", "delete", tenant_id, "--yes")
+            await until(lambda: held.queued(delete, "%FROM tenants%FOR UPDATE%"),
+                        "the delete to wait for the tenant's catalog row")
+            create = await spawn_async(stack, "tenants", "create", tenant_id)
+            await until(lambda: held.queued(create, "%tenants%", 2, may_end=True),
+                        "the create to end or to wait for the same row")
+            await held.release()
+            deleted = await finished(delete)
+            return await finished(create), deleted
 
     (create_rc, created), (delete_rc, deleted) = asyncio.run(go())
     assert (delete_rc, deleted["state"], deleted["deleted"]) == (0, "creating", True), deleted
@@ -230,27 +185,12 @@ def test_a_move_planned_before_its_tenant_is_deleted_is_refused_cleanly(ctl, sta
     ctl("tenants", "create", tenant_id, "--cell", "cli-1")
 
     async def go():
-        lock = await asyncpg.connect(stack["cp_url"])
-        watch = await asyncpg.connect(stack["cp_url"])
-        try:
-            held = lock.transaction()
-            await held.start()
-            await lock.execute("SELECT 1 FROM cells WHERE name = 'cli-2' FOR UPDATE")
-            move = await _ledgerctl(stack, "tenants", "move", tenant_id, "--to", "cli-2", "--yes")
-
-            async def move_waits() -> bool:
-                assert move.returncode is None, await move.stderr.read()
-                return await _waiting(watch, "%FROM cells%FOR SHARE%") >= 1
-
-            await _until(move_waits, "the move to record itself")
-            delete = await _ledgerctl(stack, "tenants", "delete", tenant_id, "--yes")
-            deleted = await asyncio.wait_for(delete.communicate(), 120)
-            await held.rollback()
-            moved = await asyncio.wait_for(move.communicate(), 120)
-            return _outcome(move.returncode, *moved), _outcome(delete.returncode, *deleted)
-        finally:
-            await lock.close()
-            await watch.close()
+        async with holding(stack["cp_url"], "SELECT 1 FROM cells WHERE name = 'cli-2' FOR UPDATE") as held:
+            move = await spawn_async(stack, "tenants", "move", tenant_id, "--to", "cli-2", "--yes")
+            await until(lambda: held.queued(move, "%FROM cells%FOR SHARE%"), "the move to record itself")
+            deleted = await finished(await spawn_async(stack, "tenants", "delete", tenant_id, "--yes"))
+            await held.release()
+            return await finished(move), deleted
 
     (move_rc, moved), (delete_rc, deleted) = asyncio.run(go())
     assert (delete_rc, deleted["deleted"]) == (0, True), deleted
@@ -268,32 +208,15 @@ def test_a_rate_limit_set_while_its_tenant_is_deleted_is_refused_cleanly(ctl, st
     ctl("tenants", "create", tenant_id, "--cell", "cli-1")
 
     async def go():
-        lock = await asyncpg.connect(stack["cp_url"])
-        watch = await asyncpg.connect(stack["cp_url"])
-        try:
-            held = lock.transaction()
-            await held.start()
-            await lock.execute("LOCK TABLE operator_audit IN SHARE MODE")
-            delete = await _ledgerctl(stack, "tenants", "delete", tenant_id, "--yes")
-
-            async def delete_waits() -> bool:
-                assert delete.returncode is None, await delete.stderr.read()
-                return await _waiting(watch, "%INSERT INTO operator_audit%") >= 1
-
-            await _until(delete_waits, "the delete to audit itself")
-            limit = await _ledgerctl(stack, "tenants", "rate-limit", tenant_id, "--per-s", "10")
-
-            async def limit_ended_or_waits() -> bool:
-                return limit.returncode is not None or await _waiting(watch, "%tenants%") >= 1
-
-            await _until(limit_ended_or_waits, "the rate limit to end or to wait for the tenant's row")
-            await held.rollback()
-            deleted = await asyncio.wait_for(delete.communicate(), 120)
-            limited = await asyncio.wait_for(limit.communicate(), 120)
-            return _outcome(limit.returncode, *limited), _outcome(delete.returncode, *deleted)
-        finally:
-            await lock.close()
-            await watch.close()
+        async with holding(stack["cp_url"], "LOCK TABLE operator_audit IN SHARE MODE") as held:
+            delete = await spawn_async(stack, "tenants", "delete", tenant_id, "--yes")
+            await until(lambda: held.queued(delete, "%INSERT INTO operator_audit%"), "the delete to audit itself")
+            limit = await spawn_async(stack, "tenants", "rate-limit", tenant_id, "--per-s", "10")
+            await until(lambda: held.queued(limit, "%tenants%", may_end=True),
+                        "the rate limit to end or to wait for the tenant's row")
+            await held.release()
+            deleted = await finished(delete)
+            return await finished(limit), deleted
 
     (limit_rc, limited), (delete_rc, deleted) = asyncio.run(go())
     assert (delete_rc, deleted["deleted"]) == (0, True), deleted
