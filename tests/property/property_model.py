@@ -165,6 +165,15 @@ def overflows(after: Sums) -> bool:
     return max(after.pending_debits, after.pending_credits) > AMOUNT_MAX
 
 
+def freed_by_archiving(txn):
+    """The original whose pending reversal `txn` was just archived, no longer reversed (an archived reversal reverses
+    nothing: the original can be reversed again, cell/store/routines/transition.sql), or None."""
+    original = txn.reverses if txn.status == "archived" else None
+    if original is not None:
+        original.reversed_by = txn.reverses = None
+    return original
+
+
 def reversal_refused(response, txn, overflow: bool) -> bool:
     """Whether the reversal of `txn` had to be refused (checked either way): only an unreversed posted
     transaction can be reversed, and only when no balance leaves the signed 64-bit range; the reversal then

@@ -52,6 +52,7 @@ from property_model import (
     draw_pending,
     draw_transition,
     flip,
+    freed_by_archiving,
     refused,
     overflows,
     raised,
@@ -140,6 +141,7 @@ class MTxn:
     effective_at: datetime
     entries: list = field(default_factory=list, repr=False)
     reversed_by: str | None = None
+    reverses: "MTxn | None" = field(default=None, repr=False)
 
     def __repr__(self) -> str:
         return f"<{self.status} txn {self.id[:8]}>"
@@ -344,7 +346,8 @@ def make_machine(cell: Cell):
         @precondition(lambda self: bool(self.txns))
         @rule(data=st.data())
         def settle(self, data):
-            """PATCH pending -> posted | archived: queued, except on sync-only accounts; final states are final."""
+            """PATCH pending -> posted | archived: queued, except on sync-only accounts; final states are final. An
+            archived pending reversal frees its original: it can be reversed again."""
             txn, to = draw_transition(data.draw, self.txns, pending_weight=4)
             r = self.call("PATCH", f"/api/ledger_transactions/{txn.id}", {"status": to})
             event(f"settle: {txn.status} -> {to}")
@@ -363,6 +366,9 @@ def make_machine(cell: Cell):
                 got = r.json()
                 assert got["status"] == to
                 self.check_entries_of(got["ledger_entries"], txn)
+                if (original := freed_by_archiving(txn)) is not None:
+                    got = self.call("GET", f"/api/ledger_transactions/{original.id}").json()
+                    assert got["reversed_by_ledger_transaction_id"] is None
             for a in accounts:
                 self.check(a)
 
@@ -462,7 +468,7 @@ def make_machine(cell: Cell):
             got = r.json()
             # A reversal carries no conditions: queued, except on sync-only accounts.
             m = self.record(got, legs, status, [False] * len(legs), {a.id for a, _, _ in legs if a.sync_only})
-            txn.reversed_by = m.id
+            txn.reversed_by, m.reverses = m.id, txn
 
         @rule(data=st.data())
         def worker_step(self, data):

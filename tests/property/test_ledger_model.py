@@ -39,6 +39,7 @@ from property_model import (
     draw_pending,
     draw_transition,
     flip,
+    freed_by_archiving,
     refused,
     overflows,
     raised,
@@ -308,9 +309,7 @@ def make_machine(cell):
                 txn.status = to
                 for e in txn.entries:  # one effect per entry, in entry order
                     e.account.effect(e, to)
-                if to == "archived" and txn.reverses is not None:  # an archived reversal frees its original
-                    original, txn.reverses = txn.reverses, None
-                    original.reversed_by = None
+                if (original := freed_by_archiving(txn)) is not None:
                     got = self.call("GET", f"/api/ledger_transactions/{original.id}").json()
                     assert got["reversed_by_ledger_transaction_id"] is None
             for a in {id(e.account): e.account for e in txn.entries}.values():
