@@ -130,23 +130,9 @@ async def transition_status(ctx: CellContext, conn: asyncpg.Connection, tenant_i
 def _unstamped(posting: Posting, accounts: dict[str, Account]) -> views.LedgerTransaction:
     """The transaction a posting writes, rendered before the call: what the database stamps (the commit time, the
     entries applied now, an archive on a failed balance lock) is views.stamp_post's, for the answer and the event."""
-    s = posting.state
     before = datetime.now(timezone.utc)  # replaced by the commit time
-    entries = []
-    for new, e in zip(s.ledger_entries, posting.entries):
-        acc = accounts[e.ledger_account_id]
-        row = {"id": new.id, "transaction_id": s.id, "ledger_account_id": new.ledger_account_id,
-               "direction": e.direction, "amount": e.amount, "effective_at": s.effective_at, "status": s.status,
-               "currency": acc.currency, "currency_exponent": acc.currency_exponent, "lock_version": None,
-               "created_at": before, "metadata": e.metadata}
-        entries.append(views.entry(row, False))
-    return views.transaction({
-        "id": s.id, "ledger_id": s.ledger_id, "description": s.description, "status": s.status,
-        "effective_at": s.effective_at, "external_id": s.external_id, "metadata": s.metadata, "version": 1,
-        "reverses_id": s.reverses_ledger_transaction_id, "reversed_by_id": None, "posted_at": None,
-        "archived_at": None, "created_at": before, "updated_at": before, "ledgerable_type": s.ledgerable_type,
-        "ledgerable_id": s.ledgerable_id, "archived_reason": None,
-        "partially_posts_id": posting.partially_posts.id if posting.partially_posts else None}, entries)
+    return views.unwritten_transaction(posting.state, posting.entries, accounts,
+                                       posting.partially_posts.id if posting.partially_posts else None, before)
 
 
 class _Kept(msgspec.Struct, frozen=True):

@@ -14,7 +14,15 @@ import msgspec
 from msgspec import Struct
 
 from cell.ledger.commands import Timestamp  # an RFC 3339 date-time with its offset
-from cell.ledger.models import AlertField, AlertOperator, Direction, NormalBalance
+from cell.ledger.models import (
+    Account,
+    AlertField,
+    AlertOperator,
+    Direction,
+    EntryRequest,
+    NormalBalance,
+    TransactionState,
+)
 from cell.ledger.models import Status as TxnStatus
 
 
@@ -350,6 +358,33 @@ def transaction(row, entries: list[LedgerEntry]) -> LedgerTransaction:
         reverses_ledger_transaction_id=row["reverses_id"],
         reversed_by_ledger_transaction_id=row["reversed_by_id"], version=row["version"],
         created_at=utc(row["created_at"]), updated_at=utc(row["updated_at"]))
+
+
+def unwritten_transaction(state: TransactionState, entries: list[EntryRequest], accounts: dict[str, Account],
+                          partially_posts_id: uuid.UUID | None, at: datetime) -> LedgerTransaction:
+    """A transaction about to be written, from its state, the entries asked for (in the order of its entries) and
+    their accounts: as `transaction` and `entry` render its rows once written at `at`, built without the rows (what
+    the database decides, views.stamp_post's to stamp)."""
+    effective_at = utc(state.effective_at)
+    status, transaction_id = state.status, state.id
+    rendered = []
+    for new, e in zip(state.ledger_entries, entries):
+        account = accounts[e.ledger_account_id]
+        rendered.append(LedgerEntry(
+            id=new.id, object="ledger_entry", live_mode=True, amount=e.amount, amount_string=str(e.amount),
+            direction=e.direction, metadata=e.metadata, discarded_at=None, status=status,
+            ledger_account_id=new.ledger_account_id, ledger_account_lock_version=None,
+            ledger_account_currency=account.currency, ledger_account_currency_exponent=account.currency_exponent,
+            ledger_transaction_id=transaction_id, effective_at=effective_at, resulting_ledger_account_balances=None,
+            created_at=at, updated_at=at))
+    return LedgerTransaction(
+        id=transaction_id, object="ledger_transaction", live_mode=True, ledger_id=state.ledger_id,
+        description=state.description, status=status, effective_at=effective_at, effective_date=effective_at.date(),
+        external_id=state.external_id, metadata=state.metadata, ledger_entries=rendered, posted_at=None,
+        archived_at=None, archived_reason=None, ledgerable_type=state.ledgerable_type,
+        ledgerable_id=state.ledgerable_id, partially_posts_ledger_transaction_id=partially_posts_id,
+        reverses_ledger_transaction_id=state.reverses_ledger_transaction_id, reversed_by_ledger_transaction_id=None,
+        version=1, created_at=at, updated_at=at)
 
 
 def statement(row) -> LedgerAccountStatement:
