@@ -60,15 +60,22 @@ from cell.store.transactions import PostResult
 BALANCE_LOCKS = ("pending_balance_amount", "posted_balance_amount", "available_balance_amount")
 
 
+_UNCONDITIONAL = Condition()  # an entry's without a balance lock or lock_version (most: made once)
+
+
 def _entry_request(e: EntryCreate) -> EntryRequest:
-    balances = {}
-    for field in BALANCE_LOCKS:
-        lock = getattr(e, field)
-        if lock is not None and lock.as_dict():
-            balances[field] = lock.as_dict()
-    return EntryRequest(uuid_text(e.ledger_account_id), e.direction, e.amount,
-                        Condition(balances, e.lock_version), bool(e.show_resulting_ledger_account_balances),
-                        e.metadata)
+    if (e.pending_balance_amount is None and e.posted_balance_amount is None and e.available_balance_amount is None
+            and e.lock_version is None):
+        condition = _UNCONDITIONAL
+    else:
+        balances = {}
+        for field in BALANCE_LOCKS:
+            lock = getattr(e, field)
+            if lock is not None and lock.as_dict():
+                balances[field] = lock.as_dict()
+        condition = Condition(balances, e.lock_version)
+    return EntryRequest(uuid_text(e.ledger_account_id), e.direction, e.amount, condition,
+                        bool(e.show_resulting_ledger_account_balances), e.metadata)
 
 
 async def _rows(conn: asyncpg.Connection, tenant_id: str, txn_id) -> tuple[asyncpg.Record, list]:
@@ -192,10 +199,11 @@ async def prepare_posting(ctx: CellContext, tenant_id: str, *, ledger_id: uuid.U
         if isinstance(derived, Rejection):
             count_posting(derived.code)
             raise PostingRejected(derived.detail, derived.code)
-        ledger_id = uuid.UUID(derived)
-    if not await ctx.cache.ledger_exists(ctx.pool, tenant_id, str(ledger_id)):
+        ledger_id = account_uuid(derived)
+    ledger_text = uuid_text(ledger_id)
+    if not await ctx.cache.ledger_exists(ctx.pool, tenant_id, ledger_text):
         raise PostingRejected(f"ledger {ledger_id} not found", "ledger_not_found")
-    rejection = validate_posting(str(ledger_id), entries, accounts, ctx.settings.entries_per_transaction_max)
+    rejection = validate_posting(ledger_text, entries, accounts, ctx.settings.entries_per_transaction_max)
     if rejection is not None:
         count_posting(rejection.code)
         raise PostingRejected(rejection.detail, rejection.code)
@@ -228,8 +236,12 @@ async def finish_posting(ctx: CellContext, posting: Posting, result: PostResult,
         POSTING_SECONDS.observe(time.perf_counter() - started)
         return
     state, partial = posting.state, posting.partially_posts
-    applied = {r.id for r in result.entries}
-    unapplied = sorted({uuid_text(e.ledger_account_id) for e in state.ledger_entries if e.id not in applied})
+    if result.entries:
+        applied = {r.id for r in result.entries}
+        unapplied = sorted({e.ledger_account_id for new, e in zip(state.ledger_entries, posting.entries)
+                            if new.id not in applied})
+    else:  # an async posting applies nothing now
+        unapplied = sorted({e.ledger_account_id for e in posting.entries})
     if partial is not None and ctx.settings.posting_mode != "sync":  # the archived entries' effects are queued
         unapplied = sorted(set(unapplied) | {uuid_text(e.ledger_account_id) for e in partial.snapshot.ledger_entries})
     if unapplied:
