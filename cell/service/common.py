@@ -82,6 +82,9 @@ def cursors(settings: CellSettings, tenant_id: str, list_name: str) -> Cursors:
 
 _V7_RANDOM = 0x00000000_0000_0FFF_3FFF_FFFFFFFFFFFF  # rand_a and rand_b: all but the time, version and variant bits
 _V7_SET = 0x00000000_0000_7000_8000_000000000000  # version 7, variant RFC 9562
+# new_ids' callables and the UUIDs' safety, looked up once (SafeUUID.unknown is an enum member: a Python-level
+# descriptor call, ~1 us, at every read)
+_UUID, _new, _set, _UNKNOWN = uuid.UUID, object.__new__, object.__setattr__, uuid.SafeUUID.unknown
 
 
 # Account ids between their two forms (the API's UUID, the domain's text), remembered: postings name the same
@@ -98,12 +101,12 @@ def new_ids(n: int) -> list[uuid.UUID]:
     of the OS's randomness instead of one per id, built without UUID.__init__'s argument checks (the value is in
     range by construction)."""
     bits = int.from_bytes(os.urandom(16 * n), "big")
-    now = (time.time_ns() // 1_000_000) << 80
+    now = ((time.time_ns() // 1_000_000) << 80) | _V7_SET
     ids = []
     for _ in range(n):
-        new = object.__new__(uuid.UUID)
-        object.__setattr__(new, "int", now | (bits & _V7_RANDOM) | _V7_SET)
-        object.__setattr__(new, "is_safe", uuid.SafeUUID.unknown)
+        new = _new(_UUID)
+        _set(new, "int", now | (bits & _V7_RANDOM))
+        _set(new, "is_safe", _UNKNOWN)
         ids.append(new)
         bits >>= 128
     return ids
