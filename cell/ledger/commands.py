@@ -207,6 +207,11 @@ def agreed_effective_at(effective_at, entries: list[EntryCreate]):
     """A transaction's effective time given its entries' own (entries of one transaction are effective at one
     instant): theirs when it gives none (`effective_at` None or UNSET, returned as is when they give none either);
     one of theirs that differs from it is refused."""
+    for e in entries:
+        if e.effective_at is not None:
+            break
+    else:  # none gives one (the usual request)
+        return effective_at
     given = {e.effective_at for e in entries if e.effective_at is not None}
     if (effective_at is None or effective_at is UNSET) and len(given) == 1:
         return given.pop()

@@ -18,13 +18,13 @@ def validate_posting(ledger_id: str, entries: list[EntryRequest], accounts: dict
         return Rejection("too_many_entries", f"at most {entries_max} entries per transaction")
     if len(entries) < 2:
         return Rejection("entries_required", "a ledger transaction needs at least two entries")
-    debits: dict[str, int] = defaultdict(int)
-    credits: dict[str, int] = defaultdict(int)
     # 100 at exponent 2 ($1.00) and 100 at exponent 3 ($0.100) are different amounts: a currency code may appear
     # with one exponent only, so that sums per code are sums of like units.
     exponents: dict[str, int] = {}
+    net: dict[str, int] = {}  # debits less credits, per currency
     for i, entry in enumerate(entries):
-        if not 0 < entry.amount <= AMOUNT_MAX:
+        amount = entry.amount
+        if not 0 < amount <= AMOUNT_MAX:
             return Rejection("invalid_amount", f"ledger_entries[{i}].amount must be between 1 and {AMOUNT_MAX}")
         account = accounts.get(entry.ledger_account_id)
         if account is None:
@@ -33,18 +33,29 @@ def validate_posting(ledger_id: str, entries: list[EntryRequest], accounts: dict
         if account.ledger_id != ledger_id:
             return Rejection("ledger_account_in_other_ledger",
                              f"ledger_entries[{i}]: account {account.id} belongs to another ledger")
-        exponent = exponents.setdefault(account.currency, account.currency_exponent)
+        currency = account.currency
+        exponent = exponents.setdefault(currency, account.currency_exponent)
         if exponent != account.currency_exponent:
             return Rejection("currency_exponent_mismatch",
-                             f"ledger_entries[{i}]: {account.currency} with exponent {account.currency_exponent}, "
-                             f"another entry has {account.currency} with exponent {exponent}")
-        side = debits if entry.direction == "debit" else credits
-        side[account.currency] += entry.amount
-    for currency in sorted(set(debits) | set(credits)):
-        if debits[currency] != credits[currency]:
-            return Rejection("entries_must_balance",
-                             f"{currency}: debits {debits[currency]} != credits {credits[currency]}")
+                             f"ledger_entries[{i}]: {currency} with exponent {account.currency_exponent}, "
+                             f"another entry has {currency} with exponent {exponent}")
+        net[currency] = net.get(currency, 0) + (amount if entry.direction == "debit" else -amount)
+    if any(net.values()):
+        return _unbalanced(entries, accounts)
     return None
+
+
+def _unbalanced(entries: list[EntryRequest], accounts: dict[str, Account]) -> Rejection:
+    """The rejection of entries that do not balance (each valid on its own): the first currency, by code, whose
+    debits and credits differ."""
+    debits: dict[str, int] = defaultdict(int)
+    credits: dict[str, int] = defaultdict(int)
+    for entry in entries:
+        currency = accounts[entry.ledger_account_id].currency
+        side = debits if entry.direction == "debit" else credits
+        side[currency] += entry.amount
+    currency = next(c for c in sorted(set(debits) | set(credits)) if debits[c] != credits[c])
+    return Rejection("entries_must_balance", f"{currency}: debits {debits[currency]} != credits {credits[currency]}")
 
 
 def derive_ledger(entries: list[EntryRequest], accounts: dict[str, Account]) -> str | Rejection:
