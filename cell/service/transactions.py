@@ -274,9 +274,18 @@ async def _post(ctx: CellContext, tenant_id: str, *, idem: IdemKey | None,
     started = time.perf_counter()
     posting, accounts = await prepare_posting(ctx, tenant_id, idem=idem, **fields)
     partial = fields.get("partially_posts")
-    unstamped, drafts = render_posting(ctx, posting, accounts, reverses, partial[2] if partial else None)
+    return await _write(ctx, posting, accounts, started, reverses, partial[2] if partial else None)
+
+
+async def _write(ctx: CellContext, posting: Posting, accounts: dict[str, Account], started: float,
+                 reverses: views.LedgerTransaction | None = None,
+                 partially_posts: views.LedgerTransaction | None = None) -> views.LedgerTransaction:
+    """A prepared posting written (alone, or with others: group commit) and answered; `reverses`, `partially_posts`:
+    the transaction it reverses or partially posts, as rendered before (their events are written with it)."""
+    unstamped, drafts = render_posting(ctx, posting, accounts, reverses, partially_posts)
     kept = _kept(posting, unstamped)
     # With a key, the answer rendered now is kept with it by ledger_post itself: one statement, no later store.
+    idem = posting.idempotency
     answer_kept = _kept_encoder.encode(kept) if idem is not None else None
     try:
         result = await ctx.posting_groups.post(posting, drafts, answer_kept)  # alone, or with others (group commit)
@@ -285,6 +294,7 @@ async def _post(ctx: CellContext, tenant_id: str, *, idem: IdemKey | None,
         raise
     if result.replay:
         count_posting("replayed")
+        tenant_id = posting.tenant_id
         return await ctx.run(lambda conn: replay(conn, tenant_id, idem, views.LedgerTransaction,
                                                  lambda c, rid: _transaction(c, tenant_id, rid), _replayed))
     answer = _posted(kept, result)
@@ -292,17 +302,21 @@ async def _post(ctx: CellContext, tenant_id: str, *, idem: IdemKey | None,
     return answer
 
 
-def _create_request(cmd: TransactionCreate) -> dict:
-    return dict(ledger_id=cmd.ledger_id, entries=[_entry_request(e) for e in cmd.ledger_entries],
-                description=cmd.description, status=cmd.status, effective_at=cmd.effective_at,
-                external_id=cmd.external_id, metadata=cmd.metadata, reverses_id=None,
-                ledgerable_type=cmd.ledgerable_type, ledgerable_id=cmd.ledgerable_id,
-                archive_on_lock_failure=cmd.archive_on_balance_lock_failure)
+def _prepare_create(ctx: CellContext, tenant_id: str, cmd: TransactionCreate, idem: IdemKey | None):
+    """prepare_posting's coroutine for a new transaction."""
+    return prepare_posting(ctx, tenant_id, ledger_id=cmd.ledger_id,
+                           entries=[_entry_request(e) for e in cmd.ledger_entries], description=cmd.description,
+                           status=cmd.status, effective_at=cmd.effective_at, external_id=cmd.external_id,
+                           metadata=cmd.metadata, reverses_id=None, idem=idem, ledgerable_type=cmd.ledgerable_type,
+                           ledgerable_id=cmd.ledgerable_id,
+                           archive_on_lock_failure=cmd.archive_on_balance_lock_failure)
 
 
 async def create_transaction(ctx: CellContext, tenant_id: str, cmd: TransactionCreate,
                              idem: IdemKey | None) -> views.LedgerTransaction:
-    return await _post(ctx, tenant_id, **_create_request(cmd), idem=idem)
+    started = time.perf_counter()
+    posting, accounts = await _prepare_create(ctx, tenant_id, cmd, idem)
+    return await _write(ctx, posting, accounts, started)
 
 
 async def prepare_create(ctx: CellContext, tenant_id: str, cmd: TransactionCreate,
@@ -310,7 +324,7 @@ async def prepare_create(ctx: CellContext, tenant_id: str, cmd: TransactionCreat
     """A new transaction checked and made ready as create_transaction would post it: the posting, the transaction
     rendered before the call and the events written with it (render_posting; the bulk path writes many in one
     database transaction, with store.post_many)."""
-    posting, accounts = await prepare_posting(ctx, tenant_id, **_create_request(cmd), idem=idem)
+    posting, accounts = await _prepare_create(ctx, tenant_id, cmd, idem)
     return posting, *render_posting(ctx, posting, accounts)
 
 
