@@ -59,7 +59,8 @@ class Gatherer(Generic[I, R]):
         finally:
             if self._forming.get(key) is group:  # not yet a further group's, full as it was
                 del self._forming[key]
-        group = [(joined_item, joined) for joined_item, joined in group if not joined.done()]  # none cancelled
+        if group:
+            group = [(joined_item, joined) for joined_item, joined in group if not joined.done()]  # none cancelled
         self._in_flight[key] = self._in_flight.get(key, 0) + 1
         if not group:
             try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 import time
 import uuid
 from datetime import datetime, timezone
@@ -58,6 +59,7 @@ from cell.store import transactions as store
 from cell.store.transactions import PostResult
 
 BALANCE_LOCKS = ("pending_balance_amount", "posted_balance_amount", "available_balance_amount")
+_ACCOUNT_OF = operator.attrgetter("ledger_account_id")  # an entry's account (a set of them without a comprehension)
 
 
 _UNCONDITIONAL = Condition()  # an entry's without a balance lock or lock_version (most: made once)
@@ -155,6 +157,8 @@ _kept_decoder = msgspec.json.Decoder(_Kept)
 
 
 def _kept(posting: Posting, unstamped: views.LedgerTransaction) -> _Kept:
+    if not posting.apply_accounts:  # an entry showing its resulting balances is applied now (accounts_to_apply)
+        return _Kept(unstamped)
     return _Kept(unstamped, frozenset(new.id for new, e in zip(posting.state.ledger_entries, posting.entries)
                                       if e.show_resulting_balances))
 
@@ -162,9 +166,8 @@ def _kept(posting: Posting, unstamped: views.LedgerTransaction) -> _Kept:
 def _posted(kept: _Kept, result: PostResult) -> views.LedgerTransaction:
     """The answer to a posting, from what was written and what `ledger_post` reported: the first answer, and a
     replay's from what the key kept (so a replay is the first answer, byte for byte)."""
-    return views.stamp_post(kept.view, result.created_at,
-                            {str(r.id): msgspec.structs.asdict(r) for r in result.entries}, result.archived_reason,
-                            kept.show)
+    applied = {str(r.id): msgspec.structs.asdict(r) for r in result.entries} if result.entries else {}
+    return views.stamp_post(kept.view, result.created_at, applied, result.archived_reason, kept.show)
 
 
 def _replayed(kept: bytes, facts: str) -> views.LedgerTransaction:
@@ -193,7 +196,7 @@ async def prepare_posting(ctx: CellContext, tenant_id: str, *, ledger_id: uuid.U
                           archive_on_lock_failure: bool = False) -> tuple[Posting, dict[str, Account]]:
     """A validated posting, its ids chosen, ready for `store.post` (the one way a ledger transaction is written; a
     use case that writes one inside its own database transaction, a settlement, calls this and store.post)."""
-    accounts = await ctx.cache.accounts(ctx.pool, tenant_id, sorted({e.ledger_account_id for e in entries}))
+    accounts = await ctx.cache.accounts(ctx.pool, tenant_id, sorted(set(map(_ACCOUNT_OF, entries))))
     if ledger_id is None:
         derived = derive_ledger(entries, accounts)
         if isinstance(derived, Rejection):
@@ -241,7 +244,7 @@ async def finish_posting(ctx: CellContext, posting: Posting, result: PostResult,
         unapplied = sorted({e.ledger_account_id for new, e in zip(state.ledger_entries, posting.entries)
                             if new.id not in applied})
     else:  # an async posting applies nothing now
-        unapplied = sorted({e.ledger_account_id for e in posting.entries})
+        unapplied = sorted(set(map(_ACCOUNT_OF, posting.entries)))
     if partial is not None and ctx.settings.posting_mode != "sync":  # the archived entries' effects are queued
         unapplied = sorted(set(unapplied) | {uuid_text(e.ledger_account_id) for e in partial.snapshot.ledger_entries})
     if unapplied:
