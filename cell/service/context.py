@@ -269,22 +269,17 @@ class CellContext:
         pool = self.pool
         try:
             free = pool._queue
-            holders = free._queue  # the free ones, the next to hand out last
-            if (not holders or (free._getters and not woken) or pool._closing or not pool._initialized
+            if (not free.qsize() or (free._getters and not woken) or pool._closing or not pool._initialized
                     or pool._setup is not act_for_task_tenant):
                 return None
-            holder = holders[-1]
+            holder = free._queue[-1]
             con = holder._con
             if con is None or con.is_closed() or holder._generation != pool._generation:
                 return None
             in_use = pool._loop.create_future()
         except AttributeError:  # not an asyncpg pool
             return None
-        # free.get_nowait(), without its calls: its _get takes the last holder whose connection is live, this one; no
-        # put ever waits (asyncpg puts without waiting), so there is no putter to wake
-        holders.pop()
-        if free._putters:
-            free._wakeup_next(free._putters)
+        free.get_nowait()
         holder._maybe_cancel_inactive_callback()
         holder._proxy = proxy = PoolConnectionProxy(holder, con)
         holder._in_use, holder._timeout = in_use, None
@@ -312,23 +307,7 @@ class CellContext:
         else:  # _on_release without a listener to warn about: the count that invalidates earlier references
             con._pool_release_ctr += 1
         holder._timeout = None
-        # holder._release() (its holder out: _in_use set) with the queue's put_nowait, without their calls: the
-        # checkout ends, the proxy is detached (its methods raise from now on), the holder is back in the queue (never
-        # full: it was out of it) and the first request waiting for one is woken
-        in_use = holder._in_use
-        if not in_use.done():
-            in_use.set_result(None)
-        holder._in_use = None
-        proxy = holder._proxy
-        if proxy is not None:
-            proxy._detach()
-            holder._proxy = None
-        free = pool._queue
-        free._queue.append(holder)
-        free._unfinished_tasks += 1
-        free._finished.clear()
-        if free._getters:
-            free._wakeup_next(free._getters)
+        holder._release()
         holder._setup_inactive_callback()
         return True
 
