@@ -11,12 +11,12 @@ class _Histogram(Histogram):
     be observed and walks every bucket below the value (the values and samples are its own; prometheus_client 0.x
     internals: _sum, _buckets, _upper_bounds, requirements.lock). For unlabelled histograms."""
 
-    def observe(self, amount: float, exemplar=None) -> None:
+    def observe(self, value: float, exemplar=None) -> None:  # seconds or a count, never money
         if exemplar:
-            super().observe(amount, exemplar)
+            super().observe(value, exemplar)
             return
-        self._sum.inc(amount)
-        self._buckets[bisect.bisect_left(self._upper_bounds, amount)].inc(1)  # the first bound >= amount
+        self._sum.inc(value)
+        self._buckets[bisect.bisect_left(self._upper_bounds, value)].inc(1)  # the first bound >= value
 
 
 POSTINGS = Counter("ledger_postings_total", "Postings and transitions by outcome", ["outcome"])
