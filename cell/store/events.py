@@ -36,11 +36,15 @@ async def list_page(conn: asyncpg.Connection, tenant_id: str, *, after_position:
     """Positioned events after `after_position`, in position order (the stream's order). Of a name or resource other
     than a transaction's, by their own index: a walk of the tenant's events for them read the whole stream (~520
     buffers at 20,000 postings; tests/integration/store/test_list_reads.py). At or after a time, from the last
-    position whose events are all before it (routines/events_before.sql), not from the stream's start."""
+    position whose events are all before it (routines/events_before.sql), not from the stream's start; at or before
+    a time, up to the first position after which every event is later (routines/events_until.sql), not to its end."""
     w = Where(tenant_id)
-    w.add("position > {}", after_position)
+    after = w.bind(after_position)
+    w.clauses.append(f"position > {after}")
     if event_time_start is not None:
         w.add("position > ledger_events_before($1, {})", event_time_start)
+    if event_time_end is not None:
+        w.add(f"position <= (SELECT ledger_events_until($1, {{}}, {after}))", event_time_end)
     if ((event_name is not None and not event_name.startswith(TRANSACTION_NAMES))
             or (resource is not None and resource != TRANSACTION_RESOURCE)):
         w.clauses.append(f"resource <> '{TRANSACTION_RESOURCE}'")  # the partial indexes' condition, as they state it

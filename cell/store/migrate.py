@@ -44,7 +44,8 @@ ROUTINES = (
     "balances_at", "balance_at", "accounts_current", "accounts_matching", "transactions_matching",
     "entries_matching", "fence", "tenant_open", "audit_horizon", "claim_key", "lock", "check",
     "headroom", "monitor_holds", "monitor", "apply", "apply_report", "post", "post_in_group", "post_queued_group",
-    "transition", "replace_entries", "sequence_events", "sequence_tenant_events", "events_before",
+    "transition", "replace_entries", "event_time_floor", "sequence_events", "sequence_tenant_events", "events_before",
+    "events_until",
     "statement_entries", "category_sums", "category_refresh",
 )
 

@@ -478,7 +478,8 @@ ROWS = {
                        " - 'pending_credits' - 'posted_debits' - 'posted_credits' FROM balance_effects f"
                        " JOIN ledger_entries e ON e.id = f.entry_id, unnest($1::uuid[]) WITH ORDINALITY u(id, n)"
                        " WHERE e.transaction_id = u.id ORDER BY u.n, e.seq, f.kind",
-    "events": "SELECT to_jsonb(v) - 'seq' - 'id' - 'txid' - 'position' - 'event_time_max' FROM events v,"
+    "events": "SELECT to_jsonb(v) - 'seq' - 'id' - 'txid' - 'position' - 'event_time_max'"
+              " - 'event_time_floor' FROM events v,"
               " unnest($1::uuid[]) WITH ORDINALITY u(id, n)"
               " WHERE v.entity_id = u.id ORDER BY u.n, v.event_name",
     "idempotency_keys": "SELECT to_jsonb(k) - 'seq' - 'key' - 'response' || jsonb_build_object('response',"

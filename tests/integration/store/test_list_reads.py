@@ -5,7 +5,8 @@ tables were tiny (as test_request_reads does for entries, transactions and balan
 categories ~25,000 (every category walked had its sums computed), accounts by metadata ~470 with any plan (row-level
 security kept `@>` off the metadata index), an account's monitors and settlements, a bulk request's results, failed
 deliveries, a ledger's categories and events of a name or resource 110-630, events since a time (the stream read from
-its start) ~545, an endpoint's deliveries (the tenant's walked for them) ~630.
+its start) ~545, events up to a time (the stream read to its end) ~543, an endpoint's deliveries (the tenant's walked
+for them) ~630.
 
 Not here: a category or metadata filter naming more than READ_BY_IDS_MAX accounts (a walk of the tenant's accounts in
 seq order, which finds a page soon when so many are in it)."""
@@ -32,10 +33,12 @@ from cell.store.db import INDEX_PLANS, _init_connection
 
 AT = datetime(2026, 3, 1, 12, tzinfo=UTC)
 LATER = datetime(2099, 1, 1, tzinfo=UTC)  # after every event (a poll for those since its last finds none)
+LATE = AT + timedelta(days=30)  # the time of the tenant's transactions' events, after its monitor's (at AT)
 GROWTH = 20_000  # the tenant's accounts, bulk results and deliveries written after the plans are made; a quarter
                  # as many categories, monitors and settlements
 EVENTS = ("INSERT INTO events (id, tenant_id, resource, event_name, entity_id, data, event_time, txid, position,"
-          " event_time_max) SELECT gen_random_uuid(), $1, $2, $3, gen_random_uuid(), '{}', now(), '1'::xid8, g, now()"
+          " event_time_max, event_time_floor) SELECT gen_random_uuid(), $1, $2, $3, gen_random_uuid(), '{}', $6,"
+          " '1'::xid8, g, $6, $6"
           " FROM generate_series($4::bigint, $5) g")
 TRIGGERED = ("ledger_account_balance_monitor", "ledger_account_balance_monitor.triggered")
 DELIVERIES = ("INSERT INTO webhook_deliveries (id, tenant_id, endpoint_id, event_id, event_position, entity_id,"
@@ -77,7 +80,8 @@ async def test_the_lists_read_as_much_after_a_long_history_as_before_any(make_da
             await webhooks.insert_endpoint(owner, e, tenant, url="https://example.com/hook", event_names=[],
                                            description=None, metadata={}, key="k")
         await owner.execute(DELIVERIES, tenant, endpoint, "failed", 3)
-        await owner.execute(EVENTS, tenant, *TRIGGERED, 1, 3)
+        await owner.execute(EVENTS, tenant, *TRIGGERED, 1, 3, AT)  # a month before the history that follows
+        await owner.execute(EVENTS, tenant, "ledger_transaction", "ledger_transaction.created", 4, 4, LATE)
         await owner.execute("ANALYZE")
         page = {"after_seq": 0, "limit": 5}  # each read below returns 1-3 rows: a walk goes to the end
         reads = {
@@ -106,6 +110,8 @@ async def test_the_lists_read_as_much_after_a_long_history_as_before_any(make_da
             "events_of_name": lambda c: events.list_page(c, tenant, after_position=0, limit=5, event_name=TRIGGERED[1]),
             "events_of_resource": lambda c: events.list_page(c, tenant, after_position=0, limit=5, resource=TRIGGERED[0]),
             "events_since": lambda c: events.list_page(c, tenant, after_position=0, limit=5, event_time_start=LATER),
+            "events_until": lambda c: events.list_page(c, tenant, after_position=0, limit=5,
+                                                       event_time_end=AT + timedelta(days=1)),
         }
         session = await RequestSession.open(url, tenant, INDEX_PLANS)
         for _ in range(6):  # the plans are made here (a generic plan from the sixth run on)
@@ -136,7 +142,7 @@ async def test_the_lists_read_as_much_after_a_long_history_as_before_any(make_da
             " FROM generate_series(1, $3) g", tenant, busy_request, GROWTH)
         await owner.execute("UPDATE bulk_requests SET status = 'completed' WHERE id = $1", busy_request)
         await owner.execute(DELIVERIES, tenant, busy_endpoint, "succeeded", GROWTH)
-        await owner.execute(EVENTS, tenant, "ledger_transaction", "ledger_transaction.created", 4, 3 + GROWTH)
+        await owner.execute(EVENTS, tenant, "ledger_transaction", "ledger_transaction.created", 5, 4 + GROWTH, LATE)
         grown = {name: await session.buffers(read) - before[name] for name, read in reads.items()}
         # Measured: at most 15 more (the same rows, an index a level deeper); a walk is 100 to 100,000.
         assert max(grown.values()) < 40, grown

@@ -151,3 +151,109 @@ async def test_positioning_an_event_does_not_write_its_object_again(conns):
     assert after["big"]["chunk"] == before["big"]["chunk"]  # the same value: the rewrite did not copy the object
     assert json.loads(after["big"]["data"]) == big
     assert json.loads(after["small"]["data"]) == {"object": "ledger_account"}
+
+
+@pytest.mark.parametrize("sequencer", ["ledger_sequence_events()", "ledger_sequence_tenant_events($1)"])
+async def test_a_list_up_to_a_time_returns_what_a_scan_of_the_stream_returns_however_the_writers_overlapped(
+        routines_database_url, sequencer):
+    """An event's time is its transaction's start, its position (txid, seq) order past the horizon: a transaction
+    that starts first and writes after others have committed (its transaction id comes with its first write) puts
+    an earlier time after later ones, whether it is still running when they are positioned or committed above the
+    horizon that another running one holds. The floors the sequencers give (0224: a lower bound on the time of every
+    event after a position) hold through both, so a list of the events at or before any time (which ends at the
+    first floor after it, ledger_events_until) returns what a scan of the whole stream returns; so does a stream
+    copied from a cell whose clock is ahead of this one's by less than the lists' margin."""
+    conns = [await asyncpg.connect(routines_database_url) for _ in range(4)]
+    auto, holder, committer, runner = conns  # autocommit; holds the horizon; commits above it; runs throughout
+    tenant, moved = f"o-{uuid.uuid4().hex[:8]}", f"m-{uuid.uuid4().hex[:8]}"
+
+    async def sequence(of: str) -> None:
+        await auto.fetchval(f"SELECT {sequencer}", *([of] if "$1" in sequencer else []))
+
+    async def sequence_all(of: str) -> None:
+        deadline = time.monotonic() + 30
+        while await auto.fetchval("SELECT count(*) FROM events WHERE tenant_id = $1 AND position IS NULL", of):
+            assert time.monotonic() < deadline, "never positioned"
+            await sequence(of)
+            await asyncio.sleep(0.01)
+
+    async def listed_as_scanned(of: str) -> int:
+        times = [r[0] for r in await auto.fetch("SELECT event_time FROM events WHERE tenant_id = $1", of)]
+        cuts = {t + timedelta(microseconds=d) for t in times for d in (-1, 0, 1)}
+        cuts |= {min(times) - timedelta(hours=1), max(times) + timedelta(hours=1)}
+        for cut in sorted(cuts):
+            scanned = await auto.fetch("SELECT event_name FROM events WHERE tenant_id = $1 AND position IS NOT NULL"
+                                       " AND event_time <= $2 ORDER BY position", of, cut)
+            listed, after = [], 0
+            while page := await events.list_page(auto, of, after_position=after, limit=2, event_time_end=cut):
+                listed += [r["event_name"] for r in page]
+                after = page[-1]["position"]
+            assert listed == [r[0] for r in scanned], cut
+        return len(cuts)
+
+    async def floors_hold(of: str) -> None:
+        """Every event is at or after the floor of each position before its own, and the floors are known once no
+        earlier writer can come (NULL is passed over by every search)."""
+        assert await auto.fetchval(
+            "SELECT count(*) FROM events a JOIN events b ON b.tenant_id = a.tenant_id AND b.position > a.position"
+            " WHERE a.tenant_id = $1 AND b.event_time < a.event_time_floor", of) == 0
+        assert await auto.fetchval("SELECT event_time_floor IS NOT NULL FROM events WHERE tenant_id = $1"
+                                   " ORDER BY position DESC LIMIT 1", of)
+
+    try:
+        started = [c.transaction() for c in (committer, runner, holder)]
+        for tx, conn in zip(started, (committer, runner, holder), strict=True):
+            await tx.start()
+            await conn.fetchval("SELECT 1")  # started in this order (their times), no transaction id yet
+        await emit(auto, tenant, "first")
+        await emit(holder, tenant, "held")  # the horizon, till it commits
+        await emit(committer, tenant, "committed")  # a transaction id above the horizon, an early time
+        await started[0].commit()
+        await sequence(tenant)  # first (and, by the move's sequencer, committed): "runner" is still running
+        await started[2].commit()
+        await sequence_all(tenant)
+        await emit(runner, tenant, "ran")
+        await started[1].commit()
+        await sequence_all(tenant)
+        await emit(auto, tenant, "last")
+        await sequence_all(tenant)
+        times = [r[0] for r in await auto.fetch("SELECT event_time FROM events WHERE tenant_id = $1 ORDER BY position",
+                                                tenant)]
+        assert len(times) == 5 and any(t < max(times[:i]) for i, t in enumerate(times) if i)  # what is under test
+        await floors_hold(tenant)
+        assert await listed_as_scanned(tenant) > 10
+
+        # Moved: copied as a move copies it (every column) from a cell whose clock is 30 s ahead of this one's,
+        # then written on here; a list bounded by the floors alone would stop at the copy's last position.
+        await auto.execute(
+            "INSERT INTO events (id, tenant_id, resource, event_name, entity_id, data, facts, event_time, txid,"
+            " position, event_time_max, event_time_floor) SELECT gen_random_uuid(), $2, resource, event_name,"
+            " entity_id, data, facts, event_time + interval '30 s', txid, position, event_time_max + interval '30 s',"
+            " event_time_floor + interval '30 s' FROM events WHERE tenant_id = $1", tenant, moved)
+        await emit(auto, moved, "on-the-target")
+        await sequence_all(moved)
+        assert await listed_as_scanned(moved) > 10
+    finally:
+        for conn in conns:
+            await conn.close()
+
+
+async def test_the_sequencer_knows_its_floors_as_the_workers_role_which_sees_no_other_session(conns):
+    """The workers' pool runs as ledger_worker (SET ROLE): pg_stat_activity shows it no other session's transaction
+    start, not even one of its own login role's. The floor's read of them (ledger_event_time_floor) is the schema
+    owner's, who sees them: the floors are known; a session hidden from it would make them not known (NULL)."""
+    conn, other = conns
+    tenant = f"w-{uuid.uuid4().hex[:8]}"
+    await emit(conn, tenant, "one")
+    await conn.execute("SET ROLE ledger_worker")
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1 AND xact_start IS NULL"
+                                   " AND state IS NULL", other.get_server_pid()) == 1  # hidden from the role itself
+        async with other.transaction():
+            await other.fetchval("SELECT 1")  # a transaction in progress while the sequencer runs
+            await sequence_until(conn, tenant, "one")
+            started = await other.fetchval("SELECT now()")
+        floor = await conn.fetchval("SELECT event_time_floor FROM events WHERE tenant_id = $1", tenant)
+        assert floor is not None and floor <= started
+    finally:
+        await conn.execute("RESET ROLE")

@@ -32,7 +32,8 @@ async def history(conn: asyncpg.Connection, tenant: str, n: int) -> int:
     """n more events of the tenant, positioned as the sequencer leaves them (written so: the unpositioned index keeps
     no entry of them, as after a vacuum); returns the last position."""
     last = await conn.fetchval("SELECT coalesce(max(position), 0) FROM events WHERE tenant_id = $1", tenant)
-    await conn.execute(f"INSERT INTO events ({COLUMNS}, position, event_time_max) SELECT {VALUES}, g, now()"
+    await conn.execute(f"INSERT INTO events ({COLUMNS}, position, event_time_max, event_time_floor) SELECT {VALUES}, g,"
+                       " now(), now()"
                        " FROM generate_series($2::bigint, $3::bigint) g", tenant, last + 1, last + n)
     return last + n
 
