@@ -25,7 +25,7 @@ from typing import NamedTuple
 
 import asyncpg
 
-from ledger_common.server_urls import url_refusals_redacted
+from ledger_common.server_urls import InvalidServerUrl, url_refusals_redacted
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _LOCK_KEY = 7_311_900_001
@@ -244,15 +244,29 @@ async def pending_migrations(conn: asyncpg.Connection, directory: Path = MIGRATI
     return pending
 
 
-async def _main(url: str) -> None:
-    with url_refusals_redacted("the database URL"):
-        conn = await asyncpg.connect(url)
+async def _main(url: str) -> int:
+    """The command: 2 for no or a malformed URL (never libpq's default database), 4 for a database it cannot reach."""
+    if not url:
+        print("error: a database URL is required: python -m cell.store.migrate URL "
+              "(make migrate: set LEDGER_DATABASE_URL)", file=sys.stderr)
+        return 2
+    try:
+        with url_refusals_redacted("the database URL"):
+            conn = await asyncpg.connect(url)
+    except InvalidServerUrl as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, asyncio.TimeoutError, asyncpg.PostgresError) as exc:
+        print(f"error: the database is unreachable or refused the connection ({type(exc).__name__}: {exc})",
+              file=sys.stderr)
+        return 4
     try:
         names = await migrate(conn)
         print("applied: " + (", ".join(names) if names else "nothing (up to date)"))
     finally:
         await conn.close()
+    return 0
 
 
 if __name__ == "__main__":
-    asyncio.run(_main(sys.argv[1]))
+    sys.exit(asyncio.run(_main(sys.argv[1] if len(sys.argv) > 1 else "")))
