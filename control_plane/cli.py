@@ -521,7 +521,13 @@ def moves_abort(move_id: str, yes: bool) -> None:
     """Abort a move before its flip: the tenant stays on (or returns to) its source, active; the target's
     partial copy is deleted."""
     ctx = click.get_current_context().find_object(Context)
-    move = _run(lambda conn, s: moves.fetch_move(conn, move_id))
+
+    async def abortable(conn, settings):
+        move = await moves.fetch_move(conn, move_id)
+        moves.refuse_abort(move)
+        return move
+
+    move = _run(abortable)
     _confirm(ctx, [f"abort move {move_id} of tenant {move['tenant_id']} at step {move['step']}",
                    f"delete its partial copy on cell {move['target_cell']}"], move["tenant_id"], yes)
     _emit_move(ctx, _run(lambda conn, s: moves.abort_move(conn, s, move_id)))
@@ -534,7 +540,13 @@ def moves_abort(move_id: str, yes: bool) -> None:
 def moves_purge(move_id: str, yes: bool) -> None:
     """Delete a finished move's source copy, in batches (the tenant row and key hashes stay, moved_out)."""
     ctx = click.get_current_context().find_object(Context)
-    move = _run(lambda conn, s: moves.fetch_move(conn, move_id))
+
+    async def purgeable(conn, settings):
+        move = await moves.fetch_move(conn, move_id)
+        await moves.refuse_purge(conn, move)
+        return move
+
+    move = _run(purgeable)
     _confirm(ctx, [f"delete tenant {move['tenant_id']}'s rows from cell {move['source_cell']} "
                    f"(it lives on {move['target_cell']} since move {move_id})"], move["tenant_id"], yes)
     _emit_move(ctx, _run(lambda conn, s: moves.purge_move(conn, s, move_id)))

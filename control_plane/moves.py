@@ -1454,13 +1454,28 @@ async def run_move(conn: asyncpg.Connection, settings: ControlPlaneSettings, mov
             await conn.fetchval(Q["unlock_move"], str(move["id"]))
 
 
+def refuse_abort(move: dict) -> None:
+    """No abort past the flip (ledgerctl asks this before it shows an abort's plan, and the abort itself)."""
+    if move["state"] == "done" or move["step"] not in ABORTABLE:
+        raise LedgerctlError("move_past_flip", f"move {move['id']} has flipped the route ({move['step']}): "
+                             "move the tenant back instead")
+
+
+async def refuse_purge(conn: asyncpg.Connection, move: dict) -> None:
+    """Only a finished move's source copy, and never the cell its tenant lives on (ledgerctl asks this before it
+    shows a purge's plan, and the purge itself)."""
+    if move["state"] != "done":
+        raise LedgerctlError("move_not_done", f"move {move['id']} is {move['state']}: only a finished move is purged")
+    tenant = await catalog.fetch_tenant(conn, move["tenant_id"])
+    if tenant["cell"] == move["source_cell"]:
+        raise LedgerctlError("tenant_on_source", f"tenant {move['tenant_id']} lives on {move['source_cell']} again")
+
+
 async def abort_move(conn: asyncpg.Connection, settings: ControlPlaneSettings, move_id) -> dict:
     """Before the flip: the tenant back to active on its source, the target's partial copy removed.
     Idempotent (an aborted or failed move can be aborted again to finish its clean-up)."""
     move = await fetch_move(conn, move_id)
-    if move["state"] == "done" or move["step"] not in ABORTABLE:
-        raise LedgerctlError("move_past_flip", f"move {move_id} has flipped the route ({move['step']}): "
-                             "move the tenant back instead")
+    refuse_abort(move)
     if move["state"] == "running":
         if await conn.fetchval(Q["abort_move"], move["id"], "aborted by the operator", sorted(ABORTABLE)) is None:
             move = await fetch_move(conn, move_id)
@@ -1489,11 +1504,7 @@ async def abort_move(conn: asyncpg.Connection, settings: ControlPlaneSettings, m
 async def purge_move(conn: asyncpg.Connection, settings: ControlPlaneSettings, move_id) -> dict:
     """A finished move's source copy, deleted in batches (the tenant is moved_out there)."""
     move = await fetch_move(conn, move_id)
-    if move["state"] != "done":
-        raise LedgerctlError("move_not_done", f"move {move_id} is {move['state']}: only a finished move is purged")
-    tenant = await catalog.fetch_tenant(conn, move["tenant_id"])
-    if tenant["cell"] == move["source_cell"]:
-        raise LedgerctlError("tenant_on_source", f"tenant {move['tenant_id']} lives on {move['source_cell']} again")
+    await refuse_purge(conn, move)
     source = await catalog.fetch_cell(conn, move["source_cell"])
     async with _cell(source) as src:
         state = await src.fetchval("SELECT state FROM tenants WHERE id = $1", move["tenant_id"])

@@ -250,3 +250,16 @@ def test_a_tenant_moves_back_to_a_cell_it_left(ctl, stack):
     again = ctl.json("tenants", "move", tenant, "--to", "cli-2", "--yes")
     assert again["state"] == "done" and again["verification"]["ok"], again
     assert ctl.json("verify", "--tenant", tenant, "--unapplied-age-max-s", "0")["violations"] == []
+
+
+def test_an_abort_or_purge_that_would_be_refused_shows_no_plan_and_asks_nothing(ctl, stack):
+    """Past its flip a move cannot be aborted, nor purged once its tenant is back on its source: ledgerctl says so
+    at once, never showing a plan that would delete the copy the tenant lives on, nor asking for it to be typed back."""
+    tenant, *_ = tenant_books(ctl, stack, "cli-1", "mvq")
+    away = ctl.json("tenants", "move", tenant, "--to", "cli-2", "--yes")
+    ctl.json("tenants", "move", tenant, "--to", "cli-1", "--yes")  # back: `away`'s source is where it lives
+    for command, code in (("abort", "move_past_flip"), ("purge", "tenant_on_source")):
+        refused = ctl("moves", command, away["id"], input=f"{tenant}\n", expect=1)
+        assert f"[{code}]" in refused.stderr, refused.stderr
+        assert "Plan:" not in refused.stderr and "Type " not in refused.stderr, refused.stderr
+    assert ctl.json("tenants", "show", tenant)["cell"] == "cli-1"
