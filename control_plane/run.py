@@ -333,9 +333,19 @@ def ledgerctl_command() -> str:
     return os.path.relpath(script) if script.absolute().is_relative_to(Path.cwd()) else str(script)
 
 
+def refuse_busy_ports() -> None:
+    """Before anything is touched: a `make run` already running here keeps its servers and its dev.json."""
+    metrics_ports = [base + i for i in range(1, len(CELLS) + 1)
+                     for base in (CELL_METRICS_PORT_BASE, WORKER_METRICS_PORT_BASE)]
+    for port in [ROUTER_PORT, ROUTER_METRICS_PORT, *(p for _, p in CELLS), *metrics_ports]:
+        if not port_free(port):
+            raise SystemExit(f"port {port} is in use: is another `make run` still running?")
+
+
 def main() -> None:
     # SIGTERM ends us like Ctrl-C does, through the same clean-up.
     signal.signal(signal.SIGTERM, _interrupt)
+    refuse_busy_ports()
     DATA.mkdir(parents=True, exist_ok=True)
     (DATA / "dev.json").unlink(missing_ok=True)  # written again only once this run is ready
     procs = Supervisor()
@@ -354,12 +364,6 @@ def main() -> None:
 
 
 def run(procs: Supervisor) -> None:
-    metrics_ports = [base + i for i in range(1, len(CELLS) + 1)
-                     for base in (CELL_METRICS_PORT_BASE, WORKER_METRICS_PORT_BASE)]
-    for port in [ROUTER_PORT, ROUTER_METRICS_PORT, *(p for _, p in CELLS), *metrics_ports]:
-        if not port_free(port):
-            raise SystemExit(f"port {port} is in use: is another `make run` still running?")
-
     server_url = os.environ.get("LEDGER_DATABASE_URL")
     if not server_url:
         say(f"starting PostgreSQL (data in {DATA / 'pg'})")

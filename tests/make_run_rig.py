@@ -137,6 +137,7 @@ def start_stack(tmp_path: Path, ready_s_max: float = 180) -> Stack:
         time.sleep(0.2)
     ports = [router_base + 1, cell_base + 1, cell_base + 2, metrics_base + 1, metrics_base + 2]
     stack = Stack(proc, json.loads(dev.read_text()), ports, tmp_path)
+    stack.env = env  # what a second `make run` in the same checkout would run with
     stack.tree()
     return stack
 

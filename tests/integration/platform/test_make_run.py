@@ -261,6 +261,21 @@ def test_a_killed_postgresql_is_restarted_on_its_data_directory(platform):
             wait_until(lambda h=http, a=alice: applied(h, a, 1), f"{cell}'s worker applies a posting after it")
 
 
+def test_a_second_make_run_beside_it_refuses_and_leaves_its_credentials(platform):
+    """A second `make run` in the same checkout while one runs stops at once, saying why, and touches nothing of the
+    first: its .ledger/dev.json, which the README's lines and `make loadtest` read, stays."""
+    dev = platform.tmp_path / "ledger" / "dev.json"
+    second = subprocess.run([sys.executable, "-m", "control_plane.run"], cwd=ROOT, env=platform.env,
+                            capture_output=True, text=True, timeout=60)
+    assert second.returncode == 1, second.stdout + second.stderr
+    assert f"port {platform.ports[0]} is in use" in second.stderr
+    assert dev.exists(), "the second make run removed the first one's dev.json"
+    assert json.loads(dev.read_text()) == platform.dev
+    with httpx.Client(base_url=platform.dev["base_url"], auth=(platform.dev["tenant_id"], platform.dev["api_key"]),
+                      timeout=10) as http:
+        assert serves(http)
+
+
 def test_stopping_make_run_leaves_nothing_behind(platform):
     platform.tree()
     pg_port = urlsplit(platform.dev["control_plane_database_url"]).port
