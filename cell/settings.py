@@ -59,7 +59,6 @@ class CellSettings(msgspec.Struct, frozen=True, kw_only=True):
     # posting's statement rolls back), the pools close, exit 0. Below the pod's grace period less its preStop sleep
     # (the Helm chart's cellDefaults.api.shutdownSeconds: 30 - 5 > 20).
     shutdown_drain_s: float = 20.0
-    metadata_keys_max: int = 64
     idempotency_key_length_max: int = 255
     # A revoked key works at most this long in a process that verified it just before (one indexed query per key
     # per process per TTL).

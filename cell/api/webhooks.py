@@ -52,7 +52,7 @@ async def update_endpoint(request: Request, endpoint_id: FromPath[str]) -> Respo
     eid = parse_uuid(endpoint_id, "webhook endpoint")
     s = _settings(request)
     return http.json(await http.context(request).run(lambda conn: webhooks.update_endpoint(
-        conn, http.tenant(request), eid, req, policy=s.outbound, metadata_keys_max=s.metadata_keys_max)))
+        conn, http.tenant(request), eid, req, policy=s.outbound)))
 
 
 @post("/api/webhook_endpoints/{endpoint_id:str}/rotate_key", status_code=200,

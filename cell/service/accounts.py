@@ -134,7 +134,7 @@ async def apply_update(ctx: CellContext, conn: asyncpg.Connection, tenant_id: st
         current = await store.fetch(conn, tenant_id, account_id)
         if current is None:
             raise NotFound(f"ledger account {account_id} not found")
-        metadata = merge_metadata(current["metadata"], cmd.metadata, ctx.settings.metadata_keys_max)
+        metadata = merge_metadata(current["metadata"], cmd.metadata)
         if unchanged(current, name=cmd.name, description=cmd.description, sync_only=cmd.sync_only,
                      external_id=cmd.external_id, metadata=UNSET if metadata is None else metadata):
             return views.account(current)  # a no-op PATCH writes nothing (updated_at kept)

@@ -199,7 +199,7 @@ async def update_category(ctx: CellContext, tenant_id: str, category_id: uuid.UU
             current = await store.fetch_row(conn, tenant_id, category_id)
             if current is None:
                 raise _not_found(category_id)
-            metadata = merge_metadata(current["metadata"], cmd.metadata, ctx.settings.metadata_keys_max)
+            metadata = merge_metadata(current["metadata"], cmd.metadata)
             if unchanged(current, name=cmd.name, description=cmd.description, external_id=cmd.external_id,
                          metadata=UNSET if metadata is None else metadata):
                 return await _category(conn, tenant_id, category_id)  # a no-op PATCH writes nothing: no event

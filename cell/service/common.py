@@ -17,6 +17,7 @@ import msgspec
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from cell.ledger.commands import METADATA_KEYS_MAX
 from cell.ledger.errors import InvalidRequest, NotFound
 from cell.settings import CellSettings
 
@@ -120,9 +121,9 @@ def parse_uuid(value: str, what: str) -> uuid.UUID:
         raise NotFound(f"{what} {value} not found") from exc
 
 
-def merge_metadata(current: dict, changes, keys_max: int) -> dict | None:
+def merge_metadata(current: dict, changes) -> dict | None:
     """PATCH semantics: given keys are set; a key set to "" is removed. None when the PATCH gives no metadata
-    (UNSET): it stays as it is."""
+    (UNSET): it stays as it is. The merge holds at most what a create may give (commands.METADATA_KEYS_MAX)."""
     if changes is msgspec.UNSET:
         return None
     merged = dict(current)
@@ -131,8 +132,8 @@ def merge_metadata(current: dict, changes, keys_max: int) -> dict | None:
             merged.pop(key, None)
         else:
             merged[key] = value
-    if len(merged) > keys_max:
-        raise InvalidRequest(f"metadata holds at most {keys_max} keys", "too_many_metadata_keys")
+    if len(merged) > METADATA_KEYS_MAX:
+        raise InvalidRequest(f"metadata holds at most {METADATA_KEYS_MAX} keys", "too_many_metadata_keys")
     return merged
 
 

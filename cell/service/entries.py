@@ -34,7 +34,7 @@ async def update_entry(ctx: CellContext, tenant_id: str, entry_id: uuid.UUID, cm
                 raise NotFound(f"ledger entry {entry_id} not found")
             if cmd.metadata is UNSET:
                 return views.entry(current, False)
-            metadata = merge_metadata(current["metadata"], cmd.metadata, ctx.settings.metadata_keys_max)
+            metadata = merge_metadata(current["metadata"], cmd.metadata)
             if metadata == current["metadata"]:
                 return views.entry(current, False)
             await store.set_metadata(conn, tenant_id, entry_id, metadata)

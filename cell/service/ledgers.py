@@ -118,7 +118,7 @@ async def update_ledger(ctx: CellContext, tenant_id: str, ledger_id: uuid.UUID, 
             current = await store.fetch(conn, tenant_id, ledger_id)
             if current is None:
                 raise NotFound(f"ledger {ledger_id} not found")
-            metadata = merge_metadata(current["metadata"], cmd.metadata, ctx.settings.metadata_keys_max)
+            metadata = merge_metadata(current["metadata"], cmd.metadata)
             if unchanged(current, name=cmd.name, description=cmd.description,
                          metadata=UNSET if metadata is None else metadata):
                 return views.ledger(current)  # a no-op PATCH writes nothing (updated_at kept)

@@ -56,7 +56,7 @@ async def update_monitor(ctx: CellContext, tenant_id: str, monitor_id: uuid.UUID
         async with conn.transaction():
             await store_tenants.fence(conn, tenant_id)
             current = await _monitor(conn, tenant_id, monitor_id, lock=True)
-            metadata = merge_metadata(current.metadata, cmd.metadata, ctx.settings.metadata_keys_max)
+            metadata = merge_metadata(current.metadata, cmd.metadata)
             if (metadata is None or metadata == current.metadata) and (
                     cmd.description is UNSET or cmd.description == current.description):
                 return current  # a no-op PATCH writes nothing (updated_at kept)

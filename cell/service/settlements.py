@@ -152,7 +152,7 @@ async def update_settlement(ctx: CellContext, tenant_id: str, settlement_id: uui
                         await store.release(conn, tenant_id, settlement_id)
                     await store.set_outcome(conn, tenant_id, settlement_id, status=cmd.status, amount=row["amount"],
                                             direction=row["settlement_entry_direction"])
-            metadata = merge_metadata(row["metadata"], cmd.metadata, ctx.settings.metadata_keys_max)
+            metadata = merge_metadata(row["metadata"], cmd.metadata)
             described = cmd.description is not UNSET and cmd.description != row["description"]
             status = row["status"] if cmd.status is UNSET else cmd.status
             annotated = described or (metadata is not None and metadata != row["metadata"])

@@ -471,7 +471,7 @@ async def apply_update(ctx: CellContext, conn: asyncpg.Connection, tenant_id: st
     async def change(conn: asyncpg.Connection, current: TransactionState, version: int,
                      view: views.LedgerTransaction) -> tuple[TransactionState, str | None]:
         status = None if cmd.status is UNSET or cmd.status == current.status else cmd.status
-        metadata = merge_metadata(current.metadata, cmd.metadata, ctx.settings.metadata_keys_max)
+        metadata = merge_metadata(current.metadata, cmd.metadata)
         if metadata == current.metadata:
             metadata = None
         description_changed = cmd.description is not UNSET and cmd.description != current.description

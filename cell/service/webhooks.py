@@ -84,14 +84,13 @@ async def list_endpoints(conn: asyncpg.Connection, tenant_id: str, *, after_seq:
 
 
 async def update_endpoint(conn: asyncpg.Connection, tenant_id: str, endpoint_id: uuid.UUID,
-                          cmd: WebhookEndpointUpdate, *, policy: OutboundPolicy,
-                          metadata_keys_max: int) -> views.WebhookEndpoint:
+                          cmd: WebhookEndpointUpdate, *, policy: OutboundPolicy) -> views.WebhookEndpoint:
     if cmd.url is not UNSET:
         await check_endpoint_url(cmd.url, policy)
     async with conn.transaction():
         await store_tenants.fence(conn, tenant_id)
         current = await _row(conn, tenant_id, endpoint_id)
-        metadata = merge_metadata(current["metadata"], cmd.metadata, metadata_keys_max)
+        metadata = merge_metadata(current["metadata"], cmd.metadata)
         row = await store.update_endpoint(
             conn, tenant_id, endpoint_id, url=None if cmd.url is UNSET else cmd.url,
             event_names=None if cmd.event_names is UNSET else sorted(set(cmd.event_names)),

@@ -338,3 +338,19 @@ async def test_an_entry_is_effective_when_its_transaction_is(api, books):
         {"ledger_account_id": a["id"], "direction": "debit", "amount": 1, "effective_at": "2024-02-03T04:05:07Z"},
         {"ledger_account_id": b["id"], "direction": "credit", "amount": 1}]})
     assert r.status_code == 400 and r.json()["code"] == "entry_effective_at_mismatch", r.text
+
+
+async def test_a_patch_holds_metadata_to_the_keys_a_create_may_give(api, books):
+    """One bound for metadata, a create's and a PATCH's merge alike (commands.METADATA_KEYS_MAX): an account made
+    with the most keys a create takes keeps them, a PATCH that would add one more is refused and changes nothing,
+    and one that swaps a key for another is taken."""
+    _, account, _ = books
+    full = {f"k{i}": "v" for i in range(64)}
+    r = await api.patch(f"/api/ledger_accounts/{account['id']}", json={"metadata": full})
+    assert r.status_code == 200, r.text
+    r = await api.patch(f"/api/ledger_accounts/{account['id']}", json={"metadata": {"one_more": "v"}})
+    assert r.status_code == 400 and r.json()["code"] == "too_many_metadata_keys", r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+    r = await api.patch(f"/api/ledger_accounts/{account['id']}", json={"metadata": {"k0": "", "one_more": "v"}})
+    assert r.status_code == 200, r.text
+    assert set(r.json()["metadata"]) == set(full) - {"k0"} | {"one_more"}

@@ -395,7 +395,7 @@ async def test_a_paused_endpoint_hears_nothing_until_active_again_then_every_eve
         async def set_active(active: bool) -> None:
             async with pool.acquire() as conn:
                 await webhooks.update_endpoint(conn, book.tenant, endpoint.id, WebhookEndpointUpdate(active=active),
-                                               policy=DEV, metadata_keys_max=64)
+                                               policy=DEV)
 
         await set_active(False)
         await _events(pool, book.tenant, [(uuid.uuid4(), "ledger_transaction.created") for _ in range(3)])
