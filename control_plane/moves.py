@@ -1031,12 +1031,13 @@ class Mover:
 
     async def step_copy(self) -> str:
         # A move back to a cell the tenant left: its moved-out copy there goes first (the copy upserts on natural
-        # keys, and would leave rows gone or changed since), but for the tenant row, which goes from moved_out
+        # keys, and would leave rows gone or changed since), but for the tenant row and its key hashes (the source's
+        # keys are a superset: a key is never deleted while the tenant has moves), the row going from moved_out
         # (421: a stale router follows the route) to frozen (503: held and retried), never missing (401).
         if await self.dst.fetchval("SELECT state FROM tenants WHERE id = $1", self.tenant_id) == "moved_out":
             async with self._alive():
                 self.w["replaced_on_target"] = await purge_tenant(
-                    self.dst, self.tables, self.tenant_id, self.settings.move_batch_rows, keep=frozenset({"tenants"}))
+                    self.dst, self.tables, self.tenant_id, self.settings.move_batch_rows, keep=PURGE_KEEPS)
             await self.dst.execute("UPDATE tenants SET state = 'frozen' WHERE id = $1 AND state = 'moved_out'",
                                    self.tenant_id)
         # The tenant row first, frozen: the target refuses its writes until the move ends.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -10,7 +11,7 @@ import uuid
 
 import httpx
 
-from cli_rig import queue_payment, spawn, wait_until
+from cli_rig import finished, holding, queue_payment, spawn, spawn_async, until, wait_until
 from test_ledgerctl import new_id, run_sql
 
 
@@ -249,6 +250,39 @@ def test_a_tenant_moves_back_to_a_cell_it_left(ctl, stack):
     assert ctl.json("moves", "purge", back["id"], "--yes")["purged"]["ledger_entries"] > 0
     again = ctl.json("tenants", "move", tenant, "--to", "cli-2", "--yes")
     assert again["state"] == "done" and again["verification"]["ok"], again
+    assert ctl.json("verify", "--tenant", tenant, "--unapplied-age-max-s", "0")["violations"] == []
+
+
+def _assert_tenant_moved(response: httpx.Response) -> None:
+    """The answer of a cell the tenant left: 421 tenant_moved, problem+json (a stale router follows the route)."""
+    assert response.status_code == 421, (response.status_code, response.text)
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert response.json()["code"] == "tenant_moved"
+
+
+def test_a_move_back_keeps_the_key_hashes_of_the_cell_it_left_while_it_replaces_its_copy(ctl, stack):
+    # The move back to cli-1 has deleted the moved-out copy there and not yet copied anything (its first write to the
+    # tenant row held by a lock here, as a mover killed at that point would leave it): cli-1 still answers the
+    # tenant's key 421, not 401.
+    w = _world(ctl, stack, postings=2)
+    tenant, source = w["tenant"], stack["cells"]["cli-1"]
+    assert ctl.json("tenants", "move", tenant, "--to", "cli-2", "--yes")["state"] == "done"
+
+    async def go():
+        async with holding(source.database_url, "LOCK TABLE tenants IN SHARE MODE") as held:
+            back = await spawn_async(stack, "tenants", "move", tenant, "--to", "cli-1", "--yes")
+            await until(lambda: held.queued(back, "%UPDATE tenants SET state = 'frozen'%"),
+                        "the move back to have deleted the moved-out copy")
+            async with httpx.AsyncClient(base_url=source.url, auth=(tenant, w["secret"]), timeout=10) as old:
+                meanwhile = await old.get("/api/ledgers")
+            await held.release()
+            return meanwhile, await finished(back)
+
+    meanwhile, (rc, back) = asyncio.run(go())
+    assert _rows(source.database_url, tenant)["ledger_entries"] > 0  # the copy went on once the lock was let go
+    _assert_tenant_moved(meanwhile)
+    assert (rc, back["state"]) == (0, "done"), back
+    assert w["http"].get(f"/api/ledgers/{w['ledger']}").status_code == 200
     assert ctl.json("verify", "--tenant", tenant, "--unapplied-age-max-s", "0")["violations"] == []
 
 
