@@ -519,17 +519,19 @@ def moves_resume(move_id: str) -> None:
 @_format_option
 def moves_abort(move_id: str, yes: bool) -> None:
     """Abort a move before its flip: the tenant stays on (or returns to) its source, active; the target's
-    partial copy is deleted."""
+    partial copy is deleted (on a cell the tenant had left, but for its tenant row, moved_out, and key hashes)."""
     ctx = click.get_current_context().find_object(Context)
 
     async def abortable(conn, settings):
         move = await moves.fetch_move(conn, move_id)
         moves.refuse_abort(move)
-        return move
+        return move, await moves.tenant_left_cell(conn, move)
 
-    move = _run(abortable)
+    move, left = _run(abortable)
     _confirm(ctx, [f"abort move {move_id} of tenant {move['tenant_id']} at step {move['step']}",
-                   f"delete its partial copy on cell {move['target_cell']}"], move["tenant_id"], yes)
+                   f"delete its partial copy on cell {move['target_cell']}"
+                   + (", but for the tenant row (moved out again) and key hashes the tenant left there" if left else
+                      "")], move["tenant_id"], yes)
     _emit_move(ctx, _run(lambda conn, s: moves.abort_move(conn, s, move_id)))
 
 

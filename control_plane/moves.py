@@ -1472,8 +1472,14 @@ async def refuse_purge(conn: asyncpg.Connection, move: dict) -> None:
         raise LedgerctlError("tenant_on_source", f"tenant {move['tenant_id']} lives on {move['source_cell']} again")
 
 
+async def tenant_left_cell(conn: asyncpg.Connection, move: dict) -> bool:
+    """Whether the move's target is a cell its tenant moved out of (it keeps a moved_out tenant row and key hashes)."""
+    return await conn.fetchval(Q["tenant_left_cell"], move["tenant_id"], move["target_cell"])
+
+
 async def abort_move(conn: asyncpg.Connection, settings: ControlPlaneSettings, move_id) -> dict:
-    """Before the flip: the tenant back to active on its source, the target's partial copy removed.
+    """Before the flip: the tenant back to active on its source, the target's partial copy removed (on a cell the
+    tenant left, all but its moved-out tenant row and key hashes, as `moves purge` leaves it).
     Idempotent (an aborted or failed move can be aborted again to finish its clean-up)."""
     move = await fetch_move(conn, move_id)
     refuse_abort(move)
@@ -1489,10 +1495,17 @@ async def abort_move(conn: asyncpg.Connection, settings: ControlPlaneSettings, m
     tenant = await catalog.fetch_tenant(conn, move["tenant_id"])
     if tenant["cell"] != source["name"]:
         raise LedgerctlError("move_past_flip", f"tenant {move['tenant_id']} is routed to {tenant['cell']}")
+    left = await tenant_left_cell(conn, move)
     async with _cell(source) as src, _cell(target) as dst:
         await src.execute("UPDATE tenants SET state = 'active' WHERE id = $1 AND state = 'frozen'", move["tenant_id"])
         tables = await discover(dst)
-        deleted = await purge_tenant(dst, tables, move["tenant_id"], settings.move_batch_rows)
+        if left:
+            # A move back to a cell the tenant left: that cell is left as a purge leaves it, the tenant row moved_out
+            # first and its key hashes kept (a stale router or client gets 421 and follows the route, never 401).
+            await dst.execute("UPDATE tenants SET state = 'moved_out' WHERE id = $1 AND state = 'frozen'",
+                              move["tenant_id"])
+        deleted = await purge_tenant(dst, tables, move["tenant_id"], settings.move_batch_rows,
+                                     keep=PURGE_KEEPS if left else frozenset())
     async with conn.transaction():
         await conn.execute(Q["set_tenant_state"], move["tenant_id"], "active")
         await catalog.audit(conn, settings.actor, "moves.abort", f"tenant:{move['tenant_id']}",

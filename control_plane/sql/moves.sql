@@ -77,3 +77,7 @@ SELECT id, tenant_id, source_cell, target_cell, step, state, extract(epoch FROM 
 FROM moves WHERE state = 'running' AND ($1::text IS NULL OR source_cell = $1 OR target_cell = $1)
   AND ($2::text IS NULL OR tenant_id = $2)
 ORDER BY created_at
+
+-- name: tenant_left_cell
+-- A cell the tenant moved out of (a finished move off it): it keeps the tenant row, moved_out, and its key hashes.
+SELECT EXISTS (SELECT 1 FROM moves WHERE tenant_id = $1 AND source_cell = $2 AND state = 'done')

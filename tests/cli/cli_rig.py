@@ -185,6 +185,41 @@ class CellProcess:
             self.proc.wait()
 
 
+class RouterProcess:
+    """`python -m router` in front of the stack's cells, its map loaded once as it starts: no pub/sub and no periodic
+    reload for an hour, so a route it holds stays stale until a cell's 421 makes it reload (what a router between
+    two of its ~5 s reloads does)."""
+
+    def __init__(self, stack) -> None:
+        self.url = f"http://127.0.0.1:{free_port()}"
+        env = {**os.environ, "ROUTER_CONTROL_PLANE_DATABASE_URL": stack["cp_url"], "ROUTER_REDIS_URL": "",
+               "ROUTER_PORT": self.url.rsplit(":", 1)[1], "ROUTER_METRICS_PORT": "0",
+               "ROUTER_RELOAD_INTERVAL_S": "3600"}
+        self.proc = subprocess.Popen([sys.executable, "-m", "router"], env=env, start_new_session=True,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def wait_started(self, timeout_s: float = 30) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"router exited: {self.proc.stderr.read().decode()[-2000:]}")
+            try:
+                with urllib.request.urlopen(self.url + "/startupz", timeout=1) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.1)
+        raise TimeoutError("router not started")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
 def queue_payment(database_url: str, tenant_id: str, ledger_id: str, debit: str, credit: str, amount: int) -> None:
     """A posting written as the async path writes it (ledger_post, its effects left unapplied), straight through
     the store: these cells run in sync mode and would apply it at once."""

@@ -8,15 +8,25 @@ import os
 import signal
 import uuid
 
+import httpx
 import pytest
 
 from cli_rig import CellProcess, finished, holding, spawn_async, until
 from test_ledgerctl import new_id, run_sql
-from test_moves import _rows, _spawn_mover, _state_in, _wait_for_copy, _world
+from test_moves import _assert_tenant_moved, _rows, _spawn_mover, _state_in, _transfer, _wait_for_copy, _world
 
 
 @pytest.fixture
 def third_cell(ctl, stack):
+    yield from _extra_cell(ctl, stack)
+
+
+@pytest.fixture
+def fourth_cell(ctl, stack, third_cell):
+    yield from _extra_cell(ctl, stack)
+
+
+def _extra_cell(ctl, stack):
     name = f"cli-d{uuid.uuid4().hex[:4]}"
     cell = CellProcess(name, stack["make_database"](f"cli_cell_drain_{uuid.uuid4().hex[:6]}", migrate_cell=False))
     try:
@@ -100,6 +110,31 @@ def test_drain_moves_every_tenant_off_and_is_resumable(ctl, stack, third_cell):
                 sorted(uuid.UUID(a) for a in world["accounts"]))
     # Nothing left: a further run is a no-op; the pretty output says so.
     assert ctl("cells", "drain", name, "--yes").stdout.strip().endswith("0 tenant(s) moved off, none left")
+
+
+def test_a_drain_move_back_aborted_leaves_the_cell_it_left_answering_421(ctl, stack, third_cell, fourth_cell):
+    """The tenant left cell D for cell E; a drain of E moves it back to D (the least loaded: it holds no tenant) and
+    that move is aborted mid-copy: D answers the tenant's key 421 tenant_moved as before, not 401."""
+    for cell in ("cli-1", "cli-2"):  # each holds a tenant: D, holding none, is the least loaded
+        ctl.json("tenants", "create", new_id(), "--cell", cell)
+    world = _world(ctl, stack, cell=third_cell.name, postings=8)
+    tenant = world["tenant"]
+    assert ctl.json("tenants", "move", tenant, "--to", fourth_cell.name, "--yes")["state"] == "done"
+    proc = _spawn_mover(stack, "cells", "drain", fourth_cell.name, "--yes")
+    back = _wait_for_copy(stack, tenant, proc)
+    assert ctl.json("moves", "show", back)["target"] == third_cell.name
+    assert ctl.json("moves", "abort", back, "--yes")["state"] == "aborted"
+    assert proc.wait(30) == 1  # the drain stops with its move
+    ctl.json("moves", "abort", back, "--yes")
+    _assert_tenant_moved(world["http"].get("/api/ledgers"))
+    on_e = httpx.Client(base_url=fourth_cell.url, auth=(tenant, world["secret"]), timeout=10)
+    assert on_e.post("/api/ledger_transactions", json=_transfer(world["ledger"], world["accounts"], 5)).status_code \
+        == 201
+    assert _state_in(third_cell.database_url, tenant) == "moved_out"
+    assert ctl.json("cells", "undrain", fourth_cell.name)["state"] == "active"
+    _apply_queued(stack, world)
+    assert ctl.json("verify", "--tenant", tenant, "--unapplied-age-max-s", "0")["violations"] == []
+    assert ctl.json("verify", "--cell", third_cell.name, "--unapplied-age-max-s", "0")["violations"] == []
 
 
 def test_drain_refusals(ctl, stack):

@@ -11,7 +11,7 @@ import uuid
 
 import httpx
 
-from cli_rig import finished, holding, queue_payment, spawn, spawn_async, until, wait_until
+from cli_rig import RouterProcess, finished, holding, queue_payment, spawn, spawn_async, until, wait_until
 from test_ledgerctl import new_id, run_sql
 
 
@@ -176,10 +176,11 @@ def _spawn_mover(stack, *args: str) -> subprocess.Popen:
 
 
 def _wait_for_copy(stack, tenant: str, proc: subprocess.Popen) -> str:
-    """The move's id once its mover has copied some rows, mid-copy."""
+    """The running move's id once its mover has copied some rows, mid-copy."""
     def copying() -> str | None:
         assert proc.poll() is None, proc.stderr.read()
-        rows = run_sql(stack["cp_url"], "SELECT id, step, watermarks FROM moves WHERE tenant_id = $1", tenant)
+        rows = run_sql(stack["cp_url"], "SELECT id, step, watermarks FROM moves WHERE tenant_id = $1 "
+                       "AND state = 'running'", tenant)
         if rows and rows[0]["step"] == "copy" and sum(json.loads(rows[0]["watermarks"]).get("copied", {}).values()) >= 6:
             return str(rows[0]["id"])
         return None
@@ -260,6 +261,54 @@ def _assert_tenant_moved(response: httpx.Response) -> None:
     assert response.json()["code"] == "tenant_moved"
 
 
+def test_an_aborted_move_back_leaves_the_cell_it_left_answering_421(ctl, stack):
+    # The tenant left cli-1 (purged there: its tenant row and key hashes answer 421), then a move back to cli-1 is
+    # aborted mid-copy: cli-1 is as it was before that move, not empty (401 for a tenant that exists).
+    w = _world(ctl, stack, postings=8)
+    tenant, source, target = w["tenant"], stack["cells"]["cli-1"], stack["cells"]["cli-2"]
+    router = RouterProcess(stack)  # started with the tenant on cli-1: its route goes stale with the move
+    try:
+        router.wait_started()
+        away = ctl.json("tenants", "move", tenant, "--to", "cli-2", "--yes")
+        assert away["state"] == "done", away
+        ctl.json("moves", "purge", away["id"], "--yes")
+        proc = _spawn_mover(stack, "tenants", "move", tenant, "--to", "cli-1", "--yes")
+        back = _wait_for_copy(stack, tenant, proc)
+        plan = ctl("moves", "abort", back, input="nope\n", expect=1).stderr
+        assert "delete its partial copy on cell cli-1, but for the tenant row (moved out again) and key hashes" in plan
+        assert ctl.json("moves", "abort", back, "--yes")["state"] == "aborted"
+        assert proc.wait(30) == 1
+        ctl.json("moves", "abort", back, "--yes")  # idempotent: removes whatever the mover wrote meanwhile
+        assert ctl.json("tenants", "show", tenant)["cell"] == "cli-2"
+        # A caller on cli-1 with the tenant's key: 421, not 401.
+        _assert_tenant_moved(w["http"].get("/api/ledgers"))
+        # A router still routing the tenant to cli-1 follows the 421 to cli-2, where the tenant works.
+        via = httpx.Client(base_url=router.url, auth=(tenant, w["secret"]), timeout=10)
+        read = via.get(f"/api/ledgers/{w['ledger']}")
+        assert read.status_code == 200, read.text
+        posted = via.post("/api/ledger_transactions", json=_transfer(w["ledger"], w["accounts"], 5))
+        assert posted.status_code == 201, posted.text
+        assert httpx.get(f"{target.url}/api/ledger_transactions/{posted.json()['id']}",
+                         auth=(tenant, w["secret"])).status_code == 200
+        assert ctl.json("verify", "--tenant", tenant, "--unapplied-age-max-s", "0")["violations"] == []
+        assert ctl.json("verify", "--cell", "cli-1", "--unapplied-age-max-s", "0")["violations"] == []
+        # What cli-1 keeps is the purged copy's: the tenant row, moved out, and its key hashes.
+        assert (_state_in(source.database_url, tenant), _state_in(target.database_url, tenant)) == \
+            ("moved_out", "active")
+        left = _rows(source.database_url, tenant)
+        assert left == {**{t: 0 for t in left}, "api_keys": 1}
+        # It moves back there all the same; purged on cli-2 then, cli-2 answers 421 in turn.
+        again = ctl.json("tenants", "move", tenant, "--to", "cli-1", "--yes")
+        assert again["state"] == "done" and again["verification"]["ok"] and again["post_verify"]["ok"], again
+        ctl.json("moves", "purge", again["id"], "--yes")
+        _assert_tenant_moved(httpx.get(f"{target.url}/api/ledgers", auth=(tenant, w["secret"]), timeout=10))
+        assert via.get(f"/api/ledger_transactions/{posted.json()['id']}").status_code == 200
+        assert ctl.json("verify", "--tenant", tenant, "--unapplied-age-max-s", "0")["violations"] == []
+        assert ctl.json("verify", "--cell", "cli-2", "--unapplied-age-max-s", "0")["violations"] == []
+    finally:
+        router.stop()
+
+
 def test_a_move_back_keeps_the_key_hashes_of_the_cell_it_left_while_it_replaces_its_copy(ctl, stack):
     # The move back to cli-1 has deleted the moved-out copy there and not yet copied anything (its first write to the
     # tenant row held by a lock here, as a mover killed at that point would leave it): cli-1 still answers the
@@ -284,6 +333,30 @@ def test_a_move_back_keeps_the_key_hashes_of_the_cell_it_left_while_it_replaces_
     assert (rc, back["state"]) == (0, "done"), back
     assert w["http"].get(f"/api/ledgers/{w['ledger']}").status_code == 200
     assert ctl.json("verify", "--tenant", tenant, "--unapplied-age-max-s", "0")["violations"] == []
+
+
+def test_a_resumed_move_back_aborted_leaves_the_cell_it_left_answering_421(ctl, stack):
+    # Not purged on cli-1 this time; the move back's mover is killed mid-copy, resumed, then aborted.
+    w = _world(ctl, stack, postings=8)
+    tenant, source = w["tenant"], stack["cells"]["cli-1"]
+    assert ctl.json("tenants", "move", tenant, "--to", "cli-2", "--yes")["state"] == "done"
+    proc = _spawn_mover(stack, "tenants", "move", tenant, "--to", "cli-1", "--yes")
+    back = _wait_for_copy(stack, tenant, proc)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    resumed = _spawn_mover(stack, "moves", "resume", back)
+    wait_until(lambda: resumed.poll() is None and sum(json.loads(run_sql(
+        stack["cp_url"], "SELECT watermarks FROM moves WHERE id = $1", uuid.UUID(back))[0][0]).get(
+        "copied", {}).values()) >= 12, "the resumed mover to copy on", 30)
+    assert ctl.json("moves", "abort", back, "--yes")["state"] == "aborted"
+    assert resumed.wait(30) == 1
+    ctl.json("moves", "abort", back, "--yes")
+    _assert_tenant_moved(w["http"].get("/api/ledgers"))
+    new = httpx.Client(base_url=stack["cells"]["cli-2"].url, auth=(tenant, w["secret"]), timeout=10)
+    assert new.post("/api/ledger_transactions", json=_transfer(w["ledger"], w["accounts"], 5)).status_code == 201
+    assert _state_in(source.database_url, tenant) == "moved_out"
+    assert ctl.json("verify", "--tenant", tenant, "--unapplied-age-max-s", "0")["violations"] == []
+    assert ctl.json("verify", "--cell", "cli-1", "--unapplied-age-max-s", "0")["violations"] == []
 
 
 def test_an_abort_or_purge_that_would_be_refused_shows_no_plan_and_asks_nothing(ctl, stack):
