@@ -270,11 +270,17 @@ async def test_history_moves_exactly_and_the_final_catch_up_reads_only_what_chan
         await mover.src.execute("ANALYZE")
         delta = await mover._delta()
         bounded, whole = await _reads(mover, delta), await _reads(mover, None)
+        # On tables this small the planner may find a delivery pending through the index of every tenant's pending
+        # deliveries (webhook_deliveries_due) rather than the tenant's own: then the other tenants' on this cell
+        # (those an earlier test left, a tenant moved away among them) are read too. Not this tenant's history.
+        others_pending = await mover.src.fetchval("SELECT count(*) FROM webhook_deliveries WHERE tenant_id <> $1 "
+                                                  "AND status = 'pending'", tenant_id)
         # What the final catch-up reads is what changed since the last round began (a few rows each), not the
         # history; read whole, the same tables cost their history.
         for name in BOUNDED:
             if name != "effective_balance_buckets":  # scoped by the tenant's accounts: their number, not history
-                assert bounded[name] <= 20, json.dumps({n: (bounded[n], whole[n], src_rows[n]) for n in BOUNDED})
+                bound = 20 + (others_pending if name == "webhook_deliveries" else 0)
+                assert bounded[name] <= bound, json.dumps({n: (bounded[n], whole[n], src_rows[n]) for n in BOUNDED})
         for name in ("events", "idempotency_keys", "audit_links", "webhook_deliveries"):
             assert whole[name] >= HISTORY, (name, whole[name])
 
