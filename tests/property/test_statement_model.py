@@ -17,7 +17,8 @@ from hypothesis.stateful import precondition, rule, run_state_machine_as_test
 from property_model import rfc3339, view
 from test_ledger_model import TIMEOUT_S, ZONES, make_machine
 
-EXAMPLES = int(os.environ.get("PROPERTY_STATEMENT_EXAMPLES", "10"))
+# PROPERTY_EXAMPLES, as the other models (PROPERTY_STATEMENT_EXAMPLES, set, for this model alone: its examples cost more).
+EXAMPLES = int(os.environ.get("PROPERTY_STATEMENT_EXAMPLES") or os.environ.get("PROPERTY_EXAMPLES", "10"))
 STEPS = int(os.environ.get("PROPERTY_STEPS", "25"))
 
 
