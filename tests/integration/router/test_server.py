@@ -218,9 +218,17 @@ async def test_stop_lets_answers_in_flight_go_out_and_takes_no_new_connections(p
     port = router.port
     reader, writer = await connect(router)
     writer.write(request(tenant, "/api/slow?sleep=0.5"))
-    await asyncio.sleep(0.1)
+
+    async def at_the_cell() -> bool:  # the slow answer is in flight
+        return tenant in platform.echo("cell-a").seen
+
+    assert await eventually(at_the_cell, 30, 0.01), "the request did not reach the cell"
     stopping = asyncio.create_task(router.stop())
-    await asyncio.sleep(0.1)
+
+    async def stopped_accepting() -> bool:
+        return router.server.stopping
+
+    assert await eventually(stopped_accepting, 30, 0.01)
     try:
         await asyncio.open_connection("127.0.0.1", port)
         refused = False
