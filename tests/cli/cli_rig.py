@@ -149,7 +149,36 @@ async def holding(url: str, statement: str, *args):
         await lock.close()
 
 
-class CellProcess:
+class ServerProcess:
+    """A server of the stack run as its own process (`self.proc`, stderr piped) at `self.url`."""
+
+    url: str
+    proc: subprocess.Popen
+
+    def _wait_for(self, path: str, what: str, timeout_s: float) -> None:
+        """Until `path` answers 200; the process's last words if it exits first."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{what} exited: {self.proc.stderr.read().decode()[-2000:]}")
+            try:
+                with urllib.request.urlopen(self.url + path, timeout=1) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.1)
+        raise TimeoutError(f"{what}: {path} not 200 within {timeout_s} s")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class CellProcess(ServerProcess):
     def __init__(self, name: str, database_url: str) -> None:
         self.name = name
         self.database_url = database_url
@@ -164,28 +193,10 @@ class CellProcess:
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
     def wait_ready(self, timeout_s: float = 30) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"cell {self.name} exited: {self.proc.stderr.read().decode()[-2000:]}")
-            try:
-                with urllib.request.urlopen(self.url + "/readyz", timeout=1) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.1)
-        raise TimeoutError(f"cell {self.name} not ready")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        self._wait_for("/readyz", f"cell {self.name}", timeout_s)
 
 
-class RouterProcess:
+class RouterProcess(ServerProcess):
     """`python -m router` in front of the stack's cells, its map loaded once as it starts: no pub/sub and no periodic
     reload for an hour, so a route it holds stays stale until a cell's 421 makes it reload (what a router between
     two of its ~5 s reloads does)."""
@@ -199,25 +210,7 @@ class RouterProcess:
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
     def wait_started(self, timeout_s: float = 30) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"router exited: {self.proc.stderr.read().decode()[-2000:]}")
-            try:
-                with urllib.request.urlopen(self.url + "/startupz", timeout=1) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.1)
-        raise TimeoutError("router not started")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        self._wait_for("/startupz", "router", timeout_s)
 
 
 def queue_payment(database_url: str, tenant_id: str, ledger_id: str, debit: str, credit: str, amount: int) -> None:
