@@ -317,6 +317,7 @@ async def test_a_request_created_while_the_worker_idles_is_started_at_once_not_a
     pacer = AsyncPacer(settings.bulk_poll_s, settings.bulk_poll_idle_s)
     while pacer.after(False) < settings.bulk_poll_idle_s:  # a long idle spell
         pass
+    since = await pool.fetchval("SELECT clock_timestamp()")  # a claim a pooled session made before is not this one
     waiting = asyncio.create_task(worker_bulk.next_request(pool, settings, time.monotonic() + 600, pacer))
 
     async def listening() -> bool:  # its first claim found nothing: it waits, listening
@@ -324,8 +325,8 @@ async def test_a_request_created_while_the_worker_idles_is_started_at_once_not_a
         try:
             return bool(await admin.fetchval(
                 "SELECT count(*) FROM pg_stat_activity WHERE state = 'idle' AND pid <> pg_backend_pid() AND pid <> $1"
-                " AND datname = current_database() AND query LIKE '%UPDATE bulk_requests SET status = ''processing''%'",
-                drain_pid))
+                " AND datname = current_database() AND query LIKE '%UPDATE bulk_requests SET status = ''processing''%'"
+                " AND state_change > $2", drain_pid, since))
         finally:
             await admin.close()
 

@@ -232,6 +232,7 @@ async def test_an_event_positioned_while_the_deliverer_idles_is_sent_at_once_not
         pacer = AsyncPacer(settings.webhook_poll_s, settings.webhook_poll_idle_s)
         while pacer.after(False) < settings.webhook_poll_idle_s:  # a long idle spell
             pass
+        since = await pool.fetchval("SELECT clock_timestamp()")  # what pooled sessions did before is not its
         delivering = asyncio.create_task(worker_webhooks.deliver_for(pool, settings, 600, pacer))
 
         async def idle(query: str) -> bool:
@@ -239,7 +240,7 @@ async def test_an_event_positioned_while_the_deliverer_idles_is_sent_at_once_not
             try:
                 return bool(await admin.fetchval("SELECT count(*) FROM pg_stat_activity WHERE state = 'idle'"
                                                  " AND datname = current_database() AND pid <> pg_backend_pid()"
-                                                 " AND query LIKE $1", query))
+                                                 " AND query LIKE $1 AND state_change > $2", query, since))
             finally:
                 await admin.close()
 
