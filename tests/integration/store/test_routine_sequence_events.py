@@ -14,6 +14,15 @@ import pytest_asyncio
 
 from cell.store import events
 
+async def listed_in_pages(conn, tenant: str, **filters) -> list[str]:
+    """The names of the events a list with `filters` gives, followed page after page (two a page) to its end."""
+    listed, after = [], 0
+    while page := await events.list_page(conn, tenant, after_position=after, limit=2, **filters):
+        listed += [r["event_name"] for r in page]
+        after = page[-1]["position"]
+    return listed
+
+
 
 @pytest_asyncio.fixture
 async def conns(routines_database_url):
@@ -108,11 +117,7 @@ async def test_a_list_from_a_time_skips_only_the_positions_before_it_whatever_or
             since = start + timedelta(hours=hour)
             wanted = await conn.fetch("SELECT event_name FROM events WHERE tenant_id = $1 AND event_time >= $2 "
                                       "ORDER BY position", tenant, since)
-            listed, after = [], 0
-            while page := await events.list_page(conn, tenant, after_position=after, limit=2, event_time_start=since):
-                listed += [r["event_name"] for r in page]
-                after = page[-1]["position"]
-            assert listed == [r[0] for r in wanted], hour
+            assert await listed_in_pages(conn, tenant, event_time_start=since) == [r[0] for r in wanted], hour
 
     await listed_alike(-1, 0, 0.5, 1, 2, 2.5, 3, 3.5, 4, 4.5, 5, 5.5, 6, 6.5, 7)
     assert await conn.fetchval(before, f"none-{uuid.uuid4().hex[:8]}", start) == 0  # a tenant without events
@@ -184,11 +189,7 @@ async def test_a_list_up_to_a_time_returns_what_a_scan_of_the_stream_returns_how
         for cut in sorted(cuts):
             scanned = await auto.fetch("SELECT event_name FROM events WHERE tenant_id = $1 AND position IS NOT NULL"
                                        " AND event_time <= $2 ORDER BY position", of, cut)
-            listed, after = [], 0
-            while page := await events.list_page(auto, of, after_position=after, limit=2, event_time_end=cut):
-                listed += [r["event_name"] for r in page]
-                after = page[-1]["position"]
-            assert listed == [r[0] for r in scanned], cut
+            assert await listed_in_pages(auto, of, event_time_end=cut) == [r[0] for r in scanned], cut
         return len(cuts)
 
     async def floors_hold(of: str) -> None:
