@@ -96,17 +96,22 @@ TENANT_TABLES: dict[str, str | None] = {
 }
 # Cell tables that hold nobody's rows.
 CELL_TABLES = frozenset({"schema_migrations", "schema_routines", "schema_routines_generation", "audit_sealer"})
-# The tenant row arrives frozen on the target, and its state is never copied over: the move sets it. The target's freeze
-# has no lease (frozen_until, the source's): it ends only when the move unfreezes it, after the flip.
+# The tenant row arrives on the target 'arriving' (the cell serves it nothing: 421 to a caller, LG012 to a write; cell
+# migration 0225), and its state is never copied over: the move sets it, to frozen just before the flip (the copy whole)
+# and to active after. The target's freeze has no lease (frozen_until, the source's): it ends only when the move
+# unfreezes it.
 # Copied covered rows are sealed already (their links come along): audit_txid 0 keeps the target's sealer
 # off them (cell/store/migrations/0080_audit_chain.sql).
 # An idempotency key's seq is the target's own (a plain column with a sequence default, not an identity). A copied
 # row's changed_txid is older than any round (0151).
-OVERRIDES = {"tenants": {"state": "'frozen'", "frozen_until": "NULL"}, "ledger_transaction_versions": {"audit_txid": "'0'::xid8"},
+OVERRIDES = {"tenants": {"state": "'arriving'", "frozen_until": "NULL"}, "ledger_transaction_versions": {"audit_txid": "'0'::xid8"},
              "ledger_accounts": {"audit_txid": "'0'::xid8"},
              "idempotency_keys": {"seq": "nextval(pg_get_serial_sequence('idempotency_keys', 'seq'))"},
              **{name: {"changed_txid": "'0'::xid8"} for name in ("ledger_entry_metadata", "ledger_account_settlements",
                                                                  "ledger_account_settlement_entries")}}
+
+# The cell migration that lets a tenant row be 'arriving' (OVERRIDES): a move's target must have it.
+ARRIVING_MIGRATION = "0225_tenant_arriving"
 
 # What a purge of a moved-out tenant's source copy leaves behind.
 PURGE_KEEPS = frozenset({"tenants", "api_keys"})
@@ -257,6 +262,13 @@ async def discover(conn: asyncpg.Connection) -> dict[str, Table]:
                              identities[0] if identities else None, key, name in insert_only,
                              scope or "r.tenant_id = $1")
     return tables
+
+
+async def require_arriving(dst: asyncpg.Connection, cell_name: str) -> None:
+    """Refuses a move to a cell whose tenant rows cannot be 'arriving' yet (ARRIVING_MIGRATION), before it writes."""
+    if not await dst.fetchval("SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE name = $1)", ARRIVING_MIGRATION):
+        raise LedgerctlError("cell_not_migrated", f"cell {cell_name} lacks migration {ARRIVING_MIGRATION}: migrate it "
+                             "first (`python -m cell.store.migrate <its database URL>`); nothing changed")
 
 
 def _same_schema(source: dict[str, Table], target: dict[str, Table]) -> list[str]:
@@ -901,6 +913,7 @@ class Mover:
             mismatch = _same_schema(self.tables, await discover(self.dst))
             if mismatch:
                 raise LedgerctlError("schema_mismatch", "source and target cells differ: " + "; ".join(mismatch))
+            await require_arriving(self.dst, target["name"])
             step = self.move["step"]
             if step == "planned":
                 step = "copy"
@@ -1032,15 +1045,16 @@ class Mover:
     async def step_copy(self) -> str:
         # A move back to a cell the tenant left: its moved-out copy there goes first (the copy upserts on natural
         # keys, and would leave rows gone or changed since), but for the tenant row and its key hashes (the source's
-        # keys are a superset: a key is never deleted while the tenant has moves), the row going from moved_out
-        # (421: a stale router follows the route) to frozen (503: held and retried), never missing (401).
+        # keys are a superset: a key is never deleted while the tenant has moves), the row going from moved_out to
+        # arriving (both 421: a stale router follows the route; it never reads the copy being made), never missing
+        # (401).
         if await self.dst.fetchval("SELECT state FROM tenants WHERE id = $1", self.tenant_id) == "moved_out":
             async with self._alive():
                 self.w["replaced_on_target"] = await purge_tenant(
                     self.dst, self.tables, self.tenant_id, self.settings.move_batch_rows, keep=PURGE_KEEPS)
-            await self.dst.execute("UPDATE tenants SET state = 'frozen' WHERE id = $1 AND state = 'moved_out'",
+            await self.dst.execute("UPDATE tenants SET state = 'arriving' WHERE id = $1 AND state = 'moved_out'",
                                    self.tenant_id)
-        # The tenant row first, frozen: the target refuses its writes until the move ends.
+        # The tenant row first, arriving: the target serves it nothing until the flip.
         await self._round("copy", None)
         self.w["since"] = self.w["round"]["next_since"]
         self._keep_fence_point()
@@ -1261,6 +1275,11 @@ class Mover:
                 "UPDATE tenants SET frozen_until = NULL WHERE id = $1 AND state = 'frozen' RETURNING id",
                 self.tenant_id) is None:
             return await self._give_up_the_freeze("flip")
+        # The copy is whole and the source frozen for good: the target serves the tenant's reads (its writes wait for
+        # the unfreeze) from before the route moves, so that a router that follows the new route is never answered
+        # 421 there.
+        await self.dst.execute("UPDATE tenants SET state = 'frozen' WHERE id = $1 AND state = 'arriving'",
+                               self.tenant_id)
         async with self.conn.transaction():
             await self.conn.execute("SET LOCAL synchronous_commit = on")
             tenant = await catalog.fetch_tenant(self.conn, self.tenant_id)
@@ -1286,7 +1305,7 @@ class Mover:
         return "unfreeze"
 
     async def step_unfreeze(self) -> str:
-        await self.dst.execute("UPDATE tenants SET state = 'active' WHERE id = $1 AND state = 'frozen'",
+        await self.dst.execute("UPDATE tenants SET state = 'active' WHERE id = $1 AND state IN ('frozen', 'arriving')",
                                self.tenant_id)
         if "unfrozen_at" not in self.w:
             self.w["unfrozen_at"] = time.time()
@@ -1376,6 +1395,7 @@ async def plan_move(conn: asyncpg.Connection, settings: ControlPlaneSettings, te
         if mismatch:
             raise LedgerctlError("schema_mismatch", "source and target cells differ (migrate both): "
                                  + "; ".join(mismatch))
+        await require_arriving(dst, target["name"])
         state = await src.fetchval("SELECT state FROM tenants WHERE id = $1", tenant_id)
         if state is None:  # `tenants delete` removes the cell's row first, then the catalog's
             raise LedgerctlError("tenant_being_deleted", f"tenant {tenant_id} is being deleted: cell "
@@ -1502,8 +1522,8 @@ async def abort_move(conn: asyncpg.Connection, settings: ControlPlaneSettings, m
         if left:
             # A move back to a cell the tenant left: that cell is left as a purge leaves it, the tenant row moved_out
             # first and its key hashes kept (a stale router or client gets 421 and follows the route, never 401).
-            await dst.execute("UPDATE tenants SET state = 'moved_out' WHERE id = $1 AND state = 'frozen'",
-                              move["tenant_id"])
+            await dst.execute("UPDATE tenants SET state = 'moved_out' WHERE id = $1 AND state IN "
+                              "('frozen', 'arriving')", move["tenant_id"])
         deleted = await purge_tenant(dst, tables, move["tenant_id"], settings.move_batch_rows,
                                      keep=PURGE_KEEPS if left else frozenset())
     async with conn.transaction():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from cell.service.tenants import hash_secret
+from cell.service.tenants import NOT_SERVED, hash_secret
 from cell.store.db import ACTING_TENANT
 from ledger_common.basic_auth import KEY_CHECKED_PREFIX, UNAUTHORIZED_BODY, WWW_AUTHENTICATE, parse_basic
 from ledger_common.problems import problem_body
@@ -44,9 +44,9 @@ def remembered_tenant(scope, ctx) -> str | None:
 
 
 def _admitted(scope, creds, found) -> str | None:
-    """The tenant the key `found` for `creds` admits here (its own tenant's, not moved out), set as
+    """The tenant the key `found` for `creds` admits here (its own tenant's, served here: NOT_SERVED), set as
     scope['state']['tenant_id']; None when it admits none."""
-    if not found or found[0] != creds[0] or found[1] == "moved_out":
+    if not found or found[0] != creds[0] or found[1] in NOT_SERVED:
         return None
     scope.setdefault("state", {})["tenant_id"] = found[0]
     return found[0]
@@ -74,7 +74,7 @@ async def verified_tenant(scope, send) -> str | None:
         return None
     tenant = _admitted(scope, creds, found)
     if tenant is None:
-        if found is not None and found[0] == creds[0]:  # the tenant's own key, the tenant moved out of this cell
+        if found is not None and found[0] == creds[0]:  # the tenant's own key, the tenant not served here
             await _send(send, 421, _MOVED, [])
         else:
             await _send(send, 401, UNAUTHORIZED_BODY, [(b"www-authenticate", WWW_AUTHENTICATE)])

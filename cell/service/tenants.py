@@ -16,6 +16,9 @@ from cell.store import tenants as store
 
 TENANT_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 KEY_PREFIX = "lk_"
+# The states of a tenant row whose requests this cell answers 421 tenant_moved (its key hashes still here): moved_out,
+# the tenant left; arriving, a move's copy of it, not its books until the flip (migration 0225).
+NOT_SERVED = frozenset({"moved_out", "arriving"})
 
 
 class TenantError(Exception):
@@ -130,7 +133,10 @@ class KeyCache:
                 return None
             if len(self._items) >= self.size_max:
                 self._items.clear()
-            self._items[digest] = (row["tenant_id"], row["state"], started + self.ttl_s)
+            if row["state"] != "arriving":  # not remembered: a move's flip serves it next, and at once
+                self._items[digest] = (row["tenant_id"], row["state"], started + self.ttl_s)
+            else:
+                self._items.pop(digest, None)
             return row["tenant_id"], row["state"]
         finally:
             del self._in_flight[digest]

@@ -47,7 +47,7 @@ def _post(stack, cell: str, w: dict, amount: int = 3) -> int:
 
 def _writable_on(stack, w: dict) -> list[str]:
     """The cells that take a posting of the tenant now (the source refuses a moved-out tenant with 421, the
-    target one it does not hold with 401, a frozen one with 503)."""
+    target one arriving with 421, and one it does not hold with 401, a frozen one with 503)."""
     deadline = time.monotonic() + 10
     while True:
         writable = [cell for cell in ("cli-1", "cli-2") if _post(stack, cell, w) == 201]
@@ -56,7 +56,8 @@ def _writable_on(stack, w: dict) -> list[str]:
         time.sleep(0.1)  # the cells' key caches (0.5 s) may still hold the key
 
 
-# The steps a mover is killed before, and the tenant's state on its source while it lies dead there.
+# The steps a mover is killed before, and the tenant's state on its source while it lies dead there (on its target:
+# arriving, the copy served to no one).
 KILLED_AT = [("pre_verify", "active"), ("final_catch_up", "frozen"), ("flip", "frozen")]
 
 
@@ -68,7 +69,10 @@ def test_killed_then_resumed(ctl, stack, step, source_state):
     if step == "pre_verify":  # still writing on the source: the catch-up after the pre-verification copies it
         assert _post(stack, "cli-1", w, 11) == 201
     _kill(proc)
-    assert _state_in(source.database_url, tenant) == source_state
+    assert (_state_in(source.database_url, tenant), _state_in(target.database_url, tenant)) == \
+        (source_state, "arriving")
+    assert httpx.get(f"{target.url}/api/ledger_accounts/{w['accounts'][0]}", auth=(tenant, w["secret"]),
+                     timeout=10).status_code == 421
     assert ctl.json("moves", "show", move_id)["state"] == "running"
     before = _rows(source.database_url, tenant)
     result = ctl.json("moves", "resume", move_id)
@@ -103,8 +107,15 @@ def test_killed_past_the_flip_is_resumed_not_aborted(ctl, stack):
     before = _rows(source.database_url, tenant)
     proc, move_id = _spawn_paused(stack, tenant, "source_moved_out")
     _kill(proc)
-    # The route points at the target, both copies are frozen: the tenant waits (the router holds its writes).
+    # The route points at the target, both copies are frozen: the tenant waits (the router holds its writes), its
+    # reads served by the target, whole.
     assert ctl.json("tenants", "show", tenant)["cell"] == "cli-2"
+    assert (_state_in(source.database_url, tenant), _state_in(target.database_url, tenant)) == ("frozen", "frozen")
+    on_target = httpx.Client(base_url=target.url, auth=(tenant, w["secret"]), timeout=10)
+    for account in w["accounts"]:
+        read = on_target.get(f"/api/ledger_accounts/{account}")
+        assert read.status_code == 200, read.text
+        assert read.json()["balances"] == w["http"].get(f"/api/ledger_accounts/{account}").json()["balances"]
     assert ctl.json("moves", "abort", move_id, "--yes", expect=1)["code"] == "move_past_flip"
     result = ctl.json("moves", "resume", move_id)
     assert result["state"] == "done" and result["verification"]["ok"], result

@@ -93,6 +93,13 @@ def test_move_refusals_change_nothing(ctl, stack):
         assert refused["code"] == "unknown_tables" and "mystery_rows" in refused["title"]
     finally:
         run_sql(source_url, "DROP TABLE mystery_rows")
+    # A target not migrated to hold a copy being made ('arriving', cell migration 0225).
+    run_sql(cell.database_url, "DELETE FROM schema_migrations WHERE name = '0225_tenant_arriving'")
+    try:
+        refused = ctl.json("tenants", "move", tenant, "--to", "cli-2", "--yes", expect=1)
+        assert refused["code"] == "cell_not_migrated" and "0225_tenant_arriving" in refused["title"], refused
+    finally:
+        run_sql(cell.database_url, "INSERT INTO schema_migrations (name) VALUES ('0225_tenant_arriving')")
     # A tenant already moving.
     move_id = uuid.uuid4()
     run_sql(stack["cp_url"], "INSERT INTO moves (id, tenant_id, source_cell, target_cell) VALUES ($1, $2, 'cli-1', "
@@ -320,7 +327,7 @@ def test_a_move_back_keeps_the_key_hashes_of_the_cell_it_left_while_it_replaces_
     async def go():
         async with holding(source.database_url, "LOCK TABLE tenants IN SHARE MODE") as held:
             back = await spawn_async(stack, "tenants", "move", tenant, "--to", "cli-1", "--yes")
-            await until(lambda: held.queued(back, "%UPDATE tenants SET state = 'frozen'%"),
+            await until(lambda: held.queued(back, "%UPDATE tenants SET state = 'arriving'%"),
                         "the move back to have deleted the moved-out copy")
             async with httpx.AsyncClient(base_url=source.url, auth=(tenant, w["secret"]), timeout=10) as old:
                 meanwhile = await old.get("/api/ledgers")
@@ -333,6 +340,40 @@ def test_a_move_back_keeps_the_key_hashes_of_the_cell_it_left_while_it_replaces_
     assert (rc, back["state"]) == (0, "done"), back
     assert w["http"].get(f"/api/ledgers/{w['ledger']}").status_code == 200
     assert ctl.json("verify", "--tenant", tenant, "--unapplied-age-max-s", "0")["violations"] == []
+
+
+def test_a_stale_router_never_reads_a_move_backs_copy_before_its_flip(ctl, stack):
+    # A router that still routes the tenant to cli-1, the cell it left, while a move back copies it there: cli-1
+    # answers 421 until the flip (the copy is no one's books yet), and the router follows the route to cli-2 for the
+    # tenant's whole books; once the move is done, cli-1 serves them.
+    w = _world(ctl, stack, postings=8)
+    tenant, source, target = w["tenant"], stack["cells"]["cli-1"], stack["cells"]["cli-2"]
+    cash = w["accounts"][0]
+    router = RouterProcess(stack)  # started with the tenant on cli-1: its route goes stale with the move
+    try:
+        router.wait_started()
+        assert ctl.json("tenants", "move", tenant, "--to", "cli-2", "--yes")["state"] == "done"
+        new = httpx.Client(base_url=target.url, auth=(tenant, w["secret"]), timeout=10)
+        for i in range(3):  # books the copy on cli-1 lacks until the move back's rounds reach them
+            assert new.post("/api/ledger_transactions", json=_transfer(w["ledger"], w["accounts"], 1000 + i)
+                            ).status_code == 201
+        books = new.get(f"/api/ledger_accounts/{cash}").json()["balances"]
+        proc = _spawn_mover(stack, "tenants", "move", tenant, "--to", "cli-1", "--yes")
+        _wait_for_copy(stack, tenant, proc)
+        assert _state_in(source.database_url, tenant) == "arriving"
+        _assert_tenant_moved(w["http"].get(f"/api/ledger_accounts/{cash}"))
+        _assert_tenant_moved(w["http"].post("/api/ledger_transactions", json=_transfer(w["ledger"], w["accounts"], 1)))
+        via = httpx.Client(base_url=router.url, auth=(tenant, w["secret"]), timeout=10)
+        read = via.get(f"/api/ledger_accounts/{cash}")
+        assert read.status_code == 200 and read.json()["balances"] == books, (read.text, books)
+        assert proc.wait(120) == 0, proc.stderr.read()
+        assert (_state_in(source.database_url, tenant), _state_in(target.database_url, tenant)) == \
+            ("active", "moved_out")
+        assert w["http"].get(f"/api/ledger_accounts/{cash}").json()["balances"] == books
+        assert via.get(f"/api/ledger_accounts/{cash}").json()["balances"] == books
+        assert ctl.json("verify", "--tenant", tenant, "--unapplied-age-max-s", "0")["violations"] == []
+    finally:
+        router.stop()
 
 
 def test_a_resumed_move_back_aborted_leaves_the_cell_it_left_answering_421(ctl, stack):

@@ -17,8 +17,8 @@ CREATE OR REPLACE FUNCTION ledger_thaw(p_tenant text) RETURNS boolean LANGUAGE s
 $$;
 
 -- The tenant write fence, first statement of every write: a move's exclusive lock waits out the writes in
--- flight; a frozen (LG003), unknown (LG011) or moved-out (LG012) tenant is refused, but one whose freeze's lease
--- is over is made active (ledger_thaw) and its write goes on.
+-- flight; a frozen (LG003), unknown (LG011), moved-out or arriving (LG012) tenant is refused, but one whose freeze's
+-- lease is over is made active (ledger_thaw) and its write goes on.
 CREATE OR REPLACE FUNCTION ledger_fence(p_tenant text) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     v_state text;
@@ -38,5 +38,7 @@ BEGIN
         RAISE EXCEPTION 'tenant is frozen for a move' USING ERRCODE = 'LG003';
     ELSIF v_state = 'moved_out' THEN
         RAISE EXCEPTION 'tenant has moved to another cell' USING ERRCODE = 'LG012';
+    ELSIF v_state = 'arriving' THEN  -- a move's copy, not the tenant's books until the flip (0225)
+        RAISE EXCEPTION 'tenant is being moved to this cell' USING ERRCODE = 'LG012';
     END IF;
 END $$;

@@ -116,11 +116,11 @@ HAVING CASE WHEN v1.snapshot ->> 'status' = 'archived' THEN count(f.*) <> 0
 LIMIT 20
 
 -- name: verify_stale_unapplied
--- The sweeper's bound, but for a moved-out tenant's copy (kept until purged, applied by its target cell: worker.sql's
--- worker_queue_gauges).
+-- The sweeper's bound, but for a moved-out or arriving tenant's copy (kept until purged, applied by its target cell; a
+-- move's copy being made, applied once unfrozen: worker.sql's worker_queue_gauges).
 SELECT count(*) AS n, min(created_at) AS oldest FROM balance_effects
 WHERE applied_at IS NULL AND created_at < now() - make_interval(secs => $2) AND ($1::text IS NULL OR tenant_id = $1)
-  AND tenant_id <> ALL(ARRAY(SELECT id FROM tenants WHERE state = 'moved_out'))
+  AND tenant_id <> ALL(ARRAY(SELECT id FROM tenants WHERE state IN ('moved_out', 'arriving')))
 
 -- name: verify_versions
 SELECT transaction_id, version, snapshot, prev_hash, hash FROM ledger_transaction_versions

@@ -113,3 +113,27 @@ async def test_requests_that_miss_the_key_cache_together_share_one_lookup(api, c
         assert pool.lookups == 2
     finally:
         await real.close()
+
+
+async def test_a_tenant_a_move_is_copying_here_is_answered_421_then_served_at_once_from_its_flip(
+        new_tenant, admin_conn, cell_database_url):
+    """A move's copy of a tenant on its target ('arriving', cell migration 0225) is no one's books yet: its reads and
+    writes are answered 421 tenant_moved (a stale router follows the route). The key's answer is not remembered, so
+    that the target serves the tenant from the moment the move makes it frozen, not a key-cache TTL later."""
+    tenant = await new_tenant()
+    ledger = await tenant.ledger()
+    app = create_app(load_settings(("CELL_TEST_UNUSED_",), database_url=cell_database_url, db_pool_min=1,
+                                   db_pool_max=2, api_key_cache_ttl_s=60))
+    await admin_conn.execute("UPDATE tenants SET state = 'arriving' WHERE id = $1", tenant.tenant_id)
+    try:
+        async with AsyncTestClient(app) as client:
+            for answer in (await client.get(f"/api/ledgers/{ledger['id']}", auth=tenant.auth),
+                           await client.post("/api/ledgers", json={"name": "x"}, auth=tenant.auth)):
+                assert answer.status_code == 421, answer.text
+                assert answer.headers["content-type"].startswith("application/problem+json")
+                assert answer.json()["code"] == "tenant_moved"
+            await admin_conn.execute("UPDATE tenants SET state = 'frozen' WHERE id = $1", tenant.tenant_id)
+            read = await client.get(f"/api/ledgers/{ledger['id']}", auth=tenant.auth)
+            assert read.status_code == 200 and read.json()["id"] == ledger["id"], read.text
+    finally:
+        await admin_conn.execute("UPDATE tenants SET state = 'active' WHERE id = $1", tenant.tenant_id)

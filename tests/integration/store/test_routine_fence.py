@@ -16,8 +16,8 @@ async def test_an_active_tenant_passes(db):
     assert await raised(db, FENCE, tenant) is None
 
 
-@pytest.mark.parametrize(("state", "code"), [("frozen", "LG003"), ("moved_out", "LG012")])
-async def test_a_tenant_frozen_or_moved_out_is_refused(db, state, code):
+@pytest.mark.parametrize(("state", "code"), [("frozen", "LG003"), ("moved_out", "LG012"), ("arriving", "LG012")])
+async def test_a_tenant_frozen_moved_out_or_arriving_is_refused(db, state, code):
     tenant, _ = await new_ledger(db, state)
     assert (await raised(db, FENCE, tenant)).sqlstate == code
 

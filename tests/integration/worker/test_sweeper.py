@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 
 import asyncpg
+import pytest
 from litestar.testing import AsyncTestClient
 from worker_helpers import assert_invariants, new_book, post, unapplied, wait_until, worker_settings
 
@@ -96,17 +97,18 @@ async def _nudge(queue, book) -> None:
     await nudger.close()
 
 
-async def _moved_out_with_queued_effects(pool, worker_database_url, accounts: int):
+async def _moved_out_with_queued_effects(pool, worker_database_url, accounts: int, state: str = "moved_out"):
     """A tenant that moved to another cell while some of its effects were queued: the source keeps them, unapplied
     (its workers leave a tenant that is not active alone; the target applies its copy), until its copy is purged.
-    They date from long ago, as after a move hours or days back: older than anything else in the queue."""
+    They date from long ago, as after a move hours or days back: older than anything else in the queue. (`state`
+    arriving: a move's copy being made here, its effects as old, applied once the move unfreezes it.)"""
     async with pool.acquire() as conn:
         book = await new_book(conn, {"settlement": "credit", **{f"card{i}": "debit" for i in range(accounts - 1)}})
         for i in range(accounts - 1):
             await post(conn, book, [(f"card{i}", "debit", 100), ("settlement", "credit", 100)])
     owner = await asyncpg.connect(worker_database_url)
     try:
-        await owner.execute("UPDATE tenants SET state = 'moved_out' WHERE id = $1", book.tenant)
+        await owner.execute("UPDATE tenants SET state = $2 WHERE id = $1", book.tenant, state)
         await owner.execute("UPDATE balance_effects SET created_at = '2026-01-01T00:00:00Z' WHERE tenant_id = $1",
                             book.tenant)
     finally:
@@ -130,9 +132,10 @@ async def test_a_moved_out_tenant_s_leftover_effects_never_crowd_active_tenants_
         assert sum((await unapplied(conn, gone)).values()) == 2 * (len(gone.accounts) - 1)  # the target's to apply
 
 
+@pytest.mark.parametrize("state", ["moved_out", "arriving"])
 async def test_a_moved_out_tenant_s_leftover_effects_breach_no_bound_in_the_cell_it_left(
-        pool, sqs_queue, worker_database_url):
-    gone = await _moved_out_with_queued_effects(pool, worker_database_url, accounts=2)
+        pool, sqs_queue, worker_database_url, state):
+    gone = await _moved_out_with_queued_effects(pool, worker_database_url, accounts=2, state=state)
     await drain.sweep(pool, worker_settings(sqs_queue, sweep_after_s=0.000001))  # every active tenant's: applied
     bound_s = worker_settings(sqs_queue).unapplied_age_max_s
     async with pool.acquire() as conn:
