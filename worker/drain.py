@@ -221,7 +221,8 @@ async def sweep(pool: asyncpg.Pool, settings: WorkerSettings) -> int:
 
 
 async def verify(pool: asyncpg.Pool, settings: WorkerSettings) -> list[str]:
-    """The periodic verifier: every invariant (cell.store.verify), including the sweeper's bound."""
+    """The periodic verifier: every invariant (cell.store.verify) of every tenant the cell serves, including the
+    sweeper's bound."""
     async with pool.acquire() as conn:
         # It recomputes every cache of the cell: the one reader allowed past statement_ms_max (it takes no locks).
         await conn.execute(Q["worker_statement_timeout"], "0")

@@ -17,7 +17,8 @@ from cell.store import tenants as store
 TENANT_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 KEY_PREFIX = "lk_"
 # The states of a tenant row whose requests this cell answers 421 tenant_moved (its key hashes still here): moved_out,
-# the tenant left; arriving, a move's copy of it, not its books until the flip (migration 0225).
+# the tenant left; arriving, a move's copy of it, not its books until the flip (migration 0225). The same states in SQL,
+# which cell-wide checks and queue gauges leave out: routines/unserved_tenants.sql.
 NOT_SERVED = frozenset({"moved_out", "arriving"})
 
 

@@ -42,7 +42,7 @@ ROUTINES = (
     "new_id", "entry_status", "balances", "events", "event", "version_hash", "version_entries", "effects_of",
     "entry_results",
     "balances_at", "balance_at", "accounts_current", "accounts_matching", "transactions_matching",
-    "entries_matching", "fence", "tenant_open", "audit_horizon", "claim_key", "lock", "check",
+    "entries_matching", "fence", "tenant_open", "unserved_tenants", "audit_horizon", "claim_key", "lock", "check",
     "headroom", "monitor_holds", "monitor", "apply", "apply_report", "post", "post_in_group", "post_queued_group",
     "transition", "replace_entries", "event_time_floor", "sequence_events", "sequence_tenant_events", "events_before",
     "events_until",

@@ -19,7 +19,9 @@ async def audit_chain_head(conn: asyncpg.Connection, tenant_id: str) -> str:
 
 async def verify(conn: asyncpg.Connection, tenant_id: str | None = None,
                  unapplied_age_max_s: float | None = None) -> list[str]:
-    """Every violation found (empty: all invariants hold). Read-only; safe on a live cell."""
+    """Every violation found (empty: all invariants hold). Read-only; safe on a live cell. Of the tenant named, whatever
+    its state; of the cell (tenant_id None), every tenant it serves, not the copies it holds but does not serve
+    (verify.sql): the states read in the same snapshot as the rows."""
     problems: list[str] = []
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         for r in await conn.fetch(Q["verify_unbalanced_transactions"], tenant_id):

@@ -132,5 +132,6 @@ WHERE v.audit_txid >= (SELECT done_txid FROM audit_sealer)
                   WHERE l.kind = 'version' AND l.ref_id = v.transaction_id AND l.ref_version = v.version OFFSET 0)
 
 -- name: audit_tenants
--- The tenants whose history this cell holds (a moved-out tenant's leftover copy is the target's to verify).
-SELECT id FROM tenants WHERE state <> 'moved_out' ORDER BY id
+-- The tenants whose history this cell holds and serves (a moved-out tenant's leftover copy is its target's to verify,
+-- a copy being made here its move's: routines/unserved_tenants.sql).
+SELECT id FROM tenants WHERE id NOT IN (SELECT * FROM ledger_unserved_tenants()) ORDER BY id

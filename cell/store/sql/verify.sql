@@ -1,9 +1,14 @@
+-- The invariant checks (cell/store/verify.py). $1 names the tenant to check, whatever its state (an operator asked,
+-- or a move checks its copy); NULL checks the cell: every tenant it serves, not the copies it holds but does not serve
+-- (routines/unserved_tenants.sql), inconsistent by nature while a move makes one or a purge deletes one. Read in
+-- verify's one REPEATABLE READ snapshot, tenant states and rows alike.
+
 -- name: verify_unbalanced_transactions
 SELECT e.transaction_id, a.currency,
        sum(CASE WHEN e.direction = 'debit' THEN e.amount ELSE 0 END) AS debits,
        sum(CASE WHEN e.direction = 'credit' THEN e.amount ELSE 0 END) AS credits
 FROM ledger_entries e JOIN ledger_accounts a ON a.id = e.ledger_account_id
-WHERE $1::text IS NULL OR e.tenant_id = $1
+WHERE e.tenant_id = $1 OR $1::text IS NULL AND e.tenant_id NOT IN (SELECT * FROM ledger_unserved_tenants())
 GROUP BY e.transaction_id, a.currency
 HAVING sum(CASE WHEN e.direction = 'debit' THEN e.amount ELSE -e.amount END) <> 0
 LIMIT 20
@@ -13,13 +18,16 @@ LIMIT 20
 WITH q AS (
     SELECT account_id, sum(d_pending_debits) pd, sum(d_pending_credits) pc, sum(d_posted_debits) od,
            sum(d_posted_credits) oc
-    FROM balance_effects WHERE applied_at IS NULL AND ($1::text IS NULL OR tenant_id = $1) GROUP BY account_id
+    FROM balance_effects
+    WHERE applied_at IS NULL
+      AND (tenant_id = $1 OR $1::text IS NULL AND tenant_id NOT IN (SELECT * FROM ledger_unserved_tenants()))
+    GROUP BY account_id
 )
 SELECT a.ledger_id, a.currency,
        sum(b.pending_debits + coalesce(q.pd, 0)) AS pending_debits, sum(b.pending_credits + coalesce(q.pc, 0)) AS pending_credits,
        sum(b.posted_debits + coalesce(q.od, 0)) AS posted_debits, sum(b.posted_credits + coalesce(q.oc, 0)) AS posted_credits
 FROM ledger_accounts a JOIN account_balances b ON b.account_id = a.id LEFT JOIN q ON q.account_id = a.id
-WHERE $1::text IS NULL OR a.tenant_id = $1
+WHERE a.tenant_id = $1 OR $1::text IS NULL AND a.tenant_id NOT IN (SELECT * FROM ledger_unserved_tenants())
 GROUP BY a.ledger_id, a.currency
 HAVING sum(b.pending_debits + coalesce(q.pd, 0)) <> sum(b.pending_credits + coalesce(q.pc, 0))
     OR sum(b.posted_debits + coalesce(q.od, 0)) <> sum(b.posted_credits + coalesce(q.oc, 0))
@@ -37,7 +45,7 @@ WITH from_entries AS (
            sum(CASE WHEN e.direction = 'credit' AND s.status = 'posted' THEN e.amount ELSE 0 END) AS oc
     FROM ledger_entries e JOIN ledger_transactions t ON t.id = e.transaction_id
     CROSS JOIN LATERAL (SELECT ledger_entry_status(e.version, t.entries_version, t.status) AS status) s
-    WHERE $1::text IS NULL OR e.tenant_id = $1
+    WHERE e.tenant_id = $1 OR $1::text IS NULL AND e.tenant_id NOT IN (SELECT * FROM ledger_unserved_tenants())
     GROUP BY e.ledger_account_id
 ), effects AS (
     SELECT account_id,
@@ -48,7 +56,8 @@ WITH from_entries AS (
            sum(d_posted_credits) FILTER (WHERE applied_at IS NOT NULL) AS aoc,
            count(*) FILTER (WHERE applied_at IS NOT NULL) AS applied,
            max(lock_version) AS max_version
-    FROM balance_effects WHERE $1::text IS NULL OR tenant_id = $1
+    FROM balance_effects
+    WHERE tenant_id = $1 OR $1::text IS NULL AND tenant_id NOT IN (SELECT * FROM ledger_unserved_tenants())
     GROUP BY account_id
 )
 SELECT b.account_id, b.pending_debits, b.pending_credits, b.posted_debits, b.posted_credits, b.lock_version,
@@ -58,7 +67,7 @@ SELECT b.account_id, b.pending_debits, b.pending_credits, b.posted_debits, b.pos
 FROM account_balances b
 LEFT JOIN from_entries x ON x.account_id = b.account_id
 LEFT JOIN effects f ON f.account_id = b.account_id
-WHERE ($1::text IS NULL OR b.tenant_id = $1) AND (
+WHERE (b.tenant_id = $1 OR $1::text IS NULL AND b.tenant_id NOT IN (SELECT * FROM ledger_unserved_tenants())) AND (
     coalesce(x.pd, 0) <> coalesce(f.pd, 0) OR coalesce(x.pc, 0) <> coalesce(f.pc, 0)
     OR coalesce(x.od, 0) <> coalesce(f.od, 0) OR coalesce(x.oc, 0) <> coalesce(f.oc, 0)
     OR b.pending_debits <> coalesce(f.apd, 0) OR b.pending_credits <> coalesce(f.apc, 0)
@@ -74,7 +83,8 @@ SELECT account_id, lock_version FROM (
            sum(d_pending_debits) OVER w AS rpd, sum(d_pending_credits) OVER w AS rpc,
            sum(d_posted_debits) OVER w AS rod, sum(d_posted_credits) OVER w AS roc
     FROM balance_effects
-    WHERE applied_at IS NOT NULL AND ($1::text IS NULL OR tenant_id = $1)
+    WHERE applied_at IS NOT NULL
+      AND (tenant_id = $1 OR $1::text IS NULL AND tenant_id NOT IN (SELECT * FROM ledger_unserved_tenants()))
     WINDOW w AS (PARTITION BY account_id ORDER BY lock_version ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
 ) s
 WHERE lock_version <> rn OR pending_debits <> rpd OR pending_credits <> rpc OR posted_debits <> rod OR posted_credits <> roc
@@ -84,11 +94,13 @@ LIMIT 20
 WITH expected AS (
     SELECT account_id, (effective_at AT TIME ZONE 'UTC')::date AS day,
            sum(d_pending_debits) pd, sum(d_pending_credits) pc, sum(d_posted_debits) od, sum(d_posted_credits) oc
-    FROM balance_effects WHERE applied_at IS NOT NULL AND ($1::text IS NULL OR tenant_id = $1)
+    FROM balance_effects
+    WHERE applied_at IS NOT NULL
+      AND (tenant_id = $1 OR $1::text IS NULL AND tenant_id NOT IN (SELECT * FROM ledger_unserved_tenants()))
     GROUP BY 1, 2
 ), actual AS (
     SELECT k.* FROM effective_balance_buckets k JOIN account_balances b ON b.account_id = k.account_id
-    WHERE $1::text IS NULL OR b.tenant_id = $1
+    WHERE b.tenant_id = $1 OR $1::text IS NULL AND b.tenant_id NOT IN (SELECT * FROM ledger_unserved_tenants())
 )
 SELECT coalesce(e.account_id, a.account_id) AS account_id, coalesce(e.day, a.day) AS day
 FROM expected e FULL JOIN actual a ON a.account_id = e.account_id AND a.day = e.day
@@ -107,7 +119,7 @@ FROM ledger_entries e JOIN ledger_transactions t ON t.id = e.transaction_id
 CROSS JOIN LATERAL (SELECT ledger_entry_status(e.version, t.entries_version, t.status) AS status) s
 LEFT JOIN ledger_transaction_versions v1 ON v1.transaction_id = t.id AND v1.version = 1
 LEFT JOIN balance_effects f ON f.entry_id = e.id
-WHERE $1::text IS NULL OR e.tenant_id = $1
+WHERE e.tenant_id = $1 OR $1::text IS NULL AND e.tenant_id NOT IN (SELECT * FROM ledger_unserved_tenants())
 GROUP BY e.id, s.status, t.posted_at, t.created_at, v1.snapshot ->> 'status'
 HAVING CASE WHEN v1.snapshot ->> 'status' = 'archived' THEN count(f.*) <> 0
        ELSE count(f.*) FILTER (WHERE f.kind = 'entry') <> 1
@@ -116,21 +128,22 @@ HAVING CASE WHEN v1.snapshot ->> 'status' = 'archived' THEN count(f.*) <> 0
 LIMIT 20
 
 -- name: verify_stale_unapplied
--- The sweeper's bound, but for a moved-out or arriving tenant's copy (kept until purged, applied by its target cell; a
--- move's copy being made, applied once unfrozen: worker.sql's worker_queue_gauges).
+-- The sweeper's bound, but for the copies the cell does not serve, named or not (a moved-out tenant's, kept until
+-- purged, applied by its target cell; a move's copy being made, applied once unfrozen: worker.sql's
+-- worker_queue_gauges).
 SELECT count(*) AS n, min(created_at) AS oldest FROM balance_effects
 WHERE applied_at IS NULL AND created_at < now() - make_interval(secs => $2) AND ($1::text IS NULL OR tenant_id = $1)
-  AND tenant_id <> ALL(ARRAY(SELECT id FROM tenants WHERE state IN ('moved_out', 'arriving')))
+  AND tenant_id NOT IN (SELECT * FROM ledger_unserved_tenants())
 
 -- name: verify_versions
 SELECT transaction_id, version, snapshot, prev_hash, hash FROM ledger_transaction_versions
-WHERE $1::text IS NULL OR tenant_id = $1
+WHERE tenant_id = $1 OR $1::text IS NULL AND tenant_id NOT IN (SELECT * FROM ledger_unserved_tenants())
 ORDER BY transaction_id, version
 
 -- name: verify_transaction_versions_present
 SELECT t.id, t.version, count(v.*) AS versions FROM ledger_transactions t
 LEFT JOIN ledger_transaction_versions v ON v.transaction_id = t.id
-WHERE $1::text IS NULL OR t.tenant_id = $1
+WHERE t.tenant_id = $1 OR $1::text IS NULL AND t.tenant_id NOT IN (SELECT * FROM ledger_unserved_tenants())
 GROUP BY t.id, t.version HAVING count(v.*) <> t.version
 LIMIT 20
 
@@ -138,7 +151,7 @@ LIMIT 20
 -- A transaction is changed when it is written, posted or archived, and later only: lists of transactions posted
 -- since a time read those changed since it (store.changes).
 SELECT t.id, t.created_at, t.posted_at, t.archived_at, t.updated_at FROM ledger_transactions t
-WHERE ($1::text IS NULL OR t.tenant_id = $1)
+WHERE (t.tenant_id = $1 OR $1::text IS NULL AND t.tenant_id NOT IN (SELECT * FROM ledger_unserved_tenants()))
   AND (t.updated_at < t.created_at OR t.updated_at < t.posted_at OR t.updated_at < t.archived_at)
 LIMIT 20
 
@@ -149,7 +162,7 @@ LIMIT 20
 SELECT e.id, e.created_at, e.effective_at, t.updated_at AS transaction_updated_at,
        t.effective_at AS transaction_effective_at
 FROM ledger_entries e JOIN ledger_transactions t ON t.id = e.transaction_id
-WHERE ($1::text IS NULL OR e.tenant_id = $1)
+WHERE (e.tenant_id = $1 OR $1::text IS NULL AND e.tenant_id NOT IN (SELECT * FROM ledger_unserved_tenants()))
   AND (e.created_at > t.updated_at
        OR (e.effective_at <> t.effective_at AND ledger_entry_live(e.version, t.entries_version)))
 LIMIT 20
@@ -160,7 +173,8 @@ WHERE tgname IN ('ledger_entries_insert_only', 'ledger_transaction_versions_inse
 
 -- name: verify_version_hashes
 SELECT transaction_id, version FROM ledger_transaction_versions
-WHERE ($1::text IS NULL OR tenant_id = $1) AND hash <> ledger_version_hash(prev_hash, snapshot)
+WHERE (tenant_id = $1 OR $1::text IS NULL AND tenant_id NOT IN (SELECT * FROM ledger_unserved_tenants()))
+  AND hash <> ledger_version_hash(prev_hash, snapshot)
 LIMIT 20
 
 -- name: verify_statements
@@ -179,7 +193,7 @@ CROSS JOIN LATERAL (
     FROM balance_effects f
     WHERE f.account_id = s.ledger_account_id AND f.lock_version <= s.ledger_account_lock_version
 ) r
-WHERE ($1::text IS NULL OR s.tenant_id = $1)
+WHERE (s.tenant_id = $1 OR $1::text IS NULL AND s.tenant_id NOT IN (SELECT * FROM ledger_unserved_tenants()))
   AND (s.starting_pending_debits, s.starting_pending_credits, s.starting_posted_debits, s.starting_posted_credits,
        s.ending_pending_debits, s.ending_pending_credits, s.ending_posted_debits, s.ending_posted_credits)
       IS DISTINCT FROM (r.lpd, r.lpc, r.lod, r.loc, r.hpd, r.hpc, r.hod, r.hoc)
@@ -197,7 +211,8 @@ CROSS JOIN LATERAL ledger_balances(a.normal_balance, b.pending_debits, b.pending
                                    b.posted_credits) lb
 CROSS JOIN LATERAL (SELECT ledger_monitor_holds(m.alert_field, m.alert_operator, m.alert_value, lb.pending_amount,
                                                 lb.posted_amount, lb.available_amount, b.lock_version) AS holds) h
-WHERE m.discarded_at IS NULL AND ($1::text IS NULL OR m.tenant_id = $1)
+WHERE m.discarded_at IS NULL
+  AND (m.tenant_id = $1 OR $1::text IS NULL AND m.tenant_id NOT IN (SELECT * FROM ledger_unserved_tenants()))
   AND (NOT b.monitored OR m.lock_version > b.lock_version
        OR (m.lock_version = b.lock_version AND m.triggered IS DISTINCT FROM h.holds))
 LIMIT 20
@@ -217,20 +232,22 @@ WITH held AS (
     JOIN ledger_account_settlements s ON s.id = c.settlement_id
     JOIN ledger_accounts a ON a.id = s.settled_ledger_account_id
     JOIN ledger_entries e ON e.id = c.entry_id JOIN ledger_transactions t ON t.id = e.transaction_id
-    WHERE c.role = 'settled' AND ($1::text IS NULL OR c.tenant_id = $1)
+    WHERE c.role = 'settled'
+      AND (c.tenant_id = $1 OR $1::text IS NULL AND c.tenant_id NOT IN (SELECT * FROM ledger_unserved_tenants()))
     GROUP BY c.settlement_id
 ), leg AS (
     SELECT c.settlement_id, e.amount, e.direction, e.ledger_account_id, e.transaction_id, t.status
     FROM ledger_account_settlement_entries c
     JOIN ledger_entries e ON e.id = c.entry_id JOIN ledger_transactions t ON t.id = e.transaction_id
-    WHERE c.role = 'offset' AND ($1::text IS NULL OR c.tenant_id = $1)
+    WHERE c.role = 'offset'
+      AND (c.tenant_id = $1 OR $1::text IS NULL AND c.tenant_id NOT IN (SELECT * FROM ledger_unserved_tenants()))
 )
 SELECT s.id, s.status, s.amount, h.net, h.fit, l.amount AS leg_amount, l.status AS leg_status
 FROM ledger_account_settlements s
 JOIN ledger_accounts a ON a.id = s.settled_ledger_account_id
 LEFT JOIN held h ON h.settlement_id = s.id
 LEFT JOIN leg l ON l.settlement_id = s.id
-WHERE ($1::text IS NULL OR s.tenant_id = $1) AND (
+WHERE (s.tenant_id = $1 OR $1::text IS NULL AND s.tenant_id NOT IN (SELECT * FROM ledger_unserved_tenants())) AND (
     NOT coalesce(h.fit, true)
     OR (s.status = 'archived' AND (h.settlement_id IS NOT NULL OR l.status <> 'archived'))
     OR (s.status <> 'archived' AND s.amount IS DISTINCT FROM abs(coalesce(h.net, 0))
@@ -247,7 +264,8 @@ WHERE ($1::text IS NULL OR s.tenant_id = $1) AND (
 -- Each category's stored closure is what its graph reaches (live edges down, then live memberships), pair by
 -- pair; and no category reaches itself (a cycle).
 WITH RECURSIVE down(root, id) AS (
-    SELECT id, id FROM ledger_account_categories WHERE $1::text IS NULL OR tenant_id = $1
+    SELECT id, id FROM ledger_account_categories
+    WHERE tenant_id = $1 OR $1::text IS NULL AND tenant_id NOT IN (SELECT * FROM ledger_unserved_tenants())
     UNION
     SELECT d.root, e.child_id FROM down d
     JOIN ledger_account_category_edges e ON e.parent_id = d.id AND e.removed_at IS NULL
@@ -256,7 +274,8 @@ WITH RECURSIVE down(root, id) AS (
     JOIN ledger_account_category_members m ON m.category_id = d.id AND m.removed_at IS NULL
 ), stored AS (
     SELECT category_id, account_id FROM ledger_account_category_closure
-    WHERE reachable AND ($1::text IS NULL OR tenant_id = $1)
+    WHERE reachable
+      AND (tenant_id = $1 OR $1::text IS NULL AND tenant_id NOT IN (SELECT * FROM ledger_unserved_tenants()))
 )
 SELECT coalesce(x.category_id, s.category_id) AS category_id, coalesce(x.account_id, s.account_id) AS account_id,
        x.category_id IS NOT NULL AS reachable, s.category_id IS NOT NULL AS stored, false AS cycle
@@ -273,7 +292,8 @@ SELECT r.category_id, r.account_id, c.ledger_id, c.currency, a.ledger_id AS acco
        a.currency AS account_currency
 FROM ledger_account_category_closure r JOIN ledger_account_categories c ON c.id = r.category_id
 JOIN ledger_accounts a ON a.id = r.account_id
-WHERE r.reachable AND ($1::text IS NULL OR r.tenant_id = $1)
+WHERE r.reachable
+  AND (r.tenant_id = $1 OR $1::text IS NULL AND r.tenant_id NOT IN (SELECT * FROM ledger_unserved_tenants()))
   AND (a.ledger_id <> c.ledger_id OR a.currency <> c.currency OR a.currency_exponent <> c.currency_exponent)
 LIMIT 20
 
@@ -282,7 +302,9 @@ LIMIT 20
 -- account its graph reaches (each account's cache equals its entries: verify_totals_from_entries); queued
 -- effects are added on both sides. Bounded by the graph, not by the history: a move rechecks it in its freeze.
 WITH RECURSIVE down(root, id) AS (
-    SELECT id, id FROM ledger_account_categories WHERE ($1::text IS NULL OR tenant_id = $1) AND discarded_at IS NULL
+    SELECT id, id FROM ledger_account_categories
+    WHERE (tenant_id = $1 OR $1::text IS NULL AND tenant_id NOT IN (SELECT * FROM ledger_unserved_tenants()))
+      AND discarded_at IS NULL
     UNION
     SELECT d.root, e.child_id FROM down d
     JOIN ledger_account_category_edges e ON e.parent_id = d.id AND e.removed_at IS NULL
@@ -293,9 +315,11 @@ WITH RECURSIVE down(root, id) AS (
     SELECT f.account_id, sum(f.d_pending_debits) AS pd, sum(f.d_pending_credits) AS pc,
            sum(f.d_posted_debits) AS od, sum(f.d_posted_credits) AS oc
     FROM balance_effects f
-    WHERE f.applied_at IS NULL AND f.account_id IN (SELECT account_id FROM expected UNION
-                                                   SELECT account_id FROM ledger_account_category_closure
-                                                   WHERE reachable AND ($1::text IS NULL OR tenant_id = $1))
+    WHERE f.applied_at IS NULL AND f.account_id IN (
+        SELECT account_id FROM expected UNION
+        SELECT account_id FROM ledger_account_category_closure
+        WHERE reachable
+          AND (tenant_id = $1 OR $1::text IS NULL AND tenant_id NOT IN (SELECT * FROM ledger_unserved_tenants())))
     GROUP BY f.account_id
 ), from_accounts AS (
     SELECT x.category_id, sum(b.pending_debits + coalesce(q.pd, 0)) AS pd,
@@ -307,7 +331,8 @@ WITH RECURSIVE down(root, id) AS (
 ), queued AS (
     SELECT r.category_id, sum(q.pd) AS pd, sum(q.pc) AS pc, sum(q.od) AS od, sum(q.oc) AS oc
     FROM ledger_account_category_closure r JOIN queued_by_account q ON q.account_id = r.account_id
-    WHERE r.reachable AND ($1::text IS NULL OR r.tenant_id = $1)
+    WHERE r.reachable
+      AND (r.tenant_id = $1 OR $1::text IS NULL AND r.tenant_id NOT IN (SELECT * FROM ledger_unserved_tenants()))
     GROUP BY r.category_id
 )
 SELECT c.id AS category_id,
@@ -316,7 +341,8 @@ SELECT c.id AS category_id,
        coalesce(x.pd, 0) AS e_pd, coalesce(x.pc, 0) AS e_pc, coalesce(x.od, 0) AS e_od, coalesce(x.oc, 0) AS e_oc
 FROM ledger_account_categories c CROSS JOIN LATERAL ledger_category_sums(c.id) s
 LEFT JOIN from_accounts x ON x.category_id = c.id LEFT JOIN queued q ON q.category_id = c.id
-WHERE ($1::text IS NULL OR c.tenant_id = $1) AND c.discarded_at IS NULL
+WHERE (c.tenant_id = $1 OR $1::text IS NULL AND c.tenant_id NOT IN (SELECT * FROM ledger_unserved_tenants()))
+  AND c.discarded_at IS NULL
   AND (s.pending_debits + coalesce(q.pd, 0) <> coalesce(x.pd, 0)
     OR s.pending_credits + coalesce(q.pc, 0) <> coalesce(x.pc, 0)
     OR s.posted_debits + coalesce(q.od, 0) <> coalesce(x.od, 0)

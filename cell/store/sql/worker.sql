@@ -24,12 +24,12 @@ SELECT set_config('lock_timeout', $1::text, true)
 
 -- name: worker_queue_gauges
 -- The async queue: unapplied effects and the age of the oldest, in seconds (0 when empty). A moved-out or arriving
--- tenant's are not in it: the copy it left here (until purged) is applied by no one, its target cell applies its own;
--- a move's copy being made here is applied once the move unfreezes it (0225).
+-- tenant's are not in it (routines/unserved_tenants.sql): the copy it left here (until purged) is applied by no one,
+-- its target cell applies its own; a move's copy being made here is applied once the move unfreezes it (0225).
 SELECT count(*) AS unapplied_effects,
        coalesce(extract(epoch FROM clock_timestamp() - min(created_at)), 0)::double precision AS oldest_unapplied_age_s
 FROM balance_effects WHERE applied_at IS NULL
-  AND tenant_id <> ALL(ARRAY(SELECT id FROM tenants WHERE state IN ('moved_out', 'arriving')))
+  AND tenant_id NOT IN (SELECT * FROM ledger_unserved_tenants())
 
 -- name: worker_unapplied_older_than
 -- Effects unapplied for longer than $1 seconds: each one is a violation of the sweeper's bound.
