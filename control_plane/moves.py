@@ -1166,6 +1166,7 @@ class Mover:
             # target).
             await cell_events.sequence_tenant(self.src, self.tenant_id)
             await audit.seal_tenant(self.src, self.tenant_id)
+        self.w["fenced_at"] = time.time()  # from now on the source's processes remember none of the tenant's keys
         self.emit(step="freeze", event="frozen", freeze_ms=self._freeze_ms())
         return "final_catch_up"
 
@@ -1305,6 +1306,13 @@ class Mover:
         return "unfreeze"
 
     async def step_unfreeze(self) -> str:
+        # A source process serves the tenant's requests on a key it checked before the freeze for up to its key cache's
+        # TTL (one checked since, frozen, it did not remember): the target takes writes once those have expired, so
+        # that a router still routing the tenant to the source never reads its left books after a write here.
+        ttl_s = self.settings.cells_api_key_cache_ttl_s
+        wait_s = self.w.get("fenced_at", time.time()) + ttl_s - time.time()
+        if wait_s > 0:
+            await asyncio.sleep(min(wait_s, ttl_s))
         await self.dst.execute("UPDATE tenants SET state = 'active' WHERE id = $1 AND state IN ('frozen', 'arriving')",
                                self.tenant_id)
         if "unfrozen_at" not in self.w:

@@ -20,6 +20,10 @@ KEY_PREFIX = "lk_"
 # the tenant left; arriving, a move's copy of it, not its books until the flip (migration 0225). The same states in SQL,
 # which cell-wide checks and queue gauges leave out: routines/unserved_tenants.sql.
 NOT_SERVED = frozenset({"moved_out", "arriving"})
+# The states a checked key is not remembered in (KeyCache): arriving, a move's flip serves it next, and at once; frozen,
+# a move's source may be made moved_out next, and must answer 421 from then on (the move makes the tenant active on its
+# target only CONTROL_PLANE_CELLS_API_KEY_CACHE_TTL_S after the freeze: the keys remembered before it have expired).
+NOT_REMEMBERED = frozenset({"arriving", "frozen"})
 
 
 class TenantError(Exception):
@@ -134,7 +138,7 @@ class KeyCache:
                 return None
             if len(self._items) >= self.size_max:
                 self._items.clear()
-            if row["state"] != "arriving":  # not remembered: a move's flip serves it next, and at once
+            if row["state"] not in NOT_REMEMBERED:
                 self._items[digest] = (row["tenant_id"], row["state"], started + self.ttl_s)
             else:
                 self._items.pop(digest, None)

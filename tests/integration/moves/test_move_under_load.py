@@ -321,3 +321,59 @@ async def test_a_tenant_writing_faster_than_the_rounds_shrink_is_not_frozen_and_
     acked = {i for w in writers for i, _ in w.acked.values()}
     assert {str(r["id"]) for r in rows} == acked and len(rows) == len(acked)
     await http.aclose()
+
+
+async def test_the_cell_a_tenant_left_serves_no_read_once_its_new_cell_takes_its_writes(world):
+    """A router that has not learnt of a move yet sends the tenant's requests to the cell it left: that cell serves
+    its reads (from its books, frozen) until it answers 421, but never once the tenant writes on its new cell. A cell
+    process remembers a checked key for CELL_API_KEY_CACHE_TTL_S (2 s for the two mv-1 processes here, and for the
+    mover): one that checked the key just before the move, or one that checked it in the freeze, answers 421 the
+    moment the tenant is active on mv-2 (the unfreeze waits out the first; the second did not remember it)."""
+    import msgspec
+
+    from cell.api.app import create_app
+    from cell.settings import load_settings
+    from control_plane.moves import plan_move, run_move, start_move
+
+    ttl_s = 2.0
+    http, tenant, ledger, accounts = await _tenant(world, "mv-1")
+    cash = f"/api/ledger_accounts/{accounts[0]}"
+    source = world["cells"]["mv-1"]
+    processes = [await Served(create_app(load_settings(
+        ("UNUSED_PREFIX_",), name="mv-1", database_url=source, posting_mode="hybrid", db_pool_min=1, db_pool_max=2,
+        api_key_cache_ttl_s=ttl_s, sweep_interval_s=0))).start() for _ in range(2)]
+    # As a stale router forwards the tenant's reads to mv-1 (its queued effects folded in).
+    before, during = [httpx.AsyncClient(base_url=p.url, auth=http.auth, timeout=10,
+                                        params={"balances[include_unapplied]": "true"}) for p in processes]
+    transfer = {"ledger_id": ledger, "status": "posted", "ledger_entries": [
+        {"ledger_account_id": accounts[0], "direction": "debit", "amount": 5},
+        {"ledger_account_id": accounts[1], "direction": "credit", "amount": 5}]}
+    tasks: dict[str, asyncio.Task] = {}
+
+    async def write_then_read() -> tuple[httpx.Response, list[httpx.Response]]:
+        written = await http.post("/api/ledger_transactions", json=transfer)  # on mv-2, the moment it is active
+        return written, [await before.get(cash), await during.get(cash)]
+
+    def progress(event: dict) -> None:
+        if (event.get("step"), event.get("event")) == ("flip", "step"):  # the tenant frozen on mv-1
+            tasks["frozen"] = asyncio.get_running_loop().create_task(during.get(cash))
+        elif event.get("event") == "unfrozen":  # the tenant active on mv-2
+            tasks["after"] = asyncio.get_running_loop().create_task(write_then_read())
+
+    try:
+        assert (await http.post("/api/ledger_transactions", json=transfer)).status_code == 201
+        assert (await before.get(cash)).status_code == 200  # the key checked there just before the move
+        settings = msgspec.structs.replace(world["settings"], cells_api_key_cache_ttl_s=ttl_s)
+        move = await start_move(world["conn"], settings, await plan_move(world["conn"], settings, tenant, "mv-2"))
+        assert (await run_move(world["conn"], settings, move["id"], progress))["state"] == "done"
+        frozen = await tasks["frozen"]
+        assert (frozen.status_code, frozen.json()["balances"]["posted_balance"]["debits"]) == (200, 5), frozen.text
+        written, late = await tasks["after"]
+        assert written.status_code == 201, written.text
+        assert [(r.status_code, r.json().get("code")) for r in late] == [(421, "tenant_moved")] * 2, \
+            [r.text for r in late]
+    finally:
+        for client in (http, before, during):
+            await client.aclose()
+        for p in processes:
+            await p.stop()
