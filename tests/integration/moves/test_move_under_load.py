@@ -1,7 +1,8 @@
 """A tenant moved between two real cells while clients keep posting to it through a real router, some postings
 applied at once (an exact answer asked for) and the others queued for the workers (hybrid mode; here the cells'
 own sweepers apply them): nothing is lost or doubled, the freeze is short and held by the router, the moved
-balances equal what the target recomputes from entries, another tenant of the source cell never notices."""
+balances equal what the target recomputes from entries, another tenant of the source cell never notices; a router
+that missed a move reads every acknowledged posting while the tenant moves back."""
 
 from __future__ import annotations
 
@@ -109,13 +110,15 @@ class Writer:
     acknowledged posting."""
 
     def __init__(self, http: httpx.AsyncClient, ledger: str, accounts: list[str], prefix: str = "w",
-                 applied_now: bool = False) -> None:
+                 applied_now: bool = False, locked: bool = False, per_s: float = WRITES_PER_S) -> None:
         self.http, self.ledger, self.accounts = http, ledger, accounts
-        # applied_now: the entries ask for their resulting balances, so the posting applies them in its own
-        # transaction; otherwise (hybrid mode) their effects are queued for the workers.
-        self.prefix, self.applied_now = prefix, applied_now
+        # applied_now: the entries ask for their resulting balances, locked: the debit entry carries a balance lock
+        # (available >= 0, always true here); either way the posting applies them in its own transaction; otherwise
+        # (hybrid mode) their effects are queued for the workers.
+        self.prefix, self.applied_now, self.locked, self.per_s = prefix, applied_now, locked, per_s
         self.acked: dict[str, tuple[str, int]] = {}   # key -> (transaction id, amount)
         self.retries: dict[int, int] = {}
+        self.refusals: list[tuple[int, str | None]] = []  # every answer but a 201: (status, its problem code)
         self.latencies: list[float] = []
         self.ack_times: list[float] = []
         self.stop = False
@@ -124,7 +127,7 @@ class Writer:
         n = 0
         next_at = time.monotonic()
         while not self.stop:
-            next_at = max(next_at, time.monotonic()) + 1 / WRITES_PER_S
+            next_at = max(next_at, time.monotonic()) + 1 / self.per_s
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))  # the pace, not a wait for a condition
             n += 1
             key, amount = f"{self.prefix}-{n}", n % 97 + 1
@@ -134,6 +137,8 @@ class Writer:
             if self.applied_now:
                 for entry in body["ledger_entries"]:
                     entry["show_resulting_ledger_account_balances"] = True
+            if self.locked:
+                body["ledger_entries"][0]["available_balance_amount"] = {"gte": 0}
             deadline = time.monotonic() + 30
             while True:
                 started = time.monotonic()
@@ -147,6 +152,7 @@ class Writer:
                     self.ack_times.append(time.monotonic())
                     self.acked[key] = (r.json()["id"], amount)
                     break
+                self.refusals.append((status, _problem_code(r) if status else None))
                 assert status in (0, 409, 421, 502, 503, 504), (status, r.text)
                 self.retries[status] = self.retries.get(status, 0) + 1
                 assert time.monotonic() < deadline, f"posting {key} never acknowledged"
@@ -161,6 +167,13 @@ class Writer:
     def largest_gap_s(self, since: float) -> float:
         times = [t for t in self.ack_times if t >= since]
         return max((b - a for a, b in zip(times, times[1:])), default=0.0)
+
+
+def _problem_code(r: httpx.Response) -> str | None:
+    try:
+        return r.json().get("code")
+    except ValueError:
+        return None
 
 
 async def _db(url: str, query: str, *args):
@@ -377,3 +390,139 @@ async def test_the_cell_a_tenant_left_serves_no_read_once_its_new_cell_takes_its
             await client.aclose()
         for p in processes:
             await p.stop()
+
+
+class Reader:
+    """Reads an account's posted balance (its queued effects folded in: balances[include_unapplied]) through one
+    router, at most `per_s` a second, and keeps each read's floor: what the writers had been answered 201 for before
+    it began (a debit-normal account's posted debits only grow here)."""
+
+    def __init__(self, http: httpx.AsyncClient, account: str, writers: list[Writer], per_s: float = 25) -> None:
+        self.http, self.account, self.writers, self.per_s = http, account, writers, per_s
+        self.reads: list[tuple[float, int, int, int | None]] = []  # (started, floor, status, posted debits)
+        self.stop = False
+
+    def floor(self) -> int:
+        return sum(a for w in self.writers for _, a in w.acked.values())
+
+    async def run(self) -> None:
+        next_at = time.monotonic()
+        while not self.stop:
+            next_at = max(next_at, time.monotonic()) + 1 / self.per_s
+            await asyncio.sleep(max(0.0, next_at - time.monotonic()))  # the pace, not a wait for a condition
+            started, floor = time.monotonic(), self.floor()
+            try:
+                r = await self.http.get(f"/api/ledger_accounts/{self.account}",
+                                        params={"balances[include_unapplied]": "true"})
+                status = r.status_code
+            except httpx.TransportError:
+                status = 0
+            debits = r.json()["balances"]["posted_balance"]["debits"] if status == 200 else None
+            self.reads.append((started, floor, status, debits))
+
+    def below(self) -> list[tuple[float, int, int, int | None]]:
+        """The reads that did not show every posting acknowledged before they began (or were not answered 200)."""
+        return [read for read in self.reads if read[2] != 200 or read[3] < read[1]]
+
+
+def _router_series(text: str) -> dict[tuple[str, tuple], float]:
+    """A router's /metrics, as (sample name, sorted labels) -> value."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+async def test_a_router_that_missed_a_move_reads_every_acknowledged_write_while_the_tenant_moves_back(world):
+    """A tenant moved from mv-1 to mv-2 and back, under load, while one of two routers never learns of the first move
+    (no pub/sub, no periodic reload: only a 421 makes it reload its map), so that it still routes the tenant to mv-1
+    when the move back starts copying it there. Clients post (queued, applied at once with resulting balances, under
+    a balance lock) and read the cash account's balance through both routers. Every read shows every posting
+    acknowledged before it began: the stale router never reads the move back's partial copy on mv-1 (answered 421 there
+    until the flip, it follows the route to mv-2), nor mv-2's books once the tenant left it. The only refusals are the
+    freezes' 503 tenant_frozen, a few; every acknowledged posting is on mv-1 once, its balances its entries'."""
+    http, tenant, ledger, accounts = await _tenant(world, "mv-1")
+    cash = accounts[0]
+    stale_router = RouterServer(RouterSettings(
+        control_plane_database_url=world["settings"].database_url, redis_url="", reload_interval_s=3600,
+        port=free_port(), metrics_port=free_port()))
+    await stale_router.start()  # its map: the tenant on mv-1, for as long as no cell answers it 421
+    try:
+        stale = httpx.AsyncClient(base_url=f"http://127.0.0.1:{stale_router.port}", auth=http.auth, timeout=10)
+        assert (await stale.get(f"/api/ledger_accounts/{cash}")).status_code == 200
+        writers = [Writer(http, ledger, accounts, prefix="q", per_s=15),
+                   Writer(http, ledger, accounts, prefix="r", applied_now=True, per_s=10),
+                   Writer(http, ledger, accounts, prefix="l", locked=True, per_s=10)]
+        stale_writer = Writer(stale, ledger, accounts, prefix="s", per_s=10)
+        everyone = [*writers, stale_writer]
+        current_reader, stale_reader = Reader(http, cash, everyone), Reader(stale, cash, everyone)
+        tasks = [asyncio.create_task(c.run()) for c in (*writers, current_reader)]
+        source = world["cells"]["mv-1"]
+        slow = {"CONTROL_PLANE_MOVE_BATCH_ROWS": "40", "CONTROL_PLANE_MOVE_BATCH_PAUSE_S": "0.03"}
+        try:
+            await writers[0].until_acked(30, time.monotonic() + 30, tasks)
+            there = await _move_by_cli(world, tenant)
+            assert there["state"] == "done", there
+            back = asyncio.create_task(_ledgerctl(world, "tenants", "move", tenant, "--to", "mv-1", "--yes", env=slow))
+            # The stale router's clients start once the move back is copying the tenant to mv-1.
+            deadline = time.monotonic() + 30
+            while (await _db(source, "SELECT state FROM tenants WHERE id = $1", tenant))[0]["state"] == "moved_out":
+                assert time.monotonic() < deadline and not back.done(), "the move back does not start copying"
+                await asyncio.sleep(0.02)
+            copying_at = time.monotonic()
+            tasks += [asyncio.create_task(c.run()) for c in (stale_writer, stale_reader)]
+            code, out, err = await back
+            back_at = time.monotonic()
+            assert code == 0, err
+            again = json.loads(out)
+            # Writing and reading on after it, through both routers.
+            await stale_writer.until_acked(len(stale_writer.acked) + 10, time.monotonic() + 30, tasks)
+            metrics = _router_series((await stale.get(f"http://127.0.0.1:{stale_router.metrics_port}/metrics")).text)
+        finally:
+            for c in (*everyone, current_reader, stale_reader):
+                c.stop = True
+            await asyncio.gather(*tasks)
+        reads = current_reader.reads + stale_reader.reads
+        during = [read for read in stale_reader.reads if read[0] < back_at]
+        refusals = [r for w in everyone for r in w.refusals]
+        shown = ("router_requests_total", "router_route_reloads_total")
+        print(f"\nmoves: there {there['freeze_ms']} ms frozen, back {again['freeze_ms']} ms frozen, copying for "
+              f"{back_at - copying_at:.1f} s; reads {len(current_reader.reads)} current, {len(stale_reader.reads)} "
+              f"stale ({len(during)} during the move back); refusals {refusals}; stale router "
+              f"{ {k: v for k, v in metrics.items() if k[0] in shown} }")
+        # (1) Read-your-writes across routers, (4) the stale router's reads included.
+        below = {name: [(f"{started - back_at:+.3f} s from the move back's end", floor, status, debits)
+                        for started, floor, status, debits in reader.below()]
+                 for name, reader in (("current", current_reader), ("stale", stale_reader))}
+        assert below == {"current": [], "stale": []}, below
+        assert len(during) >= 5 and len(reads) >= 50
+        # (4) It was answered 421 on mv-1 while the move back copied there, reloaded its map and read on mv-2.
+        assert metrics[("router_route_reloads_total", (("trigger", "misdirected"),))] >= 1
+        assert metrics.get(("router_requests_total", (("cell", "mv-2"), ("status", "200")))), metrics
+        # (3) No 5xx but a freeze's 503 tenant_frozen (held by the router, then retried by the client), a few a freeze.
+        assert all(r == (503, "tenant_frozen") for r in refusals), refusals
+        assert all(len(w.refusals) <= 6 for w in everyone), refusals
+        assert again["state"] == "done" and again["verification"]["ok"], again
+        assert there["freeze_ms"] < 5000 and again["freeze_ms"] < 5000
+        # (2) Every acknowledged posting exists once, on mv-1; its balances are its entries'; the tenant verifies.
+        rows = await _db(source, "SELECT id, (SELECT sum(amount) FROM ledger_entries e WHERE e.transaction_id = t.id "
+                                 "AND e.direction = 'debit') AS amount FROM ledger_transactions t WHERE tenant_id = $1",
+                         tenant)
+        acked = {i: a for w in everyone for i, a in w.acked.values()}
+        assert len(acked) == sum(len(w.acked) for w in everyone) and stale_writer.acked
+        assert {str(r["id"]): r["amount"] for r in rows} == acked
+        model = sum(acked.values())
+        for via in (http, stale):
+            answer = await via.get(f"/api/ledger_accounts/{cash}", params={"balances[include_unapplied]": "true"})
+            assert answer.json()["balances"]["posted_balance"]["debits"] == model
+        deadline = time.monotonic() + 30
+        while (await _db(source, "SELECT count(*) AS n FROM balance_effects WHERE tenant_id = $1 "
+                                 "AND applied_at IS NULL", tenant))[0]["n"]:
+            assert time.monotonic() < deadline, "mv-1 does not apply the tenant's queued effects"
+            await asyncio.sleep(0.1)
+        assert (await http.get(f"/api/ledger_accounts/{cash}")).json()["balances"]["posted_balance"]["debits"] == model
+        assert (await operations.verify(world["conn"], tenant_id=tenant))["violations"] == []
+        await http.aclose()
+        await stale.aclose()
+    finally:
+        await stale_router.stop()
