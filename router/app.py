@@ -255,13 +255,15 @@ class Router:
         """The cell's answer, or that of a retry when the first asked for one: a 421 (the map is stale), or a
         503 tenant_frozen (a move is freezing the tenant)."""
         status, response_headers, response_body = answer
-        retried_421 = False
+        misdirected_epoch = -1  # the epoch of the route a cell last answered 421 on
         hold_until = None
         delay_s = 0.01
         while True:
-            if status == 421 and not retried_421:
-                # The cell no longer owns this tenant: our map is stale. Refresh it and try once more.
-                retried_421 = True
+            if status == 421 and forward.route.epoch > misdirected_epoch:
+                # The cell no longer owns this tenant: our map is stale. Refresh it and try once more; once more
+                # again only on a route newer than that one (a write held while a move back froze the tenant meets
+                # that move's flip too), so a map that does not change ends the retries.
+                misdirected_epoch = forward.route.epoch
                 try:
                     await self.reload("misdirected")
                 except Exception as exc:  # noqa: BLE001 - the control plane is down: answer the cell's 421 as is

@@ -526,3 +526,62 @@ async def test_a_router_that_missed_a_move_reads_every_acknowledged_write_while_
         await stale.aclose()
     finally:
         await stale_router.stop()
+
+
+async def test_a_write_held_by_a_router_that_missed_a_move_follows_the_route_again_when_the_move_back_flips(world):
+    """A router that missed a move (no pub/sub, no periodic reload) forwards a write to the cell the tenant left while
+    a move back is copying it there: answered 421, it reloads its map and retries on the cell the tenant is frozen on,
+    and holds the write while it is frozen; when the move back flips the route, that cell answers 421 too: the router
+    reloads its map again and the write is acknowledged on the cell the tenant is back on. A client never gets a 421."""
+    import msgspec
+
+    from control_plane.moves import plan_move, run_move, start_move
+
+    http, tenant, ledger, accounts = await _tenant(world, "mv-1")
+    conn, settings = world["conn"], world["settings"]
+    stale_router = RouterServer(RouterSettings(
+        control_plane_database_url=settings.database_url, redis_url="", reload_interval_s=3600, frozen_hold_s=30,
+        port=free_port(), metrics_port=free_port()))
+    await stale_router.start()  # its map: the tenant on mv-1, for as long as no cell answers it 421
+    stale = httpx.AsyncClient(base_url=f"http://127.0.0.1:{stale_router.port}", auth=http.auth, timeout=60)
+
+    async def misdirected() -> float:
+        text = (await stale.get(f"http://127.0.0.1:{stale_router.metrics_port}/metrics")).text
+        return _router_series(text).get(("router_route_reloads_total", (("trigger", "misdirected"),)), 0.0)
+
+    try:
+        assert (await stale.get("/api/ledgers")).status_code == 200
+        move = await start_move(conn, settings, await plan_move(conn, settings, tenant, "mv-2"))
+        assert (await run_move(conn, settings, move["id"]))["state"] == "done"
+        # The move back, its mover stopped before the flip: the tenant frozen on mv-2, arriving on mv-1.
+        paused = msgspec.structs.replace(settings, move_pause_before="flip")
+        back = await start_move(conn, paused, await plan_move(conn, paused, tenant, "mv-1"))
+        mover_conn = await connect(settings.database_url)
+        mover = asyncio.create_task(run_move(mover_conn, paused, back["id"]))
+        deadline = time.monotonic() + 30
+        while (await _db(settings.database_url, "SELECT watermarks ->> 'paused_before' AS paused FROM moves "
+                         "WHERE id = $1", back["id"]))[0]["paused"] != "flip":
+            assert time.monotonic() < deadline and not mover.done(), "the move back does not reach its flip"
+            await asyncio.sleep(0.05)
+        mover.cancel()
+        await asyncio.gather(mover, return_exceptions=True)
+        await mover_conn.close()
+        write = asyncio.create_task(stale.post("/api/ledger_transactions", headers={"Idempotency-Key": "held"}, json={
+            "ledger_id": ledger, "status": "posted", "ledger_entries": [
+                {"ledger_account_id": accounts[0], "direction": "debit", "amount": 7},
+                {"ledger_account_id": accounts[1], "direction": "credit", "amount": 7}]}))
+        deadline = time.monotonic() + 10
+        while await misdirected() < 1:  # answered 421 on mv-1, the router routes it to mv-2 now, held there
+            assert time.monotonic() < deadline and not write.done(), "the router did not follow mv-1's 421"
+            await asyncio.sleep(0.02)
+        assert (await run_move(conn, settings, back["id"]))["state"] == "done"  # resumed: the flip, the unfreeze
+        written = await write
+        assert written.status_code == 201, written.text
+        source = world["cells"]["mv-1"]
+        assert [r["id"] for r in await _db(source, "SELECT id FROM ledger_transactions WHERE tenant_id = $1",
+                                           tenant)] == [uuid.UUID(written.json()["id"])]
+        assert await misdirected() == 2
+    finally:
+        await http.aclose()
+        await stale.aclose()
+        await stale_router.stop()
