@@ -99,19 +99,25 @@ CELL_TABLES = frozenset({"schema_migrations", "schema_routines", "schema_routine
 # The tenant row arrives on the target 'arriving' (the cell serves it nothing: 421 to a caller, LG012 to a write; cell
 # migration 0225), and its state is never copied over: the move sets it, to frozen just before the flip (the copy whole)
 # and to active after. The target's freeze has no lease (frozen_until, the source's): it ends only when the move
-# unfreezes it.
+# unfreezes it. Nor is the source's leaving_since (0226, Mover._leave).
 # Copied covered rows are sealed already (their links come along): audit_txid 0 keeps the target's sealer
 # off them (cell/store/migrations/0080_audit_chain.sql).
 # An idempotency key's seq is the target's own (a plain column with a sequence default, not an identity). A copied
 # row's changed_txid is older than any round (0151).
-OVERRIDES = {"tenants": {"state": "'arriving'", "frozen_until": "NULL"}, "ledger_transaction_versions": {"audit_txid": "'0'::xid8"},
+OVERRIDES = {"tenants": {"state": "'arriving'", "frozen_until": "NULL", "leaving_since": "NULL"},
+             "ledger_transaction_versions": {"audit_txid": "'0'::xid8"},
              "ledger_accounts": {"audit_txid": "'0'::xid8"},
              "idempotency_keys": {"seq": "nextval(pg_get_serial_sequence('idempotency_keys', 'seq'))"},
              **{name: {"changed_txid": "'0'::xid8"} for name in ("ledger_entry_metadata", "ledger_account_settlements",
                                                                  "ledger_account_settlement_entries")}}
 
-# The cell migration that lets a tenant row be 'arriving' (OVERRIDES): a move's target must have it.
-ARRIVING_MIGRATION = "0225_tenant_arriving"
+# The cell migrations a move needs on both its cells: a tenant row 'arriving' (OVERRIDES) and its leaving_since
+# (Mover._leave).
+MOVE_MIGRATIONS = ("0225_tenant_arriving", "0226_tenant_leaving")
+
+# The tenant back to active on the source, its keys remembered again (a freeze given up, a move failed or aborted).
+UNFREEZE_SOURCE = ("UPDATE tenants SET state = 'active', leaving_since = NULL "
+                   "WHERE id = $1 AND state IN ('active', 'frozen')")
 
 # What a purge of a moved-out tenant's source copy leaves behind.
 PURGE_KEEPS = frozenset({"tenants", "api_keys"})
@@ -264,10 +270,13 @@ async def discover(conn: asyncpg.Connection) -> dict[str, Table]:
     return tables
 
 
-async def require_arriving(dst: asyncpg.Connection, cell_name: str) -> None:
-    """Refuses a move to a cell whose tenant rows cannot be 'arriving' yet (ARRIVING_MIGRATION), before it writes."""
-    if not await dst.fetchval("SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE name = $1)", ARRIVING_MIGRATION):
-        raise LedgerctlError("cell_not_migrated", f"cell {cell_name} lacks migration {ARRIVING_MIGRATION}: migrate it "
+async def require_migrated(conn: asyncpg.Connection, cell_name: str) -> None:
+    """Refuses a move from or to a cell without MOVE_MIGRATIONS, before it writes."""
+    missing = await conn.fetchval("SELECT array_agg(m ORDER BY m) FROM unnest($1::text[]) m "
+                                  "WHERE NOT EXISTS (SELECT 1 FROM schema_migrations WHERE name = m)",
+                                  list(MOVE_MIGRATIONS))
+    if missing:
+        raise LedgerctlError("cell_not_migrated", f"cell {cell_name} lacks migration {', '.join(missing)}: migrate it "
                              "first (`python -m cell.store.migrate <its database URL>`); nothing changed")
 
 
@@ -913,7 +922,8 @@ class Mover:
             mismatch = _same_schema(self.tables, await discover(self.dst))
             if mismatch:
                 raise LedgerctlError("schema_mismatch", "source and target cells differ: " + "; ".join(mismatch))
-            await require_arriving(self.dst, target["name"])
+            await require_migrated(self.src, source["name"])
+            await require_migrated(self.dst, target["name"])
             step = self.move["step"]
             if step == "planned":
                 step = "copy"
@@ -1052,8 +1062,8 @@ class Mover:
             async with self._alive():
                 self.w["replaced_on_target"] = await purge_tenant(
                     self.dst, self.tables, self.tenant_id, self.settings.move_batch_rows, keep=PURGE_KEEPS)
-            await self.dst.execute("UPDATE tenants SET state = 'arriving' WHERE id = $1 AND state = 'moved_out'",
-                                   self.tenant_id)
+            await self.dst.execute("UPDATE tenants SET state = 'arriving', leaving_since = NULL WHERE id = $1 AND "
+                                   "state = 'moved_out'", self.tenant_id)
         # The tenant row first, arriving: the target serves it nothing until the flip.
         await self._round("copy", None)
         self.w["since"] = self.w["round"]["next_since"]
@@ -1143,7 +1153,21 @@ class Mover:
                                                     _merge(self.w["pending"], touched))
         self.w["touched"] = {}
 
+    async def _leave(self) -> None:
+        """The tenant marked leaving on its source (tenants.leaving_since, cell migration 0226): from then on the
+        source's processes remember none of its keys, and this waits until those they remembered before have expired
+        (cells_api_key_cache_ttl_s), the tenant writing meanwhile (the final catch-up copies it). So, once the source
+        is moved_out, every request there is answered 421: a router that has not learnt of the flip never reads the
+        books the tenant left after a write on its target, and no freeze waits for a key cache."""
+        wait_s = await self.src.fetchval(
+            "UPDATE tenants SET leaving_since = coalesce(leaving_since, clock_timestamp()) WHERE id = $1 RETURNING "
+            "extract(epoch FROM leaving_since + make_interval(secs => $2) - clock_timestamp())::float8",
+            self.tenant_id, self.settings.cells_api_key_cache_ttl_s)
+        if wait_s is not None and wait_s > 0:
+            await asyncio.sleep(min(wait_s, self.settings.cells_api_key_cache_ttl_s))
+
     async def step_freeze(self) -> str:
+        await self._leave()
         if "frozen_at" not in self.w:
             self.w["frozen_at"] = time.time()
             await self.save("freeze")
@@ -1166,7 +1190,6 @@ class Mover:
             # target).
             await cell_events.sequence_tenant(self.src, self.tenant_id)
             await audit.seal_tenant(self.src, self.tenant_id)
-        self.w["fenced_at"] = time.time()  # from now on the source's processes remember none of the tenant's keys
         self.emit(step="freeze", event="frozen", freeze_ms=self._freeze_ms())
         return "final_catch_up"
 
@@ -1210,7 +1233,7 @@ class Mover:
         the tenant wrote since its lease ended, are copied by the next rounds). After FREEZES_GIVEN_UP_MAX of them the
         move stops,
         `move_not_converging`, the tenant active on its source: resumable or abortable."""
-        await self.src.execute("UPDATE tenants SET state = 'active' WHERE id = $1 AND state = 'frozen'", self.tenant_id)
+        await self.src.execute(UNFREEZE_SOURCE, self.tenant_id)
         given_up = self.w.setdefault("freezes_given_up_ms", [])
         given_up.append(self._freeze_ms())
         self.w.pop("frozen_at", None)
@@ -1250,8 +1273,7 @@ class Mover:
         if not result["ok"]:
             await self.save("verify")
             # Never leave the tenant frozen: it goes back to active on its source; `moves abort` removes the copy.
-            await self.src.execute("UPDATE tenants SET state = 'active' WHERE id = $1 AND state = 'frozen'",
-                                   self.tenant_id)
+            await self.src.execute(UNFREEZE_SOURCE, self.tenant_id)
             self.w["unfrozen_at"] = time.time()
             async with self.conn.transaction():
                 await self.conn.execute("SET LOCAL synchronous_commit = on")
@@ -1302,17 +1324,12 @@ class Mover:
     async def step_source_moved_out(self) -> str:
         if "published" not in self.w:
             await self._publish()
-        await self.src.execute("UPDATE tenants SET state = 'moved_out' WHERE id = $1", self.tenant_id)
+        await self.src.execute("UPDATE tenants SET state = 'moved_out', leaving_since = NULL WHERE id = $1",
+                               self.tenant_id)
         return "unfreeze"
 
     async def step_unfreeze(self) -> str:
-        # A source process serves the tenant's requests on a key it checked before the freeze for up to its key cache's
-        # TTL (one checked since, frozen, it did not remember): the target takes writes once those have expired, so
-        # that a router still routing the tenant to the source never reads its left books after a write here.
-        ttl_s = self.settings.cells_api_key_cache_ttl_s
-        wait_s = self.w.get("fenced_at", time.time()) + ttl_s - time.time()
-        if wait_s > 0:
-            await asyncio.sleep(min(wait_s, ttl_s))
+        # No source process serves the tenant on a key it remembered (Mover._leave): the target takes its writes now.
         await self.dst.execute("UPDATE tenants SET state = 'active' WHERE id = $1 AND state IN ('frozen', 'arriving')",
                                self.tenant_id)
         if "unfrozen_at" not in self.w:
@@ -1403,7 +1420,8 @@ async def plan_move(conn: asyncpg.Connection, settings: ControlPlaneSettings, te
         if mismatch:
             raise LedgerctlError("schema_mismatch", "source and target cells differ (migrate both): "
                                  + "; ".join(mismatch))
-        await require_arriving(dst, target["name"])
+        await require_migrated(src, source["name"])
+        await require_migrated(dst, target["name"])
         state = await src.fetchval("SELECT state FROM tenants WHERE id = $1", tenant_id)
         if state is None:  # `tenants delete` removes the cell's row first, then the catalog's
             raise LedgerctlError("tenant_being_deleted", f"tenant {tenant_id} is being deleted: cell "
@@ -1525,7 +1543,7 @@ async def abort_move(conn: asyncpg.Connection, settings: ControlPlaneSettings, m
         raise LedgerctlError("move_past_flip", f"tenant {move['tenant_id']} is routed to {tenant['cell']}")
     left = await tenant_left_cell(conn, move)
     async with _cell(source) as src, _cell(target) as dst:
-        await src.execute("UPDATE tenants SET state = 'active' WHERE id = $1 AND state = 'frozen'", move["tenant_id"])
+        await src.execute(UNFREEZE_SOURCE, move["tenant_id"])
         tables = await discover(dst)
         if left:
             # A move back to a cell the tenant left: that cell is left as a purge leaves it, the tenant row moved_out

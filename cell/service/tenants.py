@@ -21,8 +21,9 @@ KEY_PREFIX = "lk_"
 # which cell-wide checks and queue gauges leave out: routines/unserved_tenants.sql.
 NOT_SERVED = frozenset({"moved_out", "arriving"})
 # The states a checked key is not remembered in (KeyCache): arriving, a move's flip serves it next, and at once; frozen,
-# a move's source may be made moved_out next, and must answer 421 from then on (the move makes the tenant active on its
-# target only CONTROL_PLANE_CELLS_API_KEY_CACHE_TTL_S after the freeze: the keys remembered before it have expired).
+# a move's source may be made moved_out next, and must answer 421 from then on. Nor is a key of a tenant a move is
+# taking off this cell (tenants.leaving_since, migration 0226, set before the freeze): the move freezes it only once
+# the keys remembered before have expired (CONTROL_PLANE_CELLS_API_KEY_CACHE_TTL_S).
 NOT_REMEMBERED = frozenset({"arriving", "frozen"})
 
 
@@ -138,7 +139,7 @@ class KeyCache:
                 return None
             if len(self._items) >= self.size_max:
                 self._items.clear()
-            if row["state"] not in NOT_REMEMBERED:
+            if row["state"] not in NOT_REMEMBERED and row["rememberable"]:
                 self._items[digest] = (row["tenant_id"], row["state"], started + self.ttl_s)
             else:
                 self._items.pop(digest, None)

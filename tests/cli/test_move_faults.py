@@ -92,10 +92,13 @@ def test_killed_then_aborted(ctl, stack, step, source_state):
     proc, move_id = _spawn_paused(stack, tenant, step)
     _kill(proc)
     assert _state_in(source.database_url, tenant) == source_state
+    leaving = run_sql(source.database_url, "SELECT leaving_since IS NOT NULL FROM tenants WHERE id = $1", tenant)[0][0]
+    assert leaving == (step != "pre_verify")  # marked leaving before the freeze: its keys not remembered there
     aborted = ctl.json("moves", "abort", move_id, "--yes")
     assert aborted["state"] == "aborted"
     assert _state_in(target.database_url, tenant) is None and sum(_rows(target.database_url, tenant).values()) == 0
     assert (_state_in(source.database_url, tenant), ctl.json("tenants", "show", tenant)["cell"]) == ("active", "cli-1")
+    assert run_sql(source.database_url, "SELECT leaving_since FROM tenants WHERE id = $1", tenant)[0][0] is None
     assert _rows(source.database_url, tenant) == before
     assert _writable_on(stack, w) == ["cli-1"]
     assert ctl.json("verify", "--tenant", tenant, "--unapplied-age-max-s", "0")["violations"] == []

@@ -21,7 +21,7 @@ UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE tenant_id = $
 RETURNING id, tenant_id, scopes, created_at, revoked_at
 
 -- name: find_api_key
-SELECT k.tenant_id, k.id, k.scopes, t.state
+SELECT k.tenant_id, k.id, k.scopes, t.state, t.leaving_since IS NULL AS rememberable
 FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
 WHERE k.secret_hash = $1 AND k.revoked_at IS NULL
 

@@ -341,7 +341,9 @@ async def test_the_cell_a_tenant_left_serves_no_read_once_its_new_cell_takes_its
     its reads (from its books, frozen) until it answers 421, but never once the tenant writes on its new cell. A cell
     process remembers a checked key for CELL_API_KEY_CACHE_TTL_S (2 s for the two mv-1 processes here, and for the
     mover): one that checked the key just before the move, or one that checked it in the freeze, answers 421 the
-    moment the tenant is active on mv-2 (the unfreeze waits out the first; the second did not remember it)."""
+    moment the tenant is active on mv-2 (the mover marks the tenant leaving, so that no key of it is remembered from
+    then on, and freezes it once the keys remembered before have expired; the second did not remember it). That wait
+    is not in the freeze: the tenant writes meanwhile."""
     import msgspec
 
     from cell.api.app import create_app
@@ -378,7 +380,8 @@ async def test_the_cell_a_tenant_left_serves_no_read_once_its_new_cell_takes_its
         assert (await before.get(cash)).status_code == 200  # the key checked there just before the move
         settings = msgspec.structs.replace(world["settings"], cells_api_key_cache_ttl_s=ttl_s)
         move = await start_move(world["conn"], settings, await plan_move(world["conn"], settings, tenant, "mv-2"))
-        assert (await run_move(world["conn"], settings, move["id"], progress))["state"] == "done"
+        result = await run_move(world["conn"], settings, move["id"], progress)
+        assert result["state"] == "done" and result["freeze_ms"] < ttl_s * 1000, result
         frozen = await tasks["frozen"]
         assert (frozen.status_code, frozen.json()["balances"]["posted_balance"]["debits"]) == (200, 5), frozen.text
         written, late = await tasks["after"]
