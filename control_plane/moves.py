@@ -1098,7 +1098,10 @@ class Mover:
                 # Once before the pre-verification, and again after it (what was written while it ran must
                 # not wait for the freeze), recording what the rounds touch from then on.
                 self.w.pop("catch_up_previous_rows")
-                return "freeze" if "pre_verify" in self.w else "pre_verify"
+                if "pre_verify" not in self.w:
+                    return "pre_verify"
+                await self._leave()  # its wait here, not in the freeze step (which makes sure again)
+                return "freeze"
 
     def _wait_for_the_freeze(self, rows: int) -> None:
         """After a round too large for the freeze (fits_freeze): more rounds, for at most move_catch_up_s_max from
@@ -1167,7 +1170,7 @@ class Mover:
             await asyncio.sleep(min(wait_s, self.settings.cells_api_key_cache_ttl_s))
 
     async def step_freeze(self) -> str:
-        await self._leave()
+        await self._leave()  # done by the catch-up's end, but for a mover resumed here
         if "frozen_at" not in self.w:
             self.w["frozen_at"] = time.time()
             await self.save("freeze")
