@@ -111,9 +111,9 @@ OVERRIDES = {"tenants": {"state": "'arriving'", "frozen_until": "NULL", "leaving
              **{name: {"changed_txid": "'0'::xid8"} for name in ("ledger_entry_metadata", "ledger_account_settlements",
                                                                  "ledger_account_settlement_entries")}}
 
-# The cell migrations a move needs on both its cells: a tenant row 'arriving' (OVERRIDES) and its leaving_since
-# (Mover._leave).
-MOVE_MIGRATIONS = ("0225_tenant_arriving", "0226_tenant_leaving")
+# The cell migrations a move needs on both its cells: a tenant row 'arriving' (OVERRIDES), its leaving_since
+# (Mover._leave) and the deliveries a tenant leaves pending held (ledger_webhook_hold_tenant, Mover.step_unfreeze).
+MOVE_MIGRATIONS = ("0225_tenant_arriving", "0226_tenant_leaving", "0228_webhook_deliveries_held")
 
 # The tenant back to active on the source, its keys remembered again (a freeze given up, a move failed or aborted).
 UNFREEZE_SOURCE = ("UPDATE tenants SET state = 'active', leaving_since = NULL "
@@ -1339,6 +1339,10 @@ class Mover:
             self.w["unfrozen_at"] = time.time()
         self.w["freeze_ms"] = self._freeze_ms()
         self.emit(step="unfreeze", event="unfrozen", freeze_ms=self.w["freeze_ms"])
+        # The deliveries the tenant left pending on its source are the target's to make: held there, out of the way of
+        # the source's claims (cell migration 0228), after the freeze, not in it.
+        self.w["deliveries_held_on_source"] = await self.src.fetchval("SELECT ledger_webhook_hold_tenant($1)",
+                                                                      self.tenant_id)
         return "post_verify"
 
     async def step_post_verify(self) -> str:

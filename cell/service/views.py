@@ -556,7 +556,8 @@ def webhook_delivery(row) -> WebhookDelivery:
     return WebhookDelivery(
         id=row["id"], object="webhook_delivery", endpoint_id=row["endpoint_id"], url=row["url"],
         event_id=row["event_id"], event_name=row["event_name"], entity_id=row["entity_id"], status=row["status"],
-        attempts=row["attempts"], next_attempt_at=utc(row["next_attempt_at"]) if row["status"] == "pending" else None,
+        attempts=row["attempts"],
+        next_attempt_at=utc(row["next_attempt_at"]) if row["status"] == "pending" and not row["held"] else None,
         last_attempt_at=_utc_or_none(row["last_attempt_at"]), last_status_code=row["last_status_code"],
         last_error=row["last_error"], created_at=utc(row["created_at"]), updated_at=utc(row["updated_at"]))
 

@@ -74,7 +74,8 @@ async def attempt_failed(conn, delivery_id: uuid.UUID, status_code: int | None, 
 
 async def list_deliveries(conn, tenant_id: str, *, endpoint_id: uuid.UUID | None, status: str | None,
                           after_seq: int, limit: int) -> list[asyncpg.Record]:
-    """A page of deliveries in seq order with their endpoint's url. Failed ones by their own index
+    """A page of deliveries in seq order with their endpoint's url, and whether each is held (a pending one its
+    endpoint's pause, or its tenant's move out of this cell, keeps from any attempt: migration 0228). Failed ones by their own index
     (webhook_deliveries_failed, 0190); as `$n IS NULL OR status = $n` a generic plan could not take it."""
     w = Where(tenant_id)
     if endpoint_id is not None:
@@ -85,7 +86,8 @@ async def list_deliveries(conn, tenant_id: str, *, endpoint_id: uuid.UUID | None
         w.clauses.append(f"d.status = '{status}'")
     w.add("d.seq > {}", after_seq)
     limit_ref = w.bind(limit)
-    return await conn.fetch("SELECT d.*, w.url FROM webhook_deliveries d JOIN webhook_endpoints w ON w.id = d.endpoint_id "
+    return await conn.fetch("SELECT d.*, w.url, d.next_attempt_at >= '5000-01-01 00:00:00+00' AS held"
+                            " FROM webhook_deliveries d JOIN webhook_endpoints w ON w.id = d.endpoint_id "
                             f"WHERE d.tenant_id = $1{w.sql()} ORDER BY d.seq LIMIT {limit_ref}", *w.args)
 
 
