@@ -99,3 +99,19 @@ class RequestSession:
             top = json.loads(message[message.index("{"):])["Plan"]
             total += top["Shared Hit Blocks"] + top["Shared Read Blocks"]
         return total
+
+
+async def new_deliveries(conn: asyncpg.Connection, tenant: str, endpoint, count: int, *, status: str = "pending",
+                         due_since: str = "1 hour") -> set:
+    """`count` deliveries of `endpoint` and their events, each its entity's only one, due since `due_since` (the
+    later a millisecond apart): their ids."""
+    rows = await conn.fetch(
+        "WITH made AS (INSERT INTO events (id, tenant_id, resource, event_name, entity_id, data, position)"
+        " SELECT gen_random_uuid(), $1, 'ledger_transaction', 'ledger_transaction.created', gen_random_uuid(), '{}',"
+        " coalesce((SELECT max(position) FROM events WHERE tenant_id = $1), 0) + g FROM generate_series(1, $3) g"
+        " RETURNING id, position, entity_id, event_name)"
+        " INSERT INTO webhook_deliveries (id, tenant_id, endpoint_id, event_id, event_position, entity_id, event_name,"
+        " give_up_at, status, next_attempt_at) SELECT gen_random_uuid(), $1, $2, id, position, entity_id, event_name,"
+        " now() + interval '1 day', $4, now() - $5::text::interval + position * interval '1 ms' FROM made"
+        " RETURNING id", tenant, endpoint, count, status, due_since)
+    return {r["id"] for r in rows}

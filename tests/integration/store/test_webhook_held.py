@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 import asyncpg
+from routine_helpers import new_deliveries
 
 from cell.ledger.commands import WebhookEndpointUpdate
 from cell.service import views, webhooks
@@ -21,20 +22,6 @@ async def _endpoint(conn: asyncpg.Connection, tenant: str, active: bool = True):
     return await conn.fetchval(
         "INSERT INTO webhook_endpoints (id, tenant_id, url, event_names, key, active)"
         " VALUES (gen_random_uuid(), $1, 'http://127.0.0.1:9/hook', '{}', 'k', $2) RETURNING id", tenant, active)
-
-
-async def _pending(conn: asyncpg.Connection, tenant: str, endpoint, count: int, status: str = "pending") -> set:
-    """`count` deliveries (and their events) of `endpoint`, due for an hour (a fan-out, or a move copying them)."""
-    rows = await conn.fetch(
-        "WITH made AS (INSERT INTO events (id, tenant_id, resource, event_name, entity_id, data, position)"
-        " SELECT gen_random_uuid(), $1, 'ledger_transaction', 'ledger_transaction.created', gen_random_uuid(), '{}',"
-        " coalesce((SELECT max(position) FROM events WHERE tenant_id = $1), 0) + g FROM generate_series(1, $3) g"
-        " RETURNING id, position, entity_id, event_name)"
-        " INSERT INTO webhook_deliveries (id, tenant_id, endpoint_id, event_id, event_position, entity_id, event_name,"
-        " give_up_at, status, next_attempt_at) SELECT gen_random_uuid(), $1, $2, id, position, entity_id, event_name,"
-        " now() + interval '1 day', $4, now() - interval '1 hour' FROM made RETURNING id", tenant, endpoint, count,
-        status)
-    return {r["id"] for r in rows}
 
 
 async def _claimed(conn: asyncpg.Connection) -> set:
@@ -68,7 +55,7 @@ async def test_a_moves_copy_is_claimed_once_its_tenant_is_active_and_never_where
         # (its deliveries held there, copied held).
         await conn.execute("INSERT INTO tenants (id, name, state) VALUES ('copy', 'copy', 'arriving')")
         live, paused = await _endpoint(conn, "copy"), await _endpoint(conn, "copy", active=False)
-        copied, paused_copied = await _pending(conn, "copy", live, 3), await _pending(conn, "copy", paused, 2)
+        copied, paused_copied = await new_deliveries(conn, "copy", live, 3), await new_deliveries(conn, "copy", paused, 2)
         await conn.execute("UPDATE webhook_deliveries SET next_attempt_at = next_attempt_at + interval '60000000 hours'"
                            " WHERE id = ANY($1::uuid[])", list(paused_copied))
         # A later round upserts the rows again with the source's next attempt (the mover's ON CONFLICT DO UPDATE).
@@ -88,7 +75,7 @@ async def test_a_moves_copy_is_claimed_once_its_tenant_is_active_and_never_where
 
         # The source: the tenant moved out with deliveries pending (the target's now); a purge may never come.
         await conn.execute("INSERT INTO tenants (id, name) VALUES ('left', 'left')")
-        left = await _pending(conn, "left", await _endpoint(conn, "left"), 3)
+        left = await new_deliveries(conn, "left", await _endpoint(conn, "left"), 3)
         assert await _claimed(conn) >= left
         assert await conn.fetchval("SELECT ledger_webhook_hold_tenant('left')") == 0  # served here: nothing held
         await conn.execute("UPDATE tenants SET state = 'frozen' WHERE id = 'left'")  # the freeze
@@ -107,8 +94,8 @@ async def test_a_paused_endpoints_pending_deliveries_wait_and_resume_when_it_is_
     try:
         await conn.execute("INSERT INTO tenants (id, name) VALUES ('t', 't')")
         endpoint = await _endpoint(conn, "t")
-        pending = await _pending(conn, "t", endpoint, 3)
-        failed = await _pending(conn, "t", endpoint, 2, status="failed")
+        pending = await new_deliveries(conn, "t", endpoint, 3)
+        failed = await new_deliveries(conn, "t", endpoint, 2, status="failed")
         assert await _claimed(conn) == pending
         await conn.execute("UPDATE webhook_deliveries SET next_attempt_at = now() + interval '1 minute'"
                            " WHERE id = $1", min(pending))  # a retry waiting out its back-off

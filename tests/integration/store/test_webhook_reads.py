@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 
 import asyncpg
+from routine_helpers import new_deliveries
 
 from cell.store.db import INDEX_PLANS
 from cell.store.queries import Q
@@ -78,20 +79,6 @@ async def _endpoint(conn: asyncpg.Connection, tenant: str):
         " VALUES (gen_random_uuid(), $1, 'http://receiver.invalid', '{}', 'k', 0) RETURNING id", tenant)
 
 
-async def _deliveries(conn: asyncpg.Connection, tenant: str, endpoint, count: int, *, status: str = "pending",
-                      due_since: str = "1 hour") -> None:
-    """`count` deliveries of `endpoint` and their events, each its entity's only one, due since `due_since`."""
-    await conn.execute(
-        "WITH made AS (INSERT INTO events (id, tenant_id, resource, event_name, entity_id, data, position)"
-        " SELECT gen_random_uuid(), $1, 'ledger_transaction', 'ledger_transaction.created', gen_random_uuid(), '{}',"
-        " coalesce((SELECT max(position) FROM events WHERE tenant_id = $1), 0) + g FROM generate_series(1, $3) g"
-        " RETURNING id, position, entity_id, event_name)"
-        " INSERT INTO webhook_deliveries (id, tenant_id, endpoint_id, event_id, event_position, entity_id, event_name,"
-        " give_up_at, status, next_attempt_at) SELECT gen_random_uuid(), $1, $2, id, position, entity_id, event_name,"
-        " now() + interval '1 day', $4, now() - $5::text::interval + position * interval '1 ms' FROM made",
-        tenant, endpoint, count, status, due_since)
-
-
 async def test_a_claim_reads_no_more_for_the_due_deliveries_it_never_takes(make_database):
     """A moved-out tenant's pending deliveries (its copy kept until a purge, maybe never), an endpoint disabled with
     deliveries pending: due, at the front of the due index, never claimed here. Measured before (cell migration 0228):
@@ -107,7 +94,7 @@ async def test_a_claim_reads_no_more_for_the_due_deliveries_it_never_takes(make_
         await conn.execute("ANALYZE")
         calls = {"claim_webhook_deliveries": "(100, 30)"}
         await conn.execute(f"PREPARE claim_webhook_deliveries AS {Q['claim_webhook_deliveries']}")
-        await _deliveries(conn, "live", live, SKIPPED, status="succeeded")  # a history delivered
+        await new_deliveries(conn, "live", live, SKIPPED, status="succeeded")  # a history delivered
         await conn.execute("VACUUM webhook_deliveries")
         for _ in range(6):
             await measured(conn, calls)
@@ -119,19 +106,19 @@ async def test_a_claim_reads_no_more_for_the_due_deliveries_it_never_takes(make_
             grown[kind] = (await measured(conn, calls))["claim_webhook_deliveries"] - before
 
         # The tenant moved out with deliveries pending (the move copied them pending: the target delivers them).
-        await _deliveries(conn, "gone", await _endpoint(conn, "gone"), SKIPPED)
+        await new_deliveries(conn, "gone", await _endpoint(conn, "gone"), SKIPPED)
         await conn.execute("UPDATE tenants SET state = 'moved_out' WHERE id = 'gone'")
         assert await conn.fetchval("SELECT ledger_webhook_hold_tenant('gone')") == SKIPPED  # the mover's last word
         await after("moved_out")
         # An endpoint disabled (PATCH active=false) while its receiver was down.
         off = await _endpoint(conn, "live")
-        await _deliveries(conn, "live", off, SKIPPED)
+        await new_deliveries(conn, "live", off, SKIPPED)
         await conn.execute(Q["update_webhook_endpoint"], "live", off, None, None, False, None, None, False)
         await after("disabled")
 
         assert all(extra < 10 for extra in grown.values()), (before, grown)
         # What is due and claimable is claimed, past all of them.
-        await _deliveries(conn, "live", live, 10, due_since="1 minute")
+        await new_deliveries(conn, "live", live, 10, due_since="1 minute")
         claimed = await conn.fetch(Q["claim_webhook_deliveries"], 100, 30)
         assert {row["delivery_id"] for row in claimed} == {r["id"] for r in await conn.fetch(
             "SELECT id FROM webhook_deliveries WHERE endpoint_id = $1 AND status = 'pending'", live)}
