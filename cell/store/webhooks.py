@@ -75,7 +75,8 @@ async def attempt_failed(conn, delivery_id: uuid.UUID, status_code: int | None, 
 async def list_deliveries(conn, tenant_id: str, *, endpoint_id: uuid.UUID | None, status: str | None,
                           after_seq: int, limit: int) -> list[asyncpg.Record]:
     """A page of deliveries in seq order with their endpoint's url, and whether each is held (a pending one its
-    endpoint's pause, or its tenant's move out of this cell, keeps from any attempt: migration 0228). Failed ones by their own index
+    endpoint's pause, or its tenant's move out of this cell, keeps from any attempt: migration 0228; or an earlier
+    pending delivery of its entity at its endpoint: 0229). Failed ones by their own index
     (webhook_deliveries_failed, 0190); as `$n IS NULL OR status = $n` a generic plan could not take it."""
     w = Where(tenant_id)
     if endpoint_id is not None:

@@ -93,7 +93,8 @@ WITH due AS (
     SELECT d.ctid AS row_id FROM webhook_deliveries d
     WHERE d.status = 'pending' AND d.next_attempt_at <= now()
       -- Deliveries it would never take (endpoint paused, tenant moved out) are held past this end (cell migration
-      -- 0228), not stepped over at every claim; the checks below stay for those a race left due.
+      -- 0228), as are those waiting behind an earlier pending one of their entity (0229), not stepped over at every
+      -- claim; the checks below stay for those a race left due.
       AND NOT EXISTS (SELECT 1 FROM webhook_deliveries p
                       WHERE p.endpoint_id = d.endpoint_id AND p.entity_id = d.entity_id AND p.status = 'pending'
                         AND p.event_position < d.event_position OFFSET 0)

@@ -1,21 +1,27 @@
 """Deliveries the claim will never take as things stand are held out of its way (cell migration 0228), and what holds
 them ending makes them due again: a paused endpoint is active again. A moved-out tenant's deliveries are its
 target's: the cell it left never claims them, held there once the move is done. A move's copy is claimed once its
-tenant is active, when each was due at the source."""
+tenant is active, when each was due at the source. A delivery made behind an earlier pending one of its entity is
+held until that one ends (0229), whichever of the two transactions commits first."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+import asyncio
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
 
 import asyncpg
 from routine_helpers import new_deliveries
 
 from cell.ledger.commands import WebhookEndpointUpdate
 from cell.service import views, webhooks
+from cell.store import webhooks as webhooks_store
 from cell.store.queries import Q
 from ledger_common.outbound import OutboundPolicy
 
 DEV = OutboundPolicy(allow_http_loopback=True)
+HELD = timedelta(hours=60_000_000)  # how far on a held delivery's next attempt is (cell migration 0228)
 
 
 async def _endpoint(conn: asyncpg.Connection, tenant: str, active: bool = True):
@@ -115,4 +121,109 @@ async def test_a_paused_endpoints_pending_deliveries_wait_and_resume_when_it_is_
         assert await _claimed(conn) == (pending - {min(pending)}) | failed
         assert None not in (await _shown(conn, "t", endpoint)).values()
     finally:
+        await conn.close()
+
+
+async def _fanned_out(conn: asyncpg.Connection, tenant: str, endpoint, entities: list) -> list:
+    """One event per entity given (in that order, positioned), fanned out to `endpoint` as the deliverer does: the
+    deliveries' ids in event order."""
+    await conn.execute(
+        "INSERT INTO events (id, tenant_id, resource, event_name, entity_id, data, position)"
+        " SELECT gen_random_uuid(), $1, 'ledger_transaction', 'ledger_transaction.updated', e, '{}',"
+        " coalesce((SELECT max(position) FROM events WHERE tenant_id = $1), 0) + g"
+        " FROM unnest($2::uuid[]) WITH ORDINALITY AS u(e, g)", tenant, entities)
+    await webhooks_store.fan_out(conn, endpoint, 1000, 3600)
+    return [r["id"] for r in await conn.fetch(
+        "SELECT id FROM webhook_deliveries WHERE endpoint_id = $1 ORDER BY event_position", endpoint)]
+
+
+async def test_a_delivery_waiting_behind_its_entitys_earlier_one_is_attempted_once_that_one_ends(make_database):
+    conn = await asyncpg.connect(make_database("webhook_held_waiting"))
+    try:
+        await conn.execute("INSERT INTO tenants (id, name) VALUES ('t', 't')")
+        endpoint = await _endpoint(conn, "t")
+        x, y = uuid.uuid4(), uuid.uuid4()
+        x1, y1, x2, x3 = await _fanned_out(conn, "t", endpoint, [x, y, x, x])  # one fan-out, one statement
+        assert await _claimed(conn) == {x1, y1}
+        assert (await _shown(conn, "t", endpoint))[x2] is None  # waiting: no attempt scheduled
+        scheduled = await _scheduled(conn, {x2, x3})
+        # x1 fails and waits out its back-off: x2 and x3 wait for it.
+        assert await webhooks_store.attempt_failed(conn, x1, 500, "down", 60) == "pending"
+        assert await _claimed(conn) == {y1}
+        await webhooks_store.delivered(conn, x1, 200)
+        # Due when it was: claimed at the next poll; x3 still waits for it.
+        assert await _scheduled(conn, {x2}) == {x2: scheduled[x2] - HELD}
+        assert await _claimed(conn) == {y1, x2}
+        assert (await _shown(conn, "t", endpoint))[x3] is None
+        assert await webhooks_store.attempt_failed(conn, x2, 500, "down", 10 ** 6) == "failed"  # for good
+        assert await _claimed(conn) == {y1, x3}
+
+        # Redelivered together, an entity's failed deliveries go one after another.
+        z = uuid.uuid4()
+        zs = await _fanned_out(conn, "t", endpoint, [z, z, z])
+        zs = [d for d in zs if d not in {x1, y1, x2, x3}]
+        await conn.execute("UPDATE webhook_deliveries SET status = 'failed' WHERE id = ANY($1::uuid[])", zs)
+        await webhooks.redeliver_failed(conn, "t", endpoint_id=endpoint, retry_window_s=60)
+        assert await _claimed(conn) == {y1, x2, zs[0]}  # x2 redelivered too: x3 waits for it again
+        shown = await _shown(conn, "t", endpoint)
+        assert [shown[d] is None for d in zs] == [False, True, True]
+        # Paused and active again, only the first of each entity is due: the others still wait for it.
+        await webhooks.update_endpoint(conn, "t", endpoint, WebhookEndpointUpdate(active=False), policy=DEV)
+        await webhooks.update_endpoint(conn, "t", endpoint, WebhookEndpointUpdate(active=True), policy=DEV)
+        shown = await _shown(conn, "t", endpoint)
+        assert [shown[d] is None for d in zs] == [False, True, True]
+        await webhooks_store.delivered(conn, zs[0], 200)
+        assert await _claimed(conn) == {y1, x2, zs[1]}
+        assert (await _shown(conn, "t", endpoint))[x3] is None  # held behind x2 once the endpoint was paused
+        await webhooks_store.delivered(conn, x2, 200)
+        assert await _claimed(conn) == {y1, x3, zs[1]}
+    finally:
+        await conn.close()
+
+
+async def _waiting_for_a_lock(conn: asyncpg.Connection, pid: int) -> None:
+    """Until the session `pid` waits for a lock (read afresh each time: `conn` may be in a transaction, which keeps
+    the activity it read first)."""
+    deadline = time.monotonic() + 10
+    while True:
+        await conn.execute("SELECT pg_stat_clear_snapshot()")
+        if await conn.fetchval("SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $1", pid):
+            return
+        assert time.monotonic() < deadline, "the other transaction never waited"
+        await asyncio.sleep(0.01)
+
+
+async def test_a_delivery_made_while_the_one_before_it_ends_is_never_left_waiting(make_database):
+    """The fan-out of an entity's next event and the end of its pending delivery, in either order of commit: the
+    next one is claimable once both committed (held, the end released it; or not held at all)."""
+    url = make_database("webhook_held_race")
+    conn, other = await asyncpg.connect(url), await asyncpg.connect(url)
+    try:
+        await conn.execute("INSERT INTO tenants (id, name) VALUES ('t', 't')")
+        endpoint = await _endpoint(conn, "t")
+        for ends_first in (True, False):
+            entity = uuid.uuid4()
+            await _fanned_out(conn, "t", endpoint, [entity])
+            first = await conn.fetchval("SELECT id FROM webhook_deliveries WHERE entity_id = $1", entity)
+            ending, making = conn.transaction(), other.transaction()
+            if ends_first:  # the fan-out waits for the end to commit: not held
+                await ending.start()
+                await webhooks_store.delivered(conn, first, 200)
+                fan_out = asyncio.create_task(_fanned_out(other, "t", endpoint, [entity]))
+                await _waiting_for_a_lock(conn, other.get_server_pid())
+                await ending.commit()
+                await fan_out
+            else:  # the end waits for the fan-out that held the next one to commit, then releases it
+                await making.start()
+                await _fanned_out(other, "t", endpoint, [entity])
+                end = asyncio.create_task(webhooks_store.delivered(conn, first, 200))
+                await _waiting_for_a_lock(other, conn.get_server_pid())
+                await making.commit()
+                await end
+            second = await conn.fetchval("SELECT id FROM webhook_deliveries WHERE entity_id = $1 AND status = 'pending'",
+                                         entity)
+            assert second in await _claimed(conn), ends_first
+            await webhooks_store.delivered(conn, second, 200)
+    finally:
+        await other.close()
         await conn.close()
