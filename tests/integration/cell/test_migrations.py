@@ -472,3 +472,44 @@ async def test_0198_bounds_a_live_cells_events_while_postings_write_on(make_data
     finally:
         for c in (conn, holder, writer):
             await c.close()
+
+
+async def test_0229_holds_the_deliveries_already_waiting_behind_an_earlier_one_and_each_is_released_in_turn(
+        make_database):
+    """A cell upgraded to 0229 with deliveries due behind an earlier pending one of their entity: those are held (no
+    longer stepped over by every claim), the first of each entity is not; run again, nothing is held twice; the end
+    of the first releases the next one, due when it was."""
+    conn = await _connect(make_database(f"deliveries_waiting_{uuid.uuid4().hex[:8]}"))
+    try:
+        await conn.execute("DROP TRIGGER webhook_deliveries_hold_waiting ON webhook_deliveries;"
+                           "DROP TRIGGER webhook_deliveries_release_next ON webhook_deliveries;"
+                           "DELETE FROM schema_migrations WHERE name = '0229_webhook_deliveries_waiting'")
+        await conn.execute("INSERT INTO tenants (id, name) VALUES ('t', 't')")
+        endpoint = await conn.fetchval("INSERT INTO webhook_endpoints (id, tenant_id, url, event_names, key) VALUES"
+                                       " (gen_random_uuid(), 't', 'http://127.0.0.1:9/hook', '{}', 'k') RETURNING id")
+        a, b = uuid.uuid4(), uuid.uuid4()
+        # (entity, position, status, next attempt in minutes from now): a's first in back-off, b's first delivered.
+        rows = [(a, 1, "pending", 30), (a, 2, "pending", -20), (a, 3, "pending", -10), (b, 4, "succeeded", -50),
+                (b, 5, "pending", -5)]
+        await conn.executemany(
+            "INSERT INTO webhook_deliveries (id, tenant_id, endpoint_id, event_id, event_position, entity_id,"
+            " event_name, give_up_at, status, next_attempt_at) VALUES (gen_random_uuid(), 't', $1, gen_random_uuid(),"
+            " $3, $2, 'x', now() + interval '1 day', $4, date_trunc('minute', now()) + $5 * interval '1 minute')",
+            [(endpoint, *row) for row in rows])
+
+        async def scheduled() -> dict:
+            return {r["event_position"]: (r["held"], r["at"]) for r in await conn.fetch(
+                "SELECT event_position, next_attempt_at >= '5000-01-01 00:00:00+00' AS held,"
+                " extract(minute FROM next_attempt_at)::int AS at FROM webhook_deliveries WHERE status = 'pending'")}
+
+        before = await scheduled()
+        assert await migrate(conn) == ["0229_webhook_deliveries_waiting"]
+        held = {position: (position in (2, 3), at) for position, (_, at) in before.items()}
+        assert await scheduled() == held
+        await conn.execute("DELETE FROM schema_migrations WHERE name = '0229_webhook_deliveries_waiting'")
+        assert await migrate(conn) == ["0229_webhook_deliveries_waiting"]  # a retry: nothing held twice
+        assert await scheduled() == held
+        await conn.execute("UPDATE webhook_deliveries SET status = 'succeeded' WHERE event_position = 1")
+        assert await scheduled() == {2: (False, before[2][1]), 3: (True, before[3][1]), 5: before[5]}
+    finally:
+        await conn.close()
