@@ -112,8 +112,10 @@ OVERRIDES = {"tenants": {"state": "'arriving'", "frozen_until": "NULL", "leaving
                                                                  "ledger_account_settlement_entries")}}
 
 # The cell migrations a move needs on both its cells: a tenant row 'arriving' (OVERRIDES), its leaving_since
-# (Mover._leave) and the deliveries a tenant leaves pending held (ledger_webhook_hold_tenant, Mover.step_unfreeze).
-MOVE_MIGRATIONS = ("0225_tenant_arriving", "0226_tenant_leaving", "0228_webhook_deliveries_held")
+# (Mover._leave), the deliveries a tenant leaves pending held (ledger_webhook_hold_tenant, Mover.step_unfreeze) and
+# those waiting behind an earlier one of their entity released as it ends (0229: the copy carries them held).
+MOVE_MIGRATIONS = ("0225_tenant_arriving", "0226_tenant_leaving", "0228_webhook_deliveries_held",
+                   "0229_webhook_deliveries_waiting")
 
 # The tenant back to active on the source, its keys remembered again (a freeze given up, a move failed or aborted).
 UNFREEZE_SOURCE = ("UPDATE tenants SET state = 'active', leaving_since = NULL "

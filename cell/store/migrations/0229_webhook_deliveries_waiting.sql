@@ -10,7 +10,8 @@
 -- only (a hold share-locks the pending one before it, an end locks the one after it): a hold and the end of the one it
 -- waits for are serialised, never a deadlock. Cost: a delivery written, redelivered or ended probes
 -- webhook_deliveries_entity once. The claim still checks the order (a row a race left due is stepped over).
--- A move copies held rows as they are and releases them on its target as here: both cells of a move need 0229.
+-- A move copies held rows as they are and releases them on its target as here: both cells of a move need 0229
+-- (control_plane/moves.py MOVE_MIGRATIONS refuses a move otherwise).
 -- Built on a live cell: each statement on its own, safe to run again; the triggers before the rows held already.
 
 -- Whether a pending delivery of (endpoint, entity) at `p_position` waits behind an earlier pending one, that one
