@@ -5,6 +5,7 @@ behind read ~300 buffers and the claim of due deliveries ~20,000 (~60,000 with I
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import asyncpg
@@ -79,31 +80,46 @@ async def _endpoint(conn: asyncpg.Connection, tenant: str):
         " VALUES (gen_random_uuid(), $1, 'http://receiver.invalid', '{}', 'k', 0) RETURNING id", tenant)
 
 
+@contextlib.asynccontextmanager
+async def _claims_measured(make_database, name: str, tenants: tuple[str, ...], history: int):
+    """A cell whose claim of due deliveries is measured (an index-only session, autovacuum off, the claim prepared),
+    with `history` deliveries of the first tenant's endpoint delivered: (conn, that endpoint, grown), grown() the
+    buffers a claim reads now above what it read then, the table vacuumed first (as autovacuum would)."""
+    conn = await asyncpg.connect(make_database(name), server_settings=INDEX_PLANS)
+    try:
+        for table in ("events", "webhook_deliveries", "webhook_endpoints", "tenants"):
+            await conn.execute(f"ALTER TABLE {table} SET (autovacuum_enabled = off)")
+        await conn.execute("INSERT INTO tenants (id, name) SELECT t, t FROM unnest($1::text[]) t", list(tenants))
+        endpoint = await _endpoint(conn, tenants[0])
+        await conn.execute("ANALYZE")
+        calls = {"claim_webhook_deliveries": "(100, 30)"}
+        await conn.execute(f"PREPARE claim_webhook_deliveries AS {Q['claim_webhook_deliveries']}")
+        await new_deliveries(conn, tenants[0], endpoint, history, status="succeeded")
+        await conn.execute("VACUUM webhook_deliveries")
+        for _ in range(6):
+            await measured(conn, calls)
+        before = (await measured(conn, calls))["claim_webhook_deliveries"]
+
+        async def grown() -> int:
+            await conn.execute("VACUUM webhook_deliveries")
+            return (await measured(conn, calls))["claim_webhook_deliveries"] - before
+
+        yield conn, endpoint, grown
+    finally:
+        await conn.close()
+
+
 async def test_a_claim_reads_no_more_for_the_due_deliveries_it_never_takes(make_database):
     """A moved-out tenant's pending deliveries (its copy kept until a purge, maybe never), an endpoint disabled with
     deliveries pending: due, at the front of the due index, never claimed here. Measured before (cell migration 0228):
     each 20,000 of them made every claim (every poll of every deliverer, whoever's webhooks it had to send) read
     120,000 more buffers. The table is vacuumed after each change, as autovacuum
     does: until then the rows held leave dead entries in the due index (~85 buffers more for 20,000)."""
-    conn = await asyncpg.connect(make_database("webhook_claim_skips"), server_settings=INDEX_PLANS)
-    try:
-        for table in ("events", "webhook_deliveries", "webhook_endpoints", "tenants"):
-            await conn.execute(f"ALTER TABLE {table} SET (autovacuum_enabled = off)")
-        await conn.execute("INSERT INTO tenants (id, name) VALUES ('live', 'live'), ('gone', 'gone')")
-        live = await _endpoint(conn, "live")
-        await conn.execute("ANALYZE")
-        calls = {"claim_webhook_deliveries": "(100, 30)"}
-        await conn.execute(f"PREPARE claim_webhook_deliveries AS {Q['claim_webhook_deliveries']}")
-        await new_deliveries(conn, "live", live, SKIPPED, status="succeeded")  # a history delivered
-        await conn.execute("VACUUM webhook_deliveries")
-        for _ in range(6):
-            await measured(conn, calls)
-        before = (await measured(conn, calls))["claim_webhook_deliveries"]
+    async with _claims_measured(make_database, "webhook_claim_skips", ("live", "gone"), SKIPPED) as (conn, live, now):
         grown = {}
 
         async def after(kind: str) -> None:
-            await conn.execute("VACUUM webhook_deliveries")
-            grown[kind] = (await measured(conn, calls))["claim_webhook_deliveries"] - before
+            grown[kind] = await now()
 
         # The tenant moved out with deliveries pending (the move copied them pending: the target delivers them).
         await new_deliveries(conn, "gone", await _endpoint(conn, "gone"), SKIPPED)
@@ -116,14 +132,12 @@ async def test_a_claim_reads_no_more_for_the_due_deliveries_it_never_takes(make_
         await conn.execute(Q["update_webhook_endpoint"], "live", off, None, None, False, None, None, False)
         await after("disabled")
 
-        assert all(extra < 10 for extra in grown.values()), (before, grown)
+        assert all(extra < 10 for extra in grown.values()), grown
         # What is due and claimable is claimed, past all of them.
         await new_deliveries(conn, "live", live, 10, due_since="1 minute")
         claimed = await conn.fetch(Q["claim_webhook_deliveries"], 100, 30)
         assert {row["delivery_id"] for row in claimed} == {r["id"] for r in await conn.fetch(
             "SELECT id FROM webhook_deliveries WHERE endpoint_id = $1 AND status = 'pending'", live)}
-    finally:
-        await conn.close()
 
 
 WAITING = 10_000  # entities whose first delivery is in back-off, each with a later delivery due behind it
@@ -133,21 +147,7 @@ async def test_a_claim_reads_no_more_for_the_deliveries_waiting_behind_an_earlie
     """An endpoint failing for hours: each entity's first delivery in back-off (its next attempt later), the entity's
     next one due but waiting for it (event order per entity). Measured before (cell migration 0229): 10,000 of them
     made every claim of every deliverer read ~30,000 more buffers. Vacuumed after the change, as in the test above."""
-    conn = await asyncpg.connect(make_database("webhook_claim_waiting"), server_settings=INDEX_PLANS)
-    try:
-        for table in ("events", "webhook_deliveries", "webhook_endpoints", "tenants"):
-            await conn.execute(f"ALTER TABLE {table} SET (autovacuum_enabled = off)")
-        await conn.execute("INSERT INTO tenants (id, name) VALUES ('t', 't')")
-        endpoint = await _endpoint(conn, "t")
-        await conn.execute("ANALYZE")
-        calls = {"claim_webhook_deliveries": "(100, 30)"}
-        await conn.execute(f"PREPARE claim_webhook_deliveries AS {Q['claim_webhook_deliveries']}")
-        await new_deliveries(conn, "t", endpoint, WAITING, status="succeeded")  # a history delivered
-        await conn.execute("VACUUM webhook_deliveries")
-        for _ in range(6):
-            await measured(conn, calls)
-        before = (await measured(conn, calls))["claim_webhook_deliveries"]
-
+    async with _claims_measured(make_database, "webhook_claim_waiting", ("t",), WAITING) as (conn, endpoint, grown):
         first = await new_deliveries(conn, "t", endpoint, WAITING)
         await conn.execute(  # each attempted and failed: retried in an hour (webhook_attempt_failed)
             "UPDATE webhook_deliveries SET attempts = 1, last_attempt_at = now(), last_error = 'x', updated_at = now(),"
@@ -162,9 +162,5 @@ async def test_a_claim_reads_no_more_for_the_deliveries_waiting_behind_an_earlie
             " event_name, give_up_at) SELECT gen_random_uuid(), 't', $1, id, position, entity_id, event_name,"
             " now() + interval '1 day' FROM made ORDER BY position RETURNING id", endpoint, list(first))
         assert len(waiting) == WAITING
-        await conn.execute("VACUUM webhook_deliveries")
-        grown = (await measured(conn, calls))["claim_webhook_deliveries"] - before
-        assert grown < 10, (before, grown)
+        assert await grown() < 10
         assert await conn.fetch(Q["claim_webhook_deliveries"], 100, 30) == []  # each waits: nothing to claim
-    finally:
-        await conn.close()
