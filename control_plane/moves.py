@@ -53,6 +53,7 @@ import asyncpg
 
 from cell.store import audit
 from cell.store import events as cell_events
+from cell.store import tenants as cell_tenants
 from cell.store.errors import server_fault, session_lost
 from cell.store.queries import Q as cell_queries
 from cell.store.verify import audit_chain_head, category_problems, verify as verify_cell
@@ -95,7 +96,8 @@ TENANT_TABLES: dict[str, str | None] = {
     "bulk_results": None,
 }
 # Cell tables that hold nobody's rows.
-CELL_TABLES = frozenset({"schema_migrations", "schema_routines", "schema_routines_generation", "audit_sealer"})
+CELL_TABLES = frozenset({"schema_migrations", "schema_routines", "schema_routines_generation", "audit_sealer",
+                         "api_key_cache_ttl"})
 # The tenant row arrives on the target 'arriving' (the cell serves it nothing: 421 to a caller, LG012 to a write; cell
 # migration 0225), and its state is never copied over: the move sets it, to frozen just before the flip (the copy whole)
 # and to active after. The target's freeze has no lease (frozen_until, the source's): it ends only when the move
@@ -1161,15 +1163,18 @@ class Mover:
     async def _leave(self) -> None:
         """The tenant marked leaving on its source (tenants.leaving_since, cell migration 0226): from then on the
         source's processes remember none of its keys, and this waits until those they remembered before have expired
-        (cells_api_key_cache_ttl_s), the tenant writing meanwhile (the final catch-up copies it). So, once the source
-        is moved_out, every request there is answered 421: a router that has not learnt of the flip never reads the
-        books the tenant left after a write on its target, and no freeze waits for a key cache."""
+        (the largest CELL_API_KEY_CACHE_TTL_S the source's processes recorded, cell migration 0231; at least
+        cells_api_key_cache_ttl_s, all of it on a cell without a record), the tenant writing meanwhile (the final
+        catch-up copies it). So, once the source is moved_out, every request there is answered 421: a router that has
+        not learnt of the flip never reads the books the tenant left after a write on its target, and no freeze
+        waits for a key cache."""
+        ttl_s = max(self.settings.cells_api_key_cache_ttl_s, await cell_tenants.key_cache_ttl(self.src) or 0.0)
         wait_s = await self.src.fetchval(
             "UPDATE tenants SET leaving_since = coalesce(leaving_since, clock_timestamp()) WHERE id = $1 RETURNING "
             "extract(epoch FROM leaving_since + make_interval(secs => $2) - clock_timestamp())::float8",
-            self.tenant_id, self.settings.cells_api_key_cache_ttl_s)
+            self.tenant_id, ttl_s)
         if wait_s is not None and wait_s > 0:
-            await asyncio.sleep(min(wait_s, self.settings.cells_api_key_cache_ttl_s))
+            await asyncio.sleep(min(wait_s, ttl_s))
 
     async def step_freeze(self) -> str:
         await self._leave()  # done by the catch-up's end, but for a mover resumed here

@@ -54,11 +54,13 @@ class ControlPlaneSettings(msgspec.Struct, frozen=True, kw_only=True):
     # catch-up) plus its verification (of what the final round copied, which fits_freeze bounds by move_freeze_s_max),
     # or moves give up freezes that were about to finish: refused at startup.
     move_freeze_s_lease: float = 10.0
-    # The cells' CELL_API_KEY_CACHE_TTL_S (the largest, if they differ): a cell process serves a tenant's requests for
-    # that long on a key it checked. A move marks the tenant leaving on its source (its keys no longer remembered
-    # there) and freezes it only this long after, so that a router still routing the tenant to the source (it has not
-    # learnt of the flip yet) is answered 421 there, never from the left books, once the target takes writes. The
-    # wait comes before the freeze, the tenant writing meanwhile.
+    # The least a move waits for its source's key caches: a cell process serves a tenant's requests for its
+    # CELL_API_KEY_CACHE_TTL_S on a key it checked. A move marks the tenant leaving on its source (its keys no longer
+    # remembered there) and freezes it only once those remembered before have expired, so that a router still routing
+    # the tenant to the source (it has not learnt of the flip yet) is answered 421 there, never from the left books,
+    # once the target takes writes. It waits the larger of this and the largest TTL the source's processes recorded
+    # as they started (cell migration 0231; this alone covers processes started before it). The wait comes before
+    # the freeze, the tenant writing meanwhile.
     cells_api_key_cache_ttl_s: float = 0.5
     # An operator's change of a tenant in its cell (keys, webhook endpoints) takes the tenant's write fence: while a
     # move has the tenant frozen it is tried again for this long (the freeze lasts move_freeze_s_limit at most, then

@@ -37,7 +37,7 @@ from cell.service import sweeper
 from cell.service.events import run_sequencer, sequencer_pacer
 from cell.service.context import AccountCache, CellContext
 from cell.service.nudge import make_nudger, queue_gauges
-from cell.service.tenants import KeyCache
+from cell.service.tenants import KeyCache, record_key_cache_ttl
 from cell.settings import CellSettings
 from cell.store.db import INDEX_PLANS, close_idle, create_pool, session_bounds
 from cell.store.migrate import expected, migrate, pending_migrations
@@ -117,9 +117,10 @@ def create_app(settings: CellSettings, *, run_migrations: bool = True) -> Litest
         if settings.posting_mode == "hybrid" and not settings.sqs_queue_url:
             log.warning("hybrid posting mode without CELL_SQS_QUEUE_URL: queued effects wait for a worker's sweeper")
         pacer = app.state.sequencer_pacer = sequencer_pacer(settings) if settings.events_sequence_interval_s > 0 else None
+        keys = KeyCache(settings.api_key_cache_ttl_s)
+        await record_key_cache_ttl(background, keys)  # before any key is remembered: what a move off the cell waits
         app.state.ctx = CellContext(settings=settings, pool=pool, cache=AccountCache(settings.account_cache_size_max),
-                                    keys=KeyCache(settings.api_key_cache_ttl_s), nudger=make_nudger(settings),
-                                    after_run=pacer.nudge if pacer else None)
+                                    keys=keys, nudger=make_nudger(settings), after_run=pacer.nudge if pacer else None)
         app.state.metrics_server = await metrics_server.start(settings, background)
         # The requests' pool closes its idle connections in one pass a while, not with a timer per release.
         app.state.idle_closer = asyncio.get_running_loop().create_task(close_idle(pool, IDLE_CLOSE_S))

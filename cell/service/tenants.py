@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import re
 import secrets
 import time
@@ -13,6 +14,8 @@ import uuid
 import asyncpg
 
 from cell.store import tenants as store
+
+log = logging.getLogger("cell")
 
 TENANT_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 KEY_PREFIX = "lk_"
@@ -23,7 +26,7 @@ NOT_SERVED = frozenset({"moved_out", "arriving"})
 # The states a checked key is not remembered in (KeyCache): arriving, a move's flip serves it next, and at once; frozen,
 # a move's source may be made moved_out next, and must answer 421 from then on. Nor is a key of a tenant a move is
 # taking off this cell (tenants.leaving_since, migration 0226, set before the freeze): the move freezes it only once
-# the keys remembered before have expired (CONTROL_PLANE_CELLS_API_KEY_CACHE_TTL_S).
+# the keys remembered before have expired (the largest TTL the cell's processes recorded, record_key_cache_ttl).
 NOT_REMEMBERED = frozenset({"arriving", "frozen"})
 
 
@@ -146,3 +149,13 @@ class KeyCache:
             return row["tenant_id"], row["state"]
         finally:
             del self._in_flight[digest]
+
+
+async def record_key_cache_ttl(pool: asyncpg.Pool, keys: KeyCache) -> None:
+    """Records in the cell's database, before this process serves a request, how long it remembers a checked key:
+    a move off this cell waits that long between marking the tenant leaving and freezing it (migration 0231,
+    control_plane/moves.py Mover._leave), whatever the control plane was told."""
+    if not await store.record_key_cache_ttl(pool, keys.ttl_s):
+        log.warning("the cell's database lacks migration 0231: moves off this cell wait only the control plane's "
+                    "CONTROL_PLANE_CELLS_API_KEY_CACHE_TTL_S for this process's CELL_API_KEY_CACHE_TTL_S (%s s)",
+                    keys.ttl_s)

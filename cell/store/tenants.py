@@ -50,6 +50,22 @@ async def find_key(conn: asyncpg.Connection | asyncpg.Pool, secret_hash: bytes) 
     return await conn.fetchrow(Q["find_api_key"], secret_hash)
 
 
+async def record_key_cache_ttl(conn: asyncpg.Connection | asyncpg.Pool, ttl_s: float) -> bool:
+    """Records that a process of the cell remembers checked keys for `ttl_s`: the cell keeps the largest recorded
+    (0231). False on a cell without 0231 (a process started before its migration ran): nothing recorded."""
+    if not await conn.fetchval(Q["api_key_cache_ttl_table"]):
+        return False
+    await conn.execute(Q["record_api_key_cache_ttl"], ttl_s)
+    return True
+
+
+async def key_cache_ttl(conn: asyncpg.Connection | asyncpg.Pool) -> float | None:
+    """The largest key-cache TTL the cell's API processes recorded; None when none did (or the cell lacks 0231)."""
+    if not await conn.fetchval(Q["api_key_cache_ttl_table"]):
+        return None
+    return await conn.fetchval(Q["api_key_cache_ttl"])
+
+
 async def delete_empty(conn: asyncpg.Connection, tenant_id: str) -> dict[str, int]:
     """Delete a tenant's row and its revoked keys, in the caller's transaction, once the caller found it holds
     nothing else (control_plane's `tenants delete`, under the exclusive fence); a live key makes it fail (the key's

@@ -31,3 +31,14 @@ DELETE FROM api_keys WHERE tenant_id = $1 AND revoked_at IS NOT NULL
 
 -- name: delete_tenant
 DELETE FROM tenants WHERE id = $1
+
+-- name: api_key_cache_ttl_table
+SELECT to_regclass('api_key_cache_ttl') IS NOT NULL
+
+-- name: record_api_key_cache_ttl
+INSERT INTO api_key_cache_ttl AS r (ttl_s, recorded_at) VALUES ($1, clock_timestamp())
+ON CONFLICT (one) DO UPDATE SET ttl_s = excluded.ttl_s, recorded_at = excluded.recorded_at
+WHERE r.ttl_s <= excluded.ttl_s
+
+-- name: api_key_cache_ttl
+SELECT ttl_s FROM api_key_cache_ttl

@@ -336,14 +336,19 @@ async def test_a_tenant_writing_faster_than_the_rounds_shrink_is_not_frozen_and_
     await http.aclose()
 
 
-async def test_the_cell_a_tenant_left_serves_no_read_once_its_new_cell_takes_its_writes(world):
+@pytest.mark.parametrize("mover_told", [True, False], ids=["processes_unrecorded_mover_told_the_ttl",
+                                                           "processes_recorded_mover_left_at_its_default"])
+async def test_the_cell_a_tenant_left_serves_no_read_once_its_new_cell_takes_its_writes(world, mover_told):
     """A router that has not learnt of a move yet sends the tenant's requests to the cell it left: that cell serves
     its reads (from its books, frozen) until it answers 421, but never once the tenant writes on its new cell. A cell
-    process remembers a checked key for CELL_API_KEY_CACHE_TTL_S (2 s for the two mv-1 processes here, and for the
-    mover): one that checked the key just before the move, or one that checked it in the freeze, answers 421 the
-    moment the tenant is active on mv-2 (the mover marks the tenant leaving, so that no key of it is remembered from
-    then on, and freezes it once the keys remembered before have expired; the second did not remember it). That wait
-    is not in the freeze: the tenant writes meanwhile."""
+    process remembers a checked key for CELL_API_KEY_CACHE_TTL_S (2 s for the two mv-1 processes here): one that
+    checked the key just before the move, or one that checked it in the freeze, answers 421 the moment the tenant is
+    active on mv-2 (the mover marks the tenant leaving, so that no key of it is remembered from then on, and freezes
+    it once the keys remembered before have expired; the second did not remember it). That wait is not in the freeze:
+    the tenant writes meanwhile. The mover waits as long as the source's processes remember a key (each records its
+    TTL in its cell's database as it starts), whether or not its own CONTROL_PLANE_CELLS_API_KEY_CACHE_TTL_S is
+    raised to it: left at its default (0.5 s) it is only the least it waits. Processes that started before their
+    cell had migration 0231 recorded nothing: then the mover waits what it was told."""
     import msgspec
 
     from cell.api.app import create_app
@@ -376,9 +381,12 @@ async def test_the_cell_a_tenant_left_serves_no_read_once_its_new_cell_takes_its
             tasks["after"] = asyncio.get_running_loop().create_task(write_then_read())
 
     try:
+        if mover_told:  # as if mv-1's processes had started before its migration 0231
+            await _db(source, "DELETE FROM api_key_cache_ttl")
         assert (await http.post("/api/ledger_transactions", json=transfer)).status_code == 201
         assert (await before.get(cash)).status_code == 200  # the key checked there just before the move
-        settings = msgspec.structs.replace(world["settings"], cells_api_key_cache_ttl_s=ttl_s)
+        settings = msgspec.structs.replace(world["settings"], cells_api_key_cache_ttl_s=ttl_s) if mover_told \
+            else world["settings"]
         move = await start_move(world["conn"], settings, await plan_move(world["conn"], settings, tenant, "mv-2"))
         result = await run_move(world["conn"], settings, move["id"], progress)
         assert result["state"] == "done" and result["freeze_ms"] < ttl_s * 1000, result
@@ -393,6 +401,9 @@ async def test_the_cell_a_tenant_left_serves_no_read_once_its_new_cell_takes_its
             await client.aclose()
         for p in processes:
             await p.stop()
+        # mv-1's processes remember keys for 0.5 s again: as its operator would, the record (if any) follows, and the
+        # later moves off mv-1 wait that.
+        await _db(source, "UPDATE api_key_cache_ttl SET ttl_s = 0.5")
 
 
 class Reader:
