@@ -227,3 +227,72 @@ async def test_a_delivery_made_while_the_one_before_it_ends_is_never_left_waitin
     finally:
         await other.close()
         await conn.close()
+
+
+async def _due(conn: asyncpg.Connection, endpoint) -> set:
+    """The pending deliveries of `endpoint` not held (a claim would walk over them)."""
+    return {r["id"] for r in await conn.fetch(
+        "SELECT id FROM webhook_deliveries WHERE endpoint_id = $1 AND status = 'pending'"
+        " AND next_attempt_at < '5000-01-01 00:00:00+00'", endpoint)}
+
+
+async def _done_or_waiting(task: asyncio.Task, conn: asyncpg.Connection, pid: int) -> None:
+    """Until `task` is done or the session `pid` waits for a lock."""
+    deadline = time.monotonic() + 10
+    while not task.done():
+        await conn.execute("SELECT pg_stat_clear_snapshot()")
+        if await conn.fetchval("SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $1", pid):
+            return
+        assert time.monotonic() < deadline, "the other transaction neither ended nor waited"
+        await asyncio.sleep(0.01)
+
+
+async def test_a_pause_or_an_enable_racing_the_end_of_one_of_its_deliveries_never_deadlocks(make_database):
+    """PATCH active (its endpoint row locked, then its deliveries held or released) and the end of a delivery of that
+    endpoint (its row locked, then the next one of its entity released): in either order, both succeed (no deadlock
+    detected, no 409 to retry, no outcome recorded again). Paused, every pending delivery is held; active, each entity's
+    first pending one is due (the next one the end released), the others wait for it."""
+    url = make_database("webhook_held_pause_race")
+    conn, other = await asyncpg.connect(url), await asyncpg.connect(url)
+    try:
+        await conn.execute("SET deadlock_timeout = '100ms'")
+        await other.execute("SET deadlock_timeout = '100ms'")
+        for n, (active, change_first) in enumerate([(False, True), (False, False), (True, True), (True, False)]):
+            t, case = f"t{n}", ("enable" if active else "pause", "first" if change_first else "second")
+            await conn.execute("INSERT INTO tenants (id, name) VALUES ($1, $1)", t)
+            endpoint = await _endpoint(conn, t)
+            x, y = uuid.uuid4(), uuid.uuid4()
+            x1, y1, x2, x3 = await _fanned_out(conn, t, endpoint, [x, y, x, x])
+            assert await _claimed(conn) >= {x1, y1}
+            if active:  # x1 claimed before the pause, its outcome recorded while the endpoint is enabled again
+                await webhooks.update_endpoint(conn, t, endpoint, WebhookEndpointUpdate(active=False), policy=DEV)
+            change = lambda: webhooks.update_endpoint(other, t, endpoint,  # noqa: E731
+                                                      WebhookEndpointUpdate(active=active), policy=DEV)
+            changing, ending = other.transaction(), conn.transaction()
+            await changing.start()
+            if change_first:
+                # The PATCH's UPDATE has locked its endpoint row; its trigger is about to hold or release.
+                await other.execute("SELECT 1 FROM webhook_endpoints WHERE id = $1 FOR NO KEY UPDATE", endpoint)
+                end = asyncio.create_task(webhooks_store.delivered(conn, x1, 200))
+                await _done_or_waiting(end, other, conn.get_server_pid())
+                await change()
+                await changing.commit()
+                await end
+            else:
+                # The end has locked x1 (and x2, to release it); the PATCH comes before it commits.
+                await ending.start()
+                await webhooks_store.delivered(conn, x1, 200)
+                patch = asyncio.create_task(change())
+                await _waiting_for_a_lock(conn, other.get_server_pid())
+                await ending.commit()
+                await patch
+                await changing.commit()
+            assert await conn.fetchval("SELECT status FROM webhook_deliveries WHERE id = $1", x1) == "succeeded"
+            if not active:
+                assert await _due(conn, endpoint) == set(), case  # every pending one held
+                assert set((await _shown(conn, t, endpoint)).values()) == {None}
+                await webhooks.update_endpoint(conn, t, endpoint, WebhookEndpointUpdate(active=True), policy=DEV)
+            assert await _due(conn, endpoint) == {y1, x2}, case  # x3 still waits for x2
+    finally:
+        await other.close()
+        await conn.close()

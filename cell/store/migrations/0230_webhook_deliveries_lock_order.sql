@@ -1,0 +1,66 @@
+-- A pause or an enable of an endpoint never deadlocks with the end of one of its deliveries, and neither race leaves a
+-- paused endpoint's delivery due or an active one's held (0228, 0229). Lock order, one way: the pause or the enable
+-- (PATCH active; its UPDATE locks the endpoint row first) locks every pending delivery of the endpoint in event order,
+-- then holds or releases in a snapshot taken after those locks (an end in flight is waited for and what it released
+-- or left held is seen; one after it waits for its commit and reads the endpoint's new state). An end (succeeded,
+-- failed; ledger_webhook_release_next) reads the endpoint's `active` without a lock: it share-locked the endpoint row
+-- after its delivery's, the reverse order, and a pause racing it deadlocked (PostgreSQL chose one: the PATCH answered
+-- 409, or the attempt's outcome was lost and it was made again; tests/integration/store/test_webhook_held.py).
+-- Cost: an end reads the endpoint without a lock (less than before); a pause or an enable locks each pending delivery
+-- of its endpoint once. In one transaction: the functions change together.
+-- Every pending delivery of an endpoint locked, in event order (the order an end locks them in: the one ending, then
+-- the next one of its entity), to the caller's commit.
+CREATE OR REPLACE FUNCTION ledger_webhook_lock_endpoint_deliveries(p_endpoint uuid) RETURNS void LANGUAGE plpgsql
+VOLATILE AS $$
+BEGIN
+    PERFORM FROM webhook_deliveries WHERE endpoint_id = p_endpoint AND status = 'pending'
+    ORDER BY event_position FOR NO KEY UPDATE;
+END $$;
+
+-- An endpoint disabled: its pending deliveries held; enabled, its held ones released if its tenant is served, but for
+-- those waiting behind an earlier pending one of their entity (each released when the one before it ends). Either
+-- after every pending one is locked: each statement below reads what the ends it waited for committed.
+CREATE OR REPLACE FUNCTION ledger_webhook_endpoint_active() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NOT NEW.active THEN
+        PERFORM ledger_webhook_lock_endpoint_deliveries(NEW.id);
+        UPDATE webhook_deliveries SET next_attempt_at = next_attempt_at + interval '60000000 hours'
+        WHERE endpoint_id = NEW.id AND status = 'pending' AND next_attempt_at < '5000-01-01 00:00:00+00';
+    ELSIF NEW.tenant_id NOT IN (SELECT * FROM ledger_unserved_tenants()) THEN
+        PERFORM ledger_webhook_lock_endpoint_deliveries(NEW.id);
+        UPDATE webhook_deliveries d SET next_attempt_at = d.next_attempt_at - interval '60000000 hours'
+        WHERE d.endpoint_id = NEW.id AND d.status = 'pending' AND d.next_attempt_at >= '5000-01-01 00:00:00+00'
+          AND NOT EXISTS (SELECT 1 FROM webhook_deliveries p
+                          WHERE p.endpoint_id = d.endpoint_id AND p.entity_id = d.entity_id AND p.status = 'pending'
+                            AND p.event_position < d.event_position);
+    END IF;
+    RETURN NULL;
+END $$;
+
+-- A delivery ended (succeeded, failed for good; on a move's target, copied so): the first pending one after it of its
+-- entity at its endpoint released if it is held, none is pending before it and the endpoint is active. The endpoint is
+-- read, not locked: a pause or an enable in flight has locked this delivery first (this end waited for its commit and
+-- reads its outcome) or waits for this end's commit (and holds what this released, or releases what it left held).
+-- Not the tenant's state: a move's copy ends and releases as its source did.
+CREATE OR REPLACE FUNCTION ledger_webhook_release_next() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    next_id uuid;
+    next_at timestamptz;
+BEGIN
+    SELECT id, next_attempt_at INTO next_id, next_at FROM webhook_deliveries
+    WHERE endpoint_id = NEW.endpoint_id AND entity_id = NEW.entity_id AND status = 'pending'
+      AND event_position > NEW.event_position
+    ORDER BY event_position LIMIT 1 FOR NO KEY UPDATE;
+    IF NOT FOUND OR next_at < '5000-01-01 00:00:00+00' THEN
+        RETURN NULL;
+    END IF;
+    IF EXISTS (SELECT 1 FROM webhook_deliveries
+               WHERE endpoint_id = NEW.endpoint_id AND entity_id = NEW.entity_id AND status = 'pending'
+                 AND event_position < NEW.event_position) THEN
+        RETURN NULL;
+    END IF;
+    IF EXISTS (SELECT 1 FROM webhook_endpoints WHERE id = NEW.endpoint_id AND active) THEN
+        UPDATE webhook_deliveries SET next_attempt_at = next_attempt_at - interval '60000000 hours' WHERE id = next_id;
+    END IF;
+    RETURN NULL;
+END $$;
