@@ -122,11 +122,14 @@ UPDATE webhook_deliveries SET status = 'succeeded', attempts = attempts + 1, las
 WHERE id = $1 AND status = 'pending' AND ledger_tenant_open(tenant_id);
 
 -- name: webhook_attempt_failed
--- A failed attempt: retried at now() + $4 s unless that is past the delivery's give-up time (then failed).
+-- A failed attempt: retried at now() + $4 s unless that is past the delivery's give-up time (then failed). One held
+-- since it was claimed (its endpoint paused meanwhile: cell migration 0228) stays held, its retry time kept for the
+-- release: made due, every claim stepped over it (never attempted: the claim checks the endpoint) while it was paused.
 UPDATE webhook_deliveries SET attempts = attempts + 1, last_attempt_at = now(), last_status_code = $2,
        last_error = $3, updated_at = now(),
        status = CASE WHEN now() + make_interval(secs => $4) > give_up_at THEN 'failed' ELSE 'pending' END,
        next_attempt_at = now() + make_interval(secs => $4)
+           + CASE WHEN next_attempt_at >= '5000-01-01 00:00:00+00' THEN interval '60000000 hours' ELSE interval '0' END
 WHERE id = $1 AND status = 'pending' AND ledger_tenant_open(tenant_id)
 RETURNING status;
 

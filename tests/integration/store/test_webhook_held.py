@@ -296,3 +296,31 @@ async def test_a_pause_or_an_enable_racing_the_end_of_one_of_its_deliveries_neve
     finally:
         await other.close()
         await conn.close()
+
+
+async def test_a_failure_recorded_on_a_delivery_its_paused_endpoint_held_keeps_it_held(make_database):
+    """The deliverer claimed a delivery, the endpoint was paused (holding it), then the attempt failed: the retry is
+    held with the endpoint (shown with no next attempt, never due while it is paused), at its back-off once it is
+    active again; the same whichever of the pause and the failure comes first."""
+    conn = await asyncpg.connect(make_database("webhook_held_failed"))
+    try:
+        await conn.execute("INSERT INTO tenants (id, name) VALUES ('t', 't')")
+        endpoint = await _endpoint(conn, "t")
+        first, then = await new_deliveries(conn, "t", endpoint, 2)
+
+        async def set_active(active: bool) -> None:
+            await webhooks.update_endpoint(conn, "t", endpoint, WebhookEndpointUpdate(active=active), policy=DEV)
+
+        assert await conn.fetch(Q["claim_webhook_deliveries"], 10, 30)  # both leased to the deliverer
+        assert await webhooks_store.attempt_failed(conn, then, 503, "down", 60) == "pending"  # before the pause
+        await set_active(False)
+        assert await webhooks_store.attempt_failed(conn, first, 500, "down", 0) == "pending"  # after it: due at once
+        assert await _due(conn, endpoint) == set()
+        assert await _shown(conn, "t", endpoint) == {first: None, then: None}
+        assert await _claimed(conn) == set()
+        failed_at = await _scheduled(conn, {first, then})
+        await set_active(True)
+        assert await _scheduled(conn, {first, then}) == {d: at - HELD for d, at in failed_at.items()}
+        assert await _claimed(conn) == {first}  # `then` waits out its 60 s back-off
+    finally:
+        await conn.close()
