@@ -7,7 +7,13 @@
 -- after its delivery's, the reverse order, and a pause racing it deadlocked (PostgreSQL chose one: the PATCH answered
 -- 409, or the attempt's outcome was lost and it was made again; tests/integration/store/test_webhook_held.py).
 -- Cost: an end reads the endpoint without a lock (less than before); a pause or an enable locks each pending delivery
--- of its endpoint once. In one transaction: the functions change together.
+-- of its endpoint once.
+-- A redelivery (POST .../redeliver, ledgerctl webhooks redeliver) of an entity's earlier delivery holds the later
+-- pending ones of the entity at its endpoint (their due time kept), each released in turn as 0229 releases them: left
+-- due behind it, every claim stepped over them until it ended. Cost: a redelivery locks and holds its entity's later
+-- pending deliveries (two probes of webhook_deliveries_entity); the delivery path is unchanged.
+-- In one transaction: the functions and the trigger change together.
+
 -- Every pending delivery of an endpoint locked, in event order (the order an end locks them in: the one ending, then
 -- the next one of its entity), to the caller's commit.
 CREATE OR REPLACE FUNCTION ledger_webhook_lock_endpoint_deliveries(p_endpoint uuid) RETURNS void LANGUAGE plpgsql
@@ -64,3 +70,24 @@ BEGIN
     END IF;
     RETURN NULL;
 END $$;
+
+-- A redelivery (a row failed or succeeded before, made pending again): the later pending deliveries of its entity at
+-- its endpoint wait for it, held (those held already stay so), locked in event order.
+CREATE OR REPLACE FUNCTION ledger_webhook_hold_later() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM FROM webhook_deliveries
+    WHERE endpoint_id = NEW.endpoint_id AND entity_id = NEW.entity_id AND status = 'pending'
+      AND event_position > NEW.event_position
+    ORDER BY event_position FOR NO KEY UPDATE;
+    IF FOUND THEN  -- read again after the locks: one an end in flight released is held too
+        UPDATE webhook_deliveries SET next_attempt_at = next_attempt_at + interval '60000000 hours'
+        WHERE endpoint_id = NEW.endpoint_id AND entity_id = NEW.entity_id AND status = 'pending'
+          AND event_position > NEW.event_position AND next_attempt_at < '5000-01-01 00:00:00+00';
+    END IF;
+    RETURN NULL;
+END $$;
+
+SET LOCAL lock_timeout = '10s';
+CREATE OR REPLACE TRIGGER webhook_deliveries_hold_later AFTER UPDATE OF status ON webhook_deliveries
+    FOR EACH ROW WHEN (OLD.status <> 'pending' AND NEW.status = 'pending')
+    EXECUTE FUNCTION ledger_webhook_hold_later();

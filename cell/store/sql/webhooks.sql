@@ -123,8 +123,9 @@ WHERE id = $1 AND status = 'pending' AND ledger_tenant_open(tenant_id);
 
 -- name: webhook_attempt_failed
 -- A failed attempt: retried at now() + $4 s unless that is past the delivery's give-up time (then failed). One held
--- since it was claimed (its endpoint paused meanwhile: cell migration 0228) stays held, its retry time kept for the
--- release: made due, every claim stepped over it (never attempted: the claim checks the endpoint) while it was paused.
+-- since it was claimed (its endpoint paused meanwhile, cell migration 0228; an earlier delivery of its entity
+-- redelivered, 0230) stays held, its retry time kept for the release: made due, every claim stepped over it (never
+-- attempted: the claim checks the endpoint and the entity's order) while it was held.
 UPDATE webhook_deliveries SET attempts = attempts + 1, last_attempt_at = now(), last_status_code = $2,
        last_error = $3, updated_at = now(),
        status = CASE WHEN now() + make_interval(secs => $4) > give_up_at THEN 'failed' ELSE 'pending' END,

@@ -324,3 +324,33 @@ async def test_a_failure_recorded_on_a_delivery_its_paused_endpoint_held_keeps_i
         assert await _claimed(conn) == {first}  # `then` waits out its 60 s back-off
     finally:
         await conn.close()
+
+
+async def test_a_redelivery_of_an_entitys_earlier_delivery_holds_its_later_ones_until_it_ends(make_database):
+    """POST .../redeliver of a delivery that succeeded, while a later one of its entity is pending and due: the later
+    one waits for it (event order per entity), held (no next attempt shown, not walked over by every claim), and due
+    when it was once the redelivered one ends."""
+    conn = await asyncpg.connect(make_database("webhook_held_redelivered"))
+    try:
+        await conn.execute("INSERT INTO tenants (id, name) VALUES ('t', 't')")
+        endpoint = await _endpoint(conn, "t")
+        x, y = uuid.uuid4(), uuid.uuid4()
+        x1, y1, x2, x3 = await _fanned_out(conn, "t", endpoint, [x, y, x, x])
+        await webhooks_store.delivered(conn, x1, 200)
+        await webhooks_store.delivered(conn, y1, 200)
+        assert await _claimed(conn) == {x2}
+        scheduled = await _scheduled(conn, {x2})
+        await webhooks.redeliver(conn, "t", x1, retry_window_s=60)
+        assert await _due(conn, endpoint) == {x1}  # x2 (and x3 behind it) held
+        assert (await _shown(conn, "t", endpoint))[x2] is None
+        assert await _claimed(conn) == {x1}
+        await webhooks_store.delivered(conn, x1, 200)
+        assert await _scheduled(conn, {x2}) == scheduled  # due when it was
+        assert await _claimed(conn) == {x2}
+        # Failed ones redelivered together with the later one pending: the same.
+        await conn.execute("UPDATE webhook_deliveries SET status = 'failed' WHERE id = ANY($1::uuid[])", [x1, y1])
+        assert await webhooks.redeliver_failed(conn, "t", endpoint_id=endpoint, retry_window_s=60) == 2
+        assert await _due(conn, endpoint) == {x1, y1}
+        assert await _claimed(conn) == {x1, y1}
+    finally:
+        await conn.close()
