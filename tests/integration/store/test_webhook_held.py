@@ -354,3 +354,43 @@ async def test_a_redelivery_of_an_entitys_earlier_delivery_holds_its_later_ones_
         assert await _claimed(conn) == {x1, y1}
     finally:
         await conn.close()
+
+
+async def test_a_redelivery_racing_the_end_of_the_next_delivery_of_its_entity_holds_the_one_that_end_released(
+        make_database):
+    """x1 redelivered while x2 (the next one of its entity) ends, x3 waiting behind x2: the end releases x3, the
+    redelivery holds it again (x3 waits for x1), whichever commits first."""
+    url = make_database("webhook_held_redelivery_race")
+    conn, other = await asyncpg.connect(url), await asyncpg.connect(url)
+    try:
+        for n, end_first in enumerate((True, False)):
+            t = f"t{n}"
+            await conn.execute("INSERT INTO tenants (id, name) VALUES ($1, $1)", t)
+            endpoint = await _endpoint(conn, t)
+            x = uuid.uuid4()
+            x1, x2, x3 = await _fanned_out(conn, t, endpoint, [x, x, x])
+            await webhooks_store.delivered(conn, x1, 200)
+            assert await _claimed(conn) >= {x2}
+            ending = conn.transaction()
+            if end_first:  # the end has locked x2 and released x3; the redelivery comes before it commits
+                await ending.start()
+                await webhooks_store.delivered(conn, x2, 200)
+                redelivery = asyncio.create_task(webhooks.redeliver(other, t, x1, retry_window_s=60))
+                await _waiting_for_a_lock(conn, other.get_server_pid())
+                await ending.commit()
+                await redelivery
+                assert await _due(conn, endpoint) == {x1}, end_first  # x3 waits for x1
+            else:  # the redelivery has held x2; the end of x2 comes before it commits
+                redelivering = other.transaction()
+                await redelivering.start()
+                await webhooks.redeliver(other, t, x1, retry_window_s=60)
+                end = asyncio.create_task(webhooks_store.delivered(conn, x2, 200))
+                await _waiting_for_a_lock(other, conn.get_server_pid())
+                await redelivering.commit()
+                await end
+                assert await _due(conn, endpoint) == {x1}, end_first  # x3 still waits behind x2, then x1
+            await webhooks_store.delivered(conn, x1, 200)
+            assert await _due(conn, endpoint) == {x3}, end_first
+    finally:
+        await other.close()
+        await conn.close()
