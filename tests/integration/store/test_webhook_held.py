@@ -394,3 +394,58 @@ async def test_a_redelivery_racing_the_end_of_the_next_delivery_of_its_entity_ho
     finally:
         await other.close()
         await conn.close()
+
+
+async def test_a_redelivery_racing_a_pause_or_an_enable_of_its_endpoint_is_held_while_paused_and_due_while_active(
+        make_database):
+    """POST .../redeliver (or the CLI's redeliver of every failed one) while PATCH active=false (or true) of its
+    endpoint is in flight, in either order of commit: once both committed, the redelivered delivery is held if the
+    endpoint is paused (no next attempt shown, not walked over by every claim) and due if it is active (never left
+    held: it would never be delivered). Paused, it is due once the endpoint is active again."""
+    url = make_database("webhook_held_redelivery_pause_race")
+    conn, other = await asyncpg.connect(url), await asyncpg.connect(url)
+    try:
+        await conn.execute("SET deadlock_timeout = '100ms'")
+        await other.execute("SET deadlock_timeout = '100ms'")
+        cases = [(active, change_first, one) for active in (False, True) for change_first in (True, False)
+                 for one in (True, False)]
+        for n, (active, change_first, one) in enumerate(cases):
+            t = f"t{n}"
+            case = ("enable" if active else "pause", "first" if change_first else "second",
+                    "redeliver" if one else "redeliver_failed")
+            await conn.execute("INSERT INTO tenants (id, name) VALUES ($1, $1)", t)
+            endpoint = await _endpoint(conn, t, active=not active)
+            (failed,) = await new_deliveries(conn, t, endpoint, 1, status="failed")
+
+            def redeliver():
+                if one:
+                    return webhooks.redeliver(conn, t, failed, retry_window_s=60)
+                return webhooks.redeliver_failed(conn, t, endpoint_id=endpoint, retry_window_s=60)
+
+            changing, redelivering = other.transaction(), conn.transaction()
+            if change_first:  # the PATCH has held or released the endpoint's deliveries; the redelivery comes
+                await changing.start()
+                await webhooks.update_endpoint(other, t, endpoint, WebhookEndpointUpdate(active=active), policy=DEV)
+                redelivery = asyncio.create_task(redeliver())
+                await _done_or_waiting(redelivery, other, conn.get_server_pid())
+                await changing.commit()
+                await redelivery
+            else:  # the redelivery has made it pending; the PATCH comes before it commits
+                await redelivering.start()
+                await redeliver()
+                patch = asyncio.create_task(webhooks.update_endpoint(
+                    other, t, endpoint, WebhookEndpointUpdate(active=active), policy=DEV))
+                await _done_or_waiting(patch, conn, other.get_server_pid())
+                await redelivering.commit()
+                await patch
+            assert await conn.fetchval("SELECT status FROM webhook_deliveries WHERE id = $1", failed) == "pending"
+            if not active:
+                assert await _due(conn, endpoint) == set(), case
+                assert await _shown(conn, t, endpoint) == {failed: None}, case
+                await webhooks.update_endpoint(conn, t, endpoint, WebhookEndpointUpdate(active=True), policy=DEV)
+            assert await _due(conn, endpoint) == {failed}, case
+            assert failed in await _claimed(conn), case
+            await webhooks_store.delivered(conn, failed, 200)
+    finally:
+        await other.close()
+        await conn.close()
