@@ -449,3 +449,43 @@ async def test_a_redelivery_racing_a_pause_or_an_enable_of_its_endpoint_is_held_
     finally:
         await other.close()
         await conn.close()
+
+
+async def test_a_delivery_made_while_its_entitys_earlier_one_is_redelivered_waits_for_it(make_database):
+    """The fan-out of an entity's next event and POST .../redeliver of its earlier delivery, in either order of commit:
+    once both committed (and the deliverer's next round fanned out what it skipped), the new delivery waits for the
+    redelivered one (held: no next attempt shown), due once that one ended."""
+    url = make_database("webhook_held_redelivery_fan_out_race")
+    conn, other = await asyncpg.connect(url), await asyncpg.connect(url)
+    try:
+        for n, redelivery_first in enumerate((True, False)):
+            t = f"t{n}"
+            await conn.execute("INSERT INTO tenants (id, name) VALUES ($1, $1)", t)
+            endpoint = await _endpoint(conn, t)
+            x = uuid.uuid4()
+            (x1,) = await _fanned_out(conn, t, endpoint, [x])
+            await webhooks_store.delivered(conn, x1, 200)
+            redelivering, making = conn.transaction(), other.transaction()
+            if redelivery_first:  # x1 pending again; the next event is fanned out before that commits
+                await redelivering.start()
+                await webhooks.redeliver(conn, t, x1, retry_window_s=60)
+                fan_out = asyncio.create_task(_fanned_out(other, t, endpoint, [x]))
+                await _done_or_waiting(fan_out, conn, other.get_server_pid())
+                await redelivering.commit()
+                await fan_out
+            else:  # the next one made; x1 redelivered before that commits
+                await making.start()
+                await _fanned_out(other, t, endpoint, [x])
+                redelivery = asyncio.create_task(webhooks.redeliver(conn, t, x1, retry_window_s=60))
+                await _done_or_waiting(redelivery, other, conn.get_server_pid())
+                await making.commit()
+                await redelivery
+            await webhooks_store.fan_out(conn, endpoint, 1000, 3600)  # the deliverer's next round
+            (x2,) = [d for d in await _fanned_out(conn, t, endpoint, []) if d != x1]
+            assert await _due(conn, endpoint) == {x1}, redelivery_first
+            assert (await _shown(conn, t, endpoint))[x2] is None, redelivery_first
+            await webhooks_store.delivered(conn, x1, 200)
+            assert await _due(conn, endpoint) == {x2}, redelivery_first
+    finally:
+        await other.close()
+        await conn.close()
