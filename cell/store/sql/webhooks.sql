@@ -138,8 +138,15 @@ RETURNING status;
 SELECT endpoint_id, seq FROM webhook_deliveries WHERE tenant_id = $1 AND id = $2;
 
 -- name: redeliver_webhook
--- A delivery (failed, or succeeded and wanted again) pending again now, with a fresh retry window.
-UPDATE webhook_deliveries SET status = 'pending', attempts = 0, next_attempt_at = now(),
+-- A delivery (failed, or succeeded and wanted again) pending again now, with a fresh retry window. One still pending
+-- and held (its endpoint paused, its tenant moved out, an earlier pending one of its entity before it: cell migrations
+-- 0228, 0229) stays held, due now once released, as webhook_attempt_failed keeps it: made due, it was listed with a
+-- next attempt never made and every claim stepped over it (tests/property/test_webhook_hold_model.py). What holds one
+-- made pending from failed or succeeded is the trigger's (webhook_deliveries_hold_again).
+UPDATE webhook_deliveries SET status = 'pending', attempts = 0,
+       next_attempt_at = now()
+           + CASE WHEN status = 'pending' AND next_attempt_at >= '5000-01-01 00:00:00+00' THEN interval '60000000 hours'
+                  ELSE interval '0' END,
        give_up_at = now() + make_interval(secs => $3), updated_at = now()
 WHERE tenant_id = $1 AND id = $2
 RETURNING *;

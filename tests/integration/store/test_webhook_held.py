@@ -356,6 +356,36 @@ async def test_a_redelivery_of_an_entitys_earlier_delivery_holds_its_later_ones_
         await conn.close()
 
 
+async def test_a_pending_delivery_redelivered_while_it_waits_stays_held(make_database):
+    """POST .../redeliver of a delivery still pending and held (its endpoint paused; an earlier pending one of its
+    entity before it): pending again now, still held (no next attempt shown, not walked over by every claim), due at
+    the redelivery once what held it ends. Found by tests/property/test_webhook_hold_model.py: it was made due."""
+    conn = await asyncpg.connect(make_database("webhook_held_pending_redelivered"))
+    try:
+        await conn.execute("INSERT INTO tenants (id, name) VALUES ('t', 't')")
+        endpoint = await _endpoint(conn, "t")
+        x = uuid.uuid4()
+        x1, x2 = await _fanned_out(conn, "t", endpoint, [x, x])
+        assert await _claimed(conn) == {x1}
+        before = await conn.fetchval("SELECT now()")
+        await webhooks.redeliver(conn, "t", x2, retry_window_s=60)  # behind x1, still pending
+        after = await conn.fetchval("SELECT now()")
+        assert await _due(conn, endpoint) == {x1}
+        assert (await _shown(conn, "t", endpoint))[x2] is None
+        await webhooks_store.delivered(conn, x1, 200)
+        assert before <= (await _shown(conn, "t", endpoint))[x2] <= after  # due at the redelivery
+        assert await _claimed(conn) == {x2}
+
+        await webhooks.update_endpoint(conn, "t", endpoint, WebhookEndpointUpdate(active=False), policy=DEV)
+        await webhooks.redeliver(conn, "t", x2, retry_window_s=60)  # its endpoint paused, still pending
+        assert await _due(conn, endpoint) == set()
+        assert (await _shown(conn, "t", endpoint))[x2] is None
+        await webhooks.update_endpoint(conn, "t", endpoint, WebhookEndpointUpdate(active=True), policy=DEV)
+        assert await _claimed(conn) == {x2}
+    finally:
+        await conn.close()
+
+
 async def test_a_redelivery_racing_the_end_of_the_next_delivery_of_its_entity_holds_the_one_that_end_released(
         make_database):
     """x1 redelivered while x2 (the next one of its entity) ends, x3 waiting behind x2: the end releases x3, the
