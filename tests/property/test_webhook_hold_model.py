@@ -40,7 +40,7 @@ from cell.service import webhooks as service
 from cell.store import webhooks as store
 from ledger_common.outbound import OutboundPolicy
 
-EXAMPLES = int(os.environ.get("PROPERTY_EXAMPLES", "400"))
+EXAMPLES = int(os.environ.get("PROPERTY_EXAMPLES", "150"))
 STEPS = int(os.environ.get("PROPERTY_STEPS", "30"))
 DEV = OutboundPolicy(allow_http_loopback=True)
 HELD = timedelta(hours=60_000_000)  # how far on a held delivery's next attempt is (cell migration 0228)
