@@ -35,16 +35,10 @@ from loadtests.mix import REQUESTS, evaluate, shape_stages, thresholds, weights
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-async def cell(make_database):
+@pytest.fixture(scope="module")
+async def cell_server(make_database):
+    """The module's cell app, started once: (its URL, its database URL); each test loads a tenant of its own."""
     url = make_database(f"loadtest_{uuid.uuid4().hex[:6]}")
-    conn = await asyncpg.connect(url)
-    try:
-        tenant = f"lt-{uuid.uuid4().hex[:8]}"
-        await create_tenant(conn, tenant, "load test smoke")
-        _, secret = await create_api_key(conn, tenant)
-    finally:
-        await conn.close()
     settings = load_settings(("LOADTEST_UNUSED_",), name="cell-lt", database_url=url, posting_mode="sync",
                              db_pool_min=1, db_pool_max=8)
     port = free_port()
@@ -57,9 +51,23 @@ async def cell(make_database):
         if task.done():
             task.result()
         await asyncio.sleep(0.02)
-    yield f"http://127.0.0.1:{port}", tenant, secret
+    yield f"http://127.0.0.1:{port}", url
     server.should_exit = True
     await task
+
+
+@pytest.fixture
+async def cell(cell_server):
+    """A fresh tenant on the module's cell: (the cell's URL, the tenant, its API key)."""
+    host, url = cell_server
+    conn = await asyncpg.connect(url)
+    try:
+        tenant = f"lt-{uuid.uuid4().hex[:8]}"
+        await create_tenant(conn, tenant, "load test smoke")
+        _, secret = await create_api_key(conn, tenant)
+    finally:
+        await conn.close()
+    return host, tenant, secret
 
 
 @pytest.mark.timeout(90)
