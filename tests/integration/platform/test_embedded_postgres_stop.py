@@ -17,7 +17,7 @@ def test_a_server_that_does_not_stop_in_time_is_stopped_anyway(tmp_path):
     assert pid is not None and pid_alive(pid)
     os.kill(pid, signal.SIGSTOP)  # it can no longer act on pg_ctl's signals: a fast stop times out
     try:
-        server.stop(timeout_s=2)
+        server.stop(timeout_s=1)  # each of its two stops (fast, then immediate) waits this long
         assert not pid_alive(pid), "the postmaster still runs after stop()"
         assert port_free(server.port)
     finally:
