@@ -143,21 +143,23 @@ def start_stack(tmp_path: Path, ready_s_max: float = 180) -> Stack:
 
 
 def stop_stack(stack: Stack) -> None:
+    """The end of a stack no test looks at: killed, not stopped (a graceful stop waits out every drain; how `make run`
+    stops is test_make_run.py's to test), its postmaster stopped at once; returns when every process of it is gone."""
     if stack.proc.poll() is None:
-        stack.proc.send_signal(signal.SIGTERM)  # what Ctrl-C does: everything, grandchildren included
+        stack.tree()  # every process of it now running, met (stack.seen)
+        os.killpg(stack.proc.pid, signal.SIGKILL)
+    leftovers = list(stack.seen.values())
+    for p in leftovers:
         try:
-            stack.proc.wait(90)
-        except subprocess.TimeoutExpired:
-            for p in psutil.Process(stack.proc.pid).children(recursive=True):
-                try:
-                    p.kill()
-                except psutil.NoSuchProcess:
-                    pass
-            os.killpg(stack.proc.pid, signal.SIGKILL)
-            stack.proc.wait()
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    stack.proc.wait()
     postmaster = stack.postmaster()  # daemonized: not in the process tree
     if postmaster is not None and not gone(postmaster):
-        postmaster.send_signal(signal.SIGQUIT)
+        postmaster.send_signal(signal.SIGQUIT)  # immediate shutdown, backends included
+        leftovers.append(postmaster)
+    wait_until(lambda: all(gone(p) for p in leftovers), "every process of the stack gone", 30, 0.05)
 
 
 async def admin_connect(stack: Stack, database: str = "postgres") -> asyncpg.Connection:
