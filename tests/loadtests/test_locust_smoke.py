@@ -73,7 +73,7 @@ async def cell(cell_server):
 @pytest.mark.timeout(90)
 async def test_a_short_locust_run_has_no_failure_and_writes_its_reports(cell, tmp_path):
     env = {**os.environ, "LOADTEST_WEIGHTS": "investing=3,card=1,statement=1,backdated=1",
-           "LOADTEST_SHAPE": "users=4,spike_users=8,ramp=2,steady=2,spike=2,steady2=2",
+           "LOADTEST_SHAPE": "users=4,spike_users=8,ramp=1,steady=1,spike=2,steady2=1",
            "LOADTEST_INVESTORS": "10", "LOADTEST_CARDS": "5", "LOADTEST_STATEMENT_PER_PAGE": "2",
            "LOADTEST_WAIT_MAX_S": "0.05", "LOADTEST_P90_MS": "5000", "LOADTEST_MAX_ERROR_RATE": "0"}
     code, out = await loadtest(cell, tmp_path / "first", env)
