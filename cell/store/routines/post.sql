@@ -147,7 +147,9 @@ BEGIN
     FROM (SELECT DISTINCT unnest(p_accounts)) AS u(id)
     CROSS JOIN LATERAL (SELECT l.id, l.sync_only, l.headroom_low, l.discarded_at FROM ledger_accounts l
                         WHERE l.id = u.id LIMIT 1) a;
-    -- A discarded account, or a balance past the signed 64-bit range (before this posting's own effects are queued).
+    -- A discarded account, or a balance past the signed 64-bit range (before this posting's own effects are queued);
+    -- one written archived at creation counts nowhere, so it takes no balance past it (not its headroom's to refuse).
+    v_headroom_low := v_headroom_low AND p_status <> 'archived';
     IF v_discarded IS NOT NULL OR v_headroom_low THEN
         PERFORM ledger_refuse_accounts(v_discarded, v_headroom_low, p_accounts, p_directions, p_amounts);
     END IF;

@@ -131,3 +131,31 @@ async def test_a_moves_delta_check_counts_no_effect_for_a_transaction_created_ar
         await src.close()
         await dst.close()
     assert problems == [], problems
+
+
+async def _archived_at_the_end_of_the_range(api: Api) -> None:
+    """A balance at the end of the signed 64-bit range: a transaction created archived there (a record, e.g. a declined
+    authorization) is written, not refused as balance_overflow: it counts nowhere, so it takes no balance past it."""
+    largest = 2**63 - 1
+    ledger = (await api.ledger())["id"]
+    wallet = (await api.account(ledger, "credit"))["id"]
+    cash = (await api.account(ledger, "debit"))["id"]
+    original = await api.transfer(ledger, cash, wallet, largest)
+    assert original.status_code == 201, original.text
+    before = {a: await api.balances(a) for a in (wallet, cash)}
+    # What a posting counting there must still be refused.
+    over = await api.transfer(ledger, cash, wallet, 1, status="pending")
+    assert over.status_code == 422 and over.json()["code"] == "balance_overflow", over.text
+
+    for amount in (largest, 1):
+        record = await api.transfer(ledger, cash, wallet, amount, status="archived")
+        assert record.status_code == 201 and record.json()["status"] == "archived", record.text
+    assert {a: await api.balances(a) for a in (wallet, cash)} == before
+
+
+async def test_a_transaction_created_archived_at_the_end_of_the_range_is_written_in_sync_mode(api):
+    await _archived_at_the_end_of_the_range(api)
+
+
+async def test_a_transaction_created_archived_at_the_end_of_the_range_is_written_in_hybrid_mode(hybrid_api):
+    await _archived_at_the_end_of_the_range(hybrid_api)
