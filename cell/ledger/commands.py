@@ -337,8 +337,8 @@ SETTLEMENT_ENTRY_IDS_MAX = 500  # Modern Treasury's bound on ledger_entry_ids pe
 
 class SettlementCreate(Strict):
     """POST /api/ledger_account_settlements. `pending` (the default) or `posted`: the settlement gathers the settled
-    account's posted entries effective before effective_at_upper_bound (default: now) that no settlement holds, and
-    posts its transaction; `drafting`: entries are attached by hand first."""
+    account's posted entries effective before effective_at_upper_bound (default: its created_at) that no settlement
+    holds, and posts its transaction; `drafting`: entries are attached by hand first."""
 
     settled_ledger_account_id: uuid.UUID
     contra_ledger_account_id: uuid.UUID

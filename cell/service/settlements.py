@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime
 
 import asyncpg
 from msgspec import UNSET
@@ -97,7 +97,6 @@ async def create_settlement(ctx: CellContext, tenant_id: str, cmd: SettlementCre
     if rejection is not None:
         raise PostingRejected(rejection.detail, rejection.code)
     settled = accounts[settled_id]
-    upper = cmd.effective_at_upper_bound or datetime.now(timezone.utc)
     written: Written = None
 
     async def insert(conn: asyncpg.Connection, new_id: uuid.UUID) -> views.LedgerAccountSettlement:
@@ -105,12 +104,12 @@ async def create_settlement(ctx: CellContext, tenant_id: str, cmd: SettlementCre
         await store.insert(conn, new_id, tenant_id, ledger_id=uuid.UUID(settled.ledger_id), settled_id=settled_id,
                            contra_id=contra_id, currency=settled.currency,
                            currency_exponent=settled.currency_exponent, status="drafting",
-                           allow_either_direction=bool(cmd.allow_either_direction), upper=upper,
-                           description=cmd.description, metadata=cmd.metadata)
+                           allow_either_direction=bool(cmd.allow_either_direction),
+                           upper=cmd.effective_at_upper_bound, description=cmd.description, metadata=cmd.metadata)
         if cmd.status != "drafting":
-            await _gather(ctx, conn, tenant_id, new_id, settled_id, upper)
-            written = await _settle(ctx, conn, tenant_id, await store.fetch(conn, tenant_id, new_id, lock=True),
-                                    cmd.status)
+            row = await store.fetch(conn, tenant_id, new_id, lock=True)
+            await _gather(ctx, conn, tenant_id, new_id, settled_id, row["effective_at_upper_bound"])
+            written = await _settle(ctx, conn, tenant_id, row, cmd.status)
         view = await _settlement(conn, tenant_id, new_id)
         await events.emit(ctx, conn, tenant_id, RESOURCE, "ledger_account_settlement.created", view)
         if cmd.status != "drafting":

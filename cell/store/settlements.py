@@ -15,7 +15,8 @@ from cell.store.queries import Q
 
 async def insert(conn: asyncpg.Connection, settlement_id: uuid.UUID, tenant_id: str, *, ledger_id, settled_id,
                  contra_id, currency: str, currency_exponent: int, status: str, allow_either_direction: bool,
-                 upper: datetime, description: str | None, metadata: dict) -> None:
+                 upper: datetime | None, description: str | None, metadata: dict) -> None:
+    """A new settlement; `upper` None: effective_at_upper_bound is its created_at."""
     await conn.execute(Q["insert_settlement"], settlement_id, tenant_id, ledger_id, settled_id, contra_id, currency,
                        currency_exponent, status, allow_either_direction, upper, description, metadata)
 

@@ -3,9 +3,10 @@
 -- settlements racing for an entry cannot both get it, whatever the checks before.
 
 -- name: insert_settlement
+-- No upper bound given: its created_at (Modern Treasury's default), the same now().
 INSERT INTO ledger_account_settlements (id, tenant_id, ledger_id, settled_ledger_account_id, contra_ledger_account_id,
     currency, currency_exponent, status, allow_either_direction, effective_at_upper_bound, description, metadata)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, coalesce($10, now()), $11, $12)
 
 -- name: fetch_settlement
 SELECT s.*, a.normal_balance FROM ledger_account_settlements s

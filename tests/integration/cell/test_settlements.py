@@ -104,6 +104,19 @@ async def test_a_settlement_posts_the_net_of_the_entries_it_gathers(books):
     assert (await books.api.balances(books.wallet))["posted_balance"]["amount"] == 0
 
 
+@pytest.mark.parametrize("status", ["pending", "posted", "drafting"])
+async def test_the_upper_bound_defaults_to_the_settlements_created_at(books, status):
+    """Modern Treasury: effective_at_upper_bound "defaults to the created_at timestamp of the ledger account
+    settlement"; its transaction is effective then."""
+    await books.pay(100, "01-05")
+    s = await books.settled(status=status, upper=None)
+    assert s["effective_at_upper_bound"] == s["created_at"], s
+    if status == "drafting":
+        return
+    txn = (await books.api.get(f"/api/ledger_transactions/{s['ledger_transaction_id']}")).json()
+    assert txn["effective_at"] == s["created_at"]
+
+
 async def test_an_entry_is_never_settled_twice_even_by_racing_settlements(books):
     for day in range(1, 21):
         await books.pay(day, f"01-{day:02d}")
