@@ -37,6 +37,10 @@ BEGIN
         RAISE EXCEPTION 'ledger transaction not found' USING ERRCODE = 'LG005';
     ELSIF t.version <> p_expected_version THEN
         RAISE EXCEPTION 'the transaction changed; retry' USING ERRCODE = 'LG008';
+    ELSIF p_status IS NOT NULL AND p_status <> t.status
+          AND (t.status <> 'pending' OR p_status NOT IN ('posted', 'archived')) THEN
+        -- Before the row is written: an archived one moved back would first clash over an external_id it freed.
+        RAISE EXCEPTION 'cannot move a % transaction to %', t.status, p_status USING ERRCODE = 'LG006';
     END IF;
 
     UPDATE ledger_transactions
@@ -59,9 +63,6 @@ BEGIN
     VALUES (p_txn_id, t.version + 1, p_tenant, p_snapshot, v_prev, ledger_version_hash(v_prev, p_snapshot), v_now);
 
     IF p_status IS NOT NULL AND p_status <> t.status THEN
-        IF t.status <> 'pending' OR p_status NOT IN ('posted', 'archived') THEN
-            RAISE EXCEPTION 'cannot move a % transaction to %', t.status, p_status USING ERRCODE = 'LG006';
-        END IF;
         v_kind := CASE p_status WHEN 'posted' THEN 'post' ELSE 'archive' END;
         -- An archived reversal reversed nothing: its original is no longer reversed by it (and may be reversed
         -- anew). A partial post of it (ledger_post) links the original back to it: that did reverse it, in part.

@@ -56,6 +56,19 @@ async def test_posted_and_archived_are_final(api, books, first, then):
     assert await api.balances(rev["id"]) == before
 
 
+@pytest.mark.parametrize("then", ["posted", "pending"])
+async def test_an_archived_transaction_whose_external_id_was_taken_again_is_still_final(api, books, then):
+    """Archiving frees a transaction's external_id for another one: moving the archived one on is refused for what
+    it is (422 invalid_status_transition), not as a clash over the id it no longer holds (409 external_id_taken)."""
+    ledger, cash, rev = books
+    txn = (await api.transfer(ledger["id"], cash["id"], rev["id"], 50, status="pending", external_id="x-1")).json()
+    assert (await api.patch(f"/api/ledger_transactions/{txn['id']}", {"status": "archived"})).status_code == 200
+    assert (await api.transfer(ledger["id"], cash["id"], rev["id"], 50, external_id="x-1")).status_code == 201
+    r = await api.patch(f"/api/ledger_transactions/{txn['id']}", {"status": then})
+    assert r.status_code == 422 and r.json()["code"] == "invalid_status_transition", r.text
+    assert (await api.get(f"/api/ledger_transactions/{txn['id']}")).json()["status"] == "archived"
+
+
 async def test_metadata_and_description_stay_editable(api, books):
     ledger, cash, rev = books
     txn = (await api.transfer(ledger["id"], cash["id"], rev["id"], 50, metadata={"a": "1", "b": "2"})).json()
