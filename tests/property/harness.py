@@ -87,9 +87,16 @@ class ApiMachine(RuleBasedStateMachine):
         return r.json()
 
     def list_entries(self, a, **extra: str) -> list[dict]:
+        return self.entries_listed(ledger_account_id=a.id, show_balances="true", **extra)
+
+    def entry_ids(self, **filters: str) -> list[str]:
+        """The ids of the entries GET /api/ledger_entries lists under `filters` (a statement's, a settlement's), sorted."""
+        return sorted(e["id"] for e in self.entries_listed(**filters))
+
+    def entries_listed(self, **filters: str) -> list[dict]:
         listed, cursor = [], None
         while True:
-            params = {"ledger_account_id": a.id, "show_balances": "true", "per_page": str(self.per_page), **extra}
+            params = {"per_page": str(self.per_page), **filters}
             if cursor:
                 params["after_cursor"] = cursor
             r = self.call("GET", "/api/ledger_entries", params=params)

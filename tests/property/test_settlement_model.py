@@ -496,19 +496,6 @@ def make_machine(cell, hybrid: bool = False):
 
         # -- what a user sees after every step ------------------------------------------------------------------
 
-        def held_entries(self, settlement_id: str) -> list[str]:
-            listed, cursor = [], None
-            while True:
-                params = {"ledger_account_settlement_id": settlement_id, "per_page": str(self.per_page)}
-                if cursor:
-                    params["after_cursor"] = cursor
-                r = self.call("GET", "/api/ledger_entries", params=params)
-                assert r.status_code == 200, r.text
-                listed += [e["id"] for e in r.json()]
-                cursor = r.headers.get("x-after-cursor")
-                if not cursor:
-                    return sorted(listed)
-
         @invariant()
         def settlements_read_as_modelled(self):
             if not self.settlements:
@@ -526,7 +513,7 @@ def make_machine(cell, hybrid: bool = False):
                 assert (x["settled_ledger_account_id"], x["contra_ledger_account_id"]) == (s.settled.id, s.contra.id)
                 assert x["allow_either_direction"] == s.allow_either_direction
                 assert parse(x["effective_at_upper_bound"]) == s.upper
-                held = self.held_entries(s.id)
+                held = self.entry_ids(ledger_account_settlement_id=s.id)
                 assert held == sorted(s.held), f"{s}: the entries it holds"
                 r = self.call("GET", "/api/ledger_transactions",
                               params={"ledger_account_settlement_id": s.id, "per_page": "100"})
