@@ -23,6 +23,17 @@ BEGIN
     ORDER BY event_position FOR NO KEY UPDATE;
 END $$;
 
+-- The first pending delivery of (endpoint, entity) after `p_position`, locked to the caller's commit and read in its
+-- latest version (an end or a redelivery in flight waited for): what an end releases and a redelivery holds.
+CREATE OR REPLACE FUNCTION ledger_webhook_next_pending(p_endpoint uuid, p_entity uuid, p_position bigint,
+                                                       OUT id uuid, OUT next_attempt_at timestamptz)
+LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    SELECT d.id, d.next_attempt_at INTO id, next_attempt_at FROM webhook_deliveries d
+    WHERE d.endpoint_id = p_endpoint AND d.entity_id = p_entity AND d.status = 'pending' AND d.event_position > p_position
+    ORDER BY d.event_position LIMIT 1 FOR NO KEY UPDATE;
+END $$;
+
 -- An endpoint disabled: its pending deliveries held; enabled, its held ones released if its tenant is served, but for
 -- those waiting behind an earlier pending one of their entity (each released when the one before it ends). Either
 -- after every pending one is locked: each statement below reads what the ends it waited for committed.
@@ -53,11 +64,9 @@ DECLARE
     next_id uuid;
     next_at timestamptz;
 BEGIN
-    SELECT id, next_attempt_at INTO next_id, next_at FROM webhook_deliveries
-    WHERE endpoint_id = NEW.endpoint_id AND entity_id = NEW.entity_id AND status = 'pending'
-      AND event_position > NEW.event_position
-    ORDER BY event_position LIMIT 1 FOR NO KEY UPDATE;
-    IF NOT FOUND OR next_at < '5000-01-01 00:00:00+00' THEN
+    SELECT n.id, n.next_attempt_at INTO next_id, next_at
+    FROM ledger_webhook_next_pending(NEW.endpoint_id, NEW.entity_id, NEW.event_position) n;
+    IF next_id IS NULL OR next_at < '5000-01-01 00:00:00+00' THEN
         RETURN NULL;
     END IF;
     IF EXISTS (SELECT 1 FROM webhook_deliveries
@@ -80,11 +89,9 @@ DECLARE
     next_id uuid;
     next_at timestamptz;
 BEGIN
-    SELECT id, next_attempt_at INTO next_id, next_at FROM webhook_deliveries
-    WHERE endpoint_id = NEW.endpoint_id AND entity_id = NEW.entity_id AND status = 'pending'
-      AND event_position > NEW.event_position
-    ORDER BY event_position LIMIT 1 FOR NO KEY UPDATE;
-    IF FOUND AND next_at < '5000-01-01 00:00:00+00' THEN
+    SELECT n.id, n.next_attempt_at INTO next_id, next_at
+    FROM ledger_webhook_next_pending(NEW.endpoint_id, NEW.entity_id, NEW.event_position) n;
+    IF next_id IS NOT NULL AND next_at < '5000-01-01 00:00:00+00' THEN
         UPDATE webhook_deliveries SET next_attempt_at = next_attempt_at + interval '60000000 hours' WHERE id = next_id;
     END IF;
     RETURN NULL;
