@@ -65,6 +65,18 @@ def open_cell(database_url: str, *, posting_mode: str, tenant_prefix: str = "p")
         loop.close()
 
 
+def every_page(call, path: str, **params: str) -> list[dict]:
+    """What GET `path` lists under `params`, every page (after_cursor) read through `call` (a machine's: no 5xx)."""
+    listed, cursor = [], None
+    while True:
+        r = call("GET", path, params={**params, **({"after_cursor": cursor} if cursor else {})})
+        assert r.status_code == 200, r.text
+        listed += r.json()
+        cursor = r.headers.get("x-after-cursor")
+        if not cursor:
+            return listed
+
+
 class ApiMachine(RuleBasedStateMachine):
     """What every model machine does over HTTP: requests as one tenant (never a 5xx), account reads, and an
     account's whole entry list with resulting balances, page by page."""
@@ -94,14 +106,4 @@ class ApiMachine(RuleBasedStateMachine):
         return sorted(e["id"] for e in self.entries_listed(**filters))
 
     def entries_listed(self, **filters: str) -> list[dict]:
-        listed, cursor = [], None
-        while True:
-            params = {"per_page": str(self.per_page), **filters}
-            if cursor:
-                params["after_cursor"] = cursor
-            r = self.call("GET", "/api/ledger_entries", params=params)
-            assert r.status_code == 200, r.text
-            listed += r.json()
-            cursor = r.headers.get("x-after-cursor")
-            if not cursor:
-                return listed
+        return every_page(self.call, "/api/ledger_entries", per_page=str(self.per_page), **filters)

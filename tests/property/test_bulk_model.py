@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import asyncpg
 import pytest
-from harness import open_cell
+from harness import every_page, open_cell
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
@@ -415,15 +415,7 @@ class Bench:
     # -- what a user sees
 
     def results(self, request_id: str) -> list[dict]:
-        found, cursor = [], None
-        while True:
-            params = {"request_id": request_id, "per_page": "100", **({"after_cursor": cursor} if cursor else {})}
-            r = self.call("GET", "/api/bulk_results", params=params)
-            assert r.status_code == 200, r.text
-            found += r.json()
-            cursor = r.headers.get("x-after-cursor")
-            if not cursor:
-                return found
+        return every_page(self.call, "/api/bulk_results", request_id=request_id, per_page="100")
 
     def observe(self) -> None:
         for q in self.m.requests:
@@ -490,15 +482,7 @@ class Bench:
             assert listed[0]["data"]["success_result_count"] == sum(o == "ok" for o, _ in q.results.values())
 
     def list_transactions(self) -> list[dict]:
-        found, cursor = [], None
-        while True:
-            params = {"ledger_id": self.ledger, "per_page": "100", **({"after_cursor": cursor} if cursor else {})}
-            r = self.call("GET", "/api/ledger_transactions", params=params)
-            assert r.status_code == 200, r.text
-            found += r.json()
-            cursor = r.headers.get("x-after-cursor")
-            if not cursor:
-                return found
+        return every_page(self.call, "/api/ledger_transactions", ledger_id=self.ledger, per_page="100")
 
     def drain(self) -> None:
         """Every open request to its end, as the workers would (leases run out, claimed again, processed)."""

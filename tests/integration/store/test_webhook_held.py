@@ -181,15 +181,16 @@ async def test_a_delivery_waiting_behind_its_entitys_earlier_one_is_attempted_on
         await conn.close()
 
 
-async def _waiting_for_a_lock(conn: asyncpg.Connection, pid: int) -> None:
-    """Until the session `pid` waits for a lock (read afresh each time: `conn` may be in a transaction, which keeps
-    the activity it read first)."""
+async def _done_or_waiting(task: asyncio.Task | None, conn: asyncpg.Connection, pid: int) -> None:
+    """Until `task` (if any) is done or the session `pid` waits for a lock (read afresh each time: `conn` may be in a
+    transaction, which keeps the activity it read first)."""
     deadline = time.monotonic() + 10
-    while True:
+    while task is None or not task.done():
         await conn.execute("SELECT pg_stat_clear_snapshot()")
         if await conn.fetchval("SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $1", pid):
             return
-        assert time.monotonic() < deadline, "the other transaction never waited"
+        assert time.monotonic() < deadline, ("the other transaction never waited" if task is None
+                                             else "the other transaction neither ended nor waited")
         await asyncio.sleep(0.01)
 
 
@@ -210,14 +211,14 @@ async def test_a_delivery_made_while_the_one_before_it_ends_is_never_left_waitin
                 await ending.start()
                 await webhooks_store.delivered(conn, first, 200)
                 fan_out = asyncio.create_task(_fanned_out(other, "t", endpoint, [entity]))
-                await _waiting_for_a_lock(conn, other.get_server_pid())
+                await _done_or_waiting(None, conn, other.get_server_pid())
                 await ending.commit()
                 await fan_out
             else:  # the end waits for the fan-out that held the next one to commit, then releases it
                 await making.start()
                 await _fanned_out(other, "t", endpoint, [entity])
                 end = asyncio.create_task(webhooks_store.delivered(conn, first, 200))
-                await _waiting_for_a_lock(other, conn.get_server_pid())
+                await _done_or_waiting(None, other, conn.get_server_pid())
                 await making.commit()
                 await end
             second = await conn.fetchval("SELECT id FROM webhook_deliveries WHERE entity_id = $1 AND status = 'pending'",
@@ -234,17 +235,6 @@ async def _due(conn: asyncpg.Connection, endpoint) -> set:
     return {r["id"] for r in await conn.fetch(
         "SELECT id FROM webhook_deliveries WHERE endpoint_id = $1 AND status = 'pending'"
         " AND next_attempt_at < '5000-01-01 00:00:00+00'", endpoint)}
-
-
-async def _done_or_waiting(task: asyncio.Task, conn: asyncpg.Connection, pid: int) -> None:
-    """Until `task` is done or the session `pid` waits for a lock."""
-    deadline = time.monotonic() + 10
-    while not task.done():
-        await conn.execute("SELECT pg_stat_clear_snapshot()")
-        if await conn.fetchval("SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $1", pid):
-            return
-        assert time.monotonic() < deadline, "the other transaction neither ended nor waited"
-        await asyncio.sleep(0.01)
 
 
 async def test_a_pause_or_an_enable_racing_the_end_of_one_of_its_deliveries_never_deadlocks(make_database):
@@ -283,7 +273,7 @@ async def test_a_pause_or_an_enable_racing_the_end_of_one_of_its_deliveries_neve
                 await ending.start()
                 await webhooks_store.delivered(conn, x1, 200)
                 patch = asyncio.create_task(change())
-                await _waiting_for_a_lock(conn, other.get_server_pid())
+                await _done_or_waiting(None, conn, other.get_server_pid())
                 await ending.commit()
                 await patch
                 await changing.commit()
@@ -406,7 +396,7 @@ async def test_a_redelivery_racing_the_end_of_the_next_delivery_of_its_entity_ho
                 await ending.start()
                 await webhooks_store.delivered(conn, x2, 200)
                 redelivery = asyncio.create_task(webhooks.redeliver(other, t, x1, retry_window_s=60))
-                await _waiting_for_a_lock(conn, other.get_server_pid())
+                await _done_or_waiting(None, conn, other.get_server_pid())
                 await ending.commit()
                 await redelivery
                 assert await _due(conn, endpoint) == {x1}, end_first  # x3 waits for x1
@@ -415,7 +405,7 @@ async def test_a_redelivery_racing_the_end_of_the_next_delivery_of_its_entity_ho
                 await redelivering.start()
                 await webhooks.redeliver(other, t, x1, retry_window_s=60)
                 end = asyncio.create_task(webhooks_store.delivered(conn, x2, 200))
-                await _waiting_for_a_lock(other, conn.get_server_pid())
+                await _done_or_waiting(None, other, conn.get_server_pid())
                 await redelivering.commit()
                 await end
                 assert await _due(conn, endpoint) == {x1}, end_first  # x3 still waits behind x2, then x1
