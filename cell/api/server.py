@@ -131,9 +131,12 @@ class Cycle(RequestResponseCycle):
         """uvicorn's, but for a request cancelled by the drain's bound at shutdown (cell.api.serve logs those in one
         line): expected, not an error, so no traceback of its own. Any other failure is logged with its traceback,
         once, as uvicorn does. Either is answered by send_500_response unless its answer had begun (then its
-        connection is closed)."""
+        connection is closed). A coroutine closed under it (its loop gone, the coroutine collected) just ends: nothing
+        can be written without a loop, and awaiting there would fail its closing."""
         try:
             result = await app(self.scope, self.receive, self.send)
+        except GeneratorExit:
+            raise
         except BaseException as exc:
             if not (isinstance(exc, asyncio.CancelledError) and _stopping()):
                 self.logger.error("Exception in ASGI application\n", exc_info=exc)

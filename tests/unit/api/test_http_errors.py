@@ -8,11 +8,12 @@ import asyncio
 import contextlib
 import logging
 import socket
+import types
 
 import msgspec
 import uvicorn
 
-from cell.api.server import CellHttpProtocol, HttpBounds
+from cell.api.server import CellHttpProtocol, Cycle, HttpBounds
 
 WITHIN_S = 20  # a bound on a hung answer, never a wait for one
 
@@ -75,3 +76,43 @@ async def test_an_app_that_raises_logs_its_traceback_once(caplog):
         await _answer(port)
     tracebacks = [record for record in caplog.records if record.exc_info]
     assert len(tracebacks) == 1 and "secret internals" in caplog.text, caplog.text
+
+
+class _Transport:
+    """What a closed request's cycle may touch of its connection: nothing, here, is expected to be written."""
+
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+
+@types.coroutine
+def _parked():
+    yield  # an await that never resumes: the request's app waiting on its database
+
+
+async def _waits(scope, receive, send) -> None:
+    await _parked()
+
+
+def test_a_request_whose_coroutine_is_closed_ends_quietly_without_an_answer(caplog):
+    """A request's coroutine closed without its loop running (its loop stopped under it, the coroutine collected):
+    it ends there. It neither answers (no loop to write with) nor fails its closing, which Python reports as an
+    error nobody can act on."""
+    caplog.set_level(logging.ERROR)
+    transport = _Transport()
+    cycle = Cycle({"type": "http", "method": "GET"}, transport, None, logging.getLogger("test.server"),
+                  logging.getLogger("test.access"), False, [], asyncio.Event(), False, True, lambda: None)
+    run = cycle.run_asgi(_waits)
+    run.send(None)  # to the app's wait
+    run.close()
+    assert transport.written == [] and not caplog.records, (transport.written, caplog.text)
