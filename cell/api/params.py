@@ -149,11 +149,17 @@ def time_filters(q: Query, name: str) -> list[tuple[str, datetime]]:
 
 
 def day_start(name: str, raw: str) -> datetime:
-    """`YYYY-MM-DD`: that UTC day's first instant, in the documented range (so a day after it is still a datetime)."""
+    """`YYYY-MM-DD`: that UTC day's first instant, in the documented range (so a day after it is still a datetime).
+    A timestamp is taken for its date as written (Modern Treasury's SDK types some date filters as datetimes and
+    sends `str(datetime)`), as PostgreSQL reads a timestamp given for a date."""
     try:
         day = date.fromisoformat(raw)
-    except ValueError as exc:
-        raise InvalidRequest(f"{name} must be a date (YYYY-MM-DD)", "invalid_parameter") from exc
+    except ValueError:
+        written = raw if "T" in raw else raw.replace(" ", "T", 1)  # then a space is an offset's unescaped +
+        try:
+            day = datetime.fromisoformat(written.replace(" ", "+")).date()
+        except ValueError as exc:
+            raise InvalidRequest(f"{name} must be a date (YYYY-MM-DD)", "invalid_parameter") from exc
     start = midnight_utc(day)
     check_timestamp(name, start)
     return start

@@ -5,7 +5,7 @@ auto-paging lists."""
 from __future__ import annotations
 
 import uuid
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 
 import modern_treasury
 import pytest
@@ -218,6 +218,10 @@ async def test_transaction_list_filters_the_sdk_sends(mt):
     assert await ids(reverses_ledger_transaction_id=early.id) == [reversal.id]
     assert await ids(effective_date={"eq": "2024-03-10"}) == [middle.id]
     assert await ids(effective_date={"gte": "2024-03-10"}, order_by={"created_at": "desc"}) == [middle.id, late.id]
+    # The SDK types this filter's values as datetimes too (it sends str(datetime)): the date as written is the day.
+    assert await ids(effective_date={"eq": datetime(2024, 3, 10, tzinfo=timezone.utc)}) == [middle.id]
+    assert await ids(effective_date={"lt": datetime(2024, 3, 10, 23, 30, tzinfo=timezone(timedelta(hours=-5)))}) == [
+        early.id, reversal.id]
     assert await ids(effective_at={"lt": "2024-03-10T00:00:00Z"}) == [early.id, reversal.id]
     assert set(await ids(posted_at={"gte": early.posted_at.isoformat()})) == {early.id, middle.id, reversal.id}
     assert set(await ids(updated_at={"gte": reversal.updated_at.isoformat()})) == {early.id, reversal.id}
