@@ -1,10 +1,12 @@
 """The list endpoints against a model: a small world of ledgers, accounts (names, currencies, normal balances,
-metadata), categories (accounts put in and taken out, nested) and transactions (pending, posted, archived; metadata;
-effective times backdated and equal), PATCHed (names, metadata, descriptions, statuses, a pending one's entries or
-effective time replaced, an entry's metadata), and after any step list queries drawn from the filters Modern
-Treasury's SDK sends (id[], ledger_id, currency, name, normal_balance, metadata[k], balance amounts, created_at /
+metadata, external ids), categories (accounts put in and taken out, nested) and transactions (pending, posted,
+archived; metadata; external ids, free again once archived; effective times backdated and equal; reversals), PATCHed
+(names, metadata, descriptions, external ids, statuses, a pending one's entries or effective time replaced, an entry's
+metadata), accounts and ledgers deleted, and after any step list queries drawn from the filters Modern Treasury's SDK
+sends (id[], ledger_id, currency, name, external_id, normal_balance, metadata[k], balance amounts, created_at /
 updated_at / effective_at / effective_date / posted_at bounds, amount, status, status[], direction, ledger_account_id,
-ledger_transaction_id, ledger_account_category_id, parent_ledger_account_category_id, show_deleted, order_by), read
+ledger_transaction_id, ledger_account_category_id, parent_ledger_account_category_id, reverses_ledger_transaction_id,
+show_deleted, order_by), read
 page by page with a small per_page: the ids listed across every page must be exactly the ones the model's filter
 computes, in the documented order (created_at: the order they were made; effective_at: by effective time, then the
 order they were made; desc: reversed), none twice, none missing, also when rows are written between two page fetches
@@ -15,7 +17,7 @@ ignored.
 The model keeps its own rows and recomputes every filter from first principles (balances with property_model, never
 with cell code). Runs the real app in sync mode as the other models do; an example may lower the bounds under which
 the store reads a filter's rows by id, so that its lists take the other path (a walk of the tenant's rows) too.
-PROPERTY_EXAMPLES / PROPERTY_STEPS for a soak (~15 s by default; 200 x 40 passed in ~2 min)."""
+PROPERTY_EXAMPLES / PROPERTY_STEPS for a soak (~15 s by default; 200 x 40 passed in ~2.5 min)."""
 
 from __future__ import annotations
 
@@ -88,6 +90,7 @@ class Account:
     metadata: dict
     created_at: datetime
     updated_at: datetime
+    external_id: str | None = None
     entries: list = field(default_factory=list)
 
     def balances(self, at: datetime | None = None) -> dict[str, int]:
@@ -123,6 +126,9 @@ class Txn:
     created_at: datetime
     updated_at: datetime
     posted_at: datetime | None
+    external_id: str | None = None
+    reverses: Txn | None = None
+    reversed_by: Txn | None = None
     entries: list = field(default_factory=list)
 
     def amount(self) -> int:
@@ -187,13 +193,19 @@ def make_machine(cell):
             b = r.json()
             self.ledgers.append(Ledger(b["id"], self.next_seq(), metadata, ts(b["created_at"]), ts(b["updated_at"])))
 
-        def new_account(self, ledger: Ledger, name: str, currency: str, normal: str, metadata: dict) -> None:
+        def new_account(self, ledger: Ledger, name: str, currency: str, normal: str, metadata: dict,
+                        external_id: str | None = None) -> None:
             r = self.call("POST", "/api/ledger_accounts", {"name": name, "ledger_id": ledger.id, "currency": currency,
-                                                           "normal_balance": normal, "metadata": metadata})
+                                                           "normal_balance": normal, "metadata": metadata,
+                                                           "external_id": external_id})
+            if external_id is not None and any(a.ledger is ledger and a.external_id == external_id
+                                               for a in self.accounts):
+                assert r.status_code == 409 and r.json()["code"] == "external_id_taken", r.text
+                return
             assert r.status_code == 201, r.text
             b = r.json()
             self.accounts.append(Account(b["id"], self.next_seq(), ledger, name, currency, normal, metadata,
-                                         ts(b["created_at"]), ts(b["updated_at"])))
+                                         ts(b["created_at"]), ts(b["updated_at"]), external_id))
 
         @initialize(data=st.data(), n=st.integers(0, 6), bound=st.sampled_from([None, 0, 1, 3]))
         def open_books(self, data, n, bound):
@@ -229,7 +241,8 @@ def make_machine(cell):
         def add_account(self, data):
             ledger = data.draw(st.sampled_from(self.ledgers[:2]), label="ledger")
             self.new_account(ledger, data.draw(st.sampled_from(NAMES)), data.draw(st.sampled_from(["USD", "EUR"])),
-                             data.draw(st.sampled_from(["debit", "credit"])), data.draw(self.metadata()))
+                             data.draw(st.sampled_from(["debit", "credit"])), data.draw(self.metadata()),
+                             data.draw(st.sampled_from([None, "x1", "x2"]), label="external_id"))
 
         def draw_post(self, data, ledger: Ledger | None = None) -> dict | None:
             a = data.draw(st.sampled_from([a for a in self.accounts if ledger in (None, a.ledger)]), label="debit")
@@ -248,19 +261,32 @@ def make_machine(cell):
             status = data.draw(st.sampled_from(["pending", "posted", "archived"]), label="status")
             entry_metadata = [data.draw(self.metadata(), label="entry metadata") for _ in legs]
             return {"ledger": a.ledger, "legs": legs, "at": at, "status": status,
+                    "external_id": data.draw(st.sampled_from([None, None, "e1", "e2"]), label="external_id"),
                     "metadata": data.draw(self.metadata(), label="metadata"), "entry_metadata": entry_metadata,
                     "zone": data.draw(st.sampled_from(ZONES), label="zone")}
 
-        def write_post(self, p: dict) -> Txn:
+        def external_id_taken(self, ledger: Ledger, external_id: str | None, but: Txn | None = None) -> bool:
+            """Whether another pending or posted transaction of the ledger has this external_id (an archived one's is
+            free again)."""
+            return external_id is not None and any(
+                t.ledger is ledger and t.external_id == external_id and t.status != "archived" and t is not but
+                for t in self.txns)
+
+        def write_post(self, p: dict) -> Txn | None:
             body = {"ledger_id": p["ledger"].id, "status": p["status"], "metadata": p["metadata"],
                     "effective_at": rfc3339(p["at"], p["zone"]), "ledger_entries": [
                         {"ledger_account_id": a.id, "direction": d, "amount": x, "metadata": m}
                         for (a, d, x), m in zip(p["legs"], p["entry_metadata"])]}
+            if p["external_id"] is not None:
+                body["external_id"] = p["external_id"]
             r = self.call("POST", "/api/ledger_transactions", body)
+            if p["status"] != "archived" and self.external_id_taken(p["ledger"], p["external_id"]):
+                assert r.status_code == 409 and r.json()["code"] == "external_id_taken", r.text
+                return None
             assert r.status_code == 201, r.text
             b = r.json()
             t = Txn(b["id"], self.next_seq(), p["ledger"], p["status"], p["at"], p["metadata"], ts(b["created_at"]),
-                    ts(b["updated_at"]), ts(b["posted_at"]) if b["posted_at"] else None)
+                    ts(b["updated_at"]), ts(b["posted_at"]) if b["posted_at"] else None, p["external_id"])
             assert (t.posted_at is not None) == (t.status == "posted"), b
             self.add_entries(t, b, p["legs"], p["entry_metadata"])
             self.txns.append(t)
@@ -324,6 +350,48 @@ def make_machine(cell):
             assert ts(b["effective_at"]) == t.effective_at, b
             self.add_entries(t, b, legs, entry_metadata)
 
+        @precondition(lambda self: any(t.status == "posted" and t.reversed_by is None for t in self.txns))
+        @rule(data=st.data())
+        def reverse(self, data):
+            """A reversal: a new posted transaction, every direction flipped, effective when the original was."""
+            t = data.draw(st.sampled_from([t for t in self.txns if t.status == "posted" and t.reversed_by is None]),
+                          label="posted")
+            r = self.call("POST", f"/api/ledger_transactions/{t.id}/reversal", {})
+            assert r.status_code == 201, r.text
+            b = r.json()
+            assert b["reverses_ledger_transaction_id"] == t.id and b["status"] == "posted", b
+            rev = Txn(b["id"], self.next_seq(), t.ledger, "posted", t.effective_at, {}, ts(b["created_at"]),
+                      ts(b["updated_at"]), ts(b["posted_at"]), reverses=t)
+            live = [e for e in t.entries if not e.discarded]
+            self.add_entries(rev, b, [(e.account, "credit" if e.direction == "debit" else "debit", e.amount)
+                                      for e in live], [{} for _ in live])  # no entry's metadata copied
+            t.reversed_by = rev
+            t.updated_at = ts(self.call("GET", f"/api/ledger_transactions/{t.id}").json()["updated_at"])
+            self.txns.append(rev)
+
+        @precondition(lambda self: len(self.accounts) > 4 and any(not a.entries and not self.held(a)
+                                                                  for a in self.accounts))
+        @rule(data=st.data())
+        def delete_account(self, data):
+            """An account no entry was ever written to, in no category: discarded, gone from every list."""
+            a = data.draw(st.sampled_from([a for a in self.accounts if not a.entries and not self.held(a)]),
+                          label="account")
+            r = self.call("DELETE", f"/api/ledger_accounts/{a.id}")
+            assert r.status_code == 200, r.text
+            self.accounts.remove(a)
+
+        def held(self, a: Account) -> bool:
+            return any(a.id in c.accounts for c in self.categories)
+
+        @precondition(lambda self: len(self.ledgers) > 2)
+        @rule()
+        def delete_ledger(self):
+            """A ledger without accounts or categories (one made after the books were opened): gone from lists."""
+            ledger = self.ledgers[-1]
+            r = self.call("DELETE", f"/api/ledgers/{ledger.id}")
+            assert r.status_code == 200, r.text
+            self.ledgers.remove(ledger)
+
         @rule(data=st.data())
         def patch_entry(self, data):
             live = [e for e in self.entries if not e.discarded]
@@ -365,10 +433,17 @@ def make_machine(cell):
             body = {"metadata": patch}
             if data.draw(st.booleans()):
                 body["description"] = data.draw(st.sampled_from(["x", "y", None]))
+            external_id = t.external_id
+            if data.draw(st.booleans(), label="external_id too"):
+                external_id = body["external_id"] = data.draw(st.sampled_from([None, "e1", "e2"]), label="external_id")
             r = self.call("PATCH", f"/api/ledger_transactions/{t.id}", body)
+            if t.status != "archived" and self.external_id_taken(t.ledger, external_id, but=t):
+                assert r.status_code == 409 and r.json()["code"] == "external_id_taken", r.text
+                return  # nothing changed
             assert r.status_code == 200, r.text
             t.metadata, t.updated_at = merged(t.metadata, patch), ts(r.json()["updated_at"])
-            assert r.json()["metadata"] == t.metadata
+            t.external_id = external_id
+            assert (r.json()["metadata"], r.json()["external_id"]) == (t.metadata, t.external_id), r.text
 
         @rule(data=st.data())
         def patch_account(self, data):
@@ -586,6 +661,10 @@ def make_machine(cell):
                                   label="name[]")
                 params["name[]"] = names
                 preds.append(lambda x: x.name in names)
+            if "external_id" in self.on:
+                ext = data.draw(st.sampled_from(["x1", "x2", "x3"]), label="external_id")
+                params["external_id"] = ext
+                preds.append(lambda x: x.external_id == ext)
             if "normal_balance" in self.on:
                 normal = data.draw(st.sampled_from(["debit", "credit"]), label="normal_balance")
                 params["normal_balance"] = normal
@@ -633,6 +712,14 @@ def make_machine(cell):
                 a = data.draw(st.sampled_from(self.accounts), label="ledger_account_id")
                 params["ledger_account_id"] = a.id
                 preds.append(lambda x: any(e.account is a and not e.discarded for e in x.entries))
+            if "external_id" in self.on:
+                ext = data.draw(st.sampled_from(["e1", "e2", "e3"]), label="external_id")
+                params["external_id"] = ext
+                preds.append(lambda x: x.external_id == ext)
+            if self.txns and "reverses" in self.on:
+                original = data.draw(st.sampled_from(self.txns), label="reverses_ledger_transaction_id")
+                params["reverses_ledger_transaction_id"] = original.id
+                preds.append(lambda x: x.reverses is original)
             self.draw_status(data, params, preds)
             self.draw_metadata(data, params, preds, lambda x: x.metadata)
             self.draw_category(data, params, preds, lambda x, reached: any(
@@ -753,9 +840,9 @@ def make_machine(cell):
 
 
 ACCOUNT_FILTERS = ["id", "ledger_id", "currency", "name", "normal_balance", "metadata", "created_at", "updated_at",
-                   "balance", "category"]
+                   "balance", "category", "external_id"]
 TRANSACTION_FILTERS = ["id", "ledger_id", "ledger_account_id", "status", "metadata", "effective_at", "posted_at",
-                       "updated_at", "effective_date", "amount", "category"]
+                       "updated_at", "effective_date", "amount", "category", "external_id", "reverses"]
 ENTRY_FILTERS = ["id", "ledger_account_id", "ledger_transaction_id", "direction", "status", "metadata", "effective_at",
                  "updated_at", "effective_date", "amount", "show_deleted", "category"]
 STABLE_CODES = {"invalid_parameter", "unknown_parameter", "invalid_cursor", "timestamp_out_of_range",
