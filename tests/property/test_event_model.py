@@ -6,6 +6,8 @@ Writes (each now and then refused, and the POSTs now and then under an Idempoten
 accounts created and PATCHed; accounts deleted (refused while they have entries or a monitor or category holds
 them); categories created, described, deleted, made to hold an account; balance monitors created, described and
 deleted (on a condition that never holds: test_monitor_model.py covers .triggered/.resolved); statements created;
+settlements created (pending, posted or drafting; refused as their own contra or against the normal balance) and
+their status changed along the lifecycle (the status they have: no change; a final one's change: refused);
 transactions created pending or posted (unbalanced: refused), posted or archived (from a final status: refused; with
 new metadata in the same PATCH now and then), their metadata PATCHed, their entries replaced while pending, partly
 posted, reversed; bulk requests (creates, with refused resources; updates posting pending transactions) processed by
@@ -31,7 +33,7 @@ After every step (the tenant's events positioned first, as the sequencer would),
   (4) GET /api/events/{id} is the listed event; another tenant's event id, and an unknown one, are 404;
   (5) each webhook endpoint has exactly one delivery per event it wants made after its registration, in stream
       order (the deliverer's fan-out, called here as the worker calls it).
-PROPERTY_EXAMPLES / PROPERTY_STEPS make a longer soak (150 examples x 40 steps per mode: ~2.5 min).
+PROPERTY_EXAMPLES / PROPERTY_STEPS make a longer soak (100 examples x 40 steps per mode: ~2.5 min).
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ from cell.store.db import INDEX_PLANS, create_pool
 from worker import bulk as worker_bulk
 from worker.settings import load_settings as load_worker_settings
 
-EXAMPLES = int(os.environ.get("PROPERTY_EXAMPLES", "15"))
+EXAMPLES = int(os.environ.get("PROPERTY_EXAMPLES", "10"))
 STEPS = int(os.environ.get("PROPERTY_STEPS", "40"))
 US = timedelta(microseconds=1)
 SETTLE_S = 5.0
@@ -123,6 +125,7 @@ def make_machine(cell: Cell, pool, worker_settings, hybrid: bool):
             self.monitors: list[dict] = []
             self.made = 0
             self.categories: list[dict] = []
+            self.settlements: list[dict] = []
             self.endpoints: list[tuple[str, set[str], int]] = []  # (id, names wanted, events made before it)
 
         # -- requests -----------------------------------------------------------------------------------------
@@ -306,6 +309,64 @@ def make_machine(cell: Cell, pool, worker_settings, hybrid: bool):
                 self.created("/api/ledger_account_statements", body, "ledger_account_statement")
             else:
                 self.refused(self.send("POST", "/api/ledger_account_statements", body))
+
+        @precondition(lambda self: len([a for a in self.accounts if a["currency"] == "USD"]) >= 2)
+        @rule(data=st.data(), status=st.sampled_from([None, "posted", "drafting"]), either=st.booleans())
+        def settle(self, data, status, either):
+            """A settlement of a USD account's unsettled posted entries (none: amount 0, no transaction): its
+            transaction's event first, then .created, then .finish_processing unless drafting. Refused (the settled
+            account as its own contra; a net against its normal balance unless either direction is allowed): none."""
+            usd = [a for a in self.accounts if a["currency"] == "USD"]
+            settled = data.draw(st.sampled_from(usd), label="settled")
+            contra = data.draw(st.sampled_from(usd), label="contra")
+            body = {"settled_ledger_account_id": settled["id"], "contra_ledger_account_id": contra["id"],
+                    "allow_either_direction": either, **({"status": status} if status else {})}
+            r = self.send("POST", "/api/ledger_account_settlements", body)
+            if settled is contra or (r.status_code == 422 and not either
+                                     and r.json()["code"] == "settlement_balance_negative"):
+                self.refused(r)
+                return
+            assert r.status_code == 201, r.text
+            got = r.json()
+            if got["ledger_transaction_id"]:
+                self.settled_txn(got, "created")
+                settled["entries"] += 1
+                contra["entries"] += 1
+            self.emit("ledger_account_settlement", "ledger_account_settlement.created", got)
+            if status != "drafting":
+                self.emit("ledger_account_settlement", "ledger_account_settlement.finish_processing", got)
+            self.settlements.append({"id": got["id"], "status": status or "pending",
+                                     "txn": got["ledger_transaction_id"]})
+
+        @precondition(lambda self: self.settlements)
+        @rule(data=st.data(), to=st.sampled_from(["pending", "posted", "archived"]))
+        def change_settlement(self, data, to):
+            """A settlement's status changed (cell/ledger/settlements.py's lifecycle): its transaction's event (if it
+            has one), then the settlement's: finish_processing from a draft, finish_archiving when archived, else
+            updated. The status it has: no change, none. A change the lifecycle refuses: none."""
+            m = data.draw(st.sampled_from(self.settlements), label="settlement")
+            r = self.send("PATCH", f"/api/ledger_account_settlements/{m['id']}", {"status": to})
+            allowed = {"drafting": {"pending", "posted", "archived"}, "pending": {"posted", "archived"}}
+            if to == m["status"]:  # no change: none
+                assert r.status_code == 200, r.text
+                return
+            if to not in allowed.get(m["status"], set()):
+                self.refused(r)
+                return
+            assert r.status_code == 200, r.text
+            got = r.json()
+            if got["ledger_transaction_id"]:
+                self.settled_txn(got, "created" if m["status"] == "drafting" else to)
+            before, m["status"] = m["status"], to
+            self.emit("ledger_account_settlement", "ledger_account_settlement." + (
+                "finish_archiving" if to == "archived" else "finish_processing" if before == "drafting" else "updated"),
+                got)
+
+        def settled_txn(self, settlement: dict, name: str) -> None:
+            """The event of a settlement's transaction, written with the settlement's change, as GET shows it now."""
+            txn = self.send("GET", f"/api/ledger_transactions/{settlement['ledger_transaction_id']}")
+            assert txn.status_code == 200, txn.text
+            self.emit("ledger_transaction", f"ledger_transaction.{name}", txn.json())
 
         @precondition(lambda self: len(self.endpoints) < 3)
         @rule(names=st.lists(st.sampled_from(["ledger_transaction.created", "ledger_transaction.posted",
