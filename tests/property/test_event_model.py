@@ -3,7 +3,7 @@ random writes of one tenant through the HTTP API of a real cell, in sync and in 
 predicted, the stream read back after every step.
 
 Writes (each now and then refused, and the POSTs now and then under an Idempotency-Key, replayed later): ledgers and
-accounts created and PATCHed; accounts deleted (refused while they have entries or a monitor or category holds
+accounts created and PATCHed; ledgers (empty ones) and accounts deleted (refused while they have entries or a monitor or category holds
 them); categories created, described, deleted, made to hold an account; balance monitors created, described and
 deleted (on a condition that never holds: test_monitor_model.py covers .triggered/.resolved); statements created;
 settlements created (pending, posted or drafting; refused as their own contra or against the normal balance) and
@@ -187,7 +187,7 @@ def make_machine(cell: Cell, pool, worker_settings, hybrid: bool):
             if not ok:
                 self.refused(self.send("POST", "/api/ledgers", {"name": 7}))
                 return
-            n = len(self.ledgers)
+            n = self.made = self.made + 1  # never len(ledgers): a deleted one's name and key stay used
             got = self.created("/api/ledgers", {"name": f"l{n}"}, "ledger", f"l{n}" if keyed else None)
             self.ledgers.append({"id": got["id"], "name": f"l{n}", "metadata": {}})
 
@@ -439,6 +439,21 @@ def make_machine(cell: Cell, pool, worker_settings, hybrid: bool):
             r = self.send("POST", path, body, key)
             assert r.status_code == 201 and r.json() == first, r.text
             event("replayed")
+
+        @precondition(lambda self: len(self.ledgers) > 1)
+        @rule(data=st.data())
+        def delete_ledger(self, data):
+            """A ledger holding nothing (any but the first: every account and category is made in it) deleted: its
+            .deleted; then deleting or renaming it again is 404, and writes none."""
+            ledger = data.draw(st.sampled_from(self.ledgers[1:]), label="ledger")
+            path = f"/api/ledgers/{ledger['id']}"
+            r = self.send("DELETE", path)
+            assert r.status_code == 200, r.text
+            self.ledgers.remove(ledger)
+            self.emit("ledger", "ledger.deleted", r.json())
+            for method, body in (("DELETE", None), ("PATCH", {"name": "again"})):
+                r = self.send(method, path, body)
+                assert r.status_code == 404, r.text
 
         @rule(data=st.data(), same=st.booleans())
         def patch_ledger(self, data, same):
