@@ -5,9 +5,10 @@ predicted, the stream read back after every step.
 Writes (each now and then refused, and the POSTs now and then under an Idempotency-Key, replayed later): ledgers and
 accounts created and PATCHed; empty ledgers deleted; accounts deleted (refused while they have entries or a
 monitor or category holds them); categories created, described, deleted, made to hold an account; balance monitors
-created, described and deleted (on a condition that never holds: test_monitor_model.py covers .triggered/.resolved); statements created;
-settlements created (pending, posted or drafting; refused as their own contra or against the normal balance) and
-their status changed along the lifecycle (the status they have: no change; a final one's change: refused);
+created, described and deleted (on a condition that never holds: test_monitor_model.py covers .triggered and
+.resolved); statements created; settlements created (pending, posted or drafting; refused as their own contra or
+against the normal balance) and their status changed along the lifecycle (the status they have: no change; a final
+one's change: refused);
 transactions created pending or posted (unbalanced: refused), posted or archived (from a final status: refused; with
 new metadata in the same PATCH now and then), their metadata PATCHed, their entries replaced while pending, partly
 posted, reversed; bulk requests (creates, with refused resources; updates posting pending transactions) processed by
