@@ -92,15 +92,17 @@ async def create_settlement(ctx: CellContext, tenant_id: str, cmd: SettlementCre
                             idem: IdemKey | None) -> views.LedgerAccountSettlement:
     started = time.perf_counter()
     settled_id, contra_id = str(cmd.settled_ledger_account_id), str(cmd.contra_ledger_account_id)
-    accounts = await ctx.cache.accounts(ctx.pool, tenant_id, [settled_id, contra_id])
-    rejection = validate_accounts(settled_id, contra_id, accounts)
-    if rejection is not None:
-        raise PostingRejected(rejection.detail, rejection.code)
-    settled = accounts[settled_id]
     written: Written = None
 
     async def insert(conn: asyncpg.Connection, new_id: uuid.UUID) -> views.LedgerAccountSettlement:
         nonlocal written
+        # The accounts are checked once the Idempotency-Key is claimed: a request sent again under its key is its
+        # first answer, whatever became of them since (a settled account deleted: still that answer, not a 422).
+        accounts = await ctx.cache.accounts(conn, tenant_id, [settled_id, contra_id])
+        rejection = validate_accounts(settled_id, contra_id, accounts)
+        if rejection is not None:
+            raise PostingRejected(rejection.detail, rejection.code)
+        settled = accounts[settled_id]
         await store.insert(conn, new_id, tenant_id, ledger_id=uuid.UUID(settled.ledger_id), settled_id=settled_id,
                            contra_id=contra_id, currency=settled.currency,
                            currency_exponent=settled.currency_exponent, status="drafting",

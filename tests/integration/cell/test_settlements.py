@@ -231,6 +231,24 @@ async def test_a_retried_create_answers_the_same_settlement(books):
     assert [s["id"] for s in listed.json()] == [first.json()["id"]]
 
 
+async def test_a_create_retried_after_its_settled_account_was_deleted_replays_the_first_answer(books):
+    """A draft names an account without entries, which may then be deleted (a settlement does not hold it): the create
+    sent again under its Idempotency-Key is its first answer, byte for byte, not a 422 about the account it named."""
+    api = books.api
+    empty = (await api.account(books.ledger, "credit"))["id"]
+    body = {"settled_ledger_account_id": empty, "contra_ledger_account_id": books.payouts, "status": "drafting"}
+    first = await api.post("/api/ledger_account_settlements", body, headers={"Idempotency-Key": "settle-deleted"})
+    assert first.status_code == 201, first.text
+    assert (await api.request("DELETE", f"/api/ledger_accounts/{empty}")).status_code == 200
+    again = await api.post("/api/ledger_account_settlements", body, headers={"Idempotency-Key": "settle-deleted"})
+    assert (again.status_code, again.content) == (201, first.content), again.text
+    listed = await api.get("/api/ledger_account_settlements", params={"settled_ledger_account_id": empty})
+    assert [s["id"] for s in listed.json()] == [first.json()["id"]]
+    # Without the key it is a new request, refused: the account is not found.
+    r = await api.post("/api/ledger_account_settlements", body)
+    assert (r.status_code, r.json()["code"]) == (422, "ledger_account_not_found")
+
+
 async def test_lists_filter_and_page(books):
     api = books.api
     made = []
