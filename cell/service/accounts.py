@@ -152,7 +152,7 @@ async def apply_update(ctx: CellContext, conn: asyncpg.Connection, tenant_id: st
 async def delete_account(ctx: CellContext, tenant_id: str, account_id: uuid.UUID) -> views.LedgerAccount:
     """Discards an account no entry was ever written to (0204): from then on it is not found (reads, lists,
     postings, categories, monitors, statements); one with entries is refused (its history and balances stay), as is
-    one a live monitor watches or a live category holds. Under
+    one a live monitor watches, a live category holds or a drafting settlement names. Under
     the tenant's fence taken exclusively: a posting in flight that names the account is waited out (its entries are
     then seen, and the delete refused), and one after it finds the account discarded (ledger_post reads its
     accounts after its fence; a process that remembers the account is told by ledger_post, LG015)."""
@@ -160,8 +160,9 @@ async def delete_account(ctx: CellContext, tenant_id: str, account_id: uuid.UUID
         if await store.has_entries(conn, tenant, account):
             return True
         if await store.in_use(conn, tenant, account):  # they would name an account not found
-            raise PostingRejected(f"ledger account {account_id} is watched by a balance monitor or held by a category: "
-                                  "delete the monitor and remove it from the category first", "ledger_account_in_use")
+            raise PostingRejected(f"ledger account {account_id} is watched by a balance monitor, held by a category or "
+                                  "named by a drafting settlement: delete the monitor, remove it from the category and "
+                                  "archive or settle the settlement first", "ledger_account_in_use")
         return False
 
     view = await discard_exclusively(

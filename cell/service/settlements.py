@@ -98,7 +98,7 @@ async def create_settlement(ctx: CellContext, tenant_id: str, cmd: SettlementCre
         nonlocal written
         # The accounts are checked once the Idempotency-Key is claimed: a request sent again under its key is its
         # first answer, whatever became of them since (a settled account deleted: still that answer, not a 422).
-        accounts = await ctx.cache.accounts(conn, tenant_id, [settled_id, contra_id])
+        accounts = await ctx.cache.accounts(conn, tenant_id, [settled_id, contra_id], fresh=True)
         rejection = validate_accounts(settled_id, contra_id, accounts)
         if rejection is not None:
             raise PostingRejected(rejection.detail, rejection.code)

@@ -336,8 +336,11 @@ def make_machine(cell: Cell, pool, worker_settings, hybrid: bool):
             self.emit("ledger_account_settlement", "ledger_account_settlement.created", got)
             if status != "drafting":
                 self.emit("ledger_account_settlement", "ledger_account_settlement.finish_processing", got)
+            if status == "drafting":  # a draft's accounts are not deleted (ledger_account_in_use) until it ends
+                settled["watched"] += 1
+                contra["watched"] += 1
             self.settlements.append({"id": got["id"], "status": status or "pending",
-                                     "txn": got["ledger_transaction_id"]})
+                                     "txn": got["ledger_transaction_id"], "accounts": (settled, contra)})
 
         @precondition(lambda self: self.settlements)
         @rule(data=st.data(), to=st.sampled_from(["pending", "posted", "archived"]))
@@ -359,6 +362,9 @@ def make_machine(cell: Cell, pool, worker_settings, hybrid: bool):
             if got["ledger_transaction_id"]:
                 self.settled_txn(got, "created" if m["status"] == "drafting" else to)
             before, m["status"] = m["status"], to
+            if before == "drafting":
+                for a in m["accounts"]:
+                    a["watched"] -= 1
             self.emit("ledger_account_settlement", "ledger_account_settlement." + (
                 "finish_archiving" if to == "archived" else "finish_processing" if before == "drafting" else "updated"),
                 got)

@@ -99,13 +99,17 @@ CROSS JOIN LATERAL ledger_balances(s.normal_balance, s.pending_debits, s.pending
 SELECT EXISTS (SELECT 1 FROM ledger_entries WHERE ledger_account_id = $2 AND tenant_id = $1)
 
 -- name: account_in_use
--- Whether a live balance monitor watches the account or a live category holds it (a delete would leave them naming
--- an account not found).
+-- Whether a live balance monitor watches the account, a live category holds it or a draft settlement names it (as
+-- settled or contra account: posting it writes to both) (a delete would leave them naming an account not found).
 SELECT EXISTS (SELECT 1 FROM ledger_account_balance_monitors
                WHERE ledger_account_id = $2 AND tenant_id = $1 AND discarded_at IS NULL)
     OR EXISTS (SELECT 1 FROM ledger_account_category_members m
                JOIN ledger_account_categories c ON c.id = m.category_id AND c.discarded_at IS NULL
                WHERE m.account_id = $2 AND m.tenant_id = $1 AND m.removed_at IS NULL)
+    OR EXISTS (SELECT 1 FROM ledger_account_settlements
+               WHERE settled_ledger_account_id = $2 AND tenant_id = $1 AND status = 'drafting')
+    OR EXISTS (SELECT 1 FROM ledger_account_settlements
+               WHERE contra_ledger_account_id = $2 AND tenant_id = $1 AND status = 'drafting')
 
 -- name: discard_account
 -- 0204: a discarded account is not found from then on; its row stays (the audit chain covers it, a move copies it).

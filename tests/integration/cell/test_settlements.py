@@ -11,7 +11,7 @@ from litestar.testing import AsyncTestClient
 
 from cell.api.app import create_app
 from cell.store.verify import verify
-from tests.integration.conftest import cell_settings
+from tests.integration.conftest import Api, cell_settings
 
 
 def _at(day: str) -> str:
@@ -232,13 +232,15 @@ async def test_a_retried_create_answers_the_same_settlement(books):
 
 
 async def test_a_create_retried_after_its_settled_account_was_deleted_replays_the_first_answer(books):
-    """A draft names an account without entries, which may then be deleted (a settlement does not hold it): the create
-    sent again under its Idempotency-Key is its first answer, byte for byte, not a 422 about the account it named."""
+    """A draft names an account without entries, which may be deleted once the draft is archived: the create sent
+    again under its Idempotency-Key is its first answer, byte for byte, not a 422 about the account it named."""
     api = books.api
     empty = (await api.account(books.ledger, "credit"))["id"]
     body = {"settled_ledger_account_id": empty, "contra_ledger_account_id": books.payouts, "status": "drafting"}
     first = await api.post("/api/ledger_account_settlements", body, headers={"Idempotency-Key": "settle-deleted"})
     assert first.status_code == 201, first.text
+    archived = await api.patch(f"/api/ledger_account_settlements/{first.json()['id']}", {"status": "archived"})
+    assert archived.status_code == 200, archived.text
     assert (await api.request("DELETE", f"/api/ledger_accounts/{empty}")).status_code == 200
     again = await api.post("/api/ledger_account_settlements", body, headers={"Idempotency-Key": "settle-deleted"})
     assert (again.status_code, again.content) == (201, first.content), again.text
@@ -361,3 +363,50 @@ async def test_attaching_held_entries_or_detaching_others_changes_nothing_and_wr
     detached = await api.request("DELETE", path, json={"ledger_entry_ids": [a, b]})
     assert detached.status_code == 200 and detached.json()["amount"] == 0
     assert await events() == written + 1
+
+
+async def test_an_account_a_draft_names_is_not_deleted_until_the_draft_ends(books):
+    """A draft settles its account against its contra account when posted: either deleted under it would leave a
+    draft that can only be archived (posting it refused: an account not found). Refused as a monitored account's
+    delete is, 422 ledger_account_in_use, until the draft is archived (or settled, when they have entries)."""
+    api = books.api
+    entry = books.leg(await books.pay(100, "01-05"))
+    spare = (await api.account(books.ledger, "debit"))["id"]  # no entry, no settlement: deleted as ever
+    draft = await books.settled(status="drafting")
+    held = await api.patch(f"/api/ledger_account_settlements/{draft['id']}/ledger_entries",
+                           {"ledger_entry_ids": [entry]})
+    assert held.status_code == 200 and held.json()["amount"] == 100, held.text
+    r = await api.request("DELETE", f"/api/ledger_accounts/{books.payouts}")
+    assert r.status_code == 422 and r.json()["code"] == "ledger_account_in_use", r.text
+    assert (await api.get(f"/api/ledger_accounts/{books.payouts}")).status_code == 200
+    assert (await api.request("DELETE", f"/api/ledger_accounts/{spare}")).status_code == 200
+    posted = await api.patch(f"/api/ledger_account_settlements/{draft['id']}", {"status": "posted"})
+    assert posted.status_code == 200 and posted.json()["ledger_transaction_id"], posted.text
+
+    contra = (await api.account(books.ledger, "debit"))["id"]  # a draft holding nothing names it too
+    other = await books.settle(status="drafting", contra_ledger_account_id=contra)
+    assert other.status_code == 201, other.text
+    r = await api.request("DELETE", f"/api/ledger_accounts/{contra}")
+    assert r.status_code == 422 and r.json()["code"] == "ledger_account_in_use", r.text
+    archived = await api.patch(f"/api/ledger_account_settlements/{other.json()['id']}", {"status": "archived"})
+    assert archived.status_code == 200, archived.text
+    assert (await api.request("DELETE", f"/api/ledger_accounts/{contra}")).status_code == 200
+
+
+async def test_an_account_deleted_through_another_process_is_not_settled_from_its_cache(books, cell_database_url):
+    """Another API process of the cell remembers the accounts it posted to; one deleted through this one is not
+    found there either when a settlement names it (422 ledger_account_not_found), not a draft of an account gone."""
+    api = books.api
+    gone = (await api.account(books.ledger, "debit"))["id"]
+    async with AsyncTestClient(create_app(cell_settings(cell_database_url))) as client:
+        other = Api(client, api.tenant_id, api.api_key)
+        assert (await other.get(f"/api/ledger_accounts/{gone}")).status_code == 200
+        probe = await other.post("/api/ledger_account_settlements", {  # remembers both accounts
+            "settled_ledger_account_id": books.wallet, "contra_ledger_account_id": gone, "status": "drafting"})
+        assert probe.status_code == 201, probe.text
+        archived = await other.patch(f"/api/ledger_account_settlements/{probe.json()['id']}", {"status": "archived"})
+        assert archived.status_code == 200, archived.text
+        assert (await api.request("DELETE", f"/api/ledger_accounts/{gone}")).status_code == 200
+        r = await other.post("/api/ledger_account_settlements", {
+            "settled_ledger_account_id": books.wallet, "contra_ledger_account_id": gone, "status": "drafting"})
+        assert (r.status_code, r.json().get("code")) == (422, "ledger_account_not_found"), r.text
