@@ -482,6 +482,14 @@ def make_machine(cell):
                 params["id[]"] = ids
                 preds.append(lambda x, s=set(ids): x.id in s)
 
+        def draw_equal(self, data, params: dict, preds: list, name: str, choices: list, key, on: str = "") -> None:
+            """`name=value`, a value drawn from `choices` (rows of the model: their id), when the query is on it (or
+            on `on`): the rows whose `key` is that value (that row)."""
+            if choices and (on or name) in self.on:
+                value = data.draw(st.sampled_from(choices), label=name)
+                params[name] = getattr(value, "id", value)
+                preds.append(lambda x: key(x) is value if hasattr(value, "id") else key(x) == value)
+
         def draw_metadata(self, data, params: dict, preds: list, meta) -> None:
             if "metadata" in self.on:
                 wanted = data.draw(self.metadata(min_size=1), label="metadata filter")
@@ -615,18 +623,9 @@ def make_machine(cell):
             self.choose(data, ["id", "ledger_id", "currency", "name", "metadata", "ledger_account_id", "parent"])
             params, preds = {}, []
             self.draw_ids(data, self.categories, params, preds)
-            if "ledger_id" in self.on:
-                ledger = data.draw(st.sampled_from(self.ledgers), label="ledger_id")
-                params["ledger_id"] = ledger.id
-                preds.append(lambda x: x.ledger is ledger)
-            if "currency" in self.on:
-                currency = data.draw(st.sampled_from(["USD", "EUR"]), label="currency")
-                params["currency"] = currency
-                preds.append(lambda x: x.currency == currency)
-            if "name" in self.on:
-                name = data.draw(st.sampled_from(["ops", "fx", "none"]), label="name")
-                params["name"] = name
-                preds.append(lambda x: x.name == name)
+            self.draw_equal(data, params, preds, "ledger_id", self.ledgers, lambda x: x.ledger)
+            self.draw_equal(data, params, preds, "currency", ["USD", "EUR"], lambda x: x.currency)
+            self.draw_equal(data, params, preds, "name", ["ops", "fx", "none"], lambda x: x.name)
             self.draw_metadata(data, params, preds, lambda x: x.metadata)
             if "ledger_account_id" in self.on:
                 a = data.draw(st.sampled_from(self.accounts), label="ledger_account_id")
@@ -648,27 +647,15 @@ def make_machine(cell):
             self.choose(data, ACCOUNT_FILTERS)
             params, preds = {}, []
             self.draw_ids(data, self.accounts, params, preds)
-            if "ledger_id" in self.on:
-                ledger = data.draw(st.sampled_from(self.ledgers), label="ledger_id")
-                params["ledger_id"] = ledger.id
-                preds.append(lambda x: x.ledger is ledger)
-            if "currency" in self.on:
-                currency = data.draw(st.sampled_from(["USD", "EUR", "GBP"]), label="currency")
-                params["currency"] = currency
-                preds.append(lambda x: x.currency == currency)
+            self.draw_equal(data, params, preds, "ledger_id", self.ledgers, lambda x: x.ledger)
+            self.draw_equal(data, params, preds, "currency", ["USD", "EUR", "GBP"], lambda x: x.currency)
             if "name" in self.on:
                 names = data.draw(st.lists(st.sampled_from([*NAMES, "nobody"]), min_size=1, max_size=2, unique=True),
                                   label="name[]")
                 params["name[]"] = names
                 preds.append(lambda x: x.name in names)
-            if "external_id" in self.on:
-                ext = data.draw(st.sampled_from(["x1", "x2", "x3"]), label="external_id")
-                params["external_id"] = ext
-                preds.append(lambda x: x.external_id == ext)
-            if "normal_balance" in self.on:
-                normal = data.draw(st.sampled_from(["debit", "credit"]), label="normal_balance")
-                params["normal_balance"] = normal
-                preds.append(lambda x: x.normal == normal)
+            self.draw_equal(data, params, preds, "external_id", ["x1", "x2", "x3"], lambda x: x.external_id)
+            self.draw_equal(data, params, preds, "normal_balance", ["debit", "credit"], lambda x: x.normal)
             self.draw_metadata(data, params, preds, lambda x: x.metadata)
             self.draw_category(data, params, preds, lambda x, reached: x.id in reached)
             for name in ("created_at", "updated_at"):
@@ -704,22 +691,14 @@ def make_machine(cell):
             self.choose(data, TRANSACTION_FILTERS)
             params, preds = {}, []
             self.draw_ids(data, self.txns, params, preds)
-            if "ledger_id" in self.on:
-                ledger = data.draw(st.sampled_from(self.ledgers), label="ledger_id")
-                params["ledger_id"] = ledger.id
-                preds.append(lambda x: x.ledger is ledger)
+            self.draw_equal(data, params, preds, "ledger_id", self.ledgers, lambda x: x.ledger)
             if "ledger_account_id" in self.on:
                 a = data.draw(st.sampled_from(self.accounts), label="ledger_account_id")
                 params["ledger_account_id"] = a.id
                 preds.append(lambda x: any(e.account is a and not e.discarded for e in x.entries))
-            if "external_id" in self.on:
-                ext = data.draw(st.sampled_from(["e1", "e2", "e3"]), label="external_id")
-                params["external_id"] = ext
-                preds.append(lambda x: x.external_id == ext)
-            if self.txns and "reverses" in self.on:
-                original = data.draw(st.sampled_from(self.txns), label="reverses_ledger_transaction_id")
-                params["reverses_ledger_transaction_id"] = original.id
-                preds.append(lambda x: x.reverses is original)
+            self.draw_equal(data, params, preds, "external_id", ["e1", "e2", "e3"], lambda x: x.external_id)
+            self.draw_equal(data, params, preds, "reverses_ledger_transaction_id", self.txns, lambda x: x.reverses,
+                            on="reverses")
             self.draw_status(data, params, preds)
             self.draw_metadata(data, params, preds, lambda x: x.metadata)
             self.draw_category(data, params, preds, lambda x, reached: any(
@@ -752,18 +731,9 @@ def make_machine(cell):
             self.choose(data, ENTRY_FILTERS)
             params, preds = {}, []
             self.draw_ids(data, self.entries, params, preds)
-            if "ledger_account_id" in self.on:
-                a = data.draw(st.sampled_from(self.accounts), label="ledger_account_id")
-                params["ledger_account_id"] = a.id
-                preds.append(lambda x: x.account is a)
-            if self.txns and "ledger_transaction_id" in self.on:
-                t = data.draw(st.sampled_from(self.txns), label="ledger_transaction_id")
-                params["ledger_transaction_id"] = t.id
-                preds.append(lambda x: x.txn is t)
-            if "direction" in self.on:
-                d = data.draw(st.sampled_from(["debit", "credit"]), label="direction")
-                params["direction"] = d
-                preds.append(lambda x: x.direction == d)
+            self.draw_equal(data, params, preds, "ledger_account_id", self.accounts, lambda x: x.account)
+            self.draw_equal(data, params, preds, "ledger_transaction_id", self.txns, lambda x: x.txn)
+            self.draw_equal(data, params, preds, "direction", ["debit", "credit"], lambda x: x.direction)
             self.draw_status(data, params, preds)
             self.draw_metadata(data, params, preds, lambda x: x.metadata)
             self.draw_category(data, params, preds, lambda x, reached: x.account.id in reached)
