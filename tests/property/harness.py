@@ -16,6 +16,8 @@ from cell.api.app import create_app
 from cell.service.tenants import create_api_key, create_tenant
 from cell.store.verify import verify
 from cell.settings import load_settings
+from cell.store.db import INDEX_PLANS, create_pool
+from worker.settings import load_settings as load_worker_settings
 
 
 @dataclass
@@ -63,6 +65,21 @@ def open_cell(database_url: str, *, posting_mode: str, tenant_prefix: str = "p")
     finally:
         loop.run_until_complete(admin.close())
         loop.close()
+
+
+@contextmanager
+def open_worked_cell(database_url: str, *, posting_mode: str, tenant_prefix: str, pool_max: int, **worker: object):
+    """open_cell, with what a model needs to step the workers' own code itself: a pool on the cell's loop and the
+    workers' settings in the same posting mode (`worker`: settings of theirs, e.g. bulk_chunk_size)."""
+    with open_cell(database_url, posting_mode=posting_mode, tenant_prefix=tenant_prefix) as cell:
+        async def new_pool():  # made on the cell's private loop (create_pool reads the running one)
+            return await create_pool(database_url, min_size=1, max_size=pool_max, server_settings=INDEX_PLANS)
+
+        pool = cell.run(new_pool())
+        try:
+            yield cell, pool, load_worker_settings({}, database_url=database_url, posting_mode=posting_mode, **worker)
+        finally:
+            cell.run(pool.close())
 
 
 def every_page(call, path: str, **params: str) -> list[dict]:

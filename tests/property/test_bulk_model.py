@@ -26,15 +26,13 @@ from dataclasses import dataclass, field
 
 import asyncpg
 import pytest
-from harness import every_page, open_cell
+from harness import every_page, open_worked_cell
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from cell.service import bulk as bulk_service
 from cell.store import bulk as store
-from cell.store.db import INDEX_PLANS, create_pool
 from worker import bulk as worker_bulk
-from worker.settings import load_settings as load_worker_settings
 
 EXAMPLES = int(os.environ.get("PROPERTY_EXAMPLES", "20"))  # per posting mode
 STEPS = int(os.environ.get("PROPERTY_STEPS", "24"))
@@ -62,18 +60,9 @@ def bulk_cell(make_database, request):
     (no queue: a single posting's effects applied by the model's observation, a chunk's by the worker's nudge)."""
     mode = request.param
     url = make_database(f"bulk_model_{mode}")
-    with open_cell(url, posting_mode=mode, tenant_prefix="b") as cell:
-        async def new_pool():  # made on the cell's private loop (create_pool reads the running one)
-            return await create_pool(url, min_size=1, max_size=4, server_settings=INDEX_PLANS)
-
-        pool = cell.run(new_pool())
-        worker_settings = load_worker_settings({}, database_url=url, posting_mode=mode, bulk_chunk_size=CHUNK,
-                                               bulk_chunks_at_once=1, bulk_lease_s=LEASE_S,
-                                               bulk_attempts_max=ATTEMPTS_MAX)
-        try:
-            yield cell, pool, worker_settings
-        finally:
-            cell.run(pool.close())
+    with open_worked_cell(url, posting_mode=mode, tenant_prefix="b", pool_max=4, bulk_chunk_size=CHUNK,
+                          bulk_chunks_at_once=1, bulk_lease_s=LEASE_S, bulk_attempts_max=ATTEMPTS_MAX) as worked:
+        yield worked
 
 
 # ---- operations ---------------------------------------------------------------------------------------------

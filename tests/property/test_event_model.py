@@ -46,16 +46,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from harness import ApiMachine, Cell, every_page, open_cell
+from harness import ApiMachine, Cell, every_page, open_worked_cell
 from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import initialize, invariant, precondition, rule, run_state_machine_as_test
 
 from cell.store import bulk as bulk_store
 from cell.store import webhooks as webhook_store
-from cell.store.db import INDEX_PLANS, create_pool
 from worker import bulk as worker_bulk
-from worker.settings import load_settings as load_worker_settings
 
 EXAMPLES = int(os.environ.get("PROPERTY_EXAMPLES", "10"))
 STEPS = int(os.environ.get("PROPERTY_STEPS", "40"))
@@ -71,17 +69,9 @@ def event_cell(make_database, request):
     step), on a database of its own (a bulk request's claim takes any tenant's), and the workers' bulk settings."""
     mode = request.param
     url = make_database(f"event_model_{mode}")
-    with open_cell(url, posting_mode=mode, tenant_prefix="ev") as cell:
-        async def new_pool():  # made on the cell's private loop (create_pool reads the running one)
-            return await create_pool(url, min_size=1, max_size=2, server_settings=INDEX_PLANS)
-
-        pool = cell.run(new_pool())
-        worker_settings = load_worker_settings({}, database_url=url, posting_mode=mode, bulk_chunk_size=2,
-                                               bulk_chunks_at_once=1, bulk_lease_s=600.0, bulk_attempts_max=2)
-        try:
-            yield cell, pool, worker_settings, mode == "hybrid"
-        finally:
-            cell.run(pool.close())
+    with open_worked_cell(url, posting_mode=mode, tenant_prefix="ev", pool_max=2, bulk_chunk_size=2,
+                          bulk_chunks_at_once=1, bulk_lease_s=600.0, bulk_attempts_max=2) as worked:
+        yield (*worked, mode == "hybrid")
 
 
 @dataclass
