@@ -1,36 +1,42 @@
 """A ledger transaction's lifecycle against a model: create, partial post, post/archive, replace, reverse, versions.
 
-A hypothesis RuleBasedStateMachine drives a real cell (sync mode, and hybrid mode with every queued effect applied
-after each step, as a worker would) through its HTTP API on a few accounts of one ledger (USD and EUR, debit and
-credit normal), and keeps its own books: every transaction with its status, live entries, links (reverses /
+A hypothesis RuleBasedStateMachine drives a real cell through its HTTP API (sync mode; and hybrid mode, where a
+`work` rule is the worker step that folds every queued effect) on a few accounts of one ledger (USD and EUR, debit
+and credit normal), and keeps its own books: every transaction with its status, live entries, links (reverses /
 reversed_by / partially_posts), metadata and versions, and per account the entries that count and the number of
 balance effects written (its lock_version).
 
 What the model says, from the README ("Transactions") and Modern Treasury's SDK types:
 - POST /api/ledger_transactions writes version 1 (pending, posted, or archived at creation: no balance effect, its
-  locks not checked); a violated balance lock is 422 balance_lock_failed, or with archive_on_balance_lock_failure
-  a 201 archived transaction, archived_reason "balance_lock_failure", no balance effect;
-- POST .../partial_post of a pending transaction: one posted entry per pending entry, same account and direction,
-  an amount at most the pending one's (else 422 partial_post_entries_mismatch), balanced (entries_must_balance);
-  a new posted transaction linked by partially_posts_ledger_transaction_id, effective when the pending one was,
-  its description and metadata unless given; the pending one archived (its next version), its entries' effects
-  undone before the posted ones' are written and their balance locks checked; a lock_version is the account's
-  before the call; a pending reversal partially posted did reverse its original;
+  locks not checked); a violated balance lock or stale lock_version is 422 balance_lock_failed /
+  lock_version_mismatch, or with archive_on_balance_lock_failure a 201 archived transaction, archived_reason
+  "balance_lock_failure", no balance effect;
+- POST .../partial_post of a pending transaction: one posted entry per pending entry (in any order), same account
+  and direction, an amount at most the pending one's (else 422 partial_post_entries_mismatch), balanced
+  (entries_must_balance); a new posted transaction linked by partially_posts_ledger_transaction_id, effective when
+  the pending one was unless told, its description and metadata unless given; the pending one archived (its next
+  version), its entries' effects undone before the posted ones' are written and their balance locks checked; a
+  lock_version is the account's before the call; a pending reversal partially posted did reverse its original;
+  a second partial post, or one of a posted or archived transaction, is 422 invalid_status_transition;
 - PATCH status pending -> posted | archived (one effect per entry, a version); a final one is 422
   invalid_status_transition; PATCH ledger_entries of a pending one: a version with the new entries (the old ones
-  archived, one effect each); PATCH metadata / description: a version (a PATCH that changes nothing writes none);
+  archived, one effect each), and with a status too, a second version; PATCH metadata / description: a version (a
+  PATCH that changes nothing writes none);
 - POST .../reversal of a posted, unreversed transaction (else invalid_status_transition / already_reversed): a new
   transaction (posted, pending, or archived: a record that reverses nothing) with every direction flipped, linked
   both ways; the original gets no version (reversed_by is shown on its current version only); an archived pending
   reversal frees its original;
 - an Idempotency-Key replays the first answer for the same request, and is 422 idempotency_key_reused for another.
 
-Checked after every step: every transaction as listed (status, entries with their status, amounts, links,
-version, metadata), every version as GET /api/ledger_transaction_versions lists it (per transaction: 1..n in
-order, each one's status, entries and links) and the touched transaction's own /versions, every account's
-balances (pending / posted / available) and lock_version; at the end, each account's entries with their lock
-versions and DESIGN.md section 8's invariants (verify()). Balances are recomputed here from first principles
-(tests/property/property_model.py), never with cell code.
+Checked after every step: a 201's resulting balances (where asked for, on an account with one entry in the
+posting: its balances once the posting is written); every transaction as listed (status, posted_at, entries with
+their status, amounts and lock versions, links, version, metadata) and the reversal and partial post list filters;
+every version as GET /api/ledger_transaction_versions lists it (per transaction 1..n in order, each one's status,
+entries and links) and the touched transaction's own /versions; every account's balances (pending / posted /
+available) and lock_version (in hybrid mode between worker steps: balances[include_unapplied], entries' lock
+versions unchecked). At the end, each account's entries with their lock versions and DESIGN.md section 8's
+invariants (verify()). Balances are recomputed here from first principles (tests/property/property_model.py),
+never with cell code.
 """
 
 from __future__ import annotations
@@ -44,11 +50,11 @@ from harness import ApiMachine, every_page, open_cell
 from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import initialize, precondition, rule, run_state_machine_as_test
-from property_model import Sums, account_view, amounts, draw_balance_lock, flip, sums
+from property_model import Sums, account_view, amounts, draw_balance_lock, flip, sums, view
 
 # PROPERTY_EXAMPLES / PROPERTY_STEPS (and PROPERTY_TIMEOUT_S): a longer soak than make test can afford.
-EXAMPLES = int(os.environ.get("PROPERTY_EXAMPLES", "8"))
-STEPS = int(os.environ.get("PROPERTY_STEPS", "20"))
+EXAMPLES = int(os.environ.get("PROPERTY_EXAMPLES", "10"))
+STEPS = int(os.environ.get("PROPERTY_STEPS", "25"))
 TIMEOUT_S = int(os.environ.get("PROPERTY_TIMEOUT_S", "900"))
 
 # One ledger: three USD accounts and two EUR ones, each of a drawn normal balance.
@@ -223,6 +229,19 @@ def make_machine(cell, mode: str):
                     a.live[e.id] = e
                 m.entries.append(e)
 
+        def resulting(self, legs: list[tuple], bodies: list[dict], got: list[dict], counts: bool) -> None:
+            """Resulting balances in a 201: only on the entries that asked, and on an account with one entry in the
+            posting, its balances once the whole posting is written (none on an entry that changed nothing)."""
+            once = {a.id for a, _, _ in legs if sum(b is a for b, _, _ in legs) == 1}
+            for (a, _, _), body, x in zip(legs, bodies, got):
+                shown = x["resulting_ledger_account_balances"]
+                if not body.get("show_resulting_ledger_account_balances") or not counts:
+                    assert shown is None, x
+                elif a.id in once:
+                    assert shown == view(a.current(), a), f"resulting balances of {a}"
+                else:
+                    assert shown is not None, x
+
         def release(self, m: MTxn) -> None:
             """A pending transaction's entries archived (discarded by a replacement, or the transaction archived):
             one effect each, in entry order."""
@@ -264,6 +283,8 @@ def make_machine(cell, mode: str):
                     e["lock_version"] = max(0, a.effects + draw(st.sampled_from([0, 0, 0, -1, 1])))
                     if e["lock_version"] != a.effects:
                         failing = "lock_version_mismatch"  # checked before the entry's balance locks
+                if draw(st.integers(0, 3), label="show resulting balances") == 0:
+                    e["show_resulting_ledger_account_balances"] = True
                 code = code or failing
                 bodies.append(e)
             return bodies, code
@@ -277,15 +298,19 @@ def make_machine(cell, mode: str):
             assert r.status_code == 201, r.text
             self.ledger_id = r.json()["id"]
             for currency, normal in zip(CURRENCIES, normals):
-                r = self.call("POST", "/api/ledger_accounts", {"name": f"{currency}-{normal}", "ledger_id": self.ledger_id,
-                                                               "normal_balance": normal, "currency": currency})
+                r = self.call("POST", "/api/ledger_accounts", {
+                    "name": f"{currency}-{normal}", "ledger_id": self.ledger_id, "normal_balance": normal,
+                    "currency": currency})
                 assert r.status_code == 201, r.text
                 body = r.json()
                 self.accounts.append(MAccount(body["id"], currency, body["currency_exponent"], normal))
 
         @rule(data=st.data())
         def create(self, data):
-            draw = data.draw
+            for _ in range(data.draw(st.integers(1, 2), label="postings")):
+                self.create_one(data.draw)
+
+        def create_one(self, draw):
             legs = draw_legs(draw, self.accounts)
             status = draw(st.sampled_from(["pending", "pending", "pending", "posted", "posted", "archived"]),
                           label="status")
@@ -311,6 +336,7 @@ def make_machine(cell, mode: str):
             if code:
                 m.archived_reason = "balance_lock_failure"
             self.write_entries(m, legs, got["ledger_entries"], counts=written != "archived")
+            self.resulting(legs, bodies, got["ledger_entries"], counts=written != "archived")
             m.snapshot()
             self.remember(key, "/api/ledger_transactions", body, got)
             self.check(m)
@@ -345,6 +371,8 @@ def make_machine(cell, mode: str):
                 body["description"] = "settled in part"
             if draw(st.booleans(), label="with metadata"):
                 body["metadata"] = {"part": "yes"}
+            if draw(st.integers(0, 3), label="effective_at given") == 0:
+                body["effective_at"] = "2026-01-02T03:04:05.678901Z"
             # The codes that may refuse it. A request both bad and for a transaction no longer pending: the order of
             # those two refusals is not documented (either is the user's answer).
             codes = set()
@@ -369,13 +397,16 @@ def make_machine(cell, mode: str):
             assert got["status"] == "posted" and got["partially_posts_ledger_transaction_id"] == txn.id, got
             assert got["description"] == body.get("description", txn.description)
             assert got["metadata"] == (body.get("metadata") or txn.metadata)
-            assert got["effective_at"] == txn.effective_at, "effective when the pending transaction was"
+            assert got["effective_at"] == body.get("effective_at", txn.effective_at), \
+                "effective when the pending transaction was, unless told"
+            assert {x["effective_at"] for x in got["ledger_entries"]} == {got["effective_at"]}
             # The pending one archived (its effects undone) before the posted entries are written.
             self.release(txn)
             txn.status = "archived"
             txn.snapshot()
             m = self.new_txn(got, "posted", partially_posts=txn.id)
             self.write_entries(m, legs, got["ledger_entries"], counts=True)
+            self.resulting(legs, bodies, got["ledger_entries"], counts=True)
             m.snapshot()
             # A pending reversal partially posted did reverse its original (README: the original stays reversed).
             self.remember(key, path, body, got)
@@ -548,6 +579,7 @@ def make_machine(cell, mode: str):
                     "version": len(m.versions), "reverses_ledger_transaction_id": m.reverses,
                     "reversed_by_ledger_transaction_id": m.reversed_by,
                     "partially_posts_ledger_transaction_id": m.partially_posts, "archived_reason": m.archived_reason,
+                    "posted": m.status == "posted",
                     "entries": [(e.id, e.account.id, e.direction, e.amount, m.status, e.lock_version)
                                 for e in m.entries]}
 
@@ -557,7 +589,7 @@ def make_machine(cell, mode: str):
                     "reverses_ledger_transaction_id": got["reverses_ledger_transaction_id"],
                     "reversed_by_ledger_transaction_id": got["reversed_by_ledger_transaction_id"],
                     "partially_posts_ledger_transaction_id": got["partially_posts_ledger_transaction_id"],
-                    "archived_reason": got["archived_reason"],
+                    "archived_reason": got["archived_reason"], "posted": got["posted_at"] is not None,
                     "entries": [(e["id"], e["ledger_account_id"], e["direction"], e["amount"], e["status"],
                                  e["ledger_account_lock_version"]) for e in got["ledger_entries"]]}
 
