@@ -54,6 +54,7 @@ from cell.service.context import CellContext
 from cell.service.idempotency import replay
 from cell.service.metrics import POSTING_SECONDS, SYNC_LOCK_WAIT_SECONDS, count_posting
 from cell.store import entries as store_entries
+from cell.store import idempotency as store_idempotency
 from cell.store import settlements as store_settlements
 from cell.store import transactions as store
 from cell.store.transactions import PostResult
@@ -368,10 +369,17 @@ async def partial_post(ctx: CellContext, tenant_id: str, txn_id: uuid.UUID, cmd:
                        idem: IdemKey | None) -> views.LedgerTransaction:
     """A posted transaction of (no larger) parts of a pending one's entries; the pending one is archived in the same
     database transaction. Whether it is still pending is `ledger_post`'s to say, under the row lock (a replayed
-    Idempotency-Key is answered before that check)."""
+    Idempotency-Key is answered before that check). A transaction already no longer pending is refused as that
+    (invalid_status_transition) before its parts are looked at, as a PATCH of its entries is, unless its
+    Idempotency-Key was used (then the key answers)."""
     async def pending_state(conn: asyncpg.Connection) -> tuple[TransactionState, int, views.LedgerTransaction]:
         await _refuse_settlement_transaction(conn, tenant_id, txn_id)
-        return await _state_and_view(conn, tenant_id, txn_id)
+        state = await _state_and_view(conn, tenant_id, txn_id)
+        if state[0].status != "pending" and not await _key_used(conn, tenant_id, idem):
+            count_posting("invalid_status_transition")  # said first, whatever the parts asked
+            raise PostingRejected(f"only a pending transaction can be partially posted; this one is "
+                                  f"{state[0].status}", "invalid_status_transition")
+        return state
 
     pending, version, pending_view = await ctx.run(pending_state)
     entries = [_entry_request(e) for e in cmd.posted_ledger_entries]
@@ -386,6 +394,12 @@ async def partial_post(ctx: CellContext, tenant_id: str, txn_id: uuid.UUID, cmd:
                        metadata=cmd.metadata or pending.metadata, reverses_id=None, idem=idem,
                        ledgerable_type=pending.ledgerable_type, ledgerable_id=pending.ledgerable_id,
                        partially_posts=(pending, version, pending_view))
+
+
+async def _key_used(conn: asyncpg.Connection, tenant_id: str, idem: IdemKey | None) -> bool:
+    """Whether the request's Idempotency-Key was used: then the key says the answer (its first request's again, or
+    idempotency_key_reused), whatever became of what it wrote."""
+    return idem is not None and await store_idempotency.fetch(conn, tenant_id, idem.key) is not None
 
 
 async def get_transaction(ctx: CellContext, tenant_id: str, txn_id: uuid.UUID) -> views.LedgerTransaction:

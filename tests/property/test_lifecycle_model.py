@@ -373,15 +373,14 @@ def make_machine(cell, mode: str):
                 body["metadata"] = {"part": "yes"}
             if draw(st.integers(0, 3), label="effective_at given") == 0:
                 body["effective_at"] = "2026-01-02T03:04:05.678901Z"
-            # The codes that may refuse it. A request both bad and for a transaction no longer pending: the order of
-            # those two refusals is not documented (either is the user's answer).
+            # The code that refuses it: a transaction no longer pending says so first, whatever its parts.
             codes = set()
-            if not matches(pending, legs):
+            if txn.status != "pending":
+                codes.add("invalid_status_transition")
+            elif not matches(pending, legs):
                 codes.add("partial_post_entries_mismatch")
             elif not balanced(legs):
                 codes.add("entries_must_balance")
-            if txn.status != "pending":
-                codes = codes | {"invalid_status_transition"} if codes else {"invalid_status_transition"}
             if not codes and lock_code:
                 codes.add(lock_code)
             key = self.keyed(draw)

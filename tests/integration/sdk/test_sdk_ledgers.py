@@ -321,6 +321,11 @@ async def test_a_partial_post_posts_part_and_archives_the_pending_transaction(mt
             {"ledger_account_id": cash.id, "direction": "debit", "amount": 1},
             {"ledger_account_id": wallet.id, "direction": "credit", "amount": 1}])
     assert caught.value.body["code"] == "invalid_status_transition"
+    with pytest.raises(modern_treasury.UnprocessableEntityError) as caught:  # what no longer pending says first
+        await client.ledger_transactions.create_partial_post(pending.id, posted_ledger_entries=[
+            {"ledger_account_id": cash.id, "direction": "debit", "amount": 500},
+            {"ledger_account_id": wallet.id, "direction": "credit", "amount": 500}])
+    assert caught.value.body["code"] == "invalid_status_transition"
 
 
 async def test_a_retried_partial_post_answers_the_same_transaction(mt):
