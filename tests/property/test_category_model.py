@@ -4,7 +4,12 @@ category's balances, current and as of an effective time, must be the model's su
 reaches now (same as Modern Treasury: "with respect to the ledger accounts that are currently present").
 
 The model keeps its own graph and entries and recomputes reachability and sums from first principles
-(property_model), never with cell code. Runs the real app in sync mode like test_ledger_model.py.
+(property_model), never with cell code. Runs the real app in sync mode like test_ledger_model.py, and again in hybrid
+mode without a queue (test_settlement_model.py's way): every effect is queued and worker steps at drawn points
+(`ledger_apply_report`, as a worker runs it) apply the queued effects of drawn accounts. A category's balances are
+then the sums over the accounts it reaches of what those accounts' own reads show: their applied effects (README,
+"Sync and async entries": queued entries count once applied), current, as of an effective time and as of a date;
+exact for every account a worker step has applied since its last write.
 """
 
 from __future__ import annotations
@@ -14,11 +19,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from harness import ApiMachine
+from harness import ApiMachine, open_cell
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import initialize, invariant, precondition, rule, run_state_machine_as_test
-from property_model import rfc3339, sums, view
+from property_model import Sums, rfc3339, sums, view
 
 UTC = timezone.utc
 # Six USD accounts and one EUR account in one ledger; four USD categories.
@@ -54,7 +59,9 @@ class Entry:
     txn: dict  # {"id", "status"}: shared by the entries of one transaction
 
 
-def make_machine(cell):
+def make_machine(cell, hybrid: bool = False):
+    """`hybrid`: the cell posts in hybrid mode without a queue; nothing queued is applied but by the `work` rule."""
+
     class CategoryMachine(ApiMachine):
         def __init__(self) -> None:
             super().__init__(cell)
@@ -63,6 +70,10 @@ def make_machine(cell):
             self.categories: list[Node] = []
             self.entries: list[Entry] = []
             self.pending: list[dict] = []
+            # Per account, every committed balance effect in commit (= apply) order: (entry, its status after the
+            # effect); and how many of them are applied (all of them in sync mode).
+            self.effects: dict[str, list[tuple[Entry, str]]] = {}
+            self.applied: dict[str, int] = {}
             self.base = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
         # -- the model ---------------------------------------------------------------------------------------------
@@ -76,10 +87,24 @@ def make_machine(cell):
         def by_id(self, category_id: str) -> Node:
             return next(c for c in self.categories if c.id == category_id)
 
-        def expected(self, c: Node, at: datetime | None = None) -> dict:
-            reached = self.reach(c)
-            return view(sums((e, e.txn["status"]) for e in self.entries if e.account in reached
-                             and (at is None or e.effective_at <= at)), c)
+        def effect(self, e: Entry, status: str) -> None:
+            self.effects.setdefault(e.account, []).append((e, status))
+            if not hybrid:  # applied in the posting's own transaction
+                self.applied[e.account] = len(self.effects[e.account])
+
+        def applied_sums(self, account: str, keep=lambda at: True) -> Sums:
+            """What the account's applied effects add up to: each entry at its status as of the last of them."""
+            seen = {id(e): (e, status) for e, status in self.effects.get(account, [])[:self.applied.get(account, 0)]}
+            return sums(p for p in seen.values() if keep(p[0].effective_at))
+
+        def expected(self, c: Node, keep=lambda at: True) -> dict:
+            total = Sums()
+            for account in sorted(self.reach(c)):
+                total += self.applied_sums(account, keep)
+            return view(total, c)
+
+        def queued(self, c: Node) -> int:
+            return sum(len(self.effects.get(a, [])) - self.applied.get(a, 0) for a in self.reach(c))
 
         # -- set-up --------------------------------------------------------------------------------------------------
 
@@ -120,7 +145,10 @@ def make_machine(cell):
                     {"ledger_account_id": credit.id, "direction": "credit", "amount": amount}]})
             assert r.status_code == 201, r.text
             txn = {"id": r.json()["id"], "status": status}
-            self.entries += [Entry(debit.id, "debit", amount, at, txn), Entry(credit.id, "credit", amount, at, txn)]
+            new = [Entry(debit.id, "debit", amount, at, txn), Entry(credit.id, "credit", amount, at, txn)]
+            self.entries += new
+            for e in new:
+                self.effect(e, status)
             if status == "pending":
                 self.pending.append(txn)
 
@@ -132,6 +160,19 @@ def make_machine(cell):
             assert r.status_code == 200, r.text
             txn["status"] = to
             self.pending.remove(txn)
+            for e in self.entries:  # one effect per entry, in entry order
+                if e.txn is txn:
+                    self.effect(e, to)
+
+        @precondition(lambda self: hybrid)
+        @rule(data=st.data())
+        def work(self, data):
+            """A worker step: the queued effects of some accounts (all of them, now and then) are applied."""
+            chosen = data.draw(st.lists(st.sampled_from(self.accounts), min_size=1, unique_by=id) | st.just(
+                self.accounts), label="accounts applied")
+            self.cell.apply([a.id for a in chosen])
+            for a in chosen:
+                self.applied[a.id] = len(self.effects.get(a.id, []))
 
         # -- the graph -----------------------------------------------------------------------------------------------
 
@@ -189,7 +230,17 @@ def make_machine(cell):
             for c in self.categories:
                 r = self.call("GET", f"{PATH}/{c.id}")
                 assert r.status_code == 200, r.text
-                assert r.json()["balances"] == self.expected(c), f"current balances of {c}"
+                assert r.json()["balances"] == self.expected(c), \
+                    f"current balances of {c} ({self.queued(c)} effects of its accounts queued)"
+            if hybrid and self.accounts:  # the accounts' own reads show the same applied effects
+                r = self.call("GET", "/api/ledger_accounts",
+                              params={"id[]": [a.id for a in self.accounts], "per_page": "100"})
+                assert r.status_code == 200, r.text
+                by_id = {x["id"]: x for x in r.json()}
+                for a in self.accounts:
+                    assert by_id[a.id]["lock_version"] == self.applied.get(a.id, 0), f"applied lock_version of {a}"
+                    got = {k: v for k, v in by_id[a.id]["balances"].items() if not k.startswith("effective_at")}
+                    assert got == view(self.applied_sums(a.id), a), f"applied balances of {a}"
 
         @rule(data=st.data())
         def read_as_of(self, data):
@@ -199,7 +250,17 @@ def make_machine(cell):
             for c in self.categories:
                 r = self.call("GET", f"{PATH}/{c.id}", params={"balances[effective_at]": rfc3339(at)})
                 assert r.status_code == 200, r.text
-                assert r.json()["balances"] == self.expected(c, at), f"balances of {c} as of {at}"
+                assert r.json()["balances"] == self.expected(c, lambda t: t <= at), f"balances of {c} as of {at}"
+
+        @rule(data=st.data())
+        def read_as_of_date(self, data):
+            """`balances[as_of_date]`: everything effective before the end of that UTC day."""
+            day = data.draw(self.times(), label="as of date").date()
+            end = datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1)
+            for c in self.categories:
+                r = self.call("GET", f"{PATH}/{c.id}", params={"balances[as_of_date]": day.isoformat()})
+                assert r.status_code == 200, r.text
+                assert r.json()["balances"] == self.expected(c, lambda t: t < end), f"balances of {c} on {day}"
 
         @rule()
         def list_by_account(self):
@@ -209,13 +270,37 @@ def make_machine(cell):
                 assert {c["id"] for c in r.json()} == {c.id for c in self.categories if a.id in self.reach(c)}
 
         def teardown(self):
-            assert self.cell.verify(self.tenant) == []
+            if hybrid and self.accounts:  # the last worker step: then every category is exact
+                self.cell.apply([a.id for a in self.accounts])
+                for a in self.accounts:
+                    self.applied[a.id] = len(self.effects.get(a.id, []))
+                self.balances_are_the_sums_of_the_accounts_reached()
+                for c in self.categories:
+                    assert self.queued(c) == 0
+            problems = self.cell.verify(self.tenant)
+            assert problems == [], f"invariants violated for {self.tenant}: {problems}"
 
     return CategoryMachine
 
 
+@pytest.fixture(scope="module")
+def hybrid_cell(cell_database_url):
+    with open_cell(cell_database_url, posting_mode="hybrid", tenant_prefix="k") as cell:
+        yield cell
+
+
+def _run(machine, examples: int) -> None:
+    run_state_machine_as_test(machine, settings=settings(
+        max_examples=examples, stateful_step_count=STEPS, deadline=None, report_multiple_bugs=False,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]))
+
+
 @pytest.mark.timeout(TIMEOUT_S)
 def test_category_balances_are_the_models_sums(ledger_cell):
-    run_state_machine_as_test(make_machine(ledger_cell), settings=settings(
-        max_examples=EXAMPLES, stateful_step_count=STEPS, deadline=None, report_multiple_bugs=False,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]))
+    _run(make_machine(ledger_cell), EXAMPLES)
+
+
+@pytest.mark.timeout(TIMEOUT_S)
+def test_category_balances_are_the_models_sums_in_hybrid_mode(hybrid_cell):
+    # The same rules with queued effects and worker steps (a soak: PROPERTY_EXAMPLES for both).
+    _run(make_machine(hybrid_cell, hybrid=True), EXAMPLES)
