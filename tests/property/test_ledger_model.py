@@ -55,7 +55,7 @@ ZONES = [timedelta(0), timedelta(hours=5, minutes=30), timedelta(hours=-8)]
 
 # PROPERTY_EXAMPLES / PROPERTY_STEPS (and PROPERTY_TIMEOUT_S): a longer soak than make test can afford. make test
 # runs these rules in 22 examples: 12 here and 10 more in test_statement_model.py's machine, which is this one and a
-# rule more.
+# rule more (and 10 more there in hybrid mode).
 EXAMPLES = int(os.environ.get("PROPERTY_EXAMPLES", "12"))
 STEPS = int(os.environ.get("PROPERTY_STEPS", "25"))
 TIMEOUT_S = int(os.environ.get("PROPERTY_TIMEOUT_S", "900"))
@@ -78,6 +78,8 @@ class MAccount:
     seen: dict = field(default_factory=dict, repr=False)
     # Every entry ever written to it, discarded ones too, in the order written.
     written: list = field(default_factory=list, repr=False)
+    # How many of its effects are applied (hybrid mode: the rest are queued); lock_version in sync mode.
+    applied: int = 0
 
     def __repr__(self) -> str:  # short, for hypothesis' report of a failing sequence
         return f"<{self.currency} {self.normal}-normal account {self.id[:8]} in ledger {self.ledger}>"
@@ -148,7 +150,17 @@ def spread(items: list, n: int) -> list:
 # -- the machine ----------------------------------------------------------------------------------------------
 
 
-def make_machine(cell):
+# An entry's keys that make the posting apply its account now (hybrid mode): a balance lock, a lock_version, resulting
+# balances shown (only ever sent as true here).
+APPLIED_NOW = {"pending_balance_amount", "posted_balance_amount", "available_balance_amount", "lock_version",
+               "show_resulting_ledger_account_balances"}
+
+
+def make_machine(cell, hybrid: bool = False):
+    """`hybrid`: the cell posts in hybrid mode without a queue (harness.open_cell): an entry without a balance lock, a
+    lock_version or resulting balances is queued, and nothing queued is applied but by a worker step (`work`, and
+    before each audit). The plain read is then the applied effects, `balances[include_unapplied]` every one."""
+
     class LedgerMachine(ApiMachine):
         def __init__(self) -> None:
             super().__init__(cell)
@@ -164,9 +176,30 @@ def make_machine(cell):
             body = self.read_account(a)
             expected = a.current()
             assert (a.history[-1] if a.history else Sums()) == expected, "the model disagrees with itself"
-            assert body["balances"] == account_view(expected, a), f"current balances of {a.normal}-normal account"
-            assert body["lock_version"] == a.lock_version
+            if hybrid:
+                full = self.read_account(a, {"balances[include_unapplied]": "true"})
+                assert full["balances"] == account_view(expected, a), f"include_unapplied balances of {a}"
+                expected = a.at_version(a.applied)
+            assert body["balances"] == account_view(expected, a), \
+                f"current balances of {a.normal}-normal account ({a.applied} of {a.lock_version} effects applied)"
+            assert body["lock_version"] == a.applied
             return body
+
+        def applied_now(self, entries_body: list[dict], touched) -> set[str]:
+            """The accounts a write applies in its own transaction (folding what was queued for them first)."""
+            if not hybrid:
+                return {a.id for a in touched}
+            return {e["ledger_account_id"] for e in entries_body if APPLIED_NOW & e.keys()}
+
+        def fold(self, accounts) -> None:
+            for a in accounts:
+                a.applied = a.lock_version
+
+        def work_on(self, accounts) -> None:
+            """A worker step (hybrid mode): every queued effect of these accounts applied, as a worker applies it."""
+            if hybrid and accounts:
+                cell.apply([a.id for a in accounts])
+                self.fold(accounts)
 
         # -- strategies over the current state -----------------------------------------------------------------
 
@@ -227,7 +260,8 @@ def make_machine(cell):
                 return
             assert r.status_code == 201, r.text
             self.record(r.json(), legs, status, effective_at,
-                        [bool(e.get("show_resulting_ledger_account_balances")) for e in entries_body])
+                        [bool(e.get("show_resulting_ledger_account_balances")) for e in entries_body],
+                        self.applied_now(entries_body, [a for a, _, _ in legs]))
 
         def entry_bodies(self, draw, legs, status: str, discarded=(), show: bool = True) -> tuple[list, str | None]:
             """The request's entries for these legs, with drawn balance locks and lock_versions, and the code that
@@ -266,8 +300,10 @@ def make_machine(cell):
             return any(overflows(self.after(a, legs, status, discarded))
                        for a in {id(a): a for a, _, _ in legs}.values())
 
-        def record(self, txn: dict, legs, status: str, effective_at: datetime | None, shown: list[bool]) -> MTxn:
-            """Apply an accepted posting to the model and check its response."""
+        def record(self, txn: dict, legs, status: str, effective_at: datetime | None, shown: list[bool],
+                   applied: set[str]) -> MTxn:
+            """Apply an accepted posting to the model and check its response (`applied`: the accounts it applied
+            now; its entries on the others are queued, their lock versions null until a worker applies them)."""
             assert txn["status"] == status
             at = parse(txn["effective_at"])
             if effective_at is not None:
@@ -285,11 +321,14 @@ def make_machine(cell):
                 a.written.append(e)
                 m.entries.append(e)
                 assert (got["ledger_account_id"], got["direction"], got["amount"]) == (a.id, direction, amount)
-                assert got["ledger_account_lock_version"] == e.lock_version, "lock_version of the entry's effect"
+                assert got["ledger_account_lock_version"] == (e.lock_version if a.id in applied else None), \
+                    f"lock_version of the entry's effect ({'applied now' if a.id in applied else 'queued'})"
                 expected = view(a.at_version(e.lock_version), a) if show else None
                 assert got["resulting_ledger_account_balances"] == expected, "resulting balances in the response"
             self.txns.append(m)
-            for a in {id(a): a for a, _, _ in legs}.values():
+            touched = {id(a): a for a, _, _ in legs}.values()
+            self.fold(a for a in touched if a.id in applied)
+            for a in touched:
                 self.check_current(a)
             return m
 
@@ -312,6 +351,8 @@ def make_machine(cell):
                 if (original := freed_by_archiving(txn)) is not None:
                     got = self.call("GET", f"/api/ledger_transactions/{original.id}").json()
                     assert got["reversed_by_ledger_transaction_id"] is None
+                touched = {id(e.account): e.account for e in txn.entries}.values()
+                self.fold(a for a in touched if a.id in self.applied_now([], touched))  # queued in hybrid mode
             for a in {id(e.account): e.account for e in txn.entries}.values():
                 self.check_current(a)
 
@@ -335,12 +376,14 @@ def make_machine(cell):
             at = txn.effective_at if effective_at is None else effective_at
             if what == "effective_at":
                 legs = [(e.account, e.direction, e.amount) for e in txn.entries]
-                body, expected_code = {}, None
+                body, expected_code, requested = {}, None, []
             else:
                 legs = draw_legs(draw, self.accounts, txn.ledger)[1] if what != "raise" else raised(
                     [(e.account, e.direction, e.amount) for e in txn.entries], draw(st.integers(1, 3), label="k"))
                 entries_body, expected_code = self.entry_bodies(draw, legs, "pending", txn.entries, show=False)
                 body = {"ledger_entries": entries_body}
+                requested = entries_body
+            applied = self.applied_now(requested, [*(a for a, _, _ in legs), *(e.account for e in txn.entries)])
             if effective_at is not None:
                 body["effective_at"] = rfc3339(effective_at, draw(st.sampled_from(ZONES)))
             unchanged = what == "effective_at" and at == txn.effective_at
@@ -368,9 +411,11 @@ def make_machine(cell):
                         a.entries.append(e)
                         a.written.append(e)
                         txn.entries.append(e)
+                    self.fold(a for a in touched.values() if a.id in applied)
                 assert [(x["id"], x["ledger_account_id"], x["direction"], x["amount"], x["ledger_account_lock_version"])
                         for x in got["ledger_entries"]] == [
-                    (e.id, e.account.id, e.direction, e.amount, e.lock_version) for e in txn.entries]
+                    (e.id, e.account.id, e.direction, e.amount, e.lock_version if e.lock_version <= e.account.applied
+                     else None) for e in txn.entries]
             for a in touched.values():
                 self.check_current(a)
 
@@ -390,7 +435,8 @@ def make_machine(cell):
                 return
             got = r.json()
             # Effective when the original was, unless told (Modern Treasury's default).
-            m = self.record(got, legs, status, effective_at or txn.effective_at, [False] * len(legs))
+            m = self.record(got, legs, status, effective_at or txn.effective_at, [False] * len(legs),
+                            self.applied_now([], [a for a, _, _ in legs]))  # a reversal carries no conditions
             txn.reversed_by, m.reverses = m.id, txn
             r = self.call("GET", f"/api/ledger_transactions/{txn.id}")
             assert r.json()["reversed_by_ledger_transaction_id"] == m.id
@@ -409,13 +455,25 @@ def make_machine(cell):
             windows = [(lo, hi) if lo is None or hi is None or lo <= hi else (hi, lo) for lo, hi in windows]
             zone = data.draw(st.sampled_from(ZONES))
             accounts = data.draw(st.lists(st.sampled_from(self.accounts), min_size=1, max_size=3, unique_by=id))
+            self.work_on(accounts)  # effective-time and version reads are of applied effects: exact once applied
             for a in accounts:
                 versions = data.draw(st.lists(st.integers(0, a.lock_version), max_size=2), label="versions")
                 self.audit_account(a, instants, windows, versions, zone)
 
+        @precondition(lambda self: hybrid and bool(self.accounts))
+        @rule(data=st.data())
+        def work(self, data):
+            """A worker step at a drawn point: the queued effects of some accounts (now and then all) applied."""
+            chosen = data.draw(st.lists(st.sampled_from(self.accounts), min_size=1, unique_by=id)
+                               | st.just(self.accounts), label="accounts applied")
+            self.work_on(chosen)
+            for a in chosen:
+                self.check_current(a)
+
         def teardown(self):
             try:
                 if self.accounts:
+                    self.work_on(self.accounts)
                     self.audit_everything()
             finally:
                 problems = cell.verify(self.tenant)

@@ -3,7 +3,12 @@ backdated and in drawn time zones, transitions, reversals, balance locks) with o
 statement of a drawn account over a drawn [lower, upper). A statement's balances must be the model's balances at its
 bounds (everything effective before each) at the account's lock version then, and its entries exactly the model's
 entries effective in the range then (archived ones excluded); at the end of the run, after every later posting,
-backdated or not, and every later archive, each statement must read the same, with the same entries."""
+backdated or not, and every later archive, each statement must read the same, with the same entries.
+
+Run in sync mode and again in hybrid mode without a queue (the ledger machine's `hybrid`: worker steps at drawn
+points). A statement made while effects of the account are still queued folds them in first (cell/store/statements.py):
+its lock version and both balances count every entry committed before it, exactly as in sync mode, and the account's
+own reads show them applied from then on."""
 
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ from datetime import timedelta
 import pytest
 from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
+from harness import open_cell
 from hypothesis.stateful import precondition, rule, run_state_machine_as_test
 from property_model import rfc3339, view
 from test_ledger_model import TIMEOUT_S, ZONES, make_machine
@@ -22,8 +28,8 @@ EXAMPLES = int(os.environ.get("PROPERTY_STATEMENT_EXAMPLES") or os.environ.get("
 STEPS = int(os.environ.get("PROPERTY_STEPS", "25"))
 
 
-def make_statement_machine(cell):
-    class StatementMachine(make_machine(cell)):
+def make_statement_machine(cell, hybrid: bool = False):
+    class StatementMachine(make_machine(cell, hybrid)):
         def __init__(self) -> None:
             super().__init__()
             self.statements: list[tuple[dict, list[str]]] = []
@@ -46,7 +52,7 @@ def make_statement_machine(cell):
                 event("statement: refused")
                 assert r.status_code == 400 and r.json()["code"] == "invalid_range", r.text
                 return
-            event("statement")
+            event(f"statement ({a.lock_version - a.applied} effects of its account queued)")
             assert r.status_code == 201, r.text
             s = r.json()
             assert s["ledger_account_lock_version"] == a.lock_version
@@ -56,6 +62,8 @@ def make_statement_machine(cell):
                               if lower <= e.effective_at < upper and e.txn.status != "archived")
             assert self.entry_ids(ledger_account_statement_id=s["id"]) == expected, "the statement's entries"
             self.statements.append((s, expected))
+            self.fold([a])  # its queued effects were applied in the statement's transaction
+            self.check_current(a)
 
         def teardown(self):
             try:
@@ -69,8 +77,24 @@ def make_statement_machine(cell):
     return StatementMachine
 
 
+@pytest.fixture(scope="module")
+def hybrid_cell(cell_database_url):
+    with open_cell(cell_database_url, posting_mode="hybrid", tenant_prefix="t") as cell:
+        yield cell
+
+
+def _run(machine, examples: int) -> None:
+    run_state_machine_as_test(machine, settings=settings(
+        max_examples=examples, stateful_step_count=STEPS, deadline=None, report_multiple_bugs=False,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]))
+
+
 @pytest.mark.timeout(TIMEOUT_S)
 def test_statements_agree_with_the_model(ledger_cell):
-    run_state_machine_as_test(make_statement_machine(ledger_cell), settings=settings(
-        max_examples=EXAMPLES, stateful_step_count=STEPS, deadline=None, report_multiple_bugs=False,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]))
+    _run(make_statement_machine(ledger_cell), EXAMPLES)
+
+
+@pytest.mark.timeout(TIMEOUT_S)
+def test_statements_agree_with_the_model_in_hybrid_mode(hybrid_cell):
+    # The same rules with queued effects and worker steps (a soak: PROPERTY_EXAMPLES for both).
+    _run(make_statement_machine(hybrid_cell, hybrid=True), EXAMPLES)
