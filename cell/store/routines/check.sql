@@ -1,7 +1,8 @@
 -- Check balance locks on accounts just applied. p_checks: [{account_id, lock_version?,
 -- pending_balance_amount?: {gte: n, ...}, posted_balance_amount?, available_balance_amount?}].
--- A stale lock_version (the account's version right before p_entry_ids) raises LG002, a balance that fails an
--- operator LG001, each with a JSON detail; the amounts are ledger_balances', the one home of the formulas.
+-- A stale lock_version (the account's version right before p_entry_ids, less `archived_before`: ledger_checks_before)
+-- raises LG002, a balance that fails an operator LG001, each with a JSON detail (versions as the client gave and read
+-- them); the amounts are ledger_balances', the one home of the formulas.
 CREATE OR REPLACE FUNCTION ledger_check(p_checks jsonb, p_entry_ids uuid[]) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     c jsonb;
@@ -25,7 +26,8 @@ BEGIN
             -- The posting's own effects, reached by entry_id alone, the account a FILTER: `account_id = ` in WHERE
             -- let min() walk the account's whole history in balance_effects_version (oldest first, the posting's
             -- effects being the newest), in a generic plan made while that was short.
-            SELECT min(lock_version) FILTER (WHERE account_id = v_account) - 1 INTO v_pre FROM balance_effects
+            SELECT min(lock_version) FILTER (WHERE account_id = v_account) - 1
+                   - coalesce((c->>'archived_before')::bigint, 0) INTO v_pre FROM balance_effects
             WHERE entry_id = ANY(p_entry_ids);
             IF v_pre IS DISTINCT FROM (c->>'lock_version')::bigint THEN
                 RAISE EXCEPTION 'lock_version_mismatch' USING ERRCODE = 'LG002',
@@ -57,13 +59,13 @@ END $$;
 
 -- A change that archives entries before writing its own (a PATCH replacing a pending transaction's entries, a partial
 -- post archiving the pending one): each archived entry's effect is one more version of its account before the new
--- entries, and a lock_version given is the account's before the change. p_checks with each lock_version raised by
--- the archived entries on its account (p_archived_accounts: one element per archived entry), for ledger_check.
+-- entries, and a lock_version given is the account's before the change. p_checks with each lock_version's check told
+-- how many archived entries are on its account (`archived_before`; p_archived_accounts: one element per archived
+-- entry), for ledger_check: the lock_version itself is kept, so that a refusal names the versions the client saw.
 CREATE OR REPLACE FUNCTION ledger_checks_before(p_checks jsonb, p_archived_accounts uuid[]) RETURNS jsonb
 LANGUAGE sql IMMUTABLE AS $$
-    SELECT coalesce(jsonb_agg(CASE WHEN NOT c ? 'lock_version' THEN c ELSE jsonb_set(c, '{lock_version}', to_jsonb(
-               (c ->> 'lock_version')::bigint
-               + cardinality(array_positions(p_archived_accounts, (c ->> 'account_id')::uuid))))
+    SELECT coalesce(jsonb_agg(CASE WHEN NOT c ? 'lock_version' THEN c ELSE c || jsonb_build_object('archived_before',
+               cardinality(array_positions(p_archived_accounts, (c ->> 'account_id')::uuid)))
            END ORDER BY n), '[]'::jsonb)
     FROM jsonb_array_elements(p_checks) WITH ORDINALITY AS k(c, n)
 $$;

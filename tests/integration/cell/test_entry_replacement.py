@@ -368,3 +368,21 @@ async def test_a_partial_posts_lock_version_is_the_accounts_before_the_hold_is_a
     version = (await api.get(f"/api/ledger_accounts/{wallet['id']}")).json()["lock_version"]
     assert (await partial(holds[1], version - 1)).json()["code"] == "lock_version_mismatch"  # stale
     assert (await partial(holds[1], version)).status_code == 201
+
+
+async def test_a_stale_lock_version_is_refused_with_the_versions_the_client_sees(api, books):
+    """A refused lock_version of a PATCH of entries or a partial post names the version the account is at (it is
+    unchanged: nothing was written) and the one the request gave, not versions raised by the hold's own archives
+    (found by tests/property/test_lock_version_model.py)."""
+    ledger, cash, wallet = books  # wallet credit-normal
+    assert (await api.transfer(ledger["id"], cash["id"], wallet["id"], 1000)).status_code == 201
+    hold = (await api.transfer(ledger["id"], wallet["id"], cash["id"], 100, status="pending")).json()["id"]
+    version = (await api.get(f"/api/ledger_accounts/{wallet['id']}")).json()["lock_version"]
+    entries = [{"ledger_account_id": wallet["id"], "direction": "debit", "amount": 60, "lock_version": version + 1},
+               {"ledger_account_id": cash["id"], "direction": "credit", "amount": 60}]
+    for r in (await api.patch(f"/api/ledger_transactions/{hold}", {"ledger_entries": entries}),
+              await api.post(f"/api/ledger_transactions/{hold}/partial_post", {"posted_ledger_entries": entries})):
+        assert r.status_code == 422 and r.json()["code"] == "lock_version_mismatch", r.text
+        assert r.json()["errors"] == {"ledger_account_id": wallet["id"], "expected": version + 1, "actual": version}
+        assert r.json()["detail"] == f"ledger account {wallet['id']} is at lock_version {version}, not {version + 1}"
+    assert (await api.get(f"/api/ledger_accounts/{wallet['id']}")).json()["lock_version"] == version
