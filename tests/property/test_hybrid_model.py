@@ -17,11 +17,11 @@ What the model predicts (DESIGN.md section 4):
 - a worker step (`ledger_apply_report(accounts, false)`, called on a separate connection, as a worker does)
   folds every queued effect of the accounts it names.
 
-Checked: `balances[include_unapplied]=true` equals the model's full balances, and the plain read its applied
-prefix (so never more than committed, and exact after a worker step), after every step; the response's lock
-versions and resulting balances; per account, `balances[as_of_lock_version]=v` for v in 1..lock_version (one
-known effect per version, in commit order), and each applied entry's resulting balances; at the end, after
-applying everything, every balance and `verify()`.
+Checked: `balances[include_unapplied]=true` equals the model's full balances and lock version (every committed
+effect), and the plain read its applied prefix (so never more than committed, and exact after a worker step), after
+every step; the response's lock versions and resulting balances; per account, `balances[as_of_lock_version]=v` for
+v in 1..lock_version (one known effect per version, in commit order), and each applied entry's resulting balances; at
+the end, after applying everything, every balance and `verify()`.
 
 Balances are recomputed here from first principles (Modern Treasury's definitions), never with cell code.
 """
@@ -193,7 +193,7 @@ def make_machine(cell: Cell):
             assert plain["lock_version"] == a.applied, f"applied lock_version of {a}"
             assert plain["balances"] == account_view(a.at(a.applied), a), \
                 f"applied balances of {a} ({a.applied} of {len(a.effects)} applied)"
-            assert full["lock_version"] == a.applied
+            assert full["lock_version"] == len(a.effects), f"lock_version of {a}, queued effects counted"
             assert plain["sync_only"] == a.sync_only
 
         def check_entries_of(self, got_entries: list[dict], m: MTxn) -> None:

@@ -77,17 +77,19 @@ CROSS JOIN LATERAL ledger_balances($4, s.pending_debits, s.pending_credits, s.po
 
 -- name: fetch_account_including_unapplied
 -- Applied totals plus still-queued effects in ONE statement (one snapshot): a worker committing an apply
--- between two separate reads would otherwise hide its effects from both.
+-- between two separate reads would otherwise hide its effects from both. Its lock_version counts the queued effects
+-- too (each is one version once applied): the version a posting's lock_version is checked against (ledger_check).
 SELECT s.*, lb.*
 FROM (SELECT a.seq, a.id, a.ledger_id, a.name, a.description, a.normal_balance, a.currency, a.currency_exponent,
              a.metadata, a.sync_only, a.external_id, a.ledgerable_type, a.ledgerable_id, a.created_at,
        a.updated_at,
              b.pending_debits + u.pd AS pending_debits, b.pending_credits + u.pc AS pending_credits,
-             b.posted_debits + u.od AS posted_debits, b.posted_credits + u.oc AS posted_credits, b.lock_version
+             b.posted_debits + u.od AS posted_debits, b.posted_credits + u.oc AS posted_credits,
+             b.lock_version + u.n AS lock_version
       FROM ledger_accounts a JOIN account_balances b ON b.account_id = a.id
       CROSS JOIN LATERAL (
           SELECT coalesce(sum(d_pending_debits), 0) AS pd, coalesce(sum(d_pending_credits), 0) AS pc,
-                 coalesce(sum(d_posted_debits), 0) AS od, coalesce(sum(d_posted_credits), 0) AS oc
+                 coalesce(sum(d_posted_debits), 0) AS od, coalesce(sum(d_posted_credits), 0) AS oc, count(*) AS n
           FROM balance_effects e WHERE e.account_id = a.id AND e.applied_at IS NULL
       ) u
       WHERE a.tenant_id = $1 AND a.id = $2 AND a.discarded_at IS NULL) s

@@ -190,3 +190,31 @@ async def test_two_postings_in_flight_together_cannot_take_a_balance_past_64_bit
     assert sorted(r.status_code for r in answers) == [201, 422], [r.text for r in answers]
     assert [r.json()["code"] for r in answers if r.status_code == 422] == ["balance_overflow"]
     assert (await api.balances(x))["pending_balance"]["debits"] == big
+
+
+async def test_in_hybrid_mode_a_lock_version_read_with_the_queued_entries_is_the_one_a_posting_is_checked_against(
+        hybrid_api):
+    """Optimistic concurrency on a hybrid cell: entries queued (no worker here), the plain read's lock_version is the
+    applied one; the read with `balances[include_unapplied]` counts the queued entries in its lock_version too, and
+    that is the version a posting's `lock_version` must name (one older is 422 lock_version_mismatch)."""
+    api = hybrid_api
+    ledger = (await api.ledger())["id"]
+    cash, wallet = (await api.account(ledger, "debit"))["id"], (await api.account(ledger, "credit"))["id"]
+    for amount in (5, 7):
+        assert (await api.transfer(ledger, cash, wallet, amount)).status_code == 201  # queued
+    plain = (await api.get(f"/api/ledger_accounts/{wallet}")).json()
+    full = (await api.get(f"/api/ledger_accounts/{wallet}", params={"balances[include_unapplied]": "true"})).json()
+    assert (plain["lock_version"], full["lock_version"]) == (0, 2), (plain, full)
+    assert full["balances"]["posted_balance"]["amount"] == 12
+
+    async def spend(version: int):
+        return await api.post("/api/ledger_transactions", {"ledger_id": ledger, "status": "posted", "ledger_entries": [
+            {"ledger_account_id": wallet, "direction": "debit", "amount": 3, "lock_version": version},
+            {"ledger_account_id": cash, "direction": "credit", "amount": 3}]})
+
+    stale = await spend(plain["lock_version"])
+    assert stale.status_code == 422 and stale.json()["code"] == "lock_version_mismatch", stale.text
+    r = await spend(full["lock_version"])
+    assert r.status_code == 201, r.text
+    after = (await api.get(f"/api/ledger_accounts/{wallet}", params={"balances[include_unapplied]": "true"})).json()
+    assert after["lock_version"] == 3 and after["balances"]["posted_balance"]["amount"] == 9
