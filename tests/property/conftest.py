@@ -14,6 +14,13 @@ def ledger_cell(cell_database_url):
         yield cell
 
 
+@pytest.fixture(scope="session")
+def hybrid_cell(cell_database_url):
+    # Hybrid mode without a queue URL (a NullNudger): nothing queued is applied until a model's worker step says so.
+    with open_cell(cell_database_url, posting_mode="hybrid", tenant_prefix="h") as cell:
+        yield cell
+
+
 # `pytest --hypothesis-profile=no-shrink`: report a failing sequence at once, unshrunk (shrinking a stateful
 # run against the real API can take hypothesis' full five minutes).
 settings.register_profile("no-shrink", phases=[Phase.explicit, Phase.reuse, Phase.generate])

@@ -24,7 +24,6 @@ import os
 import uuid
 from dataclasses import dataclass, field
 
-import asyncpg
 import pytest
 from harness import every_page, open_worked_cell
 from hypothesis import HealthCheck, event, example, given, settings

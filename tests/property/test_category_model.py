@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from harness import ApiMachine, open_cell
+from harness import ApiMachine
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import initialize, invariant, precondition, rule, run_state_machine_as_test
@@ -282,11 +282,6 @@ def make_machine(cell, hybrid: bool = False):
 
     return CategoryMachine
 
-
-@pytest.fixture(scope="module")
-def hybrid_cell(cell_database_url):
-    with open_cell(cell_database_url, posting_mode="hybrid", tenant_prefix="k") as cell:
-        yield cell
 
 
 def _run(machine, examples: int) -> None:

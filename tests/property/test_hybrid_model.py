@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from harness import ApiMachine, Cell, open_cell
+from harness import ApiMachine, Cell
 from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -70,12 +70,6 @@ TIMEOUT_S = int(os.environ.get("PROPERTY_TIMEOUT_S", "900"))
 
 # -- the app under test: hybrid mode, no queue ----------------------------------------------------------------
 
-
-@pytest.fixture(scope="module")
-def hybrid_cell(cell_database_url):
-    # Hybrid mode without a queue URL: a NullNudger, so nothing queued is applied until `apply` says so.
-    with open_cell(cell_database_url, posting_mode="hybrid", tenant_prefix="h") as cell:
-        yield cell
 
 
 # -- the model ------------------------------------------------------------------------------------------------

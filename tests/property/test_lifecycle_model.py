@@ -46,7 +46,7 @@ import uuid
 from dataclasses import dataclass, field
 
 import pytest
-from harness import ApiMachine, every_page, open_cell
+from harness import ApiMachine, every_page
 from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import initialize, precondition, rule, run_state_machine_as_test
@@ -673,12 +673,6 @@ def make_machine(cell, mode: str):
 
     return LifecycleMachine
 
-
-@pytest.fixture(scope="module")
-def hybrid_cell(cell_database_url):
-    # Hybrid mode without a queue URL: nothing queued is applied until the machine's worker step.
-    with open_cell(cell_database_url, posting_mode="hybrid", tenant_prefix="lc") as cell:
-        yield cell
 
 
 def run(cell, mode: str, examples: int) -> None:

@@ -28,7 +28,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from harness import every_page, open_cell
+from harness import every_page
 from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import invariant, precondition, rule, run_state_machine_as_test
@@ -196,11 +196,6 @@ def make_lock_machine(cell, hybrid: bool = False):
 
     return LockVersionMachine
 
-
-@pytest.fixture(scope="module")
-def hybrid_cell(cell_database_url):
-    with open_cell(cell_database_url, posting_mode="hybrid", tenant_prefix="v") as cell:
-        yield cell
 
 
 def _run(machine) -> None:

@@ -16,8 +16,6 @@ from __future__ import annotations
 import os
 import uuid
 
-import pytest
-from harness import open_cell
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -27,11 +25,6 @@ OPERATORS = {"less_than": lambda a, b: a < b, "less_than_or_equals": lambda a, b
              "equals": lambda a, b: a == b, "greater_than_or_equals": lambda a, b: a >= b,
              "greater_than": lambda a, b: a > b}
 
-
-@pytest.fixture(scope="module")
-def monitor_cell(cell_database_url):
-    with open_cell(cell_database_url, posting_mode="hybrid", tenant_prefix="m") as cell:
-        yield cell
 
 
 conditions = st.fixed_dictionaries({
@@ -67,8 +60,8 @@ def holds(condition: dict, version: int, amounts: dict[str, int]) -> bool:
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                        HealthCheck.too_slow])
 @given(first=st.lists(conditions, min_size=1, max_size=4), plan=steps)
-def test_monitor_events_are_exactly_the_transitions_of_the_balance(monitor_cell, first, plan):
-    cell = monitor_cell
+def test_monitor_events_are_exactly_the_transitions_of_the_balance(hybrid_cell, first, plan):
+    cell = hybrid_cell
     _, auth = cell.new_tenant()
 
     def call(method: str, path: str, json=None, params=None):

@@ -18,7 +18,6 @@ from datetime import timedelta
 import pytest
 from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
-from harness import open_cell
 from hypothesis.stateful import precondition, rule, run_state_machine_as_test
 from property_model import rfc3339, view
 from test_ledger_model import TIMEOUT_S, ZONES, make_machine
@@ -76,11 +75,6 @@ def make_statement_machine(cell, hybrid: bool = False):
 
     return StatementMachine
 
-
-@pytest.fixture(scope="module")
-def hybrid_cell(cell_database_url):
-    with open_cell(cell_database_url, posting_mode="hybrid", tenant_prefix="t") as cell:
-        yield cell
 
 
 def _run(machine, examples: int) -> None:
