@@ -341,13 +341,17 @@ def make_machine(cell, mode: str):
             self.remember(key, "/api/ledger_transactions", body, got)
             self.check(m)
 
+        def draw_txn(self, draw):
+            """A transaction to change: a pending one three times in four (when there is one), else any."""
+            pendings = [t for t in self.txns if t.status == "pending"]
+            return draw(st.sampled_from(pendings) if pendings and draw(st.integers(0, 3)) else
+                        st.sampled_from(self.txns), label="txn")
+
         @precondition(lambda self: bool(self.txns))
         @rule(data=st.data())
         def partial_post(self, data):
             draw = data.draw
-            pendings = [t for t in self.txns if t.status == "pending"]
-            txn = draw(st.sampled_from(pendings) if pendings and draw(st.integers(0, 3)) else
-                       st.sampled_from(self.txns), label="txn")
+            txn = self.draw_txn(draw)
             pending = [(e.account, e.direction, e.amount) for e in txn.entries]
             legs = draw_part(draw, pending)
             how = draw(st.sampled_from(["part"] * 6 + ["above", "account", "direction", "missing", "unbalanced"]),
@@ -416,9 +420,7 @@ def make_machine(cell, mode: str):
         def settle(self, data):
             """PATCH status (and now and then metadata): pending -> posted | archived; final ones are refused."""
             draw = data.draw
-            pendings = [t for t in self.txns if t.status == "pending"]
-            txn = draw(st.sampled_from(pendings) if pendings and draw(st.integers(0, 3)) else
-                       st.sampled_from(self.txns), label="txn")
+            txn = self.draw_txn(draw)
             to = draw(st.sampled_from(["posted", "archived"] if txn.status == "pending" else
                                       sorted({"pending", "posted", "archived"} - {txn.status})), label="to")
             body = {"status": to}
@@ -473,9 +475,7 @@ def make_machine(cell, mode: str):
         def replace(self, data):
             """PATCH ledger_entries of a pending transaction: the old entries archived, the new ones written."""
             draw = data.draw
-            pendings = [t for t in self.txns if t.status == "pending"]
-            txn = draw(st.sampled_from(pendings) if pendings and draw(st.integers(0, 3)) else
-                       st.sampled_from(self.txns), label="txn")
+            txn = self.draw_txn(draw)
             legs = draw_legs(draw, self.accounts)
             body = {"ledger_entries": [{"ledger_account_id": a.id, "direction": d, "amount": x} for a, d, x in legs]}
             to = draw(st.sampled_from([None, None, "posted", "archived"]), label="and status")
