@@ -8,10 +8,11 @@ import asyncpg
 from msgspec import UNSET
 
 from cell.ledger.commands import EntryUpdate
-from cell.ledger.errors import NotFound
+from cell.ledger.errors import InvalidRequest, NotFound
 from cell.service import views
 from cell.service.common import EffectivePosition, Page, SeqPosition, cursors, merge_metadata, page_of
 from cell.service.context import CellContext
+from cell.store import accounts as store_accounts
 from cell.store import entries as store
 from cell.store import tenants as store_tenants
 
@@ -49,8 +50,17 @@ async def list_entries(ctx: CellContext, tenant_id: str, *, per_page: int, order
     box = cursors(ctx.settings, tenant_id, f"ledger_entries order_by[{order_by}]={'desc' if descending else 'asc'}")
     by_effective_at = order_by == "effective_at"
     after = box.open(after_cursor, EffectivePosition if by_effective_at else SeqPosition)
-    rows = await ctx.run(lambda conn: store.list_page(
-        conn, tenant_id, limit=per_page + 1, order_by=order_by, descending=descending, after=after, **filters))
+    async def read(conn: asyncpg.Connection) -> list:
+        as_of = filters.get("as_of_lock_version")
+        if as_of is not None:  # a version the account never had is refused as its balances' read refuses it
+            account = await store_accounts.fetch(conn, tenant_id, filters["ledger_account_id"])
+            if account is not None and as_of > account["lock_version"]:
+                raise InvalidRequest(f"the account has no lock_version {as_of} (current: {account['lock_version']})",
+                                     "lock_version_not_found")
+        return await store.list_page(conn, tenant_id, limit=per_page + 1, order_by=order_by, descending=descending,
+                                     after=after, **filters)
+
+    rows = await ctx.run(read)
     return page_of(rows, per_page, lambda r: views.entry(r, show_balances),
                    (lambda r: box.seal((r["effective_at"], r["seq"]))) if by_effective_at
                    else (lambda r: box.seal((r["seq"],))))

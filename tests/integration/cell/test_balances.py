@@ -52,6 +52,11 @@ async def test_as_of_lock_version_returns_the_balance_right_after_that_version(a
     assert amounts == [0, 5, 12, 23]
     r = await api.get(f"/api/ledger_accounts/{rev['id']}", params={"balances[as_of_lock_version]": 9})
     assert r.status_code == 400 and r.json()["code"] == "lock_version_not_found"
+    # The entries an account held at a version it never had: refused alike, not today's entries.
+    entries = {"ledger_account_id": rev["id"], "as_of_lock_version": 3}
+    assert len((await api.get("/api/ledger_entries", params=entries)).json()) == 3
+    r = await api.get("/api/ledger_entries", params={**entries, "as_of_lock_version": 9})
+    assert r.status_code == 400 and r.json()["code"] == "lock_version_not_found", r.text
 
 
 async def test_resulting_balances_on_request_and_in_statements(api, books):
