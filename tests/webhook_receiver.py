@@ -20,21 +20,40 @@ class Received:
     webhook_id: str
     event: dict
     signed: bool  # the SDK accepted X-Signature with the key the test gave
-    answered: int
+    answered: int  # NO_ANSWER: it hung up or kept the sender waiting past its timeout
     at: float
     headers: dict = field(default_factory=dict)
+    path: str = ""
+    raw: bytes = b""
+
+
+NO_ANSWER = -1
+CLOSE = "close"  # an answer: the connection closed with no reply
+
+
+def signed_with(raw: bytes, headers: dict, key: str) -> bool:
+    """Whether the SDK accepts X-Signature on this body under `key`."""
+    return _SDK.webhooks.validate_signature(raw.decode(), headers, key=key)
+
+
+class _Server(ThreadingHTTPServer):
+    # A customer's server takes the connections a deliverer opens at once (socketserver's backlog of 5 left the rest
+    # unanswered past a short timeout).
+    request_queue_size = 128
 
 
 class Receiver:
     """Start on a port (given, or any free one); `answer(event) -> status` decides each reply (default 200), or
-    `(status, headers, body)`; `key` is the endpoint's webhook_key (set once it is known). GETs (a followed
-    redirect would be one) are recorded in `gets`."""
+    `(status, headers, body)`, or CLOSE, or `("hang", seconds)` (an answer that late); `answer_to(path, event)`, when
+    set, decides instead (endpoints at paths of one receiver). `key` is the endpoint's webhook_key (set once it is
+    known). GETs (a followed redirect would be one) are recorded in `gets`."""
 
     def __init__(self, port: int = 0, key: str | None = None) -> None:
         self.port = port
         self.key = key
         self.received: list[Received] = []
         self.answer = lambda event: 200
+        self.answer_to = None
         self.gets: list[str] = []
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
@@ -54,11 +73,19 @@ class Receiver:
                 signed = receiver.key is not None and _SDK.webhooks.validate_signature(payload, headers,
                                                                                        key=receiver.key)
                 event = json.loads(payload)
-                answer = receiver.answer(event)
-                status, extra, body = answer if isinstance(answer, tuple) else (answer, {}, b"ok")
-                with receiver._lock:
-                    receiver.received.append(Received(headers.get("X-Webhook-ID", ""), event, signed, status,
-                                                      time.monotonic(), headers))
+                answer = receiver.answer(event) if receiver.answer_to is None else receiver.answer_to(self.path, event)
+                late = isinstance(answer, tuple) and answer[0] == "hang"
+                status, extra, body = ((200, {}, b"ok") if late else answer if isinstance(answer, tuple)
+                                       else (answer, {}, b"ok"))
+                with receiver._lock:  # recorded before it answers: the sender may have given up by then
+                    receiver.received.append(Received(headers.get("X-Webhook-ID", ""), event, signed,
+                                                      NO_ANSWER if late or answer == CLOSE else status,
+                                                      time.monotonic(), headers, self.path, raw))
+                if answer == CLOSE:
+                    self.close_connection = True
+                    return
+                if late:
+                    time.sleep(answer[1])
                 self.send_response(status)
                 for name, value in extra.items():
                     self.send_header(name, value)
@@ -78,7 +105,7 @@ class Receiver:
             def log_message(self, *args) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._server = _Server(("127.0.0.1", self.port), Handler)
         self.port = self._server.server_address[1]
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self

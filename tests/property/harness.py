@@ -51,11 +51,11 @@ class Cell:
 
 
 @contextmanager
-def open_cell(database_url: str, *, posting_mode: str, tenant_prefix: str = "p"):
+def open_cell(database_url: str, *, posting_mode: str, tenant_prefix: str = "p", **cell: object):
     """The app in `posting_mode` (no queue: nothing queued is applied but by `Cell.apply`), reading no
-    CELL_/LEDGER_ environment that could change it."""
+    CELL_/LEDGER_ environment that could change it (`cell`: settings of its own, e.g. webhook_allow_http_loopback)."""
     settings = load_settings(("CELL_PROPERTY_TEST_UNUSED_",), database_url=database_url, posting_mode=posting_mode,
-                             sqs_queue_url="", db_pool_min=1, db_pool_max=4, api_key_cache_ttl_s=60.0)
+                             sqs_queue_url="", db_pool_min=1, db_pool_max=4, api_key_cache_ttl_s=60.0, **cell)
     # A private loop, never installed as the thread's current loop, so pytest-asyncio's session loop is untouched.
     loop = asyncio.new_event_loop()
     admin = loop.run_until_complete(asyncpg.connect(database_url))
@@ -68,10 +68,13 @@ def open_cell(database_url: str, *, posting_mode: str, tenant_prefix: str = "p")
 
 
 @contextmanager
-def open_worked_cell(database_url: str, *, posting_mode: str, tenant_prefix: str, pool_max: int, **worker: object):
+def open_worked_cell(database_url: str, *, posting_mode: str, tenant_prefix: str, pool_max: int,
+                     cell_settings: dict | None = None, **worker: object):
     """open_cell, with what a model needs to step the workers' own code itself: a pool on the cell's loop and the
-    workers' settings in the same posting mode (`worker`: settings of theirs, e.g. bulk_chunk_size)."""
-    with open_cell(database_url, posting_mode=posting_mode, tenant_prefix=tenant_prefix) as cell:
+    workers' settings in the same posting mode (`worker`: settings of theirs, e.g. bulk_chunk_size; `cell_settings`:
+    the app's own)."""
+    with open_cell(database_url, posting_mode=posting_mode, tenant_prefix=tenant_prefix,
+                   **(cell_settings or {})) as cell:
         async def new_pool():  # made on the cell's private loop (create_pool reads the running one)
             return await create_pool(database_url, min_size=1, max_size=pool_max, server_settings=INDEX_PLANS)
 
