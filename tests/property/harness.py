@@ -85,6 +85,17 @@ def open_worked_cell(database_url: str, *, posting_mode: str, tenant_prefix: str
             cell.run(pool.close())
 
 
+def run_plan(bench, plan: list) -> None:
+    """Each step of `plan` (the name of a `bench` method, then its arguments), `bench.observe()` after it; a failure
+    names the steps that led there (shrunk as hypothesis shrinks the plan)."""
+    for n, step in enumerate(plan):
+        try:
+            getattr(bench, step[0])(*step[1:])
+            bench.observe()
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\nsteps={plan[:n + 1]}") from None
+
+
 def every_page(call, path: str, **params: str) -> list[dict]:
     """What GET `path` lists under `params`, every page (after_cursor) read through `call` (a machine's: no 5xx)."""
     listed, cursor = [], None

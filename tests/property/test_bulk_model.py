@@ -25,7 +25,7 @@ import uuid
 from dataclasses import dataclass, field
 
 import pytest
-from harness import every_page, open_worked_cell
+from harness import every_page, open_worked_cell, run_plan
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
@@ -505,12 +505,7 @@ def _key(resource) -> str:
 def test_bulk_requests_do_what_their_results_say_exactly_once(bulk_cell, plan):
     cell, pool, worker_settings = bulk_cell
     bench = Bench(cell, pool, worker_settings)
-    for n, step in enumerate(plan):
-        try:
-            getattr(bench, step[0])(*step[1:])
-            bench.observe()
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}\nsteps={plan[:n + 1]}") from None
+    run_plan(bench, plan)
     try:
         bench.drain()
     except AssertionError as exc:

@@ -28,7 +28,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import pytest
-from harness import every_page, open_worked_cell
+from harness import every_page, open_worked_cell, run_plan
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from webhook_receiver import CLOSE, Receiver, signed_with
@@ -480,12 +480,7 @@ class Bench:
 def test_webhooks_reach_the_customer_as_the_readme_says(delivery_cell, plan):
     cell, pool, worker_settings, ours, others, other = delivery_cell
     bench = Bench(cell, pool, worker_settings, ours, others, other)
-    for n_, step in enumerate(plan):
-        try:
-            getattr(bench, step[0])(*step[1:])
-            bench.observe()
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}\nsteps={plan[:n_ + 1]}") from None
+    run_plan(bench, plan)
     try:
         bench.drain()
         bench.final()
