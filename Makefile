@@ -22,8 +22,12 @@ install: $(STAMP) ## Create .venv and install the pinned dependencies
 run: $(STAMP) ## Start the whole stack on embedded servers (Ctrl-C stops it)
 	$(BIN)/python -m control_plane.run
 
+# The suite's tests mostly wait on servers: pytest-xdist runs test files on PYTEST_WORKERS processes, each with
+# servers of its own (0: one process, as `python -m pytest` runs it).
+PYTEST_WORKERS ?= 2
+
 test: $(STAMP) ## Run every test, the chaos suite too (starts its own PostgreSQL, Valkey and SQS endpoint)
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-fast: $(STAMP) ## Unit and property tests only
 	$(BIN)/python -m pytest -q tests/unit tests/property $(PYTEST_ARGS)

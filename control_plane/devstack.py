@@ -134,7 +134,13 @@ class EmbeddedPostgres:
             ensure_user_exists,
         )
 
-        ensure_user_exists(PG_SYSTEM_USER)
+        import fcntl
+        import tempfile
+
+        # Servers started at once (pytest-xdist's workers) would race useradd on a fresh machine.
+        with open(Path(tempfile.gettempdir()) / "ledger-embedded-postgres-user.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            ensure_user_exists(PG_SYSTEM_USER)
         self._user = PG_SYSTEM_USER
         ensure_prefix_permissions(self.data_dir)
         ensure_prefix_permissions(POSTGRES_BIN_PATH)

@@ -47,6 +47,9 @@ def make_database(pg_server):
     templated: list[bool] = []
 
     def create(name: str, migrate_cell: bool = True) -> str:
+        if os.environ.get("TEST_POSTGRES_URL") and _xdist_worker():  # one server for every worker: names apart
+            name = f"{name}_{_xdist_worker()}"
+
         async def go() -> str:
             admin = await asyncpg.connect(base)
             try:
@@ -119,6 +122,26 @@ def background_fuzz(request, tmp_path_factory):
     if not any(item.nodeid.endswith(MODULE) or f"/{MODULE}::" in item.nodeid for item in request.session.items):
         yield None
         return
+    if _xdist_worker():  # every worker collects every test but runs a share: fuzz_run starts it where it runs
+        yield None
+        return
+    fuzz = BackgroundFuzz(request.getfixturevalue("make_database"), request.getfixturevalue("redis_url"),
+                          tmp_path_factory.mktemp("fuzz"))
+    try:
+        yield fuzz.launch()
+    finally:
+        fuzz.stop()
+
+
+@pytest.fixture
+def fuzz_run(background_fuzz, request, tmp_path_factory):
+    """The session's background fuzz; under pytest-xdist, a fuzz run in the foreground of the test that asks for it
+    (sorted first: the other workers' tests overlap it)."""
+    if background_fuzz is not None:
+        yield background_fuzz
+        return
+    from integration.router.fuzz_rig import BackgroundFuzz
+
     fuzz = BackgroundFuzz(request.getfixturevalue("make_database"), request.getfixturevalue("redis_url"),
                           tmp_path_factory.mktemp("fuzz"))
     try:
@@ -128,10 +151,17 @@ def background_fuzz(request, tmp_path_factory):
 
 
 def pytest_collection_modifyitems(items):
-    """The fuzz's test last: by then its background run is done (or nearly)."""
+    """The fuzz's test last: by then its background run is done (or nearly). Under pytest-xdist, first: its worker
+    runs the fuzz in the foreground while the other workers take the rest."""
     from integration.router.fuzz_rig import MODULE
 
-    items.sort(key=lambda item: f"/{MODULE}::" in f"/{item.nodeid}")
+    first = bool(_xdist_worker())
+    items.sort(key=lambda item: (f"/{MODULE}::" in f"/{item.nodeid}") != first)
+
+
+def _xdist_worker() -> str | None:
+    """pytest-xdist's name for this worker process (gw0, gw1...), or None when the session runs in one process."""
+    return os.environ.get("PYTEST_XDIST_WORKER")
 
 
 @pytest.fixture(scope="session")
