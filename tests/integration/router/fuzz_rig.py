@@ -1,7 +1,8 @@
 """The OpenAPI fuzz (test_openapi_fuzz.py) run in the background of the session: a real cell and a real router
 (`python -m cell`, `python -m router`, registered and given a tenant by the control plane's own operations) and
 schemathesis against them, each a process of its own, started with the session's first test so that the fuzzer's
-CPU-bound minutes overlap the other tests' waiting; the fuzz test, run last, only collects the verdict."""
+CPU-bound minutes overlap the other tests' waiting; the fuzz test, run last, only collects the verdict
+(under pytest-xdist, tests/conftest.py's fuzz_run starts it in the foreground of that test, run first)."""
 
 from __future__ import annotations
 
