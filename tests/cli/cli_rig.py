@@ -179,14 +179,16 @@ class ServerProcess:
 
 
 class CellProcess(ServerProcess):
-    def __init__(self, name: str, database_url: str) -> None:
+    def __init__(self, name: str, database_url: str, posting_mode: str = "sync") -> None:
         self.name = name
         self.database_url = database_url
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "CELL_DATABASE_URL": database_url, "CELL_PORT": str(self.port), "CELL_NAME": name,
                "CELL_API_KEY_CACHE_TTL_S": "0.5", "CELL_DB_POOL_MIN": "1", "CELL_DB_POOL_MAX": "4",
-               "CELL_POSTING_MODE": "sync",
+               "CELL_POSTING_MODE": posting_mode,
+               # Hybrid without a queue: what a posting queues stays queued until a test applies it (a worker's step).
+               **({"CELL_SQS_QUEUE_URL": ""} if posting_mode == "hybrid" else {}),
                # No sweeper in these cells: effects a test queues stay unapplied until it applies them.
                "CELL_SWEEP_INTERVAL_S": "0"}
         self.proc = subprocess.Popen([sys.executable, "-m", "cell"], env=env, start_new_session=True,
