@@ -175,7 +175,10 @@ OPEN = {
 }
 BOUNDED: dict[str, str] = {
     "ledger_accounts": "r.audit_txid >= {horizon}",
-    "account_balances": "r.account_id = ANY({accounts})",
+    # A balance row changes with no effect too: its `monitored` flag, set by a monitor's create and cleared by its
+    # delete. The rows of the accounts the tenant's monitors watch or watched (bounded by them: configuration) are read.
+    "account_balances": "r.account_id = ANY({accounts}) OR r.account_id IN (SELECT m.ledger_account_id "
+                        "FROM ledger_account_balance_monitors m WHERE m.tenant_id = $1)",
     "ledger_transactions": "{past} OR r.id = ANY({transactions})",
     "ledger_transaction_versions": "{past}",
     "ledger_entries": "{past}",
