@@ -1,13 +1,16 @@
 """Tenant moves against a model: a tenant's books built and changed by random operations through a real router,
-interleaved with moves between two real hybrid cells (A -> B -> A ...), some of them paused mid-way (a drill:
-`CONTROL_PLANE_MOVE_PAUSE_BEFORE`) while the tenant keeps writing, then the paused mover killed and resumed.
+interleaved with moves between two real hybrid cells (A -> B -> A ...), some of them paused before a step (a drill:
+`CONTROL_PLANE_MOVE_PAUSE_BEFORE`) while the tenant keeps writing, then the paused mover killed and resumed. Paused in
+the freeze (before final_catch_up, verify or flip), the source ends the freeze at its lease (1.5 s here) when a write
+comes: the router holds the write until then, and the resumed mover gives that freeze up and copies what came.
 
 Operations: accounts created; transactions posted and pending, async (queued effects, in flight at move time: these
 cells have no sweeper and no queue, only the model's worker step applies them) or with one entry sync
 (show_resulting_ledger_account_balances); pending ones posted, archived or partially posted; reversals; writes under
 an Idempotency-Key, replayed (same body: the first answer byte for byte) or reused with another body (422);
-entry, transaction and account metadata PATCHed; categories holding an account; a settlement; a balance monitor; a
-webhook endpoint; a worker step applying every queued effect of the tenant on the cell that serves it.
+entry, transaction and account metadata PATCHed; categories holding an account (taken out, put back); settlements;
+balance monitors and webhook endpoints created and deleted; a worker step applying every queued effect of the tenant
+on the cell that serves it (nothing while a freeze holds it there).
 
 After each move and at the end, the tenant read whole THROUGH THE ROUTER (a router started before the moves: its map
 goes stale, a cell's 421 makes it follow the route): ledgers, accounts (balances as read and with their queued effects,
@@ -16,13 +19,17 @@ endpoints and the event stream. The move changes none of it: what the router ans
 the writes made while it was paused) is what it answers after, byte for byte once parsed; every idempotency key
 replays its first answer after the move and writes nothing. Against the model: every account's balances (pending,
 posted, available: from the model's entries, with queued effects; as read once nothing is queued, and lock_version
-then), the lists of ledgers, accounts, transactions (status) and entries, and the stream: each ledger, account and
-transaction created exactly once, event ids unique. The source cell answers the tenant 421 (tenant_moved); a
-bystander tenant on each cell keeps exactly its books (queued effects included); the design's invariants
-(cell/store/verify.py) hold on both cells' databases, for every tenant each serves and for the tenant's copy.
+then), the lists of ledgers, accounts, transactions (status), entries, categories (their balances: their account's
+while it is a member), live monitors and webhook endpoints, and the stream: each ledger, account, transaction,
+category and monitor created exactly once, event ids unique. The source cell answers the tenant 421 (tenant_moved) to
+a read and to a write (which writes nothing); a bystander tenant on each cell keeps exactly its books (queued effects
+included); the design's invariants (cell/store/verify.py) hold on both cells' databases, for the tenant (the copy it
+left included) and for each bystander (per tenant: a failed example's tenant must not fail the next).
 
-Examples are few (MOVE_MODEL_EXAMPLES, 5 by default; MOVE_MODEL_STEPS per segment between moves; MOVE_MODEL_MOVES):
-each move costs about a second. `MOVE_MODEL_EXAMPLES=40 pytest tests/cli/test_move_model.py` is a soak.
+Examples are few (MOVE_MODEL_EXAMPLES, 5 by default: ~50 s; MOVE_MODEL_STEPS per segment between moves;
+MOVE_MODEL_MOVES): each move costs one to a few seconds. A soak: `MOVE_MODEL_EXAMPLES=80 MOVE_MODEL_STEPS=7
+MOVE_MODEL_SHRINK=0 pytest --timeout=0 tests/cli/test_move_model.py` (~10 min; MOVE_MODEL_SHRINK=0 reports a failing
+plan unshrunk, at once).
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ from dataclasses import dataclass, field
 import asyncpg
 import httpx
 import pytest
+from click.testing import CliRunner
 from hypothesis import HealthCheck, Phase, event, example, given, settings
 from hypothesis import strategies as st
 
@@ -45,6 +53,7 @@ from cli_rig import CellProcess, Ledgerctl, RouterProcess, outcome, spawn, wait_
 from test_ledgerctl import new_id, run_sql
 
 from cell.store.verify import verify
+from control_plane.cli import cli
 
 EXAMPLES = int(os.environ.get("MOVE_MODEL_EXAMPLES", "5"))
 STEPS = int(os.environ.get("MOVE_MODEL_STEPS", "5"))  # operations between two moves, at most
@@ -297,6 +306,8 @@ class Bench:
             key = sorted(self.m.keys)[i % len(self.m.keys)]
             first = self.m.keys[key]
             self.send("POST", first.path, json.loads(first.body), key=key)
+            if self.moves:
+                self.seen.add("a replay after a move")
 
     def reuse(self, i: int) -> None:
         """A key sent again with another body: 422, nothing written."""
@@ -397,11 +408,10 @@ class Bench:
                       f"/api/ledger_account_categories/{category}/ledger_accounts/{account}")
             self.m.categories[category] = (account, not member)
 
-    def settle(self, ledger: int) -> None:
-        """The ledger's first credit-normal account settled against its first debit-normal one, posted."""
-        mine = [a for a in self.m.accounts if a.ledger == self.m.ledgers[ledger]]
-        settled = next(a for a in mine if a.normal == "credit")
-        contra = next(a for a in mine if a.normal == "debit")
+    def settle(self, pair: int) -> None:
+        """An account's posted entries settled against another account of its ledger, posted (none to settle: a
+        settlement of 0 with no transaction)."""
+        contra, settled = self._pair(pair)
         r = self.http.post("/api/ledger_account_settlements", json={
             "settled_ledger_account_id": settled.id, "contra_ledger_account_id": contra.id, "status": "posted",
             "allow_either_direction": True})
@@ -441,12 +451,16 @@ class Bench:
             self.m.endpoints[live[i % len(live)]] = False
 
     def work(self) -> None:
-        """A worker's step on the cell that serves the tenant: every queued effect of its accounts applied."""
-        row = run_sql(self.rig["cells"][self.cell].database_url,
-                      "SELECT * FROM ledger_apply_report($1::uuid[], false)",
+        """A worker's step on the cell that serves the tenant: every queued effect of its accounts applied, but while
+        a move's freeze holds it there (paused in the freeze, before the source ended it at its lease and a write
+        found it ended): then nothing is applied (the design: the workers' apply takes the fence too)."""
+        url = self.rig["cells"][self.cell].database_url
+        active = run_sql(url, "SELECT state FROM tenants WHERE id = $1", self.tenant)[0][0] == "active"
+        row = run_sql(url, "SELECT * FROM ledger_apply_report($1::uuid[], false)",
                       [uuid.UUID(a.id) for a in self.m.accounts])[0]
         assert row["skipped"] == [], row
-        self.m.maybe_queued.clear()
+        if active:
+            self.m.maybe_queued.clear()
 
     def move(self, pause: str | None, during: list) -> None:
         """A move to the other cell; with `pause`, its mover stopped before that step while the tenant writes
@@ -455,8 +469,11 @@ class Bench:
         source_url = self.rig["cells"][self.cell].url
         proc = None
         if pause is not None:
-            proc = spawn(self.rig, "tenants", "move", self.tenant, "--to", target, "--yes",
-                         move_pause_before=pause)
+            # Paused in the freeze, the source ends it at its lease (1.5 s here, its least above the freeze's limits):
+            # the tenant writes there meanwhile (the router holds its writes until then), and the resumed mover must
+            # give that freeze up and copy them.
+            proc = spawn(self.rig, "tenants", "move", self.tenant, "--to", target, "--yes", move_pause_before=pause,
+                         move_freeze_s_lease="1.5", move_freeze_s_limit="1", move_freeze_s_max="0.4")
 
             def paused():
                 assert proc.poll() is None, outcome(proc.returncode, *proc.communicate())
@@ -475,15 +492,21 @@ class Bench:
         else:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-            result = self.ctl.json("moves", "resume", move_id)
+            result = wait_until(lambda: self._resumed(move_id), "the killed mover's session to end", 30)
         assert result["state"] == "done" and result["verification"]["ok"] and result["post_verify"]["ok"], result
         self.moves += 1
         self.seen.add(f"a move paused before {pause}" if pause else "a move run through")
+        if pause and during:
+            self.seen.add("writes while the mover was paused")
         if self.m.maybe_queued:
             self.seen.add("a move with queued effects in flight")
         self.cell = target
         # The source no longer serves the tenant.
         left = httpx.get(f"{source_url}/api/ledgers", auth=(self.tenant, self.secret), timeout=10)
+        assert left.status_code == 421 and left.json()["code"] == "tenant_moved", left.text
+        ledger, debit, credit = self.m.accounts[0].ledger, self.m.accounts[0].id, self.m.accounts[1].id
+        left = httpx.post(f"{source_url}/api/ledger_transactions", json=_body(ledger, debit, credit, 1, "posted"),
+                          auth=(self.tenant, self.secret), timeout=10)  # writes nothing: the reads below say so
         assert left.status_code == 421 and left.json()["code"] == "tenant_moved", left.text
         for key in sorted(self.m.keys):  # every key's first answer, byte for byte; nothing written twice
             self.replay(sorted(self.m.keys).index(key))
@@ -491,6 +514,16 @@ class Bench:
         for part in before:
             assert after[part] == before[part], f"{part} changed across the move:\n{before[part]}\n{after[part]}"
         self.observe(after)
+
+    def _resumed(self, move_id: str) -> dict | None:
+        """`moves resume`'s answer; None while it is refused move_busy: the killed mover's session, which holds the
+        move's lock, ends a moment after its process (PostgreSQL notices the closed connection)."""
+        result = CliRunner().invoke(cli, ["--format", "json", "moves", "resume", move_id], env=self.ctl.env,
+                                    catch_exceptions=False)
+        if result.exit_code == 1 and json.loads(result.stderr.strip().splitlines()[-1])["code"] == "move_busy":
+            return None
+        assert result.exit_code == 0, (result.exit_code, result.stdout, result.stderr)
+        return json.loads(result.stdout)
 
     # -- what a user sees --
 
@@ -586,7 +619,7 @@ operations = st.one_of(
     st.tuples(st.just("account_metadata"), small, st.integers(0, 3)),
     st.tuples(st.just("account"), st.integers(0, 1), st.sampled_from(["debit", "credit"])),
     st.tuples(st.just("category"), small),
-    st.tuples(st.just("settle"), st.integers(0, 1)),
+    st.tuples(st.just("settle"), small),
     st.tuples(st.just("uncategorize"), small),
     st.tuples(st.just("monitor"), small),
     st.tuples(st.just("unmonitor"), small),
@@ -595,10 +628,13 @@ operations = st.one_of(
     st.tuples(st.just("work")),
 )
 segment = st.lists(operations, min_size=1, max_size=STEPS)
-a_move = st.tuples(st.just("move"), st.sampled_from([None, None, "copy", "catch_up", "pre_verify", "freeze"]),
+a_move = st.tuples(st.just("move"), st.sampled_from([None, None, "copy", "catch_up", "pre_verify", "freeze",
+                                                    "final_catch_up", "verify", "flip"]),
                    st.lists(operations, max_size=3))
+# Every plan starts with books to work on: a pending and a posted transaction, their effects queued.
+START = [("post", 0, 20, "pending", False, False), ("post", 1, 30, "posted", False, True)]
 plans = st.lists(st.tuples(segment, a_move), min_size=2, max_size=MOVES).map(
-    lambda parts: [step for ops, move in parts for step in [*ops, move]])
+    lambda parts: START + [step for ops, move in parts for step in [*ops, move]])
 
 
 def run_plan(bench: Bench, plan: list) -> None:
