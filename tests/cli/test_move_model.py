@@ -186,6 +186,7 @@ class Txn:
     status: str
     entries: list[tuple[str, str, int]]  # (account, direction, amount)
     reversed: bool = False
+    settles: bool = False  # a settlement's: its status is the settlement's to change
 
 
 @dataclass
@@ -329,6 +330,10 @@ class Bench:
         t = self._pick(self.m.txns, i)
         if t is None:
             return
+        if t.settles and t.status != status:  # its settlement moves it (today's answer: 422 settlement_transaction)
+            got = self.send("PATCH", f"/api/ledger_transactions/{t.id}", {"status": status}, expect=422)
+            assert got["code"] == "settlement_transaction", got
+            return
         if t.status == status:  # the status it has: nothing changes (README)
             assert self.send("PATCH", f"/api/ledger_transactions/{t.id}", {"status": status}, expect=200)["status"] \
                 == status
@@ -430,7 +435,7 @@ class Bench:
         if got.get("ledger_transaction_id"):
             t = self.send("GET", f"/api/ledger_transactions/{got['ledger_transaction_id']}", expect=200)
             entries = [(e["ledger_account_id"], e["direction"], e["amount"]) for e in t["ledger_entries"]]
-            self.m.txns.append(Txn(t["id"], t["status"], entries))
+            self.m.txns.append(Txn(t["id"], t["status"], entries, settles=True))
             self._effects(entries)
             self.seen.add("a settlement")
 
@@ -681,6 +686,9 @@ def run_plan(bench: Bench, plan: list) -> None:
 # accounts an effect or a new account touched): the target's monitor was never evaluated, and the move failed its
 # verification (exit 3, move_verification_failed).
 @example(plan=[("post", 1, 1, "pending", False, False), ("move", "catch_up", [("monitor", 0)])])
+# A settlement's transaction: PATCHed to another status (422 settlement_transaction), reversed, across a move.
+@example(plan=[*START, ("work",), ("settle", 1), ("transition", 2, "archived"), ("reverse", 1, True),
+               ("move", None, []), ("replay", 0), ("reverse", 1, False)])
 def test_a_moved_tenant_keeps_its_books_and_the_router_answers_the_same(rig, plan):
     ctl = rig["ctl"]
     tenant = new_id("mm")
