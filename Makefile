@@ -30,7 +30,7 @@ test: $(STAMP) ## Run every test, the chaos suite too (starts its own PostgreSQL
 	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-fast: $(STAMP) ## Unit and property tests only
-	$(BIN)/python -m pytest -q tests/unit tests/property $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile tests/unit tests/property $(PYTEST_ARGS)
 
 chaos: $(STAMP) ## Only the bank test under real faults (kills, stops, restarts) against a `make run` stack
 	$(BIN)/python -m pytest -q tests/chaos $(PYTEST_ARGS)
