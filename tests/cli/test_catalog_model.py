@@ -136,15 +136,19 @@ def _problem(response: httpx.Response) -> dict:
 class Bench:
     """One example: its own catalog with the three cells, its own router, the model."""
 
-    def __init__(self, make_database, redis_url: str, cells: dict[str, CellProcess]) -> None:
+    def __init__(self, make_database, redis_url: str, cells: dict[str, CellProcess], publish: bool,
+                 subscribe: bool) -> None:
+        """`publish`: ledgerctl publishes route changes on Redis; `subscribe`: the router listens (else its periodic
+        reload alone brings them)."""
         self.cells = cells
         self.cp_url = make_database(f"cp_cm_{uuid.uuid4().hex[:8]}", migrate_cell=False)
-        self.ctl = Ledgerctl({"CONTROL_PLANE_DATABASE_URL": self.cp_url, "CONTROL_PLANE_REDIS_URL": redis_url,
+        self.ctl = Ledgerctl({"CONTROL_PLANE_DATABASE_URL": self.cp_url,
+                              "CONTROL_PLANE_REDIS_URL": redis_url if publish else "",
                               "CONTROL_PLANE_ACTOR": "catalog-model"})
         self.ctl("migrate")
         for cell in cells.values():
             self.ctl("cells", "add", cell.name, "--api-url", cell.url, "--database-url", cell.database_url)
-        self.router = Router(self.cp_url, redis_url)
+        self.router = Router(self.cp_url, redis_url if subscribe else "")
         self.http = httpx.Client(base_url=self.router.url, timeout=10)
         self.model = Model()
 
@@ -268,9 +272,13 @@ class Bench:
         key.revoked = True
 
     def revoke_unknown(self, index: int) -> None:
+        """A key id no key has, or another tenant's key: refused, unknown_key (unknown_tenant for a tenant no
+        catalog holds); the other tenant's key stays live."""
         tenant_id = self.tenant(index)
         code = "unknown_key" if tenant_id in self.model.tenants else "unknown_tenant"
-        self.refused(code, "keys", "revoke", tenant_id, str(uuid.uuid4()), "--yes")
+        others = [k.id for t in self.model.tenants.values() if t.id != tenant_id for k in t.keys]
+        for key_id in [str(uuid.uuid4()), "not-a-key"] + others[:1]:
+            self.refused(code, "keys", "revoke", tenant_id, key_id, "--yes")
 
     def delete(self, index: int) -> None:
         tenant_id = self.tenant(index)
@@ -379,6 +387,18 @@ class Bench:
             self.model.tenants[tenant_id].rate = rate
             self.model.audited(f"tenant:{tenant_id}", "tenants.rate_limit")
 
+    def junk_credentials(self, index: int) -> None:
+        """Credentials that name no tenant, a wrong key, another tenant's key, none, or are no Basic credentials at
+        all: 401 problem+json through the router, never a 5xx, never data."""
+        tenant_id = self.tenant(index)
+        others = [k.secret for t in self.model.tenants.values() if t.id != tenant_id for k in t.live_keys()]
+        for auth in [(tenant_id, "wrong-" + uuid.uuid4().hex), (tenant_id, ""), (UNKNOWN_TENANT, "x")] + \
+                [(tenant_id, s) for s in others[:1]]:
+            assert self.refused_401(auth)[0], auth
+        for header in ("", "Basic", "Basic !!!", "Bearer abc", "Basic " + "QQ==" * 3):
+            r = self.http.get("/api/ledgers", headers={"Authorization": header} if header else {})
+            assert r.status_code == 401 and _problem(r)["code"] == "unauthorized", (header, r.status_code, r.text)
+
     def unknown_names(self, index: int) -> None:
         """Names no catalog holds, and ids no tenant may have: each refused with its code."""
         gone = sorted(set(self.model.gone) - set(self.model.tenants)) or [UNKNOWN_TENANT]
@@ -403,6 +423,14 @@ class Bench:
         assert {t["id"]: (t["cell"], t["state"], t["epoch"], (t["rate_limit_per_s"], t["rate_burst"]))
                 for t in ctl.json("tenants", "list")} == {
             t.id: (t.cell, "active", t.epoch, t.rate) for t in m.tenants.values()}
+        pages, after = [], ""
+        while page := ctl.json("tenants", "list", "--limit", "2", "--after", after):
+            pages += [t["id"] for t in page]
+            after = page[-1]["id"]
+        assert pages == sorted(m.tenants)
+        for c in m.cells:
+            assert sorted(t["id"] for t in ctl.json("tenants", "list", "--cell", c)) == sorted(
+                t.id for t in m.tenants.values() if t.cell == c)
         audit: dict[str, list[str]] = {}
         for entry in reversed(ctl.json("audit", "--limit", "10000")):
             audit.setdefault(entry["subject"], []).append(entry["action"])
@@ -504,6 +532,7 @@ STEP = st.one_of(
     st.tuples(st.just("rate_limit"), _index, st.sampled_from([None, 0, 50, 1_000_000, 1_000_001]),
               st.sampled_from([None, 0, 7, 1_000_001])),
     st.tuples(st.just("unknown_names"), _index),
+    st.tuples(st.just("junk_credentials"), _index),
 )
 # Every plan begins with a tenant with books, placed by the control plane.
 PLAN = st.lists(STEP, min_size=STEPS // 2, max_size=STEPS).map(lambda steps: [("create", None, True)] + steps)
@@ -512,9 +541,9 @@ PLAN = st.lists(STEP, min_size=STEPS // 2, max_size=STEPS).map(lambda steps: [("
 @settings(max_examples=EXAMPLES, deadline=None, derandomize=False,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                  HealthCheck.data_too_large])
-@given(plan=PLAN)
-def test_catalog_and_routing_follow_the_model(plan, make_database, redis_url, model_cells):
-    bench = Bench(make_database, redis_url, model_cells)
+@given(plan=PLAN, publish=st.booleans(), subscribe=st.booleans())
+def test_catalog_and_routing_follow_the_model(plan, publish, subscribe, make_database, redis_url, model_cells):
+    bench = Bench(make_database, redis_url, model_cells, publish, subscribe)
     try:
         bench.observe()
         run_plan(bench, plan)
