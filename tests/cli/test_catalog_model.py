@@ -188,9 +188,16 @@ class Bench:
 
     # ---- steps ----
 
-    def create(self, cell_index: int | None, books: bool, tenant_id: str | None = None) -> None:
+    def create(self, cell_index: int | None, books: bool, tenant_id: str | None = None, style: int = 0) -> None:
+        """`style`: the new id's shape: cm-<hex>, the longest an id may be (63 characters), or a live tenant's id in
+        other letter case (another tenant: ids are case-sensitive)."""
         m, cell = self.model, self.cell(cell_index)
-        tenant_id = tenant_id or new_id("cm")
+        if tenant_id is None:
+            tenant_id = new_id("cm")
+            if style == 1:
+                tenant_id = ("Cm_" + uuid.uuid4().hex * 2)[:62] + "."
+            elif style == 2 and m.tenants:
+                tenant_id = sorted(m.tenants)[0].swapcase()
         args = ("tenants", "create", tenant_id) + (("--cell", cell) if cell else ())
         if tenant_id in m.tenants:
             self.refused("duplicate_tenant", *args)
@@ -299,8 +306,14 @@ class Bench:
             self.model.gone.setdefault(tenant_id, []).extend(k.secret for k in t.keys)
 
     def delete_gone(self, gone_index: int) -> None:
+        """A deleted tenant (or one never created) is unknown to every command that names it."""
         gone = sorted(set(self.model.gone) - set(self.model.tenants)) or [UNKNOWN_TENANT]
-        self.refused("unknown_tenant", "tenants", "delete", gone[gone_index % len(gone)], "--yes")
+        tenant_id = gone[gone_index % len(gone)]
+        for args in (("tenants", "delete", tenant_id, "--yes"), ("tenants", "move", tenant_id, "--to", CELLS[0],
+                                                                  "--yes"),
+                     ("keys", "create", tenant_id), ("webhooks", "add", tenant_id, WEBHOOK_URL),
+                     ("tenants", "rate-limit", tenant_id, "--per-s", "5")):
+            self.refused("unknown_tenant", *args)
 
     def move(self, index: int, cell_index: int) -> None:
         m, tenant_id, cell = self.model, self.tenant(index), self.cell(cell_index)
@@ -516,7 +529,7 @@ def run_plan(bench: Bench, plan: list) -> None:
 _index = st.integers(0, 7)
 _cell = st.integers(0, len(CELLS))  # the last: a cell the catalog does not know
 STEP = st.one_of(
-    st.tuples(st.just("create"), st.none() | _cell, st.booleans()),
+    st.tuples(st.just("create"), st.none() | _cell, st.booleans(), st.none(), st.integers(0, 2)),
     st.tuples(st.just("recreate"), _index, st.none() | _cell),
     st.tuples(st.just("create_duplicate"), _index),
     st.tuples(st.just("key"), _index),
