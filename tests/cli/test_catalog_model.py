@@ -49,6 +49,9 @@ UNKNOWN_CELL = "cm-nowhere"
 UNKNOWN_TENANT = "cm-nobody"
 RELOAD_S = 2.0  # the router's periodic reload (the fallback when a pub/sub message is lost)
 ROUTE_WAIT_S = 2 * RELOAD_S + 8  # the longest a route change may take to reach the router, with a margin for load
+# A revoked key is refused within the cells' key cache TTL (CELL_API_KEY_CACHE_TTL_S, 0.5 s in cli_rig's cells) of
+# `keys revoke` returning; the rest is a margin for a loaded machine.
+REVOKE_WAIT_S = 0.5 + 2.5
 WEBHOOK_URL = "https://93.184.216.34/hooks"  # a public address: accepted without a resolver
 
 
@@ -97,6 +100,7 @@ class Tenant:
     epoch: int = 1
     keys: list[Key] = field(default_factory=list)
     marker: str | None = None  # its marker ledger's id (written through the router)
+    discarded: bool = False  # its marker discarded (DELETE): still the tenant's data, in no list, 404 by id
     webhooks: int = 0
     rate: tuple[int | None, int | None] = (None, None)  # (rate_limit_per_s, rate_burst): None, the router's default
 
@@ -168,14 +172,14 @@ class Bench:
         assert r.status_code < 500, f"{method} {path} as {auth[0]}: {r.status_code} {r.text}"
         return r
 
-    def until(self, check, what: str) -> None:
-        """check() -> (done, what was seen), until done, for at most ROUTE_WAIT_S."""
-        deadline = time.monotonic() + ROUTE_WAIT_S
+    def until(self, check, what: str, wait_s: float = ROUTE_WAIT_S) -> None:
+        """check() -> (done, what was seen), until done, for at most wait_s."""
+        deadline = time.monotonic() + wait_s
         while True:
             done, seen = check()
             if done:
                 return
-            assert time.monotonic() < deadline, f"after {ROUTE_WAIT_S} s, {what}: {seen}"
+            assert time.monotonic() < deadline, f"after {wait_s} s, {what}: {seen}"
             time.sleep(0.05)
 
     def tenant(self, index: int) -> str:
@@ -250,6 +254,20 @@ class Bench:
         assert r.status_code == 201, r.text
         t.marker = r.json()["id"]
 
+    def discard_marker(self, index: int) -> None:
+        """DELETE of the tenant's marker ledger through the router: discarded, from then on 404 and in no list, yet
+        still data of the tenant's (`tenants delete` refuses it)."""
+        t = self.model.tenants.get(self.tenant(index))
+        if t is None or not t.marker or not t.live_keys():
+            return
+        auth = (t.id, t.live_keys()[0].secret)
+        r = self.call("DELETE", f"/api/ledgers/{t.marker}", auth)
+        if t.discarded:
+            assert r.status_code == 404, (r.status_code, r.text)
+        else:
+            assert r.status_code == 200 and r.json()["discarded_at"], (r.status_code, r.text)
+        t.discarded = True
+
     def key(self, index_or_id) -> None:
         tenant_id = index_or_id if isinstance(index_or_id, str) else self.tenant(index_or_id)
         if tenant_id not in self.model.tenants:
@@ -277,6 +295,8 @@ class Bench:
         if not key.revoked:  # one audit entry per revocation
             self.model.audited(f"tenant:{tenant_id}", "keys.revoke")
         key.revoked = True
+        self.until(lambda: self.refused_401((tenant_id, key.secret)), f"tenant {tenant_id}'s key {key.id} refused "
+                   "once revoked", REVOKE_WAIT_S)
 
     def revoke_unknown(self, index: int) -> None:
         """A key id no key has, or another tenant's key: refused, unknown_key (unknown_tenant for a tenant no
@@ -465,8 +485,8 @@ class Bench:
         m = self.model
         markers = {t.id: t.marker for t in m.tenants.values() if t.marker}
         for t in m.tenants.values():
-            own = {t.marker} if t.marker else set()
-            others = sorted(set(markers.values()) - own)
+            own = {t.marker} if t.marker and not t.discarded else set()
+            others = sorted(set(markers.values()) - {t.marker})
             for key in t.live_keys():
                 auth = (t.id, key.secret)
 
@@ -479,6 +499,9 @@ class Bench:
                     return seen == own, seen
 
                 self.until(reaches_its_books, f"tenant {t.id}'s key {key.id} reaching its books")
+                if t.discarded:
+                    r = self.call("GET", f"/api/ledgers/{t.marker}", auth)
+                    assert r.status_code == 404, (t.id, r.status_code, r.text)
                 if others:  # another tenant's ledger, by id: 404, never its data
                     r = self.call("GET", f"/api/ledgers/{others[0]}", auth)
                     assert r.status_code == 404, (t.id, r.status_code, r.text)
@@ -546,6 +569,7 @@ STEP = st.one_of(
               st.sampled_from([None, 0, 7, 1_000_001])),
     st.tuples(st.just("unknown_names"), _index),
     st.tuples(st.just("junk_credentials"), _index),
+    st.tuples(st.just("discard_marker"), _index),
 )
 # Every plan begins with a tenant with books, placed by the control plane.
 PLAN = st.lists(STEP, min_size=STEPS // 2, max_size=STEPS).map(lambda steps: [("create", None, True)] + steps)
