@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 import asyncpg
 import httpx
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from cell.store.verify import verify as verify_cell
@@ -114,6 +114,7 @@ class Model:
     tenants: dict[str, Tenant] = field(default_factory=dict)
     gone: dict[str, list[str]] = field(default_factory=dict)  # a deleted tenant's id -> the secrets it had
     moves: list[tuple[str, str, str]] = field(default_factory=list)  # (tenant, source, target), all done
+    move_ids: list[str] = field(default_factory=list)  # moves[i]'s id
     # subject (tenant:ID, cell:NAME) -> the actions the audit log records of it, oldest first
     audit: dict[str, list[str]] = field(default_factory=lambda: {f"cell:{c}": ["cells.add"] for c in CELLS})
 
@@ -165,6 +166,7 @@ class Bench:
     def refused(self, code: str, *args: str) -> dict:
         problem = self.ctl.json(*args, expect=1)
         assert problem["code"] == code, (args, problem)
+        event(f"refused: {args[0]} {args[1]} {code}")
         return problem
 
     def call(self, method: str, path: str, auth: tuple[str, str], **kw) -> httpx.Response:
@@ -318,6 +320,7 @@ class Bench:
         elif t.marker or t.live_keys() or t.webhooks:
             self.refused("tenant_not_empty", *args)
         else:
+            event("deleted")
             deleted = self.ctl.json(*args)
             assert (deleted["id"], deleted["cell"], deleted["deleted"], deleted["cell_rows"]) == (
                 tenant_id, t.cell, True, {"tenants": 1, "api_keys": len(t.keys)}), deleted
@@ -348,14 +351,16 @@ class Bench:
         elif m.cells[cell] != "active":
             self.refused("cell_not_active", *args)
         else:
+            event("moved")
             moved = self.ctl.json(*args)
             assert (moved["tenant"], moved["source"], moved["target"], moved["state"]) == (
                 tenant_id, t.cell, cell, "done"), moved
             assert moved["verification"]["ok"] and moved["post_verify"]["ok"], moved
-            self._moved(t, cell)
+            self._moved(t, cell, moved["id"])
 
-    def _moved(self, t: Tenant, target: str) -> None:
+    def _moved(self, t: Tenant, target: str, move_id: str) -> None:
         self.model.moves.append((t.id, t.cell, target))
+        self.model.move_ids.append(move_id)
         self.model.audited(f"tenant:{t.id}", "moves.start", "tenants.move", "moves.done")
         t.cell, t.epoch = target, t.epoch + 1
 
@@ -370,17 +375,41 @@ class Bench:
             self.refused("no_active_cell", *args)
             return
         drained = self.ctl.json(*args)
+        event(f"drained: {len(leaving)} tenant(s) moved off")
         if m.cells[cell] != "draining":
             m.audited(f"cell:{cell}", "cells.drain")
         m.cells[cell] = "draining"
         expected = []
-        for tenant_id in leaving:  # one at a time, each to the least-loaded active cell as its move starts
-            target = m.least_loaded(but=cell)
+        for tenant_id, done in zip(leaving, drained["moves"] + [None] * len(leaving)):
+            target = m.least_loaded(but=cell)  # one at a time, each to the least-loaded active cell as its move starts
             expected.append((tenant_id, cell, target))
-            self._moved(m.tenants[tenant_id], target)
+            self._moved(m.tenants[tenant_id], target, done and done["id"])
         assert [(d["tenant"], d["source"], d["target"], d["state"]) for d in drained["moves"]] == \
             [e + ("done",) for e in expected], drained
         assert (drained["state"], drained["tenants_left"]) == ("draining", 0), drained
+
+    def move_command(self, index: int, command: str) -> None:
+        """`moves purge|abort|resume` of a finished move: a purge deletes its source's copy unless the tenant lives
+        there again (tenant_on_source), an abort is refused past the flip (move_past_flip), a resume is refused (the
+        move is not running); an unknown move id is unknown_move."""
+        m = self.model
+        yes = ("--yes",) if command != "resume" else ()
+        if not m.moves:
+            self.refused("unknown_move", "moves", command, str(uuid.uuid4()), *yes)
+            return
+        (tenant_id, source, _), move_id = m.moves[index % len(m.moves)], m.move_ids[index % len(m.moves)]
+        args = ("moves", command, move_id, *yes)
+        if command == "abort":
+            self.refused("move_past_flip", *args)
+        elif command == "resume":
+            self.refused("move_not_running", *args)
+        elif m.tenants[tenant_id].cell == source:
+            self.refused("tenant_on_source", *args)
+        else:
+            event("a move's source copy purged")
+            purged = self.ctl.json(*args)
+            assert (purged["id"], purged["state"]) == (move_id, "done") and purged["purged"] is not None, purged
+            m.audited(f"tenant:{tenant_id}", "moves.purge")
 
     def undrain(self, cell_index: int) -> None:
         cell = self.cell(cell_index)
@@ -468,9 +497,9 @@ class Bench:
         for entry in reversed(ctl.json("audit", "--limit", "10000")):
             audit.setdefault(entry["subject"], []).append(entry["action"])
         assert audit == m.audit
-        assert sorted((v["tenant"], v["source"], v["target"], v["state"])
+        assert sorted((v["id"], v["tenant"], v["source"], v["target"], v["state"])
                       for v in ctl.json("moves", "list", "--limit", "10000")) == sorted(
-            mv + ("done",) for mv in m.moves)
+            (i, *mv, "done") for i, mv in zip(m.move_ids, m.moves))
         for t in m.tenants.values():
             shown = ctl.json("tenants", "show", t.id)
             assert (shown["cell"], shown["state_in_cell"], shown["api_keys_live"]) == (
@@ -551,26 +580,33 @@ def run_plan(bench: Bench, plan: list) -> None:
 
 _index = st.integers(0, 7)
 _cell = st.integers(0, len(CELLS))  # the last: a cell the catalog does not know
-STEP = st.one_of(
-    st.tuples(st.just("create"), st.none() | _cell, st.booleans(), st.none(), st.integers(0, 2)),
-    st.tuples(st.just("recreate"), _index, st.none() | _cell),
-    st.tuples(st.just("create_duplicate"), _index),
-    st.tuples(st.just("key"), _index),
-    st.tuples(st.just("key_unknown_tenant")),
-    st.tuples(st.just("revoke"), _index, _index),
-    st.tuples(st.just("revoke_unknown"), _index),
-    st.tuples(st.just("delete"), _index),
-    st.tuples(st.just("delete_gone"), _index),
-    st.tuples(st.just("move"), _index, _cell),
-    st.tuples(st.just("drain"), _cell),
+_create = st.tuples(st.just("create"), st.none() | _cell, st.sampled_from([False, False, True]), st.none(),
+                    st.integers(0, 2))
+_key = st.tuples(st.just("key"), _index)
+_revoke = st.tuples(st.just("revoke"), _index, _index)
+_delete = st.tuples(st.just("delete"), _index)
+_move = st.tuples(st.just("move"), _index, _cell)
+_drain = st.tuples(st.just("drain"), _cell)
+# The commands that change the catalog come more often than the ones that are refused (sampled_from weighs a
+# repeated strategy; one_of would not).
+STEP = st.sampled_from([
+    _create, _move, _key, _revoke, _delete, _drain,
+    _create, _move, _key, _revoke, _delete,
+    _move, _key,
     st.tuples(st.just("undrain"), _cell),
+    st.tuples(st.just("recreate"), _index, st.none() | _cell),
     st.tuples(st.just("webhook"), _index),
     st.tuples(st.just("rate_limit"), _index, st.sampled_from([None, 0, 50, 1_000_000, 1_000_001]),
               st.sampled_from([None, 0, 7, 1_000_001])),
+    st.tuples(st.just("discard_marker"), _index),
+    st.tuples(st.just("move_command"), _index, st.sampled_from(["purge", "abort", "resume"])),
+    st.tuples(st.just("create_duplicate"), _index),
+    st.tuples(st.just("key_unknown_tenant")),
+    st.tuples(st.just("revoke_unknown"), _index),
+    st.tuples(st.just("delete_gone"), _index),
     st.tuples(st.just("unknown_names"), _index),
     st.tuples(st.just("junk_credentials"), _index),
-    st.tuples(st.just("discard_marker"), _index),
-)
+]).flatmap(lambda step: step)
 # Every plan begins with a tenant with books, placed by the control plane.
 PLAN = st.lists(STEP, min_size=STEPS // 2, max_size=STEPS).map(lambda steps: [("create", None, True)] + steps)
 
