@@ -3,6 +3,7 @@ endpoint), started once per session; every test gets fresh tenants instead of tr
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from pathlib import Path
@@ -117,7 +118,7 @@ def cell_database_url(make_database):
 def background_fuzz(request, tmp_path_factory):
     """The OpenAPI fuzz (tests/integration/router/fuzz_rig.py), started with the session's first test when its
     test is selected: CPU-bound for minutes, it overlaps the other tests' waiting instead of adding to it."""
-    from integration.router.fuzz_rig import MODULE, BackgroundFuzz
+    from integration.router.fuzz_rig import MODULE
 
     if not any(item.nodeid.endswith(MODULE) or f"/{MODULE}::" in item.nodeid for item in request.session.items):
         yield None
@@ -125,12 +126,8 @@ def background_fuzz(request, tmp_path_factory):
     if _xdist_worker():  # every worker collects every test but runs a share: fuzz_run starts it where it runs
         yield None
         return
-    fuzz = BackgroundFuzz(request.getfixturevalue("make_database"), request.getfixturevalue("redis_url"),
-                          tmp_path_factory.mktemp("fuzz"))
-    try:
-        yield fuzz.launch()
-    finally:
-        fuzz.stop()
+    with _fuzz(request, tmp_path_factory) as fuzz:
+        yield fuzz
 
 
 @pytest.fixture
@@ -140,6 +137,13 @@ def fuzz_run(background_fuzz, request, tmp_path_factory):
     if background_fuzz is not None:
         yield background_fuzz
         return
+    with _fuzz(request, tmp_path_factory) as fuzz:
+        yield fuzz
+
+
+@contextlib.contextmanager
+def _fuzz(request, tmp_path_factory):
+    """A fuzz launched on the session's servers (its failure to start kept for its test), stopped at the end."""
     from integration.router.fuzz_rig import BackgroundFuzz
 
     fuzz = BackgroundFuzz(request.getfixturevalue("make_database"), request.getfixturevalue("redis_url"),
