@@ -833,6 +833,11 @@ TOUCH_EVERY_S = 5.0
 FREEZES_GIVEN_UP_MAX = 3
 # A catch-up round must copy at most this share of the round before it to be converging.
 CONVERGING = 0.75
+# A mover waits this long for the move's lock before it is refused move_busy: a mover killed a moment ago (SIGKILL)
+# still holds it until PostgreSQL notices its closed connection and ends its session, so a resume run right after a
+# crash would otherwise be refused. A mover that is truly alive holds it past the wait (it never lets it go).
+MOVE_LOCK_WAIT_S_MAX = 5.0
+MOVE_LOCK_POLL_S = 0.05
 
 
 def catch_up_ends(rows: int, previous: int | None, rounds: int, s: ControlPlaneSettings) -> bool:
@@ -1509,13 +1514,24 @@ async def run_move(conn: asyncpg.Connection, settings: ControlPlaneSettings, mov
     move = await fetch_move(conn, move_id)
     if move["state"] != "running":
         raise LedgerctlError("move_not_running", f"move {move_id} is {move['state']}", details=report(move))
-    if not await conn.fetchval(Q["lock_move"], str(move["id"])):
+    if not await _lock_move(conn, str(move["id"])):
         raise LedgerctlError("move_busy", f"move {move_id} is being run by another mover")
     try:
         return await Mover(conn, settings, move, progress or (lambda event: None)).run()
     finally:
         if not conn.is_closed():  # a lost session took its lock with it
             await conn.fetchval(Q["unlock_move"], str(move["id"]))
+
+
+async def _lock_move(conn: asyncpg.Connection, move_id: str) -> bool:
+    """The move's lock, waited for at most MOVE_LOCK_WAIT_S_MAX (a try per poll: a blocking wait could not be bounded
+    without a statement timeout that a lost session would also leave behind)."""
+    deadline = time.monotonic() + MOVE_LOCK_WAIT_S_MAX
+    while not await conn.fetchval(Q["lock_move"], move_id):
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(MOVE_LOCK_POLL_S)  # a poll's pause: the loop ends on the lock or the deadline
+    return True
 
 
 def refuse_abort(move: dict) -> None:

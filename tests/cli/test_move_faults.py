@@ -6,16 +6,18 @@ fault drill setting), then killed."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
 import subprocess
 import time
 
+import asyncpg
 import httpx
 import pytest
 
-from cli_rig import Ledgerctl, spawn, wait_until
+from cli_rig import Ledgerctl, finished, spawn, spawn_async, until, wait_until
 from test_ledgerctl import run_sql
 from test_moves import _rows, _state_in, _transfer, _world
 
@@ -102,6 +104,40 @@ def test_killed_then_aborted(ctl, stack, step, source_state):
     assert _rows(source.database_url, tenant) == before
     assert _writable_on(stack, w) == ["cli-1"]
     assert ctl.json("verify", "--tenant", tenant, "--unapplied-age-max-s", "0")["violations"] == []
+
+
+def test_a_resume_right_after_a_kill_waits_for_the_dead_movers_lock_and_a_live_mover_is_still_refused(ctl, stack):
+    """A killed mover's session keeps the move's lock until PostgreSQL notices its closed connection: `moves resume`
+    run in that moment waits for it (a bounded time) and finishes the move. (Before: refused move_busy at once, and
+    the operator had to run it again.) A mover that is alive keeps the lock past the wait: a second one is refused."""
+    w = _world(ctl, stack, postings=2)
+    tenant, source = w["tenant"], stack["cells"]["cli-1"]
+    before = _rows(source.database_url, tenant)
+    proc, move_id = _spawn_paused(stack, tenant, "catch_up")
+    assert ctl.json("moves", "resume", move_id, expect=1)["code"] == "move_busy"
+    _kill(proc)
+
+    async def resumed_while_a_session_holds_the_lock():
+        # The dead mover's session, standing in for the moment PostgreSQL takes to end it: it lets go of the lock
+        # only once the resume has tried it.
+        dying = await asyncpg.connect(stack["cp_url"])
+        try:
+            await dying.fetchval("SELECT pg_advisory_lock(hashtextextended('move:' || $1::text, 0))", move_id)
+            resume = await spawn_async(stack, "moves", "resume", move_id)
+
+            async def tried() -> bool:
+                return resume.returncode is not None or await dying.fetchval(
+                    "SELECT count(*) > 0 FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
+                    "AND query LIKE '%pg_try_advisory_lock(hashtextextended(''move:''%'")
+            await until(tried, "the resume to try the move's lock", 30)
+        finally:
+            await dying.close()
+        return await finished(resume)
+
+    rc, result = asyncio.run(resumed_while_a_session_holds_the_lock())
+    assert rc == 0, result
+    assert result["state"] == "done" and result["verification"]["ok"] and result["post_verify"]["ok"], result
+    assert _rows(stack["cells"]["cli-2"].database_url, tenant) == before
 
 
 def test_killed_past_the_flip_is_resumed_not_aborted(ctl, stack):
