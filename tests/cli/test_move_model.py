@@ -207,7 +207,20 @@ class Model:
     maybe_queued: set[str] = field(default_factory=set)  # accounts whose effects may wait for a worker
     categories: dict[str, tuple[str, bool]] = field(default_factory=dict)  # id -> (its account, a member now)
     monitors: dict[str, bool] = field(default_factory=dict)  # id -> live
+    monitor_of: dict[str, str] = field(default_factory=dict)  # monitor id -> its account
+    category_ledger: dict[str, str] = field(default_factory=dict)  # category id -> its ledger
+    # Every ledger, account and category created (deleted ones included): each has its .created event.
+    created: dict[str, list[str]] = field(default_factory=lambda: {
+        "ledger": [], "ledger_account": [], "ledger_account_category": []})
     endpoints: dict[str, bool] = field(default_factory=dict)  # id -> live
+
+    def has_entries(self, account: str) -> bool:
+        return any(a == account for t in self.txns for a, _, _ in t.entries)
+
+    def in_use(self, account: str) -> bool:
+        """Watched by a live monitor or held by a live category (the model drafts no settlement)."""
+        return any(live and self.monitor_of[m] == account for m, live in self.monitors.items()) or \
+            any(member and a == account for a, member in self.categories.values())
 
     def balances(self, account: Account) -> dict[str, tuple[int, int]]:
         """(debits, credits) of each balance, as Modern Treasury defines them."""
@@ -242,11 +255,13 @@ class Bench:
         self.cell = CELLS[0]
         self.m = Model()
         self.moves = 0
+        self.visited = {self.cell}  # the cells the tenant has lived on (a cell it left answers 421)
         self.seen: set[str] = set()  # what the example exercised (hypothesis' statistics)
         self.n = 0  # a counter for names and metadata
         for name in ("main", "side"):
             ledger = self.send("POST", "/api/ledgers", {"name": name}, expect=201)["id"]
             self.m.ledgers.append(ledger)
+            self.m.created["ledger"].append(ledger)
             for normal in ("debit", "credit"):
                 self.account(len(self.m.ledgers) - 1, normal)
 
@@ -298,6 +313,7 @@ class Bench:
         got = self.send("POST", "/api/ledger_accounts", {"name": f"acct-{self.n}", "ledger_id": self.m.ledgers[ledger],
                                                          "normal_balance": normal, "currency": "USD"}, expect=201)
         self.m.accounts.append(Account(got["id"], self.m.ledgers[ledger], normal))
+        self.m.created["ledger_account"].append(got["id"])
 
     def post(self, pair: int, amount: int, status: str, sync: bool, keyed: bool) -> None:
         debit, credit = self._pair(pair)
@@ -411,14 +427,20 @@ class Bench:
             expect=201)
         self.send("PUT", f"/api/ledger_account_categories/{category['id']}/ledger_accounts/{a.id}")
         self.m.categories[category["id"]] = (a.id, True)
+        self.m.category_ledger[category["id"]] = a.ledger
+        self.m.created["ledger_account_category"].append(category["id"])
 
     def uncategorize(self, i: int) -> None:
         """An account taken out of its category, or put back in."""
         if self.m.categories:
             category = sorted(self.m.categories)[i % len(self.m.categories)]
             account, member = self.m.categories[category]
+            if not member and account not in {a.id for a in self.m.accounts}:  # deleted since: it cannot go back
+                got = self.send("PUT", f"/api/ledger_account_categories/{category}/ledger_accounts/{account}")
+                assert got["code"] == "ledger_account_not_found", got
+                return
             self.send("DELETE" if member else "PUT",
-                      f"/api/ledger_account_categories/{category}/ledger_accounts/{account}")
+                      f"/api/ledger_account_categories/{category}/ledger_accounts/{account}", expect=200)
             self.m.categories[category] = (account, not member)
 
     def settle(self, pair: int) -> None:
@@ -446,6 +468,7 @@ class Bench:
             "alert_condition": {"field": "posted_balance_amount", "operator": "greater_than", "value": 0}},
             expect=201)
         self.m.monitors[got["id"]] = True
+        self.m.monitor_of[got["id"]] = a.id
 
     def unmonitor(self, i: int) -> None:
         live = sorted(k for k, v in self.m.monitors.items() if v)
@@ -463,6 +486,65 @@ class Bench:
             self.send("DELETE", f"/api/webhook_endpoints/{live[i % len(live)]}", expect=200)
             self.m.endpoints[live[i % len(live)]] = False
 
+    def spare(self) -> None:
+        """A ledger of its own with one account no entry names: what the deletes can discard."""
+        self.n += 1
+        ledger = self.send("POST", "/api/ledgers", {"name": f"spare-{self.n}"}, expect=201)["id"]
+        self.m.ledgers.append(ledger)
+        self.m.created["ledger"].append(ledger)
+        self.account(len(self.m.ledgers) - 1, "credit")
+
+    def delete_account(self, i: int) -> None:
+        """DELETE of an account: 422 ledger_account_has_entries (a history is never deleted), else 422
+        ledger_account_in_use (a live monitor or category), else discarded: 404 from then on, gone from lists."""
+        a = self._pick(self.m.accounts, i)
+        path = f"/api/ledger_accounts/{a.id}"
+        if self.m.has_entries(a.id):
+            assert self.send("DELETE", path, expect=422)["code"] == "ledger_account_has_entries"
+            return
+        if self.m.in_use(a.id):
+            assert self.send("DELETE", path, expect=422)["code"] == "ledger_account_in_use"
+            return
+        if a.ledger in self.m.ledgers[:2] and sum(x.ledger == a.ledger for x in self.m.accounts) <= 2:
+            return  # the two accounts the postings of main and side need stay
+        got = self.send("DELETE", path, expect=200)
+        assert got["id"] == a.id and got["discarded_at"], got
+        self.m.accounts.remove(a)
+        self.send("GET", path, expect=404)
+        self.seen.add("an account deleted")
+
+    def delete_ledger(self, i: int) -> None:
+        """DELETE of a ledger: 422 ledger_not_empty while it holds an account or a category, else discarded."""
+        ledger = self._pick(self.m.ledgers, i)
+        path = f"/api/ledgers/{ledger}"
+        if any(a.ledger == ledger for a in self.m.accounts) or ledger in self.m.category_ledger.values():
+            assert self.send("DELETE", path, expect=422)["code"] == "ledger_not_empty"
+            return
+        got = self.send("DELETE", path, expect=200)
+        assert got["id"] == ledger and got["discarded_at"], got
+        self.m.ledgers.remove(ledger)
+        self.send("GET", path, expect=404)
+        self.seen.add("a ledger deleted")
+
+    def discard(self) -> None:
+        """The newest spare ledger's account deleted, then the ledger (each as the model says)."""
+        spare = next((x for x in reversed(self.m.ledgers[2:])), None)
+        if spare is None:
+            return
+        for a in [a for a in self.m.accounts if a.ledger == spare]:
+            self.delete_account(self.m.accounts.index(a))
+        self.delete_ledger(self.m.ledgers.index(spare))
+
+    def delete_category(self, i: int) -> None:
+        """DELETE of a category (its account stays): gone from lists, 404."""
+        if self.m.categories:
+            category = sorted(self.m.categories)[i % len(self.m.categories)]
+            self.send("DELETE", f"/api/ledger_account_categories/{category}", expect=200)
+            del self.m.categories[category]
+            del self.m.category_ledger[category]
+            self.send("GET", f"/api/ledger_account_categories/{category}", expect=404)
+            self.seen.add("a category deleted")
+
     def work(self) -> None:
         """A worker's step on the cell that serves the tenant: every queued effect of its accounts applied, but while
         a move's freeze holds it there (paused in the freeze, before the source ended it at its lease and a write
@@ -475,37 +557,70 @@ class Bench:
         if active:
             self.m.maybe_queued.clear()
 
-    def move(self, pause: str | None, during: list) -> None:
+    def _paused_mover(self, target: str, pause: str):
+        """A mover to `target` stopped before `pause` (the drill), and its move's id once it waits there.
+        Paused in the freeze, the source ends it at its lease (1.5 s here, its least above the freeze's limits): the
+        tenant writes there meanwhile (the router holds its writes until then), and a resumed mover must give that
+        freeze up and copy them."""
+        proc = spawn(self.rig, "tenants", "move", self.tenant, "--to", target, "--yes", move_pause_before=pause,
+                     move_freeze_s_lease="1.5", move_freeze_s_limit="1", move_freeze_s_max="0.4")
+
+        def paused():
+            assert proc.poll() is None, outcome(proc.returncode, *proc.communicate())
+            rows = run_sql(self.rig["cp_url"], "SELECT id, watermarks FROM moves WHERE tenant_id = $1 "
+                           "AND state = 'running'", self.tenant)
+            if rows and json.loads(rows[0]["watermarks"] or "{}").get("paused_before") == pause:
+                return str(rows[0]["id"])
+            return None
+
+        return proc, wait_until(paused, f"the mover to pause before {pause}", 60)
+
+    def _replay_all(self) -> None:
+        for key in sorted(self.m.keys):  # every key's first answer, byte for byte; nothing written twice
+            self.replay(sorted(self.m.keys).index(key))
+
+    def _unchanged(self, before: dict, what: str) -> dict:
+        after = self.read()
+        for part in before:
+            assert after[part] == before[part], \
+                f"{part} changed across {what}: {_first_difference(before[part], after[part])}"
+        return after
+
+    def _no_books_on(self, cell: str) -> None:
+        """Nothing of the tenant's books on `cell` (its tenant row and key hashes may stay, moved_out): the cell
+        answers it 421 (a cell it left) or 401 (one it never lived on), never with books."""
+        url = self.rig["cells"][cell].database_url
+        rows = run_sql(url, "SELECT (SELECT count(*) FROM ledgers WHERE tenant_id = $1) + "
+                       "(SELECT count(*) FROM ledger_accounts WHERE tenant_id = $1) + "
+                       "(SELECT count(*) FROM ledger_transactions WHERE tenant_id = $1) + "
+                       "(SELECT count(*) FROM ledger_entries WHERE tenant_id = $1) + "
+                       "(SELECT count(*) FROM events WHERE tenant_id = $1)", self.tenant)[0][0]
+        assert rows == 0, f"{rows} rows of the tenant's books left on {cell}"
+        r = httpx.get(f"{self.rig['cells'][cell].url}/api/ledgers", auth=(self.tenant, self.secret), timeout=10)
+        if cell in self.visited:
+            assert r.status_code == 421 and r.json()["code"] == "tenant_moved", r.text
+        else:
+            assert r.status_code == 401, r.text
+
+    def move(self, pause: str | None, during: list, purge: bool = False) -> None:
         """A move to the other cell; with `pause`, its mover stopped before that step while the tenant writes
-        `during` it, then killed and resumed. What the router answers is the same before and after."""
+        `during` it, then killed and resumed; with `purge`, the copy it left on its source purged after it. What the
+        router answers is the same before and after."""
         target = CELLS[1 - CELLS.index(self.cell)]
-        source_url = self.rig["cells"][self.cell].url
+        source, source_url = self.cell, self.rig["cells"][self.cell].url
         proc = None
         if pause is not None:
-            # Paused in the freeze, the source ends it at its lease (1.5 s here, its least above the freeze's limits):
-            # the tenant writes there meanwhile (the router holds its writes until then), and the resumed mover must
-            # give that freeze up and copy them.
-            proc = spawn(self.rig, "tenants", "move", self.tenant, "--to", target, "--yes", move_pause_before=pause,
-                         move_freeze_s_lease="1.5", move_freeze_s_limit="1", move_freeze_s_max="0.4")
-
-            def paused():
-                assert proc.poll() is None, outcome(proc.returncode, *proc.communicate())
-                rows = run_sql(self.rig["cp_url"], "SELECT id, watermarks FROM moves WHERE tenant_id = $1 "
-                               "AND state = 'running'", self.tenant)
-                if rows and json.loads(rows[0]["watermarks"] or "{}").get("paused_before") == pause:
-                    return str(rows[0]["id"])
-                return None
-
-            move_id = wait_until(paused, f"the mover to pause before {pause}", 60)
+            proc, move_id = self._paused_mover(target, pause)
             for op in during:
                 getattr(self, op[0])(*op[1:])
         before = self.read()
         if proc is None:
             result = self.ctl.json("tenants", "move", self.tenant, "--to", target, "--yes")
+            move_id = result["id"]
         else:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-            result = wait_until(lambda: self._resumed(move_id), "the killed mover's session to end", 30)
+            result = self._resumed(move_id)
         assert result["state"] == "done" and result["verification"]["ok"] and result["post_verify"]["ok"], result
         self.moves += 1
         self.seen.add(f"a move paused before {pause}" if pause else "a move run through")
@@ -514,6 +629,7 @@ class Bench:
         if self.m.maybe_queued:
             self.seen.add("a move with queued effects in flight")
         self.cell = target
+        self.visited.add(target)
         # The source no longer serves the tenant.
         left = httpx.get(f"{source_url}/api/ledgers", auth=(self.tenant, self.secret), timeout=10)
         assert left.status_code == 421 and left.json()["code"] == "tenant_moved", left.text
@@ -521,21 +637,44 @@ class Bench:
         left = httpx.post(f"{source_url}/api/ledger_transactions", json=_body(ledger, debit, credit, 1, "posted"),
                           auth=(self.tenant, self.secret), timeout=10)  # writes nothing: the reads below say so
         assert left.status_code == 421 and left.json()["code"] == "tenant_moved", left.text
-        for key in sorted(self.m.keys):  # every key's first answer, byte for byte; nothing written twice
-            self.replay(sorted(self.m.keys).index(key))
-        after = self.read()
-        for part in before:
-            assert after[part] == before[part], \
-                f"{part} changed across the move: {_first_difference(before[part], after[part])}"
+        self._replay_all()
+        after = self._unchanged(before, "the move")
         self.observe(after)
+        if purge:  # the source copy deleted: the tenant's reads unchanged, the bystander there untouched (observe)
+            purged = self.ctl.json("moves", "purge", move_id, "--yes")
+            assert purged["state"] == "done" and purged["purged"], purged
+            self._no_books_on(source)
+            self.observe(self._unchanged(after, "the purge of the source copy"))
+            self.seen.add("a purge after a move")
 
-    def _resumed(self, move_id: str) -> dict | None:
-        """`moves resume`'s answer; None while it is refused move_busy: the killed mover's session, which holds the
-        move's lock, ends a moment after its process (PostgreSQL notices the closed connection)."""
+    def abort(self, pause: str, during: list, killed: bool) -> None:
+        """A move to the other cell paused before `pause` while the tenant writes `during` it, its mover killed (or
+        left alive, when it stops at once), then aborted: the tenant stays on its source, active, serving everything
+        it acknowledged; the target keeps nothing of its copy. The next move goes to that target again."""
+        target = CELLS[1 - CELLS.index(self.cell)]
+        proc, move_id = self._paused_mover(target, pause)
+        for op in during:
+            getattr(self, op[0])(*op[1:])
+        before = self.read()
+        if killed:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        aborted = self.ctl.json("moves", "abort", move_id, "--yes")
+        assert aborted["state"] == "aborted", aborted
+        if not killed:  # the live mover sees the abort while it waits: it stops
+            out, err = proc.communicate(timeout=30)
+            rc, problem = outcome(proc.returncode, out, err)
+            assert (rc, problem["code"]) != (0, None) and problem["code"] == "move_stopped", (rc, problem)
+        self.seen.add(f"an abort before {pause}" + (" of a killed mover" if killed else ""))
+        self._no_books_on(target)
+        self._replay_all()
+        self.observe(self._unchanged(before, "the abort"))
+
+    def _resumed(self, move_id: str) -> dict:
+        """`moves resume`'s answer, run right after its mover was killed: the killed mover's session, which holds the
+        move's lock, ends a moment after its process, and the resume waits for it (never move_busy)."""
         result = CliRunner().invoke(cli, ["--format", "json", "moves", "resume", move_id], env=self.ctl.env,
                                     catch_exceptions=False)
-        if result.exit_code == 1 and json.loads(result.stderr.strip().splitlines()[-1])["code"] == "move_busy":
-            return None
         assert result.exit_code == 0, (result.exit_code, result.stdout, result.stderr)
         return json.loads(result.stdout)
 
@@ -601,9 +740,10 @@ class Bench:
         events = seen["events"]
         assert len({e["id"] for e in events}) == len(events), "an event listed twice"
         created = [(e["event_name"], e["entity_id"]) for e in events if e["event_name"].endswith(".created")]
-        for name, ids in (("ledger.created", m.ledgers), ("ledger_account.created", [a.id for a in m.accounts]),
+        for name, ids in (("ledger.created", m.created["ledger"]),
+                          ("ledger_account.created", m.created["ledger_account"]),
                           ("ledger_transaction.created", [t.id for t in m.txns]),
-                          ("ledger_account_category.created", list(m.categories)),
+                          ("ledger_account_category.created", m.created["ledger_account_category"]),
                           ("balance_monitor.created", list(m.monitors))):
             assert sorted(i for n, i in created if n == name) == sorted(ids), name
         # The bystanders' books, and the invariants on both cells.
@@ -640,6 +780,11 @@ operations = st.one_of(
     st.tuples(st.just("webhook")),
     st.tuples(st.just("unhook"), small),
     st.tuples(st.just("work")),
+    st.tuples(st.just("spare")),
+    st.tuples(st.just("discard")),
+    st.tuples(st.just("delete_account"), small),
+    st.tuples(st.just("delete_ledger"), small),
+    st.tuples(st.just("delete_category"), small),
 )
 # What changes rows in place (no new row to find past a floor): what a mover's catch-up rounds are likeliest to miss,
 # so half of what the tenant does while its mover is paused.
@@ -653,14 +798,22 @@ changes = st.one_of(
     st.tuples(st.just("unmonitor"), small),
     st.tuples(st.just("unhook"), small),
     st.tuples(st.just("work")),
+    st.tuples(st.just("discard")),
+    st.tuples(st.just("delete_account"), small),
+    st.tuples(st.just("delete_category"), small),
 )
 segment = st.lists(operations, min_size=1, max_size=STEPS)
 a_move = st.tuples(st.just("move"), st.sampled_from([None, None, "copy", "catch_up", "pre_verify", "freeze",
                                                     "final_catch_up", "verify", "flip"]),
-                   st.lists(st.one_of(changes, operations), max_size=4))
+                   st.lists(st.one_of(changes, operations), max_size=4), st.booleans())
+# A move aborted at each step an abort is allowed at, its mover left alive or killed first; the next move goes to the
+# same target.
+an_abort = st.tuples(st.just("abort"), st.sampled_from(["copy", "catch_up", "pre_verify", "freeze", "final_catch_up",
+                                                        "verify", "flip"]),
+                     st.lists(st.one_of(changes, operations), max_size=4), st.booleans())
 # Every plan starts with books to work on: a pending and a posted transaction, their effects queued.
 START = [("post", 0, 20, "pending", False, False), ("post", 1, 30, "posted", False, True)]
-plans = st.lists(st.tuples(segment, a_move), min_size=2, max_size=MOVES).map(
+plans = st.lists(st.tuples(segment, st.one_of(a_move, a_move, an_abort)), min_size=2, max_size=MOVES).map(
     lambda parts: START + [step for ops, move in parts for step in [*ops, move]])
 
 
@@ -689,6 +842,14 @@ def run_plan(bench: Bench, plan: list) -> None:
 # A settlement's transaction: PATCHed to another status (422 settlement_transaction), reversed, across a move.
 @example(plan=[*START, ("work",), ("settle", 1), ("transition", 2, "archived"), ("reverse", 1, True),
                ("move", None, []), ("replay", 0), ("reverse", 1, False)])
+@example(plan=[*START, ("abort", "final_catch_up", [("post", 2, 5, "posted", False, False), ("entry_metadata", 0, 1)],
+                         True), ("move", None, [])])
+@example(plan=[*START, ("abort", "copy", [("post", 3, 4, "posted", False, False)], False),
+               ("move", "catch_up", [("post", 1, 2, "pending", False, False)])])
+@example(plan=[*START, ("spare",), ("category", 4), ("monitor", 4),
+               ("move", "catch_up", [("delete_category", 0), ("unmonitor", 0), ("discard",)]), ("move", None, [])])
+@example(plan=[*START, ("spare",), ("move", None, [], True), ("post", 0, 3, "posted", False, False), ("discard",),
+               ("move", None, [])])
 def test_a_moved_tenant_keeps_its_books_and_the_router_answers_the_same(rig, plan):
     ctl = rig["ctl"]
     tenant = new_id("mm")
