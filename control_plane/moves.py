@@ -1569,6 +1569,20 @@ async def abort_move(conn: asyncpg.Connection, settings: ControlPlaneSettings, m
                 raise LedgerctlError("move_past_flip", f"move {move_id} flipped meanwhile")
     elif move["state"] == "failed":
         await conn.execute(Q["finish_move"], move["id"], "aborted", move["error"], None, ["failed"])
+    # A live mover stops at its next batch: the copy is deleted only once it has let go of the move's lock, or the
+    # batch it is writing on the target would commit after the deletes and stay there.
+    if not await _lock_move(conn, str(move["id"])):
+        raise LedgerctlError("move_busy", f"move {move_id} is aborted, but its mover has not stopped yet: run "
+                             f"`ledgerctl moves abort {move_id}` again to delete its copy on cell {move['target_cell']}")
+    try:
+        return await _undo(conn, settings, move)
+    finally:
+        if not conn.is_closed():  # a lost session took its lock with it
+            await conn.fetchval(Q["unlock_move"], str(move["id"]))
+
+
+async def _undo(conn: asyncpg.Connection, settings: ControlPlaneSettings, move: dict) -> dict:
+    """An aborted move's clean-up, its mover stopped: the tenant active on its source, the target's copy deleted."""
     source = await catalog.fetch_cell(conn, move["source_cell"])
     target = await catalog.fetch_cell(conn, move["target_cell"])
     tenant = await catalog.fetch_tenant(conn, move["tenant_id"])

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import uuid
 
+import asyncpg
 import httpx
 
 from cli_rig import RouterProcess, finished, holding, queue_payment, spawn, spawn_async, until, wait_until
@@ -411,3 +412,44 @@ def test_an_abort_or_purge_that_would_be_refused_shows_no_plan_and_asks_nothing(
         assert f"[{code}]" in refused.stderr, refused.stderr
         assert "Plan:" not in refused.stderr and "Type " not in refused.stderr, refused.stderr
     assert ctl.json("tenants", "show", tenant)["cell"] == "cli-1"
+
+
+def test_an_abort_while_the_mover_writes_a_batch_on_the_target_leaves_nothing_there(ctl, stack):
+    """An abort while a live mover's batch is being written on the target (held there by a lock here, as a slow
+    target would hold it): the abort waits for the mover to stop, then deletes the copy whole: the target keeps
+    nothing of the tenant, and a move there later is complete. (Before: the abort deleted the copy while the batch
+    was in flight; the batch committed after it, and its rows stayed on the target.)"""
+    w = _world(ctl, stack, postings=8)
+    tenant, source, target = w["tenant"], stack["cells"]["cli-1"], stack["cells"]["cli-2"]
+    before = _rows(source.database_url, tenant)
+
+    async def go():
+        cp = await asyncpg.connect(stack["cp_url"])
+        try:
+            async with holding(target.database_url, "LOCK TABLE ledger_entries IN SHARE MODE") as held:
+                mover = await spawn_async(stack, "tenants", "move", tenant, "--to", "cli-2", "--yes",
+                                          move_batch_rows="3")
+                await until(lambda: held.queued(mover, '%INSERT INTO "ledger_entries"%'),
+                            "the mover's batch of entries to wait on the target")
+                move_id = str(await cp.fetchval("SELECT id FROM moves WHERE tenant_id = $1", tenant))
+                abort = await spawn_async(stack, "moves", "abort", move_id, "--yes")
+
+                async def waiting() -> bool:  # for the mover to stop, or (before) to delete on the target
+                    return abort.returncode is not None or await held.waiters("%DELETE FROM%") > 0 or \
+                        await cp.fetchval("SELECT count(*) > 0 FROM pg_stat_activity WHERE datname = "
+                                          "current_database() AND pid <> pg_backend_pid() AND query LIKE '%pg_try_advisory_lock(%'")
+                await until(waiting, "the abort to wait")
+            return await finished(abort), await finished(mover)
+        finally:
+            await cp.close()
+
+    (rc, aborted), (mover_rc, stopped) = asyncio.run(go())
+    assert (rc, aborted["state"]) == (0, "aborted"), aborted
+    assert (mover_rc, stopped["code"]) == (1, "move_stopped"), stopped
+    assert {name: n for name, n in _rows(target.database_url, tenant).items() if n} == {}
+    posted = w["http"].post("/api/ledger_transactions", json=_transfer(w["ledger"], w["accounts"], 9))
+    assert posted.status_code == 201, posted.text  # the source serves the tenant, active
+    expected = _rows(source.database_url, tenant)
+    moved = ctl.json("tenants", "move", tenant, "--to", "cli-2", "--yes")
+    assert moved["state"] == "done" and moved["verification"]["ok"] and moved["post_verify"]["ok"], moved
+    assert _rows(target.database_url, tenant) == expected
