@@ -453,3 +453,34 @@ def test_an_abort_while_the_mover_writes_a_batch_on_the_target_leaves_nothing_th
     moved = ctl.json("tenants", "move", tenant, "--to", "cli-2", "--yes")
     assert moved["state"] == "done" and moved["verification"]["ok"] and moved["post_verify"]["ok"], moved
     assert _rows(target.database_url, tenant) == expected
+
+
+def test_an_abort_whose_mover_does_not_stop_in_time_says_so_and_a_second_abort_finishes(ctl, stack):
+    """A mover stuck in a batch on the target past the abort's wait (5 s): the abort exits 1 move_busy naming the
+    abort to run again, the move aborted and nothing deleted under the stuck batch; once the mover stops, the second
+    abort deletes the copy whole and the source serves the tenant."""
+    w = _world(ctl, stack, postings=4)
+    tenant, target = w["tenant"], stack["cells"]["cli-2"]
+
+    async def go():
+        cp = await asyncpg.connect(stack["cp_url"])
+        try:
+            async with holding(target.database_url, "LOCK TABLE ledger_entries IN SHARE MODE") as held:
+                mover = await spawn_async(stack, "tenants", "move", tenant, "--to", "cli-2", "--yes",
+                                          move_batch_rows="3")
+                await until(lambda: held.queued(mover, '%INSERT INTO "ledger_entries"%'),
+                            "the mover's batch of entries to wait on the target")
+                move_id = str(await cp.fetchval("SELECT id FROM moves WHERE tenant_id = $1", tenant))
+                refused = await finished(await spawn_async(stack, "moves", "abort", move_id, "--yes"))
+                state = await cp.fetchval("SELECT state FROM moves WHERE id = $1::uuid", move_id)
+            return move_id, refused, state, await finished(mover)
+        finally:
+            await cp.close()
+
+    move_id, (rc, refused), state, (mover_rc, stopped) = asyncio.run(go())
+    assert (rc, refused["code"]) == (1, "move_busy") and f"moves abort {move_id}" in refused["title"], refused
+    assert state == "aborted"
+    assert (mover_rc, stopped["code"]) == (1, "move_stopped"), stopped
+    assert ctl.json("moves", "abort", move_id, "--yes")["state"] == "aborted"
+    assert {name: n for name, n in _rows(target.database_url, tenant).items() if n} == {}
+    assert w["http"].post("/api/ledger_transactions", json=_transfer(w["ledger"], w["accounts"], 9)).status_code == 201
