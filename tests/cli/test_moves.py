@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -414,6 +415,17 @@ def test_an_abort_or_purge_that_would_be_refused_shows_no_plan_and_asks_nothing(
     assert ctl.json("tenants", "show", tenant)["cell"] == "cli-1"
 
 
+@contextlib.asynccontextmanager
+async def _mover_held_in_a_batch(stack, cp, tenant: str):
+    """A mover of `tenant` to cli-2 whose batch of entries waits on the target (a lock held there, as a slow target
+    would hold it): (the lock's holder, the mover's process, the move's id), the lock released on leaving."""
+    async with holding(stack["cells"]["cli-2"].database_url, "LOCK TABLE ledger_entries IN SHARE MODE") as held:
+        mover = await spawn_async(stack, "tenants", "move", tenant, "--to", "cli-2", "--yes", move_batch_rows="3")
+        await until(lambda: held.queued(mover, '%INSERT INTO "ledger_entries"%'),
+                    "the mover's batch of entries to wait on the target")
+        yield held, mover, str(await cp.fetchval("SELECT id FROM moves WHERE tenant_id = $1", tenant))
+
+
 def test_an_abort_while_the_mover_writes_a_batch_on_the_target_leaves_nothing_there(ctl, stack):
     """An abort while a live mover's batch is being written on the target (held there by a lock here, as a slow
     target would hold it): the abort waits for the mover to stop, then deletes the copy whole: the target keeps
@@ -426,12 +438,7 @@ def test_an_abort_while_the_mover_writes_a_batch_on_the_target_leaves_nothing_th
     async def go():
         cp = await asyncpg.connect(stack["cp_url"])
         try:
-            async with holding(target.database_url, "LOCK TABLE ledger_entries IN SHARE MODE") as held:
-                mover = await spawn_async(stack, "tenants", "move", tenant, "--to", "cli-2", "--yes",
-                                          move_batch_rows="3")
-                await until(lambda: held.queued(mover, '%INSERT INTO "ledger_entries"%'),
-                            "the mover's batch of entries to wait on the target")
-                move_id = str(await cp.fetchval("SELECT id FROM moves WHERE tenant_id = $1", tenant))
+            async with _mover_held_in_a_batch(stack, cp, tenant) as (held, mover, move_id):
                 abort = await spawn_async(stack, "moves", "abort", move_id, "--yes")
 
                 async def waiting() -> bool:  # for the mover to stop, or (before) to delete on the target
@@ -465,12 +472,7 @@ def test_an_abort_whose_mover_does_not_stop_in_time_says_so_and_a_second_abort_f
     async def go():
         cp = await asyncpg.connect(stack["cp_url"])
         try:
-            async with holding(target.database_url, "LOCK TABLE ledger_entries IN SHARE MODE") as held:
-                mover = await spawn_async(stack, "tenants", "move", tenant, "--to", "cli-2", "--yes",
-                                          move_batch_rows="3")
-                await until(lambda: held.queued(mover, '%INSERT INTO "ledger_entries"%'),
-                            "the mover's batch of entries to wait on the target")
-                move_id = str(await cp.fetchval("SELECT id FROM moves WHERE tenant_id = $1", tenant))
+            async with _mover_held_in_a_batch(stack, cp, tenant) as (_, mover, move_id):
                 refused = await finished(await spawn_async(stack, "moves", "abort", move_id, "--yes"))
                 state = await cp.fetchval("SELECT state FROM moves WHERE id = $1::uuid", move_id)
             return move_id, refused, state, await finished(mover)
