@@ -391,7 +391,12 @@ async def test_the_cell_a_tenant_left_serves_no_read_once_its_new_cell_takes_its
         result = await run_move(world["conn"], settings, move["id"], progress)
         assert result["state"] == "done" and result["freeze_ms"] < ttl_s * 1000, result
         frozen = await tasks["frozen"]
-        assert (frozen.status_code, frozen.json()["balances"]["posted_balance"]["debits"]) == (200, 5), frozen.text
+        # Sent as the flip began, but the mover does not wait for it: on a loaded machine it may reach mv-1 only
+        # after the flip, and then it is the 421 (never another answer, nor books that are not the frozen ones).
+        if frozen.status_code == 200:
+            assert frozen.json()["balances"]["posted_balance"]["debits"] == 5, frozen.text
+        else:
+            assert (frozen.status_code, frozen.json().get("code")) == (421, "tenant_moved"), frozen.text
         written, late = await tasks["after"]
         assert written.status_code == 201, written.text
         assert [(r.status_code, r.json().get("code")) for r in late] == [(421, "tenant_moved")] * 2, \
